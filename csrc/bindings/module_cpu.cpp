@@ -1,0 +1,252 @@
+// ember._C: the CPU kernels.
+//
+// Every binding validates all of its arguments (type, dtype, ndim, shapes,
+// strides, alignment, aliasing, size overflow) while holding the GIL, builds
+// non-owning views, then releases the GIL for the kernel itself. The arrays
+// stay referenced by this frame for the whole call.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/check.h"
+#include "core/cpu_features.h"
+#include "core/registry.h"
+#include "core/threads.h"
+#include "ops/gemm/gemm.h"
+#include "ops/gemm/gemm_ukernel.h"
+
+namespace py = pybind11;
+using ember::detail::concat;
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+  std::ostringstream os;
+  os << "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) os << (d ? ", " : "") << a.shape(d);
+  if (a.ndim() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+std::string type_name(const py::handle& h) { return py::str(py::type::handle_of(h).attr("__name__")); }
+
+// A float32 ndarray argument with the given ndim, or a TypeError/ValueError naming it.
+py::array expect_f32(const py::handle& obj, const char* name, int ndim) {
+  EMBER_CHECK_TYPE(py::isinstance<py::array>(obj), name, " must be a numpy.ndarray of float32, got ",
+                   type_name(obj));
+  py::array arr = py::reinterpret_borrow<py::array>(obj);
+  EMBER_CHECK_TYPE(arr.dtype().is(py::dtype::of<float>()), name, " must have dtype float32, got ",
+                   std::string(py::str(arr.dtype())));
+  EMBER_CHECK_VALUE(arr.ndim() == ndim, name, " must be ", ndim, "-D, got shape ", shape_str(arr));
+  const int flags = py::detail::array_proxy(arr.ptr())->flags;
+  EMBER_CHECK_VALUE(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_, name,
+                    " must be aligned to 4 bytes (got a misaligned view)");
+  for (py::ssize_t d = 0; d < ndim; ++d)
+    EMBER_CHECK_VALUE(arr.strides(d) % static_cast<py::ssize_t>(sizeof(float)) == 0, name, " has stride ",
+                      arr.strides(d), " bytes in dimension ", d, ", not a multiple of the item size (4)");
+  return arr;
+}
+
+// The byte range [lo, hi) an array can touch; empty for size-0 arrays.
+std::pair<uintptr_t, uintptr_t> extent(const py::array& a) {
+  if (a.size() == 0) return {0, 0};
+  intptr_t lo = reinterpret_cast<intptr_t>(a.data()), hi = lo;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    intptr_t span = static_cast<intptr_t>(a.shape(d) - 1) * a.strides(d);
+    (span < 0 ? lo : hi) += span;
+  }
+  return {static_cast<uintptr_t>(lo), static_cast<uintptr_t>(hi) + a.itemsize()};
+}
+
+bool overlaps(const py::array& x, const py::array& y) {
+  auto [xl, xh] = extent(x);
+  auto [yl, yh] = extent(y);
+  return xl < xh && yl < yh && xl < yh && yl < xh;
+}
+
+ember::MatrixF32 view(const py::array& arr, bool trans) {
+  const float* p = static_cast<const float*>(arr.data());
+  int64_t r = arr.shape(0), c = arr.shape(1);
+  int64_t rs = arr.strides(0) / 4, cs = arr.strides(1) / 4;
+  if (trans) return {p, c, r, cs, rs};
+  return {p, r, c, rs, cs};
+}
+
+struct GemmCall {
+  ember::gemm::GemmArgs args;
+  py::array out;
+  py::array bias_keepalive;
+};
+
+GemmCall prepare_gemm(const py::handle& a_obj, const py::handle& b_obj, const py::handle& out_obj, float alpha,
+                      float beta, bool trans_a, bool trans_b, const py::handle& bias_obj, bool relu) {
+  py::array a = expect_f32(a_obj, "a", 2);
+  py::array b = expect_f32(b_obj, "b", 2);
+  GemmCall call;
+  auto& g = call.args;
+  g.a = view(a, trans_a);
+  g.b = view(b, trans_b);
+  const int64_t M = g.a.rows, K = g.a.cols, N = g.b.cols;
+  EMBER_CHECK_VALUE(g.b.rows == K, "inner dimensions differ: op(a) is ", M, "x", K, " (a has shape ",
+                    shape_str(a), trans_a ? ", transposed" : "", ") but op(b) is ", g.b.rows, "x", N,
+                    " (b has shape ", shape_str(b), trans_b ? ", transposed" : "", ")");
+  g.alpha = alpha;
+  g.beta = beta;
+  g.relu = relu;
+
+  if (out_obj.is_none()) {
+    EMBER_CHECK_VALUE(beta == 0.0f, "beta is ", beta, " but out is None: beta scales the existing out, pass out=");
+    int64_t bytes;
+    if (__builtin_mul_overflow(M, N, &bytes) || __builtin_mul_overflow(bytes, int64_t(4), &bytes))
+      throw std::overflow_error(concat("the result of shape (", M, ", ", N,
+                                       ") is too big: its size in bytes overflows a 64-bit integer"));
+    call.out = py::array_t<float>({M, N});
+  } else {
+    call.out = expect_f32(out_obj, "out", 2);
+    py::array& o = call.out;
+    EMBER_CHECK_VALUE(o.shape(0) == M && o.shape(1) == N, "out must have shape (", M, ", ", N,
+                      ") for op(a) ", M, "x", K, " @ op(b) ", K, "x", N, ", got ", shape_str(o));
+    EMBER_CHECK_VALUE(o.writeable(), "out is read-only");
+    EMBER_CHECK_VALUE(N <= 1 || o.strides(1) == 4,
+                      "out must have unit column stride (rows contiguous), got strides (", o.strides(0), ", ",
+                      o.strides(1), ")");
+    EMBER_CHECK_VALUE(M <= 1 || o.strides(0) >= 4 * N,
+                      "out rows must not overlap: row stride must be at least ", 4 * N, " bytes, got ",
+                      o.strides(0));
+    EMBER_CHECK_VALUE(!overlaps(o, a), "out must not share memory with a");
+    EMBER_CHECK_VALUE(!overlaps(o, b), "out must not share memory with b");
+  }
+  g.c = {static_cast<float*>(call.out.mutable_data()), M, N, M <= 1 ? N : call.out.strides(0) / 4};
+
+  if (!bias_obj.is_none()) {
+    py::array bias = expect_f32(bias_obj, "bias", 1);
+    EMBER_CHECK_VALUE(bias.shape(0) == N, "bias must have shape (", N, ",) (one value per column of the result), got ",
+                      shape_str(bias));
+    // A strided bias is copied to a contiguous temporary: it is an input, only read.
+    call.bias_keepalive = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(bias);
+    if (!out_obj.is_none())
+      EMBER_CHECK_VALUE(!overlaps(call.out, bias), "out must not share memory with bias");
+    g.bias = static_cast<const float*>(call.bias_keepalive.data());
+  }
+  return call;
+}
+
+py::array py_gemm(const py::handle& a, const py::handle& b, const py::handle& out, float alpha, float beta,
+                  bool trans_a, bool trans_b, const py::handle& bias, bool relu) {
+  GemmCall call = prepare_gemm(a, b, out, alpha, beta, trans_a, trans_b, bias, relu);
+  const ember::Isa isa = ember::active_isa();
+  const int nthreads = ember::get_num_threads();
+  {
+    py::gil_scoped_release release;
+    ember::gemm::gemm_cpu(call.args, isa, nthreads);
+  }
+  return call.out;
+}
+
+py::array py_gemm_ref(const py::handle& a, const py::handle& b, const py::handle& out, float alpha, float beta,
+                      bool trans_a, bool trans_b, const py::handle& bias, bool relu) {
+  GemmCall call = prepare_gemm(a, b, out, alpha, beta, trans_a, trans_b, bias, relu);
+  {
+    py::gil_scoped_release release;
+    ember::gemm::gemm_ref(call.args);
+  }
+  return call.out;
+}
+
+// The machine's fp32 FMA rate with the active ISA's widest FMA, on `threads`
+// threads at once, in GFLOP/s.
+double py_measure_fma_peak(double seconds, int threads) {
+  EMBER_CHECK_VALUE(seconds > 0 && seconds <= 60, "seconds must be in (0, 60], got ", seconds);
+  if (threads <= 0) threads = ember::get_num_threads();
+  auto fn = ember::lookup_fn<ember::gemm::fma_peak_fn>("fma_peak");
+  py::gil_scoped_release release;
+  using clock = std::chrono::steady_clock;
+  float sink = 0.0f;
+  // Calibrate on one thread, then run every thread for about `seconds`.
+  int64_t iters = 1 << 16;
+  double elapsed = 0.0;
+  for (;;) {
+    auto t0 = clock::now();
+    fn(iters, &sink);
+    elapsed = std::chrono::duration<double>(clock::now() - t0).count();
+    if (elapsed > 0.02) break;
+    iters *= 4;
+  }
+  iters = std::max<int64_t>(1, static_cast<int64_t>(iters * seconds / elapsed));
+  std::vector<float> sinks(threads, 0.0f);
+  std::vector<int64_t> flops(threads, 0);
+  auto t0 = clock::now();
+  ember::parallel_run(threads, [&](int tid) { flops[tid] = fn(iters, &sinks[tid]); });
+  double wall = std::chrono::duration<double>(clock::now() - t0).count();
+  double total = 0;
+  for (int64_t f : flops) total += static_cast<double>(f);
+  return total / wall * 1e-9 + 0.0 * (sink + sinks[0]);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "Ember's CPU kernels";
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ember::TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    }
+  });
+  // Environment overrides are validated at import, so a typo fails loudly.
+  ember::init_isa_from_env();
+  ember::get_num_threads();
+  m.attr("__version__") = EMBER_VERSION;
+
+  const char* gemm_doc =
+      "C = act(alpha * op(a) @ op(b) + beta * out + bias) over float32 arrays; op(x) is x.T when trans_x.\n"
+      "Any input strides are read in place. out (M x N, unit column stride) is written in place when given;\n"
+      "beta != 0 requires it. Returns out.";
+  m.def("gemm", &py_gemm, gemm_doc, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("out") = py::none(),
+        py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("trans_a") = false, py::arg("trans_b") = false,
+        py::arg("bias") = py::none(), py::arg("relu") = false);
+  m.def("gemm_ref", &py_gemm_ref, "The reference GEMM (plain loops, double accumulation); same arguments as gemm.",
+        py::arg("a"), py::arg("b"), py::kw_only(), py::arg("out") = py::none(), py::arg("alpha") = 1.0f,
+        py::arg("beta") = 0.0f, py::arg("trans_a") = false, py::arg("trans_b") = false,
+        py::arg("bias") = py::none(), py::arg("relu") = false);
+
+  m.def("get_num_threads", &ember::get_num_threads, "Threads the CPU kernels use.");
+  m.def("set_num_threads", &ember::set_num_threads, "Set the threads the CPU kernels use (1..1024).",
+        py::arg("n"));
+  m.def("affinity_cpu_count", &ember::affinity_cpu_count, "CPUs in this process's affinity mask.");
+
+  m.def("get_isa", [] { return std::string(ember::isa_name(ember::active_isa())); },
+        "The instruction set the CPU kernels use.");
+  m.def("set_isa", [](const std::string& name) { ember::set_active_isa(ember::parse_isa(name)); },
+        "Force the kernels' instruction set: 'generic', 'avx2' or 'avx512' (must be supported).",
+        py::arg("name"));
+  m.def("best_isa", [] { return std::string(ember::isa_name(ember::best_isa())); });
+  m.def("available_isas", [] {
+    std::vector<std::string> out;
+    for (ember::Isa i : ember::supported_isas()) out.emplace_back(ember::isa_name(i));
+    return out;
+  });
+  m.def("cpu_features", [] {
+    const ember::CpuFeatures& f = ember::cpu_features();
+    py::dict d;
+    d["avx2_fma"] = f.avx2_fma;
+    d["avx512"] = f.avx512;
+    d["avx512_vnni"] = f.avx512_vnni;
+    d["avx512_bf16"] = f.avx512_bf16;
+    return d;
+  });
+  m.def("registered_kernels", &ember::registered_kernels);
+  m.def("gemm_ukernel_name", [] { return std::string(ember::lookup<ember::gemm::Ukernel>("gemm").name); },
+        "The GEMM micro-kernel the active ISA uses.");
+  m.def("measure_fma_peak", &py_measure_fma_peak,
+        "Measure the fp32 FMA rate (GFLOP/s) of the active ISA on `threads` threads (0: all).",
+        py::arg("seconds") = 0.2, py::arg("threads") = 0);
+}

@@ -1,0 +1,79 @@
+#include "core/registry.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/check.h"
+#include "ops/gemm/gemm.h"
+#include "ops/gemm/gemm_ukernel.h"
+
+namespace ember {
+
+namespace {
+
+// One row group per op. Keep each group ordered from generic up.
+const KernelEntry kTable[] = {
+    // gemm: micro-kernels and blocking sizes for the packed GEMM driver (gemm_cpu.cpp)
+    {"gemm", Device::cpu, Isa::generic, &gemm::ukernel_generic},
+    {"gemm", Device::cpu, Isa::avx2, &gemm::ukernel_avx2},
+    {"gemm", Device::cpu, Isa::avx512, &gemm::ukernel_avx512},
+    // fma_peak: a register-only FMA loop measuring the machine's fp32 peak
+    {"fma_peak", Device::cpu, Isa::generic, reinterpret_cast<const void*>(&gemm::fma_peak_generic)},
+    {"fma_peak", Device::cpu, Isa::avx2, reinterpret_cast<const void*>(&gemm::fma_peak_avx2)},
+    {"fma_peak", Device::cpu, Isa::avx512, reinterpret_cast<const void*>(&gemm::fma_peak_avx512)},
+};
+
+std::atomic<int> g_active{-1};
+
+}  // namespace
+
+void init_isa_from_env() {
+  const char* env = std::getenv("EMBER_ISA");
+  if (env == nullptr || *env == '\0') {
+    g_active.store(static_cast<int>(best_isa()));
+    return;
+  }
+  Isa isa;
+  try {
+    isa = parse_isa(env);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(detail::concat("EMBER_ISA: ", e.what()));
+  }
+  set_active_isa(isa);
+}
+
+Isa active_isa() {
+  int v = g_active.load(std::memory_order_relaxed);
+  if (v < 0) return best_isa();
+  return static_cast<Isa>(v);
+}
+
+void set_active_isa(Isa isa) {
+  if (!isa_supported(isa)) {
+    std::string avail;
+    for (Isa s : supported_isas()) avail += std::string(avail.empty() ? "" : ", ") + isa_name(s);
+    throw std::invalid_argument(detail::concat("ISA '", isa_name(isa),
+                                               "' is not supported by this CPU (available: ", avail, ")"));
+  }
+  g_active.store(static_cast<int>(isa));
+}
+
+const void* lookup_impl(const char* op, Device device, Isa isa) {
+  const KernelEntry* best = nullptr;
+  for (const KernelEntry& e : kTable) {
+    if (e.device != device || std::strcmp(e.op, op) != 0 || e.isa > isa) continue;
+    if (best == nullptr || e.isa > best->isa) best = &e;
+  }
+  EMBER_ASSERT(best != nullptr, "no kernel registered for op '", op, "'");
+  return best->impl;
+}
+
+std::vector<std::pair<std::string, std::string>> registered_kernels() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const KernelEntry& e : kTable)
+    if (e.device == Device::cpu) out.emplace_back(e.op, isa_name(e.isa));
+  return out;
+}
+
+}  // namespace ember

@@ -1,0 +1,45 @@
+// A persistent worker pool shared by all CPU kernels.
+//
+// Workers are created on first use and live for the process (a forked child
+// starts with a fresh, empty pool). A parallel region runs fn(tid) for
+// tid = 0..n-1; the caller is tid 0. Only one region uses the pool at a time:
+// a region started while the pool is busy — from another Python thread, or
+// nested inside a region — runs all its tids serially in the calling thread,
+// so concurrent callers are always correct and never deadlock.
+#pragma once
+
+#include <type_traits>
+#include <utility>
+
+namespace ember {
+
+// CPUs in this process's affinity mask.
+int affinity_cpu_count();
+// Threads kernels use: EMBER_NUM_THREADS if set, else affinity_cpu_count().
+// The first call reads the environment and throws std::invalid_argument for
+// an invalid EMBER_NUM_THREADS (ember._C makes that call at import).
+int get_num_threads();
+// Throws std::invalid_argument unless 1 <= n <= 1024.
+void set_num_threads(int n);
+
+namespace detail {
+struct TaskRef {
+  void* obj;
+  void (*call)(void* obj, int tid);
+};
+void parallel_run_impl(int nthreads, TaskRef task);
+}  // namespace detail
+
+// Runs fn(tid) for every tid in [0, nthreads). fn must not throw.
+template <class F>
+void parallel_run(int nthreads, F&& fn) {
+  if (nthreads <= 1) {
+    fn(0);
+    return;
+  }
+  detail::TaskRef task{static_cast<void*>(&fn),
+                       [](void* obj, int tid) { (*static_cast<std::remove_reference_t<F>*>(obj))(tid); }};
+  detail::parallel_run_impl(nthreads, task);
+}
+
+}  // namespace ember

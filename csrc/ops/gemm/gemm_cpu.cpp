@@ -1,0 +1,257 @@
+// The GEMM driver: Goto/BLIS blocking and packing around the micro-kernels.
+//
+// Loop nest, per thread, over the thread's own block of C (rows m0..m1,
+// columns n0..n1):
+//
+//   for mc in M step MC:            A block (MC x KC) packed once, L3-resident
+//     for kc in K step KC:
+//       pack A[mc, kc]
+//       for nc in N step NC:        B panel (KC x NC) packed once, L2-resident
+//         pack B[kc, nc]
+//         for ir in MC step MR:     A sliver (MR x KC) stays in L1 ...
+//           for jr in NC step NR:   ... while B slivers stream from L2
+//             micro-kernel(MR x NR tile of C)
+//
+// Packing is skipped where it cannot pay for itself: A is read in place when
+// it has a unit stride and few column slivers will reuse it (tall-skinny
+// shapes such as the im2col of a first conv layer); B is read in place when
+// its rows are short and dense, and always for M <= 8, where each element of
+// B is used at most 8 times and the product is a stream over B (the K-blocked
+// loop above then walks B once, a few hundred rows at a time, with the MR x NR
+// accumulators in registers).
+//
+// Threads own disjoint blocks of C laid out as a tm x tn grid chosen to
+// balance the tiles and to minimise duplicated packing; a thread packs its own
+// panels (no barriers, no shared buffers). Packing buffers are per thread,
+// grow-only and reused across calls, so a call allocates nothing once warm.
+// Nothing of size M x K x N is ever materialised; C is written only by the
+// micro-kernels' epilogues.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "core/check.h"
+#include "core/registry.h"
+#include "core/threads.h"
+#include "ops/gemm/gemm.h"
+#include "ops/gemm/gemm_ukernel.h"
+
+namespace ember::gemm {
+namespace {
+
+// Below this many multiply-adds per thread, waking another thread costs more
+// than it saves (~1 M MACs is ~10 us on one Zen 4 core).
+constexpr int64_t kMinMacsPerThread = int64_t(1) << 20;
+// Rows of B at most this long (in floats) are read in place rather than packed.
+constexpr int64_t kInPlaceBMaxRow = 256;
+// M at or below this streams B in place whatever its layout permits.
+constexpr int64_t kSmallM = 8;
+// Relative cost of packing one element, in multiply-adds of the micro-kernel.
+constexpr int64_t kPackCost = 8;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// A per-thread, 64-byte aligned, grow-only buffer.
+class Scratch {
+ public:
+  ~Scratch() { std::free(ptr_); }
+  float* get(size_t n) {
+    if (n > cap_) {
+      std::free(ptr_);
+      size_t bytes = round_up(static_cast<int64_t>(n * sizeof(float)), 64);
+      ptr_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (ptr_ == nullptr) {
+        cap_ = 0;
+        throw std::bad_alloc();
+      }
+      cap_ = n;
+    }
+    return ptr_;
+  }
+
+ private:
+  float* ptr_ = nullptr;
+  size_t cap_ = 0;
+};
+
+thread_local Scratch t_pack_a;
+thread_local Scratch t_pack_b;
+
+// A[r0 : r0+rows, k0 : k0+kc] -> slivers of MR rows, element (i, p) of a
+// sliver at out[p * MR + i]; rows past the end are zero.
+void pack_a(const MatrixF32& A, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int MR, float* out) {
+  for (int64_t s = 0; s < rows; s += MR) {
+    const int m = static_cast<int>(std::min<int64_t>(MR, rows - s));
+    float* dst = out + s * kc;
+    const float* src = A.data + (r0 + s) * A.rs + k0 * A.cs;
+    if (A.rs == 1) {
+      for (int64_t p = 0; p < kc; ++p)
+        for (int i = 0; i < m; ++i) dst[p * MR + i] = src[p * A.cs + i];
+    } else {
+      for (int i = 0; i < m; ++i)
+        for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = src[i * A.rs + p * A.cs];
+    }
+    if (m < MR)
+      for (int64_t p = 0; p < kc; ++p)
+        for (int i = m; i < MR; ++i) dst[p * MR + i] = 0.0f;
+  }
+}
+
+// B[k0 : k0+kc, c0 : c0+cols] -> slivers of NR columns, element (p, j) of a
+// sliver at out[p * NR + j]; columns past the end are zero.
+void pack_b(const MatrixF32& B, int64_t k0, int64_t kc, int64_t c0, int64_t cols, int NR, float* out) {
+  for (int64_t s = 0; s < cols; s += NR) {
+    const int n = static_cast<int>(std::min<int64_t>(NR, cols - s));
+    float* dst = out + s * kc;
+    const float* src = B.data + k0 * B.rs + (c0 + s) * B.cs;
+    if (B.cs == 1) {
+      for (int64_t p = 0; p < kc; ++p) {
+        std::memcpy(dst + p * NR, src + p * B.rs, sizeof(float) * n);
+        for (int j = n; j < NR; ++j) dst[p * NR + j] = 0.0f;
+      }
+    } else {
+      for (int j = 0; j < n; ++j)
+        for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p * B.rs + j * B.cs];
+      if (n < NR)
+        for (int64_t p = 0; p < kc; ++p)
+          for (int j = n; j < NR; ++j) dst[p * NR + j] = 0.0f;
+    }
+  }
+}
+
+struct Plan {
+  bool pack_a;
+  bool pack_b;
+  int tm, tn;  // thread grid
+};
+
+Plan make_plan(const GemmArgs& g, const Ukernel& uk, int nthreads) {
+  const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
+  const bool a_in_place_ok = (g.a.cs == 1 || g.a.rs == 1);
+  const bool small_m = M <= kSmallM;
+  Plan plan;
+  plan.pack_b = g.b.cs != 1 || (!small_m && std::abs(g.b.rs) > kInPlaceBMaxRow);
+
+  const int64_t tiles_m = ceil_div(M, uk.mr), tiles_n = ceil_div(N, uk.nr);
+  const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const double useful = std::min(static_cast<double>(tiles_m * tiles_n), macs / kMinMacsPerThread);
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, static_cast<int64_t>(useful)));
+
+  // Choose the grid: the slowest thread's tiles plus its packing.
+  int64_t best_cost = -1;
+  for (int64_t n_try = nt; n_try >= 1 && best_cost < 0; --n_try) {
+    for (int64_t tn = 1; tn <= n_try; ++tn) {
+      if (n_try % tn) continue;
+      const int64_t tm = n_try / tn;
+      if (tm > tiles_m || tn > tiles_n || (small_m && tm > 1)) continue;
+      const int64_t rows = ceil_div(tiles_m, tm) * uk.mr, cols = ceil_div(tiles_n, tn) * uk.nr;
+      const bool pack_a = !a_in_place_ok || (!small_m && cols > 2 * uk.nr);
+      int64_t cost = rows * cols * K;
+      if (pack_a) cost += kPackCost * rows * K;
+      if (plan.pack_b) cost += kPackCost * K * cols;
+      if (best_cost < 0 || cost < best_cost) {
+        best_cost = cost;
+        plan.tm = static_cast<int>(tm);
+        plan.tn = static_cast<int>(tn);
+        plan.pack_a = pack_a;
+      }
+    }
+  }
+  return plan;
+}
+
+void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m0, int64_t m1, int64_t n0,
+               int64_t n1) {
+  const int64_t K = g.a.cols;
+  const int MR = uk.mr, NR = uk.nr;
+  const int64_t MC = uk.mc, KC = uk.kc, NC = uk.nc;
+  const int64_t ld = g.c.ld;
+  float* abuf = plan.pack_a ? t_pack_a.get(round_up(std::min(MC, m1 - m0), MR) * std::min(KC, K)) : nullptr;
+  float* bbuf = plan.pack_b ? t_pack_b.get(round_up(std::min(NC, n1 - n0), NR) * std::min(KC, K)) : nullptr;
+
+  for (int64_t mc0 = m0; mc0 < m1; mc0 += MC) {
+    const int64_t mcl = std::min(MC, m1 - mc0);
+    for (int64_t kc0 = 0; kc0 < K; kc0 += KC) {
+      const int64_t kcl = std::min(KC, K - kc0);
+      const bool last = kc0 + kcl == K;
+      Epilogue ep{g.alpha, kc0 == 0 ? g.beta : 1.0f, nullptr, last && g.relu};
+      if (plan.pack_a) pack_a(g.a, mc0, mcl, kc0, kcl, MR, abuf);
+      for (int64_t nc0 = n0; nc0 < n1; nc0 += NC) {
+        const int64_t ncl = std::min(NC, n1 - nc0);
+        if (plan.pack_b) pack_b(g.b, kc0, kcl, nc0, ncl, NR, bbuf);
+        for (int64_t ir = 0; ir < mcl; ir += MR) {
+          const int m = static_cast<int>(std::min<int64_t>(MR, mcl - ir));
+          const float* a;
+          int64_t rs_a, cs_a;
+          ukernel_fn fn;
+          if (plan.pack_a) {
+            a = abuf + ir * kcl, rs_a = 1, cs_a = MR, fn = uk.packed;
+          } else {
+            a = g.a.data + (mc0 + ir) * g.a.rs + kc0 * g.a.cs, rs_a = g.a.rs, cs_a = g.a.cs, fn = uk.strided;
+          }
+          float* crow = g.c.data + (mc0 + ir) * ld;
+          for (int64_t jr = 0; jr < ncl; jr += NR) {
+            const int n = static_cast<int>(std::min<int64_t>(NR, ncl - jr));
+            const int64_t col = nc0 + jr;
+            const float* b;
+            int64_t rs_b;
+            if (plan.pack_b) {
+              b = bbuf + jr * kcl, rs_b = NR;
+            } else {
+              b = g.b.data + kc0 * g.b.rs + col, rs_b = g.b.rs;
+            }
+            ep.bias = (last && g.bias) ? g.bias + col : nullptr;
+            fn(kcl, a, rs_a, cs_a, b, rs_b, crow + col, ld, m, n, ep);
+          }
+        }
+      }
+    }
+  }
+}
+
+// K == 0 or alpha == 0: C = act(beta * C + bias) without reading A or B.
+void scale_only(const GemmArgs& g) {
+  for (int64_t i = 0; i < g.c.rows; ++i) {
+    float* crow = g.c.data + i * g.c.ld;
+    for (int64_t j = 0; j < g.c.cols; ++j) {
+      float x = g.beta == 0.0f ? 0.0f : g.beta * crow[j];
+      if (g.bias) x += g.bias[j];
+      if (g.relu && x < 0.0f) x = 0.0f;
+      crow[j] = x;
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
+  const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
+  if (M == 0 || N == 0) return;
+  if (K == 0 || g.alpha == 0.0f) {
+    scale_only(g);
+    return;
+  }
+  const Ukernel& uk = lookup<Ukernel>("gemm", isa);
+  const Plan plan = make_plan(g, uk, nthreads);
+  const int64_t tiles_m = ceil_div(M, uk.mr), tiles_n = ceil_div(N, uk.nr);
+  std::atomic<bool> out_of_memory{false};
+  parallel_run(plan.tm * plan.tn, [&](int tid) {
+    const int64_t ti = tid / plan.tn, tj = tid % plan.tn;
+    const int64_t m0 = std::min(M, tiles_m * ti / plan.tm * uk.mr);
+    const int64_t m1 = std::min(M, tiles_m * (ti + 1) / plan.tm * uk.mr);
+    const int64_t n0 = std::min(N, tiles_n * tj / plan.tn * uk.nr);
+    const int64_t n1 = std::min(N, tiles_n * (tj + 1) / plan.tn * uk.nr);
+    if (m0 >= m1 || n0 >= n1) return;
+    try {
+      run_block(g, uk, plan, m0, m1, n0, n1);
+    } catch (const std::bad_alloc&) {  // a packing buffer could not grow
+      out_of_memory.store(true);
+    }
+  });
+  if (out_of_memory.load()) throw std::bad_alloc();
+}
+
+}  // namespace ember::gemm

@@ -1,0 +1,53 @@
+// GEMM micro-kernels: the only GEMM code that differs per ISA.
+//
+// A micro-kernel computes one MR x NR tile of C from a sliver of A (MR x k)
+// and a sliver of B (k x NR), keeping the tile in registers for the whole k
+// loop, then applies the epilogue once:
+//
+//   C[0:m, 0:n] = alpha * sum_p A[i, p] * B[p, j]  (+ beta * C, unless beta == 0)
+//                 (+ bias[j])  (then ReLU)
+//
+// m <= MR and n <= NR give edge tiles; the kernel masks them itself, so a
+// ragged edge costs one narrower tile, not a slow path.
+//
+// Two entry points differ in how A is laid out:
+//   packed  - A sliver packed by the driver: element (i, p) at a[p * MR + i],
+//             rows m..MR-1 zero-filled. Compile-time strides; all MR rows are
+//             computed and only m are stored.
+//   strided - A read in place: element (i, p) at a[i * rs_a + p * cs_a]; only m
+//             rows are read (one instantiation per m).
+// B row p starts at b + p * rs_b with unit column stride: either a packed
+// panel (rs_b = NR, zero-padded to NR columns) or the caller's matrix itself
+// (rs_b = its row stride; columns >= n are never read).
+#pragma once
+
+#include <cstdint>
+
+namespace ember::gemm {
+
+struct Epilogue {
+  float alpha;
+  float beta;          // 0: C is not read
+  const float* bias;   // bias for the tile's first column, or null
+  bool relu;
+};
+
+using ukernel_fn = void (*)(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                            int64_t rs_b, float* c, int64_t ldc, int m, int n, const Epilogue& ep);
+
+// One ISA's micro-kernels and the blocking sizes tuned for them.
+struct Ukernel {
+  const char* name;  // e.g. "avx512_12x32"
+  int mr, nr;        // register tile
+  int kc;            // K block: an MR x KC sliver of A stays in L1
+  int nc;            // N block: a KC x NC panel of B stays in L2 (multiple of nr)
+  int mc;            // M block: an MC x KC block of packed A stays in L3 (multiple of mr)
+  ukernel_fn packed;
+  ukernel_fn strided;
+};
+
+extern const Ukernel ukernel_generic;
+extern const Ukernel ukernel_avx2;
+extern const Ukernel ukernel_avx512;
+
+}  // namespace ember::gemm

@@ -1,0 +1,136 @@
+// AVX2 + FMA GEMM micro-kernel gemm_ukernel_avx2_6x16.
+//
+// Strategy: a 6 x 16 tile of C in 12 ymm accumulators (16 registers: 12
+// accumulators, 2 rows of B, 1 broadcast). Each k step: 2 loads of B, 6
+// broadcasts of A, 12 FMAs — two FMA pipes' worth on Zen 4 and Haswell-class
+// cores alike. The A sliver (6 x KC) stays in L1, the B panel streams from L2.
+// Edges: n < 16 uses masked loads of in-place B and masked C accesses
+// (instantiated separately so full tiles never pay for them); m < 6 is a
+// separate instantiation that neither reads nor computes the missing rows.
+// The epilogue (alpha, beta, bias, ReLU) runs on registers: C is written once.
+//
+// Intrinsics live only in this file, inside an anonymous namespace.
+#include <immintrin.h>
+
+#include <utility>
+
+#include "ops/gemm/gemm.h"
+#include "ops/gemm/gemm_ukernel.h"
+
+namespace ember::gemm {
+namespace {
+
+constexpr int kMR = 6;
+constexpr int kNV = 2;
+constexpr int kNR = 8 * kNV;
+
+inline __m256i tail_mask(int n, int v) {
+  int left = n - 8 * v;
+  left = left < 0 ? 0 : (left > 8 ? 8 : left);
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), idx);
+}
+
+template <int M, bool PACKED, bool FULL_N>
+void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
+             float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
+  const int rows = PACKED ? m : M;
+  __m256i mask[kNV];
+  for (int v = 0; v < kNV; ++v) mask[v] = tail_mask(n, v);
+
+  __m256 acc[M][kNV];
+#pragma GCC unroll 8
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) acc[i][v] = _mm256_setzero_ps();
+
+  const int64_t a_rs = PACKED ? 1 : rs_a;
+  const int64_t a_cs = PACKED ? kMR : cs_a;
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < k; ++p) {
+    __m256 bv[kNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v)
+      bv[v] = (PACKED || FULL_N) ? _mm256_loadu_ps(b + 8 * v) : _mm256_maskload_ps(b + 8 * v, mask[v]);
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) {
+      __m256 av = _mm256_broadcast_ss(a + i * a_rs);
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
+    }
+    a += a_cs;
+    b += rs_b;
+  }
+
+  const __m256 alpha = _mm256_set1_ps(ep.alpha);
+  const __m256 beta = _mm256_set1_ps(ep.beta);
+  const __m256 zero = _mm256_setzero_ps();
+  const bool full = FULL_N || n >= kNR;
+  __m256 bias[kNV];
+  for (int v = 0; v < kNV; ++v)
+    bias[v] = !ep.bias ? zero : full ? _mm256_loadu_ps(ep.bias + 8 * v) : _mm256_maskload_ps(ep.bias + 8 * v, mask[v]);
+#pragma GCC unroll 8
+  for (int i = 0; i < M; ++i) {
+    if (i >= rows) break;
+    float* crow = c + i * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) {
+      __m256 x = _mm256_mul_ps(acc[i][v], alpha);
+      if (ep.beta != 0.0f) {
+        __m256 cv = full ? _mm256_loadu_ps(crow + 8 * v) : _mm256_maskload_ps(crow + 8 * v, mask[v]);
+        x = _mm256_fmadd_ps(beta, cv, x);
+      }
+      if (ep.bias) x = _mm256_add_ps(x, bias[v]);
+      // max(0, x) with x second returns x when x is NaN: ReLU propagates NaN.
+      if (ep.relu) x = _mm256_max_ps(zero, x);
+      if (full)
+        _mm256_storeu_ps(crow + 8 * v, x);
+      else
+        _mm256_maskstore_ps(crow + 8 * v, mask[v], x);
+    }
+  }
+}
+
+void ukernel_packed(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
+                    float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
+  ukernel<kMR, true, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+}
+
+template <int... Ms>
+ukernel_fn strided_table_entry(int m, bool full_n, std::integer_sequence<int, Ms...>) {
+  static const ukernel_fn full[] = {ukernel<Ms + 1, false, true>...};
+  static const ukernel_fn edge[] = {ukernel<Ms + 1, false, false>...};
+  return full_n ? full[m - 1] : edge[m - 1];
+}
+
+void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                     int64_t rs_b, float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
+  strided_table_entry(m, n >= kNR, std::make_integer_sequence<int, kMR>{})(k, a, rs_a, cs_a, b, rs_b, c,
+                                                                           ldc, m, n, ep);
+}
+
+}  // namespace
+
+extern const Ukernel ukernel_avx2 = {
+    "avx2_6x16", kMR, kNR,
+    /*kc=*/384, /*nc=*/512, /*mc=*/1536,
+    ukernel_packed, ukernel_strided,
+};
+
+int64_t fma_peak_avx2(int64_t iters, float* sink) {
+  constexpr int kChains = 12;  // > latency x throughput (4 x 2 on current cores)
+  __m256 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm256_set1_ps(1.0f + 0.001f * static_cast<float>(j));
+  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it)
+#pragma GCC unroll 12
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm256_fmadd_ps(acc[j], x, y);
+  __m256 s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = _mm256_add_ps(s, acc[j]);
+  float lanes[8];
+  _mm256_storeu_ps(lanes, s);
+  for (float l : lanes) *sink += l;
+  return iters * kChains * 8 * 2;
+}
+
+}  // namespace ember::gemm

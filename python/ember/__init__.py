@@ -1,0 +1,31 @@
+"""Ember: a lightweight deep-learning engine whose hot paths are its own native kernels.
+
+The CPU kernels live in ``ember._C`` (chosen at import for the CPU's instruction set),
+the CUDA kernels in ``ember._cuda`` when it was built. NumPy arrays go in and come out
+without copies.
+"""
+
+from . import _C, ops
+from ._runtime import (
+    available_isas,
+    get_isa,
+    get_num_threads,
+    info,
+    set_isa,
+    set_num_threads,
+)
+from .ops import matmul
+
+__version__ = _C.__version__
+
+__all__ = [
+    "__version__",
+    "available_isas",
+    "get_isa",
+    "get_num_threads",
+    "info",
+    "matmul",
+    "ops",
+    "set_isa",
+    "set_num_threads",
+]
