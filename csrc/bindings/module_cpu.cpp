@@ -75,6 +75,10 @@ ember::MatrixF32 view(const py::array& arr, bool trans) {
   const float* p = static_cast<const float*>(arr.data());
   int64_t r = arr.shape(0), c = arr.shape(1);
   int64_t rs = arr.strides(0) / 4, cs = arr.strides(1) / 4;
+  // A dimension of extent 1 is never stepped along: give it the natural
+  // stride so layout checks see a single row or column as contiguous.
+  if (r == 1) rs = c;
+  if (c == 1) cs = 1;
   if (trans) return {p, c, r, cs, rs};
   return {p, r, c, rs, cs};
 }

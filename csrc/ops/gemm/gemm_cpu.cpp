@@ -46,8 +46,12 @@ namespace {
 constexpr int64_t kMinMacsPerThread = int64_t(1) << 20;
 // Rows of B at most this long (in floats) are read in place rather than packed.
 constexpr int64_t kInPlaceBMaxRow = 256;
-// M at or below this streams B in place whatever its layout permits.
-constexpr int64_t kSmallM = 8;
+// The small-M kernel's accumulator block (m x width floats) is kept this small
+// so it stays in L1 while B streams past it.
+constexpr int64_t kSmallMAccBytes = 16 * 1024;
+// The small-M path is bound by reading B: a thread is worth waking for this
+// many bytes of it (~10 us from L3).
+constexpr int64_t kSmallMBytesPerThread = 256 * 1024;
 // Relative cost of packing one element, in multiply-adds of the micro-kernel.
 constexpr int64_t kPackCost = 8;
 
@@ -79,6 +83,19 @@ class Scratch {
 
 thread_local Scratch t_pack_a;
 thread_local Scratch t_pack_b;
+thread_local Scratch t_small_acc;
+
+// c[j] = act(alpha * acc[j] + beta * c[j] + bias[j]) for j < n; acc == null
+// means a zero product, beta == 0 means c is not read, bias may be null.
+void epilogue_row(const float* acc, float* c, int64_t n, float alpha, float beta, const float* bias, bool relu) {
+  for (int64_t j = 0; j < n; ++j) {
+    float x = acc ? alpha * acc[j] : 0.0f;
+    if (beta != 0.0f) x += beta * c[j];
+    if (bias) x += bias[j];
+    if (relu && x < 0.0f) x = 0.0f;  // NaN compares false: it propagates
+    c[j] = x;
+  }
+}
 
 // A[r0 : r0+rows, k0 : k0+kc] -> slivers of MR rows, element (i, p) of a
 // sliver at out[p * MR + i]; rows past the end are zero.
@@ -131,7 +148,7 @@ struct Plan {
 Plan make_plan(const GemmArgs& g, const Ukernel& uk, int nthreads) {
   const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
   const bool a_in_place_ok = (g.a.cs == 1 || g.a.rs == 1);
-  const bool small_m = M <= kSmallM;
+  const bool small_m = M <= kSmallM;  // here only when B must be packed
   Plan plan;
   plan.pack_b = g.b.cs != 1 || (!small_m && std::abs(g.b.rs) > kInPlaceBMaxRow);
 
@@ -214,15 +231,42 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
 
 // K == 0 or alpha == 0: C = act(beta * C + bias) without reading A or B.
 void scale_only(const GemmArgs& g) {
-  for (int64_t i = 0; i < g.c.rows; ++i) {
-    float* crow = g.c.data + i * g.c.ld;
-    for (int64_t j = 0; j < g.c.cols; ++j) {
-      float x = g.beta == 0.0f ? 0.0f : g.beta * crow[j];
-      if (g.bias) x += g.bias[j];
-      if (g.relu && x < 0.0f) x = 0.0f;
-      crow[j] = x;
+  for (int64_t i = 0; i < g.c.rows; ++i)
+    epilogue_row(nullptr, g.c.data + i * g.c.ld, g.c.cols, g.alpha, g.beta, g.bias, g.relu);
+}
+
+// M <= kSmallM with unit-column-stride B: threads split N; each walks K once
+// over its columns, a block of columns at a time, accumulating into an L1
+// block that the epilogue then combines into C.
+void run_small_m(const GemmArgs& g, const Ukernel& uk, int nthreads) {
+  const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
+  constexpr int64_t kVec = 16;
+  const int64_t chunks = ceil_div(N, kVec);
+  const double b_bytes = 4.0 * static_cast<double>(N) * static_cast<double>(K);
+  const int64_t nt = std::max<int64_t>(
+      1, std::min<int64_t>({static_cast<int64_t>(nthreads), chunks, static_cast<int64_t>(b_bytes / kSmallMBytesPerThread)}));
+  const int64_t width = std::max<int64_t>(kVec, kSmallMAccBytes / (4 * M) / kVec * kVec);
+  std::atomic<bool> out_of_memory{false};
+  parallel_run(static_cast<int>(nt), [&](int tid) {
+    const int64_t c0 = std::min(N, chunks * tid / nt * kVec), c1 = std::min(N, chunks * (tid + 1) / nt * kVec);
+    if (c0 >= c1) return;
+    float* acc;
+    try {
+      acc = t_small_acc.get(static_cast<size_t>(M * width));
+    } catch (const std::bad_alloc&) {
+      out_of_memory.store(true);
+      return;
     }
-  }
+    for (int64_t s0 = c0; s0 < c1; s0 += width) {
+      const int64_t w = std::min(width, c1 - s0);
+      std::memset(acc, 0, sizeof(float) * M * w);
+      uk.smallm(K, static_cast<int>(M), g.a.data, g.a.rs, g.a.cs, g.b.data + s0, g.b.rs, w, acc);
+      for (int64_t i = 0; i < M; ++i)
+        epilogue_row(acc + i * w, g.c.data + i * g.c.ld + s0, w, g.alpha, g.beta, g.bias ? g.bias + s0 : nullptr,
+                     g.relu);
+    }
+  });
+  if (out_of_memory.load()) throw std::bad_alloc();
 }
 
 }  // namespace
@@ -235,6 +279,10 @@ void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
     return;
   }
   const Ukernel& uk = lookup<Ukernel>("gemm", isa);
+  if (M <= kSmallM && g.b.cs == 1) {
+    run_small_m(g, uk, nthreads);
+    return;
+  }
   const Plan plan = make_plan(g, uk, nthreads);
   const int64_t tiles_m = ceil_div(M, uk.mr), tiles_n = ceil_div(N, uk.nr);
   std::atomic<bool> out_of_memory{false};

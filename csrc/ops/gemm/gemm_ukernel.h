@@ -35,6 +35,18 @@ struct Epilogue {
 using ukernel_fn = void (*)(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
                             int64_t rs_b, float* c, int64_t ldc, int m, int n, const Epilogue& ep);
 
+// The small-M kernel (M <= kSmallM rows of A, B with unit column stride):
+//
+//   acc[i * n + j] += sum_{p < k} A[i, p] * B[p, j]     for i < m, j < n
+//
+// It walks B one row at a time — each row segment is a contiguous stream —
+// and keeps the m x n accumulator block in L1 (the driver sizes n so it fits).
+// Every element of B is used at most m times, so this is bound by reading B
+// once; packing B would only add a second pass over it.
+constexpr int kSmallM = 8;
+using smallm_fn = void (*)(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                           int64_t rs_b, int64_t n, float* acc);
+
 // One ISA's micro-kernels and the blocking sizes tuned for them.
 struct Ukernel {
   const char* name;  // e.g. "avx512_12x32"
@@ -44,6 +56,7 @@ struct Ukernel {
   int mc;            // M block: an MC x KC block of packed A stays in L3 (multiple of mr)
   ukernel_fn packed;
   ukernel_fn strided;
+  smallm_fn smallm;
 };
 
 extern const Ukernel ukernel_generic;

@@ -109,12 +109,76 @@ void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, cons
                                                                            ldc, m, n, ep);
 }
 
+// Small M: rows of B stream through, U rows per pass, with the m x 8 slice of
+// the accumulator block loaded and stored once per pass (it lives in L1);
+// the next rows are prefetched into L2 a few passes ahead (into L2, since rows
+// a power-of-two apart alias in L1's few ways). Columns past the last
+// multiple of 8 are done in scalar code.
+constexpr int kPrefetchRows = 8;
+
+template <int M>
+void smallm_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                 int64_t rs_b, int64_t n, float* acc) {
+  constexpr int U = M <= 2 ? 4 : 2;
+  const int64_t nv = n / 8 * 8;
+  int64_t p = 0;
+  for (; p + U <= k; p += U) {
+    __m256 av[M][U];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+      for (int q = 0; q < U; ++q) av[i][q] = _mm256_set1_ps(a[i * rs_a + (p + q) * cs_a]);
+    const float* brow = b + p * rs_b;
+    for (int64_t j = 0; j < nv; j += 8) {
+      __m256 bv[U];
+#pragma GCC unroll 4
+      for (int q = 0; q < U; ++q) {
+        bv[q] = _mm256_loadu_ps(brow + q * rs_b + j);
+        if ((j & 15) == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(brow + (q + kPrefetchRows) * rs_b + j), _MM_HINT_T1);
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) {
+        __m256 c = _mm256_loadu_ps(acc + i * n + j);
+#pragma GCC unroll 4
+        for (int q = 0; q < U; ++q) c = _mm256_fmadd_ps(av[i][q], bv[q], c);
+        _mm256_storeu_ps(acc + i * n + j, c);
+      }
+    }
+  }
+  for (; p < k; ++p) {
+    const float* brow = b + p * rs_b;
+    for (int i = 0; i < M; ++i) {
+      const __m256 av = _mm256_set1_ps(a[i * rs_a + p * cs_a]);
+      for (int64_t j = 0; j < nv; j += 8)
+        _mm256_storeu_ps(acc + i * n + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(brow + j), _mm256_loadu_ps(acc + i * n + j)));
+    }
+  }
+  for (int64_t j = nv; j < n; ++j)
+    for (int i = 0; i < M; ++i) {
+      float s = 0.0f;
+      for (int64_t q = 0; q < k; ++q) s += a[i * rs_a + q * cs_a] * b[q * rs_b + j];
+      acc[i * n + j] += s;
+    }
+}
+
+template <int... Ms>
+smallm_fn smallm_table_entry(int m, std::integer_sequence<int, Ms...>) {
+  static const smallm_fn table[] = {smallm_rows<Ms + 1>...};
+  return table[m - 1];
+}
+
+void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
+            float* acc) {
+  smallm_table_entry(m, std::make_integer_sequence<int, kSmallM>{})(k, m, a, rs_a, cs_a, b, rs_b, n, acc);
+}
+
 }  // namespace
 
 extern const Ukernel ukernel_avx2 = {
     "avx2_6x16", kMR, kNR,
     /*kc=*/384, /*nc=*/512, /*mc=*/1536,
-    ukernel_packed, ukernel_strided,
+    ukernel_packed, ukernel_strided, smallm,
 };
 
 int64_t fma_peak_avx2(int64_t iters, float* sink) {

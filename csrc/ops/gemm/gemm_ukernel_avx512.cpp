@@ -114,12 +114,74 @@ void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, cons
   strided_table_entry(m, std::make_integer_sequence<int, kMR>{})(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
+// Small M: rows of B stream through, U rows per pass, with the m x 16 slice of
+// the accumulator block loaded and stored once per pass (it lives in L1).
+// The next rows are prefetched a few passes ahead: each row segment starts in
+// a new page, where the hardware prefetchers would start cold. They go to L2,
+// not L1: rows a power-of-two apart alias in L1's few ways and evict each other.
+constexpr int kPrefetchRows = 8;
+
+template <int M>
+void smallm_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                 int64_t rs_b, int64_t n, float* acc) {
+  constexpr int U = M <= 2 ? 8 : M <= 4 ? 4 : 2;
+  const __mmask16 tail = tail_mask(static_cast<int>(n % 16), 0);
+  int64_t p = 0;
+  for (; p + U <= k; p += U) {
+    __m512 av[M][U];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+      for (int q = 0; q < U; ++q) av[i][q] = _mm512_set1_ps(a[i * rs_a + (p + q) * cs_a]);
+    const float* brow = b + p * rs_b;
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 mk = n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : tail;
+      __m512 bv[U];
+#pragma GCC unroll 8
+      for (int q = 0; q < U; ++q) {
+        bv[q] = _mm512_maskz_loadu_ps(mk, brow + q * rs_b + j);
+        _mm_prefetch(reinterpret_cast<const char*>(brow + (q + kPrefetchRows) * rs_b + j), _MM_HINT_T1);
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) {
+        __m512 c = _mm512_maskz_loadu_ps(mk, acc + i * n + j);
+#pragma GCC unroll 8
+        for (int q = 0; q < U; ++q) c = _mm512_fmadd_ps(av[i][q], bv[q], c);
+        _mm512_mask_storeu_ps(acc + i * n + j, mk, c);
+      }
+    }
+  }
+  for (; p < k; ++p) {
+    __m512 av[M];
+    for (int i = 0; i < M; ++i) av[i] = _mm512_set1_ps(a[i * rs_a + p * cs_a]);
+    const float* brow = b + p * rs_b;
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 mk = n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : tail;
+      const __m512 bv = _mm512_maskz_loadu_ps(mk, brow + j);
+      for (int i = 0; i < M; ++i)
+        _mm512_mask_storeu_ps(acc + i * n + j, mk,
+                              _mm512_fmadd_ps(av[i], bv, _mm512_maskz_loadu_ps(mk, acc + i * n + j)));
+    }
+  }
+}
+
+template <int... Ms>
+smallm_fn smallm_table_entry(int m, std::integer_sequence<int, Ms...>) {
+  static const smallm_fn table[] = {smallm_rows<Ms + 1>...};
+  return table[m - 1];
+}
+
+void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
+            float* acc) {
+  smallm_table_entry(m, std::make_integer_sequence<int, kSmallM>{})(k, m, a, rs_a, cs_a, b, rs_b, n, acc);
+}
+
 }  // namespace
 
 extern const Ukernel ukernel_avx512 = {
     "avx512_12x32", kMR, kNR,
     /*kc=*/384, /*nc=*/512, /*mc=*/1536,
-    ukernel<kMR, true>, ukernel_strided,
+    ukernel<kMR, true>, ukernel_strided, smallm,
 };
 
 int64_t fma_peak_avx512(int64_t iters, float* sink) {

@@ -66,12 +66,25 @@ void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, cons
                                                                            ldc, m, n, ep);
 }
 
+// Small M: one row of B at a time, a rank-1 update of the m x n block.
+void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
+            float* acc) {
+  for (int64_t p = 0; p < k; ++p) {
+    const float* brow = b + p * rs_b;
+    for (int i = 0; i < m; ++i) {
+      const float av = a[i * rs_a + p * cs_a];
+      float* arow = acc + i * n;
+      for (int64_t j = 0; j < n; ++j) arow[j] += av * brow[j];
+    }
+  }
+}
+
 }  // namespace
 
 extern const Ukernel ukernel_generic = {
     "generic_4x8", kMR, kNR,
     /*kc=*/256, /*nc=*/256, /*mc=*/512,
-    ukernel_packed, ukernel_strided,
+    ukernel_packed, ukernel_strided, smallm,
 };
 
 int64_t fma_peak_generic(int64_t iters, float* sink) {
