@@ -43,7 +43,7 @@ namespace {
 
 // Below this many multiply-adds per thread, waking another thread costs more
 // than it saves (~1 M MACs is ~10 us on one Zen 4 core).
-constexpr int64_t kMinMacsPerThread = int64_t(1) << 20;
+constexpr int64_t kMinMacsPerThread = int64_t(1) << 16;
 // Rows of B at most this long (in floats) are read in place rather than packed.
 constexpr int64_t kInPlaceBMaxRow = 256;
 // The small-M kernel's accumulator block (m x width floats) is kept this small
@@ -57,6 +57,14 @@ constexpr int64_t kPackCost = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// The largest block <= max_block (a multiple of `align`) that splits `extent`
+// into the same number of blocks as max_block would, as evenly as possible.
+int64_t balanced_block(int64_t extent, int64_t max_block, int64_t align) {
+  max_block = std::max(align, max_block / align * align);
+  const int64_t blocks = ceil_div(extent, max_block);
+  return std::min(max_block, round_up(ceil_div(extent, blocks), align));
+}
 
 // A per-thread, 64-byte aligned, grow-only buffer.
 class Scratch {
@@ -184,7 +192,11 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
                int64_t n1) {
   const int64_t K = g.a.cols;
   const int MR = uk.mr, NR = uk.nr;
-  const int64_t MC = uk.mc, KC = uk.kc, NC = uk.nc;
+  // Equal blocks rather than full blocks plus a sliver: a last K block of a
+  // few dozen would pay the C tile's load and store for little work.
+  const int64_t MC = balanced_block(m1 - m0, uk.mc, MR);
+  const int64_t KC = balanced_block(K, uk.kc, 1);
+  const int64_t NC = balanced_block(n1 - n0, uk.nc, NR);
   const int64_t ld = g.c.ld;
   float* abuf = plan.pack_a ? t_pack_a.get(round_up(std::min(MC, m1 - m0), MR) * std::min(KC, K)) : nullptr;
   float* bbuf = plan.pack_b ? t_pack_b.get(round_up(std::min(NC, n1 - n0), NR) * std::min(KC, K)) : nullptr;
