@@ -108,9 +108,9 @@ GemmCall prepare_gemm(const py::handle& a_obj, const py::handle& b_obj, const py
   if (out_obj.is_none()) {
     EMBER_CHECK_VALUE(beta == 0.0f, "beta is ", beta, " but out is None: beta scales the existing out, pass out=");
     int64_t bytes;
-    if (__builtin_mul_overflow(M, N, &bytes) || __builtin_mul_overflow(bytes, int64_t(4), &bytes))
-      throw std::overflow_error(concat("the result of shape (", M, ", ", N,
-                                       ") is too big: its size in bytes overflows a 64-bit integer"));
+    EMBER_CHECK_VALUE(!__builtin_mul_overflow(M, N, &bytes) && !__builtin_mul_overflow(bytes, int64_t(4), &bytes),
+                      "the result of shape (", M, ", ", N,
+                      ") is too big: its size in bytes does not fit in a 64-bit integer");
     call.out = py::array_t<float>({M, N});
   } else {
     call.out = expect_f32(out_obj, "out", 2);

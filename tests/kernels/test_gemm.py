@@ -1,0 +1,363 @@
+"""fp32 GEMM: the reference against NumPy, every ISA's fast path against both, bad input.
+
+Two kinds of data catch two kinds of bugs. Small random integers make every product and
+partial sum exact in float32, so any indexing, packing or edge-tile error shows up as an
+exact mismatch. Gaussian data checks rounding behaviour against a float64 product with a
+tolerance that grows with K.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ember
+from ember import ops
+
+U32 = 2.0**-24  # float32 unit roundoff
+
+# M x K x N. Edge tiles for every micro-kernel (4x8, 6x16, 8x48), sizes around them,
+# single rows/columns, and sizes that split unevenly over K, N and M blocks.
+SMALL_SHAPES = [
+    (1, 1, 1), (1, 1, 7), (2, 3, 4), (5, 1, 3), (7, 13, 17), (8, 8, 8), (9, 16, 47), (12, 32, 48),
+    (13, 31, 49), (16, 64, 97), (17, 5, 33), (31, 130, 95), (33, 1, 65), (100, 70, 90),
+    (129, 257, 130), (3, 400, 1), (50, 777, 3), (8, 1000, 1001), (9, 385, 481),
+]
+# The shapes the library is tuned for: a large odd cube, the im2col of a 3->32 channel
+# 3x3 convolution, a dense layer, and the matrix-vector and small-batch products.
+LARGE_SHAPES = [(1000, 999, 1001), (65536, 27, 32), (64, 7200, 128), (1, 4096, 4096), (8, 4096, 4096)]
+
+
+def shape_id(shape):
+    return "x".join(map(str, shape))
+
+
+def ints(rng, shape):
+    return rng.integers(-4, 5, size=shape).astype(np.float32)
+
+
+def gauss(rng, shape):
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def operands(rng, m, k, n, trans_a, trans_b, make):
+    """Stored arrays a, b and the operands op(a), op(b) they stand for."""
+    a = make(rng, (k, m) if trans_a else (m, k))
+    b = make(rng, (n, k) if trans_b else (k, n))
+    return a, b, (a.T if trans_a else a), (b.T if trans_b else b)
+
+
+def expected(a_op, b_op, alpha=1.0, beta=0.0, c0=None, bias=None, relu=False):
+    r = alpha * (a_op.astype(np.float64) @ b_op.astype(np.float64))
+    if beta != 0.0:
+        r += beta * c0.astype(np.float64)
+    if bias is not None:
+        r += bias.astype(np.float64)
+    return np.maximum(r, 0.0) if relu else r
+
+
+def tolerance(a_op, b_op, alpha=1.0, beta=0.0, c0=None, bias=None):
+    """Elementwise bound on float32 rounding: (K + 4) u (|alpha| |A||B| + |beta C| + |bias|)."""
+    k = a_op.shape[1]
+    scale = abs(alpha) * (np.abs(a_op).astype(np.float64) @ np.abs(b_op).astype(np.float64))
+    if beta != 0.0:
+        scale += abs(beta) * np.abs(c0.astype(np.float64))
+    if bias is not None:
+        scale += np.abs(bias.astype(np.float64))
+    return (k + 4) * U32 * scale + 1e-30
+
+
+def assert_within(got, want, tol):
+    assert got.shape == want.shape
+    err = np.abs(got.astype(np.float64) - want)
+    bad = ~(err <= tol)
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, err - tol, -np.inf)), err.shape)
+        pytest.fail(f"{bad.sum()} elements out of tolerance; worst at {i}: got {got[i]}, want {want[i]}, "
+                    f"tolerance {tol[i]}")
+
+
+# --------------------------------------------------------------------------- reference
+
+
+@pytest.mark.parametrize("shape", SMALL_SHAPES, ids=shape_id)
+@pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["nn", "tn", "nt", "tt"])
+def test_ref_matches_numpy(rng, shape, trans):
+    m, k, n = shape
+    a, b, a_op, b_op = operands(rng, m, k, n, *trans, gauss)
+    c0, bias = gauss(rng, (m, n)), gauss(rng, (n,))
+    out = c0.copy()
+    got = ops.gemm_ref(a, b, trans_a=trans[0], trans_b=trans[1], out=out, alpha=0.5, beta=-2.0, bias=bias,
+                       relu=True)
+    assert got is out
+    want = expected(a_op, b_op, 0.5, -2.0, c0, bias, relu=True)
+    # Double accumulation, one rounding to float32 at the end.
+    np.testing.assert_allclose(got, want, rtol=U32, atol=1e-37)
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+@pytest.mark.parametrize("shape", SMALL_SHAPES, ids=shape_id)
+@pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["nn", "tn", "nt", "tt"])
+def test_gemm_exact_on_integers(isa, rng, shape, trans):
+    m, k, n = shape
+    a, b, a_op, b_op = operands(rng, m, k, n, *trans, ints)
+    got = ops.gemm(a, b, trans_a=trans[0], trans_b=trans[1])
+    np.testing.assert_array_equal(got, expected(a_op, b_op))
+
+
+@pytest.mark.parametrize("shape", SMALL_SHAPES + LARGE_SHAPES, ids=shape_id)
+def test_gemm_gaussian_against_numpy_and_ref(isa, rng, shape):
+    m, k, n = shape
+    a, b, a_op, b_op = operands(rng, m, k, n, False, False, gauss)
+    got = ops.gemm(a, b)
+    want = expected(a_op, b_op)
+    assert_within(got, want, tolerance(a_op, b_op))
+    if m * k * n <= 7e7:  # the reference's plain loops are slow beyond this
+        ref = ops.gemm_ref(a, b)
+        assert_within(got, ref.astype(np.float64), tolerance(a_op, b_op) + U32 * np.abs(ref))
+
+
+@pytest.mark.parametrize("shape", [(1000, 999, 1001), (8, 4096, 4096)], ids=shape_id)
+def test_gemm_large_transposed(isa, rng, shape):
+    m, k, n = shape
+    a, b, a_op, b_op = operands(rng, m, k, n, True, True, ints)
+    np.testing.assert_array_equal(ops.gemm(a, b, trans_a=True, trans_b=True), expected(a_op, b_op))
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 50), (7, 33, 100), (40, 100, 70), (300, 200, 100)], ids=shape_id)
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (0.5, 1.0), (-1.5, -0.25), (2.0, 3.0)])
+@pytest.mark.parametrize("with_bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+def test_gemm_epilogue(isa, rng, shape, alpha, beta, with_bias, relu):
+    m, k, n = shape
+    a, b = gauss(rng, (m, k)), gauss(rng, (k, n))
+    c0 = gauss(rng, (m, n))
+    bias = gauss(rng, (n,)) if with_bias else None
+    out = c0.copy()
+    got = ops.gemm(a, b, out=out, alpha=alpha, beta=beta, bias=bias, relu=relu)
+    assert got is out
+    want = expected(a, b, alpha, beta, c0, bias, relu)
+    assert_within(got, want, tolerance(a, b, alpha, beta, c0, bias))
+    if relu:
+        assert (got >= 0).all()
+
+
+def strided_views(rng):
+    """(name, op(a) view, op(b) view) with awkward but valid strides, integer-valued."""
+    big_a, big_b = ints(rng, (90, 130)), ints(rng, (140, 110))
+    yield "slices", big_a[3:40:2, 5:105:3], big_b[1:101:3, 7:100:2]
+    yield "negative", big_a[::-1, ::-2][:37, :50], big_b[::-2, ::-1][:50, :45]
+    yield "fortran", np.asfortranarray(big_a[:37, :50]), np.asfortranarray(big_b[:50, :45])
+    yield "transposed views", big_b[:50, :37].T, big_a[:45, :50].T
+    yield "broadcast rows", np.broadcast_to(ints(rng, (1, 50)), (37, 50)), big_b[:50, :45]
+    yield "broadcast columns", big_a[:37, :50], np.broadcast_to(ints(rng, (50, 1)), (50, 45))
+    yield "row vector b", big_a[:37, :1], big_b[:1, :45]
+    yield "small M view", big_a[::-9, 3:83], big_b[30:110, ::-3]
+
+
+def test_gemm_reads_any_strides_in_place(isa, rng):
+    for name, a_op, b_op in strided_views(rng):
+        got = ops.gemm(a_op, b_op)
+        np.testing.assert_array_equal(got, expected(a_op, b_op), err_msg=name)
+        # Same operands given through the transpose flags.
+        got_t = ops.gemm(a_op.T, b_op.T, trans_a=True, trans_b=True)
+        np.testing.assert_array_equal(got_t, expected(a_op, b_op), err_msg=name)
+
+
+def test_gemm_out_is_a_padded_slice(isa, rng):
+    m, k, n = 30, 70, 50
+    a, b = ints(rng, (m, k)), ints(rng, (k, n))
+    canvas = np.full((m + 4, n + 9), np.nan, dtype=np.float32)
+    out = canvas[2 : 2 + m, 3 : 3 + n]
+    assert ops.gemm(a, b, out=out) is out
+    np.testing.assert_array_equal(out, expected(a, b))
+    outside = np.ones(canvas.shape, bool)
+    outside[2 : 2 + m, 3 : 3 + n] = False
+    assert np.isnan(canvas[outside]).all(), "gemm wrote outside out"
+
+
+@pytest.mark.parametrize("shape", [(1, 50, 40), (8, 50, 40), (20, 50, 40), (100, 500, 300)], ids=shape_id)
+def test_beta_zero_never_reads_out(isa, rng, shape):
+    m, k, n = shape
+    a, b = ints(rng, (m, k)), ints(rng, (k, n))
+    out = np.full((m, n), np.nan, dtype=np.float32)
+    ops.gemm(a, b, out=out, beta=0.0)
+    np.testing.assert_array_equal(out, expected(a, b))
+
+
+def test_k_zero_gives_beta_c(isa, rng):
+    a, b = np.empty((5, 0), np.float32), np.empty((0, 7), np.float32)
+    np.testing.assert_array_equal(ops.gemm(a, b), np.zeros((5, 7), np.float32))
+    c0, bias = gauss(rng, (5, 7)), gauss(rng, (7,))
+    out = c0.copy()
+    ops.gemm(a, b, out=out, beta=2.0, bias=bias, relu=True)
+    np.testing.assert_allclose(out, np.maximum(2.0 * c0 + bias, 0), rtol=U32)
+
+
+@pytest.mark.parametrize("m, n", [(0, 5), (5, 0), (0, 0)])
+def test_empty_results(isa, rng, m, n):
+    a, b = gauss(rng, (m, 6)), gauss(rng, (6, n))
+    got = ops.gemm(a, b)
+    assert got.shape == (m, n) and got.dtype == np.float32
+
+
+def test_alpha_zero_does_not_read_a_or_b(isa, rng):
+    a = np.full((9, 11), np.nan, np.float32)
+    b = np.full((11, 13), np.inf, np.float32)
+    c0 = gauss(rng, (9, 13))
+    out = c0.copy()
+    ops.gemm(a, b, out=out, alpha=0.0, beta=0.5)
+    np.testing.assert_allclose(out, 0.5 * c0, rtol=U32)
+
+
+@pytest.mark.parametrize("shape", [(1, 20, 30), (20, 20, 30), (64, 200, 100)], ids=shape_id)
+def test_nan_propagates_through_product_and_relu(isa, rng, shape):
+    m, k, n = shape
+    a, b = gauss(rng, (m, k)), gauss(rng, (k, n))
+    a[m // 2, k // 3] = np.nan
+    got = ops.gemm(a, b, relu=True)
+    assert np.isnan(got[m // 2]).all()
+    others = np.delete(got, m // 2, axis=0)
+    assert not np.isnan(others).any()
+
+
+@pytest.mark.parametrize("shape", [(3, 100, 70), (8, 3000, 2000), (200, 300, 500), (1000, 200, 40)], ids=shape_id)
+def test_results_do_not_depend_on_thread_count(isa, rng, num_threads, shape):
+    m, k, n = shape
+    a, b = gauss(rng, (m, k)), gauss(rng, (k, n))
+    results = []
+    for t in (1, 2, 3, 5):
+        ember.set_num_threads(t)
+        results.append(ops.gemm(a, b))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_concurrent_python_threads_get_the_same_results(isa, rng):
+    shapes = [(300, 200, 250), (4, 2000, 1000), (1000, 27, 32), (65, 129, 257)]
+    inputs = [(gauss(rng, (m, k)), gauss(rng, (k, n))) for m, k, n in shapes] * 2
+    serial = [ops.gemm(a, b) for a, b in inputs]
+    results = [[None] * len(inputs) for _ in range(4)]
+    errors = []
+
+    def work(t):
+        try:
+            for rep in range(3):
+                for i, (a, b) in enumerate(inputs):
+                    results[t][i] = ops.gemm(a, b)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for per_thread in results:
+        for got, want in zip(per_thread, serial):
+            np.testing.assert_array_equal(got, want)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    m=st.integers(1, 70), k=st.integers(0, 90), n=st.integers(1, 110),
+    trans_a=st.booleans(), trans_b=st.booleans(), seed=st.integers(0, 2**32 - 1),
+)
+def test_gemm_property_matches_numpy(m, k, n, trans_a, trans_b, seed):
+    rng = np.random.default_rng(seed)
+    a, b, a_op, b_op = operands(rng, m, k, n, trans_a, trans_b, ints)
+    for isa in ember.available_isas():
+        ember.set_isa(isa)
+        try:
+            got = ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+        finally:
+            ember.set_isa(ember._C.best_isa())
+        np.testing.assert_array_equal(got, expected(a_op, b_op), err_msg=isa)
+
+
+# --------------------------------------------------------------------------- bad input
+
+F32 = np.ones((4, 5), np.float32)
+G32 = np.ones((5, 3), np.float32)
+
+
+@pytest.mark.parametrize(
+    "a, b, match",
+    [
+        (F32.astype(np.float64), G32, "a must have dtype float32, got float64"),
+        (F32, G32.astype(np.int32), "b must have dtype float32, got int32"),
+        (F32.astype(object), G32, "a must have dtype float32, got object"),
+        (F32.tolist(), G32, "a must be a numpy.ndarray of float32, got list"),
+        (F32, 3.0, "b must be a numpy.ndarray of float32, got float"),
+    ],
+)
+def test_wrong_types_raise_type_error(a, b, match):
+    with pytest.raises(TypeError, match=match):
+        ops.gemm(a, b)
+
+
+@pytest.mark.parametrize(
+    "a, b, kwargs, match",
+    [
+        (np.ones(5, np.float32), G32, {}, r"a must be 2-D, got shape \(5,\)"),
+        (F32, np.ones((2, 5, 3), np.float32), {}, r"b must be 2-D, got shape \(2, 5, 3\)"),
+        (F32, np.ones((4, 3), np.float32), {}, r"inner dimensions differ: op\(a\) is 4x5 .* op\(b\) is 4x3"),
+        (F32, G32, {"trans_a": True}, r"inner dimensions differ: op\(a\) is 5x4"),
+        (F32, G32, {"beta": 1.0}, "beta is 1 but out is None"),
+        (F32, G32, {"out": np.empty((4, 4), np.float32)}, r"out must have shape \(4, 3\).*got \(4, 4\)"),
+        (F32, G32, {"out": np.empty((4, 3), np.float32, order="F")}, "out must have unit column stride"),
+        (F32, G32, {"out": np.empty((4, 6), np.float32)[:, ::2]}, "out must have unit column stride"),
+        (F32, G32, {"bias": np.ones(4, np.float32)}, r"bias must have shape \(3,\)"),
+        (F32, G32, {"bias": np.ones((1, 3), np.float32)}, "bias must be 1-D"),
+    ],
+)
+def test_bad_shapes_and_layouts_raise_value_error(a, b, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ops.gemm(a, b, **kwargs)
+
+
+def test_wrong_out_and_bias_dtypes_raise_type_error():
+    with pytest.raises(TypeError, match="out must have dtype float32, got float64"):
+        ops.gemm(F32, G32, out=np.empty((4, 3)))
+    with pytest.raises(TypeError, match="bias must have dtype float32, got float64"):
+        ops.gemm(F32, G32, bias=np.ones(3))
+
+
+def test_read_only_out_is_refused():
+    out = np.empty((4, 3), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        ops.gemm(F32, G32, out=out)
+
+
+def test_out_aliasing_an_input_is_refused():
+    buf = np.ones((6, 6), np.float32)
+    with pytest.raises(ValueError, match="out must not share memory with a"):
+        ops.gemm(buf[:, :3], buf[:3, :], out=buf[:, :6])
+    sq = np.ones((5, 5), np.float32)
+    with pytest.raises(ValueError, match="out must not share memory with b"):
+        ops.gemm(np.ones((5, 5), np.float32), sq, out=sq)
+    bias = np.ones(8, np.float32)
+    with pytest.raises(ValueError, match="out must not share memory with bias"):
+        ops.gemm(np.ones((1, 2), np.float32), np.ones((2, 8), np.float32), out=bias.reshape(1, 8), bias=bias)
+
+
+def test_overflowing_result_size_is_refused():
+    a = np.broadcast_to(np.float32(1), (2**40, 1))
+    b = np.broadcast_to(np.float32(1), (1, 2**40))
+    with pytest.raises(ValueError, match="too big"):
+        ops.gemm(a, b)
+
+
+def test_misaligned_arrays_are_refused():
+    raw = np.zeros(4 * 20 + 1, np.uint8)
+    a = np.frombuffer(raw.data, dtype=np.float32, count=20, offset=1).reshape(4, 5)
+    with pytest.raises(ValueError, match="a must be aligned"):
+        ops.gemm(a, G32)
