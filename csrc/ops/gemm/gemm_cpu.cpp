@@ -92,6 +92,7 @@ class Scratch {
 thread_local Scratch t_pack_a;
 thread_local Scratch t_pack_b;
 thread_local Scratch t_small_acc;
+thread_local Scratch t_small_a;
 
 // c[j] = act(alpha * acc[j] + beta * c[j] + bias[j]) for j < n; acc == null
 // means a zero product, beta == 0 means c is not read, bias may be null.
@@ -156,7 +157,7 @@ struct Plan {
 Plan make_plan(const GemmArgs& g, const Ukernel& uk, int nthreads) {
   const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
   const bool a_in_place_ok = (g.a.cs == 1 || g.a.rs == 1);
-  const bool small_m = M <= kSmallM;  // here only when B must be packed
+  const bool small_m = M <= kSmallM;  // here only when B has no unit stride at all
   Plan plan;
   plan.pack_b = g.b.cs != 1 || (!small_m && std::abs(g.b.rs) > kInPlaceBMaxRow);
 
@@ -281,6 +282,48 @@ void run_small_m(const GemmArgs& g, const Ukernel& uk, int nthreads) {
   if (out_of_memory.load()) throw std::bad_alloc();
 }
 
+// M <= kSmallM with op(B)^T row-major (a transposed weight): dot products along
+// K. Threads split N; A is read in place when it has unit stride along K and
+// copied once (it is at most kSmallM rows) otherwise.
+void run_small_m_dot(const GemmArgs& g, const Ukernel& uk, int nthreads) {
+  const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
+  const float* a = g.a.data;
+  int64_t rs_a = g.a.rs;
+  if (g.a.cs != 1) {
+    float* copy = t_small_a.get(static_cast<size_t>(M * K));
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t p = 0; p < K; ++p) copy[i * K + p] = g.a.at(i, p);
+    a = copy;
+    rs_a = K;
+  }
+  constexpr int64_t kChunk = 8;
+  const int64_t chunks = ceil_div(N, kChunk);
+  const double b_bytes = 4.0 * static_cast<double>(N) * static_cast<double>(K);
+  const int64_t nt = std::max<int64_t>(
+      1, std::min<int64_t>({static_cast<int64_t>(nthreads), chunks, static_cast<int64_t>(b_bytes / kSmallMBytesPerThread)}));
+  const int64_t width = std::max<int64_t>(kChunk, kSmallMAccBytes / (4 * M));
+  std::atomic<bool> out_of_memory{false};
+  parallel_run(static_cast<int>(nt), [&](int tid) {
+    const int64_t c0 = std::min(N, chunks * tid / nt * kChunk), c1 = std::min(N, chunks * (tid + 1) / nt * kChunk);
+    if (c0 >= c1) return;
+    float* acc;
+    try {
+      acc = t_small_acc.get(static_cast<size_t>(M * width));
+    } catch (const std::bad_alloc&) {
+      out_of_memory.store(true);
+      return;
+    }
+    for (int64_t s0 = c0; s0 < c1; s0 += width) {
+      const int64_t w = std::min(width, c1 - s0);
+      uk.smallm_dot(K, static_cast<int>(M), a, rs_a, g.b.data + s0 * g.b.cs, g.b.cs, w, acc);
+      for (int64_t i = 0; i < M; ++i)
+        epilogue_row(acc + i * w, g.c.data + i * g.c.ld + s0, w, g.alpha, g.beta, g.bias ? g.bias + s0 : nullptr,
+                     g.relu);
+    }
+  });
+  if (out_of_memory.load()) throw std::bad_alloc();
+}
+
 }  // namespace
 
 void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
@@ -293,6 +336,10 @@ void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
   const Ukernel& uk = lookup<Ukernel>("gemm", isa);
   if (M <= kSmallM && g.b.cs == 1) {
     run_small_m(g, uk, nthreads);
+    return;
+  }
+  if (M <= kSmallM && g.b.rs == 1) {
+    run_small_m_dot(g, uk, nthreads);
     return;
   }
   const Plan plan = make_plan(g, uk, nthreads);
@@ -309,6 +356,48 @@ void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
       run_block(g, uk, plan, m0, m1, n0, n1);
     } catch (const std::bad_alloc&) {  // a packing buffer could not grow
       out_of_memory.store(true);
+    }
+  });
+  if (out_of_memory.load()) throw std::bad_alloc();
+}
+
+// M <= kSmallM with op(B)^T row-major (a transposed weight): dot products along
+// K. Threads split N; A is read in place when it has unit stride along K and
+// copied once (it is at most kSmallM rows) otherwise.
+void run_small_m_dot(const GemmArgs& g, const Ukernel& uk, int nthreads) {
+  const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
+  const float* a = g.a.data;
+  int64_t rs_a = g.a.rs;
+  if (g.a.cs != 1) {
+    float* copy = t_small_a.get(static_cast<size_t>(M * K));
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t p = 0; p < K; ++p) copy[i * K + p] = g.a.at(i, p);
+    a = copy;
+    rs_a = K;
+  }
+  constexpr int64_t kChunk = 8;
+  const int64_t chunks = ceil_div(N, kChunk);
+  const double b_bytes = 4.0 * static_cast<double>(N) * static_cast<double>(K);
+  const int64_t nt = std::max<int64_t>(
+      1, std::min<int64_t>({static_cast<int64_t>(nthreads), chunks, static_cast<int64_t>(b_bytes / kSmallMBytesPerThread)}));
+  const int64_t width = std::max<int64_t>(kChunk, kSmallMAccBytes / (4 * M));
+  std::atomic<bool> out_of_memory{false};
+  parallel_run(static_cast<int>(nt), [&](int tid) {
+    const int64_t c0 = std::min(N, chunks * tid / nt * kChunk), c1 = std::min(N, chunks * (tid + 1) / nt * kChunk);
+    if (c0 >= c1) return;
+    float* acc;
+    try {
+      acc = t_small_acc.get(static_cast<size_t>(M * width));
+    } catch (const std::bad_alloc&) {
+      out_of_memory.store(true);
+      return;
+    }
+    for (int64_t s0 = c0; s0 < c1; s0 += width) {
+      const int64_t w = std::min(width, c1 - s0);
+      uk.smallm_dot(K, static_cast<int>(M), a, rs_a, g.b.data + s0 * g.b.cs, g.b.cs, w, acc);
+      for (int64_t i = 0; i < M; ++i)
+        epilogue_row(acc + i * w, g.c.data + i * g.c.ld + s0, w, g.alpha, g.beta, g.bias ? g.bias + s0 : nullptr,
+                     g.relu);
     }
   });
   if (out_of_memory.load()) throw std::bad_alloc();

@@ -47,6 +47,16 @@ constexpr int kSmallM = 8;
 using smallm_fn = void (*)(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
                            int64_t rs_b, int64_t n, float* acc);
 
+// The small-M kernel for a transposed B (Bt = op(B)^T row-major, row j at
+// bt + j * ld_bt with unit stride along K; A with unit stride along K):
+//
+//   acc[i * n + j] = sum_{p < k} A[i, p] * Bt[j, p]     for i < m, j < n
+//
+// The x @ W^T of a Linear layer at inference. Dot products vectorised along
+// K: a few rows of Bt stream side by side, each read once.
+using smallm_dot_fn = void (*)(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt,
+                               int64_t n, float* acc);
+
 // One ISA's micro-kernels and the blocking sizes tuned for them.
 struct Ukernel {
   const char* name;  // e.g. "avx512_12x32"
@@ -57,6 +67,7 @@ struct Ukernel {
   ukernel_fn packed;
   ukernel_fn strided;
   smallm_fn smallm;
+  smallm_dot_fn smallm_dot;
 };
 
 extern const Ukernel ukernel_generic;

@@ -12,6 +12,7 @@
 // Intrinsics live only in this file, inside an anonymous namespace.
 #include <immintrin.h>
 
+#include <type_traits>
 #include <utility>
 
 #include "ops/gemm/gemm.h"
@@ -173,12 +174,68 @@ void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const 
   smallm_table_entry(m, std::make_integer_sequence<int, kSmallM>{})(k, m, a, rs_a, cs_a, b, rs_b, n, acc);
 }
 
+// Small M, transposed B: J rows of Bt and the m rows of A are walked along K
+// together, 8 at a time, into m x J accumulators, reduced once at the end;
+// the last k % 8 products are added in scalar code.
+inline float hsum(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_add_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+
+template <int M>
+void smallm_dot_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt,
+                     int64_t n, float* acc) {
+  constexpr int J = M <= 2 ? 4 : M <= 4 ? 2 : 1;
+  const int64_t kv = k / 8 * 8;
+  int64_t j = 0;
+  auto block = [&](auto jcount) {
+    constexpr int JB = decltype(jcount)::value;
+    __m256 s[M][JB];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+      for (int q = 0; q < JB; ++q) s[i][q] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < kv; p += 8) {
+      __m256 bv[JB];
+#pragma GCC unroll 4
+      for (int q = 0; q < JB; ++q) bv[q] = _mm256_loadu_ps(bt + (j + q) * ld_bt + p);
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) {
+        const __m256 av = _mm256_loadu_ps(a + i * rs_a + p);
+#pragma GCC unroll 4
+        for (int q = 0; q < JB; ++q) s[i][q] = _mm256_fmadd_ps(av, bv[q], s[i][q]);
+      }
+    }
+    for (int i = 0; i < M; ++i)
+      for (int q = 0; q < JB; ++q) {
+        float t = hsum(s[i][q]);
+        for (int64_t p = kv; p < k; ++p) t += a[i * rs_a + p] * bt[(j + q) * ld_bt + p];
+        acc[i * n + j + q] = t;
+      }
+  };
+  for (; j + J <= n; j += J) block(std::integral_constant<int, J>{});
+  for (; j < n; ++j) block(std::integral_constant<int, 1>{});
+}
+
+template <int... Ms>
+smallm_dot_fn smallm_dot_table_entry(int m, std::integer_sequence<int, Ms...>) {
+  static const smallm_dot_fn table[] = {smallm_dot_rows<Ms + 1>...};
+  return table[m - 1];
+}
+
+void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
+                float* acc) {
+  smallm_dot_table_entry(m, std::make_integer_sequence<int, kSmallM>{})(k, m, a, rs_a, bt, ld_bt, n, acc);
+}
+
 }  // namespace
 
 extern const Ukernel ukernel_avx2 = {
     "avx2_6x16", kMR, kNR,
     /*kc=*/384, /*nc=*/512, /*mc=*/1536,
-    ukernel_packed, ukernel_strided, smallm,
+    ukernel_packed, ukernel_strided, smallm, smallm_dot,
 };
 
 int64_t fma_peak_avx2(int64_t iters, float* sink) {

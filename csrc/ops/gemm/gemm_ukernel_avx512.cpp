@@ -17,6 +17,7 @@
 // AVX-512 code can be merged into a function another CPU might call.
 #include <immintrin.h>
 
+#include <type_traits>
 #include <utility>
 
 #include "ops/gemm/gemm.h"
@@ -194,12 +195,60 @@ void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const 
   smallm_table_entry(m, std::make_integer_sequence<int, kSmallM>{})(k, m, a, rs_a, cs_a, b, rs_b, n, acc);
 }
 
+// Small M, transposed B: J rows of Bt and the m rows of A are walked along K
+// together, 16 at a time, into m x J accumulators (A reloaded from L1 for each
+// row of Bt it meets); each accumulator is reduced once at the end.
+template <int M>
+void smallm_dot_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt,
+                     int64_t n, float* acc) {
+  constexpr int J = M == 1 ? 8 : M == 2 ? 6 : M <= 4 ? 4 : 2;
+  const __mmask16 tail = tail_mask(static_cast<int>(k % 16), 0);
+  const int64_t kv = k / 16 * 16;
+  int64_t j = 0;
+  auto block = [&](auto jcount) {
+    constexpr int JB = decltype(jcount)::value;
+    __m512 s[M][JB];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+      for (int q = 0; q < JB; ++q) s[i][q] = _mm512_setzero_ps();
+    auto step = [&](int64_t p, __mmask16 mk) {
+      __m512 bv[JB];
+#pragma GCC unroll 8
+      for (int q = 0; q < JB; ++q) bv[q] = _mm512_maskz_loadu_ps(mk, bt + (j + q) * ld_bt + p);
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) {
+        const __m512 av = _mm512_maskz_loadu_ps(mk, a + i * rs_a + p);
+#pragma GCC unroll 8
+        for (int q = 0; q < JB; ++q) s[i][q] = _mm512_fmadd_ps(av, bv[q], s[i][q]);
+      }
+    };
+    for (int64_t p = 0; p < kv; p += 16) step(p, static_cast<__mmask16>(0xFFFF));
+    if (kv < k) step(kv, tail);
+    for (int i = 0; i < M; ++i)
+      for (int q = 0; q < JB; ++q) acc[i * n + j + q] = _mm512_reduce_add_ps(s[i][q]);
+  };
+  for (; j + J <= n; j += J) block(std::integral_constant<int, J>{});
+  for (; j < n; ++j) block(std::integral_constant<int, 1>{});
+}
+
+template <int... Ms>
+smallm_dot_fn smallm_dot_table_entry(int m, std::integer_sequence<int, Ms...>) {
+  static const smallm_dot_fn table[] = {smallm_dot_rows<Ms + 1>...};
+  return table[m - 1];
+}
+
+void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
+                float* acc) {
+  smallm_dot_table_entry(m, std::make_integer_sequence<int, kSmallM>{})(k, m, a, rs_a, bt, ld_bt, n, acc);
+}
+
 }  // namespace
 
 extern const Ukernel ukernel_avx512 = {
     "avx512_8x48", kMR, kNR,
     /*kc=*/384, /*nc=*/480, /*mc=*/1536,
-    by_width<kMR, true>, ukernel_strided, smallm,
+    by_width<kMR, true>, ukernel_strided, smallm, smallm_dot,
 };
 
 int64_t fma_peak_avx512(int64_t iters, float* sink) {

@@ -79,12 +79,23 @@ void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const 
   }
 }
 
+// Small M, transposed B: one dot product per element of the m x n block.
+void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
+                float* acc) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      float s = 0.0f;
+      for (int64_t p = 0; p < k; ++p) s += a[i * rs_a + p] * bt[j * ld_bt + p];
+      acc[i * n + j] = s;
+    }
+}
+
 }  // namespace
 
 extern const Ukernel ukernel_generic = {
     "generic_4x8", kMR, kNR,
     /*kc=*/256, /*nc=*/256, /*mc=*/512,
-    ukernel_packed, ukernel_strided, smallm,
+    ukernel_packed, ukernel_strided, smallm, smallm_dot,
 };
 
 int64_t fma_peak_generic(int64_t iters, float* sink) {
