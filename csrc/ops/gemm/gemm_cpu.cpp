@@ -128,7 +128,12 @@ void pack_a(const MatrixF32& A, int64_t r0, int64_t rows, int64_t k0, int64_t kc
 
 // B[k0 : k0+kc, c0 : c0+cols] -> slivers of NR columns, element (p, j) of a
 // sliver at out[p * NR + j]; columns past the end are zero.
-void pack_b(const MatrixF32& B, int64_t k0, int64_t kc, int64_t c0, int64_t cols, int NR, float* out) {
+void pack_b(const MatrixF32& B, int64_t k0, int64_t kc, int64_t c0, int64_t cols, const Ukernel& uk, float* out) {
+  const int NR = uk.nr;
+  if (B.rs == 1 && B.cs != 1 && uk.pack_b_t) {
+    uk.pack_b_t(B.data + k0 + c0 * B.cs, B.cs, kc, cols, out);
+    return;
+  }
   for (int64_t s = 0; s < cols; s += NR) {
     const int n = static_cast<int>(std::min<int64_t>(NR, cols - s));
     float* dst = out + s * kc;
@@ -211,7 +216,7 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
       if (plan.pack_a) pack_a(g.a, mc0, mcl, kc0, kcl, MR, abuf);
       for (int64_t nc0 = n0; nc0 < n1; nc0 += NC) {
         const int64_t ncl = std::min(NC, n1 - nc0);
-        if (plan.pack_b) pack_b(g.b, kc0, kcl, nc0, ncl, NR, bbuf);
+        if (plan.pack_b) pack_b(g.b, kc0, kcl, nc0, ncl, uk, bbuf);
         for (int64_t ir = 0; ir < mcl; ir += MR) {
           const int m = static_cast<int>(std::min<int64_t>(MR, mcl - ir));
           const float* a;

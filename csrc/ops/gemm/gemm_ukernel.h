@@ -57,6 +57,13 @@ using smallm_fn = void (*)(int64_t k, int m, const float* a, int64_t rs_a, int64
 using smallm_dot_fn = void (*)(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt,
                                int64_t n, float* acc);
 
+// Packs a block of B whose columns are contiguous along K (a transposed
+// operand): element (p, j) of the block at src[p + j * ld], p < kc, j < cols,
+// into NR-column slivers (sliver s at out + s * kc, element (p, j) at
+// [p * NR + j], zero-padded to NR columns). Optional: null falls back to the
+// portable packing.
+using pack_b_t_fn = void (*)(const float* src, int64_t ld, int64_t kc, int64_t cols, float* out);
+
 // One ISA's micro-kernels and the blocking sizes tuned for them.
 struct Ukernel {
   const char* name;  // e.g. "avx512_12x32"
@@ -68,6 +75,7 @@ struct Ukernel {
   ukernel_fn strided;
   smallm_fn smallm;
   smallm_dot_fn smallm_dot;
+  pack_b_t_fn pack_b_t;
 };
 
 extern const Ukernel ukernel_generic;
