@@ -108,7 +108,12 @@ void epilogue_row(const float* acc, float* c, int64_t n, float alpha, float beta
 
 // A[r0 : r0+rows, k0 : k0+kc] -> slivers of MR rows, element (i, p) of a
 // sliver at out[p * MR + i]; rows past the end are zero.
-void pack_a(const MatrixF32& A, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int MR, float* out) {
+void pack_a(const MatrixF32& A, int64_t r0, int64_t rows, int64_t k0, int64_t kc, const Ukernel& uk, float* out) {
+  const int MR = uk.mr;
+  if (A.cs == 1 && A.rs != 1 && uk.pack_a_n) {
+    uk.pack_a_n(A.data + r0 * A.rs + k0, A.rs, rows, kc, out);
+    return;
+  }
   for (int64_t s = 0; s < rows; s += MR) {
     const int m = static_cast<int>(std::min<int64_t>(MR, rows - s));
     float* dst = out + s * kc;
@@ -213,7 +218,7 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
       const int64_t kcl = std::min(KC, K - kc0);
       const bool last = kc0 + kcl == K;
       Epilogue ep{g.alpha, kc0 == 0 ? g.beta : 1.0f, nullptr, last && g.relu};
-      if (plan.pack_a) pack_a(g.a, mc0, mcl, kc0, kcl, MR, abuf);
+      if (plan.pack_a) pack_a(g.a, mc0, mcl, kc0, kcl, uk, abuf);
       for (int64_t nc0 = n0; nc0 < n1; nc0 += NC) {
         const int64_t ncl = std::min(NC, n1 - nc0);
         if (plan.pack_b) pack_b(g.b, kc0, kcl, nc0, ncl, uk, bbuf);

@@ -64,6 +64,12 @@ using smallm_dot_fn = void (*)(int64_t k, int m, const float* a, int64_t rs_a, c
 // portable packing.
 using pack_b_t_fn = void (*)(const float* src, int64_t ld, int64_t kc, int64_t cols, float* out);
 
+// Packs a block of A whose rows are contiguous along K: element (i, p) at
+// src[i * ld + p], i < rows, p < kc, into MR-row slivers (sliver s at
+// out + s * kc, element (i, p) at [p * MR + i], zero-padded to MR rows).
+// Optional: null falls back to the portable packing.
+using pack_a_n_fn = void (*)(const float* src, int64_t ld, int64_t rows, int64_t kc, float* out);
+
 // One ISA's micro-kernels and the blocking sizes tuned for them.
 struct Ukernel {
   const char* name;  // e.g. "avx512_12x32"
@@ -76,6 +82,7 @@ struct Ukernel {
   smallm_fn smallm;
   smallm_dot_fn smallm_dot;
   pack_b_t_fn pack_b_t;
+  pack_a_n_fn pack_a_n;
 };
 
 extern const Ukernel ukernel_generic;

@@ -292,12 +292,32 @@ void pack_b_t(const float* src, int64_t ld, int64_t kc, int64_t cols, float* out
   }
 }
 
+// Packing a row-major A: MR rows x 16 values of K are transposed in registers
+// (the other rows of the 16 x 16 block are zero) and stored MR values per k.
+void pack_a_n(const float* src, int64_t ld, int64_t rows, int64_t kc, float* out) {
+  static_assert(kMR <= 16, "one 16 x 16 transpose covers a sliver");
+  const __m512 zero = _mm512_setzero_ps();
+  const __mmask16 row_mask = static_cast<__mmask16>((1u << kMR) - 1u);
+  for (int64_t s = 0; s < rows; s += kMR) {
+    const int64_t m = rows - s < kMR ? rows - s : kMR;
+    float* dst = out + s * kc;
+    for (int64_t p0 = 0; p0 < kc; p0 += 16) {
+      const int np = static_cast<int>(kc - p0 < 16 ? kc - p0 : 16);
+      const __mmask16 pm = tail_mask(np, 0);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) r[i] = i < m ? _mm512_maskz_loadu_ps(pm, src + (s + i) * ld + p0) : zero;
+      transpose16(r);
+      for (int t = 0; t < np; ++t) _mm512_mask_storeu_ps(dst + (p0 + t) * kMR, row_mask, r[t]);
+    }
+  }
+}
+
 }  // namespace
 
 extern const Ukernel ukernel_avx512 = {
     "avx512_8x48", kMR, kNR,
     /*kc=*/384, /*nc=*/480, /*mc=*/1536,
-    by_width<kMR, true>, ukernel_strided, smallm, smallm_dot, pack_b_t,
+    by_width<kMR, true>, ukernel_strided, smallm, smallm_dot, pack_b_t, pack_a_n,
 };
 
 int64_t fma_peak_avx512(int64_t iters, float* sink) {

@@ -95,7 +95,7 @@ void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt,
 extern const Ukernel ukernel_generic = {
     "generic_4x8", kMR, kNR,
     /*kc=*/256, /*nc=*/256, /*mc=*/512,
-    ukernel_packed, ukernel_strided, smallm, smallm_dot, nullptr,
+    ukernel_packed, ukernel_strided, smallm, smallm_dot, nullptr, nullptr,
 };
 
 int64_t fma_peak_generic(int64_t iters, float* sink) {
