@@ -205,7 +205,8 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
   const int MR = uk.mr, NR = uk.nr;
   // Equal blocks rather than full blocks plus a sliver: a last K block of a
   // few dozen would pay the C tile's load and store for little work.
-  const int64_t MC = balanced_block(m1 - m0, uk.mc, MR);
+  // Unpacked A needs no M blocking.
+  const int64_t MC = plan.pack_a ? balanced_block(m1 - m0, uk.mc, MR) : m1 - m0;
   const int64_t KC = balanced_block(K, uk.kc, 1);
   const int64_t NC = balanced_block(n1 - n0, uk.nc, NR);
   const int64_t ld = g.c.ld;
@@ -222,8 +223,9 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
       for (int64_t nc0 = n0; nc0 < n1; nc0 += NC) {
         const int64_t ncl = std::min(NC, n1 - nc0);
         if (plan.pack_b) pack_b(g.b, kc0, kcl, nc0, ncl, uk, bbuf);
-        for (int64_t ir = 0; ir < mcl; ir += MR) {
-          const int m = static_cast<int>(std::min<int64_t>(MR, mcl - ir));
+        const int row_step = (!plan.pack_a && uk.narrow_mr > MR && ncl <= uk.narrow_nr) ? uk.narrow_mr : MR;
+        for (int64_t ir = 0; ir < mcl; ir += row_step) {
+          const int m = static_cast<int>(std::min<int64_t>(row_step, mcl - ir));
           const float* a;
           int64_t rs_a, cs_a;
           ukernel_fn fn;

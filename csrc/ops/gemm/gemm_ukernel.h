@@ -77,6 +77,8 @@ struct Ukernel {
   int kc;            // K block: an MR x KC sliver of A stays in L1
   int nc;            // N block: a KC x NC panel of B stays in L2 (multiple of nr)
   int mc;            // M block: an MC x KC block of packed A stays in L3 (multiple of mr)
+  int narrow_nr;     // in-place A tiles at most this wide (when > 0) ...
+  int narrow_mr;     // ... may have up to this many rows (the strided entry accepts m <= narrow_mr)
   ukernel_fn packed;
   ukernel_fn strided;
   smallm_fn smallm;

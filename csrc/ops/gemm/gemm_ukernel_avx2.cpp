@@ -234,7 +234,7 @@ void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt,
 
 extern const Ukernel ukernel_avx2 = {
     "avx2_6x16", kMR, kNR,
-    /*kc=*/384, /*nc=*/512, /*mc=*/1536,
+    /*kc=*/384, /*nc=*/512, /*mc=*/1536, /*narrow_nr=*/0, /*narrow_mr=*/0,
     ukernel_packed, ukernel_strided, smallm, smallm_dot, nullptr, nullptr,
 };
 

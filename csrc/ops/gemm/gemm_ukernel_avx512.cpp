@@ -43,9 +43,9 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
   const int rows = PACKED ? m : M;
   __mmask16 mask[NV];
   for (int v = 0; v < NV; ++v) mask[v] = tail_mask(n, v);
-  for (int i = 0; i < M; ++i)
-    if (i < rows)
-      for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
+  // Start fetching the C tile now so the epilogue does not wait for it.
+  for (int i = 0; i < rows; ++i)
+    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
 
   __m512 acc[M][NV];
 #pragma GCC unroll 16
@@ -85,26 +85,44 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
     }
   }
 
-  const __m512 alpha = _mm512_set1_ps(ep.alpha);
-  const __m512 beta = _mm512_set1_ps(ep.beta);
-  const __m512 zero = _mm512_setzero_ps();
-  __m512 bias[NV];
-  for (int v = 0; v < NV; ++v)
-    bias[v] = ep.bias ? _mm512_maskz_loadu_ps(mask[v], ep.bias + 16 * v) : zero;
+  // Epilogue, one stage at a time so each option is tested once per tile.
+  if (ep.alpha != 1.0f) {
+    const __m512 alpha = _mm512_set1_ps(ep.alpha);
 #pragma GCC unroll 16
-  for (int i = 0; i < M; ++i) {
-    if (i >= rows) break;
-    float* crow = c + i * ldc;
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_mul_ps(acc[i][v], alpha);
+  }
+  if (ep.beta != 0.0f) {
+    const __m512 beta = _mm512_set1_ps(ep.beta);
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i)
+      if (i < rows)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+          acc[i][v] = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask[v], c + i * ldc + 16 * v), acc[i][v]);
+  }
+  if (ep.bias) {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      __m512 x = ep.alpha == 1.0f ? acc[i][v] : _mm512_mul_ps(acc[i][v], alpha);
-      if (ep.beta != 0.0f) x = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask[v], crow + 16 * v), x);
-      if (ep.bias) x = _mm512_add_ps(x, bias[v]);
-      // max(0, x) with x second returns x when x is NaN: ReLU propagates NaN.
-      if (ep.relu) x = _mm512_max_ps(zero, x);
-      _mm512_mask_storeu_ps(crow + 16 * v, mask[v], x);
+      const __m512 bv = _mm512_maskz_loadu_ps(mask[v], ep.bias + 16 * v);
+#pragma GCC unroll 16
+      for (int i = 0; i < M; ++i) acc[i][v] = _mm512_add_ps(acc[i][v], bv);
     }
   }
+  if (ep.relu) {
+    // max(0, x) with x second returns x when x is NaN: ReLU propagates NaN.
+    const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_max_ps(zero, acc[i][v]);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i)
+    if (i < rows)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
 }
 
 // Narrow tiles (n <= 16 or 32) run an instantiation with fewer vectors per
@@ -122,15 +140,31 @@ void by_width(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float
     ukernel<M, 1, PACKED>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
+// In-place A tiles at most 32 columns wide may have up to 12 rows (24
+// accumulators again): with K as short as an im2col's 27, the tile's fixed
+// cost (call, masks, epilogue stores) is then spread over 1.5x the FMAs.
+constexpr int kNarrowNR = 32;
+constexpr int kNarrowMR = 12;
+
+template <int M>
+void narrow_by_width(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
+                     float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
+  if (n > 16)
+    ukernel<M, 2, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+  else
+    ukernel<M, 1, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+}
+
 template <int... Ms>
 ukernel_fn strided_table_entry(int m, std::integer_sequence<int, Ms...>) {
-  static const ukernel_fn table[] = {by_width<Ms + 1, false>...};
+  static const ukernel_fn table[] = {(Ms < kMR ? by_width<Ms + 1, false> : narrow_by_width<Ms + 1>)...};
   return table[m - 1];
 }
 
 void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
                      float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
-  strided_table_entry(m, std::make_integer_sequence<int, kMR>{})(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+  strided_table_entry(m, std::make_integer_sequence<int, kNarrowMR>{})(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n,
+                                                                      ep);
 }
 
 // Small M: rows of B stream through, U rows per pass, with the m x 16 slice of
@@ -316,7 +350,7 @@ void pack_a_n(const float* src, int64_t ld, int64_t rows, int64_t kc, float* out
 
 extern const Ukernel ukernel_avx512 = {
     "avx512_8x48", kMR, kNR,
-    /*kc=*/384, /*nc=*/480, /*mc=*/1536,
+    /*kc=*/384, /*nc=*/480, /*mc=*/1536, kNarrowNR, kNarrowMR,
     by_width<kMR, true>, ukernel_strided, smallm, smallm_dot, pack_b_t, pack_a_n,
 };
 

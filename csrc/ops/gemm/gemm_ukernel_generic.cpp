@@ -94,7 +94,7 @@ void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt,
 
 extern const Ukernel ukernel_generic = {
     "generic_4x8", kMR, kNR,
-    /*kc=*/256, /*nc=*/256, /*mc=*/512,
+    /*kc=*/256, /*nc=*/256, /*mc=*/512, /*narrow_nr=*/0, /*narrow_mr=*/0,
     ukernel_packed, ukernel_strided, smallm, smallm_dot, nullptr, nullptr,
 };
 
