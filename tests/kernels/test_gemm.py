@@ -6,6 +6,9 @@ exact mismatch. Gaussian data checks rounding behaviour against a float64 produc
 tolerance that grows with K.
 """
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -361,3 +364,61 @@ def test_misaligned_arrays_are_refused():
     a = np.frombuffer(raw.data, dtype=np.float32, count=20, offset=1).reshape(4, 5)
     with pytest.raises(ValueError, match="a must be aligned"):
         ops.gemm(a, G32)
+
+
+# --------------------------------------------------------------------------- memory safety
+
+GUARD_SCRIPT = r"""
+import ctypes, mmap
+import numpy as np
+import ember
+
+libc = ctypes.CDLL(None, use_errno=True)
+PAGE = mmap.PAGESIZE
+keep = []
+
+
+def guarded(shape, rng, order="C"):
+    # A float32 array whose last byte is the last byte before a PROT_NONE page:
+    # any read or write past its end is a segmentation fault.
+    count = int(np.prod(shape))
+    pages = -(-count * 4 // PAGE) + 1
+    buf = mmap.mmap(-1, pages * PAGE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    if libc.mprotect(ctypes.c_void_p(base + (pages - 1) * PAGE), ctypes.c_size_t(PAGE), 0) != 0:
+        raise OSError(ctypes.get_errno(), "mprotect")
+    arr = np.frombuffer(buf, np.float32, count=count, offset=(pages - 1) * PAGE - count * 4)
+    arr = arr.reshape(shape[::-1]).T if order == "F" else arr.reshape(shape)
+    arr[...] = rng.integers(-4, 5, size=shape)
+    keep.append(buf)
+    return arr
+
+
+rng = np.random.default_rng(0)
+shapes = [(1, 7, 5), (3, 9, 47), (8, 13, 33), (9, 16, 47), (13, 5, 49), (17, 33, 95), (40, 100, 70), (5, 300, 1)]
+for isa in ember.available_isas():
+    ember.set_isa(isa)
+    for m, k, n in shapes:
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                a = guarded((k, m) if trans_a else (m, k), rng)
+                b = guarded((n, k) if trans_b else (k, n), rng)
+                bias = guarded((n,), rng)
+                out = guarded((m, n), rng)
+                c0 = out.astype(np.float64)
+                ember.ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out, beta=1.0, bias=bias)
+                a_op = a.T if trans_a else a
+                b_op = b.T if trans_b else b
+                assert np.array_equal(out, a_op.astype(np.float64) @ b_op + c0 + bias), (isa, m, k, n)
+print("ok")
+"""
+
+
+def test_kernels_never_touch_memory_past_their_arrays():
+    # Every operand ends at an inaccessible page; run in a child so an overrun
+    # is reported as a failed test rather than a crashed suite.
+    env = {**os.environ, "SKBUILD_EDITABLE_VERBOSE": "0"}
+    result = subprocess.run([sys.executable, "-c", GUARD_SCRIPT], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, f"child exited with {result.returncode}: {result.stderr[-2000:]}"
+    assert result.stdout.strip() == "ok"

@@ -17,8 +17,8 @@
 //   strided - A read in place: element (i, p) at a[i * rs_a + p * cs_a]; only m
 //             rows are read (one instantiation per m).
 // B row p starts at b + p * rs_b with unit column stride: either a packed
-// panel (rs_b = NR, zero-padded to NR columns) or the caller's matrix itself
-// (rs_b = its row stride; columns >= n are never read).
+// panel (rs_b = NR) or the caller's matrix itself (rs_b = its row stride).
+// Either way columns >= n are never read, whichever entry point is used.
 #pragma once
 
 #include <cstdint>

@@ -52,7 +52,7 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
     __m256 bv[kNV];
 #pragma GCC unroll 4
     for (int v = 0; v < kNV; ++v)
-      bv[v] = (PACKED || FULL_N) ? _mm256_loadu_ps(b + 8 * v) : _mm256_maskload_ps(b + 8 * v, mask[v]);
+      bv[v] = FULL_N ? _mm256_loadu_ps(b + 8 * v) : _mm256_maskload_ps(b + 8 * v, mask[v]);
 #pragma GCC unroll 8
     for (int i = 0; i < M; ++i) {
       __m256 av = _mm256_broadcast_ss(a + i * a_rs);
@@ -94,7 +94,10 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
 
 void ukernel_packed(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
                     float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
-  ukernel<kMR, true, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+  if (n >= kNR)
+    ukernel<kMR, true, true>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+  else
+    ukernel<kMR, true, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
 template <int... Ms>

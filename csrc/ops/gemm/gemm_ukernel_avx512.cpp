@@ -54,12 +54,13 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
 
   if (PACKED) {
-    // Packed slivers: A at a[p * MR + i], B zero-padded to NR columns.
+    // Packed A at a[p * MR + i]. B may be packed or in place: its loads are
+    // masked to n columns either way.
 #pragma GCC unroll 2
     for (int64_t p = 0; p < k; ++p) {
       __m512 bv[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
 #pragma GCC unroll 16
       for (int i = 0; i < M; ++i) {
         __m512 av = _mm512_set1_ps(a[i]);

@@ -27,8 +27,8 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
   float acc[M][kNR] = {};
   for (int64_t p = 0; p < k; ++p) {
     float bv[kNR];
-    // Packed panels are zero-padded, so they are read whole; in-place B only up to n.
-    for (int j = 0; j < kNR; ++j) bv[j] = (PACKED || FULL_N || j < cols) ? b[j] : 0.0f;
+    // B (packed or in place) is read only up to n columns.
+    for (int j = 0; j < kNR; ++j) bv[j] = (FULL_N || j < cols) ? b[j] : 0.0f;
     for (int i = 0; i < M; ++i) {
       const float av = a[i * a_rs];
       for (int j = 0; j < kNR; ++j) acc[i][j] += av * bv[j];
@@ -50,7 +50,10 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
 
 void ukernel_packed(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
                     float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
-  ukernel<kMR, true, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+  if (n >= kNR)
+    ukernel<kMR, true, true>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+  else
+    ukernel<kMR, true, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
 template <int... Ms>
