@@ -17,18 +17,7 @@ def gemm(
     bias: npt.NDArray[np.float32] | None = None,
     relu: bool = False,
 ) -> npt.NDArray[np.float32]: ...
-def gemm_ref(
-    a: npt.NDArray[np.float32],
-    b: npt.NDArray[np.float32],
-    *,
-    out: npt.NDArray[np.float32] | None = None,
-    alpha: float = 1.0,
-    beta: float = 0.0,
-    trans_a: bool = False,
-    trans_b: bool = False,
-    bias: npt.NDArray[np.float32] | None = None,
-    relu: bool = False,
-) -> npt.NDArray[np.float32]: ...
+gemm_ref = gemm
 def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def affinity_cpu_count() -> int: ...

@@ -260,20 +260,19 @@ void scale_only(const GemmArgs& g) {
     epilogue_row(nullptr, g.c.data + i * g.c.ld, g.c.cols, g.alpha, g.beta, g.bias, g.relu);
 }
 
-// M <= kSmallM with unit-column-stride B: threads split N; each walks K once
-// over its columns, a block of columns at a time, accumulating into an L1
-// block that the epilogue then combines into C.
-void run_small_m(const GemmArgs& g, const Ukernel& uk, int nthreads) {
+// The small-M paths: threads split N in multiples of `chunk`; each thread
+// computes its columns `width` at a time into an L1 accumulator block with
+// block(first_column, columns, acc), and the epilogue combines that into C.
+template <class Block>
+void run_small_m_columns(const GemmArgs& g, int nthreads, int64_t chunk, int64_t width, Block&& block) {
   const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
-  constexpr int64_t kVec = 16;
-  const int64_t chunks = ceil_div(N, kVec);
+  const int64_t chunks = ceil_div(N, chunk);
   const double b_bytes = 4.0 * static_cast<double>(N) * static_cast<double>(K);
   const int64_t nt = std::max<int64_t>(
       1, std::min<int64_t>({static_cast<int64_t>(nthreads), chunks, static_cast<int64_t>(b_bytes / kSmallMBytesPerThread)}));
-  const int64_t width = std::max<int64_t>(kVec, kSmallMAccBytes / (4 * M) / kVec * kVec);
   std::atomic<bool> out_of_memory{false};
   parallel_run(static_cast<int>(nt), [&](int tid) {
-    const int64_t c0 = std::min(N, chunks * tid / nt * kVec), c1 = std::min(N, chunks * (tid + 1) / nt * kVec);
+    const int64_t c0 = std::min(N, chunks * tid / nt * chunk), c1 = std::min(N, chunks * (tid + 1) / nt * chunk);
     if (c0 >= c1) return;
     float* acc;
     try {
@@ -284,8 +283,7 @@ void run_small_m(const GemmArgs& g, const Ukernel& uk, int nthreads) {
     }
     for (int64_t s0 = c0; s0 < c1; s0 += width) {
       const int64_t w = std::min(width, c1 - s0);
-      std::memset(acc, 0, sizeof(float) * M * w);
-      uk.smallm(K, static_cast<int>(M), g.a.data, g.a.rs, g.a.cs, g.b.data + s0, g.b.rs, w, acc);
+      block(s0, w, acc);
       for (int64_t i = 0; i < M; ++i)
         epilogue_row(acc + i * w, g.c.data + i * g.c.ld + s0, w, g.alpha, g.beta, g.bias ? g.bias + s0 : nullptr,
                      g.relu);
@@ -294,11 +292,23 @@ void run_small_m(const GemmArgs& g, const Ukernel& uk, int nthreads) {
   if (out_of_memory.load()) throw std::bad_alloc();
 }
 
-// M <= kSmallM with op(B)^T row-major (a transposed weight): dot products along
-// K. Threads split N; A is read in place when it has unit stride along K and
-// copied once (it is at most kSmallM rows) otherwise.
+// M <= kSmallM with unit-column-stride B: each thread walks K once over its
+// columns, streaming rows of B past an accumulator block that stays in L1.
+void run_small_m(const GemmArgs& g, const Ukernel& uk, int nthreads) {
+  const int64_t M = g.c.rows, K = g.a.cols;
+  constexpr int64_t kVec = 16;
+  const int64_t width = std::max<int64_t>(kVec, kSmallMAccBytes / (4 * M) / kVec * kVec);
+  run_small_m_columns(g, nthreads, kVec, width, [&](int64_t s0, int64_t w, float* acc) {
+    std::memset(acc, 0, sizeof(float) * M * w);
+    uk.smallm(K, static_cast<int>(M), g.a.data, g.a.rs, g.a.cs, g.b.data + s0, g.b.rs, w, acc);
+  });
+}
+
+// M <= kSmallM with op(B)^T row-major (a transposed weight): dot products
+// along K. A is read in place when it has unit stride along K and copied once
+// (it is at most kSmallM rows) otherwise.
 void run_small_m_dot(const GemmArgs& g, const Ukernel& uk, int nthreads) {
-  const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
+  const int64_t M = g.c.rows, K = g.a.cols;
   const float* a = g.a.data;
   int64_t rs_a = g.a.rs;
   if (g.a.cs != 1) {
@@ -309,31 +319,10 @@ void run_small_m_dot(const GemmArgs& g, const Ukernel& uk, int nthreads) {
     rs_a = K;
   }
   constexpr int64_t kChunk = 8;
-  const int64_t chunks = ceil_div(N, kChunk);
-  const double b_bytes = 4.0 * static_cast<double>(N) * static_cast<double>(K);
-  const int64_t nt = std::max<int64_t>(
-      1, std::min<int64_t>({static_cast<int64_t>(nthreads), chunks, static_cast<int64_t>(b_bytes / kSmallMBytesPerThread)}));
   const int64_t width = std::max<int64_t>(kChunk, kSmallMAccBytes / (4 * M));
-  std::atomic<bool> out_of_memory{false};
-  parallel_run(static_cast<int>(nt), [&](int tid) {
-    const int64_t c0 = std::min(N, chunks * tid / nt * kChunk), c1 = std::min(N, chunks * (tid + 1) / nt * kChunk);
-    if (c0 >= c1) return;
-    float* acc;
-    try {
-      acc = t_small_acc.get(static_cast<size_t>(M * width));
-    } catch (const std::bad_alloc&) {
-      out_of_memory.store(true);
-      return;
-    }
-    for (int64_t s0 = c0; s0 < c1; s0 += width) {
-      const int64_t w = std::min(width, c1 - s0);
-      uk.smallm_dot(K, static_cast<int>(M), a, rs_a, g.b.data + s0 * g.b.cs, g.b.cs, w, acc);
-      for (int64_t i = 0; i < M; ++i)
-        epilogue_row(acc + i * w, g.c.data + i * g.c.ld + s0, w, g.alpha, g.beta, g.bias ? g.bias + s0 : nullptr,
-                     g.relu);
-    }
+  run_small_m_columns(g, nthreads, kChunk, width, [&](int64_t s0, int64_t w, float* acc) {
+    uk.smallm_dot(K, static_cast<int>(M), a, rs_a, g.b.data + s0 * g.b.cs, g.b.cs, w, acc);
   });
-  if (out_of_memory.load()) throw std::bad_alloc();
 }
 
 }  // namespace
@@ -368,48 +357,6 @@ void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
       run_block(g, uk, plan, m0, m1, n0, n1);
     } catch (const std::bad_alloc&) {  // a packing buffer could not grow
       out_of_memory.store(true);
-    }
-  });
-  if (out_of_memory.load()) throw std::bad_alloc();
-}
-
-// M <= kSmallM with op(B)^T row-major (a transposed weight): dot products along
-// K. Threads split N; A is read in place when it has unit stride along K and
-// copied once (it is at most kSmallM rows) otherwise.
-void run_small_m_dot(const GemmArgs& g, const Ukernel& uk, int nthreads) {
-  const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
-  const float* a = g.a.data;
-  int64_t rs_a = g.a.rs;
-  if (g.a.cs != 1) {
-    float* copy = t_small_a.get(static_cast<size_t>(M * K));
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t p = 0; p < K; ++p) copy[i * K + p] = g.a.at(i, p);
-    a = copy;
-    rs_a = K;
-  }
-  constexpr int64_t kChunk = 8;
-  const int64_t chunks = ceil_div(N, kChunk);
-  const double b_bytes = 4.0 * static_cast<double>(N) * static_cast<double>(K);
-  const int64_t nt = std::max<int64_t>(
-      1, std::min<int64_t>({static_cast<int64_t>(nthreads), chunks, static_cast<int64_t>(b_bytes / kSmallMBytesPerThread)}));
-  const int64_t width = std::max<int64_t>(kChunk, kSmallMAccBytes / (4 * M));
-  std::atomic<bool> out_of_memory{false};
-  parallel_run(static_cast<int>(nt), [&](int tid) {
-    const int64_t c0 = std::min(N, chunks * tid / nt * kChunk), c1 = std::min(N, chunks * (tid + 1) / nt * kChunk);
-    if (c0 >= c1) return;
-    float* acc;
-    try {
-      acc = t_small_acc.get(static_cast<size_t>(M * width));
-    } catch (const std::bad_alloc&) {
-      out_of_memory.store(true);
-      return;
-    }
-    for (int64_t s0 = c0; s0 < c1; s0 += width) {
-      const int64_t w = std::min(width, c1 - s0);
-      uk.smallm_dot(K, static_cast<int>(M), a, rs_a, g.b.data + s0 * g.b.cs, g.b.cs, w, acc);
-      for (int64_t i = 0; i < M; ++i)
-        epilogue_row(acc + i * w, g.c.data + i * g.c.ld + s0, w, g.alpha, g.beta, g.bias ? g.bias + s0 : nullptr,
-                     g.relu);
     }
   });
   if (out_of_memory.load()) throw std::bad_alloc();

@@ -17,6 +17,7 @@
 
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
+#include "ops/gemm/gemm_ukernel_tables.h"
 
 namespace ember::gemm {
 namespace {
@@ -92,25 +93,24 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
   }
 }
 
-void ukernel_packed(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
-                    float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
+// Full-width tiles never pay for masked accesses.
+template <int M, bool PACKED>
+void by_width(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, float* c,
+              int64_t ldc, int m, int n, const Epilogue& ep) {
   if (n >= kNR)
-    ukernel<kMR, true, true>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+    ukernel<M, PACKED, true>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
   else
-    ukernel<kMR, true, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+    ukernel<M, PACKED, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
-template <int... Ms>
-ukernel_fn strided_table_entry(int m, bool full_n, std::integer_sequence<int, Ms...>) {
-  static const ukernel_fn full[] = {ukernel<Ms + 1, false, true>...};
-  static const ukernel_fn edge[] = {ukernel<Ms + 1, false, false>...};
-  return full_n ? full[m - 1] : edge[m - 1];
-}
+template <int M>
+struct StridedRows {
+  static constexpr auto fn = by_width<M, false>;
+};
 
-void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                     int64_t rs_b, float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
-  strided_table_entry(m, n >= kNR, std::make_integer_sequence<int, kMR>{})(k, a, rs_a, cs_a, b, rs_b, c,
-                                                                           ldc, m, n, ep);
+void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
+                     float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
+  by_rows<StridedRows, kMR>(m)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
 // Small M: rows of B stream through, U rows per pass, with the m x 8 slice of
@@ -166,15 +166,14 @@ void smallm_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, int64_
     }
 }
 
-template <int... Ms>
-smallm_fn smallm_table_entry(int m, std::integer_sequence<int, Ms...>) {
-  static const smallm_fn table[] = {smallm_rows<Ms + 1>...};
-  return table[m - 1];
-}
+template <int M>
+struct SmallMRows {
+  static constexpr auto fn = smallm_rows<M>;
+};
 
 void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
             float* acc) {
-  smallm_table_entry(m, std::make_integer_sequence<int, kSmallM>{})(k, m, a, rs_a, cs_a, b, rs_b, n, acc);
+  by_rows<SmallMRows, kSmallM>(m)(k, m, a, rs_a, cs_a, b, rs_b, n, acc);
 }
 
 // Small M, transposed B: J rows of Bt and the m rows of A are walked along K
@@ -222,15 +221,14 @@ void smallm_dot_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, co
   for (; j < n; ++j) block(std::integral_constant<int, 1>{});
 }
 
-template <int... Ms>
-smallm_dot_fn smallm_dot_table_entry(int m, std::integer_sequence<int, Ms...>) {
-  static const smallm_dot_fn table[] = {smallm_dot_rows<Ms + 1>...};
-  return table[m - 1];
-}
+template <int M>
+struct SmallMDotRows {
+  static constexpr auto fn = smallm_dot_rows<M>;
+};
 
 void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
                 float* acc) {
-  smallm_dot_table_entry(m, std::make_integer_sequence<int, kSmallM>{})(k, m, a, rs_a, bt, ld_bt, n, acc);
+  by_rows<SmallMDotRows, kSmallM>(m)(k, m, a, rs_a, bt, ld_bt, n, acc);
 }
 
 }  // namespace
@@ -238,7 +236,7 @@ void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt,
 extern const Ukernel ukernel_avx2 = {
     "avx2_6x16", kMR, kNR,
     /*kc=*/384, /*nc=*/512, /*mc=*/1536, /*narrow_nr=*/0, /*narrow_mr=*/0,
-    ukernel_packed, ukernel_strided, smallm, smallm_dot, nullptr, nullptr,
+    by_width<kMR, true>, ukernel_strided, smallm, smallm_dot, nullptr, nullptr,
 };
 
 int64_t fma_peak_avx2(int64_t iters, float* sink) {

@@ -17,11 +17,18 @@
 // AVX-512 code can be merged into a function another CPU might call.
 #include <immintrin.h>
 
+// GCC 12's own AVX-512 headers build masked and reduced values from a
+// deliberately undefined register, which -W(maybe-)uninitialized reports at
+// every call site; the warning is about the headers, not this file.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 #include <type_traits>
 #include <utility>
 
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
+#include "ops/gemm/gemm_ukernel_tables.h"
 
 namespace ember::gemm {
 namespace {
@@ -53,37 +60,23 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
 
-  if (PACKED) {
-    // Packed A at a[p * MR + i]. B may be packed or in place: its loads are
-    // masked to n columns either way.
-#pragma GCC unroll 2
-    for (int64_t p = 0; p < k; ++p) {
-      __m512 bv[NV];
+  // Packed A is at a[p * MR + i] (strides known at compile time); in-place A
+  // at a[i * rs_a + p * cs_a]. B may be packed or in place: its loads are
+  // masked to n columns either way.
+  const int64_t a_rs = PACKED ? 1 : rs_a;
+  const int64_t a_cs = PACKED ? kMR : cs_a;
+  for (int64_t p = 0; p < k; ++p) {
+    __m512 bv[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
 #pragma GCC unroll 16
-      for (int i = 0; i < M; ++i) {
-        __m512 av = _mm512_set1_ps(a[i]);
+    for (int i = 0; i < M; ++i) {
+      const __m512 av = _mm512_set1_ps(a[i * a_rs]);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
-      }
-      a += kMR;
-      b += rs_b;
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
     }
-  } else {
-    for (int64_t p = 0; p < k; ++p) {
-      __m512 bv[NV];
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
-#pragma GCC unroll 16
-      for (int i = 0; i < M; ++i) {
-        __m512 av = _mm512_set1_ps(a[i * rs_a]);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
-      }
-      a += cs_a;
-      b += rs_b;
-    }
+    a += a_cs;
+    b += rs_b;
   }
 
   // Epilogue, one stage at a time so each option is tested once per tile.
@@ -156,16 +149,20 @@ void narrow_by_width(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, cons
     ukernel<M, 1, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
-template <int... Ms>
-ukernel_fn strided_table_entry(int m, std::integer_sequence<int, Ms...>) {
-  static const ukernel_fn table[] = {(Ms < kMR ? by_width<Ms + 1, false> : narrow_by_width<Ms + 1>)...};
-  return table[m - 1];
-}
+template <int M>
+struct StridedRows {
+  static void fn(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, float* c,
+                 int64_t ldc, int m, int n, const Epilogue& ep) {
+    if constexpr (M <= kMR)
+      by_width<M, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+    else
+      narrow_by_width<M>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+  }
+};
 
 void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
                      float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
-  strided_table_entry(m, std::make_integer_sequence<int, kNarrowMR>{})(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n,
-                                                                      ep);
+  by_rows<StridedRows, kNarrowMR>(m)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
 // Small M: rows of B stream through, U rows per pass, with the m x 16 slice of
@@ -219,15 +216,14 @@ void smallm_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, int64_
   }
 }
 
-template <int... Ms>
-smallm_fn smallm_table_entry(int m, std::integer_sequence<int, Ms...>) {
-  static const smallm_fn table[] = {smallm_rows<Ms + 1>...};
-  return table[m - 1];
-}
+template <int M>
+struct SmallMRows {
+  static constexpr auto fn = smallm_rows<M>;
+};
 
 void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
             float* acc) {
-  smallm_table_entry(m, std::make_integer_sequence<int, kSmallM>{})(k, m, a, rs_a, cs_a, b, rs_b, n, acc);
+  by_rows<SmallMRows, kSmallM>(m)(k, m, a, rs_a, cs_a, b, rs_b, n, acc);
 }
 
 // Small M, transposed B: J rows of Bt and the m rows of A are walked along K
@@ -267,15 +263,14 @@ void smallm_dot_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, co
   for (; j < n; ++j) block(std::integral_constant<int, 1>{});
 }
 
-template <int... Ms>
-smallm_dot_fn smallm_dot_table_entry(int m, std::integer_sequence<int, Ms...>) {
-  static const smallm_dot_fn table[] = {smallm_dot_rows<Ms + 1>...};
-  return table[m - 1];
-}
+template <int M>
+struct SmallMDotRows {
+  static constexpr auto fn = smallm_dot_rows<M>;
+};
 
 void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
                 float* acc) {
-  smallm_dot_table_entry(m, std::make_integer_sequence<int, kSmallM>{})(k, m, a, rs_a, bt, ld_bt, n, acc);
+  by_rows<SmallMDotRows, kSmallM>(m)(k, m, a, rs_a, bt, ld_bt, n, acc);
 }
 
 // Packing a transposed B: 16 x 16 blocks are loaded along K (contiguous),

@@ -10,6 +10,7 @@
 
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
+#include "ops/gemm/gemm_ukernel_tables.h"
 
 namespace ember::gemm {
 namespace {
@@ -48,25 +49,24 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
   }
 }
 
-void ukernel_packed(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
-                    float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
+// Full-width tiles skip the column bound checks.
+template <int M, bool PACKED>
+void by_width(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, float* c,
+              int64_t ldc, int m, int n, const Epilogue& ep) {
   if (n >= kNR)
-    ukernel<kMR, true, true>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+    ukernel<M, PACKED, true>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
   else
-    ukernel<kMR, true, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+    ukernel<M, PACKED, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
-template <int... Ms>
-ukernel_fn strided_table_entry(int m, bool full_n, std::integer_sequence<int, Ms...>) {
-  static const ukernel_fn full[] = {ukernel<Ms + 1, false, true>...};
-  static const ukernel_fn edge[] = {ukernel<Ms + 1, false, false>...};
-  return full_n ? full[m - 1] : edge[m - 1];
-}
+template <int M>
+struct StridedRows {
+  static constexpr auto fn = by_width<M, false>;
+};
 
-void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                     int64_t rs_b, float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
-  strided_table_entry(m, n >= kNR, std::make_integer_sequence<int, kMR>{})(k, a, rs_a, cs_a, b, rs_b, c,
-                                                                           ldc, m, n, ep);
+void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
+                     float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
+  by_rows<StridedRows, kMR>(m)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
 // Small M: one row of B at a time, a rank-1 update of the m x n block.
@@ -98,7 +98,7 @@ void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt,
 extern const Ukernel ukernel_generic = {
     "generic_4x8", kMR, kNR,
     /*kc=*/256, /*nc=*/256, /*mc=*/512, /*narrow_nr=*/0, /*narrow_mr=*/0,
-    ukernel_packed, ukernel_strided, smallm, smallm_dot, nullptr, nullptr,
+    by_width<kMR, true>, ukernel_strided, smallm, smallm_dot, nullptr, nullptr,
 };
 
 int64_t fma_peak_generic(int64_t iters, float* sink) {
