@@ -232,7 +232,7 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
           if (plan.pack_a) {
             a = abuf + ir * kcl, rs_a = 1, cs_a = MR, fn = uk.packed;
           } else {
-            a = g.a.data + (mc0 + ir) * g.a.rs + kc0 * g.a.cs, rs_a = g.a.rs, cs_a = g.a.cs, fn = uk.strided;
+            a = g.a.data + (mc0 + ir) * g.a.rs + kc0 * g.a.cs, rs_a = g.a.rs, cs_a = g.a.cs, fn = uk.strided[m - 1];
           }
           float* crow = g.c.data + (mc0 + ir) * ld;
           for (int64_t jr = 0; jr < ncl; jr += NR) {
@@ -300,7 +300,7 @@ void run_small_m(const GemmArgs& g, const Ukernel& uk, int nthreads) {
   const int64_t width = std::max<int64_t>(kVec, kSmallMAccBytes / (4 * M) / kVec * kVec);
   run_small_m_columns(g, nthreads, kVec, width, [&](int64_t s0, int64_t w, float* acc) {
     std::memset(acc, 0, sizeof(float) * M * w);
-    uk.smallm(K, static_cast<int>(M), g.a.data, g.a.rs, g.a.cs, g.b.data + s0, g.b.rs, w, acc);
+    uk.smallm[M - 1](K, g.a.data, g.a.rs, g.a.cs, g.b.data + s0, g.b.rs, w, acc);
   });
 }
 
@@ -321,7 +321,7 @@ void run_small_m_dot(const GemmArgs& g, const Ukernel& uk, int nthreads) {
   constexpr int64_t kChunk = 8;
   const int64_t width = std::max<int64_t>(kChunk, kSmallMAccBytes / (4 * M));
   run_small_m_columns(g, nthreads, kChunk, width, [&](int64_t s0, int64_t w, float* acc) {
-    uk.smallm_dot(K, static_cast<int>(M), a, rs_a, g.b.data + s0 * g.b.cs, g.b.cs, w, acc);
+    uk.smallm_dot[M - 1](K, a, rs_a, g.b.data + s0 * g.b.cs, g.b.cs, w, acc);
   });
 }
 

@@ -14,13 +14,15 @@
 //   packed  - A sliver packed by the driver: element (i, p) at a[p * MR + i],
 //             rows m..MR-1 zero-filled. Compile-time strides; all MR rows are
 //             computed and only m are stored.
-//   strided - A read in place: element (i, p) at a[i * rs_a + p * cs_a]; only m
-//             rows are read (one instantiation per m).
+//   strided - A read in place: element (i, p) at a[i * rs_a + p * cs_a]; a
+//             table with one instantiation per row count, strided[m - 1],
+//             which neither reads nor computes rows past m.
 // B row p starts at b + p * rs_b with unit column stride: either a packed
 // panel (rs_b = NR) or the caller's matrix itself (rs_b = its row stride).
 // Either way columns >= n are never read, whichever entry point is used.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 namespace ember::gemm {
@@ -44,8 +46,10 @@ using ukernel_fn = void (*)(int64_t k, const float* a, int64_t rs_a, int64_t cs_
 // Every element of B is used at most m times, so this is bound by reading B
 // once; packing B would only add a second pass over it.
 constexpr int kSmallM = 8;
-using smallm_fn = void (*)(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                           int64_t rs_b, int64_t n, float* acc);
+// The most rows any micro-kernel tile has.
+constexpr int kMaxTileRows = 16;
+using smallm_fn = void (*)(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
+                           int64_t n, float* acc);
 
 // The small-M kernel for a transposed B (Bt = op(B)^T row-major, row j at
 // bt + j * ld_bt with unit stride along K; A with unit stride along K):
@@ -54,8 +58,8 @@ using smallm_fn = void (*)(int64_t k, int m, const float* a, int64_t rs_a, int64
 //
 // The x @ W^T of a Linear layer at inference. Dot products vectorised along
 // K: a few rows of Bt stream side by side, each read once.
-using smallm_dot_fn = void (*)(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt,
-                               int64_t n, float* acc);
+using smallm_dot_fn = void (*)(int64_t k, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
+                               float* acc);
 
 // Packs a block of B whose columns are contiguous along K (a transposed
 // operand): element (p, j) of the block at src[p + j * ld], p < kc, j < cols,
@@ -80,9 +84,9 @@ struct Ukernel {
   int narrow_nr;     // in-place A tiles at most this wide (when > 0) ...
   int narrow_mr;     // ... may have up to this many rows (the strided entry accepts m <= narrow_mr)
   ukernel_fn packed;
-  ukernel_fn strided;
-  smallm_fn smallm;
-  smallm_dot_fn smallm_dot;
+  std::array<ukernel_fn, kMaxTileRows> strided;  // [m - 1] for m <= max(mr, narrow_mr)
+  std::array<smallm_fn, kSmallM> smallm;         // [m - 1]
+  std::array<smallm_dot_fn, kSmallM> smallm_dot; // [m - 1]
   pack_b_t_fn pack_b_t;
   pack_a_n_fn pack_a_n;
 };

@@ -103,16 +103,6 @@ void by_width(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float
     ukernel<M, PACKED, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
-template <int M>
-struct StridedRows {
-  static constexpr auto fn = by_width<M, false>;
-};
-
-void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
-                     float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
-  by_rows<StridedRows, kMR>(m)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
-}
-
 // Small M: rows of B stream through, U rows per pass, with the m x 8 slice of
 // the accumulator block loaded and stored once per pass (it lives in L1);
 // the next rows are prefetched into L2 a few passes ahead (into L2, since rows
@@ -121,8 +111,8 @@ void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, cons
 constexpr int kPrefetchRows = 8;
 
 template <int M>
-void smallm_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                 int64_t rs_b, int64_t n, float* acc) {
+void smallm_rows(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
+                 float* acc) {
   constexpr int U = M <= 2 ? 4 : 2;
   const int64_t nv = n / 8 * 8;
   int64_t p = 0;
@@ -166,16 +156,6 @@ void smallm_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, int64_
     }
 }
 
-template <int M>
-struct SmallMRows {
-  static constexpr auto fn = smallm_rows<M>;
-};
-
-void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
-            float* acc) {
-  by_rows<SmallMRows, kSmallM>(m)(k, m, a, rs_a, cs_a, b, rs_b, n, acc);
-}
-
 // Small M, transposed B: J rows of Bt and the m rows of A are walked along K
 // together, 8 at a time, into m x J accumulators, reduced once at the end;
 // the last k % 8 products are added in scalar code.
@@ -187,8 +167,8 @@ inline float hsum(__m256 v) {
 }
 
 template <int M>
-void smallm_dot_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt,
-                     int64_t n, float* acc) {
+void smallm_dot_rows(int64_t k, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
+                     float* acc) {
   constexpr int J = M <= 2 ? 4 : M <= 4 ? 2 : 1;
   const int64_t kv = k / 8 * 8;
   int64_t j = 0;
@@ -221,22 +201,16 @@ void smallm_dot_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, co
   for (; j < n; ++j) block(std::integral_constant<int, 1>{});
 }
 
-template <int M>
-struct SmallMDotRows {
-  static constexpr auto fn = smallm_dot_rows<M>;
-};
-
-void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
-                float* acc) {
-  by_rows<SmallMDotRows, kSmallM>(m)(k, m, a, rs_a, bt, ld_bt, n, acc);
-}
-
 }  // namespace
 
 extern const Ukernel ukernel_avx2 = {
     "avx2_6x16", kMR, kNR,
     /*kc=*/384, /*nc=*/512, /*mc=*/1536, /*narrow_nr=*/0, /*narrow_mr=*/0,
-    by_width<kMR, true>, ukernel_strided, smallm, smallm_dot, nullptr, nullptr,
+    by_width<kMR, true>,
+    rows_table<kMaxTileRows, kMR>([](auto m) { return by_width<decltype(m)::value, false>; }),
+    rows_table<kSmallM, kSmallM>([](auto m) { return smallm_rows<decltype(m)::value>; }),
+    rows_table<kSmallM, kSmallM>([](auto m) { return smallm_dot_rows<decltype(m)::value>; }),
+    nullptr, nullptr,
 };
 
 int64_t fma_peak_avx2(int64_t iters, float* sink) {

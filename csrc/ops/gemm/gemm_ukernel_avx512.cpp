@@ -149,22 +149,6 @@ void narrow_by_width(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, cons
     ukernel<M, 1, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
-template <int M>
-struct StridedRows {
-  static void fn(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, float* c,
-                 int64_t ldc, int m, int n, const Epilogue& ep) {
-    if constexpr (M <= kMR)
-      by_width<M, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
-    else
-      narrow_by_width<M>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
-  }
-};
-
-void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
-                     float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
-  by_rows<StridedRows, kNarrowMR>(m)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
-}
-
 // Small M: rows of B stream through, U rows per pass, with the m x 16 slice of
 // the accumulator block loaded and stored once per pass (it lives in L1).
 // The next rows are prefetched a few passes ahead: each row segment starts in
@@ -173,8 +157,8 @@ void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, cons
 constexpr int kPrefetchRows = 8;
 
 template <int M>
-void smallm_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                 int64_t rs_b, int64_t n, float* acc) {
+void smallm_rows(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
+                 float* acc) {
   constexpr int U = M <= 2 ? 8 : M <= 4 ? 4 : 2;
   const __mmask16 tail = tail_mask(static_cast<int>(n % 16), 0);
   int64_t p = 0;
@@ -216,22 +200,12 @@ void smallm_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, int64_
   }
 }
 
-template <int M>
-struct SmallMRows {
-  static constexpr auto fn = smallm_rows<M>;
-};
-
-void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
-            float* acc) {
-  by_rows<SmallMRows, kSmallM>(m)(k, m, a, rs_a, cs_a, b, rs_b, n, acc);
-}
-
 // Small M, transposed B: J rows of Bt and the m rows of A are walked along K
 // together, 16 at a time, into m x J accumulators (A reloaded from L1 for each
 // row of Bt it meets); each accumulator is reduced once at the end.
 template <int M>
-void smallm_dot_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt,
-                     int64_t n, float* acc) {
+void smallm_dot_rows(int64_t k, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
+                     float* acc) {
   constexpr int J = M == 1 ? 8 : M == 2 ? 6 : M <= 4 ? 4 : 2;
   const __mmask16 tail = tail_mask(static_cast<int>(k % 16), 0);
   const int64_t kv = k / 16 * 16;
@@ -261,16 +235,6 @@ void smallm_dot_rows(int64_t k, int /*m == M*/, const float* a, int64_t rs_a, co
   };
   for (; j + J <= n; j += J) block(std::integral_constant<int, J>{});
   for (; j < n; ++j) block(std::integral_constant<int, 1>{});
-}
-
-template <int M>
-struct SmallMDotRows {
-  static constexpr auto fn = smallm_dot_rows<M>;
-};
-
-void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
-                float* acc) {
-  by_rows<SmallMDotRows, kSmallM>(m)(k, m, a, rs_a, bt, ld_bt, n, acc);
 }
 
 // Packing a transposed B: 16 x 16 blocks are loaded along K (contiguous),
@@ -347,7 +311,16 @@ void pack_a_n(const float* src, int64_t ld, int64_t rows, int64_t kc, float* out
 extern const Ukernel ukernel_avx512 = {
     "avx512_8x48", kMR, kNR,
     /*kc=*/384, /*nc=*/480, /*mc=*/1536, kNarrowNR, kNarrowMR,
-    by_width<kMR, true>, ukernel_strided, smallm, smallm_dot, pack_b_t, pack_a_n,
+    by_width<kMR, true>,
+    rows_table<kMaxTileRows, kNarrowMR>([](auto m) -> ukernel_fn {
+      if constexpr (decltype(m)::value <= kMR)
+        return by_width<decltype(m)::value, false>;
+      else
+        return narrow_by_width<decltype(m)::value>;
+    }),
+    rows_table<kSmallM, kSmallM>([](auto m) { return smallm_rows<decltype(m)::value>; }),
+    rows_table<kSmallM, kSmallM>([](auto m) { return smallm_dot_rows<decltype(m)::value>; }),
+    pack_b_t, pack_a_n,
 };
 
 int64_t fma_peak_avx512(int64_t iters, float* sink) {

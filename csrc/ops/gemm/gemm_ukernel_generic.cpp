@@ -5,8 +5,6 @@
 // registers, one rank-1 update per k step, the epilogue applied once on the
 // way out. It documents the idea and runs on any CPU; the blocking and
 // packing around it (gemm_cpu.cpp) are shared with the fast kernels.
-#include <cmath>
-#include <utility>
 
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
@@ -18,18 +16,18 @@ namespace {
 constexpr int kMR = 4;
 constexpr int kNR = 8;
 
-template <int M, bool PACKED, bool FULL_N>
+template <int M, bool PACKED>
 void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
              float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
   const int rows = PACKED ? m : M;
-  const int cols = FULL_N ? kNR : n;
+  const int cols = n;
   const int64_t a_rs = PACKED ? 1 : rs_a;
   const int64_t a_cs = PACKED ? kMR : cs_a;
   float acc[M][kNR] = {};
   for (int64_t p = 0; p < k; ++p) {
     float bv[kNR];
     // B (packed or in place) is read only up to n columns.
-    for (int j = 0; j < kNR; ++j) bv[j] = (FULL_N || j < cols) ? b[j] : 0.0f;
+    for (int j = 0; j < kNR; ++j) bv[j] = j < cols ? b[j] : 0.0f;
     for (int i = 0; i < M; ++i) {
       const float av = a[i * a_rs];
       for (int j = 0; j < kNR; ++j) acc[i][j] += av * bv[j];
@@ -49,32 +47,13 @@ void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float*
   }
 }
 
-// Full-width tiles skip the column bound checks.
-template <int M, bool PACKED>
-void by_width(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, float* c,
-              int64_t ldc, int m, int n, const Epilogue& ep) {
-  if (n >= kNR)
-    ukernel<M, PACKED, true>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
-  else
-    ukernel<M, PACKED, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
-}
-
-template <int M>
-struct StridedRows {
-  static constexpr auto fn = by_width<M, false>;
-};
-
-void ukernel_strided(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
-                     float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
-  by_rows<StridedRows, kMR>(m)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
-}
-
 // Small M: one row of B at a time, a rank-1 update of the m x n block.
-void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
+template <int M>
+void smallm(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t n,
             float* acc) {
   for (int64_t p = 0; p < k; ++p) {
     const float* brow = b + p * rs_b;
-    for (int i = 0; i < m; ++i) {
+    for (int i = 0; i < M; ++i) {
       const float av = a[i * rs_a + p * cs_a];
       float* arow = acc + i * n;
       for (int64_t j = 0; j < n; ++j) arow[j] += av * brow[j];
@@ -83,10 +62,10 @@ void smallm(int64_t k, int m, const float* a, int64_t rs_a, int64_t cs_a, const 
 }
 
 // Small M, transposed B: one dot product per element of the m x n block.
-void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n,
-                float* acc) {
+template <int M>
+void smallm_dot(int64_t k, const float* a, int64_t rs_a, const float* bt, int64_t ld_bt, int64_t n, float* acc) {
   for (int64_t j = 0; j < n; ++j)
-    for (int i = 0; i < m; ++i) {
+    for (int i = 0; i < M; ++i) {
       float s = 0.0f;
       for (int64_t p = 0; p < k; ++p) s += a[i * rs_a + p] * bt[j * ld_bt + p];
       acc[i * n + j] = s;
@@ -98,7 +77,11 @@ void smallm_dot(int64_t k, int m, const float* a, int64_t rs_a, const float* bt,
 extern const Ukernel ukernel_generic = {
     "generic_4x8", kMR, kNR,
     /*kc=*/256, /*nc=*/256, /*mc=*/512, /*narrow_nr=*/0, /*narrow_mr=*/0,
-    by_width<kMR, true>, ukernel_strided, smallm, smallm_dot, nullptr, nullptr,
+    ukernel<kMR, true>,
+    rows_table<kMaxTileRows, kMR>([](auto m) { return ukernel<decltype(m)::value, false>; }),
+    rows_table<kSmallM, kSmallM>([](auto m) { return smallm<decltype(m)::value>; }),
+    rows_table<kSmallM, kSmallM>([](auto m) { return smallm_dot<decltype(m)::value>; }),
+    nullptr, nullptr,
 };
 
 int64_t fma_peak_generic(int64_t iters, float* sink) {
