@@ -14,18 +14,23 @@
 //
 // Packing is skipped where it cannot pay for itself: A is read in place when
 // it has a unit stride and few column slivers will reuse it (tall-skinny
-// shapes such as the im2col of a first conv layer); B is read in place when
-// its rows are short and dense, and always for M <= 8, where each element of
-// B is used at most 8 times and the product is a stream over B (the K-blocked
-// loop above then walks B once, a few hundred rows at a time, with the MR x NR
-// accumulators in registers).
+// shapes such as the im2col of a first conv layer, which then also get taller
+// tiles); B is read in place when its rows are short and dense. Block sizes
+// are balanced (equal blocks, not full blocks plus a sliver).
+//
+// M <= 8 takes separate paths: each element of B is used at most 8 times, so
+// the product is a stream over B. With unit-column-stride B the rows of B
+// stream past an L1-resident accumulator block; with a transposed B (the
+// x @ W^T of a Linear layer) the rows of B^T are dot products along K. Either
+// way B is read exactly once and never packed.
 //
 // Threads own disjoint blocks of C laid out as a tm x tn grid chosen to
 // balance the tiles and to minimise duplicated packing; a thread packs its own
-// panels (no barriers, no shared buffers). Packing buffers are per thread,
-// grow-only and reused across calls, so a call allocates nothing once warm.
-// Nothing of size M x K x N is ever materialised; C is written only by the
-// micro-kernels' epilogues.
+// panels (no barriers, no shared buffers). Each C element is summed in the
+// same order whatever the thread count, so results do not depend on it.
+// Packing buffers are per thread, grow-only and reused across calls, so a
+// call allocates nothing once warm. Nothing of size M x K x N is ever
+// materialised; C is written only by the epilogues.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -41,8 +46,9 @@
 namespace ember::gemm {
 namespace {
 
-// Below this many multiply-adds per thread, waking another thread costs more
-// than it saves (~1 M MACs is ~10 us on one Zen 4 core).
+// Below this many multiply-adds per thread, handing work to another thread
+// costs more than it saves (64 K MACs is ~0.6 us of one Zen 4 core; a worker
+// still spinning from the previous call starts in well under that).
 constexpr int64_t kMinMacsPerThread = int64_t(1) << 16;
 // Rows of B at most this long (in floats) are read in place rather than packed.
 constexpr int64_t kInPlaceBMaxRow = 256;
