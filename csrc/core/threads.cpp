@@ -30,56 +30,102 @@ namespace {
 // on the condition variable: back-to-back kernels (a training step) then start
 // without a futex wake-up, and an idle process costs no CPU.
 constexpr auto kSpinTime = std::chrono::microseconds(200);
+// Pause iterations (~20 ns each) a caller spins for unfinished tasks before it
+// starts yielding its CPU (the thread running them may be queued behind it).
+constexpr int kSpinBeforeYield = 1000;
 
+// A region's tasks (tid = 0..n-1) are claimed dynamically by the caller and
+// the workers alike, so a worker the scheduler is slow to run (asleep, or
+// queued on the caller's own CPU) costs nothing: the caller claims its tasks
+// itself. Which thread runs a task never changes what the task computes.
 class Pool {
  public:
   // Serialises regions: the owner of this lock is the only user of the workers.
   std::mutex region_mutex;
 
-  void run(int nthreads, detail::TaskRef task) {
-    ensure_workers(nthreads - 1);
-    task_ = task;
-    pending_.store(nthreads - 1, std::memory_order_relaxed);
+  // Needs region_mutex.
+  void run(int n, const detail::TaskRef& task) {
+    ensure_workers(n - 1);
+    const uint64_t gen = (claim_.load(std::memory_order_relaxed) >> 32) + 1;
+    task_.store(&task, std::memory_order_relaxed);
+    caller_cpu_.store(sched_getcpu(), std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    claim_.store(gen << 32, std::memory_order_release);
     {
       std::lock_guard<std::mutex> lk(sleep_mutex_);
-      uint64_t next = ((state_.load(std::memory_order_relaxed) >> 16) + 1) << 16;
-      state_.store(next | static_cast<uint64_t>(nthreads), std::memory_order_release);
+      state_.store((gen << 16) | static_cast<uint64_t>(n), std::memory_order_release);
     }
     if (sleepers_.load(std::memory_order_acquire) > 0) wake_.notify_all();
-    task.call(task.obj, 0);
-    while (pending_.load(std::memory_order_acquire) != 0) EMBER_PAUSE();
+    run_tasks(gen, n);
+    for (int i = 0; done_.load(std::memory_order_acquire) != n; ++i) {
+      if (i < kSpinBeforeYield)
+        EMBER_PAUSE();
+      else
+        std::this_thread::yield();
+    }
   }
 
  private:
   void ensure_workers(int n) {
-    while (static_cast<int>(workers_) < n) {
-      int tid = static_cast<int>(workers_) + 1;
+    while (workers_.load(std::memory_order_relaxed) < n) {
+      int tid = workers_.load(std::memory_order_relaxed) + 1;
       std::thread(&Pool::worker_loop, this, tid, state_.load()).detach();
-      ++workers_;
+      workers_.fetch_add(1, std::memory_order_relaxed);
     }
   }
 
-  // `state_` packs (generation << 16 | nthreads) in one word, so a worker
-  // reads the generation and whether it takes part in it atomically. A
-  // participant is waited for, so task_ cannot change under it; a worker that
-  // does not take part reads nothing else.
+  // A worker woken onto the CPU of the thread that started the region would
+  // only run when that thread yields, and the scheduler can take many
+  // milliseconds to separate them. The worker moves itself: it narrows its
+  // own affinity to the CPUs it inherited, less the caller's.
+  static void move_off(int cpu, const cpu_set_t& inherited) {
+    cpu_set_t allowed = inherited;
+    CPU_CLR(cpu, &allowed);
+    if (CPU_COUNT(&allowed) > 0) sched_setaffinity(0, sizeof(allowed), &allowed);
+  }
+
+  // Claims and runs tasks of region `gen` until none is left. `claim_` packs
+  // (generation << 32 | next task), so a thread still holding an old
+  // generation can never claim a task of a newer region. The task is read
+  // only after a successful claim, while its region is certainly running.
+  void run_tasks(uint64_t gen, int n) {
+    for (;;) {
+      uint64_t v = claim_.load(std::memory_order_acquire);
+      if ((v >> 32) != (gen & 0xffffffffu) || static_cast<int>(v & 0xffffffffu) >= n) return;
+      if (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
+      const detail::TaskRef* task = task_.load(std::memory_order_acquire);
+      task->call(task->obj, static_cast<int>(v & 0xffffffffu));
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    }
+  }
+
+  // `state_` packs (generation << 16 | n): workers 1..n-1 join region n.
   void worker_loop(int tid, uint64_t seen) {
+    cpu_set_t inherited;
+    CPU_ZERO(&inherited);
+    const bool have_mask = sched_getaffinity(0, sizeof(inherited), &inherited) == 0;
     for (;;) {
       seen = wait_for_generation(seen);
-      if (tid < static_cast<int>(seen & 0xffff)) {
-        task_.call(task_.obj, tid);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
-      }
+      if (tid >= static_cast<int>(seen & 0xffff)) continue;
+      const int caller_cpu = caller_cpu_.load(std::memory_order_relaxed);
+      if (have_mask && caller_cpu >= 0 && caller_cpu == sched_getcpu()) move_off(caller_cpu, inherited);
+      run_tasks(seen >> 16, static_cast<int>(seen & 0xffff));
     }
   }
 
+  // Spins for kSpinTime, then sleeps until the next region.
   uint64_t wait_for_generation(uint64_t seen) {
     auto start = std::chrono::steady_clock::now();
     for (int i = 0;; ++i) {
       uint64_t g = state_.load(std::memory_order_acquire);
       if (g != seen) return g;
       EMBER_PAUSE();
-      if ((i & 255) == 255 && std::chrono::steady_clock::now() - start > kSpinTime) break;
+      if ((i & 255) == 255) {
+        if (std::chrono::steady_clock::now() - start > kSpinTime) break;
+        // Let a thread that shares this CPU (the caller, or another worker
+        // the scheduler put here) run.
+        std::this_thread::yield();
+      }
     }
     std::unique_lock<std::mutex> lk(sleep_mutex_);
     sleepers_.fetch_add(1, std::memory_order_acq_rel);
@@ -88,10 +134,12 @@ class Pool {
     return state_.load(std::memory_order_acquire);
   }
 
-  size_t workers_ = 0;
-  detail::TaskRef task_{nullptr, nullptr};
+  std::atomic<int> workers_{0};
+  std::atomic<const detail::TaskRef*> task_{nullptr};
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int> done_{0};
+  std::atomic<int> caller_cpu_{-1};
   std::atomic<uint64_t> state_{0};
-  std::atomic<int> pending_{0};
   std::atomic<int> sleepers_{0};
   std::mutex sleep_mutex_;
   std::condition_variable wake_;

@@ -62,6 +62,7 @@ constexpr int64_t kSmallMBytesPerThread = 256 * 1024;
 constexpr int64_t kPackCost = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // The largest block <= max_block (a multiple of `align`) that splits `extent`
