@@ -34,10 +34,13 @@ constexpr auto kSpinTime = std::chrono::microseconds(200);
 // starts yielding its CPU (the thread running them may be queued behind it).
 constexpr int kSpinBeforeYield = 1000;
 
-// A region's tasks (tid = 0..n-1) are claimed dynamically by the caller and
-// the workers alike, so a worker the scheduler is slow to run (asleep, or
-// queued on the caller's own CPU) costs nothing: the caller claims its tasks
-// itself. Which thread runs a task never changes what the task computes.
+// Task t of a region normally runs on thread t (the caller is thread 0), so
+// back-to-back regions find their data in the same core's caches. But tasks
+// are claimed, not assigned: a thread that is done claims the tasks nobody
+// has started, so a worker the scheduler is slow to run (asleep, or queued
+// on the caller's own CPU) never makes a region slower than running it
+// serially. Which thread runs a task never changes what the task computes.
+constexpr int kMaxThreads = 1024;
 class Pool {
  public:
   // Serialises regions: the owner of this lock is the only user of the workers.
@@ -46,17 +49,16 @@ class Pool {
   // Needs region_mutex.
   void run(int n, const detail::TaskRef& task) {
     ensure_workers(n - 1);
-    const uint64_t gen = (claim_.load(std::memory_order_relaxed) >> 32) + 1;
+    const uint64_t gen = ++generation_;
     task_.store(&task, std::memory_order_relaxed);
     caller_cpu_.store(sched_getcpu(), std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
-    claim_.store(gen << 32, std::memory_order_release);
     {
       std::lock_guard<std::mutex> lk(sleep_mutex_);
       state_.store((gen << 16) | static_cast<uint64_t>(n), std::memory_order_release);
     }
     if (sleepers_.load(std::memory_order_acquire) > 0) wake_.notify_all();
-    run_tasks(gen, n);
+    run_tasks(gen, n, 0);
     for (int i = 0; done_.load(std::memory_order_acquire) != n; ++i) {
       if (i < kSpinBeforeYield)
         EMBER_PAUSE();
@@ -84,18 +86,29 @@ class Pool {
     if (CPU_COUNT(&allowed) > 0) sched_setaffinity(0, sizeof(allowed), &allowed);
   }
 
-  // Claims and runs tasks of region `gen` until none is left. `claim_` packs
-  // (generation << 32 | next task), so a thread still holding an old
-  // generation can never claim a task of a newer region. The task is read
-  // only after a successful claim, while its region is certainly running.
-  void run_tasks(uint64_t gen, int n) {
-    for (;;) {
-      uint64_t v = claim_.load(std::memory_order_acquire);
-      if ((v >> 32) != (gen & 0xffffffffu) || static_cast<int>(v & 0xffffffffu) >= n) return;
-      if (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
-      const detail::TaskRef* task = task_.load(std::memory_order_acquire);
-      task->call(task->obj, static_cast<int>(v & 0xffffffffu));
-      done_.fetch_add(1, std::memory_order_acq_rel);
+  // claimed_[t] holds the last generation whose task t was claimed; a claim
+  // only ever raises it, so a thread still holding an old generation can
+  // never claim a task of a newer region. A task is read only after its
+  // claim succeeded, while its region is certainly still running.
+  bool claim(int t, uint64_t gen) {
+    uint64_t cur = claimed_[t].load(std::memory_order_acquire);
+    while (cur < gen)
+      if (claimed_[t].compare_exchange_weak(cur, gen, std::memory_order_acq_rel)) return true;
+    return false;
+  }
+
+  void run_one(int t) {
+    const detail::TaskRef* task = task_.load(std::memory_order_acquire);
+    task->call(task->obj, t);
+    done_.fetch_add(1, std::memory_order_acq_rel);
+  }
+
+  // Runs task `self`, then any task of region `gen` nobody has claimed.
+  void run_tasks(uint64_t gen, int n, int self) {
+    if (self < n && claim(self, gen)) run_one(self);
+    for (int i = 1; i < n; ++i) {
+      const int t = (self + i) % n;
+      if (claim(t, gen)) run_one(t);
     }
   }
 
@@ -109,7 +122,7 @@ class Pool {
       if (tid >= static_cast<int>(seen & 0xffff)) continue;
       const int caller_cpu = caller_cpu_.load(std::memory_order_relaxed);
       if (have_mask && caller_cpu >= 0 && caller_cpu == sched_getcpu()) move_off(caller_cpu, inherited);
-      run_tasks(seen >> 16, static_cast<int>(seen & 0xffff));
+      run_tasks(seen >> 16, static_cast<int>(seen & 0xffff), tid);
     }
   }
 
@@ -136,7 +149,8 @@ class Pool {
 
   std::atomic<int> workers_{0};
   std::atomic<const detail::TaskRef*> task_{nullptr};
-  std::atomic<uint64_t> claim_{0};
+  uint64_t generation_ = 0;  // the last region's; written under region_mutex
+  std::atomic<uint64_t> claimed_[kMaxThreads] = {};
   std::atomic<int> done_{0};
   std::atomic<int> caller_cpu_{-1};
   std::atomic<uint64_t> state_{0};
@@ -170,7 +184,7 @@ int default_num_threads() {
   if (env != nullptr && *env != '\0') {
     char* end = nullptr;
     long v = std::strtol(env, &end, 10);
-    EMBER_CHECK_VALUE(end != env && *end == '\0' && v >= 1 && v <= 1024,
+    EMBER_CHECK_VALUE(end != env && *end == '\0' && v >= 1 && v <= kMaxThreads,
                       "EMBER_NUM_THREADS must be an integer between 1 and 1024, got '", env, "'");
     return static_cast<int>(v);
   }
@@ -200,12 +214,13 @@ int get_num_threads() {
 }
 
 void set_num_threads(int n) {
-  EMBER_CHECK_VALUE(n >= 1 && n <= 1024, "set_num_threads: n must be between 1 and 1024, got ", n);
+  EMBER_CHECK_VALUE(n >= 1 && n <= kMaxThreads, "set_num_threads: n must be between 1 and 1024, got ", n);
   g_num_threads.store(n);
 }
 
 namespace detail {
 void parallel_run_impl(int nthreads, TaskRef task) {
+  EMBER_ASSERT(nthreads <= kMaxThreads, "a region of ", nthreads, " threads");
   Pool& p = pool();
   std::unique_lock<std::mutex> lk(p.region_mutex, std::try_to_lock);
   if (!lk.owns_lock()) {

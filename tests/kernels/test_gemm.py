@@ -27,6 +27,7 @@ SMALL_SHAPES = [
     (1, 1, 1), (1, 1, 7), (2, 3, 4), (5, 1, 3), (7, 13, 17), (8, 8, 8), (9, 16, 47), (12, 32, 48),
     (13, 31, 49), (16, 64, 97), (17, 5, 33), (31, 130, 95), (33, 1, 65), (100, 70, 90),
     (129, 257, 130), (3, 400, 1), (50, 777, 3), (8, 1000, 1001), (9, 385, 481),
+    (40, 27, 32), (100, 9, 20), (37, 50, 17), (1000, 3, 31),
 ]
 # The shapes the library is tuned for: a large odd cube, the im2col of a 3->32 channel
 # 3x3 convolution, a dense layer, and the matrix-vector and small-batch products.
@@ -395,7 +396,8 @@ def guarded(shape, rng, order="C"):
 
 
 rng = np.random.default_rng(0)
-shapes = [(1, 7, 5), (3, 9, 47), (8, 13, 33), (9, 16, 47), (13, 5, 49), (17, 33, 95), (40, 100, 70), (5, 300, 1)]
+shapes = [(1, 7, 5), (3, 9, 47), (8, 13, 33), (9, 16, 47), (13, 5, 49), (17, 33, 95), (40, 100, 70), (5, 300, 1),
+          (29, 27, 32), (25, 7, 16)]
 for isa in ember.available_isas():
     ember.set_isa(isa)
     for m, k, n in shapes:

@@ -234,9 +234,15 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
       for (int64_t nc0 = n0; nc0 < n1; nc0 += NC) {
         const int64_t ncl = std::min(NC, n1 - nc0);
         if (plan.pack_b) pack_b(g.b, kc0, kcl, nc0, ncl, uk, bbuf);
-        const int row_step = (!plan.pack_a && uk.narrow_mr > MR && ncl <= uk.narrow_nr) ? uk.narrow_mr : MR;
-        for (int64_t ir = 0; ir < mcl; ir += row_step) {
-          const int m = static_cast<int>(std::min<int64_t>(row_step, mcl - ir));
+        if (!plan.pack_a && uk.narrow_panel && ncl <= uk.narrow_nr) {
+          ep.bias = (last && g.bias) ? g.bias + nc0 : nullptr;
+          const float* b = plan.pack_b ? bbuf : g.b.data + kc0 * g.b.rs + nc0;
+          uk.narrow_panel(mcl, kcl, g.a.data + mc0 * g.a.rs + kc0 * g.a.cs, g.a.rs, g.a.cs, b,
+                          plan.pack_b ? NR : g.b.rs, g.c.data + mc0 * ld + nc0, ld, static_cast<int>(ncl), ep);
+          continue;
+        }
+        for (int64_t ir = 0; ir < mcl; ir += MR) {
+          const int m = static_cast<int>(std::min<int64_t>(MR, mcl - ir));
           const float* a;
           int64_t rs_a, cs_a;
           ukernel_fn fn;

@@ -74,6 +74,12 @@ using pack_b_t_fn = void (*)(const float* src, int64_t ld, int64_t kc, int64_t c
 // Optional: null falls back to the portable packing.
 using pack_a_n_fn = void (*)(const float* src, int64_t ld, int64_t rows, int64_t kc, float* out);
 
+// A column strip no wider than narrow_nr over `rows` rows of in-place A, in
+// one call (tiles may be taller than mr). Optional: null leaves the driver to
+// call the strided entry tile by tile.
+using panel_fn = void (*)(int64_t rows, int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                          int64_t rs_b, float* c, int64_t ldc, int n, const Epilogue& ep);
+
 // One ISA's micro-kernels and the blocking sizes tuned for them.
 struct Ukernel {
   const char* name;  // e.g. "avx512_12x32"
@@ -81,14 +87,14 @@ struct Ukernel {
   int kc;            // K block: an MR x KC sliver of A stays in L1
   int nc;            // N block: a KC x NC panel of B stays in L2 (multiple of nr)
   int mc;            // M block: an MC x KC block of packed A stays in L3 (multiple of mr)
-  int narrow_nr;     // in-place A tiles at most this wide (when > 0) ...
-  int narrow_mr;     // ... may have up to this many rows (the strided entry accepts m <= narrow_mr)
+  int narrow_nr;     // strips at most this wide go to narrow_panel (when it is set)
   ukernel_fn packed;
-  std::array<ukernel_fn, kMaxTileRows> strided;  // [m - 1] for m <= max(mr, narrow_mr)
+  std::array<ukernel_fn, kMaxTileRows> strided;  // [m - 1]: every m up to the tallest tile
   std::array<smallm_fn, kSmallM> smallm;         // [m - 1]
   std::array<smallm_dot_fn, kSmallM> smallm_dot; // [m - 1]
   pack_b_t_fn pack_b_t;
   pack_a_n_fn pack_a_n;
+  panel_fn narrow_panel;
 };
 
 extern const Ukernel ukernel_generic;

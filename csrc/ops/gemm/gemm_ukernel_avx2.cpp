@@ -205,12 +205,12 @@ void smallm_dot_rows(int64_t k, const float* a, int64_t rs_a, const float* bt, i
 
 extern const Ukernel ukernel_avx2 = {
     "avx2_6x16", kMR, kNR,
-    /*kc=*/384, /*nc=*/512, /*mc=*/1536, /*narrow_nr=*/0, /*narrow_mr=*/0,
+    /*kc=*/384, /*nc=*/512, /*mc=*/1536, /*narrow_nr=*/0,
     by_width<kMR, true>,
     rows_table<kMaxTileRows, kMR>([](auto m) { return by_width<decltype(m)::value, false>; }),
     rows_table<kSmallM, kSmallM>([](auto m) { return smallm_rows<decltype(m)::value>; }),
     rows_table<kSmallM, kSmallM>([](auto m) { return smallm_dot_rows<decltype(m)::value>; }),
-    nullptr, nullptr,
+    nullptr, nullptr, nullptr,
 };
 
 int64_t fma_peak_avx2(int64_t iters, float* sink) {

@@ -45,7 +45,7 @@ inline __mmask16 tail_mask(int n, int v) {
 }
 
 template <int M, int NV, bool PACKED>
-void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
+[[gnu::always_inline]] inline void ukernel(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
              float* c, int64_t ldc, int m, int n, const Epilogue& ep) {
   const int rows = PACKED ? m : M;
   __mmask16 mask[NV];
@@ -134,9 +134,9 @@ void by_width(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float
     ukernel<M, 1, PACKED>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
 }
 
-// In-place A tiles at most 32 columns wide may have up to 12 rows (24
-// accumulators again): with K as short as an im2col's 27, the tile's fixed
-// cost (call, masks, epilogue stores) is then spread over 1.5x the FMAs.
+// Strips of in-place A at most 32 columns wide use tiles of up to 12 rows (24
+// accumulators again): with K as short as an im2col's 27, a tile's fixed cost
+// (masks, epilogue stores) is then spread over 1.5x the FMAs.
 constexpr int kNarrowNR = 32;
 constexpr int kNarrowMR = 12;
 
@@ -147,6 +147,29 @@ void narrow_by_width(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, cons
     ukernel<M, 2, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
   else
     ukernel<M, 1, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+}
+
+// A strip of in-place A at most 32 columns wide over many rows (the im2col
+// product of a first conv layer, where K is a few dozen): 12-row tiles in one
+// loop, so the call and the epilogue's setup are paid once per strip, not
+// once per tile.
+template <int NV>
+void narrow_rows(int64_t rows, int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b,
+                 float* c, int64_t ldc, int n, const Epilogue& ep) {
+  for (int64_t i = 0; i + kNarrowMR <= rows; i += kNarrowMR)
+    ukernel<kNarrowMR, NV, false>(k, a + i * rs_a, rs_a, cs_a, b, rs_b, c + i * ldc, ldc, kNarrowMR, n, ep);
+}
+
+void narrow_panel(int64_t rows, int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                  int64_t rs_b, float* c, int64_t ldc, int n, const Epilogue& ep) {
+  if (n > 16)
+    narrow_rows<2>(rows, k, a, rs_a, cs_a, b, rs_b, c, ldc, n, ep);
+  else
+    narrow_rows<1>(rows, k, a, rs_a, cs_a, b, rs_b, c, ldc, n, ep);
+  const int64_t done = rows / kNarrowMR * kNarrowMR;
+  if (done < rows)
+    ukernel_avx512.strided[rows - done - 1](k, a + done * rs_a, rs_a, cs_a, b, rs_b, c + done * ldc, ldc,
+                                            static_cast<int>(rows - done), n, ep);
 }
 
 // Small M: rows of B stream through, U rows per pass, with the m x 16 slice of
@@ -310,7 +333,7 @@ void pack_a_n(const float* src, int64_t ld, int64_t rows, int64_t kc, float* out
 
 extern const Ukernel ukernel_avx512 = {
     "avx512_8x48", kMR, kNR,
-    /*kc=*/384, /*nc=*/480, /*mc=*/1536, kNarrowNR, kNarrowMR,
+    /*kc=*/384, /*nc=*/480, /*mc=*/1536, kNarrowNR,
     by_width<kMR, true>,
     rows_table<kMaxTileRows, kNarrowMR>([](auto m) -> ukernel_fn {
       if constexpr (decltype(m)::value <= kMR)
@@ -320,7 +343,7 @@ extern const Ukernel ukernel_avx512 = {
     }),
     rows_table<kSmallM, kSmallM>([](auto m) { return smallm_rows<decltype(m)::value>; }),
     rows_table<kSmallM, kSmallM>([](auto m) { return smallm_dot_rows<decltype(m)::value>; }),
-    pack_b_t, pack_a_n,
+    pack_b_t, pack_a_n, narrow_panel,
 };
 
 int64_t fma_peak_avx512(int64_t iters, float* sink) {

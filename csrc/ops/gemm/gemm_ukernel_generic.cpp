@@ -76,12 +76,12 @@ void smallm_dot(int64_t k, const float* a, int64_t rs_a, const float* bt, int64_
 
 extern const Ukernel ukernel_generic = {
     "generic_4x8", kMR, kNR,
-    /*kc=*/256, /*nc=*/256, /*mc=*/512, /*narrow_nr=*/0, /*narrow_mr=*/0,
+    /*kc=*/256, /*nc=*/256, /*mc=*/512, /*narrow_nr=*/0,
     ukernel<kMR, true>,
     rows_table<kMaxTileRows, kMR>([](auto m) { return ukernel<decltype(m)::value, false>; }),
     rows_table<kSmallM, kSmallM>([](auto m) { return smallm<decltype(m)::value>; }),
     rows_table<kSmallM, kSmallM>([](auto m) { return smallm_dot<decltype(m)::value>; }),
-    nullptr, nullptr,
+    nullptr, nullptr, nullptr,
 };
 
 int64_t fma_peak_generic(int64_t iters, float* sink) {
