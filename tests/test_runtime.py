@@ -16,16 +16,19 @@ def run_python(code, **env):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
 
 
-def test_info_reports_the_runtime():
-    report = ember.info()
+def test_info_reports_the_runtime(capsys):
+    report = ember.info(as_dict=True)
     assert report["ember"] == ember.__version__
     assert report["isa"] == ember.get_isa()
     assert report["isa available"] == ember.available_isas()
     assert report["threads"] == ember.get_num_threads()
     assert isinstance(report["cuda built"], bool)
-    text = str(report)
+    assert capsys.readouterr().out == ""
+    assert ember.info() is None
+    text = capsys.readouterr().out
     for key in ("ember", "isa", "threads", "cuda built", "cuda devices", "gemm kernel"):
         assert key in text
+    assert ember.get_isa() in text and ember.__version__ in text
 
 
 def test_available_isas_start_with_generic():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import sys
+from typing import TextIO
 
 from . import _C, backend
 
@@ -39,40 +41,40 @@ def available_isas() -> list[str]:
     return list(_C.available_isas())
 
 
-class Info(dict):
-    """What ``ember.info()`` returns: a dict that prints as a readable report."""
-
-    def __str__(self) -> str:
-        width = max(len(k) for k in self)
-        lines = []
-        for key, value in self.items():
-            if isinstance(value, (list, tuple)):
-                value = ", ".join(str(v) for v in value) or "none"
-            elif isinstance(value, dict):
-                value = ", ".join(f"{k}={v}" for k, v in value.items())
-            lines.append(f"{key:<{width}}  {value}")
-        return "\n".join(lines)
-
-    __repr__ = __str__
+def _report_text(report: dict) -> str:
+    width = max(len(k) for k in report)
+    lines = []
+    for key, value in report.items():
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value) or "none"
+        lines.append(f"{key:<{width}}  {value}")
+    return "\n".join(lines)
 
 
-def info() -> Info:
-    """Version, chosen and available ISAs, CPU features, threads, and the CUDA build and devices."""
+def info(*, file: TextIO | None = None, as_dict: bool = False) -> dict | None:
+    """Print the runtime report: version, ISA chosen and available, CPU features, threads, CUDA.
+
+    With ``as_dict=True`` nothing is printed and the report is returned as a dict.
+    """
     feats = _C.cpu_features()
-    report = Info()
-    report["ember"] = _C.__version__
-    report["python"] = platform.python_version()
-    report["machine"] = platform.machine()
-    report["isa"] = _C.get_isa()
-    report["isa available"] = list(_C.available_isas())
-    report["cpu features"] = [name for name, present in feats.items() if present]
-    report["gemm kernel"] = _C.gemm_ukernel_name()
-    report["threads"] = _C.get_num_threads()
-    report["cpus (affinity)"] = _C.affinity_cpu_count()
-    report["cuda built"] = backend.cuda_built()
+    report = {
+        "ember": _C.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "isa": _C.get_isa(),
+        "isa available": list(_C.available_isas()),
+        "cpu features": [name for name, present in feats.items() if present],
+        "gemm kernel": _C.gemm_ukernel_name(),
+        "threads": _C.get_num_threads(),
+        "cpus (affinity)": _C.affinity_cpu_count(),
+        "cuda built": backend.cuda_built(),
+    }
     devices = []
     for i in range(backend.cuda_device_count()):
         d = backend.kernels("cuda").device_info(i)
         devices.append(f"{i}: {d['name']} (sm_{d['compute_capability'][0]}{d['compute_capability'][1]})")
     report["cuda devices"] = devices
-    return report
+    if as_dict:
+        return report
+    print(_report_text(report), file=file if file is not None else sys.stdout)
+    return None

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import info
 
     if args.command in (None, "info"):
-        print(info())
+        info()
     if args.command in (None, "bench-gemm"):
         shapes = getattr(args, "shapes", None) or [_parse_shape(s) for s in DEFAULT_SHAPES]
         if args.command is None:
