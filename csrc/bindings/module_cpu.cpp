@@ -212,15 +212,15 @@ PYBIND11_MODULE(_C, m) {
 
   const char* gemm_doc =
       "C = act(alpha * op(a) @ op(b) + beta * out + bias) over float32 arrays; op(x) is x.T when trans_x.\n"
-      "Any input strides are read in place. out (M x N, unit column stride) is written in place when given;\n"
-      "beta != 0 requires it. Returns out.";
-  m.def("gemm", &py_gemm, gemm_doc, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("out") = py::none(),
-        py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("trans_a") = false, py::arg("trans_b") = false,
-        py::arg("bias") = py::none(), py::arg("relu") = false);
+      "Any input strides are read in place. out (M x N, unit column stride) is written in place when not\n"
+      "None; beta != 0 requires it. Returns out. ember.ops.gemm is the keyword interface to this.";
+  // Positional on purpose: ember.ops.gemm (Python) takes the keywords and
+  // passes them on positionally, which pybind11 handles in half the time.
+  m.def("gemm", &py_gemm, gemm_doc, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha"),
+        py::arg("beta"), py::arg("trans_a"), py::arg("trans_b"), py::arg("bias"), py::arg("relu"));
   m.def("gemm_ref", &py_gemm_ref, "The reference GEMM (plain loops, double accumulation); same arguments as gemm.",
-        py::arg("a"), py::arg("b"), py::kw_only(), py::arg("out") = py::none(), py::arg("alpha") = 1.0f,
-        py::arg("beta") = 0.0f, py::arg("trans_a") = false, py::arg("trans_b") = false,
-        py::arg("bias") = py::none(), py::arg("relu") = false);
+        py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha"), py::arg("beta"), py::arg("trans_a"),
+        py::arg("trans_b"), py::arg("bias"), py::arg("relu"));
 
   m.def("get_num_threads", &ember::get_num_threads, "Threads the CPU kernels use.");
   m.def("set_num_threads", &ember::set_num_threads, "Set the threads the CPU kernels use (1..1024).",

@@ -8,14 +8,13 @@ __version__: str
 def gemm(
     a: npt.NDArray[np.float32],
     b: npt.NDArray[np.float32],
-    *,
-    out: npt.NDArray[np.float32] | None = None,
-    alpha: float = 1.0,
-    beta: float = 0.0,
-    trans_a: bool = False,
-    trans_b: bool = False,
-    bias: npt.NDArray[np.float32] | None = None,
-    relu: bool = False,
+    out: npt.NDArray[np.float32] | None,
+    alpha: float,
+    beta: float,
+    trans_a: bool,
+    trans_b: bool,
+    bias: npt.NDArray[np.float32] | None,
+    relu: bool,
 ) -> npt.NDArray[np.float32]: ...
 gemm_ref = gemm
 def get_num_threads() -> int: ...

@@ -11,18 +11,24 @@ import numpy as np
 
 from . import _C
 
-#: ``gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False)``
-#:
-#: ``out = act(alpha * op(a) @ op(b) + beta * out + bias)`` where ``op(x)`` is ``x.T`` when
-#: ``trans_x``, ``bias`` has one value per column and ``act`` is ReLU when ``relu``. Inputs may
-#: have any strides; ``out`` (M x N, unit column stride, not sharing memory with the inputs)
-#: is written in place and returned; ``beta != 0`` requires ``out``. With ``beta == 0`` the old
-#: contents of ``out`` are never read. Runs on the CPU with the GIL released.
-gemm = _C.gemm
+def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False):
+    """``out = act(alpha * op(a) @ op(b) + beta * out + bias)`` on float32 NumPy arrays.
 
-#: The reference GEMM (plain loops, double accumulation): the oracle the fast paths are
-#: tested against. Same arguments as :func:`gemm`.
-gemm_ref = _C.gemm_ref
+    ``op(x)`` is ``x.T`` when ``trans_x``; ``bias`` has one value per column; ``act`` is ReLU
+    (NaN propagates) when ``relu``. Inputs may have any strides — transposed, sliced, negative
+    or zero — and are read in place. ``out`` (M x N, unit column stride, not sharing memory with
+    an input) is written in place and returned; without it a new array is returned, and
+    ``beta != 0`` is an error. With ``beta == 0`` the old contents of ``out`` are never read.
+    Wrong dtypes raise TypeError, wrong shapes or layouts ValueError. The GIL is released while
+    the kernel runs.
+    """
+    return _C.gemm(a, b, out, alpha, beta, trans_a, trans_b, bias, relu)
+
+
+def gemm_ref(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False):
+    """The reference GEMM (plain loops, double accumulation), the oracle the fast paths are tested
+    against. Same arguments and checks as :func:`gemm`."""
+    return _C.gemm_ref(a, b, out, alpha, beta, trans_a, trans_b, bias, relu)
 
 
 def _as_f32(x, name: str) -> np.ndarray:
@@ -76,9 +82,9 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         ab = np.broadcast_to(a2, batch + a2.shape[-2:])
         bb = np.broadcast_to(b2, batch + b2.shape[-2:])
         for idx in np.ndindex(*batch):
-            _C.gemm(ab[idx], bb[idx], out=result[idx])
+            gemm(ab[idx], bb[idx], out=result[idx])
     else:
-        _C.gemm(a2, b2, out=result)
+        gemm(a2, b2, out=result)
 
     if out is not None:
         return out
