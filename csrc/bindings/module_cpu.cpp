@@ -12,14 +12,17 @@
 #include <cstdint>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/check.h"
 #include "core/cpu_features.h"
 #include "core/registry.h"
 #include "core/threads.h"
+#include "ops/conv2d/conv2d.h"
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
+#include "ops/pool2d/pool2d.h"
 
 namespace py = pybind11;
 using ember::detail::concat;
@@ -51,6 +54,33 @@ py::array expect_f32(const py::handle& obj, const char* name, int ndim) {
   for (py::ssize_t d = 0; d < ndim; ++d)
     EMBER_CHECK_VALUE(arr.strides(d) % static_cast<py::ssize_t>(sizeof(float)) == 0, name, " has stride ",
                       arr.strides(d), " bytes in dimension ", d, ", not a multiple of the item size (4)");
+  return arr;
+}
+
+// A C-contiguous array of dtype T with the given shape (-1: any extent), or a
+// TypeError/ValueError naming it. Used by the convolution and pooling
+// bindings, whose kernels index dense NCHW planes.
+template <class T>
+py::array expect_dense(const py::handle& obj, const char* name, std::initializer_list<int64_t> shape,
+                       bool writable = false) {
+  const char* tname = std::is_same<T, float>::value ? "float32" : "int64";
+  EMBER_CHECK_TYPE(py::isinstance<py::array>(obj), name, " must be a numpy.ndarray of ", tname, ", got ",
+                   type_name(obj));
+  py::array arr = py::reinterpret_borrow<py::array>(obj);
+  EMBER_CHECK_TYPE(arr.dtype().is(py::dtype::of<T>()), name, " must have dtype ", tname, ", got ",
+                   std::string(py::str(arr.dtype())));
+  EMBER_CHECK_VALUE(arr.ndim() == static_cast<py::ssize_t>(shape.size()), name, " must be ", shape.size(),
+                    "-D, got shape ", shape_str(arr));
+  int d = 0;
+  for (int64_t want : shape) {
+    EMBER_CHECK_VALUE(want < 0 || arr.shape(d) == want, name, " has shape ", shape_str(arr), ": dimension ", d,
+                      " must be ", want);
+    ++d;
+  }
+  const int flags = py::detail::array_proxy(arr.ptr())->flags;
+  EMBER_CHECK_VALUE(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_, name, " must be C-contiguous");
+  EMBER_CHECK_VALUE(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_, name, " must be aligned");
+  if (writable) EMBER_CHECK_VALUE(arr.writeable(), name, " is read-only");
   return arr;
 }
 
@@ -194,6 +224,160 @@ double py_measure_fma_peak(double seconds, int threads) {
   return total / wall * 1e-9 + 0.0 * (sink + sinks[0]);
 }
 
+// ------------------------------------------------------------------ conv2d
+
+ember::conv2d::Geometry conv_geometry(const py::array& x, const py::array& w, const py::array& y, int64_t sh,
+                                      int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
+  EMBER_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got (", sh, ", ", sw, ")");
+  EMBER_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got (", dh, ", ", dw, ")");
+  EMBER_CHECK_VALUE(pt >= 0 && pl >= 0, "padding must be >= 0, got (", pt, ", ", pl, ")");
+  EMBER_CHECK_VALUE(groups >= 1, "groups must be >= 1, got ", groups);
+  ember::conv2d::Geometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(0), y.shape(2), y.shape(3),
+                            w.shape(2), w.shape(3), sh, sw, pt, pl, dh, dw, groups};
+  EMBER_CHECK_VALUE(g.c % groups == 0 && g.o % groups == 0, "groups=", groups,
+                    " must divide the input channels (", g.c, ") and the output channels (", g.o, ")");
+  EMBER_CHECK_VALUE(w.shape(1) * groups == g.c, "weight has shape ", shape_str(w), ": dimension 1 must be ",
+                    g.c / groups, " (input channels ", g.c, " / groups ", groups, ")");
+  EMBER_CHECK_VALUE(y.shape(0) == g.n && y.shape(1) == g.o, "output has shape ", shape_str(y), ": expected (", g.n,
+                    ", ", g.o, ", OH, OW)");
+  return g;
+}
+
+void py_conv2d_fwd_ref(const py::handle& x_obj, const py::handle& w_obj, const py::handle& bias_obj,
+                       const py::handle& y_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh,
+                       int64_t dw, int64_t groups, bool relu) {
+  py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
+  py::array w = expect_dense<float>(w_obj, "weight", {-1, -1, -1, -1});
+  py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
+  const auto g = conv_geometry(x, w, y, sh, sw, pt, pl, dh, dw, groups);
+  const float* bias = nullptr;
+  py::array b;
+  if (!bias_obj.is_none()) {
+    b = expect_dense<float>(bias_obj, "bias", {g.o});
+    bias = static_cast<const float*>(b.data());
+  }
+  py::gil_scoped_release release;
+  ember::conv2d::conv2d_fwd_ref(g, static_cast<const float*>(x.data()), static_cast<const float*>(w.data()), bias,
+                                relu, static_cast<float*>(y.mutable_data()));
+}
+
+void py_conv2d_bwd_data_ref(const py::handle& dy_obj, const py::handle& w_obj, const py::handle& dx_obj, int64_t sh,
+                            int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
+  py::array dy = expect_dense<float>(dy_obj, "grad_output", {-1, -1, -1, -1});
+  py::array w = expect_dense<float>(w_obj, "weight", {-1, -1, -1, -1});
+  py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
+  const auto g = conv_geometry(dx, w, dy, sh, sw, pt, pl, dh, dw, groups);
+  py::gil_scoped_release release;
+  ember::conv2d::conv2d_bwd_data_ref(g, static_cast<const float*>(dy.data()), static_cast<const float*>(w.data()),
+                                     static_cast<float*>(dx.mutable_data()));
+}
+
+void py_conv2d_bwd_weight_ref(const py::handle& x_obj, const py::handle& dy_obj, const py::handle& dw_obj,
+                              const py::handle& db_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh,
+                              int64_t dw, int64_t groups) {
+  py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
+  py::array dy = expect_dense<float>(dy_obj, "grad_output", {-1, -1, -1, -1});
+  py::array dwt = expect_dense<float>(dw_obj, "out", {-1, -1, -1, -1}, true);
+  const auto g = conv_geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups);
+  float* db = nullptr;
+  py::array dba;
+  if (!db_obj.is_none()) {
+    dba = expect_dense<float>(db_obj, "out_bias", {g.o}, true);
+    db = static_cast<float*>(dba.mutable_data());
+  }
+  py::gil_scoped_release release;
+  ember::conv2d::conv2d_bwd_weight_ref(g, static_cast<const float*>(x.data()), static_cast<const float*>(dy.data()),
+                                       static_cast<float*>(dwt.mutable_data()), db);
+}
+
+// ------------------------------------------------------------------ pool2d
+
+ember::pool2d::Geometry pool_geometry(const py::array& x, const py::array& y, int64_t kh, int64_t kw, int64_t sh,
+                                      int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  EMBER_CHECK_VALUE(kh >= 1 && kw >= 1, "kernel_size must be >= 1, got (", kh, ", ", kw, ")");
+  EMBER_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got (", sh, ", ", sw, ")");
+  EMBER_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got (", dh, ", ", dw, ")");
+  EMBER_CHECK_VALUE(ph >= 0 && pw >= 0, "padding must be >= 0, got (", ph, ", ", pw, ")");
+  EMBER_CHECK_VALUE(y.shape(0) == x.shape(0) && y.shape(1) == x.shape(1), "output has shape ", shape_str(y),
+                    " but input has shape ", shape_str(x), ": N and C must agree");
+  return {x.shape(0) * x.shape(1), x.shape(2), x.shape(3), y.shape(2), y.shape(3), kh, kw, sh, sw, ph, pw, dh, dw};
+}
+
+// Every index must point into its plane, or backward would write out of bounds.
+void check_indices(const py::array& idx, int64_t plane_size) {
+  const int64_t* p = static_cast<const int64_t*>(idx.data());
+  for (py::ssize_t e = 0; e < idx.size(); ++e)
+    EMBER_CHECK_VALUE(p[e] >= 0 && p[e] < plane_size, "indices[", e, "] = ", p[e],
+                      " is outside the input plane (0 <= index < ", plane_size, ")");
+}
+
+void py_max_pool2d_fwd_ref(const py::handle& x_obj, const py::handle& y_obj, const py::handle& idx_obj, int64_t kh,
+                           int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
+  py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
+  const auto g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
+  int64_t* idx = nullptr;
+  py::array ia;
+  if (!idx_obj.is_none()) {
+    ia = expect_dense<int64_t>(idx_obj, "out_indices", {y.shape(0), y.shape(1), g.oh, g.ow}, true);
+    idx = static_cast<int64_t*>(ia.mutable_data());
+  }
+  py::gil_scoped_release release;
+  ember::pool2d::max_pool2d_fwd_ref(g, static_cast<const float*>(x.data()), static_cast<float*>(y.mutable_data()),
+                                    idx);
+}
+
+void py_max_pool2d_bwd_ref(const py::handle& dy_obj, const py::handle& idx_obj, const py::handle& dx_obj) {
+  py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
+  py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
+  py::array idx = expect_dense<int64_t>(idx_obj, "indices", {dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)});
+  check_indices(idx, dx.shape(2) * dx.shape(3));
+  const auto g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
+  py::gil_scoped_release release;
+  ember::pool2d::max_pool2d_bwd_ref(g, static_cast<const float*>(dy.data()), static_cast<const int64_t*>(idx.data()),
+                                    static_cast<float*>(dx.mutable_data()));
+}
+
+void py_avg_pool2d_fwd_ref(const py::handle& x_obj, const py::handle& y_obj, int64_t kh, int64_t kw, int64_t sh,
+                           int64_t sw, int64_t ph, int64_t pw, bool count_include_pad) {
+  py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
+  py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
+  const auto g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
+  py::gil_scoped_release release;
+  ember::pool2d::avg_pool2d_fwd_ref(g, count_include_pad, static_cast<const float*>(x.data()),
+                                    static_cast<float*>(y.mutable_data()));
+}
+
+void py_avg_pool2d_bwd_ref(const py::handle& dy_obj, const py::handle& dx_obj, int64_t kh, int64_t kw, int64_t sh,
+                           int64_t sw, int64_t ph, int64_t pw, bool count_include_pad) {
+  py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
+  py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
+  const auto g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
+  py::gil_scoped_release release;
+  ember::pool2d::avg_pool2d_bwd_ref(g, count_include_pad, static_cast<const float*>(dy.data()),
+                                    static_cast<float*>(dx.mutable_data()));
+}
+
+void py_adaptive_avg_pool2d_fwd_ref(const py::handle& x_obj, const py::handle& y_obj) {
+  py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
+  py::array y = expect_dense<float>(y_obj, "out", {x.shape(0), x.shape(1), -1, -1}, true);
+  EMBER_CHECK_VALUE(y.shape(2) >= 1 && y.shape(3) >= 1, "output_size must be >= 1");
+  const auto g = pool_geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
+  py::gil_scoped_release release;
+  ember::pool2d::adaptive_avg_pool2d_fwd_ref(g, static_cast<const float*>(x.data()),
+                                             static_cast<float*>(y.mutable_data()));
+}
+
+void py_adaptive_avg_pool2d_bwd_ref(const py::handle& dy_obj, const py::handle& dx_obj) {
+  py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
+  py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
+  EMBER_CHECK_VALUE(dy.shape(2) >= 1 && dy.shape(3) >= 1, "grad_output must have an output size >= 1");
+  const auto g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
+  py::gil_scoped_release release;
+  ember::pool2d::adaptive_avg_pool2d_bwd_ref(g, static_cast<const float*>(dy.data()),
+                                             static_cast<float*>(dx.mutable_data()));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -221,6 +405,18 @@ PYBIND11_MODULE(_C, m) {
   m.def("gemm_ref", &py_gemm_ref, "The reference GEMM (plain loops, double accumulation); same arguments as gemm.",
         py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha"), py::arg("beta"), py::arg("trans_a"),
         py::arg("trans_b"), py::arg("bias"), py::arg("relu"));
+
+  // Convolution and pooling references; ember.ops validates the parameters and
+  // allocates the outputs (see python/ember/_geometry.py).
+  m.def("conv2d_fwd_ref", &py_conv2d_fwd_ref);
+  m.def("conv2d_bwd_data_ref", &py_conv2d_bwd_data_ref);
+  m.def("conv2d_bwd_weight_ref", &py_conv2d_bwd_weight_ref);
+  m.def("max_pool2d_fwd_ref", &py_max_pool2d_fwd_ref);
+  m.def("max_pool2d_bwd_ref", &py_max_pool2d_bwd_ref);
+  m.def("avg_pool2d_fwd_ref", &py_avg_pool2d_fwd_ref);
+  m.def("avg_pool2d_bwd_ref", &py_avg_pool2d_bwd_ref);
+  m.def("adaptive_avg_pool2d_fwd_ref", &py_adaptive_avg_pool2d_fwd_ref);
+  m.def("adaptive_avg_pool2d_bwd_ref", &py_adaptive_avg_pool2d_bwd_ref);
 
   m.def("get_num_threads", &ember::get_num_threads, "Threads the CPU kernels use.");
   m.def("set_num_threads", &ember::set_num_threads, "Set the threads the CPU kernels use (1..1024).",

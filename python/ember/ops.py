@@ -2,14 +2,16 @@
 
 ``gemm`` and ``gemm_ref`` take float32 NumPy arrays and read any strides in place
 (transposed and sliced views are never copied). ``matmul`` follows ``numpy.matmul``'s
-shape rules on top of ``gemm``.
+shape rules on top of ``gemm``. The ``*_ref`` convolution and pooling functions are the
+plain-loop references (NCHW, PyTorch's semantics) that the fast paths are tested against.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _C
+from . import _C, _geometry
+
 
 def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False):
     """``out = act(alpha * op(a) @ op(b) + beta * out + bias)`` on float32 NumPy arrays.
@@ -90,3 +92,127 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return out
     result = result.reshape(shape)
     return result[()] if result.ndim == 0 else result
+
+
+# --------------------------------------------------------------------------- convolution
+# The reference implementations (plain loops, double accumulation): the oracles that the
+# fast convolution and pooling paths are tested against. NCHW input, OIHW weight.
+
+
+def conv2d_ref(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
+    """Reference 2-D convolution: ``act(conv(input, weight) + bias)``, PyTorch's ``F.conv2d`` semantics.
+
+    ``padding`` is an int, a pair, ``'same'`` (stride 1; an even kernel pads one more at the
+    bottom/right) or ``'valid'``. ``relu=True`` fuses a ReLU. Returns N x O x OH x OW float32.
+    """
+    x = _geometry.float32_nchw(input, "input")
+    w = _geometry.float32_nchw(weight, "weight")
+    g = _geometry.conv2d_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    b = None
+    if bias is not None:
+        b = _as_f32(bias, "bias")
+        if b.shape != (g.o,):
+            raise ValueError(f"bias must have shape ({g.o},) (one value per output channel), got {b.shape}")
+        b = np.ascontiguousarray(b)
+    y = np.empty(g.output_shape, np.float32)
+    _C.conv2d_fwd_ref(x, w, b, y, *g.native_args(), bool(relu))
+    return y
+
+
+def conv2d_backward_data_ref(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
+    """Reference gradient of :func:`conv2d_ref` with respect to its input (N x C x H x W)."""
+    w = _geometry.float32_nchw(weight, "weight")
+    in_shape = _geometry.shape4(input_shape, "input_shape")
+    g = _geometry.conv2d_geometry(in_shape, w.shape, stride, padding, dilation, groups)
+    dy = _geometry.float32_nchw(grad_output, "grad_output")
+    if dy.shape != g.output_shape:
+        raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {dy.shape}")
+    dx = np.empty(in_shape, np.float32)
+    _C.conv2d_bwd_data_ref(dy, w, dx, *g.native_args())
+    return dx
+
+
+def conv2d_backward_weight_ref(input, grad_output, weight_shape, stride=1, padding=0, dilation=1, groups=1,
+                               bias=False):
+    """Reference gradients of :func:`conv2d_ref` with respect to the weight and (if ``bias``) the
+    bias: returns ``(grad_weight, grad_bias or None)``."""
+    x = _geometry.float32_nchw(input, "input")
+    w_shape = _geometry.shape4(weight_shape, "weight_shape")
+    g = _geometry.conv2d_geometry(x.shape, w_shape, stride, padding, dilation, groups)
+    dy = _geometry.float32_nchw(grad_output, "grad_output")
+    if dy.shape != g.output_shape:
+        raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {dy.shape}")
+    dw = np.empty(w_shape, np.float32)
+    db = np.empty((g.o,), np.float32) if bias else None
+    _C.conv2d_bwd_weight_ref(x, dy, dw, db, *g.native_args())
+    return dw, db
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def max_pool2d_ref(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Reference max pooling, PyTorch's rules (first maximum on ties, NaN wins, padding never
+    chosen). Returns ``(output, indices)``: indices (int64) are flat ``h * W + w`` positions in
+    each input plane, what :func:`max_pool2d_backward_ref` needs."""
+    x = _geometry.float32_nchw(input, "input")
+    g = _geometry.pool2d_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    y = np.empty(x.shape[:2] + (g.oh, g.ow), np.float32)
+    idx = np.empty(y.shape, np.int64)
+    _C.max_pool2d_fwd_ref(x, y, idx, *g.native_args(), *g.dilation)
+    return y, idx
+
+
+def max_pool2d_backward_ref(grad_output, indices, input_shape):
+    """Reference gradient of max pooling: each output's gradient added at its argmax."""
+    dy = _geometry.float32_nchw(grad_output, "grad_output")
+    in_shape = _geometry.shape4(input_shape, "input_shape")
+    if not isinstance(indices, np.ndarray) or indices.dtype != np.int64:
+        raise TypeError("indices must be a numpy.ndarray of int64 (as max_pool2d_ref returns)")
+    if indices.shape != dy.shape:
+        raise ValueError(f"indices must have grad_output's shape {dy.shape}, got {indices.shape}")
+    dx = np.empty(in_shape, np.float32)
+    _C.max_pool2d_bwd_ref(dy, np.ascontiguousarray(indices), dx)
+    return dx
+
+
+def avg_pool2d_ref(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Reference average pooling, PyTorch's ``F.avg_pool2d`` semantics."""
+    x = _geometry.float32_nchw(input, "input")
+    g = _geometry.pool2d_geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    y = np.empty(x.shape[:2] + (g.oh, g.ow), np.float32)
+    _C.avg_pool2d_fwd_ref(x, y, *g.native_args(), bool(count_include_pad))
+    return y
+
+
+def avg_pool2d_backward_ref(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                            count_include_pad=True):
+    """Reference gradient of :func:`avg_pool2d_ref` with respect to its input."""
+    in_shape = _geometry.shape4(input_shape, "input_shape")
+    g = _geometry.pool2d_geometry(in_shape, kernel_size, stride, padding, 1, ceil_mode)
+    dy = _geometry.float32_nchw(grad_output, "grad_output")
+    if dy.shape != in_shape[:2] + (g.oh, g.ow):
+        raise ValueError(f"grad_output must have the forward output's shape {in_shape[:2] + (g.oh, g.ow)}, "
+                         f"got {dy.shape}")
+    dx = np.empty(in_shape, np.float32)
+    _C.avg_pool2d_bwd_ref(dy, dx, *g.native_args(), bool(count_include_pad))
+    return dx
+
+
+def adaptive_avg_pool2d_ref(input, output_size=1):
+    """Reference adaptive average pooling to ``output_size`` (an int or a pair); 1 is global
+    average pooling."""
+    x = _geometry.float32_nchw(input, "input")
+    oh, ow = _geometry.pair(output_size, "output_size", 1)
+    y = np.empty(x.shape[:2] + (oh, ow), np.float32)
+    _C.adaptive_avg_pool2d_fwd_ref(x, y)
+    return y
+
+
+def adaptive_avg_pool2d_backward_ref(grad_output, input_shape):
+    """Reference gradient of :func:`adaptive_avg_pool2d_ref` with respect to its input."""
+    dy = _geometry.float32_nchw(grad_output, "grad_output")
+    in_shape = _geometry.shape4(input_shape, "input_shape")
+    dx = np.empty(in_shape, np.float32)
+    _C.adaptive_avg_pool2d_bwd_ref(dy, dx)
+    return dx

@@ -1,0 +1,42 @@
+// 2-D pooling: the contract.
+//
+// Every (n, c) plane of a C-contiguous N x C x H x W float32 input is pooled on its own into
+// an OH x OW plane of the output. Window (i, j) covers rows i*sh - ph + p*dh (p < kh) and
+// columns j*sw - pw + q*dw (q < kw); positions outside the plane are padding.
+//
+// max:  y = the largest value in the window, padding never chosen. idx (int64) is the flat
+//       index h * W + w of that element within its plane: the first maximum on ties, and a
+//       NaN wins over any number (the last NaN in window order) — PyTorch's rules.
+//       backward: dx = 0, then dx[plane, idx] += dy for every output (windows may overlap).
+// avg:  y = sum of the window's valid elements / divisor, where (as in PyTorch, which has no
+//       dilation here, dh = dw = 1) the window is first clipped to the padded plane and
+//       divisor = its size when count_include_pad, else the number of valid elements.
+//       backward: each dy is spread back over its window's valid elements, / divisor.
+// adaptive avg: window i spans rows [floor(i*H/OH), ceil((i+1)*H/OH)), likewise columns,
+//       the mean of its elements; OH = OW = 1 is global average pooling.
+#pragma once
+
+#include <cstdint>
+
+namespace ember::pool2d {
+
+struct Geometry {
+  int64_t planes;      // N * C
+  int64_t h, w;        // input plane
+  int64_t oh, ow;      // output plane
+  int64_t kh, kw;      // window
+  int64_t sh, sw;      // stride (>= 1)
+  int64_t ph, pw;      // padding on each side (>= 0)
+  int64_t dh, dw;      // dilation (>= 1; 1 for avg)
+};
+
+// The oracles: plain loops, double accumulation for averages, no threads.
+void max_pool2d_fwd_ref(const Geometry& g, const float* x, float* y, int64_t* idx);
+void max_pool2d_bwd_ref(const Geometry& g, const float* dy, const int64_t* idx, float* dx);
+void avg_pool2d_fwd_ref(const Geometry& g, bool count_include_pad, const float* x, float* y);
+void avg_pool2d_bwd_ref(const Geometry& g, bool count_include_pad, const float* dy, float* dx);
+// Only planes, h, w, oh and ow of g are used.
+void adaptive_avg_pool2d_fwd_ref(const Geometry& g, const float* x, float* y);
+void adaptive_avg_pool2d_bwd_ref(const Geometry& g, const float* dy, float* dx);
+
+}  // namespace ember::pool2d

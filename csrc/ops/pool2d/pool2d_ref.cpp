@@ -1,0 +1,143 @@
+// pool2d_ref: the oracle for every pooling path.
+//
+// Direct loops over the definitions in pool2d.h, window by window, with double
+// sums for the averages; no threads, no vectorisation, nothing precomputed.
+#include "ops/pool2d/pool2d.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace ember::pool2d {
+
+namespace {
+
+// The window of output (i, j) for avg pooling, clipped as PyTorch clips it.
+struct AvgWindow {
+  int64_t h0, h1, w0, w1;  // valid rows [h0, h1) and columns [w0, w1)
+  double divisor;
+};
+
+AvgWindow avg_window(const Geometry& g, bool count_include_pad, int64_t i, int64_t j) {
+  int64_t h0 = i * g.sh - g.ph, w0 = j * g.sw - g.pw;
+  int64_t h1 = std::min(h0 + g.kh, g.h + g.ph), w1 = std::min(w0 + g.kw, g.w + g.pw);
+  const int64_t padded = (h1 - h0) * (w1 - w0);
+  h0 = std::max<int64_t>(h0, 0);
+  w0 = std::max<int64_t>(w0, 0);
+  h1 = std::min(h1, g.h);
+  w1 = std::min(w1, g.w);
+  const int64_t valid = (h1 - h0) * (w1 - w0);
+  return {h0, h1, w0, w1, static_cast<double>(count_include_pad ? padded : valid)};
+}
+
+int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
+int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+
+}  // namespace
+
+void max_pool2d_fwd_ref(const Geometry& g, const float* x, float* y, int64_t* idx) {
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    const float* xp = x + pl * g.h * g.w;
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const int64_t h0 = i * g.sh - g.ph, w0 = j * g.sw - g.pw;
+        int64_t first_h = h0, first_w = w0;
+        while (first_h < 0) first_h += g.dh;
+        while (first_w < 0) first_w += g.dw;
+        float best = -std::numeric_limits<float>::infinity();
+        int64_t best_idx = first_h * g.w + first_w;
+        for (int64_t p = 0; p < g.kh; ++p) {
+          const int64_t h = h0 + p * g.dh;
+          if (h < 0 || h >= g.h) continue;
+          for (int64_t q = 0; q < g.kw; ++q) {
+            const int64_t w = w0 + q * g.dw;
+            if (w < 0 || w >= g.w) continue;
+            const float v = xp[h * g.w + w];
+            if (v > best || std::isnan(v)) {
+              best = v;
+              best_idx = h * g.w + w;
+            }
+          }
+        }
+        const int64_t o = (pl * g.oh + i) * g.ow + j;
+        y[o] = best;
+        if (idx) idx[o] = best_idx;
+      }
+  }
+}
+
+void max_pool2d_bwd_ref(const Geometry& g, const float* dy, const int64_t* idx, float* dx) {
+  std::vector<double> plane(static_cast<size_t>(g.h * g.w));
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    std::fill(plane.begin(), plane.end(), 0.0);
+    for (int64_t e = 0; e < g.oh * g.ow; ++e) {
+      const int64_t o = pl * g.oh * g.ow + e;
+      plane[static_cast<size_t>(idx[o])] += static_cast<double>(dy[o]);
+    }
+    for (int64_t e = 0; e < g.h * g.w; ++e) dx[pl * g.h * g.w + e] = static_cast<float>(plane[e]);
+  }
+}
+
+void avg_pool2d_fwd_ref(const Geometry& g, bool count_include_pad, const float* x, float* y) {
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    const float* xp = x + pl * g.h * g.w;
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const AvgWindow win = avg_window(g, count_include_pad, i, j);
+        double sum = 0.0;
+        for (int64_t h = win.h0; h < win.h1; ++h)
+          for (int64_t w = win.w0; w < win.w1; ++w) sum += static_cast<double>(xp[h * g.w + w]);
+        y[(pl * g.oh + i) * g.ow + j] = static_cast<float>(sum / win.divisor);
+      }
+  }
+}
+
+void avg_pool2d_bwd_ref(const Geometry& g, bool count_include_pad, const float* dy, float* dx) {
+  std::vector<double> plane(static_cast<size_t>(g.h * g.w));
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    std::fill(plane.begin(), plane.end(), 0.0);
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const AvgWindow win = avg_window(g, count_include_pad, i, j);
+        const double share = static_cast<double>(dy[(pl * g.oh + i) * g.ow + j]) / win.divisor;
+        for (int64_t h = win.h0; h < win.h1; ++h)
+          for (int64_t w = win.w0; w < win.w1; ++w) plane[h * g.w + w] += share;
+      }
+    for (int64_t e = 0; e < g.h * g.w; ++e) dx[pl * g.h * g.w + e] = static_cast<float>(plane[e]);
+  }
+}
+
+void adaptive_avg_pool2d_fwd_ref(const Geometry& g, const float* x, float* y) {
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    const float* xp = x + pl * g.h * g.w;
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const int64_t h0 = adaptive_start(i, g.h, g.oh), h1 = adaptive_end(i, g.h, g.oh);
+        const int64_t w0 = adaptive_start(j, g.w, g.ow), w1 = adaptive_end(j, g.w, g.ow);
+        double sum = 0.0;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) sum += static_cast<double>(xp[h * g.w + w]);
+        y[(pl * g.oh + i) * g.ow + j] = static_cast<float>(sum / static_cast<double>((h1 - h0) * (w1 - w0)));
+      }
+  }
+}
+
+void adaptive_avg_pool2d_bwd_ref(const Geometry& g, const float* dy, float* dx) {
+  std::vector<double> plane(static_cast<size_t>(g.h * g.w));
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    std::fill(plane.begin(), plane.end(), 0.0);
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const int64_t h0 = adaptive_start(i, g.h, g.oh), h1 = adaptive_end(i, g.h, g.oh);
+        const int64_t w0 = adaptive_start(j, g.w, g.ow), w1 = adaptive_end(j, g.w, g.ow);
+        const double share =
+            static_cast<double>(dy[(pl * g.oh + i) * g.ow + j]) / static_cast<double>((h1 - h0) * (w1 - w0));
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) plane[h * g.w + w] += share;
+      }
+    for (int64_t e = 0; e < g.h * g.w; ++e) dx[pl * g.h * g.w + e] = static_cast<float>(plane[e]);
+  }
+}
+
+}  // namespace ember::pool2d

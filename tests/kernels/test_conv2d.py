@@ -1,0 +1,182 @@
+"""conv2d references: forward against NumPy (and PyTorch when installed), backward-data and
+backward-weight through the adjoint identities, and the argument checks."""
+
+import numpy as np
+import pytest
+
+from ember import ops
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # optional reference
+    torch = None
+
+
+def numpy_conv2d(x, w, b, stride, pads, dilation, groups):
+    """float64 convolution by shifted slices of the padded input: one einsum per kernel tap."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, pads, dilation
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((n, o, oh, ow))
+    og = o // groups
+    for g in range(groups):
+        xg = xp[:, g * cg : (g + 1) * cg]
+        wg = w[g * og : (g + 1) * og].astype(np.float64)
+        for p in range(kh):
+            for q in range(kw):
+                patch = xg[:, :, p * dh : p * dh + sh * (oh - 1) + 1 : sh, q * dw : q * dw + sw * (ow - 1) + 1 : sw]
+                y[:, g * og : (g + 1) * og] += np.einsum("nchw,oc->nohw", patch, wg[:, :, p, q])
+    if b is not None:
+        y += b.astype(np.float64)[None, :, None, None]
+    return y
+
+
+def explicit_pads(padding, k, dilation):
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if padding == "same":
+        th, tw = dilation[0] * (k[0] - 1), dilation[1] * (k[1] - 1)
+        return ((th // 2, th - th // 2), (tw // 2, tw - tw // 2))
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return ((ph, ph), (pw, pw))
+
+
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+# (N, C, H, W), (O, KH, KW), stride, padding, dilation, groups
+CASES = [
+    ((1, 1, 5, 5), (1, 3, 3), 1, 0, 1, 1),
+    ((2, 3, 9, 8), (4, 3, 3), 1, 1, 1, 1),
+    ((2, 3, 11, 7), (5, 1, 1), 1, 0, 1, 1),
+    ((1, 4, 13, 12), (6, 5, 5), 2, 2, 1, 2),
+    ((2, 2, 15, 14), (3, 7, 7), 3, 3, 1, 1),
+    ((1, 6, 10, 9), (6, 3, 3), 1, "same", 1, 6),  # depthwise
+    ((1, 4, 9, 10), (8, 3, 3), 2, 1, 1, 4),  # depthwise, channel multiplier 2
+    ((2, 3, 12, 11), (2, 3, 2), (2, 1), (1, 0), (2, 3), 1),
+    ((1, 2, 8, 8), (2, 4, 2), 1, "same", (1, 2), 1),  # even kernel: asymmetric 'same'
+    ((1, 3, 7, 9), (4, 2, 3), 2, "valid", 1, 1),
+    ((64, 3, 8, 8), (4, 3, 3), 1, 1, 1, 1),  # batch 64
+]
+
+
+def case_id(case):
+    x, w, s, p, d, g = case
+    return f"x{'x'.join(map(str, x))}-w{'x'.join(map(str, w))}-s{s}-p{p}-d{d}-g{g}".replace(" ", "")
+
+
+def make_case(rng, case):
+    (n, c, h, wd), (o, kh, kw), stride, padding, dilation, groups = case
+    x = rng.standard_normal((n, c, h, wd), dtype=np.float32)
+    w = rng.standard_normal((o, c // groups, kh, kw), dtype=np.float32)
+    b = rng.standard_normal((o,), dtype=np.float32)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return x, w, b, kwargs
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_conv2d_ref_matches_numpy(rng, case):
+    x, w, b, kw = make_case(rng, case)
+    y = ops.conv2d_ref(x, w, b, **kw)
+    d = pair(kw["dilation"])
+    want = numpy_conv2d(x, w, b, pair(kw["stride"]), explicit_pads(kw["padding"], w.shape[2:], d), d, kw["groups"])
+    assert y.shape == want.shape and y.dtype == np.float32
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-5)
+    y_relu = ops.conv2d_ref(x, w, b, relu=True, **kw)
+    np.testing.assert_array_equal(y_relu, np.maximum(y, 0))
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_conv2d_ref_backward_is_the_adjoint(rng, case):
+    # conv is linear in x and in w, so its derivatives are exactly the adjoint maps:
+    # <dy, conv(x, w)> = <backward_data(dy), x> = <backward_weight(x, dy), w>.
+    x, w, b, kw = make_case(rng, case)
+    y = ops.conv2d_ref(x, w, None, **kw)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    dx = ops.conv2d_backward_data_ref(dy, w, x.shape, **kw)
+    dw, db = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kw)
+    lhs = np.vdot(dy.astype(np.float64), y.astype(np.float64))
+    scale = np.vdot(np.abs(dy).astype(np.float64), np.abs(y).astype(np.float64)) + 1e-12
+    assert abs(lhs - np.vdot(dx.astype(np.float64), x.astype(np.float64))) <= 1e-5 * scale
+    assert abs(lhs - np.vdot(dw.astype(np.float64), w.astype(np.float64))) <= 1e-5 * scale
+    np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-6, atol=1e-5)
+    _, db_none = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=False, **kw)
+    assert db_none is None
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_conv2d_ref_matches_torch(rng, case):
+    x, w, b, kw = make_case(rng, case)
+    tx = torch.from_numpy(x).double().requires_grad_()
+    tw = torch.from_numpy(w).double().requires_grad_()
+    tb = torch.from_numpy(b).double().requires_grad_()
+    ty = F.conv2d(tx, tw, tb, **kw)
+    dy = rng.standard_normal(tuple(ty.shape), dtype=np.float32)
+    ty.backward(torch.from_numpy(dy).double())
+    np.testing.assert_allclose(ops.conv2d_ref(x, w, b, **kw), ty.detach().numpy(), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(ops.conv2d_backward_data_ref(dy, w, x.shape, **kw), tx.grad.numpy(), rtol=1e-6,
+                               atol=1e-5)
+    dw, db = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kw)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-6, atol=1e-4)
+
+
+def test_conv2d_ref_propagates_nan_and_reads_views(rng):
+    x = rng.standard_normal((1, 2, 6, 6), dtype=np.float32)
+    w = rng.standard_normal((3, 2, 3, 3), dtype=np.float32)
+    x[0, 1, 2, 2] = np.nan
+    y = ops.conv2d_ref(x, w, relu=True)
+    assert np.isnan(y[0, :, 0:3, 0:3]).all() and not np.isnan(y[0, :, 3:, 3:]).any()
+    base = rng.standard_normal((6, 6, 2, 1), dtype=np.float32)
+    view = base.transpose(3, 2, 0, 1)  # non-contiguous N C H W view
+    np.testing.assert_array_equal(ops.conv2d_ref(view, w), ops.conv2d_ref(np.ascontiguousarray(view), w))
+
+
+def test_conv2d_ref_empty_batch():
+    y = ops.conv2d_ref(np.ones((0, 3, 5, 5), np.float32), np.ones((2, 3, 3, 3), np.float32))
+    assert y.shape == (0, 2, 3, 3)
+
+
+X = np.ones((1, 4, 6, 6), np.float32)
+W = np.ones((2, 4, 3, 3), np.float32)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, match",
+    [
+        ((X.astype(np.float64), W), {}, TypeError, "input must have dtype float32, got float64"),
+        ((X, W.astype(np.int32)), {}, TypeError, "weight must have dtype float32"),
+        ((X[0], W), {}, ValueError, r"input must be 4-D \(N, C, H, W\), got shape \(4, 6, 6\)"),
+        ((X, np.ones((2, 3, 3, 3), np.float32)), {}, ValueError, "input has 4 channels"),
+        ((X, np.ones((3, 2, 3, 3), np.float32)), {"groups": 2}, ValueError, "groups=2 must divide"),
+        ((X, np.ones((2, 4, 7, 7), np.float32)), {}, ValueError, "larger than the padded input"),
+        ((X, W), {"stride": 0}, ValueError, "stride must be >= 1"),
+        ((X, W), {"padding": -1}, ValueError, "padding must be >= 0"),
+        ((X, W), {"dilation": (1, 0)}, ValueError, "dilation must be >= 1"),
+        ((X, W), {"padding": "same", "stride": 2}, ValueError, "padding='same' needs stride 1"),
+        ((X, W), {"padding": "full"}, ValueError, "padding must be an int, a pair, 'same' or 'valid'"),
+        ((X, W), {"stride": 1.5}, TypeError, "stride must be an int or a pair of ints"),
+        ((X, W, np.ones(3, np.float32)), {}, ValueError, r"bias must have shape \(2,\)"),
+        ((X, W), {"groups": 0}, ValueError, "groups must be a positive int"),
+    ],
+)
+def test_conv2d_ref_bad_input(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        ops.conv2d_ref(*args, **kwargs)
+
+
+def test_conv2d_backward_ref_bad_input(rng):
+    dy = np.ones((1, 2, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"grad_output must have the forward output's shape \(1, 2, 4, 4\)"):
+        ops.conv2d_backward_data_ref(dy[:, :, :3], W, X.shape)
+    with pytest.raises(ValueError, match="input_shape must be 4 non-negative ints"):
+        ops.conv2d_backward_data_ref(dy, W, (1, 4, 6))
+    with pytest.raises(ValueError, match="grad_output must have the forward output's shape"):
+        ops.conv2d_backward_weight_ref(X, dy[:, :1], W.shape)
