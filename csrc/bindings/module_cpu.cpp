@@ -311,8 +311,10 @@ void check_indices(const py::array& idx, int64_t plane_size) {
                       " is outside the input plane (0 <= index < ", plane_size, ")");
 }
 
-void py_max_pool2d_fwd_ref(const py::handle& x_obj, const py::handle& y_obj, const py::handle& idx_obj, int64_t kh,
-                           int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+// Ref = true runs the plain-loop oracle, false the fast path; the checks are shared.
+template <bool Ref>
+void py_max_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj, const py::handle& idx_obj, int64_t kh,
+                       int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
   py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
@@ -322,60 +324,97 @@ void py_max_pool2d_fwd_ref(const py::handle& x_obj, const py::handle& y_obj, con
     ia = expect_dense<int64_t>(idx_obj, "out_indices", {y.shape(0), y.shape(1), g.oh, g.ow}, true);
     idx = static_cast<int64_t*>(ia.mutable_data());
   }
+  const int nt = ember::get_num_threads();
+  const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
-  ember::pool2d::max_pool2d_fwd_ref(g, static_cast<const float*>(x.data()), static_cast<float*>(y.mutable_data()),
-                                    idx);
+  const float* xp = static_cast<const float*>(x.data());
+  float* yp = static_cast<float*>(y.mutable_data());
+  if (Ref)
+    ember::pool2d::max_pool2d_fwd_ref(g, xp, yp, idx);
+  else
+    ember::pool2d::max_pool2d_fwd(g, xp, yp, idx, isa, nt);
 }
 
-void py_max_pool2d_bwd_ref(const py::handle& dy_obj, const py::handle& idx_obj, const py::handle& dx_obj) {
+template <bool Ref>
+void py_max_pool2d_bwd(const py::handle& dy_obj, const py::handle& idx_obj, const py::handle& dx_obj) {
   py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
   py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
   py::array idx = expect_dense<int64_t>(idx_obj, "indices", {dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)});
   check_indices(idx, dx.shape(2) * dx.shape(3));
   const auto g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
+  const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
-  ember::pool2d::max_pool2d_bwd_ref(g, static_cast<const float*>(dy.data()), static_cast<const int64_t*>(idx.data()),
-                                    static_cast<float*>(dx.mutable_data()));
+  const float* dyp = static_cast<const float*>(dy.data());
+  const int64_t* ip = static_cast<const int64_t*>(idx.data());
+  float* dxp = static_cast<float*>(dx.mutable_data());
+  if (Ref)
+    ember::pool2d::max_pool2d_bwd_ref(g, dyp, ip, dxp);
+  else
+    ember::pool2d::max_pool2d_bwd(g, dyp, ip, dxp, nt);
 }
 
-void py_avg_pool2d_fwd_ref(const py::handle& x_obj, const py::handle& y_obj, int64_t kh, int64_t kw, int64_t sh,
+template <bool Ref>
+void py_avg_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj, int64_t kh, int64_t kw, int64_t sh,
                            int64_t sw, int64_t ph, int64_t pw, bool count_include_pad) {
   py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
   py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
+  const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
-  ember::pool2d::avg_pool2d_fwd_ref(g, count_include_pad, static_cast<const float*>(x.data()),
-                                    static_cast<float*>(y.mutable_data()));
+  const float* xp = static_cast<const float*>(x.data());
+  float* yp = static_cast<float*>(y.mutable_data());
+  if (Ref)
+    ember::pool2d::avg_pool2d_fwd_ref(g, count_include_pad, xp, yp);
+  else
+    ember::pool2d::avg_pool2d_fwd(g, count_include_pad, xp, yp, nt);
 }
 
-void py_avg_pool2d_bwd_ref(const py::handle& dy_obj, const py::handle& dx_obj, int64_t kh, int64_t kw, int64_t sh,
+template <bool Ref>
+void py_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_obj, int64_t kh, int64_t kw, int64_t sh,
                            int64_t sw, int64_t ph, int64_t pw, bool count_include_pad) {
   py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
   py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
   const auto g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
+  const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
-  ember::pool2d::avg_pool2d_bwd_ref(g, count_include_pad, static_cast<const float*>(dy.data()),
-                                    static_cast<float*>(dx.mutable_data()));
+  const float* dyp = static_cast<const float*>(dy.data());
+  float* dxp = static_cast<float*>(dx.mutable_data());
+  if (Ref)
+    ember::pool2d::avg_pool2d_bwd_ref(g, count_include_pad, dyp, dxp);
+  else
+    ember::pool2d::avg_pool2d_bwd(g, count_include_pad, dyp, dxp, nt);
 }
 
-void py_adaptive_avg_pool2d_fwd_ref(const py::handle& x_obj, const py::handle& y_obj) {
+template <bool Ref>
+void py_adaptive_avg_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj) {
   py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
   py::array y = expect_dense<float>(y_obj, "out", {x.shape(0), x.shape(1), -1, -1}, true);
   EMBER_CHECK_VALUE(y.shape(2) >= 1 && y.shape(3) >= 1, "output_size must be >= 1");
   const auto g = pool_geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
+  const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
-  ember::pool2d::adaptive_avg_pool2d_fwd_ref(g, static_cast<const float*>(x.data()),
-                                             static_cast<float*>(y.mutable_data()));
+  const float* xp = static_cast<const float*>(x.data());
+  float* yp = static_cast<float*>(y.mutable_data());
+  if (Ref)
+    ember::pool2d::adaptive_avg_pool2d_fwd_ref(g, xp, yp);
+  else
+    ember::pool2d::adaptive_avg_pool2d_fwd(g, xp, yp, nt);
 }
 
-void py_adaptive_avg_pool2d_bwd_ref(const py::handle& dy_obj, const py::handle& dx_obj) {
+template <bool Ref>
+void py_adaptive_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_obj) {
   py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
   py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
   EMBER_CHECK_VALUE(dy.shape(2) >= 1 && dy.shape(3) >= 1, "grad_output must have an output size >= 1");
   const auto g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
+  const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
-  ember::pool2d::adaptive_avg_pool2d_bwd_ref(g, static_cast<const float*>(dy.data()),
-                                             static_cast<float*>(dx.mutable_data()));
+  const float* dyp = static_cast<const float*>(dy.data());
+  float* dxp = static_cast<float*>(dx.mutable_data());
+  if (Ref)
+    ember::pool2d::adaptive_avg_pool2d_bwd_ref(g, dyp, dxp);
+  else
+    ember::pool2d::adaptive_avg_pool2d_bwd(g, dyp, dxp, nt);
 }
 
 }  // namespace
@@ -406,17 +445,23 @@ PYBIND11_MODULE(_C, m) {
         py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha"), py::arg("beta"), py::arg("trans_a"),
         py::arg("trans_b"), py::arg("bias"), py::arg("relu"));
 
-  // Convolution and pooling references; ember.ops validates the parameters and
-  // allocates the outputs (see python/ember/_geometry.py).
+  // Convolution and pooling (and their references); ember.ops validates the
+  // parameters and allocates the outputs (see python/ember/_geometry.py).
   m.def("conv2d_fwd_ref", &py_conv2d_fwd_ref);
   m.def("conv2d_bwd_data_ref", &py_conv2d_bwd_data_ref);
   m.def("conv2d_bwd_weight_ref", &py_conv2d_bwd_weight_ref);
-  m.def("max_pool2d_fwd_ref", &py_max_pool2d_fwd_ref);
-  m.def("max_pool2d_bwd_ref", &py_max_pool2d_bwd_ref);
-  m.def("avg_pool2d_fwd_ref", &py_avg_pool2d_fwd_ref);
-  m.def("avg_pool2d_bwd_ref", &py_avg_pool2d_bwd_ref);
-  m.def("adaptive_avg_pool2d_fwd_ref", &py_adaptive_avg_pool2d_fwd_ref);
-  m.def("adaptive_avg_pool2d_bwd_ref", &py_adaptive_avg_pool2d_bwd_ref);
+  m.def("max_pool2d_fwd_ref", &py_max_pool2d_fwd<true>);
+  m.def("max_pool2d_bwd_ref", &py_max_pool2d_bwd<true>);
+  m.def("avg_pool2d_fwd_ref", &py_avg_pool2d_fwd<true>);
+  m.def("avg_pool2d_bwd_ref", &py_avg_pool2d_bwd<true>);
+  m.def("adaptive_avg_pool2d_fwd_ref", &py_adaptive_avg_pool2d_fwd<true>);
+  m.def("adaptive_avg_pool2d_bwd_ref", &py_adaptive_avg_pool2d_bwd<true>);
+  m.def("max_pool2d_fwd", &py_max_pool2d_fwd<false>);
+  m.def("max_pool2d_bwd", &py_max_pool2d_bwd<false>);
+  m.def("avg_pool2d_fwd", &py_avg_pool2d_fwd<false>);
+  m.def("avg_pool2d_bwd", &py_avg_pool2d_bwd<false>);
+  m.def("adaptive_avg_pool2d_fwd", &py_adaptive_avg_pool2d_fwd<false>);
+  m.def("adaptive_avg_pool2d_bwd", &py_adaptive_avg_pool2d_bwd<false>);
 
   m.def("get_num_threads", &ember::get_num_threads, "Threads the CPU kernels use.");
   m.def("set_num_threads", &ember::set_num_threads, "Set the threads the CPU kernels use (1..1024).",

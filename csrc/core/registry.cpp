@@ -7,6 +7,7 @@
 #include "core/check.h"
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
+#include "ops/pool2d/pool2d.h"
 
 namespace ember {
 
@@ -22,6 +23,9 @@ const KernelEntry kTable[] = {
     {"fma_peak", Device::cpu, Isa::generic, reinterpret_cast<const void*>(&gemm::fma_peak_generic)},
     {"fma_peak", Device::cpu, Isa::avx2, reinterpret_cast<const void*>(&gemm::fma_peak_avx2)},
     {"fma_peak", Device::cpu, Isa::avx512, reinterpret_cast<const void*>(&gemm::fma_peak_avx512)},
+    // pool2d: the row kernel of 2x2 / stride-2 max pooling (pool2d_cpu.cpp drives it)
+    {"pool2d", Device::cpu, Isa::generic, &pool2d::ukernels_generic},
+    {"pool2d", Device::cpu, Isa::avx512, &pool2d::ukernels_avx512},
 };
 
 std::atomic<int> g_active{-1};

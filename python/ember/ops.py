@@ -149,45 +149,74 @@ def conv2d_backward_weight_ref(input, grad_output, weight_shape, stride=1, paddi
 
 
 # --------------------------------------------------------------------------- pooling
+# NCHW, PyTorch's semantics. Each function has a *_ref twin running the plain-loop oracle
+# with the same checks; the private helpers take the native function to call.
 
 
-def max_pool2d_ref(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    """Reference max pooling, PyTorch's rules (first maximum on ties, NaN wins, padding never
-    chosen). Returns ``(output, indices)``: indices (int64) are flat ``h * W + w`` positions in
-    each input plane, what :func:`max_pool2d_backward_ref` needs."""
+def _max_pool2d(fwd, input, kernel_size, stride, padding, dilation, ceil_mode, with_indices):
     x = _geometry.float32_nchw(input, "input")
     g = _geometry.pool2d_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     y = np.empty(x.shape[:2] + (g.oh, g.ow), np.float32)
-    idx = np.empty(y.shape, np.int64)
-    _C.max_pool2d_fwd_ref(x, y, idx, *g.native_args(), *g.dilation)
+    idx = np.empty(y.shape, np.int64) if with_indices else None
+    fwd(x, y, idx, *g.native_args(), *g.dilation)
     return y, idx
 
 
-def max_pool2d_backward_ref(grad_output, indices, input_shape):
-    """Reference gradient of max pooling: each output's gradient added at its argmax."""
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max pooling, PyTorch's ``F.max_pool2d``: the first maximum wins a tie, NaN wins over any
+    number, padding is never chosen. With ``return_indices`` also the int64 flat ``h * W + w``
+    position of each maximum in its input plane, which :func:`max_pool2d_backward` needs."""
+    y, idx = _max_pool2d(_C.max_pool2d_fwd, input, kernel_size, stride, padding, dilation, ceil_mode,
+                         return_indices)
+    return (y, idx) if return_indices else y
+
+
+def max_pool2d_ref(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Reference :func:`max_pool2d`; returns ``(output, indices)``."""
+    return _max_pool2d(_C.max_pool2d_fwd_ref, input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def _max_pool2d_backward(bwd, grad_output, indices, input_shape):
     dy = _geometry.float32_nchw(grad_output, "grad_output")
     in_shape = _geometry.shape4(input_shape, "input_shape")
     if not isinstance(indices, np.ndarray) or indices.dtype != np.int64:
-        raise TypeError("indices must be a numpy.ndarray of int64 (as max_pool2d_ref returns)")
+        raise TypeError("indices must be a numpy.ndarray of int64 (as max_pool2d returns)")
     if indices.shape != dy.shape:
         raise ValueError(f"indices must have grad_output's shape {dy.shape}, got {indices.shape}")
     dx = np.empty(in_shape, np.float32)
-    _C.max_pool2d_bwd_ref(dy, np.ascontiguousarray(indices), dx)
+    bwd(dy, np.ascontiguousarray(indices), dx)
     return dx
 
 
-def avg_pool2d_ref(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    """Reference average pooling, PyTorch's ``F.avg_pool2d`` semantics."""
+def max_pool2d_backward(grad_output, indices, input_shape):
+    """Gradient of max pooling: each output's gradient added at its argmax (``indices``)."""
+    return _max_pool2d_backward(_C.max_pool2d_bwd, grad_output, indices, input_shape)
+
+
+def max_pool2d_backward_ref(grad_output, indices, input_shape):
+    """Reference :func:`max_pool2d_backward`."""
+    return _max_pool2d_backward(_C.max_pool2d_bwd_ref, grad_output, indices, input_shape)
+
+
+def _avg_pool2d(fwd, input, kernel_size, stride, padding, ceil_mode, count_include_pad):
     x = _geometry.float32_nchw(input, "input")
     g = _geometry.pool2d_geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode)
     y = np.empty(x.shape[:2] + (g.oh, g.ow), np.float32)
-    _C.avg_pool2d_fwd_ref(x, y, *g.native_args(), bool(count_include_pad))
+    fwd(x, y, *g.native_args(), bool(count_include_pad))
     return y
 
 
-def avg_pool2d_backward_ref(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                            count_include_pad=True):
-    """Reference gradient of :func:`avg_pool2d_ref` with respect to its input."""
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Average pooling, PyTorch's ``F.avg_pool2d`` semantics."""
+    return _avg_pool2d(_C.avg_pool2d_fwd, input, kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+def avg_pool2d_ref(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Reference :func:`avg_pool2d`."""
+    return _avg_pool2d(_C.avg_pool2d_fwd_ref, input, kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+def _avg_pool2d_backward(bwd, grad_output, input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad):
     in_shape = _geometry.shape4(input_shape, "input_shape")
     g = _geometry.pool2d_geometry(in_shape, kernel_size, stride, padding, 1, ceil_mode)
     dy = _geometry.float32_nchw(grad_output, "grad_output")
@@ -195,24 +224,55 @@ def avg_pool2d_backward_ref(grad_output, input_shape, kernel_size, stride=None, 
         raise ValueError(f"grad_output must have the forward output's shape {in_shape[:2] + (g.oh, g.ow)}, "
                          f"got {dy.shape}")
     dx = np.empty(in_shape, np.float32)
-    _C.avg_pool2d_bwd_ref(dy, dx, *g.native_args(), bool(count_include_pad))
+    bwd(dy, dx, *g.native_args(), bool(count_include_pad))
     return dx
 
 
-def adaptive_avg_pool2d_ref(input, output_size=1):
-    """Reference adaptive average pooling to ``output_size`` (an int or a pair); 1 is global
-    average pooling."""
+def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of :func:`avg_pool2d` with respect to its input."""
+    return _avg_pool2d_backward(_C.avg_pool2d_bwd, grad_output, input_shape, kernel_size, stride, padding,
+                                ceil_mode, count_include_pad)
+
+
+def avg_pool2d_backward_ref(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                            count_include_pad=True):
+    """Reference :func:`avg_pool2d_backward`."""
+    return _avg_pool2d_backward(_C.avg_pool2d_bwd_ref, grad_output, input_shape, kernel_size, stride, padding,
+                                ceil_mode, count_include_pad)
+
+
+def _adaptive_avg_pool2d(fwd, input, output_size):
     x = _geometry.float32_nchw(input, "input")
     oh, ow = _geometry.pair(output_size, "output_size", 1)
     y = np.empty(x.shape[:2] + (oh, ow), np.float32)
-    _C.adaptive_avg_pool2d_fwd_ref(x, y)
+    fwd(x, y)
     return y
 
 
-def adaptive_avg_pool2d_backward_ref(grad_output, input_shape):
-    """Reference gradient of :func:`adaptive_avg_pool2d_ref` with respect to its input."""
+def adaptive_avg_pool2d(input, output_size=1):
+    """Adaptive average pooling to ``output_size`` (an int or a pair); 1 is global average pooling."""
+    return _adaptive_avg_pool2d(_C.adaptive_avg_pool2d_fwd, input, output_size)
+
+
+def adaptive_avg_pool2d_ref(input, output_size=1):
+    """Reference :func:`adaptive_avg_pool2d`."""
+    return _adaptive_avg_pool2d(_C.adaptive_avg_pool2d_fwd_ref, input, output_size)
+
+
+def _adaptive_avg_pool2d_backward(bwd, grad_output, input_shape):
     dy = _geometry.float32_nchw(grad_output, "grad_output")
     in_shape = _geometry.shape4(input_shape, "input_shape")
     dx = np.empty(in_shape, np.float32)
-    _C.adaptive_avg_pool2d_bwd_ref(dy, dx)
+    bwd(dy, dx)
     return dx
+
+
+def adaptive_avg_pool2d_backward(grad_output, input_shape):
+    """Gradient of :func:`adaptive_avg_pool2d` with respect to its input."""
+    return _adaptive_avg_pool2d_backward(_C.adaptive_avg_pool2d_bwd, grad_output, input_shape)
+
+
+def adaptive_avg_pool2d_backward_ref(grad_output, input_shape):
+    """Reference :func:`adaptive_avg_pool2d_backward`."""
+    return _adaptive_avg_pool2d_backward(_C.adaptive_avg_pool2d_bwd_ref, grad_output, input_shape)

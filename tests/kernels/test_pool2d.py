@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+import ember
 from ember import ops
 
 try:
@@ -192,3 +193,65 @@ def test_pooling_empty_batch():
     y, idx = ops.max_pool2d_ref(np.ones((0, 2, 6, 6), np.float32), 2)
     assert y.shape == idx.shape == (0, 2, 3, 3)
     assert ops.avg_pool2d_ref(np.ones((0, 2, 6, 6), np.float32), 3).shape == (0, 2, 2, 2)
+
+
+# --------------------------------------------------------------------------- fast paths
+
+FAST_MAX_CASES = MAX_CASES + [
+    ((3, 5, 31, 29), 2, 2, 0, 1, False),  # the dedicated 2x2 stride-2 row kernel, odd sizes
+    ((2, 4, 30, 30), 2, 2, 0, 1, True),
+    ((2, 3, 6, 70), 2, 2, 0, 1, False),  # 35 outputs a row: full and partial vector steps
+    ((1, 2, 4, 64), 2, 2, 0, 1, False),
+    ((2, 3, 17, 16), 3, 3, 1, 1, True),
+]
+
+
+@pytest.mark.parametrize("case", FAST_MAX_CASES, ids=str)
+def test_max_pool2d_matches_ref(isa, rng, num_threads, case):
+    shape, k, s, p, d, ceil_mode = case
+    x = rng.standard_normal(shape, dtype=np.float32)
+    x[0, 0, 1, :] = x[0, 0, 0, :]  # ties across rows
+    x[0, -1, 0, 0] = np.nan
+    want, want_idx = ops.max_pool2d_ref(x, k, s, p, d, ceil_mode)
+    dy = rng.standard_normal(want.shape, dtype=np.float32)
+    want_dx = ops.max_pool2d_backward_ref(dy, want_idx, x.shape)
+    for threads in (1, 2, 3):
+        ember.set_num_threads(threads)
+        y, idx = ops.max_pool2d(x, k, s, p, d, ceil_mode, return_indices=True)
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(ops.max_pool2d(x, k, s, p, d, ceil_mode), want)
+        np.testing.assert_allclose(ops.max_pool2d_backward(dy, idx, x.shape), want_dx, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", AVG_CASES + [((2, 8, 30, 30), 2, 2, 0, False, True)], ids=str)
+def test_avg_pool2d_matches_ref(isa, rng, case):
+    shape, k, s, p, ceil_mode, count_include_pad = case
+    x = rng.standard_normal(shape, dtype=np.float32)
+    want = ops.avg_pool2d_ref(x, k, s, p, ceil_mode, count_include_pad)
+    np.testing.assert_allclose(ops.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad), want, rtol=1e-5,
+                               atol=1e-6)
+    dy = rng.standard_normal(want.shape, dtype=np.float32)
+    np.testing.assert_allclose(ops.avg_pool2d_backward(dy, x.shape, k, s, p, ceil_mode, count_include_pad),
+                               ops.avg_pool2d_backward_ref(dy, x.shape, k, s, p, ceil_mode, count_include_pad),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("out", [1, (3, 2), (7, 9), (4, 5)])
+def test_adaptive_avg_pool2d_matches_ref(isa, rng, out):
+    x = rng.standard_normal((3, 4, 7, 9), dtype=np.float32)
+    want = ops.adaptive_avg_pool2d_ref(x, out)
+    np.testing.assert_allclose(ops.adaptive_avg_pool2d(x, out), want, rtol=1e-5, atol=1e-6)
+    dy = rng.standard_normal(want.shape, dtype=np.float32)
+    np.testing.assert_allclose(ops.adaptive_avg_pool2d_backward(dy, x.shape),
+                               ops.adaptive_avg_pool2d_backward_ref(dy, x.shape), rtol=1e-5, atol=1e-6)
+
+
+def test_fast_pooling_checks_like_the_reference():
+    with pytest.raises(ValueError, match="output size .* is too small"):
+        ops.max_pool2d(X, 7)
+    with pytest.raises(TypeError, match="input must have dtype float32"):
+        ops.avg_pool2d(X.astype(np.float16), 2)
+    idx = np.full((1, 2, 3, 3), -1, np.int64)
+    with pytest.raises(ValueError, match="is outside the input plane"):
+        ops.max_pool2d_backward(np.ones((1, 2, 3, 3), np.float32), idx, X.shape)

@@ -18,6 +18,8 @@
 
 #include <cstdint>
 
+#include "core/cpu_features.h"
+
 namespace ember::pool2d {
 
 struct Geometry {
@@ -38,5 +40,25 @@ void avg_pool2d_bwd_ref(const Geometry& g, bool count_include_pad, const float* 
 // Only planes, h, w, oh and ow of g are used.
 void adaptive_avg_pool2d_fwd_ref(const Geometry& g, const float* x, float* y);
 void adaptive_avg_pool2d_bwd_ref(const Geometry& g, const float* dy, float* dx);
+
+// The fast paths: the same contracts, threads over planes.
+void max_pool2d_fwd(const Geometry& g, const float* x, float* y, int64_t* idx, Isa isa, int nthreads);
+void max_pool2d_bwd(const Geometry& g, const float* dy, const int64_t* idx, float* dx, int nthreads);
+void avg_pool2d_fwd(const Geometry& g, bool count_include_pad, const float* x, float* y, int nthreads);
+void avg_pool2d_bwd(const Geometry& g, bool count_include_pad, const float* dy, float* dx, int nthreads);
+void adaptive_avg_pool2d_fwd(const Geometry& g, const float* x, float* y, int nthreads);
+void adaptive_avg_pool2d_bwd(const Geometry& g, const float* dy, float* dx, int nthreads);
+
+// The per-ISA part ("pool2d" in the registry): one output row of 2x2, stride-2
+// max pooling without padding or dilation, the layer every small CNN has.
+// r0 and r1 are input rows 2i and 2i+1 of a plane of width w; output j takes
+// r0[2j], r0[2j+1], r1[2j], r1[2j+1] in that order (first maximum wins, NaN
+// wins) and idx[j] (when idx is not null) is its flat index, row0 = 2i * w
+// being the flat index of r0[0].
+struct Ukernels {
+  void (*max2x2_row)(const float* r0, const float* r1, int64_t ow, int64_t row0, int64_t w, float* y, int64_t* idx);
+};
+extern const Ukernels ukernels_generic;
+extern const Ukernels ukernels_avx512;
 
 }  // namespace ember::pool2d

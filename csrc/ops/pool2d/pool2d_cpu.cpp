@@ -1,0 +1,204 @@
+// Pooling on the CPU: threads over (n, c) planes, every plane pooled in one pass.
+//
+// Window bounds are clipped once per output row and column, so the inner
+// loops carry no bounds checks; the common 2x2 stride-2 max pooling without
+// padding or dilation has its own loop over pairs of input rows. Backward
+// passes write each input plane exactly once (zero, then scatter or spread),
+// inside the thread that owns the plane, so no two threads touch one line.
+// Nothing but the outputs (and the argmax indices, when asked) is written.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/registry.h"
+#include "core/threads.h"
+#include "ops/pool2d/pool2d.h"
+
+namespace ember::pool2d {
+namespace {
+
+// Waking a thread is worth it from about this many input elements per thread.
+constexpr int64_t kMinElementsPerThread = 16 * 1024;
+
+template <class F>
+void for_planes(const Geometry& g, int nthreads, F&& per_plane) {
+  const int64_t work = g.planes * std::max<int64_t>(1, g.h * g.w);
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>({static_cast<int64_t>(nthreads), g.planes,
+                                                             work / kMinElementsPerThread}));
+  parallel_run(static_cast<int>(nt), [&](int tid) {
+    const int64_t p0 = g.planes * tid / nt, p1 = g.planes * (tid + 1) / nt;
+    for (int64_t p = p0; p < p1; ++p) per_plane(p);
+  });
+}
+
+// Valid kernel taps [t0, t1) of output position o along one axis.
+struct Taps {
+  int64_t start;  // input position of tap 0 (may be negative)
+  int64_t t0, t1;
+};
+
+Taps taps(int64_t o, int64_t stride, int64_t pad, int64_t dil, int64_t k, int64_t size) {
+  const int64_t start = o * stride - pad;
+  int64_t t0 = 0, t1 = k;
+  while (t0 < k && start + t0 * dil < 0) ++t0;
+  while (t1 > t0 && start + (t1 - 1) * dil >= size) --t1;
+  return {start, t0, t1};
+}
+
+// Generic max2x2_row: the selection rules spelled out per output.
+void max2x2_row_generic(const float* r0, const float* r1, int64_t ow, int64_t row0, int64_t w, float* y,
+                        int64_t* idx) {
+  for (int64_t j = 0; j < ow; ++j) {
+    const int64_t c = 2 * j;
+    // The first tap needs no test: any value beats the initial -inf or is NaN.
+    float best = r0[c];
+    int64_t bi = row0 + c;
+    const float v1 = r0[c + 1], v2 = r1[c], v3 = r1[c + 1];
+    if (v1 > best || std::isnan(v1)) best = v1, bi = row0 + c + 1;
+    if (v2 > best || std::isnan(v2)) best = v2, bi = row0 + w + c;
+    if (v3 > best || std::isnan(v3)) best = v3, bi = row0 + w + c + 1;
+    y[j] = best;
+    if (idx) idx[j] = bi;
+  }
+}
+
+}  // namespace
+
+extern const Ukernels ukernels_generic = {max2x2_row_generic};
+
+void max_pool2d_fwd(const Geometry& g, const float* x, float* y, int64_t* idx, Isa isa, int nthreads) {
+  const bool two_by_two = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 &&
+                          g.dh == 1 && g.dw == 1;
+  const auto row_kernel = lookup<Ukernels>("pool2d", isa).max2x2_row;
+  for_planes(g, nthreads, [&](int64_t pl) {
+    const float* xp = x + pl * g.h * g.w;
+    float* yp = y + pl * g.oh * g.ow;
+    int64_t* ip = idx ? idx + pl * g.oh * g.ow : nullptr;
+    if (two_by_two) {
+      for (int64_t i = 0; i < g.oh; ++i)
+        row_kernel(xp + 2 * i * g.w, xp + (2 * i + 1) * g.w, g.ow, 2 * i * g.w, g.w, yp + i * g.ow,
+                   ip ? ip + i * g.ow : nullptr);
+      return;
+    }
+    for (int64_t i = 0; i < g.oh; ++i) {
+      const Taps th = taps(i, g.sh, g.ph, g.dh, g.kh, g.h);
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const Taps tw = taps(j, g.sw, g.pw, g.dw, g.kw, g.w);
+        float best = -std::numeric_limits<float>::infinity();
+        int64_t bi = (th.start + th.t0 * g.dh) * g.w + tw.start + tw.t0 * g.dw;
+        for (int64_t p = th.t0; p < th.t1; ++p) {
+          const int64_t row = (th.start + p * g.dh) * g.w;
+          for (int64_t q = tw.t0; q < tw.t1; ++q) {
+            const int64_t at = row + tw.start + q * g.dw;
+            const float v = xp[at];
+            if (v > best || std::isnan(v)) best = v, bi = at;
+          }
+        }
+        yp[i * g.ow + j] = best;
+        if (ip) ip[i * g.ow + j] = bi;
+      }
+    }
+  });
+}
+
+void max_pool2d_bwd(const Geometry& g, const float* dy, const int64_t* idx, float* dx, int nthreads) {
+  for_planes(g, nthreads, [&](int64_t pl) {
+    float* dxp = dx + pl * g.h * g.w;
+    std::memset(dxp, 0, sizeof(float) * g.h * g.w);
+    const float* dyp = dy + pl * g.oh * g.ow;
+    const int64_t* ip = idx + pl * g.oh * g.ow;
+    for (int64_t e = 0; e < g.oh * g.ow; ++e) dxp[ip[e]] += dyp[e];
+  });
+}
+
+namespace {
+
+// PyTorch's avg divisor: the window clipped to the padded plane, or its valid part.
+inline int64_t clipped(int64_t start, int64_t k, int64_t size, int64_t pad, bool count_include_pad, int64_t* lo,
+                       int64_t* hi) {
+  int64_t end = std::min(start + k, size + pad);
+  const int64_t padded = end - start;
+  *lo = std::max<int64_t>(start, 0);
+  *hi = std::min(end, size);
+  return count_include_pad ? padded : *hi - *lo;
+}
+
+inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
+inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+
+}  // namespace
+
+void avg_pool2d_fwd(const Geometry& g, bool count_include_pad, const float* x, float* y, int nthreads) {
+  for_planes(g, nthreads, [&](int64_t pl) {
+    const float* xp = x + pl * g.h * g.w;
+    float* yp = y + pl * g.oh * g.ow;
+    for (int64_t i = 0; i < g.oh; ++i) {
+      int64_t h0, h1;
+      const int64_t nh = clipped(i * g.sh - g.ph, g.kh, g.h, g.ph, count_include_pad, &h0, &h1);
+      for (int64_t j = 0; j < g.ow; ++j) {
+        int64_t w0, w1;
+        const int64_t nw = clipped(j * g.sw - g.pw, g.kw, g.w, g.pw, count_include_pad, &w0, &w1);
+        float sum = 0.0f;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.w + w];
+        yp[i * g.ow + j] = sum / static_cast<float>(nh * nw);
+      }
+    }
+  });
+}
+
+void avg_pool2d_bwd(const Geometry& g, bool count_include_pad, const float* dy, float* dx, int nthreads) {
+  for_planes(g, nthreads, [&](int64_t pl) {
+    float* dxp = dx + pl * g.h * g.w;
+    std::memset(dxp, 0, sizeof(float) * g.h * g.w);
+    const float* dyp = dy + pl * g.oh * g.ow;
+    for (int64_t i = 0; i < g.oh; ++i) {
+      int64_t h0, h1;
+      const int64_t nh = clipped(i * g.sh - g.ph, g.kh, g.h, g.ph, count_include_pad, &h0, &h1);
+      for (int64_t j = 0; j < g.ow; ++j) {
+        int64_t w0, w1;
+        const int64_t nw = clipped(j * g.sw - g.pw, g.kw, g.w, g.pw, count_include_pad, &w0, &w1);
+        const float share = dyp[i * g.ow + j] / static_cast<float>(nh * nw);
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) dxp[h * g.w + w] += share;
+      }
+    }
+  });
+}
+
+void adaptive_avg_pool2d_fwd(const Geometry& g, const float* x, float* y, int nthreads) {
+  for_planes(g, nthreads, [&](int64_t pl) {
+    const float* xp = x + pl * g.h * g.w;
+    float* yp = y + pl * g.oh * g.ow;
+    for (int64_t i = 0; i < g.oh; ++i) {
+      const int64_t h0 = adaptive_start(i, g.h, g.oh), h1 = adaptive_end(i, g.h, g.oh);
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const int64_t w0 = adaptive_start(j, g.w, g.ow), w1 = adaptive_end(j, g.w, g.ow);
+        float sum = 0.0f;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.w + w];
+        yp[i * g.ow + j] = sum / static_cast<float>((h1 - h0) * (w1 - w0));
+      }
+    }
+  });
+}
+
+void adaptive_avg_pool2d_bwd(const Geometry& g, const float* dy, float* dx, int nthreads) {
+  for_planes(g, nthreads, [&](int64_t pl) {
+    float* dxp = dx + pl * g.h * g.w;
+    std::memset(dxp, 0, sizeof(float) * g.h * g.w);
+    const float* dyp = dy + pl * g.oh * g.ow;
+    for (int64_t i = 0; i < g.oh; ++i) {
+      const int64_t h0 = adaptive_start(i, g.h, g.oh), h1 = adaptive_end(i, g.h, g.oh);
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const int64_t w0 = adaptive_start(j, g.w, g.ow), w1 = adaptive_end(j, g.w, g.ow);
+        const float share = dyp[i * g.ow + j] / static_cast<float>((h1 - h0) * (w1 - w0));
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) dxp[h * g.w + w] += share;
+      }
+    }
+  });
+}
+
+}  // namespace ember::pool2d
