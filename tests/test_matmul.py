@@ -82,3 +82,9 @@ def test_matmul_type_errors():
         ember.matmul(np.ones((2, 2), np.float32), [[1.0, 2.0], [3.0, 4.0]])
     with pytest.raises(ValueError, match=r"out must have shape \(2, 2\)"):
         ember.matmul(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), out=np.empty((2, 3), np.float32))
+
+
+def test_matmul_out_must_not_alias_an_input():
+    buf = np.zeros((4, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="out must not share memory with a or b"):
+        ember.matmul(buf[:3], np.eye(3, dtype=np.float32), out=buf[1:])

@@ -1,8 +1,10 @@
 """Runtime settings, the info report, environment overrides and the command line."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -91,16 +93,26 @@ def test_default_threads_follow_cpu_affinity():
     assert result.stdout.strip() == "1"
 
 
-def test_pool_survives_fork(rng):
+def test_pool_survives_fork(rng, num_threads):
     if not hasattr(os, "fork"):
         pytest.skip("no fork on this platform")
+    ember.set_num_threads(2)  # the parent's pool has a worker even on a 1-CPU machine
     a, b = rng.standard_normal((300, 200), dtype=np.float32), rng.standard_normal((200, 300), dtype=np.float32)
-    want = ember.ops.gemm(a, b)  # the pool's workers exist in the parent now
+    want = ember.ops.gemm(a, b)
     pid = os.fork()
     if pid == 0:  # child: gemm must work (and be right) with a fresh pool
         ok = np.array_equal(ember.ops.gemm(a, b), want)
         os._exit(0 if ok else 1)
-    _, status = os.waitpid(pid, 0)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not finish: its thread pool deadlocked")
+        time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
 
 

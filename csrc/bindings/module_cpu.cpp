@@ -1,9 +1,10 @@
 // ember._C: the CPU kernels.
 //
-// Every binding validates all of its arguments (type, dtype, ndim, shapes,
-// strides, alignment, aliasing, size overflow) while holding the GIL, builds
-// non-owning views, then releases the GIL for the kernel itself. The arrays
-// stay referenced by this frame for the whole call.
+// Every binding validates all of its arguments (type, dtype, ndim, shapes and
+// their agreement, strides or contiguity, alignment, outputs aliasing inputs,
+// size overflow) while holding the GIL, builds non-owning views, then releases
+// the GIL for the kernel itself. The arrays stay referenced by this frame for
+// the whole call.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -198,7 +199,8 @@ py::array py_gemm_ref(const py::handle& a, const py::handle& b, const py::handle
 // threads at once, in GFLOP/s.
 double py_measure_fma_peak(double seconds, int threads) {
   EMBER_CHECK_VALUE(seconds > 0 && seconds <= 60, "seconds must be in (0, 60], got ", seconds);
-  if (threads <= 0) threads = ember::get_num_threads();
+  EMBER_CHECK_VALUE(threads >= 0 && threads <= 1024, "threads must be between 0 (all) and 1024, got ", threads);
+  if (threads == 0) threads = ember::get_num_threads();
   auto fn = ember::lookup_fn<ember::gemm::fma_peak_fn>("fma_peak");
   py::gil_scoped_release release;
   using clock = std::chrono::steady_clock;
@@ -250,6 +252,7 @@ void py_conv2d_fwd_ref(const py::handle& x_obj, const py::handle& w_obj, const p
   py::array w = expect_dense<float>(w_obj, "weight", {-1, -1, -1, -1});
   py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = conv_geometry(x, w, y, sh, sw, pt, pl, dh, dw, groups);
+  EMBER_CHECK_VALUE(!overlaps(y, x) && !overlaps(y, w), "out must not share memory with input or weight");
   const float* bias = nullptr;
   py::array b;
   if (!bias_obj.is_none()) {
@@ -267,6 +270,7 @@ void py_conv2d_bwd_data_ref(const py::handle& dy_obj, const py::handle& w_obj, c
   py::array w = expect_dense<float>(w_obj, "weight", {-1, -1, -1, -1});
   py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = conv_geometry(dx, w, dy, sh, sw, pt, pl, dh, dw, groups);
+  EMBER_CHECK_VALUE(!overlaps(dx, dy) && !overlaps(dx, w), "out must not share memory with grad_output or weight");
   py::gil_scoped_release release;
   ember::conv2d::conv2d_bwd_data_ref(g, static_cast<const float*>(dy.data()), static_cast<const float*>(w.data()),
                                      static_cast<float*>(dx.mutable_data()));
@@ -279,6 +283,7 @@ void py_conv2d_bwd_weight_ref(const py::handle& x_obj, const py::handle& dy_obj,
   py::array dy = expect_dense<float>(dy_obj, "grad_output", {-1, -1, -1, -1});
   py::array dwt = expect_dense<float>(dw_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = conv_geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups);
+  EMBER_CHECK_VALUE(!overlaps(dwt, x) && !overlaps(dwt, dy), "out must not share memory with input or grad_output");
   float* db = nullptr;
   py::array dba;
   if (!db_obj.is_none()) {
@@ -303,6 +308,25 @@ ember::pool2d::Geometry pool_geometry(const py::array& x, const py::array& y, in
   return {x.shape(0) * x.shape(1), x.shape(2), x.shape(3), y.shape(2), y.shape(3), kh, kw, sh, sw, ph, pw, dh, dw};
 }
 
+// PyTorch's pooling output size along one axis, floor or ceil mode.
+int64_t pool_out(int64_t size, int64_t k, int64_t pad, int64_t stride, int64_t dil, bool ceil_mode) {
+  const int64_t num = size + 2 * pad - dil * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  int64_t out = (num >= 0 ? num / stride : -((-num + stride - 1) / stride)) + 1;
+  if (ceil_mode && (out - 1) * stride >= size + pad) --out;
+  return out;
+}
+
+// The output plane must be what the window geometry gives (floor or ceil mode).
+void check_pool_output(const ember::pool2d::Geometry& g) {
+  for (bool ceil_mode : {false, true})
+    if (g.oh == pool_out(g.h, g.kh, g.ph, g.sh, g.dh, ceil_mode) &&
+        g.ow == pool_out(g.w, g.kw, g.pw, g.sw, g.dw, ceil_mode))
+      return;
+  throw std::invalid_argument(concat("output plane ", g.oh, "x", g.ow, " does not match input plane ", g.h, "x",
+                                     g.w, " pooled by ", g.kh, "x", g.kw, " windows (stride ", g.sh, "x", g.sw,
+                                     ", padding ", g.ph, "x", g.pw, ", dilation ", g.dh, "x", g.dw, ")"));
+}
+
 // Every index must point into its plane, or backward would write out of bounds.
 void check_indices(const py::array& idx, int64_t plane_size) {
   const int64_t* p = static_cast<const int64_t*>(idx.data());
@@ -318,10 +342,13 @@ void py_max_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj, const p
   py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
   py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
+  check_pool_output(g);
+  EMBER_CHECK_VALUE(!overlaps(y, x), "out must not share memory with input");
   int64_t* idx = nullptr;
   py::array ia;
   if (!idx_obj.is_none()) {
     ia = expect_dense<int64_t>(idx_obj, "out_indices", {y.shape(0), y.shape(1), g.oh, g.ow}, true);
+    EMBER_CHECK_VALUE(!overlaps(ia, x) && !overlaps(ia, y), "out_indices must not share memory with input or out");
     idx = static_cast<int64_t*>(ia.mutable_data());
   }
   const int nt = ember::get_num_threads();
@@ -341,6 +368,7 @@ void py_max_pool2d_bwd(const py::handle& dy_obj, const py::handle& idx_obj, cons
   py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
   py::array idx = expect_dense<int64_t>(idx_obj, "indices", {dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)});
   check_indices(idx, dx.shape(2) * dx.shape(3));
+  EMBER_CHECK_VALUE(!overlaps(dx, dy) && !overlaps(dx, idx), "out must not share memory with grad_output or indices");
   const auto g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
@@ -359,6 +387,8 @@ void py_avg_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj, int64_t
   py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
   py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
+  check_pool_output(g);
+  EMBER_CHECK_VALUE(!overlaps(y, x), "out must not share memory with input");
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
   const float* xp = static_cast<const float*>(x.data());
@@ -375,6 +405,8 @@ void py_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_obj, int64
   py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
   py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
   const auto g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
+  check_pool_output(g);
+  EMBER_CHECK_VALUE(!overlaps(dx, dy), "out must not share memory with grad_output");
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
   const float* dyp = static_cast<const float*>(dy.data());
@@ -390,6 +422,7 @@ void py_adaptive_avg_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj
   py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
   py::array y = expect_dense<float>(y_obj, "out", {x.shape(0), x.shape(1), -1, -1}, true);
   EMBER_CHECK_VALUE(y.shape(2) >= 1 && y.shape(3) >= 1, "output_size must be >= 1");
+  EMBER_CHECK_VALUE(!overlaps(y, x), "out must not share memory with input");
   const auto g = pool_geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
@@ -406,6 +439,7 @@ void py_adaptive_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_o
   py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
   py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
   EMBER_CHECK_VALUE(dy.shape(2) >= 1 && dy.shape(3) >= 1, "grad_output must have an output size >= 1");
+  EMBER_CHECK_VALUE(!overlaps(dx, dy), "out must not share memory with grad_output");
   const auto g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/cpu_features.h"
-#include "core/dtype.h"
+#include "core/device.h"
 
 namespace ember {
 

@@ -5,8 +5,6 @@
 
 #include <cstdint>
 
-#include "core/dtype.h"
-
 namespace ember {
 
 // A strided 2-D float32 matrix: element (i, j) is at data[i * rs + j * cs].

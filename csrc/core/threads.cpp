@@ -41,6 +41,10 @@ constexpr int kSpinBeforeYield = 1000;
 // on the caller's own CPU) never makes a region slower than running it
 // serially. Which thread runs a task never changes what the task computes.
 constexpr int kMaxThreads = 1024;
+
+// True on a thread that is running a region's tasks (a worker, or a caller
+// inside parallel_run): a parallel_run from there runs serially.
+thread_local bool t_in_region = false;
 class Pool {
  public:
   // Serialises regions: the owner of this lock is the only user of the workers.
@@ -114,6 +118,7 @@ class Pool {
 
   // `state_` packs (generation << 16 | n): workers 1..n-1 join region n.
   void worker_loop(int tid, uint64_t seen) {
+    t_in_region = true;
     cpu_set_t inherited;
     CPU_ZERO(&inherited);
     const bool have_mask = sched_getaffinity(0, sizeof(inherited), &inherited) == 0;
@@ -221,13 +226,19 @@ void set_num_threads(int n) {
 namespace detail {
 void parallel_run_impl(int nthreads, TaskRef task) {
   EMBER_ASSERT(nthreads <= kMaxThreads, "a region of ", nthreads, " threads");
-  Pool& p = pool();
-  std::unique_lock<std::mutex> lk(p.region_mutex, std::try_to_lock);
-  if (!lk.owns_lock()) {
-    for (int tid = 0; tid < nthreads; ++tid) task.call(task.obj, tid);
-    return;
+  // Nested in a region (on its caller or a worker), or the pool is busy:
+  // run serially here. The flag keeps a caller from re-locking the mutex it holds.
+  if (!t_in_region) {
+    Pool& p = pool();
+    std::unique_lock<std::mutex> lk(p.region_mutex, std::try_to_lock);
+    if (lk.owns_lock()) {
+      t_in_region = true;
+      p.run(nthreads, task);
+      t_in_region = false;
+      return;
+    }
   }
-  p.run(nthreads, task);
+  for (int tid = 0; tid < nthreads; ++tid) task.call(task.obj, tid);
 }
 }  // namespace detail
 

@@ -2,13 +2,14 @@
 //
 // Workers are created on first use and live for the process (a forked child
 // starts with a fresh, empty pool). Between regions a worker spins for a
-// short while (back-to-back kernels start at once), then sleeps. The tasks of
-// a region are claimed dynamically, so a worker that is slow to wake never
-// makes a region slower than running it serially. A parallel region runs fn(tid) for
-// tid = 0..n-1; the caller is tid 0. Only one region uses the pool at a time:
-// a region started while the pool is busy — from another Python thread, or
-// nested inside a region — runs all its tids serially in the calling thread,
-// so concurrent callers are always correct and never deadlock.
+// short while (back-to-back kernels start at once), then sleeps. A parallel
+// region runs fn(tid) for tid = 0..n-1 on the caller and the workers. Task t
+// normally runs on thread t, but tasks are claimed dynamically, so a worker
+// that is slow to wake never makes a region slower than running it serially;
+// fn must therefore depend only on tid, not on the thread. Only one region
+// uses the pool at a time: a region started while the pool is busy (from
+// another Python thread) or nested inside a region runs all its tids serially
+// in the calling thread, so concurrent callers are correct and never deadlock.
 #pragma once
 
 #include <type_traits>

@@ -1,8 +1,8 @@
 """Ember: a lightweight deep-learning engine whose hot paths are its own native kernels.
 
 The CPU kernels live in ``ember._C`` (chosen at import for the CPU's instruction set),
-the CUDA kernels in ``ember._cuda`` when it was built. NumPy arrays go in and come out
-without copies.
+the CUDA kernels in ``ember._cuda`` when it was built. Kernels work on NumPy arrays and
+write into arrays the caller can supply; GEMM reads any strided view in place.
 """
 
 from . import _C, ops

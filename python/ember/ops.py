@@ -39,7 +39,7 @@ def _as_f32(x, name: str) -> np.ndarray:
     if x.dtype != np.float32:
         raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
     if x.ndim == 0:
-        raise ValueError(f"matmul: {name} must have at least 1 dimension, got a 0-d array")
+        raise ValueError(f"{name} must have at least 1 dimension, got a 0-d array")
     return x
 
 
@@ -76,6 +76,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
             raise TypeError("matmul: out must be a numpy.ndarray of float32")
         if out.shape != shape:
             raise ValueError(f"matmul: out must have shape {shape}, got {out.shape}")
+        if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+            raise ValueError("matmul: out must not share memory with a or b")
         result = out.reshape(full_shape) if out.shape != full_shape else out
         if not np.may_share_memory(result, out):
             raise ValueError("matmul: out cannot be viewed with the result's 2-D layout")

@@ -277,12 +277,13 @@ def test_concurrent_python_threads_get_the_same_results(isa, rng):
 def test_gemm_property_matches_numpy(m, k, n, trans_a, trans_b, seed):
     rng = np.random.default_rng(seed)
     a, b, a_op, b_op = operands(rng, m, k, n, trans_a, trans_b, ints)
+    previous = ember.get_isa()
     for isa in ember.available_isas():
         ember.set_isa(isa)
         try:
             got = ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
         finally:
-            ember.set_isa(ember._C.best_isa())
+            ember.set_isa(previous)
         np.testing.assert_array_equal(got, expected(a_op, b_op), err_msg=isa)
 
 
@@ -412,6 +413,15 @@ for isa in ember.available_isas():
                 a_op = a.T if trans_a else a
                 b_op = b.T if trans_b else b
                 assert np.array_equal(out, a_op.astype(np.float64) @ b_op + c0 + bias), (isa, m, k, n)
+    for shape, ceil_mode in [((2, 3, 31, 29), True), ((1, 2, 6, 70), False), ((1, 1, 3, 3), True)]:
+        x = guarded(shape, rng)
+        y, idx = ember.ops.max_pool2d(x, 2, ceil_mode=ceil_mode, return_indices=True)
+        want, want_idx = ember.ops.max_pool2d_ref(x, 2, ceil_mode=ceil_mode)
+        assert np.array_equal(y, want) and np.array_equal(idx, want_idx), (isa, shape)
+        dy = guarded(y.shape, rng)
+        ember.ops.max_pool2d_backward(dy, idx, shape)
+        ember.ops.avg_pool2d_backward(dy, shape, 2, ceil_mode=ceil_mode)
+        ember.ops.avg_pool2d(x, 2, ceil_mode=ceil_mode)
 print("ok")
 """
 

@@ -202,6 +202,8 @@ FAST_MAX_CASES = MAX_CASES + [
     ((2, 4, 30, 30), 2, 2, 0, 1, True),
     ((2, 3, 6, 70), 2, 2, 0, 1, False),  # 35 outputs a row: full and partial vector steps
     ((1, 2, 4, 64), 2, 2, 0, 1, False),
+    ((2, 3, 31, 29), 2, 2, 0, 1, True),  # ceil_mode on odd sizes: the last windows are partial
+    ((1, 2, 3, 3), 2, 2, 0, 1, True),
     ((2, 3, 17, 16), 3, 3, 1, 1, True),
 ]
 
@@ -255,3 +257,16 @@ def test_fast_pooling_checks_like_the_reference():
     idx = np.full((1, 2, 3, 3), -1, np.int64)
     with pytest.raises(ValueError, match="is outside the input plane"):
         ops.max_pool2d_backward(np.ones((1, 2, 3, 3), np.float32), idx, X.shape)
+
+
+def test_pooling_bindings_check_what_they_are_given():
+    from ember import _C
+
+    x = np.ones((1, 2, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="output plane 5x4 does not match input plane 8x8"):
+        _C.max_pool2d_fwd(x, np.empty((1, 2, 5, 4), np.float32), None, 2, 2, 2, 2, 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="out must not share memory with input"):
+        _C.avg_pool2d_fwd(x, x.reshape(-1)[:32].reshape(1, 2, 4, 4), 2, 2, 2, 2, 0, 0, True)
+    dy = np.ones((1, 2, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="out must not share memory with grad_output"):
+        _C.avg_pool2d_bwd(dy, dy.reshape(1, 2, 4, 4), 1, 1, 1, 1, 0, 0, True)

@@ -50,7 +50,8 @@ void adaptive_avg_pool2d_fwd(const Geometry& g, const float* x, float* y, int nt
 void adaptive_avg_pool2d_bwd(const Geometry& g, const float* dy, float* dx, int nthreads);
 
 // The per-ISA part ("pool2d" in the registry): one output row of 2x2, stride-2
-// max pooling without padding or dilation, the layer every small CNN has.
+// max pooling without padding or dilation, the layer every small CNN has
+// (called only when every window lies inside the plane and w < 2^30).
 // r0 and r1 are input rows 2i and 2i+1 of a plane of width w; output j takes
 // r0[2j], r0[2j+1], r1[2j], r1[2j+1] in that order (first maximum wins, NaN
 // wins) and idx[j] (when idx is not null) is its flat index, row0 = 2i * w

@@ -68,8 +68,11 @@ void max2x2_row_generic(const float* r0, const float* r1, int64_t ow, int64_t ro
 extern const Ukernels ukernels_generic = {max2x2_row_generic};
 
 void max_pool2d_fwd(const Geometry& g, const float* x, float* y, int64_t* idx, Isa isa, int nthreads) {
+  // The row kernel needs every window whole (not so for a ceil_mode edge on an
+  // odd size) and in-row offsets that fit in 32 bits.
   const bool two_by_two = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 &&
-                          g.dh == 1 && g.dw == 1;
+                          g.dh == 1 && g.dw == 1 && 2 * g.oh <= g.h && 2 * g.ow <= g.w &&
+                          g.w < (int64_t(1) << 30);
   const auto row_kernel = lookup<Ukernels>("pool2d", isa).max2x2_row;
   for_planes(g, nthreads, [&](int64_t pl) {
     const float* xp = x + pl * g.h * g.w;
