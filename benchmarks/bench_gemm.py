@@ -11,14 +11,12 @@ in the same run so that a fraction of peak can be quoted.
 With --benchmark-disable (as CI runs it) each case runs once and only its result is checked.
 """
 
-import contextlib
-import os
-
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 import ember
+
+from helpers import THREADS, thread_limit
 
 try:
     import torch
@@ -33,7 +31,6 @@ SHAPES = [
     (1, 4096, 4096), (8, 4096, 4096),  # matrix-vector and small batch
 ]
 IMPLS = ["ember", "numpy", "torch"]
-THREADS = sorted({min(2, len(os.sched_getaffinity(0))), 1}, reverse=True)
 
 CASES = [(t, s, i) for t in THREADS for s in SHAPES for i in IMPLS]
 
@@ -41,22 +38,6 @@ CASES = [(t, s, i) for t in THREADS for s in SHAPES for i in IMPLS]
 def case_id(case):
     t, (m, k, n), impl = case
     return f"{m}x{k}x{n}-{impl}-{t}t"
-
-
-@contextlib.contextmanager
-def thread_limit(n):
-    previous_ember = ember.get_num_threads()
-    previous_torch = torch.get_num_threads() if torch is not None else None
-    ember.set_num_threads(n)
-    if torch is not None:
-        torch.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=n):
-            yield
-    finally:
-        ember.set_num_threads(previous_ember)
-        if torch is not None:
-            torch.set_num_threads(previous_torch)
 
 
 def record(benchmark, flops):

@@ -7,14 +7,11 @@ the forward with argmax indices, and forward + backward, as a training step runs
     python -m pytest benchmarks/bench_pool2d.py --benchmark-only --benchmark-json=pool.json
 """
 
-import contextlib
-import os
-
 import numpy as np
 import pytest
 
-import ember
 from ember import ops
+from helpers import THREADS, thread_limit
 
 try:
     import torch
@@ -23,24 +20,8 @@ except ImportError:  # optional reference
     torch = None
 
 SHAPE = (64, 32, 30, 30)
-THREADS = sorted({min(2, len(os.sched_getaffinity(0))), 1}, reverse=True)
 CASES = [(t, step, impl) for t in THREADS for step in ("forward", "forward+backward")
          for impl in ("ember", "torch", "numpy") if not (step == "forward+backward" and impl == "numpy")]
-
-
-@contextlib.contextmanager
-def thread_limit(n):
-    previous = ember.get_num_threads()
-    previous_torch = torch.get_num_threads() if torch is not None else None
-    ember.set_num_threads(n)
-    if torch is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        ember.set_num_threads(previous)
-        if torch is not None:
-            torch.set_num_threads(previous_torch)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[2]}-{c[0]}t")

@@ -252,7 +252,7 @@ def test_concurrent_python_threads_get_the_same_results(isa, rng):
 
     def work(t):
         try:
-            for rep in range(3):
+            for _ in range(3):
                 for i, (a, b) in enumerate(inputs):
                     results[t][i] = ops.gemm(a, b)
         except Exception as exc:  # pragma: no cover - reported below

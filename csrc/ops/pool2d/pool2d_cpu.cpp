@@ -117,91 +117,85 @@ void max_pool2d_bwd(const Geometry& g, const float* dy, const int64_t* idx, floa
 
 namespace {
 
-// PyTorch's avg divisor: the window clipped to the padded plane, or its valid part.
-inline int64_t clipped(int64_t start, int64_t k, int64_t size, int64_t pad, bool count_include_pad, int64_t* lo,
-                       int64_t* hi) {
-  int64_t end = std::min(start + k, size + pad);
-  const int64_t padded = end - start;
-  *lo = std::max<int64_t>(start, 0);
-  *hi = std::min(end, size);
-  return count_include_pad ? padded : *hi - *lo;
+// An averaging window: valid rows [h0, h1), columns [w0, w1), and its divisor.
+struct Window {
+  int64_t h0, h1, w0, w1;
+  float divisor;
+};
+
+// avg pooling, PyTorch's clipping: the window is cut to the padded plane, the
+// divisor is that size (count_include_pad) or the number of valid elements.
+struct AvgWindows {
+  const Geometry& g;
+  bool count_include_pad;
+  Window operator()(int64_t i, int64_t j) const {
+    int64_t h0 = i * g.sh - g.ph, w0 = j * g.sw - g.pw;
+    int64_t h1 = std::min(h0 + g.kh, g.h + g.ph), w1 = std::min(w0 + g.kw, g.w + g.pw);
+    const int64_t padded = (h1 - h0) * (w1 - w0);
+    h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
+    h1 = std::min(h1, g.h), w1 = std::min(w1, g.w);
+    return {h0, h1, w0, w1, static_cast<float>(count_include_pad ? padded : (h1 - h0) * (w1 - w0))};
+  }
+};
+
+// adaptive pooling: rows [floor(i*H/OH), ceil((i+1)*H/OH)), likewise columns.
+struct AdaptiveWindows {
+  const Geometry& g;
+  Window operator()(int64_t i, int64_t j) const {
+    const int64_t h0 = i * g.h / g.oh, h1 = ((i + 1) * g.h + g.oh - 1) / g.oh;
+    const int64_t w0 = j * g.w / g.ow, w1 = ((j + 1) * g.w + g.ow - 1) / g.ow;
+    return {h0, h1, w0, w1, static_cast<float>((h1 - h0) * (w1 - w0))};
+  }
+};
+
+template <class Windows>
+void mean_fwd(const Geometry& g, const Windows& windows, const float* x, float* y, int nthreads) {
+  for_planes(g, nthreads, [&](int64_t pl) {
+    const float* xp = x + pl * g.h * g.w;
+    float* yp = y + pl * g.oh * g.ow;
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const Window win = windows(i, j);
+        float sum = 0.0f;
+        for (int64_t h = win.h0; h < win.h1; ++h)
+          for (int64_t w = win.w0; w < win.w1; ++w) sum += xp[h * g.w + w];
+        yp[i * g.ow + j] = sum / win.divisor;
+      }
+  });
 }
 
-inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
-inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+template <class Windows>
+void mean_bwd(const Geometry& g, const Windows& windows, const float* dy, float* dx, int nthreads) {
+  for_planes(g, nthreads, [&](int64_t pl) {
+    float* dxp = dx + pl * g.h * g.w;
+    std::memset(dxp, 0, sizeof(float) * g.h * g.w);
+    const float* dyp = dy + pl * g.oh * g.ow;
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const Window win = windows(i, j);
+        const float share = dyp[i * g.ow + j] / win.divisor;
+        for (int64_t h = win.h0; h < win.h1; ++h)
+          for (int64_t w = win.w0; w < win.w1; ++w) dxp[h * g.w + w] += share;
+      }
+  });
+}
 
 }  // namespace
 
 void avg_pool2d_fwd(const Geometry& g, bool count_include_pad, const float* x, float* y, int nthreads) {
-  for_planes(g, nthreads, [&](int64_t pl) {
-    const float* xp = x + pl * g.h * g.w;
-    float* yp = y + pl * g.oh * g.ow;
-    for (int64_t i = 0; i < g.oh; ++i) {
-      int64_t h0, h1;
-      const int64_t nh = clipped(i * g.sh - g.ph, g.kh, g.h, g.ph, count_include_pad, &h0, &h1);
-      for (int64_t j = 0; j < g.ow; ++j) {
-        int64_t w0, w1;
-        const int64_t nw = clipped(j * g.sw - g.pw, g.kw, g.w, g.pw, count_include_pad, &w0, &w1);
-        float sum = 0.0f;
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.w + w];
-        yp[i * g.ow + j] = sum / static_cast<float>(nh * nw);
-      }
-    }
-  });
+  mean_fwd(g, AvgWindows{g, count_include_pad}, x, y, nthreads);
 }
 
 void avg_pool2d_bwd(const Geometry& g, bool count_include_pad, const float* dy, float* dx, int nthreads) {
-  for_planes(g, nthreads, [&](int64_t pl) {
-    float* dxp = dx + pl * g.h * g.w;
-    std::memset(dxp, 0, sizeof(float) * g.h * g.w);
-    const float* dyp = dy + pl * g.oh * g.ow;
-    for (int64_t i = 0; i < g.oh; ++i) {
-      int64_t h0, h1;
-      const int64_t nh = clipped(i * g.sh - g.ph, g.kh, g.h, g.ph, count_include_pad, &h0, &h1);
-      for (int64_t j = 0; j < g.ow; ++j) {
-        int64_t w0, w1;
-        const int64_t nw = clipped(j * g.sw - g.pw, g.kw, g.w, g.pw, count_include_pad, &w0, &w1);
-        const float share = dyp[i * g.ow + j] / static_cast<float>(nh * nw);
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) dxp[h * g.w + w] += share;
-      }
-    }
-  });
+  mean_bwd(g, AvgWindows{g, count_include_pad}, dy, dx, nthreads);
 }
 
 void adaptive_avg_pool2d_fwd(const Geometry& g, const float* x, float* y, int nthreads) {
-  for_planes(g, nthreads, [&](int64_t pl) {
-    const float* xp = x + pl * g.h * g.w;
-    float* yp = y + pl * g.oh * g.ow;
-    for (int64_t i = 0; i < g.oh; ++i) {
-      const int64_t h0 = adaptive_start(i, g.h, g.oh), h1 = adaptive_end(i, g.h, g.oh);
-      for (int64_t j = 0; j < g.ow; ++j) {
-        const int64_t w0 = adaptive_start(j, g.w, g.ow), w1 = adaptive_end(j, g.w, g.ow);
-        float sum = 0.0f;
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.w + w];
-        yp[i * g.ow + j] = sum / static_cast<float>((h1 - h0) * (w1 - w0));
-      }
-    }
-  });
+  mean_fwd(g, AdaptiveWindows{g}, x, y, nthreads);
 }
 
 void adaptive_avg_pool2d_bwd(const Geometry& g, const float* dy, float* dx, int nthreads) {
-  for_planes(g, nthreads, [&](int64_t pl) {
-    float* dxp = dx + pl * g.h * g.w;
-    std::memset(dxp, 0, sizeof(float) * g.h * g.w);
-    const float* dyp = dy + pl * g.oh * g.ow;
-    for (int64_t i = 0; i < g.oh; ++i) {
-      const int64_t h0 = adaptive_start(i, g.h, g.oh), h1 = adaptive_end(i, g.h, g.oh);
-      for (int64_t j = 0; j < g.ow; ++j) {
-        const int64_t w0 = adaptive_start(j, g.w, g.ow), w1 = adaptive_end(j, g.w, g.ow);
-        const float share = dyp[i * g.ow + j] / static_cast<float>((h1 - h0) * (w1 - w0));
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) dxp[h * g.w + w] += share;
-      }
-    }
-  });
+  mean_bwd(g, AdaptiveWindows{g}, dy, dx, nthreads);
 }
 
 }  // namespace ember::pool2d
