@@ -16,7 +16,7 @@ import pytest
 
 import ember
 
-from helpers import THREADS, thread_limit
+from helpers import THREADS, settle, thread_limit
 
 try:
     import torch
@@ -71,6 +71,7 @@ def bench_gemm(benchmark, case):
     benchmark.group = f"gemm {m}x{k}x{n} {threads}t"
     benchmark.extra_info.update(shape=f"{m}x{k}x{n}", impl=impl, threads=threads)
     with thread_limit(threads):
+        settle(benchmark)
         benchmark(run)
     record(benchmark, 2.0 * m * k * n)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ember import ops
-from helpers import THREADS, thread_limit
+from helpers import THREADS, settle, thread_limit
 
 try:
     import torch
@@ -59,6 +59,7 @@ def bench_max_pool2d(benchmark, case):
     benchmark.group = f"max_pool2d 2x2 {step} {threads}t"
     benchmark.extra_info.update(impl=impl, threads=threads, step=step)
     with thread_limit(threads):
+        settle(benchmark)
         benchmark(run)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import time
 
 from threadpoolctl import threadpool_limits
 
@@ -31,3 +32,10 @@ def thread_limit(n):
         ember.set_num_threads(previous_ember)
         if torch is not None:
             torch.set_num_threads(previous_torch)
+
+
+def settle(benchmark, seconds=0.25):
+    """Pause before a timed case so that the previous case's library threads (OpenBLAS and
+    OpenMP workers spin for up to ~0.1 s after a call) are idle and do not compete with it."""
+    if not getattr(benchmark, "disabled", False):
+        time.sleep(seconds)
