@@ -40,6 +40,20 @@ def case_id(case):
     return f"{m}x{k}x{n}-{impl}-{t}t"
 
 
+_operands = {}
+
+
+def operands(m, k, n):
+    """Fresh random A and B for a shape, shared by every implementation timed on it: a
+    memory-bound case then compares the same pages (huge or not), not two allocations."""
+    if (m, k, n) not in _operands:
+        _operands.clear()  # one shape's operands at a time
+        rng = np.random.default_rng()
+        _operands[(m, k, n)] = (rng.standard_normal((m, k), dtype=np.float32),
+                                rng.standard_normal((k, n), dtype=np.float32))
+    return _operands[(m, k, n)]
+
+
 def record(benchmark, flops):
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
@@ -53,8 +67,7 @@ def bench_gemm(benchmark, case):
     if impl == "torch" and torch is None:
         pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
     rng = np.random.default_rng()
-    a = rng.standard_normal((m, k), dtype=np.float32)
-    b = rng.standard_normal((k, n), dtype=np.float32)
+    a, b = operands(m, k, n)
     c = np.full((m, n), np.nan, dtype=np.float32)
     if impl == "ember":
         def run():
