@@ -245,9 +245,10 @@ ember::conv2d::Geometry conv_geometry(const py::array& x, const py::array& w, co
   return g;
 }
 
-void py_conv2d_fwd_ref(const py::handle& x_obj, const py::handle& w_obj, const py::handle& bias_obj,
-                       const py::handle& y_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh,
-                       int64_t dw, int64_t groups, bool relu) {
+template <bool Ref>
+void py_conv2d_fwd(const py::handle& x_obj, const py::handle& w_obj, const py::handle& bias_obj,
+                   const py::handle& y_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw,
+                   int64_t groups, bool relu) {
   py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
   py::array w = expect_dense<float>(w_obj, "weight", {-1, -1, -1, -1});
   py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
@@ -259,9 +260,16 @@ void py_conv2d_fwd_ref(const py::handle& x_obj, const py::handle& w_obj, const p
     b = expect_dense<float>(bias_obj, "bias", {g.o});
     bias = static_cast<const float*>(b.data());
   }
+  const int nt = ember::get_num_threads();
+  const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
-  ember::conv2d::conv2d_fwd_ref(g, static_cast<const float*>(x.data()), static_cast<const float*>(w.data()), bias,
-                                relu, static_cast<float*>(y.mutable_data()));
+  const float* xp = static_cast<const float*>(x.data());
+  const float* wp = static_cast<const float*>(w.data());
+  float* yp = static_cast<float*>(y.mutable_data());
+  if (Ref)
+    ember::conv2d::conv2d_fwd_ref(g, xp, wp, bias, relu, yp);
+  else
+    ember::conv2d::conv2d_fwd(g, xp, wp, bias, relu, yp, isa, nt);
 }
 
 void py_conv2d_bwd_data_ref(const py::handle& dy_obj, const py::handle& w_obj, const py::handle& dx_obj, int64_t sh,
@@ -481,7 +489,8 @@ PYBIND11_MODULE(_C, m) {
 
   // Convolution and pooling (and their references); ember.ops validates the
   // parameters and allocates the outputs (see python/ember/_geometry.py).
-  m.def("conv2d_fwd_ref", &py_conv2d_fwd_ref);
+  m.def("conv2d_fwd_ref", &py_conv2d_fwd<true>);
+  m.def("conv2d_fwd", &py_conv2d_fwd<false>);
   m.def("conv2d_bwd_data_ref", &py_conv2d_bwd_data_ref);
   m.def("conv2d_bwd_weight_ref", &py_conv2d_bwd_weight_ref);
   m.def("max_pool2d_fwd_ref", &py_max_pool2d_fwd<true>);

@@ -101,12 +101,23 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
 # fast convolution and pooling paths are tested against. NCHW input, OIHW weight.
 
 
-def conv2d_ref(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
-    """Reference 2-D convolution: ``act(conv(input, weight) + bias)``, PyTorch's ``F.conv2d`` semantics.
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
+    """2-D convolution ``act(conv(input, weight) + bias)``, PyTorch's ``F.conv2d`` semantics.
 
-    ``padding`` is an int, a pair, ``'same'`` (stride 1; an even kernel pads one more at the
-    bottom/right) or ``'valid'``. ``relu=True`` fuses a ReLU. Returns N x O x OH x OW float32.
+    NCHW input, OIHW weight. ``padding`` is an int, a pair, ``'same'`` (stride 1; an even
+    kernel pads one more at the bottom/right) or ``'valid'``. ``relu=True`` fuses a ReLU.
+    Returns N x O x OH x OW float32. Runs as an implicit GEMM (the im2col matrix is never
+    built) on Ember's GEMM micro-kernels.
     """
+    return _conv2d(_C.conv2d_fwd, input, weight, bias, stride, padding, dilation, groups, relu)
+
+
+def conv2d_ref(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
+    """Reference :func:`conv2d` (plain loops, double accumulation)."""
+    return _conv2d(_C.conv2d_fwd_ref, input, weight, bias, stride, padding, dilation, groups, relu)
+
+
+def _conv2d(fwd, input, weight, bias, stride, padding, dilation, groups, relu):
     x = _geometry.float32_nchw(input, "input")
     w = _geometry.float32_nchw(weight, "weight")
     g = _geometry.conv2d_geometry(x.shape, w.shape, stride, padding, dilation, groups)
@@ -117,7 +128,7 @@ def conv2d_ref(input, weight, bias=None, stride=1, padding=0, dilation=1, groups
             raise ValueError(f"bias must have shape ({g.o},) (one value per output channel), got {b.shape}")
         b = np.ascontiguousarray(b)
     y = np.empty(g.output_shape, np.float32)
-    _C.conv2d_fwd_ref(x, w, b, y, *g.native_args(), bool(relu))
+    fwd(x, w, b, y, *g.native_args(), bool(relu))
     return y
 
 

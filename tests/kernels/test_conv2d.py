@@ -4,6 +4,7 @@ backward-weight through the adjoint identities, and the argument checks."""
 import numpy as np
 import pytest
 
+import ember
 from ember import ops
 
 try:
@@ -181,3 +182,41 @@ def test_conv2d_backward_ref_bad_input(rng):
         ops.conv2d_backward_data_ref(dy, W, (1, 4, 6))
     with pytest.raises(ValueError, match="grad_output must have the forward output's shape"):
         ops.conv2d_backward_weight_ref(X, dy[:, :1], W.shape)
+
+
+# --------------------------------------------------------------------------- fast forward
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_conv2d_matches_ref(isa, rng, num_threads, case):
+    x, w, b, kw = make_case(rng, case)
+    for bias, relu in [(None, False), (b, False), (b, True)]:
+        want = ops.conv2d_ref(x, w, bias, relu=relu, **kw)
+        k = w.shape[1] * w.shape[2] * w.shape[3]
+        tol = (k + 4) * 2.0**-24 * (np.abs(want).max() + np.abs(b).max() + 1.0) * 4
+        for threads in (1, 2, 3):
+            ember.set_num_threads(threads)
+            got = ops.conv2d(x, w, bias, relu=relu, **kw)
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+        if relu:
+            assert (got >= 0).all()
+
+
+def test_conv2d_exact_on_integers(isa, rng):
+    # Small integers make every product and sum exact: any patch or packing error shows.
+    for case in CASES:
+        x, w, b, kw = make_case(rng, case)
+        x = np.round(x * 2).astype(np.float32)
+        w = np.round(w * 2).astype(np.float32)
+        b = np.round(b * 2).astype(np.float32)
+        np.testing.assert_array_equal(ops.conv2d(x, w, b, **kw), ops.conv2d_ref(x, w, b, **kw), err_msg=case_id(case))
+
+
+def test_conv2d_checks_like_the_reference():
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        ops.conv2d(X, np.ones((2, 4, 7, 7), np.float32))
+    with pytest.raises(TypeError, match="input must have dtype float32"):
+        ops.conv2d(X.astype(np.float64), W)
+    y = ops.conv2d(np.ones((0, 4, 6, 6), np.float32), W)
+    assert y.shape == (0, 2, 4, 4)

@@ -422,6 +422,11 @@ for isa in ember.available_isas():
         ember.ops.max_pool2d_backward(dy, idx, shape)
         ember.ops.avg_pool2d_backward(dy, shape, 2, ceil_mode=ceil_mode)
         ember.ops.avg_pool2d(x, 2, ceil_mode=ceil_mode)
+    for xs, ws, kwargs in [((2, 3, 9, 7), (4, 3, 3, 3), dict(padding=1)), ((1, 4, 8, 9), (6, 2, 3, 2),
+                                                                            dict(stride=2, padding=(2, 1), groups=2))]:
+        x, w, bias = guarded(xs, rng), guarded(ws, rng), guarded((ws[0],), rng)
+        got = ember.ops.conv2d(x, w, bias, **kwargs)
+        assert np.array_equal(got, ember.ops.conv2d_ref(x, w, bias, **kwargs)), (isa, xs, ws)
 print("ok")
 """
 

@@ -23,6 +23,8 @@
 
 #include <cstdint>
 
+#include "core/cpu_features.h"
+
 namespace ember::conv2d {
 
 struct Geometry {
@@ -39,5 +41,13 @@ struct Geometry {
 void conv2d_fwd_ref(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y);
 void conv2d_bwd_data_ref(const Geometry& g, const float* dy, const float* w, float* dx);
 void conv2d_bwd_weight_ref(const Geometry& g, const float* x, const float* dy, float* dw, float* db);
+
+// The fast forward: implicit GEMM. For each image and group, y (O/groups x
+// OH*OW) = w (O/groups x C/groups*KH*KW) @ im2col(x), where the GEMM driver
+// packs the im2col matrix block by block straight from x; it never exists
+// whole. Threads over images and groups (or inside the GEMM when there are
+// fewer of those than threads).
+void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y, Isa isa,
+                int nthreads);
 
 }  // namespace ember::conv2d

@@ -27,14 +27,24 @@
 
 namespace ember::gemm {
 
+// A B operand that is never stored whole (the im2col matrix of a convolution):
+// the driver asks it for each block it packs. pack() writes op(B)[k0 : k0+kc,
+// c0 : c0+cols] as slivers of nr columns: sliver s at out + s * kc, element
+// (p, j) at [p * nr + j], columns past the end zero.
+struct BPacker {
+  void (*pack)(const void* ctx, int64_t k0, int64_t kc, int64_t c0, int64_t cols, int nr, float* out);
+  const void* ctx;
+};
+
 struct GemmArgs {
   MatrixF32 a;     // op(A), M x K
-  MatrixF32 b;     // op(B), K x N
+  MatrixF32 b;     // op(B), K x N (only its sizes are used when b_packer is set)
   MutMatrixF32 c;  // M x N
   float alpha = 1.0f;
   float beta = 0.0f;
   const float* bias = nullptr;  // N contiguous values, or null
   bool relu = false;
+  const BPacker* b_packer = nullptr;  // B supplied block by block
 };
 
 // The oracle: plain loops with double accumulation, no threads, no intrinsics.

@@ -144,8 +144,13 @@ void pack_a(const MatrixF32& A, int64_t r0, int64_t rows, int64_t k0, int64_t kc
 
 // B[k0 : k0+kc, c0 : c0+cols] -> slivers of NR columns, element (p, j) of a
 // sliver at out[p * NR + j]; columns past the end are zero.
-void pack_b(const MatrixF32& B, int64_t k0, int64_t kc, int64_t c0, int64_t cols, const Ukernel& uk, float* out) {
+void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t c0, int64_t cols, const Ukernel& uk, float* out) {
   const int NR = uk.nr;
+  if (g.b_packer) {
+    g.b_packer->pack(g.b_packer->ctx, k0, kc, c0, cols, NR, out);
+    return;
+  }
+  const MatrixF32& B = g.b;
   if (B.rs == 1 && B.cs != 1 && uk.pack_b_t) {
     uk.pack_b_t(B.data + k0 + c0 * B.cs, B.cs, kc, cols, out);
     return;
@@ -178,9 +183,9 @@ struct Plan {
 Plan make_plan(const GemmArgs& g, const Ukernel& uk, int nthreads) {
   const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
   const bool a_in_place_ok = (g.a.cs == 1 || g.a.rs == 1);
-  const bool small_m = M <= kSmallM;  // here only when B has no unit stride at all
+  const bool small_m = M <= kSmallM;  // here only when B is packed anyway
   Plan plan;
-  plan.pack_b = g.b.cs != 1 || (!small_m && std::abs(g.b.rs) > kInPlaceBMaxRow);
+  plan.pack_b = g.b_packer || g.b.cs != 1 || (!small_m && std::abs(g.b.rs) > kInPlaceBMaxRow);
 
   const int64_t tiles_m = ceil_div(M, uk.mr), tiles_n = ceil_div(N, uk.nr);
   const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
@@ -233,7 +238,7 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
       if (plan.pack_a) pack_a(g.a, mc0, mcl, kc0, kcl, uk, abuf);
       for (int64_t nc0 = n0; nc0 < n1; nc0 += NC) {
         const int64_t ncl = std::min(NC, n1 - nc0);
-        if (plan.pack_b) pack_b(g.b, kc0, kcl, nc0, ncl, uk, bbuf);
+        if (plan.pack_b) pack_b(g, kc0, kcl, nc0, ncl, uk, bbuf);
         if (!plan.pack_a && uk.narrow_panel && ncl <= uk.narrow_nr) {
           ep.bias = (last && g.bias) ? g.bias + nc0 : nullptr;
           const float* b = plan.pack_b ? bbuf : g.b.data + kc0 * g.b.rs + nc0;
@@ -352,11 +357,11 @@ void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
     return;
   }
   const Ukernel& uk = lookup<Ukernel>("gemm", isa);
-  if (M <= kSmallM && g.b.cs == 1) {
+  if (M <= kSmallM && g.b.cs == 1 && !g.b_packer) {
     run_small_m(g, uk, nthreads);
     return;
   }
-  if (M <= kSmallM && g.b.rs == 1) {
+  if (M <= kSmallM && g.b.rs == 1 && !g.b_packer) {
     run_small_m_dot(g, uk, nthreads);
     return;
   }
