@@ -4,9 +4,9 @@
 // output channels, K = C/groups * KH * KW, N = OH * OW output pixels, so the
 // GEMM's C is the NCHW output plane block itself. The B operand is a BPacker:
 // when the driver packs a KC x NC block it reads the patches straight from x
-// (runs along an output row are contiguous input runs when the stride is 1,
-// copied whole; padding is written as zeros), so the im2col matrix is never
-// materialised. The bias is per output channel, i.e. per row of C: the rows
+// (a run along an output row is a clipped, strided stretch of one input row:
+// copied whole when the stride is 1; padding is written as zeros), so the
+// im2col matrix is never materialised. The bias is per output channel, i.e. per row of C: the rows
 // are filled with it and the GEMM accumulates onto them (beta = 1), with the
 // ReLU fused in its epilogue.
 #include <algorithm>
@@ -35,18 +35,18 @@ void im2col_row(const Geometry& g, const float* xc, int64_t ky, int64_t kx, int6
     } else {
       const float* xr = xc + hh * g.w;
       const int64_t w0 = jj * g.sw - g.pl + kx * g.dw;  // input column of the run's first pixel
+      // Pixels r of the run read input column w0 + r * sw: zeros left of column 0,
+      // the valid stretch, zeros right of column W - 1.
+      const int64_t lo = std::clamp<int64_t>(w0 < 0 ? (-w0 + g.sw - 1) / g.sw : 0, 0, run);
+      const int64_t hi = std::clamp<int64_t>(g.w - w0 > 0 ? (g.w - w0 + g.sw - 1) / g.sw : 0, lo, run);
+      std::fill(d + j, d + j + lo, 0.0f);
       if (g.sw == 1) {
-        // Contiguous: zeros left of column 0, a copy, zeros right of column W - 1.
-        const int64_t lo = std::clamp<int64_t>(-w0, 0, run), hi = std::clamp<int64_t>(g.w - w0, lo, run);
-        std::fill(d + j, d + j + lo, 0.0f);
         std::memcpy(d + j + lo, xr + w0 + lo, sizeof(float) * (hi - lo));
-        std::fill(d + j + hi, d + j + run, 0.0f);
       } else {
-        for (int64_t r = 0; r < run; ++r) {
-          const int64_t ww = w0 + r * g.sw;
-          d[j + r] = (ww >= 0 && ww < g.w) ? xr[ww] : 0.0f;
-        }
+        const float* src = xr + w0;
+        for (int64_t r = lo; r < hi; ++r) d[j + r] = src[r * g.sw];
       }
+      std::fill(d + j + hi, d + j + run, 0.0f);
     }
     j += run;
     jj = 0;
