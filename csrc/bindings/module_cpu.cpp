@@ -272,19 +272,28 @@ void py_conv2d_fwd(const py::handle& x_obj, const py::handle& w_obj, const py::h
     ember::conv2d::conv2d_fwd(g, xp, wp, bias, relu, yp, isa, nt);
 }
 
-void py_conv2d_bwd_data_ref(const py::handle& dy_obj, const py::handle& w_obj, const py::handle& dx_obj, int64_t sh,
+template <bool Ref>
+void py_conv2d_bwd_data(const py::handle& dy_obj, const py::handle& w_obj, const py::handle& dx_obj, int64_t sh,
                             int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
   py::array dy = expect_dense<float>(dy_obj, "grad_output", {-1, -1, -1, -1});
   py::array w = expect_dense<float>(w_obj, "weight", {-1, -1, -1, -1});
   py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = conv_geometry(dx, w, dy, sh, sw, pt, pl, dh, dw, groups);
   EMBER_CHECK_VALUE(!overlaps(dx, dy) && !overlaps(dx, w), "out must not share memory with grad_output or weight");
+  const int nt = ember::get_num_threads();
+  const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
-  ember::conv2d::conv2d_bwd_data_ref(g, static_cast<const float*>(dy.data()), static_cast<const float*>(w.data()),
-                                     static_cast<float*>(dx.mutable_data()));
+  const float* dyp = static_cast<const float*>(dy.data());
+  const float* wp = static_cast<const float*>(w.data());
+  float* dxp = static_cast<float*>(dx.mutable_data());
+  if (Ref)
+    ember::conv2d::conv2d_bwd_data_ref(g, dyp, wp, dxp);
+  else
+    ember::conv2d::conv2d_bwd_data(g, dyp, wp, dxp, isa, nt);
 }
 
-void py_conv2d_bwd_weight_ref(const py::handle& x_obj, const py::handle& dy_obj, const py::handle& dw_obj,
+template <bool Ref>
+void py_conv2d_bwd_weight(const py::handle& x_obj, const py::handle& dy_obj, const py::handle& dw_obj,
                               const py::handle& db_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh,
                               int64_t dw, int64_t groups) {
   py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
@@ -298,9 +307,16 @@ void py_conv2d_bwd_weight_ref(const py::handle& x_obj, const py::handle& dy_obj,
     dba = expect_dense<float>(db_obj, "out_bias", {g.o}, true);
     db = static_cast<float*>(dba.mutable_data());
   }
+  const int nt = ember::get_num_threads();
+  const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
-  ember::conv2d::conv2d_bwd_weight_ref(g, static_cast<const float*>(x.data()), static_cast<const float*>(dy.data()),
-                                       static_cast<float*>(dwt.mutable_data()), db);
+  const float* xp = static_cast<const float*>(x.data());
+  const float* dyp = static_cast<const float*>(dy.data());
+  float* dwp = static_cast<float*>(dwt.mutable_data());
+  if (Ref)
+    ember::conv2d::conv2d_bwd_weight_ref(g, xp, dyp, dwp, db);
+  else
+    ember::conv2d::conv2d_bwd_weight(g, xp, dyp, dwp, db, isa, nt);
 }
 
 // ------------------------------------------------------------------ pool2d
@@ -491,8 +507,10 @@ PYBIND11_MODULE(_C, m) {
   // parameters and allocates the outputs (see python/ember/_geometry.py).
   m.def("conv2d_fwd_ref", &py_conv2d_fwd<true>);
   m.def("conv2d_fwd", &py_conv2d_fwd<false>);
-  m.def("conv2d_bwd_data_ref", &py_conv2d_bwd_data_ref);
-  m.def("conv2d_bwd_weight_ref", &py_conv2d_bwd_weight_ref);
+  m.def("conv2d_bwd_data_ref", &py_conv2d_bwd_data<true>);
+  m.def("conv2d_bwd_data", &py_conv2d_bwd_data<false>);
+  m.def("conv2d_bwd_weight_ref", &py_conv2d_bwd_weight<true>);
+  m.def("conv2d_bwd_weight", &py_conv2d_bwd_weight<false>);
   m.def("max_pool2d_fwd_ref", &py_max_pool2d_fwd<true>);
   m.def("max_pool2d_bwd_ref", &py_max_pool2d_bwd<true>);
   m.def("avg_pool2d_fwd_ref", &py_avg_pool2d_fwd<true>);

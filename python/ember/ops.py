@@ -132,8 +132,25 @@ def _conv2d(fwd, input, weight, bias, stride, padding, dilation, groups, relu):
     return y
 
 
+def conv2d_backward_data(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
+    """Gradient of :func:`conv2d` with respect to its input: returns N x C x H x W float32.
+
+    Needs only the weight and ``grad_output`` (a frozen layer never computes the weight
+    gradient). With a fused ReLU, ``grad_output`` must already be zero where the output was
+    clamped. Column blocks of ``weightᵀ @ grad_output`` are scattered straight into the result;
+    the column matrix is never built whole.
+    """
+    return _conv2d_backward_data(_C.conv2d_bwd_data, grad_output, weight, input_shape, stride, padding, dilation,
+                                 groups)
+
+
 def conv2d_backward_data_ref(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
-    """Reference gradient of :func:`conv2d_ref` with respect to its input (N x C x H x W)."""
+    """Reference :func:`conv2d_backward_data` (plain loops, double accumulation)."""
+    return _conv2d_backward_data(_C.conv2d_bwd_data_ref, grad_output, weight, input_shape, stride, padding,
+                                 dilation, groups)
+
+
+def _conv2d_backward_data(bwd, grad_output, weight, input_shape, stride, padding, dilation, groups):
     w = _geometry.float32_nchw(weight, "weight")
     in_shape = _geometry.shape4(input_shape, "input_shape")
     g = _geometry.conv2d_geometry(in_shape, w.shape, stride, padding, dilation, groups)
@@ -141,14 +158,31 @@ def conv2d_backward_data_ref(grad_output, weight, input_shape, stride=1, padding
     if dy.shape != g.output_shape:
         raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {dy.shape}")
     dx = np.empty(in_shape, np.float32)
-    _C.conv2d_bwd_data_ref(dy, w, dx, *g.native_args())
+    bwd(dy, w, dx, *g.native_args())
     return dx
+
+
+def conv2d_backward_weight(input, grad_output, weight_shape, stride=1, padding=0, dilation=1, groups=1,
+                           bias=False):
+    """Gradients of :func:`conv2d` with respect to the weight and (if ``bias``) the bias:
+    returns ``(grad_weight, grad_bias or None)``.
+
+    Needs only the input and ``grad_output`` (the first layer never computes an input
+    gradient). Each image's ``grad_output @ im2col(input)ᵀ`` is accumulated with the
+    transposed im2col matrix packed block by block straight from the input.
+    """
+    return _conv2d_backward_weight(_C.conv2d_bwd_weight, input, grad_output, weight_shape, stride, padding,
+                                   dilation, groups, bias)
 
 
 def conv2d_backward_weight_ref(input, grad_output, weight_shape, stride=1, padding=0, dilation=1, groups=1,
                                bias=False):
-    """Reference gradients of :func:`conv2d_ref` with respect to the weight and (if ``bias``) the
-    bias: returns ``(grad_weight, grad_bias or None)``."""
+    """Reference :func:`conv2d_backward_weight` (plain loops, double accumulation)."""
+    return _conv2d_backward_weight(_C.conv2d_bwd_weight_ref, input, grad_output, weight_shape, stride, padding,
+                                   dilation, groups, bias)
+
+
+def _conv2d_backward_weight(bwd, input, grad_output, weight_shape, stride, padding, dilation, groups, bias):
     x = _geometry.float32_nchw(input, "input")
     w_shape = _geometry.shape4(weight_shape, "weight_shape")
     g = _geometry.conv2d_geometry(x.shape, w_shape, stride, padding, dilation, groups)
@@ -157,7 +191,7 @@ def conv2d_backward_weight_ref(input, grad_output, weight_shape, stride=1, paddi
         raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {dy.shape}")
     dw = np.empty(w_shape, np.float32)
     db = np.empty((g.o,), np.float32) if bias else None
-    _C.conv2d_bwd_weight_ref(x, dy, dw, db, *g.native_args())
+    bwd(x, dy, dw, db, *g.native_args())
     return dw, db
 
 

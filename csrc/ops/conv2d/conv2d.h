@@ -50,4 +50,21 @@ void conv2d_bwd_weight_ref(const Geometry& g, const float* x, const float* dy, f
 void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y, Isa isa,
                 int nthreads);
 
+// The fast backward-data: per image and group, column blocks of
+// w_g^T @ dy_g (C/groups*KH*KW x a few hundred pixels, L2-sized) are computed
+// by the GEMM and scattered straight into dx (col2im); the column matrix never
+// exists whole. A 1x1 kernel with unit stride and no padding needs no scatter:
+// dx_g = w_g^T @ dy_g. Threads over images and groups, and over input channel
+// blocks when there are fewer of those than threads.
+void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads);
+
+// The fast backward-weight: per image and group, dw_g += dy_g @ im2col(x_g)^T,
+// the transposed im2col matrix packed block by block from x by the GEMM
+// driver; db is the row sums of dy. Threads split the images, each summing
+// into its own partial dw that are added at the end (so the summation order,
+// not the result's accuracy, depends on the thread count); with fewer images
+// than threads the threads work inside each GEMM instead.
+void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
+                       int nthreads);
+
 }  // namespace ember::conv2d

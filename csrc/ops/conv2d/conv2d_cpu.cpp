@@ -10,8 +10,12 @@
 // are filled with it and the GEMM accumulates onto them (beta = 1), with the
 // ReLU fused in its epilogue.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <memory>
+#include <new>
 
+#include "core/scratch.h"
 #include "core/threads.h"
 #include "ops/conv2d/conv2d.h"
 #include "ops/gemm/gemm.h"
@@ -24,34 +28,63 @@ struct Im2col {
   const float* x;  // the group's first input channel in this image
 };
 
-// One im2col row (kernel tap (c, ky, kx)) over output pixels [col, col + n).
-void im2col_row(const Geometry& g, const float* xc, int64_t ky, int64_t kx, int64_t col, int64_t n, float* d) {
+// The output pixels [col, col + n) of one im2col row (kernel tap (ky, kx) of
+// the channel plane xc) are visited as runs, one per output row they touch,
+// with f(j, run, lo, hi, src): pixels j + r of the run for r in [lo, hi) read
+// src[(r - lo) * sw], the rest of the run lies in the padding (src is null
+// when all of it does). Each run is clipped once, not per pixel.
+template <class T, class F>
+void for_each_run(const Geometry& g, T* xc, int64_t ky, int64_t kx, int64_t col, int64_t n, F&& f) {
   int64_t i = col / g.ow, jj = col % g.ow;
   for (int64_t j = 0; j < n;) {
     const int64_t run = std::min(g.ow - jj, n - j);  // the rest of output row i
     const int64_t hh = i * g.sh - g.pt + ky * g.dh;
     if (hh < 0 || hh >= g.h) {
-      std::fill(d + j, d + j + run, 0.0f);
+      f(j, run, int64_t(0), int64_t(0), static_cast<T*>(nullptr));
     } else {
-      const float* xr = xc + hh * g.w;
       const int64_t w0 = jj * g.sw - g.pl + kx * g.dw;  // input column of the run's first pixel
       // Pixels r of the run read input column w0 + r * sw: zeros left of column 0,
       // the valid stretch, zeros right of column W - 1.
       const int64_t lo = std::clamp<int64_t>(w0 < 0 ? (-w0 + g.sw - 1) / g.sw : 0, 0, run);
       const int64_t hi = std::clamp<int64_t>(g.w - w0 > 0 ? (g.w - w0 + g.sw - 1) / g.sw : 0, lo, run);
-      std::fill(d + j, d + j + lo, 0.0f);
-      if (g.sw == 1) {
-        std::memcpy(d + j + lo, xr + w0 + lo, sizeof(float) * (hi - lo));
-      } else {
-        const float* src = xr + w0;
-        for (int64_t r = lo; r < hi; ++r) d[j + r] = src[r * g.sw];
-      }
-      std::fill(d + j + hi, d + j + run, 0.0f);
+      f(j, run, lo, hi, lo < hi ? xc + hh * g.w + w0 + lo * g.sw : nullptr);
     }
     j += run;
     jj = 0;
     ++i;
   }
+}
+
+// d[j * ds] = im2col row (c, ky, kx) at output pixel col + j, for j < n.
+void im2col_row(const Geometry& g, const float* xc, int64_t ky, int64_t kx, int64_t col, int64_t n, float* d,
+                int64_t ds) {
+  for_each_run(g, xc, ky, kx, col, n, [&](int64_t j, int64_t run, int64_t lo, int64_t hi, const float* src) {
+    float* dj = d + j * ds;
+    if (ds == 1) {
+      std::fill(dj, dj + lo, 0.0f);
+      if (g.sw == 1)
+        std::memcpy(dj + lo, src, sizeof(float) * (hi - lo));
+      else
+        for (int64_t r = lo; r < hi; ++r) dj[r] = src[(r - lo) * g.sw];
+      std::fill(dj + hi, dj + run, 0.0f);
+    } else {
+      for (int64_t r = 0; r < lo; ++r) dj[r * ds] = 0.0f;
+      for (int64_t r = lo; r < hi; ++r) dj[r * ds] = src[(r - lo) * g.sw];
+      for (int64_t r = hi; r < run; ++r) dj[r * ds] = 0.0f;
+    }
+  });
+}
+
+// The adjoint of im2col_row: adds s[j] into the input pixel that im2col row
+// (c, ky, kx) reads at output pixel col + j (padding positions are dropped).
+void col2im_row(const Geometry& g, float* dxc, int64_t ky, int64_t kx, int64_t col, int64_t n, const float* s) {
+  for_each_run(g, dxc, ky, kx, col, n, [&](int64_t j, int64_t, int64_t lo, int64_t hi, float* d) {
+    const float* sj = s + j + lo;
+    if (g.sw == 1)
+      for (int64_t r = 0; r < hi - lo; ++r) d[r] += sj[r];
+    else
+      for (int64_t r = 0; r < hi - lo; ++r) d[r * g.sw] += sj[r];
+  });
 }
 
 void pack_im2col(const void* vctx, int64_t k0, int64_t kc, int64_t c0, int64_t cols, int nr, float* out) {
@@ -65,10 +98,59 @@ void pack_im2col(const void* vctx, int64_t k0, int64_t kc, int64_t c0, int64_t c
       const int64_t k = k0 + p;
       const int64_t c = k / taps, ky = (k % taps) / g.kw, kx = k % g.kw;
       float* d = dst + p * nr;
-      im2col_row(g, ctx.x + c * g.h * g.w, ky, kx, c0 + s, n, d);
+      im2col_row(g, ctx.x + c * g.h * g.w, ky, kx, c0 + s, n, d, 1);
       std::fill(d + n, d + nr, 0.0f);
     }
   }
+}
+
+// The transposed im2col matrix as the B operand of backward-weight: rows are
+// output pixels, columns kernel taps. Sliver column j is im2col row c0 + s + j
+// over pixels [k0, k0 + kc), written with stride nr.
+void pack_im2col_t(const void* vctx, int64_t k0, int64_t kc, int64_t c0, int64_t cols, int nr, float* out) {
+  const Im2col& ctx = *static_cast<const Im2col*>(vctx);
+  const Geometry& g = *ctx.g;
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t s = 0; s < cols; s += nr) {
+    const int64_t n = std::min<int64_t>(nr, cols - s);
+    float* dst = out + s * kc;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t k = c0 + s + j;
+      const int64_t c = k / taps, ky = (k % taps) / g.kw, kx = k % g.kw;
+      im2col_row(g, ctx.x + c * g.h * g.w, ky, kx, k0, kc, dst + j, nr);
+    }
+    for (int64_t p = 0; p < kc; ++p) std::fill(dst + p * nr + n, dst + (p + 1) * nr, 0.0f);
+  }
+}
+
+thread_local Scratch t_col;
+
+// Runs body(task) for task in [0, tasks) on up to nthreads threads, each
+// taking a contiguous range; a std::bad_alloc in any task is rethrown here.
+template <class Body>
+void for_tasks(int64_t tasks, int nthreads, Body&& body) {
+  const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
+  std::atomic<bool> out_of_memory{false};
+  parallel_run(nt, [&](int tid) {
+    try {
+      for (int64_t t = tasks * tid / nt; t < tasks * (tid + 1) / nt; ++t) body(t, tid);
+    } catch (const std::bad_alloc&) {
+      out_of_memory.store(true);
+    }
+  });
+  if (out_of_memory.load()) throw std::bad_alloc();
+}
+
+// Sum of n floats in 16 independent lanes (vectorisable without reassociation).
+float sum_floats(const float* v, int64_t n) {
+  float lanes[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) lanes[l] += v[i + l];
+  for (; i < n; ++i) lanes[i % 16] += v[i];
+  float total = 0.0f;
+  for (float l : lanes) total += l;
+  return total;
 }
 
 }  // namespace
@@ -97,13 +179,118 @@ void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* 
     gemm::gemm_cpu(ga, isa, threads);
   };
 
-  if (tasks >= nthreads) {
-    parallel_run(nthreads, [&](int tid) {
-      for (int64_t t = tasks * tid / nthreads; t < tasks * (tid + 1) / nthreads; ++t) one(t, 1);
-    });
-  } else {
+  if (tasks >= nthreads)
+    for_tasks(tasks, nthreads, [&](int64_t t, int) { one(t, 1); });
+  else
     for (int64_t t = 0; t < tasks; ++t) one(t, nthreads);
+}
+
+void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads) {
+  const int64_t cpg = g.c / g.groups, opg = g.o / g.groups, taps = g.kh * g.kw;
+  const int64_t K = cpg * taps, P = g.oh * g.ow, HW = g.h * g.w;
+  if (g.n == 0 || cpg == 0 || HW == 0) return;
+  // A 1x1 kernel with unit stride and no padding maps output pixels onto input
+  // pixels one to one: the column matrix is dx itself.
+  const bool direct = taps == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.oh == g.h && g.ow == g.w;
+  // Tasks are (image, group, block of input channels); channel blocks only
+  // when there are fewer images x groups than threads. Each task owns its
+  // channels of dx, so the scatter-adds of different tasks never meet.
+  const int64_t units = g.n * g.groups;
+  const int64_t chunks = units >= nthreads ? 1 : std::min<int64_t>(cpg, (nthreads + units - 1) / units);
+  // Columns per block of the column matrix: a block of about 256 KB stays in
+  // L2 between the GEMM that writes it and the col2im that reads it.
+  const int64_t max_rows = (cpg + chunks - 1) / chunks * taps;
+  const int64_t pb = std::min(P, std::max<int64_t>(16, (int64_t(64) << 10) / max_rows / 16 * 16));
+
+  for_tasks(units * chunks, nthreads, [&](int64_t t, int) {
+    const int64_t u = t / chunks, ch = t % chunks;
+    const int64_t n = u / g.groups, grp = u % g.groups;
+    const int64_t c0 = cpg * ch / chunks, c1 = cpg * (ch + 1) / chunks;
+    float* dxg = dx + (n * g.c + grp * cpg) * HW;
+    const float* dyg = dy + (n * g.o + grp * opg) * P;
+    const float* wg = w + grp * opg * K;
+    if (opg == 0 || P == 0) {
+      std::fill(dxg + c0 * HW, dxg + c1 * HW, 0.0f);
+      return;
+    }
+    gemm::GemmArgs ga;
+    ga.a = {wg + c0 * taps, (c1 - c0) * taps, opg, 1, K};  // rows of w_g^T
+    if (direct) {
+      ga.b = {dyg, opg, P, P, 1};
+      ga.c = {dxg + c0 * HW, c1 - c0, P, P};
+      gemm::gemm_cpu(ga, isa, 1);
+      return;
+    }
+    std::fill(dxg + c0 * HW, dxg + c1 * HW, 0.0f);
+    const int64_t rows = (c1 - c0) * taps;
+    float* col = t_col.get(static_cast<size_t>(rows * pb));
+    for (int64_t p0 = 0; p0 < P; p0 += pb) {
+      const int64_t cols = std::min(pb, P - p0);
+      ga.b = {dyg + p0, opg, cols, P, 1};
+      ga.c = {col, rows, cols, cols};
+      gemm::gemm_cpu(ga, isa, 1);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t c = c0 + r / taps, ky = (r % taps) / g.kw, kx = r % g.kw;
+        col2im_row(g, dxg + c * HW, ky, kx, p0, cols, col + r * cols);
+      }
+    }
+  });
+}
+
+void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
+                       int nthreads) {
+  const int64_t cpg = g.c / g.groups, opg = g.o / g.groups, taps = g.kh * g.kw;
+  const int64_t K = cpg * taps, P = g.oh * g.ow, HW = g.h * g.w;
+  const int64_t wsize = g.o * K;
+  if (g.n == 0 || P == 0) {
+    std::fill(dw, dw + wsize, 0.0f);
+    if (db) std::fill(db, db + g.o, 0.0f);
+    return;
   }
+  // One image's contribution, accumulated onto acc (O x K) and accb (O) unless
+  // `first`, with `threads` threads inside each GEMM.
+  auto image = [&](int64_t n, float* acc, float* accb, bool first, int threads) {
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      const Im2col ctx{&g, x + (n * g.c + grp * cpg) * HW};
+      const gemm::BPacker packer{pack_im2col_t, &ctx};
+      gemm::GemmArgs ga;
+      ga.a = {dy + (n * g.o + grp * opg) * P, opg, P, P, 1};
+      ga.b = {nullptr, P, K, 0, 0};
+      ga.c = {acc + grp * opg * K, opg, K, K};
+      ga.beta = first ? 0.0f : 1.0f;
+      ga.b_packer = &packer;
+      gemm::gemm_cpu(ga, isa, threads);
+    }
+    if (accb)
+      for (int64_t o = 0; o < g.o; ++o) {
+        const float s = sum_floats(dy + (n * g.o + o) * P, P);
+        accb[o] = first ? s : accb[o] + s;
+      }
+  };
+  if (g.n < nthreads || wsize == 0) {
+    for (int64_t n = 0; n < g.n; ++n) image(n, dw, db, n == 0, nthreads);
+    return;
+  }
+  // Images split across threads; thread 0 accumulates into dw/db, the others
+  // into private partial sums that are added in at the end.
+  const int nt = nthreads;
+  const int64_t stride = wsize + g.o;
+  std::unique_ptr<float[]> partial(new float[static_cast<size_t>(stride * (nt - 1))]);
+  for_tasks(nt, nt, [&](int64_t tid, int) {
+    float* acc = tid == 0 ? dw : partial.get() + (tid - 1) * stride;
+    float* accb = db == nullptr ? nullptr : tid == 0 ? db : acc + wsize;
+    const int64_t n0 = g.n * tid / nt, n1 = g.n * (tid + 1) / nt;
+    for (int64_t n = n0; n < n1; ++n) image(n, acc, accb, n == n0, 1);
+  });
+  const int64_t total = db ? stride : wsize;
+  for_tasks(nt, nt, [&](int64_t tid, int) {
+    const int64_t i0 = total * tid / nt, i1 = total * (tid + 1) / nt;
+    for (int64_t i = i0; i < i1; ++i) {
+      float s = i < wsize ? dw[i] : db[i - wsize];
+      for (int t = 1; t < nt; ++t) s += partial[(t - 1) * stride + i];
+      (i < wsize ? dw[i] : db[i - wsize]) = s;
+    }
+  });
 }
 
 }  // namespace ember::conv2d

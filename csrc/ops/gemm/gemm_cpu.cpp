@@ -39,6 +39,7 @@
 
 #include "core/check.h"
 #include "core/registry.h"
+#include "core/scratch.h"
 #include "core/threads.h"
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
@@ -76,29 +77,6 @@ int64_t balanced_block(int64_t extent, int64_t max_block, int64_t align) {
   const int64_t blocks = ceil_div(extent, max_block);
   return std::min(max_block, round_up(ceil_div(extent, blocks), align));
 }
-
-// A per-thread, 64-byte aligned, grow-only buffer.
-class Scratch {
- public:
-  ~Scratch() { std::free(ptr_); }
-  float* get(size_t n) {
-    if (n > cap_) {
-      std::free(ptr_);
-      size_t bytes = round_up(static_cast<int64_t>(n * sizeof(float)), 64);
-      ptr_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (ptr_ == nullptr) {
-        cap_ = 0;
-        throw std::bad_alloc();
-      }
-      cap_ = n;
-    }
-    return ptr_;
-  }
-
- private:
-  float* ptr_ = nullptr;
-  size_t cap_ = 0;
-};
 
 thread_local Scratch t_pack_a;
 thread_local Scratch t_pack_b;
