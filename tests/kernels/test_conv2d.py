@@ -174,16 +174,6 @@ def test_conv2d_ref_bad_input(args, kwargs, exc, match):
         ops.conv2d_ref(*args, **kwargs)
 
 
-def test_conv2d_backward_ref_bad_input(rng):
-    dy = np.ones((1, 2, 4, 4), np.float32)
-    with pytest.raises(ValueError, match=r"grad_output must have the forward output's shape \(1, 2, 4, 4\)"):
-        ops.conv2d_backward_data_ref(dy[:, :, :3], W, X.shape)
-    with pytest.raises(ValueError, match="input_shape must be 4 non-negative ints"):
-        ops.conv2d_backward_data_ref(dy, W, (1, 4, 6))
-    with pytest.raises(ValueError, match="grad_output must have the forward output's shape"):
-        ops.conv2d_backward_weight_ref(X, dy[:, :1], W.shape)
-
-
 # --------------------------------------------------------------------------- fast forward
 
 
@@ -220,3 +210,109 @@ def test_conv2d_checks_like_the_reference():
         ops.conv2d(X.astype(np.float64), W)
     y = ops.conv2d(np.ones((0, 4, 6, 6), np.float32), W)
     assert y.shape == (0, 2, 4, 4)
+
+
+# --------------------------------------------------------------------------- fast backward
+
+
+def backward_tolerance(terms, *arrays):
+    # Float32 sums of `terms` products, each bounded by the product of the operands' maxima.
+    return (terms + 4) * 2.0**-24 * np.prod([np.abs(a).max() + 1.0 for a in arrays]) * 4
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_conv2d_backward_matches_ref(isa, rng, num_threads, case):
+    x, w, _, kw = make_case(rng, case)
+    y = ops.conv2d_ref(x, w, None, **kw)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    want_dx = ops.conv2d_backward_data_ref(dy, w, x.shape, **kw)
+    want_dw, want_db = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kw)
+    o, _, kh, kwd = w.shape
+    tol_dx = backward_tolerance(o * kh * kwd, w, dy)
+    tol_dw = backward_tolerance(x.shape[0] * y.shape[2] * y.shape[3], x, dy)
+    for threads in (1, 2, 3):
+        ember.set_num_threads(threads)
+        dx = ops.conv2d_backward_data(dy, w, x.shape, **kw)
+        np.testing.assert_allclose(dx, want_dx, rtol=0, atol=tol_dx)
+        dw, db = ops.conv2d_backward_weight(x, dy, w.shape, bias=True, **kw)
+        np.testing.assert_allclose(dw, want_dw, rtol=0, atol=tol_dw)
+        np.testing.assert_allclose(db, want_db, rtol=0, atol=tol_dw)
+        dw_only, db_none = ops.conv2d_backward_weight(x, dy, w.shape, **kw)
+        assert db_none is None
+        np.testing.assert_array_equal(dw_only, dw)
+
+
+def test_conv2d_backward_exact_on_integers(isa, rng, num_threads):
+    # Small integers keep every sum exact: a misplaced patch, tap or scatter shows.
+    for case in CASES:
+        x, w, _, kw = make_case(rng, case)
+        x = np.round(x * 2).astype(np.float32)
+        w = np.round(w * 2).astype(np.float32)
+        dy = np.round(rng.standard_normal(ops.conv2d_ref(x, w, **kw).shape) * 2).astype(np.float32)
+        np.testing.assert_array_equal(ops.conv2d_backward_data(dy, w, x.shape, **kw),
+                                      ops.conv2d_backward_data_ref(dy, w, x.shape, **kw), err_msg=case_id(case))
+        dw, db = ops.conv2d_backward_weight(x, dy, w.shape, bias=True, **kw)
+        dw_ref, db_ref = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kw)
+        np.testing.assert_array_equal(dw, dw_ref, err_msg=case_id(case))
+        np.testing.assert_array_equal(db, db_ref, err_msg=case_id(case))
+
+
+@pytest.mark.parametrize("case", CASES[:8], ids=case_id)
+def test_conv2d_backward_is_the_finite_difference_derivative(rng, case):
+    # L(x, w) = <dy, conv(x, w)> in float64; central differences along random directions
+    # must match <grad, direction> from the backward kernels.
+    x, w, _, kw = make_case(rng, case)
+    stride, dilation = pair(kw["stride"]), pair(kw["dilation"])
+    pads = explicit_pads(kw["padding"], w.shape[2:], dilation)
+
+    def loss(xv, wv):
+        return np.vdot(dy, numpy_conv2d(xv, wv, None, stride, pads, dilation, kw["groups"]))
+
+    dy = rng.standard_normal(ops.conv2d_ref(x, w, **kw).shape).astype(np.float32).astype(np.float64)
+    dx = ops.conv2d_backward_data(dy.astype(np.float32), w, x.shape, **kw)
+    dw, _ = ops.conv2d_backward_weight(x, dy.astype(np.float32), w.shape, **kw)
+    eps = 1e-3
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    for _ in range(3):
+        u = rng.standard_normal(x.shape)
+        v = rng.standard_normal(w.shape)
+        fd_x = (loss(x64 + eps * u, w64) - loss(x64 - eps * u, w64)) / (2 * eps)
+        fd_w = (loss(x64, w64 + eps * v) - loss(x64, w64 - eps * v)) / (2 * eps)
+        np.testing.assert_allclose(np.vdot(dx, u), fd_x, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(np.vdot(dw, v), fd_w, rtol=1e-4, atol=1e-3)
+
+
+def test_conv2d_backward_reads_views_and_empty_batches(rng):
+    base = rng.standard_normal((6, 6, 2, 1), dtype=np.float32)
+    x = base.transpose(3, 2, 0, 1)  # a non-contiguous N C H W view
+    w = rng.standard_normal((3, 2, 3, 3), dtype=np.float32)
+    dy = rng.standard_normal((4, 4, 3, 1), dtype=np.float32).transpose(3, 2, 0, 1)
+    np.testing.assert_allclose(ops.conv2d_backward_data(dy, w[:, :, ::-1], x.shape),
+                               ops.conv2d_backward_data_ref(dy, w[:, :, ::-1], x.shape), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ops.conv2d_backward_weight(x, dy, w.shape)[0],
+                               ops.conv2d_backward_weight_ref(x, dy, w.shape)[0], rtol=1e-5, atol=1e-5)
+    empty_dy = np.ones((0, 3, 4, 4), np.float32)
+    assert ops.conv2d_backward_data(empty_dy, w, (0, 2, 6, 6)).shape == (0, 2, 6, 6)
+    dw, db = ops.conv2d_backward_weight(np.ones((0, 2, 6, 6), np.float32), empty_dy, w.shape, bias=True)
+    assert (dw == 0).all() and dw.shape == w.shape and (db == 0).all()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "ref"])
+def test_conv2d_backward_bad_input(fast):
+    bwd_data = ops.conv2d_backward_data if fast else ops.conv2d_backward_data_ref
+    bwd_weight = ops.conv2d_backward_weight if fast else ops.conv2d_backward_weight_ref
+    dy = np.ones((1, 2, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"grad_output must have the forward output's shape \(1, 2, 4, 4\)"):
+        bwd_data(dy[:, :, :3], W, X.shape)
+    with pytest.raises(ValueError, match="input_shape must be 4 non-negative ints"):
+        bwd_data(dy, W, (1, 4, 6))
+    with pytest.raises(TypeError, match="grad_output must have dtype float32"):
+        bwd_data(dy.astype(np.float16), W, X.shape)
+    with pytest.raises(ValueError, match="input has 3 channels"):
+        bwd_data(dy, W, (1, 3, 6, 6))
+    with pytest.raises(ValueError, match="grad_output must have the forward output's shape"):
+        bwd_weight(X, dy[:, :1], W.shape)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        bwd_weight(X, dy, W.shape, stride=0)
+    with pytest.raises(TypeError, match="input must have dtype float32"):
+        bwd_weight(X.astype(np.float64), dy, W.shape)
