@@ -59,6 +59,11 @@ CASES = [
     ((2, 2, 15, 14), (3, 7, 7), 3, 3, 1, 1),
     ((1, 6, 10, 9), (6, 3, 3), 1, "same", 1, 6),  # depthwise
     ((1, 4, 9, 10), (8, 3, 3), 2, 1, 1, 4),  # depthwise, channel multiplier 2
+    ((2, 3, 12, 11), (6, 3, 3), 1, 1, 1, 3),  # depthwise, multiplier 2, stride 1
+    ((1, 5, 11, 13), (5, 3, 3), 1, 2, 2, 5),  # depthwise, dilated
+    ((2, 4, 9, 7), (4, 3, 2), 1, (3, 2), (2, 1), 4),  # depthwise, padding wider than the kernel
+    ((1, 3, 6, 6), (3, 1, 1), 1, 2, 1, 3),  # depthwise 1x1 with padding
+    ((2, 2, 8, 9), (2, 1, 3), (1, 2), (0, 1), 1, 2),  # depthwise, column stride 2
     ((2, 3, 12, 11), (2, 3, 2), (2, 1), (1, 0), (2, 3), 1),
     ((1, 2, 8, 8), (2, 4, 2), 1, "same", (1, 2), 1),  # even kernel: asymmetric 'same'
     ((1, 3, 7, 9), (4, 2, 3), 2, "valid", 1, 1),

@@ -14,10 +14,13 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <vector>
 
+#include "core/registry.h"
 #include "core/scratch.h"
 #include "core/threads.h"
 #include "ops/conv2d/conv2d.h"
+#include "ops/conv2d/conv2d_depthwise.h"
 #include "ops/gemm/gemm.h"
 
 namespace ember::conv2d {
@@ -153,6 +156,110 @@ float sum_floats(const float* v, int64_t n) {
   return total;
 }
 
+// ------------------------------------------------------------ one input channel per group
+
+thread_local Scratch t_plane;
+
+// The padded plane every window of g fits in (rows and columns it needs).
+DepthwisePlane depthwise_plane(const Geometry& g) {
+  return {(g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw};
+}
+
+int64_t padded_rows(const Geometry& g) { return (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1; }
+
+// dst (rows x cols) = the h x w plane src (row stride ld) placed at (top,
+// left) in zeros and cropped to rows x cols.
+void pad_plane(const float* src, int64_t ld, int64_t h, int64_t w, int64_t top, int64_t left, int64_t rows,
+               int64_t cols, float* dst) {
+  const int64_t l = std::min(left, cols), copy = std::clamp<int64_t>(cols - left, 0, w);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* d = dst + r * cols;
+    const int64_t hh = r - top;
+    if (hh < 0 || hh >= h) {
+      std::fill(d, d + cols, 0.0f);
+      continue;
+    }
+    std::fill(d, d + l, 0.0f);
+    std::memcpy(d + l, src + hh * ld, sizeof(float) * copy);
+    std::fill(d + l + copy, d + cols, 0.0f);
+  }
+}
+
+void pad_input(const Geometry& g, const DepthwisePlane& pg, const float* xc, float* xp) {
+  pad_plane(xc, g.w, g.h, g.w, g.pt, g.pl, padded_rows(g), pg.wp, xp);
+}
+
+void depthwise_fwd(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y,
+                   Isa isa, int nthreads) {
+  const DepthwiseKernels& kern = lookup<DepthwiseKernels>("conv2d_depthwise", isa);
+  const DepthwisePlane pg = depthwise_plane(g);
+  const int64_t opg = g.o / g.groups, taps = g.kh * g.kw, P = g.oh * g.ow;
+  for_tasks(g.n * g.c, nthreads, [&](int64_t t, int) {
+    const int64_t n = t / g.c, c = t % g.c;
+    float* xp = t_plane.get(static_cast<size_t>(padded_rows(g) * pg.wp));
+    pad_input(g, pg, x + t * g.h * g.w, xp);
+    for (int64_t o = c * opg; o < (c + 1) * opg; ++o)
+      kern.fwd(pg, xp, w + o * taps, bias ? bias[o] : 0.0f, relu, y + (n * g.o + o) * P);
+  });
+}
+
+void depthwise_bwd_data(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads) {
+  const DepthwiseKernels& kern = lookup<DepthwiseKernels>("conv2d_depthwise", isa);
+  const int64_t opg = g.o / g.groups, taps = g.kh * g.kw, P = g.oh * g.ow;
+  const int64_t span_h = (g.kh - 1) * g.dh, span_w = (g.kw - 1) * g.dw;
+  if (opg == 1 && g.sh == 1 && g.sw == 1 && g.pt <= span_h && g.pl <= span_w) {
+    // Unit stride: dx is the convolution of dy, padded by the kernel's span
+    // less the forward padding, with the kernel flipped -- the forward kernel
+    // gathers it with no read-modify-write of dx.
+    const DepthwisePlane pg{g.w + span_w, g.h, g.w, g.kh, g.kw, 1, 1, g.dh, g.dw};
+    const int64_t rows = g.h + span_h;
+    std::vector<float> flipped(static_cast<size_t>(g.o * taps));
+    for (int64_t o = 0; o < g.o; ++o)
+      for (int64_t i = 0; i < taps; ++i) flipped[o * taps + i] = w[o * taps + taps - 1 - i];
+    for_tasks(g.n * g.c, nthreads, [&](int64_t t, int) {
+      float* dyp = t_plane.get(static_cast<size_t>(rows * pg.wp));
+      pad_plane(dy + t * P, g.ow, g.oh, g.ow, span_h - g.pt, span_w - g.pl, rows, pg.wp, dyp);
+      kern.fwd(pg, dyp, flipped.data() + (t % g.c) * taps, 0.0f, false, dx + t * g.h * g.w);
+    });
+    return;
+  }
+  // Otherwise every output pixel scatters its taps into a padded dx plane.
+  const DepthwisePlane pg = depthwise_plane(g);
+  const int64_t hp = padded_rows(g);
+  for_tasks(g.n * g.c, nthreads, [&](int64_t t, int) {
+    const int64_t n = t / g.c, c = t % g.c;
+    float* dxp = t_plane.get(static_cast<size_t>(hp * pg.wp));
+    std::fill(dxp, dxp + hp * pg.wp, 0.0f);
+    for (int64_t o = c * opg; o < (c + 1) * opg; ++o) kern.bwd_data(pg, dy + (n * g.o + o) * P, w + o * taps, dxp);
+    // Input pixel (hh, ww) sits at (hh + pt, ww + pl) of the padded plane;
+    // those outside it are read by no window.
+    pad_plane(dxp + std::min(g.pt, hp) * pg.wp + std::min(g.pl, pg.wp), pg.wp, std::max<int64_t>(0, hp - g.pt),
+              std::max<int64_t>(0, pg.wp - g.pl), 0, 0, g.h, g.w, dx + t * g.h * g.w);
+  });
+}
+
+void depthwise_bwd_weight(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
+                          int nthreads) {
+  const DepthwiseKernels& kern = lookup<DepthwiseKernels>("conv2d_depthwise", isa);
+  const DepthwisePlane pg = depthwise_plane(g);
+  const int64_t opg = g.o / g.groups, taps = g.kh * g.kw, P = g.oh * g.ow;
+  for_tasks(g.o, nthreads, [&](int64_t o, int) {
+    const int64_t c = o / opg;
+    std::vector<double> acc(static_cast<size_t>(taps), 0.0);
+    std::vector<float> lanes(static_cast<size_t>(taps * kDepthwiseLanes));
+    double bsum = 0.0;
+    float* xp = t_plane.get(static_cast<size_t>(padded_rows(g) * pg.wp));
+    for (int64_t n = 0; n < g.n; ++n) {
+      const float* dyp = dy + (n * g.o + o) * P;
+      pad_input(g, pg, x + (n * g.c + c) * g.h * g.w, xp);
+      kern.bwd_weight(pg, xp, dyp, acc.data(), lanes.data());
+      if (db) bsum += sum_floats(dyp, P);
+    }
+    for (int64_t t = 0; t < taps; ++t) dw[o * taps + t] = static_cast<float>(acc[t]);
+    if (db) db[o] = static_cast<float>(bsum);
+  });
+}
+
 }  // namespace
 
 void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y, Isa isa,
@@ -161,6 +268,10 @@ void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* 
   const int64_t K = cpg * g.kh * g.kw, P = g.oh * g.ow;
   const int64_t tasks = g.n * g.groups;
   if (tasks == 0 || P == 0 || opg == 0) return;
+  if (cpg == 1) {
+    depthwise_fwd(g, x, w, bias, relu, y, isa, nthreads);
+    return;
+  }
 
   auto one = [&](int64_t t, int threads) {
     const int64_t n = t / g.groups, grp = t % g.groups;
@@ -191,6 +302,10 @@ void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* 
   if (g.n == 0 || cpg == 0 || HW == 0) return;
   // A 1x1 kernel with unit stride and no padding maps output pixels onto input
   // pixels one to one: the column matrix is dx itself.
+  if (cpg == 1 && opg > 0 && P > 0) {
+    depthwise_bwd_data(g, dy, w, dx, isa, nthreads);
+    return;
+  }
   const bool direct = taps == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.oh == g.h && g.ow == g.w;
   // Tasks are (image, group, block of input channels); channel blocks only
   // when there are fewer images x groups than threads. Each task owns its
@@ -245,6 +360,10 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
   if (g.n == 0 || P == 0) {
     std::fill(dw, dw + wsize, 0.0f);
     if (db) std::fill(db, db + g.o, 0.0f);
+    return;
+  }
+  if (cpg == 1) {
+    depthwise_bwd_weight(g, x, dy, dw, db, isa, nthreads);
     return;
   }
   // One image's contribution, accumulated onto acc (O x K) and accb (O) unless
