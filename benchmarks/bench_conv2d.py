@@ -1,9 +1,11 @@
-"""conv2d forward benchmarks: ember against PyTorch CPU (oneDNN, when installed) and explicit
-im2col + NumPy GEMM, in one run, 2 threads and 1; GFLOP/s in ``extra_info``.
+"""conv2d benchmarks, forward and forward+backward: ember against PyTorch CPU (oneDNN, when
+installed; autograd for the backward) and explicit im2col + NumPy GEMM, in one run, 2 threads
+and 1; GFLOP/s in ``extra_info``.
 
 The layers of a small CNN at batch 64: its first layer (3 -> 32 channels, 32x32, 3x3), a
 64 -> 64 layer at 32x32, 128 -> 128 at 16x16, a 1x1 convolution, a depthwise 3x3 and a
-stride-2 layer.
+stride-2 layer. Forward+backward is what a training step runs: the forward, the weight and
+bias gradients, and the input gradient except for the first layer (its input is the data).
 
     python -m pytest benchmarks/bench_conv2d.py --benchmark-only
 """
@@ -44,6 +46,30 @@ def im2col_numpy(x, w, b, padding=0, stride=1, groups=1):
     return y + b[None, :, None, None]
 
 
+def im2col_numpy_backward(x, w, dy, padding=0, stride=1, groups=1, need_dx=True):
+    """The explicit backward: dw = dy @ patchesᵀ and db summed over images, dx by col2im
+    (one strided slice add per kernel tap)."""
+    o, c, kh, kw = w.shape
+    n, _, h, wd = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    cols = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    oh, ow = cols.shape[2:4]
+    patches = np.ascontiguousarray(cols.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * kh * kw, oh * ow)
+    dy2 = dy.reshape(n, o, oh * ow)
+    dw = np.matmul(dy2, patches.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    db = dy.sum(axis=(0, 2, 3))
+    dx = None
+    if need_dx:
+        dcols = np.matmul(w.reshape(o, -1).T, dy2).reshape(n, c, kh, kw, oh, ow)
+        dxp = np.zeros_like(xp)
+        for p in range(kh):
+            for q in range(kw):
+                dxp[:, :, p : p + stride * (oh - 1) + 1 : stride, q : q + stride * (ow - 1) + 1 : stride] += \
+                    dcols[:, :, p, q]
+        dx = dxp[:, :, padding : padding + h, padding : padding + wd]
+    return dx, dw, db
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1][0].replace(' ', '_')}-{c[2]}-{c[0]}t")
 def bench_conv2d_forward(benchmark, case):
     threads, (name, x_shape, w_shape, kwargs), impl = case
@@ -82,3 +108,68 @@ def bench_conv2d_forward(benchmark, case):
     want = ops.conv2d_ref(x[:1], w, b, **kwargs)
     k = w_shape[1] * w_shape[2] * w_shape[3]
     np.testing.assert_allclose(y[:1], want, rtol=0, atol=(k + 4) * 2.0**-24 * 4 * (np.abs(want).max() + 1))
+
+
+_REFERENCE_GRADIENTS = {}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1][0].replace(' ', '_')}-{c[2]}-{c[0]}t")
+def bench_conv2d_forward_backward(benchmark, case):
+    threads, (name, x_shape, w_shape, kwargs), impl = case
+    if impl == "torch" and torch is None:
+        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+    if impl == "im2col+numpy" and kwargs.get("groups", 1) != 1:
+        pytest.skip("the explicit im2col reference covers groups=1 only")
+    need_dx = not name.startswith("first")
+    rng = np.random.default_rng(LAYERS.index(case[1]))  # the same operands for every impl
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
+    b = rng.standard_normal(w_shape[0], dtype=np.float32)
+    dy = rng.standard_normal(ops.conv2d_ref(x[:1], w, **kwargs).shape[1:], dtype=np.float32)
+    dy = np.ascontiguousarray(np.broadcast_to(dy, (x_shape[0],) + dy.shape))
+    result = {}
+    if impl == "ember":
+        def run():
+            result["y"] = ops.conv2d(x, w, b, **kwargs)
+            result["dx"] = ops.conv2d_backward_data(dy, w, x.shape, **kwargs) if need_dx else None
+            result["dw"], result["db"] = ops.conv2d_backward_weight(x, dy, w.shape, bias=True, **kwargs)
+    elif impl == "torch":
+        tx = torch.from_numpy(x).requires_grad_(need_dx)
+        tw, tb = torch.from_numpy(w).requires_grad_(), torch.from_numpy(b).requires_grad_()
+        tdy = torch.from_numpy(dy)
+
+        def run():
+            tx.grad = tw.grad = tb.grad = None
+            ty = F.conv2d(tx, tw, tb, **kwargs)
+            ty.backward(tdy)
+            result["y"] = ty.detach().numpy()
+            result["dx"] = tx.grad.numpy() if need_dx else None
+            result["dw"], result["db"] = tw.grad.numpy(), tb.grad.numpy()
+    else:
+        def run():
+            result["y"] = im2col_numpy(x, w, b, **kwargs)
+            result["dx"], result["dw"], result["db"] = im2col_numpy_backward(x, w, dy, need_dx=need_dx, **kwargs)
+
+    benchmark.group = f"conv2d forward+backward {name} {threads}t"
+    benchmark.extra_info.update(impl=impl, threads=threads, layer=name)
+    with thread_limit(threads):
+        settle(benchmark)
+        benchmark(run)
+    y = result["y"]
+    flops = 2.0 * y.size * w_shape[1] * w_shape[2] * w_shape[3] * (3 if need_dx else 2)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
+        benchmark.extra_info["gflops"] = flops / stats.stats.median * 1e-9
+    # The timed results must be right: against the references (the weight gradient over the
+    # whole batch; the input gradient of the first image).
+    k = w_shape[1] * w_shape[2] * w_shape[3]
+    if name not in _REFERENCE_GRADIENTS:  # the plain-loop reference is slow: once per layer
+        _REFERENCE_GRADIENTS[name] = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kwargs)
+    want_dw, want_db = _REFERENCE_GRADIENTS[name]
+    terms = y.shape[0] * y.shape[2] * y.shape[3]
+    np.testing.assert_allclose(result["dw"], want_dw, rtol=1e-4, atol=terms * 2.0**-20 * 16)
+    np.testing.assert_allclose(result["db"], want_db, rtol=1e-4, atol=terms * 2.0**-20 * 4)
+    if need_dx:
+        want_dx = ops.conv2d_backward_data_ref(dy[:1], w, (1,) + x_shape[1:], **kwargs)
+        np.testing.assert_allclose(result["dx"][:1], want_dx, rtol=0,
+                                   atol=(k + 4) * 2.0**-24 * 16 * (np.abs(want_dx).max() + 1))
