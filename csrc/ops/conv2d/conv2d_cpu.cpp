@@ -90,20 +90,41 @@ void col2im_row(const Geometry& g, float* dxc, int64_t ky, int64_t kx, int64_t c
   });
 }
 
+// Packs row by row: each im2col row is walked once over all `cols` columns,
+// its runs split where they cross from one sliver into the next.
 void pack_im2col(const void* vctx, int64_t k0, int64_t kc, int64_t c0, int64_t cols, int nr, float* out) {
   const Im2col& ctx = *static_cast<const Im2col*>(vctx);
   const Geometry& g = *ctx.g;
-  const int64_t taps = g.kh * g.kw;
-  for (int64_t s = 0; s < cols; s += nr) {
-    const int64_t n = std::min<int64_t>(nr, cols - s);
-    float* dst = out + s * kc;
-    for (int64_t p = 0; p < kc; ++p) {
-      const int64_t k = k0 + p;
-      const int64_t c = k / taps, ky = (k % taps) / g.kw, kx = k % g.kw;
-      float* d = dst + p * nr;
-      im2col_row(g, ctx.x + c * g.h * g.w, ky, kx, c0 + s, n, d, 1);
-      std::fill(d + n, d + nr, 0.0f);
-    }
+  const int64_t taps = g.kh * g.kw, sliver = kc * nr, padded = (cols + nr - 1) / nr * nr;
+  for (int64_t p = 0; p < kc; ++p) {
+    const int64_t k = k0 + p;
+    const int64_t c = k / taps, ky = (k % taps) / g.kw, kx = k % g.kw;
+    float* row = out + p * nr;
+    // Columns [j, j + len) of this row, from src (stride sw) or zeros when src is null.
+    auto put = [&](int64_t j, int64_t len, const float* src) {
+      while (len > 0) {
+        const int64_t s = j / nr, off = j - s * nr, m = std::min<int64_t>(len, nr - off);
+        float* d = row + s * sliver + off;
+        if (src == nullptr) {
+          std::fill(d, d + m, 0.0f);
+        } else if (g.sw == 1) {
+          std::memcpy(d, src, sizeof(float) * m);
+          src += m;
+        } else {
+          for (int64_t r = 0; r < m; ++r) d[r] = src[r * g.sw];
+          src += m * g.sw;
+        }
+        j += m;
+        len -= m;
+      }
+    };
+    for_each_run(g, ctx.x + c * g.h * g.w, ky, kx, c0, cols,
+                 [&](int64_t j, int64_t run, int64_t lo, int64_t hi, const float* src) {
+                   put(j, lo, nullptr);
+                   put(j + lo, hi - lo, src);
+                   put(j + hi, run - hi, nullptr);
+                 });
+    put(cols, padded - cols, nullptr);
   }
 }
 
