@@ -22,6 +22,7 @@
 #include "ops/conv2d/conv2d.h"
 #include "ops/conv2d/conv2d_depthwise.h"
 #include "ops/gemm/gemm.h"
+#include "ops/gemm/gemm_ukernel.h"
 
 namespace ember::conv2d {
 namespace {
@@ -29,6 +30,7 @@ namespace {
 struct Im2col {
   const Geometry* g;
   const float* x;  // the group's first input channel in this image
+  gemm::pack_b_t_fn pack_t = nullptr;  // the GEMM's transposing B pack, where the ISA has one
 };
 
 // The output pixels [col, col + n) of one im2col row (kernel tap (ky, kx) of
@@ -128,22 +130,33 @@ void pack_im2col(const void* vctx, int64_t k0, int64_t kc, int64_t c0, int64_t c
   }
 }
 
+thread_local Scratch t_rows;
+
 // The transposed im2col matrix as the B operand of backward-weight: rows are
 // output pixels, columns kernel taps. Sliver column j is im2col row c0 + s + j
-// over pixels [k0, k0 + kc), written with stride nr.
+// over pixels [k0, k0 + kc). With a transposing pack the sliver's rows are
+// built contiguously and transposed in registers; otherwise they are written
+// straight into the sliver with stride nr.
 void pack_im2col_t(const void* vctx, int64_t k0, int64_t kc, int64_t c0, int64_t cols, int nr, float* out) {
   const Im2col& ctx = *static_cast<const Im2col*>(vctx);
   const Geometry& g = *ctx.g;
   const int64_t taps = g.kh * g.kw;
+  float* rows = ctx.pack_t ? t_rows.get(static_cast<size_t>(nr * kc)) : nullptr;
   for (int64_t s = 0; s < cols; s += nr) {
     const int64_t n = std::min<int64_t>(nr, cols - s);
     float* dst = out + s * kc;
     for (int64_t j = 0; j < n; ++j) {
       const int64_t k = c0 + s + j;
       const int64_t c = k / taps, ky = (k % taps) / g.kw, kx = k % g.kw;
-      im2col_row(g, ctx.x + c * g.h * g.w, ky, kx, k0, kc, dst + j, nr);
+      if (rows)
+        im2col_row(g, ctx.x + c * g.h * g.w, ky, kx, k0, kc, rows + j * kc, 1);
+      else
+        im2col_row(g, ctx.x + c * g.h * g.w, ky, kx, k0, kc, dst + j, nr);
     }
-    for (int64_t p = 0; p < kc; ++p) std::fill(dst + p * nr + n, dst + (p + 1) * nr, 0.0f);
+    if (rows)
+      ctx.pack_t(rows, kc, kc, n, dst);
+    else
+      for (int64_t p = 0; p < kc; ++p) std::fill(dst + p * nr + n, dst + (p + 1) * nr, 0.0f);
   }
 }
 
@@ -333,10 +346,11 @@ void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* 
   // channels of dx, so the scatter-adds of different tasks never meet.
   const int64_t units = g.n * g.groups;
   const int64_t chunks = units >= nthreads ? 1 : std::min<int64_t>(cpg, (nthreads + units - 1) / units);
-  // Columns per block of the column matrix: a block of about 256 KB stays in
-  // L2 between the GEMM that writes it and the col2im that reads it.
+  // Columns per block of the column matrix: a block of about 1 MB mostly stays
+  // in L2 between the GEMM that writes it and the col2im that reads it, and
+  // is wide enough that the GEMM's packing of w_g^T is spread over many columns.
   const int64_t max_rows = (cpg + chunks - 1) / chunks * taps;
-  const int64_t pb = std::min(P, std::max<int64_t>(16, (int64_t(64) << 10) / max_rows / 16 * 16));
+  const int64_t pb = std::min(P, std::max<int64_t>(16, (int64_t(256) << 10) / max_rows / 16 * 16));
 
   for_tasks(units * chunks, nthreads, [&](int64_t t, int) {
     const int64_t u = t / chunks, ch = t % chunks;
@@ -387,11 +401,12 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
     depthwise_bwd_weight(g, x, dy, dw, db, isa, nthreads);
     return;
   }
+  const gemm::pack_b_t_fn pack_t = lookup<gemm::Ukernel>("gemm", isa).pack_b_t;
   // One image's contribution, accumulated onto acc (O x K) and accb (O) unless
   // `first`, with `threads` threads inside each GEMM.
   auto image = [&](int64_t n, float* acc, float* accb, bool first, int threads) {
     for (int64_t grp = 0; grp < g.groups; ++grp) {
-      const Im2col ctx{&g, x + (n * g.c + grp * cpg) * HW};
+      const Im2col ctx{&g, x + (n * g.c + grp * cpg) * HW, pack_t};
       const gemm::BPacker packer{pack_im2col_t, &ctx};
       gemm::GemmArgs ga;
       ga.a = {dy + (n * g.o + grp * opg) * P, opg, P, P, 1};
