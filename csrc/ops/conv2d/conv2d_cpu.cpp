@@ -307,6 +307,12 @@ void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* 
     return;
   }
 
+  // The weight is packed for the GEMM once, not once per image.
+  const int64_t wsize = gemm::packed_a_size(opg, K, isa);
+  std::unique_ptr<float[]> wpacked(new float[static_cast<size_t>(wsize * g.groups)]);
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    gemm::pack_a_whole({w + grp * opg * K, opg, K, K, 1}, isa, wpacked.get() + grp * wsize);
+
   auto one = [&](int64_t t, int threads) {
     const int64_t n = t / g.groups, grp = t % g.groups;
     float* yb = y + (n * g.o + grp * opg) * P;
@@ -316,6 +322,7 @@ void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* 
     const gemm::BPacker packer{pack_im2col, &ctx};
     gemm::GemmArgs ga;
     ga.a = {w + grp * opg * K, opg, K, K, 1};
+    ga.a_packed = wpacked.get() + grp * wsize;
     ga.b = {nullptr, K, P, 0, 0};
     ga.c = {yb, opg, P, P};
     ga.beta = bias ? 1.0f : 0.0f;
@@ -352,6 +359,12 @@ void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* 
   const int64_t max_rows = (cpg + chunks - 1) / chunks * taps;
   const int64_t pb = std::min(P, std::max<int64_t>(16, (int64_t(256) << 10) / max_rows / 16 * 16));
 
+  // With whole groups per task, each group's w_g^T is packed for the GEMM once.
+  const int64_t wsize = chunks == 1 ? gemm::packed_a_size(K, opg, isa) : 0;
+  std::unique_ptr<float[]> wpacked(chunks == 1 ? new float[static_cast<size_t>(wsize * g.groups)] : nullptr);
+  for (int64_t grp = 0; wpacked && grp < g.groups; ++grp)
+    gemm::pack_a_whole({w + grp * opg * K, K, opg, 1, K}, isa, wpacked.get() + grp * wsize);
+
   for_tasks(units * chunks, nthreads, [&](int64_t t, int) {
     const int64_t u = t / chunks, ch = t % chunks;
     const int64_t n = u / g.groups, grp = u % g.groups;
@@ -365,6 +378,7 @@ void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* 
     }
     gemm::GemmArgs ga;
     ga.a = {wg + c0 * taps, (c1 - c0) * taps, opg, 1, K};  // rows of w_g^T
+    if (wpacked) ga.a_packed = wpacked.get() + grp * wsize;
     if (direct) {
       ga.b = {dyg, opg, P, P, 1};
       ga.c = {dxg + c0 * HW, c1 - c0, P, P};

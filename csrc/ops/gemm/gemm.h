@@ -45,7 +45,16 @@ struct GemmArgs {
   const float* bias = nullptr;  // N contiguous values, or null
   bool relu = false;
   const BPacker* b_packer = nullptr;  // B supplied block by block
+  // op(A) already packed by pack_a_whole (for the same isa), or null. `a`
+  // must still describe the same matrix: paths that do not pack read it.
+  const float* a_packed = nullptr;
 };
+
+// An A operand reused across many calls (a convolution's weight, once per
+// image) can be packed once: pack_a_whole writes op(A) in the driver's packed
+// layout into `out`, which holds packed_a_size(M, K, isa) floats.
+int64_t packed_a_size(int64_t M, int64_t K, Isa isa);
+void pack_a_whole(const MatrixF32& a, Isa isa, float* out);
 
 // The oracle: plain loops with double accumulation, no threads, no intrinsics.
 void gemm_ref(const GemmArgs& g);

@@ -178,9 +178,9 @@ Plan make_plan(const GemmArgs& g, const Ukernel& uk, int nthreads) {
       const int64_t tm = n_try / tn;
       if (tm > tiles_m || tn > tiles_n || (small_m && tm > 1)) continue;
       const int64_t rows = ceil_div(tiles_m, tm) * uk.mr, cols = ceil_div(tiles_n, tn) * uk.nr;
-      const bool pack_a = !a_in_place_ok || (!small_m && cols > 2 * uk.nr);
+      const bool pack_a = g.a_packed || !a_in_place_ok || (!small_m && cols > 2 * uk.nr);
       int64_t cost = rows * cols * K;
-      if (pack_a) cost += kPackCostA * rows * K;
+      if (pack_a && !g.a_packed) cost += kPackCostA * rows * K;
       if (plan.pack_b) cost += kPackCostB * K * cols;
       if (best_cost < 0 || cost < best_cost) {
         best_cost = cost;
@@ -204,7 +204,9 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
   const int64_t KC = balanced_block(K, uk.kc, 1);
   const int64_t NC = balanced_block(n1 - n0, uk.nc, NR);
   const int64_t ld = g.c.ld;
-  float* abuf = plan.pack_a ? t_pack_a.get(round_up(std::min(MC, m1 - m0), MR) * std::min(KC, K)) : nullptr;
+  const bool own_a = plan.pack_a && !g.a_packed;
+  float* abuf = own_a ? t_pack_a.get(round_up(std::min(MC, m1 - m0), MR) * std::min(KC, K)) : nullptr;
+  const float* apanel = abuf;  // the packed A block in use
   float* bbuf = plan.pack_b ? t_pack_b.get(round_up(std::min(NC, n1 - n0), NR) * std::min(KC, K)) : nullptr;
 
   for (int64_t mc0 = m0; mc0 < m1; mc0 += MC) {
@@ -213,7 +215,10 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
       const int64_t kcl = std::min(KC, K - kc0);
       const bool last = kc0 + kcl == K;
       Epilogue ep{g.alpha, kc0 == 0 ? g.beta : 1.0f, nullptr, last && g.relu};
-      if (plan.pack_a) pack_a(g.a, mc0, mcl, kc0, kcl, uk, abuf);
+      if (own_a)
+        pack_a(g.a, mc0, mcl, kc0, kcl, uk, abuf);
+      else if (g.a_packed)  // pack_a_whole's layout: per K block, all row slivers
+        apanel = g.a_packed + kc0 * round_up(g.c.rows, MR) + mc0 * kcl;
       for (int64_t nc0 = n0; nc0 < n1; nc0 += NC) {
         const int64_t ncl = std::min(NC, n1 - nc0);
         if (plan.pack_b) pack_b(g, kc0, kcl, nc0, ncl, uk, bbuf);
@@ -230,7 +235,7 @@ void run_block(const GemmArgs& g, const Ukernel& uk, const Plan& plan, int64_t m
           int64_t rs_a, cs_a;
           ukernel_fn fn;
           if (plan.pack_a) {
-            a = abuf + ir * kcl, rs_a = 1, cs_a = MR, fn = uk.packed;
+            a = apanel + ir * kcl, rs_a = 1, cs_a = MR, fn = uk.packed;
           } else {
             a = g.a.data + (mc0 + ir) * g.a.rs + kc0 * g.a.cs, rs_a = g.a.rs, cs_a = g.a.cs, fn = uk.strided[m - 1];
           }
@@ -326,6 +331,19 @@ void run_small_m_dot(const GemmArgs& g, const Ukernel& uk, int nthreads) {
 }
 
 }  // namespace
+
+int64_t packed_a_size(int64_t M, int64_t K, Isa isa) {
+  return round_up(M, lookup<Ukernel>("gemm", isa).mr) * K;
+}
+
+void pack_a_whole(const MatrixF32& a, Isa isa, float* out) {
+  const Ukernel& uk = lookup<Ukernel>("gemm", isa);
+  const int64_t M = a.rows, K = a.cols, KC = balanced_block(K, uk.kc, 1);
+  for (int64_t kc0 = 0; kc0 < K; kc0 += KC) {
+    const int64_t kcl = std::min(KC, K - kc0);
+    pack_a(a, 0, M, kc0, kcl, uk, out + kc0 * round_up(M, uk.mr));
+  }
+}
 
 void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
   const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
