@@ -296,6 +296,62 @@ void depthwise_bwd_weight(const Geometry& g, const float* x, const float* dy, fl
 
 }  // namespace
 
+// The forward for unit stride and enough input channels per group: one GEMM
+// per kernel tap on a zero-padded copy of the image, read in place.
+//
+// With the input padded into planes of Hp x Wp, output pixel (i, j) of tap
+// (ky, kx) reads xp[c, i + ky*dh, j + kx*dw]. Numbering the outputs v = i*Wp + j
+// ("virtual" columns: the Wp - OW last of each row are discarded), that is
+// xp[c*Hp*Wp + ky*dh*Wp + kx*dw + v]: for a fixed tap, B = (C/groups x OH*Wp)
+// is a plain strided matrix over xp -- no im2col, no packing. The taps'
+// GEMMs accumulate into an L2-resident block of the virtual output, which is
+// then compacted into y.
+bool fwd_shifted_applies(const Geometry& g) {
+  return g.sh == 1 && g.sw == 1 && g.c / g.groups >= 16 && g.o / g.groups > gemm::kSmallM;
+}
+
+void conv2d_fwd_shifted(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y,
+                        Isa isa, int nthreads) {
+  const int64_t cpg = g.c / g.groups, opg = g.o / g.groups, taps = g.kh * g.kw, K = cpg * taps;
+  const int64_t P = g.oh * g.ow;
+  const DepthwisePlane pg = depthwise_plane(g);  // Hp x Wp: every window inside
+  const int64_t hp = padded_rows(g), plane = hp * pg.wp, V = g.oh * pg.wp;
+  const int64_t slack = (g.kw - 1) * g.dw;  // the last tap's virtual columns run past the planes
+  // Each tap's weight (opg x cpg, a strided view of w) packed once per call.
+  const int64_t wsize = gemm::packed_a_size(opg, cpg, isa);
+  std::unique_ptr<float[]> wpacked(new float[static_cast<size_t>(wsize * taps * g.groups)]);
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    for (int64_t t = 0; t < taps; ++t)
+      gemm::pack_a_whole({w + grp * opg * K + t, opg, cpg, K, taps}, isa, wpacked.get() + (grp * taps + t) * wsize);
+
+  const int64_t tasks = g.n * g.groups;
+  const int inner = tasks >= nthreads ? 1 : nthreads;
+  for_tasks(tasks, inner == 1 ? nthreads : 1, [&](int64_t task, int) {
+    const int64_t n = task / g.groups, grp = task % g.groups;
+    float* xp = t_plane.get(static_cast<size_t>(cpg * plane + slack));
+    float* cv = t_col.get(static_cast<size_t>(opg * V));
+    for (int64_t c = 0; c < cpg; ++c) pad_input(g, pg, x + (n * g.c + grp * cpg + c) * g.h * g.w, xp + c * plane);
+    std::fill(xp + cpg * plane, xp + cpg * plane + slack, 0.0f);
+    if (bias)
+      for (int64_t o = 0; o < opg; ++o) std::fill(cv + o * V, cv + (o + 1) * V, bias[grp * opg + o]);
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t ky = t / g.kw, kx = t % g.kw;
+      gemm::GemmArgs ga;
+      ga.a = {w + grp * opg * K + t, opg, cpg, K, taps};
+      ga.a_packed = wpacked.get() + (grp * taps + t) * wsize;
+      ga.b = {xp + ky * g.dh * pg.wp + kx * g.dw, cpg, V, plane, 1};
+      ga.b_in_place = true;
+      ga.c = {cv, opg, V, V};
+      ga.beta = (t > 0 || bias) ? 1.0f : 0.0f;
+      ga.relu = relu && t == taps - 1;
+      gemm::gemm_cpu(ga, isa, inner);
+    }
+    float* yb = y + (n * g.o + grp * opg) * P;
+    for (int64_t o = 0; o < opg; ++o)
+      for (int64_t i = 0; i < g.oh; ++i) std::memcpy(yb + o * P + i * g.ow, cv + o * V + i * pg.wp, sizeof(float) * g.ow);
+  });
+}
+
 void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y, Isa isa,
                 int nthreads) {
   const int64_t cpg = g.c / g.groups, opg = g.o / g.groups;
@@ -304,6 +360,10 @@ void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* 
   if (tasks == 0 || P == 0 || opg == 0) return;
   if (cpg == 1) {
     depthwise_fwd(g, x, w, bias, relu, y, isa, nthreads);
+    return;
+  }
+  if (fwd_shifted_applies(g)) {
+    conv2d_fwd_shifted(g, x, w, bias, relu, y, isa, nthreads);
     return;
   }
 

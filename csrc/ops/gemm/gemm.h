@@ -48,6 +48,10 @@ struct GemmArgs {
   // op(A) already packed by pack_a_whole (for the same isa), or null. `a`
   // must still describe the same matrix: paths that do not pack read it.
   const float* a_packed = nullptr;
+  // Read B in place however far apart its rows are (unit column stride
+  // only): for a B the caller knows to be cache-resident and only reads once
+  // per row of A slivers, packing would cost more than it saves.
+  bool b_in_place = false;
 };
 
 // An A operand reused across many calls (a convolution's weight, once per

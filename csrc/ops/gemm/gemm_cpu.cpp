@@ -163,7 +163,8 @@ Plan make_plan(const GemmArgs& g, const Ukernel& uk, int nthreads) {
   const bool a_in_place_ok = (g.a.cs == 1 || g.a.rs == 1);
   const bool small_m = M <= kSmallM;  // here only when B is packed anyway
   Plan plan;
-  plan.pack_b = g.b_packer || g.b.cs != 1 || (!small_m && std::abs(g.b.rs) > kInPlaceBMaxRow);
+  plan.pack_b =
+      g.b_packer || g.b.cs != 1 || (!small_m && !g.b_in_place && std::abs(g.b.rs) > kInPlaceBMaxRow);
 
   const int64_t tiles_m = ceil_div(M, uk.mr), tiles_n = ceil_div(N, uk.nr);
   const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
