@@ -401,12 +401,27 @@ void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* 
   const int64_t cpg = g.c / g.groups, opg = g.o / g.groups, taps = g.kh * g.kw;
   const int64_t K = cpg * taps, P = g.oh * g.ow, HW = g.h * g.w;
   if (g.n == 0 || cpg == 0 || HW == 0) return;
-  // A 1x1 kernel with unit stride and no padding maps output pixels onto input
-  // pixels one to one: the column matrix is dx itself.
   if (cpg == 1 && opg > 0 && P > 0) {
     depthwise_bwd_data(g, dy, w, dx, isa, nthreads);
     return;
   }
+  // At unit stride dx is itself a convolution: of dy, padded by the kernel's
+  // span less the forward padding, with the kernel flipped and its input and
+  // output channels swapped. That runs as the shifted-input forward.
+  const Geometry t{g.n, g.o, g.oh, g.ow, g.c, g.h, g.w, g.kh, g.kw, 1, 1,
+                   (g.kh - 1) * g.dh - g.pt, (g.kw - 1) * g.dw - g.pl, g.dh, g.dw, g.groups};
+  if (g.sh == 1 && g.sw == 1 && t.pt >= 0 && t.pl >= 0 && P > 0 && fwd_shifted_applies(t)) {
+    std::unique_ptr<float[]> wt(new float[static_cast<size_t>(g.o * K)]);
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      for (int64_t o = 0; o < opg; ++o)
+        for (int64_t c = 0; c < cpg; ++c)
+          for (int64_t k = 0; k < taps; ++k)
+            wt[((grp * cpg + c) * opg + o) * taps + k] = w[((grp * opg + o) * cpg + c) * taps + taps - 1 - k];
+    conv2d_fwd_shifted(t, dy, wt.get(), nullptr, false, dx, isa, nthreads);
+    return;
+  }
+  // A 1x1 kernel with unit stride and no padding maps output pixels onto input
+  // pixels one to one: the column matrix is dx itself.
   const bool direct = taps == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.oh == g.h && g.ow == g.w;
   // Tasks are (image, group, block of input channels); channel blocks only
   // when there are fewer images x groups than threads. Each task owns its
