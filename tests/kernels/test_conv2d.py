@@ -76,7 +76,8 @@ CASES = [
     ((2, 24, 5, 7), (16, 1, 1), 1, 0, 1, 1),
     ((2, 16, 9, 9), (10, 3, 3), 1, 0, 3, 1),
     ((1, 20, 8, 8), (12, 3, 3), 2, 1, 1, 1),
-    # 16+ output and 8+ input channels per group (backward-data as a shifted-input forward)
+    # 16+ output and 8+ input channels per group (backward-data as a shifted-input forward;
+    # also backward-weight in shifted form, up to 64 output channels per group)
     ((2, 12, 9, 10), (16, 3, 3), 1, 1, 1, 1),
     ((1, 18, 8, 9), (32, 3, 5), 1, (1, 4), (2, 1), 2),
     ((1, 16, 6, 6), (16, 1, 1), 1, 1, 1, 1),

@@ -511,27 +511,80 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
         accb[o] = first ? s : accb[o] + s;
       }
   };
-  if (g.n < nthreads || wsize == 0) {
-    for (int64_t n = 0; n < g.n; ++n) image(n, dw, db, n == 0, nthreads);
-    return;
-  }
-  // Images split across threads; thread 0 accumulates into dw/db, the others
-  // into private partial sums that are added in at the end.
-  const int nt = nthreads;
+  // The shifted-input form at unit stride: per image and kernel tap,
+  // dw_t (O/groups x C/groups) += dy_v @ xshift_t^T, where dy_v is dy with each
+  // row padded to Wp with zeros (the virtual columns of conv2d_fwd_shifted)
+  // and xshift_t the zero-padded image read in place at the tap's offset. The
+  // partial sums are then laid out tap-major, [group][tap][o][c]. Measured on
+  // Zen 4 it wins up to 64 output channels per group; with more, the im2col
+  // form's one packing per image is spread over enough rows to win instead.
+  const bool shifted = fwd_shifted_applies(g) && opg <= 64;
+  const DepthwisePlane pg = depthwise_plane(g);
+  const int64_t plane = padded_rows(g) * pg.wp, V = g.oh * pg.wp, slack = (g.kw - 1) * g.dw;
+  const int64_t apsize = gemm::packed_a_size(opg, V, isa);
+  auto image_shifted = [&](int64_t n, float* acc, float* accb, bool first, int threads) {
+    float* xp = t_plane.get(static_cast<size_t>(cpg * plane + slack));
+    float* dyv = t_col.get(static_cast<size_t>(opg * V));
+    float* dyp = t_rows.get(static_cast<size_t>(apsize));
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      for (int64_t c = 0; c < cpg; ++c) pad_input(g, pg, x + (n * g.c + grp * cpg + c) * HW, xp + c * plane);
+      std::fill(xp + cpg * plane, xp + cpg * plane + slack, 0.0f);
+      pad_plane(dy + (n * g.o + grp * opg) * P, g.ow, opg * g.oh, g.ow, 0, 0, opg * g.oh, pg.wp, dyv);
+      gemm::pack_a_whole({dyv, opg, V, V, 1}, isa, dyp);
+      for (int64_t t = 0; t < taps; ++t) {
+        gemm::GemmArgs ga;
+        ga.a = {dyv, opg, V, V, 1};
+        ga.a_packed = dyp;
+        ga.b = {xp + (t / g.kw) * g.dh * pg.wp + (t % g.kw) * g.dw, V, cpg, 1, plane};
+        ga.c = {acc + (grp * taps + t) * opg * cpg, opg, cpg, cpg};
+        ga.beta = first ? 0.0f : 1.0f;
+        gemm::gemm_cpu(ga, isa, threads);
+      }
+    }
+    if (accb)
+      for (int64_t o = 0; o < g.o; ++o) {
+        const float s = sum_floats(dy + (n * g.o + o) * P, P);
+        accb[o] = first ? s : accb[o] + s;
+      }
+  };
+
+  // Images are split into `parts` (one per thread when there are enough
+  // images; otherwise one, with the threads inside each GEMM), each summed
+  // into its own accumulators -- part 0 straight into dw and db when the
+  // layout is theirs -- which are added up at the end.
+  const int parts = g.n >= nthreads ? nthreads : 1;
+  const int inner = parts == 1 ? nthreads : 1;
+  const bool direct0 = !shifted;
   const int64_t stride = wsize + g.o;
-  std::unique_ptr<float[]> partial(new float[static_cast<size_t>(stride * (nt - 1))]);
-  for_tasks(nt, nt, [&](int64_t tid, int) {
-    float* acc = tid == 0 ? dw : partial.get() + (tid - 1) * stride;
-    float* accb = db == nullptr ? nullptr : tid == 0 ? db : acc + wsize;
-    const int64_t n0 = g.n * tid / nt, n1 = g.n * (tid + 1) / nt;
-    for (int64_t n = n0; n < n1; ++n) image(n, acc, accb, n == n0, 1);
+  const int own = parts - (direct0 ? 1 : 0);
+  std::unique_ptr<float[]> partial(own > 0 ? new float[static_cast<size_t>(stride * own)] : nullptr);
+  auto acc_of = [&](int64_t p) {
+    return direct0 ? (p == 0 ? dw : partial.get() + (p - 1) * stride) : partial.get() + p * stride;
+  };
+  for_tasks(parts, parts, [&](int64_t p, int) {
+    float* acc = acc_of(p);
+    float* accb = db == nullptr ? nullptr : (direct0 && p == 0) ? db : acc + wsize;
+    const int64_t n0 = g.n * p / parts, n1 = g.n * (p + 1) / parts;
+    for (int64_t n = n0; n < n1; ++n) {
+      if (shifted)
+        image_shifted(n, acc, accb, n == n0, inner);
+      else
+        image(n, acc, accb, n == n0, inner);
+    }
   });
+  if (own == 0) return;
+  // dw's index i = (o, c, tap) -> the accumulators' index.
+  auto source = [&](int64_t i) {
+    if (!shifted || i >= wsize) return i;
+    const int64_t o = i / K, c = (i % K) / taps, t = i % taps;
+    return ((o / opg * taps + t) * opg + o % opg) * cpg + c;
+  };
   const int64_t total = db ? stride : wsize;
-  for_tasks(nt, nt, [&](int64_t tid, int) {
-    const int64_t i0 = total * tid / nt, i1 = total * (tid + 1) / nt;
-    for (int64_t i = i0; i < i1; ++i) {
-      float s = i < wsize ? dw[i] : db[i - wsize];
-      for (int t = 1; t < nt; ++t) s += partial[(t - 1) * stride + i];
+  for_tasks(nthreads, nthreads, [&](int64_t tid, int) {
+    for (int64_t i = total * tid / nthreads; i < total * (tid + 1) / nthreads; ++i) {
+      const int64_t j = source(i);
+      float s = direct0 ? (i < wsize ? dw[i] : db[i - wsize]) : 0.0f;
+      for (int q = 0; q < own; ++q) s += partial[q * stride + j];
       (i < wsize ? dw[i] : db[i - wsize]) = s;
     }
   });
