@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "core/check.h"
-#include "ops/conv2d/conv2d_depthwise.h"
+#include "ops/conv2d/conv2d_direct.h"
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
 #include "ops/pool2d/pool2d.h"
@@ -27,10 +27,10 @@ const KernelEntry kTable[] = {
     // pool2d: the row kernel of 2x2 / stride-2 max pooling (pool2d_cpu.cpp drives it)
     {"pool2d", Device::cpu, Isa::generic, &pool2d::ukernels_generic},
     {"pool2d", Device::cpu, Isa::avx512, &pool2d::ukernels_avx512},
-    // conv2d_depthwise: direct plane kernels for one input channel per group (conv2d_cpu.cpp drives them)
-    {"conv2d_depthwise", Device::cpu, Isa::generic, &conv2d::depthwise_generic},
-    {"conv2d_depthwise", Device::cpu, Isa::avx2, &conv2d::depthwise_avx2},
-    {"conv2d_depthwise", Device::cpu, Isa::avx512, &conv2d::depthwise_avx512},
+    // conv2d_direct: direct kernels for depthwise and few-channel convolutions (conv2d_cpu.cpp drives them)
+    {"conv2d_direct", Device::cpu, Isa::generic, &conv2d::direct_generic},
+    {"conv2d_direct", Device::cpu, Isa::avx2, &conv2d::direct_avx2},
+    {"conv2d_direct", Device::cpu, Isa::avx512, &conv2d::direct_avx512},
 };
 
 std::atomic<int> g_active{-1};

@@ -68,6 +68,10 @@ CASES = [
     ((1, 2, 8, 8), (2, 4, 2), 1, "same", (1, 2), 1),  # even kernel: asymmetric 'same'
     ((1, 3, 7, 9), (4, 2, 3), 2, "valid", 1, 1),
     ((64, 3, 8, 8), (4, 3, 3), 1, 1, 1, 1),  # batch 64
+    # 2..15 input channels per group at unit stride (the direct few-channel kernels)
+    ((2, 3, 9, 37), (6, 3, 3), 1, 1, 1, 1),
+    ((1, 5, 7, 20), (9, 3, 3), 1, (1, 2), (1, 2), 1),
+    ((2, 6, 10, 18), (8, 3, 3), 1, 1, 1, 2),
     # 16+ input and 8+ output channels per group (the shifted-input path at unit stride)
     ((2, 16, 9, 11), (12, 3, 3), 1, 1, 1, 1),
     ((1, 32, 7, 9), (20, 3, 5), 1, (2, 1), (1, 2), 2),

@@ -20,7 +20,7 @@
 #include "core/scratch.h"
 #include "core/threads.h"
 #include "ops/conv2d/conv2d.h"
-#include "ops/conv2d/conv2d_depthwise.h"
+#include "ops/conv2d/conv2d_direct.h"
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
 
@@ -223,9 +223,59 @@ void pad_input(const Geometry& g, const DepthwisePlane& pg, const float* xc, flo
   pad_plane(xc, g.w, g.h, g.w, g.pt, g.pl, padded_rows(g), pg.wp, xp);
 }
 
+// ------------------------------------------------------------ few input channels per group
+
+// The direct kernels for 2..15 input channels per group at unit stride (a
+// first layer's 3): a GEMM's K would be too short to cover its packing and
+// tile overheads.
+bool smallc_applies(const Geometry& g) {
+  const int64_t cpg = g.c / g.groups;
+  return g.sh == 1 && g.sw == 1 && cpg >= 2 && cpg < 16;
+}
+
+// The padded planes of one image's group for the few-channel kernels.
+struct SmallCPlanes {
+  DepthwisePlane pg;
+  int64_t plane;
+  std::vector<int64_t> off;
+  SmallCImage image;
+
+  explicit SmallCPlanes(const Geometry& g)
+      : pg(depthwise_plane(g)), plane(padded_rows(g) * pg.wp), off(static_cast<size_t>(g.c / g.groups * g.kh * g.kw)) {
+    const int64_t taps = g.kh * g.kw;
+    for (size_t k = 0; k < off.size(); ++k) {
+      const int64_t c = k / taps, t = k % taps;
+      off[k] = c * plane + (t / g.kw) * g.dh * pg.wp + (t % g.kw) * g.dw;
+    }
+    image = {pg.wp, g.oh, g.ow, static_cast<int64_t>(off.size()), off.data()};
+  }
+
+  // Pads the group's channels of image n of x into thread scratch.
+  const float* pad(const Geometry& g, const float* x, int64_t n, int64_t grp) const {
+    const int64_t cpg = g.c / g.groups;
+    float* xp = t_plane.get(static_cast<size_t>(cpg * plane + kSmallCSlack));
+    for (int64_t c = 0; c < cpg; ++c) pad_input(g, pg, x + (n * g.c + grp * cpg + c) * g.h * g.w, xp + c * plane);
+    std::fill(xp + cpg * plane, xp + cpg * plane + kSmallCSlack, 0.0f);
+    return xp;
+  }
+};
+
+void smallc_fwd(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y, Isa isa,
+                int nthreads) {
+  const DirectKernels& kern = lookup<DirectKernels>("conv2d_direct", isa);
+  const SmallCPlanes planes(g);
+  const int64_t opg = g.o / g.groups, K = planes.image.k, P = g.oh * g.ow;
+  for_tasks(g.n * g.groups, nthreads, [&](int64_t t, int) {
+    const int64_t n = t / g.groups, grp = t % g.groups;
+    const float* xp = planes.pad(g, x, n, grp);
+    kern.smallc_fwd(planes.image, xp, w + grp * opg * K, bias ? bias + grp * opg : nullptr, relu, opg,
+                    y + (n * g.o + grp * opg) * P);
+  });
+}
+
 void depthwise_fwd(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y,
                    Isa isa, int nthreads) {
-  const DepthwiseKernels& kern = lookup<DepthwiseKernels>("conv2d_depthwise", isa);
+  const DirectKernels& kern = lookup<DirectKernels>("conv2d_direct", isa);
   const DepthwisePlane pg = depthwise_plane(g);
   const int64_t opg = g.o / g.groups, taps = g.kh * g.kw, P = g.oh * g.ow;
   for_tasks(g.n * g.c, nthreads, [&](int64_t t, int) {
@@ -238,7 +288,7 @@ void depthwise_fwd(const Geometry& g, const float* x, const float* w, const floa
 }
 
 void depthwise_bwd_data(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads) {
-  const DepthwiseKernels& kern = lookup<DepthwiseKernels>("conv2d_depthwise", isa);
+  const DirectKernels& kern = lookup<DirectKernels>("conv2d_direct", isa);
   const int64_t opg = g.o / g.groups, taps = g.kh * g.kw, P = g.oh * g.ow;
   const int64_t span_h = (g.kh - 1) * g.dh, span_w = (g.kw - 1) * g.dw;
   if (opg == 1 && g.sh == 1 && g.sw == 1 && g.pt <= span_h && g.pl <= span_w) {
@@ -274,7 +324,7 @@ void depthwise_bwd_data(const Geometry& g, const float* dy, const float* w, floa
 
 void depthwise_bwd_weight(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
                           int nthreads) {
-  const DepthwiseKernels& kern = lookup<DepthwiseKernels>("conv2d_depthwise", isa);
+  const DirectKernels& kern = lookup<DirectKernels>("conv2d_direct", isa);
   const DepthwisePlane pg = depthwise_plane(g);
   const int64_t opg = g.o / g.groups, taps = g.kh * g.kw, P = g.oh * g.ow;
   for_tasks(g.o, nthreads, [&](int64_t o, int) {
@@ -364,6 +414,10 @@ void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* 
   }
   if (fwd_shifted_applies(g)) {
     conv2d_fwd_shifted(g, x, w, bias, relu, y, isa, nthreads);
+    return;
+  }
+  if (smallc_applies(g)) {
+    smallc_fwd(g, x, w, bias, relu, y, isa, nthreads);
     return;
   }
 
@@ -491,6 +545,13 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
     return;
   }
   const gemm::pack_b_t_fn pack_t = lookup<gemm::Ukernel>("gemm", isa).pack_b_t;
+  // accb[o] (+)= the sum of image n's dy plane o.
+  auto bias_sums = [&](int64_t n, float* accb, bool first) {
+    for (int64_t o = 0; o < g.o; ++o) {
+      const float s = sum_floats(dy + (n * g.o + o) * P, P);
+      accb[o] = first ? s : accb[o] + s;
+    }
+  };
   // One image's contribution, accumulated onto acc (O x K) and accb (O) unless
   // `first`, with `threads` threads inside each GEMM.
   auto image = [&](int64_t n, float* acc, float* accb, bool first, int threads) {
@@ -505,11 +566,7 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
       ga.b_packer = &packer;
       gemm::gemm_cpu(ga, isa, threads);
     }
-    if (accb)
-      for (int64_t o = 0; o < g.o; ++o) {
-        const float s = sum_floats(dy + (n * g.o + o) * P, P);
-        accb[o] = first ? s : accb[o] + s;
-      }
+    if (accb) bias_sums(n, accb, first);
   };
   // The shifted-input form at unit stride: per image and kernel tap,
   // dw_t (O/groups x C/groups) += dy_v @ xshift_t^T, where dy_v is dy with each
@@ -541,11 +598,19 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
         gemm::gemm_cpu(ga, isa, threads);
       }
     }
-    if (accb)
-      for (int64_t o = 0; o < g.o; ++o) {
-        const float s = sum_floats(dy + (n * g.o + o) * P, P);
-        accb[o] = first ? s : accb[o] + s;
-      }
+    if (accb) bias_sums(n, accb, first);
+  };
+
+  // Few input channels at unit stride: the direct kernel's dot products.
+  const bool smallc = smallc_applies(g);
+  std::unique_ptr<SmallCPlanes> planes(smallc ? new SmallCPlanes(g) : nullptr);
+  const DirectKernels& kern = lookup<DirectKernels>("conv2d_direct", isa);
+  auto image_smallc = [&](int64_t n, float* acc, float* accb, bool first, int) {
+    if (first) std::fill(acc, acc + wsize, 0.0f);
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      kern.smallc_bwd_weight(planes->image, planes->pad(g, x, n, grp), dy + (n * g.o + grp * opg) * P, opg,
+                             acc + grp * opg * K);
+    if (accb) bias_sums(n, accb, first);
   };
 
   // Images are split into `parts` (one per thread when there are enough
@@ -568,6 +633,8 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
     for (int64_t n = n0; n < n1; ++n) {
       if (shifted)
         image_shifted(n, acc, accb, n == n0, inner);
+      else if (smallc)
+        image_smallc(n, acc, accb, n == n0, inner);
       else
         image(n, acc, accb, n == n0, inner);
     }
