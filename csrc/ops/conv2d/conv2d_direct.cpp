@@ -3,6 +3,7 @@
 
 namespace ember::conv2d {
 
-extern const DirectKernels direct_generic = {dw_fwd, dw_bwd_data, dw_bwd_weight, smallc_fwd, smallc_bwd_weight};
+extern const DirectKernels direct_generic = {dw_fwd, dw_bwd_data, dw_bwd_weight, smallc_fwd, smallc_bwd_weight,
+                                                  wino_input, wino_output};
 
 }  // namespace ember::conv2d

@@ -54,7 +54,20 @@ struct DirectKernels {
                      int64_t n_out, float* y);
   // dw[o*k + t] += sum_{i,j} dy[o, i, j] * tap t at (i, j), for o < n_out.
   void (*smallc_bwd_weight)(const SmallCImage& g, const float* xp, const float* dy, int64_t n_out, float* dw);
+
+  // Winograd F(2x2, 3x3) transforms of one block of nti rows of tw tiles (tb =
+  // nti * tw tiles), vectorised across the tiles of a row.
+  // Input: xp holds cpg planes of (2*nti + 2) x wp padded input (plane after
+  // plane, then kWinogradSlack readable floats); v[(xi*cpg + c)*tb + tile] =
+  // (B^T d B)[xi] of channel c's 4x4 block of that tile.
+  void (*wino_input)(const float* xp, int64_t cpg, int64_t wp, int64_t nti, int64_t tw, float* v);
+  // Output: m[(xi*opg + o)*tb + tile] holds M; y[o*plane + (i0 + i)*ow + j] =
+  // act(bias[o] + (A^T M A)) for the tiles' outputs inside oh x ow.
+  void (*wino_output)(const float* m, int64_t opg, int64_t nti, int64_t tw, const float* bias, bool relu, int64_t i0,
+                      int64_t oh, int64_t ow, int64_t plane, float* y);
 };
+
+constexpr int64_t kWinogradSlack = 64;
 
 extern const DirectKernels direct_generic;
 extern const DirectKernels direct_avx2;
