@@ -711,14 +711,48 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
     if (accb) bias_sums(n, accb, first);
   };
 
+  // Winograd F(3x3, 2x2): per image, group and block of 2x2 output tiles,
+  // M_xi (O/groups x C/groups) += (G dy G^T)_xi @ (B^T x B)_xi^T over the
+  // tiles, the 16 sums laid out [group][xi][o][c]; dw = A^T M A at the end,
+  // A^T = [1 1 1 0; 0 1 -1 0; 0 1 1 -1]. 2.25x fewer multiply-adds than the
+  // direct sums.
+  const bool wino = winograd_applies(g);
+  const int64_t th = (g.oh + 1) / 2, tw = (g.ow + 1) / 2, wpw = 2 * tw + 2;
+  const int64_t wrows = std::clamp<int64_t>((int64_t(8) << 10) / std::max(cpg, opg) / tw, 1, th);
+  auto image_wino = [&](int64_t n, float* acc, float* accb, bool first, int threads) {
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      for (int64_t ti0 = 0; ti0 < th; ti0 += wrows) {
+        const int64_t nti = std::min(wrows, th - ti0), rows = 2 * nti + 2, tb = nti * tw;
+        float* xp = t_plane.get(static_cast<size_t>(cpg * rows * wpw + kWinogradSlack));
+        for (int64_t c = 0; c < cpg; ++c)
+          pad_plane(x + (n * g.c + grp * cpg + c) * HW, g.w, g.h, g.w, g.pt - 2 * ti0, g.pl, rows, wpw,
+                    xp + c * rows * wpw);
+        std::fill(xp + cpg * rows * wpw, xp + cpg * rows * wpw + kWinogradSlack, 0.0f);
+        float* v = t_wino_v.get(static_cast<size_t>(16 * cpg * tb));
+        kern.wino_input(xp, cpg, wpw, nti, tw, v);
+        float* dt = t_wino_m.get(static_cast<size_t>(16 * opg * tb));
+        kern.wino_dy(dy + (n * g.o + grp * opg) * P, opg, nti, tw, 2 * ti0, g.oh, g.ow, P, dt);
+        for (int xi = 0; xi < 16; ++xi) {
+          gemm::GemmArgs ga;
+          ga.a = {dt + xi * opg * tb, opg, tb, tb, 1};
+          ga.b = {v + xi * cpg * tb, tb, cpg, 1, tb};
+          ga.c = {acc + (grp * 16 + xi) * opg * cpg, opg, cpg, cpg};
+          ga.beta = (first && ti0 == 0) ? 0.0f : 1.0f;
+          gemm::gemm_cpu(ga, isa, threads);
+        }
+      }
+    if (accb) bias_sums(n, accb, first);
+  };
+
   // Images are split into `parts` (one per thread when there are enough
   // images; otherwise one, with the threads inside each GEMM), each summed
   // into its own accumulators -- part 0 straight into dw and db when the
   // layout is theirs -- which are added up at the end.
   const int parts = g.n >= nthreads ? nthreads : 1;
   const int inner = parts == 1 ? nthreads : 1;
-  const bool direct0 = !shifted;
-  const int64_t stride = wsize + g.o;
+  const bool direct0 = !shifted && !wino;
+  const int64_t asize = wino ? 16 * g.o * cpg : wsize;  // the accumulators' weight part
+  const int64_t stride = asize + g.o;
   const int own = parts - (direct0 ? 1 : 0);
   std::unique_ptr<float[]> partial(own > 0 ? new float[static_cast<size_t>(stride * own)] : nullptr);
   auto acc_of = [&](int64_t p) {
@@ -726,10 +760,12 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
   };
   for_tasks(parts, parts, [&](int64_t p, int) {
     float* acc = acc_of(p);
-    float* accb = db == nullptr ? nullptr : (direct0 && p == 0) ? db : acc + wsize;
+    float* accb = db == nullptr ? nullptr : (direct0 && p == 0) ? db : acc + asize;
     const int64_t n0 = g.n * p / parts, n1 = g.n * (p + 1) / parts;
     for (int64_t n = n0; n < n1; ++n) {
-      if (shifted)
+      if (wino)
+        image_wino(n, acc, accb, n == n0, inner);
+      else if (shifted)
         image_shifted(n, acc, accb, n == n0, inner);
       else if (smallc)
         image_smallc(n, acc, accb, n == n0, inner);
@@ -738,6 +774,34 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
     }
   });
   if (own == 0) return;
+  if (wino) {
+    // Sum the parts into part 0, then dw = A^T M A and db.
+    float* m = partial.get();
+    const int64_t total = db ? stride : asize;
+    for_tasks(nthreads, nthreads, [&](int64_t tid, int) {
+      for (int64_t i = total * tid / nthreads; i < total * (tid + 1) / nthreads; ++i)
+        for (int q = 1; q < own; ++q) m[i] += m[q * stride + i];
+    });
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      for (int64_t o = 0; o < opg; ++o)
+        for (int64_t c = 0; c < cpg; ++c) {
+          float mm[4][4], u[3][4];
+          for (int xi = 0; xi < 16; ++xi) mm[xi / 4][xi % 4] = m[((grp * 16 + xi) * opg + o) * cpg + c];
+          for (int q = 0; q < 4; ++q) {  // A^T M
+            u[0][q] = mm[0][q] + mm[1][q] + mm[2][q];
+            u[1][q] = mm[1][q] - mm[2][q];
+            u[2][q] = mm[1][q] + mm[2][q] - mm[3][q];
+          }
+          float* d = dw + ((grp * opg + o) * cpg + c) * 9;
+          for (int r = 0; r < 3; ++r) {  // (A^T M) A
+            d[r * 3 + 0] = u[r][0] + u[r][1] + u[r][2];
+            d[r * 3 + 1] = u[r][1] - u[r][2];
+            d[r * 3 + 2] = u[r][1] + u[r][2] - u[r][3];
+          }
+        }
+    if (db) std::copy(m + asize, m + asize + g.o, db);
+    return;
+  }
   // dw's index i = (o, c, tap) -> the accumulators' index.
   auto source = [&](int64_t i) {
     if (!shifted || i >= wsize) return i;

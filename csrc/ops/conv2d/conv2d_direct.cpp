@@ -4,6 +4,6 @@
 namespace ember::conv2d {
 
 extern const DirectKernels direct_generic = {dw_fwd, dw_bwd_data, dw_bwd_weight, smallc_fwd, smallc_bwd_weight,
-                                                  wino_input, wino_output};
+                                                  wino_input, wino_output, wino_dy};
 
 }  // namespace ember::conv2d

@@ -65,6 +65,12 @@ struct DirectKernels {
   // act(bias[o] + (A^T M A)) for the tiles' outputs inside oh x ow.
   void (*wino_output)(const float* m, int64_t opg, int64_t nti, int64_t tw, const float* bias, bool relu, int64_t i0,
                       int64_t oh, int64_t ow, int64_t plane, float* y);
+  // For the weight gradient, F(3x3, 2x2) with dy's 2x2 tiles as the filter:
+  // t[(xi*n_out + o)*tb + tile] = (G dy G^T)[xi] of output plane o's 2x2
+  // block at output rows i0 + 2*ti (zeros past oh x ow), G = [1 0; 1/2 1/2;
+  // 1/2 -1/2; 0 1].
+  void (*wino_dy)(const float* dy, int64_t n_out, int64_t nti, int64_t tw, int64_t i0, int64_t oh, int64_t ow,
+                  int64_t plane, float* t);
 };
 
 constexpr int64_t kWinogradSlack = 64;

@@ -385,5 +385,43 @@ void wino_output(const float* m, int64_t opg, int64_t nti, int64_t tw, const flo
   }
 }
 
+void wino_dy(const float* dy, int64_t n_out, int64_t nti, int64_t tw, int64_t i0, int64_t oh, int64_t ow,
+             int64_t plane, float* t) {
+  const int64_t tb = nti * tw, xs = n_out * tb;
+  for (int64_t o = 0; o < n_out; ++o)
+    for (int64_t ti = 0; ti < nti; ++ti)
+      for (int64_t tj = 0; tj < tw; tj += 16) {
+        const int64_t n = std::min<int64_t>(16, tw - tj), j = 2 * tj, cols = std::min<int64_t>(32, ow - j);
+        vf16 d[2][2];  // rows a, columns b of sixteen 2x2 blocks
+        for (int a = 0; a < 2; ++a) {
+          const int64_t i = i0 + 2 * ti + a;
+          if (i >= oh) {
+            d[a][0] = d[a][1] = vf16{};
+            continue;
+          }
+          const float* row = dy + o * plane + i * ow + j;
+          const vf16 lo = cols >= 16 ? load16(row) : load16_part(row, cols);
+          const vf16 hi = cols >= 32 ? load16(row + 16) : cols > 16 ? load16_part(row + 16, cols - 16) : vf16{};
+          d[a][0] = evens(lo, hi);
+          d[a][1] = odds(lo, hi);
+        }
+        const vf16 half = splat(0.5f);
+        vf16 r[4][2];  // G d
+        for (int b = 0; b < 2; ++b) {
+          r[0][b] = d[0][b];
+          r[1][b] = half * (d[0][b] + d[1][b]);
+          r[2][b] = half * (d[0][b] - d[1][b]);
+          r[3][b] = d[1][b];
+        }
+        float* out = t + o * tb + ti * tw + tj;
+        for (int q = 0; q < 4; ++q) {  // (G d) G^T
+          store16_part(out + (4 * q + 0) * xs, r[q][0], n);
+          store16_part(out + (4 * q + 1) * xs, half * (r[q][0] + r[q][1]), n);
+          store16_part(out + (4 * q + 2) * xs, half * (r[q][0] - r[q][1]), n);
+          store16_part(out + (4 * q + 3) * xs, r[q][1], n);
+        }
+      }
+}
+
 }  // namespace
 }  // namespace ember::conv2d
