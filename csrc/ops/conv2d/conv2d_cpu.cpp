@@ -67,7 +67,7 @@ void im2col_row(const Geometry& g, const float* xc, int64_t ky, int64_t kx, int6
     float* dj = d + j * ds;
     if (ds == 1) {
       std::fill(dj, dj + lo, 0.0f);
-      if (g.sw == 1)
+      if (g.sw == 1 && hi > lo)
         std::memcpy(dj + lo, src, sizeof(float) * (hi - lo));
       else
         for (int64_t r = lo; r < hi; ++r) dj[r] = src[(r - lo) * g.sw];
