@@ -77,14 +77,17 @@ CASES = [
     ((1, 32, 6, 40), (32, 3, 3), 1, (0, 2), 1, 2),
     ((3, 16, 7, 5), (20, 3, 3), 1, "same", 1, 1),
     ((1, 24, 4, 4), (16, 3, 3), 1, 0, 1, 1),
-    # 16+ input and 8+ output channels per group (the shifted-input path at unit stride)
+    # 16+ input and 8+ output channels per group (one GEMM per tap over the padded input)
     ((2, 16, 9, 11), (12, 3, 3), 1, 1, 1, 1),
     ((1, 32, 7, 9), (20, 3, 5), 1, (2, 1), (1, 2), 2),
     ((3, 17, 10, 10), (9, 5, 5), 1, "same", 1, 1),
     ((1, 16, 6, 7), (9, 2, 2), 1, "same", 1, 1),
     ((2, 24, 5, 7), (16, 1, 1), 1, 0, 1, 1),
     ((2, 16, 9, 9), (10, 3, 3), 1, 0, 3, 1),
-    ((1, 20, 8, 8), (12, 3, 3), 2, 1, 1, 1),
+    ((1, 20, 8, 8), (12, 3, 3), 2, 1, 1, 1),  # strides: phase planes
+    ((2, 16, 11, 13), (12, 3, 3), (2, 3), (1, 2), (2, 1), 1),
+    ((1, 32, 9, 9), (32, 1, 1), 2, 0, 1, 2),
+    ((1, 16, 12, 10), (10, 5, 5), 3, 2, 1, 1),
     # 16+ output and 8+ input channels per group (backward-data as a shifted-input forward;
     # also backward-weight in shifted form, up to 64 output channels per group)
     ((2, 12, 9, 10), (16, 3, 3), 1, 1, 1, 1),

@@ -346,27 +346,27 @@ void depthwise_bwd_weight(const Geometry& g, const float* x, const float* dy, fl
 
 }  // namespace
 
-// The forward for unit stride and enough input channels per group: one GEMM
-// per kernel tap on a zero-padded copy of the image, read in place.
+// The forward with enough input channels per group: one GEMM per kernel tap
+// on a zero-padded copy of the image, read in place.
 //
-// With the input padded into planes of Hp x Wp, output pixel (i, j) of tap
-// (ky, kx) reads xp[c, i + ky*dh, j + kx*dw]. Numbering the outputs v = i*Wp + j
-// ("virtual" columns: the Wp - OW last of each row are discarded), that is
-// xp[c*Hp*Wp + ky*dh*Wp + kx*dw + v]: for a fixed tap, B = (C/groups x OH*Wp)
-// is a plain strided matrix over xp -- no im2col, no packing. The taps'
-// GEMMs accumulate into an L2-resident block of the virtual output, which is
-// then compacted into y.
-bool fwd_shifted_applies(const Geometry& g) {
-  return g.sh == 1 && g.sw == 1 && g.c / g.groups >= 16 && g.o / g.groups > gemm::kSmallM;
-}
+// At unit stride, with the input padded into planes of Hq x Wq, output pixel
+// (i, j) of tap (ky, kx) reads xp[c, i + ky*dh, j + kx*dw]. Numbering the
+// outputs v = i*Wq + j ("virtual" columns: the Wq - OW last of each row are
+// discarded), that is xp[c*Hq*Wq + ky*dh*Wq + kx*dw + v]: for a fixed tap,
+// B = (C/groups x OH*Wq) is a plain strided matrix over xp -- no im2col, no
+// packing. A stride s splits each padded plane into s x s phase planes
+// (rows = a mod sh, columns = b mod sw), each read at unit stride by the taps
+// of its phase. The taps' GEMMs accumulate into an L2-resident block of the
+// virtual output, which is then compacted into y.
+bool fwd_shifted_applies(const Geometry& g) { return g.c / g.groups >= 16 && g.o / g.groups > gemm::kSmallM; }
 
 void conv2d_fwd_shifted(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y,
                         Isa isa, int nthreads) {
   const int64_t cpg = g.c / g.groups, opg = g.o / g.groups, taps = g.kh * g.kw, K = cpg * taps;
   const int64_t P = g.oh * g.ow;
-  const DepthwisePlane pg = depthwise_plane(g);  // Hp x Wp: every window inside
-  const int64_t hp = padded_rows(g), plane = hp * pg.wp, V = g.oh * pg.wp;
-  const int64_t slack = (g.kw - 1) * g.dw;  // the last tap's virtual columns run past the planes
+  const int64_t hq = g.oh + (g.kh - 1) * g.dh / g.sh, wq = g.ow + (g.kw - 1) * g.dw / g.sw;
+  const int64_t phase = hq * wq, chan = g.sh * g.sw * phase, V = g.oh * wq;
+  const int64_t slack = (g.kw - 1) * g.dw / g.sw;  // the last tap's virtual columns run past the planes
   // Each tap's weight (opg x cpg, a strided view of w) packed once per call.
   const int64_t wsize = gemm::packed_a_size(opg, cpg, isa);
   std::unique_ptr<float[]> wpacked(new float[static_cast<size_t>(wsize * taps * g.groups)]);
@@ -378,18 +378,39 @@ void conv2d_fwd_shifted(const Geometry& g, const float* x, const float* w, const
   const int inner = tasks >= nthreads ? 1 : nthreads;
   for_tasks(tasks, inner == 1 ? nthreads : 1, [&](int64_t task, int) {
     const int64_t n = task / g.groups, grp = task % g.groups;
-    float* xp = t_plane.get(static_cast<size_t>(cpg * plane + slack));
+    float* xp = t_plane.get(static_cast<size_t>(cpg * chan + slack));
     float* cv = t_col.get(static_cast<size_t>(opg * V));
-    for (int64_t c = 0; c < cpg; ++c) pad_input(g, pg, x + (n * g.c + grp * cpg + c) * g.h * g.w, xp + c * plane);
-    std::fill(xp + cpg * plane, xp + cpg * plane + slack, 0.0f);
+    for (int64_t c = 0; c < cpg; ++c) {
+      const float* xc = x + (n * g.c + grp * cpg + c) * g.h * g.w;
+      if (g.sh == 1 && g.sw == 1) {
+        pad_plane(xc, g.w, g.h, g.w, g.pt, g.pl, hq, wq, xp + c * chan);
+        continue;
+      }
+      // Phase plane (a, b) holds padded rows a, a + sh, ... and columns b, b + sw, ...
+      for (int64_t a = 0; a < g.sh; ++a)
+        for (int64_t b = 0; b < g.sw; ++b)
+          for (int64_t u = 0; u < hq; ++u) {
+            float* d = xp + c * chan + (a * g.sw + b) * phase + u * wq;
+            const int64_t r = u * g.sh + a - g.pt;
+            if (r < 0 || r >= g.h) {
+              std::fill(d, d + wq, 0.0f);
+              continue;
+            }
+            for (int64_t v = 0; v < wq; ++v) {
+              const int64_t col = v * g.sw + b - g.pl;
+              d[v] = col >= 0 && col < g.w ? xc[r * g.w + col] : 0.0f;
+            }
+          }
+    }
+    std::fill(xp + cpg * chan, xp + cpg * chan + slack, 0.0f);
     if (bias)
       for (int64_t o = 0; o < opg; ++o) std::fill(cv + o * V, cv + (o + 1) * V, bias[grp * opg + o]);
     for (int64_t t = 0; t < taps; ++t) {
-      const int64_t ky = t / g.kw, kx = t % g.kw;
+      const int64_t ry = (t / g.kw) * g.dh, rx = (t % g.kw) * g.dw;  // the tap's offset in padded pixels
       gemm::GemmArgs ga;
       ga.a = {w + grp * opg * K + t, opg, cpg, K, taps};
       ga.a_packed = wpacked.get() + (grp * taps + t) * wsize;
-      ga.b = {xp + ky * g.dh * pg.wp + kx * g.dw, cpg, V, plane, 1};
+      ga.b = {xp + (ry % g.sh * g.sw + rx % g.sw) * phase + ry / g.sh * wq + rx / g.sw, cpg, V, chan, 1};
       ga.b_in_place = true;
       ga.c = {cv, opg, V, V};
       ga.beta = (t > 0 || bias) ? 1.0f : 0.0f;
@@ -398,7 +419,7 @@ void conv2d_fwd_shifted(const Geometry& g, const float* x, const float* w, const
     }
     float* yb = y + (n * g.o + grp * opg) * P;
     for (int64_t o = 0; o < opg; ++o)
-      for (int64_t i = 0; i < g.oh; ++i) std::memcpy(yb + o * P + i * g.ow, cv + o * V + i * pg.wp, sizeof(float) * g.ow);
+      for (int64_t i = 0; i < g.oh; ++i) std::memcpy(yb + o * P + i * g.ow, cv + o * V + i * wq, sizeof(float) * g.ow);
   });
 }
 
@@ -673,7 +694,7 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
   // partial sums are then laid out tap-major, [group][tap][o][c]. Measured on
   // Zen 4 it wins up to 64 output channels per group; with more, the im2col
   // form's one packing per image is spread over enough rows to win instead.
-  const bool shifted = fwd_shifted_applies(g) && opg <= 64;
+  const bool shifted = g.sh == 1 && g.sw == 1 && fwd_shifted_applies(g) && opg <= 64;
   const DepthwisePlane pg = depthwise_plane(g);
   const int64_t plane = padded_rows(g) * pg.wp, V = g.oh * pg.wp, slack = (g.kw - 1) * g.dw;
   const int64_t apsize = gemm::packed_a_size(opg, V, isa);
