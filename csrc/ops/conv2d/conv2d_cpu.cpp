@@ -450,7 +450,7 @@ thread_local Scratch t_wino_m;
 void winograd_fwd(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y, Isa isa,
                   int nthreads) {
   const int64_t cpg = g.c / g.groups, opg = g.o / g.groups, P = g.oh * g.ow;
-  const int64_t th = (g.oh + 1) / 2, tw = (g.ow + 1) / 2, tiles = th * tw;
+  const int64_t th = (g.oh + 1) / 2, tw = (g.ow + 1) / 2;
   const DirectKernels& kern = lookup<DirectKernels>("conv2d_direct", isa);
   // Padded input rows cover every tile's 4x4 block.
   const int64_t wp = 2 * tw + 2;
@@ -461,8 +461,8 @@ void winograd_fwd(const Geometry& g, const float* x, const float* w, const float
   // U_xi per group, packed as the GEMM's A.
   const int64_t usize = gemm::packed_a_size(opg, cpg, isa);
   std::unique_ptr<float[]> upacked(new float[static_cast<size_t>(16 * usize * g.groups)]);
+  std::vector<float> u(static_cast<size_t>(16 * g.o * cpg));  // [group][xi][o][c]
   {
-    std::vector<float> u(static_cast<size_t>(16 * opg * cpg));
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       for (int64_t o = 0; o < opg; ++o)
         for (int64_t c = 0; c < cpg; ++c) {
@@ -477,11 +477,11 @@ void winograd_fwd(const Geometry& g, const float* x, const float* w, const float
           for (int r = 0; r < 4; ++r) {  // (G k) G^T
             const float v[4] = {t[r][0], 0.5f * (t[r][0] + t[r][1] + t[r][2]), 0.5f * (t[r][0] - t[r][1] + t[r][2]),
                                 t[r][2]};
-            for (int s = 0; s < 4; ++s) u[((r * 4 + s) * opg + o) * cpg + c] = v[s];
+            for (int s = 0; s < 4; ++s) u[(((grp * 16 + r * 4 + s) * opg + o) * cpg + c)] = v[s];
           }
         }
       for (int xi = 0; xi < 16; ++xi)
-        gemm::pack_a_whole({u.data() + xi * opg * cpg, opg, cpg, cpg, 1}, isa,
+        gemm::pack_a_whole({u.data() + (grp * 16 + xi) * opg * cpg, opg, cpg, cpg, 1}, isa,
                            upacked.get() + (grp * 16 + xi) * usize);
     }
   }
@@ -502,7 +502,7 @@ void winograd_fwd(const Geometry& g, const float* x, const float* w, const float
     float* m = t_wino_m.get(static_cast<size_t>(16 * opg * tb_max + 16));
     for (int xi = 0; xi < 16; ++xi) {
       gemm::GemmArgs ga;
-      ga.a = {nullptr, opg, cpg, cpg, 1};
+      ga.a = {u.data() + (grp * 16 + xi) * opg * cpg, opg, cpg, cpg, 1};
       ga.a_packed = upacked.get() + (grp * 16 + xi) * usize;
       ga.b = {v + xi * cpg * tb, cpg, tb, tb, 1};
       ga.b_in_place = true;
