@@ -379,7 +379,10 @@ void conv2d_fwd_shifted(const Geometry& g, const float* x, const float* w, const
   for_tasks(tasks, inner == 1 ? nthreads : 1, [&](int64_t task, int) {
     const int64_t n = task / g.groups, grp = task % g.groups;
     float* xp = t_plane.get(static_cast<size_t>(cpg * chan + slack));
-    float* cv = t_col.get(static_cast<size_t>(opg * V));
+    // With no virtual columns to drop (a 1x1 kernel, no padding) the GEMMs
+    // write y itself.
+    float* yb = y + (n * g.o + grp * opg) * P;
+    float* cv = wq == g.ow ? yb : t_col.get(static_cast<size_t>(opg * V));
     for (int64_t c = 0; c < cpg; ++c) {
       const float* xc = x + (n * g.c + grp * cpg + c) * g.h * g.w;
       if (g.sh == 1 && g.sw == 1) {
@@ -417,9 +420,10 @@ void conv2d_fwd_shifted(const Geometry& g, const float* x, const float* w, const
       ga.relu = relu && t == taps - 1;
       gemm::gemm_cpu(ga, isa, inner);
     }
-    float* yb = y + (n * g.o + grp * opg) * P;
-    for (int64_t o = 0; o < opg; ++o)
-      for (int64_t i = 0; i < g.oh; ++i) std::memcpy(yb + o * P + i * g.ow, cv + o * V + i * wq, sizeof(float) * g.ow);
+    if (cv != yb)
+      for (int64_t o = 0; o < opg; ++o)
+        for (int64_t i = 0; i < g.oh; ++i)
+          std::memcpy(yb + o * P + i * g.ow, cv + o * V + i * wq, sizeof(float) * g.ow);
   });
 }
 
