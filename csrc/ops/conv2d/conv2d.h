@@ -42,28 +42,25 @@ void conv2d_fwd_ref(const Geometry& g, const float* x, const float* w, const flo
 void conv2d_bwd_data_ref(const Geometry& g, const float* dy, const float* w, float* dx);
 void conv2d_bwd_weight_ref(const Geometry& g, const float* x, const float* dy, float* dw, float* db);
 
-// The fast forward: implicit GEMM. For each image and group, y (O/groups x
-// OH*OW) = w (O/groups x C/groups*KH*KW) @ im2col(x), where the GEMM driver
-// packs the im2col matrix block by block straight from x; it never exists
-// whole. Threads over images and groups (or inside the GEMM when there are
-// fewer of those than threads).
+// The fast paths (conv2d_cpu.cpp), chosen by shape:
+//  - 3x3, unit stride and dilation, 16+ channels per group each way: Winograd
+//    F(2x2, 3x3) for the forward and the input gradient, F(3x3, 2x2) for the
+//    weight gradient, each 16 GEMMs over transformed tiles;
+//  - 16+ input channels per group: one GEMM per kernel tap over a zero-padded
+//    copy of the image read in place (strides split it into phase planes);
+//  - 2..15 input channels per group at unit stride, or one (depthwise): the
+//    direct kernels of conv2d_direct.h;
+//  - otherwise implicit GEMM, the im2col matrix (or its transpose) packed
+//    block by block straight from x.
+// The input gradient at unit stride is the forward of dy with the kernel
+// flipped and its channels swapped; at other strides, L2-sized blocks of
+// w^T @ dy are scattered into dx (col2im). None builds the im2col matrix.
+// Threads over images, groups and tile blocks (inside the GEMMs when there
+// are too few of those); the weight gradient sums per-thread partials, so its
+// summation order depends on the thread count.
 void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y, Isa isa,
                 int nthreads);
-
-// The fast backward-data: per image and group, column blocks of
-// w_g^T @ dy_g (C/groups*KH*KW x a few hundred pixels, L2-sized) are computed
-// by the GEMM and scattered straight into dx (col2im); the column matrix never
-// exists whole. A 1x1 kernel with unit stride and no padding needs no scatter:
-// dx_g = w_g^T @ dy_g. Threads over images and groups, and over input channel
-// blocks when there are fewer of those than threads.
 void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads);
-
-// The fast backward-weight: per image and group, dw_g += dy_g @ im2col(x_g)^T,
-// the transposed im2col matrix packed block by block from x by the GEMM
-// driver; db is the row sums of dy. Threads split the images, each summing
-// into its own partial dw that are added at the end (so the summation order,
-// not the result's accuracy, depends on the thread count); with fewer images
-// than threads the threads work inside each GEMM instead.
 void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
                        int nthreads);
 

@@ -1,14 +1,16 @@
-// conv2d forward on the CPU: implicit GEMM on the GEMM driver and micro-kernels.
+// conv2d on the CPU: the forward and both backward passes, each choosing an
+// algorithm by shape (see conv2d.h) and running on the GEMM driver and
+// micro-kernels or the direct kernels of conv2d_direct.h.
 //
-// Per image and group the product is y_g = w_g @ im2col(x_g): M = O/groups
-// output channels, K = C/groups * KH * KW, N = OH * OW output pixels, so the
-// GEMM's C is the NCHW output plane block itself. The B operand is a BPacker:
-// when the driver packs a KC x NC block it reads the patches straight from x
-// (a run along an output row is a clipped, strided stretch of one input row:
-// copied whole when the stride is 1; padding is written as zeros), so the
-// im2col matrix is never materialised. The bias is per output channel, i.e. per row of C: the rows
-// are filled with it and the GEMM accumulates onto them (beta = 1), with the
-// ReLU fused in its epilogue.
+// The general path is implicit GEMM. Per image and group the forward is
+// y_g = w_g @ im2col(x_g): M = O/groups output channels, K = C/groups * KH *
+// KW, N = OH * OW output pixels, so the GEMM's C is the NCHW output plane
+// block itself. The B operand is a BPacker: when the driver packs a KC x NC
+// block it reads the patches straight from x (a run along an output row is a
+// clipped, strided stretch of one input row; padding is written as zeros), so
+// the im2col matrix is never materialised. The bias is per output channel,
+// i.e. per row of C: the rows are filled with it and the GEMM accumulates
+// onto them (beta = 1), with the ReLU fused in its epilogue.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
