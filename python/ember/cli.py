@@ -28,6 +28,10 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
     return m, k, n
 
 
+# Pause before each timing so that the previous library's spinning threads have gone idle.
+_SETTLE_S = 0.3
+
+
 def _median_time(fn, min_time: float = 0.2, max_runs: int = 200) -> float:
     """Median seconds per call over at least min_time (and at least 5 calls)."""
     fn()  # warm up: thread pool, packing buffers, page faults
@@ -51,12 +55,16 @@ def bench_gemm(shapes, out=sys.stdout) -> list[dict]:
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         c = np.empty((m, n), dtype=np.float32)
-        # Alternate the two (A B A B A B): a neighbour's load then hits both alike.
+        # Alternate the two (A B A B A B): a neighbour's load then hits both alike. Each
+        # timing starts after a pause: OpenBLAS's idle threads keep spinning for a while
+        # after a call and would take the cores that the other library's threads need.
         run_ember = functools.partial(ops.gemm, a, b, out=c)
         run_numpy = functools.partial(np.matmul, a, b, out=c)
         ember_times, numpy_times = [], []
         for _ in range(3):
+            time.sleep(_SETTLE_S)
             ember_times.append(_median_time(run_ember, min_time=0.1))
+            time.sleep(_SETTLE_S)
             numpy_times.append(_median_time(run_numpy, min_time=0.1))
         t_ember, t_numpy = float(np.median(ember_times)), float(np.median(numpy_times))
         gflops = 2.0 * m * k * n / t_ember * 1e-9
