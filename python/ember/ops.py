@@ -106,8 +106,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     NCHW input, OIHW weight. ``padding`` is an int, a pair, ``'same'`` (stride 1; an even
     kernel pads one more at the bottom/right) or ``'valid'``. ``relu=True`` fuses a ReLU.
-    Returns N x O x OH x OW float32. Runs as an implicit GEMM (the im2col matrix is never
-    built) on Ember's GEMM micro-kernels.
+    Returns N x O x OH x OW float32. The algorithm follows the layer's shape (Winograd for 3x3
+    at unit stride, per-tap GEMMs over the padded input, direct kernels for few or single input
+    channels per group, implicit GEMM otherwise); none builds the im2col matrix.
     """
     return _conv2d(_C.conv2d_fwd, input, weight, bias, stride, padding, dilation, groups, relu)
 
@@ -137,8 +138,9 @@ def conv2d_backward_data(grad_output, weight, input_shape, stride=1, padding=0, 
 
     Needs only the weight and ``grad_output`` (a frozen layer never computes the weight
     gradient). With a fused ReLU, ``grad_output`` must already be zero where the output was
-    clamped. Column blocks of ``weightᵀ @ grad_output`` are scattered straight into the result;
-    the column matrix is never built whole.
+    clamped. At unit stride this is the forward convolution of ``grad_output`` with the flipped
+    kernel; otherwise column blocks of ``weightᵀ @ grad_output`` are scattered straight into the
+    result. The column matrix is never built whole.
     """
     return _conv2d_backward_data(_C.conv2d_bwd_data, grad_output, weight, input_shape, stride, padding, dilation,
                                  groups)
@@ -168,8 +170,10 @@ def conv2d_backward_weight(input, grad_output, weight_shape, stride=1, padding=0
     returns ``(grad_weight, grad_bias or None)``.
 
     Needs only the input and ``grad_output`` (the first layer never computes an input
-    gradient). Each image's ``grad_output @ im2col(input)ᵀ`` is accumulated with the
-    transposed im2col matrix packed block by block straight from the input.
+    gradient). Summed over the images by Winograd F(3x3, 2x2), per-tap GEMMs, direct kernels or
+    ``grad_output @ im2col(input)ᵀ`` with the transposed im2col matrix packed block by block
+    straight from the input, by the layer's shape; threads sum their own images, so the order
+    of summation (not its accuracy) depends on the thread count.
     """
     return _conv2d_backward_weight(_C.conv2d_bwd_weight, input, grad_output, weight_shape, stride, padding,
                                    dilation, groups, bias)
