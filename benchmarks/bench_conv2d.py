@@ -70,13 +70,24 @@ def im2col_numpy_backward(x, w, dy, padding=0, stride=1, groups=1, need_dx=True)
     return dx, dw, db
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1][0].replace(' ', '_')}-{c[2]}-{c[0]}t")
-def bench_conv2d_forward(benchmark, case):
-    threads, (name, x_shape, w_shape, kwargs), impl = case
+def skip_unavailable(impl, kwargs):
     if impl == "torch" and torch is None:
         pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
     if impl == "im2col+numpy" and kwargs.get("groups", 1) != 1:
         pytest.skip("the explicit im2col reference covers groups=1 only")
+
+
+def record_gflops(benchmark, flops):
+    """GFLOP/s of the median time in extra_info (when timing is on)."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
+        benchmark.extra_info["gflops"] = flops / stats.stats.median * 1e-9
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1][0].replace(' ', '_')}-{c[2]}-{c[0]}t")
+def bench_conv2d_forward(benchmark, case):
+    threads, (name, x_shape, w_shape, kwargs), impl = case
+    skip_unavailable(impl, kwargs)
     rng = np.random.default_rng()
     x = rng.standard_normal(x_shape, dtype=np.float32)
     w = rng.standard_normal(w_shape, dtype=np.float32)
@@ -101,9 +112,7 @@ def bench_conv2d_forward(benchmark, case):
         benchmark(run)
     y = result["y"]
     flops = 2.0 * y.size * w_shape[1] * w_shape[2] * w_shape[3]
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
-        benchmark.extra_info["gflops"] = flops / stats.stats.median * 1e-9
+    record_gflops(benchmark, flops)
     # The timed result must be right: one image against the reference.
     want = ops.conv2d_ref(x[:1], w, b, **kwargs)
     k = w_shape[1] * w_shape[2] * w_shape[3]
@@ -116,10 +125,7 @@ _REFERENCE_GRADIENTS = {}
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1][0].replace(' ', '_')}-{c[2]}-{c[0]}t")
 def bench_conv2d_forward_backward(benchmark, case):
     threads, (name, x_shape, w_shape, kwargs), impl = case
-    if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
-    if impl == "im2col+numpy" and kwargs.get("groups", 1) != 1:
-        pytest.skip("the explicit im2col reference covers groups=1 only")
+    skip_unavailable(impl, kwargs)
     need_dx = not name.startswith("first")
     rng = np.random.default_rng(LAYERS.index(case[1]))  # the same operands for every impl
     x = rng.standard_normal(x_shape, dtype=np.float32)
@@ -157,9 +163,7 @@ def bench_conv2d_forward_backward(benchmark, case):
         benchmark(run)
     y = result["y"]
     flops = 2.0 * y.size * w_shape[1] * w_shape[2] * w_shape[3] * (3 if need_dx else 2)
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
-        benchmark.extra_info["gflops"] = flops / stats.stats.median * 1e-9
+    record_gflops(benchmark, flops)
     # The timed results must be right: against the references (the weight gradient over the
     # whole batch; the input gradient of the first image).
     k = w_shape[1] * w_shape[2] * w_shape[3]
