@@ -17,6 +17,7 @@
 
 #include <cstring>
 
+#include "core/simd.h"
 #include "ops/conv2d/conv2d_direct.h"
 
 namespace ember::conv2d {
@@ -145,19 +146,6 @@ void dw_bwd_weight(const DepthwisePlane& g, const float* xp, const float* dy, do
 // 16 FMAs: broadcasts share the FMA pipes on Zen 4, so fewer of them pays). A
 // GCC vector of 16 floats is one zmm with AVX-512, two ymm with AVX2, four
 // xmm otherwise; the block is sized to the registers each has.
-
-typedef float vf16 __attribute__((vector_size(64)));
-typedef float vf16u __attribute__((vector_size(64), aligned(4), may_alias));
-
-inline vf16 splat(float s) { return vf16{s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s}; }
-inline vf16 load16(const float* p) { return *reinterpret_cast<const vf16u*>(p); }
-inline void store16(float* p, vf16 v) { *reinterpret_cast<vf16u*>(p) = v; }
-// The first n (< 16) floats at p, the rest zero.
-inline vf16 load16_part(const float* p, int64_t n) {
-  float t[16] = {};
-  std::memcpy(t, p, sizeof(float) * n);
-  return load16(t);
-}
 
 #if defined(__AVX512F__)
 constexpr int kOB = 4, kR = 2;
@@ -292,7 +280,6 @@ void smallc_bwd_weight(const SmallCImage& g, const float* xp, const float* dy, i
 // and split into its even and odd columns, which are column 0 and 1 (from
 // offset 0) and 2 and 3 (from offset 2) of sixteen 4x4 blocks side by side.
 
-typedef int vi16 __attribute__((vector_size(64)));
 
 inline vf16 evens(vf16 a, vf16 b) {
   return __builtin_shuffle(a, b, vi16{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30});
@@ -306,17 +293,6 @@ inline vf16 zip_lo(vf16 a, vf16 b) {
 }
 inline vf16 zip_hi(vf16 a, vf16 b) {
   return __builtin_shuffle(a, b, vi16{8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31});
-}
-
-// Stores the first n (<= 16) floats of r.
-inline void store16_part(float* p, vf16 r, int64_t n) {
-  if (n == 16) {
-    store16(p, r);
-    return;
-  }
-  float t[16];
-  store16(t, r);
-  std::memcpy(p, t, sizeof(float) * n);
 }
 
 void wino_input(const float* xp, int64_t cpg, int64_t wp, int64_t nti, int64_t tw, float* v) {
