@@ -24,6 +24,7 @@
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
 #include "ops/pool2d/pool2d.h"
+#include "ops/softmax_xent/softmax_xent.h"
 
 namespace py = pybind11;
 using ember::detail::concat;
@@ -59,12 +60,12 @@ py::array expect_f32(const py::handle& obj, const char* name, int ndim) {
 }
 
 // A C-contiguous array of dtype T with the given shape (-1: any extent), or a
-// TypeError/ValueError naming it. Used by the convolution and pooling
-// bindings, whose kernels index dense NCHW planes.
+// TypeError/ValueError naming it. Used by the bindings whose kernels index
+// dense rows and planes (convolution, pooling, cross-entropy).
 template <class T>
 py::array expect_dense(const py::handle& obj, const char* name, std::initializer_list<int64_t> shape,
                        bool writable = false) {
-  const char* tname = std::is_same<T, float>::value ? "float32" : "int64";
+  const char* tname = std::is_same<T, float>::value ? "float32" : std::is_same<T, double>::value ? "float64" : "int64";
   EMBER_CHECK_TYPE(py::isinstance<py::array>(obj), name, " must be a numpy.ndarray of ", tname, ", got ",
                    type_name(obj));
   py::array arr = py::reinterpret_borrow<py::array>(obj);
@@ -319,6 +320,83 @@ void py_conv2d_bwd_weight(const py::handle& x_obj, const py::handle& dy_obj, con
     ember::conv2d::conv2d_bwd_weight(g, xp, dyp, dwp, db, isa, nt);
 }
 
+// ------------------------------------------------------------------ softmax cross-entropy
+
+// The problem of z (B x V) with hard targets (int64, B) or soft ones
+// (float32, B x V), checked: every hard target is a class or ignore_index.
+ember::xent::Problem xent_problem(const py::array& z, const py::handle& target_obj, const py::handle& weight_obj,
+                                  double eps, int64_t ignore_index, py::array& target, py::array& weight) {
+  const int64_t b = z.shape(0), v = z.shape(1);
+  EMBER_CHECK_VALUE(v >= 1, "logits must have at least one class, got shape ", shape_str(z));
+  EMBER_CHECK_VALUE(eps >= 0.0 && eps <= 1.0, "label_smoothing must be in [0, 1], got ", eps);
+  ember::xent::Problem p{b, v, static_cast<const float*>(z.data()), nullptr, nullptr, nullptr,
+                         static_cast<float>(eps), ignore_index};
+  if (py::isinstance<py::array>(target_obj) && py::reinterpret_borrow<py::array>(target_obj).ndim() == 2) {
+    target = expect_dense<float>(target_obj, "target", {b, v});
+    p.soft = static_cast<const float*>(target.data());
+  } else {
+    target = expect_dense<int64_t>(target_obj, "target", {b});
+    p.target = static_cast<const int64_t*>(target.data());
+    for (int64_t r = 0; r < b; ++r) {
+      const int64_t c = p.target[r];
+      EMBER_CHECK_VALUE((c >= 0 && c < v) || c == ignore_index, "target[", r, "] = ", c,
+                        " is neither a class in [0, ", v, ") nor ignore_index (", ignore_index, ")");
+    }
+  }
+  if (!weight_obj.is_none()) {
+    weight = expect_dense<float>(weight_obj, "weight", {v});
+    p.weight = static_cast<const float*>(weight.data());
+  }
+  return p;
+}
+
+template <bool Ref>
+void py_xent_fwd(const py::handle& z_obj, const py::handle& target_obj, const py::handle& weight_obj, double eps,
+                 int64_t ignore_index, const py::handle& lse_obj, const py::handle& nll_obj,
+                 const py::handle& smooth_obj) {
+  py::array z = expect_dense<float>(z_obj, "logits", {-1, -1});
+  py::array target, weight;
+  const ember::xent::Problem p = xent_problem(z, target_obj, weight_obj, eps, ignore_index, target, weight);
+  py::array lse = expect_dense<double>(lse_obj, "out_lse", {p.b}, true);
+  py::array nll = expect_dense<double>(nll_obj, "out_nll", {p.b}, true);
+  py::array smooth = expect_dense<double>(smooth_obj, "out_smooth", {p.b}, true);
+  const ember::xent::RowLosses out{static_cast<double*>(lse.mutable_data()), static_cast<double*>(nll.mutable_data()),
+                                   static_cast<double*>(smooth.mutable_data())};
+  const int nt = ember::get_num_threads();
+  const ember::Isa isa = ember::active_isa();
+  py::gil_scoped_release release;
+  if (Ref)
+    ember::xent::xent_fwd_ref(p, out);
+  else
+    ember::xent::xent_fwd(p, out, isa, nt);
+}
+
+template <bool Ref>
+void py_xent_bwd(const py::handle& z_obj, const py::handle& target_obj, const py::handle& weight_obj, double eps,
+                 int64_t ignore_index, const py::handle& lse_obj, const py::handle& scale_obj,
+                 const py::handle& dz_obj) {
+  py::array z = expect_dense<float>(z_obj, "logits", {-1, -1});
+  py::array target, weight;
+  const ember::xent::Problem p = xent_problem(z, target_obj, weight_obj, eps, ignore_index, target, weight);
+  py::array lse = expect_dense<double>(lse_obj, "lse", {p.b});
+  py::array scale = expect_dense<float>(scale_obj, "scale", {p.b});
+  py::array dz = expect_dense<float>(dz_obj, "out", {p.b, p.v}, true);
+  // dz may be the logits themselves (in place), but no other input.
+  EMBER_CHECK_VALUE(dz.data() == z.data() || !overlaps(dz, z), "out must be the logits array itself or not overlap it");
+  EMBER_CHECK_VALUE(!overlaps(dz, target) && !overlaps(dz, weight),
+                    "out must not share memory with target or weight");
+  const int nt = ember::get_num_threads();
+  const ember::Isa isa = ember::active_isa();
+  py::gil_scoped_release release;
+  const double* lp = static_cast<const double*>(lse.data());
+  const float* sp = static_cast<const float*>(scale.data());
+  float* dp = static_cast<float*>(dz.mutable_data());
+  if (Ref)
+    ember::xent::xent_bwd_ref(p, lp, sp, dp);
+  else
+    ember::xent::xent_bwd(p, lp, sp, dp, isa, nt);
+}
+
 // ------------------------------------------------------------------ pool2d
 
 ember::pool2d::Geometry pool_geometry(const py::array& x, const py::array& y, int64_t kh, int64_t kw, int64_t sh,
@@ -511,6 +589,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("conv2d_bwd_data", &py_conv2d_bwd_data<false>);
   m.def("conv2d_bwd_weight_ref", &py_conv2d_bwd_weight<true>);
   m.def("conv2d_bwd_weight", &py_conv2d_bwd_weight<false>);
+  m.def("xent_fwd_ref", &py_xent_fwd<true>);
+  m.def("xent_fwd", &py_xent_fwd<false>);
+  m.def("xent_bwd_ref", &py_xent_bwd<true>);
+  m.def("xent_bwd", &py_xent_bwd<false>);
   m.def("max_pool2d_fwd_ref", &py_max_pool2d_fwd<true>);
   m.def("max_pool2d_bwd_ref", &py_max_pool2d_bwd<true>);
   m.def("avg_pool2d_fwd_ref", &py_avg_pool2d_fwd<true>);

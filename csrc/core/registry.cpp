@@ -9,6 +9,7 @@
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
 #include "ops/pool2d/pool2d.h"
+#include "ops/softmax_xent/softmax_xent.h"
 
 namespace ember {
 
@@ -31,6 +32,10 @@ const KernelEntry kTable[] = {
     {"conv2d_direct", Device::cpu, Isa::generic, &conv2d::direct_generic},
     {"conv2d_direct", Device::cpu, Isa::avx2, &conv2d::direct_avx2},
     {"conv2d_direct", Device::cpu, Isa::avx512, &conv2d::direct_avx512},
+    // softmax_xent: the row kernels of softmax cross-entropy (softmax_xent_cpu.cpp drives them)
+    {"softmax_xent", Device::cpu, Isa::generic, &xent::row_kernels_generic},
+    {"softmax_xent", Device::cpu, Isa::avx2, &xent::row_kernels_avx2},
+    {"softmax_xent", Device::cpu, Isa::avx512, &xent::row_kernels_avx512},
 };
 
 std::atomic<int> g_active{-1};

@@ -327,3 +327,147 @@ def adaptive_avg_pool2d_backward(grad_output, input_shape):
 def adaptive_avg_pool2d_backward_ref(grad_output, input_shape):
     """Reference :func:`adaptive_avg_pool2d_backward`."""
     return _adaptive_avg_pool2d_backward(_C.adaptive_avg_pool2d_bwd_ref, grad_output, input_shape)
+
+
+# --------------------------------------------------------------------------- softmax cross-entropy
+# PyTorch's F.cross_entropy semantics over float32 logits (batch x classes). The native kernel
+# returns per-row values in float64; the reductions and the backward's per-row scales are
+# computed here.
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _xent_args(logits, target, weight, label_smoothing, reduction):
+    z = logits if isinstance(logits, np.ndarray) else np.asarray(logits)
+    if z.dtype != np.float32:
+        raise TypeError(f"logits must have dtype float32, got {z.dtype}")
+    if z.ndim != 2:
+        raise ValueError(f"logits must be 2-D (batch, classes), got shape {z.shape}")
+    z = np.ascontiguousarray(z)
+    t = target if isinstance(target, np.ndarray) else np.asarray(target)
+    if t.ndim == 2:
+        if t.dtype != np.float32:
+            raise TypeError(f"soft targets must have dtype float32, got {t.dtype}")
+        if t.shape != z.shape:
+            raise ValueError(f"soft targets must have the logits' shape {z.shape}, got {t.shape}")
+        t = np.ascontiguousarray(t)
+    elif t.ndim == 1:
+        if not np.issubdtype(t.dtype, np.integer):
+            raise TypeError("target must be integer class indices of shape (batch,) or a float32 (batch, classes) "
+                            f"probability matrix, got {t.dtype} of shape {t.shape}")
+        if t.shape[0] != z.shape[0]:
+            raise ValueError(f"target must have shape ({z.shape[0]},) (one class per row of logits), got {t.shape}")
+        t = np.ascontiguousarray(t, dtype=np.int64)
+    else:
+        raise ValueError(f"target must be 1-D class indices or 2-D probabilities, got shape {t.shape}")
+    w = None
+    if weight is not None:
+        w = weight if isinstance(weight, np.ndarray) else np.asarray(weight)
+        if w.dtype != np.float32:
+            raise TypeError(f"weight must have dtype float32, got {w.dtype}")
+        if w.shape != (z.shape[1],):
+            raise ValueError(f"weight must have shape ({z.shape[1]},) (one value per class), got {w.shape}")
+        w = np.ascontiguousarray(w)
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return z, t, w, eps
+
+
+def _xent_denominator(t, w, ignore_index):
+    """What 'mean' divides by: the batch for soft targets, else the targets' total weight."""
+    if t.ndim == 2:
+        return float(t.shape[0])
+    valid = t != ignore_index
+    return float(w[t[valid]].astype(np.float64).sum()) if w is not None else float(valid.sum())
+
+
+def _xent_forward(fwd, logits, target, weight, ignore_index, label_smoothing, reduction, return_lse):
+    z, t, w, eps = _xent_args(logits, target, weight, label_smoothing, reduction)
+    b, v = z.shape
+    lse, nll, smooth = np.empty(b), np.empty(b), np.empty(b)
+    fwd(z, t, w, eps, int(ignore_index), lse, nll, smooth)
+    rows = nll if t.ndim == 2 else (1.0 - eps) * nll + (eps / v) * smooth
+    if reduction == "none":
+        loss = rows.astype(np.float32)
+    elif reduction == "sum":
+        loss = np.float32(rows.sum())
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):  # every target ignored: NaN, as PyTorch
+            loss = np.float32(rows.sum() / _xent_denominator(t, w, ignore_index))
+    return (loss, lse) if return_lse else loss
+
+
+def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean",
+                          return_lse=False):
+    """Cross-entropy of softmax(logits) against targets: PyTorch's ``F.cross_entropy``.
+
+    ``logits``: float32 (batch, classes). ``target``: integer class indices (batch,), or a
+    float32 (batch, classes) matrix of probabilities. ``weight``: optional float32 per-class
+    weights. Rows whose class is ``ignore_index`` contribute nothing; ``label_smoothing`` mixes
+    the target with the uniform distribution. ``reduction``: 'mean' (over the targets' total
+    weight, or the batch for probability targets), 'sum' or 'none' (float32 per row).
+
+    One read of the logits; nothing of their size is written. With ``return_lse=True`` returns
+    ``(loss, lse)``, lse being the float64 per-row log-sum-exp: all that
+    :func:`softmax_cross_entropy_backward` needs besides the logits.
+    """
+    return _xent_forward(_C.xent_fwd, logits, target, weight, ignore_index, label_smoothing, reduction, return_lse)
+
+
+def softmax_cross_entropy_ref(logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
+                              reduction="mean", return_lse=False):
+    """Reference :func:`softmax_cross_entropy` (plain loops, double accumulation)."""
+    return _xent_forward(_C.xent_fwd_ref, logits, target, weight, ignore_index, label_smoothing, reduction,
+                         return_lse)
+
+
+def _xent_backward(bwd, logits, target, lse, grad_output, weight, ignore_index, label_smoothing, reduction, out):
+    z, t, w, eps = _xent_args(logits, target, weight, label_smoothing, reduction)
+    b = z.shape[0]
+    lse = lse if isinstance(lse, np.ndarray) else np.asarray(lse)
+    if lse.dtype != np.float64 or lse.shape != (b,):
+        raise ValueError(f"lse must be the forward's float64 log-sum-exps of shape ({b},), got {lse.dtype} "
+                         f"of shape {lse.shape}")
+    g = np.asarray(grad_output, dtype=np.float64)
+    if reduction == "none":
+        g = np.broadcast_to(g, (b,)) if g.ndim == 0 else g
+        if g.shape != (b,):
+            raise ValueError(f"grad_output must be a scalar or have shape ({b},) with reduction='none', "
+                             f"got shape {g.shape}")
+        scale = g.copy()
+    else:
+        if g.ndim != 0:
+            raise ValueError(f"grad_output must be a scalar with reduction={reduction!r}, got shape {g.shape}")
+        scale = np.full(b, float(g))
+        if reduction == "mean":
+            denom = _xent_denominator(t, w, ignore_index)
+            scale = scale / denom if denom != 0.0 else np.zeros(b)  # every target ignored: no gradient
+    if t.ndim == 1:
+        scale[t == ignore_index] = 0.0
+    dz = np.empty_like(z) if out is None else out
+    bwd(z, t, w, eps, int(ignore_index), np.ascontiguousarray(lse), scale.astype(np.float32), dz)
+    return dz
+
+
+def softmax_cross_entropy_backward(logits, target, lse, grad_output=1.0, *, weight=None, ignore_index=-100,
+                                   label_smoothing=0.0, reduction="mean", out=None):
+    """Gradient of :func:`softmax_cross_entropy` with respect to the logits.
+
+    ``lse`` is the forward's (``return_lse=True``); ``grad_output`` the loss's gradient (a
+    scalar, or one per row with ``reduction='none'``); the other arguments as the forward's.
+    Computes ``(softmax - target) · scale`` in one pass, reading the logits once and writing
+    once. ``out=logits`` writes the gradient over the logits in place (training never needs
+    them again); otherwise ``out`` is any float32 C-contiguous array of their shape.
+    """
+    return _xent_backward(_C.xent_bwd, logits, target, lse, grad_output, weight, ignore_index, label_smoothing,
+                          reduction, out)
+
+
+def softmax_cross_entropy_backward_ref(logits, target, lse, grad_output=1.0, *, weight=None, ignore_index=-100,
+                                       label_smoothing=0.0, reduction="mean", out=None):
+    """Reference :func:`softmax_cross_entropy_backward` (plain loops, double accumulation)."""
+    return _xent_backward(_C.xent_bwd_ref, logits, target, lse, grad_output, weight, ignore_index, label_smoothing,
+                          reduction, out)

@@ -1,0 +1,87 @@
+// The softmax cross-entropy oracle: per row, two plain passes in double (max,
+// then sums), std::exp and std::log. Deliberately no online rescaling, no
+// vectors, no threads: the fast paths are tested against it.
+#include <cmath>
+#include <limits>
+
+#include "ops/softmax_xent/softmax_xent.h"
+
+namespace ember::xent {
+namespace {
+
+double row_lse(const float* z, int64_t v) {
+  double m = -std::numeric_limits<double>::infinity();
+  bool nan = false;
+  for (int64_t j = 0; j < v; ++j) {
+    nan |= std::isnan(z[j]);
+    m = std::max(m, static_cast<double>(z[j]));
+  }
+  if (nan) return std::numeric_limits<double>::quiet_NaN();
+  if (std::isinf(m) && m < 0) return m;  // every class masked
+  double s = 0.0;
+  for (int64_t j = 0; j < v; ++j) s += std::exp(static_cast<double>(z[j]) - m);
+  return m + std::log(s);
+}
+
+// b_j of the contract for row r.
+double target_weight(const Problem& p, int64_t r, int64_t j) {
+  const double w = p.weight ? p.weight[j] : 1.0;
+  if (p.soft) return w * ((1.0 - p.eps) * p.soft[r * p.v + j] + static_cast<double>(p.eps) / p.v);
+  return w;
+}
+
+bool ignored(const Problem& p, int64_t r) { return p.target && p.target[r] == p.ignore_index; }
+
+}  // namespace
+
+void xent_fwd_ref(const Problem& p, const RowLosses& out) {
+  for (int64_t r = 0; r < p.b; ++r) {
+    const float* z = p.z + r * p.v;
+    const double lse = row_lse(z, p.v);
+    out.lse[r] = lse;
+    out.nll[r] = out.smooth[r] = 0.0;
+    if (ignored(p, r)) continue;
+    if (p.soft) {
+      double loss = 0.0;
+      for (int64_t j = 0; j < p.v; ++j) {
+        const double b = target_weight(p, r, j);
+        if (b != 0.0) loss += b * (lse - z[j]);  // a zero target never multiplies an infinite distance
+      }
+      out.nll[r] = loss;
+      continue;
+    }
+    const int64_t t = p.target[r];
+    out.nll[r] = (p.weight ? p.weight[t] : 1.0) * (lse - z[t]);
+    if (p.eps > 0.0f) {
+      double smooth = 0.0;
+      for (int64_t j = 0; j < p.v; ++j) smooth += target_weight(p, r, j) * (lse - z[j]);
+      out.smooth[r] = smooth;
+    }
+  }
+}
+
+void xent_bwd_ref(const Problem& p, const double* lse, const float* scale, float* dz) {
+  for (int64_t r = 0; r < p.b; ++r) {
+    const float* z = p.z + r * p.v;
+    float* d = dz + r * p.v;
+    const double c = scale[r];
+    if (c == 0.0 || ignored(p, r)) {
+      for (int64_t j = 0; j < p.v; ++j) d[j] = 0.0f;
+      continue;
+    }
+    double a = 0.0;
+    for (int64_t j = 0; j < p.v; ++j) a += p.soft ? target_weight(p, r, j) : (p.weight ? p.weight[j] : 1.0);
+    int64_t t = -1;
+    if (!p.soft) {  // a = (1 - eps) w_t + (eps / V) sum_j w_j
+      t = p.target[r];
+      a = (1.0 - p.eps) * (p.weight ? p.weight[t] : 1.0) + static_cast<double>(p.eps) / p.v * a;
+    }
+    for (int64_t j = 0; j < p.v; ++j) {
+      double b = p.soft ? target_weight(p, r, j) : static_cast<double>(p.eps) / p.v * (p.weight ? p.weight[j] : 1.0);
+      if (j == t) b += (1.0 - p.eps) * (p.weight ? p.weight[t] : 1.0);
+      d[j] = static_cast<float>(c * (a * std::exp(static_cast<double>(z[j]) - lse[r]) - b));
+    }
+  }
+}
+
+}  // namespace ember::xent
