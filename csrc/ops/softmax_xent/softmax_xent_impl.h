@@ -2,7 +2,8 @@
 // (core/simd.h) and compiled per ISA by softmax_xent*.cpp.
 //
 // Forward: each of the 16 lanes keeps an online max m, the sum s of
-// exp(z - m), and (when weighted) the sum A of b (m - z) and the sum of b.
+// exp(z - m), and (when weighted) the sum A of b (m - z) and the sum of b,
+// the sums in double.
 // A block of kU vectors raises m once, rescales s by exp(m_old - m_new) and
 // adds Bsum (m_new - m_old) to A -- all terms non-negative, so no
 // cancellation even for logits near 1e4. The lanes are combined in double at
@@ -54,6 +55,9 @@ inline vf16 vexp(vf16 x) {
 
 inline vf16 vmax(vf16 a, vf16 b) { return a > b ? a : b; }
 
+typedef double vd16 __attribute__((vector_size(128)));
+inline vd16 widen(vf16 x) { return __builtin_convertvector(x, vd16); }
+
 // b_j for a vector of classes: w_j * ((1 - eps) soft_j + eps / v), or w_j, or 1.
 inline vf16 target_weights(const float* w, const float* soft, int64_t j, int64_t n, vf16 ct, vf16 cc) {
   const bool full = n == 16;
@@ -66,7 +70,10 @@ void row_fwd(const float* z, int64_t v, const float* w, const float* soft, float
              double* dist, double* bsum) {
   const float lowest = -std::numeric_limits<float>::max();
   const vf16 ct = splat(1.0f - eps), cc = splat(eps / static_cast<float>(v));
-  vf16 m = splat(lowest), s = splat(0.0f), a = splat(0.0f), bs = splat(0.0f), nan = splat(0.0f);
+  // The sums are kept in double lanes: a block adds at most kU terms per lane in float, so
+  // the rounding stays at a few ulp however long the row.
+  vf16 m = splat(lowest), nan = splat(0.0f);
+  vd16 s = {}, a = {}, bs = {};
   // Adds the block z[j0 .. j0 + n) (n <= kU * 16; a partial vector reads as -inf, weight 0).
   auto block = [&](int64_t j0, int64_t n) {
     vf16 x[kU], b[kU];
@@ -85,10 +92,11 @@ void row_fwd(const float* z, int64_t v, const float* w, const float* soft, float
       nan = x[u] != x[u] ? splat(1.0f) : nan;
       mn = vmax(mn, x[u]);
     }
-    s = s * vexp(m - mn);
-    for (int u = 0; u < kU; ++u) s += vexp(x[u] - mn);
+    vf16 es = vexp(x[0] - mn);
+    for (int u = 1; u < kU; ++u) es += vexp(x[u] - mn);
+    s = s * widen(vexp(m - mn)) + widen(es);
     if (weighted) {
-      a += bs * (mn - m);
+      vf16 ab = splat(0.0f), bb = splat(0.0f);
       for (int u = 0; u < kU; ++u) {
         const int64_t left = n - 16 * u;
         b[u] = left > 0 ? target_weights(w, soft, j0 + 16 * u, left < 16 ? left : 16, ct, cc) : splat(0.0f);
@@ -97,9 +105,11 @@ void row_fwd(const float* z, int64_t v, const float* w, const float* soft, float
           b[u] = lane < static_cast<int>(left) ? b[u] : splat(0.0f);
         }
         // A zero weight never multiplies an infinite distance (a masked class).
-        a += b[u] == splat(0.0f) ? splat(0.0f) : b[u] * (mn - x[u]);
-        bs += b[u];
+        ab += b[u] == splat(0.0f) ? splat(0.0f) : b[u] * (mn - x[u]);
+        bb += b[u];
       }
+      a += bs * widen(mn - m) + widen(ab);
+      bs += widen(bb);
     }
     m = mn;
   };
@@ -107,15 +117,17 @@ void row_fwd(const float* z, int64_t v, const float* w, const float* soft, float
   for (; j + 16 * kU <= v; j += 16 * kU) block(j, 16 * kU);
   if (j < v) block(j, v - j);
 
-  float ml[16], sl[16], al[16], bl[16], nl[16];
-  store16(ml, m), store16(sl, s), store16(al, a), store16(bl, bs), store16(nl, nan);
+  float ml[16], nl[16];
+  double sl[16], al[16], bl[16];
+  store16(ml, m), store16(nl, nan);
+  std::memcpy(sl, &s, sizeof(sl)), std::memcpy(al, &a, sizeof(al)), std::memcpy(bl, &bs, sizeof(bl));
   double mx = lowest;
   bool any_nan = false;
   for (int l = 0; l < 16; ++l) mx = std::max(mx, static_cast<double>(ml[l])), any_nan |= nl[l] != 0.0f;
   double S = 0.0, A = 0.0, B = 0.0;
   for (int l = 0; l < 16; ++l) {
     S += sl[l] * std::exp(ml[l] - mx);
-    A += al[l] + (bl[l] == 0.0f ? 0.0 : bl[l] * (mx - ml[l]));
+    A += al[l] + (bl[l] == 0.0 ? 0.0 : bl[l] * (mx - ml[l]));
     B += bl[l];
   }
   const double nanv = std::numeric_limits<double>::quiet_NaN();
