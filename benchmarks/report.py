@@ -5,8 +5,9 @@
 GEMM: for every shape and thread count, ember's median time and GFLOP/s, the references'
 medians, the speed-up over each (reference time / ember time, > 1 means ember is faster) and
 ember's fraction of the FMA peak measured in the same run. Every other benchmark group
-(convolution, pooling): ember's median, its GFLOP/s where the benchmark records them (and
-the fraction of peak, when the run measured it), and each reference's median and speed-up.
+(convolution, pooling, cross-entropy): ember's median, its rate where the benchmark records one
+(GFLOP/s against the FMA peak, GB/s against the read bandwidth, when the run measured them),
+and each reference's median and speed-up.
 """
 
 import json
@@ -17,13 +18,16 @@ from collections import defaultdict
 def main(path: str) -> None:
     with open(path) as fh:
         data = json.load(fh)
-    peak = {}
+    peak, bandwidth = {}, {}
     table = defaultdict(dict)
     groups = defaultdict(dict)  # group -> impl -> (median, extra_info)
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
         if info.get("impl") == "peak":
             peak[info["threads"]] = info["gflops"]
+            continue
+        if info.get("impl") == "bandwidth":
+            bandwidth[info["threads"]] = info["gb_per_s"]
             continue
         if "shape" in info:
             table[(info["threads"], info["shape"])][info["impl"]] = bench["stats"]["median"]
@@ -32,14 +36,16 @@ def main(path: str) -> None:
     if table:
         gemm_table(table, peak)
     if groups:
-        group_table(groups, peak)
+        group_table(groups, peak, bandwidth)
     for threads, g in sorted(peak.items()):
         print(f"\nFMA peak, {threads} thread(s): {g:.1f} GFLOP/s")
+    for threads, g in sorted(bandwidth.items()):
+        print(f"\nRead bandwidth, {threads} thread(s): {g:.1f} GB/s")
 
 
-def group_table(groups, peak):
+def group_table(groups, peak, bandwidth):
     refs = sorted({impl for impls in groups.values() for impl in impls} - {"ember"})
-    header = ["benchmark", "ember ms", "GFLOP/s", "% peak"]
+    header = ["benchmark", "ember ms", "rate", "% of ceiling"]
     for r in refs:
         header += [f"{r} ms", f"vs {r}"]
     print("| " + " | ".join(header) + " |")
@@ -48,9 +54,17 @@ def group_table(groups, peak):
         if "ember" not in impls:
             continue
         ember, info = impls["ember"]
-        gflops = info.get("gflops")
-        pct = f"{100 * gflops / peak[info['threads']]:.0f}%" if gflops and info.get("threads") in peak else "-"
-        row = [group, f"{ember * 1e3:.3f}", f"{gflops:.1f}" if gflops else "-", pct]
+        threads = info.get("threads")
+        rate, pct = "-", "-"
+        if info.get("gflops"):  # against the FMA peak
+            rate = f"{info['gflops']:.1f} GFLOP/s"
+            if threads in peak:
+                pct = f"{100 * info['gflops'] / peak[threads]:.0f}%"
+        elif info.get("gb_per_s"):  # against the read bandwidth
+            rate = f"{info['gb_per_s']:.1f} GB/s"
+            if threads in bandwidth:
+                pct = f"{100 * info['gb_per_s'] / bandwidth[threads]:.0f}%"
+        row = [group, f"{ember * 1e3:.3f}", rate, pct]
         for r in refs:
             t = impls.get(r, (None,))[0]
             row += [f"{t * 1e3:.3f}", f"{t / ember:.2f}x"] if t else ["-", "-"]

@@ -227,6 +227,36 @@ double py_measure_fma_peak(double seconds, int threads) {
   return total / wall * 1e-9 + 0.0 * (sink + sinks[0]);
 }
 
+// The rate at which `threads` threads together read the float32 array `buffer`
+// (each summing its own contiguous slice, `repeats` times), in GB/s. With a
+// buffer well past the last-level cache this is the machine's read bandwidth,
+// the ceiling of memory-bound kernels.
+double py_measure_read_bandwidth(const py::handle& buffer_obj, int repeats, int threads) {
+  py::array buf = expect_dense<float>(buffer_obj, "buffer", {-1});
+  EMBER_CHECK_VALUE(repeats >= 1 && repeats <= 1000, "repeats must be between 1 and 1000, got ", repeats);
+  EMBER_CHECK_VALUE(threads >= 0 && threads <= 1024, "threads must be between 0 (all) and 1024, got ", threads);
+  if (threads == 0) threads = ember::get_num_threads();
+  const float* data = static_cast<const float*>(buf.data());
+  const int64_t n = buf.shape(0);
+  py::gil_scoped_release release;
+  std::vector<float> sinks(threads, 0.0f);
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  ember::parallel_run(threads, [&](int tid) {
+    const int64_t lo = n * tid / threads, hi = n * (tid + 1) / threads;
+    float lanes[16] = {};
+    for (int r = 0; r < repeats; ++r) {
+      int64_t i = lo;
+      for (; i + 16 <= hi; i += 16)
+        for (int l = 0; l < 16; ++l) lanes[l] += data[i + l];
+      for (; i < hi; ++i) lanes[0] += data[i];
+    }
+    for (float l : lanes) sinks[tid] += l;
+  });
+  const double wall = std::chrono::duration<double>(clock::now() - t0).count();
+  return 4.0 * static_cast<double>(n) * repeats / wall * 1e-9 + 0.0 * sinks[0];
+}
+
 // ------------------------------------------------------------------ conv2d
 
 ember::conv2d::Geometry conv_geometry(const py::array& x, const py::array& w, const py::array& y, int64_t sh,
@@ -634,6 +664,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("registered_kernels", &ember::registered_kernels);
   m.def("gemm_ukernel_name", [] { return std::string(ember::lookup<ember::gemm::Ukernel>("gemm").name); },
         "The GEMM micro-kernel the active ISA uses.");
+  m.def("measure_read_bandwidth", &py_measure_read_bandwidth,
+        "Measure how fast `threads` threads (0: all) read a float32 array, in GB/s.", py::arg("buffer"),
+        py::arg("repeats") = 1, py::arg("threads") = 0);
   m.def("measure_fma_peak", &py_measure_fma_peak,
         "Measure the fp32 FMA rate (GFLOP/s) of the active ISA on `threads` threads (0: all).",
         py::arg("seconds") = 0.2, py::arg("threads") = 0);
