@@ -344,19 +344,24 @@ def _xent_args(logits, target, weight, label_smoothing, reduction):
     if z.ndim != 2:
         raise ValueError(f"logits must be 2-D (batch, classes), got shape {z.shape}")
     z = np.ascontiguousarray(z)
+    return (z,) + _xent_targets(z.shape, target, weight, label_smoothing, reduction)
+
+
+def _xent_targets(shape, target, weight, label_smoothing, reduction):
+    """The checked (target, weight, eps) for logits of `shape` (batch, classes)."""
     t = target if isinstance(target, np.ndarray) else np.asarray(target)
     if t.ndim == 2:
         if t.dtype != np.float32:
             raise TypeError(f"soft targets must have dtype float32, got {t.dtype}")
-        if t.shape != z.shape:
-            raise ValueError(f"soft targets must have the logits' shape {z.shape}, got {t.shape}")
+        if t.shape != tuple(shape):
+            raise ValueError(f"soft targets must have the logits' shape {tuple(shape)}, got {t.shape}")
         t = np.ascontiguousarray(t)
     elif t.ndim == 1:
         if not np.issubdtype(t.dtype, np.integer):
             raise TypeError("target must be integer class indices of shape (batch,) or a float32 (batch, classes) "
                             f"probability matrix, got {t.dtype} of shape {t.shape}")
-        if t.shape[0] != z.shape[0]:
-            raise ValueError(f"target must have shape ({z.shape[0]},) (one class per row of logits), got {t.shape}")
+        if t.shape[0] != shape[0]:
+            raise ValueError(f"target must have shape ({shape[0]},) (one class per row of logits), got {t.shape}")
         t = np.ascontiguousarray(t, dtype=np.int64)
     else:
         raise ValueError(f"target must be 1-D class indices or 2-D probabilities, got shape {t.shape}")
@@ -365,15 +370,15 @@ def _xent_args(logits, target, weight, label_smoothing, reduction):
         w = weight if isinstance(weight, np.ndarray) else np.asarray(weight)
         if w.dtype != np.float32:
             raise TypeError(f"weight must have dtype float32, got {w.dtype}")
-        if w.shape != (z.shape[1],):
-            raise ValueError(f"weight must have shape ({z.shape[1]},) (one value per class), got {w.shape}")
+        if w.shape != (shape[1],):
+            raise ValueError(f"weight must have shape ({shape[1]},) (one value per class), got {w.shape}")
         w = np.ascontiguousarray(w)
     eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    return z, t, w, eps
+    return t, w, eps
 
 
 def _xent_denominator(t, w, ignore_index):
@@ -471,3 +476,91 @@ def softmax_cross_entropy_backward_ref(logits, target, lse, grad_output=1.0, *, 
     """Reference :func:`softmax_cross_entropy_backward` (plain loops, double accumulation)."""
     return _xent_backward(_C.xent_bwd_ref, logits, target, lse, grad_output, weight, ignore_index, label_smoothing,
                           reduction, out)
+
+
+def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None, ignore_index=-100,
+                         label_smoothing=0.0, reduction="mean", grad_output=1.0, chunk_bytes=64 << 20):
+    """Cross-entropy of the linear layer ``hidden @ weightᵀ + bias`` and its gradients, without
+    ever building the batch x classes logits.
+
+    ``hidden``: float32 (batch, features); ``weight``: float32 (classes, features); ``bias``:
+    float32 (classes,) or None; ``target`` and the loss options as
+    :func:`softmax_cross_entropy` (``class_weight`` is its ``weight``). Returns
+    ``(loss, d_hidden, d_weight, d_bias)`` (``d_bias`` None without a bias), the gradients
+    those of ``grad_output`` times the loss (one value per row with ``reduction='none'``).
+
+    Rows are processed in chunks of at most ``chunk_bytes`` of logits: each chunk's logits are
+    computed by the GEMM, reduced to its loss and turned into its gradient in place, which two
+    more GEMMs send into ``d_hidden`` and ``d_weight``. The GEMMs are the unfused path's, so
+    the time is about the same, while the memory held for logits is one chunk instead of all.
+    """
+    h = hidden if isinstance(hidden, np.ndarray) else np.asarray(hidden)
+    w = weight if isinstance(weight, np.ndarray) else np.asarray(weight)
+    for name, a in (("hidden", h), ("weight", w)):
+        if a.dtype != np.float32:
+            raise TypeError(f"{name} must have dtype float32, got {a.dtype}")
+        if a.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
+    b, d = h.shape
+    v = w.shape[0]
+    if w.shape[1] != d:
+        raise ValueError(f"weight must have shape (classes, {d}) to match hidden {h.shape}, got {w.shape}")
+    if v < 1:
+        raise ValueError(f"weight must have at least one class, got shape {w.shape}")
+    if bias is not None:
+        bias = _as_f32(bias, "bias")
+        if bias.shape != (v,):
+            raise ValueError(f"bias must have shape ({v},) (one value per class), got {bias.shape}")
+    t, cw, eps = _xent_targets((b, v), target, class_weight, label_smoothing, reduction)
+    if t.ndim == 1:  # checked here, not chunk by chunk, so that the error names the batch's row
+        bad = (t != ignore_index) & ((t < 0) | (t >= v))
+        if bad.any():
+            r = int(np.argmax(bad))
+            raise ValueError(f"target[{r}] = {t[r]} is neither a class in [0, {v}) nor ignore_index ({ignore_index})")
+    g = np.asarray(grad_output, dtype=np.float64)
+    if reduction == "none":
+        g = np.broadcast_to(g, (b,)) if g.ndim == 0 else g
+        if g.shape != (b,):
+            raise ValueError(f"grad_output must be a scalar or have shape ({b},) with reduction='none', "
+                             f"got shape {g.shape}")
+    elif g.ndim != 0:
+        raise ValueError(f"grad_output must be a scalar with reduction={reduction!r}, got shape {g.shape}")
+    denom = _xent_denominator(t, cw, ignore_index)
+    if int(chunk_bytes) < 1:
+        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes!r}")
+    rows = max(1, min(b, int(chunk_bytes) // (4 * v)))
+
+    d_hidden = np.empty((b, d), np.float32)
+    d_weight = np.zeros((v, d), np.float32)
+    d_bias = np.zeros(v, np.float64) if bias is not None else None
+    row_loss = np.empty(b)
+    logits = np.empty((rows, v), np.float32)
+    for r0 in range(0, b, rows):
+        r1 = min(b, r0 + rows)
+        z = logits[: r1 - r0]
+        gemm(h[r0:r1], w, trans_b=True, bias=bias, out=z)
+        tc = t[r0:r1]
+        lse, nll, smooth = np.empty(r1 - r0), np.empty(r1 - r0), np.empty(r1 - r0)
+        _C.xent_fwd(z, tc, cw, eps, int(ignore_index), lse, nll, smooth)
+        row_loss[r0:r1] = nll if t.ndim == 2 else (1.0 - eps) * nll + (eps / v) * smooth
+        if reduction == "none":
+            scale = g[r0:r1].copy()
+        elif reduction == "sum":
+            scale = np.full(r1 - r0, float(g))
+        else:
+            scale = np.full(r1 - r0, float(g) / denom if denom != 0.0 else 0.0)
+        if t.ndim == 1:
+            scale[tc == ignore_index] = 0.0
+        _C.xent_bwd(z, tc, cw, eps, int(ignore_index), lse, scale.astype(np.float32), z)  # dlogits, in place
+        gemm(z, w, out=d_hidden[r0:r1])
+        gemm(z, h[r0:r1], trans_a=True, out=d_weight, beta=1.0)
+        if d_bias is not None:
+            d_bias += z.sum(axis=0, dtype=np.float64)
+    if reduction == "none":
+        loss = row_loss.astype(np.float32)
+    elif reduction == "sum":
+        loss = np.float32(row_loss.sum())
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loss = np.float32(row_loss.sum() / denom)
+    return loss, d_hidden, d_weight, (d_bias.astype(np.float32) if d_bias is not None else None)

@@ -295,3 +295,58 @@ def test_backward_bad_input():
     with pytest.raises(ValueError, match="out must be the logits array itself or not overlap it"):
         big = np.zeros((4, 4), np.float32)
         ops.softmax_cross_entropy_backward(big[:3], T, lse, out=big[1:])
+
+
+# --------------------------------------------------------------------------- fused linear + cross-entropy
+
+
+def unfused_linear_xent(h, w, t, bias, g, **kw):
+    """The composition the fused op must equal: logits, loss, dlogits, then three products."""
+    z = ops.gemm(h, w, trans_b=True, bias=bias)
+    loss, lse = ops.softmax_cross_entropy(z, t, return_lse=True, **kw)
+    dz = ops.softmax_cross_entropy_backward(z, t, lse, g, **kw)
+    db = dz.sum(axis=0, dtype=np.float64).astype(np.float32) if bias is not None else None
+    return loss, dz @ w, dz.T @ h, db
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "default")
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+@pytest.mark.parametrize("rows_per_chunk", [1, 7, 1000])
+def test_linear_cross_entropy_matches_the_unfused_path(rng, opts, soft, rows_per_chunk):
+    if soft and "ignore_index" in opts:
+        pytest.skip("ignore_index applies to class targets only")
+    b, d, v = 45, 23, 301
+    h = rng.standard_normal((b, d), dtype=np.float32)
+    w = (rng.standard_normal((v, d)) / 5).astype(np.float32)
+    bias = rng.standard_normal(v, dtype=np.float32) if rows_per_chunk != 7 else None
+    _, t = make(rng, b, v, soft=soft, ignore_index=opts.get("ignore_index", -100))
+    kw = kwargs_for(rng, v, opts)
+    g = np.linspace(0.5, 2.0, b) if kw.get("reduction") == "none" else 1.5
+    want = unfused_linear_xent(h, w, t, bias, g, **kw)
+    fused_kw = dict(kw)
+    fused_kw["class_weight"] = fused_kw.pop("weight", None)
+    got = ops.linear_cross_entropy(h, w, t, bias, grad_output=g, chunk_bytes=4 * v * rows_per_chunk, **fused_kw)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-30)
+    for name, x, y in zip(("d_hidden", "d_weight", "d_bias"), got[1:], want[1:]):
+        if y is None:
+            assert x is None, name
+            continue
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * (np.abs(y).max() + 1e-30), err_msg=name)
+
+
+def test_linear_cross_entropy_bad_input(rng):
+    h = np.zeros((4, 3), np.float32)
+    w = np.zeros((5, 3), np.float32)
+    t = np.array([0, 1, 2, 3])
+    with pytest.raises(TypeError, match="hidden must have dtype float32"):
+        ops.linear_cross_entropy(h.astype(np.float64), w, t)
+    with pytest.raises(ValueError, match=r"weight must have shape \(classes, 3\)"):
+        ops.linear_cross_entropy(h, np.zeros((5, 4), np.float32), t)
+    with pytest.raises(ValueError, match=r"bias must have shape \(5,\)"):
+        ops.linear_cross_entropy(h, w, t, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match=r"target\[3\] = 7 is neither a class in \[0, 5\)"):
+        ops.linear_cross_entropy(h, w, np.array([0, 1, 2, 7]), chunk_bytes=4 * 5)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        ops.linear_cross_entropy(h, w, t, label_smoothing=2.0)
+    with pytest.raises(ValueError, match="chunk_bytes must be positive"):
+        ops.linear_cross_entropy(h, w, t, chunk_bytes=0)
