@@ -8,6 +8,8 @@ logits read once forward and once backward, the gradient written once.
     python benchmarks/report.py xent.json
 """
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,58 @@ def bench_softmax_xent_forward_backward(benchmark, case):
     np.testing.assert_allclose(result["loss"], want, rtol=1e-5)
     want_dz = ops.softmax_cross_entropy_backward_ref(z[rows], t[rows], lse[rows], 1.0 / b, reduction="sum")
     np.testing.assert_allclose(result["dz"][rows], want_dz, rtol=1e-4, atol=1e-6 / b)
+
+
+# Fused linear + cross-entropy: batch x features x classes (a smaller shape when run as a test).
+LINEAR = (4096, 1024, 32768)
+LINEAR_TEST = (256, 64, 2048)
+
+
+def unfused_linear_xent(h, w, t, bias):
+    """Logits, loss, dlogits and the three gradient products, each materialised."""
+    z = ops.gemm(h, w, trans_b=True, bias=bias)
+    loss, lse = ops.softmax_cross_entropy(z, t, return_lse=True)
+    dz = ops.softmax_cross_entropy_backward(z, t, lse)
+    return loss, ops.gemm(dz, w), ops.gemm(dz, h, trans_a=True), dz.sum(axis=0)
+
+
+@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}t")
+@pytest.mark.parametrize("impl", ["ember", "unfused"])
+def bench_linear_cross_entropy(benchmark, impl, threads):
+    b, d, v = LINEAR_TEST if getattr(benchmark, "disabled", False) else LINEAR
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((b, d), dtype=np.float32)
+    w = (rng.standard_normal((v, d)) / np.sqrt(d)).astype(np.float32)
+    bias = np.zeros(v, np.float32)
+    t = rng.integers(0, v, b)
+    fn = {"ember": lambda: ops.linear_cross_entropy(h, w, t, bias), "unfused": lambda: unfused_linear_xent(h, w, t, bias)}
+    result = {}
+
+    def run():
+        result["out"] = fn[impl]()
+
+    benchmark.group = f"linear+cross-entropy {b}x{d}x{v} {threads}t"
+    benchmark.extra_info.update(impl=impl, threads=threads, problem=f"{b}x{d}x{v}")
+    with thread_limit(threads):
+        settle(benchmark)
+        benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+        # Peak memory of one call, by tracemalloc (NumPy reports its allocations to it).
+        result.clear()
+        tracemalloc.start()
+        run()
+        benchmark.extra_info["peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
+        benchmark.extra_info["gflops"] = 6.0 * b * d * v / stats.stats.median * 1e-9
+    # The timed results must be right: the loss against the materialised logits' and the
+    # first rows of d_hidden against their own unfused computation.
+    loss, dh, dw, db = result["out"]
+    z = ops.gemm(h, w, trans_b=True, bias=bias)
+    np.testing.assert_allclose(loss, ops.softmax_cross_entropy(z, t), rtol=1e-5)
+    del z
+    z8 = ops.gemm(h[:8], w, trans_b=True, bias=bias)
+    _, lse8 = ops.softmax_cross_entropy(z8, t[:8], return_lse=True)
+    dh8 = ops.gemm(ops.softmax_cross_entropy_backward(z8, t[:8], lse8, 1.0 / b, reduction="sum"), w)
+    np.testing.assert_allclose(dh[:8], dh8, rtol=1e-4, atol=1e-4 * np.abs(dh8).max())
+    assert dw.shape == w.shape and db.shape == (v,) and np.isfinite(dw).all()

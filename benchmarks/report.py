@@ -69,6 +69,12 @@ def group_table(groups, peak, bandwidth):
             t = impls.get(r, (None,))[0]
             row += [f"{t * 1e3:.3f}", f"{t / ember:.2f}x"] if t else ["-", "-"]
         print("| " + " | ".join(row) + " |")
+    for group, impls in groups.items():  # ops that save memory record their peak
+        if "peak_mib" in impls.get("ember", (0, {}))[1]:
+            mine = impls["ember"][1]["peak_mib"]
+            others = ", ".join(f"{r} {i['peak_mib']:.0f} MiB ({mine / i['peak_mib']:.2f}x)"
+                               for r, (_, i) in impls.items() if r != "ember" and "peak_mib" in i)
+            print(f"\nPeak memory, {group}: ember {mine:.0f} MiB; {others}")
 
 
 def gemm_table(table, peak):
