@@ -5,7 +5,7 @@ the CUDA kernels in ``ember._cuda`` when it was built. Kernels work on NumPy arr
 write into arrays the caller can supply; GEMM reads any strided view in place.
 """
 
-from . import _C, ops
+from . import _C, autograd, ops
 from ._runtime import (
     available_isas,
     get_isa,
@@ -14,12 +14,21 @@ from ._runtime import (
     set_isa,
     set_num_threads,
 )
+from .autograd import enable_grad, no_grad
 from .ops import matmul
+from .tensor import Tensor, from_dlpack, from_numpy, tensor
 
 __version__ = _C.__version__
 
 __all__ = [
+    "Tensor",
     "__version__",
+    "autograd",
+    "enable_grad",
+    "from_dlpack",
+    "from_numpy",
+    "no_grad",
+    "tensor",
     "available_isas",
     "get_isa",
     "get_num_threads",

@@ -1,0 +1,146 @@
+"""Reverse-mode autograd: the graph nodes, grad mode and the backward pass.
+
+Every differentiable op records a :class:`Node` (its Function, the context it saved and its
+inputs) on the tensors it returns. ``backward`` orders the graph reachable from the root by an
+iterative depth-first search (no recursion, so a 100 000-op chain is fine), runs each node's
+backward once all its consumers have contributed, accumulates into the leaves' ``.grad`` and,
+unless ``retain_graph``, frees what each node saved as soon as it has run.
+
+Grad mode is per thread, so tools that embed Ember can run inference on one thread while
+another trains.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+_mode = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops record the graph on this thread."""
+    return getattr(_mode, "enabled", True)
+
+
+class _GradMode:
+    """Sets grad mode for a ``with`` block, or for every call of a decorated function."""
+
+    enabled = True
+
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        _mode.enabled = self.enabled
+
+    def __exit__(self, *exc):
+        _mode.enabled = self._previous
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradMode):  # noqa: N801 (PyTorch's name)
+    """Ops inside record no graph: ``with ember.no_grad():`` or ``@ember.no_grad()``."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):  # noqa: N801 (PyTorch's name)
+    """Ops inside record the graph again, even within :class:`no_grad`."""
+
+    enabled = True
+
+
+class Node:
+    """One recorded op: its Function, the context its forward saved, and one edge per input --
+    None where the input needs no gradient, else (the node that made it and which of its
+    outputs it is, or the leaf tensor itself; the input's shape). Edges hold no intermediate
+    tensors, so once backward has freed the saved values nothing of the graph's data remains."""
+
+    __slots__ = ("function", "ctx", "edges", "n_outputs", "freed")
+
+    def __init__(self, function, ctx, edges, n_outputs):
+        self.function = function
+        self.ctx = ctx
+        self.edges = edges
+        self.n_outputs = n_outputs
+        self.freed = False
+
+    def name(self) -> str:
+        return f"{self.function.__name__}Backward"
+
+
+def _topological_order(root: Node) -> list[Node]:
+    """Nodes reachable from root, every node before the nodes it depends on."""
+    order, seen = [], {id(root)}
+    stack = [(root, iter(root.edges))]
+    while stack:
+        node, it = stack[-1]
+        for edge in it:
+            child = edge[0] if edge is not None and isinstance(edge[0], Node) else None
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                stack.append((child, iter(child.edges)))
+                break
+        else:
+            stack.pop()
+            order.append(node)
+    order.reverse()
+    return order
+
+
+def backward(root, gradient=None, retain_graph=False) -> None:
+    """Accumulate d root / d leaf into every leaf's ``.grad`` (see ``Tensor.backward``)."""
+    from ..tensor import Tensor
+
+    xp = root._xp()
+    if not root.requires_grad:
+        raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
+                           "(no input of the ops that made it requires grad)")
+    if gradient is None:
+        if root.size != 1:
+            raise RuntimeError(f"backward: a gradient must be given for a non-scalar output (shape {root.shape}); "
+                               "grad can be implicitly created only for scalar outputs")
+        g = xp.ones(root.shape, dtype=root.dtype)
+    else:
+        g = gradient._data if isinstance(gradient, Tensor) else xp.asarray(gradient, dtype=root.dtype)
+        if g.shape != root.shape:
+            raise RuntimeError(f"backward: gradient has shape {g.shape}, the tensor has shape {root.shape}")
+    if root._node is None:  # a leaf
+        root._accumulate(g)
+        return
+
+    pending = {id(root._node): [None] * root._node.n_outputs}
+    pending[id(root._node)][root._out_index] = g
+    for node in _topological_order(root._node):
+        grads = pending.pop(id(node), None)
+        if grads is None:  # nothing flowed here (its outputs do not reach the root)
+            continue
+        if node.freed:
+            raise RuntimeError(f"backward through {node.name()} a second time: its saved values were freed "
+                               "after the first backward; pass retain_graph=True to keep them")
+        grads = [xp.zeros(s, dtype=d) if gr is None else gr for gr, (s, d) in zip(grads, node.ctx.output_specs)]
+        in_grads = node.function.backward(node.ctx, *grads)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        for edge, gi in zip(node.edges, in_grads):
+            if edge is None or gi is None:
+                continue
+            target, index, shape = edge
+            if gi.shape != shape:
+                raise RuntimeError(f"{node.name()} returned a gradient of shape {gi.shape} for an input of shape "
+                                   f"{shape}")
+            if not isinstance(target, Node):  # a leaf tensor
+                target._accumulate(gi)
+                continue
+            slot = pending.setdefault(id(target), [None] * target.n_outputs)
+            slot[index] = gi if slot[index] is None else slot[index] + gi
+        if not retain_graph:
+            node.ctx.release()
+            node.freed = True

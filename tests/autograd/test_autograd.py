@@ -1,0 +1,203 @@
+"""The autograd engine and the differentiable ops: every op in one table is checked forward
+against NumPy and backward by gradcheck (float64 central differences); then the engine's
+contract (accumulation, retain_graph, freed graphs, in-place checks, grad mode, deep chains)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import ember
+from ember.autograd import GradcheckError, gradcheck
+
+# name, function of tensors, the same on NumPy arrays, input shapes, input domain
+OPS = [
+    ("add", lambda a, b: a + b, np.add, [(3, 4), (4,)], None),
+    ("add_scalar", lambda a: a + 2.5, lambda a: a + 2.5, [(2, 3)], None),
+    ("radd", lambda a: 1.0 + a, lambda a: 1.0 + a, [(5,)], None),
+    ("sub", lambda a, b: a - b, np.subtract, [(2, 1, 3), (4, 1)], None),
+    ("rsub", lambda a: 3.0 - a, lambda a: 3.0 - a, [(3,)], None),
+    ("mul", lambda a, b: a * b, np.multiply, [(3, 1), (1, 5)], None),
+    ("div", lambda a, b: a / b, np.divide, [(4, 3), (3,)], "positive"),
+    ("rdiv", lambda a: 2.0 / a, lambda a: 2.0 / a, [(3, 2)], "positive"),
+    ("neg", lambda a: -a, np.negative, [(2, 2)], None),
+    ("pow_scalar", lambda a: a**3, lambda a: a**3, [(3, 3)], None),
+    ("pow_tensor", lambda a, b: a**b, np.power, [(2, 3), (3,)], "positive"),
+    ("exp", lambda a: a.exp(), np.exp, [(4, 2)], None),
+    ("log", lambda a: a.log(), np.log, [(4, 2)], "positive"),
+    ("sqrt", lambda a: a.sqrt(), np.sqrt, [(3,)], "positive"),
+    ("abs", lambda a: a.abs(), np.abs, [(6,)], "nonzero"),
+    ("relu", lambda a: a.relu(), lambda a: np.maximum(a, 0), [(3, 4)], "nonzero"),
+    ("sum", lambda a: a.sum(), np.sum, [(3, 4)], None),
+    ("sum_dim", lambda a: a.sum(dim=1), lambda a: a.sum(axis=1), [(3, 4, 2)], None),
+    ("sum_keepdim", lambda a: a.sum(dim=(0, 2), keepdim=True), lambda a: a.sum(axis=(0, 2), keepdims=True),
+     [(3, 4, 2)], None),
+    ("mean", lambda a: a.mean(), np.mean, [(5, 2)], None),
+    ("mean_dim", lambda a: a.mean(dim=-1), lambda a: a.mean(axis=-1), [(2, 7)], None),
+    ("scalar_input", lambda a: (a * a).exp(), lambda a: np.exp(a * a), [()], None),
+    ("reshape", lambda a: a.reshape(2, 6), lambda a: a.reshape(2, 6), [(3, 4)], None),
+    ("view", lambda a: a.view(-1), lambda a: a.reshape(-1), [(3, 4)], None),
+    ("transpose", lambda a: a.transpose(0, 2), lambda a: np.swapaxes(a, 0, 2), [(2, 3, 4)], None),
+    ("T", lambda a: a.T, lambda a: a.T, [(2, 5)], None),
+    ("matmul", lambda a, b: a @ b, np.matmul, [(3, 4), (4, 5)], None),
+    ("matmul_vec", lambda a, b: a @ b, np.matmul, [(3, 4), (4,)], None),
+    ("vec_matmul", lambda a, b: a @ b, np.matmul, [(4,), (4, 2)], None),
+    ("matmul_batched", lambda a, b: a @ b, np.matmul, [(2, 1, 3, 4), (3, 4, 2)], None),
+    ("size_zero", lambda a: (a * 2).sum(dim=0), lambda a: (a * 2).sum(axis=0), [(0, 3)], None),
+    ("chain", lambda a, b: ((a @ b).relu() + 1).log().mean(), lambda a, b: np.log(np.maximum(a @ b, 0) + 1).mean(),
+     [(4, 3), (3, 2)], None),
+]
+
+
+def sample(rng, shape, domain):
+    x = rng.standard_normal(shape)
+    if domain == "positive":
+        x = np.abs(x) + 0.5
+    elif domain == "nonzero":
+        x = np.where(np.abs(x) < 0.1, 0.5, x)
+    return x
+
+
+@pytest.mark.parametrize("name, fn, ref, shapes, domain", OPS, ids=[op[0] for op in OPS])
+def test_op_forward_and_gradcheck(rng, name, fn, ref, shapes, domain):
+    arrays = [sample(rng, s, domain) for s in shapes]
+    tensors = [ember.tensor(a, dtype=np.float64, requires_grad=True) for a in arrays]
+    out = fn(*tensors)
+    np.testing.assert_allclose(out.detach().numpy(), ref(*arrays), rtol=1e-12, atol=1e-12)
+    assert out.requires_grad and out.grad_fn is not None
+    assert gradcheck(fn, tensors)
+    # float32 forward (matmul runs on Ember's GEMM) agrees with NumPy to float32 precision.
+    out32 = fn(*[ember.tensor(a.astype(np.float32)) for a in arrays])
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32.numpy(), ref(*arrays), rtol=2e-5, atol=2e-5)
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    class Wrong(ember.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * a
+
+        @staticmethod
+        def backward(ctx, g):
+            return g  # should be 2 a g
+
+    x = ember.tensor(np.array([1.5, -2.0]), dtype=np.float64, requires_grad=True)
+    with pytest.raises(GradcheckError, match="backward gives"):
+        gradcheck(lambda t: Wrong.apply(t), [x])
+
+
+def test_gradients_accumulate_in_leaves():
+    x = ember.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (x * x).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.array([1, 2, 3]) + 3)
+    # A tensor used twice gets both contributions.
+    y = ember.tensor([2.0], requires_grad=True)
+    (y * y + y).sum().backward()
+    np.testing.assert_allclose(y.grad.numpy(), [5.0])
+
+
+def test_backward_twice_needs_retain_graph():
+    x = ember.tensor([1.0, 2.0], requires_grad=True)
+    z = (x.exp() * 2).sum()
+    z.backward(retain_graph=True)
+    z.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 4 * np.exp([1.0, 2.0]), rtol=1e-6)
+    with pytest.raises(RuntimeError, match="a second time.*retain_graph=True"):
+        z.backward()
+
+
+def test_non_scalar_backward_needs_a_gradient():
+    x = ember.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
+        y.backward()
+    y.backward(ember.tensor([1.0, 10.0]))
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 20.0])
+    with pytest.raises(RuntimeError, match=r"gradient has shape \(3,\)"):
+        (x * 2).backward(ember.tensor([1.0, 1.0, 1.0]))
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        ember.tensor([1.0]).sum().backward()
+
+
+def test_in_place_change_of_a_saved_tensor_is_caught():
+    x = ember.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 1.0  # a non-leaf
+    z = (y * y).sum()  # saves y
+    y.zero_()
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        z.backward()
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad is being modified in place"):
+        x.zero_()
+    with ember.no_grad():
+        x.zero_()
+    assert (x.detach().numpy() == 0).all()
+
+
+def test_grad_mode():
+    x = ember.tensor([1.0], requires_grad=True)
+    with ember.no_grad():
+        y = x * 2
+        with ember.enable_grad():
+            z = x * 2
+    assert not y.requires_grad and y.grad_fn is None and z.requires_grad
+
+    @ember.no_grad()
+    def f(t):
+        return t * 3
+
+    assert not f(x).requires_grad
+    assert ember.autograd.is_grad_enabled()
+    # Grad mode is per thread.
+    seen = []
+    with ember.no_grad():
+        t = threading.Thread(target=lambda: seen.append(ember.autograd.is_grad_enabled()))
+        t.start()
+        t.join()
+    assert seen == [True]
+
+
+def test_a_long_chain_does_not_recurse():
+    x = ember.tensor([1.0], requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y + 1e-5
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0])
+
+
+def test_graph_is_released_after_backward():
+    import gc
+    import weakref
+
+    x = ember.tensor(np.ones(1000), requires_grad=True)
+    e = x * 2  # an intermediate, saved by the product below
+    z = (e * e).sum()
+    held = weakref.ref(e._data)
+    del e
+    gc.collect()
+    assert held() is not None  # the graph keeps what backward will need
+    z.backward()
+    gc.collect()
+    assert held() is None  # and lets go of it once backward has run
+    np.testing.assert_allclose(x.grad.numpy(), np.full(1000, 8.0))
+
+
+def test_tensor_interop_and_properties():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    t = ember.from_numpy(a)
+    assert t.numpy() is a and np.shares_memory(np.asarray(t), a)
+    assert t.shape == (2, 3) and t.dtype == np.float32 and t.device == "cpu" and t.ndim == 2 and t.size == 6
+    assert ember.tensor([[1, 2]]).dtype == np.int64 and ember.tensor([1.5]).dtype == np.float32
+    assert ember.tensor(3.0).item() == 3.0 and t.tolist() == a.tolist()
+    d = ember.from_dlpack(a)
+    assert np.shares_memory(d.numpy(), a)
+    assert np.shares_memory(np.from_dlpack(t), a)
+    r = ember.tensor([1.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"use tensor.detach\(\).numpy\(\)"):
+        r.numpy()
+    with pytest.raises(TypeError, match="only floating-point tensors can require grad"):
+        ember.tensor([1, 2], requires_grad=True)
+    assert "grad_fn=<MulBackward>" in repr(r * 2) and "requires_grad=True" in repr(r)
+    assert (t > 2).tolist() == [[False, False, False], [True, True, True]]
