@@ -252,6 +252,89 @@ class Tensor:
     def matmul(self, other):
         return self @ other
 
+    def clamp(self, min=None, max=None):  # noqa: A002 (PyTorch's names)
+        return F.Clamp.apply(self, lo=min, hi=max)
+
+    def max(self, dim=None, keepdim=False):
+        return F.MaxReduce.apply(self, dim=dim, keepdim=keepdim, largest=True)
+
+    def min(self, dim=None, keepdim=False):
+        return F.MaxReduce.apply(self, dim=dim, keepdim=keepdim, largest=False)
+
+    def argmax(self, dim=None, keepdim=False):
+        """Index of the largest element (no gradient)."""
+        if dim is None:
+            return Tensor._wrap(np.asarray(np.argmax(self._data)))
+        return Tensor._wrap(np.argmax(self._data, axis=dim, keepdims=keepdim))
+
+    def logsumexp(self, dim=None, keepdim=False):
+        return F.LogSumExp.apply(self, dim=dim, keepdim=keepdim)
+
+    def var(self, dim=None, keepdim=False, correction=1):
+        return F.Var.apply(self, dim=dim, keepdim=keepdim, correction=correction)
+
+    def std(self, dim=None, keepdim=False, correction=1):
+        return self.var(dim, keepdim, correction).sqrt()
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        nd = max(self.ndim, 1)
+        s, e = start_dim % nd, end_dim % nd
+        shape = self.shape[:s] + (int(np.prod(self.shape[s : e + 1])),) + self.shape[e + 1 :]
+        return self.reshape(shape)
+
+    def permute(self, *dims):
+        dims = tuple(dims[0]) if len(dims) == 1 and not isinstance(dims[0], int) else dims
+        if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dimensions")
+        return F.Permute.apply(self, dims=tuple(d % self.ndim for d in dims))
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        d = dim % max(self.ndim, 1)
+        return self.reshape(self.shape[:d] + self.shape[d + 1 :]) if self.shape[d] == 1 else self
+
+    def unsqueeze(self, dim):
+        d = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def expand(self, *shape):
+        shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        return F.Expand.apply(self, shape=shape)
+
+    def split(self, split_size, dim=0):
+        n = self.shape[dim]
+        sizes = list(split_size) if not isinstance(split_size, int) else \
+            [split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
+        if sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to dimension {dim}'s {n}")
+        return F.Split.apply(self, sizes=sizes, dim=dim)
+
+    def chunk(self, chunks, dim=0):
+        return self.split(-(-self.shape[dim] // chunks), dim)
+
+    def sigmoid(self):
+        return F.Sigmoid.apply(self)
+
+    def tanh(self):
+        return F.Tanh.apply(self)
+
+    def softmax(self, dim):
+        return F.Softmax.apply(self, dim=dim)
+
+    def log_softmax(self, dim):
+        return F.LogSoftmax.apply(self, dim=dim)
+
+    def __getitem__(self, key):
+        key = tuple(_raw(k) for k in key) if isinstance(key, tuple) else _raw(key)
+        return F.Index.apply(self, key=key)
+
+    def __setitem__(self, key, value):
+        self._check_inplace()
+        key = tuple(_raw(k) for k in key) if isinstance(key, tuple) else _raw(key)
+        self._data[key] = _raw(value)
+        self._bump()
+
     # comparisons record no graph
     def __eq__(self, other):  # noqa: D105
         return Tensor._wrap(np.equal(self._data, _raw(other)))
@@ -310,3 +393,141 @@ def from_numpy(array: np.ndarray) -> Tensor:
 def from_dlpack(obj) -> Tensor:
     """A tensor sharing the memory of any DLPack producer (NumPy, PyTorch, JAX...): no copy."""
     return Tensor(np.from_dlpack(obj))
+
+
+def maximum(a, b) -> Tensor:
+    return F.Maximum.apply(*_pair(a, b))
+
+
+def minimum(a, b) -> Tensor:
+    return F.Minimum.apply(*_pair(a, b))
+
+
+def where(condition, a, b) -> Tensor:
+    a, b = _pair(a, b)
+    return F.Where.apply(_raw(condition), a, b)
+
+
+def cat(tensors, dim=0) -> Tensor:
+    return F.Cat.apply(dim, *tensors)
+
+
+def stack(tensors, dim=0) -> Tensor:
+    return F.Stack.apply(dim, *tensors)
+
+
+def _pair(a, b):
+    like = a if isinstance(a, Tensor) else b
+    if not isinstance(like, Tensor):
+        raise TypeError("at least one argument must be a Tensor")
+    return (a if isinstance(a, Tensor) else _operand(a, like)), (b if isinstance(b, Tensor) else _operand(b, like))
+
+
+# -------------------------------------------------------------------- random numbers and factories
+
+
+class Generator:
+    """A seeded random source for ``rand``/``randn``/``randint``/dropout (NumPy's PCG64)."""
+
+    def __init__(self, seed=None):
+        self.manual_seed(seed)
+
+    def manual_seed(self, seed):
+        self._rng = np.random.default_rng(seed)
+        return self
+
+    @property
+    def numpy(self) -> np.random.Generator:
+        return self._rng
+
+
+_default_generator = Generator()
+
+
+def manual_seed(seed) -> Generator:
+    """Seed the default generator (used when no ``generator=`` is given)."""
+    return _default_generator.manual_seed(seed)
+
+
+def default_generator() -> Generator:
+    return _default_generator
+
+
+def _shape(size):
+    return tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else tuple(size)
+
+
+def _dtype(dtype, default=np.float32):
+    return np.dtype(default if dtype is None else dtype)
+
+
+def zeros(*size, dtype=None, requires_grad=False) -> Tensor:
+    return Tensor(np.zeros(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
+
+
+def ones(*size, dtype=None, requires_grad=False) -> Tensor:
+    return Tensor(np.ones(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
+
+
+def full(size, fill_value, dtype=None, requires_grad=False) -> Tensor:
+    return Tensor(np.full(_shape((size,)), fill_value, _dtype(dtype)), requires_grad=requires_grad)
+
+
+def empty(*size, dtype=None, requires_grad=False) -> Tensor:
+    return Tensor(np.empty(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None) -> Tensor:
+    if end is None:
+        start, end = 0, start
+    ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+    return Tensor(np.arange(start, end, step, dtype=_dtype(dtype, np.int64 if ints else np.float32)))
+
+
+def linspace(start, end, steps, dtype=None) -> Tensor:
+    return Tensor(np.linspace(start, end, steps, dtype=_dtype(dtype)))
+
+
+def eye(n, m=None, dtype=None) -> Tensor:
+    return Tensor(np.eye(n, m, dtype=_dtype(dtype)))
+
+
+def rand(*size, generator=None, dtype=None, requires_grad=False) -> Tensor:
+    g = (generator or _default_generator).numpy
+    return Tensor(g.random(_shape(size), dtype=np.float64).astype(_dtype(dtype)), requires_grad=requires_grad)
+
+
+def randn(*size, generator=None, dtype=None, requires_grad=False) -> Tensor:
+    g = (generator or _default_generator).numpy
+    return Tensor(g.standard_normal(_shape(size)).astype(_dtype(dtype)), requires_grad=requires_grad)
+
+
+def randint(low, high=None, size=(), generator=None, dtype=None) -> Tensor:
+    if high is None:
+        low, high = 0, low
+    g = (generator or _default_generator).numpy
+    return Tensor(g.integers(low, high, _shape((size,)), dtype=_dtype(dtype, np.int64)))
+
+
+def zeros_like(t: Tensor, dtype=None, requires_grad=False) -> Tensor:
+    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype=None, requires_grad=False) -> Tensor:
+    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def full_like(t: Tensor, fill_value, dtype=None, requires_grad=False) -> Tensor:
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def empty_like(t: Tensor, dtype=None, requires_grad=False) -> Tensor:
+    return empty(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def rand_like(t: Tensor, generator=None, dtype=None, requires_grad=False) -> Tensor:
+    return rand(t.shape, generator=generator, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def randn_like(t: Tensor, generator=None, dtype=None, requires_grad=False) -> Tensor:
+    return randn(t.shape, generator=generator, dtype=dtype or t.dtype, requires_grad=requires_grad)

@@ -44,6 +44,35 @@ OPS = [
     ("vec_matmul", lambda a, b: a @ b, np.matmul, [(4,), (4, 2)], None),
     ("matmul_batched", lambda a, b: a @ b, np.matmul, [(2, 1, 3, 4), (3, 4, 2)], None),
     ("size_zero", lambda a: (a * 2).sum(dim=0), lambda a: (a * 2).sum(axis=0), [(0, 3)], None),
+    ("clamp", lambda a: a.clamp(-0.5, 0.7), lambda a: np.clip(a, -0.5, 0.7), [(4, 4)], "away_from_bounds"),
+    ("clamp_min", lambda a: a.clamp(min=0.1), lambda a: np.maximum(a, 0.1), [(5,)], "away_from_bounds"),
+    ("maximum", lambda a, b: ember.maximum(a, b), np.maximum, [(3, 4), (4,)], None),
+    ("minimum", lambda a, b: ember.minimum(a, b), np.minimum, [(2, 3), (2, 1)], None),
+    ("where", lambda a, b: ember.where(a > 0, a, b), lambda a, b: np.where(a > 0, a, b), [(3, 3), (3,)], "nonzero"),
+    ("max", lambda a: a.max(), np.max, [(3, 5)], None),
+    ("max_dim", lambda a: a.max(dim=1), lambda a: a.max(axis=1), [(4, 6)], None),
+    ("min_keepdim", lambda a: a.min(dim=0, keepdim=True), lambda a: a.min(axis=0, keepdims=True), [(4, 2)], None),
+    ("logsumexp", lambda a: a.logsumexp(dim=-1), lambda a: np.log(np.exp(a).sum(-1)), [(3, 7)], None),
+    ("var", lambda a: a.var(dim=0), lambda a: a.var(axis=0, ddof=1), [(5, 3)], None),
+    ("std", lambda a: a.std(), lambda a: a.std(ddof=1), [(4, 4)], None),
+    ("flatten", lambda a: a.flatten(1), lambda a: a.reshape(2, -1), [(2, 3, 4)], None),
+    ("permute", lambda a: a.permute(2, 0, 1), lambda a: a.transpose(2, 0, 1), [(2, 3, 4)], None),
+    ("squeeze", lambda a: a.squeeze(1), lambda a: a.squeeze(1), [(3, 1, 2)], None),
+    ("unsqueeze", lambda a: a.unsqueeze(-1), lambda a: a[..., None], [(3, 2)], None),
+    ("expand", lambda a: a.expand(4, 3, 2), lambda a: np.broadcast_to(a, (4, 3, 2)), [(3, 1)], None),
+    ("index_basic", lambda a: a[1:, ::2], lambda a: a[1:, ::2], [(4, 5)], None),
+    ("index_repeated", lambda a: a[np.array([0, 2, 0, 0])], lambda a: a[[0, 2, 0, 0]], [(3, 2)], None),
+    ("index_mixed", lambda a: a[np.array([1, 1]), 1:], lambda a: a[[1, 1], 1:], [(3, 4)], None),
+    ("cat", lambda a, b: ember.cat([a, b, a], dim=1), lambda a, b: np.concatenate([a, b, a], 1), [(2, 3), (2, 1)],
+     None),
+    ("stack", lambda a, b: ember.stack([a, b], dim=1), lambda a, b: np.stack([a, b], 1), [(2, 3), (2, 3)], None),
+    ("split", lambda a: a.split(2, dim=1)[1] * 3, lambda a: a[:, 2:4] * 3, [(2, 5)], None),
+    ("chunk", lambda a: a.chunk(2)[1].exp(), lambda a: np.exp(a[2:]), [(3, 2)], None),
+    ("sigmoid", lambda a: a.sigmoid(), lambda a: 1 / (1 + np.exp(-a)), [(3, 4)], None),
+    ("tanh", lambda a: a.tanh(), np.tanh, [(4,)], None),
+    ("softmax", lambda a: a.softmax(dim=1), lambda a: np.exp(a) / np.exp(a).sum(1, keepdims=True), [(3, 5)], None),
+    ("log_softmax", lambda a: a.log_softmax(dim=0), lambda a: a - np.log(np.exp(a).sum(0, keepdims=True)),
+     [(4, 2)], None),
     ("chain", lambda a, b: ((a @ b).relu() + 1).log().mean(), lambda a, b: np.log(np.maximum(a @ b, 0) + 1).mean(),
      [(4, 3), (3, 2)], None),
 ]
@@ -55,6 +84,8 @@ def sample(rng, shape, domain):
         x = np.abs(x) + 0.5
     elif domain == "nonzero":
         x = np.where(np.abs(x) < 0.1, 0.5, x)
+    elif domain == "away_from_bounds":  # clamp's kinks at -0.5, 0.1 and 0.7
+        x = np.where(np.min(np.abs(x[..., None] - np.array([-0.5, 0.1, 0.7])), axis=-1) < 0.05, 0.3, x)
     return x
 
 

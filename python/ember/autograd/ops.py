@@ -254,3 +254,390 @@ def _matmul(a, b):
     if a.dtype == np.float32 and b.dtype == np.float32 and a.ndim >= 1 and b.ndim >= 1:
         return native.matmul(a, b)
     return np.matmul(a, b)
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, a, lo=None, hi=None):
+        ctx.save_for_backward(a)
+        ctx.bounds = (lo, hi)
+        return np.clip(a, lo, hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        keep = np.ones(a.shape, bool)
+        if lo is not None:
+            keep &= a >= lo
+        if hi is not None:
+            keep &= a <= hi
+        return g * keep
+
+
+class Maximum(Function):
+    """Elementwise max; a tie sends half the gradient to each side (as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        wa = (a > b) + 0.5 * (a == b)
+        return unbroadcast(g * wa, np.shape(a)), unbroadcast(g * (1 - wa), np.shape(b))
+
+
+class Minimum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        wa = (a < b) + 0.5 * (a == b)
+        return unbroadcast(g * wa, np.shape(a)), unbroadcast(g * (1 - wa), np.shape(b))
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.cond, ctx.shapes = np.asarray(cond, bool), (np.shape(a), np.shape(b))
+        return np.where(ctx.cond, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        return None, unbroadcast(np.where(ctx.cond, g, 0), ctx.shapes[0]), unbroadcast(np.where(ctx.cond, 0, g),
+                                                                                          ctx.shapes[1])
+
+
+class MaxReduce(Function):
+    """max (or min) over dims; the gradient is shared evenly among tied extremes."""
+
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False, largest=True):
+        axes = _axes(dim, np.ndim(a))
+        y = (np.max if largest else np.min)(a, axis=axes, keepdims=True)
+        ctx.save_for_backward(a, y)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return y if keepdim else np.squeeze(y, axis=axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, y = ctx.saved_tensors
+        if not ctx.keepdim:
+            g = np.expand_dims(g, ctx.axes)
+        hit = a == y
+        return g * hit / hit.sum(axis=ctx.axes, keepdims=True)
+
+
+class LogSumExp(Function):
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False):
+        axes = _axes(dim, np.ndim(a))
+        m = np.max(a, axis=axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        y = m + np.log(np.sum(np.exp(a - m), axis=axes, keepdims=True))
+        ctx.save_for_backward(a, y)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return y if keepdim else np.squeeze(y, axis=axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, y = ctx.saved_tensors
+        if not ctx.keepdim:
+            g = np.expand_dims(g, ctx.axes)
+        return g * np.exp(a - y)
+
+
+class Var(Function):
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False, correction=1):
+        axes = _axes(dim, np.ndim(a))
+        n = int(np.prod([np.shape(a)[i] for i in axes])) if np.ndim(a) else 1
+        mu = np.mean(a, axis=axes, keepdims=True)
+        ctx.save_for_backward(a, mu)
+        ctx.axes, ctx.keepdim, ctx.div = axes, keepdim, max(n - correction, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.sum((a - mu) ** 2, axis=axes, keepdims=True) / ctx.div
+        return y if keepdim else np.squeeze(y, axis=axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, mu = ctx.saved_tensors
+        if not ctx.keepdim:
+            g = np.expand_dims(g, ctx.axes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return g * 2 * (a - mu) / ctx.div
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, a, dims):
+        ctx.dims = dims
+        return np.transpose(a, dims)
+
+    @staticmethod
+    def backward(ctx, g):
+        return np.transpose(g, np.argsort(ctx.dims))
+
+
+class Expand(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = np.shape(a)
+        shape = tuple(s if s != -1 else np.shape(a)[i - len(shape) + np.ndim(a)] for i, s in enumerate(shape))
+        return np.broadcast_to(a, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return unbroadcast(g, ctx.shape)
+
+
+class Index(Function):
+    """a[key]: basic and integer-array indexing; backward scatters with np.add.at, so repeated
+    indices add up."""
+
+    @staticmethod
+    def forward(ctx, a, key):
+        ctx.shape, ctx.dtype, ctx.key = np.shape(a), a.dtype, key
+        return np.asarray(a[key])
+
+    @staticmethod
+    def backward(ctx, g):
+        out = np.zeros(ctx.shape, ctx.dtype)
+        np.add.at(out, ctx.key, g)
+        return out
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, dim, *arrays):
+        ctx.dim = dim
+        ctx.sizes = [np.shape(a)[dim] for a in arrays]
+        return np.concatenate(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (None,) + tuple(np.split(g, np.cumsum(ctx.sizes)[:-1], axis=ctx.dim))
+
+
+class Stack(Function):
+    @staticmethod
+    def forward(ctx, dim, *arrays):
+        ctx.dim = dim
+        return np.stack(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (None,) + tuple(np.moveaxis(g, ctx.dim, 0))
+
+
+class Split(Function):
+    """Pieces of ``sizes`` along ``dim``: one output per piece."""
+
+    @staticmethod
+    def forward(ctx, a, sizes, dim):
+        ctx.shape, ctx.dtype, ctx.dim = np.shape(a), a.dtype, dim
+        return tuple(np.split(a, np.cumsum(sizes)[:-1], axis=dim))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return np.concatenate(grads, axis=ctx.dim)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = np.where(a >= 0, 1 / (1 + np.exp(-np.abs(a))), np.exp(-np.abs(a)) / (1 + np.exp(-np.abs(a))))
+        y = y.astype(a.dtype, copy=False)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * y * (1 - y)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = np.tanh(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+
+class LeakyReLU(Function):
+    @staticmethod
+    def forward(ctx, a, slope=0.01):
+        ctx.save_for_backward(a)
+        ctx.slope = slope
+        return np.where(a > 0, a, a * a.dtype.type(slope))
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return np.where(a > 0, g, g * a.dtype.type(ctx.slope))
+
+
+class GELU(Function):
+    """x Phi(x) with the exact normal CDF (PyTorch's default, approximate='none')."""
+
+    @staticmethod
+    def forward(ctx, a):
+        from math import erf, sqrt
+
+        cdf = (0.5 * (1 + np.vectorize(erf, otypes=[np.float64])(a / sqrt(2)))).astype(a.dtype)
+        ctx.save_for_backward(a, cdf)
+        return a * cdf
+
+    @staticmethod
+    def backward(ctx, g):
+        a, cdf = ctx.saved_tensors
+        pdf = np.exp(-0.5 * a * a) / np.sqrt(2 * np.pi)
+        return g * (cdf + a * pdf)
+
+
+class SiLU(Function):
+    @staticmethod
+    def forward(ctx, a):
+        s = Sigmoid.forward(ctx, a)
+        ctx.save_for_backward(a, s)
+        return a * s
+
+    @staticmethod
+    def backward(ctx, g):
+        a, s = ctx.saved_tensors
+        return g * s * (1 + a * (1 - s))
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, a, dim):
+        e = np.exp(a - np.max(a, axis=dim, keepdims=True))
+        y = e / np.sum(e, axis=dim, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return y * (g - np.sum(g * y, axis=ctx.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, a, dim):
+        m = np.max(a, axis=dim, keepdims=True)
+        y = a - m - np.log(np.sum(np.exp(a - m), axis=dim, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g - np.exp(y) * np.sum(g, axis=ctx.dim, keepdims=True)
+
+
+class Dropout(Function):
+    """Zeroes elements with probability p and scales the rest by 1 / (1 - p)."""
+
+    @staticmethod
+    def forward(ctx, a, p, generator):
+        keep = generator.random(np.shape(a)) >= p
+        ctx.mask = keep.astype(a.dtype) / a.dtype.type(1 - p)
+        return a * ctx.mask
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.mask
+
+
+# ----------------------------------------------------------------------- through the native kernels
+# Float32 NCHW tensors; forward and backward are Ember's convolution, pooling and cross-entropy
+# kernels.
+
+
+class Conv2d(Function):
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, w)
+        ctx.args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        ctx.has_bias = b is not None
+        return native.conv2d(x, w, b, **ctx.args)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        g = np.ascontiguousarray(g)
+        gx = native.conv2d_backward_data(g, w, x.shape, **ctx.args) if ctx.needs_input_grad[0] else None
+        gw = gb = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            gw, gb = native.conv2d_backward_weight(x, g, w.shape, bias=ctx.has_bias, **ctx.args)
+        return gx, gw, gb
+
+
+class MaxPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
+        y, ctx.indices = native.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+        ctx.shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        return native.max_pool2d_backward(np.ascontiguousarray(g), ctx.indices, ctx.shape)
+
+
+class AvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad):
+        ctx.args = (kernel_size, stride, padding, ceil_mode, count_include_pad)
+        ctx.shape = x.shape
+        return native.avg_pool2d(x, *ctx.args)
+
+    @staticmethod
+    def backward(ctx, g):
+        return native.avg_pool2d_backward(np.ascontiguousarray(g), ctx.shape, *ctx.args)
+
+
+class AdaptiveAvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, output_size):
+        ctx.shape = x.shape
+        return native.adaptive_avg_pool2d(x, output_size)
+
+    @staticmethod
+    def backward(ctx, g):
+        return native.adaptive_avg_pool2d_backward(np.ascontiguousarray(g), ctx.shape)
+
+
+class CrossEntropy(Function):
+    """The fused softmax cross-entropy: the forward keeps only the per-row log-sum-exp."""
+
+    @staticmethod
+    def forward(ctx, z, target, weight, ignore_index, label_smoothing, reduction):
+        ctx.args = {"weight": weight, "ignore_index": ignore_index, "label_smoothing": label_smoothing,
+                    "reduction": reduction}
+        loss, lse = native.softmax_cross_entropy(z, target, return_lse=True, **ctx.args)
+        ctx.save_for_backward(z)
+        ctx.target, ctx.lse = target, lse
+        return np.asarray(loss)
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        g = g if ctx.args["reduction"] == "none" else float(g)
+        return native.softmax_cross_entropy_backward(z, ctx.target, ctx.lse, g, **ctx.args), None, None

@@ -1,0 +1,100 @@
+"""Functional forms of the layers and losses, PyTorch's ``torch.nn.functional`` names."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import ops as F
+from ..tensor import Tensor, default_generator
+
+__all__ = [
+    "adaptive_avg_pool2d",
+    "avg_pool2d",
+    "conv2d",
+    "cross_entropy",
+    "dropout",
+    "gelu",
+    "leaky_relu",
+    "log_softmax",
+    "max_pool2d",
+    "relu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "tanh",
+]
+
+
+def relu(x: Tensor) -> Tensor:
+    return F.ReLU.apply(x)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return F.LeakyReLU.apply(x, slope=negative_slope)
+
+
+def gelu(x: Tensor) -> Tensor:
+    """x Φ(x), Φ the standard normal CDF (PyTorch's default, exact form)."""
+    return F.GELU.apply(x)
+
+
+def silu(x: Tensor) -> Tensor:
+    return F.SiLU.apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return F.Sigmoid.apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return F.Tanh.apply(x)
+
+
+def softmax(x: Tensor, dim: int) -> Tensor:
+    return F.Softmax.apply(x, dim=dim)
+
+
+def log_softmax(x: Tensor, dim: int) -> Tensor:
+    return F.LogSoftmax.apply(x, dim=dim)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p) when training."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    return F.Dropout.apply(x, p=p, generator=(generator or default_generator()).numpy)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups=1) -> Tensor:
+    """2-D convolution, NCHW input and OIHW weight, on Ember's convolution kernels."""
+    return F.Conv2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> Tensor:
+    return F.MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                             ceil_mode=ceil_mode)
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True) -> Tensor:
+    return F.AvgPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                             count_include_pad=count_include_pad)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    return F.AdaptiveAvgPool2d.apply(input, output_size=output_size)
+
+
+def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy of (batch, classes) logits, on Ember's fused kernel: class indices or
+    probability targets, per-class ``weight``, ``ignore_index``, ``label_smoothing``."""
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    w = weight._data if isinstance(weight, Tensor) else weight
+    return F.CrossEntropy.apply(input, t, w, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                reduction=reduction)

@@ -1,0 +1,109 @@
+"""ember.nn.functional: activations by gradcheck, dropout's statistics, and the ops that run on
+the native kernels (convolution, pooling, cross-entropy) checked by directional finite
+differences in float32 and against PyTorch's autograd when it is installed."""
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn.functional as F
+from ember.autograd import gradcheck
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:  # optional reference
+    torch = None
+
+
+@pytest.mark.parametrize("fn, ref", [
+    (F.gelu, lambda a: a * 0.5 * (1 + np.vectorize(__import__("math").erf)(a / np.sqrt(2)))),
+    (F.silu, lambda a: a / (1 + np.exp(-a))),
+    (lambda x: F.leaky_relu(x, 0.2), lambda a: np.where(a > 0, a, 0.2 * a)),
+    (F.sigmoid, lambda a: 1 / (1 + np.exp(-a))),
+    (F.tanh, np.tanh),
+    (lambda x: F.softmax(x, dim=-1), lambda a: np.exp(a) / np.exp(a).sum(-1, keepdims=True)),
+    (lambda x: F.log_softmax(x, dim=1), lambda a: a - np.log(np.exp(a).sum(1, keepdims=True))),
+], ids=["gelu", "silu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax"])
+def test_activations(rng, fn, ref):
+    a = rng.standard_normal((3, 5))
+    a = np.where(np.abs(a) < 0.05, 0.3, a)  # away from leaky_relu's kink
+    x = ember.tensor(a, dtype=np.float64, requires_grad=True)
+    np.testing.assert_allclose(fn(x).detach().numpy(), ref(a), rtol=1e-10, atol=1e-12)
+    assert gradcheck(fn, [x])
+
+
+def test_dropout():
+    x = ember.ones(200, 300, requires_grad=True)
+    g = ember.Generator(7)
+    y = F.dropout(x, 0.25, generator=g)
+    kept = y.detach().numpy() != 0
+    assert abs(kept.mean() - 0.75) < 0.01
+    np.testing.assert_allclose(y.detach().numpy()[kept], 1 / 0.75, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), y.detach().numpy())  # the same mask and scale
+    again = F.dropout(ember.ones(200, 300), 0.25, generator=ember.Generator(7)).numpy()
+    np.testing.assert_array_equal(again, y.detach().numpy())  # a seeded generator repeats
+    assert F.dropout(x, 0.25, training=False) is x
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\]"):
+        F.dropout(x, 1.5)
+
+
+def directional_check(fn, inputs, rng, eps=1e-2, rtol=2e-2):
+    """float32 version of gradcheck: <grad, u> against a central difference along u."""
+    out = fn(*inputs)
+    seed = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(ember.tensor(seed))
+    for i, x in enumerate(inputs):
+        if not x.requires_grad:
+            continue
+        u = rng.standard_normal(x.shape).astype(np.float32)
+        base = x.detach().numpy().copy()
+        values = []
+        for sign in (1, -1):
+            x.detach().numpy()[...] = base + sign * eps * u
+            with ember.no_grad():
+                values.append(float(np.vdot(seed, fn(*inputs).numpy().astype(np.float64))))
+        x.detach().numpy()[...] = base
+        fd = (values[0] - values[1]) / (2 * eps)
+        an = float(np.vdot(x.grad.numpy().astype(np.float64), u))
+        assert abs(an - fd) <= rtol * (abs(fd) + 1.0), f"input {i}: backward {an}, finite differences {fd}"
+
+
+def test_native_ops_match_finite_differences(rng):
+    x = ember.tensor(rng.standard_normal((2, 3, 9, 9), dtype=np.float32), requires_grad=True)
+    w = ember.tensor((rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32), requires_grad=True)
+    b = ember.tensor(rng.standard_normal(4, dtype=np.float32), requires_grad=True)
+    t = ember.tensor([3, 17])
+    directional_check(lambda x, w, b: F.conv2d(x, w, b, padding=1, stride=(1, 2)), [x, w, b], rng)
+    for p in (x, w, b):
+        p.grad = None
+    directional_check(lambda x: F.avg_pool2d(x, 3, stride=2, padding=1), [x], rng)
+    x.grad = None
+    directional_check(lambda x: F.adaptive_avg_pool2d(x, 1), [x], rng)
+    x.grad = None
+    directional_check(lambda x, w: F.cross_entropy(F.conv2d(x, w).flatten(1)[:, :20], t, label_smoothing=0.1),
+                      [x, w], rng)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+def test_native_ops_match_torch(rng):
+    xs = rng.standard_normal((2, 3, 10, 10)).astype(np.float32)
+    ws = (rng.standard_normal((5, 3, 3, 3)) * 0.3).astype(np.float32)
+    bs = rng.standard_normal(5).astype(np.float32)
+    ts = np.array([4, 1])
+    x, w, b = (ember.tensor(a, requires_grad=True) for a in (xs, ws, bs))
+    tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (xs, ws, bs))
+
+    def net(F_, x, w, b, t):
+        y = F_.max_pool2d(F_.relu(F_.conv2d(x, w, b, padding=1)), 2)
+        y = F_.avg_pool2d(y, 2, 1)
+        return F_.cross_entropy(F_.adaptive_avg_pool2d(y, 1).flatten(1), t, label_smoothing=0.05)
+
+    loss = net(F, x, w, b, ember.tensor(ts))
+    tloss = net(TF, tx, tw, tb, torch.from_numpy(ts))
+    loss.backward()
+    tloss.backward()
+    np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-5)
+    for mine, theirs in ((x, tx), (w, tw), (b, tb)):
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-6)

@@ -1,0 +1,45 @@
+"""Tensor creation: factories, dtypes, seeded generators."""
+
+import numpy as np
+import pytest
+
+import ember
+
+
+def test_factories():
+    assert ember.zeros(2, 3).shape == (2, 3) and ember.zeros((2, 3)).dtype == np.float32
+    assert (ember.ones(4, dtype=np.float64).numpy() == 1).all() and ember.ones(4, dtype=np.float64).dtype == np.float64
+    assert (ember.full((2, 2), 7.5).numpy() == 7.5).all()
+    assert ember.empty(3, 1).shape == (3, 1)
+    assert ember.arange(5).tolist() == [0, 1, 2, 3, 4] and ember.arange(5).dtype == np.int64
+    np.testing.assert_allclose(ember.arange(0, 1, 0.25).numpy(), [0, 0.25, 0.5, 0.75])
+    np.testing.assert_allclose(ember.linspace(0, 1, 5).numpy(), [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_array_equal(ember.eye(3).numpy(), np.eye(3))
+    t = ember.randn(5, 4, requires_grad=True)
+    assert t.requires_grad and t.is_leaf
+    for like in (ember.zeros_like, ember.ones_like, ember.empty_like, ember.rand_like, ember.randn_like):
+        assert like(t).shape == (5, 4) and like(t).dtype == np.float32 and not like(t).requires_grad
+    assert ember.full_like(t, 2.0).tolist()[0][0] == 2.0
+
+
+def test_seeded_random_numbers():
+    ember.manual_seed(123)
+    a = ember.randn(3, 3).numpy()
+    ember.manual_seed(123)
+    np.testing.assert_array_equal(ember.randn(3, 3).numpy(), a)
+    g1, g2 = ember.Generator(5), ember.Generator(5)
+    np.testing.assert_array_equal(ember.rand(4, generator=g1).numpy(), ember.rand(4, generator=g2).numpy())
+    r = ember.randint(0, 10, (1000,), generator=g1).numpy()
+    assert r.dtype == np.int64 and r.min() >= 0 and r.max() <= 9 and len(np.unique(r)) == 10
+    u = ember.rand(10000, generator=g1).numpy()
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.02
+
+
+def test_setitem_bumps_the_version_and_split_checks_sizes():
+    x = ember.zeros(3)
+    x[1] = 5.0
+    assert x.tolist() == [0.0, 5.0, 0.0]
+    with pytest.raises(ValueError, match="do not add up"):
+        ember.zeros(5).split([2, 2])
+    with pytest.raises(ValueError, match="is not a permutation"):
+        ember.zeros(2, 3).permute(0, 0)
