@@ -5,7 +5,7 @@ the CUDA kernels in ``ember._cuda`` when it was built. Kernels work on NumPy arr
 write into arrays the caller can supply; GEMM reads any strided view in place.
 """
 
-from . import _C, autograd, nn, ops
+from . import _C, autograd, nn, ops, optim
 from ._runtime import (
     available_isas,
     get_isa,
@@ -65,6 +65,7 @@ __all__ = [
     "maximum",
     "minimum",
     "nn",
+    "optim",
     "ones",
     "ones_like",
     "rand",

@@ -641,3 +641,28 @@ class CrossEntropy(Function):
         (z,) = ctx.saved_tensors
         g = g if ctx.args["reduction"] == "none" else float(g)
         return native.softmax_cross_entropy_backward(z, ctx.target, ctx.lse, g, **ctx.args), None, None
+
+
+class Linear(Function):
+    """x @ weightᵀ + bias on Ember's GEMM (the bias added in its epilogue); x may have any
+    leading dimensions."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        x2 = x.reshape(-1, x.shape[-1])
+        if x.dtype == np.float32 and w.dtype == np.float32:
+            y = native.gemm(x2, w, trans_b=True, bias=b)
+        else:
+            y = x2 @ w.T + (0 if b is None else b)
+        return y.reshape(x.shape[:-1] + (w.shape[0],))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        x2, g2 = x.reshape(-1, x.shape[-1]), np.ascontiguousarray(g).reshape(-1, w.shape[0])
+        gx = _matmul(g2, w).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        gw = _matmul(np.swapaxes(g2, 0, 1), x2) if ctx.needs_input_grad[1] else None
+        gb = g2.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb

@@ -14,9 +14,12 @@ __all__ = [
     "cross_entropy",
     "dropout",
     "gelu",
+    "l1_loss",
     "leaky_relu",
+    "linear",
     "log_softmax",
     "max_pool2d",
+    "mse_loss",
     "relu",
     "sigmoid",
     "silu",
@@ -98,3 +101,26 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100, 
     w = weight._data if isinstance(weight, Tensor) else weight
     return F.CrossEntropy.apply(input, t, w, ignore_index=ignore_index, label_smoothing=label_smoothing,
                                 reduction=reduction)
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``input @ weightᵀ + bias`` on Ember's GEMM, the bias fused into its epilogue."""
+    return F.Linear.apply(input, weight, bias)
+
+
+def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    return _reduce((input - target) ** 2, reduction)
+
+
+def l1_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    return _reduce((input - target).abs(), reduction)
+
+
+def _reduce(x: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return x.mean()
+    if reduction == "sum":
+        return x.sum()
+    if reduction == "none":
+        return x
+    raise ValueError(f"reduction must be one of ('mean', 'sum', 'none'), got {reduction!r}")

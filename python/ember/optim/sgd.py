@@ -1,0 +1,33 @@
+"""SGD with momentum, dampening, Nesterov and weight decay (PyTorch's update)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                 maximize=False):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize})
+
+    def _update(self, p, grad, state, group) -> None:
+        d = -grad if group["maximize"] else grad
+        if group["weight_decay"]:
+            d = d + p.dtype.type(group["weight_decay"]) * p
+        mu = group["momentum"]
+        if mu:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(d, copy=True)
+            else:
+                buf *= p.dtype.type(mu)
+                buf += p.dtype.type(1 - group["dampening"]) * d
+            d = d + p.dtype.type(mu) * buf if group["nesterov"] else buf
+        p -= p.dtype.type(group["lr"]) * d
