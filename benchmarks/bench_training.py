@@ -1,0 +1,116 @@
+"""Training and inference with the Python layer, against PyTorch CPU in the same run, 2
+threads and 1: one Adam step of the CNN Conv2d(3,32,3) -> ReLU -> MaxPool2d(2) -> Flatten ->
+Linear(7200,128) -> ReLU -> Linear(128,10) at batch 64, its inference at batch 256, and the
+Python overhead of 1000 small elementwise ops (16x16) forward and backward.
+``extra_info`` holds samples/s (ops/s for the overhead case).
+
+    python -m pytest benchmarks/bench_training.py --benchmark-only --benchmark-json=train.json
+    python benchmarks/report.py train.json
+"""
+
+import numpy as np
+import pytest
+
+import ember
+from helpers import THREADS, settle, thread_limit
+
+try:
+    import torch
+except ImportError:  # optional reference
+    torch = None
+
+CASES = [(t, impl) for t in THREADS for impl in ("ember", "torch")]
+
+
+def cnn(lib):
+    return lib.nn.Sequential(lib.nn.Conv2d(3, 32, 3), lib.nn.ReLU(), lib.nn.MaxPool2d(2), lib.nn.Flatten(),
+                             lib.nn.Linear(7200, 128), lib.nn.ReLU(), lib.nn.Linear(128, 10))
+
+
+def lib_for(impl):
+    if impl == "torch" and torch is None:
+        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+    return torch if impl == "torch" else ember
+
+
+def record(benchmark, per_call):
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
+        benchmark.extra_info["per_s"] = per_call / stats.stats.median
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
+def bench_train_step(benchmark, case):
+    threads, impl = case
+    lib = lib_for(impl)
+    batch = 16 if getattr(benchmark, "disabled", False) else 64
+    rng = np.random.default_rng(0)
+    x = lib.from_numpy(rng.standard_normal((batch, 3, 32, 32), dtype=np.float32))
+    y = lib.from_numpy(rng.integers(0, 10, batch))
+    lib.manual_seed(0)
+    model = cnn(lib)
+    opt = lib.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = lib.nn.CrossEntropyLoss()
+    losses = []
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+
+    benchmark.group = f"train step CNN batch {batch} {threads}t"
+    benchmark.extra_info.update(impl=impl, threads=threads)
+    with thread_limit(threads):
+        settle(benchmark)
+        benchmark(step)
+    record(benchmark, batch)
+    step()
+    step()
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]  # it learns the fixed batch
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
+def bench_inference(benchmark, case):
+    threads, impl = case
+    lib = lib_for(impl)
+    batch = 32 if getattr(benchmark, "disabled", False) else 256
+    x = lib.from_numpy(np.random.default_rng(0).standard_normal((batch, 3, 32, 32), dtype=np.float32))
+    lib.manual_seed(0)
+    model = cnn(lib).eval()
+    out = {}
+
+    def infer():
+        with lib.no_grad():
+            out["y"] = model(x)
+
+    benchmark.group = f"inference CNN batch {batch} {threads}t"
+    benchmark.extra_info.update(impl=impl, threads=threads)
+    with thread_limit(threads):
+        settle(benchmark)
+        benchmark(infer)
+    record(benchmark, batch)
+    assert tuple(out["y"].shape) == (batch, 10)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
+def bench_python_overhead(benchmark, case):
+    threads, impl = case
+    lib = lib_for(impl)
+    n_ops = 1000
+    a = lib.from_numpy(np.random.default_rng(0).standard_normal((16, 16), dtype=np.float32)).requires_grad_()
+
+    def run():
+        y = a
+        for i in range(n_ops // 4):  # four elementwise ops per round
+            y = (y * 0.999 + a) * 0.5 - 0.01
+        y.sum().backward()
+        a.grad = None
+
+    benchmark.group = f"python overhead {n_ops} ops 16x16 {threads}t"
+    benchmark.extra_info.update(impl=impl, threads=threads)
+    with thread_limit(threads):
+        settle(benchmark)
+        benchmark(run)
+    record(benchmark, n_ops)
