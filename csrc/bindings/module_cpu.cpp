@@ -24,6 +24,7 @@
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
 #include "ops/pool2d/pool2d.h"
+#include "ops/optim_step/optim_step.h"
 #include "ops/softmax_xent/softmax_xent.h"
 
 namespace py = pybind11;
@@ -427,6 +428,72 @@ void py_xent_bwd(const py::handle& z_obj, const py::handle& target_obj, const py
     ember::xent::xent_bwd(p, lp, sp, dp, isa, nt);
 }
 
+// ------------------------------------------------------------------ optimizer steps
+
+// A float32 C-contiguous array of `n` elements (any shape), writable if asked.
+py::array expect_flat(const py::handle& obj, const char* name, int64_t n, bool writable) {
+  EMBER_CHECK_TYPE(py::isinstance<py::array>(obj), name, " must be a numpy.ndarray of float32, got ", type_name(obj));
+  py::array arr = py::reinterpret_borrow<py::array>(obj);
+  EMBER_CHECK_TYPE(arr.dtype().is(py::dtype::of<float>()), name, " must have dtype float32, got ",
+                   std::string(py::str(arr.dtype())));
+  EMBER_CHECK_VALUE(n < 0 || arr.size() == n, name, " has ", arr.size(), " elements, the parameter has ", n);
+  const int flags = py::detail::array_proxy(arr.ptr())->flags;
+  EMBER_CHECK_VALUE(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_, name, " must be C-contiguous");
+  if (writable) EMBER_CHECK_VALUE(arr.writeable(), name, " is read-only");
+  return arr;
+}
+
+template <bool Ref>
+void py_adam_step(const py::handle& p_obj, const py::handle& g_obj, const py::handle& m_obj, const py::handle& v_obj,
+                  const py::handle& vmax_obj, double lr, double beta1, double beta2, double eps, double weight_decay,
+                  int64_t step, bool decoupled, bool maximize) {
+  py::array p = expect_flat(p_obj, "param", -1, true);
+  const int64_t n = p.size();
+  py::array g = expect_flat(g_obj, "grad", n, false);
+  py::array m = expect_flat(m_obj, "exp_avg", n, true);
+  py::array v = expect_flat(v_obj, "exp_avg_sq", n, true);
+  py::array vmax;
+  if (!vmax_obj.is_none()) vmax = expect_flat(vmax_obj, "max_exp_avg_sq", n, true);
+  EMBER_CHECK_VALUE(step >= 1, "step must be >= 1, got ", step);
+  const py::array* arrays[] = {&p, &g, &m, &v, &vmax};
+  for (int i = 0; i < 5; ++i)
+    for (int j = i + 1; j < 5; ++j)
+      EMBER_CHECK_VALUE(!overlaps(*arrays[i], *arrays[j]), "param, grad and the optimizer state must not share memory");
+  ember::optim::AdamArgs a{n, static_cast<float*>(p.mutable_data()), static_cast<const float*>(g.data()),
+                           static_cast<float*>(m.mutable_data()), static_cast<float*>(v.mutable_data()),
+                           vmax_obj.is_none() ? nullptr : static_cast<float*>(vmax.mutable_data()),
+                           static_cast<float>(lr), static_cast<float>(beta1), static_cast<float>(beta2),
+                           static_cast<float>(eps), static_cast<float>(weight_decay), step, decoupled, maximize};
+  const int nt = ember::get_num_threads();
+  py::gil_scoped_release release;
+  if (Ref)
+    ember::optim::adam_step_ref(a);
+  else
+    ember::optim::adam_step(a, nt);
+}
+
+template <bool Ref>
+void py_sgd_step(const py::handle& p_obj, const py::handle& g_obj, const py::handle& buf_obj, double lr,
+                 double momentum, double dampening, double weight_decay, bool nesterov, bool maximize, bool first) {
+  py::array p = expect_flat(p_obj, "param", -1, true);
+  const int64_t n = p.size();
+  py::array g = expect_flat(g_obj, "grad", n, false);
+  py::array buf;
+  if (!buf_obj.is_none()) buf = expect_flat(buf_obj, "momentum_buffer", n, true);
+  EMBER_CHECK_VALUE(!overlaps(p, g) && !overlaps(p, buf) && !overlaps(g, buf),
+                    "param, grad and the momentum buffer must not share memory");
+  ember::optim::SgdArgs a{n, static_cast<float*>(p.mutable_data()), static_cast<const float*>(g.data()),
+                          buf_obj.is_none() ? nullptr : static_cast<float*>(buf.mutable_data()),
+                          static_cast<float>(lr), static_cast<float>(momentum), static_cast<float>(dampening),
+                          static_cast<float>(weight_decay), nesterov, maximize, first};
+  const int nt = ember::get_num_threads();
+  py::gil_scoped_release release;
+  if (Ref)
+    ember::optim::sgd_step_ref(a);
+  else
+    ember::optim::sgd_step(a, nt);
+}
+
 // ------------------------------------------------------------------ pool2d
 
 ember::pool2d::Geometry pool_geometry(const py::array& x, const py::array& y, int64_t kh, int64_t kw, int64_t sh,
@@ -619,6 +686,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("conv2d_bwd_data", &py_conv2d_bwd_data<false>);
   m.def("conv2d_bwd_weight_ref", &py_conv2d_bwd_weight<true>);
   m.def("conv2d_bwd_weight", &py_conv2d_bwd_weight<false>);
+  m.def("adam_step", &py_adam_step<false>);
+  m.def("adam_step_ref", &py_adam_step<true>);
+  m.def("sgd_step", &py_sgd_step<false>);
+  m.def("sgd_step_ref", &py_sgd_step<true>);
   m.def("xent_fwd_ref", &py_xent_fwd<true>);
   m.def("xent_fwd", &py_xent_fwd<false>);
   m.def("xent_bwd_ref", &py_xent_bwd<true>);

@@ -64,3 +64,66 @@ def test_groups_state_dict_and_errors(rng):
         ember.optim.Adam([a], betas=(0.9, 1.5))
     with pytest.raises(ValueError, match="do not match this optimizer"):
         ember.optim.SGD([a]).load_state_dict(sd)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_native_adam_step_matches_its_reference(rng, num_threads, amsgrad, decoupled, maximize):
+    n = 100_003  # several threads' worth, odd
+    arrays = [rng.standard_normal(n).astype(np.float32) for _ in range(2)] + [
+        rng.standard_normal(n).astype(np.float32) * 0.1, np.abs(rng.standard_normal(n)).astype(np.float32),
+        np.abs(rng.standard_normal(n)).astype(np.float32) if amsgrad else None]
+    ref = [None if a is None else a.copy() for a in arrays]
+    for threads in (1, 2, 3):
+        ember.set_num_threads(threads)
+        got = [None if a is None else a.copy() for a in arrays]
+        ember._C.adam_step(*got, 1e-3, 0.9, 0.999, 1e-8, 0.01, 7, decoupled, maximize)
+        want = [None if a is None else a.copy() for a in ref]
+        ember._C.adam_step_ref(*want, 1e-3, 0.9, 0.999, 1e-8, 0.01, 7, decoupled, maximize)
+        for g, w in zip(got, want):
+            if g is not None:  # float32 rounding, at the scale of the values
+                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("momentum, nesterov, first", [(0.0, False, False), (0.9, False, True), (0.9, True, False)])
+def test_native_sgd_step_matches_its_reference(rng, num_threads, momentum, nesterov, first):
+    n = 70_001
+    p, g, buf = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    buf = buf if momentum else None
+    got = [p.copy(), g, None if buf is None else buf.copy()]
+    want = [p.copy(), g, None if buf is None else buf.copy()]
+    ember._C.sgd_step(*got, 0.1, momentum, 0.0 if nesterov else 0.2, 0.01, nesterov, False, first)
+    ember._C.sgd_step_ref(*want, 0.1, momentum, 0.0 if nesterov else 0.2, 0.01, nesterov, False, first)
+    for a, b in zip(got, want):
+        if a is not None:  # float32 rounding of p - lr d, at the scale of the values
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
+
+
+def test_float64_parameters_take_the_numpy_path(rng):
+    # The same updates for a float64 parameter (NumPy) and a float32 one (the native pass).
+    w0 = rng.standard_normal(50)
+    for name, kwargs in CONFIGS:
+        p64 = nn.Parameter(ember.tensor(w0, dtype=np.float64))
+        p32 = nn.Parameter(ember.tensor(w0.astype(np.float32)))
+        o64, o32 = getattr(ember.optim, name)([p64], **kwargs), getattr(ember.optim, name)([p32], **kwargs)
+        for _ in range(5):
+            g = rng.standard_normal(50)
+            p64.grad, p32.grad = ember.tensor(g, dtype=np.float64), ember.tensor(g.astype(np.float32))
+            o64.step()
+            o32.step()
+        np.testing.assert_allclose(p32.detach().numpy(), p64.detach().numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_native_step_bad_input():
+    p = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="grad has 3 elements, the parameter has 4"):
+        ember._C.adam_step(p, np.zeros(3, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32), None,
+                           1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, False)
+    with pytest.raises(TypeError, match="exp_avg must have dtype float32"):
+        ember._C.adam_step(p, p.copy(), np.zeros(4), np.zeros(4, np.float32), None, 1e-3, 0.9, 0.999, 1e-8, 0.0,
+                           1, False, False)
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        ember._C.adam_step(p, p.copy(), p.copy(), p.copy(), None, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0, False, False)
+    with pytest.raises(ValueError, match="must not share memory"):
+        ember._C.sgd_step(p, p, None, 0.1, 0.0, 0.0, 0.0, False, False, False)

@@ -1,4 +1,5 @@
-"""Adam and AdamW (with AMSGrad), PyTorch's updates."""
+"""Adam and AdamW (with AMSGrad), PyTorch's updates: one fused native pass per float32
+parameter, NumPy for other dtypes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import math
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .. import _C
+from .optimizer import Optimizer, _native
 
 
 class Adam(Optimizer):
@@ -24,6 +26,18 @@ class Adam(Optimizer):
 
     def _update(self, p, grad, state, group) -> None:
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if _native(p):  # one fused pass (ember._C.adam_step)
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = np.zeros_like(p)
+                state["exp_avg_sq"] = np.zeros_like(p)
+                if group["amsgrad"]:
+                    state["max_exp_avg_sq"] = np.zeros_like(p)
+            state["step"] += 1
+            _C.adam_step(p, np.ascontiguousarray(grad, np.float32), state["exp_avg"], state["exp_avg_sq"],
+                         state.get("max_exp_avg_sq"), lr, b1, b2, eps, wd, state["step"], self._decoupled,
+                         group["maximize"])
+            return
         f = p.dtype.type
         g = -grad if group["maximize"] else grad
         if wd:

@@ -13,6 +13,11 @@ from ..nn.module import Parameter
 from ..tensor import Tensor
 
 
+def _native(p) -> bool:
+    """Whether the fused native step serves this parameter array (float32, C-contiguous)."""
+    return p.dtype == np.float32 and p.flags.c_contiguous
+
+
 class Optimizer:
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)

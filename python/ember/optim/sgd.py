@@ -1,10 +1,12 @@
-"""SGD with momentum, dampening, Nesterov and weight decay (PyTorch's update)."""
+"""SGD with momentum, dampening, Nesterov and weight decay (PyTorch's update): one fused native
+pass per float32 parameter, NumPy for other dtypes."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .. import _C
+from .optimizer import Optimizer, _native
 
 
 class SGD(Optimizer):
@@ -18,10 +20,17 @@ class SGD(Optimizer):
                                   "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize})
 
     def _update(self, p, grad, state, group) -> None:
+        mu = group["momentum"]
+        if _native(p):  # one fused pass (ember._C.sgd_step)
+            first = mu != 0 and "momentum_buffer" not in state
+            if first:
+                state["momentum_buffer"] = np.empty_like(p)
+            _C.sgd_step(p, np.ascontiguousarray(grad, np.float32), state.get("momentum_buffer"), group["lr"], mu,
+                        group["dampening"], group["weight_decay"], group["nesterov"], group["maximize"], first)
+            return
         d = -grad if group["maximize"] else grad
         if group["weight_decay"]:
             d = d + p.dtype.type(group["weight_decay"]) * p
-        mu = group["momentum"]
         if mu:
             buf = state.get("momentum_buffer")
             if buf is None:
