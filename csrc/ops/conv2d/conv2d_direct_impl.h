@@ -237,10 +237,24 @@ void smallc_bwd_weight_block(const SmallCImage& g, const float* xp, const float*
         for (int t = 0; t < WT; ++t) acc[o][t] += d[o] * xv[t];
     }
   }
-  for (int64_t i = 0; full < g.ow && i < g.oh; ++i) {
+  // The partial vectors: whole 16-float loads with the lanes past the row
+  // zeroed by a select (both sides, so nothing read past the row -- even an
+  // infinity -- reaches a sum); xp has slack after its planes, and dy is read
+  // whole except where that would pass the end of this call's planes.
+  const int64_t tail = g.ow - full;
+  const vf16 in_row = __builtin_convertvector(
+      vi16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} < static_cast<int>(tail), vf16);
+  const float* dy_end = dy + (o0 + WO) * P;
+  for (int64_t i = 0; tail > 0 && i < g.oh; ++i) {
     vf16 d[WO], xv[WT];
-    for (int o = 0; o < WO; ++o) d[o] = load16_part(dy + (o0 + o) * P + i * g.ow + full, g.ow - full);
-    for (int t = 0; t < WT; ++t) xv[t] = load16_part(xp + g.off[t0 + t] + i * g.wq + full, g.ow - full);
+    for (int o = 0; o < WO; ++o) {
+      const float* src = dy + (o0 + o) * P + i * g.ow + full;
+      d[o] = src + 16 <= dy_end ? (in_row != 0 ? load16(src) : vf16{}) : load16_part(src, tail);
+    }
+    for (int t = 0; t < WT; ++t) {
+      const vf16 x = load16(xp + g.off[t0 + t] + i * g.wq + full);
+      xv[t] = in_row != 0 ? x : vf16{};
+    }
     for (int o = 0; o < WO; ++o)
       for (int t = 0; t < WT; ++t) acc[o][t] += d[o] * xv[t];
   }
