@@ -33,7 +33,13 @@ def lib_for(impl):
     return torch if impl == "torch" else ember
 
 
-def record(benchmark, per_call):
+def timed(benchmark, fn, group, impl, threads, per_call):
+    """Time fn under the thread limit; samples (or ops) per second into extra_info."""
+    benchmark.group = group
+    benchmark.extra_info.update(impl=impl, threads=threads)
+    with thread_limit(threads):
+        settle(benchmark)
+        benchmark(fn)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
         benchmark.extra_info["per_s"] = per_call / stats.stats.median
@@ -60,12 +66,7 @@ def bench_train_step(benchmark, case):
         opt.step()
         losses.append(loss.item())
 
-    benchmark.group = f"train step CNN batch {batch} {threads}t"
-    benchmark.extra_info.update(impl=impl, threads=threads)
-    with thread_limit(threads):
-        settle(benchmark)
-        benchmark(step)
-    record(benchmark, batch)
+    timed(benchmark, step, f"train step CNN batch {batch} {threads}t", impl, threads, batch)
     step()
     step()
     assert np.isfinite(losses).all() and losses[-1] < losses[0]  # it learns the fixed batch
@@ -85,12 +86,7 @@ def bench_inference(benchmark, case):
         with lib.no_grad():
             out["y"] = model(x)
 
-    benchmark.group = f"inference CNN batch {batch} {threads}t"
-    benchmark.extra_info.update(impl=impl, threads=threads)
-    with thread_limit(threads):
-        settle(benchmark)
-        benchmark(infer)
-    record(benchmark, batch)
+    timed(benchmark, infer, f"inference CNN batch {batch} {threads}t", impl, threads, batch)
     assert tuple(out["y"].shape) == (batch, 10)
 
 
@@ -108,9 +104,4 @@ def bench_python_overhead(benchmark, case):
         y.sum().backward()
         a.grad = None
 
-    benchmark.group = f"python overhead {n_ops} ops 16x16 {threads}t"
-    benchmark.extra_info.update(impl=impl, threads=threads)
-    with thread_limit(threads):
-        settle(benchmark)
-        benchmark(run)
-    record(benchmark, n_ops)
+    timed(benchmark, run, f"python overhead {n_ops} ops 16x16 {threads}t", impl, threads, n_ops)

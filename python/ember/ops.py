@@ -429,6 +429,19 @@ def softmax_cross_entropy_ref(logits, target, *, weight=None, ignore_index=-100,
                          return_lse)
 
 
+def _grad_output(grad_output, b, reduction):
+    """The loss's gradient as float64: one per row (b,) with reduction='none', else a scalar."""
+    g = np.asarray(grad_output, dtype=np.float64)
+    if reduction == "none":
+        g = np.broadcast_to(g, (b,)) if g.ndim == 0 else g
+        if g.shape != (b,):
+            raise ValueError(f"grad_output must be a scalar or have shape ({b},) with reduction='none', "
+                             f"got shape {g.shape}")
+    elif g.ndim != 0:
+        raise ValueError(f"grad_output must be a scalar with reduction={reduction!r}, got shape {g.shape}")
+    return g
+
+
 def _xent_backward(bwd, logits, target, lse, grad_output, weight, ignore_index, label_smoothing, reduction, out):
     z, t, w, eps = _xent_args(logits, target, weight, label_smoothing, reduction)
     b = z.shape[0]
@@ -436,16 +449,10 @@ def _xent_backward(bwd, logits, target, lse, grad_output, weight, ignore_index, 
     if lse.dtype != np.float64 or lse.shape != (b,):
         raise ValueError(f"lse must be the forward's float64 log-sum-exps of shape ({b},), got {lse.dtype} "
                          f"of shape {lse.shape}")
-    g = np.asarray(grad_output, dtype=np.float64)
+    g = _grad_output(grad_output, b, reduction)
     if reduction == "none":
-        g = np.broadcast_to(g, (b,)) if g.ndim == 0 else g
-        if g.shape != (b,):
-            raise ValueError(f"grad_output must be a scalar or have shape ({b},) with reduction='none', "
-                             f"got shape {g.shape}")
         scale = g.copy()
     else:
-        if g.ndim != 0:
-            raise ValueError(f"grad_output must be a scalar with reduction={reduction!r}, got shape {g.shape}")
         scale = np.full(b, float(g))
         if reduction == "mean":
             denom = _xent_denominator(t, w, ignore_index)
@@ -517,14 +524,7 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
         if bad.any():
             r = int(np.argmax(bad))
             raise ValueError(f"target[{r}] = {t[r]} is neither a class in [0, {v}) nor ignore_index ({ignore_index})")
-    g = np.asarray(grad_output, dtype=np.float64)
-    if reduction == "none":
-        g = np.broadcast_to(g, (b,)) if g.ndim == 0 else g
-        if g.shape != (b,):
-            raise ValueError(f"grad_output must be a scalar or have shape ({b},) with reduction='none', "
-                             f"got shape {g.shape}")
-    elif g.ndim != 0:
-        raise ValueError(f"grad_output must be a scalar with reduction={reduction!r}, got shape {g.shape}")
+    g = _grad_output(grad_output, b, reduction)
     denom = _xent_denominator(t, cw, ignore_index)
     if int(chunk_bytes) < 1:
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes!r}")

@@ -275,9 +275,14 @@ class Clamp(Function):
         return g * keep
 
 
-class Maximum(Function):
-    """Elementwise max; a tie sends half the gradient to each side (as PyTorch)."""
+def _extremum_backward(ctx, g, wins):
+    """Gradients of max/min(a, b): to the winner, half to each side of a tie (as PyTorch)."""
+    a, b = ctx.saved_tensors
+    wa = wins(a, b) + 0.5 * (a == b)
+    return unbroadcast(g * wa, np.shape(a)), unbroadcast(g * (1 - wa), np.shape(b))
 
+
+class Maximum(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -285,9 +290,7 @@ class Maximum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        wa = (a > b) + 0.5 * (a == b)
-        return unbroadcast(g * wa, np.shape(a)), unbroadcast(g * (1 - wa), np.shape(b))
+        return _extremum_backward(ctx, g, np.greater)
 
 
 class Minimum(Function):
@@ -298,9 +301,7 @@ class Minimum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        wa = (a < b) + 0.5 * (a == b)
-        return unbroadcast(g * wa, np.shape(a)), unbroadcast(g * (1 - wa), np.shape(b))
+        return _extremum_backward(ctx, g, np.less)
 
 
 class Where(Function):

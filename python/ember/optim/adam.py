@@ -26,14 +26,14 @@ class Adam(Optimizer):
 
     def _update(self, p, grad, state, group) -> None:
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p)
+            state["exp_avg_sq"] = np.zeros_like(p)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros_like(p)
+        state["step"] += 1
         if _native(p):  # one fused pass (ember._C.adam_step)
-            if not state:
-                state["step"] = 0
-                state["exp_avg"] = np.zeros_like(p)
-                state["exp_avg_sq"] = np.zeros_like(p)
-                if group["amsgrad"]:
-                    state["max_exp_avg_sq"] = np.zeros_like(p)
-            state["step"] += 1
             _C.adam_step(p, np.ascontiguousarray(grad, np.float32), state["exp_avg"], state["exp_avg_sq"],
                          state.get("max_exp_avg_sq"), lr, b1, b2, eps, wd, state["step"], self._decoupled,
                          group["maximize"])
@@ -45,13 +45,6 @@ class Adam(Optimizer):
                 p *= f(1 - lr * wd)
             else:
                 g = g + f(wd) * p
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p)
-            state["exp_avg_sq"] = np.zeros_like(p)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p)
-        state["step"] += 1
         t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= f(b1)
