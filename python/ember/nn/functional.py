@@ -10,6 +10,7 @@ from ..tensor import Tensor, default_generator
 __all__ = [
     "adaptive_avg_pool2d",
     "avg_pool2d",
+    "binary_cross_entropy_with_logits",
     "conv2d",
     "cross_entropy",
     "dropout",
@@ -20,6 +21,7 @@ __all__ = [
     "log_softmax",
     "max_pool2d",
     "mse_loss",
+    "nll_loss",
     "relu",
     "sigmoid",
     "silu",
@@ -124,3 +126,31 @@ def _reduce(x: Tensor, reduction: str) -> Tensor:
     if reduction == "none":
         return x
     raise ValueError(f"reduction must be one of ('mean', 'sum', 'none'), got {reduction!r}")
+
+
+def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of (batch, classes) log-probabilities (PyTorch's weighting: 'mean'
+    divides by the targets' total weight)."""
+    t = np.asarray(target._data if isinstance(target, Tensor) else target)
+    valid = t != ignore_index
+    tt = np.where(valid, t, 0)
+    w = np.ones(input.shape[1], input.dtype) if weight is None else np.asarray(
+        weight._data if isinstance(weight, Tensor) else weight, input.dtype)
+    wt = (w[tt] * valid).astype(input.dtype)
+    picked = input[np.arange(input.shape[0]), tt] * wt
+    if reduction == "mean":
+        return -picked.sum() / float(wt.sum())
+    return _reduce(-picked, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reduction: str = "mean",
+                                     pos_weight=None) -> Tensor:
+    """Sigmoid + binary cross-entropy in the stable form
+    ``(1 - y) x + (1 + (pos_weight - 1) y) (log(1 + exp(-|x|)) + max(-x, 0))``."""
+    y = target if isinstance(target, Tensor) else Tensor(np.asarray(target, input.dtype))
+    soft_plus = (1.0 + (-input.abs()).exp()).log() + (-input).relu()
+    log_weight = 1.0 if pos_weight is None else (y * (pos_weight - 1.0) + 1.0)
+    loss = (1.0 - y) * input + log_weight * soft_plus
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)

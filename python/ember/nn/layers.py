@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..tensor import Tensor, empty
+from ..tensor import Tensor, empty, ones, zeros
 from . import functional as F
 from . import init
 from .module import Module, Parameter
@@ -254,3 +254,131 @@ class L1Loss(Module):
 
     def forward(self, input, target):
         return F.l1_loss(input, target, self.reduction)
+
+
+class _BatchNorm(Module):
+    """Normalises each channel by its batch statistics while training (keeping running
+    estimates, PyTorch's momentum convention), by the running estimates in eval mode."""
+
+    _dims: tuple = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = Parameter(ones(num_features)) if affine else None
+        self.bias = Parameter(zeros(num_features)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", zeros(num_features))
+            self.register_buffer("running_var", ones(num_features))
+            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), np.int64)))
+
+    def _check(self, x):
+        raise NotImplementedError
+
+    def forward(self, x):
+        self._check(x)
+        dims = (0,) + tuple(range(2, x.ndim))
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        if self.training or not self.track_running_stats:
+            mean = x.mean(dim=dims, keepdim=True)
+            var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
+            if self.training and self.track_running_stats:
+                n = x.size // self.num_features
+                self.num_batches_tracked._data += 1
+                m = 1.0 / float(self.num_batches_tracked._data) if self.momentum is None else self.momentum
+                rm, rv = self.running_mean._data, self.running_var._data
+                rm *= 1 - m
+                rm += m * mean.detach().numpy().reshape(-1)
+                rv *= 1 - m
+                rv += m * var.detach().numpy().reshape(-1) * (n / max(n - 1, 1))
+                for b in (self.running_mean, self.running_var):
+                    b._bump()
+        else:
+            mean = self.running_mean.reshape(shape)
+            var = self.running_var.reshape(shape)
+        y = (x - mean) / (var + self.eps).sqrt()
+        if self.affine:
+            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class BatchNorm1d(_BatchNorm):
+    def _check(self, x):
+        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm1d({self.num_features}): expected (N, {self.num_features}) or "
+                             f"(N, {self.num_features}, L) input, got shape {x.shape}")
+
+
+class BatchNorm2d(_BatchNorm):
+    def _check(self, x):
+        if x.ndim != 4 or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm2d({self.num_features}): expected (N, {self.num_features}, H, W) input, "
+                             f"got shape {x.shape}")
+
+
+class LayerNorm(Module):
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True):
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps = eps
+        self.weight = Parameter(ones(self.normalized_shape)) if elementwise_affine else None
+        self.bias = Parameter(zeros(self.normalized_shape)) if elementwise_affine else None
+
+    def forward(self, x):
+        k = len(self.normalized_shape)
+        if tuple(x.shape[-k:]) != self.normalized_shape:
+            raise ValueError(f"LayerNorm{self.normalized_shape}: input of shape {x.shape} does not end in it")
+        dims = tuple(range(x.ndim - k, x.ndim))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
+        y = (x - mean) / (var + self.eps).sqrt()
+        return y * self.weight + self.bias if self.weight is not None else y
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class Embedding(Module):
+    """Rows of a (num_embeddings, embedding_dim) table by index; the gradient scatters into the
+    rows used (repeats add up)."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = Parameter(empty(num_embeddings, embedding_dim))
+        init.normal_(self.weight)
+
+    def forward(self, idx):
+        i = np.asarray(idx._data if isinstance(idx, Tensor) else idx)
+        if i.dtype.kind not in "iu":
+            raise TypeError(f"Embedding: indices must be integers, got {i.dtype}")
+        if i.size and (i.min() < 0 or i.max() >= self.num_embeddings):
+            raise ValueError(f"Embedding({self.num_embeddings}, {self.embedding_dim}): index out of range "
+                             f"[{int(i.min())}, {int(i.max())}]")
+        return self.weight[i]
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class NLLLoss(Module):
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__()
+        self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
+
+    def forward(self, input, target):
+        return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
+
+
+class BCEWithLogitsLoss(Module):
+    def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
+        super().__init__()
+        self.weight, self.reduction, self.pos_weight = weight, reduction, pos_weight
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction, self.pos_weight)

@@ -1,0 +1,84 @@
+"""Normalisation, embedding and loss layers, RMSprop, schedules and clipping without PyTorch:
+gradcheck in float64, closed forms and NumPy references."""
+
+import math
+
+import numpy as np
+import pytest
+
+import ember
+from ember import nn
+from ember.autograd import gradcheck
+
+
+def test_norm_layers_gradcheck(rng):
+    bn = nn.BatchNorm2d(3)
+    for p in (bn.weight, bn.bias):
+        p._data = p._data.astype(np.float64)
+    x = ember.tensor(rng.standard_normal((4, 3, 2, 2)), dtype=np.float64, requires_grad=True)
+    mix = ember.tensor(rng.standard_normal((4, 3, 2, 2)), dtype=np.float64)  # so the sum is not constant
+    assert gradcheck(lambda t: (bn(t) * mix).sum(), [x])
+    ln = nn.LayerNorm(5)
+    y = ember.tensor(rng.standard_normal((3, 5)), dtype=np.float64, requires_grad=True)
+    out = ln(y).detach().numpy()
+    np.testing.assert_allclose(out.mean(1), 0, atol=1e-6)
+    np.testing.assert_allclose(out.var(1), 1, rtol=1e-3)
+    assert gradcheck(lambda t: ln(t).exp().sum(), [y])
+
+
+def test_losses_against_numpy(rng):
+    z = rng.standard_normal((5, 4))
+    t = np.array([1, 0, 3, 3, -100])
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    got = nn.NLLLoss()(ember.tensor(logp, dtype=np.float64), ember.tensor(t)).item()
+    np.testing.assert_allclose(got, -logp[np.arange(4), t[:4]].mean(), rtol=1e-12)
+    x = rng.standard_normal((3, 2)) * 4
+    y = (rng.random((3, 2)) > 0.5).astype(np.float64)
+    want = np.mean(-(y * np.log(1 / (1 + np.exp(-x))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-x)))))
+    got = nn.BCEWithLogitsLoss()(ember.tensor(x, dtype=np.float64), ember.tensor(y, dtype=np.float64)).item()
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_rmsprop_against_its_formula(rng):
+    w0 = rng.standard_normal(4)
+    p = nn.Parameter(ember.tensor(w0, dtype=np.float64))
+    opt = ember.optim.RMSprop([p], lr=0.01, alpha=0.9)
+    sq, w = np.zeros(4), w0.copy()
+    for _ in range(3):
+        g = rng.standard_normal(4)
+        p.grad = ember.tensor(g, dtype=np.float64)
+        opt.step()
+        sq = 0.9 * sq + 0.1 * g * g
+        w -= 0.01 * g / (np.sqrt(sq) + 1e-8)
+    np.testing.assert_allclose(p.detach().numpy(), w, rtol=1e-12)
+    with pytest.raises(ValueError, match="alpha in"):
+        ember.optim.RMSprop([p], alpha=2.0)
+
+
+def test_schedules_closed_forms():
+    p = nn.Parameter(ember.zeros(1))
+    opt = ember.optim.SGD([p], lr=1.0)
+    s = ember.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
+    lrs = []
+    for _ in range(5):
+        lrs.append(s.get_last_lr()[0])
+        opt.step()
+        s.step()
+    np.testing.assert_allclose(lrs, [(1 + math.cos(math.pi * k / 4)) / 2 for k in range(5)], atol=1e-12)
+    state = s.state_dict()
+    s2 = ember.optim.lr_scheduler.CosineAnnealingLR(ember.optim.SGD([p], lr=1.0), T_max=4)
+    s2.load_state_dict(state)
+    assert s2.last_epoch == s.last_epoch
+    with pytest.raises(ValueError, match="step_size must be >= 1"):
+        ember.optim.lr_scheduler.StepLR(opt, 0)
+
+
+def test_clip_grad_norm():
+    p = nn.Parameter(ember.zeros(2))
+    p.grad = ember.tensor([3.0, 4.0])
+    norm = nn.utils.clip_grad_norm_([p], 1.0)
+    assert norm.item() == pytest.approx(5.0)
+    np.testing.assert_allclose(p.grad.numpy(), [0.6, 0.8], rtol=1e-5)
+    p.grad = ember.tensor([np.inf, 1.0])
+    with pytest.raises(RuntimeError, match="total norm"):
+        nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
