@@ -6,7 +6,22 @@ from __future__ import annotations
 import math
 
 
-class LRScheduler:
+class _SchedulerState:
+    """get_last_lr and the state_dict protocol, shared by every schedule."""
+
+    optimizer = None
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+class LRScheduler(_SchedulerState):
     """Sets each parameter group's ``lr`` from ``base_lrs`` and the epoch count; ``step()`` once
     per epoch (or per batch for OneCycleLR), after ``optimizer.step()``."""
 
@@ -26,15 +41,6 @@ class LRScheduler:
         self.last_epoch += 1
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
             g["lr"] = self.lr_at(base, self.last_epoch)
-
-    def get_last_lr(self) -> list[float]:
-        return [g["lr"] for g in self.optimizer.param_groups]
-
-    def state_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.__dict__.update(state)
 
 
 class StepLR(LRScheduler):
@@ -129,7 +135,7 @@ class OneCycleLR(LRScheduler):
                 g["lr"] = self._cos(g["max_lr"], g["min_lr"], (t - self._phase_end) / span)
 
 
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(_SchedulerState):
     """Divide the learning rate by 1/factor when a metric has not improved for ``patience``
     epochs: ``scheduler.step(val_loss)``."""
 
@@ -172,12 +178,3 @@ class ReduceLROnPlateau:
                 if g["lr"] - new > self.eps:
                     g["lr"] = new
             self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
-
-    def get_last_lr(self) -> list[float]:
-        return [g["lr"] for g in self.optimizer.param_groups]
-
-    def state_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.__dict__.update(state)
