@@ -12,6 +12,7 @@ import numpy as np
 
 from . import backend
 from .autograd import engine
+from .autograd import function as function_module
 from .autograd import ops as F
 
 _DTYPES = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.bool_),
@@ -357,6 +358,9 @@ class Tensor:
     __hash__ = object.__hash__
 
 
+function_module.Tensor = Tensor  # Function.apply wraps its outputs in Tensors
+
+
 def _raw(x):
     return x._data if isinstance(x, Tensor) else x
 
@@ -366,6 +370,8 @@ def _operand(x, like: Tensor):
     promotion keeps float32 for float32 op scalar); tensors pass through."""
     if isinstance(x, Tensor):
         return x
+    if type(x) in (float, int) and like.dtype.kind == "f":  # the common case, kept short
+        return like.dtype.type(x)
     arr = np.asarray(x)
     if arr.dtype.kind in "fiub" and like.dtype.kind == "f":
         return arr.astype(like.dtype) if arr.ndim else like.dtype.type(arr)

@@ -1,10 +1,11 @@
 """Reverse-mode autograd: the graph nodes, grad mode and the backward pass.
 
 Every differentiable op records a :class:`Node` (its Function, the context it saved and its
-inputs) on the tensors it returns. ``backward`` orders the graph reachable from the root by an
-iterative depth-first search (no recursion, so a 100 000-op chain is fine), runs each node's
-backward once all its consumers have contributed, accumulates into the leaves' ``.grad`` and,
-unless ``retain_graph``, frees what each node saved as soon as it has run.
+inputs) on the tensors it returns. Nodes are numbered as they are created, so a node's number
+is larger than that of every node it depends on: ``backward`` takes nodes from a heap in
+decreasing number, so each runs after all its consumers have contributed (no recursion, so a
+100 000-op chain is fine), accumulates into the leaves' ``.grad`` and, unless ``retain_graph``,
+frees what each node saved as soon as it has run.
 
 Grad mode is per thread, so tools that embed Ember can run inference on one thread while
 another trains.
@@ -13,14 +14,20 @@ another trains.
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 import threading
 
-_mode = threading.local()
+class _Mode(threading.local):
+    enabled = True  # each thread starts with grad mode on
+
+
+_mode = _Mode()
 
 
 def is_grad_enabled() -> bool:
     """Whether ops record the graph on this thread."""
-    return getattr(_mode, "enabled", True)
+    return _mode.enabled
 
 
 class _GradMode:
@@ -57,42 +64,28 @@ class enable_grad(_GradMode):  # noqa: N801 (PyTorch's name)
     enabled = True
 
 
+_sequence = itertools.count()  # creation order of nodes (next() is atomic under the GIL)
+
+
 class Node:
     """One recorded op: its Function, the context its forward saved, and one edge per input --
     None where the input needs no gradient, else (the node that made it and which of its
     outputs it is, or the leaf tensor itself; the input's shape). Edges hold no intermediate
     tensors, so once backward has freed the saved values nothing of the graph's data remains."""
 
-    __slots__ = ("function", "ctx", "edges", "n_outputs", "freed")
+    __slots__ = ("function", "ctx", "edges", "n_outputs", "freed", "grads", "seq")
 
     def __init__(self, function, ctx, edges, n_outputs):
+        self.seq = next(_sequence)
         self.function = function
         self.ctx = ctx
         self.edges = edges
         self.n_outputs = n_outputs
         self.freed = False
+        self.grads = None  # during backward: the gradients of its outputs summed so far
 
     def name(self) -> str:
         return f"{self.function.__name__}Backward"
-
-
-def _topological_order(root: Node) -> list[Node]:
-    """Nodes reachable from root, every node before the nodes it depends on."""
-    order, seen = [], {id(root)}
-    stack = [(root, iter(root.edges))]
-    while stack:
-        node, it = stack[-1]
-        for edge in it:
-            child = edge[0] if edge is not None and isinstance(edge[0], Node) else None
-            if child is not None and id(child) not in seen:
-                seen.add(id(child))
-                stack.append((child, iter(child.edges)))
-                break
-        else:
-            stack.pop()
-            order.append(node)
-    order.reverse()
-    return order
 
 
 def backward(root, gradient=None, retain_graph=False) -> None:
@@ -116,31 +109,42 @@ def backward(root, gradient=None, retain_graph=False) -> None:
         root._accumulate(g)
         return
 
-    pending = {id(root._node): [None] * root._node.n_outputs}
-    pending[id(root._node)][root._out_index] = g
-    for node in _topological_order(root._node):
-        grads = pending.pop(id(node), None)
-        if grads is None:  # nothing flowed here (its outputs do not reach the root)
-            continue
-        if node.freed:
-            raise RuntimeError(f"backward through {node.name()} a second time: its saved values were freed "
-                               "after the first backward; pass retain_graph=True to keep them")
-        grads = [xp.zeros(s, dtype=d) if gr is None else gr for gr, (s, d) in zip(grads, node.ctx.output_specs)]
-        in_grads = node.function.backward(node.ctx, *grads)
-        if not isinstance(in_grads, tuple):
-            in_grads = (in_grads,)
-        for edge, gi in zip(node.edges, in_grads):
-            if edge is None or gi is None:
-                continue
-            target, index, shape = edge
-            if gi.shape != shape:
-                raise RuntimeError(f"{node.name()} returned a gradient of shape {gi.shape} for an input of shape "
-                                   f"{shape}")
-            if not isinstance(target, Node):  # a leaf tensor
-                target._accumulate(gi)
-                continue
-            slot = pending.setdefault(id(target), [None] * target.n_outputs)
-            slot[index] = gi if slot[index] is None else slot[index] + gi
-        if not retain_graph:
-            node.ctx.release()
-            node.freed = True
+    start = root._node
+    start.grads = [None] * start.n_outputs
+    start.grads[root._out_index] = g
+    heap = [(-start.seq, start)]  # numbers are unique, so nodes themselves are never compared
+    try:
+        while heap:
+            node = heapq.heappop(heap)[1]
+            grads, node.grads = node.grads, None
+            if node.freed:
+                raise RuntimeError(f"backward through {node.name()} a second time: its saved values were freed "
+                                   "after the first backward; pass retain_graph=True to keep them")
+            if len(grads) > 1 and any(gr is None for gr in grads):  # outputs no path from the root reached
+                grads = [xp.zeros(s, dtype=d) if gr is None else gr
+                         for gr, (s, d) in zip(grads, node.ctx.output_specs)]
+            in_grads = node.function.backward(node.ctx, *grads)
+            if type(in_grads) is not tuple:
+                in_grads = (in_grads,)
+            for edge, gi in zip(node.edges, in_grads):
+                if edge is None or gi is None:
+                    continue
+                target, index, shape = edge
+                if gi.shape != shape:
+                    raise RuntimeError(f"{node.name()} returned a gradient of shape {gi.shape} for an input of "
+                                       f"shape {shape}")
+                if type(target) is not Node:  # a leaf tensor
+                    target._accumulate(gi)
+                    continue
+                slot = target.grads
+                if slot is None:
+                    slot = target.grads = [None] * target.n_outputs
+                    heapq.heappush(heap, (-target.seq, target))
+                slot[index] = gi if slot[index] is None else slot[index] + gi
+            if not retain_graph:
+                node.ctx.release()
+                node.freed = True
+    except BaseException:
+        for _, node in heap:  # leave no half-summed gradients behind
+            node.grads = None
+        raise

@@ -3,7 +3,8 @@
 ``forward(ctx, *args)`` receives the inputs' arrays (NumPy on the CPU; tensors arrive as
 their arrays, other arguments as given) and returns an array or a tuple of arrays;
 ``backward(ctx, *grads)`` receives one gradient array per output and returns one per input
-(None where an input needs none). ``Function.apply`` wraps the outputs in Tensors and, when
+(None where an input needs none; ``ctx.needs_input_grad[i]`` is truthy exactly where input i
+needs one). ``Function.apply`` wraps the outputs in Tensors and, when
 grad mode is on and an input requires grad, records the graph.
 
 What ``ctx.save_for_backward`` keeps is checked when backward reads it: if an input or output
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 from .engine import Node, is_grad_enabled
 
+Tensor = None  # ember.tensor.Tensor, set by that module once it is defined (it imports this one)
+
 
 class Context:
     """What a forward leaves for its backward."""
 
-    def __init__(self, tensors, needs_input_grad):
-        self.needs_input_grad = needs_input_grad
-        self._tensors = tensors  # the inputs that are tensors, then (after forward) the outputs
-        self._versions = None
-        self._saved = ()
-        self.output_specs = ()
+    # Class-level defaults: creating a context per op call costs nothing until it is used.
+    needs_input_grad = ()
+    _tensors = ()  # the input tensors, then the outputs (when arrays were saved)
+    _versions = ()
+    _saved = ()
+    output_specs = ()
 
     def save_for_backward(self, *arrays) -> None:
         self._saved = arrays
@@ -38,8 +41,7 @@ class Context:
         return self._saved
 
     def release(self) -> None:
-        self._saved = ()
-        self._tensors = ()
+        self.__dict__.clear()  # the saved arrays and whatever else the forward kept
 
 
 class Function:
@@ -55,25 +57,48 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from ..tensor import Tensor
-
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        record = is_grad_enabled() and any(t.requires_grad for t in tensors)
-        ctx = Context(tensors, tuple(isinstance(a, Tensor) and a.requires_grad for a in args))
-        out = cls.forward(ctx, *[a._data if isinstance(a, Tensor) else a for a in args], **kwargs)
-        single = not isinstance(out, tuple)
-        outs = (out,) if single else out
-        results = tuple(Tensor._wrap(o, requires_grad=record) for o in outs)
+        # The hot path of every op: one pass over the arguments, nothing built that the
+        # forward alone does not need unless the graph is recorded.
+        arrays = []
+        record = False
+        for a in args:
+            if isinstance(a, Tensor):
+                arrays.append(a._data)
+                record = record or a.requires_grad
+            else:
+                arrays.append(a)
+        record = record and is_grad_enabled()
+        ctx = Context()
+        out = cls.forward(ctx, *arrays, **kwargs)
+        if type(out) is not tuple:
+            result = Tensor._wrap(out, record)
+            if record:
+                _record(cls, ctx, args, (result,))
+            return result
+        results = tuple(Tensor._wrap(o, record) for o in out)
         if record:
-            edges = tuple(
-                ((a._node, a._out_index, a.shape) if a._node is not None else (a, 0, a.shape))
-                if isinstance(a, Tensor) and a.requires_grad else None
-                for a in args
-            )
-            node = Node(cls, ctx, edges, len(results))
-            for i, r in enumerate(results):
-                r._node, r._out_index = node, i
-            ctx._tensors = tensors + list(results)
-            ctx._versions = [t._version[0] for t in ctx._tensors]
-            ctx.output_specs = tuple((r.shape, r.dtype) for r in results)
-        return results[0] if single else results
+            _record(cls, ctx, args, results)
+        return results
+
+
+def _record(cls, ctx, args, results) -> None:
+    """Attach a Node for this call to its outputs and, when the forward saved arrays, note the
+    versions of the tensors they may come from (backward checks them)."""
+    edges = []
+    for a in args:
+        if isinstance(a, Tensor) and a.requires_grad:
+            node = a._node
+            edges.append((a, 0, a._data.shape) if node is None else (node, a._out_index, a._data.shape))
+        else:
+            edges.append(None)
+    node = Node(cls, ctx, edges, len(results))
+    for i, r in enumerate(results):
+        r._node, r._out_index = node, i
+    ctx.needs_input_grad = edges  # truthy exactly where an input needs a gradient
+    if ctx._saved:
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        tensors.extend(results)
+        ctx._tensors = tensors
+        ctx._versions = [t._version[0] for t in tensors]
+    if len(results) > 1:  # an output no path reaches gets a zero gradient of this shape
+        ctx.output_specs = tuple((r._data.shape, r._data.dtype) for r in results)

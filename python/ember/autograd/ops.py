@@ -15,57 +15,69 @@ from .function import Function
 
 def unbroadcast(g, shape):
     """Sum g over the axes broadcasting added or stretched, to the input's shape."""
-    if g.shape == tuple(shape):
+    if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
     return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)
 
 
+# The arithmetic ops' operands are arrays or NumPy scalars (Tensor turns Python numbers into
+# scalars of its dtype), so each has a .shape; a gradient is computed only where needed.
+
+
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
-        return np.add(a, b)
+        ctx.shapes = (a.shape, b.shape)
+        return a + b
 
     @staticmethod
     def backward(ctx, g):
-        return unbroadcast(g, ctx.shapes[0]), unbroadcast(g, ctx.shapes[1])
+        need = ctx.needs_input_grad
+        return (unbroadcast(g, ctx.shapes[0]) if need[0] else None,
+                unbroadcast(g, ctx.shapes[1]) if need[1] else None)
 
 
 class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
-        return np.subtract(a, b)
+        ctx.shapes = (a.shape, b.shape)
+        return a - b
 
     @staticmethod
     def backward(ctx, g):
-        return unbroadcast(g, ctx.shapes[0]), unbroadcast(-g, ctx.shapes[1])
+        need = ctx.needs_input_grad
+        return (unbroadcast(g, ctx.shapes[0]) if need[0] else None,
+                unbroadcast(-g, ctx.shapes[1]) if need[1] else None)
 
 
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return np.multiply(a, b)
+        return a * b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        return unbroadcast(g * b, np.shape(a)), unbroadcast(g * a, np.shape(b))
+        need = ctx.needs_input_grad
+        return (unbroadcast(g * b, a.shape) if need[0] else None,
+                unbroadcast(g * a, b.shape) if need[1] else None)
 
 
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return np.divide(a, b)
+        return a / b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        return unbroadcast(g / b, np.shape(a)), unbroadcast(-g * a / (b * b), np.shape(b))
+        need = ctx.needs_input_grad
+        return (unbroadcast(g / b, a.shape) if need[0] else None,
+                unbroadcast(-g * a / (b * b), b.shape) if need[1] else None)
 
 
 class Neg(Function):
