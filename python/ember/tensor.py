@@ -145,11 +145,13 @@ class Tensor:
         engine.backward(self, gradient, retain_graph)
 
     def _accumulate(self, g) -> None:
-        g = g.astype(self.dtype, copy=False)
+        # A backward may hand the same array to several inputs (an add's gradient flows to
+        # both sides), so a leaf's .grad always gets its own copy: changing one leaf's
+        # gradient in place (clipping, a user's edit) must not change another's.
         if self.grad is None:
-            self.grad = Tensor._wrap(g.copy() if not g.flags.owndata or g.base is not None else g)
+            self.grad = Tensor._wrap(np.array(g, dtype=self.dtype, copy=True))
         else:
-            self.grad = Tensor._wrap(self.grad._data + g)
+            self.grad = Tensor._wrap(self.grad._data + g.astype(self.dtype, copy=False))
 
     def detach(self) -> Tensor:
         """The same storage, cut from the graph."""

@@ -129,6 +129,16 @@ def test_gradients_accumulate_in_leaves():
     np.testing.assert_allclose(y.grad.numpy(), [5.0])
 
 
+def test_leaves_never_share_a_gradient_array():
+    # Add's backward hands one array to both inputs; the leaves must get their own.
+    a = ember.tensor([3.0, 4.0], requires_grad=True)
+    b = ember.tensor([1.0, 1.0], requires_grad=True)
+    (a + b).sum().backward()
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    a.grad.numpy()[...] = 0.0
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+
+
 def test_backward_twice_needs_retain_graph():
     x = ember.tensor([1.0, 2.0], requires_grad=True)
     z = (x.exp() * 2).sum()
