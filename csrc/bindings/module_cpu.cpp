@@ -18,6 +18,7 @@
 
 #include "core/check.h"
 #include "core/cpu_features.h"
+#include "core/host_cache.h"
 #include "core/registry.h"
 #include "core/threads.h"
 #include "ops/conv2d/conv2d.h"
@@ -39,6 +40,46 @@ std::string shape_str(const py::array& a) {
   if (a.ndim() == 1) os << ",";
   os << ")";
   return os.str();
+}
+
+// An uninitialised C-contiguous array; large ones come from the host cache and
+// go back to it when the array (and every view of it) is gone.
+py::array cached_empty(const std::vector<py::ssize_t>& shape, const py::dtype& dtype) {
+  size_t bytes = static_cast<size_t>(dtype.itemsize());
+  for (py::ssize_t d : shape) {
+    EMBER_CHECK_VALUE(d >= 0, "negative dimensions are not allowed");
+    EMBER_CHECK_VALUE(!__builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes) &&
+                          bytes <= static_cast<size_t>(PTRDIFF_MAX),
+                      "array is too big; `arr.size * arr.dtype.itemsize` is larger than the maximum possible size.");
+  }
+  if (bytes < ember::host_cache::kMinBytes) return py::array(dtype, shape);
+  ember::host_cache::Block got{};
+  try {
+    got = ember::host_cache::allocate(bytes);
+  } catch (const std::bad_alloc&) {
+    PyErr_Format(PyExc_MemoryError, "Unable to allocate %zu bytes for an array of dtype %s", bytes,
+                 std::string(py::str(dtype)).c_str());
+    throw py::error_already_set();
+  }
+  auto* block = new ember::host_cache::Block(got);
+  py::capsule owner;
+  try {
+    owner = py::capsule(block, [](void* p) {
+      auto* b = static_cast<ember::host_cache::Block*>(p);
+      ember::host_cache::release(*b);
+      delete b;
+    });
+  } catch (...) {
+    ember::host_cache::release(*block);
+    delete block;
+    throw;
+  }
+  return py::array(dtype, shape, std::vector<py::ssize_t>{}, block->ptr, owner);
+}
+
+
+py::array py_empty(const std::vector<py::ssize_t>& shape, const py::object& dtype) {
+  return cached_empty(shape, py::dtype::from_args(dtype));
 }
 
 std::string type_name(const py::handle& h) { return py::str(py::type::handle_of(h).attr("__name__")); }
@@ -144,7 +185,7 @@ GemmCall prepare_gemm(const py::handle& a_obj, const py::handle& b_obj, const py
     EMBER_CHECK_VALUE(!__builtin_mul_overflow(M, N, &bytes) && !__builtin_mul_overflow(bytes, int64_t(4), &bytes),
                       "the result of shape (", M, ", ", N,
                       ") is too big: its size in bytes does not fit in a 64-bit integer");
-    call.out = py::array_t<float>({M, N});
+    call.out = cached_empty({M, N}, py::dtype::of<float>());
   } else {
     call.out = expect_f32(out_obj, "out", 2);
     py::array& o = call.out;
@@ -706,6 +747,27 @@ PYBIND11_MODULE(_C, m) {
   m.def("avg_pool2d_bwd", &py_avg_pool2d_bwd<false>);
   m.def("adaptive_avg_pool2d_fwd", &py_adaptive_avg_pool2d_fwd<false>);
   m.def("adaptive_avg_pool2d_bwd", &py_adaptive_avg_pool2d_bwd<false>);
+
+  m.def("empty", &py_empty,
+        "An uninitialised C-contiguous array. Arrays of 256 KiB and more reuse memory from a cache of\n"
+        "freed blocks, so repeated same-sized allocations cost no page faults.",
+        py::arg("shape"), py::arg("dtype"));
+  m.attr("host_cache_min_bytes") = ember::host_cache::kMinBytes;
+  m.def("host_cache_stats", [] {
+    const auto s = ember::host_cache::stats();
+    py::dict d;
+    d["cached_bytes"] = s.cached_bytes;
+    d["cached_blocks"] = s.cached_blocks;
+    d["limit_bytes"] = s.limit_bytes;
+    d["hits"] = s.hits;
+    d["misses"] = s.misses;
+    return d;
+  });
+  m.def("host_cache_clear", &ember::host_cache::clear, "Free every idle cached block.");
+  m.def("host_cache_set_limit", [](int64_t bytes) {
+    EMBER_CHECK_VALUE(bytes >= 0, "limit must be >= 0 bytes, got ", bytes);
+    ember::host_cache::set_limit(static_cast<size_t>(bytes));
+  }, "Set the most idle bytes the cache keeps (0 turns caching off).", py::arg("bytes"));
 
   m.def("get_num_threads", &ember::get_num_threads, "Threads the CPU kernels use.");
   m.def("set_num_threads", &ember::set_num_threads, "Set the threads the CPU kernels use (1..1024).",

@@ -70,7 +70,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     shape = batch + ((m,) if a.ndim > 1 else ()) + ((n,) if b.ndim > 1 else ())
 
     if out is None:
-        result = np.empty(full_shape, dtype=np.float32)
+        result = _C.empty(full_shape, np.float32)
     else:
         if not isinstance(out, np.ndarray) or out.dtype != np.float32:
             raise TypeError("matmul: out must be a numpy.ndarray of float32")
@@ -92,7 +92,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
 
     if out is not None:
         return out
-    result = result.reshape(shape)
+    if result.shape != shape:
+        result = result.reshape(shape)
     return result[()] if result.ndim == 0 else result
 
 
@@ -128,7 +129,7 @@ def _conv2d(fwd, input, weight, bias, stride, padding, dilation, groups, relu):
         if b.shape != (g.o,):
             raise ValueError(f"bias must have shape ({g.o},) (one value per output channel), got {b.shape}")
         b = np.ascontiguousarray(b)
-    y = np.empty(g.output_shape, np.float32)
+    y = _C.empty(g.output_shape, np.float32)
     fwd(x, w, b, y, *g.native_args(), bool(relu))
     return y
 
@@ -159,7 +160,7 @@ def _conv2d_backward_data(bwd, grad_output, weight, input_shape, stride, padding
     dy = _geometry.float32_nchw(grad_output, "grad_output")
     if dy.shape != g.output_shape:
         raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {dy.shape}")
-    dx = np.empty(in_shape, np.float32)
+    dx = _C.empty(in_shape, np.float32)
     bwd(dy, w, dx, *g.native_args())
     return dx
 
@@ -193,7 +194,7 @@ def _conv2d_backward_weight(bwd, input, grad_output, weight_shape, stride, paddi
     dy = _geometry.float32_nchw(grad_output, "grad_output")
     if dy.shape != g.output_shape:
         raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {dy.shape}")
-    dw = np.empty(w_shape, np.float32)
+    dw = _C.empty(w_shape, np.float32)
     db = np.empty((g.o,), np.float32) if bias else None
     bwd(x, dy, dw, db, *g.native_args())
     return dw, db
@@ -207,8 +208,8 @@ def _conv2d_backward_weight(bwd, input, grad_output, weight_shape, stride, paddi
 def _max_pool2d(fwd, input, kernel_size, stride, padding, dilation, ceil_mode, with_indices):
     x = _geometry.float32_nchw(input, "input")
     g = _geometry.pool2d_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    y = np.empty(x.shape[:2] + (g.oh, g.ow), np.float32)
-    idx = np.empty(y.shape, np.int64) if with_indices else None
+    y = _C.empty(x.shape[:2] + (g.oh, g.ow), np.float32)
+    idx = _C.empty(y.shape, np.int64) if with_indices else None
     fwd(x, y, idx, *g.native_args(), *g.dilation)
     return y, idx
 
@@ -234,7 +235,7 @@ def _max_pool2d_backward(bwd, grad_output, indices, input_shape):
         raise TypeError("indices must be a numpy.ndarray of int64 (as max_pool2d returns)")
     if indices.shape != dy.shape:
         raise ValueError(f"indices must have grad_output's shape {dy.shape}, got {indices.shape}")
-    dx = np.empty(in_shape, np.float32)
+    dx = _C.empty(in_shape, np.float32)
     bwd(dy, np.ascontiguousarray(indices), dx)
     return dx
 
@@ -252,7 +253,7 @@ def max_pool2d_backward_ref(grad_output, indices, input_shape):
 def _avg_pool2d(fwd, input, kernel_size, stride, padding, ceil_mode, count_include_pad):
     x = _geometry.float32_nchw(input, "input")
     g = _geometry.pool2d_geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode)
-    y = np.empty(x.shape[:2] + (g.oh, g.ow), np.float32)
+    y = _C.empty(x.shape[:2] + (g.oh, g.ow), np.float32)
     fwd(x, y, *g.native_args(), bool(count_include_pad))
     return y
 
@@ -274,7 +275,7 @@ def _avg_pool2d_backward(bwd, grad_output, input_shape, kernel_size, stride, pad
     if dy.shape != in_shape[:2] + (g.oh, g.ow):
         raise ValueError(f"grad_output must have the forward output's shape {in_shape[:2] + (g.oh, g.ow)}, "
                          f"got {dy.shape}")
-    dx = np.empty(in_shape, np.float32)
+    dx = _C.empty(in_shape, np.float32)
     bwd(dy, dx, *g.native_args(), bool(count_include_pad))
     return dx
 
@@ -296,7 +297,7 @@ def avg_pool2d_backward_ref(grad_output, input_shape, kernel_size, stride=None, 
 def _adaptive_avg_pool2d(fwd, input, output_size):
     x = _geometry.float32_nchw(input, "input")
     oh, ow = _geometry.pair(output_size, "output_size", 1)
-    y = np.empty(x.shape[:2] + (oh, ow), np.float32)
+    y = _C.empty(x.shape[:2] + (oh, ow), np.float32)
     fwd(x, y)
     return y
 
@@ -314,7 +315,7 @@ def adaptive_avg_pool2d_ref(input, output_size=1):
 def _adaptive_avg_pool2d_backward(bwd, grad_output, input_shape):
     dy = _geometry.float32_nchw(grad_output, "grad_output")
     in_shape = _geometry.shape4(input_shape, "input_shape")
-    dx = np.empty(in_shape, np.float32)
+    dx = _C.empty(in_shape, np.float32)
     bwd(dy, dx)
     return dx
 
@@ -459,7 +460,7 @@ def _xent_backward(bwd, logits, target, lse, grad_output, weight, ignore_index, 
             scale = scale / denom if denom != 0.0 else np.zeros(b)  # every target ignored: no gradient
     if t.ndim == 1:
         scale[t == ignore_index] = 0.0
-    dz = np.empty_like(z) if out is None else out
+    dz = _C.empty(z.shape, z.dtype) if out is None else out
     bwd(z, t, w, eps, int(ignore_index), np.ascontiguousarray(lse), scale.astype(np.float32), dz)
     return dz
 
@@ -530,11 +531,11 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes!r}")
     rows = max(1, min(b, int(chunk_bytes) // (4 * v)))
 
-    d_hidden = np.empty((b, d), np.float32)
+    d_hidden = _C.empty((b, d), np.float32)
     d_weight = np.zeros((v, d), np.float32)
     d_bias = np.zeros(v, np.float64) if bias is not None else None
     row_loss = np.empty(b)
-    logits = np.empty((rows, v), np.float32)
+    logits = _C.empty((rows, v), np.float32)
     for r0 in range(0, b, rows):
         r1 = min(b, r0 + rows)
         z = logits[: r1 - r0]

@@ -144,12 +144,15 @@ class Tensor:
         The graph's saved values are freed afterwards unless ``retain_graph``."""
         engine.backward(self, gradient, retain_graph)
 
-    def _accumulate(self, g) -> None:
+    def _accumulate(self, g, owned=False) -> None:
         # A backward may hand the same array to several inputs (an add's gradient flows to
-        # both sides), so a leaf's .grad always gets its own copy: changing one leaf's
-        # gradient in place (clipping, a user's edit) must not change another's.
+        # both sides), so a leaf's .grad is its own copy unless the engine says nothing else
+        # holds g: changing one leaf's gradient in place (clipping, a user's edit) must not
+        # change another's.
         if self.grad is None:
-            self.grad = Tensor._wrap(np.array(g, dtype=self.dtype, copy=True))
+            if not (owned and g.dtype == self.dtype and g.flags.c_contiguous and g.flags.writeable):
+                g = np.array(g, dtype=self.dtype, copy=True)
+            self.grad = Tensor._wrap(g)
         else:
             self.grad = Tensor._wrap(self.grad._data + g.astype(self.dtype, copy=False))
 

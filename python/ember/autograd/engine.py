@@ -13,10 +13,13 @@ another trains.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import heapq
 import itertools
+import sys
 import threading
+
 
 class _Mode(threading.local):
     enabled = True  # each thread starts with grad mode on
@@ -88,6 +91,25 @@ class Node:
         return f"{self.function.__name__}Backward"
 
 
+# What owns the memory of ember._C.empty's large arrays (an array's base when it is no view).
+_CAPSULE = type(datetime.datetime_CAPI)
+# References to a gradient in the loop below (the tuple a backward returned, zip's tuple, the
+# loop variable, the call's argument on the stack) plus _sole_holder's parameter and getrefcount's
+# argument.
+_LOOP_REFS = 6
+
+
+def _sole_holder(a) -> bool:
+    """Whether the backward loop holds the only reference to array a and to its memory, so a
+    leaf may keep it as its .grad without a copy (as PyTorch steals a gradient nobody else
+    holds). A view, an array something else references (a saved value, another input's
+    gradient, an incoming gradient passed through) or memory other arrays share is copied."""
+    if not hasattr(sys, "getrefcount"):
+        return False
+    base = a.base  # views of an array reference it, so its count covers them
+    return (base is None or type(base) is _CAPSULE) and sys.getrefcount(a) <= _LOOP_REFS
+
+
 def backward(root, gradient=None, retain_graph=False) -> None:
     """Accumulate d root / d leaf into every leaf's ``.grad`` (see ``Tensor.backward``)."""
     from ..tensor import Tensor
@@ -134,7 +156,7 @@ def backward(root, gradient=None, retain_graph=False) -> None:
                     raise RuntimeError(f"{node.name()} returned a gradient of shape {gi.shape} for an input of "
                                        f"shape {shape}")
                 if type(target) is not Node:  # a leaf tensor
-                    target._accumulate(gi)
+                    target._accumulate(gi, _sole_holder(gi))
                     continue
                 slot = target.grads
                 if slot is None:
