@@ -1,5 +1,8 @@
 """Typed stub of ember._C, the CPU kernels (built from csrc/bindings/module_cpu.cpp)."""
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -87,3 +90,11 @@ def sgd_step(param: F32, grad: F32, momentum_buffer: F32 | None, lr: float, mome
              weight_decay: float, nesterov: bool, maximize: bool, first: bool) -> None: ...
 def sgd_step_ref(param: F32, grad: F32, momentum_buffer: F32 | None, lr: float, momentum: float, dampening: float,
                  weight_decay: float, nesterov: bool, maximize: bool, first: bool) -> None: ...
+
+# Host memory: large arrays come from a cache of freed blocks.
+host_cache_min_bytes: int
+
+def empty(shape: Sequence[int], dtype: npt.DTypeLike) -> npt.NDArray[Any]: ...
+def host_cache_stats() -> dict[str, int]: ...
+def host_cache_clear() -> None: ...
+def host_cache_set_limit(bytes: int) -> None: ...

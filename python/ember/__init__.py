@@ -8,9 +8,12 @@ write into arrays the caller can supply; GEMM reads any strided view in place.
 from . import _C, autograd, nn, ops, optim
 from ._runtime import (
     available_isas,
+    empty_host_cache,
     get_isa,
     get_num_threads,
+    host_cache_info,
     info,
+    set_host_cache_limit,
     set_isa,
     set_num_threads,
 )
@@ -92,4 +95,7 @@ __all__ = [
     "ops",
     "set_isa",
     "set_num_threads",
+    "host_cache_info",
+    "empty_host_cache",
+    "set_host_cache_limit",
 ]

@@ -41,6 +41,25 @@ def available_isas() -> list[str]:
     return list(_C.available_isas())
 
 
+def host_cache_info() -> dict:
+    """The cache of large host blocks that kernels' output arrays come from: ``cached_bytes``
+    and ``cached_blocks`` idle now, ``limit_bytes``, and how many allocations it served
+    (``hits``) or passed to the system (``misses``)."""
+    return _C.host_cache_stats()
+
+
+def empty_host_cache() -> None:
+    """Return every idle cached block to the system (arrays in use are not affected)."""
+    _C.host_cache_clear()
+
+
+def set_host_cache_limit(nbytes: int) -> None:
+    """Keep at most ``nbytes`` of idle blocks (default 1 GiB); 0 turns the cache off."""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int):
+        raise TypeError(f"set_host_cache_limit: nbytes must be an int, got {type(nbytes).__name__}")
+    _C.host_cache_set_limit(nbytes)
+
+
 def _report_text(report: dict) -> str:
     width = max(len(k) for k in report)
     lines = []

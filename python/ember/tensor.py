@@ -186,25 +186,40 @@ class Tensor:
                                "do it under ember.no_grad()")
 
     # ---------------------------------------------------------------- ops
+    # A Python number operand takes the scalar ops' shorter path when the tensor is floating.
     def __add__(self, other):
+        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
+            return F.AddScalar.apply(self, self._data.dtype.type(other))
         return F.Add.apply(self, _operand(other, self))
 
     def __radd__(self, other):
+        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
+            return F.AddScalar.apply(self, self._data.dtype.type(other))
         return F.Add.apply(_operand(other, self), self)
 
     def __sub__(self, other):
+        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
+            return F.AddScalar.apply(self, -self._data.dtype.type(other))
         return F.Sub.apply(self, _operand(other, self))
 
     def __rsub__(self, other):
+        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
+            return F.RSubScalar.apply(self, self._data.dtype.type(other))
         return F.Sub.apply(_operand(other, self), self)
 
     def __mul__(self, other):
+        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
+            return F.MulScalar.apply(self, self._data.dtype.type(other))
         return F.Mul.apply(self, _operand(other, self))
 
     def __rmul__(self, other):
+        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
+            return F.MulScalar.apply(self, self._data.dtype.type(other))
         return F.Mul.apply(_operand(other, self), self)
 
     def __truediv__(self, other):
+        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
+            return F.DivScalar.apply(self, self._data.dtype.type(other))
         return F.Div.apply(self, _operand(other, self))
 
     def __rtruediv__(self, other):
@@ -364,6 +379,9 @@ class Tensor:
 
 
 function_module.Tensor = Tensor  # Function.apply wraps its outputs in Tensors
+
+
+_NUMBERS = (float, int)
 
 
 def _raw(x):

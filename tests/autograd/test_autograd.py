@@ -3,17 +3,25 @@ against NumPy and backward by gradcheck (float64 central differences); then the 
 contract (accumulation, retain_graph, freed graphs, in-place checks, grad mode, deep chains)."""
 
 import threading
+import weakref
 
 import numpy as np
 import pytest
 
 import ember
-from ember.autograd import GradcheckError, gradcheck
+from ember import _C
+from ember.autograd import Function, GradcheckError, gradcheck
 
 # name, function of tensors, the same on NumPy arrays, input shapes, input domain
 OPS = [
     ("add", lambda a, b: a + b, np.add, [(3, 4), (4,)], None),
     ("add_scalar", lambda a: a + 2.5, lambda a: a + 2.5, [(2, 3)], None),
+    ("radd_scalar", lambda a: 3 + a, lambda a: 3 + a, [(2, 3)], None),
+    ("sub_scalar", lambda a: a - 1.25, lambda a: a - 1.25, [(5,)], None),
+    ("rsub_scalar", lambda a: 2 - a, lambda a: 2 - a, [(3, 1)], None),
+    ("mul_scalar", lambda a: a * -1.5, lambda a: a * -1.5, [()], None),
+    ("rmul_scalar", lambda a: 4 * a, lambda a: 4 * a, [(0, 3)], None),
+    ("div_scalar", lambda a: a / 3.0, lambda a: a / 3.0, [(2, 5)], None),
     ("radd", lambda a: 1.0 + a, lambda a: 1.0 + a, [(5,)], None),
     ("sub", lambda a, b: a - b, np.subtract, [(2, 1, 3), (4, 1)], None),
     ("rsub", lambda a: 3.0 - a, lambda a: 3.0 - a, [(3,)], None),
@@ -137,6 +145,56 @@ def test_leaves_never_share_a_gradient_array():
     assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
     a.grad.numpy()[...] = 0.0
     np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+
+
+
+class Fresh(Function):
+    """y = 2x; backward returns a new array, remembered by weak reference (and, when asked,
+    also kept by a strong one, as a saved value or a user's variable would be)."""
+
+    made = None
+    kept = None
+
+    @staticmethod
+    def forward(ctx, x, keep=False):
+        ctx.keep = keep
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        out = np.multiply(g, 2, out=_C.empty(g.shape, g.dtype))  # large ones come from the host cache
+        Fresh.made = weakref.ref(out)
+        Fresh.kept = out if ctx.keep else None
+        return out
+
+
+@pytest.mark.parametrize("size", [5, 1 << 17])  # NumPy's memory and the host cache's
+def test_a_gradient_nobody_else_holds_becomes_the_leaf_grad(size):
+    x = ember.ones(size, requires_grad=True)
+    Fresh.apply(x).backward(ember.ones(size))
+    assert x.grad.numpy() is Fresh.made()  # kept without a copy
+    # Held elsewhere too: the leaf gets its own copy, and editing it changes nothing else.
+    x.grad = None
+    Fresh.apply(x, keep=True).backward(ember.ones(size))
+    assert x.grad.numpy() is not Fresh.kept and not np.shares_memory(x.grad.numpy(), Fresh.kept)
+    x.grad.numpy()[...] = 0.0
+    assert (Fresh.kept == 2.0).all()
+    # A view of the gradient (reshape's backward) is copied as well.
+    x.grad = None
+    Fresh.apply(x).reshape(size, 1).backward(ember.ones((size, 1)))
+    assert x.grad.shape == (size,) and x.grad.numpy().flags.c_contiguous
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(size, 2.0, np.float32))
+
+
+def test_a_gradient_passed_through_is_copied():
+    # y = x + c passes the incoming gradient through unchanged: the user's array must not
+    # become x.grad.
+    x = ember.zeros(4, requires_grad=True)
+    g = np.arange(4, dtype=np.float32)
+    (x + 1.5).backward(ember.from_numpy(g))
+    assert not np.shares_memory(x.grad.numpy(), g)
+    x.grad.numpy()[...] = -1.0
+    np.testing.assert_array_equal(g, [0, 1, 2, 3])
 
 
 def test_backward_twice_needs_retain_graph():

@@ -88,7 +88,7 @@ class Node:
         self.grads = None  # during backward: the gradients of its outputs summed so far
 
     def name(self) -> str:
-        return f"{self.function.__name__}Backward"
+        return f"{getattr(self.function, 'grad_name', self.function.__name__)}Backward"
 
 
 # What owns the memory of ember._C.empty's large arrays (an array's base when it is no view).

@@ -88,6 +88,66 @@ class Div(Function):
                 unbroadcast(-g * a / (b * b), b.shape) if need[1] else None)
 
 
+# A Python number on one side (already a NumPy scalar of the tensor's dtype): nothing is saved,
+# so these record less than the general ops (their nodes carry the general ops' names); tensor.py
+# routes number operands here. a - c is
+# a + (-c) exactly.
+
+
+class AddScalar(Function):
+    grad_name = "Add"  # its node is named as the general op's
+
+    @staticmethod
+    def forward(ctx, a, c):
+        return a + c
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+class RSubScalar(Function):
+    """c - a."""
+
+    grad_name = "Sub"  # its node is named as the general op's
+
+    @staticmethod
+    def forward(ctx, a, c):
+        return c - a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g, None
+
+
+class MulScalar(Function):
+    grad_name = "Mul"  # its node is named as the general op's
+
+    @staticmethod
+    def forward(ctx, a, c):
+        ctx.c = c
+        return a * c
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.c, None
+
+
+class DivScalar(Function):
+    """a / c."""
+
+    grad_name = "Div"  # its node is named as the general op's
+
+    @staticmethod
+    def forward(ctx, a, c):
+        ctx.c = c
+        return a / c
+
+    @staticmethod
+    def backward(ctx, g):
+        return g / ctx.c, None
+
+
 class Neg(Function):
     @staticmethod
     def forward(ctx, a):
