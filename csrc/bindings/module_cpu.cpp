@@ -22,6 +22,7 @@
 #include "core/registry.h"
 #include "core/threads.h"
 #include "ops/conv2d/conv2d.h"
+#include "ops/eltwise/eltwise.h"
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
 #include "ops/pool2d/pool2d.h"
@@ -691,6 +692,87 @@ void py_adaptive_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_o
     ember::pool2d::adaptive_avg_pool2d_bwd(g, dyp, dxp, nt);
 }
 
+// Elementwise ops: every array float32, or every one float64, C-contiguous and of one shape;
+// out may be an input itself (elementwise, so in place is exact) but may not partly overlap one.
+bool same_shape(const py::array& a, const py::array& b) {
+  if (a.ndim() != b.ndim()) return false;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    if (a.shape(d) != b.shape(d)) return false;
+  return true;
+}
+
+template <class Run>
+void eltwise_call(const char* op, std::initializer_list<std::pair<const char*, py::handle>> inputs,
+                  const py::handle& out_obj, Run&& run) {
+  std::vector<py::array> arrays;
+  const py::dtype f32 = py::dtype::of<float>(), f64 = py::dtype::of<double>();
+  for (const auto& [name, obj] : inputs) {
+    EMBER_CHECK_TYPE(py::isinstance<py::array>(obj), op, ": ", name, " must be a numpy.ndarray, got ",
+                     type_name(obj));
+    py::array arr = py::reinterpret_borrow<py::array>(obj);
+    EMBER_CHECK_TYPE(arr.dtype().is(f32) || arr.dtype().is(f64), op, ": ", name,
+                     " must have dtype float32 or float64, got ", std::string(py::str(arr.dtype())));
+    if (!arrays.empty()) {
+      EMBER_CHECK_TYPE(arr.dtype().is(arrays[0].dtype()), op, ": ", name, " has dtype ",
+                       std::string(py::str(arr.dtype())), " but ", inputs.begin()->first, " has ",
+                       std::string(py::str(arrays[0].dtype())));
+      EMBER_CHECK_VALUE(same_shape(arr, arrays[0]), op, ": ", name, " has shape ", shape_str(arr), " but ",
+                        inputs.begin()->first, " has shape ", shape_str(arrays[0]));
+    }
+    const int flags = py::detail::array_proxy(arr.ptr())->flags;
+    EMBER_CHECK_VALUE(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_, op, ": ", name, " must be C-contiguous");
+    EMBER_CHECK_VALUE(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_, op, ": ", name, " must be aligned");
+    arrays.push_back(arr);
+  }
+  EMBER_CHECK_TYPE(py::isinstance<py::array>(out_obj), op, ": out must be a numpy.ndarray, got ", type_name(out_obj));
+  py::array out = py::reinterpret_borrow<py::array>(out_obj);
+  EMBER_CHECK_TYPE(out.dtype().is(arrays[0].dtype()), op, ": out has dtype ", std::string(py::str(out.dtype())),
+                   " but ", inputs.begin()->first, " has ", std::string(py::str(arrays[0].dtype())));
+  EMBER_CHECK_VALUE(same_shape(out, arrays[0]), op, ": out has shape ", shape_str(out), " but ",
+                    inputs.begin()->first, " has shape ", shape_str(arrays[0]));
+  const int flags = py::detail::array_proxy(out.ptr())->flags;
+  EMBER_CHECK_VALUE(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_, op, ": out must be C-contiguous");
+  EMBER_CHECK_VALUE(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_, op, ": out must be aligned");
+  EMBER_CHECK_VALUE(out.writeable(), op, ": out is read-only");
+  for (const py::array& a : arrays)
+    EMBER_CHECK_VALUE(a.data() == out.data() || !overlaps(a, out), op,
+                      ": out partly overlaps an input (in place is allowed, other overlaps are not)");
+  const bool is_f32 = out.dtype().is(f32);
+  std::vector<const void*> in;
+  for (const py::array& a : arrays) in.push_back(a.data());
+  void* o = out.mutable_data();
+  const int64_t n = out.size();
+  const int nt = ember::get_num_threads();
+  py::gil_scoped_release release;
+  if (is_f32)
+    run(static_cast<float*>(nullptr), in, o, n, nt);
+  else
+    run(static_cast<double*>(nullptr), in, o, n, nt);
+}
+
+void py_relu(const py::handle& x, const py::handle& out) {
+  eltwise_call("relu", {{"input", x}}, out, [](auto tag, const std::vector<const void*>& in, void* o, int64_t n, int nt) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    ember::eltwise::relu_fwd(static_cast<const T*>(in[0]), static_cast<T*>(o), n, nt);
+  });
+}
+
+void py_relu_backward(const py::handle& g, const py::handle& y, const py::handle& out) {
+  eltwise_call("relu_backward", {{"grad_output", g}, {"output", y}}, out,
+               [](auto tag, const std::vector<const void*>& in, void* o, int64_t n, int nt) {
+                 using T = std::remove_pointer_t<decltype(tag)>;
+                 ember::eltwise::relu_bwd(static_cast<const T*>(in[0]), static_cast<const T*>(in[1]),
+                                          static_cast<T*>(o), n, nt);
+               });
+}
+
+void py_erf(const py::handle& x, const py::handle& out) {
+  eltwise_call("erf", {{"input", x}}, out, [](auto tag, const std::vector<const void*>& in, void* o, int64_t n, int nt) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    ember::eltwise::erf(static_cast<const T*>(in[0]), static_cast<T*>(o), n, nt);
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -727,6 +809,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("conv2d_bwd_data", &py_conv2d_bwd_data<false>);
   m.def("conv2d_bwd_weight_ref", &py_conv2d_bwd_weight<true>);
   m.def("conv2d_bwd_weight", &py_conv2d_bwd_weight<false>);
+  m.def("relu", &py_relu, "out = maximum(input, 0) (NaN kept); float32 or float64, C-contiguous.",
+        py::arg("input"), py::arg("out"));
+  m.def("relu_backward", &py_relu_backward, "out = where(output > 0, grad_output, 0), output being relu's.",
+        py::arg("grad_output"), py::arg("output"), py::arg("out"));
+  m.def("erf", &py_erf, "out = erf(input); float32 or float64, C-contiguous.", py::arg("input"), py::arg("out"));
   m.def("adam_step", &py_adam_step<false>);
   m.def("adam_step_ref", &py_adam_step<true>);
   m.def("sgd_step", &py_sgd_step<false>);

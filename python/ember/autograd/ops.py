@@ -14,11 +14,17 @@ from .. import ops as native
 from .function import Function
 
 
-def _like(a):
-    """Where an op writes a result shaped like array a: cached memory when a is large (a
-    training step reuses the same sizes, and fresh pages cost more than a ReLU), else None
-    (NumPy allocates)."""
-    return _C.empty(a.shape, a.dtype) if a.nbytes >= _C.host_cache_min_bytes else None
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _native_eltwise(*arrays) -> bool:
+    """Whether an elementwise op on these arrays runs in Ember's kernel (threads, and output
+    memory from the host cache: a training step reuses the same sizes, and fresh pages cost
+    more than a ReLU) rather than NumPy's: large, C-contiguous float32 or float64 arrays."""
+    a = arrays[0]
+    if type(a) is not np.ndarray or a.nbytes < _C.host_cache_min_bytes or a.dtype not in _NATIVE_FLOATS:
+        return False
+    return all(type(b) is np.ndarray and b.dtype == a.dtype and b.flags.c_contiguous for b in arrays)
 
 
 def unbroadcast(g, shape):
@@ -232,14 +238,22 @@ class Abs(Function):
 class ReLU(Function):
     @staticmethod
     def forward(ctx, a):
-        y = np.maximum(a, 0, out=_like(a))  # NaN propagates
+        if _native_eltwise(a):
+            y = _C.empty(a.shape, a.dtype)
+            _C.relu(a, y)
+        else:
+            y = np.maximum(a, 0)  # NaN propagates
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return np.multiply(g, y > 0, out=_like(g))
+        if _native_eltwise(g, y):
+            dx = _C.empty(g.shape, g.dtype)
+            _C.relu_backward(g, y, dx)
+            return dx
+        return np.where(y > 0, g, g.dtype.type(0))
 
 
 def _axes(dim, ndim):
@@ -576,9 +590,12 @@ class GELU(Function):
 
     @staticmethod
     def forward(ctx, a):
-        from math import erf, sqrt
-
-        cdf = (0.5 * (1 + np.vectorize(erf, otypes=[np.float64])(a / sqrt(2)))).astype(a.dtype)
+        if a.dtype not in _NATIVE_FLOATS:
+            raise TypeError(f"gelu: input must be float32 or float64, got {a.dtype}")
+        z = np.asarray(np.divide(a, np.sqrt(2.0), dtype=a.dtype, order="C"))
+        erf = np.empty_like(z)
+        _C.erf(z, erf)
+        cdf = 0.5 * (1 + erf)
         ctx.save_for_backward(a, cdf)
         return a * cdf
 

@@ -1,0 +1,61 @@
+#include "ops/eltwise/eltwise.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/threads.h"
+
+namespace ember::eltwise {
+namespace {
+
+// Below this many elements per thread, waking another costs more than it saves.
+constexpr int64_t kMinPerThread = int64_t(1) << 15;
+
+template <class F>
+void for_ranges(int64_t n, int nthreads, int64_t min_per_thread, F&& body) {
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, n / min_per_thread));
+  parallel_run(static_cast<int>(nt), [&](int tid) { body(n * tid / nt, n * (tid + 1) / nt); });
+}
+
+}  // namespace
+
+template <class T>
+void relu_fwd(const T* x, T* y, int64_t n, int nthreads) {
+  for_ranges(n, nthreads, kMinPerThread, [&](int64_t lo, int64_t hi) {
+    const T* __restrict xs = x;
+    T* __restrict ys = y;
+    for (int64_t i = lo; i < hi; ++i) {
+      const T xi = xs[i];
+      ys[i] = !(xi <= T(0)) ? xi : T(0);  // NaN kept; -0.0 becomes +0.0, as in NumPy
+    }
+  });
+}
+
+template <class T>
+void relu_bwd(const T* g, const T* y, T* dx, int64_t n, int nthreads) {
+  for_ranges(n, nthreads, kMinPerThread, [&](int64_t lo, int64_t hi) {
+    const T* __restrict gs = g;
+    const T* __restrict ys = y;
+    T* __restrict out = dx;
+    for (int64_t i = lo; i < hi; ++i) {
+      const T gi = gs[i], yi = ys[i];  // both loaded, so the select vectorises
+      out[i] = yi > T(0) ? gi : T(0);
+    }
+  });
+}
+
+template <class T>
+void erf(const T* x, T* y, int64_t n, int nthreads) {
+  for_ranges(n, nthreads, int64_t(1) << 12, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) y[i] = std::erf(x[i]);
+  });
+}
+
+template void relu_fwd<float>(const float*, float*, int64_t, int);
+template void relu_fwd<double>(const double*, double*, int64_t, int);
+template void relu_bwd<float>(const float*, const float*, float*, int64_t, int);
+template void relu_bwd<double>(const double*, const double*, double*, int64_t, int);
+template void erf<float>(const float*, float*, int64_t, int);
+template void erf<double>(const double*, double*, int64_t, int);
+
+}  // namespace ember::eltwise

@@ -1,0 +1,103 @@
+"""The elementwise kernels (ReLU forward and backward, erf) against their NumPy expressions,
+exactly, at several thread counts; in place; the autograd ops that use them; bad input."""
+
+import math
+
+import numpy as np
+import pytest
+
+import ember
+from ember import _C
+
+SPECIAL = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -1e-45, 3.0, -3.0]
+
+
+@pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}t")
+def threads(request):
+    before = ember.get_num_threads()
+    ember.set_num_threads(request.param)
+    yield request.param
+    ember.set_num_threads(before)
+
+
+def sample(rng, n, dtype):
+    x = rng.standard_normal(n).astype(dtype)
+    x[: len(SPECIAL)] = SPECIAL[: n]
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 9, 1000, 200_003])
+def test_relu_forward_and_backward_match_numpy(rng, threads, dtype, n):
+    x = sample(rng, n, dtype)
+    g = sample(rng, n, dtype)[::-1].copy()
+    y = np.empty_like(x)
+    _C.relu(x, y)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    assert np.array_equal(np.signbit(y), np.signbit(np.maximum(x, 0)))  # -0.0 kept as NumPy keeps it
+    dx = np.empty_like(x)
+    _C.relu_backward(g, y, dx)
+    np.testing.assert_array_equal(dx, np.where(y > 0, g, 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_matches_libm(rng, threads, dtype):
+    x = np.concatenate([sample(rng, 5000, dtype) * 2, np.array([6.0, -6.0, 1e-30, 0.5], dtype)])
+    out = np.empty_like(x)
+    _C.erf(x, out)
+    want = np.array([math.erf(v) if not np.isnan(v) else np.nan for v in x.astype(np.float64)])
+    ulp = np.spacing(np.abs(want).astype(dtype)).astype(np.float64)
+    assert np.all((np.abs(out - want) <= 2 * ulp) | (np.isnan(out) & np.isnan(want)))
+
+
+def test_in_place(rng):
+    x = rng.standard_normal(100_000).astype(np.float32)
+    want = np.maximum(x, 0)
+    _C.relu(x, x)
+    np.testing.assert_array_equal(x, want)
+    g = rng.standard_normal(100_000).astype(np.float32)
+    want = np.where(x > 0, g, 0)
+    _C.relu_backward(g, x, g)
+    np.testing.assert_array_equal(g, want)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (64, 32, 30, 30)])  # NumPy's path and the kernel's
+def test_autograd_relu_and_gelu_on_large_and_small_tensors(rng, shape):
+    a = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    x = ember.from_numpy(a).requires_grad_()
+    y = x.relu()
+    y.backward(ember.from_numpy(g))
+    np.testing.assert_array_equal(y.detach().numpy(), np.maximum(a, 0))
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(a > 0, g, 0))
+    # The transposed gradient is not C-contiguous: NumPy's path, same result.
+    x.grad = None
+    x.relu().backward(ember.from_numpy(np.ascontiguousarray(g.T).T))
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(a > 0, g, 0))
+    erf = np.vectorize(math.erf)(a.astype(np.float64) / math.sqrt(2))
+    np.testing.assert_allclose(ember.nn.functional.gelu(x).detach().numpy(), a * 0.5 * (1 + erf), rtol=2e-6, atol=1e-7)
+
+
+def test_bad_input():
+    x = np.zeros((4, 5), np.float32)
+    with pytest.raises(TypeError, match="relu: input must be a numpy.ndarray, got list"):
+        _C.relu([1.0], x)
+    with pytest.raises(TypeError, match="relu: input must have dtype float32 or float64, got int64"):
+        _C.relu(np.zeros(3, np.int64), np.zeros(3, np.int64))
+    with pytest.raises(TypeError, match="relu: out has dtype float64 but input has float32"):
+        _C.relu(x, np.zeros((4, 5)))
+    with pytest.raises(ValueError, match=r"relu: out has shape \(5, 4\) but input has shape \(4, 5\)"):
+        _C.relu(x, np.zeros((5, 4), np.float32))
+    with pytest.raises(ValueError, match=r"relu_backward: output has shape \(5,\) but grad_output has shape \(4, 5\)"):
+        _C.relu_backward(x, np.zeros(5, np.float32), x)
+    with pytest.raises(ValueError, match="erf: input must be C-contiguous"):
+        _C.erf(x.T, np.zeros((5, 4), np.float32))
+    with pytest.raises(ValueError, match="relu: out is read-only"):
+        ro = np.zeros((4, 5), np.float32)
+        ro.flags.writeable = False
+        _C.relu(x, ro)
+    big = np.zeros(10, np.float32)
+    with pytest.raises(ValueError, match="out partly overlaps an input"):
+        _C.relu(big[1:], big[:-1])
+    with pytest.raises(TypeError, match="gelu: input must be float32 or float64, got int64"):
+        ember.nn.functional.gelu(ember.tensor([1, 2]))
