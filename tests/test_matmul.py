@@ -88,3 +88,20 @@ def test_matmul_out_must_not_alias_an_input():
     buf = np.zeros((4, 3, 3), np.float32)
     with pytest.raises(ValueError, match="out must not share memory with a or b"):
         ember.matmul(buf[:3], np.eye(3, dtype=np.float32), out=buf[1:])
+
+
+def test_tensors_give_a_differentiable_product():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    b = rng.standard_normal((3, 5)).astype(np.float32)
+    ta = ember.from_numpy(a).requires_grad_()
+    y = ember.matmul(ta, b)  # an array on one side joins as a constant
+    assert isinstance(y, ember.Tensor) and y.shape == (2, 4, 5)
+    np.testing.assert_allclose(y.detach().numpy(), a @ b, rtol=1e-5, atol=1e-5)
+    y.sum().backward()
+    np.testing.assert_allclose(ta.grad.numpy(), np.ones((2, 4, 5), np.float32) @ b.T, rtol=1e-5, atol=1e-5)
+    tb = ember.from_numpy(b).requires_grad_()
+    ember.matmul(a[0], tb).sum().backward()
+    np.testing.assert_allclose(tb.grad.numpy(), a[0].T @ np.ones((4, 5), np.float32), rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="out= takes NumPy arrays"):
+        ember.matmul(ta, b, out=np.empty((2, 4, 5), np.float32))

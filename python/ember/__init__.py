@@ -18,7 +18,6 @@ from ._runtime import (
     set_num_threads,
 )
 from .autograd import enable_grad, no_grad
-from .ops import matmul
 from .tensor import (
     Generator,
     Tensor,
@@ -34,6 +33,7 @@ from .tensor import (
     full_like,
     linspace,
     manual_seed,
+    matmul,
     maximum,
     minimum,
     ones,

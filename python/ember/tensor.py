@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from . import ops as native_ops
 from .autograd import engine
 from .autograd import function as function_module
 from .autograd import ops as F
@@ -430,6 +431,19 @@ def maximum(a, b) -> Tensor:
 
 def minimum(a, b) -> Tensor:
     return F.Minimum.apply(*_pair(a, b))
+
+
+def matmul(a, b, out=None):
+    """Matrix product with ``numpy.matmul``'s rules (batched, broadcast) on Ember's GEMM.
+
+    With a Tensor on either side the result is a Tensor and the product is differentiable;
+    with NumPy arrays it is an array, written into ``out`` when given (see ``ember.ops.matmul``).
+    """
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        if out is not None:
+            raise TypeError("matmul: out= takes NumPy arrays; with tensors the result is a new tensor")
+        return a @ b if isinstance(a, Tensor) else b.__rmatmul__(a)
+    return native_ops.matmul(a, b, out)
 
 
 def where(condition, a, b) -> Tensor:
