@@ -5,7 +5,8 @@ the CUDA kernels in ``ember._cuda`` when it was built. Kernels work on NumPy arr
 write into arrays the caller can supply; GEMM reads any strided view in place.
 """
 
-from . import _C, autograd, nn, ops, optim
+from . import _C, autograd, callbacks, data, datasets, metrics, models, nn, ops, optim
+from .checkpoint import load, save
 from ._runtime import (
     available_isas,
     empty_host_cache,
@@ -98,4 +99,11 @@ __all__ = [
     "host_cache_info",
     "empty_host_cache",
     "set_host_cache_limit",
+    "callbacks",
+    "data",
+    "datasets",
+    "metrics",
+    "models",
+    "save",
+    "load",
 ]

@@ -1,16 +1,21 @@
 """The ``ember`` command (also ``python -m ember``).
 
-``ember``            the default job: the runtime report, then a GEMM comparison with NumPy
+``ember train``      train a classifier (default: the CNN on the bundled digits), report its test
+                     accuracy, precision, recall and F1, and save a checkpoint
+``ember evaluate``   a checkpoint's classification report on a data set's test split
 ``ember info``       the runtime report (version, ISA, threads, CUDA)
 ``ember bench-gemm`` the GEMM comparison with NumPy on the default or given shapes
+``ember``            the runtime report, then the GEMM comparison
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +31,26 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
     if min(m, k, n) <= 0:
         raise argparse.ArgumentTypeError(f"shape must be MxKxN with positive integers, got {text!r}")
     return m, k, n
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 # Pause before each timing so that the previous library's spinning threads have gone idle.
@@ -77,15 +102,159 @@ def bench_gemm(shapes, out=sys.stdout) -> list[dict]:
     return rows
 
 
+DATASETS = ("digits", "cifar10", "mnist", "fashion_mnist", "synthetic")
+# Per data set: how uint8 pixels become floats, the augmentation, and the default epochs.
+_RECIPES = {
+    "digits": {"scale": 1 / 16, "crop_padding": 1, "flip": False, "epochs": 60, "cnn": {"padding": 1}},
+    "cifar10": {"scale": 1 / 255, "crop_padding": 4, "flip": True, "epochs": 10, "cnn": {}},
+    "mnist": {"scale": 1 / 255, "crop_padding": 0, "flip": False, "epochs": 5, "cnn": {}},
+    "fashion_mnist": {"scale": 1 / 255, "crop_padding": 0, "flip": False, "epochs": 10, "cnn": {}},
+    "synthetic": {"scale": None, "crop_padding": 0, "flip": False, "epochs": 5, "cnn": {}},
+}
+
+
+def _load_dataset(name: str, data_dir, seed: int):
+    """((x_train, y_train), (x_test, y_test)) of a data set; images as given by ember.datasets."""
+    from . import datasets
+
+    if name == "digits":
+        return datasets.digits(seed=seed)
+    if name == "synthetic":
+        x, y = datasets.synthetic(2560, shape=(3, 32, 32), classes=10, seed=seed)
+        return (x[:2048], y[:2048]), (x[2048:], y[2048:])
+    if data_dir is None:
+        raise SystemExit(f"ember: --dataset {name} needs --data-dir DIR (where its files are)")
+    if name == "cifar10":
+        return datasets.cifar10(data_dir)
+    return datasets.mnist(data_dir, kind="fashion" if name == "fashion_mnist" else "mnist")
+
+
+def _preprocess(x, config):
+    """Pixels to normalised float32 as the checkpoint's config says."""
+    from .data import transforms as T
+
+    steps = []
+    if config.get("scale") is not None:
+        steps.append(T.ToFloat(scale=config["scale"]))
+    steps.append(T.Normalize(config["mean"], config["std"]))
+    return T.Compose(steps)(x)
+
+
+def _report_scores(y_true, logits, classes, out) -> dict:
+    from . import metrics
+
+    pred = logits.argmax(axis=1)
+    p, r, f = metrics.precision_recall_f1(y_true, pred, average="macro", num_classes=classes)
+    scores = {"accuracy": metrics.accuracy(y_true, pred), "precision": p, "recall": r, "f1": f}
+    print(f"test accuracy {scores['accuracy']:.4f} - macro precision {p:.4f} - recall {r:.4f} - f1 {f:.4f}",
+          file=out)
+    return scores
+
+
+def train(args, out=sys.stdout) -> dict:
+    """``ember train``: returns the test scores, samples/s and the checkpoint's path."""
+    import ember
+
+    from . import models
+    from .callbacks import ModelCheckpoint
+    from .data import transforms as T
+
+    recipe = _RECIPES[args.dataset]
+    ember.manual_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = _load_dataset(args.dataset, args.data_dir, args.seed)
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    scale = recipe["scale"]
+    raw = x_train.astype(np.float64) * (scale if scale is not None else 1.0)
+    options = recipe["cnn"] if args.model == "cnn" else {}
+    config = {"dataset": args.dataset, "model": args.model, "input_shape": list(x_train.shape[1:]),
+              "classes": classes, "options": options, "scale": scale,
+              "mean": raw.mean(axis=(0, 2, 3)).tolist(), "std": np.maximum(raw.std(axis=(0, 2, 3)), 1e-6).tolist()}
+    xtr, xte = _preprocess(x_train, config), _preprocess(x_test, config)
+    steps = []
+    if recipe["crop_padding"]:
+        steps.append(T.RandomCrop(xtr.shape[2:], padding=recipe["crop_padding"]))
+    if recipe["flip"]:
+        steps.append(T.RandomHorizontalFlip())
+    augment = T.Compose(steps) if steps else None
+    model = models.build(args.model, xtr.shape[1:], classes, **options)
+    model.compile(optimizer="adam", lr=args.lr, loss="cross_entropy", metrics=["accuracy"])
+    epochs = args.epochs if args.epochs is not None else recipe["epochs"]
+    path = Path(args.out) if args.out else Path(f"ember-{args.dataset}-{args.model}.safetensors")
+    checkpoint = ModelCheckpoint(path, monitor="val_loss", config=config)
+    print(f"training {args.model} on {args.dataset}: {len(xtr)} training images {tuple(xtr.shape[1:])}, "
+          f"{len(xte)} test images, {classes} classes, {epochs} epochs", file=out)
+    start = time.perf_counter()
+    history = model.fit(xtr, y_train, batch_size=args.batch_size, epochs=epochs, validation_split=0.1,
+                        transform=augment, seed=args.seed, callbacks=[checkpoint], resume_from=args.resume,
+                        verbose=args.verbose)
+    seconds = time.perf_counter() - start
+    rates = history.history.get("samples_per_s", [])
+    scores = _report_scores(y_test, model.predict(xte), classes, out)
+    rate = float(np.mean(rates)) if rates else 0.0
+    print(f"training: {seconds:.1f} s, {rate:.0f} samples/s", file=out)
+    saved = checkpoint.last_saved
+    if saved is not None:
+        print(f"checkpoint: {saved.resolve()}", file=out)
+    if history.interrupted:
+        print("training was interrupted; continue with --resume " + str(saved or path), file=out)
+    return {**scores, "samples_per_s": rate, "seconds": seconds, "checkpoint": saved}
+
+
+def evaluate(args, out=sys.stdout) -> dict:
+    """``ember evaluate PATH``: the classification report of a checkpoint on a test split."""
+    from . import checkpoint, metrics, models
+
+    _, meta = checkpoint.read(args.path)
+    config = json.loads(meta.get("ember.config", "{}"))
+    needed = {"model", "input_shape", "classes", "mean", "std"}
+    if not needed <= set(config):
+        raise SystemExit(f"ember: {args.path} does not say which model it holds (its config lacks "
+                         f"{sorted(needed - set(config))}); it was not written by 'ember train'")
+    model = models.build(config["model"], config["input_shape"], config["classes"], **config.get("options", {}))
+    model.load(args.path)
+    dataset = args.dataset or config.get("dataset", "digits")
+    _, (x_test, y_test) = _load_dataset(dataset, args.data_dir, args.seed)
+    logits = model.predict(_preprocess(x_test, config))
+    print(f"{args.path}: {config['model']} on the {dataset} test split ({len(x_test)} images)", file=out)
+    print(metrics.classification_report(y_test, logits.argmax(axis=1), num_classes=config["classes"]), file=out)
+    return _report_scores(y_test, logits, config["classes"], out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ember", description="Ember: a lightweight deep-learning engine.")
     sub = parser.add_subparsers(dest="command")
+    p_train = sub.add_parser("train", help="train a classifier and save a checkpoint")
+    p_train.add_argument("--dataset", choices=DATASETS, default="digits")
+    p_train.add_argument("--data-dir", help="directory holding the data set's files (cifar10, mnist)")
+    p_train.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
+    p_train.add_argument("--epochs", type=_positive_int, help="epochs (default: per data set)")
+    p_train.add_argument("--batch-size", type=_positive_int, default=64)
+    p_train.add_argument("--lr", type=_positive_float, default=1e-3)
+    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument("--out", help="checkpoint path (default: ember-DATASET-MODEL.safetensors)")
+    p_train.add_argument("--resume", help="continue from this checkpoint")
+    p_train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
+                         help="0 quiet, 1 progress bars, 2 a line per epoch (default: bars on a terminal)")
+    p_eval = sub.add_parser("evaluate", help="print a checkpoint's classification report")
+    p_eval.add_argument("path")
+    p_eval.add_argument("--dataset", choices=DATASETS, help="default: the one it was trained on")
+    p_eval.add_argument("--data-dir")
+    p_eval.add_argument("--seed", type=int, default=0, help="the split seed (digits, synthetic)")
     sub.add_parser("info", help="print the runtime report")
     p_bench = sub.add_parser("bench-gemm", help="compare ember's GEMM with NumPy's")
     p_bench.add_argument("shapes", nargs="*", type=_parse_shape, metavar="MxKxN",
                          help=f"shapes to time (default: {' '.join(DEFAULT_SHAPES)})")
     args = parser.parse_args(argv)
 
+    if args.command in ("train", "evaluate"):
+        if args.command == "train" and args.verbose is None:
+            args.verbose = "auto"
+        try:
+            (train if args.command == "train" else evaluate)(args)
+        except (FileNotFoundError, ValueError) as exc:  # bad files or data: a message, not a traceback
+            print(f"ember {args.command}: {exc}", file=sys.stderr)
+            return 2
+        return 0
     from . import info
 
     if args.command in (None, "info"):

@@ -132,6 +132,43 @@ class Module:
     def eval(self):
         return self.train(False)
 
+    # ------------------------------------------------ Keras-style training (ember.training)
+    def compile(self, optimizer="adam", loss="cross_entropy", metrics=None, lr=None) -> None:
+        """Choose the optimizer, loss and metrics for ``fit``/``evaluate`` (see ``ember.training.compile``)."""
+        from .. import training
+
+        training.compile(self, optimizer, loss, metrics, lr)
+
+    def fit(self, x=None, y=None, **kwargs):
+        """Train; returns a ``History`` (see ``ember.training.fit`` for the arguments)."""
+        from .. import training
+
+        return training.fit(self, x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        """Loss and metrics in evaluation mode (see ``ember.training.evaluate``)."""
+        from .. import training
+
+        return training.evaluate(self, x, y, **kwargs)
+
+    def predict(self, x, batch_size=256):
+        """Outputs for ``x`` as a NumPy array, in evaluation mode."""
+        from .. import training
+
+        return training.predict(self, x, batch_size)
+
+    def save(self, path, config=None):
+        """Save the weights (and an optional JSON ``config``) to a safetensors checkpoint."""
+        from .. import checkpoint
+
+        return checkpoint.save(path, self, config=config, include_rng=False)
+
+    def load(self, path, strict: bool = True):
+        """Load weights saved by ``save`` or ``ModelCheckpoint``; returns the ``Checkpoint``."""
+        from .. import checkpoint
+
+        return checkpoint.load(path, self, strict=strict, restore_rng=False)
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
             if set_to_none or p.grad is None:

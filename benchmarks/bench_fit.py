@@ -1,0 +1,101 @@
+"""``fit`` throughput, data loading and augmentation included, against a plain PyTorch training
+loop for the same model in the same run, 2 threads and 1: the CNN Conv2d(3,32,3) -> ReLU ->
+MaxPool2d(2) -> Flatten -> Linear(7200,128) -> ReLU -> Linear(128,10), Adam, cross-entropy,
+batch 64, one epoch of synthetic CIFAR-shaped images with random crops (padding 4) and flips.
+``extra_info`` holds samples/s.
+
+    python -m pytest benchmarks/bench_fit.py --benchmark-only --benchmark-json=fit.json
+    python benchmarks/report.py fit.json
+"""
+
+import numpy as np
+import pytest
+
+import ember
+from ember.data import transforms as T
+from helpers import THREADS, settle, thread_limit
+
+try:
+    import torch
+except ImportError:  # optional reference
+    torch = None
+
+CASES = [(t, impl) for t in THREADS for impl in ("ember", "torch")]
+BATCH = 64
+
+
+def data(n):
+    x, y = ember.datasets.synthetic(n, shape=(3, 32, 32), classes=10, seed=0)
+    return x.astype(np.float32), y
+
+
+def ember_epoch(x, y):
+    ember.manual_seed(0)
+    model = ember.models.cnn((3, 32, 32), 10)
+    model.compile(optimizer="adam", lr=1e-3, loss="cross_entropy", metrics=["accuracy"])
+    augment = T.Compose([T.RandomCrop((32, 32), padding=4), T.RandomHorizontalFlip()])
+
+    def run():
+        return model.fit(x, y, batch_size=BATCH, epochs=1, transform=augment, verbose=0)
+
+    return run
+
+
+def torch_epoch(x, y):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                torch.nn.Flatten(), torch.nn.Linear(7200, 128), torch.nn.ReLU(),
+                                torch.nn.Linear(128, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    rows = torch.arange(32).view(1, 32, 1)
+    cols = torch.arange(32).view(1, 1, 32)
+
+    def augment(xb):
+        # The same augmentation, vectorised: pad, crop at a random offset per sample, flip.
+        n = xb.shape[0]
+        padded = torch.nn.functional.pad(xb, (4, 4, 4, 4))
+        dy = torch.randint(0, 9, (n, 1, 1))
+        dx = torch.randint(0, 9, (n, 1, 1))
+        idx = torch.arange(n).view(n, 1, 1)
+        out = padded.permute(0, 2, 3, 1)[idx, rows + dy, cols + dx].permute(0, 3, 1, 2)
+        flip = torch.rand(n) < 0.5
+        return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out).contiguous()
+
+    def run():
+        model.train()
+        correct = 0
+        for idx in torch.randperm(len(xt)).split(BATCH):
+            xb, yb = augment(xt[idx]), yt[idx]
+            opt.zero_grad()
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            loss.backward()
+            opt.step()
+            loss.item()
+            correct += int((out.argmax(1) == yb).sum())
+        return correct
+
+    return run
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
+def bench_fit_epoch(benchmark, case):
+    threads, impl = case
+    if impl == "torch" and torch is None:
+        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+    n = 256 if getattr(benchmark, "disabled", False) else 2048
+    x, y = data(n)
+    run = (ember_epoch if impl == "ember" else torch_epoch)(x, y)
+    benchmark.group = f"fit one epoch {n} images batch {BATCH} {threads}t"
+    benchmark.extra_info.update(impl=impl, threads=threads)
+    with thread_limit(threads):
+        run()  # warm up: thread pools, caches, first-touch memory
+        settle(benchmark)
+        result = benchmark.pedantic(run, rounds=5, iterations=1)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
+        benchmark.extra_info["per_s"] = n / stats.stats.median
+    if impl == "ember":
+        assert np.isfinite(result.history["loss"]).all()

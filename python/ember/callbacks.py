@@ -1,0 +1,330 @@
+"""Callbacks for ``fit``: the ``Callback`` base class for users' own, ``History``,
+``EarlyStopping``, ``ModelCheckpoint``, ``LearningRateScheduler``, ``CSVLogger`` and the
+progress display.
+
+A callback sees ``self.model`` and ``self.params`` (``epochs``, ``steps`` per epoch,
+``optimizer``, ``history``, ``fit_seed``) and is called at the start and end of training, of
+each epoch and of each training batch with the logs so far (``loss``, the metrics,
+``samples_per_s`` and, at an epoch's end, ``val_*``). Setting ``self.model.stop_training =
+True`` ends training after the current epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+class Callback:
+    """Override any of the ``on_*`` methods."""
+
+    model = None
+    params: dict = {}
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def set_params(self, params: dict) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs=None): ...
+
+    def on_train_end(self, logs=None): ...
+
+    def on_epoch_begin(self, epoch, logs=None): ...
+
+    def on_epoch_end(self, epoch, logs=None): ...
+
+    def on_train_batch_begin(self, batch, logs=None): ...
+
+    def on_train_batch_end(self, batch, logs=None): ...
+
+
+class CallbackList:
+    """Calls each callback in order."""
+
+    def __init__(self, callbacks, model, params):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"fit: callbacks must be ember.callbacks.Callback objects, got {type(cb).__name__}")
+            cb.set_model(model)
+            cb.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_batch_end(batch, logs)
+
+
+class History(Callback):
+    """``history[name]`` is the list of that log's values, one per epoch run; ``epoch`` the
+    epochs' numbers. ``interrupted`` is True when Ctrl-C ended training."""
+
+    def __init__(self):
+        self.history: dict[str, list] = {}
+        self.epoch: list[int] = []
+        self.interrupted = False
+
+    def restore(self, saved: dict) -> None:
+        """Continue the record of a resumed run ({"epoch": [...], "history": {...}})."""
+        self.epoch = list(saved.get("epoch", []))
+        self.history = {k: list(v) for k, v in saved.get("history", {}).items()}
+
+    def as_dict(self) -> dict:
+        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(float(v))
+
+
+def _resolve_mode(mode, monitor):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if any(k in monitor for k in ("acc", "precision", "recall", "f1")) else "min"
+    return mode
+
+
+class _Monitor:
+    """Tracks the best value of one log."""
+
+    def __init__(self, monitor, mode, min_delta):
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"monitor must be a log name such as 'val_loss', got {monitor!r}")
+        if min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
+        self.monitor, self.mode, self.min_delta = monitor, _resolve_mode(mode, monitor), min_delta
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def value(self, logs, who):
+        if self.monitor not in (logs or {}):
+            raise KeyError(f"{who}: monitor {self.monitor!r} is not among the logs {sorted(logs or {})} "
+                           "(val_* logs need validation data)")
+        return float(logs[self.monitor])
+
+    def improved(self, value) -> bool:
+        if math.isnan(value):
+            return False
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs; with ``restore_best_weights`` the model ends with the best epoch's weights."""
+
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto", restore_best_weights=False):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        self._monitor = _Monitor(monitor, mode, min_delta)
+        self.patience, self.restore_best_weights = patience, restore_best_weights
+        self.wait, self.stopped_epoch, self.best_epoch, self._best_weights = 0, None, None, None
+
+    @property
+    def best(self):
+        return self._monitor.best
+
+    def on_train_begin(self, logs=None):
+        self._monitor.best = math.inf if self._monitor.mode == "min" else -math.inf
+        self.wait, self.stopped_epoch, self.best_epoch, self._best_weights = 0, None, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = self._monitor.value(logs, "EarlyStopping")
+        if self._monitor.improved(value):
+            self._monitor.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self._best_weights = {k: np.array(v.numpy(), copy=True) for k, v in self.model.state_dict().items()}
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self._best_weights is not None:
+            self.model.load_state_dict(self._best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save a checkpoint (weights, optimizer state, epoch, random state, history) at each
+    epoch's end, or only when ``monitor`` improves with ``save_best_only``. ``path`` may hold
+    ``{epoch}`` and log names, such as ``"ckpt-{epoch:02d}-{val_loss:.3f}.safetensors"``.
+    Files are written atomically. ``fit(resume_from=path)`` continues from one."""
+
+    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", config=None, verbose=0):
+        self.path = str(path)
+        self.save_best_only, self.config, self.verbose = save_best_only, config, verbose
+        self._monitor = _Monitor(monitor, mode, 0.0)
+        self.last_saved = None
+
+    @property
+    def best(self):
+        return self._monitor.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        from .checkpoint import save
+
+        logs = logs or {}
+        if self.save_best_only:
+            value = self._monitor.value(logs, "ModelCheckpoint")
+            if not self._monitor.improved(value):
+                return
+            self._monitor.best = value
+        try:
+            path = Path(self.path.format(epoch=epoch + 1, **logs))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"ModelCheckpoint: cannot fill in the path {self.path!r} ({exc})") from None
+        history = self.params.get("history")
+        extra = {"fit_seed": self.params.get("fit_seed"), "history": history.as_dict() if history else {},
+                 "monitor": self._monitor.monitor, "logs": {k: float(v) for k, v in logs.items()}}
+        if path.parent != Path("."):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        save(path, self.model, self.params.get("optimizer"), epoch=epoch + 1, config=self.config, extra=extra)
+        self.last_saved = path
+        if self.verbose:
+            print(f"epoch {epoch + 1}: saved {path}")
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at each epoch's start to ``schedule(epoch, lr)`` (a function of
+    the epoch number and the current rate), or step an ``ember.optim.lr_scheduler`` schedule
+    once per epoch."""
+
+    def __init__(self, schedule, verbose=0):
+        if not callable(schedule) and not hasattr(schedule, "step"):
+            raise TypeError("LearningRateScheduler: schedule must be a function (epoch, lr) -> lr or an "
+                            "ember.optim.lr_scheduler object")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if hasattr(self.schedule, "step"):
+            return
+        optimizer = self.params["optimizer"]
+        lr = self.schedule(epoch, optimizer.param_groups[0]["lr"])
+        if not isinstance(lr, (int, float, np.floating)) or not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"LearningRateScheduler: the schedule returned {lr!r} for epoch {epoch}; "
+                             "a finite rate >= 0 is needed")
+        for g in optimizer.param_groups:
+            g["lr"] = float(lr)
+        if self.verbose:
+            print(f"epoch {epoch + 1}: learning rate {lr:.6g}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if hasattr(self.schedule, "step"):
+            self.schedule.step()
+
+
+class CSVLogger(Callback):
+    """One CSV row per epoch (the epoch and every log), flushed as it is written."""
+
+    def __init__(self, path, separator=",", append=False):
+        self.path, self.separator, self.append = Path(path), separator, append
+        self._file, self._keys = None, None
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and self.path.exists() and self.path.stat().st_size > 0
+        self._file = open(self.path, "a" if self.append else "w", newline="")  # noqa: SIM115 (closed at train end)
+        self._keys = None
+        if exists:
+            with open(self.path) as f:
+                self._keys = f.readline().strip().split(self.separator)[1:]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._keys is None:
+            self._keys = sorted(logs)
+            self._file.write(self.separator.join(["epoch", *self._keys]) + "\n")
+        row = [str(epoch)] + [repr(float(logs[k])) if k in logs else "" for k in self._keys]
+        self._file.write(self.separator.join(row) + "\n")
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _format_logs(logs, skip=("samples_per_s", "lr")):
+    return " - ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in skip)
+
+
+class ProgressLogger(Callback):
+    """verbose 1: a live bar per epoch (tqdm) with loss, metrics and samples/s; 2: one line per
+    epoch; 0: nothing; 'auto': a bar on a terminal, lines otherwise."""
+
+    def __init__(self, verbose="auto", file=None):
+        if verbose not in ("auto", 0, 1, 2):
+            raise ValueError(f"fit: verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+        self.file = file if file is not None else sys.stdout
+        if verbose == "auto":
+            verbose = 1 if getattr(self.file, "isatty", lambda: False)() else 2
+        self.verbose = verbose
+        self._bar, self._start, self._shown = None, 0.0, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        if self.verbose == 1:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # no bar without tqdm: fall back to lines
+                self.verbose = 2
+                return
+            self._bar = tqdm(total=self.params["steps"], desc=f"epoch {epoch + 1}/{self.params['epochs']}",
+                             unit="batch", file=self.file, leave=True, dynamic_ncols=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._bar is None:
+            return
+        self._bar.update(1)
+        now = time.perf_counter()
+        if now - self._shown > 0.2:  # formatting the postfix every batch would cost more than a step
+            self._shown = now
+            self._bar.set_postfix_str(f"{_format_logs(logs)} - {logs['samples_per_s']:.0f} samples/s", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self._start
+        text = f"{_format_logs(logs)} - {logs.get('samples_per_s', 0.0):.0f} samples/s"
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
+            self._bar.close()
+            self._bar = None
+        elif self.verbose == 2:
+            print(f"epoch {epoch + 1}/{self.params['epochs']} - {elapsed:.1f}s - {text}", file=self.file, flush=True)
+
+    def on_train_end(self, logs=None):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if logs and logs.get("interrupted") and self.verbose:
+            print("training stopped by Ctrl-C after the current step", file=self.file, flush=True)
+
+
+__all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LearningRateScheduler", "ModelCheckpoint",
+           "ProgressLogger"]

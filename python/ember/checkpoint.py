@@ -1,0 +1,189 @@
+"""Checkpoints: a model's weights, its optimizer's state, the epoch, the random state and a small
+JSON config in one safetensors file -- no pickle, so loading a file never runs code.
+
+Layout: arrays are stored under ``model.<state_dict key>`` and
+``optimizer.<parameter index>.<state name>``; everything else is JSON in the file's metadata
+(``ember.format``, ``ember.epoch``, ``ember.config``, ``ember.optimizer`` (class, parameter
+groups and the scalar state, such as Adam's step), ``ember.rng`` (the default generator's
+state) and ``ember.extra``).
+
+Writes are atomic: the file is written beside its destination under a temporary name, flushed
+to disk and renamed over it, so a crash mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "ember-checkpoint-1"
+_MODEL = "model."
+_OPTIM = "optimizer."
+
+
+@dataclass
+class Checkpoint:
+    """What ``load`` found besides the arrays it copied into the model and optimizer."""
+
+    path: Path
+    epoch: int | None = None
+    config: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    model_state: dict = field(default_factory=dict)  # key -> array, as stored
+
+
+def _safetensors():
+    try:
+        import safetensors.numpy as st
+    except ImportError as exc:  # a dependency; reached only in a broken installation
+        raise ImportError("checkpoints need the 'safetensors' package: pip install safetensors") from exc
+    return st
+
+
+def _json_ready(value):
+    """Tuples become lists, NumPy scalars Python numbers; anything else JSON cannot hold is an error."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint's JSON metadata")
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _optimizer_parts(optimizer):
+    """(arrays by key, JSON-ready description) of an optimizer's state_dict."""
+    sd = optimizer.state_dict()
+    arrays, scalars = {}, {}
+    for index, state in sd["state"].items():
+        for name, value in state.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"{_OPTIM}{index}.{name}"] = np.ascontiguousarray(value)
+            elif hasattr(value, "_data"):  # a Tensor
+                arrays[f"{_OPTIM}{index}.{name}"] = np.ascontiguousarray(value._data)
+            else:
+                scalars.setdefault(str(index), {})[name] = _json_ready(value)
+    groups = [_json_ready(g) for g in sd["param_groups"]]
+    return arrays, {"class": type(optimizer).__name__, "param_groups": groups, "scalars": scalars}
+
+
+def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: dict | None = None,
+         extra: dict | None = None, include_rng: bool = True) -> Path:
+    """Save a checkpoint to ``path`` (a ``.safetensors`` file) atomically and return its path.
+
+    ``model``'s ``state_dict`` and ``optimizer``'s state go in as arrays; ``epoch`` (epochs
+    completed), ``config`` (for example what built the model) and ``extra`` (anything JSON can
+    hold) as metadata, with the default random generator's state unless ``include_rng=False``.
+    """
+    from .tensor import default_generator
+
+    st = _safetensors()
+    tensors = {}
+    if model is not None:
+        for key, value in model.state_dict().items():
+            tensors[_MODEL + key] = np.ascontiguousarray(value._data if hasattr(value, "_data") else value)
+    meta = {"ember.format": FORMAT}
+    if optimizer is not None:
+        arrays, description = _optimizer_parts(optimizer)
+        tensors.update(arrays)
+        meta["ember.optimizer"] = json.dumps(description)
+    if epoch is not None:
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"save: epoch must be an int >= 0, got {epoch!r}")
+        meta["ember.epoch"] = str(int(epoch))
+    meta["ember.config"] = json.dumps(_json_ready(config or {}))
+    meta["ember.extra"] = json.dumps(_json_ready(extra or {}))
+    if include_rng:
+        meta["ember.rng"] = json.dumps(default_generator().numpy.bit_generator.state)
+    path = Path(path)
+    atomic_write(path, st.save(tensors, metadata=meta))
+    return path
+
+
+def read(path) -> tuple[dict, dict]:
+    """The arrays and the metadata of an Ember checkpoint, checked to be one."""
+    st = _safetensors()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with st.safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise ValueError(f"{path} is not a readable safetensors file ({exc})") from exc
+    if meta.get("ember.format") != FORMAT:
+        raise ValueError(f"{path} is not an Ember checkpoint (format {meta.get('ember.format')!r}, "
+                         f"expected {FORMAT!r})")
+    return arrays, meta
+
+
+def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: bool = True) -> Checkpoint:
+    """Load a checkpoint written by ``save``: weights into ``model`` (a key the model lacks or
+    lacks in the file, or a shape that differs, is an error listing them all; with
+    ``strict=False`` only shapes must agree), state into ``optimizer``, and, unless
+    ``restore_rng=False``, the default random generator's state. Returns a ``Checkpoint``
+    with the epoch, config and extra metadata."""
+    from .tensor import default_generator
+
+    path = Path(path)
+    arrays, meta = read(path)
+    model_state = {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)}
+    if model is not None:
+        model.load_state_dict(model_state, strict=strict)
+    if optimizer is not None:
+        if "ember.optimizer" not in meta:
+            raise ValueError(f"{path} holds no optimizer state")
+        description = json.loads(meta["ember.optimizer"])
+        if description["class"] != type(optimizer).__name__:
+            raise ValueError(f"{path} holds the state of a {description['class']} optimizer, "
+                             f"not of a {type(optimizer).__name__}")
+        state = {}
+        for key, value in arrays.items():
+            if key.startswith(_OPTIM):
+                index, name = key[len(_OPTIM):].split(".", 1)
+                state.setdefault(int(index), {})[name] = value.copy()
+        for index, scalars in description["scalars"].items():
+            state.setdefault(int(index), {}).update(scalars)
+        optimizer.load_state_dict({"state": state, "param_groups": description["param_groups"]})
+    if restore_rng and "ember.rng" in meta:
+        default_generator().numpy.bit_generator.state = json.loads(meta["ember.rng"])
+    epoch = int(meta["ember.epoch"]) if "ember.epoch" in meta else None
+    return Checkpoint(path=path, epoch=epoch, config=json.loads(meta.get("ember.config", "{}")),
+                      extra=json.loads(meta.get("ember.extra", "{}")), model_state=model_state)

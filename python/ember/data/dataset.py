@@ -1,0 +1,194 @@
+"""Map-style datasets: indexable collections of samples that can also fetch whole batches.
+
+A sample is a tuple of fields, e.g. ``(image, label)``. Besides ``__getitem__`` and
+``__len__``, a dataset may provide ``get_batch(indices)`` returning one NumPy array per field
+with the batch on axis 0; ``DataLoader`` uses it so that a batch costs one fancy-index per
+field instead of a Python loop over samples.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+from ..tensor import Tensor, default_generator
+
+
+def nonnegative_int(value, name: str) -> int:
+    """``value`` as a Python int, or an error naming ``name`` if it is not an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 0, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value}")
+    return int(value)
+
+
+def resolve_seed(seed, name: str) -> int:
+    """``seed`` checked, or, when it is None, a fresh one drawn from ember's default generator
+    (so ``ember.manual_seed`` makes the draw reproducible)."""
+    if seed is None:
+        return int(default_generator().numpy.integers(2**63))
+    return nonnegative_int(seed, name)
+
+
+def fetch_batch(dataset, indices: np.ndarray) -> tuple:
+    """The samples ``dataset[i]`` for ``i`` in ``indices``, as a tuple with one NumPy array per
+    field (batch on axis 0). Uses ``dataset.get_batch`` when there is one; otherwise stacks
+    ``__getitem__`` results, so any object with ``__getitem__``/``__len__`` works."""
+    get_batch = getattr(dataset, "get_batch", None)
+    fields = get_batch(indices) if get_batch is not None else _stack_samples(dataset, indices)
+    if not isinstance(fields, (tuple, list)):
+        raise TypeError(f"{type(dataset).__name__}.get_batch must return a tuple of arrays (one per field), "
+                        f"got {type(fields).__name__}")
+    return tuple(fields)
+
+
+def _stack_samples(dataset, indices: np.ndarray) -> tuple:
+    if len(indices) == 0:
+        raise ValueError("get_batch needs at least one index (field shapes come from the samples)")
+    samples = [dataset[int(i)] for i in indices]
+    samples = [s if isinstance(s, tuple) else (s,) for s in samples]
+    width = len(samples[0])
+    for i, s in zip(indices, samples):
+        if len(s) != width:
+            raise ValueError(f"{type(dataset).__name__}: sample {int(i)} has {len(s)} fields, sample "
+                             f"{int(indices[0])} has {width}")
+    return tuple(np.stack([_as_array(s[f]) for s in samples]) for f in range(width))
+
+
+def _as_array(value) -> np.ndarray:
+    return value.detach().numpy() if isinstance(value, Tensor) else np.asarray(value)
+
+
+def _as_indices(indices, size: int, name: str) -> np.ndarray:
+    """``indices`` as a 1-D int64 array, each in ``0 .. size - 1``."""
+    arr = np.asarray(indices)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of integers, got shape {arr.shape}")
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    bad = (arr < 0) | (arr >= size)
+    if bad.any():
+        raise IndexError(f"{name} must lie in 0..{size - 1} (the dataset has {size} samples), "
+                         f"got {arr[bad][0]}")
+    return arr.astype(np.int64)
+
+
+class Dataset:
+    """Base class of map-style datasets.
+
+    Subclasses implement ``__getitem__(index)`` (a sample: a tuple of fields, or a single
+    value) and ``__len__``. They may override ``get_batch`` with a vectorised version.
+    """
+
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must implement __len__")
+
+    def get_batch(self, indices: np.ndarray) -> tuple:
+        """The samples at ``indices`` as a tuple of arrays, one per field, batch on axis 0.
+
+        This default stacks ``self[i]`` for each index; subclasses that can gather a batch in
+        one operation should override it.
+        """
+        return _stack_samples(self, np.asarray(indices))
+
+
+class TensorDataset(Dataset):
+    """Samples are the rows of equally long arrays: ``ds[i] == (a[i], b[i], ...)``.
+
+    ``arrays`` are NumPy arrays or ember Tensors (their storage is used, not copied), all with
+    the same length along axis 0. ``get_batch`` is one fancy-index per array.
+    """
+
+    def __init__(self, *arrays):
+        if not arrays:
+            raise ValueError("TensorDataset needs at least one array")
+        converted = []
+        for i, a in enumerate(arrays):
+            if isinstance(a, Tensor):
+                a = a.detach().numpy()
+            elif not isinstance(a, np.ndarray):
+                raise TypeError(f"TensorDataset: array {i} must be a NumPy array or an ember Tensor, "
+                                f"got {type(a).__name__}")
+            if a.ndim == 0:
+                raise ValueError(f"TensorDataset: array {i} is 0-d; each array needs a batch axis")
+            converted.append(a)
+        lengths = [len(a) for a in converted]
+        if len(set(lengths)) != 1:
+            raise ValueError(f"TensorDataset: all arrays must have the same length (axis 0), got lengths {lengths}")
+        self.arrays = tuple(converted)
+
+    def __getitem__(self, index) -> tuple:
+        return tuple(a[index] for a in self.arrays)
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def get_batch(self, indices: np.ndarray) -> tuple:
+        """One fancy-index per array: ``tuple(a[indices] for a in arrays)`` (copies)."""
+        return tuple(a[indices] for a in self.arrays)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in self.arrays)
+        return f"TensorDataset({shapes})"
+
+
+class Subset(Dataset):
+    """The samples of ``dataset`` at ``indices``, in that order: ``sub[i] == dataset[indices[i]]``."""
+
+    def __init__(self, dataset, indices):
+        self.dataset = dataset
+        self.indices = _as_indices(indices, len(dataset), "Subset: indices")
+
+    def __getitem__(self, index):
+        return self.dataset[int(self.indices[operator.index(index)])]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def get_batch(self, indices: np.ndarray) -> tuple:
+        """The parent's batch at the mapped indices (its own ``get_batch`` when it has one)."""
+        return fetch_batch(self.dataset, self.indices[np.asarray(indices)])
+
+    def __repr__(self) -> str:
+        return f"Subset({len(self)} of {type(self.dataset).__name__} with {len(self.dataset)})"
+
+
+def random_split(dataset, lengths, seed=None) -> list[Subset]:
+    """Split ``dataset`` into non-overlapping random ``Subset``s.
+
+    ``lengths`` are either integers summing to ``len(dataset)``, or fractions summing to 1
+    (PyTorch's rule: each part gets ``floor(fraction * len)`` samples and the remainder is dealt
+    one by one to the parts in order). The samples are assigned by a permutation drawn from
+    ``np.random.default_rng(seed)``; ``seed=None`` draws the seed from ember's default
+    generator, so ``ember.manual_seed`` makes the split reproducible.
+    """
+    n = len(dataset)
+    lengths = list(lengths)
+    if not lengths:
+        raise ValueError("random_split: lengths is empty")
+    if any(isinstance(x, bool) or not isinstance(x, numbers.Real) for x in lengths):
+        raise TypeError(f"random_split: lengths must be integers or fractions, got {lengths}")
+    if any(x < 0 for x in lengths):
+        raise ValueError(f"random_split: lengths must be >= 0, got {lengths}")
+    if all(isinstance(x, numbers.Integral) for x in lengths):
+        counts = [int(x) for x in lengths]
+        if sum(counts) != n:
+            raise ValueError(f"random_split: lengths {counts} sum to {sum(counts)}, but the dataset has {n} samples")
+    elif np.isclose(sum(lengths), 1.0) and all(x <= 1 for x in lengths):
+        counts = [int(np.floor(float(f) * n)) for f in lengths]
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+    else:
+        raise ValueError(f"random_split: fractions must sum to 1 (or give integer lengths summing to {n}), "
+                         f"got {lengths} summing to {sum(lengths)}")
+    order = np.random.default_rng(resolve_seed(seed, "random_split: seed")).permutation(n)
+    bounds = np.cumsum([0] + counts)
+    return [Subset(dataset, order[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]

@@ -1,0 +1,355 @@
+"""Keras-style training on top of the PyTorch-shaped layer: ``model.compile``, ``fit``,
+``evaluate`` and ``predict`` for any ``ember.nn.Module``.
+
+``fit`` builds a ``DataLoader`` from arrays (or takes one), switches the model to training mode
+for the steps and to evaluation mode for validation, runs the callbacks and returns a
+``History``. The order of the batches and the random augmentation of epoch ``e`` depend only on
+the loader's seed and ``e``, and checkpoints hold the optimizer's state and the random state,
+so a run resumed from a checkpoint (``resume_from=``) gives the same weights as a run that was
+never interrupted. Ctrl-C stops training cleanly after the current step.
+"""
+
+from __future__ import annotations
+
+import copy
+import signal
+import threading
+import time
+
+import numpy as np
+
+from . import metrics as metrics_module
+from .autograd import no_grad
+from .callbacks import Callback, CallbackList, History, ProgressLogger
+from .tensor import Tensor, default_generator
+
+_OPTIMIZERS = {"adam": ("Adam", 1e-3), "adamw": ("AdamW", 1e-3), "sgd": ("SGD", 1e-2), "rmsprop": ("RMSprop", 1e-3)}
+_LOSSES = {"cross_entropy": "CrossEntropyLoss", "categorical_crossentropy": "CrossEntropyLoss",
+           "sparse_categorical_crossentropy": "CrossEntropyLoss", "mse": "MSELoss", "mean_squared_error": "MSELoss",
+           "l1": "L1Loss", "mae": "L1Loss", "nll": "NLLLoss", "bce_with_logits": "BCEWithLogitsLoss"}
+
+
+class Compiled:
+    """What ``compile`` settled: the optimizer, the loss and the metrics."""
+
+    def __init__(self, optimizer, loss, metrics):
+        self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
+
+
+def _make_optimizer(model, optimizer, lr):
+    from . import optim
+
+    if isinstance(optimizer, str):
+        key = optimizer.lower()
+        if key not in _OPTIMIZERS:
+            raise ValueError(f"compile: unknown optimizer {optimizer!r}; use one of {sorted(_OPTIMIZERS)} "
+                             "or an ember.optim optimizer")
+        name, default_lr = _OPTIMIZERS[key]
+        return getattr(optim, name)(model.parameters(), lr=default_lr if lr is None else lr)
+    if lr is not None:
+        raise ValueError("compile: lr= applies to an optimizer given by name; set it on the optimizer object")
+    if isinstance(optimizer, optim.Optimizer):
+        owned = {id(p) for p in model.parameters()}
+        given = [p for g in optimizer.param_groups for p in g["params"]]
+        if not given or any(id(p) not in owned for p in given):
+            raise ValueError("compile: the optimizer must be built over this model's parameters")
+        return optimizer
+    raise TypeError(f"compile: optimizer must be a name or an ember.optim optimizer, got {type(optimizer).__name__}")
+
+
+def _make_loss(loss):
+    from . import nn
+
+    if isinstance(loss, str):
+        if loss.lower() not in _LOSSES:
+            raise ValueError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a callable")
+        return getattr(nn, _LOSSES[loss.lower()])()
+    if callable(loss):
+        return loss
+    raise TypeError(f"compile: loss must be a name or a callable (output, target) -> Tensor, got {type(loss).__name__}")
+
+
+def compile(model, optimizer="adam", loss="cross_entropy", metrics=None, lr=None) -> None:
+    """Set the optimizer (a name -- 'adam', 'adamw', 'sgd', 'rmsprop', with ``lr`` -- or an
+    ``ember.optim`` optimizer over the model's parameters), the loss (a name such as
+    'cross_entropy' or 'mse', or a callable) and the metrics (names such as 'accuracy', 'f1',
+    'top5', ``ember.metrics`` objects or functions) that ``fit`` and ``evaluate`` use."""
+    if metrics is None:
+        metrics = []
+    elif isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
+        metrics = [metrics]
+    resolved = [metrics_module.get(m) for m in metrics]
+    names = [m.name for m in resolved]
+    if len(set(names)) != len(names):
+        raise ValueError(f"compile: metric names must differ, got {names}")
+    object.__setattr__(model, "_compiled", Compiled(_make_optimizer(model, optimizer, lr), _make_loss(loss),
+                                                    resolved))
+
+
+def _compiled(model, what):
+    c = model.__dict__.get("_compiled")
+    if c is None:
+        raise RuntimeError(f"{what}: call model.compile(optimizer=..., loss=..., metrics=...) first")
+    return c
+
+
+def _as_array(x, name):
+    if isinstance(x, Tensor):
+        return x.detach().numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    if x is None:
+        raise ValueError(f"{name} is required")
+    return np.asarray(x)
+
+
+def _loader(x, y, batch_size, shuffle, seed, transform, what, drop_last=False):
+    """A DataLoader over (x, y) arrays, or x itself when it is one."""
+    from .data import DataLoader, TensorDataset
+
+    if isinstance(x, DataLoader):
+        if y is not None:
+            raise ValueError(f"{what}: y must be None when x is a DataLoader (it yields the targets)")
+        return x
+    xa, ya = _as_array(x, f"{what}: x"), _as_array(y, f"{what}: y")
+    if len(xa) != len(ya):
+        raise ValueError(f"{what}: x has {len(xa)} samples but y has {len(ya)}")
+    if len(xa) == 0:
+        raise ValueError(f"{what}: x has no samples")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"{what}: batch_size must be an int >= 1, got {batch_size!r}")
+    return DataLoader(TensorDataset(xa, ya), batch_size=int(batch_size), shuffle=shuffle, drop_last=drop_last,
+                      transform=transform, seed=seed)
+
+
+def _class_weighted(loss, class_weight):
+    """A loss that scales each sample's loss by its class's weight and averages over the batch
+    (Keras's convention), from a loss that has a ``reduction`` setting."""
+    if not hasattr(loss, "reduction"):
+        raise ValueError("fit: class_weight needs a loss with a 'reduction' setting (such as 'cross_entropy')")
+    if not isinstance(class_weight, dict) or not class_weight:
+        raise TypeError("fit: class_weight must be a non-empty dict {class index: weight}")
+    n = max(int(k) for k in class_weight) + 1
+    weights = np.ones(n, np.float32)
+    for k, v in class_weight.items():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ValueError(f"fit: class_weight keys must be class indices >= 0, got {k!r}")
+        if not np.isfinite(v) or v < 0:
+            raise ValueError(f"fit: class_weight[{k}] must be a finite weight >= 0, got {v!r}")
+        weights[int(k)] = v
+    per_sample = copy.copy(loss)  # the user's loss keeps its own reduction
+    per_sample.reduction = "none"
+
+    def weighted(output, target):
+        t = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
+        if t.size and int(t.max()) >= n:
+            w = np.ones(int(t.max()) + 1, np.float32)
+            w[:n] = weights
+        else:
+            w = weights
+        return (per_sample(output, target) * Tensor._wrap(w[t])).mean()
+
+    return weighted
+
+
+class _Interrupt:
+    """Turns Ctrl-C into a request to stop after the current step (main thread only)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C interrupts at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def _run_epoch_eval(model, loader, loss_fn, metric_objs):
+    """Mean loss and metric results over a loader, in evaluation mode, without recording."""
+    for m in metric_objs:
+        m.reset()
+    total, count = 0.0, 0
+    with no_grad():
+        for batch in loader:
+            xb, yb = batch[0], batch[1]
+            out = model(xb)
+            n = len(yb)
+            total += float(loss_fn(out, yb).item()) * n
+            count += n
+            for m in metric_objs:
+                m.update(yb, out)
+    logs = {"loss": total / max(count, 1)}
+    for m in metric_objs:
+        logs[m.name] = m.result()
+    return logs
+
+
+def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+        validation_data=None, shuffle=True, class_weight=None, initial_epoch=0, seed=None, transform=None,
+        resume_from=None) -> History:
+    """Train for ``epochs`` epochs (counted from 0, so ``initial_epoch=2, epochs=4`` runs two).
+
+    ``x, y`` are arrays or tensors (a ``DataLoader`` may be given as ``x`` instead);
+    ``validation_data`` is ``(x_val, y_val)`` or a ``DataLoader``, or ``validation_split``
+    holds out the last fraction of ``x, y`` (before shuffling, as Keras does). ``transform``
+    augments each training batch (see ``ember.data.transforms``); ``seed`` fixes the batch
+    order and augmentation (drawn from ``ember.manual_seed``'s generator when None).
+    ``class_weight`` ({class: weight}) scales each sample's loss. ``resume_from`` continues
+    from a checkpoint written by ``ModelCheckpoint`` (weights, optimizer state, epoch, random
+    state and seed), so the result equals the uninterrupted run's. ``verbose``: 0 silent, 1 a
+    live bar per epoch, 2 one line per epoch, 'auto' a bar on a terminal and lines otherwise.
+    """
+    from .checkpoint import load as load_checkpoint
+
+    compiled = _compiled(model, "fit")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
+    if validation_split and validation_data is not None:
+        raise ValueError("fit: give validation_data or validation_split, not both")
+    history = History()
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, compiled.optimizer)
+        if state.epoch is None:
+            raise ValueError(f"fit: {resume_from} does not record the epoch it was saved at")
+        initial_epoch = state.epoch
+        seed = state.extra.get("fit_seed", seed)
+        history.restore(state.extra.get("history", {}))
+    if seed is None:
+        seed = int(default_generator().numpy.integers(0, 2**63 - 1))
+
+    val_loader = None
+    if validation_split:
+        if x is None or not hasattr(x, "__len__") or hasattr(x, "dataset"):
+            raise ValueError("fit: validation_split needs x and y as arrays")
+        xa, ya = _as_array(x, "fit: x"), _as_array(y, "fit: y")
+        split = len(xa) - int(round(len(xa) * validation_split))
+        if split <= 0 or split >= len(xa):
+            raise ValueError(f"fit: validation_split={validation_split} leaves no training or no validation samples "
+                             f"out of {len(xa)}")
+        x, y, validation_data = xa[:split], ya[:split], (xa[split:], ya[split:])
+    train_loader = _loader(x, y, batch_size, shuffle, seed, transform, "fit")
+    if validation_data is not None:
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+            val_loader = _loader(validation_data[0], validation_data[1], max(batch_size, 256), False, 0, None,
+                                 "fit: validation_data")
+        else:
+            val_loader = _loader(validation_data, None, batch_size, False, 0, None, "fit: validation_data")
+
+    loss_fn = compiled.loss if class_weight is None else _class_weighted(compiled.loss, class_weight)
+    optimizer, metric_objs = compiled.optimizer, compiled.metrics
+    cbs = CallbackList([history, ProgressLogger(verbose), *(callbacks or [])], model=model,
+                       params={"epochs": epochs, "steps": len(train_loader), "fit_seed": seed,
+                               "optimizer": optimizer, "history": history})
+    model.stop_training = False
+    was_training = model.training
+    cbs.on_train_begin()
+    interrupted = False
+    try:
+        with _Interrupt() as interrupt:
+            for epoch in range(initial_epoch, epochs):
+                train_loader.set_epoch(epoch)
+                cbs.on_epoch_begin(epoch)
+                model.train()
+                for m in metric_objs:
+                    m.reset()
+                total, count, start = 0.0, 0, time.perf_counter()
+                for step, batch in enumerate(train_loader):
+                    xb, yb = batch[0], batch[1]
+                    cbs.on_train_batch_begin(step)
+                    optimizer.zero_grad()
+                    out = model(xb)
+                    loss = loss_fn(out, yb)
+                    loss.backward()
+                    optimizer.step()
+                    n = len(yb)
+                    value = float(loss.item())
+                    total += value * n
+                    count += n
+                    with no_grad():
+                        for m in metric_objs:
+                            m.update(yb, out)
+                    logs = {"loss": total / count, "samples_per_s": count / (time.perf_counter() - start)}
+                    for m in metric_objs:
+                        logs[m.name] = m.result()
+                    cbs.on_train_batch_end(step, logs)
+                    if interrupt.requested:
+                        break
+                if interrupt.requested:
+                    interrupted = True
+                    break
+                logs = {"loss": total / max(count, 1)}
+                for m in metric_objs:
+                    logs[m.name] = m.result()
+                logs["samples_per_s"] = count / max(time.perf_counter() - start, 1e-12)
+                logs["lr"] = optimizer.param_groups[0]["lr"]
+                if val_loader is not None:
+                    model.eval()
+                    val = _run_epoch_eval(model, val_loader, loss_fn if class_weight is None else compiled.loss,
+                                          metric_objs)
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                cbs.on_epoch_end(epoch, logs)
+                if model.stop_training:
+                    break
+    finally:
+        model.train(was_training)
+    history.interrupted = interrupted
+    cbs.on_train_end({"interrupted": interrupted})
+    return history
+
+
+def evaluate(model, x=None, y=None, batch_size=256, verbose=0, return_dict=True):
+    """Loss and metrics over ``x, y`` (or a DataLoader) in evaluation mode: a dict, or with
+    ``return_dict=False`` a list [loss, *metrics]."""
+    compiled = _compiled(model, "evaluate")
+    loader = _loader(x, y, batch_size, False, 0, None, "evaluate")
+    was_training = model.training
+    model.eval()
+    try:
+        logs = _run_epoch_eval(model, loader, compiled.loss, compiled.metrics)
+    finally:
+        model.train(was_training)
+    if verbose:
+        print(" - ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+    return logs if return_dict else list(logs.values())
+
+
+def predict(model, x, batch_size=256) -> np.ndarray:
+    """The model's outputs for ``x`` (an array, a tensor or a DataLoader whose first field is the
+    input), batch by batch in evaluation mode, as one NumPy array."""
+    from .data import DataLoader, TensorDataset
+
+    if isinstance(x, DataLoader):
+        loader = x
+    else:
+        xa = _as_array(x, "predict: x")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
+        loader = DataLoader(TensorDataset(xa), batch_size=int(batch_size), shuffle=False, seed=0)
+    was_training = model.training
+    model.eval()
+    outs = []
+    try:
+        with no_grad():
+            for batch in loader:
+                outs.append(np.array(model(batch[0]).numpy(), copy=True))
+    finally:
+        model.train(was_training)
+    if not outs:
+        raise ValueError("predict: x has no samples")
+    return np.concatenate(outs)
+
+
+__all__ = ["Callback", "History", "compile", "evaluate", "fit", "predict"]

@@ -1,0 +1,163 @@
+"""Datasets: TensorDataset, the Dataset base class's batch stacking, Subset and random_split."""
+
+import numpy as np
+import pytest
+
+import ember
+from ember.data import Dataset, Subset, TensorDataset, random_split
+
+
+class Squares(Dataset):
+    """A dataset without its own get_batch: samples are (array, int)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return np.full((2, 3), i, np.float32), i * i
+
+    def __len__(self):
+        return self.n
+
+
+def test_tensor_dataset_items_and_batches(rng):
+    x = rng.standard_normal((7, 3, 2)).astype(np.float32)
+    y = rng.integers(0, 5, 7)
+    ds = TensorDataset(x, y)
+    assert len(ds) == 7
+    xi, yi = ds[4]
+    np.testing.assert_array_equal(xi, x[4])
+    assert yi == y[4]
+    idx = np.array([6, 0, 3, 3])
+    xb, yb = ds.get_batch(idx)
+    np.testing.assert_array_equal(xb, x[idx])
+    np.testing.assert_array_equal(yb, y[idx])
+    assert "float32[7, 3, 2]" in repr(ds)
+
+
+def test_tensor_dataset_takes_tensors_without_copying(rng):
+    x = rng.standard_normal((5, 2)).astype(np.float32)
+    t = ember.from_numpy(x)
+    w = ember.tensor(x, requires_grad=True)
+    ds = TensorDataset(t, w)
+    assert np.shares_memory(ds.arrays[0], x)
+    np.testing.assert_array_equal(ds.get_batch(np.array([1, 2]))[1], x[[1, 2]])
+
+
+@pytest.mark.parametrize("arrays, error, match", [
+    ((), ValueError, "at least one array"),
+    ((np.zeros(3), np.zeros(4), np.zeros(3)), ValueError, r"same length.*\[3, 4, 3\]"),
+    ((np.zeros(3), [1, 2, 3]), TypeError, "array 1 must be a NumPy array or an ember Tensor, got list"),
+    ((np.float32(1.0),), TypeError, "array 0"),
+    ((np.zeros(()),), ValueError, "array 0 is 0-d"),
+])
+def test_tensor_dataset_errors(arrays, error, match):
+    with pytest.raises(error, match=match):
+        TensorDataset(*arrays)
+
+
+def test_base_get_batch_stacks_samples():
+    xb, yb = Squares(6).get_batch(np.array([5, 1, 2]))
+    assert xb.shape == (3, 2, 3) and xb.dtype == np.float32
+    np.testing.assert_array_equal(xb[:, 0, 0], [5, 1, 2])
+    np.testing.assert_array_equal(yb, [25, 1, 4])
+
+
+def test_base_get_batch_errors():
+    class Ragged(Dataset):
+        def __getitem__(self, i):
+            return (i,) if i else (i, i)
+
+        def __len__(self):
+            return 2
+
+    with pytest.raises(ValueError, match="sample 1 has 1 fields, sample 0 has 2"):
+        Ragged().get_batch(np.array([0, 1]))
+    with pytest.raises(ValueError, match="at least one index"):
+        Squares(3).get_batch(np.array([], np.int64))
+    with pytest.raises(NotImplementedError, match="Dataset must implement __len__"):
+        len(Dataset())
+    with pytest.raises(NotImplementedError, match="__getitem__"):
+        Dataset()[0]
+
+
+def test_get_batch_must_return_a_tuple():
+    class Flat(Dataset):
+        def __len__(self):
+            return 4
+
+        def get_batch(self, indices):
+            return np.zeros(len(indices))
+
+    with pytest.raises(TypeError, match="Flat.get_batch must return a tuple of arrays"):
+        Subset(Flat(), [1, 2]).get_batch(np.array([0]))
+
+
+def test_subset_maps_indices():
+    x = np.arange(10) * 10
+    base = TensorDataset(x)
+    sub = Subset(base, [7, 2, 9])
+    assert len(sub) == 3
+    assert sub[1] == (20,)
+    assert sub[-1] == (90,)
+    np.testing.assert_array_equal(sub.get_batch(np.array([2, 0]))[0], [90, 70])
+    # a parent without get_batch is stacked sample by sample
+    nested = Subset(Subset(Squares(10), np.array([3, 4, 5])), [2, 0])
+    np.testing.assert_array_equal(nested.get_batch(np.array([0, 1]))[1], [25, 9])
+
+
+@pytest.mark.parametrize("indices, error, match", [
+    ([0, 10], IndexError, r"0\.\.9 .*got 10"),
+    ([-1], IndexError, "got -1"),
+    ([[0, 1]], ValueError, "1-D"),
+    ([0.5], TypeError, "integers"),
+])
+def test_subset_errors(indices, error, match):
+    with pytest.raises(error, match=match):
+        Subset(TensorDataset(np.zeros(10)), indices)
+
+
+def test_random_split_integer_lengths():
+    ds = TensorDataset(np.arange(20))
+    parts = random_split(ds, [5, 0, 15], seed=3)
+    assert [len(p) for p in parts] == [5, 0, 15]
+    together = np.concatenate([p.indices for p in parts])
+    np.testing.assert_array_equal(np.sort(together), np.arange(20))
+    again = random_split(ds, [5, 0, 15], seed=3)
+    for a, b in zip(parts, again):
+        np.testing.assert_array_equal(a.indices, b.indices)
+    other = random_split(ds, [5, 0, 15], seed=4)
+    assert not np.array_equal(parts[2].indices, other[2].indices)
+
+
+def test_random_split_fractions_follow_pytorch():
+    ds = TensorDataset(np.arange(10))
+    assert [len(p) for p in random_split(ds, [0.33, 0.33, 0.34], seed=0)] == [4, 3, 3]
+    assert [len(p) for p in random_split(ds, [0.25, 0.75], seed=0)] == [3, 7]
+    assert [len(p) for p in random_split(ds, np.array([0.5, 0.5]), seed=0)] == [5, 5]
+
+
+def test_random_split_default_seed_follows_manual_seed():
+    ds = TensorDataset(np.arange(50))
+    ember.manual_seed(11)
+    a = random_split(ds, [25, 25])
+    ember.manual_seed(11)
+    b = random_split(ds, [25, 25])
+    np.testing.assert_array_equal(a[0].indices, b[0].indices)
+
+
+@pytest.mark.parametrize("lengths, seed, error, match", [
+    ([3, 3], 0, ValueError, r"sum to 6, but the dataset has 10"),
+    ([12, -2], 0, ValueError, ">= 0"),
+    ([0.5, 0.4], 0, ValueError, "fractions must sum to 1"),
+    ([], 0, ValueError, "empty"),
+    ([True, 9], 0, TypeError, "integers or fractions"),
+    (["5", 5], 0, TypeError, "integers or fractions"),
+    ([5, 5], -1, ValueError, "random_split: seed must be an integer >= 0, got -1"),
+    ([5, 5], 1.5, TypeError, "seed must be an integer"),
+])
+def test_random_split_errors(lengths, seed, error, match):
+    with pytest.raises(error, match=match):
+        random_split(TensorDataset(np.zeros(10)), lengths, seed=seed)

@@ -1,0 +1,315 @@
+"""compile / fit / evaluate / predict, the callbacks, checkpoints (atomic, resumable), Ctrl-C,
+and the ``ember train`` / ``ember evaluate`` commands."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ember
+from ember import nn
+from ember.callbacks import Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint
+from ember.data import DataLoader, TensorDataset
+from ember.data import transforms as T
+
+
+def blobs(n=96, classes=3, dim=6, seed=0):
+    """Separable Gaussian blobs: (x float32 (n, dim), y int64)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, dim)) * 3
+    y = rng.integers(0, classes, n)
+    x = (centres[y] + rng.standard_normal((n, dim))).astype(np.float32)
+    return x, y.astype(np.int64)
+
+
+def mlp(dim=6, classes=3, dropout=0.0):
+    return nn.Sequential(nn.Linear(dim, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, classes))
+
+
+class Scripted(Callback):
+    """Replaces the monitored log with a scripted sequence (and records the weights)."""
+
+    def __init__(self, values, key="val_loss"):
+        self.values, self.key, self.weights = list(values), key, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs[self.key] = self.values[epoch]
+        self.weights.append({k: v.numpy().copy() for k, v in self.model.state_dict().items()})
+
+
+def test_compile_resolves_names_and_objects():
+    model = mlp()
+    model.compile(optimizer="sgd", lr=0.1, loss="cross_entropy", metrics=["accuracy", "f1"])
+    c = model._compiled
+    assert isinstance(c.optimizer, ember.optim.SGD) and c.optimizer.param_groups[0]["lr"] == 0.1
+    assert [m.name for m in c.metrics] == ["accuracy", "f1"]
+    opt = ember.optim.Adam(model.parameters(), lr=3e-3)
+    model.compile(optimizer=opt, loss=nn.CrossEntropyLoss(), metrics="accuracy")
+    assert model._compiled.optimizer is opt
+    with pytest.raises(ValueError, match="unknown optimizer 'adagrad'"):
+        model.compile(optimizer="adagrad")
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        model.compile(loss="hinge")
+    with pytest.raises(ValueError, match="lr= applies to an optimizer given by name"):
+        model.compile(optimizer=opt, lr=0.1)
+    with pytest.raises(ValueError, match="over this model's parameters"):
+        model.compile(optimizer=ember.optim.Adam(mlp().parameters()))
+    with pytest.raises(RuntimeError, match="call model.compile"):
+        mlp().fit(*blobs())
+
+
+def test_a_tiny_model_overfits_a_fixed_batch():
+    ember.manual_seed(0)
+    x, y = blobs(32, classes=4, seed=1)
+    model = mlp(classes=4)
+    model.compile(optimizer="adam", lr=0.02, metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=32, epochs=150, verbose=0)
+    assert history.history["loss"][-1] < 0.05 < history.history["loss"][0]
+    assert history.history["accuracy"][-1] == 1.0
+    assert model.evaluate(x, y)["accuracy"] == 1.0
+
+
+def test_fit_history_validation_and_modes():
+    ember.manual_seed(0)
+    x, y = blobs(120)
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp(dropout=0.2)
+
+        def forward(self, inp):
+            seen.append(self.training)
+            return self.net(inp)
+
+    model = Probe()
+    model.eval()
+    model.compile(optimizer="adam", lr=1e-2, metrics=["accuracy", "precision"])
+    history = model.fit(x, y, batch_size=16, epochs=3, validation_split=0.25, verbose=0)
+    assert set(history.history) >= {"loss", "accuracy", "precision", "val_loss", "val_accuracy", "val_precision",
+                                    "samples_per_s"}
+    assert all(len(v) == 3 for v in history.history.values()) and history.epoch == [0, 1, 2]
+    # 90 training samples -> 6 training batches per epoch; validation (30 samples) in one batch.
+    assert seen == ([True] * 6 + [False]) * 3
+    assert model.training is False  # the mode it had before fit
+    logits = model.predict(x[:10], batch_size=4)
+    assert logits.shape == (10, 3) and not model.training
+    scores = model.evaluate(x[90:], y[90:], return_dict=True)
+    assert scores["loss"] == pytest.approx(history.history["val_loss"][-1], rel=1e-6)
+    with pytest.raises(ValueError, match="x has 120 samples but y has 119"):
+        model.fit(x, y[:-1])
+    with pytest.raises(ValueError, match="give validation_data or validation_split, not both"):
+        model.fit(x, y, validation_split=0.1, validation_data=(x, y))
+    with pytest.raises(ValueError, match="epochs must be an int >= 0"):
+        model.fit(x, y, epochs=-1)
+
+
+def test_fit_accepts_loaders_and_class_weight():
+    ember.manual_seed(0)
+    x, y = blobs(64)
+    model = mlp()
+    model.compile(optimizer="sgd", lr=0.0, metrics=["accuracy"])  # lr 0: the weights stay put
+    loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=False)
+    plain = model.fit(loader, epochs=1, verbose=0).history["loss"][0]
+    weighted = model.fit(x, y, batch_size=64, epochs=1, shuffle=False, class_weight={0: 0.0, 1: 2.0},
+                         verbose=0).history["loss"][0]
+    with ember.no_grad():
+        per_sample = nn.functional.cross_entropy(model(ember.from_numpy(x)), ember.from_numpy(y),
+                                                 reduction="none").numpy()
+    w = np.array([0.0, 2.0, 1.0])[y]
+    assert plain == pytest.approx(per_sample.mean(), rel=1e-5)
+    assert weighted == pytest.approx((per_sample * w).mean(), rel=1e-5)
+    with pytest.raises(ValueError, match="y must be None when x is a DataLoader"):
+        model.fit(loader, y)
+    with pytest.raises(ValueError, match=r"class_weight\[1\] must be a finite weight >= 0"):
+        model.fit(x, y, class_weight={1: -1.0}, verbose=0)
+
+
+def test_early_stopping_restores_the_best_weights():
+    ember.manual_seed(0)
+    x, y = blobs()
+    model = mlp()
+    model.compile(optimizer="adam", lr=1e-2)
+    script = Scripted([3.0, 1.0, 2.0, 2.0, 0.5, 0.1])
+    stop = EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
+    history = model.fit(x, y, batch_size=32, epochs=6, validation_data=(x, y), callbacks=[script, stop], verbose=0)
+    assert history.epoch == [0, 1, 2, 3] and stop.stopped_epoch == 3 and stop.best_epoch == 1
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), script.weights[1][k])
+    assert not np.array_equal(script.weights[1]["0.weight"], script.weights[3]["0.weight"])
+    with pytest.raises(KeyError, match="monitor 'val_acc' is not among the logs"):
+        model.fit(x, y, epochs=1, callbacks=[EarlyStopping(monitor="val_acc")], verbose=0)
+
+
+def test_model_checkpoint_best_only_and_csv_logger(tmp_path):
+    ember.manual_seed(0)
+    x, y = blobs()
+    model = mlp()
+    model.compile(optimizer="adam", lr=1e-2, metrics=["accuracy"])
+    path = tmp_path / "ckpt-{epoch}.safetensors"
+    best = ModelCheckpoint(path, monitor="val_loss", save_best_only=True)
+    log = CSVLogger(tmp_path / "log.csv")
+    model.fit(x, y, epochs=4, validation_data=(x, y), callbacks=[Scripted([2.0, 1.0, 1.5, 0.5]), best, log],
+              verbose=0)
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == ["ckpt-1.safetensors", "ckpt-2.safetensors",
+                                                                "ckpt-4.safetensors"]
+    assert best.best == 0.5 and best.last_saved == tmp_path / "ckpt-4.safetensors"
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0].split(",")[0] == "epoch" and "val_loss" in rows[0] and len(rows) == 5
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_learning_rate_scheduler_sets_the_rate():
+    x, y = blobs()
+    model = mlp()
+    model.compile(optimizer="sgd", lr=0.1)
+    rates = []
+
+    class Record(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            rates.append(self.params["optimizer"].param_groups[0]["lr"])
+
+    history = model.fit(x, y, epochs=3, verbose=0,
+                        callbacks=[LearningRateScheduler(lambda epoch, lr: 0.1 * 0.5**epoch), Record()])
+    assert rates == [0.1, 0.05, 0.025] and history.history["lr"] == [0.1, 0.05, 0.025]
+    with pytest.raises(ValueError, match="the schedule returned nan"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(lambda e, lr: float("nan"))])
+
+
+def _cnn_run(tmp_path, epochs, resume=False):
+    """A small CNN with dropout and augmentation; fresh objects every call, as a new process has."""
+    ember.manual_seed(123 if resume else 0)  # a resumed run must not depend on the seed it starts with
+    x, y = ember.datasets.synthetic(96, shape=(2, 8, 8), classes=3, seed=1)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(), nn.Linear(144, 3))
+    model.compile(optimizer="adam", lr=1e-2, metrics=["accuracy"])
+    augment = T.Compose([T.RandomCrop((8, 8), padding=1), T.RandomHorizontalFlip()])
+    ckpt = ModelCheckpoint(tmp_path / "run.safetensors", monitor="val_loss")
+    history = model.fit(x, y, batch_size=16, epochs=epochs, validation_split=0.25, transform=augment, verbose=0,
+                        callbacks=[ckpt], resume_from=tmp_path / "run.safetensors" if resume else None,
+                        seed=None if resume else 7)
+    return model, history
+
+
+def test_resume_gives_the_uninterrupted_result(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    straight, h4 = _cnn_run(tmp_path / "a", 4)
+    _cnn_run(tmp_path / "b", 2)
+    resumed, h2 = _cnn_run(tmp_path / "b", 4, resume=True)
+    for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+    assert h2.epoch == [0, 1, 2, 3] and h2.history["loss"] == h4.history["loss"]
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    ember.manual_seed(0)
+    x, y = blobs()
+    model = mlp()
+    model.compile(optimizer="adam", lr=1e-2)
+    model.fit(x, y, epochs=2, verbose=0)
+    opt = model._compiled.optimizer
+    path = ember.save(tmp_path / "m.safetensors", model, opt, epoch=2, config={"name": "mlp", "sizes": (6, 3)})
+    other = mlp()
+    other_opt = ember.optim.Adam(other.parameters(), lr=5.0)
+    info = ember.load(path, other, other_opt)
+    assert info.epoch == 2 and info.config == {"name": "mlp", "sizes": [6, 3]}
+    for (k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+    assert other_opt.param_groups[0]["lr"] == 1e-2
+    mine, theirs = opt.state_dict()["state"], other_opt.state_dict()["state"]
+    assert mine.keys() == theirs.keys() and all(mine[i]["step"] == theirs[i]["step"] for i in mine)
+    np.testing.assert_array_equal(mine[0]["exp_avg"], theirs[0]["exp_avg"])
+    # Module.save / load: weights only.
+    model.save(tmp_path / "w.safetensors")
+    fresh = mlp()
+    fresh.load(tmp_path / "w.safetensors")
+    np.testing.assert_array_equal(fresh[0].weight.detach().numpy(), model[0].weight.detach().numpy())
+    # A different architecture: every mismatch listed.
+    with pytest.raises(ValueError, match=r"missing keys: 2\.weight, 2\.bias.*unexpected keys: 3\.bias, 3\.weight"
+                                         r".*wrong shapes: 0\.weight: expected shape \(8, 6\), got \(16, 6\)"):
+        nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).load(tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match="holds the state of a Adam optimizer, not of a SGD"):
+        ember.load(path, mlp(), ember.optim.SGD(mlp().parameters(), lr=0.1))
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        ember.load(tmp_path / "missing.safetensors", model)
+    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(ValueError, match="is not a readable safetensors file"):
+        ember.load(tmp_path / "junk.safetensors", model)
+    import safetensors.numpy
+
+    safetensors.numpy.save_file({"a": np.zeros(3, np.float32)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ValueError, match="is not an Ember checkpoint"):
+        ember.load(tmp_path / "plain.safetensors", model)
+    with pytest.raises(ValueError, match="epoch must be an int >= 0"):
+        ember.save(tmp_path / "x.safetensors", model, epoch=-1)
+
+
+def test_a_crash_mid_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = mlp()
+    path = tmp_path / "c.safetensors"
+    model.save(path)
+    before = path.read_bytes()
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    model[0].weight.detach().numpy()[...] = 7.0
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # the temporary file is gone
+
+
+def test_ctrl_c_stops_after_the_current_step():
+    ember.manual_seed(0)
+    x, y = blobs(128)
+    model = mlp()
+    model.compile(optimizer="adam", lr=1e-2)
+    steps = []
+
+    class Interrupt(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(batch)
+            if batch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    history = model.fit(x, y, batch_size=16, epochs=3, callbacks=[Interrupt()], verbose=0)
+    assert history.interrupted and steps == [0, 1, 2] and history.epoch == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, "SKBUILD_EDITABLE_VERBOSE": "0"}
+    return subprocess.run([sys.executable, "-m", "ember", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300, check=False)
+
+
+def test_ember_train_and_evaluate_commands(tmp_path):
+    result = run_cli("train", "--epochs", "1", "--out", "digits.safetensors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "test accuracy" in out and "macro precision" in out and "samples/s" in out
+    assert f"checkpoint: {tmp_path / 'digits.safetensors'}" in out
+    accuracy = float(out.split("test accuracy ")[1].split()[0])
+    assert accuracy > 0.5  # one epoch already learns most digits
+    result = run_cli("evaluate", "digits.safetensors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "macro avg" in result.stdout and f"test accuracy {accuracy:.4f}" in result.stdout
+    # The default job: the CNN on digits, at least 97% in well under a minute.
+    result = run_cli("train", "--verbose", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split("test accuracy ")[1].split()[0]) >= 0.97
+    assert float(result.stdout.split("training: ")[1].split()[0]) < 60
+    assert "epoch 60/60" in result.stdout and (tmp_path / "ember-digits-cnn.safetensors").is_file()
+    result = run_cli("train", "--dataset", "cifar10", cwd=tmp_path)
+    assert result.returncode != 0 and "needs --data-dir" in result.stderr
+    result = run_cli("train", "--epochs", "0", cwd=tmp_path)
+    assert result.returncode != 0 and "expected a positive integer" in result.stderr
+    result = run_cli("evaluate", "nothing.safetensors", cwd=tmp_path)
+    assert result.returncode != 0 and "no checkpoint at" in result.stderr
