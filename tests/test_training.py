@@ -313,3 +313,13 @@ def test_ember_train_and_evaluate_commands(tmp_path):
     assert result.returncode != 0 and "expected a positive integer" in result.stderr
     result = run_cli("evaluate", "nothing.safetensors", cwd=tmp_path)
     assert result.returncode != 0 and "no checkpoint at" in result.stderr
+
+
+def test_cifar10_example_runs_on_synthetic_data(tmp_path):
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "cifar10_cnn.py")
+    env = {**os.environ, "SKBUILD_EDITABLE_VERBOSE": "0"}
+    result = subprocess.run([sys.executable, script, "--epochs", "1", "--out", str(tmp_path / "c.safetensors")],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "synthetic" in result.stdout and "test accuracy" in result.stdout and "macro avg" in result.stdout
+    assert (tmp_path / "c.safetensors").is_file()

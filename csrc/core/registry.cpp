@@ -8,6 +8,7 @@
 #include "ops/conv2d/conv2d_direct.h"
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
+#include "ops/optim_step/optim_step.h"
 #include "ops/pool2d/pool2d.h"
 #include "ops/softmax_xent/softmax_xent.h"
 
@@ -32,6 +33,10 @@ const KernelEntry kTable[] = {
     {"conv2d_direct", Device::cpu, Isa::generic, &conv2d::direct_generic},
     {"conv2d_direct", Device::cpu, Isa::avx2, &conv2d::direct_avx2},
     {"conv2d_direct", Device::cpu, Isa::avx512, &conv2d::direct_avx512},
+    // optim_step: the element loops of the fused optimizer steps (optim_step_cpu.cpp drives them)
+    {"optim_step", Device::cpu, Isa::generic, &optim::step_kernels_generic},
+    {"optim_step", Device::cpu, Isa::avx2, &optim::step_kernels_avx2},
+    {"optim_step", Device::cpu, Isa::avx512, &optim::step_kernels_avx512},
     // softmax_xent: the row kernels of softmax cross-entropy (softmax_xent_cpu.cpp drives them)
     {"softmax_xent", Device::cpu, Isa::generic, &xent::row_kernels_generic},
     {"softmax_xent", Device::cpu, Isa::avx2, &xent::row_kernels_avx2},

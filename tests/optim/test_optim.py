@@ -69,7 +69,7 @@ def test_groups_state_dict_and_errors(rng):
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("decoupled", [False, True])
 @pytest.mark.parametrize("maximize", [False, True])
-def test_native_adam_step_matches_its_reference(rng, num_threads, amsgrad, decoupled, maximize):
+def test_native_adam_step_matches_its_reference(isa, rng, num_threads, amsgrad, decoupled, maximize):
     n = 100_003  # several threads' worth, odd
     arrays = [rng.standard_normal(n).astype(np.float32) for _ in range(2)] + [
         rng.standard_normal(n).astype(np.float32) * 0.1, np.abs(rng.standard_normal(n)).astype(np.float32),
@@ -87,7 +87,7 @@ def test_native_adam_step_matches_its_reference(rng, num_threads, amsgrad, decou
 
 
 @pytest.mark.parametrize("momentum, nesterov, first", [(0.0, False, False), (0.9, False, True), (0.9, True, False)])
-def test_native_sgd_step_matches_its_reference(rng, num_threads, momentum, nesterov, first):
+def test_native_sgd_step_matches_its_reference(isa, rng, num_threads, momentum, nesterov, first):
     n = 70_001
     p, g, buf = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
     buf = buf if momentum else None

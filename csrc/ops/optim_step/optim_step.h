@@ -51,4 +51,20 @@ void sgd_step_ref(const SgdArgs& a);
 void adam_step(const AdamArgs& a, int nthreads);
 void sgd_step(const SgdArgs& a, int nthreads);
 
+// What the fast paths derive once per call from AdamArgs.
+struct AdamConsts {
+  float step_size, inv_sqrt_bc2, shrink, wd, one_m_b1, one_m_b2, sign;
+};
+
+// The loops over elements [lo, hi), compiled once per ISA (optim_step_kernels*.cpp) and
+// chosen through the registry ("optim_step"): the updates are compute-bound (a square root
+// and a division per element) until the vectors are wide.
+struct StepKernels {
+  void (*adam)(const AdamArgs& a, const AdamConsts& c, int64_t lo, int64_t hi);
+  void (*sgd)(const SgdArgs& a, int64_t lo, int64_t hi);
+};
+extern const StepKernels step_kernels_generic;
+extern const StepKernels step_kernels_avx2;
+extern const StepKernels step_kernels_avx512;
+
 }  // namespace ember::optim
