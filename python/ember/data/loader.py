@@ -10,6 +10,7 @@ epoch ``e`` exactly.
 from __future__ import annotations
 
 import numbers
+import os
 import queue
 import threading
 
@@ -134,9 +135,21 @@ class _EpochPlan:
         return self.collate_fn(fields)
 
 
+def _lower_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux: per thread), so that preparing
+    batches only uses cores the kernels' threads leave idle instead of stalling them (a parallel
+    region waits for its slowest thread). When the training loop does wait for a batch, the
+    kernels are idle and the thread gets the CPU anyway."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not supported here: keep the normal priority
+        pass
+
+
 def _prefetch_worker(plan: _EpochPlan, out: queue.Queue, stop: threading.Event) -> None:
     """Build the plan's batches in order into ``out``; stop early when ``stop`` is set. An
     exception ends the work and is passed on in place of the batch that raised it."""
+    _lower_priority()
     for index in range(len(plan)):
         if stop.is_set():
             return
