@@ -323,3 +323,48 @@ def test_cifar10_example_runs_on_synthetic_data(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "synthetic" in result.stdout and "test accuracy" in result.stdout and "macro avg" in result.stdout
     assert (tmp_path / "c.safetensors").is_file()
+
+
+class FakeTerminal:
+    """A text stream that says it is a terminal (as sys.stdout is in a console)."""
+
+    def __init__(self):
+        self.parts = []
+
+    def write(self, text):
+        self.parts.append(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+    @property
+    def text(self):
+        return "".join(self.parts)
+
+
+def test_progress_bar_on_a_terminal_and_lines_elsewhere():
+    from ember.callbacks import ProgressLogger
+
+    pytest.importorskip("tqdm")
+    x, y = blobs(64)
+    model = mlp()
+    model.compile(optimizer="adam", lr=1e-2, metrics=["accuracy"])
+    terminal = FakeTerminal()
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=(x, y),
+              callbacks=[ProgressLogger("auto", file=terminal)])
+    assert "epoch 1/2" in terminal.text and "epoch 2/2" in terminal.text and "4/4" in terminal.text
+    assert "val_accuracy" in terminal.text and "samples/s" in terminal.text
+
+    class Pipe(FakeTerminal):
+        def isatty(self):
+            return False
+
+    pipe = Pipe()
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[ProgressLogger("auto", file=pipe)])
+    lines = pipe.text.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2 - ") and "loss" in lines[0] and "samples/s" in lines[1]
+    with pytest.raises(ValueError, match="verbose must be 'auto', 0, 1 or 2"):
+        model.fit(x, y, verbose=3)
