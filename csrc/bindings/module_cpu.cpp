@@ -26,6 +26,7 @@
 #include "ops/gemm/gemm.h"
 #include "ops/gemm/gemm_ukernel.h"
 #include "ops/pool2d/pool2d.h"
+#include "ops/qmatmul/qmatmul.h"
 #include "ops/optim_step/optim_step.h"
 #include "ops/softmax_xent/softmax_xent.h"
 
@@ -773,6 +774,106 @@ void py_erf(const py::handle& x, const py::handle& out) {
   });
 }
 
+// ---------------------------------------------------------------- quantized matmul
+// A packed-weight array: any shape, C-contiguous, of `dtype`, exactly `count` elements.
+py::array expect_packed(const py::handle& obj, const char* name, const py::dtype& dtype, const char* dtype_name,
+                        int64_t count) {
+  EMBER_CHECK_TYPE(py::isinstance<py::array>(obj), "qmatmul: ", name, " must be a numpy.ndarray of ", dtype_name,
+                   ", got ", type_name(obj));
+  py::array arr = py::reinterpret_borrow<py::array>(obj);
+  EMBER_CHECK_TYPE(arr.dtype().is(dtype), "qmatmul: ", name, " must have dtype ", dtype_name, ", got ",
+                   std::string(py::str(arr.dtype())));
+  const int flags = py::detail::array_proxy(arr.ptr())->flags;
+  EMBER_CHECK_VALUE(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_, "qmatmul: ", name, " must be C-contiguous");
+  EMBER_CHECK_VALUE(arr.size() == count, "qmatmul: ", name, " has ", arr.size(), " elements; the packed layout of this ",
+                    "shape needs ", count, " (was it packed for another shape or group size?)");
+  return arr;
+}
+
+struct QCall {
+  py::array x, out, bias;
+  bool has_bias = false;
+  int64_t m = 0;
+};
+
+// x (M x K float32, unit column stride), bias (N float32 or None), out (M x N float32, unit column
+// stride, writable, apart from x), checked against the weight's n and k.
+QCall qmatmul_args(const py::handle& x_obj, const py::handle& bias_obj, const py::handle& out_obj, int64_t n,
+                   int64_t k) {
+  QCall c;
+  EMBER_CHECK_VALUE(n >= 1 && k >= 1 && k <= 65536, "qmatmul: the weight's shape must have 1 <= N and "
+                    "1 <= K <= 65536, got N=", n, ", K=", k);
+  c.x = expect_f32(x_obj, "input", 2);
+  EMBER_CHECK_VALUE(c.x.shape(1) == k, "qmatmul: input has K=", c.x.shape(1), " (shape ", shape_str(c.x),
+                    ") but the weight was quantized for K=", k);
+  EMBER_CHECK_VALUE(c.x.shape(0) <= 1 || c.x.strides(1) == 4, "qmatmul: input must have unit column stride");
+  c.m = c.x.shape(0);
+  c.out = expect_f32(out_obj, "out", 2);
+  EMBER_CHECK_VALUE(c.out.shape(0) == c.m && c.out.shape(1) == n, "qmatmul: out has shape ", shape_str(c.out),
+                    ", expected (", c.m, ", ", n, ")");
+  EMBER_CHECK_VALUE(c.out.shape(0) <= 1 || c.out.strides(1) == 4, "qmatmul: out must have unit column stride");
+  EMBER_CHECK_VALUE(c.out.writeable(), "qmatmul: out is read-only");
+  EMBER_CHECK_VALUE(!overlaps(c.out, c.x), "qmatmul: out must not share memory with input");
+  if (!bias_obj.is_none()) {
+    c.bias = expect_dense<float>(bias_obj, "bias", {n});
+    c.has_bias = true;
+    EMBER_CHECK_VALUE(!overlaps(c.out, c.bias), "qmatmul: out must not share memory with bias");
+  }
+  return c;
+}
+
+int64_t row_stride(const py::array& a) { return a.shape(0) > 1 ? a.strides(0) / 4 : a.shape(1); }
+
+template <bool Ref>
+void py_qmatmul_int8(const py::handle& x_obj, const py::handle& data_obj, const py::handle& scales_obj,
+                     const py::handle& colsum_obj, int64_t n, int64_t k, const py::handle& bias_obj,
+                     const py::handle& out_obj) {
+  QCall c = qmatmul_args(x_obj, bias_obj, out_obj, n, k);
+  const int64_t np16 = (n + 15) / 16 * 16, kp = (k + 3) / 4 * 4;
+  py::array data = expect_packed(data_obj, "weight data", py::dtype::of<int8_t>(), "int8", np16 * kp);
+  py::array scales = expect_packed(scales_obj, "scales", py::dtype::of<float>(), "float32", np16);
+  py::array colsum = expect_packed(colsum_obj, "colsum", py::dtype::of<int32_t>(), "int32", np16);
+  ember::qmatmul::Int8Weight w{n, k, kp, static_cast<const int8_t*>(data.data()),
+                               static_cast<const float*>(scales.data()), static_cast<const int32_t*>(colsum.data())};
+  const float* xp = static_cast<const float*>(c.x.data());
+  const float* bp = c.has_bias ? static_cast<const float*>(c.bias.data()) : nullptr;
+  float* yp = static_cast<float*>(c.out.mutable_data());
+  const int64_t ldx = row_stride(c.x), ldy = row_stride(c.out);
+  const int nt = ember::get_num_threads();
+  bool finite;
+  {
+    py::gil_scoped_release release;
+    finite = Ref ? ember::qmatmul::qmatmul_int8_ref(xp, c.m, ldx, w, bp, yp, ldy)
+                 : ember::qmatmul::qmatmul_int8(xp, c.m, ldx, w, bp, yp, ldy, nt);
+  }
+  EMBER_CHECK_VALUE(finite, "qmatmul: input holds NaN or infinite values, which cannot be quantized");
+}
+
+template <bool Ref>
+void py_qmatmul_int4(const py::handle& x_obj, const py::handle& data_obj, const py::handle& scales_obj, int64_t n,
+                     int64_t k, int64_t group, const py::handle& bias_obj, const py::handle& out_obj) {
+  EMBER_CHECK_VALUE(group >= 8 && group % 8 == 0 && group <= 4096, "qmatmul: group_size must be a multiple of 8 "
+                    "from 8 to 4096, got ", group);
+  QCall c = qmatmul_args(x_obj, bias_obj, out_obj, n, k);
+  const int64_t np16 = (n + 15) / 16 * 16, kp = (k + group - 1) / group * group;
+  py::array data = expect_packed(data_obj, "weight data", py::dtype::of<uint8_t>(), "uint8", np16 * kp / 2);
+  py::array scales = expect_packed(scales_obj, "scales", py::dtype::of<float>(), "float32", np16 * (kp / group));
+  ember::qmatmul::Int4Weight w{n, k, group, kp, static_cast<const uint8_t*>(data.data()),
+                               static_cast<const float*>(scales.data())};
+  const float* xp = static_cast<const float*>(c.x.data());
+  const float* bp = c.has_bias ? static_cast<const float*>(c.bias.data()) : nullptr;
+  float* yp = static_cast<float*>(c.out.mutable_data());
+  const int64_t ldx = row_stride(c.x), ldy = row_stride(c.out);
+  const int nt = ember::get_num_threads();
+  bool finite;
+  {
+    py::gil_scoped_release release;
+    finite = Ref ? ember::qmatmul::qmatmul_int4_ref(xp, c.m, ldx, w, bp, yp, ldy)
+                 : ember::qmatmul::qmatmul_int4(xp, c.m, ldx, w, bp, yp, ldy, nt);
+  }
+  EMBER_CHECK_VALUE(finite, "qmatmul: input holds NaN or infinite values, which cannot be quantized");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -814,6 +915,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("relu_backward", &py_relu_backward, "out = where(output > 0, grad_output, 0), output being relu's.",
         py::arg("grad_output"), py::arg("output"), py::arg("out"));
   m.def("erf", &py_erf, "out = erf(input); float32 or float64, C-contiguous.", py::arg("input"), py::arg("out"));
+  m.def("qmatmul_int8", &py_qmatmul_int8<false>);
+  m.def("qmatmul_int8_ref", &py_qmatmul_int8<true>);
+  m.def("qmatmul_int4", &py_qmatmul_int4<false>);
+  m.def("qmatmul_int4_ref", &py_qmatmul_int4<true>);
   m.def("adam_step", &py_adam_step<false>);
   m.def("adam_step_ref", &py_adam_step<true>);
   m.def("sgd_step", &py_sgd_step<false>);

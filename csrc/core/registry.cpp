@@ -10,6 +10,7 @@
 #include "ops/gemm/gemm_ukernel.h"
 #include "ops/optim_step/optim_step.h"
 #include "ops/pool2d/pool2d.h"
+#include "ops/qmatmul/qmatmul.h"
 #include "ops/softmax_xent/softmax_xent.h"
 
 namespace ember {
@@ -37,6 +38,11 @@ const KernelEntry kTable[] = {
     {"optim_step", Device::cpu, Isa::generic, &optim::step_kernels_generic},
     {"optim_step", Device::cpu, Isa::avx2, &optim::step_kernels_avx2},
     {"optim_step", Device::cpu, Isa::avx512, &optim::step_kernels_avx512},
+    // qmatmul: activation quantization and the integer tiles of the quantized matmul
+    // (qmatmul_cpu.cpp drives them); the VNNI set only where the CPU also has VNNI
+    {"qmatmul", Device::cpu, Isa::generic, &qmatmul::kernels_generic},
+    {"qmatmul", Device::cpu, Isa::avx2, &qmatmul::kernels_avx2},
+    {"qmatmul_vnni", Device::cpu, Isa::avx512, &qmatmul::kernels_avx512vnni},
     // softmax_xent: the row kernels of softmax cross-entropy (softmax_xent_cpu.cpp drives them)
     {"softmax_xent", Device::cpu, Isa::generic, &xent::row_kernels_generic},
     {"softmax_xent", Device::cpu, Isa::avx2, &xent::row_kernels_avx2},

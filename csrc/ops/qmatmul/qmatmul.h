@@ -1,0 +1,98 @@
+// Quantized matrix products: y = x @ dequant(W)^T + bias, with float32 x and y.
+//
+// Weights (N outputs x K inputs) are quantized once, symmetrically:
+//  - int8: q in [-127, 127], one float scale per output channel;
+//  - int4: q in [-8, 7], one float scale per output channel and group of G
+//    consecutive inputs (G = 32, 64 or 128), two values per byte.
+// Activations are quantized inside the call, symmetrically to int8 in
+// [-127, 127]: per row for int8 weights (W8A8), per row and group for int4
+// (W4A8). For a row x with largest magnitude a (over the row or the group):
+//   scale = a / 127,  q = round_half_even(x * (127 / a))   (a = 0: all zero)
+// in float32, exactly as written, so every implementation gets the same
+// integers. The integer dot products are exact (int32 with at most 2^17
+// products of at most 127 * 255 each, so K <= 65536), and the float epilogue
+// is, per output, in this order and with fused multiply-adds:
+//   W8A8:  y = fma(float(acc), sx[m] * sw[n], bias[n])
+//   W4A8:  y = 0; for each group g: y = fma(float(acc_g), sx[m,g] * sw[n,g], y); y += bias[n]
+// so the reference and every ISA's kernels agree bit for bit.
+//
+// Packed layout (the same for every ISA), N padded to a multiple of 16 and K
+// to a multiple of 4 (int8) or of G (int4) with zeros:
+//  - int8: blocks of 16 channels; within a block, for each quad of inputs
+//    k = 4q..4q+3, 64 bytes: channel c's 4 values at bytes 4c..4c+3.
+//    colsum[n] = sum_k q[n, k] (for the unsigned-activation form of vpdpbusd).
+//  - int4: blocks of 16 channels; within a block, for each octet of inputs
+//    k = 8o..8o+7, 64 bytes: channel c's byte 4c+j holds (q[k=8o+j] + 8) in its
+//    low nibble and (q[k=8o+4+j] + 8) in its high nibble. Scales are laid out
+//    (N/16 blocks, K/G groups, 16 channels).
+#pragma once
+
+#include <cstdint>
+
+namespace ember::qmatmul {
+
+constexpr int64_t kBlock = 16;  // channels per packed block
+
+struct Int8Weight {
+  int64_t n, k;          // logical shape
+  int64_t kp;            // K padded to a multiple of 4
+  const int8_t* data;    // (n padded to 16) / 16 blocks of kp / 4 x 64 bytes
+  const float* scales;   // n (padded to 16)
+  const int32_t* colsum; // n (padded to 16)
+};
+
+struct Int4Weight {
+  int64_t n, k;          // logical shape
+  int64_t group;         // G
+  int64_t kp;            // K padded to a multiple of G
+  const uint8_t* data;   // (n padded to 16) / 16 blocks of kp / 8 x 64 bytes
+  const float* scales;   // (n padded to 16) / 16 x kp / G x 16
+};
+
+// x is M x K float32 with row stride ldx; y is M x N with row stride ldy; bias
+// (N floats) may be null. Returns false (writing nothing) if x holds a NaN or
+// an infinity.
+bool qmatmul_int8_ref(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
+                      int64_t ldy);
+bool qmatmul_int4_ref(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
+                      int64_t ldy);
+
+// The fast paths: activations quantized by row blocks, then register-blocked
+// integer kernels (AVX-512 VNNI, AVX2, or plain C++) over panels of 16-channel
+// blocks split across threads. M <= 8 streams the weights once; larger M walks
+// row blocks inside each panel so a panel is read from memory once and from
+// cache after. Same results as the references, bit for bit.
+bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
+                  int64_t ldy, int nthreads);
+bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
+                  int64_t ldy, int nthreads);
+
+// --- internals shared by the driver and the per-ISA kernels -----------------
+
+// Activations of rows [0, rows), quantized: for int8 weights one group of kp
+// (scale per row), for int4 one per G. qu holds q + 128 as bytes (the unsigned
+// operand of vpdpbusd), qs holds q; sums[row][group] = sum of q over the group.
+struct QuantRows {
+  const uint8_t* qu;     // rows x kp
+  const int8_t* qs;      // rows x kp
+  const float* scale;    // rows x groups
+  const int32_t* sums;   // rows x groups
+  int64_t kp, groups, group;
+};
+
+struct Kernels {
+  // Quantizes `rows` rows of x (K valid columns, zero-padded to kp) into the
+  // buffers; returns false if any value is not finite.
+  bool (*quantize)(const float* x, int64_t rows, int64_t ldx, int64_t k, int64_t kp, int64_t group, uint8_t* qu,
+                   int8_t* qs, float* scale, int32_t* sums);
+  // y rows [0, rows) x channel blocks [b0, b1) of the product, for rows <= 8.
+  void (*int8_tile)(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
+                    float* y, int64_t ldy);
+  void (*int4_tile)(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
+                    float* y, int64_t ldy);
+};
+extern const Kernels kernels_generic;
+extern const Kernels kernels_avx2;
+extern const Kernels kernels_avx512vnni;
+
+}  // namespace ember::qmatmul

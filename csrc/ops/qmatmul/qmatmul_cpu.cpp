@@ -1,0 +1,106 @@
+// The quantized-matmul driver: quantize the activations (rows split across
+// threads), then split the 16-channel blocks across threads; each thread walks
+// its blocks in panels (about 256 KiB of weights, which stay in L2) and, for
+// every panel, each block of up to 8 rows in turn. With M <= 8 a panel is
+// visited once, so the weights stream through exactly once.
+#include <algorithm>
+#include <atomic>
+
+#include "core/cpu_features.h"
+#include "core/registry.h"
+#include "core/scratch.h"
+#include "core/threads.h"
+#include "ops/qmatmul/qmatmul.h"
+
+namespace ember::qmatmul {
+namespace {
+
+constexpr int64_t kRowBlock = 4;
+constexpr int64_t kPanelBytes = int64_t(256) << 10;
+
+const Kernels& active_kernels() {
+  const Isa isa = active_isa();
+  if (isa >= Isa::avx512 && cpu_features().avx512_vnni) return lookup<Kernels>("qmatmul_vnni", isa);
+  return lookup<Kernels>("qmatmul", isa);
+}
+
+// The quantized activations, in one buffer per calling thread that is reused from call to call
+// (fresh memory would cost a page fault per 4 KiB on every call).
+struct Quantized {
+  uint8_t* qu;
+  int8_t* qs;
+  float* scale;
+  int32_t* sums;
+
+  Quantized(int64_t m, int64_t kp, int64_t groups) {
+    thread_local Scratch buffer;
+    const int64_t bytes_q = (m * kp + 63) / 64 * 64, bytes_s = (m * groups * 4 + 63) / 64 * 64;
+    char* base = reinterpret_cast<char*>(buffer.get(static_cast<size_t>((2 * bytes_q + 2 * bytes_s) / 4)));
+    qu = reinterpret_cast<uint8_t*>(base);
+    qs = reinterpret_cast<int8_t*>(base + bytes_q);
+    scale = reinterpret_cast<float*>(base + 2 * bytes_q);
+    sums = reinterpret_cast<int32_t*>(base + 2 * bytes_q + bytes_s);
+  }
+};
+
+// Quantizes all m rows; false if a value is not finite.
+bool quantize_all(const Kernels& kern, const float* x, int64_t m, int64_t ldx, int64_t k, int64_t kp, int64_t group,
+                  Quantized& qa, int nthreads) {
+  const int64_t groups = kp / group;
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, m * k / (int64_t(1) << 15)));
+  std::atomic<bool> finite{true};
+  parallel_run(static_cast<int>(std::min<int64_t>(nt, m)), [&](int tid) {
+    const int64_t parts = std::min<int64_t>(nt, m);
+    const int64_t r0 = m * tid / parts, r1 = m * (tid + 1) / parts;
+    if (r1 > r0 && !kern.quantize(x + r0 * ldx, r1 - r0, ldx, k, kp, group, qa.qu + r0 * kp, qa.qs + r0 * kp,
+                                  qa.scale + r0 * groups, qa.sums + r0 * groups))
+      finite = false;
+  });
+  return finite;
+}
+
+template <class Weight, class Tile>
+void run_tiles(const Quantized& qa, int64_t m, int64_t kp, int64_t groups, int64_t group, const Weight& w,
+               int64_t block_bytes, Tile tile, const float* bias, float* y, int64_t ldy, int nthreads) {
+  const int64_t blocks = (w.n + kBlock - 1) / kBlock;
+  const int64_t panel = std::max<int64_t>(1, kPanelBytes / block_bytes);
+  // Enough blocks per thread to be worth waking it.
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, blocks * block_bytes * std::max<int64_t>(m, 1) /
+                                                                          (int64_t(1) << 16)));
+  const int parts = static_cast<int>(std::min<int64_t>(nt, blocks));
+  parallel_run(parts, [&](int tid) {
+    const int64_t b0 = blocks * tid / parts, b1 = blocks * (tid + 1) / parts;
+    for (int64_t p0 = b0; p0 < b1; p0 += panel) {
+      const int64_t p1 = std::min(b1, p0 + panel);
+      for (int64_t r0 = 0; r0 < m; r0 += kRowBlock) {
+        const QuantRows rows{qa.qu + r0 * kp, qa.qs + r0 * kp, qa.scale + r0 * groups, qa.sums + r0 * groups, kp,
+                             groups, group};
+        tile(rows, std::min(kRowBlock, m - r0), w, p0, p1, bias, y + r0 * ldy, ldy);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
+                  int64_t ldy, int nthreads) {
+  if (m == 0 || w.n == 0) return true;
+  const Kernels& kern = active_kernels();
+  Quantized qa(m, w.kp, 1);
+  if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.kp, qa, nthreads)) return false;
+  run_tiles(qa, m, w.kp, 1, w.kp, w, w.kp * kBlock, kern.int8_tile, bias, y, ldy, nthreads);
+  return true;
+}
+
+bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
+                  int64_t ldy, int nthreads) {
+  if (m == 0 || w.n == 0) return true;
+  const Kernels& kern = active_kernels();
+  Quantized qa(m, w.kp, w.kp / w.group);
+  if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.group, qa, nthreads)) return false;
+  run_tiles(qa, m, w.kp, w.kp / w.group, w.group, w, w.kp * kBlock / 2, kern.int4_tile, bias, y, ldy, nthreads);
+  return true;
+}
+
+}  // namespace ember::qmatmul

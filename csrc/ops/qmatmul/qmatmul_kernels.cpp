@@ -1,0 +1,58 @@
+// The quantized-matmul kernels in plain C++ (any x86-64): the packed layout
+// read one value at a time, int32 accumulators, the documented epilogue.
+#include <cmath>
+
+#include "ops/qmatmul/qmatmul.h"
+#include "ops/qmatmul/qmatmul_quant.h"
+
+namespace ember::qmatmul {
+namespace {
+
+void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
+               float* y, int64_t ldy) {
+  const int64_t quads = w.kp / 4;
+  for (int64_t b = b0; b < b1; ++b) {
+    const int8_t* blk = w.data + b * quads * 64;
+    for (int64_t c = 0; c < kBlock && b * kBlock + c < w.n; ++c) {
+      const int64_t n = b * kBlock + c;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int8_t* ar = a.qs + r * a.kp;
+        int32_t acc = 0;
+        for (int64_t q = 0; q < quads; ++q)
+          for (int j = 0; j < 4; ++j) acc += int32_t(ar[4 * q + j]) * int32_t(blk[q * 64 + 4 * c + j]);
+        y[r * ldy + n] = std::fma(float(acc), a.scale[r] * w.scales[n], bias ? bias[n] : 0.0f);
+      }
+    }
+  }
+}
+
+void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
+               float* y, int64_t ldy) {
+  const int64_t octets = w.kp / 8, groups = w.kp / w.group, per_group = w.group / 8;
+  for (int64_t b = b0; b < b1; ++b) {
+    const uint8_t* blk = w.data + b * octets * 64;
+    for (int64_t c = 0; c < kBlock && b * kBlock + c < w.n; ++c) {
+      const int64_t n = b * kBlock + c;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int8_t* ar = a.qs + r * a.kp;
+        float out = 0.0f;
+        for (int64_t g = 0; g < groups; ++g) {
+          int32_t acc = 0;
+          for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o)
+            for (int j = 0; j < 4; ++j) {
+              const uint8_t byte = blk[o * 64 + 4 * c + j];
+              acc += int32_t(ar[8 * o + j]) * (int32_t(byte & 15) - 8) + int32_t(ar[8 * o + 4 + j]) * (int32_t(byte >> 4) - 8);
+            }
+          out = std::fma(float(acc), a.scale[r * groups + g] * w.scales[(b * groups + g) * kBlock + c], out);
+        }
+        y[r * ldy + n] = out + (bias ? bias[n] : 0.0f);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+extern const Kernels kernels_generic = {quantize_rows, int8_tile, int4_tile};
+
+}  // namespace ember::qmatmul

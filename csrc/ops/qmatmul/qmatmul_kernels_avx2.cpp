@@ -1,0 +1,170 @@
+// The quantized-matmul kernels for AVX2. A packed block (16 channels x 4
+// inputs) is two ymm of 8 channels. vpmaddubsw multiplies unsigned by signed
+// bytes and adds pairs into int16, saturating, so:
+//  - int8: the unsigned operand is |w| and the signed one a with w's sign
+//    (vpsignb): each pair sum is at most 2 * 127 * 127 = 32258, which fits;
+//  - int4: the unsigned operand is the nibble q + 8 (at most 15) and the
+//    signed one a; 8 * (the group's sum of a) is taken back out at the end.
+// vpmaddwd by ones then adds the int16 pairs into int32.
+#include <immintrin.h>
+
+#include "ops/qmatmul/qmatmul.h"
+#include "ops/qmatmul/qmatmul_quant.h"
+
+namespace ember::qmatmul {
+namespace {
+
+// Stores the first `count` (1..8) floats of v at p.
+inline void store8(float* p, __m256 v, int64_t count) {
+  if (count >= 8) {
+    _mm256_storeu_ps(p, v);
+    return;
+  }
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  for (int64_t i = 0; i < count; ++i) p[i] = t[i];
+}
+
+inline __m256 load8(const float* p, int64_t count) {
+  if (count >= 8) return _mm256_loadu_ps(p);
+  alignas(32) float t[8] = {};
+  for (int64_t i = 0; i < count; ++i) t[i] = p[i];
+  return _mm256_load_ps(t);
+}
+
+template <int MR>
+void int8_kernel(const QuantRows& a, const Int8Weight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
+  const int64_t quads = w.kp / 4;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[MR][2];
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  const int8_t* wp = w.data + b * quads * 64;
+  for (int64_t q = 0; q < quads; ++q) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64 + 32));
+    const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+    for (int r = 0; r < MR; ++r) {
+      int32_t quad;
+      __builtin_memcpy(&quad, a.qs + r * a.kp + 4 * q, 4);
+      const __m256i av = _mm256_set1_epi32(quad);
+      const __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
+      const __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(p0, ones));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(p1, ones));
+    }
+  }
+  const int64_t n0 = b * kBlock;
+  for (int h = 0; h < 2; ++h) {
+    const int64_t left = w.n - n0 - 8 * h;
+    if (left <= 0) break;
+    const __m256 sw = _mm256_loadu_ps(w.scales + n0 + 8 * h);
+    const __m256 bv = bias ? load8(bias + n0 + 8 * h, left) : _mm256_setzero_ps();
+    for (int r = 0; r < MR; ++r) {
+      const __m256 s = _mm256_mul_ps(sw, _mm256_set1_ps(a.scale[r]));
+      store8(y + r * ldy + n0 + 8 * h, _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][h]), s, bv), left);
+    }
+  }
+}
+
+template <int MR>
+void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
+  const int64_t octets = w.kp / 8, groups = w.kp / w.group, per_group = w.group / 8;
+  const uint8_t* wp = w.data + b * octets * 64;
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256 out[MR][2];
+  for (int r = 0; r < MR; ++r) out[r][0] = out[r][1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i acc[MR][2];
+    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o) {
+      __m256i lo[2], hi[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + o * 64 + 32 * h));
+        lo[h] = _mm256_and_si256(v, low4);
+        hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+      }
+      for (int r = 0; r < MR; ++r) {
+        int32_t q0, q1;
+        __builtin_memcpy(&q0, a.qs + r * a.kp + 8 * o, 4);
+        __builtin_memcpy(&q1, a.qs + r * a.kp + 8 * o + 4, 4);
+        const __m256i a0 = _mm256_set1_epi32(q0), a1 = _mm256_set1_epi32(q1);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], a0), _mm256_maddubs_epi16(hi[h], a1));
+          acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(s16, ones));
+        }
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m256 sw = _mm256_loadu_ps(w.scales + ((b * groups + g) * kBlock) + 8 * h);
+      for (int r = 0; r < MR; ++r) {
+        const __m256i comp = _mm256_set1_epi32(8 * a.sums[r * groups + g]);
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][h], comp));
+        const __m256 s = _mm256_mul_ps(sw, _mm256_set1_ps(a.scale[r * groups + g]));
+        out[r][h] = _mm256_fmadd_ps(f, s, out[r][h]);
+      }
+    }
+  }
+  const int64_t n0 = b * kBlock;
+  for (int h = 0; h < 2; ++h) {
+    const int64_t left = w.n - n0 - 8 * h;
+    if (left <= 0) break;
+    const __m256 bv = bias ? load8(bias + n0 + 8 * h, left) : _mm256_setzero_ps();
+    for (int r = 0; r < MR; ++r) store8(y + r * ldy + n0 + 8 * h, _mm256_add_ps(out[r][h], bv), left);
+  }
+}
+
+template <int MR>
+void int8_rows(const QuantRows& a, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias, float* y,
+               int64_t ldy) {
+  for (int64_t b = b0; b < b1; ++b) int8_kernel<MR>(a, w, b, bias, y, ldy);
+}
+
+template <int MR>
+void int4_rows(const QuantRows& a, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias, float* y,
+               int64_t ldy) {
+  for (int64_t b = b0; b < b1; ++b) int4_kernel<MR>(a, w, b, bias, y, ldy);
+}
+
+// Rows in register blocks of at most 4 (16 ymm registers).
+QuantRows shifted(const QuantRows& a, int64_t rows) {
+  QuantRows s = a;
+  s.qu += rows * a.kp;
+  s.qs += rows * a.kp;
+  s.scale += rows * a.groups;
+  s.sums += rows * a.groups;
+  return s;
+}
+
+void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
+               float* y, int64_t ldy) {
+  if (rows > 4) {
+    int8_rows<4>(a, w, b0, b1, bias, y, ldy);
+    return int8_tile(shifted(a, 4), rows - 4, w, b0, b1, bias, y + 4 * ldy, ldy);
+  }
+  switch (rows) {
+    case 1: return int8_rows<1>(a, w, b0, b1, bias, y, ldy);
+    case 2: return int8_rows<2>(a, w, b0, b1, bias, y, ldy);
+    case 3: return int8_rows<3>(a, w, b0, b1, bias, y, ldy);
+    default: return int8_rows<4>(a, w, b0, b1, bias, y, ldy);
+  }
+}
+
+void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
+               float* y, int64_t ldy) {
+  if (rows > 4) {
+    int4_rows<4>(a, w, b0, b1, bias, y, ldy);
+    return int4_tile(shifted(a, 4), rows - 4, w, b0, b1, bias, y + 4 * ldy, ldy);
+  }
+  switch (rows) {
+    case 1: return int4_rows<1>(a, w, b0, b1, bias, y, ldy);
+    case 2: return int4_rows<2>(a, w, b0, b1, bias, y, ldy);
+    case 3: return int4_rows<3>(a, w, b0, b1, bias, y, ldy);
+    default: return int4_rows<4>(a, w, b0, b1, bias, y, ldy);
+  }
+}
+
+}  // namespace
+
+extern const Kernels kernels_avx2 = {quantize_rows, int8_tile, int4_tile};
+
+}  // namespace ember::qmatmul

@@ -1,0 +1,169 @@
+// The quantized-matmul kernels for AVX-512 with VNNI. One zmm holds a packed
+// block's 16 channels x 4 inputs; vpdpbusd multiplies it by 4 activation
+// bytes broadcast to every lane and adds the 4 products into each channel's
+// int32. vpdpbusd takes one unsigned and one signed operand:
+//  - int8 weights are signed, so activations enter as q + 128 (unsigned) and
+//    128 * colsum[n] is taken back out at the end, exactly;
+//  - int4 weights are stored as q + 8 (unsigned nibbles), activations enter
+//    as q (signed), and 8 * (the group's sum of q) is taken back out.
+// A tile keeps MR rows x NB blocks of accumulators in registers over the
+// whole of K (int8) or one group at a time (int4).
+// GCC 12's AVX-512 headers build some results from a deliberately undefined
+// vector (_mm512_undefined_*), which its own -Wuninitialized then reports
+// (GCC bug 105593, fixed in GCC 13): silence that false positive here only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include "ops/qmatmul/qmatmul.h"
+#include "ops/qmatmul/qmatmul_quant.h"
+
+namespace ember::qmatmul {
+namespace {
+
+inline __mmask16 lanes_left(int64_t n, int64_t block) {
+  const int64_t left = n - block * kBlock;
+  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+}
+
+template <int MR, int NB>
+void int8_kernel(const QuantRows& a, const Int8Weight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
+  const int64_t quads = w.kp / 4;
+  __m512i acc[MR][NB];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
+  const int8_t* wp = w.data + b * quads * 64;
+  const int64_t stride = quads * 64;  // bytes from one block to the next
+  const uint8_t* ap = a.qu;
+  for (int64_t q = 0; q < quads; ++q) {
+    __m512i wv[NB];
+    for (int j = 0; j < NB; ++j) wv[j] = _mm512_loadu_si512(wp + j * stride + q * 64);
+    for (int r = 0; r < MR; ++r) {
+      int32_t quad;
+      __builtin_memcpy(&quad, ap + r * a.kp + 4 * q, 4);
+      const __m512i av = _mm512_set1_epi32(quad);
+      for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, wv[j]);
+    }
+  }
+  for (int j = 0; j < NB; ++j) {
+    const int64_t n0 = (b + j) * kBlock;
+    const __mmask16 mask = lanes_left(w.n, b + j);
+    const __m512i comp = _mm512_slli_epi32(_mm512_loadu_si512(w.colsum + n0), 7);  // 128 * colsum
+    const __m512 sw = _mm512_loadu_ps(w.scales + n0);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+    for (int r = 0; r < MR; ++r) {
+      const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][j], comp));
+      const __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(a.scale[r]));
+      _mm512_mask_storeu_ps(y + r * ldy + n0, mask, _mm512_fmadd_ps(f, s, bv));
+    }
+  }
+}
+
+template <int MR, int NB>
+void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
+  const int64_t octets = w.kp / 8, groups = w.kp / w.group, per_group = w.group / 8;
+  const int64_t stride = octets * 64;
+  const uint8_t* wp = w.data + b * stride;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 out[MR][NB];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NB; ++j) out[r][j] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i acc[MR][NB];
+    for (int r = 0; r < MR; ++r)
+      for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
+    for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o) {
+      __m512i lo[NB], hi[NB];
+      for (int j = 0; j < NB; ++j) {
+        const __m512i v = _mm512_loadu_si512(wp + j * stride + o * 64);
+        lo[j] = _mm512_and_si512(v, low4);
+        hi[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      }
+      for (int r = 0; r < MR; ++r) {
+        int32_t q0, q1;
+        __builtin_memcpy(&q0, a.qs + r * a.kp + 8 * o, 4);
+        __builtin_memcpy(&q1, a.qs + r * a.kp + 8 * o + 4, 4);
+        const __m512i a0 = _mm512_set1_epi32(q0), a1 = _mm512_set1_epi32(q1);
+        for (int j = 0; j < NB; ++j) {
+          acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], lo[j], a0);
+          acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], hi[j], a1);
+        }
+      }
+    }
+    for (int j = 0; j < NB; ++j) {
+      const __m512 sw = _mm512_loadu_ps(w.scales + ((b + j) * groups + g) * kBlock);
+      for (int r = 0; r < MR; ++r) {
+        const __m512i comp = _mm512_set1_epi32(8 * a.sums[r * groups + g]);
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][j], comp));
+        const __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(a.scale[r * groups + g]));
+        out[r][j] = _mm512_fmadd_ps(f, s, out[r][j]);
+      }
+    }
+  }
+  for (int j = 0; j < NB; ++j) {
+    const int64_t n0 = (b + j) * kBlock;
+    const __mmask16 mask = lanes_left(w.n, b + j);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+    for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(y + r * ldy + n0, mask, _mm512_add_ps(out[r][j], bv));
+  }
+}
+
+// Blocks per kernel call for MR rows: as many as the 32 zmm registers allow.
+template <int MR>
+constexpr int int8_nb() { return MR <= 4 ? 4 : 2; }
+template <int MR>
+constexpr int int4_nb() { return MR <= 2 ? 4 : (MR <= 4 ? 2 : 1); }
+
+template <int MR>
+void int8_rows(const QuantRows& a, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias, float* y,
+               int64_t ldy) {
+  constexpr int NB = int8_nb<MR>();
+  int64_t b = b0;
+  for (; b + NB <= b1; b += NB) int8_kernel<MR, NB>(a, w, b, bias, y, ldy);
+  for (; b < b1; ++b) int8_kernel<MR, 1>(a, w, b, bias, y, ldy);
+}
+
+template <int MR>
+void int4_rows(const QuantRows& a, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias, float* y,
+               int64_t ldy) {
+  constexpr int NB = int4_nb<MR>();
+  int64_t b = b0;
+  for (; b + NB <= b1; b += NB) int4_kernel<MR, NB>(a, w, b, bias, y, ldy);
+  for (; b < b1; ++b) int4_kernel<MR, 1>(a, w, b, bias, y, ldy);
+}
+
+void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
+               float* y, int64_t ldy) {
+  switch (rows) {
+    case 1: return int8_rows<1>(a, w, b0, b1, bias, y, ldy);
+    case 2: return int8_rows<2>(a, w, b0, b1, bias, y, ldy);
+    case 3: return int8_rows<3>(a, w, b0, b1, bias, y, ldy);
+    case 4: return int8_rows<4>(a, w, b0, b1, bias, y, ldy);
+    case 5: return int8_rows<5>(a, w, b0, b1, bias, y, ldy);
+    case 6: return int8_rows<6>(a, w, b0, b1, bias, y, ldy);
+    case 7: return int8_rows<7>(a, w, b0, b1, bias, y, ldy);
+    default: return int8_rows<8>(a, w, b0, b1, bias, y, ldy);
+  }
+}
+
+void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
+               float* y, int64_t ldy) {
+  switch (rows) {
+    case 1: return int4_rows<1>(a, w, b0, b1, bias, y, ldy);
+    case 2: return int4_rows<2>(a, w, b0, b1, bias, y, ldy);
+    case 3: return int4_rows<3>(a, w, b0, b1, bias, y, ldy);
+    case 4: return int4_rows<4>(a, w, b0, b1, bias, y, ldy);
+    case 5: return int4_rows<5>(a, w, b0, b1, bias, y, ldy);
+    case 6: return int4_rows<6>(a, w, b0, b1, bias, y, ldy);
+    case 7: return int4_rows<7>(a, w, b0, b1, bias, y, ldy);
+    default: return int4_rows<8>(a, w, b0, b1, bias, y, ldy);
+  }
+}
+
+}  // namespace
+
+extern const Kernels kernels_avx512vnni = {quantize_rows, int8_tile, int4_tile};
+
+}  // namespace ember::qmatmul

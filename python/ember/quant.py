@@ -1,0 +1,375 @@
+"""Quantized inference: int8 and int4 weights on Ember's integer kernels, and one-call
+post-training quantization of a model with a report of what it gained and what it cost.
+
+Formats (see ``csrc/ops/qmatmul/qmatmul.h`` for the exact arithmetic):
+
+- **int8 (W8A8)**: symmetric weights in [-127, 127], one float32 scale per output channel;
+  activations quantized to int8 inside each call, one scale per row.
+- **int4 (W4A8)**: symmetric weights in [-7, 7], one float32 scale per output channel and group
+  of ``group_size`` consecutive inputs (32 by default; 64 and 128 too; any multiple of 8
+  works), two values per byte; activations quantized to int8 per row and group.
+
+You pass float32 activations and get float32 outputs; the bias is added in the epilogue. When K
+is not a multiple of the group size (or of 4 for int8) the weights are padded with zeros, which
+changes nothing in the result. A weight is packed once, at quantization, into the layout the
+kernels read (blocks of 16 output channels interleaved by 4 or 8 inputs).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _C, nn
+from .autograd import Function, no_grad
+from .tensor import Tensor
+
+BLOCK = 16  # output channels per packed block
+GROUP_SIZES = (32, 64, 128)
+
+
+def _round_up(n: int, m: int) -> int:
+    return (n + m - 1) // m * m
+
+
+def _check_bits_group(bits, group_size):
+    if bits not in (8, 4):
+        raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+    if bits == 4 and (isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer))
+                      or group_size < 8 or group_size % 8 or group_size > 4096):
+        raise ValueError(f"group_size must be a multiple of 8 from 8 to 4096 (32, 64 or 128 are usual), "
+                         f"got {group_size!r}")
+
+
+class QuantizedWeight:
+    """A packed quantized weight of logical shape (N, K): ``data`` (the packed values),
+    ``scales`` (float32), ``colsum`` (int8 only: each channel's sum of values, int32).
+    ``matmul(x)`` computes ``x @ dequantize().T`` (plus ``bias``) on the integer kernels."""
+
+    def __init__(self, bits: int, shape, data, scales, colsum=None, group_size: int | None = None):
+        _check_bits_group(bits, group_size)
+        n, k = (int(d) for d in shape)
+        if n < 1 or k < 1 or k > 65536:
+            raise ValueError(f"shape must be (N, K) with N >= 1 and 1 <= K <= 65536, got {tuple(shape)}")
+        self.bits, self.shape, self.group_size = bits, (n, k), (group_size if bits == 4 else None)
+        np16 = _round_up(n, BLOCK)
+        if bits == 8:
+            kp = _round_up(k, 4)
+            expect = {"data": (np.int8, np16 * kp), "scales": (np.float32, np16), "colsum": (np.int32, np16)}
+        else:
+            kp = _round_up(k, group_size)
+            expect = {"data": (np.uint8, np16 * kp // 2), "scales": (np.float32, np16 * (kp // group_size))}
+            if colsum is not None:
+                raise ValueError("colsum belongs to int8 weights only")
+        arrays = {"data": data, "scales": scales, "colsum": colsum}
+        for name, (dtype, size) in expect.items():
+            a = arrays[name]
+            if not isinstance(a, np.ndarray) or a.dtype != dtype:
+                raise TypeError(f"QuantizedWeight: {name} must be a numpy array of {np.dtype(dtype)}, got "
+                                f"{getattr(a, 'dtype', type(a).__name__)}")
+            if a.size != size or not a.flags.c_contiguous:
+                raise ValueError(f"QuantizedWeight: {name} must be C-contiguous with {size} elements for shape "
+                                 f"{self.shape} (got {a.size}); it was packed for another shape or group size")
+        s = scales
+        if not np.isfinite(s).all() or (s <= 0).any():
+            bad = s[~(np.isfinite(s) & (s > 0))]
+            raise ValueError(f"QuantizedWeight: scales must be finite and > 0; found {bad[:3].tolist()}")
+        self.data, self.scales, self.colsum = data, scales, colsum
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the kernels read: packed values, scales and (int8) column sums."""
+        return int(self.data.nbytes + self.scales.nbytes + (self.colsum.nbytes if self.colsum is not None else 0))
+
+    def _values(self) -> np.ndarray:
+        """The quantized integers, (N, K) int8, unpacked."""
+        n, k = self.shape
+        np16 = _round_up(n, BLOCK)
+        if self.bits == 8:
+            kp = _round_up(k, 4)
+            q = self.data.reshape(np16 // BLOCK, kp // 4, BLOCK, 4).transpose(0, 2, 1, 3).reshape(np16, kp)
+        else:
+            kp = _round_up(k, self.group_size)
+            b = self.data.reshape(np16 // BLOCK, kp // 8, BLOCK, 4).transpose(0, 2, 1, 3)
+            lo, hi = (b & 15).astype(np.int8) - 8, (b >> 4).astype(np.int8) - 8
+            q = np.stack([lo, hi], axis=3).reshape(np16, kp)  # k = 8 o + 4 h + j
+        return q[:n, :k]
+
+    def dequantize(self) -> np.ndarray:
+        """The float32 (N, K) weight these values and scales stand for."""
+        n, k = self.shape
+        q = self._values().astype(np.float32)
+        if self.bits == 8:
+            return q * self.scales[:n, None]
+        g = self.group_size
+        groups = _round_up(k, g) // g
+        s = self.scales.reshape(-1, groups, BLOCK).transpose(0, 2, 1).reshape(-1, groups)[:n]
+        return q * np.repeat(s, g, axis=1)[:, :k]
+
+    def matmul(self, x, bias=None, out=None, reference=False) -> np.ndarray:
+        """``x @ W.T + bias`` for float32 ``x`` of shape (..., K); ``reference=True`` runs the
+        plain-loop reference (the same integers, slowly)."""
+        x = x._data if isinstance(x, Tensor) else x
+        if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+            raise TypeError(f"qmatmul: input must be a float32 array, got "
+                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        if x.ndim < 1 or x.shape[-1] != self.shape[1]:
+            raise ValueError(f"qmatmul: input has shape {x.shape}, but the weight was quantized for "
+                             f"K={self.shape[1]} inputs")
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.shape[1])
+        if x2.shape[0] > 1 and x2.strides[1] != 4:
+            x2 = np.ascontiguousarray(x2)
+        result = out if out is not None else _C.empty((x2.shape[0], self.shape[0]), np.float32)
+        if bias is not None:
+            bias = bias._data if isinstance(bias, Tensor) else bias
+        if self.bits == 8:
+            fn = _C.qmatmul_int8_ref if reference else _C.qmatmul_int8
+            fn(x2, self.data, self.scales, self.colsum, self.shape[0], self.shape[1], bias, result)
+        else:
+            fn = _C.qmatmul_int4_ref if reference else _C.qmatmul_int4
+            fn(x2, self.data, self.scales, self.shape[0], self.shape[1], self.group_size, bias, result)
+        return result.reshape(lead + (self.shape[0],))
+
+    def __repr__(self) -> str:
+        g = f", group_size={self.group_size}" if self.bits == 4 else ""
+        return f"QuantizedWeight(bits={self.bits}, shape={self.shape}{g}, nbytes={self.nbytes})"
+
+
+def quantize_weight(w, bits: int = 8, group_size: int = 32) -> QuantizedWeight:
+    """Quantize a float (N, K) weight (a Linear's ``weight``: outputs x inputs) and pack it."""
+    _check_bits_group(bits, group_size)
+    w = np.asarray(w._data if isinstance(w, Tensor) else w)
+    if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1:
+        raise ValueError(f"quantize_weight: w must be a 2-D (N, K) array, got shape {w.shape}")
+    if w.dtype.kind != "f":
+        raise TypeError(f"quantize_weight: w must be floating point, got {w.dtype}")
+    if not np.isfinite(w).all():
+        raise ValueError("quantize_weight: w holds NaN or infinite values")
+    n, k = w.shape
+    if k > 65536:
+        raise ValueError(f"quantize_weight: K={k} is more than the 65536 inputs the kernels support")
+    w = w.astype(np.float64)
+    np16 = _round_up(n, BLOCK)
+    if bits == 8:
+        kp = _round_up(k, 4)
+        amax = np.abs(w).max(axis=1)
+        scale = np.where(amax > 0, amax / 127, 1.0).astype(np.float32)  # an all-zero row keeps scale 1
+        q = np.zeros((np16, kp), np.int8)
+        q[:n, :k] = np.clip(np.rint(w / scale.astype(np.float64)[:, None]), -127, 127)
+        scales = np.ones(np16, np.float32)
+        scales[:n] = scale
+        data = np.ascontiguousarray(q.reshape(np16 // BLOCK, BLOCK, kp // 4, 4).transpose(0, 2, 1, 3)).reshape(-1)
+        colsum = q.astype(np.int32).sum(axis=1, dtype=np.int32)
+        return QuantizedWeight(8, (n, k), data, scales, colsum)
+    g = int(group_size)
+    kp = _round_up(k, g)
+    groups = kp // g
+    wp = np.zeros((np16, kp))
+    wp[:n, :k] = w
+    wg = wp.reshape(np16, groups, g)
+    amax = np.abs(wg).max(axis=2)
+    scale = np.where(amax > 0, amax / 7, 1.0).astype(np.float32)
+    q = np.clip(np.rint(wg / scale.astype(np.float64)[..., None]), -7, 7).astype(np.int8).reshape(np16, kp)
+    u = (q + 8).astype(np.uint8).reshape(np16 // BLOCK, BLOCK, kp // 8, 2, 4)
+    packed = (u[:, :, :, 0, :] | (u[:, :, :, 1, :] << 4)).transpose(0, 2, 1, 3)
+    data = np.ascontiguousarray(packed).reshape(-1)
+    scales = np.ascontiguousarray(scale.reshape(np16 // BLOCK, BLOCK, groups).transpose(0, 2, 1)).reshape(-1)
+    return QuantizedWeight(4, (n, k), data, scales, group_size=g)
+
+
+class _QuantLinearFn(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        return weight.matmul(x, bias)
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("QuantLinear is for inference only: it has no backward. Train the float model, "
+                           "then quantize it")
+
+
+class QuantLinear(nn.Module):
+    """An inference-only Linear whose weight is quantized (int8 or int4). Its state_dict holds
+    ``weight_data`` (int8 / uint8), ``weight_scales``, ``weight_colsum`` (int8 only) and
+    ``bias``; ``bits`` and ``group_size`` are fixed at construction."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, bits: int = 8, group_size: int = 32):
+        super().__init__()
+        _check_bits_group(bits, group_size)
+        self.in_features, self.out_features, self.bits = in_features, out_features, bits
+        self.group_size = group_size if bits == 4 else None
+        shell = quantize_weight(np.zeros((out_features, in_features), np.float32), bits, group_size)
+        self.register_buffer("weight_data", Tensor(shell.data))
+        self.register_buffer("weight_scales", Tensor(shell.scales))
+        self.register_buffer("weight_colsum", Tensor(shell.colsum) if bits == 8 else None)
+        self.register_buffer("bias", Tensor(np.zeros(out_features, np.float32)) if bias else None)
+
+    @classmethod
+    def from_linear(cls, linear, bits: int = 8, group_size: int = 32) -> QuantLinear:
+        """Quantize a trained ``nn.Linear``."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"QuantLinear.from_linear needs an nn.Linear, got {type(linear).__name__}")
+        q = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, group_size)
+        qw = quantize_weight(linear.weight, bits, group_size)
+        q.weight_data._data[...] = qw.data
+        q.weight_scales._data[...] = qw.scales
+        if bits == 8:
+            q.weight_colsum._data[...] = qw.colsum
+        if linear.bias is not None:
+            q.bias._data[...] = linear.bias.detach().numpy()
+        return q
+
+    @property
+    def qweight(self) -> QuantizedWeight:
+        """The packed weight over this module's buffers (checked: scales finite and > 0)."""
+        colsum = self.weight_colsum._data if self.bits == 8 else None
+        return QuantizedWeight(self.bits, (self.out_features, self.in_features), self.weight_data._data,
+                               self.weight_scales._data, colsum, self.group_size)
+
+    def forward(self, x):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"QuantLinear: input must be a Tensor, got {type(x).__name__}")
+        return _QuantLinearFn.apply(x, self.qweight, self.bias)
+
+    def extra_repr(self) -> str:
+        g = f", group_size={self.group_size}" if self.bits == 4 else ""
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, bits={self.bits}{g}")
+
+
+def _replace_linears(model, bits, group_size, convert: bool) -> int:
+    """Swap every nn.Linear below ``model`` for a QuantLinear (quantized from it when
+    ``convert``, else an empty shell to load a checkpoint into); returns how many."""
+    count = 0
+    for name, child in list(model._modules.items()):
+        if isinstance(child, nn.Linear):
+            model._modules[name] = (QuantLinear.from_linear(child, bits, group_size) if convert else
+                                    QuantLinear(child.in_features, child.out_features, child.bias is not None,
+                                                bits, group_size))
+            count += 1
+        elif child is not None:
+            count += _replace_linears(child, bits, group_size, convert)
+    return count
+
+
+def quantized_structure(model, bits: int = 8, group_size: int = 32):
+    """``model`` with every Linear replaced by an empty QuantLinear of the same shape, in place:
+    the structure a quantized checkpoint loads into."""
+    _check_bits_group(bits, group_size)
+    _replace_linears(model, bits, group_size, convert=False)
+    return model.eval()
+
+
+@dataclass
+class QuantReport:
+    """What quantization changed: sizes of the quantized layers' weights, the forward's speed on
+    a batch, and the accuracy (or loss) on evaluation data when given."""
+
+    bits: int
+    group_size: int | None
+    layers: int
+    bytes_before: int
+    bytes_after: int
+    seconds_before: float | None = None
+    seconds_after: float | None = None
+    metric: str | None = None
+    before: float | None = None
+    after: float | None = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def compression(self) -> float:
+        return self.bytes_before / max(self.bytes_after, 1)
+
+    @property
+    def speedup(self) -> float | None:
+        if self.seconds_before is None or not self.seconds_after:
+            return None
+        return self.seconds_before / self.seconds_after
+
+    def __str__(self) -> str:
+        kind = f"int{self.bits}" + (f" (groups of {self.group_size})" if self.bits == 4 else "")
+        lines = [f"quantized {self.layers} Linear layer(s) to {kind}",
+                 f"  weights: {self.bytes_before / 1e6:.3f} MB -> {self.bytes_after / 1e6:.3f} MB "
+                 f"({self.compression:.2f}x smaller)"]
+        if self.speedup is not None:
+            lines.append(f"  forward: {self.seconds_before * 1e3:.3f} ms -> {self.seconds_after * 1e3:.3f} ms "
+                         f"({self.speedup:.2f}x)")
+        if self.metric is not None:
+            change = self.after - self.before
+            if self.metric == "accuracy":
+                lines.append(f"  accuracy: {self.before:.4f} -> {self.after:.4f} ({100 * change:+.2f} points)")
+            else:
+                lines.append(f"  {self.metric}: {self.before:.6g} -> {self.after:.6g} ({change:+.3g})")
+        lines.extend(f"  {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def _forward_seconds(model, x, repeats=20) -> float:
+    xt = Tensor(np.ascontiguousarray(x, dtype=np.float32))
+    with no_grad():
+        model(xt)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(xt)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _score(model, x, y):
+    """('accuracy', value) for integer labels and (N, C) outputs, else ('mse', value)."""
+    with no_grad():
+        out = model(Tensor(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+    y = np.asarray(y._data if isinstance(y, Tensor) else y)
+    if y.dtype.kind in "iu" and out.ndim == 2 and y.shape == out.shape[:1]:
+        return "accuracy", float((out.argmax(axis=1) == y).mean())
+    return "mse", float(np.mean((out - y) ** 2))
+
+
+def quantize(model, bits: int = 8, group_size: int = 32, calibration=None, eval_data=None):
+    """A copy of ``model`` (in evaluation mode) with every ``nn.Linear`` replaced by a
+    ``QuantLinear``, and a ``QuantReport``: bytes of those layers' weights before and after,
+    the measured speed-up of the model's forward on ``calibration`` (a batch of inputs; the
+    first 256 inputs of ``eval_data`` when not given), and, with ``eval_data=(x, y)``, the
+    accuracy (integer labels) or mean squared error before and after. Activations are
+    quantized dynamically, so ``calibration`` is only used for the timing."""
+    import copy
+
+    _check_bits_group(bits, group_size)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"quantize: model must be an ember.nn.Module, got {type(model).__name__}")
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("quantize: the model has no nn.Linear layer to quantize")
+    was_training = model.training
+    model.eval()
+    try:
+        qmodel = copy.deepcopy(model)
+        count = _replace_linears(qmodel, bits, group_size, convert=True)
+        qmodel.eval()
+        before = sum(m.weight.numel() * 4 for m in linears)
+        after = sum(m.qweight.nbytes for m in qmodel.modules() if isinstance(m, QuantLinear))
+        report = QuantReport(bits, group_size if bits == 4 else None, count, before, after)
+        if eval_data is not None:
+            if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
+                raise ValueError("quantize: eval_data must be (x, y)")
+            x_eval = eval_data[0]._data if isinstance(eval_data[0], Tensor) else np.asarray(eval_data[0])
+            report.metric, report.before = _score(model, x_eval, eval_data[1])
+            _, report.after = _score(qmodel, x_eval, eval_data[1])
+            if calibration is None:
+                calibration = x_eval[:256]
+        if calibration is not None:
+            batch = calibration._data if isinstance(calibration, Tensor) else np.asarray(calibration)
+            report.seconds_before = _forward_seconds(model, batch)
+            report.seconds_after = _forward_seconds(qmodel, batch)
+    finally:
+        model.train(was_training)
+    return qmodel, report
+
+
+__all__ = ["GROUP_SIZES", "QuantLinear", "QuantReport", "QuantizedWeight", "quantize", "quantize_weight",
+           "quantized_structure"]
