@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _C, nn
 from .autograd import Function, no_grad
-from .tensor import Tensor
+from .tensor import Tensor, from_numpy
 
 BLOCK = 16  # output channels per packed block
 GROUP_SIZES = (32, 64, 128)
@@ -202,10 +202,10 @@ class QuantLinear(nn.Module):
         self.in_features, self.out_features, self.bits = in_features, out_features, bits
         self.group_size = group_size if bits == 4 else None
         shell = quantize_weight(np.zeros((out_features, in_features), np.float32), bits, group_size)
-        self.register_buffer("weight_data", Tensor(shell.data))
-        self.register_buffer("weight_scales", Tensor(shell.scales))
-        self.register_buffer("weight_colsum", Tensor(shell.colsum) if bits == 8 else None)
-        self.register_buffer("bias", Tensor(np.zeros(out_features, np.float32)) if bias else None)
+        self.register_buffer("weight_data", from_numpy(shell.data))
+        self.register_buffer("weight_scales", from_numpy(shell.scales))
+        self.register_buffer("weight_colsum", from_numpy(shell.colsum) if bits == 8 else None)
+        self.register_buffer("bias", from_numpy(np.zeros(out_features, np.float32)) if bias else None)
 
     @classmethod
     def from_linear(cls, linear, bits: int = 8, group_size: int = 32) -> QuantLinear:

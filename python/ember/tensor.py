@@ -17,7 +17,7 @@ from .autograd import function as function_module
 from .autograd import ops as F
 
 _DTYPES = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.bool_),
-           np.dtype(np.uint8)}
+           np.dtype(np.uint8), np.dtype(np.int8)}
 
 
 class Tensor:

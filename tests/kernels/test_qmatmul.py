@@ -1,0 +1,182 @@
+"""Quantized matmul: every ISA and thread count against the int64 reference, bit for bit;
+exact integer arithmetic where float32 can show it; accuracy against the float product;
+packing round trips; QuantLinear and quantize(model); checkpoints; bad input."""
+
+import numpy as np
+import pytest
+
+import ember
+from ember import _C, nn, quant
+
+MS = [1, 3, 8, 17, 64, 257]
+KNS = [(33, 17), (64, 16), (100, 40), (130, 33)]
+FORMATS = [(8, None), (4, 32), (4, 64), (4, 128)]
+
+
+def fmt_id(f):
+    return "int8" if f[0] == 8 else f"int4-g{f[1]}"
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=fmt_id)
+@pytest.mark.parametrize("m", MS)
+def test_fast_paths_match_the_reference_bit_for_bit(isa, rng, fmt, m):
+    bits, group = fmt
+    for k, n in KNS:
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        x = rng.standard_normal((m, k)).astype(np.float32) * rng.uniform(0.1, 10)
+        b = rng.standard_normal(n).astype(np.float32)
+        qw = quant.quantize_weight(w, bits, group or 32)
+        want = qw.matmul(x, b, reference=True)
+        for threads in (1, 2, 3):
+            ember.set_num_threads(threads)
+            np.testing.assert_array_equal(qw.matmul(x, b), want, err_msg=f"K={k} N={n} threads={threads}")
+        np.testing.assert_array_equal(qw.matmul(x), qw.matmul(x, reference=True))  # without bias
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=fmt_id)
+def test_integer_arithmetic_is_exact(isa, rng, fmt):
+    # Power-of-two scales and small integers: every step is exact in float32, so the output
+    # is exactly sum_k q_x[m, k] * q_w[n, k] * scales, whatever the ISA.
+    bits, group = fmt
+    m, k, n = 9, 256, 48
+    qmax = 127 if bits == 8 else 7
+    q_w = rng.integers(-qmax, qmax + 1, (n, k))
+    q_w[:, 0] = qmax  # each row (and int4 group) reaches the extreme: scale exactly 1
+    if bits == 4:
+        q_w[:, ::group] = qmax
+    q_x = rng.integers(-127, 128, (m, k))
+    q_x[:, 0] = 127
+    if bits == 4:
+        q_x[:, ::group] = 127
+    qw = quant.quantize_weight((q_w * 0.25).astype(np.float32), bits, group or 32)  # scale 1/4 exactly
+    np.testing.assert_array_equal(qw._values(), q_w)
+    got = qw.matmul((q_x * 2.0).astype(np.float32))  # activation scale 2 exactly
+    np.testing.assert_array_equal(got, (q_x @ q_w.T) * 0.5)
+
+
+def test_w8a8_accuracy_on_gaussian_data(rng):
+    m, k, n = 32, 4096, 256
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    exact = x.astype(np.float64) @ w.T.astype(np.float64)
+    for bits, bound in [(8, 5e-4), (4, 2e-2)]:
+        y = quant.quantize_weight(w, bits).matmul(x)
+        nmse = np.mean((y - exact) ** 2) / np.mean(exact**2)
+        assert nmse <= bound, (bits, nmse)
+
+
+@pytest.mark.parametrize("bits, group, bound", [(8, 32, 0.012), (4, 32, 0.10), (4, 64, 0.12), (4, 128, 0.13)])
+def test_quantize_dequantize_error_on_gaussian_weights(rng, bits, group, bound):
+    # Uniform rounding error: RMSE ~ step / sqrt(12) with step = max|w| / 127 (per row) or
+    # max|w| / 7 (per group); for unit Gaussians that is ~0.009 (int8) and ~0.08-0.11 (int4).
+    w = rng.standard_normal((512, 1000)).astype(np.float32)
+    qw = quant.quantize_weight(w, bits, group)
+    d = qw.dequantize()
+    assert d.shape == w.shape and d.dtype == np.float32
+    rmse = float(np.sqrt(np.mean((d - w) ** 2)))
+    assert rmse <= bound, rmse
+    # Every weight is within half a step of its dequantized value.
+    step = np.abs(w).max(axis=1, keepdims=True) / 127 if bits == 8 else None
+    if step is not None:
+        assert np.all(np.abs(d - w) <= step / 2 * (1 + 1e-5))
+
+
+def test_packing_and_layout(rng):
+    w = rng.standard_normal((20, 37)).astype(np.float32)
+    q8 = quant.quantize_weight(w, 8)
+    assert q8.data.size == 32 * 40 and q8.scales.size == 32 and q8.colsum.size == 32
+    np.testing.assert_array_equal(q8.colsum[:20], q8._values().sum(axis=1))
+    q4 = quant.quantize_weight(w, 4, 32)
+    assert q4.data.size == 32 * 64 // 2 and q4.scales.size == 32 * 2
+    assert q4._values().min() >= -7 and q4._values().max() <= 7
+    assert q4.nbytes < q8.nbytes < w.nbytes
+    zero = quant.quantize_weight(np.zeros((3, 8), np.float32), 8)  # an all-zero row keeps scale 1
+    assert (zero.scales == 1).all() and not zero.dequantize().any()
+
+
+def test_quant_linear_and_quantize_model(rng):
+    ember.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    x = rng.standard_normal((200, 64)).astype(np.float32)
+    with ember.no_grad():
+        y = model(ember.from_numpy(x)).numpy().argmax(axis=1)  # the float model's own labels
+    for bits in (8, 4):
+        qmodel, report = quant.quantize(model, bits=bits, group_size=32, eval_data=(x, y))
+        assert isinstance(qmodel[0], quant.QuantLinear) and isinstance(model[0], nn.Linear)  # a copy
+        assert report.layers == 2 and report.bytes_after < report.bytes_before / (3 if bits == 8 else 5)
+        assert report.metric == "accuracy" and report.before == 1.0 and report.after >= 0.9
+        assert report.speedup is not None and report.speedup > 0 and "accuracy" in str(report)
+        with ember.no_grad():
+            got = qmodel(ember.from_numpy(x)).numpy()
+        layer = qmodel[0]
+        h = np.maximum(layer.qweight.matmul(x, layer.bias.numpy()), 0)
+        np.testing.assert_array_equal(got, qmodel[2].qweight.matmul(h, qmodel[2].bias.numpy()))
+        assert "bits=" in repr(layer)
+    out = qmodel(ember.from_numpy(x).requires_grad_()).sum()
+    with pytest.raises(RuntimeError, match="QuantLinear is for inference only"):
+        out.backward()
+    with pytest.raises(ValueError, match="no nn.Linear layer"):
+        quant.quantize(nn.Sequential(nn.ReLU()))
+
+
+def test_quantized_models_round_trip_through_checkpoints(rng, tmp_path):
+    ember.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 24), nn.ReLU(), nn.Linear(24, 5))
+    x = ember.from_numpy(rng.standard_normal((7, 40)).astype(np.float32))
+    for bits in (8, 4):
+        qmodel, _ = quant.quantize(model, bits=bits)
+        path = qmodel.save(tmp_path / f"q{bits}.safetensors", config={"bits": bits})
+        arrays, _ = ember.checkpoint.read(path)
+        assert arrays["model.0.weight_data"].dtype == (np.int8 if bits == 8 else np.uint8)
+        fresh = quant.quantized_structure(nn.Sequential(nn.Linear(40, 24), nn.ReLU(), nn.Linear(24, 5)), bits=bits)
+        fresh.load(path)
+        with ember.no_grad():
+            np.testing.assert_array_equal(fresh(x).numpy(), qmodel(x).numpy())
+    # Scales damaged on disk are refused when the layer runs.
+    fresh[0].weight_scales.numpy()[0] = np.nan
+    with pytest.raises(ValueError, match="scales must be finite and > 0"):
+        fresh(x)
+
+
+def test_bad_input(rng):
+    w = rng.standard_normal((16, 40)).astype(np.float32)
+    q8, q4 = quant.quantize_weight(w, 8), quant.quantize_weight(w, 4)
+    with pytest.raises(ValueError, match="quantized for K=40"):
+        q8.matmul(np.zeros((2, 41), np.float32))
+    with pytest.raises(TypeError, match="input must be a float32 array, got float64"):
+        q4.matmul(np.zeros((2, 40)))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        q8.matmul(np.full((1, 40), np.inf, np.float32))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        q4.matmul(np.full((3, 40), np.nan, np.float32), reference=True)
+    with pytest.raises(ValueError, match="bits must be 8 or 4"):
+        quant.quantize_weight(w, bits=2)
+    with pytest.raises(ValueError, match="group_size must be a multiple of 8"):
+        quant.quantize_weight(w, bits=4, group_size=20)
+    with pytest.raises(ValueError, match="holds NaN or infinite values"):
+        quant.quantize_weight(np.full((2, 2), np.nan, np.float32))
+    with pytest.raises(ValueError, match="must be a 2-D"):
+        quant.quantize_weight(np.zeros(5, np.float32))
+    for bad in (0.0, np.nan, np.inf, -1.0):
+        scales = q8.scales.copy()
+        scales[3] = bad
+        with pytest.raises(ValueError, match="scales must be finite and > 0"):
+            quant.QuantizedWeight(8, (16, 40), q8.data, scales, q8.colsum)
+    with pytest.raises(ValueError, match="packed for another shape or group size"):
+        quant.QuantizedWeight(4, (16, 40), q4.data, q4.scales, group_size=64)
+    with pytest.raises(TypeError, match="data must be a numpy array of int8"):
+        quant.QuantizedWeight(8, (16, 40), q8.data.view(np.uint8), q8.scales, q8.colsum)
+    # The kernels' own checks (what a caller of ember._C meets).
+    out = np.empty((2, 16), np.float32)
+    x = np.zeros((2, 40), np.float32)
+    with pytest.raises(ValueError, match="has 600 elements; the packed layout of this shape needs 640"):
+        _C.qmatmul_int8(x, q8.data[:600], q8.scales, q8.colsum, 16, 40, None, out)
+    with pytest.raises(ValueError, match=r"out has shape \(2, 15\), expected \(2, 16\)"):
+        _C.qmatmul_int8(x, q8.data, q8.scales, q8.colsum, 16, 40, None, out[:, :15])
+    with pytest.raises(ValueError, match="out must not share memory with input"):
+        big = np.zeros((2, 56), np.float32)
+        _C.qmatmul_int8(big[:, :40], q8.data, q8.scales, q8.colsum, 16, 40, None, big[:, 40:])
+    with pytest.raises(ValueError, match="group_size must be a multiple of 8"):
+        _C.qmatmul_int4(x, q4.data, q4.scales, 16, 40, 12, None, out)
+    with pytest.raises(ValueError, match="K <= 65536"):
+        _C.qmatmul_int8(x, q8.data, q8.scales, q8.colsum, 16, 70000, None, out)
