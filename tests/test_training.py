@@ -368,3 +368,22 @@ def test_progress_bar_on_a_terminal_and_lines_elsewhere():
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2 - ") and "loss" in lines[0] and "samples/s" in lines[1]
     with pytest.raises(ValueError, match="verbose must be 'auto', 0, 1 or 2"):
         model.fit(x, y, verbose=3)
+
+
+def test_quantized_digits_cnn_keeps_its_accuracy(tmp_path):
+    # The bundled digits CNN: int8 loses at most 0.5 accuracy points, int4 at most 1.5; the
+    # quantized checkpoints evaluate through the command line as well.
+    result = run_cli("train", "--verbose", "0", "--out", "cnn.safetensors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for bits, allowed in ((8, 0.5), (4, 1.5)):
+        result = run_cli("quantize", "cnn.safetensors", "--bits", str(bits), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        line = next(s for s in result.stdout.splitlines() if "accuracy:" in s)
+        before, after = float(line.split()[1]), float(line.split()[3])
+        assert 100 * (before - after) <= allowed, line
+        assert f"cnn.int{bits}.safetensors" in result.stdout and "smaller" in result.stdout
+        result = run_cli("evaluate", f"cnn.int{bits}.safetensors", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"(int{bits})" in result.stdout and f"test accuracy {after:.4f}" in result.stdout
+    result = run_cli("quantize", "cnn.int8.safetensors", cwd=tmp_path)
+    assert result.returncode != 0 and "already quantized" in result.stderr

@@ -3,6 +3,7 @@
 ``ember train``      train a classifier (default: the CNN on the bundled digits), report its test
                      accuracy, precision, recall and F1, and save a checkpoint
 ``ember evaluate``   a checkpoint's classification report on a data set's test split
+``ember quantize``   a checkpoint quantized to int8 or int4, with what it gained and lost
 ``ember info``       the runtime report (version, ISA, threads, CUDA)
 ``ember bench-gemm`` the GEMM comparison with NumPy on the default or given shapes
 ``ember``            the runtime report, then the GEMM comparison
@@ -200,22 +201,64 @@ def train(args, out=sys.stdout) -> dict:
     return {**scores, "samples_per_s": rate, "seconds": seconds, "checkpoint": saved}
 
 
-def evaluate(args, out=sys.stdout) -> dict:
-    """``ember evaluate PATH``: the classification report of a checkpoint on a test split."""
-    from . import checkpoint, metrics, models
+def _model_for(config):
+    """The (empty) model a checkpoint written by ``ember train`` or ``ember quantize`` describes."""
+    from . import models, quant
 
-    _, meta = checkpoint.read(args.path)
+    model = models.build(config["model"], config["input_shape"], config["classes"], **config.get("options", {}))
+    if "quant" in config:
+        q = config["quant"]
+        quant.quantized_structure(model, bits=q["bits"], group_size=q.get("group_size") or 32)
+    return model
+
+
+def _checkpoint_config(path):
+    from . import checkpoint
+
+    _, meta = checkpoint.read(path)
     config = json.loads(meta.get("ember.config", "{}"))
     needed = {"model", "input_shape", "classes", "mean", "std"}
     if not needed <= set(config):
-        raise SystemExit(f"ember: {args.path} does not say which model it holds (its config lacks "
+        raise ValueError(f"{path} does not say which model it holds (its config lacks "
                          f"{sorted(needed - set(config))}); it was not written by 'ember train'")
-    model = models.build(config["model"], config["input_shape"], config["classes"], **config.get("options", {}))
+    return config
+
+
+def quantize(args, out=sys.stdout):
+    """``ember quantize PATH --bits 8|4``: the quantized checkpoint and the report."""
+    from . import quant
+
+    config = _checkpoint_config(args.path)
+    if "quant" in config:
+        raise ValueError(f"{args.path} is already quantized (int{config['quant']['bits']})")
+    model = _model_for(config)
+    model.load(args.path)
+    dataset = args.dataset or config.get("dataset", "digits")
+    _, (x_test, y_test) = _load_dataset(dataset, args.data_dir, args.seed)
+    x = _preprocess(x_test, config)
+    qmodel, report = quant.quantize(model, bits=args.bits, group_size=args.group_size, eval_data=(x, y_test))
+    qconfig = {**config, "quant": {"bits": args.bits, "group_size": args.group_size if args.bits == 4 else None,
+                                   "layout": "16-channel blocks"}}
+    path = Path(args.out) if args.out else Path(args.path).with_suffix(f".int{args.bits}.safetensors")
+    qmodel.save(path, config=qconfig)
+    print(f"{args.path} on the {dataset} test split ({len(x_test)} images):", file=out)
+    print(report, file=out)
+    print(f"quantized checkpoint: {path.resolve()}", file=out)
+    return report, path
+
+
+def evaluate(args, out=sys.stdout) -> dict:
+    """``ember evaluate PATH``: the classification report of a checkpoint on a test split."""
+    from . import metrics
+
+    config = _checkpoint_config(args.path)
+    model = _model_for(config)
     model.load(args.path)
     dataset = args.dataset or config.get("dataset", "digits")
     _, (x_test, y_test) = _load_dataset(dataset, args.data_dir, args.seed)
     logits = model.predict(_preprocess(x_test, config))
-    print(f"{args.path}: {config['model']} on the {dataset} test split ({len(x_test)} images)", file=out)
+    kind = f" (int{config['quant']['bits']})" if "quant" in config else ""
+    print(f"{args.path}: {config['model']}{kind} on the {dataset} test split ({len(x_test)} images)", file=out)
     print(metrics.classification_report(y_test, logits.argmax(axis=1), num_classes=config["classes"]), file=out)
     return _report_scores(y_test, logits, config["classes"], out)
 
@@ -240,17 +283,25 @@ def main(argv: list[str] | None = None) -> int:
     p_eval.add_argument("--dataset", choices=DATASETS, help="default: the one it was trained on")
     p_eval.add_argument("--data-dir")
     p_eval.add_argument("--seed", type=int, default=0, help="the split seed (digits, synthetic)")
+    p_quant = sub.add_parser("quantize", help="quantize a checkpoint's Linear layers to int8 or int4")
+    p_quant.add_argument("path")
+    p_quant.add_argument("--bits", type=int, choices=(8, 4), default=8)
+    p_quant.add_argument("--group-size", type=int, choices=(32, 64, 128), default=32, help="int4 only")
+    p_quant.add_argument("--out", help="default: PATH with .int8/.int4 before .safetensors")
+    p_quant.add_argument("--dataset", choices=DATASETS, help="default: the one it was trained on")
+    p_quant.add_argument("--data-dir")
+    p_quant.add_argument("--seed", type=int, default=0, help="the split seed (digits, synthetic)")
     sub.add_parser("info", help="print the runtime report")
     p_bench = sub.add_parser("bench-gemm", help="compare ember's GEMM with NumPy's")
     p_bench.add_argument("shapes", nargs="*", type=_parse_shape, metavar="MxKxN",
                          help=f"shapes to time (default: {' '.join(DEFAULT_SHAPES)})")
     args = parser.parse_args(argv)
 
-    if args.command in ("train", "evaluate"):
+    if args.command in ("train", "evaluate", "quantize"):
         if args.command == "train" and args.verbose is None:
             args.verbose = "auto"
         try:
-            (train if args.command == "train" else evaluate)(args)
+            {"train": train, "evaluate": evaluate, "quantize": quantize}[args.command](args)
         except (FileNotFoundError, ValueError) as exc:  # bad files or data: a message, not a traceback
             print(f"ember {args.command}: {exc}", file=sys.stderr)
             return 2
