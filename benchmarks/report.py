@@ -2,6 +2,8 @@
 
     python benchmarks/report.py gemm.json
 
+Quantized matmul: each format's median, GB/s of weights read against the read bandwidth measured
+in the same run, and the speed-up over PyTorch's int8 Linear, Ember's fp32 GEMM and NumPy.
 GEMM: for every shape and thread count, ember's median time and GFLOP/s, the references'
 medians, the speed-up over each (reference time / ember time, > 1 means ember is faster) and
 ember's fraction of the FMA peak measured in the same run. Every other benchmark group
@@ -35,6 +37,10 @@ def main(path: str) -> None:
             groups[bench["group"]][info["impl"]] = (bench["stats"]["median"], info)
     if table:
         gemm_table(table, peak)
+    quantized = {g: impls for g, impls in groups.items() if "int8" in impls or "int4" in impls}
+    if quantized:
+        quant_table(quantized)
+    groups = {g: impls for g, impls in groups.items() if g not in quantized}
     if groups:
         group_table(groups, peak, bandwidth)
     for threads, g in sorted(peak.items()):
@@ -75,6 +81,33 @@ def group_table(groups, peak, bandwidth):
             others = ", ".join(f"{r} {i['peak_mib']:.0f} MiB ({mine / i['peak_mib']:.2f}x)"
                                for r, (_, i) in impls.items() if r != "ember" and "peak_mib" in i)
             print(f"\nPeak memory, {group}: ember {mine:.0f} MiB; {others}")
+
+
+def quant_table(groups):
+    """Quantized matmul: each format's median, the GB/s of weights it reads against the read
+    bandwidth measured in the same group, and the speed-up over every reference."""
+    refs = ["torch int8", "ember fp32", "numpy fp32"]
+    header = ["benchmark", "format", "ms", "GB/s", "% of bandwidth"]
+    for r in refs:
+        header += [f"{r} ms", f"vs {r}"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for group, impls in groups.items():
+        bw = impls.get("read bandwidth", (None, {}))[1].get("gb_per_s")
+        for fmt in ("int8", "int4"):
+            if fmt not in impls:
+                continue
+            t, info = impls[fmt]
+            rate = info.get("gb_per_s")
+            row = [group, fmt, f"{t * 1e3:.3f}", f"{rate:.1f}" if rate else "-",
+                   f"{100 * rate / bw:.0f}%" if rate and bw else "-"]
+            for r in refs:
+                ref = impls.get(r, (None,))[0]
+                row += [f"{ref * 1e3:.3f}", f"{ref / t:.2f}x"] if ref else ["-", "-"]
+            print("| " + " | ".join(row) + " |")
+        if bw:
+            print(f"| {group} | read bandwidth | - | {bw:.1f} | 100% |" + " - | - |" * len(refs))
+    print()
 
 
 def gemm_table(table, peak):

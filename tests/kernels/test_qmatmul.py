@@ -11,13 +11,14 @@ from ember import _C, nn, quant
 MS = [1, 3, 8, 17, 64, 257]
 KNS = [(33, 17), (64, 16), (100, 40), (130, 33)]
 FORMATS = [(8, None), (4, 32), (4, 64), (4, 128)]
+ODD_GROUPS = [(4, 8), (4, 24)]  # multiples of 8 that are not of 16: the kernels' partial vectors
 
 
 def fmt_id(f):
     return "int8" if f[0] == 8 else f"int4-g{f[1]}"
 
 
-@pytest.mark.parametrize("fmt", FORMATS, ids=fmt_id)
+@pytest.mark.parametrize("fmt", FORMATS + ODD_GROUPS, ids=fmt_id)
 @pytest.mark.parametrize("m", MS)
 def test_fast_paths_match_the_reference_bit_for_bit(isa, rng, fmt, m):
     bits, group = fmt

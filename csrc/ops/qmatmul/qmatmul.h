@@ -57,11 +57,11 @@ bool qmatmul_int8_ref(const float* x, int64_t m, int64_t ldx, const Int8Weight& 
 bool qmatmul_int4_ref(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
                       int64_t ldy);
 
-// The fast paths: activations quantized by row blocks, then register-blocked
+// The fast paths: activations quantized (rows split across threads), then register-blocked
 // integer kernels (AVX-512 VNNI, AVX2, or plain C++) over panels of 16-channel
-// blocks split across threads. M <= 8 streams the weights once; larger M walks
-// row blocks inside each panel so a panel is read from memory once and from
-// cache after. Same results as the references, bit for bit.
+// blocks split across threads. Row blocks are walked inside each panel, so the
+// weights are read from memory once (a matrix-vector product streams them) and
+// from cache after. Same results as the references, bit for bit.
 bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
                   int64_t ldy, int nthreads);
 bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
@@ -85,7 +85,7 @@ struct Kernels {
   // buffers; returns false if any value is not finite.
   bool (*quantize)(const float* x, int64_t rows, int64_t ldx, int64_t k, int64_t kp, int64_t group, uint8_t* qu,
                    int8_t* qs, float* scale, int32_t* sums);
-  // y rows [0, rows) x channel blocks [b0, b1) of the product, for rows <= 8.
+  // y rows [0, rows) x channel blocks [b0, b1) of the product, for 1 <= rows <= 8.
   void (*int8_tile)(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
                     float* y, int64_t ldy);
   void (*int4_tile)(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,

@@ -1,8 +1,8 @@
 // The quantized-matmul driver: quantize the activations (rows split across
 // threads), then split the 16-channel blocks across threads; each thread walks
 // its blocks in panels (about 256 KiB of weights, which stay in L2) and, for
-// every panel, each block of up to 8 rows in turn. With M <= 8 a panel is
-// visited once, so the weights stream through exactly once.
+// every panel, each block of up to 4 rows in turn: the weights come from memory
+// once whatever M, and from L2 for every further block of rows.
 #include <algorithm>
 #include <atomic>
 

@@ -1,7 +1,7 @@
-// Activation quantization (see qmatmul.h for the formula), written once and
-// compiled per ISA by the qmatmul_kernels*.cpp files: with SSE4.1 and up the
-// compiler turns nearbyint into vector rounding. Anonymous namespace: each
-// translation unit keeps its own copy.
+// Activation quantization (see qmatmul.h for the formula) in plain C++, for the
+// generic and AVX2 kernel sets (with AVX2 flags the compiler turns nearbyint into
+// vector rounding); the VNNI set has its own AVX-512 version of the same
+// arithmetic. Anonymous namespace: each translation unit keeps its own copy.
 #pragma once
 
 #include <cfloat>
