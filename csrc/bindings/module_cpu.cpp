@@ -824,6 +824,23 @@ QCall qmatmul_args(const py::handle& x_obj, const py::handle& bias_obj, const py
 
 int64_t row_stride(const py::array& a) { return a.shape(0) > 1 ? a.strides(0) / 4 : a.shape(1); }
 
+// Runs kernel(x, ldx, bias, out, ldy, threads) without the GIL; it returns false for a
+// non-finite input, which becomes a ValueError.
+template <class Kernel>
+void run_qmatmul(QCall& c, Kernel&& kernel) {
+  const float* xp = static_cast<const float*>(c.x.data());
+  const float* bp = c.has_bias ? static_cast<const float*>(c.bias.data()) : nullptr;
+  float* yp = static_cast<float*>(c.out.mutable_data());
+  const int64_t ldx = row_stride(c.x), ldy = row_stride(c.out);
+  const int nt = ember::get_num_threads();
+  bool finite;
+  {
+    py::gil_scoped_release release;
+    finite = kernel(xp, ldx, bp, yp, ldy, nt);
+  }
+  EMBER_CHECK_VALUE(finite, "qmatmul: input holds NaN or infinite values, which cannot be quantized");
+}
+
 template <bool Ref>
 void py_qmatmul_int8(const py::handle& x_obj, const py::handle& data_obj, const py::handle& scales_obj,
                      const py::handle& colsum_obj, int64_t n, int64_t k, const py::handle& bias_obj,
@@ -835,18 +852,10 @@ void py_qmatmul_int8(const py::handle& x_obj, const py::handle& data_obj, const 
   py::array colsum = expect_packed(colsum_obj, "colsum", py::dtype::of<int32_t>(), "int32", np16);
   ember::qmatmul::Int8Weight w{n, k, kp, static_cast<const int8_t*>(data.data()),
                                static_cast<const float*>(scales.data()), static_cast<const int32_t*>(colsum.data())};
-  const float* xp = static_cast<const float*>(c.x.data());
-  const float* bp = c.has_bias ? static_cast<const float*>(c.bias.data()) : nullptr;
-  float* yp = static_cast<float*>(c.out.mutable_data());
-  const int64_t ldx = row_stride(c.x), ldy = row_stride(c.out);
-  const int nt = ember::get_num_threads();
-  bool finite;
-  {
-    py::gil_scoped_release release;
-    finite = Ref ? ember::qmatmul::qmatmul_int8_ref(xp, c.m, ldx, w, bp, yp, ldy)
-                 : ember::qmatmul::qmatmul_int8(xp, c.m, ldx, w, bp, yp, ldy, nt);
-  }
-  EMBER_CHECK_VALUE(finite, "qmatmul: input holds NaN or infinite values, which cannot be quantized");
+  run_qmatmul(c, [&](const float* xp, int64_t ldx, const float* bp, float* yp, int64_t ldy, int nt) {
+    return Ref ? ember::qmatmul::qmatmul_int8_ref(xp, c.m, ldx, w, bp, yp, ldy)
+               : ember::qmatmul::qmatmul_int8(xp, c.m, ldx, w, bp, yp, ldy, nt);
+  });
 }
 
 template <bool Ref>
@@ -860,18 +869,10 @@ void py_qmatmul_int4(const py::handle& x_obj, const py::handle& data_obj, const 
   py::array scales = expect_packed(scales_obj, "scales", py::dtype::of<float>(), "float32", np16 * (kp / group));
   ember::qmatmul::Int4Weight w{n, k, group, kp, static_cast<const uint8_t*>(data.data()),
                                static_cast<const float*>(scales.data())};
-  const float* xp = static_cast<const float*>(c.x.data());
-  const float* bp = c.has_bias ? static_cast<const float*>(c.bias.data()) : nullptr;
-  float* yp = static_cast<float*>(c.out.mutable_data());
-  const int64_t ldx = row_stride(c.x), ldy = row_stride(c.out);
-  const int nt = ember::get_num_threads();
-  bool finite;
-  {
-    py::gil_scoped_release release;
-    finite = Ref ? ember::qmatmul::qmatmul_int4_ref(xp, c.m, ldx, w, bp, yp, ldy)
-                 : ember::qmatmul::qmatmul_int4(xp, c.m, ldx, w, bp, yp, ldy, nt);
-  }
-  EMBER_CHECK_VALUE(finite, "qmatmul: input holds NaN or infinite values, which cannot be quantized");
+  run_qmatmul(c, [&](const float* xp, int64_t ldx, const float* bp, float* yp, int64_t ldy, int nt) {
+    return Ref ? ember::qmatmul::qmatmul_int4_ref(xp, c.m, ldx, w, bp, yp, ldy)
+               : ember::qmatmul::qmatmul_int4(xp, c.m, ldx, w, bp, yp, ldy, nt);
+  });
 }
 
 }  // namespace

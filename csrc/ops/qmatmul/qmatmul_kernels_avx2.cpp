@@ -10,6 +10,7 @@
 
 #include "ops/qmatmul/qmatmul.h"
 #include "ops/qmatmul/qmatmul_quant.h"
+#include "ops/qmatmul/qmatmul_rows.h"
 
 namespace ember::qmatmul {
 namespace {
@@ -113,54 +114,31 @@ void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float
   }
 }
 
-template <int MR>
-void int8_rows(const QuantRows& a, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias, float* y,
-               int64_t ldy) {
-  for (int64_t b = b0; b < b1; ++b) int8_kernel<MR>(a, w, b, bias, y, ldy);
-}
-
-template <int MR>
-void int4_rows(const QuantRows& a, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias, float* y,
-               int64_t ldy) {
-  for (int64_t b = b0; b < b1; ++b) int4_kernel<MR>(a, w, b, bias, y, ldy);
-}
-
-// Rows in register blocks of at most 4 (16 ymm registers).
-QuantRows shifted(const QuantRows& a, int64_t rows) {
+// Rows [r0, r0 + count) of a.
+QuantRows shifted(const QuantRows& a, int64_t r0) {
   QuantRows s = a;
-  s.qu += rows * a.kp;
-  s.qs += rows * a.kp;
-  s.scale += rows * a.groups;
-  s.sums += rows * a.groups;
+  s.qu += r0 * a.kp;
+  s.qs += r0 * a.kp;
+  s.scale += r0 * a.groups;
+  s.sums += r0 * a.groups;
   return s;
 }
 
+// Rows in register blocks of at most 4 (16 ymm registers).
 void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
                float* y, int64_t ldy) {
-  if (rows > 4) {
-    int8_rows<4>(a, w, b0, b1, bias, y, ldy);
-    return int8_tile(shifted(a, 4), rows - 4, w, b0, b1, bias, y + 4 * ldy, ldy);
-  }
-  switch (rows) {
-    case 1: return int8_rows<1>(a, w, b0, b1, bias, y, ldy);
-    case 2: return int8_rows<2>(a, w, b0, b1, bias, y, ldy);
-    case 3: return int8_rows<3>(a, w, b0, b1, bias, y, ldy);
-    default: return int8_rows<4>(a, w, b0, b1, bias, y, ldy);
-  }
+  for (int64_t r0 = 0; r0 < rows; r0 += 4)
+    with_rows<4>(rows - r0, [&](auto mr) {
+      for (int64_t b = b0; b < b1; ++b) int8_kernel<decltype(mr)::value>(shifted(a, r0), w, b, bias, y + r0 * ldy, ldy);
+    });
 }
 
 void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
                float* y, int64_t ldy) {
-  if (rows > 4) {
-    int4_rows<4>(a, w, b0, b1, bias, y, ldy);
-    return int4_tile(shifted(a, 4), rows - 4, w, b0, b1, bias, y + 4 * ldy, ldy);
-  }
-  switch (rows) {
-    case 1: return int4_rows<1>(a, w, b0, b1, bias, y, ldy);
-    case 2: return int4_rows<2>(a, w, b0, b1, bias, y, ldy);
-    case 3: return int4_rows<3>(a, w, b0, b1, bias, y, ldy);
-    default: return int4_rows<4>(a, w, b0, b1, bias, y, ldy);
-  }
+  for (int64_t r0 = 0; r0 < rows; r0 += 4)
+    with_rows<4>(rows - r0, [&](auto mr) {
+      for (int64_t b = b0; b < b1; ++b) int4_kernel<decltype(mr)::value>(shifted(a, r0), w, b, bias, y + r0 * ldy, ldy);
+    });
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <cfloat>
 
 #include "ops/qmatmul/qmatmul.h"
+#include "ops/qmatmul/qmatmul_rows.h"
 
 namespace ember::qmatmul {
 namespace {
@@ -162,50 +163,24 @@ constexpr int int8_nb() { return MR <= 4 ? 4 : 2; }
 template <int MR>
 constexpr int int4_nb() { return MR <= 2 ? 4 : (MR <= 4 ? 2 : 1); }
 
-template <int MR>
-void int8_rows(const QuantRows& a, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias, float* y,
-               int64_t ldy) {
-  constexpr int NB = int8_nb<MR>();
-  int64_t b = b0;
-  for (; b + NB <= b1; b += NB) int8_kernel<MR, NB>(a, w, b, bias, y, ldy);
-  for (; b < b1; ++b) int8_kernel<MR, 1>(a, w, b, bias, y, ldy);
-}
-
-template <int MR>
-void int4_rows(const QuantRows& a, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias, float* y,
-               int64_t ldy) {
-  constexpr int NB = int4_nb<MR>();
-  int64_t b = b0;
-  for (; b + NB <= b1; b += NB) int4_kernel<MR, NB>(a, w, b, bias, y, ldy);
-  for (; b < b1; ++b) int4_kernel<MR, 1>(a, w, b, bias, y, ldy);
-}
-
 void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
                float* y, int64_t ldy) {
-  switch (rows) {
-    case 1: return int8_rows<1>(a, w, b0, b1, bias, y, ldy);
-    case 2: return int8_rows<2>(a, w, b0, b1, bias, y, ldy);
-    case 3: return int8_rows<3>(a, w, b0, b1, bias, y, ldy);
-    case 4: return int8_rows<4>(a, w, b0, b1, bias, y, ldy);
-    case 5: return int8_rows<5>(a, w, b0, b1, bias, y, ldy);
-    case 6: return int8_rows<6>(a, w, b0, b1, bias, y, ldy);
-    case 7: return int8_rows<7>(a, w, b0, b1, bias, y, ldy);
-    default: return int8_rows<8>(a, w, b0, b1, bias, y, ldy);
-  }
+  with_rows<8>(rows, [&](auto mr) {
+    constexpr int MR = decltype(mr)::value, NB = int8_nb<MR>();
+    int64_t b = b0;
+    for (; b + NB <= b1; b += NB) int8_kernel<MR, NB>(a, w, b, bias, y, ldy);
+    for (; b < b1; ++b) int8_kernel<MR, 1>(a, w, b, bias, y, ldy);
+  });
 }
 
 void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
                float* y, int64_t ldy) {
-  switch (rows) {
-    case 1: return int4_rows<1>(a, w, b0, b1, bias, y, ldy);
-    case 2: return int4_rows<2>(a, w, b0, b1, bias, y, ldy);
-    case 3: return int4_rows<3>(a, w, b0, b1, bias, y, ldy);
-    case 4: return int4_rows<4>(a, w, b0, b1, bias, y, ldy);
-    case 5: return int4_rows<5>(a, w, b0, b1, bias, y, ldy);
-    case 6: return int4_rows<6>(a, w, b0, b1, bias, y, ldy);
-    case 7: return int4_rows<7>(a, w, b0, b1, bias, y, ldy);
-    default: return int4_rows<8>(a, w, b0, b1, bias, y, ldy);
-  }
+  with_rows<8>(rows, [&](auto mr) {
+    constexpr int MR = decltype(mr)::value, NB = int4_nb<MR>();
+    int64_t b = b0;
+    for (; b + NB <= b1; b += NB) int4_kernel<MR, NB>(a, w, b, bias, y, ldy);
+    for (; b < b1; ++b) int4_kernel<MR, 1>(a, w, b, bias, y, ldy);
+  });
 }
 
 }  // namespace
