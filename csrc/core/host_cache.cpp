@@ -1,6 +1,7 @@
 #include "core/host_cache.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -45,8 +46,8 @@ Cache& cache() {
 
 void* system_allocate(size_t bytes) {
   const size_t align = bytes >= kHuge ? kHuge : 64;
-  void* p = std::aligned_alloc(align, bytes);
-  if (p == nullptr) throw std::bad_alloc();
+  void* p = nullptr;  // posix_memalign, unlike aligned_alloc, takes sizes that are no multiple of the alignment
+  if (posix_memalign(&p, align, bytes) != 0 || p == nullptr) throw std::bad_alloc();
 #ifdef MADV_HUGEPAGE
   if (align == kHuge) madvise(p, bytes, MADV_HUGEPAGE);  // a hint: failure changes nothing
 #endif
