@@ -33,7 +33,7 @@ import abc
 import operator
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -57,7 +57,7 @@ __all__ = [
 
 AVERAGES = ("macro", "micro", "weighted", None)
 
-Score = float | np.ndarray
+Score = Union[float, np.ndarray]  # (Python 3.9 has no X | Y outside annotations)
 
 
 # --------------------------------------------------------------------------- validation
