@@ -8,6 +8,8 @@ with the machine's read bandwidth for a buffer of that size measured in the same
     python benchmarks/report.py q.json
 """
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -54,7 +56,9 @@ def runner(impl, x, w):
     lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(w))
-    q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # PyTorch announces the deprecation of its eager quantization
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
     xt = torch.from_numpy(x)
     result = {}
 
