@@ -5,7 +5,8 @@ Layout: arrays are stored under ``model.<state_dict key>`` and
 ``optimizer.<parameter index>.<state name>``; everything else is JSON in the file's metadata
 (``ember.format``, ``ember.epoch``, ``ember.config``, ``ember.optimizer`` (class, parameter
 groups and the scalar state, such as Adam's step), ``ember.rng`` (the default generator's
-state) and ``ember.extra``).
+state), ``ember.extra`` and, for a quantized model, ``ember.quant``: the packed layout's version
+and each quantized layer's bits and group size).
 
 Writes are atomic: the file is written beside its destination under a temporary name, flushed
 to disk and renamed over it, so a crash mid-save leaves the previous checkpoint intact.
@@ -87,6 +88,35 @@ def atomic_write(path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def _quantized_layers(model) -> dict:
+    """{module name: {"bits", "group_size"}} of the model's QuantLinear layers."""
+    from .quant import QuantLinear
+
+    return {name: {"bits": m.bits, "group_size": m.group_size}
+            for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+
+
+def _check_quantized_layers(path, model, meta) -> None:
+    """A quantized checkpoint loads only into layers quantized the same way: say which differ."""
+    from .quant import LAYOUT
+
+    saved = json.loads(meta["ember.quant"]) if "ember.quant" in meta else {"layers": {}}
+    if saved["layers"] and saved.get("layout") != LAYOUT:
+        raise ValueError(f"{path} holds quantized weights in layout {saved.get('layout')!r}; this Ember reads "
+                         f"{LAYOUT!r}")
+    mine = _quantized_layers(model)
+    if saved["layers"] == mine:
+        return
+    if not mine:
+        kinds = sorted({f"int{v['bits']}" for v in saved["layers"].values()})
+        raise ValueError(f"{path} holds a quantized model ({', '.join(kinds)} layers: "
+                         f"{', '.join(saved['layers'])}); load it into ember.quant.quantized_structure(model, "
+                         f"bits=...) of the same float model")
+    diff = [f"{name}: file {saved['layers'].get(name)}, model {mine.get(name)}"
+            for name in sorted(set(saved["layers"]) | set(mine)) if saved["layers"].get(name) != mine.get(name)]
+    raise ValueError(f"{path}: the quantized layers differ from the model's: " + "; ".join(diff))
+
+
 def _optimizer_parts(optimizer):
     """(arrays by key, JSON-ready description) of an optimizer's state_dict."""
     sd = optimizer.state_dict()
@@ -119,6 +149,12 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
         for key, value in model.state_dict().items():
             tensors[_MODEL + key] = np.ascontiguousarray(value._data if hasattr(value, "_data") else value)
     meta = {"ember.format": FORMAT}
+    if model is not None:
+        quantized = _quantized_layers(model)
+        if quantized:
+            from .quant import LAYOUT
+
+            meta["ember.quant"] = json.dumps({"layout": LAYOUT, "layers": quantized})
     if optimizer is not None:
         arrays, description = _optimizer_parts(optimizer)
         tensors.update(arrays)
@@ -166,6 +202,7 @@ def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: 
     arrays, meta = read(path)
     model_state = {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)}
     if model is not None:
+        _check_quantized_layers(path, model, meta)
         model.load_state_dict(model_state, strict=strict)
     if optimizer is not None:
         if "ember.optimizer" not in meta:

@@ -237,8 +237,7 @@ def quantize(args, out=sys.stdout):
     _, (x_test, y_test) = _load_dataset(dataset, args.data_dir, args.seed)
     x = _preprocess(x_test, config)
     qmodel, report = quant.quantize(model, bits=args.bits, group_size=args.group_size, eval_data=(x, y_test))
-    qconfig = {**config, "quant": {"bits": args.bits, "group_size": args.group_size if args.bits == 4 else None,
-                                   "layout": "16-channel blocks"}}
+    qconfig = {**config, "quant": {"bits": args.bits, "group_size": args.group_size if args.bits == 4 else None}}
     path = Path(args.out) if args.out else Path(args.path).with_suffix(f".int{args.bits}.safetensors")
     qmodel.save(path, config=qconfig)
     print(f"{args.path} on the {dataset} test split ({len(x_test)} images):", file=out)

@@ -28,6 +28,8 @@ from .autograd import Function, no_grad
 from .tensor import Tensor, from_numpy
 
 BLOCK = 16  # output channels per packed block
+# The packed layout's name, recorded in checkpoints: a future layout must not read old files as its own.
+LAYOUT = "blocks16-v1"
 _INT4_CLIP_LEVELS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)
 GROUP_SIZES = (32, 64, 128)
 
@@ -386,5 +388,5 @@ def quantize(model, bits: int = 8, group_size: int = 32, calibration=None, eval_
     return qmodel, report
 
 
-__all__ = ["GROUP_SIZES", "QuantLinear", "QuantReport", "QuantizedWeight", "quantize", "quantize_weight",
+__all__ = ["GROUP_SIZES", "LAYOUT", "QuantLinear", "QuantReport", "QuantizedWeight", "quantize", "quantize_weight",
            "quantized_structure"]

@@ -133,6 +133,14 @@ def test_quantized_models_round_trip_through_checkpoints(rng, tmp_path):
         fresh.load(path)
         with ember.no_grad():
             np.testing.assert_array_equal(fresh(x).numpy(), qmodel(x).numpy())
+    # Into a float model, or one quantized another way: the file says what it holds.
+    with pytest.raises(ValueError, match=r"holds a quantized model \(int4 layers: 0, 2\); load it into "
+                                         r"ember.quant.quantized_structure"):
+        nn.Sequential(nn.Linear(40, 24), nn.ReLU(), nn.Linear(24, 5)).load(path)
+    other = quant.quantized_structure(nn.Sequential(nn.Linear(40, 24), nn.ReLU(), nn.Linear(24, 5)), bits=8)
+    with pytest.raises(ValueError, match=r"quantized layers differ from the model's: 0: file \{'bits': 4, "
+                                         r"'group_size': 32\}, model \{'bits': 8, 'group_size': None\}"):
+        other.load(path)
     # Scales damaged on disk are refused when the layer runs.
     fresh[0].weight_scales.numpy()[0] = np.nan
     with pytest.raises(ValueError, match="scales must be finite and > 0"):
