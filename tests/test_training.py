@@ -301,6 +301,11 @@ def test_ember_train_and_evaluate_commands(tmp_path):
     result = run_cli("evaluate", "digits.safetensors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "macro avg" in result.stdout and f"test accuracy {accuracy:.4f}" in result.stdout
+    # --resume continues from the checkpoint's epoch.
+    result = run_cli("train", "--epochs", "2", "--verbose", "2", "--resume", "digits.safetensors", "--out",
+                     "digits.safetensors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "epoch 2/2" in result.stdout and "epoch 1/2" not in result.stdout
     # The default job: the CNN on digits, at least 97% in well under a minute.
     result = run_cli("train", "--verbose", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
