@@ -39,10 +39,10 @@ const KernelEntry kTable[] = {
     {"optim_step", Device::cpu, Isa::avx2, &optim::step_kernels_avx2},
     {"optim_step", Device::cpu, Isa::avx512, &optim::step_kernels_avx512},
     // qmatmul: activation quantization and the integer tiles of the quantized matmul
-    // (qmatmul_cpu.cpp drives them); the VNNI set only where the CPU also has VNNI
+    // (qmatmul_cpu.cpp drives them); AVX-512 without VNNI takes the AVX2 set
     {"qmatmul", Device::cpu, Isa::generic, &qmatmul::kernels_generic},
     {"qmatmul", Device::cpu, Isa::avx2, &qmatmul::kernels_avx2},
-    {"qmatmul_vnni", Device::cpu, Isa::avx512, &qmatmul::kernels_avx512vnni},
+    {"qmatmul", Device::cpu, Isa::avx512, &qmatmul::kernels_avx512vnni, Feature::avx512_vnni},
     // softmax_xent: the row kernels of softmax cross-entropy (softmax_xent_cpu.cpp drives them)
     {"softmax_xent", Device::cpu, Isa::generic, &xent::row_kernels_generic},
     {"softmax_xent", Device::cpu, Isa::avx2, &xent::row_kernels_avx2},
@@ -50,6 +50,16 @@ const KernelEntry kTable[] = {
 };
 
 std::atomic<int> g_active{-1};
+
+bool feature_present(Feature f) {
+  switch (f) {
+    case Feature::avx512_vnni:
+      return cpu_features().avx512_vnni;
+    case Feature::none:
+      break;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -87,7 +97,7 @@ void set_active_isa(Isa isa) {
 const void* lookup_impl(const char* op, Device device, Isa isa) {
   const KernelEntry* best = nullptr;
   for (const KernelEntry& e : kTable) {
-    if (e.device != device || std::strcmp(e.op, op) != 0 || e.isa > isa) continue;
+    if (e.device != device || std::strcmp(e.op, op) != 0 || e.isa > isa || !feature_present(e.feature)) continue;
     if (best == nullptr || e.isa > best->isa) best = &e;
   }
   EMBER_ASSERT(best != nullptr, "no kernel registered for op '", op, "'");
@@ -97,7 +107,8 @@ const void* lookup_impl(const char* op, Device device, Isa isa) {
 std::vector<std::pair<std::string, std::string>> registered_kernels() {
   std::vector<std::pair<std::string, std::string>> out;
   for (const KernelEntry& e : kTable)
-    if (e.device == Device::cpu) out.emplace_back(e.op, isa_name(e.isa));
+    if (e.device == Device::cpu)
+      out.emplace_back(e.op, std::string(isa_name(e.isa)) + (e.feature == Feature::avx512_vnni ? "+vnni" : ""));
   return out;
 }
 

@@ -13,11 +13,15 @@
 
 namespace ember {
 
+// A CPU feature an entry needs beyond its ISA level (checked at lookup).
+enum class Feature { none, avx512_vnni };
+
 struct KernelEntry {
   const char* op;
   Device device;
   Isa isa;
   const void* impl;
+  Feature feature = Feature::none;
 };
 
 // The ISA used by CPU kernels: EMBER_ISA if set (validated at import),
@@ -28,8 +32,9 @@ void set_active_isa(Isa isa);
 // Reads EMBER_ISA; throws std::invalid_argument for an unknown or unsupported value.
 void init_isa_from_env();
 
-// The implementation of `op` on `device` for the highest level <= isa.
-// Throws std::logic_error if none is registered.
+// The implementation of `op` on `device` for the highest level <= isa among
+// the entries whose extra feature (if any) the CPU has. Throws
+// std::logic_error if none is registered.
 const void* lookup_impl(const char* op, Device device, Isa isa);
 
 // For ops registered as a descriptor object.

@@ -31,11 +31,11 @@ def sample(rng, n, dtype):
 def test_relu_forward_and_backward_match_numpy(rng, threads, dtype, n):
     x = sample(rng, n, dtype)
     g = sample(rng, n, dtype)[::-1].copy()
-    y = np.empty_like(x)
+    y = np.full_like(x, -1.0)  # poisoned (ReLU never gives -1): every element must be written
     _C.relu(x, y)
     np.testing.assert_array_equal(y, np.maximum(x, 0))
     assert np.array_equal(np.signbit(y), np.signbit(np.maximum(x, 0)))  # -0.0 kept as NumPy keeps it
-    dx = np.empty_like(x)
+    dx = np.full_like(x, 12345.0)
     _C.relu_backward(g, y, dx)
     np.testing.assert_array_equal(dx, np.where(y > 0, g, 0))
 
@@ -43,7 +43,7 @@ def test_relu_forward_and_backward_match_numpy(rng, threads, dtype, n):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_erf_matches_libm(rng, threads, dtype):
     x = np.concatenate([sample(rng, 5000, dtype) * 2, np.array([6.0, -6.0, 1e-30, 0.5], dtype)])
-    out = np.empty_like(x)
+    out = np.full_like(x, 5.0)  # erf never gives 5
     _C.erf(x, out)
     want = np.array([math.erf(v) if not np.isnan(v) else np.nan for v in x.astype(np.float64)])
     ulp = np.spacing(np.abs(want).astype(dtype)).astype(np.float64)

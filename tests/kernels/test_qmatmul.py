@@ -30,7 +30,9 @@ def test_fast_paths_match_the_reference_bit_for_bit(isa, rng, fmt, m):
         want = qw.matmul(x, b, reference=True)
         for threads in (1, 2, 3):
             ember.set_num_threads(threads)
-            np.testing.assert_array_equal(qw.matmul(x, b), want, err_msg=f"K={k} N={n} threads={threads}")
+            out = np.full((m, n), np.nan, np.float32)  # poisoned: every element must be written
+            qw.matmul(x, b, out=out)
+            np.testing.assert_array_equal(out, want, err_msg=f"K={k} N={n} threads={threads}")
         np.testing.assert_array_equal(qw.matmul(x), qw.matmul(x, reference=True))  # without bias
 
 

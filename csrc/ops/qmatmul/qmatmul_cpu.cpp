@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <atomic>
 
-#include "core/cpu_features.h"
 #include "core/registry.h"
 #include "core/scratch.h"
 #include "core/threads.h"
@@ -18,11 +17,6 @@ namespace {
 constexpr int64_t kRowBlock = 4;
 constexpr int64_t kPanelBytes = int64_t(256) << 10;
 
-const Kernels& active_kernels() {
-  const Isa isa = active_isa();
-  if (isa >= Isa::avx512 && cpu_features().avx512_vnni) return lookup<Kernels>("qmatmul_vnni", isa);
-  return lookup<Kernels>("qmatmul", isa);
-}
 
 // The quantized activations, in one buffer per calling thread that is reused from call to call
 // (fresh memory would cost a page fault per 4 KiB on every call).
@@ -86,7 +80,7 @@ void run_tiles(const Quantized& qa, int64_t m, int64_t kp, int64_t groups, int64
 bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
                   int64_t ldy, int nthreads) {
   if (m == 0 || w.n == 0) return true;
-  const Kernels& kern = active_kernels();
+  const Kernels& kern = lookup<Kernels>("qmatmul");
   Quantized qa(m, w.kp, 1);
   if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.kp, qa, nthreads)) return false;
   run_tiles(qa, m, w.kp, 1, w.kp, w, w.kp * kBlock, kern.int8_tile, bias, y, ldy, nthreads);
@@ -96,7 +90,7 @@ bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, c
 bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
                   int64_t ldy, int nthreads) {
   if (m == 0 || w.n == 0) return true;
-  const Kernels& kern = active_kernels();
+  const Kernels& kern = lookup<Kernels>("qmatmul");
   Quantized qa(m, w.kp, w.kp / w.group);
   if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.group, qa, nthreads)) return false;
   run_tiles(qa, m, w.kp, w.kp / w.group, w.group, w, w.kp * kBlock / 2, kern.int4_tile, bias, y, ldy, nthreads);
