@@ -188,40 +188,40 @@ class Tensor:
 
     # ---------------------------------------------------------------- ops
     # A Python number operand takes the scalar ops' shorter path when the tensor is floating.
-    def __add__(self, other):
+    def _number(self, other):
+        """other as a scalar of this tensor's dtype when it is a Python number and the tensor is
+        floating, else None (the general op takes it)."""
         if type(other) in _NUMBERS and self._data.dtype.kind == "f":
-            return F.AddScalar.apply(self, self._data.dtype.type(other))
-        return F.Add.apply(self, _operand(other, self))
+            return self._data.dtype.type(other)
+        return None
+
+    def __add__(self, other):
+        c = self._number(other)
+        return F.Add.apply(self, _operand(other, self)) if c is None else F.AddScalar.apply(self, c)
 
     def __radd__(self, other):
-        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
-            return F.AddScalar.apply(self, self._data.dtype.type(other))
-        return F.Add.apply(_operand(other, self), self)
+        c = self._number(other)
+        return F.Add.apply(_operand(other, self), self) if c is None else F.AddScalar.apply(self, c)
 
     def __sub__(self, other):
-        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
-            return F.AddScalar.apply(self, -self._data.dtype.type(other))
-        return F.Sub.apply(self, _operand(other, self))
+        c = self._number(other)
+        return F.Sub.apply(self, _operand(other, self)) if c is None else F.AddScalar.apply(self, -c)
 
     def __rsub__(self, other):
-        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
-            return F.RSubScalar.apply(self, self._data.dtype.type(other))
-        return F.Sub.apply(_operand(other, self), self)
+        c = self._number(other)
+        return F.Sub.apply(_operand(other, self), self) if c is None else F.RSubScalar.apply(self, c)
 
     def __mul__(self, other):
-        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
-            return F.MulScalar.apply(self, self._data.dtype.type(other))
-        return F.Mul.apply(self, _operand(other, self))
+        c = self._number(other)
+        return F.Mul.apply(self, _operand(other, self)) if c is None else F.MulScalar.apply(self, c)
 
     def __rmul__(self, other):
-        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
-            return F.MulScalar.apply(self, self._data.dtype.type(other))
-        return F.Mul.apply(_operand(other, self), self)
+        c = self._number(other)
+        return F.Mul.apply(_operand(other, self), self) if c is None else F.MulScalar.apply(self, c)
 
     def __truediv__(self, other):
-        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
-            return F.DivScalar.apply(self, self._data.dtype.type(other))
-        return F.Div.apply(self, _operand(other, self))
+        c = self._number(other)
+        return F.Div.apply(self, _operand(other, self)) if c is None else F.DivScalar.apply(self, c)
 
     def __rtruediv__(self, other):
         return F.Div.apply(_operand(other, self), self)
