@@ -10,6 +10,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <sstream>
 #include <string>
@@ -301,6 +302,41 @@ double py_measure_read_bandwidth(const py::handle& buffer_obj, int repeats, int 
   return 4.0 * static_cast<double>(n) * repeats / wall * 1e-9 + 0.0 * sinks[0];
 }
 
+// ------------------------------------------------------------------ geometry bounds
+
+// Convolution and pooling geometry is bounded so that the kernels' unchecked index
+// arithmetic cannot overflow: every step (stride, padding, dilation) and every extent
+// (a dilated window, the span of the output positions, the padded input) is below 2^62,
+// so a tap's position i * stride - pad + p * dilation and any sum of two extents fit in
+// an int64. Larger values are refused, naming the argument.
+constexpr int64_t kMaxExtent = int64_t(1) << 62;
+
+void check_step(int64_t v, const char* name) {
+  EMBER_CHECK_VALUE(v < kMaxExtent, name, " is ", v, ", too large: geometry values must be below 2**62");
+}
+
+// (count - 1) * step + 1, the extent of `count` positions `step` apart, checked.
+int64_t checked_extent(int64_t count, int64_t step, const char* what) {
+  int64_t span;
+  EMBER_CHECK_VALUE(count >= 1 && !__builtin_mul_overflow(count - 1, step, &span) && span < kMaxExtent - 1, what,
+                    " spans (", count, " - 1) x ", step, " + 1 positions, too large: geometry extents must be "
+                    "below 2**62");
+  return span + 1;
+}
+
+// One axis: kernel k with dilation d, stride s, leading padding p, input size n and
+// output size o; checks every extent the kernels compute.
+void check_axis(int64_t n, int64_t o, int64_t k, int64_t s, int64_t p, int64_t d, const char* axis) {
+  check_step(s, "stride");
+  check_step(p, "padding");
+  check_step(d, "dilation");
+  const int64_t window = checked_extent(k, d, "the dilated kernel");
+  const int64_t outputs = o >= 1 ? checked_extent(o, s, "the output positions (stride)") : 0;
+  EMBER_CHECK_VALUE(n + p < kMaxExtent && outputs + window < kMaxExtent, "the padded ", axis, " extent is too large: "
+                    "input ", n, ", padding ", p, ", output ", o, " x stride ", s, ", kernel ", k, " x dilation ", d,
+                    " (geometry extents must be below 2**62)");
+}
+
 // ------------------------------------------------------------------ conv2d
 
 ember::conv2d::Geometry conv_geometry(const py::array& x, const py::array& w, const py::array& y, int64_t sh,
@@ -309,6 +345,8 @@ ember::conv2d::Geometry conv_geometry(const py::array& x, const py::array& w, co
   EMBER_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got (", dh, ", ", dw, ")");
   EMBER_CHECK_VALUE(pt >= 0 && pl >= 0, "padding must be >= 0, got (", pt, ", ", pl, ")");
   EMBER_CHECK_VALUE(groups >= 1, "groups must be >= 1, got ", groups);
+  check_axis(x.shape(2), y.shape(2), w.shape(2), sh, pt, dh, "height");
+  check_axis(x.shape(3), y.shape(3), w.shape(3), sw, pl, dw, "width");
   ember::conv2d::Geometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(0), y.shape(2), y.shape(3),
                             w.shape(2), w.shape(3), sh, sw, pt, pl, dh, dw, groups};
   EMBER_CHECK_VALUE(g.c % groups == 0 && g.o % groups == 0, "groups=", groups,
@@ -547,15 +585,19 @@ ember::pool2d::Geometry pool_geometry(const py::array& x, const py::array& y, in
   EMBER_CHECK_VALUE(ph >= 0 && pw >= 0, "padding must be >= 0, got (", ph, ", ", pw, ")");
   EMBER_CHECK_VALUE(y.shape(0) == x.shape(0) && y.shape(1) == x.shape(1), "output has shape ", shape_str(y),
                     " but input has shape ", shape_str(x), ": N and C must agree");
+  check_axis(x.shape(2), y.shape(2), kh, sh, ph, dh, "height");
+  check_axis(x.shape(3), y.shape(3), kw, sw, pw, dw, "width");
   return {x.shape(0) * x.shape(1), x.shape(2), x.shape(3), y.shape(2), y.shape(3), kh, kw, sh, sw, ph, pw, dh, dw};
 }
 
 // PyTorch's pooling output size along one axis, floor or ceil mode.
+// (128-bit arithmetic: the extents are below 2^62, their sums are not.)
 int64_t pool_out(int64_t size, int64_t k, int64_t pad, int64_t stride, int64_t dil, bool ceil_mode) {
-  const int64_t num = size + 2 * pad - dil * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
-  int64_t out = (num >= 0 ? num / stride : -((-num + stride - 1) / stride)) + 1;
-  if (ceil_mode && (out - 1) * stride >= size + pad) --out;
-  return out;
+  using wide = __int128;
+  const wide num = wide(size) + 2 * wide(pad) - wide(dil) * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  wide out = (num >= 0 ? num / stride : -((-num + stride - 1) / stride)) + 1;
+  if (ceil_mode && (out - 1) * stride >= wide(size) + pad) --out;
+  return out > INT64_MAX ? INT64_MAX : static_cast<int64_t>(out);
 }
 
 // The output plane must be what the window geometry gives (floor or ceil mode).
@@ -664,6 +706,8 @@ void py_adaptive_avg_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj
   py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
   py::array y = expect_dense<float>(y_obj, "out", {x.shape(0), x.shape(1), -1, -1}, true);
   EMBER_CHECK_VALUE(y.shape(2) >= 1 && y.shape(3) >= 1, "output_size must be >= 1");
+  EMBER_CHECK_VALUE(x.shape(2) >= 1 && x.shape(3) >= 1, "input has shape ", shape_str(x),
+                    ": adaptive pooling needs a non-empty H x W plane (an empty one has no mean)");
   EMBER_CHECK_VALUE(!overlaps(y, x), "out must not share memory with input");
   const auto g = pool_geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
   const int nt = ember::get_num_threads();
@@ -681,6 +725,8 @@ void py_adaptive_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_o
   py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
   py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
   EMBER_CHECK_VALUE(dy.shape(2) >= 1 && dy.shape(3) >= 1, "grad_output must have an output size >= 1");
+  EMBER_CHECK_VALUE(dx.shape(2) >= 1 && dx.shape(3) >= 1, "out has shape ", shape_str(dx),
+                    ": adaptive pooling needs a non-empty H x W plane");
   EMBER_CHECK_VALUE(!overlaps(dx, dy), "out must not share memory with grad_output");
   const auto g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const int nt = ember::get_num_threads();
@@ -806,12 +852,18 @@ QCall qmatmul_args(const py::handle& x_obj, const py::handle& bias_obj, const py
   c.x = expect_f32(x_obj, "input", 2);
   EMBER_CHECK_VALUE(c.x.shape(1) == k, "qmatmul: input has K=", c.x.shape(1), " (shape ", shape_str(c.x),
                     ") but the weight was quantized for K=", k);
-  EMBER_CHECK_VALUE(c.x.shape(0) <= 1 || c.x.strides(1) == 4, "qmatmul: input must have unit column stride");
+  // The kernels walk each row as contiguous: a strided or reversed row (even a single
+  // one) must be copied by the caller.
+  EMBER_CHECK_VALUE(c.x.shape(1) <= 1 || c.x.strides(1) == 4, "qmatmul: input must have unit column stride, got "
+                    "strides (", c.x.strides(0), ", ", c.x.strides(1), ") bytes");
   c.m = c.x.shape(0);
   c.out = expect_f32(out_obj, "out", 2);
   EMBER_CHECK_VALUE(c.out.shape(0) == c.m && c.out.shape(1) == n, "qmatmul: out has shape ", shape_str(c.out),
                     ", expected (", c.m, ", ", n, ")");
-  EMBER_CHECK_VALUE(c.out.shape(0) <= 1 || c.out.strides(1) == 4, "qmatmul: out must have unit column stride");
+  EMBER_CHECK_VALUE(n <= 1 || c.out.strides(1) == 4, "qmatmul: out must have unit column stride, got strides (",
+                    c.out.strides(0), ", ", c.out.strides(1), ") bytes");
+  EMBER_CHECK_VALUE(c.m <= 1 || std::abs(c.out.strides(0)) >= 4 * n, "qmatmul: out rows must not overlap: row "
+                    "stride must be at least ", 4 * n, " bytes, got ", c.out.strides(0));
   EMBER_CHECK_VALUE(c.out.writeable(), "qmatmul: out is read-only");
   EMBER_CHECK_VALUE(!overlaps(c.out, c.x), "qmatmul: out must not share memory with input");
   if (!bias_obj.is_none()) {

@@ -27,6 +27,27 @@ def pair(value, name: str, minimum: int) -> tuple[int, int]:
     return h, w
 
 
+# Every geometry value and extent stays below 2**62, so that the kernels' index arithmetic
+# (a tap's position i * stride - padding + p * dilation, sums of two extents) fits in int64.
+MAX_EXTENT = 1 << 62
+
+
+def _bounded(value: int, name: str, what: str = "") -> int:
+    if value >= MAX_EXTENT:
+        raise ValueError(f"{name}{what} is {value}, too large: convolution and pooling geometry must stay below 2**62")
+    return value
+
+
+def _check_axis(size: int, out: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation: int, axis: str) -> None:
+    """Bound every extent the kernels compute along one axis (see MAX_EXTENT)."""
+    _bounded(stride, "stride")
+    _bounded(max(pad_lo, pad_hi), "padding")
+    _bounded(dilation, "dilation")
+    _bounded(dilation * (k - 1) + 1, "dilation", f" x (kernel - 1) + 1 along the {axis}")
+    _bounded(size + pad_lo + pad_hi, "padding", f" + input along the {axis}")
+    _bounded((out - 1) * stride + dilation * (k - 1) + 1, "stride", f" x (output - 1) + window along the {axis}")
+
+
 def float32_nchw(x, name: str) -> np.ndarray:
     """A float32 N x C x H x W array, made C-contiguous (a copy only if it was not)."""
     if not isinstance(x, np.ndarray):
@@ -108,6 +129,9 @@ def conv2d_geometry(input_shape, weight_shape, stride, padding, dilation, groups
         ph, pw = pair(padding, "padding", 0)
         pads = ((ph, ph), (pw, pw))
     (pt, pb), (pl, pr) = pads
+    _bounded(max(sh, sw), "stride")
+    _bounded(max(dh, dw), "dilation")
+    _bounded(max(pt, pb, pl, pr), "padding")
     eff_h, eff_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     if eff_h > h + pt + pb or eff_w > w + pl + pr:
         raise ValueError(
@@ -116,6 +140,8 @@ def conv2d_geometry(input_shape, weight_shape, stride, padding, dilation, groups
         )
     oh = (h + pt + pb - eff_h) // sh + 1
     ow = (w + pl + pr - eff_w) // sw + 1
+    _check_axis(h, oh, kh, sh, pt, pb, dh, "height")
+    _check_axis(w, ow, kw, sw, pl, pr, dw, "width")
     return Conv2dGeometry(n, c, h, w, o, kh, kw, oh, ow, (sh, sw), (pt, pl), (dh, dw), groups)
 
 
@@ -148,6 +174,9 @@ def pool2d_geometry(input_shape, kernel_size, stride, padding, dilation, ceil_mo
     sh, sw = pair(kernel_size if stride is None else stride, "stride", 1)
     ph, pw = pair(padding, "padding", 0)
     dh, dw = pair(dilation, "dilation", 1)
+    for v, name in ((max(kh, kw), "kernel_size"), (max(sh, sw), "stride"), (max(ph, pw), "padding"),
+                    (max(dh, dw), "dilation")):
+        _bounded(v, name)
     if ph > (dh * (kh - 1) + 1) // 2 or pw > (dw * (kw - 1) + 1) // 2:
         raise ValueError(
             f"padding {(ph, pw)} must be at most half the (dilated) kernel size {(kh, kw)}"
@@ -159,4 +188,6 @@ def pool2d_geometry(input_shape, kernel_size, stride, padding, dilation, ceil_mo
             f"output size {oh}x{ow} is too small: input shape {tuple(input_shape)}, kernel_size {(kh, kw)}, "
             f"stride {(sh, sw)}, padding {(ph, pw)}, dilation {(dh, dw)}"
         )
+    _check_axis(h, oh, kh, sh, ph, ph, dh, "height")
+    _check_axis(w, ow, kw, sw, pw, pw, dw, "width")
     return Pool2dGeometry((kh, kw), (sh, sw), (ph, pw), (dh, dw), oh, ow)

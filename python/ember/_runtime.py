@@ -6,7 +6,7 @@ import platform
 import sys
 from typing import TextIO
 
-from . import _C, backend
+from . import _C, _check, backend
 
 
 def get_num_threads() -> int:
@@ -16,9 +16,7 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Set the threads the CPU kernels use; ``n`` must be an integer in 1..1024."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
-    _C.set_num_threads(n)
+    _C.set_num_threads(_check.integer(n, "set_num_threads: n", 1, 1024))
 
 
 def get_isa() -> str:
@@ -55,9 +53,7 @@ def empty_host_cache() -> None:
 
 def set_host_cache_limit(nbytes: int) -> None:
     """Keep at most ``nbytes`` of idle blocks (default 1 GiB); 0 turns the cache off."""
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int):
-        raise TypeError(f"set_host_cache_limit: nbytes must be an int, got {type(nbytes).__name__}")
-    _C.host_cache_set_limit(nbytes)
+    _C.host_cache_set_limit(_check.integer(nbytes, "set_host_cache_limit: nbytes", 0))
 
 
 def _report_text(report: dict) -> str:

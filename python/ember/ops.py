@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _C, _geometry
+from . import _C, _check, _geometry
 
 
 def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False):
@@ -297,6 +297,9 @@ def avg_pool2d_backward_ref(grad_output, input_shape, kernel_size, stride=None, 
 def _adaptive_avg_pool2d(fwd, input, output_size):
     x = _geometry.float32_nchw(input, "input")
     oh, ow = _geometry.pair(output_size, "output_size", 1)
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"input has shape {x.shape}: adaptive pooling needs a non-empty H x W plane "
+                         "(an empty one has no mean)")
     y = _C.empty(x.shape[:2] + (oh, ow), np.float32)
     fwd(x, y)
     return y
@@ -338,17 +341,17 @@ def adaptive_avg_pool2d_backward_ref(grad_output, input_shape):
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _xent_args(logits, target, weight, label_smoothing, reduction):
+def _xent_args(logits, target, weight, ignore_index, label_smoothing, reduction):
     z = logits if isinstance(logits, np.ndarray) else np.asarray(logits)
     if z.dtype != np.float32:
         raise TypeError(f"logits must have dtype float32, got {z.dtype}")
     if z.ndim != 2:
         raise ValueError(f"logits must be 2-D (batch, classes), got shape {z.shape}")
     z = np.ascontiguousarray(z)
-    return (z,) + _xent_targets(z.shape, target, weight, label_smoothing, reduction)
+    return (z,) + _xent_targets(z.shape, target, weight, ignore_index, label_smoothing, reduction)
 
 
-def _xent_targets(shape, target, weight, label_smoothing, reduction):
+def _xent_targets(shape, target, weight, ignore_index, label_smoothing, reduction):
     """The checked (target, weight, eps) for logits of `shape` (batch, classes)."""
     t = target if isinstance(target, np.ndarray) else np.asarray(target)
     if t.ndim == 2:
@@ -363,6 +366,9 @@ def _xent_targets(shape, target, weight, label_smoothing, reduction):
                             f"probability matrix, got {t.dtype} of shape {t.shape}")
         if t.shape[0] != shape[0]:
             raise ValueError(f"target must have shape ({shape[0]},) (one class per row of logits), got {t.shape}")
+        if t.dtype.kind == "u" and t.size and t.max() > _check.INT64_MAX:  # would wrap as int64
+            r = int(np.argmax(t > _check.INT64_MAX))
+            raise ValueError(f"target[{r}] = {t[r]} is not a class in [0, {shape[1]})")
         t = np.ascontiguousarray(t, dtype=np.int64)
     else:
         raise ValueError(f"target must be 1-D class indices or 2-D probabilities, got shape {t.shape}")
@@ -374,6 +380,7 @@ def _xent_targets(shape, target, weight, label_smoothing, reduction):
         if w.shape != (shape[1],):
             raise ValueError(f"weight must have shape ({shape[1]},) (one value per class), got {w.shape}")
         w = np.ascontiguousarray(w)
+    _check.integer(ignore_index, "ignore_index")
     eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
@@ -391,7 +398,7 @@ def _xent_denominator(t, w, ignore_index):
 
 
 def _xent_forward(fwd, logits, target, weight, ignore_index, label_smoothing, reduction, return_lse):
-    z, t, w, eps = _xent_args(logits, target, weight, label_smoothing, reduction)
+    z, t, w, eps = _xent_args(logits, target, weight, ignore_index, label_smoothing, reduction)
     b, v = z.shape
     lse, nll, smooth = np.empty(b), np.empty(b), np.empty(b)
     fwd(z, t, w, eps, int(ignore_index), lse, nll, smooth)
@@ -444,7 +451,7 @@ def _grad_output(grad_output, b, reduction):
 
 
 def _xent_backward(bwd, logits, target, lse, grad_output, weight, ignore_index, label_smoothing, reduction, out):
-    z, t, w, eps = _xent_args(logits, target, weight, label_smoothing, reduction)
+    z, t, w, eps = _xent_args(logits, target, weight, ignore_index, label_smoothing, reduction)
     b = z.shape[0]
     lse = lse if isinstance(lse, np.ndarray) else np.asarray(lse)
     if lse.dtype != np.float64 or lse.shape != (b,):
@@ -519,7 +526,7 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
         bias = _as_f32(bias, "bias")
         if bias.shape != (v,):
             raise ValueError(f"bias must have shape ({v},) (one value per class), got {bias.shape}")
-    t, cw, eps = _xent_targets((b, v), target, class_weight, label_smoothing, reduction)
+    t, cw, eps = _xent_targets((b, v), target, class_weight, ignore_index, label_smoothing, reduction)
     if t.ndim == 1:  # checked here, not chunk by chunk, so that the error names the batch's row
         bad = (t != ignore_index) & ((t < 0) | (t >= v))
         if bad.any():

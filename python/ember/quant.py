@@ -124,9 +124,20 @@ class QuantizedWeight:
                              f"K={self.shape[1]} inputs")
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.shape[1])
-        if x2.shape[0] > 1 and x2.strides[1] != 4:
+        if x2.shape[1] > 1 and x2.strides[1] != 4:  # the kernels read each row as contiguous
             x2 = np.ascontiguousarray(x2)
-        result = out if out is not None else _C.empty((x2.shape[0], self.shape[0]), np.float32)
+        shape2 = (x2.shape[0], self.shape[0])
+        if out is None:
+            result = _C.empty(shape2, np.float32)
+        else:
+            if not isinstance(out, np.ndarray) or out.dtype != np.float32:
+                raise TypeError(f"qmatmul: out must be a float32 numpy.ndarray, got "
+                                f"{getattr(out, 'dtype', type(out).__name__)}")
+            if out.shape != lead + (self.shape[0],):
+                raise ValueError(f"qmatmul: out must have shape {lead + (self.shape[0],)}, got {out.shape}")
+            result = out.reshape(shape2)
+            if not np.may_share_memory(result, out):
+                raise ValueError("qmatmul: out cannot be viewed as a (rows, outputs) matrix without a copy")
         if bias is not None:
             bias = bias._data if isinstance(bias, Tensor) else bias
         if self.bits == 8:
@@ -135,7 +146,7 @@ class QuantizedWeight:
         else:
             fn = _C.qmatmul_int4_ref if reference else _C.qmatmul_int4
             fn(x2, self.data, self.scales, self.shape[0], self.shape[1], self.group_size, bias, result)
-        return result.reshape(lead + (self.shape[0],))
+        return out if out is not None else result.reshape(lead + (self.shape[0],))
 
     def __repr__(self) -> str:
         g = f", group_size={self.group_size}" if self.bits == 4 else ""

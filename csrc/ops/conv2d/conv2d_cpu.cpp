@@ -13,6 +13,7 @@
 // onto them (beta = 1), with the ReLU fused in its epilogue.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -203,6 +204,17 @@ DepthwisePlane depthwise_plane(const Geometry& g) {
 
 int64_t padded_rows(const Geometry& g) { return (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1; }
 
+// Whether the paths that copy the image into a zero-padded plane (direct,
+// per-tap, Winograd) may: the padded plane must stay within a few times the
+// image. A huge padding or dilation goes to implicit GEMM instead, which clips
+// each run of pixels to the image and so costs what the image costs. (The
+// bindings bound every extent below 2^62, so these products cannot overflow.)
+bool padded_plane_ok(const Geometry& g) {
+  const double rows = static_cast<double>(padded_rows(g));
+  const double cols = static_cast<double>((g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
+  return rows * cols <= 4.0 * static_cast<double>(g.h) * static_cast<double>(g.w) + 65536.0;
+}
+
 // dst (rows x cols) = the h x w plane src (row stride ld) placed at (top,
 // left) in zeros and cropped to rows x cols.
 void pad_plane(const float* src, int64_t ld, int64_t h, int64_t w, int64_t top, int64_t left, int64_t rows,
@@ -232,7 +244,7 @@ void pad_input(const Geometry& g, const DepthwisePlane& pg, const float* xc, flo
 // tile overheads.
 bool smallc_applies(const Geometry& g) {
   const int64_t cpg = g.c / g.groups;
-  return g.sh == 1 && g.sw == 1 && cpg >= 2 && cpg < 16;
+  return g.sh == 1 && g.sw == 1 && cpg >= 2 && cpg < 16 && padded_plane_ok(g);
 }
 
 // The padded planes of one image's group for the few-channel kernels.
@@ -360,7 +372,9 @@ void depthwise_bwd_weight(const Geometry& g, const float* x, const float* dy, fl
 // (rows = a mod sh, columns = b mod sw), each read at unit stride by the taps
 // of its phase. The taps' GEMMs accumulate into an L2-resident block of the
 // virtual output, which is then compacted into y.
-bool fwd_shifted_applies(const Geometry& g) { return g.c / g.groups >= 16 && g.o / g.groups > gemm::kSmallM; }
+bool fwd_shifted_applies(const Geometry& g) {
+  return g.c / g.groups >= 16 && g.o / g.groups > gemm::kSmallM && padded_plane_ok(g);
+}
 
 void conv2d_fwd_shifted(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y,
                         Isa isa, int nthreads) {
@@ -447,7 +461,7 @@ void conv2d_fwd_shifted(const Geometry& g, const float* x, const float* w, const
 //   A^T = [1 1 1 0; 0 1 -1 -1]
 bool winograd_applies(const Geometry& g) {
   return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.c / g.groups >= 16 &&
-         g.o / g.groups >= 16;
+         g.o / g.groups >= 16 && padded_plane_ok(g);
 }
 
 thread_local Scratch t_wino_v;
@@ -526,7 +540,14 @@ void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* 
   const int64_t K = cpg * g.kh * g.kw, P = g.oh * g.ow;
   const int64_t tasks = g.n * g.groups;
   if (tasks == 0 || P == 0 || opg == 0) return;
-  if (cpg == 1) {
+  if (K == 0) {  // no input channels: every output is its bias (the GEMM has nothing to sum)
+    for (int64_t t = 0; t < g.n * g.o; ++t) {
+      const float b = bias ? bias[t % g.o] : 0.0f;
+      std::fill(y + t * P, y + (t + 1) * P, relu && !(b > 0.0f) && !std::isnan(b) ? 0.0f : b);
+    }
+    return;
+  }
+  if (cpg == 1 && padded_plane_ok(g)) {
     depthwise_fwd(g, x, w, bias, relu, y, isa, nthreads);
     return;
   }
@@ -577,7 +598,7 @@ void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* 
   const int64_t cpg = g.c / g.groups, opg = g.o / g.groups, taps = g.kh * g.kw;
   const int64_t K = cpg * taps, P = g.oh * g.ow, HW = g.h * g.w;
   if (g.n == 0 || cpg == 0 || HW == 0) return;
-  if (cpg == 1 && opg > 0 && P > 0) {
+  if (cpg == 1 && opg > 0 && P > 0 && padded_plane_ok(g)) {
     depthwise_bwd_data(g, dy, w, dx, isa, nthreads);
     return;
   }
@@ -660,12 +681,16 @@ void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float
   const int64_t cpg = g.c / g.groups, opg = g.o / g.groups, taps = g.kh * g.kw;
   const int64_t K = cpg * taps, P = g.oh * g.ow, HW = g.h * g.w;
   const int64_t wsize = g.o * K;
-  if (g.n == 0 || P == 0) {
+  if (g.n == 0 || P == 0 || K == 0) {
     std::fill(dw, dw + wsize, 0.0f);
-    if (db) std::fill(db, db + g.o, 0.0f);
+    if (db) {  // no input channels leave the bias gradient: the sum of dy over images and pixels
+      std::fill(db, db + g.o, 0.0f);
+      for (int64_t n = 0; n < g.n; ++n)
+        for (int64_t o = 0; o < g.o; ++o) db[o] += sum_floats(dy + (n * g.o + o) * P, P);
+    }
     return;
   }
-  if (cpg == 1) {
+  if (cpg == 1 && padded_plane_ok(g)) {
     depthwise_bwd_weight(g, x, dy, dw, db, isa, nthreads);
     return;
   }

@@ -32,6 +32,18 @@ struct Geometry {
   int64_t dh, dw;      // dilation (>= 1; 1 for avg)
 };
 
+// The taps [t0, t1) of a window along one axis -- tap t at position start + t * dil for
+// 0 <= t < k -- that fall inside [0, size), in closed form, so that the work follows the
+// clipped window however large k or the padding are. t0 is the first tap at or past
+// position 0 even when no tap is valid (then t1 <= t0). Positions stay below 2^63: the
+// bindings bound every extent below 2^62.
+inline void valid_taps(int64_t start, int64_t dil, int64_t k, int64_t size, int64_t* t0, int64_t* t1) {
+  const int64_t first = start >= 0 ? 0 : (-start + dil - 1) / dil;
+  const int64_t end = start >= size ? 0 : (size - 1 - start) / dil + 1;
+  *t0 = first;
+  *t1 = end < k ? end : k;
+}
+
 // The oracles: plain loops, double accumulation for averages, no threads.
 void max_pool2d_fwd_ref(const Geometry& g, const float* x, float* y, int64_t* idx);
 void max_pool2d_bwd_ref(const Geometry& g, const float* dy, const int64_t* idx, float* dx);

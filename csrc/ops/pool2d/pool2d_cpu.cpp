@@ -39,11 +39,9 @@ struct Taps {
 };
 
 Taps taps(int64_t o, int64_t stride, int64_t pad, int64_t dil, int64_t k, int64_t size) {
-  const int64_t start = o * stride - pad;
-  int64_t t0 = 0, t1 = k;
-  while (t0 < k && start + t0 * dil < 0) ++t0;
-  while (t1 > t0 && start + (t1 - 1) * dil >= size) --t1;
-  return {start, t0, t1};
+  Taps t{o * stride - pad, 0, 0};
+  valid_taps(t.start, dil, k, size, &t.t0, &t.t1);
+  return t;
 }
 
 // Generic max2x2_row: the selection rules spelled out per output.
@@ -131,10 +129,10 @@ struct AvgWindows {
   Window operator()(int64_t i, int64_t j) const {
     int64_t h0 = i * g.sh - g.ph, w0 = j * g.sw - g.pw;
     int64_t h1 = std::min(h0 + g.kh, g.h + g.ph), w1 = std::min(w0 + g.kw, g.w + g.pw);
-    const int64_t padded = (h1 - h0) * (w1 - w0);
+    const double padded = static_cast<double>(h1 - h0) * static_cast<double>(w1 - w0);  // may pass 2^63
     h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
     h1 = std::min(h1, g.h), w1 = std::min(w1, g.w);
-    return {h0, h1, w0, w1, static_cast<float>(count_include_pad ? padded : (h1 - h0) * (w1 - w0))};
+    return {h0, h1, w0, w1, static_cast<float>(count_include_pad ? padded : static_cast<double>((h1 - h0) * (w1 - w0)))};
   }
 };
 

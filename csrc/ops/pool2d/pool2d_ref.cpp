@@ -22,13 +22,13 @@ struct AvgWindow {
 AvgWindow avg_window(const Geometry& g, bool count_include_pad, int64_t i, int64_t j) {
   int64_t h0 = i * g.sh - g.ph, w0 = j * g.sw - g.pw;
   int64_t h1 = std::min(h0 + g.kh, g.h + g.ph), w1 = std::min(w0 + g.kw, g.w + g.pw);
-  const int64_t padded = (h1 - h0) * (w1 - w0);
+  const double padded = static_cast<double>(h1 - h0) * static_cast<double>(w1 - w0);  // may pass 2^63
   h0 = std::max<int64_t>(h0, 0);
   w0 = std::max<int64_t>(w0, 0);
   h1 = std::min(h1, g.h);
   w1 = std::min(w1, g.w);
-  const int64_t valid = (h1 - h0) * (w1 - w0);
-  return {h0, h1, w0, w1, static_cast<double>(count_include_pad ? padded : valid)};
+  const double valid = static_cast<double>(h1 - h0) * static_cast<double>(w1 - w0);
+  return {h0, h1, w0, w1, count_include_pad ? padded : valid};
 }
 
 int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
@@ -42,15 +42,15 @@ void max_pool2d_fwd_ref(const Geometry& g, const float* x, float* y, int64_t* id
     for (int64_t i = 0; i < g.oh; ++i)
       for (int64_t j = 0; j < g.ow; ++j) {
         const int64_t h0 = i * g.sh - g.ph, w0 = j * g.sw - g.pw;
-        int64_t first_h = h0, first_w = w0;
-        while (first_h < 0) first_h += g.dh;
-        while (first_w < 0) first_w += g.dw;
+        int64_t p0, p1, q0, q1;  // the taps inside the plane (the loops below still test each)
+        valid_taps(h0, g.dh, g.kh, g.h, &p0, &p1);
+        valid_taps(w0, g.dw, g.kw, g.w, &q0, &q1);
         float best = -std::numeric_limits<float>::infinity();
-        int64_t best_idx = first_h * g.w + first_w;
-        for (int64_t p = 0; p < g.kh; ++p) {
+        int64_t best_idx = (h0 + p0 * g.dh) * g.w + w0 + q0 * g.dw;
+        for (int64_t p = p0; p < p1; ++p) {
           const int64_t h = h0 + p * g.dh;
           if (h < 0 || h >= g.h) continue;
-          for (int64_t q = 0; q < g.kw; ++q) {
+          for (int64_t q = q0; q < q1; ++q) {
             const int64_t w = w0 + q * g.dw;
             if (w < 0 || w >= g.w) continue;
             const float v = xp[h * g.w + w];
