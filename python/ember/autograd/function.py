@@ -44,8 +44,23 @@ class Context:
         self.__dict__.clear()  # the saved arrays and whatever else the forward kept
 
 
+def _memory_owner(a):
+    """The array that owns a's memory (a itself unless a is a view of another array)."""
+    base = getattr(a, "base", None)
+    while base is not None and hasattr(base, "base") and hasattr(base, "shape"):
+        a, base = base, base.base
+    return a
+
+
 class Function:
-    """Subclass with static ``forward(ctx, ...)`` and ``backward(ctx, *grads)``; call ``apply``."""
+    """Subclass with static ``forward(ctx, ...)`` and ``backward(ctx, *grads)``; call ``apply``.
+
+    A Function whose outputs may be views of its first input sets ``view = True``: an output
+    that shares that input's memory then shares its version counter too, so an in-place
+    change through the view is seen by every backward that saved the base, and the other
+    way round (as PyTorch's views share their base's version)."""
+
+    view = False
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -72,13 +87,25 @@ class Function:
         out = cls.forward(ctx, *arrays, **kwargs)
         if type(out) is not tuple:
             result = Tensor._wrap(out, record)
+            if cls.view:
+                _share_version(args[0], (result,))
             if record:
                 _record(cls, ctx, args, (result,))
             return result
         results = tuple(Tensor._wrap(o, record) for o in out)
+        if cls.view:
+            _share_version(args[0], results)
         if record:
             _record(cls, ctx, args, results)
         return results
+
+
+def _share_version(base, results) -> None:
+    """Outputs that are views of ``base``'s memory take its version counter."""
+    owner = _memory_owner(base._data)
+    for r in results:
+        if _memory_owner(r._data) is owner:
+            r._version = base._version
 
 
 def _record(cls, ctx, args, results) -> None:

@@ -297,6 +297,8 @@ class Mean(Function):
 
 
 class Reshape(Function):
+    view = True
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = np.shape(a)
@@ -308,6 +310,8 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    view = True
+
     @staticmethod
     def forward(ctx, a, dim0, dim1):
         ctx.dims = (dim0, dim1)
@@ -471,6 +475,8 @@ class Var(Function):
 
 
 class Permute(Function):
+    view = True
+
     @staticmethod
     def forward(ctx, a, dims):
         ctx.dims = dims
@@ -482,6 +488,8 @@ class Permute(Function):
 
 
 class Expand(Function):
+    view = True
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = np.shape(a)
@@ -496,6 +504,8 @@ class Expand(Function):
 class Index(Function):
     """a[key]: basic and integer-array indexing; backward scatters with np.add.at, so repeated
     indices add up."""
+
+    view = True
 
     @staticmethod
     def forward(ctx, a, key):
@@ -534,6 +544,8 @@ class Stack(Function):
 
 class Split(Function):
     """Pieces of ``sizes`` along ``dim``: one output per piece."""
+
+    view = True
 
     @staticmethod
     def forward(ctx, a, sizes, dim):
