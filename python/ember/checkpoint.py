@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,13 +59,66 @@ def _json_ready(value):
     raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint's JSON metadata")
 
 
+_TMP_MARK = ".ember-tmp-"
+
+
+def _clean_stale_temps(directory: Path, name: str) -> None:
+    """Remove temporary files a killed save of ``name`` left in ``directory``: those named
+    ``.NAME.ember-tmp-PID-*`` whose process no longer runs."""
+    prefix = f".{name}{_TMP_MARK}"
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # its writer is alive (another process saving the same file)
+        except ProcessLookupError:
+            pass
+        except OSError:  # alive but not ours to signal
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            pass
+
+
 def atomic_write(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one.
+
+    The bytes go to a temporary file beside the destination (named ``.NAME.ember-tmp-PID-*``, so
+    that one a killed process left behind is recognised and removed by the next save), are
+    flushed to disk and renamed over it. A symbolic link is written through: its target is
+    replaced, the link stays. An existing file keeps its permission bits; a new one gets the
+    umask's."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    _clean_stale_temps(directory, path.name)
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    for _ in range(100):
+        tmp = directory / f".{path.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"could not create a temporary file beside {path}")
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -190,37 +243,97 @@ def read(path) -> tuple[dict, dict]:
     return arrays, meta
 
 
+def _json_meta(meta, key, kind, default):
+    if key not in meta:
+        return default
+    value = json.loads(meta[key])
+    if not isinstance(value, kind):
+        raise ValueError(f"metadata {key} must hold a JSON {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _epoch(meta):
+    if "ember.epoch" not in meta:
+        return None
+    text = meta["ember.epoch"]
+    if not text.isdigit():
+        raise ValueError(f"metadata ember.epoch must be an int >= 0, got {text!r}")
+    return int(text)
+
+
+def _optimizer_state(arrays, meta, optimizer):
+    """The optimizer's state_dict as stored, checked by the optimizer; nothing is applied."""
+    if "ember.optimizer" not in meta:
+        raise ValueError("holds no optimizer state")
+    description = _json_meta(meta, "ember.optimizer", dict, {})
+    if description.get("class") != type(optimizer).__name__:
+        raise ValueError(f"holds the state of a {description.get('class')} optimizer, "
+                         f"not of a {type(optimizer).__name__}")
+    groups, scalars = description.get("param_groups"), description.get("scalars", {})
+    if not isinstance(groups, list) or not isinstance(scalars, dict):
+        raise ValueError("metadata ember.optimizer must hold 'param_groups' (a list) and 'scalars' (a dict)")
+    state = {}
+    for key, value in arrays.items():
+        if key.startswith(_OPTIM):
+            index, _, name = key[len(_OPTIM):].partition(".")
+            if not index.isdigit() or not name:
+                raise ValueError(f"tensor {key!r} is not named optimizer.<parameter index>.<state name>")
+            state.setdefault(int(index), {})[name] = value
+    for index, entries in scalars.items():
+        if not index.isdigit() or not isinstance(entries, dict):
+            raise ValueError(f"metadata ember.optimizer: scalars[{index!r}] is not a parameter's state")
+        state.setdefault(int(index), {}).update(entries)
+    return optimizer.check_state_dict({"state": state, "param_groups": groups})
+
+
+def _rng_state(meta):
+    """The stored random state, checked on a scratch generator of the default one's kind."""
+    from .tensor import default_generator
+
+    state = _json_meta(meta, "ember.rng", dict, None)
+    if state is not None:
+        scratch = type(default_generator().numpy.bit_generator)()
+        try:
+            scratch.state = state
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"metadata ember.rng is not a valid random state ({exc})") from None
+    return state
+
+
 def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: bool = True) -> Checkpoint:
     """Load a checkpoint written by ``save``: weights into ``model`` (a key the model lacks or
     lacks in the file, or a shape that differs, is an error listing them all; with
     ``strict=False`` only shapes must agree), state into ``optimizer``, and, unless
     ``restore_rng=False``, the default random generator's state. Returns a ``Checkpoint``
-    with the epoch, config and extra metadata."""
+    with the epoch, config and extra metadata.
+
+    The whole file is checked first -- tensors, shapes and dtypes, the optimizer's state and
+    hyper-parameters, the random state, the epoch and config -- and the model, optimizer and
+    random state change only when all of it is right: an error (ValueError naming the file
+    and the key) leaves them as they were."""
     from .tensor import default_generator
 
     path = Path(path)
     arrays, meta = read(path)
     model_state = {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)}
-    if model is not None:
-        _check_quantized_layers(path, model, meta)
-        model.load_state_dict(model_state, strict=strict)
-    if optimizer is not None:
-        if "ember.optimizer" not in meta:
-            raise ValueError(f"{path} holds no optimizer state")
-        description = json.loads(meta["ember.optimizer"])
-        if description["class"] != type(optimizer).__name__:
-            raise ValueError(f"{path} holds the state of a {description['class']} optimizer, "
-                             f"not of a {type(optimizer).__name__}")
-        state = {}
-        for key, value in arrays.items():
-            if key.startswith(_OPTIM):
-                index, name = key[len(_OPTIM):].split(".", 1)
-                state.setdefault(int(index), {})[name] = value.copy()
-        for index, scalars in description["scalars"].items():
-            state.setdefault(int(index), {}).update(scalars)
-        optimizer.load_state_dict({"state": state, "param_groups": description["param_groups"]})
-    if restore_rng and "ember.rng" in meta:
-        default_generator().numpy.bit_generator.state = json.loads(meta["ember.rng"])
-    epoch = int(meta["ember.epoch"]) if "ember.epoch" in meta else None
-    return Checkpoint(path=path, epoch=epoch, config=json.loads(meta.get("ember.config", "{}")),
-                      extra=json.loads(meta.get("ember.extra", "{}")), model_state=model_state)
+    try:
+        epoch = _epoch(meta)
+        config = _json_meta(meta, "ember.config", dict, {})
+        extra = _json_meta(meta, "ember.extra", dict, {})
+        plan = None
+        if model is not None:
+            _check_quantized_layers(path, model, meta)
+            plan = model.plan_load_state_dict(model_state, strict=strict)[0]
+        optimizer_state = _optimizer_state(arrays, meta, optimizer) if optimizer is not None else None
+        rng = _rng_state(meta) if restore_rng else None
+    except (TypeError, ValueError, KeyError) as exc:
+        message = str(exc)
+        raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    # Everything is checked: apply it.
+    if plan is not None:
+        model._apply_load_plan(plan)
+    if optimizer_state is not None:
+        optimizer._install_state(optimizer_state)
+    if rng is not None:
+        default_generator().numpy.bit_generator.state = rng
+    return Checkpoint(path=path, epoch=epoch, config=config, extra=extra, model_state=model_state)

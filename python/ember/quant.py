@@ -250,6 +250,29 @@ class QuantLinear(nn.Module):
             q.bias._data[...] = linear.bias.detach().numpy()
         return q
 
+    def check_loaded_state(self, state: dict) -> list:
+        """Quantized weights from a file are checked, not trusted: scales finite and > 0, int8
+        values in [-127, 127] (the kernels' integer bounds), and each channel's column sum equal
+        to the one its values give (a wrong one would make the fast path silently disagree)."""
+        problems = []
+        scales = state.get("weight_scales")
+        if scales is not None and not (np.isfinite(scales) & (scales > 0)).all():
+            bad = scales[~(np.isfinite(scales) & (scales > 0))]
+            problems.append(f"weight_scales: scales must be finite and > 0, found {bad[:3].tolist()}")
+        data = state.get("weight_data")
+        if self.bits == 8 and data is not None:
+            if data.size and data.min() < -127:
+                problems.append("weight_data: int8 weights must lie in [-127, 127], found -128")
+            colsum = state.get("weight_colsum")
+            if colsum is not None:
+                kp = _round_up(self.in_features, 4)
+                derived = data.astype(np.int64).reshape(-1, kp // 4, BLOCK, 4).sum(axis=(1, 3)).reshape(-1)
+                if not np.array_equal(derived, colsum):
+                    channel = int(np.argmax(derived != colsum))
+                    problems.append(f"weight_colsum: channel {channel}'s column sum is {int(colsum[channel])}, "
+                                    f"its weights sum to {int(derived[channel])}")
+        return problems
+
     @property
     def qweight(self) -> QuantizedWeight:
         """The packed weight over this module's buffers (checked: scales finite and > 0)."""

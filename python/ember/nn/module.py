@@ -11,6 +11,13 @@ from ..autograd import no_grad
 from ..tensor import Tensor
 
 
+def _same_kind(a, b) -> bool:
+    """Whether values of dtype a may be loaded into storage of dtype b: floats into floats
+    (cast, as PyTorch does), integers into integers, booleans into booleans."""
+    kinds = {"f": "f", "i": "i", "u": "i", "b": "b"}
+    return kinds.get(np.dtype(a).kind) == kinds.get(np.dtype(b).kind, "?")
+
+
 class Parameter(Tensor):
     """A tensor that is a module's learnable weight: requires grad, and is registered when set
     as a module attribute."""
@@ -188,34 +195,72 @@ class Module:
 
     @no_grad()
     def load_state_dict(self, state_dict, strict: bool = True):
-        """Copy values into this module's parameters and buffers. A key this module lacks, a
-        key it has that is missing, or a shape that differs is an error listing them all
-        (with ``strict=False`` only shapes are checked). Returns (missing, unexpected)."""
+        """Copy values into this module's parameters and buffers. Everything is checked before
+        anything is copied: a key this module lacks, a key it has that is missing, a shape that
+        differs, a value of another kind (integer bits into a float weight, say) or one a layer
+        refuses (see ``check_loaded_state``) is an error listing them all, and the module is
+        left as it was. With ``strict=False`` missing and unexpected keys are allowed. Returns
+        (missing, unexpected)."""
+        plan, missing, unexpected = self.plan_load_state_dict(state_dict, strict)
+        self._apply_load_plan(plan)
+        return missing, unexpected
+
+    @staticmethod
+    @no_grad()
+    def _apply_load_plan(plan) -> None:
+        """Copy what ``plan_load_state_dict`` checked (cannot fail)."""
+        for t, arr in plan:
+            t._data[...] = arr
+            t._bump()
+
+    def plan_load_state_dict(self, state_dict, strict: bool = True):
+        """The checks of ``load_state_dict`` without the copy: returns ``(plan, missing,
+        unexpected)``, plan being the (tensor, array) pairs the load would copy, or raises
+        ValueError naming every problem. Lets a loader check a whole file before changing
+        anything."""
         own = OrderedDict(list(self.named_parameters()) + list(self.named_buffers()))
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        wrong = []
+        shapes, wrong, plan, arrays = [], [], [], {}
         for k, t in own.items():
-            if k in state_dict:
-                v = state_dict[k]
-                arr = v._data if isinstance(v, Tensor) else np.asarray(v)
-                if arr.shape != t.shape:
-                    wrong.append(f"{k}: expected shape {t.shape}, got {arr.shape}")
+            if k not in state_dict:
+                continue
+            v = state_dict[k]
+            arr = v._data if isinstance(v, Tensor) else np.asarray(v)
+            if arr.shape != t.shape:
+                shapes.append(f"{k}: expected shape {t.shape}, got {arr.shape}")
+            elif not _same_kind(arr.dtype, t.dtype):
+                wrong.append(f"{k}: expected {t.dtype} values, got {arr.dtype}")
+            elif t.dtype.kind in "iu" and arr.dtype != t.dtype and arr.size and (
+                    arr.min() < np.iinfo(t.dtype).min or arr.max() > np.iinfo(t.dtype).max):
+                wrong.append(f"{k}: values outside the range of {t.dtype}")
+            else:
+                plan.append((t, arr))
+                arrays[k] = arr
+        for prefix, m in self.named_modules():
+            start = f"{prefix}." if prefix else ""
+            local = {k[len(start):]: a for k, a in arrays.items()
+                     if k.startswith(start) and "." not in k[len(start):]}
+            wrong.extend(f"{start}{problem}" for problem in m.check_loaded_state(local))
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
         if strict and unexpected:
             problems.append("unexpected keys: " + ", ".join(unexpected))
+        if shapes:
+            problems.append("wrong shapes: " + "; ".join(shapes))
         if wrong:
-            problems.append("wrong shapes: " + "; ".join(wrong))
+            problems.append("wrong values: " + "; ".join(wrong))
         if problems:
             raise ValueError(f"load_state_dict into {type(self).__name__}: " + ". ".join(problems))
-        for k, t in own.items():
-            if k in state_dict:
-                v = state_dict[k]
-                t._data[...] = v._data if isinstance(v, Tensor) else np.asarray(v)
-                t._bump()
-        return missing, unexpected
+        return plan, missing, unexpected
+
+    def check_loaded_state(self, state: dict) -> list:
+        """Problems (strings, each starting with the key) with values about to be loaded into
+        this module's own parameters and buffers (``state`` maps their local names to arrays of
+        the right shapes). Layers whose state must satisfy more than its shape -- quantized
+        weights' scales, say -- override this; nothing is loaded while any problem remains."""
+        return []
 
     # ---------------------------------------------------------------- repr
     def extra_repr(self) -> str:

@@ -4,11 +4,12 @@ parameter, NumPy for other dtypes."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from .. import _C
-from .optimizer import Optimizer, _native
+from .optimizer import Optimizer, _flag, _native, _real
 
 
 class Adam(Optimizer):
@@ -16,13 +17,26 @@ class Adam(Optimizer):
 
     _decoupled = False
 
+    _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _state_counters = ("step",)
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                  maximize=False):
-        if lr < 0 or eps < 0 or weight_decay < 0 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"{type(self).__name__}: need lr, eps, weight_decay >= 0 and betas in [0, 1), got "
-                             f"lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
                                   "amsgrad": amsgrad, "maximize": maximize})
+
+    @classmethod
+    def _check_group(cls, group: dict) -> None:
+        for key in ("lr", "eps", "weight_decay"):
+            _real(group, key)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of numbers, got {betas!r}")
+        if not all(isinstance(b, numbers.Real) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"{cls.__name__}: need betas in [0, 1), got {tuple(betas)!r}")
+        group["betas"] = tuple(betas)
+        _flag(group, "amsgrad")
+        _flag(group, "maximize")
 
     def _update(self, p, grad, state, group) -> None:
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, _flag, _real
 
 
 class RMSprop(Optimizer):
+    _state_arrays = ("square_avg", "momentum_buffer", "grad_avg")
+    _state_counters = ("step",)
+
+    @classmethod
+    def _check_group(cls, group: dict) -> None:
+        for key in ("lr", "eps", "weight_decay", "momentum"):
+            _real(group, key)
+        _real(group, "alpha", 0.0, 1.0)
+        _flag(group, "centered")
+        _flag(group, "maximize")
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
                  maximize=False):
-        if lr < 0 or eps < 0 or weight_decay < 0 or momentum < 0 or not 0 <= alpha <= 1:
-            raise ValueError(f"RMSprop: need lr, eps, weight_decay, momentum >= 0 and alpha in [0, 1], got lr={lr}, "
-                             f"alpha={alpha}, eps={eps}, weight_decay={weight_decay}, momentum={momentum}")
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay,
                                   "momentum": momentum, "centered": centered, "maximize": maximize})
 

@@ -6,16 +6,24 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from .optimizer import Optimizer, _native
+from .optimizer import Optimizer, _flag, _native, _real
 
 
 class SGD(Optimizer):
+    _state_arrays = ("momentum_buffer",)
+
+    @classmethod
+    def _check_group(cls, group: dict) -> None:
+        for key in ("lr", "momentum", "weight_decay"):
+            _real(group, key)
+        _real(group, "dampening", -float("inf"))
+        _flag(group, "nesterov")
+        _flag(group, "maximize")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0")
+
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                  maximize=False):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0")
         super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
                                   "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize})
 
