@@ -225,6 +225,25 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
     return path
 
 
+def read_header(path) -> tuple[dict, dict]:
+    """``({key: shape}, metadata)`` of an Ember checkpoint without reading its tensors' data,
+    so that what a file claims can be checked before anything is allocated for it."""
+    st = _safetensors()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with st.safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise ValueError(f"{path} is not a readable safetensors file ({exc})") from exc
+    if meta.get("ember.format") != FORMAT:
+        raise ValueError(f"{path} is not an Ember checkpoint (format {meta.get('ember.format')!r}, "
+                         f"expected {FORMAT!r})")
+    return shapes, meta
+
+
 def read(path) -> tuple[dict, dict]:
     """The arrays and the metadata of an Ember checkpoint, checked to be one."""
     st = _safetensors()

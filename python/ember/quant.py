@@ -47,6 +47,32 @@ def _check_bits_group(bits, group_size):
                          f"got {group_size!r}")
 
 
+def packed_sizes(n: int, k: int, bits: int, group_size: int | None = None) -> dict:
+    """``{name: (dtype, elements)}`` of the packed arrays of an (N, K) weight: ``data``,
+    ``scales`` and, for int8, ``colsum``."""
+    np16 = _round_up(n, BLOCK)
+    if bits == 8:
+        kp = _round_up(k, 4)
+        return {"data": (np.int8, np16 * kp), "scales": (np.float32, np16), "colsum": (np.int32, np16)}
+    kp = _round_up(k, group_size)
+    return {"data": (np.uint8, np16 * kp // 2), "scales": (np.float32, np16 * (kp // group_size))}
+
+
+def quantized_shapes(shapes: dict, bits: int, group_size: int | None = None) -> dict:
+    """A float model's ``{state_dict key: shape}`` as it reads once ``quantized_structure`` has
+    replaced each Linear (a 2-D ``.weight``) by a QuantLinear's packed buffers."""
+    _check_bits_group(bits, group_size)
+    out = {}
+    for key, shape in shapes.items():
+        if key.endswith(".weight") and len(shape) == 2:
+            prefix = key[: -len("weight")]
+            for name, (_, size) in packed_sizes(shape[0], shape[1], bits, group_size).items():
+                out[f"{prefix}weight_{name}"] = (size,)
+        else:
+            out[key] = shape
+    return out
+
+
 class QuantizedWeight:
     """A packed quantized weight of logical shape (N, K): ``data`` (the packed values),
     ``scales`` (float32), ``colsum`` (int8 only: each channel's sum of values, int32).
@@ -58,15 +84,9 @@ class QuantizedWeight:
         if n < 1 or k < 1 or k > 65536:
             raise ValueError(f"shape must be (N, K) with N >= 1 and 1 <= K <= 65536, got {tuple(shape)}")
         self.bits, self.shape, self.group_size = bits, (n, k), (group_size if bits == 4 else None)
-        np16 = _round_up(n, BLOCK)
-        if bits == 8:
-            kp = _round_up(k, 4)
-            expect = {"data": (np.int8, np16 * kp), "scales": (np.float32, np16), "colsum": (np.int32, np16)}
-        else:
-            kp = _round_up(k, group_size)
-            expect = {"data": (np.uint8, np16 * kp // 2), "scales": (np.float32, np16 * (kp // group_size))}
-            if colsum is not None:
-                raise ValueError("colsum belongs to int8 weights only")
+        expect = packed_sizes(n, k, bits, group_size)
+        if bits == 4 and colsum is not None:
+            raise ValueError("colsum belongs to int8 weights only")
         arrays = {"data": data, "scales": scales, "colsum": colsum}
         for name, (dtype, size) in expect.items():
             a = arrays[name]
