@@ -302,6 +302,18 @@ double py_measure_read_bandwidth(const py::handle& buffer_obj, int repeats, int 
   return 4.0 * static_cast<double>(n) * repeats / wall * 1e-9 + 0.0 * sinks[0];
 }
 
+// ------------------------------------------------------------------ float64 references
+
+// Whether a kernel's leading float argument is float64. The references take float64 (what
+// gradient checks need); the fast paths only float32, so they say where float64 runs.
+template <bool Ref>
+bool is_f64(const py::handle& obj, const char* name, const char* op) {
+  if (!py::isinstance<py::array>(obj) || !py::reinterpret_borrow<py::array>(obj).dtype().is(py::dtype::of<double>()))
+    return false;
+  EMBER_CHECK_TYPE(Ref, name, " has dtype float64, but ", op, " takes float32 (float64 runs on ", op, "_ref)");
+  return true;
+}
+
 // ------------------------------------------------------------------ geometry bounds
 
 // Convolution and pooling geometry is bounded so that the kernels' unchecked index
@@ -358,94 +370,113 @@ ember::conv2d::Geometry conv_geometry(const py::array& x, const py::array& w, co
   return g;
 }
 
-template <bool Ref>
-void py_conv2d_fwd(const py::handle& x_obj, const py::handle& w_obj, const py::handle& bias_obj,
+template <bool Ref, class T>
+void py_conv2d_fwd_t(const py::handle& x_obj, const py::handle& w_obj, const py::handle& bias_obj,
                    const py::handle& y_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw,
                    int64_t groups, bool relu) {
-  py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
-  py::array w = expect_dense<float>(w_obj, "weight", {-1, -1, -1, -1});
-  py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
+  py::array x = expect_dense<T>(x_obj, "input", {-1, -1, -1, -1});
+  py::array w = expect_dense<T>(w_obj, "weight", {-1, -1, -1, -1});
+  py::array y = expect_dense<T>(y_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = conv_geometry(x, w, y, sh, sw, pt, pl, dh, dw, groups);
   EMBER_CHECK_VALUE(!overlaps(y, x) && !overlaps(y, w), "out must not share memory with input or weight");
-  const float* bias = nullptr;
+  const T* bias = nullptr;
   py::array b;
   if (!bias_obj.is_none()) {
-    b = expect_dense<float>(bias_obj, "bias", {g.o});
-    bias = static_cast<const float*>(b.data());
+    b = expect_dense<T>(bias_obj, "bias", {g.o});
+    bias = static_cast<const T*>(b.data());
   }
   const int nt = ember::get_num_threads();
   const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
-  const float* xp = static_cast<const float*>(x.data());
-  const float* wp = static_cast<const float*>(w.data());
-  float* yp = static_cast<float*>(y.mutable_data());
-  if (Ref)
+  const T* xp = static_cast<const T*>(x.data());
+  const T* wp = static_cast<const T*>(w.data());
+  T* yp = static_cast<T*>(y.mutable_data());
+  if constexpr (Ref)
     ember::conv2d::conv2d_fwd_ref(g, xp, wp, bias, relu, yp);
   else
     ember::conv2d::conv2d_fwd(g, xp, wp, bias, relu, yp, isa, nt);
 }
 
 template <bool Ref>
-void py_conv2d_bwd_data(const py::handle& dy_obj, const py::handle& w_obj, const py::handle& dx_obj, int64_t sh,
+void py_conv2d_fwd(const py::handle& x_obj, const py::handle& w_obj, const py::handle& bias_obj, const py::handle& y_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups, bool relu) {
+  if (is_f64<Ref>(x_obj, "input", "conv2d_fwd")) return py_conv2d_fwd_t<true, double>(x_obj, w_obj, bias_obj, y_obj, sh, sw, pt, pl, dh, dw, groups, relu);
+  py_conv2d_fwd_t<Ref, float>(x_obj, w_obj, bias_obj, y_obj, sh, sw, pt, pl, dh, dw, groups, relu);
+}
+
+template <bool Ref, class T>
+void py_conv2d_bwd_data_t(const py::handle& dy_obj, const py::handle& w_obj, const py::handle& dx_obj, int64_t sh,
                             int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
-  py::array dy = expect_dense<float>(dy_obj, "grad_output", {-1, -1, -1, -1});
-  py::array w = expect_dense<float>(w_obj, "weight", {-1, -1, -1, -1});
-  py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
+  py::array dy = expect_dense<T>(dy_obj, "grad_output", {-1, -1, -1, -1});
+  py::array w = expect_dense<T>(w_obj, "weight", {-1, -1, -1, -1});
+  py::array dx = expect_dense<T>(dx_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = conv_geometry(dx, w, dy, sh, sw, pt, pl, dh, dw, groups);
   EMBER_CHECK_VALUE(!overlaps(dx, dy) && !overlaps(dx, w), "out must not share memory with grad_output or weight");
   const int nt = ember::get_num_threads();
   const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
-  const float* dyp = static_cast<const float*>(dy.data());
-  const float* wp = static_cast<const float*>(w.data());
-  float* dxp = static_cast<float*>(dx.mutable_data());
-  if (Ref)
+  const T* dyp = static_cast<const T*>(dy.data());
+  const T* wp = static_cast<const T*>(w.data());
+  T* dxp = static_cast<T*>(dx.mutable_data());
+  if constexpr (Ref)
     ember::conv2d::conv2d_bwd_data_ref(g, dyp, wp, dxp);
   else
     ember::conv2d::conv2d_bwd_data(g, dyp, wp, dxp, isa, nt);
 }
 
 template <bool Ref>
-void py_conv2d_bwd_weight(const py::handle& x_obj, const py::handle& dy_obj, const py::handle& dw_obj,
+void py_conv2d_bwd_data(const py::handle& dy_obj, const py::handle& w_obj, const py::handle& dx_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
+  if (is_f64<Ref>(dy_obj, "grad_output", "conv2d_bwd_data")) return py_conv2d_bwd_data_t<true, double>(dy_obj, w_obj, dx_obj, sh, sw, pt, pl, dh, dw, groups);
+  py_conv2d_bwd_data_t<Ref, float>(dy_obj, w_obj, dx_obj, sh, sw, pt, pl, dh, dw, groups);
+}
+
+template <bool Ref, class T>
+void py_conv2d_bwd_weight_t(const py::handle& x_obj, const py::handle& dy_obj, const py::handle& dw_obj,
                               const py::handle& db_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh,
                               int64_t dw, int64_t groups) {
-  py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
-  py::array dy = expect_dense<float>(dy_obj, "grad_output", {-1, -1, -1, -1});
-  py::array dwt = expect_dense<float>(dw_obj, "out", {-1, -1, -1, -1}, true);
+  py::array x = expect_dense<T>(x_obj, "input", {-1, -1, -1, -1});
+  py::array dy = expect_dense<T>(dy_obj, "grad_output", {-1, -1, -1, -1});
+  py::array dwt = expect_dense<T>(dw_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = conv_geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups);
   EMBER_CHECK_VALUE(!overlaps(dwt, x) && !overlaps(dwt, dy), "out must not share memory with input or grad_output");
-  float* db = nullptr;
+  T* db = nullptr;
   py::array dba;
   if (!db_obj.is_none()) {
-    dba = expect_dense<float>(db_obj, "out_bias", {g.o}, true);
-    db = static_cast<float*>(dba.mutable_data());
+    dba = expect_dense<T>(db_obj, "out_bias", {g.o}, true);
+    db = static_cast<T*>(dba.mutable_data());
   }
   const int nt = ember::get_num_threads();
   const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
-  const float* xp = static_cast<const float*>(x.data());
-  const float* dyp = static_cast<const float*>(dy.data());
-  float* dwp = static_cast<float*>(dwt.mutable_data());
-  if (Ref)
+  const T* xp = static_cast<const T*>(x.data());
+  const T* dyp = static_cast<const T*>(dy.data());
+  T* dwp = static_cast<T*>(dwt.mutable_data());
+  if constexpr (Ref)
     ember::conv2d::conv2d_bwd_weight_ref(g, xp, dyp, dwp, db);
   else
     ember::conv2d::conv2d_bwd_weight(g, xp, dyp, dwp, db, isa, nt);
+}
+
+template <bool Ref>
+void py_conv2d_bwd_weight(const py::handle& x_obj, const py::handle& dy_obj, const py::handle& dw_obj, const py::handle& db_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
+  if (is_f64<Ref>(x_obj, "input", "conv2d_bwd_weight")) return py_conv2d_bwd_weight_t<true, double>(x_obj, dy_obj, dw_obj, db_obj, sh, sw, pt, pl, dh, dw, groups);
+  py_conv2d_bwd_weight_t<Ref, float>(x_obj, dy_obj, dw_obj, db_obj, sh, sw, pt, pl, dh, dw, groups);
 }
 
 // ------------------------------------------------------------------ softmax cross-entropy
 
 // The problem of z (B x V) with hard targets (int64, B) or soft ones
 // (float32, B x V), checked: every hard target is a class or ignore_index.
-ember::xent::Problem xent_problem(const py::array& z, const py::handle& target_obj, const py::handle& weight_obj,
+template <class T>
+ember::xent::ProblemT<T> xent_problem(const py::array& z, const py::handle& target_obj, const py::handle& weight_obj,
                                   double eps, int64_t ignore_index, py::array& target, py::array& weight) {
   const int64_t b = z.shape(0), v = z.shape(1);
   EMBER_CHECK_VALUE(v >= 1, "logits must have at least one class, got shape ", shape_str(z));
   EMBER_CHECK_VALUE(eps >= 0.0 && eps <= 1.0, "label_smoothing must be in [0, 1], got ", eps);
-  ember::xent::Problem p{b, v, static_cast<const float*>(z.data()), nullptr, nullptr, nullptr,
-                         static_cast<float>(eps), ignore_index};
+  ember::xent::ProblemT<T> p{b, v, static_cast<const T*>(z.data()), nullptr, nullptr, nullptr,
+                             static_cast<float>(eps), ignore_index};
   if (py::isinstance<py::array>(target_obj) && py::reinterpret_borrow<py::array>(target_obj).ndim() == 2) {
-    target = expect_dense<float>(target_obj, "target", {b, v});
-    p.soft = static_cast<const float*>(target.data());
+    target = expect_dense<T>(target_obj, "target", {b, v});
+    p.soft = static_cast<const T*>(target.data());
   } else {
     target = expect_dense<int64_t>(target_obj, "target", {b});
     p.target = static_cast<const int64_t*>(target.data());
@@ -456,19 +487,19 @@ ember::xent::Problem xent_problem(const py::array& z, const py::handle& target_o
     }
   }
   if (!weight_obj.is_none()) {
-    weight = expect_dense<float>(weight_obj, "weight", {v});
-    p.weight = static_cast<const float*>(weight.data());
+    weight = expect_dense<T>(weight_obj, "weight", {v});
+    p.weight = static_cast<const T*>(weight.data());
   }
   return p;
 }
 
-template <bool Ref>
-void py_xent_fwd(const py::handle& z_obj, const py::handle& target_obj, const py::handle& weight_obj, double eps,
+template <bool Ref, class T>
+void py_xent_fwd_t(const py::handle& z_obj, const py::handle& target_obj, const py::handle& weight_obj, double eps,
                  int64_t ignore_index, const py::handle& lse_obj, const py::handle& nll_obj,
                  const py::handle& smooth_obj) {
-  py::array z = expect_dense<float>(z_obj, "logits", {-1, -1});
+  py::array z = expect_dense<T>(z_obj, "logits", {-1, -1});
   py::array target, weight;
-  const ember::xent::Problem p = xent_problem(z, target_obj, weight_obj, eps, ignore_index, target, weight);
+  const auto p = xent_problem<T>(z, target_obj, weight_obj, eps, ignore_index, target, weight);
   py::array lse = expect_dense<double>(lse_obj, "out_lse", {p.b}, true);
   py::array nll = expect_dense<double>(nll_obj, "out_nll", {p.b}, true);
   py::array smooth = expect_dense<double>(smooth_obj, "out_smooth", {p.b}, true);
@@ -477,22 +508,28 @@ void py_xent_fwd(const py::handle& z_obj, const py::handle& target_obj, const py
   const int nt = ember::get_num_threads();
   const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
-  if (Ref)
+  if constexpr (Ref)
     ember::xent::xent_fwd_ref(p, out);
   else
     ember::xent::xent_fwd(p, out, isa, nt);
 }
 
 template <bool Ref>
-void py_xent_bwd(const py::handle& z_obj, const py::handle& target_obj, const py::handle& weight_obj, double eps,
+void py_xent_fwd(const py::handle& z_obj, const py::handle& target_obj, const py::handle& weight_obj, double eps, int64_t ignore_index, const py::handle& lse_obj, const py::handle& nll_obj, const py::handle& smooth_obj) {
+  if (is_f64<Ref>(z_obj, "logits", "xent_fwd")) return py_xent_fwd_t<true, double>(z_obj, target_obj, weight_obj, eps, ignore_index, lse_obj, nll_obj, smooth_obj);
+  py_xent_fwd_t<Ref, float>(z_obj, target_obj, weight_obj, eps, ignore_index, lse_obj, nll_obj, smooth_obj);
+}
+
+template <bool Ref, class T>
+void py_xent_bwd_t(const py::handle& z_obj, const py::handle& target_obj, const py::handle& weight_obj, double eps,
                  int64_t ignore_index, const py::handle& lse_obj, const py::handle& scale_obj,
                  const py::handle& dz_obj) {
-  py::array z = expect_dense<float>(z_obj, "logits", {-1, -1});
+  py::array z = expect_dense<T>(z_obj, "logits", {-1, -1});
   py::array target, weight;
-  const ember::xent::Problem p = xent_problem(z, target_obj, weight_obj, eps, ignore_index, target, weight);
+  const auto p = xent_problem<T>(z, target_obj, weight_obj, eps, ignore_index, target, weight);
   py::array lse = expect_dense<double>(lse_obj, "lse", {p.b});
-  py::array scale = expect_dense<float>(scale_obj, "scale", {p.b});
-  py::array dz = expect_dense<float>(dz_obj, "out", {p.b, p.v}, true);
+  py::array scale = expect_dense<T>(scale_obj, "scale", {p.b});
+  py::array dz = expect_dense<T>(dz_obj, "out", {p.b, p.v}, true);
   // dz may be the logits themselves (in place), but no other input.
   EMBER_CHECK_VALUE(dz.data() == z.data() || !overlaps(dz, z), "out must be the logits array itself or not overlap it");
   EMBER_CHECK_VALUE(!overlaps(dz, target) && !overlaps(dz, weight),
@@ -501,12 +538,18 @@ void py_xent_bwd(const py::handle& z_obj, const py::handle& target_obj, const py
   const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
   const double* lp = static_cast<const double*>(lse.data());
-  const float* sp = static_cast<const float*>(scale.data());
-  float* dp = static_cast<float*>(dz.mutable_data());
-  if (Ref)
+  const T* sp = static_cast<const T*>(scale.data());
+  T* dp = static_cast<T*>(dz.mutable_data());
+  if constexpr (Ref)
     ember::xent::xent_bwd_ref(p, lp, sp, dp);
   else
     ember::xent::xent_bwd(p, lp, sp, dp, isa, nt);
+}
+
+template <bool Ref>
+void py_xent_bwd(const py::handle& z_obj, const py::handle& target_obj, const py::handle& weight_obj, double eps, int64_t ignore_index, const py::handle& lse_obj, const py::handle& scale_obj, const py::handle& dz_obj) {
+  if (is_f64<Ref>(z_obj, "logits", "xent_bwd")) return py_xent_bwd_t<true, double>(z_obj, target_obj, weight_obj, eps, ignore_index, lse_obj, scale_obj, dz_obj);
+  py_xent_bwd_t<Ref, float>(z_obj, target_obj, weight_obj, eps, ignore_index, lse_obj, scale_obj, dz_obj);
 }
 
 // ------------------------------------------------------------------ optimizer steps
@@ -620,11 +663,11 @@ void check_indices(const py::array& idx, int64_t plane_size) {
 }
 
 // Ref = true runs the plain-loop oracle, false the fast path; the checks are shared.
-template <bool Ref>
-void py_max_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj, const py::handle& idx_obj, int64_t kh,
+template <bool Ref, class T>
+void py_max_pool2d_fwd_t(const py::handle& x_obj, const py::handle& y_obj, const py::handle& idx_obj, int64_t kh,
                        int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
-  py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
-  py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
+  py::array x = expect_dense<T>(x_obj, "input", {-1, -1, -1, -1});
+  py::array y = expect_dense<T>(y_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
   check_pool_output(g);
   EMBER_CHECK_VALUE(!overlaps(y, x), "out must not share memory with input");
@@ -638,73 +681,97 @@ void py_max_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj, const p
   const int nt = ember::get_num_threads();
   const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
-  const float* xp = static_cast<const float*>(x.data());
-  float* yp = static_cast<float*>(y.mutable_data());
-  if (Ref)
+  const T* xp = static_cast<const T*>(x.data());
+  T* yp = static_cast<T*>(y.mutable_data());
+  if constexpr (Ref)
     ember::pool2d::max_pool2d_fwd_ref(g, xp, yp, idx);
   else
     ember::pool2d::max_pool2d_fwd(g, xp, yp, idx, isa, nt);
 }
 
 template <bool Ref>
-void py_max_pool2d_bwd(const py::handle& dy_obj, const py::handle& idx_obj, const py::handle& dx_obj) {
-  py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
-  py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
+void py_max_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj, const py::handle& idx_obj, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  if (is_f64<Ref>(x_obj, "input", "max_pool2d_fwd")) return py_max_pool2d_fwd_t<true, double>(x_obj, y_obj, idx_obj, kh, kw, sh, sw, ph, pw, dh, dw);
+  py_max_pool2d_fwd_t<Ref, float>(x_obj, y_obj, idx_obj, kh, kw, sh, sw, ph, pw, dh, dw);
+}
+
+template <bool Ref, class T>
+void py_max_pool2d_bwd_t(const py::handle& dy_obj, const py::handle& idx_obj, const py::handle& dx_obj) {
+  py::array dx = expect_dense<T>(dx_obj, "out", {-1, -1, -1, -1}, true);
+  py::array dy = expect_dense<T>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
   py::array idx = expect_dense<int64_t>(idx_obj, "indices", {dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)});
   check_indices(idx, dx.shape(2) * dx.shape(3));
   EMBER_CHECK_VALUE(!overlaps(dx, dy) && !overlaps(dx, idx), "out must not share memory with grad_output or indices");
   const auto g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
-  const float* dyp = static_cast<const float*>(dy.data());
+  const T* dyp = static_cast<const T*>(dy.data());
   const int64_t* ip = static_cast<const int64_t*>(idx.data());
-  float* dxp = static_cast<float*>(dx.mutable_data());
-  if (Ref)
+  T* dxp = static_cast<T*>(dx.mutable_data());
+  if constexpr (Ref)
     ember::pool2d::max_pool2d_bwd_ref(g, dyp, ip, dxp);
   else
     ember::pool2d::max_pool2d_bwd(g, dyp, ip, dxp, nt);
 }
 
 template <bool Ref>
-void py_avg_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj, int64_t kh, int64_t kw, int64_t sh,
+void py_max_pool2d_bwd(const py::handle& dy_obj, const py::handle& idx_obj, const py::handle& dx_obj) {
+  if (is_f64<Ref>(dy_obj, "grad_output", "max_pool2d_bwd")) return py_max_pool2d_bwd_t<true, double>(dy_obj, idx_obj, dx_obj);
+  py_max_pool2d_bwd_t<Ref, float>(dy_obj, idx_obj, dx_obj);
+}
+
+template <bool Ref, class T>
+void py_avg_pool2d_fwd_t(const py::handle& x_obj, const py::handle& y_obj, int64_t kh, int64_t kw, int64_t sh,
                            int64_t sw, int64_t ph, int64_t pw, bool count_include_pad) {
-  py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
-  py::array y = expect_dense<float>(y_obj, "out", {-1, -1, -1, -1}, true);
+  py::array x = expect_dense<T>(x_obj, "input", {-1, -1, -1, -1});
+  py::array y = expect_dense<T>(y_obj, "out", {-1, -1, -1, -1}, true);
   const auto g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
   check_pool_output(g);
   EMBER_CHECK_VALUE(!overlaps(y, x), "out must not share memory with input");
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
-  const float* xp = static_cast<const float*>(x.data());
-  float* yp = static_cast<float*>(y.mutable_data());
-  if (Ref)
+  const T* xp = static_cast<const T*>(x.data());
+  T* yp = static_cast<T*>(y.mutable_data());
+  if constexpr (Ref)
     ember::pool2d::avg_pool2d_fwd_ref(g, count_include_pad, xp, yp);
   else
     ember::pool2d::avg_pool2d_fwd(g, count_include_pad, xp, yp, nt);
 }
 
 template <bool Ref>
-void py_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_obj, int64_t kh, int64_t kw, int64_t sh,
+void py_avg_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool count_include_pad) {
+  if (is_f64<Ref>(x_obj, "input", "avg_pool2d_fwd")) return py_avg_pool2d_fwd_t<true, double>(x_obj, y_obj, kh, kw, sh, sw, ph, pw, count_include_pad);
+  py_avg_pool2d_fwd_t<Ref, float>(x_obj, y_obj, kh, kw, sh, sw, ph, pw, count_include_pad);
+}
+
+template <bool Ref, class T>
+void py_avg_pool2d_bwd_t(const py::handle& dy_obj, const py::handle& dx_obj, int64_t kh, int64_t kw, int64_t sh,
                            int64_t sw, int64_t ph, int64_t pw, bool count_include_pad) {
-  py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
-  py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
+  py::array dx = expect_dense<T>(dx_obj, "out", {-1, -1, -1, -1}, true);
+  py::array dy = expect_dense<T>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
   const auto g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
   check_pool_output(g);
   EMBER_CHECK_VALUE(!overlaps(dx, dy), "out must not share memory with grad_output");
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
-  const float* dyp = static_cast<const float*>(dy.data());
-  float* dxp = static_cast<float*>(dx.mutable_data());
-  if (Ref)
+  const T* dyp = static_cast<const T*>(dy.data());
+  T* dxp = static_cast<T*>(dx.mutable_data());
+  if constexpr (Ref)
     ember::pool2d::avg_pool2d_bwd_ref(g, count_include_pad, dyp, dxp);
   else
     ember::pool2d::avg_pool2d_bwd(g, count_include_pad, dyp, dxp, nt);
 }
 
 template <bool Ref>
-void py_adaptive_avg_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj) {
-  py::array x = expect_dense<float>(x_obj, "input", {-1, -1, -1, -1});
-  py::array y = expect_dense<float>(y_obj, "out", {x.shape(0), x.shape(1), -1, -1}, true);
+void py_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_obj, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool count_include_pad) {
+  if (is_f64<Ref>(dy_obj, "grad_output", "avg_pool2d_bwd")) return py_avg_pool2d_bwd_t<true, double>(dy_obj, dx_obj, kh, kw, sh, sw, ph, pw, count_include_pad);
+  py_avg_pool2d_bwd_t<Ref, float>(dy_obj, dx_obj, kh, kw, sh, sw, ph, pw, count_include_pad);
+}
+
+template <bool Ref, class T>
+void py_adaptive_avg_pool2d_fwd_t(const py::handle& x_obj, const py::handle& y_obj) {
+  py::array x = expect_dense<T>(x_obj, "input", {-1, -1, -1, -1});
+  py::array y = expect_dense<T>(y_obj, "out", {x.shape(0), x.shape(1), -1, -1}, true);
   EMBER_CHECK_VALUE(y.shape(2) >= 1 && y.shape(3) >= 1, "output_size must be >= 1");
   EMBER_CHECK_VALUE(x.shape(2) >= 1 && x.shape(3) >= 1, "input has shape ", shape_str(x),
                     ": adaptive pooling needs a non-empty H x W plane (an empty one has no mean)");
@@ -712,18 +779,24 @@ void py_adaptive_avg_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj
   const auto g = pool_geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
-  const float* xp = static_cast<const float*>(x.data());
-  float* yp = static_cast<float*>(y.mutable_data());
-  if (Ref)
+  const T* xp = static_cast<const T*>(x.data());
+  T* yp = static_cast<T*>(y.mutable_data());
+  if constexpr (Ref)
     ember::pool2d::adaptive_avg_pool2d_fwd_ref(g, xp, yp);
   else
     ember::pool2d::adaptive_avg_pool2d_fwd(g, xp, yp, nt);
 }
 
 template <bool Ref>
-void py_adaptive_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_obj) {
-  py::array dx = expect_dense<float>(dx_obj, "out", {-1, -1, -1, -1}, true);
-  py::array dy = expect_dense<float>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
+void py_adaptive_avg_pool2d_fwd(const py::handle& x_obj, const py::handle& y_obj) {
+  if (is_f64<Ref>(x_obj, "input", "adaptive_avg_pool2d_fwd")) return py_adaptive_avg_pool2d_fwd_t<true, double>(x_obj, y_obj);
+  py_adaptive_avg_pool2d_fwd_t<Ref, float>(x_obj, y_obj);
+}
+
+template <bool Ref, class T>
+void py_adaptive_avg_pool2d_bwd_t(const py::handle& dy_obj, const py::handle& dx_obj) {
+  py::array dx = expect_dense<T>(dx_obj, "out", {-1, -1, -1, -1}, true);
+  py::array dy = expect_dense<T>(dy_obj, "grad_output", {dx.shape(0), dx.shape(1), -1, -1});
   EMBER_CHECK_VALUE(dy.shape(2) >= 1 && dy.shape(3) >= 1, "grad_output must have an output size >= 1");
   EMBER_CHECK_VALUE(dx.shape(2) >= 1 && dx.shape(3) >= 1, "out has shape ", shape_str(dx),
                     ": adaptive pooling needs a non-empty H x W plane");
@@ -731,12 +804,18 @@ void py_adaptive_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_o
   const auto g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
-  const float* dyp = static_cast<const float*>(dy.data());
-  float* dxp = static_cast<float*>(dx.mutable_data());
-  if (Ref)
+  const T* dyp = static_cast<const T*>(dy.data());
+  T* dxp = static_cast<T*>(dx.mutable_data());
+  if constexpr (Ref)
     ember::pool2d::adaptive_avg_pool2d_bwd_ref(g, dyp, dxp);
   else
     ember::pool2d::adaptive_avg_pool2d_bwd(g, dyp, dxp, nt);
+}
+
+template <bool Ref>
+void py_adaptive_avg_pool2d_bwd(const py::handle& dy_obj, const py::handle& dx_obj) {
+  if (is_f64<Ref>(dy_obj, "grad_output", "adaptive_avg_pool2d_bwd")) return py_adaptive_avg_pool2d_bwd_t<true, double>(dy_obj, dx_obj);
+  py_adaptive_avg_pool2d_bwd_t<Ref, float>(dy_obj, dx_obj);
 }
 
 // Elementwise ops: every array float32, or every one float64, C-contiguous and of one shape;

@@ -37,10 +37,14 @@ struct Geometry {
   int64_t groups;         // divides c and o
 };
 
-// The oracles: plain loops, double accumulation, no threads, no blocking.
-void conv2d_fwd_ref(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y);
-void conv2d_bwd_data_ref(const Geometry& g, const float* dy, const float* w, float* dx);
-void conv2d_bwd_weight_ref(const Geometry& g, const float* x, const float* dy, float* dw, float* db);
+// The oracles: plain loops, double accumulation, no threads, no blocking; T is float or
+// double (the float64 path serves gradient checks).
+template <class T>
+void conv2d_fwd_ref(const Geometry& g, const T* x, const T* w, const T* bias, bool relu, T* y);
+template <class T>
+void conv2d_bwd_data_ref(const Geometry& g, const T* dy, const T* w, T* dx);
+template <class T>
+void conv2d_bwd_weight_ref(const Geometry& g, const T* x, const T* dy, T* dw, T* db);
 
 // The fast paths (conv2d_cpu.cpp), chosen by shape:
 //  - 3x3, unit stride and dilation, 16+ channels per group each way: Winograd

@@ -44,14 +44,21 @@ inline void valid_taps(int64_t start, int64_t dil, int64_t k, int64_t size, int6
   *t1 = end < k ? end : k;
 }
 
-// The oracles: plain loops, double accumulation for averages, no threads.
-void max_pool2d_fwd_ref(const Geometry& g, const float* x, float* y, int64_t* idx);
-void max_pool2d_bwd_ref(const Geometry& g, const float* dy, const int64_t* idx, float* dx);
-void avg_pool2d_fwd_ref(const Geometry& g, bool count_include_pad, const float* x, float* y);
-void avg_pool2d_bwd_ref(const Geometry& g, bool count_include_pad, const float* dy, float* dx);
+// The oracles: plain loops, double accumulation for averages, no threads; T is float or
+// double (the float64 path serves gradient checks).
+template <class T>
+void max_pool2d_fwd_ref(const Geometry& g, const T* x, T* y, int64_t* idx);
+template <class T>
+void max_pool2d_bwd_ref(const Geometry& g, const T* dy, const int64_t* idx, T* dx);
+template <class T>
+void avg_pool2d_fwd_ref(const Geometry& g, bool count_include_pad, const T* x, T* y);
+template <class T>
+void avg_pool2d_bwd_ref(const Geometry& g, bool count_include_pad, const T* dy, T* dx);
 // Only planes, h, w, oh and ow of g are used.
-void adaptive_avg_pool2d_fwd_ref(const Geometry& g, const float* x, float* y);
-void adaptive_avg_pool2d_bwd_ref(const Geometry& g, const float* dy, float* dx);
+template <class T>
+void adaptive_avg_pool2d_fwd_ref(const Geometry& g, const T* x, T* y);
+template <class T>
+void adaptive_avg_pool2d_bwd_ref(const Geometry& g, const T* dy, T* dx);
 
 // The fast paths: the same contracts, threads over planes.
 void max_pool2d_fwd(const Geometry& g, const float* x, float* y, int64_t* idx, Isa isa, int nthreads);

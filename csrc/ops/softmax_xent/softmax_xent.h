@@ -36,15 +36,18 @@
 
 namespace ember::xent {
 
-struct Problem {
+// T is float for every path; the references also take double (what gradient checks use).
+template <class T>
+struct ProblemT {
   int64_t b, v;                  // rows, classes
-  const float* z;                // B x V logits
+  const T* z;                    // B x V logits
   const int64_t* target;         // B class indices (hard targets), or null
-  const float* soft;             // B x V probabilities (soft targets), or null
-  const float* weight;           // V class weights, or null
+  const T* soft;                 // B x V probabilities (soft targets), or null
+  const T* weight;               // V class weights, or null
   float eps;                     // label smoothing, in [0, 1]
   int64_t ignore_index;          // hard targets only
 };
+using Problem = ProblemT<float>;
 
 // Per-row results of the forward: lse, and for hard targets nll and smooth
 // (smooth only when eps > 0, else 0), for soft targets the row loss in nll.
@@ -55,8 +58,10 @@ struct RowLosses {
 };
 
 // The oracles: plain loops, double accumulation, no threads, no blocking.
-void xent_fwd_ref(const Problem& p, const RowLosses& out);
-void xent_bwd_ref(const Problem& p, const double* lse, const float* scale, float* dz);
+template <class T>
+void xent_fwd_ref(const ProblemT<T>& p, const RowLosses& out);
+template <class T>
+void xent_bwd_ref(const ProblemT<T>& p, const double* lse, const T* scale, T* dz);
 
 // The fast paths: rows split across threads, the row kernels of `isa`.
 void xent_fwd(const Problem& p, const RowLosses& out, Isa isa, int nthreads);

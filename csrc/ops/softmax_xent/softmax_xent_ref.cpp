@@ -1,5 +1,5 @@
 // The softmax cross-entropy oracle: per row, two plain passes in double (max,
-// then sums), std::exp and std::log. Deliberately no online rescaling, no
+// then sums), std::exp and std::log, over float32 or float64 data. Deliberately no online rescaling, no
 // vectors, no threads: the fast paths are tested against it.
 #include <cmath>
 #include <limits>
@@ -9,7 +9,8 @@
 namespace ember::xent {
 namespace {
 
-double row_lse(const float* z, int64_t v) {
+template <class T>
+double row_lse(const T* z, int64_t v) {
   double m = -std::numeric_limits<double>::infinity();
   bool nan = false;
   for (int64_t j = 0; j < v; ++j) {
@@ -24,19 +25,22 @@ double row_lse(const float* z, int64_t v) {
 }
 
 // b_j of the contract for row r.
-double target_weight(const Problem& p, int64_t r, int64_t j) {
+template <class T>
+double target_weight(const ProblemT<T>& p, int64_t r, int64_t j) {
   const double w = p.weight ? p.weight[j] : 1.0;
   if (p.soft) return w * ((1.0 - p.eps) * p.soft[r * p.v + j] + static_cast<double>(p.eps) / p.v);
   return w;
 }
 
-bool ignored(const Problem& p, int64_t r) { return p.target && p.target[r] == p.ignore_index; }
+template <class T>
+bool ignored(const ProblemT<T>& p, int64_t r) { return p.target && p.target[r] == p.ignore_index; }
 
 }  // namespace
 
-void xent_fwd_ref(const Problem& p, const RowLosses& out) {
+template <class T>
+void xent_fwd_ref(const ProblemT<T>& p, const RowLosses& out) {
   for (int64_t r = 0; r < p.b; ++r) {
-    const float* z = p.z + r * p.v;
+    const T* z = p.z + r * p.v;
     const double lse = row_lse(z, p.v);
     out.lse[r] = lse;
     out.nll[r] = out.smooth[r] = 0.0;
@@ -60,13 +64,14 @@ void xent_fwd_ref(const Problem& p, const RowLosses& out) {
   }
 }
 
-void xent_bwd_ref(const Problem& p, const double* lse, const float* scale, float* dz) {
+template <class T>
+void xent_bwd_ref(const ProblemT<T>& p, const double* lse, const T* scale, T* dz) {
   for (int64_t r = 0; r < p.b; ++r) {
-    const float* z = p.z + r * p.v;
-    float* d = dz + r * p.v;
+    const T* z = p.z + r * p.v;
+    T* d = dz + r * p.v;
     const double c = scale[r];
     if (c == 0.0 || ignored(p, r)) {
-      for (int64_t j = 0; j < p.v; ++j) d[j] = 0.0f;
+      for (int64_t j = 0; j < p.v; ++j) d[j] = T(0);
       continue;
     }
     double a = 0.0;
@@ -79,9 +84,14 @@ void xent_bwd_ref(const Problem& p, const double* lse, const float* scale, float
     for (int64_t j = 0; j < p.v; ++j) {
       double b = p.soft ? target_weight(p, r, j) : static_cast<double>(p.eps) / p.v * (p.weight ? p.weight[j] : 1.0);
       if (j == t) b += (1.0 - p.eps) * (p.weight ? p.weight[t] : 1.0);
-      d[j] = static_cast<float>(c * (a * std::exp(static_cast<double>(z[j]) - lse[r]) - b));
+      d[j] = static_cast<T>(c * (a * std::exp(static_cast<double>(z[j]) - lse[r]) - b));
     }
   }
 }
+
+template void xent_fwd_ref<float>(const ProblemT<float>&, const RowLosses&);
+template void xent_fwd_ref<double>(const ProblemT<double>&, const RowLosses&);
+template void xent_bwd_ref<float>(const ProblemT<float>&, const double*, const float*, float*);
+template void xent_bwd_ref<double>(const ProblemT<double>&, const double*, const double*, double*);
 
 }  // namespace ember::xent
