@@ -47,7 +47,7 @@ def runner(impl, x, w):
         return (lambda: qw.matmul(x, out=out)), qw.nbytes, out
     if impl == "ember fp32":
         out = np.empty((x.shape[0], w.shape[0]), np.float32)
-        return (lambda: ember.ops.gemm(x, w, trans_b=True, out=out)), w.nbytes, out
+        return (lambda: kernels.gemm.gemm(x, w, trans_b=True, out=out)), w.nbytes, out
     if impl == "numpy fp32":
         out = np.empty((x.shape[0], w.shape[0]), np.float32)
         return (lambda: np.matmul(x, w.T, out=out)), w.nbytes, out

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember import ops
+from ember import kernels
 from helpers import THREADS, settle, thread_limit
 
 try:
@@ -68,8 +68,8 @@ def bench_softmax_xent_forward_backward(benchmark, case):
         dz = np.empty_like(z)
 
         def run():
-            loss, lse = ops.softmax_cross_entropy(z, t, return_lse=True)
-            result["loss"], result["dz"] = loss, ops.softmax_cross_entropy_backward(z, t, lse, out=dz)
+            loss, lse = kernels.cross_entropy.cross_entropy_fwd(z, t, return_lse=True)
+            result["loss"], result["dz"] = loss, kernels.cross_entropy.cross_entropy_bwd(z, t, lse, out=dz)
     elif impl == "torch":
         tz, tt = torch.from_numpy(z), torch.from_numpy(t)
 
@@ -92,9 +92,9 @@ def bench_softmax_xent_forward_backward(benchmark, case):
         benchmark.extra_info["gb_per_s"] = 3 * z.nbytes / stats.stats.median * 1e-9
     # The timed result must be right: the loss, and the gradient of a few rows, against the reference.
     rows = np.arange(min(b, 4))
-    want, lse = ops.softmax_cross_entropy_ref(z, t, return_lse=True)
+    want, lse = kernels.cross_entropy.cross_entropy_fwd_ref(z, t, return_lse=True)
     np.testing.assert_allclose(result["loss"], want, rtol=1e-5)
-    want_dz = ops.softmax_cross_entropy_backward_ref(z[rows], t[rows], lse[rows], 1.0 / b, reduction="sum")
+    want_dz = kernels.cross_entropy.cross_entropy_bwd_ref(z[rows], t[rows], lse[rows], 1.0 / b, reduction="sum")
     np.testing.assert_allclose(result["dz"][rows], want_dz, rtol=1e-4, atol=1e-6 / b)
 
 
@@ -105,10 +105,10 @@ LINEAR_TEST = (256, 64, 2048)
 
 def unfused_linear_xent(h, w, t, bias):
     """Logits, loss, dlogits and the three gradient products, each materialised."""
-    z = ops.gemm(h, w, trans_b=True, bias=bias)
-    loss, lse = ops.softmax_cross_entropy(z, t, return_lse=True)
-    dz = ops.softmax_cross_entropy_backward(z, t, lse)
-    return loss, ops.gemm(dz, w), ops.gemm(dz, h, trans_a=True), dz.sum(axis=0)
+    z = kernels.gemm.gemm(h, w, trans_b=True, bias=bias)
+    loss, lse = kernels.cross_entropy.cross_entropy_fwd(z, t, return_lse=True)
+    dz = kernels.cross_entropy.cross_entropy_bwd(z, t, lse)
+    return loss, kernels.gemm.gemm(dz, w), kernels.gemm.gemm(dz, h, trans_a=True), dz.sum(axis=0)
 
 
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}t")
@@ -120,7 +120,7 @@ def bench_linear_cross_entropy(benchmark, impl, threads):
     w = (rng.standard_normal((v, d)) / np.sqrt(d)).astype(np.float32)
     bias = np.zeros(v, np.float32)
     t = rng.integers(0, v, b)
-    fn = {"ember": lambda: ops.linear_cross_entropy(h, w, t, bias), "unfused": lambda: unfused_linear_xent(h, w, t, bias)}
+    fn = {"ember": lambda: kernels.cross_entropy.linear_cross_entropy(h, w, t, bias), "unfused": lambda: unfused_linear_xent(h, w, t, bias)}
     result = {}
 
     def run():
@@ -143,11 +143,11 @@ def bench_linear_cross_entropy(benchmark, impl, threads):
     # The timed results must be right: the loss against the materialised logits' and the
     # first rows of d_hidden against their own unfused computation.
     loss, dh, dw, db = result["out"]
-    z = ops.gemm(h, w, trans_b=True, bias=bias)
-    np.testing.assert_allclose(loss, ops.softmax_cross_entropy(z, t), rtol=1e-5)
+    z = kernels.gemm.gemm(h, w, trans_b=True, bias=bias)
+    np.testing.assert_allclose(loss, kernels.cross_entropy.cross_entropy_fwd(z, t), rtol=1e-5)
     del z
-    z8 = ops.gemm(h[:8], w, trans_b=True, bias=bias)
-    _, lse8 = ops.softmax_cross_entropy(z8, t[:8], return_lse=True)
-    dh8 = ops.gemm(ops.softmax_cross_entropy_backward(z8, t[:8], lse8, 1.0 / b, reduction="sum"), w)
+    z8 = kernels.gemm.gemm(h[:8], w, trans_b=True, bias=bias)
+    _, lse8 = kernels.cross_entropy.cross_entropy_fwd(z8, t[:8], return_lse=True)
+    dh8 = kernels.gemm.gemm(kernels.cross_entropy.cross_entropy_bwd(z8, t[:8], lse8, 1.0 / b, reduction="sum"), w)
     np.testing.assert_allclose(dh[:8], dh8, rtol=1e-4, atol=1e-4 * np.abs(dh8).max())
     assert dw.shape == w.shape and db.shape == (v,) and np.isfinite(dw).all()

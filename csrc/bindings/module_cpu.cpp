@@ -195,10 +195,10 @@ GemmCall prepare_gemm(const py::handle& a_obj, const py::handle& b_obj, const py
     EMBER_CHECK_VALUE(o.shape(0) == M && o.shape(1) == N, "out must have shape (", M, ", ", N,
                       ") for op(a) ", M, "x", K, " @ op(b) ", K, "x", N, ", got ", shape_str(o));
     EMBER_CHECK_VALUE(o.writeable(), "out is read-only");
-    EMBER_CHECK_VALUE(N <= 1 || o.strides(1) == 4,
+    EMBER_CHECK_VALUE(N <= 1 || M == 0 || o.strides(1) == 4,
                       "out must have unit column stride (rows contiguous), got strides (", o.strides(0), ", ",
                       o.strides(1), ")");
-    EMBER_CHECK_VALUE(M <= 1 || o.strides(0) >= 4 * N,
+    EMBER_CHECK_VALUE(M <= 1 || N == 0 || o.strides(0) >= 4 * N,
                       "out rows must not overlap: row stride must be at least ", 4 * N, " bytes, got ",
                       o.strides(0));
     EMBER_CHECK_VALUE(!overlaps(o, a), "out must not share memory with a");
@@ -616,6 +616,32 @@ void py_sgd_step(const py::handle& p_obj, const py::handle& g_obj, const py::han
     ember::optim::sgd_step_ref(a);
   else
     ember::optim::sgd_step(a, nt);
+}
+
+// One call for a list of parameters (the kernels run tensor by tensor).
+template <bool Ref>
+void py_adam_steps(const py::list& ps, const py::list& gs, const py::list& ms, const py::list& vs,
+                   const py::object& vmaxs, const py::list& steps, double lr, double beta1, double beta2, double eps,
+                   double weight_decay, bool decoupled, bool maximize) {
+  const size_t n = ps.size();
+  EMBER_CHECK_VALUE(gs.size() == n && ms.size() == n && vs.size() == n && steps.size() == n &&
+                        (vmaxs.is_none() || py::len(vmaxs) == n),
+                    "params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs and steps must have one entry per "
+                    "parameter");
+  for (size_t i = 0; i < n; ++i)
+    py_adam_step<Ref>(ps[i], gs[i], ms[i], vs[i], vmaxs.is_none() ? py::none() : py::object(vmaxs[py::int_(i)]),
+                      lr, beta1, beta2, eps, weight_decay, steps[i].cast<int64_t>(), decoupled, maximize);
+}
+
+template <bool Ref>
+void py_sgd_steps(const py::list& ps, const py::list& gs, const py::object& bufs, double lr, double momentum,
+                  double dampening, double weight_decay, bool nesterov, bool maximize, bool first) {
+  const size_t n = ps.size();
+  EMBER_CHECK_VALUE(gs.size() == n && (bufs.is_none() || py::len(bufs) == n),
+                    "params, grads and momentum_buffers must have one entry per parameter");
+  for (size_t i = 0; i < n; ++i)
+    py_sgd_step<Ref>(ps[i], gs[i], bufs.is_none() ? py::none() : py::object(bufs[py::int_(i)]), lr, momentum,
+                     dampening, weight_decay, nesterov, maximize, first);
 }
 
 // ------------------------------------------------------------------ pool2d
@@ -1051,10 +1077,16 @@ PYBIND11_MODULE(_C, m) {
   m.def("qmatmul_int8_ref", &py_qmatmul_int8<true>);
   m.def("qmatmul_int4", &py_qmatmul_int4<false>);
   m.def("qmatmul_int4_ref", &py_qmatmul_int4<true>);
-  m.def("adam_step", &py_adam_step<false>);
-  m.def("adam_step_ref", &py_adam_step<true>);
-  m.def("sgd_step", &py_sgd_step<false>);
-  m.def("sgd_step_ref", &py_sgd_step<true>);
+  m.def("adam_step", &py_adam_steps<false>);
+  m.def("adam_step_ref", &py_adam_steps<true>);
+  m.def("sgd_step", &py_sgd_steps<false>);
+  m.def("sgd_step_ref", &py_sgd_steps<true>);
+  m.def("cross_entropy_fwd_ref", &py_xent_fwd<true>);
+  m.def("cross_entropy_fwd", &py_xent_fwd<false>);
+  m.def("cross_entropy_bwd_ref", &py_xent_bwd<true>);
+  m.def("cross_entropy_bwd", &py_xent_bwd<false>);
+  m.def("relu_fwd", &py_relu, py::arg("input"), py::arg("out"));
+  m.def("relu_bwd", &py_relu_backward, py::arg("grad_output"), py::arg("output"), py::arg("out"));
   m.def("xent_fwd_ref", &py_xent_fwd<true>);
   m.def("xent_fwd", &py_xent_fwd<false>);
   m.def("xent_bwd_ref", &py_xent_bwd<true>);

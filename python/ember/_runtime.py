@@ -6,7 +6,9 @@ import platform
 import sys
 from typing import TextIO
 
-from . import _C, _check, backend
+from . import _check, backend
+
+_C = backend.CPU.kernels  # the CPU module's runtime controls
 
 
 def get_num_threads() -> int:
@@ -83,10 +85,11 @@ def info(*, file: TextIO | None = None, as_dict: bool = False) -> dict | None:
         "threads": _C.get_num_threads(),
         "cpus (affinity)": _C.affinity_cpu_count(),
         "cuda built": backend.cuda_built(),
+        "cuda": backend.cuda_status(),
     }
     devices = []
     for i in range(backend.cuda_device_count()):
-        d = backend.kernels("cuda").device_info(i)
+        d = backend.cuda_device_info(i)
         devices.append(f"{i}: {d['name']} (sm_{d['compute_capability'][0]}{d['compute_capability'][1]})")
     report["cuda devices"] = devices
     if as_dict:

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .nn import Module
+from .tensor import default_generator
+
 FORMAT = "ember-checkpoint-1"
 _MODEL = "model."
 _OPTIM = "optimizer."
@@ -141,33 +144,17 @@ def atomic_write(path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def _quantized_layers(model) -> dict:
-    """{module name: {"bits", "group_size"}} of the model's QuantLinear layers."""
-    from .quant import QuantLinear
+# Metadata sections that other parts of Ember add to checkpoints: key -> (describe, check).
+# ``describe(model)`` returns the section's JSON text for a model (None: no section);
+# ``check(path, model, text)`` raises ValueError when a file's section (text, or None when the
+# file has none) does not fit the model. Quantization registers "ember.quant" this way, so this
+# module needs to know nothing of quantized layers.
+_SECTIONS: dict = {}
 
-    return {name: {"bits": m.bits, "group_size": m.group_size}
-            for name, m in model.named_modules() if isinstance(m, QuantLinear)}
 
-
-def _check_quantized_layers(path, model, meta) -> None:
-    """A quantized checkpoint loads only into layers quantized the same way: say which differ."""
-    from .quant import LAYOUT
-
-    saved = json.loads(meta["ember.quant"]) if "ember.quant" in meta else {"layers": {}}
-    if saved["layers"] and saved.get("layout") != LAYOUT:
-        raise ValueError(f"{path} holds quantized weights in layout {saved.get('layout')!r}; this Ember reads "
-                         f"{LAYOUT!r}")
-    mine = _quantized_layers(model)
-    if saved["layers"] == mine:
-        return
-    if not mine:
-        kinds = sorted({f"int{v['bits']}" for v in saved["layers"].values()})
-        raise ValueError(f"{path} holds a quantized model ({', '.join(kinds)} layers: "
-                         f"{', '.join(saved['layers'])}); load it into ember.quant.quantized_structure(model, "
-                         f"bits=...) of the same float model")
-    diff = [f"{name}: file {saved['layers'].get(name)}, model {mine.get(name)}"
-            for name in sorted(set(saved["layers"]) | set(mine)) if saved["layers"].get(name) != mine.get(name)]
-    raise ValueError(f"{path}: the quantized layers differ from the model's: " + "; ".join(diff))
+def register_section(key: str, describe, check) -> None:
+    """Have every save write ``describe(model)`` under ``key`` and every load run ``check``."""
+    _SECTIONS[key] = (describe, check)
 
 
 def _optimizer_parts(optimizer):
@@ -194,8 +181,6 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
     completed), ``config`` (for example what built the model) and ``extra`` (anything JSON can
     hold) as metadata, with the default random generator's state unless ``include_rng=False``.
     """
-    from .tensor import default_generator
-
     st = _safetensors()
     tensors = {}
     if model is not None:
@@ -203,11 +188,10 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
             tensors[_MODEL + key] = np.ascontiguousarray(value._data if hasattr(value, "_data") else value)
     meta = {"ember.format": FORMAT}
     if model is not None:
-        quantized = _quantized_layers(model)
-        if quantized:
-            from .quant import LAYOUT
-
-            meta["ember.quant"] = json.dumps({"layout": LAYOUT, "layers": quantized})
+        for key, (describe, _) in _SECTIONS.items():
+            text = describe(model)
+            if text is not None:
+                meta[key] = text
     if optimizer is not None:
         arrays, description = _optimizer_parts(optimizer)
         tensors.update(arrays)
@@ -307,8 +291,6 @@ def _optimizer_state(arrays, meta, optimizer):
 
 def _rng_state(meta):
     """The stored random state, checked on a scratch generator of the default one's kind."""
-    from .tensor import default_generator
-
     state = _json_meta(meta, "ember.rng", dict, None)
     if state is not None:
         scratch = type(default_generator().numpy.bit_generator)()
@@ -330,8 +312,6 @@ def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: 
     hyper-parameters, the random state, the epoch and config -- and the model, optimizer and
     random state change only when all of it is right: an error (ValueError naming the file
     and the key) leaves them as they were."""
-    from .tensor import default_generator
-
     path = Path(path)
     arrays, meta = read(path)
     model_state = {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)}
@@ -341,7 +321,8 @@ def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: 
         extra = _json_meta(meta, "ember.extra", dict, {})
         plan = None
         if model is not None:
-            _check_quantized_layers(path, model, meta)
+            for key, (_, check) in _SECTIONS.items():
+                check(path, model, meta.get(key))
             plan = model.plan_load_state_dict(model_state, strict=strict)[0]
         optimizer_state = _optimizer_state(arrays, meta, optimizer) if optimizer is not None else None
         rng = _rng_state(meta) if restore_rng else None
@@ -356,3 +337,23 @@ def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: 
     if rng is not None:
         default_generator().numpy.bit_generator.state = rng
     return Checkpoint(path=path, epoch=epoch, config=config, extra=extra, model_state=model_state)
+
+
+def _install_module_methods(cls) -> None:
+    """Give ``nn.Module`` ``save`` and ``load`` (the layer below checkpoints does not import
+    this module; it adds them when Ember is imported)."""
+
+    def save_(self, path, config=None):
+        """Save the weights (and an optional JSON ``config``) to a safetensors checkpoint."""
+        return save(path, self, config=config, include_rng=False)
+
+    def load_(self, path, strict: bool = True):
+        """Load weights saved by ``save`` or ``ModelCheckpoint``; returns the ``Checkpoint``."""
+        return load(path, self, strict=strict, restore_rng=False)
+
+    for name, method in (("save", save_), ("load", load_)):
+        method.__name__ = method.__qualname__ = name
+        setattr(cls, name, method)
+
+
+_install_module_methods(Module)

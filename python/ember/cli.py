@@ -73,7 +73,7 @@ def _median_time(fn, min_time: float = 0.2, max_runs: int = 200) -> float:
 def bench_gemm(shapes, out=None) -> list[dict]:
     """Time ember's GEMM against NumPy's (OpenBLAS) matmul, interleaved, on each M x K x N shape."""
     out = sys.stdout if out is None else out
-    from . import ops
+    from .kernels import gemm
 
     rng = np.random.default_rng(0)
     rows = []
@@ -85,7 +85,7 @@ def bench_gemm(shapes, out=None) -> list[dict]:
         # Alternate the two (A B A B A B): a neighbour's load then hits both alike. Each
         # timing starts after a pause: OpenBLAS's idle threads keep spinning for a while
         # after a call and would take the cores that the other library's threads need.
-        run_ember = functools.partial(ops.gemm, a, b, out=c)
+        run_ember = functools.partial(gemm.gemm, a, b, out=c)
         run_numpy = functools.partial(np.matmul, a, b, out=c)
         ember_times, numpy_times = [], []
         for _ in range(3):

@@ -18,12 +18,15 @@ kernels read (blocks of 16 output channels interleaved by 4 or 8 inputs).
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _C, nn
+from . import backend, checkpoint, nn
+from .kernels import qmatmul as qmatmul_kernels
 from .autograd import Function, no_grad
 from .tensor import Tensor, from_numpy
 
@@ -136,37 +139,34 @@ class QuantizedWeight:
         """``x @ W.T + bias`` for float32 ``x`` of shape (..., K); ``reference=True`` runs the
         plain-loop reference (the same integers, slowly)."""
         x = x._data if isinstance(x, Tensor) else x
-        if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        if not hasattr(x, "dtype") or x.dtype != np.float32:
             raise TypeError(f"qmatmul: input must be a float32 array, got "
                             f"{getattr(x, 'dtype', type(x).__name__)}")
         if x.ndim < 1 or x.shape[-1] != self.shape[1]:
             raise ValueError(f"qmatmul: input has shape {x.shape}, but the weight was quantized for "
                              f"K={self.shape[1]} inputs")
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.shape[1])
-        if x2.shape[1] > 1 and x2.strides[1] != 4:  # the kernels read each row as contiguous
-            x2 = np.ascontiguousarray(x2)
-        shape2 = (x2.shape[0], self.shape[0])
-        if out is None:
-            result = _C.empty(shape2, np.float32)
-        else:
-            if not isinstance(out, np.ndarray) or out.dtype != np.float32:
-                raise TypeError(f"qmatmul: out must be a float32 numpy.ndarray, got "
-                                f"{getattr(out, 'dtype', type(out).__name__)}")
+        shape2 = (math.prod(lead), self.shape[0])
+        result = None
+        if out is not None:
+            if not hasattr(out, "dtype") or out.dtype != np.float32:
+                raise TypeError(f"qmatmul: out must be a float32 array, got {getattr(out, 'dtype', type(out).__name__)}")
             if out.shape != lead + (self.shape[0],):
                 raise ValueError(f"qmatmul: out must have shape {lead + (self.shape[0],)}, got {out.shape}")
             result = out.reshape(shape2)
-            if not np.may_share_memory(result, out):
+            if not backend.namespace(out).may_share_memory(result, out):
                 raise ValueError("qmatmul: out cannot be viewed as a (rows, outputs) matrix without a copy")
         if bias is not None:
             bias = bias._data if isinstance(bias, Tensor) else bias
+        x2 = x.reshape(shape2[0], self.shape[1])
+        n, k = self.shape
         if self.bits == 8:
-            fn = _C.qmatmul_int8_ref if reference else _C.qmatmul_int8
-            fn(x2, self.data, self.scales, self.colsum, self.shape[0], self.shape[1], bias, result)
+            result = qmatmul_kernels.qmatmul_int8(x2, self.data, self.scales, self.colsum, n, k, bias, result,
+                                                  reference=reference)
         else:
-            fn = _C.qmatmul_int4_ref if reference else _C.qmatmul_int4
-            fn(x2, self.data, self.scales, self.shape[0], self.shape[1], self.group_size, bias, result)
-        return out if out is not None else result.reshape(lead + (self.shape[0],))
+            result = qmatmul_kernels.qmatmul_int4(x2, self.data, self.scales, n, k, self.group_size, bias, result,
+                                                  reference=reference)
+        return out if out is not None else result.reshape(lead + (n,))
 
     def __repr__(self) -> str:
         g = f", group_size={self.group_size}" if self.bits == 4 else ""
@@ -444,3 +444,38 @@ def quantize(model, bits: int = 8, group_size: int = 32, calibration=None, eval_
 
 __all__ = ["GROUP_SIZES", "LAYOUT", "QuantLinear", "QuantReport", "QuantizedWeight", "quantize", "quantize_weight",
            "quantized_structure"]
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _describe(model):
+    """The "ember.quant" metadata of a model: the packed layout and each quantized layer's bits
+    and group size (None for a float model)."""
+    layers = {name: {"bits": m.bits, "group_size": m.group_size}
+              for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+    return json.dumps({"layout": LAYOUT, "layers": layers}) if layers else None
+
+
+def _check(path, model, text) -> None:
+    """A quantized checkpoint loads only into layers quantized the same way: say which differ."""
+    saved = json.loads(text) if text is not None else {"layers": {}}
+    if not isinstance(saved, dict) or not isinstance(saved.get("layers"), dict):
+        raise ValueError("metadata ember.quant must hold a JSON object with 'layers'")
+    if saved["layers"] and saved.get("layout") != LAYOUT:
+        raise ValueError(f"{path} holds quantized weights in layout {saved.get('layout')!r}; this Ember reads "
+                         f"{LAYOUT!r}")
+    mine = json.loads(_describe(model) or '{"layers": {}}')["layers"]
+    if saved["layers"] == mine:
+        return
+    if not mine:
+        kinds = sorted({f"int{v.get('bits')}" for v in saved["layers"].values() if isinstance(v, dict)})
+        raise ValueError(f"{path} holds a quantized model ({', '.join(kinds)} layers: "
+                         f"{', '.join(saved['layers'])}); load it into ember.quant.quantized_structure(model, "
+                         f"bits=...) of the same float model")
+    diff = [f"{name}: file {saved['layers'].get(name)}, model {mine.get(name)}"
+            for name in sorted(set(saved["layers"]) | set(mine)) if saved["layers"].get(name) != mine.get(name)]
+    raise ValueError(f"{path}: the quantized layers differ from the model's: " + "; ".join(diff))
+
+
+checkpoint.register_section("ember.quant", _describe, _check)

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ember
-from ember import ops
+from ember import kernels
 
 U32 = 2.0**-24  # float32 unit roundoff
 
@@ -94,7 +94,7 @@ def test_ref_matches_numpy(rng, shape, trans):
     a, b, a_op, b_op = operands(rng, m, k, n, *trans, gauss)
     c0, bias = gauss(rng, (m, n)), gauss(rng, (n,))
     out = c0.copy()
-    got = ops.gemm_ref(a, b, trans_a=trans[0], trans_b=trans[1], out=out, alpha=0.5, beta=-2.0, bias=bias,
+    got = kernels.gemm.gemm_ref(a, b, trans_a=trans[0], trans_b=trans[1], out=out, alpha=0.5, beta=-2.0, bias=bias,
                        relu=True)
     assert got is out
     want = expected(a_op, b_op, 0.5, -2.0, c0, bias, relu=True)
@@ -111,7 +111,7 @@ def test_ref_matches_numpy(rng, shape, trans):
 def test_gemm_exact_on_integers(isa, rng, shape, trans):
     m, k, n = shape
     a, b, a_op, b_op = operands(rng, m, k, n, *trans, ints)
-    got = ops.gemm(a, b, trans_a=trans[0], trans_b=trans[1])
+    got = kernels.gemm.gemm(a, b, trans_a=trans[0], trans_b=trans[1])
     np.testing.assert_array_equal(got, expected(a_op, b_op))
 
 
@@ -119,11 +119,11 @@ def test_gemm_exact_on_integers(isa, rng, shape, trans):
 def test_gemm_gaussian_against_numpy_and_ref(isa, rng, shape):
     m, k, n = shape
     a, b, a_op, b_op = operands(rng, m, k, n, False, False, gauss)
-    got = ops.gemm(a, b)
+    got = kernels.gemm.gemm(a, b)
     want = expected(a_op, b_op)
     assert_within(got, want, tolerance(a_op, b_op))
     if m * k * n <= 7e7:  # the reference's plain loops are slow beyond this
-        ref = ops.gemm_ref(a, b)
+        ref = kernels.gemm.gemm_ref(a, b)
         assert_within(got, ref.astype(np.float64), tolerance(a_op, b_op) + U32 * np.abs(ref))
 
 
@@ -131,7 +131,7 @@ def test_gemm_gaussian_against_numpy_and_ref(isa, rng, shape):
 def test_gemm_large_transposed(isa, rng, shape):
     m, k, n = shape
     a, b, a_op, b_op = operands(rng, m, k, n, True, True, ints)
-    np.testing.assert_array_equal(ops.gemm(a, b, trans_a=True, trans_b=True), expected(a_op, b_op))
+    np.testing.assert_array_equal(kernels.gemm.gemm(a, b, trans_a=True, trans_b=True), expected(a_op, b_op))
 
 
 @pytest.mark.parametrize("shape", [(1, 64, 50), (7, 33, 100), (40, 100, 70), (300, 200, 100)], ids=shape_id)
@@ -144,7 +144,7 @@ def test_gemm_epilogue(isa, rng, shape, alpha, beta, with_bias, relu):
     c0 = gauss(rng, (m, n))
     bias = gauss(rng, (n,)) if with_bias else None
     out = c0.copy()
-    got = ops.gemm(a, b, out=out, alpha=alpha, beta=beta, bias=bias, relu=relu)
+    got = kernels.gemm.gemm(a, b, out=out, alpha=alpha, beta=beta, bias=bias, relu=relu)
     assert got is out
     want = expected(a, b, alpha, beta, c0, bias, relu)
     assert_within(got, want, tolerance(a, b, alpha, beta, c0, bias))
@@ -167,10 +167,10 @@ def strided_views(rng):
 
 def test_gemm_reads_any_strides_in_place(isa, rng):
     for name, a_op, b_op in strided_views(rng):
-        got = ops.gemm(a_op, b_op)
+        got = kernels.gemm.gemm(a_op, b_op)
         np.testing.assert_array_equal(got, expected(a_op, b_op), err_msg=name)
         # Same operands given through the transpose flags.
-        got_t = ops.gemm(a_op.T, b_op.T, trans_a=True, trans_b=True)
+        got_t = kernels.gemm.gemm(a_op.T, b_op.T, trans_a=True, trans_b=True)
         np.testing.assert_array_equal(got_t, expected(a_op, b_op), err_msg=name)
 
 
@@ -179,7 +179,7 @@ def test_gemm_out_is_a_padded_slice(isa, rng):
     a, b = ints(rng, (m, k)), ints(rng, (k, n))
     canvas = np.full((m + 4, n + 9), np.nan, dtype=np.float32)
     out = canvas[2 : 2 + m, 3 : 3 + n]
-    assert ops.gemm(a, b, out=out) is out
+    assert kernels.gemm.gemm(a, b, out=out) is out
     np.testing.assert_array_equal(out, expected(a, b))
     outside = np.ones(canvas.shape, bool)
     outside[2 : 2 + m, 3 : 3 + n] = False
@@ -191,23 +191,23 @@ def test_beta_zero_never_reads_out(isa, rng, shape):
     m, k, n = shape
     a, b = ints(rng, (m, k)), ints(rng, (k, n))
     out = np.full((m, n), np.nan, dtype=np.float32)
-    ops.gemm(a, b, out=out, beta=0.0)
+    kernels.gemm.gemm(a, b, out=out, beta=0.0)
     np.testing.assert_array_equal(out, expected(a, b))
 
 
 def test_k_zero_gives_beta_c(isa, rng):
     a, b = np.empty((5, 0), np.float32), np.empty((0, 7), np.float32)
-    np.testing.assert_array_equal(ops.gemm(a, b), np.zeros((5, 7), np.float32))
+    np.testing.assert_array_equal(kernels.gemm.gemm(a, b), np.zeros((5, 7), np.float32))
     c0, bias = gauss(rng, (5, 7)), gauss(rng, (7,))
     out = c0.copy()
-    ops.gemm(a, b, out=out, beta=2.0, bias=bias, relu=True)
+    kernels.gemm.gemm(a, b, out=out, beta=2.0, bias=bias, relu=True)
     np.testing.assert_allclose(out, np.maximum(2.0 * c0 + bias, 0), rtol=U32)
 
 
 @pytest.mark.parametrize("m, n", [(0, 5), (5, 0), (0, 0)])
 def test_empty_results(isa, rng, m, n):
     a, b = gauss(rng, (m, 6)), gauss(rng, (6, n))
-    got = ops.gemm(a, b)
+    got = kernels.gemm.gemm(a, b)
     assert got.shape == (m, n) and got.dtype == np.float32
 
 
@@ -216,7 +216,7 @@ def test_alpha_zero_does_not_read_a_or_b(isa, rng):
     b = np.full((11, 13), np.inf, np.float32)
     c0 = gauss(rng, (9, 13))
     out = c0.copy()
-    ops.gemm(a, b, out=out, alpha=0.0, beta=0.5)
+    kernels.gemm.gemm(a, b, out=out, alpha=0.0, beta=0.5)
     np.testing.assert_allclose(out, 0.5 * c0, rtol=U32)
 
 
@@ -225,7 +225,7 @@ def test_nan_propagates_through_product_and_relu(isa, rng, shape):
     m, k, n = shape
     a, b = gauss(rng, (m, k)), gauss(rng, (k, n))
     a[m // 2, k // 3] = np.nan
-    got = ops.gemm(a, b, relu=True)
+    got = kernels.gemm.gemm(a, b, relu=True)
     assert np.isnan(got[m // 2]).all()
     others = np.delete(got, m // 2, axis=0)
     assert not np.isnan(others).any()
@@ -238,7 +238,7 @@ def test_results_do_not_depend_on_thread_count(isa, rng, num_threads, shape):
     results = []
     for t in (1, 2, 3, 5):
         ember.set_num_threads(t)
-        results.append(ops.gemm(a, b))
+        results.append(kernels.gemm.gemm(a, b))
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
 
@@ -246,7 +246,7 @@ def test_results_do_not_depend_on_thread_count(isa, rng, num_threads, shape):
 def test_concurrent_python_threads_get_the_same_results(isa, rng):
     shapes = [(300, 200, 250), (4, 2000, 1000), (1000, 27, 32), (65, 129, 257)]
     inputs = [(gauss(rng, (m, k)), gauss(rng, (k, n))) for m, k, n in shapes] * 2
-    serial = [ops.gemm(a, b) for a, b in inputs]
+    serial = [kernels.gemm.gemm(a, b) for a, b in inputs]
     results = [[None] * len(inputs) for _ in range(4)]
     errors = []
 
@@ -254,7 +254,7 @@ def test_concurrent_python_threads_get_the_same_results(isa, rng):
         try:
             for _ in range(3):
                 for i, (a, b) in enumerate(inputs):
-                    results[t][i] = ops.gemm(a, b)
+                    results[t][i] = kernels.gemm.gemm(a, b)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -281,7 +281,7 @@ def test_gemm_property_matches_numpy(m, k, n, trans_a, trans_b, seed):
     for isa in ember.available_isas():
         ember.set_isa(isa)
         try:
-            got = ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+            got = kernels.gemm.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
         finally:
             ember.set_isa(previous)
         np.testing.assert_array_equal(got, expected(a_op, b_op), err_msg=isa)
@@ -305,7 +305,7 @@ G32 = np.ones((5, 3), np.float32)
 )
 def test_wrong_types_raise_type_error(a, b, match):
     with pytest.raises(TypeError, match=match):
-        ops.gemm(a, b)
+        kernels.gemm.gemm(a, b)
 
 
 @pytest.mark.parametrize(
@@ -325,47 +325,47 @@ def test_wrong_types_raise_type_error(a, b, match):
 )
 def test_bad_shapes_and_layouts_raise_value_error(a, b, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        ops.gemm(a, b, **kwargs)
+        kernels.gemm.gemm(a, b, **kwargs)
 
 
 def test_wrong_out_and_bias_dtypes_raise_type_error():
     with pytest.raises(TypeError, match="out must have dtype float32, got float64"):
-        ops.gemm(F32, G32, out=np.empty((4, 3)))
+        kernels.gemm.gemm(F32, G32, out=np.empty((4, 3)))
     with pytest.raises(TypeError, match="bias must have dtype float32, got float64"):
-        ops.gemm(F32, G32, bias=np.ones(3))
+        kernels.gemm.gemm(F32, G32, bias=np.ones(3))
 
 
 def test_read_only_out_is_refused():
     out = np.empty((4, 3), np.float32)
     out.flags.writeable = False
     with pytest.raises(ValueError, match="out is read-only"):
-        ops.gemm(F32, G32, out=out)
+        kernels.gemm.gemm(F32, G32, out=out)
 
 
 def test_out_aliasing_an_input_is_refused():
     buf = np.ones((6, 6), np.float32)
     with pytest.raises(ValueError, match="out must not share memory with a"):
-        ops.gemm(buf[:, :3], buf[:3, :], out=buf[:, :6])
+        kernels.gemm.gemm(buf[:, :3], buf[:3, :], out=buf[:, :6])
     sq = np.ones((5, 5), np.float32)
     with pytest.raises(ValueError, match="out must not share memory with b"):
-        ops.gemm(np.ones((5, 5), np.float32), sq, out=sq)
+        kernels.gemm.gemm(np.ones((5, 5), np.float32), sq, out=sq)
     bias = np.ones(8, np.float32)
     with pytest.raises(ValueError, match="out must not share memory with bias"):
-        ops.gemm(np.ones((1, 2), np.float32), np.ones((2, 8), np.float32), out=bias.reshape(1, 8), bias=bias)
+        kernels.gemm.gemm(np.ones((1, 2), np.float32), np.ones((2, 8), np.float32), out=bias.reshape(1, 8), bias=bias)
 
 
 def test_overflowing_result_size_is_refused():
     a = np.broadcast_to(np.float32(1), (2**40, 1))
     b = np.broadcast_to(np.float32(1), (1, 2**40))
     with pytest.raises(ValueError, match="too big"):
-        ops.gemm(a, b)
+        kernels.gemm.gemm(a, b)
 
 
 def test_misaligned_arrays_are_refused():
     raw = np.zeros(4 * 20 + 1, np.uint8)
     a = np.frombuffer(raw.data, dtype=np.float32, count=20, offset=1).reshape(4, 5)
     with pytest.raises(ValueError, match="a must be aligned"):
-        ops.gemm(a, G32)
+        kernels.gemm.gemm(a, G32)
 
 
 # --------------------------------------------------------------------------- memory safety
@@ -374,6 +374,7 @@ GUARD_SCRIPT = r"""
 import ctypes, mmap
 import numpy as np
 import ember
+from ember import kernels
 
 libc = ctypes.CDLL(None, use_errno=True)
 PAGE = mmap.PAGESIZE
@@ -409,24 +410,24 @@ for isa in ember.available_isas():
                 bias = guarded((n,), rng)
                 out = guarded((m, n), rng)
                 c0 = out.astype(np.float64)
-                ember.ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out, beta=1.0, bias=bias)
+                kernels.gemm.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out, beta=1.0, bias=bias)
                 a_op = a.T if trans_a else a
                 b_op = b.T if trans_b else b
                 assert np.array_equal(out, a_op.astype(np.float64) @ b_op + c0 + bias), (isa, m, k, n)
     for shape, ceil_mode in [((2, 3, 31, 29), True), ((1, 2, 6, 70), False), ((1, 1, 3, 3), True)]:
         x = guarded(shape, rng)
-        y, idx = ember.ops.max_pool2d(x, 2, ceil_mode=ceil_mode, return_indices=True)
-        want, want_idx = ember.ops.max_pool2d_ref(x, 2, ceil_mode=ceil_mode)
+        y, idx = kernels.pool2d.max_pool2d_fwd(x, 2, ceil_mode=ceil_mode, return_indices=True)
+        want, want_idx = kernels.pool2d.max_pool2d_fwd_ref(x, 2, ceil_mode=ceil_mode)
         assert np.array_equal(y, want) and np.array_equal(idx, want_idx), (isa, shape)
         dy = guarded(y.shape, rng)
-        ember.ops.max_pool2d_backward(dy, idx, shape)
-        ember.ops.avg_pool2d_backward(dy, shape, 2, ceil_mode=ceil_mode)
-        ember.ops.avg_pool2d(x, 2, ceil_mode=ceil_mode)
+        kernels.pool2d.max_pool2d_bwd(dy, idx, shape)
+        kernels.pool2d.avg_pool2d_bwd(dy, shape, 2, ceil_mode=ceil_mode)
+        kernels.pool2d.avg_pool2d_fwd(x, 2, ceil_mode=ceil_mode)
     for xs, ws, kwargs in [((2, 3, 9, 7), (4, 3, 3, 3), dict(padding=1)), ((1, 4, 8, 9), (6, 2, 3, 2),
                                                                             dict(stride=2, padding=(2, 1), groups=2))]:
         x, w, bias = guarded(xs, rng), guarded(ws, rng), guarded((ws[0],), rng)
-        got = ember.ops.conv2d(x, w, bias, **kwargs)
-        assert np.array_equal(got, ember.ops.conv2d_ref(x, w, bias, **kwargs)), (isa, xs, ws)
+        got = kernels.conv2d.conv2d_fwd(x, w, bias, **kwargs)
+        assert np.array_equal(got, kernels.conv2d.conv2d_fwd_ref(x, w, bias, **kwargs)), (isa, xs, ws)
 print("ok")
 """
 

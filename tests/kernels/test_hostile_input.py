@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember import ops
+from ember import kernels
 from ember.quant import quantize_weight
 
 
@@ -79,8 +79,8 @@ def test_qmatmul_nan_input_is_refused(isa, rng, bits):
 
 
 def _conv_all(x, w, b, **kw):
-    y = ops.conv2d(x, w, b, **kw)
-    y_ref = ops.conv2d_ref(x, w, b, **kw)
+    y = kernels.conv2d.conv2d_fwd(x, w, b, **kw)
+    y_ref = kernels.conv2d.conv2d_fwd_ref(x, w, b, **kw)
     return y, y_ref
 
 
@@ -96,12 +96,12 @@ def test_conv2d_zero_input_channels_is_bias_only(isa, rng, relu):
     y0, _ = _conv_all(x, w, None)
     assert (y0 == 0).all() and y0.shape == (2, 6, 7, 7)
     dy = rng.standard_normal((2, 6, 7, 7)).astype(np.float32)
-    dw, db = ops.conv2d_backward_weight(x, dy, w.shape, bias=True)
-    dw_ref, db_ref = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True)
+    dw, db = kernels.conv2d.conv2d_bwd_weight(x, dy, w.shape, bias=True)
+    dw_ref, db_ref = kernels.conv2d.conv2d_bwd_weight_ref(x, dy, w.shape, bias=True)
     assert dw.shape == (6, 0, 3, 3)
     np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(db_ref, db, rtol=1e-5, atol=1e-5)
-    assert ops.conv2d_backward_data(dy, w, x.shape).shape == x.shape
+    assert kernels.conv2d.conv2d_bwd_data(dy, w, x.shape).shape == x.shape
 
 
 @pytest.mark.parametrize("value", [2**61, 2**62, 2**63 - 1])
@@ -116,7 +116,7 @@ def test_conv2d_geometry_beyond_int64_is_refused(rng, value, arg):
         np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
         assert y.shape == (1, 3, 1, 1)
         return
-    for fn in (ops.conv2d, ops.conv2d_ref):
+    for fn in (kernels.conv2d.conv2d_fwd, kernels.conv2d.conv2d_fwd_ref):
         with pytest.raises(ValueError, match="stride|padding|dilation"):
             fn(x, w, **kw)
 
@@ -144,10 +144,10 @@ def test_conv2d_large_but_representable_geometry_matches_reference(isa, rng, arg
     y, y_ref = _conv_all(x, w, b, **kw)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    np.testing.assert_allclose(ops.conv2d_backward_data(dy, w, x.shape, **kw),
-                               ops.conv2d_backward_data_ref(dy, w, x.shape, **kw), rtol=1e-4, atol=1e-4)
-    for a, r in zip(ops.conv2d_backward_weight(x, dy, w.shape, bias=True, **kw),
-                    ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kw)):
+    np.testing.assert_allclose(kernels.conv2d.conv2d_bwd_data(dy, w, x.shape, **kw),
+                               kernels.conv2d.conv2d_bwd_data_ref(dy, w, x.shape, **kw), rtol=1e-4, atol=1e-4)
+    for a, r in zip(kernels.conv2d.conv2d_bwd_weight(x, dy, w.shape, bias=True, **kw),
+                    kernels.conv2d.conv2d_bwd_weight_ref(x, dy, w.shape, bias=True, **kw)):
         np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4)
 
 
@@ -157,14 +157,14 @@ def test_conv2d_large_but_representable_geometry_matches_reference(isa, rng, arg
 def test_max_pool2d_cost_follows_the_clipped_window(isa, rng):
     x = rng.standard_normal((1, 2, 5, 6)).astype(np.float32)
     t0 = time.perf_counter()
-    y, idx = ops.max_pool2d(x, 2**32, padding=2**31, return_indices=True)
-    y_ref, idx_ref = ops.max_pool2d_ref(x, 2**32, padding=2**31)
+    y, idx = kernels.pool2d.max_pool2d_fwd(x, 2**32, padding=2**31, return_indices=True)
+    y_ref, idx_ref = kernels.pool2d.max_pool2d_fwd_ref(x, 2**32, padding=2**31)
     elapsed = time.perf_counter() - t0
     np.testing.assert_array_equal(y, x.max(axis=(2, 3), keepdims=True))
     np.testing.assert_array_equal(y_ref, y)
     np.testing.assert_array_equal(idx_ref, idx)
-    a = ops.avg_pool2d(x, 2**32, padding=2**31)
-    np.testing.assert_allclose(a, ops.avg_pool2d_ref(x, 2**32, padding=2**31), rtol=1e-6)
+    a = kernels.pool2d.avg_pool2d_fwd(x, 2**32, padding=2**31)
+    np.testing.assert_allclose(a, kernels.pool2d.avg_pool2d_fwd_ref(x, 2**32, padding=2**31), rtol=1e-6)
     np.testing.assert_allclose(a * (2.0**64), x.sum(axis=(2, 3), keepdims=True), rtol=1e-5)
     assert elapsed < 30  # minutes before the window was clipped in closed form
 
@@ -172,9 +172,9 @@ def test_max_pool2d_cost_follows_the_clipped_window(isa, rng):
 def test_pool_geometry_beyond_int64_is_refused(rng):
     x = rng.standard_normal((1, 1, 4, 4)).astype(np.float32)
     with pytest.raises(ValueError, match="kernel_size|too large"):
-        ops.max_pool2d(x, 2**62)
+        kernels.pool2d.max_pool2d_fwd(x, 2**62)
     with pytest.raises(ValueError, match="dilation"):
-        ops.max_pool2d(x, 3, padding=1, dilation=2**61)
+        kernels.pool2d.max_pool2d_fwd(x, 3, padding=1, dilation=2**61)
     y = np.empty((1, 1, 1, 1), np.float32)
     with pytest.raises(ValueError, match="too large"):
         ember._C.max_pool2d_fwd(x, y, None, 2**62, 2**62, 1, 1, 0, 0, 1, 1)
@@ -183,7 +183,7 @@ def test_pool_geometry_beyond_int64_is_refused(rng):
 @pytest.mark.parametrize("shape", [(2, 3, 0, 4), (2, 3, 4, 0)])
 def test_adaptive_avg_pool2d_empty_plane_is_refused(shape):
     x = np.empty(shape, np.float32)
-    for fn in (ops.adaptive_avg_pool2d, ops.adaptive_avg_pool2d_ref):
+    for fn in (kernels.pool2d.adaptive_avg_pool2d_fwd, kernels.pool2d.adaptive_avg_pool2d_fwd_ref):
         with pytest.raises(ValueError, match="non-empty"):
             fn(x, 1)
     with pytest.raises(ValueError, match="non-empty"):
@@ -197,18 +197,18 @@ def test_uint64_labels_past_int64_do_not_wrap_into_ignore_index(rng):
     z = rng.standard_normal((3, 5)).astype(np.float32)
     t = np.array([1, 2**64 - 100, 0], np.uint64)  # wraps to -100 (ignore_index) as int64
     with pytest.raises(ValueError, match=r"target\[1\]"):
-        ops.softmax_cross_entropy(z, t)
+        kernels.cross_entropy.cross_entropy_fwd(z, t)
     with pytest.raises(ValueError, match=r"target\[1\]"):
         ember.nn.functional.cross_entropy(ember.Tensor(z), t)
     with pytest.raises(ValueError, match=r"target\[1\]"):
-        ops.linear_cross_entropy(z, rng.standard_normal((4, 5)).astype(np.float32), t)
+        kernels.cross_entropy.linear_cross_entropy(z, rng.standard_normal((4, 5)).astype(np.float32), t)
 
 
 @pytest.mark.parametrize("value", [2**63, 2**70, -(2**63) - 1])
 def test_out_of_range_python_ints_are_named(rng, value):
     z = rng.standard_normal((3, 5)).astype(np.float32)
     with pytest.raises((ValueError, OverflowError), match="ignore_index"):
-        ops.softmax_cross_entropy(z, np.array([0, 1, 2]), ignore_index=value)
+        kernels.cross_entropy.cross_entropy_fwd(z, np.array([0, 1, 2]), ignore_index=value)
     with pytest.raises((ValueError, OverflowError), match="n"):
         ember.set_num_threads(value)
     with pytest.raises((ValueError, OverflowError), match="nbytes"):

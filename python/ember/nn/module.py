@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import backend
 from ..autograd import no_grad
 from ..tensor import Tensor
 
@@ -139,49 +140,33 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    # ------------------------------------------------ Keras-style training (ember.training)
-    def compile(self, optimizer="adam", loss="cross_entropy", metrics=None, lr=None) -> None:
-        """Choose the optimizer, loss and metrics for ``fit``/``evaluate`` (see ``ember.training.compile``)."""
-        from .. import training
+    # ---------------------------------------------------------------- devices
+    @no_grad()
+    def to(self, device):
+        """Move every parameter and buffer (and any gradient) to ``device``, in place; returns
+        the module. Parameters keep their identity, so an optimizer built before the move still
+        holds them (its state follows on its next step)."""
+        dev = backend.get(device)
+        for t in list(self.parameters()) + list(self.buffers()):
+            if backend.device_of(t._data) is not dev:
+                t._data = dev.asarray(t._data)
+                t._bump()
+                if t.grad is not None:
+                    t.grad = Tensor._wrap(dev.asarray(t.grad._data))
+        return self
 
-        training.compile(self, optimizer, loss, metrics, lr)
+    def cpu(self):
+        return self.to("cpu")
 
-    def fit(self, x=None, y=None, **kwargs):
-        """Train; returns a ``History`` (see ``ember.training.fit`` for the arguments)."""
-        from .. import training
-
-        return training.fit(self, x, y, **kwargs)
-
-    def evaluate(self, x=None, y=None, **kwargs):
-        """Loss and metrics in evaluation mode (see ``ember.training.evaluate``)."""
-        from .. import training
-
-        return training.evaluate(self, x, y, **kwargs)
-
-    def predict(self, x, batch_size=256):
-        """Outputs for ``x`` as a NumPy array, in evaluation mode."""
-        from .. import training
-
-        return training.predict(self, x, batch_size)
-
-    def save(self, path, config=None):
-        """Save the weights (and an optional JSON ``config``) to a safetensors checkpoint."""
-        from .. import checkpoint
-
-        return checkpoint.save(path, self, config=config, include_rng=False)
-
-    def load(self, path, strict: bool = True):
-        """Load weights saved by ``save`` or ``ModelCheckpoint``; returns the ``Checkpoint``."""
-        from .. import checkpoint
-
-        return checkpoint.load(path, self, strict=strict, restore_rng=False)
+    def cuda(self):
+        return self.to("cuda")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad = Tensor._wrap(np.zeros_like(p.grad._data))
+                p.grad = Tensor._wrap(backend.namespace(p.grad._data).zeros_like(p.grad._data))
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> OrderedDict:
@@ -226,7 +211,7 @@ class Module:
             if k not in state_dict:
                 continue
             v = state_dict[k]
-            arr = v._data if isinstance(v, Tensor) else np.asarray(v)
+            arr = v._data if isinstance(v, Tensor) else (v if backend.is_array(v) else np.asarray(v))
             if arr.shape != t.shape:
                 shapes.append(f"{k}: expected shape {t.shape}, got {arr.shape}")
             elif not _same_kind(arr.dtype, t.dtype):
@@ -235,7 +220,7 @@ class Module:
                     arr.min() < np.iinfo(t.dtype).min or arr.max() > np.iinfo(t.dtype).max):
                 wrong.append(f"{k}: values outside the range of {t.dtype}")
             else:
-                plan.append((t, arr))
+                plan.append((t, backend.device_of(t._data).asarray(arr)))
                 arrays[k] = arr
         for prefix, m in self.named_modules():
             start = f"{prefix}." if prefix else ""

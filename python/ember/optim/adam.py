@@ -1,15 +1,14 @@
-"""Adam and AdamW (with AMSGrad), PyTorch's updates: one fused native pass per float32
-parameter, NumPy for other dtypes."""
+"""Adam and AdamW (with AMSGrad), PyTorch's updates: the float32 parameters of a group in one
+fused native call, other dtypes through the same formulas in their array namespace."""
 
 from __future__ import annotations
 
 import math
 import numbers
 
-import numpy as np
-
-from .. import _C
-from .optimizer import Optimizer, _flag, _native, _real
+from .. import backend
+from ..kernels import optim_step
+from .optimizer import Optimizer, _flag, _real
 
 
 class Adam(Optimizer):
@@ -38,20 +37,30 @@ class Adam(Optimizer):
         _flag(group, "amsgrad")
         _flag(group, "maximize")
 
-    def _update(self, p, grad, state, group) -> None:
-        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    def _init(self, p, state, group) -> None:
         if not state:
+            xp = backend.namespace(p)
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p)
-            state["exp_avg_sq"] = np.zeros_like(p)
+            state["exp_avg"] = xp.zeros_like(p)
+            state["exp_avg_sq"] = xp.zeros_like(p)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p)
+                state["max_exp_avg_sq"] = xp.zeros_like(p)
         state["step"] += 1
-        if _native(p):  # one fused pass (ember._C.adam_step)
-            _C.adam_step(p, np.ascontiguousarray(grad, np.float32), state["exp_avg"], state["exp_avg_sq"],
-                         state.get("max_exp_avg_sq"), lr, b1, b2, eps, wd, state["step"], self._decoupled,
-                         group["maximize"])
-            return
+
+    def _step_fused(self, params, grads, states, group) -> None:
+        for p, s in zip(params, states):
+            self._init(p, s, group)
+        b1, b2 = group["betas"]
+        optim_step.adam_step(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                             [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else None,
+                             [s["step"] for s in states], lr=group["lr"], beta1=b1, beta2=b2, eps=group["eps"],
+                             weight_decay=group["weight_decay"], decoupled=self._decoupled,
+                             maximize=group["maximize"])
+
+    def _update(self, p, grad, state, group) -> None:
+        self._init(p, state, group)
+        xp = backend.namespace(p)
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         f = p.dtype.type
         g = -grad if group["maximize"] else grad
         if wd:
@@ -66,10 +75,10 @@ class Adam(Optimizer):
         v *= f(b2)
         v += f(1 - b2) * (g * g)
         if group["amsgrad"]:
-            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
         bias1, bias2 = 1 - b1**t, 1 - b2**t
-        denom = np.sqrt(v) / f(math.sqrt(bias2)) + f(eps)
+        denom = xp.sqrt(v) / f(math.sqrt(bias2)) + f(eps)
         p -= f(lr / bias1) * (m / denom)
 
 

@@ -1,6 +1,7 @@
 """Optimizer: parameter groups, per-parameter state, zero_grad and state_dict (PyTorch's
-protocol). Subclasses implement ``_update(p, grad, state, group)``, which changes the
-parameter's array in place."""
+protocol). Subclasses implement ``_step_fused`` (float32 parameters of a group, one native call)
+and ``_update`` (any other dtype, the same formulas in the array's namespace), both changing the
+parameters' arrays in place."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from .. import backend
 from ..autograd import no_grad
 from ..nn.module import Parameter
 from ..tensor import Tensor
@@ -86,20 +88,45 @@ class Optimizer:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad = Tensor._wrap(np.zeros_like(p.grad._data))
+                    p.grad = Tensor._wrap(backend.namespace(p.grad._data).zeros_like(p.grad._data))
 
     @no_grad()
     def step(self, closure=None):
+        """One update of every parameter that has a gradient: per parameter group, the float32
+        ones in one fused native call (one kernel launch on a GPU), the others through the
+        same formulas in their array namespace."""
         loss = closure() if closure is not None else None
         for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                self._update(p._data, p.grad._data, self.state.setdefault(id(p), {}), g)
+            params = [p for p in g["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [self._state_of(p) for p in params]
+            fused = [i for i, p in enumerate(params) if _native(p._data)]
+            others = set(range(len(params))) - set(fused)
+            if fused:
+                self._step_fused([params[i]._data for i in fused], [params[i].grad._data for i in fused],
+                                 [states[i] for i in fused], g)
+            for i in sorted(others):
+                self._update(params[i]._data, params[i].grad._data, states[i], g)
+            for p in params:
                 p._bump()
         return loss
 
+    def _state_of(self, p) -> dict:
+        """p's state, its arrays on p's device (state follows a parameter that was moved)."""
+        state = self.state.setdefault(id(p), {})
+        dev = backend.device_of(p._data)
+        for k, v in state.items():
+            if backend.is_array(v) and backend.device_of(v) is not dev:
+                state[k] = dev.asarray(v)
+        return state
+
+    def _step_fused(self, params, grads, states, group) -> None:
+        """Update float32 parameters (arrays) in one native call."""
+        raise NotImplementedError
+
     def _update(self, p, grad, state, group) -> None:
+        """Update one parameter (an array of another dtype) with the same formulas."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -175,12 +202,13 @@ class Optimizer:
             for key, value in entries.items():
                 where = f"{name}.load_state_dict: state[{index}][{key!r}]"
                 if key in self._state_arrays:
-                    arr = value._data if isinstance(value, Tensor) else np.asarray(value)
+                    arr = value._data if isinstance(value, Tensor) else (
+                        value if backend.is_array(value) else np.asarray(value))
                     if arr.shape != p.shape:
                         raise ValueError(f"{where} has shape {arr.shape}; its parameter has {p.shape}")
                     if arr.dtype.kind != "f":
                         raise ValueError(f"{where} holds {arr.dtype} values; its parameter is {p.dtype}")
-                    mine[key] = np.array(arr, dtype=p.dtype, copy=True)
+                    mine[key] = backend.device_of(p._data).asarray(arr, p.dtype).copy()
                 elif key in self._state_counters:
                     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
                         raise ValueError(f"{where} must be an int >= 0, got {value!r}")

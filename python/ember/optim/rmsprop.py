@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from .. import backend
 from .optimizer import Optimizer, _flag, _real
 
 
@@ -24,18 +23,23 @@ class RMSprop(Optimizer):
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay,
                                   "momentum": momentum, "centered": centered, "maximize": maximize})
 
+    def _step_fused(self, params, grads, states, group) -> None:
+        for p, g, s in zip(params, grads, states):  # no native RMSprop step: the formulas, per parameter
+            self._update(p, g, s, group)
+
     def _update(self, p, grad, state, group) -> None:
+        xp = backend.namespace(p)
         f = p.dtype.type
         g = -grad if group["maximize"] else grad
         if group["weight_decay"]:
             g = g + f(group["weight_decay"]) * p
         if not state:
             state["step"] = 0
-            state["square_avg"] = np.zeros_like(p)
+            state["square_avg"] = xp.zeros_like(p)
             if group["momentum"]:
-                state["momentum_buffer"] = np.zeros_like(p)
+                state["momentum_buffer"] = xp.zeros_like(p)
             if group["centered"]:
-                state["grad_avg"] = np.zeros_like(p)
+                state["grad_avg"] = xp.zeros_like(p)
         state["step"] += 1
         sq = state["square_avg"]
         sq *= f(group["alpha"])
@@ -43,9 +47,9 @@ class RMSprop(Optimizer):
         if group["centered"]:
             ga = state["grad_avg"]
             ga += f(1 - group["alpha"]) * (g - ga)
-            avg = np.sqrt(sq - ga * ga) + f(group["eps"])
+            avg = xp.sqrt(sq - ga * ga) + f(group["eps"])
         else:
-            avg = np.sqrt(sq) + f(group["eps"])
+            avg = xp.sqrt(sq) + f(group["eps"])
         if group["momentum"]:
             buf = state["momentum_buffer"]
             buf *= f(group["momentum"])

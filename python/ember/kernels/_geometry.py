@@ -48,17 +48,6 @@ def _check_axis(size: int, out: int, k: int, stride: int, pad_lo: int, pad_hi: i
     _bounded((out - 1) * stride + dilation * (k - 1) + 1, "stride", f" x (output - 1) + window along the {axis}")
 
 
-def float32_nchw(x, name: str) -> np.ndarray:
-    """A float32 N x C x H x W array, made C-contiguous (a copy only if it was not)."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray of float32, got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
-    if x.ndim != 4:
-        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {x.shape}")
-    return np.ascontiguousarray(x)
-
-
 def shape4(shape, name: str) -> tuple[int, int, int, int]:
     try:
         dims = tuple(int(d) for d in shape)
