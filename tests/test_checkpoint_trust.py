@@ -47,7 +47,7 @@ def _rewrite(path, *, meta=None, arrays=None, drop=()):
 
 
 def _snapshot(model, opt):
-    weights = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    weights = {k: v.cpu().numpy().copy() for k, v in model.state_dict().items()}
     state = {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
              for i, s in opt.state_dict()["state"].items()}
     groups = json.dumps(opt.state_dict()["param_groups"])
@@ -82,7 +82,7 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("case", BAD_FILES.values(), ids=BAD_FILES.keys())
-def test_bad_file_changes_nothing(tmp_path, case):
+def test_bad_file_changes_nothing(device, tmp_path, case):
     path = _trained(tmp_path)
     _rewrite(path, meta=case.get("meta"), arrays=case.get("arrays"))
     ember.manual_seed(7)
@@ -97,7 +97,7 @@ def test_bad_file_changes_nothing(tmp_path, case):
     _assert_unchanged(before, model, opt)
 
 
-def test_optimizer_hyper_parameters_checked_at_load(tmp_path):
+def test_optimizer_hyper_parameters_checked_at_load(device, tmp_path):
     path = _trained(tmp_path)
     a, m = checkpoint.read(path)
     desc = json.loads(m["ember.optimizer"])
@@ -115,22 +115,22 @@ def test_optimizer_hyper_parameters_checked_at_load(tmp_path):
         assert opt.param_groups[0]["lr"] == 3e-3
 
 
-def test_load_state_dict_refuses_kinds_and_half_loads_nothing():
+def test_load_state_dict_refuses_kinds_and_half_loads_nothing(device):
     model = _mlp()
-    before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-    sd = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    before = {k: v.cpu().numpy().copy() for k, v in model.state_dict().items()}
+    sd = {k: v.cpu().numpy().copy() for k, v in model.state_dict().items()}
     sd["2.bias"] = np.array([1, 2, 3], np.int32)
     sd["0.weight"] = sd["0.weight"] + 1
     with pytest.raises(ValueError, match="2.bias: expected float32 values, got int32"):
         model.load_state_dict(sd)
     for k, v in model.state_dict().items():
-        np.testing.assert_array_equal(v.numpy(), before[k])
+        np.testing.assert_array_equal(v.cpu().numpy(), before[k])
     sd["2.bias"] = np.array([1, 2, 3], np.float64)  # floats into floats are cast, as PyTorch does
     model.load_state_dict(sd)
-    np.testing.assert_array_equal(model.state_dict()["2.bias"].numpy(), [1, 2, 3])
+    np.testing.assert_array_equal(model.state_dict()["2.bias"].cpu().numpy(), [1, 2, 3])
 
 
-def test_optimizer_load_state_dict_checks_before_changing():
+def test_optimizer_load_state_dict_checks_before_changing(device):
     model = _mlp()
     opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     sd = opt.state_dict()
@@ -157,21 +157,21 @@ def _quantized(tmp_path, bits):
 
 @pytest.mark.parametrize("bits", [8, 4])
 @pytest.mark.parametrize("bad", [np.nan, 0.0, -1.0, np.inf])
-def test_bad_scales_refused_at_load(tmp_path, bits, bad):
+def test_bad_scales_refused_at_load(device, tmp_path, bits, bad):
     path, model = _quantized(tmp_path, bits)
     a, _ = checkpoint.read(path)
     scales = a["model.2.weight_scales"].copy()
     scales[1] = bad
     _rewrite(path, arrays={"model.2.weight_scales": scales})
     target = quant.quantized_structure(_mlp(), bits=bits)
-    before = {k: v.numpy().copy() for k, v in target.state_dict().items()}
+    before = {k: v.cpu().numpy().copy() for k, v in target.state_dict().items()}
     with pytest.raises(ValueError, match=r"q\d\.safetensors.*2\.weight_scales"):
         target.load(path)
     for k, v in target.state_dict().items():
-        np.testing.assert_array_equal(v.numpy(), before[k])
+        np.testing.assert_array_equal(v.cpu().numpy(), before[k])
 
 
-def test_tampered_colsum_refused(tmp_path):
+def test_tampered_colsum_refused(device, tmp_path):
     path, _ = _quantized(tmp_path, 8)
     a, _ = checkpoint.read(path)
     colsum = a["model.0.weight_colsum"].copy()
@@ -189,7 +189,7 @@ def test_tampered_colsum_refused(tmp_path):
 # ----------------------------------------------------------------------------- saving
 
 
-def test_save_keeps_mode_and_writes_through_links(tmp_path):
+def test_save_keeps_mode_and_writes_through_links(device, tmp_path):
     model = _mlp()
     target = tmp_path / "real.safetensors"
     model.save(target)
@@ -205,10 +205,10 @@ def test_save_keeps_mode_and_writes_through_links(tmp_path):
     fresh = _mlp()
     fresh.load(link)
     for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+        np.testing.assert_array_equal(a.cpu().numpy(), b.cpu().numpy(), err_msg=k)
 
 
-def test_new_file_gets_the_umask_mode(tmp_path):
+def test_new_file_gets_the_umask_mode(device, tmp_path):
     old = os.umask(0o027)
     try:
         _mlp().save(tmp_path / "new.safetensors")
@@ -217,7 +217,7 @@ def test_new_file_gets_the_umask_mode(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "new.safetensors").st_mode) == 0o640
 
 
-def test_killed_save_leaves_a_temp_file_the_next_save_removes(tmp_path):
+def test_killed_save_leaves_a_temp_file_the_next_save_removes(device, tmp_path):
     path = tmp_path / "big.safetensors"
     script = (
         "import os, numpy as np, ember\n"
@@ -236,7 +236,7 @@ def test_killed_save_leaves_a_temp_file_the_next_save_removes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.safetensors"]
 
 
-def test_temp_file_is_created_beside_the_destination(tmp_path, monkeypatch):
+def test_temp_file_is_created_beside_the_destination(device, tmp_path, monkeypatch):
     seen = []
     real_open = os.open
 

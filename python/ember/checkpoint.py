@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import backend
 from .nn import Module
 from .tensor import default_generator
 
@@ -47,6 +48,12 @@ def _safetensors():
     except ImportError as exc:  # a dependency; reached only in a broken installation
         raise ImportError("checkpoints need the 'safetensors' package: pip install safetensors") from exc
     return st
+
+
+def _host(value) -> np.ndarray:
+    """A tensor's or an array's values as a C-contiguous host array (copied from a device)."""
+    a = value._data if hasattr(value, "_data") else value
+    return np.ascontiguousarray(backend.device_of(a).to_host(a))
 
 
 def _json_ready(value):
@@ -163,10 +170,8 @@ def _optimizer_parts(optimizer):
     arrays, scalars = {}, {}
     for index, state in sd["state"].items():
         for name, value in state.items():
-            if isinstance(value, np.ndarray):
-                arrays[f"{_OPTIM}{index}.{name}"] = np.ascontiguousarray(value)
-            elif hasattr(value, "_data"):  # a Tensor
-                arrays[f"{_OPTIM}{index}.{name}"] = np.ascontiguousarray(value._data)
+            if hasattr(value, "_data") or backend.is_array(value):  # a Tensor or an array of any device
+                arrays[f"{_OPTIM}{index}.{name}"] = _host(value)
             else:
                 scalars.setdefault(str(index), {})[name] = _json_ready(value)
     groups = [_json_ready(g) for g in sd["param_groups"]]
@@ -185,7 +190,7 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
     tensors = {}
     if model is not None:
         for key, value in model.state_dict().items():
-            tensors[_MODEL + key] = np.ascontiguousarray(value._data if hasattr(value, "_data") else value)
+            tensors[_MODEL + key] = _host(value)
     meta = {"ember.format": FORMAT}
     if model is not None:
         for key, (describe, _) in _SECTIONS.items():

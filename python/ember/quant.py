@@ -28,7 +28,7 @@ import numpy as np
 from . import backend, checkpoint, nn
 from .kernels import qmatmul as qmatmul_kernels
 from .autograd import Function, no_grad
-from .tensor import Tensor, from_numpy
+from .tensor import Tensor, tensor, zeros
 
 BLOCK = 16  # output channels per packed block
 # The packed layout's name, recorded in checkpoints: a future layout must not read old files as its own.
@@ -93,15 +93,16 @@ class QuantizedWeight:
         arrays = {"data": data, "scales": scales, "colsum": colsum}
         for name, (dtype, size) in expect.items():
             a = arrays[name]
-            if not isinstance(a, np.ndarray) or a.dtype != dtype:
+            if not backend.is_array(a) or a.dtype != dtype:
                 raise TypeError(f"QuantizedWeight: {name} must be a numpy array of {np.dtype(dtype)}, got "
                                 f"{getattr(a, 'dtype', type(a).__name__)}")
             if a.size != size or not a.flags.c_contiguous:
                 raise ValueError(f"QuantizedWeight: {name} must be C-contiguous with {size} elements for shape "
                                  f"{self.shape} (got {a.size}); it was packed for another shape or group size")
-        s = scales
-        if not np.isfinite(s).all() or (s <= 0).any():
-            bad = s[~(np.isfinite(s) & (s > 0))]
+        xp = backend.namespace(scales)
+        good = xp.isfinite(scales) & (scales > 0)
+        if not bool(good.all()):
+            bad = backend.device_of(scales).to_host(scales[~good])
             raise ValueError(f"QuantizedWeight: scales must be finite and > 0; found {bad[:3].tolist()}")
         self.data, self.scales, self.colsum = data, scales, colsum
 
@@ -176,7 +177,7 @@ class QuantizedWeight:
 def quantize_weight(w, bits: int = 8, group_size: int = 32) -> QuantizedWeight:
     """Quantize a float (N, K) weight (a Linear's ``weight``: outputs x inputs) and pack it."""
     _check_bits_group(bits, group_size)
-    w = np.asarray(w._data if isinstance(w, Tensor) else w)
+    w = w.detach()._host() if isinstance(w, Tensor) else np.asarray(w)
     if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1:
         raise ValueError(f"quantize_weight: w must be a 2-D (N, K) array, got shape {w.shape}")
     if w.dtype.kind != "f":
@@ -250,10 +251,10 @@ class QuantLinear(nn.Module):
         self.in_features, self.out_features, self.bits = in_features, out_features, bits
         self.group_size = group_size if bits == 4 else None
         shell = quantize_weight(np.zeros((out_features, in_features), np.float32), bits, group_size)
-        self.register_buffer("weight_data", from_numpy(shell.data))
-        self.register_buffer("weight_scales", from_numpy(shell.scales))
-        self.register_buffer("weight_colsum", from_numpy(shell.colsum) if bits == 8 else None)
-        self.register_buffer("bias", from_numpy(np.zeros(out_features, np.float32)) if bias else None)
+        self.register_buffer("weight_data", tensor(shell.data))
+        self.register_buffer("weight_scales", tensor(shell.scales))
+        self.register_buffer("weight_colsum", tensor(shell.colsum) if bits == 8 else None)
+        self.register_buffer("bias", zeros(out_features) if bias else None)
 
     @classmethod
     def from_linear(cls, linear, bits: int = 8, group_size: int = 32) -> QuantLinear:
@@ -262,12 +263,14 @@ class QuantLinear(nn.Module):
             raise TypeError(f"QuantLinear.from_linear needs an nn.Linear, got {type(linear).__name__}")
         q = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, group_size)
         qw = quantize_weight(linear.weight, bits, group_size)
-        q.weight_data._data[...] = qw.data
-        q.weight_scales._data[...] = qw.scales
-        if bits == 8:
-            q.weight_colsum._data[...] = qw.colsum
-        if linear.bias is not None:
-            q.bias._data[...] = linear.bias.detach().numpy()
+        q.to(linear.weight.device)
+        with no_grad():
+            q.weight_data[...] = qw.data
+            q.weight_scales[...] = qw.scales
+            if bits == 8:
+                q.weight_colsum[...] = qw.colsum
+            if linear.bias is not None:
+                q.bias[...] = linear.bias.detach()
         return q
 
     def check_loaded_state(self, state: dict) -> list:
@@ -379,8 +382,14 @@ class QuantReport:
         return "\n".join(lines)
 
 
+def _on_model_device(model, x) -> Tensor:
+    """Inputs ``x`` as a float32 tensor where the model's weights are."""
+    first = next(iter(model.parameters()), None) or next(iter(model.buffers()))
+    return tensor(np.asarray(x, dtype=np.float32), device=first.device)
+
+
 def _forward_seconds(model, x, repeats=20) -> float:
-    xt = Tensor(np.ascontiguousarray(x, dtype=np.float32))
+    xt = _on_model_device(model, x)
     with no_grad():
         model(xt)
         times = []
@@ -394,7 +403,7 @@ def _forward_seconds(model, x, repeats=20) -> float:
 def _score(model, x, y):
     """('accuracy', value) for integer labels and (N, C) outputs, else ('mse', value)."""
     with no_grad():
-        out = model(Tensor(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+        out = model(_on_model_device(model, x))._host()
     y = np.asarray(y._data if isinstance(y, Tensor) else y)
     if y.dtype.kind in "iu" and out.ndim == 2 and y.shape == out.shape[:1]:
         return "accuracy", float((out.argmax(axis=1) == y).mean())

@@ -196,7 +196,7 @@ class Tensor(Variable):
         """Accumulate the gradient of this tensor with respect to every leaf that requires grad
         into the leaf's ``.grad``. ``gradient`` is required unless the tensor has one element.
         The graph's saved values are freed afterwards unless ``retain_graph``."""
-        engine.backward(self, gradient, retain_graph)
+        engine.backward(self, gradient._data if isinstance(gradient, Variable) else gradient, retain_graph)
 
     def _accumulate(self, g, owned=False) -> None:
         # A backward may hand the same array to several inputs (an add's gradient flows to
@@ -401,14 +401,25 @@ class Tensor(Variable):
     def log_softmax(self, dim):
         return fns.LogSoftmaxFn.apply(self, dim=dim)
 
+    def _key(self, key):
+        """An index with its tensors and arrays on this tensor's device."""
+        dev = backend.device_of(self._data)
+
+        def one(k):
+            k = _raw(k)
+            return dev.asarray(k) if type(k) is np.ndarray or backend.is_array(k) else k
+
+        return tuple(one(k) for k in key) if isinstance(key, tuple) else one(key)
+
     def __getitem__(self, key):
-        key = tuple(_raw(k) for k in key) if isinstance(key, tuple) else _raw(key)
-        return fns.IndexFn.apply(self, key=key)
+        return fns.IndexFn.apply(self, key=self._key(key))
 
     def __setitem__(self, key, value):
         self._check_inplace()
-        key = tuple(_raw(k) for k in key) if isinstance(key, tuple) else _raw(key)
-        self._data[key] = _raw(value)
+        value = _raw(value)
+        if type(value) is np.ndarray or backend.is_array(value):
+            value = backend.device_of(self._data).asarray(value)
+        self._data[self._key(key)] = value
         self._bump()
 
     # comparisons record no graph
@@ -470,11 +481,31 @@ def _operand(x, like: Tensor):
 # -------------------------------------------------------------------- creation
 
 
+_default_device = ["cpu"]
+
+
+def set_default_device(device) -> None:
+    """The device ``tensor()``, the factories (``zeros``, ``randn``...) and so the layers'
+    parameters use when no ``device=`` is given (``'cpu'`` at start)."""
+    _default_device[0] = backend.get(device).name
+
+
+def get_default_device() -> str:
+    return _default_device[0]
+
+
+def _device(device) -> backend.Device:
+    return backend.get(_default_device[0] if device is None else device)
+
+
 def tensor(data, dtype=None, requires_grad=False, device=None) -> Tensor:
     """A new tensor holding a copy of ``data`` (Python floats default to float32), on
-    ``device`` (default: where ``data`` is, the CPU for Python data)."""
+    ``device`` (default: where an array of another device is, else the default device)."""
     source = _storage(data)
-    dev = backend.get(device) if device is not None else backend.device_of(source)
+    if device is None and type(source) is not np.ndarray and backend.is_array(source):
+        dev = backend.device_of(source)
+    else:
+        dev = _device(device)
     arr = dev.asarray(source if dtype is None else source.astype(dtype))
     if arr is source or arr is getattr(data, "_data", None):
         arr = arr.copy()
@@ -582,7 +613,7 @@ def _dtype(dtype, default=np.float32):
 
 def _make(fill, size, dtype, device, requires_grad) -> Tensor:
     """A tensor made on ``device`` by its namespace's ``fill`` (zeros, ones, empty...)."""
-    dev = backend.get(device or "cpu")
+    dev = _device(device)
     return Tensor(getattr(dev.xp, fill)(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
 
 
@@ -599,7 +630,7 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
-    xp = backend.get(device or "cpu").xp
+    xp = _device(device).xp
     return Tensor(xp.full(_shape((size,)), fill_value, _dtype(dtype)), requires_grad=requires_grad)
 
 
@@ -607,16 +638,16 @@ def arange(start, end=None, step=1, dtype=None, device=None) -> Tensor:
     if end is None:
         start, end = 0, start
     ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
-    xp = backend.get(device or "cpu").xp
+    xp = _device(device).xp
     return Tensor(xp.arange(start, end, step, dtype=_dtype(dtype, np.int64 if ints else np.float32)))
 
 
 def linspace(start, end, steps, dtype=None, device=None) -> Tensor:
-    return Tensor(backend.get(device or "cpu").xp.linspace(start, end, steps, dtype=_dtype(dtype)))
+    return Tensor(_device(device).xp.linspace(start, end, steps, dtype=_dtype(dtype)))
 
 
 def eye(n, m=None, dtype=None, device=None) -> Tensor:
-    return Tensor(backend.get(device or "cpu").xp.eye(n, m, dtype=_dtype(dtype)))
+    return Tensor(_device(device).xp.eye(n, m, dtype=_dtype(dtype)))
 
 
 # Random numbers come from the host generator and are copied to the device, so a seed gives the
@@ -626,19 +657,20 @@ def eye(n, m=None, dtype=None, device=None) -> Tensor:
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     g = (generator or _default_generator).numpy
     return Tensor(g.random(_shape(size), dtype=np.float64).astype(_dtype(dtype)), requires_grad=requires_grad,
-                  device=device)
+                  device=_device(device))
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     g = (generator or _default_generator).numpy
-    return Tensor(g.standard_normal(_shape(size)).astype(_dtype(dtype)), requires_grad=requires_grad, device=device)
+    return Tensor(g.standard_normal(_shape(size)).astype(_dtype(dtype)), requires_grad=requires_grad,
+                  device=_device(device))
 
 
 def randint(low, high=None, size=(), generator=None, dtype=None, device=None) -> Tensor:
     if high is None:
         low, high = 0, low
     g = (generator or _default_generator).numpy
-    return Tensor(g.integers(low, high, _shape((size,)), dtype=_dtype(dtype, np.int64)), device=device)
+    return Tensor(g.integers(low, high, _shape((size,)), dtype=_dtype(dtype, np.int64)), device=_device(device))
 
 
 def _like(t: Tensor, dtype, device):

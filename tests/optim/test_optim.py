@@ -27,7 +27,7 @@ CONFIGS = [
 
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 @pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}-{k}" for n, k in CONFIGS])
-def test_updates_match_pytorch(rng, name, kwargs):
+def test_updates_match_pytorch(device, rng, name, kwargs):
     w0 = rng.standard_normal((4, 3)).astype(np.float32)
     p = nn.Parameter(ember.tensor(w0))
     tp = torch.nn.Parameter(torch.from_numpy(w0.copy()))
@@ -39,10 +39,10 @@ def test_updates_match_pytorch(rng, name, kwargs):
         tp.grad = torch.from_numpy(g)
         opt.step()
         topt.step()
-    np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p.detach().cpu().numpy(), tp.detach().cpu().numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_groups_state_dict_and_errors(rng):
+def test_groups_state_dict_and_errors(device, rng):
     a, b = nn.Parameter(ember.randn(3)), nn.Parameter(ember.randn(2))
     opt = ember.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, momentum=0.9)
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5]
@@ -70,7 +70,7 @@ def test_groups_state_dict_and_errors(rng):
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("decoupled", [False, True])
 @pytest.mark.parametrize("maximize", [False, True])
-def test_native_adam_step_matches_its_reference(isa, rng, num_threads, amsgrad, decoupled, maximize):
+def test_native_adam_step_matches_its_reference(device, isa, rng, num_threads, amsgrad, decoupled, maximize):
     # One call over several parameters of awkward sizes (one of several threads' worth, odd),
     # each at its own step.
     sizes, steps = (100_003, 1, 37), [7, 1, 300]
@@ -98,7 +98,7 @@ def test_native_adam_step_matches_its_reference(isa, rng, num_threads, amsgrad, 
 
 
 @pytest.mark.parametrize("momentum, nesterov, first", [(0.0, False, False), (0.9, False, True), (0.9, True, False)])
-def test_native_sgd_step_matches_its_reference(isa, rng, num_threads, momentum, nesterov, first):
+def test_native_sgd_step_matches_its_reference(device, isa, rng, num_threads, momentum, nesterov, first):
     sizes = (70_001, 3)
     p, g, buf = ([rng.standard_normal(n).astype(np.float32) for n in sizes] for _ in range(3))
     runs = []
@@ -112,7 +112,7 @@ def test_native_sgd_step_matches_its_reference(isa, rng, num_threads, momentum, 
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
 
 
-def test_float64_parameters_take_the_numpy_path(rng):
+def test_float64_parameters_take_the_numpy_path(device, rng):
     # The same updates for a float64 parameter (NumPy) and a float32 one (the native pass).
     w0 = rng.standard_normal(50)
     for name, kwargs in CONFIGS:
@@ -124,10 +124,10 @@ def test_float64_parameters_take_the_numpy_path(rng):
             p64.grad, p32.grad = ember.tensor(g, dtype=np.float64), ember.tensor(g.astype(np.float32))
             o64.step()
             o32.step()
-        np.testing.assert_allclose(p32.detach().numpy(), p64.detach().numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(p32.detach().cpu().numpy(), p64.detach().cpu().numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def test_native_step_bad_input():
+def test_native_step_bad_input(device):
     p = np.zeros(4, np.float32)
     step = kernels.optim_step.adam_step
     hyper = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}

@@ -20,6 +20,8 @@ import itertools
 import sys
 import threading
 
+from .. import backend
+
 
 class _Mode(threading.local):
     enabled = True  # each thread starts with grad mode on
@@ -113,10 +115,8 @@ def _sole_holder(a) -> bool:
 
 
 def backward(root, gradient=None, retain_graph=False) -> None:
-    """Accumulate d root / d leaf into every leaf's ``.grad`` (see ``Tensor.backward``)."""
-    from .. import backend
-    from .function import Variable
-
+    """Accumulate d root / d leaf into every leaf's ``.grad`` (see ``Tensor.backward``);
+    ``gradient`` is an array (moved to the root's device) or None for a one-element root."""
     xp = backend.namespace(root._data)
     if not root.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
@@ -127,7 +127,7 @@ def backward(root, gradient=None, retain_graph=False) -> None:
                                "grad can be implicitly created only for scalar outputs")
         g = xp.ones(root.shape, dtype=root.dtype)
     else:
-        g = gradient._data if isinstance(gradient, Variable) else backend.device_of(root._data).asarray(gradient, root.dtype)
+        g = backend.device_of(root._data).asarray(gradient, root.dtype)
         if g.shape != root.shape:
             raise RuntimeError(f"backward: gradient has shape {g.shape}, the tensor has shape {root.shape}")
     if root._node is None:  # a leaf

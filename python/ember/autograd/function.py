@@ -14,6 +14,7 @@ of silently using the new values.
 
 from __future__ import annotations
 
+from .. import backend
 from .engine import Node, is_grad_enabled
 
 
@@ -115,8 +116,6 @@ class Function:
 
 def _check_same_device(cls, a, b) -> None:
     """Tensors of one op must live on one device (the message names both)."""
-    from .. import backend
-
     da, db = backend.device_of(a._data), backend.device_of(b._data)
     if da is not db:
         name = getattr(cls, "grad_name", None) or cls.__name__.removesuffix("Fn")
