@@ -46,4 +46,7 @@ PYBIND11_MODULE(_cuda, m) {
       "Name, compute capability, SM count and memory of one device.", py::arg("index") = 0);
 
   ember::cuda_bind::register_eltwise(m);
+  ember::cuda_bind::register_cross_entropy(m);
+  ember::cuda_bind::register_pool2d(m);
+  ember::cuda_bind::register_optim(m);
 }
