@@ -49,4 +49,6 @@ PYBIND11_MODULE(_cuda, m) {
   ember::cuda_bind::register_cross_entropy(m);
   ember::cuda_bind::register_pool2d(m);
   ember::cuda_bind::register_optim(m);
+  ember::cuda_bind::register_gemm(m);
+  ember::cuda_bind::register_conv2d(m);
 }
