@@ -79,7 +79,7 @@ def assert_close(got, want, rtol, atol, what=""):
         err = np.where(gnan, 0.0, np.abs(got - want))
         same_inf = np.isinf(got) & np.isinf(want) & (np.sign(got) == np.sign(want))
         err = np.where(same_inf, 0.0, err)
-        tol = atol + rtol * np.where(np.isinf(want), 0.0, np.abs(want))
+        tol = atol + rtol * np.where(np.isfinite(want), np.abs(want), 0.0)
         bad = ~(err <= tol)
     if bad.any():
         idx = np.argwhere(bad)

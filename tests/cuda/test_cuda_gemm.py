@@ -138,7 +138,11 @@ def tc_case(rng, variant, shape, trans_a, trans_b, out_dtype="f32", **kw):
     alpha, beta = kw.get("alpha", 1.0), kw.get("beta", 0.0)
     c0 = rng.standard_normal((m, n)).astype(np.float32) if beta != 0 else None
     if out_dtype == "bf16":
-        out = cp.full((m, n), 0x7FC0, dtype=cp.uint16)
+        if c0 is None:
+            out = cp.full((m, n), 0x7FC0, dtype=cp.uint16)  # bf16 NaN
+        else:
+            out = dev(bf16_bits(c0))
+            c0 = bf16_to_f32(bf16_bits(c0))
     else:
         out = dev(c0) if c0 is not None else poisoned((m, n))
     K.gemm(a, b, out, alpha, beta, trans_a, trans_b, None, False, variant)

@@ -59,11 +59,12 @@ def test_adam_matches_reference(rng, decoupled, amsgrad, maximize, unaligned):
         ref(pr, g[i], mr, vr, xr, hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"], steps[i],
             decoupled, maximize)
         what = f"adam tensor {i} (n={sizes[i]}, step {steps[i]}) decoupled={decoupled} amsgrad={amsgrad}"
-        assert_close(host(P[i]), pr, 1e-6, 1e-6, what + " param")
-        assert_close(host(M[i]), mr, 1e-6, 1e-7, what + " exp_avg")
-        assert_close(host(V[i]), vr, 1e-6, 1e-9, what + " exp_avg_sq")
+        # float32 arithmetic on O(1) operands: a few ulps of the operands, not of a small result
+        assert_close(host(P[i]), pr, 2e-6, 2e-6, what + " param")
+        assert_close(host(M[i]), mr, 2e-6, 1e-6, what + " exp_avg")
+        assert_close(host(V[i]), vr, 2e-6, 1e-8, what + " exp_avg_sq")
         if amsgrad:
-            assert_close(host(X[i]), xr, 1e-6, 1e-9, what + " max_exp_avg_sq")
+            assert_close(host(X[i]), xr, 2e-6, 1e-8, what + " max_exp_avg_sq")
         assert_close(host(G[i]), g[i], 0, 0, what + " grad must be untouched")
 
 
@@ -84,9 +85,9 @@ def test_sgd_matches_reference(rng, momentum, nesterov, first, unaligned):
         pr = p[i].copy()
         br = bufs[i].copy() if momentum else None
         ref(pr, g[i], br, 0.05, momentum, 0.1, 0.01, nesterov, False, first)
-        assert_close(host(P[i]), pr, 1e-6, 1e-7, f"sgd tensor {i} param")
+        assert_close(host(P[i]), pr, 2e-6, 2e-6, f"sgd tensor {i} param")
         if momentum:
-            assert_close(host(B[i]), br, 1e-6, 1e-7, f"sgd tensor {i} momentum buffer")
+            assert_close(host(B[i]), br, 2e-6, 2e-6, f"sgd tensor {i} momentum buffer")
 
 
 def test_many_tensors_take_several_launches(rng):
