@@ -3,7 +3,7 @@
 // Strategy (PyTorch's multi_tensor_apply, simplified): the launch carries a
 // table of up to 48 (Adam) or 96 (SGD) tensors by value -- pointers, sizes,
 // per-tensor constants and a prefix sum of each tensor's chunk count. Block b
-// finds its tensor by scanning the prefix sums and updates one chunk of 16384
+// finds its tensor by scanning the prefix sums and updates one chunk of 4096
 // elements; with every pointer 16-byte aligned it moves float4 vectors,
 // else single floats. Bytes: Adam reads p, g, m, v (and vmax) once and writes
 // p, m, v (and vmax) once; SGD reads p, g (and buf) and writes p (and buf).
@@ -17,7 +17,7 @@ namespace ember::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kChunk = 16384;
+constexpr int64_t kChunk = 4096;  // small enough that a small model still fills the GPU
 
 struct AdamTable {
   float* p[kAdamPerLaunch];
