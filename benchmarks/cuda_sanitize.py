@@ -43,10 +43,16 @@ def gemm_cases(rng):
                 b = bf16((n, k), rng) if tb else bf16((k, n + (-n) % 8), rng)[:, :n]
                 K.gemm(a, b, cp.empty((m, n), cp.float32), 1.0, 0.0, ta, tb, None, False, "mma")
                 K.gemm(a, b, cp.empty((m, n), cp.float32), 1.0, 0.0, ta, tb, None, False, "simt")
-        if cp.cuda.Device().compute_capability == "90":
-            a, b = bf16((m, k), rng), bf16((n, k), rng)
-            K.gemm(a, b, cp.empty((m, n), cp.uint16), 1.0, 0.0, False, True, None, False, "wgmma")
-    sync("gemm bf16 mma/wgmma/simt")
+    sync("gemm bf16 mma/simt")
+
+
+def wgmma_cases(rng):
+    if cp.cuda.Device().compute_capability != "90":
+        return
+    for (m, n, k) in [(1, 8, 8), (37, 45, 24), (129, 257, 72), (256, 512, 320)]:
+        a, b = bf16((m, k), rng), bf16((n, k), rng)
+        K.gemm(a, b, cp.empty((m, n), cp.uint16), 1.0, 0.0, False, True, None, False, "wgmma")
+    sync("gemm bf16 wgmma")
 
 
 def main():
@@ -102,6 +108,7 @@ def main():
         K.relu_bwd(f(1001), xs, cp.empty(1001, cp.float32))
         K.relu_fwd(xs[1:], cp.empty(1000, cp.float32))
         sync("optimizers, relu")
+    wgmma_cases(rng)  # last: a fault there would end the process
     print("cuda_sanitize: all kernels ran", flush=True)
 
 

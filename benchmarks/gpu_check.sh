@@ -62,8 +62,11 @@ fi
 
 stage "GPU tests (pytest -m cuda tests/cuda), EMBER_TEST_SEED=$EMBER_TEST_SEED"
 T=$(limit 150 130)
+# Several workers (pytest-xdist): a kernel that faults or hangs takes one worker down, not the run
+# (tests/cuda/conftest.py leaves a worker whose CUDA context is lost; pytest-timeout ends a hung one).
 XDIST=""
 "$PY" -c "import xdist" 2>/dev/null && XDIST="-n 4"
+"$PY" -c "import pytest_timeout" 2>/dev/null && XDIST="$XDIST --timeout 90 --timeout-method thread"
 timeout "$T" "$PY" -m pytest -m cuda tests/cuda -q -rfE -p no:cacheprovider $XDIST > "$OUT/tests.log" 2>&1
 TESTS_RC=$?
 [ "$TESTS_RC" -eq 124 ] && note "pytest TIMED OUT after ${T}s: the summary below is incomplete"
