@@ -1,0 +1,153 @@
+// ember._cuda bindings: max_pool2d_fwd/bwd, avg_pool2d_fwd/bwd, adaptive_avg_pool2d_fwd/bwd.
+// The same arguments and checks as ember._C's pooling, on device arrays.
+#include "bindings/cuda_common.h"
+#include "ops/pool2d/pool2d_cuda.h"
+
+namespace ember::cuda_bind {
+namespace {
+
+using ember::detail::concat;
+using ember::pool2d::Geometry;
+
+Geometry pool_geometry(const DevArray& x, const DevArray& y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                       int64_t pw, int64_t dh, int64_t dw) {
+  EMBER_CHECK_VALUE(kh >= 1 && kw >= 1, "kernel_size must be >= 1, got (", kh, ", ", kw, ")");
+  EMBER_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got (", sh, ", ", sw, ")");
+  EMBER_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got (", dh, ", ", dw, ")");
+  EMBER_CHECK_VALUE(ph >= 0 && pw >= 0, "padding must be >= 0, got (", ph, ", ", pw, ")");
+  EMBER_CHECK_VALUE(y.shape[0] == x.shape[0] && y.shape[1] == x.shape[1], "output has shape ", y.shape_str(),
+                    " but input has shape ", x.shape_str(), ": N and C must agree");
+  return {x.shape[0] * x.shape[1], x.shape[2], x.shape[3], y.shape[2], y.shape[3], kh, kw, sh, sw, ph, pw, dh, dw};
+}
+
+// PyTorch's pooling output size along one axis, floor or ceil mode.
+int64_t pool_out(int64_t size, int64_t k, int64_t pad, int64_t stride, int64_t dil, bool ceil_mode) {
+  const int64_t num = size + 2 * pad - dil * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  int64_t out = (num >= 0 ? num / stride : -((-num + stride - 1) / stride)) + 1;
+  if (ceil_mode && (out - 1) * stride >= size + pad) --out;
+  return out;
+}
+
+void check_pool_output(const Geometry& g) {
+  for (bool ceil_mode : {false, true})
+    if (g.oh == pool_out(g.h, g.kh, g.ph, g.sh, g.dh, ceil_mode) &&
+        g.ow == pool_out(g.w, g.kw, g.pw, g.sw, g.dw, ceil_mode))
+      return;
+  throw std::invalid_argument(concat("output plane ", g.oh, "x", g.ow, " does not match input plane ", g.h, "x",
+                                     g.w, " pooled by ", g.kh, "x", g.kw, " windows (stride ", g.sh, "x", g.sw,
+                                     ", padding ", g.ph, "x", g.pw, ", dilation ", g.dh, "x", g.dw, ")"));
+}
+
+void py_max_pool2d_fwd(py::handle x_obj, py::handle y_obj, py::handle idx_obj, int64_t kh, int64_t kw, int64_t sh,
+                       int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, py::handle stream) {
+  DevArray x = dense(x_obj, "input", DType::f32, {-1, -1, -1, -1});
+  DevArray y = dense(y_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
+  const Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
+  check_pool_output(g);
+  require_apart(y, "out", x, "input");
+  DevArray ia;
+  int64_t* idx = nullptr;
+  if (optional_device_array(idx_obj, "out_indices", ia)) {
+    require_dtype(ia, "out_indices", {DType::i64});
+    require_shape(ia, "out_indices", y.shape);
+    require_contiguous(ia, "out_indices");
+    require_writable(ia, "out_indices");
+    require_apart(ia, "out_indices", x, "input");
+    require_apart(ia, "out_indices", y, "out");
+    idx = ia.data<int64_t>();
+  }
+  const auto s = stream_arg(stream);
+  py::gil_scoped_release release;
+  ember::cuda::max_pool2d_fwd(g, x.data<const float>(), y.data<float>(), idx, s);
+}
+
+void py_max_pool2d_bwd(py::handle dy_obj, py::handle idx_obj, py::handle dx_obj, py::handle stream) {
+  DevArray dx = dense(dx_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
+  DevArray dy = dense(dy_obj, "grad_output", DType::f32, {dx.shape[0], dx.shape[1], -1, -1});
+  DevArray idx = dense(idx_obj, "indices", DType::i64, {dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]});
+  require_apart(dx, "out", dy, "grad_output");
+  require_apart(dx, "out", idx, "indices");
+  const Geometry g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
+  const auto s = stream_arg(stream);
+  py::gil_scoped_release release;
+  ember::cuda::max_pool2d_bwd(g, dy.data<const float>(), idx.data<const int64_t>(), dx.data<float>(), s);
+}
+
+void py_avg_pool2d_fwd(py::handle x_obj, py::handle y_obj, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                       int64_t pw, bool count_include_pad, py::handle stream) {
+  DevArray x = dense(x_obj, "input", DType::f32, {-1, -1, -1, -1});
+  DevArray y = dense(y_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
+  const Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
+  check_pool_output(g);
+  require_apart(y, "out", x, "input");
+  const auto s = stream_arg(stream);
+  py::gil_scoped_release release;
+  ember::cuda::avg_pool2d_fwd(g, count_include_pad, x.data<const float>(), y.data<float>(), s);
+}
+
+void py_avg_pool2d_bwd(py::handle dy_obj, py::handle dx_obj, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                       int64_t ph, int64_t pw, bool count_include_pad, py::handle stream) {
+  DevArray dx = dense(dx_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
+  DevArray dy = dense(dy_obj, "grad_output", DType::f32, {dx.shape[0], dx.shape[1], -1, -1});
+  const Geometry g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
+  check_pool_output(g);
+  require_apart(dx, "out", dy, "grad_output");
+  const auto s = stream_arg(stream);
+  py::gil_scoped_release release;
+  ember::cuda::avg_pool2d_bwd(g, count_include_pad, dy.data<const float>(), dx.data<float>(), s);
+}
+
+void py_adaptive_avg_pool2d_fwd(py::handle x_obj, py::handle y_obj, py::handle stream) {
+  DevArray x = dense(x_obj, "input", DType::f32, {-1, -1, -1, -1});
+  DevArray y = dense(y_obj, "out", DType::f32, {x.shape[0], x.shape[1], -1, -1}, true);
+  EMBER_CHECK_VALUE(y.shape[2] >= 1 && y.shape[3] >= 1, "output_size must be >= 1");
+  require_apart(y, "out", x, "input");
+  const Geometry g = pool_geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
+  const auto s = stream_arg(stream);
+  py::gil_scoped_release release;
+  ember::cuda::adaptive_avg_pool2d_fwd(g, x.data<const float>(), y.data<float>(), s);
+}
+
+void py_adaptive_avg_pool2d_bwd(py::handle dy_obj, py::handle dx_obj, py::handle stream) {
+  DevArray dx = dense(dx_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
+  DevArray dy = dense(dy_obj, "grad_output", DType::f32, {dx.shape[0], dx.shape[1], -1, -1});
+  EMBER_CHECK_VALUE(dy.shape[2] >= 1 && dy.shape[3] >= 1, "grad_output must have an output size >= 1");
+  require_apart(dx, "out", dy, "grad_output");
+  const Geometry g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
+  const auto s = stream_arg(stream);
+  py::gil_scoped_release release;
+  ember::cuda::adaptive_avg_pool2d_bwd(g, dy.data<const float>(), dx.data<float>(), s);
+}
+
+}  // namespace
+
+void register_pool2d(py::module_& m) {
+  m.def("max_pool2d_fwd", &py_max_pool2d_fwd,
+        "Max pooling of float32 NCHW input into out (N, C, OH, OW), PyTorch's rules (first maximum wins a tie,\n"
+        "NaN wins, padding never chosen); out_indices (int64, out's shape, or None) receives each maximum's\n"
+        "flat index h * W + w in its input plane. Asynchronous on `stream`.",
+        py::arg("input"), py::arg("out"), py::arg("out_indices"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+        py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("stream") = 0);
+  m.def("max_pool2d_bwd", &py_max_pool2d_bwd,
+        "out = 0, then out[plane, indices] += grad_output, indices being max_pool2d_fwd's (entries outside the\n"
+        "plane are skipped). Exact and deterministic when windows do not overlap; with overlapping windows\n"
+        "an input chosen three or more times is summed with atomics (rounding may vary by an ulp).",
+        py::arg("grad_output"), py::arg("indices"), py::arg("out"), py::arg("stream") = 0);
+  m.def("avg_pool2d_fwd", &py_avg_pool2d_fwd,
+        "Average pooling of float32 NCHW input into out, PyTorch's clipping and count_include_pad rules.",
+        py::arg("input"), py::arg("out"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"),
+        py::arg("pw"), py::arg("count_include_pad"), py::arg("stream") = 0);
+  m.def("avg_pool2d_bwd", &py_avg_pool2d_bwd,
+        "Gradient of avg_pool2d_fwd: each input gathers the outputs whose windows cover it (deterministic).",
+        py::arg("grad_output"), py::arg("out"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+        py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"), py::arg("stream") = 0);
+  m.def("adaptive_avg_pool2d_fwd", &py_adaptive_avg_pool2d_fwd,
+        "Adaptive average pooling of float32 NCHW input into out (N, C, OH, OW): window i spans rows\n"
+        "[floor(i H / OH), ceil((i + 1) H / OH)), likewise columns.",
+        py::arg("input"), py::arg("out"), py::arg("stream") = 0);
+  m.def("adaptive_avg_pool2d_bwd", &py_adaptive_avg_pool2d_bwd,
+        "Gradient of adaptive_avg_pool2d_fwd: a deterministic gather into out (N, C, H, W).",
+        py::arg("grad_output"), py::arg("out"), py::arg("stream") = 0);
+}
+
+}  // namespace ember::cuda_bind
