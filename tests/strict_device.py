@@ -213,6 +213,7 @@ STRICT = backend.Device(
     from_host=lambda a: wrap(np.array(a, copy=True)),
     to_host=lambda s: s._a.copy(),
     native_min_bytes=backend.CPU.native_min_bytes,
+    strided_gemm=True,
 )
 
 

@@ -1,4 +1,4 @@
-// ember._cuda bindings: relu_fwd, relu_bwd.
+// ember._cuda bindings: relu_fwd, relu_bwd, erf.
 #include "bindings/cuda_common.h"
 #include "ops/eltwise/eltwise_cuda.h"
 
@@ -58,9 +58,24 @@ void py_relu_bwd(py::handle g, py::handle y, py::handle out, py::handle stream) 
     ember::cuda::relu_bwd(arrs[0].data<const double>(), arrs[1].data<const double>(), arrs[2].data<double>(), n, s);
 }
 
+void py_erf(py::handle x, py::handle out, py::handle stream) {
+  auto arrs = eltwise_arrays({{"input", x}}, out);
+  const auto s = stream_arg(stream);
+  const int64_t n = arrs[0].size();
+  py::gil_scoped_release release;
+  if (arrs[0].dtype == DType::f32)
+    ember::cuda::erf(arrs[0].data<const float>(), arrs[1].data<float>(), n, s);
+  else
+    ember::cuda::erf(arrs[0].data<const double>(), arrs[1].data<double>(), n, s);
+}
+
 }  // namespace
 
 void register_eltwise(py::module_& m) {
+  m.def("erf", &py_erf,
+        "out = erf(input). float32 or float64 C-contiguous device arrays of one shape; out may be input itself.\n"
+        "Asynchronous on `stream`.",
+        py::arg("input"), py::arg("out"), py::arg("stream") = 0);
   m.def("relu_fwd", &py_relu_fwd,
         "out = input > 0 ? input : 0 (NaN kept, -0.0 -> +0.0). float32 or float64 C-contiguous device arrays of one\n"
         "shape; out may be input itself. Asynchronous on `stream`.",

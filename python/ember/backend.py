@@ -39,11 +39,15 @@ class Device:
     # Elementwise work on arrays smaller than this stays in the array library (a native call's
     # fixed cost would dominate); from this size on it runs on the device's kernels.
     native_min_bytes = 0
+    # Whether the GEMM kernel reads any strides in place (else an operand without a unit stride
+    # is copied first).
+    strided_gemm = False
 
     def __init__(self, name, array_types, xp, kernels, empty, from_host, to_host, launch=None, scatter_add=None,
-                 errstate=None, native_min_bytes=0):
+                 errstate=None, native_min_bytes=0, strided_gemm=False):
         self.name = name
         self.native_min_bytes = native_min_bytes
+        self.strided_gemm = strided_gemm
         self._errstate = errstate
         self.array_types = tuple(array_types)
         self.xp = xp
@@ -91,7 +95,7 @@ def _cpu_empty(shape, dtype):
 
 
 CPU = Device("cpu", (np.ndarray,), np, _C, _cpu_empty, lambda a: a, np.asarray, errstate=np.errstate,
-             native_min_bytes=_C.host_cache_min_bytes)
+             native_min_bytes=_C.host_cache_min_bytes, strided_gemm=True)
 
 _by_name: dict[str, Device] = {"cpu": CPU}
 _by_type: dict[type, Device] = {np.ndarray: CPU}

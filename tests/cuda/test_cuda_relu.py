@@ -73,3 +73,17 @@ def test_relu_checks(rng):
         K.relu_fwd(buf[:10], buf[1:])
     with pytest.raises(ValueError, match="contiguous"):
         K.relu_fwd(dev(rng.standard_normal(20).astype(np.float32))[::2], poisoned((10,)))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 4e-7), (np.float64, 1e-15)])
+@pytest.mark.parametrize("n", [0, 1, 4099])
+def test_erf(rng, dtype, rtol, n):
+    x = (rng.standard_normal(n) * 3).astype(dtype)
+    out = poisoned((n,), dtype)
+    K.erf(dev(x), out)
+    sync()
+    want = np.empty_like(x)
+    import ember
+
+    ember.backend.CPU.kernels.erf(x, want)  # the CPU kernel, itself checked against math.erf
+    np.testing.assert_allclose(host(out), want, rtol=rtol, atol=rtol)

@@ -1,4 +1,4 @@
-// ReLU forward and backward on the GPU.
+// ReLU forward and backward, and erf, on the GPU.
 //
 // Strategy: a grid-stride loop over 16-byte vectors (float4 / double2), each
 // thread keeping two vectors in flight, plus a scalar tail; a scalar kernel
@@ -100,6 +100,12 @@ __global__ void relu_fwd_scalar_kernel(const T* x, T* y, int64_t n) {
     y[i] = relu1(x[i]);
 }
 template <class T>
+__global__ void erf_kernel(const T* x, T* y, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = ::erf(x[i]);  // erff for float: the overloads of CUDA's math library
+}
+template <class T>
 __global__ void relu_bwd_scalar_kernel(const T* g, const T* yy, T* dx, int64_t n) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -143,6 +149,15 @@ void relu_bwd(const T* g, const T* y, T* dx, int64_t n, stream_t stream) {
   }
 }
 
+template <class T>
+void erf(const T* x, T* y, int64_t n, stream_t stream) {
+  if (n <= 0) return;
+  erf_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(x, y, n);
+  check_launch("erf_kernel");
+}
+
+template void erf<float>(const float*, float*, int64_t, stream_t);
+template void erf<double>(const double*, double*, int64_t, stream_t);
 template void relu_fwd<float>(const float*, float*, int64_t, stream_t);
 template void relu_fwd<double>(const double*, double*, int64_t, stream_t);
 template void relu_bwd<float>(const float*, const float*, float*, int64_t, stream_t);

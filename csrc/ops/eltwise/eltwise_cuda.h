@@ -15,5 +15,8 @@ void relu_fwd(const T* x, T* y, int64_t n, stream_t stream);
 // dx = y > 0 ? g : 0, y being relu's output.
 template <class T>
 void relu_bwd(const T* g, const T* y, T* dx, int64_t n, stream_t stream);
+// y = erf(x) (CUDA's erff / erf, within 2 ulp of the exact value; GELU uses it).
+template <class T>
+void erf(const T* x, T* y, int64_t n, stream_t stream);
 
 }  // namespace ember::cuda

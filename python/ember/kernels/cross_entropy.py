@@ -18,6 +18,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 def _targets(dev, shape, target, weight, ignore_index, label_smoothing, reduction, dtype):
     """The checked (target, weight, eps) for logits of ``shape`` (batch, classes) and ``dtype``."""
+    _check.integer(ignore_index, "ignore_index")
     xp = dev.xp
     t = target if isinstance(target, dev.array_types) else dev.asarray(target)
     if t.ndim == 2:
@@ -36,6 +37,11 @@ def _targets(dev, shape, target, weight, ignore_index, label_smoothing, reductio
             r = int(xp.argmax(t > _check.INT64_MAX))
             raise ValueError(f"target[{r}] = {int(t[r])} is not a class in [0, {shape[1]})")
         t = xp.ascontiguousarray(t.astype(np.int64, copy=False))
+        bad = (t != ignore_index) & ((t < 0) | (t >= shape[1]))
+        if t.size and bool(bad.any()):  # one reduction on the targets' device, then its verdict
+            r = int(xp.argmax(bad))
+            raise ValueError(f"target[{r}] = {int(t[r])} is neither a class in [0, {shape[1]}) nor ignore_index "
+                             f"({ignore_index})")
     else:
         raise ValueError(f"target must be 1-D class indices or 2-D probabilities, got shape {t.shape}")
     w = None
@@ -46,7 +52,6 @@ def _targets(dev, shape, target, weight, ignore_index, label_smoothing, reductio
         if w.shape != (shape[1],):
             raise ValueError(f"weight must have shape ({shape[1]},) (one value per class), got {w.shape}")
         w = xp.ascontiguousarray(w)
-    _check.integer(ignore_index, "ignore_index")
     eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
@@ -56,7 +61,10 @@ def _targets(dev, shape, target, weight, ignore_index, label_smoothing, reductio
 
 
 def _logits(logits, dev):
-    return _common.array(logits, "logits", dev, ndim=2, contiguous=True, layout=" (batch, classes)")
+    z = _common.array(logits, "logits", dev, ndim=2, contiguous=True, layout=" (batch, classes)")
+    if z.shape[1] < 1:
+        raise ValueError(f"logits must have at least one class, got shape {z.shape}")
+    return z
 
 
 def _denominator(t, w, ignore_index) -> float:
@@ -200,12 +208,6 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
         if bias.shape != (v,):
             raise ValueError(f"bias must have shape ({v},) (one value per class), got {bias.shape}")
     t, cw, eps = _targets(dev, (b, v), target, class_weight, ignore_index, label_smoothing, reduction, h.dtype)
-    if t.ndim == 1:  # checked here, not chunk by chunk, so that the error names the batch's row
-        bad = (t != ignore_index) & ((t < 0) | (t >= v))
-        if bool(bad.any()):
-            r = int(xp.argmax(bad))
-            raise ValueError(f"target[{r}] = {int(t[r])} is neither a class in [0, {v}) nor ignore_index "
-                             f"({ignore_index})")
     if int(chunk_bytes) < 1:
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes!r}")
     denominator = _denominator(t, cw, ignore_index) if reduction == "mean" else 1.0

@@ -14,6 +14,17 @@ from . import _common
 _F32 = (_common.FLOAT32,)
 
 
+def _operand(dev, x):
+    """x as the device's GEMM reads it: in place on the CPU; elsewhere copied unless one of its
+    strides is the unit one (rows or columns contiguous, the other stride positive)."""
+    if dev.strided_gemm:
+        return x
+    s0, s1 = x.strides
+    if (s1 == x.itemsize and s0 > 0) or (s0 == x.itemsize and s1 > 0) or x.size == 0:
+        return x
+    return dev.xp.ascontiguousarray(x)
+
+
 def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False,
          reference=False):
     """``out = act(alpha * op(a) @ op(b) + beta * out + bias)`` on float32 arrays.
@@ -26,8 +37,8 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, b
     TypeError, wrong shapes or layouts ValueError. The GIL is released while the kernel runs.
     """
     dev = _common.device(a=a, b=b, out=out, bias=bias)
-    a = _common.array(a, "a", dev, _F32, 2)
-    b = _common.array(b, "b", dev, _F32, 2)
+    a = _operand(dev, _common.array(a, "a", dev, _F32, 2))
+    b = _operand(dev, _common.array(b, "b", dev, _F32, 2))
     if bias is not None:
         bias = _common.array(bias, "bias", dev, _F32, 1)
     if out is None:
