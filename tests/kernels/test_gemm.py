@@ -152,6 +152,38 @@ def test_gemm_epilogue(isa, rng, shape, alpha, beta, with_bias, relu):
         assert (got >= 0).all()
 
 
+# How op(a), op(b) reach each of the driver's paths (gemm_cpu.cpp): M <= 8 streams B past an
+# accumulator (row-major B) or takes dot products (a transposed B); M <= 8 with B of no unit
+# stride and any larger M go through the packed, K-blocked path.
+BETA_PATHS = {
+    "small-m": (5, False, False, lambda b: b),
+    "small-m-dot": (5, False, True, lambda b: b),
+    "small-m-packed": (5, False, False, lambda b: np.repeat(b, 2, axis=1)[:, ::2]),
+    "packed": (50, False, False, lambda b: b),
+    "packed-transposed": (50, True, True, lambda b: b),
+}
+
+
+@pytest.mark.parametrize("k", [257, 385, 1000])  # two, two and three or four K blocks
+@pytest.mark.parametrize("beta", [0.5, -0.25, 2.0])
+@pytest.mark.parametrize("path", list(BETA_PATHS))
+def test_beta_applies_once_whatever_the_k_blocking(isa, rng, path, k, beta):
+    # Small integers and power-of-two alpha/beta: every partial sum is exact in float32, so
+    # beta C must be added exactly once, however K is split, and the result is bit-exact.
+    m, trans_a, trans_b, view = BETA_PATHS[path]
+    n = 40
+    a, b, a_op, b_op = operands(rng, m, k, n, trans_a, trans_b, ints)
+    b = view(b)
+    c0 = ints(rng, (m, n))
+    bias = ints(rng, (n,))
+    for alpha, with_bias in ((1.0, False), (-0.5, True)):
+        out = c0.copy()
+        got = ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out, alpha=alpha, beta=beta,
+                       bias=bias if with_bias else None)
+        want = expected(a_op, b_op, alpha, beta, c0, bias if with_bias else None)
+        np.testing.assert_array_equal(got, want, err_msg=f"alpha={alpha} bias={with_bias}")
+
+
 def strided_views(rng):
     """(name, op(a) view, op(b) view) with awkward but valid strides, integer-valued."""
     big_a, big_b = ints(rng, (90, 130)), ints(rng, (140, 110))
