@@ -85,7 +85,7 @@ def torch_epoch(x, y):
 def bench_fit_epoch(benchmark, case):
     threads, impl = case
     if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     n = 256 if getattr(benchmark, "disabled", False) else 2048
     x, y = data(n)
     run = (ember_epoch if impl == "ember" else torch_epoch)(x, y)

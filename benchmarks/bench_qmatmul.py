@@ -52,7 +52,7 @@ def runner(impl, x, w):
     if impl == "numpy fp32":
         return (lambda: np.matmul(x, w.T, out=out)), w.nbytes, (lambda: out), None
     if torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(w))

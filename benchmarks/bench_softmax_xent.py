@@ -57,7 +57,7 @@ def bench_read_bandwidth(benchmark, threads):
 def bench_softmax_xent_forward_backward(benchmark, case):
     threads, (b, v), impl = case
     if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     if getattr(benchmark, "disabled", False) and b * v > TEST_MAX_LOGITS:
         pytest.skip("too large to run as a test; run with --benchmark-only")
     rng = np.random.default_rng(0)

@@ -44,7 +44,7 @@ def numpy_cnn(state, x):
 
 def lib_for(impl):
     if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     return torch if impl == "torch" else ember
 
 
