@@ -89,20 +89,39 @@ def test_in_ci_a_missing_reference_is_an_error_and_missing_hardware_a_skip(tmp_p
 
 
 def test_outside_ci_a_missing_reference_is_a_skip(tmp_path):
-    for ci in (None, "false"):
-        result = run_inner(tmp_path, ci)
-        out = result.stdout
-        assert result.returncode == 0, out
-        assert "could not import 'torch'" in out and "could not import 'sklearn'" in out
-        assert "PyTorch is not installed" in out and "FAILED" not in out and "ERROR" not in out
+    result = run_inner(tmp_path, None)
+    out = result.stdout
+    assert result.returncode == 0, out
+    assert "could not import 'torch'" in out and "could not import 'sklearn'" in out
+    assert "PyTorch is not installed" in out and "FAILED" not in out and "ERROR" not in out
+
+
+def test_what_counts_as_ci(monkeypatch):
+    conftest = load_conftest()
+    for value, ci in [("true", True), ("1", True), ("yes", True), ("", False), ("0", False), ("false", False),
+                      ("False", False), ("no", False)]:
+        monkeypatch.setenv("CI", value)
+        assert conftest.in_ci() is ci, value
+    monkeypatch.delenv("CI")
+    assert conftest.in_ci() is False
+    # A skip blames a reference only if it names one that is indeed missing.
+    assert conftest.missing_reference("no CUDA device here") is None
+    assert conftest.missing_reference("could not import 'numpy'") is None
+    torch_missing = conftest.missing_reference("PyTorch is not installed") == "torch"
+    assert torch_missing is not conftest._importable("torch")
+
+
+def load_conftest():
+    sys.path.insert(0, str(CONFTEST.parent))
+    try:
+        import conftest
+    finally:
+        sys.path.remove(str(CONFTEST.parent))
+    return conftest
 
 
 def test_the_isa_fixture_knows_every_isa_ember_has():
-    sys.path.insert(0, str(CONFTEST.parent))
-    try:
-        from conftest import ALL_ISAS
-    finally:
-        sys.path.remove(str(CONFTEST.parent))
-    assert set(ember.available_isas()) <= set(ALL_ISAS)
-    assert ember.available_isas() == [i for i in ALL_ISAS if i in ember.available_isas()]  # lowest first
-    assert ALL_ISAS[0] == "generic"
+    all_isas = load_conftest().ALL_ISAS
+    assert set(ember.available_isas()) <= set(all_isas)
+    assert ember.available_isas() == [i for i in all_isas if i in ember.available_isas()]  # lowest first
+    assert all_isas[0] == "generic"
