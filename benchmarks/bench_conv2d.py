@@ -72,7 +72,7 @@ def im2col_numpy_backward(x, w, dy, padding=0, stride=1, groups=1, need_dx=True)
 
 def skip_unavailable(impl, kwargs):
     if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     if impl == "im2col+numpy" and kwargs.get("groups", 1) != 1:
         pytest.skip("the explicit im2col reference covers groups=1 only")
 

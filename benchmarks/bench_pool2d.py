@@ -28,7 +28,7 @@ CASES = [(t, step, impl) for t in THREADS for step in ("forward", "forward+backw
 def bench_max_pool2d(benchmark, case):
     threads, step, impl = case
     if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     rng = np.random.default_rng()
     x = rng.standard_normal(SHAPE, dtype=np.float32)
     want, want_idx = kernels.pool2d.max_pool2d_fwd_ref(x, 2)

@@ -1,8 +1,8 @@
 """compile / fit / evaluate / predict, the callbacks, checkpoints (atomic, resumable), Ctrl-C,
 and the ``ember train`` / ``ember evaluate`` commands."""
 
+import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -266,22 +266,61 @@ def test_a_crash_mid_save_keeps_the_previous_checkpoint(device, tmp_path, monkey
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # the temporary file is gone
 
 
-def test_ctrl_c_stops_after_the_current_step(device):
-    ember.manual_seed(0)
-    x, y = blobs(128)
-    model = mlp()
-    model.compile(optimizer="adam", lr=1e-2)
+CTRL_C_SCRIPT = r"""
+import json, os, signal
+import numpy as np
+import ember
+from ember import nn
+from ember.callbacks import Callback
+
+rng = np.random.default_rng(int(os.environ["SEED"]))
+x = rng.standard_normal((128, 6)).astype(np.float32)
+y = rng.integers(0, 3, 128)
+model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+model.compile(optimizer="adam", lr=1e-2)
+
+
+def custom_handler(signum, frame):
+    pass
+
+
+results = {}
+for name, handler, presses in [("default", signal.default_int_handler, 1), ("custom", custom_handler, 1),
+                               ("twice", signal.default_int_handler, 2)]:
+    # The handler before fit: Python's own (as in a terminal, whatever this process inherited)
+    # or one of the user's; fit must put it back.
+    signal.signal(signal.SIGINT, handler)
     steps = []
 
     class Interrupt(Callback):
         def on_train_batch_end(self, batch, logs=None):
             steps.append(batch)
             if batch == 2:
-                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(presses):
+                    os.kill(os.getpid(), signal.SIGINT)
 
-    history = model.fit(x, y, batch_size=16, epochs=3, callbacks=[Interrupt()], verbose=0)
-    assert history.interrupted and steps == [0, 1, 2] and history.epoch == []
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        history = model.fit(x, y, batch_size=16, epochs=3, callbacks=[Interrupt()], verbose=0)
+        outcome = {"interrupted": history.interrupted, "epochs": history.epoch}
+    except KeyboardInterrupt:
+        outcome = {"raised": True}
+    outcome.update(steps=steps, restored=signal.getsignal(signal.SIGINT) is handler)
+    results[name] = outcome
+print(json.dumps(results))
+"""
+
+
+def test_ctrl_c_stops_after_the_current_step(rng):
+    # In a child of its own, so that the result does not depend on how pytest was started (a
+    # worker thread, a terminal or none, a parent that ignores SIGINT).
+    env = {**os.environ, "SKBUILD_EDITABLE_VERBOSE": "0", "SEED": str(int(rng.integers(2**31)))}
+    result = subprocess.run([sys.executable, "-c", CTRL_C_SCRIPT], capture_output=True, text=True, env=env,
+                            stdin=subprocess.DEVNULL, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("default", "custom"):  # one Ctrl-C: the step finishes, fit returns, nothing recorded
+        assert got[name] == {"interrupted": True, "epochs": [], "steps": [0, 1, 2], "restored": True}, got
+    assert got["twice"] == {"raised": True, "steps": [0, 1, 2], "restored": True}, got  # a second: at once
 
 
 def run_cli(*args, cwd):
@@ -306,12 +345,7 @@ def test_ember_train_and_evaluate_commands(device, tmp_path):
                      "digits.safetensors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "epoch 2/2" in result.stdout and "epoch 1/2" not in result.stdout
-    # The default job: the CNN on digits, at least 97% in well under a minute.
-    result = run_cli("train", "--verbose", "2", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert float(result.stdout.split("test accuracy ")[1].split()[0]) >= 0.97
-    assert float(result.stdout.split("training: ")[1].split()[0]) < 60
-    assert "epoch 60/60" in result.stdout and (tmp_path / "ember-digits-cnn.safetensors").is_file()
+    # (The default job, `ember train`, runs with the README's commands in test_readme.py.)
     result = run_cli("train", "--dataset", "cifar10", cwd=tmp_path)
     assert result.returncode != 0 and "needs --data-dir" in result.stderr
     result = run_cli("train", "--epochs", "0", cwd=tmp_path)

@@ -152,6 +152,38 @@ def test_gemm_epilogue(isa, rng, shape, alpha, beta, with_bias, relu):
         assert (got >= 0).all()
 
 
+# How op(a), op(b) reach each of the driver's paths (gemm_cpu.cpp): M <= 8 streams B past an
+# accumulator (row-major B) or takes dot products (a transposed B); M <= 8 with B of no unit
+# stride and any larger M go through the packed, K-blocked path.
+BETA_PATHS = {
+    "small-m": (5, False, False, lambda b: b),
+    "small-m-dot": (5, False, True, lambda b: b),
+    "small-m-packed": (5, False, False, lambda b: np.repeat(b, 2, axis=1)[:, ::2]),
+    "packed": (50, False, False, lambda b: b),
+    "packed-transposed": (50, True, True, lambda b: b),
+}
+
+
+@pytest.mark.parametrize("k", [257, 385, 1000])  # two, two and three or four K blocks
+@pytest.mark.parametrize("beta", [0.5, -0.25, 2.0])
+@pytest.mark.parametrize("path", list(BETA_PATHS))
+def test_beta_applies_once_whatever_the_k_blocking(isa, rng, path, k, beta):
+    # Small integers and power-of-two alpha/beta: every partial sum is exact in float32, so
+    # beta C must be added exactly once, however K is split, and the result is bit-exact.
+    m, trans_a, trans_b, view = BETA_PATHS[path]
+    n = 40
+    a, b, a_op, b_op = operands(rng, m, k, n, trans_a, trans_b, ints)
+    b = view(b)
+    c0 = ints(rng, (m, n))
+    bias = ints(rng, (n,))
+    for alpha, with_bias in ((1.0, False), (-0.5, True)):
+        out = c0.copy()
+        got = kernels.gemm.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out, alpha=alpha, beta=beta,
+                       bias=bias if with_bias else None)
+        want = expected(a_op, b_op, alpha, beta, c0, bias if with_bias else None)
+        np.testing.assert_array_equal(got, want, err_msg=f"alpha={alpha} bias={with_bias}")
+
+
 def strided_views(rng):
     """(name, op(a) view, op(b) view) with awkward but valid strides, integer-valued."""
     big_a, big_b = ints(rng, (90, 130)), ints(rng, (140, 110))
@@ -371,72 +403,183 @@ def test_misaligned_arrays_are_refused():
 # --------------------------------------------------------------------------- memory safety
 
 GUARD_SCRIPT = r"""
-import ctypes, mmap
+import ctypes, mmap, sys
 import numpy as np
 import ember
-from ember import kernels
+from ember import _C, kernels, quant
 
 libc = ctypes.CDLL(None, use_errno=True)
 PAGE = mmap.PAGESIZE
 keep = []
+rng = np.random.default_rng(int(sys.argv[2]))
 
 
-def guarded(shape, rng, order="C"):
-    # A float32 array whose last byte is the last byte before a PROT_NONE page:
-    # any read or write past its end is a segmentation fault.
+def guarded(shape, dtype=np.float32, values=None, order="C"):
+    # An array whose last byte is the last byte before a PROT_NONE page: any read or write
+    # past its end is a segmentation fault. Filled with `values`, else small integers.
+    dtype = np.dtype(dtype)
     count = int(np.prod(shape))
-    pages = -(-count * 4 // PAGE) + 1
+    pages = -(-count * dtype.itemsize // PAGE) + 1
     buf = mmap.mmap(-1, pages * PAGE)
     base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
     if libc.mprotect(ctypes.c_void_p(base + (pages - 1) * PAGE), ctypes.c_size_t(PAGE), 0) != 0:
         raise OSError(ctypes.get_errno(), "mprotect")
-    arr = np.frombuffer(buf, np.float32, count=count, offset=(pages - 1) * PAGE - count * 4)
+    arr = np.frombuffer(buf, dtype, count=count, offset=(pages - 1) * PAGE - count * dtype.itemsize)
     arr = arr.reshape(shape[::-1]).T if order == "F" else arr.reshape(shape)
-    arr[...] = rng.integers(-4, 5, size=shape)
+    arr[...] = rng.integers(-4, 5, size=shape) if values is None else values
     keep.append(buf)
     return arr
 
 
-rng = np.random.default_rng(0)
+def section(name):
+    print("section", name, flush=True)  # the last one printed names the section of a crash
+
+
+def close(got, want, what, rtol=1e-5, atol=1e-4):
+    assert got.shape == want.shape, (what, got.shape, want.shape)
+    assert np.allclose(got, want, rtol=rtol, atol=atol), (what, float(np.max(np.abs(got - want))))
+
+
+ember.set_isa(sys.argv[1])
+
+section("gemm")
 shapes = [(1, 7, 5), (3, 9, 47), (8, 13, 33), (9, 16, 47), (13, 5, 49), (17, 33, 95), (40, 100, 70), (5, 300, 1),
-          (29, 27, 32), (25, 7, 16)]
-for isa in ember.available_isas():
-    ember.set_isa(isa)
-    for m, k, n in shapes:
-        for trans_a in (False, True):
-            for trans_b in (False, True):
-                a = guarded((k, m) if trans_a else (m, k), rng)
-                b = guarded((n, k) if trans_b else (k, n), rng)
-                bias = guarded((n,), rng)
-                out = guarded((m, n), rng)
-                c0 = out.astype(np.float64)
-                kernels.gemm.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out, beta=1.0, bias=bias)
-                a_op = a.T if trans_a else a
-                b_op = b.T if trans_b else b
-                assert np.array_equal(out, a_op.astype(np.float64) @ b_op + c0 + bias), (isa, m, k, n)
-    for shape, ceil_mode in [((2, 3, 31, 29), True), ((1, 2, 6, 70), False), ((1, 1, 3, 3), True)]:
-        x = guarded(shape, rng)
-        y, idx = kernels.pool2d.max_pool2d_fwd(x, 2, ceil_mode=ceil_mode, return_indices=True)
-        want, want_idx = kernels.pool2d.max_pool2d_fwd_ref(x, 2, ceil_mode=ceil_mode)
-        assert np.array_equal(y, want) and np.array_equal(idx, want_idx), (isa, shape)
-        dy = guarded(y.shape, rng)
-        kernels.pool2d.max_pool2d_bwd(dy, idx, shape)
-        kernels.pool2d.avg_pool2d_bwd(dy, shape, 2, ceil_mode=ceil_mode)
-        kernels.pool2d.avg_pool2d_fwd(x, 2, ceil_mode=ceil_mode)
-    for xs, ws, kwargs in [((2, 3, 9, 7), (4, 3, 3, 3), dict(padding=1)), ((1, 4, 8, 9), (6, 2, 3, 2),
-                                                                            dict(stride=2, padding=(2, 1), groups=2))]:
-        x, w, bias = guarded(xs, rng), guarded(ws, rng), guarded((ws[0],), rng)
-        got = kernels.conv2d.conv2d_fwd(x, w, bias, **kwargs)
-        assert np.array_equal(got, kernels.conv2d.conv2d_fwd_ref(x, w, bias, **kwargs)), (isa, xs, ws)
+          (29, 27, 32), (25, 7, 16), (5, 385, 40), (50, 385, 40)]
+for m, k, n in shapes:
+    for trans_a in (False, True):
+        for trans_b in (False, True):
+            a = guarded((k, m) if trans_a else (m, k))
+            b = guarded((n, k) if trans_b else (k, n))
+            bias = guarded((n,))
+            out = guarded((m, n))
+            c0 = out.astype(np.float64)
+            kernels.gemm.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out, beta=1.0, bias=bias)
+            a_op = a.T if trans_a else a
+            b_op = b.T if trans_b else b
+            assert np.array_equal(out, a_op.astype(np.float64) @ b_op + c0 + bias), (m, k, n)
+
+section("pooling")
+for shape, ceil_mode in [((2, 3, 31, 29), True), ((1, 2, 6, 70), False), ((1, 1, 3, 3), True)]:
+    x = guarded(shape)
+    y, idx = kernels.pool2d.max_pool2d_fwd(x, 2, ceil_mode=ceil_mode, return_indices=True)
+    want, want_idx = kernels.pool2d.max_pool2d_fwd_ref(x, 2, ceil_mode=ceil_mode)
+    assert np.array_equal(y, want) and np.array_equal(idx, want_idx), shape
+    dy = guarded(y.shape)
+    close(kernels.pool2d.max_pool2d_bwd(dy, idx, shape), kernels.pool2d.max_pool2d_bwd_ref(dy, want_idx, shape), "max bwd")
+    close(kernels.pool2d.avg_pool2d_bwd(dy, shape, 2, ceil_mode=ceil_mode),
+          kernels.pool2d.avg_pool2d_bwd_ref(dy, shape, 2, ceil_mode=ceil_mode), "avg bwd")
+    close(kernels.pool2d.avg_pool2d_fwd(x, 2, ceil_mode=ceil_mode), kernels.pool2d.avg_pool2d_fwd_ref(x, 2, ceil_mode=ceil_mode), "avg")
+
+# One layer per convolution algorithm: Winograd, per-tap GEMMs (1x1, strided, dilated), the
+# direct few-channel and depthwise kernels, and grouped implicit GEMM.
+CONVS = [
+    ((2, 16, 9, 7), (16, 16, 3, 3), dict(padding=1)),
+    ((1, 17, 8, 9), (8, 17, 1, 1), dict()),
+    ((1, 16, 9, 10), (5, 16, 3, 3), dict(stride=2, padding=1)),
+    ((1, 16, 11, 10), (8, 16, 3, 3), dict(dilation=2, padding=(1, 2))),
+    ((2, 3, 9, 7), (4, 3, 3, 3), dict(padding=1)),
+    ((1, 5, 8, 9), (5, 1, 3, 3), dict(padding=1, groups=5)),
+    ((1, 4, 8, 9), (6, 2, 3, 2), dict(stride=2, padding=(2, 1), groups=2)),
+]
+for xs, ws, kwargs in CONVS:
+    section(f"conv2d forward {xs} {ws} {kwargs}")
+    x, w, bias = guarded(xs), guarded(ws), guarded((ws[0],))
+    y = kernels.conv2d.conv2d_fwd(x, w, bias, **kwargs)
+    close(y, kernels.conv2d.conv2d_fwd_ref(x, w, bias, **kwargs), "conv2d")
+    section(f"conv2d backward {xs} {ws} {kwargs}")
+    dy = guarded(y.shape)
+    close(kernels.conv2d.conv2d_bwd_data(dy, w, xs, **kwargs), kernels.conv2d.conv2d_bwd_data_ref(dy, w, xs, **kwargs),
+          "conv2d_backward_data")
+    dw, db = kernels.conv2d.conv2d_bwd_weight(x, dy, ws, bias=True, **kwargs)
+    want_dw, want_db = kernels.conv2d.conv2d_bwd_weight_ref(x, dy, ws, bias=True, **kwargs)
+    close(dw, want_dw, "conv2d_backward_weight")
+    close(db, want_db, "conv2d_backward_weight bias")
+
+for b, v in [(1, 1), (3, 7), (5, 17), (2, 33), (3, 1001)]:
+    section(f"softmax cross-entropy {b}x{v}")
+    z = guarded((b, v))
+    weight = guarded((v,), values=rng.uniform(0.5, 1.5, v))
+    hard = guarded((b,), np.int64, values=rng.integers(0, v, b))
+    soft = rng.random((b, v))
+    soft = guarded((b, v), values=soft / soft.sum(axis=1, keepdims=True))
+    for t in (hard, soft):
+        for kw in ({}, {"weight": weight, "label_smoothing": 0.1}, {"reduction": "none"}):
+            loss, lse = kernels.cross_entropy.cross_entropy_fwd(z, t, return_lse=True, **kw)
+            want, want_lse = kernels.cross_entropy.cross_entropy_fwd_ref(z, t, return_lse=True, **kw)
+            close(np.asarray(loss), np.asarray(want), "xent loss")
+            lse_g = guarded((b,), np.float64, values=lse)
+            g = guarded((b,), values=rng.uniform(0.5, 1.5, b)) if kw.get("reduction") == "none" else 0.5
+            out = guarded((b, v))
+            got = kernels.cross_entropy.cross_entropy_bwd(z, t, lse_g, g, out=out, **kw)
+            assert got is out
+            close(got, kernels.cross_entropy.cross_entropy_bwd_ref(z, t, want_lse, g, **kw), "xent backward")
+
+for b, d, v, rows in [(1, 3, 5, 1), (7, 9, 33, 2), (12, 17, 101, 5)]:
+    section(f"linear_cross_entropy {b}x{d}x{v}")
+    h = guarded((b, d))
+    w = guarded((v, d))
+    bias = guarded((v,))
+    t = guarded((b,), np.int64, values=rng.integers(0, v, b))
+    loss, dh, dw, db = kernels.cross_entropy.linear_cross_entropy(h, w, t, bias, chunk_bytes=4 * v * rows, label_smoothing=0.05)
+    z = kernels.gemm.gemm_ref(h, w, trans_b=True, bias=bias)
+    _, lse = kernels.cross_entropy.cross_entropy_fwd_ref(z, t, return_lse=True, label_smoothing=0.05)
+    dz = kernels.cross_entropy.cross_entropy_bwd_ref(z, t, lse, label_smoothing=0.05).astype(np.float64)
+    close(np.asarray(loss), np.asarray(kernels.cross_entropy.cross_entropy_fwd_ref(z, t, label_smoothing=0.05)), "loss")
+    close(dh, dz @ w, "d_hidden")
+    close(dw, dz.T @ h, "d_weight")
+    close(db, dz.sum(axis=0), "d_bias")
+
+for bits, group in [(8, None), (4, 32)]:
+    for m, k, n in [(1, 33, 17), (3, 65, 40), (9, 127, 17), (2, 7, 3)]:
+        section(f"qmatmul int{bits} {m}x{k}x{n}")
+        qw = quant.quantize_weight(rng.standard_normal((n, k)).astype(np.float32), bits, group or 32)
+        qg = quant.QuantizedWeight(bits, (n, k), guarded(qw.data.shape, qw.data.dtype, qw.data),
+                                   guarded(qw.scales.shape, np.float32, qw.scales),
+                                   None if qw.colsum is None else guarded(qw.colsum.shape, np.int32, qw.colsum),
+                                   group)
+        x = guarded((m, k), values=rng.standard_normal((m, k)))
+        bias = guarded((n,), values=rng.standard_normal(n))
+        out = guarded((m, n))
+        assert np.shares_memory(qg.matmul(x, bias, out=out), out)
+        assert np.array_equal(out, qw.matmul(x, bias, reference=True)), (bits, m, k, n)
+
+for n in [1, 7, 15, 16, 17, 33, 100, 1001]:
+    section(f"adam_step {n}")
+    for amsgrad in (False, True):
+        for decoupled, maximize in ((False, False), (True, True)):
+            arrays = [guarded((n,), values=rng.standard_normal(n)), guarded((n,), values=rng.standard_normal(n)),
+                      guarded((n,), values=rng.standard_normal(n) * 0.1), guarded((n,), values=rng.random(n)),
+                      guarded((n,), values=rng.random(n)) if amsgrad else None]
+            want = [None if a is None else a.copy() for a in arrays]
+            hyper = (1e-2, 0.9, 0.999, 1e-8, 0.01, 3, decoupled, maximize)
+            _C.adam_step(*arrays, *hyper)
+            _C.adam_step_ref(*want, *hyper)
+            for got, ref in zip(arrays, want):
+                if got is not None:
+                    close(got, ref, "adam_step", atol=1e-6)
+    section(f"sgd_step {n}")
+    for momentum, nesterov, first in ((0.0, False, False), (0.9, False, True), (0.9, True, False)):
+        arrays = [guarded((n,), values=rng.standard_normal(n)), guarded((n,), values=rng.standard_normal(n)),
+                  guarded((n,), values=rng.standard_normal(n)) if momentum else None]
+        want = [None if a is None else a.copy() for a in arrays]
+        hyper = (0.1, momentum, 0.0 if nesterov else 0.2, 0.01, nesterov, False, first)
+        _C.sgd_step(*arrays, *hyper)
+        _C.sgd_step_ref(*want, *hyper)
+        for got, ref in zip(arrays, want):
+            if got is not None:
+                close(got, ref, "sgd_step", atol=1e-6)
 print("ok")
 """
 
 
-def test_kernels_never_touch_memory_past_their_arrays():
-    # Every operand ends at an inaccessible page; run in a child so an overrun
-    # is reported as a failed test rather than a crashed suite.
+def test_kernels_never_touch_memory_past_their_arrays(isa, rng):
+    # Every operand ends at an inaccessible page; run in a child so an overrun is reported as
+    # a failed test (naming the section it happened in) rather than a crashed suite.
     env = {**os.environ, "SKBUILD_EDITABLE_VERBOSE": "0"}
-    result = subprocess.run([sys.executable, "-c", GUARD_SCRIPT], capture_output=True, text=True, env=env,
-                            timeout=300)
-    assert result.returncode == 0, f"child exited with {result.returncode}: {result.stderr[-2000:]}"
-    assert result.stdout.strip() == "ok"
+    seed = str(int(rng.integers(2**31)))
+    result = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, isa, seed], capture_output=True, text=True,
+                            env=env, timeout=300)
+    sections = [line for line in result.stdout.splitlines() if line.startswith("section ")]
+    assert result.returncode == 0, (f"child exited with {result.returncode} in {sections[-1:]} (seed {seed}): "
+                                    f"{result.stderr[-2000:]}")
+    assert result.stdout.strip().endswith("ok")
