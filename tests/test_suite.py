@@ -61,6 +61,7 @@ def test_never_collected():
 
 def run_inner(tmp_path, ci):
     (tmp_path / "conftest.py").write_text(CONFTEST.read_text())
+    (tmp_path / "strict_device.py").write_text(CONFTEST.with_name("strict_device.py").read_text())
     (tmp_path / "test_inner.py").write_text("import ember\n" + INNER_TESTS)
     (tmp_path / "test_inner_module.py").write_text(INNER_MODULE_SKIP)
     env = {k: v for k, v in os.environ.items() if k != "CI"}

@@ -281,7 +281,8 @@ def quantize(args, out=None):
 
     config, shapes = _checkpoint_config(args.path)
     if "quant" in config:
-        raise ValueError(f"{args.path} is already quantized")
+        bits = config["quant"].get("bits") if isinstance(config["quant"], dict) else "?"
+        raise ValueError(f"{args.path} is already quantized (int{bits})")
     model = _model_for(args.path, config, shapes)
     model.load(args.path)
     dataset = args.dataset or config.get("dataset", "digits")

@@ -551,9 +551,11 @@ for n in [1, 7, 15, 16, 17, 33, 100, 1001]:
                       guarded((n,), values=rng.standard_normal(n) * 0.1), guarded((n,), values=rng.random(n)),
                       guarded((n,), values=rng.random(n)) if amsgrad else None]
             want = [None if a is None else a.copy() for a in arrays]
-            hyper = (1e-2, 0.9, 0.999, 1e-8, 0.01, 3, decoupled, maximize)
-            _C.adam_step(*arrays, *hyper)
-            _C.adam_step_ref(*want, *hyper)
+            hyper = ([3], 1e-2, 0.9, 0.999, 1e-8, 0.01, decoupled, maximize)
+            p, g, m, v, vmax = ([a] if a is not None else None for a in arrays)
+            _C.adam_step(p, g, m, v, vmax, *hyper)
+            p, g, m, v, vmax = ([a] if a is not None else None for a in want)
+            _C.adam_step_ref(p, g, m, v, vmax, *hyper)
             for got, ref in zip(arrays, want):
                 if got is not None:
                     close(got, ref, "adam_step", atol=1e-6)
@@ -563,8 +565,8 @@ for n in [1, 7, 15, 16, 17, 33, 100, 1001]:
                   guarded((n,), values=rng.standard_normal(n)) if momentum else None]
         want = [None if a is None else a.copy() for a in arrays]
         hyper = (0.1, momentum, 0.0 if nesterov else 0.2, 0.01, nesterov, False, first)
-        _C.sgd_step(*arrays, *hyper)
-        _C.sgd_step_ref(*want, *hyper)
+        _C.sgd_step(*([a] if a is not None else None for a in arrays), *hyper)
+        _C.sgd_step_ref(*([a] if a is not None else None for a in want), *hyper)
         for got, ref in zip(arrays, want):
             if got is not None:
                 close(got, ref, "sgd_step", atol=1e-6)

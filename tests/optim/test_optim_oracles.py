@@ -278,11 +278,13 @@ def test_zero_grad_closure_and_argument_checks(rng):
     np.testing.assert_allclose(p.detach().numpy(), before - 0.1, rtol=1e-6)
     with pytest.raises(ValueError, match="a parameter appears in more than one group"):
         ember.optim.SGD([{"params": [p]}, {"params": [p]}])
-    with pytest.raises(ValueError, match="lr, momentum and weight_decay must be >= 0"):
+    with pytest.raises(ValueError, match="need lr >= 0, got -1"):
         ember.optim.SGD([p], lr=-1.0)
-    with pytest.raises(ValueError, match="alpha in"):
+    with pytest.raises(ValueError, match="need momentum >= 0, got -0.5"):
         ember.optim.RMSprop([p], momentum=-0.5)
-    with pytest.raises(ValueError, match="need lr, eps, weight_decay >= 0"):
+    with pytest.raises(ValueError, match=r"need alpha in \[0, 1\], got 1.5"):
+        ember.optim.RMSprop([p], alpha=1.5)
+    with pytest.raises(ValueError, match="need eps >= 0, got -1.0"):
         ember.optim.AdamW([p], eps=-1.0)
     with pytest.raises(NotImplementedError):
         ember.optim.Optimizer([p], {"lr": 0.1}).step()

@@ -73,9 +73,14 @@ class Module:
 
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """A tensor that is state but not a parameter (running statistics): saved in state_dict."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"cannot register buffer {name!r}: a Tensor or None expected, got {type(tensor).__name__}")
         self._buffers[name] = tensor
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"cannot register parameter {name!r}: a Parameter or None expected, got "
+                            f"{type(param).__name__} (wrap a tensor in nn.Parameter)")
         self._parameters[name] = param
 
     def forward(self, *args, **kwargs):
