@@ -60,14 +60,14 @@ else
 fi
 "$PY" -c "import ember, ember._cuda as c; print('ember', ember.__version__, '_cuda devices', c.device_count(), c.device_info(0))" 2>&1 | tee -a "$SUMMARY"
 
-stage "GPU tests (pytest -m cuda tests/cuda), EMBER_TEST_SEED=$EMBER_TEST_SEED"
-T=$(limit 150 130)
+stage "GPU tests (pytest -m cuda tests: the kernels, and every device-fixture test on 'cuda'), EMBER_TEST_SEED=$EMBER_TEST_SEED"
+T=$(limit 200 120)
 # Several workers (pytest-xdist): a kernel that faults or hangs takes one worker down, not the run
 # (tests/cuda/conftest.py leaves a worker whose CUDA context is lost; pytest-timeout ends a hung one).
 XDIST=""
 "$PY" -c "import xdist" 2>/dev/null && XDIST="-n 4"
 "$PY" -c "import pytest_timeout" 2>/dev/null && XDIST="$XDIST --timeout 90 --timeout-method thread"
-timeout "$T" "$PY" -m pytest -m cuda tests/cuda -q -rfE -p no:cacheprovider $XDIST > "$OUT/tests.log" 2>&1
+timeout "$T" "$PY" -m pytest -m cuda tests -q -rfE -p no:cacheprovider $XDIST > "$OUT/tests.log" 2>&1
 TESTS_RC=$?
 [ "$TESTS_RC" -eq 124 ] && note "pytest TIMED OUT after ${T}s: the summary below is incomplete"
 note "pytest exit $TESTS_RC (limit ${T}s); failures and summary:"
@@ -75,11 +75,11 @@ grep -E "^(FAILED|ERROR)|passed|failed|error|skipped" "$OUT/tests.log" | tail -4
 
 stage "compute-sanitizer (memcheck on every kernel; racecheck on the shared-memory kernels)"
 if command -v compute-sanitizer > /dev/null; then
-  T=$(limit 60 100)
+  T=$(limit 45 100)
   timeout "$T" compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" benchmarks/cuda_sanitize.py \
     > "$OUT/sanitize.log" 2>&1
   note "memcheck exit $? (limit ${T}s): $(grep -E 'ERROR SUMMARY' "$OUT/sanitize.log" | tail -1)"
-  T=$(limit 60 80)
+  T=$(limit 45 80)
   timeout "$T" compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 3 "$PY" \
     benchmarks/cuda_sanitize.py --smem-only >> "$OUT/sanitize.log" 2>&1
   note "racecheck exit $? (limit ${T}s): $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/sanitize.log" | tail -1)"
@@ -109,14 +109,14 @@ else
 fi
 
 stage "benchmarks"
-T=$(limit 180 20)
+T=$(limit 150 60)
 timeout "$T" "$PY" benchmarks/bench_cuda.py --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1
 BENCH_RC=$?
 note "bench_cuda exit $BENCH_RC (limit ${T}s)"
 for extra in benchmarks/bench_cuda_*.py; do
   [ -e "$extra" ] || continue
   name=$(basename "$extra" .py)
-  T=$(limit 180 10)
+  T=$(limit 90 5)
   timeout "$T" "$PY" "$extra" --json "$OUT/$name.json" >> "$OUT/bench.log" 2>&1
   note "$name exit $? (limit ${T}s)"
 done

@@ -409,7 +409,7 @@ def test_progress_bar_on_a_terminal_and_lines_elsewhere(device):
         model.fit(x, y, verbose=3)
 
 
-def test_quantized_digits_cnn_keeps_its_accuracy(device, tmp_path):
+def test_quantized_digits_cnn_keeps_its_accuracy(tmp_path):
     # The bundled digits CNN: int8 loses at most 0.5 accuracy points, int4 at most 1.5; the
     # quantized checkpoints evaluate through the command line as well.
     result = run_cli("train", "--verbose", "0", "--out", "cnn.safetensors", cwd=tmp_path)

@@ -113,7 +113,9 @@ def register(device: Device) -> Device:
 
 def is_array(a) -> bool:
     """Whether ``a`` is an array of a known device (NumPy arrays included; scalars not)."""
-    return type(a) in _by_type or isinstance(a, tuple(_by_type))
+    if type(a) in _by_type or isinstance(a, tuple(_by_type)):
+        return True
+    return device_of(a) is not CPU  # registers device 'cuda' on meeting one of its arrays
 
 
 def device_of(a) -> Device:
@@ -125,10 +127,16 @@ def device_of(a) -> Device:
     dev = _by_type.get(t)
     if dev is not None:
         return dev
-    for known, dev in _by_type.items():
+    for known, dev in list(_by_type.items()):
         if isinstance(a, known):
             _by_type[t] = dev
             return dev
+    if "cuda" not in _by_name and hasattr(a, "__cuda_array_interface__") and _cuda_error is None:
+        try:  # a CuPy array met before device 'cuda' was asked for
+            get("cuda")
+        except RuntimeError:
+            return CPU
+        return device_of(a) if t in _by_type or any(isinstance(a, k) for k in _by_type) else CPU
     return CPU
 
 

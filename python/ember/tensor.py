@@ -29,6 +29,8 @@ def _storage(data):
         return data._data
     if type(data) is np.ndarray or backend.is_array(data):
         return data
+    if hasattr(data, "__cuda_array_interface__"):  # a PyTorch or Numba CUDA array: shared, not copied
+        return backend.get("cuda").xp.asarray(data)
     return np.asarray(data)
 
 
@@ -204,7 +206,7 @@ class Tensor(Variable):
         # holds g: changing one leaf's gradient in place (clipping, a user's edit) must not
         # change another's.
         if self.grad is None:
-            if not (owned and g.dtype == self.dtype and g.flags.c_contiguous and g.flags.writeable):
+            if not (owned and g.dtype == self.dtype and g.flags.c_contiguous and getattr(g.flags, "writeable", True)):
                 g = g.astype(self.dtype, copy=True)
             self.grad = Tensor._wrap(g)
         else:

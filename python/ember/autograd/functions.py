@@ -370,7 +370,12 @@ class ClampFn(Function):
     def forward(ctx, a, lo=None, hi=None):
         ctx.save_for_backward(a)
         ctx.bounds = (lo, hi)
-        return _xp(a).clip(a, lo, hi)
+        xp, y = _xp(a), a  # maximum and minimum: NaN propagates, as with clip
+        if lo is not None:
+            y = xp.maximum(y, a.dtype.type(lo))
+        if hi is not None:
+            y = xp.minimum(y, a.dtype.type(hi))
+        return y if y is not a else a.copy()
 
     @staticmethod
     def backward(ctx, g):

@@ -54,7 +54,16 @@ def same_dtype(reference, **arrays) -> None:
             raise TypeError(f"{name} must have dtype {reference.dtype} like the input, got {a.dtype}")
 
 
+def native(dev: backend.Device, name: str):
+    """The kernel ``name`` of ``dev``, or NotImplementedError saying that device has none."""
+    fn = getattr(dev.kernels, name, None)
+    if fn is None:
+        raise NotImplementedError(f"{name} has no kernel on device '{dev.name}' in this version of Ember; "
+                                  "run this op on the CPU")
+    return fn
+
+
 def kernel(dev: backend.Device, name: str, reference: bool, dtype):
     """The kernel ``name`` of ``dev``: its reference twin when asked or for float64 data (the
     fast kernels are float32)."""
-    return getattr(dev.kernels, f"{name}_ref" if reference or dtype == FLOAT64 else name)
+    return native(dev, f"{name}_ref" if reference or dtype == FLOAT64 else name)

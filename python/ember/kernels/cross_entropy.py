@@ -67,21 +67,24 @@ def _logits(logits, dev):
     return z
 
 
-def _denominator(t, w, ignore_index) -> float:
-    """What 'mean' divides by: the batch for soft targets, else the targets' total weight."""
+def _denominator(dev, t, w, ignore_index):
+    """What 'mean' divides by -- the batch for soft targets, else the targets' total weight -- as
+    a float64 scalar on the targets' device (no wait for the device)."""
+    xp = dev.xp
     if t.ndim == 2:
-        return float(t.shape[0])
+        return xp.asarray(float(t.shape[0]))
     valid = t != ignore_index
-    return float(w[t[valid]].astype(np.float64).sum()) if w is not None else float(valid.sum())
+    return (w[t[valid]].astype(np.float64) if w is not None else valid).sum(dtype=np.float64)
 
 
-def _reduce(xp, rows, reduction, denominator, dtype):
+def _reduce(dev, rows, reduction, denominator, dtype):
     if reduction == "none":
         return rows.astype(dtype)
     total = rows.sum()
-    if reduction == "mean":  # every target ignored: NaN, as PyTorch
-        total = total / denominator if denominator != 0.0 else xp.asarray(float("nan"))
-    return xp.asarray(total, dtype=dtype)
+    if reduction == "mean":
+        with dev.errstate(invalid="ignore", divide="ignore"):  # every target ignored: 0 / 0 = NaN, as PyTorch
+            total = total / denominator
+    return dev.xp.asarray(total, dtype=dtype)
 
 
 def _row_losses(dev, fwd, z, t, w, eps, ignore_index):
@@ -112,14 +115,15 @@ def cross_entropy_fwd(logits, target, *, weight=None, ignore_index=-100, label_s
     t, w, eps = _targets(dev, z.shape, target, weight, ignore_index, label_smoothing, reduction, z.dtype)
     rows, lse = _row_losses(dev, _common.kernel(dev, "cross_entropy_fwd", reference, z.dtype), z, t, w, eps,
                             ignore_index)
-    denominator = _denominator(t, w, ignore_index) if reduction == "mean" else 1.0
-    loss = _reduce(dev.xp, rows, reduction, denominator, z.dtype)
+    denominator = _denominator(dev, t, w, ignore_index) if reduction == "mean" else None
+    loss = _reduce(dev, rows, reduction, denominator, z.dtype)
     return (loss, lse) if return_lse else loss
 
 
 def _row_scales(dev, grad_output, t, b, reduction, denominator, ignore_index, dtype):
     """The backward's per-row factor: the loss's gradient (a scalar, or one per row with
-    reduction='none'), over the mean's denominator, zero on ignored rows."""
+    reduction='none'), over the mean's denominator (no gradient when it is 0: every target
+    ignored), zero on ignored rows. Computed on the device, without waiting for it."""
     xp = dev.xp
     g = grad_output if isinstance(grad_output, dev.array_types) else dev.asarray(grad_output)
     if reduction == "none":
@@ -131,9 +135,10 @@ def _row_scales(dev, grad_output, t, b, reduction, denominator, ignore_index, dt
     else:
         if g.ndim != 0:
             raise ValueError(f"grad_output must be a scalar with reduction={reduction!r}, got shape {g.shape}")
-        scale = xp.full((b,), float(g), np.float64)
+        scale = xp.broadcast_to(g.astype(np.float64), (b,))
         if reduction == "mean":
-            scale = scale / denominator if denominator != 0.0 else xp.zeros((b,), np.float64)  # all ignored
+            safe = xp.where(denominator != 0, denominator, 1.0)
+            scale = xp.where(denominator != 0, scale / safe, 0.0)
     if t.ndim == 1:
         scale = xp.where(t == ignore_index, 0.0, scale)
     return xp.ascontiguousarray(scale.astype(dtype))
@@ -156,7 +161,7 @@ def cross_entropy_bwd(logits, target, lse, grad_output=1.0, *, weight=None, igno
     lse = _common.array(lse, "lse", dev, (_common.FLOAT64,), 1, contiguous=True)
     if lse.shape != (b,):
         raise ValueError(f"lse must be the forward's float64 log-sum-exps of shape ({b},), got shape {lse.shape}")
-    denominator = _denominator(t, w, ignore_index) if reduction == "mean" else 1.0
+    denominator = _denominator(dev, t, w, ignore_index) if reduction == "mean" else None
     scale = _row_scales(dev, grad_output, t, b, reduction, denominator, ignore_index, z.dtype)
     dz = dev.empty(z.shape, z.dtype) if out is None else out
     _common.kernel(dev, "cross_entropy_bwd", reference, z.dtype)(z, t, w, eps, int(ignore_index), lse, scale, dz,
@@ -210,7 +215,7 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
     t, cw, eps = _targets(dev, (b, v), target, class_weight, ignore_index, label_smoothing, reduction, h.dtype)
     if int(chunk_bytes) < 1:
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes!r}")
-    denominator = _denominator(t, cw, ignore_index) if reduction == "mean" else 1.0
+    denominator = _denominator(dev, t, cw, ignore_index) if reduction == "mean" else None
     scale = _row_scales(dev, grad_output, t, b, reduction, denominator, ignore_index, h.dtype)
     rows = max(1, min(b, int(chunk_bytes) // (4 * v)))
 
@@ -219,17 +224,18 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
     d_bias = xp.zeros((v,), np.float64) if bias is not None else None
     row_loss = dev.empty((b,), np.float64)
     logits = dev.empty((rows, v), _common.FLOAT32)
+    fwd, bwd = _common.native(dev, "cross_entropy_fwd"), _common.native(dev, "cross_entropy_bwd")
     for r0 in range(0, b, rows):
         r1 = min(b, r0 + rows)
         z = logits[: r1 - r0]
         gemm(h[r0:r1], w, trans_b=True, bias=bias, out=z)
         tc = t[r0:r1]
-        row_loss[r0:r1], lse = _row_losses(dev, dev.kernels.cross_entropy_fwd, z, tc, cw, eps, ignore_index)
-        dev.kernels.cross_entropy_bwd(z, tc, cw, eps, int(ignore_index), lse, scale[r0:r1], z,  # in place
+        row_loss[r0:r1], lse = _row_losses(dev, fwd, z, tc, cw, eps, ignore_index)
+        bwd(z, tc, cw, eps, int(ignore_index), lse, scale[r0:r1], z,  # in place
                                       **dev.launch())
         gemm(z, w, out=d_hidden[r0:r1])
         gemm(z, h[r0:r1], trans_a=True, out=d_weight, beta=1.0)
         if d_bias is not None:
             d_bias += z.sum(axis=0, dtype=np.float64)
-    loss = _reduce(xp, row_loss, reduction, denominator, _common.FLOAT32)
+    loss = _reduce(dev, row_loss, reduction, denominator, _common.FLOAT32)
     return loss, d_hidden, d_weight, (d_bias.astype(_common.FLOAT32) if d_bias is not None else None)

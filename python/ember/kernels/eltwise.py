@@ -20,7 +20,7 @@ def relu_fwd(input, out=None):
     dev = _common.device(input=input, out=out)
     x = _common.array(input, "input", dev, contiguous=True)
     y = _out(dev, x, out)
-    dev.kernels.relu_fwd(x, y, **dev.launch())
+    _common.native(dev, "relu_fwd")(x, y, **dev.launch())
     return y
 
 
@@ -31,7 +31,7 @@ def relu_bwd(grad_output, output, out=None):
     g = _common.array(grad_output, "grad_output", dev, contiguous=True)
     y = _common.array(output, "output", dev, (g.dtype,), contiguous=True)
     dx = _out(dev, g, out)
-    dev.kernels.relu_bwd(g, y, dx, **dev.launch())
+    _common.native(dev, "relu_bwd")(g, y, dx, **dev.launch())
     return dx
 
 
@@ -40,5 +40,5 @@ def erf(input, out=None):
     dev = _common.device(input=input, out=out)
     x = _common.array(input, "input", dev, contiguous=True)
     y = _out(dev, x, out)
-    dev.kernels.erf(x, y, **dev.launch())
+    _common.native(dev, "erf")(x, y, **dev.launch())
     return y

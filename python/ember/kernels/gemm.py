@@ -49,7 +49,7 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, b
         out = dev.empty((m, n), _common.FLOAT32)
     else:
         out = _common.array(out, "out", dev, _F32, 2)
-    k = dev.kernels.gemm_ref if reference else dev.kernels.gemm
+    k = _common.native(dev, "gemm_ref" if reference else "gemm")
     # Positional: the binding parses them in half the time keywords take.
     return k(a, b, out, float(alpha), float(beta), bool(trans_a), bool(trans_b), bias, bool(relu), **dev.launch())
 

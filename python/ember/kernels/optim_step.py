@@ -29,7 +29,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, l
     vmax = None if max_exp_avg_sqs is None else _tensors(dev, "max_exp_avg_sqs", max_exp_avg_sqs, params)
     if len(steps) != len(params):
         raise ValueError(f"steps has {len(steps)} entries for {len(params)} parameters")
-    k = dev.kernels.adam_step_ref if reference else dev.kernels.adam_step
+    k = _common.native(dev, "adam_step_ref" if reference else "adam_step")
     k(*args, vmax, [int(s) for s in steps], float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
       bool(decoupled), bool(maximize), **dev.launch())
 
@@ -45,6 +45,6 @@ def sgd_step(params, grads, momentum_buffers, *, lr, momentum=0.0, dampening=0.0
     params = _tensors(dev, "params", params, params)
     grads = _tensors(dev, "grads", grads, params, contiguous=True)
     bufs = None if momentum_buffers is None else _tensors(dev, "momentum_buffers", momentum_buffers, params)
-    k = dev.kernels.sgd_step_ref if reference else dev.kernels.sgd_step
+    k = _common.native(dev, "sgd_step_ref" if reference else "sgd_step")
     k(params, grads, bufs, float(lr), float(momentum), float(dampening), float(weight_decay), bool(nesterov),
       bool(maximize), bool(first), **dev.launch())

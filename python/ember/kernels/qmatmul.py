@@ -28,7 +28,7 @@ def qmatmul_int8(x, data, scales, colsum, n, k, bias=None, out=None, *, referenc
     activations quantized per row. Returns ``out`` (M, N)."""
     dev = _common.device(x=x, data=data, out=out)
     x, bias, out = _args(dev, x, n, bias, out)
-    k_fn = dev.kernels.qmatmul_int8_ref if reference else dev.kernels.qmatmul_int8
+    k_fn = _common.native(dev, "qmatmul_int8_ref" if reference else "qmatmul_int8")
     k_fn(x, data, scales, colsum, int(n), int(k), bias, out, **dev.launch())
     return out
 
@@ -39,7 +39,7 @@ def qmatmul_int4(x, data, scales, n, k, group_size, bias=None, out=None, *, refe
     group of ``group_size`` inputs); activations quantized per row and group. Returns ``out``."""
     dev = _common.device(x=x, data=data, out=out)
     x, bias, out = _args(dev, x, n, bias, out)
-    k_fn = dev.kernels.qmatmul_int4_ref if reference else dev.kernels.qmatmul_int4
+    k_fn = _common.native(dev, "qmatmul_int4_ref" if reference else "qmatmul_int4")
     k_fn(x, data, scales, int(n), int(k), int(group_size), bias, out, **dev.launch())
     return out
 
