@@ -40,7 +40,7 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, b
     a = _operand(dev, _common.array(a, "a", dev, _F32, 2))
     b = _operand(dev, _common.array(b, "b", dev, _F32, 2))
     if bias is not None:
-        bias = _common.array(bias, "bias", dev, _F32, 1)
+        bias = _common.array(bias, "bias", dev, _F32, 1, contiguous=not dev.strided_gemm)
     if out is None:
         if beta != 0.0:
             raise ValueError(f"beta is {beta:g} but out is None: beta scales the existing out, pass out=")
