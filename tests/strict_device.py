@@ -109,7 +109,11 @@ class StrictArray:
         return method
 
     def __getitem__(self, key):
-        return _wrap_result(self._a[unwrap(key)])
+        key = unwrap(key)
+        r = self._a[key]
+        if isinstance(r, np.generic):  # CuPy gives a 0-d view of the element, not a copy: so do we
+            r = self._a[(key if isinstance(key, tuple) else (key,)) + (Ellipsis,)]
+        return wrap(r)
 
     def __setitem__(self, key, value):
         self._a[unwrap(key)] = unwrap(value)

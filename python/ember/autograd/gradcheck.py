@@ -53,7 +53,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3) -> bool:
             flat = x.reshape(-1)
             numeric = np.zeros((n_out, x.size))
             for j in range(x.size):
-                orig = flat[j]
+                orig = flat[j].item()  # a value: on CuPy flat[j] is a 0-d view of the element
                 flat[j] = orig + eps
                 plus = outputs()[k]._host().astype(np.float64).reshape(-1)
                 flat[j] = orig - eps
