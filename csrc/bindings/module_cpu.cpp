@@ -29,7 +29,7 @@
 #include "ops/pool2d/pool2d.h"
 #include "ops/qmatmul/qmatmul.h"
 #include "ops/optim_step/optim_step.h"
-#include "ops/softmax_xent/softmax_xent.h"
+#include "ops/cross_entropy/cross_entropy.h"
 
 namespace py = pybind11;
 using ember::detail::concat;
@@ -247,7 +247,7 @@ double py_measure_fma_peak(double seconds, int threads) {
   EMBER_CHECK_VALUE(seconds > 0 && seconds <= 60, "seconds must be in (0, 60], got ", seconds);
   EMBER_CHECK_VALUE(threads >= 0 && threads <= 1024, "threads must be between 0 (all) and 1024, got ", threads);
   if (threads == 0) threads = ember::get_num_threads();
-  auto fn = ember::lookup_fn<ember::gemm::fma_peak_fn>("fma_peak");
+  auto fn = ember::lookup_fn<ember::gemm::fma_peak_fn>("fma_peak", ember::active_isa());
   py::gil_scoped_release release;
   using clock = std::chrono::steady_clock;
   float sink = 0.0f;
@@ -467,12 +467,12 @@ void py_conv2d_bwd_weight(const py::handle& x_obj, const py::handle& dy_obj, con
 // The problem of z (B x V) with hard targets (int64, B) or soft ones
 // (float32, B x V), checked: every hard target is a class or ignore_index.
 template <class T>
-ember::xent::ProblemT<T> xent_problem(const py::array& z, const py::handle& target_obj, const py::handle& weight_obj,
+ember::cross_entropy::ProblemT<T> xent_problem(const py::array& z, const py::handle& target_obj, const py::handle& weight_obj,
                                   double eps, int64_t ignore_index, py::array& target, py::array& weight) {
   const int64_t b = z.shape(0), v = z.shape(1);
   EMBER_CHECK_VALUE(v >= 1, "logits must have at least one class, got shape ", shape_str(z));
   EMBER_CHECK_VALUE(eps >= 0.0 && eps <= 1.0, "label_smoothing must be in [0, 1], got ", eps);
-  ember::xent::ProblemT<T> p{b, v, static_cast<const T*>(z.data()), nullptr, nullptr, nullptr,
+  ember::cross_entropy::ProblemT<T> p{b, v, static_cast<const T*>(z.data()), nullptr, nullptr, nullptr,
                              static_cast<float>(eps), ignore_index};
   if (py::isinstance<py::array>(target_obj) && py::reinterpret_borrow<py::array>(target_obj).ndim() == 2) {
     target = expect_dense<T>(target_obj, "target", {b, v});
@@ -503,15 +503,15 @@ void py_xent_fwd_t(const py::handle& z_obj, const py::handle& target_obj, const 
   py::array lse = expect_dense<double>(lse_obj, "out_lse", {p.b}, true);
   py::array nll = expect_dense<double>(nll_obj, "out_nll", {p.b}, true);
   py::array smooth = expect_dense<double>(smooth_obj, "out_smooth", {p.b}, true);
-  const ember::xent::RowLosses out{static_cast<double*>(lse.mutable_data()), static_cast<double*>(nll.mutable_data()),
+  const ember::cross_entropy::RowLosses out{static_cast<double*>(lse.mutable_data()), static_cast<double*>(nll.mutable_data()),
                                    static_cast<double*>(smooth.mutable_data())};
   const int nt = ember::get_num_threads();
   const ember::Isa isa = ember::active_isa();
   py::gil_scoped_release release;
   if constexpr (Ref)
-    ember::xent::xent_fwd_ref(p, out);
+    ember::cross_entropy::cross_entropy_fwd_ref(p, out);
   else
-    ember::xent::xent_fwd(p, out, isa, nt);
+    ember::cross_entropy::cross_entropy_fwd(p, out, isa, nt);
 }
 
 template <bool Ref>
@@ -541,9 +541,9 @@ void py_xent_bwd_t(const py::handle& z_obj, const py::handle& target_obj, const 
   const T* sp = static_cast<const T*>(scale.data());
   T* dp = static_cast<T*>(dz.mutable_data());
   if constexpr (Ref)
-    ember::xent::xent_bwd_ref(p, lp, sp, dp);
+    ember::cross_entropy::cross_entropy_bwd_ref(p, lp, sp, dp);
   else
-    ember::xent::xent_bwd(p, lp, sp, dp, isa, nt);
+    ember::cross_entropy::cross_entropy_bwd(p, lp, sp, dp, isa, nt);
 }
 
 template <bool Ref>
@@ -583,17 +583,17 @@ void py_adam_step(const py::handle& p_obj, const py::handle& g_obj, const py::ha
   for (int i = 0; i < 5; ++i)
     for (int j = i + 1; j < 5; ++j)
       EMBER_CHECK_VALUE(!overlaps(*arrays[i], *arrays[j]), "param, grad and the optimizer state must not share memory");
-  ember::optim::AdamArgs a{n, static_cast<float*>(p.mutable_data()), static_cast<const float*>(g.data()),
+  ember::optim_step::AdamTensor a{n, static_cast<float*>(p.mutable_data()), static_cast<const float*>(g.data()),
                            static_cast<float*>(m.mutable_data()), static_cast<float*>(v.mutable_data()),
-                           vmax_obj.is_none() ? nullptr : static_cast<float*>(vmax.mutable_data()),
-                           static_cast<float>(lr), static_cast<float>(beta1), static_cast<float>(beta2),
-                           static_cast<float>(eps), static_cast<float>(weight_decay), step, decoupled, maximize};
+                           vmax_obj.is_none() ? nullptr : static_cast<float*>(vmax.mutable_data()), step};
+  ember::optim_step::AdamHyper h{static_cast<float>(lr), static_cast<float>(beta1), static_cast<float>(beta2),
+                           static_cast<float>(eps), static_cast<float>(weight_decay), decoupled, maximize};
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
   if (Ref)
-    ember::optim::adam_step_ref(a);
+    ember::optim_step::adam_step_ref(h, &a, 1);
   else
-    ember::optim::adam_step(a, nt);
+    ember::optim_step::adam_step(h, &a, 1, ember::active_isa(), nt);
 }
 
 template <bool Ref>
@@ -606,16 +606,16 @@ void py_sgd_step(const py::handle& p_obj, const py::handle& g_obj, const py::han
   if (!buf_obj.is_none()) buf = expect_flat(buf_obj, "momentum_buffer", n, true);
   EMBER_CHECK_VALUE(!overlaps(p, g) && !overlaps(p, buf) && !overlaps(g, buf),
                     "param, grad and the momentum buffer must not share memory");
-  ember::optim::SgdArgs a{n, static_cast<float*>(p.mutable_data()), static_cast<const float*>(g.data()),
-                          buf_obj.is_none() ? nullptr : static_cast<float*>(buf.mutable_data()),
-                          static_cast<float>(lr), static_cast<float>(momentum), static_cast<float>(dampening),
+  ember::optim_step::SgdTensor a{n, static_cast<float*>(p.mutable_data()), static_cast<const float*>(g.data()),
+                          buf_obj.is_none() ? nullptr : static_cast<float*>(buf.mutable_data())};
+  ember::optim_step::SgdHyper h{static_cast<float>(lr), static_cast<float>(momentum), static_cast<float>(dampening),
                           static_cast<float>(weight_decay), nesterov, maximize, first};
   const int nt = ember::get_num_threads();
   py::gil_scoped_release release;
   if (Ref)
-    ember::optim::sgd_step_ref(a);
+    ember::optim_step::sgd_step_ref(h, &a, 1);
   else
-    ember::optim::sgd_step(a, nt);
+    ember::optim_step::sgd_step(h, &a, 1, ember::active_isa(), nt);
 }
 
 // ------------------------------------------------------------------ pool2d
@@ -985,7 +985,7 @@ void py_qmatmul_int8(const py::handle& x_obj, const py::handle& data_obj, const 
                                static_cast<const float*>(scales.data()), static_cast<const int32_t*>(colsum.data())};
   run_qmatmul(c, [&](const float* xp, int64_t ldx, const float* bp, float* yp, int64_t ldy, int nt) {
     return Ref ? ember::qmatmul::qmatmul_int8_ref(xp, c.m, ldx, w, bp, yp, ldy)
-               : ember::qmatmul::qmatmul_int8(xp, c.m, ldx, w, bp, yp, ldy, nt);
+               : ember::qmatmul::qmatmul_int8(xp, c.m, ldx, w, bp, yp, ldy, ember::active_isa(), nt);
   });
 }
 
@@ -1002,7 +1002,7 @@ void py_qmatmul_int4(const py::handle& x_obj, const py::handle& data_obj, const 
                                static_cast<const float*>(scales.data())};
   run_qmatmul(c, [&](const float* xp, int64_t ldx, const float* bp, float* yp, int64_t ldy, int nt) {
     return Ref ? ember::qmatmul::qmatmul_int4_ref(xp, c.m, ldx, w, bp, yp, ldy)
-               : ember::qmatmul::qmatmul_int4(xp, c.m, ldx, w, bp, yp, ldy, nt);
+               : ember::qmatmul::qmatmul_int4(xp, c.m, ldx, w, bp, yp, ldy, ember::active_isa(), nt);
   });
 }
 
@@ -1119,7 +1119,7 @@ PYBIND11_MODULE(_C, m) {
     return d;
   });
   m.def("registered_kernels", &ember::registered_kernels);
-  m.def("gemm_ukernel_name", [] { return std::string(ember::lookup<ember::gemm::Ukernel>("gemm").name); },
+  m.def("gemm_ukernel_name", [] { return std::string(ember::lookup<ember::gemm::Ukernel>("gemm", ember::active_isa()).name); },
         "The GEMM micro-kernel the active ISA uses.");
   m.def("measure_read_bandwidth", &py_measure_read_bandwidth,
         "Measure how fast `threads` threads (0: all) read a float32 array, in GB/s.", py::arg("buffer"),
