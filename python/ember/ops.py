@@ -24,13 +24,31 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, b
     Wrong dtypes raise TypeError, wrong shapes or layouts ValueError. The GIL is released while
     the kernel runs.
     """
-    return _C.gemm(a, b, out, alpha, beta, trans_a, trans_b, bias, relu)
+    out = _gemm_out(a, b, out, beta, trans_a, trans_b)
+    _C.gemm(a, b, out, alpha, beta, trans_a, trans_b, bias, relu)
+    return out
 
 
 def gemm_ref(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False):
     """The reference GEMM (plain loops, double accumulation), the oracle the fast paths are tested
     against. Same arguments and checks as :func:`gemm`."""
-    return _C.gemm_ref(a, b, out, alpha, beta, trans_a, trans_b, bias, relu)
+    out = _gemm_out(a, b, out, beta, trans_a, trans_b)
+    _C.gemm_ref(a, b, out, alpha, beta, trans_a, trans_b, bias, relu)
+    return out
+
+
+def _gemm_out(a, b, out, beta, trans_a, trans_b):
+    """``out``, or a new M x N float32 array when it is None. Operands that cannot be multiplied
+    get an empty placeholder, so that the kernel's own checks name what is wrong with them."""
+    if out is not None:
+        return out
+    if beta != 0:
+        raise ValueError(f"beta is {beta:g} but out is None: beta scales the existing out, pass out=")
+    if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == np.float32
+            and b.dtype == np.float32 and a.ndim == 2 and b.ndim == 2
+            and a.shape[0 if trans_a else 1] == b.shape[1 if trans_b else 0]):
+        return _C.empty((a.shape[1 if trans_a else 0], b.shape[0 if trans_b else 1]), np.float32)
+    return np.empty((0, 0), np.float32)
 
 
 def _as_f32(x, name: str) -> np.ndarray:
@@ -427,13 +445,13 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, lab
     ``(loss, lse)``, lse being the float64 per-row log-sum-exp: all that
     :func:`softmax_cross_entropy_backward` needs besides the logits.
     """
-    return _xent_forward(_C.xent_fwd, logits, target, weight, ignore_index, label_smoothing, reduction, return_lse)
+    return _xent_forward(_C.cross_entropy_fwd, logits, target, weight, ignore_index, label_smoothing, reduction, return_lse)
 
 
 def softmax_cross_entropy_ref(logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
                               reduction="mean", return_lse=False):
     """Reference :func:`softmax_cross_entropy` (plain loops, double accumulation)."""
-    return _xent_forward(_C.xent_fwd_ref, logits, target, weight, ignore_index, label_smoothing, reduction,
+    return _xent_forward(_C.cross_entropy_fwd_ref, logits, target, weight, ignore_index, label_smoothing, reduction,
                          return_lse)
 
 
@@ -482,14 +500,14 @@ def softmax_cross_entropy_backward(logits, target, lse, grad_output=1.0, *, weig
     once. ``out=logits`` writes the gradient over the logits in place (training never needs
     them again); otherwise ``out`` is any float32 C-contiguous array of their shape.
     """
-    return _xent_backward(_C.xent_bwd, logits, target, lse, grad_output, weight, ignore_index, label_smoothing,
+    return _xent_backward(_C.cross_entropy_bwd, logits, target, lse, grad_output, weight, ignore_index, label_smoothing,
                           reduction, out)
 
 
 def softmax_cross_entropy_backward_ref(logits, target, lse, grad_output=1.0, *, weight=None, ignore_index=-100,
                                        label_smoothing=0.0, reduction="mean", out=None):
     """Reference :func:`softmax_cross_entropy_backward` (plain loops, double accumulation)."""
-    return _xent_backward(_C.xent_bwd_ref, logits, target, lse, grad_output, weight, ignore_index, label_smoothing,
+    return _xent_backward(_C.cross_entropy_bwd_ref, logits, target, lse, grad_output, weight, ignore_index, label_smoothing,
                           reduction, out)
 
 
@@ -549,7 +567,7 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
         gemm(h[r0:r1], w, trans_b=True, bias=bias, out=z)
         tc = t[r0:r1]
         lse, nll, smooth = np.empty(r1 - r0), np.empty(r1 - r0), np.empty(r1 - r0)
-        _C.xent_fwd(z, tc, cw, eps, int(ignore_index), lse, nll, smooth)
+        _C.cross_entropy_fwd(z, tc, cw, eps, int(ignore_index), lse, nll, smooth)
         row_loss[r0:r1] = nll if t.ndim == 2 else (1.0 - eps) * nll + (eps / v) * smooth
         if reduction == "none":
             scale = g[r0:r1].copy()
@@ -559,7 +577,7 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
             scale = np.full(r1 - r0, float(g) / denom if denom != 0.0 else 0.0)
         if t.ndim == 1:
             scale[tc == ignore_index] = 0.0
-        _C.xent_bwd(z, tc, cw, eps, int(ignore_index), lse, scale.astype(np.float32), z)  # dlogits, in place
+        _C.cross_entropy_bwd(z, tc, cw, eps, int(ignore_index), lse, scale.astype(np.float32), z)  # dlogits, in place
         gemm(z, w, out=d_hidden[r0:r1])
         gemm(z, h[r0:r1], trans_a=True, out=d_weight, beta=1.0)
         if d_bias is not None:

@@ -78,9 +78,11 @@ def test_native_adam_step_matches_its_reference(isa, rng, num_threads, amsgrad, 
     for threads in (1, 2, 3):
         ember.set_num_threads(threads)
         got = [None if a is None else a.copy() for a in arrays]
-        ember._C.adam_step(*got, 1e-3, 0.9, 0.999, 1e-8, 0.01, 7, decoupled, maximize)
+        ember._C.adam_step(*([a] if a is not None else None for a in got), [7], 1e-3, 0.9, 0.999, 1e-8, 0.01,
+                           decoupled, maximize)
         want = [None if a is None else a.copy() for a in ref]
-        ember._C.adam_step_ref(*want, 1e-3, 0.9, 0.999, 1e-8, 0.01, 7, decoupled, maximize)
+        ember._C.adam_step_ref(*([a] if a is not None else None for a in want), [7], 1e-3, 0.9, 0.999, 1e-8, 0.01,
+                               decoupled, maximize)
         for g, w in zip(got, want):
             if g is not None:  # float32 rounding, at the scale of the values
                 np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * np.abs(w).max())
@@ -93,8 +95,10 @@ def test_native_sgd_step_matches_its_reference(isa, rng, num_threads, momentum, 
     buf = buf if momentum else None
     got = [p.copy(), g, None if buf is None else buf.copy()]
     want = [p.copy(), g, None if buf is None else buf.copy()]
-    ember._C.sgd_step(*got, 0.1, momentum, 0.0 if nesterov else 0.2, 0.01, nesterov, False, first)
-    ember._C.sgd_step_ref(*want, 0.1, momentum, 0.0 if nesterov else 0.2, 0.01, nesterov, False, first)
+    ember._C.sgd_step(*([a] if a is not None else None for a in got), 0.1, momentum, 0.0 if nesterov else 0.2, 0.01,
+                      nesterov, False, first)
+    ember._C.sgd_step_ref(*([a] if a is not None else None for a in want), 0.1, momentum, 0.0 if nesterov else 0.2,
+                          0.01, nesterov, False, first)
     for a, b in zip(got, want):
         if a is not None:  # float32 rounding of p - lr d, at the scale of the values
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
@@ -117,13 +121,63 @@ def test_float64_parameters_take_the_numpy_path(rng):
 
 def test_native_step_bad_input():
     p = np.zeros(4, np.float32)
-    with pytest.raises(ValueError, match="grad has 3 elements, the parameter has 4"):
-        ember._C.adam_step(p, np.zeros(3, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32), None,
-                           1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, False)
-    with pytest.raises(TypeError, match="exp_avg must have dtype float32"):
-        ember._C.adam_step(p, p.copy(), np.zeros(4), np.zeros(4, np.float32), None, 1e-3, 0.9, 0.999, 1e-8, 0.0,
-                           1, False, False)
-    with pytest.raises(ValueError, match="step must be >= 1"):
-        ember._C.adam_step(p, p.copy(), p.copy(), p.copy(), None, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0, False, False)
+    with pytest.raises(ValueError, match=r"grads\[0\] has 3 elements, params\[0\] has 4"):
+        ember._C.adam_step([p], [np.zeros(3, np.float32)], [np.zeros(4, np.float32)], [np.zeros(4, np.float32)],
+                           None, [1], 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)
+    with pytest.raises(TypeError, match=r"exp_avgs\[0\] must have dtype float32"):
+        ember._C.adam_step([p], [p.copy()], [np.zeros(4)], [np.zeros(4, np.float32)], None, [1], 1e-3, 0.9, 0.999,
+                           1e-8, 0.0, False, False)
+    with pytest.raises(ValueError, match=r"steps\[0\] must be >= 1"):
+        ember._C.adam_step([p], [p.copy()], [p.copy()], [p.copy()], None, [0], 1e-3, 0.9, 0.999, 1e-8, 0.0, False,
+                           False)
     with pytest.raises(ValueError, match="must not share memory"):
-        ember._C.sgd_step(p, p, None, 0.1, 0.0, 0.0, 0.0, False, False, False)
+        ember._C.sgd_step([p], [p], None, 0.1, 0.0, 0.0, 0.0, False, False, False)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_native_steps_update_a_whole_parameter_group(isa, rng, num_threads, amsgrad):
+    # One call over tensors of many sizes (empty, tiny, several threads' worth), each with its
+    # own step count: every tensor as the reference updates it, whatever the thread split.
+    sizes = [0, 1, 5, 40_000, 3, 70_001, 17]
+    def group():
+        p = [rng.standard_normal(n).astype(np.float32).reshape(-1, 1) if n > 1 else
+             rng.standard_normal(n).astype(np.float32) for n in sizes]
+        return p, [rng.standard_normal(a.shape).astype(np.float32) for a in p]
+    params, grads = group()
+    m = [0.1 * a for a in grads]
+    v = [np.abs(a) for a in grads]
+    vmax = [2 * np.abs(a) for a in grads] if amsgrad else None
+    steps = [1 + i for i in range(len(sizes))]
+    for threads in (1, 2, 3):
+        ember.set_num_threads(threads)
+        got = [[a.copy() for a in arrays] for arrays in (params, m, v)] + [None if vmax is None else
+                                                                          [a.copy() for a in vmax]]
+        want = [[a.copy() for a in arrays] for arrays in (params, m, v)] + [None if vmax is None else
+                                                                           [a.copy() for a in vmax]]
+        ember._C.adam_step(got[0], grads, got[1], got[2], got[3], steps, 1e-3, 0.9, 0.999, 1e-8, 0.01, True, False)
+        ember._C.adam_step_ref(want[0], grads, want[1], want[2], want[3], steps, 1e-3, 0.9, 0.999, 1e-8, 0.01, True,
+                               False)
+        for gl, wl in zip(got, want):
+            for g, w in zip(gl or [], wl or []):
+                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * (np.abs(w).max() if w.size else 1))
+        p_got, p_want = [a.copy() for a in params], [a.copy() for a in params]
+        b_got, b_want = [a.copy() for a in m], [a.copy() for a in m]
+        ember._C.sgd_step(p_got, grads, b_got, 0.1, 0.9, 0.1, 0.01, False, False, False)
+        ember._C.sgd_step_ref(p_want, grads, b_want, 0.1, 0.9, 0.1, 0.01, False, False, False)
+        for g, w in zip(p_got + b_got, p_want + b_want):
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6 * (np.abs(w).max() if w.size else 1))
+
+
+def test_native_steps_refuse_mismatched_groups():
+    p = [np.zeros(4, np.float32), np.zeros(2, np.float32)]
+    with pytest.raises(ValueError, match="grads has 1 arrays but params has 2"):
+        ember._C.sgd_step(p, [np.zeros(4, np.float32)], None, 0.1, 0.0, 0.0, 0.0, False, False, False)
+    with pytest.raises(ValueError, match="steps has 1 counts but params has 2"):
+        ember._C.adam_step(p, [a.copy() for a in p], [a.copy() for a in p], [a.copy() for a in p], None, [1], 1e-3,
+                           0.9, 0.999, 1e-8, 0.0, False, False)
+    with pytest.raises(ValueError, match=r"params\[0\] and params\[1\] must not share memory"):
+        whole = np.zeros(6, np.float32)
+        ember._C.sgd_step([whole[:4], whole[3:]], [np.zeros(4, np.float32), np.zeros(3, np.float32)], None, 0.1,
+                          0.0, 0.0, 0.0, False, False, False)
+    with pytest.raises(TypeError, match="params must be a list"):
+        ember._C.sgd_step(p[0], [p[0]], None, 0.1, 0.0, 0.0, 0.0, False, False, False)

@@ -240,7 +240,7 @@ class ReLU(Function):
     def forward(ctx, a):
         if _native_eltwise(a):
             y = _C.empty(a.shape, a.dtype)
-            _C.relu(a, y)
+            _C.relu_fwd(a, y)
         else:
             y = np.maximum(a, 0)  # NaN propagates
         ctx.save_for_backward(y)
@@ -251,7 +251,7 @@ class ReLU(Function):
         (y,) = ctx.saved_tensors
         if _native_eltwise(g, y):
             dx = _C.empty(g.shape, g.dtype)
-            _C.relu_backward(g, y, dx)
+            _C.relu_bwd(g, y, dx)
             return dx
         return np.where(y > 0, g, g.dtype.type(0))
 

@@ -48,8 +48,9 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = np.zeros_like(p)
         state["step"] += 1
         if _native(p):  # one fused pass (ember._C.adam_step)
-            _C.adam_step(p, np.ascontiguousarray(grad, np.float32), state["exp_avg"], state["exp_avg_sq"],
-                         state.get("max_exp_avg_sq"), lr, b1, b2, eps, wd, state["step"], self._decoupled,
+            vmax = state.get("max_exp_avg_sq")
+            _C.adam_step([p], [np.ascontiguousarray(grad, np.float32)], [state["exp_avg"]], [state["exp_avg_sq"]],
+                         None if vmax is None else [vmax], [state["step"]], lr, b1, b2, eps, wd, self._decoupled,
                          group["maximize"])
             return
         f = p.dtype.type

@@ -33,8 +33,9 @@ class SGD(Optimizer):
             first = mu != 0 and "momentum_buffer" not in state
             if first:
                 state["momentum_buffer"] = np.empty_like(p)
-            _C.sgd_step(p, np.ascontiguousarray(grad, np.float32), state.get("momentum_buffer"), group["lr"], mu,
-                        group["dampening"], group["weight_decay"], group["nesterov"], group["maximize"], first)
+            buf = state.get("momentum_buffer")
+            _C.sgd_step([p], [np.ascontiguousarray(grad, np.float32)], None if buf is None else [buf], group["lr"],
+                        mu, group["dampening"], group["weight_decay"], group["nesterov"], group["maximize"], first)
             return
         d = -grad if group["maximize"] else grad
         if group["weight_decay"]:
