@@ -78,6 +78,15 @@ void read_numpy(ArrayView& v) {
   set_geometry(v, nd, shape.data(), strides.data(), true);
 }
 
+// A tuple of ints from __cuda_array_interface__ (shape, strides).
+std::vector<int64_t> int_tuple(const ArrayView& v, py::handle seq, const char* key) {
+  EMBER_CHECK_TYPE(py::isinstance<py::tuple>(seq), v.name, ".__cuda_array_interface__['", key,
+                   "'] must be a tuple of ints");
+  std::vector<int64_t> out;
+  for (py::handle item : seq) out.push_back(item.cast<int64_t>());
+  return out;
+}
+
 void read_cuda_interface(ArrayView& v, const py::object& cai) {
   EMBER_CHECK_TYPE(py::isinstance<py::dict>(cai), v.name, ".__cuda_array_interface__ must be a dict");
   const auto d = cai.cast<py::dict>();
@@ -90,10 +99,10 @@ void read_cuda_interface(ArrayView& v, const py::object& cai) {
   v.data = reinterpret_cast<void*>(data[0].cast<uintptr_t>());
   v.writable = !data[1].cast<bool>();
   v.device = Device::cuda;
-  const auto shape = d["shape"].cast<std::vector<int64_t>>();
+  const std::vector<int64_t> shape = int_tuple(v, d["shape"], "shape");
   std::vector<int64_t> strides(shape.size());
   if (d.contains("strides") && !d["strides"].is_none()) {
-    strides = d["strides"].cast<std::vector<int64_t>>();
+    strides = int_tuple(v, d["strides"], "strides");
     EMBER_CHECK_VALUE(strides.size() == shape.size(), v.name, " has ", strides.size(), " strides for ", shape.size(),
                       " dimensions in __cuda_array_interface__");
   } else {

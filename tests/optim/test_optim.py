@@ -139,21 +139,16 @@ def test_native_steps_update_a_whole_parameter_group(isa, rng, num_threads, amsg
     # One call over tensors of many sizes (empty, tiny, several threads' worth), each with its
     # own step count: every tensor as the reference updates it, whatever the thread split.
     sizes = [0, 1, 5, 40_000, 3, 70_001, 17]
-    def group():
-        p = [rng.standard_normal(n).astype(np.float32).reshape(-1, 1) if n > 1 else
-             rng.standard_normal(n).astype(np.float32) for n in sizes]
-        return p, [rng.standard_normal(a.shape).astype(np.float32) for a in p]
-    params, grads = group()
-    m = [0.1 * a for a in grads]
-    v = [np.abs(a) for a in grads]
-    vmax = [2 * np.abs(a) for a in grads] if amsgrad else None
+    params = [rng.standard_normal(n).astype(np.float32).reshape(-1, 1) for n in sizes]  # any shape
+    grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+    m = [0.1 * g for g in grads]
+    v = [np.abs(g) for g in grads]
+    vmax = [2 * np.abs(g) for g in grads] if amsgrad else None
     steps = [1 + i for i in range(len(sizes))]
     for threads in (1, 2, 3):
         ember.set_num_threads(threads)
-        got = [[a.copy() for a in arrays] for arrays in (params, m, v)] + [None if vmax is None else
-                                                                          [a.copy() for a in vmax]]
-        want = [[a.copy() for a in arrays] for arrays in (params, m, v)] + [None if vmax is None else
-                                                                           [a.copy() for a in vmax]]
+        got, want = ([None if arrays is None else [a.copy() for a in arrays] for arrays in (params, m, v, vmax)]
+                     for _ in range(2))
         ember._C.adam_step(got[0], grads, got[1], got[2], got[3], steps, 1e-3, 0.9, 0.999, 1e-8, 0.01, True, False)
         ember._C.adam_step_ref(want[0], grads, want[1], want[2], want[3], steps, 1e-3, 0.9, 0.999, 1e-8, 0.01, True,
                                False)
