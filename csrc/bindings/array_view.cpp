@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <type_traits>
 
 #include "core/check.h"
 
@@ -46,8 +47,9 @@ char format_kind(const char* format, bool* native) {
 // Fills shape and strides from byte strides; sizes come from an object we do
 // not trust (buffer protocol, __cuda_array_interface__) unless `trusted`.
 void set_geometry(ArrayView& v, int nd, const int64_t* shape, const int64_t* byte_strides, bool trusted) {
-  v.shape.assign(shape, shape + nd);
-  v.strides.assign(static_cast<size_t>(nd), 0);
+  v.shape.resize(nd);
+  std::copy(shape, shape + nd, v.shape.begin());
+  v.strides.resize(nd);
   int64_t natural = 1;  // the C-contiguous stride of dimension d, in elements
   for (int d = nd - 1; d >= 0; --d) {
     if (!trusted) {
@@ -66,16 +68,19 @@ void set_geometry(ArrayView& v, int nd, const int64_t* shape, const int64_t* byt
   }
 }
 
+DType numpy_dtype(const py::array& arr) {
+  const py::dtype dt = arr.dtype();
+  return classify(dt.kind(), dt.itemsize(), dt.byteorder() != kForeignOrder);
+}
+
 void read_numpy(ArrayView& v) {
   const auto arr = py::reinterpret_borrow<py::array>(v.obj);
-  const py::dtype dt = arr.dtype();
-  v.itemsize = dt.itemsize();
-  v.dtype = classify(dt.kind(), v.itemsize, dt.byteorder() != kForeignOrder);
+  v.itemsize = arr.itemsize();
+  v.dtype = numpy_dtype(arr);
   v.data = const_cast<void*>(arr.data());
   v.writable = arr.writeable();
-  const int nd = static_cast<int>(arr.ndim());
-  std::vector<int64_t> shape(arr.shape(), arr.shape() + nd), strides(arr.strides(), arr.strides() + nd);
-  set_geometry(v, nd, shape.data(), strides.data(), true);
+  static_assert(std::is_same<py::ssize_t, int64_t>::value, "NumPy's extents are int64");
+  set_geometry(v, static_cast<int>(arr.ndim()), arr.shape(), arr.strides(), true);
 }
 
 // A tuple of ints from __cuda_array_interface__ (shape, strides).
@@ -197,13 +202,19 @@ std::string dtype_str(const ArrayView& a) {
 
 std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
 
-std::string shape_str(const std::vector<int64_t>& shape) {
+std::string shape_str(const Dims& shape) {
   std::ostringstream os;
   os << "(";
-  for (size_t d = 0; d < shape.size(); ++d) os << (d ? ", " : "") << shape[d];
+  for (int d = 0; d < shape.size(); ++d) os << (d ? ", " : "") << shape[d];
   if (shape.size() == 1) os << ",";
   os << ")";
   return os.str();
+}
+
+DType dtype_of_arg(py::handle obj) {
+  if (py::isinstance<py::array>(obj)) return numpy_dtype(py::reinterpret_borrow<py::array>(obj));
+  if (py::hasattr(obj, "__cuda_array_interface__") || PyObject_CheckBuffer(obj.ptr())) return read_array(obj, "").dtype;
+  return DType::other;
 }
 
 ArrayView read_array(py::handle obj, const char* name, const char* of) {
@@ -257,7 +268,7 @@ void check_layout(const ArrayView& a, Layout layout) {
     case Layout::strided:
       return;
     case Layout::rows: {
-      std::vector<int64_t> bytes(a.strides);
+      Dims bytes(a.strides);
       for (int64_t& b : bytes) b *= a.itemsize;
       EMBER_CHECK_VALUE(a.ndim() == 0 || a.strides.back() == 1, a.name,
                         " must have unit column stride (rows contiguous), got strides ", shape_str(bytes), " bytes");

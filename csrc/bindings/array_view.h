@@ -21,8 +21,10 @@
 
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -81,6 +83,44 @@ struct Spec {
   Device device = Device::cpu;
 };
 
+// A shape or strides: up to kInline dimensions in place (no kernel but the
+// elementwise ones takes more than four), more on the heap, so that reading an
+// argument allocates nothing.
+class Dims {
+ public:
+  static constexpr int kInline = 6;
+  Dims() = default;
+  Dims(const Dims& o) { *this = o; }
+  Dims& operator=(const Dims& o) {
+    if (this != &o) {
+      resize(o.n_);
+      std::copy(o.begin(), o.end(), begin());
+    }
+    return *this;
+  }
+  Dims(Dims&&) = default;
+  Dims& operator=(Dims&&) = default;
+
+  void resize(int n) {
+    n_ = n;
+    heap_.reset(n > kInline ? new int64_t[n] : nullptr);
+  }
+  int size() const { return n_; }
+  int64_t* begin() { return heap_ ? heap_.get() : inline_; }
+  int64_t* end() { return begin() + n_; }
+  const int64_t* begin() const { return heap_ ? heap_.get() : inline_; }
+  const int64_t* end() const { return begin() + n_; }
+  int64_t& operator[](int d) { return begin()[d]; }
+  int64_t operator[](int d) const { return begin()[d]; }
+  int64_t back() const { return begin()[n_ - 1]; }
+  bool operator==(const Dims& o) const { return std::equal(begin(), end(), o.begin(), o.end()); }
+
+ private:
+  int n_ = 0;
+  int64_t inline_[kInline] = {};
+  std::unique_ptr<int64_t[]> heap_;
+};
+
 struct ArrayView {
   const char* name = "";      // the argument's name, for messages
   py::handle obj;              // the argument (the call keeps it alive)
@@ -88,13 +128,13 @@ struct ArrayView {
   void* data = nullptr;
   DType dtype = DType::other;
   int64_t itemsize = 0;
-  std::vector<int64_t> shape;
-  std::vector<int64_t> strides;  // in elements (see whole_strides)
+  Dims shape;
+  Dims strides;                   // in elements (see whole_strides)
   bool whole_strides = true;      // every byte stride is a whole number of elements
   bool writable = false;
   Device device = Device::cpu;
 
-  int ndim() const { return static_cast<int>(shape.size()); }
+  int ndim() const { return shape.size(); }
   int64_t size() const;
   bool c_contiguous() const;
   // The byte range [lo, hi) the array can touch; empty when it has no elements
@@ -109,10 +149,14 @@ struct ArrayView {
 };
 
 // NumPy's spelling of a shape: "(4, 5)", "(5,)", "()".
-std::string shape_str(const std::vector<int64_t>& shape);
+std::string shape_str(const Dims& shape);
 // The name of obj's type, and of a view's dtype, as messages spell them.
 std::string type_name(py::handle obj);
 std::string dtype_str(const ArrayView& a);
+
+// The dtype of an array argument (DType::other for anything else), without
+// reading the rest of it.
+DType dtype_of_arg(py::handle obj);
 
 // obj's description, on whatever device; TypeError "<name> must be a
 // numpy.ndarray of <of>, got <type>" when it is no array (`of` may be null).

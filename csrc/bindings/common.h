@@ -9,7 +9,6 @@
 // (py::gil_scoped_release), touching no Python object until it is back.
 #pragma once
 
-#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
@@ -54,9 +53,7 @@ struct Active {
 // say where float64 runs. `obj` is the call's leading array argument.
 template <bool Ref>
 bool runs_float64(py::handle obj, const char* name, const char* fn) {
-  const bool is_array = py::isinstance<py::array>(obj) || py::hasattr(obj, "__cuda_array_interface__") ||
-                        PyObject_CheckBuffer(obj.ptr());
-  if (!is_array || read_array(obj, name).dtype != DType::float64) return false;
+  if (dtype_of_arg(obj) != DType::float64) return false;
   EMBER_CHECK_TYPE(Ref, name, " has dtype float64, but ", fn, " takes float32 (float64 runs on ", fn, "_ref)");
   return true;
 }

@@ -1,6 +1,4 @@
 // ember._C.relu_fwd, relu_bwd and erf: elementwise, float32 or float64.
-#include <vector>
-
 #include "bindings/common.h"
 #include "ops/eltwise/eltwise.h"
 
@@ -9,24 +7,29 @@ namespace {
 
 // Every array float32, or every one float64, C-contiguous and of one shape. out may be an
 // input itself (elementwise, so in place is exact) but may not partly overlap one. Runs
-// kernel(T tag, inputs, out, n, nthreads) without the GIL.
-template <class Kernel>
-void run(std::initializer_list<std::pair<const char*, py::handle>> inputs, const py::handle& out_obj,
-         Kernel&& kernel) {
-  std::vector<ArrayView> in;
-  for (const auto& [name, obj] : inputs) {
-    ArrayView a = read_array(obj, name);
-    check_device(a, Device::cpu);
-    if (in.empty()) {
-      check_dtype(a, {DType::float32, DType::float64});
+// kernel(T{}, inputs, out, n, nthreads) without the GIL.
+struct Arg {
+  const char* name;
+  py::handle obj;
+};
+
+template <size_t N, class Kernel>
+void run(const Arg (&args)[N], const py::handle& out_obj, Kernel&& kernel) {
+  ArrayView in[N];
+  const void* ptrs[N];
+  for (size_t i = 0; i < N; ++i) {
+    in[i] = read_array(args[i].obj, args[i].name);
+    check_device(in[i], Device::cpu);
+    if (i == 0) {
+      check_dtype(in[0], {DType::float32, DType::float64});
     } else {
-      EMBER_CHECK_TYPE(a.dtype == in[0].dtype, name, " has dtype ", dtype_str(a), " but ", in[0].name, " has ",
-                       dtype_str(in[0]));
-      EMBER_CHECK_VALUE(a.shape == in[0].shape, name, " has shape ", shape_str(a.shape), " but ", in[0].name,
-                        " has shape ", shape_str(in[0].shape));
+      EMBER_CHECK_TYPE(in[i].dtype == in[0].dtype, in[i].name, " has dtype ", dtype_str(in[i]), " but ", in[0].name,
+                       " has ", dtype_str(in[0]));
+      EMBER_CHECK_VALUE(in[i].shape == in[0].shape, in[i].name, " has shape ", shape_str(in[i].shape), " but ",
+                        in[0].name, " has shape ", shape_str(in[0].shape));
     }
-    check_layout(a, Layout::contiguous);
-    in.push_back(std::move(a));
+    check_layout(in[i], Layout::contiguous);
+    ptrs[i] = in[i].data;
   }
   const ArrayView out = read_array(out_obj, "out");
   check_device(out, Device::cpu);
@@ -39,8 +42,6 @@ void run(std::initializer_list<std::pair<const char*, py::handle>> inputs, const
   for (const ArrayView& a : in)
     EMBER_CHECK_VALUE(a.data == out.data || !a.overlaps(out),
                       "out partly overlaps an input (in place is allowed, other overlaps are not)");
-  std::vector<const void*> ptrs;
-  for (const ArrayView& a : in) ptrs.push_back(a.data);
   const bool f32 = out.dtype == DType::float32;
   const Active active;
   py::gil_scoped_release release;
@@ -51,7 +52,7 @@ void run(std::initializer_list<std::pair<const char*, py::handle>> inputs, const
 }
 
 void relu_fwd(const py::handle& input, const py::handle& out) {
-  run({{"input", input}}, out, [](auto tag, const std::vector<const void*>& in, void* o, int64_t n, int nt) {
+  run({{"input", input}}, out, [](auto tag, const void* const* in, void* o, int64_t n, int nt) {
     using T = decltype(tag);
     eltwise::relu_fwd(static_cast<const T*>(in[0]), static_cast<T*>(o), n, nt);
   });
@@ -59,14 +60,14 @@ void relu_fwd(const py::handle& input, const py::handle& out) {
 
 void relu_bwd(const py::handle& grad_output, const py::handle& output, const py::handle& out) {
   run({{"grad_output", grad_output}, {"output", output}}, out,
-      [](auto tag, const std::vector<const void*>& in, void* o, int64_t n, int nt) {
+      [](auto tag, const void* const* in, void* o, int64_t n, int nt) {
         using T = decltype(tag);
         eltwise::relu_bwd(static_cast<const T*>(in[0]), static_cast<const T*>(in[1]), static_cast<T*>(o), n, nt);
       });
 }
 
 void erf(const py::handle& input, const py::handle& out) {
-  run({{"input", input}}, out, [](auto tag, const std::vector<const void*>& in, void* o, int64_t n, int nt) {
+  run({{"input", input}}, out, [](auto tag, const void* const* in, void* o, int64_t n, int nt) {
     using T = decltype(tag);
     eltwise::erf(static_cast<const T*>(in[0]), static_cast<T*>(o), n, nt);
   });
