@@ -73,13 +73,14 @@ DType numpy_dtype(const py::array& arr) {
   return classify(dt.kind(), dt.itemsize(), dt.byteorder() != kForeignOrder);
 }
 
+static_assert(std::is_same<py::ssize_t, int64_t>::value, "extents and strides are read as int64");
+
 void read_numpy(ArrayView& v) {
   const auto arr = py::reinterpret_borrow<py::array>(v.obj);
   v.itemsize = arr.itemsize();
   v.dtype = numpy_dtype(arr);
   v.data = const_cast<void*>(arr.data());
   v.writable = arr.writeable();
-  static_assert(std::is_same<py::ssize_t, int64_t>::value, "NumPy's extents are int64");
   set_geometry(v, static_cast<int>(arr.ndim()), arr.shape(), arr.strides(), true);
 }
 
@@ -97,8 +98,8 @@ void read_cuda_interface(ArrayView& v, const py::object& cai) {
   const auto d = cai.cast<py::dict>();
   EMBER_CHECK_VALUE(!d.contains("mask") || d["mask"].is_none(), v.name, " is a masked array, which kernels cannot read");
   const std::string typestr = py::str(d["typestr"]);
-  EMBER_CHECK_VALUE(typestr.size() >= 3, v.name, " has the typestr '", typestr, "' in __cuda_array_interface__");
-  v.itemsize = std::atoll(typestr.c_str() + 2);
+  v.itemsize = typestr.size() >= 3 ? std::atoll(typestr.c_str() + 2) : 0;
+  EMBER_CHECK_VALUE(v.itemsize > 0, v.name, " has the typestr '", typestr, "' in __cuda_array_interface__");
   v.dtype = classify(typestr[1], v.itemsize, typestr[0] != kForeignOrder);
   const auto data = d["data"].cast<py::tuple>();
   v.data = reinterpret_cast<void*>(data[0].cast<uintptr_t>());
@@ -131,12 +132,7 @@ void read_buffer(ArrayView& v) {
   v.dtype = classify(kind, v.itemsize, native);
   v.data = b->buf;
   v.writable = !b->readonly;
-  std::vector<int64_t> shape(static_cast<size_t>(b->ndim)), strides(static_cast<size_t>(b->ndim));
-  for (int i = 0; i < b->ndim; ++i) {
-    shape[i] = b->shape[i];
-    strides[i] = b->strides[i];
-  }
-  set_geometry(v, b->ndim, shape.data(), strides.data(), false);
+  set_geometry(v, b->ndim, b->shape, b->strides, false);  // a memoryview always has both
 }
 
 }  // namespace
