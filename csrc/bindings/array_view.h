@@ -38,14 +38,11 @@ enum class DType : uint8_t { float32, float64, int64, int32, int8, uint8, other 
 
 const char* dtype_name(DType dtype);
 
+// The DType of a kernel's element type, for the bindings templated on it.
 template <class T>
 constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::float32; }
 template <> constexpr DType dtype_of<double>() { return DType::float64; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::int64; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::int32; }
-template <> constexpr DType dtype_of<int8_t>() { return DType::int8; }
-template <> constexpr DType dtype_of<uint8_t>() { return DType::uint8; }
 
 // How a kernel walks an array.
 enum class Layout : uint8_t {

@@ -112,7 +112,7 @@ void pack_im2col(const void* vctx, int64_t k0, int64_t kc, int64_t c0, int64_t c
           src += m;
         } else {
           for (int64_t r = 0; r < m; ++r) d[r] = src[r * g.sw];
-          src += m * g.sw;
+          if (len > m) src += m * g.sw;  // never past the run's end: a huge stride would overflow the pointer
         }
         j += m;
         len -= m;
