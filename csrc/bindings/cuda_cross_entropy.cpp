@@ -1,6 +1,6 @@
 // ember._cuda bindings: cross_entropy_fwd, cross_entropy_bwd.
 #include "bindings/cuda_common.h"
-#include "ops/softmax_xent/softmax_xent_cuda.h"
+#include "ops/cross_entropy/cross_entropy_cuda.h"
 
 namespace ember::cuda_bind {
 namespace {

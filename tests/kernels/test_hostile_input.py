@@ -5,8 +5,6 @@ never a read or write outside the arrays, never minutes of work on a clipped win
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -155,18 +153,16 @@ def test_conv2d_large_but_representable_geometry_matches_reference(isa, rng, arg
 
 
 def test_max_pool2d_cost_follows_the_clipped_window(isa, rng):
+    # Before the windows were clipped in closed form this ran for minutes (2^64 taps per window).
     x = rng.standard_normal((1, 2, 5, 6)).astype(np.float32)
-    t0 = time.perf_counter()
     y, idx = kernels.pool2d.max_pool2d_fwd(x, 2**32, padding=2**31, return_indices=True)
     y_ref, idx_ref = kernels.pool2d.max_pool2d_fwd_ref(x, 2**32, padding=2**31)
-    elapsed = time.perf_counter() - t0
     np.testing.assert_array_equal(y, x.max(axis=(2, 3), keepdims=True))
     np.testing.assert_array_equal(y_ref, y)
     np.testing.assert_array_equal(idx_ref, idx)
     a = kernels.pool2d.avg_pool2d_fwd(x, 2**32, padding=2**31)
     np.testing.assert_allclose(a, kernels.pool2d.avg_pool2d_fwd_ref(x, 2**32, padding=2**31), rtol=1e-6)
     np.testing.assert_allclose(a * (2.0**64), x.sum(axis=(2, 3), keepdims=True), rtol=1e-5)
-    assert elapsed < 30  # minutes before the window was clipped in closed form
 
 
 def test_pool_geometry_beyond_int64_is_refused(rng):

@@ -75,10 +75,11 @@ void adaptive_avg_pool2d_bwd(const Geometry& g, const float* dy, float* dx, int 
 // r0[2j], r0[2j+1], r1[2j], r1[2j+1] in that order (first maximum wins, NaN
 // wins) and idx[j] (when idx is not null) is its flat index, row0 = 2i * w
 // being the flat index of r0[0].
-struct Ukernels {
+// One set per ISA: pool2d_rows_<isa>.cpp.
+struct RowKernels {
   void (*max2x2_row)(const float* r0, const float* r1, int64_t ow, int64_t row0, int64_t w, float* y, int64_t* idx);
 };
-extern const Ukernels ukernels_generic;
-extern const Ukernels ukernels_avx512;
+extern const RowKernels row_kernels_generic;
+extern const RowKernels row_kernels_avx512;
 
 }  // namespace ember::pool2d

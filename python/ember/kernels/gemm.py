@@ -51,7 +51,8 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, b
         out = _common.array(out, "out", dev, _F32, 2)
     k = _common.native(dev, "gemm_ref" if reference else "gemm")
     # Positional: the binding parses them in half the time keywords take.
-    return k(a, b, out, float(alpha), float(beta), bool(trans_a), bool(trans_b), bias, bool(relu), **dev.launch())
+    k(a, b, out, float(alpha), float(beta), bool(trans_a), bool(trans_b), bias, bool(relu), **dev.launch())
+    return out
 
 
 def gemm_ref(a, b, **kwargs):

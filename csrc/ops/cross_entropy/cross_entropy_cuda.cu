@@ -27,7 +27,7 @@
 #include <type_traits>
 
 #include "core/cuda_launch.cuh"
-#include "ops/softmax_xent/softmax_xent_cuda.h"
+#include "ops/cross_entropy/cross_entropy_cuda.h"
 
 namespace ember::cuda {
 namespace {

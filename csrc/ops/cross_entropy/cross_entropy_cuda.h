@@ -1,6 +1,6 @@
 // Softmax cross-entropy on the GPU: plain C++ launchers (no CUDA headers).
 //
-// Exactly the contract of softmax_xent.h (the CPU kernels' semantics: hard
+// Exactly the contract of cross_entropy.h (the CPU kernels' semantics: hard
 // or soft targets, class weights, ignore_index, label smoothing, NaN rows),
 // with one addition for targets that are neither a class in [0, V) nor
 // ignore_index. The CPU binding raises ValueError for those before running;
@@ -35,7 +35,7 @@ struct XentProblem {
 void cross_entropy_fwd(const XentProblem& p, double* lse, double* nll, double* smooth, int32_t* error,
                        stream_t stream);
 
-// dz = scale_r (a_r softmax(z_r) - b_r) (softmax_xent.h), zero rows where scale is 0 or the
+// dz = scale_r (a_r softmax(z_r) - b_r) (cross_entropy.h), zero rows where scale is 0 or the
 // row is ignored. One read of the logits and one write of dz; dz may be z itself.
 void cross_entropy_bwd(const XentProblem& p, const double* lse, const float* scale, float* dz, int32_t* error,
                        stream_t stream);

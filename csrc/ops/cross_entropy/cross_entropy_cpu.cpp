@@ -1,14 +1,14 @@
 // softmax cross-entropy on the CPU: rows split across threads, each row one
-// call of the ISA's row kernel (softmax_xent_impl.h). The forward writes four
+// call of the ISA's row kernel (cross_entropy_rows_impl.h). The forward writes four
 // doubles per row and the backward one row of dz per row of z: the kernel is
 // bound by reading the logits (once forward, once backward) and writing dz.
 #include <algorithm>
 
 #include "core/registry.h"
 #include "core/threads.h"
-#include "ops/softmax_xent/softmax_xent.h"
+#include "ops/cross_entropy/cross_entropy.h"
 
-namespace ember::xent {
+namespace ember::cross_entropy {
 namespace {
 
 // Below this many logits per thread, waking another costs more than it saves.
@@ -26,8 +26,8 @@ bool ignored(const Problem& p, int64_t r) { return p.target && p.target[r] == p.
 
 }  // namespace
 
-void xent_fwd(const Problem& p, const RowLosses& out, Isa isa, int nthreads) {
-  const RowKernels& k = lookup<RowKernels>("softmax_xent", isa);
+void cross_entropy_fwd(const Problem& p, const RowLosses& out, Isa isa, int nthreads) {
+  const RowKernels& k = lookup<RowKernels>("cross_entropy", isa);
   const bool weighted = p.soft || p.eps > 0.0f;
   for_rows(p, nthreads, [&](int64_t r) {
     const float* z = p.z + r * p.v;
@@ -46,8 +46,8 @@ void xent_fwd(const Problem& p, const RowLosses& out, Isa isa, int nthreads) {
   });
 }
 
-void xent_bwd(const Problem& p, const double* lse, const float* scale, float* dz, Isa isa, int nthreads) {
-  const RowKernels& k = lookup<RowKernels>("softmax_xent", isa);
+void cross_entropy_bwd(const Problem& p, const double* lse, const float* scale, float* dz, Isa isa, int nthreads) {
+  const RowKernels& k = lookup<RowKernels>("cross_entropy", isa);
   const double cc = static_cast<double>(p.eps) / p.v;
   double wsum = static_cast<double>(p.v);  // sum_j w_j, for hard targets' a_r
   if (p.weight) {
@@ -78,4 +78,4 @@ void xent_bwd(const Problem& p, const double* lse, const float* scale, float* dz
   });
 }
 
-}  // namespace ember::xent
+}  // namespace ember::cross_entropy

@@ -1,5 +1,5 @@
 // The softmax cross-entropy row kernels, written once over 16-float vectors
-// (core/simd.h) and compiled per ISA by softmax_xent*.cpp.
+// (core/simd.h) and compiled per ISA by cross_entropy_rows_<isa>.cpp.
 //
 // Forward: each of the 16 lanes keeps an online max m, the sum s of
 // exp(z - m), and (when weighted) the sum A of b (m - z) and the sum of b,
@@ -20,9 +20,9 @@
 #include <limits>
 
 #include "core/simd.h"
-#include "ops/softmax_xent/softmax_xent.h"
+#include "ops/cross_entropy/cross_entropy.h"
 
-namespace ember::xent {
+namespace ember::cross_entropy {
 namespace {
 
 constexpr int kU = 4;  // vectors per block
@@ -153,4 +153,4 @@ void row_bwd(const float* z, int64_t v, float lse, float c, float a, const float
 }
 
 }  // namespace
-}  // namespace ember::xent
+}  // namespace ember::cross_entropy

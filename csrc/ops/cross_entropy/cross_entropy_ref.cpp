@@ -4,9 +4,9 @@
 #include <cmath>
 #include <limits>
 
-#include "ops/softmax_xent/softmax_xent.h"
+#include "ops/cross_entropy/cross_entropy.h"
 
-namespace ember::xent {
+namespace ember::cross_entropy {
 namespace {
 
 template <class T>
@@ -38,7 +38,7 @@ bool ignored(const ProblemT<T>& p, int64_t r) { return p.target && p.target[r] =
 }  // namespace
 
 template <class T>
-void xent_fwd_ref(const ProblemT<T>& p, const RowLosses& out) {
+void cross_entropy_fwd_ref(const ProblemT<T>& p, const RowLosses& out) {
   for (int64_t r = 0; r < p.b; ++r) {
     const T* z = p.z + r * p.v;
     const double lse = row_lse(z, p.v);
@@ -65,7 +65,7 @@ void xent_fwd_ref(const ProblemT<T>& p, const RowLosses& out) {
 }
 
 template <class T>
-void xent_bwd_ref(const ProblemT<T>& p, const double* lse, const T* scale, T* dz) {
+void cross_entropy_bwd_ref(const ProblemT<T>& p, const double* lse, const T* scale, T* dz) {
   for (int64_t r = 0; r < p.b; ++r) {
     const T* z = p.z + r * p.v;
     T* d = dz + r * p.v;
@@ -89,9 +89,9 @@ void xent_bwd_ref(const ProblemT<T>& p, const double* lse, const T* scale, T* dz
   }
 }
 
-template void xent_fwd_ref<float>(const ProblemT<float>&, const RowLosses&);
-template void xent_fwd_ref<double>(const ProblemT<double>&, const RowLosses&);
-template void xent_bwd_ref<float>(const ProblemT<float>&, const double*, const float*, float*);
-template void xent_bwd_ref<double>(const ProblemT<double>&, const double*, const double*, double*);
+template void cross_entropy_fwd_ref<float>(const ProblemT<float>&, const RowLosses&);
+template void cross_entropy_fwd_ref<double>(const ProblemT<double>&, const RowLosses&);
+template void cross_entropy_bwd_ref<float>(const ProblemT<float>&, const double*, const float*, float*);
+template void cross_entropy_bwd_ref<double>(const ProblemT<double>&, const double*, const double*, double*);
 
-}  // namespace ember::xent
+}  // namespace ember::cross_entropy

@@ -34,7 +34,7 @@
 
 #include "core/cpu_features.h"
 
-namespace ember::xent {
+namespace ember::cross_entropy {
 
 // T is float for every path; the references also take double (what gradient checks use).
 template <class T>
@@ -59,15 +59,15 @@ struct RowLosses {
 
 // The oracles: plain loops, double accumulation, no threads, no blocking.
 template <class T>
-void xent_fwd_ref(const ProblemT<T>& p, const RowLosses& out);
+void cross_entropy_fwd_ref(const ProblemT<T>& p, const RowLosses& out);
 template <class T>
-void xent_bwd_ref(const ProblemT<T>& p, const double* lse, const T* scale, T* dz);
+void cross_entropy_bwd_ref(const ProblemT<T>& p, const double* lse, const T* scale, T* dz);
 
 // The fast paths: rows split across threads, the row kernels of `isa`.
-void xent_fwd(const Problem& p, const RowLosses& out, Isa isa, int nthreads);
-void xent_bwd(const Problem& p, const double* lse, const float* scale, float* dz, Isa isa, int nthreads);
+void cross_entropy_fwd(const Problem& p, const RowLosses& out, Isa isa, int nthreads);
+void cross_entropy_bwd(const Problem& p, const double* lse, const float* scale, float* dz, Isa isa, int nthreads);
 
-// Row kernels (softmax_xent_impl.h, compiled per ISA).
+// Row kernels (cross_entropy_rows_impl.h, compiled per ISA by cross_entropy_rows_<isa>.cpp).
 struct RowKernels {
   // Over one row: lse = log sum_j exp(z_j); if `weighted`, dist = sum_j b_j (lse - z_j)
   // and bsum = sum_j b_j with b_j = w_j * (soft ? (1 - eps) soft_j + eps / v : 1)
@@ -83,4 +83,4 @@ extern const RowKernels row_kernels_generic;
 extern const RowKernels row_kernels_avx2;
 extern const RowKernels row_kernels_avx512;
 
-}  // namespace ember::xent
+}  // namespace ember::cross_entropy

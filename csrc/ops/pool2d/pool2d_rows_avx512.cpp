@@ -67,6 +67,6 @@ void max2x2_row(const float* r0, const float* r1, int64_t ow, int64_t row0, int6
 
 }  // namespace
 
-extern const Ukernels ukernels_avx512 = {max2x2_row};
+extern const RowKernels row_kernels_avx512 = {max2x2_row};
 
 }  // namespace ember::pool2d

@@ -4,7 +4,7 @@ with this machine's read bandwidth measured alongside (a 512 MiB buffer, well pa
 ``extra_info`` holds each case's effective GB/s for the bytes the fused kernel must move: the
 logits read once forward and once backward, the gradient written once.
 
-    python -m pytest benchmarks/bench_softmax_xent.py --benchmark-only --benchmark-json=xent.json
+    python -m pytest benchmarks/bench_cross_entropy.py --benchmark-only --benchmark-json=xent.json
     python benchmarks/report.py xent.json
 """
 
@@ -54,7 +54,7 @@ def bench_read_bandwidth(benchmark, threads):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1][0]}x{c[1][1]}-{c[2]}-{c[0]}t")
-def bench_softmax_xent_forward_backward(benchmark, case):
+def bench_cross_entropy_forward_backward(benchmark, case):
     threads, (b, v), impl = case
     if impl == "torch" and torch is None:
         pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
@@ -82,7 +82,7 @@ def bench_softmax_xent_forward_backward(benchmark, case):
         def run():
             result["loss"], result["dz"] = numpy_xent(z, t)
 
-    benchmark.group = f"softmax_xent forward+backward {b}x{v} {threads}t"
+    benchmark.group = f"cross_entropy forward+backward {b}x{v} {threads}t"
     benchmark.extra_info.update(impl=impl, threads=threads, logits=f"{b}x{v}", logits_bytes=z.nbytes)
     with thread_limit(threads):
         settle(benchmark)
