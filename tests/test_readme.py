@@ -6,12 +6,16 @@ import re
 import numpy as np
 import pytest
 
+import ember
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index, capsys, tmp_path, monkeypatch):
+    if '"cuda"' in BLOCKS[index] and ember.backend.cuda_status() != "available":
+        pytest.skip(f"the example runs on a GPU: {ember.backend.cuda_status()}")
     monkeypatch.chdir(tmp_path)  # the examples write checkpoints into the working directory
     namespace = {}
     exec("import numpy as np\nimport ember\n", namespace)  # noqa: S102 (the README's own code)

@@ -113,12 +113,18 @@ def test_what_counts_as_ci(monkeypatch):
 
 
 def load_conftest():
-    sys.path.insert(0, str(CONFTEST.parent))
+    """The suite's conftest.py as a module of its own (another directory's conftest may already
+    be the module named 'conftest')."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ember_suite_conftest", CONFTEST)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(CONFTEST.parent))  # for strict_device
     try:
-        import conftest
+        spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(CONFTEST.parent))
-    return conftest
+    return module
 
 
 def test_the_isa_fixture_knows_every_isa_ember_has():
