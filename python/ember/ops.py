@@ -24,17 +24,14 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, b
     Wrong dtypes raise TypeError, wrong shapes or layouts ValueError. The GIL is released while
     the kernel runs.
     """
-    out = _gemm_out(a, b, out, beta, trans_a, trans_b)
-    _C.gemm(a, b, out, alpha, beta, trans_a, trans_b, bias, relu)
-    return out
+    return _C.gemm(a, b, _gemm_out(a, b, out, beta, trans_a, trans_b), alpha, beta, trans_a, trans_b, bias, relu)
 
 
 def gemm_ref(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False):
     """The reference GEMM (plain loops, double accumulation), the oracle the fast paths are tested
     against. Same arguments and checks as :func:`gemm`."""
-    out = _gemm_out(a, b, out, beta, trans_a, trans_b)
-    _C.gemm_ref(a, b, out, alpha, beta, trans_a, trans_b, bias, relu)
-    return out
+    return _C.gemm_ref(a, b, _gemm_out(a, b, out, beta, trans_a, trans_b), alpha, beta, trans_a, trans_b, bias,
+                       relu)
 
 
 def _gemm_out(a, b, out, beta, trans_a, trans_b):
