@@ -15,7 +15,7 @@ MatrixF32 matrix(const ArrayView& v, bool trans) {
 }
 
 template <bool Ref>
-void gemm(const py::handle& a_obj, const py::handle& b_obj, const py::handle& out_obj, float alpha, float beta,
+py::object gemm(const py::handle& a_obj, const py::handle& b_obj, const py::handle& out_obj, float alpha, float beta,
           bool trans_a, bool trans_b, const py::handle& bias_obj, bool relu) {
   const ArrayView a = array_arg(a_obj, "a", {DType::float32, {-1, -1}, Layout::strided});
   const ArrayView b = array_arg(b_obj, "b", {DType::float32, {-1, -1}, Layout::strided});
@@ -52,11 +52,14 @@ void gemm(const py::handle& a_obj, const py::handle& b_obj, const py::handle& ou
     }
   }
   const Active active;
-  py::gil_scoped_release release;
-  if constexpr (Ref)
-    gemm::gemm_ref(g);
-  else
-    gemm::gemm_cpu(g, active.isa, active.nthreads);
+  {
+    py::gil_scoped_release release;
+    if constexpr (Ref)
+      gemm::gemm_ref(g);
+    else
+      gemm::gemm_cpu(g, active.isa, active.nthreads);
+  }
+  return py::reinterpret_borrow<py::object>(out_obj);
 }
 
 }  // namespace
@@ -67,7 +70,8 @@ void bind_gemm(py::module_& m) {
   def(m, "gemm", &gemm<false>,
       "out = act(alpha * op(a) @ op(b) + beta * out + bias) over float32 arrays; op(x) is x.T when trans_x and\n"
       "act is ReLU when relu. a and b are read in place whatever their strides; out (M x N, unit column\n"
-      "stride, apart from the inputs) is written in place; beta == 0 never reads it; bias (N values) or None.",
+      "stride, apart from the inputs) is written in place and returned; beta == 0 never reads it; bias (N\n"
+      "values) or None.",
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha"), py::arg("beta"), py::arg("trans_a"),
       py::arg("trans_b"), py::arg("bias"), py::arg("relu"));
   def(m, "gemm_ref", &gemm<true>, "The reference GEMM (plain loops, double accumulation); gemm's arguments.",

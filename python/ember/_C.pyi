@@ -21,11 +21,11 @@ I64 = npt.NDArray[np.int64]
 Float = npt.NDArray[np.float32] | npt.NDArray[np.float64]  # the float64 references
 
 # GEMM: out = act(alpha * op(a) @ op(b) + beta * out + bias); a and b read in place whatever
-# their strides, out (M x N, unit column stride) written in place.
+# their strides, out (M x N, unit column stride) written in place and returned.
 def gemm(a: F32, b: F32, out: F32, alpha: float, beta: float, trans_a: bool, trans_b: bool, bias: F32 | None,
-         relu: bool) -> None: ...
+         relu: bool) -> F32: ...
 def gemm_ref(a: F32, b: F32, out: F32, alpha: float, beta: float, trans_a: bool, trans_b: bool,
-             bias: F32 | None, relu: bool) -> None: ...
+             bias: F32 | None, relu: bool) -> F32: ...
 
 # Convolution (NCHW input, OIHW weight, C-contiguous): ember.kernels.conv2d parses the parameters and
 # allocates the outputs; these check that the arrays agree with them.
