@@ -23,7 +23,8 @@ DType classify(char kind, int64_t itemsize, bool native) {
   if (kind == 'f') return itemsize == 4 ? DType::float32 : itemsize == 8 ? DType::float64 : DType::other;
   if (kind == 'i')
     return itemsize == 8 ? DType::int64 : itemsize == 4 ? DType::int32 : itemsize == 1 ? DType::int8 : DType::other;
-  if (kind == 'u') return itemsize == 1 ? DType::uint8 : DType::other;
+  if (kind == 'u') return itemsize == 1 ? DType::uint8 : itemsize == 2 ? DType::uint16 : DType::other;
+  if (kind == 'V') return itemsize == 2 ? DType::bfloat16 : DType::other;
   return DType::other;
 }
 
@@ -96,13 +97,17 @@ std::vector<int64_t> int_tuple(const ArrayView& v, py::handle seq, const char* k
 void read_cuda_interface(ArrayView& v, const py::object& cai) {
   EMBER_CHECK_TYPE(py::isinstance<py::dict>(cai), v.name, ".__cuda_array_interface__ must be a dict");
   const auto d = cai.cast<py::dict>();
+  EMBER_CHECK_TYPE(d.contains("shape") && d.contains("typestr") && d.contains("data"), v.name,
+                   ".__cuda_array_interface__ lacks shape, typestr or data");
   EMBER_CHECK_VALUE(!d.contains("mask") || d["mask"].is_none(), v.name, " is a masked array, which kernels cannot read");
   const std::string typestr = py::str(d["typestr"]);
   v.itemsize = typestr.size() >= 3 ? std::atoll(typestr.c_str() + 2) : 0;
   EMBER_CHECK_VALUE(v.itemsize > 0, v.name, " has the typestr '", typestr, "' in __cuda_array_interface__");
   v.dtype = classify(typestr[1], v.itemsize, typestr[0] != kForeignOrder);
+  EMBER_CHECK_TYPE(py::isinstance<py::tuple>(d["data"]) && py::len(d["data"]) == 2, v.name,
+                   ".__cuda_array_interface__['data'] must be (pointer, read_only)");
   const auto data = d["data"].cast<py::tuple>();
-  v.data = reinterpret_cast<void*>(data[0].cast<uintptr_t>());
+  v.data = data[0].is_none() ? nullptr : reinterpret_cast<void*>(data[0].cast<uintptr_t>());
   v.writable = !data[1].cast<bool>();
   v.device = Device::cuda;
   const std::vector<int64_t> shape = int_tuple(v, d["shape"], "shape");
@@ -145,6 +150,8 @@ const char* dtype_name(DType dtype) {
     case DType::int32: return "int32";
     case DType::int8: return "int8";
     case DType::uint8: return "uint8";
+    case DType::uint16: return "uint16";
+    case DType::bfloat16: return "bfloat16";
     case DType::other: break;
   }
   return "other";
@@ -196,7 +203,13 @@ std::string dtype_str(const ArrayView& a) {
   return "an unsupported dtype";
 }
 
-std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+std::string type_name(py::handle obj) {
+  const py::handle type = py::type::handle_of(obj);
+  const std::string name = py::str(type.attr("__name__"));
+  const std::string module = py::str(py::getattr(type, "__module__", py::str("builtins")));
+  if (module == "builtins") return name;
+  return module.substr(0, module.find('.')) + "." + name;  // the package's name: numpy.ndarray, cupy.ndarray
+}
 
 std::string shape_str(const Dims& shape) {
   std::ostringstream os;
@@ -213,7 +226,7 @@ DType dtype_of_arg(py::handle obj) {
   return DType::other;
 }
 
-ArrayView read_array(py::handle obj, const char* name, const char* of) {
+ArrayView read_array(py::handle obj, const char* name, const char* of, Device device) {
   ArrayView v;
   v.name = name;
   v.obj = obj;
@@ -226,6 +239,10 @@ ArrayView read_array(py::handle obj, const char* name, const char* of) {
     read_cuda_interface(v, cai);
     return v;
   }
+  if (device == Device::cuda)
+    EMBER_CHECK_TYPE(PyObject_CheckBuffer(obj.ptr()), name, " must be a device array exposing __cuda_array_interface__",
+                     " (a CuPy array or a PyTorch CUDA tensor)", of ? " of " : "", of ? of : "", ", got ",
+                     type_name(obj));
   EMBER_CHECK_TYPE(PyObject_CheckBuffer(obj.ptr()), name, " must be a numpy.ndarray", of ? " of " : "", of ? of : "",
                    ", got ", type_name(obj));
   read_buffer(v);
@@ -236,7 +253,8 @@ void check_device(const ArrayView& a, Device device) {
   if (a.device == device) return;
   if (device == Device::cpu)
     throw TypeError(detail::concat(a.name, " is a CUDA array; ember._C kernels take host (NumPy) arrays"));
-  throw TypeError(detail::concat(a.name, " is a host array; ember._cuda kernels take CUDA arrays"));
+  throw TypeError(detail::concat(a.name, " is a host array (", type_name(a.obj),
+                                 "); ember._cuda kernels need device arrays (CuPy)"));
 }
 
 void check_dtype(const ArrayView& a, std::initializer_list<DType> dtypes) {
@@ -294,6 +312,34 @@ ArrayView array_arg(py::handle obj, const char* name, const Spec& spec) {
 
 void check_apart(const ArrayView& out, const ArrayView& in) {
   EMBER_CHECK_VALUE(!out.overlaps(in), out.name, " must not share memory with ", in.name);
+}
+
+void check_in_place(const ArrayView& out, const ArrayView& in) {
+  const bool same = out.data == in.data && out.itemsize == in.itemsize && out.shape == in.shape &&
+                    out.strides == in.strides;
+  EMBER_CHECK_VALUE(same || !out.overlaps(in), out.name, " partly overlaps ", in.name, " (in place, the very same ",
+                    "array, is allowed; other overlaps are not)");
+}
+
+void check_elementwise(const ArrayView* in, size_t n, const ArrayView& out) {
+  for (size_t i = 0; i < n; ++i) {
+    if (i == 0) {
+      check_dtype(in[0], {DType::float32, DType::float64});
+    } else {
+      EMBER_CHECK_TYPE(in[i].dtype == in[0].dtype, in[i].name, " has dtype ", dtype_str(in[i]), " but ", in[0].name,
+                       " has ", dtype_str(in[0]));
+      EMBER_CHECK_VALUE(in[i].shape == in[0].shape, in[i].name, " has shape ", shape_str(in[i].shape), " but ",
+                        in[0].name, " has shape ", shape_str(in[0].shape));
+    }
+    check_layout(in[i], Layout::contiguous);
+  }
+  EMBER_CHECK_TYPE(out.dtype == in[0].dtype, out.name, " has dtype ", dtype_str(out), " but ", in[0].name, " has ",
+                   dtype_str(in[0]));
+  EMBER_CHECK_VALUE(out.shape == in[0].shape, out.name, " has shape ", shape_str(out.shape), " but ", in[0].name,
+                    " has shape ", shape_str(in[0].shape));
+  check_layout(out, Layout::contiguous);
+  check_writable(out);
+  for (size_t i = 0; i < n; ++i) check_in_place(out, in[i]);
 }
 
 void check_disjoint(const std::vector<const ArrayView*>& arrays) {

@@ -34,7 +34,9 @@ namespace ember::bindings {
 
 namespace py = pybind11;
 
-enum class DType : uint8_t { float32, float64, int64, int32, int8, uint8, other };
+// uint16 and bfloat16 (NumPy's 2-byte void records, as ml_dtypes and some exporters give it) both
+// carry bf16 bit patterns to the CUDA kernels that take bf16.
+enum class DType : uint8_t { float32, float64, int64, int32, int8, uint8, uint16, bfloat16, other };
 
 const char* dtype_name(DType dtype);
 
@@ -147,7 +149,8 @@ struct ArrayView {
 
 // NumPy's spelling of a shape: "(4, 5)", "(5,)", "()".
 std::string shape_str(const Dims& shape);
-// The name of obj's type, and of a view's dtype, as messages spell them.
+// The name of obj's type ("list", "numpy.ndarray", "cupy.ndarray"), and of a view's dtype, as
+// messages spell them.
 std::string type_name(py::handle obj);
 std::string dtype_str(const ArrayView& a);
 
@@ -156,8 +159,9 @@ std::string dtype_str(const ArrayView& a);
 DType dtype_of_arg(py::handle obj);
 
 // obj's description, on whatever device; TypeError "<name> must be a
-// numpy.ndarray of <of>, got <type>" when it is no array (`of` may be null).
-ArrayView read_array(py::handle obj, const char* name, const char* of = nullptr);
+// numpy.ndarray of <of>, got <type>" when it is no array (`of` may be null),
+// or, when the binding takes `device` arrays, the kind of array it takes.
+ArrayView read_array(py::handle obj, const char* name, const char* of = nullptr, Device device = Device::cpu);
 
 // The checks of Spec, one at a time, in the order array_arg runs them.
 void check_device(const ArrayView& a, Device device);
@@ -173,6 +177,13 @@ ArrayView array_arg(py::handle obj, const char* name, const Spec& spec);
 
 // "<out> must not share memory with <in>".
 void check_apart(const ArrayView& out, const ArrayView& in);
+// out may be `in` itself (same memory, shape and strides: an elementwise kernel runs in place
+// exactly) but no other array overlapping it.
+void check_in_place(const ArrayView& out, const ArrayView& in);
+// The arrays of an elementwise kernel, each read by the caller from its own device: every one
+// float32 or every one float64, C-contiguous and of one shape; out writable and each input
+// either out itself or apart from it.
+void check_elementwise(const ArrayView* in, size_t n, const ArrayView& out);
 // No two of the arrays share memory (ValueError naming a pair that does).
 void check_disjoint(const std::vector<const ArrayView*>& arrays);
 

@@ -72,7 +72,7 @@ void bwd_t(const py::handle& z_obj, const py::handle& target_obj, const py::hand
   const ArrayView scale = array_arg(scale_obj, "scale", {dtype_of<T>(), {p.b}});
   const ArrayView dz = array_arg(dz_obj, "out", {dtype_of<T>(), {p.b, p.v}, Layout::contiguous, Access::write});
   // dz may be the logits themselves (in place), but no other input.
-  EMBER_CHECK_VALUE(dz.data == z.data || !dz.overlaps(z), "out must be the logits array itself or not overlap it");
+  check_in_place(dz, z);
   for (const ArrayView* in : std::initializer_list<const ArrayView*>{&target, &weight, &lse, &scale})
     check_apart(dz, *in);
   const Active active;

@@ -1,13 +1,25 @@
-// What every ember._cuda binding file shares: the validator, the argument
-// conventions and the registration functions module_cuda.cpp calls.
+// What every ember._cuda binding file shares: the validator (array_view.h with
+// cuda_array.h's device additions), the argument conventions and the
+// registration functions module_cuda.cpp calls.
 #pragma once
 
 #include <pybind11/pybind11.h>
 
+#include "bindings/array_view.h"
 #include "bindings/cuda_array.h"
 #include "core/check.h"
 
 namespace ember::cuda_bind {
+
+using bindings::check_apart;
+using bindings::check_dtype;
+using bindings::check_in_place;
+using bindings::check_layout;
+using bindings::check_shape;
+using bindings::check_writable;
+using bindings::dtype_str;
+using bindings::shape_str;
+using bindings::type_name;
 
 // One per binding file; module_cuda.cpp calls each once.
 void register_eltwise(py::module_& m);

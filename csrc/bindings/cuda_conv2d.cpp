@@ -8,7 +8,7 @@ namespace {
 
 using ember::conv2d::Geometry;
 
-Geometry conv_geometry(const DevArray& x, const DevArray& w, const DevArray& y, int64_t sh, int64_t sw, int64_t pt,
+Geometry conv_geometry(const ArrayView& x, const ArrayView& w, const ArrayView& y, int64_t sh, int64_t sw, int64_t pt,
                        int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
   EMBER_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got (", sh, ", ", sw, ")");
   EMBER_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got (", dh, ", ", dw, ")");
@@ -18,9 +18,9 @@ Geometry conv_geometry(const DevArray& x, const DevArray& w, const DevArray& y, 
              w.shape[2], w.shape[3], sh, sw, pt, pl, dh, dw, groups};
   EMBER_CHECK_VALUE(g.c % groups == 0 && g.o % groups == 0, "groups=", groups, " must divide the input channels (",
                     g.c, ") and the output channels (", g.o, ")");
-  EMBER_CHECK_VALUE(w.shape[1] * groups == g.c, "weight has shape ", w.shape_str(), ": dimension 1 must be ",
+  EMBER_CHECK_VALUE(w.shape[1] * groups == g.c, "weight has shape ", shape_str(w.shape), ": dimension 1 must be ",
                     g.c / groups, " (input channels ", g.c, " / groups ", groups, ")");
-  EMBER_CHECK_VALUE(y.shape[0] == g.n && y.shape[1] == g.o, "output has shape ", y.shape_str(), ": expected (", g.n,
+  EMBER_CHECK_VALUE(y.shape[0] == g.n && y.shape[1] == g.o, "output has shape ", shape_str(y.shape), ": expected (", g.n,
                     ", ", g.o, ", OH, OW)");
   // The kernels index with 32-bit integers inside images and GEMM dimensions.
   constexpr int64_t lim = int64_t(1) << 31;
@@ -36,83 +36,81 @@ Geometry conv_geometry(const DevArray& x, const DevArray& w, const DevArray& y, 
 
 void py_conv2d_fwd(py::handle x_obj, py::handle w_obj, py::handle bias_obj, py::handle y_obj, int64_t sh, int64_t sw,
                    int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups, bool relu, py::handle stream) {
-  DevArray x = dense(x_obj, "input", DType::f32, {-1, -1, -1, -1});
-  DevArray w = dense(w_obj, "weight", DType::f32, {-1, -1, -1, -1});
-  DevArray y = dense(y_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
+  ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
+  ArrayView w = dense(w_obj, "weight", DType::float32, {-1, -1, -1, -1});
+  ArrayView y = dense(y_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   const Geometry g = conv_geometry(x, w, y, sh, sw, pt, pl, dh, dw, groups);
-  require_apart(y, "out", x, "input");
-  require_apart(y, "out", w, "weight");
-  DevArray b;
+  check_apart(y, x);
+  check_apart(y, w);
+  ArrayView b;
   const float* bias = nullptr;
   if (optional_device_array(bias_obj, "bias", b)) {
-    require_dtype(b, "bias", {DType::f32});
-    require_shape(b, "bias", {g.o});
-    require_contiguous(b, "bias");
-    require_apart(y, "out", b, "bias");
-    bias = b.data<const float>();
+    check_dtype(b, {DType::float32});
+    check_shape(b, {g.o});
+    check_layout(b, Layout::contiguous);
+    check_apart(y, b);
+    bias = b.ptr<const float>();
   }
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
-  ember::cuda::conv2d_fwd(g, x.data<const float>(), w.data<const float>(), bias, relu, y.data<float>(), s);
+  ember::cuda::conv2d_fwd(g, x.ptr<const float>(), w.ptr<const float>(), bias, relu, y.ptr<float>(), s);
 }
 
 void py_conv2d_bwd_data(py::handle dy_obj, py::handle w_obj, py::handle dx_obj, int64_t sh, int64_t sw, int64_t pt,
                         int64_t pl, int64_t dh, int64_t dw, int64_t groups, py::handle stream) {
-  DevArray dy = dense(dy_obj, "grad_output", DType::f32, {-1, -1, -1, -1});
-  DevArray w = dense(w_obj, "weight", DType::f32, {-1, -1, -1, -1});
-  DevArray dx = dense(dx_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
+  ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {-1, -1, -1, -1});
+  ArrayView w = dense(w_obj, "weight", DType::float32, {-1, -1, -1, -1});
+  ArrayView dx = dense(dx_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   const Geometry g = conv_geometry(dx, w, dy, sh, sw, pt, pl, dh, dw, groups);
-  require_apart(dx, "out", dy, "grad_output");
-  require_apart(dx, "out", w, "weight");
+  check_apart(dx, dy);
+  check_apart(dx, w);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
-  ember::cuda::conv2d_bwd_data(g, dy.data<const float>(), w.data<const float>(), dx.data<float>(), s);
+  ember::cuda::conv2d_bwd_data(g, dy.ptr<const float>(), w.ptr<const float>(), dx.ptr<float>(), s);
 }
 
 void py_conv2d_bwd_weight(py::handle x_obj, py::handle dy_obj, py::handle dw_obj, py::handle db_obj, int64_t sh,
                           int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups,
                           py::handle scratch_obj, py::handle stream) {
-  DevArray x = dense(x_obj, "input", DType::f32, {-1, -1, -1, -1});
-  DevArray dy = dense(dy_obj, "grad_output", DType::f32, {-1, -1, -1, -1});
-  DevArray dwt = dense(dw_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
+  ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
+  ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {-1, -1, -1, -1});
+  ArrayView dwt = dense(dw_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   const Geometry g = conv_geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups);
-  require_apart(dwt, "out", x, "input");
-  require_apart(dwt, "out", dy, "grad_output");
-  DevArray dba, scr;
+  check_apart(dwt, x);
+  check_apart(dwt, dy);
+  ArrayView dba, scr;
   float* db = nullptr;
   if (optional_device_array(db_obj, "out_bias", dba)) {
-    require_dtype(dba, "out_bias", {DType::f32});
-    require_shape(dba, "out_bias", {g.o});
-    require_contiguous(dba, "out_bias");
-    require_writable(dba, "out_bias");
-    require_apart(dba, "out_bias", x, "input");
-    require_apart(dba, "out_bias", dy, "grad_output");
-    require_apart(dba, "out_bias", dwt, "out");
-    db = dba.data<float>();
+    check_dtype(dba, {DType::float32});
+    check_shape(dba, {g.o});
+    check_layout(dba, Layout::contiguous);
+    check_writable(dba);
+    check_apart(dba, x);
+    check_apart(dba, dy);
+    check_apart(dba, dwt);
+    db = dba.ptr<float>();
   }
   float* scratch = nullptr;
   if (optional_device_array(scratch_obj, "scratch", scr)) {
-    require_dtype(scr, "scratch", {DType::f32});
-    require_contiguous(scr, "scratch");
-    require_writable(scr, "scratch");
+    check_dtype(scr, {DType::float32});
+    check_layout(scr, Layout::contiguous);
+    check_writable(scr);
     const int64_t need = ember::cuda::conv2d_bwd_weight_scratch(g);
     EMBER_CHECK_VALUE(scr.size() >= need, "scratch has ", scr.size(), " elements; this problem needs ", need);
-    for (const auto& [a, name] : {std::pair<const DevArray*, const char*>{&x, "input"}, {&dy, "grad_output"},
-                                  {&dwt, "out"}})
-      require_apart(scr, "scratch", *a, name);
-    if (db) require_apart(scr, "scratch", dba, "out_bias");
-    scratch = scr.data<float>();
+    for (const ArrayView* a : {&x, &dy, &dwt}) check_apart(scr, *a);
+    if (db) check_apart(scr, dba);
+    scratch = scr.ptr<float>();
   }
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
-  ember::cuda::conv2d_bwd_weight(g, x.data<const float>(), dy.data<const float>(), dwt.data<float>(), db, scratch, s);
+  ember::cuda::conv2d_bwd_weight(g, x.ptr<const float>(), dy.ptr<const float>(), dwt.ptr<float>(), db, scratch, s);
 }
 
 int64_t py_scratch_size(py::handle x_obj, py::handle dy_obj, py::handle dw_obj, int64_t sh, int64_t sw, int64_t pt,
                         int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
-  DevArray x = dense(x_obj, "input", DType::f32, {-1, -1, -1, -1});
-  DevArray dy = dense(dy_obj, "grad_output", DType::f32, {-1, -1, -1, -1});
-  DevArray dwt = dense(dw_obj, "out", DType::f32, {-1, -1, -1, -1});
+  ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
+  ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {-1, -1, -1, -1});
+  ArrayView dwt = dense(dw_obj, "out", DType::float32, {-1, -1, -1, -1});
   return ember::cuda::conv2d_bwd_weight_scratch(conv_geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups));
 }
 

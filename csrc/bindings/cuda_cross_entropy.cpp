@@ -6,7 +6,7 @@ namespace ember::cuda_bind {
 namespace {
 
 struct XentArrays {
-  DevArray z, target, weight, error;
+  ArrayView z, target, weight, error;
   bool has_weight = false, has_error = false;
   ember::cuda::XentProblem p;
 };
@@ -14,40 +14,40 @@ struct XentArrays {
 XentArrays xent_args(py::handle z_obj, py::handle target_obj, py::handle weight_obj, double eps, int64_t ignore_index,
                      py::handle error_obj) {
   XentArrays x;
-  x.z = dense(z_obj, "logits", DType::f32, {-1, -1});
+  x.z = dense(z_obj, "logits", DType::float32, {-1, -1});
   const int64_t b = x.z.shape[0], v = x.z.shape[1];
-  EMBER_CHECK_VALUE(v >= 1, "logits must have at least one class, got shape ", x.z.shape_str());
+  EMBER_CHECK_VALUE(v >= 1, "logits must have at least one class, got shape ", shape_str(x.z.shape));
   require_below(b, int64_t(1) << 31, "the number of rows");
   EMBER_CHECK_VALUE(eps >= 0.0 && eps <= 1.0, "label_smoothing (eps) must be in [0, 1], got ", eps);
   x.p.b = b;
   x.p.v = v;
-  x.p.z = x.z.data<const float>();
+  x.p.z = x.z.ptr<const float>();
   x.p.eps = static_cast<float>(eps);
   x.p.ignore_index = ignore_index;
-  x.target = device_array(target_obj, "target");
+  x.target = device_array(target_obj, "target", "int64 or float32");
   if (x.target.ndim() == 2) {
-    require_dtype(x.target, "target", {DType::f32});
-    require_shape(x.target, "target", {b, v});
-    require_contiguous(x.target, "target");
-    x.p.soft = x.target.data<const float>();
+    check_dtype(x.target, {DType::float32});
+    check_shape(x.target, {b, v});
+    check_layout(x.target, Layout::contiguous);
+    x.p.soft = x.target.ptr<const float>();
   } else {
-    EMBER_CHECK_TYPE(x.target.dtype == DType::i64, "target must be int64 class indices of shape (", b,
-                     ",) or float32 probabilities of shape (", b, ", ", v, "), got typestr '", x.target.typestr,
-                     "' with shape ", x.target.shape_str());
-    require_shape(x.target, "target", {b});
-    require_contiguous(x.target, "target");
-    x.p.target = x.target.data<const int64_t>();
+    EMBER_CHECK_TYPE(x.target.dtype == DType::int64, "target must be int64 class indices of shape (", b,
+                     ",) or float32 probabilities of shape (", b, ", ", v, "), got ", dtype_str(x.target),
+                     " with shape ", shape_str(x.target.shape));
+    check_shape(x.target, {b});
+    check_layout(x.target, Layout::contiguous);
+    x.p.target = x.target.ptr<const int64_t>();
   }
   if ((x.has_weight = optional_device_array(weight_obj, "weight", x.weight))) {
-    require_dtype(x.weight, "weight", {DType::f32});
-    require_shape(x.weight, "weight", {v});
-    require_contiguous(x.weight, "weight");
-    x.p.weight = x.weight.data<const float>();
+    check_dtype(x.weight, {DType::float32});
+    check_shape(x.weight, {v});
+    check_layout(x.weight, Layout::contiguous);
+    x.p.weight = x.weight.ptr<const float>();
   }
   if ((x.has_error = optional_device_array(error_obj, "error", x.error))) {
-    require_dtype(x.error, "error", {DType::i32});
-    require_shape(x.error, "error", {1});
-    require_writable(x.error, "error");
+    check_dtype(x.error, {DType::int32});
+    check_shape(x.error, {1});
+    check_writable(x.error);
   }
   return x;
 }
@@ -57,23 +57,20 @@ void py_xent_fwd(py::handle z_obj, py::handle target_obj, py::handle weight_obj,
                  py::handle stream) {
   XentArrays x = xent_args(z_obj, target_obj, weight_obj, eps, ignore_index, error_obj);
   const int64_t b = x.p.b;
-  DevArray lse = dense(lse_obj, "out_lse", DType::f64, {b}, true);
-  DevArray nll = dense(nll_obj, "out_nll", DType::f64, {b}, true);
-  DevArray smooth = dense(smooth_obj, "out_smooth", DType::f64, {b}, true);
-  const std::pair<const DevArray*, const char*> outs[] = {{&lse, "out_lse"}, {&nll, "out_nll"}, {&smooth, "out_smooth"}};
-  for (const auto& [o, name] : outs) {
-    require_apart(*o, name, x.z, "logits");
-    require_apart(*o, name, x.target, "target");
-    if (x.has_weight) require_apart(*o, name, x.weight, "weight");
-    if (x.has_error) require_apart(*o, name, x.error, "error");
+  ArrayView lse = dense(lse_obj, "out_lse", DType::float64, {b}, Access::write);
+  ArrayView nll = dense(nll_obj, "out_nll", DType::float64, {b}, Access::write);
+  ArrayView smooth = dense(smooth_obj, "out_smooth", DType::float64, {b}, Access::write);
+  for (const ArrayView* o : {&lse, &nll, &smooth}) {
+    check_apart(*o, x.z);
+    check_apart(*o, x.target);
+    if (x.has_weight) check_apart(*o, x.weight);
+    if (x.has_error) check_apart(*o, x.error);
   }
-  require_apart(lse, "out_lse", nll, "out_nll");
-  require_apart(lse, "out_lse", smooth, "out_smooth");
-  require_apart(nll, "out_nll", smooth, "out_smooth");
+  bindings::check_disjoint({&lse, &nll, &smooth});
   const auto s = stream_arg(stream);
-  int32_t* err = x.has_error ? x.error.data<int32_t>() : nullptr;
+  int32_t* err = x.has_error ? x.error.ptr<int32_t>() : nullptr;
   py::gil_scoped_release release;
-  ember::cuda::cross_entropy_fwd(x.p, lse.data<double>(), nll.data<double>(), smooth.data<double>(), err, s);
+  ember::cuda::cross_entropy_fwd(x.p, lse.ptr<double>(), nll.ptr<double>(), smooth.ptr<double>(), err, s);
 }
 
 void py_xent_bwd(py::handle z_obj, py::handle target_obj, py::handle weight_obj, double eps, int64_t ignore_index,
@@ -81,19 +78,19 @@ void py_xent_bwd(py::handle z_obj, py::handle target_obj, py::handle weight_obj,
                  py::handle stream) {
   XentArrays x = xent_args(z_obj, target_obj, weight_obj, eps, ignore_index, error_obj);
   const int64_t b = x.p.b, v = x.p.v;
-  DevArray lse = dense(lse_obj, "lse", DType::f64, {b});
-  DevArray scale = dense(scale_obj, "scale", DType::f32, {b});
-  DevArray out = dense(out_obj, "out", DType::f32, {b, v}, true);
-  require_apart(out, "out", x.z, "logits", true);  // in place over the logits is allowed
-  require_apart(out, "out", x.target, "target");
-  if (x.has_weight) require_apart(out, "out", x.weight, "weight");
-  if (x.has_error) require_apart(out, "out", x.error, "error");
-  require_apart(out, "out", lse, "lse");
-  require_apart(out, "out", scale, "scale");
+  ArrayView lse = dense(lse_obj, "lse", DType::float64, {b});
+  ArrayView scale = dense(scale_obj, "scale", DType::float32, {b});
+  ArrayView out = dense(out_obj, "out", DType::float32, {b, v}, Access::write);
+  check_in_place(out, x.z);  // in place over the logits is allowed
+  check_apart(out, x.target);
+  if (x.has_weight) check_apart(out, x.weight);
+  if (x.has_error) check_apart(out, x.error);
+  check_apart(out, lse);
+  check_apart(out, scale);
   const auto s = stream_arg(stream);
-  int32_t* err = x.has_error ? x.error.data<int32_t>() : nullptr;
+  int32_t* err = x.has_error ? x.error.ptr<int32_t>() : nullptr;
   py::gil_scoped_release release;
-  ember::cuda::cross_entropy_bwd(x.p, lse.data<const double>(), scale.data<const float>(), out.data<float>(), err, s);
+  ember::cuda::cross_entropy_bwd(x.p, lse.ptr<const double>(), scale.ptr<const float>(), out.ptr<float>(), err, s);
 }
 
 }  // namespace

@@ -5,34 +5,14 @@
 namespace ember::cuda_bind {
 namespace {
 
-// Every array float32, or every one float64, C-contiguous and of one shape; out may be an
-// input itself (elementwise, so in place is exact) but may not partly overlap one.
-std::vector<DevArray> eltwise_arrays(std::initializer_list<std::pair<const char*, py::handle>> inputs,
-                                     py::handle out_obj) {
-  std::vector<DevArray> arrays;
-  const char* first = inputs.begin()->first;
-  for (const auto& [name, obj] : inputs) {
-    DevArray a = device_array(obj, name);
-    require_dtype(a, name, {DType::f32, DType::f64});
-    if (!arrays.empty()) {
-      EMBER_CHECK_TYPE(a.dtype == arrays[0].dtype, name, " has dtype ", dtype_name(a.dtype), " but ", first, " has ",
-                       dtype_name(arrays[0].dtype));
-      EMBER_CHECK_VALUE(a.shape == arrays[0].shape, name, " has shape ", a.shape_str(), " but ", first,
-                        " has shape ", arrays[0].shape_str());
-    }
-    require_contiguous(a, name);
-    arrays.push_back(std::move(a));
-  }
-  DevArray out = device_array(out_obj, "out");
-  EMBER_CHECK_TYPE(out.dtype == arrays[0].dtype, "out has dtype ", dtype_name(out.dtype), " but ", first, " has ",
-                   dtype_name(arrays[0].dtype));
-  EMBER_CHECK_VALUE(out.shape == arrays[0].shape, "out has shape ", out.shape_str(), " but ", first, " has shape ",
-                    arrays[0].shape_str());
-  require_contiguous(out, "out");
-  require_writable(out, "out");
-  size_t i = 0;
-  for (const auto& in : inputs) require_apart(out, "out", arrays[i++], in.first, true);
-  arrays.push_back(std::move(out));
+// The inputs and out, read as device arrays and checked as every elementwise binding's are
+// (bindings::check_elementwise); out last.
+std::vector<ArrayView> eltwise_arrays(std::initializer_list<std::pair<const char*, py::handle>> inputs,
+                                      py::handle out_obj) {
+  std::vector<ArrayView> arrays;
+  for (const auto& [name, obj] : inputs) arrays.push_back(device_array(obj, name, "float32 or float64"));
+  arrays.push_back(device_array(out_obj, "out", "float32 or float64"));
+  bindings::check_elementwise(arrays.data(), arrays.size() - 1, arrays.back());
   return arrays;
 }
 
@@ -41,10 +21,10 @@ void py_relu_fwd(py::handle x, py::handle out, py::handle stream) {
   const auto s = stream_arg(stream);
   const int64_t n = arrs[0].size();
   py::gil_scoped_release release;
-  if (arrs[0].dtype == DType::f32)
-    ember::cuda::relu_fwd(arrs[0].data<const float>(), arrs[1].data<float>(), n, s);
+  if (arrs[0].dtype == DType::float32)
+    ember::cuda::relu_fwd(arrs[0].ptr<const float>(), arrs[1].ptr<float>(), n, s);
   else
-    ember::cuda::relu_fwd(arrs[0].data<const double>(), arrs[1].data<double>(), n, s);
+    ember::cuda::relu_fwd(arrs[0].ptr<const double>(), arrs[1].ptr<double>(), n, s);
 }
 
 void py_relu_bwd(py::handle g, py::handle y, py::handle out, py::handle stream) {
@@ -52,10 +32,10 @@ void py_relu_bwd(py::handle g, py::handle y, py::handle out, py::handle stream) 
   const auto s = stream_arg(stream);
   const int64_t n = arrs[0].size();
   py::gil_scoped_release release;
-  if (arrs[0].dtype == DType::f32)
-    ember::cuda::relu_bwd(arrs[0].data<const float>(), arrs[1].data<const float>(), arrs[2].data<float>(), n, s);
+  if (arrs[0].dtype == DType::float32)
+    ember::cuda::relu_bwd(arrs[0].ptr<const float>(), arrs[1].ptr<const float>(), arrs[2].ptr<float>(), n, s);
   else
-    ember::cuda::relu_bwd(arrs[0].data<const double>(), arrs[1].data<const double>(), arrs[2].data<double>(), n, s);
+    ember::cuda::relu_bwd(arrs[0].ptr<const double>(), arrs[1].ptr<const double>(), arrs[2].ptr<double>(), n, s);
 }
 
 void py_erf(py::handle x, py::handle out, py::handle stream) {
@@ -63,10 +43,10 @@ void py_erf(py::handle x, py::handle out, py::handle stream) {
   const auto s = stream_arg(stream);
   const int64_t n = arrs[0].size();
   py::gil_scoped_release release;
-  if (arrs[0].dtype == DType::f32)
-    ember::cuda::erf(arrs[0].data<const float>(), arrs[1].data<float>(), n, s);
+  if (arrs[0].dtype == DType::float32)
+    ember::cuda::erf(arrs[0].ptr<const float>(), arrs[1].ptr<float>(), n, s);
   else
-    ember::cuda::erf(arrs[0].data<const double>(), arrs[1].data<double>(), n, s);
+    ember::cuda::erf(arrs[0].ptr<const double>(), arrs[1].ptr<double>(), n, s);
 }
 
 }  // namespace

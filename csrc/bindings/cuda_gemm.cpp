@@ -37,9 +37,9 @@ struct Operand {
   bool row_fast;  // element (i, j) at i * ld + j; else at i + j * ld
 };
 
-Operand operand(const DevArray& x, const char* name, bool trans, bool prefer_row_fast) {
+Operand operand(const ArrayView& x, const char* name, bool trans, bool prefer_row_fast) {
   EMBER_CHECK_VALUE(x.ndim() == 2 || x.ndim() == 3, name, " must be 2-D (or 3-D with a leading batch dimension), ",
-                    "got shape ", x.shape_str());
+                    "got shape ", shape_str(x.shape));
   const int d = x.ndim() - 2;
   Operand o;
   o.batch = d ? x.shape[0] : 1;
@@ -49,7 +49,7 @@ Operand operand(const DevArray& x, const char* name, bool trans, bool prefer_row
   o.rows = r, o.cols = c;
   const bool row_free = r <= 1, col_free = c <= 1;
   const bool can_row_fast = sc == 1 || col_free, can_col_fast = sr == 1 || row_free;
-  EMBER_CHECK_VALUE(can_row_fast || can_col_fast, name, " (shape ", x.shape_str(), ") has no unit stride: gemm reads ",
+  EMBER_CHECK_VALUE(can_row_fast || can_col_fast, name, " (shape ", shape_str(x.shape), ") has no unit stride: gemm reads ",
                     "row- or column-major operands; pass a contiguous copy (cupy.ascontiguousarray)");
   o.row_fast = can_row_fast && (prefer_row_fast || !can_col_fast);
   auto round8 = [](int64_t v) { return (std::max<int64_t>(v, 1) + 7) / 8 * 8; };
@@ -61,26 +61,29 @@ Operand operand(const DevArray& x, const char* name, bool trans, bool prefer_row
   return o;
 }
 
+// The dtypes a and b may have, for messages.
+constexpr const char* kInputs = "float32 or bf16 (uint16 bit patterns)";
+
 struct GemmCall {
-  DevArray a, b, out, bias;
+  ArrayView a, b, out, bias;
   GemmCudaArgs g;
 };
 
 GemmCall prepare(py::handle a_obj, py::handle b_obj, py::handle out_obj, double alpha, double beta, bool trans_a,
                  bool trans_b, py::handle bias_obj, bool relu) {
   GemmCall call;
-  call.a = device_array(a_obj, "a");
-  call.b = device_array(b_obj, "b");
-  require_dtype(call.a, "a", {DType::f32, DType::bf16});
-  require_dtype(call.b, "b", {DType::f32, DType::bf16});
-  EMBER_CHECK_TYPE(call.a.dtype == call.b.dtype, "a and b must have the same dtype, got typestrs '", call.a.typestr,
-                   "' and '", call.b.typestr, "'");
+  call.a = device_array(a_obj, "a", kInputs);
+  call.b = device_array(b_obj, "b", kInputs);
+  check_dtype(call.a, {DType::float32, DType::uint16, DType::bfloat16});
+  check_dtype(call.b, {DType::float32, DType::uint16, DType::bfloat16});
+  EMBER_CHECK_TYPE(is_bf16(call.a) == is_bf16(call.b), "a and b must both be float32 or both bf16, got ",
+                   dtype_str(call.a), " and ", dtype_str(call.b));
   // Prefer K-contiguous operands when free to choose: what the tensor-core kernels read best.
   const Operand A = operand(call.a, "a", trans_a, true);
   const Operand B = operand(call.b, "b", trans_b, false);
   EMBER_CHECK_VALUE(A.cols == B.rows, "inner dimensions differ: op(a) is ", A.rows, "x", A.cols, " (a has shape ",
-                    call.a.shape_str(), trans_a ? ", transposed" : "", ") but op(b) is ", B.rows, "x", B.cols,
-                    " (b has shape ", call.b.shape_str(), trans_b ? ", transposed" : "", ")");
+                    shape_str(call.a.shape), trans_a ? ", transposed" : "", ") but op(b) is ", B.rows, "x", B.cols,
+                    " (b has shape ", shape_str(call.b.shape), trans_b ? ", transposed" : "", ")");
   const int64_t M = A.rows, N = B.cols, K = A.cols;
   EMBER_CHECK_VALUE(A.batch == B.batch || A.batch == 1 || B.batch == 1, "batch sizes differ: a has ", A.batch,
                     ", b has ", B.batch);
@@ -89,40 +92,40 @@ GemmCall prepare(py::handle a_obj, py::handle b_obj, py::handle out_obj, double 
 
   EMBER_CHECK_TYPE(!out_obj.is_none(), "out is required on CUDA: allocate it (e.g. cupy.empty((M, N), cupy.float32))");
   call.out = device_array(out_obj, "out");
-  if (call.a.dtype == DType::f32)
-    require_dtype(call.out, "out", {DType::f32});
+  if (call.a.dtype == DType::float32)
+    check_dtype(call.out, {DType::float32});
   else
-    require_dtype(call.out, "out", {DType::f32, DType::bf16});
+    check_dtype(call.out, {DType::float32, DType::uint16, DType::bfloat16});
   if (batched)
-    require_shape(call.out, "out", {batch, M, N});
+    check_shape(call.out, {batch, M, N});
   else
-    require_shape(call.out, "out", {M, N});
-  require_writable(call.out, "out");
+    check_shape(call.out, {M, N});
+  check_writable(call.out);
   const int d = batched ? 1 : 0;
   const int64_t ldc = M <= 1 ? N : call.out.strides[d];
   EMBER_CHECK_VALUE(N <= 1 || call.out.strides[d + 1] == 1, "out must have unit column stride (rows contiguous), got ",
-                    "shape ", call.out.shape_str());
+                    "shape ", shape_str(call.out.shape));
   EMBER_CHECK_VALUE(M <= 1 || ldc >= N, "out rows must not overlap: row stride ", ldc, " is below N = ", N);
   const int64_t bsc = batched && batch > 1 ? call.out.strides[0] : 0;
   EMBER_CHECK_VALUE(!batched || batch <= 1 || bsc >= std::max<int64_t>(1, M * ldc) || M * N == 0,
                     "out's batch entries must not overlap");
-  require_apart(call.out, "out", call.a, "a");
-  require_apart(call.out, "out", call.b, "b");
+  check_apart(call.out, call.a);
+  check_apart(call.out, call.b);
 
   GemmCudaArgs& g = call.g;
   g.batch = batch, g.m = M, g.n = N, g.k = K;
-  g.in_type = call.a.dtype == DType::f32 ? GemmDType::f32 : GemmDType::bf16;
-  g.a = reinterpret_cast<const void*>(call.a.ptr), g.lda = A.ld, g.bsa = A.batch > 1 ? A.bs : 0, g.a_kfast = A.row_fast;
-  g.b = reinterpret_cast<const void*>(call.b.ptr), g.ldb = B.ld, g.bsb = B.batch > 1 ? B.bs : 0, g.b_nfast = B.row_fast;
-  g.c = reinterpret_cast<void*>(call.out.ptr), g.ldc = ldc, g.bsc = bsc;
-  g.out_type = call.out.dtype == DType::f32 ? GemmDType::f32 : GemmDType::bf16;
+  g.in_type = !is_bf16(call.a) ? GemmDType::f32 : GemmDType::bf16;
+  g.a = call.a.data, g.lda = A.ld, g.bsa = A.batch > 1 ? A.bs : 0, g.a_kfast = A.row_fast;
+  g.b = call.b.data, g.ldb = B.ld, g.bsb = B.batch > 1 ? B.bs : 0, g.b_nfast = B.row_fast;
+  g.c = call.out.data, g.ldc = ldc, g.bsc = bsc;
+  g.out_type = !is_bf16(call.out) ? GemmDType::f32 : GemmDType::bf16;
   g.alpha = static_cast<float>(alpha), g.beta = static_cast<float>(beta), g.relu = relu;
   if (optional_device_array(bias_obj, "bias", call.bias)) {
-    require_dtype(call.bias, "bias", {DType::f32});
-    require_shape(call.bias, "bias", {N});
-    require_contiguous(call.bias, "bias");
-    require_apart(call.out, "out", call.bias, "bias");
-    g.bias = call.bias.data<const float>();
+    check_dtype(call.bias, {DType::float32});
+    check_shape(call.bias, {N});
+    check_layout(call.bias, Layout::contiguous);
+    check_apart(call.out, call.bias);
+    g.bias = call.bias.ptr<const float>();
   }
   return call;
 }
@@ -136,7 +139,7 @@ py::object py_gemm(py::handle a, py::handle b, py::handle out, double alpha, dou
     py::gil_scoped_release release;
     ember::cuda::gemm_cuda(call.g, v, s);
   }
-  return call.out.owner;
+  return py::reinterpret_borrow<py::object>(call.out.obj);
 }
 
 std::string py_gemm_plan(py::handle a, py::handle b, py::handle out, bool trans_a, bool trans_b,

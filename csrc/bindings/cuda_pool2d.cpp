@@ -9,14 +9,14 @@ namespace {
 using ember::detail::concat;
 using ember::pool2d::Geometry;
 
-Geometry pool_geometry(const DevArray& x, const DevArray& y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+Geometry pool_geometry(const ArrayView& x, const ArrayView& y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                        int64_t pw, int64_t dh, int64_t dw) {
   EMBER_CHECK_VALUE(kh >= 1 && kw >= 1, "kernel_size must be >= 1, got (", kh, ", ", kw, ")");
   EMBER_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got (", sh, ", ", sw, ")");
   EMBER_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got (", dh, ", ", dw, ")");
   EMBER_CHECK_VALUE(ph >= 0 && pw >= 0, "padding must be >= 0, got (", ph, ", ", pw, ")");
-  EMBER_CHECK_VALUE(y.shape[0] == x.shape[0] && y.shape[1] == x.shape[1], "output has shape ", y.shape_str(),
-                    " but input has shape ", x.shape_str(), ": N and C must agree");
+  EMBER_CHECK_VALUE(y.shape[0] == x.shape[0] && y.shape[1] == x.shape[1], "output has shape ", shape_str(y.shape),
+                    " but input has shape ", shape_str(x.shape), ": N and C must agree");
   return {x.shape[0] * x.shape[1], x.shape[2], x.shape[3], y.shape[2], y.shape[3], kh, kw, sh, sw, ph, pw, dh, dw};
 }
 
@@ -40,83 +40,83 @@ void check_pool_output(const Geometry& g) {
 
 void py_max_pool2d_fwd(py::handle x_obj, py::handle y_obj, py::handle idx_obj, int64_t kh, int64_t kw, int64_t sh,
                        int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, py::handle stream) {
-  DevArray x = dense(x_obj, "input", DType::f32, {-1, -1, -1, -1});
-  DevArray y = dense(y_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
+  ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
+  ArrayView y = dense(y_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   const Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
   check_pool_output(g);
-  require_apart(y, "out", x, "input");
-  DevArray ia;
+  check_apart(y, x);
+  ArrayView ia;
   int64_t* idx = nullptr;
   if (optional_device_array(idx_obj, "out_indices", ia)) {
-    require_dtype(ia, "out_indices", {DType::i64});
-    require_shape(ia, "out_indices", y.shape);
-    require_contiguous(ia, "out_indices");
-    require_writable(ia, "out_indices");
-    require_apart(ia, "out_indices", x, "input");
-    require_apart(ia, "out_indices", y, "out");
-    idx = ia.data<int64_t>();
+    check_dtype(ia, {DType::int64});
+    check_shape(ia, {y.shape[0], y.shape[1], y.shape[2], y.shape[3]});
+    check_layout(ia, Layout::contiguous);
+    check_writable(ia);
+    check_apart(ia, x);
+    check_apart(ia, y);
+    idx = ia.ptr<int64_t>();
   }
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
-  ember::cuda::max_pool2d_fwd(g, x.data<const float>(), y.data<float>(), idx, s);
+  ember::cuda::max_pool2d_fwd(g, x.ptr<const float>(), y.ptr<float>(), idx, s);
 }
 
 void py_max_pool2d_bwd(py::handle dy_obj, py::handle idx_obj, py::handle dx_obj, py::handle stream) {
-  DevArray dx = dense(dx_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
-  DevArray dy = dense(dy_obj, "grad_output", DType::f32, {dx.shape[0], dx.shape[1], -1, -1});
-  DevArray idx = dense(idx_obj, "indices", DType::i64, {dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]});
-  require_apart(dx, "out", dy, "grad_output");
-  require_apart(dx, "out", idx, "indices");
+  ArrayView dx = dense(dx_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
+  ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {dx.shape[0], dx.shape[1], -1, -1});
+  ArrayView idx = dense(idx_obj, "indices", DType::int64, {dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]});
+  check_apart(dx, dy);
+  check_apart(dx, idx);
   const Geometry g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
-  ember::cuda::max_pool2d_bwd(g, dy.data<const float>(), idx.data<const int64_t>(), dx.data<float>(), s);
+  ember::cuda::max_pool2d_bwd(g, dy.ptr<const float>(), idx.ptr<const int64_t>(), dx.ptr<float>(), s);
 }
 
 void py_avg_pool2d_fwd(py::handle x_obj, py::handle y_obj, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                        int64_t pw, bool count_include_pad, py::handle stream) {
-  DevArray x = dense(x_obj, "input", DType::f32, {-1, -1, -1, -1});
-  DevArray y = dense(y_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
+  ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
+  ArrayView y = dense(y_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   const Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
   check_pool_output(g);
-  require_apart(y, "out", x, "input");
+  check_apart(y, x);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
-  ember::cuda::avg_pool2d_fwd(g, count_include_pad, x.data<const float>(), y.data<float>(), s);
+  ember::cuda::avg_pool2d_fwd(g, count_include_pad, x.ptr<const float>(), y.ptr<float>(), s);
 }
 
 void py_avg_pool2d_bwd(py::handle dy_obj, py::handle dx_obj, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                        int64_t ph, int64_t pw, bool count_include_pad, py::handle stream) {
-  DevArray dx = dense(dx_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
-  DevArray dy = dense(dy_obj, "grad_output", DType::f32, {dx.shape[0], dx.shape[1], -1, -1});
+  ArrayView dx = dense(dx_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
+  ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {dx.shape[0], dx.shape[1], -1, -1});
   const Geometry g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
   check_pool_output(g);
-  require_apart(dx, "out", dy, "grad_output");
+  check_apart(dx, dy);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
-  ember::cuda::avg_pool2d_bwd(g, count_include_pad, dy.data<const float>(), dx.data<float>(), s);
+  ember::cuda::avg_pool2d_bwd(g, count_include_pad, dy.ptr<const float>(), dx.ptr<float>(), s);
 }
 
 void py_adaptive_avg_pool2d_fwd(py::handle x_obj, py::handle y_obj, py::handle stream) {
-  DevArray x = dense(x_obj, "input", DType::f32, {-1, -1, -1, -1});
-  DevArray y = dense(y_obj, "out", DType::f32, {x.shape[0], x.shape[1], -1, -1}, true);
+  ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
+  ArrayView y = dense(y_obj, "out", DType::float32, {x.shape[0], x.shape[1], -1, -1}, Access::write);
   EMBER_CHECK_VALUE(y.shape[2] >= 1 && y.shape[3] >= 1, "output_size must be >= 1");
-  require_apart(y, "out", x, "input");
+  check_apart(y, x);
   const Geometry g = pool_geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
-  ember::cuda::adaptive_avg_pool2d_fwd(g, x.data<const float>(), y.data<float>(), s);
+  ember::cuda::adaptive_avg_pool2d_fwd(g, x.ptr<const float>(), y.ptr<float>(), s);
 }
 
 void py_adaptive_avg_pool2d_bwd(py::handle dy_obj, py::handle dx_obj, py::handle stream) {
-  DevArray dx = dense(dx_obj, "out", DType::f32, {-1, -1, -1, -1}, true);
-  DevArray dy = dense(dy_obj, "grad_output", DType::f32, {dx.shape[0], dx.shape[1], -1, -1});
+  ArrayView dx = dense(dx_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
+  ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {dx.shape[0], dx.shape[1], -1, -1});
   EMBER_CHECK_VALUE(dy.shape[2] >= 1 && dy.shape[3] >= 1, "grad_output must have an output size >= 1");
-  require_apart(dx, "out", dy, "grad_output");
+  check_apart(dx, dy);
   const Geometry g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
-  ember::cuda::adaptive_avg_pool2d_bwd(g, dy.data<const float>(), dx.data<float>(), s);
+  ember::cuda::adaptive_avg_pool2d_bwd(g, dy.ptr<const float>(), dx.ptr<float>(), s);
 }
 
 }  // namespace

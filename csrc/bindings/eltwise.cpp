@@ -20,28 +20,11 @@ void run(const Arg (&args)[N], const py::handle& out_obj, Kernel&& kernel) {
   for (size_t i = 0; i < N; ++i) {
     in[i] = read_array(args[i].obj, args[i].name);
     check_device(in[i], Device::cpu);
-    if (i == 0) {
-      check_dtype(in[0], {DType::float32, DType::float64});
-    } else {
-      EMBER_CHECK_TYPE(in[i].dtype == in[0].dtype, in[i].name, " has dtype ", dtype_str(in[i]), " but ", in[0].name,
-                       " has ", dtype_str(in[0]));
-      EMBER_CHECK_VALUE(in[i].shape == in[0].shape, in[i].name, " has shape ", shape_str(in[i].shape), " but ",
-                        in[0].name, " has shape ", shape_str(in[0].shape));
-    }
-    check_layout(in[i], Layout::contiguous);
     ptrs[i] = in[i].data;
   }
   const ArrayView out = read_array(out_obj, "out");
   check_device(out, Device::cpu);
-  EMBER_CHECK_TYPE(out.dtype == in[0].dtype, "out has dtype ", dtype_str(out), " but ", in[0].name, " has ",
-                   dtype_str(in[0]));
-  EMBER_CHECK_VALUE(out.shape == in[0].shape, "out has shape ", shape_str(out.shape), " but ", in[0].name,
-                    " has shape ", shape_str(in[0].shape));
-  check_layout(out, Layout::contiguous);
-  check_writable(out);
-  for (const ArrayView& a : in)
-    EMBER_CHECK_VALUE(a.data == out.data || !a.overlaps(out),
-                      "out partly overlaps an input (in place is allowed, other overlaps are not)");
+  check_elementwise(in, N, out);
   const bool f32 = out.dtype == DType::float32;
   const Active active;
   py::gil_scoped_release release;

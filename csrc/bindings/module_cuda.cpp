@@ -2,8 +2,8 @@
 // or a GPU, device_count() is 0 and the kernels are never reached.
 //
 // This file only assembles the module; each op family's bindings live in
-// cuda_<op>.cpp over the one validator in cuda_array.h. Conventions shared by
-// every kernel binding:
+// cuda_<op>.cpp over the validator ember._C uses (array_view.h), with the
+// device checks of cuda_array.h. Conventions shared by every kernel binding:
 //  - arrays are device arrays (__cuda_array_interface__: CuPy, PyTorch CUDA
 //    tensors) on the current device; outputs are allocated by the caller;
 //  - the last argument `stream` (an int holding a cudaStream_t, default 0,

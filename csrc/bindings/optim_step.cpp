@@ -5,58 +5,16 @@
 #include <vector>
 
 #include "bindings/common.h"
+#include "bindings/optim_args.h"
 #include "ops/optim_step/optim_step.h"
 
 namespace ember::bindings {
 namespace {
 
-// The list argument `name`: float32 C-contiguous arrays, writable when
-// `access` says so; with `params`, one per parameter and each with as many
-// elements as its parameter. `names` keeps their names ("grads[3]") alive for
-// the messages.
-std::vector<ArrayView> tensors(const py::handle& obj, const char* name, Access access,
-                               std::deque<std::string>& names, const std::vector<ArrayView>* params = nullptr) {
-  EMBER_CHECK_TYPE(py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj), name,
-                   " must be a list of numpy.ndarray of float32, got ", type_name(obj));
-  const auto seq = py::reinterpret_borrow<py::sequence>(obj);
-  if (params)
-    EMBER_CHECK_VALUE(seq.size() == params->size(), name, " has ", seq.size(), " arrays but params has ",
-                      params->size());
-  std::vector<ArrayView> out;
-  for (size_t i = 0; i < seq.size(); ++i) {
-    names.push_back(std::string(name) + "[" + std::to_string(i) + "]");
-    out.push_back(array_arg(seq[i], names.back().c_str(), {DType::float32, Shape::any(), Layout::contiguous, access}));
-    if (params)
-      EMBER_CHECK_VALUE(out[i].size() == (*params)[i].size(), out[i].name, " has ", out[i].size(), " elements, ",
-                        (*params)[i].name, " has ", (*params)[i].size());
-  }
-  return out;
-}
-
-// The step counts, one int >= 1 per parameter.
-std::vector<int64_t> step_counts(const py::handle& obj, size_t count) {
-  EMBER_CHECK_TYPE(py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj),
-                   "steps must be a list of ints, got ", type_name(obj));
-  const auto seq = py::reinterpret_borrow<py::sequence>(obj);
-  EMBER_CHECK_VALUE(seq.size() == count, "steps has ", seq.size(), " counts but params has ", count, " arrays");
-  std::vector<int64_t> steps;
-  for (size_t i = 0; i < count; ++i) {
-    const py::object item = seq[i];
-    EMBER_CHECK_TYPE(PyLong_Check(item.ptr()), "steps[", i, "] must be an int, got ", type_name(item));
-    int overflow = 0;
-    const long long t = PyLong_AsLongLongAndOverflow(item.ptr(), &overflow);
-    EMBER_CHECK_VALUE(overflow == 0 && t >= 1, "steps[", i, "] must be >= 1, got ",
-                      std::string(py::str(item)));
-    steps.push_back(t);
-  }
-  return steps;
-}
-
-void check_lists_disjoint(std::initializer_list<const std::vector<ArrayView>*> lists) {
-  std::vector<const ArrayView*> all;
-  for (const auto* list : lists)
-    for (const ArrayView& v : *list) all.push_back(&v);
-  check_disjoint(all);
+// ember._C reads host arrays.
+std::vector<ArrayView> tensors(const py::handle& obj, const char* name, Access access, std::deque<std::string>& names,
+                               const std::vector<ArrayView>* params = nullptr) {
+  return tensor_list(obj, name, access, Device::cpu, &array_arg, names, params);
 }
 
 template <bool Ref>

@@ -51,3 +51,61 @@ def test_strides_that_are_not_whole_elements_are_refused():
     with pytest.raises(ValueError, match="strides that are not multiples of its item size"):
         _C.gemm(odd, np.ones((3, 3), np.float32), np.empty((3, 3), np.float32), 1.0, 0.0, False, False, None,
                 False)
+
+
+# ---------------------------------------------------------------- the same validator in ember._cuda
+# ember._cuda reads its arrays with this validator too, adding where the memory lives. Empty
+# arrays are never dereferenced, so these run without a GPU.
+
+
+@pytest.fixture(scope="module")
+def cuda_module():
+    try:
+        from ember import _cuda
+    except ImportError as e:
+        pytest.skip(f"ember._cuda was not built (no CUDA compiler at install time): {e}")
+    return _cuda
+
+
+def test_cuda_module_names_host_arrays_and_non_arrays(cuda_module):
+    empty = DeviceArray((0,))
+    with pytest.raises(TypeError, match=r"out is a host array \(numpy.ndarray\); ember._cuda kernels need device"):
+        cuda_module.relu_fwd(empty, np.zeros(0, np.float32))
+    with pytest.raises(TypeError, match="out must be a device array exposing __cuda_array_interface__ .* of float32 "
+                                        "or float64, got object"):
+        cuda_module.relu_fwd(empty, object())
+    with pytest.raises(TypeError, match="input .* points to host memory; ember._cuda kernels need device memory"):
+        cuda_module.relu_fwd(DeviceArray((4,)), DeviceArray((4,)))
+
+
+def test_cuda_module_checks_dtypes_shapes_and_writability_as_the_cpu_one(cuda_module):
+    f32 = DeviceArray((0,))
+    with pytest.raises(TypeError, match="input must have dtype float32 or float64, got int64"):
+        cuda_module.relu_fwd(DeviceArray((0,), "<i8"), f32)
+    with pytest.raises(ValueError, match=r"out has shape \(0, 1\) but input has shape \(0,\)"):
+        cuda_module.relu_fwd(f32, DeviceArray((0, 1)))
+    read_only = DeviceArray((0,))
+    read_only.__cuda_array_interface__["data"] = (0x7F0000000000, True)
+    with pytest.raises(ValueError, match="out is read-only"):
+        cuda_module.relu_fwd(f32, read_only)
+    bf16 = DeviceArray((0, 4), "<u2")
+    with pytest.raises(TypeError, match="a and b must both be float32 or both bf16, got uint16 and float32"):
+        cuda_module.gemm(bf16, DeviceArray((4, 0)), DeviceArray((0, 0)))
+    cuda_module.gemm(bf16, DeviceArray((4, 0), "<V2"), DeviceArray((0, 0)))  # both bf16 carriers: nothing to do
+    with pytest.raises(TypeError, match="lacks shape, typestr or data"):
+        broken = DeviceArray((0,))
+        del broken.__cuda_array_interface__["typestr"]
+        cuda_module.relu_fwd(f32, broken)
+
+
+def test_cuda_optimizer_lists_are_read_as_the_cpu_ones(cuda_module):
+    e = DeviceArray((0,))
+    args = (1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)
+    with pytest.raises(ValueError, match="steps has 2 counts but params has 1 arrays"):
+        cuda_module.adam_step([e], [e], [e], [e], None, [1, 2], *args)
+    with pytest.raises(ValueError, match=r"steps\[0\] must be >= 1, got 0"):
+        cuda_module.adam_step([e], [e], [e], [e], None, [0], *args)
+    with pytest.raises(TypeError, match="params must be a list of device arrays of float32, got .*DeviceArray"):
+        cuda_module.sgd_step(e, [e], None, 0.1, 0.0, 0.0, 0.0, False, False, True)
+    with pytest.raises(TypeError, match=r"params\[0\] is a host array"):
+        cuda_module.sgd_step([np.zeros(0, np.float32)], [e], None, 0.1, 0.0, 0.0, 0.0, False, False, True)
