@@ -2,6 +2,7 @@
 // ember.kernels.conv2d validates the parameters and allocates the outputs (kernels/_geometry.py);
 // these check everything again before touching memory.
 #include "bindings/common.h"
+#include "bindings/geometry.h"
 #include "ops/conv2d/conv2d.h"
 
 namespace ember::bindings {
@@ -12,32 +13,12 @@ ArrayView nchw(const py::handle& obj, const char* name, Access access = Access::
   return array_arg(obj, name, {dtype_of<T>(), {-1, -1, -1, -1}, Layout::contiguous, access});
 }
 
-// The geometry of input x (N C H W), weight w (O C/groups KH KW) and output y (N O OH OW), checked.
-conv2d::Geometry geometry(const ArrayView& x, const ArrayView& w, const ArrayView& y, int64_t sh, int64_t sw,
-                          int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
-  EMBER_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got (", sh, ", ", sw, ")");
-  EMBER_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got (", dh, ", ", dw, ")");
-  EMBER_CHECK_VALUE(pt >= 0 && pl >= 0, "padding must be >= 0, got (", pt, ", ", pl, ")");
-  EMBER_CHECK_VALUE(groups >= 1, "groups must be >= 1, got ", groups);
-  check_axis(x.shape[2], y.shape[2], w.shape[2], sh, pt, dh, "height");
-  check_axis(x.shape[3], y.shape[3], w.shape[3], sw, pl, dw, "width");
-  conv2d::Geometry g{x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], y.shape[2], y.shape[3],
-                     w.shape[2], w.shape[3], sh, sw, pt, pl, dh, dw, groups};
-  EMBER_CHECK_VALUE(g.c % groups == 0 && g.o % groups == 0, "groups=", groups,
-                    " must divide the input channels (", g.c, ") and the output channels (", g.o, ")");
-  EMBER_CHECK_VALUE(w.shape[1] * groups == g.c, "weight has shape ", shape_str(w.shape), ": dimension 1 must be ",
-                    g.c / groups, " (input channels ", g.c, " / groups ", groups, ")");
-  EMBER_CHECK_VALUE(y.shape[0] == g.n && y.shape[1] == g.o, y.name, " has shape ", shape_str(y.shape),
-                    ": expected (", g.n, ", ", g.o, ", OH, OW)");
-  return g;
-}
-
 template <bool Ref, class T>
 void fwd_t(const py::handle& x_obj, const py::handle& w_obj, const py::handle& bias_obj, const py::handle& y_obj,
            int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups, bool relu) {
   const ArrayView x = nchw<T>(x_obj, "input"), w = nchw<T>(w_obj, "weight");
   const ArrayView y = nchw<T>(y_obj, "out", Access::write);
-  const conv2d::Geometry g = geometry(x, w, y, sh, sw, pt, pl, dh, dw, groups);
+  const conv2d::Geometry g = conv_geometry(x, w, y, sh, sw, pt, pl, dh, dw, groups);
   check_apart(y, x);
   check_apart(y, w);
   const T* bias = nullptr;
@@ -63,7 +44,7 @@ void bwd_data_t(const py::handle& dy_obj, const py::handle& w_obj, const py::han
                 int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
   const ArrayView dy = nchw<T>(dy_obj, "grad_output"), w = nchw<T>(w_obj, "weight");
   const ArrayView dx = nchw<T>(dx_obj, "out", Access::write);
-  const conv2d::Geometry g = geometry(dx, w, dy, sh, sw, pt, pl, dh, dw, groups);
+  const conv2d::Geometry g = conv_geometry(dx, w, dy, sh, sw, pt, pl, dh, dw, groups);
   check_apart(dx, dy);
   check_apart(dx, w);
   const Active active;
@@ -88,7 +69,7 @@ void bwd_weight_t(const py::handle& x_obj, const py::handle& dy_obj, const py::h
                   int64_t groups) {
   const ArrayView x = nchw<T>(x_obj, "input"), dy = nchw<T>(dy_obj, "grad_output");
   const ArrayView dwt = nchw<T>(dw_obj, "out", Access::write);
-  const conv2d::Geometry g = geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups);
+  const conv2d::Geometry g = conv_geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups);
   check_apart(dwt, x);
   check_apart(dwt, dy);
   T* db = nullptr;

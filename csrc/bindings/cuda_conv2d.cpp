@@ -1,6 +1,7 @@
 // ember._cuda bindings: conv2d_fwd, conv2d_bwd_data, conv2d_bwd_weight (NCHW / OIHW float32).
 // The same arguments and checks as ember._C's, on device arrays.
 #include "bindings/cuda_common.h"
+#include "bindings/geometry.h"
 #include "ops/conv2d/conv2d_cuda.h"
 
 namespace ember::cuda_bind {
@@ -8,21 +9,11 @@ namespace {
 
 using ember::conv2d::Geometry;
 
-Geometry conv_geometry(const ArrayView& x, const ArrayView& w, const ArrayView& y, int64_t sh, int64_t sw, int64_t pt,
+// The shared checks (bindings/geometry.h), then this module's limits: the kernels index with
+// 32-bit integers inside images and GEMM dimensions.
+Geometry cuda_geometry(const ArrayView& x, const ArrayView& w, const ArrayView& y, int64_t sh, int64_t sw, int64_t pt,
                        int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
-  EMBER_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got (", sh, ", ", sw, ")");
-  EMBER_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got (", dh, ", ", dw, ")");
-  EMBER_CHECK_VALUE(pt >= 0 && pl >= 0, "padding must be >= 0, got (", pt, ", ", pl, ")");
-  EMBER_CHECK_VALUE(groups >= 1, "groups must be >= 1, got ", groups);
-  Geometry g{x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], y.shape[2], y.shape[3],
-             w.shape[2], w.shape[3], sh, sw, pt, pl, dh, dw, groups};
-  EMBER_CHECK_VALUE(g.c % groups == 0 && g.o % groups == 0, "groups=", groups, " must divide the input channels (",
-                    g.c, ") and the output channels (", g.o, ")");
-  EMBER_CHECK_VALUE(w.shape[1] * groups == g.c, "weight has shape ", shape_str(w.shape), ": dimension 1 must be ",
-                    g.c / groups, " (input channels ", g.c, " / groups ", groups, ")");
-  EMBER_CHECK_VALUE(y.shape[0] == g.n && y.shape[1] == g.o, "output has shape ", shape_str(y.shape), ": expected (", g.n,
-                    ", ", g.o, ", OH, OW)");
-  // The kernels index with 32-bit integers inside images and GEMM dimensions.
+  const Geometry g = bindings::conv_geometry(x, w, y, sh, sw, pt, pl, dh, dw, groups);
   constexpr int64_t lim = int64_t(1) << 31;
   require_below(g.n * g.oh * g.ow, lim, "N * OH * OW");
   require_below(g.n * g.h * g.w, lim, "N * H * W");
@@ -39,7 +30,7 @@ void py_conv2d_fwd(py::handle x_obj, py::handle w_obj, py::handle bias_obj, py::
   ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
   ArrayView w = dense(w_obj, "weight", DType::float32, {-1, -1, -1, -1});
   ArrayView y = dense(y_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
-  const Geometry g = conv_geometry(x, w, y, sh, sw, pt, pl, dh, dw, groups);
+  const Geometry g = cuda_geometry(x, w, y, sh, sw, pt, pl, dh, dw, groups);
   check_apart(y, x);
   check_apart(y, w);
   ArrayView b;
@@ -61,7 +52,7 @@ void py_conv2d_bwd_data(py::handle dy_obj, py::handle w_obj, py::handle dx_obj, 
   ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {-1, -1, -1, -1});
   ArrayView w = dense(w_obj, "weight", DType::float32, {-1, -1, -1, -1});
   ArrayView dx = dense(dx_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
-  const Geometry g = conv_geometry(dx, w, dy, sh, sw, pt, pl, dh, dw, groups);
+  const Geometry g = cuda_geometry(dx, w, dy, sh, sw, pt, pl, dh, dw, groups);
   check_apart(dx, dy);
   check_apart(dx, w);
   const auto s = stream_arg(stream);
@@ -75,7 +66,7 @@ void py_conv2d_bwd_weight(py::handle x_obj, py::handle dy_obj, py::handle dw_obj
   ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
   ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {-1, -1, -1, -1});
   ArrayView dwt = dense(dw_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
-  const Geometry g = conv_geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups);
+  const Geometry g = cuda_geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups);
   check_apart(dwt, x);
   check_apart(dwt, dy);
   ArrayView dba, scr;
@@ -111,7 +102,7 @@ int64_t py_scratch_size(py::handle x_obj, py::handle dy_obj, py::handle dw_obj, 
   ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
   ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {-1, -1, -1, -1});
   ArrayView dwt = dense(dw_obj, "out", DType::float32, {-1, -1, -1, -1});
-  return ember::cuda::conv2d_bwd_weight_scratch(conv_geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups));
+  return ember::cuda::conv2d_bwd_weight_scratch(cuda_geometry(x, dwt, dy, sh, sw, pt, pl, dh, dw, groups));
 }
 
 }  // namespace

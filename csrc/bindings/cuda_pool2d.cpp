@@ -1,42 +1,15 @@
 // ember._cuda bindings: max_pool2d_fwd/bwd, avg_pool2d_fwd/bwd, adaptive_avg_pool2d_fwd/bwd.
 // The same arguments and checks as ember._C's pooling, on device arrays.
 #include "bindings/cuda_common.h"
+#include "bindings/geometry.h"
 #include "ops/pool2d/pool2d_cuda.h"
 
 namespace ember::cuda_bind {
 namespace {
 
-using ember::detail::concat;
+using bindings::check_pool_output;
+using bindings::pool_geometry;
 using ember::pool2d::Geometry;
-
-Geometry pool_geometry(const ArrayView& x, const ArrayView& y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-                       int64_t pw, int64_t dh, int64_t dw) {
-  EMBER_CHECK_VALUE(kh >= 1 && kw >= 1, "kernel_size must be >= 1, got (", kh, ", ", kw, ")");
-  EMBER_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got (", sh, ", ", sw, ")");
-  EMBER_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got (", dh, ", ", dw, ")");
-  EMBER_CHECK_VALUE(ph >= 0 && pw >= 0, "padding must be >= 0, got (", ph, ", ", pw, ")");
-  EMBER_CHECK_VALUE(y.shape[0] == x.shape[0] && y.shape[1] == x.shape[1], "output has shape ", shape_str(y.shape),
-                    " but input has shape ", shape_str(x.shape), ": N and C must agree");
-  return {x.shape[0] * x.shape[1], x.shape[2], x.shape[3], y.shape[2], y.shape[3], kh, kw, sh, sw, ph, pw, dh, dw};
-}
-
-// PyTorch's pooling output size along one axis, floor or ceil mode.
-int64_t pool_out(int64_t size, int64_t k, int64_t pad, int64_t stride, int64_t dil, bool ceil_mode) {
-  const int64_t num = size + 2 * pad - dil * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
-  int64_t out = (num >= 0 ? num / stride : -((-num + stride - 1) / stride)) + 1;
-  if (ceil_mode && (out - 1) * stride >= size + pad) --out;
-  return out;
-}
-
-void check_pool_output(const Geometry& g) {
-  for (bool ceil_mode : {false, true})
-    if (g.oh == pool_out(g.h, g.kh, g.ph, g.sh, g.dh, ceil_mode) &&
-        g.ow == pool_out(g.w, g.kw, g.pw, g.sw, g.dw, ceil_mode))
-      return;
-  throw std::invalid_argument(concat("output plane ", g.oh, "x", g.ow, " does not match input plane ", g.h, "x",
-                                     g.w, " pooled by ", g.kh, "x", g.kw, " windows (stride ", g.sh, "x", g.sw,
-                                     ", padding ", g.ph, "x", g.pw, ", dilation ", g.dh, "x", g.dw, ")"));
-}
 
 void py_max_pool2d_fwd(py::handle x_obj, py::handle y_obj, py::handle idx_obj, int64_t kh, int64_t kw, int64_t sh,
                        int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, py::handle stream) {

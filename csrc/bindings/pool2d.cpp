@@ -1,6 +1,7 @@
 // ember._C.max_pool2d_fwd/bwd, avg_pool2d_fwd/bwd, adaptive_avg_pool2d_fwd/bwd and their references.
 // ember.kernels.pool2d validates the parameters and allocates the outputs; these check everything again.
 #include "bindings/common.h"
+#include "bindings/geometry.h"
 #include "ops/pool2d/pool2d.h"
 
 namespace ember::bindings {
@@ -10,40 +11,6 @@ template <class T>
 ArrayView nchw(const py::handle& obj, const char* name, Shape shape = {-1, -1, -1, -1},
                Access access = Access::read) {
   return array_arg(obj, name, {dtype_of<T>(), shape, Layout::contiguous, access});
-}
-
-pool2d::Geometry geometry(const ArrayView& x, const ArrayView& y, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                          int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
-  EMBER_CHECK_VALUE(kh >= 1 && kw >= 1, "kernel_size must be >= 1, got (", kh, ", ", kw, ")");
-  EMBER_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got (", sh, ", ", sw, ")");
-  EMBER_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got (", dh, ", ", dw, ")");
-  EMBER_CHECK_VALUE(ph >= 0 && pw >= 0, "padding must be >= 0, got (", ph, ", ", pw, ")");
-  EMBER_CHECK_VALUE(y.shape[0] == x.shape[0] && y.shape[1] == x.shape[1], "output has shape ", shape_str(y.shape),
-                    " but input has shape ", shape_str(x.shape), ": N and C must agree");
-  check_axis(x.shape[2], y.shape[2], kh, sh, ph, dh, "height");
-  check_axis(x.shape[3], y.shape[3], kw, sw, pw, dw, "width");
-  return {x.shape[0] * x.shape[1], x.shape[2], x.shape[3], y.shape[2], y.shape[3], kh, kw, sh, sw, ph, pw, dh, dw};
-}
-
-// PyTorch's pooling output size along one axis, floor or ceil mode.
-// (128-bit arithmetic: the extents are below 2^62, their sums are not.)
-int64_t pool_out(int64_t size, int64_t k, int64_t pad, int64_t stride, int64_t dil, bool ceil_mode) {
-  using wide = __int128;
-  const wide num = wide(size) + 2 * wide(pad) - wide(dil) * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
-  wide out = (num >= 0 ? num / stride : -((-num + stride - 1) / stride)) + 1;
-  if (ceil_mode && (out - 1) * stride >= wide(size) + pad) --out;
-  return out > INT64_MAX ? INT64_MAX : static_cast<int64_t>(out);
-}
-
-// The output plane must be what the window geometry gives (floor or ceil mode).
-void check_output_plane(const pool2d::Geometry& g) {
-  for (bool ceil_mode : {false, true})
-    if (g.oh == pool_out(g.h, g.kh, g.ph, g.sh, g.dh, ceil_mode) &&
-        g.ow == pool_out(g.w, g.kw, g.pw, g.sw, g.dw, ceil_mode))
-      return;
-  throw std::invalid_argument(detail::concat("output plane ", g.oh, "x", g.ow, " does not match input plane ", g.h,
-                                             "x", g.w, " pooled by ", g.kh, "x", g.kw, " windows (stride ", g.sh, "x",
-                                             g.sw, ", padding ", g.ph, "x", g.pw, ", dilation ", g.dh, "x", g.dw, ")"));
 }
 
 // Every index must point into its plane, or backward would write out of bounds.
@@ -59,8 +26,8 @@ void max_fwd_t(const py::handle& x_obj, const py::handle& y_obj, const py::handl
                int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   const ArrayView x = nchw<T>(x_obj, "input");
   const ArrayView y = nchw<T>(y_obj, "out", {-1, -1, -1, -1}, Access::write);
-  const pool2d::Geometry g = geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
-  check_output_plane(g);
+  const pool2d::Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
+  check_pool_output(g);
   check_apart(y, x);
   int64_t* idx = nullptr;
   if (!idx_obj.is_none()) {
@@ -95,7 +62,7 @@ void max_bwd_t(const py::handle& dy_obj, const py::handle& idx_obj, const py::ha
   check_indices(idx, dx.shape[2] * dx.shape[3]);
   check_apart(dx, dy);
   check_apart(dx, idx);
-  const pool2d::Geometry g = geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
+  const pool2d::Geometry g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const Active active;
   py::gil_scoped_release release;
   if constexpr (Ref)
@@ -116,8 +83,8 @@ void avg_fwd_t(const py::handle& x_obj, const py::handle& y_obj, int64_t kh, int
                int64_t ph, int64_t pw, bool count_include_pad) {
   const ArrayView x = nchw<T>(x_obj, "input");
   const ArrayView y = nchw<T>(y_obj, "out", {-1, -1, -1, -1}, Access::write);
-  const pool2d::Geometry g = geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
-  check_output_plane(g);
+  const pool2d::Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
+  check_pool_output(g);
   check_apart(y, x);
   const Active active;
   py::gil_scoped_release release;
@@ -140,8 +107,8 @@ void avg_bwd_t(const py::handle& dy_obj, const py::handle& dx_obj, int64_t kh, i
                int64_t ph, int64_t pw, bool count_include_pad) {
   const ArrayView dx = nchw<T>(dx_obj, "out", {-1, -1, -1, -1}, Access::write);
   const ArrayView dy = nchw<T>(dy_obj, "grad_output", {dx.shape[0], dx.shape[1], -1, -1});
-  const pool2d::Geometry g = geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
-  check_output_plane(g);
+  const pool2d::Geometry g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
+  check_pool_output(g);
   check_apart(dx, dy);
   const Active active;
   py::gil_scoped_release release;
@@ -167,7 +134,7 @@ void adaptive_fwd_t(const py::handle& x_obj, const py::handle& y_obj) {
   EMBER_CHECK_VALUE(x.shape[2] >= 1 && x.shape[3] >= 1, "input has shape ", shape_str(x.shape),
                     ": adaptive pooling needs a non-empty H x W plane (an empty one has no mean)");
   check_apart(y, x);
-  const pool2d::Geometry g = geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
+  const pool2d::Geometry g = pool_geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
   const Active active;
   py::gil_scoped_release release;
   if constexpr (Ref)
@@ -190,7 +157,7 @@ void adaptive_bwd_t(const py::handle& dy_obj, const py::handle& dx_obj) {
   EMBER_CHECK_VALUE(dx.shape[2] >= 1 && dx.shape[3] >= 1, "out has shape ", shape_str(dx.shape),
                     ": adaptive pooling needs a non-empty H x W plane");
   check_apart(dx, dy);
-  const pool2d::Geometry g = geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
+  const pool2d::Geometry g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const Active active;
   py::gil_scoped_release release;
   if constexpr (Ref)

@@ -109,3 +109,14 @@ def test_cuda_optimizer_lists_are_read_as_the_cpu_ones(cuda_module):
         cuda_module.sgd_step(e, [e], None, 0.1, 0.0, 0.0, 0.0, False, False, True)
     with pytest.raises(TypeError, match=r"params\[0\] is a host array"):
         cuda_module.sgd_step([np.zeros(0, np.float32)], [e], None, 0.1, 0.0, 0.0, 0.0, False, False, True)
+
+
+def test_cuda_geometry_is_bounded_as_the_cpu_one(cuda_module):
+    x, y = DeviceArray((0, 1, 4, 4)), DeviceArray((0, 1, 2, 2))
+    with pytest.raises(ValueError, match="stride is 4611686018427387904, too large"):
+        cuda_module.max_pool2d_fwd(x, y, None, 2, 2, 2**62, 2, 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="output plane 2x2 does not match input plane 4x4"):
+        cuda_module.avg_pool2d_fwd(x, y, 2, 2, 1, 1, 0, 0, True)
+    w = DeviceArray((2, 1, 3, 3))
+    with pytest.raises(ValueError, match=r"groups=2 must divide the input channels \(1\)"):
+        cuda_module.conv2d_fwd(x, w, None, DeviceArray((0, 2, 2, 2)), 1, 1, 0, 0, 1, 1, 2, False)
