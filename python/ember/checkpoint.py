@@ -214,9 +214,9 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
     return path
 
 
-def read_header(path) -> tuple[dict, dict]:
-    """``({key: shape}, metadata)`` of an Ember checkpoint without reading its tensors' data,
-    so that what a file claims can be checked before anything is allocated for it."""
+def _open(path, take) -> tuple[dict, dict]:
+    """``({key: take(file, key)}, metadata)`` of the Ember checkpoint at path: a missing file,
+    a damaged one or another format raises naming the file."""
     st = _safetensors()
     path = Path(path)
     if not path.is_file():
@@ -224,31 +224,24 @@ def read_header(path) -> tuple[dict, dict]:
     try:
         with st.safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            entries = {k: take(f, k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise ValueError(f"{path} is not a readable safetensors file ({exc})") from exc
     if meta.get("ember.format") != FORMAT:
         raise ValueError(f"{path} is not an Ember checkpoint (format {meta.get('ember.format')!r}, "
                          f"expected {FORMAT!r})")
-    return shapes, meta
+    return entries, meta
+
+
+def read_header(path) -> tuple[dict, dict]:
+    """``({key: shape}, metadata)`` of an Ember checkpoint without reading its tensors' data,
+    so that what a file claims can be checked before anything is allocated for it."""
+    return _open(path, lambda f, k: tuple(f.get_slice(k).get_shape()))
 
 
 def read(path) -> tuple[dict, dict]:
     """The arrays and the metadata of an Ember checkpoint, checked to be one."""
-    st = _safetensors()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with st.safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise ValueError(f"{path} is not a readable safetensors file ({exc})") from exc
-    if meta.get("ember.format") != FORMAT:
-        raise ValueError(f"{path} is not an Ember checkpoint (format {meta.get('ember.format')!r}, "
-                         f"expected {FORMAT!r})")
-    return arrays, meta
+    return _open(path, lambda f, k: f.get_tensor(k))
 
 
 def _json_meta(meta, key, kind, default):
