@@ -73,9 +73,8 @@ void py_avg_pool2d_bwd(py::handle dy_obj, py::handle dx_obj, int64_t kh, int64_t
 void py_adaptive_avg_pool2d_fwd(py::handle x_obj, py::handle y_obj, py::handle stream) {
   ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
   ArrayView y = dense(y_obj, "out", DType::float32, {x.shape[0], x.shape[1], -1, -1}, Access::write);
-  EMBER_CHECK_VALUE(y.shape[2] >= 1 && y.shape[3] >= 1, "output_size must be >= 1");
+  const Geometry g = bindings::adaptive_pool_geometry(x, y);
   check_apart(y, x);
-  const Geometry g = pool_geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
   ember::cuda::adaptive_avg_pool2d_fwd(g, x.ptr<const float>(), y.ptr<float>(), s);
@@ -84,9 +83,8 @@ void py_adaptive_avg_pool2d_fwd(py::handle x_obj, py::handle y_obj, py::handle s
 void py_adaptive_avg_pool2d_bwd(py::handle dy_obj, py::handle dx_obj, py::handle stream) {
   ArrayView dx = dense(dx_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {dx.shape[0], dx.shape[1], -1, -1});
-  EMBER_CHECK_VALUE(dy.shape[2] >= 1 && dy.shape[3] >= 1, "grad_output must have an output size >= 1");
+  const Geometry g = bindings::adaptive_pool_geometry(dx, dy);
   check_apart(dx, dy);
-  const Geometry g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
   ember::cuda::adaptive_avg_pool2d_bwd(g, dy.ptr<const float>(), dx.ptr<float>(), s);

@@ -78,6 +78,14 @@ pool2d::Geometry pool_geometry(const ArrayView& x, const ArrayView& y, int64_t k
   return {x.shape[0] * x.shape[1], x.shape[2], x.shape[3], y.shape[2], y.shape[3], kh, kw, sh, sw, ph, pw, dh, dw};
 }
 
+pool2d::Geometry adaptive_pool_geometry(const ArrayView& plane, const ArrayView& pooled) {
+  EMBER_CHECK_VALUE(pooled.shape[2] >= 1 && pooled.shape[3] >= 1, pooled.name, " has shape ", shape_str(pooled.shape),
+                    ": output_size must be >= 1");
+  EMBER_CHECK_VALUE(plane.shape[2] >= 1 && plane.shape[3] >= 1, plane.name, " has shape ", shape_str(plane.shape),
+                    ": adaptive pooling needs a non-empty H x W plane (an empty one has no mean)");
+  return pool_geometry(plane, pooled, 1, 1, 1, 1, 0, 0, 1, 1);
+}
+
 void check_pool_output(const pool2d::Geometry& g) {
   for (bool ceil_mode : {false, true})
     if (g.oh == pool_out(g.h, g.kh, g.ph, g.sh, g.dh, ceil_mode) &&

@@ -30,6 +30,10 @@ conv2d::Geometry conv_geometry(const ArrayView& x, const ArrayView& w, const Arr
 pool2d::Geometry pool_geometry(const ArrayView& x, const ArrayView& y, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                                int64_t ph, int64_t pw, int64_t dh, int64_t dw);
 
+// Adaptive pooling between `plane` (N C H W: the input, or its gradient) and
+// `pooled` (N C OH OW: the output, or its gradient): both planes non-empty.
+pool2d::Geometry adaptive_pool_geometry(const ArrayView& plane, const ArrayView& pooled);
+
 // The output plane must be what the window geometry gives (floor or ceil mode).
 void check_pool_output(const pool2d::Geometry& g);
 

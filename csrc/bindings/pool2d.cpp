@@ -130,11 +130,8 @@ template <bool Ref, class T>
 void adaptive_fwd_t(const py::handle& x_obj, const py::handle& y_obj) {
   const ArrayView x = nchw<T>(x_obj, "input");
   const ArrayView y = nchw<T>(y_obj, "out", {x.shape[0], x.shape[1], -1, -1}, Access::write);
-  EMBER_CHECK_VALUE(y.shape[2] >= 1 && y.shape[3] >= 1, "output_size must be >= 1");
-  EMBER_CHECK_VALUE(x.shape[2] >= 1 && x.shape[3] >= 1, "input has shape ", shape_str(x.shape),
-                    ": adaptive pooling needs a non-empty H x W plane (an empty one has no mean)");
+  const pool2d::Geometry g = adaptive_pool_geometry(x, y);
   check_apart(y, x);
-  const pool2d::Geometry g = pool_geometry(x, y, 1, 1, 1, 1, 0, 0, 1, 1);
   const Active active;
   py::gil_scoped_release release;
   if constexpr (Ref)
@@ -153,11 +150,8 @@ template <bool Ref, class T>
 void adaptive_bwd_t(const py::handle& dy_obj, const py::handle& dx_obj) {
   const ArrayView dx = nchw<T>(dx_obj, "out", {-1, -1, -1, -1}, Access::write);
   const ArrayView dy = nchw<T>(dy_obj, "grad_output", {dx.shape[0], dx.shape[1], -1, -1});
-  EMBER_CHECK_VALUE(dy.shape[2] >= 1 && dy.shape[3] >= 1, "grad_output must have an output size >= 1");
-  EMBER_CHECK_VALUE(dx.shape[2] >= 1 && dx.shape[3] >= 1, "out has shape ", shape_str(dx.shape),
-                    ": adaptive pooling needs a non-empty H x W plane");
+  const pool2d::Geometry g = adaptive_pool_geometry(dx, dy);
   check_apart(dx, dy);
-  const pool2d::Geometry g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
   const Active active;
   py::gil_scoped_release release;
   if constexpr (Ref)

@@ -120,3 +120,5 @@ def test_cuda_geometry_is_bounded_as_the_cpu_one(cuda_module):
     w = DeviceArray((0, 1, 3, 3))  # no output channels: nothing is read
     with pytest.raises(ValueError, match=r"groups=2 must divide the input channels \(1\)"):
         cuda_module.conv2d_fwd(x, w, None, DeviceArray((0, 0, 2, 2)), 1, 1, 0, 0, 1, 1, 2, False)
+    with pytest.raises(ValueError, match="adaptive pooling needs a non-empty H x W plane"):
+        cuda_module.adaptive_avg_pool2d_fwd(DeviceArray((0, 1, 0, 4)), DeviceArray((0, 1, 1, 1)))

@@ -184,6 +184,12 @@ def test_adaptive_avg_pool2d_empty_plane_is_refused(shape):
             fn(x, 1)
     with pytest.raises(ValueError, match="non-empty"):
         ember.nn.functional.adaptive_avg_pool2d(ember.Tensor(x), 1)
+    # The bindings refuse it too, forward and backward, whatever the caller.
+    pooled = np.zeros((2, 3, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="input has shape .*: adaptive pooling needs a non-empty H x W plane"):
+        ember._C.adaptive_avg_pool2d_fwd(x, pooled)
+    with pytest.raises(ValueError, match="out has shape .*: adaptive pooling needs a non-empty H x W plane"):
+        ember._C.adaptive_avg_pool2d_bwd(pooled, x)
 
 
 # ----------------------------------------------------------------------------- cross-entropy
