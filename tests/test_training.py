@@ -224,6 +224,17 @@ def test_checkpoint_round_trip_and_errors(device, tmp_path):
     mine, theirs = opt.state_dict()["state"], other_opt.state_dict()["state"]
     assert mine.keys() == theirs.keys() and all(mine[i]["step"] == theirs[i]["step"] for i in mine)
     np.testing.assert_array_equal(mine[0]["exp_avg"], theirs[0]["exp_avg"])
+    # The file holds host arrays: the model's weights land on its device; model_state goes to
+    # map_location (as read without one).
+    assert all(p.device == other[0].weight.device for p in other.parameters())
+    assert all(isinstance(v, np.ndarray) for v in info.model_state.values())
+    placed = ember.load(path, map_location=device).model_state
+    assert placed.keys() == model.state_dict().keys()
+    for k, v in placed.items():
+        assert ember.backend.device_of(v).name == device
+        np.testing.assert_array_equal(ember.Tensor(v).cpu().numpy(), model.state_dict()[k].cpu().numpy())
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        ember.load(path, map_location="tpu")
     # Module.save / load: weights only.
     model.save(tmp_path / "w.safetensors")
     fresh = mlp()

@@ -39,7 +39,7 @@ class Checkpoint:
     epoch: int | None = None
     config: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
-    model_state: dict = field(default_factory=dict)  # key -> array, as stored
+    model_state: dict = field(default_factory=dict)  # key -> array, on load's map_location
 
 
 def _safetensors():
@@ -299,18 +299,25 @@ def _rng_state(meta):
     return state
 
 
-def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: bool = True) -> Checkpoint:
+def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: bool = True,
+         map_location=None) -> Checkpoint:
     """Load a checkpoint written by ``save``: weights into ``model`` (a key the model lacks or
     lacks in the file, or a shape that differs, is an error listing them all; with
     ``strict=False`` only shapes must agree), state into ``optimizer``, and, unless
     ``restore_rng=False``, the default random generator's state. Returns a ``Checkpoint``
-    with the epoch, config and extra metadata.
+    with the epoch, config and extra metadata, and the stored weights as ``model_state``.
+
+    Files hold host arrays, so a checkpoint saved on any device loads on any other: weights go
+    to the device of the model's tensors, optimizer state to its parameters' device, and
+    ``model_state`` to ``map_location`` (a device or its name; None keeps the NumPy arrays
+    as read).
 
     The whole file is checked first -- tensors, shapes and dtypes, the optimizer's state and
     hyper-parameters, the random state, the epoch and config -- and the model, optimizer and
     random state change only when all of it is right: an error (ValueError naming the file
     and the key) leaves them as they were."""
     path = Path(path)
+    target = backend.get(map_location) if map_location is not None else None
     arrays, meta = read(path)
     model_state = {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)}
     try:
@@ -334,6 +341,8 @@ def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: 
         optimizer._install_state(optimizer_state)
     if rng is not None:
         default_generator().numpy.bit_generator.state = rng
+    if target is not None:
+        model_state = {k: target.asarray(v) for k, v in model_state.items()}
     return Checkpoint(path=path, epoch=epoch, config=config, extra=extra, model_state=model_state)
 
 
