@@ -97,10 +97,8 @@ class Node:
 
 # What owns the memory of ember._C.empty's large arrays (an array's base when it is no view).
 _CAPSULE = type(datetime.datetime_CAPI)
-# References to a gradient in the loop below (the tuple a backward returned, zip's tuple, the
-# loop variable, the call's argument on the stack) plus _sole_holder's parameter and getrefcount's
-# argument.
-_LOOP_REFS = 6
+# While _measure_loop_refs runs: where _sole_holder reports the count it read.
+_counting = None
 
 
 def _sole_holder(a) -> bool:
@@ -108,10 +106,58 @@ def _sole_holder(a) -> bool:
     leaf may keep it as its .grad without a copy (as PyTorch steals a gradient nobody else
     holds). A view, an array something else references (a saved value, another input's
     gradient, an incoming gradient passed through) or memory other arrays share is copied."""
-    if not hasattr(sys, "getrefcount"):
+    if _counting is not None:
+        _counting.append(sys.getrefcount(a))
         return False
     base = a.base  # views of an array reference it, so its count covers them
-    return (base is None or type(base) is _CAPSULE) and sys.getrefcount(a) <= _LOOP_REFS
+    return (base is None or type(base) is _CAPSULE) and 0 < _LOOP_REFS and sys.getrefcount(a) <= _LOOP_REFS
+
+
+def _route(node, in_grads, heap) -> None:
+    """Send the gradients node's backward returned (a tuple) along its edges: into a leaf's
+    .grad, or summed into the node that made the input, queued when first reached."""
+    for edge, gi in zip(node.edges, in_grads):
+        if edge is None or gi is None:
+            continue
+        target, index, shape = edge
+        if gi.shape != shape:
+            raise RuntimeError(f"{node.name()} returned a gradient of shape {gi.shape} for an input of "
+                               f"shape {shape}")
+        if type(target) is not Node:  # a leaf tensor
+            target._accumulate(gi, _sole_holder(gi))
+            continue
+        slot = target.grads
+        if slot is None:
+            slot = target.grads = [None] * target.n_outputs
+            heapq.heappush(heap, (-target.seq, target))
+        slot[index] = gi if slot[index] is None else slot[index] + gi
+
+
+def _measure_loop_refs() -> int:
+    """The references _sole_holder counts on a gradient that only _route's caller holds: a
+    fresh array routed to a stand-in leaf. (The number depends on the interpreter: how its
+    loops, calls and argument passing hold references.) 0 where the interpreter counts no
+    references: then every gradient is copied."""
+    global _counting
+
+    class Leaf:
+        def _accumulate(self, g, sole):
+            pass
+
+    class Probe:
+        edges = ((Leaf(), 0, (1,)),)
+
+    if not hasattr(sys, "getrefcount"):
+        return 0
+    _counting = []
+    try:
+        _route(Probe, (backend.CPU.xp.empty(1),), [])
+        return _counting[0]
+    finally:
+        _counting = None
+
+
+_LOOP_REFS = _measure_loop_refs()
 
 
 def backward(root, gradient=None, retain_graph=False) -> None:
@@ -151,21 +197,7 @@ def backward(root, gradient=None, retain_graph=False) -> None:
             in_grads = node.function.backward(node.ctx, *grads)
             if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
-            for edge, gi in zip(node.edges, in_grads):
-                if edge is None or gi is None:
-                    continue
-                target, index, shape = edge
-                if gi.shape != shape:
-                    raise RuntimeError(f"{node.name()} returned a gradient of shape {gi.shape} for an input of "
-                                       f"shape {shape}")
-                if type(target) is not Node:  # a leaf tensor
-                    target._accumulate(gi, _sole_holder(gi))
-                    continue
-                slot = target.grads
-                if slot is None:
-                    slot = target.grads = [None] * target.n_outputs
-                    heapq.heappush(heap, (-target.seq, target))
-                slot[index] = gi if slot[index] is None else slot[index] + gi
+            _route(node, in_grads, heap)
             if not retain_graph:
                 node.ctx.release()
                 node.freed = True
