@@ -94,6 +94,8 @@ def test_default_threads_follow_cpu_affinity():
     assert result.stdout.strip() == "1"
 
 
+# Forking with the pool's threads alive is the point; Python 3.12+ warns that it may deadlock.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_pool_survives_fork(rng, num_threads):
     if not hasattr(os, "fork"):
         pytest.skip("no fork on this platform")
