@@ -113,45 +113,69 @@ def _sole_holder(a) -> bool:
     return (base is None or type(base) is _CAPSULE) and 0 < _LOOP_REFS and sys.getrefcount(a) <= _LOOP_REFS
 
 
-def _route(node, in_grads, heap) -> None:
-    """Send the gradients node's backward returned (a tuple) along its edges: into a leaf's
-    .grad, or summed into the node that made the input, queued when first reached."""
-    for edge, gi in zip(node.edges, in_grads):
-        if edge is None or gi is None:
-            continue
-        target, index, shape = edge
-        if gi.shape != shape:
-            raise RuntimeError(f"{node.name()} returned a gradient of shape {gi.shape} for an input of "
-                               f"shape {shape}")
-        if type(target) is not Node:  # a leaf tensor
-            target._accumulate(gi, _sole_holder(gi))
-            continue
-        slot = target.grads
-        if slot is None:
-            slot = target.grads = [None] * target.n_outputs
-            heapq.heappush(heap, (-target.seq, target))
-        slot[index] = gi if slot[index] is None else slot[index] + gi
+def _propagate(heap, xp, retain_graph) -> None:
+    """Run the backward of every node on the heap, latest first, sending each input's
+    gradient into its leaf's .grad or summing it into the node that made it (queued when
+    first reached)."""
+    while heap:
+        node = heapq.heappop(heap)[1]
+        grads, node.grads = node.grads, None
+        if node.freed:
+            raise RuntimeError(f"backward through {node.name()} a second time: its saved values were freed "
+                               "after the first backward; pass retain_graph=True to keep them")
+        if len(grads) > 1 and any(gr is None for gr in grads):  # outputs no path from the root reached
+            grads = [xp.zeros(s, dtype=d) if gr is None else gr
+                     for gr, (s, d) in zip(grads, node.ctx.output_specs)]
+        in_grads = node.function.backward(node.ctx, *grads)
+        if type(in_grads) is not tuple:
+            in_grads = (in_grads,)
+        for edge, gi in zip(node.edges, in_grads):
+            if edge is None or gi is None:
+                continue
+            target, index, shape = edge
+            if gi.shape != shape:
+                raise RuntimeError(f"{node.name()} returned a gradient of shape {gi.shape} for an input of "
+                                   f"shape {shape}")
+            if type(target) is not Node:  # a leaf tensor
+                target._accumulate(gi, _sole_holder(gi))
+                continue
+            slot = target.grads
+            if slot is None:
+                slot = target.grads = [None] * target.n_outputs
+                heapq.heappush(heap, (-target.seq, target))
+            slot[index] = gi if slot[index] is None else slot[index] + gi
+        if not retain_graph:
+            node.ctx.release()
+            node.freed = True
 
 
 def _measure_loop_refs() -> int:
-    """The references _sole_holder counts on a gradient that only _route's caller holds: a
-    fresh array routed to a stand-in leaf. (The number depends on the interpreter: how its
-    loops, calls and argument passing hold references.) 0 where the interpreter counts no
-    references: then every gradient is copied."""
+    """The references _sole_holder counts on a gradient only the backward loop holds: one
+    node whose backward returns a fresh array, propagated to a stand-in leaf. (The number
+    depends on the interpreter: how its loops, calls and argument passing hold references.)
+    0 where the interpreter counts no references: then every gradient is copied."""
     global _counting
+
+    class Fresh:
+        @staticmethod
+        def backward(ctx, g):
+            return backend.CPU.xp.empty(1)
+
+    class Ctx:
+        def release(self):
+            pass
 
     class Leaf:
         def _accumulate(self, g, sole):
             pass
 
-    class Probe:
-        edges = ((Leaf(), 0, (1,)),)
-
     if not hasattr(sys, "getrefcount"):
         return 0
+    node = Node(Fresh, Ctx(), ((Leaf(), 0, (1,)),), 1)
+    node.grads = [None]
     _counting = []
     try:
-        _route(Probe, (backend.CPU.xp.empty(1),), [])
+        _propagate([(-node.seq, node)], backend.CPU.xp, False)
         return _counting[0]
     finally:
         _counting = None
@@ -185,22 +209,7 @@ def backward(root, gradient=None, retain_graph=False) -> None:
     start.grads[root._out_index] = g
     heap = [(-start.seq, start)]  # numbers are unique, so nodes themselves are never compared
     try:
-        while heap:
-            node = heapq.heappop(heap)[1]
-            grads, node.grads = node.grads, None
-            if node.freed:
-                raise RuntimeError(f"backward through {node.name()} a second time: its saved values were freed "
-                                   "after the first backward; pass retain_graph=True to keep them")
-            if len(grads) > 1 and any(gr is None for gr in grads):  # outputs no path from the root reached
-                grads = [xp.zeros(s, dtype=d) if gr is None else gr
-                         for gr, (s, d) in zip(grads, node.ctx.output_specs)]
-            in_grads = node.function.backward(node.ctx, *grads)
-            if type(in_grads) is not tuple:
-                in_grads = (in_grads,)
-            _route(node, in_grads, heap)
-            if not retain_graph:
-                node.ctx.release()
-                node.freed = True
+        _propagate(heap, xp, retain_graph)
     except BaseException:
         for _, node in heap:  # leave no half-summed gradients behind
             node.grads = None
