@@ -120,7 +120,8 @@ def fill_values(fill: tuple, seed: int, shape: tuple, dtype: np.dtype) -> np.nda
     pos       uniform in (0.01, 4)
     prob      non-negative rows summing to 1 along the last axis
     zeros     0
-    labels    ('labels', classes, extra...): classes in [0, classes) and the extra values
+    labels    ('labels', classes, extra...): classes in [0, classes), one or a few elements one of
+              the extra values
     list      ('list', values...): the given values, repeated to the size
     packed    ('packed', part, n, k, bits, group, seed): a quantized weight's packed arrays
     none      left as the sentinel
@@ -138,9 +139,9 @@ def fill_values(fill: tuple, seed: int, shape: tuple, dtype: np.dtype) -> np.nda
     if kind == "labels":
         classes, extra = fill[1], fill[2:]
         vals = rng.integers(0, max(classes, 1), size).astype(object)
-        if extra:
-            pick = rng.random(size) < 0.3
-            vals[pick] = [extra[i] for i in rng.integers(0, len(extra), int(pick.sum()))]
+        if extra and size:  # one element (sometimes a few) takes one of the extra values
+            at = rng.integers(0, size, 1 if rng.random() < 0.7 else max(1, size // 3))
+            vals[at] = extra[int(rng.integers(0, len(extra)))]
         return np.array(vals.tolist() or [], dtype=object).reshape(shape).astype(dtype)
     if dtype.kind == "b":
         return rng.integers(0, 2, shape).astype(bool)
@@ -392,6 +393,8 @@ class Worker:
         self.conn = None
         self.stats: dict[str, dict] = {}
         self.restarts = 0
+        self.history: list[Case] = []  # the cases this worker process ran, most recent last
+        self.hung_ops: set[str] = set()
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
@@ -401,6 +404,7 @@ class Worker:
         child.close()
         self.conn = parent
         self.restarts += 1
+        self.history = []
 
     def _stop(self) -> None:
         if self.proc is not None:
@@ -433,12 +437,42 @@ class Worker:
 
     def run(self, case: Case, timeout: float = DEFAULT_TIMEOUT) -> tuple[str, Any]:
         """('ok', outcome) | ('fail', text) | ('died', text) | ('hang', text)."""
+        earlier = list(self.history)
+        if case.op in self.hung_ops:  # shrinking a hang: no need to wait the whole limit each time
+            timeout = min(timeout, 3.0)
+        status, info = self._run(case, timeout)
+        if status == "hang":
+            self.hung_ops.add(case.op)
+        if status == "died" and earlier:
+            status, info = self._blame(case, info, earlier, timeout)
+        return status, info
+
+    def _blame(self, case: Case, info: str, earlier: list, timeout: float):
+        """A worker that dies may have been corrupted by an earlier case (a heap overflow is often
+        noticed only at a later allocation). If the case alone survives, find the earlier case
+        after which it dies."""
+        if self._run(case, timeout)[0] == "died":
+            return "died", info
+        for prev in reversed(earlier[-8:]):
+            self._stop()
+            self._run(prev, timeout)
+            if self.proc is not None and self._run(case, timeout)[0] == "died":
+                return "died", (f"the process running it died, but the case alone does not crash: an earlier case "
+                                f"corrupted the process's memory. That case was:\n  case: {prev!r}\n  to reproduce "
+                                f"it (then run the case above in the same process):\n{describe(prev)}\n\n"
+                                f"The crash: {info}")
+        self._stop()
+        return "died", ("the process running it died, but neither the case alone nor after one of the 8 cases "
+                        "before it crashes; the crash: " + info)
+
+    def _run(self, case: Case, timeout: float) -> tuple[str, Any]:
         if self.proc is None or not self.proc.is_alive():
             self._stop()
             self._start()
         with open(self.err_path, "w"):
             pass  # truncate: the worker appends
         t0 = time.monotonic()
+        self.history = (self.history + [case])[-8:]
         self.conn.send(case)
         if not self.conn.poll(timeout):
             self._stop()

@@ -96,10 +96,11 @@ def _short(x) -> str:
     return r if len(r) < 200 else r[:200] + "..."
 
 
-def finite0(a) -> np.ndarray:
-    """|a| in float64 with NaN and inf replaced by 0 (for tolerance magnitudes)."""
+def finite0(a, nonfinite: float = 0.0) -> np.ndarray:
+    """|a| in float64 with NaN and inf replaced by `nonfinite` (0 for tolerance magnitudes,
+    inf to find the outputs that depend on a non-finite input)."""
     a = np.abs(np.asarray(a, np.float64))
-    return np.where(np.isfinite(a), a, 0.0)
+    return np.where(np.isfinite(a), a, nonfinite)
 
 
 def all_finite(*arrays) -> bool:
@@ -256,7 +257,7 @@ def check_case(case: Case) -> str:
     if "ref" in runs:
         ref = runs["ref"]
         fe, re_ = fast.err, ref.err
-        if (fe is None) != (re_ is None) and not isinstance(fe or re_, MemoryError):
+        if (fe is None) != (re_ is None) and not isinstance(fe or re_, MemoryError) and spec.same_errors:
             if fe is not None:
                 fail(f"fast raised {_err_text(fe)} but the reference returned")
             fail(f"the reference raised {_err_text(re_)} but fast returned")
@@ -282,8 +283,11 @@ def check_case(case: Case) -> str:
     if cerr is not None:
         if isinstance(cerr, MemoryError):
             return "error:MemoryError"
+        empty = [k for (k, _), x in zip(case.args, canon) if isinstance(x, np.ndarray) and x.size == 0]
+        note = (f" (the copies of the empty arrays {empty} have the strides NumPy gives fresh empty arrays, "
+                f"{[tuple(x.strides) for x in canon if isinstance(x, np.ndarray) and x.size == 0]})" if empty else "")
         fail(f"the case's layout was accepted, but contiguous copies of the same arrays were refused: "
-             f"{_err_text(cerr)}")
+             f"{_err_text(cerr)}{note}")
     want = _outputs(spec, case, canon, cret)
     cmp = spec.compare or _compare_exact
     kv = {k: v for (k, _), v in zip(case.args, pristine)}  # the arguments as they were before the call
@@ -294,8 +298,9 @@ def check_case(case: Case) -> str:
             cmp(case, f"{variant} {key}", r.outs[key], want[key], kv)
     if spec.finite_inputs is not None:
         inputs = [kv[n] for n in spec.finite_inputs if n in kv and isinstance(kv[n], np.ndarray)]
-        scalars = [kv[n] for n in spec.finite_inputs if n in kv and isinstance(kv[n], float)]
-        if all_finite(*inputs) and all(math.isfinite(s) for s in scalars):
+        scalars = [float(kv[n]) for n in spec.finite_inputs if n in kv and isinstance(kv[n], (int, float))
+                   and not isinstance(kv[n], bool)]
+        if all_finite(*inputs) and all(math.isfinite(s) and abs(s) < 1e15 for s in scalars):
             for key, v in want.items():
                 if spec.finite_outputs is not None and key not in spec.finite_outputs:
                     continue
@@ -324,7 +329,10 @@ def _gemm_expect(kv: dict):
     alpha, beta = float(kv["alpha"]), float(kv["beta"])
     with np.errstate(all="ignore"):
         a64, b64 = a.astype(np.float64), b.astype(np.float64)
-        want = alpha * _matmul_ieee(a64, b64)
+        if alpha == 0.0:  # BLAS: with alpha = 0, a and b are not read (NaN and inf in them do not matter)
+            want = np.zeros((a.shape[0], b.shape[1]))
+        else:
+            want = alpha * _matmul_ieee(a64, b64)
         mag = abs(alpha) * (finite0(a) @ finite0(b)) if math.isfinite(alpha) else np.zeros(want.shape)
         if beta != 0.0:
             want = want + beta * kv["out"].astype(np.float64)
@@ -395,11 +403,12 @@ op("ops.matmul", fast=lambda a, b, out=None: ops.matmul(a, b, out=out), outputs=
 # ------------------------------------------------------------------ convolution
 
 
-def _conv_mag_fwd(kv):
+def _conv_mag_fwd(kv, nonfinite=0.0):
     x, w, b = kv["x"], kv["w"], kv["bias"]
     y = np.zeros(kv["out"].shape, np.float32)
-    _C.conv2d_fwd_ref(finite0(x).astype(np.float32), finite0(w).astype(np.float32),
-                      None if b is None else finite0(b).astype(np.float32), y, *_conv_params(kv), False)
+    a32 = lambda a: finite0(a, nonfinite).astype(np.float32)  # noqa: E731
+    with np.errstate(all="ignore"):
+        _C.conv2d_fwd_ref(a32(x), a32(w), None if b is None else a32(b), y, *_conv_params(kv), False)
     return y.astype(np.float64), w.shape[1] * w.shape[2] * w.shape[3]
 
 
@@ -407,29 +416,46 @@ def _conv_params(kv):
     return [kv[n] for n in ("sh", "sw", "pt", "pl", "dh", "dw", "groups")]
 
 
+def _skip_contaminated(got, want, dirty):
+    """Outputs that depend on a non-finite input are NaN or inf, or 0 after a ReLU, depending on
+    the algorithm (Winograd's transforms turn inf into inf - inf); the others must match."""
+    if dirty is None or not dirty.any():
+        return got, want
+    got, want = np.array(got, copy=True), np.array(want, copy=True)
+    got[dirty] = want[dirty] = 0
+    return got, want
+
+
 def _conv_tol_compare(mag_fn):
     def compare(case, what, got, want, kv):
         if got is None or np.ndim(got) != 4:
             return assert_close(what, got, want)
         mag, terms = mag_fn(kv)
+        dirty = ~np.isfinite(mag_fn(kv, np.inf)[0])
+        got, want = _skip_contaminated(got, want, dirty)
         # Winograd's transforms and per-thread partial sums round differently from the direct
-        # double sum; a non-finite input may turn into inf or NaN depending on the algorithm.
-        assert_close(what, got, want, atol=16 * (terms + 3) * U32 * mag + 1e-30, exact_class=False)
+        # double sum, and the transforms mix neighbouring outputs (or taps) of a plane: the
+        # rounding error of one is bounded by the magnitudes in its plane.
+        plane = mag.max(axis=(2, 3), keepdims=True) if mag.size else mag
+        assert_close(what, got, want, atol=16 * (terms + 3) * U32 * plane + 1e-30)
     return compare
 
 
-def _conv_mag_bwd_data(kv):
+def _conv_mag_bwd_data(kv, nonfinite=0.0):
     dy, w = kv["dy"], kv["w"]
     dx = np.zeros(kv["out"].shape, np.float32)
-    _C.conv2d_bwd_data_ref(finite0(dy).astype(np.float32), finite0(w).astype(np.float32), dx, *_conv_params(kv))
+    with np.errstate(all="ignore"):
+        _C.conv2d_bwd_data_ref(finite0(dy, nonfinite).astype(np.float32), finite0(w, nonfinite).astype(np.float32),
+                               dx, *_conv_params(kv))
     return dx.astype(np.float64), w.shape[0] * w.shape[2] * w.shape[3]
 
 
-def _conv_mag_bwd_weight(kv):
+def _conv_mag_bwd_weight(kv, nonfinite=0.0):
     x, dy = kv["x"], kv["dy"]
     dw = np.zeros(kv["out"].shape, np.float32)
-    _C.conv2d_bwd_weight_ref(finite0(x).astype(np.float32), finite0(dy).astype(np.float32), dw, None,
-                             *_conv_params(kv))
+    with np.errstate(all="ignore"):
+        _C.conv2d_bwd_weight_ref(finite0(x, nonfinite).astype(np.float32), finite0(dy, nonfinite).astype(np.float32),
+                                 dw, None, *_conv_params(kv))
     return dw.astype(np.float64), dy.shape[0] * dy.shape[2] * dy.shape[3]
 
 
@@ -440,8 +466,7 @@ def _conv_bwd_weight_compare(case, what, got, want, kv):
         return _conv_tol_compare(_conv_mag_bwd_weight)(case, what, got, want, kv)
     dy = kv["dy"]
     mag = finite0(dy).sum(axis=(0, 2, 3))
-    assert_close(what, got, want, atol=4 * (dy.shape[0] * dy.shape[2] * dy.shape[3] + 3) * U32 * mag + 1e-30,
-                 exact_class=False)
+    assert_close(what, got, want, atol=4 * (dy.shape[0] * dy.shape[2] * dy.shape[3] + 3) * U32 * mag + 1e-30)
 
 
 _CONV_NAMES = ("input", "weight", "out", "output", "stride", "padding", "dilation", "groups", "grad_output",
@@ -456,24 +481,32 @@ op("conv2d_bwd_weight", fast=_C.conv2d_bwd_weight, ref=_C.conv2d_bwd_weight_ref,
 
 def _wrap_conv_compare(case, what, got, want, kv):
     """The Python API: the tolerance scales with the reference's result on |inputs|."""
-    absd = {k: (finite0(v).astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float32 else v)
-            for k, v in kv.items()}
-    try:
-        mag = OPS[case.op].ref(**absd)
-    except ALLOWED:
-        mag = None
+    mags = []
+    for nonfinite in (0.0, np.inf):
+        absd = {k: (finite0(v, nonfinite).astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float32
+                    else v) for k, v in kv.items()}
+        try:
+            with np.errstate(all="ignore"):
+                mags.append(OPS[case.op].ref(**absd))
+        except ALLOWED:
+            mags.append(None)
     terms = min(max((v.size for v in kv.values() if isinstance(v, np.ndarray)), default=1), 4096)
-    _cmp_mag(what, got, want, mag, terms)
+    _cmp_mag(what, got, want, mags[0], mags[1], terms)
 
 
-def _cmp_mag(what, got, want, mag, terms):
+def _cmp_mag(what, got, want, mag, dirty_mag, terms):
     if isinstance(want, tuple) and isinstance(mag, tuple) and isinstance(got, tuple) and len(got) == len(want):
-        for i, (g, w, m) in enumerate(zip(got, want, mag)):
-            _cmp_mag(f"{what}[{i}]", g, w, m, terms)
+        for i, (g, w, m, d) in enumerate(zip(got, want, mag, dirty_mag)):
+            _cmp_mag(f"{what}[{i}]", g, w, m, d, terms)
         return
-    if want is None or mag is None or np.shape(mag) != np.shape(want):
+    if want is None or mag is None or np.shape(mag) != np.shape(want) or np.shape(dirty_mag) != np.shape(want):
         return assert_close(what, got, want, exact_class=False)
-    assert_close(what, got, want, atol=16 * (terms + 3) * U32 * finite0(mag) + 1e-30, exact_class=False)
+    if np.shape(got) == np.shape(want):
+        got, want = _skip_contaminated(got, want, ~np.isfinite(np.asarray(dirty_mag, np.float64)))
+    mag = finite0(mag)
+    if mag.ndim == 4 and mag.size:
+        mag = mag.max(axis=(2, 3), keepdims=True)  # as in _conv_tol_compare
+    assert_close(what, got, want, atol=16 * (terms + 3) * U32 * mag + 1e-30)
 
 
 def _conv_api(fn):
@@ -585,7 +618,7 @@ op("ops.adaptive_avg_pool2d_backward", fast=ops.adaptive_avg_pool2d_backward,
 
 # ------------------------------------------------------------------ softmax cross-entropy
 
-_XENT_NAMES = ("logits", "target", "weight", "label_smoothing", "ignore_index", "out_lse", "out_nll", "out_smooth",
+_XENT_NAMES = ("logits", "target", "targets", "weight", "label_smoothing", "ignore_index", "out_lse", "out_nll", "out_smooth",
                "lse", "scale", "out", "grad_output", "reduction", "classes", "hidden", "bias", "class_weight",
                "chunk_bytes")
 
@@ -596,8 +629,9 @@ def _xent_rows(z, t, w, eps, ignore_index):
     b, v = z.shape
     w64 = np.ones(v) if w is None else w.astype(np.float64)
     with np.errstate(all="ignore"):
+        # Literally max + log(sum(exp(z - max))) in IEEE arithmetic, as log_softmax computes it:
+        # a row holding NaN or +inf is NaN throughout, one holding only -inf too.
         m = z.max(axis=1, keepdims=True) if v else np.zeros((b, 1))
-        m = np.where(np.isfinite(m), m, 0.0)
         lse = (np.log(np.exp(z - m).sum(axis=1)) + m[:, 0]) if v else np.full(b, -np.inf)
         d = lse[:, None] - z
         if t.ndim == 2:
@@ -740,6 +774,8 @@ def _linear_xent_ref(hidden, weight, target, bias=None, class_weight=None, ignor
                      reduction="mean", chunk_bytes=64 << 20):
     """The unfused path through the references: logits by gemm_ref, loss and gradient by the
     cross-entropy references, the gradients by gemm_ref."""
+    if int(chunk_bytes) < 1:
+        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes!r}")
     logits = ops.gemm_ref(hidden, weight, trans_b=True, bias=bias)
     loss, lse = ops.softmax_cross_entropy_ref(logits, target, weight=class_weight, ignore_index=ignore_index,
                                               label_smoothing=label_smoothing, reduction=reduction, return_lse=True)
