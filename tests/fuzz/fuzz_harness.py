@@ -458,7 +458,8 @@ class Worker:
             self._run(prev, timeout)
             if self.proc is not None and self._run(case, timeout)[0] == "died":
                 return "died", (f"the process running it died, but the case alone does not crash: an earlier case "
-                                f"corrupted the process's memory. That case was:\n  case: {prev!r}\n  to reproduce "
+                                f"left the process in a state (corrupted memory, a cache, a setting) in which this "
+                                f"case crashes. That case was:\n  case: {prev!r}\n  to reproduce "
                                 f"it (then run the case above in the same process):\n{describe(prev)}\n\n"
                                 f"The crash: {info}")
         self._stop()

@@ -919,6 +919,17 @@ op("quant.QuantizedWeight", fast=_qweight_api(False), ref=_qweight_api(True), ke
 
 
 def _empty(shape, dtype):
+    try:
+        want_dtype = np.dtype(dtype)
+        nbytes = int(np.prod([int(d) for d in shape], dtype=object)) * want_dtype.itemsize
+    except (TypeError, ValueError, OverflowError):
+        want_dtype, nbytes = None, 0
+    if want_dtype is not None and want_dtype.hasobject and 0 < nbytes <= 64 << 20:
+        # Leave a block of that size, full of non-zero bytes, in the host cache first: memory
+        # handed out again must still make valid object references.
+        junk = _C.empty([nbytes], np.uint8)
+        junk[:] = 0x5A
+        del junk
     a = _C.empty(shape, dtype)
     want_dtype = np.dtype(dtype)
     if not isinstance(a, np.ndarray) or a.dtype != want_dtype or a.shape != tuple(int(d) for d in shape):
@@ -926,7 +937,9 @@ def _empty(shape, dtype):
              f"{getattr(a, 'shape', '')}")
     if not (a.flags.c_contiguous and a.flags.writeable and a.flags.aligned):
         fail(f"empty({shape!r}, {dtype!r}) returned an array with flags {a.flags}")
-    if a.nbytes <= 64 << 20 and a.size:
+    if a.dtype.hasobject:
+        a.tolist()  # every element must be a valid reference
+    elif a.nbytes <= 64 << 20 and a.size:
         a.view(np.uint8).reshape(-1)[:] = 0x5A  # every byte must be writable memory
     return ("array", a.shape, str(a.dtype))
 
