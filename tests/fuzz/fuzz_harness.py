@@ -348,9 +348,10 @@ def _worker_main(conn, err_path: str, limit_memory: bool) -> None:  # runs in th
     os.dup2(fd, 2)
     os.close(fd)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-    import faulthandler
+    if not _under_asan():  # AddressSanitizer reports a crash itself, where it happened
+        import faulthandler
 
-    faulthandler.enable(all_threads=True)
+        faulthandler.enable(all_threads=True)
     if limit_memory:
         import resource
 
@@ -433,6 +434,11 @@ class Worker:
         cut = text.rfind("--- case: ")
         text = text[cut:] if cut >= 0 else text
         text = text.split("\n", 1)[1] if text.startswith("--- case: ") else text
+        # A sanitizer's report: from its first line (what went wrong, and where).
+        starts = [i for i in (text.find("ERROR: AddressSanitizer"), text.find("runtime error:")) if i >= 0]
+        if starts:
+            begin = text.rfind("\n", 0, min(starts)) + 1
+            return text[begin:begin + limit]
         return text[-limit:]
 
     def run(self, case: Case, timeout: float = DEFAULT_TIMEOUT) -> tuple[str, Any]:
