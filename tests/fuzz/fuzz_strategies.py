@@ -686,8 +686,9 @@ def api_xent_cases(draw, which="fwd"):
         # 2**63, which are classes out of range, not negative numbers.
         tdt = draw(st.sampled_from(("int64",) + TARGET_DTYPES))
         info = np.iinfo(tdt)
-        extra = (ignore_index, -1, v, 2**63, 2**64 - 100, 2**64 - 1, 255, -128) if bad or tdt == "uint64" else (
-            ignore_index,)
+        extra = (ignore_index, -1, v, 2**63, 2**64 - 100, 2**64 - 1, 255, -128) if bad else (ignore_index,)
+        if tdt == "uint64":  # the unsigned value whose 64 bits read as signed would be ignore_index
+            extra = (2**64 + ignore_index if ignore_index < 0 else 2**63,) + extra
         extra = tuple(e for e in extra if info.min <= e <= info.max)
         target = bad_array(draw, sp, (b,), tdt, ("labels", min(v, int(info.max))) + extra, bad_pct=bad)
     weight = None if draw(st.booleans()) else bad_array(draw, sp, (v,), fill=("pos",), bad_pct=bad)

@@ -74,7 +74,7 @@ def test_ops_adaptive_avg_pool2d_backward(worker, case):
     worker.check(case)
 
 
-@examples(60)
+@examples(150)
 @given(fs.api_xent_cases("fwd"))
 def test_ops_softmax_cross_entropy(worker, case):
     worker.check(case)
