@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import pytest
 
@@ -26,7 +25,6 @@ import fuzz_harness  # noqa: E402
 from fuzz_settings import LONG  # noqa: E402
 
 _WORKER: fuzz_harness.Worker | None = None
-_T0 = time.monotonic()
 
 
 @pytest.fixture(scope="session")

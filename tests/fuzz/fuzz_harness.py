@@ -218,12 +218,8 @@ def build_obj(o: Obj, seed: int = 0):
         return vals.tolist()
     if o.kind == "scalar":
         return 1.5
-    if o.kind == "str":
-        return "float32"
     if o.kind == "matrix":  # an ndarray subclass
         return np.asarray(vals, o.dtype).view(_Sub)
-    if o.kind == "fresh":  # an ordinary C-contiguous array of its own
-        return vals.astype(o.dtype)
     raise ValueError(o.kind)
 
 
