@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ember import ops
+from ember import kernels
 from helpers import THREADS, settle, thread_limit
 
 try:
@@ -72,7 +72,7 @@ def im2col_numpy_backward(x, w, dy, padding=0, stride=1, groups=1, need_dx=True)
 
 def skip_unavailable(impl, kwargs):
     if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     if impl == "im2col+numpy" and kwargs.get("groups", 1) != 1:
         pytest.skip("the explicit im2col reference covers groups=1 only")
 
@@ -95,7 +95,7 @@ def bench_conv2d_forward(benchmark, case):
     result = {}
     if impl == "ember":
         def run():
-            result["y"] = ops.conv2d(x, w, b, **kwargs)
+            result["y"] = kernels.conv2d.conv2d_fwd(x, w, b, **kwargs)
     elif impl == "torch":
         tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
 
@@ -114,7 +114,7 @@ def bench_conv2d_forward(benchmark, case):
     flops = 2.0 * y.size * w_shape[1] * w_shape[2] * w_shape[3]
     record_gflops(benchmark, flops)
     # The timed result must be right: one image against the reference.
-    want = ops.conv2d_ref(x[:1], w, b, **kwargs)
+    want = kernels.conv2d.conv2d_fwd_ref(x[:1], w, b, **kwargs)
     k = w_shape[1] * w_shape[2] * w_shape[3]
     np.testing.assert_allclose(y[:1], want, rtol=0, atol=(k + 4) * 2.0**-24 * 4 * (np.abs(want).max() + 1))
 
@@ -131,14 +131,14 @@ def bench_conv2d_forward_backward(benchmark, case):
     x = rng.standard_normal(x_shape, dtype=np.float32)
     w = rng.standard_normal(w_shape, dtype=np.float32)
     b = rng.standard_normal(w_shape[0], dtype=np.float32)
-    dy = rng.standard_normal(ops.conv2d_ref(x[:1], w, **kwargs).shape[1:], dtype=np.float32)
+    dy = rng.standard_normal(kernels.conv2d.conv2d_fwd_ref(x[:1], w, **kwargs).shape[1:], dtype=np.float32)
     dy = np.ascontiguousarray(np.broadcast_to(dy, (x_shape[0],) + dy.shape))
     result = {}
     if impl == "ember":
         def run():
-            result["y"] = ops.conv2d(x, w, b, **kwargs)
-            result["dx"] = ops.conv2d_backward_data(dy, w, x.shape, **kwargs) if need_dx else None
-            result["dw"], result["db"] = ops.conv2d_backward_weight(x, dy, w.shape, bias=True, **kwargs)
+            result["y"] = kernels.conv2d.conv2d_fwd(x, w, b, **kwargs)
+            result["dx"] = kernels.conv2d.conv2d_bwd_data(dy, w, x.shape, **kwargs) if need_dx else None
+            result["dw"], result["db"] = kernels.conv2d.conv2d_bwd_weight(x, dy, w.shape, bias=True, **kwargs)
     elif impl == "torch":
         tx = torch.from_numpy(x).requires_grad_(need_dx)
         tw, tb = torch.from_numpy(w).requires_grad_(), torch.from_numpy(b).requires_grad_()
@@ -168,12 +168,12 @@ def bench_conv2d_forward_backward(benchmark, case):
     # whole batch; the input gradient of the first image).
     k = w_shape[1] * w_shape[2] * w_shape[3]
     if name not in _REFERENCE_GRADIENTS:  # the plain-loop reference is slow: once per layer
-        _REFERENCE_GRADIENTS[name] = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kwargs)
+        _REFERENCE_GRADIENTS[name] = kernels.conv2d.conv2d_bwd_weight_ref(x, dy, w.shape, bias=True, **kwargs)
     want_dw, want_db = _REFERENCE_GRADIENTS[name]
     terms = y.shape[0] * y.shape[2] * y.shape[3]
     np.testing.assert_allclose(result["dw"], want_dw, rtol=1e-4, atol=terms * 2.0**-20 * 16)
     np.testing.assert_allclose(result["db"], want_db, rtol=1e-4, atol=terms * 2.0**-20 * 4)
     if need_dx:
-        want_dx = ops.conv2d_backward_data_ref(dy[:1], w, (1,) + x_shape[1:], **kwargs)
+        want_dx = kernels.conv2d.conv2d_bwd_data_ref(dy[:1], w, (1,) + x_shape[1:], **kwargs)
         np.testing.assert_allclose(result["dx"][:1], want_dx, rtol=0,
                                    atol=(k + 4) * 2.0**-24 * 16 * (np.abs(want_dx).max() + 1))

@@ -65,13 +65,13 @@ def record(benchmark, flops):
 def bench_gemm(benchmark, case):
     threads, (m, k, n), impl = case
     if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     rng = np.random.default_rng()
     a, b = operands(m, k, n)
     c = np.full((m, n), np.nan, dtype=np.float32)
     if impl == "ember":
         def run():
-            ember.ops.gemm(a, b, out=c)
+            ember.kernels.gemm.gemm(a, b, out=c)
     elif impl == "numpy":
         def run():
             np.matmul(a, b, out=c)

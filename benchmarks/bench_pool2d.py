@@ -10,7 +10,7 @@ the forward with argmax indices, and forward + backward, as a training step runs
 import numpy as np
 import pytest
 
-from ember import ops
+from ember import kernels
 from helpers import THREADS, settle, thread_limit
 
 try:
@@ -28,18 +28,18 @@ CASES = [(t, step, impl) for t in THREADS for step in ("forward", "forward+backw
 def bench_max_pool2d(benchmark, case):
     threads, step, impl = case
     if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     rng = np.random.default_rng()
     x = rng.standard_normal(SHAPE, dtype=np.float32)
-    want, want_idx = ops.max_pool2d_ref(x, 2)
+    want, want_idx = kernels.pool2d.max_pool2d_fwd_ref(x, 2)
     dy = rng.standard_normal(want.shape, dtype=np.float32)
     result = {}
     if impl == "ember":
         def run():
-            y, idx = ops.max_pool2d(x, 2, return_indices=True)
+            y, idx = kernels.pool2d.max_pool2d_fwd(x, 2, return_indices=True)
             result["y"] = y
             if step == "forward+backward":
-                result["dx"] = ops.max_pool2d_backward(dy, idx, x.shape)
+                result["dx"] = kernels.pool2d.max_pool2d_bwd(dy, idx, x.shape)
     elif impl == "numpy":
         def run():
             result["y"] = x.reshape(64, 32, 15, 2, 15, 2).max(axis=(3, 5))
@@ -66,4 +66,4 @@ def bench_max_pool2d(benchmark, case):
         benchmark.extra_info["input_gb_per_s"] = x.nbytes / stats.stats.median * 1e-9
     np.testing.assert_array_equal(result["y"], want)
     if "dx" in result:
-        np.testing.assert_allclose(result["dx"], ops.max_pool2d_backward_ref(dy, want_idx, x.shape), rtol=1e-6)
+        np.testing.assert_allclose(result["dx"], kernels.pool2d.max_pool2d_bwd_ref(dy, want_idx, x.shape), rtol=1e-6)

@@ -40,19 +40,19 @@ def make(shape):
 
 
 def runner(impl, x, w):
-    """(function to time, bytes of weights it reads, the float32 result for a check)."""
+    """(function to time, bytes of weights it reads, a function returning the result it
+    computed, and the exact result it must equal, if any)."""
+    out = np.full((x.shape[0], w.shape[0]), np.nan, np.float32)  # poisoned: the timed call must write it
     if impl in ("int8", "int4"):
         qw = quant.quantize_weight(w, 8 if impl == "int8" else 4, 32)
-        out = np.empty((x.shape[0], w.shape[0]), np.float32)
-        return (lambda: qw.matmul(x, out=out)), qw.nbytes, out
+        # The integer kernels give the int64 reference's bits exactly.
+        return (lambda: qw.matmul(x, out=out)), qw.nbytes, (lambda: out), qw.matmul(x, reference=True)
     if impl == "ember fp32":
-        out = np.empty((x.shape[0], w.shape[0]), np.float32)
-        return (lambda: ember.ops.gemm(x, w, trans_b=True, out=out)), w.nbytes, out
+        return (lambda: ember.kernels.gemm.gemm(x, w, trans_b=True, out=out)), w.nbytes, (lambda: out), None
     if impl == "numpy fp32":
-        out = np.empty((x.shape[0], w.shape[0]), np.float32)
-        return (lambda: np.matmul(x, w.T, out=out)), w.nbytes, out
+        return (lambda: np.matmul(x, w.T, out=out)), w.nbytes, (lambda: out), None
     if torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(w))
@@ -67,7 +67,8 @@ def runner(impl, x, w):
             result["y"] = q(xt)
 
     run()
-    return run, w.nbytes // 4, None  # int8 weights (its scales are per tensor or channel: negligible)
+    # int8 weights (its scales are per tensor or channel: negligible)
+    return run, w.nbytes // 4, (lambda: result["y"].numpy()), None
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
@@ -77,7 +78,7 @@ def bench_qmatmul(benchmark, case):
         shape = SMALL
     m, k, n = shape
     x, w = make(shape)
-    run, nbytes, out = runner(impl, x, w)
+    run, nbytes, result, exact_bits = runner(impl, x, w)
     benchmark.group = f"qmatmul {m}x{k}x{n} {threads}t"
     benchmark.extra_info.update(impl=impl, threads=threads)
     with thread_limit(threads):
@@ -87,10 +88,18 @@ def bench_qmatmul(benchmark, case):
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
         benchmark.extra_info["gb_per_s"] = nbytes / stats.stats.median / 1e9
-    if out is not None:  # the timed result is the product, to quantization error
-        exact = x.astype(np.float64) @ w.T.astype(np.float64)
-        nmse = np.mean((out - exact) ** 2) / np.mean(exact**2)
-        assert nmse < (1e-3 if impl == "int8" else 3e-2 if impl == "int4" else 1e-9), nmse
+    # The timed result must be right: the product to quantization error (float32 rounding for
+    # the float GEMMs), and for Ember's integer kernels exactly the reference's bits.
+    got = result()
+    exact = x.astype(np.float64) @ w.T.astype(np.float64)
+    if impl in ("ember fp32", "numpy fp32"):
+        bound = (k + 4) * 2.0**-24 * (np.abs(x).astype(np.float64) @ np.abs(w).T.astype(np.float64))
+        assert (np.abs(got - exact) <= bound).all(), impl
+    else:
+        nmse = np.mean((got - exact) ** 2) / np.mean(exact**2)
+        assert nmse < (3e-2 if impl == "int4" else 1e-3), (impl, nmse)
+    if exact_bits is not None:
+        np.testing.assert_array_equal(got, exact_bits)
 
 
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}t")
@@ -105,3 +114,4 @@ def bench_qmatmul_read_bandwidth(benchmark, threads):
     result = {}
     benchmark(lambda: result.setdefault("gb", []).append(ember._C.measure_read_bandwidth(buf, 1, threads)))
     benchmark.extra_info["gb_per_s"] = float(np.median(result["gb"]))
+    assert all(np.isfinite(g) and g > 0 for g in result["gb"]), result["gb"]

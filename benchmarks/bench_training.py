@@ -27,9 +27,24 @@ def cnn(lib):
                              lib.nn.Linear(7200, 128), lib.nn.ReLU(), lib.nn.Linear(128, 10))
 
 
+def numpy_cnn(state, x):
+    """The CNN's forward pass in float64 NumPy from its state_dict (PyTorch's keys for both)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = x.astype(np.float64)
+    w, b = state["0.weight"].astype(np.float64), state["0.bias"].astype(np.float64)
+    patches = sliding_window_view(x, w.shape[2:], axis=(2, 3))  # n, c, oh, ow, kh, kw
+    y = np.einsum("nchwij,ocij->nohw", patches, w, optimize=True) + b[:, None, None]
+    y = np.maximum(y, 0)
+    n, c, h, wd = y.shape
+    y = y[:, :, : h // 2 * 2, : wd // 2 * 2].reshape(n, c, h // 2, 2, wd // 2, 2).max(axis=(3, 5))
+    y = y.reshape(n, -1) @ state["4.weight"].T.astype(np.float64) + state["4.bias"]
+    return np.maximum(y, 0) @ state["6.weight"].T.astype(np.float64) + state["6.bias"]
+
+
 def lib_for(impl):
     if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[torch]')")
+        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
     return torch if impl == "torch" else ember
 
 
@@ -87,7 +102,11 @@ def bench_inference(benchmark, case):
             out["y"] = model(x)
 
     timed(benchmark, infer, f"inference CNN batch {batch} {threads}t", impl, threads, batch)
-    assert tuple(out["y"].shape) == (batch, 10)
+    # The timed result must be right: the same network written out in float64 NumPy.
+    y = out["y"].detach().numpy() if impl == "torch" else out["y"].numpy()
+    state = {k: v.detach().numpy() if impl == "torch" else v.numpy() for k, v in model.state_dict().items()}
+    want = numpy_cnn(state, x.numpy())
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
@@ -97,11 +116,21 @@ def bench_python_overhead(benchmark, case):
     n_ops = 1000
     a = lib.from_numpy(np.random.default_rng(0).standard_normal((16, 16), dtype=np.float32)).requires_grad_()
 
+    result = {}
+
     def run():
         y = a
         for i in range(n_ops // 4):  # four elementwise ops per round
             y = (y * 0.999 + a) * 0.5 - 0.01
         y.sum().backward()
+        result["y"], result["grad"] = y.detach().numpy().copy(), a.grad.numpy().copy()
         a.grad = None
 
     timed(benchmark, run, f"python overhead {n_ops} ops 16x16 {threads}t", impl, threads, n_ops)
+    # The timed result must be right: the recurrence and its derivative (a constant) in float64.
+    a64 = a.detach().numpy().astype(np.float64)
+    y, dy = a64, 1.0
+    for i in range(n_ops // 4):
+        y, dy = (y * 0.999 + a64) * 0.5 - 0.01, (dy * 0.999 + 1.0) * 0.5
+    np.testing.assert_allclose(result["y"], y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result["grad"], dy, rtol=1e-5)

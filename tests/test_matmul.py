@@ -74,7 +74,7 @@ def test_matmul_shape_errors(a_shape, b_shape, match):
 
 
 def test_matmul_type_errors():
-    with pytest.raises(ValueError, match="at least 1 dimension"):
+    with pytest.raises(ValueError, match="a must be at least 1-D"):
         ember.matmul(np.ones((), np.float32), np.ones((2,), np.float32))
     with pytest.raises(TypeError, match="a must have dtype float32, got float64"):
         ember.matmul(np.ones((2, 2)), np.ones((2, 2), np.float32))
@@ -103,5 +103,5 @@ def test_tensors_give_a_differentiable_product():
     tb = ember.from_numpy(b).requires_grad_()
     ember.matmul(a[0], tb).sum().backward()
     np.testing.assert_allclose(tb.grad.numpy(), a[0].T @ np.ones((4, 5), np.float32), rtol=1e-5, atol=1e-5)
-    with pytest.raises(TypeError, match="out= takes NumPy arrays"):
+    with pytest.raises(TypeError, match="out= takes arrays"):
         ember.matmul(ta, b, out=np.empty((2, 4, 5), np.float32))

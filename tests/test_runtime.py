@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import ember
+from ember import kernels
 from ember import backend
 
 
@@ -68,7 +69,7 @@ def test_thread_settings(num_threads):
     ember.set_num_threads(3)
     assert ember.get_num_threads() == 3
     for bad in (0, -1, 5000):
-        with pytest.raises(ValueError, match="between 1 and 1024"):
+        with pytest.raises(ValueError, match=r"in \[1, 1024\]"):
             ember.set_num_threads(bad)
     with pytest.raises(TypeError):
         ember.set_num_threads(2.5)
@@ -98,10 +99,10 @@ def test_pool_survives_fork(rng, num_threads):
         pytest.skip("no fork on this platform")
     ember.set_num_threads(2)  # the parent's pool has a worker even on a 1-CPU machine
     a, b = rng.standard_normal((300, 200), dtype=np.float32), rng.standard_normal((200, 300), dtype=np.float32)
-    want = ember.ops.gemm(a, b)
+    want = kernels.gemm.gemm(a, b)
     pid = os.fork()
     if pid == 0:  # child: gemm must work (and be right) with a fresh pool
-        ok = np.array_equal(ember.ops.gemm(a, b), want)
+        ok = np.array_equal(kernels.gemm.gemm(a, b), want)
         os._exit(0 if ok else 1)
     deadline = time.monotonic() + 60
     while True:
@@ -124,14 +125,23 @@ def test_measure_fma_peak_is_positive():
 
 
 def test_backend_dispatch():
-    assert backend.kernels("cpu") is ember._C
-    assert backend.array_module("cpu") is np
-    assert backend.device_of(np.ones(2)) == "cpu"
-    with pytest.raises(ValueError, match="device must be one of"):
-        backend.kernels("tpu")
-    if backend.cuda_device_count() == 0:
-        with pytest.raises(RuntimeError):
-            backend.kernels("cuda")
+    cpu = backend.get("cpu")
+    assert cpu is backend.CPU and cpu.kernels is ember._C and cpu.xp is np
+    assert backend.device_of(np.ones(2)) is cpu and backend.namespace(np.ones(2)) is np
+    assert backend.device_of(np.float32(1)) is cpu  # scalars live anywhere; they count as the CPU's
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        backend.get("tpu")
+    with pytest.raises(TypeError, match="device must be a str"):
+        backend.get(3)
+    status = backend.cuda_status()
+    if status != "available":
+        # Why: not built, no driver, no GPU, or no CuPy -- said in the error and in ember.info().
+        assert any(w in status for w in ("built without", "driver", "GPU", "CuPy")), status
+        with pytest.raises(RuntimeError, match="device 'cuda' is not available"):
+            backend.get("cuda")
+        with pytest.raises(RuntimeError, match="device 'cuda' is not available"):
+            ember.ones(2, device="cuda")
+        assert ember.info(as_dict=True)["cuda"] == status
 
 
 def test_cuda_module_imports_without_a_gpu():

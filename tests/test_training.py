@@ -1,8 +1,8 @@
 """compile / fit / evaluate / predict, the callbacks, checkpoints (atomic, resumable), Ctrl-C,
 and the ``ember train`` / ``ember evaluate`` commands."""
 
+import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -37,10 +37,10 @@ class Scripted(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs[self.key] = self.values[epoch]
-        self.weights.append({k: v.numpy().copy() for k, v in self.model.state_dict().items()})
+        self.weights.append({k: v.cpu().numpy().copy() for k, v in self.model.state_dict().items()})
 
 
-def test_compile_resolves_names_and_objects():
+def test_compile_resolves_names_and_objects(device):
     model = mlp()
     model.compile(optimizer="sgd", lr=0.1, loss="cross_entropy", metrics=["accuracy", "f1"])
     c = model._compiled
@@ -61,7 +61,7 @@ def test_compile_resolves_names_and_objects():
         mlp().fit(*blobs())
 
 
-def test_a_tiny_model_overfits_a_fixed_batch():
+def test_a_tiny_model_overfits_a_fixed_batch(device):
     ember.manual_seed(0)
     x, y = blobs(32, classes=4, seed=1)
     model = mlp(classes=4)
@@ -72,7 +72,7 @@ def test_a_tiny_model_overfits_a_fixed_batch():
     assert model.evaluate(x, y)["accuracy"] == 1.0
 
 
-def test_fit_history_validation_and_modes():
+def test_fit_history_validation_and_modes(device):
     ember.manual_seed(0)
     x, y = blobs(120)
     seen = []
@@ -108,7 +108,7 @@ def test_fit_history_validation_and_modes():
         model.fit(x, y, epochs=-1)
 
 
-def test_fit_accepts_loaders_and_class_weight():
+def test_fit_accepts_loaders_and_class_weight(device):
     ember.manual_seed(0)
     x, y = blobs(64)
     model = mlp()
@@ -118,8 +118,8 @@ def test_fit_accepts_loaders_and_class_weight():
     weighted = model.fit(x, y, batch_size=64, epochs=1, shuffle=False, class_weight={0: 0.0, 1: 2.0},
                          verbose=0).history["loss"][0]
     with ember.no_grad():
-        per_sample = nn.functional.cross_entropy(model(ember.from_numpy(x)), ember.from_numpy(y),
-                                                 reduction="none").numpy()
+        per_sample = nn.functional.cross_entropy(model(ember.tensor(x)), ember.tensor(y),
+                                                 reduction="none").cpu().numpy()
     w = np.array([0.0, 2.0, 1.0])[y]
     assert plain == pytest.approx(per_sample.mean(), rel=1e-5)
     assert weighted == pytest.approx((per_sample * w).mean(), rel=1e-5)
@@ -129,7 +129,7 @@ def test_fit_accepts_loaders_and_class_weight():
         model.fit(x, y, class_weight={1: -1.0}, verbose=0)
 
 
-def test_early_stopping_restores_the_best_weights():
+def test_early_stopping_restores_the_best_weights(device):
     ember.manual_seed(0)
     x, y = blobs()
     model = mlp()
@@ -139,13 +139,13 @@ def test_early_stopping_restores_the_best_weights():
     history = model.fit(x, y, batch_size=32, epochs=6, validation_data=(x, y), callbacks=[script, stop], verbose=0)
     assert history.epoch == [0, 1, 2, 3] and stop.stopped_epoch == 3 and stop.best_epoch == 1
     for k, v in model.state_dict().items():
-        np.testing.assert_array_equal(v.numpy(), script.weights[1][k])
+        np.testing.assert_array_equal(v.cpu().numpy(), script.weights[1][k])
     assert not np.array_equal(script.weights[1]["0.weight"], script.weights[3]["0.weight"])
     with pytest.raises(KeyError, match="monitor 'val_acc' is not among the logs"):
         model.fit(x, y, epochs=1, callbacks=[EarlyStopping(monitor="val_acc")], verbose=0)
 
 
-def test_model_checkpoint_best_only_and_csv_logger(tmp_path):
+def test_model_checkpoint_best_only_and_csv_logger(device, tmp_path):
     ember.manual_seed(0)
     x, y = blobs()
     model = mlp()
@@ -164,7 +164,7 @@ def test_model_checkpoint_best_only_and_csv_logger(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
 
 
-def test_learning_rate_scheduler_sets_the_rate():
+def test_learning_rate_scheduler_sets_the_rate(device):
     x, y = blobs()
     model = mlp()
     model.compile(optimizer="sgd", lr=0.1)
@@ -195,18 +195,18 @@ def _cnn_run(tmp_path, epochs, resume=False):
     return model, history
 
 
-def test_resume_gives_the_uninterrupted_result(tmp_path):
+def test_resume_gives_the_uninterrupted_result(device, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     straight, h4 = _cnn_run(tmp_path / "a", 4)
     _cnn_run(tmp_path / "b", 2)
     resumed, h2 = _cnn_run(tmp_path / "b", 4, resume=True)
     for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+        np.testing.assert_array_equal(a.cpu().numpy(), b.cpu().numpy(), err_msg=k)
     assert h2.epoch == [0, 1, 2, 3] and h2.history["loss"] == h4.history["loss"]
 
 
-def test_checkpoint_round_trip_and_errors(tmp_path):
+def test_checkpoint_round_trip_and_errors(device, tmp_path):
     ember.manual_seed(0)
     x, y = blobs()
     model = mlp()
@@ -219,7 +219,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     info = ember.load(path, other, other_opt)
     assert info.epoch == 2 and info.config == {"name": "mlp", "sizes": [6, 3]}
     for (k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+        np.testing.assert_array_equal(a.cpu().numpy(), b.cpu().numpy(), err_msg=k)
     assert other_opt.param_groups[0]["lr"] == 1e-2
     mine, theirs = opt.state_dict()["state"], other_opt.state_dict()["state"]
     assert mine.keys() == theirs.keys() and all(mine[i]["step"] == theirs[i]["step"] for i in mine)
@@ -228,7 +228,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     model.save(tmp_path / "w.safetensors")
     fresh = mlp()
     fresh.load(tmp_path / "w.safetensors")
-    np.testing.assert_array_equal(fresh[0].weight.detach().numpy(), model[0].weight.detach().numpy())
+    np.testing.assert_array_equal(fresh[0].weight.detach().cpu().numpy(), model[0].weight.detach().cpu().numpy())
     # A different architecture: every mismatch listed.
     with pytest.raises(ValueError, match=r"missing keys: 2\.weight, 2\.bias.*unexpected keys: 3\.bias, 3\.weight"
                                          r".*wrong shapes: 0\.weight: expected shape \(8, 6\), got \(16, 6\)"):
@@ -249,7 +249,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         ember.save(tmp_path / "x.safetensors", model, epoch=-1)
 
 
-def test_a_crash_mid_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+def test_a_crash_mid_save_keeps_the_previous_checkpoint(device, tmp_path, monkeypatch):
     model = mlp()
     path = tmp_path / "c.safetensors"
     model.save(path)
@@ -259,29 +259,68 @@ def test_a_crash_mid_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", crash)
-    model[0].weight.detach().numpy()[...] = 7.0
+    model[0].weight.detach()[...] = 7.0
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # the temporary file is gone
 
 
-def test_ctrl_c_stops_after_the_current_step():
-    ember.manual_seed(0)
-    x, y = blobs(128)
-    model = mlp()
-    model.compile(optimizer="adam", lr=1e-2)
+CTRL_C_SCRIPT = r"""
+import json, os, signal
+import numpy as np
+import ember
+from ember import nn
+from ember.callbacks import Callback
+
+rng = np.random.default_rng(int(os.environ["SEED"]))
+x = rng.standard_normal((128, 6)).astype(np.float32)
+y = rng.integers(0, 3, 128)
+model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+model.compile(optimizer="adam", lr=1e-2)
+
+
+def custom_handler(signum, frame):
+    pass
+
+
+results = {}
+for name, handler, presses in [("default", signal.default_int_handler, 1), ("custom", custom_handler, 1),
+                               ("twice", signal.default_int_handler, 2)]:
+    # The handler before fit: Python's own (as in a terminal, whatever this process inherited)
+    # or one of the user's; fit must put it back.
+    signal.signal(signal.SIGINT, handler)
     steps = []
 
     class Interrupt(Callback):
         def on_train_batch_end(self, batch, logs=None):
             steps.append(batch)
             if batch == 2:
-                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(presses):
+                    os.kill(os.getpid(), signal.SIGINT)
 
-    history = model.fit(x, y, batch_size=16, epochs=3, callbacks=[Interrupt()], verbose=0)
-    assert history.interrupted and steps == [0, 1, 2] and history.epoch == []
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        history = model.fit(x, y, batch_size=16, epochs=3, callbacks=[Interrupt()], verbose=0)
+        outcome = {"interrupted": history.interrupted, "epochs": history.epoch}
+    except KeyboardInterrupt:
+        outcome = {"raised": True}
+    outcome.update(steps=steps, restored=signal.getsignal(signal.SIGINT) is handler)
+    results[name] = outcome
+print(json.dumps(results))
+"""
+
+
+def test_ctrl_c_stops_after_the_current_step(rng):
+    # In a child of its own, so that the result does not depend on how pytest was started (a
+    # worker thread, a terminal or none, a parent that ignores SIGINT).
+    env = {**os.environ, "SKBUILD_EDITABLE_VERBOSE": "0", "SEED": str(int(rng.integers(2**31)))}
+    result = subprocess.run([sys.executable, "-c", CTRL_C_SCRIPT], capture_output=True, text=True, env=env,
+                            stdin=subprocess.DEVNULL, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("default", "custom"):  # one Ctrl-C: the step finishes, fit returns, nothing recorded
+        assert got[name] == {"interrupted": True, "epochs": [], "steps": [0, 1, 2], "restored": True}, got
+    assert got["twice"] == {"raised": True, "steps": [0, 1, 2], "restored": True}, got  # a second: at once
 
 
 def run_cli(*args, cwd):
@@ -290,7 +329,7 @@ def run_cli(*args, cwd):
                           timeout=300, check=False)
 
 
-def test_ember_train_and_evaluate_commands(tmp_path):
+def test_ember_train_and_evaluate_commands(device, tmp_path):
     result = run_cli("train", "--epochs", "1", "--out", "digits.safetensors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -306,12 +345,7 @@ def test_ember_train_and_evaluate_commands(tmp_path):
                      "digits.safetensors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "epoch 2/2" in result.stdout and "epoch 1/2" not in result.stdout
-    # The default job: the CNN on digits, at least 97% in well under a minute.
-    result = run_cli("train", "--verbose", "2", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert float(result.stdout.split("test accuracy ")[1].split()[0]) >= 0.97
-    assert float(result.stdout.split("training: ")[1].split()[0]) < 60
-    assert "epoch 60/60" in result.stdout and (tmp_path / "ember-digits-cnn.safetensors").is_file()
+    # (The default job, `ember train`, runs with the README's commands in test_readme.py.)
     result = run_cli("train", "--dataset", "cifar10", cwd=tmp_path)
     assert result.returncode != 0 and "needs --data-dir" in result.stderr
     result = run_cli("train", "--epochs", "0", cwd=tmp_path)
@@ -320,7 +354,7 @@ def test_ember_train_and_evaluate_commands(tmp_path):
     assert result.returncode != 0 and "no checkpoint at" in result.stderr
 
 
-def test_cifar10_example_runs_on_synthetic_data(tmp_path):
+def test_cifar10_example_runs_on_synthetic_data(device, tmp_path):
     script = os.path.join(os.path.dirname(__file__), "..", "examples", "cifar10_cnn.py")
     env = {**os.environ, "SKBUILD_EDITABLE_VERBOSE": "0"}
     result = subprocess.run([sys.executable, script, "--epochs", "1", "--out", str(tmp_path / "c.safetensors")],
@@ -350,7 +384,7 @@ class FakeTerminal:
         return "".join(self.parts)
 
 
-def test_progress_bar_on_a_terminal_and_lines_elsewhere():
+def test_progress_bar_on_a_terminal_and_lines_elsewhere(device):
     from ember.callbacks import ProgressLogger
 
     pytest.importorskip("tqdm")

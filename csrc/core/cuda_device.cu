@@ -44,4 +44,32 @@ int driver_version() {
   return v;
 }
 
+int current_device() {
+  int dev = 0;
+  const cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    throw std::runtime_error(std::string("cudaGetDevice: ") + cudaGetErrorString(err));
+  }
+  return dev;
+}
+
+PointerInfo pointer_info(const void* p) {
+  PointerInfo info;
+  cudaPointerAttributes attr{};
+  const cudaError_t err = cudaPointerGetAttributes(&attr, p);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // an unknown pointer is host memory; clear the error
+    return info;
+  }
+  if (attr.type == cudaMemoryTypeDevice) {
+    info.kind = PointerInfo::device_memory;
+    info.device = attr.device;
+  } else if (attr.type == cudaMemoryTypeManaged) {
+    info.kind = PointerInfo::managed_memory;
+    info.device = attr.device;
+  }
+  return info;
+}
+
 }  // namespace ember::cuda

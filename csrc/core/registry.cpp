@@ -1,53 +1,23 @@
 #include "core/registry.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
 
 #include "core/check.h"
-#include "ops/conv2d/conv2d_direct.h"
-#include "ops/gemm/gemm.h"
-#include "ops/gemm/gemm_ukernel.h"
-#include "ops/optim_step/optim_step.h"
-#include "ops/pool2d/pool2d.h"
-#include "ops/qmatmul/qmatmul.h"
-#include "ops/softmax_xent/softmax_xent.h"
 
 namespace ember {
 
 namespace {
 
-// One row group per op. Keep each group ordered from generic up.
-const KernelEntry kTable[] = {
-    // gemm: micro-kernels and blocking sizes for the packed GEMM driver (gemm_cpu.cpp)
-    {"gemm", Device::cpu, Isa::generic, &gemm::ukernel_generic},
-    {"gemm", Device::cpu, Isa::avx2, &gemm::ukernel_avx2},
-    {"gemm", Device::cpu, Isa::avx512, &gemm::ukernel_avx512},
-    // fma_peak: a register-only FMA loop measuring the machine's fp32 peak
-    {"fma_peak", Device::cpu, Isa::generic, reinterpret_cast<const void*>(&gemm::fma_peak_generic)},
-    {"fma_peak", Device::cpu, Isa::avx2, reinterpret_cast<const void*>(&gemm::fma_peak_avx2)},
-    {"fma_peak", Device::cpu, Isa::avx512, reinterpret_cast<const void*>(&gemm::fma_peak_avx512)},
-    // pool2d: the row kernel of 2x2 / stride-2 max pooling (pool2d_cpu.cpp drives it)
-    {"pool2d", Device::cpu, Isa::generic, &pool2d::ukernels_generic},
-    {"pool2d", Device::cpu, Isa::avx512, &pool2d::ukernels_avx512},
-    // conv2d_direct: direct kernels for depthwise and few-channel convolutions (conv2d_cpu.cpp drives them)
-    {"conv2d_direct", Device::cpu, Isa::generic, &conv2d::direct_generic},
-    {"conv2d_direct", Device::cpu, Isa::avx2, &conv2d::direct_avx2},
-    {"conv2d_direct", Device::cpu, Isa::avx512, &conv2d::direct_avx512},
-    // optim_step: the element loops of the fused optimizer steps (optim_step_cpu.cpp drives them)
-    {"optim_step", Device::cpu, Isa::generic, &optim::step_kernels_generic},
-    {"optim_step", Device::cpu, Isa::avx2, &optim::step_kernels_avx2},
-    {"optim_step", Device::cpu, Isa::avx512, &optim::step_kernels_avx512},
-    // qmatmul: activation quantization and the integer tiles of the quantized matmul
-    // (qmatmul_cpu.cpp drives them); AVX-512 without VNNI takes the AVX2 set
-    {"qmatmul", Device::cpu, Isa::generic, &qmatmul::kernels_generic},
-    {"qmatmul", Device::cpu, Isa::avx2, &qmatmul::kernels_avx2},
-    {"qmatmul", Device::cpu, Isa::avx512, &qmatmul::kernels_avx512vnni, Feature::avx512_vnni},
-    // softmax_xent: the row kernels of softmax cross-entropy (softmax_xent_cpu.cpp drives them)
-    {"softmax_xent", Device::cpu, Isa::generic, &xent::row_kernels_generic},
-    {"softmax_xent", Device::cpu, Isa::avx2, &xent::row_kernels_avx2},
-    {"softmax_xent", Device::cpu, Isa::avx512, &xent::row_kernels_avx512},
-};
+// Built on first use, so a registrar may run before or after any other static
+// initialiser. Written only while the module loads; read-only afterwards.
+std::vector<KernelEntry>& table() {
+  static std::vector<KernelEntry> rows;
+  return rows;
+}
 
 std::atomic<int> g_active{-1};
 
@@ -62,6 +32,18 @@ bool feature_present(Feature f) {
 }
 
 }  // namespace
+
+void register_kernels(const KernelEntry* rows, size_t count) {
+  std::vector<KernelEntry>& t = table();
+  for (size_t i = 0; i < count; ++i) {
+    const KernelEntry& r = rows[i];
+    for (const KernelEntry& e : t)
+      EMBER_ASSERT(!(std::strcmp(e.op, r.op) == 0 && e.device == r.device && e.isa == r.isa &&
+                     e.feature == r.feature),
+                   "kernel '", r.op, "' registered twice for ISA ", isa_name(r.isa));
+    t.push_back(r);
+  }
+}
 
 void init_isa_from_env() {
   const char* env = std::getenv("EMBER_ISA");
@@ -96,7 +78,7 @@ void set_active_isa(Isa isa) {
 
 const void* lookup_impl(const char* op, Device device, Isa isa) {
   const KernelEntry* best = nullptr;
-  for (const KernelEntry& e : kTable) {
+  for (const KernelEntry& e : table()) {
     if (e.device != device || std::strcmp(e.op, op) != 0 || e.isa > isa || !feature_present(e.feature)) continue;
     if (best == nullptr || e.isa > best->isa) best = &e;
   }
@@ -105,10 +87,16 @@ const void* lookup_impl(const char* op, Device device, Isa isa) {
 }
 
 std::vector<std::pair<std::string, std::string>> registered_kernels() {
+  std::vector<const KernelEntry*> rows;
+  for (const KernelEntry& e : table())
+    if (e.device == Device::cpu) rows.push_back(&e);
+  std::sort(rows.begin(), rows.end(), [](const KernelEntry* a, const KernelEntry* b) {
+    const int c = std::strcmp(a->op, b->op);
+    return c != 0 ? c < 0 : std::tie(a->isa, a->feature) < std::tie(b->isa, b->feature);
+  });
   std::vector<std::pair<std::string, std::string>> out;
-  for (const KernelEntry& e : kTable)
-    if (e.device == Device::cpu)
-      out.emplace_back(e.op, std::string(isa_name(e.isa)) + (e.feature == Feature::avx512_vnni ? "+vnni" : ""));
+  for (const KernelEntry* e : rows)
+    out.emplace_back(e->op, std::string(isa_name(e->isa)) + (e->feature == Feature::avx512_vnni ? "+vnni" : ""));
   return out;
 }
 

@@ -12,6 +12,8 @@
 // in the calling thread, so concurrent callers are correct and never deadlock.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <type_traits>
 #include <utility>
 
@@ -44,6 +46,16 @@ void parallel_run(int nthreads, F&& fn) {
   detail::TaskRef task{static_cast<void*>(&fn),
                        [](void* obj, int tid) { (*static_cast<std::remove_reference_t<F>*>(obj))(tid); }};
   detail::parallel_run_impl(nthreads, task);
+}
+
+// Splits [0, n) into contiguous ranges of equal size, one per thread, on as
+// many threads (up to nthreads) as leave each at least min_per_thread
+// elements -- below that, waking another costs more than it saves -- and runs
+// body(lo, hi) for each. body must not throw.
+template <class F>
+void parallel_ranges(int64_t n, int nthreads, int64_t min_per_thread, F&& body) {
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, n / min_per_thread));
+  parallel_run(static_cast<int>(nt), [&](int tid) { body(n * tid / nt, n * (tid + 1) / nt); });
 }
 
 }  // namespace ember

@@ -1,11 +1,12 @@
 """Ember: a lightweight deep-learning engine whose hot paths are its own native kernels.
 
-The CPU kernels live in ``ember._C`` (chosen at import for the CPU's instruction set),
-the CUDA kernels in ``ember._cuda`` when it was built. Kernels work on NumPy arrays and
-write into arrays the caller can supply; GEMM reads any strided view in place.
+The CPU kernels live in ``ember._C`` (chosen at import for the CPU's instruction set), the
+CUDA kernels in ``ember._cuda`` when it was built; ``ember.backend`` chooses between them by
+the arrays' device and ``ember.kernels`` holds one door per native op. Tensors live on the
+CPU (NumPy arrays) or, with CuPy, on an NVIDIA GPU (``tensor.to("cuda")``).
 """
 
-from . import _C, autograd, callbacks, data, datasets, metrics, models, nn, ops, optim
+from . import autograd, backend, callbacks, data, datasets, kernels, metrics, models, nn, optim, quant, training
 from .checkpoint import load, save
 from ._runtime import (
     available_isas,
@@ -32,6 +33,7 @@ from .tensor import (
     from_numpy,
     full,
     full_like,
+    get_default_device,
     linspace,
     manual_seed,
     matmul,
@@ -44,6 +46,7 @@ from .tensor import (
     randint,
     randn,
     randn_like,
+    set_default_device,
     stack,
     tensor,
     where,
@@ -51,7 +54,7 @@ from .tensor import (
     zeros_like,
 )
 
-__version__ = _C.__version__
+__version__ = backend.CPU.kernels.__version__
 
 __all__ = [
     "Generator",
@@ -63,6 +66,8 @@ __all__ = [
     "empty_like",
     "eye",
     "full",
+    "get_default_device",
+    "set_default_device",
     "full_like",
     "linspace",
     "manual_seed",
@@ -93,7 +98,10 @@ __all__ = [
     "get_num_threads",
     "info",
     "matmul",
-    "ops",
+    "kernels",
+    "backend",
+    "quant",
+    "training",
     "set_isa",
     "set_num_threads",
     "host_cache_info",

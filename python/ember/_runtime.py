@@ -6,7 +6,9 @@ import platform
 import sys
 from typing import TextIO
 
-from . import _C, backend
+from . import _check, backend
+
+_C = backend.CPU.kernels  # the CPU module's runtime controls
 
 
 def get_num_threads() -> int:
@@ -16,9 +18,7 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Set the threads the CPU kernels use; ``n`` must be an integer in 1..1024."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
-    _C.set_num_threads(n)
+    _C.set_num_threads(_check.integer(n, "set_num_threads: n", 1, 1024))
 
 
 def get_isa() -> str:
@@ -55,9 +55,7 @@ def empty_host_cache() -> None:
 
 def set_host_cache_limit(nbytes: int) -> None:
     """Keep at most ``nbytes`` of idle blocks (default 1 GiB); 0 turns the cache off."""
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int):
-        raise TypeError(f"set_host_cache_limit: nbytes must be an int, got {type(nbytes).__name__}")
-    _C.host_cache_set_limit(nbytes)
+    _C.host_cache_set_limit(_check.integer(nbytes, "set_host_cache_limit: nbytes", 0))
 
 
 def _report_text(report: dict) -> str:
@@ -87,10 +85,11 @@ def info(*, file: TextIO | None = None, as_dict: bool = False) -> dict | None:
         "threads": _C.get_num_threads(),
         "cpus (affinity)": _C.affinity_cpu_count(),
         "cuda built": backend.cuda_built(),
+        "cuda": backend.cuda_status(),
     }
     devices = []
     for i in range(backend.cuda_device_count()):
-        d = backend.kernels("cuda").device_info(i)
+        d = backend.cuda_device_info(i)
         devices.append(f"{i}: {d['name']} (sm_{d['compute_capability'][0]}{d['compute_capability'][1]})")
     report["cuda devices"] = devices
     if as_dict:

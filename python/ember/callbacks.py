@@ -160,7 +160,7 @@ class EarlyStopping(Callback):
         if self._monitor.improved(value):
             self._monitor.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                self._best_weights = {k: np.array(v.numpy(), copy=True) for k, v in self.model.state_dict().items()}
+                self._best_weights = {k: v._host().copy() for k, v in self.model.state_dict().items()}
             return
         self.wait += 1
         if self.wait > self.patience:

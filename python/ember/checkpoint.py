@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from . import backend
+from .nn import Module
+from .tensor import default_generator
 
 FORMAT = "ember-checkpoint-1"
 _MODEL = "model."
@@ -46,6 +50,12 @@ def _safetensors():
     return st
 
 
+def _host(value) -> np.ndarray:
+    """A tensor's or an array's values as a C-contiguous host array (copied from a device)."""
+    a = value._data if hasattr(value, "_data") else value
+    return np.ascontiguousarray(backend.device_of(a).to_host(a))
+
+
 def _json_ready(value):
     """Tuples become lists, NumPy scalars Python numbers; anything else JSON cannot hold is an error."""
     if isinstance(value, dict):
@@ -59,13 +69,66 @@ def _json_ready(value):
     raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint's JSON metadata")
 
 
+_TMP_MARK = ".ember-tmp-"
+
+
+def _clean_stale_temps(directory: Path, name: str) -> None:
+    """Remove temporary files a killed save of ``name`` left in ``directory``: those named
+    ``.NAME.ember-tmp-PID-*`` whose process no longer runs."""
+    prefix = f".{name}{_TMP_MARK}"
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # its writer is alive (another process saving the same file)
+        except ProcessLookupError:
+            pass
+        except OSError:  # alive but not ours to signal
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            pass
+
+
 def atomic_write(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one.
+
+    The bytes go to a temporary file beside the destination (named ``.NAME.ember-tmp-PID-*``, so
+    that one a killed process left behind is recognised and removed by the next save), are
+    flushed to disk and renamed over it. A symbolic link is written through: its target is
+    replaced, the link stays. An existing file keeps its permission bits; a new one gets the
+    umask's."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    _clean_stale_temps(directory, path.name)
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    for _ in range(100):
+        tmp = directory / f".{path.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"could not create a temporary file beside {path}")
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -88,33 +151,17 @@ def atomic_write(path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def _quantized_layers(model) -> dict:
-    """{module name: {"bits", "group_size"}} of the model's QuantLinear layers."""
-    from .quant import QuantLinear
+# Metadata sections that other parts of Ember add to checkpoints: key -> (describe, check).
+# ``describe(model)`` returns the section's JSON text for a model (None: no section);
+# ``check(path, model, text)`` raises ValueError when a file's section (text, or None when the
+# file has none) does not fit the model. Quantization registers "ember.quant" this way, so this
+# module needs to know nothing of quantized layers.
+_SECTIONS: dict = {}
 
-    return {name: {"bits": m.bits, "group_size": m.group_size}
-            for name, m in model.named_modules() if isinstance(m, QuantLinear)}
 
-
-def _check_quantized_layers(path, model, meta) -> None:
-    """A quantized checkpoint loads only into layers quantized the same way: say which differ."""
-    from .quant import LAYOUT
-
-    saved = json.loads(meta["ember.quant"]) if "ember.quant" in meta else {"layers": {}}
-    if saved["layers"] and saved.get("layout") != LAYOUT:
-        raise ValueError(f"{path} holds quantized weights in layout {saved.get('layout')!r}; this Ember reads "
-                         f"{LAYOUT!r}")
-    mine = _quantized_layers(model)
-    if saved["layers"] == mine:
-        return
-    if not mine:
-        kinds = sorted({f"int{v['bits']}" for v in saved["layers"].values()})
-        raise ValueError(f"{path} holds a quantized model ({', '.join(kinds)} layers: "
-                         f"{', '.join(saved['layers'])}); load it into ember.quant.quantized_structure(model, "
-                         f"bits=...) of the same float model")
-    diff = [f"{name}: file {saved['layers'].get(name)}, model {mine.get(name)}"
-            for name in sorted(set(saved["layers"]) | set(mine)) if saved["layers"].get(name) != mine.get(name)]
-    raise ValueError(f"{path}: the quantized layers differ from the model's: " + "; ".join(diff))
+def register_section(key: str, describe, check) -> None:
+    """Have every save write ``describe(model)`` under ``key`` and every load run ``check``."""
+    _SECTIONS[key] = (describe, check)
 
 
 def _optimizer_parts(optimizer):
@@ -123,10 +170,8 @@ def _optimizer_parts(optimizer):
     arrays, scalars = {}, {}
     for index, state in sd["state"].items():
         for name, value in state.items():
-            if isinstance(value, np.ndarray):
-                arrays[f"{_OPTIM}{index}.{name}"] = np.ascontiguousarray(value)
-            elif hasattr(value, "_data"):  # a Tensor
-                arrays[f"{_OPTIM}{index}.{name}"] = np.ascontiguousarray(value._data)
+            if hasattr(value, "_data") or backend.is_array(value):  # a Tensor or an array of any device
+                arrays[f"{_OPTIM}{index}.{name}"] = _host(value)
             else:
                 scalars.setdefault(str(index), {})[name] = _json_ready(value)
     groups = [_json_ready(g) for g in sd["param_groups"]]
@@ -141,20 +186,17 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
     completed), ``config`` (for example what built the model) and ``extra`` (anything JSON can
     hold) as metadata, with the default random generator's state unless ``include_rng=False``.
     """
-    from .tensor import default_generator
-
     st = _safetensors()
     tensors = {}
     if model is not None:
         for key, value in model.state_dict().items():
-            tensors[_MODEL + key] = np.ascontiguousarray(value._data if hasattr(value, "_data") else value)
+            tensors[_MODEL + key] = _host(value)
     meta = {"ember.format": FORMAT}
     if model is not None:
-        quantized = _quantized_layers(model)
-        if quantized:
-            from .quant import LAYOUT
-
-            meta["ember.quant"] = json.dumps({"layout": LAYOUT, "layers": quantized})
+        for key, (describe, _) in _SECTIONS.items():
+            text = describe(model)
+            if text is not None:
+                meta[key] = text
     if optimizer is not None:
         arrays, description = _optimizer_parts(optimizer)
         tensors.update(arrays)
@@ -172,8 +214,9 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
     return path
 
 
-def read(path) -> tuple[dict, dict]:
-    """The arrays and the metadata of an Ember checkpoint, checked to be one."""
+def _open(path, take) -> tuple[dict, dict]:
+    """``({key: take(file, key)}, metadata)`` of the Ember checkpoint at path: a missing file,
+    a damaged one or another format raises naming the file."""
     st = _safetensors()
     path = Path(path)
     if not path.is_file():
@@ -181,13 +224,79 @@ def read(path) -> tuple[dict, dict]:
     try:
         with st.safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
+            entries = {k: take(f, k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise ValueError(f"{path} is not a readable safetensors file ({exc})") from exc
     if meta.get("ember.format") != FORMAT:
         raise ValueError(f"{path} is not an Ember checkpoint (format {meta.get('ember.format')!r}, "
                          f"expected {FORMAT!r})")
-    return arrays, meta
+    return entries, meta
+
+
+def read_header(path) -> tuple[dict, dict]:
+    """``({key: shape}, metadata)`` of an Ember checkpoint without reading its tensors' data,
+    so that what a file claims can be checked before anything is allocated for it."""
+    return _open(path, lambda f, k: tuple(f.get_slice(k).get_shape()))
+
+
+def read(path) -> tuple[dict, dict]:
+    """The arrays and the metadata of an Ember checkpoint, checked to be one."""
+    return _open(path, lambda f, k: f.get_tensor(k))
+
+
+def _json_meta(meta, key, kind, default):
+    if key not in meta:
+        return default
+    value = json.loads(meta[key])
+    if not isinstance(value, kind):
+        raise ValueError(f"metadata {key} must hold a JSON {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _epoch(meta):
+    if "ember.epoch" not in meta:
+        return None
+    text = meta["ember.epoch"]
+    if not text.isdigit():
+        raise ValueError(f"metadata ember.epoch must be an int >= 0, got {text!r}")
+    return int(text)
+
+
+def _optimizer_state(arrays, meta, optimizer):
+    """The optimizer's state_dict as stored, checked by the optimizer; nothing is applied."""
+    if "ember.optimizer" not in meta:
+        raise ValueError("holds no optimizer state")
+    description = _json_meta(meta, "ember.optimizer", dict, {})
+    if description.get("class") != type(optimizer).__name__:
+        raise ValueError(f"holds the state of a {description.get('class')} optimizer, "
+                         f"not of a {type(optimizer).__name__}")
+    groups, scalars = description.get("param_groups"), description.get("scalars", {})
+    if not isinstance(groups, list) or not isinstance(scalars, dict):
+        raise ValueError("metadata ember.optimizer must hold 'param_groups' (a list) and 'scalars' (a dict)")
+    state = {}
+    for key, value in arrays.items():
+        if key.startswith(_OPTIM):
+            index, _, name = key[len(_OPTIM):].partition(".")
+            if not index.isdigit() or not name:
+                raise ValueError(f"tensor {key!r} is not named optimizer.<parameter index>.<state name>")
+            state.setdefault(int(index), {})[name] = value
+    for index, entries in scalars.items():
+        if not index.isdigit() or not isinstance(entries, dict):
+            raise ValueError(f"metadata ember.optimizer: scalars[{index!r}] is not a parameter's state")
+        state.setdefault(int(index), {}).update(entries)
+    return optimizer.check_state_dict({"state": state, "param_groups": groups})
+
+
+def _rng_state(meta):
+    """The stored random state, checked on a scratch generator of the default one's kind."""
+    state = _json_meta(meta, "ember.rng", dict, None)
+    if state is not None:
+        scratch = type(default_generator().numpy.bit_generator)()
+        try:
+            scratch.state = state
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"metadata ember.rng is not a valid random state ({exc})") from None
+    return state
 
 
 def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: bool = True) -> Checkpoint:
@@ -195,32 +304,54 @@ def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: 
     lacks in the file, or a shape that differs, is an error listing them all; with
     ``strict=False`` only shapes must agree), state into ``optimizer``, and, unless
     ``restore_rng=False``, the default random generator's state. Returns a ``Checkpoint``
-    with the epoch, config and extra metadata."""
-    from .tensor import default_generator
+    with the epoch, config and extra metadata.
 
+    The whole file is checked first -- tensors, shapes and dtypes, the optimizer's state and
+    hyper-parameters, the random state, the epoch and config -- and the model, optimizer and
+    random state change only when all of it is right: an error (ValueError naming the file
+    and the key) leaves them as they were."""
     path = Path(path)
     arrays, meta = read(path)
     model_state = {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)}
-    if model is not None:
-        _check_quantized_layers(path, model, meta)
-        model.load_state_dict(model_state, strict=strict)
-    if optimizer is not None:
-        if "ember.optimizer" not in meta:
-            raise ValueError(f"{path} holds no optimizer state")
-        description = json.loads(meta["ember.optimizer"])
-        if description["class"] != type(optimizer).__name__:
-            raise ValueError(f"{path} holds the state of a {description['class']} optimizer, "
-                             f"not of a {type(optimizer).__name__}")
-        state = {}
-        for key, value in arrays.items():
-            if key.startswith(_OPTIM):
-                index, name = key[len(_OPTIM):].split(".", 1)
-                state.setdefault(int(index), {})[name] = value.copy()
-        for index, scalars in description["scalars"].items():
-            state.setdefault(int(index), {}).update(scalars)
-        optimizer.load_state_dict({"state": state, "param_groups": description["param_groups"]})
-    if restore_rng and "ember.rng" in meta:
-        default_generator().numpy.bit_generator.state = json.loads(meta["ember.rng"])
-    epoch = int(meta["ember.epoch"]) if "ember.epoch" in meta else None
-    return Checkpoint(path=path, epoch=epoch, config=json.loads(meta.get("ember.config", "{}")),
-                      extra=json.loads(meta.get("ember.extra", "{}")), model_state=model_state)
+    try:
+        epoch = _epoch(meta)
+        config = _json_meta(meta, "ember.config", dict, {})
+        extra = _json_meta(meta, "ember.extra", dict, {})
+        plan = None
+        if model is not None:
+            for key, (_, check) in _SECTIONS.items():
+                check(path, model, meta.get(key))
+            plan = model.plan_load_state_dict(model_state, strict=strict)[0]
+        optimizer_state = _optimizer_state(arrays, meta, optimizer) if optimizer is not None else None
+        rng = _rng_state(meta) if restore_rng else None
+    except (TypeError, ValueError, KeyError) as exc:
+        message = str(exc)
+        raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    # Everything is checked: apply it.
+    if plan is not None:
+        model._apply_load_plan(plan)
+    if optimizer_state is not None:
+        optimizer._install_state(optimizer_state)
+    if rng is not None:
+        default_generator().numpy.bit_generator.state = rng
+    return Checkpoint(path=path, epoch=epoch, config=config, extra=extra, model_state=model_state)
+
+
+def _install_module_methods(cls) -> None:
+    """Give ``nn.Module`` ``save`` and ``load`` (the layer below checkpoints does not import
+    this module; it adds them when Ember is imported)."""
+
+    def save_(self, path, config=None):
+        """Save the weights (and an optional JSON ``config``) to a safetensors checkpoint."""
+        return save(path, self, config=config, include_rng=False)
+
+    def load_(self, path, strict: bool = True):
+        """Load weights saved by ``save`` or ``ModelCheckpoint``; returns the ``Checkpoint``."""
+        return load(path, self, strict=strict, restore_rng=False)
+
+    for name, method in (("save", save_), ("load", load_)):
+        method.__name__ = method.__qualname__ = name
+        setattr(cls, name, method)
+
+
+_install_module_methods(Module)

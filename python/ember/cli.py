@@ -70,9 +70,10 @@ def _median_time(fn, min_time: float = 0.2, max_runs: int = 200) -> float:
     return float(np.median(times))
 
 
-def bench_gemm(shapes, out=sys.stdout) -> list[dict]:
+def bench_gemm(shapes, out=None) -> list[dict]:
     """Time ember's GEMM against NumPy's (OpenBLAS) matmul, interleaved, on each M x K x N shape."""
-    from . import ops
+    out = sys.stdout if out is None else out
+    from .kernels import gemm
 
     rng = np.random.default_rng(0)
     rows = []
@@ -84,7 +85,7 @@ def bench_gemm(shapes, out=sys.stdout) -> list[dict]:
         # Alternate the two (A B A B A B): a neighbour's load then hits both alike. Each
         # timing starts after a pause: OpenBLAS's idle threads keep spinning for a while
         # after a call and would take the cores that the other library's threads need.
-        run_ember = functools.partial(ops.gemm, a, b, out=c)
+        run_ember = functools.partial(gemm.gemm, a, b, out=c)
         run_numpy = functools.partial(np.matmul, a, b, out=c)
         ember_times, numpy_times = [], []
         for _ in range(3):
@@ -152,8 +153,9 @@ def _report_scores(y_true, logits, classes, out) -> dict:
     return scores
 
 
-def train(args, out=sys.stdout) -> dict:
+def train(args, out=None) -> dict:
     """``ember train``: returns the test scores, samples/s and the checkpoint's path."""
+    out = sys.stdout if out is None else out
     import ember
 
     from . import models
@@ -201,37 +203,87 @@ def train(args, out=sys.stdout) -> dict:
     return {**scores, "samples_per_s": rate, "seconds": seconds, "checkpoint": saved}
 
 
-def _model_for(config):
-    """The (empty) model a checkpoint written by ``ember train`` or ``ember quantize`` describes."""
+def _model_for(path, config, shapes):
+    """The (empty) model a checkpoint written by ``ember train`` or ``ember quantize`` describes,
+    built only after its config has been checked against ``shapes`` -- the ``{key: shape}`` of
+    the tensors the file holds -- so an edited config cannot make Ember allocate what the file
+    does not back."""
     from . import models, quant
 
+    q = config.get("quant")
+    try:
+        expected = models.parameter_shapes(config["model"], config["input_shape"], config["classes"],
+                                           **config.get("options", {}))
+        if q is not None:
+            if not isinstance(q, dict) or set(q) - {"bits", "group_size"}:
+                raise ValueError(f"quant must be {{'bits': 8 or 4, 'group_size': ...}}, got {q!r}")
+            group = q.get("group_size") or 32
+            expected = quant.quantized_shapes(expected, q.get("bits"), group)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: its config does not describe a model Ember can build: {exc}") from None
+    found = {k[len("model."):]: v for k, v in shapes.items() if k.startswith("model.")}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [f"{k}: config gives {expected[k]}, file holds {found[k]}" for k in expected
+             if k in found and tuple(found[k]) != tuple(expected[k])]
+    if missing or unexpected or wrong:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
+                ([f"unexpected {', '.join(unexpected)}"] if unexpected else []) + wrong
+        raise ValueError(f"{path}: its config does not describe its tensors: " + "; ".join(parts))
     model = models.build(config["model"], config["input_shape"], config["classes"], **config.get("options", {}))
-    if "quant" in config:
-        q = config["quant"]
-        quant.quantized_structure(model, bits=q["bits"], group_size=q.get("group_size") or 32)
+    if q is not None:
+        quant.quantized_structure(model, bits=q["bits"], group_size=group)
     return model
 
 
+_CONFIG_KEYS = {"dataset", "model", "input_shape", "classes", "options", "scale", "mean", "std", "quant"}
+
+
 def _checkpoint_config(path):
+    """(config, tensor shapes) of a checkpoint written by ``ember train`` or ``ember quantize``,
+    the config's keys and types checked (the tensors' data are not read)."""
     from . import checkpoint
 
-    _, meta = checkpoint.read(path)
-    config = json.loads(meta.get("ember.config", "{}"))
+    shapes, meta = checkpoint.read_header(path)
+    try:
+        config = json.loads(meta.get("ember.config", "{}"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: its config is not JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: its config must be a JSON object, got {type(config).__name__}")
     needed = {"model", "input_shape", "classes", "mean", "std"}
     if not needed <= set(config):
         raise ValueError(f"{path} does not say which model it holds (its config lacks "
                          f"{sorted(needed - set(config))}); it was not written by 'ember train'")
-    return config
+    unknown = set(config) - _CONFIG_KEYS
+    if unknown:
+        raise ValueError(f"{path}: its config has unknown keys {sorted(unknown)}")
+    channels = config["input_shape"][0] if isinstance(config["input_shape"], list) and config["input_shape"] else None
+    for key in ("mean", "std"):
+        v = config[key]
+        if (not isinstance(v, list) or len(v) != channels
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in v)
+                or (key == "std" and not all(x > 0 for x in v))):
+            raise ValueError(f"{path}: its config's {key} must be {channels} finite numbers (one per channel"
+                             f"{', each > 0' if key == 'std' else ''}), got {v!r}")
+    scale = config.get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
+        raise ValueError(f"{path}: its config's scale must be a positive number or null, got {scale!r}")
+    if config.get("dataset", "digits") not in DATASETS:
+        raise ValueError(f"{path}: its config names an unknown dataset {config.get('dataset')!r}")
+    return config, shapes
 
 
-def quantize(args, out=sys.stdout):
+def quantize(args, out=None):
     """``ember quantize PATH --bits 8|4``: the quantized checkpoint and the report."""
+    out = sys.stdout if out is None else out
     from . import quant
 
-    config = _checkpoint_config(args.path)
+    config, shapes = _checkpoint_config(args.path)
     if "quant" in config:
-        raise ValueError(f"{args.path} is already quantized (int{config['quant']['bits']})")
-    model = _model_for(config)
+        bits = config["quant"].get("bits") if isinstance(config["quant"], dict) else "?"
+        raise ValueError(f"{args.path} is already quantized (int{bits})")
+    model = _model_for(args.path, config, shapes)
     model.load(args.path)
     dataset = args.dataset or config.get("dataset", "digits")
     _, (x_test, y_test) = _load_dataset(dataset, args.data_dir, args.seed)
@@ -246,12 +298,13 @@ def quantize(args, out=sys.stdout):
     return report, path
 
 
-def evaluate(args, out=sys.stdout) -> dict:
+def evaluate(args, out=None) -> dict:
     """``ember evaluate PATH``: the classification report of a checkpoint on a test split."""
+    out = sys.stdout if out is None else out
     from . import metrics
 
-    config = _checkpoint_config(args.path)
-    model = _model_for(config)
+    config, shapes = _checkpoint_config(args.path)
+    model = _model_for(args.path, config, shapes)
     model.load(args.path)
     dataset = args.dataset or config.get("dataset", "digits")
     _, (x_test, y_test) = _load_dataset(dataset, args.data_dir, args.seed)

@@ -37,6 +37,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from .autograd.function import Variable
+
 __all__ = [
     "Accuracy",
     "F1Score",
@@ -61,9 +63,14 @@ Score = Union[float, np.ndarray]  # (Python 3.9 has no X | Y outside annotations
 
 
 # --------------------------------------------------------------------------- validation
+def _host(y: Any):
+    """Tensors on any device as host arrays (metrics are computed on the host)."""
+    return y._host() if isinstance(y, Variable) else y
+
+
 def _as_labels(y: Any, name: str, hint: str = "") -> np.ndarray:
     """``y`` as a non-empty 1-D int64 array of non-negative whole-number labels."""
-    arr = np.asarray(y)
+    arr = np.asarray(_host(y))
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of class labels, got shape {arr.shape}")
     if arr.size == 0:
@@ -82,7 +89,7 @@ def _as_labels(y: Any, name: str, hint: str = "") -> np.ndarray:
 
 def _as_predictions(y_pred: Any) -> tuple[np.ndarray, int | None]:
     """Predicted labels from 1-D labels or 2-D scores, and the number of score columns (or None)."""
-    arr = np.asarray(y_pred)
+    arr = np.asarray(_host(y_pred))
     if arr.ndim == 1:
         hint = " (a 1-D float y_pred is read as labels; pass scores as a 2-D (N, C) array)"
         return _as_labels(arr, "y_pred", hint), None
@@ -96,7 +103,7 @@ def _as_predictions(y_pred: Any) -> tuple[np.ndarray, int | None]:
 
 def _as_scores(scores: Any, name: str) -> np.ndarray:
     """A non-empty numeric 2-D ``(N, C)`` array without NaN."""
-    arr = np.asarray(scores)
+    arr = np.asarray(_host(scores))
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D scores of shape (N, C), got shape {arr.shape}")
     if arr.dtype.kind not in "biuf":

@@ -1,51 +1,115 @@
 """Ready-made classifiers for image data, rebuilt from a small config so a checkpoint can say
-what it holds (``ember evaluate`` builds the model from the checkpoint's config)."""
+what it holds (``ember evaluate`` builds the model from the checkpoint's config).
+
+Each model is first described as a list of layer specs; ``build`` makes the layers and
+``parameter_shapes`` derives every parameter's shape from the same specs without allocating
+anything, so a config read from an untrusted file can be checked against the tensors the file
+really holds before a single weight is made.
+"""
 
 from __future__ import annotations
 
 from . import nn
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _check(input_shape, classes):
-    if len(input_shape) != 3 or any(not isinstance(d, int) or d < 1 for d in input_shape):
-        raise ValueError(f"input_shape must be (channels, height, width) of ints >= 1, got {tuple(input_shape)}")
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3
+            or not all(_is_int(d) and d >= 1 for d in input_shape)):
+        raise ValueError(f"input_shape must be (channels, height, width) of ints >= 1, got {input_shape!r}")
+    if not _is_int(classes) or classes < 2:
         raise ValueError(f"classes must be an int >= 2, got {classes!r}")
+
+
+def _positive(name, value):
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _cnn_specs(input_shape, classes, filters=32, hidden=128, padding=0):
+    c, h, w = input_shape
+    _positive("filters", filters)
+    _positive("hidden", hidden)
+    if not _is_int(padding) or padding not in (0, 1):
+        raise ValueError(f"padding must be 0 or 1, got {padding!r}")
+    oh, ow = (h - 2 + 2 * padding) // 2, (w - 2 + 2 * padding) // 2
+    if oh < 1 or ow < 1:
+        raise ValueError(f"cnn needs images of at least {4 - 2 * padding}x{4 - 2 * padding}, got {h}x{w}")
+    return [("conv3x3", c, filters, padding), ("relu",), ("maxpool2",), ("flatten",),
+            ("linear", filters * oh * ow, hidden), ("relu",), ("linear", hidden, classes)]
+
+
+def _mlp_specs(input_shape, classes, hidden=(256, 128)):
+    if not isinstance(hidden, (tuple, list)):
+        raise ValueError(f"hidden must be a list of layer widths, got {hidden!r}")
+    width = input_shape[0] * input_shape[1] * input_shape[2]
+    specs = [("flatten",)]
+    for h in hidden:
+        specs += [("linear", width, _positive("hidden widths", h)), ("relu",)]
+        width = h
+    return specs + [("linear", width, classes)]
+
+
+_SPECS = {"cnn": _cnn_specs, "mlp": _mlp_specs}
+BUILDERS = tuple(_SPECS)
+
+
+def _specs(name, input_shape, classes, options):
+    if name not in _SPECS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(_SPECS)}")
+    input_shape = tuple(input_shape) if isinstance(input_shape, list) else input_shape
+    _check(input_shape, classes)
+    if not isinstance(options, dict):
+        raise ValueError(f"options must be a dict, got {options!r}")
+    try:
+        return _SPECS[name](input_shape, classes, **options)
+    except TypeError:  # an option the builder does not take
+        import inspect
+
+        known = [p for p in inspect.signature(_SPECS[name]).parameters][2:]
+        raise ValueError(f"unknown options for {name}: {sorted(set(options) - set(known))} "
+                         f"(it takes {known})") from None
+
+
+def _layer(spec):
+    kind = spec[0]
+    if kind == "conv3x3":
+        return nn.Conv2d(spec[1], spec[2], 3, padding=spec[3])
+    if kind == "linear":
+        return nn.Linear(spec[1], spec[2])
+    return {"relu": nn.ReLU, "maxpool2": lambda: nn.MaxPool2d(2), "flatten": nn.Flatten}[kind]()
+
+
+def parameter_shapes(name: str, input_shape, classes: int, **options) -> dict:
+    """``{state_dict key: shape}`` of the model ``build`` would make, computed without making
+    it (keys as ``nn.Sequential`` names them: ``"4.weight"``)."""
+    shapes = {}
+    for i, spec in enumerate(_specs(name, input_shape, classes, options)):
+        if spec[0] == "conv3x3":
+            shapes[f"{i}.weight"], shapes[f"{i}.bias"] = (spec[2], spec[1], 3, 3), (spec[2],)
+        elif spec[0] == "linear":
+            shapes[f"{i}.weight"], shapes[f"{i}.bias"] = (spec[2], spec[1]), (spec[2],)
+    return shapes
 
 
 def cnn(input_shape, classes: int, filters: int = 32, hidden: int = 128, padding: int = 0) -> nn.Sequential:
     """The classic small CNN: Conv2d(C, filters, 3, padding) + ReLU -> MaxPool2d(2) -> Flatten ->
     Linear(hidden) + ReLU -> Linear(classes) (on CIFAR-10: 3 -> 32 channels, 7200 -> 128 -> 10).
     ``padding=1`` keeps the border of small images (such as 8x8 digits)."""
-    _check(input_shape, classes)
-    c, h, w = input_shape
-    if padding not in (0, 1):
-        raise ValueError(f"padding must be 0 or 1, got {padding!r}")
-    oh, ow = (h - 2 + 2 * padding) // 2, (w - 2 + 2 * padding) // 2
-    if oh < 1 or ow < 1:
-        raise ValueError(f"cnn needs images of at least {4 - 2 * padding}x{4 - 2 * padding}, got {h}x{w}")
-    return nn.Sequential(nn.Conv2d(c, filters, 3, padding=padding), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(filters * oh * ow, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+    return build("cnn", input_shape, classes, filters=filters, hidden=hidden, padding=padding)
 
 
 def mlp(input_shape, classes: int, hidden=(256, 128)) -> nn.Sequential:
     """Flatten -> (Linear + ReLU) per hidden width -> Linear(classes)."""
-    _check(input_shape, classes)
-    width = input_shape[0] * input_shape[1] * input_shape[2]
-    layers = [nn.Flatten()]
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    layers.append(nn.Linear(width, classes))
-    return nn.Sequential(*layers)
-
-
-BUILDERS = {"cnn": cnn, "mlp": mlp}
+    return build("mlp", input_shape, classes, hidden=hidden)
 
 
 def build(name: str, input_shape, classes: int, **options) -> nn.Sequential:
-    """The model called ``name`` ('cnn' or 'mlp') for images of ``input_shape`` (C, H, W);
-    ``options`` go to its builder (such as ``padding=1`` for the cnn)."""
-    if name not in BUILDERS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(BUILDERS)}")
-    return BUILDERS[name](tuple(int(d) for d in input_shape), int(classes), **options)
+    """The model called ``name`` ('cnn' or 'mlp') for images of ``input_shape`` (C, H, W, ints);
+    ``options`` go to its builder (such as ``padding=1`` for the cnn). Every argument is
+    checked (types included: ``"10"`` is not a class count) before any layer is made."""
+    return nn.Sequential(*(_layer(s) for s in _specs(name, input_shape, classes, options)))

@@ -18,14 +18,17 @@ kernels read (blocks of 16 output channels interleaved by 4 or 8 inputs).
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _C, nn
+from . import backend, checkpoint, nn
+from .kernels import qmatmul as qmatmul_kernels
 from .autograd import Function, no_grad
-from .tensor import Tensor, from_numpy
+from .tensor import Tensor, tensor, zeros
 
 BLOCK = 16  # output channels per packed block
 # The packed layout's name, recorded in checkpoints: a future layout must not read old files as its own.
@@ -47,6 +50,32 @@ def _check_bits_group(bits, group_size):
                          f"got {group_size!r}")
 
 
+def packed_sizes(n: int, k: int, bits: int, group_size: int | None = None) -> dict:
+    """``{name: (dtype, elements)}`` of the packed arrays of an (N, K) weight: ``data``,
+    ``scales`` and, for int8, ``colsum``."""
+    np16 = _round_up(n, BLOCK)
+    if bits == 8:
+        kp = _round_up(k, 4)
+        return {"data": (np.int8, np16 * kp), "scales": (np.float32, np16), "colsum": (np.int32, np16)}
+    kp = _round_up(k, group_size)
+    return {"data": (np.uint8, np16 * kp // 2), "scales": (np.float32, np16 * (kp // group_size))}
+
+
+def quantized_shapes(shapes: dict, bits: int, group_size: int | None = None) -> dict:
+    """A float model's ``{state_dict key: shape}`` as it reads once ``quantized_structure`` has
+    replaced each Linear (a 2-D ``.weight``) by a QuantLinear's packed buffers."""
+    _check_bits_group(bits, group_size)
+    out = {}
+    for key, shape in shapes.items():
+        if key.endswith(".weight") and len(shape) == 2:
+            prefix = key[: -len("weight")]
+            for name, (_, size) in packed_sizes(shape[0], shape[1], bits, group_size).items():
+                out[f"{prefix}weight_{name}"] = (size,)
+        else:
+            out[key] = shape
+    return out
+
+
 class QuantizedWeight:
     """A packed quantized weight of logical shape (N, K): ``data`` (the packed values),
     ``scales`` (float32), ``colsum`` (int8 only: each channel's sum of values, int32).
@@ -58,27 +87,22 @@ class QuantizedWeight:
         if n < 1 or k < 1 or k > 65536:
             raise ValueError(f"shape must be (N, K) with N >= 1 and 1 <= K <= 65536, got {tuple(shape)}")
         self.bits, self.shape, self.group_size = bits, (n, k), (group_size if bits == 4 else None)
-        np16 = _round_up(n, BLOCK)
-        if bits == 8:
-            kp = _round_up(k, 4)
-            expect = {"data": (np.int8, np16 * kp), "scales": (np.float32, np16), "colsum": (np.int32, np16)}
-        else:
-            kp = _round_up(k, group_size)
-            expect = {"data": (np.uint8, np16 * kp // 2), "scales": (np.float32, np16 * (kp // group_size))}
-            if colsum is not None:
-                raise ValueError("colsum belongs to int8 weights only")
+        expect = packed_sizes(n, k, bits, group_size)
+        if bits == 4 and colsum is not None:
+            raise ValueError("colsum belongs to int8 weights only")
         arrays = {"data": data, "scales": scales, "colsum": colsum}
         for name, (dtype, size) in expect.items():
             a = arrays[name]
-            if not isinstance(a, np.ndarray) or a.dtype != dtype:
+            if not backend.is_array(a) or a.dtype != dtype:
                 raise TypeError(f"QuantizedWeight: {name} must be a numpy array of {np.dtype(dtype)}, got "
                                 f"{getattr(a, 'dtype', type(a).__name__)}")
             if a.size != size or not a.flags.c_contiguous:
                 raise ValueError(f"QuantizedWeight: {name} must be C-contiguous with {size} elements for shape "
                                  f"{self.shape} (got {a.size}); it was packed for another shape or group size")
-        s = scales
-        if not np.isfinite(s).all() or (s <= 0).any():
-            bad = s[~(np.isfinite(s) & (s > 0))]
+        xp = backend.namespace(scales)
+        good = xp.isfinite(scales) & (scales > 0)
+        if not bool(good.all()):
+            bad = backend.device_of(scales).to_host(scales[~good])
             raise ValueError(f"QuantizedWeight: scales must be finite and > 0; found {bad[:3].tolist()}")
         self.data, self.scales, self.colsum = data, scales, colsum
 
@@ -116,26 +140,34 @@ class QuantizedWeight:
         """``x @ W.T + bias`` for float32 ``x`` of shape (..., K); ``reference=True`` runs the
         plain-loop reference (the same integers, slowly)."""
         x = x._data if isinstance(x, Tensor) else x
-        if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        if not hasattr(x, "dtype") or x.dtype != np.float32:
             raise TypeError(f"qmatmul: input must be a float32 array, got "
                             f"{getattr(x, 'dtype', type(x).__name__)}")
         if x.ndim < 1 or x.shape[-1] != self.shape[1]:
             raise ValueError(f"qmatmul: input has shape {x.shape}, but the weight was quantized for "
                              f"K={self.shape[1]} inputs")
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.shape[1])
-        if x2.shape[0] > 1 and x2.strides[1] != 4:
-            x2 = np.ascontiguousarray(x2)
-        result = out if out is not None else _C.empty((x2.shape[0], self.shape[0]), np.float32)
+        shape2 = (math.prod(lead), self.shape[0])
+        result = None
+        if out is not None:
+            if not hasattr(out, "dtype") or out.dtype != np.float32:
+                raise TypeError(f"qmatmul: out must be a float32 array, got {getattr(out, 'dtype', type(out).__name__)}")
+            if out.shape != lead + (self.shape[0],):
+                raise ValueError(f"qmatmul: out must have shape {lead + (self.shape[0],)}, got {out.shape}")
+            result = out.reshape(shape2)
+            if not backend.namespace(out).may_share_memory(result, out):
+                raise ValueError("qmatmul: out cannot be viewed as a (rows, outputs) matrix without a copy")
         if bias is not None:
             bias = bias._data if isinstance(bias, Tensor) else bias
+        x2 = x.reshape(shape2[0], self.shape[1])
+        n, k = self.shape
         if self.bits == 8:
-            fn = _C.qmatmul_int8_ref if reference else _C.qmatmul_int8
-            fn(x2, self.data, self.scales, self.colsum, self.shape[0], self.shape[1], bias, result)
+            result = qmatmul_kernels.qmatmul_int8(x2, self.data, self.scales, self.colsum, n, k, bias, result,
+                                                  reference=reference)
         else:
-            fn = _C.qmatmul_int4_ref if reference else _C.qmatmul_int4
-            fn(x2, self.data, self.scales, self.shape[0], self.shape[1], self.group_size, bias, result)
-        return result.reshape(lead + (self.shape[0],))
+            result = qmatmul_kernels.qmatmul_int4(x2, self.data, self.scales, n, k, self.group_size, bias, result,
+                                                  reference=reference)
+        return out if out is not None else result.reshape(lead + (n,))
 
     def __repr__(self) -> str:
         g = f", group_size={self.group_size}" if self.bits == 4 else ""
@@ -145,7 +177,7 @@ class QuantizedWeight:
 def quantize_weight(w, bits: int = 8, group_size: int = 32) -> QuantizedWeight:
     """Quantize a float (N, K) weight (a Linear's ``weight``: outputs x inputs) and pack it."""
     _check_bits_group(bits, group_size)
-    w = np.asarray(w._data if isinstance(w, Tensor) else w)
+    w = w.detach()._host() if isinstance(w, Tensor) else np.asarray(w)
     if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1:
         raise ValueError(f"quantize_weight: w must be a 2-D (N, K) array, got shape {w.shape}")
     if w.dtype.kind != "f":
@@ -219,10 +251,10 @@ class QuantLinear(nn.Module):
         self.in_features, self.out_features, self.bits = in_features, out_features, bits
         self.group_size = group_size if bits == 4 else None
         shell = quantize_weight(np.zeros((out_features, in_features), np.float32), bits, group_size)
-        self.register_buffer("weight_data", from_numpy(shell.data))
-        self.register_buffer("weight_scales", from_numpy(shell.scales))
-        self.register_buffer("weight_colsum", from_numpy(shell.colsum) if bits == 8 else None)
-        self.register_buffer("bias", from_numpy(np.zeros(out_features, np.float32)) if bias else None)
+        self.register_buffer("weight_data", tensor(shell.data))
+        self.register_buffer("weight_scales", tensor(shell.scales))
+        self.register_buffer("weight_colsum", tensor(shell.colsum) if bits == 8 else None)
+        self.register_buffer("bias", zeros(out_features) if bias else None)
 
     @classmethod
     def from_linear(cls, linear, bits: int = 8, group_size: int = 32) -> QuantLinear:
@@ -231,13 +263,38 @@ class QuantLinear(nn.Module):
             raise TypeError(f"QuantLinear.from_linear needs an nn.Linear, got {type(linear).__name__}")
         q = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, group_size)
         qw = quantize_weight(linear.weight, bits, group_size)
-        q.weight_data._data[...] = qw.data
-        q.weight_scales._data[...] = qw.scales
-        if bits == 8:
-            q.weight_colsum._data[...] = qw.colsum
-        if linear.bias is not None:
-            q.bias._data[...] = linear.bias.detach().numpy()
+        q.to(linear.weight.device)
+        with no_grad():
+            q.weight_data[...] = qw.data
+            q.weight_scales[...] = qw.scales
+            if bits == 8:
+                q.weight_colsum[...] = qw.colsum
+            if linear.bias is not None:
+                q.bias[...] = linear.bias.detach()
         return q
+
+    def check_loaded_state(self, state: dict) -> list:
+        """Quantized weights from a file are checked, not trusted: scales finite and > 0, int8
+        values in [-127, 127] (the kernels' integer bounds), and each channel's column sum equal
+        to the one its values give (a wrong one would make the fast path silently disagree)."""
+        problems = []
+        scales = state.get("weight_scales")
+        if scales is not None and not (np.isfinite(scales) & (scales > 0)).all():
+            bad = scales[~(np.isfinite(scales) & (scales > 0))]
+            problems.append(f"weight_scales: scales must be finite and > 0, found {bad[:3].tolist()}")
+        data = state.get("weight_data")
+        if self.bits == 8 and data is not None:
+            if data.size and data.min() < -127:
+                problems.append("weight_data: int8 weights must lie in [-127, 127], found -128")
+            colsum = state.get("weight_colsum")
+            if colsum is not None:
+                kp = _round_up(self.in_features, 4)
+                derived = data.astype(np.int64).reshape(-1, kp // 4, BLOCK, 4).sum(axis=(1, 3)).reshape(-1)
+                if not np.array_equal(derived, colsum):
+                    channel = int(np.argmax(derived != colsum))
+                    problems.append(f"weight_colsum: channel {channel}'s column sum is {int(colsum[channel])}, "
+                                    f"its weights sum to {int(derived[channel])}")
+        return problems
 
     @property
     def qweight(self) -> QuantizedWeight:
@@ -325,8 +382,14 @@ class QuantReport:
         return "\n".join(lines)
 
 
+def _on_model_device(model, x) -> Tensor:
+    """Inputs ``x`` as a float32 tensor where the model's weights are."""
+    first = next(iter(model.parameters()), None) or next(iter(model.buffers()))
+    return tensor(np.asarray(x, dtype=np.float32), device=first.device)
+
+
 def _forward_seconds(model, x, repeats=20) -> float:
-    xt = Tensor(np.ascontiguousarray(x, dtype=np.float32))
+    xt = _on_model_device(model, x)
     with no_grad():
         model(xt)
         times = []
@@ -340,7 +403,7 @@ def _forward_seconds(model, x, repeats=20) -> float:
 def _score(model, x, y):
     """('accuracy', value) for integer labels and (N, C) outputs, else ('mse', value)."""
     with no_grad():
-        out = model(Tensor(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+        out = model(_on_model_device(model, x))._host()
     y = np.asarray(y._data if isinstance(y, Tensor) else y)
     if y.dtype.kind in "iu" and out.ndim == 2 and y.shape == out.shape[:1]:
         return "accuracy", float((out.argmax(axis=1) == y).mean())
@@ -390,3 +453,38 @@ def quantize(model, bits: int = 8, group_size: int = 32, calibration=None, eval_
 
 __all__ = ["GROUP_SIZES", "LAYOUT", "QuantLinear", "QuantReport", "QuantizedWeight", "quantize", "quantize_weight",
            "quantized_structure"]
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _describe(model):
+    """The "ember.quant" metadata of a model: the packed layout and each quantized layer's bits
+    and group size (None for a float model)."""
+    layers = {name: {"bits": m.bits, "group_size": m.group_size}
+              for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+    return json.dumps({"layout": LAYOUT, "layers": layers}) if layers else None
+
+
+def _check(path, model, text) -> None:
+    """A quantized checkpoint loads only into layers quantized the same way: say which differ."""
+    saved = json.loads(text) if text is not None else {"layers": {}}
+    if not isinstance(saved, dict) or not isinstance(saved.get("layers"), dict):
+        raise ValueError("metadata ember.quant must hold a JSON object with 'layers'")
+    if saved["layers"] and saved.get("layout") != LAYOUT:
+        raise ValueError(f"{path} holds quantized weights in layout {saved.get('layout')!r}; this Ember reads "
+                         f"{LAYOUT!r}")
+    mine = json.loads(_describe(model) or '{"layers": {}}')["layers"]
+    if saved["layers"] == mine:
+        return
+    if not mine:
+        kinds = sorted({f"int{v.get('bits')}" for v in saved["layers"].values() if isinstance(v, dict)})
+        raise ValueError(f"{path} holds a quantized model ({', '.join(kinds)} layers: "
+                         f"{', '.join(saved['layers'])}); load it into ember.quant.quantized_structure(model, "
+                         f"bits=...) of the same float model")
+    diff = [f"{name}: file {saved['layers'].get(name)}, model {mine.get(name)}"
+            for name in sorted(set(saved["layers"]) | set(mine)) if saved["layers"].get(name) != mine.get(name)]
+    raise ValueError(f"{path}: the quantized layers differ from the model's: " + "; ".join(diff))
+
+
+checkpoint.register_section("ember.quant", _describe, _check)

@@ -1,33 +1,53 @@
-"""Tensor: an array with reverse-mode autograd.
+"""Tensor: an array with reverse-mode autograd, on any device Ember knows.
 
-On the CPU a Tensor's storage is a NumPy array (``Tensor.numpy()`` and ``__array__`` share
-it, without copies); the device is data, looked up through ``backend``, so GPU storage can
-slot in without changing the ops. Differentiable ops are the Functions of
-``autograd.ops``; the Tensor methods and operators below call them.
+A Tensor's storage is an array of its device -- a NumPy array on the CPU (``Tensor.numpy()``
+and ``__array__`` share it, without copies), a CuPy array on CUDA -- and ``Tensor.device`` is
+read from it. Differentiable ops are the Functions of ``autograd.functions``; the Tensor methods
+and operators below call them. Moving between devices is explicit (``to``, ``cpu``, ``cuda``)
+and differentiable; an op whose tensors live on two devices is an error naming both.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import backend
-from . import ops as native_ops
 from .autograd import engine
-from .autograd import function as function_module
-from .autograd import ops as F
+from .autograd import functions as fns
+from .autograd.function import Function, Variable
+from .kernels import gemm as gemm_kernels
 
 _DTYPES = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.bool_),
            np.dtype(np.uint8), np.dtype(np.int8)}
 
 
-class Tensor:
-    """An n-dimensional array that can record the ops applied to it and differentiate them."""
+def _storage(data):
+    """data as an array of some device: device arrays as they are, anything else through NumPy."""
+    if isinstance(data, Variable):
+        return data._data
+    if type(data) is np.ndarray or backend.is_array(data):
+        return data
+    if hasattr(data, "__cuda_array_interface__"):  # a PyTorch or Numba CUDA array: shared, not copied
+        return backend.get("cuda").xp.asarray(data)
+    return np.asarray(data)
 
-    __slots__ = ("_data", "requires_grad", "grad", "_node", "_out_index", "_version", "__weakref__")
+
+class Tensor(Variable):
+    """An n-dimensional array that can record the ops applied to it and differentiate them.
+
+    ``Tensor(data)`` shares ``data``'s memory when it is an array of a known device (a NumPy or
+    CuPy array) of a supported dtype; ``device=`` puts it on that device (a copy when it is
+    elsewhere)."""
+
+    __slots__ = ()
     __array_priority__ = 1000  # numpy_array + tensor defers to Tensor.__radd__
 
-    def __init__(self, data, requires_grad=False):
-        arr = data._data if isinstance(data, Tensor) else np.asarray(data)
+    def __init__(self, data, requires_grad=False, device=None):
+        arr = _storage(data)
+        if device is not None:
+            arr = backend.get(device).asarray(arr)
         if arr.dtype not in _DTYPES:
             if arr.dtype.kind == "f":
                 arr = arr.astype(np.float32)
@@ -44,19 +64,17 @@ class Tensor:
         self._out_index = 0
         self._version = [0]
 
-    @classmethod
-    def _wrap(cls, arr, requires_grad=False) -> Tensor:
-        t = cls.__new__(cls)
-        t._data = arr if isinstance(arr, np.ndarray) else np.asarray(arr)
+    @staticmethod
+    def _wrap(arr, requires_grad=False) -> Tensor:
+        """A Tensor over array ``arr`` (a NumPy scalar becomes a 0-d array); what ops return."""
+        t = Tensor.__new__(Tensor)
+        t._data = arr if type(arr) is np.ndarray or backend.is_array(arr) else np.asarray(arr)
         t.requires_grad = requires_grad
         t.grad = None
         t._node = None
         t._out_index = 0
         t._version = [0]
         return t
-
-    def _xp(self):
-        return backend.array_module(self.device)
 
     # ---------------------------------------------------------------- properties
     @property
@@ -69,7 +87,22 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        return "cpu"
+        """Where the storage lives: ``'cpu'``, ``'cuda'``, ..."""
+        return backend.device_of(self._data).name
+
+    def to(self, device) -> Tensor:
+        """This tensor on ``device`` (itself when it is there already; a differentiable copy
+        otherwise)."""
+        target = backend.get(device)
+        if backend.device_of(self._data) is target:
+            return self
+        return ToDeviceFn.apply(self, target)
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
 
     @property
     def ndim(self) -> int:
@@ -98,10 +131,18 @@ class Tensor:
         return self.transpose(0, 1)
 
     # ---------------------------------------------------------------- interop
+    def _host(self) -> np.ndarray:
+        """The storage as a NumPy array (a copy from any other device)."""
+        return self._data if type(self._data) is np.ndarray else backend.device_of(self._data).to_host(self._data)
+
     def numpy(self) -> np.ndarray:
-        """The storage itself (no copy). Not allowed while the tensor requires grad."""
+        """The storage itself (no copy), for a CPU tensor. Not allowed while the tensor requires
+        grad, nor for a tensor on another device (use ``.cpu().numpy()``)."""
         if self.requires_grad:
             raise RuntimeError("numpy() on a tensor that requires grad: use tensor.detach().numpy()")
+        if type(self._data) is not np.ndarray:
+            raise TypeError(f"numpy() on a tensor on device '{self.device}': copy it to the host with "
+                            "tensor.cpu().numpy()")
         return self._data
 
     def item(self):
@@ -110,9 +151,12 @@ class Tensor:
         return self._data.reshape(-1)[0].item()
 
     def tolist(self):
-        return self._data.tolist()
+        return self._host().tolist()
 
     def __array__(self, dtype=None, copy=None):
+        if type(self._data) is not np.ndarray:
+            raise TypeError(f"a tensor on device '{self.device}' is not converted to a NumPy array implicitly; "
+                            "use tensor.cpu().numpy()")
         if copy is False and dtype is not None and np.dtype(dtype) != self.dtype:
             raise ValueError(f"__array__: converting {self.dtype} to {np.dtype(dtype)} needs a copy")
         arr = self._data if dtype is None else self._data.astype(dtype, copy=False)
@@ -124,9 +168,20 @@ class Tensor:
     def __dlpack_device__(self):
         return self._data.__dlpack_device__()
 
+    @property
+    def __cuda_array_interface__(self):
+        """The CUDA array interface of a CUDA tensor's storage (zero copy for CuPy, PyTorch,
+        Numba...); AttributeError on other devices."""
+        try:
+            return self._data.__cuda_array_interface__
+        except AttributeError:
+            raise AttributeError(f"a tensor on device '{self.device}' has no __cuda_array_interface__") from None
+
     def __repr__(self) -> str:
-        body = np.array2string(self._data, separator=", ", prefix="tensor(")
+        body = np.array2string(self._host(), separator=", ", prefix="tensor(")
         extra = f", dtype={self.dtype}" if self.dtype != np.float32 else ""
+        if self.device != "cpu":
+            extra += f", device='{self.device}'"
         if self._node is not None:
             extra += f", grad_fn=<{self._node.name()}>"
         elif self.requires_grad:
@@ -143,7 +198,7 @@ class Tensor:
         """Accumulate the gradient of this tensor with respect to every leaf that requires grad
         into the leaf's ``.grad``. ``gradient`` is required unless the tensor has one element.
         The graph's saved values are freed afterwards unless ``retain_graph``."""
-        engine.backward(self, gradient, retain_graph)
+        engine.backward(self, gradient._data if isinstance(gradient, Variable) else gradient, retain_graph)
 
     def _accumulate(self, g, owned=False) -> None:
         # A backward may hand the same array to several inputs (an add's gradient flows to
@@ -151,8 +206,8 @@ class Tensor:
         # holds g: changing one leaf's gradient in place (clipping, a user's edit) must not
         # change another's.
         if self.grad is None:
-            if not (owned and g.dtype == self.dtype and g.flags.c_contiguous and g.flags.writeable):
-                g = np.array(g, dtype=self.dtype, copy=True)
+            if not (owned and g.dtype == self.dtype and g.flags.c_contiguous and getattr(g.flags, "writeable", True)):
+                g = g.astype(self.dtype, copy=True)
             self.grad = Tensor._wrap(g)
         else:
             self.grad = Tensor._wrap(self.grad._data + g.astype(self.dtype, copy=False))
@@ -197,103 +252,104 @@ class Tensor:
 
     def __add__(self, other):
         c = self._number(other)
-        return F.Add.apply(self, _operand(other, self)) if c is None else F.AddScalar.apply(self, c)
+        return fns.AddFn.apply(self, _operand(other, self)) if c is None else fns.AddScalarFn.apply(self, c)
 
     def __radd__(self, other):
         c = self._number(other)
-        return F.Add.apply(_operand(other, self), self) if c is None else F.AddScalar.apply(self, c)
+        return fns.AddFn.apply(_operand(other, self), self) if c is None else fns.AddScalarFn.apply(self, c)
 
     def __sub__(self, other):
         c = self._number(other)
-        return F.Sub.apply(self, _operand(other, self)) if c is None else F.AddScalar.apply(self, -c)
+        return fns.SubFn.apply(self, _operand(other, self)) if c is None else fns.AddScalarFn.apply(self, -c)
 
     def __rsub__(self, other):
         c = self._number(other)
-        return F.Sub.apply(_operand(other, self), self) if c is None else F.RSubScalar.apply(self, c)
+        return fns.SubFn.apply(_operand(other, self), self) if c is None else fns.RSubScalarFn.apply(self, c)
 
     def __mul__(self, other):
         c = self._number(other)
-        return F.Mul.apply(self, _operand(other, self)) if c is None else F.MulScalar.apply(self, c)
+        return fns.MulFn.apply(self, _operand(other, self)) if c is None else fns.MulScalarFn.apply(self, c)
 
     def __rmul__(self, other):
         c = self._number(other)
-        return F.Mul.apply(_operand(other, self), self) if c is None else F.MulScalar.apply(self, c)
+        return fns.MulFn.apply(_operand(other, self), self) if c is None else fns.MulScalarFn.apply(self, c)
 
     def __truediv__(self, other):
         c = self._number(other)
-        return F.Div.apply(self, _operand(other, self)) if c is None else F.DivScalar.apply(self, c)
+        return fns.DivFn.apply(self, _operand(other, self)) if c is None else fns.DivScalarFn.apply(self, c)
 
     def __rtruediv__(self, other):
-        return F.Div.apply(_operand(other, self), self)
+        return fns.DivFn.apply(_operand(other, self), self)
 
     def __neg__(self):
-        return F.Neg.apply(self)
+        return fns.NegFn.apply(self)
 
     def __pow__(self, other):
-        return F.Pow.apply(self, _operand(other, self))
+        return fns.PowFn.apply(self, _operand(other, self))
 
     def __rpow__(self, other):
-        return F.Pow.apply(_operand(other, self), self)
+        return fns.PowFn.apply(_operand(other, self), self)
 
     def __matmul__(self, other):
-        return F.MatMul.apply(self, _operand(other, self))
+        return fns.MatMulFn.apply(self, _operand(other, self))
 
     def __rmatmul__(self, other):
-        return F.MatMul.apply(_operand(other, self), self)
+        return fns.MatMulFn.apply(_operand(other, self), self)
 
     def exp(self):
-        return F.Exp.apply(self)
+        return fns.ExpFn.apply(self)
 
     def log(self):
-        return F.Log.apply(self)
+        return fns.LogFn.apply(self)
 
     def sqrt(self):
-        return F.Sqrt.apply(self)
+        return fns.SqrtFn.apply(self)
 
     def abs(self):
-        return F.Abs.apply(self)
+        return fns.AbsFn.apply(self)
 
     def relu(self):
-        return F.ReLU.apply(self)
+        return fns.ReLUFn.apply(self)
 
     def sum(self, dim=None, keepdim=False):
-        return F.Sum.apply(self, dim=dim, keepdim=keepdim)
+        return fns.SumFn.apply(self, dim=dim, keepdim=keepdim)
 
     def mean(self, dim=None, keepdim=False):
-        return F.Mean.apply(self, dim=dim, keepdim=keepdim)
+        return fns.MeanFn.apply(self, dim=dim, keepdim=keepdim)
 
     def reshape(self, *shape):
         shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        return F.Reshape.apply(self, shape=shape)
+        return fns.ReshapeFn.apply(self, shape=shape)
 
     view = reshape
 
     def transpose(self, dim0, dim1):
-        return F.Transpose.apply(self, dim0=dim0, dim1=dim1)
+        return fns.TransposeFn.apply(self, dim0=dim0, dim1=dim1)
 
     def matmul(self, other):
         return self @ other
 
     def clamp(self, min=None, max=None):  # noqa: A002 (PyTorch's names)
-        return F.Clamp.apply(self, lo=min, hi=max)
+        return fns.ClampFn.apply(self, lo=min, hi=max)
 
     def max(self, dim=None, keepdim=False):
-        return F.MaxReduce.apply(self, dim=dim, keepdim=keepdim, largest=True)
+        return fns.MaxReduceFn.apply(self, dim=dim, keepdim=keepdim, largest=True)
 
     def min(self, dim=None, keepdim=False):
-        return F.MaxReduce.apply(self, dim=dim, keepdim=keepdim, largest=False)
+        return fns.MaxReduceFn.apply(self, dim=dim, keepdim=keepdim, largest=False)
 
     def argmax(self, dim=None, keepdim=False):
         """Index of the largest element (no gradient)."""
+        xp = backend.namespace(self._data)
         if dim is None:
-            return Tensor._wrap(np.asarray(np.argmax(self._data)))
-        return Tensor._wrap(np.argmax(self._data, axis=dim, keepdims=keepdim))
+            return Tensor._wrap(xp.asarray(xp.argmax(self._data)))
+        return Tensor._wrap(xp.argmax(self._data, axis=dim, keepdims=keepdim))
 
     def logsumexp(self, dim=None, keepdim=False):
-        return F.LogSumExp.apply(self, dim=dim, keepdim=keepdim)
+        return fns.LogSumExpFn.apply(self, dim=dim, keepdim=keepdim)
 
     def var(self, dim=None, keepdim=False, correction=1):
-        return F.Var.apply(self, dim=dim, keepdim=keepdim, correction=correction)
+        return fns.VarFn.apply(self, dim=dim, keepdim=keepdim, correction=correction)
 
     def std(self, dim=None, keepdim=False, correction=1):
         return self.var(dim, keepdim, correction).sqrt()
@@ -301,14 +357,14 @@ class Tensor:
     def flatten(self, start_dim=0, end_dim=-1):
         nd = max(self.ndim, 1)
         s, e = start_dim % nd, end_dim % nd
-        shape = self.shape[:s] + (int(np.prod(self.shape[s : e + 1])),) + self.shape[e + 1 :]
+        shape = self.shape[:s] + (math.prod(self.shape[s : e + 1]),) + self.shape[e + 1 :]
         return self.reshape(shape)
 
     def permute(self, *dims):
         dims = tuple(dims[0]) if len(dims) == 1 and not isinstance(dims[0], int) else dims
         if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dimensions")
-        return F.Permute.apply(self, dims=tuple(d % self.ndim for d in dims))
+        return fns.PermuteFn.apply(self, dims=tuple(d % self.ndim for d in dims))
 
     def squeeze(self, dim=None):
         if dim is None:
@@ -322,7 +378,7 @@ class Tensor:
 
     def expand(self, *shape):
         shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        return F.Expand.apply(self, shape=shape)
+        return fns.ExpandFn.apply(self, shape=shape)
 
     def split(self, split_size, dim=0):
         n = self.shape[dim]
@@ -330,56 +386,77 @@ class Tensor:
             [split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
         if sum(sizes) != n:
             raise ValueError(f"split: sizes {sizes} do not add up to dimension {dim}'s {n}")
-        return F.Split.apply(self, sizes=sizes, dim=dim)
+        return fns.SplitFn.apply(self, sizes=sizes, dim=dim)
 
     def chunk(self, chunks, dim=0):
         return self.split(-(-self.shape[dim] // chunks), dim)
 
     def sigmoid(self):
-        return F.Sigmoid.apply(self)
+        return fns.SigmoidFn.apply(self)
 
     def tanh(self):
-        return F.Tanh.apply(self)
+        return fns.TanhFn.apply(self)
 
     def softmax(self, dim):
-        return F.Softmax.apply(self, dim=dim)
+        return fns.SoftmaxFn.apply(self, dim=dim)
 
     def log_softmax(self, dim):
-        return F.LogSoftmax.apply(self, dim=dim)
+        return fns.LogSoftmaxFn.apply(self, dim=dim)
+
+    def _key(self, key):
+        """An index with its tensors and arrays on this tensor's device."""
+        dev = backend.device_of(self._data)
+
+        def one(k):
+            k = _raw(k)
+            return dev.asarray(k) if type(k) is np.ndarray or backend.is_array(k) else k
+
+        return tuple(one(k) for k in key) if isinstance(key, tuple) else one(key)
 
     def __getitem__(self, key):
-        key = tuple(_raw(k) for k in key) if isinstance(key, tuple) else _raw(key)
-        return F.Index.apply(self, key=key)
+        return fns.IndexFn.apply(self, key=self._key(key))
 
     def __setitem__(self, key, value):
         self._check_inplace()
-        key = tuple(_raw(k) for k in key) if isinstance(key, tuple) else _raw(key)
-        self._data[key] = _raw(value)
+        value = _raw(value)
+        if type(value) is np.ndarray or backend.is_array(value):
+            value = backend.device_of(self._data).asarray(value)
+        self._data[self._key(key)] = value
         self._bump()
 
     # comparisons record no graph
     def __eq__(self, other):  # noqa: D105
-        return Tensor._wrap(np.equal(self._data, _raw(other)))
+        return Tensor._wrap(backend.namespace(self._data).equal(self._data, _raw(other)))
 
     def __ne__(self, other):
-        return Tensor._wrap(np.not_equal(self._data, _raw(other)))
+        return Tensor._wrap(backend.namespace(self._data).not_equal(self._data, _raw(other)))
 
     def __lt__(self, other):
-        return Tensor._wrap(np.less(self._data, _raw(other)))
+        return Tensor._wrap(backend.namespace(self._data).less(self._data, _raw(other)))
 
     def __le__(self, other):
-        return Tensor._wrap(np.less_equal(self._data, _raw(other)))
+        return Tensor._wrap(backend.namespace(self._data).less_equal(self._data, _raw(other)))
 
     def __gt__(self, other):
-        return Tensor._wrap(np.greater(self._data, _raw(other)))
+        return Tensor._wrap(backend.namespace(self._data).greater(self._data, _raw(other)))
 
     def __ge__(self, other):
-        return Tensor._wrap(np.greater_equal(self._data, _raw(other)))
+        return Tensor._wrap(backend.namespace(self._data).greater_equal(self._data, _raw(other)))
 
     __hash__ = object.__hash__
 
 
-function_module.Tensor = Tensor  # Function.apply wraps its outputs in Tensors
+class ToDeviceFn(Function):
+    """A copy to another device; the gradient goes back to the source's device."""
+
+    @staticmethod
+    def forward(ctx, a, target):
+        ctx.source = backend.device_of(a)
+        return target.asarray(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.source.asarray(g), None
 
 
 _NUMBERS = (float, int)
@@ -396,19 +473,45 @@ def _operand(x, like: Tensor):
         return x
     if type(x) in (float, int) and like.dtype.kind == "f":  # the common case, kept short
         return like.dtype.type(x)
-    arr = np.asarray(x)
-    if arr.dtype.kind in "fiub" and like.dtype.kind == "f":
-        return arr.astype(like.dtype) if arr.ndim else like.dtype.type(arr)
-    return arr
+    arr = _storage(x)
+    if arr.ndim == 0 and type(arr) is np.ndarray:  # a number: a scalar lives on every device
+        return like.dtype.type(arr) if arr.dtype.kind in "fiub" and like.dtype.kind == "f" else arr[()]
+    arr = backend.device_of(like._data).asarray(arr)
+    return arr.astype(like.dtype) if arr.dtype.kind in "fiub" and like.dtype.kind == "f" else arr
 
 
 # -------------------------------------------------------------------- creation
 
 
-def tensor(data, dtype=None, requires_grad=False) -> Tensor:
-    """A new tensor holding a copy of ``data`` (floats default to float32)."""
-    arr = np.array(data._data if isinstance(data, Tensor) else data, dtype=dtype, copy=True)
-    if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.ndarray):
+_default_device = ["cpu"]
+
+
+def set_default_device(device) -> None:
+    """The device ``tensor()``, the factories (``zeros``, ``randn``...) and so the layers'
+    parameters use when no ``device=`` is given (``'cpu'`` at start)."""
+    _default_device[0] = backend.get(device).name
+
+
+def get_default_device() -> str:
+    return _default_device[0]
+
+
+def _device(device) -> backend.Device:
+    return backend.get(_default_device[0] if device is None else device)
+
+
+def tensor(data, dtype=None, requires_grad=False, device=None) -> Tensor:
+    """A new tensor holding a copy of ``data`` (Python floats default to float32), on
+    ``device`` (default: where an array of another device is, else the default device)."""
+    source = _storage(data)
+    if device is None and type(source) is not np.ndarray and backend.is_array(source):
+        dev = backend.device_of(source)
+    else:
+        dev = _device(device)
+    arr = dev.asarray(source if dtype is None else source.astype(dtype))
+    if arr is source or arr is getattr(data, "_data", None):
+        arr = arr.copy()
+    if dtype is None and arr.dtype == np.float64 and not backend.is_array(data) and not isinstance(data, Variable):
         arr = arr.astype(np.float32)
     return Tensor(arr, requires_grad=requires_grad)
 
@@ -421,42 +524,48 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 
 def from_dlpack(obj) -> Tensor:
-    """A tensor sharing the memory of any DLPack producer (NumPy, PyTorch, JAX...): no copy."""
-    return Tensor(np.from_dlpack(obj))
+    """A tensor sharing the memory of any DLPack producer (NumPy, CuPy, PyTorch, JAX...), on the
+    producer's device: no copy."""
+    kind = obj.__dlpack_device__()[0] if hasattr(obj, "__dlpack_device__") else 1
+    if kind == 1:  # DLPack's kDLCPU
+        return Tensor(np.from_dlpack(obj))
+    if kind in (2, 13):  # kDLCUDA, kDLCUDAManaged
+        return Tensor(backend.get("cuda").xp.from_dlpack(obj))
+    raise BufferError(f"from_dlpack: DLPack device type {kind} is neither the CPU (1) nor CUDA (2)")
 
 
 def maximum(a, b) -> Tensor:
-    return F.Maximum.apply(*_pair(a, b))
+    return fns.MaximumFn.apply(*_pair(a, b))
 
 
 def minimum(a, b) -> Tensor:
-    return F.Minimum.apply(*_pair(a, b))
+    return fns.MinimumFn.apply(*_pair(a, b))
 
 
 def matmul(a, b, out=None):
     """Matrix product with ``numpy.matmul``'s rules (batched, broadcast) on Ember's GEMM.
 
     With a Tensor on either side the result is a Tensor and the product is differentiable;
-    with NumPy arrays it is an array, written into ``out`` when given (see ``ember.ops.matmul``).
+    with arrays it is an array, written into ``out`` when given (see ``ember.kernels.gemm.matmul``).
     """
     if isinstance(a, Tensor) or isinstance(b, Tensor):
         if out is not None:
-            raise TypeError("matmul: out= takes NumPy arrays; with tensors the result is a new tensor")
+            raise TypeError("matmul: out= takes arrays; with tensors the result is a new tensor")
         return a @ b if isinstance(a, Tensor) else b.__rmatmul__(a)
-    return native_ops.matmul(a, b, out)
+    return gemm_kernels.matmul(a, b, out)
 
 
 def where(condition, a, b) -> Tensor:
     a, b = _pair(a, b)
-    return F.Where.apply(_raw(condition), a, b)
+    return fns.WhereFn.apply(_raw(condition), a, b)
 
 
 def cat(tensors, dim=0) -> Tensor:
-    return F.Cat.apply(dim, *tensors)
+    return fns.CatFn.apply(dim, *tensors)
 
 
 def stack(tensors, dim=0) -> Tensor:
-    return F.Stack.apply(dim, *tensors)
+    return fns.StackFn.apply(dim, *tensors)
 
 
 def _pair(a, b):
@@ -504,73 +613,97 @@ def _dtype(dtype, default=np.float32):
     return np.dtype(default if dtype is None else dtype)
 
 
-def zeros(*size, dtype=None, requires_grad=False) -> Tensor:
-    return Tensor(np.zeros(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
+def _make(fill, size, dtype, device, requires_grad) -> Tensor:
+    """A tensor made on ``device`` by its namespace's ``fill`` (zeros, ones, empty...)."""
+    dev = _device(device)
+    return Tensor(getattr(dev.xp, fill)(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
 
 
-def ones(*size, dtype=None, requires_grad=False) -> Tensor:
-    return Tensor(np.ones(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
+def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _make("zeros", size, dtype, device, requires_grad)
 
 
-def full(size, fill_value, dtype=None, requires_grad=False) -> Tensor:
-    return Tensor(np.full(_shape((size,)), fill_value, _dtype(dtype)), requires_grad=requires_grad)
+def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _make("ones", size, dtype, device, requires_grad)
 
 
-def empty(*size, dtype=None, requires_grad=False) -> Tensor:
-    return Tensor(np.empty(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
+def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _make("empty", size, dtype, device, requires_grad)
 
 
-def arange(start, end=None, step=1, dtype=None) -> Tensor:
+def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    xp = _device(device).xp
+    return Tensor(xp.full(_shape((size,)), fill_value, _dtype(dtype)), requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None) -> Tensor:
     if end is None:
         start, end = 0, start
     ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
-    return Tensor(np.arange(start, end, step, dtype=_dtype(dtype, np.int64 if ints else np.float32)))
+    xp = _device(device).xp
+    return Tensor(xp.arange(start, end, step, dtype=_dtype(dtype, np.int64 if ints else np.float32)))
 
 
-def linspace(start, end, steps, dtype=None) -> Tensor:
-    return Tensor(np.linspace(start, end, steps, dtype=_dtype(dtype)))
+def linspace(start, end, steps, dtype=None, device=None) -> Tensor:
+    return Tensor(_device(device).xp.linspace(start, end, steps, dtype=_dtype(dtype)))
 
 
-def eye(n, m=None, dtype=None) -> Tensor:
-    return Tensor(np.eye(n, m, dtype=_dtype(dtype)))
+def eye(n, m=None, dtype=None, device=None) -> Tensor:
+    return Tensor(_device(device).xp.eye(n, m, dtype=_dtype(dtype)))
 
 
-def rand(*size, generator=None, dtype=None, requires_grad=False) -> Tensor:
+# Random numbers come from the host generator and are copied to the device, so a seed gives the
+# same numbers on every device.
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     g = (generator or _default_generator).numpy
-    return Tensor(g.random(_shape(size), dtype=np.float64).astype(_dtype(dtype)), requires_grad=requires_grad)
+    return Tensor(g.random(_shape(size), dtype=np.float64).astype(_dtype(dtype)), requires_grad=requires_grad,
+                  device=_device(device))
 
 
-def randn(*size, generator=None, dtype=None, requires_grad=False) -> Tensor:
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     g = (generator or _default_generator).numpy
-    return Tensor(g.standard_normal(_shape(size)).astype(_dtype(dtype)), requires_grad=requires_grad)
+    return Tensor(g.standard_normal(_shape(size)).astype(_dtype(dtype)), requires_grad=requires_grad,
+                  device=_device(device))
 
 
-def randint(low, high=None, size=(), generator=None, dtype=None) -> Tensor:
+def randint(low, high=None, size=(), generator=None, dtype=None, device=None) -> Tensor:
     if high is None:
         low, high = 0, low
     g = (generator or _default_generator).numpy
-    return Tensor(g.integers(low, high, _shape((size,)), dtype=_dtype(dtype, np.int64)))
+    return Tensor(g.integers(low, high, _shape((size,)), dtype=_dtype(dtype, np.int64)), device=_device(device))
 
 
-def zeros_like(t: Tensor, dtype=None, requires_grad=False) -> Tensor:
-    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+def _like(t: Tensor, dtype, device):
+    return (dtype or t.dtype), (device or t.device)
 
 
-def ones_like(t: Tensor, dtype=None, requires_grad=False) -> Tensor:
-    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+def zeros_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype, device = _like(t, dtype, device)
+    return zeros(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def full_like(t: Tensor, fill_value, dtype=None, requires_grad=False) -> Tensor:
-    return full(t.shape, fill_value, dtype=dtype or t.dtype, requires_grad=requires_grad)
+def ones_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype, device = _like(t, dtype, device)
+    return ones(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def empty_like(t: Tensor, dtype=None, requires_grad=False) -> Tensor:
-    return empty(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+def full_like(t: Tensor, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype, device = _like(t, dtype, device)
+    return full(t.shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def rand_like(t: Tensor, generator=None, dtype=None, requires_grad=False) -> Tensor:
-    return rand(t.shape, generator=generator, dtype=dtype or t.dtype, requires_grad=requires_grad)
+def empty_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype, device = _like(t, dtype, device)
+    return empty(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def randn_like(t: Tensor, generator=None, dtype=None, requires_grad=False) -> Tensor:
-    return randn(t.shape, generator=generator, dtype=dtype or t.dtype, requires_grad=requires_grad)
+def rand_like(t: Tensor, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype, device = _like(t, dtype, device)
+    return rand(t.shape, generator=generator, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def randn_like(t: Tensor, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype, device = _like(t, dtype, device)
+    return randn(t.shape, generator=generator, dtype=dtype, device=device, requires_grad=requires_grad)

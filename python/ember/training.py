@@ -1,5 +1,6 @@
 """Keras-style training on top of the PyTorch-shaped layer: ``model.compile``, ``fit``,
-``evaluate`` and ``predict`` for any ``ember.nn.Module``.
+``evaluate`` and ``predict`` for any ``ember.nn.Module`` (this module installs them on
+``nn.Module``, which itself knows nothing of training).
 
 ``fit`` builds a ``DataLoader`` from arrays (or takes one), switches the model to training mode
 for the steps and to evaluation mode for validation, runs the callbacks and returns a
@@ -18,6 +19,7 @@ import time
 
 import numpy as np
 
+from . import backend, nn, optim
 from . import metrics as metrics_module
 from .autograd import no_grad
 from .callbacks import Callback, CallbackList, History, ProgressLogger
@@ -37,8 +39,6 @@ class Compiled:
 
 
 def _make_optimizer(model, optimizer, lr):
-    from . import optim
-
     if isinstance(optimizer, str):
         key = optimizer.lower()
         if key not in _OPTIMIZERS:
@@ -58,8 +58,6 @@ def _make_optimizer(model, optimizer, lr):
 
 
 def _make_loss(loss):
-    from . import nn
-
     if isinstance(loss, str):
         if loss.lower() not in _LOSSES:
             raise ValueError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a callable")
@@ -95,7 +93,7 @@ def _compiled(model, what):
 
 def _as_array(x, name):
     if isinstance(x, Tensor):
-        return x.detach().numpy()
+        return x.detach()._host()
     if isinstance(x, np.ndarray):
         return x
     if x is None:
@@ -103,8 +101,8 @@ def _as_array(x, name):
     return np.asarray(x)
 
 
-def _loader(x, y, batch_size, shuffle, seed, transform, what, drop_last=False):
-    """A DataLoader over (x, y) arrays, or x itself when it is one."""
+def _loader(x, y, batch_size, shuffle, seed, transform, what, drop_last=False, device=None):
+    """A DataLoader over (x, y) arrays yielding batches on ``device``, or x itself when it is one."""
     from .data import DataLoader, TensorDataset
 
     if isinstance(x, DataLoader):
@@ -119,7 +117,7 @@ def _loader(x, y, batch_size, shuffle, seed, transform, what, drop_last=False):
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"{what}: batch_size must be an int >= 1, got {batch_size!r}")
     return DataLoader(TensorDataset(xa, ya), batch_size=int(batch_size), shuffle=shuffle, drop_last=drop_last,
-                      transform=transform, seed=seed)
+                      transform=transform, seed=seed, device=device)
 
 
 def _class_weighted(loss, class_weight):
@@ -141,13 +139,12 @@ def _class_weighted(loss, class_weight):
     per_sample.reduction = "none"
 
     def weighted(output, target):
-        t = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
-        if t.size and int(t.max()) >= n:
-            w = np.ones(int(t.max()) + 1, np.float32)
-            w[:n] = weights
-        else:
-            w = weights
-        return (per_sample(output, target) * Tensor._wrap(w[t])).mean()
+        dev = backend.device_of(output._data)
+        t = target._data if isinstance(target, Tensor) else dev.asarray(target)
+        top = int(t.max()) if t.size else 0
+        w = np.ones(max(n, top + 1), np.float32)
+        w[:n] = weights
+        return (per_sample(output, target) * Tensor._wrap(dev.asarray(w)[t])).mean()
 
     return weighted
 
@@ -175,14 +172,29 @@ class _Interrupt:
         return False
 
 
-def _run_epoch_eval(model, loader, loss_fn, metric_objs):
+def _model_device(model, device):
+    """The device to run on: ``device`` (the model is moved there), else where the model's
+    parameters are."""
+    if device is not None:
+        model.to(device)
+        return backend.get(device)
+    first = next(iter(model.parameters()), None)
+    return backend.device_of(first._data) if first is not None else backend.CPU
+
+
+def _on(dev, batch):
+    """A batch's tensors on ``dev`` (a loader that already yields them there costs nothing)."""
+    return [b.to(dev) if isinstance(b, Tensor) else b for b in batch]
+
+
+def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev):
     """Mean loss and metric results over a loader, in evaluation mode, without recording."""
     for m in metric_objs:
         m.reset()
     total, count = 0.0, 0
     with no_grad():
         for batch in loader:
-            xb, yb = batch[0], batch[1]
+            xb, yb = _on(dev, batch[:2])
             out = model(xb)
             n = len(yb)
             total += float(loss_fn(out, yb).item()) * n
@@ -197,7 +209,7 @@ def _run_epoch_eval(model, loader, loss_fn, metric_objs):
 
 def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, class_weight=None, initial_epoch=0, seed=None, transform=None,
-        resume_from=None) -> History:
+        resume_from=None, device=None) -> History:
     """Train for ``epochs`` epochs (counted from 0, so ``initial_epoch=2, epochs=4`` runs two).
 
     ``x, y`` are arrays or tensors (a ``DataLoader`` may be given as ``x`` instead);
@@ -209,10 +221,13 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
     from a checkpoint written by ``ModelCheckpoint`` (weights, optimizer state, epoch, random
     state and seed), so the result equals the uninterrupted run's. ``verbose``: 0 silent, 1 a
     live bar per epoch, 2 one line per epoch, 'auto' a bar on a terminal and lines otherwise.
+    ``device`` moves the model there and runs every step there (default: where the model's
+    parameters are); batches are prepared on the host and copied.
     """
     from .checkpoint import load as load_checkpoint
 
     compiled = _compiled(model, "fit")
+    dev = _model_device(model, device)
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
     if not 0.0 <= validation_split < 1.0:
@@ -267,7 +282,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                     m.reset()
                 total, count, start = 0.0, 0, time.perf_counter()
                 for step, batch in enumerate(train_loader):
-                    xb, yb = batch[0], batch[1]
+                    xb, yb = _on(dev, batch[:2])
                     cbs.on_train_batch_begin(step)
                     optimizer.zero_grad()
                     out = model(xb)
@@ -298,7 +313,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                 if val_loader is not None:
                     model.eval()
                     val = _run_epoch_eval(model, val_loader, loss_fn if class_weight is None else compiled.loss,
-                                          metric_objs)
+                                          metric_objs, dev)
                     logs.update({f"val_{k}": v for k, v in val.items()})
                 cbs.on_epoch_end(epoch, logs)
                 if model.stop_training:
@@ -310,15 +325,16 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
     return history
 
 
-def evaluate(model, x=None, y=None, batch_size=256, verbose=0, return_dict=True):
+def evaluate(model, x=None, y=None, batch_size=256, verbose=0, return_dict=True, device=None):
     """Loss and metrics over ``x, y`` (or a DataLoader) in evaluation mode: a dict, or with
-    ``return_dict=False`` a list [loss, *metrics]."""
+    ``return_dict=False`` a list [loss, *metrics]. ``device`` as ``fit``'s."""
     compiled = _compiled(model, "evaluate")
+    dev = _model_device(model, device)
     loader = _loader(x, y, batch_size, False, 0, None, "evaluate")
     was_training = model.training
     model.eval()
     try:
-        logs = _run_epoch_eval(model, loader, compiled.loss, compiled.metrics)
+        logs = _run_epoch_eval(model, loader, compiled.loss, compiled.metrics, dev)
     finally:
         model.train(was_training)
     if verbose:
@@ -326,11 +342,12 @@ def evaluate(model, x=None, y=None, batch_size=256, verbose=0, return_dict=True)
     return logs if return_dict else list(logs.values())
 
 
-def predict(model, x, batch_size=256) -> np.ndarray:
+def predict(model, x, batch_size=256, device=None) -> np.ndarray:
     """The model's outputs for ``x`` (an array, a tensor or a DataLoader whose first field is the
-    input), batch by batch in evaluation mode, as one NumPy array."""
+    input), batch by batch in evaluation mode, as one NumPy array. ``device`` as ``fit``'s."""
     from .data import DataLoader, TensorDataset
 
+    dev = _model_device(model, device)
     if isinstance(x, DataLoader):
         loader = x
     else:
@@ -344,12 +361,37 @@ def predict(model, x, batch_size=256) -> np.ndarray:
     try:
         with no_grad():
             for batch in loader:
-                outs.append(np.array(model(batch[0]).numpy(), copy=True))
+                outs.append(np.array(model(_on(dev, batch[:1])[0])._host(), copy=True))
     finally:
         model.train(was_training)
     if not outs:
         raise ValueError("predict: x has no samples")
     return np.concatenate(outs)
 
+
+def _install_keras_methods(cls) -> None:
+    """Give ``nn.Module`` Keras's ``compile`` / ``fit`` / ``evaluate`` / ``predict`` (the layer
+    below training does not import it; training adds them when Ember is imported)."""
+
+    def compile_(self, optimizer="adam", loss="cross_entropy", metrics=None, lr=None) -> None:
+        return compile(self, optimizer, loss, metrics, lr)
+
+    def fit_(self, x=None, y=None, **kwargs) -> History:
+        return fit(self, x, y, **kwargs)
+
+    def evaluate_(self, x=None, y=None, **kwargs):
+        return evaluate(self, x, y, **kwargs)
+
+    def predict_(self, x, batch_size=256, device=None) -> np.ndarray:
+        return predict(self, x, batch_size, device)
+
+    for name, method, source in (("compile", compile_, compile), ("fit", fit_, fit), ("evaluate", evaluate_, evaluate),
+                                 ("predict", predict_, predict)):
+        method.__name__ = method.__qualname__ = name
+        method.__doc__ = source.__doc__
+        setattr(cls, name, method)
+
+
+_install_keras_methods(nn.Module)
 
 __all__ = ["Callback", "History", "compile", "evaluate", "fit", "predict"]

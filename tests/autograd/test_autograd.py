@@ -98,20 +98,22 @@ def sample(rng, shape, domain):
 
 
 @pytest.mark.parametrize("name, fn, ref, shapes, domain", OPS, ids=[op[0] for op in OPS])
-def test_op_forward_and_gradcheck(rng, name, fn, ref, shapes, domain):
+def test_op_forward_and_gradcheck(device, rng, name, fn, ref, shapes, domain):
     arrays = [sample(rng, s, domain) for s in shapes]
     tensors = [ember.tensor(a, dtype=np.float64, requires_grad=True) for a in arrays]
+    assert all(t.device == device for t in tensors)
     out = fn(*tensors)
-    np.testing.assert_allclose(out.detach().numpy(), ref(*arrays), rtol=1e-12, atol=1e-12)
+    assert out.device == device
+    np.testing.assert_allclose(out.detach().cpu().numpy(), ref(*arrays), rtol=1e-12, atol=1e-12)
     assert out.requires_grad and out.grad_fn is not None
     assert gradcheck(fn, tensors)
     # float32 forward (matmul runs on Ember's GEMM) agrees with NumPy to float32 precision.
     out32 = fn(*[ember.tensor(a.astype(np.float32)) for a in arrays])
     assert out32.dtype == np.float32
-    np.testing.assert_allclose(out32.numpy(), ref(*arrays), rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(out32.cpu().numpy(), ref(*arrays), rtol=2e-5, atol=2e-5)
 
 
-def test_gradcheck_catches_a_wrong_backward():
+def test_gradcheck_catches_a_wrong_backward(device):
     class Wrong(ember.autograd.Function):
         @staticmethod
         def forward(ctx, a):
@@ -126,25 +128,25 @@ def test_gradcheck_catches_a_wrong_backward():
         gradcheck(lambda t: Wrong.apply(t), [x])
 
 
-def test_gradients_accumulate_in_leaves():
+def test_gradients_accumulate_in_leaves(device):
     x = ember.tensor([1.0, 2.0, 3.0], requires_grad=True)
     (x * x).sum().backward()
     (x * 3).sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), 2 * np.array([1, 2, 3]) + 3)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 2 * np.array([1, 2, 3]) + 3)
     # A tensor used twice gets both contributions.
     y = ember.tensor([2.0], requires_grad=True)
     (y * y + y).sum().backward()
-    np.testing.assert_allclose(y.grad.numpy(), [5.0])
+    np.testing.assert_allclose(y.grad.cpu().numpy(), [5.0])
 
 
-def test_leaves_never_share_a_gradient_array():
+def test_leaves_never_share_a_gradient_array(device):
     # Add's backward hands one array to both inputs; the leaves must get their own.
     a = ember.tensor([3.0, 4.0], requires_grad=True)
     b = ember.tensor([1.0, 1.0], requires_grad=True)
     (a + b).sum().backward()
-    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
-    a.grad.numpy()[...] = 0.0
-    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+    assert not np.shares_memory(a.grad.cpu().numpy(), b.grad.cpu().numpy())
+    a.grad[...] = 0.0
+    np.testing.assert_array_equal(b.grad.cpu().numpy(), [1.0, 1.0])
 
 
 
@@ -172,18 +174,18 @@ class Fresh(Function):
 def test_a_gradient_nobody_else_holds_becomes_the_leaf_grad(size):
     x = ember.ones(size, requires_grad=True)
     Fresh.apply(x).backward(ember.ones(size))
-    assert x.grad.numpy() is Fresh.made()  # kept without a copy
+    assert x.grad.cpu().numpy() is Fresh.made()  # kept without a copy
     # Held elsewhere too: the leaf gets its own copy, and editing it changes nothing else.
     x.grad = None
     Fresh.apply(x, keep=True).backward(ember.ones(size))
-    assert x.grad.numpy() is not Fresh.kept and not np.shares_memory(x.grad.numpy(), Fresh.kept)
-    x.grad.numpy()[...] = 0.0
+    assert x.grad.cpu().numpy() is not Fresh.kept and not np.shares_memory(x.grad.cpu().numpy(), Fresh.kept)
+    x.grad[...] = 0.0
     assert (Fresh.kept == 2.0).all()
     # A view of the gradient (reshape's backward) is copied as well.
     x.grad = None
     Fresh.apply(x).reshape(size, 1).backward(ember.ones((size, 1)))
-    assert x.grad.shape == (size,) and x.grad.numpy().flags.c_contiguous
-    np.testing.assert_array_equal(x.grad.numpy(), np.full(size, 2.0, np.float32))
+    assert x.grad.shape == (size,) and x.grad.cpu().numpy().flags.c_contiguous
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), np.full(size, 2.0, np.float32))
 
 
 def test_a_gradient_passed_through_is_copied():
@@ -192,35 +194,35 @@ def test_a_gradient_passed_through_is_copied():
     x = ember.zeros(4, requires_grad=True)
     g = np.arange(4, dtype=np.float32)
     (x + 1.5).backward(ember.from_numpy(g))
-    assert not np.shares_memory(x.grad.numpy(), g)
-    x.grad.numpy()[...] = -1.0
+    assert not np.shares_memory(x.grad.cpu().numpy(), g)
+    x.grad[...] = -1.0
     np.testing.assert_array_equal(g, [0, 1, 2, 3])
 
 
-def test_backward_twice_needs_retain_graph():
+def test_backward_twice_needs_retain_graph(device):
     x = ember.tensor([1.0, 2.0], requires_grad=True)
     z = (x.exp() * 2).sum()
     z.backward(retain_graph=True)
     z.backward()
-    np.testing.assert_allclose(x.grad.numpy(), 4 * np.exp([1.0, 2.0]), rtol=1e-6)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 4 * np.exp([1.0, 2.0]), rtol=1e-6)
     with pytest.raises(RuntimeError, match="a second time.*retain_graph=True"):
         z.backward()
 
 
-def test_non_scalar_backward_needs_a_gradient():
+def test_non_scalar_backward_needs_a_gradient(device):
     x = ember.tensor([1.0, 2.0], requires_grad=True)
     y = x * 2
     with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
         y.backward()
     y.backward(ember.tensor([1.0, 10.0]))
-    np.testing.assert_allclose(x.grad.numpy(), [2.0, 20.0])
+    np.testing.assert_allclose(x.grad.cpu().numpy(), [2.0, 20.0])
     with pytest.raises(RuntimeError, match=r"gradient has shape \(3,\)"):
         (x * 2).backward(ember.tensor([1.0, 1.0, 1.0]))
     with pytest.raises(RuntimeError, match="does not require grad"):
         ember.tensor([1.0]).sum().backward()
 
 
-def test_in_place_change_of_a_saved_tensor_is_caught():
+def test_in_place_change_of_a_saved_tensor_is_caught(device):
     x = ember.tensor([1.0, 2.0], requires_grad=True)
     y = x * 1.0  # a non-leaf
     z = (y * y).sum()  # saves y
@@ -231,10 +233,10 @@ def test_in_place_change_of_a_saved_tensor_is_caught():
         x.zero_()
     with ember.no_grad():
         x.zero_()
-    assert (x.detach().numpy() == 0).all()
+    assert (x.detach().cpu().numpy() == 0).all()
 
 
-def test_grad_mode():
+def test_grad_mode(device):
     x = ember.tensor([1.0], requires_grad=True)
     with ember.no_grad():
         y = x * 2
@@ -257,16 +259,16 @@ def test_grad_mode():
     assert seen == [True]
 
 
-def test_a_long_chain_does_not_recurse():
+def test_a_long_chain_does_not_recurse(device):
     x = ember.tensor([1.0], requires_grad=True)
     y = x
     for _ in range(100_000):
         y = y + 1e-5
     y.sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), [1.0])
+    np.testing.assert_allclose(x.grad.cpu().numpy(), [1.0])
 
 
-def test_graph_is_released_after_backward():
+def test_graph_is_released_after_backward(device):
     import gc
     import weakref
 
@@ -280,22 +282,22 @@ def test_graph_is_released_after_backward():
     z.backward()
     gc.collect()
     assert held() is None  # and lets go of it once backward has run
-    np.testing.assert_allclose(x.grad.numpy(), np.full(1000, 8.0))
+    np.testing.assert_allclose(x.grad.cpu().numpy(), np.full(1000, 8.0))
 
 
-def test_tensor_interop_and_properties():
+def test_tensor_interop_and_properties(device):
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     t = ember.from_numpy(a)
-    assert t.numpy() is a and np.shares_memory(np.asarray(t), a)
+    assert t.cpu().numpy() is a and np.shares_memory(np.asarray(t), a)
     assert t.shape == (2, 3) and t.dtype == np.float32 and t.device == "cpu" and t.ndim == 2 and t.size == 6
     assert ember.tensor([[1, 2]]).dtype == np.int64 and ember.tensor([1.5]).dtype == np.float32
     assert ember.tensor(3.0).item() == 3.0 and t.tolist() == a.tolist()
     d = ember.from_dlpack(a)
-    assert np.shares_memory(d.numpy(), a)
+    assert np.shares_memory(d.cpu().numpy(), a)
     assert np.shares_memory(np.from_dlpack(t), a)
     r = ember.tensor([1.0], requires_grad=True)
     with pytest.raises(RuntimeError, match=r"use tensor.detach\(\).numpy\(\)"):
-        r.numpy()
+        r.cpu().numpy()
     with pytest.raises(TypeError, match="only floating-point tensors can require grad"):
         ember.tensor([1, 2], requires_grad=True)
     assert "grad_fn=<MulBackward>" in repr(r * 2) and "requires_grad=True" in repr(r)

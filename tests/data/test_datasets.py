@@ -391,3 +391,37 @@ def test_synthetic_errors(kwargs, match):
 
 def test_public_names():
     assert sorted(datasets.__all__) == ["cifar10", "digits", "fashion_mnist", "mnist", "synthetic"]
+
+
+def test_idx_decompression_bomb_is_not_inflated(tmp_path):
+    """A 1 MB .gz that promises 30 images but inflates to gigabytes: refused after reading
+    what the header promises (plus a few kilobytes), not after inflating all of it."""
+    import gzip
+    import resource
+    import struct
+
+    from ember.datasets._mnist import read_idx
+
+    path = tmp_path / "bomb-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(struct.pack(">4I", 0x803, 30, 28, 28))
+        chunk = bytes(1 << 20)
+        for _ in range(1024):  # 1 GiB of zeros, about 1 MB compressed
+            f.write(chunk)
+    assert path.stat().st_size < 4 << 20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="more than 4096 unexpected bytes"):
+        read_idx(path, 3)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 64 * 1024
+
+
+def test_idx_dims_that_overflow_are_named(tmp_path):
+    import struct
+
+    from ember.datasets._mnist import read_idx
+
+    path = tmp_path / "huge-images-idx3-ubyte"
+    path.write_bytes(struct.pack(">4I", 0x803, 2**32 - 1, 2**32 - 1, 2**32 - 1) + bytes(100))
+    with pytest.raises(ValueError, match="promises"):
+        read_idx(path, 3)

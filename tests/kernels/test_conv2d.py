@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember import ops
+from ember import kernels
 
 try:
     import torch
@@ -114,12 +114,12 @@ def make_case(rng, case):
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_conv2d_ref_matches_numpy(rng, case):
     x, w, b, kw = make_case(rng, case)
-    y = ops.conv2d_ref(x, w, b, **kw)
+    y = kernels.conv2d.conv2d_fwd_ref(x, w, b, **kw)
     d = pair(kw["dilation"])
     want = numpy_conv2d(x, w, b, pair(kw["stride"]), explicit_pads(kw["padding"], w.shape[2:], d), d, kw["groups"])
     assert y.shape == want.shape and y.dtype == np.float32
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-5)
-    y_relu = ops.conv2d_ref(x, w, b, relu=True, **kw)
+    y_relu = kernels.conv2d.conv2d_fwd_ref(x, w, b, relu=True, **kw)
     np.testing.assert_array_equal(y_relu, np.maximum(y, 0))
 
 
@@ -128,16 +128,16 @@ def test_conv2d_ref_backward_is_the_adjoint(rng, case):
     # conv is linear in x and in w, so its derivatives are exactly the adjoint maps:
     # <dy, conv(x, w)> = <backward_data(dy), x> = <backward_weight(x, dy), w>.
     x, w, b, kw = make_case(rng, case)
-    y = ops.conv2d_ref(x, w, None, **kw)
+    y = kernels.conv2d.conv2d_fwd_ref(x, w, None, **kw)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
-    dx = ops.conv2d_backward_data_ref(dy, w, x.shape, **kw)
-    dw, db = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kw)
+    dx = kernels.conv2d.conv2d_bwd_data_ref(dy, w, x.shape, **kw)
+    dw, db = kernels.conv2d.conv2d_bwd_weight_ref(x, dy, w.shape, bias=True, **kw)
     lhs = np.vdot(dy.astype(np.float64), y.astype(np.float64))
     scale = np.vdot(np.abs(dy).astype(np.float64), np.abs(y).astype(np.float64)) + 1e-12
     assert abs(lhs - np.vdot(dx.astype(np.float64), x.astype(np.float64))) <= 1e-5 * scale
     assert abs(lhs - np.vdot(dw.astype(np.float64), w.astype(np.float64))) <= 1e-5 * scale
     np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-6, atol=1e-5)
-    _, db_none = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=False, **kw)
+    _, db_none = kernels.conv2d.conv2d_bwd_weight_ref(x, dy, w.shape, bias=False, **kw)
     assert db_none is None
 
 
@@ -152,10 +152,10 @@ def test_conv2d_ref_matches_torch(rng, case):
     ty = F.conv2d(tx, tw, tb, **kw)
     dy = rng.standard_normal(tuple(ty.shape), dtype=np.float32)
     ty.backward(torch.from_numpy(dy).double())
-    np.testing.assert_allclose(ops.conv2d_ref(x, w, b, **kw), ty.detach().numpy(), rtol=1e-6, atol=1e-5)
-    np.testing.assert_allclose(ops.conv2d_backward_data_ref(dy, w, x.shape, **kw), tx.grad.numpy(), rtol=1e-6,
+    np.testing.assert_allclose(kernels.conv2d.conv2d_fwd_ref(x, w, b, **kw), ty.detach().numpy(), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(kernels.conv2d.conv2d_bwd_data_ref(dy, w, x.shape, **kw), tx.grad.numpy(), rtol=1e-6,
                                atol=1e-5)
-    dw, db = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kw)
+    dw, db = kernels.conv2d.conv2d_bwd_weight_ref(x, dy, w.shape, bias=True, **kw)
     np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-6, atol=1e-4)
 
@@ -164,16 +164,16 @@ def test_conv2d_ref_propagates_nan_and_reads_views(rng):
     x = rng.standard_normal((1, 2, 6, 6), dtype=np.float32)
     w = rng.standard_normal((3, 2, 3, 3), dtype=np.float32)
     x[0, 1, 2, 2] = np.nan
-    y = ops.conv2d_ref(x, w, relu=True)
+    y = kernels.conv2d.conv2d_fwd_ref(x, w, relu=True)
     assert np.isnan(y[0, :, 0:3, 0:3]).all() and not np.isnan(y[0, :, 3:, 3:]).any()
     base = rng.standard_normal((6, 6, 2, 1), dtype=np.float32)
     view = base.transpose(3, 2, 0, 1)  # non-contiguous N C H W view: accepted, read correctly
     want = numpy_conv2d(view, w, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
-    np.testing.assert_allclose(ops.conv2d_ref(view, w), want, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(kernels.conv2d.conv2d_fwd_ref(view, w), want, rtol=1e-6, atol=1e-5)
 
 
 def test_conv2d_ref_empty_batch():
-    y = ops.conv2d_ref(np.ones((0, 3, 5, 5), np.float32), np.ones((2, 3, 3, 3), np.float32))
+    y = kernels.conv2d.conv2d_fwd_ref(np.ones((0, 3, 5, 5), np.float32), np.ones((2, 3, 3, 3), np.float32))
     assert y.shape == (0, 2, 3, 3)
 
 
@@ -184,7 +184,8 @@ W = np.ones((2, 4, 3, 3), np.float32)
 @pytest.mark.parametrize(
     "args, kwargs, exc, match",
     [
-        ((X.astype(np.float64), W), {}, TypeError, "input must have dtype float32, got float64"),
+        ((X.astype(np.float64), W), {}, TypeError, "weight must have dtype float64 like the input"),
+        ((X.astype(np.int32), W), {}, TypeError, "input must have dtype float32 or float64, got int32"),
         ((X, W.astype(np.int32)), {}, TypeError, "weight must have dtype float32"),
         ((X[0], W), {}, ValueError, r"input must be 4-D \(N, C, H, W\), got shape \(4, 6, 6\)"),
         ((X, np.ones((2, 3, 3, 3), np.float32)), {}, ValueError, "input has 4 channels"),
@@ -202,7 +203,7 @@ W = np.ones((2, 4, 3, 3), np.float32)
 )
 def test_conv2d_ref_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
-        ops.conv2d_ref(*args, **kwargs)
+        kernels.conv2d.conv2d_fwd_ref(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- fast forward
@@ -212,12 +213,12 @@ def test_conv2d_ref_bad_input(args, kwargs, exc, match):
 def test_conv2d_matches_ref(isa, rng, num_threads, case):
     x, w, b, kw = make_case(rng, case)
     for bias, relu in [(None, False), (b, False), (b, True)]:
-        want = ops.conv2d_ref(x, w, bias, relu=relu, **kw)
+        want = kernels.conv2d.conv2d_fwd_ref(x, w, bias, relu=relu, **kw)
         k = w.shape[1] * w.shape[2] * w.shape[3]
         tol = (k + 4) * 2.0**-24 * (np.abs(want).max() + np.abs(b).max() + 1.0) * 4
         for threads in (1, 2, 3):
             ember.set_num_threads(threads)
-            got = ops.conv2d(x, w, bias, relu=relu, **kw)
+            got = kernels.conv2d.conv2d_fwd(x, w, bias, relu=relu, **kw)
             assert got.shape == want.shape
             np.testing.assert_allclose(got, want, rtol=0, atol=tol)
         if relu:
@@ -231,15 +232,17 @@ def test_conv2d_exact_on_integers(isa, rng):
         x = np.round(x * 2).astype(np.float32)
         w = np.round(w * 2).astype(np.float32)
         b = np.round(b * 2).astype(np.float32)
-        np.testing.assert_array_equal(ops.conv2d(x, w, b, **kw), ops.conv2d_ref(x, w, b, **kw), err_msg=case_id(case))
+        np.testing.assert_array_equal(kernels.conv2d.conv2d_fwd(x, w, b, **kw), kernels.conv2d.conv2d_fwd_ref(x, w, b, **kw), err_msg=case_id(case))
 
 
 def test_conv2d_checks_like_the_reference():
     with pytest.raises(ValueError, match="larger than the padded input"):
-        ops.conv2d(X, np.ones((2, 4, 7, 7), np.float32))
-    with pytest.raises(TypeError, match="input must have dtype float32"):
-        ops.conv2d(X.astype(np.float64), W)
-    y = ops.conv2d(np.ones((0, 4, 6, 6), np.float32), W)
+        kernels.conv2d.conv2d_fwd(X, np.ones((2, 4, 7, 7), np.float32))
+    with pytest.raises(TypeError, match="input must have dtype float32 or float64"):
+        kernels.conv2d.conv2d_fwd(X.astype(np.float16), W)
+    with pytest.raises(TypeError, match="weight must have dtype float64 like the input"):
+        kernels.conv2d.conv2d_fwd(X.astype(np.float64), W)
+    y = kernels.conv2d.conv2d_fwd(np.ones((0, 4, 6, 6), np.float32), W)
     assert y.shape == (0, 2, 4, 4)
 
 
@@ -254,21 +257,21 @@ def backward_tolerance(terms, *arrays):
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_conv2d_backward_matches_ref(isa, rng, num_threads, case):
     x, w, _, kw = make_case(rng, case)
-    y = ops.conv2d_ref(x, w, None, **kw)
+    y = kernels.conv2d.conv2d_fwd_ref(x, w, None, **kw)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
-    want_dx = ops.conv2d_backward_data_ref(dy, w, x.shape, **kw)
-    want_dw, want_db = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kw)
+    want_dx = kernels.conv2d.conv2d_bwd_data_ref(dy, w, x.shape, **kw)
+    want_dw, want_db = kernels.conv2d.conv2d_bwd_weight_ref(x, dy, w.shape, bias=True, **kw)
     o, _, kh, kwd = w.shape
     tol_dx = backward_tolerance(o * kh * kwd, w, dy)
     tol_dw = backward_tolerance(x.shape[0] * y.shape[2] * y.shape[3], x, dy)
     for threads in (1, 2, 3):
         ember.set_num_threads(threads)
-        dx = ops.conv2d_backward_data(dy, w, x.shape, **kw)
+        dx = kernels.conv2d.conv2d_bwd_data(dy, w, x.shape, **kw)
         np.testing.assert_allclose(dx, want_dx, rtol=0, atol=tol_dx)
-        dw, db = ops.conv2d_backward_weight(x, dy, w.shape, bias=True, **kw)
+        dw, db = kernels.conv2d.conv2d_bwd_weight(x, dy, w.shape, bias=True, **kw)
         np.testing.assert_allclose(dw, want_dw, rtol=0, atol=tol_dw)
         np.testing.assert_allclose(db, want_db, rtol=0, atol=tol_dw)
-        dw_only, db_none = ops.conv2d_backward_weight(x, dy, w.shape, **kw)
+        dw_only, db_none = kernels.conv2d.conv2d_bwd_weight(x, dy, w.shape, **kw)
         assert db_none is None
         np.testing.assert_array_equal(dw_only, dw)
 
@@ -279,11 +282,11 @@ def test_conv2d_backward_exact_on_integers(isa, rng, num_threads):
         x, w, _, kw = make_case(rng, case)
         x = np.round(x * 2).astype(np.float32)
         w = np.round(w * 2).astype(np.float32)
-        dy = np.round(rng.standard_normal(ops.conv2d_ref(x, w, **kw).shape) * 2).astype(np.float32)
-        np.testing.assert_array_equal(ops.conv2d_backward_data(dy, w, x.shape, **kw),
-                                      ops.conv2d_backward_data_ref(dy, w, x.shape, **kw), err_msg=case_id(case))
-        dw, db = ops.conv2d_backward_weight(x, dy, w.shape, bias=True, **kw)
-        dw_ref, db_ref = ops.conv2d_backward_weight_ref(x, dy, w.shape, bias=True, **kw)
+        dy = np.round(rng.standard_normal(kernels.conv2d.conv2d_fwd_ref(x, w, **kw).shape) * 2).astype(np.float32)
+        np.testing.assert_array_equal(kernels.conv2d.conv2d_bwd_data(dy, w, x.shape, **kw),
+                                      kernels.conv2d.conv2d_bwd_data_ref(dy, w, x.shape, **kw), err_msg=case_id(case))
+        dw, db = kernels.conv2d.conv2d_bwd_weight(x, dy, w.shape, bias=True, **kw)
+        dw_ref, db_ref = kernels.conv2d.conv2d_bwd_weight_ref(x, dy, w.shape, bias=True, **kw)
         np.testing.assert_array_equal(dw, dw_ref, err_msg=case_id(case))
         np.testing.assert_array_equal(db, db_ref, err_msg=case_id(case))
 
@@ -299,9 +302,9 @@ def test_conv2d_backward_is_the_finite_difference_derivative(rng, case):
     def loss(xv, wv):
         return np.vdot(dy, numpy_conv2d(xv, wv, None, stride, pads, dilation, kw["groups"]))
 
-    dy = rng.standard_normal(ops.conv2d_ref(x, w, **kw).shape).astype(np.float32).astype(np.float64)
-    dx = ops.conv2d_backward_data(dy.astype(np.float32), w, x.shape, **kw)
-    dw, _ = ops.conv2d_backward_weight(x, dy.astype(np.float32), w.shape, **kw)
+    dy = rng.standard_normal(kernels.conv2d.conv2d_fwd_ref(x, w, **kw).shape).astype(np.float32).astype(np.float64)
+    dx = kernels.conv2d.conv2d_bwd_data(dy.astype(np.float32), w, x.shape, **kw)
+    dw, _ = kernels.conv2d.conv2d_bwd_weight(x, dy.astype(np.float32), w.shape, **kw)
     eps = 1e-3
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
     for _ in range(3):
@@ -318,20 +321,20 @@ def test_conv2d_backward_reads_views_and_empty_batches(rng):
     x = base.transpose(3, 2, 0, 1)  # a non-contiguous N C H W view
     w = rng.standard_normal((3, 2, 3, 3), dtype=np.float32)
     dy = rng.standard_normal((4, 4, 3, 1), dtype=np.float32).transpose(3, 2, 0, 1)
-    np.testing.assert_allclose(ops.conv2d_backward_data(dy, w[:, :, ::-1], x.shape),
-                               ops.conv2d_backward_data_ref(dy, w[:, :, ::-1], x.shape), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ops.conv2d_backward_weight(x, dy, w.shape)[0],
-                               ops.conv2d_backward_weight_ref(x, dy, w.shape)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(kernels.conv2d.conv2d_bwd_data(dy, w[:, :, ::-1], x.shape),
+                               kernels.conv2d.conv2d_bwd_data_ref(dy, w[:, :, ::-1], x.shape), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(kernels.conv2d.conv2d_bwd_weight(x, dy, w.shape)[0],
+                               kernels.conv2d.conv2d_bwd_weight_ref(x, dy, w.shape)[0], rtol=1e-5, atol=1e-5)
     empty_dy = np.ones((0, 3, 4, 4), np.float32)
-    assert ops.conv2d_backward_data(empty_dy, w, (0, 2, 6, 6)).shape == (0, 2, 6, 6)
-    dw, db = ops.conv2d_backward_weight(np.ones((0, 2, 6, 6), np.float32), empty_dy, w.shape, bias=True)
+    assert kernels.conv2d.conv2d_bwd_data(empty_dy, w, (0, 2, 6, 6)).shape == (0, 2, 6, 6)
+    dw, db = kernels.conv2d.conv2d_bwd_weight(np.ones((0, 2, 6, 6), np.float32), empty_dy, w.shape, bias=True)
     assert (dw == 0).all() and dw.shape == w.shape and (db == 0).all()
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "ref"])
 def test_conv2d_backward_bad_input(fast):
-    bwd_data = ops.conv2d_backward_data if fast else ops.conv2d_backward_data_ref
-    bwd_weight = ops.conv2d_backward_weight if fast else ops.conv2d_backward_weight_ref
+    bwd_data = kernels.conv2d.conv2d_bwd_data if fast else kernels.conv2d.conv2d_bwd_data_ref
+    bwd_weight = kernels.conv2d.conv2d_bwd_weight if fast else kernels.conv2d.conv2d_bwd_weight_ref
     dy = np.ones((1, 2, 4, 4), np.float32)
     with pytest.raises(ValueError, match=r"grad_output must have the forward output's shape \(1, 2, 4, 4\)"):
         bwd_data(dy[:, :, :3], W, X.shape)
@@ -345,5 +348,5 @@ def test_conv2d_backward_bad_input(fast):
         bwd_weight(X, dy[:, :1], W.shape)
     with pytest.raises(ValueError, match="stride must be >= 1"):
         bwd_weight(X, dy, W.shape, stride=0)
-    with pytest.raises(TypeError, match="input must have dtype float32"):
+    with pytest.raises(TypeError, match="grad_output must have dtype float64 like the input"):
         bwd_weight(X.astype(np.float64), dy, W.shape)

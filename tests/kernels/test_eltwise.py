@@ -32,11 +32,11 @@ def test_relu_forward_and_backward_match_numpy(rng, threads, dtype, n):
     x = sample(rng, n, dtype)
     g = sample(rng, n, dtype)[::-1].copy()
     y = np.full_like(x, -1.0)  # poisoned (ReLU never gives -1): every element must be written
-    _C.relu(x, y)
+    _C.relu_fwd(x, y)
     np.testing.assert_array_equal(y, np.maximum(x, 0))
     assert np.array_equal(np.signbit(y), np.signbit(np.maximum(x, 0)))  # -0.0 kept as NumPy keeps it
     dx = np.full_like(x, 12345.0)
-    _C.relu_backward(g, y, dx)
+    _C.relu_bwd(g, y, dx)
     np.testing.assert_array_equal(dx, np.where(y > 0, g, 0))
 
 
@@ -53,11 +53,11 @@ def test_erf_matches_libm(rng, threads, dtype):
 def test_in_place(rng):
     x = rng.standard_normal(100_000).astype(np.float32)
     want = np.maximum(x, 0)
-    _C.relu(x, x)
+    _C.relu_fwd(x, x)
     np.testing.assert_array_equal(x, want)
     g = rng.standard_normal(100_000).astype(np.float32)
     want = np.where(x > 0, g, 0)
-    _C.relu_backward(g, x, g)
+    _C.relu_bwd(g, x, g)
     np.testing.assert_array_equal(g, want)
 
 
@@ -80,24 +80,24 @@ def test_autograd_relu_and_gelu_on_large_and_small_tensors(rng, shape):
 
 def test_bad_input():
     x = np.zeros((4, 5), np.float32)
-    with pytest.raises(TypeError, match="relu: input must be a numpy.ndarray, got list"):
-        _C.relu([1.0], x)
-    with pytest.raises(TypeError, match="relu: input must have dtype float32 or float64, got int64"):
-        _C.relu(np.zeros(3, np.int64), np.zeros(3, np.int64))
-    with pytest.raises(TypeError, match="relu: out has dtype float64 but input has float32"):
-        _C.relu(x, np.zeros((4, 5)))
-    with pytest.raises(ValueError, match=r"relu: out has shape \(5, 4\) but input has shape \(4, 5\)"):
-        _C.relu(x, np.zeros((5, 4), np.float32))
-    with pytest.raises(ValueError, match=r"relu_backward: output has shape \(5,\) but grad_output has shape \(4, 5\)"):
-        _C.relu_backward(x, np.zeros(5, np.float32), x)
+    with pytest.raises(TypeError, match="relu_fwd: input must be a numpy.ndarray, got list"):
+        _C.relu_fwd([1.0], x)
+    with pytest.raises(TypeError, match="relu_fwd: input must have dtype float32 or float64, got int64"):
+        _C.relu_fwd(np.zeros(3, np.int64), np.zeros(3, np.int64))
+    with pytest.raises(TypeError, match="relu_fwd: out has dtype float64 but input has float32"):
+        _C.relu_fwd(x, np.zeros((4, 5)))
+    with pytest.raises(ValueError, match=r"relu_fwd: out has shape \(5, 4\) but input has shape \(4, 5\)"):
+        _C.relu_fwd(x, np.zeros((5, 4), np.float32))
+    with pytest.raises(ValueError, match=r"relu_bwd: output has shape \(5,\) but grad_output has shape \(4, 5\)"):
+        _C.relu_bwd(x, np.zeros(5, np.float32), x)
     with pytest.raises(ValueError, match="erf: input must be C-contiguous"):
         _C.erf(x.T, np.zeros((5, 4), np.float32))
-    with pytest.raises(ValueError, match="relu: out is read-only"):
+    with pytest.raises(ValueError, match="relu_fwd: out is read-only"):
         ro = np.zeros((4, 5), np.float32)
         ro.flags.writeable = False
-        _C.relu(x, ro)
+        _C.relu_fwd(x, ro)
     big = np.zeros(10, np.float32)
-    with pytest.raises(ValueError, match="out partly overlaps an input"):
-        _C.relu(big[1:], big[:-1])
+    with pytest.raises(ValueError, match="out partly overlaps input"):
+        _C.relu_fwd(big[1:], big[:-1])
     with pytest.raises(TypeError, match="gelu: input must be float32 or float64, got int64"):
         ember.nn.functional.gelu(ember.tensor([1, 2]))

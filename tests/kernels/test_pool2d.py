@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember import ops
+from ember import kernels
 
 try:
     import torch
@@ -81,12 +81,12 @@ AVG_CASES = [
 def test_max_pool2d_ref(rng, case):
     shape, k, s, p, d, ceil_mode = case
     x = rng.standard_normal(shape, dtype=np.float32)
-    y, idx = ops.max_pool2d_ref(x, k, s, p, d, ceil_mode)
+    y, idx = kernels.pool2d.max_pool2d_fwd_ref(x, k, s, p, d, ceil_mode)
     want, want_idx = numpy_max_pool(x, k, s, p, d, ceil_mode)
     np.testing.assert_array_equal(y, want)
     np.testing.assert_array_equal(idx, want_idx)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
-    dx = ops.max_pool2d_backward_ref(dy, idx, x.shape)
+    dx = kernels.pool2d.max_pool2d_bwd_ref(dy, idx, x.shape)
     expect = np.zeros((shape[0] * shape[1], shape[2] * shape[3]))
     for plane in range(expect.shape[0]):
         np.add.at(expect[plane], idx.reshape(expect.shape[0], -1)[plane], dy.reshape(expect.shape[0], -1)[plane])
@@ -95,16 +95,16 @@ def test_max_pool2d_ref(rng, case):
 
 def test_max_pool2d_ref_ties_and_nan():
     x = np.zeros((1, 1, 4, 4), np.float32)
-    y, idx = ops.max_pool2d_ref(x, 2, 2)
+    y, idx = kernels.pool2d.max_pool2d_fwd_ref(x, 2, 2)
     np.testing.assert_array_equal(idx[0, 0], [[0, 2], [8, 10]])  # first maximum wins a tie
     x[0, 0, 0, 1] = np.nan
     x[0, 0, 1, 0] = np.nan
     x[0, 0, 1, 1] = 5.0
-    y, idx = ops.max_pool2d_ref(x, 2, 2)
+    y, idx = kernels.pool2d.max_pool2d_fwd_ref(x, 2, 2)
     assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 4  # NaN wins; the last NaN in the window
     assert not np.isnan(y[0, 0, 1:, :]).any()
     x = np.full((1, 1, 3, 3), -np.inf, np.float32)
-    y, idx = ops.max_pool2d_ref(x, 2, 1, 1)
+    y, idx = kernels.pool2d.max_pool2d_fwd_ref(x, 2, 1, 1)
     assert np.isneginf(y).all() and idx[0, 0, 0, 0] == 0  # all -inf: the first valid position
 
 
@@ -112,11 +112,11 @@ def test_max_pool2d_ref_ties_and_nan():
 def test_avg_pool2d_ref(rng, case):
     shape, k, s, p, ceil_mode, count_include_pad = case
     x = rng.standard_normal(shape, dtype=np.float32)
-    y = ops.avg_pool2d_ref(x, k, s, p, ceil_mode, count_include_pad)
+    y = kernels.pool2d.avg_pool2d_fwd_ref(x, k, s, p, ceil_mode, count_include_pad)
     np.testing.assert_allclose(y, numpy_avg_pool(x, k, s, p, ceil_mode, count_include_pad), rtol=1e-6, atol=1e-7)
     # avg pooling is linear: its backward is the adjoint, <dy, pool(x)> = <backward(dy), x>.
     dy = rng.standard_normal(y.shape, dtype=np.float32)
-    dx = ops.avg_pool2d_backward_ref(dy, x.shape, k, s, p, ceil_mode, count_include_pad)
+    dx = kernels.pool2d.avg_pool2d_bwd_ref(dy, x.shape, k, s, p, ceil_mode, count_include_pad)
     lhs = np.vdot(dy.astype(np.float64), y.astype(np.float64))
     assert abs(lhs - np.vdot(dx.astype(np.float64), x.astype(np.float64))) <= 1e-5 * (abs(lhs) + 1)
 
@@ -124,7 +124,7 @@ def test_avg_pool2d_ref(rng, case):
 @pytest.mark.parametrize("out", [1, 2, (3, 2), (5, 7)])
 def test_adaptive_avg_pool2d_ref(rng, out):
     x = rng.standard_normal((2, 3, 7, 9), dtype=np.float32)
-    y = ops.adaptive_avg_pool2d_ref(x, out)
+    y = kernels.pool2d.adaptive_avg_pool2d_fwd_ref(x, out)
     oh, ow = (out, out) if isinstance(out, int) else out
     want = np.empty((2, 3, oh, ow))
     for i in range(oh):
@@ -134,7 +134,7 @@ def test_adaptive_avg_pool2d_ref(rng, out):
             want[:, :, i, j] = x[:, :, h0:h1, w0:w1].astype(np.float64).mean(axis=(2, 3))
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
-    dx = ops.adaptive_avg_pool2d_backward_ref(dy, x.shape)
+    dx = kernels.pool2d.adaptive_avg_pool2d_bwd_ref(dy, x.shape)
     lhs = np.vdot(dy.astype(np.float64), y.astype(np.float64))
     assert abs(lhs - np.vdot(dx.astype(np.float64), x.astype(np.float64))) <= 1e-5 * (abs(lhs) + 1)
     if out == 1:
@@ -146,14 +146,14 @@ def test_pooling_refs_match_torch(rng):
     x = rng.standard_normal((2, 3, 11, 10), dtype=np.float32)
     tx = torch.from_numpy(x)
     for k, s, p, d, ceil_mode in [(2, 2, 0, 1, False), (3, 2, 1, 2, True), (3, 1, 1, 1, False)]:
-        y, idx = ops.max_pool2d_ref(x, k, s, p, d, ceil_mode)
+        y, idx = kernels.pool2d.max_pool2d_fwd_ref(x, k, s, p, d, ceil_mode)
         ty, tidx = F.max_pool2d(tx, k, s, p, d, ceil_mode, return_indices=True)
         np.testing.assert_array_equal(y, ty.numpy())
         np.testing.assert_array_equal(idx, tidx.numpy())
     for k, s, p, ceil_mode, cip in [(2, 2, 0, False, True), (3, 2, 1, True, False), (4, 3, 2, True, True)]:
-        y = ops.avg_pool2d_ref(x, k, s, p, ceil_mode, cip)
+        y = kernels.pool2d.avg_pool2d_fwd_ref(x, k, s, p, ceil_mode, cip)
         np.testing.assert_allclose(y, F.avg_pool2d(tx, k, s, p, ceil_mode, cip).numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ops.adaptive_avg_pool2d_ref(x, (3, 4)), F.adaptive_avg_pool2d(tx, (3, 4)).numpy(),
+    np.testing.assert_allclose(kernels.pool2d.adaptive_avg_pool2d_fwd_ref(x, (3, 4)), F.adaptive_avg_pool2d(tx, (3, 4)).numpy(),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -163,15 +163,16 @@ X = np.ones((1, 2, 6, 6), np.float32)
 @pytest.mark.parametrize(
     "fn, args, exc, match",
     [
-        (ops.max_pool2d_ref, (X.astype(np.float64), 2), TypeError, "input must have dtype float32"),
-        (ops.max_pool2d_ref, (X[0], 2), ValueError, "input must be 4-D"),
-        (ops.max_pool2d_ref, (X, 0), ValueError, "kernel_size must be >= 1"),
-        (ops.max_pool2d_ref, (X, 2, 0), ValueError, "stride must be >= 1"),
-        (ops.max_pool2d_ref, (X, 2, 2, 2), ValueError, "padding .* must be at most half"),
-        (ops.max_pool2d_ref, (X, 2, 2, -1), ValueError, "padding must be >= 0"),
-        (ops.max_pool2d_ref, (X, 7), ValueError, "output size .* is too small"),
-        (ops.avg_pool2d_ref, (X, (2, 9)), ValueError, "output size .* is too small"),
-        (ops.adaptive_avg_pool2d_ref, (X, 0), ValueError, "output_size must be >= 1"),
+        (kernels.pool2d.max_pool2d_fwd_ref, (X.astype(np.float16), 2), TypeError,
+         "input must have dtype float32 or float64"),
+        (kernels.pool2d.max_pool2d_fwd_ref, (X[0], 2), ValueError, "input must be 4-D"),
+        (kernels.pool2d.max_pool2d_fwd_ref, (X, 0), ValueError, "kernel_size must be >= 1"),
+        (kernels.pool2d.max_pool2d_fwd_ref, (X, 2, 0), ValueError, "stride must be >= 1"),
+        (kernels.pool2d.max_pool2d_fwd_ref, (X, 2, 2, 2), ValueError, "padding .* must be at most half"),
+        (kernels.pool2d.max_pool2d_fwd_ref, (X, 2, 2, -1), ValueError, "padding must be >= 0"),
+        (kernels.pool2d.max_pool2d_fwd_ref, (X, 7), ValueError, "output size .* is too small"),
+        (kernels.pool2d.avg_pool2d_fwd_ref, (X, (2, 9)), ValueError, "output size .* is too small"),
+        (kernels.pool2d.adaptive_avg_pool2d_fwd_ref, (X, 0), ValueError, "output_size must be >= 1"),
     ],
 )
 def test_pooling_bad_input(fn, args, exc, match):
@@ -184,15 +185,15 @@ def test_max_pool2d_backward_rejects_bad_indices():
     idx = np.zeros((1, 2, 3, 3), np.int64)
     idx[0, 1, 2, 2] = 36
     with pytest.raises(ValueError, match=r"indices\[17\] = 36 is outside the input plane"):
-        ops.max_pool2d_backward_ref(dy, idx, X.shape)
-    with pytest.raises(TypeError, match="indices must be a numpy.ndarray of int64"):
-        ops.max_pool2d_backward_ref(dy, idx.astype(np.int32), X.shape)
+        kernels.pool2d.max_pool2d_bwd_ref(dy, idx, X.shape)
+    with pytest.raises(TypeError, match="indices must have dtype int64"):
+        kernels.pool2d.max_pool2d_bwd_ref(dy, idx.astype(np.int32), X.shape)
 
 
 def test_pooling_empty_batch():
-    y, idx = ops.max_pool2d_ref(np.ones((0, 2, 6, 6), np.float32), 2)
+    y, idx = kernels.pool2d.max_pool2d_fwd_ref(np.ones((0, 2, 6, 6), np.float32), 2)
     assert y.shape == idx.shape == (0, 2, 3, 3)
-    assert ops.avg_pool2d_ref(np.ones((0, 2, 6, 6), np.float32), 3).shape == (0, 2, 2, 2)
+    assert kernels.pool2d.avg_pool2d_fwd_ref(np.ones((0, 2, 6, 6), np.float32), 3).shape == (0, 2, 2, 2)
 
 
 # --------------------------------------------------------------------------- fast paths
@@ -214,49 +215,49 @@ def test_max_pool2d_matches_ref(isa, rng, num_threads, case):
     x = rng.standard_normal(shape, dtype=np.float32)
     x[0, 0, 1, :] = x[0, 0, 0, :]  # ties across rows
     x[0, -1, 0, 0] = np.nan
-    want, want_idx = ops.max_pool2d_ref(x, k, s, p, d, ceil_mode)
+    want, want_idx = kernels.pool2d.max_pool2d_fwd_ref(x, k, s, p, d, ceil_mode)
     dy = rng.standard_normal(want.shape, dtype=np.float32)
-    want_dx = ops.max_pool2d_backward_ref(dy, want_idx, x.shape)
+    want_dx = kernels.pool2d.max_pool2d_bwd_ref(dy, want_idx, x.shape)
     for threads in (1, 2, 3):
         ember.set_num_threads(threads)
-        y, idx = ops.max_pool2d(x, k, s, p, d, ceil_mode, return_indices=True)
+        y, idx = kernels.pool2d.max_pool2d_fwd(x, k, s, p, d, ceil_mode, return_indices=True)
         np.testing.assert_array_equal(y, want)
         np.testing.assert_array_equal(idx, want_idx)
-        np.testing.assert_array_equal(ops.max_pool2d(x, k, s, p, d, ceil_mode), want)
-        np.testing.assert_allclose(ops.max_pool2d_backward(dy, idx, x.shape), want_dx, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(kernels.pool2d.max_pool2d_fwd(x, k, s, p, d, ceil_mode), want)
+        np.testing.assert_allclose(kernels.pool2d.max_pool2d_bwd(dy, idx, x.shape), want_dx, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", AVG_CASES + [((2, 8, 30, 30), 2, 2, 0, False, True)], ids=str)
 def test_avg_pool2d_matches_ref(isa, rng, case):
     shape, k, s, p, ceil_mode, count_include_pad = case
     x = rng.standard_normal(shape, dtype=np.float32)
-    want = ops.avg_pool2d_ref(x, k, s, p, ceil_mode, count_include_pad)
-    np.testing.assert_allclose(ops.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad), want, rtol=1e-5,
+    want = kernels.pool2d.avg_pool2d_fwd_ref(x, k, s, p, ceil_mode, count_include_pad)
+    np.testing.assert_allclose(kernels.pool2d.avg_pool2d_fwd(x, k, s, p, ceil_mode, count_include_pad), want, rtol=1e-5,
                                atol=1e-6)
     dy = rng.standard_normal(want.shape, dtype=np.float32)
-    np.testing.assert_allclose(ops.avg_pool2d_backward(dy, x.shape, k, s, p, ceil_mode, count_include_pad),
-                               ops.avg_pool2d_backward_ref(dy, x.shape, k, s, p, ceil_mode, count_include_pad),
+    np.testing.assert_allclose(kernels.pool2d.avg_pool2d_bwd(dy, x.shape, k, s, p, ceil_mode, count_include_pad),
+                               kernels.pool2d.avg_pool2d_bwd_ref(dy, x.shape, k, s, p, ceil_mode, count_include_pad),
                                rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("out", [1, (3, 2), (7, 9), (4, 5)])
 def test_adaptive_avg_pool2d_matches_ref(isa, rng, out):
     x = rng.standard_normal((3, 4, 7, 9), dtype=np.float32)
-    want = ops.adaptive_avg_pool2d_ref(x, out)
-    np.testing.assert_allclose(ops.adaptive_avg_pool2d(x, out), want, rtol=1e-5, atol=1e-6)
+    want = kernels.pool2d.adaptive_avg_pool2d_fwd_ref(x, out)
+    np.testing.assert_allclose(kernels.pool2d.adaptive_avg_pool2d_fwd(x, out), want, rtol=1e-5, atol=1e-6)
     dy = rng.standard_normal(want.shape, dtype=np.float32)
-    np.testing.assert_allclose(ops.adaptive_avg_pool2d_backward(dy, x.shape),
-                               ops.adaptive_avg_pool2d_backward_ref(dy, x.shape), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kernels.pool2d.adaptive_avg_pool2d_bwd(dy, x.shape),
+                               kernels.pool2d.adaptive_avg_pool2d_bwd_ref(dy, x.shape), rtol=1e-5, atol=1e-6)
 
 
 def test_fast_pooling_checks_like_the_reference():
     with pytest.raises(ValueError, match="output size .* is too small"):
-        ops.max_pool2d(X, 7)
+        kernels.pool2d.max_pool2d_fwd(X, 7)
     with pytest.raises(TypeError, match="input must have dtype float32"):
-        ops.avg_pool2d(X.astype(np.float16), 2)
+        kernels.pool2d.avg_pool2d_fwd(X.astype(np.float16), 2)
     idx = np.full((1, 2, 3, 3), -1, np.int64)
     with pytest.raises(ValueError, match="is outside the input plane"):
-        ops.max_pool2d_backward(np.ones((1, 2, 3, 3), np.float32), idx, X.shape)
+        kernels.pool2d.max_pool2d_bwd(np.ones((1, 2, 3, 3), np.float32), idx, X.shape)
 
 
 def test_pooling_bindings_check_what_they_are_given():

@@ -25,25 +25,25 @@ except ImportError:  # optional reference
     (lambda x: F.softmax(x, dim=-1), lambda a: np.exp(a) / np.exp(a).sum(-1, keepdims=True)),
     (lambda x: F.log_softmax(x, dim=1), lambda a: a - np.log(np.exp(a).sum(1, keepdims=True))),
 ], ids=["gelu", "silu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax"])
-def test_activations(rng, fn, ref):
+def test_activations(device, rng, fn, ref):
     a = rng.standard_normal((3, 5))
     a = np.where(np.abs(a) < 0.05, 0.3, a)  # away from leaky_relu's kink
     x = ember.tensor(a, dtype=np.float64, requires_grad=True)
-    np.testing.assert_allclose(fn(x).detach().numpy(), ref(a), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fn(x).detach().cpu().numpy(), ref(a), rtol=1e-10, atol=1e-12)
     assert gradcheck(fn, [x])
 
 
-def test_dropout():
+def test_dropout(device):
     x = ember.ones(200, 300, requires_grad=True)
     g = ember.Generator(7)
     y = F.dropout(x, 0.25, generator=g)
-    kept = y.detach().numpy() != 0
+    kept = y.detach().cpu().numpy() != 0
     assert abs(kept.mean() - 0.75) < 0.01
-    np.testing.assert_allclose(y.detach().numpy()[kept], 1 / 0.75, rtol=1e-6)
+    np.testing.assert_allclose(y.detach().cpu().numpy()[kept], 1 / 0.75, rtol=1e-6)
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), y.detach().numpy())  # the same mask and scale
-    again = F.dropout(ember.ones(200, 300), 0.25, generator=ember.Generator(7)).numpy()
-    np.testing.assert_array_equal(again, y.detach().numpy())  # a seeded generator repeats
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), y.detach().cpu().numpy())  # the same mask and scale
+    again = F.dropout(ember.ones(200, 300), 0.25, generator=ember.Generator(7)).cpu().numpy()
+    np.testing.assert_array_equal(again, y.detach().cpu().numpy())  # a seeded generator repeats
     assert F.dropout(x, 0.25, training=False) is x
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\]"):
         F.dropout(x, 1.5)
@@ -58,19 +58,19 @@ def directional_check(fn, inputs, rng, eps=1e-2, rtol=2e-2):
         if not x.requires_grad:
             continue
         u = rng.standard_normal(x.shape).astype(np.float32)
-        base = x.detach().numpy().copy()
+        base = x.detach().cpu().numpy().copy()
         values = []
         for sign in (1, -1):
-            x.detach().numpy()[...] = base + sign * eps * u
+            x.detach()[...] = base + sign * eps * u
             with ember.no_grad():
-                values.append(float(np.vdot(seed, fn(*inputs).numpy().astype(np.float64))))
-        x.detach().numpy()[...] = base
+                values.append(float(np.vdot(seed, fn(*inputs).cpu().numpy().astype(np.float64))))
+        x.detach()[...] = base
         fd = (values[0] - values[1]) / (2 * eps)
-        an = float(np.vdot(x.grad.numpy().astype(np.float64), u))
+        an = float(np.vdot(x.grad.cpu().numpy().astype(np.float64), u))
         assert abs(an - fd) <= rtol * (abs(fd) + 1.0), f"input {i}: backward {an}, finite differences {fd}"
 
 
-def test_native_ops_match_finite_differences(rng):
+def test_native_ops_match_finite_differences(device, rng):
     x = ember.tensor(rng.standard_normal((2, 3, 9, 9), dtype=np.float32), requires_grad=True)
     w = ember.tensor((rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32), requires_grad=True)
     b = ember.tensor(rng.standard_normal(4, dtype=np.float32), requires_grad=True)
@@ -87,7 +87,7 @@ def test_native_ops_match_finite_differences(rng):
 
 
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
-def test_native_ops_match_torch(rng):
+def test_native_ops_match_torch(device, rng):
     xs = rng.standard_normal((2, 3, 10, 10)).astype(np.float32)
     ws = (rng.standard_normal((5, 3, 3, 3)) * 0.3).astype(np.float32)
     bs = rng.standard_normal(5).astype(np.float32)
@@ -106,4 +106,4 @@ def test_native_ops_match_torch(rng):
     tloss.backward()
     np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-5)
     for mine, theirs in ((x, tx), (w, tw), (b, tb)):
-        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(mine.grad.cpu().numpy(), theirs.grad.cpu().numpy(), rtol=1e-4, atol=1e-6)

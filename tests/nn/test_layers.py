@@ -11,7 +11,7 @@ from ember import nn
 from ember.autograd import gradcheck
 
 
-def test_norm_layers_gradcheck(rng):
+def test_norm_layers_gradcheck(device, rng):
     bn = nn.BatchNorm2d(3)
     for p in (bn.weight, bn.bias):
         p._data = p._data.astype(np.float64)
@@ -20,14 +20,14 @@ def test_norm_layers_gradcheck(rng):
     assert gradcheck(lambda t: (bn(t) * mix).sum(), [x])
     ln = nn.LayerNorm(5)
     y = ember.tensor(rng.standard_normal((3, 5)), dtype=np.float64, requires_grad=True)
-    out = ln(y).detach().numpy()
-    v = y.detach().numpy().var(1)
+    out = ln(y).detach().cpu().numpy()
+    v = y.detach().cpu().numpy().var(1)
     np.testing.assert_allclose(out.mean(1), 0, atol=1e-6)
     np.testing.assert_allclose(out.var(1), v / (v + ln.eps), rtol=1e-9)  # eps keeps it just under 1
     assert gradcheck(lambda t: ln(t).exp().sum(), [y])
 
 
-def test_losses_against_numpy(rng):
+def test_losses_against_numpy(device, rng):
     z = rng.standard_normal((5, 4))
     t = np.array([1, 0, 3, 3, -100])
     logp = z - np.log(np.exp(z).sum(1, keepdims=True))
@@ -40,7 +40,7 @@ def test_losses_against_numpy(rng):
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
-def test_rmsprop_against_its_formula(rng):
+def test_rmsprop_against_its_formula(device, rng):
     w0 = rng.standard_normal(4)
     p = nn.Parameter(ember.tensor(w0, dtype=np.float64))
     opt = ember.optim.RMSprop([p], lr=0.01, alpha=0.9)
@@ -51,12 +51,12 @@ def test_rmsprop_against_its_formula(rng):
         opt.step()
         sq = 0.9 * sq + 0.1 * g * g
         w -= 0.01 * g / (np.sqrt(sq) + 1e-8)
-    np.testing.assert_allclose(p.detach().numpy(), w, rtol=1e-12)
+    np.testing.assert_allclose(p.detach().cpu().numpy(), w, rtol=1e-12)
     with pytest.raises(ValueError, match="alpha in"):
         ember.optim.RMSprop([p], alpha=2.0)
 
 
-def test_schedules_closed_forms():
+def test_schedules_closed_forms(device):
     p = nn.Parameter(ember.zeros(1))
     opt = ember.optim.SGD([p], lr=1.0)
     s = ember.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
@@ -74,12 +74,12 @@ def test_schedules_closed_forms():
         ember.optim.lr_scheduler.StepLR(opt, 0)
 
 
-def test_clip_grad_norm():
+def test_clip_grad_norm(device):
     p = nn.Parameter(ember.zeros(2))
     p.grad = ember.tensor([3.0, 4.0])
     norm = nn.utils.clip_grad_norm_([p], 1.0)
     assert norm.item() == pytest.approx(5.0)
-    np.testing.assert_allclose(p.grad.numpy(), [0.6, 0.8], rtol=1e-5)
+    np.testing.assert_allclose(p.grad.cpu().numpy(), [0.6, 0.8], rtol=1e-5)
     p.grad = ember.tensor([np.inf, 1.0])
     with pytest.raises(RuntimeError, match="total norm"):
         nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)

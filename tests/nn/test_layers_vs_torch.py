@@ -16,12 +16,12 @@ def both(rng, shape, requires_grad=True, scale=1.0):
 
 
 def close(mine, theirs, rtol=1e-5, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(mine.detach().numpy() if hasattr(mine, "detach") else mine),
-                               theirs.detach().numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(np.asarray(mine.detach().cpu().numpy() if hasattr(mine, "detach") else mine),
+                               theirs.detach().cpu().numpy(), rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("cls, shape", [("BatchNorm1d", (8, 5)), ("BatchNorm1d", (4, 5, 7)), ("BatchNorm2d", (4, 5, 6, 3))])
-def test_batchnorm(rng, cls, shape):
+def test_batchnorm(device, rng, cls, shape):
     m, tm = getattr(nn, cls)(5, momentum=0.2), getattr(torch.nn, cls)(5, momentum=0.2)
     for _ in range(3):
         x, tx = both(rng, shape)
@@ -42,7 +42,7 @@ def test_batchnorm(rng, cls, shape):
         m(ember.zeros(2, 4))
 
 
-def test_layernorm_and_embedding(rng):
+def test_layernorm_and_embedding(device, rng):
     ln, tln = nn.LayerNorm((4, 3)), torch.nn.LayerNorm((4, 3))
     x, tx = both(rng, (2, 4, 3))
     y, ty = ln(x), tln(tx)
@@ -50,7 +50,7 @@ def test_layernorm_and_embedding(rng):
     y.sum().backward(), (ty * 1).sum().backward()
     close(x.grad, tx.grad, rtol=1e-4, atol=1e-5)
     emb, temb = nn.Embedding(10, 3), torch.nn.Embedding(10, 3)
-    emb.load_state_dict({"weight": temb.weight.detach().numpy()})
+    emb.load_state_dict({"weight": temb.weight.detach().cpu().numpy()})
     idx = np.array([[1, 2, 2], [9, 1, 1]])
     e, te = emb(ember.tensor(idx)), temb(torch.from_numpy(idx))
     close(e, te)
@@ -60,7 +60,7 @@ def test_layernorm_and_embedding(rng):
         emb(ember.tensor([10]))
 
 
-def test_losses(rng):
+def test_losses(device, rng):
     logits, tlogits = both(rng, (6, 4))
     target = np.array([0, 3, 1, -100, 2, 2])
     w = np.array([1.0, 2.0, 0.5, 1.5], np.float32)
@@ -80,7 +80,7 @@ def test_losses(rng):
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"momentum": 0.9, "weight_decay": 0.01}, {"centered": True, "alpha": 0.9}])
-def test_rmsprop(rng, kwargs):
+def test_rmsprop(device, rng, kwargs):
     w0 = rng.standard_normal(7).astype(np.float32)
     p, tp = nn.Parameter(ember.tensor(w0)), torch.nn.Parameter(torch.from_numpy(w0.copy()))
     opt, topt = ember.optim.RMSprop([p], lr=0.01, **kwargs), torch.optim.RMSprop([tp], lr=0.01, **kwargs)
@@ -102,7 +102,7 @@ SCHEDULES = [
 
 
 @pytest.mark.parametrize("name, kwargs", SCHEDULES, ids=[s[0] for s in SCHEDULES])
-def test_schedules_match_pytorch(name, kwargs):
+def test_schedules_match_pytorch(device, name, kwargs):
     p, tp = nn.Parameter(ember.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     opt, topt = ember.optim.SGD([p], lr=0.1), torch.optim.SGD([tp], lr=0.1)
     sched = getattr(ember.optim.lr_scheduler, name)(opt, **kwargs)
@@ -113,7 +113,7 @@ def test_schedules_match_pytorch(name, kwargs):
         sched.step(), tsched.step()
 
 
-def test_reduce_on_plateau_matches_pytorch():
+def test_reduce_on_plateau_matches_pytorch(device):
     p, tp = nn.Parameter(ember.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     opt, topt = ember.optim.SGD([p], lr=1.0), torch.optim.SGD([tp], lr=1.0)
     s = ember.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=1, factor=0.5, cooldown=1)
@@ -124,7 +124,7 @@ def test_reduce_on_plateau_matches_pytorch():
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
-def test_clip_grad_norm(rng, norm_type):
+def test_clip_grad_norm(device, rng, norm_type):
     ps, tps = [], []
     for shape in [(3, 4), (5,)]:
         a = rng.standard_normal(shape).astype(np.float32)

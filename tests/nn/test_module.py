@@ -20,22 +20,22 @@ class Net(nn.Module):
         return self.head(self.drop(self.features(x).flatten(1)))
 
 
-def test_registration_and_state_dict():
+def test_registration_and_state_dict(device):
     net = Net()
     assert [k for k, _ in net.named_parameters()] == ["features.0.weight", "features.0.bias", "head.weight",
                                                       "head.bias"]
     sd = net.state_dict()
     assert list(sd) == ["features.0.weight", "features.0.bias", "head.weight", "head.bias", "steps"]
-    assert np.shares_memory(sd["head.weight"].numpy(), net.head.weight.detach().numpy())
+    assert sd["head.weight"]._data is net.head.weight._data  # the storage itself, not a copy
     assert len(list(net.modules())) == 7 and len(list(net.children())) == 3
     other = Net()
     other.load_state_dict(sd)
-    np.testing.assert_array_equal(other.head.weight.detach().numpy(), net.head.weight.detach().numpy())
+    np.testing.assert_array_equal(other.head.weight.detach().cpu().numpy(), net.head.weight.detach().cpu().numpy())
     net.steps = ember.ones(1)  # reassigning a buffer keeps it a buffer
     assert net.state_dict()["steps"].item() == 1.0
 
 
-def test_load_state_dict_lists_every_problem():
+def test_load_state_dict_lists_every_problem(device):
     net = Net()
     sd = dict(net.state_dict())
     sd.pop("head.bias")
@@ -47,16 +47,16 @@ def test_load_state_dict_lists_every_problem():
     sd["head.weight"] = np.zeros((5, 64), np.float32)
     missing, unexpected = net.load_state_dict(sd, strict=False)
     assert missing == ["head.bias"] and unexpected == ["extra.weight"]
-    assert (net.head.weight.detach().numpy() == 0).all()
+    assert (net.head.weight.detach().cpu().numpy() == 0).all()
 
 
-def test_modes_zero_grad_apply_and_repr():
+def test_modes_zero_grad_apply_and_repr(device):
     net = Net()
     x = ember.randn(2, 3, 8, 8)
     net.eval()
     assert not net.drop.training
     with ember.no_grad():  # eval: dropout is the identity, so outputs repeat
-        np.testing.assert_array_equal(net(x).numpy(), net(x).numpy())
+        np.testing.assert_array_equal(net(x).cpu().numpy(), net(x).cpu().numpy())
     net.train()
     assert net.training and net.features[0].training
     net(x).sum().backward()
@@ -73,11 +73,11 @@ def test_modes_zero_grad_apply_and_repr():
         net.head.weight = np.zeros((5, 64))
 
 
-def test_default_initialisation_matches_pytorch_bounds():
+def test_default_initialisation_matches_pytorch_bounds(device):
     lin = nn.Linear(100, 30)
-    w = lin.weight.detach().numpy()
+    w = lin.weight.detach().cpu().numpy()
     bound = 1 / np.sqrt(100)  # kaiming_uniform_(a=sqrt(5)) gives 1/sqrt(fan_in)
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
     assert abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound
     conv = nn.Conv2d(8, 4, 3)
-    assert np.abs(conv.bias.detach().numpy()).max() <= 1 / np.sqrt(72)
+    assert np.abs(conv.bias.detach().cpu().numpy()).max() <= 1 / np.sqrt(72)

@@ -17,11 +17,11 @@ def cnn(lib):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_cnn_training_matches_pytorch(optimizer):
+def test_cnn_training_matches_pytorch(device, optimizer):
     torch.manual_seed(0)
     tmodel = cnn(torch)
     model = cnn(ember)
-    model.load_state_dict({k: v.detach().numpy() for k, v in tmodel.state_dict().items()})
+    model.load_state_dict({k: v.detach().cpu().numpy() for k, v in tmodel.state_dict().items()})
     if optimizer == "adam":
         topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3)
         opt = ember.optim.Adam(model.parameters(), lr=1e-3)
@@ -43,4 +43,4 @@ def test_cnn_training_matches_pytorch(optimizer):
         opt.step()
         np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-4, err_msg=f"step {step}")
     for (name, p), tp in zip(model.named_parameters(), tmodel.parameters()):
-        np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-4, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(p.detach().cpu().numpy(), tp.detach().cpu().numpy(), rtol=1e-4, atol=1e-4, err_msg=name)

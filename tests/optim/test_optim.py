@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import ember
+from ember import kernels
 from ember import nn
 
 try:
@@ -26,7 +27,7 @@ CONFIGS = [
 
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 @pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}-{k}" for n, k in CONFIGS])
-def test_updates_match_pytorch(rng, name, kwargs):
+def test_updates_match_pytorch(device, rng, name, kwargs):
     w0 = rng.standard_normal((4, 3)).astype(np.float32)
     p = nn.Parameter(ember.tensor(w0))
     tp = torch.nn.Parameter(torch.from_numpy(w0.copy()))
@@ -38,10 +39,10 @@ def test_updates_match_pytorch(rng, name, kwargs):
         tp.grad = torch.from_numpy(g)
         opt.step()
         topt.step()
-    np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p.detach().cpu().numpy(), tp.detach().cpu().numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_groups_state_dict_and_errors(rng):
+def test_groups_state_dict_and_errors(device, rng):
     a, b = nn.Parameter(ember.randn(3)), nn.Parameter(ember.randn(2))
     opt = ember.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, momentum=0.9)
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5]
@@ -69,38 +70,49 @@ def test_groups_state_dict_and_errors(rng):
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("decoupled", [False, True])
 @pytest.mark.parametrize("maximize", [False, True])
-def test_native_adam_step_matches_its_reference(isa, rng, num_threads, amsgrad, decoupled, maximize):
-    n = 100_003  # several threads' worth, odd
-    arrays = [rng.standard_normal(n).astype(np.float32) for _ in range(2)] + [
-        rng.standard_normal(n).astype(np.float32) * 0.1, np.abs(rng.standard_normal(n)).astype(np.float32),
-        np.abs(rng.standard_normal(n)).astype(np.float32) if amsgrad else None]
-    ref = [None if a is None else a.copy() for a in arrays]
+def test_native_adam_step_matches_its_reference(device, isa, rng, num_threads, amsgrad, decoupled, maximize):
+    # One call over several parameters of awkward sizes (one of several threads' worth, odd),
+    # each at its own step.
+    sizes, steps = (100_003, 1, 37), [7, 1, 300]
+
+    def state(n):
+        return [rng.standard_normal(n).astype(np.float32) for _ in range(2)] + [
+            rng.standard_normal(n).astype(np.float32) * 0.1, np.abs(rng.standard_normal(n)).astype(np.float32),
+            np.abs(rng.standard_normal(n)).astype(np.float32) if amsgrad else None]
+
+    ref = [state(n) for n in sizes]
     for threads in (1, 2, 3):
         ember.set_num_threads(threads)
-        got = [None if a is None else a.copy() for a in arrays]
-        ember._C.adam_step(*got, 1e-3, 0.9, 0.999, 1e-8, 0.01, 7, decoupled, maximize)
-        want = [None if a is None else a.copy() for a in ref]
-        ember._C.adam_step_ref(*want, 1e-3, 0.9, 0.999, 1e-8, 0.01, 7, decoupled, maximize)
-        for g, w in zip(got, want):
-            if g is not None:  # float32 rounding, at the scale of the values
-                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * np.abs(w).max())
+        runs = []
+        for reference in (False, True):
+            arrays = [[None if a is None else a.copy() for a in r] for r in ref]
+            p, g, m, v, vmax = (list(col) for col in zip(*arrays))
+            kernels.optim_step.adam_step(p, g, m, v, vmax if amsgrad else None, steps, lr=1e-3, beta1=0.9,
+                                         beta2=0.999, eps=1e-8, weight_decay=0.01, decoupled=decoupled,
+                                         maximize=maximize, reference=reference)
+            runs.append(arrays)
+        for got, want in zip(*runs):
+            for gv, w in zip(got, want):
+                if gv is not None:  # float32 rounding, at the scale of the values
+                    np.testing.assert_allclose(gv, w, rtol=1e-5, atol=1e-6 * np.abs(w).max())
 
 
 @pytest.mark.parametrize("momentum, nesterov, first", [(0.0, False, False), (0.9, False, True), (0.9, True, False)])
-def test_native_sgd_step_matches_its_reference(isa, rng, num_threads, momentum, nesterov, first):
-    n = 70_001
-    p, g, buf = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
-    buf = buf if momentum else None
-    got = [p.copy(), g, None if buf is None else buf.copy()]
-    want = [p.copy(), g, None if buf is None else buf.copy()]
-    ember._C.sgd_step(*got, 0.1, momentum, 0.0 if nesterov else 0.2, 0.01, nesterov, False, first)
-    ember._C.sgd_step_ref(*want, 0.1, momentum, 0.0 if nesterov else 0.2, 0.01, nesterov, False, first)
-    for a, b in zip(got, want):
-        if a is not None:  # float32 rounding of p - lr d, at the scale of the values
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
+def test_native_sgd_step_matches_its_reference(device, isa, rng, num_threads, momentum, nesterov, first):
+    sizes = (70_001, 3)
+    p, g, buf = ([rng.standard_normal(n).astype(np.float32) for n in sizes] for _ in range(3))
+    runs = []
+    for reference in (False, True):
+        pc = [a.copy() for a in p]
+        bc = [a.copy() for a in buf] if momentum else None
+        kernels.optim_step.sgd_step(pc, g, bc, lr=0.1, momentum=momentum, dampening=0.0 if nesterov else 0.2,
+                                    weight_decay=0.01, nesterov=nesterov, first=first, reference=reference)
+        runs.append(pc + (bc or []))
+    for a, b in zip(*runs):  # float32 rounding of p - lr d, at the scale of the values
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
 
 
-def test_float64_parameters_take_the_numpy_path(rng):
+def test_float64_parameters_take_the_numpy_path(device, rng):
     # The same updates for a float64 parameter (NumPy) and a float32 one (the native pass).
     w0 = rng.standard_normal(50)
     for name, kwargs in CONFIGS:
@@ -112,18 +124,20 @@ def test_float64_parameters_take_the_numpy_path(rng):
             p64.grad, p32.grad = ember.tensor(g, dtype=np.float64), ember.tensor(g.astype(np.float32))
             o64.step()
             o32.step()
-        np.testing.assert_allclose(p32.detach().numpy(), p64.detach().numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(p32.detach().cpu().numpy(), p64.detach().cpu().numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def test_native_step_bad_input():
+def test_native_step_bad_input(device):
     p = np.zeros(4, np.float32)
-    with pytest.raises(ValueError, match="grad has 3 elements, the parameter has 4"):
-        ember._C.adam_step(p, np.zeros(3, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32), None,
-                           1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, False)
-    with pytest.raises(TypeError, match="exp_avg must have dtype float32"):
-        ember._C.adam_step(p, p.copy(), np.zeros(4), np.zeros(4, np.float32), None, 1e-3, 0.9, 0.999, 1e-8, 0.0,
-                           1, False, False)
-    with pytest.raises(ValueError, match="step must be >= 1"):
-        ember._C.adam_step(p, p.copy(), p.copy(), p.copy(), None, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0, False, False)
+    step = kernels.optim_step.adam_step
+    hyper = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    with pytest.raises(ValueError, match=r"grads\[0\] has 3 elements, params\[0\] has 4"):
+        step([p], [np.zeros(3, np.float32)], [np.zeros(4, np.float32)], [np.zeros(4, np.float32)], None, [1], **hyper)
+    with pytest.raises(TypeError, match=r"exp_avgs\[0\] must have dtype float32"):
+        step([p], [p.copy()], [np.zeros(4)], [np.zeros(4, np.float32)], None, [1], **hyper)
+    with pytest.raises(ValueError, match=r"steps\[0\] must be >= 1, got 0"):
+        step([p], [p.copy()], [p.copy()], [p.copy()], None, [0], **hyper)
+    with pytest.raises(ValueError, match="grads has 2 entries for 1 parameters"):
+        step([p], [p.copy(), p.copy()], [p.copy()], [p.copy()], None, [1], **hyper)
     with pytest.raises(ValueError, match="must not share memory"):
-        ember._C.sgd_step(p, p, None, 0.1, 0.0, 0.0, 0.0, False, False, False)
+        kernels.optim_step.sgd_step([p], [p], None, lr=0.1)

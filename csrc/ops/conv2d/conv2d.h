@@ -37,21 +37,26 @@ struct Geometry {
   int64_t groups;         // divides c and o
 };
 
-// The oracles: plain loops, double accumulation, no threads, no blocking.
-void conv2d_fwd_ref(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y);
-void conv2d_bwd_data_ref(const Geometry& g, const float* dy, const float* w, float* dx);
-void conv2d_bwd_weight_ref(const Geometry& g, const float* x, const float* dy, float* dw, float* db);
+// The oracles: plain loops, double accumulation, no threads, no blocking; T is float or
+// double (the float64 path serves gradient checks).
+template <class T>
+void conv2d_fwd_ref(const Geometry& g, const T* x, const T* w, const T* bias, bool relu, T* y);
+template <class T>
+void conv2d_bwd_data_ref(const Geometry& g, const T* dy, const T* w, T* dx);
+template <class T>
+void conv2d_bwd_weight_ref(const Geometry& g, const T* x, const T* dy, T* dw, T* db);
 
-// The fast paths (conv2d_cpu.cpp), chosen by shape:
+// The fast paths, chosen by shape in conv2d_cpu.cpp, one file per algorithm:
 //  - 3x3, unit stride and dilation, 16+ channels per group each way: Winograd
 //    F(2x2, 3x3) for the forward and the input gradient, F(3x3, 2x2) for the
-//    weight gradient, each 16 GEMMs over transformed tiles;
+//    weight gradient, each 16 GEMMs over transformed tiles (conv2d_winograd.cpp);
 //  - 16+ input channels per group: one GEMM per kernel tap over a zero-padded
-//    copy of the image read in place (strides split it into phase planes);
+//    copy of the image read in place (strides split it into phase planes)
+//    (conv2d_pertap.cpp);
 //  - 2..15 input channels per group at unit stride, or one (depthwise): the
-//    direct kernels of conv2d_direct.h;
+//    direct kernels of conv2d_direct.h (conv2d_direct.cpp);
 //  - otherwise implicit GEMM, the im2col matrix (or its transpose) packed
-//    block by block straight from x.
+//    block by block straight from x (conv2d_implicit_gemm.cpp).
 // The input gradient at unit stride is the forward of dy with the kernel
 // flipped and its channels swapped; at other strides, L2-sized blocks of
 // w^T @ dy are scattered into dx (col2im). None builds the im2col matrix.

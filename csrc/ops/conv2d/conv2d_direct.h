@@ -7,8 +7,9 @@
 //    sum K shifted rows of the input.
 //
 // Each works on zero-padded input planes, big enough that every window lies
-// inside them, so the inner loops never clip. The driver (conv2d_cpu.cpp)
-// pads, threads and sums over channels and images.
+// inside them, so the inner loops never clip. The drivers (conv2d_direct.cpp)
+// pad, thread and sum over channels and images. One set per ISA:
+// conv2d_direct_<isa>.cpp, from conv2d_direct_impl.h.
 #pragma once
 
 #include <cstdint>
@@ -54,26 +55,7 @@ struct DirectKernels {
                      int64_t n_out, float* y);
   // dw[o*k + t] += sum_{i,j} dy[o, i, j] * tap t at (i, j), for o < n_out.
   void (*smallc_bwd_weight)(const SmallCImage& g, const float* xp, const float* dy, int64_t n_out, float* dw);
-
-  // Winograd F(2x2, 3x3) transforms of one block of nti rows of tw tiles (tb =
-  // nti * tw tiles), vectorised across the tiles of a row.
-  // Input: xp holds cpg planes of (2*nti + 2) x wp padded input (plane after
-  // plane, then kWinogradSlack readable floats); v[(xi*cpg + c)*tb + tile] =
-  // (B^T d B)[xi] of channel c's 4x4 block of that tile.
-  void (*wino_input)(const float* xp, int64_t cpg, int64_t wp, int64_t nti, int64_t tw, float* v);
-  // Output: m[(xi*opg + o)*tb + tile] holds M; y[o*plane + (i0 + i)*ow + j] =
-  // act(bias[o] + (A^T M A)) for the tiles' outputs inside oh x ow.
-  void (*wino_output)(const float* m, int64_t opg, int64_t nti, int64_t tw, const float* bias, bool relu, int64_t i0,
-                      int64_t oh, int64_t ow, int64_t plane, float* y);
-  // For the weight gradient, F(3x3, 2x2) with dy's 2x2 tiles as the filter:
-  // t[(xi*n_out + o)*tb + tile] = (G dy G^T)[xi] of output plane o's 2x2
-  // block at output rows i0 + 2*ti (zeros past oh x ow), G = [1 0; 1/2 1/2;
-  // 1/2 -1/2; 0 1].
-  void (*wino_dy)(const float* dy, int64_t n_out, int64_t nti, int64_t tw, int64_t i0, int64_t oh, int64_t ow,
-                  int64_t plane, float* t);
 };
-
-constexpr int64_t kWinogradSlack = 64;
 
 extern const DirectKernels direct_generic;
 extern const DirectKernels direct_avx2;

@@ -3,7 +3,6 @@
 
 namespace ember::conv2d {
 
-extern const DirectKernels direct_avx2 = {dw_fwd, dw_bwd_data, dw_bwd_weight, smallc_fwd, smallc_bwd_weight,
-                                                  wino_input, wino_output, wino_dy};
+extern const DirectKernels direct_avx2 = {dw_fwd, dw_bwd_data, dw_bwd_weight, smallc_fwd, smallc_bwd_weight};
 
 }  // namespace ember::conv2d

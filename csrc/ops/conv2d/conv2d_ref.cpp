@@ -1,7 +1,7 @@
 // conv2d_ref: the oracle for every conv2d path.
 //
 // Direct loops over the definition in conv2d.h with one double accumulator per
-// output element; no im2col, no threads, no intrinsics. Backward-data is written
+// output element, for float32 and float64 data (float64 is what gradient checks use); no im2col, no threads, no intrinsics. Backward-data is written
 // as the gather dual of the forward (for each input element, the outputs that
 // read it), not as a transposed convolution, so it checks the fast paths'
 // algebra rather than repeating it.
@@ -21,7 +21,8 @@ inline int64_t w_index(const Geometry& g, int64_t o, int64_t cg, int64_t p, int6
 }
 }  // namespace
 
-void conv2d_fwd_ref(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y) {
+template <class T>
+void conv2d_fwd_ref(const Geometry& g, const T* x, const T* w, const T* bias, bool relu, T* y) {
   const int64_t cpg = g.c / g.groups, opg = g.o / g.groups;
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t o = 0; o < g.o; ++o) {
@@ -42,12 +43,13 @@ void conv2d_fwd_ref(const Geometry& g, const float* x, const float* w, const flo
             }
           // max(0, NaN) is NaN: ReLU propagates NaN, as PyTorch's does.
           if (relu && acc < 0.0) acc = 0.0;
-          y[y_index(g, n, o, i, j)] = static_cast<float>(acc);
+          y[y_index(g, n, o, i, j)] = static_cast<T>(acc);
         }
     }
 }
 
-void conv2d_bwd_data_ref(const Geometry& g, const float* dy, const float* w, float* dx) {
+template <class T>
+void conv2d_bwd_data_ref(const Geometry& g, const T* dy, const T* w, T* dx) {
   const int64_t cpg = g.c / g.groups, opg = g.o / g.groups;
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t c = 0; c < g.c; ++c) {
@@ -69,12 +71,13 @@ void conv2d_bwd_data_ref(const Geometry& g, const float* dy, const float* w, flo
               }
             }
           }
-          dx[x_index(g, n, c, h, ww)] = static_cast<float>(acc);
+          dx[x_index(g, n, c, h, ww)] = static_cast<T>(acc);
         }
     }
 }
 
-void conv2d_bwd_weight_ref(const Geometry& g, const float* x, const float* dy, float* dw, float* db) {
+template <class T>
+void conv2d_bwd_weight_ref(const Geometry& g, const T* x, const T* dy, T* dw, T* db) {
   const int64_t cpg = g.c / g.groups, opg = g.o / g.groups;
   for (int64_t o = 0; o < g.o; ++o) {
     const int64_t c0 = (o / opg) * cpg;
@@ -93,16 +96,24 @@ void conv2d_bwd_weight_ref(const Geometry& g, const float* x, const float* dy, f
                        static_cast<double>(x[x_index(g, n, c0 + cg, h, ww)]);
               }
             }
-          dw[w_index(g, o, cg, p, q)] = static_cast<float>(acc);
+          dw[w_index(g, o, cg, p, q)] = static_cast<T>(acc);
         }
     if (db) {
       double acc = 0.0;
       for (int64_t n = 0; n < g.n; ++n)
         for (int64_t i = 0; i < g.oh; ++i)
           for (int64_t j = 0; j < g.ow; ++j) acc += static_cast<double>(dy[y_index(g, n, o, i, j)]);
-      db[o] = static_cast<float>(acc);
+      db[o] = static_cast<T>(acc);
     }
   }
 }
+
+#define EMBER_CONV2D_REF(T)                                                                   \
+  template void conv2d_fwd_ref<T>(const Geometry&, const T*, const T*, const T*, bool, T*); \
+  template void conv2d_bwd_data_ref<T>(const Geometry&, const T*, const T*, T*);            \
+  template void conv2d_bwd_weight_ref<T>(const Geometry&, const T*, const T*, T*, T*);
+EMBER_CONV2D_REF(float)
+EMBER_CONV2D_REF(double)
+#undef EMBER_CONV2D_REF
 
 }  // namespace ember::conv2d

@@ -1,6 +1,5 @@
 #include "ops/eltwise/eltwise.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "core/threads.h"
@@ -11,17 +10,11 @@ namespace {
 // Below this many elements per thread, waking another costs more than it saves.
 constexpr int64_t kMinPerThread = int64_t(1) << 15;
 
-template <class F>
-void for_ranges(int64_t n, int nthreads, int64_t min_per_thread, F&& body) {
-  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, n / min_per_thread));
-  parallel_run(static_cast<int>(nt), [&](int tid) { body(n * tid / nt, n * (tid + 1) / nt); });
-}
-
 }  // namespace
 
 template <class T>
 void relu_fwd(const T* x, T* y, int64_t n, int nthreads) {
-  for_ranges(n, nthreads, kMinPerThread, [&](int64_t lo, int64_t hi) {
+  parallel_ranges(n, nthreads, kMinPerThread, [&](int64_t lo, int64_t hi) {
     const T* __restrict xs = x;
     T* __restrict ys = y;
     for (int64_t i = lo; i < hi; ++i) {
@@ -33,7 +26,7 @@ void relu_fwd(const T* x, T* y, int64_t n, int nthreads) {
 
 template <class T>
 void relu_bwd(const T* g, const T* y, T* dx, int64_t n, int nthreads) {
-  for_ranges(n, nthreads, kMinPerThread, [&](int64_t lo, int64_t hi) {
+  parallel_ranges(n, nthreads, kMinPerThread, [&](int64_t lo, int64_t hi) {
     const T* __restrict gs = g;
     const T* __restrict ys = y;
     T* __restrict out = dx;
@@ -46,7 +39,7 @@ void relu_bwd(const T* g, const T* y, T* dx, int64_t n, int nthreads) {
 
 template <class T>
 void erf(const T* x, T* y, int64_t n, int nthreads) {
-  for_ranges(n, nthreads, int64_t(1) << 12, [&](int64_t lo, int64_t hi) {
+  parallel_ranges(n, nthreads, int64_t(1) << 12, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) y[i] = std::erf(x[i]);
   });
 }

@@ -1,7 +1,11 @@
-// Optimizer steps: one fused pass over a parameter, its gradient and its state.
+// Optimizer steps: one fused pass over a list of parameters (a parameter
+// group), their gradients and their state.
 //
-// Each reads every array once and writes the parameter and state once; no
-// temporaries. The formulas are PyTorch's (torch.optim, single-tensor form):
+// Each reads every array once and writes the parameters and state once; no
+// temporaries. One call updates every tensor of the list, with the threads
+// spread over all their elements together, so a group of many small
+// parameters costs one call, not one per parameter. The formulas are
+// PyTorch's (torch.optim, single-tensor form), per tensor:
 //
 // Adam / AdamW (decoupled), step t >= 1:
 //   g = maximize ? -grad : grad
@@ -20,51 +24,63 @@
 
 #include <cstdint>
 
-namespace ember::optim {
+#include "core/cpu_features.h"
 
-struct AdamArgs {
+namespace ember::optim_step {
+
+// The hyper-parameters shared by every tensor of a call.
+struct AdamHyper {
+  float lr, beta1, beta2, eps, weight_decay;
+  bool decoupled, maximize;
+};
+
+// One parameter: n contiguous floats in each array.
+struct AdamTensor {
   int64_t n;
   float* p;
   const float* g;
   float* m;
   float* v;
-  float* vmax;  // null unless amsgrad
-  float lr, beta1, beta2, eps, weight_decay;
-  int64_t step;
-  bool decoupled, maximize;
+  float* vmax;   // null unless amsgrad
+  int64_t step;  // >= 1, this tensor's own count
 };
 
-struct SgdArgs {
-  int64_t n;
-  float* p;
-  const float* g;
-  float* buf;  // null without momentum
+struct SgdHyper {
   float lr, momentum, dampening, weight_decay;
   bool nesterov, maximize, first;
 };
 
+struct SgdTensor {
+  int64_t n;
+  float* p;
+  const float* g;
+  float* buf;  // null without momentum
+};
+
 // The oracles: plain loops, intermediate values in double, no threads.
-void adam_step_ref(const AdamArgs& a);
-void sgd_step_ref(const SgdArgs& a);
+void adam_step_ref(const AdamHyper& h, const AdamTensor* tensors, int64_t count);
+void sgd_step_ref(const SgdHyper& h, const SgdTensor* tensors, int64_t count);
 
-// The fast paths: the same float formulas, elements split across threads.
-void adam_step(const AdamArgs& a, int nthreads);
-void sgd_step(const SgdArgs& a, int nthreads);
+// The fast paths: the same float formulas, the loops of `isa`, the elements of
+// all the tensors split across up to `nthreads` threads.
+void adam_step(const AdamHyper& h, const AdamTensor* tensors, int64_t count, Isa isa, int nthreads);
+void sgd_step(const SgdHyper& h, const SgdTensor* tensors, int64_t count, Isa isa, int nthreads);
 
-// What the fast paths derive once per call from AdamArgs.
+// What the fast paths derive once per tensor (its step sets the bias corrections).
 struct AdamConsts {
   float step_size, inv_sqrt_bc2, shrink, wd, one_m_b1, one_m_b2, sign;
 };
 
-// The loops over elements [lo, hi), compiled once per ISA (optim_step_kernels*.cpp) and
-// chosen through the registry ("optim_step"): the updates are compute-bound (a square root
-// and a division per element) until the vectors are wide.
-struct StepKernels {
-  void (*adam)(const AdamArgs& a, const AdamConsts& c, int64_t lo, int64_t hi);
-  void (*sgd)(const SgdArgs& a, int64_t lo, int64_t hi);
+// The loops over elements [lo, hi) of one tensor, compiled once per ISA
+// (optim_step_loops_<isa>.cpp, from optim_step_loops_impl.h) and chosen
+// through the registry ("optim_step"): the updates are compute-bound (a square
+// root and a division per element) until the vectors are wide.
+struct Loops {
+  void (*adam)(const AdamHyper& h, const AdamTensor& t, const AdamConsts& c, int64_t lo, int64_t hi);
+  void (*sgd)(const SgdHyper& h, const SgdTensor& t, int64_t lo, int64_t hi);
 };
-extern const StepKernels step_kernels_generic;
-extern const StepKernels step_kernels_avx2;
-extern const StepKernels step_kernels_avx512;
+extern const Loops loops_generic;
+extern const Loops loops_avx2;
+extern const Loops loops_avx512;
 
-}  // namespace ember::optim
+}  // namespace ember::optim_step

@@ -32,14 +32,33 @@ struct Geometry {
   int64_t dh, dw;      // dilation (>= 1; 1 for avg)
 };
 
-// The oracles: plain loops, double accumulation for averages, no threads.
-void max_pool2d_fwd_ref(const Geometry& g, const float* x, float* y, int64_t* idx);
-void max_pool2d_bwd_ref(const Geometry& g, const float* dy, const int64_t* idx, float* dx);
-void avg_pool2d_fwd_ref(const Geometry& g, bool count_include_pad, const float* x, float* y);
-void avg_pool2d_bwd_ref(const Geometry& g, bool count_include_pad, const float* dy, float* dx);
+// The taps [t0, t1) of a window along one axis -- tap t at position start + t * dil for
+// 0 <= t < k -- that fall inside [0, size), in closed form, so that the work follows the
+// clipped window however large k or the padding are. t0 is the first tap at or past
+// position 0 even when no tap is valid (then t1 <= t0). Positions stay below 2^63: the
+// bindings bound every extent below 2^62.
+inline void valid_taps(int64_t start, int64_t dil, int64_t k, int64_t size, int64_t* t0, int64_t* t1) {
+  const int64_t first = start >= 0 ? 0 : (-start + dil - 1) / dil;
+  const int64_t end = start >= size ? 0 : (size - 1 - start) / dil + 1;
+  *t0 = first;
+  *t1 = end < k ? end : k;
+}
+
+// The oracles: plain loops, double accumulation for averages, no threads; T is float or
+// double (the float64 path serves gradient checks).
+template <class T>
+void max_pool2d_fwd_ref(const Geometry& g, const T* x, T* y, int64_t* idx);
+template <class T>
+void max_pool2d_bwd_ref(const Geometry& g, const T* dy, const int64_t* idx, T* dx);
+template <class T>
+void avg_pool2d_fwd_ref(const Geometry& g, bool count_include_pad, const T* x, T* y);
+template <class T>
+void avg_pool2d_bwd_ref(const Geometry& g, bool count_include_pad, const T* dy, T* dx);
 // Only planes, h, w, oh and ow of g are used.
-void adaptive_avg_pool2d_fwd_ref(const Geometry& g, const float* x, float* y);
-void adaptive_avg_pool2d_bwd_ref(const Geometry& g, const float* dy, float* dx);
+template <class T>
+void adaptive_avg_pool2d_fwd_ref(const Geometry& g, const T* x, T* y);
+template <class T>
+void adaptive_avg_pool2d_bwd_ref(const Geometry& g, const T* dy, T* dx);
 
 // The fast paths: the same contracts, threads over planes.
 void max_pool2d_fwd(const Geometry& g, const float* x, float* y, int64_t* idx, Isa isa, int nthreads);
@@ -56,10 +75,11 @@ void adaptive_avg_pool2d_bwd(const Geometry& g, const float* dy, float* dx, int 
 // r0[2j], r0[2j+1], r1[2j], r1[2j+1] in that order (first maximum wins, NaN
 // wins) and idx[j] (when idx is not null) is its flat index, row0 = 2i * w
 // being the flat index of r0[0].
-struct Ukernels {
+// One set per ISA: pool2d_rows_<isa>.cpp.
+struct RowKernels {
   void (*max2x2_row)(const float* r0, const float* r1, int64_t ow, int64_t row0, int64_t w, float* y, int64_t* idx);
 };
-extern const Ukernels ukernels_generic;
-extern const Ukernels ukernels_avx512;
+extern const RowKernels row_kernels_generic;
+extern const RowKernels row_kernels_avx512;
 
 }  // namespace ember::pool2d

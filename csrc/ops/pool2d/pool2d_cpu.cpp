@@ -2,7 +2,8 @@
 //
 // Window bounds are clipped once per output row and column, so the inner
 // loops carry no bounds checks; the common 2x2 stride-2 max pooling without
-// padding or dilation has its own loop over pairs of input rows. Backward
+// padding or dilation has its own loop over pairs of input rows (the per-ISA
+// row kernels of pool2d_rows_<isa>.cpp). Backward
 // passes write each input plane exactly once (zero, then scatter or spread),
 // inside the thread that owns the plane, so no two threads touch one line.
 // Nothing but the outputs (and the argmax indices, when asked) is written.
@@ -39,33 +40,12 @@ struct Taps {
 };
 
 Taps taps(int64_t o, int64_t stride, int64_t pad, int64_t dil, int64_t k, int64_t size) {
-  const int64_t start = o * stride - pad;
-  int64_t t0 = 0, t1 = k;
-  while (t0 < k && start + t0 * dil < 0) ++t0;
-  while (t1 > t0 && start + (t1 - 1) * dil >= size) --t1;
-  return {start, t0, t1};
-}
-
-// Generic max2x2_row: the selection rules spelled out per output.
-void max2x2_row_generic(const float* r0, const float* r1, int64_t ow, int64_t row0, int64_t w, float* y,
-                        int64_t* idx) {
-  for (int64_t j = 0; j < ow; ++j) {
-    const int64_t c = 2 * j;
-    // The first tap needs no test: any value beats the initial -inf or is NaN.
-    float best = r0[c];
-    int64_t bi = row0 + c;
-    const float v1 = r0[c + 1], v2 = r1[c], v3 = r1[c + 1];
-    if (v1 > best || std::isnan(v1)) best = v1, bi = row0 + c + 1;
-    if (v2 > best || std::isnan(v2)) best = v2, bi = row0 + w + c;
-    if (v3 > best || std::isnan(v3)) best = v3, bi = row0 + w + c + 1;
-    y[j] = best;
-    if (idx) idx[j] = bi;
-  }
+  Taps t{o * stride - pad, 0, 0};
+  valid_taps(t.start, dil, k, size, &t.t0, &t.t1);
+  return t;
 }
 
 }  // namespace
-
-extern const Ukernels ukernels_generic = {max2x2_row_generic};
 
 void max_pool2d_fwd(const Geometry& g, const float* x, float* y, int64_t* idx, Isa isa, int nthreads) {
   // The row kernel needs every window whole (not so for a ceil_mode edge on an
@@ -73,7 +53,7 @@ void max_pool2d_fwd(const Geometry& g, const float* x, float* y, int64_t* idx, I
   const bool two_by_two = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 &&
                           g.dh == 1 && g.dw == 1 && 2 * g.oh <= g.h && 2 * g.ow <= g.w &&
                           g.w < (int64_t(1) << 30);
-  const auto row_kernel = lookup<Ukernels>("pool2d", isa).max2x2_row;
+  const auto row_kernel = lookup<RowKernels>("pool2d", isa).max2x2_row;
   for_planes(g, nthreads, [&](int64_t pl) {
     const float* xp = x + pl * g.h * g.w;
     float* yp = y + pl * g.oh * g.ow;
@@ -131,10 +111,10 @@ struct AvgWindows {
   Window operator()(int64_t i, int64_t j) const {
     int64_t h0 = i * g.sh - g.ph, w0 = j * g.sw - g.pw;
     int64_t h1 = std::min(h0 + g.kh, g.h + g.ph), w1 = std::min(w0 + g.kw, g.w + g.pw);
-    const int64_t padded = (h1 - h0) * (w1 - w0);
+    const double padded = static_cast<double>(h1 - h0) * static_cast<double>(w1 - w0);  // may pass 2^63
     h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
     h1 = std::min(h1, g.h), w1 = std::min(w1, g.w);
-    return {h0, h1, w0, w1, static_cast<float>(count_include_pad ? padded : (h1 - h0) * (w1 - w0))};
+    return {h0, h1, w0, w1, static_cast<float>(count_include_pad ? padded : static_cast<double>((h1 - h0) * (w1 - w0)))};
   }
 };
 

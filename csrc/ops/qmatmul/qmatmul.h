@@ -29,6 +29,8 @@
 
 #include <cstdint>
 
+#include "core/cpu_features.h"
+
 namespace ember::qmatmul {
 
 constexpr int64_t kBlock = 16;  // channels per packed block
@@ -63,9 +65,9 @@ bool qmatmul_int4_ref(const float* x, int64_t m, int64_t ldx, const Int4Weight& 
 // weights are read from memory once (a matrix-vector product streams them) and
 // from cache after. Same results as the references, bit for bit.
 bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
-                  int64_t ldy, int nthreads);
+                  int64_t ldy, Isa isa, int nthreads);
 bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
-                  int64_t ldy, int nthreads);
+                  int64_t ldy, Isa isa, int nthreads);
 
 // --- internals shared by the driver and the per-ISA kernels -----------------
 
@@ -91,6 +93,7 @@ struct Kernels {
   void (*int4_tile)(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
                     float* y, int64_t ldy);
 };
+// One set per ISA: qmatmul_kernels_<isa>.cpp.
 extern const Kernels kernels_generic;
 extern const Kernels kernels_avx2;
 extern const Kernels kernels_avx512vnni;

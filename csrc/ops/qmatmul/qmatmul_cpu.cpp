@@ -17,7 +17,6 @@ namespace {
 constexpr int64_t kRowBlock = 4;
 constexpr int64_t kPanelBytes = int64_t(256) << 10;
 
-
 // The quantized activations, in one buffer per calling thread that is reused from call to call
 // (fresh memory would cost a page fault per 4 KiB on every call).
 struct Quantized {
@@ -78,9 +77,9 @@ void run_tiles(const Quantized& qa, int64_t m, int64_t kp, int64_t groups, int64
 }  // namespace
 
 bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
-                  int64_t ldy, int nthreads) {
+                  int64_t ldy, Isa isa, int nthreads) {
   if (m == 0 || w.n == 0) return true;
-  const Kernels& kern = lookup<Kernels>("qmatmul");
+  const Kernels& kern = lookup<Kernels>("qmatmul", isa);
   Quantized qa(m, w.kp, 1);
   if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.kp, qa, nthreads)) return false;
   run_tiles(qa, m, w.kp, 1, w.kp, w, w.kp * kBlock, kern.int8_tile, bias, y, ldy, nthreads);
@@ -88,9 +87,9 @@ bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, c
 }
 
 bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
-                  int64_t ldy, int nthreads) {
+                  int64_t ldy, Isa isa, int nthreads) {
   if (m == 0 || w.n == 0) return true;
-  const Kernels& kern = lookup<Kernels>("qmatmul");
+  const Kernels& kern = lookup<Kernels>("qmatmul", isa);
   Quantized qa(m, w.kp, w.kp / w.group);
   if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.group, qa, nthreads)) return false;
   run_tiles(qa, m, w.kp, w.kp / w.group, w.group, w, w.kp * kBlock / 2, kern.int4_tile, bias, y, ldy, nthreads);

@@ -14,7 +14,6 @@ namespace {
 bool quantize_rows(const float* x, int64_t rows, int64_t ldx, int64_t k, int64_t kp, int64_t group, uint8_t* qu,
                    int8_t* qs, float* scale, int32_t* sums) {
   const int64_t groups = kp / group;
-  bool finite = true;
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * ldx;
     for (int64_t g = 0; g < groups; ++g) {
@@ -26,7 +25,7 @@ bool quantize_rows(const float* x, int64_t rows, int64_t ldx, int64_t k, int64_t
         ok &= a <= FLT_MAX;  // false for NaN and infinities
         amax = a > amax ? a : amax;
       }
-      finite &= ok;
+      if (!ok) return false;  // never convert a NaN or an infinity to an integer
       const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
       scale[r * groups + g] = amax / 127.0f;
       int8_t* qsr = qs + r * kp;
@@ -47,7 +46,7 @@ bool quantize_rows(const float* x, int64_t rows, int64_t ldx, int64_t k, int64_t
       sums[r * groups + g] = sum;
     }
   }
-  return finite;
+  return true;
 }
 
 }  // namespace

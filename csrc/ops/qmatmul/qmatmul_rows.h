@@ -1,6 +1,6 @@
 // Row-count dispatch for the per-ISA tile kernels, which take the number of
 // rows as a template argument so the accumulators stay in registers. Included
-// only by qmatmul_kernels*.cpp; anonymous namespace: one copy per ISA.
+// only by qmatmul_kernels_<isa>.cpp; anonymous namespace: one copy per ISA.
 #pragma once
 
 #include <cstdint>

@@ -20,6 +20,8 @@ import itertools
 import sys
 import threading
 
+from .. import backend
+
 
 class _Mode(threading.local):
     enabled = True  # each thread starts with grad mode on
@@ -88,7 +90,9 @@ class Node:
         self.grads = None  # during backward: the gradients of its outputs summed so far
 
     def name(self) -> str:
-        return f"{getattr(self.function, 'grad_name', self.function.__name__)}Backward"
+        fn = self.function
+        name = getattr(fn, "grad_name", None) or fn.__name__
+        return f"{name[:-2] if name.endswith('Fn') else name}Backward"
 
 
 # What owns the memory of ember._C.empty's large arrays (an array's base when it is no view).
@@ -111,10 +115,9 @@ def _sole_holder(a) -> bool:
 
 
 def backward(root, gradient=None, retain_graph=False) -> None:
-    """Accumulate d root / d leaf into every leaf's ``.grad`` (see ``Tensor.backward``)."""
-    from ..tensor import Tensor
-
-    xp = root._xp()
+    """Accumulate d root / d leaf into every leaf's ``.grad`` (see ``Tensor.backward``);
+    ``gradient`` is an array (moved to the root's device) or None for a one-element root."""
+    xp = backend.namespace(root._data)
     if not root.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
                            "(no input of the ops that made it requires grad)")
@@ -124,7 +127,7 @@ def backward(root, gradient=None, retain_graph=False) -> None:
                                "grad can be implicitly created only for scalar outputs")
         g = xp.ones(root.shape, dtype=root.dtype)
     else:
-        g = gradient._data if isinstance(gradient, Tensor) else xp.asarray(gradient, dtype=root.dtype)
+        g = backend.device_of(root._data).asarray(gradient, root.dtype)
         if g.shape != root.shape:
             raise RuntimeError(f"backward: gradient has shape {g.shape}, the tensor has shape {root.shape}")
     if root._node is None:  # a leaf

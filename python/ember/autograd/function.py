@@ -14,9 +14,17 @@ of silently using the new values.
 
 from __future__ import annotations
 
+from .. import backend
 from .engine import Node, is_grad_enabled
 
-Tensor = None  # ember.tensor.Tensor, set by that module once it is defined (it imports this one)
+
+class Variable:
+    """What autograd needs of a tensor: its array, whether it requires grad, its gradient, the
+    node that made it (and which of that node's outputs it is) and its version counter (a
+    one-element list views share). ``ember.Tensor`` is the user-facing subclass; its ``_wrap``
+    makes the tensors ``Function.apply`` returns."""
+
+    __slots__ = ("_data", "requires_grad", "grad", "_node", "_out_index", "_version", "__weakref__")
 
 
 class Context:
@@ -44,8 +52,23 @@ class Context:
         self.__dict__.clear()  # the saved arrays and whatever else the forward kept
 
 
+def _memory_owner(a):
+    """The array that owns a's memory (a itself unless a is a view of another array)."""
+    base = getattr(a, "base", None)
+    while base is not None and hasattr(base, "base") and hasattr(base, "shape"):
+        a, base = base, base.base
+    return a
+
+
 class Function:
-    """Subclass with static ``forward(ctx, ...)`` and ``backward(ctx, *grads)``; call ``apply``."""
+    """Subclass with static ``forward(ctx, ...)`` and ``backward(ctx, *grads)``; call ``apply``.
+
+    A Function whose outputs may be views of its first input sets ``view = True``: an output
+    that shares that input's memory then shares its version counter too, so an in-place
+    change through the view is seen by every backward that saved the base, and the other
+    way round (as PyTorch's views share their base's version)."""
+
+    view = False
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -61,24 +84,51 @@ class Function:
         # forward alone does not need unless the graph is recorded.
         arrays = []
         record = False
+        first = None  # the first tensor argument: its array type is the op's device
         for a in args:
-            if isinstance(a, Tensor):
+            if isinstance(a, Variable):
                 arrays.append(a._data)
                 record = record or a.requires_grad
+                if first is None:
+                    first = a
+                elif type(a._data) is not type(first._data):
+                    _check_same_device(cls, first, a)
             else:
                 arrays.append(a)
         record = record and is_grad_enabled()
         ctx = Context()
         out = cls.forward(ctx, *arrays, **kwargs)
+        wrap = first._wrap
         if type(out) is not tuple:
-            result = Tensor._wrap(out, record)
+            result = wrap(out, record)
+            if cls.view:
+                _share_version(args[0], (result,))
             if record:
                 _record(cls, ctx, args, (result,))
             return result
-        results = tuple(Tensor._wrap(o, record) for o in out)
+        results = tuple(wrap(o, record) for o in out)
+        if cls.view:
+            _share_version(args[0], results)
         if record:
             _record(cls, ctx, args, results)
         return results
+
+
+def _check_same_device(cls, a, b) -> None:
+    """Tensors of one op must live on one device (the message names both)."""
+    da, db = backend.device_of(a._data), backend.device_of(b._data)
+    if da is not db:
+        name = getattr(cls, "grad_name", None) or cls.__name__.removesuffix("Fn")
+        raise RuntimeError(f"{name}: expected all tensors on one device, but found tensors on '{da.name}' and "
+                           f"'{db.name}'; move them with .to(device)")
+
+
+def _share_version(base, results) -> None:
+    """Outputs that are views of ``base``'s memory take its version counter."""
+    owner = _memory_owner(base._data)
+    for r in results:
+        if _memory_owner(r._data) is owner:
+            r._version = base._version
 
 
 def _record(cls, ctx, args, results) -> None:
@@ -86,7 +136,7 @@ def _record(cls, ctx, args, results) -> None:
     versions of the tensors they may come from (backward checks them)."""
     edges = []
     for a in args:
-        if isinstance(a, Tensor) and a.requires_grad:
+        if isinstance(a, Variable) and a.requires_grad:
             node = a._node
             edges.append((a, 0, a._data.shape) if node is None else (node, a._out_index, a._data.shape))
         else:
@@ -96,7 +146,7 @@ def _record(cls, ctx, args, results) -> None:
         r._node, r._out_index = node, i
     ctx.needs_input_grad = edges  # truthy exactly where an input needs a gradient
     if ctx._saved:
-        tensors = [a for a in args if isinstance(a, Tensor)]
+        tensors = [a for a in args if isinstance(a, Variable)]
         tensors.extend(results)
         ctx._tensors = tensors
         ctx._versions = [t._version[0] for t in tensors]

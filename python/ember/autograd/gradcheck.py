@@ -12,7 +12,8 @@ class GradcheckError(AssertionError):
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3) -> bool:
     """Check ``fn``'s gradients with respect to every input that requires grad.
 
-    ``inputs``: a tensor or a sequence of tensors (float64 for a meaningful check). For each
+    ``inputs``: a tensor or a sequence of tensors (float64 for a meaningful check), on any
+    device (the comparison is made on the host). For each
     output element the backward pass gives one row of the Jacobian; central differences
     ``(f(x + eps) - f(x - eps)) / 2 eps`` give it numerically. Raises GradcheckError naming the
     input, the element and both values when they differ by more than ``atol + rtol * |numerical|``;
@@ -42,21 +43,21 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3) -> bool:
             seed = np.zeros(out.shape)
             seed.reshape(-1)[e] = 1.0
             if out.requires_grad:
-                out.backward(Tensor(seed), retain_graph=True)
+                out.backward(Tensor(seed, device=out.device), retain_graph=True)
             for i in wrt:
                 g = inputs[i].grad
                 if g is not None:
-                    analytic[i][e] = g.numpy().reshape(-1)
+                    analytic[i][e] = g._host().reshape(-1)
         for i in wrt:
             x = inputs[i]._data
             flat = x.reshape(-1)
             numeric = np.zeros((n_out, x.size))
             for j in range(x.size):
-                orig = flat[j]
+                orig = flat[j].item()  # a value: on CuPy flat[j] is a 0-d view of the element
                 flat[j] = orig + eps
-                plus = outputs()[k]._data.astype(np.float64).reshape(-1)
+                plus = outputs()[k]._host().astype(np.float64).reshape(-1)
                 flat[j] = orig - eps
-                minus = outputs()[k]._data.astype(np.float64).reshape(-1)
+                minus = outputs()[k]._host().astype(np.float64).reshape(-1)
                 flat[j] = orig
                 numeric[:, j] = (plus - minus) / (2 * eps)
             bad = ~np.isclose(analytic[i], numeric, rtol=rtol, atol=atol, equal_nan=True)

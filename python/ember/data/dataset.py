@@ -59,7 +59,7 @@ def _stack_samples(dataset, indices: np.ndarray) -> tuple:
 
 
 def _as_array(value) -> np.ndarray:
-    return value.detach().numpy() if isinstance(value, Tensor) else np.asarray(value)
+    return value.detach()._host() if isinstance(value, Tensor) else np.asarray(value)
 
 
 def _as_indices(indices, size: int, name: str) -> np.ndarray:
@@ -113,7 +113,7 @@ class TensorDataset(Dataset):
         converted = []
         for i, a in enumerate(arrays):
             if isinstance(a, Tensor):
-                a = a.detach().numpy()
+                a = a.detach()._host()
             elif not isinstance(a, np.ndarray):
                 raise TypeError(f"TensorDataset: array {i} must be a NumPy array or an ember Tensor, "
                                 f"got {type(a).__name__}")

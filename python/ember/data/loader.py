@@ -16,7 +16,8 @@ import threading
 
 import numpy as np
 
-from ..tensor import from_numpy
+from .. import backend
+from ..tensor import Tensor, from_numpy
 from .dataset import fetch_batch, nonnegative_int, resolve_seed
 
 _QUEUE_DEPTH = 2
@@ -51,6 +52,8 @@ class DataLoader:
             generator (so ``ember.manual_seed`` makes runs reproducible).
         prefetch: prepare the next batches (fetch, transform, collate) on a background thread
             while the current one is being used. The results are identical either way.
+        device: where the yielded tensors live (``"cpu"`` by default; ``"cuda"`` copies each
+            collated batch's tensors there as it is handed out).
 
     Iterating runs epoch ``loader.epoch``; once the last batch has been handed out the loader
     moves on to the next epoch. ``set_epoch(e)`` selects the epoch explicitly (an iteration
@@ -58,7 +61,7 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, collate_fn=None,
-                 transform=None, seed=None, prefetch=True):
+                 transform=None, seed=None, prefetch=True, device=None):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__, got {type(dataset).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
@@ -78,6 +81,7 @@ class DataLoader:
         self.transform = transform
         self._seed = resolve_seed(seed, "DataLoader: seed")
         self._epoch = 0
+        self.device = backend.get(device) if device is not None else None
 
     @property
     def seed(self) -> int:
@@ -204,6 +208,9 @@ class _LoaderIterator:
         self._next += 1
         if self._next == len(self._plan):
             self._finish()
+        dev = self._loader.device
+        if dev is not None and isinstance(batch, tuple):
+            batch = tuple(b.to(dev) if isinstance(b, Tensor) else b for b in batch)
         return batch
 
     def _finish(self) -> None:

@@ -18,37 +18,49 @@ _FILES = {
 _KINDS = {"mnist": "MNIST", "fashion": "FashionMNIST", "fashion_mnist": "FashionMNIST"}
 
 
+# The largest data an IDX file may promise (16 GiB: 20x the largest real image set).
+MAX_IDX_BYTES = 1 << 34
+_TAIL = 4096  # bytes read past the data to report how many are left over
+
+
 def read_idx(path, ndim: int) -> np.ndarray:
     """An IDX file of unsigned bytes with ``ndim`` dimensions (gzip-compressed if its name ends
     in ``.gz``), as a uint8 array of the shape its header gives.
 
-    The header's magic number and dimensions are checked, and the file must hold exactly
-    ``prod(dims)`` bytes of data: a truncated file, or one with bytes left over, raises
-    ``ValueError`` naming the file.
+    The header is read first: its magic number and dimensions are checked (a size that does not
+    fit in memory's addresses, or over 16 GiB, is refused by name), then exactly the bytes it
+    promises are read, plus a few kilobytes to prove there are no more -- a small compressed
+    file that inflates to gigabytes is never inflated past that. A truncated file, or one with bytes left
+    over, raises ``ValueError`` naming the file.
     """
     path = Path(path)
+    header = 4 + 4 * ndim
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            head = f.read(header)
+            if len(head) < header:
+                raise ValueError(f"{path}: truncated IDX file, {len(head)} bytes is less than the {header}-byte header")
+            magic, *dims = struct.unpack(f">{1 + ndim}I", head)
+            if magic != _MAGIC[ndim]:
+                raise ValueError(f"{path}: not an IDX file of {ndim}-D unsigned bytes: magic number is {magic:#010x}, "
+                                 f"expected {_MAGIC[ndim]:#010x}")
+            size = 1
+            for d in dims:
+                size *= d  # Python ints: no overflow
+            if size > MAX_IDX_BYTES:
+                raise ValueError(f"{path}: the header promises {dims} = {size} bytes of data, more than the "
+                                 f"{MAX_IDX_BYTES} an IDX file may hold")
+            data = f.read(size + _TAIL + 1)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{path}: not a readable gzip file (truncated or corrupt: {exc})") from exc
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX file, {len(raw)} bytes is less than the {header}-byte header")
-    magic, *dims = struct.unpack(f">{1 + ndim}I", raw[:header])
-    if magic != _MAGIC[ndim]:
-        raise ValueError(f"{path}: not an IDX file of {ndim}-D unsigned bytes: magic number is {magic:#010x}, "
-                         f"expected {_MAGIC[ndim]:#010x}")
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) < expected:
-        raise ValueError(f"{path}: truncated IDX file, the header promises {dims} ({expected} bytes in all) "
-                         f"but the file has {len(raw)} bytes")
-    if len(raw) > expected:
-        raise ValueError(f"{path}: {len(raw) - expected} unexpected bytes after the {dims} data the header promises")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+    if len(data) < size:
+        raise ValueError(f"{path}: truncated IDX file, the header promises {dims} ({header + size} bytes in all) "
+                         f"but the file has {header + len(data)} bytes")
+    if len(data) > size:
+        extra = f"more than {_TAIL}" if len(data) - size > _TAIL else str(len(data) - size)
+        raise ValueError(f"{path}: {extra} unexpected bytes after the {dims} data the header promises")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims).copy()
 
 
 def _find(folder: Path, name: str) -> Path | None:

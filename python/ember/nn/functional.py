@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..autograd import ops as F
+from .. import backend
+from ..autograd import functions as fns
 from ..tensor import Tensor, default_generator
 
 __all__ = [
@@ -31,36 +30,36 @@ __all__ = [
 
 
 def relu(x: Tensor) -> Tensor:
-    return F.ReLU.apply(x)
+    return fns.ReLUFn.apply(x)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return F.LeakyReLU.apply(x, slope=negative_slope)
+    return fns.LeakyReLUFn.apply(x, slope=negative_slope)
 
 
 def gelu(x: Tensor) -> Tensor:
     """x Φ(x), Φ the standard normal CDF (PyTorch's default, exact form)."""
-    return F.GELU.apply(x)
+    return fns.GELUFn.apply(x)
 
 
 def silu(x: Tensor) -> Tensor:
-    return F.SiLU.apply(x)
+    return fns.SiLUFn.apply(x)
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    return F.Sigmoid.apply(x)
+    return fns.SigmoidFn.apply(x)
 
 
 def tanh(x: Tensor) -> Tensor:
-    return F.Tanh.apply(x)
+    return fns.TanhFn.apply(x)
 
 
 def softmax(x: Tensor, dim: int) -> Tensor:
-    return F.Softmax.apply(x, dim=dim)
+    return fns.SoftmaxFn.apply(x, dim=dim)
 
 
 def log_softmax(x: Tensor, dim: int) -> Tensor:
-    return F.LogSoftmax.apply(x, dim=dim)
+    return fns.LogSoftmaxFn.apply(x, dim=dim)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
@@ -71,43 +70,43 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) ->
         return x
     if p == 1.0:
         return x * 0.0
-    return F.Dropout.apply(x, p=p, generator=(generator or default_generator()).numpy)
+    return fns.DropoutFn.apply(x, p=p, generator=(generator or default_generator()).numpy)
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups=1) -> Tensor:
     """2-D convolution, NCHW input and OIHW weight, on Ember's convolution kernels."""
-    return F.Conv2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return fns.Conv2dFn.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> Tensor:
-    return F.MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+    return fns.MaxPool2dFn.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
                              ceil_mode=ceil_mode)
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True) -> Tensor:
-    return F.AvgPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+    return fns.AvgPool2dFn.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
                              count_include_pad=count_include_pad)
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
-    return F.AdaptiveAvgPool2d.apply(input, output_size=output_size)
+    return fns.AdaptiveAvgPool2dFn.apply(input, output_size=output_size)
 
 
 def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy of (batch, classes) logits, on Ember's fused kernel: class indices or
     probability targets, per-class ``weight``, ``ignore_index``, ``label_smoothing``."""
-    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    t = target._data if isinstance(target, Tensor) else target
     w = weight._data if isinstance(weight, Tensor) else weight
-    return F.CrossEntropy.apply(input, t, w, ignore_index=ignore_index, label_smoothing=label_smoothing,
-                                reduction=reduction)
+    return fns.CrossEntropyFn.apply(input, t, w, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                    reduction=reduction)
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weightᵀ + bias`` on Ember's GEMM, the bias fused into its epilogue."""
-    return F.Linear.apply(input, weight, bias)
+    return fns.LinearFn.apply(input, weight, bias)
 
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -131,13 +130,15 @@ def _reduce(x: Tensor, reduction: str) -> Tensor:
 def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of (batch, classes) log-probabilities (PyTorch's weighting: 'mean'
     divides by the targets' total weight)."""
-    t = np.asarray(target._data if isinstance(target, Tensor) else target)
+    dev = backend.device_of(input._data)
+    xp = dev.xp
+    t = dev.asarray(target._data if isinstance(target, Tensor) else target)
     valid = t != ignore_index
-    tt = np.where(valid, t, 0)
-    w = np.ones(input.shape[1], input.dtype) if weight is None else np.asarray(
+    tt = xp.where(valid, t, 0)
+    w = xp.ones(input.shape[1], input.dtype) if weight is None else dev.asarray(
         weight._data if isinstance(weight, Tensor) else weight, input.dtype)
     wt = (w[tt] * valid).astype(input.dtype)
-    picked = input[np.arange(input.shape[0]), tt] * wt
+    picked = input[xp.arange(input.shape[0]), tt] * Tensor(wt)
     if reduction == "mean":
         return -picked.sum() / float(wt.sum())
     return _reduce(-picked, reduction)
@@ -147,7 +148,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reducti
                                      pos_weight=None) -> Tensor:
     """Sigmoid + binary cross-entropy in the stable form
     ``(1 - y) x + (1 + (pos_weight - 1) y) (log(1 + exp(-|x|)) + max(-x, 0))``."""
-    y = target if isinstance(target, Tensor) else Tensor(np.asarray(target, input.dtype))
+    y = target if isinstance(target, Tensor) else Tensor(backend.device_of(input._data).asarray(target, input.dtype))
     soft_plus = (1.0 + (-input.abs()).exp()).log() + (-input).relu()
     log_weight = 1.0 if pos_weight is None else (y * (pos_weight - 1.0) + 1.0)
     loss = (1.0 - y) * input + log_weight * soft_plus

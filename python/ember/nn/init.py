@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from .. import backend
 from ..autograd import no_grad
 from ..tensor import Tensor, default_generator
 
@@ -14,7 +13,7 @@ from ..tensor import Tensor, default_generator
 def _fans(t: Tensor) -> tuple[int, int]:
     if t.ndim < 2:
         raise ValueError(f"fan in and fan out need a tensor of at least 2 dimensions, got shape {t.shape}")
-    receptive = int(np.prod(t.shape[2:])) if t.ndim > 2 else 1
+    receptive = math.prod(t.shape[2:]) if t.ndim > 2 else 1
     return t.shape[1] * receptive, t.shape[0] * receptive
 
 
@@ -30,20 +29,24 @@ def _gain(nonlinearity: str, a: float = 0.0) -> float:
     raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")
 
 
+def _fill(t: Tensor, values) -> Tensor:
+    """t's values from host ``values`` (random numbers are drawn on the host, so a seed gives the
+    same weights on every device)."""
+    t._data[...] = backend.device_of(t._data).asarray(values, t.dtype)
+    t._bump()
+    return t
+
+
 @no_grad()
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
     g = (generator or default_generator()).numpy
-    t._data[...] = g.uniform(a, b, t.shape)
-    t._bump()
-    return t
+    return _fill(t, g.uniform(a, b, t.shape))
 
 
 @no_grad()
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
     g = (generator or default_generator()).numpy
-    t._data[...] = g.normal(mean, std, t.shape)
-    t._bump()
-    return t
+    return _fill(t, g.normal(mean, std, t.shape))
 
 
 @no_grad()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-import numpy as np
-
+from .. import backend
 from ..tensor import Tensor, empty, ones, zeros
 from . import functional as F
 from . import init
@@ -230,8 +229,7 @@ class CrossEntropyLoss(Module):
 
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__()
-        self.weight = None if weight is None else np.asarray(weight._data if isinstance(weight, Tensor) else weight,
-                                                                 np.float32)
+        self.weight = None if weight is None else (weight._data if isinstance(weight, Tensor) else weight)
         self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
 
     def forward(self, input, target):
@@ -272,7 +270,7 @@ class _BatchNorm(Module):
         if track_running_stats:
             self.register_buffer("running_mean", zeros(num_features))
             self.register_buffer("running_var", ones(num_features))
-            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), np.int64)))
+            self.register_buffer("num_batches_tracked", zeros((), dtype="int64"))
 
     def _check(self, x):
         raise NotImplementedError
@@ -290,9 +288,9 @@ class _BatchNorm(Module):
                 m = 1.0 / float(self.num_batches_tracked._data) if self.momentum is None else self.momentum
                 rm, rv = self.running_mean._data, self.running_var._data
                 rm *= 1 - m
-                rm += m * mean.detach().numpy().reshape(-1)
+                rm += m * mean._data.reshape(-1)
                 rv *= 1 - m
-                rv += m * var.detach().numpy().reshape(-1) * (n / max(n - 1, 1))
+                rv += m * var._data.reshape(-1) * (n / max(n - 1, 1))
                 for b in (self.running_mean, self.running_var):
                     b._bump()
         else:
@@ -354,7 +352,7 @@ class Embedding(Module):
         init.normal_(self.weight)
 
     def forward(self, idx):
-        i = np.asarray(idx._data if isinstance(idx, Tensor) else idx)
+        i = backend.device_of(self.weight._data).asarray(idx._data if isinstance(idx, Tensor) else idx)
         if i.dtype.kind not in "iu":
             raise TypeError(f"Embedding: indices must be integers, got {i.dtype}")
         if i.size and (i.min() < 0 or i.max() >= self.num_embeddings):

@@ -7,8 +7,16 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import backend
 from ..autograd import no_grad
 from ..tensor import Tensor
+
+
+def _same_kind(a, b) -> bool:
+    """Whether values of dtype a may be loaded into storage of dtype b: floats into floats
+    (cast, as PyTorch does), integers into integers, booleans into booleans."""
+    kinds = {"f": "f", "i": "i", "u": "i", "b": "b"}
+    return kinds.get(np.dtype(a).kind) == kinds.get(np.dtype(b).kind, "?")
 
 
 class Parameter(Tensor):
@@ -65,9 +73,14 @@ class Module:
 
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """A tensor that is state but not a parameter (running statistics): saved in state_dict."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"cannot register buffer {name!r}: a Tensor or None expected, got {type(tensor).__name__}")
         self._buffers[name] = tensor
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"cannot register parameter {name!r}: a Parameter or None expected, got "
+                            f"{type(param).__name__} (wrap a tensor in nn.Parameter)")
         self._parameters[name] = param
 
     def forward(self, *args, **kwargs):
@@ -132,49 +145,33 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    # ------------------------------------------------ Keras-style training (ember.training)
-    def compile(self, optimizer="adam", loss="cross_entropy", metrics=None, lr=None) -> None:
-        """Choose the optimizer, loss and metrics for ``fit``/``evaluate`` (see ``ember.training.compile``)."""
-        from .. import training
+    # ---------------------------------------------------------------- devices
+    @no_grad()
+    def to(self, device):
+        """Move every parameter and buffer (and any gradient) to ``device``, in place; returns
+        the module. Parameters keep their identity, so an optimizer built before the move still
+        holds them (its state follows on its next step)."""
+        dev = backend.get(device)
+        for t in list(self.parameters()) + list(self.buffers()):
+            if backend.device_of(t._data) is not dev:
+                t._data = dev.asarray(t._data)
+                t._bump()
+                if t.grad is not None:
+                    t.grad = Tensor._wrap(dev.asarray(t.grad._data))
+        return self
 
-        training.compile(self, optimizer, loss, metrics, lr)
+    def cpu(self):
+        return self.to("cpu")
 
-    def fit(self, x=None, y=None, **kwargs):
-        """Train; returns a ``History`` (see ``ember.training.fit`` for the arguments)."""
-        from .. import training
-
-        return training.fit(self, x, y, **kwargs)
-
-    def evaluate(self, x=None, y=None, **kwargs):
-        """Loss and metrics in evaluation mode (see ``ember.training.evaluate``)."""
-        from .. import training
-
-        return training.evaluate(self, x, y, **kwargs)
-
-    def predict(self, x, batch_size=256):
-        """Outputs for ``x`` as a NumPy array, in evaluation mode."""
-        from .. import training
-
-        return training.predict(self, x, batch_size)
-
-    def save(self, path, config=None):
-        """Save the weights (and an optional JSON ``config``) to a safetensors checkpoint."""
-        from .. import checkpoint
-
-        return checkpoint.save(path, self, config=config, include_rng=False)
-
-    def load(self, path, strict: bool = True):
-        """Load weights saved by ``save`` or ``ModelCheckpoint``; returns the ``Checkpoint``."""
-        from .. import checkpoint
-
-        return checkpoint.load(path, self, strict=strict, restore_rng=False)
+    def cuda(self):
+        return self.to("cuda")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad = Tensor._wrap(np.zeros_like(p.grad._data))
+                p.grad = Tensor._wrap(backend.namespace(p.grad._data).zeros_like(p.grad._data))
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> OrderedDict:
@@ -188,34 +185,72 @@ class Module:
 
     @no_grad()
     def load_state_dict(self, state_dict, strict: bool = True):
-        """Copy values into this module's parameters and buffers. A key this module lacks, a
-        key it has that is missing, or a shape that differs is an error listing them all
-        (with ``strict=False`` only shapes are checked). Returns (missing, unexpected)."""
+        """Copy values into this module's parameters and buffers. Everything is checked before
+        anything is copied: a key this module lacks, a key it has that is missing, a shape that
+        differs, a value of another kind (integer bits into a float weight, say) or one a layer
+        refuses (see ``check_loaded_state``) is an error listing them all, and the module is
+        left as it was. With ``strict=False`` missing and unexpected keys are allowed. Returns
+        (missing, unexpected)."""
+        plan, missing, unexpected = self.plan_load_state_dict(state_dict, strict)
+        self._apply_load_plan(plan)
+        return missing, unexpected
+
+    @staticmethod
+    @no_grad()
+    def _apply_load_plan(plan) -> None:
+        """Copy what ``plan_load_state_dict`` checked (cannot fail)."""
+        for t, arr in plan:
+            t._data[...] = arr
+            t._bump()
+
+    def plan_load_state_dict(self, state_dict, strict: bool = True):
+        """The checks of ``load_state_dict`` without the copy: returns ``(plan, missing,
+        unexpected)``, plan being the (tensor, array) pairs the load would copy, or raises
+        ValueError naming every problem. Lets a loader check a whole file before changing
+        anything."""
         own = OrderedDict(list(self.named_parameters()) + list(self.named_buffers()))
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        wrong = []
+        shapes, wrong, plan, arrays = [], [], [], {}
         for k, t in own.items():
-            if k in state_dict:
-                v = state_dict[k]
-                arr = v._data if isinstance(v, Tensor) else np.asarray(v)
-                if arr.shape != t.shape:
-                    wrong.append(f"{k}: expected shape {t.shape}, got {arr.shape}")
+            if k not in state_dict:
+                continue
+            v = state_dict[k]
+            arr = v._data if isinstance(v, Tensor) else (v if backend.is_array(v) else np.asarray(v))
+            if arr.shape != t.shape:
+                shapes.append(f"{k}: expected shape {t.shape}, got {arr.shape}")
+            elif not _same_kind(arr.dtype, t.dtype):
+                wrong.append(f"{k}: expected {t.dtype} values, got {arr.dtype}")
+            elif t.dtype.kind in "iu" and arr.dtype != t.dtype and arr.size and (
+                    arr.min() < np.iinfo(t.dtype).min or arr.max() > np.iinfo(t.dtype).max):
+                wrong.append(f"{k}: values outside the range of {t.dtype}")
+            else:
+                plan.append((t, backend.device_of(t._data).asarray(arr)))
+                arrays[k] = arr
+        for prefix, m in self.named_modules():
+            start = f"{prefix}." if prefix else ""
+            local = {k[len(start):]: a for k, a in arrays.items()
+                     if k.startswith(start) and "." not in k[len(start):]}
+            wrong.extend(f"{start}{problem}" for problem in m.check_loaded_state(local))
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
         if strict and unexpected:
             problems.append("unexpected keys: " + ", ".join(unexpected))
+        if shapes:
+            problems.append("wrong shapes: " + "; ".join(shapes))
         if wrong:
-            problems.append("wrong shapes: " + "; ".join(wrong))
+            problems.append("wrong values: " + "; ".join(wrong))
         if problems:
             raise ValueError(f"load_state_dict into {type(self).__name__}: " + ". ".join(problems))
-        for k, t in own.items():
-            if k in state_dict:
-                v = state_dict[k]
-                t._data[...] = v._data if isinstance(v, Tensor) else np.asarray(v)
-                t._bump()
-        return missing, unexpected
+        return plan, missing, unexpected
+
+    def check_loaded_state(self, state: dict) -> list:
+        """Problems (strings, each starting with the key) with values about to be loaded into
+        this module's own parameters and buffers (``state`` maps their local names to arrays of
+        the right shapes). Layers whose state must satisfy more than its shape -- quantized
+        weights' scales, say -- override this; nothing is loaded while any problem remains."""
+        return []
 
     # ---------------------------------------------------------------- repr
     def extra_repr(self) -> str:

@@ -2,32 +2,44 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .optimizer import Optimizer
+from .. import backend
+from .optimizer import Optimizer, _flag, _real
 
 
 class RMSprop(Optimizer):
+    _state_arrays = ("square_avg", "momentum_buffer", "grad_avg")
+    _state_counters = ("step",)
+
+    @classmethod
+    def _check_group(cls, group: dict) -> None:
+        for key in ("lr", "eps", "weight_decay", "momentum"):
+            _real(group, key)
+        _real(group, "alpha", 0.0, 1.0)
+        _flag(group, "centered")
+        _flag(group, "maximize")
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
                  maximize=False):
-        if lr < 0 or eps < 0 or weight_decay < 0 or momentum < 0 or not 0 <= alpha <= 1:
-            raise ValueError(f"RMSprop: need lr, eps, weight_decay, momentum >= 0 and alpha in [0, 1], got lr={lr}, "
-                             f"alpha={alpha}, eps={eps}, weight_decay={weight_decay}, momentum={momentum}")
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay,
                                   "momentum": momentum, "centered": centered, "maximize": maximize})
 
+    def _step_fused(self, params, grads, states, group) -> None:
+        for p, g, s in zip(params, grads, states):  # no native RMSprop step: the formulas, per parameter
+            self._update(p, g, s, group)
+
     def _update(self, p, grad, state, group) -> None:
+        xp = backend.namespace(p)
         f = p.dtype.type
         g = -grad if group["maximize"] else grad
         if group["weight_decay"]:
             g = g + f(group["weight_decay"]) * p
         if not state:
             state["step"] = 0
-            state["square_avg"] = np.zeros_like(p)
+            state["square_avg"] = xp.zeros_like(p)
             if group["momentum"]:
-                state["momentum_buffer"] = np.zeros_like(p)
+                state["momentum_buffer"] = xp.zeros_like(p)
             if group["centered"]:
-                state["grad_avg"] = np.zeros_like(p)
+                state["grad_avg"] = xp.zeros_like(p)
         state["step"] += 1
         sq = state["square_avg"]
         sq *= f(group["alpha"])
@@ -35,9 +47,9 @@ class RMSprop(Optimizer):
         if group["centered"]:
             ga = state["grad_avg"]
             ga += f(1 - group["alpha"]) * (g - ga)
-            avg = np.sqrt(sq - ga * ga) + f(group["eps"])
+            avg = xp.sqrt(sq - ga * ga) + f(group["eps"])
         else:
-            avg = np.sqrt(sq) + f(group["eps"])
+            avg = xp.sqrt(sq) + f(group["eps"])
         if group["momentum"]:
             buf = state["momentum_buffer"]
             buf *= f(group["momentum"])

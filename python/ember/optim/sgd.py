@@ -1,40 +1,61 @@
-"""SGD with momentum, dampening, Nesterov and weight decay (PyTorch's update): one fused native
-pass per float32 parameter, NumPy for other dtypes."""
+"""SGD with momentum, dampening, Nesterov and weight decay (PyTorch's update): the float32
+parameters of a group in one fused native call, other dtypes through the same formulas in their
+array namespace."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from .. import _C
-from .optimizer import Optimizer, _native
+from .. import backend
+from ..kernels import optim_step
+from .optimizer import Optimizer, _flag, _real
 
 
 class SGD(Optimizer):
+    _state_arrays = ("momentum_buffer",)
+
+    @classmethod
+    def _check_group(cls, group: dict) -> None:
+        for key in ("lr", "momentum", "weight_decay"):
+            _real(group, key)
+        _real(group, "dampening", -float("inf"))
+        _flag(group, "nesterov")
+        _flag(group, "maximize")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0")
+
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                  maximize=False):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0")
         super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
                                   "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize})
 
-    def _update(self, p, grad, state, group) -> None:
+    def _step_fused(self, params, grads, states, group) -> None:
         mu = group["momentum"]
-        if _native(p):  # one fused pass (ember._C.sgd_step)
-            first = mu != 0 and "momentum_buffer" not in state
-            if first:
-                state["momentum_buffer"] = np.empty_like(p)
-            _C.sgd_step(p, np.ascontiguousarray(grad, np.float32), state.get("momentum_buffer"), group["lr"], mu,
-                        group["dampening"], group["weight_decay"], group["nesterov"], group["maximize"], first)
+        kw = {k: group[k] for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")}
+        if not mu:
+            optim_step.sgd_step(params, grads, None, first=False, **kw)
             return
+        # Parameters whose momentum buffer the step creates (PyTorch's first step copies the
+        # update into it) go in their own call.
+        new = [i for i, s in enumerate(states) if "momentum_buffer" not in s]
+        old = [i for i, s in enumerate(states) if "momentum_buffer" in s]
+        for first, idx in ((True, new), (False, old)):
+            if not idx:
+                continue
+            for i in idx:
+                if first:
+                    states[i]["momentum_buffer"] = backend.namespace(params[i]).empty_like(params[i])
+            optim_step.sgd_step([params[i] for i in idx], [grads[i] for i in idx],
+                                [states[i]["momentum_buffer"] for i in idx], first=first, **kw)
+
+    def _update(self, p, grad, state, group) -> None:
+        xp = backend.namespace(p)
+        mu = group["momentum"]
         d = -grad if group["maximize"] else grad
         if group["weight_decay"]:
             d = d + p.dtype.type(group["weight_decay"]) * p
         if mu:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = np.array(d, copy=True)
+                buf = state["momentum_buffer"] = xp.array(d, copy=True)
             else:
                 buf *= p.dtype.type(mu)
                 buf += p.dtype.type(1 - group["dampening"]) * d

@@ -1,0 +1,113 @@
+// ember._C.qmatmul_int8, qmatmul_int4 and their references: y = x @ dequant(W)^T + bias with
+// weights packed by ember.quant (the layout of ops/qmatmul/qmatmul.h).
+#include <cstdlib>
+
+#include "bindings/common.h"
+#include "ops/qmatmul/qmatmul.h"
+
+namespace ember::bindings {
+namespace {
+
+// A packed-weight array: any shape, C-contiguous, exactly `count` elements.
+ArrayView packed(const py::handle& obj, const char* name, DType dtype, int64_t count) {
+  const ArrayView a = array_arg(obj, name, {dtype, Shape::any()});
+  EMBER_CHECK_VALUE(a.size() == count, name, " has ", a.size(), " elements; the packed layout of this shape needs ",
+                    count, " (was it packed for another shape or group size?)");
+  return a;
+}
+
+// The float arguments: input (M x K, unit column stride), bias (N, or None), out (M x N, unit
+// column stride, writable, apart from the others), checked against the weight's n and k.
+struct Floats {
+  ArrayView x, bias, out;
+
+  Floats(const py::handle& x_obj, const py::handle& bias_obj, const py::handle& out_obj, int64_t n, int64_t k) {
+    EMBER_CHECK_VALUE(n >= 1 && k >= 1 && k <= 65536,
+                      "the weight's shape must have 1 <= N and 1 <= K <= 65536, got N=", n, ", K=", k);
+    // The kernels walk each row as contiguous: a strided or reversed row (even a single
+    // one) must be copied by the caller.
+    x = array_arg(x_obj, "input", {DType::float32, {-1, -1}, Layout::rows});
+    EMBER_CHECK_VALUE(x.shape[1] == k, "input has K=", x.shape[1], " (shape ", shape_str(x.shape),
+                      ") but the weight was quantized for K=", k);
+    out = array_arg(out_obj, "out", {DType::float32, {-1, -1}, Layout::rows, Access::write});
+    EMBER_CHECK_VALUE(out.shape[0] == x.shape[0] && out.shape[1] == n, "out has shape ", shape_str(out.shape),
+                      ", expected (", x.shape[0], ", ", n, ")");
+    EMBER_CHECK_VALUE(x.shape[0] <= 1 || std::abs(out.strides[0]) >= n,
+                      "out rows must not overlap: row stride must be at least ", 4 * n, " bytes, got ",
+                      4 * out.strides[0]);
+    check_apart(out, x);
+    if (!bias_obj.is_none()) {
+      bias = array_arg(bias_obj, "bias", {DType::float32, {n}});
+      check_apart(out, bias);
+    }
+  }
+
+  // Runs kernel(x, m, ldx, bias, y, ldy, isa, nthreads) without the GIL; it returns false for
+  // a non-finite input, which becomes a ValueError.
+  template <class Kernel>
+  void run(Kernel&& kernel) const {
+    const Active active;
+    bool finite;
+    {
+      py::gil_scoped_release release;
+      finite = kernel(x.ptr<const float>(), x.shape[0], x.strides[0], bias.ptr<const float>(), out.ptr<float>(),
+                      out.strides[0], active.isa, active.nthreads);
+    }
+    EMBER_CHECK_VALUE(finite, "input holds NaN or infinite values, which cannot be quantized");
+  }
+};
+
+template <bool Ref>
+void int8(const py::handle& input, const py::handle& data, const py::handle& scales, const py::handle& colsum,
+          int64_t n, int64_t k, const py::handle& bias, const py::handle& out) {
+  const Floats f(input, bias, out, n, k);
+  const int64_t np16 = checked_mul((n + 15) / 16, 16, "N"), kp = (k + 3) / 4 * 4;
+  const ArrayView d = packed(data, "data", DType::int8, checked_mul(np16, kp, "the packed weight"));
+  const ArrayView s = packed(scales, "scales", DType::float32, np16);
+  const ArrayView c = packed(colsum, "colsum", DType::int32, np16);
+  const qmatmul::Int8Weight w{n, k, kp, d.ptr<const int8_t>(), s.ptr<const float>(), c.ptr<const int32_t>()};
+  f.run([&](const float* x, int64_t m, int64_t ldx, const float* b, float* y, int64_t ldy, Isa isa, int nt) {
+    return Ref ? qmatmul::qmatmul_int8_ref(x, m, ldx, w, b, y, ldy)
+               : qmatmul::qmatmul_int8(x, m, ldx, w, b, y, ldy, isa, nt);
+  });
+}
+
+template <bool Ref>
+void int4(const py::handle& input, const py::handle& data, const py::handle& scales, int64_t n, int64_t k,
+          int64_t group_size, const py::handle& bias, const py::handle& out) {
+  EMBER_CHECK_VALUE(group_size >= 8 && group_size % 8 == 0 && group_size <= 4096,
+                    "group_size must be a multiple of 8 from 8 to 4096, got ", group_size);
+  const Floats f(input, bias, out, n, k);
+  const int64_t np16 = checked_mul((n + 15) / 16, 16, "N"), kp = (k + group_size - 1) / group_size * group_size;
+  const ArrayView d = packed(data, "data", DType::uint8, checked_mul(np16, kp / 2, "the packed weight"));
+  const ArrayView s = packed(scales, "scales", DType::float32, checked_mul(np16, kp / group_size, "the scales"));
+  const qmatmul::Int4Weight w{n, k, group_size, kp, d.ptr<const uint8_t>(), s.ptr<const float>()};
+  f.run([&](const float* x, int64_t m, int64_t ldx, const float* b, float* y, int64_t ldy, Isa isa, int nt) {
+    return Ref ? qmatmul::qmatmul_int4_ref(x, m, ldx, w, b, y, ldy)
+               : qmatmul::qmatmul_int4(x, m, ldx, w, b, y, ldy, isa, nt);
+  });
+}
+
+}  // namespace
+
+void bind_qmatmul(py::module_& m) {
+  def(m, "qmatmul_int8", &int8<false>,
+      "out = input @ dequant(W)^T + bias for int8 weights (N x K, one scale per output channel), the\n"
+      "activations quantized per row inside the call (W8A8). data, scales and colsum are ember.quant's\n"
+      "packed layout; input and out are float32 with unit column stride; bias (N) or None.",
+      py::arg("input"), py::arg("data"), py::arg("scales"), py::arg("colsum"), py::arg("n"), py::arg("k"),
+      py::arg("bias"), py::arg("out"));
+  def(m, "qmatmul_int8_ref", &int8<true>, "The reference qmatmul_int8 (int64 sums, bit for bit the same).",
+      py::arg("input"), py::arg("data"), py::arg("scales"), py::arg("colsum"), py::arg("n"), py::arg("k"),
+      py::arg("bias"), py::arg("out"));
+  def(m, "qmatmul_int4", &int4<false>,
+      "out = input @ dequant(W)^T + bias for int4 weights (N x K, one scale per output channel and group of\n"
+      "group_size inputs), activations quantized per row and group (W4A8); ember.quant's packed layout.",
+      py::arg("input"), py::arg("data"), py::arg("scales"), py::arg("n"), py::arg("k"), py::arg("group_size"),
+      py::arg("bias"), py::arg("out"));
+  def(m, "qmatmul_int4_ref", &int4<true>, "The reference qmatmul_int4 (int64 sums, bit for bit the same).",
+      py::arg("input"), py::arg("data"), py::arg("scales"), py::arg("n"), py::arg("k"), py::arg("group_size"),
+      py::arg("bias"), py::arg("out"));
+}
+
+}  // namespace ember::bindings

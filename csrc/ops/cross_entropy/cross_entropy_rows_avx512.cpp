@@ -1,0 +1,8 @@
+// The softmax cross-entropy row kernels compiled for avx512.
+#include "ops/cross_entropy/cross_entropy_rows_impl.h"
+
+namespace ember::cross_entropy {
+
+extern const RowKernels row_kernels_avx512 = {row_fwd, row_bwd};
+
+}  // namespace ember::cross_entropy

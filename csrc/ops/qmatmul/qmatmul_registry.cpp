@@ -1,0 +1,18 @@
+// qmatmul's rows in the dispatch table (core/registry.h).
+#include "core/registry.h"
+#include "ops/qmatmul/qmatmul.h"
+
+namespace ember::qmatmul {
+namespace {
+
+// activation quantization and the integer tiles of the quantized matmul
+// (qmatmul_cpu.cpp drives them); AVX-512 without VNNI takes the AVX2 set
+const KernelEntry kRows[] = {
+    {"qmatmul", Device::cpu, Isa::generic, &kernels_generic},
+    {"qmatmul", Device::cpu, Isa::avx2, &kernels_avx2},
+    {"qmatmul", Device::cpu, Isa::avx512, &kernels_avx512vnni, Feature::avx512_vnni},
+};
+const KernelRegistrar registrar(kRows);
+
+}  // namespace
+}  // namespace ember::qmatmul

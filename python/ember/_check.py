@@ -1,0 +1,21 @@
+"""Argument checks shared by the Python entry points: a bad value is named before it reaches
+native code (where pybind11 would only say "incompatible function arguments")."""
+
+from __future__ import annotations
+
+import numbers
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def integer(value, name: str, lo: int = INT64_MIN, hi: int = INT64_MAX) -> int:
+    """``value`` as a Python int in [lo, hi]: TypeError for a non-integer (bools included),
+    OverflowError outside int64, ValueError outside [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise OverflowError(f"{name} = {value} does not fit in a 64-bit integer")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return value

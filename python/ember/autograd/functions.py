@@ -1,0 +1,813 @@
+"""The differentiable ops, one Function each, backward beside forward.
+
+Forwards work on arrays with NumPy's broadcasting rules, in the inputs' own array namespace
+(``xp``: NumPy on the CPU, CuPy on CUDA; found through ``ember.backend``), so the same code runs
+on every device; a backward returns each input's gradient summed back down to that input's
+shape (``unbroadcast``). Matrix products, convolution, pooling, cross-entropy and large ReLUs
+run on Ember's kernels through the doors of ``ember.kernels``.
+
+Class names end in ``Fn`` (``Conv2dFn``), so that they cannot be mistaken for the layers of
+``ember.nn``; their graph nodes are named without it (``Conv2dBackward``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from .. import backend
+from ..kernels import conv2d, cross_entropy, eltwise, gemm, pool2d
+from ..kernels._common import FLOAT32
+from .function import Function
+
+_xp = backend.namespace
+_xps = backend.namespace_of
+
+
+def unbroadcast(g, shape):
+    """Sum g over the axes broadcasting added or stretched, to the input's shape."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)
+
+
+def _axes(dim, ndim):
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = []
+    for d in dims:
+        if not -ndim <= d < max(ndim, 1):
+            raise IndexError(f"dim {d} is out of range for a tensor of {ndim} dimensions")
+        out.append(d % max(ndim, 1))
+    return tuple(out)
+
+
+def _count(shape, axes) -> int:
+    return math.prod(shape[i] for i in axes)
+
+
+def _native(a) -> bool:
+    """Whether elementwise work on array ``a`` goes to the device's kernel: float32 or float64,
+    C-contiguous, and large enough that the native call's fixed cost does not dominate."""
+    dev = backend.device_of(a)
+    return a.dtype.kind == "f" and a.itemsize in (4, 8) and a.nbytes >= dev.native_min_bytes and \
+        a.flags.c_contiguous
+
+
+# ----------------------------------------------------------------------- arithmetic
+# Operands are arrays or NumPy scalars (Tensor turns Python numbers into scalars of its dtype),
+# so each has a .shape; a gradient is computed only where needed.
+
+
+class AddFn(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        need = ctx.needs_input_grad
+        return (unbroadcast(g, ctx.shapes[0]) if need[0] else None,
+                unbroadcast(g, ctx.shapes[1]) if need[1] else None)
+
+
+class SubFn(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        need = ctx.needs_input_grad
+        return (unbroadcast(g, ctx.shapes[0]) if need[0] else None,
+                unbroadcast(-g, ctx.shapes[1]) if need[1] else None)
+
+
+class MulFn(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        return (unbroadcast(g * b, a.shape) if need[0] else None,
+                unbroadcast(g * a, b.shape) if need[1] else None)
+
+
+class DivFn(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        return (unbroadcast(g / b, a.shape) if need[0] else None,
+                unbroadcast(-g * a / (b * b), b.shape) if need[1] else None)
+
+
+# A Python number on one side (already a NumPy scalar of the tensor's dtype): nothing is saved,
+# so these record less than the general ops (their nodes carry the general ops' names); tensor.py
+# routes number operands here. a - c is a + (-c) exactly.
+
+
+class AddScalarFn(Function):
+    grad_name = "Add"
+
+    @staticmethod
+    def forward(ctx, a, c):
+        return a + c
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+class RSubScalarFn(Function):
+    """c - a."""
+
+    grad_name = "Sub"
+
+    @staticmethod
+    def forward(ctx, a, c):
+        return c - a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g, None
+
+
+class MulScalarFn(Function):
+    grad_name = "Mul"
+
+    @staticmethod
+    def forward(ctx, a, c):
+        ctx.c = c
+        return a * c
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.c, None
+
+
+class DivScalarFn(Function):
+    """a / c."""
+
+    grad_name = "Div"
+
+    @staticmethod
+    def forward(ctx, a, c):
+        ctx.c = c
+        return a / c
+
+    @staticmethod
+    def backward(ctx, g):
+        return g / ctx.c, None
+
+
+class NegFn(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class PowFn(Function):
+    """a ** b, either a tensor; d/db uses log(a), defined for a > 0."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        y = a ** b
+        ctx.save_for_backward(a, b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, y = ctx.saved_tensors
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = unbroadcast(g * b * a ** (b - 1), a.shape)
+        if ctx.needs_input_grad[1]:
+            with backend.device_of(g).errstate(divide="ignore", invalid="ignore"):
+                gb = unbroadcast(g * y * _xps(a, g).log(a), b.shape)
+        return ga, gb
+
+
+class ExpFn(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = _xp(a).exp(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * y
+
+
+class LogFn(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return _xp(a).log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g / a
+
+
+class SqrtFn(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = _xp(a).sqrt(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g / (2 * y)
+
+
+class AbsFn(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return _xp(a).abs(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g * _xp(a).sign(a)
+
+
+class ReLUFn(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = eltwise.relu_fwd(a) if _native(a) else _xp(a).maximum(a, a.dtype.type(0))  # NaN propagates
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        if _native(g) and y.flags.c_contiguous:
+            return eltwise.relu_bwd(g, y)
+        return _xp(g).where(y > 0, g, g.dtype.type(0))
+
+
+# ----------------------------------------------------------------------- reductions and shapes
+
+
+class SumFn(Function):
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False):
+        ctx.shape, ctx.axes, ctx.keepdim = a.shape, _axes(dim, a.ndim), keepdim
+        xp = _xp(a)
+        return xp.asarray(xp.sum(a, axis=ctx.axes, keepdims=keepdim))
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = _xp(g)
+        if not ctx.keepdim:
+            g = xp.expand_dims(g, ctx.axes)
+        return xp.broadcast_to(g, ctx.shape).copy()
+
+
+class MeanFn(Function):
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False):
+        ctx.shape, ctx.axes, ctx.keepdim = a.shape, _axes(dim, a.ndim), keepdim
+        ctx.count = _count(ctx.shape, ctx.axes)
+        xp = _xp(a)
+        with backend.device_of(a).errstate(invalid="ignore", divide="ignore"):
+            return xp.asarray(xp.mean(a, axis=ctx.axes, keepdims=keepdim))
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = _xp(g)
+        if not ctx.keepdim:
+            g = xp.expand_dims(g, ctx.axes)
+        return xp.broadcast_to(g / max(ctx.count, 1), ctx.shape).copy()
+
+
+class ReshapeFn(Function):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        return a.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape)
+
+
+class TransposeFn(Function):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, dim0, dim1):
+        ctx.dims = (dim0, dim1)
+        return _xp(a).swapaxes(a, dim0, dim1)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _xp(g).swapaxes(g, *ctx.dims)
+
+
+class MatMulFn(Function):
+    """a @ b with NumPy's matmul rules (1-D, batched, broadcast batch dims)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return _matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        xp = _xp(g)
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = xp.expand_dims(g2, -1)
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = unbroadcast(_matmul(g2, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            gb = unbroadcast(_matmul(xp.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+def _matmul(a, b):
+    if a.dtype == FLOAT32 and b.dtype == FLOAT32 and a.ndim >= 1 and b.ndim >= 1:
+        return gemm.matmul(a, b)
+    return _xps(a, b).matmul(a, b)
+
+
+class ClampFn(Function):
+    @staticmethod
+    def forward(ctx, a, lo=None, hi=None):
+        ctx.save_for_backward(a)
+        ctx.bounds = (lo, hi)
+        xp, y = _xp(a), a  # maximum and minimum: NaN propagates, as with clip
+        if lo is not None:
+            y = xp.maximum(y, a.dtype.type(lo))
+        if hi is not None:
+            y = xp.minimum(y, a.dtype.type(hi))
+        return y if y is not a else a.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        keep = _xp(a).ones(a.shape, bool)
+        if lo is not None:
+            keep &= a >= lo
+        if hi is not None:
+            keep &= a <= hi
+        return g * keep
+
+
+def _extremum_backward(ctx, g, a_wins):
+    """Gradients of max/min(a, b): to the winner, half to each side of a tie (as PyTorch)."""
+    a, b = ctx.saved_tensors
+    wa = a_wins + 0.5 * (a == b)
+    return unbroadcast(g * wa, a.shape), unbroadcast(g * (1 - wa), b.shape)
+
+
+class MaximumFn(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return _xps(a, b).maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return _extremum_backward(ctx, g, a > b)
+
+
+class MinimumFn(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return _xps(a, b).minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return _extremum_backward(ctx, g, a < b)
+
+
+class WhereFn(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        xp = _xps(a, b, cond)
+        ctx.cond, ctx.shapes = xp.asarray(cond).astype(bool), (a.shape, b.shape)
+        return xp.where(ctx.cond, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = _xp(g)
+        zero = g.dtype.type(0)
+        return None, unbroadcast(xp.where(ctx.cond, g, zero), ctx.shapes[0]), \
+            unbroadcast(xp.where(ctx.cond, zero, g), ctx.shapes[1])
+
+
+class MaxReduceFn(Function):
+    """max (or min) over dims; the gradient is shared evenly among tied extremes."""
+
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False, largest=True):
+        xp = _xp(a)
+        axes = _axes(dim, a.ndim)
+        y = (xp.max if largest else xp.min)(a, axis=axes, keepdims=True)
+        ctx.save_for_backward(a, y)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return y if keepdim else xp.squeeze(y, axis=axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, y = ctx.saved_tensors
+        if not ctx.keepdim:
+            g = _xp(g).expand_dims(g, ctx.axes)
+        hit = a == y
+        return g * hit / hit.sum(axis=ctx.axes, keepdims=True)
+
+
+class LogSumExpFn(Function):
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False):
+        xp = _xp(a)
+        axes = _axes(dim, a.ndim)
+        m = xp.max(a, axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, a.dtype.type(0))
+        y = m + xp.log(xp.sum(xp.exp(a - m), axis=axes, keepdims=True))
+        ctx.save_for_backward(a, y)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return y if keepdim else xp.squeeze(y, axis=axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, y = ctx.saved_tensors
+        xp = _xp(a)
+        if not ctx.keepdim:
+            g = xp.expand_dims(g, ctx.axes)
+        return g * xp.exp(a - y)
+
+
+class VarFn(Function):
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False, correction=1):
+        xp = _xp(a)
+        axes = _axes(dim, a.ndim)
+        mu = xp.mean(a, axis=axes, keepdims=True)
+        ctx.save_for_backward(a, mu)
+        ctx.axes, ctx.keepdim, ctx.div = axes, keepdim, max(_count(a.shape, axes) - correction, 0)
+        with backend.device_of(a).errstate(invalid="ignore", divide="ignore"):
+            y = xp.sum((a - mu) ** 2, axis=axes, keepdims=True) / a.dtype.type(ctx.div)
+        return y if keepdim else xp.squeeze(y, axis=axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, mu = ctx.saved_tensors
+        if not ctx.keepdim:
+            g = _xp(g).expand_dims(g, ctx.axes)
+        with backend.device_of(a).errstate(invalid="ignore", divide="ignore"):
+            return g * 2 * (a - mu) / a.dtype.type(ctx.div)
+
+
+class PermuteFn(Function):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, dims):
+        ctx.dims = dims
+        return _xp(a).transpose(a, dims)
+
+    @staticmethod
+    def backward(ctx, g):
+        inverse = sorted(range(len(ctx.dims)), key=ctx.dims.__getitem__)
+        return _xp(g).transpose(g, inverse)
+
+
+class ExpandFn(Function):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        shape = tuple(s if s != -1 else a.shape[i - len(shape) + a.ndim] for i, s in enumerate(shape))
+        return _xp(a).broadcast_to(a, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return unbroadcast(g, ctx.shape)
+
+
+class IndexFn(Function):
+    """a[key]: basic and integer-array indexing; backward scatters, so repeated indices add up."""
+
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, key):
+        ctx.shape, ctx.dtype, ctx.key = a.shape, a.dtype, key
+        return _xp(a).asarray(a[key])
+
+    @staticmethod
+    def backward(ctx, g):
+        dev = backend.device_of(g)
+        out = dev.xp.zeros(ctx.shape, ctx.dtype)
+        dev.scatter_add(out, ctx.key, g)
+        return out
+
+
+class CatFn(Function):
+    @staticmethod
+    def forward(ctx, dim, *arrays):
+        ctx.dim = dim
+        ctx.sizes = [a.shape[dim] for a in arrays]
+        return _xps(*arrays).concatenate(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (None,) + tuple(_xp(g).split(g, list(itertools.accumulate(ctx.sizes))[:-1], axis=ctx.dim))
+
+
+class StackFn(Function):
+    @staticmethod
+    def forward(ctx, dim, *arrays):
+        ctx.dim = dim
+        return _xps(*arrays).stack(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (None,) + tuple(_xp(g).moveaxis(g, ctx.dim, 0))
+
+
+class SplitFn(Function):
+    """Pieces of ``sizes`` along ``dim``: one output per piece."""
+
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, sizes, dim):
+        ctx.dim = dim
+        return tuple(_xp(a).split(a, list(itertools.accumulate(sizes))[:-1], axis=dim))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _xps(*grads).concatenate(grads, axis=ctx.dim)
+
+
+# ----------------------------------------------------------------------- activations
+
+
+def _sigmoid(a):
+    xp = _xp(a)
+    e = xp.exp(-xp.abs(a))
+    return xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+
+
+class SigmoidFn(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = _sigmoid(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * y * (1 - y)
+
+
+class TanhFn(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = _xp(a).tanh(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+
+class LeakyReLUFn(Function):
+    @staticmethod
+    def forward(ctx, a, slope=0.01):
+        ctx.save_for_backward(a)
+        ctx.slope = slope
+        return _xp(a).where(a > 0, a, a * a.dtype.type(slope))
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return _xp(g).where(a > 0, g, g * a.dtype.type(ctx.slope))
+
+
+class GELUFn(Function):
+    """x Phi(x) with the exact normal CDF (PyTorch's default, approximate='none')."""
+
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype.kind != "f" or a.itemsize not in (4, 8):
+            raise TypeError(f"gelu: input must be float32 or float64, got {a.dtype}")
+        cdf = 0.5 * (1 + eltwise.erf(_xp(a).ascontiguousarray(a / a.dtype.type(math.sqrt(2.0)))))
+        ctx.save_for_backward(a, cdf)
+        return a * cdf
+
+    @staticmethod
+    def backward(ctx, g):
+        a, cdf = ctx.saved_tensors
+        pdf = _xp(a).exp(-0.5 * a * a) / a.dtype.type(math.sqrt(2 * math.pi))
+        return g * (cdf + a * pdf)
+
+
+class SiLUFn(Function):
+    @staticmethod
+    def forward(ctx, a):
+        s = _sigmoid(a)
+        ctx.save_for_backward(a, s)
+        return a * s
+
+    @staticmethod
+    def backward(ctx, g):
+        a, s = ctx.saved_tensors
+        return g * s * (1 + a * (1 - s))
+
+
+class SoftmaxFn(Function):
+    @staticmethod
+    def forward(ctx, a, dim):
+        xp = _xp(a)
+        e = xp.exp(a - xp.max(a, axis=dim, keepdims=True))
+        y = e / xp.sum(e, axis=dim, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return y * (g - _xp(g).sum(g * y, axis=ctx.dim, keepdims=True))
+
+
+class LogSoftmaxFn(Function):
+    @staticmethod
+    def forward(ctx, a, dim):
+        xp = _xp(a)
+        m = xp.max(a, axis=dim, keepdims=True)
+        y = a - m - xp.log(xp.sum(xp.exp(a - m), axis=dim, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        xp = _xp(g)
+        return g - xp.exp(y) * xp.sum(g, axis=ctx.dim, keepdims=True)
+
+
+class DropoutFn(Function):
+    """Zeroes elements with probability p and scales the rest by 1 / (1 - p); the mask is drawn
+    on the host by ``generator`` (so a seed gives the same mask on every device)."""
+
+    @staticmethod
+    def forward(ctx, a, p, generator):
+        dev = backend.device_of(a)
+        keep = generator.random(a.shape) >= p
+        ctx.mask = dev.from_host((keep / (1 - p)).astype(a.dtype))
+        return a * ctx.mask
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.mask
+
+
+# ----------------------------------------------------------------------- through the kernels
+# NCHW tensors; forward and backward are Ember's convolution, pooling, cross-entropy and GEMM
+# kernels (float64 runs on their references, which gradient checks use).
+
+
+class Conv2dFn(Function):
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, w)
+        ctx.args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        ctx.has_bias = b is not None
+        return conv2d.conv2d_fwd(x, w, b, **ctx.args)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gx = conv2d.conv2d_bwd_data(g, w, x.shape, **ctx.args) if ctx.needs_input_grad[0] else None
+        gw = gb = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            gw, gb = conv2d.conv2d_bwd_weight(x, g, w.shape, bias=ctx.has_bias, **ctx.args)
+        return gx, gw, gb
+
+
+class MaxPool2dFn(Function):
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
+        y, ctx.indices = pool2d.max_pool2d_fwd(x, kernel_size, stride, padding, dilation, ceil_mode,
+                                               return_indices=True)
+        ctx.shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        return pool2d.max_pool2d_bwd(g, ctx.indices, ctx.shape)
+
+
+class AvgPool2dFn(Function):
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad):
+        ctx.args = (kernel_size, stride, padding, ceil_mode, count_include_pad)
+        ctx.shape = x.shape
+        return pool2d.avg_pool2d_fwd(x, *ctx.args)
+
+    @staticmethod
+    def backward(ctx, g):
+        return pool2d.avg_pool2d_bwd(g, ctx.shape, *ctx.args)
+
+
+class AdaptiveAvgPool2dFn(Function):
+    @staticmethod
+    def forward(ctx, x, output_size):
+        ctx.shape = x.shape
+        return pool2d.adaptive_avg_pool2d_fwd(x, output_size)
+
+    @staticmethod
+    def backward(ctx, g):
+        return pool2d.adaptive_avg_pool2d_bwd(g, ctx.shape)
+
+
+class CrossEntropyFn(Function):
+    """The fused softmax cross-entropy: the forward keeps only the per-row log-sum-exp."""
+
+    @staticmethod
+    def forward(ctx, z, target, weight, ignore_index, label_smoothing, reduction):
+        ctx.args = {"weight": weight, "ignore_index": ignore_index, "label_smoothing": label_smoothing,
+                    "reduction": reduction}
+        loss, lse = cross_entropy.cross_entropy_fwd(z, target, return_lse=True, **ctx.args)
+        ctx.save_for_backward(z)
+        ctx.target, ctx.lse = target, lse
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return cross_entropy.cross_entropy_bwd(z, ctx.target, ctx.lse, g, **ctx.args), None, None
+
+
+class LinearFn(Function):
+    """x @ weightᵀ + bias on Ember's GEMM (the bias added in its epilogue); x may have any
+    leading dimensions."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        x2 = x.reshape(-1, x.shape[-1])
+        if x.dtype == FLOAT32 and w.dtype == FLOAT32:
+            y = gemm.gemm(x2, w, trans_b=True, bias=b)
+        else:
+            y = x2 @ w.T + (0 if b is None else b)
+        return y.reshape(x.shape[:-1] + (w.shape[0],))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        xp = _xp(g)
+        x2, g2 = x.reshape(-1, x.shape[-1]), xp.ascontiguousarray(g).reshape(-1, w.shape[0])
+        gx = _matmul(g2, w).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        gw = _matmul(xp.swapaxes(g2, 0, 1), x2) if ctx.needs_input_grad[1] else None
+        gb = g2.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb

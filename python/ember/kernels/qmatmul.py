@@ -1,0 +1,56 @@
+"""Quantized matrix products on packed weights (``ember.quant`` quantizes and packs them; the
+layout and the exact integer arithmetic are in ``csrc/ops/qmatmul/qmatmul.h``):
+``out = x @ dequant(W)ᵀ + bias`` with float32 activations quantized to int8 inside the call."""
+
+from __future__ import annotations
+
+from . import _common
+
+_F32 = (_common.FLOAT32,)
+
+
+def _args(dev, x, n, bias, out):
+    x = _common.array(x, "input", dev, _F32, 2)
+    if x.shape[1] > 1 and x.strides[1] != x.itemsize:  # the kernels read each row as contiguous
+        x = dev.xp.ascontiguousarray(x)
+    if bias is not None:
+        bias = _common.array(bias, "bias", dev, _F32, 1, contiguous=True)
+    if out is None:
+        out = dev.empty((x.shape[0], n), _common.FLOAT32)
+    else:
+        out = _common.array(out, "out", dev, _F32, 2)
+    return x, bias, out
+
+
+def qmatmul_int8(x, data, scales, colsum, n, k, bias=None, out=None, *, reference=False):
+    """W8A8: ``x`` (M, K) float32 against an int8 weight of logical shape (N, K) packed as
+    ``data`` (int8), ``scales`` (float32, one per output channel) and ``colsum`` (int32);
+    activations quantized per row. Returns ``out`` (M, N)."""
+    dev = _common.device(x=x, data=data, out=out)
+    x, bias, out = _args(dev, x, n, bias, out)
+    k_fn = _common.native(dev, "qmatmul_int8_ref" if reference else "qmatmul_int8")
+    k_fn(x, data, scales, colsum, int(n), int(k), bias, out, **dev.launch())
+    return out
+
+
+def qmatmul_int4(x, data, scales, n, k, group_size, bias=None, out=None, *, reference=False):
+    """W4A8: ``x`` (M, K) float32 against an int4 weight of logical shape (N, K) packed as
+    ``data`` (uint8, two values per byte) and ``scales`` (float32, one per output channel and
+    group of ``group_size`` inputs); activations quantized per row and group. Returns ``out``."""
+    dev = _common.device(x=x, data=data, out=out)
+    x, bias, out = _args(dev, x, n, bias, out)
+    k_fn = _common.native(dev, "qmatmul_int4_ref" if reference else "qmatmul_int4")
+    k_fn(x, data, scales, int(n), int(k), int(group_size), bias, out, **dev.launch())
+    return out
+
+
+def qmatmul_int8_ref(x, data, scales, colsum, n, k, bias=None, out=None):
+    """Reference :func:`qmatmul_int8` (the same integers, from an int64 accumulation)."""
+    return qmatmul_int8(x, data, scales, colsum, n, k, bias, out, reference=True)
+
+
+def qmatmul_int4_ref(x, data, scales, n, k, group_size, bias=None, out=None):
+    """Reference :func:`qmatmul_int4`."""
+    return qmatmul_int4(x, data, scales, n, k, group_size, bias, out, reference=True)
+
+

@@ -1,0 +1,226 @@
+"""Every learning-rate schedule against its closed form over many epochs, without PyTorch: two
+parameter groups with their own base rates, a state_dict round trip in the middle that must
+continue exactly, resuming with last_epoch, ReduceLROnPlateau's rules, and argument checks."""
+
+import math
+
+import numpy as np
+import pytest
+
+import ember
+from ember import nn
+from ember.optim import lr_scheduler as S
+
+EPOCHS = 75
+BASES = (0.1, 0.03)
+
+
+def cosine(start, end, pct):
+    """From start (pct 0) to end (pct 1) along half a cosine."""
+    return end + (start - end) * (1 + math.cos(math.pi * pct)) / 2
+
+
+def one_cycle(base_max, epoch, total_steps, pct_start=0.3, div_factor=25.0, final_div_factor=1e4):
+    initial = base_max / div_factor
+    low = initial / final_div_factor
+    peak = pct_start * total_steps - 1  # the step at which the rate is highest
+    if epoch <= peak:
+        return cosine(initial, base_max, epoch / peak)
+    return cosine(base_max, low, (epoch - peak) / (total_steps - 1 - peak))
+
+
+# name, constructor arguments, closed form lr(base, epoch)
+SCHEDULES = [
+    ("StepLR", {"step_size": 7, "gamma": 0.5}, lambda b, e: b * 0.5 ** (e // 7)),
+    ("StepLR", {"step_size": 1}, lambda b, e: b * 0.1**e),
+    ("MultiStepLR", {"milestones": [30, 10, 30, 61], "gamma": 0.5},  # unsorted, 30 twice
+     lambda b, e: b * 0.5 ** ((e >= 10) + 2 * (e >= 30) + (e >= 61))),
+    ("ExponentialLR", {"gamma": 0.95}, lambda b, e: b * 0.95**e),
+    ("CosineAnnealingLR", {"T_max": 20, "eta_min": 0.001},  # and on past T_max, as PyTorch's closed form
+     lambda b, e: 0.001 + (b - 0.001) * (1 + math.cos(math.pi * e / 20)) / 2),
+    ("CosineAnnealingLR", {"T_max": 1}, lambda b, e: b * (1 + math.cos(math.pi * e)) / 2),
+    ("LinearLR", {}, lambda b, e: b * (1 / 3 + (2 / 3) * min(e, 5) / 5)),
+    ("LinearLR", {"start_factor": 1.0, "end_factor": 0.1, "total_iters": 40},
+     lambda b, e: b * (1.0 - 0.9 * min(e, 40) / 40)),
+    ("OneCycleLR", {"max_lr": [0.1, 0.03], "total_steps": EPOCHS}, lambda b, e: one_cycle(b, e, EPOCHS)),
+    ("OneCycleLR", {"max_lr": 0.5, "total_steps": EPOCHS, "pct_start": 0.5, "div_factor": 10.0,
+                    "final_div_factor": 100.0},
+     lambda b, e: one_cycle(0.5, e, EPOCHS, 0.5, 10.0, 100.0)),
+]
+
+
+def schedule_id(s):
+    return s[0] + "-" + "-".join(f"{k}={v}" for k, v in s[1].items())
+
+
+def optimizer():
+    params = [nn.Parameter(ember.zeros(2)), nn.Parameter(ember.zeros(3))]
+    return ember.optim.SGD([{"params": [params[0]], "lr": BASES[0]}, {"params": [params[1]], "lr": BASES[1]}],
+                           momentum=0.9)
+
+
+def lrs_over(sched, opt, epochs):
+    got = []
+    for _ in range(epochs):
+        got.append(sched.get_last_lr())
+        assert got[-1] == [g["lr"] for g in opt.param_groups]
+        opt.step()
+        sched.step()
+    return got
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=schedule_id)
+def test_schedule_follows_its_closed_form(schedule):
+    name, kwargs, closed_form = schedule
+    opt = optimizer()
+    sched = getattr(S, name)(opt, **kwargs)
+    got = lrs_over(sched, opt, EPOCHS - 1 if name == "OneCycleLR" else EPOCHS)
+    want = [[closed_form(base, e) for base in BASES] for e in range(len(got))]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    assert sched.last_epoch == len(got)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=schedule_id)
+@pytest.mark.parametrize("stop", [1, 9, 33])
+def test_state_dict_round_trip_continues_the_schedule(schedule, stop):
+    # PyTorch's recipe: build the optimizer and scheduler anew, load both states, go on.
+    name, kwargs, closed_form = schedule
+    opt = optimizer()
+    sched = getattr(S, name)(opt, **kwargs)
+    lrs_over(sched, opt, stop)
+    opt_state, sched_state = opt.state_dict(), sched.state_dict()
+    assert "optimizer" not in sched_state and sched_state["last_epoch"] == stop
+    fresh_opt = optimizer()
+    fresh = getattr(S, name)(fresh_opt, **kwargs)
+    fresh_opt.load_state_dict(opt_state)
+    fresh.load_state_dict(sched_state)
+    rest = lrs_over(fresh, fresh_opt, EPOCHS - 1 - stop)
+    want = [[closed_form(base, e) for base in BASES] for e in range(stop, EPOCHS - 1)]
+    np.testing.assert_allclose(rest, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name, kwargs", [("StepLR", {"step_size": 3}), ("ExponentialLR", {"gamma": 0.9}),
+                                          ("CosineAnnealingLR", {"T_max": 10}), ("LinearLR", {"total_iters": 8})])
+def test_last_epoch_resumes_from_initial_lr(name, kwargs):
+    # A scheduler built with last_epoch=k (after one that recorded initial_lr) starts at epoch k + 1.
+    opt = optimizer()
+    first = getattr(S, name)(opt, **kwargs)
+    lrs_over(first, opt, 4)
+    resumed = getattr(S, name)(opt, last_epoch=first.last_epoch, **kwargs)
+    reference = getattr(S, name)(optimizer(), **kwargs)
+    for _ in range(first.last_epoch + 1):
+        reference.step()
+    assert resumed.last_epoch == reference.last_epoch == 5
+    np.testing.assert_allclose(resumed.get_last_lr(), reference.get_last_lr(), rtol=1e-15)
+    assert [g["initial_lr"] for g in opt.param_groups] == list(BASES)
+    with pytest.raises(KeyError):  # resuming needs the initial_lr a first scheduler recorded
+        getattr(S, name)(ember.optim.SGD([nn.Parameter(ember.zeros(1))], lr=0.1), last_epoch=3, **kwargs)
+
+
+def test_one_cycle_ends_and_refuses_extra_steps():
+    opt = optimizer()
+    sched = S.OneCycleLR(opt, max_lr=[1.0, 2.0], total_steps=10, div_factor=4.0, final_div_factor=5.0)
+    np.testing.assert_allclose(sched.get_last_lr(), [0.25, 0.5], rtol=1e-15)  # max / div_factor
+    for _ in range(2):
+        sched.step()
+    np.testing.assert_allclose(sched.get_last_lr(), [1.0, 2.0], rtol=1e-15)  # the peak, at 0.3 * 10 - 1
+    for _ in range(7):
+        sched.step()
+    np.testing.assert_allclose(sched.get_last_lr(), [0.05, 0.1], rtol=1e-12)  # initial / final_div_factor
+    sched.step()  # step total_steps is PyTorch's last allowed one
+    with pytest.raises(ValueError, match="stepped 11 times with total_steps=10"):
+        sched.step()
+
+
+def test_a_custom_schedule_needs_only_lr_at():
+    class Halving(S.LRScheduler):
+        def lr_at(self, base_lr, epoch):
+            return base_lr / 2**epoch
+
+    opt = optimizer()
+    got = lrs_over(Halving(opt), opt, 12)
+    np.testing.assert_allclose(got, [[b / 2**e for b in BASES] for e in range(12)], rtol=1e-15)
+    with pytest.raises(NotImplementedError):
+        S.LRScheduler(optimizer())
+
+
+def plateau_lrs(sched, opt, metrics):
+    out = []
+    for m in metrics:
+        sched.step(m)
+        out.append([g["lr"] for g in opt.param_groups])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("patience, cooldown", [(0, 0), (2, 0), (3, 2), (1, 4)])
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_reduce_on_plateau_on_a_flat_metric(mode, patience, cooldown):
+    # A metric that never improves: the first reduction after patience + 1 bad epochs, then one
+    # every cooldown + patience + 1 epochs, never below min_lr, and none smaller than eps.
+    opt = optimizer()
+    sched = S.ReduceLROnPlateau(opt, mode=mode, factor=0.5, patience=patience, cooldown=cooldown,
+                                min_lr=[1e-3, 0.0])
+    n = 40
+    got = plateau_lrs(sched, opt, [0.7] * n)
+    calls = np.arange(1, n + 1)
+    first = patience + 2
+    reductions = np.where(calls < first, 0, 1 + (calls - first) // (cooldown + patience + 1))
+    last = next(k for k in range(100) if BASES[1] * 0.5**k * 0.5 <= 1e-8)  # halving by <= eps: not made
+    want = np.stack([np.maximum(BASES[0] * 0.5**reductions, 1e-3), BASES[1] * 0.5 ** np.minimum(reductions, last)],
+                    axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+    assert sched.last_epoch == n
+
+
+@pytest.mark.parametrize("mode, threshold_mode, enough, too_little", [
+    ("min", "rel", lambda n: 0.99**n, lambda n: 0.99999**n),           # threshold 1e-3 of the best
+    ("max", "rel", lambda n: 1.01**n, lambda n: 1.00001**n),
+    ("min", "abs", lambda n: 5 - 0.01 * n, lambda n: 5 - 0.0001 * n),  # threshold 1e-3 absolute
+    ("max", "abs", lambda n: 0.01 * n, lambda n: 0.0001 * n),
+], ids=["min-rel", "max-rel", "min-abs", "max-abs"])
+def test_reduce_on_plateau_threshold(mode, threshold_mode, enough, too_little):
+    for metric, reduces in ((enough, False), (too_little, True)):
+        opt = optimizer()
+        sched = S.ReduceLROnPlateau(opt, mode=mode, threshold=1e-3, threshold_mode=threshold_mode, patience=2,
+                                    factor=0.1)
+        got = plateau_lrs(sched, opt, [metric(i) for i in range(12)])
+        if reduces:  # the gains since the best stay under the threshold: a plateau
+            np.testing.assert_allclose(got[3], np.array(BASES) * 0.1, rtol=1e-12)
+            np.testing.assert_allclose(got[:3], [BASES] * 3)
+        else:
+            np.testing.assert_allclose(got, [BASES] * 12)
+
+
+def test_reduce_on_plateau_state_dict_and_eps():
+    metrics = [1.0, 0.5, 0.6, 0.6, 0.4, 0.45, 0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    opt = optimizer()
+    straight = plateau_lrs(S.ReduceLROnPlateau(opt, patience=1, factor=0.3, cooldown=1), opt, metrics)
+    opt = optimizer()
+    sched = S.ReduceLROnPlateau(opt, patience=1, factor=0.3, cooldown=1)
+    first = plateau_lrs(sched, opt, metrics[:7])
+    fresh_opt = optimizer()
+    fresh = S.ReduceLROnPlateau(fresh_opt, patience=1, factor=0.3, cooldown=1)
+    fresh_opt.load_state_dict(opt.state_dict())
+    fresh.load_state_dict(sched.state_dict())
+    rest = plateau_lrs(fresh, fresh_opt, metrics[7:])
+    np.testing.assert_array_equal(np.concatenate([first, rest]), straight)
+    assert (np.diff(straight, axis=0) <= 0).all() and straight[-1, 0] < BASES[0]
+    # A reduction smaller than eps is not made.
+    opt = optimizer()
+    tiny = S.ReduceLROnPlateau(opt, patience=0, factor=0.999, eps=1e-3)
+    np.testing.assert_allclose(plateau_lrs(tiny, opt, [1.0, 1.0, 1.0]), [BASES] * 3)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda o: S.StepLR(o, 0), "step_size must be >= 1"),
+    (lambda o: S.CosineAnnealingLR(o, T_max=0), "T_max must be >= 1"),
+    (lambda o: S.LinearLR(o, start_factor=0.0), "need 0 < start_factor <= 1"),
+    (lambda o: S.LinearLR(o, end_factor=1.5), "0 <= end_factor <= 1"),
+    (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=0), "total_steps must be >= 1"),
+    (lambda o: S.ReduceLROnPlateau(o, factor=1.0), "factor must be < 1"),
+    (lambda o: S.ReduceLROnPlateau(o, mode="lowest"), "mode must be 'min' or 'max'"),
+    (lambda o: S.ReduceLROnPlateau(o, threshold_mode="relative"), "threshold_mode 'rel' or 'abs'"),
+])
+def test_bad_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make(optimizer())

@@ -1,0 +1,122 @@
+"""The `ember` command's entry point called in-process (the console script and `python -m ember`
+run as programs in test_readme.py and test_training.py): every subcommand on the synthetic data
+set, the numbers its reports print agreeing with one another, and its argument errors."""
+
+import contextlib
+import io
+import re
+import sys
+
+import numpy as np
+import pytest
+
+import ember
+from ember import cli, nn
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(autouse=True)
+def reports_to_sys_stdout(monkeypatch):
+    """The reports go to the sys.stdout of the moment (so capsys sees them), whatever stream the
+    functions took as their default (test_output_follows_sys_stdout checks that separately)."""
+    for fn in (cli.train, cli.evaluate, cli.quantize, cli.bench_gemm):
+        defaults = fn.__defaults__
+        if defaults and hasattr(defaults[-1], "write"):  # out=<a stream chosen at import>
+            monkeypatch.setattr(fn, "__defaults__", defaults[:-1] + (_Stdout(),))
+
+
+class _Stdout:
+    def write(self, text):
+        return sys.stdout.write(text)
+
+    def flush(self):
+        sys.stdout.flush()
+
+
+def test_output_follows_sys_stdout(monkeypatch):
+    # Embedding the command: contextlib.redirect_stdout must capture what it prints.
+    monkeypatch.undo()  # the functions as shipped
+    monkeypatch.setattr(cli, "_SETTLE_S", 0.0)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cli.main(["bench-gemm", "3x4x5"]) == 0
+    assert "3x4x5" in buf.getvalue()
+
+
+def accuracy_in(text):
+    return float(re.search(r"test accuracy (\d\.\d+)", text).group(1))
+
+
+def test_train_evaluate_quantize_on_synthetic_data(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "2", "--verbose",
+                         "2", "--lr", "0.002", "--batch-size", "128", "--out", "syn.safetensors")
+    assert code == 0, err
+    assert "training mlp on synthetic: 2048 training images (3, 32, 32), 512 test images, 10 classes, 2 epochs" in out
+    assert "epoch 2/2" in out and f"checkpoint: {tmp_path / 'syn.safetensors'}" in out
+    trained = accuracy_in(out)
+    code, out, err = run(capsys, "evaluate", "syn.safetensors")
+    assert code == 0, err
+    assert "syn.safetensors: mlp on the synthetic test split (512 images)" in out and "macro avg" in out
+    assert accuracy_in(out) == trained  # the saved model is the one that was scored
+    code, out, err = run(capsys, "quantize", "syn.safetensors", "--bits", "4", "--group-size", "64")
+    assert code == 0, err
+    assert "quantized 3 Linear layer(s) to int4 (groups of 64)" in out
+    before, after = (float(v) for v in re.search(r"accuracy: (\d\.\d+) -> (\d\.\d+)", out).groups())
+    assert before == trained
+    code, out, err = run(capsys, "evaluate", "syn.int4.safetensors")
+    assert code == 0, err
+    assert "mlp (int4)" in out and accuracy_in(out) == after
+    code, out, err = run(capsys, "quantize", "syn.int4.safetensors")
+    assert code == 2 and "already quantized (int4)" in err
+
+
+def test_info_and_bench_gemm(capsys, monkeypatch):
+    code, out, _ = run(capsys, "info")
+    assert code == 0 and re.search(rf"^isa\s+{ember.get_isa()}$", out, re.M)
+    assert re.search(rf"^ember\s+{re.escape(ember.__version__)}$", out, re.M)
+    monkeypatch.setattr(cli, "_SETTLE_S", 0.0)
+    code, out, _ = run(capsys, "bench-gemm", "4x5x6", "33X17X9")
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["4x5x6", "33x17x9"]
+    for r in rows:
+        ember_ms, numpy_ms, gflops = (float(v) for v in r[1:4])
+        assert ember_ms > 0 and numpy_ms > 0 and gflops > 0 and r[4].endswith("x")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench-gemm", "8x8"], "shape must be MxKxN with positive integers, got '8x8'"),
+    (["bench-gemm", "8x0x8"], "shape must be MxKxN with positive integers"),
+    (["train", "--lr", "-1"], "expected a positive number, got '-1'"),
+    (["train", "--lr", "inf"], "expected a positive number"),
+    (["train", "--epochs", "two"], "expected a positive integer, got 'two'"),
+    (["quantize", "x.safetensors", "--bits", "3"], "invalid choice"),
+])
+def test_argument_errors(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_file_errors_are_one_line_messages(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "evaluate", "missing.safetensors")
+    assert code == 2 and err.startswith("ember evaluate: ") and "no checkpoint at" in err
+    nn.Linear(3, 2).save(tmp_path / "plain.safetensors")  # weights only: no ember train config
+    code, _, err = run(capsys, "quantize", "plain.safetensors")  # no config saying which model it holds
+    assert code == 2 and err.startswith("ember quantize: ") and "plain.safetensors" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit, match="needs --data-dir"):
+        cli.main(["train", "--dataset", "mnist"])
+
+
+def test_median_time_counts_calls():
+    calls = []
+    t = cli._median_time(lambda: calls.append(1), min_time=0.0)
+    assert t >= 0 and len(calls) >= 6  # a warm-up call, then at least five timed ones
+    assert np.isfinite(t)

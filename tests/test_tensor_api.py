@@ -1,0 +1,112 @@
+"""Tensor comparisons and the smaller parts of the Tensor API, against NumPy (and PyTorch's
+results where it is installed): comparisons against tensors, numbers and arrays with
+broadcasting, reflected operators, argmax, squeeze, dtype conversions and the errors users
+meet first."""
+
+import numpy as np
+import pytest
+
+import ember
+
+try:
+    import torch
+except ImportError:  # optional reference
+    torch = None
+
+COMPARISONS = {
+    "==": (lambda a, b: a == b, np.equal),
+    "!=": (lambda a, b: a != b, np.not_equal),
+    "<": (lambda a, b: a < b, np.less),
+    "<=": (lambda a, b: a <= b, np.less_equal),
+    ">": (lambda a, b: a > b, np.greater),
+    ">=": (lambda a, b: a >= b, np.greater_equal),
+}
+
+
+@pytest.mark.parametrize("op", list(COMPARISONS))
+def test_comparisons(rng, op):
+    fn, ref = COMPARISONS[op]
+    # Small integers as floats, so that equal elements occur and ties are tested.
+    a = rng.integers(-2, 3, (4, 5)).astype(np.float32)
+    b = rng.integers(-2, 3, (4, 5)).astype(np.float32)
+    row = rng.integers(-2, 3, (1, 5)).astype(np.float32)
+    x = ember.tensor(a, requires_grad=True)
+    for other, want in [(ember.tensor(b), ref(a, b)), (ember.tensor(row), ref(a, row)), (1.0, ref(a, 1.0)),
+                        (0, ref(a, 0)), (b, ref(a, b)), (row[0], ref(a, row[0]))]:
+        got = fn(x, other)
+        assert isinstance(got, ember.Tensor) and got.dtype == np.bool_ and got.shape == want.shape
+        np.testing.assert_array_equal(got.numpy(), want)
+        assert not got.requires_grad and got.grad_fn is None  # comparisons record no graph
+        if torch is not None:
+            t_other = torch.from_numpy(np.asarray(other.numpy() if isinstance(other, ember.Tensor) else other))
+            np.testing.assert_array_equal(got.numpy(), fn(torch.from_numpy(a), t_other).numpy())
+    # A number on the left: Python reflects the comparison onto the tensor.
+    np.testing.assert_array_equal(fn(1.0, ember.tensor(a)).numpy(), ref(1.0, a))
+    # Masks index and count as NumPy's do.
+    mask = fn(ember.tensor(a), 0.0)
+    assert int(mask.numpy().sum()) == int(ref(a, 0.0).sum())
+    np.testing.assert_array_equal(ember.tensor(a)[mask].numpy(), a[ref(a, 0.0)])
+
+
+def test_tensors_stay_hashable_despite_elementwise_eq():
+    a, b = ember.zeros(2), ember.zeros(2)
+    assert len({a, b, a}) == 2 and {a: 1}[a] == 1
+
+
+def test_reflected_operators_argmax_and_squeeze(rng):
+    a = rng.uniform(0.5, 2.0, (3, 4))
+    x = ember.tensor(a, requires_grad=True)
+    y = 2.0**x
+    np.testing.assert_allclose(y.detach().numpy(), 2.0**a, rtol=1e-12)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.log(2.0) * 2.0**a, rtol=1e-12)
+    m = rng.standard_normal((5, 3))
+    np.testing.assert_allclose((m @ ember.tensor(a[:3])).numpy(), m @ a[:3], rtol=1e-12)  # array @ tensor
+    np.testing.assert_allclose(ember.tensor(m).matmul(ember.tensor(a[:3])).numpy(), m @ a[:3], rtol=1e-12)
+    assert ember.tensor(m).argmax().item() == int(np.argmax(m))
+    np.testing.assert_array_equal(ember.tensor(m).argmax(dim=1).numpy(), m.argmax(axis=1))
+    assert ember.tensor(m).argmax(dim=0, keepdim=True).shape == (1, 3)
+    s = ember.tensor(rng.standard_normal((1, 3, 1, 2)))
+    assert s.squeeze().shape == (3, 2) and s.squeeze(0).shape == (3, 1, 2) and s.squeeze(1).shape == (1, 3, 1, 2)
+
+
+@pytest.mark.parametrize("dtype, want", [(np.float16, np.float32), (np.uint16, np.int64), (np.int16, np.int64),
+                                         (np.float64, np.float64), (np.int32, np.int32), (np.uint8, np.uint8)])
+def test_constructor_dtypes(rng, dtype, want):
+    a = rng.integers(0, 100, 6).astype(dtype)
+    t = ember.Tensor(a)
+    assert t.dtype == want
+    np.testing.assert_array_equal(t.numpy(), a.astype(want))
+
+
+def test_the_errors_users_meet_first():
+    with pytest.raises(TypeError, match="unsupported dtype complex128"):
+        ember.Tensor(np.ones(2, np.complex128))
+    with pytest.raises(ValueError, match=r"T needs a 2-D tensor, got shape \(2, 3, 4\)"):
+        ember.zeros(2, 3, 4).T
+    with pytest.raises(ValueError, match=r"item\(\) needs a tensor of one element"):
+        ember.zeros(2).item()
+    with pytest.raises(ValueError, match="needs a copy"):
+        ember.zeros(2).__array__(np.float64, copy=False)
+    with pytest.raises(TypeError, match="len"):
+        len(ember.tensor(1.0))
+    with pytest.raises(RuntimeError, match="not a leaf"):
+        (ember.zeros(2, requires_grad=True) * 2).requires_grad_(False)
+    with pytest.raises(TypeError, match="only floating-point tensors can require grad"):
+        ember.arange(3).requires_grad_()
+    with pytest.raises(TypeError, match="from_numpy needs a numpy.ndarray, got list"):
+        ember.from_numpy([1.0, 2.0])
+    with pytest.raises(TypeError, match="at least one argument must be a Tensor"):
+        ember.maximum(1.0, 2.0)
+
+
+def test_interop_and_small_factories(rng):
+    a = rng.standard_normal((2, 3)).astype(np.float32)
+    t = ember.from_numpy(a)
+    assert t.__dlpack_device__() == a.__dlpack_device__()
+    back = np.from_dlpack(t)
+    assert np.shares_memory(back, a)
+    np.testing.assert_array_equal(np.asarray(t, dtype=np.float64), a.astype(np.float64))
+    assert np.asarray(t, copy=True) is not a and np.array_equal(np.asarray(t, copy=True), a)
+    r = ember.randint(5, size=(1000,), generator=ember.Generator(int(rng.integers(2**31)))).numpy()
+    assert r.min() >= 0 and r.max() <= 4 and len(np.unique(r)) == 5  # randint(high): from 0
