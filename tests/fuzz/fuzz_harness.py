@@ -93,7 +93,7 @@ class Case:
     threads: int = 1
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.args)
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.args)  # lists of Arr print as lists
         return f"Case({self.op} isa={self.isa} threads={self.threads} buffer={self.nbytes}B: {inner})"
 
     def arg(self, name: str) -> Any:
@@ -252,18 +252,20 @@ def build(case: Case):
     values, in order."""
     region = guarded_region(case.nbytes)
     buf = region[region.size - case.nbytes:]
-    values = []
-    for i, (_, v) in enumerate(case.args):
+    def value(v, i):
         if isinstance(v, Arr):
             arr = view_of(buf, v)
             vals = fill_values(v.fill, v.seed, v.shape, arr.dtype)
             if vals is not None and arr.size:
                 arr[...] = vals
-            values.append(arr)
-        elif isinstance(v, Obj):
-            values.append(build_obj(v, i))
-        else:
-            values.append(v)
+            return arr
+        if isinstance(v, Obj):
+            return build_obj(v, i)
+        if isinstance(v, list) and any(isinstance(x, (Arr, Obj)) for x in v):  # a list of arrays
+            return [value(x, i) for x in v]
+        return v
+
+    values = [value(v, i) for i, (_, v) in enumerate(case.args)]
     # Values derived from other arguments: ('lse_of', name) is the row-wise log-sum-exp of name.
     named = {k: x for (k, _), x in zip(case.args, values)}
     for (_, v), arr in zip(case.args, values):
@@ -274,59 +276,94 @@ def build(case: Case):
                 m = np.where(np.isfinite(m), m, 0.0)
                 lse = (np.log(np.exp(z - m).sum(axis=-1)) + m[..., 0]) if z.ndim == 2 and z.shape[1] else m[..., 0]
             arr[...] = np.resize(lse, arr.size).reshape(arr.shape)
-    for (_, v), arr in zip(case.args, values):
-        if isinstance(v, Arr) and v.readonly:
+    for v, arr in flat_arrays(case.args, values):
+        if v.readonly:
             arr.flags.writeable = False
     return region, values
+
+
+def flat_arrays(args, values=None):
+    """(Arr, value) for every array argument, those inside lists too (value None without values)."""
+    out = []
+    for i, (_, v) in enumerate(args):
+        x = values[i] if values is not None else None
+        if isinstance(v, Arr):
+            out.append((v, x))
+        elif isinstance(v, list):
+            out += [(a, x[j] if x is not None else None) for j, a in enumerate(v) if isinstance(a, Arr)]
+    return out
+
+
+def arrays_of(v) -> list:
+    """The Arr of an argument: itself, or those in its list."""
+    if isinstance(v, Arr):
+        return [v]
+    if isinstance(v, list):
+        return [a for a in v if isinstance(a, Arr)]
+    return []
 
 
 def canonical(case: Case, values: list) -> list:
     """The same argument values, each array replaced by a fresh C-contiguous copy of its
     elements (same dtype and shape): the layout every kernel takes without question."""
-    out = []
-    for (_, v), x in zip(case.args, values):
+    def copy(v, x):
         if isinstance(v, Arr):
             c = np.array(x, copy=True, order="C")
             if v.readonly:
                 c.flags.writeable = False
-            out.append(c)
-        else:
-            out.append(x)
-    return out
+            return c
+        if isinstance(v, list) and isinstance(x, list):
+            return [copy(a, y) for a, y in zip(v, x)]
+        return x
+
+    return [copy(v, x) for (_, v), x in zip(case.args, values)]
 
 
 # ------------------------------------------------------------------ describing a case for people
+
+
+def _describe_arr(name: str, v: Arr) -> list:
+    lines = [f"{name} = np.ndarray({tuple(v.shape)}, np.{v.dtype}, buffer=buf, offset={v.offset}, "
+             f"strides={tuple(v.strides)})"]
+    if v.fill[0] == "lse_of":
+        lines.append(f"{name}[...] = np.logaddexp.reduce({v.fill[1]}.astype(np.float64), axis=-1)")
+    vals = fill_values(v.fill, v.seed, v.shape, np.dtype(v.dtype))
+    if vals is not None and vals.size:
+        if vals.size <= 48:
+            lines.append(f"{name}[...] = np.array({vals.tolist()!r}, np.{v.dtype})")
+        else:
+            lines.append(f"{name}[...] = fill_values({v.fill!r}, {v.seed}, {tuple(v.shape)}, "
+                         f"np.dtype({v.dtype!r}))  # tests/fuzz/fuzz_harness.py")
+    if v.readonly:
+        lines.append(f"{name}.flags.writeable = False")
+    return lines
 
 
 def describe(case: Case) -> str:
     """A script that rebuilds the case's arrays and makes its call (for a bug report)."""
     lines = [
         "import numpy as np, ember",
-        "from ember import _C, ops, quant",
+        "from ember import _C, kernels, quant",
         f"ember.set_isa({case.isa!r}); ember.set_num_threads({case.threads})",
         f"buf = np.resize(np.frombuffer(bytes([0xA5, 0xA5, 0xA5, 0x7F]), np.uint8), {case.nbytes})  # sentinel",
     ]
     names = []
     for name, v in case.args:
         if isinstance(v, Arr):
-            lines.append(
-                f"{name} = np.ndarray({tuple(v.shape)}, np.{v.dtype}, buffer=buf, offset={v.offset}, "
-                f"strides={tuple(v.strides)})"
-            )
-            if v.fill[0] == "lse_of":
-                lines.append(f"{name}[...] = np.logaddexp.reduce({v.fill[1]}.astype(np.float64), axis=-1)")
-            vals = fill_values(v.fill, v.seed, v.shape, np.dtype(v.dtype))
-            if vals is not None and vals.size:
-                if vals.size <= 48:
-                    lines.append(f"{name}[...] = np.array({vals.tolist()!r}, np.{v.dtype})")
-                else:
-                    lines.append(f"{name}[...] = fill_values({v.fill!r}, {v.seed}, {tuple(v.shape)}, "
-                                 f"np.dtype({v.dtype!r}))  # tests/fuzz/fuzz_harness.py")
-            if v.readonly:
-                lines.append(f"{name}.flags.writeable = False")
+            lines += _describe_arr(name, v)
             names.append(name)
         elif isinstance(v, Obj):
             lines.append(f"{name} = build_obj({v!r})  # tests/fuzz/fuzz_harness.py")
+            names.append(name)
+        elif isinstance(v, list) and any(isinstance(a, Arr) for a in v):
+            parts = []
+            for j, a in enumerate(v):
+                if isinstance(a, Arr):
+                    lines += _describe_arr(f"{name}_{j}", a)
+                    parts.append(f"{name}_{j}")
+                else:
+                    parts.append(repr(a))
+            lines.append(f"{name} = [{', '.join(parts)}]")
             names.append(name)
         else:
             names.append(f"{v!r}")

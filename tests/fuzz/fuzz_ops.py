@@ -33,8 +33,14 @@ from typing import Any, Callable
 import numpy as np
 
 import ember
-from ember import _C, ops, quant
-from fuzz_harness import Arr, Case, build, byte_mask, canonical
+from ember import _C, quant
+from ember.kernels import conv2d as kconv
+from ember.kernels import cross_entropy as kxent
+from ember.kernels import eltwise as kelt
+from ember.kernels import gemm as kgemm
+from ember.kernels import optim_step as kopt
+from ember.kernels import pool2d as kpool
+from fuzz_harness import Arr, Case, arrays_of, build, byte_mask, canonical, flat_arrays
 
 U32 = 2.0**-24
 ALLOWED = (ValueError, TypeError, OverflowError, MemoryError)
@@ -133,6 +139,7 @@ class OpSpec:
     text: str = ""  # how the call reads in a reproducer
     same_errors: bool = True  # fast and reference raise the same exception type (False: the
     #                           reference is a composition that checks in another order)
+    ref_float64: bool = False  # the reference also runs float64, which the fast path refuses
 
 
 OPS: dict[str, OpSpec] = {}
@@ -190,6 +197,10 @@ def _outputs(spec: OpSpec, case: Case, values: list, ret) -> dict:
     for (k, v), x in zip(case.args, values):
         if k in spec.outputs and isinstance(x, np.ndarray):
             outs[k] = np.array(x, copy=True)
+        elif k in spec.outputs and isinstance(x, list):
+            for j, y in enumerate(x):
+                if isinstance(y, np.ndarray):
+                    outs[f"{k}[{j}]"] = np.array(y, copy=True)
     outs["return"] = _snapshot(ret)
     return outs
 
@@ -198,10 +209,10 @@ def _where(case: Case, byte: int) -> str:
     if byte < 0:
         return "before the buffer"
     for k, v in case.args:
-        if isinstance(v, Arr):
-            lo, hi = v.span()
+        for j, a in enumerate(arrays_of(v)):
+            lo, hi = a.span()
             if lo <= byte < hi:
-                return f"inside the span of {k}"
+                return f"inside the span of {k}" + (f"[{j}]" if isinstance(v, list) else "")
     return "in a gap between arrays"
 
 
@@ -234,7 +245,7 @@ def check_case(case: Case) -> str:
     spec = OPS[case.op]
     ember.set_isa(case.isa)
     ember.set_num_threads(case.threads)
-    out_arrays = [v for k, v in case.args if k in spec.outputs and isinstance(v, Arr)]
+    out_arrays = [a for k, v in case.args if k in spec.outputs for a in arrays_of(v)]
     runs: dict[str, Run] = {}
     variants = [("fast", spec.fast)] + ([("ref", spec.ref)] if spec.ref is not None else [])
     for variant, fn in variants:
@@ -257,6 +268,9 @@ def check_case(case: Case) -> str:
     if "ref" in runs:
         ref = runs["ref"]
         fe, re_ = fast.err, ref.err
+        if (spec.ref_float64 and isinstance(fe, TypeError) and "float64" in str(fe)
+                and any(a.dtype == "float64" for a, _ in flat_arrays(case.args))):
+            return "error:TypeError (float64: the reference only)"  # the reference's error was judged above
         if (fe is None) != (re_ is None) and not isinstance(fe or re_, MemoryError) and spec.same_errors:
             if fe is not None:
                 fail(f"fast raised {_err_text(fe)} but the reference returned")
@@ -269,7 +283,9 @@ def check_case(case: Case) -> str:
     buf, values = build(case)
     canon = canonical(case, values)
     oracle_fn = spec.ref if spec.ref is not None else spec.fast
-    pristine = [np.array(x, copy=True) if isinstance(x, np.ndarray) else x for x in canon]
+    pristine = [np.array(x, copy=True) if isinstance(x, np.ndarray) else
+                [np.array(y, copy=True) if isinstance(y, np.ndarray) else y for y in x] if isinstance(x, list) else x
+                for x in canon]
     print("--- calling the reference on contiguous copies", file=sys.stderr, flush=True)
     cret, cerr = _call(spec, oracle_fn, case, canon)
 
@@ -374,15 +390,16 @@ for _name, _fn, _ref in [("gemm", _C.gemm, _C.gemm_ref)]:
        finite_inputs=("a", "b", "bias", "alpha", "beta"), oracle=_gemm_oracle, text="_C.gemm")
 
 
-def _ops_gemm(ref):
+def _door_gemm(ref):
     def call(a, b, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False):
-        f = ops.gemm_ref if ref else ops.gemm
+        f = kgemm.gemm_ref if ref else kgemm.gemm
         return f(a, b, out=out, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b, bias=bias, relu=relu)
     return call
 
 
-op("ops.gemm", fast=_ops_gemm(False), ref=_ops_gemm(True), outputs=("out",), names=_GEMM_NAMES, keywords=True,
-   compare=_gemm_compare, finite_inputs=("a", "b", "bias", "alpha", "beta"), oracle=_gemm_oracle, text="ops.gemm")
+op("kernels.gemm", fast=_door_gemm(False), ref=_door_gemm(True), outputs=("out",), names=_GEMM_NAMES,
+   keywords=True, compare=_gemm_compare, finite_inputs=("a", "b", "bias", "alpha", "beta"), oracle=_gemm_oracle,
+   text="kernels.gemm.gemm")
 
 
 def _matmul_oracle(case, kv, outs):
@@ -408,8 +425,9 @@ def _matmul_compare(case, what, got, want, kv):
     assert_close(what, got, want, atol=4 * (a.shape[-1] + 3) * U32 * mag + 1e-30)
 
 
-op("ops.matmul", fast=lambda a, b, out=None: ops.matmul(a, b, out=out), outputs=("out",), keywords=True,
-   names=("matmul",), compare=_matmul_compare, finite_inputs=("a", "b"), oracle=_matmul_oracle, text="ops.matmul")
+op("kernels.matmul", fast=lambda a, b, out=None: kgemm.matmul(a, b, out=out), outputs=("out",), keywords=True,
+   names=("matmul",), compare=_matmul_compare, finite_inputs=("a", "b"), oracle=_matmul_oracle,
+   text="kernels.gemm.matmul")
 
 
 # ------------------------------------------------------------------ convolution
@@ -483,11 +501,11 @@ def _conv_bwd_weight_compare(case, what, got, want, kv):
 
 _CONV_NAMES = ("input", "weight", "out", "output", "stride", "padding", "dilation", "groups", "grad_output",
                "out_bias", "bias")
-op("conv2d_fwd", fast=_C.conv2d_fwd, ref=_C.conv2d_fwd_ref, outputs=("out",), names=_CONV_NAMES,
+op("conv2d_fwd", fast=_C.conv2d_fwd, ref=_C.conv2d_fwd_ref, ref_float64=True, outputs=("out",), names=_CONV_NAMES,
    compare=_conv_tol_compare(_conv_mag_fwd), finite_inputs=("x", "w", "bias"), text="_C.conv2d_fwd")
-op("conv2d_bwd_data", fast=_C.conv2d_bwd_data, ref=_C.conv2d_bwd_data_ref, outputs=("out",), names=_CONV_NAMES,
+op("conv2d_bwd_data", fast=_C.conv2d_bwd_data, ref=_C.conv2d_bwd_data_ref, ref_float64=True, outputs=("out",), names=_CONV_NAMES,
    compare=_conv_tol_compare(_conv_mag_bwd_data), finite_inputs=("dy", "w"), text="_C.conv2d_bwd_data")
-op("conv2d_bwd_weight", fast=_C.conv2d_bwd_weight, ref=_C.conv2d_bwd_weight_ref, outputs=("out", "out_bias"),
+op("conv2d_bwd_weight", fast=_C.conv2d_bwd_weight, ref=_C.conv2d_bwd_weight_ref, ref_float64=True, outputs=("out", "out_bias"),
    names=_CONV_NAMES, compare=_conv_bwd_weight_compare, finite_inputs=("x", "dy"), text="_C.conv2d_bwd_weight")
 
 
@@ -528,8 +546,9 @@ def _conv_api(fn):
 
 
 _API_CONV_NAMES = _CONV_NAMES + ("input_shape", "weight_shape", "kernel", "channels")
-op("ops.conv2d", fast=_conv_api(ops.conv2d), ref=_conv_api(ops.conv2d_ref), keywords=True, names=_API_CONV_NAMES,
-   compare=_wrap_conv_compare, finite_inputs=("input", "weight", "bias"), text="ops.conv2d")
+op("kernels.conv2d_fwd", fast=_conv_api(kconv.conv2d_fwd), ref=_conv_api(kconv.conv2d_fwd_ref), keywords=True,
+   names=_API_CONV_NAMES, compare=_wrap_conv_compare, finite_inputs=("input", "weight", "bias"),
+   text="kernels.conv2d.conv2d_fwd")
 
 
 def _conv_bwd_data_api(fn):
@@ -538,9 +557,9 @@ def _conv_bwd_data_api(fn):
     return call
 
 
-op("ops.conv2d_backward_data", fast=_conv_bwd_data_api(ops.conv2d_backward_data),
-   ref=_conv_bwd_data_api(ops.conv2d_backward_data_ref), keywords=True, names=_API_CONV_NAMES,
-   compare=_wrap_conv_compare, finite_inputs=("grad_output", "weight"), text="ops.conv2d_backward_data")
+op("kernels.conv2d_bwd_data", fast=_conv_bwd_data_api(kconv.conv2d_bwd_data),
+   ref=_conv_bwd_data_api(kconv.conv2d_bwd_data_ref), keywords=True, names=_API_CONV_NAMES,
+   compare=_wrap_conv_compare, finite_inputs=("grad_output", "weight"), text="kernels.conv2d.conv2d_bwd_data")
 
 
 def _conv_bwd_weight_api(fn):
@@ -550,9 +569,9 @@ def _conv_bwd_weight_api(fn):
     return call
 
 
-op("ops.conv2d_backward_weight", fast=_conv_bwd_weight_api(ops.conv2d_backward_weight),
-   ref=_conv_bwd_weight_api(ops.conv2d_backward_weight_ref), keywords=True, names=_API_CONV_NAMES,
-   compare=_wrap_conv_compare, finite_inputs=("input", "grad_output"), text="ops.conv2d_backward_weight")
+op("kernels.conv2d_bwd_weight", fast=_conv_bwd_weight_api(kconv.conv2d_bwd_weight),
+   ref=_conv_bwd_weight_api(kconv.conv2d_bwd_weight_ref), keywords=True, names=_API_CONV_NAMES,
+   compare=_wrap_conv_compare, finite_inputs=("input", "grad_output"), text="kernels.conv2d.conv2d_bwd_weight")
 
 
 # ------------------------------------------------------------------ pooling
@@ -570,14 +589,14 @@ def _avg_compare(case, what, got, want, kv):
     assert_close(what, got, want, atol=4 * (min(terms, 4096) + 3) * U32 * (scale + 1e-30), rtol=4 * U32)
 
 
-op("max_pool2d_fwd", fast=_C.max_pool2d_fwd, ref=_C.max_pool2d_fwd_ref, outputs=("out", "out_indices"),
+op("max_pool2d_fwd", fast=_C.max_pool2d_fwd, ref=_C.max_pool2d_fwd_ref, ref_float64=True, outputs=("out", "out_indices"),
    names=_POOL_NAMES, finite_inputs=("x",), text="_C.max_pool2d_fwd")
-op("max_pool2d_bwd", fast=_C.max_pool2d_bwd, ref=_C.max_pool2d_bwd_ref, outputs=("out",), names=_POOL_NAMES,
+op("max_pool2d_bwd", fast=_C.max_pool2d_bwd, ref=_C.max_pool2d_bwd_ref, ref_float64=True, outputs=("out",), names=_POOL_NAMES,
    value_errors=("is outside the input plane",), compare=_avg_compare, finite_inputs=("dy",),
    text="_C.max_pool2d_bwd")
-op("avg_pool2d_fwd", fast=_C.avg_pool2d_fwd, ref=_C.avg_pool2d_fwd_ref, outputs=("out",), names=_POOL_NAMES,
+op("avg_pool2d_fwd", fast=_C.avg_pool2d_fwd, ref=_C.avg_pool2d_fwd_ref, ref_float64=True, outputs=("out",), names=_POOL_NAMES,
    compare=_avg_compare, finite_inputs=("x",), text="_C.avg_pool2d_fwd")
-op("avg_pool2d_bwd", fast=_C.avg_pool2d_bwd, ref=_C.avg_pool2d_bwd_ref, outputs=("out",), names=_POOL_NAMES,
+op("avg_pool2d_bwd", fast=_C.avg_pool2d_bwd, ref=_C.avg_pool2d_bwd_ref, ref_float64=True, outputs=("out",), names=_POOL_NAMES,
    compare=_avg_compare, finite_inputs=("dy",), text="_C.avg_pool2d_bwd")
 
 
@@ -595,10 +614,10 @@ def _adaptive_oracle(case, kv, outs):
     _avg_compare(case, "adaptive_avg_pool2d against NumPy", outs["out"], want.astype(np.float32), kv)
 
 
-op("adaptive_avg_pool2d_fwd", fast=_C.adaptive_avg_pool2d_fwd, ref=_C.adaptive_avg_pool2d_fwd_ref, outputs=("out",),
+op("adaptive_avg_pool2d_fwd", fast=_C.adaptive_avg_pool2d_fwd, ref=_C.adaptive_avg_pool2d_fwd_ref, ref_float64=True, outputs=("out",),
    names=_POOL_NAMES, compare=_avg_compare, finite_inputs=("x",), oracle=_adaptive_oracle,
    text="_C.adaptive_avg_pool2d_fwd")
-op("adaptive_avg_pool2d_bwd", fast=_C.adaptive_avg_pool2d_bwd, ref=_C.adaptive_avg_pool2d_bwd_ref,
+op("adaptive_avg_pool2d_bwd", fast=_C.adaptive_avg_pool2d_bwd, ref=_C.adaptive_avg_pool2d_bwd_ref, ref_float64=True,
    outputs=("out",), names=_POOL_NAMES, compare=_avg_compare, finite_inputs=("dy",),
    text="_C.adaptive_avg_pool2d_bwd")
 
@@ -606,26 +625,27 @@ op("adaptive_avg_pool2d_bwd", fast=_C.adaptive_avg_pool2d_bwd, ref=_C.adaptive_a
 def _max_pool_api(ref):
     def call(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
         if ref:
-            y, idx = ops.max_pool2d_ref(input, kernel_size, stride, padding, dilation, ceil_mode)
+            y, idx = kpool.max_pool2d_fwd_ref(input, kernel_size, stride, padding, dilation, ceil_mode)
             return (y, idx) if return_indices else y
-        return ops.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+        return kpool.max_pool2d_fwd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
     return call
 
 
-op("ops.max_pool2d", fast=_max_pool_api(False), ref=_max_pool_api(True), keywords=True, names=_POOL_NAMES,
-   finite_inputs=("input",), text="ops.max_pool2d")
-op("ops.max_pool2d_backward", fast=ops.max_pool2d_backward, ref=ops.max_pool2d_backward_ref, keywords=True,
+op("kernels.max_pool2d_fwd", fast=_max_pool_api(False), ref=_max_pool_api(True), keywords=True, names=_POOL_NAMES,
+   finite_inputs=("input",), text="kernels.pool2d.max_pool2d_fwd")
+op("kernels.max_pool2d_bwd", fast=kpool.max_pool2d_bwd, ref=kpool.max_pool2d_bwd_ref, keywords=True,
    names=_POOL_NAMES, value_errors=("is outside the input plane",), compare=_avg_compare,
-   finite_inputs=("grad_output",), text="ops.max_pool2d_backward")
-op("ops.avg_pool2d", fast=ops.avg_pool2d, ref=ops.avg_pool2d_ref, keywords=True, names=_POOL_NAMES,
-   compare=_avg_compare, finite_inputs=("input",), text="ops.avg_pool2d")
-op("ops.avg_pool2d_backward", fast=ops.avg_pool2d_backward, ref=ops.avg_pool2d_backward_ref, keywords=True,
-   names=_POOL_NAMES, compare=_avg_compare, finite_inputs=("grad_output",), text="ops.avg_pool2d_backward")
-op("ops.adaptive_avg_pool2d", fast=ops.adaptive_avg_pool2d, ref=ops.adaptive_avg_pool2d_ref, keywords=True,
-   names=_POOL_NAMES, compare=_avg_compare, finite_inputs=("input",), text="ops.adaptive_avg_pool2d")
-op("ops.adaptive_avg_pool2d_backward", fast=ops.adaptive_avg_pool2d_backward,
-   ref=ops.adaptive_avg_pool2d_backward_ref, keywords=True, names=_POOL_NAMES, compare=_avg_compare,
-   finite_inputs=("grad_output",), text="ops.adaptive_avg_pool2d_backward")
+   finite_inputs=("grad_output",), text="kernels.pool2d.max_pool2d_bwd")
+op("kernels.avg_pool2d_fwd", fast=kpool.avg_pool2d_fwd, ref=kpool.avg_pool2d_fwd_ref, keywords=True,
+   names=_POOL_NAMES, compare=_avg_compare, finite_inputs=("input",), text="kernels.pool2d.avg_pool2d_fwd")
+op("kernels.avg_pool2d_bwd", fast=kpool.avg_pool2d_bwd, ref=kpool.avg_pool2d_bwd_ref, keywords=True,
+   names=_POOL_NAMES, compare=_avg_compare, finite_inputs=("grad_output",), text="kernels.pool2d.avg_pool2d_bwd")
+op("kernels.adaptive_avg_pool2d_fwd", fast=kpool.adaptive_avg_pool2d_fwd, ref=kpool.adaptive_avg_pool2d_fwd_ref,
+   keywords=True, names=_POOL_NAMES, compare=_avg_compare, finite_inputs=("input",),
+   text="kernels.pool2d.adaptive_avg_pool2d_fwd")
+op("kernels.adaptive_avg_pool2d_bwd", fast=kpool.adaptive_avg_pool2d_bwd, ref=kpool.adaptive_avg_pool2d_bwd_ref,
+   keywords=True, names=_POOL_NAMES, compare=_avg_compare, finite_inputs=("grad_output",),
+   text="kernels.pool2d.adaptive_avg_pool2d_bwd")
 
 
 # ------------------------------------------------------------------ softmax cross-entropy
@@ -673,7 +693,8 @@ def _xent_fwd_compare(case, what, got, want, kv):
 
 
 def _xent_fwd_oracle(case, kv, outs):
-    lse, nll, smooth = _xent_rows(kv["logits"], kv["target"], kv["weight"], kv["eps"], kv["ignore_index"])
+    lse, nll, smooth = _xent_rows(kv["logits"], kv["target"], kv["weight"], kv["label_smoothing"],
+                                  kv["ignore_index"])
     # A row holding an infinity has no single right answer (log_softmax gives NaN, logsumexp
     # +-inf): only the reference decides those rows (rule 3); NumPy checks the others.
     z = kv["logits"]
@@ -682,13 +703,14 @@ def _xent_fwd_oracle(case, kv, outs):
                         (("out_lse", lse), ("out_nll", nll), ("out_smooth", smooth)))
     _xent_fwd_compare(case, "lse against NumPy", outs["out_lse"], lse, kv)
     _xent_fwd_compare(case, "nll against NumPy", outs["out_nll"], nll, kv)
-    if kv["target"].ndim == 1 and kv["eps"] > 0:
+    if kv["target"].ndim == 1 and kv["label_smoothing"] > 0:
         _xent_fwd_compare(case, "smooth against NumPy", outs["out_smooth"], smooth, kv)
 
 
-op("xent_fwd", fast=_C.xent_fwd, ref=_C.xent_fwd_ref, outputs=("out_lse", "out_nll", "out_smooth"),
+op("cross_entropy_fwd", fast=_C.cross_entropy_fwd, ref=_C.cross_entropy_fwd_ref, ref_float64=True,
+   outputs=("out_lse", "out_nll", "out_smooth"),
    names=_XENT_NAMES, value_errors=("is neither a class",), compare=_xent_fwd_compare,
-   finite_inputs=("logits", "target", "weight"), oracle=_xent_fwd_oracle, text="_C.xent_fwd")
+   finite_inputs=("logits", "target", "weight"), oracle=_xent_fwd_oracle, text="_C.cross_entropy_fwd")
 
 
 def _xent_bwd_compare(case, what, got, want, kv):
@@ -699,9 +721,10 @@ def _xent_bwd_compare(case, what, got, want, kv):
     assert_close(what, got, want, atol=16 * U32 * s * (wmax + 1.0) * (kv["logits"].shape[1] + 1) + 1e-30, rtol=1e-5)
 
 
-op("xent_bwd", fast=_C.xent_bwd, ref=_C.xent_bwd_ref, outputs=("out",), names=_XENT_NAMES,
+op("cross_entropy_bwd", fast=_C.cross_entropy_bwd, ref=_C.cross_entropy_bwd_ref, ref_float64=True, outputs=("out",),
+   names=_XENT_NAMES,
    value_errors=("is neither a class",), compare=_xent_bwd_compare,
-   finite_inputs=("logits", "target", "weight", "lse", "scale"), text="_C.xent_bwd")
+   finite_inputs=("logits", "target", "weight", "lse", "scale"), text="_C.cross_entropy_bwd")
 
 
 def _xent_api_compare(case, what, got, want, kv):
@@ -761,10 +784,10 @@ def _xent_api(fn):
     return call
 
 
-op("ops.softmax_cross_entropy", fast=_xent_api(ops.softmax_cross_entropy),
-   ref=_xent_api(ops.softmax_cross_entropy_ref), keywords=True, names=_XENT_NAMES,
-   value_errors=("is neither a class",), compare=_xent_api_compare, finite_inputs=("logits", "weight"),
-   finite_outputs=(), oracle=_xent_api_oracle, text="ops.softmax_cross_entropy")
+op("kernels.cross_entropy_fwd", fast=_xent_api(kxent.cross_entropy_fwd), ref=_xent_api(kxent.cross_entropy_fwd_ref),
+   keywords=True, names=_XENT_NAMES, value_errors=("is neither a class",), compare=_xent_api_compare,
+   finite_inputs=("logits", "weight"), finite_outputs=(), oracle=_xent_api_oracle,
+   text="kernels.cross_entropy.cross_entropy_fwd")
 
 
 def _xent_bwd_api(fn):
@@ -775,15 +798,15 @@ def _xent_bwd_api(fn):
     return call
 
 
-op("ops.softmax_cross_entropy_backward", fast=_xent_bwd_api(ops.softmax_cross_entropy_backward),
-   ref=_xent_bwd_api(ops.softmax_cross_entropy_backward_ref), keywords=True, outputs=("out",), names=_XENT_NAMES,
+op("kernels.cross_entropy_bwd", fast=_xent_bwd_api(kxent.cross_entropy_bwd),
+   ref=_xent_bwd_api(kxent.cross_entropy_bwd_ref), keywords=True, outputs=("out",), names=_XENT_NAMES,
    value_errors=("is neither a class",), compare=_xent_api_compare, finite_inputs=("logits", "weight", "lse"),
-   finite_outputs=(), text="ops.softmax_cross_entropy_backward")
+   finite_outputs=(), text="kernels.cross_entropy.cross_entropy_bwd")
 
 
 def _linear_xent(hidden, weight, target, bias=None, class_weight=None, ignore_index=-100, label_smoothing=0.0,
                  reduction="mean", chunk_bytes=64 << 20):
-    return ops.linear_cross_entropy(hidden, weight, target, bias, class_weight=class_weight,
+    return kxent.linear_cross_entropy(hidden, weight, target, bias, class_weight=class_weight,
                                     ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
                                     chunk_bytes=chunk_bytes)
 
@@ -794,27 +817,26 @@ def _linear_xent_ref(hidden, weight, target, bias=None, class_weight=None, ignor
     cross-entropy references, the gradients by gemm_ref."""
     if int(chunk_bytes) < 1:
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes!r}")
-    logits = ops.gemm_ref(hidden, weight, trans_b=True, bias=bias)
-    loss, lse = ops.softmax_cross_entropy_ref(logits, target, weight=class_weight, ignore_index=ignore_index,
-                                              label_smoothing=label_smoothing, reduction=reduction, return_lse=True)
-    dz = ops.softmax_cross_entropy_backward_ref(logits, target, lse, 1.0, weight=class_weight,
-                                                ignore_index=ignore_index, label_smoothing=label_smoothing,
-                                                reduction=reduction)
-    d_hidden = ops.gemm_ref(dz, np.ascontiguousarray(weight))
-    d_weight = ops.gemm_ref(dz, np.ascontiguousarray(hidden), trans_a=True)
+    logits = kgemm.gemm_ref(hidden, weight, trans_b=True, bias=bias)
+    loss, lse = kxent.cross_entropy_fwd_ref(logits, target, weight=class_weight, ignore_index=ignore_index,
+                                            label_smoothing=label_smoothing, reduction=reduction, return_lse=True)
+    dz = kxent.cross_entropy_bwd_ref(logits, target, lse, 1.0, weight=class_weight, ignore_index=ignore_index,
+                                     label_smoothing=label_smoothing, reduction=reduction)
+    d_hidden = kgemm.gemm_ref(dz, np.ascontiguousarray(weight))
+    d_weight = kgemm.gemm_ref(dz, np.ascontiguousarray(hidden), trans_a=True)
     d_bias = dz.astype(np.float64).sum(axis=0).astype(np.float32) if bias is not None else None
     return loss, d_hidden, d_weight, d_bias
 
 
-op("ops.linear_cross_entropy", fast=_linear_xent, ref=_linear_xent_ref, keywords=True, names=_XENT_NAMES,
+op("kernels.linear_cross_entropy", fast=_linear_xent, ref=_linear_xent_ref, keywords=True, names=_XENT_NAMES,
    value_errors=("is neither a class",), compare=_xent_api_compare, finite_inputs=None, same_errors=False,
-   text="ops.linear_cross_entropy")
+   text="kernels.cross_entropy.linear_cross_entropy")
 
 
 # ------------------------------------------------------------------ optimizer steps
 
-_OPTIM_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer", "step", "lr",
-                "optimizer state")
+_OPTIM_NAMES = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "momentum_buffers", "steps", "lr",
+                "beta1", "beta2", "eps", "weight_decay", "momentum", "dampening", "optimizer state")
 
 
 def _optim_compare(case, what, got, want, kv):
@@ -826,41 +848,48 @@ def _optim_compare(case, what, got, want, kv):
 
 
 def _adam_oracle(case, kv, outs):
-    """The contract's formulas in float64 from the float32 parameters."""
+    """The contract's formulas in float64 from the float32 hyper-parameters, per parameter."""
     f = lambda x: float(np.float32(x))  # noqa: E731 - the binding passes float32 hyper-parameters
     lr, b1, b2, eps, wd = (f(kv[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay"))
-    t = kv["step"]
     if not all(math.isfinite(x) for x in (lr, b1, b2, eps, wd)) or not (0 <= b1 < 1 and 0 <= b2 < 1) or eps <= 0:
         return
-    if t > 10**6:
-        return
-    p = kv["param"].astype(np.float64).ravel()
-    g = kv["grad"].astype(np.float64).ravel()
-    m = kv["exp_avg"].astype(np.float64).ravel()
-    v = kv["exp_avg_sq"].astype(np.float64).ravel()
-    if not (np.isfinite(p).all() and np.isfinite(g).all() and np.isfinite(m).all() and np.isfinite(v).all()):
-        return
-    g = -g if kv["maximize"] else g
-    if kv["decoupled"]:
-        p = p * (1 - lr * wd)
-    else:
-        g = g + wd * p
-    m = m + (1 - b1) * (g - m)
-    v = b2 * v + (1 - b2) * g * g
-    vv = v
-    if kv["max_exp_avg_sq"] is not None:
-        vv = np.maximum(kv["max_exp_avg_sq"].astype(np.float64).ravel(), v)
-    p = p - (lr / (1 - b1**t)) * m / (np.sqrt(vv) / math.sqrt(1 - b2**t) + eps)
-    got = outs["param"].astype(np.float64).ravel()
-    step = np.abs(p - kv["param"].astype(np.float64).ravel())
-    assert_close("param against the formula", got, p, atol=1e-4 * step + 4 * U32 * np.abs(p) + 1e-30, rtol=0)
+    for i, param in enumerate(kv["params"]):
+        t = kv["steps"][i]
+        if not isinstance(t, int) or not 1 <= t <= 10**6:
+            continue
+        p = param.astype(np.float64).ravel()
+        g = kv["grads"][i].astype(np.float64).ravel()
+        m = kv["exp_avgs"][i].astype(np.float64).ravel()
+        v = kv["exp_avg_sqs"][i].astype(np.float64).ravel()
+        if not (np.isfinite(p).all() and np.isfinite(g).all() and np.isfinite(m).all() and np.isfinite(v).all()):
+            continue
+        g = -g if kv["maximize"] else g
+        if kv["decoupled"]:
+            p = p * (1 - lr * wd)
+        else:
+            g = g + wd * p
+        m = m + (1 - b1) * (g - m)
+        v = b2 * v + (1 - b2) * g * g
+        vv = v
+        if kv["max_exp_avg_sqs"] is not None:
+            vv = np.maximum(kv["max_exp_avg_sqs"][i].astype(np.float64).ravel(), v)
+        p = p - (lr / (1 - b1**t)) * m / (np.sqrt(vv) / math.sqrt(1 - b2**t) + eps)
+        got = outs[f"params[{i}]"].astype(np.float64).ravel()
+        step = np.abs(p - param.astype(np.float64).ravel())
+        assert_close(f"params[{i}] against the formula", got, p, atol=1e-4 * step + 4 * U32 * np.abs(p) + 1e-30)
 
 
-op("adam_step", fast=_C.adam_step, ref=_C.adam_step_ref,
-   outputs=("param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"), names=_OPTIM_NAMES, compare=_optim_compare,
-   finite_inputs=None, oracle=_adam_oracle, text="_C.adam_step")
-op("sgd_step", fast=_C.sgd_step, ref=_C.sgd_step_ref, outputs=("param", "momentum_buffer"), names=_OPTIM_NAMES,
+_ADAM_OUT = ("params", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs")
+op("adam_step", fast=_C.adam_step, ref=_C.adam_step_ref, outputs=_ADAM_OUT, names=_OPTIM_NAMES,
+   compare=_optim_compare, finite_inputs=None, oracle=_adam_oracle, text="_C.adam_step")
+op("sgd_step", fast=_C.sgd_step, ref=_C.sgd_step_ref, outputs=("params", "momentum_buffers"), names=_OPTIM_NAMES,
    compare=_optim_compare, finite_inputs=None, text="_C.sgd_step")
+op("kernels.adam_step", fast=kopt.adam_step, ref=lambda *a, **kw: kopt.adam_step(*a, reference=True, **kw),
+   keywords=True, outputs=_ADAM_OUT, names=_OPTIM_NAMES, compare=_optim_compare, finite_inputs=None,
+   oracle=_adam_oracle, text="kernels.optim_step.adam_step")
+op("kernels.sgd_step", fast=kopt.sgd_step, ref=lambda *a, **kw: kopt.sgd_step(*a, reference=True, **kw),
+   keywords=True, outputs=("params", "momentum_buffers"), names=_OPTIM_NAMES, compare=_optim_compare,
+   finite_inputs=None, text="kernels.optim_step.sgd_step")
 
 
 # ------------------------------------------------------------------ elementwise
@@ -872,30 +901,36 @@ def _relu_oracle(case, kv, outs):
     x = kv["input"]
     with np.errstate(invalid="ignore"):
         want = np.where(np.isnan(x), x, np.maximum(x, 0))
-    assert_close("relu against NumPy", outs["out"], want.astype(x.dtype))
+    assert_close("relu against NumPy", outs["out"] if "out" in outs else outs["return"], want.astype(x.dtype))
 
 
 def _relu_bwd_oracle(case, kv, outs):
     g, y = kv["grad_output"], kv["output"]
     with np.errstate(invalid="ignore"):
         want = np.where(y > 0, g, 0).astype(g.dtype)
-    assert_close("relu_backward against NumPy", outs["out"], want)
+    assert_close("relu_bwd against NumPy", outs["out"] if "out" in outs else outs["return"], want)
 
 
 def _erf_oracle(case, kv, outs):
     x = kv["input"]
     want = np.array([math.erf(v) for v in x.astype(np.float64).ravel()], np.float64).reshape(x.shape)
     tight = x.dtype == np.float64
-    assert_close("erf against math.erf", outs["out"], want.astype(x.dtype),
+    assert_close("erf against math.erf", outs["out"] if "out" in outs else outs["return"], want.astype(x.dtype),
                  atol=1e-15 if tight else 1e-7, rtol=4e-15 if tight else 4 * U32)
 
 
-op("relu", fast=_C.relu, outputs=("out",), names=_ELT_NAMES, finite_inputs=("input",), oracle=_relu_oracle,
-   text="_C.relu")
-op("relu_backward", fast=_C.relu_backward, outputs=("out",), names=_ELT_NAMES,
-   finite_inputs=("grad_output", "output"), oracle=_relu_bwd_oracle, text="_C.relu_backward")
+op("relu_fwd", fast=_C.relu_fwd, outputs=("out",), names=_ELT_NAMES, finite_inputs=("input",), oracle=_relu_oracle,
+   text="_C.relu_fwd")
+op("relu_bwd", fast=_C.relu_bwd, outputs=("out",), names=_ELT_NAMES, finite_inputs=("grad_output", "output"),
+   oracle=_relu_bwd_oracle, text="_C.relu_bwd")
 op("erf", fast=_C.erf, outputs=("out",), names=_ELT_NAMES, finite_inputs=("input",), oracle=_erf_oracle,
    text="_C.erf")
+op("kernels.relu_fwd", fast=kelt.relu_fwd, keywords=True, outputs=("out",), names=_ELT_NAMES,
+   finite_inputs=("input",), oracle=_relu_oracle, text="kernels.eltwise.relu_fwd")
+op("kernels.relu_bwd", fast=kelt.relu_bwd, keywords=True, outputs=("out",), names=_ELT_NAMES,
+   finite_inputs=("grad_output", "output"), oracle=_relu_bwd_oracle, text="kernels.eltwise.relu_bwd")
+op("kernels.erf", fast=kelt.erf, keywords=True, outputs=("out",), names=_ELT_NAMES, finite_inputs=("input",),
+   oracle=_erf_oracle, text="kernels.eltwise.erf")
 
 
 # ------------------------------------------------------------------ quantized matmul

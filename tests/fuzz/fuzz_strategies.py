@@ -229,7 +229,7 @@ def gemm_cases(draw, api=False):
     relu = draw(st.booleans())
     args = [("a", a), ("b", b), ("out", out), ("alpha", alpha), ("beta", beta), ("trans_a", ta), ("trans_b", tb),
             ("bias", bias), ("relu", relu)]
-    return _case("ops.gemm" if api else "gemm", args, sp, isa, threads)
+    return _case("kernels.gemm" if api else "gemm", args, sp, isa, threads)
 
 
 @st.composite
@@ -250,7 +250,7 @@ def matmul_cases(draw):
         except ValueError:
             shape = (m, n)
         out = bad_array(draw, sp, shape, fill=("none",), bad_pct=bad)
-    return _case("ops.matmul", [("a", a), ("b", b), ("out", out)], sp, isa, threads)
+    return _case("kernels.matmul", [("a", a), ("b", b), ("out", out)], sp, isa, threads)
 
 
 # ------------------------------------------------------------------ convolution
@@ -407,7 +407,7 @@ def api_conv_cases(draw, which="fwd"):
     if bad and draw(st.integers(0, 9)) == 0:
         groups = draw(st.sampled_from(GIANT + (True, 1.0)))
     try:
-        from ember import _geometry
+        from ember.kernels import _geometry
 
         g = _geometry.conv2d_geometry((n, c, h, w), (o, cg, kh, kw), stride, padding, dilation, groups)
         oshape = g.output_shape if all(0 <= d <= 4096 for d in g.output_shape) else (n, o, 1, 1)
@@ -420,7 +420,7 @@ def api_conv_cases(draw, which="fwd"):
         bias = None if draw(st.booleans()) else bad_array(draw, sp, (o,), fill=("ints",), bad_pct=bad)
         args = [("input", x), ("weight", wt), ("bias", bias), ("stride", stride), ("padding", padding),
                 ("dilation", dilation), ("groups", groups), ("relu", draw(st.booleans()))]
-        return _case("ops.conv2d", args, sp, isa, threads)
+        return _case("kernels.conv2d_fwd", args, sp, isa, threads)
     shape_arg = (n, c, h, w) if which == "data" else (o, cg, kh, kw)
     if bad and draw(st.integers(0, 4)) == 0:
         shape_arg = draw(st.sampled_from(((n, c, h), (n, c, h, -1), (n, c, h, 2**63), "abcd", None, (n, c, h, w, 1),
@@ -433,11 +433,11 @@ def api_conv_cases(draw, which="fwd"):
         wt = bad_array(draw, sp, (o, cg, kh, kw), fill=("ints",), bad_pct=bad)
         args = [("grad_output", dy), ("weight", wt), ("input_shape", shape_arg), ("stride", stride),
                 ("padding", padding), ("dilation", dilation), ("groups", groups)]
-        return _case("ops.conv2d_backward_data", args, sp, isa, threads)
+        return _case("kernels.conv2d_bwd_data", args, sp, isa, threads)
     x = bad_array(draw, sp, (n, c, h, w), fill=fill, bad_pct=bad)
     args = [("input", x), ("grad_output", dy), ("weight_shape", shape_arg), ("stride", stride),
             ("padding", padding), ("dilation", dilation), ("groups", groups), ("bias", draw(st.booleans()))]
-    return _case("ops.conv2d_backward_weight", args, sp, isa, threads)
+    return _case("kernels.conv2d_bwd_weight", args, sp, isa, threads)
 
 
 # ------------------------------------------------------------------ pooling
@@ -584,13 +584,13 @@ def api_pool_cases(draw, which):
         if which == "max":
             args += [("dilation", _api_int(draw, (1, 2), bad)), ("ceil_mode", ceil_mode),
                      ("return_indices", draw(st.booleans()))]
-            return _case("ops.max_pool2d", args, sp, isa, threads)
+            return _case("kernels.max_pool2d_fwd", args, sp, isa, threads)
         args += [("ceil_mode", ceil_mode), ("count_include_pad", draw(st.booleans()))]
-        return _case("ops.avg_pool2d", args, sp, isa, threads)
+        return _case("kernels.avg_pool2d_fwd", args, sp, isa, threads)
     if which == "adaptive":
         x = bad_array(draw, sp, (n, c, h, w), fill=fill, bad_pct=bad)
         size = _api_int(draw, (1, 2, 3, 5), bad)
-        return _case("ops.adaptive_avg_pool2d", [("input", x), ("output_size", size)], sp, isa, threads)
+        return _case("kernels.adaptive_avg_pool2d_fwd", [("input", x), ("output_size", size)], sp, isa, threads)
     in_shape = (n, c, h, w)
     if bad and draw(st.integers(0, 3)) == 0:
         in_shape = draw(st.sampled_from(((n, c, h), (n, c, -1, w), (n, c, 2**40, w), (n, c, 2**62, 2**62),
@@ -598,14 +598,14 @@ def api_pool_cases(draw, which):
     if which == "adaptive_backward":
         oh, ow = draw(st.sampled_from((1, 2, 3, 0))), draw(st.sampled_from((1, 2, 3)))
         dy = bad_array(draw, sp, (n, c, oh, ow), fill=fill, bad_pct=bad)
-        return _case("ops.adaptive_avg_pool2d_backward", [("grad_output", dy), ("input_shape", in_shape)], sp, isa,
+        return _case("kernels.adaptive_avg_pool2d_bwd", [("grad_output", dy), ("input_shape", in_shape)], sp, isa,
                      threads)
     if which == "max_backward":
         oh, ow = draw(SMALL), draw(SMALL)
         dy = bad_array(draw, sp, (n, c, oh, ow), fill=fill, bad_pct=bad)
         extra = (-1, h * w, 2**62) if bad else ()
         idx = bad_array(draw, sp, (n, c, oh, ow), "int64", ("labels", max(h * w, 1)) + extra, bad_pct=bad)
-        return _case("ops.max_pool2d_backward", [("grad_output", dy), ("indices", idx), ("input_shape", in_shape)],
+        return _case("kernels.max_pool2d_bwd", [("grad_output", dy), ("indices", idx), ("input_shape", in_shape)],
                      sp, isa, threads)
     # avg_backward: grad_output must have the forward output's shape
     kk = k if isinstance(k, int) and not isinstance(k, bool) else 2
@@ -620,7 +620,7 @@ def api_pool_cases(draw, which):
     dy = bad_array(draw, sp, (n, c, oh, ow), fill=fill, bad_pct=bad)
     args = [("grad_output", dy), ("input_shape", in_shape), ("kernel_size", k), ("stride", stride),
             ("padding", padding), ("ceil_mode", ceil_mode), ("count_include_pad", draw(st.booleans()))]
-    return _case("ops.avg_pool2d_backward", args, sp, isa, threads)
+    return _case("kernels.avg_pool2d_bwd", args, sp, isa, threads)
 
 
 # ------------------------------------------------------------------ softmax cross-entropy
@@ -650,9 +650,9 @@ def xent_cases(draw, backward=False):
                 for name in ("out_lse", "out_nll", "out_smooth")]
         if bad and isinstance(logits, Arr) and draw(st.integers(0, 3)) == 0:
             outs[0] = ("out_lse", sp.alias(logits, (b,), "float64"))
-        args = [("logits", logits), ("target", target), ("weight", weight), ("eps", eps),
+        args = [("logits", logits), ("target", target), ("weight", weight), ("label_smoothing", eps),
                 ("ignore_index", ignore_index)] + outs
-        return _case("xent_fwd", args, sp, isa, threads)
+        return _case("cross_entropy_fwd", args, sp, isa, threads)
     lse = bad_array(draw, sp, (b,), "float64", ("lse_of", "logits"), bad_pct=bad)
     scale = bad_array(draw, sp, (b,), fill=("gauss",), bad_pct=bad)
     how = draw(st.sampled_from(("new", "inplace", "new", "alias")))
@@ -662,9 +662,9 @@ def xent_cases(draw, backward=False):
         out = sp.alias(draw(st.sampled_from([a for a in (logits, target, weight) if isinstance(a, Arr)])), (b, v))
     else:
         out = bad_array(draw, sp, (b, v), fill=("none",), bad_pct=bad)
-    args = [("logits", logits), ("target", target), ("weight", weight), ("eps", eps), ("ignore_index", ignore_index),
-            ("lse", lse), ("scale", scale), ("out", out)]
-    return _case("xent_bwd", args, sp, isa, threads)
+    args = [("logits", logits), ("target", target), ("weight", weight), ("label_smoothing", eps),
+            ("ignore_index", ignore_index), ("lse", lse), ("scale", scale), ("out", out)]
+    return _case("cross_entropy_bwd", args, sp, isa, threads)
 
 
 TARGET_DTYPES = ("int64", "int32", "uint64", "uint8", "int8", "int16", "uint32")
@@ -703,12 +703,12 @@ def api_xent_cases(draw, which="fwd"):
         args = [("hidden", hidden), ("weight", wt), ("target", target), ("bias", bias), ("class_weight", weight),
                 ("ignore_index", ignore_index), ("label_smoothing", eps), ("reduction", reduction),
                 ("chunk_bytes", chunk)]
-        return _case("ops.linear_cross_entropy", args, sp, isa, threads)
+        return _case("kernels.linear_cross_entropy", args, sp, isa, threads)
     logits = bad_array(draw, sp, (b, v), fill=draw(st.sampled_from(FLOAT_FILLS[:4])), bad_pct=bad)
     if which == "fwd":
         args = [("logits", logits), ("target", target), ("weight", weight), ("ignore_index", ignore_index),
                 ("label_smoothing", eps), ("reduction", reduction), ("return_lse", draw(st.booleans()))]
-        return _case("ops.softmax_cross_entropy", args, sp, isa, threads)
+        return _case("kernels.cross_entropy_fwd", args, sp, isa, threads)
     lse = bad_array(draw, sp, (b,), "float64", ("lse_of", "logits"), bad_pct=bad)
     if reduction == "none" and draw(st.booleans()):
         grad_output = bad_array(draw, sp, (b,), "float32", ("gauss",), bad_pct=bad)
@@ -725,7 +725,7 @@ def api_xent_cases(draw, which="fwd"):
         out = None
     args = [("logits", logits), ("target", target), ("lse", lse), ("grad_output", grad_output), ("weight", weight),
             ("ignore_index", ignore_index), ("label_smoothing", eps), ("reduction", reduction), ("out", out)]
-    return _case("ops.softmax_cross_entropy_backward", args, sp, isa, threads)
+    return _case("kernels.cross_entropy_bwd", args, sp, isa, threads)
 
 
 # ------------------------------------------------------------------ optimizer steps
@@ -739,55 +739,68 @@ def _opt_shape(draw, n):
     return (n,)
 
 
-@st.composite
-def adam_cases(draw):
-    isa, threads, weird, bad = draw(header())
-    sp = Space(draw, weird)
-    n = draw(NS)
-    shape = _opt_shape(draw, n)
-    fill = draw(st.sampled_from(FLOAT_FILLS[:3]))
-    arrs = {}
-    for name, f in (("param", ("gauss",)), ("grad", fill), ("exp_avg", ("gauss",)), ("exp_avg_sq", ("pos",))):
-        arrs[name] = bad_array(draw, sp, shape, fill=f, bad_pct=bad)
-    arrs["max_exp_avg_sq"] = None if draw(st.booleans()) else bad_array(draw, sp, shape, fill=("pos",),
-                                                                         bad_pct=bad)
-    if bad and draw(st.integers(0, 3)) == 0:
-        names = [k for k, a in arrs.items() if isinstance(a, Arr)]
+def _param_lists(draw, sp, bad, names_fills):
+    """One list per name, one array per parameter (1 to 3 of them, of their own sizes); when bad,
+    a list of another length, an array of another size, or one array shared by two lists."""
+    shapes = [_opt_shape(draw, draw(NS)) for _ in range(draw(st.sampled_from((1, 2, 3))))]
+    lists = {}
+    for name, fill in names_fills:
+        if fill is None:
+            lists[name] = None
+            continue
+        items = [bad_array(draw, sp, shape, fill=fill, bad_pct=bad // 2) for shape in shapes]
+        if bad and draw(st.integers(0, 9)) == 0:
+            items = items[:-1] if len(items) > 1 and draw(st.booleans()) else items + [sp.array((3,), fill=fill)]
+        lists[name] = items
+    if bad and draw(st.integers(0, 4)) == 0:  # one array in two lists, or two overlapping ones
+        names = [k for k, v in lists.items() if v]
         if len(names) >= 2:
             src, dst = draw(st.permutations(names))[:2]
-            arrs[dst] = sp.alias(arrs[src], arrs[src].shape, fill=arrs[dst].fill if isinstance(arrs[dst], Arr)
-                                 else ("ints",))
-    hp = lambda normal, odd: pick(draw, normal, odd, bad)  # noqa: E731
-    lr = hp((1e-3, 0.1, 0.0), (-1e-3, math.nan, math.inf, 1e30, 2**1100))
-    b1 = hp((0.9, 0.0, 0.5), (1.0, -0.5, math.nan, 2.0))
-    b2 = hp((0.999, 0.0, 0.9), (1.0, -1.0, math.nan))
-    eps = hp((1e-8, 1e-3), (0.0, -1e-8, math.nan))
-    wd = hp((0.0, 0.01, 0.1), (-0.5, math.nan, 1e30))
-    step = hp((1, 2, 10, 1000), (0, -1) + GIANT)
-    args = [(k, arrs[k]) for k in ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")] + [
-        ("lr", lr), ("beta1", b1), ("beta2", b2), ("eps", eps), ("weight_decay", wd), ("step", step),
-        ("decoupled", draw(st.booleans())), ("maximize", draw(st.booleans()))]
-    return _case("adam_step", args, sp, isa, threads)
+            i = draw(st.integers(0, min(len(lists[src]), len(lists[dst])) - 1))
+            if isinstance(lists[src][i], Arr):
+                lists[dst] = list(lists[dst])
+                lists[dst][i] = sp.alias(lists[src][i], lists[src][i].shape, fill=("gauss",))
+    return lists, len(shapes)
 
 
 @st.composite
-def sgd_cases(draw):
+def adam_cases(draw, door=False):
     isa, threads, weird, bad = draw(header())
     sp = Space(draw, weird)
-    n = draw(NS)
-    shape = _opt_shape(draw, n)
-    p = bad_array(draw, sp, shape, fill=("gauss",), bad_pct=bad)
-    g = bad_array(draw, sp, shape, fill=draw(st.sampled_from(FLOAT_FILLS[:3])), bad_pct=bad)
-    buf = None if draw(st.booleans()) else bad_array(draw, sp, shape, fill=("gauss",), bad_pct=bad)
-    if bad and isinstance(p, Arr) and draw(st.integers(0, 3)) == 0:
-        buf = sp.alias(p, p.shape, fill=("gauss",))
+    grad_fill = draw(st.sampled_from(FLOAT_FILLS[:3]))
+    amsgrad = draw(st.booleans())
+    lists, count = _param_lists(draw, sp, bad, (("params", ("gauss",)), ("grads", grad_fill), ("exp_avgs", ("gauss",)),
+                                                ("exp_avg_sqs", ("pos",)),
+                                                ("max_exp_avg_sqs", ("pos",) if amsgrad else None)))
+    hp = lambda normal, odd: pick(draw, normal, odd, bad)  # noqa: E731
+    steps = [hp((1, 2, 10, 1000), (0, -1) + GIANT) for _ in range(count)]
+    if bad and draw(st.integers(0, 9)) == 0:
+        steps = draw(st.sampled_from((steps[:-1], steps + [1], [1.5] * count, None, "1")))
+    args = [(k, lists[k]) for k in ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs")] + [
+        ("steps", steps),
+        ("lr", hp((1e-3, 0.1, 0.0), (-1e-3, math.nan, math.inf, 1e30, 2**1100))),
+        ("beta1", hp((0.9, 0.0, 0.5), (1.0, -0.5, math.nan, 2.0))),
+        ("beta2", hp((0.999, 0.0, 0.9), (1.0, -1.0, math.nan))),
+        ("eps", hp((1e-8, 1e-3), (0.0, -1e-8, math.nan))),
+        ("weight_decay", hp((0.0, 0.01, 0.1), (-0.5, math.nan, 1e30))),
+        ("decoupled", draw(st.booleans())), ("maximize", draw(st.booleans()))]
+    return _case("kernels.adam_step" if door else "adam_step", args, sp, isa, threads)
+
+
+@st.composite
+def sgd_cases(draw, door=False):
+    isa, threads, weird, bad = draw(header())
+    sp = Space(draw, weird)
+    momentum = draw(st.booleans())
+    lists, _ = _param_lists(draw, sp, bad, (("params", ("gauss",)), ("grads", draw(st.sampled_from(FLOAT_FILLS[:3]))),
+                                            ("momentum_buffers", ("gauss",) if momentum else None)))
     vals, odd = (0.0, 0.9, 0.5, 1.0), (-1.0, math.nan, math.inf, 2**1100)
-    args = [("param", p), ("grad", g), ("momentum_buffer", buf),
+    args = [("params", lists["params"]), ("grads", lists["grads"]), ("momentum_buffers", lists["momentum_buffers"]),
             ("lr", pick(draw, (0.1, 1e-3, 0.0), (-0.1, math.nan, 1e30), bad)),
             ("momentum", pick(draw, vals, odd, bad)), ("dampening", pick(draw, vals, odd, bad)),
             ("weight_decay", pick(draw, (0.0, 0.01), (math.nan, -1.0), bad)),
             ("nesterov", draw(st.booleans())), ("maximize", draw(st.booleans())), ("first", draw(st.booleans()))]
-    return _case("sgd_step", args, sp, isa, threads)
+    return _case("kernels.sgd_step" if door else "sgd_step", args, sp, isa, threads)
 
 
 # ------------------------------------------------------------------ elementwise
@@ -796,13 +809,13 @@ ELT_SHAPES = st.sampled_from(((7,), (), (0,), (1,), (16,), (17,), (33,), (3, 5),
 
 
 @st.composite
-def eltwise_cases(draw, which):
+def eltwise_cases(draw, which, door=False):
     isa, threads, weird, bad = draw(header())
     sp = Space(draw, weird)
     shape = draw(ELT_SHAPES)
     dt = draw(st.sampled_from(("float32", "float64")))
     fill = draw(st.sampled_from(FLOAT_FILLS))
-    inputs = [("input", bad_array(draw, sp, shape, dt, fill, bad_pct=bad))] if which != "relu_backward" else [
+    inputs = [("input", bad_array(draw, sp, shape, dt, fill, bad_pct=bad))] if which != "relu_bwd" else [
         ("grad_output", bad_array(draw, sp, shape, dt, fill, bad_pct=bad)),
         ("output", bad_array(draw, sp, shape, dt, draw(st.sampled_from(FLOAT_FILLS)), bad_pct=bad))]
     how = draw(st.sampled_from(("new", "inplace", "new", "alias")))
@@ -811,9 +824,11 @@ def eltwise_cases(draw, which):
         out = Arr(src.dtype, src.shape, src.strides, src.offset, ("none",), 0)
     elif how == "alias" and isinstance(src, Arr) and bad:
         out = sp.alias(src, shape, dt)
+    elif door and draw(st.booleans()):
+        out = None  # the door allocates it
     else:
         out = bad_array(draw, sp, shape, dt, ("none",), bad_pct=bad)
-    return _case(which, inputs + [("out", out)], sp, isa, threads)
+    return _case(f"kernels.{which}" if door else which, inputs + [("out", out)], sp, isa, threads)
 
 
 # ------------------------------------------------------------------ quantized matmul

@@ -1,6 +1,6 @@
-"""The Python API over the kernels (ember.ops, ember.quant), fuzzed with the same property as
-the bindings: the fast function against its *_ref twin (or NumPy), named errors, no crash, no
-write outside `out`, inputs unchanged."""
+"""The Python API over the kernels (the doors of ember.kernels, ember.quant), fuzzed with the same
+property as the bindings: the fast function against its *_ref twin (or NumPy), named errors, no
+crash, no write outside `out`, inputs unchanged."""
 
 from hypothesis import given
 
@@ -10,85 +10,85 @@ from fuzz_settings import examples
 
 @examples(60)
 @given(fs.gemm_cases(api=True))
-def test_ops_gemm(worker, case):
+def test_gemm_door(worker, case):
     worker.check(case)
 
 
 @examples(40)
 @given(fs.matmul_cases())
-def test_ops_matmul(worker, case):
+def test_matmul_door(worker, case):
     worker.check(case)
 
 
 @examples(60)
 @given(fs.api_conv_cases("fwd"))
-def test_ops_conv2d(worker, case):
+def test_conv2d_fwd_door(worker, case):
     worker.check(case)
 
 
 @examples(40)
 @given(fs.api_conv_cases("data"))
-def test_ops_conv2d_backward_data(worker, case):
+def test_conv2d_bwd_data_door(worker, case):
     worker.check(case)
 
 
 @examples(40)
 @given(fs.api_conv_cases("weight"))
-def test_ops_conv2d_backward_weight(worker, case):
+def test_conv2d_bwd_weight_door(worker, case):
     worker.check(case)
 
 
 @examples(40)
 @given(fs.api_pool_cases("max"))
-def test_ops_max_pool2d(worker, case):
+def test_max_pool2d_fwd_door(worker, case):
     worker.check(case)
 
 
 @examples(30)
 @given(fs.api_pool_cases("max_backward"))
-def test_ops_max_pool2d_backward(worker, case):
+def test_max_pool2d_bwd_door(worker, case):
     worker.check(case)
 
 
 @examples(40)
 @given(fs.api_pool_cases("avg"))
-def test_ops_avg_pool2d(worker, case):
+def test_avg_pool2d_fwd_door(worker, case):
     worker.check(case)
 
 
 @examples(30)
 @given(fs.api_pool_cases("avg_backward"))
-def test_ops_avg_pool2d_backward(worker, case):
+def test_avg_pool2d_bwd_door(worker, case):
     worker.check(case)
 
 
 @examples(30)
 @given(fs.api_pool_cases("adaptive"))
-def test_ops_adaptive_avg_pool2d(worker, case):
+def test_adaptive_avg_pool2d_fwd_door(worker, case):
     worker.check(case)
 
 
 @examples(30)
 @given(fs.api_pool_cases("adaptive_backward"))
-def test_ops_adaptive_avg_pool2d_backward(worker, case):
+def test_adaptive_avg_pool2d_bwd_door(worker, case):
     worker.check(case)
 
 
 @examples(150)
 @given(fs.api_xent_cases("fwd"))
-def test_ops_softmax_cross_entropy(worker, case):
+def test_cross_entropy_fwd_door(worker, case):
     worker.check(case)
 
 
 @examples(40)
 @given(fs.api_xent_cases("bwd"))
-def test_ops_softmax_cross_entropy_backward(worker, case):
+def test_cross_entropy_bwd_door(worker, case):
     worker.check(case)
 
 
 @examples(30)
 @given(fs.api_xent_cases("linear"))
-def test_ops_linear_cross_entropy(worker, case):
+def test_linear_cross_entropy_door(worker, case):
     worker.check(case)
 
 
@@ -101,4 +101,34 @@ def test_quant_matmul(worker, case):
 @examples(40)
 @given(fs.api_qweight_cases())
 def test_quantized_weight(worker, case):
+    worker.check(case)
+
+
+@examples(20)
+@given(fs.eltwise_cases("relu_fwd", door=True))
+def test_relu_fwd_door(worker, case):
+    worker.check(case)
+
+
+@examples(20)
+@given(fs.eltwise_cases("relu_bwd", door=True))
+def test_relu_bwd_door(worker, case):
+    worker.check(case)
+
+
+@examples(20)
+@given(fs.eltwise_cases("erf", door=True))
+def test_erf_door(worker, case):
+    worker.check(case)
+
+
+@examples(30)
+@given(fs.adam_cases(door=True))
+def test_adam_step_door(worker, case):
+    worker.check(case)
+
+
+@examples(30)
+@given(fs.sgd_cases(door=True))
+def test_sgd_step_door(worker, case):
     worker.check(case)

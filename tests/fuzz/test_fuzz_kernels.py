@@ -70,13 +70,13 @@ def test_adaptive_avg_pool2d_bwd(worker, case):
 
 @examples(60)
 @given(fs.xent_cases())
-def test_xent_fwd(worker, case):
+def test_cross_entropy_fwd(worker, case):
     worker.check(case)
 
 
 @examples(60)
 @given(fs.xent_cases(backward=True))
-def test_xent_bwd(worker, case):
+def test_cross_entropy_bwd(worker, case):
     worker.check(case)
 
 
@@ -93,14 +93,14 @@ def test_sgd_step(worker, case):
 
 
 @examples(30)
-@given(fs.eltwise_cases("relu"))
-def test_relu(worker, case):
+@given(fs.eltwise_cases("relu_fwd"))
+def test_relu_fwd(worker, case):
     worker.check(case)
 
 
 @examples(30)
-@given(fs.eltwise_cases("relu_backward"))
-def test_relu_backward(worker, case):
+@given(fs.eltwise_cases("relu_bwd"))
+def test_relu_bwd(worker, case):
     worker.check(case)
 
 
