@@ -45,7 +45,7 @@ LD_PRELOAD="$(g++ -print-file-name=libasan.so) $(g++ -print-file-name=libstdc++.
 export LD_PRELOAD
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=4096
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-run_pytest() { python -m pytest -q -p no:cacheprovider "$@"; }
+run_pytest() { python -m pytest -p no:cacheprovider "$@"; }  # the header names EMBER_TEST_SEED
 
 best=$(python -c "import ember; print(ember._C.best_isa())")
 isas=${EMBER_SANITIZE_ISAS:-$(printf '%s\n' generic avx2 "$best" | awk '!seen[$0]++' | tr '\n' ' ')}
