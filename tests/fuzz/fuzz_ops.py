@@ -500,7 +500,7 @@ def _conv_bwd_weight_compare(case, what, got, want, kv):
 
 
 _CONV_NAMES = ("input", "weight", "out", "output", "stride", "padding", "dilation", "groups", "grad_output",
-               "out_bias", "bias")
+               "out_bias", "bias", "kernel", "dilated")  # "the dilated kernel spans ..." names dilation
 op("conv2d_fwd", fast=_C.conv2d_fwd, ref=_C.conv2d_fwd_ref, ref_float64=True, outputs=("out",), names=_CONV_NAMES,
    compare=_conv_tol_compare(_conv_mag_fwd), finite_inputs=("x", "w", "bias"), text="_C.conv2d_fwd")
 op("conv2d_bwd_data", fast=_C.conv2d_bwd_data, ref=_C.conv2d_bwd_data_ref, ref_float64=True, outputs=("out",), names=_CONV_NAMES,
@@ -577,7 +577,7 @@ op("kernels.conv2d_bwd_weight", fast=_conv_bwd_weight_api(kconv.conv2d_bwd_weigh
 # ------------------------------------------------------------------ pooling
 
 _POOL_NAMES = ("input", "out", "output", "out_indices", "indices", "grad_output", "kernel_size", "stride",
-               "padding", "dilation", "output_size", "input_shape", "plane", "window")
+               "padding", "dilation", "output_size", "input_shape", "plane", "window", "kernel", "dilated")
 
 
 def _avg_compare(case, what, got, want, kv):
