@@ -11,31 +11,44 @@
 
 #include <pybind11/pybind11.h>
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <utility>
 
 #include "bindings/array_view.h"
+#include "bindings/scalar_args.h"
 #include "core/check.h"
 #include "core/registry.h"
 #include "core/threads.h"
 
 namespace ember::bindings {
 
-// m.def(name, f, doc, py::arg(...)...), with every TypeError and ValueError f
-// raises prefixed by the function's name ("conv2d_fwd: out must be ...").
+// f(args...) with each wired argument converted back to f's parameter type (or refused by name).
+template <class R, class... A, size_t... I, class... W>
+R call(R (*f)(A...), const std::array<const char*, sizeof...(A)>& names, std::index_sequence<I...>, W&&... args) {
+  return f(unwire<A>(std::forward<W>(args), names[I])...);
+}
+
+// m.def(name, f, doc, py::arg(...)...), with every TypeError, ValueError and
+// OverflowError f raises prefixed by the function's name ("conv2d_fwd: out
+// must be ..."), and int, float and bool parameters received through
+// scalar_args.h, so that a value they cannot take is refused by name.
 template <class R, class... A, class... Extra>
 void def(py::module_& m, const char* name, R (*f)(A...), const char* doc, const Extra&... extra) {
   static_assert(sizeof...(Extra) == sizeof...(A), "name every argument with py::arg");
+  const std::array<const char*, sizeof...(A)> names{extra.name...};
   m.def(
       name,
-      [name, f](A... args) -> R {
+      [name, f, names](typename wire<A>::type... args) -> R {
         try {
-          return f(std::forward<A>(args)...);
+          return call(f, names, std::index_sequence_for<A...>{}, std::forward<typename wire<A>::type>(args)...);
         } catch (const TypeError& e) {
           throw TypeError(detail::concat(name, ": ", e.what()));
         } catch (const std::invalid_argument& e) {
           throw std::invalid_argument(detail::concat(name, ": ", e.what()));
+        } catch (const std::overflow_error& e) {
+          throw std::overflow_error(detail::concat(name, ": ", e.what()));
         }
       },
       doc, extra...);

@@ -45,6 +45,9 @@ void fwd_t(const py::handle& z_obj, const py::handle& target_obj, const py::hand
   const ArrayView nll = array_arg(nll_obj, "out_nll", {DType::float64, {p.b}, Layout::contiguous, Access::write});
   const ArrayView smooth =
       array_arg(smooth_obj, "out_smooth", {DType::float64, {p.b}, Layout::contiguous, Access::write});
+  for (const ArrayView* o : {&lse, &nll, &smooth})
+    for (const ArrayView* in : std::initializer_list<const ArrayView*>{&z, &target, &weight}) check_apart(*o, *in);
+  check_disjoint({&lse, &nll, &smooth});
   const cross_entropy::RowLosses out{lse.ptr<double>(), nll.ptr<double>(), smooth.ptr<double>()};
   const Active active;
   py::gil_scoped_release release;

@@ -10,7 +10,9 @@
 namespace ember::cuda_bind {
 namespace {
 
+using bindings::check_adam_hyper;
 using bindings::check_lists_disjoint;
+using bindings::check_sgd_hyper;
 using bindings::step_counts;
 
 // The list argument `name`, read as bindings::tensor_list reads ember._C's, on the device.
@@ -22,6 +24,7 @@ std::vector<ArrayView> tensors(const py::handle& obj, const char* name, Access a
 void py_adam_step(py::handle params, py::handle grads, py::handle exp_avgs, py::handle exp_avg_sqs,
                   py::handle max_exp_avg_sqs, py::handle steps, double lr, double beta1, double beta2, double eps,
                   double weight_decay, bool decoupled, bool maximize, py::handle stream) {
+  check_adam_hyper(lr, beta1, beta2, eps, weight_decay);
   std::deque<std::string> names;
   const auto p = tensors(params, "params", Access::write, names);
   const auto g = tensors(grads, "grads", Access::read, names, &p);
@@ -45,6 +48,7 @@ void py_adam_step(py::handle params, py::handle grads, py::handle exp_avgs, py::
 
 void py_sgd_step(py::handle params, py::handle grads, py::handle bufs, double lr, double momentum, double dampening,
                  double weight_decay, bool nesterov, bool maximize, bool first, py::handle stream) {
+  check_sgd_hyper(lr, momentum, dampening, weight_decay, nesterov);
   std::deque<std::string> names;
   const auto p = tensors(params, "params", Access::write, names);
   const auto g = tensors(grads, "grads", Access::read, names, &p);

@@ -8,6 +8,7 @@ namespace ember::cuda_bind {
 namespace {
 
 using bindings::check_pool_output;
+using bindings::check_windows_reach_input;
 using bindings::pool_geometry;
 using ember::pool2d::Geometry;
 
@@ -17,6 +18,7 @@ void py_max_pool2d_fwd(py::handle x_obj, py::handle y_obj, py::handle idx_obj, i
   ArrayView y = dense(y_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   const Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
   check_pool_output(g);
+  check_windows_reach_input(g);
   check_apart(y, x);
   ArrayView ia;
   int64_t* idx = nullptr;
@@ -52,6 +54,7 @@ void py_avg_pool2d_fwd(py::handle x_obj, py::handle y_obj, int64_t kh, int64_t k
   ArrayView y = dense(y_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   const Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
   check_pool_output(g);
+  if (!count_include_pad) check_windows_reach_input(g);
   check_apart(y, x);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
@@ -64,6 +67,7 @@ void py_avg_pool2d_bwd(py::handle dy_obj, py::handle dx_obj, int64_t kh, int64_t
   ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {dx.shape[0], dx.shape[1], -1, -1});
   const Geometry g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
   check_pool_output(g);
+  if (!count_include_pad) check_windows_reach_input(g);
   check_apart(dx, dy);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;

@@ -86,6 +86,21 @@ pool2d::Geometry adaptive_pool_geometry(const ArrayView& plane, const ArrayView&
   return pool_geometry(plane, pooled, 1, 1, 1, 1, 0, 0, 1, 1);
 }
 
+void check_windows_reach_input(const pool2d::Geometry& g) {
+  if (g.planes == 0 || g.oh == 0 || g.ow == 0) return;
+  auto axis = [](int64_t outputs, int64_t size, int64_t k, int64_t s, int64_t p, int64_t d, const char* axis) {
+    for (int64_t o = 0; o < outputs; ++o) {
+      int64_t t0, t1;
+      pool2d::valid_taps(o * s - p, d, k, size, &t0, &t1);
+      EMBER_CHECK_VALUE(t1 > t0, "the pooling window of output ", axis, " ", o, " covers no input element (input ",
+                        axis, " ", size, ", kernel_size ", k, ", stride ", s, ", padding ", p, ", dilation ", d,
+                        "): lower the padding or the dilation");
+    }
+  };
+  axis(g.oh, g.h, g.kh, g.sh, g.ph, g.dh, "row");
+  axis(g.ow, g.w, g.kw, g.sw, g.pw, g.dw, "column");
+}
+
 void check_pool_output(const pool2d::Geometry& g) {
   for (bool ceil_mode : {false, true})
     if (g.oh == pool_out(g.h, g.kh, g.ph, g.sh, g.dh, ceil_mode) &&

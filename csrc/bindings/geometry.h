@@ -34,6 +34,10 @@ pool2d::Geometry pool_geometry(const ArrayView& x, const ArrayView& y, int64_t k
 // `pooled` (N C OH OW: the output, or its gradient): both planes non-empty.
 pool2d::Geometry adaptive_pool_geometry(const ArrayView& plane, const ArrayView& pooled);
 
+// Every pooling window must cover at least one input element (else a maximum or an average
+// over the input alone has nothing to take): checked where the output has elements.
+void check_windows_reach_input(const pool2d::Geometry& g);
+
 // The output plane must be what the window geometry gives (floor or ceil mode).
 void check_pool_output(const pool2d::Geometry& g);
 

@@ -22,6 +22,7 @@ void adam_step(const py::handle& params, const py::handle& grads, const py::hand
                const py::handle& exp_avg_sqs, const py::handle& max_exp_avg_sqs, const py::handle& steps,
                double lr, double beta1, double beta2, double eps, double weight_decay, bool decoupled,
                bool maximize) {
+  check_adam_hyper(lr, beta1, beta2, eps, weight_decay);
   std::deque<std::string> names;
   const auto p = tensors(params, "params", Access::write, names);
   const auto g = tensors(grads, "grads", Access::read, names, &p);
@@ -50,6 +51,7 @@ void adam_step(const py::handle& params, const py::handle& grads, const py::hand
 template <bool Ref>
 void sgd_step(const py::handle& params, const py::handle& grads, const py::handle& momentum_buffers, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov, bool maximize, bool first) {
+  check_sgd_hyper(lr, momentum, dampening, weight_decay, nesterov);
   std::deque<std::string> names;
   const auto p = tensors(params, "params", Access::write, names);
   const auto g = tensors(grads, "grads", Access::read, names, &p);

@@ -28,6 +28,7 @@ void max_fwd_t(const py::handle& x_obj, const py::handle& y_obj, const py::handl
   const ArrayView y = nchw<T>(y_obj, "out", {-1, -1, -1, -1}, Access::write);
   const pool2d::Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
   check_pool_output(g);
+  check_windows_reach_input(g);
   check_apart(y, x);
   int64_t* idx = nullptr;
   if (!idx_obj.is_none()) {
@@ -85,6 +86,7 @@ void avg_fwd_t(const py::handle& x_obj, const py::handle& y_obj, int64_t kh, int
   const ArrayView y = nchw<T>(y_obj, "out", {-1, -1, -1, -1}, Access::write);
   const pool2d::Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
   check_pool_output(g);
+  if (!count_include_pad) check_windows_reach_input(g);
   check_apart(y, x);
   const Active active;
   py::gil_scoped_release release;
@@ -109,6 +111,7 @@ void avg_bwd_t(const py::handle& dy_obj, const py::handle& dx_obj, int64_t kh, i
   const ArrayView dy = nchw<T>(dy_obj, "grad_output", {dx.shape[0], dx.shape[1], -1, -1});
   const pool2d::Geometry g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
   check_pool_output(g);
+  if (!count_include_pad) check_windows_reach_input(g);
   check_apart(dx, dy);
   const Active active;
   py::gil_scoped_release release;

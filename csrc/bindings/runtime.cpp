@@ -15,17 +15,52 @@
 namespace ember::bindings {
 namespace {
 
+// shape as empty takes it: an int or a sequence of ints, each >= 0.
+std::vector<py::ssize_t> shape_arg(const py::handle& obj) {
+  std::vector<py::ssize_t> shape;
+  auto extent = [&](const py::handle& item, const std::string& what) {
+    EMBER_CHECK_TYPE(!PyFloat_Check(item.ptr()) && PyIndex_Check(item.ptr()), what, " must be an int, got ",
+                     type_name(item));
+    const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(item.ptr()));
+    if (!index) throw py::error_already_set();
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    if (overflow != 0) throw std::overflow_error(what + " does not fit in a 64-bit integer");
+    EMBER_CHECK_VALUE(v >= 0, what, " is ", v, ": negative dimensions are not allowed");
+    shape.push_back(static_cast<py::ssize_t>(v));
+  };
+  if (PyIndex_Check(obj.ptr()) && !PyFloat_Check(obj.ptr())) {
+    extent(obj, "shape");
+    return shape;
+  }
+  EMBER_CHECK_TYPE(py::isinstance<py::sequence>(obj) && !py::isinstance<py::str>(obj),
+                   "shape must be an int or a sequence of ints, got ", type_name(obj));
+  const auto seq = py::reinterpret_borrow<py::sequence>(obj);
+  for (size_t i = 0; i < seq.size(); ++i) extent(seq[i], "shape[" + std::to_string(i) + "]");
+  return shape;
+}
+
 // An uninitialised C-contiguous array; large ones come from the host cache and
-// go back to it when the array (and every view of it) is gone.
-py::array empty(const std::vector<py::ssize_t>& shape, const py::object& dtype_obj) {
-  const py::dtype dtype = py::dtype::from_args(dtype_obj);
+// go back to it when the array (and every view of it) is gone. Only dtypes of
+// plain numbers and bytes: an array of Python references must start from
+// valid ones, which recycled memory does not hold.
+py::array empty(const py::handle& shape_obj, const py::handle& dtype_obj) {
+  const std::vector<py::ssize_t> shape = shape_arg(shape_obj);
+  py::dtype dtype;
+  try {
+    dtype = py::dtype::from_args(py::reinterpret_borrow<py::object>(dtype_obj));
+  } catch (const py::error_already_set& e) {
+    throw TypeError(detail::concat("dtype must be a NumPy dtype, got ", type_name(dtype_obj), " (", e.what(), ")"));
+  }
+  EMBER_CHECK_TYPE(!dtype.attr("hasobject").cast<bool>(), "dtype ", std::string(py::str(dtype)),
+                   " holds Python references; empty gives only dtypes of plain values");
   size_t bytes = static_cast<size_t>(dtype.itemsize());
-  for (py::ssize_t d : shape) {
-    EMBER_CHECK_VALUE(d >= 0, "negative dimensions are not allowed");
+  for (py::ssize_t d : shape)
     EMBER_CHECK_VALUE(!__builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes) &&
                           bytes <= static_cast<size_t>(PTRDIFF_MAX),
-                      "array is too big; `arr.size * arr.dtype.itemsize` is larger than the maximum possible size.");
-  }
+                      "array is too big: shape ", py::str(py::cast(shape)).cast<std::string>(), " of dtype ",
+                      std::string(py::str(dtype)), " needs more bytes than the largest possible array");
   if (bytes < host_cache::kMinBytes) return py::array(dtype, shape);
   host_cache::Block got{};
   try {
@@ -51,11 +86,16 @@ py::array empty(const std::vector<py::ssize_t>& shape, const py::object& dtype_o
   return py::array(dtype, shape, std::vector<py::ssize_t>{}, block->ptr, owner);
 }
 
+void set_host_cache_limit(int64_t bytes) {
+  EMBER_CHECK_VALUE(bytes >= 0, "limit must be >= 0 bytes, got ", bytes);
+  host_cache::set_limit(static_cast<size_t>(bytes));
+}
+
 }  // namespace
 
 void bind_runtime(py::module_& m) {
   m.def("get_num_threads", &get_num_threads, "Threads the CPU kernels use.");
-  m.def("set_num_threads", &set_num_threads, "Set the threads the CPU kernels use (1..1024).", py::arg("n"));
+  def(m, "set_num_threads", &set_num_threads, "Set the threads the CPU kernels use (1..1024).", py::arg("n"));
   m.def("affinity_cpu_count", &affinity_cpu_count, "CPUs in this process's affinity mask.");
 
   m.def("get_isa", [] { return std::string(isa_name(active_isa())); }, "The instruction set the CPU kernels use.");
@@ -88,7 +128,7 @@ void bind_runtime(py::module_& m) {
   m.def("gemm_ukernel_name", [] { return std::string(lookup<gemm::Ukernel>("gemm", active_isa()).name); },
         "The GEMM micro-kernel the active ISA uses.");
 
-  m.def("empty", &empty,
+  def(m, "empty", &empty,
         "An uninitialised C-contiguous array. Arrays of 256 KiB and more reuse memory from a cache of\n"
         "freed blocks, so repeated same-sized allocations cost no page faults.",
         py::arg("shape"), py::arg("dtype"));
@@ -107,12 +147,7 @@ void bind_runtime(py::module_& m) {
       },
       "The host cache's idle bytes and blocks, its limit, and the allocations it served (hits) or not.");
   m.def("host_cache_clear", &host_cache::clear, "Free every idle cached block.");
-  m.def(
-      "host_cache_set_limit",
-      [](int64_t bytes) {
-        EMBER_CHECK_VALUE(bytes >= 0, "limit must be >= 0 bytes, got ", bytes);
-        host_cache::set_limit(static_cast<size_t>(bytes));
-      },
+  def(m, "host_cache_set_limit", &set_host_cache_limit,
       "Set the most idle bytes the cache keeps (0 turns caching off).", py::arg("bytes"));
 }
 

@@ -66,7 +66,7 @@ __device__ __forceinline__ void adam1(float& p, float g, float& m, float& v, flo
   v = vi;
   float vv = vi;
   if (AMSGRAD) {
-    vv = vmax > vi ? vmax : vi;
+    vv = vmax > vi || vmax != vmax ? vmax : vi;  // NaN in either propagates
     vmax = vv;
   }
   p = pi - step_size * mi / (sqrtf(vv) * inv_sqrt_bc2 + c.eps);

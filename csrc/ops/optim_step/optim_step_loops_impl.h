@@ -30,7 +30,7 @@ void adam_loop(const AdamHyper& h, const AdamTensor& t, const AdamConsts& c, int
     v[i] = vi;
     float vv = vi;
     if (Amsgrad) {
-      vv = vmax[i] > vi ? vmax[i] : vi;
+      vv = vmax[i] > vi || vmax[i] != vmax[i] ? vmax[i] : vi;  // NaN in either propagates
       vmax[i] = vv;
     }
     p[i] = pi - c.step_size * mi / (std::sqrt(vv) * c.inv_sqrt_bc2 + eps);

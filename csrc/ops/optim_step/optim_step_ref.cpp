@@ -23,7 +23,8 @@ void adam_step_ref(const AdamHyper& h, const AdamTensor* tensors, int64_t count)
       const double v = static_cast<double>(h.beta2) * t.v[i] + (1.0 - h.beta2) * g * g;
       double vv = v;
       if (t.vmax) {
-        vv = std::max(static_cast<double>(t.vmax[i]), v);
+        const double old = t.vmax[i];
+        vv = old > v || old != old ? old : v;  // NaN in either propagates, as torch.maximum
         t.vmax[i] = static_cast<float>(vv);
       }
       t.m[i] = static_cast<float>(m);
