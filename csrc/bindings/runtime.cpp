@@ -86,6 +86,8 @@ py::array empty(const py::handle& shape_obj, const py::handle& dtype_obj) {
   return py::array(dtype, shape, std::vector<py::ssize_t>{}, block->ptr, owner);
 }
 
+void set_isa(std::string name) { set_active_isa(parse_isa(name)); }
+
 void set_host_cache_limit(int64_t bytes) {
   EMBER_CHECK_VALUE(bytes >= 0, "limit must be >= 0 bytes, got ", bytes);
   host_cache::set_limit(static_cast<size_t>(bytes));
@@ -99,7 +101,7 @@ void bind_runtime(py::module_& m) {
   m.def("affinity_cpu_count", &affinity_cpu_count, "CPUs in this process's affinity mask.");
 
   m.def("get_isa", [] { return std::string(isa_name(active_isa())); }, "The instruction set the CPU kernels use.");
-  m.def("set_isa", [](const std::string& name) { set_active_isa(parse_isa(name)); },
+  def(m, "set_isa", &set_isa,
         "Force the kernels' instruction set: 'generic', 'avx2' or 'avx512' (must be supported).", py::arg("name"));
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); },
         "The widest instruction set this CPU supports (what the kernels use unless told otherwise).");

@@ -1,11 +1,11 @@
-// Scalar arguments (int, float, bool parameters) whose errors name the
+// Scalar arguments (int, float, bool and str parameters) whose errors name the
 // parameter. pybind11's own conversions answer a value they cannot take (an
 // int beyond 64 bits, a float beyond the float range, a str for a number)
 // with "incompatible function arguments", naming nothing; def() receives such
 // parameters through the types below instead, whose conversions never fail,
 // and refuses what they could not take by the parameter's name:
 // OverflowError for a number out of range, TypeError for a value of another
-// kind. Values pybind11 takes convert exactly as it converts them.
+// kind (None included). Values pybind11 takes convert exactly as it converts them.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -32,7 +32,8 @@ struct Scalar {
 
 // The parameter type def() registers for a C++ parameter type T: int64_t, int
 // and int32_t arrive as Scalar<int64_t>, double and float as Scalar<double>,
-// bool as Scalar<bool>; every other type as itself.
+// bool as Scalar<bool>, std::string as Scalar<std::string>; every other type
+// as itself.
 template <class T>
 struct wire {
   using type = T;
@@ -57,16 +58,22 @@ template <>
 struct wire<bool> {
   using type = Scalar<bool>;
 };
+template <>
+struct wire<std::string> {
+  using type = Scalar<std::string>;
+};
 
 // A wired argument as the C++ parameter T, or the error naming `name`.
 template <class T, class W>
 decltype(auto) unwire(W&& w, const char* name) {
   using V = std::decay_t<W>;
   if constexpr (std::is_same_v<V, Scalar<int64_t>> || std::is_same_v<V, Scalar<double>> ||
-                std::is_same_v<V, Scalar<bool>>) {
+                std::is_same_v<V, Scalar<bool>> || std::is_same_v<V, Scalar<std::string>>) {
     using S = decltype(w.value);
-    constexpr const char* what = std::is_same_v<S, bool> ? "a bool" : std::is_same_v<S, double> ? "a real number"
-                                                                                                  : "an int";
+    constexpr const char* what = std::is_same_v<S, bool>          ? "a bool"
+                                 : std::is_same_v<S, double>      ? "a real number"
+                                 : std::is_same_v<S, std::string> ? "a str"
+                                                                  : "an int";
     if (w.state == V::State::wrong_kind) throw TypeError(detail::concat(name, " must be ", what, ", got ", w.kind));
     if (w.state == V::State::out_of_range)
       throw std::overflow_error(detail::concat(name, " is too large: a Python ", w.kind, " out of the range of ",
@@ -96,6 +103,8 @@ template <class T>
 constexpr auto scalar_name() {
   if constexpr (std::is_same_v<T, bool>)
     return const_name("bool");
+  else if constexpr (std::is_same_v<T, std::string>)
+    return const_name("str");
   else if constexpr (std::is_same_v<T, double>)
     return const_name("float");
   else
@@ -116,7 +125,8 @@ struct type_caster<ember::bindings::Scalar<T>> {
     PyErr_Clear();
     value.kind = str(type::handle_of(src).attr("__name__"));
     // An integer pybind11 refused: too large for T (for a double: beyond its range).
-    const bool integer = !std::is_same_v<T, bool> && !PyFloat_Check(src.ptr()) && PyIndex_Check(src.ptr());
+    const bool integer = !std::is_same_v<T, bool> && !std::is_same_v<T, std::string> && !PyFloat_Check(src.ptr()) &&
+                         PyIndex_Check(src.ptr());
     value.state = integer ? Value::State::out_of_range : Value::State::wrong_kind;
     return true;
   }

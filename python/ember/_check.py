@@ -19,3 +19,18 @@ def integer(value, name: str, lo: int = INT64_MIN, hi: int = INT64_MAX) -> int:
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
     return value
+
+
+def real(value, name: str) -> float:
+    """``value`` as a Python float: TypeError for what is not a real number (a str included),
+    OverflowError for one beyond float64's range."""
+    if type(value) is float:
+        return value
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise OverflowError(f"{name} is too large: a {type(value).__name__} beyond float64's range") from None
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({e})") from None

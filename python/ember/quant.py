@@ -76,12 +76,39 @@ def quantized_shapes(shapes: dict, bits: int, group_size: int | None = None) -> 
     return out
 
 
+def _int8_colsums(data, k: int):
+    """Each channel's sum of the packed int8 values ``data`` of K inputs (padding included: it
+    holds zeros when packed), as int64."""
+    return data.astype(np.int64).reshape(-1, _round_up(k, 4) // 4, BLOCK, 4).sum(axis=(1, 3)).reshape(-1)
+
+
+def _int8_problems(data, colsum, k: int, names=("weight_data", "weight_colsum")) -> list:
+    """What is wrong with packed int8 values and their column sums (called ``names``): values
+    outside [-127, 127] (the kernels' integer bounds), column sums other than the values give."""
+    problems = []
+    if data.size and int(data.min()) < -127:
+        problems.append(f"{names[0]}: int8 weights must lie in [-127, 127], found -128")
+    derived = _int8_colsums(data, k)
+    bad = derived != colsum
+    if bool(bad.any()):
+        channel = int(np.argmax(backend.device_of(bad).to_host(bad)))
+        problems.append(f"{names[1]}: channel {channel}'s column sum is {int(colsum[channel])}, "
+                        f"its weights sum to {int(derived[channel])}")
+    return problems
+
+
 class QuantizedWeight:
     """A packed quantized weight of logical shape (N, K): ``data`` (the packed values),
     ``scales`` (float32), ``colsum`` (int8 only: each channel's sum of values, int32).
-    ``matmul(x)`` computes ``x @ dequantize().T`` (plus ``bias``) on the integer kernels."""
+    ``matmul(x)`` computes ``x @ dequantize().T`` (plus ``bias``) on the integer kernels.
 
-    def __init__(self, bits: int, shape, data, scales, colsum=None, group_size: int | None = None):
+    The arrays are checked, not trusted: sizes and dtypes, scales finite and > 0, and for int8
+    the values within [-127, 127] and ``colsum`` equal to their column sums (derived when
+    None). ``check=False`` skips the last two, which read every value, for arrays Ember packed
+    and checked itself."""
+
+    def __init__(self, bits: int, shape, data, scales, colsum=None, group_size: int | None = None, *,
+                 check: bool = True):
         _check_bits_group(bits, group_size)
         n, k = (int(d) for d in shape)
         if n < 1 or k < 1 or k > 65536:
@@ -93,6 +120,8 @@ class QuantizedWeight:
         arrays = {"data": data, "scales": scales, "colsum": colsum}
         for name, (dtype, size) in expect.items():
             a = arrays[name]
+            if name == "colsum" and a is None:
+                continue  # derived below from the checked values
             if not backend.is_array(a) or a.dtype != dtype:
                 raise TypeError(f"QuantizedWeight: {name} must be a numpy array of {np.dtype(dtype)}, got "
                                 f"{getattr(a, 'dtype', type(a).__name__)}")
@@ -104,6 +133,12 @@ class QuantizedWeight:
         if not bool(good.all()):
             bad = backend.device_of(scales).to_host(scales[~good])
             raise ValueError(f"QuantizedWeight: scales must be finite and > 0; found {bad[:3].tolist()}")
+        if bits == 8 and colsum is None:
+            colsum = _int8_colsums(data, k).astype(np.int32)
+        if bits == 8 and check:
+            problems = _int8_problems(data, colsum, k, ("data", "colsum"))
+            if problems:
+                raise ValueError("QuantizedWeight: " + "; ".join(problems))
         self.data, self.scales, self.colsum = data, scales, colsum
 
     @property
@@ -198,8 +233,7 @@ def quantize_weight(w, bits: int = 8, group_size: int = 32) -> QuantizedWeight:
         scales = np.ones(np16, np.float32)
         scales[:n] = scale
         data = np.ascontiguousarray(q.reshape(np16 // BLOCK, BLOCK, kp // 4, 4).transpose(0, 2, 1, 3)).reshape(-1)
-        colsum = q.astype(np.int32).sum(axis=1, dtype=np.int32)
-        return QuantizedWeight(8, (n, k), data, scales, colsum)
+        return QuantizedWeight(8, (n, k), data, scales, check=False)  # values in [-127, 127], colsum derived
     g = int(group_size)
     kp = _round_up(k, g)
     groups = kp // g
@@ -282,18 +316,9 @@ class QuantLinear(nn.Module):
         if scales is not None and not (np.isfinite(scales) & (scales > 0)).all():
             bad = scales[~(np.isfinite(scales) & (scales > 0))]
             problems.append(f"weight_scales: scales must be finite and > 0, found {bad[:3].tolist()}")
-        data = state.get("weight_data")
-        if self.bits == 8 and data is not None:
-            if data.size and data.min() < -127:
-                problems.append("weight_data: int8 weights must lie in [-127, 127], found -128")
-            colsum = state.get("weight_colsum")
-            if colsum is not None:
-                kp = _round_up(self.in_features, 4)
-                derived = data.astype(np.int64).reshape(-1, kp // 4, BLOCK, 4).sum(axis=(1, 3)).reshape(-1)
-                if not np.array_equal(derived, colsum):
-                    channel = int(np.argmax(derived != colsum))
-                    problems.append(f"weight_colsum: channel {channel}'s column sum is {int(colsum[channel])}, "
-                                    f"its weights sum to {int(derived[channel])}")
+        data, colsum = state.get("weight_data"), state.get("weight_colsum")
+        if self.bits == 8 and data is not None and colsum is not None:
+            problems += _int8_problems(data, colsum, self.in_features)
         return problems
 
     @property
@@ -301,7 +326,7 @@ class QuantLinear(nn.Module):
         """The packed weight over this module's buffers (checked: scales finite and > 0)."""
         colsum = self.weight_colsum._data if self.bits == 8 else None
         return QuantizedWeight(self.bits, (self.out_features, self.in_features), self.weight_data._data,
-                               self.weight_scales._data, colsum, self.group_size)
+                               self.weight_scales._data, colsum, self.group_size, check=False)
 
     def forward(self, x):
         if not isinstance(x, Tensor):

@@ -848,7 +848,8 @@ def _optim_compare(case, what, got, want, kv):
 
 
 def _adam_oracle(case, kv, outs):
-    """The contract's formulas in float64 from the float32 hyper-parameters, per parameter."""
+    """The contract's formulas in float64 from the float32 hyper-parameters, per parameter; the
+    moments rounded to the float32 they are stored in before the update reads them."""
     f = lambda x: float(np.float32(x))  # noqa: E731 - the binding passes float32 hyper-parameters
     lr, b1, b2, eps, wd = (f(kv[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay"))
     if not all(math.isfinite(x) for x in (lr, b1, b2, eps, wd)) or not (0 <= b1 < 1 and 0 <= b2 < 1) or eps <= 0:
@@ -868,8 +869,9 @@ def _adam_oracle(case, kv, outs):
             p = p * (1 - lr * wd)
         else:
             g = g + wd * p
-        m = m + (1 - b1) * (g - m)
-        v = b2 * v + (1 - b2) * g * g
+        with np.errstate(over="ignore"):  # the moments are float32 state, read back as stored
+            m = (m + (1 - b1) * (g - m)).astype(np.float32).astype(np.float64)
+            v = (b2 * v + (1 - b2) * g * g).astype(np.float32).astype(np.float64)
         vv = v
         if kv["max_exp_avg_sqs"] is not None:
             vv = np.maximum(kv["max_exp_avg_sqs"][i].astype(np.float64).ravel(), v)
@@ -972,9 +974,12 @@ op("quant.QuantizedWeight", fast=_qweight_api(False), ref=_qweight_api(True), ke
 
 
 def _empty(shape, dtype):
+    dims = shape
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        dims = (shape,)  # an int is a 1-D shape, as in NumPy
     try:
         want_dtype = np.dtype(dtype)
-        nbytes = int(np.prod([int(d) for d in shape], dtype=object)) * want_dtype.itemsize
+        nbytes = int(np.prod([int(d) for d in dims], dtype=object)) * want_dtype.itemsize
     except (TypeError, ValueError, OverflowError):
         want_dtype, nbytes = None, 0
     if want_dtype is not None and want_dtype.hasobject and 0 < nbytes <= 64 << 20:
@@ -985,7 +990,7 @@ def _empty(shape, dtype):
         del junk
     a = _C.empty(shape, dtype)
     want_dtype = np.dtype(dtype)
-    if not isinstance(a, np.ndarray) or a.dtype != want_dtype or a.shape != tuple(int(d) for d in shape):
+    if not isinstance(a, np.ndarray) or a.dtype != want_dtype or a.shape != tuple(int(d) for d in dims):
         fail(f"empty({shape!r}, {dtype!r}) returned {type(a).__name__} {getattr(a, 'dtype', '')} "
              f"{getattr(a, 'shape', '')}")
     if not (a.flags.c_contiguous and a.flags.writeable and a.flags.aligned):

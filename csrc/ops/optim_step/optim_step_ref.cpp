@@ -19,16 +19,17 @@ void adam_step_ref(const AdamHyper& h, const AdamTensor* tensors, int64_t count)
         p *= 1.0 - static_cast<double>(h.lr) * h.weight_decay;
       else
         g += static_cast<double>(h.weight_decay) * p;
-      const double m = t.m[i] + (1.0 - h.beta1) * (g - t.m[i]);
-      const double v = static_cast<double>(h.beta2) * t.v[i] + (1.0 - h.beta2) * g * g;
-      double vv = v;
+      // The moments are float32 state: the update reads them as stored (a second moment
+      // beyond float32's range is infinite there, and the step is zero, as in PyTorch).
+      t.m[i] = static_cast<float>(t.m[i] + (1.0 - h.beta1) * (g - t.m[i]));
+      t.v[i] = static_cast<float>(static_cast<double>(h.beta2) * t.v[i] + (1.0 - h.beta2) * g * g);
+      const double m = t.m[i];
+      double vv = t.v[i];
       if (t.vmax) {
         const double old = t.vmax[i];
-        vv = old > v || old != old ? old : v;  // NaN in either propagates, as torch.maximum
+        vv = old > vv || old != old ? old : vv;  // NaN in either propagates, as torch.maximum
         t.vmax[i] = static_cast<float>(vv);
       }
-      t.m[i] = static_cast<float>(m);
-      t.v[i] = static_cast<float>(v);
       t.p[i] = static_cast<float>(p - h.lr / bc1 * m / (std::sqrt(vv) / std::sqrt(bc2) + h.eps));
     }
   }

@@ -35,7 +35,8 @@ _KINDS = {"cpu": "numpy.ndarray"}
 def array(x, name: str, dev: backend.Device, dtypes=FLOATS, ndim=None, contiguous=False, layout=""):
     """``x`` checked: an array of ``dev`` (not a list or a scalar), of one of ``dtypes``, with
     ``ndim`` dimensions (an int or a tuple of allowed counts); made C-contiguous when asked
-    (a copy only if it is not: inputs only)."""
+    (a copy only if it is not, or if its elements are misaligned: inputs only; the shape kept,
+    0-d included)."""
     if not isinstance(x, dev.array_types):
         kind = _KINDS.get(dev.name, f"array on device '{dev.name}'")
         raise TypeError(f"{name} must be a {kind} of {' or '.join(str(d) for d in dtypes)}, got {type(x).__name__}")
@@ -44,7 +45,22 @@ def array(x, name: str, dev: backend.Device, dtypes=FLOATS, ndim=None, contiguou
         raise TypeError(f"{name} must have dtype {wanted}, got {x.dtype}")
     if ndim is not None and x.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
         raise ValueError(f"{name} must be {ndim}-D{layout or _LAYOUTS.get(ndim, '')}, got shape {tuple(x.shape)}")
-    return dev.xp.ascontiguousarray(x) if contiguous else x
+    if contiguous and not (x.flags.c_contiguous and getattr(x.flags, "aligned", True)):
+        return dev.xp.array(x, order="C", copy=True)
+    return x
+
+
+def overlaps_itself(x) -> bool:
+    """Whether two elements of ``x`` may share memory (a zero stride, or strides that interleave):
+    the dimensions sorted by stride, each must step past all the smaller ones span."""
+    if x.size == 0:
+        return False
+    span = x.itemsize
+    for size, stride in sorted(((n, abs(s)) for n, s in zip(x.shape, x.strides) if n > 1), key=lambda d: d[1]):
+        if stride < span:
+            return True
+        span += (size - 1) * stride
+    return False
 
 
 def same_dtype(reference, **arrays) -> None:

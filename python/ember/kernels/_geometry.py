@@ -6,6 +6,7 @@ native code runs; the bindings check again that arrays and sizes agree.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,13 +49,29 @@ def _check_axis(size: int, out: int, k: int, stride: int, pad_lo: int, pad_hi: i
     _bounded((out - 1) * stride + dilation * (k - 1) + 1, "stride", f" x (output - 1) + window along the {axis}")
 
 
+# The most elements an array of these shapes may have: its float64 bytes fit in a signed
+# 64-bit size, as NumPy's and CuPy's allocations require. NumPy counts the non-zero
+# dimensions even of an empty array.
+MAX_ELEMENTS = (2**63 - 1) // 8
+
+
+def fits(shape, what: str) -> None:
+    """ValueError naming ``what`` when an array of ``shape`` would be larger than any array."""
+    extent = math.prod(d for d in shape if d)
+    if extent > MAX_ELEMENTS:
+        raise ValueError(f"{what} is too big: its non-zero dimensions span {extent} elements, more than any array "
+                         "can hold")
+
+
 def shape4(shape, name: str) -> tuple[int, int, int, int]:
-    try:
-        dims = tuple(int(d) for d in shape)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of 4 ints, got {shape!r}") from None
+    """A shape (N, C, H, W) of non-negative ints that an array can have."""
+    if (isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__")
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape)):
+        raise TypeError(f"{name} must be a sequence of 4 ints, got {shape!r}")
+    dims = tuple(int(d) for d in shape)
     if len(dims) != 4 or min(dims) < 0:
         raise ValueError(f"{name} must be 4 non-negative ints (N, C, H, W), got {shape!r}")
+    fits(dims, f"{name} {dims}")
     return dims
 
 
@@ -131,6 +148,7 @@ def conv2d_geometry(input_shape, weight_shape, stride, padding, dilation, groups
     ow = (w + pl + pr - eff_w) // sw + 1
     _check_axis(h, oh, kh, sh, pt, pb, dh, "height")
     _check_axis(w, ow, kw, sw, pl, pr, dw, "width")
+    fits((n, o, oh, ow), f"the output {(n, o, oh, ow)} of input shape {tuple(input_shape)} with padding {padding!r}")
     return Conv2dGeometry(n, c, h, w, o, kh, kw, oh, ow, (sh, sw), (pt, pl), (dh, dw), groups)
 
 
@@ -179,4 +197,6 @@ def pool2d_geometry(input_shape, kernel_size, stride, padding, dilation, ceil_mo
         )
     _check_axis(h, oh, kh, sh, ph, ph, dh, "height")
     _check_axis(w, ow, kw, sw, pw, pw, dw, "width")
+    out = (*input_shape[:2], oh, ow)
+    fits(out, f"the output {out} of input shape {tuple(input_shape)} with padding {(ph, pw)}")
     return Pool2dGeometry((kh, kw), (sh, sw), (ph, pw), (dh, dw), oh, ow)

@@ -18,7 +18,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 def _targets(dev, shape, target, weight, ignore_index, label_smoothing, reduction, dtype):
     """The checked (target, weight, eps) for logits of ``shape`` (batch, classes) and ``dtype``."""
-    _check.integer(ignore_index, "ignore_index")
+    ignore_index = _check.integer(ignore_index, "ignore_index")
     xp = dev.xp
     t = target if isinstance(target, dev.array_types) else dev.asarray(target)
     if t.ndim == 2:
@@ -52,12 +52,12 @@ def _targets(dev, shape, target, weight, ignore_index, label_smoothing, reductio
         if w.shape != (shape[1],):
             raise ValueError(f"weight must have shape ({shape[1]},) (one value per class), got {w.shape}")
         w = xp.ascontiguousarray(w)
-    eps = float(label_smoothing)
+    eps = _check.real(label_smoothing, "label_smoothing")
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    return t, w, eps
+    return t, w, eps, ignore_index
 
 
 def _logits(logits, dev):
@@ -90,7 +90,7 @@ def _reduce(dev, rows, reduction, denominator, dtype):
 def _row_losses(dev, fwd, z, t, w, eps, ignore_index):
     b, v = z.shape
     lse, nll, smooth = (dev.empty((b,), np.float64) for _ in range(3))
-    fwd(z, t, w, eps, int(ignore_index), lse, nll, smooth, **dev.launch())
+    fwd(z, t, w, eps, ignore_index, lse, nll, smooth, **dev.launch())
     rows = nll if t.ndim == 2 else (1.0 - eps) * nll + (eps / v) * smooth
     return rows, lse
 
@@ -112,7 +112,7 @@ def cross_entropy_fwd(logits, target, *, weight=None, ignore_index=-100, label_s
     """
     dev = _common.device(logits=logits)
     z = _logits(logits, dev)
-    t, w, eps = _targets(dev, z.shape, target, weight, ignore_index, label_smoothing, reduction, z.dtype)
+    t, w, eps, ignore_index = _targets(dev, z.shape, target, weight, ignore_index, label_smoothing, reduction, z.dtype)
     rows, lse = _row_losses(dev, _common.kernel(dev, "cross_entropy_fwd", reference, z.dtype), z, t, w, eps,
                             ignore_index)
     denominator = _denominator(dev, t, w, ignore_index) if reduction == "mean" else None
@@ -125,7 +125,15 @@ def _row_scales(dev, grad_output, t, b, reduction, denominator, ignore_index, dt
     reduction='none'), over the mean's denominator (no gradient when it is 0: every target
     ignored), zero on ignored rows. Computed on the device, without waiting for it."""
     xp = dev.xp
-    g = grad_output if isinstance(grad_output, dev.array_types) else dev.asarray(grad_output)
+    if isinstance(grad_output, dev.array_types):
+        g = grad_output
+    elif isinstance(grad_output, (list, tuple)):
+        try:
+            g = dev.asarray(grad_output, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise type(e)(f"grad_output must be a real number or a sequence of them: {e}") from None
+    else:
+        g = dev.asarray(_check.real(grad_output, "grad_output"))
     if reduction == "none":
         g = xp.broadcast_to(g, (b,)) if g.ndim == 0 else g
         if g.shape != (b,):
@@ -156,7 +164,7 @@ def cross_entropy_bwd(logits, target, lse, grad_output=1.0, *, weight=None, igno
     """
     dev = _common.device(logits=logits, lse=lse, out=out)
     z = _logits(logits, dev)
-    t, w, eps = _targets(dev, z.shape, target, weight, ignore_index, label_smoothing, reduction, z.dtype)
+    t, w, eps, ignore_index = _targets(dev, z.shape, target, weight, ignore_index, label_smoothing, reduction, z.dtype)
     b = z.shape[0]
     lse = _common.array(lse, "lse", dev, (_common.FLOAT64,), 1, contiguous=True)
     if lse.shape != (b,):
@@ -164,7 +172,7 @@ def cross_entropy_bwd(logits, target, lse, grad_output=1.0, *, weight=None, igno
     denominator = _denominator(dev, t, w, ignore_index) if reduction == "mean" else None
     scale = _row_scales(dev, grad_output, t, b, reduction, denominator, ignore_index, z.dtype)
     dz = dev.empty(z.shape, z.dtype) if out is None else out
-    _common.kernel(dev, "cross_entropy_bwd", reference, z.dtype)(z, t, w, eps, int(ignore_index), lse, scale, dz,
+    _common.kernel(dev, "cross_entropy_bwd", reference, z.dtype)(z, t, w, eps, ignore_index, lse, scale, dz,
                                                                  **dev.launch())
     return dz
 
@@ -200,8 +208,8 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
     f32 = (_common.FLOAT32,)
     dev = _common.device(hidden=hidden, weight=weight, bias=bias)
     xp = dev.xp
-    h = _common.array(hidden, "hidden", dev, f32, 2)
-    w = _common.array(weight, "weight", dev, f32, 2)
+    h = _common.array(hidden, "hidden", dev, f32, 2, contiguous=True)
+    w = _common.array(weight, "weight", dev, f32, 2, contiguous=True)
     b, d = h.shape
     v = w.shape[0]
     if w.shape[1] != d:
@@ -209,15 +217,16 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
     if v < 1:
         raise ValueError(f"weight must have at least one class, got shape {w.shape}")
     if bias is not None:
-        bias = _common.array(bias, "bias", dev, f32, 1)
+        bias = _common.array(bias, "bias", dev, f32, 1, contiguous=True)
         if bias.shape != (v,):
             raise ValueError(f"bias must have shape ({v},) (one value per class), got {bias.shape}")
-    t, cw, eps = _targets(dev, (b, v), target, class_weight, ignore_index, label_smoothing, reduction, h.dtype)
-    if int(chunk_bytes) < 1:
-        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes!r}")
+    t, cw, eps, ignore_index = _targets(dev, (b, v), target, class_weight, ignore_index, label_smoothing, reduction, h.dtype)
+    chunk_bytes = _check.integer(chunk_bytes, "chunk_bytes")
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
     denominator = _denominator(dev, t, cw, ignore_index) if reduction == "mean" else None
     scale = _row_scales(dev, grad_output, t, b, reduction, denominator, ignore_index, h.dtype)
-    rows = max(1, min(b, int(chunk_bytes) // (4 * v)))
+    rows = max(1, min(b, chunk_bytes // (4 * v)))
 
     d_hidden = dev.empty((b, d), _common.FLOAT32)
     d_weight = xp.zeros((v, d), _common.FLOAT32)
@@ -231,7 +240,7 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
         gemm(h[r0:r1], w, trans_b=True, bias=bias, out=z)
         tc = t[r0:r1]
         row_loss[r0:r1], lse = _row_losses(dev, fwd, z, tc, cw, eps, ignore_index)
-        bwd(z, tc, cw, eps, int(ignore_index), lse, scale[r0:r1], z,  # in place
+        bwd(z, tc, cw, eps, ignore_index, lse, scale[r0:r1], z,  # in place
                                       **dev.launch())
         gemm(z, w, out=d_hidden[r0:r1])
         gemm(z, h[r0:r1], trans_a=True, out=d_weight, beta=1.0)

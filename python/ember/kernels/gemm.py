@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 
+from .. import _check
 from . import _common
 
 _F32 = (_common.FLOAT32,)
@@ -37,6 +38,7 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, b
     TypeError, wrong shapes or layouts ValueError. The GIL is released while the kernel runs.
     """
     dev = _common.device(a=a, b=b, out=out, bias=bias)
+    alpha, beta = _check.real(alpha, "alpha"), _check.real(beta, "beta")
     a = _operand(dev, _common.array(a, "a", dev, _F32, 2))
     b = _operand(dev, _common.array(b, "b", dev, _F32, 2))
     if bias is not None:
@@ -51,7 +53,7 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, b
         out = _common.array(out, "out", dev, _F32, 2)
     k = _common.native(dev, "gemm_ref" if reference else "gemm")
     # Positional: the binding parses them in half the time keywords take.
-    k(a, b, out, float(alpha), float(beta), bool(trans_a), bool(trans_b), bias, bool(relu), **dev.launch())
+    k(a, b, out, alpha, beta, bool(trans_a), bool(trans_b), bias, bool(relu), **dev.launch())
     return out
 
 
@@ -100,6 +102,8 @@ def matmul(a, b, out=None):
             raise ValueError(f"matmul: out must have shape {shape}, got {out.shape}")
         if xp.may_share_memory(out, a) or xp.may_share_memory(out, b):
             raise ValueError("matmul: out must not share memory with a or b")
+        if _common.overlaps_itself(out):
+            raise ValueError(f"matmul: out must not overlap itself, got strides {out.strides} for shape {out.shape}")
         result = out.reshape(full_shape) if out.shape != full_shape else out
         if not xp.may_share_memory(result, out):
             raise ValueError("matmul: out cannot be viewed with the result's 2-D layout")

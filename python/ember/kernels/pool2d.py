@@ -84,6 +84,7 @@ def adaptive_avg_pool2d_fwd(input, output_size=1, *, reference=False):
     if x.shape[2] < 1 or x.shape[3] < 1:
         raise ValueError(f"input has shape {x.shape}: adaptive pooling needs a non-empty H x W plane "
                          "(an empty one has no mean)")
+    _geometry.fits(x.shape[:2] + (oh, ow), f"the output of output_size {(oh, ow)}")
     y = dev.empty(x.shape[:2] + (oh, ow), x.dtype)
     _common.kernel(dev, "adaptive_avg_pool2d_fwd", reference, x.dtype)(x, y, **dev.launch())
     return y
