@@ -106,3 +106,48 @@ def bench_fit_epoch(benchmark, case):
         scores = run.model.evaluate(x, y)
         np.testing.assert_allclose(scores["loss"], want, rtol=1e-4)
         np.testing.assert_allclose(scores["accuracy"], np.mean(z.argmax(axis=1) == y), rtol=1e-12)
+
+
+def keras_epoch(x, y):
+    """The classic Keras program's model and compile, as its users write them: channels-last
+    images, one-hot labels, a softmax output with categorical_crossentropy."""
+    from ember.keras import Sequential, layers, utils
+
+    ember.manual_seed(0)
+    model = Sequential([
+        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(32, 32, 3)),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    x_nhwc, y_hot = np.ascontiguousarray(x.transpose(0, 2, 3, 1)), utils.to_categorical(y, 10)
+
+    def run():
+        return model.fit(x_nhwc, y_hot, batch_size=BATCH, epochs=1, verbose=0)
+
+    return run
+
+
+def native_epoch(x, y):
+    """The same model in Ember's native style, without augmentation: NCHW, class indices, logits."""
+    ember.manual_seed(0)
+    model = ember.models.cnn((3, 32, 32), 10)
+    model.compile(optimizer="adam", lr=1e-3, loss="cross_entropy", metrics=["accuracy"])
+    return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("impl", ["ember", "keras"])
+def bench_keras_style_epoch(benchmark, impl):
+    """The Keras-style program against the native one: the ratio is the cost of the Keras habits."""
+    n = 256 if getattr(benchmark, "disabled", False) else 2048
+    x, y = data(n)
+    run = (native_epoch if impl == "ember" else keras_epoch)(x, y)
+    benchmark.group = f"fit one epoch {n} images batch {BATCH}, keras-style vs native, {THREADS[0]}t"
+    benchmark.extra_info.update(impl=impl, threads=THREADS[0])
+    with thread_limit(THREADS[0]):
+        run()
+        settle(benchmark)
+        history = benchmark.pedantic(run, rounds=5, iterations=1)
+    assert np.isfinite(history.history["loss"]).all() and 0.0 <= history.history["accuracy"][-1] <= 1.0

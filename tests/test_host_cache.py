@@ -21,6 +21,7 @@ def address_of(a):
 @pytest.fixture(autouse=True)
 def fresh_cache():
     ember.set_host_cache_limit(1 << 30)
+    gc.collect()  # arrays in other tests' garbage cycles go back to the cache now, not during a test
     ember.empty_host_cache()
     yield
     ember.set_host_cache_limit(1 << 30)

@@ -413,7 +413,9 @@ ERRORS = [
         ValueError,
         r"y_true must be a 1-D array of class labels, got shape \(2, 2, 2\)",
     ),
-    (lambda: metrics.accuracy(SCORES, [0, 1]), ValueError, "y_true must be a 1-D array"),
+    # Scores where labels belong (the arguments swapped): rows that are not one-hot or probabilities.
+    (lambda: metrics.accuracy(np.array([[2.0, -1.0], [0.5, 3.0]]), [0, 1]), ValueError,
+     r"y_true must be a 1-D array of class labels or \(N, C\) one-hot / probability rows"),
     (lambda: metrics.top_k_accuracy([0, 1], np.zeros((2, 2, 2)), 1), ValueError, "scores must be 2-D"),
     (lambda: metrics.top_k_accuracy([0, 1], [0, 1], 1), ValueError, "scores must be 2-D"),
     (lambda: metrics.accuracy([], []), ValueError, "y_true is empty"),

@@ -204,6 +204,32 @@ def test_resume_gives_the_uninterrupted_result(device, tmp_path):
     for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         np.testing.assert_array_equal(a.cpu().numpy(), b.cpu().numpy(), err_msg=k)
     assert h2.epoch == [0, 1, 2, 3] and h2.history["loss"] == h4.history["loss"]
+    # epochs is the final epoch's index (Keras's rule): nothing left to train is an error, not a no-op.
+    before = {k: v.cpu().numpy().copy() for k, v in resumed.state_dict().items()}
+    for epochs in (4, 3):
+        with pytest.raises(ValueError, match=f"saved after 4 epochs and epochs={epochs} .* pass epochs > 4"):
+            resumed.fit(np.zeros((4, 2, 8, 8), np.float32), np.zeros(4, np.int64), epochs=epochs, verbose=0,
+                        resume_from=tmp_path / "b" / "run.safetensors")
+    for k, v in resumed.state_dict().items():
+        np.testing.assert_array_equal(v.cpu().numpy(), before[k], err_msg=k)
+    with pytest.raises(ValueError, match="initial_epoch=2 leaves no epoch to train before epochs=2"):
+        resumed.fit(np.zeros((4, 2, 8, 8), np.float32), np.zeros(4, np.int64), epochs=2, initial_epoch=2, verbose=0)
+
+
+def test_steps_per_epoch_ends_each_epoch_early():
+    x, y = blobs()
+    model = mlp()
+    model.compile(optimizer="sgd", lr=0.0)
+    seen = []
+
+    class Steps(ember.callbacks.Callback):
+        def on_train_batch_end(self, step, logs=None):
+            seen.append(step)
+
+    model.fit(x, y, batch_size=4, epochs=2, steps_per_epoch=3, verbose=0, callbacks=[Steps()])
+    assert seen == [0, 1, 2, 0, 1, 2]
+    with pytest.raises(ValueError, match="steps_per_epoch must be an int >= 1"):
+        model.fit(x, y, steps_per_epoch=0, verbose=0)
 
 
 def test_checkpoint_round_trip_and_errors(device, tmp_path):
@@ -356,6 +382,9 @@ def test_ember_train_and_evaluate_commands(device, tmp_path):
                      "digits.safetensors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "epoch 2/2" in result.stdout and "epoch 1/2" not in result.stdout
+    result = run_cli("train", "--epochs", "2", "--resume", "digits.safetensors", "--out", "again.safetensors",
+                     cwd=tmp_path)
+    assert result.returncode == 2 and "nothing is left to train: pass epochs > 2" in result.stderr
     # (The default job, `ember train`, runs with the README's commands in test_readme.py.)
     result = run_cli("train", "--dataset", "cifar10", cwd=tmp_path)
     assert result.returncode != 0 and "needs --data-dir" in result.stderr

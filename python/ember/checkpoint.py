@@ -253,7 +253,8 @@ def _json_meta(meta, key, kind, default):
     return value
 
 
-def _epoch(meta):
+def saved_epoch(meta):
+    """The epochs a checkpoint's metadata says were done (None when it does not say)."""
     if "ember.epoch" not in meta:
         return None
     text = meta["ember.epoch"]
@@ -321,7 +322,7 @@ def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: 
     arrays, meta = read(path)
     model_state = {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)}
     try:
-        epoch = _epoch(meta)
+        epoch = saved_epoch(meta)
         config = _json_meta(meta, "ember.config", dict, {})
         extra = _json_meta(meta, "ember.extra", dict, {})
         plan = None

@@ -322,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--dataset", choices=DATASETS, default="digits")
     p_train.add_argument("--data-dir", help="directory holding the data set's files (cifar10, mnist)")
     p_train.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
-    p_train.add_argument("--epochs", type=_positive_int, help="epochs (default: per data set)")
+    p_train.add_argument("--epochs", type=_positive_int,
+                         help="the final epoch's index (default: per data set); with --resume, training continues "
+                              "from the checkpoint's epoch up to this one (Keras's epochs and initial_epoch)")
     p_train.add_argument("--batch-size", type=_positive_int, default=64)
     p_train.add_argument("--lr", type=_positive_float, default=1e-3)
     p_train.add_argument("--seed", type=int, default=0)

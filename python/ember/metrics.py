@@ -1,6 +1,7 @@
 """Classification metrics: functions on whole arrays and streaming metrics for training loops.
 
-Every function takes ``y_true`` (1-D integer class labels) and ``y_pred``, which is either
+Every function takes ``y_true`` (integer class labels, 1-D or Keras's (N, 1); or the one-hot
+or probability rows the categorical losses take, read as their argmax) and ``y_pred``, which is either
 1-D integer labels or 2-D scores of shape ``(N, C)`` (logits or probabilities; the prediction
 is the argmax over the classes). Anything ``np.asarray`` accepts will do, ember Tensors
 included. Booleans count as the labels 0 and 1.
@@ -87,6 +88,21 @@ def _as_labels(y: Any, name: str, hint: str = "") -> np.ndarray:
     return labels
 
 
+def _as_true_labels(y_true: Any) -> np.ndarray:
+    """Class labels from what the losses take as targets: labels (N,) or Keras's (N, 1), or
+    one-hot / probability rows (N, C), whose labels are their argmax."""
+    arr = np.asarray(_host(y_true))
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr.reshape(-1)
+    elif arr.ndim == 2:
+        rows = _as_scores(arr, "y_true (one-hot or probability rows)")
+        if (rows < 0).any() or not np.allclose(rows.sum(axis=1), 1.0, rtol=0, atol=1e-3):
+            raise ValueError(f"y_true must be a 1-D array of class labels or (N, C) one-hot / probability rows, got "
+                             f"shape {arr.shape} with rows that are not probabilities (are y_true and y_pred swapped?)")
+        arr = rows.argmax(axis=1)
+    return _as_labels(arr, "y_true")
+
+
 def _as_predictions(y_pred: Any) -> tuple[np.ndarray, int | None]:
     """Predicted labels from 1-D labels or 2-D scores, and the number of score columns (or None)."""
     arr = np.asarray(_host(y_pred))
@@ -145,7 +161,7 @@ def _labels_and_classes(
     y_true: Any, y_pred: Any, num_classes: int | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Validated true and predicted labels and the number of classes C (given or inferred)."""
-    t = _as_labels(y_true, "y_true")
+    t = _as_true_labels(y_true)
     p, columns = _as_predictions(y_pred)
     _check_lengths(t, p)
     if num_classes is not None:
@@ -188,7 +204,7 @@ def accuracy(y_true: Any, y_pred: Any) -> float:
 def _top_k_hits(y_true: Any, scores: Any, k: int, name: str = "scores") -> tuple[int, int]:
     """(samples whose true class ranks in the top k, samples); see :func:`top_k_accuracy`."""
     k = _check_k(k)
-    t = _as_labels(y_true, "y_true")
+    t = _as_true_labels(y_true)
     arr = _as_scores(scores, name)
     _check_lengths(t, arr, name)
     if t.max() >= arr.shape[1]:

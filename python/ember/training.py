@@ -23,11 +23,11 @@ from . import backend, nn, optim
 from . import metrics as metrics_module
 from .autograd import no_grad
 from .callbacks import Callback, CallbackList, History, ProgressLogger
+from .losses import KERAS_LOSSES
 from .tensor import Tensor, default_generator
 
 _OPTIMIZERS = {"adam": ("Adam", 1e-3), "adamw": ("AdamW", 1e-3), "sgd": ("SGD", 1e-2), "rmsprop": ("RMSprop", 1e-3)}
-_LOSSES = {"cross_entropy": "CrossEntropyLoss", "categorical_crossentropy": "CrossEntropyLoss",
-           "sparse_categorical_crossentropy": "CrossEntropyLoss", "mse": "MSELoss", "mean_squared_error": "MSELoss",
+_LOSSES = {"cross_entropy": "CrossEntropyLoss", "mse": "MSELoss", "mean_squared_error": "MSELoss",
            "l1": "L1Loss", "mae": "L1Loss", "nll": "NLLLoss", "bce_with_logits": "BCEWithLogitsLoss"}
 
 
@@ -59,9 +59,13 @@ def _make_optimizer(model, optimizer, lr):
 
 def _make_loss(loss):
     if isinstance(loss, str):
-        if loss.lower() not in _LOSSES:
-            raise ValueError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a callable")
-        return getattr(nn, _LOSSES[loss.lower()])()
+        key = loss.lower()
+        if key in KERAS_LOSSES:
+            return KERAS_LOSSES[key]()
+        if key not in _LOSSES:
+            raise ValueError(f"compile: unknown loss {loss!r}; use one of {sorted([*_LOSSES, *KERAS_LOSSES])} "
+                             "or a callable")
+        return getattr(nn, _LOSSES[key])()
     if callable(loss):
         return loss
     raise TypeError(f"compile: loss must be a name or a callable (output, target) -> Tensor, got {type(loss).__name__}")
@@ -70,7 +74,9 @@ def _make_loss(loss):
 def compile(model, optimizer="adam", loss="cross_entropy", metrics=None, lr=None) -> None:
     """Set the optimizer (a name -- 'adam', 'adamw', 'sgd', 'rmsprop', with ``lr`` -- or an
     ``ember.optim`` optimizer over the model's parameters), the loss (a name such as
-    'cross_entropy' or 'mse', or a callable) and the metrics (names such as 'accuracy', 'f1',
+    'cross_entropy' -- logits against class indices or probabilities, PyTorch's -- or 'mse',
+    Keras's 'categorical_crossentropy' and 'sparse_categorical_crossentropy' with their
+    meanings (see ``ember.losses``), or a callable) and the metrics (names such as 'accuracy', 'f1',
     'top5', ``ember.metrics`` objects or functions) that ``fit`` and ``evaluate`` use."""
     if metrics is None:
         metrics = []
@@ -209,8 +215,11 @@ def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev):
 
 def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, class_weight=None, initial_epoch=0, seed=None, transform=None,
-        resume_from=None, device=None) -> History:
-    """Train for ``epochs`` epochs (counted from 0, so ``initial_epoch=2, epochs=4`` runs two).
+        resume_from=None, device=None, steps_per_epoch=None) -> History:
+    """Train until epoch ``epochs`` (Keras's rule: ``epochs`` is the index of the final epoch,
+    counted from 0, so ``initial_epoch=2, epochs=4`` runs two, and a run resumed after epoch 3
+    with ``epochs=10`` runs seven more). Asking for no epoch at all -- ``epochs`` not above
+    ``initial_epoch`` or the resumed checkpoint's epoch -- is a ValueError, not a silent no-op.
 
     ``x, y`` are arrays or tensors (a ``DataLoader`` may be given as ``x`` instead);
     ``validation_data`` is ``(x_val, y_val)`` or a ``DataLoader``, or ``validation_split``
@@ -222,9 +231,11 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
     state and seed), so the result equals the uninterrupted run's. ``verbose``: 0 silent, 1 a
     live bar per epoch, 2 one line per epoch, 'auto' a bar on a terminal and lines otherwise.
     ``device`` moves the model there and runs every step there (default: where the model's
-    parameters are); batches are prepared on the host and copied.
+    parameters are); batches are prepared on the host and copied. ``steps_per_epoch`` ends
+    each epoch after that many batches (default: all of them).
     """
     from .checkpoint import load as load_checkpoint
+    from .checkpoint import read_header, saved_epoch
 
     compiled = _compiled(model, "fit")
     dev = _model_device(model, device)
@@ -234,14 +245,24 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
         raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
     if validation_split and validation_data is not None:
         raise ValueError("fit: give validation_data or validation_split, not both")
+    if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or
+                                        not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1):
+        raise ValueError(f"fit: steps_per_epoch must be an int >= 1 or None, got {steps_per_epoch!r}")
     history = History()
     if resume_from is not None:
-        state = load_checkpoint(resume_from, model, compiled.optimizer)
-        if state.epoch is None:
+        done = saved_epoch(read_header(resume_from)[1])
+        if done is None:
             raise ValueError(f"fit: {resume_from} does not record the epoch it was saved at")
+        if epochs <= done:
+            raise ValueError(f"fit: {resume_from} was saved after {done} epochs and epochs={epochs} is the index of "
+                             f"the final epoch (Keras's rule), so nothing is left to train: pass epochs > {done}")
+        state = load_checkpoint(resume_from, model, compiled.optimizer)
         initial_epoch = state.epoch
         seed = state.extra.get("fit_seed", seed)
         history.restore(state.extra.get("history", {}))
+    elif initial_epoch >= epochs > 0:
+        raise ValueError(f"fit: initial_epoch={initial_epoch} leaves no epoch to train before epochs={epochs} "
+                         "(epochs is the index of the final epoch, Keras's rule)")
     if seed is None:
         seed = int(default_generator().numpy.integers(0, 2**63 - 1))
 
@@ -266,7 +287,8 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
     loss_fn = compiled.loss if class_weight is None else _class_weighted(compiled.loss, class_weight)
     optimizer, metric_objs = compiled.optimizer, compiled.metrics
     cbs = CallbackList([history, ProgressLogger(verbose), *(callbacks or [])], model=model,
-                       params={"epochs": epochs, "steps": len(train_loader), "fit_seed": seed,
+                       params={"epochs": epochs, "fit_seed": seed,
+                               "steps": min(len(train_loader), steps_per_epoch or len(train_loader)),
                                "optimizer": optimizer, "history": history})
     model.stop_training = False
     was_training = model.training
@@ -300,7 +322,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                     for m in metric_objs:
                         logs[m.name] = m.result()
                     cbs.on_train_batch_end(step, logs)
-                    if interrupt.requested:
+                    if interrupt.requested or step + 1 == steps_per_epoch:
                         break
                 if interrupt.requested:
                     interrupted = True

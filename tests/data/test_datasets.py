@@ -14,6 +14,7 @@ import pytest
 
 from ember import datasets
 from ember.datasets import cifar10, digits, fashion_mnist, mnist, synthetic
+from cifar_files import cifar_batch, write_cifar, write_pickle
 
 # ------------------------------------------------------------------------------------ digits
 
@@ -68,28 +69,6 @@ def test_digits_errors(kwargs, match):
 
 
 # ------------------------------------------------------------------------------------ CIFAR-10
-
-
-def cifar_batch(rng, n, start=0):
-    data = rng.integers(0, 256, (n, 3072)).astype(np.uint8)
-    data[:, 0] = np.arange(start, start + n)  # identifies the row
-    return data, [int(v) for v in rng.integers(0, 10, n)]
-
-
-def write_pickle(path, obj, protocol=2):
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=protocol)
-
-
-def write_cifar(folder, rng, n=4):
-    folder.mkdir(parents=True, exist_ok=True)
-    batches = {}
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for k, name in enumerate(names):
-        data, labels = cifar_batch(rng, n + k, start=10 * k)
-        write_pickle(folder / name, {b"batch_label": b"batch", b"data": data, b"labels": labels})
-        batches[name] = (data, labels)
-    return batches
 
 
 def test_cifar10_reads_the_python_batches(tmp_path, rng):

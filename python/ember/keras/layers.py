@@ -1,0 +1,247 @@
+"""Keras's layers over Ember's: ``Conv2D``, ``MaxPooling2D``, ``AveragePooling2D``,
+``GlobalAveragePooling2D``, ``Dense``, ``Flatten``, ``Dropout``, ``BatchNormalization``,
+``Activation`` and ``Input``.
+
+Each infers its input size at its first call (``build``), takes Keras's arguments and
+initialisers (Glorot-uniform kernels, zero biases) and applies an optional ``activation``. The
+model converts channels-last images (N, H, W, C) to Ember's NCHW once at its input, so inside
+a model these layers compute in NCHW: ``Flatten`` orders features channel-first, which only
+matters when importing weights trained elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import nn
+from ..kernels import _geometry
+from ..nn import functional as F
+from ..nn import init
+
+_ACTIVATIONS = {
+    None: None,
+    "linear": None,
+    "relu": F.relu,
+    "sigmoid": F.sigmoid,
+    "tanh": F.tanh,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "softmax": lambda x: F.softmax(x, 1),  # Keras's last axis: the channels, axis 1 in NCHW
+    "log_softmax": lambda x: F.log_softmax(x, 1),
+}
+
+
+def activation_fn(name):
+    """The function of a Keras activation name (None and 'linear': none)."""
+    if callable(name):
+        return name
+    key = name.lower() if isinstance(name, str) else name
+    if key not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(k for k in _ACTIVATIONS if k)} or a callable, "
+                         f"got {name!r}")
+    return _ACTIVATIONS[key]
+
+
+def _ints(value, n, name):
+    value = (value,) * n if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
+    if len(value) != n or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+        raise ValueError(f"{name} must be a positive int or {n} of them, got {value!r}")
+    return value
+
+
+def _padding(padding):
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+    return padding.lower()
+
+
+class Layer(nn.Module):
+    """A Keras-style layer: built at its first call from the input's shape, then ``compute``
+    followed by the activation. ``input_shape`` (channels-last, without the batch) lets a model
+    build before it sees data."""
+
+    def __init__(self, activation=None, input_shape=None, name=None):
+        super().__init__()
+        object.__setattr__(self, "activation", activation_fn(activation))
+        object.__setattr__(self, "activation_name", activation if isinstance(activation, str) else None)
+        object.__setattr__(self, "input_shape", None if input_shape is None else tuple(input_shape))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "built", False)
+
+    def build(self, shape) -> None:
+        """Create the weights for inputs of ``shape`` (NCHW or (N, features), batch included)."""
+
+    def compute(self, x):
+        return x
+
+    def logits(self, x):
+        """The layer's output before its activation."""
+        if not self.built:
+            self.build(tuple(x.shape))
+            object.__setattr__(self, "built", True)
+        return self.compute(x)
+
+    def forward(self, x):
+        y = self.logits(x)
+        return y if self.activation is None else self.activation(y)
+
+
+class Input(Layer):
+    """The model's input shape (channels-last, without the batch), as ``keras.Input``."""
+
+    def __init__(self, shape, name=None):
+        super().__init__(input_shape=shape, name=name)
+
+
+class Conv2D(Layer):
+    """``Conv2D(filters, kernel_size, strides=1, padding='valid', dilation_rate=1,
+    activation=None, use_bias=True)``; 'same' pads as Keras does (stride 1)."""
+
+    def __init__(self, filters: int, kernel_size, strides=(1, 1), padding="valid", dilation_rate=(1, 1),
+                 activation=None, use_bias: bool = True, groups: int = 1, input_shape=None, name=None):
+        super().__init__(activation, input_shape, name)
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"Conv2D: filters must be a positive int, got {filters!r}")
+        self.filters, self.groups, self.use_bias = filters, groups, use_bias
+        self.kernel_size = _ints(kernel_size, 2, "Conv2D: kernel_size")
+        self.strides = _ints(strides, 2, "Conv2D: strides")
+        self.dilation_rate = _ints(dilation_rate, 2, "Conv2D: dilation_rate")
+        self.padding = _padding(padding)
+
+    def build(self, shape):
+        if len(shape) != 4:
+            raise ValueError(f"Conv2D takes images (batch, height, width, channels), got shape {shape}")
+        self.conv = nn.Conv2d(shape[1], self.filters, self.kernel_size, self.strides, self.padding,
+                              self.dilation_rate, self.groups, self.use_bias)
+        fan_in = shape[1] // self.groups * math.prod(self.kernel_size)
+        fan_out = self.filters // self.groups * math.prod(self.kernel_size)
+        limit = math.sqrt(6.0 / (fan_in + fan_out))  # glorot_uniform, Keras's default
+        init.uniform_(self.conv.weight, -limit, limit)
+        if self.use_bias:
+            init.zeros_(self.conv.bias)
+
+    def compute(self, x):
+        return self.conv(x)
+
+
+class Dense(Layer):
+    """``Dense(units, activation=None, use_bias=True)`` on (batch, features)."""
+
+    def __init__(self, units: int, activation=None, use_bias: bool = True, input_shape=None, name=None):
+        super().__init__(activation, input_shape, name)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"Dense: units must be a positive int, got {units!r}")
+        self.units, self.use_bias = units, use_bias
+
+    def build(self, shape):
+        if len(shape) != 2:
+            raise ValueError(f"Dense takes (batch, features), got shape {shape}: add Flatten() before it")
+        self.linear = nn.Linear(shape[1], self.units, self.use_bias)
+        init.xavier_uniform_(self.linear.weight)
+        if self.use_bias:
+            init.zeros_(self.linear.bias)
+
+    def compute(self, x):
+        return self.linear(x)
+
+
+def _same_pool(size: int, k: int, s: int) -> tuple[int, bool]:
+    """Keras's 'same' pooling along one axis (output ceil(size / s), the extra padding at the
+    end) as Ember's symmetric padding and ceil mode."""
+    want = -(-size // s)
+    total = max((want - 1) * s + k - size, 0)
+    pad = total // 2
+    for ceil in (False, True):
+        if pad <= k // 2 and _geometry.pool_output_size(size, k, pad, s, 1, ceil) == want:
+            return pad, ceil
+    raise ValueError(f"padding='same' with pool size {k} and stride {s} on {size} pixels puts more padding "
+                     "before the input than after it; Ember pools with symmetric padding: use padding='valid'")
+
+
+class _Pooling2D(Layer):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", input_shape=None, name=None):
+        super().__init__(None, input_shape, name)
+        self.pool_size = _ints(pool_size, 2, f"{type(self).__name__}: pool_size")
+        self.strides = self.pool_size if strides is None else _ints(strides, 2, f"{type(self).__name__}: strides")
+        self.padding = _padding(padding)
+        self.pads, self.ceil = (0, 0), False
+
+    def build(self, shape):
+        if len(shape) != 4:
+            raise ValueError(f"{type(self).__name__} takes images (batch, height, width, channels), got {shape}")
+        if self.padding == "same":
+            (ph, ch), (pw, cw) = (_same_pool(n, k, s) for n, k, s in zip(shape[2:], self.pool_size, self.strides))
+            if ch != cw:
+                raise ValueError(f"padding='same' on a {shape[2]}x{shape[3]} input needs ceil mode along one "
+                                 "axis only; use padding='valid'")
+            self.pads, self.ceil = (ph, pw), ch
+
+
+class MaxPooling2D(_Pooling2D):
+    """``MaxPooling2D(pool_size=(2, 2), strides=None, padding='valid')``."""
+
+    def compute(self, x):
+        return F.max_pool2d(x, self.pool_size, self.strides, self.pads, 1, self.ceil)
+
+
+class AveragePooling2D(_Pooling2D):
+    """``AveragePooling2D(pool_size=(2, 2), strides=None, padding='valid')``: 'same' averages
+    over the pixels inside the input, as Keras does."""
+
+    def compute(self, x):
+        return F.avg_pool2d(x, self.pool_size, self.strides, self.pads, self.ceil, count_include_pad=False)
+
+
+class GlobalAveragePooling2D(Layer):
+    """The mean over height and width: (batch, channels)."""
+
+    def compute(self, x):
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+class Flatten(Layer):
+    """(batch, ...) to (batch, features)."""
+
+    def compute(self, x):
+        return x.flatten(1)
+
+
+class Dropout(Layer):
+    """``Dropout(rate)``: zeroes a fraction ``rate`` of the inputs while training."""
+
+    def __init__(self, rate: float, input_shape=None, name=None):
+        super().__init__(None, input_shape, name)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        self.rate = rate
+
+    def compute(self, x):
+        return F.dropout(x, self.rate, self.training)
+
+
+class BatchNormalization(Layer):
+    """``BatchNormalization(momentum=0.99, epsilon=0.001)`` over the channels (Keras's
+    momentum: the running statistics keep that fraction of their old value)."""
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, input_shape=None, name=None):
+        super().__init__(None, input_shape, name)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNormalization: momentum must be in [0, 1], got {momentum!r}")
+        self.momentum, self.epsilon = momentum, epsilon
+
+    def build(self, shape):
+        if len(shape) not in (2, 4):
+            raise ValueError(f"BatchNormalization takes (batch, features) or images, got shape {shape}")
+        cls = nn.BatchNorm2d if len(shape) == 4 else nn.BatchNorm1d
+        self.bn = cls(shape[1], eps=self.epsilon, momentum=1.0 - self.momentum)
+
+    def compute(self, x):
+        return self.bn(x)
+
+
+class Activation(Layer):
+    """``Activation('relu')`` and the other activation names."""
+
+    def __init__(self, activation, input_shape=None, name=None):
+        super().__init__(activation, input_shape, name)

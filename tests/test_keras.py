@@ -1,0 +1,171 @@
+"""ember.keras: the classic Keras CIFAR-10 program runs as written, and each Keras habit it
+leans on means what it means in Keras."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cifar_files import write_cifar
+
+import ember
+from ember import nn
+from ember.keras import Sequential, layers, losses, optimizers, utils
+from ember.keras.datasets import cifar10
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(3)
+
+
+def seed_cnn():
+    return Sequential([
+        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(32, 32, 3)),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+def test_the_classic_keras_cifar10_program_runs_as_written(tmp_path, monkeypatch, rng, capsys):
+    write_cifar(tmp_path / "cifar-10-batches-py", rng, n=20)
+    monkeypatch.setenv("EMBER_DATA", str(tmp_path))
+    ember.manual_seed(0)
+    # ---- the program, imports aside, as Keras's users write it
+    model = seed_cnn()
+    model.compile(optimizer='adam', loss='categorical_crossentropy', metrics=['accuracy'])
+    (x_train, y_train), (x_test, y_test) = cifar10.load_data()
+    x_train = x_train.astype('float32') / 255
+    x_test = x_test.astype('float32') / 255
+    y_train = utils.to_categorical(y_train, 10)
+    y_test = utils.to_categorical(y_test, 10)
+    model.fit(x_train, y_train, batch_size=64, epochs=2, validation_data=(x_test, y_test))
+    scores = model.evaluate(x_test, y_test)
+    # ----
+    assert x_train.shape == (20 + 21 + 22 + 23 + 24, 32, 32, 3) and y_train.shape == (110, 10)
+    loss, accuracy = scores
+    probs = model.predict(x_test, verbose=0)
+    assert probs.shape == (25, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    want = -np.mean(np.log(probs[np.arange(25), y_test.argmax(1)]))
+    np.testing.assert_allclose(loss, want, rtol=1e-4)
+    assert accuracy == np.mean(probs.argmax(1) == y_test.argmax(1))
+    assert "val_accuracy" in capsys.readouterr().out
+
+
+def test_load_data_has_keras_shapes_and_says_where_files_go(tmp_path, monkeypatch, rng):
+    write_cifar(tmp_path / "cifar-10-batches-py", rng)
+    monkeypatch.setenv("EMBER_DATA", str(tmp_path))
+    (x, y), (xt, yt) = cifar10.load_data()
+    native = ember.datasets.cifar10(tmp_path)
+    assert x.dtype == np.uint8 and y.dtype == np.uint8 and y.shape == (len(x), 1) and xt.shape[1:] == (32, 32, 3)
+    np.testing.assert_array_equal(x, native[0][0].transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(yt[:, 0], native[1][1])
+    monkeypatch.setenv("EMBER_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*does not exist.*cifar-10-python\.tar\.gz.*EMBER_DATA"):
+        cifar10.load_data()
+    (tmp_path / "nowhere").mkdir()
+    (tmp_path / "nowhere" / "cifar-10-python.tar.gz").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="is there but not extracted: run  tar -xzf"):
+        cifar10.load_data()
+
+
+def test_softmax_with_categorical_crossentropy_trains_on_the_logits(rng):
+    """The softmax + categorical_crossentropy model takes the fused logits path: the same
+    loss and the same gradients as the native logits model with the same weights, even
+    where the softmax rounds to 0 and 1 (which log(clip(p)) could not follow)."""
+    x = rng.standard_normal((8, 6)).astype(np.float32) * 30  # saturating logits
+    y = rng.integers(0, 4, 8)
+    keras = Sequential([layers.Dense(4, activation="softmax", input_shape=(6,))])
+    native = nn.Sequential(nn.Linear(6, 4))
+    native.load_state_dict({"0." + k.rsplit(".", 1)[1]: v for k, v in keras.state_dict().items()})
+    keras.compile(optimizer=optimizers.SGD(learning_rate=0.1), loss="categorical_crossentropy")
+    native.compile(optimizer="sgd", lr=0.1, loss="cross_entropy")
+    hk = keras.fit(x, utils.to_categorical(y, 4), batch_size=8, epochs=3, shuffle=False, verbose=0)
+    hn = native.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    np.testing.assert_allclose(hk.history["loss"], hn.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(keras.dense.linear.weight.detach().numpy(), native[0].weight.detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert np.isfinite(hk.history["loss"]).all()
+
+
+def test_loss_names_mean_what_they_mean_in_keras(rng):
+    logits = ember.tensor(rng.standard_normal((5, 3)).astype(np.float32))
+    labels = np.array([0, 2, 1, 1, 0])
+    probs = ember.tensor(np.exp(logits.numpy()) / np.exp(logits.numpy()).sum(1, keepdims=True))
+    want = float(nn.functional.cross_entropy(logits, labels).item())
+    cce, scce = losses.CategoricalCrossentropy(), losses.SparseCategoricalCrossentropy()
+    np.testing.assert_allclose(cce(probs, utils.to_categorical(labels, 3)).item(), want, rtol=1e-5)
+    np.testing.assert_allclose(scce(probs, labels.reshape(-1, 1)).item(), want, rtol=1e-5)
+    np.testing.assert_allclose(losses.SparseCategoricalCrossentropy(from_logits=True)(logits, labels).item(), want,
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="for class indices use sparse_categorical_crossentropy"):
+        cce(probs, labels)
+    with pytest.raises(ValueError, match="not probabilities .* from_logits=True"):
+        cce(logits * 10, utils.to_categorical(labels, 3))
+    with pytest.raises(ValueError, match="for one-hot or probability targets use categorical_crossentropy"):
+        scce(probs, utils.to_categorical(labels, 3))
+
+
+def test_accuracy_reads_one_hot_and_keras_shaped_labels(rng):
+    scores = rng.standard_normal((10, 4))
+    labels = scores.argmax(1)
+    labels[:3] = (labels[:3] + 1) % 4
+    for y_true in (labels, labels.reshape(-1, 1), utils.to_categorical(labels, 4)):
+        assert ember.metrics.accuracy(y_true, scores) == 0.7
+        m = ember.metrics.get("accuracy")
+        m.update(y_true, scores)
+        assert m.result() == 0.7
+
+
+def test_layers_infer_their_sizes_and_build_on_first_data(rng):
+    model = Sequential()
+    model.add(layers.Conv2D(4, 3, padding="same", activation="relu"))
+    model.add(layers.BatchNormalization())
+    model.add(layers.MaxPooling2D(padding="same"))
+    model.add(layers.Dropout(0.25))
+    model.add(layers.GlobalAveragePooling2D())
+    model.add(layers.Dense(3, activation="softmax"))
+    assert not model.built
+    model.compile(optimizer="adam", learning_rate=0.01, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x, y = rng.random((16, 7, 7, 2)).astype(np.float32), rng.integers(0, 3, (16, 1))
+    history = model.fit(x, y, batch_size=4, epochs=2, steps_per_epoch=2, verbose=0)
+    assert model.built and model.input_shape == (7, 7, 2) and len(history.history["loss"]) == 2
+    assert model._compiled.optimizer.param_groups[0]["lr"] == 0.01
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "conv2d (Conv2D)" in text and "(None, 7, 7, 4)" in text and "(None, 4, 4, 4)" in text
+    assert "batch_normalization (BatchNormalization)" in text and "(None, 3)" in text
+    total = sum(p.numel() for p in model.parameters())
+    assert total == (2 * 9 * 4 + 4) + (4 + 4) + (4 * 3 + 3) and f"Total params: {total:,}" in text
+    assert model.predict(x, verbose=0).shape == (16, 3)
+
+
+def test_keras_arguments_are_checked():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        layers.Dense(3, activation="relux")
+    with pytest.raises(ValueError, match="padding must be 'valid' or 'same'"):
+        layers.Conv2D(3, 3, padding="full")
+    with pytest.raises(ValueError, match="Dense takes .* add Flatten"):
+        Sequential([layers.Dense(3, input_shape=(4, 4, 1))])
+    with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
+        Sequential([layers.Dense(3, input_shape=(4,))]).compile(optimizer="adamm", loss="mse")
+    with pytest.raises(RuntimeError, match="compile"):
+        Sequential([layers.Dense(3, input_shape=(4,))]).fit(np.zeros((2, 4), np.float32), np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="not built yet"):
+        Sequential([layers.Dense(3)]).summary()
+
+
+def test_to_categorical():
+    np.testing.assert_array_equal(utils.to_categorical([[2], [0]], 3), [[0, 0, 1], [1, 0, 0]])
+    assert utils.to_categorical(np.array([1, 3])).shape == (2, 4)
+    assert utils.to_categorical([1], 2).dtype == np.float32
+    with pytest.raises(ValueError, match="holds the class 3 but num_classes is 3"):
+        utils.to_categorical([3], 3)
+    with pytest.raises(ValueError, match="negative class"):
+        utils.to_categorical([-1], 3)
+    with pytest.raises(ValueError, match="integer class indices"):
+        utils.to_categorical([0.5], 3)
