@@ -90,6 +90,27 @@ def test_info_and_bench_gemm(capsys, monkeypatch):
         assert ember_ms > 0 and numpy_ms > 0 and gflops > 0 and r[4].endswith("x")
 
 
+def test_bare_ember_prints_usage_and_ctrl_c_exits_130(capsys, monkeypatch):
+    code, out, err = run(capsys)
+    assert code == 2 and "usage: ember" in err and "train" in err and not out
+
+    def interrupted(args, out=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "train", interrupted)
+    code, _, err = run(capsys, "train")
+    assert code == 130 and "ember train: interrupted" in err
+
+
+def test_resume_with_another_model_says_which_it_holds(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "1", "--verbose", "0",
+                       "--out", str(tmp_path / "m.safetensors"))
+    assert code == 0, err
+    code, _, err = run(capsys, "train", "--dataset", "synthetic", "--epochs", "2", "--resume",
+                       str(tmp_path / "m.safetensors"))
+    assert code == 2 and "holds a 'mlp' model trained on 'synthetic', not --model cnn: pass --model mlp" in err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["bench-gemm", "8x8"], "shape must be MxKxN with positive integers, got '8x8'"),
     (["bench-gemm", "8x0x8"], "shape must be MxKxN with positive integers"),

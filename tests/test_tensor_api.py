@@ -110,3 +110,28 @@ def test_interop_and_small_factories(rng):
     assert np.asarray(t, copy=True) is not a and np.array_equal(np.asarray(t, copy=True), a)
     r = ember.randint(5, size=(1000,), generator=ember.Generator(int(rng.integers(2**31)))).numpy()
     assert r.min() >= 0 and r.max() <= 4 and len(np.unique(r)) == 5  # randint(high): from 0
+
+
+def test_pytorch_habits_size_casts_and_inference_mode(rng):
+    t = ember.tensor(rng.standard_normal((2, 3)).astype(np.float32), requires_grad=True)
+    assert t.size == 6 and t.size() == (2, 3) and t.size(1) == 3 and t.size(-2) == 2  # NumPy's and PyTorch's
+    with pytest.raises(IndexError, match="dim 2 is out of range"):
+        t.size(2)
+    d = t.double()
+    assert d.dtype == np.float64 and t.float() is t and t.type_as(d).dtype == np.float64
+    (d * d).sum().backward()  # the cast is differentiable, the gradient in the input's dtype
+    assert t.grad.dtype == np.float32
+    np.testing.assert_allclose(t.grad.numpy(), 2 * t.detach().numpy(), rtol=1e-6)
+    labels = ember.tensor([0.0, 2.7, -1.5])
+    assert labels.long().dtype == np.int64 and labels.long().tolist() == [0, 2, -1]
+    assert labels.int().dtype == np.int32 and not t.long().requires_grad and labels.bool().tolist() == [False, True, True]
+    with ember.inference_mode():
+        assert not (t * 2).requires_grad
+    with ember.no_grad(), ember.inference_mode(False):
+        assert (t * 2).requires_grad
+
+    @ember.inference_mode()
+    def predict(x):
+        return x * 2
+
+    assert not predict(t).requires_grad and (t * 2).requires_grad

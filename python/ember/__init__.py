@@ -19,7 +19,7 @@ from ._runtime import (
     set_isa,
     set_num_threads,
 )
-from .autograd import enable_grad, no_grad
+from .autograd import enable_grad, inference_mode, no_grad
 from .tensor import (
     Generator,
     Tensor,
@@ -91,6 +91,7 @@ __all__ = [
     "enable_grad",
     "from_dlpack",
     "from_numpy",
+    "inference_mode",
     "no_grad",
     "tensor",
     "available_isas",

@@ -162,6 +162,13 @@ def train(args, out=None) -> dict:
     from .callbacks import ModelCheckpoint
     from .data import transforms as T
 
+    if args.resume:
+        saved, _ = _checkpoint_config(args.resume)
+        for option, key in (("--model", "model"), ("--dataset", "dataset")):
+            if saved.get(key, getattr(args, key)) != getattr(args, key):
+                raise ValueError(f"--resume: {args.resume} holds a {saved['model']!r} model trained on "
+                                 f"{saved.get('dataset', 'digits')!r}, not {option} {getattr(args, key)}: pass "
+                                 f"{option} {saved[key]}")
     recipe = _RECIPES[args.dataset]
     ember.manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = _load_dataset(args.dataset, args.data_dir, args.seed)
@@ -200,7 +207,8 @@ def train(args, out=None) -> dict:
         print(f"checkpoint: {saved.resolve()}", file=out)
     if history.interrupted:
         print("training was interrupted; continue with --resume " + str(saved or path), file=out)
-    return {**scores, "samples_per_s": rate, "seconds": seconds, "checkpoint": saved}
+    return {**scores, "samples_per_s": rate, "seconds": seconds, "checkpoint": saved,
+            "interrupted": history.interrupted}
 
 
 def _model_for(path, config, shapes):
@@ -321,13 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     p_train = sub.add_parser("train", help="train a classifier and save a checkpoint")
     p_train.add_argument("--dataset", choices=DATASETS, default="digits")
     p_train.add_argument("--data-dir", help="directory holding the data set's files (cifar10, mnist)")
-    p_train.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
+    p_train.add_argument("--model", choices=("cnn", "mlp"), default="cnn",
+                         help="cnn: Conv2d(32, 3x3) > ReLU > MaxPool2d(2) > Linear(128) > ReLU > Linear; "
+                              "mlp: Linear(256) > ReLU > Linear(128) > ReLU > Linear (default: cnn)")
     p_train.add_argument("--epochs", type=_positive_int,
                          help="the final epoch's index (default: per data set); with --resume, training continues "
                               "from the checkpoint's epoch up to this one (Keras's epochs and initial_epoch)")
-    p_train.add_argument("--batch-size", type=_positive_int, default=64)
-    p_train.add_argument("--lr", type=_positive_float, default=1e-3)
-    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument("--batch-size", type=_positive_int, default=64, help="samples per step (default: 64)")
+    p_train.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's learning rate (default: 0.001)")
+    p_train.add_argument("--seed", type=int, default=0,
+                         help="seeds the weights, the split, the batch order and the augmentation (default: 0)")
     p_train.add_argument("--out", help="checkpoint path (default: ember-DATASET-MODEL.safetensors)")
     p_train.add_argument("--resume", help="continue from this checkpoint")
     p_train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
@@ -350,25 +361,34 @@ def main(argv: list[str] | None = None) -> int:
     p_bench.add_argument("shapes", nargs="*", type=_parse_shape, metavar="MxKxN",
                          help=f"shapes to time (default: {' '.join(DEFAULT_SHAPES)})")
     args = parser.parse_args(argv)
+    if args.command is None:  # usage, not a job nobody asked for
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(f"ember {args.command}: interrupted", file=sys.stderr)
+        return 130
 
+
+def _run(args) -> int:
+    """Exit status: 0 done, 2 bad usage, files or data (a message, not a traceback), 130 after
+    Ctrl-C (training stops cleanly after its current step and says how to resume)."""
     if args.command in ("train", "evaluate", "quantize"):
         if args.command == "train" and args.verbose is None:
             args.verbose = "auto"
         try:
-            {"train": train, "evaluate": evaluate, "quantize": quantize}[args.command](args)
-        except (FileNotFoundError, ValueError) as exc:  # bad files or data: a message, not a traceback
+            result = {"train": train, "evaluate": evaluate, "quantize": quantize}[args.command](args)
+        except (FileNotFoundError, ValueError) as exc:
             print(f"ember {args.command}: {exc}", file=sys.stderr)
             return 2
-        return 0
-    from . import info
+        return 130 if isinstance(result, dict) and result.get("interrupted") else 0
+    if args.command == "info":
+        from . import info
 
-    if args.command in (None, "info"):
         info()
-    if args.command in (None, "bench-gemm"):
-        shapes = getattr(args, "shapes", None) or [_parse_shape(s) for s in DEFAULT_SHAPES]
-        if args.command is None:
-            print()
-        bench_gemm(shapes)
+    else:
+        bench_gemm(args.shapes or [_parse_shape(s) for s in DEFAULT_SHAPES])
     return 0
 
 

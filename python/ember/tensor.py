@@ -34,6 +34,23 @@ def _storage(data):
     return np.asarray(data)
 
 
+class Size(int):
+    """A tensor's element count (an int, NumPy's ``size``) that, called, gives its shape or one
+    dimension: PyTorch's ``size()`` and ``size(dim)``."""
+
+    def __new__(cls, shape):
+        obj = super().__new__(cls, math.prod(shape))
+        obj.shape = tuple(shape)
+        return obj
+
+    def __call__(self, dim=None):
+        if dim is None:
+            return self.shape
+        if not -len(self.shape) <= dim < len(self.shape):
+            raise IndexError(f"dim {dim} is out of range for a tensor of {len(self.shape)} dimensions")
+        return self.shape[dim]
+
+
 class Tensor(Variable):
     """An n-dimensional array that can record the ops applied to it and differentiate them.
 
@@ -109,9 +126,10 @@ class Tensor(Variable):
         return self._data.ndim
 
     @property
-    def size(self) -> int:
-        """The number of elements (PyTorch's ``numel()``)."""
-        return self._data.size
+    def size(self) -> Size:
+        """The number of elements, NumPy's ``size``; called, the shape: PyTorch's ``size()`` and
+        ``size(dim)``."""
+        return Size(self._data.shape)
 
     def numel(self) -> int:
         return self._data.size
@@ -328,6 +346,35 @@ class Tensor(Variable):
 
     def matmul(self, other):
         return self @ other
+
+    # ---------------------------------------------------------------- dtype casts (PyTorch's names)
+    def type(self, dtype) -> Tensor:
+        """This tensor as ``dtype`` (itself when it has it): differentiable between floating
+        dtypes; a cast to an integer or bool dtype is cut from the graph, as in PyTorch."""
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        if dtype.kind == "f" and self.dtype.kind == "f":
+            return fns.CastFn.apply(self, dtype=dtype)
+        return Tensor._wrap(self._data.astype(dtype))
+
+    def float(self) -> Tensor:
+        return self.type(np.float32)
+
+    def double(self) -> Tensor:
+        return self.type(np.float64)
+
+    def long(self) -> Tensor:
+        return self.type(np.int64)
+
+    def int(self) -> Tensor:
+        return self.type(np.int32)
+
+    def bool(self) -> Tensor:
+        return self.type(np.bool_)
+
+    def type_as(self, other) -> Tensor:
+        return self.type(other.dtype)
 
     def clamp(self, min=None, max=None):  # noqa: A002 (PyTorch's names)
         return fns.ClampFn.apply(self, lo=min, hi=max)

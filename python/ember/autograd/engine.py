@@ -13,6 +13,7 @@ another trains.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import functools
 import heapq
@@ -51,7 +52,7 @@ class _GradMode:
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with type(self)():
+            with copy.copy(self):  # a fresh mode per call: calls may nest or run in threads
                 return fn(*args, **kwargs)
 
         return wrapper
@@ -61,6 +62,14 @@ class no_grad(_GradMode):  # noqa: N801 (PyTorch's name)
     """Ops inside record no graph: ``with ember.no_grad():`` or ``@ember.no_grad()``."""
 
     enabled = False
+
+
+class inference_mode(_GradMode):  # noqa: N801 (PyTorch's name)
+    """PyTorch's ``inference_mode``: :class:`no_grad` (``mode=False``: grad mode on), as a
+    ``with`` block or a decorator."""
+
+    def __init__(self, mode: bool = True):
+        self.enabled = not mode
 
 
 class enable_grad(_GradMode):  # noqa: N801 (PyTorch's name)

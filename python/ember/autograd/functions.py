@@ -365,6 +365,19 @@ def _matmul(a, b):
     return _xps(a, b).matmul(a, b)
 
 
+class CastFn(Function):
+    """``a`` as another floating dtype; the gradient goes back in ``a``'s dtype."""
+
+    @staticmethod
+    def forward(ctx, a, dtype=None):
+        ctx.dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.astype(ctx.dtype)
+
+
 class ClampFn(Function):
     @staticmethod
     def forward(ctx, a, lo=None, hi=None):
