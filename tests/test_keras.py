@@ -169,3 +169,12 @@ def test_to_categorical():
         utils.to_categorical([-1], 3)
     with pytest.raises(ValueError, match="integer class indices"):
         utils.to_categorical([0.5], 3)
+
+
+def test_help_shows_the_real_signatures():
+    import inspect
+
+    fit = inspect.signature(nn.Linear(2, 2).fit)
+    assert {"batch_size", "epochs", "validation_data", "steps_per_epoch", "resume_from"} <= set(fit.parameters)
+    assert list(inspect.signature(nn.Module.predict).parameters)[:2] == ["self", "x"]
+    assert "verbose" in inspect.signature(nn.Module.predict).parameters

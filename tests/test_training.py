@@ -244,6 +244,9 @@ def test_checkpoint_round_trip_and_errors(device, tmp_path):
     other_opt = ember.optim.Adam(other.parameters(), lr=5.0)
     info = ember.load(path, other, other_opt)
     assert info.epoch == 2 and info.config == {"name": "mlp", "sizes": [6, 3]}
+    values = sum(p.numel() for p in model.parameters())
+    assert repr(info).startswith(f"Checkpoint(path={str(path)!r}, epoch=2, config keys=['name', 'sizes']")
+    assert f"model_state={len(model.state_dict())} arrays, {values:,} values" in repr(info) and len(repr(info)) < 300
     for (k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
         np.testing.assert_array_equal(a.cpu().numpy(), b.cpu().numpy(), err_msg=k)
     assert other_opt.param_groups[0]["lr"] == 1e-2

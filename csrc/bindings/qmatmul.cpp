@@ -17,7 +17,8 @@ ArrayView packed(const py::handle& obj, const char* name, DType dtype, int64_t c
 }
 
 // The float arguments: input (M x K, unit column stride), bias (N, or None), out (M x N, unit
-// column stride, writable, apart from the others), checked against the weight's n and k.
+// column stride, writable, apart from the others and from the packed weight), checked against
+// the weight's n and k.
 struct Floats {
   ArrayView x, bias, out;
 
@@ -65,6 +66,7 @@ void int8(const py::handle& input, const py::handle& data, const py::handle& sca
   const ArrayView d = packed(data, "data", DType::int8, checked_mul(np16, kp, "the packed weight"));
   const ArrayView s = packed(scales, "scales", DType::float32, np16);
   const ArrayView c = packed(colsum, "colsum", DType::int32, np16);
+  for (const ArrayView* in : {&d, &s, &c}) check_apart(f.out, *in);
   const qmatmul::Int8Weight w{n, k, kp, d.ptr<const int8_t>(), s.ptr<const float>(), c.ptr<const int32_t>()};
   f.run([&](const float* x, int64_t m, int64_t ldx, const float* b, float* y, int64_t ldy, Isa isa, int nt) {
     return Ref ? qmatmul::qmatmul_int8_ref(x, m, ldx, w, b, y, ldy)
@@ -81,6 +83,7 @@ void int4(const py::handle& input, const py::handle& data, const py::handle& sca
   const int64_t np16 = checked_mul((n + 15) / 16, 16, "N"), kp = (k + group_size - 1) / group_size * group_size;
   const ArrayView d = packed(data, "data", DType::uint8, checked_mul(np16, kp / 2, "the packed weight"));
   const ArrayView s = packed(scales, "scales", DType::float32, checked_mul(np16, kp / group_size, "the scales"));
+  for (const ArrayView* in : {&d, &s}) check_apart(f.out, *in);
   const qmatmul::Int4Weight w{n, k, group_size, kp, d.ptr<const uint8_t>(), s.ptr<const float>()};
   f.run([&](const float* x, int64_t m, int64_t ldx, const float* b, float* y, int64_t ldy, Isa isa, int nt) {
     return Ref ? qmatmul::qmatmul_int4_ref(x, m, ldx, w, b, y, ldy)

@@ -41,6 +41,14 @@ class Checkpoint:
     extra: dict = field(default_factory=dict)
     model_state: dict = field(default_factory=dict)  # key -> array, on load's map_location
 
+    def __repr__(self) -> str:
+        """A summary: the arrays' count and size, not their values."""
+        arrays = self.model_state.values()
+        nbytes = sum(int(a.nbytes) for a in arrays)
+        return (f"Checkpoint(path={str(self.path)!r}, epoch={self.epoch}, config keys={sorted(self.config)}, "
+                f"extra keys={sorted(self.extra)}, model_state={len(self.model_state)} arrays, "
+                f"{sum(int(a.size) for a in arrays):,} values, {nbytes / 2**20:.1f} MiB)")
+
 
 def _safetensors():
     try:

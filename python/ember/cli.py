@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     p_quant = sub.add_parser("quantize", help="quantize a checkpoint's Linear layers to int8 or int4")
     p_quant.add_argument("path")
     p_quant.add_argument("--bits", type=int, choices=(8, 4), default=8)
-    p_quant.add_argument("--group-size", type=int, choices=(32, 64, 128), default=32, help="int4 only")
+    p_quant.add_argument("--group-size", type=int, default=32,
+                         help="int4 only: inputs per scale, a multiple of 8 from 8 to 4096 (default: 32)")
     p_quant.add_argument("--out", help="default: PATH with .int8/.int4 before .safetensors")
     p_quant.add_argument("--dataset", choices=DATASETS, help="default: the one it was trained on")
     p_quant.add_argument("--data-dir")

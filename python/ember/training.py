@@ -13,6 +13,7 @@ never interrupted. Ctrl-C stops training cleanly after the current step.
 from __future__ import annotations
 
 import copy
+import inspect
 import signal
 import threading
 import time
@@ -364,9 +365,10 @@ def evaluate(model, x=None, y=None, batch_size=256, verbose=0, return_dict=True,
     return logs if return_dict else list(logs.values())
 
 
-def predict(model, x, batch_size=256, device=None) -> np.ndarray:
+def predict(model, x, batch_size=256, device=None, verbose=0) -> np.ndarray:
     """The model's outputs for ``x`` (an array, a tensor or a DataLoader whose first field is the
-    input), batch by batch in evaluation mode, as one NumPy array. ``device`` as ``fit``'s."""
+    input), batch by batch in evaluation mode, as one NumPy array. ``device`` as ``fit``'s;
+    ``verbose`` is taken for Keras code's sake: predict prints nothing either way."""
     from .data import DataLoader, TensorDataset
 
     dev = _model_device(model, device)
@@ -404,13 +406,16 @@ def _install_keras_methods(cls) -> None:
     def evaluate_(self, x=None, y=None, **kwargs):
         return evaluate(self, x, y, **kwargs)
 
-    def predict_(self, x, batch_size=256, device=None) -> np.ndarray:
-        return predict(self, x, batch_size, device)
+    def predict_(self, x, batch_size=256, device=None, verbose=0) -> np.ndarray:
+        return predict(self, x, batch_size, device, verbose)
 
     for name, method, source in (("compile", compile_, compile), ("fit", fit_, fit), ("evaluate", evaluate_, evaluate),
                                  ("predict", predict_, predict)):
         method.__name__ = method.__qualname__ = name
         method.__doc__ = source.__doc__
+        signature = inspect.signature(source)  # help() shows the real arguments, self in model's place
+        self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        method.__signature__ = signature.replace(parameters=[self_param, *list(signature.parameters.values())[1:]])
         setattr(cls, name, method)
 
 

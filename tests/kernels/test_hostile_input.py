@@ -223,3 +223,18 @@ def test_out_of_range_python_ints_are_named(rng, value):
         ember.set_num_threads(value)
     with pytest.raises((ValueError, OverflowError), match="nbytes"):
         ember.set_host_cache_limit(value)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_qmatmul_out_over_the_packed_weight_is_refused(bits):
+    """An out that overlaps the packed weight would overwrite it while the kernel reads it."""
+    qw = quantize_weight(np.linspace(-1, 1, 3 * 40, dtype=np.float32).reshape(3, 40), bits=bits)
+    x = np.ones((2, 40), np.float32)
+    arrays = {"data": qw.data, "scales": qw.scales} | ({"colsum": qw.colsum} if bits == 8 else {})
+    for name, packed in arrays.items():
+        out = packed.view(np.uint8)[: 2 * 3 * 4].view(np.float32).reshape(2, 3)
+        args = (x, qw.data, qw.scales, qw.colsum, 3, 40) if bits == 8 else (x, qw.data, qw.scales, 3, 40, qw.group_size)
+        before = packed.copy()
+        with pytest.raises(ValueError, match=f"out must not share memory with {name}"):
+            getattr(ember._C, f"qmatmul_int{bits}")(*args, None, out)
+        np.testing.assert_array_equal(packed, before)

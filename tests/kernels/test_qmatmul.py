@@ -122,6 +122,9 @@ def test_quant_linear_and_quantize_model(rng, quant_device):
         assert report.layers == 2 and report.bytes_after < report.bytes_before / (3 if bits == 8 else 5)
         assert report.metric == "accuracy" and report.before == 1.0 and report.after >= 0.9
         assert report.speedup is not None and report.speedup > 0 and "accuracy" in str(report)
+        assert len(report.ratios) == 21 and report.speedup == np.median(report.ratios)
+        assert "alternating rounds" in str(report)
+        assert ("too small for the bytes saved" in str(report)) == (report.speedup < 1.0)
         with ember.no_grad():
             got = qmodel(ember.tensor(x)).cpu().numpy()
         # The same integers on the host: the float model's weights quantized here, bit for bit.

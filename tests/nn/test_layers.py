@@ -83,3 +83,16 @@ def test_clip_grad_norm(device):
     p.grad = ember.tensor([np.inf, 1.0])
     with pytest.raises(RuntimeError, match="total norm"):
         nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+
+
+def test_layers_refuse_inputs_of_another_dtype_and_say_how_to_convert(rng):
+    """PyTorch's rule, the same for Linear and Conv2d: no silent cast (Linear used to compute in
+    float64 for a float64 input, Conv2d blamed its own weight)."""
+    x8 = ember.tensor(rng.integers(0, 256, (2, 3, 5, 5)).astype(np.uint8))
+    with pytest.raises(TypeError, match=r"Conv2d: input has dtype uint8 but the weights are float32; convert the "
+                                        r"input with x.float\(\) / 255"):
+        nn.Conv2d(3, 4, 3)(x8)
+    for layer, x in ((nn.Conv2d(3, 4, 3), x8.double()), (nn.Linear(5, 2), ember.tensor(np.ones((2, 5))))):
+        with pytest.raises(TypeError, match=rf"{type(layer).__name__}: input has dtype float64 .* with x.float\(\)"):
+            layer(x)
+        assert layer(x.float()).dtype == np.float32

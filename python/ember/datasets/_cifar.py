@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -92,9 +93,13 @@ def load_batch(path) -> tuple[np.ndarray, np.ndarray]:
         what = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise ValueError(f"{path}: 'data' must be a uint8 array of shape (n, 3072), got a {what}")
     try:
-        y = np.asarray(labels)
+        with warnings.catch_warnings():  # NumPy < 1.24 makes ragged lists object arrays, with a warning
+            warnings.simplefilter("ignore")
+            y = np.asarray(labels)
     except Exception as exc:
         raise ValueError(f"{path}: 'labels' must be a list of integers ({exc})") from exc
+    if y.dtype == object:  # ragged or mixed entries (NumPy >= 1.24 raised above)
+        raise ValueError(f"{path}: 'labels' must be a list of integers, got entries of other kinds or lengths")
     if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(data):
         raise ValueError(f"{path}: 'labels' must be {len(data)} integers (one per row of 'data'), got "
                          f"{y.dtype} of shape {y.shape}")

@@ -111,6 +111,8 @@ class Sequential(nn.Module):
     def forward(self, x):
         if not isinstance(x, Tensor):
             x = Tensor(np.asarray(x, np.float32))
+        elif x.dtype != np.float32:  # Keras's rule: inputs are cast to the layers' float32
+            x = x.float()
         x = self._to_nchw(x)
         layers = self.layers
         for layer in layers[:-1]:
@@ -203,7 +205,8 @@ class Sequential(nn.Module):
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", **kwargs) -> np.ndarray:
-        """Keras's ``predict``: the model's outputs (probabilities after a softmax) as an array."""
+        """Keras's ``predict``: the model's outputs (probabilities after a softmax) as an array
+        (no progress bar is shown, whatever ``verbose`` says)."""
         self._build_from(x)
         with self._logits(False):
-            return training.predict(self, x, batch_size or 32, **kwargs)
+            return training.predict(self, x, batch_size or 32, verbose=verbose, **kwargs)

@@ -16,6 +16,18 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+def _check_input_dtype(layer, x) -> None:
+    """PyTorch's rule: a layer computes in its weights' dtype, and an input of another dtype is
+    an error (no silent cast), which says how to convert it."""
+    want = layer.weight.dtype
+    if x.dtype != want:
+        casts = {"float32": "x.float()", "float64": "x.double()"}
+        how = ("x.float() / 255 (or ember.data.transforms.ToFloat) for 8-bit images" if x.dtype.kind in "ub"
+               else casts.get(want.name, f"x.type({want.name!r})"))
+        raise TypeError(f"{type(layer).__name__}: input has dtype {x.dtype} but the weights are {want}; convert "
+                        f"the input with {how}")
+
+
 class Identity(Module):
     def forward(self, x):
         return x
@@ -41,6 +53,7 @@ class Linear(Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has {x.shape[-1]} features "
                              f"(shape {x.shape})")
+        _check_input_dtype(self, x)
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
@@ -72,6 +85,7 @@ class Conv2d(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
+        _check_input_dtype(self, x)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
