@@ -111,3 +111,15 @@ def test_saving_onto_another_filesystem(rng):
         for name in os.listdir(folder):
             os.unlink(os.path.join(folder, name))
         os.rmdir(folder)
+
+
+def test_a_missing_or_unwritable_folder_is_named_not_created(tmp_path):
+    model = ember.nn.Linear(2, 2)
+    target = tmp_path / "missing" / "m.safetensors"
+    with pytest.raises(FileNotFoundError, match=f"cannot write {target}: the folder {target.parent} does not exist"):
+        ember.save(target, model)
+    assert not target.parent.exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the folder should be: the error names the path given
+    with pytest.raises(OSError, match=f"cannot write {blocker / 'm.safetensors'}"):
+        ember.save(blocker / "m.safetensors", model)

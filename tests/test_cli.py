@@ -102,6 +102,12 @@ def test_bare_ember_prints_usage_and_ctrl_c_exits_130(capsys, monkeypatch):
     assert code == 130 and "ember train: interrupted" in err
 
 
+def test_out_into_a_missing_folder_is_an_error(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--dataset", "synthetic", "--epochs", "1", "--out",
+                       str(tmp_path / "no" / "m.safetensors"))
+    assert code == 2 and f"the folder {tmp_path / 'no'} does not exist" in err and not (tmp_path / "no").exists()
+
+
 def test_resume_with_another_model_says_which_it_holds(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "1", "--verbose", "0",
                        "--out", str(tmp_path / "m.safetensors"))

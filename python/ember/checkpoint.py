@@ -119,6 +119,10 @@ def atomic_write(path, data: bytes) -> None:
     if path.is_symlink():
         path = Path(os.path.realpath(path))
     directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        if directory.exists():
+            raise NotADirectoryError(f"cannot write {path}: {directory} is not a folder")
+        raise FileNotFoundError(f"cannot write {path}: the folder {directory} does not exist")
     _clean_stale_temps(directory, path.name)
     try:
         mode = os.stat(path).st_mode & 0o7777
@@ -131,6 +135,8 @@ def atomic_write(path, data: bytes) -> None:
             break
         except FileExistsError:
             continue
+        except OSError as exc:  # name what the caller asked for, not the temporary file
+            raise type(exc)(exc.errno, f"cannot write {path}: {exc.strerror} (in {directory})") from None
     else:
         raise FileExistsError(f"could not create a temporary file beside {path}")
     try:

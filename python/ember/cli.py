@@ -99,7 +99,7 @@ def bench_gemm(shapes, out=None) -> list[dict]:
         row = {"shape": f"{m}x{k}x{n}", "ember_ms": t_ember * 1e3, "numpy_ms": t_numpy * 1e3,
                "gflops": gflops, "speedup": speedup}
         rows.append(row)
-        print(f"{row['shape']:>18} {row['ember_ms']:>10.3f} {row['numpy_ms']:>10.3f} {gflops:>14.1f} "
+        print(f"{row['shape']:>18} {row['ember_ms']:>10.4g} {row['numpy_ms']:>10.4g} {gflops:>14.4g} "
               f"{row['speedup']:>8.2f}x", file=out)
     return rows
 
@@ -190,6 +190,8 @@ def train(args, out=None) -> dict:
     model.compile(optimizer="adam", lr=args.lr, loss="cross_entropy", metrics=["accuracy"])
     epochs = args.epochs if args.epochs is not None else recipe["epochs"]
     path = Path(args.out) if args.out else Path(f"ember-{args.dataset}-{args.model}.safetensors")
+    if not path.parent.is_dir():  # before any training, and without creating folders nobody asked for
+        raise FileNotFoundError(f"--out {args.out}: the folder {path.parent} does not exist")
     checkpoint = ModelCheckpoint(path, monitor="val_loss", config=config)
     print(f"training {args.model} on {args.dataset}: {len(xtr)} training images {tuple(xtr.shape[1:])}, "
           f"{len(xte)} test images, {classes} classes, {epochs} epochs", file=out)

@@ -201,11 +201,15 @@ def test_cifar10_missing_files(tmp_path, rng):
     write_cifar(tmp_path, rng)
     (tmp_path / "data_batch_4").unlink()
     (tmp_path / "test_batch").unlink()
-    with pytest.raises(FileNotFoundError, match=rf"{tmp_path} lacks data_batch_4, test_batch; expected the files "
-                                                 "data_batch_1, data_batch_2, .*test_batch"):
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path} lacks data_batch_4, test_batch \(the python version's "
+                                                 r"batches data_batch_1, data_batch_2, .*test_batch.* Its files come from "
+                                                 r"cifar-10-python.tar.gz \(https://www.cs.toronto.edu/~kriz/cifar.html\)"):
         cifar10(tmp_path)
-    with pytest.raises(FileNotFoundError, match="lacks data_batch_1"):
+    with pytest.raises(FileNotFoundError, match=rf"the folder {tmp_path / 'nowhere'} does not exist"):
         cifar10(tmp_path / "nowhere")
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=rf"is there but not extracted: run  tar -xzf {tmp_path}/cifar-10-"):
+        cifar10(tmp_path)
 
 
 # ------------------------------------------------------------------------------------ MNIST
@@ -266,7 +270,7 @@ def test_torchvision_layout_and_fashion_mnist(tmp_path, rng):
     for load in (fashion_mnist, lambda root: mnist(root, kind="fashion"), lambda root: mnist(root, "fashion_mnist")):
         (_, y_train), _ = load(tmp_path)
         np.testing.assert_array_equal(y_train, arrays["train-labels-idx1-ubyte"])
-    with pytest.raises(FileNotFoundError, match="MNIST: no folder among"):
+    with pytest.raises(FileNotFoundError, match=r"MNIST: .* lacks .* looked in .* and .*MNIST/raw\)"):
         mnist(tmp_path)
     write_mnist(tmp_path / "MNIST" / "raw", rng, n_train=2)
     assert len(mnist(tmp_path)[0][0]) == 2
@@ -317,8 +321,9 @@ def test_truncated_gzip_stream(tmp_path, rng):
 def test_mnist_missing_files_and_bad_kind(tmp_path, rng):
     write_mnist(tmp_path, rng)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(FileNotFoundError, match=r"holds all of train-images-idx3-ubyte, .*t10k-labels-idx1-ubyte "
-                                                r"\(each may also end in \.gz\)") as info:
+    with pytest.raises(FileNotFoundError, match=r"lacks train-images-idx3-ubyte, .*t10k-labels-idx1-ubyte "
+                                                r"\(each may end in \.gz; .*Download train-images-idx3-ubyte.gz and "
+                                                r"its three companions from https://yann.lecun.com") as info:
         mnist(tmp_path)
     assert str(tmp_path) in str(info.value)
     with pytest.raises(ValueError, match="kind must be one of"):

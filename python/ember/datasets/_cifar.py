@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._missing import missing_files
+
 try:  # NumPy >= 2
     from numpy._core import multiarray as _multiarray
     from numpy._core import numeric as _numeric
@@ -128,9 +130,9 @@ def cifar10(root):
     expected = TRAIN_FILES + (TEST_FILE,)
     missing = [name for name in expected if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"CIFAR-10: {folder} lacks {', '.join(missing)}; expected the files "
-                                f"{', '.join(expected)} of the python version (cifar-10-python.tar.gz), "
-                                f"in that folder or in a {_FOLDER} folder inside it")
+        raise missing_files("CIFAR-10", folder, f"{', '.join(missing)} (the python version's batches "
+                            f"{', '.join(expected)}, in that folder or in a {_FOLDER} folder inside it)",
+                            "cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar.html", root)
     train = [load_batch(folder / name) for name in TRAIN_FILES]
     x_test, y_test = load_batch(folder / TEST_FILE)
     x_train = np.concatenate([x for x, _ in train])

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._missing import missing_files
+
 _MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, 3 or 1 dimensions
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -103,8 +105,10 @@ def mnist(root, kind="mnist"):
         if all(_find(folder, name) for name in names):
             break
     else:
-        raise FileNotFoundError(f"{_KINDS[kind]}: no folder among {', '.join(map(str, candidates))} holds all of "
-                                f"{', '.join(names)} (each may also end in .gz)")
+        url = ("https://github.com/zalandoresearch/fashion-mnist" if _KINDS[kind] == "FashionMNIST"
+               else "https://yann.lecun.com/exdb/mnist/")
+        raise missing_files(_KINDS[kind], root, f"{', '.join(names)} (each may end in .gz; looked in "
+                            f"{' and '.join(map(str, candidates))})", "train-images-idx3-ubyte.gz and its three companions", url, root)
     return _split(folder, *_FILES["train"]), _split(folder, *_FILES["test"])
 
 

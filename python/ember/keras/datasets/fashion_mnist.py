@@ -8,4 +8,4 @@ from .mnist import load
 def load_data():
     """``((x_train, y_train), (x_test, y_test))``: images uint8 (N, 28, 28), labels uint8 (N,),
     read from the IDX files in ``$EMBER_DATA/fashion_mnist`` (default ``~/.ember/datasets``)."""
-    return load("fashion", "fashion_mnist", "Fashion-MNIST", "https://github.com/zalandoresearch/fashion-mnist")
+    return load("fashion", "fashion_mnist")
