@@ -290,3 +290,39 @@ def test_dataset_and_set_epoch_errors():
         loader.set_epoch(-1)
     with pytest.raises(TypeError, match="epoch"):
         loader.set_epoch(1.0)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # Python 3.12+ on fork
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_worker_processes_give_the_same_batches(context):
+    """num_workers: the same batches in the same order as without workers, augmentation included
+    (each batch's generator depends on (seed, epoch, batch) only), for two epochs; an error in a
+    worker surfaces at its batch."""
+    x = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
+    y = np.arange(40)
+
+    def epochs(**kwargs):
+        loader = DataLoader(TensorDataset(x, y), batch_size=6, shuffle=True, seed=3,
+                            transform=T.RandomHorizontalFlip(), **kwargs)
+        return [[(a.numpy().copy(), b.numpy().copy()) for a, b in loader] for _ in range(2)]
+
+    want = epochs()
+    got = epochs(num_workers=2, multiprocessing_context=context)
+    assert len(got) == 2 and len(got[0]) == 7
+    for ep_want, ep_got in zip(want, got):
+        for (xa, ya), (xb, yb) in zip(ep_want, ep_got):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(want[0][0][1], want[1][0][1])  # a new order each epoch
+    got = []
+    with pytest.raises(KeyError, match="broken sample 5"):
+        for (xb,) in DataLoader(Failing(10, bad=5), batch_size=2, num_workers=2, multiprocessing_context=context):
+            got.append(xb.numpy().tolist())
+    assert got == [[0, 1], [2, 3]]
+
+
+def test_num_workers_arguments():
+    with pytest.raises(ValueError, match="num_workers must be an integer >= 0, got -1"):
+        DataLoader(TensorDataset(np.zeros(3)), num_workers=-1)
+    with pytest.raises(ValueError, match="multiprocessing_context must be one of"):
+        DataLoader(TensorDataset(np.zeros(3)), num_workers=1, multiprocessing_context="threads")
