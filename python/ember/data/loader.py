@@ -9,12 +9,10 @@ epoch ``e`` exactly.
 
 from __future__ import annotations
 
-import multiprocessing
 import numbers
 import os
 import queue
 import threading
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -90,13 +88,17 @@ class DataLoader:
         self._epoch = 0
         self.device = backend.get(device) if device is not None else None
         self.num_workers = nonnegative_int(num_workers, "DataLoader: num_workers")
-        methods = multiprocessing.get_all_start_methods()
-        if multiprocessing_context is None:
-            multiprocessing_context = "fork" if "fork" in methods else "spawn"
-        if multiprocessing_context not in methods:
-            raise ValueError(f"DataLoader: multiprocessing_context must be one of {methods}, "
-                             f"got {multiprocessing_context!r}")
-        self.multiprocessing_context = multiprocessing_context
+        self.multiprocessing_context = None
+        if self.num_workers:
+            import multiprocessing  # only for workers: keeps `import ember` light
+
+            methods = multiprocessing.get_all_start_methods()
+            if multiprocessing_context is None:
+                multiprocessing_context = "fork" if "fork" in methods else "spawn"
+            if multiprocessing_context not in methods:
+                raise ValueError(f"DataLoader: multiprocessing_context must be one of {methods}, "
+                                 f"got {multiprocessing_context!r}")
+            self.multiprocessing_context = multiprocessing_context
 
     @property
     def seed(self) -> int:
@@ -175,6 +177,9 @@ class _Workers:
     back in order."""
 
     def __init__(self, plan: _EpochPlan, workers: int, context: str):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         self._plan = plan
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(context),
                                          initializer=_init_worker, initargs=(plan,))
