@@ -1,5 +1,7 @@
 // ember._C.max_pool2d_fwd/bwd, avg_pool2d_fwd/bwd, adaptive_avg_pool2d_fwd/bwd and their references.
 // ember.kernels.pool2d validates the parameters and allocates the outputs; these check everything again.
+#include <algorithm>
+
 #include "bindings/common.h"
 #include "bindings/geometry.h"
 #include "ops/pool2d/pool2d.h"
@@ -14,9 +16,15 @@ ArrayView nchw(const py::handle& obj, const char* name, Shape shape = {-1, -1, -
 }
 
 // Every index must point into its plane, or backward would write out of bounds.
+// One branch-free pass (it reads as many bytes as the kernel), then the first bad
+// index is looked for only when there is one.
 void check_indices(const ArrayView& idx, int64_t plane_size) {
   const int64_t* p = idx.ptr<const int64_t>();
-  for (int64_t e = 0; e < idx.size(); ++e)
+  const int64_t n = idx.size();
+  uint64_t worst = 0;  // as unsigned, a negative index is larger than any valid one
+  for (int64_t e = 0; e < n; ++e) worst = std::max(worst, static_cast<uint64_t>(p[e]));
+  if (n == 0 || worst < static_cast<uint64_t>(plane_size)) return;
+  for (int64_t e = 0; e < n; ++e)
     EMBER_CHECK_VALUE(p[e] >= 0 && p[e] < plane_size, "indices[", e, "] = ", p[e],
                       " is outside the input plane (0 <= index < ", plane_size, ")");
 }

@@ -186,6 +186,10 @@ def test_max_pool2d_backward_rejects_bad_indices():
     idx[0, 1, 2, 2] = 36
     with pytest.raises(ValueError, match=r"indices\[17\] = 36 is outside the input plane"):
         kernels.pool2d.max_pool2d_bwd_ref(dy, idx, X.shape)
+    idx[0, 0, 0, 1] = -1  # the first bad index is named, a negative one included
+    for fn in (kernels.pool2d.max_pool2d_bwd, kernels.pool2d.max_pool2d_bwd_ref):
+        with pytest.raises(ValueError, match=r"indices\[1\] = -1 is outside the input plane"):
+            fn(dy, idx, X.shape)
     with pytest.raises(TypeError, match="indices must have dtype int64"):
         kernels.pool2d.max_pool2d_bwd_ref(dy, idx.astype(np.int32), X.shape)
 
