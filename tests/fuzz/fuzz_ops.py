@@ -769,9 +769,9 @@ def _xent_api_oracle(case, kv, outs):
     else:
         lse, rows, _ = _xent_rows(z, t, w, eps, ignore)
         denom = float(z.shape[0])
-    with np.errstate(all="ignore"):
-        want = rows.astype(np.float32) if red == "none" else np.float32(rows.sum() if red == "sum" else
-                                                                        rows.sum() / denom)
+    with np.errstate(all="ignore"):  # the loss has the logits' dtype (float64 logits run on the reference)
+        want = rows.astype(z.dtype) if red == "none" else z.dtype.type(rows.sum() if red == "sum" else
+                                                                       rows.sum() / denom)
     got = outs["return"][0] if isinstance(outs["return"], tuple) else outs["return"]
     _xent_api_compare(case, "the loss against NumPy", got, np.asarray(want), kv)
 
