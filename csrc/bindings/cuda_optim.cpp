@@ -1,6 +1,4 @@
 // ember._cuda bindings: adam_step, sgd_step (multi-tensor, one launch per list).
-#include <deque>
-#include <string>
 #include <vector>
 
 #include "bindings/cuda_common.h"
@@ -11,34 +9,19 @@ namespace ember::cuda_bind {
 namespace {
 
 using bindings::check_adam_hyper;
-using bindings::check_lists_disjoint;
 using bindings::check_sgd_hyper;
-using bindings::step_counts;
-
-// The list argument `name`, read as bindings::tensor_list reads ember._C's, on the device.
-std::vector<ArrayView> tensors(const py::handle& obj, const char* name, Access access, std::deque<std::string>& names,
-                               const std::vector<ArrayView>* params = nullptr) {
-  return bindings::tensor_list(obj, name, access, Device::cuda, &device_arg, names, params);
-}
 
 void py_adam_step(py::handle params, py::handle grads, py::handle exp_avgs, py::handle exp_avg_sqs,
                   py::handle max_exp_avg_sqs, py::handle steps, double lr, double beta1, double beta2, double eps,
                   double weight_decay, bool decoupled, bool maximize, py::handle stream) {
   check_adam_hyper(lr, beta1, beta2, eps, weight_decay);
-  std::deque<std::string> names;
-  const auto p = tensors(params, "params", Access::write, names);
-  const auto g = tensors(grads, "grads", Access::read, names, &p);
-  const auto m = tensors(exp_avgs, "exp_avgs", Access::write, names, &p);
-  const auto v = tensors(exp_avg_sqs, "exp_avg_sqs", Access::write, names, &p);
-  const bool ams = !max_exp_avg_sqs.is_none();
-  const auto vmax = ams ? tensors(max_exp_avg_sqs, "max_exp_avg_sqs", Access::write, names, &p)
-                        : std::vector<ArrayView>{};
-  const std::vector<int64_t> step = step_counts(steps, p.size());
-  check_lists_disjoint({&p, &g, &m, &v, &vmax});
-  std::vector<ember::cuda::AdamTensor> t(p.size());
-  for (size_t i = 0; i < p.size(); ++i)
-    t[i] = {p[i].ptr<float>(), g[i].ptr<const float>(), m[i].ptr<float>(), v[i].ptr<float>(),
-            ams ? vmax[i].ptr<float>() : nullptr, p[i].size(), step[i]};
+  const auto l = bindings::adam_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, Device::cuda,
+                                      &device_arg);
+  const bool ams = !l.vmax.empty();
+  std::vector<ember::cuda::AdamTensor> t(l.p.size());
+  for (size_t i = 0; i < l.p.size(); ++i)
+    t[i] = {l.p[i].ptr<float>(), l.g[i].ptr<const float>(), l.m[i].ptr<float>(), l.v[i].ptr<float>(),
+            ams ? l.vmax[i].ptr<float>() : nullptr, l.p[i].size(), l.step[i]};
   const ember::cuda::AdamHyper h{static_cast<float>(lr), static_cast<float>(beta1), static_cast<float>(beta2),
                                  static_cast<float>(eps), static_cast<float>(weight_decay), decoupled, maximize, ams};
   const auto s = stream_arg(stream);
@@ -49,15 +32,11 @@ void py_adam_step(py::handle params, py::handle grads, py::handle exp_avgs, py::
 void py_sgd_step(py::handle params, py::handle grads, py::handle bufs, double lr, double momentum, double dampening,
                  double weight_decay, bool nesterov, bool maximize, bool first, py::handle stream) {
   check_sgd_hyper(lr, momentum, dampening, weight_decay, nesterov);
-  std::deque<std::string> names;
-  const auto p = tensors(params, "params", Access::write, names);
-  const auto g = tensors(grads, "grads", Access::read, names, &p);
-  const bool mom = !bufs.is_none();
-  const auto buf = mom ? tensors(bufs, "momentum_buffers", Access::write, names, &p) : std::vector<ArrayView>{};
-  check_lists_disjoint({&p, &g, &buf});
-  std::vector<ember::cuda::SgdTensor> t(p.size());
-  for (size_t i = 0; i < p.size(); ++i)
-    t[i] = {p[i].ptr<float>(), g[i].ptr<const float>(), mom ? buf[i].ptr<float>() : nullptr, p[i].size()};
+  const auto l = bindings::sgd_lists(params, grads, bufs, Device::cuda, &device_arg);
+  const bool mom = !l.buf.empty();
+  std::vector<ember::cuda::SgdTensor> t(l.p.size());
+  for (size_t i = 0; i < l.p.size(); ++i)
+    t[i] = {l.p[i].ptr<float>(), l.g[i].ptr<const float>(), mom ? l.buf[i].ptr<float>() : nullptr, l.p[i].size()};
   const ember::cuda::SgdHyper h{static_cast<float>(lr), static_cast<float>(momentum), static_cast<float>(dampening),
                                 static_cast<float>(weight_decay), nesterov, maximize, first, mom};
   const auto s = stream_arg(stream);

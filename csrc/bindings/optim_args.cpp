@@ -81,4 +81,30 @@ void check_lists_disjoint(std::initializer_list<const std::vector<ArrayView>*> l
   check_disjoint(all);
 }
 
+AdamLists adam_lists(const py::handle& params, const py::handle& grads, const py::handle& exp_avgs,
+                     const py::handle& exp_avg_sqs, const py::handle& max_exp_avg_sqs, const py::handle& steps,
+                     Device device, ArrayReader read) {
+  AdamLists l;  // returned by move: the deque keeps the names' addresses
+  l.p = tensor_list(params, "params", Access::write, device, read, l.names);
+  l.g = tensor_list(grads, "grads", Access::read, device, read, l.names, &l.p);
+  l.m = tensor_list(exp_avgs, "exp_avgs", Access::write, device, read, l.names, &l.p);
+  l.v = tensor_list(exp_avg_sqs, "exp_avg_sqs", Access::write, device, read, l.names, &l.p);
+  if (!max_exp_avg_sqs.is_none())
+    l.vmax = tensor_list(max_exp_avg_sqs, "max_exp_avg_sqs", Access::write, device, read, l.names, &l.p);
+  l.step = step_counts(steps, l.p.size());
+  check_lists_disjoint({&l.p, &l.g, &l.m, &l.v, &l.vmax});
+  return l;
+}
+
+SgdLists sgd_lists(const py::handle& params, const py::handle& grads, const py::handle& momentum_buffers,
+                   Device device, ArrayReader read) {
+  SgdLists l;
+  l.p = tensor_list(params, "params", Access::write, device, read, l.names);
+  l.g = tensor_list(grads, "grads", Access::read, device, read, l.names, &l.p);
+  if (!momentum_buffers.is_none())
+    l.buf = tensor_list(momentum_buffers, "momentum_buffers", Access::write, device, read, l.names, &l.p);
+  check_lists_disjoint({&l.p, &l.g, &l.buf});
+  return l;
+}
+
 }  // namespace ember::bindings

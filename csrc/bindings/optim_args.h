@@ -36,4 +36,23 @@ void check_sgd_hyper(double lr, double momentum, double dampening, double weight
 // No array of any of the lists shares memory with another.
 void check_lists_disjoint(std::initializer_list<const std::vector<ArrayView>*> lists);
 
+// Every list argument of an Adam step, read and checked (one entry per parameter, apart from
+// one another): `vmax` is empty without AMSGrad. `names` holds the entries' names.
+struct AdamLists {
+  std::deque<std::string> names;
+  std::vector<ArrayView> p, g, m, v, vmax;
+  std::vector<int64_t> step;
+};
+AdamLists adam_lists(const py::handle& params, const py::handle& grads, const py::handle& exp_avgs,
+                     const py::handle& exp_avg_sqs, const py::handle& max_exp_avg_sqs, const py::handle& steps,
+                     Device device, ArrayReader read);
+
+// The same for SGD: `buf` is empty without momentum buffers.
+struct SgdLists {
+  std::deque<std::string> names;
+  std::vector<ArrayView> p, g, buf;
+};
+SgdLists sgd_lists(const py::handle& params, const py::handle& grads, const py::handle& momentum_buffers,
+                   Device device, ArrayReader read);
+
 }  // namespace ember::bindings

@@ -1,7 +1,5 @@
 // ember._C.adam_step, sgd_step and their references: one call per parameter
 // group, every argument array a list with one entry per parameter.
-#include <deque>
-#include <string>
 #include <vector>
 
 #include "bindings/common.h"
@@ -11,32 +9,17 @@
 namespace ember::bindings {
 namespace {
 
-// ember._C reads host arrays.
-std::vector<ArrayView> tensors(const py::handle& obj, const char* name, Access access, std::deque<std::string>& names,
-                               const std::vector<ArrayView>* params = nullptr) {
-  return tensor_list(obj, name, access, Device::cpu, &array_arg, names, params);
-}
-
 template <bool Ref>
 void adam_step(const py::handle& params, const py::handle& grads, const py::handle& exp_avgs,
                const py::handle& exp_avg_sqs, const py::handle& max_exp_avg_sqs, const py::handle& steps,
                double lr, double beta1, double beta2, double eps, double weight_decay, bool decoupled,
                bool maximize) {
   check_adam_hyper(lr, beta1, beta2, eps, weight_decay);
-  std::deque<std::string> names;
-  const auto p = tensors(params, "params", Access::write, names);
-  const auto g = tensors(grads, "grads", Access::read, names, &p);
-  const auto m = tensors(exp_avgs, "exp_avgs", Access::write, names, &p);
-  const auto v = tensors(exp_avg_sqs, "exp_avg_sqs", Access::write, names, &p);
-  const bool amsgrad = !max_exp_avg_sqs.is_none();
-  const auto vmax = amsgrad ? tensors(max_exp_avg_sqs, "max_exp_avg_sqs", Access::write, names, &p)
-                            : std::vector<ArrayView>{};
-  const std::vector<int64_t> step = step_counts(steps, p.size());
-  check_lists_disjoint({&p, &g, &m, &v, &vmax});
+  const AdamLists l = adam_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, Device::cpu, &array_arg);
   std::vector<optim_step::AdamTensor> list;
-  for (size_t i = 0; i < p.size(); ++i)
-    list.push_back({p[i].size(), p[i].ptr<float>(), g[i].ptr<const float>(), m[i].ptr<float>(), v[i].ptr<float>(),
-                    amsgrad ? vmax[i].ptr<float>() : nullptr, step[i]});
+  for (size_t i = 0; i < l.p.size(); ++i)
+    list.push_back({l.p[i].size(), l.p[i].ptr<float>(), l.g[i].ptr<const float>(), l.m[i].ptr<float>(),
+                    l.v[i].ptr<float>(), l.vmax.empty() ? nullptr : l.vmax[i].ptr<float>(), l.step[i]});
   const optim_step::AdamHyper h{static_cast<float>(lr),  static_cast<float>(beta1),        static_cast<float>(beta2),
                                 static_cast<float>(eps), static_cast<float>(weight_decay), decoupled,
                                 maximize};
@@ -52,16 +35,11 @@ template <bool Ref>
 void sgd_step(const py::handle& params, const py::handle& grads, const py::handle& momentum_buffers, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov, bool maximize, bool first) {
   check_sgd_hyper(lr, momentum, dampening, weight_decay, nesterov);
-  std::deque<std::string> names;
-  const auto p = tensors(params, "params", Access::write, names);
-  const auto g = tensors(grads, "grads", Access::read, names, &p);
-  const bool has_buf = !momentum_buffers.is_none();
-  const auto buf = has_buf ? tensors(momentum_buffers, "momentum_buffers", Access::write, names, &p)
-                           : std::vector<ArrayView>{};
-  check_lists_disjoint({&p, &g, &buf});
+  const SgdLists l = sgd_lists(params, grads, momentum_buffers, Device::cpu, &array_arg);
   std::vector<optim_step::SgdTensor> list;
-  for (size_t i = 0; i < p.size(); ++i)
-    list.push_back({p[i].size(), p[i].ptr<float>(), g[i].ptr<const float>(), has_buf ? buf[i].ptr<float>() : nullptr});
+  for (size_t i = 0; i < l.p.size(); ++i)
+    list.push_back({l.p[i].size(), l.p[i].ptr<float>(), l.g[i].ptr<const float>(),
+                    l.buf.empty() ? nullptr : l.buf[i].ptr<float>()});
   const optim_step::SgdHyper h{static_cast<float>(lr),           static_cast<float>(momentum),
                                static_cast<float>(dampening),    static_cast<float>(weight_decay),
                                nesterov,                          maximize,
