@@ -6,6 +6,7 @@ then the classification report.
 
     python examples/cifar10_cnn.py --data-dir ~/data/cifar-10-batches-py   # the real data set
     python examples/cifar10_cnn.py                                          # synthetic CIFAR-shaped data
+    ember evaluate cifar10_cnn.safetensors --data-dir ~/data/cifar-10-batches-py   # the saved best model
 
 The real files are the "python version" batches (data_batch_1 ... data_batch_5, test_batch).
 """
@@ -59,8 +60,13 @@ def main():
     )
     print(model)
     model.compile(optimizer="adam", lr=1e-3, loss="cross_entropy", metrics=["accuracy"])
+    # The checkpoint records the model's architecture, and this config says how its inputs were made,
+    # so that `ember evaluate` and `ember quantize` can use it as it is.
+    config = {"dataset": "cifar10" if args.data_dir else "synthetic", "scale": 1 / 255,
+              "mean": mean.tolist(), "std": std.tolist()}
+    best = ModelCheckpoint(args.out, monitor="val_accuracy", save_best_only=True, config=config)
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_test, y_test),
-              transform=augment, callbacks=[ModelCheckpoint(args.out, monitor="val_accuracy", save_best_only=True)])
+              transform=augment, callbacks=[best])
 
     scores = model.evaluate(x_test, y_test)
     print(f"test loss {scores['loss']:.4f} - test accuracy {scores['accuracy']:.4f}")

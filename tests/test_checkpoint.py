@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember import nn
+from ember import checkpoint, nn
 
 
 def small_model(rng):
@@ -123,3 +123,16 @@ def test_a_missing_or_unwritable_folder_is_named_not_created(tmp_path):
     blocker.write_text("")  # a file where the folder should be: the error names the path given
     with pytest.raises(OSError, match=f"cannot write {blocker / 'm.safetensors'}"):
         ember.save(blocker / "m.safetensors", model)
+
+
+def test_a_batchnorm_model_saves_and_loads_with_its_0d_counter(tmp_path):
+    """num_batches_tracked is a 0-d tensor: it must be stored 0-d (not as shape (1,)), or a
+    model with BatchNorm could not load its own checkpoint."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    model(ember.randn(4, 1, 5, 5))
+    path = model.save(tmp_path / "bn.safetensors")
+    assert checkpoint.read_header(path)[0]["model.1.num_batches_tracked"] == ()
+    again = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    again.load(path)
+    assert int(again[1].num_batches_tracked.numpy()) == 1
+    np.testing.assert_array_equal(again[1].running_var.numpy(), model[1].running_var.numpy())

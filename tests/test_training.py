@@ -405,6 +405,11 @@ def test_cifar10_example_runs_on_synthetic_data(device, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "synthetic" in result.stdout and "test accuracy" in result.stdout and "macro avg" in result.stdout
     assert (tmp_path / "c.safetensors").is_file()
+    # Its checkpoint evaluates as it is: the architecture and the input scaling are recorded.
+    result = run_cli("evaluate", str(tmp_path / "c.safetensors"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Sequential(Conv2d, ReLU, MaxPool2d, Flatten, Linear, ReLU, Linear) on the synthetic" in result.stdout
+    assert "does not record" not in result.stderr
 
 
 class FakeTerminal:

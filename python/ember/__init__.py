@@ -7,7 +7,7 @@ CPU (NumPy arrays) or, with CuPy, on an NVIDIA GPU (``tensor.to("cuda")``).
 """
 
 from . import autograd, backend, callbacks, data, datasets, kernels, metrics, models, nn, optim, quant, training
-from .checkpoint import load, save
+from .checkpoint import load, load_model, save
 from ._runtime import (
     available_isas,
     empty_host_cache,
@@ -115,4 +115,5 @@ __all__ = [
     "models",
     "save",
     "load",
+    "load_model",
 ]

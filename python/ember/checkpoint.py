@@ -3,7 +3,8 @@ JSON config in one safetensors file -- no pickle, so loading a file never runs c
 
 Layout: arrays are stored under ``model.<state_dict key>`` and
 ``optimizer.<parameter index>.<state name>``; everything else is JSON in the file's metadata
-(``ember.format``, ``ember.epoch``, ``ember.config``, ``ember.optimizer`` (class, parameter
+(``ember.format``, ``ember.architecture`` (what rebuilds the model: ``ember.nn.describe``, or
+why nothing can), ``ember.epoch``, ``ember.config``, ``ember.optimizer`` (class, parameter
 groups and the scalar state, such as Adam's step), ``ember.rng`` (the default generator's
 state), ``ember.extra`` and, for a quantized model, ``ember.quant``: the packed layout's version
 and each quantized layer's bits and group size).
@@ -15,6 +16,7 @@ to disk and renamed over it, so a crash mid-save leaves the previous checkpoint 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .nn import Module
+from .nn import Module, architecture
 from .tensor import default_generator
 
 FORMAT = "ember-checkpoint-1"
@@ -59,9 +61,10 @@ def _safetensors():
 
 
 def _host(value) -> np.ndarray:
-    """A tensor's or an array's values as a C-contiguous host array (copied from a device)."""
+    """A tensor's or an array's values as a C-contiguous host array of the same shape (copied
+    from a device; a 0-d value stays 0-d, where ``np.ascontiguousarray`` would make it 1-d)."""
     a = value._data if hasattr(value, "_data") else value
-    return np.ascontiguousarray(backend.device_of(a).to_host(a))
+    return np.asarray(backend.device_of(a).to_host(a), order="C")
 
 
 def _json_ready(value):
@@ -192,6 +195,17 @@ def _optimizer_parts(optimizer):
     return arrays, {"class": type(optimizer).__name__, "param_groups": groups, "scalars": scalars}
 
 
+_ARCHITECTURE = "ember.architecture"
+
+
+def _architecture(model) -> dict:
+    """What rebuilds ``model`` (``ember.nn.describe``), or why nothing can."""
+    try:
+        return architecture.describe(model)
+    except TypeError as exc:
+        return {"unavailable": str(exc)}
+
+
 def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: dict | None = None,
          extra: dict | None = None, include_rng: bool = True) -> Path:
     """Save a checkpoint to ``path`` (a ``.safetensors`` file) atomically and return its path.
@@ -207,6 +221,7 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
             tensors[_MODEL + key] = _host(value)
     meta = {"ember.format": FORMAT}
     if model is not None:
+        meta[_ARCHITECTURE] = json.dumps(_architecture(model))
         for key, (describe, _) in _SECTIONS.items():
             text = describe(model)
             if text is not None:
@@ -247,10 +262,62 @@ def _open(path, take) -> tuple[dict, dict]:
     return entries, meta
 
 
-def read_header(path) -> tuple[dict, dict]:
-    """``({key: shape}, metadata)`` of an Ember checkpoint without reading its tensors' data,
-    so that what a file claims can be checked before anything is allocated for it."""
-    return _open(path, lambda f, k: tuple(f.get_slice(k).get_shape()))
+# Bytes per value of safetensors' dtypes (unknown ones count as the widest).
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+             "I32": 4, "U32": 4, "F32": 4}
+
+
+def read_header(path) -> tuple[dict, dict, int]:
+    """``({key: shape}, metadata, bytes of the model's tensors)`` of an Ember checkpoint without
+    reading its tensors' data, so that what a file claims can be checked before anything is
+    allocated for it."""
+    def take(f, k):
+        view = f.get_slice(k)
+        return tuple(view.get_shape()), view.get_dtype()
+
+    entries, meta = _open(path, take)
+    nbytes = sum(math.prod(shape) * _ITEMSIZE.get(dtype, 8) for k, (shape, dtype) in entries.items()
+                 if k.startswith(_MODEL))
+    return {k: shape for k, (shape, _) in entries.items()}, meta, nbytes
+
+
+def rebuild_limit(stored_bytes: int) -> int:
+    """What rebuilding a model may allocate for a file whose model tensors take ``stored_bytes``:
+    eight times that (the float layers a quantized model's own constructor may make before its
+    quantized ones replace them, int4 being an eighth of float32) and 64 MiB."""
+    return 8 * stored_bytes + 64 * 2**20
+
+
+def load_model(path, map_location=None):
+    """The model a checkpoint holds, made again from the architecture it records (see
+    ``ember.nn.describe``) and loaded with its weights, in eval mode, on ``map_location`` (a
+    device or its name; default the CPU).
+
+    The file names only registered classes (Ember's layers; a model's own ``Module`` subclass
+    once its module, decorated with ``@ember.nn.register``, is imported), and rebuilding may not
+    allocate more than the file backs (``rebuild_limit``): an edited description is a ValueError
+    naming the file and the sub-module, never arbitrary code or gigabytes allocated."""
+    path = Path(path)
+    _, meta, nbytes = read_header(path)
+    text = meta.get(_ARCHITECTURE)
+    if text is None:
+        raise ValueError(f"{path} does not record its model's architecture: build the model in code and load "
+                         f"the weights with model.load({str(path)!r})")
+    try:
+        description = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: metadata {_ARCHITECTURE} is not JSON ({exc})") from None
+    if isinstance(description, dict) and set(description) == {"unavailable"}:
+        raise ValueError(f"{path} does not record its model's architecture: {description['unavailable']}")
+    try:
+        model = architecture.rebuild(description, max_bytes=rebuild_limit(nbytes),
+                                     source=f"the architecture {path} records")
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if map_location is not None:
+        model.to(map_location)
+    load(path, model, restore_rng=False)
+    return model.eval()
 
 
 def read(path) -> tuple[dict, dict]:

@@ -2,7 +2,8 @@
 
 ``ember train``      train a classifier (default: the CNN on the bundled digits), report its test
                      accuracy, precision, recall and F1, and save a checkpoint
-``ember evaluate``   a checkpoint's classification report on a data set's test split
+``ember evaluate``   a checkpoint's classification report on a data set's test split (any Ember
+                     checkpoint: the model is rebuilt from the architecture it records)
 ``ember quantize``   a checkpoint quantized to int8 or int4, with what it gained and lost
 ``ember info``       the runtime report (version, ISA, threads, CUDA)
 ``ember bench-gemm`` the GEMM comparison with NumPy on the default or given shapes
@@ -138,7 +139,10 @@ def _preprocess(x, config):
     steps = []
     if config.get("scale") is not None:
         steps.append(T.ToFloat(scale=config["scale"]))
-    steps.append(T.Normalize(config["mean"], config["std"]))
+    elif x.dtype != np.float32:
+        steps.append(T.ToFloat(scale=1.0))
+    if config.get("mean") is not None or config.get("std") is not None:
+        steps.append(T.Normalize(config.get("mean") or [0.0], config.get("std") or [1.0]))
     return T.Compose(steps)(x)
 
 
@@ -163,7 +167,7 @@ def train(args, out=None) -> dict:
     from .data import transforms as T
 
     if args.resume:
-        saved, _ = _checkpoint_config(args.resume)
+        saved = _file_config(args.resume)[0]
         for option, key in (("--model", "model"), ("--dataset", "dataset")):
             if saved.get(key, getattr(args, key)) != getattr(args, key):
                 raise ValueError(f"--resume: {args.resume} holds a {saved['model']!r} model trained on "
@@ -176,8 +180,7 @@ def train(args, out=None) -> dict:
     scale = recipe["scale"]
     raw = x_train.astype(np.float64) * (scale if scale is not None else 1.0)
     options = recipe["cnn"] if args.model == "cnn" else {}
-    config = {"dataset": args.dataset, "model": args.model, "input_shape": list(x_train.shape[1:]),
-              "classes": classes, "options": options, "scale": scale,
+    config = {"dataset": args.dataset, "model": args.model, "scale": scale,
               "mean": raw.mean(axis=(0, 2, 3)).tolist(), "std": np.maximum(raw.std(axis=(0, 2, 3)), 1e-6).tolist()}
     xtr, xte = _preprocess(x_train, config), _preprocess(x_test, config)
     steps = []
@@ -213,75 +216,129 @@ def train(args, out=None) -> dict:
             "interrupted": history.interrupted}
 
 
-def _model_for(path, config, shapes):
-    """The (empty) model a checkpoint written by ``ember train`` or ``ember quantize`` describes,
-    built only after its config has been checked against ``shapes`` -- the ``{key: shape}`` of
-    the tensors the file holds -- so an edited config cannot make Ember allocate what the file
-    does not back."""
-    from . import models, quant
-
-    q = config.get("quant")
-    try:
-        expected = models.parameter_shapes(config["model"], config["input_shape"], config["classes"],
-                                           **config.get("options", {}))
-        if q is not None:
-            if not isinstance(q, dict) or set(q) - {"bits", "group_size"}:
-                raise ValueError(f"quant must be {{'bits': 8 or 4, 'group_size': ...}}, got {q!r}")
-            group = q.get("group_size") or 32
-            expected = quant.quantized_shapes(expected, q.get("bits"), group)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: its config does not describe a model Ember can build: {exc}") from None
-    found = {k[len("model."):]: v for k, v in shapes.items() if k.startswith("model.")}
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = [f"{k}: config gives {expected[k]}, file holds {found[k]}" for k in expected
-             if k in found and tuple(found[k]) != tuple(expected[k])]
-    if missing or unexpected or wrong:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
-                ([f"unexpected {', '.join(unexpected)}"] if unexpected else []) + wrong
-        raise ValueError(f"{path}: its config does not describe its tensors: " + "; ".join(parts))
-    model = models.build(config["model"], config["input_shape"], config["classes"], **config.get("options", {}))
-    if q is not None:
-        quant.quantized_structure(model, bits=q["bits"], group_size=group)
-    return model
-
-
-_CONFIG_KEYS = {"dataset", "model", "input_shape", "classes", "options", "scale", "mean", "std", "quant"}
-
-
-def _checkpoint_config(path):
-    """(config, tensor shapes) of a checkpoint written by ``ember train`` or ``ember quantize``,
-    the config's keys and types checked (the tensors' data are not read)."""
+def _file_config(path) -> tuple[dict, dict, int]:
+    """(config, metadata, bytes of the model's tensors) of a checkpoint, reading no tensor data."""
     from . import checkpoint
 
-    shapes, meta = checkpoint.read_header(path)
+    _, meta, nbytes = checkpoint.read_header(path)
     try:
         config = json.loads(meta.get("ember.config", "{}"))
     except ValueError as exc:
         raise ValueError(f"{path}: its config is not JSON ({exc})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: its config must be a JSON object, got {type(config).__name__}")
-    needed = {"model", "input_shape", "classes", "mean", "std"}
-    if not needed <= set(config):
-        raise ValueError(f"{path} does not say which model it holds (its config lacks "
-                         f"{sorted(needed - set(config))}); it was not written by 'ember train'")
-    unknown = set(config) - _CONFIG_KEYS
-    if unknown:
-        raise ValueError(f"{path}: its config has unknown keys {sorted(unknown)}")
-    channels = config["input_shape"][0] if isinstance(config["input_shape"], list) and config["input_shape"] else None
+    return config, meta, nbytes
+
+
+def _legacy_model(path, config, nbytes):
+    """The model of a checkpoint that ``ember train`` wrote before checkpoints recorded their
+    architecture: built from the config's model name and sizes, allocating no more than the
+    file backs, then loaded."""
+    from . import checkpoint, models, quant
+    from .tensor import allocation_limit
+
+    q = config.get("quant")
+    if q is not None and (not isinstance(q, dict) or set(q) - {"bits", "group_size"}):
+        raise ValueError(f"{path}: its config's quant must be {{'bits': 8 or 4, 'group_size': ...}}, got {q!r}")
+    try:
+        with allocation_limit(checkpoint.rebuild_limit(nbytes), f"the config of {path}"):
+            model = models.build(config["model"], config.get("input_shape"), config.get("classes"),
+                                 **config.get("options", {}))
+            if q is not None:
+                quant.quantized_structure(model, bits=q.get("bits"), group_size=q.get("group_size") or 32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: its config does not describe a model Ember can build: {exc}") from None
+    model.load(path)
+    return model.eval()
+
+
+def _load_model(path):
+    """(model, config) of any Ember checkpoint whose model can be rebuilt."""
+    from . import checkpoint
+
+    config, meta, nbytes = _file_config(path)
+    if "ember.architecture" not in meta and {"model", "input_shape", "classes"} <= set(config):
+        return _legacy_model(path, config, nbytes), config
+    return checkpoint.load_model(path), config
+
+
+def _numbers(text: str) -> list:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
+def _normalisation(path, config, args, dataset, channels) -> tuple[dict, str | None]:
+    """(scale, mean and std, a note or None): how the data set's pixels become the model's
+    inputs. Each is what its flag gives, else what the checkpoint's config records (checked: a
+    file is not trusted); without either, the scale is the data set's usual one and the note
+    says so, and there is no mean or std."""
+    recorded = {k: config[k] for k in ("scale", "mean", "std") if k in config}
+    count = "1 finite number" if channels == 1 else f"1 or {channels} finite numbers (one per channel)"
     for key in ("mean", "std"):
-        v = config[key]
-        if (not isinstance(v, list) or len(v) != channels
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in v)
-                or (key == "std" and not all(x > 0 for x in v))):
-            raise ValueError(f"{path}: its config's {key} must be {channels} finite numbers (one per channel"
-                             f"{', each > 0' if key == 'std' else ''}), got {v!r}")
-    scale = config.get("scale")
+        v = recorded.get(key)
+        if v is not None and (not isinstance(v, list) or len(v) not in (1, channels)
+                              or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
+                                         for x in v)
+                              or (key == "std" and not all(x > 0 for x in v))):
+            raise ValueError(f"{path}: its config's {key} must be a list of {count}"
+                             f"{', each > 0' if key == 'std' else ''}, got {v!r}")
+    scale = recorded.get("scale")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
         raise ValueError(f"{path}: its config's scale must be a positive number or null, got {scale!r}")
-    if config.get("dataset", "digits") not in DATASETS:
-        raise ValueError(f"{path}: its config names an unknown dataset {config.get('dataset')!r}")
-    return config, shapes
+    flags = {k: getattr(args, k) for k in ("scale", "mean", "std") if getattr(args, k) is not None}
+    for key in ("mean", "std"):
+        if key in flags and len(flags[key]) not in (1, channels):
+            raise ValueError(f"--{key}: give {count}, got {len(flags[key])}")
+    if "std" in flags and not all(x > 0 for x in flags["std"]):
+        raise ValueError(f"--std: every value must be > 0, got {flags['std']}")
+    norm = {"scale": None, "mean": None, "std": None, **recorded, **flags}
+    if "scale" in recorded or "scale" in flags:
+        return norm, None
+    scale = norm["scale"] = _RECIPES[dataset]["scale"]
+    how = "the values as they are" if scale is None else f"pixels x {scale:.6g}"
+    return norm, (f"{path} does not record how its inputs were scaled; used {how} (pass --scale, and --mean and "
+                  "--std if the model was trained on normalised inputs)")
+
+
+def _test_data(path, model, config, args):
+    """(inputs as the model takes them, labels, data set name, normalisation used), after
+    checking on one image that the model takes them and gives one score per class."""
+    dataset = args.dataset or config.get("dataset", "digits")
+    if dataset not in DATASETS:
+        raise ValueError(f"{path}: its config names an unknown dataset {dataset!r}; pass --dataset")
+    _, (x_test, y) = _load_dataset(dataset, args.data_dir, args.seed)
+    norm, note = _normalisation(path, config, args, dataset, x_test.shape[1])
+    x = _preprocess(x_test, norm)
+    if getattr(model, "data_format", "channels_first") == "channels_last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    try:
+        scores = model.predict(x[:1])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: its model does not take the {dataset} test images (shape {x.shape}): "
+                         f"{exc}") from None
+    if scores.ndim != 2 or scores.shape[1] <= int(y.max()):
+        raise ValueError(f"{path}: its model gives outputs of shape {scores.shape[1:]} per image, not one score per "
+                         f"class of {dataset} ({int(y.max()) + 1} classes)")
+    if note is not None:
+        print(f"ember {args.command}: {note}", file=sys.stderr)
+    return x, y, dataset, norm
+
+
+def _describe_model(model) -> str:
+    """``Sequential(Conv2d, ReLU, ...)``: the model's class and its layers' classes."""
+    kinds = [type(m).__name__ for m in model.children()]
+    return type(model).__name__ + (f"({', '.join(kinds)})" if kinds else "")
+
+
+def _quantized_bits(model):
+    from . import quant
+
+    return next((m.bits for m in model.modules() if isinstance(m, quant.QuantLinear)), None)
 
 
 def quantize(args, out=None):
@@ -289,20 +346,15 @@ def quantize(args, out=None):
     out = sys.stdout if out is None else out
     from . import quant
 
-    config, shapes = _checkpoint_config(args.path)
-    if "quant" in config:
-        bits = config["quant"].get("bits") if isinstance(config["quant"], dict) else "?"
+    model, config = _load_model(args.path)
+    bits = _quantized_bits(model)
+    if bits is not None:
         raise ValueError(f"{args.path} is already quantized (int{bits})")
-    model = _model_for(args.path, config, shapes)
-    model.load(args.path)
-    dataset = args.dataset or config.get("dataset", "digits")
-    _, (x_test, y_test) = _load_dataset(dataset, args.data_dir, args.seed)
-    x = _preprocess(x_test, config)
-    qmodel, report = quant.quantize(model, bits=args.bits, group_size=args.group_size, eval_data=(x, y_test))
-    qconfig = {**config, "quant": {"bits": args.bits, "group_size": args.group_size if args.bits == 4 else None}}
+    x, y, dataset, norm = _test_data(args.path, model, config, args)
+    qmodel, report = quant.quantize(model, bits=args.bits, group_size=args.group_size, eval_data=(x, y))
     path = Path(args.out) if args.out else Path(args.path).with_suffix(f".int{args.bits}.safetensors")
-    qmodel.save(path, config=qconfig)
-    print(f"{args.path} on the {dataset} test split ({len(x_test)} images):", file=out)
+    qmodel.save(path, config={**config, **norm, "dataset": dataset})
+    print(f"{args.path} on the {dataset} test split ({len(y)} images):", file=out)
     print(report, file=out)
     print(f"quantized checkpoint: {path.resolve()}", file=out)
     return report, path
@@ -313,16 +365,16 @@ def evaluate(args, out=None) -> dict:
     out = sys.stdout if out is None else out
     from . import metrics
 
-    config, shapes = _checkpoint_config(args.path)
-    model = _model_for(args.path, config, shapes)
-    model.load(args.path)
-    dataset = args.dataset or config.get("dataset", "digits")
-    _, (x_test, y_test) = _load_dataset(dataset, args.data_dir, args.seed)
-    logits = model.predict(_preprocess(x_test, config))
-    kind = f" (int{config['quant']['bits']})" if "quant" in config else ""
-    print(f"{args.path}: {config['model']}{kind} on the {dataset} test split ({len(x_test)} images)", file=out)
-    print(metrics.classification_report(y_test, logits.argmax(axis=1), num_classes=config["classes"]), file=out)
-    return _report_scores(y_test, logits, config["classes"], out)
+    model, config = _load_model(args.path)
+    x, y, dataset, _ = _test_data(args.path, model, config, args)
+    logits = model.predict(x)
+    bits = _quantized_bits(model)
+    what = _describe_model(model)
+    kind = f" (int{bits})" if bits is not None else ""
+    print(f"{args.path}: {what}{kind} on the {dataset} test split ({len(y)} images)", file=out)
+    classes = logits.shape[1]
+    print(metrics.classification_report(y, logits.argmax(axis=1), num_classes=classes), file=out)
+    return _report_scores(y, logits, classes, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,19 +398,23 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                          help="0 quiet, 1 progress bars, 2 a line per epoch (default: bars on a terminal)")
     p_eval = sub.add_parser("evaluate", help="print a checkpoint's classification report")
-    p_eval.add_argument("path")
-    p_eval.add_argument("--dataset", choices=DATASETS, help="default: the one it was trained on")
-    p_eval.add_argument("--data-dir")
-    p_eval.add_argument("--seed", type=int, default=0, help="the split seed (digits, synthetic)")
     p_quant = sub.add_parser("quantize", help="quantize a checkpoint's Linear layers to int8 or int4")
-    p_quant.add_argument("path")
+    for p in (p_eval, p_quant):
+        p.add_argument("path", help="any Ember checkpoint (ember train, model.save, ModelCheckpoint, ember.save)")
+        p.add_argument("--dataset", choices=DATASETS, help="default: the one its config names, else digits")
+        p.add_argument("--data-dir", help="directory holding the data set's files (cifar10, mnist)")
+        p.add_argument("--seed", type=int, default=0, help="the split seed (digits, synthetic)")
+        p.add_argument("--scale", type=_positive_float,
+                       help="pixels are multiplied by this (default: what the checkpoint records, else the data "
+                            "set's usual range, such as 1/255)")
+        p.add_argument("--mean", type=_numbers, help="then minus these (one per channel, comma-separated)")
+        p.add_argument("--std", type=_numbers, help="then divided by these")
+        p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                       help="import MODULE first: the module defining a model's own registered Module classes")
     p_quant.add_argument("--bits", type=int, choices=(8, 4), default=8)
     p_quant.add_argument("--group-size", type=int, default=32,
                          help="int4 only: inputs per scale, a multiple of 8 from 8 to 4096 (default: 32)")
     p_quant.add_argument("--out", help="default: PATH with .int8/.int4 before .safetensors")
-    p_quant.add_argument("--dataset", choices=DATASETS, help="default: the one it was trained on")
-    p_quant.add_argument("--data-dir")
-    p_quant.add_argument("--seed", type=int, default=0, help="the split seed (digits, synthetic)")
     sub.add_parser("info", help="print the runtime report")
     p_bench = sub.add_parser("bench-gemm", help="compare ember's GEMM with NumPy's")
     p_bench.add_argument("shapes", nargs="*", type=_parse_shape, metavar="MxKxN",
@@ -374,6 +430,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _import_modules(names) -> None:
+    """Import the modules ``--import`` names (from the current folder too, as ``python -m``
+    would); a module that fails to import is a ValueError naming it."""
+    import importlib
+
+    if names and "" not in sys.path:
+        sys.path.insert(0, "")
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"--import {name}: {exc}") from None
+
+
 def _run(args) -> int:
     """Exit status: 0 done, 2 bad usage, files or data (a message, not a traceback), 130 after
     Ctrl-C (training stops cleanly after its current step and says how to resume)."""
@@ -381,6 +451,7 @@ def _run(args) -> int:
         if args.command == "train" and args.verbose is None:
             args.verbose = "auto"
         try:
+            _import_modules(getattr(args, "imports", []))
             result = {"train": train, "evaluate": evaluate, "quantize": quantize}[args.command](args)
         except (FileNotFoundError, ValueError) as exc:
             print(f"ember {args.command}: {exc}", file=sys.stderr)

@@ -1,10 +1,6 @@
-"""Ready-made classifiers for image data, rebuilt from a small config so a checkpoint can say
-what it holds (``ember evaluate`` builds the model from the checkpoint's config).
-
-Each model is first described as a list of layer specs; ``build`` makes the layers and
-``parameter_shapes`` derives every parameter's shape from the same specs without allocating
-anything, so a config read from an untrusted file can be checked against the tensors the file
-really holds before a single weight is made.
+"""Ready-made classifiers for image data (``ember train --model``), each described as a list of
+layer specs that ``build`` makes into an ``nn.Sequential``; every argument is checked (types
+included) before any layer is made.
 """
 
 from __future__ import annotations
@@ -82,18 +78,6 @@ def _layer(spec):
     if kind == "linear":
         return nn.Linear(spec[1], spec[2])
     return {"relu": nn.ReLU, "maxpool2": lambda: nn.MaxPool2d(2), "flatten": nn.Flatten}[kind]()
-
-
-def parameter_shapes(name: str, input_shape, classes: int, **options) -> dict:
-    """``{state_dict key: shape}`` of the model ``build`` would make, computed without making
-    it (keys as ``nn.Sequential`` names them: ``"4.weight"``)."""
-    shapes = {}
-    for i, spec in enumerate(_specs(name, input_shape, classes, options)):
-        if spec[0] == "conv3x3":
-            shapes[f"{i}.weight"], shapes[f"{i}.bias"] = (spec[2], spec[1], 3, 3), (spec[2],)
-        elif spec[0] == "linear":
-            shapes[f"{i}.weight"], shapes[f"{i}.bias"] = (spec[2], spec[1]), (spec[2],)
-    return shapes
 
 
 def cnn(input_shape, classes: int, filters: int = 32, hidden: int = 128, padding: int = 0) -> nn.Sequential:

@@ -28,7 +28,7 @@ import numpy as np
 from . import backend, checkpoint, nn
 from .kernels import qmatmul as qmatmul_kernels
 from .autograd import Function, no_grad
-from .tensor import Tensor, tensor, zeros
+from .tensor import Tensor, full, ones, tensor, zeros
 
 BLOCK = 16  # output channels per packed block
 # The packed layout's name, recorded in checkpoints: a future layout must not read old files as its own.
@@ -59,21 +59,6 @@ def packed_sizes(n: int, k: int, bits: int, group_size: int | None = None) -> di
         return {"data": (np.int8, np16 * kp), "scales": (np.float32, np16), "colsum": (np.int32, np16)}
     kp = _round_up(k, group_size)
     return {"data": (np.uint8, np16 * kp // 2), "scales": (np.float32, np16 * (kp // group_size))}
-
-
-def quantized_shapes(shapes: dict, bits: int, group_size: int | None = None) -> dict:
-    """A float model's ``{state_dict key: shape}`` as it reads once ``quantized_structure`` has
-    replaced each Linear (a 2-D ``.weight``) by a QuantLinear's packed buffers."""
-    _check_bits_group(bits, group_size)
-    out = {}
-    for key, shape in shapes.items():
-        if key.endswith(".weight") and len(shape) == 2:
-            prefix = key[: -len("weight")]
-            for name, (_, size) in packed_sizes(shape[0], shape[1], bits, group_size).items():
-                out[f"{prefix}weight_{name}"] = (size,)
-        else:
-            out[key] = shape
-    return out
 
 
 def _int8_colsums(data, k: int):
@@ -284,10 +269,12 @@ class QuantLinear(nn.Module):
         _check_bits_group(bits, group_size)
         self.in_features, self.out_features, self.bits = in_features, out_features, bits
         self.group_size = group_size if bits == 4 else None
-        shell = quantize_weight(np.zeros((out_features, in_features), np.float32), bits, group_size)
-        self.register_buffer("weight_data", tensor(shell.data))
-        self.register_buffer("weight_scales", tensor(shell.scales))
-        self.register_buffer("weight_colsum", tensor(shell.colsum) if bits == 8 else None)
+        # A zero weight, packed: int8 zeros (int4 zeros are 8 in each nibble), scales 1.
+        sizes = packed_sizes(out_features, in_features, bits, group_size)
+        data_type, data_size = sizes["data"]
+        self.register_buffer("weight_data", full(data_size, 0 if bits == 8 else 0x88, dtype=data_type))
+        self.register_buffer("weight_scales", ones(sizes["scales"][1]))
+        self.register_buffer("weight_colsum", zeros(sizes["colsum"][1], dtype=np.int32) if bits == 8 else None)
         self.register_buffer("bias", zeros(out_features) if bias else None)
 
     @classmethod
@@ -337,6 +324,9 @@ class QuantLinear(nn.Module):
         g = f", group_size={self.group_size}" if self.bits == 4 else ""
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, bits={self.bits}{g}")
+
+
+nn.register(QuantLinear, name="quant.QuantLinear")
 
 
 def _replace_linears(model, bits, group_size, convert: bool) -> int:

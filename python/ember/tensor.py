@@ -9,6 +9,8 @@ and differentiable; an op whose tensors live on two devices is an error naming b
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 
 import numpy as np
@@ -660,10 +662,43 @@ def _dtype(dtype, default=np.float32):
     return np.dtype(default if dtype is None else dtype)
 
 
+_allocation_limit = contextvars.ContextVar("ember_allocation_limit", default=None)
+
+
+@contextlib.contextmanager
+def allocation_limit(nbytes: int, what: str):
+    """Within the block, the tensor factories (``empty``, ``zeros``, ``ones``, ``full``,
+    ``rand``, ``randn``) refuse, with a ValueError naming ``what``, to allocate more than
+    ``nbytes`` in all: a model rebuilt from a description in a file cannot allocate more than
+    the file backs. Yields a list whose one item is the bytes allocated so far."""
+    used = [0]
+    token = _allocation_limit.set((nbytes, what, used))
+    try:
+        yield used
+    finally:
+        _allocation_limit.reset(token)
+
+
+def _charge(shape, dtype) -> None:
+    """Count an allocation against the limit in force (if any), before it is made."""
+    limit = _allocation_limit.get()
+    if limit is None:
+        return
+    nbytes, what, used = limit
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    if used[0] + size > nbytes:
+        raise ValueError(f"{what} asks for more memory than it may use: a tensor of shape {tuple(shape)} "
+                         f"({size / 2**20:.1f} MiB) with {(nbytes - used[0]) / 2**20:.1f} MiB left of the "
+                         f"{nbytes / 2**20:.1f} MiB allowed")
+    used[0] += size
+
+
 def _make(fill, size, dtype, device, requires_grad) -> Tensor:
     """A tensor made on ``device`` by its namespace's ``fill`` (zeros, ones, empty...)."""
     dev = _device(device)
-    return Tensor(getattr(dev.xp, fill)(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
+    shape, dtype = _shape(size), _dtype(dtype)
+    _charge(shape, dtype)
+    return Tensor(getattr(dev.xp, fill)(shape, dtype), requires_grad=requires_grad)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -680,6 +715,7 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
     xp = _device(device).xp
+    _charge(_shape((size,)), _dtype(dtype))
     return Tensor(xp.full(_shape((size,)), fill_value, _dtype(dtype)), requires_grad=requires_grad)
 
 
@@ -704,12 +740,14 @@ def eye(n, m=None, dtype=None, device=None) -> Tensor:
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _charge(_shape(size), np.float64)  # drawn in float64, then cast
     g = (generator or _default_generator).numpy
     return Tensor(g.random(_shape(size), dtype=np.float64).astype(_dtype(dtype)), requires_grad=requires_grad,
                   device=_device(device))
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _charge(_shape(size), np.float64)  # drawn in float64, then cast
     g = (generator or _default_generator).numpy
     return Tensor(g.standard_normal(_shape(size)).astype(_dtype(dtype)), requires_grad=requires_grad,
                   device=_device(device))

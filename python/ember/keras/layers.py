@@ -72,6 +72,10 @@ class Layer(nn.Module):
     def build(self, shape) -> None:
         """Create the weights for inputs of ``shape`` (NCHW or (N, features), batch included)."""
 
+    def _children_restored(self) -> None:
+        # Rebuilt from a checkpoint's description with the sub-modules ``build`` makes.
+        object.__setattr__(self, "built", True)
+
     def compute(self, x):
         return x
 
@@ -245,3 +249,8 @@ class Activation(Layer):
 
     def __init__(self, activation, input_shape=None, name=None):
         super().__init__(activation, input_shape, name)
+
+
+for _layer in (Conv2D, Dense, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout,
+               BatchNormalization, Activation):
+    nn.register(_layer, name=f"keras.{_layer.__name__}")

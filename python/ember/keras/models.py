@@ -19,7 +19,7 @@ import numpy as np
 from .. import nn, training
 from ..autograd import no_grad
 from ..losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
-from ..tensor import Tensor
+from ..tensor import Tensor, zeros
 from . import optimizers
 from .layers import Input, Layer
 
@@ -39,6 +39,8 @@ class Sequential(nn.Module):
     Ember modules mix freely. The input shape comes from the first layer's ``input_shape`` (or
     an ``Input``), else from the first data the model sees."""
 
+    data_format = "channels_last"  # what its inputs are: (N, H, W, C) images
+
     def __init__(self, layers=None, name=None):
         super().__init__()
         object.__setattr__(self, "name", name or "sequential")
@@ -51,6 +53,20 @@ class Sequential(nn.Module):
             self.add(layer)
 
     # ------------------------------------------------------------------ structure
+    def get_config(self) -> dict:
+        return {"name": self.name, "input_shape": None if self.input_shape is None else list(self.input_shape)}
+
+    @classmethod
+    def from_children(cls, config, children):
+        """The model a checkpoint describes: its layers (named as saved), built for its input
+        shape."""
+        model = cls(name=config.get("name"))
+        for name, layer in children.items():
+            setattr(model, name, layer)
+        if config.get("input_shape") is not None:
+            model.build((None, *config["input_shape"]))
+        return model
+
     @property
     def layers(self) -> list:
         return list(self._modules.values())
@@ -85,7 +101,7 @@ class Sequential(nn.Module):
         self.eval()
         try:
             with no_grad():
-                x = self._to_nchw(Tensor(np.zeros((1, *shape), np.float32)))
+                x = self._to_nchw(zeros(1, *shape))
                 for layer in self.layers:
                     x = layer(x)
                     shapes.append(tuple(x.shape))
@@ -210,3 +226,6 @@ class Sequential(nn.Module):
         self._build_from(x)
         with self._logits(False):
             return training.predict(self, x, batch_size or 32, verbose=verbose, **kwargs)
+
+
+nn.register(Sequential, name="keras.Sequential")

@@ -2,6 +2,7 @@
 ``functional``."""
 
 from . import functional, init, utils
+from .architecture import describe, rebuild, register
 from .layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -61,7 +62,10 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "describe",
     "functional",
     "init",
+    "rebuild",
+    "register",
     "utils",
 ]

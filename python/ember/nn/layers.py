@@ -126,7 +126,7 @@ class AvgPool2d(Module):
 class AdaptiveAvgPool2d(Module):
     def __init__(self, output_size):
         super().__init__()
-        self.output_size = output_size
+        self.output_size = output_size if isinstance(output_size, int) else tuple(output_size)
 
     def forward(self, x):
         return F.adaptive_avg_pool2d(x, self.output_size)
@@ -204,6 +204,15 @@ class Sequential(Module):
                     raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
                 setattr(self, str(i), m)
 
+    def get_config(self) -> dict:
+        # Sequential's own arguments are its children, which a description records as such.
+        return {} if type(self) is Sequential else super().get_config()
+
+    @classmethod
+    def from_children(cls, config, children):
+        """A Sequential of ``children`` (name -> module, in order) for ``rebuild``."""
+        return cls(OrderedDict(children))
+
     def forward(self, x):
         for m in self._modules.values():
             x = m(x)
@@ -221,6 +230,14 @@ class ModuleList(Module):
         super().__init__()
         for m in modules:
             self.append(m)
+
+    def get_config(self) -> dict:
+        return {} if type(self) is ModuleList else super().get_config()
+
+    @classmethod
+    def from_children(cls, config, children):
+        """A ModuleList of ``children`` (in order) for ``rebuild``."""
+        return cls(children.values())
 
     def append(self, m: Module):
         if not isinstance(m, Module):

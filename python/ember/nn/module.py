@@ -3,6 +3,8 @@ eval, state_dict with PyTorch's key names)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import OrderedDict
 
 import numpy as np
@@ -32,9 +34,42 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+def _recording_init(init):
+    """``init`` that first remembers the arguments the module is made with (the outermost
+    ``__init__`` of a chain of ``super().__init__`` calls records them)."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if "_init_args" not in self.__dict__:
+            object.__setattr__(self, "_init_args", (args, kwargs))
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
 class Module:
     """Base class of layers and models. Subclasses set parameters, buffers and sub-modules as
-    attributes in ``__init__`` and define ``forward``."""
+    attributes in ``__init__`` and define ``forward``.
+
+    A module remembers the arguments it was made with: ``get_config`` returns them, and with its
+    class registered (``ember.nn.register``) a checkpoint records what rebuilds the model
+    (``ember.load_model``)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording_init(cls.__dict__["__init__"])
+
+    def get_config(self) -> dict:
+        """The arguments this module was made with, by name (``*args`` under its own name), from
+        which ``type(self)(**config)`` makes it again. Override it when the constructor takes
+        what a file cannot hold; the values must be JSON values (checked when recorded)."""
+        args, kwargs = self.__dict__.get("_init_args", ((), {}))
+        bound = inspect.signature(type(self).__init__).bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        config = dict(bound.arguments)
+        del config[next(iter(config))]  # self
+        return config
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
