@@ -7,12 +7,12 @@
 ``predict`` / ``summary``; ``layers`` infer their input sizes at the first call;
 ``optimizers`` are Keras's objects; ``losses`` hold ``categorical_crossentropy`` and
 ``sparse_categorical_crossentropy`` with Keras's meanings; ``utils.to_categorical`` one-hots
-labels; ``datasets`` read CIFAR-10 and (Fashion-)MNIST from local files into Keras's shapes.
+labels; ``models.load_model`` rebuilds a saved model; ``datasets`` read CIFAR-10 and (Fashion-)MNIST from local files into Keras's shapes.
 Everything computes on Ember's kernels, in Ember's NCHW layout.
 """
 
 from .. import losses
-from . import datasets, layers, optimizers, utils
+from . import datasets, layers, models, optimizers, utils
 from .models import Sequential
 
-__all__ = ["Sequential", "datasets", "layers", "losses", "optimizers", "utils"]
+__all__ = ["Sequential", "datasets", "layers", "losses", "models", "optimizers", "utils"]

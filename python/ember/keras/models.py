@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import nn, training
 from ..autograd import no_grad
+from ..checkpoint import load_model  # keras.models.load_model: any Ember checkpoint's model, rebuilt
 from ..losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
 from ..tensor import Tensor, zeros
 from . import optimizers
