@@ -28,8 +28,9 @@ from ember import backend
 
 SESSION_SEED = int(os.environ.get("EMBER_TEST_SEED", np.random.SeedSequence().entropy % (2**32)))
 
-# Every instruction set ember.set_isa accepts, lowest first.
-ALL_ISAS = ("generic", "avx2", "avx512")
+# Every instruction set ember.set_isa accepts, lowest first (an op without a kernel of its own at a
+# level runs the one below it, which the `isa` fixture then checks through the dispatch).
+ALL_ISAS = ("generic", "avx2", "avx512", "avx512_bf16", "amx")
 
 # Reference libraries: import name -> the names a skip message may call it by.
 REFERENCES = {"torch": ("torch", "pytorch"), "sklearn": ("sklearn", "scikit-learn")}

@@ -37,7 +37,8 @@ def test_info_reports_the_runtime(capsys):
 def test_available_isas_start_with_generic():
     isas = ember.available_isas()
     assert isas[0] == "generic"
-    assert set(isas) <= {"generic", "avx2", "avx512"}
+    assert set(isas) <= {"generic", "avx2", "avx512", "avx512_bf16", "amx"}
+    assert isas == [i for i in ("generic", "avx2", "avx512", "avx512_bf16", "amx") if i in isas]  # lowest first
     assert ember.get_isa() in isas
 
 
@@ -48,7 +49,7 @@ def test_set_isa_validates():
         ember.set_isa(2)
 
 
-@pytest.mark.parametrize("isa_name", ["generic", "avx2", "avx512"])
+@pytest.mark.parametrize("isa_name", ["generic", "avx2", "avx512", "avx512_bf16", "amx"])
 def test_ember_isa_environment_forces_a_path(isa_name):
     result = run_python("import ember; print(ember.get_isa())", EMBER_ISA=isa_name)
     if isa_name in ember.available_isas():

@@ -102,7 +102,8 @@ void bind_runtime(py::module_& m) {
 
   m.def("get_isa", [] { return std::string(isa_name(active_isa())); }, "The instruction set the CPU kernels use.");
   def(m, "set_isa", &set_isa,
-        "Force the kernels' instruction set: 'generic', 'avx2' or 'avx512' (must be supported).", py::arg("name"));
+        "Force the kernels' instruction set: 'generic', 'avx2', 'avx512', 'avx512_bf16' or 'amx' (must be\n"
+        "supported).", py::arg("name"));
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); },
         "The widest instruction set this CPU supports (what the kernels use unless told otherwise).");
   m.def(
@@ -122,6 +123,7 @@ void bind_runtime(py::module_& m) {
         d["avx512"] = f.avx512;
         d["avx512_vnni"] = f.avx512_vnni;
         d["avx512_bf16"] = f.avx512_bf16;
+        d["amx"] = f.amx;
         return d;
       },
       "The CPU features the kernels' dispatch reads (with the OS saving the wide registers).");

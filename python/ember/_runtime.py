@@ -22,7 +22,8 @@ def set_num_threads(n: int) -> None:
 
 
 def get_isa() -> str:
-    """The instruction set the CPU kernels use: 'generic', 'avx2' or 'avx512'."""
+    """The instruction set the CPU kernels use: 'generic', 'avx2', 'avx512', 'avx512_bf16' (AVX-512
+    with bf16 dot products) or 'amx' (with AMX tiles)."""
     return _C.get_isa()
 
 

@@ -9,6 +9,19 @@ from .. import backend
 FLOAT32 = np.dtype(np.float32)
 FLOAT64 = np.dtype(np.float64)
 FLOATS = (FLOAT32, FLOAT64)
+
+
+def is_bf16(x) -> bool:
+    """Whether ``x`` is an array of bf16 (``ml_dtypes.bfloat16``), told without importing ml_dtypes."""
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16"
+
+
+def bfloat16() -> np.dtype:
+    """NumPy's bf16 dtype, from ml_dtypes (imported on first use, so that ``import ember`` does not)."""
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
 broadcast_shapes = np.broadcast_shapes  # shape arithmetic only: no arrays involved
 
 

@@ -1,8 +1,10 @@
-"""GEMM: ``out = act(alpha * op(a) @ op(b) + beta * out + bias)``, and ``matmul`` on top of it.
+"""GEMM: ``out = act(alpha * op(a) @ op(b) + beta * out + bias)``, and ``matmul`` on top of it;
+bf16 <-> float32 conversion.
 
 On the CPU the kernel reads any strided view in place (transposed, sliced, negative or zero
 strides); a device whose kernel needs one unit stride gets a contiguous copy of an input that
-has none. float32 only.
+has none. ``a`` and ``b`` are float32, or both bf16 (``ml_dtypes.bfloat16``: AMX tiles or
+``vdpbf16ps`` where the CPU has them, the products summed in float32); ``out`` is float32.
 """
 
 from __future__ import annotations
@@ -26,9 +28,15 @@ def _operand(dev, x):
     return dev.xp.ascontiguousarray(x)
 
 
+def _input(x, name, dev):
+    """A 2-D float32 or bf16 operand of ``dev``."""
+    return _common.array(x, name, dev, (x.dtype,) if _common.is_bf16(x) else _F32, 2)
+
+
 def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False,
          reference=False):
-    """``out = act(alpha * op(a) @ op(b) + beta * out + bias)`` on float32 arrays.
+    """``out = act(alpha * op(a) @ op(b) + beta * out + bias)``: ``a`` and ``b`` float32, or both
+    bf16 (``ml_dtypes.bfloat16``; the products are exact and summed in float32), the rest float32.
 
     ``op(x)`` is ``x.T`` when ``trans_x``; ``bias`` has one value per column; ``act`` is ReLU
     (NaN propagates) when ``relu``. ``out`` (M x N, unit column stride, not sharing memory with
@@ -39,8 +47,11 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, b
     """
     dev = _common.device(a=a, b=b, out=out, bias=bias)
     alpha, beta = _check.real(alpha, "alpha"), _check.real(beta, "beta")
-    a = _operand(dev, _common.array(a, "a", dev, _F32, 2))
-    b = _operand(dev, _common.array(b, "b", dev, _F32, 2))
+    if _common.is_bf16(a) != _common.is_bf16(b):
+        raise TypeError(f"a and b must both be float32 or both bf16, got {getattr(a, 'dtype', type(a).__name__)} and "
+                        f"{getattr(b, 'dtype', type(b).__name__)}")
+    a = _operand(dev, _input(a, "a", dev))
+    b = _operand(dev, _input(b, "b", dev))
     if bias is not None:
         bias = _common.array(bias, "bias", dev, _F32, 1, contiguous=not dev.strided_gemm)
     if out is None:
@@ -121,3 +132,20 @@ def matmul(a, b, out=None):
     if result.shape != shape:
         result = result.reshape(shape)
     return result
+
+
+def convert_bf16(x, out=None):
+    """``x`` converted between float32 and bf16 (``ml_dtypes.bfloat16``): float32 to bf16 rounds
+    to nearest even (NaN stays NaN, made quiet; a value past bf16's range becomes infinite),
+    bf16 to float32 is exact. ``out``, when given, is a C-contiguous array of the other dtype
+    and ``x``'s shape."""
+    dev = _common.device(x=x, out=out)
+    to_bf16 = not _common.is_bf16(x)
+    x = _common.array(x, "x", dev, _F32 if to_bf16 else (x.dtype,), contiguous=True)
+    want = _common.bfloat16() if to_bf16 else _common.FLOAT32
+    if out is None:
+        out = dev.empty(x.shape, want)
+    else:
+        out = _common.array(out, "out", dev, (want,))
+    _common.native(dev, "convert_bf16")(x, out)
+    return out

@@ -1,0 +1,138 @@
+// The bf16 GEMM on AVX-512 with vdpbf16ps: packing into the tile layouts of
+// gemm_bf16.h (shared with the AMX path), the epilogue, and a block kernel.
+//
+// Block kernel: a 32 x 32 block of C as four groups of 8 rows x 32 columns,
+// 16 zmm accumulators each. Per k-pair: two loads of B (16 columns of pairs
+// each), eight 32-bit broadcasts of A's pairs, sixteen vdpbf16ps (two
+// multiply-adds per lane each). The strips sit in L1/L2 (packed once).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "ops/gemm/gemm_bf16.h"
+
+namespace ember::gemm {
+namespace {
+
+__mmask32 first_bits32(int64_t n) { return n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1; }
+__mmask16 first_bits16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1); }
+
+void block_avx512bf16(const uint16_t* a, const uint16_t* b, int64_t next, int64_t kt_count, bool accumulate,
+                      float* acc) {
+  const uint16_t* b1 = b + next;
+  for (int g = 0; g < 4; ++g) {
+    const uint16_t* at = a + (g / 2) * next + (g % 2) * 8 * 32;
+    float* out = acc + g * 8 * 32;
+    __m512 c[8][2];
+    for (int r = 0; r < 8; ++r) {
+      c[r][0] = accumulate ? _mm512_load_ps(out + r * 32) : _mm512_setzero_ps();
+      c[r][1] = accumulate ? _mm512_load_ps(out + r * 32 + 16) : _mm512_setzero_ps();
+    }
+    for (int64_t kt = 0; kt < kt_count; ++kt) {
+      const uint16_t* ak = at + kt * kBf16Tile;
+      const uint16_t* bk0 = b + kt * kBf16Tile;
+      const uint16_t* bk1 = b1 + kt * kBf16Tile;
+      for (int kp = 0; kp < 16; ++kp) {
+        const __m512bh v0 = (__m512bh)_mm512_load_si512(bk0 + kp * 32);
+        const __m512bh v1 = (__m512bh)_mm512_load_si512(bk1 + kp * 32);
+        for (int r = 0; r < 8; ++r) {
+          int32_t pair;
+          std::memcpy(&pair, ak + r * 32 + 2 * kp, sizeof pair);
+          const __m512bh u = (__m512bh)_mm512_set1_epi32(pair);
+          c[r][0] = _mm512_dpbf16_ps(c[r][0], u, v0);
+          c[r][1] = _mm512_dpbf16_ps(c[r][1], u, v1);
+        }
+      }
+    }
+    for (int r = 0; r < 8; ++r) {
+      _mm512_store_ps(out + r * 32, c[r][0]);
+      _mm512_store_ps(out + r * 32 + 16, c[r][1]);
+    }
+  }
+}
+
+}  // namespace
+
+void pack_a_bf16_avx512(const MatrixBF16& a, int64_t r0, int64_t tiles, int64_t kt_count, uint16_t* out) {
+  const int64_t K = a.cols;
+  for (int64_t t = 0; t < tiles; ++t) {
+    uint16_t* tile0 = out + t * kt_count * kBf16Tile;
+    for (int r = 0; r < 16; ++r) {
+      const int64_t i = r0 + t * 16 + r;
+      for (int64_t kt = 0; kt < kt_count; ++kt) {
+        uint16_t* dst = tile0 + kt * kBf16Tile + r * 32;
+        const int64_t k0 = kt * 32, n = i < a.rows ? std::min<int64_t>(32, K - k0) : 0;
+        if (n > 0 && a.cs == 1) {
+          _mm512_storeu_si512(dst, _mm512_maskz_loadu_epi16(first_bits32(n), a.data + i * a.rs + k0));
+        } else {
+          for (int64_t p = 0; p < 32; ++p) dst[p] = p < n ? a.data[i * a.rs + (k0 + p) * a.cs] : 0;
+        }
+      }
+    }
+  }
+}
+
+void pack_b_bf16_avx512(const MatrixBF16& b, int64_t c0, int64_t tiles, int64_t kt_count, uint16_t* out) {
+  const int64_t K = b.rows;
+  const int64_t tile_stride = kt_count * kBf16Tile;
+  // Rows contiguous: 32 columns (two tiles, one cache line of each row) at a time, two rows widened and
+  // interleaved into each tile's row of pairs.
+  int64_t t = 0;
+  if (b.cs == 1) {
+    for (; t + 2 <= tiles; t += 2) {
+      const int64_t j0 = c0 + t * 16, cols = std::max<int64_t>(0, std::min<int64_t>(32, b.cols - j0));
+      const __mmask32 m = first_bits32(cols);
+      uint16_t* dst0 = out + t * tile_stride;
+      for (int64_t k = 0; k < kt_count * 32; k += 2) {
+        const __m512i zero = _mm512_setzero_si512();
+        const __m512i r0 = k < K && cols ? _mm512_maskz_loadu_epi16(m, b.data + k * b.rs + j0) : zero;
+        const __m512i r1 = k + 1 < K && cols ? _mm512_maskz_loadu_epi16(m, b.data + (k + 1) * b.rs + j0) : zero;
+        const int64_t o = (k / 32) * kBf16Tile + (k % 32) / 2 * 32;
+        for (int h = 0; h < 2; ++h) {  // columns 0-15 to the first tile, 16-31 to the second
+          const __m512i lo = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(r0, h));
+          const __m512i hi = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(r1, h));
+          _mm512_store_si512(dst0 + h * tile_stride + o, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+      }
+    }
+  }
+  for (; t < tiles; ++t) {
+    const int64_t j0 = c0 + t * 16, cols = std::max<int64_t>(0, std::min<int64_t>(16, b.cols - j0));
+    uint16_t* tile0 = out + t * tile_stride;
+    for (int64_t kt = 0; kt < kt_count; ++kt) {
+      for (int kp = 0; kp < 16; ++kp) {
+        uint16_t* dst = tile0 + kt * kBf16Tile + kp * 32;
+        const int64_t k = kt * 32 + 2 * kp;
+        const bool has0 = k < K && cols > 0, has1 = k + 1 < K && cols > 0;
+        for (int j = 0; j < 16; ++j) {
+          dst[2 * j] = has0 && j < cols ? b.data[k * b.rs + (j0 + j) * b.cs] : 0;
+          dst[2 * j + 1] = has1 && j < cols ? b.data[(k + 1) * b.rs + (j0 + j) * b.cs] : 0;
+        }
+      }
+    }
+  }
+}
+
+void store_bf16_avx512(const GemmBf16Args& g, const float* acc, int64_t i0, int64_t j0, int64_t rows, int64_t cols) {
+  const __m512 alpha = _mm512_set1_ps(g.alpha), beta = _mm512_set1_ps(g.beta), zero = _mm512_setzero_ps();
+  for (int h = 0; h < 2; ++h) {
+    const int64_t n = cols - 16 * h;
+    if (n <= 0) break;
+    const __mmask16 m = first_bits16(n);
+    const __m512 bias = g.bias ? _mm512_maskz_loadu_ps(m, g.bias + j0 + 16 * h) : zero;
+    for (int64_t r = 0; r < rows; ++r) {
+      float* c = g.c.data + (i0 + r) * g.c.ld + j0 + 16 * h;
+      __m512 x = _mm512_mul_ps(alpha, _mm512_load_ps(acc + r * 32 + 16 * h));
+      if (g.beta != 0.0f) x = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m, c), x);
+      x = _mm512_add_ps(x, bias);
+      if (g.relu) x = _mm512_max_ps(zero, x);  // max(0, NaN) is NaN: it propagates
+      _mm512_mask_storeu_ps(c, m, x);
+    }
+  }
+}
+
+const Bf16Kernels bf16_kernels_avx512bf16 = {"avx512_bf16 32x32 (vdpbf16ps)", pack_a_bf16_avx512,
+                                             pack_b_bf16_avx512, block_avx512bf16, store_bf16_avx512, nullptr,
+                                             nullptr};
+
+}  // namespace ember::gemm
