@@ -62,9 +62,9 @@ def group_table(groups, peak, bandwidth):
         ember, info = impls["ember"]
         threads = info.get("threads")
         rate, pct = "-", "-"
-        if info.get("gflops"):  # against the FMA peak
+        if info.get("gflops"):  # against the (fp32) FMA peak
             rate = f"{info['gflops']:.1f} GFLOP/s"
-            if threads in peak:
+            if threads in peak and info.get("precision", "fp32") == "fp32":
                 pct = f"{100 * info['gflops'] / peak[threads]:.0f}%"
         elif info.get("gb_per_s"):  # against the read bandwidth
             rate = f"{info['gb_per_s']:.1f} GB/s"

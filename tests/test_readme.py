@@ -144,4 +144,5 @@ def test_the_ember_commands_run_through_the_console_script(tmp_path, rng):
     quantized = next(out for cmd, out in outputs.items() if cmd.startswith("ember evaluate ember-digits-cnn.int8"))
     assert "(int8)" in quantized and float(quantized.split("test accuracy ")[1].split()[0]) >= 0.95
     info = outputs["ember info"]
-    assert re.search(r"^isa\s+(generic|avx2|avx512)$", info, re.M) and re.search(r"^threads\s+\d+$", info, re.M), info
+    assert re.search(r"^isa\s+(generic|avx2|avx512|avx512_bf16|amx)$", info, re.M), info
+    assert re.search(r"^threads\s+\d+$", info, re.M), info

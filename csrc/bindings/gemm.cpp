@@ -98,11 +98,12 @@ void convert(const py::handle& x_obj, const py::handle& out_obj) {
   EMBER_CHECK_VALUE(out.shape == x.shape, "out must have x's shape ", shape_str(x.shape), ", got ",
                     shape_str(out.shape));
   check_apart(out, x);
+  const Active active;
   py::gil_scoped_release release;
   if (to_bf16)
-    gemm::bf16_from_f32(x.ptr<const float>(), x.size(), out.ptr<uint16_t>());
+    gemm::bf16_from_f32_cpu(x.ptr<const float>(), x.size(), out.ptr<uint16_t>(), active.isa, active.nthreads);
   else
-    gemm::f32_from_bf16(x.ptr<const uint16_t>(), x.size(), out.ptr<float>());
+    gemm::f32_from_bf16_cpu(x.ptr<const uint16_t>(), x.size(), out.ptr<float>(), active.isa, active.nthreads);
 }
 
 }  // namespace

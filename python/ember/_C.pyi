@@ -20,12 +20,17 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Float = npt.NDArray[np.float32] | npt.NDArray[np.float64]  # the float64 references
 
+BF16 = npt.NDArray[Any]  # ml_dtypes.bfloat16 (or uint16 bit patterns)
+
 # GEMM: out = act(alpha * op(a) @ op(b) + beta * out + bias); a and b read in place whatever
-# their strides, out (M x N, unit column stride) written in place and returned.
-def gemm(a: F32, b: F32, out: F32, alpha: float, beta: float, trans_a: bool, trans_b: bool, bias: F32 | None,
-         relu: bool) -> F32: ...
-def gemm_ref(a: F32, b: F32, out: F32, alpha: float, beta: float, trans_a: bool, trans_b: bool,
+# their strides, out (M x N, unit column stride) written in place and returned. a and b are both
+# float32 or both bf16 (products summed in float32); out is float32.
+def gemm(a: F32 | BF16, b: F32 | BF16, out: F32, alpha: float, beta: float, trans_a: bool, trans_b: bool,
+         bias: F32 | None, relu: bool) -> F32: ...
+def gemm_ref(a: F32 | BF16, b: F32 | BF16, out: F32, alpha: float, beta: float, trans_a: bool, trans_b: bool,
              bias: F32 | None, relu: bool) -> F32: ...
+# out = x converted float32 -> bf16 (round to nearest even, NaN kept) or bf16 -> float32 (exact).
+def convert_bf16(x: F32 | BF16, out: F32 | BF16) -> None: ...
 
 # Convolution (NCHW input, OIHW weight, C-contiguous): ember.kernels.conv2d parses the parameters and
 # allocates the outputs; these check that the arrays agree with them.

@@ -6,8 +6,10 @@ the arrays' device and ``ember.kernels`` holds one door per native op. Tensors l
 CPU (NumPy arrays) or, with CuPy, on an NVIDIA GPU (``tensor.to("cuda")``).
 """
 
-from . import autograd, backend, callbacks, data, datasets, kernels, metrics, models, nn, optim, quant, training
+from . import (autograd, backend, callbacks, data, datasets, kernels, metrics, models, nn, optim, precision, quant,
+               training)
 from .checkpoint import load, load_model, save
+from .precision import autocast
 from ._runtime import (
     available_isas,
     empty_host_cache,
@@ -75,6 +77,7 @@ __all__ = [
     "minimum",
     "nn",
     "optim",
+    "precision",
     "ones",
     "ones_like",
     "rand",
@@ -87,6 +90,7 @@ __all__ = [
     "zeros",
     "zeros_like",
     "__version__",
+    "autocast",
     "autograd",
     "enable_grad",
     "from_dlpack",

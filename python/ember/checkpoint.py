@@ -4,7 +4,7 @@ JSON config in one safetensors file -- no pickle, so loading a file never runs c
 Layout: arrays are stored under ``model.<state_dict key>`` and
 ``optimizer.<parameter index>.<state name>``; everything else is JSON in the file's metadata
 (``ember.format``, ``ember.architecture`` (what rebuilds the model: ``ember.nn.describe``, or
-why nothing can), ``ember.epoch``, ``ember.config``, ``ember.optimizer`` (class, parameter
+why nothing can), ``ember.precision`` (the policy it was saved under), ``ember.epoch``, ``ember.config``, ``ember.optimizer`` (class, parameter
 groups and the scalar state, such as Adam's step), ``ember.rng`` (the default generator's
 state), ``ember.extra`` and, for a quantized model, ``ember.quant``: the packed layout's version
 and each quantized layer's bits and group size).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend
+from . import backend, precision
 from .nn import Module, architecture
 from .tensor import default_generator
 
@@ -42,6 +42,7 @@ class Checkpoint:
     config: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     model_state: dict = field(default_factory=dict)  # key -> array, on load's map_location
+    precision: dict = field(default_factory=dict)  # the policy it was saved under (ember.precision)
 
     def __repr__(self) -> str:
         """A summary: the arrays' count and size, not their values."""
@@ -234,6 +235,7 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ValueError(f"save: epoch must be an int >= 0, got {epoch!r}")
         meta["ember.epoch"] = str(int(epoch))
+    meta["ember.precision"] = json.dumps(precision.current().describe())
     meta["ember.config"] = json.dumps(_json_ready(config or {}))
     meta["ember.extra"] = json.dumps(_json_ready(extra or {}))
     if include_rng:
@@ -406,6 +408,7 @@ def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: 
         epoch = saved_epoch(meta)
         config = _json_meta(meta, "ember.config", dict, {})
         extra = _json_meta(meta, "ember.extra", dict, {})
+        policy = _json_meta(meta, "ember.precision", dict, {})
         plan = None
         if model is not None:
             for key, (_, check) in _SECTIONS.items():
@@ -425,7 +428,7 @@ def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: 
         default_generator().numpy.bit_generator.state = rng
     if target is not None:
         model_state = {k: target.asarray(v) for k, v in model_state.items()}
-    return Checkpoint(path=path, epoch=epoch, config=config, extra=extra, model_state=model_state)
+    return Checkpoint(path=path, epoch=epoch, config=config, extra=extra, model_state=model_state, precision=policy)
 
 
 def _install_module_methods(cls) -> None:

@@ -180,7 +180,7 @@ def train(args, out=None) -> dict:
     scale = recipe["scale"]
     raw = x_train.astype(np.float64) * (scale if scale is not None else 1.0)
     options = recipe["cnn"] if args.model == "cnn" else {}
-    config = {"dataset": args.dataset, "model": args.model, "scale": scale,
+    config = {"dataset": args.dataset, "model": args.model, "precision": args.precision, "scale": scale,
               "mean": raw.mean(axis=(0, 2, 3)).tolist(), "std": np.maximum(raw.std(axis=(0, 2, 3)), 1e-6).tolist()}
     xtr, xte = _preprocess(x_train, config), _preprocess(x_test, config)
     steps = []
@@ -197,11 +197,11 @@ def train(args, out=None) -> dict:
         raise FileNotFoundError(f"--out {args.out}: the folder {path.parent} does not exist")
     checkpoint = ModelCheckpoint(path, monitor="val_loss", config=config)
     print(f"training {args.model} on {args.dataset}: {len(xtr)} training images {tuple(xtr.shape[1:])}, "
-          f"{len(xte)} test images, {classes} classes, {epochs} epochs", file=out)
+          f"{len(xte)} test images, {classes} classes, {epochs} epochs, precision {args.precision}", file=out)
     start = time.perf_counter()
     history = model.fit(xtr, y_train, batch_size=args.batch_size, epochs=epochs, validation_split=0.1,
                         transform=augment, seed=args.seed, callbacks=[checkpoint], resume_from=args.resume,
-                        verbose=args.verbose)
+                        verbose=args.verbose, precision=args.precision)
     seconds = time.perf_counter() - start
     rates = history.history.get("samples_per_s", [])
     scores = _report_scores(y_test, model.predict(xte), classes, out)
@@ -395,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="seeds the weights, the split, the batch order and the augmentation (default: 0)")
     p_train.add_argument("--out", help="checkpoint path (default: ember-DATASET-MODEL.safetensors)")
     p_train.add_argument("--resume", help="continue from this checkpoint")
+    p_train.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                         help="bf16: Linear layers multiply in bf16 (AMX or AVX512-BF16 where the CPU has them), "
+                              "weights and sums stay float32 (default: fp32)")
     p_train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                          help="0 quiet, 1 progress bars, 2 a line per epoch (default: bars on a terminal)")
     p_eval = sub.add_parser("evaluate", help="print a checkpoint's classification report")

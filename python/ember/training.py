@@ -22,6 +22,7 @@ import numpy as np
 
 from . import backend, nn, optim
 from . import metrics as metrics_module
+from . import precision as _precision
 from .autograd import no_grad
 from .callbacks import Callback, CallbackList, History, ProgressLogger
 from .losses import KERAS_LOSSES
@@ -216,7 +217,7 @@ def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev):
 
 def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, class_weight=None, initial_epoch=0, seed=None, transform=None,
-        resume_from=None, device=None, steps_per_epoch=None) -> History:
+        resume_from=None, device=None, steps_per_epoch=None, precision=None) -> History:
     """Train until epoch ``epochs`` (Keras's rule: ``epochs`` is the index of the final epoch,
     counted from 0, so ``initial_epoch=2, epochs=4`` runs two, and a run resumed after epoch 3
     with ``epochs=10`` runs seven more). Asking for no epoch at all -- ``epochs`` not above
@@ -233,12 +234,16 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
     live bar per epoch, 2 one line per epoch, 'auto' a bar on a terminal and lines otherwise.
     ``device`` moves the model there and runs every step there (default: where the model's
     parameters are); batches are prepared on the host and copied. ``steps_per_epoch`` ends
-    each epoch after that many batches (default: all of them).
+    each epoch after that many batches (default: all of them). ``precision`` ('fp32' or 'bf16',
+    see ``ember.precision``) runs every step and the validation under that policy (default: the
+    one in force, fp32 unless inside ``ember.autocast``); the weights and the optimizer stay
+    float32, and checkpoints record the policy.
     """
     from .checkpoint import load as load_checkpoint
     from .checkpoint import read_header, saved_epoch
 
     compiled = _compiled(model, "fit")
+    policy = _precision.get(precision) if precision is not None else _precision.current()
     dev = _model_device(model, device)
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
@@ -296,7 +301,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
     cbs.on_train_begin()
     interrupted = False
     try:
-        with _Interrupt() as interrupt:
+        with _Interrupt() as interrupt, _precision.autocast(policy):
             for epoch in range(initial_epoch, epochs):
                 train_loader.set_epoch(epoch)
                 cbs.on_epoch_begin(epoch)

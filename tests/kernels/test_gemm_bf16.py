@@ -102,7 +102,7 @@ def test_amx_and_vdpbf16ps_paths_are_the_ones_used(rng):
 
 # --------------------------------------------------------------------------- conversions
 
-def test_to_bf16_rounds_to_nearest_even_as_ml_dtypes_does(rng):
+def test_to_bf16_rounds_to_nearest_even_as_ml_dtypes_does(isa, rng):
     with np.errstate(over="ignore"):  # magnitudes past float32's range become infinite, on purpose
         scaled = (rng.standard_normal(10000) * 10.0 ** rng.integers(-40, 39, 10000)).astype(np.float32)
     x = np.concatenate([
@@ -119,7 +119,7 @@ def test_to_bf16_rounds_to_nearest_even_as_ml_dtypes_does(rng):
     assert (np.signbit(got[nan].astype(np.float32)) == np.signbit(x[nan])).all()
 
 
-def test_from_bf16_is_exact_and_round_trips():
+def test_from_bf16_is_exact_and_round_trips(isa):
     every = np.arange(2**16, dtype=np.uint16).view(BF16)
     wide = gemm.convert_bf16(every)
     assert wide.dtype == np.float32

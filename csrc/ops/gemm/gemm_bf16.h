@@ -48,9 +48,19 @@ void gemm_bf16_ref(const GemmBf16Args& g);
 void gemm_bf16_cpu(const GemmBf16Args& g, Isa isa, int nthreads);
 
 // fp32 -> bf16, rounding to nearest even; a NaN stays a NaN (made quiet, its
-// sign kept), infinities stay infinite. And back (exact).
+// sign kept), infinities stay infinite, subnormals round as any other value.
+// And back (exact). The portable loops (one thread), and the registry's
+// "convert_bf16" rows of each ISA; the _cpu forms split n between nthreads.
 void bf16_from_f32(const float* x, int64_t n, uint16_t* out);
 void f32_from_bf16(const uint16_t* x, int64_t n, float* out);
+struct Bf16Convert {
+  void (*to_bf16)(const float* x, int64_t n, uint16_t* out);
+  void (*to_f32)(const uint16_t* x, int64_t n, float* out);
+};
+extern const Bf16Convert bf16_convert_generic;
+extern const Bf16Convert bf16_convert_avx512;
+void bf16_from_f32_cpu(const float* x, int64_t n, uint16_t* out, Isa isa, int nthreads);
+void f32_from_bf16_cpu(const uint16_t* x, int64_t n, float* out, Isa isa, int nthreads);
 
 // The packed layouts both fast paths read (K padded with zeros to a multiple
 // of 32, rows and columns to a multiple of 32):
@@ -60,6 +70,14 @@ void f32_from_bf16(const uint16_t* x, int64_t n, float* out);
 //      the tile at (k / 2) * 32 + j * 2 + k % 2), tile (nt, kt) at
 //      (nt * KT + kt) * 512 -- an AMX B tile ("VNNI" layout).
 constexpr int64_t kBf16Tile = 512;  // uint16 per tile
+// Two tiles side by side, as the block kernels read them: tile t's k-tile kt
+// starts at p + t * next + kt * kstep, its rows ld elements apart (a packed
+// strip: next = KT * 512, kstep = 512, ld = 32; a row-major A read in place:
+// next = 16 * lda, kstep = 32, ld = lda).
+struct TileStrip {
+  const uint16_t* p;
+  int64_t next, kstep, ld;
+};
 struct Bf16Kernels {
   const char* name;  // for ember.info()
   // Packs rows [r0, r0 + 16 * tiles) of op(A) (zeros past its end) into `tiles`
@@ -67,9 +85,8 @@ struct Bf16Kernels {
   void (*pack_a)(const MatrixBF16& a, int64_t r0, int64_t tiles, int64_t kt, uint16_t* out);
   void (*pack_b)(const MatrixBF16& b, int64_t c0, int64_t tiles, int64_t kt, uint16_t* out);
   // acc (32 x 32, row-major) = (acc if accumulate, else 0) + the product of a
-  // 32-row A strip (two row tiles, the second `next` elements after the first)
-  // and a 32-column B strip (likewise), over kt k-tiles.
-  void (*block)(const uint16_t* a, const uint16_t* b, int64_t next, int64_t kt, bool accumulate, float* acc);
+  // 32-row A strip and a 32-column B strip over kt k-tiles.
+  void (*block)(const TileStrip& a, const TileStrip& b, int64_t kt, bool accumulate, float* acc);
   // C[0:rows, 0:cols] = act(alpha * acc + beta * C + bias) (the GEMM's epilogue).
   void (*store)(const GemmBf16Args& g, const float* acc, int64_t i0, int64_t j0, int64_t rows, int64_t cols);
   // Run on each thread before its first and after its last block (AMX's tile

@@ -30,9 +30,12 @@ void configure_tiles() { _tile_loadconfig(&kTiles); }
 
 void release_tiles() { _tile_release(); }
 
-void block_amx(const uint16_t* a, const uint16_t* b, int64_t next, int64_t kt_count, bool accumulate, float* acc) {
-  const uint16_t* a1 = a + next;
-  const uint16_t* b1 = b + next;
+void block_amx(const TileStrip& a, const TileStrip& b, int64_t kt_count, bool accumulate, float* acc) {
+  const uint16_t* a0 = a.p;
+  const uint16_t* a1 = a.p + a.next;
+  const uint16_t* b0 = b.p;
+  const uint16_t* b1 = b.p + b.next;
+  const int64_t as = a.ld * 2, bs = b.ld * 2;  // row strides in bytes
   if (accumulate) {
     _tile_loadd(0, acc, 128);
     _tile_loadd(1, acc + 16, 128);
@@ -45,11 +48,10 @@ void block_amx(const uint16_t* a, const uint16_t* b, int64_t next, int64_t kt_co
     _tile_zero(3);
   }
   for (int64_t kt = 0; kt < kt_count; ++kt) {
-    const int64_t o = kt * kBf16Tile;
-    _tile_loadd(4, a + o, 64);
-    _tile_loadd(6, b + o, 64);
-    _tile_loadd(5, a1 + o, 64);
-    _tile_loadd(7, b1 + o, 64);
+    _tile_loadd(4, a0 + kt * a.kstep, as);
+    _tile_loadd(6, b0 + kt * b.kstep, bs);
+    _tile_loadd(5, a1 + kt * a.kstep, as);
+    _tile_loadd(7, b1 + kt * b.kstep, bs);
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(1, 4, 7);
     _tile_dpbf16ps(2, 5, 6);

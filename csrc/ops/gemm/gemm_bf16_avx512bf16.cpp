@@ -17,11 +17,9 @@ namespace {
 __mmask32 first_bits32(int64_t n) { return n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1; }
 __mmask16 first_bits16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1); }
 
-void block_avx512bf16(const uint16_t* a, const uint16_t* b, int64_t next, int64_t kt_count, bool accumulate,
-                      float* acc) {
-  const uint16_t* b1 = b + next;
+void block_avx512bf16(const TileStrip& a, const TileStrip& b, int64_t kt_count, bool accumulate, float* acc) {
   for (int g = 0; g < 4; ++g) {
-    const uint16_t* at = a + (g / 2) * next + (g % 2) * 8 * 32;
+    const uint16_t* at = a.p + (g / 2) * a.next + (g % 2) * 8 * a.ld;
     float* out = acc + g * 8 * 32;
     __m512 c[8][2];
     for (int r = 0; r < 8; ++r) {
@@ -29,15 +27,15 @@ void block_avx512bf16(const uint16_t* a, const uint16_t* b, int64_t next, int64_
       c[r][1] = accumulate ? _mm512_load_ps(out + r * 32 + 16) : _mm512_setzero_ps();
     }
     for (int64_t kt = 0; kt < kt_count; ++kt) {
-      const uint16_t* ak = at + kt * kBf16Tile;
-      const uint16_t* bk0 = b + kt * kBf16Tile;
-      const uint16_t* bk1 = b1 + kt * kBf16Tile;
+      const uint16_t* ak = at + kt * a.kstep;
+      const uint16_t* bk0 = b.p + kt * b.kstep;
+      const uint16_t* bk1 = b.p + b.next + kt * b.kstep;
       for (int kp = 0; kp < 16; ++kp) {
-        const __m512bh v0 = (__m512bh)_mm512_load_si512(bk0 + kp * 32);
-        const __m512bh v1 = (__m512bh)_mm512_load_si512(bk1 + kp * 32);
+        const __m512bh v0 = (__m512bh)_mm512_loadu_si512(bk0 + kp * b.ld);
+        const __m512bh v1 = (__m512bh)_mm512_loadu_si512(bk1 + kp * b.ld);
         for (int r = 0; r < 8; ++r) {
           int32_t pair;
-          std::memcpy(&pair, ak + r * 32 + 2 * kp, sizeof pair);
+          std::memcpy(&pair, ak + r * a.ld + 2 * kp, sizeof pair);
           const __m512bh u = (__m512bh)_mm512_set1_epi32(pair);
           c[r][0] = _mm512_dpbf16_ps(c[r][0], u, v0);
           c[r][1] = _mm512_dpbf16_ps(c[r][1], u, v1);
@@ -96,14 +94,25 @@ void pack_b_bf16_avx512(const MatrixBF16& b, int64_t c0, int64_t tiles, int64_t 
       }
     }
   }
+  // Columns contiguous (op(B) a transposed row-major matrix, as a Linear's weight): each pair
+  // (k, k+1) of a column is one 32-bit word, so a tile row is a gather of 16 words, one per column.
+  const bool gather = b.rs == 1 && b.cs > 0 && b.cs <= (int64_t{1} << 26);
   for (; t < tiles; ++t) {
     const int64_t j0 = c0 + t * 16, cols = std::max<int64_t>(0, std::min<int64_t>(16, b.cols - j0));
     uint16_t* tile0 = out + t * tile_stride;
+    const __mmask16 m = first_bits16(cols);
+    const __m512i index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                             _mm512_set1_epi32(static_cast<int32_t>(b.cs)));
     for (int64_t kt = 0; kt < kt_count; ++kt) {
       for (int kp = 0; kp < 16; ++kp) {
         uint16_t* dst = tile0 + kt * kBf16Tile + kp * 32;
         const int64_t k = kt * 32 + 2 * kp;
         const bool has0 = k < K && cols > 0, has1 = k + 1 < K && cols > 0;
+        if (gather && has1) {  // both halves inside the matrix: no read past a column's end
+          _mm512_store_si512(dst, _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, index,
+                                                              b.data + k + j0 * b.cs, 2));
+          continue;
+        }
         for (int j = 0; j < 16; ++j) {
           dst[2 * j] = has0 && j < cols ? b.data[k * b.rs + (j0 + j) * b.cs] : 0;
           dst[2 * j + 1] = has1 && j < cols ? b.data[(k + 1) * b.rs + (j0 + j) * b.cs] : 0;

@@ -81,26 +81,34 @@ void widen_and_gemm(const GemmBf16Args& g, Isa isa, int nthreads) {
 void packed_gemm(const GemmBf16Args& g, const Bf16Kernels& k, int nthreads) {
   const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
   const int64_t Mp = round_up(M, 32), Np = round_up(N, 32), KT = round_up(K, 32) / 32;
-  const int64_t a_tiles = Mp / 16, b_tiles = Np / 16;
-  uint16_t* packed = reinterpret_cast<uint16_t*>(
-      t_packed.get(static_cast<size_t>((a_tiles + b_tiles) * KT * kBf16Tile / 2 + 1024)));
-  uint16_t* pa = packed;
-  uint16_t* pb = packed + a_tiles * KT * kBf16Tile;
   const int64_t MB = Mp / 32, NB = Np / 32;
+  // A row-major with K a multiple of 32 is read in place, all but a last partial strip (rows whose
+  // stride is a multiple of 4 KB would fall into one L1 set: those are packed).
+  const bool a_in_place = g.a.cs == 1 && K % 32 == 0 && (g.a.rs * 2) % 4096 != 0;
+  const int64_t a_full = a_in_place ? M / 32 : 0;  // strips read in place
+  const int64_t a_strips = MB - a_full, b_strips = NB;
+  uint16_t* packed = reinterpret_cast<uint16_t*>(
+      t_packed.get(static_cast<size_t>((a_strips + b_strips) * KT * kBf16Tile + 1024)));
+  uint16_t* pa = packed;
+  uint16_t* pb = packed + 2 * a_strips * KT * kBf16Tile;
+  const int64_t next = KT * kBf16Tile;
   // Enough blocks for every thread, or fewer threads.
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, MB * NB)));
-  // Pack: strips of 32 rows of A and 32 columns of B, shared out evenly.
+  // Pack: strips of 32 rows of A (those not read in place) and of 32 columns of B, shared out evenly.
   parallel_run(nt, [&](int tid) {
-    const int64_t total = (a_tiles + b_tiles) / 2;
+    const int64_t total = a_strips + b_strips;
     for (int64_t t = total * tid / nt; t < total * (tid + 1) / nt; ++t) {
-      if (t < a_tiles / 2)
-        k.pack_a(g.a, t * 32, 2, KT, pa + 2 * t * KT * kBf16Tile);
+      if (t < a_strips)
+        k.pack_a(g.a, (a_full + t) * 32, 2, KT, pa + 2 * t * next);
       else
-        k.pack_b(g.b, (t - a_tiles / 2) * 32, 2, KT, pb + 2 * (t - a_tiles / 2) * KT * kBf16Tile);
+        k.pack_b(g.b, (t - a_strips) * 32, 2, KT, pb + 2 * (t - a_strips) * next);
     }
   });
+  auto a_strip = [&](int64_t mb) -> TileStrip {
+    if (mb < a_full) return {g.a.data + mb * 32 * g.a.rs, 16 * g.a.rs, 32, g.a.rs};
+    return {pa + 2 * (mb - a_full) * next, next, kBf16Tile, 32};
+  };
   const int64_t panel = std::max<int64_t>(1, kPanelBytes / (KT * 2 * kBf16Tile * 2));  // blocks of 32 columns
-  const int64_t next = KT * kBf16Tile;
   parallel_run(nt, [&](int tid) {
     float* sums = t_sums.get(static_cast<size_t>(panel * 32 * 32));
     if (k.thread_begin) k.thread_begin();
@@ -112,14 +120,16 @@ void packed_gemm(const GemmBf16Args& g, const Bf16Kernels& k, int nthreads) {
     for (int64_t p0 = c0; p0 < c1; p0 += panel) {
       const int64_t p1 = std::min(c1, p0 + panel);
       for (int64_t mb = r0; mb < r1; ++mb) {
-        const uint16_t* a = pa + 2 * mb * next;
+        const TileStrip a = a_strip(mb);
         // K in chunks: a chunk of the A strip stays in L1 while the panel's B strips stream past it
-        // from L2 (AMX tile loads from L2 run at about half the speed of those from L1).
+        // from L2 (AMX tile loads from L2 run at less than half their speed from L1).
         for (int64_t k0 = 0; k0 < KT; k0 += kChunkTiles) {
           const int64_t kt = std::min(kChunkTiles, KT - k0);
-          for (int64_t nb = p0; nb < p1; ++nb)
-            k.block(a + k0 * kBf16Tile, pb + 2 * nb * next + k0 * kBf16Tile, next, kt, k0 > 0,
-                    sums + (nb - p0) * 1024);
+          const TileStrip ak = {a.p + k0 * a.kstep, a.next, a.kstep, a.ld};
+          for (int64_t nb = p0; nb < p1; ++nb) {
+            const TileStrip bk = {pb + 2 * nb * next + k0 * kBf16Tile, next, kBf16Tile, 32};
+            k.block(ak, bk, kt, k0 > 0, sums + (nb - p0) * 1024);
+          }
         }
         for (int64_t nb = p0; nb < p1; ++nb) {
           const int64_t i0 = mb * 32, j0 = nb * 32;
@@ -132,6 +142,19 @@ void packed_gemm(const GemmBf16Args& g, const Bf16Kernels& k, int nthreads) {
 }
 
 }  // namespace
+
+// Below this many elements per thread, waking another costs more than it saves.
+constexpr int64_t kConvertPerThread = 1 << 16;
+
+void bf16_from_f32_cpu(const float* x, int64_t n, uint16_t* out, Isa isa, int nthreads) {
+  const Bf16Convert& c = lookup<Bf16Convert>("convert_bf16", isa);
+  parallel_ranges(n, nthreads, kConvertPerThread, [&](int64_t lo, int64_t hi) { c.to_bf16(x + lo, hi - lo, out + lo); });
+}
+
+void f32_from_bf16_cpu(const uint16_t* x, int64_t n, float* out, Isa isa, int nthreads) {
+  const Bf16Convert& c = lookup<Bf16Convert>("convert_bf16", isa);
+  parallel_ranges(n, nthreads, kConvertPerThread, [&](int64_t lo, int64_t hi) { c.to_f32(x + lo, hi - lo, out + lo); });
+}
 
 void gemm_bf16_cpu(const GemmBf16Args& g, Isa isa, int nthreads) {
   const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;

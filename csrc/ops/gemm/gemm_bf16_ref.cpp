@@ -24,19 +24,21 @@ void f32_from_bf16(const uint16_t* x, int64_t n, float* out) {
 }
 
 void bf16_from_f32(const float* x, int64_t n, uint16_t* out) {
+  // Branch-free, so that the compiler vectorises it.
   for (int64_t i = 0; i < n; ++i) {
     uint32_t bits;
     std::memcpy(&bits, &x[i], sizeof bits);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) {  // NaN: keep the sign and the top of the payload, make it quiet
-      out[i] = static_cast<uint16_t>((bits >> 16) | 0x0040u);
-      continue;
-    }
-    // Round to nearest, ties to even: add 0x7fff plus the lowest kept bit. An
-    // overflow past the largest finite value correctly becomes infinity.
-    bits += 0x7fffu + ((bits >> 16) & 1u);
-    out[i] = static_cast<uint16_t>(bits >> 16);
+    // Round to nearest, ties to even: add 0x7fff plus the lowest kept bit. An overflow past the
+    // largest finite value correctly becomes infinity.
+    const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+    // A NaN keeps its sign and the top of its payload, made quiet (rounding could carry it into
+    // infinity).
+    const uint32_t nan = (bits >> 16) | 0x0040u;
+    out[i] = static_cast<uint16_t>((bits & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
   }
 }
+
+const Bf16Convert bf16_convert_generic = {bf16_from_f32, f32_from_bf16};
 
 void gemm_bf16_ref(const GemmBf16Args& g) {
   const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;

@@ -16,6 +16,9 @@ const KernelEntry kRows[] = {
     {"gemm_bf16", Device::cpu, Isa::generic, &bf16_kernels_widened},
     {"gemm_bf16", Device::cpu, Isa::avx512_bf16, &bf16_kernels_avx512bf16},
     {"gemm_bf16", Device::cpu, Isa::amx, &bf16_kernels_amx},
+    // bf16 <-> fp32 conversion
+    {"convert_bf16", Device::cpu, Isa::generic, &bf16_convert_generic},
+    {"convert_bf16", Device::cpu, Isa::avx512, &bf16_convert_avx512},
     // a register-only FMA loop measuring the machine's fp32 peak (ember._C.measure_fma_peak)
     {"fma_peak", Device::cpu, Isa::generic, reinterpret_cast<const void*>(&fma_peak_generic)},
     {"fma_peak", Device::cpu, Isa::avx2, reinterpret_cast<const void*>(&fma_peak_avx2)},

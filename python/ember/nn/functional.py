@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, precision
 from ..autograd import functions as fns
 from ..tensor import Tensor, default_generator
 
@@ -105,7 +105,11 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100, 
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``input @ weightᵀ + bias`` on Ember's GEMM, the bias fused into its epilogue."""
+    """``input @ weightᵀ + bias`` on Ember's GEMM, the bias fused into its epilogue. Under the
+    bf16 precision policy (``ember.autocast("bf16")``) float32 operands are multiplied in bf16,
+    the products summed in float32 (see ``ember.precision``)."""
+    if precision.current().low_precision_matmul and input.dtype == "float32" and weight.dtype == "float32":
+        return fns.LinearBf16Fn.apply(input, weight, bias)
     return fns.LinearFn.apply(input, weight, bias)
 
 
