@@ -197,6 +197,22 @@ def strided_views(rng):
     yield "small M view", big_a[::-9, 3:83], big_b[30:110, ::-3]
 
 
+@pytest.mark.parametrize("trans_a", [False, True], ids=["a", "aT"])
+@pytest.mark.parametrize("m,k", [(300, 257), (1000, 64), (17, 4096)])
+def test_matrix_vector_as_a_column(isa, rng, m, k, trans_a):
+    """A @ x with x a column (N = 1) runs as x^T @ A^T, streaming A once: the same result,
+    epilogue included (the one bias value added to every row)."""
+    a, b, a_op, b_op = operands(rng, m, k, 1, trans_a, False, gauss)
+    c0, bias = gauss(rng, (m, 1)), gauss(rng, (1,))
+    out = c0.copy()
+    kernels.gemm.gemm(a, b, trans_a=trans_a, out=out, alpha=1.5, beta=-0.5, bias=bias, relu=True)
+    assert_within(out, expected(a_op, b_op, 1.5, -0.5, c0, bias, relu=True),
+                  tolerance(a_op, b_op, 1.5, -0.5, c0, bias))
+    strided = np.empty((m, 3), np.float32)[:, :1]  # a column that is not contiguous: the packed path
+    kernels.gemm.gemm(a, b, trans_a=trans_a, out=strided)
+    assert_within(strided, expected(a_op, b_op), tolerance(a_op, b_op))
+
+
 def test_gemm_reads_any_strides_in_place(isa, rng):
     for name, a_op, b_op in strided_views(rng):
         got = kernels.gemm.gemm(a_op, b_op)

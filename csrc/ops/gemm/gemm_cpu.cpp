@@ -36,6 +36,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "core/check.h"
 #include "core/registry.h"
@@ -351,6 +352,21 @@ void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
   if (M == 0 || N == 0) return;
   if (K == 0 || g.alpha == 0.0f) {
     scale_only(g);
+    return;
+  }
+  // A matrix-vector product written as A @ x (N = 1, a contiguous column out): the same sums as
+  // x^T @ A^T, whose small-M paths stream A once at memory speed (the packed path would not).
+  if (N == 1 && M > kSmallM && g.c.ld == 1 && !g.b_packer && !g.a_packed) {
+    GemmArgs t = g;
+    t.a = {g.b.data, 1, K, g.b.cs, g.b.rs};
+    t.b = {g.a.data, K, M, g.a.cs, g.a.rs};
+    t.c = {g.c.data, 1, M, M};
+    std::vector<float> bias;  // the one bias value, now one per column
+    if (g.bias) {
+      bias.assign(static_cast<size_t>(M), g.bias[0]);
+      t.bias = bias.data();
+    }
+    gemm_cpu(t, isa, nthreads);
     return;
   }
   const Ukernel& uk = lookup<Ukernel>("gemm", isa);
