@@ -9,7 +9,7 @@ import ember
 import strict_device
 from ember import _C, nn, quant
 
-MS = [1, 3, 8, 17, 64, 257]
+MS = [1, 3, 8, 16, 17, 32, 64, 257]  # 16 and more: the AMX path too, where the CPU has it
 KNS = [(33, 17), (64, 16), (100, 40), (130, 33)]
 FORMATS = [(8, None), (4, 32), (4, 64), (4, 128)]
 ODD_GROUPS = [(4, 8), (4, 24)]  # multiples of 8 that are not of 16: the kernels' partial vectors

@@ -60,8 +60,8 @@ bool qmatmul_int4_ref(const float* x, int64_t m, int64_t ldx, const Int4Weight& 
                       int64_t ldy);
 
 // The fast paths: activations quantized (rows split across threads), then register-blocked
-// integer kernels (AVX-512 VNNI, AVX2, or plain C++) over panels of 16-channel
-// blocks split across threads. Row blocks are walked inside each panel, so the
+// integer kernels (AMX tiles for int8 with 16 rows or more, AVX-512 VNNI, AVX2, or plain C++)
+// over panels of 16-channel blocks split across threads. Row blocks are walked inside each panel, so the
 // weights are read from memory once (a matrix-vector product streams them) and
 // from cache after. Same results as the references, bit for bit.
 bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
@@ -97,5 +97,18 @@ struct Kernels {
 extern const Kernels kernels_generic;
 extern const Kernels kernels_avx2;
 extern const Kernels kernels_avx512vnni;
+
+// Kernels that take up to kWideRows rows at once (AMX tiles), for M >= kWideMinRows;
+// the registry's "qmatmul_wide" rows, null below the amx level. The activation
+// buffer must hold kWideRows rows (and 64 bytes more) however few are valid.
+constexpr int64_t kWideRows = 32, kWideMinRows = 16;
+struct WideKernels {
+  void (*int8_rows)(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
+                    float* y, int64_t ldy);
+  void (*thread_begin)();  // before a thread's first call (AMX tile configuration)
+  void (*thread_end)();    // after its last
+};
+extern const WideKernels wide_none;
+extern const WideKernels wide_amx;
 
 }  // namespace ember::qmatmul

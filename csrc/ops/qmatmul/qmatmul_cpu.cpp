@@ -25,9 +25,10 @@ struct Quantized {
   float* scale;
   int32_t* sums;
 
-  Quantized(int64_t m, int64_t kp, int64_t groups) {
+  // Room for `rows` rows (>= m: wide kernels read whole tiles of rows) and 64 bytes past them.
+  Quantized(int64_t rows, int64_t kp, int64_t groups) {
     thread_local Scratch buffer;
-    const int64_t bytes_q = (m * kp + 63) / 64 * 64, bytes_s = (m * groups * 4 + 63) / 64 * 64;
+    const int64_t bytes_q = (rows * kp + 64 + 63) / 64 * 64, bytes_s = (rows * groups * 4 + 63) / 64 * 64;
     char* base = reinterpret_cast<char*>(buffer.get(static_cast<size_t>((2 * bytes_q + 2 * bytes_s) / 4)));
     qu = reinterpret_cast<uint8_t*>(base);
     qs = reinterpret_cast<int8_t*>(base + bytes_q);
@@ -54,7 +55,8 @@ bool quantize_all(const Kernels& kern, const float* x, int64_t m, int64_t ldx, i
 
 template <class Weight, class Tile>
 void run_tiles(const Quantized& qa, int64_t m, int64_t kp, int64_t groups, int64_t group, const Weight& w,
-               int64_t block_bytes, Tile tile, const float* bias, float* y, int64_t ldy, int nthreads) {
+               int64_t block_bytes, Tile tile, const float* bias, float* y, int64_t ldy, int nthreads,
+               int64_t row_block = kRowBlock, void (*begin)() = nullptr, void (*end)() = nullptr) {
   const int64_t blocks = (w.n + kBlock - 1) / kBlock;
   const int64_t panel = std::max<int64_t>(1, kPanelBytes / block_bytes);
   // Enough blocks per thread to be worth waking it.
@@ -63,26 +65,36 @@ void run_tiles(const Quantized& qa, int64_t m, int64_t kp, int64_t groups, int64
   const int parts = static_cast<int>(std::min<int64_t>(nt, blocks));
   parallel_run(parts, [&](int tid) {
     const int64_t b0 = blocks * tid / parts, b1 = blocks * (tid + 1) / parts;
+    if (begin) begin();
     for (int64_t p0 = b0; p0 < b1; p0 += panel) {
       const int64_t p1 = std::min(b1, p0 + panel);
-      for (int64_t r0 = 0; r0 < m; r0 += kRowBlock) {
+      for (int64_t r0 = 0; r0 < m; r0 += row_block) {
         const QuantRows rows{qa.qu + r0 * kp, qa.qs + r0 * kp, qa.scale + r0 * groups, qa.sums + r0 * groups, kp,
                              groups, group};
-        tile(rows, std::min(kRowBlock, m - r0), w, p0, p1, bias, y + r0 * ldy, ldy);
+        tile(rows, std::min(row_block, m - r0), w, p0, p1, bias, y + r0 * ldy, ldy);
       }
     }
+    if (end) end();
   });
 }
 
 }  // namespace
 
+const WideKernels wide_none = {nullptr, nullptr, nullptr};
+
 bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
                   int64_t ldy, Isa isa, int nthreads) {
   if (m == 0 || w.n == 0) return true;
   const Kernels& kern = lookup<Kernels>("qmatmul", isa);
-  Quantized qa(m, w.kp, 1);
+  const WideKernels& wide = lookup<WideKernels>("qmatmul_wide", isa);
+  const bool use_wide = wide.int8_rows != nullptr && m >= kWideMinRows;
+  Quantized qa(use_wide ? (m + kWideRows - 1) / kWideRows * kWideRows : m, w.kp, 1);
   if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.kp, qa, nthreads)) return false;
-  run_tiles(qa, m, w.kp, 1, w.kp, w, w.kp * kBlock, kern.int8_tile, bias, y, ldy, nthreads);
+  if (use_wide)
+    run_tiles(qa, m, w.kp, 1, w.kp, w, w.kp * kBlock, wide.int8_rows, bias, y, ldy, nthreads, kWideRows,
+              wide.thread_begin, wide.thread_end);
+  else
+    run_tiles(qa, m, w.kp, 1, w.kp, w, w.kp * kBlock, kern.int8_tile, bias, y, ldy, nthreads);
   return true;
 }
 

@@ -11,6 +11,9 @@ const KernelEntry kRows[] = {
     {"qmatmul", Device::cpu, Isa::generic, &kernels_generic},
     {"qmatmul", Device::cpu, Isa::avx2, &kernels_avx2},
     {"qmatmul", Device::cpu, Isa::avx512, &kernels_avx512vnni, Feature::avx512_vnni},
+    // many rows at once: AMX tiles (int8 weights)
+    {"qmatmul_wide", Device::cpu, Isa::generic, &wide_none},
+    {"qmatmul_wide", Device::cpu, Isa::amx, &wide_amx},
 };
 const KernelRegistrar registrar(kRows);
 
