@@ -140,3 +140,24 @@ def test_ember_train_precision_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--precision", "fp16"])
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def test_conv2d_under_bf16_rounds_its_forward_products_only(rng):
+    x = ember.tensor(rng.standard_normal((2, 16, 9, 9)).astype(np.float32), requires_grad=True)
+    conv = nn.Conv2d(16, 8, 3, padding=1)
+    with ember.autocast("bf16"):
+        y = conv(x)
+    want = ember.kernels.conv2d.conv2d_fwd(_bf16_values(x.detach().numpy()).astype(np.float32),
+                                           _bf16_values(conv.weight.detach().numpy()).astype(np.float32),
+                                           conv.bias.detach().numpy(), padding=1)
+    np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-5, atol=1e-5)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(ember.tensor(g))
+    gx16, gw16 = x.grad.numpy().copy(), conv.weight.grad.numpy().copy()
+    x.grad, conv.weight.grad, conv.bias.grad = None, None, None
+    conv(x).backward(ember.tensor(g))  # fp32: the backward is the same float32 one
+    np.testing.assert_array_equal(gx16, x.grad.numpy())
+    np.testing.assert_array_equal(gw16, conv.weight.grad.numpy())
+    first = nn.Conv2d(3, 8, 3)  # 27 products per output: the float32 kernels, as fast there
+    rgb = ember.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
+    np.testing.assert_array_equal(ember.autocast("bf16")(first)(rgb).detach().numpy(), first(rgb).detach().numpy())

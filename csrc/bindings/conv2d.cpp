@@ -31,6 +31,23 @@ void fwd_t(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b
     conv2d::conv2d_fwd(g, x.ptr<const T>(), w.ptr<const T>(), bias, relu, y.ptr<T>(), active.isa, active.nthreads);
 }
 
+// The forward with bf16 products (float32 arrays in and out, groups == 1).
+void fwd_bf16(const py::handle& x_obj, const py::handle& w_obj, const py::handle& bias_obj, const py::handle& y_obj,
+              int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups, bool relu) {
+  const ArrayView x = nchw<float>(x_obj, "input"), w = nchw<float>(w_obj, "weight");
+  const ArrayView y = nchw<float>(y_obj, "out", Access::write);
+  const conv2d::Geometry g = conv_geometry(x, w, y, sh, sw, pt, pl, dh, dw, groups);
+  EMBER_CHECK_VALUE(groups == 1, "the bf16 convolution takes groups=1 only, got groups=", groups);
+  check_apart(y, x);
+  check_apart(y, w);
+  const float* bias = nullptr;
+  if (!bias_obj.is_none()) bias = array_arg(bias_obj, "bias", {DType::float32, {g.o}}).ptr<const float>();
+  const Active active;
+  py::gil_scoped_release release;
+  conv2d::conv2d_fwd_bf16(g, x.ptr<const float>(), w.ptr<const float>(), bias, relu, y.ptr<float>(), active.isa,
+                          active.nthreads);
+}
+
 template <bool Ref>
 void fwd(const py::handle& input, const py::handle& weight, const py::handle& bias, const py::handle& out,
          int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups, bool relu) {
@@ -109,6 +126,12 @@ void bind_conv2d(py::module_& m) {
       "float32; the bottom and right padding follow from out's OH x OW. act is ReLU when relu. The algorithm\n"
       "(depthwise, Winograd, per-tap GEMMs, few-channel direct, implicit GEMM) follows the shape.",
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("out"), EMBER_CONV_GEOMETRY_ARGS,
+      py::arg("relu"));
+  def(m, "conv2d_fwd_bf16", &fwd_bf16,
+      "conv2d_fwd with bf16 products: input and weight (float32) rounded to bf16, each product summed in float32;\n"
+      "groups must be 1. Same arguments as conv2d_fwd.",
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("stride_h"), py::arg("stride_w"),
+      py::arg("pad_top"), py::arg("pad_left"), py::arg("dilation_h"), py::arg("dilation_w"), py::arg("groups"),
       py::arg("relu"));
   def(m, "conv2d_fwd_ref", &fwd<true>,
       "The reference conv2d_fwd (plain loops, double accumulation); float32 or float64.", py::arg("input"),

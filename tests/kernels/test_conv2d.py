@@ -350,3 +350,47 @@ def test_conv2d_backward_bad_input(fast):
         bwd_weight(X, dy, W.shape, stride=0)
     with pytest.raises(TypeError, match="grad_output must have dtype float64 like the input"):
         bwd_weight(X.astype(np.float64), dy, W.shape)
+
+
+# --------------------------------------------------------------------------- bf16 products
+
+BF16_GEOMETRIES = [  # (n, c, h, w, o, k, stride, padding, dilation)
+    (2, 64, 32, 32, 64, 3, 1, 1, 1),   # the output rows are whole 32-pixel strips
+    (3, 5, 9, 11, 7, 3, 1, 1, 1),      # strips spanning several output rows, clipped at both edges
+    (2, 8, 10, 10, 16, 3, 2, 1, 1),    # stride 2: read element by element
+    (1, 24, 13, 7, 33, 5, 1, 2, 2),    # dilation, an output width of 3
+    (2, 40, 6, 6, 17, 1, 1, 0, 1),     # 1x1
+    (1, 3, 32, 32, 32, 3, 1, 0, 1),    # a first layer: K = 27, one k-tile
+]
+
+
+@pytest.mark.parametrize("geometry", BF16_GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
+def test_bf16_forward_is_the_reference_on_rounded_operands(isa, rng, geometry):
+    """bf16=True rounds input and weight to bf16 and sums the (exact) products in float32."""
+    import ml_dtypes
+
+    n, c, h, w, o, k, s, p, d = geometry
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((o, c, k, k)).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    y = kernels.conv2d.conv2d_fwd(x, wt, b, stride=s, padding=p, dilation=d, relu=True, bf16=True)
+
+    def rounded(a):
+        return a.astype(ml_dtypes.bfloat16).astype(np.float64)
+
+    want = kernels.conv2d.conv2d_fwd_ref(rounded(x), rounded(wt), b.astype(np.float64), stride=s, padding=p,
+                                         dilation=d, relu=True)
+    scale = kernels.conv2d.conv2d_fwd_ref(np.abs(rounded(x)), np.abs(rounded(wt)), np.abs(b).astype(np.float64),
+                                          stride=s, padding=p, dilation=d)
+    assert y.dtype == np.float32 and y.shape == want.shape
+    assert np.all(np.abs(y - want) <= (c * k * k + 4) * 2.0**-24 * scale + 1e-30)
+
+
+def test_bf16_forward_refuses_what_it_does_not_take(rng):
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match="bf16 takes groups=1 only"):
+        kernels.conv2d.conv2d_fwd(x, rng.standard_normal((4, 2, 3, 3)).astype(np.float32), groups=2, bf16=True)
+    with pytest.raises(TypeError, match="bf16 takes float32"):
+        kernels.conv2d.conv2d_fwd(x.astype(np.float64), np.ones((2, 4, 3, 3)), bf16=True)
+    with pytest.raises(ValueError, match="no reference of its own"):
+        kernels.conv2d.conv2d_fwd(x, np.ones((2, 4, 3, 3), np.float32), bf16=True, reference=True)

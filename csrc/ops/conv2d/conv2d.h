@@ -66,6 +66,10 @@ void conv2d_bwd_weight_ref(const Geometry& g, const T* x, const T* dy, T* dw, T*
 void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y, Isa isa,
                 int nthreads);
 void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads);
+// The forward with bf16 products (the bf16 precision policy; groups == 1): x and w
+// rounded to bf16, each product summed in float32 (conv2d_bf16.cpp).
+void conv2d_fwd_bf16(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y,
+                     Isa isa, int nthreads);
 void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
                        int nthreads);
 

@@ -119,4 +119,15 @@ void implicit_gemm_bwd_data(const Geometry& g, const float* dy, const float* w, 
 void implicit_gemm_bwd_weight(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
                               int nthreads);
 
+// The bf16 forward's B operand (conv2d_bf16.cpp): columns [c0, c0 + 16 * tiles) of one image's
+// im2col matrix (row k = (c, p, q), column = output pixel) in the bf16 GEMM's tile layout over kt
+// k-tiles, rows and columns past the end zero. AVX-512 (conv2d_bf16_avx512.cpp); ctx is an
+// Im2colBf16.
+struct Im2colBf16 {
+  const Geometry* g;
+  const uint16_t* x;  // the image, already rounded to bf16
+  const int64_t* tap;  // per row k = (c, p, q): c * H * W, p * dh and q * dw, three values each
+};
+void pack_im2col_bf16(const void* ctx, int64_t c0, int64_t tiles, int64_t kt, uint16_t* out);
+
 }  // namespace ember::conv2d

@@ -31,14 +31,25 @@ struct MatrixBF16 {
   int64_t rs, cs;
 };
 
+// A B operand that is never stored whole (a convolution's im2col matrix): the
+// packed driver asks it for the tile layout below of `tiles` 16-column tiles
+// from column c0, over kt k-tiles, instead of packing B (only b's sizes are
+// used). The reference and the widening path do not take it.
+struct Bf16BPacker {
+  void (*pack)(const void* ctx, int64_t c0, int64_t tiles, int64_t kt, uint16_t* out);
+  const void* ctx;
+};
+
 struct GemmBf16Args {
   MatrixBF16 a;    // op(A), M x K
   MatrixBF16 b;    // op(B), K x N
   MutMatrixF32 c;  // M x N
   float alpha = 1.0f;
   float beta = 0.0f;
-  const float* bias = nullptr;  // N contiguous values, or null
+  const float* bias = nullptr;      // N contiguous values (one per column), or null
+  const float* row_bias = nullptr;  // M contiguous values (one per row: a convolution's), or null
   bool relu = false;
+  const Bf16BPacker* b_packer = nullptr;
 };
 
 // The oracle: plain loops, double accumulation, no threads, no intrinsics.

@@ -134,6 +134,7 @@ void store_bf16_avx512(const GemmBf16Args& g, const float* acc, int64_t i0, int6
       __m512 x = _mm512_mul_ps(alpha, _mm512_load_ps(acc + r * 32 + 16 * h));
       if (g.beta != 0.0f) x = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m, c), x);
       x = _mm512_add_ps(x, bias);
+      if (g.row_bias) x = _mm512_add_ps(x, _mm512_set1_ps(g.row_bias[i0 + r]));
       if (g.relu) x = _mm512_max_ps(zero, x);  // max(0, NaN) is NaN: it propagates
       _mm512_mask_storeu_ps(c, m, x);
     }

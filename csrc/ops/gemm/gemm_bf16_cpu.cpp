@@ -48,6 +48,7 @@ void without_product(const GemmBf16Args& g) {
     for (int64_t j = 0; j < g.c.cols; ++j) {
       float x = g.beta != 0.0f ? g.beta * c[j] : 0.0f;
       if (g.bias) x += g.bias[j];
+      if (g.row_bias) x += g.row_bias[i];
       if (g.relu && x < 0.0f) x = 0.0f;
       c[j] = x;
     }
@@ -100,6 +101,8 @@ void packed_gemm(const GemmBf16Args& g, const Bf16Kernels& k, int nthreads) {
     for (int64_t t = total * tid / nt; t < total * (tid + 1) / nt; ++t) {
       if (t < a_strips)
         k.pack_a(g.a, (a_full + t) * 32, 2, KT, pa + 2 * t * next);
+      else if (g.b_packer)
+        g.b_packer->pack(g.b_packer->ctx, (t - a_strips) * 32, 2, KT, pb + 2 * (t - a_strips) * next);
       else
         k.pack_b(g.b, (t - a_strips) * 32, 2, KT, pb + 2 * (t - a_strips) * next);
     }
@@ -164,7 +167,7 @@ void gemm_bf16_cpu(const GemmBf16Args& g, Isa isa, int nthreads) {
     return;
   }
   const Bf16Kernels& k = lookup<Bf16Kernels>("gemm_bf16", isa);
-  if (k.block == nullptr)
+  if (k.block == nullptr)  // the callers that set b_packer or row_bias check for a block kernel first
     widen_and_gemm(g, isa, nthreads);
   else
     packed_gemm(g, k, nthreads);

@@ -51,7 +51,7 @@ void gemm_bf16_ref(const GemmBf16Args& g) {
         for (int64_t p = 0; p < K; ++p)
           acc += static_cast<double>(widen(g.a.data[i * g.a.rs + p * g.a.cs])) *
                  static_cast<double>(widen(g.b.data[p * g.b.rs + j * g.b.cs]));
-      double v = static_cast<double>(g.alpha) * acc;
+      double v = skip_product ? 0.0 : static_cast<double>(g.alpha) * acc;  // no product term: not NaN * 0
       if (g.beta != 0.0f) v += static_cast<double>(g.beta) * static_cast<double>(crow[j]);
       if (g.bias) v += static_cast<double>(g.bias[j]);
       if (g.relu && v < 0.0) v = 0.0;  // NaN compares false: it propagates

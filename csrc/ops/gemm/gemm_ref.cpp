@@ -20,7 +20,7 @@ void gemm_ref(const GemmArgs& g) {
       if (!skip_product)
         for (int64_t p = 0; p < K; ++p)
           acc += static_cast<double>(g.a.at(i, p)) * static_cast<double>(g.b.at(p, j));
-      double v = static_cast<double>(g.alpha) * acc;
+      double v = skip_product ? 0.0 : static_cast<double>(g.alpha) * acc;  // no product term: not NaN * 0
       if (g.beta != 0.0f) v += static_cast<double>(g.beta) * static_cast<double>(crow[j]);
       if (g.bias) v += static_cast<double>(g.bias[j]);
       // ReLU that propagates NaN, as PyTorch's does.

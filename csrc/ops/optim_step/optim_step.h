@@ -10,7 +10,7 @@
 // Adam / AdamW (decoupled), step t >= 1:
 //   g = maximize ? -grad : grad
 //   decoupled: p *= 1 - lr*wd            else: g += wd*p
-//   m = m + (1 - b1)(g - m)              (lerp)
+//   m = m + (1 - b1)(g - m)              (lerp; m = g exactly when b1 = 0)
 //   v = b2 v + (1 - b2) g^2
 //   amsgrad: vmax = max(vmax, v), v' = vmax, else v' = v
 //   p -= (lr / (1 - b1^t)) * m / (sqrt(v') / sqrt(1 - b2^t) + eps)
@@ -67,8 +67,11 @@ void adam_step(const AdamHyper& h, const AdamTensor* tensors, int64_t count, Isa
 void sgd_step(const SgdHyper& h, const SgdTensor* tensors, int64_t count, Isa isa, int nthreads);
 
 // What the fast paths derive once per tensor (its step sets the bias corrections).
+// With b1 = 0 the lerp is m = g exactly (in float, m + (g - m) would lose g's low bits
+// to m's magnitude): m_is_g says so.
 struct AdamConsts {
   float step_size, inv_sqrt_bc2, shrink, wd, one_m_b1, one_m_b2, sign;
+  bool m_is_g;
 };
 
 // The loops over elements [lo, hi) of one tensor, compiled once per ISA

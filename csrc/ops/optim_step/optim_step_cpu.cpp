@@ -45,7 +45,8 @@ void adam_step(const AdamHyper& h, const AdamTensor* tensors, int64_t count, Isa
                  h.decoupled ? 0.0f : h.weight_decay,
                  1.0f - h.beta1,
                  1.0f - h.beta2,
-                 h.maximize ? -1.0f : 1.0f};
+                 h.maximize ? -1.0f : 1.0f,
+                 h.beta1 == 0.0f};
   }
   const Loops& loops = lookup<Loops>("optim_step", isa);
   for_pieces(tensors, count, nthreads,

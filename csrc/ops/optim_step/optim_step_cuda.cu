@@ -34,6 +34,7 @@ struct AdamTable {
 
 struct AdamConsts {
   float shrink, wd, one_m_b1, one_m_b2, beta2, eps, sign;
+  bool m_is_g;  // b1 = 0: m = g exactly, as on the CPU (optim_step.h)
 };
 
 struct SgdTable {
@@ -60,7 +61,7 @@ __device__ __forceinline__ void adam1(float& p, float g, float& m, float& v, flo
                                       float step_size, float inv_sqrt_bc2) {
   const float pi = DECOUPLED ? p * c.shrink : p;
   const float gi = c.sign * g + c.wd * pi;
-  const float mi = m + c.one_m_b1 * (gi - m);
+  const float mi = c.m_is_g ? gi : m + c.one_m_b1 * (gi - m);
   const float vi = c.beta2 * v + c.one_m_b2 * gi * gi;
   m = mi;
   v = vi;
@@ -168,7 +169,7 @@ bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 // last full vector; chunks are multiples of 4 elements, so each chunk starts aligned.
 void adam_step(const AdamTensor* tensors, int count, const AdamHyper& h, stream_t stream) {
   const AdamConsts c{1.0f - h.lr * h.weight_decay, h.decoupled ? 0.0f : h.weight_decay, 1.0f - h.beta1,
-                     1.0f - h.beta2, h.beta2, h.eps, h.maximize ? -1.0f : 1.0f};
+                     1.0f - h.beta2, h.beta2, h.eps, h.maximize ? -1.0f : 1.0f, h.beta1 == 0.0f};
   for (int base = 0; base < count; base += kAdamPerLaunch) {
     AdamTable t{};
     int32_t blocks = 0;

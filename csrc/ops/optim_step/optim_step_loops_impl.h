@@ -24,7 +24,7 @@ void adam_loop(const AdamHyper& h, const AdamTensor& t, const AdamConsts& c, int
   for (int64_t i = lo; i < hi; ++i) {
     const float pi = Decoupled ? p[i] * c.shrink : p[i];
     const float gi = c.sign * g[i] + c.wd * pi;
-    const float mi = m[i] + c.one_m_b1 * (gi - m[i]);
+    const float mi = c.m_is_g ? gi : m[i] + c.one_m_b1 * (gi - m[i]);
     const float vi = beta2 * v[i] + c.one_m_b2 * gi * gi;
     m[i] = mi;
     v[i] = vi;

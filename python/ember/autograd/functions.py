@@ -729,12 +729,15 @@ class DropoutFn(Function):
 
 
 class Conv2dFn(Function):
+    """Convolution; with ``bf16=True`` (the bf16 precision policy) the forward's products run in
+    bf16 and the backward stays float32, from the float32 input and weight."""
+
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups):
+    def forward(ctx, x, w, b, stride, padding, dilation, groups, bf16=False):
         ctx.save_for_backward(x, w)
         ctx.args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
         ctx.has_bias = b is not None
-        return conv2d.conv2d_fwd(x, w, b, **ctx.args)
+        return conv2d.conv2d_fwd(x, w, b, **ctx.args, bf16=bf16 and conv2d.bf16_pays(x, w, groups))
 
     @staticmethod
     def backward(ctx, g):

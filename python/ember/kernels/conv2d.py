@@ -11,15 +11,23 @@ def _inputs(dev, **arrays):
 
 
 def conv2d_fwd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False, *,
-               reference=False):
+               reference=False, bf16=False):
     """``act(conv(input, weight) + bias)``: N x O x OH x OW.
 
     ``padding`` is an int, a pair, ``'same'`` (stride 1; an even kernel pads one more at the
     bottom/right) or ``'valid'``. ``relu=True`` fuses a ReLU. The CPU kernels choose the
     algorithm by the layer's shape (Winograd for 3x3 at unit stride, per-tap GEMMs over the
     padded input, direct kernels for few or single input channels per group, implicit GEMM
-    otherwise); none builds the im2col matrix.
+    otherwise); none builds the im2col matrix. ``bf16=True`` (float32 arrays, ``groups=1``, the
+    CPU) rounds input and weight to bf16 and sums every product in float32: one bf16 GEMM per
+    image (AMX tiles or ``vdpbf16ps``), its im2col columns gathered as it packs them.
     """
+    if bf16:
+        if reference:
+            raise ValueError("conv2d_fwd: bf16 has no reference of its own: compare with the reference on inputs "
+                             "rounded to bf16")
+        if groups != 1:
+            raise ValueError(f"conv2d_fwd: bf16 takes groups=1 only, got groups={groups}")
     dev = _common.device(input=input, weight=weight, bias=bias)
     a = _inputs(dev, input=input, weight=weight)
     x, w = a["input"], a["weight"]
@@ -30,9 +38,25 @@ def conv2d_fwd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups
         if bias.shape != (g.o,):
             raise ValueError(f"bias must have shape ({g.o},) (one value per output channel), got {bias.shape}")
     y = dev.empty(g.output_shape, x.dtype)
+    if bf16:
+        if x.dtype != _common.FLOAT32:
+            raise TypeError(f"conv2d_fwd: bf16 takes float32 input and weight, got {x.dtype}")
+        _common.native(dev, "conv2d_fwd_bf16")(x, w, bias, y, *g.native_args(), bool(relu), **dev.launch())
+        return y
     _common.kernel(dev, "conv2d_fwd", reference, x.dtype)(x, w, bias, y, *g.native_args(), bool(relu),
                                                           **dev.launch())
     return y
+
+
+def bf16_pays(input, weight, groups) -> bool:
+    """Whether :func:`conv2d_fwd` with ``bf16=True`` is worth taking for this layer: float32 arrays
+    of a device with the bf16 kernel, ``groups=1``, and at least 64 products per output value
+    (C x KH x KW): below that (a first layer on RGB images) the float32 direct kernels are as
+    fast."""
+    dev = _common.device(input=input, weight=weight)
+    c, kh, kw = weight.shape[1:] if weight.ndim == 4 else (0, 0, 0)
+    return (groups == 1 and input.dtype == _common.FLOAT32 and weight.dtype == _common.FLOAT32
+            and hasattr(dev.kernels, "conv2d_fwd_bf16") and c * kh * kw >= 64)
 
 
 def conv2d_bwd_data(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *,

@@ -1,0 +1,76 @@
+// conv2d forward with bf16 products (the bf16 precision policy): x and w
+// rounded to bf16, every product summed in float32, y float32.
+//
+// One bf16 GEMM per image: y[n] (O x OH*OW) = w (O x C*KH*KW, converted to
+// bf16 once) @ im2col(x[n]). The image is rounded to bf16 once; the im2col
+// matrix is never stored: the GEMM asks for it 32 output pixels at a time, and
+// the packer reads each row of those columns (one tap of one channel) with a
+// masked load per run of pixels in one output row (unit stride; element by
+// element otherwise) and interleaves row pairs into the tile layout. Threads over images, each running
+// its GEMMs alone; the bias (one per output channel, a row of y[n]) and the
+// ReLU are applied in the GEMM's epilogue. groups == 1 only. Without bf16
+// products (below avx512_bf16) x and w are rounded to bf16 and the float32
+// convolution computes the same values.
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "core/registry.h"
+#include "core/scratch.h"
+#include "core/threads.h"
+#include "ops/conv2d/conv2d.h"
+#include "ops/conv2d/conv2d_internal.h"
+#include "ops/gemm/gemm_bf16.h"
+
+namespace ember::conv2d {
+namespace {
+
+thread_local Scratch t_image;
+
+}  // namespace
+
+void conv2d_fwd_bf16(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y, Isa isa,
+                     int nthreads) {
+  if (g.groups != 1) throw std::logic_error("conv2d_fwd_bf16: groups must be 1");
+  const int64_t K = g.c * g.kh * g.kw, pixels = g.oh * g.ow;
+  const int64_t xsize = g.c * g.h * g.w;
+  if (lookup<gemm::Bf16Kernels>("gemm_bf16", isa).block == nullptr) {
+    // No bf16 products: round the operands to bf16 and convolve in float32 (the same values).
+    std::vector<float> xr(static_cast<size_t>(g.n * xsize)), wr(static_cast<size_t>(g.o * K));
+    std::vector<uint16_t> h(std::max(xr.size(), wr.size()));
+    gemm::bf16_from_f32_cpu(x, g.n * xsize, h.data(), isa, nthreads);
+    gemm::f32_from_bf16_cpu(h.data(), g.n * xsize, xr.data(), isa, nthreads);
+    gemm::bf16_from_f32_cpu(w, g.o * K, h.data(), isa, nthreads);
+    gemm::f32_from_bf16_cpu(h.data(), g.o * K, wr.data(), isa, nthreads);
+    conv2d_fwd(g, xr.data(), wr.data(), bias, relu, y, isa, nthreads);
+    return;
+  }
+  std::vector<int64_t> tap(static_cast<size_t>(3 * K));  // each im2col row's channel offset and tap position
+  for (int64_t k = 0; k < K; ++k) {
+    tap[3 * k] = k / (g.kh * g.kw) * g.h * g.w;
+    tap[3 * k + 1] = k / g.kw % g.kh * g.dh;
+    tap[3 * k + 2] = k % g.kw * g.dw;
+  }
+  std::vector<uint16_t> wb(static_cast<size_t>(g.o * K));
+  gemm::bf16_from_f32_cpu(w, g.o * K, wb.data(), isa, nthreads);
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, g.n)));
+  parallel_run(nt, [&](int tid) {
+    uint16_t* image = reinterpret_cast<uint16_t*>(t_image.get(static_cast<size_t>(xsize / 2 + 32)));
+    for (int64_t n = g.n * tid / nt; n < g.n * (tid + 1) / nt; ++n) {
+      gemm::bf16_from_f32_cpu(x + n * xsize, xsize, image, isa, 1);  // each input value once, not once per tap
+      const Im2colBf16 cols = {&g, image, tap.data()};
+      const gemm::Bf16BPacker packer = {pack_im2col_bf16, &cols};
+      gemm::GemmBf16Args a;
+      a.a = {wb.data(), g.o, K, K, 1};
+      a.b = {nullptr, K, pixels, pixels, 1};
+      a.c = {y + n * g.o * pixels, g.o, pixels, pixels};
+      a.row_bias = bias;
+      a.relu = relu;
+      a.b_packer = &packer;
+      gemm::gemm_bf16_cpu(a, isa, 1);
+    }
+  });
+}
+
+}  // namespace ember::conv2d
