@@ -250,6 +250,11 @@ def test_k_zero_gives_beta_c(isa, rng):
     out = c0.copy()
     kernels.gemm.gemm(a, b, out=out, beta=2.0, bias=bias, relu=True)
     np.testing.assert_allclose(out, np.maximum(2.0 * c0 + bias, 0), rtol=U32)
+    for alpha in (np.nan, np.inf):  # no product term at all: not alpha * (an empty sum)
+        for reference in (False, True):
+            out = c0.copy()
+            kernels.gemm.gemm(a, b, out=out, alpha=alpha, beta=2.0, reference=reference)
+            np.testing.assert_allclose(out, 2.0 * c0, rtol=U32)
 
 
 @pytest.mark.parametrize("m, n", [(0, 5), (5, 0), (0, 0)])

@@ -112,6 +112,17 @@ def test_native_sgd_step_matches_its_reference(device, isa, rng, num_threads, mo
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
 
 
+def test_adam_with_beta1_zero_keeps_the_gradient_exactly(isa):
+    """With beta1 = 0 the first moment is the gradient itself: the float lerp m + 1 * (g - m) would
+    round g to m's magnitude (here to 4 significant digits)."""
+    g = np.full(37, -0.00044317409629, np.float32)
+    m = np.full(37, 0.3, np.float32)
+    p, v = np.full(37, -0.7364541, np.float32), np.full(37, 0.7, np.float32)
+    kernels.optim_step.adam_step([p], [g], [m], [v], None, [1], lr=0.1, beta1=0.0, beta2=0.0, eps=1e-8)
+    np.testing.assert_array_equal(m, g)
+    np.testing.assert_allclose(p, -0.7364541 + 0.1 * 0.00044317409629 / (0.00044317409629 + 1e-8), rtol=1e-6)
+
+
 def test_float64_parameters_take_the_numpy_path(device, rng):
     # The same updates for a float64 parameter (NumPy) and a float32 one (the native pass).
     w0 = rng.standard_normal(50)
