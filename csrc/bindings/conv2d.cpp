@@ -48,6 +48,22 @@ void fwd_bf16(const py::handle& x_obj, const py::handle& w_obj, const py::handle
                           active.nthreads);
 }
 
+// The input gradient with bf16 products (float32 arrays; unit stride, groups == 1).
+void bwd_data_bf16(const py::handle& dy_obj, const py::handle& w_obj, const py::handle& dx_obj, int64_t sh, int64_t sw,
+                   int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups) {
+  const ArrayView dy = nchw<float>(dy_obj, "grad_output"), w = nchw<float>(w_obj, "weight");
+  const ArrayView dx = nchw<float>(dx_obj, "out", Access::write);
+  const conv2d::Geometry g = conv_geometry(dx, w, dy, sh, sw, pt, pl, dh, dw, groups);
+  check_apart(dx, dy);
+  check_apart(dx, w);
+  EMBER_CHECK_VALUE(groups == 1 && sh == 1 && sw == 1 && pt <= (g.kh - 1) * dh && pl <= (g.kw - 1) * dw,
+                    "the bf16 input gradient takes groups=1, unit stride and padding within the kernel's reach only");
+  const Active active;
+  py::gil_scoped_release release;
+  conv2d::conv2d_bwd_data_bf16(g, dy.ptr<const float>(), w.ptr<const float>(), dx.ptr<float>(), active.isa,
+                               active.nthreads);
+}
+
 template <bool Ref>
 void fwd(const py::handle& input, const py::handle& weight, const py::handle& bias, const py::handle& out,
          int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups, bool relu) {
@@ -133,6 +149,10 @@ void bind_conv2d(py::module_& m) {
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("stride_h"), py::arg("stride_w"),
       py::arg("pad_top"), py::arg("pad_left"), py::arg("dilation_h"), py::arg("dilation_w"), py::arg("groups"),
       py::arg("relu"));
+  def(m, "conv2d_bwd_data_bf16", &bwd_data_bf16,
+      "conv2d_bwd_data with bf16 products (grad_output and weight rounded to bf16, sums in float32); groups=1,\n"
+      "unit stride, padding at most (kernel - 1) * dilation. Same arguments as conv2d_bwd_data.",
+      py::arg("grad_output"), py::arg("weight"), py::arg("out"), EMBER_CONV_GEOMETRY_ARGS);
   def(m, "conv2d_fwd_ref", &fwd<true>,
       "The reference conv2d_fwd (plain loops, double accumulation); float32 or float64.", py::arg("input"),
       py::arg("weight"), py::arg("bias"), py::arg("out"), EMBER_CONV_GEOMETRY_ARGS, py::arg("relu"));

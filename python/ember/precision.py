@@ -8,10 +8,11 @@ optimizer step
 ``Linear`` / ``F.linear`` inputs,         float32     bfloat16 (products exact, summed in
 forward and backward                                  float32 -- AMX tiles or ``vdpbf16ps``)
 their outputs                             float32     float32
-``conv2d`` forward                        float32     bfloat16 products summed in float32, where
+``conv2d`` forward and input gradient     float32     bfloat16 products summed in float32, where
                                                       that pays: ``groups=1`` and 64 or more
-                                                      products per output (C x KH x KW)
-``conv2d`` backward                       float32     float32
+                                                      products per output (C x KH x KW; the input
+                                                      gradient also at unit stride only)
+``conv2d`` weight gradient                float32     float32
 softmax, cross-entropy and other losses,  float32     float32
 reductions, normalisation statistics
 elementwise ops, pooling                  float32     float32

@@ -386,6 +386,26 @@ def test_bf16_forward_is_the_reference_on_rounded_operands(isa, rng, geometry):
     assert np.all(np.abs(y - want) <= (c * k * k + 4) * 2.0**-24 * scale + 1e-30)
 
 
+@pytest.mark.parametrize("geometry", [g for g in BF16_GEOMETRIES if g[6] == 1], ids=lambda g: "x".join(map(str, g)))
+def test_bf16_input_gradient_is_the_reference_on_rounded_operands(isa, rng, geometry):
+    """At unit stride: the bf16 forward of grad_output with the kernel flipped."""
+    import ml_dtypes
+
+    n, c, h, w, o, k, _, p, d = geometry
+    wt = rng.standard_normal((o, c, k, k)).astype(np.float32)
+    oh, ow = h + 2 * p - d * (k - 1), w + 2 * p - d * (k - 1)
+    dy = rng.standard_normal((n, o, oh, ow)).astype(np.float32)
+    dx = kernels.conv2d.conv2d_bwd_data(dy, wt, (n, c, h, w), padding=p, dilation=d, bf16=True)
+
+    def rounded(a):
+        return a.astype(ml_dtypes.bfloat16).astype(np.float64)
+
+    want = kernels.conv2d.conv2d_bwd_data_ref(rounded(dy), rounded(wt), (n, c, h, w), padding=p, dilation=d)
+    scale = kernels.conv2d.conv2d_bwd_data_ref(np.abs(rounded(dy)), np.abs(rounded(wt)), (n, c, h, w), padding=p,
+                                               dilation=d)
+    assert np.all(np.abs(dx - want) <= (o * k * k + 4) * 2.0**-24 * scale + 1e-30)
+
+
 def test_bf16_forward_refuses_what_it_does_not_take(rng):
     x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
     with pytest.raises(ValueError, match="bf16 takes groups=1 only"):
@@ -394,3 +414,8 @@ def test_bf16_forward_refuses_what_it_does_not_take(rng):
         kernels.conv2d.conv2d_fwd(x.astype(np.float64), np.ones((2, 4, 3, 3)), bf16=True)
     with pytest.raises(ValueError, match="no reference of its own"):
         kernels.conv2d.conv2d_fwd(x, np.ones((2, 4, 3, 3), np.float32), bf16=True, reference=True)
+    dy = rng.standard_normal((1, 2, 2, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="unit stride"):
+        kernels.conv2d.conv2d_bwd_data(dy, np.ones((2, 4, 3, 3), np.float32), (1, 4, 5, 5), stride=2, bf16=True)
+    assert kernels.conv2d.bf16_pays(x, np.ones((64, 4, 3, 3), np.float32)) == (False, True)  # 36 and 576 products
+    assert kernels.conv2d.bf16_pays(x, np.ones((8, 4, 3, 3), np.float32), stride=2) == (False, False)

@@ -70,6 +70,10 @@ void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* 
 // rounded to bf16, each product summed in float32 (conv2d_bf16.cpp).
 void conv2d_fwd_bf16(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y,
                      Isa isa, int nthreads);
+// The input gradient with bf16 products, as the bf16 forward of dy with the kernel flipped
+// and its channels swapped: unit stride, groups == 1 and padding at most the kernel's reach
+// only -- returns false (writing nothing) otherwise.
+bool conv2d_bwd_data_bf16(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads);
 void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
                        int nthreads);
 

@@ -73,4 +73,23 @@ void conv2d_fwd_bf16(const Geometry& g, const float* x, const float* w, const fl
   });
 }
 
+bool conv2d_bwd_data_bf16(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads) {
+  // The forward of dy with the kernel flipped and its channels swapped, at unit stride.
+  const int64_t pt = (g.kh - 1) * g.dh - g.pt, pl = (g.kw - 1) * g.dw - g.pl;
+  if (g.groups != 1 || g.sh != 1 || g.sw != 1 || pt < 0 || pl < 0) return false;
+  std::vector<float> flipped(static_cast<size_t>(g.o * g.c * g.kh * g.kw));
+  for (int64_t o = 0; o < g.o; ++o)
+    for (int64_t c = 0; c < g.c; ++c)
+      for (int64_t p = 0; p < g.kh; ++p)
+        for (int64_t q = 0; q < g.kw; ++q)
+          flipped[((c * g.o + o) * g.kh + (g.kh - 1 - p)) * g.kw + (g.kw - 1 - q)] =
+              w[((o * g.c + c) * g.kh + p) * g.kw + q];
+  Geometry t = g;
+  t.c = g.o, t.h = g.oh, t.w = g.ow;
+  t.o = g.c, t.oh = g.h, t.ow = g.w;
+  t.pt = pt, t.pl = pl;
+  conv2d_fwd_bf16(t, dy, flipped.data(), nullptr, false, dx, isa, nthreads);
+  return true;
+}
+
 }  // namespace ember::conv2d

@@ -729,20 +729,23 @@ class DropoutFn(Function):
 
 
 class Conv2dFn(Function):
-    """Convolution; with ``bf16=True`` (the bf16 precision policy) the forward's products run in
-    bf16 and the backward stays float32, from the float32 input and weight."""
+    """Convolution; with ``bf16=True`` (the bf16 precision policy) the forward's and the input
+    gradient's products run in bf16 where that pays (``conv2d.bf16_pays``); the weight gradient
+    stays float32, from the float32 input."""
 
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, groups, bf16=False):
         ctx.save_for_backward(x, w)
         ctx.args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
         ctx.has_bias = b is not None
-        return conv2d.conv2d_fwd(x, w, b, **ctx.args, bf16=bf16 and conv2d.bf16_pays(x, w, groups))
+        fwd16, ctx.bf16_data = conv2d.bf16_pays(x, w, **ctx.args) if bf16 else (False, False)
+        return conv2d.conv2d_fwd(x, w, b, **ctx.args, bf16=fwd16)
 
     @staticmethod
     def backward(ctx, g):
         x, w = ctx.saved_tensors
-        gx = conv2d.conv2d_bwd_data(g, w, x.shape, **ctx.args) if ctx.needs_input_grad[0] else None
+        gx = (conv2d.conv2d_bwd_data(g, w, x.shape, **ctx.args, bf16=ctx.bf16_data) if ctx.needs_input_grad[0]
+              else None)
         gw = gb = None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             gw, gb = conv2d.conv2d_bwd_weight(x, g, w.shape, bias=ctx.has_bias, **ctx.args)

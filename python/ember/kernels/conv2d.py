@@ -48,27 +48,40 @@ def conv2d_fwd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups
     return y
 
 
-def bf16_pays(input, weight, groups) -> bool:
-    """Whether :func:`conv2d_fwd` with ``bf16=True`` is worth taking for this layer: float32 arrays
-    of a device with the bf16 kernel, ``groups=1``, and at least 64 products per output value
-    (C x KH x KW): below that (a first layer on RGB images) the float32 direct kernels are as
-    fast."""
+def bf16_pays(input, weight, stride=1, padding=0, dilation=1, groups=1) -> tuple[bool, bool]:
+    """Whether bf16 products are worth taking for this layer's forward and for its input
+    gradient: float32 arrays of a device with the bf16 kernels, ``groups=1``, and at least 64
+    products per output value (C x KH x KW forward, O x KH x KW backward: below that -- a first
+    layer on RGB images -- the float32 kernels are as fast); the input gradient also needs unit
+    stride and padding within the kernel's reach."""
     dev = _common.device(input=input, weight=weight)
-    c, kh, kw = weight.shape[1:] if weight.ndim == 4 else (0, 0, 0)
-    return (groups == 1 and input.dtype == _common.FLOAT32 and weight.dtype == _common.FLOAT32
-            and hasattr(dev.kernels, "conv2d_fwd_bf16") and c * kh * kw >= 64)
+    if not (groups == 1 and input.dtype == _common.FLOAT32 and weight.dtype == _common.FLOAT32
+            and input.ndim == 4 and weight.ndim == 4 and hasattr(dev.kernels, "conv2d_fwd_bf16")):
+        return False, False
+    g = _geometry.conv2d_geometry(input.shape, weight.shape, stride, padding, dilation, groups)
+    o, c, kh, kw = weight.shape
+    reach = ((kh - 1) * g.dilation[0], (kw - 1) * g.dilation[1])
+    data = (g.stride == (1, 1) and g.pad_top_left[0] <= reach[0] and g.pad_top_left[1] <= reach[1]
+            and o * kh * kw >= 64)
+    return c * kh * kw >= 64, data
 
 
 def conv2d_bwd_data(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *,
-                    reference=False):
+                    reference=False, bf16=False):
     """Gradient of :func:`conv2d_fwd` with respect to its input: N x C x H x W.
 
     Needs only the weight and ``grad_output`` (a frozen layer never computes the weight
     gradient). With a fused ReLU, ``grad_output`` must already be zero where the output was
     clamped. At unit stride this is the forward convolution of ``grad_output`` with the flipped
     kernel; otherwise column blocks of ``weightᵀ @ grad_output`` are scattered straight into the
-    result. The column matrix is never built whole.
+    result. The column matrix is never built whole. ``bf16=True`` (float32 arrays, the CPU,
+    ``groups=1``, unit stride, padding at most ``(kernel - 1) * dilation``) rounds
+    ``grad_output`` and the weight to bf16 and sums the products in float32, as the bf16
+    forward of ``grad_output`` with the flipped kernel.
     """
+    if bf16 and reference:
+        raise ValueError("conv2d_bwd_data: bf16 has no reference of its own: compare with the reference on inputs "
+                         "rounded to bf16")
     dev = _common.device(grad_output=grad_output, weight=weight)
     a = _inputs(dev, grad_output=grad_output, weight=weight)
     dy, w = a["grad_output"], a["weight"]
@@ -78,6 +91,11 @@ def conv2d_bwd_data(grad_output, weight, input_shape, stride=1, padding=0, dilat
     if dy.shape != g.output_shape:
         raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {dy.shape}")
     dx = dev.empty(in_shape, dy.dtype)
+    if bf16:
+        if dy.dtype != _common.FLOAT32:
+            raise TypeError(f"conv2d_bwd_data: bf16 takes float32 grad_output and weight, got {dy.dtype}")
+        _common.native(dev, "conv2d_bwd_data_bf16")(dy, w, dx, *g.native_args(), **dev.launch())
+        return dx
     _common.kernel(dev, "conv2d_bwd_data", reference, dy.dtype)(dy, w, dx, *g.native_args(), **dev.launch())
     return dx
 

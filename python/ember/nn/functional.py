@@ -76,8 +76,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) ->
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups=1) -> Tensor:
     """2-D convolution, NCHW input and OIHW weight, on Ember's convolution kernels. Under the bf16
-    precision policy the forward's products run in bf16 where that pays (``groups=1``, 64 or more
-    products per output value; see ``ember.precision``)."""
+    precision policy the forward's and the input gradient's products run in bf16 where that pays
+    (``groups=1``, 64 or more products per output value; see ``ember.precision``)."""
     return fns.Conv2dFn.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
                               bf16=precision.current().low_precision_matmul)
 
