@@ -156,9 +156,11 @@ def bench_bf16_inference(benchmark, case):
 CONV_CASES = [(t, impl) for t in THREADS for impl in ("ember", "ember-fp32", "torch-bf16")]
 
 
+@pytest.mark.parametrize("backward", [False, True], ids=["forward", "forward+backward"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
-def bench_bf16_conv2d_forward(benchmark, case):
-    """conv2d 64->64, 3x3, 32x32, batch 64: the forward under each policy."""
+def bench_bf16_conv2d(benchmark, case, backward):
+    """conv2d 64->64, 3x3, 32x32, batch 64 under each policy: the forward, or the forward and
+    both gradients."""
     from bench_training import timed
 
     threads, impl = case
@@ -166,18 +168,28 @@ def bench_bf16_conv2d_forward(benchmark, case):
     batch = 4 if getattr(benchmark, "disabled", False) else 64
     rng = np.random.default_rng(0)
     x = lib.from_numpy(rng.standard_normal((batch, 64, 32, 32), dtype=np.float32))
+    if backward:
+        x.requires_grad_()
     lib.manual_seed(0)
     conv = lib.nn.Conv2d(64, 64, 3, padding=1)
     out = {}
 
-    def forward():
-        with lib.no_grad(), policy():
-            out["y"] = conv(x)
+    def run():
+        if backward:
+            x.grad, conv.weight.grad, conv.bias.grad = None, None, None
+            with policy():
+                y = conv(x)
+            y.sum().backward()
+            out["y"] = y
+        else:
+            with lib.no_grad(), policy():
+                out["y"] = conv(x)
 
     benchmark.extra_info.update(precision="fp32" if impl == "ember-fp32" else "bf16", isa=ember.get_isa(),
-                                flops=2.0 * batch * 64 * 64 * 9 * 32 * 32)
-    timed(benchmark, forward, f"bf16 conv2d forward 64-64 32x32 batch {batch} {threads}t", impl, threads, batch)
+                                flops=(3 if backward else 1) * 2.0 * batch * 64 * 64 * 9 * 32 * 32)
+    what = "forward+backward" if backward else "forward"
+    timed(benchmark, run, f"bf16 conv2d {what} 64-64 32x32 batch {batch} {threads}t", impl, threads, batch)
     y = out["y"].detach().float().numpy()
     w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
-    want = ember.kernels.conv2d.conv2d_fwd(x.numpy(), w, b, padding=1)
+    want = ember.kernels.conv2d.conv2d_fwd(x.detach().numpy(), w, b, padding=1)
     np.testing.assert_allclose(y, want, rtol=0, atol=0.02 * np.abs(want).max())

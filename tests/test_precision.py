@@ -142,7 +142,7 @@ def test_ember_train_precision_flag(tmp_path, capsys):
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
 
 
-def test_conv2d_under_bf16_rounds_the_forward_and_input_gradient_products(rng):
+def test_conv2d_under_bf16_rounds_the_products_of_forward_and_gradients(rng):
     x = ember.tensor(rng.standard_normal((2, 16, 9, 9)).astype(np.float32), requires_grad=True)
     conv = nn.Conv2d(16, 8, 3, padding=1)
     with ember.autocast("bf16"):
@@ -157,10 +157,14 @@ def test_conv2d_under_bf16_rounds_the_forward_and_input_gradient_products(rng):
     want = ember.kernels.conv2d.conv2d_bwd_data(_bf16_values(g).astype(np.float32),
                                                 _bf16_values(conv.weight.detach().numpy()).astype(np.float32),
                                                 x.shape, padding=1)
-    np.testing.assert_allclose(gx16, want, rtol=1e-5, atol=1e-5)  # the input gradient's products in bf16 too
+    np.testing.assert_allclose(gx16, want, rtol=1e-5, atol=1e-5)  # both gradients' products in bf16 too
+    want, _ = ember.kernels.conv2d.conv2d_bwd_weight(_bf16_values(x.detach().numpy()).astype(np.float32),
+                                                     _bf16_values(g).astype(np.float32), conv.weight.shape, padding=1)
+    np.testing.assert_allclose(gw16, want, rtol=1e-5, atol=1e-4)
+    gb16 = conv.bias.grad.numpy().copy()
     x.grad, conv.weight.grad, conv.bias.grad = None, None, None
     conv(x).backward(ember.tensor(g))
-    np.testing.assert_array_equal(gw16, conv.weight.grad.numpy())  # the weight gradient: float32, as in fp32
+    np.testing.assert_allclose(gb16, conv.bias.grad.numpy(), rtol=1e-6)  # the bias gradient from float32 values
     first = nn.Conv2d(3, 8, 3)  # 27 products per output: the float32 kernels, as fast there
     rgb = ember.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
     np.testing.assert_array_equal(ember.autocast("bf16")(first)(rgb).detach().numpy(), first(rgb).detach().numpy())

@@ -96,7 +96,8 @@ void bwd_data(const py::handle& grad_output, const py::handle& weight, const py:
   bwd_data_t<Ref, float>(grad_output, weight, out, sh, sw, pt, pl, dh, dw, groups);
 }
 
-template <bool Ref, class T>
+// Bf16: the weight gradient with bf16 products (float32 arrays, groups == 1).
+template <bool Ref, class T, bool Bf16 = false>
 void bwd_weight_t(const py::handle& x_obj, const py::handle& dy_obj, const py::handle& dw_obj,
                   const py::handle& db_obj, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw,
                   int64_t groups) {
@@ -111,10 +112,14 @@ void bwd_weight_t(const py::handle& x_obj, const py::handle& dy_obj, const py::h
     for (const ArrayView* in : {&x, &dy, &dwt}) check_apart(dbv, *in);
     db = dbv.ptr<T>();
   }
+  if constexpr (Bf16) EMBER_CHECK_VALUE(groups == 1, "the bf16 weight gradient takes groups=1 only, got ", groups);
   const Active active;
   py::gil_scoped_release release;
   if constexpr (Ref)
     conv2d::conv2d_bwd_weight_ref(g, x.ptr<const T>(), dy.ptr<const T>(), dwt.ptr<T>(), db);
+  else if constexpr (Bf16)
+    conv2d::conv2d_bwd_weight_bf16(g, x.ptr<const T>(), dy.ptr<const T>(), dwt.ptr<T>(), db, active.isa,
+                                   active.nthreads);
   else
     conv2d::conv2d_bwd_weight(g, x.ptr<const T>(), dy.ptr<const T>(), dwt.ptr<T>(), db, active.isa,
                               active.nthreads);
@@ -153,6 +158,10 @@ void bind_conv2d(py::module_& m) {
       "conv2d_bwd_data with bf16 products (grad_output and weight rounded to bf16, sums in float32); groups=1,\n"
       "unit stride, padding at most (kernel - 1) * dilation. Same arguments as conv2d_bwd_data.",
       py::arg("grad_output"), py::arg("weight"), py::arg("out"), EMBER_CONV_GEOMETRY_ARGS);
+  def(m, "conv2d_bwd_weight_bf16", &bwd_weight_t<false, float, true>,
+      "conv2d_bwd_weight with bf16 products (input and grad_output rounded to bf16, sums in float32; the bias\n"
+      "gradient from the float32 grad_output); groups=1. Same arguments as conv2d_bwd_weight.",
+      py::arg("input"), py::arg("grad_output"), py::arg("out"), py::arg("out_bias"), EMBER_CONV_GEOMETRY_ARGS);
   def(m, "conv2d_fwd_ref", &fwd<true>,
       "The reference conv2d_fwd (plain loops, double accumulation); float32 or float64.", py::arg("input"),
       py::arg("weight"), py::arg("bias"), py::arg("out"), EMBER_CONV_GEOMETRY_ARGS, py::arg("relu"));

@@ -8,11 +8,11 @@ optimizer step
 ``Linear`` / ``F.linear`` inputs,         float32     bfloat16 (products exact, summed in
 forward and backward                                  float32 -- AMX tiles or ``vdpbf16ps``)
 their outputs                             float32     float32
-``conv2d`` forward and input gradient     float32     bfloat16 products summed in float32, where
+``conv2d`` forward and both gradients     float32     bfloat16 products summed in float32, where
                                                       that pays: ``groups=1`` and 64 or more
                                                       products per output (C x KH x KW; the input
-                                                      gradient also at unit stride only)
-``conv2d`` weight gradient                float32     float32
+                                                      gradient also at unit stride only); the
+                                                      bias gradient from float32 values
 softmax, cross-entropy and other losses,  float32     float32
 reductions, normalisation statistics
 elementwise ops, pooling                  float32     float32

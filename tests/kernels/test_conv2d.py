@@ -406,6 +406,28 @@ def test_bf16_input_gradient_is_the_reference_on_rounded_operands(isa, rng, geom
     assert np.all(np.abs(dx - want) <= (o * k * k + 4) * 2.0**-24 * scale + 1e-30)
 
 
+@pytest.mark.parametrize("geometry", BF16_GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
+def test_bf16_weight_gradient_is_the_reference_on_rounded_operands(isa, rng, geometry):
+    """im2col(x) @ grad_output^T per image in bf16; the bias gradient from the float32 values."""
+    import ml_dtypes
+
+    n, c, h, w, o, k, s, p, d = geometry
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    oh, ow = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
+    dy = rng.standard_normal((n, o, oh, ow)).astype(np.float32)
+    dw, db = kernels.conv2d.conv2d_bwd_weight(x, dy, (o, c, k, k), stride=s, padding=p, dilation=d, bias=True,
+                                              bf16=True)
+
+    def rounded(a):
+        return a.astype(ml_dtypes.bfloat16).astype(np.float64)
+
+    args = dict(stride=s, padding=p, dilation=d)
+    want, _ = kernels.conv2d.conv2d_bwd_weight_ref(rounded(x), rounded(dy), (o, c, k, k), **args)
+    scale, _ = kernels.conv2d.conv2d_bwd_weight_ref(np.abs(rounded(x)), np.abs(rounded(dy)), (o, c, k, k), **args)
+    assert np.all(np.abs(dw - want) <= (n * oh * ow + 4) * 2.0**-24 * scale + 1e-30)
+    np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-6, atol=1e-5)
+
+
 def test_bf16_forward_refuses_what_it_does_not_take(rng):
     x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
     with pytest.raises(ValueError, match="bf16 takes groups=1 only"):
@@ -417,5 +439,8 @@ def test_bf16_forward_refuses_what_it_does_not_take(rng):
     dy = rng.standard_normal((1, 2, 2, 2)).astype(np.float32)
     with pytest.raises(ValueError, match="unit stride"):
         kernels.conv2d.conv2d_bwd_data(dy, np.ones((2, 4, 3, 3), np.float32), (1, 4, 5, 5), stride=2, bf16=True)
+    with pytest.raises(ValueError, match="groups=1 only"):
+        kernels.conv2d.conv2d_bwd_weight(x, rng.standard_normal((1, 4, 3, 3)).astype(np.float32), (4, 2, 3, 3),
+                                         groups=2, bf16=True)
     assert kernels.conv2d.bf16_pays(x, np.ones((64, 4, 3, 3), np.float32)) == (False, True)  # 36 and 576 products
     assert kernels.conv2d.bf16_pays(x, np.ones((8, 4, 3, 3), np.float32), stride=2) == (False, False)

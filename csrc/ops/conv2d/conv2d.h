@@ -74,6 +74,10 @@ void conv2d_fwd_bf16(const Geometry& g, const float* x, const float* w, const fl
 // and its channels swapped: unit stride, groups == 1 and padding at most the kernel's reach
 // only -- returns false (writing nothing) otherwise.
 bool conv2d_bwd_data_bf16(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads);
+// The weight gradient with bf16 products (x and dy rounded to bf16, sums in float32; groups == 1);
+// the bias gradient (db, or null) is summed from the float32 dy.
+void conv2d_bwd_weight_bf16(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
+                            int nthreads);
 void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
                        int nthreads);
 

@@ -27,6 +27,19 @@ namespace ember::conv2d {
 namespace {
 
 thread_local Scratch t_image;
+thread_local Scratch t_partials;
+
+// Each im2col row's channel offset and tap position (Im2colBf16::tap).
+std::vector<int64_t> im2col_taps(const Geometry& g) {
+  const int64_t K = g.c * g.kh * g.kw;
+  std::vector<int64_t> tap(static_cast<size_t>(3 * K));
+  for (int64_t k = 0; k < K; ++k) {
+    tap[3 * k] = k / (g.kh * g.kw) * g.h * g.w;
+    tap[3 * k + 1] = k / g.kw % g.kh * g.dh;
+    tap[3 * k + 2] = k % g.kw * g.dw;
+  }
+  return tap;
+}
 
 }  // namespace
 
@@ -46,12 +59,7 @@ void conv2d_fwd_bf16(const Geometry& g, const float* x, const float* w, const fl
     conv2d_fwd(g, xr.data(), wr.data(), bias, relu, y, isa, nthreads);
     return;
   }
-  std::vector<int64_t> tap(static_cast<size_t>(3 * K));  // each im2col row's channel offset and tap position
-  for (int64_t k = 0; k < K; ++k) {
-    tap[3 * k] = k / (g.kh * g.kw) * g.h * g.w;
-    tap[3 * k + 1] = k / g.kw % g.kh * g.dh;
-    tap[3 * k + 2] = k % g.kw * g.dw;
-  }
+  const std::vector<int64_t> tap = im2col_taps(g);
   std::vector<uint16_t> wb(static_cast<size_t>(g.o * K));
   gemm::bf16_from_f32_cpu(w, g.o * K, wb.data(), isa, nthreads);
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, g.n)));
@@ -71,6 +79,67 @@ void conv2d_fwd_bf16(const Geometry& g, const float* x, const float* w, const fl
       gemm::gemm_bf16_cpu(a, isa, 1);
     }
   });
+}
+
+void conv2d_bwd_weight_bf16(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
+                            int nthreads) {
+  if (g.groups != 1) throw std::logic_error("conv2d_bwd_weight_bf16: groups must be 1");
+  const int64_t K = g.c * g.kh * g.kw, pixels = g.oh * g.ow, xsize = g.c * g.h * g.w;
+  if (lookup<gemm::Bf16Kernels>("gemm_bf16", isa).block == nullptr) {
+    // No bf16 products: round the operands to bf16 and take the float32 weight gradient.
+    std::vector<float> xr(static_cast<size_t>(g.n * xsize)), dyr(static_cast<size_t>(g.n * g.o * pixels));
+    std::vector<uint16_t> h(std::max(xr.size(), dyr.size()));
+    gemm::bf16_from_f32_cpu(x, g.n * xsize, h.data(), isa, nthreads);
+    gemm::f32_from_bf16_cpu(h.data(), g.n * xsize, xr.data(), isa, nthreads);
+    gemm::bf16_from_f32_cpu(dy, g.n * g.o * pixels, h.data(), isa, nthreads);
+    gemm::f32_from_bf16_cpu(h.data(), g.n * g.o * pixels, dyr.data(), isa, nthreads);
+    std::vector<float> unused(static_cast<size_t>(g.o));
+    conv2d_bwd_weight(g, xr.data(), dyr.data(), dw, db ? unused.data() : nullptr, isa, nthreads);
+  } else {
+    // dw^T (K x O) = sum over images of im2col(x[n]) (K x P) @ dy[n]^T (P x O), the im2col rows
+    // gathered as the GEMM packs them; one float32 partial per thread, summed at the end.
+    const std::vector<int64_t> tap = im2col_taps(g);
+    const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, g.n)));
+    float* partial = t_partials.get(static_cast<size_t>(nt * K * g.o));
+    parallel_run(nt, [&](int tid) {
+      uint16_t* image = reinterpret_cast<uint16_t*>(t_image.get(static_cast<size_t>((xsize + g.o * pixels) / 2 + 64)));
+      uint16_t* grad = image + (xsize + 63) / 64 * 64;
+      float* mine = partial + tid * K * g.o;
+      for (int64_t n = g.n * tid / nt; n < g.n * (tid + 1) / nt; ++n) {
+        gemm::bf16_from_f32_cpu(x + n * xsize, xsize, image, isa, 1);
+        gemm::bf16_from_f32_cpu(dy + n * g.o * pixels, g.o * pixels, grad, isa, 1);
+        const Im2colBf16 rows = {&g, image, tap.data()};
+        const gemm::Bf16APacker packer = {pack_im2col_rows_bf16, &rows};
+        gemm::GemmBf16Args a;
+        a.a = {nullptr, K, pixels, pixels, 1};
+        a.b = {grad, pixels, g.o, 1, pixels};  // dy[n]^T, read column by column
+        a.c = {mine, K, g.o, g.o};
+        a.beta = n == g.n * tid / nt ? 0.0f : 1.0f;
+        a.a_packer = &packer;
+        gemm::gemm_bf16_cpu(a, isa, 1);
+      }
+    });
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t o = 0; o < g.o; ++o) {
+        float sum = 0.0f;
+        for (int t = 0; t < nt; ++t) sum += partial[(t * K + k) * g.o + o];
+        dw[o * K + k] = sum;
+      }
+  }
+  if (db) {  // the bias gradient in float32, from the float32 grad_output (eight double partial sums)
+    for (int64_t o = 0; o < g.o; ++o) {
+      double part[8] = {};
+      for (int64_t n = 0; n < g.n; ++n) {
+        const float* d = dy + (n * g.o + o) * pixels;
+        int64_t p = 0;
+        for (; p + 8 <= pixels; p += 8)
+          for (int l = 0; l < 8; ++l) part[l] += d[p + l];
+        for (; p < pixels; ++p) part[0] += d[p];
+      }
+      const double sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+      db[o] = static_cast<float>(sum);
+    }
+  }
 }
 
 bool conv2d_bwd_data_bf16(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads) {

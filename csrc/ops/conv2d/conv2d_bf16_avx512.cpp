@@ -1,4 +1,4 @@
-// The bf16 convolution's im2col packer (conv2d_bf16.cpp): AVX-512 (masked 16-bit loads), called
+// The bf16 convolution's im2col packers (conv2d_bf16.cpp): AVX-512 (masked 16-bit loads), called
 // only at the levels with bf16 products.
 #include <immintrin.h>
 
@@ -8,54 +8,69 @@
 #include "ops/gemm/gemm_bf16.h"
 
 namespace ember::conv2d {
+namespace {
 
 using gemm::kBf16Tile;
 
-void pack_im2col_bf16(const void* ctx, int64_t c0, int64_t tiles, int64_t kt, uint16_t* out) {
-  const Im2colBf16& m = *static_cast<const Im2colBf16*>(ctx);
-  const Geometry& g = *m.g;
-  const int64_t K = g.c * g.kh * g.kw, pixels = g.oh * g.ow;
-  for (int64_t t = 0; t < tiles; t += 2) {
-    const int64_t strip0 = c0 + 16 * t, width = std::min<int64_t>(32, 16 * (tiles - t));
-    // The strip's pixels as runs within output rows: (first lane, lanes, output row, output column).
-    int64_t run_j[40], run_n[40], run_i[40], run_o[40], runs = 0;
-    for (int64_t j = 0; j < width && strip0 + j < pixels; ++runs) {
-      const int64_t pix = strip0 + j, i = pix / g.ow, o0 = pix % g.ow;
-      const int64_t n = std::min(width - j, std::min(g.ow - o0, pixels - pix));
-      run_j[runs] = j, run_n[runs] = n, run_i[runs] = i, run_o[runs] = o0;
+// Up to 32 consecutive output pixels from `first`, as runs within output rows, and the values one
+// im2col row (one tap of one channel) takes on them.
+class Strip {
+ public:
+  Strip(const Im2colBf16& m, int64_t first, int64_t width) : m_(m), g_(*m.g) {
+    const int64_t pixels = g_.oh * g_.ow;
+    for (int64_t j = 0; j < width && first + j < pixels; ++runs_) {
+      const int64_t pix = first + j, i = pix / g_.ow, o0 = pix % g_.ow;
+      const int64_t n = std::min(width - j, std::min(g_.ow - o0, pixels - pix));
+      lane_[runs_] = j, count_[runs_] = n, row_[runs_] = i, col_[runs_] = o0;
       j += n;
     }
-    // Row k of the strip: each run read with one masked load at unit stride (lanes outside the image
-    // or the run stay zero and are never read), element by element otherwise.
-    auto row = [&](int64_t k, uint16_t* scratch) -> __m512i {
-      __m512i v = _mm512_setzero_si512();
-      if (k >= K) return v;
-      const uint16_t* xc = m.x + m.tap[3 * k];
-      const int64_t pdh = m.tap[3 * k + 1], qdw = m.tap[3 * k + 2];
-      for (int64_t r = 0; r < runs; ++r) {
-        const int64_t ih = run_i[r] * g.sh - g.pt + pdh;
-        if (ih < 0 || ih >= g.h) continue;
-        const int64_t iw0 = run_o[r] * g.sw - g.pl + qdw;  // input column of the run's first lane
-        if (g.sw == 1) {
-          const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(run_n[r], g.w - iw0);
-          if (hi <= lo) continue;
-          const __mmask32 mask = static_cast<__mmask32>(((uint64_t{1} << (hi - lo)) - 1) << (run_j[r] + lo));
-          v = _mm512_mask_loadu_epi16(v, mask, xc + ih * g.w + iw0 - run_j[r]);
-        } else {
-          _mm512_storeu_si512(scratch, v);
-          for (int64_t l = 0; l < run_n[r]; ++l) {
-            const int64_t iw = iw0 + l * g.sw;
-            if (iw >= 0 && iw < g.w) scratch[run_j[r] + l] = xc[ih * g.w + iw];
-          }
-          v = _mm512_loadu_si512(scratch);
+  }
+
+  // Row k's values on the strip's pixels (zero past the image, past the strip and for k >= K):
+  // one masked load per run at unit stride (lanes outside the image or the run are never read),
+  // element by element otherwise.
+  __m512i row(int64_t k) const {
+    __m512i v = _mm512_setzero_si512();
+    if (k >= g_.c * g_.kh * g_.kw) return v;
+    const uint16_t* xc = m_.x + m_.tap[3 * k];
+    const int64_t pdh = m_.tap[3 * k + 1], qdw = m_.tap[3 * k + 2];
+    for (int64_t r = 0; r < runs_; ++r) {
+      const int64_t ih = row_[r] * g_.sh - g_.pt + pdh;
+      if (ih < 0 || ih >= g_.h) continue;
+      const int64_t iw0 = col_[r] * g_.sw - g_.pl + qdw;  // input column of the run's first lane
+      if (g_.sw == 1) {
+        const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(count_[r], g_.w - iw0);
+        if (hi <= lo) continue;
+        const __mmask32 mask = static_cast<__mmask32>(((uint64_t{1} << (hi - lo)) - 1) << (lane_[r] + lo));
+        v = _mm512_mask_loadu_epi16(v, mask, xc + ih * g_.w + iw0 - lane_[r]);
+      } else {
+        alignas(64) uint16_t lanes[32];
+        _mm512_store_si512(lanes, v);
+        for (int64_t l = 0; l < count_[r]; ++l) {
+          const int64_t iw = iw0 + l * g_.sw;
+          if (iw >= 0 && iw < g_.w) lanes[lane_[r] + l] = xc[ih * g_.w + iw];
         }
+        v = _mm512_load_si512(lanes);
       }
-      return v;
-    };
-    alignas(64) uint16_t scratch[32];
+    }
+    return v;
+  }
+
+ private:
+  const Im2colBf16& m_;
+  const Geometry& g_;
+  int64_t lane_[33], count_[33], row_[33], col_[33], runs_ = 0;  // at most one run per pixel
+};
+
+}  // namespace
+
+void pack_im2col_bf16(const void* ctx, int64_t c0, int64_t tiles, int64_t kt, uint16_t* out) {
+  const Im2colBf16& m = *static_cast<const Im2colBf16*>(ctx);
+  for (int64_t t = 0; t < tiles; t += 2) {
+    const Strip strip(m, c0 + 16 * t, std::min<int64_t>(32, 16 * (tiles - t)));
     uint16_t* tile0 = out + t * kt * kBf16Tile;
-    for (int64_t k = 0; k < kt * 32; k += 2) {
-      const __m512i r0 = row(k, scratch), r1 = row(k + 1, scratch);
+    for (int64_t k = 0; k < kt * 32; k += 2) {  // rows k and k + 1 interleaved into one row of pairs
+      const __m512i r0 = strip.row(k), r1 = strip.row(k + 1);
       const int64_t o = (k / 32) * kBf16Tile + (k % 32) / 2 * 32;
       for (int h = 0; h < 2; ++h) {  // columns 0-15 to the first tile, 16-31 to the second
         const __m512i lo = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(r0, h));
@@ -64,6 +79,16 @@ void pack_im2col_bf16(const void* ctx, int64_t c0, int64_t tiles, int64_t kt, ui
           _mm512_store_si512(tile0 + h * kt * kBf16Tile + o, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
       }
     }
+  }
+}
+
+void pack_im2col_rows_bf16(const void* ctx, int64_t r0, int64_t tiles, int64_t kt, uint16_t* out) {
+  const Im2colBf16& m = *static_cast<const Im2colBf16*>(ctx);
+  for (int64_t s = 0; s < kt; ++s) {  // 32 pixels: one k-tile of every row tile
+    const Strip strip(m, 32 * s, 32);
+    for (int64_t t = 0; t < tiles; ++t)
+      for (int r = 0; r < 16; ++r)
+        _mm512_store_si512(out + (t * kt + s) * kBf16Tile + r * 32, strip.row(r0 + 16 * t + r));
   }
 }
 

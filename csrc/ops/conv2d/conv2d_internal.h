@@ -129,5 +129,8 @@ struct Im2colBf16 {
   const int64_t* tap;  // per row k = (c, p, q): c * H * W, p * dh and q * dw, three values each
 };
 void pack_im2col_bf16(const void* ctx, int64_t c0, int64_t tiles, int64_t kt, uint16_t* out);
+// The transposed matrix as the weight gradient's A operand: rows [r0, r0 + 16 * tiles) of the
+// im2col matrix (taps), 32 pixels per k-tile, in the A tile layout.
+void pack_im2col_rows_bf16(const void* ctx, int64_t r0, int64_t tiles, int64_t kt, uint16_t* out);
 
 }  // namespace ember::conv2d

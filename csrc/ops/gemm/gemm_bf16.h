@@ -39,6 +39,9 @@ struct Bf16BPacker {
   void (*pack)(const void* ctx, int64_t c0, int64_t tiles, int64_t kt, uint16_t* out);
   const void* ctx;
 };
+// Likewise for A (a convolution's im2col matrix in the weight gradient): `tiles` row tiles of
+// 16 rows from row r0, in the A tile layout.
+using Bf16APacker = Bf16BPacker;
 
 struct GemmBf16Args {
   MatrixBF16 a;    // op(A), M x K
@@ -49,6 +52,7 @@ struct GemmBf16Args {
   const float* bias = nullptr;      // N contiguous values (one per column), or null
   const float* row_bias = nullptr;  // M contiguous values (one per row: a convolution's), or null
   bool relu = false;
+  const Bf16APacker* a_packer = nullptr;
   const Bf16BPacker* b_packer = nullptr;
 };
 

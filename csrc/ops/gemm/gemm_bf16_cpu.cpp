@@ -85,7 +85,7 @@ void packed_gemm(const GemmBf16Args& g, const Bf16Kernels& k, int nthreads) {
   const int64_t MB = Mp / 32, NB = Np / 32;
   // A row-major with K a multiple of 32 is read in place, all but a last partial strip (rows whose
   // stride is a multiple of 4 KB would fall into one L1 set: those are packed).
-  const bool a_in_place = g.a.cs == 1 && K % 32 == 0 && (g.a.rs * 2) % 4096 != 0;
+  const bool a_in_place = !g.a_packer && g.a.cs == 1 && K % 32 == 0 && (g.a.rs * 2) % 4096 != 0;
   const int64_t a_full = a_in_place ? M / 32 : 0;  // strips read in place
   const int64_t a_strips = MB - a_full, b_strips = NB;
   uint16_t* packed = reinterpret_cast<uint16_t*>(
@@ -99,7 +99,9 @@ void packed_gemm(const GemmBf16Args& g, const Bf16Kernels& k, int nthreads) {
   parallel_run(nt, [&](int tid) {
     const int64_t total = a_strips + b_strips;
     for (int64_t t = total * tid / nt; t < total * (tid + 1) / nt; ++t) {
-      if (t < a_strips)
+      if (t < a_strips && g.a_packer)
+        g.a_packer->pack(g.a_packer->ctx, (a_full + t) * 32, 2, KT, pa + 2 * t * next);
+      else if (t < a_strips)
         k.pack_a(g.a, (a_full + t) * 32, 2, KT, pa + 2 * t * next);
       else if (g.b_packer)
         g.b_packer->pack(g.b_packer->ctx, (t - a_strips) * 32, 2, KT, pb + 2 * (t - a_strips) * next);

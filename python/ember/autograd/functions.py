@@ -729,17 +729,16 @@ class DropoutFn(Function):
 
 
 class Conv2dFn(Function):
-    """Convolution; with ``bf16=True`` (the bf16 precision policy) the forward's and the input
-    gradient's products run in bf16 where that pays (``conv2d.bf16_pays``); the weight gradient
-    stays float32, from the float32 input."""
+    """Convolution; with ``bf16=True`` (the bf16 precision policy) the products of the forward
+    and of both gradients run in bf16 where that pays (``conv2d.bf16_pays``)."""
 
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, groups, bf16=False):
         ctx.save_for_backward(x, w)
         ctx.args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
         ctx.has_bias = b is not None
-        fwd16, ctx.bf16_data = conv2d.bf16_pays(x, w, **ctx.args) if bf16 else (False, False)
-        return conv2d.conv2d_fwd(x, w, b, **ctx.args, bf16=fwd16)
+        ctx.bf16, ctx.bf16_data = conv2d.bf16_pays(x, w, **ctx.args) if bf16 else (False, False)
+        return conv2d.conv2d_fwd(x, w, b, **ctx.args, bf16=ctx.bf16)
 
     @staticmethod
     def backward(ctx, g):
@@ -748,7 +747,7 @@ class Conv2dFn(Function):
               else None)
         gw = gb = None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            gw, gb = conv2d.conv2d_bwd_weight(x, g, w.shape, bias=ctx.has_bias, **ctx.args)
+            gw, gb = conv2d.conv2d_bwd_weight(x, g, w.shape, bias=ctx.has_bias, **ctx.args, bf16=ctx.bf16)
         return gx, gw, gb
 
 

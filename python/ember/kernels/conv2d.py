@@ -22,12 +22,8 @@ def conv2d_fwd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups
     CPU) rounds input and weight to bf16 and sums every product in float32: one bf16 GEMM per
     image (AMX tiles or ``vdpbf16ps``), its im2col columns gathered as it packs them.
     """
-    if bf16:
-        if reference:
-            raise ValueError("conv2d_fwd: bf16 has no reference of its own: compare with the reference on inputs "
-                             "rounded to bf16")
-        if groups != 1:
-            raise ValueError(f"conv2d_fwd: bf16 takes groups=1 only, got groups={groups}")
+    if bf16 and groups != 1:
+        raise ValueError(f"conv2d_fwd: bf16 takes groups=1 only, got groups={groups}")
     dev = _common.device(input=input, weight=weight, bias=bias)
     a = _inputs(dev, input=input, weight=weight)
     x, w = a["input"], a["weight"]
@@ -38,22 +34,16 @@ def conv2d_fwd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups
         if bias.shape != (g.o,):
             raise ValueError(f"bias must have shape ({g.o},) (one value per output channel), got {bias.shape}")
     y = dev.empty(g.output_shape, x.dtype)
-    if bf16:
-        if x.dtype != _common.FLOAT32:
-            raise TypeError(f"conv2d_fwd: bf16 takes float32 input and weight, got {x.dtype}")
-        _common.native(dev, "conv2d_fwd_bf16")(x, w, bias, y, *g.native_args(), bool(relu), **dev.launch())
-        return y
-    _common.kernel(dev, "conv2d_fwd", reference, x.dtype)(x, w, bias, y, *g.native_args(), bool(relu),
-                                                          **dev.launch())
+    _kernel(dev, "conv2d_fwd", reference, bf16, x.dtype)(x, w, bias, y, *g.native_args(), bool(relu), **dev.launch())
     return y
 
 
 def bf16_pays(input, weight, stride=1, padding=0, dilation=1, groups=1) -> tuple[bool, bool]:
-    """Whether bf16 products are worth taking for this layer's forward and for its input
-    gradient: float32 arrays of a device with the bf16 kernels, ``groups=1``, and at least 64
-    products per output value (C x KH x KW forward, O x KH x KW backward: below that -- a first
-    layer on RGB images -- the float32 kernels are as fast); the input gradient also needs unit
-    stride and padding within the kernel's reach."""
+    """Whether bf16 products are worth taking for this layer's forward (and weight gradient) and
+    for its input gradient: float32 arrays of a device with the bf16 kernels, ``groups=1``, and
+    at least 64 products per output value (C x KH x KW forward, O x KH x KW backward: below that
+    -- a first layer on RGB images -- the float32 kernels are as fast); the input gradient also
+    needs unit stride and padding within the kernel's reach."""
     dev = _common.device(input=input, weight=weight)
     if not (groups == 1 and input.dtype == _common.FLOAT32 and weight.dtype == _common.FLOAT32
             and input.ndim == 4 and weight.ndim == 4 and hasattr(dev.kernels, "conv2d_fwd_bf16")):
@@ -79,9 +69,6 @@ def conv2d_bwd_data(grad_output, weight, input_shape, stride=1, padding=0, dilat
     ``grad_output`` and the weight to bf16 and sums the products in float32, as the bf16
     forward of ``grad_output`` with the flipped kernel.
     """
-    if bf16 and reference:
-        raise ValueError("conv2d_bwd_data: bf16 has no reference of its own: compare with the reference on inputs "
-                         "rounded to bf16")
     dev = _common.device(grad_output=grad_output, weight=weight)
     a = _inputs(dev, grad_output=grad_output, weight=weight)
     dy, w = a["grad_output"], a["weight"]
@@ -91,17 +78,12 @@ def conv2d_bwd_data(grad_output, weight, input_shape, stride=1, padding=0, dilat
     if dy.shape != g.output_shape:
         raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {dy.shape}")
     dx = dev.empty(in_shape, dy.dtype)
-    if bf16:
-        if dy.dtype != _common.FLOAT32:
-            raise TypeError(f"conv2d_bwd_data: bf16 takes float32 grad_output and weight, got {dy.dtype}")
-        _common.native(dev, "conv2d_bwd_data_bf16")(dy, w, dx, *g.native_args(), **dev.launch())
-        return dx
-    _common.kernel(dev, "conv2d_bwd_data", reference, dy.dtype)(dy, w, dx, *g.native_args(), **dev.launch())
+    _kernel(dev, "conv2d_bwd_data", reference, bf16, dy.dtype)(dy, w, dx, *g.native_args(), **dev.launch())
     return dx
 
 
 def conv2d_bwd_weight(input, grad_output, weight_shape, stride=1, padding=0, dilation=1, groups=1, bias=False, *,
-                      reference=False):
+                      reference=False, bf16=False):
     """Gradients of :func:`conv2d_fwd` with respect to the weight and (if ``bias``) the bias:
     returns ``(grad_weight, grad_bias or None)``.
 
@@ -109,7 +91,10 @@ def conv2d_bwd_weight(input, grad_output, weight_shape, stride=1, padding=0, dil
     gradient). Summed over the images by Winograd F(3x3, 2x2), per-tap GEMMs, direct kernels or
     ``grad_output @ im2col(input)ᵀ`` with the transposed im2col matrix packed block by block
     straight from the input, by the layer's shape; threads sum their own images, so the order
-    of summation (not its accuracy) depends on the thread count.
+    of summation (not its accuracy) depends on the thread count. ``bf16=True`` (float32 arrays,
+    the CPU, ``groups=1``) rounds input and ``grad_output`` to bf16 and sums the products in
+    float32 (``im2col(input) @ grad_outputᵀ`` per image, on AMX tiles or ``vdpbf16ps``); the
+    bias gradient is summed from the float32 ``grad_output``.
     """
     dev = _common.device(input=input, grad_output=grad_output)
     a = _inputs(dev, input=input, grad_output=grad_output)
@@ -121,8 +106,21 @@ def conv2d_bwd_weight(input, grad_output, weight_shape, stride=1, padding=0, dil
         raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {dy.shape}")
     dw = dev.empty(w_shape, x.dtype)
     db = dev.empty((g.o,), x.dtype) if bias else None
-    _common.kernel(dev, "conv2d_bwd_weight", reference, x.dtype)(x, dy, dw, db, *g.native_args(), **dev.launch())
+    _kernel(dev, "conv2d_bwd_weight", reference, bf16, x.dtype)(x, dy, dw, db, *g.native_args(), **dev.launch())
     return dw, db
+
+
+def _kernel(dev, name, reference, bf16, dtype):
+    """The native kernel of a door: its bf16 form (float32 arrays only, no reference), its
+    reference, or the fast one."""
+    if not bf16:
+        return _common.kernel(dev, name, reference, dtype)
+    if reference:
+        raise ValueError(f"{name}: bf16 has no reference of its own: compare with the reference on inputs rounded "
+                         "to bf16")
+    if dtype != _common.FLOAT32:
+        raise TypeError(f"{name}: bf16 takes float32 arrays, got {dtype}")
+    return _common.native(dev, f"{name}_bf16")
 
 
 def conv2d_fwd_ref(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
