@@ -98,28 +98,12 @@ def _policy(impl):
 @pytest.mark.parametrize("case", MODEL_CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
 def bench_bf16_train_step(benchmark, case):
     """One Adam step of the seed CNN at batch 64 under each policy (PyTorch: CPU autocast bf16)."""
-    from bench_training import cnn, timed
+    from bench_training import timed, train_step
 
     threads, impl = case
     lib, policy = _policy(impl)
     batch = 16 if getattr(benchmark, "disabled", False) else 64
-    rng = np.random.default_rng(0)
-    x = lib.from_numpy(rng.standard_normal((batch, 3, 32, 32), dtype=np.float32))
-    y = lib.from_numpy(rng.integers(0, 10, batch))
-    lib.manual_seed(0)
-    model = cnn(lib)
-    opt = lib.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = lib.nn.CrossEntropyLoss()
-    losses = []
-
-    def step():
-        opt.zero_grad()
-        with policy():
-            loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-
+    step, losses = train_step(lib, batch, policy)
     benchmark.extra_info.update(precision="fp32" if impl == "ember-fp32" else "bf16", isa=ember.get_isa())
     timed(benchmark, step, f"bf16 train step CNN batch {batch} {threads}t", impl, threads, batch)
     for _ in range(5):
@@ -130,27 +114,15 @@ def bench_bf16_train_step(benchmark, case):
 @pytest.mark.parametrize("case", MODEL_CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
 def bench_bf16_inference(benchmark, case):
     """The seed CNN's inference at batch 256 under each policy."""
-    from bench_training import cnn, numpy_cnn, timed
+    from bench_training import inference, timed
 
     threads, impl = case
     lib, policy = _policy(impl)
     batch = 32 if getattr(benchmark, "disabled", False) else 256
-    x = lib.from_numpy(np.random.default_rng(0).standard_normal((batch, 3, 32, 32), dtype=np.float32))
-    lib.manual_seed(0)
-    model = cnn(lib).eval()
-    out = {}
-
-    def infer():
-        with lib.no_grad(), policy():
-            out["y"] = model(x)
-
+    infer, check = inference(lib, batch, policy)
     benchmark.extra_info.update(precision="fp32" if impl == "ember-fp32" else "bf16", isa=ember.get_isa())
     timed(benchmark, infer, f"bf16 inference CNN batch {batch} {threads}t", impl, threads, batch)
-    # The timed result must be right: the float64 forward pass, within bf16's rounding of the products.
-    y = out["y"].detach().float().numpy() if impl == "torch-bf16" else out["y"].numpy()
-    state = {k: v.detach().numpy() if impl == "torch-bf16" else v.numpy() for k, v in model.state_dict().items()}
-    want = numpy_cnn(state, x.numpy())
-    np.testing.assert_allclose(y, want, rtol=0, atol=0.05 * np.abs(want).max())
+    check(0.05)  # the timed result must be right, within bf16's rounding of the products
 
 
 CONV_CASES = [(t, impl) for t in THREADS for impl in ("ember", "ember-fp32", "torch-bf16")]

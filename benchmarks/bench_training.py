@@ -8,6 +8,8 @@ Python overhead of 1000 small elementwise ops (16x16) forward and backward.
     python benchmarks/report.py train.json
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -60,11 +62,9 @@ def timed(benchmark, fn, group, impl, threads, per_call):
         benchmark.extra_info["per_s"] = per_call / stats.stats.median
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
-def bench_train_step(benchmark, case):
-    threads, impl = case
-    lib = lib_for(impl)
-    batch = 16 if getattr(benchmark, "disabled", False) else 64
+def train_step(lib, batch, policy=contextlib.nullcontext):
+    """One Adam step of the CNN on a fixed random batch (the forward and loss under ``policy()``),
+    and the list the step appends each loss to."""
     rng = np.random.default_rng(0)
     x = lib.from_numpy(rng.standard_normal((batch, 3, 32, 32), dtype=np.float32))
     y = lib.from_numpy(rng.integers(0, 10, batch))
@@ -76,15 +76,47 @@ def bench_train_step(benchmark, case):
 
     def step():
         opt.zero_grad()
-        loss = loss_fn(model(x), y)
+        with policy():
+            loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
         losses.append(loss.item())
 
+    return step, losses
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
+def bench_train_step(benchmark, case):
+    threads, impl = case
+    lib = lib_for(impl)
+    batch = 16 if getattr(benchmark, "disabled", False) else 64
+    step, losses = train_step(lib, batch)
     timed(benchmark, step, f"train step CNN batch {batch} {threads}t", impl, threads, batch)
-    step()
-    step()
+    for _ in range(5):
+        step()
     assert np.isfinite(losses).all() and losses[-1] < losses[0]  # it learns the fixed batch
+
+
+def inference(lib, batch, policy=contextlib.nullcontext):
+    """The CNN's inference on a fixed random batch under ``policy()``, and the check of its last
+    result against the same network written out in float64 NumPy (within ``tolerance`` of the
+    largest output)."""
+    x = lib.from_numpy(np.random.default_rng(0).standard_normal((batch, 3, 32, 32), dtype=np.float32))
+    lib.manual_seed(0)
+    model = cnn(lib).eval()
+    out = {}
+
+    def infer():
+        with lib.no_grad(), policy():
+            out["y"] = model(x)
+
+    def check(tolerance):
+        y = out["y"].detach().float().numpy()
+        state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        want = numpy_cnn(state, x.numpy())
+        np.testing.assert_allclose(y, want, rtol=0, atol=tolerance * np.abs(want).max())
+
+    return infer, check
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[0]}t")
@@ -92,21 +124,9 @@ def bench_inference(benchmark, case):
     threads, impl = case
     lib = lib_for(impl)
     batch = 32 if getattr(benchmark, "disabled", False) else 256
-    x = lib.from_numpy(np.random.default_rng(0).standard_normal((batch, 3, 32, 32), dtype=np.float32))
-    lib.manual_seed(0)
-    model = cnn(lib).eval()
-    out = {}
-
-    def infer():
-        with lib.no_grad():
-            out["y"] = model(x)
-
+    infer, check = inference(lib, batch)
     timed(benchmark, infer, f"inference CNN batch {batch} {threads}t", impl, threads, batch)
-    # The timed result must be right: the same network written out in float64 NumPy.
-    y = out["y"].detach().numpy() if impl == "torch" else out["y"].numpy()
-    state = {k: v.detach().numpy() if impl == "torch" else v.numpy() for k, v in model.state_dict().items()}
-    want = numpy_cnn(state, x.numpy())
-    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    check(1e-4)  # the timed result must be right
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[0]}t")

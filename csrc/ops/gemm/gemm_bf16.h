@@ -56,7 +56,8 @@ struct GemmBf16Args {
   const Bf16BPacker* b_packer = nullptr;
 };
 
-// The oracle: plain loops, double accumulation, no threads, no intrinsics.
+// The oracle (gemm_ref.cpp): plain loops, double accumulation, no threads, no intrinsics.
+// Takes row_bias, not the packers.
 void gemm_bf16_ref(const GemmBf16Args& g);
 
 // The fast path of `isa` on up to `nthreads` threads.

@@ -9,26 +9,11 @@
 // when the CPU's features were read (core/cpu_features.cpp).
 #include <immintrin.h>
 
+#include "core/amx.h"
 #include "ops/gemm/gemm_bf16.h"
 
 namespace ember::gemm {
 namespace {
-
-struct alignas(64) TileConfig {
-  uint8_t palette;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-
-// Palette 1, tiles 0-7 of 16 rows x 64 bytes. A constant in memory: GCC does not
-// see that ldtilecfg reads all 64 bytes, and drops stores into a local config.
-constexpr TileConfig kTiles = {1, 0, {}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
-
-void configure_tiles() { _tile_loadconfig(&kTiles); }
-
-void release_tiles() { _tile_release(); }
 
 void block_amx(const TileStrip& a, const TileStrip& b, int64_t kt_count, bool accumulate, float* acc) {
   const uint16_t* a0 = a.p;

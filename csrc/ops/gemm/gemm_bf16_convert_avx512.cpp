@@ -1,5 +1,5 @@
 // bf16 <-> fp32 conversion with AVX-512 (16 values per step, masked tails): the
-// same bits as the portable loops of gemm_bf16_ref.cpp. (vcvtneps2bf16 is not
+// same bits as the portable loops of gemm_bf16_convert.cpp. (vcvtneps2bf16 is not
 // used: it flushes subnormal inputs to zero.)
 #include <immintrin.h>
 

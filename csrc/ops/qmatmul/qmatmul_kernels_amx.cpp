@@ -14,25 +14,11 @@
 
 #include <cstring>
 
+#include "core/amx.h"
 #include "ops/qmatmul/qmatmul.h"
 
 namespace ember::qmatmul {
 namespace {
-
-struct alignas(64) TileConfig {
-  uint8_t palette;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-
-// Palette 1, tiles 0-7 of 16 rows x 64 bytes. A constant in memory: GCC does not see that
-// ldtilecfg reads all 64 bytes, and drops stores into a local config.
-constexpr TileConfig kTiles = {1, 0, {}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
-
-void begin() { _tile_loadconfig(&kTiles); }
-void end() { _tile_release(); }
 
 // The float epilogue of the VNNI kernels for one 16-channel block: y = fma(acc - 128 colsum, sx * sw, bias).
 void epilogue(const int32_t* acc, int64_t acc_ld, const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b,
@@ -96,6 +82,6 @@ void int8_rows(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0
 
 }  // namespace
 
-extern const WideKernels wide_amx = {int8_rows, begin, end};
+extern const WideKernels wide_amx = {int8_rows, configure_tiles, release_tiles};
 
 }  // namespace ember::qmatmul
