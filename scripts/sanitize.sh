@@ -25,7 +25,7 @@ fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 say "installing the build and test dependencies"
-pip install --quiet "scikit-build-core>=0.10" "pybind11>=2.12" numpy safetensors tqdm pytest pytest-benchmark \
+pip install --quiet "scikit-build-core>=0.10" "pybind11>=2.12" numpy safetensors tqdm ml_dtypes pytest pytest-benchmark \
   hypothesis threadpoolctl
 
 # gcc's -fsanitize=undefined leaves out float-cast-overflow (a NaN or an out-of-range float
