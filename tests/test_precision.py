@@ -8,6 +8,7 @@ import threading
 import ml_dtypes
 import numpy as np
 import pytest
+from safetensors import safe_open
 
 import ember
 from ember import cli, models, nn, precision
@@ -167,3 +168,47 @@ def test_conv2d_under_bf16_rounds_the_products_of_forward_and_gradients(rng):
     first = nn.Conv2d(3, 8, 3)  # 27 products per output: the float32 kernels, as fast there
     rgb = ember.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
     np.testing.assert_array_equal(ember.autocast("bf16")(first)(rgb).detach().numpy(), first(rgb).detach().numpy())
+
+
+def test_checkpoint_stores_parameters_as_bf16_and_loads_them_into_float32(tmp_path, rng):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    model(ember.tensor(rng.standard_normal((4, 3, 8, 8)).astype(np.float32)))  # running statistics move
+    model.eval()
+    full, half = tmp_path / "fp32.safetensors", tmp_path / "bf16.safetensors"
+    model.save(full)
+    model.save(half, dtype="bf16")
+    weights = sum(p.size for p in model.parameters())
+    assert full.stat().st_size - half.stat().st_size == 2 * weights  # two bytes less per weight, same metadata
+    with safe_open(str(half), "numpy") as f:
+        stored = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    parameters = {"model." + k for k, _ in model.named_parameters()}
+    assert {k for k, d in stored.items() if d == "BF16"} == parameters  # buffers keep their dtype
+    assert stored["model.1.running_var"] == "F32" and stored["model.1.num_batches_tracked"] == "I64"
+    arrays, _ = ember.checkpoint.read(half)
+    assert arrays["model.4.weight"].dtype == BF16
+    loaded = ember.load_model(half)
+    for key, value in model.state_dict().items():
+        got = loaded.state_dict()[key].detach().numpy()
+        want = value.detach().numpy()
+        if "model." + key in parameters:
+            want = want.astype(BF16).astype(np.float32)  # round to nearest even, widened exactly
+        assert got.dtype == value.dtype and np.array_equal(got, want), key
+    x = ember.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
+    np.testing.assert_allclose(loaded(x).detach().numpy(), model(x).detach().numpy(), rtol=0.05, atol=0.05)
+    same = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    same.load_state_dict({k: v.detach().numpy().astype(BF16) for k, v in model.state_dict().items()
+                          if "model." + k in parameters}, strict=False)  # bf16 arrays load into float32
+    assert same[4].weight.dtype == np.float32
+    np.testing.assert_array_equal(same[4].weight.detach().numpy(), loaded[4].weight.detach().numpy())
+
+
+def test_bf16_checkpoint_refuses_what_it_cannot_store(tmp_path):
+    model = nn.Linear(3, 2)
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(ValueError, match="dtype must be None, 'fp32' or 'bf16', got 'fp16'"):
+        ember.checkpoint.save(path, model, dtype="fp16")
+    with pytest.raises(ValueError, match="optimizer state keeps float32"):
+        ember.checkpoint.save(path, model, ember.optim.Adam(model.parameters()), dtype="bf16")
+    assert not path.exists()
+    with pytest.raises(ValueError, match="expected int64 values, got bfloat16"):
+        nn.BatchNorm1d(2).load_state_dict({"num_batches_tracked": np.zeros((), BF16)}, strict=False)

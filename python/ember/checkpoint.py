@@ -1,7 +1,8 @@
 """Checkpoints: a model's weights, its optimizer's state, the epoch, the random state and a small
 JSON config in one safetensors file -- no pickle, so loading a file never runs code.
 
-Layout: arrays are stored under ``model.<state_dict key>`` and
+Layout: arrays are stored under ``model.<state_dict key>`` (parameters as F32, or as BF16 when
+saved with ``dtype='bf16'``) and
 ``optimizer.<parameter index>.<state name>``; everything else is JSON in the file's metadata
 (``ember.format``, ``ember.architecture`` (what rebuilds the model: ``ember.nn.describe``, or
 why nothing can), ``ember.precision`` (the policy it was saved under), ``ember.epoch``, ``ember.config``, ``ember.optimizer`` (class, parameter
@@ -25,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from . import backend, precision
+from .kernels._common import bfloat16
+from .kernels.gemm import convert_bf16
 from .nn import Module, architecture
 from .tensor import default_generator
 
@@ -207,19 +210,41 @@ def _architecture(model) -> dict:
         return {"unavailable": str(exc)}
 
 
+def _weights_dtype(dtype, optimizer):
+    """Whether ``save``'s ``dtype`` asks for bf16 weights (None, 'fp32'/'float32' do not)."""
+    if dtype in (None, "fp32", "float32"):
+        return False
+    if dtype not in ("bf16", "bfloat16"):
+        raise ValueError(f"save: dtype must be None, 'fp32' or 'bf16', got {dtype!r}")
+    if optimizer is not None:
+        raise ValueError("save: dtype='bf16' stores weights for inference; a checkpoint with optimizer state "
+                         "keeps float32 weights, which resuming training needs")
+    return True
+
+
 def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: dict | None = None,
-         extra: dict | None = None, include_rng: bool = True) -> Path:
+         extra: dict | None = None, include_rng: bool = True, dtype: str | None = None) -> Path:
     """Save a checkpoint to ``path`` (a ``.safetensors`` file) atomically and return its path.
 
     ``model``'s ``state_dict`` and ``optimizer``'s state go in as arrays; ``epoch`` (epochs
     completed), ``config`` (for example what built the model) and ``extra`` (anything JSON can
     hold) as metadata, with the default random generator's state unless ``include_rng=False``.
+
+    ``dtype='bf16'`` stores the model's float32 parameters as bf16 (safetensors' BF16, rounded to
+    nearest even): half the bytes, for deploying a model. Buffers (normalisation statistics,
+    quantized weights and their scales) keep their dtype, and loading widens the weights back
+    into the model's float32 exactly. A checkpoint with optimizer state cannot be bf16.
     """
     st = _safetensors()
+    to_bf16 = _weights_dtype(dtype, optimizer)
     tensors = {}
     if model is not None:
+        parameters = {k for k, _ in model.named_parameters()} if to_bf16 else set()
         for key, value in model.state_dict().items():
-            tensors[_MODEL + key] = _host(value)
+            array = _host(value)
+            if key in parameters and array.dtype == np.float32:
+                array = convert_bf16(array)
+            tensors[_MODEL + key] = array
     meta = {"ember.format": FORMAT}
     if model is not None:
         meta[_ARCHITECTURE] = json.dumps(_architecture(model))
@@ -323,8 +348,14 @@ def load_model(path, map_location=None):
 
 
 def read(path) -> tuple[dict, dict]:
-    """The arrays and the metadata of an Ember checkpoint, checked to be one."""
-    return _open(path, lambda f, k: f.get_tensor(k))
+    """The arrays and the metadata of an Ember checkpoint, checked to be one (bf16 weights as
+    ``ml_dtypes.bfloat16`` arrays)."""
+    def take(f, k):
+        if f.get_slice(k).get_dtype() == "BF16":
+            bfloat16()  # safetensors finds NumPy's bf16 dtype by name once ml_dtypes registered it
+        return f.get_tensor(k)
+
+    return _open(path, take)
 
 
 def _json_meta(meta, key, kind, default):
@@ -435,9 +466,10 @@ def _install_module_methods(cls) -> None:
     """Give ``nn.Module`` ``save`` and ``load`` (the layer below checkpoints does not import
     this module; it adds them when Ember is imported)."""
 
-    def save_(self, path, config=None):
-        """Save the weights (and an optional JSON ``config``) to a safetensors checkpoint."""
-        return save(path, self, config=config, include_rng=False)
+    def save_(self, path, config=None, dtype=None):
+        """Save the weights (and an optional JSON ``config``) to a safetensors checkpoint;
+        ``dtype='bf16'`` stores the parameters as bf16 (see ``ember.checkpoint.save``)."""
+        return save(path, self, config=config, include_rng=False, dtype=dtype)
 
     def load_(self, path, strict: bool = True):
         """Load weights saved by ``save`` or ``ModelCheckpoint``; returns the ``Checkpoint``."""

@@ -12,8 +12,9 @@ FLOATS = (FLOAT32, FLOAT64)
 
 
 def is_bf16(x) -> bool:
-    """Whether ``x`` is an array of bf16 (``ml_dtypes.bfloat16``), told without importing ml_dtypes."""
-    dtype = getattr(x, "dtype", None)
+    """Whether ``x`` is an array of bf16 (``ml_dtypes.bfloat16``) or that dtype, told without
+    importing ml_dtypes."""
+    dtype = x if isinstance(x, np.dtype) else getattr(x, "dtype", None)
     return dtype is not None and dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16"
 
 

@@ -11,14 +11,19 @@ import numpy as np
 
 from .. import backend
 from ..autograd import no_grad
+from ..kernels._common import is_bf16
 from ..tensor import Tensor
 
 
 def _same_kind(a, b) -> bool:
-    """Whether values of dtype a may be loaded into storage of dtype b: floats into floats
-    (cast, as PyTorch does), integers into integers, booleans into booleans."""
+    """Whether values of dtype a may be loaded into storage of dtype b: floats (bf16 among them)
+    into floats (cast, as PyTorch does), integers into integers, booleans into booleans."""
     kinds = {"f": "f", "i": "i", "u": "i", "b": "b"}
-    return kinds.get(np.dtype(a).kind) == kinds.get(np.dtype(b).kind, "?")
+
+    def kind(dtype):
+        return "f" if is_bf16(np.dtype(dtype)) else kinds.get(np.dtype(dtype).kind)
+
+    return kind(a) == kinds.get(np.dtype(b).kind, "?")
 
 
 class Parameter(Tensor):
@@ -260,7 +265,9 @@ class Module:
                     arr.min() < np.iinfo(t.dtype).min or arr.max() > np.iinfo(t.dtype).max):
                 wrong.append(f"{k}: values outside the range of {t.dtype}")
             else:
-                plan.append((t, backend.device_of(t._data).asarray(arr)))
+                # bf16 widens to float32 exactly, here on the host (device arrays may lack bf16).
+                host = arr.astype(np.float32) if is_bf16(arr) else arr
+                plan.append((t, backend.device_of(t._data).asarray(host)))
                 arrays[k] = arr
         for prefix, m in self.named_modules():
             start = f"{prefix}." if prefix else ""
