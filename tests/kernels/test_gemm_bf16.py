@@ -41,6 +41,21 @@ def test_bf16_gemm_matches_the_exact_product(isa, rng, m, k, n):
     assert np.all(np.abs(ref - exact(a, b)) <= tolerance(a, b))
 
 
+@pytest.mark.parametrize("ld", [1056, 1059])  # rows 64-byte aligned, and not
+def test_bf16_large_output_with_bias_and_relu(isa, rng, ld):
+    """An output of a million floats or more and beta == 0: written without being read (streaming
+    stores where the rows allow), every element, the columns past N untouched."""
+    m, k, n = 1000, 40, 1056
+    a, b = bf16(rng, (m, k)), bf16(rng, (k, n))
+    bias = rng.standard_normal(n).astype(np.float32)
+    base = np.full((m, ld), np.nan, np.float32)
+    out = base[:, :n]
+    gemm.gemm(a, b, out=out, bias=bias, relu=True, alpha=2.0)
+    want = np.maximum(2.0 * exact(a, b) + bias, 0)
+    assert np.all(np.abs(out - want) <= 2 * tolerance(a, b) + 1e-6 * np.abs(want))
+    assert np.isnan(base[:, n:]).all()
+
+
 @pytest.mark.parametrize("trans_a,trans_b", [(False, True), (True, False), (True, True)])
 def test_bf16_transposes_and_strided_views(isa, rng, trans_a, trans_b):
     m, k, n = 45, 70, 38

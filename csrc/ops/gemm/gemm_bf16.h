@@ -106,7 +106,8 @@ struct Bf16Kernels {
   // C[0:rows, 0:cols] = act(alpha * acc + beta * C + bias) (the GEMM's epilogue).
   void (*store)(const GemmBf16Args& g, const float* acc, int64_t i0, int64_t j0, int64_t rows, int64_t cols);
   // Run on each thread before its first and after its last block (AMX's tile
-  // configuration and release); null where nothing is needed.
+  // configuration and release, the fence after the epilogue's streaming stores); null where
+  // nothing is needed.
   void (*thread_begin)();
   void (*thread_end)();
 };
@@ -115,6 +116,7 @@ struct Bf16Kernels {
 void pack_a_bf16_avx512(const MatrixBF16& a, int64_t r0, int64_t tiles, int64_t kt, uint16_t* out);
 void pack_b_bf16_avx512(const MatrixBF16& b, int64_t c0, int64_t tiles, int64_t kt, uint16_t* out);
 void store_bf16_avx512(const GemmBf16Args& g, const float* acc, int64_t i0, int64_t j0, int64_t rows, int64_t cols);
+void finish_stores_avx512();
 
 // Levels without bf16 products: no block kernel, so the driver widens to fp32.
 extern const Bf16Kernels bf16_kernels_widened;

@@ -48,9 +48,14 @@ void block_amx(const TileStrip& a, const TileStrip& b, int64_t kt_count, bool ac
   _tile_stored(3, acc + 16 * 32 + 16, 128);
 }
 
+void end_amx() {
+  release_tiles();
+  finish_stores_avx512();
+}
+
 }  // namespace
 
 const Bf16Kernels bf16_kernels_amx = {"amx 32x32 (2x2 tiles, tdpbf16ps)", pack_a_bf16_avx512, pack_b_bf16_avx512,
-                                      block_amx, store_bf16_avx512, configure_tiles, release_tiles};
+                                      block_amx, store_bf16_avx512, configure_tiles, end_amx};
 
 }  // namespace ember::gemm

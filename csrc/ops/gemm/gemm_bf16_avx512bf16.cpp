@@ -122,8 +122,13 @@ void pack_b_bf16_avx512(const MatrixBF16& b, int64_t c0, int64_t tiles, int64_t 
   }
 }
 
+// C at least this large (floats) is written with streaming stores when beta == 0: it is not read,
+// it would not stay in cache, and the stores skip reading each line first.
+constexpr int64_t kStreamFloats = int64_t{1} << 20;
+
 void store_bf16_avx512(const GemmBf16Args& g, const float* acc, int64_t i0, int64_t j0, int64_t rows, int64_t cols) {
   const __m512 alpha = _mm512_set1_ps(g.alpha), beta = _mm512_set1_ps(g.beta), zero = _mm512_setzero_ps();
+  const bool stream = g.beta == 0.0f && cols == 32 && g.c.rows * g.c.ld >= kStreamFloats;
   for (int h = 0; h < 2; ++h) {
     const int64_t n = cols - 16 * h;
     if (n <= 0) break;
@@ -136,13 +141,18 @@ void store_bf16_avx512(const GemmBf16Args& g, const float* acc, int64_t i0, int6
       x = _mm512_add_ps(x, bias);
       if (g.row_bias) x = _mm512_add_ps(x, _mm512_set1_ps(g.row_bias[i0 + r]));
       if (g.relu) x = _mm512_max_ps(zero, x);  // max(0, NaN) is NaN: it propagates
-      _mm512_mask_storeu_ps(c, m, x);
+      if (stream && reinterpret_cast<uintptr_t>(c) % 64 == 0)
+        _mm512_stream_ps(c, x);
+      else
+        _mm512_mask_storeu_ps(c, m, x);
     }
   }
 }
 
+void finish_stores_avx512() { _mm_sfence(); }  // orders the streaming stores before the threads join
+
 const Bf16Kernels bf16_kernels_avx512bf16 = {"avx512_bf16 32x32 (vdpbf16ps)", pack_a_bf16_avx512,
                                              pack_b_bf16_avx512, block_avx512bf16, store_bf16_avx512, nullptr,
-                                             nullptr};
+                                             finish_stores_avx512};
 
 }  // namespace ember::gemm
