@@ -1,8 +1,9 @@
 """Softmax cross-entropy benchmarks, forward + backward: ember against PyTorch's F.cross_entropy
 (+ .backward(), when installed) and an unfused NumPy composition, in one run, 2 threads and 1,
 with this machine's read bandwidth measured alongside (a 512 MiB buffer, well past the L3).
-``extra_info`` holds each case's effective GB/s for the bytes the fused kernel must move: the
-logits read once forward and once backward, the gradient written once.
+Each case's work is the bytes the fused kernel must move: the logits read once forward and
+once backward, the gradient written once. And the fused linear + cross-entropy against the
+unfused composition, with the memory each adds at its peak.
 
     python -m pytest benchmarks/bench_cross_entropy.py --benchmark-only --benchmark-json=xent.json
     python benchmarks/report.py xent.json
@@ -17,87 +18,15 @@ import pytest
 
 import ember
 from ember import kernels
-from helpers import THREADS, settle, thread_limit
+from helpers import THREADS, bench_read_bandwidth, settle, thread_limit, time_case  # noqa: F401 (collected here)
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:  # optional reference
-    torch = None
-
-SHAPES = [(64, 10), (4096, 1000), (2048, 32768), (8192, 50257)]
-# Run as tests (benchmarks disabled), the shapes past this many logits are skipped: their
-# arrays alone take gigabytes.
-TEST_MAX_LOGITS = 1 << 26
-CASES = [(t, shape, impl) for t in THREADS for shape in SHAPES for impl in ("ember", "torch", "numpy")]
+CATALOGUE = {"bench_cross_entropy_forward_backward": ("cross_entropy",)}
 
 
-def numpy_xent(z, t):
-    """The unfused way: log-softmax materialised, then the loss, then softmax minus one-hot."""
-    m = z.max(axis=1, keepdims=True)
-    e = np.exp(z - m)
-    s = e.sum(axis=1, keepdims=True)
-    logp = z - m - np.log(s)
-    loss = -logp[np.arange(z.shape[0]), t].mean()
-    dz = e / s
-    dz[np.arange(z.shape[0]), t] -= 1.0
-    dz /= z.shape[0]
-    return loss, dz
-
-
-@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}t")
-def bench_read_bandwidth(benchmark, threads):
-    """The read bandwidth the memory-bound kernels are measured against."""
-    buf = np.ones(1 << 27, np.float32)
-    benchmark.group = f"read bandwidth {threads}t"
-    gbs = benchmark.pedantic(ember._C.measure_read_bandwidth, args=(buf, 2, threads), rounds=3, iterations=1)
-    benchmark.extra_info.update(impl="bandwidth", threads=threads, gb_per_s=gbs)
-    assert gbs > 0
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1][0]}x{c[1][1]}-{c[2]}-{c[0]}t")
-def bench_cross_entropy_forward_backward(benchmark, case):
-    threads, (b, v), impl = case
-    if impl == "torch" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
-    if getattr(benchmark, "disabled", False) and b * v > TEST_MAX_LOGITS:
-        pytest.skip("too large to run as a test; run with --benchmark-only")
-    rng = np.random.default_rng(0)
-    z = (rng.standard_normal((b, v), dtype=np.float32) * 2).astype(np.float32)
-    t = rng.integers(0, v, b)
-    result = {}
-    if impl == "ember":
-        dz = np.empty_like(z)
-
-        def run():
-            loss, lse = kernels.cross_entropy.cross_entropy_fwd(z, t, return_lse=True)
-            result["loss"], result["dz"] = loss, kernels.cross_entropy.cross_entropy_bwd(z, t, lse, out=dz)
-    elif impl == "torch":
-        tz, tt = torch.from_numpy(z), torch.from_numpy(t)
-
-        def run():
-            x = tz.detach().requires_grad_()
-            loss = F.cross_entropy(x, tt)
-            loss.backward()
-            result["loss"], result["dz"] = loss.item(), x.grad.numpy()
-    else:
-        def run():
-            result["loss"], result["dz"] = numpy_xent(z, t)
-
-    benchmark.group = f"cross_entropy forward+backward {b}x{v} {threads}t"
-    benchmark.extra_info.update(impl=impl, threads=threads, logits=f"{b}x{v}", logits_bytes=z.nbytes)
-    with thread_limit(threads):
-        settle(benchmark)
-        benchmark(run)
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
-        benchmark.extra_info["gb_per_s"] = 3 * z.nbytes / stats.stats.median * 1e-9
-    # The timed result must be right: the loss, and the gradient of a few rows, against the reference.
-    rows = np.arange(min(b, 4))
-    want, lse = kernels.cross_entropy.cross_entropy_fwd_ref(z, t, return_lse=True)
-    np.testing.assert_allclose(result["loss"], want, rtol=1e-5)
-    want_dz = kernels.cross_entropy.cross_entropy_bwd_ref(z[rows], t[rows], lse[rows], 1.0 / b, reduction="sum")
-    np.testing.assert_allclose(result["dz"][rows], want_dz, rtol=1e-4, atol=1e-6 / b)
+def bench_cross_entropy_forward_backward(benchmark, item):
+    """Mean cross-entropy forward and backward (``ember.bench``'s catalogue: the logits read
+    once forward and once backward, the gradient written once)."""
+    time_case(benchmark, item)
 
 
 # Fused linear + cross-entropy: batch x features x classes (a smaller shape when run as a test).

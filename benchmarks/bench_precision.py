@@ -8,78 +8,21 @@ Every record carries the precision it ran in (``extra_info["precision"]``) and t
 used. With --benchmark-disable (as CI runs it) each case runs once and its result is checked.
 """
 
-import ml_dtypes
 import numpy as np
 import pytest
 
 import ember
 
-from helpers import THREADS, settle, thread_limit
+from helpers import THREADS, time_case
 
-try:
-    import torch
-except ImportError:  # optional reference
-    torch = None
-
-BF16 = np.dtype(ml_dtypes.bfloat16)
-SHAPES = [(512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (64, 7200, 128), (4096, 1024, 1024)]
-IMPLS = ["ember", "ember-fp32", "torch-bf16"]
-CASES = [(t, s, i) for t in THREADS for s in SHAPES for i in IMPLS]
-
-_operands = {}
+CATALOGUE = {"bench_bf16_gemm": ("gemm_bf16",)}
 
 
-def operands(m, k, n):
-    """bf16 A and B for a shape (and their float32 values), shared by every implementation."""
-    if (m, k, n) not in _operands:
-        _operands.clear()
-        rng = np.random.default_rng()
-        a = rng.standard_normal((m, k), dtype=np.float32).astype(BF16)
-        b = rng.standard_normal((k, n), dtype=np.float32).astype(BF16)
-        _operands[(m, k, n)] = (a, b, a.astype(np.float32), b.astype(np.float32))
-    return _operands[(m, k, n)]
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1][0]}x{c[1][1]}x{c[1][2]}-{c[2]}-{c[0]}t")
-def bench_bf16_gemm(benchmark, case):
-    threads, (m, k, n), impl = case
-    if impl == "torch-bf16" and torch is None:
-        pytest.skip("PyTorch is not installed (pip install 'ember[reference]')")
-    a, b, a32, b32 = operands(m, k, n)
-    c = np.full((m, n), np.nan, np.float32)
-    if impl == "ember":
-        def run():
-            ember.kernels.gemm.gemm(a, b, out=c)
-    elif impl == "ember-fp32":
-        def run():
-            ember.kernels.gemm.gemm(a32, b32, out=c)
-    else:  # bf16 tensors in and out, as PyTorch computes a bf16 matmul
-        ta = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-        tb = torch.from_numpy(b.view(np.int16)).view(torch.bfloat16)
-        tc = torch.empty((m, n), dtype=torch.bfloat16)
-
-        def run():
-            torch.matmul(ta, tb, out=tc)
-
-    benchmark.group = f"bf16 gemm {m}x{k}x{n} {threads}t"
-    precision = "fp32" if impl == "ember-fp32" else "bf16"
-    benchmark.extra_info.update(impl=impl, threads=threads, precision=precision, isa=ember.get_isa(),
-                                flops=2.0 * m * k * n)
-    with thread_limit(threads):
-        settle(benchmark)
-        benchmark(run)
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.median > 0:
-        benchmark.extra_info["gflops"] = 2.0 * m * k * n / stats.stats.median * 1e-9
-
-    if impl == "torch-bf16":
-        c[...] = tc.float().numpy()
-    # The timed result must be right: sample rows against the exact product of the bf16 values.
-    rows = np.random.default_rng().choice(m, size=min(m, 8), replace=False)
-    want = a32[rows].astype(np.float64) @ b32.astype(np.float64)
-    scale = np.abs(a32[rows]).astype(np.float64) @ np.abs(b32).astype(np.float64)
-    rel = 2.0**-8 if impl == "torch-bf16" else (k + 4) * 2.0**-24  # torch rounds its output to bf16
-    assert (np.abs(c[rows] - want) <= rel * scale + 1e-30).all()
+def bench_bf16_gemm(benchmark, item):
+    """Ember's bf16 GEMM (float32 out) against its fp32 GEMM on the same values and PyTorch's bf16
+    matmul (bf16 out), ``ember.bench``'s catalogue (``ember bench gemm_bf16 --full``)."""
+    time_case(benchmark, item)
+    benchmark.extra_info["isa"] = ember.get_isa()
 
 
 MODEL_CASES = [(t, impl) for t in THREADS for impl in ("ember", "ember-fp32", "torch-bf16")]

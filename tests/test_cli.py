@@ -12,6 +12,7 @@ import pytest
 
 import ember
 from ember import cli, nn
+from ember.bench import cli as bench_cli
 
 
 def run(capsys, *argv):
@@ -24,7 +25,7 @@ def run(capsys, *argv):
 def reports_to_sys_stdout(monkeypatch):
     """The reports go to the sys.stdout of the moment (so capsys sees them), whatever stream the
     functions took as their default (test_output_follows_sys_stdout checks that separately)."""
-    for fn in (cli.train, cli.evaluate, cli.quantize, cli.bench_gemm):
+    for fn in (cli.train, cli.evaluate, cli.quantize, bench_cli.bench, bench_cli.profile):
         defaults = fn.__defaults__
         if defaults and hasattr(defaults[-1], "write"):  # out=<a stream chosen at import>
             monkeypatch.setattr(fn, "__defaults__", defaults[:-1] + (_Stdout(),))
@@ -41,10 +42,9 @@ class _Stdout:
 def test_output_follows_sys_stdout(monkeypatch):
     # Embedding the command: contextlib.redirect_stdout must capture what it prints.
     monkeypatch.undo()  # the functions as shipped
-    monkeypatch.setattr(cli, "_SETTLE_S", 0.0)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert cli.main(["bench-gemm", "3x4x5"]) == 0
+        assert cli.main(["bench", "gemm", "--shape", "3x4x5", "--rounds", "1", "--quiet"]) == 0
     assert "3x4x5" in buf.getvalue()
 
 
@@ -77,18 +77,16 @@ def test_train_evaluate_quantize_on_synthetic_data(capsys, tmp_path, monkeypatch
     assert code == 2 and "already quantized (int4)" in err
 
 
-def test_info_and_bench_gemm(capsys, monkeypatch):
+def test_info_and_bench(capsys):
     code, out, _ = run(capsys, "info")
     assert code == 0 and re.search(rf"^isa\s+{ember.get_isa()}$", out, re.M)
     assert re.search(rf"^ember\s+{re.escape(ember.__version__)}$", out, re.M)
-    monkeypatch.setattr(cli, "_SETTLE_S", 0.0)
-    code, out, _ = run(capsys, "bench-gemm", "4x5x6", "33X17X9")
+    code, out, _ = run(capsys, "bench", "gemm", "--shape", "4x5x6", "--shape", "33X17X9", "--rounds", "1", "--quiet")
     assert code == 0
-    rows = [line.split() for line in out.splitlines()[1:]]
-    assert [r[0] for r in rows] == ["4x5x6", "33x17x9"]
+    rows = [line.split() for line in out.splitlines()[1:] if line.startswith("gemm ")]
+    assert [r[1] for r in rows] == ["4x5x6", "33x17x9"]
     for r in rows:
-        ember_ms, numpy_ms, gflops = (float(v) for v in r[1:4])
-        assert ember_ms > 0 and numpy_ms > 0 and gflops > 0 and r[4].endswith("x")
+        assert r[2] == str(ember.get_num_threads()) and float(r[3]) > 0 and r[-1].endswith("x")
 
 
 def test_bare_ember_prints_usage_and_ctrl_c_exits_130(capsys, monkeypatch):
@@ -119,8 +117,12 @@ def test_resume_with_another_model_says_which_it_holds(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["bench-gemm", "8x8"], "shape must be MxKxN with positive integers, got '8x8'"),
-    (["bench-gemm", "8x0x8"], "shape must be MxKxN with positive integers"),
+    (["bench", "--shape", "8x8"], "shape must be MxKxN with positive integers, got '8x8'"),
+    (["bench", "--shape", "8x0x8"], "shape must be MxKxN with positive integers"),
+    (["bench", "--quick", "--full"], "not allowed with argument"),
+    (["bench", "--threads", "0"], "expected positive integers separated by commas, got '0'"),
+    (["profile", "cnn", "--variants", "fp16"], "expected some of fp32, bf16, int8, int4"),
+    (["profile", "cnn", "--batch-sizes", "1,x"], "expected positive integers separated by commas"),
     (["train", "--lr", "-1"], "expected a positive number, got '-1'"),
     (["train", "--lr", "inf"], "expected a positive number"),
     (["train", "--epochs", "two"], "expected a positive integer, got 'two'"),
@@ -142,10 +144,3 @@ def test_file_errors_are_one_line_messages(capsys, tmp_path, monkeypatch):
                                                                   "does not take the digits test images")
     with pytest.raises(SystemExit, match="needs --data-dir"):
         cli.main(["train", "--dataset", "mnist"])
-
-
-def test_median_time_counts_calls():
-    calls = []
-    t = cli._median_time(lambda: calls.append(1), min_time=0.0)
-    assert t >= 0 and len(calls) >= 6  # a warm-up call, then at least five timed ones
-    assert np.isfinite(t)

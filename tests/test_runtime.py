@@ -168,11 +168,12 @@ def test_cli_info_and_bench():
     result = subprocess.run([sys.executable, "-m", "ember", "info"], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "isa" in result.stdout and ember.get_isa() in result.stdout
-    result = subprocess.run([sys.executable, "-m", "ember", "bench-gemm", "32x16x8"], capture_output=True, text=True,
-                            env=env, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "ember", "bench", "gemm", "--shape", "32x16x8", "--rounds", "1"],
+                            capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "32x16x8" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "ember", "bench-gemm", "3x0x4"], capture_output=True, text=True,
+    assert "ember bench [" in result.stderr  # progress: plain lines when stderr is not a terminal
+    result = subprocess.run([sys.executable, "-m", "ember", "bench", "--shape", "3x0x4"], capture_output=True, text=True,
                             env=env, timeout=120)
     assert result.returncode != 0
     assert "MxKxN with positive integers" in result.stderr

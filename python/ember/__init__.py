@@ -120,4 +120,21 @@ __all__ = [
     "save",
     "load",
     "load_model",
+    "bench",
+    "profile",
 ]
+
+
+def __getattr__(name):
+    """``ember.bench`` (the benchmark harness and catalogue) and ``ember.profile`` (a model's
+    time and memory per layer and per form), imported on first use so that ``import ember``
+    stays fast."""
+    if name == "bench":
+        import importlib
+
+        return importlib.import_module(".bench", __name__)
+    if name == "profile":
+        from .bench import profile
+
+        return profile
+    raise AttributeError(f"module 'ember' has no attribute {name!r}")

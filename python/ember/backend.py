@@ -44,8 +44,9 @@ class Device:
     strided_gemm = False
 
     def __init__(self, name, array_types, xp, kernels, empty, from_host, to_host, launch=None, scatter_add=None,
-                 errstate=None, native_min_bytes=0, strided_gemm=False):
+                 errstate=None, native_min_bytes=0, strided_gemm=False, synchronize=None):
         self.name = name
+        self._synchronize = synchronize
         self.native_min_bytes = native_min_bytes
         self.strided_gemm = strided_gemm
         self._errstate = errstate
@@ -57,6 +58,12 @@ class Device:
         self.to_host = to_host
         self._launch = launch
         self._scatter_add = scatter_add
+
+    def synchronize(self) -> None:
+        """Wait until the work queued on this device so far has finished (on the CPU every call
+        has finished when it returns; on a GPU, the current stream's)."""
+        if self._synchronize is not None:
+            self._synchronize()
 
     def launch(self) -> dict:
         """Keyword arguments for a kernel call on this device now (empty on the CPU)."""
@@ -184,7 +191,8 @@ def _make_cuda() -> Device:
         return {"stream": cupy.cuda.get_current_stream().ptr}
 
     return Device("cuda", (cupy.ndarray,), cupy, kernels, lambda shape, dtype: cupy.empty(shape, dtype),
-                  cupy.asarray, cupy.asnumpy, launch=launch, scatter_add=cupyx.scatter_add)
+                  cupy.asarray, cupy.asnumpy, launch=launch, scatter_add=cupyx.scatter_add,
+                  synchronize=lambda: cupy.cuda.get_current_stream().synchronize())
 
 
 def get(name) -> Device:
@@ -235,3 +243,10 @@ def cuda_device_count() -> int:
 def cuda_device_info(index: int = 0) -> dict:
     """Name, compute capability, multiprocessors and memory of CUDA device ``index``."""
     return _cuda_module().device_info(index)
+
+
+def cuda_versions() -> dict:
+    """The CUDA runtime Ember was built with and the installed driver (0 where none), as CUDA
+    numbers them (13000: 13.0)."""
+    kernels = _cuda_module()
+    return {"runtime": kernels.runtime_version(), "driver": kernels.driver_version()}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -414,16 +413,19 @@ def _on_model_device(model, x) -> Tensor:
 def _paired_seconds(model, qmodel, x, rounds=21):
     """Forward times of both models on ``x``, alternating which runs first each round (so that
     drifting clocks and caches treat them alike): each one's median, and each round's ratio."""
+    from .bench.harness import measure
+
     xt = _on_model_device(model, x)
-    times = ([], [])
-    with no_grad():
-        model(xt), qmodel(xt)  # warm up both
-        for r in range(rounds):
-            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-                t0 = time.perf_counter()
-                (model, qmodel)[i](xt)
-                times[i].append(time.perf_counter() - t0)
-    before, after = (np.array(t) for t in times)
+
+    def forward(m):
+        def run():
+            with no_grad():
+                m(xt)
+        return run
+
+    timings = measure({"before": forward(model), "after": forward(qmodel)}, rounds=rounds, min_time=0.0,
+                      min_calls=1, settle=0.0)
+    before, after = (np.asarray(timings[k].rounds) for k in ("before", "after"))
     return float(np.median(before)), float(np.median(after)), (before / after).tolist()
 
 

@@ -13,6 +13,7 @@ another trains.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import functools
@@ -20,6 +21,7 @@ import heapq
 import itertools
 import sys
 import threading
+import time
 
 from .. import backend
 
@@ -79,6 +81,28 @@ class enable_grad(_GradMode):  # noqa: N801 (PyTorch's name)
 
 
 _sequence = itertools.count()  # creation order of nodes (next() is atomic under the GIL)
+# While a profiler listens (``timed_backward``): called with (node, seconds) after each node's backward.
+_backward_timer = None
+
+
+def next_sequence() -> int:
+    """A number above every node made so far and below every node made after: a profiler tells
+    which nodes an interval of the forward made by the numbers before and after it."""
+    return next(_sequence)
+
+
+@contextlib.contextmanager
+def timed_backward(callback):
+    """While inside, ``callback(node, seconds)`` runs after each node's backward (one listener at
+    a time; nested or concurrent use is an error)."""
+    global _backward_timer
+    if _backward_timer is not None:
+        raise RuntimeError("timed_backward: another profiler is already timing the backward")
+    _backward_timer = callback
+    try:
+        yield
+    finally:
+        _backward_timer = None
 
 
 class Node:
@@ -135,7 +159,12 @@ def _propagate(heap, xp, retain_graph) -> None:
         if len(grads) > 1 and any(gr is None for gr in grads):  # outputs no path from the root reached
             grads = [xp.zeros(s, dtype=d) if gr is None else gr
                      for gr, (s, d) in zip(grads, node.ctx.output_specs)]
-        in_grads = node.function.backward(node.ctx, *grads)
+        if _backward_timer is None:
+            in_grads = node.function.backward(node.ctx, *grads)
+        else:
+            start = time.perf_counter()
+            in_grads = node.function.backward(node.ctx, *grads)
+            _backward_timer(node, time.perf_counter() - start)
         if type(in_grads) is not tuple:
             in_grads = (in_grads,)
         for edge, gi in zip(node.edges, in_grads):
