@@ -45,10 +45,14 @@ def test_measure_alternates_rounds_pauses_and_reports_medians():
     assert all(v.rounds == [v.median] * 4 and v.calls == 8 and v.spread == 0.0 for v in t.values())
     # one warm-up call each, in order, before any pause
     assert clock.log[:3] == [("call", "a"), ("call", "b"), ("call", "c")]
-    visits = []  # (pause before it, implementation) per visit, in order
+    visits = []  # (pause before it, implementation, calls) per visit, in order
     for i, entry in enumerate(clock.log[3:]):
         if entry[0] == "sleep":
-            visits.append((entry[1], clock.log[3 + i + 1][1]))
+            visits.append((entry[1], clock.log[3 + i + 1][1], 0))
+        else:
+            assert entry[1] == visits[-1][1]  # a visit calls one implementation
+            visits[-1] = visits[-1][:2] + (visits[-1][2] + 1,)
+    assert all(v[2] == 1 + 2 for v in visits)  # an untimed call after the pause, then min_calls timed
     assert [v[0] for v in visits] == [0.5] * 12
     order = [v[1] for v in visits]
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]  # the first rotates each round
@@ -61,7 +65,7 @@ def test_measure_times_until_min_time_and_syncs_each_call():
     t = harness.measure({"x": clock.impl("x", 0.3)}, rounds=2, min_time=1.0, min_calls=1, settle=0.0, warmup=0,
                         clock=clock, sleep=clock.sleep, sync=lambda: synced.append(clock.now))
     assert t["x"].calls == 8  # ceil(1.0 / 0.3) = 4 calls per round
-    assert len(synced) == 1 + 8  # after the warm-up, then after every timed call
+    assert len(synced) == 1 + 2 * (1 + 4)  # after the warm-up, then after each visit's untimed call and timed calls
     assert t["x"].median == pytest.approx(0.3)
     clock = FakeClock()
     t = harness.measure({"x": clock.impl("x", 1.0)}, rounds=1, min_time=100.0, min_calls=1, max_calls=5, settle=0.0,
@@ -87,7 +91,14 @@ def test_speedup_is_the_median_of_per_round_ratios_so_drift_cancels():
 
     t = harness.measure(impls, rounds=3, min_time=0.0, min_calls=1, settle=0.1, warmup=0, clock=clock, sleep=sleep)
     assert t["ember"].spread > 0.5  # the medians wander with the machine...
-    assert harness.speedup(t, "ember", "ref") == (3.0, 3.0, 3.0)  # ...their ratio does not
+    assert harness.speedup(t, "ember", "ref") == pytest.approx((3.0, 3.0, 3.0))  # ...their ratio does not
+
+
+def test_warm_up_runs_for_its_time_before_any_timing():
+    clock = FakeClock()
+    t = harness.measure({"x": clock.impl("x", 0.25)}, rounds=1, min_time=0.0, min_calls=1, settle=0.0, warmup=1,
+                        warmup_time=1.0, clock=clock, sleep=clock.sleep)
+    assert len(clock.log) == 4 + 1 + 1 and t["x"].calls == 1  # four warm-up calls, the visit's untimed one, one timed
 
 
 def test_measure_rejects_what_it_cannot_time():

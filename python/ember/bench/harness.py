@@ -62,16 +62,18 @@ def sample_calls(fn, min_time, min_calls, max_calls, clock=time.perf_counter, sy
 
 
 def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: int = 3, max_calls: int = 1000,
-            settle: float = 0.2, warmup: int = 1, clock: Callable[[], float] = time.perf_counter,
+            settle: float = 0.2, warmup: int = 1, warmup_time: float = 0.0, clock: Callable[[], float] = time.perf_counter,
             sleep: Callable[[float], None] = time.sleep, sync: Callable[[], None] | None = None,
             progress: Callable[[str], None] | None = None) -> dict:
     """Time each of ``impls`` (name -> function of no arguments) and return name -> ``Timing``.
 
-    Each function is first called ``warmup`` times (thread pools, packing buffers, page faults);
+    Each function is first called ``warmup`` times and for at least ``warmup_time`` seconds (thread
+    pools, packing buffers, the allocator settling on reusing memory rather than faulting it in);
     then ``rounds`` rounds, each visiting every function once, the order rotated by one from
-    round to round, each visit ``settle`` seconds after the previous one ended and timing at
-    least ``min_calls`` calls and ``min_time`` seconds (at most ``max_calls``). ``sync`` runs
-    after each call inside its timing (a GPU stream's synchronisation)."""
+    round to round, each visit ``settle`` seconds after the previous one ended, making one untimed
+    call (the pause let the library's threads sleep; waking them is not the kernel's cost), then
+    timing at least ``min_calls`` calls and ``min_time`` seconds (at most ``max_calls``).
+    ``sync`` runs after each call inside its timing (a GPU stream's synchronisation)."""
     if not impls:
         raise ValueError("measure: impls is empty")
     if rounds < 1 or min_calls < 1 or max_calls < min_calls:
@@ -79,8 +81,11 @@ def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: 
                          f"min_calls={min_calls}, max_calls={max_calls}")
     names = list(impls)
     for name in names:
-        for _ in range(warmup):
+        start = clock()
+        done = 0
+        while done < warmup or clock() - start < warmup_time:
             impls[name]()
+            done += 1
         if sync is not None:
             sync()
     timings = {name: Timing(name) for name in names}
@@ -89,6 +94,9 @@ def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: 
             name = names[(i + r) % len(names)]
             if settle > 0:
                 sleep(settle)
+            impls[name]()  # untimed: wakes the library's thread pool after the pause
+            if sync is not None:
+                sync()
             samples = sample_calls(impls[name], min_time, min_calls, max_calls, clock, sync)
             timings[name].rounds.append(float(np.median(samples)))
             timings[name].calls += len(samples)
