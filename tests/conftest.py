@@ -33,7 +33,9 @@ SESSION_SEED = int(os.environ.get("EMBER_TEST_SEED", np.random.SeedSequence().en
 ALL_ISAS = ("generic", "avx2", "avx512", "avx512_bf16", "amx")
 
 # Reference libraries: import name -> the names a skip message may call it by.
-REFERENCES = {"torch": ("torch", "pytorch"), "sklearn": ("sklearn", "scikit-learn")}
+REFERENCES = {"torch": ("torch", "pytorch"), "sklearn": ("sklearn", "scikit-learn"), "onnx": ("onnx",),
+              "onnxruntime": ("onnxruntime", "onnx runtime"), "jsonschema": ("jsonschema",),
+              "matplotlib": ("matplotlib",)}
 
 
 def in_ci() -> bool:

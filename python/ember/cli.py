@@ -5,6 +5,7 @@
 ``ember evaluate``   a checkpoint's classification report on a data set's test split (any Ember
                      checkpoint: the model is rebuilt from the architecture it records)
 ``ember quantize``   a checkpoint quantized to int8 or int4, with what it gained and lost
+``ember export``     a checkpoint's model as ONNX (checked, and run in ONNX Runtime when installed)
 ``ember profile``    a model's time and memory, layer by layer, in its fp32, bf16, int8 and int4 forms
 ``ember bench``      Ember's kernels against the references installed here, with the hardware limits
 ``ember info``       the runtime report (version, ISA, threads, CUDA)
@@ -170,6 +171,35 @@ def evaluate(args, out=None) -> dict:
     return _report_scores(y, logits, classes, out)
 
 
+def export(args, out=None):
+    """``ember export PATH --onnx OUT``: the model as ONNX, checked and run in ONNX Runtime on the
+    data set's first test images when it is installed."""
+    out = sys.stdout if out is None else out
+    from . import onnx as ember_onnx
+
+    model, config = load_model(args.path)
+    x, y, dataset, norm = test_data(args.path, model, config, args)
+    path = ember_onnx.export(model, x[:1], args.onnx, opset=args.opset, dynamic_batch=not args.static_batch,
+                             metadata={"ember.dataset": dataset, "ember.input": {k: norm[k] for k in
+                                                                                 ("scale", "mean", "std")}})
+    print(f"{args.path} -> {path.resolve()} (ONNX opset {args.opset}; input {tuple(x.shape[1:])} float32, "
+          f"{'a fixed batch of 1' if args.static_batch else 'any batch'})", file=out)
+    try:
+        import onnxruntime
+    except ImportError:
+        print("ONNX Runtime is not installed: the file was checked by onnx.checker but not run", file=out)
+        return path
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch = x[:1] if args.static_batch else x[:256]
+    got = session.run(None, {"input": batch})[0]
+    want = model.predict(batch)
+    err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+    print(f"ONNX Runtime {onnxruntime.__version__} on {len(batch)} {dataset} test image(s): largest difference "
+          f"{err:.2e} of the largest output, {np.mean(got.argmax(1) == want.argmax(1)):.2%} of the classes agree",
+          file=out)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ember", description="Ember: a lightweight deep-learning engine.")
     sub = parser.add_subparsers(dest="command")
@@ -195,10 +225,14 @@ def main(argv: list[str] | None = None) -> int:
                          help="0 quiet, 1 progress bars, 2 a line per epoch (default: bars on a terminal)")
     p_eval = sub.add_parser("evaluate", help="print a checkpoint's classification report")
     p_quant = sub.add_parser("quantize", help="quantize a checkpoint's Linear layers to int8 or int4")
+    p_export = sub.add_parser("export", help="write a checkpoint's model as ONNX, checked in ONNX Runtime")
+    p_export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="where to write the ONNX model")
+    p_export.add_argument("--opset", type=int, default=21, help="ONNX opset, 17 or later (default: 21)")
+    p_export.add_argument("--static-batch", action="store_true", help="a fixed batch of 1 instead of any batch")
     p_profile = sub.add_parser("profile", help="a model's time and memory per layer, latency and throughput, in its "
                                                "fp32, bf16, int8 and int4 forms")
     bench_cli.add_profile_arguments(p_profile)
-    for p in (p_eval, p_quant, p_profile):
+    for p in (p_eval, p_quant, p_export, p_profile):
         if p is not p_profile:
             p.add_argument("path", help="any Ember checkpoint (ember train, model.save, ModelCheckpoint, ember.save)")
         p.add_argument("--dataset", choices=DATASETS, help="default: the one its config names, else digits")
@@ -253,7 +287,7 @@ def _run(args) -> int:
         return 0
     if args.command == "train" and args.verbose is None:
         args.verbose = "auto"
-    commands = {"train": train, "evaluate": evaluate, "quantize": quantize, "profile": bench_cli.profile,
+    commands = {"train": train, "evaluate": evaluate, "quantize": quantize, "export": export, "profile": bench_cli.profile,
                 "bench": bench_cli.bench}
     try:
         _import_modules(getattr(args, "imports", []))
