@@ -35,7 +35,8 @@ ALL_ISAS = ("generic", "avx2", "avx512", "avx512_bf16", "amx")
 # Reference libraries: import name -> the names a skip message may call it by.
 REFERENCES = {"torch": ("torch", "pytorch"), "sklearn": ("sklearn", "scikit-learn"), "onnx": ("onnx",),
               "onnxruntime": ("onnxruntime", "onnx runtime"), "jsonschema": ("jsonschema",),
-              "matplotlib": ("matplotlib",)}
+              "matplotlib": ("matplotlib",), "httpx": ("httpx",), "starlette": ("starlette",), "uvicorn": ("uvicorn",),
+              "prometheus_client": ("prometheus-client", "prometheus_client"), "aiohttp": ("aiohttp",)}
 
 
 def in_ci() -> bool:

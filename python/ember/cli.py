@@ -6,6 +6,7 @@
                      checkpoint: the model is rebuilt from the architecture it records)
 ``ember quantize``   a checkpoint quantized to int8 or int4, with what it gained and lost
 ``ember export``     a checkpoint's model as ONNX (checked, and run in ONNX Runtime when installed)
+``ember serve``      an HTTP inference service for a checkpoint or an ONNX file
 ``ember profile``    a model's time and memory, layer by layer, in its fp32, bf16, int8 and int4 forms
 ``ember bench``      Ember's kernels against the references installed here, with the hardware limits
 ``ember info``       the runtime report (version, ISA, threads, CUDA)
@@ -80,6 +81,7 @@ def train(args, out=None) -> dict:
     config = {"dataset": args.dataset, "model": args.model, "precision": args.precision, "scale": scale,
               "mean": raw.mean(axis=(0, 2, 3)).tolist(), "std": np.maximum(raw.std(axis=(0, 2, 3)), 1e-6).tolist()}
     xtr, xte = preprocess(x_train, config), preprocess(x_test, config)
+    config["input_shape"] = list(xtr.shape[1:])  # what a server needs to know of its requests
     steps = []
     if recipe["crop_padding"]:
         steps.append(T.RandomCrop(xtr.shape[2:], padding=recipe["crop_padding"]))
@@ -200,6 +202,15 @@ def export(args, out=None):
     return path
 
 
+def serve(args, out=None):
+    """``ember serve PATH``: serve until interrupted."""
+    from . import serve as serving
+
+    serving.run(args.path, host=args.host, port=args.port, max_batch=1 if args.no_batching else args.max_batch,
+                max_wait_ms=args.max_wait_ms, max_rows=args.max_rows, max_body_bytes=int(args.max_body_mb * 2**20),
+                input_shape=args.input_shape, watch_seconds=args.watch, access_log=args.access_log)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ember", description="Ember: a lightweight deep-learning engine.")
     sub = parser.add_subparsers(dest="command")
@@ -249,6 +260,26 @@ def main(argv: list[str] | None = None) -> int:
     p_quant.add_argument("--group-size", type=int, default=32,
                          help="int4 only: inputs per scale, a multiple of 8 from 8 to 4096 (default: 32)")
     p_quant.add_argument("--out", help="default: PATH with .int8/.int4 before .safetensors")
+    p_serve = sub.add_parser("serve", help="serve a checkpoint or an ONNX file over HTTP, with dynamic batching, "
+                                           "metrics and reloading")
+    p_serve.add_argument("path", help="an Ember checkpoint or a .onnx file")
+    p_serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                                                             "only)")
+    p_serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free one)")
+    p_serve.add_argument("--max-batch", type=_positive_int, default=64,
+                         help="inputs gathered into one model call at most (default: 64)")
+    p_serve.add_argument("--max-wait-ms", type=float, default=2.0,
+                         help="how long the first request of a batch waits for others (default: 2)")
+    p_serve.add_argument("--no-batching", action="store_true", help="run every request alone")
+    p_serve.add_argument("--max-rows", type=_positive_int, default=1024, help="inputs per request at most (default: 1024)")
+    p_serve.add_argument("--max-body-mb", type=_positive_float, default=16.0, help="request body limit (default: 16)")
+    p_serve.add_argument("--input-shape", type=bench_cli._ints,
+                         help="one input's shape, C,H,W, when the file does not record it")
+    p_serve.add_argument("--watch", type=_positive_float, metavar="SECONDS",
+                         help="reload the file whenever it changes, checking every SECONDS")
+    p_serve.add_argument("--access-log", action="store_true", help="log every request")
+    p_serve.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                         help="import MODULE first: the module defining a model's own registered Module classes")
     sub.add_parser("info", help="print the runtime report")
     bench_cli.add_bench_arguments(sub.add_parser(
         "bench", help="time Ember's kernels against NumPy and PyTorch, with the measured hardware limits"))
@@ -287,7 +318,8 @@ def _run(args) -> int:
         return 0
     if args.command == "train" and args.verbose is None:
         args.verbose = "auto"
-    commands = {"train": train, "evaluate": evaluate, "quantize": quantize, "export": export, "profile": bench_cli.profile,
+    commands = {"train": train, "evaluate": evaluate, "quantize": quantize, "export": export, "serve": serve,
+                "profile": bench_cli.profile,
                 "bench": bench_cli.bench}
     try:
         _import_modules(getattr(args, "imports", []))

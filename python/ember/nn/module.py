@@ -206,6 +206,13 @@ class Module:
     def cuda(self):
         return self.to("cuda")
 
+    def requires_grad_(self, requires_grad: bool = True):
+        """Whether autograd computes gradients for every parameter of this module (``False``
+        freezes it: fine-tuning only the rest of a model); returns the module."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
             if set_to_none or p.grad is None:

@@ -1,0 +1,262 @@
+"""The HTTP service (Starlette on uvicorn; metrics by prometheus-client): routes, request parsing,
+metrics, reloading."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import model as served
+from .batcher import Batcher
+
+OUTPUTS = ("logits", "probabilities", "classes")
+
+
+class BadRequest(Exception):
+    """A request the server refuses: status and message for the client."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _array_from(body: bytes, content_type: str, field: str = "inputs"):
+    """(float32 inputs, requested output or None) of a request body."""
+    if content_type in ("", "application/json"):
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(400, f"the body is not JSON: {exc}") from None
+        if not isinstance(data, dict) or field not in data:
+            raise BadRequest(400, f'the JSON body must be an object with "{field}": nested lists of numbers')
+        try:
+            array = np.asarray(data[field], dtype=np.float32)
+        except (TypeError, ValueError):
+            raise BadRequest(422, f'"{field}" must be nested lists of numbers of one shape') from None
+        output = data.get("output")
+        if output is not None and output not in OUTPUTS:
+            raise BadRequest(422, f'"output" must be one of {", ".join(OUTPUTS)}, got {output!r}')
+        return array, output
+    if content_type in ("application/x-npy", "application/octet-stream"):
+        try:
+            array = np.load(io.BytesIO(body), allow_pickle=False)
+        except Exception as exc:  # NumPy's own errors for a damaged or non-.npy body
+            raise BadRequest(400, f"the body is not a .npy array: {exc}") from None
+    elif content_type == "application/x-safetensors":
+        from safetensors.numpy import load as load_safetensors
+
+        try:
+            tensors = load_safetensors(body)
+        except Exception as exc:  # safetensors' own error types
+            raise BadRequest(400, f"the body is not safetensors: {exc}") from None
+        if field not in tensors:
+            raise BadRequest(422, f'the safetensors body must hold a tensor named "{field}", it holds '
+                                  f"{sorted(tensors)}")
+        array = tensors[field]
+    else:
+        raise BadRequest(415, f"content type {content_type!r}: send application/json, application/x-npy or "
+                              "application/x-safetensors")
+    if array.dtype.kind not in "fiu":
+        raise BadRequest(422, f"inputs must be numbers, got dtype {array.dtype}")
+    return array.astype(np.float32, copy=False), None
+
+
+def _check_inputs(array, shape, max_rows):
+    """The inputs as a (rows, *shape) batch: one input of the model's shape or a batch of them."""
+    if tuple(array.shape) == tuple(shape):
+        array = array[None]
+    if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != tuple(shape):
+        raise BadRequest(422, f"inputs have shape {tuple(array.shape)}; the model takes one input of shape "
+                              f"{tuple(shape)} or a batch (N, {', '.join(map(str, shape))})")
+    if len(array) == 0 or len(array) > max_rows:
+        raise BadRequest(413 if len(array) else 422, f"a request holds 1 to {max_rows} inputs, this one "
+                                                       f"{len(array)}")
+    if not np.isfinite(array).all():
+        raise BadRequest(422, "inputs must be finite (found NaN or infinity)")
+    return np.ascontiguousarray(array)
+
+
+class Server:
+    """The state behind the routes: the batcher, the metrics, the model file and its reloads."""
+
+    def __init__(self, path, *, max_batch=64, max_wait_ms=2.0, max_body_bytes=16 << 20, max_rows=1024,
+                 input_shape=None, watch_seconds=None):
+        try:
+            import prometheus_client as prom
+        except ImportError:
+            raise ImportError("ember serve needs its extra: pip install 'ember[serve]'") from None
+        self.path, self.input_shape = Path(path), input_shape
+        self.max_body_bytes, self.max_rows, self.watch_seconds = max_body_bytes, max_rows, watch_seconds
+        model = served.load(self.path, input_shape)
+        self.registry = prom.CollectorRegistry()
+        self.requests = prom.Counter("ember_requests", "Prediction requests by response status", ["status"],
+                                     registry=self.registry)
+        self.latency = prom.Histogram("ember_request_seconds", "Prediction latency (parse, queue, batch, reply)",
+                                      buckets=(5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5),
+                                      registry=self.registry)
+        self.batch_size = prom.Histogram("ember_batch_size", "Inputs per model call",
+                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry)
+        self.version = prom.Gauge("ember_model_version", "Version of the model serving", registry=self.registry)
+        self.reloads = prom.Counter("ember_reloads", "Model reloads by result", ["result"], registry=self.registry)
+        self.version.set(model.version)
+        self.batcher = Batcher(model, max_batch=max_batch, max_wait=max_wait_ms / 1000, on_batch=self.batch_size.observe)
+        self._reload_lock = None  # made in start(): an asyncio lock belongs to the server's loop
+        self._mtime = self._file_mtime()
+        self._watcher = None
+
+    def _file_mtime(self):
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    async def reload(self) -> dict:
+        """Load the model file again off the request path and, if it checks out, serve it from the next
+        batch on; otherwise keep the old one and say why (ValueError/FileNotFoundError)."""
+        async with self._reload_lock:
+            old = self.batcher.model
+            try:
+                new = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: served.load(self.path, self.input_shape, like=old))
+            except (ValueError, FileNotFoundError, ImportError) as exc:
+                self.reloads.labels("rejected").inc()
+                raise BadRequest(422, f"the new model was not loaded; version {old.version} keeps serving: {exc}") \
+                    from None
+            self.batcher.swap(new)
+            self.version.set(new.version)
+            self.reloads.labels("loaded").inc()
+            self._mtime = self._file_mtime()
+            return {"previous_version": old.version, **new.describe()}
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.watch_seconds)
+            mtime = self._file_mtime()
+            if mtime is not None and mtime != self._mtime:
+                with contextlib.suppress(BadRequest):  # counted as rejected; the old model keeps serving
+                    await self.reload()
+                self._mtime = mtime
+
+    async def start(self) -> None:
+        self._reload_lock = asyncio.Lock()
+        await self.batcher.start()
+        if self.watch_seconds:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        await self.batcher.stop()
+
+    async def predict(self, body: bytes, content_type: str, output: str | None):
+        """The reply to one prediction request (its body already read; the caller counted it as
+        arriving, and this stops counting it once it is queued or refused)."""
+        try:
+            inputs, output = self._parse(body, content_type, output)
+        finally:
+            self.batcher.arriving(-1)
+        logits, used = await self.batcher.submit(inputs)
+        if output == "classes":
+            values = logits.argmax(axis=1)
+        elif output == "probabilities":
+            values = _softmax(logits.astype(np.float64)).astype(np.float32)
+        else:
+            values = logits
+        return {"model_version": used.version, "output": output, "outputs": values.tolist()}
+
+    def _parse(self, body: bytes, content_type: str, output: str | None):
+        if len(body) > self.max_body_bytes:
+            raise BadRequest(413, f"the body has {len(body)} bytes; the limit is {self.max_body_bytes}")
+        array, asked = _array_from(body, content_type)
+        output = asked or output or "logits"
+        if output not in OUTPUTS:
+            raise BadRequest(422, f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        return _check_inputs(array, self.batcher.model.input_shape, self.max_rows), output
+
+
+def create_app(path, **options):
+    """The Starlette application serving the model file at ``path`` (see ``Server`` for options)."""
+    try:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, Response
+        from starlette.routing import Route
+    except ImportError:
+        raise ImportError("ember serve needs its extra: pip install 'ember[serve]'") from None
+    import prometheus_client as prom
+
+    server = Server(path, **options)
+
+    async def predict(request: Request):
+        start = time.perf_counter()
+        server.batcher.arriving(+1)  # until it is queued: a batch being gathered may wait for it
+        counted = True
+        try:
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > server.max_body_bytes:
+                raise BadRequest(413, f"the body has {declared} bytes; the limit is {server.max_body_bytes}")
+            body = await request.body()
+            counted = False  # server.predict stops counting it
+            reply = await server.predict(body, content_type, request.query_params.get("output"))
+        except BadRequest as exc:
+            server.requests.labels(str(exc.status)).inc()
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        except Exception as exc:  # the model failed: the client hears it, the server keeps serving
+            server.requests.labels("500").inc()
+            return JSONResponse({"error": f"the model failed on this batch: {type(exc).__name__}: {exc}"},
+                                status_code=500)
+        finally:
+            if counted:
+                server.batcher.arriving(-1)
+        server.requests.labels("200").inc()
+        server.latency.observe(time.perf_counter() - start)
+        return JSONResponse(reply, headers={"X-Model-Version": str(reply["model_version"])})
+
+    async def reload(request: Request):
+        try:
+            return JSONResponse(await server.reload())
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    async def model_info(request: Request):
+        return JSONResponse(server.batcher.model.describe())
+
+    async def healthz(request: Request):
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request):
+        ready = server.batcher._task is not None and not server.batcher._task.done()
+        return JSONResponse({"ready": ready, "model_version": server.batcher.model.version},
+                            status_code=200 if ready else 503)
+
+    async def metrics(request: Request):
+        return Response(prom.generate_latest(server.registry), media_type=prom.CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await server.start()
+        try:
+            yield
+        finally:
+            await server.stop()
+
+    app = Starlette(routes=[Route("/v1/predict", predict, methods=["POST"]),
+                            Route("/v1/reload", reload, methods=["POST"]),
+                            Route("/v1/model", model_info, methods=["GET"]),
+                            Route("/healthz", healthz, methods=["GET"]),
+                            Route("/readyz", readyz, methods=["GET"]),
+                            Route("/metrics", metrics, methods=["GET"])], lifespan=lifespan)
+    app.state.server = server
+    return app

@@ -1,0 +1,240 @@
+"""``ember serve``: the HTTP service on 127.0.0.1 -- requests in every format, bad requests, metrics,
+reloads that leave a bad file unserved, incremental training picked up online, and a bounded load
+test: concurrent clients while the model is reloaded ten times, no request failed and every output
+the one its model version gives."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import ember
+from ember import models, nn
+
+httpx = pytest.importorskip("httpx", reason="the service's tests talk to it with httpx (pip install 'ember[serve]')")
+pytest.importorskip("starlette", reason="ember serve needs starlette (pip install 'ember[serve]')")
+pytest.importorskip("uvicorn", reason="ember serve needs uvicorn (pip install 'ember[serve]')")
+pytest.importorskip("prometheus_client", reason="ember serve needs prometheus-client (pip install 'ember[serve]')")
+from ember import serve  # noqa: E402
+
+SHAPE = (1, 8, 8)
+
+
+def make_checkpoint(path, seed):
+    ember.manual_seed(seed)
+    model = models.cnn(SHAPE, 10, padding=1)
+    model.save(path, config={"input_shape": list(SHAPE)})
+    return model.eval()
+
+
+def replace_atomically(source, target):
+    tmp = target.with_suffix(".tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+@pytest.fixture
+def two_models(tmp_path):
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    served = tmp_path / "served.safetensors"
+    model_a, model_b = make_checkpoint(a, 1), make_checkpoint(b, 2)
+    shutil.copyfile(a, served)
+    return served, (a, model_a), (b, model_b)
+
+
+@pytest.fixture
+def server(two_models):
+    served = two_models[0]
+    url, stop = serve.start_in_thread(served, max_batch=64, max_wait_ms=2.0, max_body_bytes=1 << 20, max_rows=64)
+    yield url
+    stop()
+
+
+def outputs_of(model, x):
+    with ember.no_grad():
+        return model(ember.tensor(x)).numpy()
+
+
+def test_predict_in_every_format(server, two_models, rng):
+    _, (_, model_a), _ = two_models
+    x = rng.standard_normal((3,) + SHAPE).astype(np.float32)
+    want = outputs_of(model_a, x)
+    r = httpx.post(server + "/v1/predict", json={"inputs": x.tolist()})
+    assert r.status_code == 200 and r.headers["x-model-version"] == str(r.json()["model_version"])
+    np.testing.assert_allclose(r.json()["outputs"], want, rtol=1e-5, atol=1e-6)
+    r = httpx.post(server + "/v1/predict", json={"inputs": x[0].tolist(), "output": "classes"})  # one input alone
+    assert r.json()["outputs"] == [int(want[0].argmax())]
+    buf = io.BytesIO()
+    np.save(buf, x.astype(np.float64))
+    r = httpx.post(server + "/v1/predict?output=probabilities", content=buf.getvalue(),
+                   headers={"content-type": "application/x-npy"})
+    p = np.array(r.json()["outputs"])
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(p.argmax(1), want.argmax(1))
+    from safetensors.numpy import save
+
+    r = httpx.post(server + "/v1/predict", content=save({"inputs": x}), headers={"content-type": "application/x-safetensors"})
+    np.testing.assert_allclose(r.json()["outputs"], want, rtol=1e-5, atol=1e-6)
+    info = httpx.get(server + "/v1/model").json()
+    assert info["input_shape"] == list(SHAPE) and info["outputs"] == 10 and info["kind"] == "ember"
+    assert httpx.get(server + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(server + "/readyz").json()["ready"] is True
+
+
+@pytest.mark.parametrize("kwargs, status, message", [
+    (dict(json={"inputs": [[1.0, 2.0]]}), 422, "the model takes one input of shape (1, 8, 8)"),
+    (dict(json={"inputs": [["a"] * 8] * 8}), 422, "nested lists of numbers of one shape"),
+    (dict(json={"inputs": [[[1.0] * 8] * 8], "output": "soft"}), 422, '"output" must be one of'),
+    (dict(json={"data": 1}), 400, 'must be an object with "inputs"'),
+    (dict(content=b"{not json", headers={"content-type": "application/json"}), 400, "the body is not JSON"),
+    (dict(content=b"\x93NUMPY garbage", headers={"content-type": "application/x-npy"}), 400, "not a .npy array"),
+    (dict(content=b"abc", headers={"content-type": "text/plain"}), 415, "content type 'text/plain'"),
+    (dict(content=json.dumps({"inputs": [[[float("nan")] * 8] * 8]}).encode(),
+          headers={"content-type": "application/json"}), 422, "inputs must be finite"),
+    (dict(json={"inputs": np.zeros((65,) + SHAPE).tolist()}), 413, "a request holds 1 to 64 inputs"),
+    (dict(content=b"0" * (2 << 20), headers={"content-type": "application/json"}), 413, "the limit is 1048576"),
+])
+def test_bad_requests_get_a_4xx_naming_the_problem(server, kwargs, status, message):
+    r = httpx.post(server + "/v1/predict", **kwargs)
+    assert r.status_code == status and message in r.json()["error"], r.text
+    assert httpx.post(server + "/v1/predict", json={"inputs": np.zeros(SHAPE).tolist()}).status_code == 200
+
+
+def test_metrics_in_prometheus_text(server):
+    for _ in range(3):
+        httpx.post(server + "/v1/predict", json={"inputs": np.zeros((2,) + SHAPE).tolist()})
+    httpx.post(server + "/v1/predict", json={"inputs": [1]})
+    text = httpx.get(server + "/metrics").text
+    assert 'ember_requests_total{status="200"} 3.0' in text and 'ember_requests_total{status="422"} 1.0' in text
+    assert "ember_request_seconds_bucket" in text and "ember_batch_size_count" in text
+    assert "ember_model_version" in text
+
+
+def test_a_bad_file_leaves_the_old_model_serving(server, two_models, tmp_path):
+    served = two_models[0]
+    version = httpx.get(server + "/v1/model").json()["version"]
+    served.write_bytes(b"not a checkpoint")
+    r = httpx.post(server + "/v1/reload")
+    assert r.status_code == 422 and f"version {version} keeps serving" in r.json()["error"]
+    ember.manual_seed(0)
+    nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).save(served, config={"input_shape": list(SHAPE)})  # 3 outputs, not 10
+    r = httpx.post(server + "/v1/reload")
+    assert r.status_code == 422 and "gives 3 outputs" in r.json()["error"]
+    reply = httpx.post(server + "/v1/predict", json={"inputs": np.zeros(SHAPE).tolist()}).json()
+    assert reply["model_version"] == version and len(reply["outputs"][0]) == 10
+    assert 'ember_reloads_total{result="rejected"} 2.0' in httpx.get(server + "/metrics").text
+
+
+def test_incremental_training_is_picked_up_online(server, two_models, rng):
+    served = two_models[0]
+    model = ember.load_model(served)
+    model[0].requires_grad_(False)  # fine-tune the classifier only
+    conv = model[0].weight.detach().numpy().copy()
+    x = rng.standard_normal((64,) + SHAPE).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    model.compile(optimizer="adam", loss="cross_entropy")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    np.testing.assert_array_equal(model[0].weight.detach().numpy(), conv)
+    model.save(served, config={"input_shape": list(SHAPE)})  # atomic: a reader never sees half a file
+    before = httpx.get(server + "/v1/model").json()["version"]
+    r = httpx.post(server + "/v1/reload")
+    assert r.status_code == 200 and r.json()["version"] > before
+    reply = httpx.post(server + "/v1/predict", json={"inputs": x[:2].tolist()}).json()
+    assert reply["model_version"] == r.json()["version"]
+    np.testing.assert_allclose(reply["outputs"], outputs_of(model.eval(), x[:2]), rtol=1e-5, atol=1e-6)
+
+
+async def _load(url, pool, clients, requests_each, reload=None):
+    """(latencies, replies) of ``clients`` concurrent clients sending ``requests_each`` requests of
+    1-3 inputs from ``pool``; ``reload`` runs alongside."""
+    latencies, replies = [], []
+    rng = np.random.default_rng(0)
+    plans = [[rng.integers(0, len(pool), rng.integers(1, 4)) for _ in range(requests_each)] for _ in range(clients)]
+
+    async def client(plan, http):
+        for rows in plan:
+            start = time.perf_counter()
+            r = await http.post(url + "/v1/predict", json={"inputs": pool[rows].tolist()})
+            latencies.append(time.perf_counter() - start)
+            replies.append((rows, r.status_code, r.json()))
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        tasks = [client(plan, http) for plan in plans] + ([reload(http)] if reload else [])
+        await asyncio.gather(*tasks)
+    return np.array(latencies), replies
+
+
+def test_ten_reloads_under_load_fail_no_request_and_mix_no_versions(two_models, rng):
+    served, (a, model_a), (b, model_b) = two_models
+    pool = rng.standard_normal((32,) + SHAPE).astype(np.float32)
+    expected = {"a": outputs_of(model_a, pool), "b": outputs_of(model_b, pool)}
+    url, stop = serve.start_in_thread(served, max_batch=64, max_wait_ms=2.0)
+    versions = {httpx.get(url + "/v1/model").json()["version"]: "a"}
+
+    async def reload(http):
+        for i in range(10):
+            await asyncio.sleep(0.05)
+            name, source = ("b", b) if i % 2 == 0 else ("a", a)
+            replace_atomically(source, served)
+            r = await http.post(url + "/v1/reload")
+            assert r.status_code == 200, r.text
+            versions[r.json()["version"]] = name
+
+    try:
+        latencies, replies = asyncio.run(_load(url, pool, clients=16, requests_each=25, reload=reload))
+        metrics = httpx.get(url + "/metrics").text
+    finally:
+        stop()
+    assert len(replies) == 400 and all(status == 200 for _, status, _ in replies)
+    seen = set()
+    for rows, _, reply in replies:  # every reply is exactly what the version it names computes
+        name = versions[reply["model_version"]]
+        seen.add(name)
+        want = expected[name][rows]
+        np.testing.assert_allclose(reply["outputs"], want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    assert seen == {"a", "b"} and len(versions) == 11
+    assert 'ember_reloads_total{result="loaded"} 10.0' in metrics
+    print(f"\n16 clients, 400 requests, 10 reloads: p50 {np.percentile(latencies, 50) * 1e3:.2f} ms, "
+          f"p99 {np.percentile(latencies, 99) * 1e3:.2f} ms")
+
+
+def test_the_command_serves_until_stopped(two_models, tmp_path):
+    served = two_models[0]
+    env = {**os.environ, "SKBUILD_EDITABLE_VERBOSE": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "ember", "serve", str(served), "--port", "0", "--no-batching"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = None
+        deadline = time.time() + 60
+        while url is None and time.time() < deadline:
+            line = proc.stderr.readline()
+            if "running on" in line.lower():
+                url = line.split("running on ")[1].split()[0]
+        assert url, "the server did not say where it listens"
+        r = httpx.post(url + "/v1/predict", json={"inputs": np.zeros(SHAPE).tolist(), "output": "classes"})
+        assert r.status_code == 200 and len(r.json()["outputs"]) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_refuses_what_it_cannot_serve(tmp_path, capsys):
+    from ember import cli
+
+    assert cli.main(["serve", str(tmp_path / "none.safetensors")]) == 2
+    assert "no model at" in capsys.readouterr().err
+    nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).save(tmp_path / "m.safetensors")
+    assert cli.main(["serve", str(tmp_path / "m.safetensors")]) == 2
+    assert "pass --input-shape" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max_batch must be >= 1"):
+        serve.create_app(tmp_path / "m.safetensors", input_shape=SHAPE, max_batch=0)
