@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import bisect
 import datetime
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,11 +175,10 @@ class ProfileReport:
                 "layer_batch": self.layer_batch, "variants": self.variants, "skipped": self.skipped}
 
     def save(self, path) -> Path:
-        from ..checkpoint import atomic_write
+        """Write the profile as JSON, atomically."""
+        from .runner import write_json
 
-        path = Path(path)
-        atomic_write(path, (json.dumps(self.to_dict(), indent=1) + "\n").encode())
-        return path
+        return write_json(path, self.to_dict())
 
     def table(self) -> str:
         return table(self.to_dict())

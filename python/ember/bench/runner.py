@@ -73,14 +73,19 @@ class BenchRun:
 
     def save(self, path) -> Path:
         """Write the records as JSON, atomically."""
-        from ..checkpoint import atomic_write
-
-        path = Path(path)
-        atomic_write(path, (json.dumps(self.to_dict(), indent=1) + "\n").encode())
-        return path
+        return write_json(path, self.to_dict())
 
     def table(self) -> str:
         return table(self.to_dict())
+
+
+def write_json(path, data: dict) -> Path:
+    """``data`` as indented JSON at ``path``, written atomically (a crash leaves the old file)."""
+    from ..checkpoint import atomic_write
+
+    path = Path(path)
+    atomic_write(path, (json.dumps(data, indent=1) + "\n").encode())
+    return path
 
 
 def load(path) -> dict:
