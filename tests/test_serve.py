@@ -238,3 +238,24 @@ def test_serve_refuses_what_it_cannot_serve(tmp_path, capsys):
     assert "pass --input-shape" in capsys.readouterr().err
     with pytest.raises(ValueError, match="max_batch must be >= 1"):
         serve.create_app(tmp_path / "m.safetensors", input_shape=SHAPE, max_batch=0)
+
+
+def test_watching_the_file_reloads_it_when_it_changes(two_models):
+    served, (a, _), (b, model_b) = two_models
+    url, stop = serve.start_in_thread(served, watch_seconds=0.05)
+    try:
+        first = httpx.get(url + "/v1/model").json()["version"]
+        replace_atomically(b, served)
+        deadline = time.time() + 10
+        while httpx.get(url + "/v1/model").json()["version"] == first and time.time() < deadline:
+            time.sleep(0.05)
+        reply = httpx.post(url + "/v1/predict", json={"inputs": np.ones(SHAPE).tolist()}).json()
+        assert reply["model_version"] > first
+        np.testing.assert_allclose(reply["outputs"], outputs_of(model_b, np.ones((1,) + SHAPE, np.float32)),
+                                   rtol=1e-5, atol=1e-6)
+        served.write_bytes(b"half a file")  # a bad write: reported, the last good model keeps serving
+        time.sleep(0.5)
+        assert httpx.get(url + "/v1/model").json()["version"] == reply["model_version"]
+        assert 'ember_reloads_total{result="rejected"} 1.0' in httpx.get(url + "/metrics").text
+    finally:
+        stop()
