@@ -91,20 +91,12 @@ def peak_mib(impl, problem, threads):
     return float(out.stdout.split()[-1])
 
 
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
 def report_peak(impl, b, d, v, threads):
     """(In the fresh process.) Prints the MiB one call adds to the resident set at its peak."""
     ember.set_num_threads(int(threads))
     call = linear_call(impl, *linear_problem(int(b), int(d), int(v)))
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets the high-water mark VmHWM to the resident set now
-    call()
-    print((_status_kib("VmHWM") - before) / 1024)
+    _, added = ember.bench.peak_rss(call)
+    print(added / 2**20)
 
 
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}t")

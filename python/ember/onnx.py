@@ -84,8 +84,8 @@ class _Graph:
 
 
 def _host(t):
-    return None if t is None else np.asarray(t.detach()._host(), dtype=np.float32) if t.dtype.kind == "f" \
-        else np.asarray(t.detach()._host())
+    """A parameter's or buffer's values as a host array (None stays None)."""
+    return None if t is None else t.detach()._host()
 
 
 def _fold(weight, bias, bn):

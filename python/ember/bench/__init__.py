@@ -13,8 +13,8 @@ use it, and so do the pytest-benchmark files under ``benchmarks/``):
 
 from .catalogue import KERNELS, PRESETS, Case, Prepared, cases
 from .harness import Timing, measure, sample_calls, speedup
-from .profiling import ProfileReport, profile
+from .profiling import ProfileReport, peak_rss, profile
 from .runner import BenchRun, compare, load, run, table, thread_limit
 
 __all__ = ["KERNELS", "PRESETS", "BenchRun", "Case", "Prepared", "ProfileReport", "Timing", "cases", "compare",
-           "load", "measure", "profile", "run", "sample_calls", "speedup", "table", "thread_limit"]
+           "load", "measure", "peak_rss", "profile", "run", "sample_calls", "speedup", "table", "thread_limit"]

@@ -82,10 +82,11 @@ def versions() -> dict:
 
 def describe(threads) -> dict:
     """The machine part of a benchmark record."""
-    import ember
+    from .. import backend
 
-    return {"cpu_model": cpu_model(), "cpu_flags": cpu_flags(), "isa": ember.get_isa(), "threads": list(threads),
-            "cpu_count": ember.info(as_dict=True)["cpus (affinity)"], "cache_bytes": last_level_cache_bytes(), "os": platform.system(),
+    kernels = backend.CPU.kernels
+    return {"cpu_model": cpu_model(), "cpu_flags": cpu_flags(), "isa": kernels.get_isa(), "threads": list(threads),
+            "cpu_count": kernels.affinity_cpu_count(), "cache_bytes": last_level_cache_bytes(), "os": platform.system(),
             "gpu": gpu()}
 
 

@@ -137,9 +137,10 @@ def _rss_kib(field_name):
         return None
 
 
-def _peak_rss_of(fn):
-    """(peak resident set during fn, what fn added to it), in bytes -- Linux only (None elsewhere
-    or where the high-water mark cannot be reset)."""
+def peak_rss(fn):
+    """(peak resident set while ``fn()`` runs, what it added to the resident set), in bytes: every
+    allocation counted (NumPy's, Ember's host cache, the kernels' own). Linux only (None, None
+    elsewhere or where the high-water mark cannot be reset)."""
     before = _rss_kib("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -356,7 +357,7 @@ def profile(model, example_input, *, variants=VARIANTS, batch_sizes=(1, 8, 32, 1
                     m(big)
                 sync()
 
-            peak, added = _peak_rss_of(forward_big)
+            peak, added = peak_rss(forward_big)
             bar.step(f"{name}: accuracy")
             record = {"layers": layers, "step_s": step_s, "trained": train,
                       "latency_s": {"p50": float(np.percentile(samples, 50)), "p90": float(np.percentile(samples, 90)),

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..nn.functional import softmax
+from ..tensor import tensor
 from . import model as served
 from .batcher import Batcher
 
@@ -24,11 +26,6 @@ class BadRequest(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _array_from(body: bytes, content_type: str, field: str = "inputs"):
@@ -170,7 +167,7 @@ class Server:
         if output == "classes":
             values = logits.argmax(axis=1)
         elif output == "probabilities":
-            values = _softmax(logits.astype(np.float64)).astype(np.float32)
+            values = softmax(tensor(logits), 1).numpy()
         else:
             values = logits
         return {"model_version": used.version, "output": output, "outputs": values.tolist()}
@@ -237,7 +234,7 @@ def create_app(path, **options):
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request):
-        ready = server.batcher._task is not None and not server.batcher._task.done()
+        ready = server.batcher.running
         return JSONResponse({"ready": ready, "model_version": server.batcher.model.version},
                             status_code=200 if ready else 503)
 

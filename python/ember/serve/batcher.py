@@ -37,6 +37,11 @@ class Batcher:
         self._queue = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
+    @property
+    def running(self) -> bool:
+        """Whether the batching loop is taking requests."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
