@@ -36,7 +36,8 @@ ALL_ISAS = ("generic", "avx2", "avx512", "avx512_bf16", "amx")
 REFERENCES = {"torch": ("torch", "pytorch"), "sklearn": ("sklearn", "scikit-learn"), "onnx": ("onnx",),
               "onnxruntime": ("onnxruntime", "onnx runtime"), "jsonschema": ("jsonschema",),
               "matplotlib": ("matplotlib",), "httpx": ("httpx",), "starlette": ("starlette",), "uvicorn": ("uvicorn",),
-              "prometheus_client": ("prometheus-client", "prometheus_client"), "aiohttp": ("aiohttp",)}
+              "prometheus_client": ("prometheus-client", "prometheus_client"), "aiohttp": ("aiohttp",),
+              "mpi4py": ("mpi4py",)}
 
 
 def in_ci() -> bool:

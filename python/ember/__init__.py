@@ -121,18 +121,19 @@ __all__ = [
     "load",
     "load_model",
     "bench",
+    "distributed",
     "profile",
 ]
 
 
 def __getattr__(name):
-    """``ember.bench`` (the benchmark harness and catalogue) and ``ember.profile`` (a model's
-    time and memory per layer and per form), imported on first use so that ``import ember``
-    stays fast."""
-    if name == "bench":
+    """``ember.bench`` (the benchmark harness and catalogue), ``ember.distributed`` (data-parallel
+    training) and ``ember.profile`` (a model's time and memory per layer and per form), imported
+    on first use so that ``import ember`` stays fast."""
+    if name in ("bench", "distributed"):
         import importlib
 
-        return importlib.import_module(".bench", __name__)
+        return importlib.import_module(f".{name}", __name__)
     if name == "profile":
         from .bench import profile
 

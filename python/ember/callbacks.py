@@ -7,6 +7,11 @@ A callback sees ``self.model`` and ``self.params`` (``epochs``, ``steps`` per ep
 each epoch and of each training batch with the logs so far (``loss``, the metrics,
 ``samples_per_s`` and, at an epoch's end, ``val_*``). Setting ``self.model.stop_training =
 True`` ends training after the current epoch.
+
+In distributed training (``ember.distributed``) every rank runs the callbacks with the same,
+global epoch logs, so their decisions agree; those that write files or print
+(``main_process_only = True``: ``ModelCheckpoint``, ``CSVLogger``, the progress display) run on
+rank 0 alone.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ class Callback:
 
     model = None
     params: dict = {}
+    main_process_only = False  # True: in distributed training only rank 0 runs it
 
     def set_model(self, model) -> None:
         self.model = model
@@ -47,11 +53,13 @@ class Callback:
 class CallbackList:
     """Calls each callback in order."""
 
-    def __init__(self, callbacks, model, params):
-        self.callbacks = list(callbacks)
-        for cb in self.callbacks:
+    def __init__(self, callbacks, model, params, main=True):
+        callbacks = list(callbacks)
+        for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"fit: callbacks must be ember.callbacks.Callback objects, got {type(cb).__name__}")
+        self.callbacks = [cb for cb in callbacks if main or not cb.main_process_only]
+        for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)
 
@@ -178,6 +186,8 @@ class ModelCheckpoint(Callback):
     ``{epoch}`` and log names, such as ``"ckpt-{epoch:02d}-{val_loss:.3f}.safetensors"``.
     Files are written atomically. ``fit(resume_from=path)`` continues from one."""
 
+    main_process_only = True
+
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", config=None, verbose=0):
         self.path = str(path)
         self.save_best_only, self.config, self.verbose = save_best_only, config, verbose
@@ -244,6 +254,8 @@ class LearningRateScheduler(Callback):
 class CSVLogger(Callback):
     """One CSV row per epoch (the epoch and every log), flushed as it is written."""
 
+    main_process_only = True
+
     def __init__(self, path, separator=",", append=False):
         self.path, self.separator, self.append = Path(path), separator, append
         self._file, self._keys = None, None
@@ -278,6 +290,8 @@ def _format_logs(logs, skip=("samples_per_s", "lr")):
 class ProgressLogger(Callback):
     """verbose 1: a live bar per epoch (tqdm) with loss, metrics and samples/s; 2: one line per
     epoch; 0: nothing; 'auto': a bar on a terminal, lines otherwise."""
+
+    main_process_only = True
 
     def __init__(self, verbose="auto", file=None):
         if verbose not in ("auto", 0, 1, 2):

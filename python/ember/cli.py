@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from pathlib import Path
@@ -56,9 +57,15 @@ def _report_scores(y_true, logits, classes, out) -> dict:
 
 
 def train(args, out=None) -> dict:
-    """``ember train``: returns the test scores, samples/s and the checkpoint's path."""
+    """``ember train``: returns the test scores, samples/s and the checkpoint's path. Under
+    ``mpiexec -n N`` it trains data-parallel on the N ranks, and only rank 0 prints and saves."""
     out = sys.stdout if out is None else out
     import ember
+
+    from .distributed import comm
+
+    if comm.launched_world_size() > 1 and comm.init().rank != 0:
+        out = io.StringIO()  # the other ranks train silently
 
     from . import models
     from .callbacks import ModelCheckpoint

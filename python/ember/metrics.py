@@ -375,6 +375,18 @@ class Metric(abc.ABC):
     def reset(self) -> None:
         """Forget every batch added so far."""
 
+    def state(self) -> dict:
+        """The counts ``result`` is computed from, as a dict of numbers or arrays that add up
+        across parts of the data (distributed training sums every rank's with ``merge_state``).
+        A metric of your own defines this and ``merge_state`` to be used with several ranks."""
+        raise NotImplementedError(f"metric {self.name!r} ({type(self).__name__}) defines no state() and "
+                                  "merge_state(), so it cannot be combined across ranks")
+
+    def merge_state(self, state: dict) -> None:
+        """Add the counts of another part of the data (what its ``state()`` returned)."""
+        raise NotImplementedError(f"metric {self.name!r} ({type(self).__name__}) defines no state() and "
+                                  "merge_state(), so it cannot be combined across ranks")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
@@ -405,6 +417,13 @@ class Accuracy(Metric):
         self.correct = 0
         self.total = 0
 
+    def state(self) -> dict:
+        return {"correct": self.correct, "total": self.total}
+
+    def merge_state(self, state: dict) -> None:
+        self.correct += int(state["correct"])
+        self.total += int(state["total"])
+
 
 class TopKAccuracy(Metric):
     """Running :func:`top_k_accuracy`; ``y_pred`` must be 2-D scores. Named ``f"top{k}_accuracy"``."""
@@ -427,6 +446,13 @@ class TopKAccuracy(Metric):
     def reset(self) -> None:
         self.hits = 0
         self.total = 0
+
+    def state(self) -> dict:
+        return {"hits": self.hits, "total": self.total}
+
+    def merge_state(self, state: dict) -> None:
+        self.hits += int(state["hits"])
+        self.total += int(state["total"])
 
 
 class _ConfusionMetric(Metric):
@@ -462,6 +488,16 @@ class _ConfusionMetric(Metric):
     def reset(self) -> None:
         size = self.num_classes or 0
         self.matrix = np.zeros((size, size), dtype=np.int64)
+
+    def state(self) -> dict:
+        return {"matrix": self.matrix.copy()}
+
+    def merge_state(self, state: dict) -> None:
+        other = np.asarray(state["matrix"], np.int64)
+        grown = max(len(self.matrix), len(other))
+        if grown > len(self.matrix):
+            self.matrix = np.pad(self.matrix, (0, grown - len(self.matrix)))
+        self.matrix[:len(other), :len(other)] += other
 
 
 class Precision(_ConfusionMetric):
@@ -506,6 +542,13 @@ class _FunctionMetric(Metric):
     def reset(self) -> None:
         self.weighted_sum = 0.0
         self.total = 0
+
+    def state(self) -> dict:
+        return {"weighted_sum": self.weighted_sum, "total": self.total}
+
+    def merge_state(self, state: dict) -> None:
+        self.weighted_sum += float(state["weighted_sum"])
+        self.total += int(state["total"])
 
 
 _CONFUSION_METRICS = {"precision": Precision, "recall": Recall, "f1": F1Score, "f1_score": F1Score}

@@ -220,6 +220,12 @@ class Tensor(Variable):
         The graph's saved values are freed afterwards unless ``retain_graph``."""
         engine.backward(self, gradient._data if isinstance(gradient, Variable) else gradient, retain_graph)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` in every backward once this leaf's ``.grad`` holds all that the
+        backward sends it (PyTorch's hook of that name); returns a handle whose ``remove()``
+        unregisters it."""
+        return engine.register_post_accumulate_grad_hook(self, hook)
+
     def _accumulate(self, g, owned=False) -> None:
         # A backward may hand the same array to several inputs (an add's gradient flows to
         # both sides), so a leaf's .grad is its own copy unless the engine says nothing else

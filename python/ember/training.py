@@ -195,20 +195,25 @@ def _on(dev, batch):
     return [b.to(dev) if isinstance(b, Tensor) else b for b in batch]
 
 
-def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev):
-    """Mean loss and metric results over a loader, in evaluation mode, without recording."""
+def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev, sync=None):
+    """Mean loss and metric results over a loader, in evaluation mode, without recording (over
+    every rank's share of the loader with ``sync``)."""
     for m in metric_objs:
         m.reset()
     total, count = 0.0, 0
     with no_grad():
         for batch in loader:
             xb, yb = _on(dev, batch[:2])
-            out = model(xb)
             n = len(yb)
+            if n == 0:  # a rank's empty share of a short batch
+                continue
+            out = model(xb)
             total += float(loss_fn(out, yb).item()) * n
             count += n
             for m in metric_objs:
                 m.update(yb, out)
+    if sync is not None:
+        total, count = sync.reduce(metric_objs, total, count, "validation")
     logs = {"loss": total / max(count, 1)}
     for m in metric_objs:
         logs[m.name] = m.result()
@@ -217,7 +222,7 @@ def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev):
 
 def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, class_weight=None, initial_epoch=0, seed=None, transform=None,
-        resume_from=None, device=None, steps_per_epoch=None, precision=None) -> History:
+        resume_from=None, device=None, steps_per_epoch=None, precision=None, distributed=None) -> History:
     """Train until epoch ``epochs`` (Keras's rule: ``epochs`` is the index of the final epoch,
     counted from 0, so ``initial_epoch=2, epochs=4`` runs two, and a run resumed after epoch 3
     with ``epochs=10`` runs seven more). Asking for no epoch at all -- ``epochs`` not above
@@ -238,6 +243,12 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
     see ``ember.precision``) runs every step and the validation under that policy (default: the
     one in force, fp32 unless inside ``ember.autocast``); the weights and the optimizer stay
     float32, and checkpoints record the policy.
+
+    ``distributed`` (default: when started by ``mpiexec`` with several ranks; see
+    ``ember.distributed``): train data-parallel over the job's ranks. ``batch_size`` stays the
+    global batch -- each rank takes its share of every batch and the gradients are summed across
+    ranks -- so the ranks train the model one process would (within float32 rounding); every
+    rank logs the global loss and metrics, and only rank 0 prints and writes checkpoints.
     """
     from .checkpoint import load as load_checkpoint
     from .checkpoint import read_header, saved_epoch
@@ -271,6 +282,13 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                          "(epochs is the index of the final epoch, Keras's rule)")
     if seed is None:
         seed = int(default_generator().numpy.integers(0, 2**63 - 1))
+    world = None
+    if distributed is not False:
+        from .distributed.fitting import fit_world
+
+        world = fit_world(distributed)
+    if world is not None:
+        seed = world.broadcast_object(seed, 0, "fit: seed")
 
     val_loader = None
     if validation_split:
@@ -290,12 +308,18 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
         else:
             val_loader = _loader(validation_data, None, batch_size, False, 0, None, "fit: validation_data")
 
+    sync, step_model = None, model
+    if world is not None:
+        from .distributed.fitting import FitSync
+
+        sync = FitSync(world, model, train_loader, val_loader)
+        train_loader, val_loader, step_model = sync.train_loader, sync.val_loader, sync.ddp
     loss_fn = compiled.loss if class_weight is None else _class_weighted(compiled.loss, class_weight)
     optimizer, metric_objs = compiled.optimizer, compiled.metrics
     cbs = CallbackList([history, ProgressLogger(verbose), *(callbacks or [])], model=model,
                        params={"epochs": epochs, "fit_seed": seed,
                                "steps": min(len(train_loader), steps_per_epoch or len(train_loader)),
-                               "optimizer": optimizer, "history": history})
+                               "optimizer": optimizer, "history": history}, main=world is None or world.rank == 0)
     model.stop_training = False
     was_training = model.training
     cbs.on_train_begin()
@@ -311,40 +335,55 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                 total, count, start = 0.0, 0, time.perf_counter()
                 for step, batch in enumerate(train_loader):
                     xb, yb = _on(dev, batch[:2])
+                    n = len(yb)
                     cbs.on_train_batch_begin(step)
                     optimizer.zero_grad()
-                    out = model(xb)
-                    loss = loss_fn(out, yb)
-                    loss.backward()
+                    if sync is not None:
+                        sync.weigh(step, n)
+                    if n:
+                        out = step_model(xb)
+                        loss = loss_fn(out, yb)
+                        loss.backward()
+                    else:  # this rank's share of a short last batch is empty
+                        sync.ddp.sync_without_data()
                     optimizer.step()
-                    n = len(yb)
-                    value = float(loss.item())
-                    total += value * n
-                    count += n
-                    with no_grad():
+                    if n:
+                        total += float(loss.item()) * n
+                        count += n
+                        with no_grad():
+                            for m in metric_objs:
+                                m.update(yb, out)
+                    seen = count if sync is None else sync.global_samples(step + 1)
+                    logs = {"loss": total / max(count, 1), "samples_per_s": seen / (time.perf_counter() - start)}
+                    if count:
                         for m in metric_objs:
-                            m.update(yb, out)
-                    logs = {"loss": total / count, "samples_per_s": count / (time.perf_counter() - start)}
-                    for m in metric_objs:
-                        logs[m.name] = m.result()
+                            logs[m.name] = m.result()
                     cbs.on_train_batch_end(step, logs)
-                    if interrupt.requested or step + 1 == steps_per_epoch:
+                    stop = interrupt.requested
+                    if sync is not None:  # every rank stops after the same step
+                        stop = sync.any(stop, "fit: the end of a step")
+                        interrupt.requested = stop
+                    if stop or step + 1 == steps_per_epoch:
                         break
                 if interrupt.requested:
                     interrupted = True
                     break
+                elapsed = max(time.perf_counter() - start, 1e-12)
+                if sync is not None:
+                    total, count = sync.reduce(metric_objs, total, count, "fit: epoch logs")
+                    elapsed = sync.world.broadcast_object(elapsed, 0, "fit: epoch time")
                 logs = {"loss": total / max(count, 1)}
                 for m in metric_objs:
                     logs[m.name] = m.result()
-                logs["samples_per_s"] = count / max(time.perf_counter() - start, 1e-12)
+                logs["samples_per_s"] = count / elapsed
                 logs["lr"] = optimizer.param_groups[0]["lr"]
                 if val_loader is not None:
                     model.eval()
                     val = _run_epoch_eval(model, val_loader, loss_fn if class_weight is None else compiled.loss,
-                                          metric_objs, dev)
+                                          metric_objs, dev, sync)
                     logs.update({f"val_{k}": v for k, v in val.items()})
                 cbs.on_epoch_end(epoch, logs)
-                if model.stop_training:
+                if model.stop_training if sync is None else sync.any(model.stop_training, "fit: stop_training"):
                     break
     finally:
         model.train(was_training)

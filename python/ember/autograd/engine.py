@@ -9,6 +9,12 @@ frees what each node saved as soon as it has run.
 
 Grad mode is per thread, so tools that embed Ember can run inference on one thread while
 another trains.
+
+Two hooks serve code that acts on gradients while the backward runs (data-parallel training
+starts sending a layer's gradients while earlier layers are still differentiated):
+``register_post_accumulate_grad_hook(leaf, hook)`` calls ``hook(leaf)`` once per backward, when
+the last gradient that backward sends to the leaf has been summed into its ``.grad``; and
+``queue_callback(fn)``, called during a backward, runs ``fn()`` once that backward has finished.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import itertools
 import sys
 import threading
 import time
+import weakref
 
 from .. import backend
 
@@ -105,6 +112,87 @@ def timed_backward(callback):
         _backward_timer = None
 
 
+# id(leaf) -> the hooks registered on that leaf (an entry goes when its tensor is collected).
+_leaf_hooks: dict = {}
+
+
+class _Callbacks(threading.local):
+    queue = None  # during a backward on this thread: what queue_callback added, run at its end
+
+
+_callbacks = _Callbacks()
+
+
+class RemovableHandle:
+    """What registering a hook returns: ``remove()`` unregisters it (a second call does nothing)."""
+
+    def __init__(self, key, hook):
+        self._key, self._hook = key, hook
+
+    def remove(self) -> None:
+        hooks = _leaf_hooks.get(self._key)
+        if hooks is not None and self._hook in hooks:
+            hooks.remove(self._hook)
+            if not hooks:
+                del _leaf_hooks[self._key]
+
+
+def register_post_accumulate_grad_hook(leaf, hook) -> RemovableHandle:
+    """Call ``hook(leaf)`` in every backward, once the last gradient that backward sends to
+    ``leaf`` (a tensor that requires grad and was made by no op) is in ``leaf.grad``."""
+    if not callable(hook):
+        raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got {type(hook).__name__}")
+    if leaf._node is not None or not leaf.requires_grad:
+        raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that requires grad takes this hook")
+    key = id(leaf)
+    if key not in _leaf_hooks:
+        _leaf_hooks[key] = []
+        weakref.finalize(leaf, _leaf_hooks.pop, key, None)
+    _leaf_hooks[key].append(hook)
+    return RemovableHandle(key, hook)
+
+
+def queue_callback(fn) -> None:
+    """Run ``fn()`` when the backward now running on this thread has finished (after every
+    gradient is accumulated; not at all if the backward fails)."""
+    if _callbacks.queue is None:
+        raise RuntimeError("queue_callback: no backward is running on this thread")
+    _callbacks.queue.append(fn)
+
+
+def _hooked_edges(start) -> dict:
+    """For each hooked leaf the graph below ``start`` reaches: how many edges lead to it (the
+    gradients it will receive before its hooks may run)."""
+    counts, seen, stack = {}, {id(start)}, [start]
+    while stack:
+        for edge in stack.pop().edges:
+            if edge is None:
+                continue
+            target = edge[0]
+            if type(target) is Node:
+                if id(target) not in seen:
+                    seen.add(id(target))
+                    stack.append(target)
+            elif id(target) in _leaf_hooks:
+                counts[id(target)] = counts.get(id(target), 0) + 1
+    return counts
+
+
+def _leaf_reached(leaf, pending) -> None:
+    """One of the gradients ``leaf`` waits for has arrived (or is known to be None): run its
+    hooks when it was the last."""
+    key = id(leaf)
+    left = pending.get(key)
+    if left is None:
+        return
+    if left > 1:
+        pending[key] = left - 1
+        return
+    del pending[key]
+    for hook in list(_leaf_hooks.get(key, ())):
+        hook(leaf)
+
+
 class Node:
     """One recorded op: its Function, the context its forward saved, and one edge per input --
     None where the input needs no gradient, else (the node that made it and which of its
@@ -146,10 +234,11 @@ def _sole_holder(a) -> bool:
     return (base is None or type(base) is _CAPSULE) and 0 < _LOOP_REFS and sys.getrefcount(a) <= _LOOP_REFS
 
 
-def _propagate(heap, xp, retain_graph) -> None:
+def _propagate(heap, xp, retain_graph, pending=None) -> None:
     """Run the backward of every node on the heap, latest first, sending each input's
     gradient into its leaf's .grad or summing it into the node that made it (queued when
-    first reached)."""
+    first reached). ``pending`` (from ``_hooked_edges``) counts down the gradients hooked leaves
+    still wait for."""
     while heap:
         node = heapq.heappop(heap)[1]
         grads, node.grads = node.grads, None
@@ -168,7 +257,11 @@ def _propagate(heap, xp, retain_graph) -> None:
         if type(in_grads) is not tuple:
             in_grads = (in_grads,)
         for edge, gi in zip(node.edges, in_grads):
-            if edge is None or gi is None:
+            if edge is None:
+                continue
+            if gi is None:
+                if pending and type(edge[0]) is not Node:
+                    _leaf_reached(edge[0], pending)
                 continue
             target, index, shape = edge
             if gi.shape != shape:
@@ -176,6 +269,8 @@ def _propagate(heap, xp, retain_graph) -> None:
                                    f"shape {shape}")
             if type(target) is not Node:  # a leaf tensor
                 target._accumulate(gi, _sole_holder(gi))
+                if pending:
+                    _leaf_reached(target, pending)
                 continue
             slot = target.grads
             if slot is None:
@@ -238,17 +333,28 @@ def backward(root, gradient=None, retain_graph=False) -> None:
         g = backend.device_of(root._data).asarray(gradient, root.dtype)
         if g.shape != root.shape:
             raise RuntimeError(f"backward: gradient has shape {g.shape}, the tensor has shape {root.shape}")
-    if root._node is None:  # a leaf
-        root._accumulate(g)
-        return
-
-    start = root._node
-    start.grads = [None] * start.n_outputs
-    start.grads[root._out_index] = g
-    heap = [(-start.seq, start)]  # numbers are unique, so nodes themselves are never compared
+    outer = _callbacks.queue is None
+    if outer:
+        _callbacks.queue = []
     try:
-        _propagate(heap, xp, retain_graph)
-    except BaseException:
-        for _, node in heap:  # leave no half-summed gradients behind
-            node.grads = None
-        raise
+        if root._node is None:  # a leaf
+            root._accumulate(g)
+            if id(root) in _leaf_hooks:
+                _leaf_reached(root, {id(root): 1})
+        else:
+            start = root._node
+            start.grads = [None] * start.n_outputs
+            start.grads[root._out_index] = g
+            heap = [(-start.seq, start)]  # numbers are unique, so nodes themselves are never compared
+            try:
+                _propagate(heap, xp, retain_graph, _hooked_edges(start) if _leaf_hooks else None)
+            except BaseException:
+                for _, node in heap:  # leave no half-summed gradients behind
+                    node.grads = None
+                raise
+        if outer:
+            while _callbacks.queue:  # a callback may queue another
+                _callbacks.queue.pop(0)()
+    finally:
+        if outer:
+            _callbacks.queue = None

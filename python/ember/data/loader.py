@@ -59,6 +59,10 @@ class DataLoader:
             'forkserver' (the dataset and transform must pickle).
         device: where the yielded tensors live (``"cpu"`` by default; ``"cuda"`` copies each
             collated batch's tensors there as it is handed out).
+        batch_sampler: instead of ``batch_size``, ``shuffle`` and ``drop_last``: an iterable of
+            index arrays, one per batch, with a length (and a ``set_epoch(epoch)`` method if its
+            batches change with the epoch), such as ``ember.distributed.DistributedSampler``.
+            An empty index array gives a batch of zero samples (the fields' shapes otherwise).
 
     Iterating runs epoch ``loader.epoch``; once the last batch has been handed out the loader
     moves on to the next epoch. ``set_epoch(e)`` selects the epoch explicitly (an iteration
@@ -66,7 +70,8 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, collate_fn=None,
-                 transform=None, seed=None, prefetch=True, device=None, num_workers=0, multiprocessing_context=None):
+                 transform=None, seed=None, prefetch=True, device=None, num_workers=0, multiprocessing_context=None,
+                 batch_sampler=None):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__, got {type(dataset).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
@@ -77,6 +82,15 @@ class DataLoader:
             raise TypeError(f"DataLoader: collate_fn must be callable or None, got {type(collate_fn).__name__}")
         if transform is not None and not callable(transform):
             raise TypeError(f"DataLoader: transform must be callable or None, got {type(transform).__name__}")
+        if batch_sampler is not None:
+            if not (hasattr(batch_sampler, "__iter__") and hasattr(batch_sampler, "__len__")):
+                raise TypeError("DataLoader: batch_sampler must be iterable and have a length, got "
+                                f"{type(batch_sampler).__name__}")
+            if batch_size != 1 or shuffle or drop_last:
+                raise ValueError("DataLoader: batch_sampler decides the batches; leave batch_size, shuffle and "
+                                 "drop_last at their defaults")
+            batch_size = getattr(batch_sampler, "batch_size", 1)
+        self.batch_sampler = batch_sampler
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = _check_flag(shuffle, "shuffle")
@@ -115,6 +129,8 @@ class DataLoader:
         self._epoch = nonnegative_int(epoch, "DataLoader.set_epoch: epoch")
 
     def __len__(self) -> int:
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
@@ -137,6 +153,14 @@ class _EpochPlan:
         self.dataset = loader.dataset
         self.transform = loader.transform
         self.collate_fn = loader.collate_fn
+        sampler = loader.batch_sampler
+        # Ranks that share a seed must not share their augmentation's random draws.
+        self.stream = (getattr(sampler, "rank", 0),) if getattr(sampler, "rank", 0) else ()
+        if sampler is not None:
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            self.batches = [np.asarray(b, np.int64).reshape(-1) for b in sampler]
+            return
         n = len(loader.dataset)
         if loader.shuffle:
             order = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(epoch, 0, 0))).permutation(n)
@@ -150,9 +174,13 @@ class _EpochPlan:
 
     def fields(self, index: int) -> tuple:
         """Batch ``index`` fetched and transformed: NumPy arrays, before collation."""
-        fields = fetch_batch(self.dataset, self.batches[index])
+        indices = self.batches[index]
+        if len(indices) == 0:  # a rank's empty share of a short batch: the fields' shapes, no rows
+            return tuple(f[:0] for f in fetch_batch(self.dataset, np.zeros(1, np.int64)))
+        fields = fetch_batch(self.dataset, indices)
         if self.transform is not None:
-            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch, 1, index)))
+            rng = np.random.default_rng(np.random.SeedSequence(self.seed,
+                                                               spawn_key=(self.epoch, 1, index, *self.stream)))
             fields = (self.transform(fields[0], rng),) + fields[1:]
         return fields
 

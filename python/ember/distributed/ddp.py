@@ -1,0 +1,250 @@
+"""DistributedDataParallel: one model replica per rank, gradients summed across ranks as the
+backward produces them.
+
+Design. The parameters are split into buckets (in reverse order of registration, which is
+roughly the order the backward finishes them; at most ``bucket_cap_mb`` each). A
+post-accumulate hook on every parameter counts the bucket's finished gradients; once a bucket
+and every bucket before it are complete, its gradients are scaled by ``gradient_weight`` and
+copied into one flat buffer, and a non-blocking ``MPI_Iallreduce`` starts on it -- while the
+backward goes on with earlier layers. Buckets always start in the same order on every rank,
+as MPI requires. When the backward has finished, a callback waits for every bucket and makes
+each parameter's ``.grad`` a view of its bucket's summed buffer. Every rank thus applies the
+same bits to the same weights, so the replicas stay bitwise identical step after step.
+
+Buffers (BatchNorm's running statistics, which each rank's forward updates from its own share
+of the batch) are broadcast from rank 0 once the gradients are summed, so after every step all
+ranks hold rank 0's statistics and the replicas stay identical, buffers included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+
+import numpy as np
+
+from .. import backend
+from ..autograd import engine, no_grad
+from ..kernels._common import is_bf16
+from ..nn.module import Module
+from ..tensor import Tensor
+from .comm import DistributedError, World, world
+
+
+class _Bucket:
+    __slots__ = ("params", "slices", "flat", "ready", "request")
+
+    def __init__(self, params, dtype):
+        self.params = params
+        offsets = np.cumsum([0] + [p._data.size for p in params])
+        self.slices = [(int(lo), int(hi)) for lo, hi in zip(offsets[:-1], offsets[1:])]
+        self.flat = np.zeros(int(offsets[-1]), dtype)
+        self.ready = 0
+        self.request = None
+
+
+def _signature(module) -> list:
+    return [(name, tuple(p.shape), str(p.dtype), bool(p.requires_grad)) for name, p in module.named_parameters()]
+
+
+class DistributedDataParallel(Module):
+    """Wrap ``module`` for data-parallel training: call it as the module, run ``backward`` and
+    the optimizer as usual; every rank's gradients are summed (weighted by
+    ``gradient_weight``, an average by default) before the step.
+
+    At construction every rank must hold a module of the same structure; rank 0's parameters
+    and buffers are copied to the others. ``bucket_cap_mb`` bounds the gradient bytes sent in
+    one all-reduce (smaller buckets start sooner and overlap more of the backward; larger ones
+    cost fewer messages). ``broadcast_buffers``: after each step's gradient sum, send rank 0's
+    buffers to every rank.
+
+    ``state_dict`` and ``load_state_dict`` are the wrapped module's (no ``module.`` prefix),
+    so a checkpoint loads with or without the wrapper."""
+
+    def __init__(self, module, bucket_cap_mb: float = 4.0, broadcast_buffers: bool = True):
+        super().__init__()
+        if not isinstance(module, Module):
+            raise TypeError(f"DistributedDataParallel: module must be an ember.nn.Module, got {type(module).__name__}")
+        if isinstance(bucket_cap_mb, bool) or not isinstance(bucket_cap_mb, (int, float)) or not bucket_cap_mb > 0:
+            raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be a positive number, got {bucket_cap_mb!r}")
+        if not isinstance(broadcast_buffers, bool):
+            raise TypeError("DistributedDataParallel: broadcast_buffers must be a bool")
+        self.module = module
+        w = world()
+        object.__setattr__(self, "_world", w)
+        object.__setattr__(self, "broadcast_buffers", broadcast_buffers)
+        object.__setattr__(self, "gradient_weight", 1.0 / w.size)
+        object.__setattr__(self, "comm_seconds", 0.0)
+        object.__setattr__(self, "_sync", True)
+        object.__setattr__(self, "_armed", False)
+        object.__setattr__(self, "_next", 0)
+        object.__setattr__(self, "_buckets", [])
+        object.__setattr__(self, "_bucket_of", {})
+        object.__setattr__(self, "_handles", [])
+        if w.size == 1:
+            return
+        self._check_same_structure(w)
+        with no_grad():
+            self._broadcast_tensors([p for p in module.parameters()] + [b for b in module.buffers() if b is not None])
+        self._build_buckets(float(bucket_cap_mb) * 2**20)
+
+    # ------------------------------------------------------------ setup
+    def _check_same_structure(self, w: World) -> None:
+        mine = _signature(self.module)
+        seen = w.all_gather_object(mine, "DistributedDataParallel")
+        for r, theirs in enumerate(seen):
+            if theirs != mine:
+                diff = next((f"{a} vs {b}" for a, b in zip(mine, theirs) if a != b),
+                            f"{len(mine)} vs {len(theirs)} parameters")
+                raise DistributedError(f"DistributedDataParallel: rank {r}'s model differs from rank {w.rank}'s "
+                                       f"({diff}); every rank must build the same model")
+
+    def _build_buckets(self, cap_bytes: float) -> None:
+        params, seen = [], set()
+        for p in self.module.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+        for p in params:
+            if backend.device_of(p._data) is not backend.CPU:
+                raise NotImplementedError("DistributedDataParallel: the model is on a GPU; gradients are reduced "
+                                          "over MPI on the host only in this version")
+        current, size, dtype = [], 0, None
+        for p in reversed(params):  # the backward finishes the last layers first
+            pdtype = np.dtype(np.float32) if is_bf16(p._data) else p._data.dtype
+            nbytes = p._data.size * pdtype.itemsize
+            if current and (size + nbytes > cap_bytes or pdtype != dtype):
+                self._buckets.append(_Bucket(current, dtype))
+                current, size = [], 0
+            current.append(p)
+            size += nbytes
+            dtype = pdtype
+        if current:
+            self._buckets.append(_Bucket(current, dtype))
+        for i, bucket in enumerate(self._buckets):
+            for p in bucket.params:
+                self._bucket_of[id(p)] = i
+                self._handles.append(p.register_post_accumulate_grad_hook(self._grad_ready))
+
+    def _broadcast_tensors(self, tensors) -> None:
+        """Rank 0's values of ``tensors`` on every rank (one message per dtype)."""
+        w = self._world
+        groups = {}
+        for t in tensors:
+            key = np.dtype(np.float32) if is_bf16(t._data) else t._data.dtype
+            groups.setdefault(key, []).append(t)
+        for dtype, group in groups.items():
+            flat = np.concatenate([np.asarray(t._data, dtype).reshape(-1) for t in group]) if w.rank == 0 else \
+                np.empty(sum(t._data.size for t in group), dtype)
+            w.wait(w.comm.Ibcast(flat, root=0), "DistributedDataParallel: broadcast from rank 0")
+            if w.rank != 0:
+                lo = 0
+                for t in group:
+                    t._data[...] = flat[lo:lo + t._data.size].reshape(t.shape).astype(t._data.dtype, copy=False)
+                    t._bump()
+                    lo += t._data.size
+
+    # ------------------------------------------------------------ the module's face
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def state_dict(self):
+        return self.module.state_dict()
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        return self.module.load_state_dict(state_dict, strict)
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        """Inside, backward passes only accumulate each rank's own gradients (gradient
+        accumulation); the first backward after it sums everything accumulated."""
+        previous = self._sync
+        object.__setattr__(self, "_sync", False)
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_sync", previous)
+
+    # ------------------------------------------------------------ the gradient sum
+    def _grad_ready(self, param) -> None:
+        if not self._sync:
+            return
+        if not self._armed:
+            object.__setattr__(self, "_armed", True)
+            engine.queue_callback(self._finish)
+        self._buckets[self._bucket_of[id(param)]].ready += 1
+        self._launch_ready()
+
+    def _launch_ready(self) -> None:
+        buckets = self._buckets
+        start = time.perf_counter()
+        while self._next < len(buckets) and buckets[self._next].ready >= len(buckets[self._next].params):
+            self._launch(buckets[self._next], self.gradient_weight)
+            object.__setattr__(self, "_next", self._next + 1)
+        for bucket in buckets[:self._next]:  # MPI moves a non-blocking collective on while it is polled
+            if bucket.request is not None and bucket.request.Test():
+                bucket.request = None
+        self.comm_seconds += time.perf_counter() - start
+
+    def _launch(self, bucket: _Bucket, weight: float) -> None:
+        flat = bucket.flat
+        for p, (lo, hi) in zip(bucket.params, bucket.slices):
+            if p.grad is None or weight == 0.0:
+                flat[lo:hi] = 0
+            else:
+                np.multiply(p.grad._data.reshape(-1), weight, out=flat[lo:hi], casting="unsafe")
+        w = self._world
+        bucket.request = w.comm.Iallreduce(w.mpi.IN_PLACE, flat, op=w.mpi.SUM)
+
+    def _finish(self) -> None:
+        """After the backward: start what has not started, wait for all, hand out the sums."""
+        start = time.perf_counter()
+        try:
+            while self._next < len(self._buckets):  # parameters this backward did not reach
+                self._launch(self._buckets[self._next], self.gradient_weight)
+                object.__setattr__(self, "_next", self._next + 1)
+            for bucket in self._buckets:
+                if bucket.request is not None:
+                    self._world.wait(bucket.request, "DistributedDataParallel: gradient all-reduce")
+                    bucket.request = None
+                for p, (lo, hi) in zip(bucket.params, bucket.slices):
+                    p.grad = Tensor._wrap(bucket.flat[lo:hi].reshape(p.shape).astype(p._data.dtype, copy=False))
+                bucket.ready = 0
+            buffers = [b for b in self.module.buffers() if b is not None] if self.broadcast_buffers else []
+            if buffers:
+                with no_grad():
+                    self._broadcast_tensors(buffers)
+        finally:
+            object.__setattr__(self, "_armed", False)
+            object.__setattr__(self, "_next", 0)
+            self.comm_seconds += time.perf_counter() - start
+
+    def sync_without_data(self) -> None:
+        """For a step in which this rank has no samples (an epoch's last, short batch split over
+        more ranks than it has samples): take part in the gradient sum with zeros, so the other
+        ranks' sum completes, and receive its result as the gradients."""
+        if self._world.size == 1:
+            return
+        start = time.perf_counter()
+        for bucket in self._buckets:
+            self._launch(bucket, 0.0)
+        object.__setattr__(self, "_next", len(self._buckets))
+        self.comm_seconds += time.perf_counter() - start
+        self._finish()
+
+    # ------------------------------------------------------------ checks
+    def check_in_sync(self) -> None:
+        """Raise :class:`DistributedError` on every rank unless every rank's parameters and
+        buffers are bitwise identical (a digest of them is compared across ranks)."""
+        digest = hashlib.blake2b(digest_size=16)
+        for _, t in [*self.module.named_parameters(), *self.module.named_buffers()]:
+            if t is not None:
+                digest.update(np.ascontiguousarray(t._host()).tobytes())
+        seen = self._world.all_gather_object(digest.hexdigest(), "check_in_sync")
+        odd = [r for r, d in enumerate(seen) if d != seen[0]]
+        if odd:
+            raise DistributedError(f"check_in_sync: the weights of rank(s) {odd} differ from rank 0's")
+
+    def extra_repr(self) -> str:
+        return f"world_size={self._world.size}, buckets={len(self._buckets)}"

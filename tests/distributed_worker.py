@@ -1,0 +1,149 @@
+"""What each rank runs in test_distributed.py's multi-process tests (``mpiexec -n N python
+distributed_worker.py SCENARIO OUT_DIR [options]``); without mpiexec it is a world of one, the
+single-process reference. Each rank writes what the test checks to OUT_DIR/rank{r}.npz/.json."""
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import ember
+from ember import distributed as dist
+from ember import nn
+from ember.callbacks import Callback
+
+
+def digest(model) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for _, t in [*model.named_parameters(), *model.named_buffers()]:
+        h.update(np.ascontiguousarray(t.detach().numpy()).tobytes())
+    return h.hexdigest()
+
+
+class InSync(Callback):
+    """After every step: the weights of all ranks, compared bit for bit."""
+
+    def __init__(self):
+        self.checks = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        seen = dist.all_gather_object(digest(self.model))
+        if len(set(seen)) != 1:
+            raise AssertionError(f"step {batch}: the ranks' weights differ: {seen}")
+        self.checks += 1
+
+
+def small_cnn(batchnorm: bool):
+    layers = [nn.Conv2d(3, 8, 3)]
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(8))
+    layers += [nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 7 * 7, 32), nn.ReLU(), nn.Linear(32, 5)]
+    return nn.Sequential(*layers)
+
+
+def data(n):
+    rng = np.random.default_rng(7)
+    return rng.standard_normal((n, 3, 16, 16)).astype(np.float32), rng.integers(0, 5, n)
+
+
+def scenario_fit(args, out: Path, w) -> None:
+    ember.manual_seed(100 + w.rank)  # each rank builds different weights: the wrapper must send rank 0's
+    if w.rank == 0:
+        ember.manual_seed(100)
+    model = small_cnn(args.batchnorm)
+    x, y = data(args.samples)
+    optimizer = ember.optim.SGD(model.parameters(), lr=0.05) if args.optimizer == "sgd" else \
+        ember.optim.Adam(model.parameters(), lr=1e-3)
+    model.compile(optimizer=optimizer, loss="cross_entropy", metrics=["accuracy", "precision", "recall", "f1"])
+    check = InSync()
+    history = model.fit(x, y, batch_size=args.batch, epochs=args.epochs, seed=3, validation_split=0.25, verbose=0,
+                        callbacks=[check])
+    np.savez(out / f"rank{w.rank}.npz", **{k: v.numpy() for k, v in model.state_dict().items()})
+    logs = {k: v for k, v in history.history.items() if k != "samples_per_s"}
+    (out / f"rank{w.rank}.json").write_text(json.dumps({"history": logs, "checks": check.checks, "size": w.size}))
+
+
+def scenario_loop(args, out: Path, w) -> None:
+    """A hand-written loop: DistributedDataParallel with gradient accumulation, the collectives."""
+    results = {}
+    t = ember.tensor(np.arange(4, dtype=np.float32) + w.rank)
+    dist.all_reduce(t)
+    results["sum"] = t.numpy().tolist()
+    t = ember.tensor(np.arange(4, dtype=np.float32) + w.rank)
+    results["mean"] = dist.all_reduce(t, op="mean").numpy().tolist()
+    results["max"] = dist.all_reduce(ember.tensor(np.array([w.rank, -w.rank], np.int64)), op="max").numpy().tolist()
+    results["gather"] = dist.all_gather(ember.tensor(np.full((2,), w.rank, np.float64))).numpy().tolist()
+    b = ember.tensor(np.full(3, float(w.rank), np.float32))
+    results["broadcast"] = dist.broadcast(b, src=w.size - 1).numpy().tolist()
+    results["objects"] = dist.all_gather_object({"rank": w.rank})
+    results["broadcast_object"] = dist.broadcast_object(f"from {w.rank}", src=0)
+    try:  # the ranks disagree on the shape: every rank must raise, none may hang
+        dist.all_reduce(ember.tensor(np.zeros(3 + w.rank, np.float32)))
+        results["mismatch"] = "no error"
+    except dist.DistributedError as exc:
+        results["mismatch"] = str(exc)
+    dist.barrier()
+
+    ember.manual_seed(5)
+    model = small_cnn(batchnorm=False)  # (BatchNorm's batch statistics would differ from one process's)
+    ddp = dist.DistributedDataParallel(model, bucket_cap_mb=0.01)
+    optimizer = ember.optim.SGD(ddp.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = data(64)
+    for step in range(3):  # global batch 32 = 2 micro-batches of 16, split over the ranks
+        optimizer.zero_grad()
+        for micro in range(2):
+            lo = step * 32 % 64 + micro * 16
+            xs, ys = x[lo:lo + 16][w.rank::w.size], y[lo:lo + 16][w.rank::w.size]
+            scale = len(ys) / 16 / 2 * w.size  # the default weight averages over ranks
+            if micro == 0:
+                with ddp.no_sync():
+                    (loss_fn(ddp(ember.tensor(xs)), ember.tensor(ys)) * scale).backward()
+            else:
+                (loss_fn(ddp(ember.tensor(xs)), ember.tensor(ys)) * scale).backward()
+        optimizer.step()
+        ddp.check_in_sync()
+    results["buckets"] = len(ddp._buckets)
+    np.savez(out / f"rank{w.rank}.npz", **{k: v.numpy() for k, v in ddp.state_dict().items()})
+    (out / f"rank{w.rank}.json").write_text(json.dumps(results))
+
+
+def scenario_fail(args, out: Path, w) -> None:
+    """Rank 1 raises (``raise``) or stops answering (``stall``) in the middle of fit."""
+
+    class Fail(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if w.rank == 1 and batch == 2:
+                if args.scenario == "raise":
+                    raise ValueError("rank 1 failed on purpose")
+                time.sleep(60)
+
+    model = small_cnn(False)
+    x, y = data(64)
+    model.compile()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[Fail()])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=("fit", "loop", "raise", "stall"))
+    parser.add_argument("out")
+    parser.add_argument("--optimizer", default="sgd")
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batchnorm", action="store_true")
+    parser.add_argument("--timeout", type=float, default=60)
+    args = parser.parse_args()
+    w = dist.init(timeout=args.timeout)
+    out = Path(args.out)
+    {"fit": scenario_fit, "loop": scenario_loop, "raise": scenario_fail, "stall": scenario_fail}[args.scenario](
+        args, out, w)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
