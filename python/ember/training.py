@@ -338,12 +338,10 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                     n = len(yb)
                     cbs.on_train_batch_begin(step)
                     optimizer.zero_grad()
-                    if sync is not None:
-                        sync.weigh(step, n)
                     if n:
                         out = step_model(xb)
                         loss = loss_fn(out, yb)
-                        loss.backward()
+                        (loss if sync is None else loss * sync.loss_weight(step, n)).backward()
                     else:  # this rank's share of a short last batch is empty
                         sync.ddp.sync_without_data()
                     optimizer.step()

@@ -2,11 +2,12 @@
 backward produces them.
 
 Design. The parameters are split into buckets (in reverse order of registration, which is
-roughly the order the backward finishes them; at most ``bucket_cap_mb`` each). A
-post-accumulate hook on every parameter counts the bucket's finished gradients; once a bucket
-and every bucket before it are complete, its gradients are scaled by ``gradient_weight`` and
-copied into one flat buffer, and a non-blocking ``MPI_Iallreduce`` starts on it -- while the
-backward goes on with earlier layers. Buckets always start in the same order on every rank,
+roughly the order the backward finishes them): a parameter of 1 MiB or more alone, the
+smaller ones between two such together, up to ``bucket_cap_mb`` a bucket. A post-accumulate hook on every parameter counts the bucket's finished
+gradients; once a bucket and every bucket before it are complete, its gradients are scaled by
+``gradient_weight`` and copied into one flat buffer (a parameter alone in its bucket is summed
+in its own ``.grad``, without a copy), and a non-blocking ``MPI_Iallreduce`` starts on it --
+while the backward goes on with earlier layers. Buckets always start in the same order on every rank,
 as MPI requires. When the backward has finished, a callback waits for every bucket and makes
 each parameter's ``.grad`` a view of its bucket's summed buffer. Every rank thus applies the
 same bits to the same weights, so the replicas stay bitwise identical step after step.
@@ -32,8 +33,14 @@ from ..tensor import Tensor
 from .comm import DistributedError, World, world
 
 
+# A parameter's gradient of at least this many bytes (or of bucket_cap_mb, if less) is a bucket of
+# its own, summed in place: copying it into a shared buffer and back would cost more than the
+# extra message.
+_ALONE_BYTES = 2**20
+
+
 class _Bucket:
-    __slots__ = ("params", "slices", "flat", "ready", "request")
+    __slots__ = ("params", "slices", "flat", "ready", "request", "in_place")
 
     def __init__(self, params, dtype):
         self.params = params
@@ -42,6 +49,7 @@ class _Bucket:
         self.flat = np.zeros(int(offsets[-1]), dtype)
         self.ready = 0
         self.request = None
+        self.in_place = None  # the .grad array summed in place (a bucket of one parameter), else None
 
 
 def _signature(module) -> list:
@@ -54,15 +62,16 @@ class DistributedDataParallel(Module):
     ``gradient_weight``, an average by default) before the step.
 
     At construction every rank must hold a module of the same structure; rank 0's parameters
-    and buffers are copied to the others. ``bucket_cap_mb`` bounds the gradient bytes sent in
-    one all-reduce (smaller buckets start sooner and overlap more of the backward; larger ones
-    cost fewer messages). ``broadcast_buffers``: after each step's gradient sum, send rank 0's
+    and buffers are copied to the others. ``bucket_cap_mb`` bounds the gradient bytes of small
+    parameters gathered into one all-reduce (smaller buckets start sooner and overlap more of
+    the backward; larger ones cost fewer messages); a parameter of 1 MiB or more is a bucket of
+    its own. ``broadcast_buffers``: after each step's gradient sum, send rank 0's
     buffers to every rank.
 
     ``state_dict`` and ``load_state_dict`` are the wrapped module's (no ``module.`` prefix),
     so a checkpoint loads with or without the wrapper."""
 
-    def __init__(self, module, bucket_cap_mb: float = 4.0, broadcast_buffers: bool = True):
+    def __init__(self, module, bucket_cap_mb: float = 25.0, broadcast_buffers: bool = True):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel: module must be an ember.nn.Module, got {type(module).__name__}")
@@ -114,12 +123,16 @@ class DistributedDataParallel(Module):
         for p in reversed(params):  # the backward finishes the last layers first
             pdtype = np.dtype(np.float32) if is_bf16(p._data) else p._data.dtype
             nbytes = p._data.size * pdtype.itemsize
-            if current and (size + nbytes > cap_bytes or pdtype != dtype):
+            alone = nbytes >= min(_ALONE_BYTES, cap_bytes)
+            if current and (alone or size + nbytes > cap_bytes or pdtype != dtype):
                 self._buckets.append(_Bucket(current, dtype))
                 current, size = [], 0
             current.append(p)
             size += nbytes
             dtype = pdtype
+            if alone:
+                self._buckets.append(_Bucket(current, dtype))
+                current, size = [], 0
         if current:
             self._buckets.append(_Bucket(current, dtype))
         for i, bucket in enumerate(self._buckets):
@@ -188,13 +201,26 @@ class DistributedDataParallel(Module):
         self.comm_seconds += time.perf_counter() - start
 
     def _launch(self, bucket: _Bucket, weight: float) -> None:
+        w = self._world
+        bucket.in_place = None
+        if len(bucket.params) == 1 and weight != 0.0:  # a big parameter alone: sum its .grad where it is
+            g = bucket.params[0].grad
+            g = None if g is None else g._data
+            if (type(g) is np.ndarray and g.dtype == bucket.flat.dtype and g.flags.c_contiguous
+                    and g.flags.writeable):
+                if weight != 1.0:
+                    np.multiply(g, weight, out=g)
+                bucket.in_place = g
+                bucket.request = w.comm.Iallreduce(w.mpi.IN_PLACE, g, op=w.mpi.SUM)
+                return
         flat = bucket.flat
         for p, (lo, hi) in zip(bucket.params, bucket.slices):
             if p.grad is None or weight == 0.0:
                 flat[lo:hi] = 0
+            elif weight == 1.0:
+                np.copyto(flat[lo:hi], p.grad._data.reshape(-1), casting="unsafe")
             else:
                 np.multiply(p.grad._data.reshape(-1), weight, out=flat[lo:hi], casting="unsafe")
-        w = self._world
         bucket.request = w.comm.Iallreduce(w.mpi.IN_PLACE, flat, op=w.mpi.SUM)
 
     def _finish(self) -> None:
@@ -208,9 +234,11 @@ class DistributedDataParallel(Module):
                 if bucket.request is not None:
                     self._world.wait(bucket.request, "DistributedDataParallel: gradient all-reduce")
                     bucket.request = None
-                for p, (lo, hi) in zip(bucket.params, bucket.slices):
-                    p.grad = Tensor._wrap(bucket.flat[lo:hi].reshape(p.shape).astype(p._data.dtype, copy=False))
+                if bucket.in_place is None:
+                    for p, (lo, hi) in zip(bucket.params, bucket.slices):
+                        p.grad = Tensor._wrap(bucket.flat[lo:hi].reshape(p.shape).astype(p._data.dtype, copy=False))
                 bucket.ready = 0
+                bucket.in_place = None
             buffers = [b for b in self.module.buffers() if b is not None] if self.broadcast_buffers else []
             if buffers:
                 with no_grad():

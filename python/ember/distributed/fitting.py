@@ -55,11 +55,14 @@ class FitSync:
         self.train_loader = shard(train_loader, w, "fit")
         self.val_loader = None if val_loader is None else shard(val_loader, w, "fit: validation_data")
         self.ddp = DistributedDataParallel(model)
+        self.ddp.gradient_weight = 1.0  # see loss_weight
         self.global_sizes = self.train_loader.batch_sampler.global_batch_sizes()
 
-    def weigh(self, step: int, local: int) -> None:
-        """This rank's share of step ``step``'s samples weighs its gradients."""
-        self.ddp.gradient_weight = local / self.global_sizes[step]
+    def loss_weight(self, step: int, local: int) -> float:
+        """What this rank's mean loss of step ``step`` is multiplied by before its backward: its
+        share of the step's samples. (Weighing the loss, a number, instead of the gradients
+        spares the wrapper a pass over them; it then just sums.)"""
+        return local / self.global_sizes[step]
 
     def any(self, flag: bool, what: str) -> bool:
         return self.world.any(flag, what)
