@@ -333,7 +333,9 @@ def test_a_failing_or_stuck_rank_ends_every_rank(tmp_path, scenario):
 
 @needs_mpi
 def test_ember_train_on_two_ranks_resumes_like_an_uninterrupted_run(tmp_path):
-    ember_cmd = [sys.executable, "-m", "ember", "train", "--batch-size", "128", "--verbose", "0"]
+    script = Path(sys.executable).parent / "ember"  # the console script, as a user types it
+    assert script.exists(), f"the ember console script is not installed beside {sys.executable}"
+    ember_cmd = [str(script), "train", "--batch-size", "128", "--verbose", "0"]
     whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
     result = run_job(2, *ember_cmd, "--epochs", "2", "--out", str(whole))
     assert result.stdout.count("test accuracy") == 1  # rank 0 alone reports

@@ -14,7 +14,9 @@ Two hooks serve code that acts on gradients while the backward runs (data-parall
 starts sending a layer's gradients while earlier layers are still differentiated):
 ``register_post_accumulate_grad_hook(leaf, hook)`` calls ``hook(leaf)`` once per backward, when
 the last gradient that backward sends to the leaf has been summed into its ``.grad``; and
-``queue_callback(fn)``, called during a backward, runs ``fn()`` once that backward has finished.
+``queue_callback(fn)``, called during a backward, runs ``fn()`` once that backward has finished;
+and every function in ``progress_hooks`` is called after each node's backward (an MPI library
+moves a non-blocking transfer on only while it is called).
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ def timed_backward(callback):
 
 # id(leaf) -> the hooks registered on that leaf (an entry goes when its tensor is collected).
 _leaf_hooks: dict = {}
+# Called with no arguments after every node's backward, by whoever runs backward.
+progress_hooks: list = []
 
 
 class _Callbacks(threading.local):
@@ -256,6 +260,9 @@ def _propagate(heap, xp, retain_graph, pending=None) -> None:
             _backward_timer(node, time.perf_counter() - start)
         if type(in_grads) is not tuple:
             in_grads = (in_grads,)
+        if progress_hooks:
+            for poll in progress_hooks:
+                poll()
         for edge, gi in zip(node.edges, in_grads):
             if edge is None:
                 continue

@@ -195,10 +195,17 @@ class DistributedDataParallel(Module):
         while self._next < len(buckets) and buckets[self._next].ready >= len(buckets[self._next].params):
             self._launch(buckets[self._next], self.gradient_weight)
             object.__setattr__(self, "_next", self._next + 1)
-        for bucket in buckets[:self._next]:  # MPI moves a non-blocking collective on while it is polled
+            if self._poll not in engine.progress_hooks:
+                engine.progress_hooks.append(self._poll)
+        self._poll()
+        self.comm_seconds += time.perf_counter() - start
+
+    def _poll(self) -> None:
+        """MPI moves a non-blocking collective on only while it is called: test the ones in
+        flight (after each node of the backward, and as buckets complete)."""
+        for bucket in self._buckets[:self._next]:
             if bucket.request is not None and bucket.request.Test():
                 bucket.request = None
-        self.comm_seconds += time.perf_counter() - start
 
     def _launch(self, bucket: _Bucket, weight: float) -> None:
         w = self._world
@@ -244,6 +251,8 @@ class DistributedDataParallel(Module):
                 with no_grad():
                     self._broadcast_tensors(buffers)
         finally:
+            if self._poll in engine.progress_hooks:
+                engine.progress_hooks.remove(self._poll)
             object.__setattr__(self, "_armed", False)
             object.__setattr__(self, "_next", 0)
             self.comm_seconds += time.perf_counter() - start
