@@ -20,7 +20,7 @@ from ember.callbacks import Callback
 def digest(model) -> str:
     h = hashlib.blake2b(digest_size=16)
     for _, t in [*model.named_parameters(), *model.named_buffers()]:
-        h.update(np.ascontiguousarray(t.detach().numpy()).tobytes())
+        h.update(np.ascontiguousarray(t.detach()._host()).tobytes())
     return h.hexdigest()
 
 
@@ -55,6 +55,14 @@ def scenario_fit(args, out: Path, w) -> None:
     if w.rank == 0:
         ember.manual_seed(100)
     model = small_cnn(args.batchnorm)
+    if args.device != "cpu":
+        if args.device == "strict":
+            import strict_device  # a device whose arrays are not NumPy's: its gradients go through the host
+
+            strict_device.register()
+        model.to(args.device)
+        t = dist.all_reduce(ember.tensor(np.full(2, w.rank + 1.0, np.float32), device=args.device))
+        assert t.device == args.device and t._host().tolist() == [w.size * (w.size + 1) / 2] * 2
     x, y = data(args.samples)
     optimizer = ember.optim.SGD(model.parameters(), lr=0.05) if args.optimizer == "sgd" else \
         ember.optim.Adam(model.parameters(), lr=1e-3)
@@ -62,7 +70,7 @@ def scenario_fit(args, out: Path, w) -> None:
     check = InSync()
     history = model.fit(x, y, batch_size=args.batch, epochs=args.epochs, seed=3, validation_split=0.25, verbose=0,
                         callbacks=[check])
-    np.savez(out / f"rank{w.rank}.npz", **{k: v.numpy() for k, v in model.state_dict().items()})
+    np.savez(out / f"rank{w.rank}.npz", **{k: v._host() for k, v in model.state_dict().items()})
     logs = {k: v for k, v in history.history.items() if k != "samples_per_s"}
     (out / f"rank{w.rank}.json").write_text(json.dumps({"history": logs, "checks": check.checks, "size": w.size}))
 
@@ -137,6 +145,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batchnorm", action="store_true")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--timeout", type=float, default=60)
     args = parser.parse_args()
     w = dist.init(timeout=args.timeout)

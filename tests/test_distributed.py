@@ -282,6 +282,23 @@ def test_fit_on_ranks_equals_one_process_and_ranks_stay_identical(tmp_path):
 
 
 @needs_mpi
+def test_fit_on_ranks_with_a_device_that_is_not_the_host(tmp_path):
+    """The model on device 'strict' (arrays that refuse NumPy, as CUDA's do): the gradients are
+    summed through the host, and the result is still one process's."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    worker(1, "fit", one, "--device", "strict", "--samples", "120", "--epochs", "1")
+    worker(2, "fit", two, "--device", "strict", "--samples", "120", "--epochs", "1")
+    (reference,), _ = load(one, 1)
+    weights, logs = load(two, 2)
+    assert logs[0]["checks"] == logs[1]["checks"] == 3
+    for k, v in reference.items():
+        assert np.array_equal(weights[0][k], weights[1][k]), k
+        np.testing.assert_allclose(weights[0][k], v, rtol=0, atol=1e-5 * np.abs(v).max(), err_msg=k)
+
+
+@needs_mpi
 def test_adam_with_batchnorm_keeps_ranks_identical(tmp_path):
     worker(2, "fit", tmp_path, "--optimizer", "adam", "--batchnorm", "--samples", "150", "--batch", "24")
     weights, logs = load(tmp_path, 2)

@@ -14,8 +14,12 @@ same model one process would), and a hand-written loop uses the pieces:
 * :class:`DistributedDataParallel` sums gradients across ranks while the backward runs.
 * :class:`DistributedSampler` gives each rank its share of each batch.
 * :func:`all_reduce`, :func:`broadcast`, :func:`all_gather` (Ember tensors, in place where they
-  can be, zero copy for contiguous float32/float64/integer host tensors), :func:`barrier`,
-  and their ``*_object`` forms for small picklable values.
+  can be, zero copy for contiguous float32/float64/integer host tensors; device tensors go
+  through the host), :func:`barrier`, and their ``*_object`` forms for small picklable values.
+
+On GPUs, :class:`DistributedDataParallel` sums the gradients with NCCL (CuPy's binding) when
+every rank has a GPU of its own, on the compute stream; otherwise (several ranks sharing a
+GPU, no NCCL) through the host over MPI.
 
 A process started without a launcher is a world of one: everything above works and
 communicates nothing, and MPI is not loaded.

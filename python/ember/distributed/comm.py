@@ -170,6 +170,9 @@ def init(timeout: float | None = None) -> World:
     otherwise), and an exception no rank catches aborts the job instead of leaving the other
     ranks waiting.
 
+    On a machine with GPUs, rank i of the machine works on GPU i (modulo their number): call
+    ``init`` before moving a model to ``cuda``.
+
     ``timeout``: seconds a collective waits for the other ranks before it raises
     :class:`DistributedError` (default ``EMBER_DIST_TIMEOUT``, else 300)."""
     global _world
@@ -197,6 +200,9 @@ def init(timeout: float | None = None) -> World:
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             _runtime.set_num_threads(max(1, cpus // world.local_size))
         sys.excepthook = _abort_on_uncaught(sys.excepthook)
+        gpus = backend.cuda_device_count()
+        if gpus and backend.cuda_status() == "available":  # rank i of a machine works on its GPU i (mod count)
+            backend.get("cuda").xp.cuda.runtime.setDevice(world.local_rank % gpus)
     _world = world
     return world
 
@@ -257,13 +263,12 @@ def _check_rank(w: World, src, what: str) -> int:
 
 def _host_buffer(tensor, what: str) -> np.ndarray:
     """The array MPI exchanges for ``tensor``: its own storage when that is a contiguous host
-    array of a dtype MPI knows, else a float32 (bf16) or contiguous copy."""
+    array of a dtype MPI knows, else a host copy (a device tensor's), float32 for bf16."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{what}: expected an ember Tensor, got {type(tensor).__name__}")
     arr = tensor._data
     if backend.device_of(arr) is not backend.CPU:
-        raise NotImplementedError(f"{what}: the tensor is on {tensor.device}; the MPI collectives take host tensors "
-                                  "(DistributedDataParallel reduces device gradients with NCCL)")
+        arr = tensor._host()
     if is_bf16(arr):
         return arr.astype(np.float32)
     return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
@@ -278,9 +283,16 @@ def _agree(w: World, what: str, shape, dtype) -> None:
                                f"{seen[0][1]}, rank {odd[0]} has shape {seen[odd[0]][0]} {seen[odd[0]][1]}")
 
 
+def _on_device_of(tensor, host: np.ndarray):
+    """``host`` cast to ``tensor``'s dtype, on ``tensor``'s device."""
+    host = host.astype(tensor._data.dtype, copy=False)
+    dev = backend.device_of(tensor._data)
+    return host if dev is backend.CPU else dev.from_host(host)
+
+
 def _write_back(tensor, buf) -> None:
     if buf is not tensor._data:
-        tensor._data[...] = buf.astype(tensor._data.dtype, copy=False)
+        tensor._data[...] = _on_device_of(tensor, buf)
     tensor._bump()
 
 
@@ -323,8 +335,8 @@ def all_gather(tensor) -> Tensor:
     buf = _host_buffer(tensor, "all_gather")
     w = world()
     if w.comm is None:
-        return Tensor._wrap(np.array(buf, copy=True)[None].astype(tensor.dtype, copy=False))
+        return Tensor._wrap(_on_device_of(tensor, np.array(buf, copy=True)[None]))
     _agree(w, "all_gather", buf.shape, buf.dtype)
     out = np.empty((w.size, *buf.shape), buf.dtype)
     w.wait(w.comm.Iallgather(buf, out), "all_gather")
-    return Tensor._wrap(out.astype(tensor.dtype, copy=False))
+    return Tensor._wrap(_on_device_of(tensor, out))

@@ -30,6 +30,7 @@ from ..autograd import engine, no_grad
 from ..kernels._common import is_bf16
 from ..nn.module import Module
 from ..tensor import Tensor
+from .channels import channel_for
 from .comm import DistributedError, World, world
 
 
@@ -40,16 +41,17 @@ _ALONE_BYTES = 2**20
 
 
 class _Bucket:
-    __slots__ = ("params", "slices", "flat", "ready", "request", "in_place")
+    __slots__ = ("params", "slices", "flat", "device", "channel", "ready", "request", "done", "summed")
 
-    def __init__(self, params, dtype):
-        self.params = params
+    def __init__(self, params, dtype, device, channel):
+        self.params, self.device, self.channel = params, device, channel
         offsets = np.cumsum([0] + [p._data.size for p in params])
         self.slices = [(int(lo), int(hi)) for lo, hi in zip(offsets[:-1], offsets[1:])]
-        self.flat = np.zeros(int(offsets[-1]), dtype)
+        self.flat = device.xp.zeros(int(offsets[-1]), dtype)
         self.ready = 0
-        self.request = None
-        self.in_place = None  # the .grad array summed in place (a bucket of one parameter), else None
+        self.request = None  # the channel's handle while the sum runs
+        self.done = False  # the channel said the sum is complete
+        self.summed = None  # the array being summed: flat, or the .grad of a bucket's one parameter
 
 
 def _signature(module) -> list:
@@ -68,8 +70,15 @@ class DistributedDataParallel(Module):
     its own. ``broadcast_buffers``: after each step's gradient sum, send rank 0's
     buffers to every rank.
 
+    ``gradient_weight`` is the factor each rank's gradients are multiplied by before the sum
+    (default ``1 / world_size``: the average; ``fit`` sets 1 and weighs each rank's loss by its
+    share of the batch instead). ``comm_seconds`` adds up the time this process spent on the
+    sums outside the backward's own work -- copying, starting and waiting: the communication
+    the backward did not hide.
+
     ``state_dict`` and ``load_state_dict`` are the wrapped module's (no ``module.`` prefix),
-    so a checkpoint loads with or without the wrapper."""
+    so a checkpoint loads with or without the wrapper. An exception in the middle of a backward
+    leaves the ranks' sums out of step: let it end the job (as an uncaught one does)."""
 
     def __init__(self, module, bucket_cap_mb: float = 25.0, broadcast_buffers: bool = True):
         super().__init__()
@@ -115,46 +124,50 @@ class DistributedDataParallel(Module):
             if p.requires_grad and id(p) not in seen:
                 seen.add(id(p))
                 params.append(p)
-        for p in params:
-            if backend.device_of(p._data) is not backend.CPU:
-                raise NotImplementedError("DistributedDataParallel: the model is on a GPU; gradients are reduced "
-                                          "over MPI on the host only in this version")
-        current, size, dtype = [], 0, None
+        channels = {}
+        current, size, key = [], 0, None
+
+        def close():
+            device, dtype = key
+            self._buckets.append(_Bucket(current, dtype, device, channel_for(self._world, device, channels)))
+
         for p in reversed(params):  # the backward finishes the last layers first
-            pdtype = np.dtype(np.float32) if is_bf16(p._data) else p._data.dtype
-            nbytes = p._data.size * pdtype.itemsize
+            pkey = (backend.device_of(p._data), np.dtype(np.float32) if is_bf16(p._data) else p._data.dtype)
+            nbytes = p._data.size * pkey[1].itemsize
             alone = nbytes >= min(_ALONE_BYTES, cap_bytes)
-            if current and (alone or size + nbytes > cap_bytes or pdtype != dtype):
-                self._buckets.append(_Bucket(current, dtype))
+            if current and (alone or size + nbytes > cap_bytes or pkey != key):
+                close()
                 current, size = [], 0
             current.append(p)
             size += nbytes
-            dtype = pdtype
+            key = pkey
             if alone:
-                self._buckets.append(_Bucket(current, dtype))
+                close()
                 current, size = [], 0
         if current:
-            self._buckets.append(_Bucket(current, dtype))
+            close()
         for i, bucket in enumerate(self._buckets):
             for p in bucket.params:
                 self._bucket_of[id(p)] = i
                 self._handles.append(p.register_post_accumulate_grad_hook(self._grad_ready))
 
     def _broadcast_tensors(self, tensors) -> None:
-        """Rank 0's values of ``tensors`` on every rank (one message per dtype)."""
+        """Rank 0's values of ``tensors`` (on any device) on every rank, one message per dtype."""
         w = self._world
         groups = {}
         for t in tensors:
             key = np.dtype(np.float32) if is_bf16(t._data) else t._data.dtype
             groups.setdefault(key, []).append(t)
         for dtype, group in groups.items():
-            flat = np.concatenate([np.asarray(t._data, dtype).reshape(-1) for t in group]) if w.rank == 0 else \
+            flat = np.concatenate([np.asarray(t._host(), dtype).reshape(-1) for t in group]) if w.rank == 0 else \
                 np.empty(sum(t._data.size for t in group), dtype)
             w.wait(w.comm.Ibcast(flat, root=0), "DistributedDataParallel: broadcast from rank 0")
             if w.rank != 0:
                 lo = 0
                 for t in group:
-                    t._data[...] = flat[lo:lo + t._data.size].reshape(t.shape).astype(t._data.dtype, copy=False)
+                    part = flat[lo:lo + t._data.size].reshape(t.shape).astype(t._data.dtype, copy=False)
+                    dev = backend.device_of(t._data)
+                    t._data[...] = part if dev is backend.CPU else dev.from_host(part)
                     t._bump()
                     lo += t._data.size
 
@@ -204,31 +217,37 @@ class DistributedDataParallel(Module):
         """MPI moves a non-blocking collective on only while it is called: test the ones in
         flight (after each node of the backward, and as buckets complete)."""
         for bucket in self._buckets[:self._next]:
-            if bucket.request is not None and bucket.request.Test():
-                bucket.request = None
+            if not bucket.done and bucket.request is not None:
+                bucket.done = bucket.channel.poll(bucket.request)
 
     def _launch(self, bucket: _Bucket, weight: float) -> None:
-        w = self._world
-        bucket.in_place = None
+        on_host = bucket.device is backend.CPU
         if len(bucket.params) == 1 and weight != 0.0:  # a big parameter alone: sum its .grad where it is
             g = bucket.params[0].grad
             g = None if g is None else g._data
-            if (type(g) is np.ndarray and g.dtype == bucket.flat.dtype and g.flags.c_contiguous
-                    and g.flags.writeable):
+            if (g is not None and g.dtype == bucket.flat.dtype and g.flags.c_contiguous
+                    and getattr(g.flags, "writeable", True) and backend.device_of(g) is bucket.device):
                 if weight != 1.0:
-                    np.multiply(g, weight, out=g)
-                bucket.in_place = g
-                bucket.request = w.comm.Iallreduce(w.mpi.IN_PLACE, g, op=w.mpi.SUM)
+                    g *= weight
+                self._start(bucket, g)
                 return
         flat = bucket.flat
         for p, (lo, hi) in zip(bucket.params, bucket.slices):
-            if p.grad is None or weight == 0.0:
+            g = None if p.grad is None or weight == 0.0 else p.grad._data.reshape(-1)
+            if g is None:
                 flat[lo:hi] = 0
             elif weight == 1.0:
-                np.copyto(flat[lo:hi], p.grad._data.reshape(-1), casting="unsafe")
+                flat[lo:hi] = g
+            elif on_host:
+                np.multiply(g, weight, out=flat[lo:hi], casting="unsafe")
             else:
-                np.multiply(p.grad._data.reshape(-1), weight, out=flat[lo:hi], casting="unsafe")
-        bucket.request = w.comm.Iallreduce(w.mpi.IN_PLACE, flat, op=w.mpi.SUM)
+                flat[lo:hi] = g * weight
+        self._start(bucket, flat)
+
+    @staticmethod
+    def _start(bucket: _Bucket, arr) -> None:
+        bucket.summed, bucket.done = arr, False
+        bucket.request = bucket.channel.start(arr)
 
     def _finish(self) -> None:
         """After the backward: start what has not started, wait for all, hand out the sums."""
@@ -238,14 +257,11 @@ class DistributedDataParallel(Module):
                 self._launch(self._buckets[self._next], self.gradient_weight)
                 object.__setattr__(self, "_next", self._next + 1)
             for bucket in self._buckets:
-                if bucket.request is not None:
-                    self._world.wait(bucket.request, "DistributedDataParallel: gradient all-reduce")
-                    bucket.request = None
-                if bucket.in_place is None:
+                bucket.channel.finish(bucket.summed, bucket.request)
+                if bucket.summed is bucket.flat:
                     for p, (lo, hi) in zip(bucket.params, bucket.slices):
                         p.grad = Tensor._wrap(bucket.flat[lo:hi].reshape(p.shape).astype(p._data.dtype, copy=False))
-                bucket.ready = 0
-                bucket.in_place = None
+                bucket.ready, bucket.request, bucket.summed = 0, None, None
             buffers = [b for b in self.module.buffers() if b is not None] if self.broadcast_buffers else []
             if buffers:
                 with no_grad():
