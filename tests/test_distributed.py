@@ -2,6 +2,7 @@
 mpiexec (distributed_worker.py): equal to one process, bitwise identical across ranks after
 every step, a failing or stuck rank ending the job with its error, ``ember train`` resumed."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -213,11 +214,7 @@ def test_fit_distributed_in_a_world_of_one_is_plain_fit(rng):
 def _mpiexec():
     beside = Path(sys.executable).parent / "mpiexec"  # the mpich wheel's, in this environment
     found = str(beside) if beside.exists() else shutil.which("mpiexec")
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        found = None
-    return found
+    return found if importlib.util.find_spec("mpi4py") is not None else None
 
 
 MPIEXEC = _mpiexec()
