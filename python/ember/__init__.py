@@ -121,16 +121,18 @@ __all__ = [
     "load",
     "load_model",
     "bench",
+    "compress",
     "distributed",
     "profile",
 ]
 
 
 def __getattr__(name):
-    """``ember.bench`` (the benchmark harness and catalogue), ``ember.distributed`` (data-parallel
-    training) and ``ember.profile`` (a model's time and memory per layer and per form), imported
-    on first use so that ``import ember`` stays fast."""
-    if name in ("bench", "distributed"):
+    """``ember.bench`` (the benchmark harness and catalogue), ``ember.compress`` (pruning and
+    distillation), ``ember.distributed`` (data-parallel training) and ``ember.profile`` (a model's
+    time and memory per layer and per form), imported on first use so that ``import ember`` stays
+    fast."""
+    if name in ("bench", "compress", "distributed"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

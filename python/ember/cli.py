@@ -5,6 +5,7 @@
 ``ember evaluate``   a checkpoint's classification report on a data set's test split (any Ember
                      checkpoint: the model is rebuilt from the architecture it records)
 ``ember quantize``   a checkpoint quantized to int8 or int4, with what it gained and lost
+``ember compress``   a checkpoint pruned (and fine-tuned) and/or quantized, every form side by side
 ``ember export``     a checkpoint's model as ONNX (checked, and run in ONNX Runtime when installed)
 ``ember serve``      an HTTP inference service for a checkpoint or an ONNX file
 ``ember profile``    a model's time and memory, layer by layer, in its fp32, bf16, int8 and int4 forms
@@ -122,6 +123,16 @@ def train(args, out=None) -> dict:
             "interrupted": history.interrupted}
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
+    return value
+
+
 def _numbers(text: str) -> list:
     try:
         values = [float(v) for v in text.split(",")]
@@ -160,6 +171,47 @@ def quantize(args, out=None):
     print(f"{args.path} on the {dataset} test split ({len(y)} images):", file=out)
     print(report, file=out)
     print(f"quantized checkpoint: {path.resolve()}", file=out)
+    return report, path
+
+
+def compress(args, out=None):
+    """``ember compress PATH --prune F [--finetune N] [--quantize 8|4]``: the compressed checkpoint,
+    and a report of every form (original, pruned, quantized) side by side on the test split."""
+    out = sys.stdout if out is None else out
+    from . import compress as ember_compress
+    from . import quant
+
+    if args.prune is None and args.quantize is None:
+        raise ValueError("ember compress: ask for --prune FRACTION, --quantize BITS or both")
+    model, config = load_model(args.path)
+    if _quantized_bits(model) is not None:
+        raise ValueError(f"{args.path} is already quantized: compress its float checkpoint")
+    x, y, dataset, norm = test_data(args.path, model, config, args)
+    forms, current, name = {"original": model}, model, ""
+    if args.prune is not None:
+        current, result = ember_compress.prune(model, args.prune, criterion=args.criterion)
+        if not result.kept:
+            raise ValueError(f"{args.path}: no layer of this model can be pruned:\n{result}")
+        print(result, file=out)
+        if args.finetune:
+            (x_train, y_train), _ = load_dataset(dataset, args.data_dir, args.seed)
+            current.compile(optimizer="adam", lr=args.lr, loss="cross_entropy", metrics=["accuracy"])
+            current.fit(preprocess(x_train, norm), y_train, batch_size=args.batch_size, epochs=args.finetune,
+                        seed=args.seed, verbose=0)
+        name = f"pruned {args.prune:g}" + (f" + {args.finetune} epochs" if args.finetune else "")
+        forms[name] = current
+    if args.quantize is not None:
+        current, _ = quant.quantize(current, bits=args.quantize)
+        name = f"{name} + int{args.quantize}" if name else f"int{args.quantize}"
+        forms[name] = current
+    report = ember_compress.compare(forms, eval_data=(x, y))
+    suffix = (f".pruned{round(100 * args.prune)}" if args.prune is not None else "") + \
+        (f".int{args.quantize}" if args.quantize is not None else "")
+    path = Path(args.out) if args.out else Path(args.path).with_suffix(f"{suffix}.safetensors")
+    current.save(path, config={**config, **norm, "dataset": dataset})
+    print(f"{args.path} on the {dataset} test split ({len(y)} images):", file=out)
+    print(report, file=out)
+    print(f"compressed checkpoint: {path.resolve()}", file=out)
     return report, path
 
 
@@ -243,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="0 quiet, 1 progress bars, 2 a line per epoch (default: bars on a terminal)")
     p_eval = sub.add_parser("evaluate", help="print a checkpoint's classification report")
     p_quant = sub.add_parser("quantize", help="quantize a checkpoint's Linear layers to int8 or int4")
+    p_compress = sub.add_parser("compress", help="prune (and fine-tune) and/or quantize a checkpoint, and compare "
+                                                 "every form")
     p_export = sub.add_parser("export", help="write a checkpoint's model as ONNX, checked in ONNX Runtime")
     p_export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="where to write the ONNX model")
     p_export.add_argument("--opset", type=int, default=21, help="ONNX opset, 17 or later (default: 21)")
@@ -250,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     p_profile = sub.add_parser("profile", help="a model's time and memory per layer, latency and throughput, in its "
                                                "fp32, bf16, int8 and int4 forms")
     bench_cli.add_profile_arguments(p_profile)
-    for p in (p_eval, p_quant, p_export, p_profile):
+    for p in (p_eval, p_quant, p_compress, p_export, p_profile):
         if p is not p_profile:
             p.add_argument("path", help="any Ember checkpoint (ember train, model.save, ModelCheckpoint, ember.save)")
         p.add_argument("--dataset", choices=DATASETS, help="default: the one its config names, else digits")
@@ -267,6 +321,17 @@ def main(argv: list[str] | None = None) -> int:
     p_quant.add_argument("--group-size", type=int, default=32,
                          help="int4 only: inputs per scale, a multiple of 8 from 8 to 4096 (default: 32)")
     p_quant.add_argument("--out", help="default: PATH with .int8/.int4 before .safetensors")
+    p_compress.add_argument("--prune", type=_fraction, metavar="FRACTION",
+                            help="remove this fraction of each prunable layer's channels (structured)")
+    p_compress.add_argument("--criterion", choices=("l1", "l2", "bn_scale"), default="l1",
+                            help="which channels go: smallest weight norm (l1, l2) or BatchNorm scale")
+    p_compress.add_argument("--finetune", type=_positive_int, metavar="EPOCHS",
+                            help="train the pruned model this many epochs on the data set's training split")
+    p_compress.add_argument("--lr", type=_positive_float, default=1e-3, help="fine-tuning learning rate (Adam)")
+    p_compress.add_argument("--batch-size", type=_positive_int, default=64, help="fine-tuning batch size")
+    p_compress.add_argument("--quantize", type=int, choices=(8, 4), metavar="BITS",
+                            help="then quantize the Linear layers to int8 or int4")
+    p_compress.add_argument("--out", help="default: PATH with .prunedNN/.intN before .safetensors")
     p_serve = sub.add_parser("serve", help="serve a checkpoint or an ONNX file over HTTP, with dynamic batching, "
                                            "metrics and reloading")
     p_serve.add_argument("path", help="an Ember checkpoint or a .onnx file")
@@ -325,7 +390,8 @@ def _run(args) -> int:
         return 0
     if args.command == "train" and args.verbose is None:
         args.verbose = "auto"
-    commands = {"train": train, "evaluate": evaluate, "quantize": quantize, "export": export, "serve": serve,
+    commands = {"train": train, "evaluate": evaluate, "quantize": quantize, "compress": compress, "export": export,
+                "serve": serve,
                 "profile": bench_cli.profile,
                 "bench": bench_cli.bench}
     try:

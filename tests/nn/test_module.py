@@ -81,3 +81,11 @@ def test_default_initialisation_matches_pytorch_bounds(device):
     assert abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound
     conv = nn.Conv2d(8, 4, 3)
     assert np.abs(conv.bias.detach().cpu().numpy()).max() <= 1 / np.sqrt(72)
+
+
+def test_reassigning_a_child_keeps_its_place():
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    setattr(seq, "0", nn.Linear(2, 3))
+    setattr(seq, "2", nn.Linear(3, 1))
+    assert [type(m).__name__ for m in seq] == ["Linear", "ReLU", "Linear"]
+    assert list(dict(seq.named_parameters())) == ["0.weight", "0.bias", "2.weight", "2.bias"]

@@ -87,10 +87,12 @@ class Module:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before setting "
                                  f"attributes")
         if isinstance(value, (Parameter, Module)):
+            target = self._parameters if isinstance(value, Parameter) else self._modules
             for store in (self._parameters, self._buffers, self._modules):
-                store.pop(name, None)
+                if store is not target:
+                    store.pop(name, None)
             self.__dict__.pop(name, None)
-            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
+            target[name] = value  # a name already there keeps its place (a Sequential's order)
         elif name in self._buffers:  # a buffer stays one when reassigned
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} (a Tensor or None expected)")

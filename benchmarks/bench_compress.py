@@ -1,0 +1,140 @@
+"""Model compression, measured: structured pruning, distillation, and pruning + int8, each form
+timed side by side with the original in alternating rounds (``ember.compress.compare``), 2
+threads. Speed on the seed CNN (3x32x32 inputs); accuracy on the bundled digits with the
+digits CNN (the same architecture on 1x8x8 inputs, ``ember train``'s recipe). ``extra_info``
+holds every figure; ``-s`` prints the reports.
+
+    python -m pytest benchmarks/bench_compress.py --benchmark-only -s
+
+As tests (``--benchmark-disable``) each runs once with a single epoch and seed, checking only
+that the pieces fit together.
+"""
+
+import numpy as np
+
+import ember
+from ember import compress, models, quant
+from helpers import THREADS, thread_limit
+
+SEED_SHAPE = (3, 32, 32)
+DIGITS_SHAPE = (1, 8, 8)
+
+
+def digits():
+    (x, y), (xt, yt) = ember.datasets.digits()
+    return (x.astype(np.float32) / 16, y), (xt.astype(np.float32) / 16, yt)
+
+
+def trained_digits_cnn(seed, epochs, filters=32, hidden=128):
+    ember.manual_seed(seed)
+    (x, y), _ = digits()
+    model = models.cnn(DIGITS_SHAPE, 10, filters=filters, hidden=hidden, padding=1)
+    model.compile(optimizer="adam", lr=3e-3, metrics=["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=32, seed=seed, verbose=0)
+    return model
+
+
+def accuracy(model):
+    _, (xt, yt) = digits()
+    return float((model.predict(xt).argmax(1) == yt).mean())
+
+
+def seed_cnn_input(batch):
+    return np.random.default_rng(0).standard_normal((batch, *SEED_SHAPE)).astype(np.float32)
+
+
+def bench_structured_pruning(benchmark):
+    quick = getattr(benchmark, "disabled", False)
+    epochs, finetune, rounds = (1, 1, 1) if quick else (30, 10, 9)
+    benchmark.group = "compression"
+    figures = {}
+
+    def run():
+        with thread_limit(max(THREADS)):
+            ember.manual_seed(0)
+            model = models.cnn(SEED_SHAPE, 10)
+            small, _ = compress.prune(model, 0.5)
+            report = compress.compare({"seed CNN": model, "pruned 0.5": small}, example=seed_cnn_input(1),
+                                      rounds=rounds)
+            teacher = trained_digits_cnn(0, epochs)
+            (x, y), _ = digits()
+            pruned, _ = compress.prune(teacher, 0.5)
+            pruned.compile(optimizer="adam", lr=1e-3)
+            pruned.fit(x, y, epochs=finetune, batch_size=32, seed=0, verbose=0)
+            figures.update(speedup_256=report.ratio("pruned 0.5", "throughput"),
+                           speedup_1=report.ratio("pruned 0.5", "latency"),
+                           params=report.ratio("pruned 0.5", "params"),
+                           digits_before=accuracy(teacher), digits_after=accuracy(pruned))
+            print(f"\n{report}\ndigits CNN accuracy {figures['digits_before']:.4f} -> pruned 0.5 and fine-tuned "
+                  f"{finetune} epochs {figures['digits_after']:.4f}")
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(figures, threads=max(THREADS))
+    assert figures["params"] < 0.55 and figures["speedup_256"] > 0
+
+
+def bench_distillation(benchmark):
+    quick = getattr(benchmark, "disabled", False)
+    epochs, seeds = (1, (0,)) if quick else (30, (0, 1, 2))
+    benchmark.group = "compression"
+    figures = {"teacher": [], "distilled": [], "alone": []}
+
+    def run():
+        with thread_limit(max(THREADS)):
+            (x, y), _ = digits()
+            for seed in seeds:
+                teacher = trained_digits_cnn(seed, epochs)
+                ember.manual_seed(100 + seed)
+                student = models.cnn(DIGITS_SHAPE, 10, filters=16, hidden=64, padding=1)
+                compress.distill(teacher, student, x, y, temperature=4.0, alpha=0.9, epochs=epochs, lr=3e-3,
+                                 batch_size=32, seed=seed, verbose=0)
+                alone = trained_digits_cnn_student(seed, epochs)
+                for key, m in (("teacher", teacher), ("distilled", student), ("alone", alone)):
+                    figures[key].append(accuracy(m))
+        print("\ndigits, mean over seeds: " + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in figures.items()))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update({k: float(np.mean(v)) for k, v in figures.items()}, seeds=len(seeds))
+    assert all(0 <= a <= 1 for v in figures.values() for a in v)
+
+
+def trained_digits_cnn_student(seed, epochs):
+    """The distilled student's architecture and initial weights, trained on the labels alone."""
+    ember.manual_seed(100 + seed)
+    (x, y), _ = digits()
+    model = models.cnn(DIGITS_SHAPE, 10, filters=16, hidden=64, padding=1)
+    model.compile(optimizer="adam", lr=3e-3, metrics=["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=32, seed=seed, verbose=0)
+    return model
+
+
+def bench_prune_and_int8(benchmark):
+    quick = getattr(benchmark, "disabled", False)
+    epochs, finetune, rounds = (1, 1, 1) if quick else (30, 10, 9)
+    benchmark.group = "compression"
+    figures = {}
+
+    def run():
+        with thread_limit(max(THREADS)):
+            ember.manual_seed(0)
+            model = models.cnn(SEED_SHAPE, 10)
+            small, _ = compress.prune(model, 0.5)
+            both, _ = quant.quantize(small, bits=8)
+            report = compress.compare({"seed CNN": model, "pruned 0.5 + int8": both}, example=seed_cnn_input(1),
+                                      rounds=rounds)
+            teacher = trained_digits_cnn(0, epochs)
+            (x, y), _ = digits()
+            pruned, _ = compress.prune(teacher, 0.5)
+            pruned.compile(optimizer="adam", lr=1e-3)
+            pruned.fit(x, y, epochs=finetune, batch_size=32, seed=0, verbose=0)
+            digits_both, _ = quant.quantize(pruned, bits=8)
+            figures.update(disk=1 / report.ratio("pruned 0.5 + int8", "disk"),
+                           speedup_1=report.ratio("pruned 0.5 + int8", "latency"),
+                           speedup_256=report.ratio("pruned 0.5 + int8", "throughput"),
+                           digits_before=accuracy(teacher), digits_after=accuracy(digits_both))
+            print(f"\n{report}\ndigits CNN accuracy {figures['digits_before']:.4f} -> pruned 0.5, fine-tuned, int8 "
+                  f"{figures['digits_after']:.4f}")
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(figures, threads=max(THREADS))
+    assert figures["disk"] > 1

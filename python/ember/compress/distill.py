@@ -1,0 +1,99 @@
+"""Knowledge distillation: a student learns from a teacher's softened outputs as well as the labels.
+
+The loss (Hinton et al.) is ``alpha * T**2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) *
+CE(s, y)`` for student logits s, teacher logits t and labels y; the T**2 keeps the soft term's
+gradients on the scale of the hard one's as T changes. The KL term runs on Ember's fused
+cross-entropy with probability targets (KL and that cross-entropy differ by the teacher's
+entropy, a constant; the loss reported includes it, so it is the KL itself).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend, nn
+from ..autograd import no_grad
+from ..nn import functional as F
+from ..tensor import Tensor
+
+
+def _number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+class DistillationLoss:
+    """``loss(student_logits, teacher_logits, target)``: the distillation loss above, averaged
+    over the batch. ``temperature`` > 0; ``alpha`` in [0, 1] weighs the soft term."""
+
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.9):
+        self.temperature = _number("DistillationLoss: temperature", temperature)
+        self.alpha = _number("DistillationLoss: alpha", alpha)
+        if not self.temperature > 0:
+            raise ValueError(f"DistillationLoss: temperature must be > 0, got {temperature!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"DistillationLoss: alpha must be in [0, 1], got {alpha!r}")
+
+    def __call__(self, student: Tensor, teacher, target) -> Tensor:
+        t = teacher._data if isinstance(teacher, Tensor) else teacher
+        if tuple(t.shape) != tuple(student.shape):
+            raise ValueError(f"DistillationLoss: teacher logits of shape {tuple(t.shape)} for student logits of "
+                             f"shape {tuple(student.shape)}")
+        xp = backend.namespace(t)
+        T = self.temperature
+        scaled = t.astype(np.float32) / T
+        scaled = scaled - scaled.max(axis=1, keepdims=True)
+        p = xp.exp(scaled)
+        p /= p.sum(axis=1, keepdims=True)
+        log_p = scaled - xp.log(xp.exp(scaled).sum(axis=1, keepdims=True))
+        entropy = float(-(p * log_p).sum(axis=1).mean())
+        soft = F.cross_entropy(student * (1.0 / T), Tensor._wrap(p)) - entropy  # KL(p || softmax(s / T))
+        loss = soft * (self.alpha * T * T)
+        if self.alpha < 1.0:
+            loss = loss + F.cross_entropy(student, target) * (1.0 - self.alpha)
+        return loss
+
+    def __repr__(self) -> str:
+        return f"DistillationLoss(temperature={self.temperature:g}, alpha={self.alpha:g})"
+
+
+def distill(teacher, student, x, y, temperature: float = 4.0, alpha: float = 0.9, epochs: int = 10,
+            batch_size: int = 64, optimizer="adam", lr: float | None = None, metrics=("accuracy",), **fit_kwargs):
+    """Train ``student`` on ``(x, y)`` (arrays, or a DataLoader as ``x`` with ``y=None``) to match
+    ``teacher``'s outputs as well as the labels, through ``fit`` -- so its callbacks, validation,
+    metrics, checkpoints, augmentation (``transform=``; the teacher sees the same augmented batch)
+    and precision all apply (``fit_kwargs``). The teacher runs in evaluation mode without
+    recording a graph, on every training batch; validation and ``evaluate`` afterwards use the
+    plain cross-entropy. The student is compiled with ``optimizer`` / ``lr`` / ``metrics`` and
+    trained in place; returns fit's ``History``."""
+    if not isinstance(teacher, nn.Module) or not isinstance(student, nn.Module):
+        raise TypeError("distill: teacher and student must be ember.nn.Module models, got "
+                        f"{type(teacher).__name__} and {type(student).__name__}")
+    if teacher is student:
+        raise ValueError("distill: the teacher and the student must be different models")
+    loss = DistillationLoss(temperature, alpha)
+    stash = {}
+    plain = type(student).forward
+
+    def forward(*args, **kwargs):
+        out = plain(student, *args, **kwargs)
+        if student.training:
+            with no_grad():
+                stash["teacher"] = teacher(*args, **kwargs)
+        return out
+
+    def loss_fn(out, target):
+        if student.training and "teacher" in stash:
+            return loss(out, stash.pop("teacher"), target)
+        return F.cross_entropy(out, target)
+
+    was_training = teacher.training
+    teacher.eval()
+    student.compile(optimizer=optimizer, lr=lr, loss=loss_fn, metrics=list(metrics))
+    object.__setattr__(student, "forward", forward)
+    try:
+        return student.fit(x, y, batch_size=batch_size, epochs=epochs, **fit_kwargs)
+    finally:
+        del student.__dict__["forward"]
+        teacher.train(was_training)

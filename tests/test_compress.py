@@ -1,0 +1,252 @@
+"""ember.compress: structured pruning through every supported layer pattern (exact where the
+removed channels were zero), unstructured masks, pruning during fit, distillation against a
+NumPy reference, the side-by-side report and `ember compress`."""
+
+import numpy as np
+import pytest
+
+import ember
+from ember import compress, models, nn
+
+
+def _forward(model, x):
+    model.eval()
+    with ember.no_grad():
+        return model(ember.tensor(x)).numpy()
+
+
+def _zero_channels(layer, channels, bn=None):
+    """Make the output channels of ``layer`` (and of the BatchNorm after it) contribute nothing."""
+    with ember.no_grad():
+        layer.weight._data[channels] = 0
+        if layer.bias is not None:
+            layer.bias._data[channels] = 0
+        if bn is not None:
+            bn.weight._data[channels] = 0
+            bn.bias._data[channels] = 0
+
+
+PATTERNS = {
+    "conv-relu-pool-flatten-linear": lambda: nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 3 * 3, 12), nn.ReLU(),
+        nn.Linear(12, 4)),
+    "conv-bn-relu-conv-bn-avgpool": lambda: nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 3, stride=2),
+        nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4)),
+    "nested-sequential-dropout-bn1d": lambda: nn.Sequential(
+        nn.Flatten(), nn.Sequential(nn.Linear(3 * 8 * 8, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Dropout(0.2)),
+        nn.Linear(16, 10), nn.GELU(), nn.Linear(10, 4)),
+}
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+@pytest.mark.parametrize("criterion", ["l1", "l2", "bn_scale"])
+def test_pruning_channels_that_were_zero_changes_nothing(pattern, criterion, rng):
+    ember.manual_seed(int(rng.integers(1 << 30)))
+    model = PATTERNS[pattern]()
+    x = rng.standard_normal((5, 3, 8, 8)).astype(np.float32)
+    chain = [m for m in model.modules() if not isinstance(m, nn.Sequential)]
+    # Zero half the channels of every prunable layer (the last one is the output: it stays).
+    producers = [i for i, m in enumerate(chain) if isinstance(m, (nn.Conv2d, nn.Linear))][:-1]
+    zeroed = {}
+    for i in producers:
+        layer = chain[i]
+        bn = chain[i + 1] if isinstance(chain[i + 1], (nn.BatchNorm1d, nn.BatchNorm2d)) else None
+        if criterion == "bn_scale" and bn is None:
+            continue
+        n = layer.weight.shape[0]
+        channels = np.sort(rng.permutation(n)[: n // 2])
+        _zero_channels(layer, channels, bn)  # with a BatchNorm after it, its channel must output 0 too
+        zeroed[i] = channels
+    want = _forward(model, x)
+    small, result = compress.prune(model, 0.5, criterion=criterion)
+    got = _forward(small, x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert small is not model and _forward(model, x).tolist() == want.tolist()  # the original is untouched
+    names = [n for n, m in model.named_modules() if not isinstance(m, nn.Sequential) and n]
+    assert sorted(result.kept) == sorted(names[i] for i in zeroed)
+    for i, channels in zeroed.items():  # exactly the zeroed channels went
+        assert result.kept[names[i]] == sorted(set(range(chain[i].weight.shape[0])) - set(channels.tolist()))
+    assert "model's output" in result.skipped[names[[i for i, m in enumerate(chain)
+                                                       if isinstance(m, (nn.Conv2d, nn.Linear))][-1]]]
+    before, after = (sum(p.numel() for p in m.parameters()) for m in (model, small))
+    assert after < before if zeroed else after == before
+
+
+def test_seed_cnn_pruned_by_half_is_a_quarter_of_the_parameters_and_saves_and_loads(tmp_path, rng):
+    model = models.cnn((3, 32, 32), 10)
+    small, result = compress.prune(model, 0.5)
+    assert [type(m).__name__ for m in small] == [type(m).__name__ for m in model]
+    assert (small[0].out_channels, small[4].in_features, small[4].out_features, small[6].in_features) == \
+        (16, 16 * 15 * 15, 64, 64)
+    params = sum(p.numel() for p in small.parameters())
+    assert params / sum(p.numel() for p in model.parameters()) < 0.26
+    path = tmp_path / "small.safetensors"
+    small.save(path)
+    again = ember.load_model(path)  # the architecture recorded in the file is the pruned one
+    x = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
+    assert np.array_equal(_forward(again, x), _forward(small, x))
+    twice, _ = compress.prune(again, 0.5)  # re-pruning a pruned checkpoint
+    assert twice[0].out_channels == 8
+
+
+def test_what_cannot_be_pruned_is_listed_and_left_alone():
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.Conv2d(6, 6, 3, groups=6), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(6 * 4 * 4, 8), nn.LayerNorm(8), nn.Linear(8, 3))
+    small, result = compress.prune(model, 0.5)
+    assert result.kept == {}
+    assert "groups" in result.skipped["0"] or "grouped" in result.skipped["1"]
+    assert "LayerNorm" in result.skipped["4"]
+    assert "model's output" in result.skipped["6"]
+    _, bn = compress.prune(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), 0.5, criterion="bn_scale")
+    assert "needs a BatchNorm" in bn.skipped["0"]
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m: compress.prune(m, 1.0), ValueError, "amount must be a fraction in"),
+    (lambda m: compress.prune(m, -0.1), ValueError, "amount must be a fraction in"),
+    (lambda m: compress.prune(m, 0.5, criterion="random"), ValueError, "criterion must be one of"),
+    (lambda m: compress.prune(m, 0.5, structured="yes"), TypeError, "structured must be True or False"),
+    (lambda m: compress.prune(m, 0.5, structured=False, criterion="bn_scale"), ValueError, "structured pruning only"),
+    (lambda m: compress.prune(nn.Linear(3, 3), 0.5), ValueError, "follows nn.Sequential models"),
+])
+def test_prune_rejects_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
+
+
+def test_amount_per_layer_by_name():
+    model = models.cnn((3, 16, 16), 10)
+    small, result = compress.prune(model, {"4": 0.75})
+    assert small[0].out_channels == 32 and small[4].out_features == 32 and list(result.kept) == ["4"]
+
+
+def test_unstructured_masks_keep_pruned_weights_zero_through_training(rng):
+    ember.manual_seed(3)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    masked, result = compress.prune(model, 0.6, structured=False)
+    for name in ("0", "2"):
+        assert result.sparsity[name] == pytest.approx(0.6, abs=0.02)
+    zeros = [p.detach().numpy() == 0 for p in (masked[0].weight, masked[2].weight)]
+    x, y = rng.standard_normal((64, 6)).astype(np.float32), rng.integers(0, 3, 64)
+    masked.compile(optimizer="sgd", lr=0.5)
+    masked.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[compress.PruningCallback(0.6, end_epoch=0)])
+    for z, p in zip(zeros, (masked[0].weight, masked[2].weight)):
+        assert (p.detach().numpy()[z] == 0).all()
+    assert "as fast as before" in str(result)
+    compress.remove_masks(masked)
+    assert "_prune_mask" not in masked[0].__dict__
+
+
+def test_gradual_unstructured_schedule_is_cubic():
+    cb = compress.PruningCallback(0.8, start_epoch=2, end_epoch=6)
+    assert [round(cb.target(e), 4) for e in (0, 2, 4, 6, 9)] == [0.0, 0.0, 0.7, 0.8, 0.8]
+
+
+def test_structured_pruning_during_fit_carries_the_optimizer_over(rng):
+    ember.manual_seed(4)
+    model = models.cnn((1, 8, 8), 4, filters=8, hidden=16)
+    x, y = rng.standard_normal((96, 1, 8, 8)).astype(np.float32), rng.integers(0, 4, 96)
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    cb = compress.PruningCallback(0.5, structured=True, epochs=[0, 1])
+    history = model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[cb])
+    assert model[0].out_channels == 4 and model[4].out_features == 8  # in two equal steps
+    assert [r.total["0"] for r in cb.results] == [8, 6]
+    optimizer = model._compiled.optimizer
+    owned = {id(p) for p in model.parameters()}
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == owned
+    for p in model.parameters():
+        state = optimizer.state[id(p)]
+        assert all(v.shape == p.shape for v in state.values() if hasattr(v, "shape") and v.ndim)
+    assert len(history.history["loss"]) == 3 and np.isfinite(history.history["loss"]).all()
+
+
+def test_distillation_loss_matches_numpy(rng):
+    s = rng.standard_normal((6, 5)).astype(np.float32)
+    t = rng.standard_normal((6, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 6)
+    T, alpha = 3.0, 0.7
+    student = ember.tensor(s, requires_grad=True)
+    loss = compress.DistillationLoss(T, alpha)(student, ember.tensor(t), ember.tensor(y))
+    loss.backward()
+
+    def log_softmax(z):
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    s64, t64 = s.astype(np.float64), t.astype(np.float64)
+    p_t = np.exp(log_softmax(t64 / T))
+    kl = (p_t * (np.log(p_t) - log_softmax(s64 / T))).sum(axis=1).mean()
+    ce = -log_softmax(s64)[np.arange(6), y].mean()
+    assert loss.item() == pytest.approx(alpha * T * T * kl + (1 - alpha) * ce, rel=1e-5)
+    p_s_t = np.exp(log_softmax(s64 / T))
+    p_s = np.exp(log_softmax(s64))
+    onehot = np.eye(5)[y]
+    grad = alpha * T * (p_s_t - p_t) / 6 + (1 - alpha) * (p_s - onehot) / 6
+    np.testing.assert_allclose(student.grad.numpy(), grad, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        compress.DistillationLoss(0.0)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        compress.DistillationLoss(2.0, 1.5)
+    with pytest.raises(ValueError, match="teacher logits of shape"):
+        compress.DistillationLoss()(student, ember.tensor(t[:, :3]), ember.tensor(y))
+
+
+def test_distill_trains_the_student_through_fit(rng, tmp_path):
+    (x, y), (xt, yt) = ember.datasets.digits()
+    x, xt = x.astype(np.float32) / 16, xt.astype(np.float32) / 16
+    ember.manual_seed(0)
+    teacher = models.cnn((1, 8, 8), 10)
+    teacher.compile(optimizer="adam", lr=3e-3, metrics=["accuracy"])
+    teacher.fit(x, y, epochs=5, batch_size=32, verbose=0)
+    teacher.train()
+    student = models.cnn((1, 8, 8), 10, filters=8, hidden=32)
+    checkpoint = ember.callbacks.ModelCheckpoint(tmp_path / "student.safetensors", monitor="val_loss")
+    history = compress.distill(teacher, student, x, y, epochs=6, lr=3e-3, batch_size=32, validation_data=(xt, yt),
+                               verbose=0, callbacks=[checkpoint])
+    assert history.history["val_accuracy"][-1] > 0.85
+    assert "forward" not in student.__dict__ and teacher.training  # both as they were
+    again = ember.load_model(tmp_path / "student.safetensors")
+    assert again[0].out_channels == 8
+    with pytest.raises(ValueError, match="must be different models"):
+        compress.distill(student, student, x, y)
+
+
+def test_report_compares_forms_side_by_side(rng):
+    (x, y), (xt, yt) = ember.datasets.digits()
+    xt = xt.astype(np.float32) / 16
+    model = models.cnn((1, 8, 8), 10)
+    small, _ = compress.prune(model, 0.5)
+    report = compress.compare({"original": model, "pruned": small}, eval_data=(xt, yt), rounds=3)
+    assert [f.name for f in report.forms] == ["original", "pruned"]
+    assert report.ratio("pruned", "params") < 0.3 and report.ratio("pruned", "disk") < 0.35
+    assert report["pruned"].flops < report["original"].flops
+    assert set(report["pruned"].scores) == {"accuracy", "precision", "recall", "f1"}
+    text = str(report)
+    assert "batch-1 ms" in text and "smaller" in text
+    with pytest.raises(ValueError, match="give eval_data or an example"):
+        compress.compare({"a": model})
+    with pytest.raises(KeyError, match="no form named"):
+        report["int8"]
+
+
+def test_ember_compress_prunes_fine_tunes_quantizes_and_reports(tmp_path, capsys):
+    from ember import cli
+
+    (x, y), _ = ember.datasets.digits()
+    ember.manual_seed(0)
+    model = models.cnn((1, 8, 8), 10)
+    model.compile(optimizer="adam", lr=3e-3)
+    model.fit(x.astype(np.float32) / 16, y, epochs=2, batch_size=32, verbose=0)
+    path = tmp_path / "digits.safetensors"
+    model.save(path, config={"dataset": "digits", "scale": 1 / 16})
+    assert cli.main(["compress", str(path), "--prune", "0.5", "--finetune", "1", "--quantize", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "pruned 0: 16 of 32 channels kept" in text and "left 6 alone" in text
+    assert "pruned 0.5 + 1 epochs + int8" in text and "smaller" in text
+    small = ember.load_model(tmp_path / "digits.pruned50.int8.safetensors")
+    assert small[0].out_channels == 16
+    assert cli.main(["compress", str(path)]) != 0
+    assert "ask for --prune FRACTION, --quantize BITS or both" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["compress", str(path), "--prune", "1.5"])
