@@ -250,3 +250,20 @@ def test_ember_compress_prunes_fine_tunes_quantizes_and_reports(tmp_path, capsys
     assert "ask for --prune FRACTION, --quantize BITS or both" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["compress", str(path), "--prune", "1.5"])
+
+
+def test_cached_teacher_outputs_give_the_same_student(rng):
+    x = rng.standard_normal((96, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 4, 96)
+    ember.manual_seed(5)
+    teacher = models.cnn((1, 8, 8), 4, filters=8, hidden=16)
+    weights = []
+    for cache in (False, True):
+        ember.manual_seed(6)
+        student = models.cnn((1, 8, 8), 4, filters=4, hidden=8)
+        compress.distill(teacher, student, x, y, epochs=2, batch_size=16, seed=1, verbose=0, cache_teacher=cache)
+        weights.append([p.detach().numpy().copy() for p in student.parameters()])
+    for a, b in zip(*weights):  # the cache ran the teacher in batches of 256: float32 rounding may differ
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(a).max())
+    with pytest.raises(ValueError, match="cache_teacher needs x as an array and no transform"):
+        compress.distill(teacher, student, x, y, cache_teacher=True, transform=lambda b, r: b)

@@ -9,6 +9,8 @@ entropy, a constant; the loss reported includes it, so it is the KL itself).
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from .. import backend, nn
@@ -58,29 +60,72 @@ class DistillationLoss:
         return f"DistillationLoss(temperature={self.temperature:g}, alpha={self.alpha:g})"
 
 
+class _TeacherCache:
+    """The teacher's outputs for every input it will be shown, computed once and found again by
+    the input's contents (so batching, shuffling and prefetching do not matter; an input it has
+    not seen is passed to the teacher)."""
+
+    def __init__(self, teacher, x, batch: int = 256):
+        self.teacher, self.outputs = teacher, {}
+        with no_grad():
+            for lo in range(0, len(x), batch):
+                rows = np.ascontiguousarray(x[lo:lo + batch], np.float32)
+                first = next(iter(teacher.parameters()), None)
+                out = teacher(Tensor(rows, device=first.device if first is not None else None))._host()
+                for row, o in zip(rows, out):
+                    self.outputs[self._key(row)] = o
+
+    @staticmethod
+    def _key(row) -> bytes:
+        return hashlib.blake2b(row.tobytes(), digest_size=16).digest()
+
+    def __call__(self, xb: Tensor) -> Tensor:
+        rows = np.ascontiguousarray(xb._host(), np.float32)
+        found = [self.outputs.get(self._key(r)) for r in rows]
+        if any(o is None for o in found):
+            with no_grad():
+                return self.teacher(xb)
+        host = np.stack(found)
+        dev = backend.device_of(xb._data)
+        return Tensor._wrap(host if dev is backend.CPU else dev.from_host(host))
+
+
 def distill(teacher, student, x, y, temperature: float = 4.0, alpha: float = 0.9, epochs: int = 10,
-            batch_size: int = 64, optimizer="adam", lr: float | None = None, metrics=("accuracy",), **fit_kwargs):
+            batch_size: int = 64, optimizer="adam", lr: float | None = None, metrics=("accuracy",),
+            cache_teacher: bool = False, **fit_kwargs):
     """Train ``student`` on ``(x, y)`` (arrays, or a DataLoader as ``x`` with ``y=None``) to match
     ``teacher``'s outputs as well as the labels, through ``fit`` -- so its callbacks, validation,
     metrics, checkpoints, augmentation (``transform=``; the teacher sees the same augmented batch)
     and precision all apply (``fit_kwargs``). The teacher runs in evaluation mode without
-    recording a graph, on every training batch; validation and ``evaluate`` afterwards use the
-    plain cross-entropy. The student is compiled with ``optimizer`` / ``lr`` / ``metrics`` and
-    trained in place; returns fit's ``History``."""
+    recording a graph, on every training batch -- or, with ``cache_teacher`` (arrays without
+    augmentation only), once per input before training, its outputs reused in every epoch.
+    Validation and ``evaluate`` afterwards use the plain cross-entropy. The student is compiled
+    with ``optimizer`` / ``lr`` / ``metrics`` and trained in place; returns fit's ``History``."""
     if not isinstance(teacher, nn.Module) or not isinstance(student, nn.Module):
         raise TypeError("distill: teacher and student must be ember.nn.Module models, got "
                         f"{type(teacher).__name__} and {type(student).__name__}")
     if teacher is student:
         raise ValueError("distill: the teacher and the student must be different models")
+    if not isinstance(cache_teacher, bool):
+        raise TypeError(f"distill: cache_teacher must be True or False, got {cache_teacher!r}")
     loss = DistillationLoss(temperature, alpha)
     stash = {}
     plain = type(student).forward
+    was_training = teacher.training
+    teacher.eval()
+    run_teacher = teacher
+    if cache_teacher:
+        if fit_kwargs.get("transform") is not None or not hasattr(x, "shape"):
+            teacher.train(was_training)
+            raise ValueError("distill: cache_teacher needs x as an array and no transform (augmented inputs differ "
+                             "from epoch to epoch, so the teacher must see each one)")
+        run_teacher = _TeacherCache(teacher, x._host() if isinstance(x, Tensor) else np.asarray(x))
 
     def forward(*args, **kwargs):
         out = plain(student, *args, **kwargs)
         if student.training:
             with no_grad():
-                stash["teacher"] = teacher(*args, **kwargs)
+                stash["teacher"] = run_teacher(*args, **kwargs)
         return out
 
     def loss_fn(out, target):
@@ -88,8 +133,6 @@ def distill(teacher, student, x, y, temperature: float = 4.0, alpha: float = 0.9
             return loss(out, stash.pop("teacher"), target)
         return F.cross_entropy(out, target)
 
-    was_training = teacher.training
-    teacher.eval()
     student.compile(optimizer=optimizer, lr=lr, loss=loss_fn, metrics=list(metrics))
     object.__setattr__(student, "forward", forward)
     try:
