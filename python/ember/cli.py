@@ -167,10 +167,15 @@ def quantize(args, out=None):
     x, y, dataset, norm = test_data(args.path, model, config, args)
     qmodel, report = quant.quantize(model, bits=args.bits, group_size=args.group_size, eval_data=(x, y))
     path = Path(args.out) if args.out else Path(args.path).with_suffix(f".int{args.bits}.safetensors")
-    qmodel.save(path, config={**config, **norm, "dataset": dataset})
-    print(f"{args.path} on the {dataset} test split ({len(y)} images):", file=out)
+    return _save_with_report(qmodel, path, {**config, **norm, "dataset": dataset}, report, "quantized",
+                             f"{args.path} on the {dataset} test split ({len(y)} images):", out)
+
+
+def _save_with_report(model, path, config, report, what, heading, out):
+    model.save(path, config=config)
+    print(heading, file=out)
     print(report, file=out)
-    print(f"quantized checkpoint: {path.resolve()}", file=out)
+    print(f"{what} checkpoint: {path.resolve()}", file=out)
     return report, path
 
 
@@ -208,11 +213,8 @@ def compress(args, out=None):
     suffix = (f".pruned{round(100 * args.prune)}" if args.prune is not None else "") + \
         (f".int{args.quantize}" if args.quantize is not None else "")
     path = Path(args.out) if args.out else Path(args.path).with_suffix(f"{suffix}.safetensors")
-    current.save(path, config={**config, **norm, "dataset": dataset})
-    print(f"{args.path} on the {dataset} test split ({len(y)} images):", file=out)
-    print(report, file=out)
-    print(f"compressed checkpoint: {path.resolve()}", file=out)
-    return report, path
+    return _save_with_report(current, path, {**config, **norm, "dataset": dataset}, report, "compressed",
+                             f"{args.path} on the {dataset} test split ({len(y)} images):", out)
 
 
 def evaluate(args, out=None) -> dict:
