@@ -17,11 +17,15 @@ from ember import nn
 from ember.callbacks import Callback
 
 
-def digest(model) -> str:
+def digest_of(tensors) -> str:
     h = hashlib.blake2b(digest_size=16)
-    for _, t in [*model.named_parameters(), *model.named_buffers()]:
+    for t in tensors:
         h.update(np.ascontiguousarray(t.detach()._host()).tobytes())
     return h.hexdigest()
+
+
+def digest(model) -> str:
+    return digest_of(t for _, t in [*model.named_parameters(), *model.named_buffers()])
 
 
 class InSync(Callback):
@@ -116,6 +120,11 @@ def scenario_loop(args, out: Path, w) -> None:
         optimizer.step()
         ddp.check_in_sync()
     results["buckets"] = len(ddp._buckets)
+    ddp.release()  # from here on each rank's gradients are its own
+    optimizer.zero_grad()
+    loss_fn(model(ember.tensor(x[w.rank::w.size])), ember.tensor(y[w.rank::w.size])).backward()
+    grads = dist.all_gather_object(digest_of(p.grad for p in model.parameters()))
+    results["released"] = len(set(grads)) == w.size
     np.savez(out / f"rank{w.rank}.npz", **{k: v.numpy() for k, v in ddp.state_dict().items()})
     (out / f"rank{w.rank}.json").write_text(json.dumps(results))
 

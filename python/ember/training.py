@@ -385,6 +385,8 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                     break
     finally:
         model.train(was_training)
+        if sync is not None:
+            sync.ddp.release()
     history.interrupted = interrupted
     cbs.on_train_end({"interrupted": interrupted})
     return history

@@ -29,6 +29,8 @@ from ..tensor import Tensor
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 _DEFAULT_TIMEOUT = 300.0
 _OPS = ("sum", "mean", "max", "min", "prod")
+# How long an aborting rank waits after printing its error before it ends the job.
+_DRAIN_SECONDS = 0.5
 
 
 class DistributedError(RuntimeError):
@@ -144,6 +146,7 @@ class World:
             raise SystemExit(code)
         sys.stderr.flush()
         sys.stdout.flush()
+        time.sleep(_DRAIN_SECONDS)  # the launcher forwards what was printed before it ends every rank
         self.comm.Abort(code)
 
 

@@ -286,6 +286,15 @@ class DistributedDataParallel(Module):
         self.comm_seconds += time.perf_counter() - start
         self._finish()
 
+    def release(self) -> None:
+        """Unregister the gradient hooks: the wrapped module's parameters train alone again
+        (``fit`` releases the wrapper it made when it returns)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        object.__setattr__(self, "_buckets", [])
+        object.__setattr__(self, "_bucket_of", {})
+
     # ------------------------------------------------------------ checks
     def check_in_sync(self) -> None:
         """Raise :class:`DistributedError` on every rank unless every rank's parameters and
