@@ -35,7 +35,8 @@ say "building Ember with -fsanitize=$SANITIZERS into $BUILD_DIR"
 pip install --quiet --no-build-isolation --no-deps --force-reinstall . -Cbuild-dir="$BUILD_DIR" \
   -Ccmake.build-type=RelWithDebInfo -Cinstall.strip=false -Ccmake.define.EMBER_CUDA=OFF \
   "-Ccmake.define.CMAKE_CXX_FLAGS=-fsanitize=$SANITIZERS -fno-omit-frame-pointer" \
-  "-Ccmake.define.CMAKE_MODULE_LINKER_FLAGS=-fsanitize=$SANITIZERS"
+  "-Ccmake.define.CMAKE_MODULE_LINKER_FLAGS=-fsanitize=$SANITIZERS" \
+  "-Ccmake.define.CMAKE_SHARED_LINKER_FLAGS=-fsanitize=$SANITIZERS"
 say "built"
 
 # libstdc++ is preloaded with libasan, or the first C++ throw aborts. Leak detection stays off

@@ -4,11 +4,41 @@ from __future__ import annotations
 
 import platform
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from . import _check, backend
 
 _C = backend.CPU.kernels  # the CPU module's runtime controls
+
+
+def _native_dir(*parts) -> str:
+    """A folder of the C API the package installs beside its compiled module (in an editable
+    install, the build's install tree)."""
+    path = Path(_C.__file__).resolve().parent.joinpath(*parts)
+    if not path.is_dir():
+        raise RuntimeError(f"this Ember was installed without its C library ({path} does not exist); "
+                           "reinstall it with pip")
+    return str(path)
+
+
+def get_include() -> str:
+    """The folder holding ``ember/ember.h`` (and the C++ wrappers ``ember/ember.hpp``): pass it
+    to a C compiler as ``-I``."""
+    return _native_dir("include")
+
+
+def get_lib() -> str:
+    """The folder holding ``libember.so``, the C library (``-L`` and ``-lember``; its
+    ``pkgconfig/ember.pc`` serves pkg-config). It has its own copy of the kernels and of their
+    settings (threads, ISA): changing them in Python does not change them there."""
+    return _native_dir("lib")
+
+
+def get_cmake_dir() -> str:
+    """The folder of Ember's CMake package: ``cmake -DEmber_DIR=...`` then ``find_package(Ember)``
+    and ``target_link_libraries(app Ember::ember)``."""
+    return _native_dir("lib", "cmake", "Ember")
 
 
 def get_num_threads() -> int:
