@@ -16,6 +16,7 @@ import numpy as np
 from .. import backend, nn
 from ..autograd import no_grad
 from ..nn import functional as F
+from ..quant import _on_model_device
 from ..tensor import Tensor
 
 
@@ -70,8 +71,7 @@ class _TeacherCache:
         with no_grad():
             for lo in range(0, len(x), batch):
                 rows = np.ascontiguousarray(x[lo:lo + batch], np.float32)
-                first = next(iter(teacher.parameters()), None)
-                out = teacher(Tensor(rows, device=first.device if first is not None else None))._host()
+                out = teacher(_on_model_device(teacher, rows))._host()
                 for row, o in zip(rows, out):
                     self.outputs[self._key(row)] = o
 

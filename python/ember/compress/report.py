@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import nn
 from ..autograd import no_grad
+from ..quant import _on_model_device
 from ..tensor import Tensor
 
 METRICS = ("accuracy", "precision", "recall", "f1")
@@ -130,8 +131,7 @@ def flops_per_sample(model, sample: np.ndarray) -> int | None:
         layers = _leaves(model)
     except ValueError:
         return None
-    first = next(iter(model.parameters()), None)
-    x = Tensor(np.asarray(sample, np.float32)[None], device=first.device if first is not None else None)
+    x = _on_model_device(model, np.asarray(sample, np.float32)[None])
     total = 0
     with no_grad():
         for layer in layers:
@@ -182,8 +182,7 @@ def compare(models: dict, eval_data=None, example=None, batch: int = 256, rounds
     forms = [Form(name, _params(m), _disk_bytes(m), flops_per_sample(m, sample)) for name, m in models.items()]
 
     def timed(m, x):
-        dev_first = next(iter(m.parameters()), None) or next(iter(m.buffers()))
-        xt = Tensor(x, device=dev_first.device)
+        xt = _on_model_device(m, x)
 
         def run():
             with no_grad():
