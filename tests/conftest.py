@@ -106,6 +106,14 @@ def pytest_report_header(config):
     ]
 
 
+@pytest.fixture(scope="session")
+def examples(tmp_path_factory):
+    """The C examples (examples/c) built with CMake against the installed package."""
+    import capi_build
+
+    return capi_build.build_examples(tmp_path_factory.mktemp("examples"))
+
+
 @pytest.fixture(params=ALL_ISAS)
 def isa(request):
     if request.param not in ember.available_isas():

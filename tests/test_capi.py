@@ -11,14 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from capi_build import CC, CXX, LIB, ROOT, run_example
 
 import ember
 
-ROOT = Path(__file__).resolve().parents[1]
-LIB = Path(ember.get_lib()) / "libember.so"
-CC, CXX, CMAKE = shutil.which("cc"), shutil.which("c++"), shutil.which("cmake")
 needs_cc = pytest.mark.skipif(CC is None or CXX is None, reason="no C/C++ compiler (cc, c++) on PATH")
-needs_cmake = pytest.mark.skipif(CMAKE is None, reason="no cmake on PATH (pip install cmake)")
 
 
 def lcg(count, seed):
@@ -29,23 +26,6 @@ def lcg(count, seed):
         state = (state * 1664525 + 1013904223) & 0xFFFFFFFF
         out[i] = np.float32(state >> 8) / np.float32(16777216.0) - np.float32(0.5)
     return out
-
-
-@pytest.fixture(scope="module")
-def examples(tmp_path_factory):
-    if CC is None or CXX is None or CMAKE is None:
-        pytest.skip("building the examples needs cc, c++ and cmake")
-    build = tmp_path_factory.mktemp("examples")
-    for cmd in ([CMAKE, "-S", str(ROOT / "examples" / "c"), "-B", str(build), f"-DEmber_DIR={ember.get_cmake_dir()}",
-                 "-DCMAKE_BUILD_TYPE=Release"], [CMAKE, "--build", str(build)]):
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
-    return build
-
-
-def run_example(path, *args, threads=2):
-    env = dict(os.environ, EMBER_NUM_THREADS=str(threads))
-    return subprocess.run([str(path), *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_the_c_gemm_example_equals_python_bit_for_bit(examples, tmp_path):
@@ -211,3 +191,125 @@ def test_conv2d_shape_errors_through_ctypes(lib):
     x = np.zeros((1, 3, 8, 8), np.float32)
     assert lib.ember_conv2d_forward_f32(ctypes.byref(good), ptr(x), None, None, 0, ptr(x)) == 1
     assert b"w is NULL" in lib.ember_last_error()
+
+
+class ConvShape(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int64) for name in (
+        "n", "c", "h", "w", "o", "kh", "kw", "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right",
+        "dilation_h", "dilation_w", "groups")]
+
+
+class PoolShape(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int64) for name in (
+        "n", "c", "h", "w", "kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w", "dilation_h", "dilation_w")] + [
+        ("ceil_mode", ctypes.c_int)]
+
+
+@pytest.fixture()
+def same_threads(lib):
+    """The library runs with the Python module's thread count (sums split by thread agree)."""
+    assert lib.ember_set_num_threads(ember.get_num_threads()) == 0
+
+
+def vp(a):
+    return ctypes.c_void_p(a.ctypes.data) if a is not None else None
+
+
+@pytest.mark.parametrize("stride, padding, dilation, groups", [(1, (1, 1), 1, 1), (2, (0, 1), 1, 2), (1, (2, 2), 2, 4)])
+def test_conv2d_gradients_through_ctypes_equal_python(lib, rng, same_threads, stride, padding, dilation, groups):
+    from ember.kernels import conv2d
+
+    x = rng.standard_normal((2, 8, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((12, 8 // groups, 3, 3)).astype(np.float32)
+    y = conv2d.conv2d_fwd(x, w, None, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want_dx = conv2d.conv2d_bwd_data(dy, w, x.shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    want_dw, want_db = conv2d.conv2d_bwd_weight(x, dy, w.shape, stride=stride, padding=padding, dilation=dilation,
+                                                groups=groups, bias=True)
+    shape = ConvShape(2, 8, 11, 9, 12, 3, 3, stride, stride, padding[0], padding[1], padding[0], padding[1],
+                      dilation, dilation, groups)
+    oh, ow = ctypes.c_int64(), ctypes.c_int64()
+    assert lib.ember_conv2d_output_size(ctypes.byref(shape), ctypes.byref(oh), ctypes.byref(ow)) == 0
+    assert (oh.value, ow.value) == y.shape[2:]
+    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(12, np.float32)
+    assert lib.ember_conv2d_backward_data_f32(ctypes.byref(shape), vp(dy), vp(w), vp(dx)) == 0, lib.ember_last_error()
+    assert lib.ember_conv2d_backward_weight_f32(ctypes.byref(shape), vp(x), vp(dy), vp(dw), vp(db)) == 0
+    np.testing.assert_array_equal(dx, want_dx)
+    np.testing.assert_array_equal(dw, want_dw)
+    np.testing.assert_array_equal(db, want_db)
+    assert lib.ember_conv2d_backward_weight_f32(ctypes.byref(shape), vp(x), vp(dy), vp(dw), None) == 0  # no bias
+    np.testing.assert_array_equal(dw, want_dw)
+    assert lib.ember_conv2d_backward_weight_f32(ctypes.byref(shape), vp(x), vp(dy), vp(dw), vp(dw)) == 1
+    assert b"db must not share memory with dw" in lib.ember_last_error()
+    assert lib.ember_conv2d_backward_data_f32(ctypes.byref(shape), vp(dy), vp(w), vp(dy)) == 1
+    assert b"dx must not share memory with dy" in lib.ember_last_error()
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation, ceil_mode", [
+    ((2, 2), (2, 2), (0, 0), (1, 1), 0), ((3, 2), (2, 1), (1, 1), (1, 1), 1), ((3, 3), (1, 2), (1, 0), (2, 1), 0)])
+def test_pooling_through_ctypes_equals_python(lib, rng, same_threads, kernel, stride, padding, dilation, ceil_mode):
+    from ember.kernels import pool2d
+
+    x = rng.standard_normal((2, 3, 9, 10)).astype(np.float32)
+    x[0, 0, 1, 1] = np.nan
+    shape = PoolShape(2, 3, 9, 10, *kernel, *stride, *padding, *dilation, ceil_mode)
+    oh, ow = ctypes.c_int64(), ctypes.c_int64()
+    assert lib.ember_pool2d_output_size(ctypes.byref(shape), ctypes.byref(oh), ctypes.byref(ow)) == 0
+    want, want_idx = pool2d.max_pool2d_fwd(x, kernel, stride, padding, dilation, bool(ceil_mode), return_indices=True)
+    assert (oh.value, ow.value) == want.shape[2:]
+    y, idx = np.empty_like(want), np.empty_like(want_idx)
+    assert lib.ember_max_pool2d_forward_f32(ctypes.byref(shape), vp(x), vp(y), vp(idx)) == 0, lib.ember_last_error()
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(idx, want_idx)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = np.empty_like(x)
+    assert lib.ember_max_pool2d_backward_f32(ctypes.byref(shape), vp(dy), vp(idx), vp(dx)) == 0
+    np.testing.assert_array_equal(dx, pool2d.max_pool2d_bwd(dy, idx, x.shape))
+    idx.flat[3] = 9 * 10  # one past its plane
+    assert lib.ember_max_pool2d_backward_f32(ctypes.byref(shape), vp(dy), vp(idx), vp(dx)) == 1
+    assert lib.ember_last_error() == b"ember_max_pool2d_backward_f32: indices[3] = 90 is outside the input plane " \
+                                     b"(0 <= index < 90)"
+    if dilation != (1, 1):
+        assert lib.ember_avg_pool2d_forward_f32(ctypes.byref(shape), 1, vp(x), vp(y)) == 1
+        assert b"average pooling takes no dilation" in lib.ember_last_error()
+        return
+    for include_pad in (0, 1):
+        want = pool2d.avg_pool2d_fwd(x, kernel, stride, padding, bool(ceil_mode), bool(include_pad))
+        y = np.empty_like(want)
+        assert lib.ember_avg_pool2d_forward_f32(ctypes.byref(shape), include_pad, vp(x), vp(y)) == 0
+        np.testing.assert_array_equal(y, want)
+        assert lib.ember_avg_pool2d_backward_f32(ctypes.byref(shape), include_pad, vp(dy), vp(dx)) == 0
+        np.testing.assert_array_equal(dx, pool2d.avg_pool2d_bwd(dy, x.shape, kernel, stride, padding, bool(ceil_mode),
+                                                                bool(include_pad)))
+
+
+def test_adaptive_pooling_through_ctypes_equals_python(lib, rng, same_threads):
+    from ember.kernels import pool2d
+
+    x = rng.standard_normal((2, 3, 7, 5)).astype(np.float32)
+    want = pool2d.adaptive_avg_pool2d_fwd(x, (3, 2))
+    y = np.empty_like(want)
+    assert lib.ember_adaptive_avg_pool2d_forward_f32(2, 3, 7, 5, 3, 2, vp(x), vp(y)) == 0
+    np.testing.assert_array_equal(y, want)
+    dx = np.empty_like(x)
+    assert lib.ember_adaptive_avg_pool2d_backward_f32(2, 3, 7, 5, 3, 2, vp(y), vp(dx)) == 0
+    np.testing.assert_array_equal(dx, pool2d.adaptive_avg_pool2d_bwd(y, x.shape))
+    assert lib.ember_adaptive_avg_pool2d_forward_f32(2, 3, 0, 5, 3, 2, vp(x), vp(y)) == 1
+    assert b"h must be >= 1, got 0" in lib.ember_last_error()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"kh": 0}, "kh must be >= 1, got 0"), ({"pad_w": -1}, "pad_w must be >= 0, got -1"),
+    ({"kh": 20, "kw": 20}, "is larger than the padded input"), ({"stride_h": 2**62}, "too large"),
+    ({"pad_h": 2, "kh": 2}, "covers no input element"), ({"n": 2**40, "c": 2**40}, "too large"),
+    ({"h": -3}, "h must be >= 0, got -3")])
+def test_pooling_shape_errors_through_ctypes(lib, changes, message):
+    good = dict(n=1, c=2, h=6, w=6, kh=2, kw=2, stride_h=2, stride_w=2, pad_h=0, pad_w=0, dilation_h=1,
+                dilation_w=1, ceil_mode=0)
+    shape = PoolShape(**{**good, **changes})
+    x, y = np.zeros((1, 2, 6, 6), np.float32), np.zeros((1, 2, 3, 3), np.float32)
+    assert lib.ember_max_pool2d_forward_f32(ctypes.byref(shape), vp(x), vp(y), None) == 1
+    text = lib.ember_last_error().decode()
+    assert text.startswith("ember_max_pool2d_forward_f32: ") and message in text, text
+    assert lib.ember_max_pool2d_forward_f32(None, vp(x), vp(y), None) == 1
+    assert b"shape is NULL" in lib.ember_last_error()

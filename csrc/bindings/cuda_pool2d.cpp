@@ -7,8 +7,6 @@
 namespace ember::cuda_bind {
 namespace {
 
-using bindings::check_pool_output;
-using bindings::check_windows_reach_input;
 using bindings::pool_geometry;
 using ember::pool2d::Geometry;
 
@@ -17,8 +15,8 @@ void py_max_pool2d_fwd(py::handle x_obj, py::handle y_obj, py::handle idx_obj, i
   ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
   ArrayView y = dense(y_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   const Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
-  check_pool_output(g);
-  check_windows_reach_input(g);
+  pool2d::check_output(g);
+  pool2d::check_windows_reach_input(g);
   check_apart(y, x);
   ArrayView ia;
   int64_t* idx = nullptr;
@@ -53,8 +51,8 @@ void py_avg_pool2d_fwd(py::handle x_obj, py::handle y_obj, int64_t kh, int64_t k
   ArrayView x = dense(x_obj, "input", DType::float32, {-1, -1, -1, -1});
   ArrayView y = dense(y_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   const Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
-  check_pool_output(g);
-  if (!count_include_pad) check_windows_reach_input(g);
+  pool2d::check_output(g);
+  if (!count_include_pad) pool2d::check_windows_reach_input(g);
   check_apart(y, x);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;
@@ -66,8 +64,8 @@ void py_avg_pool2d_bwd(py::handle dy_obj, py::handle dx_obj, int64_t kh, int64_t
   ArrayView dx = dense(dx_obj, "out", DType::float32, {-1, -1, -1, -1}, Access::write);
   ArrayView dy = dense(dy_obj, "grad_output", DType::float32, {dx.shape[0], dx.shape[1], -1, -1});
   const Geometry g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
-  check_pool_output(g);
-  if (!count_include_pad) check_windows_reach_input(g);
+  pool2d::check_output(g);
+  if (!count_include_pad) pool2d::check_windows_reach_input(g);
   check_apart(dx, dy);
   const auto s = stream_arg(stream);
   py::gil_scoped_release release;

@@ -1,7 +1,5 @@
 // ember._C.max_pool2d_fwd/bwd, avg_pool2d_fwd/bwd, adaptive_avg_pool2d_fwd/bwd and their references.
 // ember.kernels.pool2d validates the parameters and allocates the outputs; these check everything again.
-#include <algorithm>
-
 #include "bindings/common.h"
 #include "bindings/geometry.h"
 #include "ops/pool2d/pool2d.h"
@@ -15,28 +13,14 @@ ArrayView nchw(const py::handle& obj, const char* name, Shape shape = {-1, -1, -
   return array_arg(obj, name, {dtype_of<T>(), shape, Layout::contiguous, access});
 }
 
-// Every index must point into its plane, or backward would write out of bounds.
-// One branch-free pass (it reads as many bytes as the kernel), then the first bad
-// index is looked for only when there is one.
-void check_indices(const ArrayView& idx, int64_t plane_size) {
-  const int64_t* p = idx.ptr<const int64_t>();
-  const int64_t n = idx.size();
-  uint64_t worst = 0;  // as unsigned, a negative index is larger than any valid one
-  for (int64_t e = 0; e < n; ++e) worst = std::max(worst, static_cast<uint64_t>(p[e]));
-  if (n == 0 || worst < static_cast<uint64_t>(plane_size)) return;
-  for (int64_t e = 0; e < n; ++e)
-    EMBER_CHECK_VALUE(p[e] >= 0 && p[e] < plane_size, "indices[", e, "] = ", p[e],
-                      " is outside the input plane (0 <= index < ", plane_size, ")");
-}
-
 template <bool Ref, class T>
 void max_fwd_t(const py::handle& x_obj, const py::handle& y_obj, const py::handle& idx_obj, int64_t kh, int64_t kw,
                int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   const ArrayView x = nchw<T>(x_obj, "input");
   const ArrayView y = nchw<T>(y_obj, "out", {-1, -1, -1, -1}, Access::write);
   const pool2d::Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, dh, dw);
-  check_pool_output(g);
-  check_windows_reach_input(g);
+  pool2d::check_output(g);
+  pool2d::check_windows_reach_input(g);
   check_apart(y, x);
   int64_t* idx = nullptr;
   if (!idx_obj.is_none()) {
@@ -68,7 +52,7 @@ void max_bwd_t(const py::handle& dy_obj, const py::handle& idx_obj, const py::ha
   const ArrayView dy = nchw<T>(dy_obj, "grad_output", {dx.shape[0], dx.shape[1], -1, -1});
   const ArrayView idx = array_arg(idx_obj, "indices", {DType::int64, {dy.shape[0], dy.shape[1], dy.shape[2],
                                                                       dy.shape[3]}});
-  check_indices(idx, dx.shape[2] * dx.shape[3]);
+  pool2d::check_indices(idx.ptr<const int64_t>(), idx.size(), dx.shape[2] * dx.shape[3]);
   check_apart(dx, dy);
   check_apart(dx, idx);
   const pool2d::Geometry g = pool_geometry(dx, dy, 1, 1, 1, 1, 0, 0, 1, 1);
@@ -93,8 +77,8 @@ void avg_fwd_t(const py::handle& x_obj, const py::handle& y_obj, int64_t kh, int
   const ArrayView x = nchw<T>(x_obj, "input");
   const ArrayView y = nchw<T>(y_obj, "out", {-1, -1, -1, -1}, Access::write);
   const pool2d::Geometry g = pool_geometry(x, y, kh, kw, sh, sw, ph, pw, 1, 1);
-  check_pool_output(g);
-  if (!count_include_pad) check_windows_reach_input(g);
+  pool2d::check_output(g);
+  if (!count_include_pad) pool2d::check_windows_reach_input(g);
   check_apart(y, x);
   const Active active;
   py::gil_scoped_release release;
@@ -118,8 +102,8 @@ void avg_bwd_t(const py::handle& dy_obj, const py::handle& dx_obj, int64_t kh, i
   const ArrayView dx = nchw<T>(dx_obj, "out", {-1, -1, -1, -1}, Access::write);
   const ArrayView dy = nchw<T>(dy_obj, "grad_output", {dx.shape[0], dx.shape[1], -1, -1});
   const pool2d::Geometry g = pool_geometry(dx, dy, kh, kw, sh, sw, ph, pw, 1, 1);
-  check_pool_output(g);
-  if (!count_include_pad) check_windows_reach_input(g);
+  pool2d::check_output(g);
+  if (!count_include_pad) pool2d::check_windows_reach_input(g);
   check_apart(dx, dy);
   const Active active;
   py::gil_scoped_release release;

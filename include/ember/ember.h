@@ -6,7 +6,8 @@
  * message naming the argument at fault (per thread, valid until this thread's next Ember call).
  * Memory always belongs to the caller: Ember never keeps a pointer after a call returns.
  * Matrices are row-major float32 with a leading dimension (the distance between rows, in
- * elements); images are NCHW float32, contiguous.
+ * elements); images are NCHW float32, contiguous. Buffers are aligned to their element size.
+ * Every function may be called from several threads at once.
  *
  * Build against it with CMake (find_package(Ember) then target_link_libraries(app Ember::ember);
  * python -c "import ember; print(ember.get_cmake_dir())" says where the package is), with
@@ -37,7 +38,8 @@ typedef enum ember_status {
   EMBER_ERROR_INVALID_ARGUMENT = 1, /* a null pointer, a bad size or stride, overlapping buffers */
   EMBER_ERROR_UNSUPPORTED = 2,      /* not available on this CPU or in this build */
   EMBER_ERROR_OUT_OF_MEMORY = 3,
-  EMBER_ERROR_INTERNAL = 4
+  EMBER_ERROR_INTERNAL = 4,
+  EMBER_ERROR_IO = 5                /* a file that cannot be read, or is damaged or not what it claims */
 } ember_status;
 
 /* ---------------------------------------------------------------- runtime */
@@ -78,6 +80,91 @@ EMBER_API ember_status ember_conv2d_output_size(const ember_conv2d_shape* shape,
  * NULL, y n x o x out_h x out_w; act is ReLU when relu is nonzero. y must not overlap the inputs. */
 EMBER_API ember_status ember_conv2d_forward_f32(const ember_conv2d_shape* shape, const float* x, const float* w,
                                                 const float* bias, int relu, float* y);
+
+/* The gradients of ember_conv2d_forward_f32 for dy (n x o x out_h x out_w): dx (n x c x h x w)
+ * from the weight, and dw (o x (c / groups) x kh x kw) and db (o values, or NULL) from the
+ * input. Outputs are overwritten and must not overlap the inputs or each other. */
+EMBER_API ember_status ember_conv2d_backward_data_f32(const ember_conv2d_shape* shape, const float* dy,
+                                                      const float* w, float* dx);
+EMBER_API ember_status ember_conv2d_backward_weight_f32(const ember_conv2d_shape* shape, const float* x,
+                                                        const float* dy, float* dw, float* db);
+
+/* 2-D pooling of an n x c x h x w input by kh x kw windows, PyTorch's rules: the output's size
+ * along each axis is floor((size + 2 pad - dilation (k - 1) - 1) / stride) + 1 (rounded up
+ * instead when ceil_mode, without starting a window in the right or bottom padding). Average
+ * pooling takes no dilation (leave it 1). Every window must reach the input. */
+typedef struct ember_pool2d_shape {
+  int64_t n, c, h, w;
+  int64_t kh, kw;
+  int64_t stride_h, stride_w;
+  int64_t pad_h, pad_w; /* on each side */
+  int64_t dilation_h, dilation_w;
+  int ceil_mode;
+} ember_pool2d_shape;
+
+EMBER_API ember_status ember_pool2d_output_size(const ember_pool2d_shape* shape, int64_t* out_h, int64_t* out_w);
+
+/* y = the maximum of each window (padding never chosen, the first maximum on ties, NaN wins);
+ * indices (n x c x out_h x out_w, or NULL) get each maximum's flat index h * w + col in its
+ * plane. The backward sets dx = 0, then adds each dy at its index (every index is checked). */
+EMBER_API ember_status ember_max_pool2d_forward_f32(const ember_pool2d_shape* shape, const float* x, float* y,
+                                                    int64_t* indices);
+EMBER_API ember_status ember_max_pool2d_backward_f32(const ember_pool2d_shape* shape, const float* dy,
+                                                     const int64_t* indices, float* dx);
+
+/* y = the mean of each window clipped to the padded input, divided by that window's size when
+ * count_include_pad is nonzero, else by the number of input elements it covers. */
+EMBER_API ember_status ember_avg_pool2d_forward_f32(const ember_pool2d_shape* shape, int count_include_pad,
+                                                    const float* x, float* y);
+EMBER_API ember_status ember_avg_pool2d_backward_f32(const ember_pool2d_shape* shape, int count_include_pad,
+                                                     const float* dy, float* dx);
+
+/* Adaptive average pooling of n x c x h x w to n x c x out_h x out_w (window i spans rows
+ * floor(i h / out_h) to ceil((i + 1) h / out_h), likewise columns); 1 x 1 is global average
+ * pooling. h, w, out_h and out_w must be >= 1. */
+EMBER_API ember_status ember_adaptive_avg_pool2d_forward_f32(int64_t n, int64_t c, int64_t h, int64_t w,
+                                                             int64_t out_h, int64_t out_w, const float* x, float* y);
+EMBER_API ember_status ember_adaptive_avg_pool2d_backward_f32(int64_t n, int64_t c, int64_t h, int64_t w,
+                                                              int64_t out_h, int64_t out_w, const float* dy,
+                                                              float* dx);
+
+/* ---------------------------------------------------------------- models */
+
+/* An inference-only model loaded from an Ember checkpoint (a .safetensors file that ember.save or
+ * `ember train` wrote, float or quantized): an nn.Sequential (nested ones too) of Conv2d, Linear,
+ * QuantLinear (int8/int4), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d/2d (running
+ * statistics), LayerNorm, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU, Softmax, Flatten, Dropout
+ * (a no-op) and Identity. It runs the kernels the Python layers run, in the same order, so its
+ * outputs equal Python's bit for bit for the convolution, linear, pooling, ReLU, GELU, BatchNorm
+ * and quantized layers (the exponentials of Sigmoid, SiLU, Tanh, Softmax and LayerNorm's means
+ * agree to a few units in the last place). A loaded model is read-only: several threads may run
+ * it at once. */
+typedef struct ember_model ember_model;
+
+#define EMBER_MAX_DIMS 8
+
+/* Loads the checkpoint at path into *model (set to NULL on failure). A missing, unreadable,
+ * damaged or foreign file is EMBER_ERROR_IO; a layer this library cannot run is
+ * EMBER_ERROR_UNSUPPORTED; either way the message names the file and the module. Release the
+ * model with ember_model_free. */
+EMBER_API ember_status ember_model_load(const char* path, ember_model** model);
+EMBER_API void ember_model_free(ember_model* model); /* NULL is allowed */
+
+/* The number of layers and a one-line description of layer i ("0 nn.Conv2d", ...), valid
+ * while the model lives. */
+EMBER_API int64_t ember_model_num_layers(const ember_model* model);
+EMBER_API const char* ember_model_layer(const ember_model* model, int64_t i);
+
+/* The shape of the output for an input of `rank` (1 to EMBER_MAX_DIMS) dimensions `shape`:
+ * *out_rank and out_shape[0 .. *out_rank) (out_shape has room for EMBER_MAX_DIMS). An input the
+ * model cannot take is EMBER_ERROR_INVALID_ARGUMENT naming the first layer that refuses it. */
+EMBER_API ember_status ember_model_output_shape(const ember_model* model, int rank, const int64_t* shape,
+                                                int* out_rank, int64_t* out_shape);
+
+/* y = the model applied to x (float32, C-contiguous, of the given shape); y has room for
+ * y_size floats, which must be at least the output's element count, and must not overlap x. */
+EMBER_API ember_status ember_model_forward(const ember_model* model, int rank, const int64_t* shape, const float* x,
+                                           float* y, int64_t y_size);
 
 #ifdef __cplusplus
 }

@@ -3,12 +3,16 @@
 //
 //   ember::ThreadsScope threads(1);                      // 1 thread until the scope ends
 //   ember::gemm(false, false, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);   // throws ember::Error
+//   ember::Model model("digits.safetensors");           // released when it goes out of scope
+//   std::vector<float> logits = model.forward({1, 1, 8, 8}, pixels);
 #ifndef EMBER_EMBER_HPP
 #define EMBER_EMBER_HPP
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ember/ember.h"
 
@@ -38,6 +42,51 @@ inline void conv2d_forward(const ember_conv2d_shape& shape, const float* x, cons
                            bool relu, float* y) {
   check(ember_conv2d_forward_f32(&shape, x, w, bias, relu, y));
 }
+
+// An inference-only model loaded from an Ember checkpoint (ember_model_*); movable, not copyable.
+class Model {
+ public:
+  explicit Model(const std::string& path) { check(ember_model_load(path.c_str(), &model_)); }
+  ~Model() { ember_model_free(model_); }
+  Model(Model&& other) noexcept : model_(std::exchange(other.model_, nullptr)) {}
+  Model& operator=(Model&& other) noexcept {
+    std::swap(model_, other.model_);
+    return *this;
+  }
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // The output's shape for an input of this shape.
+  std::vector<int64_t> output_shape(const std::vector<int64_t>& shape) const {
+    int rank = 0;
+    int64_t out[EMBER_MAX_DIMS];
+    check(ember_model_output_shape(model_, static_cast<int>(shape.size()), shape.data(), &rank, out));
+    return std::vector<int64_t>(out, out + rank);
+  }
+
+  // The model applied to x (float32, C-contiguous, of this shape), into y (resized to fit).
+  void forward(const std::vector<int64_t>& shape, const float* x, std::vector<float>& y) const {
+    int64_t size = 1;
+    for (int64_t d : output_shape(shape)) size *= d;
+    y.resize(static_cast<size_t>(size));
+    check(ember_model_forward(model_, static_cast<int>(shape.size()), shape.data(), x, y.data(), size));
+  }
+  std::vector<float> forward(const std::vector<int64_t>& shape, const float* x) const {
+    std::vector<float> y;
+    forward(shape, x, y);
+    return y;
+  }
+
+  std::vector<std::string> layers() const {
+    std::vector<std::string> out;
+    for (int64_t i = 0; i < ember_model_num_layers(model_); ++i) out.emplace_back(ember_model_layer(model_, i));
+    return out;
+  }
+  const ember_model* get() const noexcept { return model_; }
+
+ private:
+  ember_model* model_ = nullptr;
+};
 
 // Sets the kernels' thread count for its lifetime, then restores the previous one.
 class ThreadsScope {

@@ -331,6 +331,22 @@ def test_conv2d_backward_reads_views_and_empty_batches(rng):
     assert (dw == 0).all() and dw.shape == w.shape and (db == 0).all()
 
 
+@pytest.mark.parametrize("ref", [False, True], ids=["fast", "ref"])
+def test_conv2d_backward_without_output_channels_or_positions(ref):
+    """No output channel (or no output position) reached the input: its gradient is zero, the
+    weight's is empty (once a division by zero)."""
+    for o, x_shape, dy_shape in [(0, (2, 3, 5, 5), (2, 0, 3, 3)), (4, (2, 3, 5, 5), (2, 4, 0, 3))]:
+        dy = np.ones(dy_shape, np.float32)
+        w = np.ones((o, 3, 3, 3), np.float32)
+        dx = np.full(x_shape, np.nan, np.float32)
+        (ember._C.conv2d_bwd_data_ref if ref else ember._C.conv2d_bwd_data)(dy, w, dx, 1, 1, 0, 0, 1, 1, 1)
+        assert (dx == 0).all()
+        dw = np.full(w.shape, np.nan, np.float32)
+        (ember._C.conv2d_bwd_weight_ref if ref else ember._C.conv2d_bwd_weight)(
+            np.ones(x_shape, np.float32), dy, dw, None, 1, 1, 0, 0, 1, 1, 1)
+        assert (dw == 0).all()
+
+
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "ref"])
 def test_conv2d_backward_bad_input(fast):
     bwd_data = kernels.conv2d.conv2d_bwd_data if fast else kernels.conv2d.conv2d_bwd_data_ref

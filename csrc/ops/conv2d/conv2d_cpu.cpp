@@ -90,7 +90,11 @@ void conv2d_fwd(const Geometry& g, const float* x, const float* w, const float* 
 void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* dx, Isa isa, int nthreads) {
   const int64_t cpg = g.c / g.groups, opg = g.o / g.groups, taps = g.kh * g.kw, P = g.oh * g.ow;
   if (g.n == 0 || cpg == 0 || g.h * g.w == 0) return;
-  if (opg > 0 && P > 0 && depthwise_applies(g)) {
+  if (opg == 0 || P == 0) {  // no output reached the input: its gradient is zero
+    std::fill(dx, dx + g.n * g.c * g.h * g.w, 0.0f);
+    return;
+  }
+  if (depthwise_applies(g)) {
     depthwise_bwd_data(g, dy, w, dx, isa, nthreads);
     return;
   }
@@ -118,7 +122,7 @@ void conv2d_bwd_data(const Geometry& g, const float* dy, const float* w, float* 
 void conv2d_bwd_weight(const Geometry& g, const float* x, const float* dy, float* dw, float* db, Isa isa,
                        int nthreads) {
   const int64_t K = g.c / g.groups * g.kh * g.kw, P = g.oh * g.ow;
-  if (g.n == 0 || P == 0 || K == 0) {
+  if (g.n == 0 || P == 0 || K == 0 || g.o == 0) {
     std::fill(dw, dw + g.o * K, 0.0f);
     if (db) {  // no input channels leave the bias gradient: the sum of dy over images and pixels
       std::fill(db, db + g.o, 0.0f);

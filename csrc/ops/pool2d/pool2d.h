@@ -44,6 +44,22 @@ inline void valid_taps(int64_t start, int64_t dil, int64_t k, int64_t size, int6
   *t1 = end < k ? end : k;
 }
 
+// PyTorch's pooling output size along one axis (floor or ceil mode) for sizes, kernels,
+// strides, paddings and dilations already checked (core/window.h); saturates at INT64_MAX.
+int64_t output_size(int64_t size, int64_t k, int64_t pad, int64_t stride, int64_t dil, bool ceil_mode);
+
+// The output plane must be what the window geometry gives (floor or ceil mode), else
+// std::invalid_argument.
+void check_output(const Geometry& g);
+
+// Every pooling window must cover at least one input element (else a maximum or an average over
+// the input alone has nothing to take): checked where the output has elements.
+void check_windows_reach_input(const Geometry& g);
+
+// Every one of the n indices of a max pooling must point into its plane of plane_size elements,
+// or the backward would write out of bounds: else std::invalid_argument naming the first bad one.
+void check_indices(const int64_t* idx, int64_t n, int64_t plane_size);
+
 // The oracles: plain loops, double accumulation for averages, no threads; T is float or
 // double (the float64 path serves gradient checks).
 template <class T>
