@@ -115,6 +115,8 @@ def lib():
     i64, fp = ctypes.c_int64, ctypes.POINTER(ctypes.c_float)
     c.ember_gemm_f32.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, i64, ctypes.c_float, fp, i64, fp, i64,
                                  ctypes.c_float, fp, i64, fp, ctypes.c_int]
+    for name in ("ember_adaptive_avg_pool2d_forward_f32", "ember_adaptive_avg_pool2d_backward_f32"):
+        getattr(c, name).argtypes = [i64] * 6 + [ctypes.c_void_p] * 2
     return c
 
 

@@ -3,13 +3,14 @@
 
 #include "bindings/cuda_common.h"
 #include "bindings/optim_args.h"
+#include "ops/optim_step/optim_step.h"
 #include "ops/optim_step/optim_step_cuda.h"
 
 namespace ember::cuda_bind {
 namespace {
 
-using bindings::check_adam_hyper;
-using bindings::check_sgd_hyper;
+using optim_step::check_adam_hyper;
+using optim_step::check_sgd_hyper;
 
 void py_adam_step(py::handle params, py::handle grads, py::handle exp_avgs, py::handle exp_avg_sqs,
                   py::handle max_exp_avg_sqs, py::handle steps, double lr, double beta1, double beta2, double eps,

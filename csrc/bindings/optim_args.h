@@ -27,11 +27,6 @@ std::vector<ArrayView> tensor_list(const py::handle& obj, const char* name, Acce
 // The step counts, one int >= 1 per parameter.
 std::vector<int64_t> step_counts(const py::handle& obj, size_t count);
 
-// The hyper-parameters, refused by name as PyTorch's optimizers refuse them (and NaN or
-// infinity anywhere): lr, eps and weight_decay >= 0, betas in [0, 1); for SGD momentum and
-// dampening >= 0, and Nesterov only with momentum and no dampening.
-void check_adam_hyper(double lr, double beta1, double beta2, double eps, double weight_decay);
-void check_sgd_hyper(double lr, double momentum, double dampening, double weight_decay, bool nesterov);
 
 // No array of any of the lists shares memory with another.
 void check_lists_disjoint(std::initializer_list<const std::vector<ArrayView>*> lists);

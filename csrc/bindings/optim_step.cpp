@@ -14,7 +14,7 @@ void adam_step(const py::handle& params, const py::handle& grads, const py::hand
                const py::handle& exp_avg_sqs, const py::handle& max_exp_avg_sqs, const py::handle& steps,
                double lr, double beta1, double beta2, double eps, double weight_decay, bool decoupled,
                bool maximize) {
-  check_adam_hyper(lr, beta1, beta2, eps, weight_decay);
+  optim_step::check_adam_hyper(lr, beta1, beta2, eps, weight_decay);
   const AdamLists l = adam_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, Device::cpu, &array_arg);
   std::vector<optim_step::AdamTensor> list;
   for (size_t i = 0; i < l.p.size(); ++i)
@@ -34,7 +34,7 @@ void adam_step(const py::handle& params, const py::handle& grads, const py::hand
 template <bool Ref>
 void sgd_step(const py::handle& params, const py::handle& grads, const py::handle& momentum_buffers, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov, bool maximize, bool first) {
-  check_sgd_hyper(lr, momentum, dampening, weight_decay, nesterov);
+  optim_step::check_sgd_hyper(lr, momentum, dampening, weight_decay, nesterov);
   const SgdLists l = sgd_lists(params, grads, momentum_buffers, Device::cpu, &array_arg);
   std::vector<optim_step::SgdTensor> list;
   for (size_t i = 0; i < l.p.size(); ++i)

@@ -9,8 +9,8 @@ namespace ember::bindings {
 namespace {
 
 // A packed-weight array: any shape, C-contiguous, exactly `count` elements.
-ArrayView packed(const py::handle& obj, const char* name, DType dtype, int64_t count) {
-  const ArrayView a = array_arg(obj, name, {dtype, Shape::any()});
+ArrayView packed(const py::handle& obj, const char* name, DType dtype, int64_t count, Access access = Access::read) {
+  const ArrayView a = array_arg(obj, name, {dtype, Shape::any(), Layout::contiguous, access});
   EMBER_CHECK_VALUE(a.size() == count, name, " has ", a.size(), " elements; the packed layout of this shape needs ",
                     count, " (was it packed for another shape or group size?)");
   return a;
@@ -91,9 +91,41 @@ void int4(const py::handle& input, const py::handle& data, const py::handle& sca
   });
 }
 
+void pack(const py::handle& weight, int64_t bits, int64_t group_size, const py::handle& out_data,
+          const py::handle& out_scales, const py::handle& out_colsum) {
+  EMBER_CHECK_VALUE(bits == 8 || bits == 4, "bits must be 8 or 4, got ", bits);
+  if (bits == 4)
+    EMBER_CHECK_VALUE(group_size >= 8 && group_size % 8 == 0 && group_size <= 4096,
+                      "group_size must be a multiple of 8 from 8 to 4096, got ", group_size);
+  const ArrayView w = array_arg(weight, "weight", {DType::float32, {-1, -1}, Layout::rows});
+  const int64_t n = w.shape[0], k = w.shape[1];
+  EMBER_CHECK_VALUE(n >= 1 && k >= 1 && k <= 65536, "weight must be (N, K) with N >= 1 and 1 <= K <= 65536, got ",
+                    shape_str(w.shape));
+  const int64_t group = bits == 4 ? group_size : 4;  // int8 packs K by fours; group_size is not used
+  checked_mul((n + 15) / 16 * 16, (k + group - 1) / group * group, "the packed weight");
+  const qmatmul::PackedSizes sizes = qmatmul::packed_sizes(n, k, static_cast<int>(bits), group);
+  const ArrayView d = packed(out_data, "out_data", bits == 8 ? DType::int8 : DType::uint8, sizes.data, Access::write);
+  const ArrayView s = packed(out_scales, "out_scales", DType::float32, sizes.scales, Access::write);
+  ArrayView c;
+  if (bits == 8) c = packed(out_colsum, "out_colsum", DType::int32, sizes.colsum, Access::write);
+  else EMBER_CHECK_VALUE(out_colsum.is_none(), "out_colsum must be None for int4 weights");
+  for (const ArrayView* out : {&d, &s, static_cast<const ArrayView*>(&c)}) check_apart(*out, w);
+  check_disjoint({&d, &s, &c});
+  py::gil_scoped_release release;
+  qmatmul::quantize_pack(w.ptr<const float>(), n, k, w.strides[0], static_cast<int>(bits), group, d.ptr<void>(),
+                         s.ptr<float>(), c.ptr<int32_t>());
+}
+
 }  // namespace
 
 void bind_qmatmul(py::module_& m) {
+  def(m, "quantize_pack", &pack,
+      "Quantize weight (N x K float32, unit column stride, finite) symmetrically to int8 (bits=8: one scale per\n"
+      "channel) or int4 (bits=4: one per channel and group_size inputs, the clipping level of least rounding\n"
+      "error) and pack it into out_data (int8 or uint8), out_scales (float32) and out_colsum (int32, int8\n"
+      "only, else None), sized by the packed layout. group_size is not used for int8.",
+      py::arg("weight"), py::arg("bits"), py::arg("group_size"), py::arg("out_data"), py::arg("out_scales"),
+      py::arg("out_colsum"));
   def(m, "qmatmul_int8", &int8<false>,
       "out = input @ dequant(W)^T + bias for int8 weights (N x K, one scale per output channel), the\n"
       "activations quantized per row inside the call (W8A8). data, scales and colsum are ember.quant's\n"

@@ -10,9 +10,9 @@
 
 #include "capi/geometry.h"
 #include "capi/model.h"
+#include "capi/qweight.h"
 #include "ops/eltwise/eltwise.h"
 #include "ops/gemm/gemm.h"
-#include "ops/qmatmul/qmatmul.h"
 
 namespace ember::capi::model {
 namespace {
@@ -136,24 +136,11 @@ struct Linear : Dense {
 };
 
 struct QuantLinear : Dense {
-  int bits = 8;
-  int64_t group = 0, kp = 0;
-  std::vector<unsigned char> data;
-  std::vector<float> scales, bias;
-  std::vector<int32_t> colsum;
+  std::unique_ptr<ember_qweight> weight;
+  std::vector<float> bias;
   void run(const Shape& in, const Shape&, const float* x, float* y) const override {
-    const int64_t m = rows(in);
-    const float* b = bias.empty() ? nullptr : bias.data();
-    bool finite;
-    if (bits == 8) {
-      const qmatmul::Int8Weight w{out_features, in_features, kp, reinterpret_cast<const int8_t*>(data.data()),
-                                  scales.data(), colsum.data()};
-      finite = qmatmul::qmatmul_int8(x, m, in_features, w, b, y, out_features, active_isa(), threads());
-    } else {
-      const qmatmul::Int4Weight w{out_features, in_features, group, kp, data.data(), scales.data()};
-      finite = qmatmul::qmatmul_int4(x, m, in_features, w, b, y, out_features, active_isa(), threads());
-    }
-    if (!finite) reject("its input holds NaN or infinity, which int8 activations cannot represent");
+    if (!weight->matmul(x, rows(in), in_features, bias.empty() ? nullptr : bias.data(), y, out_features))
+      reject("its input holds NaN or infinity, which int8 activations cannot represent");
   }
 };
 
@@ -401,8 +388,6 @@ void Layer::reject(const std::string& why) const {
 
 namespace {
 
-int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
-
 std::unique_ptr<Layer> conv2d_layer(const Config& cfg, const std::string& name, Weights& w) {
   auto l = std::make_unique<Conv2d>();
   ember_conv2d_shape& g = l->geo;
@@ -434,42 +419,30 @@ std::unique_ptr<Layer> linear_layer(const Config& cfg, const std::string& name, 
   return l;
 }
 
-// Checked as Python's QuantizedWeight checks a file's arrays: sizes, scales finite and > 0, int8
-// values within [-127, 127] and each channel's column sum equal to what its values give.
+// Checked as Python's QuantizedWeight checks a file's arrays (ember_qweight::check).
 std::unique_ptr<Layer> quant_linear_layer(const Config& cfg, const std::string& name, Weights& w) {
   auto l = std::make_unique<QuantLinear>();
   l->in_features = cfg.integer("in_features", 1), l->out_features = cfg.integer("out_features", 1);
-  l->bits = static_cast<int>(cfg.integer("bits", 1));
-  if (l->in_features > 65536) cfg.bad("in_features", "at most 65536");
-  const int64_t n16 = round_up(l->out_features, qmatmul::kBlock), k = l->in_features;
-  if (l->bits == 8) {
-    l->kp = round_up(k, 4);
-    l->data = w.raw(name + "weight_data", "I8", n16 * l->kp);
-    const std::vector<unsigned char> cs = w.raw(name + "weight_colsum", "I32", n16);
-    l->colsum.resize(static_cast<size_t>(n16));
-    std::memcpy(l->colsum.data(), cs.data(), cs.size());
-    std::vector<int64_t> sums(static_cast<size_t>(n16), 0);
-    const auto* q = reinterpret_cast<const int8_t*>(l->data.data());
-    for (int64_t i = 0; i < n16 * l->kp; ++i) {  // block b, quad, channel c, j: 64 bytes per quad
-      if (q[i] < -127) damaged(w.path(), name, "int8 weights must lie in [-127, 127], found -128");
-      sums[static_cast<size_t>(i / (l->kp * 16) * 16 + i % 64 / 4)] += q[i];
-    }
-    for (int64_t c = 0; c < n16; ++c)
-      if (sums[c] != l->colsum[c])
-        damaged(w.path(), name, "weight_colsum: channel ", c, "'s column sum is ", l->colsum[c],
-                ", its weights sum to ", sums[c]);
-    l->scales = w.floats(name + "weight_scales", {n16});
-  } else if (l->bits == 4) {
-    l->group = cfg.integer("group_size", 8);
-    if (l->group % 8 || l->group > 4096) cfg.bad("group_size", "a multiple of 8 up to 4096");
-    l->kp = round_up(k, l->group);
-    l->data = w.raw(name + "weight_data", "U8", n16 * l->kp / 2);
-    l->scales = w.floats(name + "weight_scales", {n16 * (l->kp / l->group)});
-  } else {
-    cfg.bad("bits", "8 or 4");
+  const int64_t bits = cfg.integer("bits", 1);
+  const json::Value* group = cfg.get("group_size");
+  const int64_t group_size = bits == 4 ? cfg.integer("group_size", 1) : (group && group->integral ? group->integer : 0);
+  try {
+    l->weight = std::make_unique<ember_qweight>(static_cast<int>(bits), l->out_features, l->in_features, group_size);
+  } catch (const std::invalid_argument& e) {
+    damaged(w.path(), cfg.name, e.what());
   }
-  for (float s : l->scales)
-    if (!(std::isfinite(s) && s > 0)) damaged(w.path(), name, "weight_scales must be finite and > 0, found ", s);
+  ember_qweight& q = *l->weight;
+  q.data = w.raw(name + "weight_data", bits == 8 ? "I8" : "U8", static_cast<int64_t>(q.data.size()));
+  q.scales = w.floats(name + "weight_scales", {static_cast<int64_t>(q.scales.size())});
+  if (bits == 8) {
+    const std::vector<unsigned char> cs = w.raw(name + "weight_colsum", "I32", static_cast<int64_t>(q.colsum.size()));
+    std::memcpy(q.colsum.data(), cs.data(), cs.size());
+  }
+  try {
+    q.check();
+  } catch (const std::invalid_argument& e) {
+    damaged(w.path(), cfg.name, e.what());
+  }
   if (w.has(name + "bias") || cfg.boolean("bias", true)) l->bias = w.floats(name + "bias", {l->out_features});
   return l;
 }

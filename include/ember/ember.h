@@ -128,6 +128,114 @@ EMBER_API ember_status ember_adaptive_avg_pool2d_backward_f32(int64_t n, int64_t
                                                               int64_t out_h, int64_t out_w, const float* dy,
                                                               float* dx);
 
+/* ---------------------------------------------------------------- quantized matmul */
+
+/* A weight (n outputs x k inputs, k <= 65536) quantized symmetrically and packed for Ember's
+ * integer kernels: int8 (bits 8, one scale per output) or int4 (bits 4, one scale per output and
+ * group of group_size inputs, a multiple of 8 up to 4096; 32 is usual), the same format as
+ * ember.quant's (a checkpoint's weight_data, weight_scales and weight_colsum). */
+typedef struct ember_qweight ember_qweight;
+
+/* Quantizes w (n x k float32, row stride ldw, every value finite): int8 scales are max|w| / 127;
+ * int4 scales the clipping level of max|w| / 7 (1 down to 0.75 of it) of least rounding error. */
+EMBER_API ember_status ember_qweight_quantize_f32(const float* w, int64_t n, int64_t k, int64_t ldw, int bits,
+                                                  int64_t group_size, ember_qweight** out);
+
+/* A weight from its packed arrays (copied and checked: sizes, scales finite and > 0, int8 values
+ * within [-127, 127] and colsum their column sums; colsum is NULL with count 0 for int4). */
+EMBER_API ember_status ember_qweight_from_packed(int bits, int64_t n, int64_t k, int64_t group_size, const void* data,
+                                                 int64_t data_bytes, const float* scales, int64_t scales_count,
+                                                 const int32_t* colsum, int64_t colsum_count, ember_qweight** out);
+
+/* The packed arrays (valid while the weight lives), to store them. */
+EMBER_API ember_status ember_qweight_packed(const ember_qweight* w, const void** data, int64_t* data_bytes,
+                                            const float** scales, int64_t* scales_count, const int32_t** colsum,
+                                            int64_t* colsum_count);
+EMBER_API void ember_qweight_free(ember_qweight* w); /* NULL is allowed */
+
+/* y (m x n, row stride ldy) = x (m x k float32, row stride ldx) @ dequant(w)^T + bias (n values,
+ * or NULL), the activations quantized to int8 per row (int8 weights) or per row and group (int4)
+ * inside the call; the same bits as Python's QuantizedWeight.matmul on every ISA. x holding NaN
+ * or infinity is EMBER_ERROR_INVALID_ARGUMENT. */
+EMBER_API ember_status ember_qmatmul_f32(const ember_qweight* w, int64_t m, const float* x, int64_t ldx,
+                                         const float* bias, float* y, int64_t ldy);
+
+/* ---------------------------------------------------------------- training */
+
+/* Softmax cross-entropy of logits (batch x classes, row-major) as PyTorch's F.cross_entropy
+ * computes it: against class indices (target, batch values; a row whose target is ignore_index
+ * counts for nothing) or class probabilities (target_probs, batch x classes) -- exactly one of
+ * the two -- with optional class weights (classes values, or NULL) and label smoothing in [0, 1].
+ * The reduction: EMBER_REDUCTION_MEAN divides the sum by the targets' total weight (the batch for
+ * probabilities; NaN when every target is ignored), SUM adds the rows, NONE keeps them. */
+typedef enum ember_reduction {
+  EMBER_REDUCTION_NONE = 0,
+  EMBER_REDUCTION_MEAN = 1,
+  EMBER_REDUCTION_SUM = 2
+} ember_reduction;
+
+typedef struct ember_cross_entropy_args {
+  int64_t batch, classes;
+  const int64_t* target;     /* batch class indices, or NULL */
+  const float* target_probs; /* batch x classes probabilities, or NULL */
+  const float* weight;       /* classes weights, or NULL */
+  float label_smoothing;
+  int64_t ignore_index;      /* -100 as in PyTorch, or any value */
+  ember_reduction reduction;
+} ember_cross_entropy_args;
+
+/* loss = the reduced loss (1 value; batch values for EMBER_REDUCTION_NONE). lse (batch doubles,
+ * or NULL) receives each row's log-sum-exp, which the backward can reuse. One read of the
+ * logits; nothing of their size is written. */
+EMBER_API ember_status ember_cross_entropy_forward_f32(const ember_cross_entropy_args* args, const float* logits,
+                                                       float* loss, double* lse);
+
+/* dlogits = the gradient of the loss for grad_loss (1 value; batch values for
+ * EMBER_REDUCTION_NONE; NULL means 1), given the forward's lse (NULL: computed again). dlogits
+ * may be logits itself (in place); it must not overlap the other inputs. */
+EMBER_API ember_status ember_cross_entropy_backward_f32(const ember_cross_entropy_args* args, const float* logits,
+                                                        const double* lse, const float* grad_loss, float* dlogits);
+
+/* Optimizer steps, PyTorch's formulas (torch.optim, single-tensor), over a list of parameters in
+ * one pass with the threads spread over all their elements. Every array of every tensor must be
+ * distinct memory; state starts at zero (Adam) and steps count from 1. */
+typedef struct ember_adam_hyper {
+  float lr, beta1, beta2, eps, weight_decay; /* lr, eps, weight_decay >= 0; betas in [0, 1) */
+  int decoupled;                             /* nonzero: AdamW's weight decay */
+  int maximize;
+} ember_adam_hyper;
+
+typedef struct ember_adam_tensor {
+  int64_t n;                /* elements */
+  float* param;
+  const float* grad;
+  float* exp_avg;
+  float* exp_avg_sq;
+  float* max_exp_avg_sq;    /* AMSGrad's running maximum, or NULL (not AMSGrad) */
+  int64_t step;             /* this parameter's step, >= 1 (bias corrections) */
+} ember_adam_tensor;
+
+/* With AMSGrad every tensor has max_exp_avg_sq, else none does. */
+EMBER_API ember_status ember_adam_step_f32(const ember_adam_hyper* hyper, const ember_adam_tensor* tensors,
+                                           int64_t count);
+
+typedef struct ember_sgd_hyper {
+  float lr, momentum, dampening, weight_decay; /* all >= 0 */
+  int nesterov;                                /* needs momentum > 0 and dampening 0 */
+  int maximize;
+  int first; /* nonzero on the first step: the momentum buffers start from this step's direction */
+} ember_sgd_hyper;
+
+typedef struct ember_sgd_tensor {
+  int64_t n;
+  float* param;
+  const float* grad;
+  float* momentum_buffer; /* n floats when momentum > 0, else NULL */
+} ember_sgd_tensor;
+
+EMBER_API ember_status ember_sgd_step_f32(const ember_sgd_hyper* hyper, const ember_sgd_tensor* tensors,
+                                          int64_t count);
+
 /* ---------------------------------------------------------------- models */
 
 /* An inference-only model loaded from an Ember checkpoint (a .safetensors file that ember.save or

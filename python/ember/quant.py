@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend, checkpoint, nn
+from . import _C, backend, checkpoint, nn
 from .kernels import qmatmul as qmatmul_kernels
 from .autograd import Function, no_grad
 from .tensor import Tensor, full, ones, tensor, zeros
@@ -32,7 +32,6 @@ from .tensor import Tensor, full, ones, tensor, zeros
 BLOCK = 16  # output channels per packed block
 # The packed layout's name, recorded in checkpoints: a future layout must not read old files as its own.
 LAYOUT = "blocks16-v1"
-_INT4_CLIP_LEVELS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)
 GROUP_SIZES = (32, 64, 128)
 
 
@@ -194,7 +193,10 @@ class QuantizedWeight:
 
 
 def quantize_weight(w, bits: int = 8, group_size: int = 32) -> QuantizedWeight:
-    """Quantize a float (N, K) weight (a Linear's ``weight``: outputs x inputs) and pack it."""
+    """Quantize a float (N, K) weight (a Linear's ``weight``: outputs x inputs) and pack it, on
+    Ember's native packer: int8 with one scale per channel (max|w| / 127); int4 with one per
+    channel and group, the clipping level (max|w| / 7, shrunk by up to 25%) whose rounding error
+    is smallest. float64 weights are rounded to float32 first (what the kernels multiply)."""
     _check_bits_group(bits, group_size)
     w = w.detach()._host() if isinstance(w, Tensor) else np.asarray(w)
     if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1:
@@ -206,45 +208,13 @@ def quantize_weight(w, bits: int = 8, group_size: int = 32) -> QuantizedWeight:
     n, k = w.shape
     if k > 65536:
         raise ValueError(f"quantize_weight: K={k} is more than the 65536 inputs the kernels support")
-    w = w.astype(np.float64)
-    np16 = _round_up(n, BLOCK)
-    if bits == 8:
-        kp = _round_up(k, 4)
-        amax = np.abs(w).max(axis=1)
-        scale = np.where(amax > 0, amax / 127, 1.0).astype(np.float32)  # an all-zero row keeps scale 1
-        q = np.zeros((np16, kp), np.int8)
-        q[:n, :k] = np.clip(np.rint(w / scale.astype(np.float64)[:, None]), -127, 127)
-        scales = np.ones(np16, np.float32)
-        scales[:n] = scale
-        data = np.ascontiguousarray(q.reshape(np16 // BLOCK, BLOCK, kp // 4, 4).transpose(0, 2, 1, 3)).reshape(-1)
-        return QuantizedWeight(8, (n, k), data, scales, check=False)  # values in [-127, 127], colsum derived
-    g = int(group_size)
-    kp = _round_up(k, g)
-    groups = kp // g
-    wp = np.zeros((np16, kp))
-    wp[:n, :k] = w
-    wg = wp.reshape(np16, groups, g)
-    amax = np.abs(wg).max(axis=2)
-    # Each group's scale is the one among a few clipping levels (max|w| / 7 shrunk by up to 25%)
-    # whose rounding error is smallest: with 15 levels, clipping a rare outlier often buys
-    # finer steps for all the other weights.
-    best_scale, best_err = None, None
-    for shrink in _INT4_CLIP_LEVELS:
-        scale = np.where(amax > 0, amax * shrink / 7, 1.0).astype(np.float32)
-        s64 = scale.astype(np.float64)[..., None]
-        err = ((np.clip(np.rint(wg / s64), -7, 7) * s64 - wg) ** 2).sum(axis=2)
-        if best_scale is None:
-            best_scale, best_err = scale, err
-        else:
-            better = err < best_err
-            best_scale, best_err = np.where(better, scale, best_scale), np.where(better, err, best_err)
-    scale = best_scale
-    q = np.clip(np.rint(wg / scale.astype(np.float64)[..., None]), -7, 7).astype(np.int8).reshape(np16, kp)
-    u = (q + 8).astype(np.uint8).reshape(np16 // BLOCK, BLOCK, kp // 8, 2, 4)
-    packed = (u[:, :, :, 0, :] | (u[:, :, :, 1, :] << 4)).transpose(0, 2, 1, 3)
-    data = np.ascontiguousarray(packed).reshape(-1)
-    scales = np.ascontiguousarray(scale.reshape(np16 // BLOCK, BLOCK, groups).transpose(0, 2, 1)).reshape(-1)
-    return QuantizedWeight(4, (n, k), data, scales, group_size=g)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    sizes = packed_sizes(n, k, bits, group_size)
+    data, scales = np.empty(sizes["data"][1], sizes["data"][0]), np.empty(sizes["scales"][1], np.float32)
+    colsum = np.empty(sizes["colsum"][1], np.int32) if bits == 8 else None
+    _C.quantize_pack(w, bits, int(group_size) if bits == 4 else 0, data, scales, colsum)
+    # Ember packed and checked these itself: the values within bounds, colsum their sums.
+    return QuantizedWeight(bits, (n, k), data, scales, colsum, group_size if bits == 4 else None, check=False)
 
 
 class _QuantLinearFn(Function):

@@ -3,9 +3,11 @@ that a crash or a hang in the library fails the case that caused it instead of t
 
 A case is ``("load", file_bytes, shapes)``: the bytes are written to a file and loaded with
 ember_model_load, then each input shape is asked of ember_model_output_shape and, when its
-output is small, run by ember_model_forward; or ``("pool" | "conv", fields)``: a shape struct
+output is small, run by ember_model_forward; ``("pool" | "conv", fields)``: a shape struct
 given to the output-size function and, when that succeeds and the arrays are small, to the
-forward (and backward) kernels. The answer is a list of (function, status, message).
+forward (and backward) kernels; ``("xent", fields)``: a cross-entropy problem run forward and
+backward; ``("qweight", fields)``: a weight quantized and multiplied. The answer is a list of
+(function, status, message).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def _library(path):
     lib = ctypes.CDLL(path)
     lib.ember_last_error.restype = ctypes.c_char_p
     lib.ember_model_free.argtypes = [ctypes.c_void_p]
+    lib.ember_qweight_free.argtypes = [ctypes.c_void_p]
     return lib
 
 
@@ -113,6 +116,59 @@ def _kernel(lib, kind, fields):
     return answers
 
 
+class XentArgs(ctypes.Structure):
+    _fields_ = [("batch", ctypes.c_int64), ("classes", ctypes.c_int64), ("target", ctypes.c_void_p),
+                ("target_probs", ctypes.c_void_p), ("weight", ctypes.c_void_p), ("label_smoothing", ctypes.c_float),
+                ("ignore_index", ctypes.c_int64), ("reduction", ctypes.c_int)]
+
+
+def _xent(lib, fields):
+    """fields: batch, classes, soft (bool), weighted (bool), label_smoothing, ignore_index, reduction,
+    target values (a list cycled over the batch)."""
+    b, v, soft, weighted, eps, ignore, reduction, targets = fields
+    if max(b, 0) > MAX_RUN or max(v, 0) > MAX_RUN or max(b, 0) * max(v, 0) > MAX_RUN:
+        return []  # buffers of the claimed sizes would not fit: a caller's lie is not detectable
+    n = max(b, 0) * max(v, 0)
+    z = _floats(n)
+    t = np.array([targets[i % len(targets)] for i in range(max(b, 0))] or [0], np.int64)
+    probs = np.abs(_floats(n)) if soft else None
+    w = np.abs(_floats(max(v, 1))) if weighted else None
+    args = XentArgs(b, v, None if soft else _ptr(t), _ptr(probs) if soft else None, _ptr(w) if weighted else None,
+                    eps, ignore, reduction)
+    loss, lse, dz = np.empty(max(b, 1), np.float32), np.empty(max(b, 1)), np.empty(max(n, 1), np.float32)
+    answers = []
+    status = lib.ember_cross_entropy_forward_f32(ctypes.byref(args), _ptr(z), _ptr(loss), _ptr(lse))
+    answers.append(("ember_cross_entropy_forward_f32", status, lib.ember_last_error().decode()))
+    status = lib.ember_cross_entropy_backward_f32(ctypes.byref(args), _ptr(z), None, None, _ptr(dz))
+    answers.append(("ember_cross_entropy_backward_f32", status, lib.ember_last_error().decode()))
+    return answers
+
+
+def _qweight(lib, fields):
+    """fields: bits, n, k, group_size, m, ld extra, a non-finite value or not."""
+    bits, n, k, group, m, extra, poison = fields
+    width = max(k + extra, 1)
+    if max(n, 1) * width > MAX_RUN or max(m, 1) * width > MAX_RUN or max(m, 1) * max(n, 1) > MAX_RUN:
+        return []  # buffers of the claimed sizes would not fit
+    w = _floats(max(n, 1) * max(k + extra, 1))
+    if poison:
+        w[0] = np.inf
+    handle = ctypes.c_void_p()
+    i64 = ctypes.c_int64
+    status = lib.ember_qweight_quantize_f32(_ptr(w), i64(n), i64(k), i64(k + extra), bits, i64(group),
+                                            ctypes.byref(handle))
+    answers = [("ember_qweight_quantize_f32", status, lib.ember_last_error().decode())]
+    if status != 0:
+        return answers
+    try:
+        x, y = _floats(max(m, 1) * (k + extra)), np.empty(max(m, 1) * n, np.float32)
+        status = lib.ember_qmatmul_f32(handle, i64(m), _ptr(x), i64(k + extra), None, _ptr(y), i64(n))
+        answers.append(("ember_qmatmul_f32", status, lib.ember_last_error().decode()))
+    finally:
+        lib.ember_qweight_free(handle)
+    return answers
+
+
 def _main(conn, path):
     lib = _library(path)
     with tempfile.TemporaryDirectory(prefix="ember-capi-fuzz-") as folder:
@@ -123,6 +179,10 @@ def _main(conn, path):
                 return
             if case[0] == "load":
                 conn.send(_load(lib, case[1], case[2], folder))
+            elif case[0] == "xent":
+                conn.send(_xent(lib, case[1]))
+            elif case[0] == "qweight":
+                conn.send(_qweight(lib, case[1]))
             else:
                 conn.send(_kernel(lib, case[0], case[1]))
 

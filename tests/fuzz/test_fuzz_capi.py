@@ -173,3 +173,22 @@ def test_conv2d_shapes(capi, fields):
 @given(shape_fields(capi_worker.POOL_FIELDS), hs.integers(0, 1))
 def test_pool2d_shapes(capi, fields, ceil_mode):
     _check(capi.run(("pool", fields + (ceil_mode,))))
+
+
+@examples(40)
+@given(hs.tuples(hs.one_of(hs.integers(0, 40), hs.sampled_from([-1, 2**40])),
+                 hs.one_of(hs.integers(0, 40), hs.sampled_from([-1, 2**40])), hs.booleans(), hs.booleans(),
+                 hs.sampled_from([0.0, 0.1, 1.0, -0.5, 1.5, float("nan")]), hs.sampled_from([-100, 0, 3]),
+                 hs.integers(-1, 3), hs.lists(hs.one_of(hs.integers(-2, 45), hs.sampled_from(EDGE_INTS[:-1])),
+                                              min_size=1, max_size=4)))
+def test_cross_entropy(capi, fields):
+    _check(capi.run(("xent", fields)))
+
+
+@examples(40)
+@given(hs.tuples(hs.sampled_from([8, 4, 3]), hs.one_of(hs.integers(-1, 40), hs.just(2**40)),
+                 hs.one_of(hs.integers(-1, 300), hs.sampled_from([65536, 65537])),
+                 hs.sampled_from([8, 16, 32, 64, 12, 0, 4096, 8192]), hs.integers(-1, 20), hs.integers(-2, 3),
+                 hs.booleans()))
+def test_quantized_weights(capi, fields):
+    _check(capi.run(("qweight", fields)))

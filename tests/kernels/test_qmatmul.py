@@ -209,3 +209,81 @@ def test_bad_input(rng):
         _C.qmatmul_int4(x, q4.data, q4.scales, 16, 40, 12, None, out)
     with pytest.raises(ValueError, match="K <= 65536"):
         _C.qmatmul_int8(x, q8.data, q8.scales, q8.colsum, 16, 70000, None, out)
+
+
+def numpy_quantize_pack(w, bits, group_size=32):
+    """The packer's contract in NumPy (float64 arithmetic, round half to even): the oracle of the
+    native one. Returns (data, scales, colsum or None)."""
+    n, k = w.shape
+    w = w.astype(np.float64)
+    np16 = -(-n // 16) * 16
+    if bits == 8:
+        kp = -(-k // 4) * 4
+        amax = np.abs(w).max(axis=1)
+        scale = np.where(amax > 0, amax / 127, 1.0).astype(np.float32)
+        q = np.zeros((np16, kp), np.int8)
+        q[:n, :k] = np.clip(np.rint(w / scale.astype(np.float64)[:, None]), -127, 127)
+        scales = np.ones(np16, np.float32)
+        scales[:n] = scale
+        data = np.ascontiguousarray(q.reshape(np16 // 16, 16, kp // 4, 4).transpose(0, 2, 1, 3)).reshape(-1)
+        return data, scales, q.astype(np.int32).sum(axis=1)
+    g = group_size
+    kp = -(-k // g) * g
+    groups = kp // g
+    wp = np.zeros((np16, kp))
+    wp[:n, :k] = w
+    wg = wp.reshape(np16, groups, g)
+    amax = np.abs(wg).max(axis=2)
+    best_scale, best_err = None, None
+    for shrink in (1.0, 0.95, 0.9, 0.85, 0.8, 0.75):
+        scale = np.where(amax > 0, amax * shrink / 7, 1.0).astype(np.float32)
+        s64 = scale.astype(np.float64)[..., None]
+        err = ((np.clip(np.rint(wg / s64), -7, 7) * s64 - wg) ** 2).sum(axis=2)
+        if best_scale is None:
+            best_scale, best_err = scale, err
+        else:
+            better = err < best_err
+            best_scale, best_err = np.where(better, scale, best_scale), np.where(better, err, best_err)
+    q = np.clip(np.rint(wg / best_scale.astype(np.float64)[..., None]), -7, 7).astype(np.int8).reshape(np16, kp)
+    u = (q + 8).astype(np.uint8).reshape(np16 // 16, 16, kp // 8, 2, 4)
+    data = np.ascontiguousarray((u[:, :, :, 0, :] | (u[:, :, :, 1, :] << 4)).transpose(0, 2, 1, 3)).reshape(-1)
+    scales = np.ascontiguousarray(best_scale.reshape(np16 // 16, 16, groups).transpose(0, 2, 1)).reshape(-1)
+    return data, scales, None
+
+
+@pytest.mark.parametrize("fmt", FORMATS + ODD_GROUPS, ids=fmt_id)
+def test_the_native_packer_equals_its_numpy_contract(rng, fmt):
+    """Sums of squared errors can tie between clipping levels only within rounding, which both
+    break the same way here: the packed bytes and scales agree exactly."""
+    bits, group = fmt
+    for n, k in [(1, 1), (3, 7), (5, 40), (16, 64), (33, 100), (70, 257)]:
+        for scale in (0.01, 1.0, 300.0):
+            w = (rng.standard_normal((n, k)) * scale).astype(np.float32)
+            w[0, : min(k, 3)] = [5.0, -0.0, 0.0][: min(k, 3)]
+            if n > 2:
+                w[2] = 0.0  # an all-zero row keeps scale 1
+            qw = quant.quantize_weight(w, bits, group or 32)
+            data, scales, colsum = numpy_quantize_pack(w, bits, group or 32)
+            np.testing.assert_array_equal(qw.data, data)
+            np.testing.assert_array_equal(qw.scales, scales)
+            if bits == 8:
+                np.testing.assert_array_equal(qw.colsum, colsum)
+
+
+def test_the_native_packer_refuses_bad_arguments():
+    w = np.ones((4, 8), np.float32)
+    d, s, c = np.empty(16 * 8, np.int8), np.empty(16, np.float32), np.empty(16, np.int32)
+    with pytest.raises(ValueError, match="bits must be 8 or 4, got 3"):
+        _C.quantize_pack(w, 3, 0, d, s, c)
+    with pytest.raises(ValueError, match="group_size must be a multiple of 8"):
+        _C.quantize_pack(w, 4, 12, d, s, None)
+    with pytest.raises(ValueError, match="out_data has 10 elements"):
+        _C.quantize_pack(w, 8, 0, d[:10], s, c)
+    with pytest.raises(ValueError, match="out_colsum must be None for int4 weights"):
+        _C.quantize_pack(w, 4, 8, np.empty(16 * 8 // 2, np.uint8), np.empty(16, np.float32), c)
+    bad = w.copy()
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(row 1, column 2\)"):
+        _C.quantize_pack(bad, 8, 0, d, s, c)
+    with pytest.raises(ValueError, match="must not share memory|overlap"):
+        _C.quantize_pack(w, 8, 0, d, s, s.view(np.int32))

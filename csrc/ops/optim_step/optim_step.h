@@ -57,6 +57,12 @@ struct SgdTensor {
   float* buf;  // null without momentum
 };
 
+// The hyper-parameters, checked by every front end and refused by name as PyTorch's optimizers refuse them (and NaN or
+// infinity anywhere): lr, eps and weight_decay >= 0, betas in [0, 1); for SGD momentum and
+// dampening >= 0, and Nesterov only with momentum and no dampening.
+void check_adam_hyper(double lr, double beta1, double beta2, double eps, double weight_decay);
+void check_sgd_hyper(double lr, double momentum, double dampening, double weight_decay, bool nesterov);
+
 // The oracles: plain loops, intermediate values in double, no threads.
 void adam_step_ref(const AdamHyper& h, const AdamTensor* tensors, int64_t count);
 void sgd_step_ref(const SgdHyper& h, const SgdTensor* tensors, int64_t count);

@@ -51,6 +51,21 @@ struct Int4Weight {
   const float* scales;   // (n padded to 16) / 16 x kp / G x 16
 };
 
+// The packed arrays' sizes for an N x K weight: data (bytes), scales and colsum (int8 only)
+// elements. bits is 8 or 4; group (int4) a multiple of 8.
+struct PackedSizes {
+  int64_t data, scales, colsum;
+};
+PackedSizes packed_sizes(int64_t n, int64_t k, int bits, int64_t group);
+
+// Quantizes w (N x K float32, row stride ldw, every value finite: else std::invalid_argument)
+// symmetrically and packs it: int8 with one scale per channel (max|w| / 127), int4 with one per
+// channel and group, chosen among a few clipping levels of max|w| / 7 (1 to 0.75 of it) as the
+// one whose rounding error is smallest. Rounding is half to even, in double. Padding rows keep
+// scale 1 and zero values.
+void quantize_pack(const float* w, int64_t n, int64_t k, int64_t ldw, int bits, int64_t group, void* data,
+                   float* scales, int32_t* colsum);
+
 // x is M x K float32 with row stride ldx; y is M x N with row stride ldy; bias
 // (N floats) may be null. Returns false (writing nothing) if x holds a NaN or
 // an infinity.
