@@ -117,6 +117,11 @@ def lib():
                                  ctypes.c_float, fp, i64, fp, ctypes.c_int]
     for name in ("ember_adaptive_avg_pool2d_forward_f32", "ember_adaptive_avg_pool2d_backward_f32"):
         getattr(c, name).argtypes = [i64] * 6 + [ctypes.c_void_p] * 2
+    vp_ = ctypes.c_void_p
+    c.ember_gemm_bf16.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, i64, ctypes.c_float, vp_, i64, vp_, i64,
+                                  ctypes.c_float, vp_, i64, vp_, ctypes.c_int]
+    for name in ("ember_bf16_from_f32", "ember_f32_from_bf16"):
+        getattr(c, name).argtypes = [vp_, i64, vp_]
     return c
 
 
@@ -315,3 +320,32 @@ def test_pooling_shape_errors_through_ctypes(lib, changes, message):
     assert text.startswith("ember_max_pool2d_forward_f32: ") and message in text, text
     assert lib.ember_max_pool2d_forward_f32(None, vp(x), vp(y), None) == 1
     assert b"shape is NULL" in lib.ember_last_error()
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(0, 0), (1, 0), (0, 1)])
+def test_bf16_gemm_and_conversions_through_ctypes_equal_python(lib, rng, same_threads, trans_a, trans_b):
+    m, n, k = 37, 50, 70
+    a32 = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b32 = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    a16, b16 = np.empty(a32.shape, np.uint16), np.empty(b32.shape, np.uint16)
+    assert lib.ember_bf16_from_f32(vp(a32), a32.size, vp(a16)) == 0
+    assert lib.ember_bf16_from_f32(vp(b32), b32.size, vp(b16)) == 0
+    want16 = np.empty_like(a16)
+    ember._C.convert_bf16(a32, want16)
+    np.testing.assert_array_equal(a16, want16)
+    back = np.empty_like(a32)
+    assert lib.ember_f32_from_bf16(vp(a16), a16.size, vp(back)) == 0
+    np.testing.assert_array_equal(back.view(np.uint32) >> 16, a16)
+    bias = rng.standard_normal(n).astype(np.float32)
+    want = np.empty((m, n), np.float32)
+    ember._C.gemm(a16.T if trans_a else a16, b16.T if trans_b else b16, want, 1.0, 0.0, False, False, bias, True)
+    c = np.full((m, n), np.nan, np.float32)
+    status = lib.ember_gemm_bf16(trans_a, trans_b, m, n, k, ctypes.c_float(1.0), vp(a16), a16.shape[1], vp(b16),
+                                 b16.shape[1], ctypes.c_float(0.0), vp(c), n, vp(bias), 1)
+    assert status == 0, lib.ember_last_error()
+    np.testing.assert_array_equal(c, want)
+    assert lib.ember_gemm_bf16(trans_a, trans_b, m, n, k, ctypes.c_float(1.0), vp(a16), a16.shape[1], None,
+                               b16.shape[1], ctypes.c_float(0.0), vp(c), n, None, 0) == 1
+    assert lib.ember_last_error() == b"ember_gemm_bf16: b is NULL"
+    assert lib.ember_bf16_from_f32(vp(a32), a32.size, vp(a32)) == 1
+    assert b"out must not share memory with x" in lib.ember_last_error()

@@ -6,6 +6,7 @@
 #include "capi/geometry.h"
 #include "core/window.h"
 #include "ops/gemm/gemm.h"
+#include "ops/gemm/gemm_bf16.h"
 
 using namespace ember::capi;
 namespace conv2d = ember::conv2d;
@@ -84,7 +85,30 @@ pool2d::Geometry adaptive_geometry(int64_t n, int64_t c, int64_t h, int64_t w, i
 }  // namespace ember::capi
 
 namespace {
+
 constexpr int64_t F = sizeof(float);
+
+// The checks both GEMMs share; `elem` is the size of A's and B's elements.
+template <class T>
+void gemm_args(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+               int64_t ldb, float* c, int64_t ldc, const float* bias) {
+  check_count("m", m), check_count("n", n), check_count("k", k);
+  const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+  const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+  const int64_t na = span("a", a_rows, a_cols, lda), nb = span("b", b_rows, b_cols, ldb);
+  const int64_t nc = span("c", m, n, ldc), E = sizeof(T);
+  check_pointer("a", a, na, E), check_pointer("b", b, nb, E), check_floats("c", c, nc), check_floats("bias", bias, 0);
+  check_apart("c", c, nc * F, "a", a, na * E);
+  check_apart("c", c, nc * F, "b", b, nb * E);
+  check_apart("c", c, nc * F, "bias", bias, bias ? n * F : 0);
+}
+
+void check_convert(const void* x, int64_t n, int64_t x_size, const void* out, int64_t out_size) {
+  check_count("n", n);
+  check_pointer("x", x, n, x_size), check_pointer("out", out, n, out_size);
+  check_apart("out", out, n * out_size, "x", x, n * x_size);
+}
+
 }  // namespace
 
 extern "C" {
@@ -93,21 +117,41 @@ ember_status ember_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int6
                             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                             const float* bias, int relu) {
   return guarded("ember_gemm_f32", [&] {
-    check_count("m", m), check_count("n", n), check_count("k", k);
-    const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
-    const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
-    const int64_t na = span("a", a_rows, a_cols, lda), nb = span("b", b_rows, b_cols, ldb);
-    const int64_t nc = span("c", m, n, ldc);
-    check_floats("a", a, na), check_floats("b", b, nb), check_floats("c", c, nc), check_floats("bias", bias, 0);
-    check_apart("c", c, nc * F, "a", a, na * F);
-    check_apart("c", c, nc * F, "b", b, nb * F);
-    check_apart("c", c, nc * F, "bias", bias, bias ? n * F : 0);
+    gemm_args(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, bias);
     ember::gemm::GemmArgs g;
     g.a = trans_a ? ember::MatrixF32{a, m, k, 1, lda} : ember::MatrixF32{a, m, k, lda, 1};
     g.b = trans_b ? ember::MatrixF32{b, k, n, 1, ldb} : ember::MatrixF32{b, k, n, ldb, 1};
     g.c = {c, m, n, ldc};
     g.alpha = alpha, g.beta = beta, g.bias = bias, g.relu = relu != 0;
     ember::gemm::gemm_cpu(g, active_isa(), threads());
+  });
+}
+
+ember_status ember_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                             const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c,
+                             int64_t ldc, const float* bias, int relu) {
+  return guarded("ember_gemm_bf16", [&] {
+    gemm_args(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, bias);
+    ember::gemm::GemmBf16Args g;
+    g.a = trans_a ? ember::gemm::MatrixBF16{a, m, k, 1, lda} : ember::gemm::MatrixBF16{a, m, k, lda, 1};
+    g.b = trans_b ? ember::gemm::MatrixBF16{b, k, n, 1, ldb} : ember::gemm::MatrixBF16{b, k, n, ldb, 1};
+    g.c = {c, m, n, ldc};
+    g.alpha = alpha, g.beta = beta, g.bias = bias, g.relu = relu != 0;
+    ember::gemm::gemm_bf16_cpu(g, active_isa(), threads());
+  });
+}
+
+ember_status ember_bf16_from_f32(const float* x, int64_t n, uint16_t* out) {
+  return guarded("ember_bf16_from_f32", [&] {
+    check_convert(x, n, F, out, 2);
+    ember::gemm::bf16_from_f32_cpu(x, n, out, active_isa(), threads());
+  });
+}
+
+ember_status ember_f32_from_bf16(const uint16_t* x, int64_t n, float* out) {
+  return guarded("ember_f32_from_bf16", [&] {
+    check_convert(x, n, 2, out, F);
+    ember::gemm::f32_from_bf16_cpu(x, n, out, active_isa(), threads());
   });
 }
 

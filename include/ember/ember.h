@@ -62,6 +62,18 @@ EMBER_API ember_status ember_gemm_f32(int trans_a, int trans_b, int64_t m, int64
                                       const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                                       float* c, int64_t ldc, const float* bias, int relu);
 
+/* ember_gemm_f32 with op(A) and op(B) in bf16 (their uint16 bit patterns), the products summed
+ * in float32 (AMX tiles or vdpbf16ps where the CPU has them); C, bias, alpha and beta float32.
+ * Subnormal bf16 inputs may be read as zero. */
+EMBER_API ember_status ember_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                                       const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb, float beta,
+                                       float* c, int64_t ldc, const float* bias, int relu);
+
+/* float32 to bf16 bit patterns (rounding to nearest even; NaN stays NaN) and back (exact), n
+ * values; the buffers must not overlap. */
+EMBER_API ember_status ember_bf16_from_f32(const float* x, int64_t n, uint16_t* out);
+EMBER_API ember_status ember_f32_from_bf16(const uint16_t* x, int64_t n, float* out);
+
 /* A 2-D convolution's shapes: input n x c x h x w, o output channels, kh x kw kernel, strides,
  * padding on each side, dilations, groups (dividing c and o). */
 typedef struct ember_conv2d_shape {
