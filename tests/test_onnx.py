@@ -130,11 +130,15 @@ def test_quantized_models_export_with_embers_integers_and_scales(bits, group, tm
     x = rng.standard_normal((5, 3, 12, 12)).astype(np.float32)
     base = models.cnn((3, 12, 12), 10)
     qmodel, _ = quant.quantize(base, bits=bits, group_size=group or 32)
-    graph = run_both(qmodel, x, tmp_path)  # the same integers: only the float epilogue's rounding differs
+    # A float layer before a quantized one (the convolution; the first quantized layer's own float
+    # epilogue before the second) rounds in ONNX Runtime differently from Ember by an ulp here and
+    # there, which now and then moves an activation across a rounding boundary: one int8 step, 1/127
+    # of its row's largest value. Hence "within the quantization step".
+    graph = run_both(qmodel, x, tmp_path, tol=2 / 127)
     ops = [n.op_type for n in graph.graph.node]
     assert ops.count("MatMulInteger") == 2 and "Gemm" not in ops
     mlp, _ = quant.quantize(models.build("mlp", (1, 5, 7), 4), bits=bits, group_size=group or 32)  # K = 35: padded
-    run_both(mlp, rng.standard_normal((5, 1, 5, 7)).astype(np.float32), tmp_path)
+    run_both(mlp, rng.standard_normal((5, 1, 5, 7)).astype(np.float32), tmp_path, tol=2 / 127)
     zeros = np.zeros((3, 1, 5, 7), np.float32)  # a row of zeros: every activation scale 0
     run_both(mlp, zeros, tmp_path)
 

@@ -31,6 +31,9 @@ from .layers import (
     Softmax,
     Tanh,
 )
+from . import inference
+
+Sequential.inference_forward = staticmethod(inference.forward)
 from .module import Module, Parameter
 
 __all__ = [

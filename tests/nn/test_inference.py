@@ -1,0 +1,141 @@
+"""nn.Sequential's inference path (ember.nn.inference): in eval mode without autograd its output
+equals the layer-by-layer forward's for every layer it plans and around the ones it does not;
+it steps aside for training, autograd, the bf16 policy, another dtype, a replaced forward and
+bad input (whose errors stay the layer's); it follows weights and configurations that change."""
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+import ember
+from ember import models, nn, quant
+from ember.nn import inference
+
+
+def layer_by_layer(model, x):
+    with ember.no_grad():
+        for m in model.modules():
+            if m is not model and not isinstance(m, nn.Sequential):
+                x = m(x)
+        return x.numpy()
+
+
+def planned(model, x):
+    with ember.no_grad():
+        y = inference.forward(model.eval(), x)
+    assert y is not None, "the inference path did not apply"
+    return y.numpy()
+
+
+def images(rng, shape):
+    return ember.tensor(rng.standard_normal(shape).astype(np.float32))
+
+
+MODELS = {
+    "seed CNN": (lambda: models.cnn((3, 16, 16), 10), (3, 16, 16)),
+    "digits CNN": (lambda: models.cnn((1, 8, 8), 10, padding=1), (1, 8, 8)),
+    "MLP": (lambda: models.mlp((2, 5, 5), 4), (2, 5, 5)),
+    "pools": (lambda: nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding="same" if False else 1, groups=3), nn.ReLU(),
+                                    nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+                                    nn.MaxPool2d(2, ceil_mode=True), nn.AdaptiveAvgPool2d((2, 3)),
+                                    nn.Flatten(), nn.Dropout(0.5), nn.Identity(), nn.Linear(36, 7)), (3, 20, 17)),
+    "same and dilation": (lambda: nn.Sequential(nn.Conv2d(3, 4, (3, 2), padding="same", dilation=(2, 1)), nn.ReLU(),
+                                                nn.MaxPool2d(3, stride=1, padding=1, dilation=2), nn.Flatten(1, 2),
+                                                nn.ReLU()), (3, 9, 9)),
+    "unplanned layers between": (lambda: nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(3, 8, 3, padding=1), bn=nn.BatchNorm2d(8), act=nn.GELU(),
+        block=nn.Sequential(nn.MaxPool2d(2), nn.Flatten()), fc=nn.Linear(8 * 6 * 6, 16), ln=nn.LayerNorm(16),
+        out=nn.Linear(16, 5), soft=nn.Softmax(-1))), (3, 12, 12)),
+}
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_plan_equals_the_layer_by_layer_forward(rng, name, batch):
+    make, shape = MODELS[name]
+    ember.manual_seed(0)
+    model = make().eval()
+    x = images(rng, (batch, *shape))
+    np.testing.assert_array_equal(planned(model, x), layer_by_layer(model, x))
+
+
+def test_quantized_models_take_the_path_too(rng):
+    ember.manual_seed(1)
+    q, _ = quant.quantize(models.cnn((1, 8, 8), 10, padding=1), bits=8)
+    x = images(rng, (2, 1, 8, 8))
+    np.testing.assert_array_equal(planned(q, x), layer_by_layer(q.eval(), x))
+
+
+def test_it_steps_aside_when_it_does_not_apply(rng):
+    ember.manual_seed(2)
+    model = models.cnn((1, 8, 8), 10, padding=1)
+    x = images(rng, (2, 1, 8, 8))
+    with ember.no_grad():
+        assert inference.forward(model.train(), x) is None  # training
+        model.eval()
+        assert inference.forward(model, x.double()) is None  # another dtype
+        assert inference.forward(model, x.numpy()) is None  # not a Tensor
+        with ember.autocast("bf16"):
+            assert inference.forward(model, x) is None  # the bf16 policy
+        model[0].forward = model[0].forward  # a replaced forward (profiling wraps them so)
+        assert inference.forward(model, x) is None
+        del model[0].__dict__["forward"]
+        assert inference.forward(model, x) is not None
+    assert inference.forward(model, x) is None  # autograd on
+    y = model(x)
+    assert y.requires_grad  # and the ordinary forward records the graph
+
+
+def test_bad_input_keeps_the_layers_errors(rng):
+    ember.manual_seed(3)
+    model = models.cnn((1, 8, 8), 10, padding=1).eval()
+    with ember.no_grad():
+        with pytest.raises(ValueError, match=r"input has 3 channels"):
+            model(images(rng, (2, 3, 8, 8)))
+        with pytest.raises(ValueError, match=r"Linear\(512, 128\): input has 128 features"):
+            model(images(rng, (2, 1, 4, 4)))
+
+
+def test_it_follows_new_weights_and_configurations(rng):
+    ember.manual_seed(4)
+    model = models.cnn((1, 8, 8), 10, padding=1)
+    x = images(rng, (4, 1, 8, 8))
+    y = np.random.default_rng(0).integers(0, 10, 4)
+    before = planned(model, x)
+    model.train()
+    model.compile(optimizer="adam", lr=1e-2)
+    model.fit(x.numpy(), y, epochs=1, batch_size=4, verbose=0)  # weights change in place
+    after = planned(model, x)
+    assert not np.array_equal(before, after)
+    np.testing.assert_array_equal(after, layer_by_layer(model.eval(), x))
+    model[2].kernel_size = 4  # a configuration changed: another plan (and the layer's error)
+    with ember.no_grad(), pytest.raises(ValueError):
+        model(x)
+    model[2].kernel_size = 2
+    setattr(model, "0", nn.Conv2d(1, 32, 3, padding=1))  # a layer replaced
+    np.testing.assert_array_equal(planned(model, x), layer_by_layer(model.eval(), x))
+
+
+def test_threads_may_share_a_model(rng):
+    ember.manual_seed(5)
+    model = models.cnn((3, 16, 16), 10).eval()
+    inputs = [images(rng, (b, 3, 16, 16)) for b in (1, 2, 3)]
+    want = [layer_by_layer(model, x) for x in inputs]
+    errors = []
+
+    def work(i):
+        try:
+            with ember.no_grad():
+                for _ in range(30):
+                    np.testing.assert_array_equal(model(inputs[i % 3]).numpy(), want[i % 3])
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
