@@ -29,3 +29,30 @@ def build_examples(build: Path) -> Path:
 def run_example(path, *args, threads=2):
     env = dict(os.environ, EMBER_NUM_THREADS=str(threads))
     return subprocess.run([str(path), *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
+
+
+def library():
+    """libember through ctypes, with the return and argument types of the functions whose C types
+    ctypes would not guess (strings, 64-bit integers, handles)."""
+    import ctypes
+
+    c = ctypes.CDLL(str(LIB))
+    text, i64, ptr, i32 = ctypes.c_char_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    for name in ("ember_last_error", "ember_version", "ember_isa", "ember_status_string", "ember_model_layer"):
+        getattr(c, name).restype = text
+    c.ember_model_num_layers.restype = i64
+    gemm = [i32, i32, i64, i64, i64, ctypes.c_float, ptr, i64, ptr, i64, ctypes.c_float, ptr, i64, ptr, i32]
+    signatures = {
+        "ember_gemm_f32": gemm, "ember_gemm_bf16": gemm,
+        "ember_bf16_from_f32": [ptr, i64, ptr], "ember_f32_from_bf16": [ptr, i64, ptr],
+        "ember_adaptive_avg_pool2d_forward_f32": [i64] * 6 + [ptr] * 2,
+        "ember_adaptive_avg_pool2d_backward_f32": [i64] * 6 + [ptr] * 2,
+        "ember_adam_step_f32": [ptr, ptr, i64], "ember_sgd_step_f32": [ptr, ptr, i64],
+        "ember_qweight_quantize_f32": [ptr, i64, i64, i64, i32, i64, ptr],
+        "ember_qweight_from_packed": [i32, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, ptr],
+        "ember_qmatmul_f32": [ptr, i64, ptr, i64, ptr, ptr, i64],
+        "ember_qweight_free": [ptr], "ember_model_free": [ptr], "ember_model_layer": [ptr, i64],
+    }
+    for name, args in signatures.items():
+        getattr(c, name).argtypes = args
+    return c

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capi_build import CC, CXX, LIB, ROOT, run_example
+from capi_build import CC, CXX, LIB, ROOT, library, run_example
 
 import ember
 
@@ -107,22 +107,7 @@ def test_pkg_config_describes_the_library():
 # ---------------------------------------------------------------- through ctypes: bad input
 @pytest.fixture(scope="module")
 def lib():
-    c = ctypes.CDLL(str(LIB))
-    c.ember_last_error.restype = ctypes.c_char_p
-    c.ember_version.restype = ctypes.c_char_p
-    c.ember_isa.restype = ctypes.c_char_p
-    c.ember_status_string.restype = ctypes.c_char_p
-    i64, fp = ctypes.c_int64, ctypes.POINTER(ctypes.c_float)
-    c.ember_gemm_f32.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, i64, ctypes.c_float, fp, i64, fp, i64,
-                                 ctypes.c_float, fp, i64, fp, ctypes.c_int]
-    for name in ("ember_adaptive_avg_pool2d_forward_f32", "ember_adaptive_avg_pool2d_backward_f32"):
-        getattr(c, name).argtypes = [i64] * 6 + [ctypes.c_void_p] * 2
-    vp_ = ctypes.c_void_p
-    c.ember_gemm_bf16.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, i64, ctypes.c_float, vp_, i64, vp_, i64,
-                                  ctypes.c_float, vp_, i64, vp_, ctypes.c_int]
-    for name in ("ember_bf16_from_f32", "ember_f32_from_bf16"):
-        getattr(c, name).argtypes = [vp_, i64, vp_]
-    return c
+    return library()
 
 
 def ptr(a, offset=0):

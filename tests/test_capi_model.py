@@ -7,7 +7,6 @@ import ctypes
 import json
 import os
 import subprocess
-import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -16,7 +15,9 @@ import safetensors.numpy as st
 
 import ember
 from ember import checkpoint, cli, models, nn, quant
-from capi_build import LIB, run_example
+from capi_build import CXX, library, run_example
+from checkpoint_files import rewritten
+from concurrency import run_threads
 
 OK, INVALID, UNSUPPORTED, IO = 0, 1, 2, 5
 
@@ -59,12 +60,7 @@ class Model:
 
 @pytest.fixture(scope="module")
 def lib():
-    c = ctypes.CDLL(str(LIB))
-    c.ember_last_error.restype = ctypes.c_char_p
-    c.ember_model_layer.restype = ctypes.c_char_p
-    c.ember_model_num_layers.restype = ctypes.c_int64
-    c.ember_model_layer.argtypes = [ctypes.c_void_p, ctypes.c_int64]
-    c.ember_model_free.argtypes = [ctypes.c_void_p]
+    c = library()
     Model.lib = c
     assert c.ember_set_num_threads(ember.get_num_threads()) == 0
     return c
@@ -217,22 +213,11 @@ def test_several_threads_may_run_one_model_at_once(lib, rng, tmp_path):
     m = Model(saved(model, tmp_path))
     inputs = [images(rng, b, (3, 16, 16)) for b in (1, 2, 3, 4)]
     want = [m.forward(x) for x in inputs]
-    results, errors = {}, []
-
     def work(i):
-        try:
-            for _ in range(20):
-                results[i] = m.forward(inputs[i % 4])
-                np.testing.assert_array_equal(results[i], want[i % 4])
-        except Exception as exc:  # reported below
-            errors.append(exc)
+        for _ in range(20):
+            np.testing.assert_array_equal(m.forward(inputs[i % 4]), want[i % 4])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_threads(work, 6)
 
 
 # ---------------------------------------------------------------- bad files and bad calls
@@ -240,16 +225,6 @@ def test_several_threads_may_run_one_model_at_once(lib, rng, tmp_path):
 def good_file(tmp_path):
     ember.manual_seed(7)
     return saved(models.cnn((1, 8, 8), 10, padding=1), tmp_path, "good.safetensors")
-
-
-def rewritten(src, dst, edit_meta=None, edit_arrays=None):
-    arrays, meta = checkpoint.read(src)
-    if edit_meta:
-        edit_meta(meta)
-    if edit_arrays:
-        edit_arrays(arrays)
-    st.save_file(arrays, str(dst), metadata=meta)
-    return dst
 
 
 def architecture(change):
@@ -363,9 +338,47 @@ def test_bad_calls_name_the_argument(lib, good_file):
     lib.ember_model_free(None)
 
 
-def test_the_model_api_is_in_the_cpp_wrapper():
-    header = (ember.get_include() + os.sep + "ember" + os.sep + "ember.hpp")
-    text = open(header).read()
-    assert "class Model" in text and "ember_model_forward" in text
-    done = subprocess.run(["nm", "-D", "--defined-only", str(LIB)], capture_output=True, text=True)
-    assert "ember_model_load" in done.stdout
+CPP_MODEL = r"""
+#include <cstdio>
+#include <utility>
+#include <vector>
+#include "ember/ember.hpp"
+int main(int argc, char** argv) {
+  if (argc < 3) return 2;
+  try {
+    const ember::Model model(argv[1]);
+    std::vector<float> x(2 * 1 * 8 * 8);
+    std::FILE* f = std::fopen(argv[2], "rb");
+    if (!f || std::fread(x.data(), sizeof(float), x.size(), f) != x.size()) return 2;
+    std::fclose(f);
+    const std::vector<float> y = model.forward({2, 1, 8, 8}, x.data());
+    std::printf("%zu layers, %zu outputs\n", model.layers().size(), y.size());
+    std::fwrite(y.data(), sizeof(float), y.size(), stdout);
+    ember::Model first(argv[1]);
+    const ember::Model taken = std::move(first);  // movable
+    if (taken.layers() != model.layers()) return 3;
+    model.forward({2, 3, 8, 8}, x.data());     // throws: wrong channels
+  } catch (const ember::Error& e) {
+    std::printf("\nerror %d: %s\n", static_cast<int>(e.status()), e.what());
+  }
+}
+"""
+
+
+@pytest.mark.skipif(CXX is None, reason="no C++ compiler (c++) on PATH")
+def test_the_cpp_model_wrapper(good_file, tmp_path, rng):
+    source, exe = tmp_path / "model.cpp", tmp_path / "model"
+    source.write_text(CPP_MODEL)
+    build = subprocess.run([CXX, "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{ember.get_include()}", str(source),
+                            "-o", str(exe), f"-L{ember.get_lib()}", f"-Wl,-rpath,{ember.get_lib()}", "-lember"],
+                           capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, build.stderr
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    x.tofile(tmp_path / "x.f32")
+    done = subprocess.run([str(exe), str(good_file), str(tmp_path / "x.f32")], capture_output=True, timeout=60,
+                          env=dict(os.environ, EMBER_NUM_THREADS=str(ember.get_num_threads())))
+    head, rest = done.stdout.split(b"\n", 1)
+    assert head == b"7 layers, 20 outputs"
+    np.testing.assert_array_equal(np.frombuffer(rest[:80], np.float32).reshape(2, 10),
+                                  python_forward(ember.load_model(good_file), x))
+    assert b"error 1: ember_model_output_shape: module '0' (nn.Conv2d): expects an (N, 1, H, W) input" in rest[80:]

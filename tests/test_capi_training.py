@@ -8,7 +8,7 @@ import ctypes
 
 import numpy as np
 import pytest
-from capi_build import LIB
+from capi_build import library
 
 import ember
 from ember.kernels import cross_entropy
@@ -46,16 +46,7 @@ class SgdTensor(ctypes.Structure):
 
 @pytest.fixture(scope="module")
 def lib():
-    c = ctypes.CDLL(str(LIB))
-    c.ember_last_error.restype = ctypes.c_char_p
-    i64 = ctypes.c_int64
-    c.ember_adam_step_f32.argtypes = [P, P, i64]
-    c.ember_sgd_step_f32.argtypes = [P, P, i64]
-    c.ember_qweight_quantize_f32.argtypes = [P, i64, i64, i64, ctypes.c_int, i64, P]
-    c.ember_qweight_from_packed.argtypes = [ctypes.c_int, i64, i64, i64, P, i64, P, i64, P, i64, P]
-    c.ember_qmatmul_f32.argtypes = [P, i64, P, i64, P, P, i64]
-    c.ember_qweight_free.argtypes = [P]
-    return c
+    return library()
 
 
 @pytest.fixture(autouse=True)

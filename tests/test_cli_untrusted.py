@@ -9,7 +9,7 @@ import json
 import resource
 
 import pytest
-import safetensors.numpy as st
+from checkpoint_files import rewritten
 
 import ember
 from ember import checkpoint, cli, models
@@ -20,14 +20,6 @@ def digits_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ck") / "digits.safetensors"
     assert cli.main(["train", "--epochs", "1", "--out", str(path), "--verbose", "0"]) == 0
     return path
-
-
-def _rewritten(src, dst, edit):
-    """A copy of ``src`` whose metadata ``edit(meta)`` changed."""
-    arrays, meta = checkpoint.read(src)
-    edit(meta)
-    st.save_file(arrays, str(dst), metadata=meta)
-    return dst
 
 
 def _architecture_edit(change):
@@ -93,7 +85,7 @@ EDITS = {
 @pytest.mark.parametrize("edit", EDITS.values(), ids=EDITS.keys())
 @pytest.mark.parametrize("command", ["evaluate", "quantize"])
 def test_edited_checkpoint_is_a_clean_error(digits_checkpoint, tmp_path, capsys, edit, command):
-    path = _rewritten(digits_checkpoint, tmp_path / "edited.safetensors", edit)
+    path = rewritten(digits_checkpoint, tmp_path / "edited.safetensors", edit)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert cli.main([command, str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -102,7 +94,7 @@ def test_edited_checkpoint_is_a_clean_error(digits_checkpoint, tmp_path, capsys,
 
 
 def test_what_a_huge_edit_hits(digits_checkpoint, tmp_path, capsys):
-    path = _rewritten(digits_checkpoint, tmp_path / "huge.safetensors", EDITS["huge-linear"])
+    path = rewritten(digits_checkpoint, tmp_path / "huge.safetensors", EDITS["huge-linear"])
     assert cli.main(["evaluate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "model.4: Linear" in err and "asks for more memory than it may use" in err
@@ -140,7 +132,7 @@ LEGACY_EDITS = {
 
 @pytest.mark.parametrize("changes", LEGACY_EDITS.values(), ids=LEGACY_EDITS.keys())
 def test_edited_legacy_checkpoint_is_a_clean_error(digits_checkpoint, tmp_path, capsys, changes):
-    path = _rewritten(digits_checkpoint, tmp_path / "legacy.safetensors", _legacy(**changes))
+    path = rewritten(digits_checkpoint, tmp_path / "legacy.safetensors", _legacy(**changes))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert cli.main(["evaluate", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -149,7 +141,7 @@ def test_edited_legacy_checkpoint_is_a_clean_error(digits_checkpoint, tmp_path, 
 
 
 def test_legacy_checkpoint_evaluates_and_quantizes(digits_checkpoint, tmp_path, capsys):
-    path = _rewritten(digits_checkpoint, tmp_path / "legacy.safetensors", _legacy())
+    path = rewritten(digits_checkpoint, tmp_path / "legacy.safetensors", _legacy())
     assert cli.main(["evaluate", str(path)]) == 0
     accuracy = capsys.readouterr().out.splitlines()[-1]
     assert cli.main(["evaluate", str(digits_checkpoint)]) == 0

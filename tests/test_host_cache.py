@@ -2,10 +2,10 @@
 own; views keep a block alive; the limit and clearing; bad shapes and sizes."""
 
 import gc
-import threading
 
 import numpy as np
 import pytest
+from concurrency import run_threads
 
 import ember
 from ember import _C
@@ -96,23 +96,13 @@ def test_limit_and_clear():
 
 
 def test_threads_allocate_and_free_concurrently():
-    errors = []
-
     def work(seed):
-        try:
-            for i in range(50):
-                a = _C.empty(((1 << 16) + 1024 * (i % 3),), np.float32)
-                a[...] = seed
-                assert (a == seed).all()
-        except Exception as exc:  # reported below
-            errors.append(exc)
+        for i in range(50):
+            a = _C.empty(((1 << 16) + 1024 * (i % 3),), np.float32)
+            a[...] = seed
+            assert (a == seed).all()
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    run_threads(work, 4)
 
 
 def test_bad_input():

@@ -9,10 +9,10 @@ tolerance that grows with K.
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
+from concurrency import run_threads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -301,22 +301,13 @@ def test_concurrent_python_threads_get_the_same_results(isa, rng):
     inputs = [(gauss(rng, (m, k)), gauss(rng, (k, n))) for m, k, n in shapes] * 2
     serial = [kernels.gemm.gemm(a, b) for a, b in inputs]
     results = [[None] * len(inputs) for _ in range(4)]
-    errors = []
 
     def work(t):
-        try:
-            for _ in range(3):
-                for i, (a, b) in enumerate(inputs):
-                    results[t][i] = kernels.gemm.gemm(a, b)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for _ in range(3):
+            for i, (a, b) in enumerate(inputs):
+                results[t][i] = kernels.gemm.gemm(a, b)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors
+    run_threads(work, 4)
     for per_thread in results:
         for got, want in zip(per_thread, serial):
             np.testing.assert_array_equal(got, want)

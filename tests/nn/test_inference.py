@@ -3,11 +3,11 @@ equals the layer-by-layer forward's for every layer it plans and around the ones
 it steps aside for training, autograd, the bf16 policy, another dtype, a replaced forward and
 bad input (whose errors stay the layer's); it follows weights and configurations that change."""
 
-import threading
 from collections import OrderedDict
 
 import numpy as np
 import pytest
+from concurrency import run_threads
 
 import ember
 from ember import models, nn, quant
@@ -123,19 +123,9 @@ def test_threads_may_share_a_model(rng):
     model = models.cnn((3, 16, 16), 10).eval()
     inputs = [images(rng, (b, 3, 16, 16)) for b in (1, 2, 3)]
     want = [layer_by_layer(model, x) for x in inputs]
-    errors = []
-
     def work(i):
-        try:
-            with ember.no_grad():
-                for _ in range(30):
-                    np.testing.assert_array_equal(model(inputs[i % 3]).numpy(), want[i % 3])
-        except Exception as exc:  # reported below
-            errors.append(exc)
+        with ember.no_grad():
+            for _ in range(30):
+                np.testing.assert_array_equal(model(inputs[i % 3]).numpy(), want[i % 3])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_threads(work, 6)
