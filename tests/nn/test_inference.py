@@ -88,6 +88,19 @@ def test_it_steps_aside_when_it_does_not_apply(rng):
     assert y.requires_grad  # and the ordinary forward records the graph
 
 
+def test_a_layer_left_training_keeps_its_training_behaviour(rng):
+    ember.manual_seed(6)
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(64, 3)).eval()
+    x = images(rng, (2, 1, 8, 8))
+    with ember.no_grad():
+        first = model(x).numpy()
+        model[1].train()  # this Dropout drops even inside an eval model, as in PyTorch
+        dropped = model(x).numpy()
+        model[1].eval()
+        np.testing.assert_array_equal(model(x).numpy(), first)
+    assert not np.array_equal(first, dropped)
+
+
 def test_bad_input_keeps_the_layers_errors(rng):
     ember.manual_seed(3)
     model = models.cnn((1, 8, 8), 10, padding=1).eval()

@@ -27,7 +27,7 @@ _F32 = np.dtype(np.float32)
 
 def _leaves(seq, out):
     """The modules a Sequential applies in order, nested plain Sequentials opened (None when one
-    of them has a forward of its own: a subclass or a replaced one)."""
+    of them had its forward replaced on the instance, as profiling does)."""
     for m in seq._modules.values():
         if m is None:
             continue
@@ -42,7 +42,8 @@ def _leaves(seq, out):
 
 
 def _host(t):
-    """A parameter's array when it is a host float32 one, else None."""
+    """A parameter's array when it is a host float32 one; None for no parameter, False for one
+    elsewhere or of another dtype."""
     if t is None:
         return None
     a = t._data
@@ -65,6 +66,8 @@ def _config(m):
         return (id(m), m.output_size)
     if t is L.Flatten:
         return (id(m), m.start_dim, m.end_dim)
+    if t is L.Dropout:
+        return (id(m), m.training)
     return id(m)
 
 
@@ -125,8 +128,8 @@ def _plan(leaves, shape):
             out = _flattened(shape, m.start_dim, m.end_dim) if shape else (1,)
             steps.append((RESHAPE, m, (), out, False))
             shape, i = out, i + 1
-        elif t in (L.Dropout, L.Identity):
-            i += 1  # eval mode: Dropout is the identity
+        elif t is L.Identity or (t is L.Dropout and not m.training):
+            i += 1  # in eval mode Dropout is the identity (one left training drops, as a layer)
         else:
             steps.append((LAYER, m, (), None, False))
             shape, i = None, i + 1
