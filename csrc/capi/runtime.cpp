@@ -17,7 +17,7 @@ const char* ember_version(void) { return EMBER_VERSION; }
 
 const char* ember_last_error(void) { return last_error(); }
 
-const char* ember_status_string(ember_status status) {
+const char* ember_status_string(int status) {
   switch (status) {
     case EMBER_OK: return "ok";
     case EMBER_ERROR_INVALID_ARGUMENT: return "invalid argument";

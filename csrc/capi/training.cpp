@@ -30,7 +30,7 @@ xent::Problem problem(const ember_cross_entropy_args* a, const float* logits) {
     invalid("label_smoothing must be in [0, 1], got ", a->label_smoothing);
   if (a->reduction != EMBER_REDUCTION_NONE && a->reduction != EMBER_REDUCTION_MEAN &&
       a->reduction != EMBER_REDUCTION_SUM)
-    invalid("reduction must be EMBER_REDUCTION_NONE, MEAN or SUM, got ", static_cast<int>(a->reduction));
+    invalid("reduction must be EMBER_REDUCTION_NONE, MEAN or SUM, got ", a->reduction);
   check_pointer("logits", logits, n, F);
   check_pointer("target", a->target, 0, 8);
   check_pointer("target_probs", a->target_probs, 0, F);

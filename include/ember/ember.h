@@ -46,7 +46,7 @@ typedef enum ember_status {
 EMBER_API int ember_abi_version(void);
 EMBER_API const char* ember_version(void);           /* the package version, such as "0.1.0" */
 EMBER_API const char* ember_last_error(void);        /* "" when this thread's last call succeeded */
-EMBER_API const char* ember_status_string(ember_status status);
+EMBER_API const char* ember_status_string(int status); /* an ember_status; any int is safe */
 EMBER_API int ember_get_num_threads(void);
 EMBER_API ember_status ember_set_num_threads(int n); /* 1 to 1024 */
 EMBER_API const char* ember_isa(void);               /* the instruction set kernels use: "avx512", ... */
@@ -193,7 +193,7 @@ typedef struct ember_cross_entropy_args {
   const float* weight;       /* classes weights, or NULL */
   float label_smoothing;
   int64_t ignore_index;      /* -100 as in PyTorch, or any value */
-  ember_reduction reduction;
+  int reduction;             /* an ember_reduction (an int, so that any value a caller stores is read safely) */
 } ember_cross_entropy_args;
 
 /* loss = the reduced loss (1 value; batch values for EMBER_REDUCTION_NONE). lse (batch doubles,
