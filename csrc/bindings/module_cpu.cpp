@@ -18,6 +18,7 @@ void bind_cross_entropy(py::module_& m);
 void bind_eltwise(py::module_& m);
 void bind_optim_step(py::module_& m);
 void bind_qmatmul(py::module_& m);
+void bind_inference(py::module_& m);
 }  // namespace ember::bindings
 
 PYBIND11_MODULE(_C, m) {
@@ -44,4 +45,5 @@ PYBIND11_MODULE(_C, m) {
   b::bind_eltwise(m);
   b::bind_optim_step(m);
   b::bind_qmatmul(m);
+  b::bind_inference(m);
 }

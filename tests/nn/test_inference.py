@@ -3,6 +3,8 @@ equals the layer-by-layer forward's for every layer it plans and around the ones
 it steps aside for training, autograd, the bf16 policy, another dtype, a replaced forward and
 bad input (whose errors stay the layer's); it follows weights and configurations that change."""
 
+import copy
+import pickle
 from collections import OrderedDict
 
 import numpy as np
@@ -142,3 +144,70 @@ def test_threads_may_share_a_model(rng):
                 np.testing.assert_array_equal(model(inputs[i % 3]).numpy(), want[i % 3])
 
     run_threads(work, 6)
+
+
+def test_weights_that_no_longer_fit_the_plan_make_a_new_one(rng):
+    ember.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+    x = images(rng, (2, 3, 8, 8))
+    planned(model, x)
+    conv = model[0]
+    keep = conv.weight._data
+    conv.weight._data = keep.astype(np.float64)  # another dtype: the layer-by-layer forward decides
+    with ember.no_grad():
+        assert inference.forward(model, x) is None
+    conv.weight._data = keep
+    np.testing.assert_array_equal(planned(model, x), layer_by_layer(model, x))
+    conv.weight._data = keep[:, :, :2].copy()  # a 2x3 kernel: another output shape than the plan's
+    with ember.no_grad(), pytest.raises(ValueError, match=r"Linear\(144, 5\): input has 168 features"):
+        model(x)
+    conv.weight._data = keep
+    np.testing.assert_array_equal(planned(model, x), layer_by_layer(model, x))
+
+
+def test_the_native_plan_checks_its_steps_and_arguments():
+    conv = (inference.CONV, (1, 1, 0, 0, 1, 1, 1), (1, 4, 6, 6), True, (4, 3, 3, 3))
+    flat = (inference.RESHAPE, (), (1, 144), False, None)
+    fc = (inference.LINEAR, (1, 144), (1, 5), False, (5, 144))
+    plan = ember._C.InferencePlan((1, 3, 8, 8), [conv, flat, fc])
+    x = np.ones((1, 3, 8, 8), np.float32)
+    w, b = np.ones((4, 3, 3, 3), np.float32), np.zeros(4, np.float32)
+    fw = np.full((5, 144), 0.5, np.float32)
+    np.testing.assert_array_equal(plan.run(x, [w, b, fw, None]), np.full((1, 5), 27 * 144 * 0.5, np.float32))
+    bad_plans = {
+        r"unknown kind 9": [(9, (), (1, 3, 8, 8), False, None)],
+        r"takes 7 args, got 2": [(inference.CONV, (1, 1), (1, 4, 6, 6), False, (4, 3, 3, 3))],
+        r"weight must be 4-D": [(inference.CONV, conv[1], (1, 4, 6, 6), False, (4, 27))],
+        r"cannot reshape": [conv, (inference.RESHAPE, (), (1, 145), False, None)],
+        r"a linear of weight \(5, 144\) cannot take": [fc],
+        r"only a convolution or a linear fuses a ReLU": [(inference.RELU, (), (1, 3, 8, 8), True, None)],
+        r"needs a step that computes": [(inference.RESHAPE, (), (1, 192), False, None)],
+    }
+    for message, steps in bad_plans.items():
+        with pytest.raises(ValueError, match=message):
+            ember._C.InferencePlan((1, 3, 8, 8), steps)
+    with pytest.raises(TypeError, match=r"args must be a tuple of ints"):
+        ember._C.InferencePlan((1, 3, 8, 8), [(inference.CONV, ("1",) * 7, (1, 4, 6, 6), False, (4, 3, 3, 3))])
+    bad_runs = {
+        r"input has shape \(2, 3, 8, 8\) but the plan was made for \(1, 3, 8, 8\)":
+            (np.ones((2, 3, 8, 8), np.float32), [w, b, fw, None]),
+        r"params must hold 4 arrays": (x, [w, b]),
+        r"weight of step 0 has shape \(4, 3, 3, 2\)": (x, [np.ones((4, 3, 3, 2), np.float32), b, fw, None]),
+        r"bias must have shape \(4,\)|bias has shape": (x, [w, np.zeros(5, np.float32), fw, None]),
+    }
+    for message, (xs, params) in bad_runs.items():
+        with pytest.raises(ValueError, match=message):
+            plan.run(xs, params)
+    with pytest.raises(TypeError, match=r"weight"):
+        plan.run(x, [w.astype(np.float64), b, fw, None])
+    with pytest.raises(TypeError, match=r"input"):
+        plan.run([[1.0]], [w, b, fw, None])
+
+
+def test_a_planned_model_copies_and_pickles(rng):
+    ember.manual_seed(7)
+    model = models.cnn((3, 16, 16), 10).eval()
+    x = images(rng, (2, 3, 16, 16))
+    want = planned(model, x)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        np.testing.assert_array_equal(planned(clone, x), want)

@@ -1,18 +1,24 @@
 """The inference path of ``nn.Sequential``: in eval mode, without autograd, on the CPU in float32,
-its layers' kernels are called directly on the arrays -- no graph, no tensor per layer, the
-shapes worked out once per input shape -- with a ReLU after a convolution or a Linear fused into
-that kernel's epilogue and the max pooling's indices (which only a backward needs) not computed.
+its layers' kernels run directly on the arrays -- no graph, no tensor per layer -- planned once
+per input shape: the convolutions, linears, ReLUs, poolings and reshapes before any other layer
+become one ``_C.InferencePlan``, which checks the shapes when it is made and runs all its kernels
+in one call without the GIL, a ReLU after a convolution or a Linear fused into that kernel's
+epilogue and the max pooling's indices (which only a backward needs) not computed.
 
 The outputs are the layer-by-layer forward's values exactly (a fused ReLU may keep a zero's
 negative sign: -0.0 == 0.0). Layers it does not know (BatchNorm, LayerNorm, the activations but
-ReLU, a model's own modules) run as they always do, on this path's arrays; anything unusual --
-another device, dtype or precision policy, a layer whose forward was replaced (as profiling
-does) -- takes the layer-by-layer forward, which also raises the errors a bad input deserves.
-Weights are read at each call, so training between calls needs no invalidation; the plan is
-rebuilt when a layer's configuration or the model's structure changes.
+ReLU, a model's own modules) run as they always do, on this path's arrays, and what follows them
+is planned for the shape they return; anything unusual -- another device, dtype or precision
+policy, a layer whose forward was replaced (as profiling does) -- takes the layer-by-layer
+forward, which also raises the errors a bad input deserves. Weights are passed at each call, so
+training between calls needs no invalidation; the plan is made again when a layer's
+configuration or the model's structure changes, or when weights no longer fit it.
 """
 
 from __future__ import annotations
+
+import weakref
+from operator import attrgetter
 
 import numpy as np
 
@@ -41,34 +47,31 @@ def _leaves(seq, out):
     return out
 
 
-def _host(t):
-    """A parameter's array when it is a host float32 one; None for no parameter, False for one
-    elsewhere or of another dtype."""
-    if t is None:
-        return None
-    a = t._data
-    return a if type(a) is np.ndarray and a.dtype == _F32 else False
+def _data(t):
+    return None if t is None else t._data
 
 
-def _config(m):
-    """What a plan for layer m depends on besides the input's shape: the module itself (a plan's
-    steps hold it, so its id stays its own) and its configuration (weights are read at run time)."""
-    t = type(m)
-    if t is L.Conv2d:
-        return (id(m), m.stride, m.padding, m.dilation, m.groups, m.weight.shape, m.bias is None)
-    if t is L.Linear:
-        return (id(m), m.weight.shape, m.bias is None)
-    if t is L.MaxPool2d:
-        return (id(m), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
-    if t is L.AvgPool2d:
-        return (id(m), m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad)
-    if t is L.AdaptiveAvgPool2d:
-        return (id(m), m.output_size)
-    if t is L.Flatten:
-        return (id(m), m.start_dim, m.end_dim)
-    if t is L.Dropout:
-        return (id(m), m.training)
-    return id(m)
+# What a plan for a layer depends on besides the input's shape and the layer itself (held by the
+# plan, so its id stays its own). Weights are not part of it: each run passes them, and a plan
+# whose weights no longer fit (another shape, dtype or device) raises and is made again.
+_CONFIG = {
+    L.Conv2d: attrgetter("stride", "padding", "dilation", "groups"),
+    L.Linear: attrgetter("in_features", "out_features"),
+    L.MaxPool2d: attrgetter("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    L.AvgPool2d: attrgetter("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+    L.AdaptiveAvgPool2d: attrgetter("output_size"),
+    L.Flatten: attrgetter("start_dim", "end_dim"),
+    L.Dropout: attrgetter("training"),
+}
+
+
+def _unconfigured(m):
+    return None
+
+
+def _key(shape, leaves):
+    config = _CONFIG.get
+    return shape, tuple([(id(m), config(type(m), _unconfigured)(m)) for m in leaves])
 
 
 def _flattened(shape, start, end):
@@ -84,21 +87,22 @@ CONV, LINEAR, RELU, MAXPOOL, AVGPOOL, ADAPTIVE, RESHAPE, LAYER = range(8)
 
 
 def _plan(leaves, shape):
-    """The steps for an input of `shape`: (kind, module, arguments, output shape, relu)."""
-    steps = []
+    """The steps for an input of `shape`: (kind, module, arguments, output shape, relu), the
+    kernel steps then compiled (see _compiled)."""
+    steps, input_shape = [], shape
     i = 0
     while i < len(leaves):
         m = leaves[i]
         t = type(m)
         fuse = i + 1 < len(leaves) and type(leaves[i + 1]) is L.ReLU
         if t is L.Conv2d:
-            if len(shape) != 4 or _host(m.weight) is False or _host(m.bias) is False:
+            if len(shape) != 4:
                 return None
             g = _geometry.conv2d_geometry(shape, m.weight.shape, m.stride, m.padding, m.dilation, m.groups)
             steps.append((CONV, m, g.native_args(), g.output_shape, fuse))
             shape, i = g.output_shape, i + 1 + fuse
         elif t is L.Linear:
-            if not shape or shape[-1] != m.in_features or _host(m.weight) is False or _host(m.bias) is False:
+            if not shape or shape[-1] != m.in_features:
                 return None
             out = shape[:-1] + (m.out_features,)
             steps.append((LINEAR, m, (int(np.prod(shape[:-1])), m.in_features), out, fuse))
@@ -115,7 +119,7 @@ def _plan(leaves, shape):
             if t is L.MaxPool2d:
                 steps.append((MAXPOOL, m, (*g.native_args(), *g.dilation), out, False))
             else:
-                steps.append((AVGPOOL, m, (*g.native_args(), bool(m.count_include_pad)), out, False))
+                steps.append((AVGPOOL, m, (*g.native_args(), int(bool(m.count_include_pad))), out, False))
             shape, i = out, i + 1
         elif t is L.AdaptiveAvgPool2d:
             oh, ow = _geometry.pair(m.output_size, "output_size", 1)
@@ -136,51 +140,62 @@ def _plan(leaves, shape):
             if i < len(leaves):  # the rest is planned at run time from what this layer returns
                 steps.append((None, leaves[i:], (), None, False))
             break
-    return steps
+    return _compiled(steps, input_shape)
+
+
+NATIVE = -1  # kernel steps run by one _C.InferencePlan
+_WEIGHTS = ("weight", "bias")
+
+
+def _compiled(steps, shape):
+    """steps, the kernel steps before any layer of its own made one NATIVE step (plan, the
+    parameters of the convolutions and linears, whose weights each run passes it) -- or one
+    reshape when that is all they do."""
+    n = next((i for i, step in enumerate(steps) if step[0] == LAYER), len(steps))
+    head, tail = steps[:n], steps[n:]
+    if any(step[0] != RESHAPE for step in head):
+        weighted = tuple(m._parameters for kind, m, *_ in head if kind in (CONV, LINEAR))
+        plan = _C.InferencePlan(shape, [(kind, args, out, relu, m.weight.shape if kind in (CONV, LINEAR) else None)
+                                        for kind, m, args, out, relu in head])
+        head = [(NATIVE, plan, weighted, head[-1][3], False)]
+    elif head:
+        head = [(RESHAPE, None, (), head[-1][3], False)]
+    return head + tail
 
 
 def _run(steps, x, cache):
     for kind, m, args, out, relu in steps:
-        if kind is None:  # after a layer of its own: plan the rest for the shape it gave
-            return _run_leaves(m, x, cache)
-        if kind == LAYER:
+        if kind == NATIVE:
+            x = m.run(x, [_data(p.get(name)) for p in args for name in _WEIGHTS])
+        elif kind == RESHAPE:
+            x = x.reshape(out)
+        elif kind == LAYER:
             x = m(Tensor._wrap(x))._data
             if type(x) is not np.ndarray or x.dtype != _F32:
                 return None
-            continue
-        if kind == RESHAPE:
-            x = x.reshape(out)
-            continue
-        y = np.empty(out, _F32)
-        if kind == CONV:
-            _C.conv2d_fwd(x, m.weight._data, None if m.bias is None else m.bias._data, y, *args, relu)
-        elif kind == LINEAR:
-            _C.gemm(x.reshape(args), m.weight._data, y.reshape(args[0], -1), 1.0, 0.0, False, True,
-                    None if m.bias is None else m.bias._data, relu)
-        elif kind == RELU:
-            _C.relu_fwd(x, y)
-        elif kind == MAXPOOL:
-            _C.max_pool2d_fwd(x, y, None, *args)
-        elif kind == AVGPOOL:
-            _C.avg_pool2d_fwd(x, y, *args)
-        else:
-            _C.adaptive_avg_pool2d_fwd(x, y)
-        x = y
+        else:  # after a layer of its own: plan the rest for the shape it gave
+            return _run_leaves(m, x, cache)
     return x
 
 
 _CACHE_LIMIT = 16  # input shapes a model remembers plans for
+# Each model's plans, outside the model: copying or pickling a model copies no plan.
+_PLANS = weakref.WeakKeyDictionary()
 
 
 def _run_leaves(leaves, x, cache):
-    key = (x.shape, tuple(_config(m) for m in leaves))
+    key = _key(x.shape, leaves)
     steps = cache.get(key)
     if steps is None:
         steps = _plan(leaves, x.shape)
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
         cache[key] = steps
-    return None if steps is None else _run(steps, x, cache)
+    try:
+        return None if steps is None else _run(steps, x, cache)
+    except (ValueError, TypeError):  # weights that no longer fit the plan: the next call plans anew
+        cache.pop(key, None)
+        raise
 
 
 def forward(seq, x):
@@ -194,9 +209,9 @@ def forward(seq, x):
     leaves = _leaves(seq, [])
     if not leaves:
         return None
-    cache = seq.__dict__.get("_inference_plans")
+    cache = _PLANS.get(seq)
     if cache is None:
-        cache = seq.__dict__["_inference_plans"] = {}
+        cache = _PLANS[seq] = {}
     try:
         y = _run_leaves(leaves, np.ascontiguousarray(a), cache)
     except (ValueError, TypeError):  # the layer-by-layer forward says what is wrong
