@@ -14,10 +14,21 @@ if not STUB.exists():  # an editable install loads the module from the build tre
     STUB = pathlib.Path(__file__).resolve().parents[1] / "python" / "ember" / "_C.pyi"
 
 
+def parameters(node: ast.FunctionDef) -> list[str]:
+    return [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
+
+
 def stub_functions() -> dict[str, list[str]]:
+    """Each function's parameters, and each class's methods' as "Class.method"."""
     tree = ast.parse(STUB.read_text())
-    return {node.name: [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
-            for node in tree.body if isinstance(node, ast.FunctionDef)}
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = parameters(node)
+        elif isinstance(node, ast.ClassDef):
+            found[node.name] = []
+            found.update({f"{node.name}.{m.name}": parameters(m) for m in node.body if isinstance(m, ast.FunctionDef)})
+    return found
 
 
 def native_parameters(fn) -> list[str]:
@@ -48,10 +59,22 @@ def public_functions() -> list[str]:
 STUBBED = stub_functions()
 
 
+def native(name: str):
+    obj = _C
+    for part in name.split("."):
+        assert hasattr(obj, part), f"_C.pyi declares {name}, which ember._C does not have"
+        obj = getattr(obj, part)
+    return obj
+
+
 @pytest.mark.parametrize("name", sorted(STUBBED))
 def test_stub_matches_the_module(name):
-    assert hasattr(_C, name), f"_C.pyi declares {name}, which ember._C does not have"
-    assert native_parameters(getattr(_C, name)) == STUBBED[name]
+    obj = native(name)
+    if isinstance(obj, type):
+        methods = sorted(m for m in vars(obj) if not m.startswith("_") or m == "__init__")
+        assert methods == sorted(n.split(".", 1)[1] for n in STUBBED if n.startswith(name + "."))
+    else:
+        assert native_parameters(obj) == STUBBED[name]
 
 
 def test_every_function_is_in_the_stub():
