@@ -11,12 +11,7 @@
 // Backward: one read of z, one write of dz, exp recomputed from lse.
 //
 // exp only ever sees x <= 0 here (logits minus their running max, or minus the
-// row's lse), so it needs no overflow handling: x = (k + f) ln2 with k the
-// nearest integer to x log2(e) (the 1.5 * 2^23 trick, exact for |x log2 e| <
-// 2^22) and |f| <= 1/2, 2^f by a degree-6 polynomial (within 2 ulp of expf),
-// 2^k from the exponent bits; exact 0 below the float range (so -inf logits
-// give 0), NaN in gives NaN out. About 14 vector operations, against 25 for a
-// general exp with both clamps.
+// row's lse): core/simd.h's vexp_nonpositive.
 #pragma once
 
 #include <algorithm>
@@ -34,31 +29,6 @@ constexpr int kU = 4;  // vectors per block
 // Logits per chunk: a chunk (64 KB) is read twice -- its max, then its sum of exponentials -- and
 // stays in L2 between the two passes.
 constexpr int64_t kChunk = 16384;
-
-inline vf16 vexp(vf16 x) {  // x <= 0 or NaN
-  const vf16 lo = splat(-87.3365f);
-  const vf16 xc = x < lo ? lo : x;  // NaN compares false: it stays
-  const vf16 t = xc * splat(1.44269504088896341f);
-  const vf16 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer, ties to even
-  const vf16 kf = (t + magic) - magic;
-  const vf16 f = t - kf;  // in [-1/2, 1/2]
-  // 2^f, minimax on [-1/2, 1/2].
-  vf16 p = splat(1.54697321e-4f);
-  p = p * f + splat(1.34004322e-3f);
-  p = p * f + splat(9.61802560e-3f);
-  p = p * f + splat(5.55032721e-2f);
-  p = p * f + splat(2.40226512e-1f);
-  p = p * f + splat(6.93147207e-1f);
-  p = p * f + splat(1.0f);
-  // 2^k from the exponent bits (k in [-126, 0] after the clamp).
-  const vi16 bits = (__builtin_convertvector(kf, vi16) + 127) << 23;
-  vf16 two_k;
-  std::memcpy(&two_k, &bits, sizeof(two_k));
-  const vf16 y = p * two_k;
-  return x < lo ? splat(0.0f) : y;  // underflow (and -inf) -> 0; NaN passes through y
-}
-
-inline vf16 vmax(vf16 a, vf16 b) { return a > b ? a : b; }
 
 typedef double vd16 __attribute__((vector_size(128)));
 inline vd16 widen(vf16 x) { return __builtin_convertvector(x, vd16); }
@@ -110,7 +80,7 @@ void row_fwd(const float* z, int64_t v, const float* w, const float* soft, float
         const int64_t j = j0 + 16 * u, left = cn - j;
         if (left <= 0) break;
         const vf16 x = logits16(zc, j, left);
-        es += vexp(x - vm);
+        es += vexp_nonpositive(x - vm);
         if (weighted) {
           vf16 b = target_weights(w, soft, c0 + j, left < 16 ? left : 16, ct, cc);
           b = lanes < static_cast<int>(left) ? b : splat(0.0f);
@@ -151,7 +121,7 @@ void row_bwd(const float* z, int64_t v, float lse, float c, float a, const float
     const vf16 x = n == 16 ? load16(z + j) : load16_part(z + j, n);
     vf16 b = w ? (n == 16 ? load16(w + j) : load16_part(w + j, n)) : splat(1.0f);
     b = b * ((soft ? (n == 16 ? load16(soft + j) : load16_part(soft + j, n)) : splat(0.0f)) * vct + vcc);
-    store16_part(dz + j, vc * (va * vexp(x - vl) - b), n);
+    store16_part(dz + j, vc * (va * vexp_nonpositive(x - vl) - b), n);
   }
 }
 

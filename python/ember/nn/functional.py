@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from .. import backend, precision
 from ..autograd import functions as fns
+from ..autograd.attention import ScaledDotProductAttentionFn
+from ..kernels.attention import additive_mask
 from ..tensor import Tensor, default_generator
 
 __all__ = [
@@ -22,6 +26,7 @@ __all__ = [
     "mse_loss",
     "nll_loss",
     "relu",
+    "scaled_dot_product_attention",
     "sigmoid",
     "silu",
     "softmax",
@@ -162,3 +167,54 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reducti
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
+    """softmax(query @ keyᵀ * scale + attn_mask) @ value, PyTorch's signature and semantics, on
+    Ember's fused attention kernels: the Tq x Tk scores are never stored, forward or backward.
+
+    ``query`` (..., Tq, E), ``key`` (..., Tk, E), ``value`` (..., Tk, Ev), the same leading
+    dimensions (the last of them the heads); with ``enable_gqa`` the query may have a multiple
+    of the key's heads (grouped-query attention: query head h reads key head h // group).
+    ``attn_mask``: boolean (True: the key takes part) or additive, broadcastable to (..., Tq,
+    Tk); it takes no gradient. ``is_causal``: query i sees keys j <= i (the top-left triangle, as
+    PyTorch); not with a mask. A query that sees no key gives 0. ``dropout_p``: the probability
+    of zeroing each attention weight (drawn from Ember's seeded generator, the same entries in
+    the backward); applied whenever it is above 0, as PyTorch's functional does. ``scale``:
+    1/sqrt(E) by default."""
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a Tensor, got {type(t).__name__}")
+        if t.ndim < 2:
+            raise ValueError(f"{name} must have at least 2 dimensions (..., length, features), got shape {t.shape}")
+    if not (query.ndim == key.ndim == value.ndim):
+        raise ValueError(f"query, key and value must have as many dimensions, got shapes {query.shape}, {key.shape} "
+                         f"and {value.shape}")
+    lead, klead = tuple(query.shape[:-2]), tuple(key.shape[:-2])
+    tq, e, tk = query.shape[-2], query.shape[-1], key.shape[-2]
+    if key.shape[-1] != e:
+        raise ValueError(f"key has {key.shape[-1]} features per head but query has {e}")
+    if tuple(value.shape[:-1]) != tuple(key.shape[:-1]):
+        raise ValueError(f"value of shape {value.shape} must match key of shape {key.shape} but in the last dimension")
+    grouped = enable_gqa and lead and klead and lead[:-1] == klead[:-1] and klead[-1] >= 1 and lead[-1] % klead[-1] == 0
+    if lead != klead and not grouped:
+        hint = "" if enable_gqa else " (enable_gqa=True lets the query have a multiple of the key's heads)"
+        raise ValueError(f"query's leading dimensions {lead} must equal key's {klead}{hint}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
+    if attn_mask is not None and is_causal:
+        raise ValueError("attn_mask and is_causal cannot both be set")
+    scale = 1.0 / math.sqrt(e) if scale is None else float(scale)
+    batch, heads, kv_heads = math.prod(lead[:-1]), (lead[-1] if lead else 1), (klead[-1] if klead else 1)
+    if isinstance(attn_mask, Tensor):
+        if attn_mask.requires_grad:
+            raise ValueError("attn_mask takes no gradient in scaled_dot_product_attention; pass it detached")
+        attn_mask = attn_mask._data
+    mask = None if attn_mask is None else additive_mask(attn_mask, lead, tq, tk, query.dtype)
+    seed = int(default_generator().numpy.integers(0, 2**63)) if dropout_p > 0 else 0
+    out = ScaledDotProductAttentionFn.apply(query.reshape(batch, heads, tq, e), key.reshape(batch, kv_heads, tk, e),
+                                            value.reshape(batch, kv_heads, tk, value.shape[-1]), mask, scale=scale,
+                                            is_causal=bool(is_causal), dropout_p=float(dropout_p), seed=seed)
+    return out.reshape(*lead, tq, value.shape[-1])

@@ -1,0 +1,298 @@
+// The attention kernels, written once over 16-float vectors (core/simd.h) and compiled per ISA
+// by attention_blocks_<isa>.cpp.
+//
+// Every product is one register-tiled kernel, mm: C (rows x n) = alpha A B (+ C), A read as
+// stored or transposed, n a multiple of 16; each ISA's file picks the tile that fits its
+// registers (6 rows by 64 columns of accumulators with AVX-512's 32). Operands are copied into zero-padded blocks
+// (head sizes rounded up to 16) so that mm never sees a ragged edge; a copy costs 1/64 of the
+// products that read it.
+//
+// Forward, per block of kBlockQ queries of one head: for each block of kBlockK keys, S = scale
+// Q K^T (K transposed into the block), the mask and the causal triangle applied, then the
+// online softmax -- the row's running max m and sum l, the accumulator O rescaled by exp(m_old
+// - m) -- and O += P V. Key blocks past the causal diagonal are never visited. Written: out =
+// O / l and lse = m + log l. Never held: more than one S block.
+//
+// Backward, per (batch, kv head), for each head of its group and each block of keys, over the
+// blocks of queries that see them: P = exp(S - lse) recomputed, dV += P^T dO, dP = dO V^T, dS =
+// P (dP - D) with D_i = dO_i . out_i, dQ += scale dS K (a whole-head accumulator), dK += scale
+// dS^T Q. dK and dV of a key block stay in the block's accumulators until all queries have
+// passed; dQ is written once per head. Dropout multiplies P by the keep factor where it enters
+// O or dV, and dP by it where it enters dS.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/simd.h"
+#include "ops/attention/attention.h"
+
+namespace ember::attention {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// C[r][0, 16 NV) = alpha sum_p A[r][p] B[p][0, 16 NV) (+ C) for MR rows; A read as stored
+// (A[r][p] at a[r lda + p]) or, when TA, transposed (at a[p lda + r]).
+template <int MR, int NV, bool TA>
+inline void mm_tile(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    float alpha, bool accumulate) {
+  vf16 acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = splat(0.0f);
+  for (int64_t p = 0; p < k; ++p) {
+    vf16 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = load16(b + p * ldb + 16 * v);
+    for (int r = 0; r < MR; ++r) {
+      const vf16 av = splat(TA ? a[p * lda + r] : a[r * lda + p]);
+      for (int v = 0; v < NV; ++v) acc[r][v] += av * bv[v];
+    }
+  }
+  const vf16 va = splat(alpha);
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) {
+      vf16 out = acc[r][v] * va;
+      if (accumulate) out += load16(c + r * ldc + 16 * v);
+      store16(c + r * ldc + 16 * v, out);
+    }
+}
+
+// The register tile of an ISA: Rows rows by Vectors 16-float vectors of C in registers.
+template <int Rows, int Vectors>
+struct Tile {
+  static constexpr int rows = Rows, vectors = Vectors;
+};
+
+template <class T, int NV, bool TA>
+inline void mm_columns(int64_t rows, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                       int64_t ldc, float alpha, bool accumulate) {
+  int64_t r = 0;
+  for (; r + T::rows <= rows; r += T::rows)
+    mm_tile<T::rows, NV, TA>(k, TA ? a + r : a + r * lda, lda, b, ldb, c + r * ldc, ldc, alpha, accumulate);
+  // The rows left over, in tiles of 4, 2 and 1: a one-row tile does a load per multiply-add.
+  if (T::rows > 4 && r + 4 <= rows) {
+    mm_tile<4, NV, TA>(k, TA ? a + r : a + r * lda, lda, b, ldb, c + r * ldc, ldc, alpha, accumulate);
+    r += 4;
+  }
+  if (T::rows > 2 && r + 2 <= rows) {
+    mm_tile<2, NV, TA>(k, TA ? a + r : a + r * lda, lda, b, ldb, c + r * ldc, ldc, alpha, accumulate);
+    r += 2;
+  }
+  for (; r < rows; ++r) mm_tile<1, NV, TA>(k, TA ? a + r : a + r * lda, lda, b, ldb, c + r * ldc, ldc, alpha, accumulate);
+}
+
+// C (rows x n) = alpha op(A) B (+ C), op(A) rows x k (A itself, or when TA the transpose of the
+// k x rows matrix stored at a); n a multiple of 16. T is the register tile.
+template <class T, bool TA = false>
+inline void mm(int64_t rows, int64_t k, int64_t n, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+               int64_t ldc, float alpha, bool accumulate) {
+  constexpr int64_t width = 16 * T::vectors;
+  int64_t j = 0;
+  for (; j + width <= n; j += width)
+    mm_columns<T, T::vectors, TA>(rows, k, a, lda, b + j, ldb, c + j, ldc, alpha, accumulate);
+  for (; j < n; j += 16) mm_columns<T, 1, TA>(rows, k, a, lda, b + j, ldb, c + j, ldc, alpha, accumulate);
+}
+
+// x where x > m or x is NaN, else m: a running max that keeps a NaN once it has seen one.
+inline vf16 sticky_max(vf16 m, vf16 x) { return (x > m) | (x != x) ? x : m; }
+
+// dst (rows x ld, zero past cols) = src rows of `cols` floats `stride` apart.
+inline void copy_rows(float* dst, int64_t ld, const float* src, int64_t stride, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(dst + r * ld, src + r * stride, sizeof(float) * cols);
+    std::fill(dst + r * ld + cols, dst + (r + 1) * ld, 0.0f);
+  }
+}
+
+// dst (cols x ld) = the transpose of src (rows x cols, row stride `stride`), zero past rows.
+inline void transpose(float* dst, int64_t ld, const float* src, int64_t stride, int64_t rows, int64_t cols) {
+  for (int64_t c = 0; c < cols; ++c) {
+    float* out = dst + c * ld;
+    for (int64_t r = 0; r < rows; ++r) out[r] = src[r * stride + c];
+    std::fill(out + rows, out + ld, 0.0f);
+  }
+}
+
+// Row r's scores after the mask and the causal triangle: -inf past `cols` and where hidden.
+inline void hide(const Problem& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t cols, float* s) {
+  if (p.mask) {
+    const float* m = p.mask + b * p.mask_strides[0] + h * p.mask_strides[1] + i * p.mask_strides[2];
+    for (int64_t c = 0; c < cols; ++c) s[c] += m[(j0 + c) * p.mask_strides[3]];
+  }
+  const int64_t visible = p.causal ? std::min(cols, std::max<int64_t>(0, i - j0 + 1)) : cols;
+  std::fill(s + visible, s + kBlockK, kNegInf);
+}
+
+// Dropout's factor on row i's entries j0..j0+cols: 0 or 1 / (1 - p).
+inline void drop(const Problem& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t cols, float* s) {
+  const float keep = 1.0f / (1.0f - p.dropout_p);
+  for (int64_t c = 0; c < cols; ++c) s[c] = dropout_keep(p, b, h, i, j0 + c) ? s[c] * keep : 0.0f;
+}
+
+template <class T>
+void fwd_block(const Problem& p, int64_t b, int64_t h, int64_t i0, const float* q, const float* k, const float* v,
+               float* out, float* lse, float* work) {
+  const int64_t dvp = padded(p.dv), rows = std::min(kBlockQ, p.tq - i0), nq = padded(rows), nv = nq / 16;
+  const int64_t g = h / (p.heads / p.kv_heads), row0 = (b * p.heads + h) * p.tq + i0;
+  const float* kg = k + (b * p.kv_heads + g) * p.tk * p.d;
+  const float* vg = v + (b * p.kv_heads + g) * p.tk * p.dv;
+  float* qt = work;  // fwd_work_floats: the blocks below, in this order
+  float* st = qt + p.d * kBlockQ;
+  float* o = st + kBlockK * kBlockQ;
+  float* vb = o + kBlockQ * dvp;
+  float* m = vb + kBlockK * dvp;
+  float* l = m + kBlockQ;
+  // Scores are held transposed, S^T (keys x queries): the softmax runs down its columns, 16
+  // queries per vector, and neither K nor a block of P is ever transposed.
+  transpose(qt, kBlockQ, q + row0 * p.d, p.d, rows, p.d);
+  std::fill(o, o + nq * dvp, 0.0f);
+  std::fill(m, m + kBlockQ, kNegInf);
+  std::fill(l, l + kBlockQ, 0.0f);
+  const bool direct_v = p.dv == dvp;  // V's rows are whole vectors: read in place
+  const int64_t end = p.causal ? std::min(p.tk, i0 + rows) : p.tk;  // keys past the last row's diagonal: unseen
+  for (int64_t j0 = 0; j0 < end; j0 += kBlockK) {
+    const int64_t cols = std::min(kBlockK, end - j0);
+    mm<T>(cols, p.d, nq, kg + j0 * p.d, p.d, qt, kBlockQ, st, kBlockQ, p.scale, false);
+    for (int64_t c = 0; c < cols; ++c) {
+      float* sc = st + c * kBlockQ;  // key j0 + c against every query of the block
+      if (p.mask) {
+        const float* mk = p.mask + b * p.mask_strides[0] + h * p.mask_strides[1] + (j0 + c) * p.mask_strides[3];
+        for (int64_t r = 0; r < rows; ++r) sc[r] += mk[(i0 + r) * p.mask_strides[2]];
+      }
+      if (p.causal) std::fill(sc, sc + std::min(rows, std::max<int64_t>(0, j0 + c - i0)), kNegInf);
+    }
+    for (int64_t t = 0; t < nv; ++t) {
+      vf16 mx = load16(m + 16 * t);
+      for (int64_t c = 0; c < cols; ++c) mx = sticky_max(mx, load16(st + c * kBlockQ + 16 * t));
+      const vf16 base = mx == splat(kNegInf) ? splat(0.0f) : mx;  // no key seen yet: every exp is 0
+      const vf16 alpha = vexp_nonpositive(load16(m + 16 * t) - base);
+      vf16 sum = splat(0.0f);
+      for (int64_t c = 0; c < cols; ++c) {
+        const vf16 e = vexp_nonpositive(load16(st + c * kBlockQ + 16 * t) - base);
+        store16(st + c * kBlockQ + 16 * t, e);
+        sum += e;
+      }
+      store16(l + 16 * t, load16(l + 16 * t) * alpha + sum);
+      store16(m + 16 * t, mx);
+      for (int r = 0; r < 16; ++r) {
+        if (alpha[r] == 1.0f) continue;
+        const vf16 ar = splat(alpha[r]);
+        float* orow = o + (16 * t + r) * dvp;
+        for (int64_t c = 0; c < dvp; c += 16) store16(orow + c, load16(orow + c) * ar);
+      }
+    }
+    if (p.dropout_p > 0) {
+      const float keep = 1.0f / (1.0f - p.dropout_p);
+      for (int64_t c = 0; c < cols; ++c)
+        for (int64_t r = 0; r < rows; ++r)
+          st[c * kBlockQ + r] = dropout_keep(p, b, h, i0 + r, j0 + c) ? st[c * kBlockQ + r] * keep : 0.0f;
+    }
+    const float* vblock = vg + j0 * p.dv;
+    if (!direct_v) {
+      copy_rows(vb, dvp, vblock, p.dv, cols, p.dv);
+      vblock = vb;
+    }
+    mm<T, true>(nq, cols, dvp, st, kBlockQ, vblock, dvp, o, dvp, 1.0f, true);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* dst = out + (row0 + r) * p.dv;
+    if (l[r] > 0 || std::isnan(l[r])) {
+      const float inv = 1.0f / l[r];
+      for (int64_t c = 0; c < p.dv; ++c) dst[c] = o[r * dvp + c] * inv;
+      lse[row0 + r] = m[r] + std::log(l[r]);
+    } else {  // a query that sees no key
+      std::fill(dst, dst + p.dv, 0.0f);
+      lse[row0 + r] = kNegInf;
+    }
+  }
+}
+
+template <class T>
+void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const float* k, const float* v,
+               const float* out, const float* dout, const float* lse, float* dq, float* dk, float* dv, float* work) {
+  const int64_t dp = padded(p.d), dvp = padded(p.dv), group = p.heads / p.kv_heads;
+  const int64_t kv = b * p.kv_heads + g;
+  const float* kg = k + kv * p.tk * p.d;
+  const float* vg = v + kv * p.tk * p.dv;
+  float* dkg = dk + kv * p.tk * p.d;
+  float* dvg = dv + kv * p.tk * p.dv;
+  float* dqa = work;  // bwd_work_floats: the head's dQ and D, then the blocks below, in this order
+  float* dd = dqa + p.tq * dp;
+  float* qb = dd + p.tq;
+  float* dob = qb + kBlockQ * dp;
+  float* s = dob + kBlockQ * dvp;
+  float* dpb = s + kBlockQ * kBlockK;
+  float* kt = dpb + kBlockQ * kBlockK;
+  float* kb = kt + dp * kBlockK;
+  float* vt = kb + kBlockK * dp;
+  float* dka = vt + dvp * kBlockK;
+  float* dva = dka + kBlockK * dp;
+  std::fill(dkg, dkg + p.tk * p.d, 0.0f);
+  std::fill(dvg, dvg + p.tk * p.dv, 0.0f);
+  const float keep = p.dropout_p > 0 ? 1.0f / (1.0f - p.dropout_p) : 1.0f;
+  for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+    const int64_t head0 = (b * p.heads + h) * p.tq;
+    for (int64_t i = 0; i < p.tq; ++i) {  // D_i = dO_i . out_i
+      double t = 0;
+      for (int64_t c = 0; c < p.dv; ++c) t += double(dout[(head0 + i) * p.dv + c]) * double(out[(head0 + i) * p.dv + c]);
+      dd[i] = static_cast<float>(t);
+    }
+    std::fill(dqa, dqa + p.tq * dp, 0.0f);
+    for (int64_t j0 = 0; j0 < p.tk; j0 += kBlockK) {
+      const int64_t cols = std::min(kBlockK, p.tk - j0), colsp = padded(cols);
+      transpose(kt, kBlockK, kg + j0 * p.d, p.d, cols, p.d);
+      copy_rows(kb, dp, kg + j0 * p.d, p.d, cols, p.d);
+      std::fill(kb + cols * dp, kb + colsp * dp, 0.0f);
+      transpose(vt, kBlockK, vg + j0 * p.dv, p.dv, cols, p.dv);
+      std::fill(dka, dka + colsp * dp, 0.0f);
+      std::fill(dva, dva + colsp * dvp, 0.0f);
+      for (int64_t i0 = p.causal ? j0 / kBlockQ * kBlockQ : 0; i0 < p.tq; i0 += kBlockQ) {
+        const int64_t rows = std::min(kBlockQ, p.tq - i0);
+        copy_rows(qb, dp, q + (head0 + i0) * p.d, p.d, rows, p.d);
+        copy_rows(dob, dvp, dout + (head0 + i0) * p.dv, p.dv, rows, p.dv);
+        mm<T>(rows, p.d, colsp, qb, dp, kt, kBlockK, s, kBlockK, p.scale, false);
+        mm<T>(rows, p.dv, colsp, dob, dvp, vt, kBlockK, dpb, kBlockK, 1.0f, false);
+        for (int64_t r = 0; r < rows; ++r) {
+          float* sr = s + r * kBlockK;
+          float* dpr = dpb + r * kBlockK;
+          hide(p, b, h, i0 + r, j0, cols, sr);
+          const float li = lse[head0 + i0 + r];
+          if (li == kNegInf) {  // a query that sees no key has no gradient
+            std::fill(sr, sr + kBlockK, 0.0f);
+            std::fill(dpr, dpr + kBlockK, 0.0f);
+            continue;
+          }
+          const vf16 vl = splat(li), vd = splat(dd[i0 + r]);
+          for (int64_t c = 0; c < colsp; c += 16) store16(sr + c, vexp_nonpositive(load16(sr + c) - vl));
+          if (p.dropout_p > 0) {
+            for (int64_t c = 0; c < cols; ++c) {
+              const float z = dropout_keep(p, b, h, i0 + r, j0 + c) ? keep : 0.0f;
+              const float pr = sr[c];
+              sr[c] = pr * z;                       // the kept probability: into dV
+              dpr[c] = pr * (dpr[c] * z - dd[i0 + r]);  // dS
+            }
+            std::fill(dpr + cols, dpr + kBlockK, 0.0f);
+          } else {
+            for (int64_t c = 0; c < colsp; c += 16) {
+              const vf16 pr = load16(sr + c);
+              store16(dpr + c, pr * (load16(dpr + c) - vd));
+            }
+          }
+        }
+        mm<T, true>(colsp, rows, dvp, s, kBlockK, dob, dvp, dva, dvp, 1.0f, true);  // dV += P^T dO
+        mm<T>(rows, colsp, dp, dpb, kBlockK, kb, dp, dqa + i0 * dp, dp, p.scale, true);
+        mm<T, true>(colsp, rows, dp, dpb, kBlockK, qb, dp, dka, dp, p.scale, true);  // dK += dS^T Q
+      }
+      for (int64_t c = 0; c < cols; ++c) {
+        for (int64_t t = 0; t < p.d; ++t) dkg[(j0 + c) * p.d + t] += dka[c * dp + t];
+        for (int64_t t = 0; t < p.dv; ++t) dvg[(j0 + c) * p.dv + t] += dva[c * dvp + t];
+      }
+    }
+    for (int64_t i = 0; i < p.tq; ++i) std::memcpy(dq + (head0 + i) * p.d, dqa + i * dp, sizeof(float) * p.d);
+  }
+}
+
+}  // namespace
+}  // namespace ember::attention
