@@ -31,7 +31,7 @@ attention::Problem problem(const ArrayView& q, const ArrayView& k, const ArrayVi
   attention::Problem p;
   p.batch = q.shape[0], p.heads = q.shape[1], p.kv_heads = k.shape[1];
   p.tq = q.shape[2], p.tk = k.shape[2], p.d = q.shape[3], p.dv = v.shape[3];
-  p.scale = static_cast<float>(scale), p.causal = causal;
+  p.scale = scale, p.causal = causal;
   p.dropout_p = static_cast<float>(dropout_p), p.seed = static_cast<uint64_t>(seed);
   if (!mask_obj.is_none()) {
     EMBER_CHECK_VALUE(!causal, "attn_mask and is_causal cannot both be set");

@@ -120,6 +120,18 @@ def qmatmul_int4(input: F32, data: npt.NDArray[np.uint8], scales: F32, n: int, k
 def qmatmul_int4_ref(input: F32, data: npt.NDArray[np.uint8], scales: F32, n: int, k: int, group_size: int,
                      bias: F32 | None, out: F32) -> None: ...
 
+# Scaled dot-product attention (see csrc/ops/attention/attention.h): (batch, heads, length, head size).
+def attention_fwd(query: F32, key: F32, value: F32, attn_mask: F32 | None, out: F32, out_lse: F32, scale: float,
+                  is_causal: bool, dropout_p: float, seed: int) -> None: ...
+def attention_fwd_ref(query: F32 | F64, key: F32 | F64, value: F32 | F64, attn_mask: F32 | None, out: F32 | F64,
+                      out_lse: F32 | F64, scale: float, is_causal: bool, dropout_p: float, seed: int) -> None: ...
+def attention_bwd(query: F32, key: F32, value: F32, out: F32, grad_out: F32, lse: F32, attn_mask: F32 | None,
+                  out_query: F32, out_key: F32, out_value: F32, scale: float, is_causal: bool, dropout_p: float,
+                  seed: int) -> None: ...
+def attention_bwd_ref(query: F32 | F64, key: F32 | F64, value: F32 | F64, grad_out: F32 | F64, attn_mask: F32 | None,
+                      out_query: F32 | F64, out_key: F32 | F64, out_value: F32 | F64, scale: float, is_causal: bool,
+                      dropout_p: float, seed: int) -> None: ...
+
 # The inference path of nn.Sequential (ember/nn/inference.py): its kernel steps for one input shape,
 # each (kind, args, out_shape, relu, weight_shape), run in one call.
 class InferencePlan:

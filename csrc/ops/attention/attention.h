@@ -29,7 +29,7 @@ namespace ember::attention {
 struct Problem {
   int64_t batch = 0, heads = 0, kv_heads = 0;  // heads % kv_heads == 0 (grouped-query attention)
   int64_t tq = 0, tk = 0, d = 0, dv = 0;
-  float scale = 1.0f;
+  double scale = 1.0;  // the fast kernels multiply by it rounded to float
   bool causal = false;
   const float* mask = nullptr;  // additive, or null
   int64_t mask_strides[4] = {0, 0, 0, 0};

@@ -135,6 +135,7 @@ template <class T>
 void fwd_block(const Problem& p, int64_t b, int64_t h, int64_t i0, const float* q, const float* k, const float* v,
                float* out, float* lse, float* work) {
   const int64_t dvp = padded(p.dv), rows = std::min(kBlockQ, p.tq - i0), nq = padded(rows), nv = nq / 16;
+  const float scale = static_cast<float>(p.scale);
   const int64_t g = h / (p.heads / p.kv_heads), row0 = (b * p.heads + h) * p.tq + i0;
   const float* kg = k + (b * p.kv_heads + g) * p.tk * p.d;
   const float* vg = v + (b * p.kv_heads + g) * p.tk * p.dv;
@@ -154,7 +155,7 @@ void fwd_block(const Problem& p, int64_t b, int64_t h, int64_t i0, const float* 
   const int64_t end = p.causal ? std::min(p.tk, i0 + rows) : p.tk;  // keys past the last row's diagonal: unseen
   for (int64_t j0 = 0; j0 < end; j0 += kBlockK) {
     const int64_t cols = std::min(kBlockK, end - j0);
-    mm<T>(cols, p.d, nq, kg + j0 * p.d, p.d, qt, kBlockQ, st, kBlockQ, p.scale, false);
+    mm<T>(cols, p.d, nq, kg + j0 * p.d, p.d, qt, kBlockQ, st, kBlockQ, scale, false);
     for (int64_t c = 0; c < cols; ++c) {
       float* sc = st + c * kBlockQ;  // key j0 + c against every query of the block
       if (p.mask) {
@@ -213,6 +214,7 @@ template <class T>
 void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const float* k, const float* v,
                const float* out, const float* dout, const float* lse, float* dq, float* dk, float* dv, float* work) {
   const int64_t dp = padded(p.d), dvp = padded(p.dv), group = p.heads / p.kv_heads;
+  const float scale = static_cast<float>(p.scale);
   const int64_t kv = b * p.kv_heads + g;
   const float* kg = k + kv * p.tk * p.d;
   const float* vg = v + kv * p.tk * p.dv;
@@ -252,7 +254,7 @@ void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const flo
         const int64_t rows = std::min(kBlockQ, p.tq - i0);
         copy_rows(qb, dp, q + (head0 + i0) * p.d, p.d, rows, p.d);
         copy_rows(dob, dvp, dout + (head0 + i0) * p.dv, p.dv, rows, p.dv);
-        mm<T>(rows, p.d, colsp, qb, dp, kt, kBlockK, s, kBlockK, p.scale, false);
+        mm<T>(rows, p.d, colsp, qb, dp, kt, kBlockK, s, kBlockK, scale, false);
         mm<T>(rows, p.dv, colsp, dob, dvp, vt, kBlockK, dpb, kBlockK, 1.0f, false);
         for (int64_t r = 0; r < rows; ++r) {
           float* sr = s + r * kBlockK;
@@ -282,8 +284,8 @@ void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const flo
           }
         }
         mm<T, true>(colsp, rows, dvp, s, kBlockK, dob, dvp, dva, dvp, 1.0f, true);  // dV += P^T dO
-        mm<T>(rows, colsp, dp, dpb, kBlockK, kb, dp, dqa + i0 * dp, dp, p.scale, true);
-        mm<T, true>(colsp, rows, dp, dpb, kBlockK, qb, dp, dka, dp, p.scale, true);  // dK += dS^T Q
+        mm<T>(rows, colsp, dp, dpb, kBlockK, kb, dp, dqa + i0 * dp, dp, scale, true);
+        mm<T, true>(colsp, rows, dp, dpb, kBlockK, qb, dp, dka, dp, scale, true);  // dK += dS^T Q
       }
       for (int64_t c = 0; c < cols; ++c) {
         for (int64_t t = 0; t < p.d; ++t) dkg[(j0 + c) * p.d + t] += dka[c * dp + t];

@@ -30,7 +30,7 @@ double row(const Problem& p, const T* q, const T* k, int64_t b, int64_t h, int64
   for (int64_t j = 0; j < p.tk; ++j) {
     double s = kNegInf;
     if (!(p.causal && j > i)) {
-      s = static_cast<double>(p.scale) * dot(qi, k + ((b * p.kv_heads + g) * p.tk + j) * p.d, p.d);
+      s = p.scale * dot(qi, k + ((b * p.kv_heads + g) * p.tk + j) * p.d, p.d);
       if (p.mask)
         s += p.mask[b * p.mask_strides[0] + h * p.mask_strides[1] + i * p.mask_strides[2] + j * p.mask_strides[3]];
     }
@@ -96,7 +96,7 @@ void attention_bwd_ref(const Problem& p, const T* q, const T* k, const T* v, con
         }
         std::vector<double> dqi(static_cast<size_t>(p.d), 0.0);
         for (int64_t j = 0; j < p.tk; ++j) {
-          const double ds = pr[j] * (z[j] * dp[j] - di) * static_cast<double>(p.scale);
+          const double ds = pr[j] * (z[j] * dp[j] - di) * p.scale;
           if (ds == 0) continue;
           for (int64_t c = 0; c < p.d; ++c) {
             dqi[c] += ds * static_cast<double>(kg[j * p.d + c]);
