@@ -31,6 +31,7 @@ from .layers import (
     Softmax,
     Tanh,
 )
+from .transformer import MultiheadAttention, RMSNorm, TransformerEncoderLayer
 from . import inference
 
 Sequential.inference_forward = staticmethod(inference.forward)
@@ -57,14 +58,17 @@ __all__ = [
     "MaxPool2d",
     "Module",
     "ModuleList",
+    "MultiheadAttention",
     "NLLLoss",
     "Parameter",
+    "RMSNorm",
     "ReLU",
     "Sequential",
     "SiLU",
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "TransformerEncoderLayer",
     "describe",
     "functional",
     "init",

@@ -206,12 +206,13 @@ def rebuild(description: dict, *, max_bytes: int | None = None, source: str = "t
 
 
 def _register_builtin() -> None:
-    from . import layers
+    from . import layers, transformer
 
-    for value in vars(layers).values():
-        if isinstance(value, type) and issubclass(value, Module) and value.__module__ == layers.__name__ \
-                and not value.__name__.startswith("_"):
-            register(value, name=f"nn.{value.__name__}")
+    for module in (layers, transformer):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Module) and value.__module__ == module.__name__ \
+                    and not value.__name__.startswith("_"):
+                register(value, name=f"nn.{value.__name__}")
 
 
 _register_builtin()

@@ -358,12 +358,12 @@ class BatchNorm2d(_BatchNorm):
 
 
 class LayerNorm(Module):
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True):
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True):
         super().__init__()
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.eps = eps
         self.weight = Parameter(ones(self.normalized_shape)) if elementwise_affine else None
-        self.bias = Parameter(zeros(self.normalized_shape)) if elementwise_affine else None
+        self.bias = Parameter(zeros(self.normalized_shape)) if elementwise_affine and bias else None
 
     def forward(self, x):
         k = len(self.normalized_shape)
@@ -373,7 +373,9 @@ class LayerNorm(Module):
         mean = x.mean(dim=dims, keepdim=True)
         var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
         y = (x - mean) / (var + self.eps).sqrt()
-        return y * self.weight + self.bias if self.weight is not None else y
+        if self.weight is not None:
+            y = y * self.weight
+        return y + self.bias if self.bias is not None else y
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}"
