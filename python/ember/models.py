@@ -97,3 +97,15 @@ def build(name: str, input_shape, classes: int, **options) -> nn.Sequential:
     ``options`` go to its builder (such as ``padding=1`` for the cnn). Every argument is
     checked (types included: ``"10"`` is not a class count) before any layer is made."""
     return nn.Sequential(*(_layer(s) for s in _specs(name, input_shape, classes, options)))
+
+
+def gpt(vocab_size: int, block_size: int = 256, n_layer: int = 6, n_head: int = 6, d_model: int = 384,
+        dropout: float = 0.0):
+    """A small GPT language model (``ember.gpt.GPT``): token and position embeddings, ``n_layer``
+    pre-norm causal Transformer blocks of ``n_head`` heads and width ``d_model``, an output head
+    tied to the token embedding. Train it with ``compile(optimizer="adamw", loss="model")`` and
+    ``fit(x, y)`` on (batch, length) token ids and their next tokens (the loss runs through the
+    fused linear + cross-entropy head); sample with ``generate``."""
+    from .gpt import GPT
+
+    return GPT(vocab_size, block_size, n_layer, n_head, d_model, dropout)

@@ -34,10 +34,23 @@ _LOSSES = {"cross_entropy": "CrossEntropyLoss", "mse": "MSELoss", "mean_squared_
 
 
 class Compiled:
-    """What ``compile`` settled: the optimizer, the loss and the metrics."""
+    """What ``compile`` settled: the optimizer, the loss (``MODEL_LOSS``: the model's own
+    ``compute_loss``), the metrics and the gradient norm limit."""
 
-    def __init__(self, optimizer, loss, metrics):
-        self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
+    def __init__(self, optimizer, loss, metrics, clipnorm=None):
+        self.optimizer, self.loss, self.metrics, self.clipnorm = optimizer, loss, metrics, clipnorm
+
+
+MODEL_LOSS = "model"  # compile(loss="model"): the model computes its loss from the batch itself
+
+
+def _output_and_loss(model, loss_fn, xb, yb):
+    """(output, loss) of one batch: the model's output and the loss of it, or with the model's
+    own loss (``MODEL_LOSS``), no output -- the model may never build it."""
+    if loss_fn is MODEL_LOSS:
+        return None, model.compute_loss(xb, yb)
+    out = model(xb)
+    return out, loss_fn(out, yb)
 
 
 def _make_optimizer(model, optimizer, lr):
@@ -60,6 +73,8 @@ def _make_optimizer(model, optimizer, lr):
 
 
 def _make_loss(loss):
+    if loss == MODEL_LOSS:
+        return MODEL_LOSS
     if isinstance(loss, str):
         key = loss.lower()
         if key in KERAS_LOSSES:
@@ -73,13 +88,17 @@ def _make_loss(loss):
     raise TypeError(f"compile: loss must be a name or a callable (output, target) -> Tensor, got {type(loss).__name__}")
 
 
-def compile(model, optimizer="adam", loss="cross_entropy", metrics=None, lr=None) -> None:
+def compile(model, optimizer="adam", loss="cross_entropy", metrics=None, lr=None, clipnorm=None) -> None:
     """Set the optimizer (a name -- 'adam', 'adamw', 'sgd', 'rmsprop', with ``lr`` -- or an
     ``ember.optim`` optimizer over the model's parameters), the loss (a name such as
     'cross_entropy' -- logits against class indices or probabilities, PyTorch's -- or 'mse',
     Keras's 'categorical_crossentropy' and 'sparse_categorical_crossentropy' with their
-    meanings (see ``ember.losses``), or a callable) and the metrics (names such as 'accuracy', 'f1',
-    'top5', ``ember.metrics`` objects or functions) that ``fit`` and ``evaluate`` use."""
+    meanings (see ``ember.losses``), a callable, or 'model': the model's own
+    ``compute_loss(x, y)``, for a model whose loss is cheaper fused with its last layer, such as
+    ``ember.models.gpt``'s; it takes no metrics) and the metrics (names such as 'accuracy', 'f1',
+    'top5', ``ember.metrics`` objects or functions) that ``fit`` and ``evaluate`` use.
+    ``clipnorm`` (Keras's name): before each step, scale the gradients down so that their
+    global 2-norm is at most this (``ember.nn.utils.clip_grad_norm_``)."""
     if metrics is None:
         metrics = []
     elif isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
@@ -88,8 +107,18 @@ def compile(model, optimizer="adam", loss="cross_entropy", metrics=None, lr=None
     names = [m.name for m in resolved]
     if len(set(names)) != len(names):
         raise ValueError(f"compile: metric names must differ, got {names}")
-    object.__setattr__(model, "_compiled", Compiled(_make_optimizer(model, optimizer, lr), _make_loss(loss),
-                                                    resolved))
+    loss_fn = _make_loss(loss)
+    if loss_fn is MODEL_LOSS:
+        if not callable(getattr(model, "compute_loss", None)):
+            raise ValueError(f"compile: loss='model' needs a model with a compute_loss(x, y) method; "
+                             f"{type(model).__name__} has none")
+        if resolved:
+            raise ValueError("compile: loss='model' takes no metrics (the model's output is never built)")
+    if clipnorm is not None and (isinstance(clipnorm, bool) or not isinstance(clipnorm, (int, float))
+                                 or not 0 < clipnorm < float("inf")):
+        raise ValueError(f"compile: clipnorm must be a positive number or None, got {clipnorm!r}")
+    object.__setattr__(model, "_compiled", Compiled(_make_optimizer(model, optimizer, lr), loss_fn, resolved,
+                                                    clipnorm))
 
 
 def _compiled(model, what):
@@ -207,8 +236,8 @@ def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev, sync=None):
             n = len(yb)
             if n == 0:  # a rank's empty share of a short batch
                 continue
-            out = model(xb)
-            total += float(loss_fn(out, yb).item()) * n
+            out, loss = _output_and_loss(model, loss_fn, xb, yb)
+            total += float(loss.item()) * n
             count += n
             for m in metric_objs:
                 m.update(yb, out)
@@ -339,11 +368,13 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                     cbs.on_train_batch_begin(step)
                     optimizer.zero_grad()
                     if n:
-                        out = step_model(xb)
-                        loss = loss_fn(out, yb)
+                        out, loss = _output_and_loss(step_model if loss_fn is not MODEL_LOSS else model, loss_fn,
+                                                     xb, yb)
                         (loss if sync is None else loss * sync.loss_weight(step, n)).backward()
                     else:  # this rank's share of a short last batch is empty
                         sync.ddp.sync_without_data()
+                    if compiled.clipnorm is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), compiled.clipnorm)
                     optimizer.step()
                     if n:
                         total += float(loss.item()) * n
@@ -441,8 +472,8 @@ def _install_keras_methods(cls) -> None:
     """Give ``nn.Module`` Keras's ``compile`` / ``fit`` / ``evaluate`` / ``predict`` (the layer
     below training does not import it; training adds them when Ember is imported)."""
 
-    def compile_(self, optimizer="adam", loss="cross_entropy", metrics=None, lr=None) -> None:
-        return compile(self, optimizer, loss, metrics, lr)
+    def compile_(self, optimizer="adam", loss="cross_entropy", metrics=None, lr=None, clipnorm=None) -> None:
+        return compile(self, optimizer, loss, metrics, lr, clipnorm)
 
     def fit_(self, x=None, y=None, **kwargs) -> History:
         return fit(self, x, y, **kwargs)

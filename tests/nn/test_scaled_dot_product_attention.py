@@ -9,7 +9,7 @@ import pytest
 import ember
 from ember import nn
 from ember.autograd import gradcheck
-from ember.autograd.attention import ScaledDotProductAttentionFn
+from ember.autograd.fused import ScaledDotProductAttentionFn
 
 F = nn.functional
 

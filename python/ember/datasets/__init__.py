@@ -1,5 +1,5 @@
-"""Ready-made datasets, all offline: the bundled digits set, readers for CIFAR-10 and
-(Fashion-)MNIST files you have downloaded, and a synthetic set.
+"""Ready-made datasets, all offline: the bundled digits set and Shakespeare text, readers for
+CIFAR-10 and (Fashion-)MNIST files you have downloaded, and a synthetic set.
 
 The loaders return NumPy arrays, Keras-style: ``((x_train, y_train), (x_test, y_test))`` with
 images uint8 ``(N, C, H, W)`` and labels int64 (``synthetic`` returns one ``(x, y)``). Wrap
@@ -18,5 +18,6 @@ from ._cifar import cifar10
 from ._digits import digits
 from ._mnist import fashion_mnist, mnist
 from ._synthetic import synthetic
+from ._text import shakespeare
 
-__all__ = ["cifar10", "digits", "fashion_mnist", "mnist", "synthetic"]
+__all__ = ["cifar10", "digits", "fashion_mnist", "mnist", "shakespeare", "synthetic"]

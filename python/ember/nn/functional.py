@@ -6,7 +6,7 @@ import math
 
 from .. import backend, precision
 from ..autograd import functions as fns
-from ..autograd.attention import ScaledDotProductAttentionFn
+from ..autograd.fused import LinearCrossEntropyFn, ScaledDotProductAttentionFn
 from ..kernels.attention import additive_mask
 from ..tensor import Tensor, default_generator
 
@@ -21,6 +21,7 @@ __all__ = [
     "l1_loss",
     "leaky_relu",
     "linear",
+    "linear_cross_entropy",
     "log_softmax",
     "max_pool2d",
     "mse_loss",
@@ -119,6 +120,18 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if precision.current().low_precision_matmul and input.dtype == "float32" and weight.dtype == "float32":
         return fns.LinearBf16Fn.apply(input, weight, bias)
     return fns.LinearFn.apply(input, weight, bias)
+
+
+def linear_cross_entropy(input: Tensor, weight: Tensor, target, bias: Tensor | None = None, ignore_index: int = -100,
+                         reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """``cross_entropy(linear(input, weight, bias), target)`` without ever holding the (batch,
+    classes) logits: the fused kernel makes them chunk by chunk, each chunk's loss and gradients
+    at once (see ``ember.kernels.cross_entropy.linear_cross_entropy``). ``input`` (batch,
+    features) float32, ``weight`` (classes, features); ``reduction`` 'mean' or 'sum'. The head of
+    a language model with a large vocabulary."""
+    t = target._data if isinstance(target, Tensor) else target
+    return LinearCrossEntropyFn.apply(input, weight, bias, t, ignore_index=ignore_index,
+                                      label_smoothing=label_smoothing, reduction=reduction)
 
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:

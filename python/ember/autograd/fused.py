@@ -1,0 +1,47 @@
+"""The differentiable fused ops whose kernels keep less than their unfused forms would: scaled
+dot-product attention (``ember.kernels.attention``: each query's log-sum-exp instead of its row
+of probabilities, so neither direction stores the T x T scores) and a linear layer's
+cross-entropy (``linear_cross_entropy``: the gradients made chunk by chunk in the forward, so
+the batch x classes logits never exist)."""
+
+from __future__ import annotations
+
+from ..kernels import attention, cross_entropy
+from .function import Function
+
+
+class ScaledDotProductAttentionFn(Function):
+    """(batch, heads, length, head size) arrays; the mask (additive, float32, broadcast to
+    (batch, heads, Tq, Tk)) takes no gradient."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale, is_causal, dropout_p, seed):
+        ctx.args = {"scale": scale, "is_causal": is_causal, "dropout_p": dropout_p, "seed": seed}
+        out, lse = attention.attention_fwd(q, k, v, mask, **ctx.args)
+        ctx.save_for_backward(q, k, v)
+        ctx.out, ctx.lse, ctx.mask = out, lse, mask
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v = ctx.saved_tensors
+        return attention.attention_bwd(q, k, v, ctx.out, g, ctx.lse, ctx.mask, **ctx.args)
+
+
+class LinearCrossEntropyFn(Function):
+    """The cross-entropy of ``hidden @ weightᵀ + bias``: the forward computes the loss and, in the
+    same pass over each chunk of logits, the gradients for a unit upstream gradient; the backward
+    scales them (the loss is linear in that gradient)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, target, ignore_index, label_smoothing, reduction):
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"linear_cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
+        loss, ctx.dh, ctx.dw, ctx.db = cross_entropy.linear_cross_entropy(
+            hidden, weight, target, bias, ignore_index=ignore_index, label_smoothing=label_smoothing,
+            reduction=reduction)
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        return (*(None if d is None else d * g for d in (ctx.dh, ctx.dw, ctx.db)), None)

@@ -1,0 +1,115 @@
+"""ember.gpt and ember.models.gpt: the shipped text and its tokenizer; the fused loss equals the
+cross-entropy of the logits, value and gradients; fit trains it with loss="model" and clipnorm;
+generation with the key/value cache equals recomputing the whole context, is seeded, and runs
+past the block size; it saves and loads; bad arguments are named."""
+
+import numpy as np
+import pytest
+
+import ember
+from ember import datasets, models
+from ember.gpt import CharTokenizer
+from ember.nn import functional as F
+
+
+@pytest.fixture(scope="module")
+def text():
+    return datasets.shakespeare()
+
+
+def small(vocab, **kw):
+    ember.manual_seed(0)
+    return models.gpt(vocab, **{"block_size": 32, "n_layer": 2, "n_head": 2, "d_model": 32, **kw})
+
+
+def windows(ids, count, length, rng):
+    starts = rng.integers(0, len(ids) - length - 1, count)
+    return np.stack([ids[s:s + length] for s in starts]), np.stack([ids[s + 1:s + length + 1] for s in starts])
+
+
+def test_the_text_and_its_tokenizer(text):
+    assert len(text) == 1_115_394 and text.startswith("First Citizen:\nBefore we proceed any further")
+    tok = CharTokenizer.from_text(text)
+    assert tok.vocab_size == 65
+    ids = tok.encode(text[:1000])
+    assert ids.dtype == np.int64 and tok.decode(ids) == text[:1000]
+    with pytest.raises(ValueError, match=r"'€' is not in the vocabulary"):
+        tok.encode("a€")
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 65\)"):
+        tok.decode([3, 65])
+
+
+def test_the_fused_loss_is_the_cross_entropy_of_the_logits(rng):
+    model = small(11)
+    x, y = rng.integers(0, 11, (3, 20)), rng.integers(0, 11, (3, 20))
+    fused = model.compute_loss(x, y)
+    fused.backward()
+    grads = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    model.zero_grad()
+    plain = F.cross_entropy(model(x).reshape(-1, 11), y.reshape(-1))
+    plain.backward()
+    assert abs(fused.item() - plain.item()) < 1e-6
+    for n, p in model.named_parameters():
+        np.testing.assert_allclose(grads[n], p.grad.numpy(), rtol=1e-4, atol=1e-6, err_msg=n)
+
+
+def test_fit_trains_it(text, rng):
+    tok = CharTokenizer.from_text(text)
+    ids = tok.encode(text[:200_000])
+    x, y = windows(ids, 512, 32, rng)
+    model = small(tok.vocab_size)
+    model.compile(optimizer="adamw", loss="model", lr=3e-3, clipnorm=1.0)
+    before = model.evaluate(x[:128], y[:128])["loss"]
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0, validation_data=(x[:128], y[:128]))
+    assert history.history["val_loss"][-1] < before - 0.5  # from ~4.2 (uniform over 65) down
+
+
+def test_generation_with_the_cache_equals_recomputing_the_context(rng):
+    model = small(13).eval()
+    prompt = rng.integers(0, 13, (2, 5))
+    got = model.generate(prompt, 27, temperature=0)  # 32 tokens: the whole block, never cropped
+    ids = prompt
+    with ember.no_grad():
+        for _ in range(27):
+            ids = np.concatenate([ids, model(ids).numpy()[:, -1].argmax(-1)[:, None]], axis=1)
+    np.testing.assert_array_equal(got, ids)
+
+
+def test_sampling_is_seeded_and_runs_past_the_block(rng):
+    model = small(13)
+    prompt = rng.integers(0, 13, 40)  # longer than the block: its last 32 tokens are the context
+    first = model.generate(prompt, 50, temperature=0.9, top_k=5, generator=ember.Generator().manual_seed(4))
+    again = model.generate(prompt, 50, temperature=0.9, top_k=5, generator=ember.Generator().manual_seed(4))
+    assert first.shape == (90,) and np.array_equal(first[:40], prompt)
+    np.testing.assert_array_equal(first, again)
+    assert first.min() >= 0 and first.max() < 13
+    assert model.training  # generate leaves the mode as it found it
+
+
+def test_it_saves_and_loads(tmp_path, rng):
+    model = small(9).eval()
+    path = ember.save(tmp_path / "gpt.safetensors", model)
+    again = ember.load_model(path).eval()
+    x = rng.integers(0, 9, (2, 7))
+    with ember.no_grad():
+        np.testing.assert_array_equal(again(x).numpy(), model(x).numpy())
+
+
+def test_bad_arguments_are_named(rng):
+    with pytest.raises(ValueError, match=r"GPT: n_head must be a positive int, got 0"):
+        models.gpt(10, n_head=0)
+    model = small(10)
+    with pytest.raises(ValueError, match=r"sequences must hold 1 to block_size=32 tokens, got 33"):
+        model(rng.integers(0, 10, (1, 33)))
+    with pytest.raises(ValueError, match=r"tokens must be integer ids of shape \(batch, length\)"):
+        model(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"top_k must be a positive int or None"):
+        model.generate([1, 2], 3, top_k=0)
+    with pytest.raises(ValueError, match=r"temperature must be >= 0"):
+        model.generate([1, 2], 3, temperature=-1.0)
+    with pytest.raises(ValueError, match=r"loss='model' takes no metrics"):
+        model.compile(loss="model", metrics=["accuracy"])
+    with pytest.raises(ValueError, match=r"loss='model' needs a model with a compute_loss"):
+        ember.nn.Linear(2, 2).compile(loss="model")
+    with pytest.raises(ValueError, match=r"clipnorm must be a positive number or None"):
+        model.compile(loss="model", clipnorm=0)
