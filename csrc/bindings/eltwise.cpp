@@ -56,6 +56,21 @@ void erf(const py::handle& input, const py::handle& out) {
   });
 }
 
+void gelu_fwd(const py::handle& input, const py::handle& out) {
+  run({{"input", input}}, out, [](auto tag, const void* const* in, void* o, int64_t n, int nt) {
+    using T = decltype(tag);
+    eltwise::gelu_fwd(static_cast<const T*>(in[0]), static_cast<T*>(o), n, nt);
+  });
+}
+
+void gelu_bwd(const py::handle& grad_output, const py::handle& input, const py::handle& out) {
+  run({{"grad_output", grad_output}, {"input", input}}, out,
+      [](auto tag, const void* const* in, void* o, int64_t n, int nt) {
+        using T = decltype(tag);
+        eltwise::gelu_bwd(static_cast<const T*>(in[0]), static_cast<const T*>(in[1]), static_cast<T*>(o), n, nt);
+      });
+}
+
 }  // namespace
 
 void bind_eltwise(py::module_& m) {
@@ -66,6 +81,13 @@ void bind_eltwise(py::module_& m) {
       py::arg("grad_output"), py::arg("output"), py::arg("out"));
   def(m, "erf", &erf, "out = erf(input); float32 or float64, C-contiguous; out may be input.", py::arg("input"),
       py::arg("out"));
+  def(m, "gelu_fwd", &gelu_fwd,
+      "out = input * (0.5 * (1 + erf(input / sqrt(2)))) (GELU, exact CDF); float32 or float64, C-contiguous;\n"
+      "out may be input.",
+      py::arg("input"), py::arg("out"));
+  def(m, "gelu_bwd", &gelu_bwd,
+      "out = grad_output * (cdf + input * pdf), the gradient of gelu_fwd at input; out may be an input.",
+      py::arg("grad_output"), py::arg("input"), py::arg("out"));
 }
 
 }  // namespace ember::bindings

@@ -20,6 +20,7 @@ void bind_optim_step(py::module_& m);
 void bind_qmatmul(py::module_& m);
 void bind_inference(py::module_& m);
 void bind_attention(py::module_& m);
+void bind_layer_norm(py::module_& m);
 }  // namespace ember::bindings
 
 PYBIND11_MODULE(_C, m) {
@@ -48,4 +49,5 @@ PYBIND11_MODULE(_C, m) {
   b::bind_qmatmul(m);
   b::bind_inference(m);
   b::bind_attention(m);
+  b::bind_layer_norm(m);
 }

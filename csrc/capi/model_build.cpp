@@ -246,7 +246,7 @@ std::unique_ptr<Layer> layer_norm_layer(const Config& cfg, const std::string& na
   l->eps = static_cast<float>(cfg.number("eps", 1e-5));
   if (cfg.boolean("elementwise_affine", true)) {
     l->weight = w.floats(name + "weight", l->normalized);
-    l->bias = w.floats(name + "bias", l->normalized);
+    if (cfg.boolean("bias", true)) l->bias = w.floats(name + "bias", l->normalized);
   }
   return l;
 }

@@ -2,9 +2,9 @@
 // from a checkpoint. Each mirrors its Python layer's arithmetic: the same kernel where Python
 // calls one, the same float32 operations in the same order where Python computes with NumPy
 // (-ffp-contract=off keeps them unfused), so that the convolution, linear, pooling, ReLU,
-// LeakyReLU, GELU, BatchNorm and quantized layers agree bit for bit; the exponentials of
-// Sigmoid, SiLU, Tanh and Softmax and the means of LayerNorm agree to a few units in the last
-// place (NumPy has its own).
+// LeakyReLU, GELU, LayerNorm, BatchNorm and quantized layers agree bit for bit; the
+// exponentials of Sigmoid, SiLU, Tanh and Softmax agree to a few units in the last place (NumPy
+// has its own).
 #pragma once
 
 #include <cmath>
@@ -18,6 +18,7 @@
 #include "capi/qweight.h"
 #include "ops/eltwise/eltwise.h"
 #include "ops/gemm/gemm.h"
+#include "ops/layer_norm/layer_norm.h"
 
 namespace ember::capi::model::layers {
 
@@ -162,14 +163,9 @@ struct Activation : Layer {
       case silu:
         for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid_of(x[i]);
         return;
-      case gelu: {  // Python's: a * (0.5 * (1 + erf(a / sqrt(2)))), erf on the same kernel
-        std::vector<float> t(static_cast<size_t>(n));
-        const float root2 = static_cast<float>(std::sqrt(2.0));
-        for (int64_t i = 0; i < n; ++i) t[i] = x[i] / root2;
-        eltwise::erf(t.data(), t.data(), n, threads());
-        for (int64_t i = 0; i < n; ++i) y[i] = x[i] * (0.5f * (1.0f + t[i]));
+      case gelu:  // Python's kernel
+        eltwise::gelu_fwd(x, y, n, threads());
         return;
-      }
     }
   }
 };
@@ -246,22 +242,11 @@ struct LayerNorm : Layer {
     if (!ok) reject(detail::concat("expects an input ending in ", shape_str(normalized), ", got ", shape_str(in)));
     return in;
   }
-  void run(const Shape& in, const Shape&, const float* x, float* y) const override {
+  void run(const Shape& in, const Shape&, const float* x, float* y) const override {  // Python's kernel
     const int64_t len = elements(normalized), rows = len ? elements(in) / len : 0;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* xs = x + r * len;
-      float* ys = y + r * len;
-      double sum = 0, sq = 0;
-      for (int64_t j = 0; j < len; ++j) sum += xs[j];
-      const float mean = static_cast<float>(sum / static_cast<double>(len));
-      for (int64_t j = 0; j < len; ++j) sq += double(xs[j] - mean) * double(xs[j] - mean);
-      const float sd = std::sqrt(static_cast<float>(sq / static_cast<double>(len)) + eps);
-      for (int64_t j = 0; j < len; ++j) {
-        float t = (xs[j] - mean) / sd;
-        if (!weight.empty()) t = t * weight[j] + bias[j];
-        ys[j] = t;
-      }
-    }
+    std::vector<float> mean(static_cast<size_t>(rows)), rstd(static_cast<size_t>(rows));
+    layer_norm::layer_norm_fwd(x, weight.empty() ? nullptr : weight.data(), bias.empty() ? nullptr : bias.data(), rows,
+                               len, eps, y, mean.data(), rstd.data(), threads());
   }
 };
 

@@ -101,3 +101,45 @@ def test_bad_input():
         _C.relu_fwd(big[1:], big[:-1])
     with pytest.raises(TypeError, match="gelu: input must be float32 or float64, got int64"):
         ember.nn.functional.gelu(ember.tensor([1, 2]))
+
+
+def numpy_gelu(x):
+    t = x.dtype.type
+    with np.errstate(invalid="ignore"):  # inf * 0 at -inf: NaN, as the kernel gives
+        return x * (t(0.5) * (t(1) + np.vectorize(math.erf, otypes=[x.dtype])(x / t(math.sqrt(2.0)))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 9, 20_001])
+def test_gelu_forward_is_the_step_by_step_expression(rng, threads, dtype, n):
+    x = sample(rng, n, dtype)
+    y = np.full_like(x, 7.0)
+    _C.gelu_fwd(x, y)
+    want = numpy_gelu(x)
+    eps = np.finfo(dtype).eps  # erf's last-place rounding (math.erf vs std::erf), times x where 1 + erf cancels
+    finite = np.isfinite(want)
+    error = np.abs(y[finite] - want[finite])
+    assert np.all(error <= 4 * eps * np.abs(want[finite]) + 2 * eps * np.abs(x[finite]))
+    np.testing.assert_array_equal(y[~finite], want[~finite])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_backward_is_the_derivative(rng, threads, dtype):
+    x = rng.standard_normal(30_001).astype(dtype) * 3
+    g = rng.standard_normal(x.size).astype(dtype)
+    dx = np.empty_like(x)
+    _C.gelu_bwd(g, x, dx)
+    x64 = x.astype(np.float64)
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(x64 / math.sqrt(2)))
+    want = g * (cdf + x64 * np.exp(-0.5 * x64 * x64) / math.sqrt(2 * math.pi))
+    np.testing.assert_allclose(dx, want, rtol=10 * np.finfo(dtype).eps, atol=10 * np.finfo(dtype).eps)
+    t = ember.tensor(x.astype(np.float64)[:7], requires_grad=True)
+    assert ember.autograd.gradcheck(lambda a: ember.nn.functional.gelu(a).sum(), [t])
+
+
+def test_gelu_checks_its_arguments(rng):
+    x = rng.standard_normal(5).astype(np.float32)
+    with pytest.raises(ValueError, match=r"gelu_fwd: out"):
+        _C.gelu_fwd(x, np.empty(4, np.float32))
+    with pytest.raises(TypeError, match=r"gelu_bwd: input"):
+        _C.gelu_bwd(x, x.astype(np.float64), np.empty(5, np.float32))

@@ -44,11 +44,40 @@ void erf(const T* x, T* y, int64_t n, int nthreads) {
   });
 }
 
+template <class T>
+void gelu_fwd(const T* x, T* y, int64_t n, int nthreads) {
+  const T root2 = static_cast<T>(std::sqrt(2.0));
+  parallel_ranges(n, nthreads, int64_t(1) << 12, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const T cdf = T(0.5) * (T(1) + std::erf(x[i] / root2));
+      y[i] = x[i] * cdf;
+    }
+  });
+}
+
+template <class T>
+void gelu_bwd(const T* g, const T* x, T* dx, int64_t n, int nthreads) {
+  const T root2 = static_cast<T>(std::sqrt(2.0));
+  const T root_2pi = static_cast<T>(std::sqrt(2.0 * M_PI));
+  parallel_ranges(n, nthreads, int64_t(1) << 12, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const T xi = x[i];
+      const T cdf = T(0.5) * (T(1) + std::erf(xi / root2));
+      const T pdf = std::exp(T(-0.5) * xi * xi) / root_2pi;
+      dx[i] = g[i] * (cdf + xi * pdf);
+    }
+  });
+}
+
 template void relu_fwd<float>(const float*, float*, int64_t, int);
 template void relu_fwd<double>(const double*, double*, int64_t, int);
 template void relu_bwd<float>(const float*, const float*, float*, int64_t, int);
 template void relu_bwd<double>(const double*, const double*, double*, int64_t, int);
 template void erf<float>(const float*, float*, int64_t, int);
 template void erf<double>(const double*, double*, int64_t, int);
+template void gelu_fwd<float>(const float*, float*, int64_t, int);
+template void gelu_fwd<double>(const double*, double*, int64_t, int);
+template void gelu_bwd<float>(const float*, const float*, float*, int64_t, int);
+template void gelu_bwd<double>(const double*, const double*, double*, int64_t, int);
 
 }  // namespace ember::eltwise

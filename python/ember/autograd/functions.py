@@ -650,15 +650,13 @@ class GELUFn(Function):
     def forward(ctx, a):
         if a.dtype.kind != "f" or a.itemsize not in (4, 8):
             raise TypeError(f"gelu: input must be float32 or float64, got {a.dtype}")
-        cdf = 0.5 * (1 + eltwise.erf(_xp(a).ascontiguousarray(a / a.dtype.type(math.sqrt(2.0)))))
-        ctx.save_for_backward(a, cdf)
-        return a * cdf
+        ctx.save_for_backward(a)
+        return eltwise.gelu_fwd(a)
 
     @staticmethod
     def backward(ctx, g):
-        a, cdf = ctx.saved_tensors
-        pdf = _xp(a).exp(-0.5 * a * a) / a.dtype.type(math.sqrt(2 * math.pi))
-        return g * (cdf + a * pdf)
+        (a,) = ctx.saved_tensors
+        return eltwise.gelu_bwd(g, a)
 
 
 class SiLUFn(Function):

@@ -1,12 +1,13 @@
 """The differentiable fused ops whose kernels keep less than their unfused forms would: scaled
 dot-product attention (``ember.kernels.attention``: each query's log-sum-exp instead of its row
-of probabilities, so neither direction stores the T x T scores) and a linear layer's
+of probabilities, so neither direction stores the T x T scores), a linear layer's
 cross-entropy (``linear_cross_entropy``: the gradients made chunk by chunk in the forward, so
-the batch x classes logits never exist)."""
+the batch x classes logits never exist) and layer normalisation (``ember.kernels.layer_norm``:
+one pass per row each way, keeping each row's mean and 1 / std)."""
 
 from __future__ import annotations
 
-from ..kernels import attention, cross_entropy
+from ..kernels import attention, cross_entropy, layer_norm
 from .function import Function
 
 
@@ -45,3 +46,23 @@ class LinearCrossEntropyFn(Function):
     @staticmethod
     def backward(ctx, g):
         return (*(None if d is None else d * g for d in (ctx.dh, ctx.dw, ctx.db)), None)
+
+
+class LayerNormFn(Function):
+    """Layer normalisation over the trailing ``normalized_shape`` dimensions; weight and bias may
+    be None."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, normalized_shape, eps):
+        y, mean, rstd = layer_norm.layer_norm_fwd(x, normalized_shape, weight, bias, eps)
+        ctx.save_for_backward(x, weight)
+        ctx.mean, ctx.rstd, ctx.shape, ctx.has_bias = mean, rstd, normalized_shape, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        dx, dw, db = layer_norm.layer_norm_bwd(g, x, ctx.shape, weight, ctx.mean, ctx.rstd,
+                                               weight_grad=weight is not None and bool(ctx.needs_input_grad[1]),
+                                               bias_grad=ctx.has_bias and bool(ctx.needs_input_grad[2]))
+        return dx, dw, db

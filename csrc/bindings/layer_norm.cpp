@@ -1,0 +1,90 @@
+// ember._C.layer_norm_fwd and layer_norm_bwd: (rows, n) arrays, float32 or float64.
+// ember.kernels.layer_norm folds the leading dimensions into rows and allocates the outputs;
+// these check everything again.
+#include <cmath>
+
+#include "bindings/common.h"
+#include "ops/layer_norm/layer_norm.h"
+
+namespace ember::bindings {
+namespace {
+
+template <class T>
+const T* optional_vector(const py::handle& obj, const char* name, int64_t n) {
+  if (obj.is_none()) return nullptr;
+  return array_arg(obj, name, {dtype_of<T>(), {n}}).template ptr<const T>();
+}
+
+template <class T>
+void fwd_t(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj, double eps,
+           const py::handle& y_obj, const py::handle& mean_obj, const py::handle& rstd_obj) {
+  const ArrayView x = array_arg(x_obj, "input", {dtype_of<T>(), {-1, -1}});
+  const int64_t rows = x.shape[0], n = x.shape[1];
+  EMBER_CHECK_VALUE(std::isfinite(eps) && eps >= 0, "eps must be finite and >= 0, got ", eps);
+  const T* w = optional_vector<T>(w_obj, "weight", n);
+  const T* b = optional_vector<T>(b_obj, "bias", n);
+  const ArrayView y = array_arg(y_obj, "out", {dtype_of<T>(), {rows, n}, Layout::contiguous, Access::write});
+  const ArrayView mean = array_arg(mean_obj, "out_mean", {dtype_of<T>(), {rows}, Layout::contiguous, Access::write});
+  const ArrayView rstd = array_arg(rstd_obj, "out_rstd", {dtype_of<T>(), {rows}, Layout::contiguous, Access::write});
+  check_disjoint({&y, &mean, &rstd});
+  for (const ArrayView* out : {&y, &mean, &rstd}) check_apart(*out, x);
+  const Active active;
+  py::gil_scoped_release release;
+  layer_norm::layer_norm_fwd(x.ptr<const T>(), w, b, rows, n, eps, y.ptr<T>(), mean.ptr<T>(), rstd.ptr<T>(),
+                             active.nthreads);
+}
+
+void fwd(const py::handle& input, const py::handle& weight, const py::handle& bias, double eps, const py::handle& out,
+         const py::handle& out_mean, const py::handle& out_rstd) {
+  if (dtype_of_arg(input) == DType::float64) return fwd_t<double>(input, weight, bias, eps, out, out_mean, out_rstd);
+  fwd_t<float>(input, weight, bias, eps, out, out_mean, out_rstd);
+}
+
+template <class T>
+void bwd_t(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& w_obj, const py::handle& mean_obj,
+           const py::handle& rstd_obj, const py::handle& dx_obj, const py::handle& dw_obj, const py::handle& db_obj) {
+  const ArrayView x = array_arg(x_obj, "input", {dtype_of<T>(), {-1, -1}});
+  const int64_t rows = x.shape[0], n = x.shape[1];
+  const ArrayView dy = array_arg(dy_obj, "grad_output", {dtype_of<T>(), {rows, n}});
+  const T* w = optional_vector<T>(w_obj, "weight", n);
+  const ArrayView mean = array_arg(mean_obj, "mean", {dtype_of<T>(), {rows}});
+  const ArrayView rstd = array_arg(rstd_obj, "rstd", {dtype_of<T>(), {rows}});
+  const ArrayView dx = array_arg(dx_obj, "out", {dtype_of<T>(), {rows, n}, Layout::contiguous, Access::write});
+  ArrayView dw, db;
+  if (!dw_obj.is_none())
+    dw = array_arg(dw_obj, "out_weight", {dtype_of<T>(), {n}, Layout::contiguous, Access::write});
+  if (!db_obj.is_none())
+    db = array_arg(db_obj, "out_bias", {dtype_of<T>(), {n}, Layout::contiguous, Access::write});
+  check_disjoint({&dx, &dw, &db});
+  for (const ArrayView* out : std::initializer_list<const ArrayView*>{&dx, &dw, &db})
+    for (const ArrayView* in : {&x, &dy, &mean, &rstd}) check_apart(*out, *in);
+  const Active active;
+  py::gil_scoped_release release;
+  layer_norm::layer_norm_bwd(dy.ptr<const T>(), x.ptr<const T>(), w, mean.ptr<const T>(), rstd.ptr<const T>(), rows,
+                             n, dx.ptr<T>(), dw.ptr<T>(), db.ptr<T>(), active.nthreads);
+}
+
+void bwd(const py::handle& grad_output, const py::handle& input, const py::handle& weight, const py::handle& mean,
+         const py::handle& rstd, const py::handle& out, const py::handle& out_weight, const py::handle& out_bias) {
+  if (dtype_of_arg(input) == DType::float64)
+    return bwd_t<double>(grad_output, input, weight, mean, rstd, out, out_weight, out_bias);
+  bwd_t<float>(grad_output, input, weight, mean, rstd, out, out_weight, out_bias);
+}
+
+}  // namespace
+
+void bind_layer_norm(py::module_& m) {
+  def(m, "layer_norm_fwd", &fwd,
+      "out = (input - mean) * rstd * weight + bias over each row of input (rows, n), rstd = 1 / sqrt(var + eps),\n"
+      "the sums in double; out_mean and out_rstd (rows,) get each row's mean and rstd. weight and bias (n,) may\n"
+      "be None. float32 or float64, C-contiguous.",
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("eps"), py::arg("out"), py::arg("out_mean"),
+      py::arg("out_rstd"));
+  def(m, "layer_norm_bwd", &bwd,
+      "out = the input gradient of layer_norm_fwd for grad_output, from its input, weight, mean and rstd;\n"
+      "out_weight and out_bias (n,), if not None, get the weight and bias gradients.",
+      py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("mean"), py::arg("rstd"), py::arg("out"),
+      py::arg("out_weight"), py::arg("out_bias"));
+}
+
+}  // namespace ember::bindings

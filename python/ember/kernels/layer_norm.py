@@ -1,0 +1,50 @@
+"""Layer normalisation over the trailing dimensions, forward and backward in one pass per row
+(``ember._C.layer_norm_fwd`` / ``layer_norm_bwd``): float32 or float64, any leading dimensions
+folded into rows. Devices without the kernels get the same arithmetic from their array library.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import _common
+
+
+def _rows(x, normalized_shape):
+    k = len(normalized_shape)
+    if tuple(x.shape[x.ndim - k:]) != tuple(normalized_shape) or x.ndim < k:
+        raise ValueError(f"layer_norm: input of shape {tuple(x.shape)} does not end in {tuple(normalized_shape)}")
+    n = math.prod(normalized_shape)
+    return (x.size // n if n else 0), n
+
+
+def layer_norm_fwd(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
+    """(out, mean, rstd): ``(input - mean) / sqrt(var + eps) * weight + bias`` over the trailing
+    ``normalized_shape`` dimensions, and each row's mean and 1 / sqrt(var + eps) (for the backward)."""
+    dev = _common.device(input=input, weight=weight, bias=bias)
+    x = _common.array(input, "input", dev, contiguous=True)
+    rows, n = _rows(x, normalized_shape)
+    w = None if weight is None else _common.array(weight, "weight", dev, (x.dtype,), contiguous=True).reshape(n)
+    b = None if bias is None else _common.array(bias, "bias", dev, (x.dtype,), contiguous=True).reshape(n)
+    y, mean, rstd = dev.empty(x.shape, x.dtype), dev.empty((rows,), x.dtype), dev.empty((rows,), x.dtype)
+    dev.kernels.layer_norm_fwd(x.reshape(rows, n), w, b, float(eps), y.reshape(rows, n), mean, rstd, **dev.launch())
+    return y, mean, rstd
+
+
+def layer_norm_bwd(grad_output, input, normalized_shape, weight, mean, rstd, *, weight_grad=True, bias_grad=True):
+    """(dinput, dweight, dbias) of :func:`layer_norm_fwd` for ``grad_output``; dweight and dbias
+    (shaped as ``normalized_shape``) are None when not asked for."""
+    dev = _common.device(grad_output=grad_output, input=input, weight=weight)
+    x = _common.array(input, "input", dev, contiguous=True)
+    rows, n = _rows(x, normalized_shape)
+    g = _common.array(grad_output, "grad_output", dev, (x.dtype,), contiguous=True)
+    if g.shape != x.shape:
+        raise ValueError(f"layer_norm: grad_output has shape {tuple(g.shape)} but input has {tuple(x.shape)}")
+    w = None if weight is None else _common.array(weight, "weight", dev, (x.dtype,), contiguous=True).reshape(n)
+    dx = dev.empty(x.shape, x.dtype)
+    dw = dev.empty(tuple(normalized_shape), x.dtype) if weight_grad else None
+    db = dev.empty(tuple(normalized_shape), x.dtype) if bias_grad else None
+    dev.kernels.layer_norm_bwd(g.reshape(rows, n), x.reshape(rows, n), w, mean, rstd, dx.reshape(rows, n),
+                               None if dw is None else dw.reshape(n), None if db is None else db.reshape(n),
+                               **dev.launch())
+    return dx, dw, db
