@@ -3,6 +3,9 @@ cross-entropy of the logits, value and gradients; fit trains it with loss="model
 generation with the key/value cache equals recomputing the whole context, is seeded, and runs
 past the block size; it saves and loads; bad arguments are named."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -93,6 +96,9 @@ def test_it_saves_and_loads(tmp_path, rng):
     x = rng.integers(0, 9, (2, 7))
     with ember.no_grad():
         np.testing.assert_array_equal(again(x).numpy(), model(x).numpy())
+    loaded = subprocess.run([sys.executable, "-c", f"import sys, ember; ember.load_model({str(path)!r}); "
+                             "print('ember.gpt' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "True"  # a fresh process finds the class from the file alone
 
 
 def test_bad_arguments_are_named(rng):

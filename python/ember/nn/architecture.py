@@ -29,7 +29,7 @@ from .module import Module
 _REGISTRY: dict = {}  # name -> class
 _NAMES: dict = {}  # class -> name
 # Registered names whose classes live in a module that is imported on first use.
-_PROVIDERS = {"keras.": "ember.keras"}
+_PROVIDERS = {"keras.": "ember.keras", "models.GPT": "ember.gpt"}
 
 
 def register(cls=None, *, name: str | None = None):
