@@ -95,6 +95,7 @@ def test_every_native_op_family_has_one_door():
     csrc_ops = {p.name for p in (ROOT.parents[1] / "csrc" / "ops").iterdir() if p.is_dir()} \
         if (ROOT.parents[1] / "csrc" / "ops").exists() else None
     doors = {p.stem for p in (ROOT / "kernels").glob("*.py") if not p.stem.startswith("_")}
-    assert doors == {"gemm", "conv2d", "pool2d", "cross_entropy", "attention", "eltwise", "optim_step", "qmatmul"}
+    assert doors == {"gemm", "conv2d", "pool2d", "cross_entropy", "attention", "layer_norm", "eltwise", "optim_step",
+                     "qmatmul"}
     if csrc_ops is not None:  # a source checkout: the doors mirror csrc/ops/
         assert doors == csrc_ops, f"kernels/ {sorted(doors)} vs csrc/ops/ {sorted(csrc_ops)}"

@@ -374,7 +374,7 @@ def test_synthetic_errors(kwargs, match):
 
 
 def test_public_names():
-    assert sorted(datasets.__all__) == ["cifar10", "digits", "fashion_mnist", "mnist", "synthetic"]
+    assert sorted(datasets.__all__) == ["cifar10", "digits", "fashion_mnist", "mnist", "shakespeare", "synthetic"]
 
 
 def test_idx_decompression_bomb_is_not_inflated(tmp_path):
