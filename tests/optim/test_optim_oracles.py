@@ -150,7 +150,9 @@ def run(name, kwargs, p0, grads, dtype):
 
 
 # Tolerances: float64 runs the same formulas in another order (a few roundings of 1e-16);
-# float32 rounds the parameter, the moments and the update at every step.
+# float32 rounds the parameter, the moments and the update at every step, each rounding at the
+# parameter's size at that step -- so the error grows with the distance travelled, which a
+# parameter that swings out and back to near zero makes large next to its final value.
 TOLERANCES = {np.float64: {"rtol": 1e-12, "atol": 1e-14}, np.float32: {"rtol": 2e-6, "atol": 2e-7}}
 
 
@@ -162,8 +164,14 @@ def test_every_step_matches_the_closed_form(rng, config, dtype):
     grads = gradients(rng, p0.shape, STEPS)
     got = run(name, kwargs, p0, grads, dtype)
     want = ORACLES[name](p0, grads, **kwargs)
+    travelled = np.zeros(p0.shape)  # each step rounds at the parameter's size then: the sum of |p| so far
     for step, (g, w) in enumerate(zip(got, want), start=1):
-        np.testing.assert_allclose(g, w, err_msg=f"{name} {kwargs}, step {step}", **TOLERANCES[dtype])
+        travelled += np.abs(w)
+        tol = TOLERANCES[dtype]
+        bound = tol["atol"] + tol["rtol"] * np.abs(w) + 2 * np.finfo(dtype).eps * travelled
+        bad = np.abs(g - w) > bound
+        assert not bad.any(), (f"{name} {kwargs}, step {step}: {int(bad.sum())} elements off, first at "
+                               f"{np.argwhere(bad)[0].tolist()}: {g[bad][0]} vs {w[bad][0]}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
