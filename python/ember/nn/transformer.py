@@ -84,6 +84,7 @@ class MultiheadAttention(Module):
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True, attn_mask=None,
                 average_attn_weights: bool = True, is_causal: bool = False):
+        self_attention = query is key and key is value  # one product makes the three projections
         unbatched = query.ndim == 2
         batch_dim = 0 if self.batch_first else 1
         if unbatched:
@@ -104,7 +105,7 @@ class MultiheadAttention(Module):
         if key.shape[0] != n or value.shape[:2] != key.shape[:2]:
             raise ValueError(f"MultiheadAttention: key and value must have the query's batch and one length, got "
                              f"shapes {query.shape}, {key.shape}, {value.shape}")
-        if query is key and key is value:  # self-attention: one product for the three projections
+        if self_attention:
             q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
         else:
             q, k, v = self._project(query, 0), self._project(key, 1), self._project(value, 2)
