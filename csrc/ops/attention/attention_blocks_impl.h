@@ -125,12 +125,6 @@ inline void hide(const Problem& p, int64_t b, int64_t h, int64_t i, int64_t j0, 
   std::fill(s + visible, s + kBlockK, kNegInf);
 }
 
-// Dropout's factor on row i's entries j0..j0+cols: 0 or 1 / (1 - p).
-inline void drop(const Problem& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t cols, float* s) {
-  const float keep = 1.0f / (1.0f - p.dropout_p);
-  for (int64_t c = 0; c < cols; ++c) s[c] = dropout_keep(p, b, h, i, j0 + c) ? s[c] * keep : 0.0f;
-}
-
 template <class T>
 void fwd_block(const Problem& p, int64_t b, int64_t h, int64_t i0, const float* q, const float* k, const float* v,
                float* out, float* lse, float* work) {
