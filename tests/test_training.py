@@ -181,6 +181,44 @@ def test_learning_rate_scheduler_sets_the_rate(device):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(lambda e, lr: float("nan"))])
 
 
+def test_learning_rate_scheduler_per_batch_counts_steps_over_the_run(tmp_path):
+    """interval="batch": a function gets the step counted over epochs, a scheduler is set to it
+    -- and a run resumed from a checkpoint carries on at the step it stopped."""
+    x, y = blobs()  # 96 samples: 6 steps of 16 per epoch
+    seen = []
+
+    class Record(Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(self.params["optimizer"].param_groups[0]["lr"])
+
+    model = mlp()
+    model.compile(optimizer="sgd", lr=0.1)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+              callbacks=[LearningRateScheduler(lambda step, lr: 0.001 * step, interval="batch"), Record()])
+    np.testing.assert_allclose(seen, 0.001 * np.arange(12))
+
+    def run(epochs, resume):
+        model = mlp()
+        opt = ember.optim.SGD(model.parameters(), lr=0.1)
+        model.compile(optimizer=opt)
+        sched = ember.optim.lr_scheduler.WarmupCosineLR(opt, warmup_steps=4, total_steps=18)
+        del seen[:]
+        model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[
+            LearningRateScheduler(sched, interval="batch"), Record(), ModelCheckpoint(tmp_path / "s.safetensors")],
+            resume_from=tmp_path / "s.safetensors" if resume else None)
+        return list(seen)
+
+    whole = run(3, False)
+    assert len(whole) == 18 and whole[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    run(1, False)
+    assert run(3, True) == pytest.approx(whole[6:])
+    with pytest.raises(ValueError, match="interval must be 'epoch' or 'batch'"):
+        LearningRateScheduler(lambda e, lr: lr, interval="step")
+    plateau = ember.optim.lr_scheduler.ReduceLROnPlateau(ember.optim.SGD(mlp().parameters(), lr=0.1))
+    with pytest.raises(TypeError, match="steps on a metric"):
+        LearningRateScheduler(plateau, interval="batch")
+
+
 def _cnn_run(tmp_path, epochs, resume=False):
     """A small CNN with dropout and augmentation; fresh objects every call, as a new process has."""
     ember.manual_seed(123 if resume else 0)  # a resumed run must not depend on the seed it starts with

@@ -223,31 +223,51 @@ class ModelCheckpoint(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Set the learning rate at each epoch's start to ``schedule(epoch, lr)`` (a function of
-    the epoch number and the current rate), or step an ``ember.optim.lr_scheduler`` schedule
-    once per epoch."""
+    """Set the learning rate from a schedule: ``schedule(epoch, lr)`` (a function of the epoch
+    number and the current rate) at each epoch's start, or an ``ember.optim.lr_scheduler``
+    schedule stepped once per epoch. With ``interval="batch"`` the schedule runs per training
+    step instead: the function gets the step number counted over the whole run (epoch x steps
+    per epoch + batch), the scheduler is set to that step -- so a run resumed from a checkpoint
+    continues the schedule where it was."""
 
-    def __init__(self, schedule, verbose=0):
+    def __init__(self, schedule, verbose=0, interval: str = "epoch"):
         if not callable(schedule) and not hasattr(schedule, "step"):
             raise TypeError("LearningRateScheduler: schedule must be a function (epoch, lr) -> lr or an "
                             "ember.optim.lr_scheduler object")
-        self.schedule, self.verbose = schedule, verbose
+        if interval not in ("epoch", "batch"):
+            raise ValueError(f"LearningRateScheduler: interval must be 'epoch' or 'batch', got {interval!r}")
+        if interval == "batch" and hasattr(schedule, "step") and not hasattr(schedule, "lr_at"):
+            raise TypeError("LearningRateScheduler: interval='batch' needs a function or a scheduler of the step "
+                            f"count (an LRScheduler); {type(schedule).__name__} steps on a metric")
+        self.schedule, self.verbose, self.interval = schedule, verbose, interval
+        self._epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if hasattr(self.schedule, "step"):
-            return
+    def _apply(self, step, what):
         optimizer = self.params["optimizer"]
-        lr = self.schedule(epoch, optimizer.param_groups[0]["lr"])
+        if hasattr(self.schedule, "step"):  # a scheduler: set it to this step
+            self.schedule.last_epoch = step - 1
+            self.schedule.step()
+            return
+        lr = self.schedule(step, optimizer.param_groups[0]["lr"])
         if not isinstance(lr, (int, float, np.floating)) or not math.isfinite(lr) or lr < 0:
-            raise ValueError(f"LearningRateScheduler: the schedule returned {lr!r} for epoch {epoch}; "
+            raise ValueError(f"LearningRateScheduler: the schedule returned {lr!r} for {what} {step}; "
                              "a finite rate >= 0 is needed")
         for g in optimizer.param_groups:
             g["lr"] = float(lr)
         if self.verbose:
-            print(f"epoch {epoch + 1}: learning rate {lr:.6g}")
+            print(f"{what} {step + 1}: learning rate {lr:.6g}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self.interval == "epoch" and not hasattr(self.schedule, "step"):
+            self._apply(epoch, "epoch")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.interval == "batch":
+            self._apply(self._epoch * self.params["steps"] + batch, "step")
 
     def on_epoch_end(self, epoch, logs=None):
-        if hasattr(self.schedule, "step"):
+        if self.interval == "epoch" and hasattr(self.schedule, "step"):
             self.schedule.step()
 
 

@@ -1,7 +1,9 @@
 """The ``ember`` command (also ``python -m ember``).
 
 ``ember train``      train a classifier (default: the CNN on the bundled digits), report its test
-                     accuracy, precision, recall and F1, and save a checkpoint
+                     accuracy, precision, recall and F1, and save a checkpoint; or, with
+                     ``--model gpt``, a character-level GPT on a text (default: Tiny Shakespeare)
+``ember generate``   text from a GPT checkpoint
 ``ember evaluate``   a checkpoint's classification report on a data set's test split (any Ember
                      checkpoint: the model is rebuilt from the architecture it records)
 ``ember quantize``   a checkpoint quantized to int8 or int4, with what it gained and lost
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _cli_gpt
 from ._cli_data import DATASETS, RECIPES, file_config, load_dataset, load_model, preprocess, test_data
 from .bench import cli as bench_cli
 
@@ -67,6 +70,17 @@ def train(args, out=None) -> dict:
 
     if comm.launched_world_size() > 1 and comm.init().rank != 0:
         out = io.StringIO()  # the other ranks train silently
+    if args.model == "gpt":
+        if args.dataset is not None:
+            raise ValueError(f"--dataset {args.dataset} is an image data set; --model gpt trains on --text FILE "
+                             "(default: the shipped Tiny Shakespeare)")
+        return _cli_gpt.train(args, out)
+    given = [f"--{k.replace('_', '-')}" for k in _cli_gpt.GPT_FLAGS if getattr(args, k) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: only with --model gpt")
+    args.dataset = args.dataset or "digits"
+    args.batch_size = args.batch_size or 64
+    args.lr = args.lr or 1e-3
 
     from . import models
     from .callbacks import ModelCheckpoint
@@ -275,17 +289,22 @@ def serve(args, out=None):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ember", description="Ember: a lightweight deep-learning engine.")
     sub = parser.add_subparsers(dest="command")
-    p_train = sub.add_parser("train", help="train a classifier and save a checkpoint")
-    p_train.add_argument("--dataset", choices=DATASETS, default="digits")
+    p_train = sub.add_parser("train", help="train a classifier (or, --model gpt, a GPT on a text) and save a "
+                                           "checkpoint")
+    p_train.add_argument("--dataset", choices=DATASETS, help="the image data set (default: digits)")
     p_train.add_argument("--data-dir", help="directory holding the data set's files (cifar10, mnist)")
-    p_train.add_argument("--model", choices=("cnn", "mlp"), default="cnn",
+    p_train.add_argument("--model", choices=("cnn", "mlp", "gpt"), default="cnn",
                          help="cnn: Conv2d(32, 3x3) > ReLU > MaxPool2d(2) > Linear(128) > ReLU > Linear; "
-                              "mlp: Linear(256) > ReLU > Linear(128) > ReLU > Linear (default: cnn)")
+                              "mlp: Linear(256) > ReLU > Linear(128) > ReLU > Linear; gpt: a character-level "
+                              "language model on --text (default: cnn)")
     p_train.add_argument("--epochs", type=_positive_int,
-                         help="the final epoch's index (default: per data set); with --resume, training continues "
-                              "from the checkpoint's epoch up to this one (Keras's epochs and initial_epoch)")
-    p_train.add_argument("--batch-size", type=_positive_int, default=64, help="samples per step (default: 64)")
-    p_train.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's learning rate (default: 0.001)")
+                         help="the final epoch's index (default: per data set; gpt: 4); with --resume, training "
+                              "continues from the checkpoint's epoch up to this one (Keras's epochs and "
+                              "initial_epoch)")
+    p_train.add_argument("--batch-size", type=_positive_int, help="samples per step (default: 64; gpt: 32)")
+    p_train.add_argument("--lr", type=_positive_float,
+                         help="Adam's learning rate (default: 0.001; gpt: AdamW's peak rate, 0.003, after a warmup "
+                              "and down a cosine to a tenth)")
     p_train.add_argument("--seed", type=int, default=0,
                          help="seeds the weights, the split, the batch order and the augmentation (default: 0)")
     p_train.add_argument("--out", help="checkpoint path (default: ember-DATASET-MODEL.safetensors)")
@@ -295,6 +314,26 @@ def main(argv: list[str] | None = None) -> int:
                               "weights and sums stay float32 (default: fp32)")
     p_train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                          help="0 quiet, 1 progress bars, 2 a line per epoch (default: bars on a terminal)")
+    gpt = p_train.add_argument_group("--model gpt")
+    gpt.add_argument("--text", metavar="FILE", help="a UTF-8 text to learn, its last tenth held out for validation "
+                                                   "(default: Tiny Shakespeare, shipped with Ember)")
+    d = _cli_gpt.DEFAULTS
+    gpt.add_argument("--steps-per-epoch", type=_positive_int, help=f"default: {d['steps_per_epoch']}")
+    gpt.add_argument("--block-size", type=_positive_int, help=f"characters of context (default: {d['block_size']})")
+    gpt.add_argument("--layers", type=_positive_int, help=f"Transformer blocks (default: {d['layers']})")
+    gpt.add_argument("--heads", type=_positive_int, help=f"attention heads per block (default: {d['heads']})")
+    gpt.add_argument("--width", type=_positive_int, help=f"the model's width, a multiple of --heads "
+                                                         f"(default: {d['width']})")
+    p_gen = sub.add_parser("generate", help="text from a GPT checkpoint (ember train --model gpt)")
+    p_gen.add_argument("path", help="a checkpoint of ember train --model gpt")
+    p_gen.add_argument("--prompt", help="the text to continue (default: a new line)")
+    p_gen.add_argument("--tokens", type=_positive_int, default=500, help="characters to add (default: 500)")
+    p_gen.add_argument("--temperature", type=float, default=0.8,
+                       help="sampling temperature; 0 takes the most likely character (default: 0.8)")
+    p_gen.add_argument("--top-k", type=_positive_int, default=20,
+                       help="sample among the k most likely characters (default: 20)")
+    p_gen.add_argument("--seed", type=int, default=0, help="seeds the sampling (default: 0)")
+    p_gen.add_argument("--bits", type=int, choices=(8, 4), help="quantize the model to int8 or int4 first")
     p_eval = sub.add_parser("evaluate", help="print a checkpoint's classification report")
     p_quant = sub.add_parser("quantize", help="quantize a checkpoint's Linear layers to int8 or int4")
     p_compress = sub.add_parser("compress", help="prune (and fine-tune) and/or quantize a checkpoint, and compare "
@@ -392,7 +431,7 @@ def _run(args) -> int:
         return 0
     if args.command == "train" and args.verbose is None:
         args.verbose = "auto"
-    commands = {"train": train, "evaluate": evaluate, "quantize": quantize, "compress": compress, "export": export,
+    commands = {"train": train, "generate": lambda a: _cli_gpt.generate(a, sys.stdout), "evaluate": evaluate, "quantize": quantize, "compress": compress, "export": export,
                 "serve": serve,
                 "profile": bench_cli.profile,
                 "bench": bench_cli.bench}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember.data import Dataset, Subset, TensorDataset, random_split
+from ember.data import Dataset, Subset, TensorDataset, TextWindows, random_split
 
 
 class Squares(Dataset):
@@ -161,3 +161,36 @@ def test_random_split_default_seed_follows_manual_seed():
 def test_random_split_errors(lengths, seed, error, match):
     with pytest.raises(error, match=match):
         random_split(TensorDataset(np.zeros(10)), lengths, seed=seed)
+
+
+def test_text_windows_next_tokens_and_strides():
+    ids = np.arange(20, dtype=np.int64) * 3
+    every, tiled = TextWindows(ids, 5), TextWindows(ids, 5, stride=5)
+    assert len(every) == 15 and len(tiled) == 3  # tiled: starts 0, 5, 10 (15 lacks a next token for its last)
+    x, y = every[4]
+    np.testing.assert_array_equal(x, ids[4:9])
+    np.testing.assert_array_equal(y, ids[5:10])
+    np.testing.assert_array_equal(every[-1][1], ids[15:20])
+    bx, by = tiled.get_batch(np.array([2, 0]))
+    np.testing.assert_array_equal(bx, np.stack([ids[10:15], ids[0:5]]))
+    np.testing.assert_array_equal(by, np.stack([ids[11:16], ids[1:6]]))
+    loader = ember.data.DataLoader(every, batch_size=4, shuffle=True, seed=0)
+    for bx, by in loader:
+        np.testing.assert_array_equal(by[:, :-1], bx[:, 1:])
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((np.arange(5.0), 2), TypeError, "1-D integer NumPy array"),
+    ((np.arange(6).reshape(2, 3), 2), TypeError, "1-D integer NumPy array"),
+    ((np.arange(5), 0), ValueError, "length and stride must be >= 1"),
+    ((np.arange(5), 2, 0), ValueError, "length and stride must be >= 1"),
+    ((np.arange(5), 5), ValueError, "needs at least 6 tokens, got 5"),
+])
+def test_text_windows_errors(args, error, match):
+    with pytest.raises(error, match=match):
+        TextWindows(*args)
+    windows = TextWindows(np.arange(10), 3)
+    with pytest.raises(IndexError, match="out of range for 7 windows"):
+        windows[7]
+    with pytest.raises(IndexError, match="must lie in 0..6"):
+        windows.get_batch(np.array([7]))

@@ -1,6 +1,6 @@
 """Datasets, batching and batch augmentation.
 
-``Dataset``/``TensorDataset``/``Subset``/``random_split`` describe the samples, ``DataLoader``
+``Dataset``/``TensorDataset``/``TextWindows``/``Subset``/``random_split`` describe the samples, ``DataLoader``
 batches them (shuffled, augmented and prefetched reproducibly from one seed), and
 ``ember.data.transforms`` holds vectorised batch augmentations::
 
@@ -15,7 +15,7 @@ batches them (shuffled, augmented and prefetched reproducibly from one seed), an
 """
 
 from . import transforms
-from .dataset import Dataset, Subset, TensorDataset, random_split
+from .dataset import Dataset, Subset, TensorDataset, TextWindows, random_split
 from .loader import DataLoader, default_collate
 
-__all__ = ["DataLoader", "Dataset", "Subset", "TensorDataset", "default_collate", "random_split", "transforms"]
+__all__ = ["DataLoader", "Dataset", "Subset", "TensorDataset", "TextWindows", "default_collate", "random_split", "transforms"]

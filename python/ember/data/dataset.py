@@ -140,6 +140,48 @@ class TensorDataset(Dataset):
         return f"TensorDataset({shapes})"
 
 
+class TextWindows(Dataset):
+    """Windows of a token sequence for next-token prediction: sample ``i`` is
+    ``(ids[s:s + length], ids[s + 1:s + length + 1])`` with ``s = i * stride``. ``stride=1``
+    (the default) offers every window -- shuffled and cut to ``steps_per_epoch`` batches, each
+    epoch trains on new random places of the text; ``stride=length`` tiles it without overlap,
+    as a validation set wants. ``ids`` is a 1-D integer array (kept, not copied)."""
+
+    def __init__(self, ids, length: int, stride: int = 1):
+        ids = ids.detach()._host() if isinstance(ids, Tensor) else ids
+        if not isinstance(ids, np.ndarray) or ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise TypeError(f"TextWindows: ids must be a 1-D integer NumPy array, got "
+                            f"{getattr(ids, 'dtype', type(ids).__name__)} of shape {getattr(ids, 'shape', None)}")
+        length = nonnegative_int(length, "TextWindows: length")
+        stride = nonnegative_int(stride, "TextWindows: stride")
+        if length < 1 or stride < 1:
+            raise ValueError(f"TextWindows: length and stride must be >= 1, got {length} and {stride}")
+        if len(ids) < length + 1:
+            raise ValueError(f"TextWindows: a window of {length} tokens and its next ones needs at least {length + 1} "
+                             f"tokens, got {len(ids)}")
+        self.ids, self.length, self.stride = ids, length, stride
+        self._count = (len(ids) - length - 1) // stride + 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index) -> tuple:
+        i = operator.index(index)
+        if not -self._count <= i < self._count:
+            raise IndexError(f"TextWindows: index {i} is out of range for {self._count} windows")
+        s = (i % self._count) * self.stride
+        return self.ids[s:s + self.length], self.ids[s + 1:s + self.length + 1]
+
+    def get_batch(self, indices: np.ndarray) -> tuple:
+        """One gather of (batch, length + 1) tokens, split into inputs and next tokens."""
+        starts = _as_indices(indices, self._count, "TextWindows: indices") * self.stride
+        w = self.ids[starts[:, None] + np.arange(self.length + 1)]
+        return w[:, :-1], w[:, 1:]
+
+    def __repr__(self) -> str:
+        return f"TextWindows({len(self.ids)} tokens, length={self.length}, stride={self.stride}: {self._count} windows)"
+
+
 class Subset(Dataset):
     """The samples of ``dataset`` at ``indices``, in that order: ``sub[i] == dataset[indices[i]]``."""
 

@@ -100,6 +100,32 @@ class LinearLR(LRScheduler):
         return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * t)
 
 
+class WarmupCosineLR(LRScheduler):
+    """The usual schedule of Transformer training, stepped once per batch: the rate rises
+    linearly from ``base_lr / warmup_steps`` to ``base_lr`` over the first ``warmup_steps``
+    steps, then falls along a cosine to ``base_lr * min_factor`` at ``total_steps`` and stays
+    there."""
+
+    def __init__(self, optimizer, warmup_steps: int, total_steps: int, min_factor: float = 0.1,
+                 last_epoch: int = -1):
+        for name, v in (("warmup_steps", warmup_steps), ("total_steps", total_steps)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"WarmupCosineLR: {name} must be an int >= 0, got {v!r}")
+        if total_steps < max(1, warmup_steps):
+            raise ValueError(f"WarmupCosineLR: total_steps ({total_steps}) must be >= 1 and >= warmup_steps "
+                             f"({warmup_steps})")
+        if not 0.0 <= min_factor <= 1.0:
+            raise ValueError(f"WarmupCosineLR: min_factor must be in [0, 1], got {min_factor!r}")
+        self.warmup_steps, self.total_steps, self.min_factor = warmup_steps, total_steps, min_factor
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr, epoch):
+        if epoch < self.warmup_steps:
+            return base_lr * (epoch + 1) / self.warmup_steps
+        done = min(1.0, (epoch - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return base_lr * (self.min_factor + (1 - self.min_factor) * (1 + math.cos(math.pi * done)) / 2)
+
+
 class OneCycleLR(LRScheduler):
     """PyTorch's one-cycle policy (cosine annealing, two phases): step once per batch."""
 

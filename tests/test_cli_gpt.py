@@ -1,0 +1,98 @@
+"""``ember train --model gpt`` and ``ember generate`` called in-process on a tiny model: it
+learns (validation loss well below the uniform guess), its checkpoint carries the tokenizer,
+resumes, generates reproducibly (quantized too), and every bad input is a one-line message."""
+
+import math
+
+import numpy as np
+import pytest
+
+import ember
+from ember import cli
+
+TINY = ["--layers", "1", "--width", "32", "--heads", "2", "--block-size", "16", "--batch-size", "16",
+        "--steps-per-epoch", "40", "--verbose", "0"]
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny GPT trained for two epochs on the shipped text, and what ember train printed."""
+    import contextlib
+    import io
+
+    path = tmp_path_factory.mktemp("gpt") / "g.safetensors"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["train", "--model", "gpt", "--epochs", "2", "--out", str(path), *TINY])
+    return code, out.getvalue(), path
+
+
+def test_train_learns_and_records_the_tokenizer(trained):
+    code, out, path = trained
+    assert code == 0, out
+    loss = float(out.split("validation loss ")[1].split()[0])
+    assert loss < 0.85 * math.log(65)  # the uniform guess over the 65 characters is log 65 = 4.17
+    assert "a sample (ember generate" in out and out.rstrip().count("\n") > 4
+    config = ember.checkpoint.read_header(path)[1]
+    assert '"chars": "\\n !$&' in config["ember.config"] and '"model": "gpt"' in config["ember.config"]
+    model = ember.load_model(path)
+    assert type(model).__name__ == "GPT" and model.block_size == 16 and len(model.blocks) == 1
+
+
+def test_generate_is_reproducible_and_runs_quantized(capsys, trained):
+    path = str(trained[2])
+    code, first, err = run(capsys, "generate", path, "--prompt", "ROMEO:", "--tokens", "40", "--seed", "3")
+    assert code == 0, err
+    text = first.splitlines()
+    assert first.startswith("ROMEO:") and "40 characters in" in first
+    assert run(capsys, "generate", path, "--prompt", "ROMEO:", "--tokens", "40", "--seed", "3")[1].split("(40")[0] \
+        == first.split("(40")[0]
+    assert len("\n".join(text[:-1])) == len("ROMEO:") + 40
+    greedy = run(capsys, "generate", path, "--prompt", "ROMEO:", "--tokens", "30", "--temperature", "0")[1]
+    code, quantized, err = run(capsys, "generate", path, "--prompt", "ROMEO:", "--tokens", "30", "--temperature", "0",
+                               "--bits", "4")
+    assert code == 0, err
+    assert quantized.startswith("ROMEO:") and len(quantized.split("(30")[0]) == len(greedy.split("(30")[0])
+
+
+def test_resume_continues_the_run(capsys, trained, tmp_path):
+    out = tmp_path / "more.safetensors"
+    code, text, err = run(capsys, "train", "--model", "gpt", "--epochs", "3", "--resume", str(trained[2]),
+                          "--out", str(out), *TINY)
+    assert code == 0, err
+    assert out.exists() and "validation loss" in text
+    assert ember.checkpoint.read_header(out)[1]["ember.epoch"] == "3"
+
+
+def test_bad_input_is_a_one_line_message(capsys, trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = str(trained[2])
+    (tmp_path / "short.txt").write_text("to be or not")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 100)
+    ember.nn.Linear(3, 2).save(tmp_path / "linear.safetensors")
+    cases = [
+        (["train", "--model", "gpt", "--text", str(tmp_path / "none.txt")], "--text"),
+        (["train", "--model", "gpt", "--text", str(tmp_path / "short.txt"), *TINY], "12 characters are too few"),
+        (["train", "--model", "gpt", "--text", str(tmp_path / "latin1.txt")], "not UTF-8 text"),
+        (["train", "--model", "gpt", "--dataset", "digits"], "--dataset digits is an image data set"),
+        (["train", "--model", "gpt", "--width", "30", "--heads", "4", "--epochs", "1"], "divisible by num_heads"),
+        (["train", "--layers", "2"], "--layers: only with --model gpt"),
+        (["train", "--model", "gpt", "--resume", str(tmp_path / "linear.safetensors"), *TINY],
+         "does not hold a GPT trained on shakespeare"),
+        (["generate", str(tmp_path / "linear.safetensors")], "not a GPT checkpoint"),
+        (["generate", path, "--prompt", "caf\xe9"], "--prompt: CharTokenizer: '\xe9' is not in the vocabulary"),
+        (["generate", path, "--prompt", ""], "--prompt: give at least one character"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+    with pytest.raises(SystemExit):
+        cli.main(["generate", path, "--tokens", "0"])
+    assert "expected a positive integer" in capsys.readouterr().err
+    assert not list(tmp_path.glob("ember-*"))  # no checkpoint was written by a failed run
