@@ -67,7 +67,15 @@ def test_fit_trains_it(text, rng):
     assert history.history["val_loss"][-1] < before - 0.5  # from ~4.2 (uniform over 65) down
 
 
-def test_generation_with_the_cache_equals_recomputing_the_context(rng):
+@pytest.fixture(params=["native", "modules"])
+def steps(request, monkeypatch):
+    """Generation on the native decoder (the CPU default) or through the model's modules."""
+    if request.param == "modules":
+        monkeypatch.setattr(ember.gpt.GPT, "_native", lambda self: False)
+    return request.param
+
+
+def test_generation_with_the_cache_equals_recomputing_the_context(rng, steps):
     model = small(13).eval()
     prompt = rng.integers(0, 13, (2, 5))
     got = model.generate(prompt, 27, temperature=0)  # 32 tokens: the whole block, never cropped
@@ -78,7 +86,7 @@ def test_generation_with_the_cache_equals_recomputing_the_context(rng):
     np.testing.assert_array_equal(got, ids)
 
 
-def test_sampling_is_seeded_and_runs_past_the_block(rng):
+def test_sampling_is_seeded_and_runs_past_the_block(rng, steps):
     model = small(13)
     prompt = rng.integers(0, 13, 40)  # longer than the block: its last 32 tokens are the context
     first = model.generate(prompt, 50, temperature=0.9, top_k=5, generator=ember.Generator().manual_seed(4))
@@ -122,19 +130,65 @@ def test_bad_arguments_are_named(rng):
 
 
 def test_int4_quantization_keeps_generation_working(tmp_path, rng):
-    """quantize() makes every block's output projection and feed-forward int4 (the stacked input
-    projection and the tied head stay float32); the logits move by about the int4 step, greedy
-    generation runs, and the quantized model saves and loads."""
+    """quantize() makes every matrix int4 -- each block's stacked input projection, output
+    projection and feed-forward, and the tied head (the embedding itself stays float32); the
+    logits move by about the int4 step, greedy generation runs on the native decoder as through
+    the modules, and the quantized model saves and loads."""
     model = small(13).eval()
     qmodel, report = ember.quant.quantize(model, bits=4)
-    assert {type(m).__name__ for b in qmodel.blocks for m in (b.linear1, b.linear2, b.self_attn.out_proj)} \
+    assert report.layers == 2 * 4 + 1
+    assert {type(m).__name__ for b in qmodel.blocks
+            for m in (b.linear1, b.linear2, b.self_attn.out_proj, b.self_attn.in_proj)} | {type(qmodel.head).__name__} \
         == {"QuantLinear"}
+    assert not any("in_proj_weight" in k for k in qmodel.state_dict())
+    assert report.bytes_before == 4 * sum(p.numel() for n, p in model.named_parameters()
+                                          if p.ndim == 2 and not n.startswith("wpe"))
     assert report.bytes_after < report.bytes_before / 5
     x = rng.integers(0, 13, (2, 12))
     with ember.no_grad():
         full, quantized = model(x).numpy(), qmodel(x).numpy()
     assert np.abs(quantized - full).max() < 0.1 * np.abs(full).max()
-    tokens = qmodel.generate(x[0, :4], 20, temperature=0)
-    assert tokens.shape == (24,) and tokens.min() >= 0 and tokens.max() < 13
+    assert qmodel._native()
+    tokens = qmodel.generate(x[0, :4], 40, temperature=0)
+    assert tokens.shape == (44,) and tokens.min() >= 0 and tokens.max() < 13
+    slow = ember.gpt._Steps(qmodel)
+    ids = tokens[None, :32]
+    np.testing.assert_allclose(_decode(qmodel, ids), slow.start(ids), rtol=1e-5, atol=1e-5)
     again = ember.load_model(ember.save(tmp_path / "q.safetensors", qmodel)).eval()
-    np.testing.assert_array_equal(again.generate(x[0, :4], 20, temperature=0), tokens)
+    np.testing.assert_array_equal(again.generate(x[0, :4], 40, temperature=0), tokens)
+
+
+def _decode(model, ids):
+    decoder = model.decoder(len(ids))
+    for j in range(ids.shape[1]):
+        logits = decoder.step(np.ascontiguousarray(ids[:, j]))
+    return logits
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantized_attention_layers_run_save_and_load(tmp_path, rng, bits):
+    """Outside a GPT too: a TransformerEncoderLayer's attention quantizes its stacked input
+    projection (self-attention in one product, cross-attention a part of it each), the model
+    saves and loads as quantized, and a quantized layer's forward stays near the float one."""
+    ember.manual_seed(2)
+    model = ember.nn.Sequential(ember.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True),
+                                ember.nn.Linear(32, 3)).eval()
+    qmodel, report = ember.quant.quantize(model, bits=bits)
+    attention = qmodel[0].self_attn
+    assert report.layers == 5 and type(attention.in_proj).__name__ == "QuantLinear"
+    assert attention.in_proj_weight is None and "0.self_attn.in_proj.weight_data" in qmodel.state_dict()
+    x = ember.tensor(rng.standard_normal((2, 7, 32)).astype(np.float32))
+    m = ember.tensor(rng.standard_normal((2, 5, 32)).astype(np.float32))
+    with ember.no_grad():
+        full, quantized = model(x).numpy(), qmodel(x).numpy()
+        cross = attention(x, m, m, need_weights=False)[0].numpy()
+        cross_float = model[0].self_attn(x, m, m, need_weights=False)[0].numpy()
+    tolerance = 0.02 if bits == 8 else 0.15
+    assert np.abs(quantized - full).max() < tolerance * np.abs(full).max()
+    assert np.abs(cross - cross_float).max() < tolerance * np.abs(cross_float).max()
+    again = ember.load_model(ember.save(tmp_path / "q.safetensors", qmodel)).eval()
+    assert again[0].self_attn.in_proj_weight is None
+    with ember.no_grad():
+        np.testing.assert_array_equal(again(x).numpy(), quantized)
+    with pytest.raises(ValueError, match="holds a quantized model"):
+        model.load(tmp_path / "q.safetensors")

@@ -19,6 +19,7 @@ void bind_eltwise(py::module_& m);
 void bind_optim_step(py::module_& m);
 void bind_qmatmul(py::module_& m);
 void bind_inference(py::module_& m);
+void bind_decoder(py::module_& m);
 void bind_attention(py::module_& m);
 void bind_layer_norm(py::module_& m);
 }  // namespace ember::bindings
@@ -48,6 +49,7 @@ PYBIND11_MODULE(_C, m) {
   b::bind_optim_step(m);
   b::bind_qmatmul(m);
   b::bind_inference(m);
+  b::bind_decoder(m);
   b::bind_attention(m);
   b::bind_layer_norm(m);
 }

@@ -101,16 +101,30 @@ class GPT(nn.Module):
             x = block(x, is_causal=True)
         return self.ln_f(x)
 
+    def _logits(self, h) -> Tensor:
+        head = self._modules.get("head")  # a quantized copy of the tied head, once quantized
+        return head(h) if head is not None else F.linear(h, self.wte.weight)
+
     def forward(self, idx) -> Tensor:
         """Logits (batch, length, vocab_size) of the next token at every position."""
-        return F.linear(self.hidden(idx), self.wte.weight)
+        return self._logits(self.hidden(idx))
 
     def compute_loss(self, idx, targets) -> Tensor:
         """The mean cross-entropy of predicting ``targets`` (batch, length) from ``idx``, through the
         fused linear + cross-entropy head (the logits are never held)."""
-        h = self.hidden(idx)
+        h = self.hidden(idx).reshape(-1, self.d_model)
         t = targets._data if isinstance(targets, Tensor) else targets
-        return F.linear_cross_entropy(h.reshape(-1, self.d_model), self.wte.weight, t.reshape(-1))
+        if "head" in self._modules:
+            return F.cross_entropy(self._logits(h), t.reshape(-1))
+        return F.linear_cross_entropy(h, self.wte.weight, t.reshape(-1))
+
+    def quantize_projections(self, make) -> int:
+        """For ``ember.quant``: the output head (tied to ``wte``, which the embedding keeps
+        using in float32) becomes ``make(wte.weight, None)``, the child ``head``. Returns 1."""
+        if "head" in self._modules:
+            return 0
+        self.head = make(self.wte.weight, None)
+        return 1
 
     @no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -135,20 +149,62 @@ class GPT(nn.Module):
         was_training = self.training
         self.eval()
         try:
+            steps = _NativeSteps(self, len(ids)) if self._native() else _Steps(self)
             out = [ids.astype(np.int64)]
-            logits, cache = self._prefill(ids[:, -self.block_size:])
+            logits = steps.start(out[0][:, -self.block_size:])
             for i in range(max_new_tokens):
                 out.append(_sample(logits, temperature, top_k, rng)[:, None])
                 if i + 1 == max_new_tokens:
                     break
-                if cache[0][0].shape[2] >= self.block_size:  # no position left: start again from the last half
-                    logits, cache = self._prefill(np.concatenate(out, axis=1)[:, -max(1, self.block_size // 2):])
+                if steps.full:  # no position left: start again from the last half
+                    logits = steps.start(np.concatenate(out, axis=1)[:, -max(1, self.block_size // 2):])
                 else:
-                    logits, cache = self._step(out[-1], cache)
+                    logits = steps.next(out[-1])
             result = np.concatenate(out, axis=1)
         finally:
             self.train(was_training)
         return result[0] if one else result
+
+    def _native(self) -> bool:
+        """Whether ``_C.Decoder`` can run this model: every parameter and buffer a host array of
+        float32 (or a quantized layer's integers)."""
+        return all(isinstance(t._data, np.ndarray) and (t._data.dtype == np.float32 or t._data.dtype.kind in "iu")
+                   for t in (*self.parameters(), *self.buffers()))
+
+    def decoder(self, batch: int = 1):
+        """A native decoder (``ember._C.Decoder``) over this model's weights as they are -- float32
+        or quantized by ``ember.quant`` -- for ``batch`` sequences: ``step(tokens)`` takes one
+        int64 token per sequence and returns the next token's logits, each step one call that
+        reads every weight once. ``generate`` uses it on the CPU."""
+        from . import _C
+
+        if not self._native():
+            raise ValueError("GPT.decoder: the model's weights must be float32 (or quantized) host arrays")
+        blocks = [(_norm(b.norm1), _matrix(b.self_attn._modules.get("in_proj"), b.self_attn.in_proj_weight,
+                                           b.self_attn.in_proj_bias),
+                   _matrix(b.self_attn.out_proj), _norm(b.norm2), _matrix(b.linear1), _matrix(b.linear2))
+                  for b in self.blocks]
+        return _C.Decoder(batch, self.block_size, self.blocks[0].self_attn.num_heads, _host(self.wte.weight),
+                          _host(self.wpe.weight), blocks, _norm(self.ln_f),
+                          _matrix(self._modules.get("head"), self.wte.weight), self.blocks[0].activation)
+
+
+class _Steps:
+    """Generation through the model's modules (any device and dtype): ``start(ids)`` runs a
+    context into a fresh cache, ``next(ids)`` one more position; both give the last logits."""
+
+    def __init__(self, model):
+        self.model, self.cache = model, None
+
+    @property
+    def full(self) -> bool:
+        return self.cache[0][0].shape[2] >= self.model.block_size
+
+    def start(self, ids):
+        return self._run(ids, 0, [None] * len(self.model.blocks))
+
+    def next(self, ids):
+        return self._run(ids, self.cache[0][0].shape[2], self.cache)
 
     def _attend(self, block, x, cache):
         """One pre-norm block on new positions ``x`` (batch, t, d) given the block's cached keys
@@ -156,27 +212,64 @@ class GPT(nn.Module):
         a = block.self_attn
         n, t, _ = x.shape
         q, k, v = (z.reshape(n, t, a.num_heads, a.head_dim).permute(0, 2, 1, 3)
-                   for z in F.linear(block.norm1(x), a.in_proj_weight, a.in_proj_bias).chunk(3, dim=-1))
+                   for z in a.in_projection(block.norm1(x)).chunk(3, dim=-1))
         if cache is not None:
             k, v = cat([cache[0], k], dim=2), cat([cache[1], v], dim=2)
         o = F.scaled_dot_product_attention(q, k, v, is_causal=cache is None and t > 1)
-        x = x + a.out_proj(o.permute(0, 2, 1, 3).reshape(n, t, self.d_model))
+        x = x + a.out_proj(o.permute(0, 2, 1, 3).reshape(n, t, self.model.d_model))
         return x + block._feed_forward(block.norm2(x)), (k, v)
 
     def _run(self, ids, start, caches):
-        x = self.wte(ids) + self.wpe(np.arange(start, start + ids.shape[1]))
+        m = self.model
+        x = m.wte(ids) + m.wpe(np.arange(start, start + ids.shape[1]))
         grown = []
-        for block, cache in zip(self.blocks, caches):
+        for block, cache in zip(m.blocks, caches):
             x, c = self._attend(block, x, cache)
             grown.append(c)
-        logits = F.linear(self.ln_f(x[:, -1:]), self.wte.weight)._data[:, 0]
-        return backend.device_of(logits).to_host(logits), grown
+        self.cache = grown
+        logits = m._logits(m.ln_f(x[:, -1:]))._data[:, 0]
+        return backend.device_of(logits).to_host(logits)
 
-    def _prefill(self, ids):
-        return self._run(ids, 0, [None] * len(self.blocks))
 
-    def _step(self, ids, caches):
-        return self._run(ids, caches[0][0].shape[2], caches)
+class _NativeSteps:
+    """Generation on ``_C.Decoder``: the same steps, one native call per position."""
+
+    def __init__(self, model, batch):
+        self.decoder, self.block_size = model.decoder(batch), model.block_size
+
+    @property
+    def full(self) -> bool:
+        return self.decoder.position >= self.block_size
+
+    def start(self, ids):
+        self.decoder.reset()
+        for j in range(ids.shape[1]):
+            logits = self.decoder.step(np.ascontiguousarray(ids[:, j]))
+        return logits
+
+    def next(self, ids):
+        return self.decoder.step(np.ascontiguousarray(ids[:, 0]))
+
+
+def _host(t):
+    return None if t is None else np.ascontiguousarray(t._data)
+
+
+def _norm(ln):
+    return _host(ln.weight), _host(ln.bias), float(ln.eps)
+
+
+def _matrix(module, weight=None, bias=None):
+    """A matrix product as ``_C.Decoder`` takes it: a QuantLinear's packed weight, an nn.Linear's
+    float one, or ``weight`` and ``bias`` when ``module`` is None."""
+    from .quant import QuantLinear
+
+    if isinstance(module, QuantLinear):
+        q = module.qweight
+        return (q.bits, q.shape[0], q.shape[1], q.group_size or 0, q.data, q.scales, q.colsum, _host(module.bias))
+    if module is not None:
+        weight, bias = module.weight, module.bias
+    return _host(weight), _host(bias)
 
 
 def _sample(logits, temperature, top_k, rng) -> np.ndarray:

@@ -251,16 +251,23 @@ class QuantLinear(nn.Module):
         """Quantize a trained ``nn.Linear``."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"QuantLinear.from_linear needs an nn.Linear, got {type(linear).__name__}")
-        q = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, group_size)
-        qw = quantize_weight(linear.weight, bits, group_size)
-        q.to(linear.weight.device)
+        return cls.from_weight(linear.weight, linear.bias, bits, group_size)
+
+    @classmethod
+    def from_weight(cls, weight, bias=None, bits: int = 8, group_size: int = 32) -> QuantLinear:
+        """Quantize the map ``x @ weight.T + bias`` of a trained (out_features, in_features)
+        ``weight`` (and ``bias`` or None), wherever a module keeps it."""
+        out_features, in_features = weight.shape
+        q = cls(in_features, out_features, bias is not None, bits, group_size)
+        qw = quantize_weight(weight, bits, group_size)
+        q.to(weight.device)
         with no_grad():
             q.weight_data[...] = qw.data
             q.weight_scales[...] = qw.scales
             if bits == 8:
                 q.weight_colsum[...] = qw.colsum
-            if linear.bias is not None:
-                q.bias[...] = linear.bias.detach()
+            if bias is not None:
+                q.bias[...] = bias.detach()
         return q
 
     def check_loaded_state(self, state: dict) -> list:
@@ -300,7 +307,10 @@ nn.register(QuantLinear, name="quant.QuantLinear")
 
 def _replace_linears(model, bits, group_size, convert: bool) -> int:
     """Swap every nn.Linear below ``model`` for a QuantLinear (quantized from it when
-    ``convert``, else an empty shell to load a checkpoint into); returns how many."""
+    ``convert``, else an empty shell to load a checkpoint into); returns how many. A module that
+    applies a weight as a linear map outside an nn.Linear (MultiheadAttention's stacked input
+    projection, a GPT's tied output head) offers it through ``quantize_projections(make)``:
+    ``make(weight, bias)`` gives the QuantLinear to use instead, and it returns how many it took."""
     count = 0
     for name, child in list(model._modules.items()):
         if isinstance(child, nn.Linear):
@@ -310,6 +320,14 @@ def _replace_linears(model, bits, group_size, convert: bool) -> int:
             count += 1
         elif child is not None:
             count += _replace_linears(child, bits, group_size, convert)
+    hook = getattr(model, "quantize_projections", None)
+    if hook is not None:
+        def make(weight, bias):
+            if convert:
+                return QuantLinear.from_weight(weight, bias, bits, group_size)
+            return QuantLinear(weight.shape[1], weight.shape[0], bias is not None, bits, group_size)
+
+        count += hook(make)
     return count
 
 
@@ -411,7 +429,8 @@ def _score(model, x, y):
 
 def quantize(model, bits: int = 8, group_size: int = 32, calibration=None, eval_data=None):
     """A copy of ``model`` (in evaluation mode) with every ``nn.Linear`` replaced by a
-    ``QuantLinear``, and a ``QuantReport``: bytes of those layers' weights before and after,
+    ``QuantLinear`` (and the projections that modules such as ``nn.MultiheadAttention`` and
+    ``ember.gpt.GPT`` keep outside one), and a ``QuantReport``: bytes of those layers' weights before and after,
     the measured speed-up of the model's forward on ``calibration`` (a batch of inputs; the
     first 256 inputs of ``eval_data`` when not given), and, with ``eval_data=(x, y)``, the
     accuracy (integer labels) or mean squared error before and after. Activations are
@@ -430,8 +449,9 @@ def quantize(model, bits: int = 8, group_size: int = 32, calibration=None, eval_
         qmodel = copy.deepcopy(model)
         count = _replace_linears(qmodel, bits, group_size, convert=True)
         qmodel.eval()
-        before = sum(m.weight.numel() * 4 for m in linears)
-        after = sum(m.qweight.nbytes for m in qmodel.modules() if isinstance(m, QuantLinear))
+        quantized = [m for m in qmodel.modules() if isinstance(m, QuantLinear)]
+        before = sum(4 * m.in_features * m.out_features for m in quantized)
+        after = sum(m.qweight.nbytes for m in quantized)
         report = QuantReport(bits, group_size if bits == 4 else None, count, before, after)
         if eval_data is not None:
             if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:

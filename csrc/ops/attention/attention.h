@@ -53,6 +53,10 @@ void attention_fwd(const Problem& p, const float* q, const float* k, const float
 // dq, dk, dv from dout and what the forward saw and gave (out, lse).
 void attention_bwd(const Problem& p, const float* q, const float* k, const float* v, const float* out,
                    const float* dout, const float* lse, float* dq, float* dk, float* dv, Isa isa, int nthreads);
+// The decode kernel (Kernels::decode) of this ISA.
+using DecodeFn = void (*)(const float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, float, float*,
+                          float*);
+DecodeFn decode_kernel(Isa isa);
 
 // The oracles: each row of scores whole, sums in double, no threads, no blocking. T is float or
 // double (gradient checks run in double).
@@ -73,6 +77,12 @@ struct Kernels {
   void (*bwd_group)(const Problem& p, int64_t b, int64_t g, const float* q, const float* k, const float* v,
                     const float* out, const float* dout, const float* lse, float* dq, float* dk, float* dv,
                     float* work);
+  // One query against the first `seen` positions of a decoder's cache: out (dv floats) = the
+  // softmax over j of scale q . k_j, applied to the values v_j. Keys are stored transposed --
+  // key j's feature c at kt[c * stride + j], stride a multiple of 16 -- values as rows of dv;
+  // `scores` holds stride floats of working memory.
+  void (*decode)(const float* q, const float* kt, const float* v, int64_t seen, int64_t stride, int64_t d,
+                 int64_t dv, float scale, float* scores, float* out);
 };
 extern const Kernels blocks_generic;
 extern const Kernels blocks_avx2;

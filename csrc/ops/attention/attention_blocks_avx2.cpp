@@ -3,6 +3,6 @@
 
 namespace ember::attention {
 
-extern const Kernels blocks_avx2 = {fwd_block<Tile<2, 2>>, bwd_group<Tile<2, 2>>};
+extern const Kernels blocks_avx2 = {fwd_block<Tile<2, 2>>, bwd_group<Tile<2, 2>>, decode};
 
 }  // namespace ember::attention

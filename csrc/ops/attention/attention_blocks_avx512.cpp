@@ -3,6 +3,6 @@
 
 namespace ember::attention {
 
-extern const Kernels blocks_avx512 = {fwd_block<Tile<6, 4>>, bwd_group<Tile<6, 4>>};
+extern const Kernels blocks_avx512 = {fwd_block<Tile<6, 4>>, bwd_group<Tile<6, 4>>, decode};
 
 }  // namespace ember::attention

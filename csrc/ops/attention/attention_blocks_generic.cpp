@@ -3,6 +3,6 @@
 
 namespace ember::attention {
 
-extern const Kernels blocks_generic = {fwd_block<Tile<2, 1>>, bwd_group<Tile<2, 1>>};
+extern const Kernels blocks_generic = {fwd_block<Tile<2, 1>>, bwd_group<Tile<2, 1>>, decode};
 
 }  // namespace ember::attention

@@ -290,5 +290,42 @@ void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const flo
   }
 }
 
+// One query against a decoder's cache (attention.h: Kernels::decode): the scores 16 positions
+// at a time down the transposed keys, the softmax over them, then the values weighted in turn.
+void decode(const float* q, const float* kt, const float* v, int64_t seen, int64_t stride, int64_t d, int64_t dv,
+            float scale, float* s, float* out) {
+  const int64_t n = (seen + 15) / 16 * 16;
+  vf16 mx = splat(kNegInf);
+  for (int64_t j = 0; j < n; j += 16) {
+    vf16 acc = splat(0.0f);
+    for (int64_t c = 0; c < d; ++c) acc += splat(q[c]) * load16(kt + c * stride + j);
+    acc *= splat(scale);
+    if (j + 16 > seen)  // the positions past the last one seen take no weight
+      for (int64_t r = seen - j; r < 16; ++r) acc[r] = kNegInf;
+    store16(s + j, acc);
+    mx = sticky_max(mx, acc);
+  }
+  float m = kNegInf;
+  for (int r = 0; r < 16; ++r) m = mx[r] > m || mx[r] != mx[r] ? mx[r] : m;
+  const vf16 base = splat(m == kNegInf ? 0.0f : m);
+  vf16 sum = splat(0.0f);
+  for (int64_t j = 0; j < n; j += 16) {
+    const vf16 e = vexp_nonpositive(load16(s + j) - base);
+    store16(s + j, e);
+    sum += e;
+  }
+  float total = 0.0f;
+  for (int r = 0; r < 16; ++r) total += sum[r];
+  const float inv = 1.0f / total;
+  const int64_t whole = dv / 16 * 16;
+  std::fill(out, out + dv, 0.0f);
+  for (int64_t j = 0; j < seen; ++j) {
+    const float pj = s[j] * inv;
+    const float* vj = v + j * dv;
+    for (int64_t c = 0; c < whole; c += 16) store16(out + c, load16(out + c) + splat(pj) * load16(vj + c));
+    for (int64_t c = whole; c < dv; ++c) out[c] += pj * vj[c];
+  }
+}
+
 }  // namespace
 }  // namespace ember::attention

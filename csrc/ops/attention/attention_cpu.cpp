@@ -56,4 +56,6 @@ void attention_bwd(const Problem& p, const float* q, const float* k, const float
   });
 }
 
+DecodeFn decode_kernel(Isa isa) { return lookup<Kernels>("attention", isa).decode; }
+
 }  // namespace ember::attention

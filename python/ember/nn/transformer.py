@@ -76,11 +76,36 @@ class MultiheadAttention(Module):
         if bias:
             init.zeros_(self.out_proj.bias)
 
+    def in_projection(self, x):
+        """The stacked query | key | value projections of ``x`` (..., 3 * embed_dim)."""
+        quantized = self._modules.get("in_proj")
+        if quantized is not None:
+            return quantized(x)
+        return F.linear(x, self.in_proj_weight, self.in_proj_bias)
+
     def _project(self, x, part):
         e = self.embed_dim
+        if "in_proj" in self._modules:  # quantized: one stacked product, then this part of it
+            return self.in_projection(x)[..., part * e:(part + 1) * e]
         w = self.in_proj_weight[part * e:(part + 1) * e]
         b = None if self.in_proj_bias is None else self.in_proj_bias[part * e:(part + 1) * e]
         return F.linear(x, w, b)
+
+    def quantize_projections(self, make) -> int:
+        """For ``ember.quant``: the stacked input projection becomes ``make(weight, bias)`` (a
+        quantized linear, the child ``in_proj``) and the float ``in_proj_weight`` and
+        ``in_proj_bias`` go. Returns 1 (0 when it is quantized already)."""
+        if "in_proj" in self._modules:
+            return 0
+        self.in_proj = make(self.in_proj_weight, self.in_proj_bias)
+        self._children_restored()
+        return 1
+
+    def _children_restored(self) -> None:
+        """A checkpoint's quantized ``in_proj`` replaces the float projection the constructor made."""
+        if "in_proj" in self._modules:
+            self.in_proj_weight = None
+            self.in_proj_bias = None
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True, attn_mask=None,
                 average_attn_weights: bool = True, is_causal: bool = False):
@@ -106,7 +131,7 @@ class MultiheadAttention(Module):
             raise ValueError(f"MultiheadAttention: key and value must have the query's batch and one length, got "
                              f"shapes {query.shape}, {key.shape}, {value.shape}")
         if self_attention:
-            q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+            q, k, v = self.in_projection(query).chunk(3, dim=-1)
         else:
             q, k, v = self._project(query, 0), self._project(key, 1), self._project(value, 2)
         h, d = self.num_heads, self.head_dim
