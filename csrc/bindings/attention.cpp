@@ -14,8 +14,24 @@ ArrayView heads_arg(const py::handle& obj, const char* name, Shape shape, Access
   return array_arg(obj, name, {dtype_of<T>(), shape, Layout::contiguous, access});
 }
 
-// The problem from q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv), the mask (None, or
-// float32 (B, H, Tq, Tk) with any strides: zero where it broadcasts) and the scalars.
+// The scalars and the mask (None, or float32 (B, H, Tq, Tk) with any strides: zero where it
+// broadcasts) of a problem whose shapes are set.
+void set_options(attention::Problem& p, const py::handle& mask_obj, double scale, bool causal, double dropout_p,
+                 int64_t seed) {
+  EMBER_CHECK_VALUE(std::isfinite(scale), "scale must be finite, got ", scale);
+  EMBER_CHECK_VALUE(dropout_p >= 0 && dropout_p < 1, "dropout_p must be in [0, 1), got ", dropout_p);
+  p.scale = scale, p.causal = causal;
+  p.dropout_p = static_cast<float>(dropout_p), p.seed = static_cast<uint64_t>(seed);
+  if (!mask_obj.is_none()) {
+    EMBER_CHECK_VALUE(!causal, "attn_mask and is_causal cannot both be set");
+    const ArrayView m = array_arg(mask_obj, "attn_mask", {DType::float32, {p.batch, p.heads, p.tq, p.tk},
+                                                          Layout::strided});
+    p.mask = m.ptr<const float>();
+    for (int t = 0; t < 4; ++t) p.mask_strides[t] = m.shape[t] == 1 ? 0 : m.strides[t];
+  }
+}
+
+// The problem from q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv), C-contiguous.
 template <class T>
 attention::Problem problem(const ArrayView& q, const ArrayView& k, const ArrayView& v, const py::handle& mask_obj,
                            double scale, bool causal, double dropout_p, int64_t seed) {
@@ -26,20 +42,28 @@ attention::Problem problem(const ArrayView& q, const ArrayView& k, const ArrayVi
                     ": batch, heads and length must agree");
   EMBER_CHECK_VALUE(k.shape[1] >= 1 && q.shape[1] % k.shape[1] == 0, "query's ", q.shape[1],
                     " heads must be a multiple of key's ", k.shape[1]);
-  EMBER_CHECK_VALUE(std::isfinite(scale), "scale must be finite, got ", scale);
-  EMBER_CHECK_VALUE(dropout_p >= 0 && dropout_p < 1, "dropout_p must be in [0, 1), got ", dropout_p);
   attention::Problem p;
   p.batch = q.shape[0], p.heads = q.shape[1], p.kv_heads = k.shape[1];
   p.tq = q.shape[2], p.tk = k.shape[2], p.d = q.shape[3], p.dv = v.shape[3];
-  p.scale = scale, p.causal = causal;
-  p.dropout_p = static_cast<float>(dropout_p), p.seed = static_cast<uint64_t>(seed);
-  if (!mask_obj.is_none()) {
-    EMBER_CHECK_VALUE(!causal, "attn_mask and is_causal cannot both be set");
-    const ArrayView m = array_arg(mask_obj, "attn_mask", {DType::float32, {p.batch, p.heads, p.tq, p.tk},
-                                                          Layout::strided});
-    p.mask = m.ptr<const float>();
-    for (int t = 0; t < 4; ++t) p.mask_strides[t] = m.shape[t] == 1 ? 0 : m.strides[t];
-  }
+  set_options(p, mask_obj, scale, causal, dropout_p, seed);
+  p.set_contiguous();
+  return p;
+}
+
+// Self-attention read from the stacked projection qkv (N, T, 3E) -- query | key | value, each E
+// = heads x head size wide -- in place, its output written as (N, T, E): the layouts the
+// projections before and after it use, so that neither side copies.
+attention::Problem qkv_problem(const ArrayView& qkv, int64_t heads, const py::handle& mask_obj, double scale,
+                               bool causal, double dropout_p, int64_t seed) {
+  const int64_t width = qkv.shape[2];
+  EMBER_CHECK_VALUE(heads >= 1 && width % (3 * heads) == 0, "qkv's last dimension (", width,
+                    ") must be 3 x heads x head size, with heads = ", heads);
+  attention::Problem p;
+  p.batch = qkv.shape[0], p.heads = p.kv_heads = heads, p.tq = p.tk = qkv.shape[1];
+  p.d = p.dv = width / (3 * heads);
+  set_options(p, mask_obj, scale, causal, dropout_p, seed);
+  p.q_rows = p.k_rows = p.v_rows = {p.tq * width, p.d, width};
+  p.o_rows = {p.tq * heads * p.d, p.d, heads * p.d};
   return p;
 }
 
@@ -139,6 +163,42 @@ void bwd_ref(const py::handle& query, const py::handle& key, const py::handle& v
                    seed);
 }
 
+void qkv_fwd(const py::handle& qkv_obj, int64_t heads, const py::handle& mask_obj, const py::handle& out_obj,
+             const py::handle& lse_obj, double scale, bool causal, double dropout_p, int64_t seed) {
+  const ArrayView qkv = heads_arg<float>(qkv_obj, "qkv", {-1, -1, -1});
+  const attention::Problem p = qkv_problem(qkv, heads, mask_obj, scale, causal, dropout_p, seed);
+  const ArrayView out = heads_arg<float>(out_obj, "out", {p.batch, p.tq, p.heads * p.dv}, Access::write);
+  const ArrayView lse = heads_arg<float>(lse_obj, "out_lse", {p.batch, p.heads, p.tq}, Access::write);
+  check_apart(out, qkv);
+  check_apart(lse, qkv);
+  check_apart(out, lse);
+  const Active active;
+  const float* base = qkv.ptr<const float>();
+  const int64_t e = p.heads * p.d;
+  py::gil_scoped_release release;
+  attention::attention_fwd(p, base, base + e, base + 2 * e, out.ptr<float>(), lse.ptr<float>(), active.isa,
+                           active.nthreads);
+}
+
+void qkv_bwd(const py::handle& qkv_obj, int64_t heads, const py::handle& out_obj, const py::handle& dout_obj,
+             const py::handle& lse_obj, const py::handle& mask_obj, const py::handle& dqkv_obj, double scale,
+             bool causal, double dropout_p, int64_t seed) {
+  const ArrayView qkv = heads_arg<float>(qkv_obj, "qkv", {-1, -1, -1});
+  const attention::Problem p = qkv_problem(qkv, heads, mask_obj, scale, causal, dropout_p, seed);
+  const ArrayView out = heads_arg<float>(out_obj, "out", {p.batch, p.tq, p.heads * p.dv});
+  const ArrayView dout = heads_arg<float>(dout_obj, "grad_out", {p.batch, p.tq, p.heads * p.dv});
+  const ArrayView lse = heads_arg<float>(lse_obj, "lse", {p.batch, p.heads, p.tq});
+  const ArrayView dqkv = heads_arg<float>(dqkv_obj, "out_qkv", {p.batch, p.tq, qkv.shape[2]}, Access::write);
+  for (const ArrayView* in : {&qkv, &out, &dout, &lse}) check_apart(dqkv, *in);
+  const Active active;
+  const float* base = qkv.ptr<const float>();
+  float* grad = dqkv.ptr<float>();
+  const int64_t e = p.heads * p.d;
+  py::gil_scoped_release release;
+  attention::attention_bwd(p, base, base + e, base + 2 * e, out.ptr<const float>(), dout.ptr<const float>(),
+                           lse.ptr<const float>(), grad, grad + e, grad + 2 * e, active.isa, active.nthreads);
+}
+
 }  // namespace
 
 #define EMBER_ATTENTION_SCALARS py::arg("scale"), py::arg("is_causal"), py::arg("dropout_p"), py::arg("seed")
@@ -159,6 +219,16 @@ void bind_attention(py::module_& m) {
       "its lse (the probabilities recomputed block by block).",
       py::arg("query"), py::arg("key"), py::arg("value"), py::arg("out"), py::arg("grad_out"), py::arg("lse"),
       py::arg("attn_mask"), py::arg("out_query"), py::arg("out_key"), py::arg("out_value"), EMBER_ATTENTION_SCALARS);
+  def(m, "attention_qkv_fwd", &qkv_fwd,
+      "attention_fwd of self-attention read in place from the stacked projection qkv (N, T, 3E: query, key and\n"
+      "value, each E = heads x head size wide), out (N, T, E) its heads side by side, out_lse (N, heads, T).",
+      py::arg("qkv"), py::arg("heads"), py::arg("attn_mask"), py::arg("out"), py::arg("out_lse"),
+      EMBER_ATTENTION_SCALARS);
+  def(m, "attention_qkv_bwd", &qkv_bwd,
+      "attention_bwd of attention_qkv_fwd: out_qkv (N, T, 3E) = the gradients of query, key and value side by\n"
+      "side, as qkv holds them.",
+      py::arg("qkv"), py::arg("heads"), py::arg("out"), py::arg("grad_out"), py::arg("lse"), py::arg("attn_mask"),
+      py::arg("out_qkv"), EMBER_ATTENTION_SCALARS);
   def(m, "attention_bwd_ref", &bwd_ref,
       "The reference attention_bwd (every probability recomputed in double); float32 or float64.", py::arg("query"),
       py::arg("key"), py::arg("value"), py::arg("grad_out"), py::arg("attn_mask"), py::arg("out_query"),

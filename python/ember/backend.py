@@ -147,6 +147,19 @@ def device_of(a) -> Device:
     return CPU
 
 
+def add(a, b):
+    """a + b; when both are large float arrays of one shape and dtype, the sum goes into memory
+    from the device's allocator -- on the CPU its cache of mapped blocks -- rather than fresh
+    pages that fault in and are zeroed on every call (a residual add, a gradient summed from two
+    branches: every training step)."""
+    if getattr(a, "shape", None) == getattr(b, "shape", ()) and getattr(a, "dtype", None) == getattr(b, "dtype", 0) \
+            and a.dtype.kind == "f":
+        dev = device_of(a)
+        if a.nbytes >= max(dev.native_min_bytes, 1) and dev is device_of(b):
+            return dev.xp.add(a, b, out=dev.empty(a.shape, a.dtype))
+    return a + b
+
+
 def namespace(a):
     """The array namespace of array ``a``: NumPy for host arrays, CuPy for CUDA arrays."""
     if type(a) is np.ndarray:

@@ -185,3 +185,44 @@ def test_arguments_are_checked(rng):
         _C.attention_bwd(q, k, v, out, g, lse, None, dq, dk, np.empty_like(v), 0.5, False, 0.0, 0)
     with pytest.raises(ValueError, match=r"overlap|share memory"):
         _C.attention_fwd(q, k, v, None, q[..., :8], lse, 0.5, False, 0.0, 0)
+
+
+@pytest.mark.parametrize("heads, t, d", [(3, 70, 16), (2, 129, 24), (4, 1, 8)])
+@pytest.mark.parametrize("options", ["causal", "mask", "dropout"])
+def test_self_attention_from_the_stacked_projection(isa, rng, heads, t, d, options):
+    """attention_qkv_fwd/bwd read query, key and value in place from one (N, T, 3E) array and
+    write (N, T, E) and (N, T, 3E): bit for bit what the kernels give on the parts split out,
+    transposed and made contiguous."""
+    n, e = 2, heads * d
+    qkv = rng.standard_normal((n, t, 3 * e)).astype(F32)
+    g = rng.standard_normal((n, t, e)).astype(F32)
+    kw = {"scale": 1 / np.sqrt(d), "is_causal": options == "causal", "dropout_p": 0.2 if options == "dropout" else 0.0,
+          "seed": 7}
+    mask = None
+    if options == "mask":
+        mask = np.broadcast_to(np.where(rng.random((n, 1, t, t)) < 0.2, -np.inf, 0.5).astype(F32), (n, heads, t, t))
+    out, lse = attention.attention_qkv_fwd(qkv, heads, mask, **kw)
+    dqkv = attention.attention_qkv_bwd(qkv, heads, out, g, lse, mask, **kw)
+    q, k, v = (np.ascontiguousarray(a.reshape(n, t, heads, d).transpose(0, 2, 1, 3)) for a in np.split(qkv, 3, -1))
+    want, want_lse = attention.attention_fwd(q, k, v, mask, **kw)
+    gh = np.ascontiguousarray(g.reshape(n, t, heads, d).transpose(0, 2, 1, 3))
+    grads = attention.attention_bwd(q, k, v, want, gh, want_lse, mask, **kw)
+    np.testing.assert_array_equal(out, want.transpose(0, 2, 1, 3).reshape(n, t, e))
+    np.testing.assert_array_equal(lse, want_lse)
+    np.testing.assert_array_equal(dqkv, np.concatenate([a.transpose(0, 2, 1, 3).reshape(n, t, e) for a in grads], -1))
+
+
+def test_self_attention_arguments_are_checked(rng):
+    qkv = rng.standard_normal((2, 5, 24)).astype(F32)
+    out, lse = np.empty((2, 5, 8), F32), np.empty((2, 2, 5), F32)
+    with pytest.raises(ValueError, match=r"qkv's last dimension \(24\) must be 3 x heads x head size, with heads = 3"):
+        _C.attention_qkv_fwd(qkv, 3, None, out, lse, 1.0, False, 0.0, 0)
+    with pytest.raises(ValueError, match=r"out has shape \(2, 5, 6\)"):
+        _C.attention_qkv_fwd(qkv, 2, None, np.empty((2, 5, 6), F32), lse, 1.0, False, 0.0, 0)
+    with pytest.raises(ValueError, match=r"out must not share memory with qkv"):
+        _C.attention_qkv_fwd(qkv, 2, None, qkv.reshape(-1)[:80].reshape(2, 5, 8), lse, 1.0, False, 0.0, 0)
+    with pytest.raises(TypeError, match=r"qkv must have dtype float32"):
+        _C.attention_qkv_fwd(qkv.astype(F64), 2, None, out, lse, 1.0, False, 0.0, 0)
+    _C.attention_qkv_fwd(qkv, 2, None, out, lse, 1.0, False, 0.0, 0)
+    with pytest.raises(ValueError, match=r"out_qkv must not share memory with qkv"):
+        _C.attention_qkv_bwd(qkv, 2, out, out.copy(), lse, None, qkv, 1.0, False, 0.0, 0)

@@ -26,9 +26,29 @@
 
 namespace ember::attention {
 
+// Where each row of an array starts: row i of head h of batch b at b * batch + h * head + i * row
+// elements (its columns contiguous).
+struct Rows {
+  int64_t batch = 0, head = 0, row = 0;
+  template <class T>
+  T* at(T* base, int64_t b, int64_t h, int64_t i) const {
+    return base + b * batch + h * head + i * row;
+  }
+};
+
 struct Problem {
   int64_t batch = 0, heads = 0, kv_heads = 0;  // heads % kv_heads == 0 (grouped-query attention)
   int64_t tq = 0, tk = 0, d = 0, dv = 0;
+  // The layouts of q (and dq), k (and dk), v (and dv), out (and dout) for the fast kernels;
+  // set_contiguous() gives each its (batch, heads, length, size) C-contiguous layout. The
+  // references read C-contiguous arrays only; lse is always (batch, heads, tq) contiguous.
+  Rows q_rows, k_rows, v_rows, o_rows;
+  void set_contiguous() {
+    q_rows = {heads * tq * d, tq * d, d};
+    k_rows = {kv_heads * tk * d, tk * d, d};
+    v_rows = {kv_heads * tk * dv, tk * dv, dv};
+    o_rows = {heads * tq * dv, tq * dv, dv};
+  }
   double scale = 1.0;  // the fast kernels multiply by it rounded to float
   bool causal = false;
   const float* mask = nullptr;  // additive, or null

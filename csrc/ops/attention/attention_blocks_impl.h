@@ -130,9 +130,10 @@ void fwd_block(const Problem& p, int64_t b, int64_t h, int64_t i0, const float* 
                float* out, float* lse, float* work) {
   const int64_t dvp = padded(p.dv), rows = std::min(kBlockQ, p.tq - i0), nq = padded(rows), nv = nq / 16;
   const float scale = static_cast<float>(p.scale);
-  const int64_t g = h / (p.heads / p.kv_heads), row0 = (b * p.heads + h) * p.tq + i0;
-  const float* kg = k + (b * p.kv_heads + g) * p.tk * p.d;
-  const float* vg = v + (b * p.kv_heads + g) * p.tk * p.dv;
+  const int64_t g = h / (p.heads / p.kv_heads), row0 = (b * p.heads + h) * p.tq + i0;  // of lse
+  const float* kg = p.k_rows.at(k, b, g, 0);
+  const float* vg = p.v_rows.at(v, b, g, 0);
+  const int64_t ldk = p.k_rows.row, ldv = p.v_rows.row;
   float* qt = work;  // fwd_work_floats: the blocks below, in this order
   float* st = qt + p.d * kBlockQ;
   float* o = st + kBlockK * kBlockQ;
@@ -141,7 +142,7 @@ void fwd_block(const Problem& p, int64_t b, int64_t h, int64_t i0, const float* 
   float* l = m + kBlockQ;
   // Scores are held transposed, S^T (keys x queries): the softmax runs down its columns, 16
   // queries per vector, and neither K nor a block of P is ever transposed.
-  transpose(qt, kBlockQ, q + row0 * p.d, p.d, rows, p.d);
+  transpose(qt, kBlockQ, p.q_rows.at(q, b, h, i0), p.q_rows.row, rows, p.d);
   std::fill(o, o + nq * dvp, 0.0f);
   std::fill(m, m + kBlockQ, kNegInf);
   std::fill(l, l + kBlockQ, 0.0f);
@@ -149,7 +150,7 @@ void fwd_block(const Problem& p, int64_t b, int64_t h, int64_t i0, const float* 
   const int64_t end = p.causal ? std::min(p.tk, i0 + rows) : p.tk;  // keys past the last row's diagonal: unseen
   for (int64_t j0 = 0; j0 < end; j0 += kBlockK) {
     const int64_t cols = std::min(kBlockK, end - j0);
-    mm<T>(cols, p.d, nq, kg + j0 * p.d, p.d, qt, kBlockQ, st, kBlockQ, scale, false);
+    mm<T>(cols, p.d, nq, kg + j0 * ldk, ldk, qt, kBlockQ, st, kBlockQ, scale, false);
     for (int64_t c = 0; c < cols; ++c) {
       float* sc = st + c * kBlockQ;  // key j0 + c against every query of the block
       if (p.mask) {
@@ -184,15 +185,16 @@ void fwd_block(const Problem& p, int64_t b, int64_t h, int64_t i0, const float* 
         for (int64_t r = 0; r < rows; ++r)
           st[c * kBlockQ + r] = dropout_keep(p, b, h, i0 + r, j0 + c) ? st[c * kBlockQ + r] * keep : 0.0f;
     }
-    const float* vblock = vg + j0 * p.dv;
+    const float* vblock = vg + j0 * ldv;
+    int64_t ldb = ldv;
     if (!direct_v) {
-      copy_rows(vb, dvp, vblock, p.dv, cols, p.dv);
-      vblock = vb;
+      copy_rows(vb, dvp, vblock, ldv, cols, p.dv);
+      vblock = vb, ldb = dvp;
     }
-    mm<T, true>(nq, cols, dvp, st, kBlockQ, vblock, dvp, o, dvp, 1.0f, true);
+    mm<T, true>(nq, cols, dvp, st, kBlockQ, vblock, ldb, o, dvp, 1.0f, true);
   }
   for (int64_t r = 0; r < rows; ++r) {
-    float* dst = out + (row0 + r) * p.dv;
+    float* dst = p.o_rows.at(out, b, h, i0 + r);
     if (l[r] > 0 || std::isnan(l[r])) {
       const float inv = 1.0f / l[r];
       for (int64_t c = 0; c < p.dv; ++c) dst[c] = o[r * dvp + c] * inv;
@@ -209,11 +211,11 @@ void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const flo
                const float* out, const float* dout, const float* lse, float* dq, float* dk, float* dv, float* work) {
   const int64_t dp = padded(p.d), dvp = padded(p.dv), group = p.heads / p.kv_heads;
   const float scale = static_cast<float>(p.scale);
-  const int64_t kv = b * p.kv_heads + g;
-  const float* kg = k + kv * p.tk * p.d;
-  const float* vg = v + kv * p.tk * p.dv;
-  float* dkg = dk + kv * p.tk * p.d;
-  float* dvg = dv + kv * p.tk * p.dv;
+  const float* kg = p.k_rows.at(k, b, g, 0);
+  const float* vg = p.v_rows.at(v, b, g, 0);
+  float* dkg = p.k_rows.at(dk, b, g, 0);
+  float* dvg = p.v_rows.at(dv, b, g, 0);
+  const int64_t ldk = p.k_rows.row, ldv = p.v_rows.row, ldq = p.q_rows.row, ldo = p.o_rows.row;
   float* dqa = work;  // bwd_work_floats: the head's dQ and D, then the blocks below, in this order
   float* dd = dqa + p.tq * dp;
   float* qb = dd + p.tq;
@@ -225,29 +227,35 @@ void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const flo
   float* vt = kb + kBlockK * dp;
   float* dka = vt + dvp * kBlockK;
   float* dva = dka + kBlockK * dp;
-  std::fill(dkg, dkg + p.tk * p.d, 0.0f);
-  std::fill(dvg, dvg + p.tk * p.dv, 0.0f);
+  for (int64_t j = 0; j < p.tk; ++j) {
+    std::fill(dkg + j * ldk, dkg + j * ldk + p.d, 0.0f);
+    std::fill(dvg + j * ldv, dvg + j * ldv + p.dv, 0.0f);
+  }
   const float keep = p.dropout_p > 0 ? 1.0f / (1.0f - p.dropout_p) : 1.0f;
   for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-    const int64_t head0 = (b * p.heads + h) * p.tq;
+    const int64_t head0 = (b * p.heads + h) * p.tq;  // of lse
+    const float* qh = p.q_rows.at(q, b, h, 0);
+    const float* oh = p.o_rows.at(out, b, h, 0);
+    const float* doh = p.o_rows.at(dout, b, h, 0);
+    float* dqh = p.q_rows.at(dq, b, h, 0);
     for (int64_t i = 0; i < p.tq; ++i) {  // D_i = dO_i . out_i
       double t = 0;
-      for (int64_t c = 0; c < p.dv; ++c) t += double(dout[(head0 + i) * p.dv + c]) * double(out[(head0 + i) * p.dv + c]);
+      for (int64_t c = 0; c < p.dv; ++c) t += double(doh[i * ldo + c]) * double(oh[i * ldo + c]);
       dd[i] = static_cast<float>(t);
     }
     std::fill(dqa, dqa + p.tq * dp, 0.0f);
     for (int64_t j0 = 0; j0 < p.tk; j0 += kBlockK) {
       const int64_t cols = std::min(kBlockK, p.tk - j0), colsp = padded(cols);
-      transpose(kt, kBlockK, kg + j0 * p.d, p.d, cols, p.d);
-      copy_rows(kb, dp, kg + j0 * p.d, p.d, cols, p.d);
+      transpose(kt, kBlockK, kg + j0 * ldk, ldk, cols, p.d);
+      copy_rows(kb, dp, kg + j0 * ldk, ldk, cols, p.d);
       std::fill(kb + cols * dp, kb + colsp * dp, 0.0f);
-      transpose(vt, kBlockK, vg + j0 * p.dv, p.dv, cols, p.dv);
+      transpose(vt, kBlockK, vg + j0 * ldv, ldv, cols, p.dv);
       std::fill(dka, dka + colsp * dp, 0.0f);
       std::fill(dva, dva + colsp * dvp, 0.0f);
       for (int64_t i0 = p.causal ? j0 / kBlockQ * kBlockQ : 0; i0 < p.tq; i0 += kBlockQ) {
         const int64_t rows = std::min(kBlockQ, p.tq - i0);
-        copy_rows(qb, dp, q + (head0 + i0) * p.d, p.d, rows, p.d);
-        copy_rows(dob, dvp, dout + (head0 + i0) * p.dv, p.dv, rows, p.dv);
+        copy_rows(qb, dp, qh + i0 * ldq, ldq, rows, p.d);
+        copy_rows(dob, dvp, doh + i0 * ldo, ldo, rows, p.dv);
         mm<T>(rows, p.d, colsp, qb, dp, kt, kBlockK, s, kBlockK, scale, false);
         mm<T>(rows, p.dv, colsp, dob, dvp, vt, kBlockK, dpb, kBlockK, 1.0f, false);
         for (int64_t r = 0; r < rows; ++r) {
@@ -282,11 +290,11 @@ void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const flo
         mm<T, true>(colsp, rows, dp, dpb, kBlockK, qb, dp, dka, dp, scale, true);  // dK += dS^T Q
       }
       for (int64_t c = 0; c < cols; ++c) {
-        for (int64_t t = 0; t < p.d; ++t) dkg[(j0 + c) * p.d + t] += dka[c * dp + t];
-        for (int64_t t = 0; t < p.dv; ++t) dvg[(j0 + c) * p.dv + t] += dva[c * dvp + t];
+        for (int64_t t = 0; t < p.d; ++t) dkg[(j0 + c) * ldk + t] += dka[c * dp + t];
+        for (int64_t t = 0; t < p.dv; ++t) dvg[(j0 + c) * ldv + t] += dva[c * dvp + t];
       }
     }
-    for (int64_t i = 0; i < p.tq; ++i) std::memcpy(dq + (head0 + i) * p.d, dqa + i * dp, sizeof(float) * p.d);
+    for (int64_t i = 0; i < p.tq; ++i) std::memcpy(dqh + i * ldq, dqa + i * dp, sizeof(float) * p.d);
   }
 }
 

@@ -283,7 +283,7 @@ def _propagate(heap, xp, retain_graph, pending=None) -> None:
             if slot is None:
                 slot = target.grads = [None] * target.n_outputs
                 heapq.heappush(heap, (-target.seq, target))
-            slot[index] = gi if slot[index] is None else slot[index] + gi
+            slot[index] = gi if slot[index] is None else backend.add(slot[index], gi)
         if not retain_graph:
             node.ctx.release()
             node.freed = True

@@ -66,7 +66,7 @@ class AddFn(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (a.shape, b.shape)
-        return a + b
+        return backend.add(a, b)
 
     @staticmethod
     def backward(ctx, g):

@@ -29,6 +29,25 @@ class ScaledDotProductAttentionFn(Function):
         return attention.attention_bwd(q, k, v, ctx.out, g, ctx.lse, ctx.mask, **ctx.args)
 
 
+class SelfAttentionFn(Function):
+    """Self-attention of a stacked (batch, length, 3 x width) projection, the output (batch,
+    length, width); the mask (additive, float32, broadcast to (batch, heads, T, T)) takes no
+    gradient."""
+
+    @staticmethod
+    def forward(ctx, qkv, heads, mask, scale, is_causal, dropout_p, seed):
+        ctx.args = {"scale": scale, "is_causal": is_causal, "dropout_p": dropout_p, "seed": seed}
+        out, lse = attention.attention_qkv_fwd(qkv, heads, mask, **ctx.args)
+        ctx.save_for_backward(qkv)
+        ctx.heads, ctx.out, ctx.lse, ctx.mask = heads, out, lse, mask
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (qkv,) = ctx.saved_tensors
+        return attention.attention_qkv_bwd(qkv, ctx.heads, ctx.out, g, ctx.lse, ctx.mask, **ctx.args)
+
+
 class LinearCrossEntropyFn(Function):
     """The cross-entropy of ``hidden @ weightᵀ + bias``: the forward computes the loss and, in the
     same pass over each chunk of logits, the gradients for a unit upstream gradient; the backward

@@ -2,6 +2,11 @@
 arrays, C-contiguous float32 on the fast kernels, float32 or float64 on the references (which
 gradient checks use). The forward returns the output and each query's log-sum-exp, which is
 all the backward needs besides the inputs and the output: the T x T scores are never stored.
+
+Self-attention also runs straight from the stacked projection (``attention_qkv_fwd``): query,
+key and value read in place from one (batch, length, 3 x width) array, the output written as
+(batch, length, width) and the gradients as one array shaped like the projection -- so the
+projections before and after the attention neither split, transpose nor join anything.
 """
 
 from __future__ import annotations
@@ -80,3 +85,37 @@ def attention_bwd(query, key, value, out, grad_out, lse, attn_mask=None, *, scal
         dev.kernels.attention_bwd_ref(q, k, v, g, attn_mask, dq, dk, dv, scale, bool(is_causal), dropout_p,
                                       _seed(seed), **dev.launch())
     return dq, dk, dv
+
+
+def has_qkv_kernels(qkv) -> bool:
+    """Whether ``attention_qkv_fwd`` runs on this array's device and dtype (float32 on the CPU)."""
+    return qkv.dtype == np.float32 and hasattr(backend.device_of(qkv).kernels, "attention_qkv_fwd")
+
+
+def attention_qkv_fwd(qkv, heads: int, attn_mask=None, *, scale: float, is_causal: bool = False,
+                      dropout_p: float = 0.0, seed: int = 0):
+    """(out, lse): self-attention of the stacked projection ``qkv`` (N, T, 3E) -- query | key |
+    value, each ``heads`` heads of E / heads -- as :func:`attention_fwd` computes it; out (N, T,
+    E) holds the heads side by side, lse (N, heads, T). ``attn_mask``: None or additive float32
+    broadcast to (N, heads, T, T)."""
+    dev = _common.device(qkv=qkv, attn_mask=attn_mask)
+    x = _common.array(qkv, "qkv", dev, dtypes=(_common.FLOAT32,), ndim=3, contiguous=True,
+                      layout=" (batch, length, 3 x width)")
+    n, t, width = x.shape
+    out = dev.empty((n, t, width // 3), x.dtype)
+    lse = dev.empty((n, heads, t), x.dtype)
+    dev.kernels.attention_qkv_fwd(x, heads, attn_mask, out, lse, scale, bool(is_causal), dropout_p, _seed(seed),
+                                  **dev.launch())
+    return out, lse
+
+
+def attention_qkv_bwd(qkv, heads: int, out, grad_out, lse, attn_mask=None, *, scale: float, is_causal: bool = False,
+                      dropout_p: float = 0.0, seed: int = 0):
+    """The gradient of :func:`attention_qkv_fwd` for ``grad_out`` (N, T, E): one (N, T, 3E)
+    array, query | key | value as ``qkv`` holds them."""
+    dev = _common.device(qkv=qkv, grad_out=grad_out, attn_mask=attn_mask)
+    g = _common.array(grad_out, "grad_out", dev, dtypes=(_common.FLOAT32,), ndim=3, contiguous=True)
+    dqkv = dev.empty(qkv.shape, qkv.dtype)
+    dev.kernels.attention_qkv_bwd(qkv, heads, out, g, lse, attn_mask, dqkv, scale, bool(is_causal), dropout_p,
+                                  _seed(seed), **dev.launch())
+    return dqkv

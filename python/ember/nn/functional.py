@@ -6,8 +6,8 @@ import math
 
 from .. import backend, precision
 from ..autograd import functions as fns
-from ..autograd.fused import LinearCrossEntropyFn, ScaledDotProductAttentionFn
-from ..kernels.attention import additive_mask
+from ..autograd.fused import LinearCrossEntropyFn, ScaledDotProductAttentionFn, SelfAttentionFn
+from ..kernels.attention import additive_mask, has_qkv_kernels
 from ..tensor import Tensor, default_generator
 
 __all__ = [
@@ -180,6 +180,20 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reducti
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)
+
+
+def _self_attention(qkv: Tensor, heads: int, attn_mask=None, dropout_p: float = 0.0, is_causal: bool = False):
+    """Self-attention straight from a stacked (N, T, 3E) query | key | value projection to the
+    (N, T, E) output (the heads side by side), or None where no kernel takes it (another device
+    or dtype): what scaled_dot_product_attention computes on the split, transposed parts, without
+    making them. ``attn_mask``: additive, broadcastable to (N, heads, T, T)."""
+    if not has_qkv_kernels(qkv._data):
+        return None
+    n, t, width = qkv.shape
+    mask = None if attn_mask is None else additive_mask(attn_mask, (n, heads), t, t, qkv.dtype)
+    seed = int(default_generator().numpy.integers(0, 2**63)) if dropout_p > 0 else 0
+    return SelfAttentionFn.apply(qkv, heads, mask, scale=1.0 / math.sqrt(width // (3 * heads)),
+                                 is_causal=bool(is_causal), dropout_p=float(dropout_p), seed=seed)
 
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None, dropout_p: float = 0.0,

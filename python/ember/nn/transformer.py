@@ -130,20 +130,23 @@ class MultiheadAttention(Module):
         if key.shape[0] != n or value.shape[:2] != key.shape[:2]:
             raise ValueError(f"MultiheadAttention: key and value must have the query's batch and one length, got "
                              f"shapes {query.shape}, {key.shape}, {value.shape}")
-        if self_attention:
-            q, k, v = self.in_projection(query).chunk(3, dim=-1)
-        else:
-            q, k, v = self._project(query, 0), self._project(key, 1), self._project(value, 2)
         h, d = self.num_heads, self.head_dim
-        q, k, v = (t.reshape(n, -1, h, d).permute(0, 2, 1, 3) for t in (q, k, v))
-        mask = self._mask(key_padding_mask, attn_mask, n, tq, tk, q.dtype)
+        qkv = self.in_projection(query) if self_attention else None
+        mask = self._mask(key_padding_mask, attn_mask, n, tq, tk, query.dtype)
         causal = is_causal and mask is None
         p = self.dropout if self.training else 0.0
-        if need_weights:
-            out, weights = self._weighted(q, k, v, mask, causal, p)
-        else:
-            out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal), None
-        out = self.out_proj(out.permute(0, 2, 1, 3).reshape(n, tq, e))
+        out = None if need_weights or qkv is None else F._self_attention(qkv, h, mask, p, causal)
+        weights = None
+        if out is None:  # the heads split from the projections and transposed
+            q, k, v = (qkv.chunk(3, dim=-1) if qkv is not None else
+                       (self._project(query, 0), self._project(key, 1), self._project(value, 2)))
+            q, k, v = (t.reshape(n, -1, h, d).permute(0, 2, 1, 3) for t in (q, k, v))
+            if need_weights:
+                out, weights = self._weighted(q, k, v, mask, causal, p)
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
+            out = out.permute(0, 2, 1, 3).reshape(n, tq, e)
+        out = self.out_proj(out)
         if not self.batch_first:
             out = out.transpose(0, 1)
         if weights is not None and average_attn_weights:
