@@ -10,6 +10,9 @@
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),
 //   dweight = sum over rows of dy * xhat, dbias = sum over rows of dy (either may be null).
 //
+// With center = false it is RMS normalisation (RMSNorm): no mean is taken (mean may be null; it
+// is neither written nor read), var = sum(x^2) / n, and the backward drops its mean(g) term.
+//
 // Rows are split across threads; the weight and bias gradients are summed per thread in double
 // and added up at the end, in thread order, so the result does not depend on timing.
 #pragma once
@@ -20,10 +23,10 @@ namespace ember::layer_norm {
 
 template <class T>
 void layer_norm_fwd(const T* x, const T* weight, const T* bias, int64_t rows, int64_t n, double eps, T* y, T* mean,
-                    T* rstd, int nthreads);
+                    T* rstd, int nthreads, bool center = true);
 
 template <class T>
 void layer_norm_bwd(const T* dy, const T* x, const T* weight, const T* mean, const T* rstd, int64_t rows, int64_t n,
-                    T* dx, T* dweight, T* dbias, int nthreads);
+                    T* dx, T* dweight, T* dbias, int nthreads, bool center = true);
 
 }  // namespace ember::layer_norm

@@ -23,15 +23,15 @@ int threads_for(int64_t rows, int64_t n, int nthreads) {
 
 template <class T>
 void layer_norm_fwd(const T* x, const T* weight, const T* bias, int64_t rows, int64_t n, double eps, T* y, T* mean,
-                    T* rstd, int nthreads) {
+                    T* rstd, int nthreads, bool center) {
   const int nt = threads_for(rows, n, nthreads);
   parallel_run(nt, [&](int tid) {
     for (int64_t r = rows * tid / nt; r < rows * (tid + 1) / nt; ++r) {
       const T* xs = x + r * n;
       T* ys = y + r * n;
       double sum = 0;
-      for (int64_t j = 0; j < n; ++j) sum += xs[j];
-      const T m = static_cast<T>(sum / static_cast<double>(n));
+      for (int64_t j = 0; j < n && center; ++j) sum += xs[j];
+      const T m = static_cast<T>(sum / static_cast<double>(n));  // 0 for RMS normalisation
       double sq = 0;
       for (int64_t j = 0; j < n; ++j) {
         const double d = static_cast<double>(xs[j] - m);
@@ -43,7 +43,7 @@ void layer_norm_fwd(const T* x, const T* weight, const T* bias, int64_t rows, in
         if (weight) t = t * weight[j];
         ys[j] = bias ? t + bias[j] : t;
       }
-      mean[r] = m;
+      if (mean) mean[r] = m;
       rstd[r] = rs;
     }
   });
@@ -51,7 +51,7 @@ void layer_norm_fwd(const T* x, const T* weight, const T* bias, int64_t rows, in
 
 template <class T>
 void layer_norm_bwd(const T* dy, const T* x, const T* weight, const T* mean, const T* rstd, int64_t rows, int64_t n,
-                    T* dx, T* dweight, T* dbias, int nthreads) {
+                    T* dx, T* dweight, T* dbias, int nthreads, bool center) {
   const int nt = threads_for(rows, n, nthreads);
   const bool columns = dweight || dbias;
   std::vector<double> partial(columns ? static_cast<size_t>(2 * nt * n) : 0, 0.0);  // per thread: dweight, dbias
@@ -61,7 +61,7 @@ void layer_norm_bwd(const T* dy, const T* x, const T* weight, const T* mean, con
     for (int64_t r = rows * tid / nt; r < rows * (tid + 1) / nt; ++r) {
       const T* xs = x + r * n;
       const T* gs = dy + r * n;
-      const T m = mean[r], rs = rstd[r];
+      const T m = center ? mean[r] : T(0), rs = rstd[r];
       double sg = 0, sgx = 0;
       for (int64_t j = 0; j < n; ++j) {
         const T xhat = (xs[j] - m) * rs;
@@ -73,7 +73,8 @@ void layer_norm_bwd(const T* dy, const T* x, const T* weight, const T* mean, con
           pb[j] += gs[j];
         }
       }
-      const T mg = static_cast<T>(sg / static_cast<double>(n)), mgx = static_cast<T>(sgx / static_cast<double>(n));
+      const T mg = center ? static_cast<T>(sg / static_cast<double>(n)) : T(0);
+      const T mgx = static_cast<T>(sgx / static_cast<double>(n));
       if (dx) {
         T* out = dx + r * n;
         for (int64_t j = 0; j < n; ++j) {
@@ -96,12 +97,12 @@ void layer_norm_bwd(const T* dy, const T* x, const T* weight, const T* mean, con
 }
 
 template void layer_norm_fwd<float>(const float*, const float*, const float*, int64_t, int64_t, double, float*,
-                                    float*, float*, int);
+                                    float*, float*, int, bool);
 template void layer_norm_fwd<double>(const double*, const double*, const double*, int64_t, int64_t, double, double*,
-                                     double*, double*, int);
+                                     double*, double*, int, bool);
 template void layer_norm_bwd<float>(const float*, const float*, const float*, const float*, const float*, int64_t,
-                                    int64_t, float*, float*, float*, int);
+                                    int64_t, float*, float*, float*, int, bool);
 template void layer_norm_bwd<double>(const double*, const double*, const double*, const double*, const double*,
-                                     int64_t, int64_t, double*, double*, double*, int);
+                                     int64_t, int64_t, double*, double*, double*, int, bool);
 
 }  // namespace ember::layer_norm

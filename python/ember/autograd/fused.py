@@ -85,3 +85,20 @@ class LayerNormFn(Function):
                                                weight_grad=weight is not None and bool(ctx.needs_input_grad[1]),
                                                bias_grad=ctx.has_bias and bool(ctx.needs_input_grad[2]))
         return dx, dw, db
+
+
+class RMSNormFn(Function):
+    """RMS normalisation over the trailing ``normalized_shape`` dimensions; weight may be None."""
+
+    @staticmethod
+    def forward(ctx, x, weight, normalized_shape, eps):
+        y, rstd = layer_norm.rms_norm_fwd(x, normalized_shape, weight, eps)
+        ctx.save_for_backward(x, weight)
+        ctx.rstd, ctx.shape = rstd, normalized_shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        return layer_norm.rms_norm_bwd(g, x, ctx.shape, weight, ctx.rstd,
+                                       weight_grad=weight is not None and bool(ctx.needs_input_grad[1]))

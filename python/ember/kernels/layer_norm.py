@@ -1,6 +1,7 @@
-"""Layer normalisation over the trailing dimensions, forward and backward in one pass per row
-(``ember._C.layer_norm_fwd`` / ``layer_norm_bwd``): float32 or float64, any leading dimensions
-folded into rows. Devices without the kernels get the same arithmetic from their array library.
+"""Layer and RMS normalisation over the trailing dimensions, forward and backward in one pass
+per row (``ember._C.layer_norm_fwd`` / ``layer_norm_bwd``, ``rms_norm_fwd`` / ``rms_norm_bwd``):
+float32 or float64, any leading dimensions folded into rows. Devices without the kernels get the
+same arithmetic from their array library.
 """
 
 from __future__ import annotations
@@ -48,3 +49,32 @@ def layer_norm_bwd(grad_output, input, normalized_shape, weight, mean, rstd, *, 
                                None if dw is None else dw.reshape(n), None if db is None else db.reshape(n),
                                **dev.launch())
     return dx, dw, db
+
+
+def rms_norm_fwd(input, normalized_shape, weight=None, eps: float = 1e-6):
+    """(out, rstd): ``input / sqrt(mean(input²) + eps) * weight`` over the trailing
+    ``normalized_shape`` dimensions, and each row's 1 / sqrt(mean(input²) + eps)."""
+    dev = _common.device(input=input, weight=weight)
+    x = _common.array(input, "input", dev, contiguous=True)
+    rows, n = _rows(x, normalized_shape)
+    w = None if weight is None else _common.array(weight, "weight", dev, (x.dtype,), contiguous=True).reshape(n)
+    y, rstd = dev.empty(x.shape, x.dtype), dev.empty((rows,), x.dtype)
+    dev.kernels.rms_norm_fwd(x.reshape(rows, n), w, float(eps), y.reshape(rows, n), rstd, **dev.launch())
+    return y, rstd
+
+
+def rms_norm_bwd(grad_output, input, normalized_shape, weight, rstd, *, weight_grad=True):
+    """(dinput, dweight) of :func:`rms_norm_fwd` for ``grad_output``; dweight is None when not
+    asked for."""
+    dev = _common.device(grad_output=grad_output, input=input, weight=weight)
+    x = _common.array(input, "input", dev, contiguous=True)
+    rows, n = _rows(x, normalized_shape)
+    g = _common.array(grad_output, "grad_output", dev, (x.dtype,), contiguous=True)
+    if g.shape != x.shape:
+        raise ValueError(f"rms_norm: grad_output has shape {tuple(g.shape)} but input has {tuple(x.shape)}")
+    w = None if weight is None else _common.array(weight, "weight", dev, (x.dtype,), contiguous=True).reshape(n)
+    dx = dev.empty(x.shape, x.dtype)
+    dw = dev.empty(tuple(normalized_shape), x.dtype) if weight_grad else None
+    dev.kernels.rms_norm_bwd(g.reshape(rows, n), x.reshape(rows, n), w, rstd, dx.reshape(rows, n),
+                             None if dw is None else dw.reshape(n), **dev.launch())
+    return dx, dw
