@@ -3,6 +3,7 @@ learns (validation loss well below the uniform guess), its checkpoint carries th
 resumes, generates reproducibly (quantized too), and every bad input is a one-line message."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -61,6 +62,18 @@ def test_generate_is_reproducible_and_runs_quantized(capsys, trained):
     assert quantized.startswith("ROMEO:") and len(quantized.split("(30")[0]) == len(greedy.split("(30")[0])
 
 
+def test_quantize_scores_it_on_its_validation_text(capsys, trained, tmp_path):
+    out = tmp_path / "g4.safetensors"
+    code, text, err = run(capsys, "quantize", str(trained[2]), "--bits", "4", "--out", str(out))
+    assert code == 0, err
+    before, after = (float(v) for v in re.search(r"loss: ([0-9.]+) -> ([0-9.]+)", text).groups())
+    assert "windows of its validation text" in text and abs(after - before) < 0.1 * before
+    model = ember.load_model(out)
+    assert type(model.head).__name__ == "QuantLinear"
+    code, text, err = run(capsys, "generate", str(out), "--prompt", "ROMEO:", "--tokens", "20")
+    assert code == 0 and text.startswith("ROMEO:"), err
+
+
 def test_resume_continues_the_run(capsys, trained, tmp_path):
     out = tmp_path / "more.safetensors"
     code, text, err = run(capsys, "train", "--model", "gpt", "--epochs", "3", "--resume", str(trained[2]),
@@ -88,6 +101,8 @@ def test_bad_input_is_a_one_line_message(capsys, trained, tmp_path, monkeypatch)
         (["generate", str(tmp_path / "linear.safetensors")], "not a GPT checkpoint"),
         (["generate", path, "--prompt", "caf\xe9"], "--prompt: CharTokenizer: '\xe9' is not in the vocabulary"),
         (["generate", path, "--prompt", ""], "--prompt: give at least one character"),
+        (["quantize", path, "--text", str(tmp_path / "short.txt")], "too short for windows of the checkpoint's 16"),
+        (["quantize", str(tmp_path / "linear.safetensors"), "--text", "x.txt"], "--text: only for a GPT checkpoint"),
     ]
     for argv, message in cases:
         code, _, err = run(capsys, *argv)
@@ -96,3 +111,18 @@ def test_bad_input_is_a_one_line_message(capsys, trained, tmp_path, monkeypatch)
         cli.main(["generate", path, "--tokens", "0"])
     assert "expected a positive integer" in capsys.readouterr().err
     assert not list(tmp_path.glob("ember-*"))  # no checkpoint was written by a failed run
+
+
+def test_a_text_of_ones_own(capsys, tmp_path):
+    """--text trains on a file; its checkpoint names it, and quantizing it needs the file again."""
+    (tmp_path / "mine.txt").write_text(ember.datasets.shakespeare()[:20_000], encoding="utf-8")
+    path = tmp_path / "mine.safetensors"
+    code, out, err = run(capsys, "train", "--model", "gpt", "--text", str(tmp_path / "mine.txt"), "--epochs", "1",
+                         "--out", str(path), *TINY[:-4], "--steps-per-epoch", "5", "--verbose", "0")
+    assert code == 0, err
+    assert "training gpt on mine.txt: 20000 characters" in out
+    code, _, err = run(capsys, "quantize", str(path), "--bits", "8")
+    assert code == 2 and "was trained on 'mine.txt': pass --text FILE to score it" in err
+    code, out, err = run(capsys, "quantize", str(path), "--bits", "8", "--text", str(tmp_path / "mine.txt"),
+                         "--out", str(tmp_path / "q.safetensors"))
+    assert code == 0 and "loss:" in out, err

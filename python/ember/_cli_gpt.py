@@ -117,6 +117,31 @@ def train(args, out) -> dict:
     return result
 
 
+EVAL_WINDOWS = 128  # validation windows a quantized GPT is scored on
+
+
+def validation_windows(text_arg, config, path):
+    """(inputs, next tokens) of the first EVAL_WINDOWS windows of the validation text (the last
+    tenth) of the text a GPT checkpoint was trained on: ``--text FILE`` or, by default, the
+    shipped text when its config names it."""
+    from .data import TextWindows
+    from .gpt import CharTokenizer
+
+    if text_arg is None and config.get("text") != "shakespeare":
+        raise ValueError(f"{path} was trained on {config.get('text')!r}: pass --text FILE to score it")
+    name, text = _read_text(text_arg)
+    block = config.get("options", {}).get("block_size")
+    split = int((1 - VALIDATION) * len(text))
+    if not isinstance(block, int) or len(text) - split < block + 1:
+        raise ValueError(f"--text {text_arg or name}: too short for windows of the checkpoint's {block} tokens")
+    try:
+        ids = CharTokenizer(config["chars"]).encode(text[split:])
+    except ValueError as exc:
+        raise ValueError(f"--text {text_arg or name}: {exc} of {path}") from None
+    windows = TextWindows(ids, block, stride=block)
+    return windows.get_batch(np.arange(min(len(windows), EVAL_WINDOWS)))
+
+
 def generate(args, out) -> dict:
     """``ember generate CHECKPOINT``: continue ``--prompt`` with ``--tokens`` sampled characters
     (``--bits 4`` or ``8`` quantizes the model's matrices for it first)."""

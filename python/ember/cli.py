@@ -178,9 +178,17 @@ def quantize(args, out=None):
     bits = _quantized_bits(model)
     if bits is not None:
         raise ValueError(f"{args.path} is already quantized (int{bits})")
+    path = Path(args.out) if args.out else Path(args.path).with_suffix(f".int{args.bits}.safetensors")
+    if config.get("model") == "gpt":
+        x, y = _cli_gpt.validation_windows(args.text, config, args.path)
+        qmodel, report = quant.quantize(model, bits=args.bits, group_size=args.group_size, eval_data=(x, y))
+        return _save_with_report(qmodel, path, config, report, "quantized",
+                                 f"{args.path} on {len(x)} windows of its validation text (loss in nats per "
+                                 "character):", out)
+    if args.text is not None:
+        raise ValueError("--text: only for a GPT checkpoint (ember train --model gpt)")
     x, y, dataset, norm = test_data(args.path, model, config, args)
     qmodel, report = quant.quantize(model, bits=args.bits, group_size=args.group_size, eval_data=(x, y))
-    path = Path(args.out) if args.out else Path(args.path).with_suffix(f".int{args.bits}.safetensors")
     return _save_with_report(qmodel, path, {**config, **norm, "dataset": dataset}, report, "quantized",
                              f"{args.path} on the {dataset} test split ({len(y)} images):", out)
 
@@ -362,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     p_quant.add_argument("--group-size", type=int, default=32,
                          help="int4 only: inputs per scale, a multiple of 8 from 8 to 4096 (default: 32)")
     p_quant.add_argument("--out", help="default: PATH with .int8/.int4 before .safetensors")
+    p_quant.add_argument("--text", metavar="FILE", help="a GPT checkpoint: the text it was trained on, scored on its "
+                                                       "last tenth (default: the shipped text)")
     p_compress.add_argument("--prune", type=_fraction, metavar="FRACTION",
                             help="remove this fraction of each prunable layer's channels (structured)")
     p_compress.add_argument("--criterion", choices=("l1", "l2", "bn_scale"), default="l1",

@@ -393,9 +393,11 @@ class QuantReport:
 
 
 def _on_model_device(model, x) -> Tensor:
-    """Inputs ``x`` as a float32 tensor where the model's weights are."""
+    """Inputs ``x`` as a tensor where the model's weights are: float32, or int64 for integer
+    inputs (a language model's token ids)."""
     first = next(iter(model.parameters()), None) or next(iter(model.buffers()))
-    return tensor(np.asarray(x, dtype=np.float32), device=first.device)
+    x = np.asarray(x)
+    return tensor(x.astype(np.int64 if x.dtype.kind in "iu" else np.float32), device=first.device)
 
 
 def _paired_seconds(model, qmodel, x, rounds=21):
@@ -418,7 +420,11 @@ def _paired_seconds(model, qmodel, x, rounds=21):
 
 
 def _score(model, x, y):
-    """('accuracy', value) for integer labels and (N, C) outputs, else ('mse', value)."""
+    """('loss', the model's own compute_loss) for a model that defines one (a language model),
+    ('accuracy', value) for integer labels and (N, C) outputs, else ('mse', value)."""
+    if callable(getattr(model, "compute_loss", None)):
+        with no_grad():
+            return "loss", float(model.compute_loss(_on_model_device(model, x), np.asarray(y)).item())
     with no_grad():
         out = model(_on_model_device(model, x))._host()
     y = np.asarray(y._data if isinstance(y, Tensor) else y)
@@ -434,7 +440,8 @@ def quantize(model, bits: int = 8, group_size: int = 32, calibration=None, eval_
     the measured speed-up of the model's forward on ``calibration`` (a batch of inputs; the
     first 256 inputs of ``eval_data`` when not given), and, with ``eval_data=(x, y)``, the
     accuracy (integer labels) or mean squared error before and after. Activations are
-    quantized dynamically, so ``calibration`` is only used for the timing."""
+    quantized dynamically, so ``calibration`` is only used for the timing. A model with a
+    ``compute_loss(x, y)`` (such as ``ember.gpt.GPT``) is scored by that loss instead."""
     import copy
 
     _check_bits_group(bits, group_size)
