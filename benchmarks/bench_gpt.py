@@ -2,7 +2,9 @@
 Ember against the same model in PyTorch eager on the CPU, alternating in rounds of one run:
 
 - one training step, batch 16 -- ``compute_loss`` through the fused head, backward, AdamW --
-  against nn.TransformerEncoderLayer blocks with PyTorch's fused attention and AdamW;
+  against nn.TransformerEncoderLayer blocks with PyTorch's fused attention and AdamW, in float32
+  and under each library's bf16 autocast (``ember.autocast("bf16")``, ``torch.autocast("cpu",
+  dtype=torch.bfloat16)``);
 - generation at batch 1, 200 tokens after a 16-token prompt, greedy: Ember's ``generate``
   (its native decoder) in float32 and quantized to int8 and int4, against a PyTorch loop with a
   key/value cache (F.scaled_dot_product_attention over the cached keys, under inference_mode).
@@ -51,8 +53,9 @@ def torch_gpt(vocab, block, layers, heads, width):
     return GPT()
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}t")
-def bench_gpt_training_step(benchmark, threads):
+def bench_gpt_training_step(benchmark, threads, precision):
     quick = getattr(benchmark, "disabled", False)
     vocab, block, layers, heads, width, batch = (65, 16, 1, 2, 32, 2) if quick else (65, 256, 6, 6, 384, 16)
     rng = np.random.default_rng(0)
@@ -66,16 +69,20 @@ def bench_gpt_training_step(benchmark, threads):
     tx, ty = torch.tensor(x), torch.tensor(y)
     losses = {}
 
+    bf16 = precision == "bf16"
+
     def ember_step():
         opt_e.zero_grad()
-        loss = ours.compute_loss(x, y)
+        with ember.autocast("bf16" if bf16 else "fp32"):
+            loss = ours.compute_loss(x, y)
         loss.backward()
         opt_e.step()
         losses.setdefault("ember", loss.item())
 
     def torch_step():
         opt_t.zero_grad()
-        loss = theirs(tx, ty)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = theirs(tx, ty)
         loss.backward()
         opt_t.step()
         losses.setdefault("torch", loss.item())
@@ -91,13 +98,14 @@ def bench_gpt_training_step(benchmark, threads):
         ratio = ember.bench.speedup(timings, "ember", "torch")[0]
         figures.update(ember_ms=1e3 * timings["ember"].median, torch_ms=1e3 * timings["torch"].median, ratio=ratio)
         print(f"\nGPT training step ({layers} layers, width {width}, {heads} heads, context {block}, batch {batch}), "
-              f"{threads} thread(s): Ember {figures['ember_ms']:.0f} ms, PyTorch {figures['torch_ms']:.0f} ms, "
-              f"PyTorch / Ember {ratio:.2f}")
+              f"{precision}, {threads} thread(s): Ember {figures['ember_ms']:.0f} ms, PyTorch {figures['torch_ms']:.0f} "
+              f"ms, PyTorch / Ember {ratio:.2f}")
 
-    benchmark.group = "GPT training step"
+    benchmark.group = f"GPT training step {precision}"
     benchmark.pedantic(run, rounds=1, iterations=1)
-    benchmark.extra_info.update(figures, threads=threads, cpu=machine.cpu_model())
-    assert abs(losses["ember"] - losses["torch"]) < 1e-4 * max(1.0, abs(losses["torch"]))
+    benchmark.extra_info.update(figures, threads=threads, cpu=machine.cpu_model(), precision=precision)
+    # bf16: each library rounds the matrix products' inputs its own way
+    assert abs(losses["ember"] - losses["torch"]) < (2e-2 if bf16 else 1e-4) * max(1.0, abs(losses["torch"]))
 
 
 def torch_generate(state, layers, heads, ids, new_tokens):

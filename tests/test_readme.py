@@ -145,6 +145,12 @@ def test_the_ember_commands_run_through_the_console_script(tmp_path, rng):
     assert "macro avg" in evaluated and "test accuracy" in evaluated
     quantized = next(out for cmd, out in outputs.items() if cmd.startswith("ember evaluate ember-digits-cnn.int8"))
     assert "(int8)" in quantized and float(quantized.split("test accuracy ")[1].split()[0]) >= 0.95
+    gpt = outputs["ember train --model gpt"]  # the README states 1.74 on 2 cores
+    assert float(gpt.split("validation loss ")[1].split()[0]) < 1.8 and "epoch 4/4" in gpt
+    quantized_gpt = next(out for cmd, out in outputs.items() if cmd.startswith("ember quantize ember-shakespeare"))
+    before, after = (float(v) for v in re.search(r"loss: ([0-9.]+) -> ([0-9.]+)", quantized_gpt).groups())
+    assert after - before < 0.05, quantized_gpt
+    assert outputs[next(c for c in outputs if c.startswith("ember generate"))].startswith("ROMEO:")
     info = outputs["ember info"]
     assert re.search(r"^isa\s+(generic|avx2|avx512|avx512_bf16|amx)$", info, re.M), info
     assert re.search(r"^threads\s+\d+$", info, re.M), info

@@ -7,7 +7,8 @@ output head tied to the token embedding. ``forward`` gives logits; ``compute_los
 ``fit`` uses when the model is compiled with ``loss="model"`` -- sends the hidden states
 through the fused linear + cross-entropy kernel, so the (tokens x vocabulary) logits never
 exist in training. ``generate`` samples with a key/value cache: each new token costs one
-position's work per layer, not the whole context's.
+position's work per layer, not the whole context's -- on the CPU in one native call per token
+(``GPT.decoder``), float32 or quantized by ``ember.quant``.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class GPT(nn.Module):
 
     def compute_loss(self, idx, targets) -> Tensor:
         """The mean cross-entropy of predicting ``targets`` (batch, length) from ``idx``, through the
-        fused linear + cross-entropy head (the logits are never held)."""
+        fused linear + cross-entropy head (the logits are never held); a quantized model's head
+        makes the logits, then the cross-entropy."""
         h = self.hidden(idx).reshape(-1, self.d_model)
         t = targets._data if isinstance(targets, Tensor) else targets
         if "head" in self._modules:
