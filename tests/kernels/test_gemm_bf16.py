@@ -75,6 +75,18 @@ def test_bf16_transposes_and_strided_views(isa, rng, trans_a, trans_b):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("m, k", [(45, 70), (64, 96), (16, 32), (33, 31)])
+def test_bf16_transposed_a_read_whole_tiles_at_a_time(isa, rng, m, k):
+    """op(A) the transpose of a C-contiguous matrix (a Linear's weight gradient, dYᵀ X): whole 16 x
+    32 tiles are packed by transposing blocks, the edges one value at a time -- both exact."""
+    a = bf16(rng, (k, m))
+    b = bf16(rng, (k, 24))
+    out = np.zeros((m, 24), np.float32)
+    gemm.gemm(a, b, out=out, trans_a=True)
+    want = exact(a.T, b)
+    assert np.all(np.abs(out - want) <= 0.5 * tolerance(a.T, b) + 1e-5 * np.abs(want))
+
+
 def test_bf16_special_cases(isa, rng):
     a, b = bf16(rng, (5, 0)), bf16(rng, (0, 4))
     c = np.full((5, 4), 2.0, np.float32)

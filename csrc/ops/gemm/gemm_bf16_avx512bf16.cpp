@@ -49,15 +49,52 @@ void block_avx512bf16(const TileStrip& a, const TileStrip& b, int64_t kt_count, 
   }
 }
 
+// A whole 16 x 32 tile of op(A) whose rows are contiguous in memory's columns (a.rs == 1: op(A) is
+// a transposed row-major matrix, as the output gradient in a Linear's weight gradient): 32 loads
+// of 16 values (one k each), widened and paired into 16 dwords per k pair (k even in the low
+// half, as the tile row wants them), then a 16 x 16 dword transpose in four rounds of
+// two-source permutes, each swapping the off-diagonal blocks of size 8, 4, 2, 1. Replaces 512
+// single-element loads strided by a row of the matrix.
+void pack_a_tile_transposed(const uint16_t* src, int64_t cs, uint16_t* dst) {
+  __m512i w[16];
+  for (int p = 0; p < 16; ++p) {
+    const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * p * cs)));
+    const __m512i hi =
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + (2 * p + 1) * cs)));
+    w[p] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));  // w[p][r]: row r's k = 2p, 2p + 1
+  }
+  for (int b = 8; b >= 1; b /= 2) {
+    alignas(64) int32_t keep[16], take[16];
+    for (int j = 0; j < 16; ++j) {
+      const bool first = j % (2 * b) < b;
+      keep[j] = first ? j : 16 + j - b;  // row i: its own first half of each 2b block, then row i + b's
+      take[j] = first ? j + b : 16 + j;  // row i + b: row i's second half, then its own
+    }
+    const __m512i ik = _mm512_load_si512(keep), it = _mm512_load_si512(take);
+    for (int i = 0; i < 16; ++i) {
+      if (i % (2 * b) >= b) continue;
+      const __m512i x = w[i], y = w[i + b];
+      w[i] = _mm512_permutex2var_epi32(x, ik, y);
+      w[i + b] = _mm512_permutex2var_epi32(x, it, y);
+    }
+  }
+  for (int r = 0; r < 16; ++r) _mm512_storeu_si512(dst + r * 32, w[r]);
+}
+
 }  // namespace
 
 void pack_a_bf16_avx512(const MatrixBF16& a, int64_t r0, int64_t tiles, int64_t kt_count, uint16_t* out) {
   const int64_t K = a.cols;
   for (int64_t t = 0; t < tiles; ++t) {
     uint16_t* tile0 = out + t * kt_count * kBf16Tile;
-    for (int r = 0; r < 16; ++r) {
+    const int64_t i0 = r0 + t * 16;
+    int64_t whole = 0;  // k-tiles packed by transposing whole tiles
+    if (a.rs == 1 && a.cs > 0 && i0 + 16 <= a.rows)
+      for (; whole < kt_count && (whole + 1) * 32 <= K; ++whole)
+        pack_a_tile_transposed(a.data + i0 + whole * 32 * a.cs, a.cs, tile0 + whole * kBf16Tile);
+    for (int r = 0; r < 16 && whole < kt_count; ++r) {
       const int64_t i = r0 + t * 16 + r;
-      for (int64_t kt = 0; kt < kt_count; ++kt) {
+      for (int64_t kt = whole; kt < kt_count; ++kt) {
         uint16_t* dst = tile0 + kt * kBf16Tile + r * 32;
         const int64_t k0 = kt * 32, n = i < a.rows ? std::min<int64_t>(32, K - k0) : 0;
         if (n > 0 && a.cs == 1) {
