@@ -40,7 +40,16 @@ def test_each_step_equals_the_forward(rng, activation, bits):
     with ember.no_grad():
         full = model(ids).numpy()
     got = stepped(model, ids)
-    np.testing.assert_allclose(got, full, rtol=2e-5, atol=2e-5 * np.abs(full).max())
+    tight = {"rtol": 2e-5, "atol": 2e-5 * np.abs(full).max()}
+    if bits is None:
+        np.testing.assert_allclose(got, full, **tight)
+    else:
+        # The activations are rounded to int8 inside each product, so where the forward's sums and
+        # the decoder's differ in the last bit (attention over a cache, summed in another order), a
+        # value on a rounding edge lands one int8 step away, and the cached keys carry it on. At
+        # position 0 attention is exact (one key), so the two agree there as in float32.
+        np.testing.assert_allclose(got[:, 0], full[:, 0], **tight)
+        assert np.abs(got - full).max() < 0.05 * np.abs(full).max()
 
 
 def test_reset_starts_again_and_a_full_cache_is_refused(rng):

@@ -247,7 +247,7 @@ class Decoder {
       if (!linear(b.ff1, h, t, a)) return false;
       const int64_t hidden = batch_ * b.ff1.n;
       if (gelu_) {
-        eltwise::gelu_fwd(t, t, hidden, a.nthreads);
+        eltwise::gelu_fwd(t, t, hidden, a.isa, a.nthreads);
       } else {
         eltwise::relu_fwd(t, t, hidden, a.nthreads);
       }

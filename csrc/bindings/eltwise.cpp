@@ -7,7 +7,7 @@ namespace {
 
 // Every array float32, or every one float64, C-contiguous and of one shape. out may be an
 // input itself (elementwise, so in place is exact) but may not partly overlap one. Runs
-// kernel(T{}, inputs, out, n, nthreads) without the GIL.
+// kernel(T{}, inputs, out, n, active) without the GIL.
 struct Arg {
   const char* name;
   py::handle obj;
@@ -29,45 +29,46 @@ void run(const Arg (&args)[N], const py::handle& out_obj, Kernel&& kernel) {
   const Active active;
   py::gil_scoped_release release;
   if (f32)
-    kernel(float{}, ptrs, out.data, out.size(), active.nthreads);
+    kernel(float{}, ptrs, out.data, out.size(), active);
   else
-    kernel(double{}, ptrs, out.data, out.size(), active.nthreads);
+    kernel(double{}, ptrs, out.data, out.size(), active);
 }
 
 void relu_fwd(const py::handle& input, const py::handle& out) {
-  run({{"input", input}}, out, [](auto tag, const void* const* in, void* o, int64_t n, int nt) {
+  run({{"input", input}}, out, [](auto tag, const void* const* in, void* o, int64_t n, const Active& a) {
     using T = decltype(tag);
-    eltwise::relu_fwd(static_cast<const T*>(in[0]), static_cast<T*>(o), n, nt);
+    eltwise::relu_fwd(static_cast<const T*>(in[0]), static_cast<T*>(o), n, a.nthreads);
   });
 }
 
 void relu_bwd(const py::handle& grad_output, const py::handle& output, const py::handle& out) {
   run({{"grad_output", grad_output}, {"output", output}}, out,
-      [](auto tag, const void* const* in, void* o, int64_t n, int nt) {
+      [](auto tag, const void* const* in, void* o, int64_t n, const Active& a) {
         using T = decltype(tag);
-        eltwise::relu_bwd(static_cast<const T*>(in[0]), static_cast<const T*>(in[1]), static_cast<T*>(o), n, nt);
+        eltwise::relu_bwd(static_cast<const T*>(in[0]), static_cast<const T*>(in[1]), static_cast<T*>(o), n, a.nthreads);
       });
 }
 
 void erf(const py::handle& input, const py::handle& out) {
-  run({{"input", input}}, out, [](auto tag, const void* const* in, void* o, int64_t n, int nt) {
+  run({{"input", input}}, out, [](auto tag, const void* const* in, void* o, int64_t n, const Active& a) {
     using T = decltype(tag);
-    eltwise::erf(static_cast<const T*>(in[0]), static_cast<T*>(o), n, nt);
+    eltwise::erf(static_cast<const T*>(in[0]), static_cast<T*>(o), n, a.nthreads);
   });
 }
 
 void gelu_fwd(const py::handle& input, const py::handle& out) {
-  run({{"input", input}}, out, [](auto tag, const void* const* in, void* o, int64_t n, int nt) {
+  run({{"input", input}}, out, [](auto tag, const void* const* in, void* o, int64_t n, const Active& a) {
     using T = decltype(tag);
-    eltwise::gelu_fwd(static_cast<const T*>(in[0]), static_cast<T*>(o), n, nt);
+    eltwise::gelu_fwd(static_cast<const T*>(in[0]), static_cast<T*>(o), n, a.isa, a.nthreads);
   });
 }
 
 void gelu_bwd(const py::handle& grad_output, const py::handle& input, const py::handle& out) {
   run({{"grad_output", grad_output}, {"input", input}}, out,
-      [](auto tag, const void* const* in, void* o, int64_t n, int nt) {
+      [](auto tag, const void* const* in, void* o, int64_t n, const Active& a) {
         using T = decltype(tag);
-        eltwise::gelu_bwd(static_cast<const T*>(in[0]), static_cast<const T*>(in[1]), static_cast<T*>(o), n, nt);
+        eltwise::gelu_bwd(static_cast<const T*>(in[0]), static_cast<const T*>(in[1]), static_cast<T*>(o), n, a.isa,
+                          a.nthreads);
       });
 }
 

@@ -164,7 +164,7 @@ struct Activation : Layer {
         for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid_of(x[i]);
         return;
       case gelu:  // Python's kernel
-        eltwise::gelu_fwd(x, y, n, threads());
+        eltwise::gelu_fwd(x, y, n, active_isa(), threads());
         return;
     }
   }

@@ -111,7 +111,7 @@ def numpy_gelu(x):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [0, 1, 9, 20_001])
-def test_gelu_forward_is_the_step_by_step_expression(rng, threads, dtype, n):
+def test_gelu_forward_is_the_step_by_step_expression(isa, rng, threads, dtype, n):
     x = sample(rng, n, dtype)
     y = np.full_like(x, 7.0)
     _C.gelu_fwd(x, y)
@@ -124,7 +124,7 @@ def test_gelu_forward_is_the_step_by_step_expression(rng, threads, dtype, n):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gelu_backward_is_the_derivative(rng, threads, dtype):
+def test_gelu_backward_is_the_derivative(isa, rng, threads, dtype):
     x = rng.standard_normal(30_001).astype(dtype) * 3
     g = rng.standard_normal(x.size).astype(dtype)
     dx = np.empty_like(x)

@@ -1,10 +1,14 @@
 // Elementwise activations on contiguous float32/float64 arrays, split across
-// threads. Memory-bound (ReLU) or libm-bound (erf), so plain loops the compiler
-// vectorises where it can; no per-ISA variants. The results are exactly those
-// of the NumPy expressions named below, which are the tests' references.
+// threads. ReLU is memory-bound: plain loops the compiler vectorises, exactly the
+// NumPy expressions named below (the tests' references). erf is std::erf's. GELU
+// in float64 is the step-by-step expression on std::erf; in float32 the bulk runs
+// on the per-ISA vector kernels of gelu_impl.h (their own erf, within a few ulps
+// of the expression), the last few elements on the scalar expression.
 #pragma once
 
 #include <cstdint>
+
+#include "core/cpu_features.h"
 
 namespace ember::eltwise {
 
@@ -21,10 +25,20 @@ void erf(const T* x, T* y, int64_t n, int nthreads);
 // y = x * (0.5 * (1 + erf(x / sqrt(2)))), each step rounded to T: GELU with the exact normal CDF
 // (PyTorch's approximate='none'), in one pass instead of NumPy's four.
 template <class T>
-void gelu_fwd(const T* x, T* y, int64_t n, int nthreads);
+void gelu_fwd(const T* x, T* y, int64_t n, Isa isa, int nthreads);
 // dx = g * (cdf + x * pdf), cdf as in gelu_fwd and pdf = exp(-x^2 / 2) / sqrt(2 pi): the
 // gradient from the forward's input alone (nothing saved but x).
 template <class T>
-void gelu_bwd(const T* g, const T* x, T* dx, int64_t n, int nthreads);
+void gelu_bwd(const T* g, const T* x, T* dx, int64_t n, Isa isa, int nthreads);
+
+// The float32 vector kernels of one ISA (gelu_<isa>.cpp; the registry's "gelu" rows): the
+// first n rounded down to 16 elements.
+struct GeluKernels {
+  void (*fwd)(const float* x, float* y, int64_t n);
+  void (*bwd)(const float* g, const float* x, float* dx, int64_t n);
+};
+extern const GeluKernels gelu_generic;
+extern const GeluKernels gelu_avx2;
+extern const GeluKernels gelu_avx512;
 
 }  // namespace ember::eltwise

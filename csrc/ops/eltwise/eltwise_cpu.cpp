@@ -1,7 +1,9 @@
 #include "ops/eltwise/eltwise.h"
 
 #include <cmath>
+#include <type_traits>
 
+#include "core/registry.h"
 #include "core/threads.h"
 
 namespace ember::eltwise {
@@ -44,30 +46,74 @@ void erf(const T* x, T* y, int64_t n, int nthreads) {
   });
 }
 
+namespace {
+
+// GELU's scalar step-by-step expression over [lo, hi).
 template <class T>
-void gelu_fwd(const T* x, T* y, int64_t n, int nthreads) {
+void gelu_fwd_scalar(const T* x, T* y, int64_t lo, int64_t hi) {
   const T root2 = static_cast<T>(std::sqrt(2.0));
-  parallel_ranges(n, nthreads, int64_t(1) << 12, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const T cdf = T(0.5) * (T(1) + std::erf(x[i] / root2));
-      y[i] = x[i] * cdf;
-    }
-  });
+  for (int64_t i = lo; i < hi; ++i) {
+    const T cdf = T(0.5) * (T(1) + std::erf(x[i] / root2));
+    y[i] = x[i] * cdf;
+  }
 }
 
 template <class T>
-void gelu_bwd(const T* g, const T* x, T* dx, int64_t n, int nthreads) {
+void gelu_bwd_scalar(const T* g, const T* x, T* dx, int64_t lo, int64_t hi) {
   const T root2 = static_cast<T>(std::sqrt(2.0));
   const T root_2pi = static_cast<T>(std::sqrt(2.0 * M_PI));
-  parallel_ranges(n, nthreads, int64_t(1) << 12, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const T xi = x[i];
-      const T cdf = T(0.5) * (T(1) + std::erf(xi / root2));
-      const T pdf = std::exp(T(-0.5) * xi * xi) / root_2pi;
-      dx[i] = g[i] * (cdf + xi * pdf);
-    }
-  });
+  for (int64_t i = lo; i < hi; ++i) {
+    const T xi = x[i];
+    const T cdf = T(0.5) * (T(1) + std::erf(xi / root2));
+    const T pdf = std::exp(T(-0.5) * xi * xi) / root_2pi;
+    dx[i] = g[i] * (cdf + xi * pdf);
+  }
 }
+
+// Elements per thread below which waking another costs more than it saves.
+constexpr int64_t kGeluPerThread = int64_t(1) << 12;
+
+}  // namespace
+
+template <class T>
+void gelu_fwd(const T* x, T* y, int64_t n, Isa isa, int nthreads) {
+  if constexpr (std::is_same_v<T, float>) {
+    const GeluKernels& k = lookup<GeluKernels>("gelu", isa);
+    parallel_ranges(n, nthreads, kGeluPerThread, [&](int64_t lo, int64_t hi) {
+      const int64_t whole = (hi - lo) / 16 * 16;
+      k.fwd(x + lo, y + lo, whole);
+      gelu_fwd_scalar(x, y, lo + whole, hi);
+    });
+  } else {
+    parallel_ranges(n, nthreads, kGeluPerThread, [&](int64_t lo, int64_t hi) { gelu_fwd_scalar(x, y, lo, hi); });
+  }
+}
+
+template <class T>
+void gelu_bwd(const T* g, const T* x, T* dx, int64_t n, Isa isa, int nthreads) {
+  if constexpr (std::is_same_v<T, float>) {
+    const GeluKernels& k = lookup<GeluKernels>("gelu", isa);
+    parallel_ranges(n, nthreads, kGeluPerThread, [&](int64_t lo, int64_t hi) {
+      const int64_t whole = (hi - lo) / 16 * 16;
+      k.bwd(g + lo, x + lo, dx + lo, whole);
+      gelu_bwd_scalar(g, x, dx, lo + whole, hi);
+    });
+  } else {
+    parallel_ranges(n, nthreads, kGeluPerThread,
+                    [&](int64_t lo, int64_t hi) { gelu_bwd_scalar(g, x, dx, lo, hi); });
+  }
+}
+
+namespace {
+
+const KernelEntry kGeluRows[] = {
+    {"gelu", Device::cpu, Isa::generic, &gelu_generic},
+    {"gelu", Device::cpu, Isa::avx2, &gelu_avx2},
+    {"gelu", Device::cpu, Isa::avx512, &gelu_avx512},
+};
+const KernelRegistrar gelu_registrar(kGeluRows);
+
+}  // namespace
 
 template void relu_fwd<float>(const float*, float*, int64_t, int);
 template void relu_fwd<double>(const double*, double*, int64_t, int);
@@ -75,9 +121,9 @@ template void relu_bwd<float>(const float*, const float*, float*, int64_t, int);
 template void relu_bwd<double>(const double*, const double*, double*, int64_t, int);
 template void erf<float>(const float*, float*, int64_t, int);
 template void erf<double>(const double*, double*, int64_t, int);
-template void gelu_fwd<float>(const float*, float*, int64_t, int);
-template void gelu_fwd<double>(const double*, double*, int64_t, int);
-template void gelu_bwd<float>(const float*, const float*, float*, int64_t, int);
-template void gelu_bwd<double>(const double*, const double*, double*, int64_t, int);
+template void gelu_fwd<float>(const float*, float*, int64_t, Isa, int);
+template void gelu_fwd<double>(const double*, double*, int64_t, Isa, int);
+template void gelu_bwd<float>(const float*, const float*, float*, int64_t, Isa, int);
+template void gelu_bwd<double>(const double*, const double*, double*, int64_t, Isa, int);
 
 }  // namespace ember::eltwise
