@@ -113,14 +113,20 @@ def quant_device(request):
 def test_quant_linear_and_quantize_model(rng, quant_device):
     ember.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    x = rng.standard_normal((200, 64)).astype(np.float32)
+    x = rng.standard_normal((800, 64)).astype(np.float32)
     with ember.no_grad():
-        y = model(ember.tensor(x)).cpu().numpy().argmax(axis=1)  # the float model's own labels
+        logits = model(ember.tensor(x)).cpu().numpy()
+    # The float model's own labels, on the inputs it does not decide on a knife edge: the quarter
+    # with the widest gap between the two highest scores (int4's error would flip the others at
+    # random, and the accuracy measured would be the draw's, not the quantization's).
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    x = x[np.argsort(top2[:, 1] - top2[:, 0])[-200:]]
+    y = logits.argmax(axis=1)[np.argsort(top2[:, 1] - top2[:, 0])[-200:]]
     for bits in (8, 4):
         qmodel, report = quant.quantize(model, bits=bits, group_size=32, eval_data=(x, y))
         assert isinstance(qmodel[0], quant.QuantLinear) and isinstance(model[0], nn.Linear)  # a copy
         assert report.layers == 2 and report.bytes_after < report.bytes_before / (3 if bits == 8 else 5)
-        assert report.metric == "accuracy" and report.before == 1.0 and report.after >= 0.9
+        assert report.metric == "accuracy" and report.before == 1.0 and report.after >= 0.98
         assert report.speedup is not None and report.speedup > 0 and "accuracy" in str(report)
         assert len(report.ratios) == 21 and report.speedup == np.median(report.ratios)
         assert "alternating rounds" in str(report)
