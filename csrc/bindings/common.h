@@ -30,6 +30,22 @@ R call(R (*f)(A...), const std::array<const char*, sizeof...(A)>& names, std::in
   return f(unwire<A>(std::forward<W>(args), names[I])...);
 }
 
+// f() with every TypeError, ValueError and OverflowError it raises prefixed by `name`
+// ("Decoder.step: tokens must ..."): what def() below does for a function, for a bound class's
+// constructor and methods.
+template <class F>
+auto prefixed(const char* name, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const TypeError& e) {
+    throw TypeError(detail::concat(name, ": ", e.what()));
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(detail::concat(name, ": ", e.what()));
+  } catch (const std::overflow_error& e) {
+    throw std::overflow_error(detail::concat(name, ": ", e.what()));
+  }
+}
+
 // m.def(name, f, doc, py::arg(...)...), with every TypeError, ValueError and
 // OverflowError f raises prefixed by the function's name ("conv2d_fwd: out
 // must be ..."), and int, float and bool parameters received through
@@ -41,15 +57,9 @@ void def(py::module_& m, const char* name, R (*f)(A...), const char* doc, const 
   m.def(
       name,
       [name, f, names](typename wire<A>::type... args) -> R {
-        try {
+        return prefixed(name, [&]() -> R {
           return call(f, names, std::index_sequence_for<A...>{}, std::forward<typename wire<A>::type>(args)...);
-        } catch (const TypeError& e) {
-          throw TypeError(detail::concat(name, ": ", e.what()));
-        } catch (const std::invalid_argument& e) {
-          throw std::invalid_argument(detail::concat(name, ": ", e.what()));
-        } catch (const std::overflow_error& e) {
-          throw std::overflow_error(detail::concat(name, ": ", e.what()));
-        }
+        });
       },
       doc, extra...);
 }

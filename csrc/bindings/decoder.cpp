@@ -285,13 +285,9 @@ void bind_decoder(py::module_& m) {
       .def(py::init([](int64_t batch, int64_t block_size, int64_t heads, const py::handle& wte, const py::handle& wpe,
                        const std::vector<py::tuple>& blocks, const py::tuple& norm, const py::tuple& head,
                        const std::string& activation) {
-             try {
+             return prefixed("Decoder", [&] {
                return std::make_unique<Decoder>(batch, block_size, heads, wte, wpe, blocks, norm, head, activation);
-             } catch (const TypeError& e) {
-               throw TypeError(detail::concat("Decoder: ", e.what()));
-             } catch (const std::invalid_argument& e) {
-               throw std::invalid_argument(detail::concat("Decoder: ", e.what()));
-             }
+             });
            }),
            py::arg("batch"), py::arg("block_size"), py::arg("heads"), py::arg("wte"), py::arg("wpe"),
            py::arg("blocks"), py::arg("norm"), py::arg("head"), py::arg("activation") = "gelu")
@@ -300,13 +296,7 @@ void bind_decoder(py::module_& m) {
       .def(
           "step",
           [](Decoder& d, const py::handle& tokens) {
-            try {
-              return d.step(tokens);
-            } catch (const TypeError& e) {
-              throw TypeError(detail::concat("Decoder.step: ", e.what()));
-            } catch (const std::invalid_argument& e) {
-              throw std::invalid_argument(detail::concat("Decoder.step: ", e.what()));
-            }
+            return prefixed("Decoder.step", [&] { return d.step(tokens); });
           },
           "The next token's logits (batch x vocabulary, float32) after tokens (int64, one per sequence)\n"
           "at the next position, which joins the cache.",

@@ -246,23 +246,13 @@ void bind_inference(py::module_& m) {
                             "(kernel, stride, padding, dilation), 4 average pool (kernel, stride, padding,\n"
                             "count_include_pad), 5 adaptive average pool, 6 reshape. Every shape is checked here.")
       .def(py::init([](const Extents& input_shape, const std::vector<py::tuple>& steps) {
-             try {
-               return std::make_unique<InferencePlan>(input_shape, steps);
-             } catch (const std::invalid_argument& e) {
-               throw std::invalid_argument(detail::concat("InferencePlan: ", e.what()));
-             }
+             return prefixed("InferencePlan", [&] { return std::make_unique<InferencePlan>(input_shape, steps); });
            }),
            py::arg("input_shape"), py::arg("steps"))
       .def(
           "run",
           [](const InferencePlan& plan, const py::handle& input, const py::sequence& params) {
-            try {
-              return plan.run(input, params);
-            } catch (const TypeError& e) {
-              throw TypeError(detail::concat("InferencePlan.run: ", e.what()));
-            } catch (const std::invalid_argument& e) {
-              throw std::invalid_argument(detail::concat("InferencePlan.run: ", e.what()));
-            }
+            return prefixed("InferencePlan.run", [&] { return plan.run(input, params); });
           },
           "The output for input (float32, the plan's input shape) with params: a weight and a bias (or None)\n"
           "per convolution and linear, in order. Raises ValueError or TypeError for anything else.",

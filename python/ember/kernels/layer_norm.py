@@ -19,6 +19,18 @@ def _rows(x, normalized_shape):
     return (x.size // n if n else 0), n
 
 
+def _backward_operands(what, grad_output, input, normalized_shape, weight):
+    """(device, input, grad_output, weight or None, rows, n) of a backward, checked."""
+    dev = _common.device(grad_output=grad_output, input=input, weight=weight)
+    x = _common.array(input, "input", dev, contiguous=True)
+    rows, n = _rows(x, normalized_shape)
+    g = _common.array(grad_output, "grad_output", dev, (x.dtype,), contiguous=True)
+    if g.shape != x.shape:
+        raise ValueError(f"{what}: grad_output has shape {tuple(g.shape)} but input has {tuple(x.shape)}")
+    w = None if weight is None else _common.array(weight, "weight", dev, (x.dtype,), contiguous=True).reshape(n)
+    return dev, x, g, w, rows, n
+
+
 def layer_norm_fwd(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
     """(out, mean, rstd): ``(input - mean) / sqrt(var + eps) * weight + bias`` over the trailing
     ``normalized_shape`` dimensions, and each row's mean and 1 / sqrt(var + eps) (for the backward)."""
@@ -35,13 +47,7 @@ def layer_norm_fwd(input, normalized_shape, weight=None, bias=None, eps: float =
 def layer_norm_bwd(grad_output, input, normalized_shape, weight, mean, rstd, *, weight_grad=True, bias_grad=True):
     """(dinput, dweight, dbias) of :func:`layer_norm_fwd` for ``grad_output``; dweight and dbias
     (shaped as ``normalized_shape``) are None when not asked for."""
-    dev = _common.device(grad_output=grad_output, input=input, weight=weight)
-    x = _common.array(input, "input", dev, contiguous=True)
-    rows, n = _rows(x, normalized_shape)
-    g = _common.array(grad_output, "grad_output", dev, (x.dtype,), contiguous=True)
-    if g.shape != x.shape:
-        raise ValueError(f"layer_norm: grad_output has shape {tuple(g.shape)} but input has {tuple(x.shape)}")
-    w = None if weight is None else _common.array(weight, "weight", dev, (x.dtype,), contiguous=True).reshape(n)
+    dev, x, g, w, rows, n = _backward_operands("layer_norm", grad_output, input, normalized_shape, weight)
     dx = dev.empty(x.shape, x.dtype)
     dw = dev.empty(tuple(normalized_shape), x.dtype) if weight_grad else None
     db = dev.empty(tuple(normalized_shape), x.dtype) if bias_grad else None
@@ -66,13 +72,7 @@ def rms_norm_fwd(input, normalized_shape, weight=None, eps: float = 1e-6):
 def rms_norm_bwd(grad_output, input, normalized_shape, weight, rstd, *, weight_grad=True):
     """(dinput, dweight) of :func:`rms_norm_fwd` for ``grad_output``; dweight is None when not
     asked for."""
-    dev = _common.device(grad_output=grad_output, input=input, weight=weight)
-    x = _common.array(input, "input", dev, contiguous=True)
-    rows, n = _rows(x, normalized_shape)
-    g = _common.array(grad_output, "grad_output", dev, (x.dtype,), contiguous=True)
-    if g.shape != x.shape:
-        raise ValueError(f"rms_norm: grad_output has shape {tuple(g.shape)} but input has {tuple(x.shape)}")
-    w = None if weight is None else _common.array(weight, "weight", dev, (x.dtype,), contiguous=True).reshape(n)
+    dev, x, g, w, rows, n = _backward_operands("rms_norm", grad_output, input, normalized_shape, weight)
     dx = dev.empty(x.shape, x.dtype)
     dw = dev.empty(tuple(normalized_shape), x.dtype) if weight_grad else None
     dev.kernels.rms_norm_bwd(g.reshape(rows, n), x.reshape(rows, n), w, rstd, dx.reshape(rows, n),
