@@ -143,3 +143,28 @@ def test_gelu_checks_its_arguments(rng):
         _C.gelu_fwd(x, np.empty(4, np.float32))
     with pytest.raises(TypeError, match=r"gelu_bwd: input"):
         _C.gelu_bwd(x, x.astype(np.float64), np.empty(5, np.float32))
+
+
+def test_gelu_float32_is_the_same_whatever_the_threads(isa, rng):
+    """Every element takes the vector kernels' arithmetic, the ragged end of each thread's range
+    too: the result does not depend on how the array is split."""
+    x = rng.standard_normal(100_003).astype(np.float32) * 3
+    g = rng.standard_normal(x.size).astype(np.float32)
+    before = ember.get_num_threads()
+    outs = []
+    try:
+        for t in (1, 2, 3):
+            ember.set_num_threads(t)
+            y, dx = np.empty_like(x), np.empty_like(x)
+            _C.gelu_fwd(x, y)
+            _C.gelu_bwd(g, x, dx)
+            outs.append((y, dx))
+    finally:
+        ember.set_num_threads(before)
+    for y, dx in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0][0])
+        np.testing.assert_array_equal(dx, outs[0][1])
+    head = x[:5].copy()  # a short array: one partial vector
+    out = np.empty_like(head)
+    _C.gelu_fwd(head, out)
+    np.testing.assert_array_equal(out, outs[0][0][:5])

@@ -1,9 +1,9 @@
 // Elementwise activations on contiguous float32/float64 arrays, split across
 // threads. ReLU is memory-bound: plain loops the compiler vectorises, exactly the
 // NumPy expressions named below (the tests' references). erf is std::erf's. GELU
-// in float64 is the step-by-step expression on std::erf; in float32 the bulk runs
-// on the per-ISA vector kernels of gelu_impl.h (their own erf, within a few ulps
-// of the expression), the last few elements on the scalar expression.
+// in float64 is the step-by-step expression on std::erf; in float32 it runs on the
+// per-ISA vector kernels of gelu_impl.h (their own erf, within a few ulps of the
+// expression), every element alike whatever the thread count.
 #pragma once
 
 #include <cstdint>
@@ -31,8 +31,8 @@ void gelu_fwd(const T* x, T* y, int64_t n, Isa isa, int nthreads);
 template <class T>
 void gelu_bwd(const T* g, const T* x, T* dx, int64_t n, Isa isa, int nthreads);
 
-// The float32 vector kernels of one ISA (gelu_<isa>.cpp; the registry's "gelu" rows): the
-// first n rounded down to 16 elements.
+// The float32 vector kernels of one ISA (gelu_<isa>.cpp; the registry's "gelu" rows, in
+// gelu_registry.cpp) over n elements.
 struct GeluKernels {
   void (*fwd)(const float* x, float* y, int64_t n);
   void (*bwd)(const float* g, const float* x, float* dx, int64_t n);

@@ -79,11 +79,7 @@ template <class T>
 void gelu_fwd(const T* x, T* y, int64_t n, Isa isa, int nthreads) {
   if constexpr (std::is_same_v<T, float>) {
     const GeluKernels& k = lookup<GeluKernels>("gelu", isa);
-    parallel_ranges(n, nthreads, kGeluPerThread, [&](int64_t lo, int64_t hi) {
-      const int64_t whole = (hi - lo) / 16 * 16;
-      k.fwd(x + lo, y + lo, whole);
-      gelu_fwd_scalar(x, y, lo + whole, hi);
-    });
+    parallel_ranges(n, nthreads, kGeluPerThread, [&](int64_t lo, int64_t hi) { k.fwd(x + lo, y + lo, hi - lo); });
   } else {
     parallel_ranges(n, nthreads, kGeluPerThread, [&](int64_t lo, int64_t hi) { gelu_fwd_scalar(x, y, lo, hi); });
   }
@@ -93,27 +89,13 @@ template <class T>
 void gelu_bwd(const T* g, const T* x, T* dx, int64_t n, Isa isa, int nthreads) {
   if constexpr (std::is_same_v<T, float>) {
     const GeluKernels& k = lookup<GeluKernels>("gelu", isa);
-    parallel_ranges(n, nthreads, kGeluPerThread, [&](int64_t lo, int64_t hi) {
-      const int64_t whole = (hi - lo) / 16 * 16;
-      k.bwd(g + lo, x + lo, dx + lo, whole);
-      gelu_bwd_scalar(g, x, dx, lo + whole, hi);
-    });
+    parallel_ranges(n, nthreads, kGeluPerThread,
+                    [&](int64_t lo, int64_t hi) { k.bwd(g + lo, x + lo, dx + lo, hi - lo); });
   } else {
     parallel_ranges(n, nthreads, kGeluPerThread,
                     [&](int64_t lo, int64_t hi) { gelu_bwd_scalar(g, x, dx, lo, hi); });
   }
 }
-
-namespace {
-
-const KernelEntry kGeluRows[] = {
-    {"gelu", Device::cpu, Isa::generic, &gelu_generic},
-    {"gelu", Device::cpu, Isa::avx2, &gelu_avx2},
-    {"gelu", Device::cpu, Isa::avx512, &gelu_avx512},
-};
-const KernelRegistrar gelu_registrar(kGeluRows);
-
-}  // namespace
 
 template void relu_fwd<float>(const float*, float*, int64_t, int);
 template void relu_fwd<double>(const double*, double*, int64_t, int);

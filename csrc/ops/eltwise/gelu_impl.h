@@ -1,6 +1,5 @@
 // GELU forward and backward on float32, written once over 16-float vectors (core/simd.h) and
-// compiled per ISA by gelu_<isa>.cpp; eltwise_cpu.cpp keeps the std::erf loops, which float64
-// and the tail of a float32 array use.
+// compiled per ISA by gelu_<isa>.cpp; float64 keeps eltwise_cpu.cpp's std::erf loops.
 //
 // The normal CDF from erf(z), z = x / sqrt(2), in three ranges (coefficients fitted here by
 // weighted least squares, errors measured against math.erf in double):
@@ -52,21 +51,30 @@ inline vf16 normal_cdf(vf16 x) {
   return z != z ? z : cdf;  // NaN
 }
 
-// y[i] = x[i] * cdf(x[i]) for i in [0, n rounded down to 16).
+// y = x * cdf(x) over n elements, the last partial vector too: every element takes the same
+// arithmetic, wherever the threads' ranges split the array.
 void gelu_fwd_block(const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i + kGeluBlock <= n; i += kGeluBlock) {
+  int64_t i = 0;
+  for (; i + kGeluBlock <= n; i += kGeluBlock) {
     const vf16 v = load16(x + i);
     store16(y + i, v * normal_cdf(v));
   }
+  if (i < n) {
+    const vf16 v = load16_part(x + i, n - i);
+    store16_part(y + i, v * normal_cdf(v), n - i);
+  }
 }
 
-// dx[i] = g[i] * (cdf + x pdf), pdf = exp(-x^2 / 2) / sqrt(2 pi), for i in [0, n rounded down to 16).
+// dx = g * (cdf + x pdf), pdf = exp(-x^2 / 2) / sqrt(2 pi), over n elements.
+inline vf16 gelu_grad(vf16 g, vf16 v) {
+  const vf16 pdf = vexp_nonpositive(splat(-0.5f) * (v * v)) * splat(0.398942280f);
+  return g * (normal_cdf(v) + v * pdf);
+}
+
 void gelu_bwd_block(const float* g, const float* x, float* dx, int64_t n) {
-  for (int64_t i = 0; i + kGeluBlock <= n; i += kGeluBlock) {
-    const vf16 v = load16(x + i);
-    const vf16 pdf = vexp_nonpositive(splat(-0.5f) * (v * v)) * splat(0.398942280f);
-    store16(dx + i, load16(g + i) * (normal_cdf(v) + v * pdf));
-  }
+  int64_t i = 0;
+  for (; i + kGeluBlock <= n; i += kGeluBlock) store16(dx + i, gelu_grad(load16(g + i), load16(x + i)));
+  if (i < n) store16_part(dx + i, gelu_grad(load16_part(g + i, n - i), load16_part(x + i, n - i)), n - i);
 }
 
 }  // namespace
