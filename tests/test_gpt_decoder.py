@@ -136,6 +136,12 @@ def test_bad_input_is_named(rng):
     with pytest.raises(ValueError, match=r"Decoder: block 0 linear1 data has shape \(752,\): dimension 0 must be 768"):
         _C.Decoder(1, 20, 3, e, p, [(*block[:4], (4, 40, 24, 32, q4.data[:-16], q4.scales, None, None), block[5])],
                    norm, (e, None))
+    with pytest.raises(TypeError, match=r"Decoder: block 0 qkv must be a tuple, got list"):
+        _C.Decoder(1, 20, 3, e, p, [(norm, list(block[1]), *block[2:])], norm, (e, None))
+    with pytest.raises(TypeError, match=r"Decoder: block 0 norm2 eps must be a number, got str"):
+        _C.Decoder(1, 20, 3, e, p, [(*block[:3], (None, None, "1e-5"), *block[4:])], norm, (e, None))
+    with pytest.raises(TypeError, match=r"Decoder: block 0 linear1 bits must be a number, got NoneType"):
+        _C.Decoder(1, 20, 3, e, p, [(*block[:4], (None, 40, 24, 32, None, None, None, None), block[5])], norm, (e, None))
     with pytest.raises(TypeError, match=r"Decoder: wte must have dtype float32, got float64"):
         _C.Decoder(1, 20, 3, e.astype(np.float64), p, [block], norm, (e, None))
     model64 = model_with(rng)

@@ -138,13 +138,27 @@ class Decoder {
     return obj.is_none() ? nullptr : keep(obj, name, {DType::float32, {n}}).ptr<const float>();
   }
 
+  static py::tuple tuple_arg(const py::handle& obj, const std::string& at) {
+    EMBER_CHECK_TYPE(py::isinstance<py::tuple>(obj), at, " must be a tuple, got ", type_name(obj));
+    return py::reinterpret_borrow<py::tuple>(obj);
+  }
+
+  template <class T>
+  static T number(const py::handle& obj, const std::string& at) {
+    try {
+      return py::cast<T>(obj);
+    } catch (const py::cast_error&) {
+      throw TypeError(detail::concat(at, " must be a number, got ", type_name(obj)));
+    }
+  }
+
   Norm make_norm(const py::handle& obj, const std::string& at) {
-    const py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
+    const py::tuple t = tuple_arg(obj, at);
     EMBER_CHECK_VALUE(t.size() == 3, at, " must be (weight or None, bias or None, eps)");
     Norm n;
     n.weight = optional(t[0], at + " weight", d_);
     n.bias = optional(t[1], at + " bias", d_);
-    n.eps = py::cast<double>(t[2]);
+    n.eps = number<double>(t[2], at + " eps");
     EMBER_CHECK_VALUE(n.eps >= 0 && std::isfinite(n.eps), at, " eps must be finite and >= 0, got ", n.eps);
     return n;
   }
@@ -152,7 +166,7 @@ class Decoder {
   // (weight, bias or None) for float32, or (bits, n, k, group_size, data, scales, colsum or
   // None, bias or None) for a packed weight; n == -1 takes any number of outputs.
   Linear make_linear(const py::handle& obj, const std::string& at, int64_t n, int64_t k) {
-    const py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
+    const py::tuple t = tuple_arg(obj, at);
     Linear l;
     if (t.size() == 2) {
       const ArrayView w = keep(t[0], at + " weight", {DType::float32, {n, k}});
@@ -162,9 +176,9 @@ class Decoder {
     }
     EMBER_CHECK_VALUE(t.size() == 8, at, " must be (weight, bias) or (bits, n, k, group_size, data, scales, colsum, "
                                          "bias)");
-    l.bits = py::cast<int>(t[0]);
-    l.n = py::cast<int64_t>(t[1]), l.k = py::cast<int64_t>(t[2]);
-    const int64_t group = py::cast<int64_t>(t[3]);
+    l.bits = number<int>(t[0], at + " bits");
+    l.n = number<int64_t>(t[1], at + " n"), l.k = number<int64_t>(t[2], at + " k");
+    const int64_t group = number<int64_t>(t[3], at + " group_size");
     EMBER_CHECK_VALUE(l.bits == 8 || l.bits == 4, at, ": bits must be 8 or 4, got ", l.bits);
     EMBER_CHECK_VALUE((n < 0 || l.n == n) && l.n >= 1 && l.k == k, at, " must be ", n < 0 ? -1 : n, " x ", k,
                       ", got ", l.n, " x ", l.k);
