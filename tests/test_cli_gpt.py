@@ -72,6 +72,16 @@ def test_quantize_scores_it_on_its_validation_text(capsys, trained, tmp_path):
     assert type(model.head).__name__ == "QuantLinear"
     code, text, err = run(capsys, "generate", str(out), "--prompt", "ROMEO:", "--tokens", "20")
     assert code == 0 and text.startswith("ROMEO:"), err
+    # The codebook format: 4.5 bits per weight, scored the same way, named in the file's name.
+    code, text, err = run(capsys, "quantize", str(trained[2]), "--bits", "4", "--codebook")
+    assert code == 0, err
+    coded = trained[2].with_suffix(".int4cb.safetensors")
+    assert "int4 (codebook, 4.5 bits per weight)" in text and str(coded.resolve()) in text
+    cb_after = float(re.search(r"loss: [0-9.]+ -> ([0-9.]+)", text).group(1))
+    assert abs(cb_after - before) < 0.1 * before
+    assert ember.load_model(coded).head.codebook
+    code, text, err = run(capsys, "generate", str(trained[2]), "--bits", "4", "--codebook", "--tokens", "20")
+    assert code == 0 and "20 characters in" in text, err
 
 
 def test_resume_continues_the_run(capsys, trained, tmp_path):
@@ -103,6 +113,8 @@ def test_bad_input_is_a_one_line_message(capsys, trained, tmp_path, monkeypatch)
         (["generate", path, "--prompt", ""], "--prompt: give at least one character"),
         (["quantize", path, "--text", str(tmp_path / "short.txt")], "too short for windows of the checkpoint's 16"),
         (["quantize", str(tmp_path / "linear.safetensors"), "--text", "x.txt"], "--text: only for a GPT checkpoint"),
+        (["quantize", path, "--codebook"], "--codebook: an int4 format, for --bits 4 (got --bits 8)"),
+        (["generate", path, "--codebook"], "--codebook: an int4 format, for --bits 4"),
     ]
     for argv, message in cases:
         code, _, err = run(capsys, *argv)

@@ -1,5 +1,5 @@
 """GPT.decoder (ember._C.Decoder): one native call per position equals the model's forward at
-every position -- float32, int8 and int4, GELU and ReLU, odd sizes, several sequences --
+every position -- float32, int8, int4 and int4 with a codebook, GELU and ReLU, odd sizes, several sequences --
 starts again after reset(), and refuses what it cannot take by name."""
 
 import threading
@@ -31,11 +31,11 @@ def stepped(model, ids):
 
 
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
-@pytest.mark.parametrize("bits", [None, 8, 4])
+@pytest.mark.parametrize("bits", [None, 8, 4, "4cb"])
 def test_each_step_equals_the_forward(rng, activation, bits):
     model = model_with(rng, activation=activation)
     if bits is not None:
-        model, _ = ember.quant.quantize(model, bits=bits)
+        model, _ = ember.quant.quantize(model, bits=4 if bits == "4cb" else bits, codebook=bits == "4cb")
     ids = rng.integers(0, 11, (3, 20))  # the whole block
     with ember.no_grad():
         full = model(ids).numpy()

@@ -38,6 +38,7 @@ struct Linear {
   const float* bias = nullptr;
   qmatmul::Int8Weight q8{};
   qmatmul::Int4Weight q4{};
+  qmatmul::Int4CbWeight q4cb{};  // bits 4, group_size 0
 };
 
 struct Norm {
@@ -164,7 +165,8 @@ class Decoder {
   }
 
   // (weight, bias or None) for float32, or (bits, n, k, group_size, data, scales, colsum or
-  // None, bias or None) for a packed weight; n == -1 takes any number of outputs.
+  // None, bias or None) for a packed weight (bits 4 with group_size 0: the codebook format);
+  // n == -1 takes any number of outputs.
   Linear make_linear(const py::handle& obj, const std::string& at, int64_t n, int64_t k) {
     const py::tuple t = tuple_arg(obj, at);
     Linear l;
@@ -175,16 +177,27 @@ class Decoder {
       return l;
     }
     EMBER_CHECK_VALUE(t.size() == 8, at, " must be (weight, bias) or (bits, n, k, group_size, data, scales, colsum, "
-                                         "bias)");
+                                         "bias), group_size 0 for the int4 codebook format");
     l.bits = number<int>(t[0], at + " bits");
     l.n = number<int64_t>(t[1], at + " n"), l.k = number<int64_t>(t[2], at + " k");
     const int64_t group = number<int64_t>(t[3], at + " group_size");
     EMBER_CHECK_VALUE(l.bits == 8 || l.bits == 4, at, ": bits must be 8 or 4, got ", l.bits);
     EMBER_CHECK_VALUE((n < 0 || l.n == n) && l.n >= 1 && l.k == k, at, " must be ", n < 0 ? -1 : n, " x ", k,
                       ", got ", l.n, " x ", l.k);
-    if (l.bits == 4)
+    const bool codebook = l.bits == 4 && group == 0;
+    if (l.bits == 4 && !codebook)
       EMBER_CHECK_VALUE(group >= 8 && group % 8 == 0 && group <= 4096, at,
-                        ": group_size must be a multiple of 8 from 8 to 4096, got ", group);
+                        ": group_size must be 0 (the codebook format) or a multiple of 8 from 8 to 4096, got ", group);
+    if (codebook) {
+      const qmatmul::PackedSizes sizes = qmatmul::packed_sizes_cb(l.n, l.k);
+      const ArrayView data = keep(t[4], at + " data", {DType::uint8, {sizes.data}});
+      const ArrayView scales = keep(t[5], at + " scales", {DType::uint8, {sizes.scales}});
+      EMBER_CHECK_VALUE(t[6].is_none(), at, ": an int4 weight has no colsum");
+      l.q4cb = {l.n, l.k, (l.k + qmatmul::kSuper - 1) / qmatmul::kSuper * qmatmul::kSuper, data.ptr<const uint8_t>(),
+                scales.ptr<const uint8_t>()};
+      l.bias = optional(t[7], at + " bias", l.n);
+      return l;
+    }
     const qmatmul::PackedSizes sizes = qmatmul::packed_sizes(l.n, l.k, l.bits, group);
     const ArrayView data =
         keep(t[4], at + " data", {l.bits == 8 ? DType::int8 : DType::uint8, {sizes.data}});
@@ -204,6 +217,8 @@ class Decoder {
   // y (rows x n) = x (rows x k) @ W^T + bias; false for a non-finite input to a quantized one.
   bool linear(const Linear& l, const float* x, float* y, const Active& a) const {
     if (l.bits == 8) return qmatmul::qmatmul_int8(x, batch_, l.k, l.q8, l.bias, y, l.n, a.isa, a.nthreads);
+    if (l.bits == 4 && l.q4cb.data)
+      return qmatmul::qmatmul_int4cb(x, batch_, l.k, l.q4cb, l.bias, y, l.n, a.isa, a.nthreads);
     if (l.bits == 4) return qmatmul::qmatmul_int4(x, batch_, l.k, l.q4, l.bias, y, l.n, a.isa, a.nthreads);
     gemm::GemmArgs g;
     g.a = MatrixF32{x, batch_, l.k, l.k, 1};
@@ -295,7 +310,8 @@ void bind_decoder(py::module_& m) {
                       "per block (norm1, qkv, out, norm2, linear1, linear2), the final norm and the head; a norm\n"
                       "is (weight or None, bias or None, eps), a matrix (weight, bias or None) in float32 or\n"
                       "(bits, n, k, group_size, data, scales, colsum or None, bias or None) packed as\n"
-                      "ember.quant packs it. Every array is checked here and kept alive by the decoder.")
+                      "ember.quant packs it (group_size 0 with bits 4: the codebook format). Every array is\n"
+                      "checked here and kept alive by the decoder.")
       .def(py::init([](int64_t batch, int64_t block_size, int64_t heads, const py::handle& wte, const py::handle& wpe,
                        const std::vector<py::tuple>& blocks, const py::tuple& norm, const py::tuple& head,
                        const std::string& activation) {

@@ -91,6 +91,38 @@ void int4(const py::handle& input, const py::handle& data, const py::handle& sca
   });
 }
 
+template <bool Ref>
+void int4cb(const py::handle& input, const py::handle& data, const py::handle& scales, int64_t n, int64_t k,
+            const py::handle& bias, const py::handle& out) {
+  const Floats f(input, bias, out, n, k);
+  const qmatmul::PackedSizes sizes = qmatmul::packed_sizes_cb(n, k);
+  const ArrayView d = packed(data, "data", DType::uint8, sizes.data);
+  const ArrayView s = packed(scales, "scales", DType::uint8, sizes.scales);
+  for (const ArrayView* in : {&d, &s}) check_apart(f.out, *in);
+  const qmatmul::Int4CbWeight w{n, k, (k + qmatmul::kSuper - 1) / qmatmul::kSuper * qmatmul::kSuper,
+                                d.ptr<const uint8_t>(), s.ptr<const uint8_t>()};
+  f.run([&](const float* x, int64_t m, int64_t ldx, const float* b, float* y, int64_t ldy, Isa isa, int nt) {
+    return Ref ? qmatmul::qmatmul_int4cb_ref(x, m, ldx, w, b, y, ldy)
+               : qmatmul::qmatmul_int4cb(x, m, ldx, w, b, y, ldy, isa, nt);
+  });
+}
+
+void pack_cb(const py::handle& weight, const py::handle& out_data, const py::handle& out_scales) {
+  const ArrayView w = array_arg(weight, "weight", {DType::float32, {-1, -1}, Layout::rows});
+  const int64_t n = w.shape[0], k = w.shape[1];
+  EMBER_CHECK_VALUE(n >= 1 && k >= 1 && k <= 65536, "weight must be (N, K) with N >= 1 and 1 <= K <= 65536, got ",
+                    shape_str(w.shape));
+  const qmatmul::PackedSizes sizes = qmatmul::packed_sizes_cb(n, k);
+  const ArrayView d = packed(out_data, "out_data", DType::uint8, sizes.data, Access::write);
+  const ArrayView s = packed(out_scales, "out_scales", DType::uint8, sizes.scales, Access::write);
+  for (const ArrayView* out : {&d, &s}) check_apart(*out, w);
+  check_disjoint({&d, &s});
+  const Active active;
+  py::gil_scoped_release release;
+  qmatmul::quantize_pack_cb(w.ptr<const float>(), n, k, w.strides[0], d.ptr<uint8_t>(), s.ptr<uint8_t>(),
+                            active.nthreads);
+}
+
 void pack(const py::handle& weight, int64_t bits, int64_t group_size, const py::handle& out_data,
           const py::handle& out_scales, const py::handle& out_colsum) {
   EMBER_CHECK_VALUE(bits == 8 || bits == 4, "bits must be 8 or 4, got ", bits);
@@ -119,6 +151,9 @@ void pack(const py::handle& weight, int64_t bits, int64_t group_size, const py::
 }  // namespace
 
 void bind_qmatmul(py::module_& m) {
+  py::tuple codebook(16);
+  for (int i = 0; i < 16; ++i) codebook[i] = py::int_(qmatmul::kCodebook[i]);
+  m.attr("int4_codebook") = codebook;  // the int4 codebook format's 16 levels
   def(m, "quantize_pack", &pack,
       "Quantize weight (N x K float32, unit column stride, finite) symmetrically to int8 (bits=8: one scale per\n"
       "channel) or int4 (bits=4: one per channel and group_size inputs, the clipping level of least rounding\n"
@@ -126,6 +161,19 @@ void bind_qmatmul(py::module_& m) {
       "only, else None), sized by the packed layout. group_size is not used for int8.",
       py::arg("weight"), py::arg("bits"), py::arg("group_size"), py::arg("out_data"), py::arg("out_scales"),
       py::arg("out_colsum"));
+  def(m, "quantize_pack_cb", &pack_cb,
+      "Quantize weight (N x K float32, unit column stride, finite) to int4 with a codebook (4.5 bits per weight:\n"
+      "6-bit scales per 16 inputs under a float scale per 256) and pack it into out_data and out_scales (uint8),\n"
+      "sized by the packed layout.",
+      py::arg("weight"), py::arg("out_data"), py::arg("out_scales"));
+  def(m, "qmatmul_int4cb", &int4cb<false>,
+      "out = input @ dequant(W)^T + bias for int4 codebook weights (N x K), activations quantized per row and\n"
+      "256 inputs (W4A8); ember.quant's packed layout.",
+      py::arg("input"), py::arg("data"), py::arg("scales"), py::arg("n"), py::arg("k"), py::arg("bias"),
+      py::arg("out"));
+  def(m, "qmatmul_int4cb_ref", &int4cb<true>, "The reference qmatmul_int4cb (int64 sums, bit for bit the same).",
+      py::arg("input"), py::arg("data"), py::arg("scales"), py::arg("n"), py::arg("k"), py::arg("bias"),
+      py::arg("out"));
   def(m, "qmatmul_int8", &int8<false>,
       "out = input @ dequant(W)^T + bias for int8 weights (N x K, one scale per output channel), the\n"
       "activations quantized per row inside the call (W8A8). data, scales and colsum are ember.quant's\n"

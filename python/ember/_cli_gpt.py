@@ -144,7 +144,8 @@ def validation_windows(text_arg, config, path):
 
 def generate(args, out) -> dict:
     """``ember generate CHECKPOINT``: continue ``--prompt`` with ``--tokens`` sampled characters
-    (``--bits 4`` or ``8`` quantizes the model's matrices for it first)."""
+    (``--bits 4`` or ``8`` quantizes the model's matrices for it first; ``--codebook`` with
+    ``--bits 4`` in the codebook format)."""
     import ember
     from ._cli_data import file_config
     from .gpt import GPT, CharTokenizer
@@ -158,8 +159,10 @@ def generate(args, out) -> dict:
     model = ember.load_model(args.path)
     if not isinstance(model, GPT):
         raise ValueError(f"{args.path}: holds a {type(model).__name__}, not a GPT")
+    if args.codebook and args.bits != 4:
+        raise ValueError("--codebook: an int4 format, for --bits 4")
     if args.bits is not None:
-        model, _ = ember.quant.quantize(model, bits=args.bits)
+        model, _ = ember.quant.quantize(model, bits=args.bits, codebook=args.codebook)
     prompt = args.prompt if args.prompt is not None else "\n"
     if not prompt:
         raise ValueError("--prompt: give at least one character")

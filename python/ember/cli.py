@@ -178,17 +178,21 @@ def quantize(args, out=None):
     bits = _quantized_bits(model)
     if bits is not None:
         raise ValueError(f"{args.path} is already quantized (int{bits})")
-    path = Path(args.out) if args.out else Path(args.path).with_suffix(f".int{args.bits}.safetensors")
+    if args.codebook and args.bits != 4:
+        raise ValueError(f"--codebook: an int4 format, for --bits 4 (got --bits {args.bits})")
+    kind = f"int{args.bits}" + ("cb" if args.codebook else "")
+    path = Path(args.out) if args.out else Path(args.path).with_suffix(f".{kind}.safetensors")
+    form = {"bits": args.bits, "group_size": args.group_size, "codebook": args.codebook}
     if config.get("model") == "gpt":
         x, y = _cli_gpt.validation_windows(args.text, config, args.path)
-        qmodel, report = quant.quantize(model, bits=args.bits, group_size=args.group_size, eval_data=(x, y))
+        qmodel, report = quant.quantize(model, **form, eval_data=(x, y))
         return _save_with_report(qmodel, path, config, report, "quantized",
                                  f"{args.path} on {len(x)} windows of its validation text (loss in nats per "
                                  "character):", out)
     if args.text is not None:
         raise ValueError("--text: only for a GPT checkpoint (ember train --model gpt)")
     x, y, dataset, norm = test_data(args.path, model, config, args)
-    qmodel, report = quant.quantize(model, bits=args.bits, group_size=args.group_size, eval_data=(x, y))
+    qmodel, report = quant.quantize(model, **form, eval_data=(x, y))
     return _save_with_report(qmodel, path, {**config, **norm, "dataset": dataset}, report, "quantized",
                              f"{args.path} on the {dataset} test split ({len(y)} images):", out)
 
@@ -342,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="sample among the k most likely characters (default: 20)")
     p_gen.add_argument("--seed", type=int, default=0, help="seeds the sampling (default: 0)")
     p_gen.add_argument("--bits", type=int, choices=(8, 4), help="quantize the model to int8 or int4 first")
+    p_gen.add_argument("--codebook", action="store_true",
+                       help="with --bits 4: the int4 codebook format (4.5 bits per weight, more accurate)")
     p_eval = sub.add_parser("evaluate", help="print a checkpoint's classification report")
     p_quant = sub.add_parser("quantize", help="quantize a checkpoint's Linear layers to int8 or int4")
     p_compress = sub.add_parser("compress", help="prune (and fine-tune) and/or quantize a checkpoint, and compare "
@@ -369,7 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     p_quant.add_argument("--bits", type=int, choices=(8, 4), default=8)
     p_quant.add_argument("--group-size", type=int, default=32,
                          help="int4 only: inputs per scale, a multiple of 8 from 8 to 4096 (default: 32)")
-    p_quant.add_argument("--out", help="default: PATH with .int8/.int4 before .safetensors")
+    p_quant.add_argument("--codebook", action="store_true",
+                         help="int4 only: the codebook format, 4.5 bits per weight and more accurate than groups of "
+                              "32 (--group-size does not apply)")
+    p_quant.add_argument("--out", help="default: PATH with .int8/.int4/.int4cb before .safetensors")
     p_quant.add_argument("--text", metavar="FILE", help="a GPT checkpoint: the text it was trained on, scored on its "
                                                        "last tenth (default: the shipped text)")
     p_compress.add_argument("--prune", type=_fraction, metavar="FRACTION",

@@ -12,7 +12,7 @@ that computes what Ember computes --
   ``LayerNormalization``;
 - ReLU, LeakyReLU, Sigmoid, Tanh, GELU (``Gelu``), SiLU, Softmax; ``Flatten`` as ``Flatten`` or
   ``Reshape``; ``Dropout`` and ``Identity`` dropped (a deployed model runs in eval mode);
-- int8 and int4 ``QuantLinear`` (``ember.quant``) as integer graphs with Ember's scales: the
+- int8 and int4 ``QuantLinear`` (``ember.quant``; not the int4 codebook format) as integer graphs with Ember's scales: the
   activations quantized per row (int8) or per row and group (int4) exactly as Ember does --
   ``round_half_even(x * (127 / max|x|))`` --, ``MatMulInteger`` on the int8 values and the
   weights' integers, then the float epilogue. (ONNX's ``QuantizeLinear`` divides by the scale,
@@ -278,6 +278,9 @@ def _check_exportable(layers) -> None:
         if type(layer) not in kinds:
             raise ValueError(f"export: layer {name} ({type(layer).__name__}) has no ONNX form here; the layers that "
                              f"export are {', '.join(k.__name__ for k in kinds)}")
+        if getattr(layer, "codebook", False):
+            raise ValueError(f"export: layer {name} is int4 in the codebook format, whose scaled codebook values are "
+                             "not int8 and so have no MatMulInteger form; quantize with codebook=False to export")
 
 
 def export(model, example_input, path, *, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True,

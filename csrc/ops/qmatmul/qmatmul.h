@@ -25,9 +25,28 @@
 //    k = 8o..8o+7, 64 bytes: channel c's byte 4c+j holds (q[k=8o+j] + 8) in its
 //    low nibble and (q[k=8o+4+j] + 8) in its high nibble. Scales are laid out
 //    (N/16 blocks, K/G groups, 16 channels).
+//
+// int4 with a codebook (4.5 bits per weight, the size of llama.cpp's q4_K and
+// more accurate than it): K is cut into super-blocks of 256 inputs and those
+// into 16 sub-blocks of 16. A weight is
+//   w[n, k] = D[n, s] * c[n, s, j] * kCodebook[q[n, k]]
+// with q a 4-bit index into a fixed non-uniform int8 codebook (fitted to
+// Gaussian-like weights), c a signed 6-bit sub-block scale in [-32, 31] (the
+// sign lets each sub-block put the codebook's longer tail on its own longer
+// side) and D a float32 scale per channel and super-block. Activations are
+// quantized per row and super-block (group 256, the formula above), and per
+// output the integer sum of a super-block
+//   T = sum_j c_j * sum_{k in j} qa[k] * kCodebook[q[k]]      (|T| < 2^28)
+// enters y = 0; for each super-block s: y = fma(float(T_s), D[n, s] * sx[m, s], y);
+// y += bias[n]. Packed: the indices in the int4 octet layout above (an index
+// where int4 has q + 8); per block of 16 channels and super-block, 256 bytes
+// of scales: D (16 floats), then for each quad of sub-blocks 4p..4p+3 three
+// 16-byte rows a, b, c where channel l's bytes hold u_i = c_{4p+i} + 32 (6 bits):
+//   a[l] = u_0 | (u_3 & 3) << 6,  b[l] = u_1 | (u_3 >> 2 & 3) << 6,  c[l] = u_2 | (u_3 >> 4) << 6.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "core/cpu_features.h"
 
@@ -51,6 +70,34 @@ struct Int4Weight {
   const float* scales;   // (n padded to 16) / 16 x kp / G x 16
 };
 
+constexpr int64_t kSuper = 256, kSub = 16;  // the codebook format's super-block and sub-block
+constexpr int64_t kCbScaleBytes = 256;      // scale bytes per 16-channel block and super-block
+extern const int8_t kCodebook[16];
+
+struct Int4CbWeight {
+  int64_t n, k;          // logical shape
+  int64_t kp;            // K padded to a multiple of 256
+  const uint8_t* data;   // (n padded to 16) / 16 blocks of kp / 8 x 64 bytes
+  const uint8_t* scales; // (n padded to 16) / 16 x kp / 256 x 256 bytes
+};
+
+// Readers of one 16-channel block's 256 scale bytes (channel l, sub-block j of the super-block).
+inline float cb_super_scale(const uint8_t* s, int64_t l) {
+  float d;
+  std::memcpy(&d, s + 4 * l, 4);
+  return d;
+}
+inline int32_t cb_sub_scale(const uint8_t* s, int64_t l, int64_t j) {
+  const uint8_t* rows = s + 64 + 48 * (j / 4);
+  const int32_t a = rows[l], b = rows[16 + l], c = rows[32 + l];
+  switch (j % 4) {
+    case 0: return (a & 63) - 32;
+    case 1: return (b & 63) - 32;
+    case 2: return (c & 63) - 32;
+    default: return (a >> 6 | (b >> 6) << 2 | (c >> 6) << 4) - 32;
+  }
+}
+
 // The packed arrays' sizes for an N x K weight: data (bytes), scales and colsum (int8 only)
 // elements. bits is 8 or 4; group (int4) a multiple of 8.
 struct PackedSizes {
@@ -66,6 +113,14 @@ PackedSizes packed_sizes(int64_t n, int64_t k, int bits, int64_t group);
 void quantize_pack(const float* w, int64_t n, int64_t k, int64_t ldw, int bits, int64_t group, void* data,
                    float* scales, int32_t* colsum);
 
+// The codebook format's sizes (data and scales, in bytes) and its quantizer: per sub-block the
+// signed scale (a few candidates around max|w| / 127 of either sign, each refit by least squares)
+// of least squared error, then D = max |scale| / 31 and each 6-bit scale the rounded ratio or a
+// neighbour, whichever errs least with every index re-chosen. Same contract as quantize_pack.
+PackedSizes packed_sizes_cb(int64_t n, int64_t k);
+void quantize_pack_cb(const float* w, int64_t n, int64_t k, int64_t ldw, uint8_t* data, uint8_t* scales,
+                      int nthreads);
+
 // x is M x K float32 with row stride ldx; y is M x N with row stride ldy; bias
 // (N floats) may be null. Returns false (writing nothing) if x holds a NaN or
 // an infinity.
@@ -73,6 +128,8 @@ bool qmatmul_int8_ref(const float* x, int64_t m, int64_t ldx, const Int8Weight& 
                       int64_t ldy);
 bool qmatmul_int4_ref(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
                       int64_t ldy);
+bool qmatmul_int4cb_ref(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& w, const float* bias, float* y,
+                        int64_t ldy);
 
 // The fast paths: activations quantized (rows split across threads), then register-blocked
 // integer kernels (AMX tiles for int8 with 16 rows or more, AVX-512 VNNI, AVX2, or plain C++)
@@ -83,6 +140,8 @@ bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, c
                   int64_t ldy, Isa isa, int nthreads);
 bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
                   int64_t ldy, Isa isa, int nthreads);
+bool qmatmul_int4cb(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& w, const float* bias, float* y,
+                    int64_t ldy, Isa isa, int nthreads);
 
 // --- internals shared by the driver and the per-ISA kernels -----------------
 
@@ -107,6 +166,8 @@ struct Kernels {
                     float* y, int64_t ldy);
   void (*int4_tile)(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
                     float* y, int64_t ldy);
+  void (*int4cb_tile)(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1,
+                      const float* bias, float* y, int64_t ldy);
 };
 // One set per ISA: qmatmul_kernels_<isa>.cpp.
 extern const Kernels kernels_generic;

@@ -53,9 +53,10 @@ bool quantize_all(const Kernels& kern, const float* x, int64_t m, int64_t ldx, i
   return finite;
 }
 
+// sums_ld: the activation sums per row (groups, or the codebook format's sub-blocks).
 template <class Weight, class Tile>
-void run_tiles(const Quantized& qa, int64_t m, int64_t kp, int64_t groups, int64_t group, const Weight& w,
-               int64_t block_bytes, Tile tile, const float* bias, float* y, int64_t ldy, int nthreads,
+void run_tiles(const Quantized& qa, int64_t m, int64_t kp, int64_t groups, int64_t group, int64_t sums_ld,
+               const Weight& w, int64_t block_bytes, Tile tile, const float* bias, float* y, int64_t ldy, int nthreads,
                int64_t row_block = kRowBlock, void (*begin)() = nullptr, void (*end)() = nullptr) {
   const int64_t blocks = (w.n + kBlock - 1) / kBlock;
   const int64_t panel = std::max<int64_t>(1, kPanelBytes / block_bytes);
@@ -69,7 +70,7 @@ void run_tiles(const Quantized& qa, int64_t m, int64_t kp, int64_t groups, int64
     for (int64_t p0 = b0; p0 < b1; p0 += panel) {
       const int64_t p1 = std::min(b1, p0 + panel);
       for (int64_t r0 = 0; r0 < m; r0 += row_block) {
-        const QuantRows rows{qa.qu + r0 * kp, qa.qs + r0 * kp, qa.scale + r0 * groups, qa.sums + r0 * groups, kp,
+        const QuantRows rows{qa.qu + r0 * kp, qa.qs + r0 * kp, qa.scale + r0 * groups, qa.sums + r0 * sums_ld, kp,
                              groups, group};
         tile(rows, std::min(row_block, m - r0), w, p0, p1, bias, y + r0 * ldy, ldy);
       }
@@ -91,10 +92,10 @@ bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, c
   Quantized qa(use_wide ? (m + kWideRows - 1) / kWideRows * kWideRows : m, w.kp, 1);
   if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.kp, qa, nthreads)) return false;
   if (use_wide)
-    run_tiles(qa, m, w.kp, 1, w.kp, w, w.kp * kBlock, wide.int8_rows, bias, y, ldy, nthreads, kWideRows,
+    run_tiles(qa, m, w.kp, 1, w.kp, 1, w, w.kp * kBlock, wide.int8_rows, bias, y, ldy, nthreads, kWideRows,
               wide.thread_begin, wide.thread_end);
   else
-    run_tiles(qa, m, w.kp, 1, w.kp, w, w.kp * kBlock, kern.int8_tile, bias, y, ldy, nthreads);
+    run_tiles(qa, m, w.kp, 1, w.kp, 1, w, w.kp * kBlock, kern.int8_tile, bias, y, ldy, nthreads);
   return true;
 }
 
@@ -104,7 +105,26 @@ bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, c
   const Kernels& kern = lookup<Kernels>("qmatmul", isa);
   Quantized qa(m, w.kp, w.kp / w.group);
   if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.group, qa, nthreads)) return false;
-  run_tiles(qa, m, w.kp, w.kp / w.group, w.group, w, w.kp * kBlock / 2, kern.int4_tile, bias, y, ldy, nthreads);
+  const int64_t groups = w.kp / w.group;
+  run_tiles(qa, m, w.kp, groups, w.group, groups, w, w.kp * kBlock / 2, kern.int4_tile, bias, y, ldy, nthreads);
+  return true;
+}
+
+bool qmatmul_int4cb(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& w, const float* bias, float* y,
+                    int64_t ldy, Isa isa, int nthreads) {
+  if (m == 0 || w.n == 0) return true;
+  const Kernels& kern = lookup<Kernels>("qmatmul", isa);
+  const int64_t supers = w.kp / kSuper, subs = w.kp / kSub;
+  Quantized qa(m, w.kp, subs);
+  if (!quantize_all(kern, x, m, ldx, w.k, w.kp, kSuper, qa, nthreads)) return false;
+  // The sums per sub-block replace those per super-block.
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t j = 0; j < subs; ++j) {
+      int32_t sum = 0;
+      for (int64_t i = 0; i < kSub; ++i) sum += qa.qs[r * w.kp + j * kSub + i];
+      qa.sums[r * subs + j] = sum;
+    }
+  run_tiles(qa, m, w.kp, supers, kSuper, subs, w, w.kp * kBlock / 2, kern.int4cb_tile, bias, y, ldy, nthreads);
   return true;
 }
 

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "ops/qmatmul/qmatmul.h"
+#include "ops/qmatmul/qmatmul_cb_plain.h"
 #include "ops/qmatmul/qmatmul_quant.h"
 #include "ops/qmatmul/qmatmul_rows.h"
 
@@ -143,6 +144,6 @@ void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0
 
 }  // namespace
 
-extern const Kernels kernels_avx2 = {quantize_rows, int8_tile, int4_tile};
+extern const Kernels kernels_avx2 = {quantize_rows, int8_tile, int4_tile, int4cb_tile_plain};
 
 }  // namespace ember::qmatmul

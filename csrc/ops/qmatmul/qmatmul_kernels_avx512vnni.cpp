@@ -157,6 +157,91 @@ void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float
   }
 }
 
+// One block's 16 sub-block scales of a super-block (qmatmul.h's 6-bit layout), as int32 lanes.
+inline void sub_scales(const uint8_t* sb, __m512i* out) {
+  const __m512i m63 = _mm512_set1_epi32(63), off = _mm512_set1_epi32(32);
+  for (int p = 0; p < 4; ++p) {
+    const uint8_t* rows = sb + 64 + 48 * p;
+    const __m512i a = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows)));
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + 16)));
+    const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + 32)));
+    const __m512i u3 = _mm512_or_si512(_mm512_srli_epi32(a, 6),
+                                       _mm512_or_si512(_mm512_slli_epi32(_mm512_srli_epi32(b, 6), 2),
+                                                       _mm512_slli_epi32(_mm512_srli_epi32(c, 6), 4)));
+    out[4 * p] = _mm512_sub_epi32(_mm512_and_si512(a, m63), off);
+    out[4 * p + 1] = _mm512_sub_epi32(_mm512_and_si512(b, m63), off);
+    out[4 * p + 2] = _mm512_sub_epi32(_mm512_and_si512(c, m63), off);
+    out[4 * p + 3] = _mm512_sub_epi32(u3, off);
+  }
+}
+
+// The codebook format: vpshufb looks each index up in the codebook + 128 (unsigned bytes, the
+// vpdpbusd operand), the activations enter signed, and 128 * (the sub-block's sum of q) is taken
+// back out before the sub-block's scale multiplies its sum (exact: |T| < 2^28).
+template <int MR, int NB>
+void int4cb_kernel(const QuantRows& a, const Int4CbWeight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
+  const int64_t octets = w.kp / 8, supers = w.kp / kSuper, subs = w.kp / kSub;
+  const int64_t stride = octets * 64;
+  const uint8_t* wp = w.data + b * stride;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  alignas(16) uint8_t lut[16];
+  for (int i = 0; i < 16; ++i) lut[i] = static_cast<uint8_t>(kCodebook[i] + 128);
+  const __m512i table = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lut)));
+  __m512 out[MR][NB];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NB; ++j) out[r][j] = _mm512_setzero_ps();
+  __m512i sc[NB][kSuper / kSub];
+  for (int64_t s = 0; s < supers; ++s) {
+    for (int j = 0; j < NB; ++j) sub_scales(w.scales + ((b + j) * supers + s) * kCbScaleBytes, sc[j]);
+    __m512i total[MR][NB];
+    for (int r = 0; r < MR; ++r)
+      for (int j = 0; j < NB; ++j) total[r][j] = _mm512_setzero_si512();
+    for (int sub = 0; sub < kSuper / kSub; ++sub) {
+      __m512i acc[MR][NB];
+      for (int r = 0; r < MR; ++r)
+        for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
+      for (int64_t o = (s * kSuper + sub * kSub) / 8, end = o + kSub / 8; o < end; ++o) {
+        __m512i lo[NB], hi[NB];
+        for (int j = 0; j < NB; ++j) {
+          const __m512i v = _mm512_loadu_si512(wp + j * stride + o * 64);
+          lo[j] = _mm512_shuffle_epi8(table, _mm512_and_si512(v, low4));
+          hi[j] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+        }
+        for (int r = 0; r < MR; ++r) {
+          int32_t q0, q1;
+          __builtin_memcpy(&q0, a.qs + r * a.kp + 8 * o, 4);
+          __builtin_memcpy(&q1, a.qs + r * a.kp + 8 * o + 4, 4);
+          const __m512i a0 = _mm512_set1_epi32(q0), a1 = _mm512_set1_epi32(q1);
+          for (int j = 0; j < NB; ++j) {
+            acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], lo[j], a0);
+            acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], hi[j], a1);
+          }
+        }
+      }
+      for (int r = 0; r < MR; ++r) {
+        const __m512i comp = _mm512_set1_epi32(128 * a.sums[r * subs + s * (kSuper / kSub) + sub]);
+        for (int j = 0; j < NB; ++j)
+          total[r][j] =
+              _mm512_add_epi32(total[r][j], _mm512_mullo_epi32(_mm512_sub_epi32(acc[r][j], comp), sc[j][sub]));
+      }
+    }
+    for (int j = 0; j < NB; ++j) {
+      const uint8_t* sb = w.scales + ((b + j) * supers + s) * kCbScaleBytes;
+      const __m512 d = _mm512_loadu_ps(reinterpret_cast<const float*>(sb));
+      for (int r = 0; r < MR; ++r) {
+        const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(a.scale[r * supers + s]));
+        out[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[r][j]), scale, out[r][j]);
+      }
+    }
+  }
+  for (int j = 0; j < NB; ++j) {
+    const int64_t n0 = (b + j) * kBlock;
+    const __mmask16 mask = lanes_left(w.n, b + j);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+    for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(y + r * ldy + n0, mask, _mm512_add_ps(out[r][j], bv));
+  }
+}
+
 // Blocks per kernel call for MR rows: as many as the 32 zmm registers allow.
 template <int MR>
 constexpr int int8_nb() { return MR <= 4 ? 4 : 2; }
@@ -183,8 +268,18 @@ void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0
   });
 }
 
+void int4cb_tile(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1, const float* bias,
+                 float* y, int64_t ldy) {
+  with_rows<4>(rows, [&](auto mr) {
+    constexpr int MR = decltype(mr)::value, NB = MR == 1 ? 4 : (MR == 2 ? 2 : 1);
+    int64_t b = b0;
+    for (; b + NB <= b1; b += NB) int4cb_kernel<MR, NB>(a, w, b, bias, y, ldy);
+    for (; b < b1; ++b) int4cb_kernel<MR, 1>(a, w, b, bias, y, ldy);
+  });
+}
+
 }  // namespace
 
-extern const Kernels kernels_avx512vnni = {quantize_rows, int8_tile, int4_tile};
+extern const Kernels kernels_avx512vnni = {quantize_rows, int8_tile, int4_tile, int4cb_tile};
 
 }  // namespace ember::qmatmul

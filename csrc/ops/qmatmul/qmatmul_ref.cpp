@@ -22,6 +22,12 @@ int32_t int4_at(const Int4Weight& w, int64_t n, int64_t k) {
   return int32_t(j < 4 ? byte & 15 : byte >> 4) - 8;
 }
 
+int32_t int4cb_index(const Int4CbWeight& w, int64_t n, int64_t k) {
+  const int64_t b = n / kBlock, c = n % kBlock, o = k / 8, j = k % 8;
+  const uint8_t byte = w.data[(b * (w.kp / 8) + o) * 64 + 4 * c + j % 4];
+  return j < 4 ? byte & 15 : byte >> 4;
+}
+
 // q of x[k0, k1) with the group's scale; false if a value is not finite.
 bool quantize(const float* x, int64_t k0, int64_t k1, std::vector<int32_t>& q, float& scale) {
   float amax = 0.0f;
@@ -71,6 +77,34 @@ bool qmatmul_int4_ref(const float* x, int64_t m, int64_t ldx, const Int4Weight& 
         for (int64_t k = g * w.group; k < std::min((g + 1) * w.group, w.k); ++k) acc += int64_t(q[k]) * int4_at(w, n, k);
         const float sw = w.scales[((n / kBlock) * groups + g) * kBlock + n % kBlock];
         out = std::fma(float(acc), scales[g] * sw, out);
+      }
+      rows_out[n] = out + (bias ? bias[n] : 0.0f);
+    }
+    for (int64_t n = 0; n < w.n; ++n) y[r * ldy + n] = rows_out[n];
+  }
+  return true;
+}
+
+bool qmatmul_int4cb_ref(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& w, const float* bias, float* y,
+                        int64_t ldy) {
+  const int64_t supers = w.kp / kSuper;
+  std::vector<int32_t> q(w.k);
+  std::vector<float> scales(supers), rows_out(w.n);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t s = 0; s < supers; ++s)
+      if (!quantize(x + r * ldx, s * kSuper, std::min((s + 1) * kSuper, w.k), q, scales[s])) return false;
+    for (int64_t n = 0; n < w.n; ++n) {
+      float out = 0.0f;
+      for (int64_t s = 0; s < supers; ++s) {
+        const uint8_t* sb = w.scales + ((n / kBlock) * supers + s) * kCbScaleBytes;
+        int64_t total = 0;
+        for (int64_t j = 0; j < kSuper / kSub; ++j) {
+          int64_t acc = 0;
+          for (int64_t k = s * kSuper + j * kSub; k < std::min(s * kSuper + (j + 1) * kSub, w.k); ++k)
+            acc += int64_t(q[k]) * kCodebook[int4cb_index(w, n, k)];
+          total += cb_sub_scale(sb, n % kBlock, j) * acc;
+        }
+        out = std::fma(float(total), cb_super_scale(sb, n % kBlock) * scales[s], out);
       }
       rows_out[n] = out + (bias ? bias[n] : 0.0f);
     }

@@ -44,6 +44,18 @@ def qmatmul_int4(x, data, scales, n, k, group_size, bias=None, out=None, *, refe
     return out
 
 
+def qmatmul_int4cb(x, data, scales, n, k, bias=None, out=None, *, reference=False):
+    """W4A8 with the int4 codebook format: ``x`` (M, K) float32 against a weight of logical shape
+    (N, K) packed as ``data`` (uint8, two 4-bit codebook indices per byte) and ``scales`` (uint8: per
+    16 channels and 256 inputs, 16 float32 scales and 16 x 16 six-bit sub-block scales);
+    activations quantized per row and 256 inputs. Returns ``out``."""
+    dev = _common.device(x=x, data=data, out=out)
+    x, bias, out = _args(dev, x, n, bias, out)
+    k_fn = _common.native(dev, "qmatmul_int4cb_ref" if reference else "qmatmul_int4cb")
+    k_fn(x, data, scales, int(n), int(k), bias, out, **dev.launch())
+    return out
+
+
 def qmatmul_int8_ref(x, data, scales, colsum, n, k, bias=None, out=None):
     """Reference :func:`qmatmul_int8` (the same integers, from an int64 accumulation)."""
     return qmatmul_int8(x, data, scales, colsum, n, k, bias, out, reference=True)
@@ -54,3 +66,8 @@ def qmatmul_int4_ref(x, data, scales, n, k, group_size, bias=None, out=None):
     return qmatmul_int4(x, data, scales, n, k, group_size, bias, out, reference=True)
 
 
+
+
+def qmatmul_int4cb_ref(x, data, scales, n, k, bias=None, out=None):
+    """Reference :func:`qmatmul_int4cb`."""
+    return qmatmul_int4cb(x, data, scales, n, k, bias, out, reference=True)
