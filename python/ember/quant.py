@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _C, _quant_codebook, backend, checkpoint, nn
+from ._quant_report import QuantReport, _paired_seconds, _score
 from .kernels import qmatmul as qmatmul_kernels
 from .autograd import Function, no_grad
-from .tensor import Tensor, full, ones, tensor, zeros
+from .tensor import Tensor, full, ones, zeros
 
 BLOCK = 16  # output channels per packed block
 # The packed layout's name, recorded in checkpoints: a future layout must not read old files as its own.
@@ -388,102 +388,6 @@ def quantized_structure(model, bits: int = 8, group_size: int = 32, codebook: bo
     _check_bits_group(bits, group_size, codebook)
     _replace_linears(model, bits, group_size, codebook, convert=False)
     return model.eval()
-
-
-@dataclass
-class QuantReport:
-    """What quantization changed: sizes of the quantized layers' weights, the forward's speed on
-    a batch, and the accuracy (or loss) on evaluation data when given."""
-
-    bits: int
-    group_size: int | None
-    layers: int
-    bytes_before: int
-    bytes_after: int
-    seconds_before: float | None = None
-    seconds_after: float | None = None
-    ratios: list | None = None  # the speed-up of each alternating round
-    metric: str | None = None
-    before: float | None = None
-    after: float | None = None
-    notes: list = field(default_factory=list)
-    codebook: bool = False
-
-    @property
-    def compression(self) -> float:
-        return self.bytes_before / max(self.bytes_after, 1)
-
-    @property
-    def speedup(self) -> float | None:
-        """The median over alternating rounds of (float forward time / quantized forward time)."""
-        if self.ratios:
-            return float(np.median(self.ratios))
-        if self.seconds_before is None or not self.seconds_after:
-            return None
-        return self.seconds_before / self.seconds_after
-
-    def __str__(self) -> str:
-        kind = f"int{self.bits}" + (" (codebook, 4.5 bits per weight)" if self.codebook else
-                                    f" (groups of {self.group_size})" if self.bits == 4 else "")
-        lines = [f"quantized {self.layers} Linear layer(s) to {kind}",
-                 f"  weights: {self.bytes_before / 1e6:.3f} MB -> {self.bytes_after / 1e6:.3f} MB "
-                 f"({self.compression:.2f}x smaller)"]
-        if self.speedup is not None:
-            spread = ""
-            if self.ratios:
-                lo, hi = np.percentile(self.ratios, [25, 75])
-                spread = f"; middle half of {len(self.ratios)} alternating rounds {lo:.2f}-{hi:.2f}x"
-            lines.append(f"  forward: {self.seconds_before * 1e3:.3f} ms -> {self.seconds_after * 1e3:.3f} ms "
-                         f"(median speed-up {self.speedup:.2f}x{spread})")
-        if self.metric is not None:
-            change = self.after - self.before
-            if self.metric == "accuracy":
-                lines.append(f"  accuracy: {self.before:.4f} -> {self.after:.4f} ({100 * change:+.2f} points)")
-            else:
-                lines.append(f"  {self.metric}: {self.before:.6g} -> {self.after:.6g} ({change:+.3g})")
-        lines.extend(f"  {n}" for n in self.notes)
-        return "\n".join(lines)
-
-
-def _on_model_device(model, x) -> Tensor:
-    """Inputs ``x`` as a tensor where the model's weights are: float32, or int64 for integer
-    inputs (a language model's token ids)."""
-    first = next(iter(model.parameters()), None) or next(iter(model.buffers()))
-    x = np.asarray(x)
-    return tensor(x.astype(np.int64 if x.dtype.kind in "iu" else np.float32), device=first.device)
-
-
-def _paired_seconds(model, qmodel, x, rounds=21):
-    """Forward times of both models on ``x``, alternating which runs first each round (so that
-    drifting clocks and caches treat them alike): each one's median, and each round's ratio."""
-    from .bench.harness import measure
-
-    xt = _on_model_device(model, x)
-
-    def forward(m):
-        def run():
-            with no_grad():
-                m(xt)
-        return run
-
-    timings = measure({"before": forward(model), "after": forward(qmodel)}, rounds=rounds, min_time=0.0,
-                      min_calls=1, settle=0.0)
-    before, after = (np.asarray(timings[k].rounds) for k in ("before", "after"))
-    return float(np.median(before)), float(np.median(after)), (before / after).tolist()
-
-
-def _score(model, x, y):
-    """('loss', the model's own compute_loss) for a model that defines one (a language model),
-    ('accuracy', value) for integer labels and (N, C) outputs, else ('mse', value)."""
-    if callable(getattr(model, "compute_loss", None)):
-        with no_grad():
-            return "loss", float(model.compute_loss(_on_model_device(model, x), np.asarray(y)).item())
-    with no_grad():
-        out = model(_on_model_device(model, x))._host()
-    y = np.asarray(y._data if isinstance(y, Tensor) else y)
-    if y.dtype.kind in "iu" and out.ndim == 2 and y.shape == out.shape[:1]:
-        return "accuracy", float((out.argmax(axis=1) == y).mean())
-    return "mse", float(np.mean((out - y) ** 2))
 
 
 def quantize(model, bits: int = 8, group_size: int = 32, calibration=None, eval_data=None, codebook: bool = False):

@@ -16,7 +16,7 @@ import numpy as np
 from .. import backend, nn
 from ..autograd import no_grad
 from ..nn import functional as F
-from ..quant import _on_model_device
+from .._quant_report import _on_model_device
 from ..tensor import Tensor
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import nn
 from ..autograd import no_grad
-from ..quant import _on_model_device
+from .._quant_report import _on_model_device
 from ..tensor import Tensor
 
 METRICS = ("accuracy", "precision", "recall", "f1")
