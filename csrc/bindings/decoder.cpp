@@ -193,7 +193,7 @@ class Decoder {
       const ArrayView data = keep(t[4], at + " data", {DType::uint8, {sizes.data}});
       const ArrayView scales = keep(t[5], at + " scales", {DType::uint8, {sizes.scales}});
       EMBER_CHECK_VALUE(t[6].is_none(), at, ": an int4 weight has no colsum");
-      l.q4cb = {l.n, l.k, (l.k + qmatmul::kSuper - 1) / qmatmul::kSuper * qmatmul::kSuper, data.ptr<const uint8_t>(),
+      l.q4cb = {l.n, l.k, (l.k + qmatmul::kSub - 1) / qmatmul::kSub * qmatmul::kSub, data.ptr<const uint8_t>(),
                 scales.ptr<const uint8_t>()};
       l.bias = optional(t[7], at + " bias", l.n);
       return l;

@@ -99,7 +99,7 @@ void int4cb(const py::handle& input, const py::handle& data, const py::handle& s
   const ArrayView d = packed(data, "data", DType::uint8, sizes.data);
   const ArrayView s = packed(scales, "scales", DType::uint8, sizes.scales);
   for (const ArrayView* in : {&d, &s}) check_apart(f.out, *in);
-  const qmatmul::Int4CbWeight w{n, k, (k + qmatmul::kSuper - 1) / qmatmul::kSuper * qmatmul::kSuper,
+  const qmatmul::Int4CbWeight w{n, k, (k + qmatmul::kSub - 1) / qmatmul::kSub * qmatmul::kSub,
                                 d.ptr<const uint8_t>(), s.ptr<const uint8_t>()};
   f.run([&](const float* x, int64_t m, int64_t ldx, const float* b, float* y, int64_t ldy, Isa isa, int nt) {
     return Ref ? qmatmul::qmatmul_int4cb_ref(x, m, ldx, w, b, y, ldy)

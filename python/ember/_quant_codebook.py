@@ -19,8 +19,10 @@ def _round_up(n: int, m: int) -> int:
 
 
 def packed_sizes(n: int, k: int) -> dict:
-    np16, kp = _round_up(n, BLOCK), _round_up(k, SUPER)
-    return {"data": (np.uint8, np16 * kp // 2), "scales": (np.uint8, np16 // BLOCK * (kp // SUPER) * SCALE_BYTES)}
+    """K padded to 16 for the indices; a last, partial super-block has whole scales."""
+    np16 = _round_up(n, BLOCK)
+    return {"data": (np.uint8, np16 * _round_up(k, SUB) // 2),
+            "scales": (np.uint8, np16 // BLOCK * (_round_up(k, SUPER) // SUPER) * SCALE_BYTES)}
 
 
 def _blocks(scales, n: int, k: int) -> np.ndarray:
@@ -53,9 +55,9 @@ def scale_problems(scales, n: int, k: int, name: str = "weight_scales") -> list:
 
 def dequantize(data, scales, n: int, k: int) -> np.ndarray:
     """The float32 (N, K) weight the packed arrays stand for."""
-    np16, kp = _round_up(n, BLOCK), _round_up(k, SUPER)
+    np16, kp = _round_up(n, BLOCK), _round_up(k, SUB)
     b = data.reshape(np16 // BLOCK, kp // 8, BLOCK, 4).transpose(0, 2, 1, 3)
     index = np.stack([b & 15, b >> 4], axis=3).reshape(np16, kp)  # k = 8 o + 4 h + j
     scale = super_scales(scales, n, k)[..., None] * sub_scales(scales, n, k)  # (blocks, supers, ch, subs)
-    scale = scale.transpose(0, 2, 1, 3).reshape(np16, kp // SUB).astype(np.float32)
+    scale = scale.transpose(0, 2, 1, 3).reshape(np16, -1)[:, :kp // SUB].astype(np.float32)
     return (CODEBOOK[index] * np.repeat(scale, SUB, axis=1))[:n, :k]

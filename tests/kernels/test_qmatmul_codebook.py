@@ -10,7 +10,7 @@ import ember
 from ember import _C, _quant_codebook, nn, quant
 
 MS = [1, 2, 3, 4, 5, 8, 17]
-KNS = [(17, 5), (256, 16), (300, 37), (512, 64), (1000, 33)]
+KNS = [(17, 5), (128, 20), (256, 16), (300, 37), (512, 64), (1000, 33)]
 
 
 @pytest.mark.parametrize("m", MS)
@@ -71,6 +71,9 @@ def test_accuracy_and_size_against_int4_in_groups_of_32(rng):
     w = rng.standard_normal((n, k)).astype(np.float32)
     cb, g32 = quant.quantize_weight(w, 4, codebook=True), quant.quantize_weight(w, 4, 32)
     assert cb.nbytes * 8 / w.size == 4.5 and g32.nbytes * 8 / w.size == 5.0
+    # A last, partial super-block keeps whole scales (1 byte per 16 weights) but no padded indices.
+    assert quant.quantize_weight(w[:, :128], 4, codebook=True).nbytes * 8 / (n * 128) == 5.0
+    assert quant.quantize_weight(w[:, :384], 4, codebook=True).nbytes * 8 / (n * 384) == 4 + 2 / 3
     err = {name: float(np.linalg.norm(q.dequantize() - w) / np.linalg.norm(w)) for name, q in [("cb", cb),
                                                                                                 ("g32", g32)]}
     # 0.0644 and 0.092 when measured; llama.cpp's q4_K (4.5 bits) gives 0.072 on such weights.

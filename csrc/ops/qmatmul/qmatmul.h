@@ -27,8 +27,8 @@
 //    (N/16 blocks, K/G groups, 16 channels).
 //
 // int4 with a codebook (4.5 bits per weight, the size of llama.cpp's q4_K and
-// more accurate than it): K is cut into super-blocks of 256 inputs and those
-// into 16 sub-blocks of 16. A weight is
+// more accurate than it): K is cut into super-blocks of 256 inputs (the last
+// one may be shorter) and those into sub-blocks of 16. A weight is
 //   w[n, k] = D[n, s] * c[n, s, j] * kCodebook[q[n, k]]
 // with q a 4-bit index into a fixed non-uniform int8 codebook (fitted to
 // Gaussian-like weights), c a signed 6-bit sub-block scale in [-32, 31] (the
@@ -38,8 +38,9 @@
 // output the integer sum of a super-block
 //   T = sum_j c_j * sum_{k in j} qa[k] * kCodebook[q[k]]      (|T| < 2^28)
 // enters y = 0; for each super-block s: y = fma(float(T_s), D[n, s] * sx[m, s], y);
-// y += bias[n]. Packed: the indices in the int4 octet layout above (an index
-// where int4 has q + 8); per block of 16 channels and super-block, 256 bytes
+// y += bias[n]. Packed: K padded to a multiple of 16 with zeros, the indices in
+// the int4 octet layout above (an index where int4 has q + 8); per block of 16
+// channels and super-block (a last partial one included), 256 bytes
 // of scales: D (16 floats), then for each quad of sub-blocks 4p..4p+3 three
 // 16-byte rows a, b, c where channel l's bytes hold u_i = c_{4p+i} + 32 (6 bits):
 //   a[l] = u_0 | (u_3 & 3) << 6,  b[l] = u_1 | (u_3 >> 2 & 3) << 6,  c[l] = u_2 | (u_3 >> 4) << 6.
@@ -76,9 +77,13 @@ extern const int8_t kCodebook[16];
 
 struct Int4CbWeight {
   int64_t n, k;          // logical shape
-  int64_t kp;            // K padded to a multiple of 256
+  int64_t kp;            // K padded to a multiple of 16
   const uint8_t* data;   // (n padded to 16) / 16 blocks of kp / 8 x 64 bytes
-  const uint8_t* scales; // (n padded to 16) / 16 x kp / 256 x 256 bytes
+  const uint8_t* scales; // (n padded to 16) / 16 x supers() x 256 bytes
+
+  int64_t supers() const { return (kp + kSuper - 1) / kSuper; }
+  // The activations' row: K padded to whole super-blocks (their groups).
+  int64_t kp_rows() const { return supers() * kSuper; }
 };
 
 // Readers of one 16-channel block's 256 scale bytes (channel l, sub-block j of the super-block).

@@ -109,8 +109,8 @@ void quantize_super(const double* v, float& d_out, int32_t* c_out) {
 }  // namespace
 
 PackedSizes packed_sizes_cb(int64_t n, int64_t k) {
-  const int64_t n16 = round_up(n, kBlock), kp = round_up(k, kSuper);
-  return {n16 * kp / 2, n16 / kBlock * (kp / kSuper) * kCbScaleBytes, 0};
+  const int64_t n16 = round_up(n, kBlock), kp = round_up(k, kSub);
+  return {n16 * kp / 2, n16 / kBlock * (round_up(k, kSuper) / kSuper) * kCbScaleBytes, 0};
 }
 
 void quantize_pack_cb(const float* w, int64_t n, int64_t k, int64_t ldw, uint8_t* data, uint8_t* scales,
@@ -119,7 +119,8 @@ void quantize_pack_cb(const float* w, int64_t n, int64_t k, int64_t ldw, uint8_t
     for (int64_t j = 0; j < k; ++j)
       EMBER_CHECK_VALUE(std::isfinite(w[r * ldw + j]), "the weight holds NaN or infinite values (row ", r,
                         ", column ", j, ")");
-  const int64_t n16 = round_up(n, kBlock), kp = round_up(k, kSuper), supers = kp / kSuper, blocks = n16 / kBlock;
+  const int64_t n16 = round_up(n, kBlock), kp = round_up(k, kSub), supers = round_up(k, kSuper) / kSuper;
+  const int64_t blocks = n16 / kBlock;
   // Padding: index 8 (the codebook's value nearest zero) under a zero scale.
   std::fill(data, data + n16 * kp / 2, uint8_t(0x88));
   parallel_ranges(blocks, nthreads, 1, [&](int64_t b0, int64_t b1) {

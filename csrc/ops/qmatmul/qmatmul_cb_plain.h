@@ -12,7 +12,7 @@ namespace {
 
 void int4cb_tile_plain(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1,
                        const float* bias, float* y, int64_t ldy) {
-  const int64_t octets = w.kp / 8, supers = w.kp / kSuper;
+  const int64_t octets = w.kp / 8, supers = w.supers();
   for (int64_t b = b0; b < b1; ++b) {
     const uint8_t* blk = w.data + b * octets * 64;
     for (int64_t c = 0; c < kBlock && b * kBlock + c < w.n; ++c) {
@@ -23,7 +23,7 @@ void int4cb_tile_plain(const QuantRows& a, int64_t rows, const Int4CbWeight& w, 
         for (int64_t s = 0; s < supers; ++s) {
           const uint8_t* sb = w.scales + (b * supers + s) * kCbScaleBytes;
           int32_t total = 0;
-          for (int64_t j = 0; j < kSuper / kSub; ++j) {
+          for (int64_t j = 0; j < kSuper / kSub && s * kSuper + j * kSub < w.kp; ++j) {
             int32_t acc = 0;
             for (int64_t o = (s * kSuper + j * kSub) / 8; o < (s * kSuper + (j + 1) * kSub) / 8; ++o)
               for (int i = 0; i < 4; ++i) {

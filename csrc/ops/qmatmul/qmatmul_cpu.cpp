@@ -114,17 +114,18 @@ bool qmatmul_int4cb(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& 
                     int64_t ldy, Isa isa, int nthreads) {
   if (m == 0 || w.n == 0) return true;
   const Kernels& kern = lookup<Kernels>("qmatmul", isa);
-  const int64_t supers = w.kp / kSuper, subs = w.kp / kSub;
-  Quantized qa(m, w.kp, subs);
-  if (!quantize_all(kern, x, m, ldx, w.k, w.kp, kSuper, qa, nthreads)) return false;
+  // The activations' rows span whole super-blocks (their groups); the weight's, K padded to 16.
+  const int64_t kp = w.kp_rows(), supers = w.supers(), subs = kp / kSub;
+  Quantized qa(m, kp, subs);
+  if (!quantize_all(kern, x, m, ldx, w.k, kp, kSuper, qa, nthreads)) return false;
   // The sums per sub-block replace those per super-block.
   for (int64_t r = 0; r < m; ++r)
     for (int64_t j = 0; j < subs; ++j) {
       int32_t sum = 0;
-      for (int64_t i = 0; i < kSub; ++i) sum += qa.qs[r * w.kp + j * kSub + i];
+      for (int64_t i = 0; i < kSub; ++i) sum += qa.qs[r * kp + j * kSub + i];
       qa.sums[r * subs + j] = sum;
     }
-  run_tiles(qa, m, w.kp, supers, kSuper, subs, w, w.kp * kBlock / 2, kern.int4cb_tile, bias, y, ldy, nthreads);
+  run_tiles(qa, m, kp, supers, kSuper, subs, w, w.kp * kBlock / 2, kern.int4cb_tile, bias, y, ldy, nthreads);
   return true;
 }
 

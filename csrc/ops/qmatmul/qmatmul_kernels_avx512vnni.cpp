@@ -17,6 +17,7 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
+#include <algorithm>
 #include <cfloat>
 
 #include "ops/qmatmul/qmatmul.h"
@@ -180,7 +181,7 @@ inline void sub_scales(const uint8_t* sb, __m512i* out) {
 // back out before the sub-block's scale multiplies its sum (exact: |T| < 2^28).
 template <int MR, int NB>
 void int4cb_kernel(const QuantRows& a, const Int4CbWeight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
-  const int64_t octets = w.kp / 8, supers = w.kp / kSuper, subs = w.kp / kSub;
+  const int64_t octets = w.kp / 8, supers = w.supers(), subs = a.kp / kSub;
   const int64_t stride = octets * 64;
   const uint8_t* wp = w.data + b * stride;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -196,7 +197,8 @@ void int4cb_kernel(const QuantRows& a, const Int4CbWeight& w, int64_t b, const f
     __m512i total[MR][NB];
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < NB; ++j) total[r][j] = _mm512_setzero_si512();
-    for (int sub = 0; sub < kSuper / kSub; ++sub) {
+    const int64_t here = std::min<int64_t>(kSuper, w.kp - s * kSuper) / kSub;  // a last super-block may be short
+    for (int sub = 0; sub < here; ++sub) {
       __m512i acc[MR][NB];
       for (int r = 0; r < MR; ++r)
         for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();

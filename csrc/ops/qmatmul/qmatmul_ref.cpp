@@ -87,7 +87,7 @@ bool qmatmul_int4_ref(const float* x, int64_t m, int64_t ldx, const Int4Weight& 
 
 bool qmatmul_int4cb_ref(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& w, const float* bias, float* y,
                         int64_t ldy) {
-  const int64_t supers = w.kp / kSuper;
+  const int64_t supers = w.supers();
   std::vector<int32_t> q(w.k);
   std::vector<float> scales(supers), rows_out(w.n);
   for (int64_t r = 0; r < m; ++r) {

@@ -336,18 +336,24 @@ def _cross_entropy(b, v) -> Prepared:
 
 
 # --------------------------------------------------------------------------- quantized matmul
-def _qmatmul(bits, m, k, n) -> Prepared:
-    """x (m x k) times the transpose of a quantized n x k weight."""
+def _qmatmul(bits, m, k, n, codebook=False) -> Prepared:
+    """x (m x k) times the transpose of a quantized n x k weight (the int4 codebook format beside
+    int4 in groups of 32 when ``codebook``)."""
     from .. import quant
     from ..kernels import gemm
 
     rng = _rng()
     x, w = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((n, k), dtype=np.float32)
-    qw = quant.quantize_weight(w, bits, 32)
-    out = {name: np.full((m, n), np.nan, np.float32) for name in ("ember", "ember fp32", "numpy fp32")}
+    qw = quant.quantize_weight(w, bits, 32, codebook=codebook)
+    out = {name: np.full((m, n), np.nan, np.float32) for name in ("ember", "ember int4 g32", "ember fp32",
+                                                                  "numpy fp32")}
     impls = {"ember": lambda: qw.matmul(x, out=out["ember"]),
              "ember fp32": functools.partial(gemm.gemm, x, w, trans_b=True, out=out["ember fp32"]),
              "numpy fp32": lambda: np.matmul(x, w.T, out=out["numpy fp32"])}
+    quantized = {"ember": qw}
+    if codebook:
+        quantized["ember int4 g32"] = g32 = quant.quantize_weight(w, 4, 32)
+        impls["ember int4 g32"] = lambda: g32.matmul(x, out=out["ember int4 g32"])
     skipped = {}
     torch = _torch_or_skip(skipped, "torch int8")
     if torch is not None:  # PyTorch's dynamic int8 Linear (fbgemm)
@@ -373,18 +379,19 @@ def _qmatmul(bits, m, k, n) -> Prepared:
             assert (np.abs(got - exact) <= bound).all(), f"qmatmul {m}x{k}x{n}: {impl} is wrong"
             return
         nmse = np.mean((got - exact) ** 2) / np.mean(exact**2)
-        assert nmse < (3e-2 if bits == 4 and impl == "ember" else 1e-3), f"qmatmul {m}x{k}x{n}: {impl} error {nmse}"
-        if impl == "ember":  # the integer kernels give the int64 reference's bits exactly
-            np.testing.assert_array_equal(got, qw.matmul(x, reference=True))
+        bound = 1e-3 if bits == 8 or impl not in quantized else 6e-3 if codebook and impl == "ember" else 3e-2
+        assert nmse < bound, f"qmatmul {m}x{k}x{n}: {impl} error {nmse}"
+        if impl in quantized:  # the integer kernels give the int64 reference's bits exactly
+            np.testing.assert_array_equal(got, quantized[impl].matmul(x, reference=True))
 
     return Prepared(impls, check, skipped)
 
 
-def _qmatmul_bytes(bits, m, k, n):
+def _qmatmul_bytes(bits, m, k, n, codebook=False):
     from .. import quant
 
-    return float(sum(np.dtype(dtype).itemsize * count for dtype, count in quant.packed_sizes(n, k, bits, 32).values())), \
-        "byte"
+    sizes = quant.packed_sizes(n, k, bits, 32, codebook)
+    return float(sum(np.dtype(dtype).itemsize * count for dtype, count in sizes.values())), "byte"
 
 
 # --------------------------------------------------------------------------------- max pooling
@@ -483,6 +490,11 @@ KERNELS = {k.name: k for k in [
             "full": [(64, 4096, 4096), (1, 4096, 4096), (1, 8192, 8192)]},
            _gemm_label, functools.partial(_qmatmul_bytes, 4), functools.partial(_qmatmul, 4), _QMATMUL_IMPLS,
            precision="int4", sized_by="MxKxN"),
+    Kernel("qmatmul_int4cb", "int4 codebook weights (4.5 bits) x float32 activations (bytes: the packed weights)",
+           {"test": [(3, 300, 96)], "quick": [(1, 4096, 14336)],
+            "full": [(1, 4096, 14336), (1, 4096, 4096), (64, 4096, 4096)]},
+           _gemm_label, functools.partial(_qmatmul_bytes, 4, codebook=True), functools.partial(_qmatmul, 4, codebook=True),
+           ("ember", "ember int4 g32") + _QMATMUL_IMPLS[1:], precision="int4", sized_by="MxKxN"),
     Kernel("max_pool2d", "2x2 max pooling with indices (bytes: the input read)",
            {"test": [((2, 3, 6, 6),), ((1, 2, 5, 7),)], "quick": _POOL, "full": _POOL},
            _shape_label, _input_bytes, _max_pool2d, ("ember", "torch", "numpy")),
