@@ -6,7 +6,7 @@ Ember against the same model in PyTorch eager on the CPU, alternating in rounds 
   and under each library's bf16 autocast (``ember.autocast("bf16")``, ``torch.autocast("cpu",
   dtype=torch.bfloat16)``);
 - generation at batch 1, 200 tokens after a 16-token prompt, greedy: Ember's ``generate``
-  (its native decoder) in float32 and quantized to int8 and int4, against a PyTorch loop with a
+  (its native decoder) in float32 and quantized to int8, int4 and int4 with a codebook, against a PyTorch loop with a
   key/value cache (F.scaled_dot_product_attention over the cached keys, under inference_mode).
   Besides tokens/s it reports the bytes each token reads -- the weights plus the key/value
   cache at the average position -- as a fraction of this machine's measured read bandwidth.
@@ -160,7 +160,8 @@ def bench_gpt_generation(benchmark, threads):
     model = models.gpt(vocab, block_size=block, n_layer=layers, n_head=heads, d_model=width).eval()
     state = {k: torch.tensor(v._host()) for k, v in model.state_dict().items()}
     ids = np.random.default_rng(0).integers(0, vocab, prompt)
-    forms = {"fp32": model, **{f"int{b}": ember.quant.quantize(model, bits=b)[0] for b in (8, 4)}}
+    forms = {"fp32": model, **{f"int{b}": ember.quant.quantize(model, bits=b)[0] for b in (8, 4)},
+             "int4 codebook": ember.quant.quantize(model, bits=4, codebook=True)[0]}
     tokens = {}
 
     def ours(name):
