@@ -398,7 +398,9 @@ def quantize(model, bits: int = 8, group_size: int = 32, calibration=None, eval_
     first 256 inputs of ``eval_data`` when not given), and, with ``eval_data=(x, y)``, the
     accuracy (integer labels) or mean squared error before and after. Activations are
     quantized dynamically, so ``calibration`` is only used for the timing. A model with a
-    ``compute_loss(x, y)`` (such as ``ember.gpt.GPT``) is scored by that loss instead."""
+    ``compute_loss(x, y)`` (such as ``ember.gpt.GPT``) is scored by that loss instead.
+    ``bits=4, codebook=True`` picks the int4 codebook format (4.5 bits per weight, more accurate
+    than groups of 32; ``group_size`` does not apply)."""
     import copy
 
     _check_bits_group(bits, group_size, codebook)
