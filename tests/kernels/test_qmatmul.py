@@ -10,24 +10,26 @@ import strict_device
 from ember import _C, nn, quant
 
 MS = [1, 3, 8, 16, 17, 32, 64, 257]  # 16 and more: the AMX path too, where the CPU has it
-KNS = [(33, 17), (64, 16), (100, 40), (130, 33)]
+KNS = [(33, 17), (64, 16), (100, 40), (130, 33), (300, 37)]
 FORMATS = [(8, None), (4, 32), (4, 64), (4, 128)]
 ODD_GROUPS = [(4, 8), (4, 24)]  # multiples of 8 that are not of 16: the kernels' partial vectors
+CODEBOOK = [(4, "codebook")]  # the int4 codebook format (tests/kernels/test_qmatmul_codebook.py)
 
 
 def fmt_id(f):
-    return "int8" if f[0] == 8 else f"int4-g{f[1]}"
+    return "int8" if f[0] == 8 else "int4-codebook" if f[1] == "codebook" else f"int4-g{f[1]}"
 
 
-@pytest.mark.parametrize("fmt", FORMATS + ODD_GROUPS, ids=fmt_id)
+@pytest.mark.parametrize("fmt", FORMATS + ODD_GROUPS + CODEBOOK, ids=fmt_id)
 @pytest.mark.parametrize("m", MS)
 def test_fast_paths_match_the_reference_bit_for_bit(isa, rng, fmt, m):
     bits, group = fmt
+    form = {"codebook": True} if group == "codebook" else {"group_size": group or 32}
     for k, n in KNS:
-        w = rng.standard_normal((n, k)).astype(np.float32)
+        w = rng.standard_normal((n, k)).astype(np.float32) * rng.uniform(0.01, 10)
         x = rng.standard_normal((m, k)).astype(np.float32) * rng.uniform(0.1, 10)
         b = rng.standard_normal(n).astype(np.float32)
-        qw = quant.quantize_weight(w, bits, group or 32)
+        qw = quant.quantize_weight(w, bits, **form)
         want = qw.matmul(x, b, reference=True)
         for threads in (1, 2, 3):
             ember.set_num_threads(threads)

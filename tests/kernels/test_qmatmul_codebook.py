@@ -1,32 +1,13 @@
-"""The int4 codebook format: every ISA and thread count against the int64 reference, bit for
-bit; the integer arithmetic and the packed layout against a NumPy packing of known integers;
+"""The int4 codebook format (its fast paths against the reference are in test_qmatmul.py's table):
+the integer arithmetic and the packed layout against a NumPy packing of known integers;
 accuracy and size against int4 in groups of 32; QuantLinear, quantize(model), checkpoints and
-the command line; bad input."""
+ONNX export's refusal; bad input (the command line: tests/test_cli_gpt.py)."""
 
 import numpy as np
 import pytest
 
 import ember
 from ember import _C, _quant_codebook, nn, quant
-
-MS = [1, 2, 3, 4, 5, 8, 17]
-KNS = [(17, 5), (128, 20), (256, 16), (300, 37), (512, 64), (1000, 33)]
-
-
-@pytest.mark.parametrize("m", MS)
-def test_fast_paths_match_the_reference_bit_for_bit(isa, rng, m):
-    for k, n in KNS:
-        w = rng.standard_normal((n, k)).astype(np.float32) * rng.uniform(0.01, 10)
-        x = rng.standard_normal((m, k)).astype(np.float32) * rng.uniform(0.1, 10)
-        b = rng.standard_normal(n).astype(np.float32)
-        qw = quant.quantize_weight(w, 4, codebook=True)
-        want = qw.matmul(x, b, reference=True)
-        for threads in (1, 2, 3):
-            ember.set_num_threads(threads)
-            out = np.full((m, n), np.nan, np.float32)  # poisoned: every element must be written
-            qw.matmul(x, b, out=out)
-            np.testing.assert_array_equal(out, want, err_msg=f"K={k} N={n} threads={threads}")
-        np.testing.assert_array_equal(qw.matmul(x), qw.matmul(x, reference=True))  # without bias
 
 
 def pack(index, sub, d, n, k):

@@ -9,7 +9,7 @@
 #include <immintrin.h>
 
 #include "ops/qmatmul/qmatmul.h"
-#include "ops/qmatmul/qmatmul_cb_plain.h"
+#include "ops/qmatmul/qmatmul_plain.h"
 #include "ops/qmatmul/qmatmul_quant.h"
 #include "ops/qmatmul/qmatmul_rows.h"
 

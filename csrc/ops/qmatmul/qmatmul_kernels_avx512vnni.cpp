@@ -109,6 +109,28 @@ void int8_kernel(const QuantRows& a, const Int8Weight& w, int64_t b, const float
   }
 }
 
+// acc[r][j] += octets [o0, o1) of blocks j (16 channels, `stride` bytes apart from wp) times rows r
+// of the signed activations; unpack(v, lo, hi) makes a 64-byte octet's low and high nibbles the
+// unsigned bytes that vpdpbusd multiplies.
+template <int MR, int NB, class Unpack>
+inline void octet_products(const QuantRows& a, const uint8_t* wp, int64_t stride, int64_t o0, int64_t o1,
+                           __m512i (&acc)[MR][NB], Unpack unpack) {
+  for (int64_t o = o0; o < o1; ++o) {
+    __m512i lo[NB], hi[NB];
+    for (int j = 0; j < NB; ++j) unpack(_mm512_loadu_si512(wp + j * stride + o * 64), lo[j], hi[j]);
+    for (int r = 0; r < MR; ++r) {
+      int32_t q0, q1;
+      __builtin_memcpy(&q0, a.qs + r * a.kp + 8 * o, 4);
+      __builtin_memcpy(&q1, a.qs + r * a.kp + 8 * o + 4, 4);
+      const __m512i a0 = _mm512_set1_epi32(q0), a1 = _mm512_set1_epi32(q1);
+      for (int j = 0; j < NB; ++j) {
+        acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], lo[j], a0);
+        acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], hi[j], a1);
+      }
+    }
+  }
+}
+
 template <int MR, int NB>
 void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
   const int64_t octets = w.kp / 8, groups = w.kp / w.group, per_group = w.group / 8;
@@ -122,24 +144,11 @@ void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float
     __m512i acc[MR][NB];
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
-    for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o) {
-      __m512i lo[NB], hi[NB];
-      for (int j = 0; j < NB; ++j) {
-        const __m512i v = _mm512_loadu_si512(wp + j * stride + o * 64);
-        lo[j] = _mm512_and_si512(v, low4);
-        hi[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-      }
-      for (int r = 0; r < MR; ++r) {
-        int32_t q0, q1;
-        __builtin_memcpy(&q0, a.qs + r * a.kp + 8 * o, 4);
-        __builtin_memcpy(&q1, a.qs + r * a.kp + 8 * o + 4, 4);
-        const __m512i a0 = _mm512_set1_epi32(q0), a1 = _mm512_set1_epi32(q1);
-        for (int j = 0; j < NB; ++j) {
-          acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], lo[j], a0);
-          acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], hi[j], a1);
-        }
-      }
-    }
+    octet_products<MR, NB>(a, wp, stride, g * per_group, (g + 1) * per_group, acc,
+                           [&](__m512i v, __m512i& lo, __m512i& hi) {
+                             lo = _mm512_and_si512(v, low4);
+                             hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+                           });
     for (int j = 0; j < NB; ++j) {
       const __m512 sw = _mm512_loadu_ps(w.scales + ((b + j) * groups + g) * kBlock);
       for (int r = 0; r < MR; ++r) {
@@ -202,24 +211,11 @@ void int4cb_kernel(const QuantRows& a, const Int4CbWeight& w, int64_t b, const f
       __m512i acc[MR][NB];
       for (int r = 0; r < MR; ++r)
         for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
-      for (int64_t o = (s * kSuper + sub * kSub) / 8, end = o + kSub / 8; o < end; ++o) {
-        __m512i lo[NB], hi[NB];
-        for (int j = 0; j < NB; ++j) {
-          const __m512i v = _mm512_loadu_si512(wp + j * stride + o * 64);
-          lo[j] = _mm512_shuffle_epi8(table, _mm512_and_si512(v, low4));
-          hi[j] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
-        }
-        for (int r = 0; r < MR; ++r) {
-          int32_t q0, q1;
-          __builtin_memcpy(&q0, a.qs + r * a.kp + 8 * o, 4);
-          __builtin_memcpy(&q1, a.qs + r * a.kp + 8 * o + 4, 4);
-          const __m512i a0 = _mm512_set1_epi32(q0), a1 = _mm512_set1_epi32(q1);
-          for (int j = 0; j < NB; ++j) {
-            acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], lo[j], a0);
-            acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], hi[j], a1);
-          }
-        }
-      }
+      const int64_t o0 = (s * kSuper + sub * kSub) / 8;
+      octet_products<MR, NB>(a, wp, stride, o0, o0 + kSub / 8, acc, [&](__m512i v, __m512i& lo, __m512i& hi) {
+        lo = _mm512_shuffle_epi8(table, _mm512_and_si512(v, low4));
+        hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+      });
       for (int r = 0; r < MR; ++r) {
         const __m512i comp = _mm512_set1_epi32(128 * a.sums[r * subs + s * (kSuper / kSub) + sub]);
         for (int j = 0; j < NB; ++j)

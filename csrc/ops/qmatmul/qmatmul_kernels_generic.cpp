@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "ops/qmatmul/qmatmul.h"
-#include "ops/qmatmul/qmatmul_cb_plain.h"
+#include "ops/qmatmul/qmatmul_plain.h"
 #include "ops/qmatmul/qmatmul_quant.h"
 
 namespace ember::qmatmul {
@@ -29,27 +29,22 @@ void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0
 
 void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
                float* y, int64_t ldy) {
-  const int64_t octets = w.kp / 8, groups = w.kp / w.group, per_group = w.group / 8;
-  for (int64_t b = b0; b < b1; ++b) {
-    const uint8_t* blk = w.data + b * octets * 64;
-    for (int64_t c = 0; c < kBlock && b * kBlock + c < w.n; ++c) {
-      const int64_t n = b * kBlock + c;
-      for (int64_t r = 0; r < rows; ++r) {
-        const int8_t* ar = a.qs + r * a.kp;
-        float out = 0.0f;
-        for (int64_t g = 0; g < groups; ++g) {
-          int32_t acc = 0;
-          for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o)
-            for (int j = 0; j < 4; ++j) {
-              const uint8_t byte = blk[o * 64 + 4 * c + j];
-              acc += int32_t(ar[8 * o + j]) * (int32_t(byte & 15) - 8) + int32_t(ar[8 * o + 4 + j]) * (int32_t(byte >> 4) - 8);
-            }
-          out = std::fma(float(acc), a.scale[r * groups + g] * w.scales[(b * groups + g) * kBlock + c], out);
-        }
-        y[r * ldy + n] = out + (bias ? bias[n] : 0.0f);
-      }
-    }
-  }
+  const int64_t groups = w.kp / w.group, per_group = w.group / 8;
+  plain_outputs(a, rows, w.n, w.data, w.kp / 8 * 64, b0, b1, bias, y, ldy,
+                [&](int64_t b, const uint8_t* blk, int64_t c, const int8_t* ar, int64_t r) {
+                  float out = 0.0f;
+                  for (int64_t g = 0; g < groups; ++g) {
+                    int32_t acc = 0;
+                    for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o)
+                      for (int j = 0; j < 4; ++j) {
+                        const uint8_t byte = blk[o * 64 + 4 * c + j];
+                        acc += int32_t(ar[8 * o + j]) * (int32_t(byte & 15) - 8);
+                        acc += int32_t(ar[8 * o + 4 + j]) * (int32_t(byte >> 4) - 8);
+                      }
+                    out = std::fma(float(acc), a.scale[r * groups + g] * w.scales[(b * groups + g) * kBlock + c], out);
+                  }
+                  return out;
+                });
 }
 
 }  // namespace
