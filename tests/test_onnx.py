@@ -173,6 +173,8 @@ class Doubler(nn.Module):
     (lambda: nn.Sequential(nn.Flatten(0)), "flattens the batch dimension"),
     (lambda: nn.Sequential(nn.BatchNorm2d(3, track_running_stats=False)), "no running statistics"),
     (lambda: nn.Sequential(nn.AdaptiveAvgPool2d(3)), "pools windows of different sizes"),
+    (lambda: quant.quantize(nn.Sequential(nn.Flatten(), nn.Linear(192, 4)), bits=4, codebook=True)[0],
+     r"layer 1 is int4 in the codebook format, whose scaled codebook values are not int8"),
 ])
 def test_what_onnx_cannot_express_is_an_error_naming_the_layer(model, message, tmp_path, rng):
     x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)

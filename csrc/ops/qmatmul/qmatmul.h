@@ -179,13 +179,16 @@ extern const Kernels kernels_generic;
 extern const Kernels kernels_avx2;
 extern const Kernels kernels_avx512vnni;
 
-// Kernels that take up to kWideRows rows at once (AMX tiles), for M >= kWideMinRows;
-// the registry's "qmatmul_wide" rows, null below the amx level. The activation
-// buffer must hold kWideRows rows (and 64 bytes more) however few are valid.
+// Kernels that take up to kWideRows rows at once (AMX tiles), for M >= kWideMinRows: int8_rows
+// up to kWideRows per call, int4cb_rows all of them in whole tiles of kWideRows; the registry's
+// "qmatmul_wide" rows, null below the amx level. The activation buffer must hold a whole tile of
+// kWideRows rows (and 64 bytes more) however few are valid.
 constexpr int64_t kWideRows = 32, kWideMinRows = 16;
 struct WideKernels {
   void (*int8_rows)(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
                     float* y, int64_t ldy);
+  void (*int4cb_rows)(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1,
+                      const float* bias, float* y, int64_t ldy);
   void (*thread_begin)();  // before a thread's first call (AMX tile configuration)
   void (*thread_end)();    // after its last
 };

@@ -81,7 +81,7 @@ void run_tiles(const Quantized& qa, int64_t m, int64_t kp, int64_t groups, int64
 
 }  // namespace
 
-const WideKernels wide_none = {nullptr, nullptr, nullptr};
+const WideKernels wide_none = {nullptr, nullptr, nullptr, nullptr};
 
 bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
                   int64_t ldy, Isa isa, int nthreads) {
@@ -114,10 +114,19 @@ bool qmatmul_int4cb(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& 
                     int64_t ldy, Isa isa, int nthreads) {
   if (m == 0 || w.n == 0) return true;
   const Kernels& kern = lookup<Kernels>("qmatmul", isa);
+  const WideKernels& wide = lookup<WideKernels>("qmatmul_wide", isa);
+  const bool use_wide = wide.int4cb_rows != nullptr && m >= kWideMinRows;
   // The activations' rows span whole super-blocks (their groups); the weight's, K padded to 16.
   const int64_t kp = w.kp_rows(), supers = w.supers(), subs = kp / kSub;
-  Quantized qa(m, kp, subs);
+  Quantized qa(use_wide ? (m + kWideRows - 1) / kWideRows * kWideRows : m, kp, subs);
   if (!quantize_all(kern, x, m, ldx, w.k, kp, kSuper, qa, nthreads)) return false;
+  const int64_t block_bytes = w.kp * kBlock / 2;
+  if (use_wide) {  // signed by signed: no sums needed; all the rows in one call (the kernel expands
+                   // each block's weights once for them)
+    run_tiles(qa, m, kp, supers, kSuper, subs, w, block_bytes, wide.int4cb_rows, bias, y, ldy, nthreads, m,
+              wide.thread_begin, wide.thread_end);
+    return true;
+  }
   // The sums per sub-block replace those per super-block.
   for (int64_t r = 0; r < m; ++r)
     for (int64_t j = 0; j < subs; ++j) {
@@ -125,7 +134,7 @@ bool qmatmul_int4cb(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& 
       for (int64_t i = 0; i < kSub; ++i) sum += qa.qs[r * kp + j * kSub + i];
       qa.sums[r * subs + j] = sum;
     }
-  run_tiles(qa, m, kp, supers, kSuper, subs, w, w.kp * kBlock / 2, kern.int4cb_tile, bias, y, ldy, nthreads);
+  run_tiles(qa, m, kp, supers, kSuper, subs, w, block_bytes, kern.int4cb_tile, bias, y, ldy, nthreads);
   return true;
 }
 

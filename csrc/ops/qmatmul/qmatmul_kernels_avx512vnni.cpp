@@ -21,6 +21,7 @@
 #include <cfloat>
 
 #include "ops/qmatmul/qmatmul.h"
+#include "ops/qmatmul/qmatmul_avx512.h"
 #include "ops/qmatmul/qmatmul_rows.h"
 
 namespace ember::qmatmul {
@@ -69,11 +70,6 @@ bool quantize_rows(const float* x, int64_t rows, int64_t ldx, int64_t k, int64_t
     }
   }
   return finite;
-}
-
-inline __mmask16 lanes_left(int64_t n, int64_t block) {
-  const int64_t left = n - block * kBlock;
-  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
 }
 
 template <int MR, int NB>
@@ -167,24 +163,6 @@ void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float
   }
 }
 
-// One block's 16 sub-block scales of a super-block (qmatmul.h's 6-bit layout), as int32 lanes.
-inline void sub_scales(const uint8_t* sb, __m512i* out) {
-  const __m512i m63 = _mm512_set1_epi32(63), off = _mm512_set1_epi32(32);
-  for (int p = 0; p < 4; ++p) {
-    const uint8_t* rows = sb + 64 + 48 * p;
-    const __m512i a = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows)));
-    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + 16)));
-    const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + 32)));
-    const __m512i u3 = _mm512_or_si512(_mm512_srli_epi32(a, 6),
-                                       _mm512_or_si512(_mm512_slli_epi32(_mm512_srli_epi32(b, 6), 2),
-                                                       _mm512_slli_epi32(_mm512_srli_epi32(c, 6), 4)));
-    out[4 * p] = _mm512_sub_epi32(_mm512_and_si512(a, m63), off);
-    out[4 * p + 1] = _mm512_sub_epi32(_mm512_and_si512(b, m63), off);
-    out[4 * p + 2] = _mm512_sub_epi32(_mm512_and_si512(c, m63), off);
-    out[4 * p + 3] = _mm512_sub_epi32(u3, off);
-  }
-}
-
 // The codebook format: vpshufb looks each index up in the codebook + 128 (unsigned bytes, the
 // vpdpbusd operand), the activations enter signed, and 128 * (the sub-block's sum of q) is taken
 // back out before the sub-block's scale multiplies its sum (exact: |T| < 2^28).
@@ -193,10 +171,7 @@ void int4cb_kernel(const QuantRows& a, const Int4CbWeight& w, int64_t b, const f
   const int64_t octets = w.kp / 8, supers = w.supers(), subs = a.kp / kSub;
   const int64_t stride = octets * 64;
   const uint8_t* wp = w.data + b * stride;
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  alignas(16) uint8_t lut[16];
-  for (int i = 0; i < 16; ++i) lut[i] = static_cast<uint8_t>(kCodebook[i] + 128);
-  const __m512i table = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lut)));
+  const __m512i table = codebook_table(128);
   __m512 out[MR][NB];
   for (int r = 0; r < MR; ++r)
     for (int j = 0; j < NB; ++j) out[r][j] = _mm512_setzero_ps();
@@ -213,8 +188,7 @@ void int4cb_kernel(const QuantRows& a, const Int4CbWeight& w, int64_t b, const f
         for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
       const int64_t o0 = (s * kSuper + sub * kSub) / 8;
       octet_products<MR, NB>(a, wp, stride, o0, o0 + kSub / 8, acc, [&](__m512i v, __m512i& lo, __m512i& hi) {
-        lo = _mm512_shuffle_epi8(table, _mm512_and_si512(v, low4));
-        hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+        codebook_values(table, v, lo, hi);
       });
       for (int r = 0; r < MR; ++r) {
         const __m512i comp = _mm512_set1_epi32(128 * a.sums[r * subs + s * (kSuper / kSub) + sub]);
