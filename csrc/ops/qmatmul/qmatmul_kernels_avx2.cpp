@@ -5,11 +5,13 @@
 //    (vpsignb): each pair sum is at most 2 * 127 * 127 = 32258, which fits;
 //  - int4: the unsigned operand is the nibble q + 8 (at most 15) and the
 //    signed one a; 8 * (the group's sum of a) is taken back out at the end.
-// vpmaddwd by ones then adds the int16 pairs into int32.
+// vpmaddwd by ones then adds the int16 pairs into int32. The int4 codebook
+// format: see its kernel below.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "ops/qmatmul/qmatmul.h"
-#include "ops/qmatmul/qmatmul_plain.h"
 #include "ops/qmatmul/qmatmul_quant.h"
 #include "ops/qmatmul/qmatmul_rows.h"
 
@@ -115,6 +117,86 @@ void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float
   }
 }
 
+// One block's 16 sub-block scales of a super-block (qmatmul.h's 6-bit layout) for vpmaddwd:
+// out[j][h] holds channel 8h + l's scale c_j in both int16 halves of lane l.
+inline void sub_scale_pairs(const uint8_t* sb, __m256i (&out)[kSuper / kSub][2]) {
+  const __m256i m63 = _mm256_set1_epi32(63), off = _mm256_set1_epi32(32), low16 = _mm256_set1_epi32(0xFFFF);
+  const auto pair = [&](__m256i u) {
+    const __m256i c = _mm256_sub_epi32(u, off);
+    return _mm256_or_si256(_mm256_and_si256(c, low16), _mm256_slli_epi32(c, 16));
+  };
+  const auto bytes8 = [](const uint8_t* p) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  };
+  for (int p = 0; p < 4; ++p) {
+    const uint8_t* rows = sb + 64 + 48 * p;
+    for (int h = 0; h < 2; ++h) {
+      const __m256i a = bytes8(rows + 8 * h), b = bytes8(rows + 16 + 8 * h), c = bytes8(rows + 32 + 8 * h);
+      const __m256i u3 = _mm256_or_si256(_mm256_srli_epi32(a, 6),
+                                         _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(b, 6), 2),
+                                                         _mm256_slli_epi32(_mm256_srli_epi32(c, 6), 4)));
+      out[4 * p][h] = pair(_mm256_and_si256(a, m63));
+      out[4 * p + 1][h] = pair(_mm256_and_si256(b, m63));
+      out[4 * p + 2][h] = pair(_mm256_and_si256(c, m63));
+      out[4 * p + 3][h] = pair(u3);
+    }
+  }
+}
+
+// The codebook format: vpshufb looks each index up in the (signed) codebook; vpmaddubsw then
+// multiplies |value| (unsigned) by the activation carrying the value's sign (vpsignb), so each
+// pair sum stays within 2 * 127 * 127 and nothing saturates. vpmaddwd multiplies the int16 pair
+// sums by the channel's sub-block scale (the same in both halves of the lane) straight into the
+// super-block's int32 total: T exactly as qmatmul.h defines it.
+template <int MR>
+void int4cb_kernel(const QuantRows& a, const Int4CbWeight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
+  const int64_t octets = w.kp / 8, supers = w.supers();
+  const uint8_t* wp = w.data + b * octets * 64;
+  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kCodebook)));
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 out[MR][2];
+  for (int r = 0; r < MR; ++r) out[r][0] = out[r][1] = _mm256_setzero_ps();
+  __m256i sc[kSuper / kSub][2];
+  for (int64_t s = 0; s < supers; ++s) {
+    const uint8_t* sb = w.scales + (b * supers + s) * kCbScaleBytes;
+    sub_scale_pairs(sb, sc);
+    __m256i total[MR][2];
+    for (int r = 0; r < MR; ++r) total[r][0] = total[r][1] = _mm256_setzero_si256();
+    const int64_t here = std::min<int64_t>(kSuper, w.kp - s * kSuper) / kSub;  // a last super-block may be short
+    for (int64_t sub = 0; sub < here; ++sub)
+      for (int64_t o = (s * kSuper + sub * kSub) / 8, o1 = o + kSub / 8; o < o1; ++o)
+        for (int h = 0; h < 2; ++h) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + o * 64 + 32 * h));
+          const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low4));
+          const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+          const __m256i ulo = _mm256_abs_epi8(lo), uhi = _mm256_abs_epi8(hi);
+          for (int r = 0; r < MR; ++r) {
+            int32_t q0, q1;
+            __builtin_memcpy(&q0, a.qs + r * a.kp + 8 * o, 4);
+            __builtin_memcpy(&q1, a.qs + r * a.kp + 8 * o + 4, 4);
+            const __m256i p0 = _mm256_maddubs_epi16(ulo, _mm256_sign_epi8(_mm256_set1_epi32(q0), lo));
+            const __m256i p1 = _mm256_maddubs_epi16(uhi, _mm256_sign_epi8(_mm256_set1_epi32(q1), hi));
+            total[r][h] = _mm256_add_epi32(total[r][h], _mm256_add_epi32(_mm256_madd_epi16(p0, sc[sub][h]),
+                                                                         _mm256_madd_epi16(p1, sc[sub][h])));
+          }
+        }
+    for (int h = 0; h < 2; ++h) {
+      const __m256 d = _mm256_loadu_ps(reinterpret_cast<const float*>(sb) + 8 * h);
+      for (int r = 0; r < MR; ++r) {
+        const __m256 scale = _mm256_mul_ps(d, _mm256_set1_ps(a.scale[r * supers + s]));
+        out[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[r][h]), scale, out[r][h]);
+      }
+    }
+  }
+  const int64_t n0 = b * kBlock;
+  for (int h = 0; h < 2; ++h) {
+    const int64_t left = w.n - n0 - 8 * h;
+    if (left <= 0) break;
+    const __m256 bv = bias ? load8(bias + n0 + 8 * h, left) : _mm256_setzero_ps();
+    for (int r = 0; r < MR; ++r) store8(y + r * ldy + n0 + 8 * h, _mm256_add_ps(out[r][h], bv), left);
+  }
+}
+
 // Rows [r0, r0 + count) of a.
 QuantRows shifted(const QuantRows& a, int64_t r0) {
   QuantRows s = a;
@@ -142,8 +224,17 @@ void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0
     });
 }
 
+void int4cb_tile(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1, const float* bias,
+                 float* y, int64_t ldy) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 4)
+    with_rows<4>(rows - r0, [&](auto mr) {
+      for (int64_t b = b0; b < b1; ++b)
+        int4cb_kernel<decltype(mr)::value>(shifted(a, r0), w, b, bias, y + r0 * ldy, ldy);
+    });
+}
+
 }  // namespace
 
-extern const Kernels kernels_avx2 = {quantize_rows, int8_tile, int4_tile, int4cb_tile_plain};
+extern const Kernels kernels_avx2 = {quantize_rows, int8_tile, int4_tile, int4cb_tile};
 
 }  // namespace ember::qmatmul

@@ -3,11 +3,50 @@
 #include <cmath>
 
 #include "ops/qmatmul/qmatmul.h"
-#include "ops/qmatmul/qmatmul_plain.h"
 #include "ops/qmatmul/qmatmul_quant.h"
 
 namespace ember::qmatmul {
 namespace {
+
+// y[r, n] = value(blk, c, ar) + bias[n] for rows [0, rows) and the channels of blocks [b0, b1):
+// blk is block b's packed values, c the channel within it, ar row r's signed activations.
+template <class Value>
+void plain_outputs(const QuantRows& a, int64_t rows, int64_t n_total, const uint8_t* data, int64_t block_bytes,
+                   int64_t b0, int64_t b1, const float* bias, float* y, int64_t ldy, Value value) {
+  for (int64_t b = b0; b < b1; ++b) {
+    const uint8_t* blk = data + b * block_bytes;
+    for (int64_t c = 0; c < kBlock && b * kBlock + c < n_total; ++c) {
+      const int64_t n = b * kBlock + c;
+      for (int64_t r = 0; r < rows; ++r)
+        y[r * ldy + n] = value(b, blk, c, a.qs + r * a.kp, r) + (bias ? bias[n] : 0.0f);
+    }
+  }
+}
+
+void int4cb_tile_plain(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1,
+                       const float* bias, float* y, int64_t ldy) {
+  const int64_t supers = w.supers();
+  plain_outputs(a, rows, w.n, w.data, w.kp / 8 * 64, b0, b1, bias, y, ldy,
+                [&](int64_t b, const uint8_t* blk, int64_t c, const int8_t* ar, int64_t r) {
+                  float out = 0.0f;
+                  for (int64_t s = 0; s < supers; ++s) {
+                    const uint8_t* sb = w.scales + (b * supers + s) * kCbScaleBytes;
+                    int32_t total = 0;
+                    for (int64_t j = 0; j < kSuper / kSub && s * kSuper + j * kSub < w.kp; ++j) {
+                      int32_t acc = 0;
+                      for (int64_t o = (s * kSuper + j * kSub) / 8; o < (s * kSuper + (j + 1) * kSub) / 8; ++o)
+                        for (int i = 0; i < 4; ++i) {
+                          const uint8_t byte = blk[o * 64 + 4 * c + i];
+                          acc += int32_t(ar[8 * o + i]) * kCodebook[byte & 15];
+                          acc += int32_t(ar[8 * o + 4 + i]) * kCodebook[byte >> 4];
+                        }
+                      total += cb_sub_scale(sb, c, j) * acc;
+                    }
+                    out = std::fma(float(total), cb_super_scale(sb, c) * a.scale[r * supers + s], out);
+                  }
+                  return out;
+                });
+}
 
 void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
                float* y, int64_t ldy) {
