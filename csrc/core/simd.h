@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <tuple>
 
 namespace ember {
 namespace {
@@ -17,6 +18,38 @@ namespace {
 typedef float vf16 __attribute__((vector_size(64)));
 typedef int vi16 __attribute__((vector_size(64)));
 typedef float vf16u __attribute__((vector_size(64), aligned(4), may_alias));
+
+// lanewise(f, a, b, ...) = f(a, b, ...) for a generic f of vectors (`auto` parameters), with
+// comparisons and ?: in it. Without AVX-512, GCC has no register for 16 floats: it splits
+// arithmetic into native halves, but expands a comparison or a ?: on 16 lanes into scalar code
+// (one lane at a time, several times slower); so there f runs on each 8- (or 4-) float half.
+#ifdef __AVX512F__
+template <class F, class... V>
+inline auto lanewise(F f, V... v) {
+  return f(v...);
+}
+#else
+#ifdef __AVX__
+constexpr int kSplit = 2;
+#else
+constexpr int kSplit = 4;
+#endif
+template <class V, class T = decltype(V{}[0] + 0)>
+union Split {  // a 16-lane vector as native parts
+  typedef T part __attribute__((vector_size(64 / kSplit)));
+  V whole;
+  part p[kSplit];
+};
+template <class F, class... V>
+inline auto lanewise(F f, V... v) {
+  typedef decltype(f(v...)) R;
+  Split<R> out;
+  const auto parts = std::make_tuple(Split<V>{v}...);
+  for (int i = 0; i < kSplit; ++i)
+    out.p[i] = std::apply([&](const auto&... s) { return f(s.p[i]...); }, parts);
+  return out.whole;
+}
+#endif
 
 inline vf16 splat(float s) { return vf16{s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s}; }
 inline vf16 load16(const float* p) { return *reinterpret_cast<const vf16u*>(p); }
@@ -40,7 +73,9 @@ inline void store16_part(float* p, vf16 r, int64_t n) {
   std::memcpy(p, t, sizeof(float) * n);
 }
 
-inline vf16 vmax(vf16 a, vf16 b) { return a > b ? a : b; }
+inline vf16 vmax(vf16 a, vf16 b) {
+  return lanewise([](auto x, auto y) { return x > y ? x : y; }, a, b);
+}
 
 // exp(x) for x <= 0 (or NaN), which needs no overflow handling: x = (k + f) ln2
 // with k the nearest integer to x log2(e) (the 1.5 * 2^23 trick, exact for
@@ -48,27 +83,32 @@ inline vf16 vmax(vf16 a, vf16 b) { return a > b ? a : b; }
 // of expf), 2^k from the exponent bits; exact 0 below the float range (so -inf
 // gives 0), NaN in gives NaN out. About 14 vector operations, against 25 for a
 // general exp with both clamps.
-inline vf16 vexp_nonpositive(vf16 x) {  // x <= 0 or NaN
-  const vf16 lo = splat(-87.3365f);
-  const vf16 xc = x < lo ? lo : x;  // NaN compares false: it stays
-  const vf16 t = xc * splat(1.44269504088896341f);
-  const vf16 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer, ties to even
-  const vf16 kf = (t + magic) - magic;
-  const vf16 f = t - kf;  // in [-1/2, 1/2]
+template <class V>
+inline V exp_nonpositive(V x) {  // x <= 0 or NaN; V any float vector (a native part inside lanewise)
+  typedef decltype(x < x) VI;    // the int vector of V's width
+  const float lo = -87.3365f;
+  const V xc = x < lo ? V{} + lo : x;  // NaN compares false: it stays
+  const V t = xc * 1.44269504088896341f;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer, ties to even
+  const V kf = (t + magic) - magic;
+  const V f = t - kf;  // in [-1/2, 1/2]
   // 2^f, minimax on [-1/2, 1/2].
-  vf16 p = splat(1.54697321e-4f);
-  p = p * f + splat(1.34004322e-3f);
-  p = p * f + splat(9.61802560e-3f);
-  p = p * f + splat(5.55032721e-2f);
-  p = p * f + splat(2.40226512e-1f);
-  p = p * f + splat(6.93147207e-1f);
-  p = p * f + splat(1.0f);
+  V p = V{} + 1.54697321e-4f;
+  p = p * f + 1.34004322e-3f;
+  p = p * f + 9.61802560e-3f;
+  p = p * f + 5.55032721e-2f;
+  p = p * f + 2.40226512e-1f;
+  p = p * f + 6.93147207e-1f;
+  p = p * f + 1.0f;
   // 2^k from the exponent bits (k in [-126, 0] after the clamp).
-  const vi16 bits = (__builtin_convertvector(kf, vi16) + 127) << 23;
-  vf16 two_k;
+  const VI bits = (__builtin_convertvector(kf, VI) + 127) << 23;
+  V two_k;
   std::memcpy(&two_k, &bits, sizeof(two_k));
-  const vf16 y = p * two_k;
-  return x < lo ? splat(0.0f) : y;  // underflow (and -inf) -> 0; NaN passes through y
+  const V y = p * two_k;
+  return x < lo ? V{} : y;  // underflow (and -inf) -> 0; NaN passes through y
+}
+inline vf16 vexp_nonpositive(vf16 x) {
+  return lanewise([](auto v) { return exp_nonpositive(v); }, x);
 }
 
 }  // namespace

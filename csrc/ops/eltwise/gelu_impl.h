@@ -21,34 +21,41 @@ namespace {
 
 constexpr int64_t kGeluBlock = 16;
 
-inline vf16 poly(vf16 x, const float* c, int n) {
-  vf16 acc = splat(c[0]);
-  for (int i = 1; i < n; ++i) acc = acc * x + splat(c[i]);
+template <class V>
+inline V poly(V x, const float* c, int n) {
+  V acc = V{} + c[0];
+  for (int i = 1; i < n; ++i) acc = acc * x + c[i];
   return acc;
 }
 
-// The normal CDF at x (NaN in, NaN out).
-inline vf16 normal_cdf(vf16 x) {
+// The normal CDF at x (NaN in, NaN out); V any float vector (a native part inside lanewise).
+template <class V>
+inline V normal_cdf_part(V x) {
   static const float kP[7] = {8.668692317e-05f, -8.207446663e-04f, 5.206204019e-03f, -2.686124668e-02f,
                               1.128372326e-01f, -3.761263490e-01f, 1.128379226e+00f};
   static const float kQ[13] = {2.063981628e-05f,  -5.921978664e-05f, 9.121798212e-05f,  -2.145847684e-04f,
                                5.904760328e-04f,  -1.413370133e-03f, 3.218572587e-03f,  -7.173210382e-03f,
                                1.546688564e-02f,  -3.209792823e-02f, 6.388951838e-02f,  -1.213780716e-01f,
                                2.186978757e-01f};
-  const vf16 z = x * splat(0.707106781f);
-  const vf16 a = z < splat(0.0f) ? -z : z;
-  const vf16 z2 = z * z;
+  const V zero{}, one = zero + 1.0f;
+  const V z = x * 0.707106781f;
+  const V a = z < 0.0f ? -z : z;
+  const V z2 = z * z;
   // Near zero: 0.5 + 0.5 erf(z).
-  const vf16 inner = splat(0.5f) + splat(0.5f) * (z * poly(z2, kP, 7));
+  const V inner = 0.5f + 0.5f * (z * poly(z2, kP, 7));
   // The tails: half of erfc(|z|), |z| clamped into the fitted range (the result is replaced past it).
-  const vf16 ac = a > splat(3.92f) ? splat(3.92f) : a;
-  const vf16 s = (ac - splat(2.3975f)) * splat(0.65681445f);
-  const vf16 half_erfc = splat(0.5f) * vexp_nonpositive(-(ac * ac)) * poly(s, kQ, 13);
-  const vf16 upper = a > splat(3.92f) ? splat(1.0f) : splat(1.0f) - half_erfc;
-  const vf16 lower = a > splat(3.92f) ? splat(0.0f) : half_erfc;
-  const vf16 tail = z < splat(0.0f) ? lower : upper;
-  const vf16 cdf = a <= splat(0.875f) ? inner : tail;
+  const V ac = a > 3.92f ? zero + 3.92f : a;
+  const V s = (ac - 2.3975f) * 0.65681445f;
+  const V half_erfc = 0.5f * exp_nonpositive(-(ac * ac)) * poly(s, kQ, 13);
+  const V upper = a > 3.92f ? one : one - half_erfc;
+  const V lower = a > 3.92f ? zero : half_erfc;
+  const V tail = z < 0.0f ? lower : upper;
+  const V cdf = a <= 0.875f ? inner : tail;
   return z != z ? z : cdf;  // NaN
+}
+
+inline vf16 gelu16(vf16 x) {
+  return lanewise([](auto v) { return v * normal_cdf_part(v); }, x);
 }
 
 // y = x * cdf(x) over n elements, the last partial vector too: every element takes the same
@@ -57,18 +64,22 @@ void gelu_fwd_block(const float* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + kGeluBlock <= n; i += kGeluBlock) {
     const vf16 v = load16(x + i);
-    store16(y + i, v * normal_cdf(v));
+    store16(y + i, gelu16(v));
   }
   if (i < n) {
     const vf16 v = load16_part(x + i, n - i);
-    store16_part(y + i, v * normal_cdf(v), n - i);
+    store16_part(y + i, gelu16(v), n - i);
   }
 }
 
 // dx = g * (cdf + x pdf), pdf = exp(-x^2 / 2) / sqrt(2 pi), over n elements.
 inline vf16 gelu_grad(vf16 g, vf16 v) {
-  const vf16 pdf = vexp_nonpositive(splat(-0.5f) * (v * v)) * splat(0.398942280f);
-  return g * (normal_cdf(v) + v * pdf);
+  return lanewise(
+      [](auto g, auto x) {
+        const auto pdf = exp_nonpositive(-0.5f * (x * x)) * 0.398942280f;
+        return g * (normal_cdf_part(x) + x * pdf);
+      },
+      g, v);
 }
 
 void gelu_bwd_block(const float* g, const float* x, float* dx, int64_t n) {
