@@ -96,7 +96,9 @@ inline void mm(int64_t rows, int64_t k, int64_t n, const float* a, int64_t lda, 
 }
 
 // x where x > m or x is NaN, else m: a running max that keeps a NaN once it has seen one.
-inline vf16 sticky_max(vf16 m, vf16 x) { return (x > m) | (x != x) ? x : m; }
+inline vf16 sticky_max(vf16 m, vf16 x) {
+  return lanewise([](auto m, auto x) { return (x > m) | (x != x) ? x : m; }, m, x);
+}
 
 // dst (rows x ld, zero past cols) = src rows of `cols` floats `stride` apart.
 inline void copy_rows(float* dst, int64_t ld, const float* src, int64_t stride, int64_t rows, int64_t cols) {

@@ -45,7 +45,8 @@ inline vf16 target_weights(const float* w, const float* soft, int64_t j, int64_t
 inline vf16 logits16(const float* z, int64_t j, int64_t n) {
   if (n >= 16) return load16(z + j);
   const vi16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  return lane < static_cast<int>(n) ? load16_part(z + j, n) : splat(-INFINITY);
+  return lanewise([n](auto l, auto x) { return l < static_cast<int>(n) ? x : decltype(x){} - INFINITY; }, lane,
+                  load16_part(z + j, n));
 }
 
 void row_fwd(const float* z, int64_t v, const float* w, const float* soft, float eps, bool weighted, double* lse,
@@ -63,7 +64,7 @@ void row_fwd(const float* z, int64_t v, const float* w, const float* soft, float
     vf16 mx = splat(lowest), nan = splat(0.0f);
     for (int64_t j = 0; j < cn; j += 16) {
       const vf16 x = logits16(zc, j, cn - j);
-      nan = x != x ? splat(1.0f) : nan;
+      nan = lanewise([](auto x, auto seen) { return x != x ? decltype(x){} + 1.0f : seen; }, x, nan);
       mx = vmax(mx, x);
     }
     float ml[16], nl[16];
@@ -83,9 +84,9 @@ void row_fwd(const float* z, int64_t v, const float* w, const float* soft, float
         es += vexp_nonpositive(x - vm);
         if (weighted) {
           vf16 b = target_weights(w, soft, c0 + j, left < 16 ? left : 16, ct, cc);
-          b = lanes < static_cast<int>(left) ? b : splat(0.0f);
+          b = lanewise([left](auto l, auto b) { return l < static_cast<int>(left) ? b : decltype(b){}; }, lanes, b);
           // A zero weight never multiplies an infinite distance (a masked class).
-          ab += b == splat(0.0f) ? splat(0.0f) : b * (vm - x);
+          ab += lanewise([](auto b, auto d) { return b == 0.0f ? decltype(b){} : b * d; }, b, vm - x);
           bb += b;
         }
       }
