@@ -19,21 +19,34 @@ typedef float vf16 __attribute__((vector_size(64)));
 typedef int vi16 __attribute__((vector_size(64)));
 typedef float vf16u __attribute__((vector_size(64), aligned(4), may_alias));
 
+// The native vector: one register of this ISA's (16 floats with AVX-512, 8 with AVX, 4 otherwise),
+// for register-blocked kernels written over kLanes.
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#elif defined(__AVX__)
+constexpr int kLanes = 8;
+#else
+constexpr int kLanes = 4;
+#endif
+typedef float vfn __attribute__((vector_size(4 * kLanes)));
+typedef int vin __attribute__((vector_size(4 * kLanes)));
+typedef float vfnu __attribute__((vector_size(4 * kLanes), aligned(4), may_alias));
+inline vfn loadn(const float* p) { return *reinterpret_cast<const vfnu*>(p); }
+inline void storen(float* p, vfn v) { *reinterpret_cast<vfnu*>(p) = v; }
+
 // lanewise(f, a, b, ...) = f(a, b, ...) for a generic f of vectors (`auto` parameters), with
 // comparisons and ?: in it. Without AVX-512, GCC has no register for 16 floats: it splits
-// arithmetic into native halves, but expands a comparison or a ?: on 16 lanes into scalar code
-// (one lane at a time, several times slower); so there f runs on each 8- (or 4-) float half.
+// arithmetic into native parts, but expands a comparison or a ?: on 16 lanes into scalar code
+// (one lane at a time, several times slower); so there f runs on each native part.
+// (Arrays of 16-float vectors fare no better there: GCC keeps them in memory, so
+// register-blocked kernels are written over the native vfn instead.)
 #ifdef __AVX512F__
 template <class F, class... V>
 inline auto lanewise(F f, V... v) {
   return f(v...);
 }
 #else
-#ifdef __AVX__
-constexpr int kSplit = 2;
-#else
-constexpr int kSplit = 4;
-#endif
+constexpr int kSplit = 16 / kLanes;
 template <class V, class T = decltype(V{}[0] + 0)>
 union Split {  // a 16-lane vector as native parts
   typedef T part __attribute__((vector_size(64 / kSplit)));

@@ -140,13 +140,15 @@ void dw_bwd_weight(const DepthwisePlane& g, const float* xp, const float* dy, do
 
 // ------------------------------------------------------------ few input channels
 //
-// Register blocks of kOB output channels x kR output rows x kJV vectors of
-// 16 pixels: per tap, kR * kJV loads of shifted input rows and kOB broadcast
-// weights feed kOB * kR * kJV multiply-adds (with AVX-512, 4 broadcasts per
-// 16 FMAs: broadcasts share the FMA pipes on Zen 4, so fewer of them pays). A
-// GCC vector of 16 floats is one zmm with AVX-512, two ymm with AVX2, four
-// xmm otherwise; the block is sized to the registers each has.
+// Register blocks of kOB output channels x kR output rows x kCols pixels (whole
+// native vectors, core/simd.h's vfn): per tap, kR loads of shifted input rows
+// per vector and kOB broadcast weights feed kOB * kR multiply-adds per vector
+// (with AVX-512, 4 broadcasts per 16 FMAs: broadcasts share the FMA pipes on
+// Zen 4, so fewer of them pays). The block is sized to each ISA's registers:
+// 32 zmm, 16 ymm, 16 xmm.
 
+constexpr int64_t kCols = 32;  // output pixels per block
+constexpr int kJV = kCols / kLanes;
 #if defined(__AVX512F__)
 constexpr int kOB = 4, kR = 2;
 #elif defined(__AVX2__)
@@ -154,23 +156,22 @@ constexpr int kOB = 2, kR = 1;
 #else
 constexpr int kOB = 1, kR = 1;
 #endif
-constexpr int kJV = 2;
 
 template <int OB, int R>
 void smallc_fwd_block(const SmallCImage& g, const float* xp, const float* w, const float* bias, bool relu,
                       int64_t o0, int64_t i, int64_t j0, float* y) {
-  const int64_t P = g.oh * g.ow, n = std::min<int64_t>(16 * kJV, g.ow - j0);
-  vf16 acc[OB][R][kJV];
+  const int64_t P = g.oh * g.ow, n = std::min<int64_t>(kCols, g.ow - j0);
+  vfn acc[OB][R][kJV];
   for (int ob = 0; ob < OB; ++ob)
     for (int r = 0; r < R; ++r)
-      for (int v = 0; v < kJV; ++v) acc[ob][r][v] = splat(bias ? bias[o0 + ob] : 0.0f);
+      for (int v = 0; v < kJV; ++v) acc[ob][r][v] = vfn{} + (bias ? bias[o0 + ob] : 0.0f);
   const float* base = xp + i * g.wq + j0;
   for (int64_t t = 0; t < g.k; ++t) {
-    vf16 xv[R][kJV];
+    vfn xv[R][kJV];
     for (int r = 0; r < R; ++r)
-      for (int v = 0; v < kJV; ++v) xv[r][v] = load16(base + g.off[t] + r * g.wq + 16 * v);
+      for (int v = 0; v < kJV; ++v) xv[r][v] = loadn(base + g.off[t] + r * g.wq + kLanes * v);
     for (int ob = 0; ob < OB; ++ob) {
-      const vf16 wv = splat(w[(o0 + ob) * g.k + t]);
+      const vfn wv = vfn{} + w[(o0 + ob) * g.k + t];
       for (int r = 0; r < R; ++r)
         for (int v = 0; v < kJV; ++v) acc[ob][r][v] += wv * xv[r][v];
     }
@@ -179,14 +180,14 @@ void smallc_fwd_block(const SmallCImage& g, const float* xp, const float* w, con
     for (int r = 0; r < R; ++r) {
       float* yo = y + (o0 + ob) * P + (i + r) * g.ow + j0;
       for (int v = 0; v < kJV; ++v) {
-        vf16 res = acc[ob][r][v];
-        if (relu) res = res < 0.0f ? vf16{} : res;  // NaN compares false: it propagates
-        if (16 * (v + 1) <= n) {
-          store16(yo + 16 * v, res);
-        } else if (16 * v < n) {
-          float t[16];
-          store16(t, res);
-          std::memcpy(yo + 16 * v, t, sizeof(float) * (n - 16 * v));
+        vfn res = acc[ob][r][v];
+        if (relu) res = res < 0.0f ? vfn{} : res;  // NaN compares false: it propagates
+        if (kLanes * (v + 1) <= n) {
+          storen(yo + kLanes * v, res);
+        } else if (kLanes * v < n) {
+          float t[kLanes];
+          storen(t, res);
+          std::memcpy(yo + kLanes * v, t, sizeof(float) * (n - kLanes * v));
         }
       }
     }
@@ -197,9 +198,9 @@ void smallc_fwd_rows(const SmallCImage& g, const float* xp, const float* w, cons
                      float* y) {
   int64_t i = 0;
   for (; i + kR <= g.oh; i += kR)
-    for (int64_t j0 = 0; j0 < g.ow; j0 += 16 * kJV) smallc_fwd_block<OB, kR>(g, xp, w, bias, relu, o0, i, j0, y);
+    for (int64_t j0 = 0; j0 < g.ow; j0 += kCols) smallc_fwd_block<OB, kR>(g, xp, w, bias, relu, o0, i, j0, y);
   for (; i < g.oh; ++i)
-    for (int64_t j0 = 0; j0 < g.ow; j0 += 16 * kJV) smallc_fwd_block<OB, 1>(g, xp, w, bias, relu, o0, i, j0, y);
+    for (int64_t j0 = 0; j0 < g.ow; j0 += kCols) smallc_fwd_block<OB, 1>(g, xp, w, bias, relu, o0, i, j0, y);
 }
 
 void smallc_fwd(const SmallCImage& g, const float* xp, const float* w, const float* bias, bool relu, int64_t n_out,
@@ -215,53 +216,55 @@ void smallc_fwd(const SmallCImage& g, const float* xp, const float* w, const flo
 // on both sides.
 #if defined(__AVX512F__)
 constexpr int kWO = 4, kWT = 5;
-#elif defined(__AVX2__)
-constexpr int kWO = 1, kWT = 3;
 #else
-constexpr int kWO = 1, kWT = 1;
+constexpr int kWO = 2, kWT = 4;
 #endif
 
 template <int WO, int WT>
 void smallc_bwd_weight_block(const SmallCImage& g, const float* xp, const float* dy, int64_t o0, int64_t t0,
                              float* dw) {
-  const int64_t P = g.oh * g.ow, full = g.ow / 16 * 16;
-  vf16 acc[WO][WT] = {};
+  const int64_t P = g.oh * g.ow, full = g.ow / kLanes * kLanes;
+  vfn acc[WO][WT] = {};
   // Whole vectors first (a loop with no branches keeps every accumulator in
   // a register), then each row's last partial vector.
   for (int64_t i = 0; i < g.oh; ++i) {
-    for (int64_t j0 = 0; j0 < full; j0 += 16) {
-      vf16 d[WO], xv[WT];
-      for (int o = 0; o < WO; ++o) d[o] = load16(dy + (o0 + o) * P + i * g.ow + j0);
-      for (int t = 0; t < WT; ++t) xv[t] = load16(xp + g.off[t0 + t] + i * g.wq + j0);
+    for (int64_t j0 = 0; j0 < full; j0 += kLanes) {
+      vfn d[WO], xv[WT];
+      for (int o = 0; o < WO; ++o) d[o] = loadn(dy + (o0 + o) * P + i * g.ow + j0);
+      for (int t = 0; t < WT; ++t) xv[t] = loadn(xp + g.off[t0 + t] + i * g.wq + j0);
       for (int o = 0; o < WO; ++o)
         for (int t = 0; t < WT; ++t) acc[o][t] += d[o] * xv[t];
     }
   }
-  // The partial vectors: whole 16-float loads with the lanes past the row
-  // zeroed by a select (both sides, so nothing read past the row -- even an
+  // The partial vectors: whole loads with the lanes past the row zeroed by a
+  // mask of their bits (both sides, so nothing read past the row -- even an
   // infinity -- reaches a sum); xp has slack after its planes, and dy is read
   // whole except where that would pass the end of this call's planes.
   const int64_t tail = g.ow - full;
-  const vf16 in_row = __builtin_convertvector(
-      vi16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} < static_cast<int>(tail), vf16);
+  vin in_row;
+  for (int l = 0; l < kLanes; ++l) in_row[l] = l < tail ? -1 : 0;
+  const auto keep = [&](vfn x) { return reinterpret_cast<vfn>(reinterpret_cast<vin>(x) & in_row); };
   const float* dy_end = dy + (o0 + WO) * P;
   for (int64_t i = 0; tail > 0 && i < g.oh; ++i) {
-    vf16 d[WO], xv[WT];
+    vfn d[WO], xv[WT];
     for (int o = 0; o < WO; ++o) {
       const float* src = dy + (o0 + o) * P + i * g.ow + full;
-      d[o] = src + 16 <= dy_end ? (in_row != 0 ? load16(src) : vf16{}) : load16_part(src, tail);
+      if (src + kLanes <= dy_end) {
+        d[o] = keep(loadn(src));
+      } else {
+        float t[kLanes] = {};
+        std::memcpy(t, src, sizeof(float) * tail);
+        d[o] = loadn(t);
+      }
     }
-    for (int t = 0; t < WT; ++t) {
-      const vf16 x = load16(xp + g.off[t0 + t] + i * g.wq + full);
-      xv[t] = in_row != 0 ? x : vf16{};
-    }
+    for (int t = 0; t < WT; ++t) xv[t] = keep(loadn(xp + g.off[t0 + t] + i * g.wq + full));
     for (int o = 0; o < WO; ++o)
       for (int t = 0; t < WT; ++t) acc[o][t] += d[o] * xv[t];
   }
   for (int o = 0; o < WO; ++o)
     for (int t = 0; t < WT; ++t) {
-      float lanes[16];
-      store16(lanes, acc[o][t]);
+      float lanes[kLanes];
+      storen(lanes, acc[o][t]);
       float s = 0.0f;
       for (float l : lanes) s += l;
       dw[(o0 + o) * g.k + t0 + t] += s;

@@ -89,8 +89,8 @@ void output(const float* m, int64_t opg, int64_t nti, int64_t tw, const float* b
           if (i >= oh) break;
           vf16 even = bv + u[a][0] + u[a][1] + u[a][2], odd = bv + u[a][1] - u[a][2] - u[a][3];
           if (relu) {  // NaN compares false: it propagates
-            even = even < 0.0f ? vf16{} : even;
-            odd = odd < 0.0f ? vf16{} : odd;
+            even = lanewise([](auto r) { return r < 0.0f ? decltype(r){} : r; }, even);
+            odd = lanewise([](auto r) { return r < 0.0f ? decltype(r){} : r; }, odd);
           }
           float* yr = y + o * plane + i * ow + j;
           store16_part(yr, zip_lo(even, odd), std::min<int64_t>(16, cols));
