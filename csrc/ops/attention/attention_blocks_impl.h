@@ -35,27 +35,28 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // C[r][0, 16 NV) = alpha sum_p A[r][p] B[p][0, 16 NV) (+ C) for MR rows; A read as stored
-// (A[r][p] at a[r lda + p]) or, when TA, transposed (at a[p lda + r]).
+// (A[r][p] at a[r lda + p]) or, when TA, transposed (at a[p lda + r]). The accumulators are
+// native vectors (core/simd.h's vfn), which stay in registers on every ISA.
 template <int MR, int NV, bool TA>
 inline void mm_tile(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                     float alpha, bool accumulate) {
-  vf16 acc[MR][NV];
+  constexpr int N = NV * 16 / kLanes;
+  vfn acc[MR][N];
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = splat(0.0f);
+    for (int v = 0; v < N; ++v) acc[r][v] = vfn{};
   for (int64_t p = 0; p < k; ++p) {
-    vf16 bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = load16(b + p * ldb + 16 * v);
+    vfn bv[N];
+    for (int v = 0; v < N; ++v) bv[v] = loadn(b + p * ldb + kLanes * v);
     for (int r = 0; r < MR; ++r) {
-      const vf16 av = splat(TA ? a[p * lda + r] : a[r * lda + p]);
-      for (int v = 0; v < NV; ++v) acc[r][v] += av * bv[v];
+      const vfn av = vfn{} + (TA ? a[p * lda + r] : a[r * lda + p]);
+      for (int v = 0; v < N; ++v) acc[r][v] += av * bv[v];
     }
   }
-  const vf16 va = splat(alpha);
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) {
-      vf16 out = acc[r][v] * va;
-      if (accumulate) out += load16(c + r * ldc + 16 * v);
-      store16(c + r * ldc + 16 * v, out);
+    for (int v = 0; v < N; ++v) {
+      vfn out = acc[r][v] * alpha;
+      if (accumulate) out += loadn(c + r * ldc + kLanes * v);
+      storen(c + r * ldc + kLanes * v, out);
     }
 }
 
