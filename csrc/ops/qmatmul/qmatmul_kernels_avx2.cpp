@@ -36,6 +36,18 @@ inline __m256 load8(const float* p, int64_t count) {
   return _mm256_load_ps(t);
 }
 
+// y[r, 16 b ...] = out[r] + bias for the block's channels below n.
+template <int MR>
+inline void store_outputs(const __m256 (&out)[MR][2], int64_t n, int64_t b, const float* bias, float* y, int64_t ldy) {
+  const int64_t n0 = b * kBlock;
+  for (int h = 0; h < 2; ++h) {
+    const int64_t left = n - n0 - 8 * h;
+    if (left <= 0) break;
+    const __m256 bv = bias ? load8(bias + n0 + 8 * h, left) : _mm256_setzero_ps();
+    for (int r = 0; r < MR; ++r) store8(y + r * ldy + n0 + 8 * h, _mm256_add_ps(out[r][h], bv), left);
+  }
+}
+
 template <int MR>
 void int8_kernel(const QuantRows& a, const Int8Weight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
   const int64_t quads = w.kp / 4;
@@ -108,13 +120,7 @@ void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float
       }
     }
   }
-  const int64_t n0 = b * kBlock;
-  for (int h = 0; h < 2; ++h) {
-    const int64_t left = w.n - n0 - 8 * h;
-    if (left <= 0) break;
-    const __m256 bv = bias ? load8(bias + n0 + 8 * h, left) : _mm256_setzero_ps();
-    for (int r = 0; r < MR; ++r) store8(y + r * ldy + n0 + 8 * h, _mm256_add_ps(out[r][h], bv), left);
-  }
+  store_outputs<MR>(out, w.n, b, bias, y, ldy);
 }
 
 // One block's 16 sub-block scales of a super-block (qmatmul.h's 6-bit layout) for vpmaddwd:
@@ -188,13 +194,7 @@ void int4cb_kernel(const QuantRows& a, const Int4CbWeight& w, int64_t b, const f
       }
     }
   }
-  const int64_t n0 = b * kBlock;
-  for (int h = 0; h < 2; ++h) {
-    const int64_t left = w.n - n0 - 8 * h;
-    if (left <= 0) break;
-    const __m256 bv = bias ? load8(bias + n0 + 8 * h, left) : _mm256_setzero_ps();
-    for (int r = 0; r < MR; ++r) store8(y + r * ldy + n0 + 8 * h, _mm256_add_ps(out[r][h], bv), left);
-  }
+  store_outputs<MR>(out, w.n, b, bias, y, ldy);
 }
 
 // Rows [r0, r0 + count) of a.
