@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <tuple>
+#include <utility>
 
 namespace ember {
 namespace {
@@ -33,6 +34,13 @@ typedef int vin __attribute__((vector_size(4 * kLanes)));
 typedef float vfnu __attribute__((vector_size(4 * kLanes), aligned(4), may_alias));
 inline vfn loadn(const float* p) { return *reinterpret_cast<const vfnu*>(p); }
 inline void storen(float* p, vfn v) { *reinterpret_cast<vfnu*>(p) = v; }
+// s in every lane: one vbroadcastss, where `vfn{} + s` costs a scalar add first (0 + s is not s
+// for s = -0, so the compiler may not drop it).
+template <size_t... I>
+inline vfn splatn_impl(float s, std::index_sequence<I...>) {
+  return vfn{((void)I, s)...};
+}
+inline vfn splatn(float s) { return splatn_impl(s, std::make_index_sequence<kLanes>{}); }
 
 // lanewise(f, a, b, ...) = f(a, b, ...) for a generic f of vectors (`auto` parameters), with
 // comparisons and ?: in it. Without AVX-512, GCC has no register for 16 floats: it splits

@@ -48,7 +48,7 @@ inline void mm_tile(int64_t k, const float* a, int64_t lda, const float* b, int6
     vfn bv[N];
     for (int v = 0; v < N; ++v) bv[v] = loadn(b + p * ldb + kLanes * v);
     for (int r = 0; r < MR; ++r) {
-      const vfn av = vfn{} + (TA ? a[p * lda + r] : a[r * lda + p]);
+      const vfn av = splatn(TA ? a[p * lda + r] : a[r * lda + p]);
       for (int v = 0; v < N; ++v) acc[r][v] += av * bv[v];
     }
   }
@@ -97,8 +97,13 @@ inline void mm(int64_t rows, int64_t k, int64_t n, const float* a, int64_t lda, 
 }
 
 // x where x > m or x is NaN, else m: a running max that keeps a NaN once it has seen one.
-inline vf16 sticky_max(vf16 m, vf16 x) {
-  return lanewise([](auto m, auto x) { return (x > m) | (x != x) ? x : m; }, m, x);
+// V: the native vector, or 16 floats (run on native parts).
+template <class V>
+inline V sticky_max(V m, V x) {
+  if constexpr (sizeof(V) == sizeof(vfn))
+    return (x > m) | (x != x) ? x : m;
+  else
+    return lanewise([](auto m, auto x) { return sticky_max(m, x); }, m, x);
 }
 
 // dst (rows x ld, zero past cols) = src rows of `cols` floats `stride` apart.
@@ -131,7 +136,7 @@ inline void hide(const Problem& p, int64_t b, int64_t h, int64_t i, int64_t j0, 
 template <class T>
 void fwd_block(const Problem& p, int64_t b, int64_t h, int64_t i0, const float* q, const float* k, const float* v,
                float* out, float* lse, float* work) {
-  const int64_t dvp = padded(p.dv), rows = std::min(kBlockQ, p.tq - i0), nq = padded(rows), nv = nq / 16;
+  const int64_t dvp = padded(p.dv), rows = std::min(kBlockQ, p.tq - i0), nq = padded(rows);
   const float scale = static_cast<float>(p.scale);
   const int64_t g = h / (p.heads / p.kv_heads), row0 = (b * p.heads + h) * p.tq + i0;  // of lse
   const float* kg = p.k_rows.at(k, b, g, 0);
@@ -162,24 +167,24 @@ void fwd_block(const Problem& p, int64_t b, int64_t h, int64_t i0, const float* 
       }
       if (p.causal) std::fill(sc, sc + std::min(rows, std::max<int64_t>(0, j0 + c - i0)), kNegInf);
     }
-    for (int64_t t = 0; t < nv; ++t) {
-      vf16 mx = load16(m + 16 * t);
-      for (int64_t c = 0; c < cols; ++c) mx = sticky_max(mx, load16(st + c * kBlockQ + 16 * t));
-      const vf16 base = mx == splat(kNegInf) ? splat(0.0f) : mx;  // no key seen yet: every exp is 0
-      const vf16 alpha = vexp_nonpositive(load16(m + 16 * t) - base);
-      vf16 sum = splat(0.0f);
+    for (int64_t t = 0; t < nq; t += kLanes) {  // native vectors: the selects below stay in registers
+      vfn mx = loadn(m + t);
+      for (int64_t c = 0; c < cols; ++c) mx = sticky_max(mx, loadn(st + c * kBlockQ + t));
+      const vfn base = mx == splatn(kNegInf) ? vfn{} : mx;  // no key seen yet: every exp is 0
+      const vfn alpha = exp_nonpositive(loadn(m + t) - base);
+      vfn sum{};
       for (int64_t c = 0; c < cols; ++c) {
-        const vf16 e = vexp_nonpositive(load16(st + c * kBlockQ + 16 * t) - base);
-        store16(st + c * kBlockQ + 16 * t, e);
+        const vfn e = exp_nonpositive(loadn(st + c * kBlockQ + t) - base);
+        storen(st + c * kBlockQ + t, e);
         sum += e;
       }
-      store16(l + 16 * t, load16(l + 16 * t) * alpha + sum);
-      store16(m + 16 * t, mx);
-      for (int r = 0; r < 16; ++r) {
+      storen(l + t, loadn(l + t) * alpha + sum);
+      storen(m + t, mx);
+      for (int r = 0; r < kLanes; ++r) {
         if (alpha[r] == 1.0f) continue;
-        const vf16 ar = splat(alpha[r]);
-        float* orow = o + (16 * t + r) * dvp;
-        for (int64_t c = 0; c < dvp; c += 16) store16(orow + c, load16(orow + c) * ar);
+        const vfn ar = splatn(alpha[r]);
+        float* orow = o + (t + r) * dvp;
+        for (int64_t c = 0; c < dvp; c += kLanes) storen(orow + c, loadn(orow + c) * ar);
       }
     }
     if (p.dropout_p > 0) {
@@ -271,8 +276,8 @@ void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const flo
             std::fill(dpr, dpr + kBlockK, 0.0f);
             continue;
           }
-          const vf16 vl = splat(li), vd = splat(dd[i0 + r]);
-          for (int64_t c = 0; c < colsp; c += 16) store16(sr + c, vexp_nonpositive(load16(sr + c) - vl));
+          const vfn vl = splatn(li), vd = splatn(dd[i0 + r]);
+          for (int64_t c = 0; c < colsp; c += kLanes) storen(sr + c, exp_nonpositive(loadn(sr + c) - vl));
           if (p.dropout_p > 0) {
             for (int64_t c = 0; c < cols; ++c) {
               const float z = dropout_keep(p, b, h, i0 + r, j0 + c) ? keep : 0.0f;
@@ -282,9 +287,9 @@ void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const flo
             }
             std::fill(dpr + cols, dpr + kBlockK, 0.0f);
           } else {
-            for (int64_t c = 0; c < colsp; c += 16) {
-              const vf16 pr = load16(sr + c);
-              store16(dpr + c, pr * (load16(dpr + c) - vd));
+            for (int64_t c = 0; c < colsp; c += kLanes) {
+              const vfn pr = loadn(sr + c);
+              storen(dpr + c, pr * (loadn(dpr + c) - vd));
             }
           }
         }

@@ -164,14 +164,14 @@ void smallc_fwd_block(const SmallCImage& g, const float* xp, const float* w, con
   vfn acc[OB][R][kJV];
   for (int ob = 0; ob < OB; ++ob)
     for (int r = 0; r < R; ++r)
-      for (int v = 0; v < kJV; ++v) acc[ob][r][v] = vfn{} + (bias ? bias[o0 + ob] : 0.0f);
+      for (int v = 0; v < kJV; ++v) acc[ob][r][v] = splatn(bias ? bias[o0 + ob] : 0.0f);
   const float* base = xp + i * g.wq + j0;
   for (int64_t t = 0; t < g.k; ++t) {
     vfn xv[R][kJV];
     for (int r = 0; r < R; ++r)
       for (int v = 0; v < kJV; ++v) xv[r][v] = loadn(base + g.off[t] + r * g.wq + kLanes * v);
     for (int ob = 0; ob < OB; ++ob) {
-      const vfn wv = vfn{} + w[(o0 + ob) * g.k + t];
+      const vfn wv = splatn(w[(o0 + ob) * g.k + t]);
       for (int r = 0; r < R; ++r)
         for (int v = 0; v < kJV; ++v) acc[ob][r][v] += wv * xv[r][v];
     }
