@@ -60,6 +60,20 @@ def test_integer_arithmetic_is_exact(isa, rng, fmt):
     np.testing.assert_array_equal(got, (q_x @ q_w.T) * 0.5)
 
 
+@pytest.mark.parametrize("group", [8, 32, 40, 64])
+def test_int4_partial_sums_at_the_extremes(isa, group):
+    # Every nibble 15 (q = 7) against activations of +-127: the largest partial sums a kernel
+    # may keep in 16 bits before widening; they must not saturate.
+    k, n = 4 * group, 16
+    w = np.full((n, k), 7.0, np.float32)
+    for sign in (1.0, -1.0):
+        x = np.full((3, k), 127.0 * sign, np.float32)
+        x[1, ::2] *= -1  # alternating signs too
+        qw = quant.quantize_weight(w, 4, group)
+        np.testing.assert_array_equal(qw.matmul(x), qw.matmul(x, reference=True))
+        np.testing.assert_array_equal(qw.matmul(x)[0], np.full(n, sign * 127.0 * 7.0 * k, np.float32))
+
+
 def test_w8a8_accuracy_on_gaussian_data(rng):
     m, k, n = 32, 4096, 256
     w = rng.standard_normal((n, k)).astype(np.float32)

@@ -92,23 +92,31 @@ void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float
   for (int64_t g = 0; g < groups; ++g) {
     __m256i acc[MR][2];
     for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-    for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o) {
-      __m256i lo[2], hi[2];
-      for (int h = 0; h < 2; ++h) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + o * 64 + 32 * h));
-        lo[h] = _mm256_and_si256(v, low4);
-        hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-      }
-      for (int r = 0; r < MR; ++r) {
-        int32_t q0, q1;
-        __builtin_memcpy(&q0, a.qs + r * a.kp + 8 * o, 4);
-        __builtin_memcpy(&q1, a.qs + r * a.kp + 8 * o + 4, 4);
-        const __m256i a0 = _mm256_set1_epi32(q0), a1 = _mm256_set1_epi32(q1);
+    // int16 pair sums of up to 4 octets (8 vpmaddubsw, each lane at most 2 * 15 * 127) add up
+    // within int16, so one vpmaddwd widens 4 octets' products: a quarter of the multiplies it
+    // would take per octet.
+    for (int64_t o0 = g * per_group, end = o0 + per_group; o0 < end; o0 += 4) {
+      __m256i s16[MR][2];
+      for (int r = 0; r < MR; ++r) s16[r][0] = s16[r][1] = _mm256_setzero_si256();
+      for (int64_t o = o0; o < std::min(o0 + 4, end); ++o) {
+        __m256i lo[2], hi[2];
         for (int h = 0; h < 2; ++h) {
-          const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], a0), _mm256_maddubs_epi16(hi[h], a1));
-          acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(s16, ones));
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + o * 64 + 32 * h));
+          lo[h] = _mm256_and_si256(v, low4);
+          hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        }
+        for (int r = 0; r < MR; ++r) {
+          int32_t q0, q1;
+          __builtin_memcpy(&q0, a.qs + r * a.kp + 8 * o, 4);
+          __builtin_memcpy(&q1, a.qs + r * a.kp + 8 * o + 4, 4);
+          const __m256i a0 = _mm256_set1_epi32(q0), a1 = _mm256_set1_epi32(q1);
+          for (int h = 0; h < 2; ++h)
+            s16[r][h] = _mm256_add_epi16(
+                s16[r][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], a0), _mm256_maddubs_epi16(hi[h], a1)));
         }
       }
+      for (int r = 0; r < MR; ++r)
+        for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(s16[r][h], ones));
     }
     for (int h = 0; h < 2; ++h) {
       const __m256 sw = _mm256_loadu_ps(w.scales + ((b * groups + g) * kBlock) + 8 * h);
