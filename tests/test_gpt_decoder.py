@@ -52,6 +52,18 @@ def test_each_step_equals_the_forward(rng, activation, bits):
         assert np.abs(got - full).max() < 0.05 * np.abs(full).max()
 
 
+@pytest.mark.parametrize("heads, width, block", [(2, 128, 150), (3, 60, 70), (1, 16, 300)],
+                         ids=["head64-cache150", "head20-cache70", "head16-cache300"])
+def test_long_caches_and_wide_heads_equal_the_forward(rng, heads, width, block):
+    # Caches and head sizes that take the decode kernel's every block of vectors (8, 4, 2 and 1
+    # native vectors of scores and of values) and the values' scalar tail (head size 20).
+    model = model_with(rng, block=block, layers=1, heads=heads, width=width)
+    ids = rng.integers(0, 11, (1, block))
+    with ember.no_grad():
+        full = model(ids).numpy()
+    np.testing.assert_allclose(stepped(model, ids), full, rtol=2e-5, atol=2e-5 * np.abs(full).max())
+
+
 def test_reset_starts_again_and_a_full_cache_is_refused(rng):
     model = model_with(rng, block=5)
     ids = rng.integers(0, 11, (1, 5))

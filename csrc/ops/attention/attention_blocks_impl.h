@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "core/simd.h"
 #include "ops/attention/attention.h"
@@ -306,21 +307,55 @@ void bwd_group(const Problem& p, int64_t b, int64_t g, const float* q, const flo
   }
 }
 
-// One query against a decoder's cache (attention.h: Kernels::decode): the scores 16 positions
-// at a time down the transposed keys, the softmax over them, then the values weighted in turn.
+// The decode kernel's two products, NV native vectors at a time in registers, in the largest
+// blocks that fit: scores s[j..] = scale sum_c q[c] kt[c][j..] (each row of the transposed keys
+// read in order, so the hardware prefetches it), and out[c..] = sum_j p_j v_j[c..].
+template <int NV>
+inline void decode_scores(const float* q, const float* kt, int64_t stride, int64_t d, int64_t j, float scale,
+                          float* s) {
+  vfn acc[NV];
+  for (int i = 0; i < NV; ++i) acc[i] = vfn{};
+  for (int64_t c = 0; c < d; ++c) {
+    const vfn qc = splatn(q[c]);
+    const float* row = kt + c * stride + j;
+    for (int i = 0; i < NV; ++i) acc[i] += qc * loadn(row + i * kLanes);
+  }
+  for (int i = 0; i < NV; ++i) storen(s + j + i * kLanes, acc[i] * scale);
+}
+template <int NV>
+inline void decode_values(const float* p, float inv, const float* v, int64_t seen, int64_t dv, int64_t c, float* out) {
+  vfn acc[NV];
+  for (int i = 0; i < NV; ++i) acc[i] = vfn{};
+  for (int64_t j = 0; j < seen; ++j) {
+    const vfn pj = splatn(p[j] * inv);
+    const float* vj = v + j * dv + c;
+    for (int i = 0; i < NV; ++i) acc[i] += pj * loadn(vj + i * kLanes);
+  }
+  for (int i = 0; i < NV; ++i) storen(out + c + i * kLanes, acc[i]);
+}
+// run(NV, at) over [0, n) (a multiple of kLanes) in blocks of 8, 4, 2 and 1 native vectors.
+template <class Run>
+inline void in_vector_blocks(int64_t n, Run&& run) {
+  int64_t at = 0;
+  const auto blocks = [&](auto nv) {
+    for (; at + decltype(nv)::value * kLanes <= n; at += decltype(nv)::value * kLanes) run(nv, at);
+  };
+  blocks(std::integral_constant<int, 8>{});
+  blocks(std::integral_constant<int, 4>{});
+  blocks(std::integral_constant<int, 2>{});
+  blocks(std::integral_constant<int, 1>{});
+}
+
+// One query against a decoder's cache (attention.h: Kernels::decode): the scores of the
+// positions (16 at a time, those past `seen` hidden), the softmax over them, then the values
+// weighted in turn.
 void decode(const float* q, const float* kt, const float* v, int64_t seen, int64_t stride, int64_t d, int64_t dv,
             float scale, float* s, float* out) {
   const int64_t n = (seen + 15) / 16 * 16;
+  in_vector_blocks(n, [&](auto nv, int64_t j) { decode_scores<decltype(nv)::value>(q, kt, stride, d, j, scale, s); });
+  std::fill(s + seen, s + n, kNegInf);  // the positions past the last one seen take no weight
   vf16 mx = splat(kNegInf);
-  for (int64_t j = 0; j < n; j += 16) {
-    vf16 acc = splat(0.0f);
-    for (int64_t c = 0; c < d; ++c) acc += splat(q[c]) * load16(kt + c * stride + j);
-    acc *= splat(scale);
-    if (j + 16 > seen)  // the positions past the last one seen take no weight
-      for (int64_t r = seen - j; r < 16; ++r) acc[r] = kNegInf;
-    store16(s + j, acc);
-    mx = sticky_max(mx, acc);
-  }
+  for (int64_t j = 0; j < n; j += 16) mx = sticky_max(mx, load16(s + j));
   float m = kNegInf;
   for (int r = 0; r < 16; ++r) m = mx[r] > m || mx[r] != mx[r] ? mx[r] : m;
   const vf16 base = splat(m == kNegInf ? 0.0f : m);
@@ -333,13 +368,12 @@ void decode(const float* q, const float* kt, const float* v, int64_t seen, int64
   float total = 0.0f;
   for (int r = 0; r < 16; ++r) total += sum[r];
   const float inv = 1.0f / total;
-  const int64_t whole = dv / 16 * 16;
-  std::fill(out, out + dv, 0.0f);
-  for (int64_t j = 0; j < seen; ++j) {
-    const float pj = s[j] * inv;
-    const float* vj = v + j * dv;
-    for (int64_t c = 0; c < whole; c += 16) store16(out + c, load16(out + c) + splat(pj) * load16(vj + c));
-    for (int64_t c = whole; c < dv; ++c) out[c] += pj * vj[c];
+  const int64_t whole = dv / kLanes * kLanes;
+  in_vector_blocks(whole, [&](auto nv, int64_t c) { decode_values<decltype(nv)::value>(s, inv, v, seen, dv, c, out); });
+  for (int64_t c = whole; c < dv; ++c) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < seen; ++j) acc += s[j] * inv * v[j * dv + c];
+    out[c] = acc;
   }
 }
 
