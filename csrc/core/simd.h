@@ -43,9 +43,10 @@ inline vfn splatn_impl(float s, std::index_sequence<I...>) {
 inline vfn splatn(float s) { return splatn_impl(s, std::make_index_sequence<kLanes>{}); }
 
 // lanewise(f, a, b, ...) = f(a, b, ...) for a generic f of vectors (`auto` parameters), with
-// comparisons and ?: in it. Without AVX-512, GCC has no register for 16 floats: it splits
-// arithmetic into native parts, but expands a comparison or a ?: on 16 lanes into scalar code
-// (one lane at a time, several times slower); so there f runs on each native part.
+// comparisons and ?: in it; a, b, ... 16-float or native vectors. Without AVX-512, GCC has no
+// register for 16 floats: it splits arithmetic into native parts, but expands a comparison or a
+// ?: on 16 lanes into scalar code (one lane at a time, several times slower); so there f runs
+// on each native part.
 // (Arrays of 16-float vectors fare no better there: GCC keeps them in memory, so
 // register-blocked kernels are written over the native vfn instead.)
 #ifdef __AVX512F__
@@ -62,13 +63,18 @@ union Split {  // a 16-lane vector as native parts
   part p[kSplit];
 };
 template <class F, class... V>
-inline auto lanewise(F f, V... v) {
+inline auto lanewise_parts(F f, V... v) {
   typedef decltype(f(v...)) R;
   Split<R> out;
   const auto parts = std::make_tuple(Split<V>{v}...);
   for (int i = 0; i < kSplit; ++i)
     out.p[i] = std::apply([&](const auto&... s) { return f(s.p[i]...); }, parts);
   return out.whole;
+}
+template <class F, class V0, class... V>
+inline auto lanewise(F f, V0 v0, V... v) {
+  if constexpr (sizeof(V0) == sizeof(vfn)) return f(v0, v...);  // already native
+  else return lanewise_parts(f, v0, v...);
 }
 #endif
 
@@ -92,6 +98,12 @@ inline void store16_part(float* p, vf16 r, int64_t n) {
   float t[16];
   store16(t, r);
   std::memcpy(p, t, sizeof(float) * n);
+}
+
+// max(x, 0) with NaN passed through (it compares false); V the native vector or 16 floats.
+template <class V>
+inline V vrelu(V x) {
+  return lanewise([](auto r) { return r < 0.0f ? decltype(r){} : r; }, x);
 }
 
 inline vf16 vmax(vf16 a, vf16 b) {

@@ -101,10 +101,7 @@ inline void mm(int64_t rows, int64_t k, int64_t n, const float* a, int64_t lda, 
 // V: the native vector, or 16 floats (run on native parts).
 template <class V>
 inline V sticky_max(V m, V x) {
-  if constexpr (sizeof(V) == sizeof(vfn))
-    return (x > m) | (x != x) ? x : m;
-  else
-    return lanewise([](auto m, auto x) { return sticky_max(m, x); }, m, x);
+  return lanewise([](auto m, auto x) { return (x > m) | (x != x) ? x : m; }, m, x);
 }
 
 // dst (rows x ld, zero past cols) = src rows of `cols` floats `stride` apart.

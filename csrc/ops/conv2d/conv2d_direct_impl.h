@@ -181,7 +181,7 @@ void smallc_fwd_block(const SmallCImage& g, const float* xp, const float* w, con
       float* yo = y + (o0 + ob) * P + (i + r) * g.ow + j0;
       for (int v = 0; v < kJV; ++v) {
         vfn res = acc[ob][r][v];
-        if (relu) res = res < 0.0f ? vfn{} : res;  // NaN compares false: it propagates
+        if (relu) res = vrelu(res);
         if (kLanes * (v + 1) <= n) {
           storen(yo + kLanes * v, res);
         } else if (kLanes * v < n) {

@@ -88,10 +88,7 @@ void output(const float* m, int64_t opg, int64_t nti, int64_t tw, const float* b
           const int64_t i = i0 + 2 * ti + a;
           if (i >= oh) break;
           vf16 even = bv + u[a][0] + u[a][1] + u[a][2], odd = bv + u[a][1] - u[a][2] - u[a][3];
-          if (relu) {  // NaN compares false: it propagates
-            even = lanewise([](auto r) { return r < 0.0f ? decltype(r){} : r; }, even);
-            odd = lanewise([](auto r) { return r < 0.0f ? decltype(r){} : r; }, odd);
-          }
+          if (relu) even = vrelu(even), odd = vrelu(odd);
           float* yr = y + o * plane + i * ow + j;
           store16_part(yr, zip_lo(even, odd), std::min<int64_t>(16, cols));
           if (cols > 16) store16_part(yr + 16, zip_hi(even, odd), cols - 16);
