@@ -344,6 +344,28 @@ def test_linear_cross_entropy_matches_the_unfused_path(rng, opts, soft, rows_per
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * (np.abs(y).max() + 1e-30), err_msg=name)
 
 
+@pytest.mark.parametrize("gradients", [(), ("hidden",), ("weight", "bias"), ("bias",)], ids=str)
+def test_linear_cross_entropy_computes_only_the_gradients_asked_for(rng, monkeypatch, gradients):
+    b, d, v = 20, 7, 33
+    h = rng.standard_normal((b, d), dtype=np.float32)
+    w = rng.standard_normal((v, d), dtype=np.float32)
+    bias = rng.standard_normal(v, dtype=np.float32)
+    t = rng.integers(0, v, b)
+    full = kernels.cross_entropy.linear_cross_entropy(h, w, t, bias, chunk_bytes=4 * v * 8)
+    calls = []
+    gemm = kernels.gemm.gemm
+    monkeypatch.setattr(kernels.gemm, "gemm", lambda *a, **k: calls.append(1) or gemm(*a, **k))
+    got = kernels.cross_entropy.linear_cross_entropy(h, w, t, bias, chunk_bytes=4 * v * 8, gradients=gradients)
+    assert got[0] == full[0]
+    for name, x, y in zip(("hidden", "weight", "bias"), got[1:], full[1:]):
+        if name in gradients:
+            np.testing.assert_array_equal(x, y, err_msg=name)
+        else:
+            assert x is None, name
+    # 3 chunks: the logits' GEMM each, and one more per chunk for each of d_hidden and d_weight
+    assert len(calls) == 3 * (1 + ("hidden" in gradients) + ("weight" in gradients))
+
+
 def test_linear_cross_entropy_bad_input(rng):
     h = np.zeros((4, 3), np.float32)
     w = np.zeros((5, 3), np.float32)
@@ -360,3 +382,5 @@ def test_linear_cross_entropy_bad_input(rng):
         kernels.cross_entropy.linear_cross_entropy(h, w, t, label_smoothing=2.0)
     with pytest.raises(ValueError, match="chunk_bytes must be positive"):
         kernels.cross_entropy.linear_cross_entropy(h, w, t, chunk_bytes=0)
+    with pytest.raises(ValueError, match="gradients must name some of 'hidden', 'weight' and 'bias'"):
+        kernels.cross_entropy.linear_cross_entropy(h, w, t, gradients="hidden")

@@ -146,3 +146,31 @@ def test_the_reference_itself(rng):
     z = rng.standard_normal((3, V))
     logp = z - np.log(np.exp(z).sum(1, keepdims=True))
     np.testing.assert_allclose(reference_loss(z, np.array([1, 2, 3]), label_smoothing=1.0), -logp.mean(), rtol=1e-12)
+
+
+def test_linear_cross_entropy_makes_only_the_gradients_the_graph_needs(rng, monkeypatch):
+    # F.linear_cross_entropy against cross_entropy(linear(...)): the same loss with and without
+    # recording, the same gradients for whichever inputs require them, and under no_grad (an
+    # evaluation) only the forward's GEMM.
+    h = rng.standard_normal((9, 6)).astype(np.float32)
+    w = rng.standard_normal((11, 6)).astype(np.float32)
+    b = rng.standard_normal(11).astype(np.float32)
+    t = rng.integers(0, 11, 9)
+    for needs in [(True, True, True), (True, False, False), (False, True, False), (False, False, True)]:
+        fused = [ember.tensor(a, requires_grad=r) for a, r in zip((h, w, b), needs)]
+        plain = [ember.tensor(a, requires_grad=r) for a, r in zip((h, w, b), needs)]
+        loss = F.linear_cross_entropy(fused[0], fused[1], t, fused[2])
+        want = F.cross_entropy(F.linear(*plain), t)
+        np.testing.assert_allclose(loss.item(), want.item(), rtol=1e-6)
+        loss.backward(), want.backward()
+        for x, y, r in zip(fused, plain, needs):
+            if r:
+                np.testing.assert_allclose(x.grad.numpy(), y.grad.numpy(), rtol=1e-5, atol=1e-6)
+    calls = []
+    gemm = ember.kernels.gemm.gemm
+    monkeypatch.setattr(ember.kernels.gemm, "gemm", lambda *a, **k: calls.append(1) or gemm(*a, **k))
+    params = [ember.tensor(a, requires_grad=True) for a in (h, w, b)]
+    with ember.no_grad():
+        loss = F.linear_cross_entropy(params[0], params[1], t, params[2])
+    assert len(calls) == 1 and not loss.requires_grad
+    np.testing.assert_allclose(loss.item(), want.item(), rtol=1e-6)

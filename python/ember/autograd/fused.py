@@ -50,16 +50,17 @@ class SelfAttentionFn(Function):
 
 class LinearCrossEntropyFn(Function):
     """The cross-entropy of ``hidden @ weightᵀ + bias``: the forward computes the loss and, in the
-    same pass over each chunk of logits, the gradients for a unit upstream gradient; the backward
-    scales them (the loss is linear in that gradient)."""
+    same pass over each chunk of logits, the gradients named in ``gradients`` (those the graph
+    will ask for) for a unit upstream gradient; the backward scales them (the loss is linear in
+    that gradient)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, target, ignore_index, label_smoothing, reduction):
+    def forward(ctx, hidden, weight, bias, target, ignore_index, label_smoothing, reduction, gradients):
         if reduction not in ("mean", "sum"):
             raise ValueError(f"linear_cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
         loss, ctx.dh, ctx.dw, ctx.db = cross_entropy.linear_cross_entropy(
             hidden, weight, target, bias, ignore_index=ignore_index, label_smoothing=label_smoothing,
-            reduction=reduction)
+            reduction=reduction, gradients=gradients)
         return loss
 
     @staticmethod

@@ -188,7 +188,8 @@ def cross_entropy_bwd_ref(logits, target, lse, grad_output=1.0, **kwargs):
 
 
 def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None, ignore_index=-100,
-                         label_smoothing=0.0, reduction="mean", grad_output=1.0, chunk_bytes=64 << 20):
+                         label_smoothing=0.0, reduction="mean", grad_output=1.0, chunk_bytes=64 << 20,
+                         gradients=("hidden", "weight", "bias")):
     """Cross-entropy of the linear layer ``hidden @ weightᵀ + bias`` and its gradients, without
     ever building the batch x classes logits.
 
@@ -196,7 +197,9 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
     float32 (classes,) or None; ``target`` and the loss options as :func:`cross_entropy_fwd`
     (``class_weight`` is its ``weight``). Returns ``(loss, d_hidden, d_weight, d_bias)``
     (``d_bias`` None without a bias), the gradients those of ``grad_output`` times the loss
-    (one value per row with ``reduction='none'``).
+    (one value per row with ``reduction='none'``). ``gradients`` names those to compute, any of
+    "hidden", "weight" and "bias"; the others are returned as None (with none, the loss costs one
+    GEMM instead of three).
 
     Rows are processed in chunks of at most ``chunk_bytes`` of logits: each chunk's logits are
     computed by the GEMM, reduced to its loss and turned into its gradient in place, which two
@@ -221,6 +224,9 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
         if bias.shape != (v,):
             raise ValueError(f"bias must have shape ({v},) (one value per class), got {bias.shape}")
     t, cw, eps, ignore_index = _targets(dev, (b, v), target, class_weight, ignore_index, label_smoothing, reduction, h.dtype)
+    wanted = set(gradients)
+    if not wanted <= {"hidden", "weight", "bias"}:
+        raise ValueError(f"gradients must name some of 'hidden', 'weight' and 'bias', got {tuple(gradients)!r}")
     chunk_bytes = _check.integer(chunk_bytes, "chunk_bytes")
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
@@ -228,9 +234,10 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
     scale = _row_scales(dev, grad_output, t, b, reduction, denominator, ignore_index, h.dtype)
     rows = max(1, min(b, chunk_bytes // (4 * v)))
 
-    d_hidden = dev.empty((b, d), _common.FLOAT32)
-    d_weight = xp.zeros((v, d), _common.FLOAT32)
-    d_bias = xp.zeros((v,), np.float64) if bias is not None else None
+    d_hidden = dev.empty((b, d), _common.FLOAT32) if "hidden" in wanted else None
+    d_weight = xp.zeros((v, d), _common.FLOAT32) if "weight" in wanted else None
+    d_bias = xp.zeros((v,), np.float64) if bias is not None and "bias" in wanted else None
+    backward = d_hidden is not None or d_weight is not None or d_bias is not None
     row_loss = dev.empty((b,), np.float64)
     logits = dev.empty((rows, v), _common.FLOAT32)
     fwd, bwd = _common.native(dev, "cross_entropy_fwd"), _common.native(dev, "cross_entropy_bwd")
@@ -240,10 +247,13 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
         gemm(h[r0:r1], w, trans_b=True, bias=bias, out=z)
         tc = t[r0:r1]
         row_loss[r0:r1], lse = _row_losses(dev, fwd, z, tc, cw, eps, ignore_index)
-        bwd(z, tc, cw, eps, ignore_index, lse, scale[r0:r1], z,  # in place
-                                      **dev.launch())
-        gemm(z, w, out=d_hidden[r0:r1])
-        gemm(z, h[r0:r1], trans_a=True, out=d_weight, beta=1.0)
+        if not backward:
+            continue
+        bwd(z, tc, cw, eps, ignore_index, lse, scale[r0:r1], z, **dev.launch())  # in place
+        if d_hidden is not None:
+            gemm(z, w, out=d_hidden[r0:r1])
+        if d_weight is not None:
+            gemm(z, h[r0:r1], trans_a=True, out=d_weight, beta=1.0)
         if d_bias is not None:
             d_bias += z.sum(axis=0, dtype=np.float64)
     loss = _reduce(dev, row_loss, reduction, denominator, _common.FLOAT32)

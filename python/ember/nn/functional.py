@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import backend, precision
-from ..autograd import functions as fns
+from ..autograd import functions as fns, is_grad_enabled
 from ..autograd.fused import LinearCrossEntropyFn, ScaledDotProductAttentionFn, SelfAttentionFn
 from ..kernels.attention import additive_mask, has_qkv_kernels
 from ..tensor import Tensor, default_generator
@@ -130,8 +130,12 @@ def linear_cross_entropy(input: Tensor, weight: Tensor, target, bias: Tensor | N
     features) float32, ``weight`` (classes, features); ``reduction`` 'mean' or 'sum'. The head of
     a language model with a large vocabulary."""
     t = target._data if isinstance(target, Tensor) else target
+    # Only the gradients backward will be asked for (none under no_grad: the loss alone).
+    recording = is_grad_enabled()
+    gradients = tuple(name for name, a in (("hidden", input), ("weight", weight), ("bias", bias))
+                      if recording and isinstance(a, Tensor) and a.requires_grad)
     return LinearCrossEntropyFn.apply(input, weight, bias, t, ignore_index=ignore_index,
-                                      label_smoothing=label_smoothing, reduction=reduction)
+                                      label_smoothing=label_smoothing, reduction=reduction, gradients=gradients)
 
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
