@@ -231,6 +231,19 @@ def test_max_pool2d_matches_ref(isa, rng, num_threads, case):
         np.testing.assert_allclose(kernels.pool2d.max_pool2d_bwd(dy, idx, x.shape), want_dx, rtol=1e-6, atol=1e-6)
 
 
+def test_max_pool2d_ties_and_nans_follow_the_rules(isa, rng):
+    # Values drawn from a few, so windows hold ties (the first maximum wins; -0.0 ties 0.0), NaNs
+    # (a NaN wins; of several, the last) and infinities: the 2x2 row kernels' every vector lane and
+    # their scalar tails (20 outputs a row) against the reference, values and indices.
+    values = np.array([-np.inf, -1.0, -0.0, 0.0, 1.0, np.inf, np.nan], np.float32)
+    x = values[rng.integers(0, len(values), (2, 3, 8, 40))]
+    want, want_idx = kernels.pool2d.max_pool2d_fwd_ref(x, 2)
+    y, idx = kernels.pool2d.max_pool2d_fwd(x, 2, return_indices=True)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(want))
+
+
 @pytest.mark.parametrize("case", AVG_CASES + [((2, 8, 30, 30), 2, 2, 0, False, True)], ids=str)
 def test_avg_pool2d_matches_ref(isa, rng, case):
     shape, k, s, p, ceil_mode, count_include_pad = case

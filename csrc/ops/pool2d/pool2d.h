@@ -96,6 +96,7 @@ struct RowKernels {
   void (*max2x2_row)(const float* r0, const float* r1, int64_t ow, int64_t row0, int64_t w, float* y, int64_t* idx);
 };
 extern const RowKernels row_kernels_generic;
+extern const RowKernels row_kernels_avx2;
 extern const RowKernels row_kernels_avx512;
 
 }  // namespace ember::pool2d
