@@ -75,6 +75,22 @@ def test_bf16_transposes_and_strided_views(isa, rng, trans_a, trans_b):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("trans_a", [False, True])
+def test_bf16_operands_shared_out_among_threads(isa, rng, trans_a):
+    """Operands large enough to be converted by several threads (row ranges, strided rows
+    gathered per thread where a level widens them): the same bits on 1, 2 and 3 threads."""
+    m, k, n = 600, 300, 200
+    a = bf16(rng, (k, m)).T if trans_a else bf16(rng, (m, k))
+    b = bf16(rng, (k, n))
+    outs = []
+    for threads in (1, 2, 3):
+        ember.set_num_threads(threads)
+        outs.append(gemm.gemm(a, b))
+    assert np.all(np.abs(outs[0] - exact(a, b)) <= tolerance(a, b))
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+
+
 @pytest.mark.parametrize("m, k", [(45, 70), (64, 96), (16, 32), (33, 31)])
 def test_bf16_transposed_a_read_whole_tiles_at_a_time(isa, rng, m, k):
     """op(A) the transpose of a C-contiguous matrix (a Linear's weight gradient, dYᵀ X): whole 16 x

@@ -55,22 +55,34 @@ void without_product(const GemmBf16Args& g) {
   }
 }
 
-// op(x) widened to a contiguous fp32 matrix.
-MatrixF32 widened(const MatrixBF16& x, std::vector<float>& store) {
-  store.resize(static_cast<size_t>(x.rows * x.cols));
-  std::vector<uint16_t> row(static_cast<size_t>(x.cols));
-  for (int64_t i = 0; i < x.rows; ++i) {
-    for (int64_t j = 0; j < x.cols; ++j) row[j] = x.data[i * x.rs + j * x.cs];
-    f32_from_bf16(row.data(), x.cols, store.data() + i * x.cols);
-  }
-  return {store.data(), x.rows, x.cols, x.cols, 1};
+thread_local Scratch t_wide_a;
+thread_local Scratch t_wide_b;
+
+// op(x) widened to a contiguous fp32 matrix in `store`, rows shared out among the threads.
+MatrixF32 widened(const MatrixBF16& x, Scratch& store, int nthreads) {
+  float* out = store.get(static_cast<size_t>(x.rows * x.cols));
+  const int64_t min_rows = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(x.cols, 1));
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, x.rows / min_rows)));
+  // A strided (transposed) operand's rows are gathered first, each thread into its own row.
+  std::vector<uint16_t> gather(x.cs == 1 ? 0 : static_cast<size_t>(nt * x.cols));
+  parallel_run(nt, [&](int tid) {
+    for (int64_t i = x.rows * tid / nt; i < x.rows * (tid + 1) / nt; ++i) {
+      const uint16_t* src = x.data + i * x.rs;
+      if (x.cs != 1) {
+        uint16_t* row = gather.data() + tid * x.cols;
+        for (int64_t j = 0; j < x.cols; ++j) row[j] = src[j * x.cs];
+        src = row;
+      }
+      f32_from_bf16(src, x.cols, out + i * x.cols);
+    }
+  });
+  return {out, x.rows, x.cols, x.cols, 1};
 }
 
 void widen_and_gemm(const GemmBf16Args& g, Isa isa, int nthreads) {
-  std::vector<float> a32, b32;
   GemmArgs f;
-  f.a = widened(g.a, a32);
-  f.b = widened(g.b, b32);
+  f.a = widened(g.a, t_wide_a, nthreads);
+  f.b = widened(g.b, t_wide_b, nthreads);
   f.c = g.c;
   f.alpha = g.alpha;
   f.beta = g.beta;
