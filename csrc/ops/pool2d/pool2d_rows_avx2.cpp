@@ -6,9 +6,8 @@
 // int64 indices. The last outputs, fewer than 8, take the generic rules one by one.
 #include <immintrin.h>
 
-#include <cmath>
-
 #include "ops/pool2d/pool2d.h"
+#include "ops/pool2d/pool2d_rows.h"
 
 namespace ember::pool2d {
 namespace {
@@ -56,17 +55,7 @@ void max2x2_row(const float* r0, const float* r1, int64_t ow, int64_t row0, int6
                           _mm256_add_epi64(base, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(col, 1))));
     }
   }
-  for (; j < ow; ++j) {
-    const int64_t c = 2 * j;
-    float best = r0[c];
-    int64_t bi = row0 + c;
-    const float v1 = r0[c + 1], v2 = r1[c], v3 = r1[c + 1];
-    if (v1 > best || std::isnan(v1)) best = v1, bi = row0 + c + 1;
-    if (v2 > best || std::isnan(v2)) best = v2, bi = row0 + w + c;
-    if (v3 > best || std::isnan(v3)) best = v3, bi = row0 + w + c + 1;
-    y[j] = best;
-    if (idx) idx[j] = bi;
-  }
+  max2x2_outputs(r0, r1, j, ow, row0, w, y, idx);
 }
 
 }  // namespace

@@ -1,25 +1,13 @@
 // The 2x2, stride-2 max-pooling row kernel in plain C++ (any x86-64): the
 // selection rules spelled out per output.
-#include <cmath>
-
 #include "ops/pool2d/pool2d.h"
+#include "ops/pool2d/pool2d_rows.h"
 
 namespace ember::pool2d {
 namespace {
 
 void max2x2_row(const float* r0, const float* r1, int64_t ow, int64_t row0, int64_t w, float* y, int64_t* idx) {
-  for (int64_t j = 0; j < ow; ++j) {
-    const int64_t c = 2 * j;
-    // The first tap needs no test: any value beats the initial -inf or is NaN.
-    float best = r0[c];
-    int64_t bi = row0 + c;
-    const float v1 = r0[c + 1], v2 = r1[c], v3 = r1[c + 1];
-    if (v1 > best || std::isnan(v1)) best = v1, bi = row0 + c + 1;
-    if (v2 > best || std::isnan(v2)) best = v2, bi = row0 + w + c;
-    if (v3 > best || std::isnan(v3)) best = v3, bi = row0 + w + c + 1;
-    y[j] = best;
-    if (idx) idx[j] = bi;
-  }
+  max2x2_outputs(r0, r1, 0, ow, row0, w, y, idx);
 }
 
 }  // namespace
