@@ -384,3 +384,5 @@ def test_linear_cross_entropy_bad_input(rng):
         kernels.cross_entropy.linear_cross_entropy(h, w, t, chunk_bytes=0)
     with pytest.raises(ValueError, match="gradients must name some of 'hidden', 'weight' and 'bias'"):
         kernels.cross_entropy.linear_cross_entropy(h, w, t, gradients="hidden")
+    with pytest.raises(ValueError, match="gradients must name some of"):
+        kernels.cross_entropy.linear_cross_entropy(h, w, t, gradients=None)

@@ -224,9 +224,12 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
         if bias.shape != (v,):
             raise ValueError(f"bias must have shape ({v},) (one value per class), got {bias.shape}")
     t, cw, eps, ignore_index = _targets(dev, (b, v), target, class_weight, ignore_index, label_smoothing, reduction, h.dtype)
-    wanted = set(gradients)
-    if not wanted <= {"hidden", "weight", "bias"}:
-        raise ValueError(f"gradients must name some of 'hidden', 'weight' and 'bias', got {tuple(gradients)!r}")
+    try:
+        wanted = set(gradients)
+    except TypeError:
+        wanted = None
+    if wanted is None or isinstance(gradients, str) or not wanted <= {"hidden", "weight", "bias"}:
+        raise ValueError(f"gradients must name some of 'hidden', 'weight' and 'bias', got {gradients!r}")
     chunk_bytes = _check.integer(chunk_bytes, "chunk_bytes")
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
