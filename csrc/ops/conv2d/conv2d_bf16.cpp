@@ -5,8 +5,9 @@
 // bf16 once) @ im2col(x[n]). The image is rounded to bf16 once; the im2col
 // matrix is never stored: the GEMM asks for it 32 output pixels at a time, and
 // the packer reads each row of those columns (one tap of one channel) with a
-// masked load per run of pixels in one output row (unit stride; element by
-// element otherwise) and interleaves row pairs into the tile layout. Threads over images, each running
+// masked load per run of pixels in one output row (unit stride: the loads of
+// each kernel tap are worked out once per 32 pixels, for every channel;
+// element by element otherwise) and interleaves row pairs into the tile layout. Threads over images, each running
 // its GEMMs alone; the bias (one per output channel, a row of y[n]) and the
 // ReLU are applied in the GEMM's epilogue. groups == 1 only. Without bf16
 // products (below avx512_bf16) x and w are rounded to bf16 and the float32
