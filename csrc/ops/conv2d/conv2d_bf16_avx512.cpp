@@ -92,7 +92,10 @@ void pack_im2col_bf16(const void* ctx, int64_t c0, int64_t tiles, int64_t kt, ui
   // Word permutes that interleave two rows' columns 0-15 (and 16-31) into a tile row of pairs.
   alignas(64) uint16_t pick[2][32];
   for (int h = 0; h < 2; ++h)
-    for (int j = 0; j < 16; ++j) pick[h][2 * j] = static_cast<uint16_t>(16 * h + j), pick[h][2 * j + 1] = static_cast<uint16_t>(32 + 16 * h + j);
+    for (int j = 0; j < 16; ++j) {
+      pick[h][2 * j] = static_cast<uint16_t>(16 * h + j);           // row k's column 16h + j
+      pick[h][2 * j + 1] = static_cast<uint16_t>(32 + 16 * h + j);  // row k + 1's
+    }
   const __m512i first = _mm512_load_si512(pick[0]), second = _mm512_load_si512(pick[1]);
   for (int64_t t = 0; t < tiles; t += 2) {
     const Strip strip(m, c0 + 16 * t, std::min<int64_t>(32, 16 * (tiles - t)));
