@@ -374,6 +374,7 @@ BF16_GEOMETRIES = [  # (n, c, h, w, o, k, stride, padding, dilation)
     (2, 64, 32, 32, 64, 3, 1, 1, 1),   # the output rows are whole 32-pixel strips
     (3, 5, 9, 11, 7, 3, 1, 1, 1),      # strips spanning several output rows, clipped at both edges
     (2, 8, 10, 10, 16, 3, 2, 1, 1),    # stride 2: read element by element
+    (2, 8, 11, 9, 16, 3, (2, 1), 1, 1),  # every other row, unit stride along it: the table of loads
     (1, 24, 13, 7, 33, 5, 1, 2, 2),    # dilation, an output width of 3
     (2, 40, 6, 6, 17, 1, 1, 0, 1),     # 1x1
     (1, 3, 32, 32, 32, 3, 1, 0, 1),    # a first layer: K = 27, one k-tile
@@ -429,7 +430,8 @@ def test_bf16_weight_gradient_is_the_reference_on_rounded_operands(isa, rng, geo
 
     n, c, h, w, o, k, s, p, d = geometry
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    oh, ow = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
+    sh, sw = (s, s) if isinstance(s, int) else s
+    oh, ow = (h + 2 * p - d * (k - 1) - 1) // sh + 1, (w + 2 * p - d * (k - 1) - 1) // sw + 1
     dy = rng.standard_normal((n, o, oh, ow)).astype(np.float32)
     dw, db = kernels.conv2d.conv2d_bwd_weight(x, dy, (o, c, k, k), stride=s, padding=p, dilation=d, bias=True,
                                               bf16=True)
