@@ -3,8 +3,13 @@ the product with x, and the median time of back-to-back matrix-vector products, 
 kernel called from Python directly (as mvbench times ggml's graph) and through
 QuantizedWeight.matmul (its argument checks add some 25 us)."""
 
+import os
 import sys
 import time
+
+# NumPy's reference products below must not leave OpenBLAS threads spinning on the cores the
+# timed kernels use.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
