@@ -126,6 +126,26 @@ def isa(request):
         ember.set_isa(previous)
 
 
+@pytest.fixture(params=[None, "avx512_vbmi", "avx512_vnni"], ids=lambda f: f"without-{f}" if f else "all-features")
+def feature_off(request, isa):
+    """With ``isa``: the kernels chosen with every CPU feature, or with one switched off, as on a
+    CPU without it (each feature-gated kernel set runs on one machine). Skips where the CPU lacks
+    the feature or the ISA level does not look at it."""
+    name = request.param
+    if name is None:
+        yield None
+        return
+    if not ember._C.cpu_features()[name]:
+        pytest.skip(f"this CPU has no {name} to switch off")
+    if isa not in ("avx512", "avx512_bf16", "amx"):
+        pytest.skip(f"the {isa} kernels do not use {name}")
+    previous = ember._C.allow_cpu_feature(name, False)
+    try:
+        yield name
+    finally:
+        ember._C.allow_cpu_feature(name, previous)
+
+
 @pytest.fixture
 def rng(request):
     return np.random.default_rng([SESSION_SEED, zlib.crc32(request.node.nodeid.encode())])

@@ -49,6 +49,27 @@ def test_set_isa_validates():
         ember.set_isa(2)
 
 
+def test_cpu_features_can_be_switched_off_for_the_dispatch():
+    """allow_cpu_feature hides a feature from the dispatch (the quantized matmul's feature-gated
+    kernel sets) and says what it was; only the features the dispatch reads are named."""
+    from ember import _C
+
+    features = _C.cpu_features()
+    assert set(features) == {"avx2_fma", "avx512", "avx512_vnni", "avx512_vbmi", "avx512_bf16", "amx"}
+    rows = {isa for op, isa in _C.registered_kernels() if op == "qmatmul"}
+    assert rows == {"generic", "avx2", "avx512+vnni", "avx512+vnni+vbmi"}
+    for name in ("avx512_vnni", "avx512_vbmi"):
+        assert _C.allow_cpu_feature(name, False) is True
+        try:
+            assert _C.allow_cpu_feature(name, False) is False
+        finally:
+            _C.allow_cpu_feature(name, True)
+    with pytest.raises(ValueError, match="unknown CPU feature 'avx512_bf16'"):
+        _C.allow_cpu_feature("avx512_bf16", False)
+    with pytest.raises(TypeError):
+        _C.allow_cpu_feature("avx512_vnni", "no")
+
+
 @pytest.mark.parametrize("isa_name", ["generic", "avx2", "avx512", "avx512_bf16", "amx"])
 def test_ember_isa_environment_forces_a_path(isa_name):
     result = run_python("import ember; print(ember.get_isa())", EMBER_ISA=isa_name)

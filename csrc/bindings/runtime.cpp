@@ -122,11 +122,16 @@ void bind_runtime(py::module_& m) {
         d["avx2_fma"] = f.avx2_fma;
         d["avx512"] = f.avx512;
         d["avx512_vnni"] = f.avx512_vnni;
+        d["avx512_vbmi"] = f.avx512_vbmi;
         d["avx512_bf16"] = f.avx512_bf16;
         d["amx"] = f.amx;
         return d;
       },
       "The CPU features the kernels' dispatch reads (with the OS saving the wide registers).");
+  def(m, "allow_cpu_feature", &allow_cpu_feature,
+      "Let the dispatch use a CPU feature the CPU has ('avx512_vnni' or 'avx512_vbmi'), or not (the\n"
+      "kernels needing it are passed over, as on a CPU without it: for tests). Returns the previous setting.",
+      py::arg("name"), py::arg("allowed"));
   m.def("registered_kernels", &registered_kernels,
         "Every (op, isa) row of the kernel table; a call runs the highest level not above the active ISA.");
   m.def("gemm_ukernel_name", [] { return std::string(lookup<gemm::Ukernel>("gemm", active_isa()).name); },

@@ -18,6 +18,7 @@ struct CpuFeatures {
   bool avx2_fma = false;     // AVX2 + FMA3, with the OS saving YMM state
   bool avx512 = false;       // AVX-512 F/BW/VL/DQ, with the OS saving ZMM state
   bool avx512_vnni = false;  // vpdpbusd (int8 dot products)
+  bool avx512_vbmi = false;  // vpermb (byte permutes over a whole zmm)
   bool avx512_bf16 = false;  // vdpbf16ps
   bool amx = false;          // AMX-TILE, -BF16 and -INT8, the OS saving and granting the tile state
 };

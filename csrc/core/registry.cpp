@@ -20,15 +20,31 @@ std::vector<KernelEntry>& table() {
 }
 
 std::atomic<int> g_active{-1};
+std::atomic<bool> g_allow_vnni{true}, g_allow_vbmi{true};
 
 bool feature_present(Feature f) {
+  const bool vnni = cpu_features().avx512_vnni && g_allow_vnni.load(std::memory_order_relaxed);
   switch (f) {
     case Feature::avx512_vnni:
-      return cpu_features().avx512_vnni;
+      return vnni;
+    case Feature::avx512_vnni_vbmi:
+      return vnni && cpu_features().avx512_vbmi && g_allow_vbmi.load(std::memory_order_relaxed);
     case Feature::none:
       break;
   }
   return true;
+}
+
+const char* feature_suffix(Feature f) {
+  switch (f) {
+    case Feature::avx512_vnni:
+      return "+vnni";
+    case Feature::avx512_vnni_vbmi:
+      return "+vnni+vbmi";
+    case Feature::none:
+      break;
+  }
+  return "";
 }
 
 }  // namespace
@@ -43,6 +59,13 @@ void register_kernels(const KernelEntry* rows, size_t count) {
                    "kernel '", r.op, "' registered twice for ISA ", isa_name(r.isa));
     t.push_back(r);
   }
+}
+
+bool allow_cpu_feature(const std::string& name, bool allowed) {
+  std::atomic<bool>* flag = name == "avx512_vnni" ? &g_allow_vnni : name == "avx512_vbmi" ? &g_allow_vbmi : nullptr;
+  if (flag == nullptr)
+    throw std::invalid_argument(detail::concat("unknown CPU feature '", name, "' (expected 'avx512_vnni' or 'avx512_vbmi')"));
+  return flag->exchange(allowed);
 }
 
 void init_isa_from_env() {
@@ -80,7 +103,7 @@ const void* lookup_impl(const char* op, Device device, Isa isa) {
   const KernelEntry* best = nullptr;
   for (const KernelEntry& e : table()) {
     if (e.device != device || std::strcmp(e.op, op) != 0 || e.isa > isa || !feature_present(e.feature)) continue;
-    if (best == nullptr || e.isa > best->isa) best = &e;
+    if (best == nullptr || std::tie(e.isa, e.feature) > std::tie(best->isa, best->feature)) best = &e;
   }
   EMBER_ASSERT(best != nullptr, "no kernel registered for op '", op, "'");
   return best->impl;
@@ -96,7 +119,7 @@ std::vector<std::pair<std::string, std::string>> registered_kernels() {
   });
   std::vector<std::pair<std::string, std::string>> out;
   for (const KernelEntry* e : rows)
-    out.emplace_back(e->op, std::string(isa_name(e->isa)) + (e->feature == Feature::avx512_vnni ? "+vnni" : ""));
+    out.emplace_back(e->op, std::string(isa_name(e->isa)) + feature_suffix(e->feature));
   return out;
 }
 

@@ -22,8 +22,9 @@
 
 namespace ember {
 
-// A CPU feature an entry needs beyond its ISA level (checked at lookup).
-enum class Feature { none, avx512_vnni };
+// The CPU features an entry needs beyond its ISA level (checked at lookup). Of the rows of one
+// op at one level whose features are present, the one with the highest Feature runs.
+enum class Feature { none, avx512_vnni, avx512_vnni_vbmi };
 
 struct KernelEntry {
   const char* op;
@@ -32,6 +33,11 @@ struct KernelEntry {
   const void* impl;
   Feature feature = Feature::none;
 };
+
+// Lets the dispatch use a CPU feature the CPU has ("avx512_vnni" or "avx512_vbmi"), or not: with
+// allowed = false the rows that need it are passed over, so one machine can test every row.
+// Returns whether it was allowed; throws std::invalid_argument for another name.
+bool allow_cpu_feature(const std::string& name, bool allowed);
 
 // Appends rows to the table; throws std::logic_error for a row that repeats
 // an (op, device, isa, feature) already registered.

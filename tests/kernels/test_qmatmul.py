@@ -22,7 +22,7 @@ def fmt_id(f):
 
 @pytest.mark.parametrize("fmt", FORMATS + ODD_GROUPS + CODEBOOK, ids=fmt_id)
 @pytest.mark.parametrize("m", MS)
-def test_fast_paths_match_the_reference_bit_for_bit(isa, rng, fmt, m):
+def test_fast_paths_match_the_reference_bit_for_bit(isa, feature_off, rng, fmt, m):
     bits, group = fmt
     form = {"codebook": True} if group == "codebook" else {"group_size": group or 32}
     for k, n in KNS:
@@ -40,7 +40,7 @@ def test_fast_paths_match_the_reference_bit_for_bit(isa, rng, fmt, m):
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=fmt_id)
-def test_integer_arithmetic_is_exact(isa, rng, fmt):
+def test_integer_arithmetic_is_exact(isa, feature_off, rng, fmt):
     # Power-of-two scales and small integers: every step is exact in float32, so the output
     # is exactly sum_k q_x[m, k] * q_w[n, k] * scales, whatever the ISA.
     bits, group = fmt
@@ -61,7 +61,7 @@ def test_integer_arithmetic_is_exact(isa, rng, fmt):
 
 
 @pytest.mark.parametrize("group", [8, 32, 40, 64])
-def test_int4_partial_sums_at_the_extremes(isa, group):
+def test_int4_partial_sums_at_the_extremes(isa, feature_off, group):
     # Every nibble 15 (q = 7) against activations of +-127: the largest partial sums a kernel
     # may keep in 16 bits before widening; they must not saturate.
     k, n = 4 * group, 16

@@ -25,7 +25,7 @@ def pack(index, sub, d, n, k):
     return data.reshape(-1), scales.reshape(-1)
 
 
-def test_integer_arithmetic_and_layout_are_exact(isa, rng):
+def test_integer_arithmetic_and_layout_are_exact(isa, feature_off, rng):
     # Known indices and 6-bit scales, float scales that are powers of two and activations whose
     # super-blocks each reach 127 (activation scale 1): every step is exact, so the output is
     # the int64 sum times the float scale, whatever the ISA.

@@ -178,6 +178,7 @@ struct Kernels {
 extern const Kernels kernels_generic;
 extern const Kernels kernels_avx2;
 extern const Kernels kernels_avx512vnni;
+extern const Kernels kernels_avx512vbmi;  // VNNI and VBMI: the codebook looked up with vpermb
 
 // Kernels that take up to kWideRows rows at once (AMX tiles), for M >= kWideMinRows: int8_rows
 // up to kWideRows per call, int4cb_rows all of them in whole tiles of kWideRows; the registry's

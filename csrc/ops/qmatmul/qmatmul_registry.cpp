@@ -11,6 +11,7 @@ const KernelEntry kRows[] = {
     {"qmatmul", Device::cpu, Isa::generic, &kernels_generic},
     {"qmatmul", Device::cpu, Isa::avx2, &kernels_avx2},
     {"qmatmul", Device::cpu, Isa::avx512, &kernels_avx512vnni, Feature::avx512_vnni},
+    {"qmatmul", Device::cpu, Isa::avx512, &kernels_avx512vbmi, Feature::avx512_vnni_vbmi},
     // many rows at once: AMX tiles (int8 weights)
     {"qmatmul_wide", Device::cpu, Isa::generic, &wide_none},
     {"qmatmul_wide", Device::cpu, Isa::amx, &wide_amx},
