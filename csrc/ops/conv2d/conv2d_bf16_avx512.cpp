@@ -28,15 +28,16 @@ class Strip {
     if (g_.sw == 1) tabulate();
   }
 
-  // Row k's values on the strip's pixels (zero past the image, past the strip and for k >= K):
-  // at unit stride one masked load per run from the tap's table (lanes outside the image or the
-  // run are never read), element by element otherwise.
-  __m512i row(int64_t k) const {
+  // Row k's values on the strip's pixels (zero past the image, past the strip and for k >= K),
+  // `tap` being k % (KH * KW), which the callers count along: at unit stride one masked load per
+  // run from the tap's table (lanes outside the image or the run are never read), element by
+  // element otherwise.
+  __m512i row(int64_t k, int64_t tap) const {
     __m512i v = _mm512_setzero_si512();
     if (k >= g_.c * g_.kh * g_.kw) return v;
     const uint16_t* xc = m_.x + m_.tap[3 * k];
     if (g_.sw == 1) {
-      const Load* load = &loads_[k % (g_.kh * g_.kw) * runs_];
+      const Load* load = &loads_[tap * runs_];
       for (int64_t r = 0; r < runs_; ++r)
         if (load[r].mask) v = _mm512_mask_loadu_epi16(v, load[r].mask, xc + load[r].offset);
       return v;
@@ -100,8 +101,13 @@ void pack_im2col_bf16(const void* ctx, int64_t c0, int64_t tiles, int64_t kt, ui
   for (int64_t t = 0; t < tiles; t += 2) {
     const Strip strip(m, c0 + 16 * t, std::min<int64_t>(32, 16 * (tiles - t)));
     uint16_t* tile0 = out + t * kt * kBf16Tile;
+    const int64_t taps = m.g->kh * m.g->kw;
+    int64_t tap = 0;  // k % taps
     for (int64_t k = 0; k < kt * 32; k += 2) {  // rows k and k + 1 interleaved into one row of pairs
-      const __m512i r0 = strip.row(k), r1 = strip.row(k + 1);
+      const __m512i r0 = strip.row(k, tap);
+      tap = tap + 1 == taps ? 0 : tap + 1;
+      const __m512i r1 = strip.row(k + 1, tap);
+      tap = tap + 1 == taps ? 0 : tap + 1;
       const int64_t o = (k / 32) * kBf16Tile + (k % 32) / 2 * 32;
       _mm512_store_si512(tile0 + o, _mm512_permutex2var_epi16(r0, first, r1));  // columns 0-15
       if (t + 1 < tiles)  // columns 16-31 to the second tile
@@ -114,9 +120,13 @@ void pack_im2col_rows_bf16(const void* ctx, int64_t r0, int64_t tiles, int64_t k
   const Im2colBf16& m = *static_cast<const Im2colBf16*>(ctx);
   for (int64_t s = 0; s < kt; ++s) {  // 32 pixels: one k-tile of every row tile
     const Strip strip(m, 32 * s, 32);
+    const int64_t taps = m.g->kh * m.g->kw;
+    int64_t tap = r0 % taps;  // k % taps of row k = r0 + 16 * t + r
     for (int64_t t = 0; t < tiles; ++t)
-      for (int r = 0; r < 16; ++r)
-        _mm512_store_si512(out + (t * kt + s) * kBf16Tile + r * 32, strip.row(r0 + 16 * t + r));
+      for (int r = 0; r < 16; ++r) {
+        _mm512_store_si512(out + (t * kt + s) * kBf16Tile + r * 32, strip.row(r0 + 16 * t + r, tap));
+        tap = tap + 1 == taps ? 0 : tap + 1;
+      }
   }
 }
 
