@@ -64,7 +64,8 @@ void register_kernels(const KernelEntry* rows, size_t count) {
 bool allow_cpu_feature(const std::string& name, bool allowed) {
   std::atomic<bool>* flag = name == "avx512_vnni" ? &g_allow_vnni : name == "avx512_vbmi" ? &g_allow_vbmi : nullptr;
   if (flag == nullptr)
-    throw std::invalid_argument(detail::concat("unknown CPU feature '", name, "' (expected 'avx512_vnni' or 'avx512_vbmi')"));
+    throw std::invalid_argument(
+        detail::concat("unknown CPU feature '", name, "' (expected 'avx512_vnni' or 'avx512_vbmi')"));
   return flag->exchange(allowed);
 }
 
