@@ -1,8 +1,15 @@
-// AVX-512 pieces shared by the VNNI and AMX kernel sets (both compiled with AVX-512 flags).
+// AVX-512 pieces shared by the VNNI, VBMI and AMX kernel sets (all compiled with AVX-512 flags).
 // Anonymous namespace: one copy per translation unit.
 #pragma once
 
+// GCC 12's AVX-512 headers build some results from a deliberately undefined vector
+// (_mm512_undefined_*), which its own -Wuninitialized then reports (GCC bug 105593, fixed in
+// GCC 13): silenced for the files that include the intrinsics through here first.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include "ops/qmatmul/qmatmul.h"
 

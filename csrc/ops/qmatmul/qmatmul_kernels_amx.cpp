@@ -12,14 +12,13 @@
 // over the whole of K; a last partial group of quads is read from a
 // zero-padded copy of the weight rows (the activation bytes past kp that the A
 // tile then reads are multiplied by those zeros; the driver allocates them).
-#include <immintrin.h>
+#include "ops/qmatmul/qmatmul_avx512.h"  // first: it includes the intrinsics
 
 #include <algorithm>
 #include <cstring>
 
 #include "core/amx.h"
 #include "ops/qmatmul/qmatmul.h"
-#include "ops/qmatmul/qmatmul_avx512.h"
 
 namespace ember::qmatmul {
 namespace {

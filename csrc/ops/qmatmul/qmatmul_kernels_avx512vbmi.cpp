@@ -3,13 +3,7 @@
 // times over) reads only an index's low six bits -- so neither nibble needs masking, two vector
 // operations fewer per 64 bytes of weights than vpshufb's lookup. The other formats are the
 // VNNI set's.
-#pragma GCC diagnostic push  // GCC bug 105593, as in qmatmul_kernels_avx512vnni.cpp
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
-#include "ops/qmatmul/qmatmul_avx512.h"
+#include "ops/qmatmul/qmatmul_avx512.h"  // first: it includes the intrinsics
 
 namespace ember::qmatmul {
 namespace {

@@ -1,15 +1,6 @@
 // The quantized-matmul kernels for AVX-512 with VNNI (qmatmul_vnni_impl.h), the codebook's
 // indices looked up with vpshufb.
-// GCC 12's AVX-512 headers build some results from a deliberately undefined
-// vector (_mm512_undefined_*), which its own -Wuninitialized then reports
-// (GCC bug 105593, fixed in GCC 13): silence that false positive here only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
-#include "ops/qmatmul/qmatmul_avx512.h"
+#include "ops/qmatmul/qmatmul_avx512.h"  // first: it includes the intrinsics
 
 namespace ember::qmatmul {
 namespace {
