@@ -239,7 +239,7 @@ void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0
 void int4cb_tile(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1, const float* bias,
                  float* y, int64_t ldy) {
   with_rows<4>(rows, [&](auto mr) {
-    constexpr int MR = decltype(mr)::value, NB = MR == 1 ? 4 : (MR == 2 ? 2 : 1);
+    constexpr int MR = decltype(mr)::value, NB = MR <= 2 ? 4 : 2;
     int64_t b = b0;
     for (; b + NB <= b1; b += NB) int4cb_kernel<MR, NB>(a, w, b, bias, y, ldy);
     for (; b < b1; ++b) int4cb_kernel<MR, 1>(a, w, b, bias, y, ldy);
