@@ -37,6 +37,7 @@ struct Linear {
   const float* w = nullptr;
   const float* bias = nullptr;
   qmatmul::Int8Weight q8{};
+  qmatmul::Int8GWeight q8g{};    // bits 8, group_size > 0
   qmatmul::Int4Weight q4{};
   qmatmul::Int4CbWeight q4cb{};  // bits 4, group_size 0
 };
@@ -165,7 +166,8 @@ class Decoder {
   }
 
   // (weight, bias or None) for float32, or (bits, n, k, group_size, data, scales, colsum or
-  // None, bias or None) for a packed weight (bits 4 with group_size 0: the codebook format);
+  // None, bias or None) for a packed weight (group_size 0: int8 per channel or, with bits 4, the
+  // codebook format; int8 with group_size > 0: grouped int8);
   // n == -1 takes any number of outputs.
   Linear make_linear(const py::handle& obj, const std::string& at, int64_t n, int64_t k) {
     const py::tuple t = tuple_arg(obj, at);
@@ -177,7 +179,7 @@ class Decoder {
       return l;
     }
     EMBER_CHECK_VALUE(t.size() == 8, at, " must be (weight, bias) or (bits, n, k, group_size, data, scales, colsum, "
-                                         "bias), group_size 0 for the int4 codebook format");
+                                         "bias), group_size 0 for int8 per channel or the int4 codebook format");
     l.bits = number<int>(t[0], at + " bits");
     l.n = number<int64_t>(t[1], at + " n"), l.k = number<int64_t>(t[2], at + " k");
     const int64_t group = number<int64_t>(t[3], at + " group_size");
@@ -185,9 +187,19 @@ class Decoder {
     EMBER_CHECK_VALUE((n < 0 || l.n == n) && l.n >= 1 && l.k == k, at, " must be ", n < 0 ? -1 : n, " x ", k,
                       ", got ", l.n, " x ", l.k);
     const bool codebook = l.bits == 4 && group == 0;
-    if (l.bits == 4 && !codebook)
-      EMBER_CHECK_VALUE(group >= 8 && group % 8 == 0 && group <= 4096, at,
-                        ": group_size must be 0 (the codebook format) or a multiple of 8 from 8 to 4096, got ", group);
+    EMBER_CHECK_VALUE(group == 0 || (group >= 8 && group % 8 == 0 && group <= 4096), at,
+                      ": group_size must be 0 (", l.bits == 8 ? "int8 per channel" : "the codebook format",
+                      ") or a multiple of 8 from 8 to 4096, got ", group);
+    if (l.bits == 8 && group > 0) {
+      const qmatmul::PackedSizes sizes = qmatmul::packed_sizes_int8g(l.n, l.k, group);
+      const ArrayView data = keep(t[4], at + " data", {DType::uint8, {sizes.data}});
+      const ArrayView scales = keep(t[5], at + " scales", {DType::uint16, {sizes.scales}});
+      EMBER_CHECK_VALUE(t[6].is_none(), at, ": a grouped int8 weight has no colsum");
+      l.q8g = {l.n, l.k, group, (l.k + group - 1) / group * group, data.ptr<const uint8_t>(),
+               scales.ptr<const uint16_t>()};
+      l.bias = optional(t[7], at + " bias", l.n);
+      return l;
+    }
     if (codebook) {
       const qmatmul::PackedSizes sizes = qmatmul::packed_sizes_cb(l.n, l.k);
       const ArrayView data = keep(t[4], at + " data", {DType::uint8, {sizes.data}});
@@ -216,6 +228,8 @@ class Decoder {
 
   // y (rows x n) = x (rows x k) @ W^T + bias; false for a non-finite input to a quantized one.
   bool linear(const Linear& l, const float* x, float* y, const Active& a) const {
+    if (l.bits == 8 && l.q8g.data)
+      return qmatmul::qmatmul_int8g(x, batch_, l.k, l.q8g, l.bias, y, l.n, a.isa, a.nthreads);
     if (l.bits == 8) return qmatmul::qmatmul_int8(x, batch_, l.k, l.q8, l.bias, y, l.n, a.isa, a.nthreads);
     if (l.bits == 4 && l.q4cb.data)
       return qmatmul::qmatmul_int4cb(x, batch_, l.k, l.q4cb, l.bias, y, l.n, a.isa, a.nthreads);
@@ -310,7 +324,7 @@ void bind_decoder(py::module_& m) {
                       "per block (norm1, qkv, out, norm2, linear1, linear2), the final norm and the head; a norm\n"
                       "is (weight or None, bias or None, eps), a matrix (weight, bias or None) in float32 or\n"
                       "(bits, n, k, group_size, data, scales, colsum or None, bias or None) packed as\n"
-                      "ember.quant packs it (group_size 0 with bits 4: the codebook format). Every array is\n"
+                      "ember.quant packs it (group_size 0: int8 per channel, or with bits 4 the codebook format). Every array is\n"
                       "checked here and kept alive by the decoder.")
       .def(py::init([](int64_t batch, int64_t block_size, int64_t heads, const py::handle& wte, const py::handle& wpe,
                        const std::vector<py::tuple>& blocks, const py::tuple& norm, const py::tuple& head,

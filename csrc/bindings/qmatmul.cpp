@@ -74,11 +74,31 @@ void int8(const py::handle& input, const py::handle& data, const py::handle& sca
   });
 }
 
+void check_group(int64_t group_size) {
+  EMBER_CHECK_VALUE(group_size >= 8 && group_size % 8 == 0 && group_size <= 4096,
+                    "group_size must be a multiple of 8 from 8 to 4096, got ", group_size);
+}
+
+template <bool Ref>
+void int8g(const py::handle& input, const py::handle& data, const py::handle& scales, int64_t n, int64_t k,
+           int64_t group_size, const py::handle& bias, const py::handle& out) {
+  check_group(group_size);
+  const Floats f(input, bias, out, n, k);
+  const int64_t np16 = checked_mul((n + 15) / 16, 16, "N"), kp = (k + group_size - 1) / group_size * group_size;
+  const ArrayView d = packed(data, "data", DType::uint8, checked_mul(np16, kp, "the packed weight"));
+  const ArrayView s = packed(scales, "scales", DType::uint16, checked_mul(np16, kp / group_size, "the scales"));
+  for (const ArrayView* in : {&d, &s}) check_apart(f.out, *in);
+  const qmatmul::Int8GWeight w{n, k, group_size, kp, d.ptr<const uint8_t>(), s.ptr<const uint16_t>()};
+  f.run([&](const float* x, int64_t m, int64_t ldx, const float* b, float* y, int64_t ldy, Isa isa, int nt) {
+    return Ref ? qmatmul::qmatmul_int8g_ref(x, m, ldx, w, b, y, ldy)
+               : qmatmul::qmatmul_int8g(x, m, ldx, w, b, y, ldy, isa, nt);
+  });
+}
+
 template <bool Ref>
 void int4(const py::handle& input, const py::handle& data, const py::handle& scales, int64_t n, int64_t k,
           int64_t group_size, const py::handle& bias, const py::handle& out) {
-  EMBER_CHECK_VALUE(group_size >= 8 && group_size % 8 == 0 && group_size <= 4096,
-                    "group_size must be a multiple of 8 from 8 to 4096, got ", group_size);
+  check_group(group_size);
   const Floats f(input, bias, out, n, k);
   const int64_t np16 = checked_mul((n + 15) / 16, 16, "N"), kp = (k + group_size - 1) / group_size * group_size;
   const ArrayView d = packed(data, "data", DType::uint8, checked_mul(np16, kp / 2, "the packed weight"));
@@ -107,11 +127,17 @@ void int4cb(const py::handle& input, const py::handle& data, const py::handle& s
   });
 }
 
-void pack_cb(const py::handle& weight, const py::handle& out_data, const py::handle& out_scales) {
+// The (N, K) float32 weight a packer reads.
+ArrayView weight_arg(const py::handle& weight) {
   const ArrayView w = array_arg(weight, "weight", {DType::float32, {-1, -1}, Layout::rows});
+  EMBER_CHECK_VALUE(w.shape[0] >= 1 && w.shape[1] >= 1 && w.shape[1] <= 65536,
+                    "weight must be (N, K) with N >= 1 and 1 <= K <= 65536, got ", shape_str(w.shape));
+  return w;
+}
+
+void pack_cb(const py::handle& weight, const py::handle& out_data, const py::handle& out_scales) {
+  const ArrayView w = weight_arg(weight);
   const int64_t n = w.shape[0], k = w.shape[1];
-  EMBER_CHECK_VALUE(n >= 1 && k >= 1 && k <= 65536, "weight must be (N, K) with N >= 1 and 1 <= K <= 65536, got ",
-                    shape_str(w.shape));
   const qmatmul::PackedSizes sizes = qmatmul::packed_sizes_cb(n, k);
   const ArrayView d = packed(out_data, "out_data", DType::uint8, sizes.data, Access::write);
   const ArrayView s = packed(out_scales, "out_scales", DType::uint8, sizes.scales, Access::write);
@@ -123,16 +149,29 @@ void pack_cb(const py::handle& weight, const py::handle& out_data, const py::han
                             active.nthreads);
 }
 
+void pack_int8g(const py::handle& weight, int64_t group_size, const py::handle& out_data,
+                const py::handle& out_scales) {
+  check_group(group_size);
+  const ArrayView w = weight_arg(weight);
+  const int64_t n = w.shape[0], k = w.shape[1];
+  checked_mul((n + 15) / 16 * 16, (k + group_size - 1) / group_size * group_size, "the packed weight");
+  const qmatmul::PackedSizes sizes = qmatmul::packed_sizes_int8g(n, k, group_size);
+  const ArrayView d = packed(out_data, "out_data", DType::uint8, sizes.data, Access::write);
+  const ArrayView s = packed(out_scales, "out_scales", DType::uint16, sizes.scales, Access::write);
+  for (const ArrayView* out : {&d, &s}) check_apart(*out, w);
+  check_disjoint({&d, &s});
+  const Active active;
+  py::gil_scoped_release release;
+  qmatmul::quantize_pack_int8g(w.ptr<const float>(), n, k, w.strides[0], group_size, d.ptr<uint8_t>(),
+                               s.ptr<uint16_t>(), active.nthreads);
+}
+
 void pack(const py::handle& weight, int64_t bits, int64_t group_size, const py::handle& out_data,
           const py::handle& out_scales, const py::handle& out_colsum) {
   EMBER_CHECK_VALUE(bits == 8 || bits == 4, "bits must be 8 or 4, got ", bits);
-  if (bits == 4)
-    EMBER_CHECK_VALUE(group_size >= 8 && group_size % 8 == 0 && group_size <= 4096,
-                      "group_size must be a multiple of 8 from 8 to 4096, got ", group_size);
-  const ArrayView w = array_arg(weight, "weight", {DType::float32, {-1, -1}, Layout::rows});
+  if (bits == 4) check_group(group_size);
+  const ArrayView w = weight_arg(weight);
   const int64_t n = w.shape[0], k = w.shape[1];
-  EMBER_CHECK_VALUE(n >= 1 && k >= 1 && k <= 65536, "weight must be (N, K) with N >= 1 and 1 <= K <= 65536, got ",
-                    shape_str(w.shape));
   const int64_t group = bits == 4 ? group_size : 4;  // int8 packs K by fours; group_size is not used
   checked_mul((n + 15) / 16 * 16, (k + group - 1) / group * group, "the packed weight");
   const qmatmul::PackedSizes sizes = qmatmul::packed_sizes(n, k, static_cast<int>(bits), group);
@@ -161,6 +200,19 @@ void bind_qmatmul(py::module_& m) {
       "only, else None), sized by the packed layout. group_size is not used for int8.",
       py::arg("weight"), py::arg("bits"), py::arg("group_size"), py::arg("out_data"), py::arg("out_scales"),
       py::arg("out_colsum"));
+  def(m, "quantize_pack_int8g", &pack_int8g,
+      "Quantize weight (N x K float32, unit column stride, finite) to int8 in groups (one 16-bit e6m10 scale\n"
+      "per channel and group_size inputs, of least squared error near max|w| / 127) and pack it into out_data (uint8, q + 128)\n"
+      "and out_scales (uint16: the scales' bits), sized by the packed layout.",
+      py::arg("weight"), py::arg("group_size"), py::arg("out_data"), py::arg("out_scales"));
+  def(m, "qmatmul_int8g", &int8g<false>,
+      "out = input @ dequant(W)^T + bias for int8 weights in groups (N x K, one e6m10 scale per output channel\n"
+      "and group of group_size inputs), activations quantized per row and group; ember.quant's packed layout.",
+      py::arg("input"), py::arg("data"), py::arg("scales"), py::arg("n"), py::arg("k"), py::arg("group_size"),
+      py::arg("bias"), py::arg("out"));
+  def(m, "qmatmul_int8g_ref", &int8g<true>, "The reference qmatmul_int8g (int64 sums, bit for bit the same).",
+      py::arg("input"), py::arg("data"), py::arg("scales"), py::arg("n"), py::arg("k"), py::arg("group_size"),
+      py::arg("bias"), py::arg("out"));
   def(m, "quantize_pack_cb", &pack_cb,
       "Quantize weight (N x K float32, unit column stride, finite) to int4 with a codebook (4.5 bits per weight:\n"
       "6-bit scales per 16 inputs under a float scale per 256) and pack it into out_data and out_scales (uint8),\n"

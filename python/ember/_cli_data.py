@@ -79,7 +79,9 @@ def _legacy_model(path, config, nbytes):
             model = models.build(config["model"], config.get("input_shape"), config.get("classes"),
                                  **config.get("options", {}))
             if q is not None:
-                quant.quantized_structure(model, bits=q.get("bits"), group_size=q.get("group_size") or 32)
+                # such files predate grouped int8: their group size is int4's
+                quant.quantized_structure(model, bits=q.get("bits"),
+                                          group_size=q.get("group_size") if q.get("bits") == 4 else None)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: its config does not describe a model Ember can build: {exc}") from None
     model.load(path)

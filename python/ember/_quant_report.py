@@ -45,7 +45,7 @@ class QuantReport:
 
     def __str__(self) -> str:
         kind = f"int{self.bits}" + (" (codebook, 4.5 bits per weight)" if self.codebook else
-                                    f" (groups of {self.group_size})" if self.bits == 4 else "")
+                                    f" (groups of {self.group_size})" if self.group_size is not None else "")
         lines = [f"quantized {self.layers} Linear layer(s) to {kind}",
                  f"  weights: {self.bytes_before / 1e6:.3f} MB -> {self.bytes_after / 1e6:.3f} MB "
                  f"({self.compression:.2f}x smaller)"]

@@ -180,7 +180,7 @@ def quantize(args, out=None):
         raise ValueError(f"{args.path} is already quantized (int{bits})")
     if args.codebook and args.bits != 4:
         raise ValueError(f"--codebook: an int4 format, for --bits 4 (got --bits {args.bits})")
-    kind = f"int{args.bits}" + ("cb" if args.codebook else "")
+    kind = f"int{args.bits}" + ("cb" if args.codebook else "g" if args.bits == 8 and args.group_size else "")
     path = Path(args.out) if args.out else Path(args.path).with_suffix(f".{kind}.safetensors")
     form = {"bits": args.bits, "group_size": args.group_size, "codebook": args.codebook}
     if config.get("model") == "gpt":
@@ -373,12 +373,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                        help="import MODULE first: the module defining a model's own registered Module classes")
     p_quant.add_argument("--bits", type=int, choices=(8, 4), default=8)
-    p_quant.add_argument("--group-size", type=int, default=32,
-                         help="int4 only: inputs per scale, a multiple of 8 from 8 to 4096 (default: 32)")
+    p_quant.add_argument("--group-size", type=int,
+                         help="inputs per scale, a multiple of 8 from 8 to 4096: int4's groups (default: 32); with "
+                              "--bits 8, int8 in groups (32: 8.5 bits per weight, the size of llama.cpp's q8_0, "
+                              "and more accurate than one scale per channel, the default)")
     p_quant.add_argument("--codebook", action="store_true",
                          help="int4 only: the codebook format, 4.5 bits per weight and more accurate than groups of "
                               "32 (--group-size does not apply)")
-    p_quant.add_argument("--out", help="default: PATH with .int8/.int4/.int4cb before .safetensors")
+    p_quant.add_argument("--out", help="default: PATH with .int8/.int8g/.int4/.int4cb before .safetensors")
     p_quant.add_argument("--text", metavar="FILE", help="a GPT checkpoint: the text it was trained on, scored on its "
                                                        "last tenth (default: the shipped text)")
     p_compress.add_argument("--prune", type=_fraction, metavar="FRACTION",

@@ -268,7 +268,7 @@ def _matrix(module, weight=None, bias=None):
 
     if isinstance(module, QuantLinear):
         q = module.qweight
-        # group_size 0 with bits 4: the int4 codebook format
+        # group_size 0: int8 per channel, or with bits 4 the int4 codebook format
         return (q.bits, q.shape[0], q.shape[1], q.group_size or 0, q.data, q.scales, q.colsum, _host(module.bias))
     if module is not None:
         weight, bias = module.weight, module.bias

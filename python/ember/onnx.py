@@ -114,12 +114,13 @@ def _conv_pads(layer, in_hw):
 
 
 def _quant_linear(g, x, layer, name, doc):
-    """An int8 or int4 QuantLinear: Ember's integers and scales in an integer ONNX graph."""
+    """An int8 (per channel or in groups) or int4 QuantLinear: Ember's integers and scales in an
+    integer ONNX graph."""
     qw = layer.qweight
     n, k = qw.shape
     values = qw._values()  # (N, K) int8
     bias = _host(layer.bias) if layer.bias is not None else None
-    if qw.bits == 8:
+    if qw.group_size is None:
         absmax = g.node("ReduceMax", [g.node("Abs", [x], name, doc), g.const(f"{name}.axis1", np.array([1]))], name,
                         doc, keepdims=1)
         q, sx = _quantize_rows(g, x, absmax, name, doc)
@@ -144,8 +145,7 @@ def _quant_linear(g, x, layer, name, doc):
         wq[:, :k] = values
         w = wq.reshape(n, groups, gs).transpose(1, 2, 0).copy()  # (groups, gs, N)
         acc = g.node("MatMulInteger", [qt, g.const(f"{name}.weight_q", w)], name, doc)  # (groups, B, N)
-        s = qw.scales.reshape(-1, groups, 16).transpose(0, 2, 1).reshape(-1, groups)[:n]  # (N, groups)
-        sw = s.T.reshape(groups, 1, n).astype(np.float32)
+        sw = qw.group_scales().T.reshape(groups, 1, n).astype(np.float32)
         sxt = g.node("Transpose", [sx], name, doc, perm=[1, 0, 2])  # (groups, B, 1)
         scaled = g.node("Mul", [g.node("Cast", [acc], name, doc, to=g.onnx.TensorProto.FLOAT),
                                 g.node("Mul", [sxt, g.const(f"{name}.weight_scale", sw)], name, doc)], name, doc)

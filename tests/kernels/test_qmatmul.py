@@ -11,20 +11,22 @@ from ember import _C, nn, quant
 
 MS = [1, 3, 8, 16, 17, 32, 64, 257]  # 16 and more: the AMX path too, where the CPU has it
 KNS = [(33, 17), (64, 16), (100, 40), (130, 33), (300, 37)]
-FORMATS = [(8, None), (4, 32), (4, 64), (4, 128)]
-ODD_GROUPS = [(4, 8), (4, 24)]  # multiples of 8 that are not of 16: the kernels' partial vectors
+FORMATS = [(8, None), (8, 32), (8, 64), (4, 32), (4, 64), (4, 128)]  # int8 per channel, and in groups
+ODD_GROUPS = [(8, 8), (8, 24), (4, 8), (4, 24)]  # multiples of 8 that are not of 16: the kernels' partial vectors
 CODEBOOK = [(4, "codebook")]  # the int4 codebook format (tests/kernels/test_qmatmul_codebook.py)
 
 
 def fmt_id(f):
-    return "int8" if f[0] == 8 else "int4-codebook" if f[1] == "codebook" else f"int4-g{f[1]}"
+    if f[1] == "codebook":
+        return "int4-codebook"
+    return f"int{f[0]}" + (f"-g{f[1]}" if f[1] else "")
 
 
 @pytest.mark.parametrize("fmt", FORMATS + ODD_GROUPS + CODEBOOK, ids=fmt_id)
 @pytest.mark.parametrize("m", MS)
 def test_fast_paths_match_the_reference_bit_for_bit(isa, feature_off, rng, fmt, m):
     bits, group = fmt
-    form = {"codebook": True} if group == "codebook" else {"group_size": group or 32}
+    form = {"codebook": True} if group == "codebook" else {"group_size": group}
     for k, n in KNS:
         w = rng.standard_normal((n, k)).astype(np.float32) * rng.uniform(0.01, 10)
         x = rng.standard_normal((m, k)).astype(np.float32) * rng.uniform(0.1, 10)
@@ -47,14 +49,14 @@ def test_integer_arithmetic_is_exact(isa, feature_off, rng, fmt):
     m, k, n = 9, 256, 48
     qmax = 127 if bits == 8 else 7
     q_w = rng.integers(-qmax, qmax + 1, (n, k))
-    q_w[:, 0] = qmax  # each row (and int4 group) reaches the extreme: scale exactly 1
-    if bits == 4:
+    q_w[:, 0] = qmax  # each row (and group) reaches the extreme: scale exactly 1
+    if group:
         q_w[:, ::group] = qmax
     q_x = rng.integers(-127, 128, (m, k))
     q_x[:, 0] = 127
-    if bits == 4:
+    if group:
         q_x[:, ::group] = 127
-    qw = quant.quantize_weight((q_w * 0.25).astype(np.float32), bits, group or 32)  # scale 1/4 exactly
+    qw = quant.quantize_weight((q_w * 0.25).astype(np.float32), bits, group)  # scale 1/4 exactly
     np.testing.assert_array_equal(qw._values(), q_w)
     got = qw.matmul((q_x * 2.0).astype(np.float32))  # activation scale 2 exactly
     np.testing.assert_array_equal(got, (q_x @ q_w.T) * 0.5)
@@ -85,20 +87,28 @@ def test_w8a8_accuracy_on_gaussian_data(rng):
         assert nmse <= bound, (bits, nmse)
 
 
-@pytest.mark.parametrize("bits, group, bound", [(8, 32, 0.012), (4, 32, 0.10), (4, 64, 0.12), (4, 128, 0.13)])
+@pytest.mark.parametrize("bits, group, bound", [(8, None, 0.012), (8, 32, 0.0051), (4, 32, 0.10), (4, 64, 0.12),
+                                               (4, 128, 0.13)])
 def test_quantize_dequantize_error_on_gaussian_weights(rng, bits, group, bound):
     # Uniform rounding error: RMSE ~ step / sqrt(12) with step = max|w| / 127 (per row) or
     # max|w| / 7 (per group); for unit Gaussians that is ~0.009 (int8) and ~0.08-0.11 (int4).
+    # Grouped int8's step is max|w| / 127 per group of 32 (llama.cpp's q8_0: 0.0053), less the
+    # scale search's gain (0.0049).
     w = rng.standard_normal((512, 1000)).astype(np.float32)
     qw = quant.quantize_weight(w, bits, group)
     d = qw.dequantize()
     assert d.shape == w.shape and d.dtype == np.float32
     rmse = float(np.sqrt(np.mean((d - w) ** 2)))
     assert rmse <= bound, rmse
-    # Every weight is within half a step of its dequantized value.
-    step = np.abs(w).max(axis=1, keepdims=True) / 127 if bits == 8 else None
-    if step is not None:
-        assert np.all(np.abs(d - w) <= step / 2 * (1 + 1e-5))
+    # Every weight is within half a step of its dequantized value (in groups: of a scale at most
+    # 28 / 1024 above max|w| / 127, or 4 / 1024 below it, clipping the largest by less than that).
+    if (bits, group) == (8, None):
+        assert np.all(np.abs(d - w) <= np.abs(w).max(axis=1, keepdims=True) / 127 / 2 * (1 + 1e-5))
+    elif bits == 8:
+        padded = np.zeros((512, 1024), np.float32)  # K = 1000 in groups of 32: the last one short
+        padded[:, :1000] = np.abs(w)
+        step = np.repeat(padded.reshape(512, -1, group).max(axis=2) / 127, group, axis=1)[:, :1000]
+        assert np.all(np.abs(d - w) <= step / 2 * (1 + 28 / 1024))
 
 
 def test_packing_and_layout(rng):
@@ -110,6 +120,10 @@ def test_packing_and_layout(rng):
     assert q4.data.size == 32 * 64 // 2 and q4.scales.size == 32 * 2
     assert q4._values().min() >= -7 and q4._values().max() <= 7
     assert q4.nbytes < q8.nbytes < w.nbytes
+    g8 = quant.quantize_weight(w, 8, 32)  # K padded to 64: two groups, 16-bit scales, no colsum
+    assert g8.data.dtype == np.uint8 and g8.data.size == 32 * 64 and g8.colsum is None
+    assert g8.scales.dtype == np.uint16 and g8.scales.size == 32 * 2 and g8.group_scales().shape == (20, 2)
+    assert (g8.data.reshape(2, 16, 16, 4)[:, 10:, :, :] == 128).all()  # padding: q = 0, stored as 128
     zero = quant.quantize_weight(np.zeros((3, 8), np.float32), 8)  # an all-zero row keeps scale 1
     assert (zero.scales == 1).all() and not zero.dequantize().any()
 
@@ -138,10 +152,11 @@ def test_quant_linear_and_quantize_model(rng, quant_device):
     top2 = np.sort(logits, axis=1)[:, -2:]
     x = x[np.argsort(top2[:, 1] - top2[:, 0])[-200:]]
     y = logits.argmax(axis=1)[np.argsort(top2[:, 1] - top2[:, 0])[-200:]]
-    for bits in (8, 4):
-        qmodel, report = quant.quantize(model, bits=bits, group_size=32, eval_data=(x, y))
+    for bits, group in [(8, None), (8, 32), (4, 32)]:
+        qmodel, report = quant.quantize(model, bits=bits, group_size=group, eval_data=(x, y))
         assert isinstance(qmodel[0], quant.QuantLinear) and isinstance(model[0], nn.Linear)  # a copy
         assert report.layers == 2 and report.bytes_after < report.bytes_before / (3 if bits == 8 else 5)
+        assert report.group_size == group and ("groups of 32" in str(report)) == (group is not None)
         assert report.metric == "accuracy" and report.before == 1.0 and report.after >= 0.98
         assert report.speedup is not None and report.speedup > 0 and "accuracy" in str(report)
         assert len(report.ratios) == 21 and report.speedup == np.median(report.ratios)
@@ -150,7 +165,7 @@ def test_quant_linear_and_quantize_model(rng, quant_device):
         with ember.no_grad():
             got = qmodel(ember.tensor(x)).cpu().numpy()
         # The same integers on the host: the float model's weights quantized here, bit for bit.
-        first, last = (quant.quantize_weight(model[i].weight, bits, 32) for i in (0, 2))
+        first, last = (quant.quantize_weight(model[i].weight, bits, group) for i in (0, 2))
         h = np.maximum(first.matmul(x, model[0].bias.detach().cpu().numpy()), 0)
         np.testing.assert_array_equal(got, last.matmul(h, model[2].bias.detach().cpu().numpy()))
         assert "bits=" in repr(qmodel[0])
@@ -165,12 +180,14 @@ def test_quantized_models_round_trip_through_checkpoints(rng, tmp_path, quant_de
     ember.manual_seed(0)
     model = nn.Sequential(nn.Linear(40, 24), nn.ReLU(), nn.Linear(24, 5))
     x = ember.tensor(rng.standard_normal((7, 40)).astype(np.float32))
-    for bits in (8, 4):
-        qmodel, _ = quant.quantize(model, bits=bits)
-        path = qmodel.save(tmp_path / f"q{bits}.safetensors", config={"bits": bits})
+    for bits, group in [(8, 32), (8, None), (4, None)]:  # int4 last: its file is used below
+        qmodel, _ = quant.quantize(model, bits=bits, group_size=group)
+        path = qmodel.save(tmp_path / f"q{bits}-{group}.safetensors", config={"bits": bits})
         arrays, _ = ember.checkpoint.read(path)
-        assert arrays["model.0.weight_data"].dtype == (np.int8 if bits == 8 else np.uint8)
-        fresh = quant.quantized_structure(nn.Sequential(nn.Linear(40, 24), nn.ReLU(), nn.Linear(24, 5)), bits=bits)
+        assert arrays["model.0.weight_data"].dtype == (np.int8 if (bits, group) == (8, None) else np.uint8)
+        assert arrays["model.0.weight_scales"].dtype == (np.uint8 if group else np.float32)  # 16-bit scales as bytes
+        fresh = quant.quantized_structure(nn.Sequential(nn.Linear(40, 24), nn.ReLU(), nn.Linear(24, 5)), bits=bits,
+                                          group_size=group)
         fresh.load(path)
         with ember.no_grad():
             np.testing.assert_array_equal(fresh(x).cpu().numpy(), qmodel(x).cpu().numpy())
@@ -233,12 +250,47 @@ def test_bad_input(rng):
         _C.qmatmul_int8(x, q8.data, q8.scales, q8.colsum, 16, 70000, None, out)
 
 
+def e6m10_at_least(d):
+    """The bits of the smallest e6m10 scale at or above each d > 0 (2^-31 below it)."""
+    mant, exp = np.frexp(d)  # d = mant * 2^exp, mant in [0.5, 1)
+    m = np.ceil((mant * 2 - 1) * 1024)  # exact: a power-of-two scaling
+    e = exp - 1 + (m == 1024)
+    m = np.where(m == 1024, 0, m)
+    return np.where(e < -31, 0, (e + 31) * 1024 + m).astype(np.int64)
+
+
+def numpy_quantize_pack_int8g(w, g):
+    """Grouped int8's packer contract: per group the e6m10 scale of least squared error (summed in
+    order, the first of equals) among the 32 grid points from 4 below max|w| / 127 rounded up to
+    27 above, values round_half_even(w * (1 / scale)) clipped to +-127."""
+    n, k = w.shape
+    np16, kp = -(-n // 16) * 16, -(-k // g) * g
+    wp = np.zeros((np16, kp))
+    wp[:n, :k] = w
+    wg = wp.reshape(np16, kp // g, g)
+    amax = np.abs(wg).max(axis=2)
+    up = e6m10_at_least(np.where(amax > 0, amax / 127, 1.0))
+    cand = np.clip(up[..., None] + np.arange(-4, 28), 0, 65535)  # clipped ends repeat: never strictly better
+    scale = quant.e6m10_to_float(cand.astype(np.uint16)).astype(np.float64)  # (N, groups, 32)
+    q = np.clip(np.rint(wg[:, :, None, :] * (1.0 / scale)[..., None]), -127, 127)
+    err = np.cumsum((q * scale[..., None] - wg[:, :, None, :]) ** 2, axis=3)[..., -1]  # summed in order
+    best = np.take_along_axis(cand, err.argmin(axis=2)[..., None], axis=2)[..., 0]
+    best = np.where(amax > 0, best, 31 << 10)  # an all-zero group (and padding): scale 1
+    s64 = quant.e6m10_to_float(best.astype(np.uint16)).astype(np.float64)
+    q = (np.clip(np.rint(wg * (1.0 / s64)[..., None]), -127, 127) + 128).astype(np.uint8).reshape(np16, kp)
+    data = np.ascontiguousarray(q.reshape(np16 // 16, 16, kp // 4, 4).transpose(0, 2, 1, 3)).reshape(-1)
+    scales = np.ascontiguousarray(best.reshape(np16 // 16, 16, kp // g).transpose(0, 2, 1)).reshape(-1)
+    return data, scales.astype(np.uint16), None
+
+
 def numpy_quantize_pack(w, bits, group_size=32):
     """The packer's contract in NumPy (float64 arithmetic, round half to even): the oracle of the
     native one. Returns (data, scales, colsum or None)."""
     n, k = w.shape
     w = w.astype(np.float64)
     np16 = -(-n // 16) * 16
+    if bits == 8 and group_size is not None:
+        return numpy_quantize_pack_int8g(w, group_size)
     if bits == 8:
         kp = -(-k // 4) * 4
         amax = np.abs(w).max(axis=1)
@@ -284,11 +336,11 @@ def test_the_native_packer_equals_its_numpy_contract(rng, fmt):
             w[0, : min(k, 3)] = [5.0, -0.0, 0.0][: min(k, 3)]
             if n > 2:
                 w[2] = 0.0  # an all-zero row keeps scale 1
-            qw = quant.quantize_weight(w, bits, group or 32)
-            data, scales, colsum = numpy_quantize_pack(w, bits, group or 32)
+            qw = quant.quantize_weight(w, bits, group)
+            data, scales, colsum = numpy_quantize_pack(w, bits, group if bits == 8 else group or 32)
             np.testing.assert_array_equal(qw.data, data)
             np.testing.assert_array_equal(qw.scales, scales)
-            if bits == 8:
+            if colsum is not None:
                 np.testing.assert_array_equal(qw.colsum, colsum)
 
 

@@ -2,18 +2,26 @@
 //
 // Weights (N outputs x K inputs) are quantized once, symmetrically:
 //  - int8: q in [-127, 127], one float scale per output channel;
+//  - int8 in groups (8.5 bits per weight at G = 32, the size of llama.cpp's q8_0): q in
+//    [-127, 127], one 16-bit scale per output channel and group of G consecutive inputs
+//    (G a multiple of 8). The scale is an unsigned float with 6 exponent and 10 mantissa
+//    bits ("e6m10": bits h stand for 2^(h >> 10) * (1 + (h & 1023) / 1024) / 2^31, so every
+//    h is a positive finite scale from 2^-31 to about 2^33 with fp16's precision, and it
+//    widens to float32 exactly as the bits (h << 13) + (96 << 23)), chosen per group near
+//    max|w| / 127 for least squared error (see quantize_pack_int8g), q rounded against it;
 //  - int4: q in [-8, 7], one float scale per output channel and group of G
 //    consecutive inputs (G = 32, 64 or 128), two values per byte.
 // Activations are quantized inside the call, symmetrically to int8 in
-// [-127, 127]: per row for int8 weights (W8A8), per row and group for int4
-// (W4A8). For a row x with largest magnitude a (over the row or the group):
+// [-127, 127]: per row for int8 weights (W8A8), per row and group for grouped
+// int8 and for int4 (W4A8). For a row x with largest magnitude a (over the row or the group):
 //   scale = a / 127,  q = round_half_even(x * (127 / a))   (a = 0: all zero)
 // in float32, exactly as written, so every implementation gets the same
 // integers. The integer dot products are exact (int32 with at most 2^17
 // products of at most 127 * 255 each, so K <= 65536), and the float epilogue
 // is, per output, in this order and with fused multiply-adds:
 //   W8A8:  y = fma(float(acc), sx[m] * sw[n], bias[n])
-//   W4A8:  y = 0; for each group g: y = fma(float(acc_g), sx[m,g] * sw[n,g], y); y += bias[n]
+//   W4A8 and grouped W8A8:
+//          y = 0; for each group g: y = fma(float(acc_g), sx[m,g] * sw[n,g], y); y += bias[n]
 // so the reference and every ISA's kernels agree bit for bit.
 //
 // Packed layout (the same for every ISA), N padded to a multiple of 16 and K
@@ -21,6 +29,9 @@
 //  - int8: blocks of 16 channels; within a block, for each quad of inputs
 //    k = 4q..4q+3, 64 bytes: channel c's 4 values at bytes 4c..4c+3.
 //    colsum[n] = sum_k q[n, k] (for the unsigned-activation form of vpdpbusd).
+//  - int8 in groups: the int8 layout (K padded to a multiple of G) holding q + 128 as
+//    unsigned bytes (the unsigned operand of vpdpbusd; the activations enter signed), and
+//    the scales' e6m10 bits laid out (N/16 blocks, K/G groups, 16 channels).
 //  - int4: blocks of 16 channels; within a block, for each octet of inputs
 //    k = 8o..8o+7, 64 bytes: channel c's byte 4c+j holds (q[k=8o+j] + 8) in its
 //    low nibble and (q[k=8o+4+j] + 8) in its high nibble. Scales are laid out
@@ -62,6 +73,23 @@ struct Int8Weight {
   const float* scales;   // n (padded to 16)
   const int32_t* colsum; // n (padded to 16)
 };
+
+struct Int8GWeight {
+  int64_t n, k;            // logical shape
+  int64_t group;           // G
+  int64_t kp;              // K padded to a multiple of G
+  const uint8_t* data;     // (n padded to 16) / 16 blocks of kp / 4 x 64 bytes, q + 128
+  const uint16_t* scales;  // e6m10 bits, (n padded to 16) / 16 x kp / G x 16
+};
+
+// A grouped int8 scale's float value (exact).
+constexpr uint32_t kE6m10Bias = uint32_t(127 - 31) << 23;
+inline float e6m10_value(uint16_t bits) {
+  const uint32_t wide = (uint32_t(bits) << 13) + kE6m10Bias;
+  float f;
+  std::memcpy(&f, &wide, 4);
+  return f;
+}
 
 struct Int4Weight {
   int64_t n, k;          // logical shape
@@ -118,6 +146,14 @@ PackedSizes packed_sizes(int64_t n, int64_t k, int bits, int64_t group);
 void quantize_pack(const float* w, int64_t n, int64_t k, int64_t ldw, int bits, int64_t group, void* data,
                    float* scales, int32_t* colsum);
 
+// Grouped int8: the sizes (data bytes, scale elements) and the quantizer: per group the e6m10
+// scale of least squared error among 32 grid points around max|w| / 127 (the values rounded
+// against each, half to even, clipped to +-127). Same contract as quantize_pack, and also
+// std::invalid_argument for |w| > 1.09e12 (beyond the largest scale); group a multiple of 8.
+PackedSizes packed_sizes_int8g(int64_t n, int64_t k, int64_t group);
+void quantize_pack_int8g(const float* w, int64_t n, int64_t k, int64_t ldw, int64_t group, uint8_t* data,
+                         uint16_t* scales, int nthreads);
+
 // The codebook format's sizes (data and scales, in bytes) and its quantizer: per sub-block the
 // signed scale (a few candidates around max|w| / 127 of either sign, each refit by least squares)
 // of least squared error, then D = max |scale| / 31 and each 6-bit scale the rounded ratio or a
@@ -131,6 +167,8 @@ void quantize_pack_cb(const float* w, int64_t n, int64_t k, int64_t ldw, uint8_t
 // an infinity.
 bool qmatmul_int8_ref(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
                       int64_t ldy);
+bool qmatmul_int8g_ref(const float* x, int64_t m, int64_t ldx, const Int8GWeight& w, const float* bias, float* y,
+                       int64_t ldy);
 bool qmatmul_int4_ref(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
                       int64_t ldy);
 bool qmatmul_int4cb_ref(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& w, const float* bias, float* y,
@@ -143,6 +181,8 @@ bool qmatmul_int4cb_ref(const float* x, int64_t m, int64_t ldx, const Int4CbWeig
 // from cache after. Same results as the references, bit for bit.
 bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, const float* bias, float* y,
                   int64_t ldy, Isa isa, int nthreads);
+bool qmatmul_int8g(const float* x, int64_t m, int64_t ldx, const Int8GWeight& w, const float* bias, float* y,
+                   int64_t ldy, Isa isa, int nthreads);
 bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
                   int64_t ldy, Isa isa, int nthreads);
 bool qmatmul_int4cb(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& w, const float* bias, float* y,
@@ -151,7 +191,7 @@ bool qmatmul_int4cb(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& 
 // --- internals shared by the driver and the per-ISA kernels -----------------
 
 // Activations of rows [0, rows), quantized: for int8 weights one group of kp
-// (scale per row), for int4 one per G. qu holds q + 128 as bytes (the unsigned
+// (scale per row), for grouped int8 and int4 one per G. qu holds q + 128 as bytes (the unsigned
 // operand of vpdpbusd), qs holds q; sums[row][group] = sum of q over the group.
 struct QuantRows {
   const uint8_t* qu;     // rows x kp
@@ -169,6 +209,8 @@ struct Kernels {
   // y rows [0, rows) x channel blocks [b0, b1) of the product, for 1 <= rows <= 8.
   void (*int8_tile)(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
                     float* y, int64_t ldy);
+  void (*int8g_tile)(const QuantRows& a, int64_t rows, const Int8GWeight& w, int64_t b0, int64_t b1,
+                     const float* bias, float* y, int64_t ldy);
   void (*int4_tile)(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
                     float* y, int64_t ldy);
   void (*int4cb_tile)(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1,

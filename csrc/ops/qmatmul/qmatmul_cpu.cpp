@@ -99,15 +99,31 @@ bool qmatmul_int8(const float* x, int64_t m, int64_t ldx, const Int8Weight& w, c
   return true;
 }
 
-bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
-                  int64_t ldy, Isa isa, int nthreads) {
+namespace {
+
+// The grouped formats: activations quantized per row and group, then tile (the kernel set's member).
+template <class Weight, class Tile>
+bool grouped(const float* x, int64_t m, int64_t ldx, const Weight& w, int64_t block_bytes, Tile Kernels::*tile,
+             const float* bias, float* y, int64_t ldy, Isa isa, int nthreads) {
   if (m == 0 || w.n == 0) return true;
   const Kernels& kern = lookup<Kernels>("qmatmul", isa);
-  Quantized qa(m, w.kp, w.kp / w.group);
-  if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.group, qa, nthreads)) return false;
   const int64_t groups = w.kp / w.group;
-  run_tiles(qa, m, w.kp, groups, w.group, groups, w, w.kp * kBlock / 2, kern.int4_tile, bias, y, ldy, nthreads);
+  Quantized qa(m, w.kp, groups);
+  if (!quantize_all(kern, x, m, ldx, w.k, w.kp, w.group, qa, nthreads)) return false;
+  run_tiles(qa, m, w.kp, groups, w.group, groups, w, block_bytes, kern.*tile, bias, y, ldy, nthreads);
   return true;
+}
+
+}  // namespace
+
+bool qmatmul_int8g(const float* x, int64_t m, int64_t ldx, const Int8GWeight& w, const float* bias, float* y,
+                   int64_t ldy, Isa isa, int nthreads) {
+  return grouped(x, m, ldx, w, w.kp * kBlock, &Kernels::int8g_tile, bias, y, ldy, isa, nthreads);
+}
+
+bool qmatmul_int4(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
+                  int64_t ldy, Isa isa, int nthreads) {
+  return grouped(x, m, ldx, w, w.kp * kBlock / 2, &Kernels::int4_tile, bias, y, ldy, isa, nthreads);
 }
 
 bool qmatmul_int4cb(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& w, const float* bias, float* y,

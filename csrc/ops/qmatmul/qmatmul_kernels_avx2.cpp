@@ -3,6 +3,7 @@
 // bytes and adds pairs into int16, saturating, so:
 //  - int8: the unsigned operand is |w| and the signed one a with w's sign
 //    (vpsignb): each pair sum is at most 2 * 127 * 127 = 32258, which fits;
+//  - grouped int8: the stored q + 128 becomes q by flipping its top bit, then as int8;
 //  - int4: the unsigned operand is the nibble q + 8 (at most 15) and the
 //    signed one a; 8 * (the group's sum of a) is taken back out at the end.
 // vpmaddwd by ones then adds the int16 pairs into int32. The int4 codebook
@@ -80,6 +81,43 @@ void int8_kernel(const QuantRows& a, const Int8Weight& w, int64_t b, const float
       store8(y + r * ldy + n0 + 8 * h, _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][h]), s, bv), left);
     }
   }
+}
+
+template <int MR>
+void int8g_kernel(const QuantRows& a, const Int8GWeight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
+  const int64_t quads = w.kp / 4, groups = w.kp / w.group, per_group = w.group / 4;
+  const uint8_t* wp = w.data + b * quads * 64;
+  const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256 out[MR][2];
+  for (int r = 0; r < MR; ++r) out[r][0] = out[r][1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i acc[MR][2];
+    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    for (int64_t q = g * per_group, end = q + per_group; q < end; ++q) {
+      const __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64)), flip);
+      const __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64 + 32)), flip);
+      const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+      for (int r = 0; r < MR; ++r) {
+        int32_t quad;
+        __builtin_memcpy(&quad, a.qs + r * a.kp + 4 * q, 4);
+        const __m256i av = _mm256_set1_epi32(quad);
+        const __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
+        const __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
+        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(p0, ones));
+        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(p1, ones));
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales + (b * groups + g) * kBlock + 8 * h));
+      const __m256 sw = _mm256_castsi256_ps(
+          _mm256_add_epi32(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 13), _mm256_set1_epi32(kE6m10Bias)));
+      for (int r = 0; r < MR; ++r) {
+        const __m256 s = _mm256_mul_ps(sw, _mm256_set1_ps(a.scale[r * groups + g]));
+        out[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][h]), s, out[r][h]);
+      }
+    }
+  }
+  store_outputs<MR>(out, w.n, b, bias, y, ldy);
 }
 
 template <int MR>
@@ -224,6 +262,15 @@ void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0
     });
 }
 
+void int8g_tile(const QuantRows& a, int64_t rows, const Int8GWeight& w, int64_t b0, int64_t b1, const float* bias,
+                float* y, int64_t ldy) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 4)
+    with_rows<4>(rows - r0, [&](auto mr) {
+      for (int64_t b = b0; b < b1; ++b)
+        int8g_kernel<decltype(mr)::value>(shifted(a, r0), w, b, bias, y + r0 * ldy, ldy);
+    });
+}
+
 void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
                float* y, int64_t ldy) {
   for (int64_t r0 = 0; r0 < rows; r0 += 4)
@@ -243,6 +290,6 @@ void int4cb_tile(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_
 
 }  // namespace
 
-extern const Kernels kernels_avx2 = {quantize_rows, int8_tile, int4_tile, int4cb_tile};
+extern const Kernels kernels_avx2 = {quantize_rows, int8_tile, int8g_tile, int4_tile, int4cb_tile};
 
 }  // namespace ember::qmatmul

@@ -18,6 +18,6 @@ struct CodebookLookup {
 
 namespace ember::qmatmul {
 
-extern const Kernels kernels_avx512vnni = {quantize_rows, int8_tile, int4_tile, int4cb_tile};
+extern const Kernels kernels_avx512vnni = {quantize_rows, int8_tile, int8g_tile, int4_tile, int4cb_tile};
 
 }  // namespace ember::qmatmul

@@ -86,8 +86,25 @@ void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0
                 });
 }
 
+void int8g_tile(const QuantRows& a, int64_t rows, const Int8GWeight& w, int64_t b0, int64_t b1, const float* bias,
+                float* y, int64_t ldy) {
+  const int64_t groups = w.kp / w.group, per_group = w.group / 4;
+  plain_outputs(a, rows, w.n, w.data, w.kp / 4 * 64, b0, b1, bias, y, ldy,
+                [&](int64_t b, const uint8_t* blk, int64_t c, const int8_t* ar, int64_t r) {
+                  float out = 0.0f;
+                  for (int64_t g = 0; g < groups; ++g) {
+                    int32_t acc = 0;
+                    for (int64_t q = g * per_group; q < (g + 1) * per_group; ++q)
+                      for (int j = 0; j < 4; ++j) acc += int32_t(ar[4 * q + j]) * (int32_t(blk[q * 64 + 4 * c + j]) - 128);
+                    const float sw = e6m10_value(w.scales[(b * groups + g) * kBlock + c]);
+                    out = std::fma(float(acc), a.scale[r * groups + g] * sw, out);
+                  }
+                  return out;
+                });
+}
+
 }  // namespace
 
-extern const Kernels kernels_generic = {quantize_rows, int8_tile, int4_tile, int4cb_tile_plain};
+extern const Kernels kernels_generic = {quantize_rows, int8_tile, int8g_tile, int4_tile, int4cb_tile_plain};
 
 }  // namespace ember::qmatmul

@@ -16,6 +16,11 @@ int32_t int8_at(const Int8Weight& w, int64_t n, int64_t k) {
   return w.data[(b * (w.kp / 4) + k / 4) * 64 + 4 * c + k % 4];
 }
 
+int32_t int8g_at(const Int8GWeight& w, int64_t n, int64_t k) {
+  const int64_t b = n / kBlock, c = n % kBlock;
+  return int32_t(w.data[(b * (w.kp / 4) + k / 4) * 64 + 4 * c + k % 4]) - 128;
+}
+
 int32_t int4_at(const Int4Weight& w, int64_t n, int64_t k) {
   const int64_t b = n / kBlock, c = n % kBlock, o = k / 8, j = k % 8;
   const uint8_t byte = w.data[(b * (w.kp / 8) + o) * 64 + 4 * c + j % 4];
@@ -60,29 +65,53 @@ bool qmatmul_int8_ref(const float* x, int64_t m, int64_t ldx, const Int8Weight& 
   return true;
 }
 
-bool qmatmul_int4_ref(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
-                      int64_t ldy) {
-  const int64_t groups = w.kp / w.group;
-  std::vector<int32_t> q(w.k);
-  std::vector<float> scales(groups), rows_out(w.n);
+namespace {
+
+// The grouped formats (int4, grouped int8): value(n, k) the integer weight, scale(n, g) the
+// float scale of channel n's group g.
+template <class Value, class Scale>
+bool grouped_ref(const float* x, int64_t m, int64_t ldx, int64_t n_total, int64_t k_total, int64_t group,
+                 int64_t kp, Value value, Scale scale, const float* bias, float* y, int64_t ldy) {
+  const int64_t groups = kp / group;
+  std::vector<int32_t> q(k_total);
+  std::vector<float> scales(groups), rows_out(n_total);
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t g = 0; g < groups; ++g) {
-      const int64_t k0 = g * w.group, k1 = std::min(k0 + w.group, w.k);
+      const int64_t k0 = g * group, k1 = std::min(k0 + group, k_total);
       if (!quantize(x + r * ldx, k0, k1, q, scales[g])) return false;
     }
-    for (int64_t n = 0; n < w.n; ++n) {
+    for (int64_t n = 0; n < n_total; ++n) {
       float out = 0.0f;
       for (int64_t g = 0; g < groups; ++g) {
         int64_t acc = 0;
-        for (int64_t k = g * w.group; k < std::min((g + 1) * w.group, w.k); ++k) acc += int64_t(q[k]) * int4_at(w, n, k);
-        const float sw = w.scales[((n / kBlock) * groups + g) * kBlock + n % kBlock];
-        out = std::fma(float(acc), scales[g] * sw, out);
+        for (int64_t k = g * group; k < std::min((g + 1) * group, k_total); ++k) acc += int64_t(q[k]) * value(n, k);
+        out = std::fma(float(acc), scales[g] * scale(n, g), out);
       }
       rows_out[n] = out + (bias ? bias[n] : 0.0f);
     }
-    for (int64_t n = 0; n < w.n; ++n) y[r * ldy + n] = rows_out[n];
+    for (int64_t n = 0; n < n_total; ++n) y[r * ldy + n] = rows_out[n];
   }
   return true;
+}
+
+}  // namespace
+
+bool qmatmul_int4_ref(const float* x, int64_t m, int64_t ldx, const Int4Weight& w, const float* bias, float* y,
+                      int64_t ldy) {
+  const int64_t groups = w.kp / w.group;
+  return grouped_ref(
+      x, m, ldx, w.n, w.k, w.group, w.kp, [&](int64_t n, int64_t k) { return int4_at(w, n, k); },
+      [&](int64_t n, int64_t g) { return w.scales[((n / kBlock) * groups + g) * kBlock + n % kBlock]; }, bias, y,
+      ldy);
+}
+
+bool qmatmul_int8g_ref(const float* x, int64_t m, int64_t ldx, const Int8GWeight& w, const float* bias, float* y,
+                       int64_t ldy) {
+  const int64_t groups = w.kp / w.group;
+  return grouped_ref(
+      x, m, ldx, w.n, w.k, w.group, w.kp, [&](int64_t n, int64_t k) { return int8g_at(w, n, k); },
+      [&](int64_t n, int64_t g) { return e6m10_value(w.scales[((n / kBlock) * groups + g) * kBlock + n % kBlock]); },
+      bias, y, ldy);
 }
 
 bool qmatmul_int4cb_ref(const float* x, int64_t m, int64_t ldx, const Int4CbWeight& w, const float* bias, float* y,

@@ -4,8 +4,9 @@
 // int32. vpdpbusd takes one unsigned and one signed operand:
 //  - int8 weights are signed, so activations enter as q + 128 (unsigned) and
 //    128 * colsum[n] is taken back out at the end, exactly;
-//  - int4 weights are stored as q + 8 (unsigned nibbles), activations enter
-//    as q (signed), and 8 * (the group's sum of q) is taken back out.
+//  - grouped int8 and int4 weights are stored as q + 128 (unsigned bytes) and
+//    q + 8 (unsigned nibbles), activations enter as q (signed), and 128 or 8
+//    times the group's sum of q is taken back out (the sums start from minus it).
 // A tile keeps MR rows x NB blocks of accumulators in registers over the
 // whole of K (int8) or one group at a time (int4).
 //
@@ -70,6 +71,17 @@ bool quantize_rows(const float* x, int64_t rows, int64_t ldx, int64_t k, int64_t
   return finite;
 }
 
+// y[r, channels of blocks b .. b + NB) = out[r][j] + bias, the channels below n.
+template <int MR, int NB>
+inline void store_rows(const __m512 (&out)[MR][NB], int64_t n, int64_t b, const float* bias, float* y, int64_t ldy) {
+  for (int j = 0; j < NB; ++j) {
+    const int64_t n0 = (b + j) * kBlock;
+    const __mmask16 mask = lanes_left(n, b + j);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+    for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(y + r * ldy + n0, mask, _mm512_add_ps(out[r][j], bv));
+  }
+}
+
 template <int MR, int NB>
 void int8_kernel(const QuantRows& a, const Int8Weight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
   const int64_t quads = w.kp / 4;
@@ -101,6 +113,45 @@ void int8_kernel(const QuantRows& a, const Int8Weight& w, int64_t b, const float
       _mm512_mask_storeu_ps(y + r * ldy + n0, mask, _mm512_fmadd_ps(f, s, bv));
     }
   }
+}
+
+// Grouped int8: per group, the sums start at -128 * (the group's sum of q) and the e6m10
+// scales widen by a shift and an add.
+template <int MR, int NB>
+void int8g_kernel(const QuantRows& a, const Int8GWeight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
+  const int64_t quads = w.kp / 4, groups = w.kp / w.group, per_group = w.group / 4;
+  const int64_t stride = quads * 64;
+  const uint8_t* wp = w.data + b * stride;
+  __m512 out[MR][NB];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NB; ++j) out[r][j] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i acc[MR][NB];
+    for (int r = 0; r < MR; ++r) {
+      const __m512i comp = _mm512_set1_epi32(-128 * a.sums[r * groups + g]);
+      for (int j = 0; j < NB; ++j) acc[r][j] = comp;
+    }
+    for (int64_t q = g * per_group, end = q + per_group; q < end; ++q) {
+      __m512i wv[NB];
+      for (int j = 0; j < NB; ++j) wv[j] = _mm512_loadu_si512(wp + j * stride + q * 64);
+      for (int r = 0; r < MR; ++r) {
+        int32_t quad;
+        __builtin_memcpy(&quad, a.qs + r * a.kp + 4 * q, 4);
+        const __m512i av = _mm512_set1_epi32(quad);
+        for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], wv[j], av);
+      }
+    }
+    for (int j = 0; j < NB; ++j) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.scales + ((b + j) * groups + g) * kBlock));
+      const __m512 sw = _mm512_castsi512_ps(
+          _mm512_add_epi32(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 13), _mm512_set1_epi32(kE6m10Bias)));
+      for (int r = 0; r < MR; ++r) {
+        const __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(a.scale[r * groups + g]));
+        out[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][j]), s, out[r][j]);
+      }
+    }
+  }
+  store_rows<MR, NB>(out, w.n, b, bias, y, ldy);
 }
 
 // acc[r][j] += octets [o0, o1) of blocks j (16 channels, `stride` bytes apart from wp) times rows r
@@ -153,12 +204,7 @@ void int4_kernel(const QuantRows& a, const Int4Weight& w, int64_t b, const float
       }
     }
   }
-  for (int j = 0; j < NB; ++j) {
-    const int64_t n0 = (b + j) * kBlock;
-    const __mmask16 mask = lanes_left(w.n, b + j);
-    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
-    for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(y + r * ldy + n0, mask, _mm512_add_ps(out[r][j], bv));
-  }
+  store_rows<MR, NB>(out, w.n, b, bias, y, ldy);
 }
 
 // The codebook format: CodebookLookup (the including file's) looks each index up in the codebook
@@ -202,15 +248,11 @@ void int4cb_kernel(const QuantRows& a, const Int4CbWeight& w, int64_t b, const f
       }
     }
   }
-  for (int j = 0; j < NB; ++j) {
-    const int64_t n0 = (b + j) * kBlock;
-    const __mmask16 mask = lanes_left(w.n, b + j);
-    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
-    for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(y + r * ldy + n0, mask, _mm512_add_ps(out[r][j], bv));
-  }
+  store_rows<MR, NB>(out, w.n, b, bias, y, ldy);
 }
 
-// Blocks per kernel call for MR rows: as many as the 32 zmm registers allow.
+// Blocks per kernel call for MR rows: as many as the 32 zmm registers allow (int4_nb: grouped int8's
+// too, which keeps the same two sets of accumulators).
 template <int MR>
 constexpr int int8_nb() { return MR <= 4 ? 4 : 2; }
 template <int MR>
@@ -223,6 +265,16 @@ void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0
     int64_t b = b0;
     for (; b + NB <= b1; b += NB) int8_kernel<MR, NB>(a, w, b, bias, y, ldy);
     for (; b < b1; ++b) int8_kernel<MR, 1>(a, w, b, bias, y, ldy);
+  });
+}
+
+void int8g_tile(const QuantRows& a, int64_t rows, const Int8GWeight& w, int64_t b0, int64_t b1, const float* bias,
+                float* y, int64_t ldy) {
+  with_rows<8>(rows, [&](auto mr) {
+    constexpr int MR = decltype(mr)::value, NB = int4_nb<MR>();
+    int64_t b = b0;
+    for (; b + NB <= b1; b += NB) int8g_kernel<MR, NB>(a, w, b, bias, y, ldy);
+    for (; b < b1; ++b) int8g_kernel<MR, 1>(a, w, b, bias, y, ldy);
   });
 }
 

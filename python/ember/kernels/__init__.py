@@ -7,7 +7,7 @@
 ``cross_entropy``   ``cross_entropy_fwd/_bwd`` (fused softmax cross-entropy), ``linear_cross_entropy``
 ``eltwise``         ``relu_fwd``, ``relu_bwd``, ``erf``
 ``optim_step``      ``adam_step``, ``sgd_step`` (fused, all of a group's parameters in one call)
-``qmatmul``         ``qmatmul_int8``, ``qmatmul_int4`` (quantized matmul on packed weights)
+``qmatmul``         ``qmatmul_int8``, ``qmatmul_int8g``, ``qmatmul_int4``, ``qmatmul_int4cb`` (quantized matmul on packed weights)
 ==================  ==========================================================================
 
 Each door takes arrays of any device Ember knows (NumPy arrays on the CPU, CuPy arrays on

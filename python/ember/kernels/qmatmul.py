@@ -33,6 +33,17 @@ def qmatmul_int8(x, data, scales, colsum, n, k, bias=None, out=None, *, referenc
     return out
 
 
+def qmatmul_int8g(x, data, scales, n, k, group_size, bias=None, out=None, *, reference=False):
+    """W8A8 in groups: ``x`` (M, K) float32 against an int8 weight of logical shape (N, K) packed as
+    ``data`` (uint8: q + 128) and ``scales`` (uint16 e6m10 bits, one per output channel and group
+    of ``group_size`` inputs); activations quantized per row and group. Returns ``out``."""
+    dev = _common.device(x=x, data=data, out=out)
+    x, bias, out = _args(dev, x, n, bias, out)
+    k_fn = _common.native(dev, "qmatmul_int8g_ref" if reference else "qmatmul_int8g")
+    k_fn(x, data, scales, int(n), int(k), int(group_size), bias, out, **dev.launch())
+    return out
+
+
 def qmatmul_int4(x, data, scales, n, k, group_size, bias=None, out=None, *, reference=False):
     """W4A8: ``x`` (M, K) float32 against an int4 weight of logical shape (N, K) packed as
     ``data`` (uint8, two values per byte) and ``scales`` (float32, one per output channel and
@@ -61,11 +72,14 @@ def qmatmul_int8_ref(x, data, scales, colsum, n, k, bias=None, out=None):
     return qmatmul_int8(x, data, scales, colsum, n, k, bias, out, reference=True)
 
 
+def qmatmul_int8g_ref(x, data, scales, n, k, group_size, bias=None, out=None):
+    """Reference :func:`qmatmul_int8g`."""
+    return qmatmul_int8g(x, data, scales, n, k, group_size, bias, out, reference=True)
+
+
 def qmatmul_int4_ref(x, data, scales, n, k, group_size, bias=None, out=None):
     """Reference :func:`qmatmul_int4`."""
     return qmatmul_int4(x, data, scales, n, k, group_size, bias, out, reference=True)
-
-
 
 
 def qmatmul_int4cb_ref(x, data, scales, n, k, bias=None, out=None):
