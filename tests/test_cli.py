@@ -75,6 +75,13 @@ def test_train_evaluate_quantize_on_synthetic_data(capsys, tmp_path, monkeypatch
     assert f"{mlp.replace('Linear', 'QuantLinear')} (int4)" in out and accuracy_in(out) == after
     code, out, err = run(capsys, "quantize", "syn.int4.safetensors")
     assert code == 2 and "already quantized (int4)" in err
+    code, out, err = run(capsys, "quantize", "syn.safetensors", "--bits", "8", "--group-size", "32")
+    assert code == 0, err
+    assert "quantized 3 Linear layer(s) to int8 (groups of 32)" in out and "syn.int8g.safetensors" in out
+    after = float(re.search(r"accuracy: \d\.\d+ -> (\d\.\d+)", out).group(1))
+    code, out, err = run(capsys, "evaluate", "syn.int8g.safetensors")
+    assert code == 0, err
+    assert accuracy_in(out) == after
 
 
 def test_info_and_bench(capsys):

@@ -31,11 +31,12 @@ def stepped(model, ids):
 
 
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
-@pytest.mark.parametrize("bits", [None, 8, 4, "4cb"])
+@pytest.mark.parametrize("bits", [None, 8, "8g", 4, "4cb"])
 def test_each_step_equals_the_forward(rng, activation, bits):
     model = model_with(rng, activation=activation)
     if bits is not None:
-        model, _ = ember.quant.quantize(model, bits=4 if bits == "4cb" else bits, codebook=bits == "4cb")
+        form = {"8g": {"bits": 8, "group_size": 32}, "4cb": {"bits": 4, "codebook": True}}.get(bits, {"bits": bits})
+        model, _ = ember.quant.quantize(model, **form)
     ids = rng.integers(0, 11, (3, 20))  # the whole block
     with ember.no_grad():
         full = model(ids).numpy()

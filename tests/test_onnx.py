@@ -125,11 +125,11 @@ def test_a_mix_of_layers_in_one_model(tmp_path, rng):
     assert "Conv2d(3, 8" in graph.graph.node[0].doc_string
 
 
-@pytest.mark.parametrize("bits, group", [(8, None), (4, 32), (4, 64)])
+@pytest.mark.parametrize("bits, group", [(8, None), (8, 32), (4, 32), (4, 64)])
 def test_quantized_models_export_with_embers_integers_and_scales(bits, group, tmp_path, rng):
     x = rng.standard_normal((5, 3, 12, 12)).astype(np.float32)
     base = models.cnn((3, 12, 12), 10)
-    qmodel, _ = quant.quantize(base, bits=bits, group_size=group or 32)
+    qmodel, _ = quant.quantize(base, bits=bits, group_size=group)
     # A float layer before a quantized one (the convolution; the first quantized layer's own float
     # epilogue before the second) rounds in ONNX Runtime differently from Ember by an ulp here and
     # there, which now and then moves an activation across a rounding boundary: one int8 step, 1/127
@@ -137,7 +137,7 @@ def test_quantized_models_export_with_embers_integers_and_scales(bits, group, tm
     graph = run_both(qmodel, x, tmp_path, tol=2 / 127)
     ops = [n.op_type for n in graph.graph.node]
     assert ops.count("MatMulInteger") == 2 and "Gemm" not in ops
-    mlp, _ = quant.quantize(models.build("mlp", (1, 5, 7), 4), bits=bits, group_size=group or 32)  # K = 35: padded
+    mlp, _ = quant.quantize(models.build("mlp", (1, 5, 7), 4), bits=bits, group_size=group)  # K = 35: padded
     run_both(mlp, rng.standard_normal((5, 1, 5, 7)).astype(np.float32), tmp_path, tol=2 / 127)
     zeros = np.zeros((3, 1, 5, 7), np.float32)  # a row of zeros: every activation scale 0
     run_both(mlp, zeros, tmp_path)

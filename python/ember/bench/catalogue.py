@@ -336,24 +336,30 @@ def _cross_entropy(b, v) -> Prepared:
 
 
 # --------------------------------------------------------------------------- quantized matmul
-def _qmatmul(bits, m, k, n, codebook=False) -> Prepared:
-    """x (m x k) times the transpose of a quantized n x k weight (the int4 codebook format beside
-    int4 in groups of 32 when ``codebook``)."""
+# Each format beside the one it is an alternative to: (name, bits, group size).
+_QMATMUL_BESIDE = {(4, None, True): ("ember int4 g32", 4, 32), (8, 32, False): ("ember int8", 8, None)}
+
+
+def _qmatmul(bits, m, k, n, group=None, codebook=False) -> Prepared:
+    """x (m x k) times the transpose of a quantized n x k weight (int4 in groups of 32 beside the
+    int4 codebook format, int8 per channel beside int8 in groups)."""
     from .. import quant
     from ..kernels import gemm
 
     rng = _rng()
     x, w = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((n, k), dtype=np.float32)
-    qw = quant.quantize_weight(w, bits, 32, codebook=codebook)
-    out = {name: np.full((m, n), np.nan, np.float32) for name in ("ember", "ember int4 g32", "ember fp32",
-                                                                  "numpy fp32")}
+    qw = quant.quantize_weight(w, bits, group, codebook=codebook)
+    beside = _QMATMUL_BESIDE.get((bits, group, codebook))
+    out = {name: np.full((m, n), np.nan, np.float32) for name in ("ember", "ember fp32", "numpy fp32") +
+           ((beside[0],) if beside else ())}
     impls = {"ember": lambda: qw.matmul(x, out=out["ember"]),
              "ember fp32": functools.partial(gemm.gemm, x, w, trans_b=True, out=out["ember fp32"]),
              "numpy fp32": lambda: np.matmul(x, w.T, out=out["numpy fp32"])}
     quantized = {"ember": qw}
-    if codebook:
-        quantized["ember int4 g32"] = g32 = quant.quantize_weight(w, 4, 32)
-        impls["ember int4 g32"] = lambda: g32.matmul(x, out=out["ember int4 g32"])
+    if beside:
+        name = beside[0]
+        quantized[name] = other = quant.quantize_weight(w, beside[1], beside[2])
+        impls[name] = lambda: other.matmul(x, out=out[name])
     skipped = {}
     torch = _torch_or_skip(skipped, "torch int8")
     if torch is not None:  # PyTorch's dynamic int8 Linear (fbgemm)
@@ -379,7 +385,8 @@ def _qmatmul(bits, m, k, n, codebook=False) -> Prepared:
             assert (np.abs(got - exact) <= bound).all(), f"qmatmul {m}x{k}x{n}: {impl} is wrong"
             return
         nmse = np.mean((got - exact) ** 2) / np.mean(exact**2)
-        bound = 1e-3 if bits == 8 or impl not in quantized else 6e-3 if codebook and impl == "ember" else 3e-2
+        bits_of = quantized[impl].bits if impl in quantized else 8
+        bound = 1e-3 if bits_of == 8 else 6e-3 if codebook and impl == "ember" else 3e-2
         assert nmse < bound, f"qmatmul {m}x{k}x{n}: {impl} error {nmse}"
         if impl in quantized:  # the integer kernels give the int64 reference's bits exactly
             np.testing.assert_array_equal(got, quantized[impl].matmul(x, reference=True))
@@ -387,10 +394,10 @@ def _qmatmul(bits, m, k, n, codebook=False) -> Prepared:
     return Prepared(impls, check, skipped)
 
 
-def _qmatmul_bytes(bits, m, k, n, codebook=False):
+def _qmatmul_bytes(bits, m, k, n, group=None, codebook=False):
     from .. import quant
 
-    sizes = quant.packed_sizes(n, k, bits, 32, codebook)
+    sizes = quant.packed_sizes(n, k, bits, group, codebook)
     return float(sum(np.dtype(dtype).itemsize * count for dtype, count in sizes.values())), "byte"
 
 
@@ -485,11 +492,16 @@ KERNELS = {k.name: k for k in [
             "full": [(64, 4096, 4096), (1, 4096, 4096), (1, 8192, 8192)]},
            _gemm_label, functools.partial(_qmatmul_bytes, 8), functools.partial(_qmatmul, 8), _QMATMUL_IMPLS,
            precision="int8", sized_by="MxKxN"),
+    Kernel("qmatmul_int8g", "int8 weights in groups of 32 (8.5 bits) x float32 activations (bytes: the packed weights)",
+           {"test": [(3, 300, 96)], "quick": [(1, 4096, 14336)],
+            "full": [(1, 4096, 14336), (1, 4096, 4096), (64, 4096, 4096)]},
+           _gemm_label, functools.partial(_qmatmul_bytes, 8, group=32), functools.partial(_qmatmul, 8, group=32),
+           ("ember", "ember int8") + _QMATMUL_IMPLS[1:], precision="int8", sized_by="MxKxN"),
     Kernel("qmatmul_int4", "int4 weights (groups of 32) x float32 activations (bytes: the packed weights)",
            {"test": [(3, 256, 96)], "quick": [(1, 4096, 4096)],
             "full": [(64, 4096, 4096), (1, 4096, 4096), (1, 8192, 8192)]},
-           _gemm_label, functools.partial(_qmatmul_bytes, 4), functools.partial(_qmatmul, 4), _QMATMUL_IMPLS,
-           precision="int4", sized_by="MxKxN"),
+           _gemm_label, functools.partial(_qmatmul_bytes, 4, group=32), functools.partial(_qmatmul, 4, group=32),
+           _QMATMUL_IMPLS, precision="int4", sized_by="MxKxN"),
     Kernel("qmatmul_int4cb", "int4 codebook weights (4.5 bits) x float32 activations (bytes: the packed weights)",
            {"test": [(3, 300, 96)], "quick": [(1, 4096, 14336)],
             "full": [(1, 4096, 14336), (1, 4096, 4096), (64, 4096, 4096)]},
