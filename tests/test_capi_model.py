@@ -166,7 +166,7 @@ def test_bf16_checkpoints_load_their_weights_exactly(lib, rng, tmp_path):
     np.testing.assert_array_equal(Model(path).forward(x), python_forward(ember.load_model(path), x))
 
 
-@pytest.mark.parametrize("bits, group", [(8, 32), (4, 32), (4, 64)])
+@pytest.mark.parametrize("bits, group", [(8, None), (8, 32), (4, 32), (4, 64)])
 def test_quantized_models_equal_python_bit_for_bit(lib, rng, tmp_path, bits, group):
     ember.manual_seed(5)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 12, 70), nn.ReLU(), nn.Linear(70, 10))
@@ -308,6 +308,18 @@ def test_damaged_quantized_weights_are_refused(lib, tmp_path, edit, message):
     status, text = load_error(rewritten(good, tmp_path / "layout.safetensors",
                                         lambda m: m.update({"ember.quant": json.dumps({"layout": "v0"})})))
     assert status == IO and "layout" in text
+
+
+def test_damaged_grouped_int8_weights_are_refused(lib, tmp_path):
+    ember.manual_seed(8)
+    q, _ = quant.quantize(nn.Sequential(nn.Flatten(), nn.Linear(64, 20)), bits=8, group_size=32)
+    good = saved(q, tmp_path, "q.safetensors")
+    status, text = load_error(rewritten(good, tmp_path / "bad.safetensors", None,
+                                        lambda a: a["model.1.weight_data"].__setitem__(3, 0)))
+    assert status == IO and "int8 weights must lie in [-127, 127] (bytes 1 to 255)" in text, text
+    status, text = load_error(rewritten(good, tmp_path / "short.safetensors", None,
+                                        lambda a: a.update({"model.1.weight_scales": a["model.1.weight_scales"][:-2]})))
+    assert status == IO and "its layer needs U8 with" in text, text
 
 
 def test_bad_calls_name_the_argument(lib, good_file):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ember's int4 formats against ggml's (the library under llama.cpp) on one machine: the relative
+# Ember's int4 and int8 formats against ggml's (the library under llama.cpp) on one machine: the relative
 # error of each format on a Gaussian 14336 x 4096 weight, and the time of y = W x (batch 1) with
 # the weights in the last-level cache, 2 threads, ggml's extra buffer types (AMX, repacked)
 # included. Not part of the test suite: it needs a ggml source tree.
@@ -27,6 +27,6 @@ PY
 echo "== ggml: error (Gaussian W, x quantized as each type's vec_dot_type)"
 OMP_NUM_THREADS=2 "$work/qerr" "$work/W.f32" 14336 4096 "$work/x.f32"
 echo "== ggml: 1 x 4096 x 14336, 2 threads, weights in cache"
-OMP_NUM_THREADS=2 "$work/mvbench" -t 2 -r 30 -f 0 q4_0 q4_K iq4_nl 2>/dev/null
+OMP_NUM_THREADS=2 "$work/mvbench" -t 2 -r 30 -f 0 q4_0 q4_K iq4_nl q8_0 2>/dev/null
 echo "== Ember: the same W and x"
 python "$here/ember_side.py" "$work/W.f32" "$work/x.f32"

@@ -1,4 +1,4 @@
-"""Ember's side of compare.sh: each int4 format's relative error on W (14336 x 4096 float32) and of
+"""Ember's side of compare.sh: each int4 and int8 format's relative error on W (14336 x 4096 float32) and of
 the product with x, and the median time of back-to-back matrix-vector products, 2 threads: the
 kernel called from Python directly (as mvbench times ggml's graph) and through
 QuantizedWeight.matmul (its argument checks add some 25 us)."""
@@ -33,9 +33,12 @@ def median_us(call, calls=300):
 
 
 cb, g32 = quant.quantize_weight(w, 4, codebook=True), quant.quantize_weight(w, 4, 32)
+i8, i8g = quant.quantize_weight(w, 8), quant.quantize_weight(w, 8, 32)
 kernels = {"int4 codebook": lambda: _C.qmatmul_int4cb(x, cb.data, cb.scales, 14336, 4096, None, y),
-           "int4 groups of 32": lambda: _C.qmatmul_int4(x, g32.data, g32.scales, 14336, 4096, 32, None, y)}
-for (name, kernel), q in zip(kernels.items(), (cb, g32)):
+           "int4 groups of 32": lambda: _C.qmatmul_int4(x, g32.data, g32.scales, 14336, 4096, 32, None, y),
+           "int8 per channel": lambda: _C.qmatmul_int8(x, i8.data, i8.scales, i8.colsum, 14336, 4096, None, y),
+           "int8 groups of 32": lambda: _C.qmatmul_int8g(x, i8g.data, i8g.scales, 14336, 4096, 32, None, y)}
+for (name, kernel), q in zip(kernels.items(), (cb, g32, i8, i8g)):
     err = np.linalg.norm(q.dequantize() - w) / np.linalg.norm(w)
     err_y = np.linalg.norm(q.matmul(x)[0] - exact) / np.linalg.norm(exact)
     print(f"{name:18s} {q.nbytes * 8 / w.size:.2f} bits  error {err:.4e}  product error {err_y:.4e}  "

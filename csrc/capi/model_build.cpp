@@ -151,16 +151,25 @@ std::unique_ptr<Layer> quant_linear_layer(const Config& cfg, const std::string& 
   l->in_features = cfg.integer("in_features", 1), l->out_features = cfg.integer("out_features", 1);
   const int64_t bits = cfg.integer("bits", 1);
   const json::Value* group = cfg.get("group_size");
-  const int64_t group_size = bits == 4 ? cfg.integer("group_size", 1) : (group && group->integral ? group->integer : 0);
+  // int8 with a group size is int8 in groups; without one (null), one scale per channel
+  const bool grouped8 = bits == 8 && group && group->integral;
+  const int64_t group_size = bits == 4 || grouped8 ? cfg.integer("group_size", 1) : 0;
   try {
-    l->weight = std::make_unique<ember_qweight>(static_cast<int>(bits), l->out_features, l->in_features, group_size);
+    l->weight = std::make_unique<ember_qweight>(static_cast<int>(bits), l->out_features, l->in_features, group_size,
+                                                grouped8);
   } catch (const std::invalid_argument& e) {
     damaged(w.path(), cfg.name, e.what());
   }
   ember_qweight& q = *l->weight;
-  q.data = w.raw(name + "weight_data", bits == 8 ? "I8" : "U8", static_cast<int64_t>(q.data.size()));
-  q.scales = w.floats(name + "weight_scales", {static_cast<int64_t>(q.scales.size())});
-  if (bits == 8) {
+  q.data = w.raw(name + "weight_data", bits == 8 && !grouped8 ? "I8" : "U8", static_cast<int64_t>(q.data.size()));
+  if (grouped8) {  // the 16-bit scales as little-endian bytes
+    const std::vector<unsigned char> bytes =
+        w.raw(name + "weight_scales", "U8", static_cast<int64_t>(2 * q.scales16.size()));
+    std::memcpy(q.scales16.data(), bytes.data(), bytes.size());
+  } else {
+    q.scales = w.floats(name + "weight_scales", {static_cast<int64_t>(q.scales.size())});
+  }
+  if (bits == 8 && !grouped8) {
     const std::vector<unsigned char> cs = w.raw(name + "weight_colsum", "I32", static_cast<int64_t>(q.colsum.size()));
     std::memcpy(q.colsum.data(), cs.data(), cs.size());
   }

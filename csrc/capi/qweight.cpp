@@ -11,12 +11,20 @@
 using namespace ember::capi;
 namespace qm = ember::qmatmul;
 
-ember_qweight::ember_qweight(int bits_, int64_t n_, int64_t k_, int64_t group_) : bits(bits_), n(n_), k(k_) {
+ember_qweight::ember_qweight(int bits_, int64_t n_, int64_t k_, int64_t group_, bool int8_groups_)
+    : bits(bits_), n(n_), k(k_) {
   if (bits != 8 && bits != 4) invalid("bits must be 8 or 4, got ", bits);
   if (n < 1 || k < 1 || k > 65536) invalid("the weight must be n x k with n >= 1 and 1 <= k <= 65536, got ", n, " x ", k);
   if (n > (int64_t(1) << 40)) invalid("n (", n, ") is too large");
-  if (bits == 4 && (group_ < 8 || group_ % 8 || group_ > 4096))
+  if ((bits == 4 || int8_groups_) && (group_ < 8 || group_ % 8 || group_ > 4096))
     invalid("group_size must be a multiple of 8 from 8 to 4096, got ", group_);
+  if (bits == 8 && int8_groups_) {
+    group = group_, kp = (k + group - 1) / group * group;
+    const qm::PackedSizes sizes = qm::packed_sizes_int8g(n, k, group);
+    data.resize(static_cast<size_t>(sizes.data));
+    scales16.resize(static_cast<size_t>(sizes.scales));
+    return;
+  }
   group = bits == 4 ? group_ : 0;
   kp = bits == 8 ? (k + 3) / 4 * 4 : (k + group - 1) / group * group;
   const qm::PackedSizes sizes = qm::packed_sizes(n, k, bits, bits == 4 ? group : 4);
@@ -26,6 +34,11 @@ ember_qweight::ember_qweight(int bits_, int64_t n_, int64_t k_, int64_t group_) 
 }
 
 void ember_qweight::check() const {
+  if (int8_groups()) {  // every e6m10 bit pattern is a positive finite scale
+    for (const unsigned char byte : data)
+      if (byte == 0) invalid("int8 weights must lie in [-127, 127] (bytes 1 to 255), found -128 (byte 0)");
+    return;
+  }
   for (size_t i = 0; i < scales.size(); ++i)
     if (!(std::isfinite(scales[i]) && scales[i] > 0))
       invalid("scales must be finite and > 0, found ", scales[i], " at ", i);
@@ -42,6 +55,10 @@ void ember_qweight::check() const {
 }
 
 bool ember_qweight::matmul(const float* x, int64_t m, int64_t ldx, const float* bias, float* y, int64_t ldy) const {
+  if (int8_groups()) {
+    const qm::Int8GWeight w{n, k, group, kp, data.data(), scales16.data()};
+    return qm::qmatmul_int8g(x, m, ldx, w, bias, y, ldy, active_isa(), threads());
+  }
   if (bits == 8) {
     const qm::Int8Weight w{n, k, kp, reinterpret_cast<const int8_t*>(data.data()), scales.data(), colsum.data()};
     return qm::qmatmul_int8(x, m, ldx, w, bias, y, ldy, active_isa(), threads());

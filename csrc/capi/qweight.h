@@ -9,13 +9,18 @@
 
 struct ember_qweight {
   int bits = 8;
-  int64_t n = 0, k = 0, group = 0, kp = 0;  // group: int4's group size (0 for int8)
+  int64_t n = 0, k = 0, group = 0, kp = 0;  // group: int4's group size, or int8's in groups (else 0)
   std::vector<unsigned char> data;
-  std::vector<float> scales;
-  std::vector<int32_t> colsum;  // int8 only
+  std::vector<float> scales;      // not for int8 in groups
+  std::vector<uint16_t> scales16;  // int8 in groups: the e6m10 scales' bits
+  std::vector<int32_t> colsum;    // int8 per channel only
 
   // An empty weight of this format, its arrays sized (std::invalid_argument for a bad format).
-  ember_qweight(int bits, int64_t n, int64_t k, int64_t group);
+  // With int8_groups, bits 8 is int8 in groups of `group` (a checkpoint's format; the C functions
+  // take int8 per channel and int4).
+  ember_qweight(int bits, int64_t n, int64_t k, int64_t group, bool int8_groups = false);
+
+  bool int8_groups() const { return bits == 8 && group > 0; }
 
   // The values checked as Ember's Python checks a file's: scales finite and > 0, int8 values
   // within [-127, 127] and each channel's column sum what its values give (else
