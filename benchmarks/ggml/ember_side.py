@@ -1,6 +1,6 @@
-"""Ember's side of compare.sh: each int4 and int8 format's relative error on W (14336 x 4096 float32) and of
-the product with x, and the median time of back-to-back matrix-vector products, 2 threads: the
-kernel called from Python directly (as mvbench times ggml's graph) and through
+"""Ember's side of compare.sh: each int4 and int8 format's relative error on W (14336 x 4096
+float32) and of the product with x, and the median time of back-to-back matrix-vector products,
+2 threads: the kernel called from Python directly (as mvbench times ggml's graph) and through
 QuantizedWeight.matmul (its argument checks add some 25 us)."""
 
 import os

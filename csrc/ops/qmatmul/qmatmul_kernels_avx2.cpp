@@ -49,6 +49,22 @@ inline void store_outputs(const __m256 (&out)[MR][2], int64_t n, int64_t b, cons
   }
 }
 
+// acc[r] += quad q of rows r's activations times a packed quad of signed int8 weights (w0: channels
+// 0-7, w1: 8-15): vpmaddubsw of |w| by the activations carrying w's sign, widened by vpmaddwd.
+template <int MR>
+inline void int8_quad(const QuantRows& a, int64_t q, __m256i w0, __m256i w1, __m256i ones, __m256i (&acc)[MR][2]) {
+  const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+  for (int r = 0; r < MR; ++r) {
+    int32_t quad;
+    __builtin_memcpy(&quad, a.qs + r * a.kp + 4 * q, 4);
+    const __m256i av = _mm256_set1_epi32(quad);
+    const __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
+    const __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
+    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(p0, ones));
+    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(p1, ones));
+  }
+}
+
 template <int MR>
 void int8_kernel(const QuantRows& a, const Int8Weight& w, int64_t b, const float* bias, float* y, int64_t ldy) {
   const int64_t quads = w.kp / 4;
@@ -56,20 +72,9 @@ void int8_kernel(const QuantRows& a, const Int8Weight& w, int64_t b, const float
   __m256i acc[MR][2];
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
   const int8_t* wp = w.data + b * quads * 64;
-  for (int64_t q = 0; q < quads; ++q) {
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64 + 32));
-    const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
-    for (int r = 0; r < MR; ++r) {
-      int32_t quad;
-      __builtin_memcpy(&quad, a.qs + r * a.kp + 4 * q, 4);
-      const __m256i av = _mm256_set1_epi32(quad);
-      const __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
-      const __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
-      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(p0, ones));
-      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(p1, ones));
-    }
-  }
+  for (int64_t q = 0; q < quads; ++q)
+    int8_quad<MR>(a, q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64)),
+                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64 + 32)), ones, acc);
   const int64_t n0 = b * kBlock;
   for (int h = 0; h < 2; ++h) {
     const int64_t left = w.n - n0 - 8 * h;
@@ -93,20 +98,10 @@ void int8g_kernel(const QuantRows& a, const Int8GWeight& w, int64_t b, const flo
   for (int64_t g = 0; g < groups; ++g) {
     __m256i acc[MR][2];
     for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-    for (int64_t q = g * per_group, end = q + per_group; q < end; ++q) {
-      const __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64)), flip);
-      const __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64 + 32)), flip);
-      const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
-      for (int r = 0; r < MR; ++r) {
-        int32_t quad;
-        __builtin_memcpy(&quad, a.qs + r * a.kp + 4 * q, 4);
-        const __m256i av = _mm256_set1_epi32(quad);
-        const __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
-        const __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
-        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(p0, ones));
-        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(p1, ones));
-      }
-    }
+    for (int64_t q = g * per_group, end = q + per_group; q < end; ++q)
+      int8_quad<MR>(a, q, _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64)), flip),
+                    _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * 64 + 32)), flip),
+                    ones, acc);
     for (int h = 0; h < 2; ++h) {
       const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales + (b * groups + g) * kBlock + 8 * h));
       const __m256 sw = _mm256_castsi256_ps(
