@@ -186,7 +186,7 @@ def _packed(part: str, n: int, k: int, bits: int, group: int, seed: int) -> np.n
 
         w = np.random.default_rng(seed).standard_normal((n, k)).astype(np.float32)
         _PACKED_CACHE.clear()
-        _PACKED_CACHE[key] = quant.quantize_weight(w, bits, group)
+        _PACKED_CACHE[key] = quant.quantize_weight(w, bits, group if bits == 4 else None)  # int8: per channel
     qw = _PACKED_CACHE[key]
     return {"data": qw.data, "scales": qw.scales, "colsum": qw.colsum}[part].reshape(-1)
 

@@ -544,7 +544,7 @@ for b, d, v, rows in [(1, 3, 5, 1), (7, 9, 33, 2), (12, 17, 101, 5)]:
 for bits, group in [(8, None), (4, 32)]:
     for m, k, n in [(1, 33, 17), (3, 65, 40), (9, 127, 17), (2, 7, 3)]:
         section(f"qmatmul int{bits} {m}x{k}x{n}")
-        qw = quant.quantize_weight(rng.standard_normal((n, k)).astype(np.float32), bits, group or 32)
+        qw = quant.quantize_weight(rng.standard_normal((n, k)).astype(np.float32), bits, group)
         qg = quant.QuantizedWeight(bits, (n, k), guarded(qw.data.shape, qw.data.dtype, qw.data),
                                    guarded(qw.scales.shape, np.float32, qw.scales),
                                    None if qw.colsum is None else guarded(qw.colsum.shape, np.int32, qw.colsum),
