@@ -248,39 +248,43 @@ QuantRows shifted(const QuantRows& a, int64_t r0) {
   return s;
 }
 
-// Rows in register blocks of at most 4 (16 ymm registers).
-void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
-               float* y, int64_t ldy) {
+// Rows in register blocks of at most 4 (16 ymm registers): run(mr, rows_from_r0, b, y_from_r0) calls a
+// format's kernel<MR> for each block b in [b0, b1).
+template <class Run>
+void tiles(const QuantRows& a, int64_t rows, int64_t b0, int64_t b1, float* y, int64_t ldy, Run&& run) {
   for (int64_t r0 = 0; r0 < rows; r0 += 4)
     with_rows<4>(rows - r0, [&](auto mr) {
-      for (int64_t b = b0; b < b1; ++b) int8_kernel<decltype(mr)::value>(shifted(a, r0), w, b, bias, y + r0 * ldy, ldy);
+      const QuantRows part = shifted(a, r0);
+      for (int64_t b = b0; b < b1; ++b) run(mr, part, b, y + r0 * ldy);
     });
+}
+
+void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
+               float* y, int64_t ldy) {
+  tiles(a, rows, b0, b1, y, ldy, [&](auto mr, const QuantRows& part, int64_t b, float* yr) {
+    int8_kernel<decltype(mr)::value>(part, w, b, bias, yr, ldy);
+  });
 }
 
 void int8g_tile(const QuantRows& a, int64_t rows, const Int8GWeight& w, int64_t b0, int64_t b1, const float* bias,
                 float* y, int64_t ldy) {
-  for (int64_t r0 = 0; r0 < rows; r0 += 4)
-    with_rows<4>(rows - r0, [&](auto mr) {
-      for (int64_t b = b0; b < b1; ++b)
-        int8g_kernel<decltype(mr)::value>(shifted(a, r0), w, b, bias, y + r0 * ldy, ldy);
-    });
+  tiles(a, rows, b0, b1, y, ldy, [&](auto mr, const QuantRows& part, int64_t b, float* yr) {
+    int8g_kernel<decltype(mr)::value>(part, w, b, bias, yr, ldy);
+  });
 }
 
 void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
                float* y, int64_t ldy) {
-  for (int64_t r0 = 0; r0 < rows; r0 += 4)
-    with_rows<4>(rows - r0, [&](auto mr) {
-      for (int64_t b = b0; b < b1; ++b) int4_kernel<decltype(mr)::value>(shifted(a, r0), w, b, bias, y + r0 * ldy, ldy);
-    });
+  tiles(a, rows, b0, b1, y, ldy, [&](auto mr, const QuantRows& part, int64_t b, float* yr) {
+    int4_kernel<decltype(mr)::value>(part, w, b, bias, yr, ldy);
+  });
 }
 
 void int4cb_tile(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1, const float* bias,
                  float* y, int64_t ldy) {
-  for (int64_t r0 = 0; r0 < rows; r0 += 4)
-    with_rows<4>(rows - r0, [&](auto mr) {
-      for (int64_t b = b0; b < b1; ++b)
-        int4cb_kernel<decltype(mr)::value>(shifted(a, r0), w, b, bias, y + r0 * ldy, ldy);
-    });
+  tiles(a, rows, b0, b1, y, ldy, [&](auto mr, const QuantRows& part, int64_t b, float* yr) {
+    int4cb_kernel<decltype(mr)::value>(part, w, b, bias, yr, ldy);
+  });
 }
 
 }  // namespace

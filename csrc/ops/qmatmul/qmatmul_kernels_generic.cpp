@@ -1,6 +1,7 @@
 // The quantized-matmul kernels in plain C++ (any x86-64): the packed layout
 // read one value at a time, int32 accumulators, the documented epilogue.
 #include <cmath>
+#include <utility>
 
 #include "ops/qmatmul/qmatmul.h"
 #include "ops/qmatmul/qmatmul_quant.h"
@@ -21,6 +22,17 @@ void plain_outputs(const QuantRows& a, int64_t rows, int64_t n_total, const uint
         y[r * ldy + n] = value(b, blk, c, a.qs + r * a.kp, r) + (bias ? bias[n] : 0.0f);
     }
   }
+}
+
+// The grouped formats' epilogue for row r: group(g) gives group g's integer sum and weight scale.
+template <class Group>
+float grouped_output(const QuantRows& a, int64_t r, int64_t groups, Group group) {
+  float out = 0.0f;
+  for (int64_t g = 0; g < groups; ++g) {
+    const auto [acc, sw] = group(g);
+    out = std::fma(float(acc), a.scale[r * groups + g] * sw, out);
+  }
+  return out;
 }
 
 void int4cb_tile_plain(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1,
@@ -71,8 +83,7 @@ void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0
   const int64_t groups = w.kp / w.group, per_group = w.group / 8;
   plain_outputs(a, rows, w.n, w.data, w.kp / 8 * 64, b0, b1, bias, y, ldy,
                 [&](int64_t b, const uint8_t* blk, int64_t c, const int8_t* ar, int64_t r) {
-                  float out = 0.0f;
-                  for (int64_t g = 0; g < groups; ++g) {
+                  return grouped_output(a, r, groups, [&](int64_t g) {
                     int32_t acc = 0;
                     for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o)
                       for (int j = 0; j < 4; ++j) {
@@ -80,9 +91,8 @@ void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0
                         acc += int32_t(ar[8 * o + j]) * (int32_t(byte & 15) - 8);
                         acc += int32_t(ar[8 * o + 4 + j]) * (int32_t(byte >> 4) - 8);
                       }
-                    out = std::fma(float(acc), a.scale[r * groups + g] * w.scales[(b * groups + g) * kBlock + c], out);
-                  }
-                  return out;
+                    return std::pair(acc, w.scales[(b * groups + g) * kBlock + c]);
+                  });
                 });
 }
 
@@ -91,15 +101,12 @@ void int8g_tile(const QuantRows& a, int64_t rows, const Int8GWeight& w, int64_t 
   const int64_t groups = w.kp / w.group, per_group = w.group / 4;
   plain_outputs(a, rows, w.n, w.data, w.kp / 4 * 64, b0, b1, bias, y, ldy,
                 [&](int64_t b, const uint8_t* blk, int64_t c, const int8_t* ar, int64_t r) {
-                  float out = 0.0f;
-                  for (int64_t g = 0; g < groups; ++g) {
+                  return grouped_output(a, r, groups, [&](int64_t g) {
                     int32_t acc = 0;
                     for (int64_t q = g * per_group; q < (g + 1) * per_group; ++q)
                       for (int j = 0; j < 4; ++j) acc += int32_t(ar[4 * q + j]) * (int32_t(blk[q * 64 + 4 * c + j]) - 128);
-                    const float sw = e6m10_value(w.scales[(b * groups + g) * kBlock + c]);
-                    out = std::fma(float(acc), a.scale[r * groups + g] * sw, out);
-                  }
-                  return out;
+                    return std::pair(acc, e6m10_value(w.scales[(b * groups + g) * kBlock + c]));
+                  });
                 });
 }
 

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <type_traits>
 
 #include "ops/qmatmul/qmatmul.h"
 #include "ops/qmatmul/qmatmul_avx512.h"
@@ -252,49 +253,49 @@ void int4cb_kernel(const QuantRows& a, const Int4CbWeight& w, int64_t b, const f
 }
 
 // Blocks per kernel call for MR rows: as many as the 32 zmm registers allow (int4_nb: grouped int8's
-// too, which keeps the same two sets of accumulators).
-template <int MR>
-constexpr int int8_nb() { return MR <= 4 ? 4 : 2; }
-template <int MR>
-constexpr int int4_nb() { return MR <= 2 ? 4 : (MR <= 4 ? 2 : 1); }
+// too, which keeps the same two sets of accumulators; int4cb_nb: the codebook's, whose sub-block
+// scales take registers too).
+constexpr int int8_nb(int mr) { return mr <= 4 ? 4 : 2; }
+constexpr int int4_nb(int mr) { return mr <= 2 ? 4 : (mr <= 4 ? 2 : 1); }
+constexpr int int4cb_nb(int mr) { return mr <= 2 ? 4 : 2; }
+
+// A tile of `rows` rows (at most MaxRows) by blocks [b0, b1): run(mr, nb, b) calls a format's
+// kernel<MR, NB> at block b, Nb(MR) blocks per call and the rest one at a time.
+template <int MaxRows, int (*Nb)(int), class Run>
+void tiles(int64_t rows, int64_t b0, int64_t b1, Run&& run) {
+  with_rows<MaxRows>(rows, [&](auto mr) {
+    constexpr int NB = Nb(decltype(mr)::value);
+    int64_t b = b0;
+    for (; b + NB <= b1; b += NB) run(mr, std::integral_constant<int, NB>{}, b);
+    for (; b < b1; ++b) run(mr, std::integral_constant<int, 1>{}, b);
+  });
+}
 
 void int8_tile(const QuantRows& a, int64_t rows, const Int8Weight& w, int64_t b0, int64_t b1, const float* bias,
                float* y, int64_t ldy) {
-  with_rows<8>(rows, [&](auto mr) {
-    constexpr int MR = decltype(mr)::value, NB = int8_nb<MR>();
-    int64_t b = b0;
-    for (; b + NB <= b1; b += NB) int8_kernel<MR, NB>(a, w, b, bias, y, ldy);
-    for (; b < b1; ++b) int8_kernel<MR, 1>(a, w, b, bias, y, ldy);
+  tiles<8, int8_nb>(rows, b0, b1, [&](auto mr, auto nb, int64_t b) {
+    int8_kernel<decltype(mr)::value, decltype(nb)::value>(a, w, b, bias, y, ldy);
   });
 }
 
 void int8g_tile(const QuantRows& a, int64_t rows, const Int8GWeight& w, int64_t b0, int64_t b1, const float* bias,
                 float* y, int64_t ldy) {
-  with_rows<8>(rows, [&](auto mr) {
-    constexpr int MR = decltype(mr)::value, NB = int4_nb<MR>();
-    int64_t b = b0;
-    for (; b + NB <= b1; b += NB) int8g_kernel<MR, NB>(a, w, b, bias, y, ldy);
-    for (; b < b1; ++b) int8g_kernel<MR, 1>(a, w, b, bias, y, ldy);
+  tiles<8, int4_nb>(rows, b0, b1, [&](auto mr, auto nb, int64_t b) {
+    int8g_kernel<decltype(mr)::value, decltype(nb)::value>(a, w, b, bias, y, ldy);
   });
 }
 
 void int4_tile(const QuantRows& a, int64_t rows, const Int4Weight& w, int64_t b0, int64_t b1, const float* bias,
                float* y, int64_t ldy) {
-  with_rows<8>(rows, [&](auto mr) {
-    constexpr int MR = decltype(mr)::value, NB = int4_nb<MR>();
-    int64_t b = b0;
-    for (; b + NB <= b1; b += NB) int4_kernel<MR, NB>(a, w, b, bias, y, ldy);
-    for (; b < b1; ++b) int4_kernel<MR, 1>(a, w, b, bias, y, ldy);
+  tiles<8, int4_nb>(rows, b0, b1, [&](auto mr, auto nb, int64_t b) {
+    int4_kernel<decltype(mr)::value, decltype(nb)::value>(a, w, b, bias, y, ldy);
   });
 }
 
 void int4cb_tile(const QuantRows& a, int64_t rows, const Int4CbWeight& w, int64_t b0, int64_t b1, const float* bias,
                  float* y, int64_t ldy) {
-  with_rows<4>(rows, [&](auto mr) {
-    constexpr int MR = decltype(mr)::value, NB = MR <= 2 ? 4 : 2;
-    int64_t b = b0;
-    for (; b + NB <= b1; b += NB) int4cb_kernel<MR, NB>(a, w, b, bias, y, ldy);
-    for (; b < b1; ++b) int4cb_kernel<MR, 1>(a, w, b, bias, y, ldy);
+  tiles<4, int4cb_nb>(rows, b0, b1, [&](auto mr, auto nb, int64_t b) {
+    int4cb_kernel<decltype(mr)::value, decltype(nb)::value>(a, w, b, bias, y, ldy);
   });
 }
 
