@@ -25,16 +25,17 @@ def rel(a, b):
 def test_more_accurate_than_q8_0_at_its_size(rng):
     n, k = 256, 4096
     w = rng.standard_normal((n, k)).astype(np.float32)
-    x = rng.standard_normal((8, k)).astype(np.float32)
+    x = rng.standard_normal((32, k)).astype(np.float32)
     qw = quant.quantize_weight(w, 8, 32)
     assert qw.nbytes * 8 / (n * k) == 8.5  # a byte per weight and 16 bits per 32: q8_0's size
     exact = x.astype(np.float64) @ w.T.astype(np.float64)
     ours_w, theirs_w = rel(qw.dequantize(), w), rel(q8_0(w), w)
     ours_y = rel(qw.matmul(x), exact)
     theirs_y = rel(q8_0(x).astype(np.float64) @ q8_0(w).T.astype(np.float64), exact)
-    # Measured: weights 4.87e-3 against 5.35e-3; products 7.2e-3 against 7.5e-3.
+    # Measured over 40 seeds: weights 0.909-0.911x q8_0's error; products (32 rows, where the
+    # activations' rounding adds its own noise) 0.935-0.968x.
     assert ours_w < 0.93 * theirs_w, (ours_w, theirs_w)
-    assert ours_y < 0.98 * theirs_y, (ours_y, theirs_y)
+    assert ours_y < 0.99 * theirs_y, (ours_y, theirs_y)
     # One scale per channel instead (8 bits per weight): much worse on the same weights.
     assert rel(quant.quantize_weight(w, 8).matmul(x), exact) > 1.5 * ours_y
 
