@@ -20,11 +20,15 @@ def rng():
 
 # ----------------------------------------------------------------------------- quantized matmul
 
+# int8 per channel, int8 in groups, int4
+FORMS = pytest.mark.parametrize("form", [{"bits": 8}, {"bits": 8, "group_size": 32}, {"bits": 4}],
+                                ids=["int8", "int8-g32", "int4"])
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_qmatmul_single_strided_or_reversed_row(isa, rng, bits):
+
+@FORMS
+def test_qmatmul_single_strided_or_reversed_row(isa, rng, form):
     w = rng.standard_normal((40, 64)).astype(np.float32)
-    qw = quantize_weight(w, bits=bits)
+    qw = quantize_weight(w, **form)
     v = rng.standard_normal(128).astype(np.float32)
     for x in (v[::2], v[:64][::-1], v.reshape(2, 64).T.copy().T[0], v.reshape(64, 2)[:, 0].reshape(1, 64)):
         expected = qw.matmul(np.ascontiguousarray(x), reference=True)
@@ -32,9 +36,9 @@ def test_qmatmul_single_strided_or_reversed_row(isa, rng, bits):
         np.testing.assert_array_equal(qw.matmul(x, reference=True), expected)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_qmatmul_reversed_out_writes_only_inside(isa, rng, bits):
-    qw = quantize_weight(rng.standard_normal((40, 64)).astype(np.float32), bits=bits)
+@FORMS
+def test_qmatmul_reversed_out_writes_only_inside(isa, rng, form):
+    qw = quantize_weight(rng.standard_normal((40, 64)).astype(np.float32), **form)
     x = rng.standard_normal((1, 64)).astype(np.float32)
     canary = np.full(100, -7.0, np.float32)
     out = canary[:40][::-1].reshape(1, 40)  # reversed: the kernels write rows forwards, so it is refused
@@ -60,9 +64,9 @@ def test_qmatmul_binding_refuses_strided_single_row(rng):
         ember._C.qmatmul_int8(np.ascontiguousarray(x), qw.data, qw.scales, qw.colsum, 16, 32, None, y)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_qmatmul_nan_input_is_refused(isa, rng, bits):
-    qw = quantize_weight(rng.standard_normal((16, 33)).astype(np.float32), bits=bits)
+@FORMS
+def test_qmatmul_nan_input_is_refused(isa, rng, form):
+    qw = quantize_weight(rng.standard_normal((16, 33)).astype(np.float32), **form)
     x = rng.standard_normal((3, 33)).astype(np.float32)
     x[1, 7] = np.nan
     out = np.full((3, 16), 5.0, np.float32)
@@ -225,16 +229,18 @@ def test_out_of_range_python_ints_are_named(rng, value):
         ember.set_host_cache_limit(value)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_qmatmul_out_over_the_packed_weight_is_refused(bits):
+@FORMS
+def test_qmatmul_out_over_the_packed_weight_is_refused(form):
     """An out that overlaps the packed weight would overwrite it while the kernel reads it."""
-    qw = quantize_weight(np.linspace(-1, 1, 3 * 40, dtype=np.float32).reshape(3, 40), bits=bits)
+    qw = quantize_weight(np.linspace(-1, 1, 3 * 40, dtype=np.float32).reshape(3, 40), **form)
     x = np.ones((2, 40), np.float32)
-    arrays = {"data": qw.data, "scales": qw.scales} | ({"colsum": qw.colsum} if bits == 8 else {})
+    arrays = {"data": qw.data, "scales": qw.scales} | ({"colsum": qw.colsum} if qw.colsum is not None else {})
+    kernel = {8: "qmatmul_int8", 4: "qmatmul_int4"}[qw.bits] + ("g" if qw.bits == 8 and qw.group_size else "")
     for name, packed in arrays.items():
         out = packed.view(np.uint8)[: 2 * 3 * 4].view(np.float32).reshape(2, 3)
-        args = (x, qw.data, qw.scales, qw.colsum, 3, 40) if bits == 8 else (x, qw.data, qw.scales, 3, 40, qw.group_size)
+        args = (x, qw.data, qw.scales, qw.colsum, 3, 40) if qw.colsum is not None else (x, qw.data, qw.scales, 3, 40,
+                                                                                         qw.group_size)
         before = packed.copy()
         with pytest.raises(ValueError, match=f"out must not share memory with {name}"):
-            getattr(ember._C, f"qmatmul_int{bits}")(*args, None, out)
+            getattr(ember._C, kernel)(*args, None, out)
         np.testing.assert_array_equal(packed, before)
