@@ -56,6 +56,21 @@ def test_bf16_large_output_with_bias_and_relu(isa, rng, ld):
     assert np.isnan(base[:, n:]).all()
 
 
+@pytest.mark.parametrize("lda", [320, 1040, 2048])  # rows 640 bytes, 2080 bytes and 4 KB apart
+def test_bf16_row_major_a_read_in_place(isa, rng, lda):
+    """A row-major op(A) with K a multiple of 32 is read where it lies, all but a last partial strip
+    of rows, whatever its row stride (AMX packs rows 4 KB apart instead), over several chunks of
+    K and with C accumulated."""
+    m, k, n = 70, 320, 96
+    a = bf16(rng, (m, lda))[:, :k]
+    b = bf16(rng, (k, n))
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    out = c0.copy()
+    gemm.gemm(a, b, out=out, beta=0.5)
+    want = exact(a, b) + 0.5 * c0
+    assert np.all(np.abs(out - want) <= tolerance(a, b) + 1e-6 * np.abs(want))
+
+
 @pytest.mark.parametrize("trans_a,trans_b", [(False, True), (True, False), (True, True)])
 def test_bf16_transposes_and_strided_views(isa, rng, trans_a, trans_b):
     m, k, n = 45, 70, 38

@@ -101,7 +101,8 @@ struct Bf16Kernels {
   void (*pack_a)(const MatrixBF16& a, int64_t r0, int64_t tiles, int64_t kt, uint16_t* out);
   void (*pack_b)(const MatrixBF16& b, int64_t c0, int64_t tiles, int64_t kt, uint16_t* out);
   // acc (32 x 32, row-major) = (acc if accumulate, else 0) + the product of a
-  // 32-row A strip and a 32-column B strip over kt k-tiles.
+  // 32-row A strip (packed or read in place) and a 32-column B strip over kt
+  // k-tiles. B is always packed (kstep 512, ld 32).
   void (*block)(const TileStrip& a, const TileStrip& b, int64_t kt, bool accumulate, float* acc);
   // C[0:rows, 0:cols] = act(alpha * acc + beta * C + bias) (the GEMM's epilogue).
   void (*store)(const GemmBf16Args& g, const float* acc, int64_t i0, int64_t j0, int64_t rows, int64_t cols);
@@ -110,6 +111,10 @@ struct Bf16Kernels {
   // nothing is needed.
   void (*thread_begin)();
   void (*thread_end)();
+  // A row-major op(A) is read in place (not packed) unless its rows lie a multiple of this many
+  // bytes apart (0: any stride). AMX tile loads of rows 4 KB apart fall into one L1 set and
+  // thrash; vdpbf16ps's 32-bit broadcasts do not care.
+  int64_t a_alias_bytes;
 };
 
 // The avx512_bf16 level's functions, which the amx level shares.

@@ -56,6 +56,6 @@ void end_amx() {
 }  // namespace
 
 const Bf16Kernels bf16_kernels_amx = {"amx 32x32 (2x2 tiles, tdpbf16ps)", pack_a_bf16_avx512, pack_b_bf16_avx512,
-                                      block_amx, store_bf16_avx512, configure_tiles, end_amx};
+                                      block_amx, store_bf16_avx512, configure_tiles, end_amx, 4096};
 
 }  // namespace ember::gemm

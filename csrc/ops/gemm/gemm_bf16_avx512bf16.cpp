@@ -4,7 +4,11 @@
 // Block kernel: a 32 x 32 block of C as four groups of 8 rows x 32 columns,
 // 16 zmm accumulators each. Per k-pair: two loads of B (16 columns of pairs
 // each), eight 32-bit broadcasts of A's pairs, sixteen vdpbf16ps (two
-// multiply-adds per lane each). The strips sit in L1/L2 (packed once).
+// multiply-adds per lane each). The strips sit in L1/L2 (packed once). B's
+// strides are compile-time constants (it is always packed) and the k-pairs of
+// a tile are unrolled: with runtime strides gcc runs out of registers for the
+// addresses, and the kernel ran 6% slower on Zen 4 (217 against 230 GFLOP/s on
+// one core with its operands in L1; the vdpbf16ps peak is ~234).
 #include <immintrin.h>
 
 #include <cstring>
@@ -28,11 +32,12 @@ void block_avx512bf16(const TileStrip& a, const TileStrip& b, int64_t kt_count, 
     }
     for (int64_t kt = 0; kt < kt_count; ++kt) {
       const uint16_t* ak = at + kt * a.kstep;
-      const uint16_t* bk0 = b.p + kt * b.kstep;
-      const uint16_t* bk1 = b.p + b.next + kt * b.kstep;
+      const uint16_t* bk0 = b.p + kt * kBf16Tile;
+      const uint16_t* bk1 = b.p + b.next + kt * kBf16Tile;
+#pragma GCC unroll 16
       for (int kp = 0; kp < 16; ++kp) {
-        const __m512bh v0 = (__m512bh)_mm512_loadu_si512(bk0 + kp * b.ld);
-        const __m512bh v1 = (__m512bh)_mm512_loadu_si512(bk1 + kp * b.ld);
+        const __m512bh v0 = (__m512bh)_mm512_loadu_si512(bk0 + kp * 32);
+        const __m512bh v1 = (__m512bh)_mm512_loadu_si512(bk1 + kp * 32);
         for (int r = 0; r < 8; ++r) {
           int32_t pair;
           std::memcpy(&pair, ak + r * a.ld + 2 * kp, sizeof pair);
@@ -190,6 +195,6 @@ void finish_stores_avx512() { _mm_sfence(); }  // orders the streaming stores be
 
 const Bf16Kernels bf16_kernels_avx512bf16 = {"avx512_bf16 32x32 (vdpbf16ps)", pack_a_bf16_avx512,
                                              pack_b_bf16_avx512, block_avx512bf16, store_bf16_avx512, nullptr,
-                                             finish_stores_avx512};
+                                             finish_stores_avx512, 0};
 
 }  // namespace ember::gemm

@@ -1,6 +1,7 @@
 // gemm_bf16_cpu: the driver of the bf16 GEMM.
 //
-// With bf16 products in hardware (avx512_bf16, amx), op(A) and op(B) are
+// With bf16 products in hardware (avx512_bf16, amx), op(B) and (unless it is
+// row-major with K a multiple of 32: then it is read in place) op(A) are
 // packed whole, once, into the tile layouts of gemm_bf16.h (the threads
 // packing 32-row and 32-column strips in turn), and C is computed in 32 x 32
 // blocks. Blocks are visited in panels of columns whose packed B (Kp x panel,
@@ -95,9 +96,10 @@ void packed_gemm(const GemmBf16Args& g, const Bf16Kernels& k, int nthreads) {
   const int64_t M = g.c.rows, N = g.c.cols, K = g.a.cols;
   const int64_t Mp = round_up(M, 32), Np = round_up(N, 32), KT = round_up(K, 32) / 32;
   const int64_t MB = Mp / 32, NB = Np / 32;
-  // A row-major with K a multiple of 32 is read in place, all but a last partial strip (rows whose
-  // stride is a multiple of 4 KB would fall into one L1 set: those are packed).
-  const bool a_in_place = !g.a_packer && g.a.cs == 1 && K % 32 == 0 && (g.a.rs * 2) % 4096 != 0;
+  // A row-major with K a multiple of 32 is read in place, all but a last partial strip, unless the
+  // kernel's loads would alias in L1 at its row stride.
+  const bool a_in_place = !g.a_packer && g.a.cs == 1 && K % 32 == 0 &&
+                          (k.a_alias_bytes == 0 || (g.a.rs * 2) % k.a_alias_bytes != 0);
   const int64_t a_full = a_in_place ? M / 32 : 0;  // strips read in place
   const int64_t a_strips = MB - a_full, b_strips = NB;
   uint16_t* packed = reinterpret_cast<uint16_t*>(
@@ -188,6 +190,6 @@ void gemm_bf16_cpu(const GemmBf16Args& g, Isa isa, int nthreads) {
 }
 
 const Bf16Kernels bf16_kernels_widened = {"bf16 widened to fp32", nullptr, nullptr, nullptr, nullptr, nullptr,
-                                          nullptr};
+                                          nullptr, 0};
 
 }  // namespace ember::gemm
