@@ -109,18 +109,24 @@ void packed_gemm(const GemmBf16Args& g, const Bf16Kernels& k, int nthreads) {
   const int64_t next = KT * kBf16Tile;
   // Enough blocks for every thread, or fewer threads.
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, MB * NB)));
-  // Pack: strips of 32 rows of A (those not read in place) and of 32 columns of B, shared out evenly.
+  // Each thread computes a range of rows of blocks (reading all of B) or, when B is the larger
+  // operand or there are fewer rows of blocks than threads, a range of columns (reading all of A).
+  const bool by_rows = MB >= nt && (NB < nt || M >= N);
+  // Pack: strips of 32 rows of A (those not read in place) and of 32 columns of B, each shared out
+  // evenly -- B's as the columns are, so that a thread computing columns finds the B it packed in
+  // its own cache.
   parallel_run(nt, [&](int tid) {
-    const int64_t total = a_strips + b_strips;
-    for (int64_t t = total * tid / nt; t < total * (tid + 1) / nt; ++t) {
-      if (t < a_strips && g.a_packer)
+    for (int64_t t = a_strips * tid / nt; t < a_strips * (tid + 1) / nt; ++t) {
+      if (g.a_packer)
         g.a_packer->pack(g.a_packer->ctx, (a_full + t) * 32, 2, KT, pa + 2 * t * next);
-      else if (t < a_strips)
-        k.pack_a(g.a, (a_full + t) * 32, 2, KT, pa + 2 * t * next);
-      else if (g.b_packer)
-        g.b_packer->pack(g.b_packer->ctx, (t - a_strips) * 32, 2, KT, pb + 2 * (t - a_strips) * next);
       else
-        k.pack_b(g.b, (t - a_strips) * 32, 2, KT, pb + 2 * (t - a_strips) * next);
+        k.pack_a(g.a, (a_full + t) * 32, 2, KT, pa + 2 * t * next);
+    }
+    for (int64_t t = b_strips * tid / nt; t < b_strips * (tid + 1) / nt; ++t) {
+      if (g.b_packer)
+        g.b_packer->pack(g.b_packer->ctx, t * 32, 2, KT, pb + 2 * t * next);
+      else
+        k.pack_b(g.b, t * 32, 2, KT, pb + 2 * t * next);
     }
   });
   auto a_strip = [&](int64_t mb) -> TileStrip {
@@ -131,9 +137,6 @@ void packed_gemm(const GemmBf16Args& g, const Bf16Kernels& k, int nthreads) {
   parallel_run(nt, [&](int tid) {
     float* sums = t_sums.get(static_cast<size_t>(panel * 32 * 32));
     if (k.thread_begin) k.thread_begin();
-    // Rows of blocks split between the threads; when there are fewer rows than
-    // threads, each takes whole columns of blocks instead.
-    const bool by_rows = MB >= nt;
     const int64_t r0 = by_rows ? MB * tid / nt : 0, r1 = by_rows ? MB * (tid + 1) / nt : MB;
     const int64_t c0 = by_rows ? 0 : NB * tid / nt, c1 = by_rows ? NB : NB * (tid + 1) / nt;
     for (int64_t p0 = c0; p0 < c1; p0 += panel) {
