@@ -50,6 +50,9 @@ def library():
         "ember_adam_step_f32": [ptr, ptr, i64], "ember_sgd_step_f32": [ptr, ptr, i64],
         "ember_qweight_quantize_f32": [ptr, i64, i64, i64, i32, i64, ptr],
         "ember_qweight_from_packed": [i32, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, ptr],
+        "ember_qweight_quantize_int8_groups_f32": [ptr, i64, i64, i64, i64, ptr],
+        "ember_qweight_from_packed_int8_groups": [i64, i64, i64, ptr, i64, ptr, i64, ptr],
+        "ember_qweight_packed_int8_groups": [ptr, ptr, ptr, ptr, ptr],
         "ember_qmatmul_f32": [ptr, i64, ptr, i64, ptr, ptr, i64],
         "ember_qweight_free": [ptr], "ember_model_free": [ptr], "ember_model_layer": [ptr, i64],
     }

@@ -11,6 +11,16 @@
 using namespace ember::capi;
 namespace qm = ember::qmatmul;
 
+namespace {
+
+// A packed array's given length against what the weight's shape and format need.
+void expect_count(const char* name, int64_t given, size_t need) {
+  if (given != static_cast<int64_t>(need))
+    invalid(name, " is ", given, "; the packed layout of this shape and format needs ", need);
+}
+
+}  // namespace
+
 ember_qweight::ember_qweight(int bits_, int64_t n_, int64_t k_, int64_t group_, bool int8_groups_)
     : bits(bits_), n(n_), k(k_) {
   if (bits != 8 && bits != 4) invalid("bits must be 8 or 4, got ", bits);
@@ -90,13 +100,9 @@ ember_status ember_qweight_from_packed(int bits, int64_t n, int64_t k, int64_t g
   return guarded("ember_qweight_from_packed", [&] {
     if (out == nullptr) invalid("out is NULL");
     auto q = std::make_unique<ember_qweight>(bits, n, k, group_size);
-    const auto expect = [](const char* name, int64_t given, size_t need) {
-      if (given != static_cast<int64_t>(need))
-        invalid(name, " is ", given, "; the packed layout of this shape and format needs ", need);
-    };
-    expect("data_bytes", data_bytes, q->data.size());
-    expect("scales_count", scales_count, q->scales.size());
-    expect("colsum_count", colsum_count, q->colsum.size());
+    expect_count("data_bytes", data_bytes, q->data.size());
+    expect_count("scales_count", scales_count, q->scales.size());
+    expect_count("colsum_count", colsum_count, q->colsum.size());
     check_pointer("data", data, data_bytes, 1);
     check_pointer("scales", scales, scales_count, sizeof(float));
     check_pointer("colsum", colsum, colsum_count, sizeof(int32_t));
@@ -112,6 +118,7 @@ ember_status ember_qweight_packed(const ember_qweight* w, const void** data, int
                                   int64_t* scales_count, const int32_t** colsum, int64_t* colsum_count) {
   return guarded("ember_qweight_packed", [&] {
     if (w == nullptr) invalid("w is NULL");
+    if (w->int8_groups()) invalid("w is int8 in groups, whose scales are 16-bit: use ember_qweight_packed_int8_groups");
     if (!data || !data_bytes || !scales || !scales_count || !colsum || !colsum_count)
       invalid("every output pointer must be given");
     *data = w->data.data(), *data_bytes = static_cast<int64_t>(w->data.size());
@@ -121,6 +128,48 @@ ember_status ember_qweight_packed(const ember_qweight* w, const void** data, int
 }
 
 void ember_qweight_free(ember_qweight* w) { delete w; }
+
+ember_status ember_qweight_quantize_int8_groups_f32(const float* w, int64_t n, int64_t k, int64_t ldw,
+                                                    int64_t group_size, ember_qweight** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("ember_qweight_quantize_int8_groups_f32", [&] {
+    if (out == nullptr) invalid("out is NULL");
+    auto q = std::make_unique<ember_qweight>(8, n, k, group_size, true);
+    const int64_t nw = span("w", n, k, ldw);
+    check_pointer("w", w, nw, sizeof(float));
+    qm::quantize_pack_int8g(w, n, k, ldw, q->group, q->data.data(), q->scales16.data(), threads());
+    *out = q.release();
+  });
+}
+
+ember_status ember_qweight_from_packed_int8_groups(int64_t n, int64_t k, int64_t group_size, const void* data,
+                                                   int64_t data_bytes, const uint16_t* scales, int64_t scales_count,
+                                                   ember_qweight** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("ember_qweight_from_packed_int8_groups", [&] {
+    if (out == nullptr) invalid("out is NULL");
+    auto q = std::make_unique<ember_qweight>(8, n, k, group_size, true);
+    expect_count("data_bytes", data_bytes, q->data.size());
+    expect_count("scales_count", scales_count, q->scales16.size());
+    check_pointer("data", data, data_bytes, 1);
+    check_pointer("scales", scales, scales_count, sizeof(uint16_t));
+    std::memcpy(q->data.data(), data, q->data.size());
+    std::memcpy(q->scales16.data(), scales, q->scales16.size() * sizeof(uint16_t));
+    q->check();
+    *out = q.release();
+  });
+}
+
+ember_status ember_qweight_packed_int8_groups(const ember_qweight* w, const void** data, int64_t* data_bytes,
+                                              const uint16_t** scales, int64_t* scales_count) {
+  return guarded("ember_qweight_packed_int8_groups", [&] {
+    if (w == nullptr) invalid("w is NULL");
+    if (!data || !data_bytes || !scales || !scales_count) invalid("every output pointer must be given");
+    if (!w->int8_groups()) invalid("w is not int8 in groups: use ember_qweight_packed");
+    *data = w->data.data(), *data_bytes = static_cast<int64_t>(w->data.size());
+    *scales = w->scales16.data(), *scales_count = static_cast<int64_t>(w->scales16.size());
+  });
+}
 
 ember_status ember_qmatmul_f32(const ember_qweight* w, int64_t m, const float* x, int64_t ldx, const float* bias,
                                float* y, int64_t ldy) {

@@ -16,8 +16,7 @@ struct ember_qweight {
   std::vector<int32_t> colsum;    // int8 per channel only
 
   // An empty weight of this format, its arrays sized (std::invalid_argument for a bad format).
-  // With int8_groups, bits 8 is int8 in groups of `group` (a checkpoint's format; the C functions
-  // take int8 per channel and int4).
+  // With int8_groups, bits 8 is int8 in groups of `group`, else per channel.
   ember_qweight(int bits, int64_t n, int64_t k, int64_t group, bool int8_groups = false);
 
   bool int8_groups() const { return bits == 8 && group > 0; }

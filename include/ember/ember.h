@@ -143,13 +143,16 @@ EMBER_API ember_status ember_adaptive_avg_pool2d_backward_f32(int64_t n, int64_t
 /* ---------------------------------------------------------------- quantized matmul */
 
 /* A weight (n outputs x k inputs, k <= 65536) quantized symmetrically and packed for Ember's
- * integer kernels: int8 (bits 8, one scale per output) or int4 (bits 4, one scale per output and
- * group of group_size inputs, a multiple of 8 up to 4096; 32 is usual), the same format as
- * ember.quant's (a checkpoint's weight_data, weight_scales and weight_colsum). */
+ * integer kernels: int8 (bits 8, one scale per output), int4 (bits 4, one scale per output and
+ * group of group_size inputs, a multiple of 8 up to 4096; 32 is usual) or int8 in groups (the
+ * _int8_groups functions: one 16-bit e6m10 scale per output and group; group_size 32 is 8.5 bits
+ * per weight), the same formats as ember.quant's (a checkpoint's weight_data, weight_scales and
+ * weight_colsum). */
 typedef struct ember_qweight ember_qweight;
 
 /* Quantizes w (n x k float32, row stride ldw, every value finite): int8 scales are max|w| / 127;
- * int4 scales the clipping level of max|w| / 7 (1 down to 0.75 of it) of least rounding error. */
+ * int4 scales the clipping level of max|w| / 7 (1 down to 0.75 of it) of least rounding error.
+ * group_size is read for int4 only. */
 EMBER_API ember_status ember_qweight_quantize_f32(const float* w, int64_t n, int64_t k, int64_t ldw, int bits,
                                                   int64_t group_size, ember_qweight** out);
 
@@ -165,8 +168,24 @@ EMBER_API ember_status ember_qweight_packed(const ember_qweight* w, const void**
                                             int64_t* colsum_count);
 EMBER_API void ember_qweight_free(ember_qweight* w); /* NULL is allowed */
 
+/* int8 in groups of group_size inputs (a multiple of 8 up to 4096): per group the e6m10 scale
+ * near max|w| / 127 of least rounding error; |w| above 1.09e12 is EMBER_ERROR_INVALID_ARGUMENT.
+ * The packed arrays: q + 128 as bytes (never 0) and the scales' 16-bit patterns (an e6m10 value
+ * e:m is 2^(e - 31) (1 + m / 1024), e the high 6 bits). ember_qweight_packed refuses this format
+ * and ember_qweight_packed_int8_groups the others; ember_qmatmul_f32 takes every format. */
+EMBER_API ember_status ember_qweight_quantize_int8_groups_f32(const float* w, int64_t n, int64_t k, int64_t ldw,
+                                                              int64_t group_size, ember_qweight** out);
+EMBER_API ember_status ember_qweight_from_packed_int8_groups(int64_t n, int64_t k, int64_t group_size,
+                                                             const void* data, int64_t data_bytes,
+                                                             const uint16_t* scales, int64_t scales_count,
+                                                             ember_qweight** out);
+EMBER_API ember_status ember_qweight_packed_int8_groups(const ember_qweight* w, const void** data,
+                                                        int64_t* data_bytes, const uint16_t** scales,
+                                                        int64_t* scales_count);
+
 /* y (m x n, row stride ldy) = x (m x k float32, row stride ldx) @ dequant(w)^T + bias (n values,
- * or NULL), the activations quantized to int8 per row (int8 weights) or per row and group (int4)
+ * or NULL), the activations quantized to int8 per row (int8 weights) or per row and group (int4,
+ * int8 in groups)
  * inside the call; the same bits as Python's QuantizedWeight.matmul on every ISA. x holding NaN
  * or infinity is EMBER_ERROR_INVALID_ARGUMENT. */
 EMBER_API ember_status ember_qmatmul_f32(const ember_qweight* w, int64_t m, const float* x, int64_t ldx,

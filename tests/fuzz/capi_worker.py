@@ -145,7 +145,8 @@ def _xent(lib, fields):
 
 
 def _qweight(lib, fields):
-    """fields: bits, n, k, group_size, m, ld extra, a non-finite value or not."""
+    """fields: bits (8, 4, a bad value, or "int8_groups"), n, k, group_size, m, ld extra, a non-finite
+    value or not."""
     bits, n, k, group, m, extra, poison = fields
     width = max(k + extra, 1)
     if max(n, 1) * width > MAX_RUN or max(m, 1) * width > MAX_RUN or max(m, 1) * max(n, 1) > MAX_RUN:
@@ -155,9 +156,13 @@ def _qweight(lib, fields):
         w[0] = np.inf
     handle = ctypes.c_void_p()
     i64 = ctypes.c_int64
-    status = lib.ember_qweight_quantize_f32(_ptr(w), i64(n), i64(k), i64(k + extra), bits, i64(group),
-                                            ctypes.byref(handle))
-    answers = [("ember_qweight_quantize_f32", status, lib.ember_last_error().decode())]
+    if bits == "int8_groups":
+        quantize = "ember_qweight_quantize_int8_groups_f32"
+        status = lib[quantize](_ptr(w), i64(n), i64(k), i64(k + extra), i64(group), ctypes.byref(handle))
+    else:
+        quantize = "ember_qweight_quantize_f32"
+        status = lib[quantize](_ptr(w), i64(n), i64(k), i64(k + extra), bits, i64(group), ctypes.byref(handle))
+    answers = [(quantize, status, lib.ember_last_error().decode())]
     if status != 0:
         return answers
     try:

@@ -186,7 +186,7 @@ def test_cross_entropy(capi, fields):
 
 
 @examples(40)
-@given(hs.tuples(hs.sampled_from([8, 4, 3]), hs.one_of(hs.integers(-1, 40), hs.just(2**40)),
+@given(hs.tuples(hs.sampled_from([8, 4, 3, "int8_groups"]), hs.one_of(hs.integers(-1, 40), hs.just(2**40)),
                  hs.one_of(hs.integers(-1, 300), hs.sampled_from([65536, 65537])),
                  hs.sampled_from([8, 16, 32, 64, 12, 0, 4096, 8192]), hs.integers(-1, 20), hs.integers(-2, 3),
                  hs.booleans()))
