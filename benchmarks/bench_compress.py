@@ -77,6 +77,11 @@ def bench_pruning_and_int8(benchmark):
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update(figures, threads=max(THREADS))
     assert figures["pruned 0.5"]["params"] < 0.55 and figures["pruned 0.5 + int8"]["disk"] > 4
+    # Fine-tuned, the pruned forms keep the original's accuracy (within a few points after the one
+    # epoch of a test run), and int8 costs the pruned model almost nothing.
+    acc = figures["digits"]
+    assert acc["original"] > 0.8, acc
+    assert acc["pruned"] >= acc["original"] - 0.05 and acc["pruned + int8"] >= acc["pruned"] - 0.02, acc
 
 
 def bench_distillation(benchmark):
@@ -101,4 +106,7 @@ def bench_distillation(benchmark):
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update({k: float(np.mean(v)) for k, v in figures.items()}, seeds=len(seeds))
-    assert all(0 <= a <= 1 for v in figures.values() for a in v)
+    means = {k: float(np.mean(v)) for k, v in figures.items()}
+    assert means["teacher"] > 0.8 and min(means.values()) > 0.5, means  # all learn, far above chance (0.1)
+    if not quick:  # trained to the end, the teacher's soft targets beat training the student alone
+        assert means["distilled"] > means["alone"], means

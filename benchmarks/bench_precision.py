@@ -65,7 +65,11 @@ def bench_bf16_inference(benchmark, case):
     infer, check = inference(lib, batch, policy)
     benchmark.extra_info.update(precision="fp32" if impl == "ember-fp32" else "bf16", isa=ember.get_isa())
     timed(benchmark, infer, f"bf16 inference CNN batch {batch} {threads}t", impl, threads, batch)
-    check(0.05)  # the timed result must be right, within bf16's rounding of the products
+    # The timed result must be right: fp32 to float32 rounding, bf16 within bf16's rounding of the
+    # products -- and, to show bf16 products were used, further off than float32 rounding would be.
+    error = check(1e-4 if impl == "ember-fp32" else 0.05)
+    if impl != "ember-fp32":
+        assert error > 1e-4, f"{impl} is as exact as float32: its products were not bf16"
 
 
 CONV_CASES = [(t, impl) for t in THREADS for impl in ("ember", "ember-fp32", "torch-bf16")]
@@ -104,7 +108,22 @@ def bench_bf16_conv2d(benchmark, case, backward):
                                 flops=(3 if backward else 1) * 2.0 * batch * 64 * 64 * 9 * 32 * 32)
     what = "forward+backward" if backward else "forward"
     timed(benchmark, run, f"bf16 conv2d {what} 64-64 32x32 batch {batch} {threads}t", impl, threads, batch)
-    y = out["y"].detach().float().numpy()
+    # Against the float64 reference kernels, on the first and last image (the weight gradient on
+    # all): bf16 within bf16's rounding of the products, fp32 within float32 rounding.
+    from ember.kernels import conv2d as ref
+
+    tolerance = 1e-4 if impl == "ember-fp32" else 0.02
+    ends = [0, batch - 1]
+    xs = x.detach().numpy()
     w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
-    want = ember.kernels.conv2d.conv2d_fwd(x.detach().numpy(), w, b, padding=1)
-    np.testing.assert_allclose(y, want, rtol=0, atol=0.02 * np.abs(want).max())
+
+    def close(got, want, what):
+        np.testing.assert_allclose(got, want, rtol=0, atol=tolerance * np.abs(want).max(), err_msg=what)
+
+    close(out["y"].detach().float().numpy()[ends], ref.conv2d_fwd_ref(xs[ends], w, b, padding=1), "output")
+    if backward:  # y.sum(): the output gradient is all ones
+        dy = np.ones((batch, 64, 32, 32), np.float32)
+        close(x.grad.numpy()[ends], ref.conv2d_bwd_data_ref(dy[ends], w, xs[ends].shape, padding=1), "input grad")
+        dw, db = ref.conv2d_bwd_weight_ref(xs, dy, w.shape, padding=1, bias=True)
+        close(conv.weight.grad.numpy(), dw, "weight grad")
+        close(conv.bias.grad.numpy(), db, "bias grad")

@@ -160,7 +160,8 @@ def test_profile_command_on_a_model_name_and_its_errors(capsys, tmp_path):
     code = cli.main(["profile", "mlp", "--input-shape", "1,4,4", "--classes", "3", "--batch-size", "4",
                      "--batch-sizes", "1", "--variants", "fp32,int4", "--repeats", "2", "--quiet"])
     out, err = capsys.readouterr()
-    assert code == 0, err and "mlp (fresh weights) on random inputs" in out
+    assert code == 0, err
+    assert "mlp (fresh weights) on random inputs" in out
     assert cli.main(["profile", str(tmp_path / "none.safetensors")]) == 2
     assert "is not a model name: cnn, mlp" in capsys.readouterr().err
     assert cli.main(["profile", "cnn", "--input-shape", "3,32"]) == 2

@@ -75,7 +75,15 @@ def _torch_or_skip(skipped, name="torch"):
 
 
 def _sample_rows(m, count=8):
-    return np.random.default_rng(1).choice(m, size=min(m, count), replace=False)
+    """The rows a check compares: the first, the last (a partial block or thread share ends
+    there) and some between, sorted."""
+    rows = {0, m - 1, *np.random.default_rng(1).choice(m, size=min(m, count), replace=False).tolist()}
+    return np.array(sorted(rows))
+
+
+def _ends(n):
+    """The first and last image of a batch of n."""
+    return sorted({0, n - 1})
 
 
 # ------------------------------------------------------------------------------------------ GEMM
@@ -206,9 +214,11 @@ def _conv2d(name, x_shape, w_shape, conv) -> Prepared:
         skipped["im2col+numpy"] = "the explicit im2col reference covers groups=1 only"
 
     def check(impl):
-        want = conv2d.conv2d_fwd_ref(x[:1], w, b, **kw)  # one image against the plain-loop reference
+        ends = _ends(x_shape[0])  # the first and last image against the plain-loop reference
+        want = conv2d.conv2d_fwd_ref(x[ends], w, b, **kw)
         k = w_shape[1] * w_shape[2] * w_shape[3]
-        np.testing.assert_allclose(result[impl][:1], want, rtol=0, atol=(k + 4) * 2.0**-24 * 4 * (np.abs(want).max() + 1),
+        np.testing.assert_allclose(result[impl][ends], want, rtol=0,
+                                   atol=(k + 4) * 2.0**-24 * 4 * (np.abs(want).max() + 1),
                                    err_msg=f"conv2d {name}: {impl}")
 
     return Prepared(impls, check, skipped)
@@ -269,8 +279,9 @@ def _conv2d_train(name, x_shape, w_shape, conv) -> Prepared:
     def check(impl):
         y, dx, dw, db = result[impl]
         k = w_shape[1] * w_shape[2] * w_shape[3]
-        want = conv2d.conv2d_fwd_ref(x[:1], w, b, **kw)
-        np.testing.assert_allclose(y[:1], want, rtol=0, atol=(k + 4) * 2.0**-24 * 4 * (np.abs(want).max() + 1),
+        ends = _ends(x_shape[0])
+        want = conv2d.conv2d_fwd_ref(x[ends], w, b, **kw)
+        np.testing.assert_allclose(y[ends], want, rtol=0, atol=(k + 4) * 2.0**-24 * 4 * (np.abs(want).max() + 1),
                                    err_msg=f"conv2d {name} forward: {impl}")
         terms = dy.shape[0] * dy.shape[2] * dy.shape[3]
         rows = sorted({0, w_shape[0] - 1, w_shape[0] // 2})
@@ -280,8 +291,8 @@ def _conv2d_train(name, x_shape, w_shape, conv) -> Prepared:
         np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-4, atol=terms * 2.0**-20 * 4,
                                    err_msg=f"conv2d {name} bias gradient: {impl}")
         if need_dx:
-            want_dx = conv2d.conv2d_bwd_data_ref(dy[:1], w, (1,) + x_shape[1:], **kw)
-            np.testing.assert_allclose(dx[:1], want_dx, rtol=0, atol=(k + 4) * 2.0**-24 * 16 * (np.abs(want_dx).max() + 1),
+            want_dx = conv2d.conv2d_bwd_data_ref(dy[ends], w, (len(ends),) + x_shape[1:], **kw)
+            np.testing.assert_allclose(dx[ends], want_dx, rtol=0, atol=(k + 4) * 2.0**-24 * 16 * (np.abs(want_dx).max() + 1),
                                        err_msg=f"conv2d {name} input gradient: {impl}")
 
     return Prepared(impls, check, skipped)
@@ -327,7 +338,7 @@ def _cross_entropy(b, v) -> Prepared:
         lse = np.concatenate([_logsumexp64(z[r:r + 256]) for r in range(0, b, 256)])
         want = float(np.mean(lse - z[np.arange(b), t]))
         np.testing.assert_allclose(loss, want, rtol=1e-5, err_msg=f"cross_entropy {b}x{v}: {impl} loss")
-        rows = np.arange(min(b, 4))
+        rows = _sample_rows(b, 4)
         want_dz = ce.cross_entropy_bwd_ref(z[rows], t[rows], lse[rows], 1.0 / b, reduction="sum")
         np.testing.assert_allclose(grad[rows], want_dz, rtol=1e-4, atol=1e-6 / b,
                                    err_msg=f"cross_entropy {b}x{v}: {impl} gradient")
@@ -412,9 +423,10 @@ def _max_pool2d(shape, backward=False) -> Prepared:
     dy = rng.standard_normal(want.shape, dtype=np.float32)
     result, impls, skipped = {}, {}, {}
 
+    # Each result: (output, indices or None, input gradient or None).
     def ember_step():
         y, idx = pool2d.max_pool2d_fwd(x, 2, return_indices=True)
-        result["ember"] = y, pool2d.max_pool2d_bwd(dy, idx, x.shape) if backward else None
+        result["ember"] = y, idx, pool2d.max_pool2d_bwd(dy, idx, x.shape) if backward else None
 
     impls["ember"] = ember_step
     torch = _torch_or_skip(skipped)
@@ -423,12 +435,13 @@ def _max_pool2d(shape, backward=False) -> Prepared:
 
         def torch_step():
             if not backward:
-                result["torch"] = torch.nn.functional.max_pool2d(tx, 2, return_indices=True)[0].numpy(), None
+                y, idx = torch.nn.functional.max_pool2d(tx, 2, return_indices=True)
+                result["torch"] = y.numpy(), idx.numpy(), None
                 return
             xr = tx.detach().requires_grad_()
-            y = torch.nn.functional.max_pool2d(xr, 2)
+            y, idx = torch.nn.functional.max_pool2d(xr, 2, return_indices=True)
             y.backward(tdy)
-            result["torch"] = y.detach().numpy(), xr.grad.numpy()
+            result["torch"] = y.detach().numpy(), idx.numpy(), xr.grad.numpy()
 
         impls["torch"] = torch_step
     n, c, h, w = shape
@@ -436,13 +449,15 @@ def _max_pool2d(shape, backward=False) -> Prepared:
         pass  # NumPy has no pooling of its own to differentiate
     elif h % 2 == 0 and w % 2 == 0:
         impls["numpy"] = lambda: result.__setitem__(
-            "numpy", (x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5)), None))
+            "numpy", (x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5)), None, None))
     else:
         skipped["numpy"] = "NumPy's reshape-and-max pools even sizes only"
 
     def check(impl):
-        y, dx = result[impl]
+        y, idx, dx = result[impl]
         np.testing.assert_array_equal(y, want, err_msg=f"max_pool2d {shape}: {impl}")
+        if idx is not None:
+            np.testing.assert_array_equal(idx, want_idx, err_msg=f"max_pool2d {shape} indices: {impl}")
         if backward:
             np.testing.assert_allclose(dx, pool2d.max_pool2d_bwd_ref(dy, want_idx, x.shape), rtol=1e-6,
                                        err_msg=f"max_pool2d {shape} backward: {impl}")
