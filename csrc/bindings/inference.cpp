@@ -32,6 +32,19 @@ int64_t elements(const Extents& s) {
   return n;
 }
 
+std::string str(const Extents& s);
+
+// Every extent >= 0 and the float32 bytes of the whole countable in int64 (which elements() and
+// every size computed from the extents then rely on).
+void check_extents(const Extents& s, const char* what, size_t i) {
+  int64_t bytes = int64_t(sizeof(float));
+  for (int64_t d : s) {
+    EMBER_CHECK_VALUE(d >= 0, "step ", i, ": ", what, " ", str(s), " has a negative extent");
+    EMBER_CHECK_VALUE(!__builtin_mul_overflow(bytes, d, &bytes), "step ", i, ": ", what, " ", str(s),
+                      " is too large");
+  }
+}
+
 std::string str(const Extents& s) {
   Dims d;
   d.resize(static_cast<int>(s.size()));
@@ -63,6 +76,7 @@ struct Step {
 class InferencePlan {
  public:
   InferencePlan(const Extents& input, const std::vector<py::tuple>& steps) : input_(input) {
+    check_extents(input, "the input shape", 0);
     Extents in = input;
     bool computes = false;
     for (size_t i = 0; i < steps.size(); ++i) {
@@ -143,6 +157,8 @@ class InferencePlan {
     s.out = ints(t[2], "out_shape", i);
     s.relu = py::cast<bool>(t[3]);
     if (!t[4].is_none()) s.weight = ints(t[4], "weight_shape", i);
+    check_extents(s.out, "out_shape", i);
+    check_extents(s.weight, "weight_shape", i);
     auto nargs = [&](size_t n) { EMBER_CHECK_VALUE(a.size() == n, "step ", i, " takes ", n, " args, got ", a.size()); };
     auto rank4 = [&](const Extents& e, const char* what) {
       EMBER_CHECK_VALUE(e.size() == 4, "step ", i, ": ", what, " must be 4-D, got ", str(e));
@@ -154,14 +170,19 @@ class InferencePlan {
         s.conv = conv_geometry(shaped("input", in), shaped("weight", s.weight), shaped("out", s.out), a[0], a[1],
                                a[2], a[3], a[4], a[5], a[6]);
         break;
-      case kLinear:
+      case kLinear: {
         nargs(2);
-        EMBER_CHECK_VALUE(s.weight.size() == 2 && s.weight[1] == a[1] && a[0] >= 0 && elements(in) == a[0] * a[1] &&
-                              elements(s.out) == a[0] * s.weight[0],
+        // total == rows * part, without a product that could overflow
+        auto rows_of = [&](int64_t total, int64_t part) {
+          return part == 0 ? total == 0 : total % part == 0 && total / part == a[0];
+        };
+        EMBER_CHECK_VALUE(s.weight.size() == 2 && s.weight[1] == a[1] && a[0] >= 0 && rows_of(elements(in), a[1]) &&
+                              rows_of(elements(s.out), s.weight[0]),
                           "step ", i, ": a linear of weight ", str(s.weight), " cannot take ", str(in), " to ",
                           str(s.out));
         s.rows = a[0], s.in_features = a[1];
         break;
+      }
       case kRelu:
         nargs(0);
         EMBER_CHECK_VALUE(s.out == in, "step ", i, ": ReLU keeps the shape ", str(in), ", got ", str(s.out));

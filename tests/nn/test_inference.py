@@ -182,10 +182,18 @@ def test_the_native_plan_checks_its_steps_and_arguments():
         r"a linear of weight \(5, 144\) cannot take": [fc],
         r"only a convolution or a linear fuses a ReLU": [(inference.RELU, (), (1, 3, 8, 8), True, None)],
         r"needs a step that computes": [(inference.RESHAPE, (), (1, 192), False, None)],
+        # sizes whose products would wrap around in int64 (they once matched after wrapping)
+        r"out_shape \(1, 8, 4, 2305843009213693954\) is too large":
+            [(inference.RESHAPE, (), (1, 8, 4, 2**61 + 2), False, None), conv],
+        r"weight_shape \(4, 3, 3, 4611686018427387904\) is too large":
+            [(inference.CONV, conv[1], (1, 4, 6, 6), False, (4, 3, 3, 2**62))],
+        r"out_shape \(-1, -192\) has a negative extent": [(inference.RESHAPE, (), (-1, -192), False, None), fc],
     }
     for message, steps in bad_plans.items():
         with pytest.raises(ValueError, match=message):
             ember._C.InferencePlan((1, 3, 8, 8), steps)
+    with pytest.raises(ValueError, match=r"the input shape \(1, -3, 8, -8\) has a negative extent"):
+        ember._C.InferencePlan((1, -3, 8, -8), [conv])
     with pytest.raises(TypeError, match=r"args must be a tuple of ints"):
         ember._C.InferencePlan((1, 3, 8, 8), [(inference.CONV, ("1",) * 7, (1, 4, 6, 6), False, (4, 3, 3, 3))])
     bad_runs = {
