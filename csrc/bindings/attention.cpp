@@ -2,6 +2,7 @@
 // broadcasts the mask, allocates the outputs and draws the dropout seed; these check
 // everything again.
 #include <cmath>
+#include <utility>
 
 #include "bindings/common.h"
 #include "ops/attention/attention.h"
@@ -15,26 +16,26 @@ ArrayView heads_arg(const py::handle& obj, const char* name, Shape shape, Access
 }
 
 // The scalars and the mask (None, or float32 (B, H, Tq, Tk) with any strides: zero where it
-// broadcasts) of a problem whose shapes are set.
+// broadcasts) of a problem whose shapes are set; `mask` is left the mask's view (empty for None),
+// for the callers' overlap checks.
 void set_options(attention::Problem& p, const py::handle& mask_obj, double scale, bool causal, double dropout_p,
-                 int64_t seed) {
+                 int64_t seed, ArrayView& mask) {
   EMBER_CHECK_VALUE(std::isfinite(scale), "scale must be finite, got ", scale);
   EMBER_CHECK_VALUE(dropout_p >= 0 && dropout_p < 1, "dropout_p must be in [0, 1), got ", dropout_p);
   p.scale = scale, p.causal = causal;
   p.dropout_p = static_cast<float>(dropout_p), p.seed = static_cast<uint64_t>(seed);
   if (!mask_obj.is_none()) {
     EMBER_CHECK_VALUE(!causal, "attn_mask and is_causal cannot both be set");
-    const ArrayView m = array_arg(mask_obj, "attn_mask", {DType::float32, {p.batch, p.heads, p.tq, p.tk},
-                                                          Layout::strided});
-    p.mask = m.ptr<const float>();
-    for (int t = 0; t < 4; ++t) p.mask_strides[t] = m.shape[t] == 1 ? 0 : m.strides[t];
+    mask = array_arg(mask_obj, "attn_mask", {DType::float32, {p.batch, p.heads, p.tq, p.tk}, Layout::strided});
+    p.mask = mask.ptr<const float>();
+    for (int t = 0; t < 4; ++t) p.mask_strides[t] = mask.shape[t] == 1 ? 0 : mask.strides[t];
   }
 }
 
 // The problem from q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv), C-contiguous.
 template <class T>
 attention::Problem problem(const ArrayView& q, const ArrayView& k, const ArrayView& v, const py::handle& mask_obj,
-                           double scale, bool causal, double dropout_p, int64_t seed) {
+                           double scale, bool causal, double dropout_p, int64_t seed, ArrayView& mask) {
   EMBER_CHECK_VALUE(k.shape[0] == q.shape[0] && k.shape[3] == q.shape[3], "key has shape ", shape_str(k.shape),
                     " but query has shape ", shape_str(q.shape), ": batch and head size must agree");
   EMBER_CHECK_VALUE(v.shape[0] == k.shape[0] && v.shape[1] == k.shape[1] && v.shape[2] == k.shape[2], "value has shape ",
@@ -45,7 +46,7 @@ attention::Problem problem(const ArrayView& q, const ArrayView& k, const ArrayVi
   attention::Problem p;
   p.batch = q.shape[0], p.heads = q.shape[1], p.kv_heads = k.shape[1];
   p.tq = q.shape[2], p.tk = k.shape[2], p.d = q.shape[3], p.dv = v.shape[3];
-  set_options(p, mask_obj, scale, causal, dropout_p, seed);
+  set_options(p, mask_obj, scale, causal, dropout_p, seed, mask);
   p.set_contiguous();
   return p;
 }
@@ -54,14 +55,14 @@ attention::Problem problem(const ArrayView& q, const ArrayView& k, const ArrayVi
 // = heads x head size wide -- in place, its output written as (N, T, E): the layouts the
 // projections before and after it use, so that neither side copies.
 attention::Problem qkv_problem(const ArrayView& qkv, int64_t heads, const py::handle& mask_obj, double scale,
-                               bool causal, double dropout_p, int64_t seed) {
+                               bool causal, double dropout_p, int64_t seed, ArrayView& mask) {
   const int64_t width = qkv.shape[2];
   EMBER_CHECK_VALUE(heads >= 1 && width % (3 * heads) == 0, "qkv's last dimension (", width,
                     ") must be 3 x heads x head size, with heads = ", heads);
   attention::Problem p;
   p.batch = qkv.shape[0], p.heads = p.kv_heads = heads, p.tq = p.tk = qkv.shape[1];
   p.d = p.dv = width / (3 * heads);
-  set_options(p, mask_obj, scale, causal, dropout_p, seed);
+  set_options(p, mask_obj, scale, causal, dropout_p, seed, mask);
   p.q_rows = p.k_rows = p.v_rows = {p.tq * width, p.d, width};
   p.o_rows = {p.tq * heads * p.d, p.d, heads * p.d};
   return p;
@@ -74,10 +75,11 @@ void fwd_t(const py::handle& q_obj, const py::handle& k_obj, const py::handle& v
   const ArrayView q = heads_arg<T>(q_obj, "query", {-1, -1, -1, -1});
   const ArrayView k = heads_arg<T>(k_obj, "key", {-1, -1, -1, -1});
   const ArrayView v = heads_arg<T>(v_obj, "value", {-1, -1, -1, -1});
-  const attention::Problem p = problem<T>(q, k, v, mask_obj, scale, causal, dropout_p, seed);
+  ArrayView mask;
+  const attention::Problem p = problem<T>(q, k, v, mask_obj, scale, causal, dropout_p, seed, mask);
   const ArrayView out = heads_arg<T>(out_obj, "out", {p.batch, p.heads, p.tq, p.dv}, Access::write);
   const ArrayView lse = heads_arg<T>(lse_obj, "out_lse", {p.batch, p.heads, p.tq}, Access::write);
-  for (const ArrayView* in : {&q, &k, &v}) {
+  for (const ArrayView* in : {&q, &k, &v, &std::as_const(mask)}) {
     check_apart(out, *in);
     check_apart(lse, *in);
   }
@@ -120,14 +122,15 @@ void bwd(const py::handle& q_obj, const py::handle& k_obj, const py::handle& v_o
   const ArrayView q = heads_arg<float>(q_obj, "query", {-1, -1, -1, -1});
   const ArrayView k = heads_arg<float>(k_obj, "key", {-1, -1, -1, -1});
   const ArrayView v = heads_arg<float>(v_obj, "value", {-1, -1, -1, -1});
-  const attention::Problem p = problem<float>(q, k, v, mask_obj, scale, causal, dropout_p, seed);
+  ArrayView mask;
+  const attention::Problem p = problem<float>(q, k, v, mask_obj, scale, causal, dropout_p, seed, mask);
   const ArrayView out = heads_arg<float>(out_obj, "out", {p.batch, p.heads, p.tq, p.dv});
   const ArrayView dout = heads_arg<float>(dout_obj, "grad_out", {p.batch, p.heads, p.tq, p.dv});
   const ArrayView lse = heads_arg<float>(lse_obj, "lse", {p.batch, p.heads, p.tq});
   const ArrayView dq = heads_arg<float>(dq_obj, "out_query", {p.batch, p.heads, p.tq, p.d}, Access::write);
   const ArrayView dk = heads_arg<float>(dk_obj, "out_key", {p.batch, p.kv_heads, p.tk, p.d}, Access::write);
   const ArrayView dv = heads_arg<float>(dv_obj, "out_value", {p.batch, p.kv_heads, p.tk, p.dv}, Access::write);
-  check_gradients(dq, dk, dv, {&q, &k, &v, &out, &dout, &lse});
+  check_gradients(dq, dk, dv, {&q, &k, &v, &out, &dout, &lse, &std::as_const(mask)});
   const Active active;
   py::gil_scoped_release release;
   attention::attention_bwd(p, q.ptr<const float>(), k.ptr<const float>(), v.ptr<const float>(),
@@ -142,12 +145,13 @@ void bwd_ref_t(const py::handle& q_obj, const py::handle& k_obj, const py::handl
   const ArrayView q = heads_arg<T>(q_obj, "query", {-1, -1, -1, -1});
   const ArrayView k = heads_arg<T>(k_obj, "key", {-1, -1, -1, -1});
   const ArrayView v = heads_arg<T>(v_obj, "value", {-1, -1, -1, -1});
-  const attention::Problem p = problem<T>(q, k, v, mask_obj, scale, causal, dropout_p, seed);
+  ArrayView mask;
+  const attention::Problem p = problem<T>(q, k, v, mask_obj, scale, causal, dropout_p, seed, mask);
   const ArrayView dout = heads_arg<T>(dout_obj, "grad_out", {p.batch, p.heads, p.tq, p.dv});
   const ArrayView dq = heads_arg<T>(dq_obj, "out_query", {p.batch, p.heads, p.tq, p.d}, Access::write);
   const ArrayView dk = heads_arg<T>(dk_obj, "out_key", {p.batch, p.kv_heads, p.tk, p.d}, Access::write);
   const ArrayView dv = heads_arg<T>(dv_obj, "out_value", {p.batch, p.kv_heads, p.tk, p.dv}, Access::write);
-  check_gradients(dq, dk, dv, {&q, &k, &v, &dout});
+  check_gradients(dq, dk, dv, {&q, &k, &v, &dout, &std::as_const(mask)});
   py::gil_scoped_release release;
   attention::attention_bwd_ref(p, q.ptr<const T>(), k.ptr<const T>(), v.ptr<const T>(), dout.ptr<const T>(),
                                dq.ptr<T>(), dk.ptr<T>(), dv.ptr<T>());
@@ -166,11 +170,14 @@ void bwd_ref(const py::handle& query, const py::handle& key, const py::handle& v
 void qkv_fwd(const py::handle& qkv_obj, int64_t heads, const py::handle& mask_obj, const py::handle& out_obj,
              const py::handle& lse_obj, double scale, bool causal, double dropout_p, int64_t seed) {
   const ArrayView qkv = heads_arg<float>(qkv_obj, "qkv", {-1, -1, -1});
-  const attention::Problem p = qkv_problem(qkv, heads, mask_obj, scale, causal, dropout_p, seed);
+  ArrayView mask;
+  const attention::Problem p = qkv_problem(qkv, heads, mask_obj, scale, causal, dropout_p, seed, mask);
   const ArrayView out = heads_arg<float>(out_obj, "out", {p.batch, p.tq, p.heads * p.dv}, Access::write);
   const ArrayView lse = heads_arg<float>(lse_obj, "out_lse", {p.batch, p.heads, p.tq}, Access::write);
-  check_apart(out, qkv);
-  check_apart(lse, qkv);
+  for (const ArrayView* in : {&qkv, &std::as_const(mask)}) {
+    check_apart(out, *in);
+    check_apart(lse, *in);
+  }
   check_apart(out, lse);
   const Active active;
   const float* base = qkv.ptr<const float>();
@@ -184,12 +191,13 @@ void qkv_bwd(const py::handle& qkv_obj, int64_t heads, const py::handle& out_obj
              const py::handle& lse_obj, const py::handle& mask_obj, const py::handle& dqkv_obj, double scale,
              bool causal, double dropout_p, int64_t seed) {
   const ArrayView qkv = heads_arg<float>(qkv_obj, "qkv", {-1, -1, -1});
-  const attention::Problem p = qkv_problem(qkv, heads, mask_obj, scale, causal, dropout_p, seed);
+  ArrayView mask;
+  const attention::Problem p = qkv_problem(qkv, heads, mask_obj, scale, causal, dropout_p, seed, mask);
   const ArrayView out = heads_arg<float>(out_obj, "out", {p.batch, p.tq, p.heads * p.dv});
   const ArrayView dout = heads_arg<float>(dout_obj, "grad_out", {p.batch, p.tq, p.heads * p.dv});
   const ArrayView lse = heads_arg<float>(lse_obj, "lse", {p.batch, p.heads, p.tq});
   const ArrayView dqkv = heads_arg<float>(dqkv_obj, "out_qkv", {p.batch, p.tq, qkv.shape[2]}, Access::write);
-  for (const ArrayView* in : {&qkv, &out, &dout, &lse}) check_apart(dqkv, *in);
+  for (const ArrayView* in : {&qkv, &out, &dout, &lse, &std::as_const(mask)}) check_apart(dqkv, *in);
   const Active active;
   const float* base = qkv.ptr<const float>();
   float* grad = dqkv.ptr<float>();

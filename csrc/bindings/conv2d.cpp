@@ -22,7 +22,11 @@ void fwd_t(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b
   check_apart(y, x);
   check_apart(y, w);
   const T* bias = nullptr;
-  if (!bias_obj.is_none()) bias = array_arg(bias_obj, "bias", {dtype_of<T>(), {g.o}}).template ptr<const T>();
+  if (!bias_obj.is_none()) {
+    const ArrayView b = array_arg(bias_obj, "bias", {dtype_of<T>(), {g.o}});
+    check_apart(y, b);
+    bias = b.template ptr<const T>();
+  }
   const Active active;
   py::gil_scoped_release release;
   if constexpr (Ref)
@@ -41,7 +45,11 @@ void fwd_bf16(const py::handle& x_obj, const py::handle& w_obj, const py::handle
   check_apart(y, x);
   check_apart(y, w);
   const float* bias = nullptr;
-  if (!bias_obj.is_none()) bias = array_arg(bias_obj, "bias", {DType::float32, {g.o}}).ptr<const float>();
+  if (!bias_obj.is_none()) {
+    const ArrayView b = array_arg(bias_obj, "bias", {DType::float32, {g.o}});
+    check_apart(y, b);
+    bias = b.ptr<const float>();
+  }
   const Active active;
   py::gil_scoped_release release;
   conv2d::conv2d_fwd_bf16(g, x.ptr<const float>(), w.ptr<const float>(), bias, relu, y.ptr<float>(), active.isa,

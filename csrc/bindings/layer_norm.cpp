@@ -10,10 +10,11 @@
 namespace ember::bindings {
 namespace {
 
+// An optional vector of n values: an empty view (null data) for None.
 template <class T>
-const T* optional_vector(const py::handle& obj, const char* name, int64_t n) {
-  if (obj.is_none()) return nullptr;
-  return array_arg(obj, name, {dtype_of<T>(), {n}}).template ptr<const T>();
+ArrayView optional_vector(const py::handle& obj, const char* name, int64_t n) {
+  if (obj.is_none()) return ArrayView();
+  return array_arg(obj, name, {dtype_of<T>(), {n}});
 }
 
 // center: layer normalisation (with a mean, and a bias); else RMS normalisation (mean_obj and
@@ -24,18 +25,18 @@ void fwd_t(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b
   const ArrayView x = array_arg(x_obj, "input", {dtype_of<T>(), {-1, -1}});
   const int64_t rows = x.shape[0], n = x.shape[1];
   EMBER_CHECK_VALUE(std::isfinite(eps) && eps >= 0, "eps must be finite and >= 0, got ", eps);
-  const T* w = optional_vector<T>(w_obj, "weight", n);
-  const T* b = optional_vector<T>(b_obj, "bias", n);
+  const ArrayView w = optional_vector<T>(w_obj, "weight", n), b = optional_vector<T>(b_obj, "bias", n);
   const ArrayView y = array_arg(y_obj, "out", {dtype_of<T>(), {rows, n}, Layout::contiguous, Access::write});
   const ArrayView mean = center ? array_arg(mean_obj, "out_mean", {dtype_of<T>(), {rows}, Layout::contiguous,
                                                                    Access::write})
                                  : ArrayView();
   const ArrayView rstd = array_arg(rstd_obj, "out_rstd", {dtype_of<T>(), {rows}, Layout::contiguous, Access::write});
   check_disjoint({&y, &mean, &rstd});
-  for (const ArrayView* out : {&y, &mean, &rstd}) check_apart(*out, x);
+  for (const ArrayView* out : {&y, &mean, &rstd})
+    for (const ArrayView* in : {&x, &w, &b}) check_apart(*out, *in);
   const Active active;
   py::gil_scoped_release release;
-  layer_norm::layer_norm_fwd(x.ptr<const T>(), w, b, rows, n, eps, y.ptr<T>(), mean.ptr<T>(), rstd.ptr<T>(),
+  layer_norm::layer_norm_fwd(x.ptr<const T>(), w.ptr<const T>(), b.ptr<const T>(), rows, n, eps, y.ptr<T>(), mean.ptr<T>(), rstd.ptr<T>(),
                              active.nthreads, center);
 }
 
@@ -60,7 +61,7 @@ void bwd_t(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& 
   const ArrayView x = array_arg(x_obj, "input", {dtype_of<T>(), {-1, -1}});
   const int64_t rows = x.shape[0], n = x.shape[1];
   const ArrayView dy = array_arg(dy_obj, "grad_output", {dtype_of<T>(), {rows, n}});
-  const T* w = optional_vector<T>(w_obj, "weight", n);
+  const ArrayView w = optional_vector<T>(w_obj, "weight", n);
   const ArrayView mean = center ? array_arg(mean_obj, "mean", {dtype_of<T>(), {rows}}) : ArrayView();
   const ArrayView rstd = array_arg(rstd_obj, "rstd", {dtype_of<T>(), {rows}});
   const ArrayView dx = array_arg(dx_obj, "out", {dtype_of<T>(), {rows, n}, Layout::contiguous, Access::write});
@@ -71,10 +72,10 @@ void bwd_t(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& 
     db = array_arg(db_obj, "out_bias", {dtype_of<T>(), {n}, Layout::contiguous, Access::write});
   check_disjoint({&dx, &dw, &db});
   for (const ArrayView* out : std::initializer_list<const ArrayView*>{&dx, &dw, &db})
-    for (const ArrayView* in : {&x, &dy, &mean, &rstd}) check_apart(*out, *in);
+    for (const ArrayView* in : {&x, &dy, &w, &mean, &rstd}) check_apart(*out, *in);
   const Active active;
   py::gil_scoped_release release;
-  layer_norm::layer_norm_bwd(dy.ptr<const T>(), x.ptr<const T>(), w, mean.ptr<const T>(), rstd.ptr<const T>(), rows,
+  layer_norm::layer_norm_bwd(dy.ptr<const T>(), x.ptr<const T>(), w.ptr<const T>(), mean.ptr<const T>(), rstd.ptr<const T>(), rows,
                              n, dx.ptr<T>(), dw.ptr<T>(), db.ptr<T>(), active.nthreads, center);
 }
 

@@ -172,6 +172,15 @@ def test_arguments_are_checked(rng):
         attention.attention_fwd(q, k, v, mask[:, :, :4], **kw)
     with pytest.raises(TypeError, match=r"attn_mask"):
         attention.attention_fwd(q, k, v, mask.astype(F64), **kw)
+    # outputs inside the mask: it would be overwritten while it is read
+    o, lse = np.empty((1, 4, 5, 8), F32), np.empty((1, 4, 5), F32)
+    inside = o.reshape(-1)[:120].reshape(1, 4, 5, 6)
+    with pytest.raises(ValueError, match=r"out must not share memory with attn_mask"):
+        _C.attention_fwd(q, k, v, inside, o, lse, 0.5, False, 0.0, 0)
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    with pytest.raises(ValueError, match=r"out_query must not share memory with attn_mask"):
+        _C.attention_bwd_ref(q, k, v, np.ones_like(q), dq.reshape(-1)[:120].reshape(1, 4, 5, 6), dq, dk, dv, 0.5,
+                             False, 0.0, 0)
     out, lse = attention.attention_fwd(q, k, v, **kw)
     g = np.ones_like(out)
     with pytest.raises(ValueError, match=r"lse must have shape \(1, 4, 5\)|lse has shape"):

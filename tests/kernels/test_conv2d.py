@@ -368,6 +368,15 @@ def test_conv2d_backward_bad_input(fast):
         bwd_weight(X.astype(np.float64), dy, W.shape)
 
 
+@pytest.mark.parametrize("fwd", [ember._C.conv2d_fwd, ember._C.conv2d_fwd_bf16], ids=["fp32", "bf16"])
+def test_conv2d_output_apart_from_the_bias(fwd):
+    """A bias that lies inside the output would be overwritten while the kernel still reads it."""
+    x, w = np.ones((2, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32)
+    y = np.empty((2, 4, 6, 6), np.float32)
+    with pytest.raises(ValueError, match=r"out must not share memory with bias"):
+        fwd(x, w, y.reshape(-1)[36:40], y, 1, 1, 0, 0, 1, 1, 1, False)
+
+
 # --------------------------------------------------------------------------- bf16 products
 
 BF16_GEOMETRIES = [  # (n, c, h, w, o, k, stride, padding, dilation)

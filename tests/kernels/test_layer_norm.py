@@ -149,3 +149,21 @@ def test_rms_arguments_are_checked(rng):
         _C.rms_norm_fwd(x, None, 1e-5, x, np.empty(4, np.float32))
     with pytest.raises(ValueError, match=r"does not end in \(6,\)"):
         layer_norm.rms_norm_fwd(x, (6,))
+
+
+def test_outputs_apart_from_the_weight_and_bias(rng):
+    """A weight or bias inside an output would be overwritten while the kernel still reads it."""
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    out, mean, rstd = np.empty((4, 8), np.float32), np.empty(4, np.float32), np.empty(4, np.float32)
+    with pytest.raises(ValueError, match=r"layer_norm_fwd: out must not share memory with weight"):
+        _C.layer_norm_fwd(x, out[1], None, 1e-5, out, mean, rstd)
+    with pytest.raises(ValueError, match=r"layer_norm_fwd: out must not share memory with bias"):
+        _C.layer_norm_fwd(x, None, out[3], 1e-5, out, mean, rstd)
+    with pytest.raises(ValueError, match=r"rms_norm_fwd: out must not share memory with weight"):
+        _C.rms_norm_fwd(x, out[0], 1e-5, out, rstd)
+    _C.layer_norm_fwd(x, None, None, 1e-5, out, mean, rstd)
+    dx, dw = np.empty((4, 8), np.float32), np.ones(8, np.float32)
+    with pytest.raises(ValueError, match=r"layer_norm_bwd: out_weight must not share memory with weight"):
+        _C.layer_norm_bwd(x, x.copy(), dw, mean, rstd, dx, dw, None)
+    with pytest.raises(ValueError, match=r"layer_norm_bwd: out must not share memory with weight"):
+        _C.layer_norm_bwd(x, x.copy(), dx[2], mean, rstd, dx, None, None)
