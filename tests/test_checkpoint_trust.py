@@ -130,6 +130,30 @@ def test_load_state_dict_refuses_kinds_and_half_loads_nothing(device):
     np.testing.assert_array_equal(model.state_dict()["2.bias"].cpu().numpy(), [1, 2, 3])
 
 
+def test_load_state_dict_checks_the_values_as_they_would_be_stored():
+    """A value is checked after the cast into its buffer: a float64 that overflows float32, or
+    packed quantized bytes given in another integer dtype, are refused like their stored form."""
+    model = _mlp()
+    sd = {k: v.cpu().numpy().copy() for k, v in model.state_dict().items()}
+    sd["0.weight"] = sd["0.weight"].astype(np.float64)
+    sd["0.weight"][0, 1] = 1e300
+    with pytest.raises(ValueError, match=r"0.weight: values outside the range of float32"):
+        model.load_state_dict(sd)
+    sd["0.weight"][0, 1] = np.inf  # an infinity is a value float32 holds
+    model.load_state_dict(sd)
+
+    grouped = quant.QuantLinear(16, 16, True, bits=8, group_size=16)
+    state = {k: v.numpy().copy() for k, v in grouped.state_dict().items()}
+    state["weight_data"] = np.zeros(state["weight_data"].shape, np.int8)  # byte 0 after the cast: q = -128
+    with pytest.raises(ValueError, match=r"weight_data: int8 weights must lie in \[-127, 127\]"):
+        grouped.load_state_dict(state)
+    codebook = quant.QuantLinear(16, 256, True, bits=4, codebook=True)
+    state = {k: v.numpy().copy() for k, v in codebook.state_dict().items()}
+    state["weight_scales"] = np.full(state["weight_scales"].shape, 255, np.int16)  # NaN float scales as bytes
+    with pytest.raises(ValueError, match=r"weight_scales: the float scales must be finite"):
+        codebook.load_state_dict(state)
+
+
 def test_optimizer_load_state_dict_checks_before_changing(device):
     model = _mlp()
     opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

@@ -276,8 +276,16 @@ class Module:
             else:
                 # bf16 widens to float32 exactly, here on the host (device arrays may lack bf16).
                 host = arr.astype(np.float32) if is_bf16(arr) else arr
-                plan.append((t, backend.device_of(t._data).asarray(host)))
-                arrays[k] = arr
+                # The values as they would be stored: the layers' checks see exactly those.
+                dev = backend.device_of(host)
+                with dev.errstate(over="ignore"):  # an overflow is reported below
+                    stored = host.astype(t.dtype, copy=False)
+                if t.dtype.kind == "f" and stored is not host and bool(
+                        (dev.xp.isfinite(host) & ~dev.xp.isfinite(stored)).any()):
+                    wrong.append(f"{k}: values outside the range of {t.dtype}")
+                    continue
+                plan.append((t, backend.device_of(t._data).asarray(stored)))
+                arrays[k] = stored
         for prefix, m in self.named_modules():
             start = f"{prefix}." if prefix else ""
             local = {k[len(start):]: a for k, a in arrays.items()
