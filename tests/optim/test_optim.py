@@ -67,6 +67,43 @@ def test_groups_state_dict_and_errors(device, rng):
         ember.optim.SGD([a]).load_state_dict(sd)
 
 
+def test_hyper_parameters_fit_float32_and_a_bad_one_stops_the_whole_step(device):
+    a, b = nn.Parameter(ember.ones(3)), nn.Parameter(ember.ones(2))
+    for value in (1e39, float("inf"), float("nan")):  # the kernels compute in float32
+        with pytest.raises(ValueError, match=r"lr must be finite and within float32's range"):
+            ember.optim.SGD([a], lr=value)
+    with pytest.raises(ValueError, match=r"eps must be finite"):
+        ember.optim.Adam([a], eps=float("inf"))
+    opt = ember.optim.Adam([{"params": [a]}, {"params": [b]}], lr=0.1)
+    a.grad, b.grad = ember.ones(3), ember.ones(2)
+    opt.param_groups[1]["lr"] = float("nan")  # as a scheduler or a user might set it
+    with pytest.raises(ValueError, match=r"Adam.step: param_groups\[1\]: lr must be finite"):
+        opt.step()
+    np.testing.assert_array_equal(a.detach().cpu().numpy(), np.ones(3))  # group 0 untouched too
+    assert opt.state == {}  # no step counted
+
+
+@pytest.mark.parametrize("name, key, value, message", [
+    ("Adam", "exp_avg_sq", -1.0, "holds negative values; it is an average of squares"),
+    ("Adam", "exp_avg", float("nan"), "holds NaN or infinite values"),
+    ("SGD", "momentum_buffer", float("inf"), "holds NaN or infinite values"),
+    ("RMSprop", "square_avg", -0.5, "holds negative values"),
+])
+def test_loaded_state_must_be_finite_and_squares_non_negative(name, key, value, message):
+    """A state that would turn the weights into NaN on the next step is refused at the load."""
+    p = nn.Parameter(ember.ones((2, 2)))
+    kwargs = {"momentum": 0.9} if name == "SGD" else {}
+    opt = getattr(ember.optim, name)([p], lr=0.01, **kwargs)
+    p.grad = ember.ones((2, 2))
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0][key] = np.full((2, 2), value, np.float32)
+    fresh = getattr(ember.optim, name)([p], lr=0.01, **kwargs)
+    with pytest.raises(ValueError, match=rf"state\[0\]\['{key}'\] {message}"):
+        fresh.load_state_dict(sd)
+    assert fresh.state == {}
+
+
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("decoupled", [False, True])
 @pytest.mark.parametrize("maximize", [False, True])

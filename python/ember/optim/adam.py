@@ -18,6 +18,7 @@ class Adam(Optimizer):
 
     _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _state_counters = ("step",)
+    _nonnegative_state = ("exp_avg_sq", "max_exp_avg_sq")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                  maximize=False):

@@ -21,11 +21,17 @@ def _native(p) -> bool:
     return p.dtype == np.float32 and p.flags.c_contiguous
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _real(group: dict, key: str, lo: float = 0.0, hi: float = float("inf"), hi_open: bool = False) -> None:
-    """group[key] must be a real number in [lo, hi] (or [lo, hi) with hi_open)."""
+    """group[key] must be a real number in [lo, hi] (or [lo, hi) with hi_open), finite and within
+    float32's range (the kernels compute with it in float32)."""
     v = group[key]
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{key} must be a number, got {type(v).__name__} {v!r}")
+    if not abs(v) <= _FLOAT32_MAX:  # NaN fails this too
+        raise ValueError(f"{key} must be finite and within float32's range, got {v!r}")
     if not (lo <= v < hi if hi_open else lo <= v <= hi):
         span = f">= {lo:g}" if hi == float("inf") else f"in [{lo:g}, {hi:g}{')' if hi_open else ']'}"
         raise ValueError(f"need {key} {span}, got {v!r}")
@@ -48,6 +54,7 @@ class Optimizer:
 
     _state_arrays: tuple = ()
     _state_counters: tuple = ()
+    _nonnegative_state: tuple = ()  # state arrays that are averages of squares
 
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
@@ -96,6 +103,13 @@ class Optimizer:
         ones in one fused native call (one kernel launch on a GPU), the others through the
         same formulas in their array namespace."""
         loss = closure() if closure is not None else None
+        # Every group's hyper-parameters (a scheduler or a user may have set them) before any
+        # parameter changes: a bad one in a later group must not leave a step half done.
+        for i, g in enumerate(self.param_groups):
+            try:
+                self._check_group(g)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{type(self).__name__}.step: param_groups[{i}]: {exc}") from None
         for g in self.param_groups:
             params = [p for p in g["params"] if p.grad is not None]
             if not params:
@@ -208,7 +222,12 @@ class Optimizer:
                         raise ValueError(f"{where} has shape {arr.shape}; its parameter has {p.shape}")
                     if arr.dtype.kind != "f":
                         raise ValueError(f"{where} holds {arr.dtype} values; its parameter is {p.dtype}")
-                    mine[key] = backend.device_of(p._data).asarray(arr, p.dtype).copy()
+                    value = backend.device_of(p._data).asarray(arr, p.dtype).copy()
+                    if not bool(backend.device_of(value).xp.isfinite(value).all()):
+                        raise ValueError(f"{where} holds NaN or infinite values")
+                    if key in self._nonnegative_state and bool((value < 0).any()):
+                        raise ValueError(f"{where} holds negative values; it is an average of squares")
+                    mine[key] = value
                 elif key in self._state_counters:
                     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
                         raise ValueError(f"{where} must be an int >= 0, got {value!r}")

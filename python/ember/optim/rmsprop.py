@@ -9,6 +9,7 @@ from .optimizer import Optimizer, _flag, _real
 class RMSprop(Optimizer):
     _state_arrays = ("square_avg", "momentum_buffer", "grad_avg")
     _state_counters = ("step",)
+    _nonnegative_state = ("square_avg",)
 
     @classmethod
     def _check_group(cls, group: dict) -> None:
