@@ -344,6 +344,21 @@ def test_the_native_packer_equals_its_numpy_contract(rng, fmt):
                 np.testing.assert_array_equal(qw.colsum, colsum)
 
 
+@pytest.mark.parametrize("bits, group", [(8, None), (4, 8), (4, 32)])
+def test_weights_too_small_for_a_normal_scale(bits, group):
+    """Finite weights so small that max|w| / 127 (or / 7) underflows float32 still get a scale
+    > 0 (the smallest positive float), so the packed weight is valid and reads back as ~w."""
+    w = np.full((3, 40), 1e-45, np.float32)
+    w[1, 3], w[2] = -3e-44, 0.0
+    qw = quant.quantize_weight(w, bits, group)
+    assert (qw.scales > 0).all()
+    back = qw.dequantize()
+    assert back[1, 3] == w[1, 3] and (back[2] == 0).all()
+    assert np.abs(back - w).max() <= 2e-45
+    again = quant.QuantizedWeight(bits, w.shape, qw.data, qw.scales, qw.colsum, qw.group_size)  # checked
+    np.testing.assert_array_equal(again.matmul(np.ones((2, 40), np.float32)), qw.matmul(np.ones((2, 40), np.float32)))
+
+
 def test_the_native_packer_refuses_bad_arguments():
     w = np.ones((4, 8), np.float32)
     d, s, c = np.empty(16 * 8, np.int8), np.empty(16, np.float32), np.empty(16, np.int32)

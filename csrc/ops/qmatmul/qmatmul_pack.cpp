@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/check.h"
@@ -22,6 +23,10 @@ double amax(const float* w, int64_t count) {
 
 // round_half_even(v / scale) clipped to [-limit, limit], in double.
 double level(double v, double scale, double limit) { return std::clamp(std::nearbyint(v / scale), -limit, limit); }
+
+// A float scale for a positive value: at least the smallest positive float, so that weights too
+// small for a normal scale (below ~1e-36) still get one (> 0, as the format requires).
+float positive_scale(double v) { return std::max(static_cast<float>(v), std::numeric_limits<float>::denorm_min()); }
 
 constexpr double kE6m10Max = 8585740288.0;  // 2^33 * (1 - 2^-11): the largest e6m10 scale
 
@@ -130,7 +135,7 @@ void quantize_pack(const float* w, int64_t n, int64_t k, int64_t ldw, int bits, 
     for (int64_t r = 0; r < n; ++r) {
       const float* row = w + r * ldw;
       const double m = amax(row, k);
-      scales[r] = m > 0 ? static_cast<float>(m / 127) : 1.0f;  // an all-zero row keeps scale 1
+      scales[r] = m > 0 ? positive_scale(m / 127) : 1.0f;  // an all-zero row keeps scale 1
       const double s = scales[r];
       int8_t* block = q + r / kBlock * (kp * kBlock) + r % kBlock * 4;
       for (int64_t j = 0; j < k; ++j) {
@@ -158,7 +163,7 @@ void quantize_pack(const float* w, int64_t n, int64_t k, int64_t ldw, int bits, 
       float best = 1.0f;
       double best_err = 0.0;
       for (size_t level_i = 0; level_i < std::size(kShrink); ++level_i) {
-        const float scale = m > 0 ? static_cast<float>(m * kShrink[level_i] / 7) : 1.0f;
+        const float scale = m > 0 ? positive_scale(m * kShrink[level_i] / 7) : 1.0f;
         const double s = scale;
         double err = 0.0;
         for (int64_t j = 0; j < group; ++j) {
