@@ -251,6 +251,20 @@ def test_layer_arguments_and_reprs():
     assert conv.weight.shape == (6, 2, 3, 3)
     with pytest.raises(ValueError, match=r"groups=3 must divide in_channels \(4\)"):
         nn.Conv2d(4, 6, 3, groups=3)
+    # sizes are named at construction, not found wrong by a division or an index later
+    for make, error, match in [
+        (lambda: nn.Linear(-3, 4), ValueError, r"Linear: in_features must be >= 0, got -3"),
+        (lambda: nn.Linear(3, 2.5), TypeError, r"Linear: out_features must be an int"),
+        (lambda: nn.Conv2d(3, 4, 0), ValueError, r"Conv2d: kernel_size must be >= 1, got \(0, 0\)"),
+        (lambda: nn.Conv2d(3, 4, (3,)), TypeError, r"Conv2d: kernel_size must be an int or a pair of ints"),
+        (lambda: nn.Conv2d(3, 4, 3, groups=0), ValueError, r"Conv2d: groups must be >= 1, got 0"),
+        (lambda: nn.Conv2d(3, 4, 3, stride=(1, 0)), ValueError, r"Conv2d: stride must be >= 1"),
+        (lambda: nn.Conv2d(3, 4, 3, padding=-1), ValueError, r"Conv2d: padding must be >= 0"),
+        (lambda: nn.Conv2d(3, 4, 3, padding="full"), ValueError, r"padding must be 'same', 'valid' or ints"),
+        (lambda: nn.Conv2d(-1, 4, 3), ValueError, r"Conv2d: in_channels must be >= 0"),
+    ]:
+        with pytest.raises(error, match=match):
+            make()
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\]"):
         nn.Dropout(1.5)
     ln = nn.LayerNorm((3, 4))

@@ -17,7 +17,8 @@ def integer(value, name: str, lo: int = INT64_MIN, hi: int = INT64_MAX) -> int:
     if not INT64_MIN <= value <= INT64_MAX:
         raise OverflowError(f"{name} = {value} does not fit in a 64-bit integer")
     if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+        span = f">= {lo}" if hi == INT64_MAX else f"<= {hi}" if lo == INT64_MIN else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be {span}, got {value}")
     return value
 
 

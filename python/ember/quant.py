@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from . import _C, _quant_codebook, backend, checkpoint, nn
+from . import _C, _check, _quant_codebook, backend, checkpoint, nn
 from ._quant_report import QuantReport, _paired_seconds, _score
 from .kernels import qmatmul as qmatmul_kernels
 from .autograd import Function, no_grad
@@ -87,9 +87,16 @@ def packed_sizes(n: int, k: int, bits: int, group_size: int | None = None, codeb
 
 
 def e6m10_to_float(bits) -> np.ndarray:
-    """The float32 values of grouped int8 scales stored as e6m10 bits (uint16): 2^(e - 31) *
-    (1 + m / 1024) for bits e << 10 | m."""
-    return ((np.asarray(bits, np.uint16).astype(np.uint32) << 13) + np.uint32((127 - 31) << 23)).view(np.float32)
+    """The float32 values of grouped int8 scales stored as e6m10 bits (integers in [0, 65535],
+    as uint16): 2^(e - 31) * (1 + m / 1024) for bits e << 10 | m."""
+    raw = np.asarray(bits)
+    if raw.dtype.kind not in "iu":
+        raise TypeError(f"e6m10_to_float: bits must be integers (uint16), got {raw.dtype}")
+    if raw.size and (int(raw.min()) < 0 or int(raw.max()) > 0xFFFF):
+        raise ValueError(f"e6m10_to_float: bits must lie in [0, 65535], got values from {int(raw.min())} to "
+                         f"{int(raw.max())}")
+    wide = raw.astype(np.uint32) << 13
+    return (wide + np.uint32((127 - 31) << 23)).view(np.float32)
 
 
 def _int8_colsums(data, k: int):
@@ -323,6 +330,8 @@ class QuantLinear(nn.Module):
                  group_size: int | None = None, codebook: bool = False):
         super().__init__()
         self.group_size = _check_bits_group(bits, group_size, codebook)
+        in_features = _check.integer(in_features, "QuantLinear: in_features", 1, 65536)  # the kernels' K
+        out_features = _check.integer(out_features, "QuantLinear: out_features", 1)
         self.in_features, self.out_features, self.bits = in_features, out_features, bits
         self.codebook = bool(codebook)
         # A zero weight, packed: int8 zeros (stored as 128 in groups; int4 zeros are 8 in each
@@ -355,6 +364,13 @@ class QuantLinear(nn.Module):
         """Quantize the map ``x @ weight.T + bias`` of a trained (out_features, in_features)
         ``weight`` (and ``bias`` or None), wherever a module keeps it."""
         out_features, in_features = weight.shape
+        if bias is not None:
+            bias = bias.detach()._host() if isinstance(bias, Tensor) else np.asarray(bias)
+            if bias.shape != (out_features,):
+                raise ValueError(f"QuantLinear.from_weight: bias must have shape ({out_features},) like the "
+                                 f"weight's outputs, got {bias.shape}")
+            if bias.dtype.kind not in "fiu":
+                raise TypeError(f"QuantLinear.from_weight: bias must hold numbers, got {bias.dtype}")
         q = cls(in_features, out_features, bias is not None, bits, group_size, codebook)
         qw = quantize_weight(weight, bits, group_size, codebook)
         q.to(weight.device)
@@ -364,7 +380,7 @@ class QuantLinear(nn.Module):
             if qw.colsum is not None:
                 q.weight_colsum[...] = qw.colsum
             if bias is not None:
-                q.bias[...] = bias.detach()
+                q.bias[...] = backend.device_of(q.bias._data).asarray(bias)
         return q
 
     def check_loaded_state(self, state: dict) -> list:
@@ -518,7 +534,7 @@ def _describe(model):
     return json.dumps({"layout": LAYOUT, "layers": layers}) if layers else None
 
 
-def _check(path, model, text) -> None:
+def _check_section(path, model, text) -> None:
     """A quantized checkpoint loads only into layers quantized the same way: say which differ."""
     saved = json.loads(text) if text is not None else {"layers": {}}
     if not isinstance(saved, dict) or not isinstance(saved.get("layers"), dict):
@@ -539,4 +555,4 @@ def _check(path, model, text) -> None:
     raise ValueError(f"{path}: the quantized layers differ from the model's: " + "; ".join(diff))
 
 
-checkpoint.register_section("ember.quant", _describe, _check)
+checkpoint.register_section("ember.quant", _describe, _check_section)

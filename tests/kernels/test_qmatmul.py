@@ -376,3 +376,23 @@ def test_the_native_packer_refuses_bad_arguments():
         _C.quantize_pack(bad, 8, 0, d, s, c)
     with pytest.raises(ValueError, match="must not share memory|overlap"):
         _C.quantize_pack(w, 8, 0, d, s, s.view(np.int32))
+
+
+def test_quant_linear_and_scale_helpers_name_bad_arguments(rng):
+    with pytest.raises(ValueError, match=r"QuantLinear: in_features must be in \[1, 65536\], got -5"):
+        quant.QuantLinear(-5, 4, bits=8, group_size=32)
+    with pytest.raises(ValueError, match=r"QuantLinear: in_features must be in \[1, 65536\], got 70000"):
+        quant.QuantLinear(70000, 16, bits=8)
+    with pytest.raises(ValueError, match=r"QuantLinear: out_features must be >= 1, got 0"):
+        quant.QuantLinear(8, 0)
+    w = rng.standard_normal((16, 32)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"bias must have shape \(16,\) like the weight's outputs, got \(1,\)"):
+        quant.QuantLinear.from_weight(w, ember.ones(1))  # never broadcast to every output
+    with pytest.raises(TypeError, match=r"bias must hold numbers"):
+        quant.QuantLinear.from_weight(w, np.array(["a"] * 16))
+    q = quant.QuantLinear.from_weight(w, np.arange(16.0))  # a NumPy bias, as a NumPy weight
+    np.testing.assert_array_equal(q.bias.numpy(), np.arange(16, dtype=np.float32))
+    assert quant.e6m10_to_float(31 << 10) == 1.0
+    for bits, error in [([31744 + 65536], ValueError), ([-1], ValueError), ([31744.7], TypeError)]:
+        with pytest.raises(error, match=r"e6m10_to_float: bits must"):
+            quant.e6m10_to_float(bits)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-from .. import backend
+from .. import _check, backend
 from ..autograd.fused import LayerNormFn
+from ..kernels._geometry import pair
 from ..tensor import Tensor, empty, ones, zeros
 from . import functional as F
 from . import init
 from .module import Module, Parameter
 
 
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 def _check_input_dtype(layer, x) -> None:
@@ -39,7 +38,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        self.in_features = _check.integer(in_features, "Linear: in_features", 0)
+        self.out_features = _check.integer(out_features, "Linear: out_features", 0)
         self.weight = Parameter(empty(out_features, in_features))
         self.bias = Parameter(empty(out_features)) if bias else None
         self.reset_parameters()
@@ -67,12 +67,21 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True):
         super().__init__()
+        in_channels = _check.integer(in_channels, "Conv2d: in_channels", 0)
+        out_channels = _check.integer(out_channels, "Conv2d: out_channels", 0)
+        groups = _check.integer(groups, "Conv2d: groups", 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels ({in_channels}) and out_channels "
                              f"({out_channels})")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
+        self.kernel_size = pair(kernel_size, "Conv2d: kernel_size", 1)
+        self.stride, self.dilation = pair(stride, "Conv2d: stride", 1), pair(dilation, "Conv2d: dilation", 1)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"Conv2d: padding must be 'same', 'valid' or ints, got {padding!r}")
+            self.padding = padding
+        else:
+            self.padding = pair(padding, "Conv2d: padding", 0)
         self.groups = groups
         self.weight = Parameter(empty(out_channels, in_channels // groups, *self.kernel_size))
         self.bias = Parameter(empty(out_channels)) if bias else None
