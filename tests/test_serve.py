@@ -102,6 +102,9 @@ def test_predict_in_every_format(server, two_models, rng):
           headers={"content-type": "application/json"}), 422, "inputs must be finite"),
     (dict(json={"inputs": np.zeros((65,) + SHAPE).tolist()}), 413, "a request holds 1 to 64 inputs"),
     (dict(content=b"0" * (2 << 20), headers={"content-type": "application/json"}), 413, "the limit is 1048576"),
+    # chunked, with no Content-Length: refused while it streams in, not after it is all held
+    (dict(content=(b"0" * (1 << 18) for _ in range(8)), headers={"content-type": "application/json"}), 413,
+     "the body has more than 1048576 bytes"),
 ])
 def test_bad_requests_get_a_4xx_naming_the_problem(server, kwargs, status, message):
     r = httpx.post(server + "/v1/predict", **kwargs)

@@ -182,6 +182,18 @@ class Server:
         return _check_inputs(array, self.batcher.model.input_shape, self.max_rows), output
 
 
+async def _body_within(request, limit: int) -> bytes:
+    """The request's body, read as it streams in and refused (413) once it passes ``limit``
+    bytes: a body sent without a Content-Length (chunked) is never held whole before the check."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"the body has more than {limit} bytes; the limit is {limit}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def create_app(path, **options):
     """The Starlette application serving the model file at ``path`` (see ``Server`` for options)."""
     try:
@@ -204,7 +216,7 @@ def create_app(path, **options):
             declared = request.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > server.max_body_bytes:
                 raise BadRequest(413, f"the body has {declared} bytes; the limit is {server.max_body_bytes}")
-            body = await request.body()
+            body = await _body_within(request, server.max_body_bytes)
             counted = False  # server.predict stops counting it
             reply = await server.predict(body, content_type, request.query_params.get("output"))
         except BadRequest as exc:
