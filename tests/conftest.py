@@ -9,15 +9,19 @@ see strict_device.py: any NumPy call above the kernel doors fails there) and ``c
 is usable -- made the default device for the test's tensors and layers.
 
 With ``CI`` set in the environment, a test skipped because a reference library (PyTorch,
-scikit-learn) is missing is an error: CI installs them (the ``reference`` extra), and a
-comparison that silently stops running is a test lost. Skips for absent hardware (a GPU, an
-instruction set) stay skips.
+scikit-learn) or a build tool (a C compiler, CMake, nm, pkg-config, mpiexec) is missing is an
+error: CI has them (the ``reference`` extra installs the libraries), and a test that silently
+stops running is a test lost. Skips for absent hardware (a GPU, an instruction set) stay skips.
 """
 
 import functools
 import importlib
 import os
+import re
+import shutil
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,6 +66,21 @@ def missing_reference(reason: str):
     return None
 
 
+# Tools the C API, example and MPI tests run: a skip reason names them as words.
+TOOLS = ("cc", "c++", "cmake", "nm", "pkg-config", "mpiexec")
+
+
+def _tool_found(tool: str) -> bool:
+    beside = Path(sys.executable).parent / tool  # a wheel's tool in this environment (mpich's mpiexec)
+    return beside.exists() or shutil.which(tool) is not None
+
+
+def missing_tool(reason: str):
+    """The tool a skip reason names, if that tool is indeed absent."""
+    words = set(re.findall(r"[\w+.-]+", reason))
+    return next((tool for tool in TOOLS if tool in words and not _tool_found(tool)), None)
+
+
 def _skip_reason(report) -> str:
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
@@ -80,10 +99,14 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
         reason = _skip_reason(report)
-        module = missing_reference(reason)
+        module, tool = missing_reference(reason), missing_tool(reason)
         if module is not None:
             report.outcome = "failed"
             report.longrepr = _reference_error(module, reason)
+        elif tool is not None:
+            report.outcome = "failed"
+            report.longrepr = (f"CI is set, but this test was skipped because the tool {tool!r} is missing "
+                               f"({reason}); CI machines have it")
 
 
 @pytest.hookimpl(hookwrapper=True)

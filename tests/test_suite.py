@@ -112,6 +112,19 @@ def test_what_counts_as_ci(monkeypatch):
     assert torch_missing is not conftest._importable("torch")
 
 
+def test_a_skip_for_a_missing_tool_blames_it_only_when_it_is_missing(monkeypatch):
+    conftest = load_conftest()
+    reason = "building the examples needs cc, c++ and cmake"
+    monkeypatch.setattr(conftest.sys, "executable", "/nonexistent/bin/python")  # no tools beside it
+    monkeypatch.setattr(conftest.shutil, "which", lambda tool: None if tool == "cmake" else f"/usr/bin/{tool}")
+    assert conftest.missing_tool(reason) == "cmake"
+    assert conftest.missing_tool("no pkg-config on PATH") is None  # found
+    assert conftest.missing_tool("the accuracy fell") is None  # 'cc' inside a word is no tool
+    monkeypatch.setattr(conftest.shutil, "which", lambda tool: None)
+    assert conftest.missing_tool("no pkg-config on PATH") == "pkg-config"
+    assert conftest.missing_tool("no CUDA device here") is None
+
+
 def load_conftest():
     """The suite's conftest.py as a module of its own (another directory's conftest may already
     be the module named 'conftest')."""

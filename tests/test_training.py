@@ -473,7 +473,6 @@ class FakeTerminal:
 def test_progress_bar_on_a_terminal_and_lines_elsewhere(device):
     from ember.callbacks import ProgressLogger
 
-    pytest.importorskip("tqdm")
     x, y = blobs(64)
     model = mlp()
     model.compile(optimizer="adam", lr=1e-2, metrics=["accuracy"])
