@@ -147,7 +147,9 @@ def bench_keras_style_epoch(benchmark, impl):
     benchmark.group = f"fit one epoch {n} images batch {BATCH}, keras-style vs native, {THREADS[0]}t"
     benchmark.extra_info.update(impl=impl, threads=THREADS[0])
     with thread_limit(THREADS[0]):
-        run()
+        first = run()
         settle(benchmark)
         history = benchmark.pedantic(run, rounds=5, iterations=1)
-    assert np.isfinite(history.history["loss"]).all() and 0.0 <= history.history["accuracy"][-1] <= 1.0
+    # Both programs train: six epochs on the same images lower the loss well below the first's.
+    assert np.isfinite(history.history["loss"]).all()
+    assert history.history["loss"][-1] < 0.9 * first.history["loss"][0], (first.history, history.history)
