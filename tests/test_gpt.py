@@ -95,6 +95,20 @@ def test_sampling_is_seeded_and_runs_past_the_block(rng, steps):
     np.testing.assert_array_equal(first, again)
     assert first.min() >= 0 and first.max() < 13
     assert model.training  # generate leaves the mode as it found it
+    # top_k keeps the k most likely tokens only: with k = 1 sampling is greedy decoding, and the
+    # first sampled token is always among the five most likely.
+    greedy = model.generate(prompt, 50, temperature=0)
+    best = model.generate(prompt, 50, temperature=0.9, top_k=1, generator=ember.Generator().manual_seed(4))
+    np.testing.assert_array_equal(best, greedy)
+    with ember.no_grad():
+        model.eval()
+        top5 = set(np.argsort(model(prompt[None, -32:]).numpy()[0, -1])[-5:].tolist())
+        model.train()
+    drawn = {int(model.generate(prompt, 1, temperature=2.0, top_k=5, generator=ember.Generator().manual_seed(s))[-1])
+             for s in range(40)}
+    assert drawn <= top5 and len(drawn) > 1, (drawn, top5)  # sampled, within the top 5
+    other = model.generate(prompt, 50, temperature=0.9, top_k=5, generator=ember.Generator().manual_seed(5))
+    assert not np.array_equal(other, first) and not np.array_equal(first, greedy)
 
 
 def test_it_saves_and_loads(tmp_path, rng):
