@@ -198,3 +198,12 @@ def bench_gpt_generation(benchmark, threads):
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update(figures, threads=threads, cpu=machine.cpu_model())
     np.testing.assert_array_equal(tokens["fp32"], tokens["torch"])
+    # Each form's greedy decoding (the native decoder, a key/value cache) picks, at every step, the
+    # most likely token of that same model's forward over the whole sequence (within rounding).
+    for name, tokens_of in ((n, tokens[n]) for n in forms):
+        seq = np.concatenate([ids, tokens_of])
+        with ember.no_grad():
+            z = forms[name](seq[None, :-1]).numpy()[0, prompt - 1:].astype(np.float64)
+        chosen = z[np.arange(new), tokens_of]
+        assert (chosen >= z.max(axis=1) - 1e-4 * np.abs(z).max()).all(), f"{name}: not the forward's greedy tokens"
+
