@@ -109,11 +109,20 @@ def test_many_tensors_take_several_launches(rng):
 
 def test_empty_lists_and_tensors(rng):
     K.adam_step([], [], [], [], None, [], 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)
-    z = cp.empty(0, cp.float32)
-    K.adam_step([z], [cp.empty(0, cp.float32)], [cp.empty(0, cp.float32)], [cp.empty(0, cp.float32)], None, [1],
-                1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)
     K.sgd_step([], [], None, 0.1, 0.0, 0.0, 0.0, False, False, True)
+    # An empty tensor between two others: they are updated exactly as alone.
+    p, g = tensors(rng, [5, 7]), tensors(rng, [5, 7])
+    empty = lambda: cp.empty(0, cp.float32)  # noqa: E731
+    P, G = to_dev(p, False), to_dev(g, False)
+    M, V = [cp.zeros_like(x) for x in P], [cp.zeros_like(x) for x in P]
+    K.adam_step([P[0], empty(), P[1]], [G[0], empty(), G[1]], [M[0], empty(), M[1]], [V[0], empty(), V[1]], None,
+                [1, 1, 1], 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)
     sync()
+    ref = ref_fn("adam_step_ref")
+    for i in range(2):
+        pr, mr, vr = p[i].copy(), np.zeros_like(p[i]), np.zeros_like(p[i])
+        ref(pr, g[i], mr, vr, None, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, False)
+        assert_close(host(P[i]), pr, 1e-6, 1e-6, f"adam tensor {i} beside an empty one")
 
 
 def test_optim_checks(rng):
