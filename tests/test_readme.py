@@ -23,6 +23,10 @@ def test_readme_example_runs(index, capsys, tmp_path, monkeypatch):
     write_cifar(tmp_path / "data" / "cifar-10-batches-py", np.random.default_rng(0), n=8)
     monkeypatch.setenv("EMBER_DATA", str(tmp_path / "data"))
     exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})  # noqa: S102 (the README's own code)
+    out = capsys.readouterr().out
+    if "print(" in BLOCKS[index]:  # what it shows the reader is there, and holds no NaN
+        assert out.strip(), f"README block {index} printed nothing"
+        assert not re.search(r"\bnan\b", out, re.I), f"README block {index} printed NaN:\n{out}"
 
 
 def test_readme_has_examples():
