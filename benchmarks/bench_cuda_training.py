@@ -124,9 +124,15 @@ def run(batches=(64, 1024)):
                 with torch.no_grad():
                     tmodel(tx)
 
+            # Correctness first: the same weights give the same logits.
+            with ember.no_grad():
+                ours_z = model(xb).cpu().numpy()
+            with torch.no_grad():
+                theirs_z = tmodel(tx).cpu().numpy()
+            same = bool(np.allclose(ours_z, theirs_z, rtol=1e-4, atol=1e-4 * max(1.0, float(abs(theirs_z).max()))))
             t_e, t_t = time_ms(cp, ember_infer), torch_time_ms(torch, torch_infer)
             RESULTS.append({"case": "seed CNN inference", "batch": batch, "ember_ms": t_e, "torch_ms": t_t,
-                            "ratio": t_t / t_e, "loss_matches": ok})
+                            "ratio": t_t / t_e, "loss_matches": same})
 
 
 def print_table():
