@@ -149,5 +149,29 @@ def test_file_errors_are_one_line_messages(capsys, tmp_path, monkeypatch):
     code, _, err = run(capsys, "quantize", "plain.safetensors")
     assert code == 2 and err.count("\n") == 1 and err.startswith("ember quantize: plain.safetensors: its model "
                                                                   "does not take the digits test images")
-    with pytest.raises(SystemExit, match="needs --data-dir"):
-        cli.main(["train", "--dataset", "mnist"])
+    code, _, err = run(capsys, "train", "--dataset", "mnist")  # bad usage: status 2, a message
+    assert code == 2 and err == "ember train: --dataset mnist needs --data-dir DIR (where its files are)\n"
+
+
+def test_outputs_never_overwrite_inputs_or_folders(capsys, tmp_path, monkeypatch):
+    """An output path that is an input, a folder or in a missing folder is refused before any
+    work, as a one-line message naming the option (exit status 2), and the input is untouched."""
+    monkeypatch.chdir(tmp_path)
+    model = ember.models.cnn((1, 8, 8), 10, filters=4, hidden=8)
+    model.save(tmp_path / "m.safetensors", config={"dataset": "digits", "model": "cnn"})
+    before = (tmp_path / "m.safetensors").read_bytes()
+    for argv, message in [
+        (["quantize", "m.safetensors", "--out", "m.safetensors"], "--out m.safetensors is the input m.safetensors"),
+        (["quantize", "m.safetensors", "--out", "./m.safetensors"], "is the input m.safetensors"),
+        (["export", "m.safetensors", "--onnx", "m.safetensors"], "--onnx m.safetensors is the input"),
+        (["compress", "m.safetensors", "--quantize", "8", "--out", "m.safetensors"], "is the input"),
+        (["compress", "m.safetensors", "--quantize", "8", "--finetune", "2"], "--finetune: fine-tuning follows "
+                                                                               "pruning"),
+        (["quantize", "m.safetensors", "--out", str(tmp_path)], "is a folder"),
+        (["train", "--epochs", "1", "--out", str(tmp_path)], "is a folder"),
+        (["train", "--epochs", "1", "--out", "nowhere/x.safetensors"], "the folder nowhere does not exist"),
+    ]:
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+        assert "training" not in out, argv  # refused before any work
+    assert (tmp_path / "m.safetensors").read_bytes() == before

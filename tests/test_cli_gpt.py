@@ -97,6 +97,7 @@ def test_bad_input_is_a_one_line_message(capsys, trained, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     path = str(trained[2])
     (tmp_path / "short.txt").write_text("to be or not")
+    (tmp_path / "long.txt").write_text("to be or not to be, that is the question. " * 40)
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 100)
     ember.nn.Linear(3, 2).save(tmp_path / "linear.safetensors")
     cases = [
@@ -104,7 +105,9 @@ def test_bad_input_is_a_one_line_message(capsys, trained, tmp_path, monkeypatch)
         (["train", "--model", "gpt", "--text", str(tmp_path / "short.txt"), *TINY], "12 characters are too few"),
         (["train", "--model", "gpt", "--text", str(tmp_path / "latin1.txt")], "not UTF-8 text"),
         (["train", "--model", "gpt", "--dataset", "digits"], "--dataset digits is an image data set"),
-        (["train", "--model", "gpt", "--width", "30", "--heads", "4", "--epochs", "1"], "divisible by num_heads"),
+        (["train", "--model", "gpt", "--text", str(tmp_path / "long.txt"), "--out", str(tmp_path / "long.txt"),
+          *TINY], "long.txt is the input"),
+        (["train", "--model", "gpt", "--width", "30", "--heads", "4", "--epochs", "1"], "--width 30 must be a multiple of --heads 4"),
         (["train", "--layers", "2"], "--layers: only with --model gpt"),
         (["train", "--model", "gpt", "--resume", str(tmp_path / "linear.safetensors"), *TINY],
          "does not hold a GPT trained on shakespeare"),

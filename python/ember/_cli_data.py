@@ -4,7 +4,9 @@ their pixels become a model's inputs, and loading any checkpoint's model with it
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -30,10 +32,27 @@ def load_dataset(name: str, data_dir, seed: int):
         x, y = datasets.synthetic(2560, shape=(3, 32, 32), classes=10, seed=seed)
         return (x[:2048], y[:2048]), (x[2048:], y[2048:])
     if data_dir is None:
-        raise SystemExit(f"ember: --dataset {name} needs --data-dir DIR (where its files are)")
+        raise ValueError(f"--dataset {name} needs --data-dir DIR (where its files are)")
     if name == "cifar10":
         return datasets.cifar10(data_dir)
     return datasets.mnist(data_dir, kind="fashion" if name == "fashion_mnist" else "mnist")
+
+
+def output_path(value, default, option: str, inputs=()) -> Path:
+    """The file a command writes (``value``, or ``default`` when not given), checked before any
+    work: its folder exists, it is no folder itself, and it is none of the command's ``inputs``
+    (which writing it would destroy)."""
+    path = Path(value) if value else Path(default)
+    if not path.parent.is_dir():  # without creating folders nobody asked for
+        raise FileNotFoundError(f"{option} {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder: give the path of a file")
+    for given in inputs:
+        if given is not None and (path.resolve() == Path(given).resolve()
+                                  or (path.exists() and Path(given).exists() and os.path.samefile(path, given))):
+            raise ValueError(f"{option} {path} is the input {given}: writing it would destroy the input; "
+                             "write to another file")
+    return path
 
 
 def preprocess(x, config):

@@ -44,6 +44,7 @@ def train(args, out) -> dict:
     best checkpoint (its config holds the tokenizer's characters) and print a sample of it."""
     import ember
     from . import models
+    from ._cli_data import output_path
     from .callbacks import LearningRateScheduler, ModelCheckpoint
     from .data import DataLoader, TextWindows
     from .gpt import CharTokenizer
@@ -54,6 +55,8 @@ def train(args, out) -> dict:
                          "shipped Tiny Shakespeare)")
     name, text = _read_text(args.text)
     opts = {k: _option(args, k) for k in DEFAULTS}
+    if opts["width"] % opts["heads"]:
+        raise ValueError(f"--width {opts['width']} must be a multiple of --heads {opts['heads']}")
     block = opts["block_size"]
     split = int((1 - VALIDATION) * len(text))
     if len(text) - split < block + 1:
@@ -82,9 +85,7 @@ def train(args, out) -> dict:
     train_data = DataLoader(TextWindows(ids[:split], block), batch_size=opts["batch_size"], shuffle=True,
                             seed=args.seed)
     val_data = DataLoader(TextWindows(ids[split:], block, stride=block), batch_size=256)
-    path = Path(args.out) if args.out else Path(f"ember-{Path(name).stem}-gpt.safetensors")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"--out {args.out}: the folder {path.parent} does not exist")
+    path = output_path(args.out, f"ember-{Path(name).stem}-gpt.safetensors", "--out", (args.text,))
     config = {"model": "gpt", "text": name, "chars": tokenizer.chars, "precision": args.precision,
               "options": {k: opts[k] for k in ("block_size", "layers", "heads", "width")}}
     checkpoint = ModelCheckpoint(path, monitor="val_loss", config=config)

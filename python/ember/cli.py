@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _cli_gpt
-from ._cli_data import DATASETS, RECIPES, file_config, load_dataset, load_model, preprocess, test_data
+from ._cli_data import (DATASETS, RECIPES, file_config, load_dataset, load_model, output_path, preprocess,
+                        test_data)
 from .bench import cli as bench_cli
 
 def _positive_int(text: str) -> int:
@@ -36,6 +37,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return value
 
 
@@ -90,7 +101,7 @@ def train(args, out=None) -> dict:
         saved = file_config(args.resume)[0]
         for option, key in (("--model", "model"), ("--dataset", "dataset")):
             if saved.get(key, getattr(args, key)) != getattr(args, key):
-                raise ValueError(f"--resume: {args.resume} holds a {saved['model']!r} model trained on "
+                raise ValueError(f"--resume: {args.resume} holds a {saved.get('model', 'cnn')!r} model trained on "
                                  f"{saved.get('dataset', 'digits')!r}, not {option} {getattr(args, key)}: pass "
                                  f"{option} {saved[key]}")
     recipe = RECIPES[args.dataset]
@@ -113,9 +124,7 @@ def train(args, out=None) -> dict:
     model = models.build(args.model, xtr.shape[1:], classes, **options)
     model.compile(optimizer="adam", lr=args.lr, loss="cross_entropy", metrics=["accuracy"])
     epochs = args.epochs if args.epochs is not None else recipe["epochs"]
-    path = Path(args.out) if args.out else Path(f"ember-{args.dataset}-{args.model}.safetensors")
-    if not path.parent.is_dir():  # before any training, and without creating folders nobody asked for
-        raise FileNotFoundError(f"--out {args.out}: the folder {path.parent} does not exist")
+    path = output_path(args.out, f"ember-{args.dataset}-{args.model}.safetensors", "--out")  # before training
     checkpoint = ModelCheckpoint(path, monitor="val_loss", config=config)
     print(f"training {args.model} on {args.dataset}: {len(xtr)} training images {tuple(xtr.shape[1:])}, "
           f"{len(xte)} test images, {classes} classes, {epochs} epochs, precision {args.precision}", file=out)
@@ -181,7 +190,8 @@ def quantize(args, out=None):
     if args.codebook and args.bits != 4:
         raise ValueError(f"--codebook: an int4 format, for --bits 4 (got --bits {args.bits})")
     kind = f"int{args.bits}" + ("cb" if args.codebook else "g" if args.bits == 8 and args.group_size else "")
-    path = Path(args.out) if args.out else Path(args.path).with_suffix(f".{kind}.safetensors")
+    path = output_path(args.out, Path(args.path).with_suffix(f".{kind}.safetensors"), "--out",
+                       (args.path, args.text))
     form = {"bits": args.bits, "group_size": args.group_size, "codebook": args.codebook}
     if config.get("model") == "gpt":
         x, y = _cli_gpt.validation_windows(args.text, config, args.path)
@@ -214,6 +224,11 @@ def compress(args, out=None):
 
     if args.prune is None and args.quantize is None:
         raise ValueError("ember compress: ask for --prune FRACTION, --quantize BITS or both")
+    if args.prune is None and args.finetune:
+        raise ValueError("--finetune: fine-tuning follows pruning; give --prune FRACTION too")
+    suffix = (f".pruned{round(100 * args.prune)}" if args.prune is not None else "") + \
+        (f".int{args.quantize}" if args.quantize is not None else "")
+    path = output_path(args.out, Path(args.path).with_suffix(f"{suffix}.safetensors"), "--out", (args.path,))
     model, config = load_model(args.path)
     if _quantized_bits(model) is not None:
         raise ValueError(f"{args.path} is already quantized: compress its float checkpoint")
@@ -236,9 +251,6 @@ def compress(args, out=None):
         name = f"{name} + int{args.quantize}" if name else f"int{args.quantize}"
         forms[name] = current
     report = ember_compress.compare(forms, eval_data=(x, y))
-    suffix = (f".pruned{round(100 * args.prune)}" if args.prune is not None else "") + \
-        (f".int{args.quantize}" if args.quantize is not None else "")
-    path = Path(args.out) if args.out else Path(args.path).with_suffix(f"{suffix}.safetensors")
     return _save_with_report(current, path, {**config, **norm, "dataset": dataset}, report, "compressed",
                              f"{args.path} on the {dataset} test split ({len(y)} images):", out)
 
@@ -266,9 +278,10 @@ def export(args, out=None):
     out = sys.stdout if out is None else out
     from . import onnx as ember_onnx
 
+    onnx_path = output_path(args.onnx, args.onnx, "--onnx", (args.path,))
     model, config = load_model(args.path)
     x, y, dataset, norm = test_data(args.path, model, config, args)
-    path = ember_onnx.export(model, x[:1], args.onnx, opset=args.opset, dynamic_batch=not args.static_batch,
+    path = ember_onnx.export(model, x[:1], onnx_path, opset=args.opset, dynamic_batch=not args.static_batch,
                              metadata={"ember.dataset": dataset, "ember.input": {k: norm[k] for k in
                                                                                  ("scale", "mean", "std")}})
     print(f"{args.path} -> {path.resolve()} (ONNX opset {args.opset}; input {tuple(x.shape[1:])} float32, "
@@ -317,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--lr", type=_positive_float,
                          help="Adam's learning rate (default: 0.001; gpt: AdamW's peak rate, 0.003, after a warmup "
                               "and down a cosine to a tenth)")
-    p_train.add_argument("--seed", type=int, default=0,
+    p_train.add_argument("--seed", type=_nonnegative_int, default=0,
                          help="seeds the weights, the split, the batch order and the augmentation (default: 0)")
     p_train.add_argument("--out", help="checkpoint path (default: ember-DATASET-MODEL.safetensors)")
     p_train.add_argument("--resume", help="continue from this checkpoint")
@@ -344,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="sampling temperature; 0 takes the most likely character (default: 0.8)")
     p_gen.add_argument("--top-k", type=_positive_int, default=20,
                        help="sample among the k most likely characters (default: 20)")
-    p_gen.add_argument("--seed", type=int, default=0, help="seeds the sampling (default: 0)")
+    p_gen.add_argument("--seed", type=_nonnegative_int, default=0, help="seeds the sampling (default: 0)")
     p_gen.add_argument("--bits", type=int, choices=(8, 4), help="quantize the model to int8 or int4 first")
     p_gen.add_argument("--codebook", action="store_true",
                        help="with --bits 4: the int4 codebook format (4.5 bits per weight, more accurate)")
@@ -364,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("path", help="any Ember checkpoint (ember train, model.save, ModelCheckpoint, ember.save)")
         p.add_argument("--dataset", choices=DATASETS, help="default: the one its config names, else digits")
         p.add_argument("--data-dir", help="directory holding the data set's files (cifar10, mnist)")
-        p.add_argument("--seed", type=int, default=0, help="the split seed (digits, synthetic)")
+        p.add_argument("--seed", type=_nonnegative_int, default=0, help="the split seed (digits, synthetic)")
         p.add_argument("--scale", type=_positive_float,
                        help="pixels are multiplied by this (default: what the checkpoint records, else the data "
                             "set's usual range, such as 1/255)")
@@ -459,7 +472,7 @@ def _run(args) -> int:
     try:
         _import_modules(getattr(args, "imports", []))
         result = commands[args.command](args)
-    except (FileNotFoundError, ValueError, ImportError) as exc:
+    except (OSError, ValueError, ImportError) as exc:  # OSError: a file or folder that cannot be read or written
         print(f"ember {args.command}: {exc}", file=sys.stderr)
         return 2
     if isinstance(result, int):  # bench: 1 when a timed result was wrong

@@ -23,7 +23,7 @@ TEST_FILE = "test_batch"
 _FOLDER = "cifar-10-batches-py"
 
 
-class RefusedGlobalError(pickle.UnpicklingError):
+class RefusedGlobalError(pickle.UnpicklingError, ValueError):
     """A pickle referenced a global outside the allow-list of ``_ArrayUnpickler``."""
 
 
