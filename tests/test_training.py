@@ -254,6 +254,54 @@ def test_resume_gives_the_uninterrupted_result(device, tmp_path):
         resumed.fit(np.zeros((4, 2, 8, 8), np.float32), np.zeros(4, np.int64), epochs=2, initial_epoch=2, verbose=0)
 
 
+def test_a_resume_whose_record_is_damaged_changes_nothing(tmp_path):
+    """The seed and history a checkpoint records for resuming are checked before the weights
+    and optimizer state load: a damaged record is an error naming the file, and the model is
+    left as it was."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    x, y = blobs()
+    ember.manual_seed(0)
+    model = mlp()
+    model.compile(optimizer="adam", lr=1e-2)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[ModelCheckpoint(tmp_path / "run.safetensors")])
+    with safe_open(str(tmp_path / "run.safetensors"), "np") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    extra = json.loads(meta["ember.extra"])
+    fresh = mlp()
+    fresh.compile(optimizer="adam", lr=1e-2)
+    before = {k: v.cpu().numpy().copy() for k, v in fresh.state_dict().items()}
+    for key, value, message in [("fit_seed", "oops", "records fit_seed 'oops', not an int >= 0"),
+                                ("fit_seed", -3, "records fit_seed -3"),
+                                ("history", {"epoch": [0, 1], "history": {"loss": ["x"]}}, "records a history")]:
+        save_file(tensors, str(tmp_path / "bad.safetensors"),
+                  metadata={**meta, "ember.extra": json.dumps({**extra, key: value})})
+        with pytest.raises(ValueError, match=message):
+            fresh.fit(x, y, epochs=3, verbose=0, resume_from=tmp_path / "bad.safetensors")
+        for k, v in fresh.state_dict().items():
+            np.testing.assert_array_equal(v.cpu().numpy(), before[k], err_msg=k)
+        assert fresh._compiled.optimizer.state == {}
+
+
+def test_no_samples_and_no_epochs_are_errors_not_zero_losses():
+    model = mlp()
+    model.compile(optimizer="adam", lr=1e-2)
+    empty = DataLoader(TensorDataset(ember.zeros((0, 6)), ember.zeros(0, dtype=np.int64)))
+    with pytest.raises(ValueError, match="fit: the training data holds no samples"):
+        model.fit(empty, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="evaluate: the data holds no samples"):
+        model.evaluate(empty)
+    x, y = blobs(8)
+    small = DataLoader(TensorDataset(ember.tensor(x), ember.tensor(y)), batch_size=16, drop_last=True)
+    with pytest.raises(ValueError, match="holds no samples"):
+        model.fit(small, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="fit: the validation data holds no samples"):
+        model.fit(x, y, epochs=1, verbose=0, validation_data=small)
+    with pytest.raises(ValueError, match="initial_epoch=0 leaves no epoch to train before epochs=0"):
+        model.fit(x, y, epochs=0, verbose=0)
+
+
 def test_steps_per_epoch_ends_each_epoch_early():
     x, y = blobs()
     model = mlp()

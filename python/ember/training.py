@@ -224,9 +224,9 @@ def _on(dev, batch):
     return [b.to(dev) if isinstance(b, Tensor) else b for b in batch]
 
 
-def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev, sync=None):
+def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev, sync=None, what="evaluate: the data"):
     """Mean loss and metric results over a loader, in evaluation mode, without recording (over
-    every rank's share of the loader with ``sync``)."""
+    every rank's share of the loader with ``sync``); ``what`` names the caller in errors."""
     for m in metric_objs:
         m.reset()
     total, count = 0.0, 0
@@ -243,10 +243,31 @@ def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev, sync=None):
                 m.update(yb, out)
     if sync is not None:
         total, count = sync.reduce(metric_objs, total, count, "validation")
-    logs = {"loss": total / max(count, 1)}
+    if not count:  # a loss of 0 over nothing would read as a perfect score
+        raise ValueError(f"{what} holds no samples (an empty data set, or a drop_last loader smaller than one "
+                         "batch)")
+    logs = {"loss": total / count}
     for m in metric_objs:
         logs[m.name] = m.result()
     return logs
+
+
+def _resume_record(path, meta, seed):
+    """The seed and history a ModelCheckpoint file records for resuming (``seed`` where it
+    records none), checked: a seed is an int >= 0, the history a record of numbers."""
+    from .checkpoint import _json_meta
+
+    extra = _json_meta(meta, "ember.extra", dict, {})
+    saved = extra.get("fit_seed", seed)
+    if saved is not None and (isinstance(saved, bool) or not isinstance(saved, int) or saved < 0):
+        raise ValueError(f"fit: {path} records fit_seed {saved!r}, not an int >= 0")
+    record = extra.get("history", {})
+    logs = record.get("history", {}) if isinstance(record, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("epoch", []), list) or not isinstance(logs, dict) \
+            or not all(isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                       for v in logs.values()):
+        raise ValueError(f"fit: {path} records a history that is not lists of numbers per metric")
+    return saved, record
 
 
 def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
@@ -296,17 +317,19 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
         raise ValueError(f"fit: steps_per_epoch must be an int >= 1 or None, got {steps_per_epoch!r}")
     history = History()
     if resume_from is not None:
-        done = saved_epoch(read_header(resume_from)[1])
+        meta = read_header(resume_from)[1]
+        done = saved_epoch(meta)
         if done is None:
             raise ValueError(f"fit: {resume_from} does not record the epoch it was saved at")
         if epochs <= done:
             raise ValueError(f"fit: {resume_from} was saved after {done} epochs and epochs={epochs} is the index of "
                              f"the final epoch (Keras's rule), so nothing is left to train: pass epochs > {done}")
+        saved_seed, saved_history = _resume_record(resume_from, meta, seed)  # checked before anything loads
         state = load_checkpoint(resume_from, model, compiled.optimizer)
         initial_epoch = state.epoch
-        seed = state.extra.get("fit_seed", seed)
-        history.restore(state.extra.get("history", {}))
-    elif initial_epoch >= epochs > 0:
+        seed = saved_seed
+        history.restore(saved_history)
+    elif initial_epoch >= epochs:
         raise ValueError(f"fit: initial_epoch={initial_epoch} leaves no epoch to train before epochs={epochs} "
                          "(epochs is the index of the final epoch, Keras's rule)")
     if seed is None:
@@ -401,7 +424,10 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                 if sync is not None:
                     total, count = sync.reduce(metric_objs, total, count, "fit: epoch logs")
                     elapsed = sync.world.broadcast_object(elapsed, 0, "fit: epoch time")
-                logs = {"loss": total / max(count, 1)}
+                if not count:
+                    raise ValueError("fit: the training data holds no samples (an empty data set, or a drop_last "
+                                     "loader smaller than one batch)")
+                logs = {"loss": total / count}
                 for m in metric_objs:
                     logs[m.name] = m.result()
                 logs["samples_per_s"] = count / elapsed
@@ -409,7 +435,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                 if val_loader is not None:
                     model.eval()
                     val = _run_epoch_eval(model, val_loader, loss_fn if class_weight is None else compiled.loss,
-                                          metric_objs, dev, sync)
+                                          metric_objs, dev, sync, "fit: the validation data")
                     logs.update({f"val_{k}": v for k, v in val.items()})
                 cbs.on_epoch_end(epoch, logs)
                 if model.stop_training if sync is None else sync.any(model.stop_training, "fit: stop_training"):
