@@ -175,3 +175,5 @@ def test_outputs_never_overwrite_inputs_or_folders(capsys, tmp_path, monkeypatch
         assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
         assert "training" not in out, argv  # refused before any work
     assert (tmp_path / "m.safetensors").read_bytes() == before
+    code, _, err = run(capsys, "train", "--epochs", "1", "--out", "a{b}.safetensors")  # braces are a name, no field
+    assert code == 0 and (tmp_path / "a{b}.safetensors").exists(), err

@@ -55,6 +55,12 @@ def output_path(value, default, option: str, inputs=()) -> Path:
     return path
 
 
+def literal_checkpoint_path(path: Path) -> str:
+    """The ModelCheckpoint path that writes exactly ``path``: a user's file name may hold braces,
+    which ModelCheckpoint would read as fields to fill in."""
+    return str(path).replace("{", "{{").replace("}", "}}")
+
+
 def preprocess(x, config):
     """Pixels to normalised float32 as the checkpoint's config says."""
     from .data import transforms as T

@@ -44,7 +44,7 @@ def train(args, out) -> dict:
     best checkpoint (its config holds the tokenizer's characters) and print a sample of it."""
     import ember
     from . import models
-    from ._cli_data import output_path
+    from ._cli_data import literal_checkpoint_path, output_path
     from .callbacks import LearningRateScheduler, ModelCheckpoint
     from .data import DataLoader, TextWindows
     from .gpt import CharTokenizer
@@ -88,7 +88,7 @@ def train(args, out) -> dict:
     path = output_path(args.out, f"ember-{Path(name).stem}-gpt.safetensors", "--out", (args.text,))
     config = {"model": "gpt", "text": name, "chars": tokenizer.chars, "precision": args.precision,
               "options": {k: opts[k] for k in ("block_size", "layers", "heads", "width")}}
-    checkpoint = ModelCheckpoint(path, monitor="val_loss", config=config)
+    checkpoint = ModelCheckpoint(literal_checkpoint_path(path), monitor="val_loss", config=config)
     params = sum(p.numel() for p in model.parameters())
     print(f"training gpt on {name}: {len(text)} characters ({tokenizer.vocab_size} distinct), {params / 1e6:.2f} M "
           f"parameters, {epochs} epochs of {steps} steps of {opts['batch_size']} x {block} tokens, precision "

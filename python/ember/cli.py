@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _cli_gpt
-from ._cli_data import (DATASETS, RECIPES, file_config, load_dataset, load_model, output_path, preprocess,
-                        test_data)
+from ._cli_data import (DATASETS, RECIPES, file_config, literal_checkpoint_path, load_dataset, load_model,
+                        output_path, preprocess, test_data)
 from .bench import cli as bench_cli
 
 def _positive_int(text: str) -> int:
@@ -125,7 +125,7 @@ def train(args, out=None) -> dict:
     model.compile(optimizer="adam", lr=args.lr, loss="cross_entropy", metrics=["accuracy"])
     epochs = args.epochs if args.epochs is not None else recipe["epochs"]
     path = output_path(args.out, f"ember-{args.dataset}-{args.model}.safetensors", "--out")  # before training
-    checkpoint = ModelCheckpoint(path, monitor="val_loss", config=config)
+    checkpoint = ModelCheckpoint(literal_checkpoint_path(path), monitor="val_loss", config=config)
     print(f"training {args.model} on {args.dataset}: {len(xtr)} training images {tuple(xtr.shape[1:])}, "
           f"{len(xte)} test images, {classes} classes, {epochs} epochs, precision {args.precision}", file=out)
     start = time.perf_counter()
