@@ -178,3 +178,41 @@ def test_help_shows_the_real_signatures():
     assert {"batch_size", "epochs", "validation_data", "steps_per_epoch", "resume_from"} <= set(fit.parameters)
     assert list(inspect.signature(nn.Module.predict).parameters)[:2] == ["self", "x"]
     assert "verbose" in inspect.signature(nn.Module.predict).parameters
+
+
+def test_image_outputs_come_back_channels_last(rng):
+    """Inputs are channels last (NHWC); a model whose output is an image returns it NHWC too."""
+    model = Sequential([layers.Conv2D(3, 1, use_bias=False, input_shape=(4, 5, 3))])
+    with ember.no_grad():
+        model.layers[0].conv.weight[...] = np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1)
+    model.compile("sgd", "mse")
+    x = rng.random((6, 4, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x), x, rtol=1e-6)  # the identity: the very images back
+    assert model.evaluate(x, x, verbose=0) == pytest.approx(0.0, abs=1e-10)
+    assert Sequential([layers.Conv2D(2, 3, input_shape=(8, 6, 1))]).predict(np.zeros((1, 8, 6, 1),
+                                                                                    np.float32)).shape == (1, 6, 4, 2)
+
+
+def test_metrics_see_probabilities_when_the_loss_takes_the_softmax(rng):
+    class LargestScore(ember.metrics.Metric):
+        name = "largest"
+
+        def __init__(self):
+            self.reset()
+
+        def update(self, y_true, y_pred):
+            self.value = max(self.value, float(np.max(y_pred.numpy())))
+
+        def result(self):
+            return self.value
+
+        def reset(self):
+            self.value = -np.inf
+
+    model = Sequential([layers.Dense(3, activation="softmax", input_shape=(8,))])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=[LargestScore(), "accuracy"])
+    x, y = (rng.standard_normal((32, 8)) * 10).astype(np.float32), rng.integers(0, 3, 32)
+    loss, largest, accuracy = model.evaluate(x, y, verbose=0)
+    probs = model.predict(x)
+    assert largest == pytest.approx(probs.max()) and largest <= 1.0
+    assert accuracy == pytest.approx(np.mean(probs.argmax(1) == y))

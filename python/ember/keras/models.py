@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 
+from .. import metrics as metrics_module
 from .. import nn, training
 from ..autograd import no_grad
 from ..checkpoint import load_model  # keras.models.load_model: any Ember checkpoint's model, rebuilt
@@ -33,6 +34,31 @@ def _keras_shape(shape) -> tuple:
     """An NCHW (or (N, F)) shape as Keras shows it: batch None, channels last."""
     rest = tuple(shape[1:])
     return (None, *rest[1:], rest[0]) if len(rest) == 3 else (None, *rest)
+
+
+class _OnProbabilities(metrics_module.Metric):
+    """A metric of a model whose final softmax the loss took over (the fused, stable path): the
+    training loop holds the logits, and the metric sees the probabilities, as in Keras."""
+
+    def __init__(self, inner: metrics_module.Metric):
+        self.inner, self.name = inner, inner.name
+
+    def update(self, y_true, y_pred) -> None:
+        with no_grad():
+            probs = nn.functional.softmax(y_pred if isinstance(y_pred, Tensor) else Tensor(np.asarray(y_pred)), -1)
+        self.inner.update(y_true, probs)
+
+    def result(self) -> float:
+        return self.inner.result()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def state(self) -> dict:
+        return self.inner.state()
+
+    def merge_state(self, state: dict) -> None:
+        self.inner.merge_state(state)
 
 
 class Sequential(nn.Module):
@@ -130,12 +156,15 @@ class Sequential(nn.Module):
             x = Tensor(np.asarray(x, np.float32))
         elif x.dtype != np.float32:  # Keras's rule: inputs are cast to the layers' float32
             x = x.float()
+        images = x.ndim == 4
         x = self._to_nchw(x)
         layers = self.layers
         for layer in layers[:-1]:
             x = layer(x)
         last = layers[-1]
-        return last.logits(x) if self._logits_mode and self._fold_softmax else last(x)
+        out = last.logits(x) if self._logits_mode and self._fold_softmax else last(x)
+        # Images came in channels last: image outputs go back out channels last, as Keras's.
+        return out.permute(0, 2, 3, 1) if images and out.ndim == 4 else out
 
     def summary(self, print_fn=print) -> None:
         """Layers, output shapes (channels last, as Keras shows them) and parameter counts."""
@@ -183,6 +212,9 @@ class Sequential(nn.Module):
         object.__setattr__(self, "_fold_softmax", fold)
         if isinstance(optimizer, optimizers.Optimizer):
             optimizer = optimizer.build(self.parameters())
+        if fold and metrics is not None:  # the training loop holds logits; the metrics see probabilities
+            metrics = [metrics] if isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics) else metrics
+            metrics = [_OnProbabilities(metrics_module.get(m)) for m in metrics]
         training.compile(self, optimizer, loss, metrics)
 
     @contextlib.contextmanager
