@@ -48,7 +48,8 @@ def test_early_stopping_on_a_log_to_maximise(rng, mode):
     stop = EarlyStopping(monitor="val_accuracy", patience=1, min_delta=0.02, mode=mode)
     history = model.fit(x, y, epochs=8, validation_data=(x, y), verbose=0,
                         callbacks=[Scripted("val_accuracy", [0.5, 0.6, 0.61, 0.55, 0.9, 0.9, 0.9, 0.9]), stop])
-    assert history.epoch == [0, 1, 2, 3] and stop.best == 0.6 and stop.best_epoch == 1 and stop.stopped_epoch == 3
+    # patience 1: the first epoch without improvement stops it (Keras's rule)
+    assert history.epoch == [0, 1, 2] and stop.best == 0.6 and stop.best_epoch == 1 and stop.stopped_epoch == 2
 
 
 def test_early_stopping_ignores_nan_and_checks_its_arguments(rng):

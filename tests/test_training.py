@@ -135,8 +135,9 @@ def test_early_stopping_restores_the_best_weights(device):
     model = mlp()
     model.compile(optimizer="adam", lr=1e-2)
     script = Scripted([3.0, 1.0, 2.0, 2.0, 0.5, 0.1])
-    stop = EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
+    stop = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
     history = model.fit(x, y, batch_size=32, epochs=6, validation_data=(x, y), callbacks=[script, stop], verbose=0)
+    # two epochs without improvement (2.0, 2.0 after 1.0), then it stops: Keras's rule
     assert history.epoch == [0, 1, 2, 3] and stop.stopped_epoch == 3 and stop.best_epoch == 1
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v.cpu().numpy(), script.weights[1][k])

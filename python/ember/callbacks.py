@@ -146,7 +146,8 @@ class _Monitor:
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs; with ``restore_best_weights`` the model ends with the best epoch's weights."""
+    epochs (at the first epoch without improvement for ``patience`` 0 or 1, as Keras); with
+    ``restore_best_weights`` the model ends with the best epoch's weights."""
 
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto", restore_best_weights=False):
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
@@ -171,7 +172,7 @@ class EarlyStopping(Callback):
                 self._best_weights = {k: v._host().copy() for k, v in self.model.state_dict().items()}
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:  # Keras's rule: patience epochs without improvement, then stop
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
