@@ -283,6 +283,12 @@ def test_a_resume_whose_record_is_damaged_changes_nothing(tmp_path):
         for k, v in fresh.state_dict().items():
             np.testing.assert_array_equal(v.cpu().numpy(), before[k], err_msg=k)
         assert fresh._compiled.optimizer.state == {}
+    # a bad argument beside a good checkpoint: refused before the checkpoint loads too
+    for kwargs, error in [({"batch_size": 0}, ValueError), ({"verbose": 5}, ValueError)]:
+        with pytest.raises(error):
+            fresh.fit(x, y, epochs=3, resume_from=tmp_path / "run.safetensors", **kwargs)
+        for k, v in fresh.state_dict().items():
+            np.testing.assert_array_equal(v.cpu().numpy(), before[k], err_msg=k)
 
 
 def test_no_samples_and_no_epochs_are_errors_not_zero_losses():

@@ -324,10 +324,10 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
         if epochs <= done:
             raise ValueError(f"fit: {resume_from} was saved after {done} epochs and epochs={epochs} is the index of "
                              f"the final epoch (Keras's rule), so nothing is left to train: pass epochs > {done}")
-        saved_seed, saved_history = _resume_record(resume_from, meta, seed)  # checked before anything loads
-        state = load_checkpoint(resume_from, model, compiled.optimizer)
-        initial_epoch = state.epoch
-        seed = saved_seed
+        # What the file records for resuming is read now; the weights, optimizer state and random
+        # state load once every argument has been checked (a bad one must not change the model).
+        seed, saved_history = _resume_record(resume_from, meta, seed)
+        initial_epoch = done
         history.restore(saved_history)
     elif initial_epoch >= epochs:
         raise ValueError(f"fit: initial_epoch={initial_epoch} leaves no epoch to train before epochs={epochs} "
@@ -372,6 +372,8 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                        params={"epochs": epochs, "fit_seed": seed,
                                "steps": min(len(train_loader), steps_per_epoch or len(train_loader)),
                                "optimizer": optimizer, "history": history}, main=world is None or world.rank == 0)
+    if resume_from is not None:
+        load_checkpoint(resume_from, model, compiled.optimizer)
     model.stop_training = False
     was_training = model.training
     cbs.on_train_begin()
