@@ -43,3 +43,13 @@ def test_setitem_bumps_the_version_and_split_checks_sizes():
         ember.zeros(5).split([2, 2])
     with pytest.raises(ValueError, match="is not a permutation"):
         ember.zeros(2, 3).permute(0, 0)
+
+
+def test_truth_of_a_tensor_is_that_of_its_one_element():
+    assert not ember.tensor([0.0]) and ember.tensor([2.0]) and ember.tensor(3.0)
+    assert not (ember.tensor([1.0]) > 5)  # `if loss > best:` takes the branch the value says
+    assert (ember.tensor([1.0, 2.0]).sum() > 0) and not (ember.tensor([1.0, 2.0]).sum() < 0)
+    with pytest.raises(RuntimeError, match="truth value of a tensor of 2 elements is ambiguous"):
+        bool(ember.tensor([0.0, 0.0]))
+    with pytest.raises(RuntimeError, match="ambiguous"):
+        bool(ember.zeros(0))

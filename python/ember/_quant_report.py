@@ -69,7 +69,9 @@ class QuantReport:
 def _on_model_device(model, x) -> Tensor:
     """Inputs ``x`` as a tensor where the model's weights are: float32, or int64 for integer
     inputs (a language model's token ids)."""
-    first = next(iter(model.parameters()), None) or next(iter(model.buffers()))
+    first = next(iter(model.parameters()), None)
+    if first is None:
+        first = next(iter(model.buffers()))
     x = np.asarray(x)
     return tensor(x.astype(np.int64 if x.dtype.kind in "iu" else np.float32), device=first.device)
 

@@ -213,6 +213,14 @@ class Tensor(Variable):
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
+    def __bool__(self) -> bool:
+        """The truth of a one-element tensor (``if loss > best:``); of more elements it is
+        ambiguous, as in PyTorch: use ``.any()`` or ``.all()``."""
+        if self.size != 1:
+            raise RuntimeError(f"the truth value of a tensor of {self.size} elements is ambiguous: use .any() or "
+                               ".all()")
+        return bool(self.item())
+
     # ---------------------------------------------------------------- autograd
     def backward(self, gradient=None, retain_graph=False) -> None:
         """Accumulate the gradient of this tensor with respect to every leaf that requires grad

@@ -312,7 +312,9 @@ def profile(model, example_input, *, variants=VARIANTS, batch_sizes=(1, 8, 32, 1
         ex, ey = (np.asarray(a._host() if isinstance(a, Tensor) else a) for a in eval_data)
         if ey.dtype.kind not in "iu":
             raise ValueError(f"profile: eval_data's labels must be integers, got {ey.dtype}")
-    first = next(iter(model.parameters()), None) or next(iter(model.buffers()), None)
+    first = next(iter(model.parameters()), None)
+    if first is None:
+        first = next(iter(model.buffers()), None)
     device = backend.device_of(first._data) if first is not None else backend.CPU
     sync = device.synchronize
     is_quantized = any(isinstance(m, quant.QuantLinear) for m in model.modules())
