@@ -270,10 +270,23 @@ class Tensor(Variable):
         self._bump()
         return self
 
-    def _check_inplace(self) -> None:
-        if self.requires_grad and self._node is None and engine.is_grad_enabled():
+    def _check_inplace(self, value=None) -> None:
+        """In-place changes are not recorded in the graph, so where a gradient would flow
+        through them they are refused (never a silently wrong gradient)."""
+        if not engine.is_grad_enabled():
+            return
+        if self.requires_grad and self._node is None:
             raise RuntimeError("a leaf tensor that requires grad is being modified in place; "
                                "do it under ember.no_grad()")
+        if self._node is not None:
+            raise RuntimeError(f"a tensor computed from ones that require grad (grad_fn=<{self._node.name()}>) is "
+                               "being modified in place, which the graph would not record and its gradient would "
+                               "miss: compute the change out of place (ember.where, ember.cat) or under "
+                               "ember.no_grad()")
+        if isinstance(value, Tensor) and value.requires_grad:
+            raise RuntimeError("a tensor that requires grad is being written into another in place, which the graph "
+                               "would not record: build the result out of place (ember.where, ember.cat) or do it "
+                               "under ember.no_grad()")
 
     # ---------------------------------------------------------------- ops
     # A Python number operand takes the scalar ops' shorter path when the tensor is floating.
@@ -480,7 +493,7 @@ class Tensor(Variable):
         return fns.IndexFn.apply(self, key=self._key(key))
 
     def __setitem__(self, key, value):
-        self._check_inplace()
+        self._check_inplace(value)
         value = _raw(value)
         if type(value) is np.ndarray or backend.is_array(value):
             value = backend.device_of(self._data).asarray(value)

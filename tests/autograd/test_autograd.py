@@ -226,7 +226,15 @@ def test_in_place_change_of_a_saved_tensor_is_caught(device):
     x = ember.tensor([1.0, 2.0], requires_grad=True)
     y = x * 1.0  # a non-leaf
     z = (y * y).sum()  # saves y
-    y.zero_()
+    # in grad mode an in-place change of a graph tensor is refused at once: the graph would not record it
+    with pytest.raises(RuntimeError, match=r"grad_fn=<MulBackward>\) is being modified in place"):
+        y.zero_()
+    with pytest.raises(RuntimeError, match="is being modified in place"):
+        y[0] = 5.0
+    with pytest.raises(RuntimeError, match="is being written into another in place"):
+        ember.zeros(2)[0] = x[1]
+    with ember.no_grad():  # allowed there, and a saved value so changed is caught at backward
+        y.zero_()
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):
         z.backward()
     with pytest.raises(RuntimeError, match="leaf tensor that requires grad is being modified in place"):
