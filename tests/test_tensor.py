@@ -53,3 +53,22 @@ def test_truth_of_a_tensor_is_that_of_its_one_element():
         bool(ember.tensor([0.0, 0.0]))
     with pytest.raises(RuntimeError, match="ambiguous"):
         bool(ember.zeros(0))
+
+
+def test_dims_out_of_range_are_errors_not_wrapped():
+    """PyTorch's rule: a dim must lie in [-ndim, ndim) (one more for unsqueeze); never taken modulo."""
+    a = ember.zeros(2, 3)
+    for call, error, match in [
+        (lambda: a.unsqueeze(0).squeeze(5), IndexError, r"squeeze: dim 5 is out of range"),
+        (lambda: a.unsqueeze(7), IndexError, r"unsqueeze: dim 7 is out of range .* \[-3, 2\]"),
+        (lambda: a.flatten(1, 0), ValueError, r"flatten: start_dim 1 comes after end_dim 0"),
+        (lambda: a.flatten(0, 4), IndexError, r"flatten: dim 4"),
+        (lambda: a.permute(0, 3), IndexError, r"permute: dim 3"),
+        (lambda: a.expand(-1, 2, 3), ValueError, r"expand: -1 in a new leading dimension"),
+        (lambda: a.expand(3), ValueError, r"expand: .* fewer dimensions"),
+    ]:
+        with pytest.raises(error, match=match):
+            call()
+    assert a.unsqueeze(-3).shape == (1, 2, 3) and a.unsqueeze(2).shape == (2, 3, 1)
+    assert a.permute(-1, 0).shape == (3, 2) and ember.zeros(1, 3).expand(4, 1, -1).shape == (4, 1, 3)
+    assert ember.tensor(3.0).unsqueeze(-1).shape == (1,) and ember.tensor(3.0).squeeze(0).shape == ()

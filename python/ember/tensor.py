@@ -430,26 +430,41 @@ class Tensor(Variable):
     def std(self, dim=None, keepdim=False, correction=1):
         return self.var(dim, keepdim, correction).sqrt()
 
+    def _dim(self, dim, what, extra=0) -> int:
+        """``dim`` in [-n, n) for n = ndim + extra (a 0-d tensor has the one dim 0 or -1, as in
+        PyTorch), as a non-negative index; else an IndexError naming ``what``."""
+        n = max(self.ndim + extra, 1)
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            raise TypeError(f"{what}: dim must be an int, got {dim!r}")
+        if not -n <= dim < n:
+            raise IndexError(f"{what}: dim {dim} is out of range for a tensor of {self.ndim} dimensions "
+                             f"(expected one in [{-n}, {n - 1}])")
+        return int(dim) % n
+
     def flatten(self, start_dim=0, end_dim=-1):
-        nd = max(self.ndim, 1)
-        s, e = start_dim % nd, end_dim % nd
+        s, e = self._dim(start_dim, "flatten"), self._dim(end_dim, "flatten")
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
         shape = self.shape[:s] + (math.prod(self.shape[s : e + 1]),) + self.shape[e + 1 :]
         return self.reshape(shape)
 
     def permute(self, *dims):
         dims = tuple(dims[0]) if len(dims) == 1 and not isinstance(dims[0], int) else dims
-        if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
+        index = [self._dim(d, "permute") for d in dims]
+        if sorted(index) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dimensions")
-        return fns.PermuteFn.apply(self, dims=tuple(d % self.ndim for d in dims))
+        return fns.PermuteFn.apply(self, dims=tuple(index))
 
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
-        d = dim % max(self.ndim, 1)
+        d = self._dim(dim, "squeeze")
+        if self.ndim == 0:
+            return self
         return self.reshape(self.shape[:d] + self.shape[d + 1 :]) if self.shape[d] == 1 else self
 
     def unsqueeze(self, dim):
-        d = dim % (self.ndim + 1)
+        d = self._dim(dim, "unsqueeze", extra=1)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def expand(self, *shape):

@@ -531,7 +531,12 @@ class ExpandFn(Function):
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = a.shape
-        shape = tuple(s if s != -1 else a.shape[i - len(shape) + a.ndim] for i, s in enumerate(shape))
+        lead = len(shape) - a.ndim  # new leading dimensions: -1 (keep the size) means nothing there
+        if lead < 0:
+            raise ValueError(f"expand: {tuple(shape)} has fewer dimensions than the tensor's {a.shape}")
+        if any(s == -1 for s in shape[:lead]):
+            raise ValueError(f"expand: -1 in a new leading dimension of {tuple(shape)} (the tensor has {a.ndim})")
+        shape = tuple(s if s != -1 else a.shape[i - lead] for i, s in enumerate(shape))
         return _xp(a).broadcast_to(a, shape)
 
     @staticmethod
