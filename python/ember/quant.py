@@ -95,8 +95,8 @@ def e6m10_to_float(bits) -> np.ndarray:
     if raw.size and (int(raw.min()) < 0 or int(raw.max()) > 0xFFFF):
         raise ValueError(f"e6m10_to_float: bits must lie in [0, 65535], got values from {int(raw.min())} to "
                          f"{int(raw.max())}")
-    wide = raw.astype(np.uint32) << 13
-    return (wide + np.uint32((127 - 31) << 23)).view(np.float32)
+    wide = (np.atleast_1d(raw).astype(np.uint32) << np.uint32(13)) + np.uint32((127 - 31) << 23)
+    return wide.astype(np.uint32, copy=False).view(np.float32).reshape(raw.shape)  # uint32 under NumPy 1's rules too
 
 
 def _int8_colsums(data, k: int):
@@ -373,7 +373,9 @@ class QuantLinear(nn.Module):
                 raise TypeError(f"QuantLinear.from_weight: bias must hold numbers, got {bias.dtype}")
         q = cls(in_features, out_features, bias is not None, bits, group_size, codebook)
         qw = quantize_weight(weight, bits, group_size, codebook)
-        q.to(weight.device)
+        # where the weight is (a NumPy array has no .device before NumPy 2)
+        q.to(weight.device if isinstance(weight, Tensor) else
+             backend.device_of(weight).name if backend.is_array(weight) else "cpu")
         with no_grad():
             q.weight_data[...] = qw.data
             q.weight_scales[...] = qw.scales.view(np.uint8) if qw.scales.dtype == np.uint16 else qw.scales
