@@ -107,3 +107,21 @@ def test_native_ops_match_torch(device, rng):
     np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-5)
     for mine, theirs in ((x, tx), (w, tw), (b, tb)):
         np.testing.assert_allclose(mine.grad.cpu().numpy(), theirs.grad.cpu().numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_nll_and_bce_with_logits_check_their_targets():
+    """PyTorch's rules: a class index outside [0, classes) that is not ignore_index is an error
+    (never read from the other end of the row), and BCE's target has the input's shape (never
+    broadcast into a grid)."""
+    log_probs = F.log_softmax(ember.randn(4, 5), 1)
+    for target, match in [([0, -1, 1, 1], r"target\[1\] = -1 is neither a class in \[0, 5\)"),
+                          ([0, 5, 1, 1], r"target\[1\] = 5 is neither a class")]:
+        with pytest.raises(ValueError, match=match):
+            F.nll_loss(log_probs, ember.tensor(target))
+    with pytest.raises(ValueError, match=r"weight must have shape \(5,\)"):
+        F.nll_loss(log_probs, ember.tensor([0, 1, 2, 3]), weight=np.ones(3, np.float32))
+    kept = F.nll_loss(log_probs, ember.tensor([0, -100, 1, 1]))  # ignore_index rows count for nothing
+    lp = log_probs.numpy()
+    np.testing.assert_allclose(kept.item(), -(lp[0, 0] + lp[2, 1] + lp[3, 1]) / 3, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"target has shape \(4,\) but input has \(4, 1\)"):
+        F.binary_cross_entropy_with_logits(ember.randn(4, 1), ember.ones(4))

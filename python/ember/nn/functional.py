@@ -161,11 +161,26 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
     divides by the targets' total weight)."""
     dev = backend.device_of(input._data)
     xp = dev.xp
+    if input.ndim != 2:
+        raise ValueError(f"nll_loss: input must be (batch, classes) log-probabilities, got shape {input.shape}")
+    batch, classes = input.shape
     t = dev.asarray(target._data if isinstance(target, Tensor) else target)
+    if t.ndim != 1 or t.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: target must be integer class indices of shape ({batch},), got {t.dtype} of "
+                        f"shape {t.shape}")
+    if t.shape[0] != batch:
+        raise ValueError(f"nll_loss: target must have shape ({batch},) (one class per row), got {t.shape}")
+    bad = (t != ignore_index) & ((t < 0) | (t >= classes))
+    if t.size and bool(bad.any()):
+        r = int(xp.argmax(bad))
+        raise ValueError(f"nll_loss: target[{r}] = {int(t[r])} is neither a class in [0, {classes}) nor "
+                         f"ignore_index ({ignore_index})")
     valid = t != ignore_index
     tt = xp.where(valid, t, 0)
-    w = xp.ones(input.shape[1], input.dtype) if weight is None else dev.asarray(
+    w = xp.ones(classes, input.dtype) if weight is None else dev.asarray(
         weight._data if isinstance(weight, Tensor) else weight, input.dtype)
+    if w.shape != (classes,):
+        raise ValueError(f"nll_loss: weight must have shape ({classes},) (one value per class), got {w.shape}")
     wt = (w[tt] * valid).astype(input.dtype)
     picked = input[xp.arange(input.shape[0]), tt] * Tensor(wt)
     if reduction == "mean":
@@ -178,6 +193,9 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reducti
     """Sigmoid + binary cross-entropy in the stable form
     ``(1 - y) x + (1 + (pos_weight - 1) y) (log(1 + exp(-|x|)) + max(-x, 0))``."""
     y = target if isinstance(target, Tensor) else Tensor(backend.device_of(input._data).asarray(target, input.dtype))
+    if y.shape != input.shape:  # never broadcast into a grid of every input against every target
+        raise ValueError(f"binary_cross_entropy_with_logits: target has shape {y.shape} but input has "
+                         f"{input.shape}; they must be the same")
     soft_plus = (1.0 + (-input.abs()).exp()).log() + (-input).relu()
     log_weight = 1.0 if pos_weight is None else (y * (pos_weight - 1.0) + 1.0)
     loss = (1.0 - y) * input + log_weight * soft_plus
