@@ -216,3 +216,9 @@ def test_metrics_see_probabilities_when_the_loss_takes_the_softmax(rng):
     probs = model.predict(x)
     assert largest == pytest.approx(probs.max()) and largest <= 1.0
     assert accuracy == pytest.approx(np.mean(probs.argmax(1) == y))
+
+
+def test_batch_normalization_epsilon_must_be_positive():
+    for epsilon in (-1.0, 0.0, float("nan")):
+        with pytest.raises(ValueError, match=r"BatchNormalization: epsilon must be > 0"):
+            layers.BatchNormalization(epsilon=epsilon, input_shape=(4,))

@@ -232,3 +232,14 @@ def test_reduce_on_plateau_state_dict_and_eps():
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make(optimizer())
+
+
+def test_reduce_on_plateau_takes_one_min_lr_per_group():
+    a, b = nn.Parameter(ember.ones(2)), nn.Parameter(ember.ones(2))
+    opt = ember.optim.SGD([{"params": [a]}, {"params": [b]}], lr=1.0)
+    with pytest.raises(ValueError, match=r"min_lr must be one number or one per parameter group \(2\), got 1"):
+        S.ReduceLROnPlateau(opt, patience=0, min_lr=[0.0])
+    plateau = S.ReduceLROnPlateau(opt, patience=0, min_lr=[0.0, 0.5])
+    for loss in (1.0, 2.0, 3.0):
+        plateau.step(loss)
+    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(0.01), 0.5]  # both groups reduced, to their floors

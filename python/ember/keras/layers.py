@@ -232,6 +232,8 @@ class BatchNormalization(Layer):
         super().__init__(None, input_shape, name)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNormalization: momentum must be in [0, 1], got {momentum!r}")
+        if not 0.0 < epsilon < float("inf"):  # it is added to the variance before the square root
+            raise ValueError(f"BatchNormalization: epsilon must be > 0 and finite, got {epsilon!r}")
         self.momentum, self.epsilon = momentum, epsilon
 
     def build(self, shape):

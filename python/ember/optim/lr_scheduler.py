@@ -177,6 +177,9 @@ class ReduceLROnPlateau(_SchedulerState):
         self.threshold, self.threshold_mode, self.cooldown, self.eps = threshold, threshold_mode, cooldown, eps
         n = len(optimizer.param_groups)
         self.min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * n
+        if len(self.min_lrs) != n:  # one per group, or a group would never be reduced
+            raise ValueError(f"ReduceLROnPlateau: min_lr must be one number or one per parameter group ({n}), got "
+                             f"{len(self.min_lrs)}")
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = self.cooldown_counter = 0
         self.last_epoch = 0
