@@ -212,10 +212,9 @@ class Sequential(nn.Module):
         object.__setattr__(self, "_fold_softmax", fold)
         if isinstance(optimizer, optimizers.Optimizer):
             optimizer = optimizer.build(self.parameters())
-        if fold and metrics is not None:  # the training loop holds logits; the metrics see probabilities
-            metrics = [metrics] if isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics) else metrics
-            metrics = [_OnProbabilities(metrics_module.get(m)) for m in metrics]
         training.compile(self, optimizer, loss, metrics)
+        if fold:  # the training loop holds logits; the metrics see probabilities
+            self._compiled.metrics = [_OnProbabilities(m) for m in self._compiled.metrics]
 
     @contextlib.contextmanager
     def _logits(self, on: bool):

@@ -8,6 +8,7 @@ from .. import backend, precision
 from ..autograd import functions as fns, is_grad_enabled
 from ..autograd.fused import LinearCrossEntropyFn, ScaledDotProductAttentionFn, SelfAttentionFn
 from ..kernels.attention import additive_mask, has_qkv_kernels
+from ..kernels.cross_entropy import _targets as _ce_targets
 from ..tensor import Tensor, default_generator
 
 __all__ = [
@@ -163,24 +164,15 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
     xp = dev.xp
     if input.ndim != 2:
         raise ValueError(f"nll_loss: input must be (batch, classes) log-probabilities, got shape {input.shape}")
-    batch, classes = input.shape
     t = dev.asarray(target._data if isinstance(target, Tensor) else target)
-    if t.ndim != 1 or t.dtype.kind not in "iu":
-        raise TypeError(f"nll_loss: target must be integer class indices of shape ({batch},), got {t.dtype} of "
-                        f"shape {t.shape}")
-    if t.shape[0] != batch:
-        raise ValueError(f"nll_loss: target must have shape ({batch},) (one class per row), got {t.shape}")
-    bad = (t != ignore_index) & ((t < 0) | (t >= classes))
-    if t.size and bool(bad.any()):
-        r = int(xp.argmax(bad))
-        raise ValueError(f"nll_loss: target[{r}] = {int(t[r])} is neither a class in [0, {classes}) nor "
-                         f"ignore_index ({ignore_index})")
+    if t.ndim != 1:
+        raise ValueError(f"nll_loss: target must be class indices of shape ({input.shape[0]},), got shape {t.shape}")
+    w = xp.ones(input.shape[1], input.dtype) if weight is None else dev.asarray(
+        weight._data if isinstance(weight, Tensor) else weight, input.dtype)
+    # the cross-entropy kernels' checks: classes in range or ignore_index, one weight per class
+    t, w, _, ignore_index = _ce_targets(dev, input.shape, t, w, ignore_index, 0.0, reduction, input.dtype)
     valid = t != ignore_index
     tt = xp.where(valid, t, 0)
-    w = xp.ones(classes, input.dtype) if weight is None else dev.asarray(
-        weight._data if isinstance(weight, Tensor) else weight, input.dtype)
-    if w.shape != (classes,):
-        raise ValueError(f"nll_loss: weight must have shape ({classes},) (one value per class), got {w.shape}")
     wt = (w[tt] * valid).astype(input.dtype)
     picked = input[xp.arange(input.shape[0]), tt] * Tensor(wt)
     if reduction == "mean":
