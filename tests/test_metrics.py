@@ -448,3 +448,39 @@ ERRORS = [
 def test_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_large_sparse_class_ids(rng):
+    # Product codes as labels: averages count the classes present, not every id up to the largest.
+    ids = np.array([7, 10**12, 3 * 10**9, 42])
+    y_true = ids[rng.integers(0, 4, 200)]
+    y_pred = np.where(rng.random(200) < 0.7, y_true, ids[rng.integers(0, 4, 200)])
+    codes = {v: i for i, v in enumerate(np.unique(np.concatenate([y_true, y_pred])))}
+    small_true, small_pred = (np.array([codes[v] for v in y]) for y in (y_true, y_pred))
+    for average in ("macro", "micro", "weighted"):
+        assert metrics.precision_recall_f1(y_true, y_pred, average) == \
+            metrics.precision_recall_f1(small_true, small_pred, average), average
+    assert metrics.accuracy(y_true, y_pred) == metrics.accuracy(small_true, small_pred)
+    # What needs a slot per id is refused by name, before any memory is asked for.
+    with pytest.raises(ValueError, match=r"metrics: 1000000000001 classes .* relabel the classes 0..C-1"):
+        metrics.precision_recall_f1(y_true, y_pred, None)
+    with pytest.raises(ValueError, match=r"confusion_matrix: 1000000000001 classes make a"):
+        metrics.confusion_matrix(y_true, y_pred)
+    streaming = metrics.F1Score()
+    streaming.update(small_true, small_pred)
+    before = streaming.result()
+    with pytest.raises(ValueError, match=r"f1: 1000000000001 classes"):
+        streaming.update(y_true, y_pred)
+    assert streaming.result() == before  # nothing half-added
+
+
+def test_streaming_state_merges_counts(rng):
+    y_true, y_pred = rng.integers(0, 6, 300), rng.integers(0, 6, 300)
+    first, second = metrics.Precision(), metrics.Precision()
+    first.update(y_true[:100], y_pred[:100] % 3)  # fewer classes seen: the merge grows the counts
+    second.update(y_true[100:], y_pred[100:])
+    first.merge_state(second.state())
+    expected = metrics.precision(y_true, np.concatenate([y_pred[:100] % 3, y_pred[100:]]))
+    assert first.result() == pytest.approx(expected, abs=1e-15)
+    with pytest.raises(ValueError, match=r"precision: merge_state needs the \(3, C\) counts"):
+        first.merge_state({"counts": np.zeros((4, 4), np.int64)})

@@ -6,9 +6,11 @@ or probability rows the categorical losses take, read as their argmax) and ``y_p
 is the argmax over the classes). Anything ``np.asarray`` accepts will do, ember Tensors
 included. Booleans count as the labels 0 and 1.
 
-Design: the precision/recall/F1 family is computed from one confusion matrix, built in a
-single vectorised pass (``np.bincount`` over ``true * C + pred``), so the per-class scores and
-every average of them come from the same counts. ``accuracy`` counts matches directly (the
+Design: the precision/recall/F1 family is computed from three per-class counts (true
+positives, predictions and support, each one ``np.bincount``), so the per-class scores and
+every average of them come from the same counts, in memory that grows with the number of
+classes, not its square. Inferred classes with large, sparse ids (product codes) are counted
+by the ids present rather than by every id up to the largest. ``accuracy`` counts matches directly (the
 same number as the matrix's trace over its total, without building a ``C x C`` matrix), and
 ``top_k_accuracy`` ranks each true class's score among its row.
 
@@ -181,9 +183,28 @@ def _labels_and_classes(
 
 
 # --------------------------------------------------------------------------- functions
-def _matrix(t: np.ndarray, p: np.ndarray, num_classes: int) -> np.ndarray:
-    counts = np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).astype(np.int64, copy=False)
+MAX_CLASSES = 2**24  # per-class counts beyond this are refused (three int64 arrays of 128 MiB)
+MAX_MATRIX_CELLS = 2**28  # a confusion matrix beyond this (2 GiB of int64) is refused
+
+
+def _check_class_count(num_classes: int, what: str) -> None:
+    if num_classes > MAX_CLASSES:
+        raise ValueError(f"{what}: {num_classes} classes (labels 0..{num_classes - 1}) are more than the "
+                         f"{MAX_CLASSES} Ember counts per class; relabel the classes 0..C-1")
+
+
+def _counts(t: np.ndarray, p: np.ndarray, num_classes: int) -> np.ndarray:
+    """(3, C) int64: per class, the true positives, the predictions and the support."""
+    _check_class_count(num_classes, "metrics")
+    return np.stack([np.bincount(t[t == p], minlength=num_classes), np.bincount(p, minlength=num_classes),
+                     np.bincount(t, minlength=num_classes)]).astype(np.int64, copy=False)
+
+
+def _present_counts(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The counts of the classes present in ``t`` or ``p`` only (for averages over them), without
+    a slot for every id up to the largest."""
+    present, ids = np.unique(np.concatenate([t, p]), return_inverse=True)
+    return _counts(ids[:t.size].reshape(-1), ids[t.size:].reshape(-1), present.size)
 
 
 def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -> np.ndarray:
@@ -192,7 +213,13 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -
     C is ``num_classes`` when given, else the number of score columns of a 2-D ``y_pred``,
     else the largest label in either input plus one.
     """
-    return _matrix(*_labels_and_classes(y_true, y_pred, num_classes))
+    t, p, num_classes = _labels_and_classes(y_true, y_pred, num_classes)
+    if num_classes * num_classes > MAX_MATRIX_CELLS:
+        raise ValueError(f"confusion_matrix: {num_classes} classes make a {num_classes} x {num_classes} matrix, "
+                         f"more than the {MAX_MATRIX_CELLS} cells allowed; use precision_recall_f1(average=None) "
+                         "for per-class scores, or relabel the classes 0..C-1")
+    counts = np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).astype(np.int64, copy=False)
 
 
 def accuracy(y_true: Any, y_pred: Any) -> float:
@@ -235,16 +262,14 @@ def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def _scores(
-    matrix: np.ndarray, average: str | None, all_classes: bool
+    counts: np.ndarray, average: str | None, all_classes: bool
 ) -> tuple[Score, Score, Score]:
-    """Precision, recall and F1 from a confusion matrix, averaged as ``average`` says.
+    """Precision, recall and F1 from per-class counts (``_counts``), averaged as ``average`` says.
 
-    ``all_classes``: macro-average over every row of the matrix rather than over the classes
+    ``all_classes``: macro-average over every class counted rather than over the classes
     that occur in the truth or the predictions.
     """
-    tp = np.diagonal(matrix)
-    predicted = matrix.sum(axis=0)
-    support = matrix.sum(axis=1)
+    tp, predicted, support = counts
     if average == "micro":
         tp, predicted, support = (counts.sum(keepdims=True) for counts in (tp, predicted, support))
     p = _divide(tp, predicted)
@@ -273,7 +298,9 @@ def precision_recall_f1(
     """
     _check_average(average)
     t, p, num_classes_ = _labels_and_classes(y_true, y_pred, num_classes)
-    return _scores(_matrix(t, p, num_classes_), average, all_classes=num_classes is not None)
+    if average is not None and num_classes is None and num_classes_ > 2 * t.size:  # sparse ids
+        return _scores(_present_counts(t, p), average, all_classes=False)
+    return _scores(_counts(t, p, num_classes_), average, all_classes=num_classes is not None)
 
 
 def precision(
@@ -320,11 +347,11 @@ def classification_report(
             raise ValueError(
                 f"target_names has {len(names)} names but there are {num_classes_} classes"
             )
-    matrix = _matrix(t, p, num_classes_)
-    per_class = _scores(matrix, None, all_classes=True)
-    support = matrix.sum(axis=1)
+    counts = _counts(t, p, num_classes_)
+    per_class = _scores(counts, None, all_classes=True)
+    tp, predicted, support = counts
     all_classes = num_classes is not None
-    shown = range(num_classes_) if all_classes else np.flatnonzero(support + matrix.sum(axis=0))
+    shown = range(num_classes_) if all_classes else np.flatnonzero(support + predicted)
     name_width = max([len("weighted avg")] + [len(names[c]) for c in shown])
     width = max(len("precision"), digits + 3)
 
@@ -346,9 +373,9 @@ def classification_report(
     total = int(support.sum())
     lines += [
         "",
-        row("accuracy", [None, None, float(np.trace(matrix)) / total], total),
-        row("macro avg", _scores(matrix, "macro", all_classes), total),
-        row("weighted avg", _scores(matrix, "weighted", all_classes), total),
+        row("accuracy", [None, None, float(tp.sum()) / total], total),
+        row("macro avg", _scores(counts, "macro", all_classes), total),
+        row("weighted avg", _scores(counts, "weighted", all_classes), total),
     ]
     return "\n".join(lines) + "\n"
 
@@ -456,7 +483,8 @@ class TopKAccuracy(Metric):
 
 
 class _ConfusionMetric(Metric):
-    """Accumulates a confusion matrix, grown as new classes appear unless ``num_classes`` is fixed."""
+    """Accumulates per-class counts (true positives, predictions, support), grown as new classes
+    appear unless ``num_classes`` is fixed."""
 
     base_name = ""
     index = 0  # position in (precision, recall, f1)
@@ -472,32 +500,35 @@ class _ConfusionMetric(Metric):
         self.name = self.base_name if average == "macro" else f"{self.base_name}_{average}"
         self.reset()
 
+    def _grow(self, num_classes: int) -> None:
+        if num_classes > self.counts.shape[1]:
+            self.counts = np.pad(self.counts, ((0, 0), (0, num_classes - self.counts.shape[1])))
+
     def update(self, y_true: Any, y_pred: Any) -> None:
         t, p, num_classes = _labels_and_classes(y_true, y_pred, self.num_classes)
-        grown = max(num_classes, len(self.matrix))
-        if grown > len(self.matrix):
-            self.matrix = np.pad(self.matrix, (0, grown - len(self.matrix)))
-        self.matrix += _matrix(t, p, grown)
+        _check_class_count(num_classes, self.name)  # before anything is added
+        self._grow(num_classes)
+        self.counts += _counts(t, p, self.counts.shape[1])
 
     def result(self) -> float:
-        if self.matrix.sum() == 0:
+        if self.counts[2].sum() == 0:
             raise _no_samples(self)
-        scores = _scores(self.matrix, self.average, all_classes=self.num_classes is not None)
+        scores = _scores(self.counts, self.average, all_classes=self.num_classes is not None)
         return scores[self.index]
 
     def reset(self) -> None:
-        size = self.num_classes or 0
-        self.matrix = np.zeros((size, size), dtype=np.int64)
+        self.counts = np.zeros((3, self.num_classes or 0), dtype=np.int64)
 
     def state(self) -> dict:
-        return {"matrix": self.matrix.copy()}
+        return {"counts": self.counts.copy()}
 
     def merge_state(self, state: dict) -> None:
-        other = np.asarray(state["matrix"], np.int64)
-        grown = max(len(self.matrix), len(other))
-        if grown > len(self.matrix):
-            self.matrix = np.pad(self.matrix, (0, grown - len(self.matrix)))
-        self.matrix[:len(other), :len(other)] += other
+        other = np.asarray(state["counts"], np.int64)
+        if other.ndim != 2 or other.shape[0] != 3:
+            raise ValueError(f"{self.name}: merge_state needs the (3, C) counts another {type(self).__name__}'s "
+                             f"state() gives, got shape {other.shape}")
+        self._grow(other.shape[1])
+        self.counts[:, :other.shape[1]] += other
 
 
 class Precision(_ConfusionMetric):

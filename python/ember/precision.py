@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import functools
+
+from ._decorate import decorate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,12 +101,7 @@ class autocast:  # noqa: N801 -- named as PyTorch's and used like a function
         _current.reset(self._tokens.pop())
 
     def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with autocast(self.policy):
-                return fn(*args, **kwargs)
-
-        return wrapper
+        return decorate(fn, lambda: autocast(self.policy))
 
     def __repr__(self) -> str:
         return f"autocast({self.policy.name!r})"

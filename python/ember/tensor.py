@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-from . import backend
+from . import _check, backend
 from .autograd import engine
 from .autograd import functions as fns
 from .autograd.function import Function, Variable
@@ -299,49 +300,53 @@ class Tensor(Variable):
 
     def __add__(self, other):
         c = self._number(other)
-        return fns.AddFn.apply(self, _operand(other, self)) if c is None else fns.AddScalarFn.apply(self, c)
+        return fns.AddFn.apply(*_operands(self, other)) if c is None else fns.AddScalarFn.apply(self, c)
 
     def __radd__(self, other):
         c = self._number(other)
-        return fns.AddFn.apply(_operand(other, self), self) if c is None else fns.AddScalarFn.apply(self, c)
+        return fns.AddFn.apply(*_operands(other, self)) if c is None else fns.AddScalarFn.apply(self, c)
 
     def __sub__(self, other):
         c = self._number(other)
-        return fns.SubFn.apply(self, _operand(other, self)) if c is None else fns.AddScalarFn.apply(self, -c)
+        return fns.SubFn.apply(*_operands(self, other)) if c is None else fns.AddScalarFn.apply(self, -c)
 
     def __rsub__(self, other):
         c = self._number(other)
-        return fns.SubFn.apply(_operand(other, self), self) if c is None else fns.RSubScalarFn.apply(self, c)
+        return fns.SubFn.apply(*_operands(other, self)) if c is None else fns.RSubScalarFn.apply(self, c)
 
     def __mul__(self, other):
         c = self._number(other)
-        return fns.MulFn.apply(self, _operand(other, self)) if c is None else fns.MulScalarFn.apply(self, c)
+        return fns.MulFn.apply(*_operands(self, other)) if c is None else fns.MulScalarFn.apply(self, c)
 
     def __rmul__(self, other):
         c = self._number(other)
-        return fns.MulFn.apply(_operand(other, self), self) if c is None else fns.MulScalarFn.apply(self, c)
+        return fns.MulFn.apply(*_operands(other, self)) if c is None else fns.MulScalarFn.apply(self, c)
 
     def __truediv__(self, other):
+        if self.dtype.kind != "f":  # true division of integers gives float32, as in PyTorch
+            return self.float() / other
         c = self._number(other)
-        return fns.DivFn.apply(self, _operand(other, self)) if c is None else fns.DivScalarFn.apply(self, c)
+        return fns.DivFn.apply(*_operands(self, other)) if c is None else fns.DivScalarFn.apply(self, c)
 
     def __rtruediv__(self, other):
-        return fns.DivFn.apply(_operand(other, self), self)
+        if self.dtype.kind != "f":
+            return other / self.float()
+        return fns.DivFn.apply(*_operands(other, self))
 
     def __neg__(self):
         return fns.NegFn.apply(self)
 
     def __pow__(self, other):
-        return fns.PowFn.apply(self, _operand(other, self))
+        return fns.PowFn.apply(*_operands(self, other))
 
     def __rpow__(self, other):
-        return fns.PowFn.apply(_operand(other, self), self)
+        return fns.PowFn.apply(*_operands(other, self))
 
     def __matmul__(self, other):
-        return fns.MatMulFn.apply(self, _operand(other, self))
+        return fns.MatMulFn.apply(*_operands(self, other))
 
     def __rmatmul__(self, other):
-        return fns.MatMulFn.apply(_operand(other, self), self)
+        return fns.MatMulFn.apply(*_operands(other, self))
 
     def exp(self):
         return fns.ExpFn.apply(self)
@@ -406,20 +411,73 @@ class Tensor(Variable):
         return self.type(other.dtype)
 
     def clamp(self, min=None, max=None):  # noqa: A002 (PyTorch's names)
+        """Values limited to [min, max] (either may be None). An integer tensor with a
+        fractional bound becomes float32, as in PyTorch, rather than having the bound cut."""
+        bounds = [b for b in (min, max) if b is not None]
+        for b in bounds:
+            if isinstance(b, (str, bytes)) or not isinstance(b, (int, float, np.number)):
+                raise TypeError(f"clamp: bounds must be numbers, got {type(b).__name__} {b!r}")
+        if self.dtype.kind != "f" and any(isinstance(b, (float, np.floating)) for b in bounds):
+            return self.float().clamp(min, max)
         return fns.ClampFn.apply(self, lo=min, hi=max)
 
     def max(self, dim=None, keepdim=False):
-        return fns.MaxReduceFn.apply(self, dim=dim, keepdim=keepdim, largest=True)
+        """The largest element (a 0-d tensor; ties share the gradient); along ``dim``,
+        ``(values, indices)`` as in PyTorch: the first largest element, or the first NaN, and
+        its index. ``amax`` reduces several dims at once."""
+        if dim is None:
+            return fns.MaxReduceFn.apply(self, largest=True)
+        return self._extreme(dim, keepdim, largest=True)
 
     def min(self, dim=None, keepdim=False):
+        """The smallest element, or ``(values, indices)`` along ``dim``: see ``max``."""
+        if dim is None:
+            return fns.MaxReduceFn.apply(self, largest=False)
+        return self._extreme(dim, keepdim, largest=False)
+
+    def amax(self, dim=None, keepdim=False):
+        """The largest values over ``dim`` (an int, a tuple of ints, or None for all); the
+        gradient is shared evenly among tied maxima."""
+        return fns.MaxReduceFn.apply(self, dim=dim, keepdim=keepdim, largest=True)
+
+    def amin(self, dim=None, keepdim=False):
+        """The smallest values over ``dim``: see ``amax``."""
         return fns.MaxReduceFn.apply(self, dim=dim, keepdim=keepdim, largest=False)
 
+    def _extreme(self, dim, keepdim, largest) -> ValuesIndices:
+        what = "max" if largest else "min"
+        d = self._dim(dim, what)
+        data = self._data.reshape(1) if self.ndim == 0 else self._data
+        if data.shape[d] == 0:
+            raise IndexError(f"{what}: dim {dim} has size 0, so it has no {'largest' if largest else 'smallest'} "
+                             "element")
+        xp = backend.namespace(data)
+        index = (xp.argmax if largest else xp.argmin)(data, axis=d, keepdims=True)
+        values = fns.TakeAlongDimFn.apply(self, index, dim=d, keepdim=keepdim)
+        if self.ndim == 0 or not keepdim:
+            index = index.reshape(values.shape)
+        return ValuesIndices(values, Tensor._wrap(index))
+
     def argmax(self, dim=None, keepdim=False):
-        """Index of the largest element (no gradient)."""
+        """Index of the largest element (the first one, or the first NaN), over all elements
+        or along ``dim``; no gradient."""
+        return self._arg(dim, keepdim, "argmax")
+
+    def argmin(self, dim=None, keepdim=False):
+        """Index of the smallest element: see ``argmax``."""
+        return self._arg(dim, keepdim, "argmin")
+
+    def _arg(self, dim, keepdim, what) -> Tensor:
         xp = backend.namespace(self._data)
+        find = getattr(xp, what)
+        if self.size == 0 and (dim is None or self.shape[self._dim(dim, what)] == 0):
+            raise IndexError(f"{what} of an empty {'tensor' if dim is None else 'dim'}")
         if dim is None:
-            return Tensor._wrap(xp.asarray(xp.argmax(self._data)))
-        return Tensor._wrap(xp.argmax(self._data, axis=dim, keepdims=keepdim))
+            return Tensor._wrap(xp.asarray(find(self._data)))
+        if self.ndim == 0:
+            self._dim(dim, what)
+            return Tensor._wrap(xp.asarray(0))
+        return Tensor._wrap(find(self._data, axis=self._dim(dim, what), keepdims=keepdim))
 
     def logsumexp(self, dim=None, keepdim=False):
         return fns.LogSumExpFn.apply(self, dim=dim, keepdim=keepdim)
@@ -472,15 +530,33 @@ class Tensor(Variable):
         return fns.ExpandFn.apply(self, shape=shape)
 
     def split(self, split_size, dim=0):
-        n = self.shape[dim]
-        sizes = list(split_size) if not isinstance(split_size, int) else \
-            [split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
-        if sum(sizes) != n:
-            raise ValueError(f"split: sizes {sizes} do not add up to dimension {dim}'s {n}")
-        return fns.SplitFn.apply(self, sizes=sizes, dim=dim)
+        """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or of the sizes in a
+        list: views, as in PyTorch."""
+        if self.ndim == 0:
+            raise ValueError("split: a 0-d tensor has no dim to split")
+        d = self._dim(dim, "split")
+        n = self.shape[d]
+        if isinstance(split_size, (int, np.integer)) and not isinstance(split_size, bool):
+            size = int(split_size)
+            if size < 1 and not (size == 0 and n == 0):
+                raise ValueError(f"split: split_size must be a positive int, got {split_size}")
+            sizes = [size] * (n // size) + ([n % size] if n % size else []) if size else [0]
+        else:
+            try:
+                sizes = [_check.integer(k, "split: each size", lo=0) for k in split_size]
+            except TypeError:
+                raise TypeError(f"split: split_size must be an int or a list of ints, got {split_size!r}") from None
+            if sum(sizes) != n:
+                raise ValueError(f"split: sizes {sizes} do not add up to dim {dim}'s {n}")
+        return fns.SplitFn.apply(self, sizes=sizes, dim=d)
 
     def chunk(self, chunks, dim=0):
-        return self.split(-(-self.shape[dim] // chunks), dim)
+        """At most ``chunks`` pieces of equal size along ``dim`` (the last may be smaller)."""
+        chunks = _check.integer(chunks, "chunk: chunks", lo=1)
+        if self.ndim == 0:
+            raise ValueError("chunk: a 0-d tensor has no dim to split")
+        n = self.shape[self._dim(dim, "chunk")]
+        return self.split(max(-(-n // chunks), 1) if n else 0, dim)
 
     def sigmoid(self):
         return fns.SigmoidFn.apply(self)
@@ -489,10 +565,10 @@ class Tensor(Variable):
         return fns.TanhFn.apply(self)
 
     def softmax(self, dim):
-        return fns.SoftmaxFn.apply(self, dim=dim)
+        return fns.SoftmaxFn.apply(self, dim=self._dim(dim, "softmax"))
 
     def log_softmax(self, dim):
-        return fns.LogSoftmaxFn.apply(self, dim=dim)
+        return fns.LogSoftmaxFn.apply(self, dim=self._dim(dim, "log_softmax"))
 
     def _key(self, key):
         """An index with its tensors and arrays on this tensor's device."""
@@ -537,6 +613,14 @@ class Tensor(Variable):
     __hash__ = object.__hash__
 
 
+class ValuesIndices(NamedTuple):
+    """What ``max(dim)`` and ``min(dim)`` return, as PyTorch's ``return_types``: the extremes and
+    their indices along the dim."""
+
+    values: Tensor
+    indices: Tensor
+
+
 class ToDeviceFn(Function):
     """A copy to another device; the gradient goes back to the source's device."""
 
@@ -564,11 +648,29 @@ def _operand(x, like: Tensor):
         return x
     if type(x) in (float, int) and like.dtype.kind == "f":  # the common case, kept short
         return like.dtype.type(x)
+    if type(x) is float:  # an integer or bool tensor with a float: float32, PyTorch's default dtype
+        return np.float32(x)
     arr = _storage(x)
     if arr.ndim == 0 and type(arr) is np.ndarray:  # a number: a scalar lives on every device
         return like.dtype.type(arr) if arr.dtype.kind in "fiub" and like.dtype.kind == "f" else arr[()]
     arr = backend.device_of(like._data).asarray(arr)
     return arr.astype(like.dtype) if arr.dtype.kind in "fiub" and like.dtype.kind == "f" else arr
+
+
+def _operands(a, b) -> tuple:
+    """The two sides of a binary op, at least one a Tensor: the other as ``_operand`` makes it,
+    and an integer or bool tensor meeting a floating operand cast to that floating dtype, as
+    PyTorch promotes (NumPy would make int64 with float32 float64)."""
+    like = a if isinstance(a, Tensor) else b
+    if not isinstance(like, Tensor):
+        raise TypeError("at least one argument must be a Tensor")
+    a, b = _operand(a, like), _operand(b, like)
+    kind_a, kind_b = np.dtype(a.dtype).kind, np.dtype(b.dtype).kind
+    if kind_a != "f" and kind_b == "f" and isinstance(a, Tensor):
+        a = a.type(b.dtype)
+    elif kind_b != "f" and kind_a == "f" and isinstance(b, Tensor):
+        b = b.type(a.dtype)
+    return a, b
 
 
 # -------------------------------------------------------------------- creation
@@ -626,11 +728,11 @@ def from_dlpack(obj) -> Tensor:
 
 
 def maximum(a, b) -> Tensor:
-    return fns.MaximumFn.apply(*_pair(a, b))
+    return fns.MaximumFn.apply(*_operands(a, b))
 
 
 def minimum(a, b) -> Tensor:
-    return fns.MinimumFn.apply(*_pair(a, b))
+    return fns.MinimumFn.apply(*_operands(a, b))
 
 
 def matmul(a, b, out=None):
@@ -647,23 +749,41 @@ def matmul(a, b, out=None):
 
 
 def where(condition, a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _operands(a, b)
     return fns.WhereFn.apply(_raw(condition), a, b)
 
 
+def _joined(tensors, dim, what, extra) -> tuple:
+    """The tensors to cat or stack, checked, and ``dim`` as a non-negative index."""
+    if isinstance(tensors, Tensor) or not hasattr(tensors, "__iter__"):
+        raise TypeError(f"{what}: expected a sequence of tensors, got {type(tensors).__name__}")
+    tensors = tuple(tensors)
+    if not tensors:
+        raise ValueError(f"{what}: expected a non-empty sequence of tensors")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{what}: item {i} is a {type(t).__name__}, not a Tensor")
+    first = tensors[0]
+    if first.ndim == 0 and not extra:
+        raise ValueError(f"{what}: zero-dimensional tensors cannot be concatenated (use stack)")
+    d = first._dim(dim, what, extra=extra)
+    for i, t in enumerate(tensors[1:], 1):
+        same = t.shape == first.shape if extra else \
+            t.ndim == first.ndim and all(a == b for k, (a, b) in enumerate(zip(t.shape, first.shape)) if k != d)
+        if not same:
+            need = "the same shape" if extra else f"the same shape outside dim {dim}"
+            raise ValueError(f"{what}: tensors need {need}; item 0 has {first.shape}, item {i} has {t.shape}")
+    return tensors, d
+
+
 def cat(tensors, dim=0) -> Tensor:
-    return fns.CatFn.apply(dim, *tensors)
+    tensors, d = _joined(tensors, dim, "cat", 0)
+    return fns.CatFn.apply(d, *tensors)
 
 
 def stack(tensors, dim=0) -> Tensor:
-    return fns.StackFn.apply(dim, *tensors)
-
-
-def _pair(a, b):
-    like = a if isinstance(a, Tensor) else b
-    if not isinstance(like, Tensor):
-        raise TypeError("at least one argument must be a Tensor")
-    return (a if isinstance(a, Tensor) else _operand(a, like)), (b if isinstance(b, Tensor) else _operand(b, like))
+    tensors, d = _joined(tensors, dim, "stack", 1)
+    return fns.StackFn.apply(d, *tensors)
 
 
 # -------------------------------------------------------------------- random numbers and factories
@@ -756,6 +876,11 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of ``size`` filled with ``fill_value``; without ``dtype`` its dtype is the value's,
+    as in PyTorch: bool for a bool, int64 for an int, float32 for a float."""
+    if dtype is None:
+        kind = np.asarray(fill_value).dtype.kind
+        dtype = np.bool_ if kind == "b" else np.int64 if kind in "iu" else None
     xp = _device(device).xp
     _charge(_shape((size,)), _dtype(dtype))
     return Tensor(xp.full(_shape((size,)), fill_value, _dtype(dtype)), requires_grad=requires_grad)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
-import functools
 import heapq
 import itertools
 import sys
@@ -33,6 +32,7 @@ import time
 import weakref
 
 from .. import backend
+from .._decorate import decorate
 
 
 class _Mode(threading.local):
@@ -61,29 +61,40 @@ class _GradMode:
         return False
 
     def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with copy.copy(self):  # a fresh mode per call: calls may nest or run in threads
-                return fn(*args, **kwargs)
-
-        return wrapper
+        return decorate(fn, lambda: copy.copy(self))  # a fresh mode per call: calls may nest or run in threads
 
 
-class no_grad(_GradMode):  # noqa: N801 (PyTorch's name)
-    """Ops inside record no graph: ``with ember.no_grad():`` or ``@ember.no_grad()``."""
+class _NoArgumentMode(_GradMode):
+    """A mode that takes no argument, so it decorates with or without parentheses."""
+
+    def __new__(cls, fn=None):
+        self = super().__new__(cls)
+        return self if fn is None else self(fn)
+
+
+class no_grad(_NoArgumentMode):  # noqa: N801 (PyTorch's name)
+    """Ops inside record no graph: ``with ember.no_grad():``, ``@ember.no_grad()`` or
+    ``@ember.no_grad``."""
 
     enabled = False
 
 
 class inference_mode(_GradMode):  # noqa: N801 (PyTorch's name)
     """PyTorch's ``inference_mode``: :class:`no_grad` (``mode=False``: grad mode on), as a
-    ``with`` block or a decorator."""
+    ``with`` block or a decorator (with or without parentheses)."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # @inference_mode, bare
+            return cls()(mode)
+        return super().__new__(cls)
 
     def __init__(self, mode: bool = True):
+        if not isinstance(mode, bool):
+            raise TypeError(f"inference_mode: mode must be True or False, got {mode!r}")
         self.enabled = not mode
 
 
-class enable_grad(_GradMode):  # noqa: N801 (PyTorch's name)
+class enable_grad(_NoArgumentMode):  # noqa: N801 (PyTorch's name)
     """Ops inside record the graph again, even within :class:`no_grad`."""
 
     enabled = True

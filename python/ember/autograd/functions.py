@@ -198,11 +198,13 @@ class PowFn(Function):
     def backward(ctx, g):
         a, b, y = ctx.saved_tensors
         ga = gb = None
-        if ctx.needs_input_grad[0]:
-            ga = unbroadcast(g * b * a ** (b - 1), a.shape)
-        if ctx.needs_input_grad[1]:
-            with backend.device_of(g).errstate(divide="ignore", invalid="ignore"):
-                gb = unbroadcast(g * y * _xps(a, g).log(a), b.shape)
+        xp = _xps(a, g)
+        zero = g.dtype.type(0)
+        with backend.device_of(g).errstate(divide="ignore", invalid="ignore"):
+            if ctx.needs_input_grad[0]:  # x ** 0 is constant: its derivative is 0 at x = 0 too
+                ga = unbroadcast(xp.where(b == 0, zero, g * b * a ** (b - 1)), a.shape)
+            if ctx.needs_input_grad[1]:  # 0 ** b for b >= 0 is 0 or 1 as b moves: derivative 0
+                gb = unbroadcast(xp.where((a == 0) & (b >= 0), zero, g * y * xp.log(a)), b.shape)
         return ga, gb
 
 
@@ -449,7 +451,8 @@ class WhereFn(Function):
 
 
 class MaxReduceFn(Function):
-    """max (or min) over dims; the gradient is shared evenly among tied extremes."""
+    """max (or min) over dims; the gradient is shared evenly among tied extremes (a NaN is the
+    extreme where there is one, as it is the result)."""
 
     @staticmethod
     def forward(ctx, a, dim=None, keepdim=False, largest=True):
@@ -466,7 +469,35 @@ class MaxReduceFn(Function):
         if not ctx.keepdim:
             g = _xp(g).expand_dims(g, ctx.axes)
         hit = a == y
+        if a.dtype.kind == "f":
+            xp = _xp(a)
+            hit |= xp.isnan(a) & xp.isnan(y)
         return g * hit / hit.sum(axis=ctx.axes, keepdims=True)
+
+
+class TakeAlongDimFn(Function):
+    """The elements of ``a`` that ``index`` (``a``'s shape with ``dim`` of size 1) picks along
+    ``dim``: max/min along a dim once argmax/argmin found them. The gradient goes to the picked
+    elements."""
+
+    @staticmethod
+    def forward(ctx, a, index, dim, keepdim=False):
+        xp = _xp(a)
+        flat = a.reshape(1) if a.ndim == 0 else a
+        ctx.dim, ctx.size, ctx.shape, ctx.index = dim, flat.shape[dim], a.shape, index
+        values = xp.take_along_axis(flat, index, axis=dim)
+        if a.ndim == 0:
+            return values.reshape(())
+        return values if keepdim else xp.squeeze(values, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = _xp(g)
+        g = g.reshape(ctx.index.shape)  # restores a squeezed dim (or the 0-d case's one)
+        span = [1] * ctx.index.ndim
+        span[ctx.dim] = ctx.size
+        hit = xp.arange(ctx.size).reshape(span) == ctx.index
+        return xp.where(hit, g, g.dtype.type(0)).reshape(ctx.shape)
 
 
 class LogSumExpFn(Function):
