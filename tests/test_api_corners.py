@@ -106,6 +106,18 @@ def test_learning_rate_scheduler_with_a_schedule_object(rng, capsys):
     assert "epoch 1: learning rate 0.1" in out and "epoch 2: learning rate 0.05" in out
     with pytest.raises(TypeError, match="schedule must be a function"):
         LearningRateScheduler(0.1)
+    # A schedule of a metric is stepped with the monitored log at each epoch's end.
+    opt = ember.optim.SGD(model.parameters(), lr=0.8)
+    model.compile(optimizer=opt)
+    # (no later epoch can improve by the threshold: reduced after epochs 2 and 3)
+    plateau = lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5, threshold=1e9, threshold_mode="abs")
+    model.fit(x, y, epochs=3, verbose=0, validation_data=(x, y),
+              callbacks=[LearningRateScheduler(plateau, monitor="val_loss")])
+    assert plateau.last_epoch == 3 and np.isfinite(plateau.best)
+    np.testing.assert_allclose(opt.param_groups[0]["lr"], 0.8 * 0.5**2)
+    with pytest.raises(KeyError, match="LearningRateScheduler: monitor 'val_loss' is not among the logs"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[
+            LearningRateScheduler(lr_scheduler.ReduceLROnPlateau(ember.optim.SGD(model.parameters(), lr=0.1)))])
 
 
 def test_csv_logger_appends_under_the_same_header(rng, tmp_path):

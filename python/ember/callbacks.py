@@ -226,12 +226,12 @@ class ModelCheckpoint(Callback):
 class LearningRateScheduler(Callback):
     """Set the learning rate from a schedule: ``schedule(epoch, lr)`` (a function of the epoch
     number and the current rate) at each epoch's start, or an ``ember.optim.lr_scheduler``
-    schedule stepped once per epoch. With ``interval="batch"`` the schedule runs per training
+    schedule stepped once per epoch (a ``ReduceLROnPlateau`` with the ``monitor`` log). With ``interval="batch"`` the schedule runs per training
     step instead: the function gets the step number counted over the whole run (epoch x steps
     per epoch + batch), the scheduler is set to that step -- so a run resumed from a checkpoint
     continues the schedule where it was."""
 
-    def __init__(self, schedule, verbose=0, interval: str = "epoch"):
+    def __init__(self, schedule, verbose=0, interval: str = "epoch", monitor: str = "val_loss"):
         if not callable(schedule) and not hasattr(schedule, "step"):
             raise TypeError("LearningRateScheduler: schedule must be a function (epoch, lr) -> lr or an "
                             "ember.optim.lr_scheduler object")
@@ -241,6 +241,9 @@ class LearningRateScheduler(Callback):
             raise TypeError("LearningRateScheduler: interval='batch' needs a function or a scheduler of the step "
                             f"count (an LRScheduler); {type(schedule).__name__} steps on a metric")
         self.schedule, self.verbose, self.interval = schedule, verbose, interval
+        # A schedule of a metric (ReduceLROnPlateau) is stepped with this log at each epoch's end.
+        self._monitor = None if hasattr(schedule, "lr_at") or not hasattr(schedule, "step") else \
+            _Monitor(monitor, "auto", 0.0)
         self._epoch = 0
 
     def _apply(self, step, what):
@@ -268,7 +271,9 @@ class LearningRateScheduler(Callback):
             self._apply(self._epoch * self.params["steps"] + batch, "step")
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.interval == "epoch" and hasattr(self.schedule, "step"):
+        if self.interval == "epoch" and self._monitor is not None:
+            self.schedule.step(self._monitor.value(logs, "LearningRateScheduler"))
+        elif self.interval == "epoch" and hasattr(self.schedule, "step"):
             self.schedule.step()
 
 

@@ -243,3 +243,67 @@ def test_reduce_on_plateau_takes_one_min_lr_per_group():
     for loss in (1.0, 2.0, 3.0):
         plateau.step(loss)
     assert [g["lr"] for g in opt.param_groups] == [pytest.approx(0.01), 0.5]  # both groups reduced, to their floors
+
+
+def test_schedules_on_one_optimizer_chain_as_pytorchs_do():
+    # A warm-up with a decay: the product of the factors, each at its own step (PyTorch's result).
+    opt = optimizer()
+    warm = S.LinearLR(opt, start_factor=0.25, total_iters=4)
+    decay = S.ExponentialLR(opt, gamma=0.9)
+    got = []
+    for _ in range(10):
+        got.append([g["lr"] for g in opt.param_groups])
+        warm.step()
+        decay.step()
+    want = [[b * (0.25 + 0.75 * min(e, 4) / 4) * 0.9**e for b in BASES] for e in range(10)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    torch = pytest.importorskip("torch")
+    params = [torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)]
+    topt = torch.optim.SGD([{"params": [params[0]], "lr": BASES[0]}, {"params": [params[1]], "lr": BASES[1]}])
+    tw = torch.optim.lr_scheduler.LinearLR(topt, start_factor=0.25, total_iters=4)
+    td = torch.optim.lr_scheduler.ExponentialLR(topt, gamma=0.9)
+    theirs = []
+    for _ in range(10):
+        theirs.append([g["lr"] for g in topt.param_groups])
+        topt.step()
+        tw.step()
+        td.step()
+    np.testing.assert_allclose(got, theirs, rtol=1e-12)
+
+
+def test_a_plateau_reduction_survives_a_chained_schedule():
+    opt = optimizer()
+    step = S.StepLR(opt, step_size=3, gamma=0.5)
+    plateau = S.ReduceLROnPlateau(opt, patience=0, factor=0.1)
+    plateau.step(1.0)
+    plateau.step(1.0)  # no improvement: reduced tenfold
+    np.testing.assert_allclose([g["lr"] for g in opt.param_groups], [b * 0.1 for b in BASES], rtol=1e-12)
+    for _ in range(3):
+        step.step()  # epoch 3: halved, from the reduced rate
+    np.testing.assert_allclose([g["lr"] for g in opt.param_groups], [b * 0.05 for b in BASES], rtol=1e-12)
+
+
+def test_one_cycle_is_alone_on_its_optimizer_and_checks_its_arguments():
+    opt = optimizer()
+    keep = S.StepLR(opt, step_size=2)
+    with pytest.raises(ValueError, match="OneCycleLR cannot share an optimizer with another schedule"):
+        S.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+    del keep  # a schedule no longer referenced does not count
+    S.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+    for make, match in [
+        (lambda o: S.OneCycleLR(o, max_lr=[0.1], total_steps=10), r"max_lr must be one number or one per parameter "
+                                                                   r"group \(2\), got 1"),
+        (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, pct_start=1.5), r"pct_start must be a number in \[0, 1\]"),
+        (lambda o: S.OneCycleLR(o, max_lr=-1.0, total_steps=10), "max_lr must be finite and > 0"),
+        (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, div_factor=0), "div_factor must be > 0"),
+        (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=2.5), "total_steps must be >= 1 and an int"),
+    ]:
+        fresh = optimizer()
+        with pytest.raises(ValueError, match=match):
+            make(fresh)
+        assert all("initial_lr" not in g and g["lr"] == b for g, b in zip(fresh.param_groups, BASES))  # untouched
+    # A warm-up of one step (pct_start * total_steps = 1) starts at max_lr / div_factor, then anneals.
+    opt = optimizer()
+    sched = S.OneCycleLR(opt, max_lr=1.0, total_steps=10, pct_start=0.1, div_factor=4.0)
+    lrs = [opt.param_groups[0]["lr"]] + [(sched.step(), opt.param_groups[0]["lr"])[1] for _ in range(9)]
+    assert lrs[0] == 0.25 and 0.9 < lrs[1] < 1.0 and all(a > b for a, b in zip(lrs[1:], lrs[2:]))

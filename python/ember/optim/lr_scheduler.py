@@ -1,9 +1,38 @@
 """Learning-rate schedules, PyTorch's names and formulas (closed forms, so a scheduler
-restored from its state_dict continues exactly)."""
+restored from its state_dict continues exactly).
+
+A schedule alone on its optimizer sets the closed form. Several schedules on one optimizer
+(and ``ReduceLROnPlateau`` beside them) chain as PyTorch's do: each step multiplies the rate in
+force by the change of that schedule's own factor, so a warm-up ``LinearLR`` with an
+``ExponentialLR`` decays from the warmed-up rate, and a plateau's reduction stays. ``OneCycleLR``
+sets the rate itself, so it is refused beside another schedule (its rates would silently undo
+the other's).
+"""
 
 from __future__ import annotations
 
 import math
+import weakref
+
+
+def _attach(scheduler, exclusive: bool) -> None:
+    """Record ``scheduler`` on its optimizer, refusing a pairing whose rates would overwrite
+    each other. Schedules that were garbage-collected no longer count."""
+    optimizer = scheduler.optimizer
+    live = [s for s in (r() for r in getattr(optimizer, "_lr_schedulers", ())) if s is not None]
+    others = [s for s in live if s is not scheduler]
+    if others and (exclusive or any(getattr(s, "_exclusive", False) for s in others)):
+        lone = type(scheduler).__name__ if exclusive else next(type(s).__name__ for s in others if s._exclusive)
+        raise ValueError(f"{lone} cannot share an optimizer with another schedule ({type(others[0]).__name__} is "
+                         f"already attached to it): one would silently undo the other's rates; use one schedule, "
+                         "or chain the others (StepLR, ExponentialLR, LinearLR, ReduceLROnPlateau...)")
+    scheduler._exclusive = exclusive
+    optimizer._lr_schedulers = [weakref.ref(s) for s in others] + [weakref.ref(scheduler)]
+
+
+def _chained(optimizer) -> list:
+    """The live schedules attached to ``optimizer``."""
+    return [s for s in (r() for r in getattr(optimizer, "_lr_schedulers", ())) if s is not None]
 
 
 class _SchedulerState:
@@ -15,7 +44,7 @@ class _SchedulerState:
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_exclusive")}
 
     def load_state_dict(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -32,6 +61,7 @@ class LRScheduler(_SchedulerState):
                 g.setdefault("initial_lr", g["lr"])
         self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
         self.last_epoch = last_epoch
+        _attach(self, exclusive=isinstance(self, OneCycleLR))
         self.step()
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
@@ -39,8 +69,15 @@ class LRScheduler(_SchedulerState):
 
     def step(self) -> None:
         self.last_epoch += 1
+        epoch = self.last_epoch
+        alone = all(s is self for s in _chained(self.optimizer))
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
-            g["lr"] = self.lr_at(base, self.last_epoch)
+            now = self.lr_at(base, epoch)
+            before = self.lr_at(base, epoch - 1) if epoch > 0 else base
+            if alone or not before:  # the closed form (after a factor of 0 the change is not a ratio)
+                g["lr"] = now
+            else:  # chained: this schedule's change, applied to the rate in force
+                g["lr"] = g["lr"] * (now / before)
 
 
 class StepLR(LRScheduler):
@@ -131,10 +168,21 @@ class OneCycleLR(LRScheduler):
 
     def __init__(self, optimizer, max_lr, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
                  final_div_factor: float = 1e4, last_epoch: int = -1):
-        if total_steps < 1:
-            raise ValueError(f"OneCycleLR: total_steps must be >= 1, got {total_steps}")
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"OneCycleLR: total_steps must be >= 1 and an int, got {total_steps!r}")
+        if isinstance(pct_start, bool) or not isinstance(pct_start, (int, float)) or not 0.0 <= pct_start <= 1.0:
+            raise ValueError(f"OneCycleLR: pct_start must be a number in [0, 1], got {pct_start!r}")
+        for name, v in (("div_factor", div_factor), ("final_div_factor", final_div_factor)):
+            if not v > 0:
+                raise ValueError(f"OneCycleLR: {name} must be > 0, got {v!r}")
         n = len(optimizer.param_groups)
         max_lrs = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * n
+        if len(max_lrs) != n:  # checked before any group is changed
+            raise ValueError(f"OneCycleLR: max_lr must be one number or one per parameter group ({n}), got "
+                             f"{len(max_lrs)}")
+        for m in max_lrs:
+            if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
+                raise ValueError(f"OneCycleLR: max_lr must be finite and > 0, got {m!r}")
         if last_epoch == -1:
             for g, m in zip(optimizer.param_groups, max_lrs):
                 g["initial_lr"] = m / div_factor
@@ -154,8 +202,8 @@ class OneCycleLR(LRScheduler):
         if t > self.total_steps:
             raise ValueError(f"OneCycleLR: stepped {t} times with total_steps={self.total_steps}")
         for g in self.optimizer.param_groups:
-            if t <= self._phase_end:
-                g["lr"] = self._cos(g["initial_lr"], g["max_lr"], t / self._phase_end)
+            if t <= self._phase_end:  # a warm-up of one step (phase end 0) starts at initial_lr
+                g["lr"] = self._cos(g["initial_lr"], g["max_lr"], t / self._phase_end if self._phase_end else 0.0)
             else:
                 span = self.total_steps - 1 - self._phase_end
                 g["lr"] = self._cos(g["max_lr"], g["min_lr"], (t - self._phase_end) / span)
@@ -183,6 +231,7 @@ class ReduceLROnPlateau(_SchedulerState):
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = self.cooldown_counter = 0
         self.last_epoch = 0
+        _attach(self, exclusive=False)
 
     def _better(self, a: float) -> bool:
         if self.mode == "min":
