@@ -88,6 +88,9 @@ def scenario_loop(args, out: Path, w) -> None:
     t = ember.tensor(np.arange(4, dtype=np.float32) + w.rank)
     results["mean"] = dist.all_reduce(t, op="mean").numpy().tolist()
     results["max"] = dist.all_reduce(ember.tensor(np.array([w.rank, -w.rank], np.int64)), op="max").numpy().tolist()
+    flags = [w.rank == 0, w.rank == 1, True, False]  # rank 0: T F T F; rank 1: F T T F
+    results["any"] = dist.all_reduce(ember.tensor(np.array(flags))).numpy().tolist()
+    results["all"] = dist.all_reduce(ember.tensor(np.array(flags)), op="min").numpy().tolist()
     results["gather"] = dist.all_gather(ember.tensor(np.full((2,), w.rank, np.float64))).numpy().tolist()
     b = ember.tensor(np.full(3, float(w.rank), np.float32))
     results["broadcast"] = dist.broadcast(b, src=w.size - 1).numpy().tolist()

@@ -19,6 +19,7 @@ from ember import distributed as dist
 from ember import metrics, nn
 from ember.autograd import engine
 from ember.data import DataLoader, TensorDataset
+from ember.data import transforms as T
 from ember.distributed import comm
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -96,6 +97,13 @@ def test_sampler_gives_an_empty_share_of_a_batch_shorter_than_the_ranks():
     last = list(loader)[-1]
     assert last[0].shape == (0, 2, 3) and last[1].shape == (0,)
     assert len(dist.DistributedSampler(33, 16, drop_last=True, num_replicas=3, rank=0)) == 2
+    # The empty share has the shape and dtype the transform gives the others.
+    images = TensorDataset(np.zeros((10, 3, 8, 8), np.uint8), np.arange(10))
+    crop = T.Compose([T.RandomCrop(6), T.ToFloat()])
+    sampler = dist.DistributedSampler(10, 4, shuffle=False, num_replicas=4, rank=3)
+    shares = [b[0] for b in DataLoader(images, batch_sampler=sampler, transform=crop)]
+    assert [x.shape for x in shares] == [(1, 3, 6, 6), (1, 3, 6, 6), (0, 3, 6, 6)]
+    assert {x.dtype for x in shares} == {np.dtype(np.float32)}
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
@@ -194,6 +202,22 @@ def test_wrapper_in_a_world_of_one_changes_nothing(rng):
         dist.DistributedDataParallel(lambda t: t)
     with pytest.raises(ValueError, match="bucket_cap_mb must be a positive number"):
         dist.DistributedDataParallel(nn.Linear(2, 2), bucket_cap_mb=0)
+
+
+def test_checkpoints_load_with_or_without_the_wrapper(tmp_path):
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    wrapped = dist.DistributedDataParallel(model)
+    other = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    other.save(tmp_path / "plain.safetensors")
+    wrapped.load(tmp_path / "plain.safetensors")  # was: missing keys module.0.weight, ...
+    for (k, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+    wrapped.save(tmp_path / "half.safetensors", dtype="bf16")  # the parameters as bf16, as for the bare model
+    with open(tmp_path / "half.safetensors", "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"BF16"}
+    rebuilt = ember.load_model(tmp_path / "half.safetensors")  # the architecture is the wrapped model's
+    assert [type(m).__name__ for m in rebuilt] == ["Linear", "ReLU", "Linear"]
 
 
 def test_fit_distributed_in_a_world_of_one_is_plain_fit(rng):
@@ -318,6 +342,7 @@ def test_hand_written_loop_with_accumulation_and_collectives(tmp_path):
         assert res["sum"] == [1.0, 3.0, 5.0, 7.0]
         assert res["mean"] == [0.5, 1.5, 2.5, 3.5]
         assert res["max"] == [1, 0]
+        assert res["any"] == [True, True, True, False] and res["all"] == [False, False, True, False]  # bool: or, and
         assert res["gather"] == [[0.0, 0.0], [1.0, 1.0]]
         assert res["broadcast"] == [1.0, 1.0, 1.0]
         assert res["objects"] == [{"rank": 0}, {"rank": 1}] and res["broadcast_object"] == "from 0"

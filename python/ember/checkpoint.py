@@ -222,6 +222,12 @@ def _weights_dtype(dtype, optimizer):
     return True
 
 
+def _unwrapped(model):
+    """The model inside a wrapper that forwards to it (``DistributedDataParallel``): checkpoints
+    hold the wrapped model's weights and architecture, so they load with or without the wrapper."""
+    return getattr(model, "wrapped_module", model) if model is not None else None
+
+
 def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: dict | None = None,
          extra: dict | None = None, include_rng: bool = True, dtype: str | None = None) -> Path:
     """Save a checkpoint to ``path`` (a ``.safetensors`` file) atomically and return its path.
@@ -237,6 +243,7 @@ def save(path, model=None, optimizer=None, *, epoch: int | None = None, config: 
     """
     st = _safetensors()
     to_bf16 = _weights_dtype(dtype, optimizer)
+    model = _unwrapped(model)
     tensors = {}
     if model is not None:
         parameters = {k for k, _ in model.named_parameters()} if to_bf16 else set()
@@ -432,6 +439,7 @@ def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: 
     random state change only when all of it is right: an error (ValueError naming the file
     and the key) leaves them as they were."""
     path = Path(path)
+    model = _unwrapped(model)
     target = backend.get(map_location) if map_location is not None else None
     arrays, meta = read(path)
     model_state = {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)}

@@ -167,3 +167,28 @@ def test_bad_arguments_are_named(rng):
         attention(x, x, x, key_padding_mask=np.zeros((3, 5), np.int64))
     with pytest.raises(ValueError, match=r"inputs must have 8 features"):
         attention(x[..., :4], x[..., :4], x[..., :4])
+
+
+@pytest.mark.parametrize("need_weights", [False, True], ids=["fused", "weights"])
+def test_is_causal_with_only_a_padding_mask_stays_causal(rng, need_weights):
+    # PyTorch needs the triangle as attn_mask here; Ember's is_causal supplies it and keeps the padding.
+    torch.manual_seed(0)
+    theirs = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+    ours = copy_from(nn.MultiheadAttention(16, 2, batch_first=True), theirs)
+    x = rng.standard_normal((2, 6, 16)).astype(np.float32)
+    padding = np.zeros((2, 6), bool)
+    padding[1, 4:] = True
+    causal = np.triu(np.ones((6, 6), bool), 1)
+    xt = torch.tensor(x)
+    want = theirs(xt, xt, xt, key_padding_mask=torch.tensor(padding), attn_mask=torch.tensor(causal),
+                  need_weights=False)[0].detach().numpy()
+    with ember.no_grad():
+        xe = ember.tensor(x)
+        got = ours(xe, xe, xe, key_padding_mask=padding, is_causal=True, need_weights=need_weights)[0].numpy()
+        layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True).eval()
+        later = x.copy()
+        later[:, 5] += 10.0  # a change to the last position may not reach the earlier ones
+        before, after = (layer(ember.tensor(v), is_causal=True, src_key_padding_mask=padding).numpy()
+                         for v in (x, later))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(before[:, :5], after[:, :5])

@@ -175,14 +175,15 @@ class _EpochPlan:
     def fields(self, index: int) -> tuple:
         """Batch ``index`` fetched and transformed: NumPy arrays, before collation."""
         indices = self.batches[index]
-        if len(indices) == 0:  # a rank's empty share of a short batch: the fields' shapes, no rows
-            return tuple(f[:0] for f in fetch_batch(self.dataset, np.zeros(1, np.int64)))
-        fields = fetch_batch(self.dataset, indices)
+        # A rank's empty share of a short batch: a sample made as the others are (so the shapes and
+        # dtypes after the transform agree), then no rows of it.
+        empty = len(indices) == 0
+        fields = fetch_batch(self.dataset, np.zeros(1, np.int64) if empty else indices)
         if self.transform is not None:
             rng = np.random.default_rng(np.random.SeedSequence(self.seed,
                                                                spawn_key=(self.epoch, 1, index, *self.stream)))
             fields = (self.transform(fields[0], rng),) + fields[1:]
-        return fields
+        return tuple(f[:0] for f in fields) if empty else fields
 
     def build(self, index: int):
         return self.collate_fn(self.fields(index))

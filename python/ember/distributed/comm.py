@@ -301,7 +301,8 @@ def _write_back(tensor, buf) -> None:
 
 def all_reduce(tensor, op: str = "sum"):
     """Combine ``tensor`` over every rank in place with ``op`` ('sum', 'mean', 'max', 'min',
-    'prod'); every rank ends with the same values. Returns the tensor."""
+    'prod'); every rank ends with the same values (of a bool tensor: 'sum' and 'max' are a
+    logical or, 'prod' and 'min' a logical and). Returns the tensor."""
     if op not in _OPS:
         raise ValueError(f"all_reduce: op must be one of {_OPS}, got {op!r}")
     buf = _host_buffer(tensor, "all_reduce")
@@ -310,6 +311,8 @@ def all_reduce(tensor, op: str = "sum"):
     w = world()
     if w.comm is None:
         return tensor
+    if buf.dtype == np.bool_:  # as in PyTorch: a sum or max is a logical or, a product or min a logical and
+        buf, op = buf.view(np.uint8), {"sum": "max", "prod": "min"}.get(op, op)
     _agree(w, "all_reduce", buf.shape, buf.dtype)
     mpi_op = {"sum": w.mpi.SUM, "mean": w.mpi.SUM, "max": w.mpi.MAX, "min": w.mpi.MIN, "prod": w.mpi.PROD}[op]
     w.wait(w.comm.Iallreduce(w.mpi.IN_PLACE, buf, op=mpi_op), "all_reduce")

@@ -175,6 +175,12 @@ class DistributedDataParallel(Module):
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
 
+    @property
+    def wrapped_module(self) -> Module:
+        """The model this wraps: what checkpoints save and load, so that one loads with or
+        without the wrapper."""
+        return self.module
+
     def state_dict(self):
         return self.module.state_dict()
 

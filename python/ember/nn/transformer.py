@@ -58,7 +58,8 @@ class MultiheadAttention(Module):
     and value projections stacked) and ``out_proj``; inputs (L, N, E), or (N, L, E) with
     ``batch_first``, or unbatched (L, E). ``key_padding_mask`` (N, S) and ``attn_mask`` (L, S) or
     (N * num_heads, L, S): boolean True hides a position, a float mask is added.
-    ``is_causal=True`` without a mask applies the causal triangle.
+    ``is_causal=True`` without ``attn_mask`` applies the causal triangle (with a padding mask too);
+    with one, as in PyTorch, it only says that ``attn_mask`` is causal.
 
     With ``need_weights=False`` the attention runs on the fused kernels (the L x S weights are
     never built); with ``need_weights=True`` (PyTorch's default) they are computed and returned,
@@ -137,7 +138,10 @@ class MultiheadAttention(Module):
         h, d = self.num_heads, self.head_dim
         qkv = self.in_projection(query) if self_attention else None
         mask = self._mask(key_padding_mask, attn_mask, n, tq, tk, query.dtype)
-        causal = is_causal and mask is None
+        causal = is_causal and attn_mask is None  # with an attn_mask, is_causal is PyTorch's hint that it is causal
+        if causal and mask is not None:  # a padding mask only: the causal triangle joins it
+            triangle = np.where(np.tril(np.ones((tq, tk), bool)), 0.0, -np.inf).astype(mask.dtype)
+            mask, causal = mask + backend.device_of(mask).from_host(triangle), False
         p = self.dropout if self.training else 0.0
         out = None if need_weights or qkv is None else F._self_attention(qkv, h, mask, p, causal)
         weights = None
