@@ -220,8 +220,8 @@ def test_sequential_identity_and_module_details(rng):
 
     net = Net()
     assert [k for k, _ in net.named_parameters()] == ["body.weight", "body.bias"]
-    assert [b.item() for b in net.buffers()] == [2.0] and list(net.state_dict()) == ["body.weight", "body.bias",
-                                                                                      "scale"]
+    assert [b.item() for b in net.buffers()] == [2.0] and list(net.state_dict()) == ["scale", "body.weight",
+                                                                                      "body.bias"]  # PyTorch's order
     assert [type(m).__name__ for m in net.modules()] == ["Net", "Linear"] and list(net.children()) == [net.body]
     seen = []
     net.apply(lambda m: seen.append(type(m).__name__))
@@ -329,6 +329,26 @@ def test_quantization_report_on_a_regression_model(rng):
     assert repr(qw) == f"QuantizedWeight(bits=4, shape=(5, 40), group_size=32, nbytes={qw.nbytes})"
     with pytest.raises(TypeError, match="model must be an ember.nn.Module"):
         quant.quantize(lambda v: v)
+    # (N,) targets of a one-output regression compare element by element, not as an N x N grid.
+    single = nn.Sequential(nn.Linear(16, 1))
+    with ember.no_grad():
+        own = single(ember.tensor(x)).numpy()[:, 0]
+    assert quant.quantize(single, eval_data=(x, own))[1].before == 0.0
+    with pytest.raises(ValueError, match=r"eval_data's targets have shape \(3,\), the model's outputs \(64, 1\)"):
+        quant.quantize(single, eval_data=(x, own[:3]))
+
+    class Doubled(nn.Linear):  # a subclass computing more than the product: left in float
+        def forward(self, v):
+            return super().forward(v) * 2
+
+    mixed = nn.Sequential(Doubled(16, 8), nn.ReLU(), nn.Linear(8, 2))
+    qmixed, mixed_report = quant.quantize(mixed)
+    assert type(qmixed[0]) is Doubled and isinstance(qmixed[2], quant.QuantLinear) and mixed_report.layers == 1
+    assert any("left in float32: 0" in note for note in mixed_report.notes)
+    with ember.no_grad():
+        np.testing.assert_allclose(qmixed[0](ember.tensor(x)).numpy(), mixed[0](ember.tensor(x)).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"no nn.Linear layer to quantize \(0 subclass it"):
+        quant.quantize(nn.Sequential(Doubled(4, 4)))
     with pytest.raises(ValueError, match=r"eval_data must be \(x, y\)"):
         quant.quantize(model, eval_data=x)
     with pytest.raises(TypeError, match="from_linear needs an nn.Linear, got ReLU"):

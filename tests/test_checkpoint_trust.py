@@ -210,6 +210,19 @@ def test_tampered_colsum_refused(device, tmp_path):
         quant.quantized_structure(_mlp(), bits=8).load(path)
 
 
+def test_a_partial_load_of_int8_bytes_meets_the_column_sums_held():
+    model = quant.quantized_structure(_mlp(), bits=8)
+    source, _ = quant.quantize(_mlp(), bits=8)
+    state = {k: v.numpy() for k, v in source.state_dict().items() if not k.endswith("weight_colsum")}
+    with pytest.raises(ValueError, match=r"0\.weight_colsum: channel 0"):  # the empty shell's sums are 0
+        model.load_state_dict(state, strict=False)
+    assert not model[0].weight_data.numpy().any()  # nothing loaded
+    model.load_state_dict({k: v.numpy() for k, v in source.state_dict().items()})
+    x = ember.tensor(np.ones((2, model[0].in_features), np.float32))
+    with ember.no_grad():
+        np.testing.assert_array_equal(model(x).numpy(), source(x).numpy())
+
+
 # ----------------------------------------------------------------------------- saving
 
 

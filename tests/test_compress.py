@@ -2,6 +2,14 @@
 removed channels were zero), unstructured masks, pruning during fit, distillation against a
 NumPy reference, the side-by-side report and `ember compress`."""
 
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -267,3 +275,149 @@ def test_cached_teacher_outputs_give_the_same_student(rng):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(a).max())
     with pytest.raises(ValueError, match="cache_teacher needs x as an array and no transform"):
         compress.distill(teacher, student, x, y, cache_teacher=True, transform=lambda b, r: b)
+
+
+@pytest.mark.parametrize("make, shape, where", [
+    (lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Linear(8, 4)), (2, 3, 10, 10), "no Flatten"),
+    (lambda: nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Flatten(), nn.Linear(18, 2)), (2, 3, 4), "the Flatten 2"),
+    (lambda: nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Conv2d(4, 2, 1)), (2, 4, 5, 6), "axis 1"),
+    (lambda: nn.Sequential(nn.Linear(6, 6), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 2)), (2, 2, 4, 6),
+     "pools over the last two axes"),
+    (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.BatchNorm1d(36), nn.Linear(36, 2)), (2, 3, 5, 5),
+     "after the Flatten"),
+])
+def test_a_consumer_whose_features_are_not_the_channels_is_left_alone(make, shape, where, rng):
+    model = make()
+    x = rng.standard_normal(shape).astype(np.float32)
+    small, result = compress.prune(model, 0.5)
+    assert result.kept == {} and where in result.skipped["0"]
+    np.testing.assert_array_equal(_forward(small, x), _forward(model, x))  # it still runs, unchanged
+
+
+def test_amount_naming_an_unknown_layer_is_refused():
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    for structured in (True, False):
+        with pytest.raises(ValueError, match=r"amount names \['fc1'\].*its layers are \['0', '2'\]"):
+            compress.prune(model, {"fc1": 0.5, "0": 0.5}, structured=structured)
+
+
+def test_bn_scale_without_a_batchnorm_scale_leaves_the_layer_alone(rng):
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, affine=False), nn.ReLU(), nn.Linear(6, 8),
+                          nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    small, result = compress.prune(model, 0.5, criterion="bn_scale")
+    assert "has none (affine=False)" in result.skipped["0"] and list(result.kept) == ["3"]
+    assert small[0].out_features == 6 and small[3].out_features == 4
+    assert _forward(small, rng.standard_normal((3, 4)).astype(np.float32)).shape == (3, 2)
+
+
+def test_report_counts_parameters_not_statistics_or_packed_bytes():
+    model = nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    n = sum(p.numel() for p in model.parameters())
+    forms = {"float": model}
+    for bits in (8, 4):
+        forms[f"int{bits}"], _ = ember.quant.quantize(model, bits=bits)
+    report = compress.compare(forms, example=np.zeros((1, 64), np.float32), rounds=1)
+    assert [f.params for f in report.forms] == [n, n, n]
+
+
+def _frozen_bn_cnn():
+    model = models.cnn((1, 8, 8), 4, filters=8, hidden=16)
+    model = nn.Sequential(model[0], nn.BatchNorm2d(8), *list(model)[1:])
+    model.train()
+    model[1].eval()  # a frozen BatchNorm inside a training model
+    return model
+
+
+def test_prune_with_eval_data_keeps_each_layers_mode(rng):
+    model = _frozen_bn_cnn()
+    x, y = rng.standard_normal((16, 1, 8, 8)).astype(np.float32), rng.integers(0, 4, 16)
+    small, _ = compress.prune(model, 0.5, eval_data=(x, y))
+    for m in (model, small):
+        assert m.training and m[0].training and not m[1].training
+
+
+def test_distill_changes_nothing_when_it_fails_before_training(rng):
+    x, y = rng.standard_normal((32, 1, 8, 8)).astype(np.float32), rng.integers(0, 4, 32)
+    teacher = _frozen_bn_cnn()
+    student = models.cnn((1, 8, 8), 4, filters=4, hidden=8)
+    student.compile(optimizer="sgd")
+    compiled = student._compiled
+    failures = [
+        (dict(optimizer="no-such-optimizer"), ValueError),
+        (dict(cache_teacher=True, x=x[:, :, :6]), ValueError),  # the teacher cannot take these inputs
+        (dict(epochs=-1), ValueError),  # fit's own checks
+    ]
+    for kwargs, error in failures:
+        with pytest.raises(error):
+            compress.distill(teacher, student, **{"x": x, "y": y, "verbose": 0, **kwargs})
+        assert teacher.training and teacher[0].training and not teacher[1].training
+        assert student._compiled is compiled and "forward" not in student.__dict__
+    wrong = models.cnn((1, 6, 6), 4, filters=4, hidden=8)  # fails in the first step: it cannot take 8x8 inputs
+    with pytest.raises(ValueError, match="features"):
+        compress.distill(wrong, student, x, y, verbose=0)
+    assert student._compiled is compiled
+    fresh = models.cnn((1, 8, 8), 4, filters=4, hidden=8)
+    with pytest.raises(ValueError):
+        compress.distill(teacher, fresh, x, y, optimizer="no-such-optimizer")
+    assert "_compiled" not in fresh.__dict__
+    compress.distill(teacher, student, x, y, epochs=1, verbose=0)
+    assert student._compiled is not compiled and teacher.training and not teacher[1].training
+
+
+def test_structured_pruning_callback_refuses_distributed_training(monkeypatch, rng):
+    ember.manual_seed(4)
+    model = models.cnn((1, 8, 8), 4, filters=8, hidden=16)
+    x, y = rng.standard_normal((32, 1, 8, 8)).astype(np.float32), rng.integers(0, 4, 32)
+    model.compile(optimizer="adam")
+    before = [p.detach().numpy().copy() for p in model.parameters()]
+    monkeypatch.setattr(ember.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(ember.distributed, "world_size", lambda: 2)
+    with pytest.raises(RuntimeError, match="one of 2 ranks"):
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+                  callbacks=[compress.PruningCallback(0.5, structured=True, epochs=[0])])
+    assert model[0].out_channels == 8  # refused before any step
+    for a, p in zip(before, model.parameters()):
+        np.testing.assert_array_equal(p.detach().numpy(), a)
+    # unstructured masks keep the parameters, so they stay allowed
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[compress.PruningCallback(0.5, end_epoch=0)])
+
+
+_PRUNE_ON_RANKS = '''
+import json, sys
+import numpy as np
+import ember
+from ember import compress, distributed, models
+
+w = distributed.init()
+rng = np.random.default_rng(0)
+x, y = rng.standard_normal((64, 1, 8, 8)).astype(np.float32), rng.integers(0, 4, 64)
+ember.manual_seed(0)
+model = models.cnn((1, 8, 8), 4, filters=8, hidden=16)
+model.compile(optimizer="sgd")
+try:
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+              callbacks=[compress.PruningCallback(0.5, structured=True, epochs=[0])])
+    error = None
+except RuntimeError as exc:
+    error = str(exc)
+with open(f"{sys.argv[1]}/rank{w.rank}.json", "w") as f:
+    json.dump({"size": w.size, "error": error, "channels": model[0].out_channels}, f)
+'''
+
+
+def test_structured_pruning_callback_under_mpiexec_is_refused_on_every_rank(tmp_path):
+    beside = Path(sys.executable).parent / "mpiexec"
+    mpiexec = str(beside) if beside.exists() else shutil.which("mpiexec")
+    if mpiexec is None or importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("MPI cannot start here: mpi4py or mpiexec is missing")
+    script = tmp_path / "prune_on_ranks.py"
+    script.write_text(_PRUNE_ON_RANKS)
+    env = dict(os.environ, EMBER_NUM_THREADS="1")
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        env.pop(name, None)
+    done = subprocess.run([mpiexec, "-n", "2", sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for r in range(2):
+        got = json.loads((tmp_path / f"rank{r}.json").read_text())
+        assert got["size"] == 2 and got["channels"] == 8 and "one of 2 ranks" in got["error"]

@@ -143,6 +143,42 @@ def test_quantized_models_export_with_embers_integers_and_scales(bits, group, tm
     run_both(mlp, zeros, tmp_path)
 
 
+@pytest.mark.parametrize("bits, group", [(8, None), (8, 8), (4, 8), (4, 32)])
+def test_a_quantized_linear_on_inputs_of_rank_3_and_4(bits, group, tmp_path, rng):
+    # Ember quantizes each row of the last axis on its own, whatever the leading axes are; K = 20
+    # makes groups of 8 padded. Both opsets: ReduceMax takes its axes differently before 18.
+    layer = quant.QuantLinear.from_linear(nn.Linear(20, 6), bits, group)
+    for shape in [(6, 20), (3, 4, 20)]:
+        x = rng.standard_normal((5,) + shape).astype(np.float32)
+        for opset in (21, 17):
+            graph = run_both(nn.Sequential(layer), x, tmp_path, opset=opset)
+            assert "MatMulInteger" in [n.op_type for n in graph.graph.node]
+    square = quant.QuantLinear.from_linear(nn.Linear(6, 6), bits, group)  # a sequence as long as K
+    run_both(nn.Sequential(square), rng.standard_normal((2, 6, 6)).astype(np.float32), tmp_path)
+
+
+def test_a_linear_on_3d_inputs_stores_its_weight_once(tmp_path, rng):
+    x = rng.standard_normal((4, 3, 9)).astype(np.float32)
+    graph = run_both(nn.Sequential(nn.Linear(9, 4)), x, tmp_path)
+    assert sorted(i.name for i in graph.graph.initializer) == ["0.bias", "0.weight_t"]
+    graph = run_both(nn.Sequential(nn.Linear(9, 4, bias=False)), x, tmp_path)
+    assert [i.name for i in graph.graph.initializer] == ["0.weight_t"]
+
+
+def test_export_leaves_every_modules_training_flag_as_it_was(tmp_path, rng):
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.2)))
+    model.train()
+    model[1].eval()
+    model[2][0].eval()
+    before = [m.training for m in model.modules()]
+    ember_onnx.export(model, rng.standard_normal((2, 4)).astype(np.float32), tmp_path / "m.onnx")
+    assert [m.training for m in model.modules()] == before
+    with pytest.raises(ValueError):  # a failing forward (the wrong width) restores them too
+        ember_onnx.export(model, rng.standard_normal((2, 5)).astype(np.float32), tmp_path / "w.onnx")
+    assert [m.training for m in model.modules()] == before
+    assert not (tmp_path / "w.onnx").exists()
+
+
 def test_the_graph_is_readable_and_checked(tmp_path, rng):
     x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
     model = models.cnn((1, 8, 8), 10, padding=1)
@@ -192,6 +228,9 @@ def test_bad_arguments(tmp_path, rng, monkeypatch):
         ember_onnx.export(model, x[0], tmp_path / "m.onnx")
     with pytest.raises(TypeError, match="model must be an ember.nn.Module"):
         ember_onnx.export(lambda t: t, x, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="input_name and output_name must differ, both are 'x'"):
+        ember_onnx.export(model, x, tmp_path / "m.onnx", input_name="x", output_name="x")
+    assert not (tmp_path / "m.onnx").exists()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ember_onnx.export(model, x, tmp_path / "no" / "m.onnx")
 

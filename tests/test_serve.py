@@ -25,6 +25,7 @@ pytest.importorskip("starlette", reason="ember serve needs starlette (pip instal
 pytest.importorskip("uvicorn", reason="ember serve needs uvicorn (pip install 'ember[serve]')")
 pytest.importorskip("prometheus_client", reason="ember serve needs prometheus-client (pip install 'ember[serve]')")
 from ember import serve  # noqa: E402
+from ember.serve.app import OUTPUTS  # noqa: E402
 
 SHAPE = (1, 8, 8)
 
@@ -102,6 +103,10 @@ def test_predict_in_every_format(server, two_models, rng):
           headers={"content-type": "application/json"}), 422, "inputs must be finite"),
     (dict(json={"inputs": np.zeros((65,) + SHAPE).tolist()}), 413, "a request holds 1 to 64 inputs"),
     (dict(content=b"0" * (2 << 20), headers={"content-type": "application/json"}), 413, "the limit is 1048576"),
+    (dict(content=b'{"inputs": [' + b"1" * 400 + b"]}", headers={"content-type": "application/json"}), 422,
+     "too large for a float"),
+    (dict(content=b'{"inputs": ' + b"[" * 100000 + b"]" * 100000 + b"}", headers={"content-type": "application/json"}),
+     400, "nested too deeply"),
     # chunked, with no Content-Length: refused while it streams in, not after it is all held
     (dict(content=(b"0" * (1 << 18) for _ in range(8)), headers={"content-type": "application/json"}), 413,
      "the body has more than 1048576 bytes"),
@@ -262,3 +267,80 @@ def test_watching_the_file_reloads_it_when_it_changes(two_models):
         assert 'ember_reloads_total{result="rejected"} 1.0' in httpx.get(url + "/metrics").text
     finally:
         stop()
+
+
+def test_outputs_that_are_not_finite_get_a_json_error(tmp_path):
+    ember.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    nn.init.ones_(model[0].weight)
+    model.save(tmp_path / "m.safetensors", config={"input_shape": [4]})
+    url, stop = serve.start_in_thread(tmp_path / "m.safetensors")
+    try:
+        for output in OUTPUTS:  # 4 x 3e38 is past float32's largest number
+            r = httpx.post(url + "/v1/predict", json={"inputs": [[1.0] * 4, [3e38] * 4], "output": output})
+            assert r.status_code == 422 and "not finite" in r.json()["error"] and "input(s) 1 " in r.json()["error"]
+        assert httpx.post(url + "/v1/predict", json={"inputs": [1.0] * 4}).status_code == 200
+        text = httpx.get(url + "/metrics").text
+        assert 'ember_requests_total{status="422"} 3.0' in text and 'ember_requests_total{status="200"} 1.0' in text
+    finally:
+        stop()
+
+
+def test_a_reload_failing_with_any_error_is_rejected_and_watching_goes_on(two_models, monkeypatch):
+    served, (a, _), (b, _) = two_models
+    url, stop = serve.start_in_thread(served, watch_seconds=0.05)
+
+    def metric(text):
+        deadline = time.time() + 10
+        while text not in httpx.get(url + "/metrics").text and time.time() < deadline:
+            time.sleep(0.05)
+        return text in httpx.get(url + "/metrics").text
+
+    def broken(*args, **kwargs):
+        raise TypeError("__init__() got an unexpected keyword argument 'widht'")
+
+    try:
+        first = httpx.get(url + "/v1/model").json()["version"]
+        monkeypatch.setattr(serve.model, "load", broken)
+        r = httpx.post(url + "/v1/reload")
+        assert r.status_code == 422 and f"version {first} keeps serving: TypeError: __init__()" in r.json()["error"]
+        replace_atomically(b, served)  # the watcher's reload fails the same way
+        assert metric('ember_reloads_total{result="rejected"} 2.0')
+        monkeypatch.undo()
+        replace_atomically(a, served)  # a good file written later is picked up
+        assert metric('ember_reloads_total{result="loaded"} 1.0')
+        assert httpx.post(url + "/v1/predict", json={"inputs": np.zeros(SHAPE).tolist()}).json()["model_version"] > first
+    finally:
+        stop()
+
+
+def _onnx_matmul(path, batch, reshape_to=None):
+    """A (batch, 4) -> (batch, 3) ONNX model; ``reshape_to`` reshapes its input first (to a fixed shape)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3), "w")
+    nodes, inits, x = [], [weight], "x"
+    if reshape_to is not None:
+        inits.append(numpy_helper.from_array(np.array(reshape_to, np.int64), "shape"))
+        nodes.append(helper.make_node("Reshape", ["x", "shape"], ["r"]))
+        x = "r"
+    nodes.append(helper.make_node("MatMul", [x, "w"], ["y"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_onnx_files_must_take_any_batch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    fixed = _onnx_matmul(tmp_path / "fixed.onnx", 2)
+    with pytest.raises(ValueError, match=r"fixed\.onnx: its input has a fixed batch of 2"):
+        serve.load(fixed)
+    reshaped = _onnx_matmul(tmp_path / "reshaped.onnx", "batch", reshape_to=[2, 4])  # symbolic, yet batch 2 only
+    with pytest.raises(ValueError, match=r"reshaped\.onnx: the model does not run on a batch of 1"):
+        serve.load(reshaped)
+    model = serve.load(_onnx_matmul(tmp_path / "any.onnx", "batch"))
+    x = np.arange(20, dtype=np.float32).reshape(5, 4)
+    assert model.input_shape == (4,) and model.classes == 3
+    np.testing.assert_allclose(model.predict(x), x @ np.arange(12, dtype=np.float32).reshape(4, 3))

@@ -6,6 +6,7 @@ coroutines). Each expectation is written out, and checked against PyTorch where 
 installed."""
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -248,3 +249,35 @@ def test_decorated_coroutines_run_their_body_in_the_mode():
 
     assert not asyncio.run(infer()).requires_grad
     assert asyncio.run(policy()) == "bf16" and ember.precision.current().name == "fp32"
+
+
+def test_one_mode_object_entered_by_several_tasks_and_threads():
+    shared = ember.autocast("bf16")
+
+    async def task(delay):
+        with shared:
+            await asyncio.sleep(delay)
+            return ember.precision.current().name
+
+    async def both():
+        return await asyncio.gather(task(0.01), task(0.02))
+
+    assert asyncio.run(both()) == ["bf16", "bf16"] and ember.precision.current().name == "fp32"
+    quiet = ember.no_grad()
+    x = ember.ones(2, requires_grad=True)
+    entered, leave = threading.Barrier(2), threading.Barrier(2)
+    seen = []
+
+    def worker():
+        with quiet:
+            entered.wait()  # both threads inside the one object's block at once
+            seen.append((x * 2).requires_grad)
+            leave.wait()
+        seen.append((x * 2).requires_grad)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen) == [False, False, True, True] and (x * 2).requires_grad

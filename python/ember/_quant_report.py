@@ -106,4 +106,8 @@ def _score(model, x, y):
     y = np.asarray(y._data if isinstance(y, Tensor) else y)
     if y.dtype.kind in "iu" and out.ndim == 2 and y.shape == out.shape[:1]:
         return "accuracy", float((out.argmax(axis=1) == y).mean())
+    if y.shape != out.shape:  # (N,) targets of (N, 1) outputs: the same values, not an N x N grid
+        if y.size != out.size:
+            raise ValueError(f"quantize: eval_data's targets have shape {y.shape}, the model's outputs {out.shape}")
+        y = y.reshape(out.shape)
     return "mse", float(np.mean((out - y) ** 2))

@@ -148,7 +148,7 @@ class GPT(nn.Module):
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"generate: top_k must be a positive int or None, got {top_k!r}")
         rng = (generator or default_generator()).numpy
-        was_training = self.training
+        restore_modes = nn.saved_modes(self)
         self.eval()
         try:
             steps = _NativeSteps(self, len(ids)) if self._native() else _Steps(self)
@@ -164,7 +164,7 @@ class GPT(nn.Module):
                     logits = steps.next(out[-1])
             result = np.concatenate(out, axis=1)
         finally:
-            self.train(was_training)
+            restore_modes()
         return result[0] if one else result
 
     def _native(self) -> bool:

@@ -4,8 +4,9 @@
 Sequentials included): every layer Ember ships that ONNX can express, each as the ONNX operator
 that computes what Ember computes --
 
-- ``Linear`` as ``Gemm``; ``Conv2d`` as ``Conv`` (stride, padding -- ``'same'`` resolved to explicit
-  pads --, dilation, groups); ``MaxPool2d`` / ``AvgPool2d`` as ``MaxPool`` / ``AveragePool``;
+- ``Linear`` as ``Gemm`` (``MatMul`` on inputs of rank > 2); ``Conv2d`` as ``Conv`` (stride,
+  padding -- ``'same'`` resolved to explicit pads --, dilation, groups); ``MaxPool2d`` /
+  ``AvgPool2d`` as ``MaxPool`` / ``AveragePool``;
   ``AdaptiveAvgPool2d`` as ``GlobalAveragePool`` or an exact ``AveragePool``;
 - ``BatchNorm1d/2d`` folded into the ``Conv`` or ``Linear`` before it (eval mode's normalisation
   is an affine map of that layer's outputs), else as ``BatchNormalization``; ``LayerNorm`` as
@@ -15,8 +16,9 @@ that computes what Ember computes --
 - int8 and int4 ``QuantLinear`` (``ember.quant``; not the int4 codebook format) as integer graphs with Ember's scales: the
   activations quantized per row (int8) or per row and group (int4) exactly as Ember does --
   ``round_half_even(x * (127 / max|x|))`` --, ``MatMulInteger`` on the int8 values and the
-  weights' integers, then the float epilogue. (ONNX's ``QuantizeLinear`` divides by the scale,
-  which can round an integer differently; multiplying as Ember does gives the same integers.)
+  weights' integers, then the float epilogue; an input of rank > 2 as the rows of its last axis.
+  (ONNX's ``QuantizeLinear`` divides by the scale, which can round an integer differently;
+  multiplying as Ember does gives the same integers.)
 
 The graph passes ``onnx.checker`` with full shape inference; the input is named ``input`` and the
 output ``output`` (or as given), with a symbolic batch dimension when ``dynamic_batch``. A layer
@@ -113,16 +115,28 @@ def _conv_pads(layer, in_hw):
     return [ph, pw, ph, pw]
 
 
-def _quant_linear(g, x, layer, name, doc):
+def _reduce_max(g, x, axis, name, doc, opset):
+    """ReduceMax over one axis, kept: its axes are an input from opset 18, an attribute before."""
+    if opset >= 18:
+        return g.node("ReduceMax", [x, g.const(f"{name}.axis{axis}", np.array([axis], np.int64))], name, doc,
+                      keepdims=1)
+    return g.node("ReduceMax", [x], name, doc, axes=[axis], keepdims=1)
+
+
+def _quant_linear(g, x, layer, name, doc, x_shape, opset):
     """An int8 (per channel or in groups) or int4 QuantLinear: Ember's integers and scales in an
-    integer ONNX graph."""
+    integer ONNX graph. An input of rank > 2 is computed as Ember does: as (rows, K), each row
+    quantized alone, then reshaped back to (..., N)."""
     qw = layer.qweight
     n, k = qw.shape
     values = qw._values()  # (N, K) int8
     bias = _host(layer.bias) if layer.bias is not None else None
+    lead = None
+    if len(x_shape) > 2:
+        lead = g.node("Shape", [x], name, doc, end=-1)  # the input's (..., K) without K
+        x = g.node("Reshape", [x, g.const(f"{name}.rows_shape", np.array([-1, k], np.int64))], name, doc)
     if qw.group_size is None:
-        absmax = g.node("ReduceMax", [g.node("Abs", [x], name, doc), g.const(f"{name}.axis1", np.array([1]))], name,
-                        doc, keepdims=1)
+        absmax = _reduce_max(g, g.node("Abs", [x], name, doc), 1, name, doc, opset)  # (rows, 1)
         q, sx = _quantize_rows(g, x, absmax, name, doc)
         acc = g.node("MatMulInteger", [q, g.const(f"{name}.weight_q", values.T.copy())], name, doc)
         sw = qw.scales[:n].astype(np.float32)
@@ -137,21 +151,23 @@ def _quant_linear(g, x, layer, name, doc):
         if kp != k:  # zeros past K, as Ember pads: they change no group's largest magnitude
             x = g.node("Pad", [x, g.const(f"{name}.pads", np.array([0, 0, 0, kp - k], np.int64))], name, doc)
         xg = g.node("Reshape", [x, g.const(f"{name}.groups_shape", np.array([0, groups, gs], np.int64))], name, doc)
-        absmax = g.node("ReduceMax", [g.node("Abs", [xg], name, doc), g.const(f"{name}.axis2", np.array([2]))], name,
-                        doc, keepdims=1)  # (B, groups, 1)
+        absmax = _reduce_max(g, g.node("Abs", [xg], name, doc), 2, name, doc, opset)  # (rows, groups, 1)
         q, sx = _quantize_rows(g, xg, absmax, name, doc)
-        qt = g.node("Transpose", [q], name, doc, perm=[1, 0, 2])  # (groups, B, gs)
+        qt = g.node("Transpose", [q], name, doc, perm=[1, 0, 2])  # (groups, rows, gs)
         wq = np.zeros((n, kp), np.int8)
         wq[:, :k] = values
         w = wq.reshape(n, groups, gs).transpose(1, 2, 0).copy()  # (groups, gs, N)
-        acc = g.node("MatMulInteger", [qt, g.const(f"{name}.weight_q", w)], name, doc)  # (groups, B, N)
+        acc = g.node("MatMulInteger", [qt, g.const(f"{name}.weight_q", w)], name, doc)  # (groups, rows, N)
         sw = qw.group_scales().T.reshape(groups, 1, n).astype(np.float32)
-        sxt = g.node("Transpose", [sx], name, doc, perm=[1, 0, 2])  # (groups, B, 1)
+        sxt = g.node("Transpose", [sx], name, doc, perm=[1, 0, 2])  # (groups, rows, 1)
         scaled = g.node("Mul", [g.node("Cast", [acc], name, doc, to=g.onnx.TensorProto.FLOAT),
                                 g.node("Mul", [sxt, g.const(f"{name}.weight_scale", sw)], name, doc)], name, doc)
-        y = g.node("ReduceSum", [scaled, g.const(f"{name}.axis0", np.array([0]))], name, doc, keepdims=0)
+        y = g.node("ReduceSum", [scaled, g.const(f"{name}.axis0", np.array([0], np.int64))], name, doc, keepdims=0)
     if bias is not None:
         y = g.node("Add", [y, g.const(f"{name}.bias", bias)], name, doc)
+    if lead is not None:
+        shape = g.node("Concat", [lead, g.const(f"{name}.out_features", np.array([n], np.int64))], name, doc, axis=0)
+        y = g.node("Reshape", [y, shape], name, doc)
     return y
 
 
@@ -181,11 +197,12 @@ def _convert(g, x, name, layer, x_shape, y_shape, nxt, opset):
             w, b = _fold(w, b, nxt)
         else:
             batchnorm = False
-        inputs = [x, g.const(f"{name}.weight", w)] + ([g.const(f"{name}.bias", b)] if b is not None else [])
         if len(x_shape) == 2:
+            inputs = [x, g.const(f"{name}.weight", w)] + ([g.const(f"{name}.bias", b)] if b is not None else [])
             return g.node("Gemm", inputs, name, doc, transB=1), batchnorm
+        # Gemm takes matrices only: (..., K) @ W.T as MatMul with the weight stored transposed
         y = g.node("MatMul", [x, g.const(f"{name}.weight_t", w.T.copy())], name, doc)
-        return (g.node("Add", [y, inputs[2]], name, doc) if b is not None else y), False
+        return (g.node("Add", [y, g.const(f"{name}.bias", b)], name, doc) if b is not None else y), False
     if isinstance(layer, nn.Conv2d):
         w, b = _host(layer.weight), _host(layer.bias)
         if batchnorm:
@@ -229,7 +246,7 @@ def _convert(g, x, name, layer, x_shape, y_shape, nxt, opset):
         return g.node("LayerNormalization", [x, g.const(f"{name}.weight", scale), g.const(f"{name}.bias", bias)], name,
                       doc, axis=-len(shape), epsilon=float(layer.eps)), False
     if isinstance(layer, quant.QuantLinear):
-        return _quant_linear(g, x, layer, name, doc), False
+        return _quant_linear(g, x, layer, name, doc, x_shape, opset), False
     if isinstance(layer, nn.LeakyReLU):
         return g.node("LeakyRelu", [x], name, doc, alpha=float(layer.negative_slope)), False
     if isinstance(layer, nn.Softmax):
@@ -303,6 +320,8 @@ def export(model, example_input, path, *, opset: int = DEFAULT_OPSET, dynamic_ba
     if not isinstance(opset, int) or not 17 <= opset <= onnx.defs.onnx_opset_version():
         raise ValueError(f"export: opset must be an int from 17 (LayerNormalization) to "
                          f"{onnx.defs.onnx_opset_version()} (this onnx), got {opset!r}")
+    if input_name == output_name:
+        raise ValueError(f"export: input_name and output_name must differ, both are {input_name!r}")
     x = example_input._host() if isinstance(example_input, Tensor) else np.asarray(example_input)
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"export: example_input must be a batch of inputs (N, ...), got shape {x.shape}")
@@ -312,8 +331,9 @@ def export(model, example_input, path, *, opset: int = DEFAULT_OPSET, dynamic_ba
                          "layers; export an nn.Sequential (nested ones are fine)")
     layers = _layers(model)
     _check_exportable(layers)
-    # Shapes: the model run layer by layer on the example, in eval mode.
-    was_training = model.training
+    # Shapes: the model run layer by layer on the example, in eval mode; then every module's own
+    # training flag back as it was (a submodule may differ from the model).
+    restore_modes = nn.saved_modes(model)
     model.eval()
     shapes = [tuple(x.shape)]
     try:
@@ -323,7 +343,7 @@ def export(model, example_input, path, *, opset: int = DEFAULT_OPSET, dynamic_ba
                 h = layer(h)
                 shapes.append(tuple(h.shape))
     finally:
-        model.train(was_training)
+        restore_modes()
     g = _Graph(onnx)
     g.names.update({input_name, output_name})
     current = input_name

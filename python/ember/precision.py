@@ -62,6 +62,7 @@ BF16 = Policy("bf16", compute_dtype="bfloat16")
 _POLICIES = {"fp32": FP32, "float32": FP32, "bf16": BF16, "bfloat16": BF16}
 
 _current = contextvars.ContextVar("ember_precision", default=FP32)
+_outer = contextvars.ContextVar("ember_precision_outer", default=())  # what each open autocast replaced
 
 
 def get(policy) -> Policy:
@@ -91,14 +92,18 @@ class autocast:  # noqa: N801 -- named as PyTorch's and used like a function
         if not isinstance(enabled, bool):
             raise TypeError(f"autocast: enabled must be True or False, got {enabled!r}")
         self.policy = get(dtype) if enabled else FP32
-        self._tokens = []
 
+    # The policies to restore live in the context (each thread and asyncio task has its own), not
+    # on the object, so one autocast object may be entered by several threads or tasks at once.
     def __enter__(self) -> Policy:
-        self._tokens.append(_current.set(self.policy))
+        _outer.set(_outer.get() + (_current.get(),))
+        _current.set(self.policy)
         return self.policy
 
     def __exit__(self, *exc) -> None:
-        _current.reset(self._tokens.pop())
+        stack = _outer.get()
+        _current.set(stack[-1])
+        _outer.set(stack[:-1])
 
     def __call__(self, fn):
         return decorate(fn, lambda: autocast(self.policy))

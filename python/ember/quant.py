@@ -406,8 +406,11 @@ class QuantLinear(nn.Module):
             bad = scales[~(np.isfinite(scales) & (scales > 0))]
             problems.append(f"weight_scales: scales must be finite and > 0, found {bad[:3].tolist()}")
         data, colsum = state.get("weight_data"), state.get("weight_colsum")
-        if self.bits == 8 and data is not None and colsum is not None:
-            problems += _int8_problems(data, colsum, self.in_features)
+        if self.bits == 8 and (data is not None or colsum is not None):  # one loaded alone meets the other held
+            data = self.weight_data._host() if data is None else data
+            colsum = self.weight_colsum._host() if colsum is None and self.weight_colsum is not None else colsum
+            if colsum is not None:
+                problems += _int8_problems(data, colsum, self.in_features)
         return problems
 
     @property
@@ -442,7 +445,7 @@ def _replace_linears(model, bits, group_size, codebook, convert: bool) -> int:
     ``make(weight, bias)`` gives the QuantLinear to use instead, and it returns how many it took."""
     count = 0
     for name, child in list(model._modules.items()):
-        if isinstance(child, nn.Linear):
+        if type(child) is nn.Linear:  # a subclass may compute more than x @ wᵀ + b: it stays float
             model._modules[name] = (QuantLinear.from_linear(child, bits, group_size, codebook) if convert else
                                     QuantLinear(child.in_features, child.out_features, child.bias is not None,
                                                 bits, group_size, codebook))
@@ -486,10 +489,12 @@ def quantize(model, bits: int = 8, group_size: int | None = None, calibration=No
     group_size = _check_bits_group(bits, group_size, codebook)
     if not isinstance(model, nn.Module):
         raise TypeError(f"quantize: model must be an ember.nn.Module, got {type(model).__name__}")
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    kept = [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and type(m) is not nn.Linear]
     if not linears:
-        raise ValueError("quantize: the model has no nn.Linear layer to quantize")
-    was_training = model.training
+        raise ValueError("quantize: the model has no nn.Linear layer to quantize" +
+                         (f" ({', '.join(kept)} subclass it, and a subclass stays float32)" if kept else ""))
+    restore_modes = nn.saved_modes(model)
     model.eval()
     try:
         qmodel = copy.deepcopy(model)
@@ -499,6 +504,9 @@ def quantize(model, bits: int = 8, group_size: int | None = None, calibration=No
         before = sum(4 * m.in_features * m.out_features for m in quantized)
         after = sum(m.qweight.nbytes for m in quantized)
         report = QuantReport(bits, group_size, count, before, after, codebook=bool(codebook))
+        if kept:
+            report.notes.append(f"left in float32: {', '.join(kept)} (subclasses of nn.Linear, whose forward may do "
+                                "more than the product a QuantLinear computes)")
         if eval_data is not None:
             if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
                 raise ValueError("quantize: eval_data must be (x, y)")
@@ -517,7 +525,7 @@ def quantize(model, bits: int = 8, group_size: int | None = None, calibration=No
                     "quantizing the activations in every call; int8/int4 pay off on larger layers, which are "
                     "bound by reading their weights")
     finally:
-        model.train(was_training)
+        restore_modes()
     return qmodel, report
 
 

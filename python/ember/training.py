@@ -375,7 +375,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
     if resume_from is not None:
         load_checkpoint(resume_from, model, compiled.optimizer)
     model.stop_training = False
-    was_training = model.training
+    restore_modes = nn.saved_modes(model)
     cbs.on_train_begin()
     interrupted = False
     try:
@@ -443,7 +443,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                 if model.stop_training if sync is None else sync.any(model.stop_training, "fit: stop_training"):
                     break
     finally:
-        model.train(was_training)
+        restore_modes()
         if sync is not None:
             sync.ddp.release()
     history.interrupted = interrupted
@@ -457,12 +457,12 @@ def evaluate(model, x=None, y=None, batch_size=256, verbose=0, return_dict=True,
     compiled = _compiled(model, "evaluate")
     dev = _model_device(model, device)
     loader = _loader(x, y, batch_size, False, 0, None, "evaluate")
-    was_training = model.training
+    restore_modes = nn.saved_modes(model)
     model.eval()
     try:
         logs = _run_epoch_eval(model, loader, compiled.loss, compiled.metrics, dev)
     finally:
-        model.train(was_training)
+        restore_modes()
     if verbose:
         print(" - ".join(f"{k} {v:.4f}" for k, v in logs.items()))
     return logs if return_dict else list(logs.values())
@@ -482,7 +482,7 @@ def predict(model, x, batch_size=256, device=None, verbose=0) -> np.ndarray:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
         loader = DataLoader(TensorDataset(xa), batch_size=int(batch_size), shuffle=False, seed=0)
-    was_training = model.training
+    restore_modes = nn.saved_modes(model)
     model.eval()
     outs = []
     try:
@@ -490,7 +490,7 @@ def predict(model, x, batch_size=256, device=None, verbose=0) -> np.ndarray:
             for batch in loader:
                 outs.append(np.array(model(_on(dev, batch[:1])[0])._host(), copy=True))
     finally:
-        model.train(was_training)
+        restore_modes()
     if not outs:
         raise ValueError("predict: x has no samples")
     return np.concatenate(outs)

@@ -1,6 +1,8 @@
 """Module protocol: registration, traversal, modes, state_dict with PyTorch's keys and the
 errors of load_state_dict; layers' shapes, defaults and repr."""
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
@@ -25,7 +27,8 @@ def test_registration_and_state_dict(device):
     assert [k for k, _ in net.named_parameters()] == ["features.0.weight", "features.0.bias", "head.weight",
                                                       "head.bias"]
     sd = net.state_dict()
-    assert list(sd) == ["features.0.weight", "features.0.bias", "head.weight", "head.bias", "steps"]
+    # PyTorch's order: each module's parameters, then its buffers, before its children's.
+    assert list(sd) == ["steps", "features.0.weight", "features.0.bias", "head.weight", "head.bias"]
     assert sd["head.weight"]._data is net.head.weight._data  # the storage itself, not a copy
     assert len(list(net.modules())) == 7 and len(list(net.children())) == 3
     other = Net()
@@ -89,3 +92,87 @@ def test_reassigning_a_child_keeps_its_place():
     setattr(seq, "2", nn.Linear(3, 1))
     assert [type(m).__name__ for m in seq] == ["Linear", "ReLU", "Linear"]
     assert list(dict(seq.named_parameters())) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+def test_state_dict_order_and_tied_weights_as_pytorch_writes_them():
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    ours = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    assert list(ours.state_dict()) == list(theirs.state_dict())  # code that zips the two stays aligned
+
+    class Tied(nn.Module):  # an output layer sharing the input's matrix, as GPTs do
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Linear(4, 6, bias=False)
+            self.out = nn.Linear(6, 4, bias=False)
+            self.back = nn.Linear(4, 6, bias=False)
+            self.back.weight = self.inp.weight
+
+    tied = Tied()
+    assert list(tied.state_dict()) == ["inp.weight", "out.weight"]  # the tied tensor once
+    w = np.arange(24, dtype=np.float32).reshape(6, 4)
+    state = {"inp.weight": w, "out.weight": np.zeros((4, 6), np.float32), "back.weight": w}  # as PyTorch writes it
+    tied.load_state_dict(state)
+    np.testing.assert_array_equal(tied.back.weight.detach().numpy(), w)
+    tied.load_state_dict({"back.weight": w + 1, "out.weight": state["out.weight"]})  # under its other name only
+    np.testing.assert_array_equal(tied.inp.weight.detach().numpy(), w + 1)
+    with pytest.raises(ValueError, match="back.weight: is tied to inp.weight here, but the two hold different values"):
+        tied.load_state_dict(dict(state, **{"back.weight": w * 2}))
+    np.testing.assert_array_equal(tied.inp.weight.detach().numpy(), w + 1)  # nothing loaded
+    shared, theirs_shared = nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    twice = nn.Sequential(shared, nn.ReLU(), shared)
+    written = torch.nn.Sequential(theirs_shared, torch.nn.ReLU(), theirs_shared).state_dict()
+    assert list(written) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    twice.load_state_dict({k: v.numpy() for k, v in written.items()})  # strict: every key is known
+    np.testing.assert_array_equal(shared.weight.detach().numpy(), theirs_shared.weight.detach().numpy())
+    assert list(twice.state_dict()) == ["0.weight", "0.bias"]
+
+
+def test_names_are_checked_and_registrations_undone_as_in_pytorch():
+    layer = nn.Linear(2, 2)
+    with pytest.raises(KeyError, match="attribute 'weight' already exists in Linear"):
+        layer.register_buffer("weight", ember.zeros(2, 2))  # would have shadowed the parameter in state_dict
+    layer.extra = 3
+    with pytest.raises(KeyError, match="attribute 'extra' already exists"):
+        layer.register_parameter("extra", nn.Parameter(ember.zeros(1)))
+    with pytest.raises(KeyError, match="contain no '.'"):
+        layer.register_buffer("a.b", None)
+    with pytest.raises(TypeError, match="buffer name must be a str"):
+        layer.register_buffer(3, None)
+    layer.register_buffer("count", ember.zeros(1))
+    layer.register_buffer("count", ember.ones(1))  # the same kind again replaces it
+    assert layer.count.item() == 1.0
+    del layer.bias, layer.count, layer.extra
+    assert list(layer.state_dict()) == ["weight"] and not hasattr(layer, "extra")
+    with pytest.raises(ValueError, match="train: mode must be True or False, got 'False'"):
+        layer.train("False")
+    assert layer.training is True
+
+
+def test_containers_slice_check_and_empty_layers_build():
+    seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 3))
+    head = seq[:2]
+    assert type(head) is nn.Sequential and [k for k, _ in head.named_children()] == ["0", "1"] and head[0] is seq[0]
+    tail = seq[1:]
+    assert [k for k, _ in tail.named_children()] == ["1", "2"] and tail(ember.ones(4, 2)).shape == (4, 3)
+    listed = nn.ModuleList([nn.ReLU(), nn.Linear(2, 2), nn.ReLU()])
+    assert type(listed[1:]) is nn.ModuleList and len(listed[1:]) == 2 and listed[1:][0] is listed[1]
+    with pytest.raises(TypeError, match="Sequential: 'act' is a function, not a Module"):
+        nn.Sequential(OrderedDict(a=nn.Linear(2, 2), act=nn.functional.relu))
+    # A layer of no inputs builds (PyTorch's no-op initialisation) and gives zeros, with gradients.
+    empty = nn.Linear(0, 3)
+    x = ember.zeros(2, 0, requires_grad=True)
+    y = empty(x)
+    assert y.shape == (2, 3) and not np.isnan(y.detach().numpy()).any()
+    y.sum().backward()
+    assert empty.weight.grad.shape == (3, 0) and x.grad.shape == (2, 0)
+    assert nn.Conv2d(0, 2, 3).weight.shape == (2, 0, 3, 3)
+
+
+def test_batch_norm_refuses_one_value_per_channel_in_training():
+    bn = nn.BatchNorm1d(3)
+    with pytest.raises(ValueError, match=r"expected more than 1 value per channel when training, got input of shape"):
+        bn(ember.ones(1, 3))
+    assert bn.num_batches_tracked.item() == 0 and (bn.running_var.numpy() == 1).all()  # the statistics untouched
+    assert bn.eval()(ember.ones(1, 3)).shape == (1, 3)
+    assert nn.BatchNorm2d(3)(ember.ones(1, 3, 2, 2)).shape == (1, 3, 2, 2)  # four values per channel

@@ -22,7 +22,6 @@ moves a non-blocking transfer on only while it is called).
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import heapq
 import itertools
@@ -37,6 +36,9 @@ from .._decorate import decorate
 
 class _Mode(threading.local):
     enabled = True  # each thread starts with grad mode on
+
+    def __init__(self):
+        self.outer = []  # what each open mode block replaced, so one mode object may be entered on several threads
 
 
 _mode = _Mode()
@@ -53,15 +55,15 @@ class _GradMode:
     enabled = True
 
     def __enter__(self):
-        self._previous = is_grad_enabled()
+        _mode.outer.append(_mode.enabled)
         _mode.enabled = self.enabled
 
     def __exit__(self, *exc):
-        _mode.enabled = self._previous
+        _mode.enabled = _mode.outer.pop()
         return False
 
     def __call__(self, fn):
-        return decorate(fn, lambda: copy.copy(self))  # a fresh mode per call: calls may nest or run in threads
+        return decorate(fn, lambda: self)
 
 
 class _NoArgumentMode(_GradMode):

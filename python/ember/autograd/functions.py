@@ -839,6 +839,11 @@ class CrossEntropyFn(Function):
         return cross_entropy.cross_entropy_bwd(z, ctx.target, ctx.lse, g, **ctx.args), None, None
 
 
+def _rows(a):
+    """``a`` as the rows of its last axis (2-D), which may be empty (``reshape(-1, 0)`` cannot say)."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
+
+
 class LinearFn(Function):
     """x @ weightᵀ + bias on Ember's GEMM (the bias added in its epilogue); x may have any
     leading dimensions."""
@@ -847,7 +852,7 @@ class LinearFn(Function):
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
-        x2 = x.reshape(-1, x.shape[-1])
+        x2 = _rows(x)
         if x.dtype == FLOAT32 and w.dtype == FLOAT32:
             y = gemm.gemm(x2, w, trans_b=True, bias=b)
         else:
@@ -858,7 +863,7 @@ class LinearFn(Function):
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         xp = _xp(g)
-        x2, g2 = x.reshape(-1, x.shape[-1]), xp.ascontiguousarray(g).reshape(-1, w.shape[0])
+        x2, g2 = _rows(x), _rows(xp.ascontiguousarray(g))
         gx = _matmul(g2, w).reshape(x.shape) if ctx.needs_input_grad[0] else None
         gw = _matmul(xp.swapaxes(g2, 0, 1), x2) if ctx.needs_input_grad[1] else None
         gb = g2.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
@@ -873,7 +878,7 @@ class LinearBf16Fn(Function):
 
     @staticmethod
     def forward(ctx, x, w, b):
-        x2 = x.reshape(-1, x.shape[-1])
+        x2 = _rows(x)
         xb, wb = gemm.convert_bf16(x2), gemm.convert_bf16(w)
         ctx.save_for_backward(xb, wb)
         ctx.has_bias, ctx.x_shape = b is not None, x.shape
@@ -883,7 +888,7 @@ class LinearBf16Fn(Function):
     @staticmethod
     def backward(ctx, g):
         xb, wb = ctx.saved_tensors
-        g2 = g.reshape(-1, wb.shape[0])
+        g2 = _rows(g)
         gb16 = gemm.convert_bf16(g2)
         gx = gemm.gemm(gb16, wb).reshape(ctx.x_shape) if ctx.needs_input_grad[0] else None
         gw = gemm.gemm(gb16, xb, trans_a=True) if ctx.needs_input_grad[1] else None

@@ -206,11 +206,12 @@ def _variant_model(model, name):
 def _layer_profile(model, policy, x, train, sync, steps):
     """Per-layer records of ``steps`` steps at x's batch: the forward (and, when ``train``, the
     backward of the outputs' sum) of every leaf layer; the median step's figures."""
+    from .. import nn
     from ..autograd import no_grad
 
     per_step = []
     whole = []
-    was_training = model.training
+    restore_modes = nn.saved_modes(model)
     model.train(train)
     try:
         with _LayerClock(model, sync) as clock:
@@ -232,7 +233,7 @@ def _layer_profile(model, policy, x, train, sync, steps):
                     whole.append(elapsed)
             shapes = clock.shapes
     finally:
-        model.train(was_training)
+        restore_modes()
     step_s = float(np.median(whole))
     layers = []
     for name, module in _leaves(model):
@@ -325,7 +326,7 @@ def profile(model, example_input, *, variants=VARIANTS, batch_sizes=(1, 8, 32, 1
     bar = Progress(len(variants) * 4 + len(sizes), "ember profile", enabled=progress if progress is not None else True)
     # The profile leaves the model as it found it: mode, gradients and buffers (the training steps
     # move BatchNorm's running statistics).
-    was_training = model.training
+    restore_modes = nn.saved_modes(model)
     grads = [(p, p.grad) for p in model.parameters()]
     buffers = [(b, b._data.copy()) for b in model.buffers()]
     try:
@@ -389,7 +390,7 @@ def profile(model, example_input, *, variants=VARIANTS, batch_sizes=(1, 8, 32, 1
                                                             "spread": t.spread})
     finally:
         bar.close()
-        model.train(was_training)
+        restore_modes()
         for p, g in grads:
             p.grad = g
         for b, saved in buffers:

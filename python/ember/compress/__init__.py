@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 
+from .. import nn
 from .callback import PruningCallback
 from .distill import DistillationLoss, distill
 from .prune import (CRITERIA, PruneResult, apply_masks, prune_structured, prune_unstructured, remove_masks)
@@ -42,10 +43,11 @@ def prune(model, amount, structured: bool = True, criterion: str = "l1", eval_da
                              f"{criterion!r} applies to structured pruning only")
         pruned, result = prune_unstructured(model, amount, inplace)
     if eval_data is not None:
-        modes = [(m, m.training) for m in (original, pruned)]
-        result.report = compare({"original": original, "pruned": pruned}, eval_data=eval_data)
-        for m, mode in modes:
-            m.train(mode)
+        restore_modes = nn.saved_modes(original, pruned)
+        try:
+            result.report = compare({"original": original, "pruned": pruned}, eval_data=eval_data)
+        finally:
+            restore_modes()
     return pruned, result
 
 

@@ -22,7 +22,9 @@ class PruningCallback(Callback):
     removed (``criterion`` as ``prune``'s) so that after the last listed epoch ``amount`` of each
     prunable layer's original channels are gone, in equal steps; the optimizer keeps training the
     smaller model, its state (Adam's moments, say) cut to the channels kept. ``self.results``
-    holds each step's ``PruneResult``.
+    holds each step's ``PruneResult``. Structured pruning is refused in distributed training
+    (more than one rank): it swaps in new parameters, which the gradient sum across the ranks
+    would not follow; prune before or after the distributed ``fit``, or use unstructured masks.
     """
 
     def __init__(self, amount: float, structured: bool = False, start_epoch: int = 0, end_epoch: int | None = None,
@@ -54,7 +56,9 @@ class PruningCallback(Callback):
         return self.amount * (1.0 - (1.0 - progress) ** 3)
 
     def on_epoch_begin(self, epoch, logs=None):
-        if not self.structured and epoch >= self.start_epoch:
+        if self.structured:
+            _refuse_distributed()
+        elif epoch >= self.start_epoch:
             self.results.append(prune_unstructured(self.model, self.target(epoch), inplace=True)[1])
 
     def on_train_batch_end(self, batch, logs=None):
@@ -74,6 +78,17 @@ class PruningCallback(Callback):
         optimizer = self.params.get("optimizer")
         if optimizer is not None:
             _follow(optimizer, result.moves)
+
+
+def _refuse_distributed() -> None:
+    from .. import distributed
+
+    size = distributed.world_size() if distributed.is_initialized() else 1
+    if size > 1:
+        raise RuntimeError(f"PruningCallback: structured pruning swaps the model's parameters for smaller ones, "
+                           f"but this process is one of {size} ranks, whose gradient sum would keep following the "
+                           "old ones and let the ranks drift apart; prune before or after the distributed fit, or "
+                           "use structured=False (masks keep the parameters)")
 
 
 def _follow(optimizer, moves) -> None:

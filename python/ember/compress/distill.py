@@ -100,7 +100,10 @@ def distill(teacher, student, x, y, temperature: float = 4.0, alpha: float = 0.9
     recording a graph, on every training batch -- or, with ``cache_teacher`` (arrays without
     augmentation only), once per input before training, its outputs reused in every epoch.
     Validation and ``evaluate`` afterwards use the plain cross-entropy. The student is compiled
-    with ``optimizer`` / ``lr`` / ``metrics`` and trained in place; returns fit's ``History``."""
+    with ``optimizer`` / ``lr`` / ``metrics`` and trained in place; returns fit's ``History``.
+    A failure before the first training step (a bad optimizer name, inputs the teacher cannot
+    take, fit's own checks) leaves the student's compile as it was; the teacher's modes are
+    restored however distillation ends."""
     if not isinstance(teacher, nn.Module) or not isinstance(student, nn.Module):
         raise TypeError("distill: teacher and student must be ember.nn.Module models, got "
                         f"{type(teacher).__name__} and {type(student).__name__}")
@@ -109,23 +112,21 @@ def distill(teacher, student, x, y, temperature: float = 4.0, alpha: float = 0.9
     if not isinstance(cache_teacher, bool):
         raise TypeError(f"distill: cache_teacher must be True or False, got {cache_teacher!r}")
     loss = DistillationLoss(temperature, alpha)
-    stash = {}
+    if cache_teacher and (fit_kwargs.get("transform") is not None or not hasattr(x, "shape")):
+        raise ValueError("distill: cache_teacher needs x as an array and no transform (augmented inputs differ "
+                         "from epoch to epoch, so the teacher must see each one)")
+    stash, started = {}, [False]
     plain = type(student).forward
-    was_training = teacher.training
-    teacher.eval()
+    restore_teacher_modes = nn.saved_modes(teacher)
+    previous = student.__dict__.get("_compiled")
     run_teacher = teacher
-    if cache_teacher:
-        if fit_kwargs.get("transform") is not None or not hasattr(x, "shape"):
-            teacher.train(was_training)
-            raise ValueError("distill: cache_teacher needs x as an array and no transform (augmented inputs differ "
-                             "from epoch to epoch, so the teacher must see each one)")
-        run_teacher = _TeacherCache(teacher, x._host() if isinstance(x, Tensor) else np.asarray(x))
 
     def forward(*args, **kwargs):
         out = plain(student, *args, **kwargs)
         if student.training:
             with no_grad():
                 stash["teacher"] = run_teacher(*args, **kwargs)
+            started[0] = True
         return out
 
     def loss_fn(out, target):
@@ -133,10 +134,20 @@ def distill(teacher, student, x, y, temperature: float = 4.0, alpha: float = 0.9
             return loss(out, stash.pop("teacher"), target)
         return F.cross_entropy(out, target)
 
-    student.compile(optimizer=optimizer, lr=lr, loss=loss_fn, metrics=list(metrics))
-    object.__setattr__(student, "forward", forward)
     try:
+        student.compile(optimizer=optimizer, lr=lr, loss=loss_fn, metrics=list(metrics))
+        teacher.eval()
+        if cache_teacher:
+            run_teacher = _TeacherCache(teacher, x._host() if isinstance(x, Tensor) else np.asarray(x))
+        object.__setattr__(student, "forward", forward)
         return student.fit(x, y, batch_size=batch_size, epochs=epochs, **fit_kwargs)
+    except BaseException:
+        if not started[0]:
+            if previous is None:
+                student.__dict__.pop("_compiled", None)
+            else:
+                object.__setattr__(student, "_compiled", previous)
+        raise
     finally:
-        del student.__dict__["forward"]
-        teacher.train(was_training)
+        student.__dict__.pop("forward", None)
+        restore_teacher_modes()

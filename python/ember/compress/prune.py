@@ -8,7 +8,10 @@ the output channels that score lowest; the BatchNorm between loses the same chan
 consumer loses the matching inputs (after a Flatten, the block of H*W features each channel
 became). The last such layer (the model's output) is never pruned, and a layer whose output
 passes anything else (a LayerNorm, a depthwise convolution, a layer this module does not know)
-is left alone; both are listed in the result's ``skipped``.
+is left alone, as is one whose consumer does not take its channels as features on the same
+axis: a Conv2d feeding a Linear without a Flatten (the Linear acts on the width), a Linear
+feeding a Flatten, pooling or a Conv2d (its features are the last axis, not the channels); all
+are listed in the result's ``skipped``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ CRITERIA = ("l1", "l2", "bn_scale")
 _PER_CHANNEL = (nn.ReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.Dropout, nn.Identity,
                 nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 
 
 class PruneResult:
@@ -89,26 +93,40 @@ def _plan(chain):
             if isinstance(m, nn.Conv2d):
                 skipped[qual] = f"a grouped convolution (groups={m.groups}) keeps its channels in step with its input"
             continue
+        linear = isinstance(m, nn.Linear)
         norms, flat, reason = [], None, None
         j = i + 1
         while j < len(chain) and reason is None:
             c = chain[j][3]
             if _producer(c):
                 break
-            if isinstance(c, _NORMS):
+            if isinstance(c, _NORMS) and flat is not None:
+                reason = f"{chain[j][2]} ({type(c).__name__}) after the Flatten normalizes features, not its channels"
+            elif isinstance(c, _NORMS):
                 norms.append(j)
             elif _plain_flatten(c) and flat is None:
                 flat = j
+            elif linear and isinstance(c, _POOLS):
+                reason = (f"{chain[j][2]} ({type(c).__name__}) pools over the last two axes, and a Linear's "
+                          "features are the last")
             elif not isinstance(c, _PER_CHANNEL):
                 reason = f"its output goes through {chain[j][2]} ({type(c).__name__}), which pruning cannot follow"
             j += 1
-        if reason is None and j == len(chain):
+        consumer = chain[j][3] if j < len(chain) else None
+        if reason is None and consumer is None:
             reason = "it makes the model's output"
-        elif reason is None and isinstance(chain[j][3], nn.Conv2d) and flat is not None:
+        elif reason is None and isinstance(consumer, nn.Conv2d) and flat is not None:
             reason = f"a Flatten lies between it and the convolution {chain[j][2]}"
-        if reason is None and flat is not None and isinstance(m, nn.Conv2d) and isinstance(chain[j][3], nn.Linear):
-            if chain[j][3].in_features % m.out_channels:
-                reason = (f"{chain[j][2]} takes {chain[j][3].in_features} features, not a multiple of its "
+        elif reason is None and linear and flat is not None:
+            reason = (f"its features are its output's last axis, which the Flatten {chain[flat][2]} may interleave "
+                      "with the axes before it")
+        elif reason is None and linear and isinstance(consumer, nn.Conv2d):
+            reason = f"the convolution {chain[j][2]} takes axis 1 as its channels, not the Linear's features"
+        elif reason is None and not linear and isinstance(consumer, nn.Linear) and flat is None:
+            reason = f"{chain[j][2]} (Linear) takes the last axis as its features, not the channels (no Flatten between)"
+        if reason is None and flat is not None and not linear and isinstance(consumer, nn.Linear):
+            if consumer.in_features % m.out_channels:
+                reason = (f"{chain[j][2]} takes {consumer.in_features} features, not a multiple of its "
                           f"{m.out_channels} channels")
         if reason is not None:
             skipped[qual] = reason
@@ -136,6 +154,16 @@ def _check_amount(amount) -> None:
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
             raise ValueError(f"prune: amount must be a fraction in [0, 1) (or a dict of them by layer name), got {v!r}")
+
+
+def _check_names(amount, names) -> None:
+    """A dict ``amount`` may name only the layers pruning applies to (``names``): a misspelled
+    name would otherwise prune nothing, silently."""
+    if isinstance(amount, dict):
+        unknown = [k for k in amount if k not in names]
+        if unknown:
+            raise ValueError(f"prune: amount names {unknown}, not a Linear or Conv2d layer of the model; its "
+                             f"layers are {list(names)}")
 
 
 def _param(values: np.ndarray, like: Tensor) -> Parameter:
@@ -217,6 +245,7 @@ def prune_structured(model, amount, criterion: str = "l1", inplace: bool = False
     if not inplace:
         model = copy.deepcopy(model)
     chain = _chain(model)
+    _check_names(amount, [qual for _, _, qual, m in chain if isinstance(m, (nn.Linear, nn.Conv2d))])
     groups, skipped = _plan(chain)
     result = PruneResult()
     result.skipped.update(skipped)
@@ -229,6 +258,10 @@ def prune_structured(model, amount, criterion: str = "l1", inplace: bool = False
         channels = layer.weight.shape[0]
         if criterion == "bn_scale" and not norms:
             result.skipped[qual] = "criterion 'bn_scale' needs a BatchNorm after it"
+            continue
+        if criterion == "bn_scale" and chain[norms[0]][3].weight is None:
+            result.skipped[qual] = (f"criterion 'bn_scale' needs the scale of the BatchNorm after it, and "
+                                    f"{chain[norms[0]][2]} has none (affine=False)")
             continue
         scores = _scores(layer, chain[norms[0]][3] if norms else None, criterion)
         n_keep = max(1, int(round(channels * (1.0 - fraction))))
@@ -263,6 +296,7 @@ def prune_unstructured(model, amount, inplace: bool = False):
     stays the same size and speed: dense kernels multiply the zeros too. Returns
     ``(model, PruneResult)`` with each layer's fraction of zero weights in ``sparsity``."""
     _check_amount(amount)
+    _check_names(amount, [name for name, _ in _maskable(model)])
     if not inplace:
         model = copy.deepcopy(model)
     result = PruneResult()

@@ -92,7 +92,15 @@ class CompressionReport:
 
 # ---------------------------------------------------------------- the measurements
 def _params(model) -> int:
-    return sum(int(np.prod(t.shape)) for t in model.state_dict().values() if t is not None)
+    """The model's parameters; a quantized Linear counts the weights it stands for
+    (in_features * out_features, and its bias), not its packed bytes and scales."""
+    from ..quant import QuantLinear
+
+    total = sum(p.numel() for p in model.parameters())
+    for m in model.modules():
+        if isinstance(m, QuantLinear):
+            total += m.in_features * m.out_features + (0 if m.bias is None else m.bias.numel())
+    return total
 
 
 def _disk_bytes(model) -> int:

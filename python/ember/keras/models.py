@@ -124,7 +124,7 @@ class Sequential(nn.Module):
         shape = tuple(input_shape)[1:]
         object.__setattr__(self, "input_shape", shape)
         shapes = []
-        was_training = self.training
+        restore_modes = nn.saved_modes(self)
         self.eval()
         try:
             with no_grad():
@@ -133,7 +133,7 @@ class Sequential(nn.Module):
                     x = layer(x)
                     shapes.append(tuple(x.shape))
         finally:
-            self.train(was_training)
+            restore_modes()
         object.__setattr__(self, "_shapes", shapes)
         if self._pending is not None:
             self._finish_compile()

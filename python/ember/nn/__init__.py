@@ -35,7 +35,7 @@ from .transformer import MultiheadAttention, RMSNorm, TransformerEncoderLayer
 from . import inference
 
 Sequential.inference_forward = staticmethod(inference.forward)
-from .module import Module, Parameter
+from .module import Module, Parameter, saved_modes
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -74,5 +74,6 @@ __all__ = [
     "init",
     "rebuild",
     "register",
+    "saved_modes",
     "utils",
 ]

@@ -66,6 +66,8 @@ def ones_(t: Tensor) -> Tensor:
 
 def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
                      generator=None) -> Tensor:
+    if t.size == 0:  # nothing to draw: a no-op, as in PyTorch (and no fan of 0 to divide by)
+        return t
     fan_in, fan_out = _fans(t)
     bound = math.sqrt(3.0) * _gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
     return uniform_(t, -bound, bound, generator)
@@ -73,16 +75,22 @@ def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlineari
 
 def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
                     generator=None) -> Tensor:
+    if t.size == 0:  # nothing to draw: a no-op, as in PyTorch (and no fan of 0 to divide by)
+        return t
     fan_in, fan_out = _fans(t)
     return normal_(t, 0.0, _gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out), generator)
 
 
 def xavier_uniform_(t: Tensor, gain: float = 1.0, generator=None) -> Tensor:
+    if t.size == 0:  # nothing to draw: a no-op, as in PyTorch (and no fan of 0 to divide by)
+        return t
     fan_in, fan_out = _fans(t)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(t, -bound, bound, generator)
 
 
 def xavier_normal_(t: Tensor, gain: float = 1.0, generator=None) -> Tensor:
+    if t.size == 0:  # nothing to draw: a no-op, as in PyTorch (and no fan of 0 to divide by)
+        return t
     fan_in, fan_out = _fans(t)
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)

@@ -207,6 +207,8 @@ class Sequential(Module):
         super().__init__()
         if len(modules) == 1 and isinstance(modules[0], OrderedDict):
             for name, m in modules[0].items():
+                if not isinstance(m, Module):
+                    raise TypeError(f"Sequential: {name!r} is a {type(m).__name__}, not a Module")
                 setattr(self, name, m)
         else:
             for i, m in enumerate(modules):
@@ -236,6 +238,10 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, i):
+        """The i-th module, or a Sequential of a slice of them (sharing the modules, keeping
+        their names), as in PyTorch."""
+        if isinstance(i, slice):
+            return Sequential(OrderedDict(list(self._modules.items())[i]))
         return list(self._modules.values())[i]
 
     def __len__(self) -> int:
@@ -263,6 +269,9 @@ class ModuleList(Module):
         return self
 
     def __getitem__(self, i):
+        """The i-th module, or a ModuleList of a slice of them."""
+        if isinstance(i, slice):
+            return ModuleList(list(self._modules.values())[i])
         return list(self._modules.values())[i]
 
     def __len__(self) -> int:
@@ -327,6 +336,9 @@ class _BatchNorm(Module):
         self._check(x)
         dims = (0,) + tuple(range(2, x.ndim))
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        if self.training and x.size == self.num_features and x.size:  # PyTorch's rule: a variance of one value
+            raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel when training, got "
+                             f"input of shape {x.shape}")
         if self.training or not self.track_running_stats:
             mean = x.mean(dim=dims, keepdim=True)
             var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)

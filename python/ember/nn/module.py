@@ -15,6 +15,13 @@ from ..kernels._common import is_bf16
 from ..tensor import Tensor
 
 
+def _equal(a, b) -> bool:
+    """Whether two state_dict values hold the same shape and numbers."""
+    a, b = (v._host() if isinstance(v, Tensor) else v for v in (a, b))
+    a, b = (backend.device_of(v).to_host(v) if backend.is_array(v) else np.asarray(v) for v in (a, b))
+    return a.shape == b.shape and bool(np.array_equal(a.astype(np.float64), b.astype(np.float64)))
+
+
 def _same_kind(a, b) -> bool:
     """Whether values of dtype a may be loaded into storage of dtype b: floats (bf16 among them)
     into floats (cast, as PyTorch does), integers into integers, booleans into booleans."""
@@ -24,6 +31,19 @@ def _same_kind(a, b) -> bool:
         return "f" if is_bf16(np.dtype(dtype)) else kinds.get(np.dtype(dtype).kind)
 
     return kind(a) == kinds.get(np.dtype(b).kind, "?")
+
+
+def saved_modes(*modules):
+    """Each module's own ``training`` flag now (every module below ``modules``); calling the
+    returned function puts them all back -- a frozen BatchNorm in evaluation mode inside a
+    training model stays in evaluation mode, where ``model.train(was_training)`` would not."""
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+
+    def restore() -> None:
+        for m, mode in flags:
+            object.__setattr__(m, "training", mode)
+
+    return restore
 
 
 class Parameter(Tensor):
@@ -113,13 +133,36 @@ class Module:
                 return d[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def __delattr__(self, name):
+        """``del module.name`` unregisters a parameter, buffer or sub-module (it leaves the
+        state_dict), or deletes a plain attribute."""
+        for store in (self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+                return
+        object.__delattr__(self, name)
+
+    def _check_new_name(self, name, what: str, store) -> None:
+        """A name ``register_buffer``/``register_parameter`` may take: a non-empty str without a
+        dot, not already another kind of attribute (PyTorch's rules)."""
+        if not isinstance(name, str):
+            raise TypeError(f"{what} name must be a str, got {type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"{what} name must be non-empty and contain no '.', got {name!r}")
+        taken = name in self.__dict__ or hasattr(type(self), name) or any(
+            name in other for other in (self._parameters, self._buffers, self._modules) if other is not store)
+        if taken:
+            raise KeyError(f"attribute {name!r} already exists in {type(self).__name__}")
+
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """A tensor that is state but not a parameter (running statistics): saved in state_dict."""
+        self._check_new_name(name, "buffer", self._buffers)
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"cannot register buffer {name!r}: a Tensor or None expected, got {type(tensor).__name__}")
         self._buffers[name] = tensor
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        self._check_new_name(name, "parameter", self._parameters)
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot register parameter {name!r}: a Parameter or None expected, got "
                             f"{type(param).__name__} (wrap a tensor in nn.Parameter)")
@@ -180,6 +223,8 @@ class Module:
 
     # ---------------------------------------------------------------- modes and gradients
     def train(self, mode: bool = True):
+        if not isinstance(mode, bool):
+            raise ValueError(f"train: mode must be True or False, got {mode!r}")
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
@@ -224,13 +269,39 @@ class Module:
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> OrderedDict:
-        """Parameters and buffers by PyTorch's dotted names, as tensors sharing their storage."""
+        """Parameters and buffers by PyTorch's dotted names and in its order (each module's
+        parameters, then its buffers), as tensors sharing their storage. A tensor shared by
+        two modules (tied weights) appears once, under its first name; ``load_state_dict``
+        also takes it under the others, as PyTorch writes them."""
         out = OrderedDict()
-        for name, p in self.named_parameters():
-            out[name] = p.detach()
-        for name, b in self.named_buffers():
-            out[name] = b.detach()
+        seen = set()
+        for mname, m in self.named_modules():
+            for store in (m._parameters, m._buffers):
+                for k, t in store.items():
+                    if t is not None and id(t) not in seen:
+                        seen.add(id(t))
+                        out[f"{mname}.{k}" if mname else k] = t.detach()
         return out
+
+    def _aliases(self) -> dict:
+        """The names a tied tensor has beyond its first: alias -> first name (what PyTorch's
+        state_dict repeats)."""
+        first, aliases = {}, {}
+
+        def visit(prefix, module, path):
+            for store in (module._parameters, module._buffers):
+                for k, t in store.items():
+                    if t is not None:
+                        name = prefix + k
+                        if id(t) in first and first[id(t)] != name:
+                            aliases.setdefault(name, first[id(t)])
+                        first.setdefault(id(t), name)
+            for k, child in module._modules.items():
+                if child is not None and id(child) not in path:  # a shared child again, a cycle never
+                    visit(f"{prefix}{k}.", child, path | {id(child)})
+
+        visit("", self, {id(self)})
+        return aliases
 
     @no_grad()
     def load_state_dict(self, state_dict, strict: bool = True):
@@ -257,10 +328,20 @@ class Module:
         unexpected)``, plan being the (tensor, array) pairs the load would copy, or raises
         ValueError naming every problem. Lets a loader check a whole file before changing
         anything."""
-        own = OrderedDict(list(self.named_parameters()) + list(self.named_buffers()))
+        own = OrderedDict((k, t) for k, t in list(self.named_parameters()) + list(self.named_buffers()))
+        aliases = self._aliases()
+        state_dict = dict(state_dict)
+        shapes, wrong, plan, arrays = [], [], [], {}
+        for alias, name in aliases.items():  # a tied tensor under its other names: the same values
+            if alias not in state_dict:
+                continue
+            value = state_dict.pop(alias)
+            if name not in state_dict:
+                state_dict[name] = value
+            elif not _equal(value, state_dict[name]):
+                wrong.append(f"{alias}: is tied to {name} here, but the two hold different values")
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        shapes, wrong, plan, arrays = [], [], [], {}
         for k, t in own.items():
             if k not in state_dict:
                 continue

@@ -35,12 +35,16 @@ def _array_from(body: bytes, content_type: str, field: str = "inputs"):
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(400, f"the body is not JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest(400, "the JSON body is nested too deeply") from None
         if not isinstance(data, dict) or field not in data:
             raise BadRequest(400, f'the JSON body must be an object with "{field}": nested lists of numbers')
         try:
             array = np.asarray(data[field], dtype=np.float32)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise BadRequest(422, f'"{field}" must be nested lists of numbers of one shape') from None
+        except OverflowError:
+            raise BadRequest(422, f'"{field}" holds a number too large for a float') from None
         output = data.get("output")
         if output is not None and output not in OUTPUTS:
             raise BadRequest(422, f'"output" must be one of {", ".join(OUTPUTS)}, got {output!r}')
@@ -120,16 +124,17 @@ class Server:
 
     async def reload(self) -> dict:
         """Load the model file again off the request path and, if it checks out, serve it from the next
-        batch on; otherwise keep the old one and say why (ValueError/FileNotFoundError)."""
+        batch on; otherwise (whatever the error) keep the old one and say why."""
         async with self._reload_lock:
             old = self.batcher.model
             try:
                 new = await asyncio.get_running_loop().run_in_executor(
                     None, lambda: served.load(self.path, self.input_shape, like=old))
-            except (ValueError, FileNotFoundError, ImportError) as exc:
+            except Exception as exc:  # a file or a model that cannot serve, for whatever reason
                 self.reloads.labels("rejected").inc()
-                raise BadRequest(422, f"the new model was not loaded; version {old.version} keeps serving: {exc}") \
-                    from None
+                reason = exc if isinstance(exc, (ValueError, OSError, ImportError)) else f"{type(exc).__name__}: {exc}"
+                raise BadRequest(422, f"the new model was not loaded; version {old.version} keeps serving: "
+                                      f"{reason}") from None
             self.batcher.swap(new)
             self.version.set(new.version)
             self.reloads.labels("loaded").inc()
@@ -141,7 +146,7 @@ class Server:
             await asyncio.sleep(self.watch_seconds)
             mtime = self._file_mtime()
             if mtime is not None and mtime != self._mtime:
-                with contextlib.suppress(BadRequest):  # counted as rejected; the old model keeps serving
+                with contextlib.suppress(Exception):  # counted as rejected; the old model keeps serving
                     await self.reload()
                 self._mtime = mtime
 
@@ -164,6 +169,11 @@ class Server:
         finally:
             self.batcher.arriving(-1)
         logits, used = await self.batcher.submit(inputs)
+        bad = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+        if len(bad):  # JSON has no NaN or infinity, and a class or a probability from them means nothing
+            rows = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+            raise BadRequest(422, f"model version {used.version} gives outputs that are not finite (NaN or "
+                                  f"infinity) for input(s) {rows} of this request: inputs too large for it?")
         if output == "classes":
             values = logits.argmax(axis=1)
         elif output == "probabilities":
@@ -219,6 +229,7 @@ def create_app(path, **options):
             body = await _body_within(request, server.max_body_bytes)
             counted = False  # server.predict stops counting it
             reply = await server.predict(body, content_type, request.query_params.get("output"))
+            response = JSONResponse(reply, headers={"X-Model-Version": str(reply["model_version"])})
         except BadRequest as exc:
             server.requests.labels(str(exc.status)).inc()
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
@@ -231,7 +242,7 @@ def create_app(path, **options):
                 server.batcher.arriving(-1)
         server.requests.labels("200").inc()
         server.latency.observe(time.perf_counter() - start)
-        return JSONResponse(reply, headers={"X-Model-Version": str(reply["model_version"])})
+        return response
 
     async def reload(request: Request):
         try:

@@ -63,7 +63,7 @@ def _ember_runner(path: Path):
             return np.asarray(model(ember.tensor(batch))._host(), dtype=np.float32)
 
     shape = config.get("input_shape")
-    if shape is None and config.get("dataset") in _DATASET_SHAPES:
+    if shape is None and isinstance(config.get("dataset"), str) and config["dataset"] in _DATASET_SHAPES:
         shape = list(_DATASET_SHAPES[config["dataset"]])
     ok = isinstance(shape, list) and shape and all(isinstance(d, int) and not isinstance(d, bool) and d > 0
                                                    for d in shape)
@@ -83,8 +83,12 @@ def _onnx_runner(path: Path):
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"{path}: a served ONNX model takes one input and gives one output, this one has "
                          f"{len(inputs)} and {len(outputs)}")
-    name = inputs[0].name
-    dims = inputs[0].shape[1:]
+    name, full = inputs[0].name, inputs[0].shape
+    if full and isinstance(full[0], int):
+        raise ValueError(f"{path}: its input has a fixed batch of {full[0]}; a served model takes batches of any "
+                         "size: export it with a symbolic batch dimension (ember.onnx.export(..., "
+                         "dynamic_batch=True))")
+    dims = full[1:]
     shape = tuple(dims) if all(isinstance(d, int) for d in dims) else None
 
     def run(batch):
@@ -97,7 +101,7 @@ def load(path, input_shape=None, like: ServedModel | None = None) -> ServedModel
     """Load and check the model at ``path`` (``.onnx``: ONNX Runtime; anything else: an Ember
     checkpoint). The shape of one input comes from the file, else ``input_shape``, else ``like``
     (the model being replaced, whose input shape and output count a replacement must keep). The
-    model is run once on zeros: it must give one finite row of outputs per input."""
+    model is run on zeros, in batches of two sizes: it must give one finite row of outputs per input."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model at {path}")
@@ -106,13 +110,15 @@ def load(path, input_shape=None, like: ServedModel | None = None) -> ServedModel
     shape = shape or (tuple(input_shape) if input_shape else None) or (like.input_shape if like else None)
     if shape is None:
         raise ValueError(f"{path} does not say what shape its inputs have: pass --input-shape")
-    try:
-        out = run(np.zeros((2,) + tuple(shape), np.float32))
-    except Exception as exc:  # the model's own error, whatever it is, means it cannot serve
-        raise ValueError(f"{path}: the model does not run on inputs of shape {tuple(shape)}: {exc}") from None
-    if out.ndim != 2 or out.shape[0] != 2 or not np.isfinite(out).all():
-        raise ValueError(f"{path}: the model gives outputs of shape {out.shape[1:]} per input (finite: "
-                         f"{bool(np.isfinite(out).all())}); a served model gives one finite row per input")
+    for n in (1, 3):  # two batch sizes: a model that works for one size only cannot serve
+        try:
+            out = run(np.zeros((n,) + tuple(shape), np.float32))
+        except Exception as exc:  # the model's own error, whatever it is, means it cannot serve
+            raise ValueError(f"{path}: the model does not run on a batch of {n} input(s) of shape {tuple(shape)}: "
+                             f"{exc}") from None
+        if out.ndim != 2 or out.shape[0] != n or not np.isfinite(out).all():
+            raise ValueError(f"{path}: on a batch of {n}, the model gives outputs of shape {out.shape} (finite: "
+                             f"{bool(np.isfinite(out).all())}); a served model gives one finite row per input")
     if like is not None and (tuple(shape) != like.input_shape or out.shape[1] != like.classes):
         raise ValueError(f"{path}: takes {tuple(shape)} and gives {out.shape[1]} outputs, but the model it would "
                          f"replace takes {like.input_shape} and gives {like.classes}; start a new server for it")
