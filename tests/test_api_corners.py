@@ -120,6 +120,20 @@ def test_learning_rate_scheduler_with_a_schedule_object(rng, capsys):
             LearningRateScheduler(lr_scheduler.ReduceLROnPlateau(ember.optim.SGD(model.parameters(), lr=0.1)))])
 
 
+def test_log_and_checkpoint_paths_and_separators_are_checked(tmp_path):
+    for make, error, match in [
+        (lambda: ModelCheckpoint(None), TypeError, "ModelCheckpoint: path must be a file path"),
+        (lambda: ModelCheckpoint(""), ValueError, "ModelCheckpoint: path is empty"),
+        (lambda: CSVLogger(None), TypeError, "CSVLogger: path must be a file path"),
+        (lambda: CSVLogger(tmp_path / "a.csv", separator=""), ValueError, "separator must be one character"),
+        (lambda: CSVLogger(tmp_path / "a.csv", separator="e"), ValueError, "other than a letter, a digit"),
+        (lambda: CSVLogger(tmp_path / "a.csv", separator=", "), ValueError, "separator must be one character"),
+    ]:
+        with pytest.raises(error, match=match):
+            make()
+    assert CSVLogger(tmp_path / "a.tsv", separator="\t").separator == "\t"
+
+
 def test_csv_logger_appends_under_the_same_header(rng, tmp_path):
     x, y = blobs(rng)
     model = mlp()

@@ -40,6 +40,8 @@ def test_the_text_and_its_tokenizer(text):
         tok.encode("a€")
     with pytest.raises(ValueError, match=r"ids must be in \[0, 65\)"):
         tok.decode([3, 65])
+    with pytest.raises(TypeError, match="ids must be integers, got dtype float64"):
+        tok.decode([3.0, 4.0])
 
 
 def test_the_fused_loss_is_the_cross_entropy_of_the_logits(rng):
@@ -100,6 +102,8 @@ def test_sampling_is_seeded_and_runs_past_the_block(rng, steps):
     greedy = model.generate(prompt, 50, temperature=0)
     best = model.generate(prompt, 50, temperature=0.9, top_k=1, generator=ember.Generator().manual_seed(4))
     np.testing.assert_array_equal(best, greedy)
+    tiny = model.generate(prompt, 50, temperature=1e-310, generator=ember.Generator().manual_seed(4))
+    np.testing.assert_array_equal(tiny, greedy)  # the limit of a vanishing temperature (it drew token 0 from NaN)
     with ember.no_grad():
         model.eval()
         top5 = set(np.argsort(model(prompt[None, -32:]).numpy()[0, -1])[-5:].tolist())

@@ -157,6 +157,31 @@ def test_keras_arguments_are_checked():
         Sequential([layers.Dense(3, input_shape=(4,))]).fit(np.zeros((2, 4), np.float32), np.zeros(2, np.int64))
     with pytest.raises(ValueError, match="not built yet"):
         Sequential([layers.Dense(3)]).summary()
+    for make, error, match in [
+        (lambda: layers.Dropout("0.5"), TypeError, "Dropout: rate must be a real number, got str"),
+        (lambda: layers.Dropout(1.0), ValueError, r"Dropout: rate must be in \[0, 1\), got 1.0"),
+        (lambda: layers.BatchNormalization(momentum="0.9"), TypeError, "momentum must be a real number"),
+        (lambda: layers.Dense(3, input_shape="8"), TypeError, "Dense: input_shape must be a tuple of ints"),
+        (lambda: layers.Dense(3, input_shape=(4, 0)), ValueError, "Dense: input_shape must be positive ints"),
+        (lambda: layers.Dense(3, name=7), TypeError, "Dense: name must be a str"),
+    ]:
+        with pytest.raises(error, match=match):
+            make()
+    assert layers.Dense(3, input_shape=8).input_shape == (8,)  # one int: a 1-D input, as Input(shape=8)
+
+
+def test_a_layer_that_does_not_fit_is_not_kept(rng):
+    model = Sequential([layers.Input((6,)), layers.Dense(4, activation="relu")])
+    with pytest.raises(ValueError, match="Conv2D takes images"):
+        model.add(layers.Conv2D(2, 3))  # on (batch, features): Keras drops the layer and raises
+    assert len(model.layers) == 1 and model.input_shape == (6,)
+    model.add(layers.Dense(2))
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    assert model.predict(x, verbose=0).shape == (3, 2)
+    first = Sequential()
+    with pytest.raises(ValueError, match="Dense takes .* add Flatten"):
+        first.add(layers.Dense(3, input_shape=(4, 4, 1)))  # the first layer's own shape goes with it
+    assert len(first.layers) == 0 and first.input_shape is None
 
 
 def test_to_categorical():

@@ -17,6 +17,7 @@ rank 0 alone.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -181,6 +182,13 @@ class EarlyStopping(Callback):
             self.model.load_state_dict(self._best_weights)
 
 
+def _check_path(path, who: str) -> None:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{who}: path must be a file path (str or os.PathLike), got {type(path).__name__} {path!r}")
+    if not os.fspath(path):
+        raise ValueError(f"{who}: path is empty")
+
+
 class ModelCheckpoint(Callback):
     """Save a checkpoint (weights, optimizer state, epoch, random state, history) at each
     epoch's end, or only when ``monitor`` improves with ``save_best_only``. ``path`` may hold
@@ -190,6 +198,7 @@ class ModelCheckpoint(Callback):
     main_process_only = True
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", config=None, verbose=0):
+        _check_path(path, "ModelCheckpoint")
         self.path = str(path)
         self.save_best_only, self.config, self.verbose = save_best_only, config, verbose
         self._monitor = _Monitor(monitor, mode, 0.0)
@@ -283,6 +292,10 @@ class CSVLogger(Callback):
     main_process_only = True
 
     def __init__(self, path, separator=",", append=False):
+        _check_path(path, "CSVLogger")
+        if not isinstance(separator, str) or len(separator) != 1 or separator.isalnum() or separator in '._-+"\r\n':
+            raise ValueError(f"CSVLogger: separator must be one character other than a letter, a digit or one of "
+                             f"._-+\" and a line break (those occur in the numbers and log names), got {separator!r}")
         self.path, self.separator, self.append = Path(path), separator, append
         self._file, self._keys = None, None
 

@@ -50,6 +50,8 @@ class CharTokenizer:
 
     def decode(self, ids) -> str:
         ids = np.asarray(ids)
+        if ids.size and ids.dtype.kind not in "iu":
+            raise TypeError(f"CharTokenizer: ids must be integers, got dtype {ids.dtype}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             raise ValueError(f"CharTokenizer: ids must be in [0, {self.vocab_size}), got [{ids.min()}, {ids.max()}]")
         return "".join(self.chars[i] for i in ids.reshape(-1))
@@ -279,7 +281,9 @@ def _sample(logits, temperature, top_k, rng) -> np.ndarray:
     """One token per row of ``logits`` (batch, vocab)."""
     if temperature == 0:
         return logits.argmax(axis=1)
-    z = logits.astype(np.float64) / temperature
+    # Shifted first so that the largest is 0: a tiny temperature sends the others to -inf, not inf - inf.
+    with np.errstate(over="ignore"):
+        z = (logits - logits.max(axis=1, keepdims=True)).astype(np.float64) / temperature
     if top_k is not None and top_k < z.shape[1]:
         kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
         z = np.where(z < kth, -np.inf, z)

@@ -366,19 +366,19 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
 
         sync = FitSync(world, model, train_loader, val_loader)
         train_loader, val_loader, step_model = sync.train_loader, sync.val_loader, sync.ddp
-    loss_fn = compiled.loss if class_weight is None else _class_weighted(compiled.loss, class_weight)
-    optimizer, metric_objs = compiled.optimizer, compiled.metrics
-    cbs = CallbackList([history, ProgressLogger(verbose), *(callbacks or [])], model=model,
-                       params={"epochs": epochs, "fit_seed": seed,
-                               "steps": min(len(train_loader), steps_per_epoch or len(train_loader)),
-                               "optimizer": optimizer, "history": history}, main=world is None or world.rank == 0)
-    if resume_from is not None:
-        load_checkpoint(resume_from, model, compiled.optimizer)
-    model.stop_training = False
     restore_modes = nn.saved_modes(model)
-    cbs.on_train_begin()
     interrupted = False
-    try:
+    try:  # from here on, a failure (a callback's, a resume's) also releases the gradient hooks
+        loss_fn = compiled.loss if class_weight is None else _class_weighted(compiled.loss, class_weight)
+        optimizer, metric_objs = compiled.optimizer, compiled.metrics
+        cbs = CallbackList([history, ProgressLogger(verbose), *(callbacks or [])], model=model,
+                           params={"epochs": epochs, "fit_seed": seed,
+                                   "steps": min(len(train_loader), steps_per_epoch or len(train_loader)),
+                                   "optimizer": optimizer, "history": history}, main=world is None or world.rank == 0)
+        if resume_from is not None:
+            load_checkpoint(resume_from, model, compiled.optimizer)
+        model.stop_training = False
+        cbs.on_train_begin()
         with _Interrupt() as interrupt, _precision.autocast(policy):
             for epoch in range(initial_epoch, epochs):
                 train_loader.set_epoch(epoch)

@@ -167,6 +167,8 @@ def test_containers_slice_check_and_empty_layers_build():
     y.sum().backward()
     assert empty.weight.grad.shape == (3, 0) and x.grad.shape == (2, 0)
     assert nn.Conv2d(0, 2, 3).weight.shape == (2, 0, 3, 3)
+    with pytest.raises(ValueError, match=r"Linear\(3, 2\): input has no features \(shape \(\)\)"):
+        nn.Linear(3, 2)(ember.tensor(1.0))
 
 
 def test_batch_norm_refuses_one_value_per_channel_in_training():

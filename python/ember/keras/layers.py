@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .. import nn
+from .. import _check, nn
 from ..kernels import _geometry
 from ..nn import functional as F
 from ..nn import init
@@ -50,6 +50,32 @@ def _ints(value, n, name):
     return value
 
 
+def _input_shape(shape, what: str):
+    """A Keras input shape (without the batch) as a tuple of positive ints; one int is a 1-D shape."""
+    if shape is None:
+        return None
+    dims = (shape,) if isinstance(shape, int) and not isinstance(shape, bool) else shape
+    try:
+        if isinstance(dims, (str, bytes)):
+            raise TypeError
+        dims = tuple(dims)
+    except TypeError:
+        raise TypeError(f"{what}: input_shape must be a tuple of ints (without the batch), got "
+                        f"{type(shape).__name__} {shape!r}") from None
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+        raise ValueError(f"{what}: input_shape must be positive ints (without the batch), got {shape!r}")
+    return dims
+
+
+def _fraction(value, name: str, lo_open: bool, hi_open: bool) -> float:
+    """A float between 0 and 1 (ends open as asked), for Keras's rates and momenta."""
+    value = _check.real(value, name)
+    if not ((0.0 < value) if lo_open else (0.0 <= value)) or not ((value < 1.0) if hi_open else (value <= 1.0)):
+        span = f"{'(' if lo_open else '['}0, 1{')' if hi_open else ']'}"
+        raise ValueError(f"{name} must be in {span}, got {value!r}")
+    return value
+
+
 def _padding(padding):
     if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
         raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
@@ -65,7 +91,9 @@ class Layer(nn.Module):
         super().__init__()
         object.__setattr__(self, "activation", activation_fn(activation))
         object.__setattr__(self, "activation_name", activation if isinstance(activation, str) else None)
-        object.__setattr__(self, "input_shape", None if input_shape is None else tuple(input_shape))
+        object.__setattr__(self, "input_shape", _input_shape(input_shape, type(self).__name__))
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a str, got {type(name).__name__}")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "built", False)
 
@@ -216,9 +244,7 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, input_shape=None, name=None):
         super().__init__(None, input_shape, name)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
-        self.rate = rate
+        self.rate = _fraction(rate, "Dropout: rate", lo_open=False, hi_open=True)
 
     def compute(self, x):
         return F.dropout(x, self.rate, self.training)
@@ -230,8 +256,8 @@ class BatchNormalization(Layer):
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, input_shape=None, name=None):
         super().__init__(None, input_shape, name)
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNormalization: momentum must be in [0, 1], got {momentum!r}")
+        momentum = _fraction(momentum, "BatchNormalization: momentum", lo_open=False, hi_open=False)
+        epsilon = _check.real(epsilon, "BatchNormalization: epsilon")
         if not 0.0 < epsilon < float("inf"):  # it is added to the variance before the square root
             raise ValueError(f"BatchNormalization: epsilon must be > 0 and finite, got {epsilon!r}")
         self.momentum, self.epsilon = momentum, epsilon

@@ -112,11 +112,19 @@ class Sequential(nn.Module):
         while name in self._modules:
             i += 1
             name = f"{base}_{i}"
+        before = self.input_shape
         setattr(self, name, layer)
         if shape is not None and len(self._modules) == 1:
             object.__setattr__(self, "input_shape", shape)
         if self.input_shape is not None:
-            self.build((None, *self.input_shape))
+            try:
+                self.build((None, *self.input_shape))
+            except Exception:  # a layer that does not fit is not kept (as in Keras): the model still works
+                del self._modules[name]
+                object.__setattr__(self, "input_shape", before)
+                if before is not None and self._modules:
+                    self.build((None, *before))
+                raise
 
     def build(self, input_shape) -> None:
         """Create every layer's weights for inputs of ``input_shape`` (batch first, channels

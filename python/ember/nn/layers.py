@@ -51,9 +51,9 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has {x.shape[-1]} features "
-                             f"(shape {x.shape})")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has "
+                             f"{x.shape[-1] if x.ndim else 'no'} features (shape {x.shape})")
         _check_input_dtype(self, x)
         return F.linear(x, self.weight, self.bias)
 
