@@ -486,7 +486,7 @@ class Tensor(Variable):
         return fns.VarFn.apply(self, dim=dim, keepdim=keepdim, correction=correction)
 
     def std(self, dim=None, keepdim=False, correction=1):
-        return self.var(dim, keepdim, correction).sqrt()
+        return fns.SqrtFn.apply(self.var(dim, keepdim, correction), zero_at_zero=True)
 
     def _dim(self, dim, what, extra=0) -> int:
         """``dim`` in [-n, n) for n = ndim + extra (a 0-d tensor has the one dim 0 or -1, as in

@@ -8,6 +8,7 @@ import pytest
 import ember
 import ember.nn.functional as F
 from ember.autograd import gradcheck
+from ember.kernels import attention, layer_norm
 
 try:
     import torch
@@ -125,3 +126,89 @@ def test_nll_and_bce_with_logits_check_their_targets():
     np.testing.assert_allclose(kept.item(), -(lp[0, 0] + lp[2, 1] + lp[3, 1]) / 3, rtol=1e-6)
     with pytest.raises(ValueError, match=r"target has shape \(4,\) but input has \(4, 1\)"):
         F.binary_cross_entropy_with_logits(ember.randn(4, 1), ember.ones(4))
+
+
+def test_float32_gradients_stay_float32_through_float64_ops_and_extremes():
+    # A float64 factor or an extreme's tie weights must not hand a native backward float64 (PyTorch
+    # casts each gradient to its input's dtype).
+    x = ember.tensor(np.ones((1, 1, 3, 3), np.float32), requires_grad=True)
+    w = ember.tensor(np.ones((1, 1, 2, 2), np.float32))
+    (F.conv2d(x, w) * ember.tensor(np.array(2.0))).sum().backward()
+    assert x.grad.dtype == np.float32 and x.grad.numpy().sum() == 32.0
+    for reduce in (lambda y: y.amax(), lambda y: ember.maximum(y, ember.zeros(2, 3)).sum(),
+                   lambda y: ember.minimum(y, ember.ones(2, 3)).sum()):
+        a = ember.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+        reduce(F.gelu(a)).backward()  # GELU's backward is native: it refused float64
+        assert a.grad.dtype == np.float32
+
+
+def test_edge_cases_follow_pytorch():
+    # Everything ignored: the mean is NaN, and the gradient 0 (it was NaN in column 0).
+    x = ember.tensor(np.zeros((2, 3)), requires_grad=True)
+    loss = F.nll_loss(x, [-100, -100])
+    loss.backward()
+    assert np.isnan(loss.item()) and not x.grad.numpy().any()
+    # A standard deviation of equal values has gradient 0, not NaN.
+    s = ember.tensor(np.ones(3), requires_grad=True)
+    s.std().backward()
+    np.testing.assert_array_equal(s.grad.numpy(), [0, 0, 0])
+    # Softmax and logsumexp over an empty dim; reductions of a 0-d tensor over its one dim.
+    assert F.softmax(ember.zeros(3, 0), 1).shape == (3, 0) and F.log_softmax(ember.zeros(0, 4), 0).shape == (0, 4)
+    np.testing.assert_array_equal(ember.zeros(3, 0).logsumexp(1).numpy(), [-np.inf] * 3)
+    scalar = ember.tensor(np.array(2.0), requires_grad=True)
+    for reduce in (lambda t: t.sum(0), lambda t: t.mean(-1), lambda t: t.amax(0), lambda t: t.var(0, correction=0)):
+        assert reduce(scalar).shape == ()
+    scalar.sum(0).backward()
+    assert scalar.grad.item() == 1.0
+    with pytest.raises(IndexError, match="dim 1 is out of range for a tensor of 0 dimensions"):
+        scalar.sum(1)
+    # An empty batch leaves BatchNorm's statistics as they were (they became NaN).
+    bn = ember.nn.BatchNorm1d(2)
+    assert bn(ember.zeros(0, 2)).shape == (0, 2)
+    assert bn.num_batches_tracked.item() == 0 and np.isfinite(bn.running_var.numpy()).all()
+    if torch is not None:
+        t = torch.ones(3, dtype=torch.float64, requires_grad=True)
+        t.std().backward()
+        np.testing.assert_array_equal(t.grad.numpy(), s.grad.numpy())
+        np.testing.assert_array_equal(torch.zeros(3, 0).logsumexp(1).numpy(), [-np.inf] * 3)
+
+
+def test_probability_targets_get_their_gradient(rng):
+    z, p = rng.standard_normal((4, 3)), rng.dirichlet(np.ones(3), 4)
+    weight = np.array([1.0, 2.0, 0.5])
+    for reduction in ("mean", "sum", "none"):
+        target = ember.tensor(p, requires_grad=True)
+        loss = F.cross_entropy(ember.tensor(z, requires_grad=True), target, weight=weight, label_smoothing=0.1,
+                               reduction=reduction)
+        (loss if reduction != "none" else loss * ember.tensor(np.arange(1.0, 5.0))).sum().backward()
+        log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
+        rows = {"mean": np.full((4, 1), 0.25), "sum": np.ones((4, 1)), "none": np.arange(1.0, 5.0)[:, None]}
+        np.testing.assert_allclose(target.grad.numpy(), -0.9 * weight * log_p * rows[reduction], rtol=1e-12)
+        if torch is not None:
+            tt = torch.tensor(p, requires_grad=True)
+            tl = TF.cross_entropy(torch.tensor(z), tt, weight=torch.tensor(weight), label_smoothing=0.1,
+                                  reduction=reduction)
+            (tl if reduction != "none" else tl * torch.arange(1.0, 5.0, dtype=torch.float64)).sum().backward()
+            np.testing.assert_allclose(target.grad.numpy(), tt.grad.numpy(), rtol=1e-12)
+
+
+def test_functional_ops_name_what_is_wrong():
+    for call, error, match in [
+        (lambda: F.softmax(ember.ones(2, 2), None), TypeError, "softmax: dim must be an int, got None"),
+        (lambda: F.log_softmax(ember.ones(2, 2), 2), IndexError, "log_softmax: dim 2 is out of range"),
+        (lambda: F.softmax(np.ones(3), 0), TypeError, "softmax: input must be an ember Tensor, got ndarray"),
+        (lambda: F.relu(np.ones(3)), TypeError, "ReLU: expected an ember Tensor among the inputs, got ndarray"),
+        (lambda: F.max_pool2d(np.ones((1, 1, 4, 4)), 2), TypeError, "expected an ember Tensor"),
+        (lambda: F.linear(ember.zeros(2, 5), ember.zeros(5)), ValueError, r"linear: weight must be \(out_features, "
+                                                                          r"in_features\).*got weight \(5,\)"),
+        (lambda: F.linear(ember.zeros(2, 5), ember.zeros(3, 5), ember.zeros(4)), ValueError,
+         r"linear: bias must have shape \(3,\)"),
+        (lambda: layer_norm.layer_norm_fwd(np.zeros((4, 5), np.float32), (5,), np.ones(3, np.float32)), ValueError,
+         r"layer_norm: weight has shape \(3,\), not the normalized shape \(5,\)"),
+        (lambda: attention.attention_qkv_fwd(np.zeros((1, 2, 6), np.float32), 0, scale=1.0), ValueError,
+         "attention_qkv_fwd: heads must be >= 1, got 0"),
+        (lambda: attention.attention_qkv_bwd([[0.0]], 1, None, np.zeros((1, 1, 2), np.float32), None, scale=1.0),
+         TypeError, "qkv"),
+    ]:
+        with pytest.raises(error, match=match):
+            call()

@@ -213,7 +213,7 @@ def _leaf_reached(leaf, pending) -> None:
 class Node:
     """One recorded op: its Function, the context its forward saved, and one edge per input --
     None where the input needs no gradient, else (the node that made it and which of its
-    outputs it is, or the leaf tensor itself; the input's shape). Edges hold no intermediate
+    outputs it is, or the leaf tensor itself; the input's shape and dtype). Edges hold no intermediate
     tensors, so once backward has freed the saved values nothing of the graph's data remains."""
 
     __slots__ = ("function", "ctx", "edges", "n_outputs", "freed", "grads", "seq")
@@ -283,10 +283,12 @@ def _propagate(heap, xp, retain_graph, pending=None) -> None:
                 if pending and type(edge[0]) is not Node:
                     _leaf_reached(edge[0], pending)
                 continue
-            target, index, shape = edge
+            target, index, shape, dtype = edge
             if gi.shape != shape:
                 raise RuntimeError(f"{node.name()} returned a gradient of shape {gi.shape} for an input of "
                                    f"shape {shape}")
+            if gi.dtype != dtype:  # a float32 input's gradient is float32 even after a float64 op (PyTorch's rule)
+                gi = gi.astype(dtype)
             if type(target) is not Node:  # a leaf tensor
                 target._accumulate(gi, _sole_holder(gi))
                 if pending:
@@ -324,7 +326,7 @@ def _measure_loop_refs() -> int:
 
     if not hasattr(sys, "getrefcount"):
         return 0
-    node = Node(Fresh, Ctx(), ((Leaf(), 0, (1,)),), 1)
+    node = Node(Fresh, Ctx(), ((Leaf(), 0, (1,), backend.CPU.xp.dtype("float64")),), 1)
     node.grads = [None]
     _counting = []
     try:

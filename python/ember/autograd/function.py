@@ -95,6 +95,9 @@ class Function:
                     _check_same_device(cls, first, a)
             else:
                 arrays.append(a)
+        if first is None:
+            raise TypeError(f"{_op_name(cls)}: expected an ember Tensor among the inputs, got "
+                            f"{', '.join(type(a).__name__ for a in args) or 'none'}")
         record = record and is_grad_enabled()
         ctx = Context()
         out = cls.forward(ctx, *arrays, **kwargs)
@@ -114,12 +117,15 @@ class Function:
         return results
 
 
+def _op_name(cls) -> str:
+    return getattr(cls, "grad_name", None) or cls.__name__.removesuffix("Fn")
+
+
 def _check_same_device(cls, a, b) -> None:
     """Tensors of one op must live on one device (the message names both)."""
     da, db = backend.device_of(a._data), backend.device_of(b._data)
     if da is not db:
-        name = getattr(cls, "grad_name", None) or cls.__name__.removesuffix("Fn")
-        raise RuntimeError(f"{name}: expected all tensors on one device, but found tensors on '{da.name}' and "
+        raise RuntimeError(f"{_op_name(cls)}: expected all tensors on one device, but found tensors on '{da.name}' and "
                            f"'{db.name}'; move them with .to(device)")
 
 
@@ -138,7 +144,9 @@ def _record(cls, ctx, args, results) -> None:
     for a in args:
         if isinstance(a, Variable) and a.requires_grad:
             node = a._node
-            edges.append((a, 0, a._data.shape) if node is None else (node, a._out_index, a._data.shape))
+            data = a._data
+            edges.append((a, 0, data.shape, data.dtype) if node is None else
+                         (node, a._out_index, data.shape, data.dtype))
         else:
             edges.append(None)
     node = Node(cls, ctx, edges, len(results))

@@ -36,6 +36,11 @@ def unbroadcast(g, shape):
 def _axes(dim, ndim):
     if dim is None:
         return tuple(range(ndim))
+    if ndim == 0:  # a 0-d tensor has the one dim 0 (or -1), over which reducing changes nothing
+        for d in (dim,) if isinstance(dim, int) else tuple(dim):
+            if d not in (0, -1):
+                raise IndexError(f"dim {d} is out of range for a tensor of 0 dimensions (expected 0 or -1)")
+        return ()
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     out = []
     for d in dims:
@@ -234,15 +239,22 @@ class LogFn(Function):
 
 
 class SqrtFn(Function):
+    """sqrt(a); with ``zero_at_zero`` its gradient is 0 where the root is 0 (a standard
+    deviation's, as PyTorch's std) instead of infinite."""
+
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx, a, zero_at_zero=False):
         y = _xp(a).sqrt(a)
         ctx.save_for_backward(y)
+        ctx.zero_at_zero = zero_at_zero
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
+        if ctx.zero_at_zero:
+            with backend.device_of(g).errstate(divide="ignore", invalid="ignore"):
+                return _xp(g).where(y == 0, g.dtype.type(0), g / (2 * y))
         return g / (2 * y)
 
 
@@ -407,7 +419,7 @@ class ClampFn(Function):
 def _extremum_backward(ctx, g, a_wins):
     """Gradients of max/min(a, b): to the winner, half to each side of a tie (as PyTorch)."""
     a, b = ctx.saved_tensors
-    wa = a_wins + 0.5 * (a == b)
+    wa = (a_wins + 0.5 * (a == b)).astype(g.dtype)
     return unbroadcast(g * wa, a.shape), unbroadcast(g * (1 - wa), b.shape)
 
 
@@ -472,6 +484,7 @@ class MaxReduceFn(Function):
         if a.dtype.kind == "f":
             xp = _xp(a)
             hit |= xp.isnan(a) & xp.isnan(y)
+        hit = hit.astype(g.dtype)
         return g * hit / hit.sum(axis=ctx.axes, keepdims=True)
 
 
@@ -500,14 +513,24 @@ class TakeAlongDimFn(Function):
         return xp.where(hit, g, g.dtype.type(0)).reshape(ctx.shape)
 
 
+def _max_kept(a, axes):
+    """max over ``axes`` with the dims kept; -inf where they are empty (so that softmax and
+    logsumexp of nothing are empty and -inf, as in PyTorch, not NumPy's error)."""
+    xp = _xp(a)
+    if a.size == 0:
+        return xp.full(tuple(1 if i in axes else n for i, n in enumerate(a.shape)), -xp.inf, a.dtype)
+    return xp.max(a, axis=axes, keepdims=True)
+
+
 class LogSumExpFn(Function):
     @staticmethod
     def forward(ctx, a, dim=None, keepdim=False):
         xp = _xp(a)
         axes = _axes(dim, a.ndim)
-        m = xp.max(a, axis=axes, keepdims=True)
+        m = _max_kept(a, axes)
         m = xp.where(xp.isfinite(m), m, a.dtype.type(0))
-        y = m + xp.log(xp.sum(xp.exp(a - m), axis=axes, keepdims=True))
+        with backend.device_of(a).errstate(divide="ignore"):  # the log of an empty sum: -inf
+            y = m + xp.log(xp.sum(xp.exp(a - m), axis=axes, keepdims=True))
         ctx.save_for_backward(a, y)
         ctx.axes, ctx.keepdim = axes, keepdim
         return y if keepdim else xp.squeeze(y, axis=axes)
@@ -712,7 +735,7 @@ class SoftmaxFn(Function):
     @staticmethod
     def forward(ctx, a, dim):
         xp = _xp(a)
-        e = xp.exp(a - xp.max(a, axis=dim, keepdims=True))
+        e = xp.exp(a - _max_kept(a, (dim,)))
         y = e / xp.sum(e, axis=dim, keepdims=True)
         ctx.save_for_backward(y)
         ctx.dim = dim
@@ -728,8 +751,9 @@ class LogSoftmaxFn(Function):
     @staticmethod
     def forward(ctx, a, dim):
         xp = _xp(a)
-        m = xp.max(a, axis=dim, keepdims=True)
-        y = a - m - xp.log(xp.sum(xp.exp(a - m), axis=dim, keepdims=True))
+        m = _max_kept(a, (dim,))
+        with backend.device_of(a).errstate(divide="ignore"):  # an empty dim: no rows to take the log of
+            y = a - m - xp.log(xp.sum(xp.exp(a - m), axis=dim, keepdims=True))
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
@@ -836,7 +860,21 @@ class CrossEntropyFn(Function):
     @staticmethod
     def backward(ctx, g):
         (z,) = ctx.saved_tensors
-        return cross_entropy.cross_entropy_bwd(z, ctx.target, ctx.lse, g, **ctx.args), None, None
+        gz = cross_entropy.cross_entropy_bwd(z, ctx.target, ctx.lse, g, **ctx.args) if ctx.needs_input_grad[0] \
+            else None
+        return gz, (_soft_target_grad(ctx, z, g) if ctx.needs_input_grad[1] else None), None
+
+
+def _soft_target_grad(ctx, z, g):
+    """d loss / d target for probability targets (which PyTorch differentiates too):
+    -(1 - label_smoothing) weight_c log p_ic, times each row's share of the reduction."""
+    xp = _xp(z)
+    log_p = z - ctx.lse.reshape(-1, 1)
+    weight = ctx.args["weight"]
+    scale = (1.0 - ctx.args["label_smoothing"]) * (1.0 if weight is None else xp.asarray(weight, z.dtype))
+    reduction = ctx.args["reduction"]
+    rows = g.reshape(-1, 1) if reduction == "none" else g / z.shape[0] if reduction == "mean" else g
+    return (-(log_p * scale) * rows).astype(z.dtype, copy=False)
 
 
 def _rows(a):

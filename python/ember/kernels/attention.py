@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .. import backend
+from .. import _check, backend
 from . import _common
 
 
@@ -102,6 +102,7 @@ def attention_qkv_fwd(qkv, heads: int, attn_mask=None, *, scale: float, is_causa
     x = _common.array(qkv, "qkv", dev, dtypes=(_common.FLOAT32,), ndim=3, contiguous=True,
                       layout=" (batch, length, 3 x width)")
     n, t, width = x.shape
+    heads = _check.integer(heads, "attention_qkv_fwd: heads", lo=1)
     out = dev.empty((n, t, width // 3), x.dtype)
     lse = dev.empty((n, heads, t), x.dtype)
     dev.kernels.attention_qkv_fwd(x, heads, attn_mask, out, lse, scale, bool(is_causal), dropout_p, _seed(seed),
@@ -114,6 +115,9 @@ def attention_qkv_bwd(qkv, heads: int, out, grad_out, lse, attn_mask=None, *, sc
     """The gradient of :func:`attention_qkv_fwd` for ``grad_out`` (N, T, E): one (N, T, 3E)
     array, query | key | value as ``qkv`` holds them."""
     dev = _common.device(qkv=qkv, grad_out=grad_out, attn_mask=attn_mask)
+    qkv = _common.array(qkv, "qkv", dev, dtypes=(_common.FLOAT32,), ndim=3, contiguous=True,
+                        layout=" (batch, length, 3 x width)")
+    heads = _check.integer(heads, "attention_qkv_bwd: heads", lo=1)
     g = _common.array(grad_out, "grad_out", dev, dtypes=(_common.FLOAT32,), ndim=3, contiguous=True)
     dqkv = dev.empty(qkv.shape, qkv.dtype)
     dev.kernels.attention_qkv_bwd(qkv, heads, out, g, lse, attn_mask, dqkv, scale, bool(is_causal), dropout_p,

@@ -19,6 +19,17 @@ def _rows(x, normalized_shape):
     return (x.size // n if n else 0), n
 
 
+def _affine(value, name, dev, x, normalized_shape, n):
+    """A weight or bias over ``normalized_shape`` (any shape of its n elements), flat; None stays None."""
+    if value is None:
+        return None
+    a = _common.array(value, name, dev, (x.dtype,), contiguous=True)
+    if a.size != n:
+        raise ValueError(f"layer_norm: {name} has shape {tuple(a.shape)}, not the normalized shape "
+                         f"{tuple(normalized_shape)}")
+    return a.reshape(n)
+
+
 def _backward_operands(what, grad_output, input, normalized_shape, weight):
     """(device, input, grad_output, weight or None, rows, n) of a backward, checked."""
     dev = _common.device(grad_output=grad_output, input=input, weight=weight)
@@ -27,8 +38,7 @@ def _backward_operands(what, grad_output, input, normalized_shape, weight):
     g = _common.array(grad_output, "grad_output", dev, (x.dtype,), contiguous=True)
     if g.shape != x.shape:
         raise ValueError(f"{what}: grad_output has shape {tuple(g.shape)} but input has {tuple(x.shape)}")
-    w = None if weight is None else _common.array(weight, "weight", dev, (x.dtype,), contiguous=True).reshape(n)
-    return dev, x, g, w, rows, n
+    return dev, x, g, _affine(weight, "weight", dev, x, normalized_shape, n), rows, n
 
 
 def layer_norm_fwd(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
@@ -37,8 +47,7 @@ def layer_norm_fwd(input, normalized_shape, weight=None, bias=None, eps: float =
     dev = _common.device(input=input, weight=weight, bias=bias)
     x = _common.array(input, "input", dev, contiguous=True)
     rows, n = _rows(x, normalized_shape)
-    w = None if weight is None else _common.array(weight, "weight", dev, (x.dtype,), contiguous=True).reshape(n)
-    b = None if bias is None else _common.array(bias, "bias", dev, (x.dtype,), contiguous=True).reshape(n)
+    w, b = _affine(weight, "weight", dev, x, normalized_shape, n), _affine(bias, "bias", dev, x, normalized_shape, n)
     y, mean, rstd = dev.empty(x.shape, x.dtype), dev.empty((rows,), x.dtype), dev.empty((rows,), x.dtype)
     dev.kernels.layer_norm_fwd(x.reshape(rows, n), w, b, float(eps), y.reshape(rows, n), mean, rstd, **dev.launch())
     return y, mean, rstd
@@ -63,7 +72,7 @@ def rms_norm_fwd(input, normalized_shape, weight=None, eps: float = 1e-6):
     dev = _common.device(input=input, weight=weight)
     x = _common.array(input, "input", dev, contiguous=True)
     rows, n = _rows(x, normalized_shape)
-    w = None if weight is None else _common.array(weight, "weight", dev, (x.dtype,), contiguous=True).reshape(n)
+    w = _affine(weight, "weight", dev, x, normalized_shape, n)
     y, rstd = dev.empty(x.shape, x.dtype), dev.empty((rows,), x.dtype)
     dev.kernels.rms_norm_fwd(x.reshape(rows, n), w, float(eps), y.reshape(rows, n), rstd, **dev.launch())
     return y, rstd

@@ -62,11 +62,17 @@ def tanh(x: Tensor) -> Tensor:
 
 
 def softmax(x: Tensor, dim: int) -> Tensor:
-    return fns.SoftmaxFn.apply(x, dim=dim)
+    return _tensor(x, "softmax").softmax(dim)
 
 
 def log_softmax(x: Tensor, dim: int) -> Tensor:
-    return fns.LogSoftmaxFn.apply(x, dim=dim)
+    return _tensor(x, "log_softmax").log_softmax(dim)
+
+
+def _tensor(x, what: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what}: input must be an ember Tensor, got {type(x).__name__}")
+    return x
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
@@ -108,7 +114,9 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100, 
                   label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy of (batch, classes) logits, on Ember's fused kernel: class indices or
     probability targets, per-class ``weight``, ``ignore_index``, ``label_smoothing``."""
-    t = target._data if isinstance(target, Tensor) else target
+    # Probability targets that require grad get theirs (PyTorch differentiates them too).
+    t = target if isinstance(target, Tensor) and target.requires_grad else \
+        target._data if isinstance(target, Tensor) else target
     w = weight._data if isinstance(weight, Tensor) else weight
     return fns.CrossEntropyFn.apply(input, t, w, ignore_index=ignore_index, label_smoothing=label_smoothing,
                                     reduction=reduction)
@@ -118,6 +126,14 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weightᵀ + bias`` on Ember's GEMM, the bias fused into its epilogue. Under the
     bf16 precision policy (``ember.autocast("bf16")``) float32 operands are multiplied in bf16,
     the products summed in float32 (see ``ember.precision``)."""
+    for name, t in (("input", input), ("weight", weight), ("bias", bias)):
+        if t is not None and not isinstance(t, Tensor):
+            raise TypeError(f"linear: {name} must be an ember Tensor, got {type(t).__name__}")
+    if weight.ndim != 2 or input.ndim == 0 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: weight must be (out_features, in_features) with in_features the input's last "
+                         f"dimension, got weight {weight.shape} for input {input.shape}")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
     if precision.current().low_precision_matmul and input.dtype == "float32" and weight.dtype == "float32":
         return fns.LinearBf16Fn.apply(input, weight, bias)
     return fns.LinearFn.apply(input, weight, bias)
@@ -176,7 +192,10 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
     wt = (w[tt] * valid).astype(input.dtype)
     picked = input[xp.arange(input.shape[0]), tt] * Tensor(wt)
     if reduction == "mean":
-        return -picked.sum() / float(wt.sum())
+        total = float(wt.sum())
+        if total == 0:  # every target ignored: the mean is NaN (0 / 0), but no input moved it
+            return -picked.sum() * 0.0 + float("nan")
+        return -picked.sum() / total
     return _reduce(-picked, reduction)
 
 

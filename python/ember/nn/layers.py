@@ -339,6 +339,8 @@ class _BatchNorm(Module):
         if self.training and x.size == self.num_features and x.size:  # PyTorch's rule: a variance of one value
             raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel when training, got "
                              f"input of shape {x.shape}")
+        if x.size == 0:  # an empty batch: nothing to normalise, and nothing learnt from it
+            return x * 1.0
         if self.training or not self.track_running_stats:
             mean = x.mean(dim=dims, keepdim=True)
             var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
