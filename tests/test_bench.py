@@ -4,9 +4,12 @@ the records against their documented schema, ``compare``, the plots, and the com
 from __future__ import annotations
 
 import json
+import re
 import sys
+from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 
 import ember
@@ -231,3 +234,133 @@ def test_bench_list_names_every_kernel(capsys):
     assert cli.main(["bench", "--list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in bench.KERNELS)
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A run of gemm and max_pool2d at 1 and 2 threads, saved as --json writes it."""
+    result = bench.run(["gemm", "max_pool2d"], preset="test", threads=[1, 2], rounds=1, progress=False,
+                       measure_limits=False)
+    return result.save(tmp_path_factory.mktemp("runs") / "run.json")
+
+
+def _first(data, impl="ember"):
+    return next(r for r in data["results"] if r["impl"] == impl)
+
+
+# Records spoilt in one way each (from a run's), and what load says is wrong.
+BROKEN = {
+    "no created": (lambda d: {"format": "ember-bench-1", "results": []}, "(no 'created')"),
+    "a kernel alone": (lambda d: {**d, "results": [{"kernel": "gemm"}]}, "(results[0] has no 'shape')"),
+    "a string": (lambda d: {**d, "results": ["x"]}, "(results[0] must be an object, got str)"),
+    "a zero median": (lambda d: {**d, "results": [{**_first(d), "median_s": 0}]},
+                      "(results[0] median_s must be a positive number of seconds, got 0)"),
+    "no machine": (lambda d: {k: v for k, v in d.items() if k != "machine"}, "(no 'machine')"),
+    "a bad limit": (lambda d: {**d, "limits": [{"name": "fma_peak", "threads": 1, "value": "fast", "unit": "GFLOP/s"}]},
+                    "(limits[0] value must be a positive number, got 'fast')"),
+    "a reference without speed-up": (lambda d: {**d, "results": [{**_first(d, "numpy"), "speedup": None}]},
+                                     "(results[0] (numpy) has no speedup)"),
+}
+
+
+@pytest.mark.parametrize("what", list(BROKEN))
+def test_load_and_compare_refuse_records_they_cannot_show(what, saved_run, tmp_path, capsys):
+    path = tmp_path / "broken.json"
+    spoil, problem = BROKEN[what]
+    path.write_text(json.dumps(spoil(json.loads(saved_run.read_text()))))
+    with pytest.raises(ValueError, match=f"broken.json is not an Ember benchmark record {re.escape(problem)}"):
+        bench.load(path)
+    for argv in (["--load", str(path)], ["max_pool2d", "--preset", "test", "--rounds", "1", "--quiet", "--compare",
+                                         str(path)]):
+        assert cli.main(["bench", *argv]) == 2  # bad input: a message, not a crash (1 means a wrong result)
+        err = capsys.readouterr().err
+        assert err.startswith(f"ember bench: {path} is not an Ember benchmark record") and err.count("\n") == 1
+
+
+def test_load_shows_and_writes_the_records_selected(saved_run, tmp_path, capsys):
+    part = tmp_path / "part.json"
+    assert cli.main(["bench", "max_pool2d", "--threads", "1", "--load", str(saved_run), "--json", str(part)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.split("\n\nCPU:")[0].splitlines()[1:] if line[:1].strip()]
+    assert rows and {(r[0], r[2]) for r in rows} == {("max_pool2d", "1")} and f"records: {part}" in out
+    data = json.loads(part.read_text())
+    jsonschema.validate(data, schema("bench"))
+    assert {(r["kernel"], r["threads"]) for r in data["results"]} == {("max_pool2d", 1)}
+    assert data["machine"]["threads"] == [1]
+    assert cli.main(["bench", "gemm", "--shape", "7x5x3", "--load", str(saved_run)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.split("\n\nCPU:")[0].splitlines()[1:] if line[:1].strip()]
+    assert {(r[0], r[1]) for r in rows} == {("gemm", "7x5x3")}
+    for argv, message in [(["conv2d"], "holds no records of the kernels, sizes and thread counts asked for"),
+                          (["--rounds", "3"], "--rounds: only when measuring, not with --load"),
+                          (["--quick"], "--preset quick: only when measuring"),
+                          (["nope"], "unknown kernel 'nope'")]:
+        assert cli.main(["bench", *argv, "--load", str(saved_run)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_compare_against_the_kernels_and_threads_that_ran(saved_run, capsys):
+    code = cli.main(["bench", "max_pool2d", "--preset", "test", "--rounds", "1", "--threads", "2", "--quiet",
+                     "--compare", str(saved_run)])
+    out = capsys.readouterr().out
+    assert code == 0
+    changes = [line.split() for line in out.split("against ")[1].splitlines()[2:]]
+    assert changes and {(r[0], r[2]) for r in changes} == {("max_pool2d", "2")}
+    assert "only in" not in out  # the old run's gemm and 1-thread records are no news
+
+
+def test_outputs_are_checked_before_measuring(saved_run, tmp_path, capsys, monkeypatch):
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before checking the outputs")
+
+    monkeypatch.setattr(bench.runner, "run", measured)
+    before = saved_run.read_bytes()
+    for argv, message in [(["--preset", "test", "--json", str(tmp_path)], f"--json {tmp_path} is a folder"),
+                          (["--json", str(saved_run), "--compare", str(saved_run)], "is the input"),
+                          (["--plot", str(saved_run), "--load", str(saved_run)], "is the input"),
+                          (["--plot", str(tmp_path / "roof")], "the file name must end in the image format, one of "
+                                                               ".png, .svg"),
+                          (["--plot", str(tmp_path / "roof.txt")], "must end in the image format")]:
+        assert cli.main(["bench", "gemm", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert saved_run.read_bytes() == before and list(tmp_path.iterdir()) == []
+
+
+def test_a_plot_is_written_where_it_is_named(saved_run, tmp_path):
+    data = bench.load(saved_run)
+    with pytest.raises(ValueError, match="must end in the image format"):
+        plot.bench(data, tmp_path / "roof")
+    assert list(tmp_path.iterdir()) == []  # no roof.png either
+    assert plot.bench(data, tmp_path / "roof.svg") == tmp_path / "roof.svg" and (tmp_path / "roof.svg").exists()
+
+
+def test_run_takes_one_kernel_name_and_refuses_zero_rounds():
+    result = bench.run("max_pool2d", preset="test", rounds=1, progress=False, measure_limits=False)
+    assert {r["kernel"] for r in result.results} == {"max_pool2d"}
+    assert [c.kernel for c in bench.cases("gemm", preset="test")] == ["gemm"] * 3
+    for rounds in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="rounds must be an integer >= 1"):
+            bench.run("gemm", preset="test", rounds=rounds, progress=False, measure_limits=False)
+
+
+def test_quantized_kernels_are_judged_by_their_exact_reference(monkeypatch):
+    # Small random products have a large rounding error; a right kernel is still right.
+    result = bench.run(["qmatmul_int4cb"], shapes=[(2, 40, 8)], rounds=1, progress=False, measure_limits=False)
+    assert not result.failures and {r["impl"] for r in result.results} >= {"ember", "ember int4 g32"}
+    real = ember.kernels.qmatmul.qmatmul_int4cb
+
+    def one_ulp_off(*args, reference=False, **kwargs):
+        out = real(*args, reference=reference, **kwargs)
+        if not reference:
+            out[-1, -1] = np.nextafter(out[-1, -1], np.inf)
+        return out
+
+    monkeypatch.setattr(ember.kernels.qmatmul, "qmatmul_int4cb", one_ulp_off)
+    result = bench.run(["qmatmul_int4cb"], shapes=[(2, 40, 8)], rounds=1, progress=False, measure_limits=False)
+    assert [f["impl"] for f in result.failures] == ["ember"]
+    assert "qmatmul 2x40x8: ember differs from its reference" in result.failures[0]["error"]
+
+
+def test_readme_names_every_kernel():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    listed = re.search(r"kernels are chosen by name \(([^)]*)\)", readme).group(1)
+    assert set(re.findall(r"`(\w+)`", listed)) == set(bench.KERNELS)

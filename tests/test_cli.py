@@ -96,6 +96,12 @@ def test_info_and_bench(capsys):
         assert r[2] == str(ember.get_num_threads()) and float(r[3]) > 0 and r[-1].endswith("x")
 
 
+def test_sizes_beyond_memory_are_a_message(capsys):
+    # 1 x 2^56 float32 operands: 256 PiB, beyond even a 57-bit address space, found at allocation
+    code, _, err = run(capsys, "bench", "gemm", "--shape", f"1x1x{2**56}", "--rounds", "1", "--quiet")
+    assert code == 2 and err.startswith("ember bench: out of memory (") and err.count("\n") == 1
+
+
 def test_bare_ember_prints_usage_and_ctrl_c_exits_130(capsys, monkeypatch):
     code, out, err = run(capsys)
     assert code == 2 and "usage: ember" in err and "train" in err and not out
@@ -134,6 +140,8 @@ def test_resume_with_another_model_says_which_it_holds(capsys, tmp_path):
     (["train", "--lr", "inf"], "expected a positive number"),
     (["train", "--epochs", "two"], "expected a positive integer, got 'two'"),
     (["quantize", "x.safetensors", "--bits", "3"], "invalid choice"),
+    (["serve", "m.safetensors", "--port", "70000"], "expected a port from 0 to 65535, got '70000'"),
+    (["serve", "m.safetensors", "--port", "-1"], "expected a port from 0 to 65535, got '-1'"),
 ])
 def test_argument_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:

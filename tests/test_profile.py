@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import types
 
 import jsonschema
 import numpy as np
@@ -13,7 +14,8 @@ import pytest
 import ember
 from ember import cli, models, nn, quant
 from ember.autograd import engine
-from ember.bench import plot
+from ember.bench import cli as bench_cli
+from ember.bench import plot, profiling
 
 
 def schema():
@@ -168,3 +170,42 @@ def test_profile_command_on_a_model_name_and_its_errors(capsys, tmp_path):
     assert "--input-shape must be C,H,W" in capsys.readouterr().err
     assert cli.main(["profile", "cnn", "--repeats", "0"]) == 2
     assert "--repeats must be >= 1" in capsys.readouterr().err
+
+
+def test_profile_outputs_never_overwrite_the_checkpoint(tmp_path, capsys, monkeypatch):
+    def worked(args):
+        raise AssertionError("the model was loaded before the outputs were checked")
+
+    monkeypatch.setattr(bench_cli, "_model_and_data", worked)
+    ckpt = tmp_path / "m.safetensors"
+    models.cnn((1, 8, 8), 10, filters=4, hidden=8).save(ckpt, config={"dataset": "digits", "model": "cnn"})
+    before = ckpt.read_bytes()
+    for argv, message in [(["--json", str(ckpt)], f"--json {ckpt} is the input {ckpt}"),
+                          (["--plot", str(ckpt)], f"--plot {ckpt} is the input"),
+                          (["--plot", str(tmp_path / "p")], "the file name must end in the image format"),
+                          (["--json", str(tmp_path)], "is a folder")]:
+        assert cli.main(["profile", str(ckpt), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, argv
+    assert ckpt.read_bytes() == before and sorted(tmp_path.iterdir()) == [ckpt]
+
+
+def test_profile_of_a_model_name_on_a_data_set_takes_its_scaling(capsys, monkeypatch):
+    seen = {}
+
+    def profiled(model, x, **kwargs):
+        seen["x"] = x
+        return types.SimpleNamespace(table=lambda: "")
+
+    monkeypatch.setattr(profiling, "profile", profiled)
+    argv = ["profile", "mlp", "--dataset", "digits", "--batch-size", "4", "--no-eval", "--quiet"]
+    assert cli.main(argv) == 0
+    assert seen["x"].shape == (4, 1, 8, 8) and seen["x"].max() == 1.0  # digits' pixels 0..16, times 1/16
+    assert cli.main(argv + ["--scale", "0.5", "--mean", "2", "--std", "4"]) == 0
+    assert seen["x"].max() == (8.0 - 2) / 4
+    for extra, message in [(["--mean", "1,2"], "--mean: give 1 finite number, got 2"),
+                           (["--std", "0"], "--std: every value must be > 0")]:
+        assert cli.main(argv + extra) == 2
+        assert message in capsys.readouterr().err
+    assert cli.main(["profile", "mlp", "--scale", "2", "--quiet"]) == 2  # random inputs: nothing to scale
+    assert "--scale: only with --dataset" in capsys.readouterr().err

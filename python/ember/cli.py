@@ -48,6 +48,14 @@ _positive_int = _int_at_least(1, "a positive integer")
 _nonnegative_int = _int_at_least(0, "an integer >= 0")
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    value = _int_at_least(0, "a port from 0 to 65535")(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -410,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("path", help="an Ember checkpoint or a .onnx file")
     p_serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
                                                              "only)")
-    p_serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free one)")
+    p_serve.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0: any free one)")
     p_serve.add_argument("--max-batch", type=_positive_int, default=64,
                          help="inputs gathered into one model call at most (default: 64)")
     p_serve.add_argument("--max-wait-ms", type=float, default=2.0,
@@ -472,6 +480,10 @@ def _run(args) -> int:
         result = commands[args.command](args)
     except (OSError, ValueError, ImportError) as exc:  # OSError: a file or folder that cannot be read or written
         print(f"ember {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # sizes this machine cannot hold: a message, not a traceback
+        print(f"ember {args.command}: out of memory{f' ({exc})' if str(exc) else ''}; try smaller sizes",
+              file=sys.stderr)
         return 2
     if isinstance(result, int):  # bench: 1 when a timed result was wrong
         return result

@@ -59,7 +59,9 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--json", metavar="OUT", help="write the records (machine, versions, medians and spreads) as JSON")
     p.add_argument("--compare", metavar="OLD.json", help="show what changed against an earlier --json run")
     p.add_argument("--plot", metavar="OUT.png", help="throughput against size, with the measured roofs (matplotlib)")
-    p.add_argument("--load", metavar="RUN.json", help="show (and plot, compare) a saved run instead of measuring")
+    p.add_argument("--load", metavar="RUN.json", help="show (and plot, compare) a saved run instead of measuring; "
+                                                      "KERNEL, --shape and --threads pick its records, --json writes "
+                                                      "them")
     p.add_argument("--list", action="store_true", help="list the kernels and their sizes, then stop")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -67,9 +69,10 @@ def add_bench_arguments(p) -> None:
 def bench(args, out=None) -> int:
     """``ember bench``: 0 when every timed result was right, 1 when one was wrong."""
     out = sys.stdout if out is None else out
+    from .._cli_data import output_path
     from . import plot
     from .catalogue import KERNELS, PRESETS
-    from .runner import compare, compare_table, load, run, table
+    from .runner import compare, compare_table, load, run, select, table, write_json
 
     if args.list:
         for name, kernel in KERNELS.items():
@@ -79,15 +82,25 @@ def bench(args, out=None) -> int:
         return 0
     if args.rounds is not None and args.rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {args.rounds}")
-    if args.plot:  # before any measuring: a missing extra or folder is found now, not after minutes
-        plot.pyplot()
-        if not Path(args.plot).parent.is_dir():
-            raise FileNotFoundError(f"--plot {args.plot}: the folder {Path(args.plot).parent} does not exist")
-    if args.json and not Path(args.json).parent.is_dir():
-        raise FileNotFoundError(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")
+    if args.load:  # a saved run: the selection picks its records; how to measure has no say
+        given = [option for option, value in (("--rounds", args.rounds), (f"--preset {args.preset}", args.preset))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only when measuring, not with --load (which shows a saved run)")
+    # Before any measuring: a missing extra, a bad file name or folder is found now, not after minutes.
+    inputs = (args.load, args.compare)
+    if args.plot:
+        plot.output(args.plot, inputs)
+    if args.json:
+        output_path(args.json, args.json, "--json", inputs)
     old = load(args.compare) if args.compare else None
     if args.load:
-        data = load(args.load)
+        data = select(load(args.load), args.kernels, args.shape, args.threads)
+        if (args.kernels or args.shape or args.threads) and not (data["results"] or data["skipped"]
+                                                                  or data["failures"]):
+            raise ValueError(f"{args.load} holds no records of the kernels, sizes and thread counts asked for")
+        if args.json:
+            write_json(args.json, data)
     else:
         result = run(args.kernels or None, args.preset or "quick", shapes=args.shape, threads=args.threads,
                      rounds=args.rounds, progress=not args.quiet)
@@ -96,9 +109,11 @@ def bench(args, out=None) -> int:
             result.save(args.json)
     print(table(data), file=out)
     if old is not None:
+        # against the old run's records of what ran now (its other kernels and thread counts are no news)
+        old_part = select(old, args.kernels, args.shape, data["machine"]["threads"])
         print(f"\nagainst {args.compare} ({old['created']}, {old['machine']['cpu_model']}):", file=out)
-        print(compare_table(compare(old, data)), file=out)
-    if args.json and not args.load:
+        print(compare_table(compare(old_part, data)), file=out)
+    if args.json:
         print(f"\nrecords: {Path(args.json).resolve()}", file=out)
     if args.plot:
         print(f"plot: {plot.bench(data, args.plot).resolve()}", file=out)
@@ -144,7 +159,8 @@ def _model_and_data(args):
         raise FileNotFoundError(f"no checkpoint at {args.model} (and it is not a model name: {', '.join(MODEL_NAMES)})")
     if args.dataset is not None:
         _, (x, y) = data.load_dataset(args.dataset, args.data_dir, args.seed)
-        norm = {"scale": data.RECIPES[args.dataset]["scale"], "mean": args.mean, "std": args.std}
+        # --scale, --mean and --std checked and applied as for a checkpoint (which records none here)
+        norm, _ = data.normalisation(args.model, {}, args, args.dataset, x.shape[1])
         x = data.preprocess(x, norm)
         shape = x.shape[1:]
         options = data.RECIPES[args.dataset]["cnn"] if args.model == "cnn" else {}
@@ -152,6 +168,10 @@ def _model_and_data(args):
         model = models.build(args.model, shape, int(max(y.max() + 1, args.classes)), **options)
         return model, x[:args.batch_size], None if args.no_eval else (x, y), f"{args.model} (fresh weights) on " \
                                                                             f"{args.dataset}"
+    given = [f"--{k}" for k in ("scale", "mean", "std") if getattr(args, k) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: only with --dataset (or a checkpoint); random inputs are taken as "
+                         "they are")
     if len(args.input_shape) != 3:
         raise ValueError(f"--input-shape must be C,H,W, got {args.input_shape}")
     ember.manual_seed(args.seed)
@@ -163,18 +183,19 @@ def _model_and_data(args):
 def profile(args, out=None):
     """``ember profile MODEL``: the report (and JSON, plot)."""
     out = sys.stdout if out is None else out
+    from .._cli_data import output_path
     from . import plot
     from .profiling import profile as run_profile
 
     for name in ("batch_size", "repeats", "classes"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    # Before any work: no output may be the checkpoint profiled, a folder, or in a missing folder.
+    inputs = (args.model,) if Path(args.model).exists() else ()
     if args.plot:
-        plot.pyplot()
-        if not Path(args.plot).parent.is_dir():
-            raise FileNotFoundError(f"--plot {args.plot}: the folder {Path(args.plot).parent} does not exist")
-    if args.json and not Path(args.json).parent.is_dir():
-        raise FileNotFoundError(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")
+        plot.output(args.plot, inputs)
+    if args.json:
+        output_path(args.json, args.json, "--json", inputs)
     model, x, eval_data, what = _model_and_data(args)
     report = run_profile(model, x, variants=args.variants, batch_sizes=args.batch_sizes, eval_data=eval_data,
                          repeats=args.repeats, progress=not args.quiet)

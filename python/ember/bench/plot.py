@@ -20,10 +20,36 @@ def pyplot():
     return plt
 
 
+# The image formats a plot may be written in, named by the file's extension: matplotlib's that
+# need nothing more than matplotlib itself (pgf needs LaTeX, avif a Pillow plugin).
+_FORMATS = ("png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+
+
+def _check_format(path: Path) -> None:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = [f for f in _FORMATS if f in FigureCanvasBase.get_supported_filetypes()]
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise ValueError(f"--plot {path}: the file name must end in the image format, one of "
+                         f"{', '.join('.' + f for f in formats)}")
+
+
+def output(path, inputs=()) -> Path:
+    """``path`` checked as a plot's file before any work: matplotlib installed, an image format
+    it writes (the extension), a folder that exists, and none of ``inputs``."""
+    from .._cli_data import output_path
+
+    pyplot()
+    path = output_path(path, path, "--plot", inputs)
+    _check_format(path)
+    return path
+
+
 def _save(fig, path) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"--plot {path}: the folder {path.parent} does not exist")
+    _check_format(path)  # matplotlib would add .png to a name without one, and write another file
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
 

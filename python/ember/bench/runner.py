@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +91,9 @@ def write_json(path, data: dict) -> Path:
 
 
 def load(path) -> dict:
-    """The records of a run saved with ``--json`` (checked to be one)."""
+    """The records of a run saved with ``--json``, checked to be one: every field the table,
+    the comparison and the plot read is there, of its type (a ValueError naming the file and what
+    is wrong, not a KeyError later)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -100,7 +104,115 @@ def load(path) -> dict:
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("results"), list):
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path} is not an Ember benchmark record (format {found!r}, expected {FORMAT!r})")
+    problem = _problem(data)
+    if problem is not None:
+        raise ValueError(f"{path} is not an Ember benchmark record ({problem})")
     return data
+
+
+def _number(v, low=None, above=None) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (low is None or v >= low) and (above is None or v > above))
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _text(v) -> bool:
+    return isinstance(v, str)
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+# Per part of a run: each field, with its check and what the check wants (as bench.schema.json says).
+_STR, _COUNT = (_text, "a string"), (_count, "a positive integer")
+_OBJECT, _LIST = (lambda v: isinstance(v, dict), "an object"), (lambda v: isinstance(v, list), "a list")
+_AT_LEAST_0 = (lambda v: _number(v, low=0), "a number >= 0")
+_FIELDS = {
+    "": {"created": _STR, "preset": _STR, "precision": _STR, "machine": _OBJECT, "versions": _OBJECT,
+         "settings": _OBJECT, "limits": _LIST, "skipped": _LIST, "failures": _LIST},
+    "machine": {"cpu_model": _STR, "isa": _STR, "cpu_count": _COUNT,
+                "threads": (lambda v: isinstance(v, list) and all(_count(t) for t in v), "a list of positive integers"),
+                "cache_bytes": (_optional(_count), "null or a positive integer"),
+                "gpu": (lambda v: v is None or (isinstance(v, dict) and _text(v.get("name"))), "null or {name, ...}")},
+    "limits": {"name": (lambda v: v in ("fma_peak", "read_bandwidth"), "fma_peak or read_bandwidth"),
+               "threads": _COUNT, "value": (lambda v: _number(v, above=0), "a positive number"), "unit": _STR},
+    "results": {"kernel": _STR, "shape": _STR, "threads": _COUNT, "precision": _STR, "impl": _STR,
+                "median_s": (lambda v: _number(v, above=0), "a positive number of seconds"),
+                "q25_s": _AT_LEAST_0, "q75_s": _AT_LEAST_0, "spread": _AT_LEAST_0, "calls": _COUNT,
+                "rounds_s": (lambda v: isinstance(v, list) and len(v) > 0 and all(_number(t, low=0) for t in v),
+                             "a list of times"),
+                "work": _AT_LEAST_0, "unit": (lambda v: v in ("flop", "byte"), "flop or byte"),
+                "rate": (_optional(_number), "null or a number"), "rate_unit": _STR,
+                "limit": (_optional(_text), "null or a string"),
+                "fraction_of_limit": (_optional(_number), "null or a number"),
+                "in_cache": (lambda v: isinstance(v, bool), "true or false"),
+                "speedup": (lambda v: v is None or (isinstance(v, dict)
+                                                    and all(_number(v.get(q)) for q in ("median", "q25", "q75"))),
+                            "null or {median, q25, q75} numbers")},
+    "skipped": {"kernel": _STR, "shape": _STR, "threads": _COUNT, "impl": _STR, "reason": _STR},
+    "failures": {"kernel": _STR, "shape": _STR, "threads": _COUNT, "impl": _STR, "error": _STR},
+}
+
+
+def _fields_problem(item, part, where) -> str | None:
+    if not isinstance(item, dict):
+        return f"{where} must be an object, got {type(item).__name__}"
+    for name, (check, wanted) in _FIELDS[part].items():
+        if name not in item:
+            return f"{where} has no {name!r}" if where else f"no {name!r}"
+        if not check(item[name]):
+            return f"{where + ' ' if where else ''}{name} must be {wanted}, got {item[name]!r}"
+    return None
+
+
+def _problem(data) -> str | None:
+    """What makes ``data`` no run's records, or None."""
+    problem = _fields_problem(data, "", "") or _fields_problem(data["machine"], "machine", "machine")
+    if problem:
+        return problem
+    for part in ("limits", "results", "skipped", "failures"):
+        for i, item in enumerate(data[part]):
+            problem = _fields_problem(item, part, f"{part}[{i}]")
+            if problem:
+                return problem
+    for i, r in enumerate(data["results"]):
+        if r["impl"] != "ember" and r["speedup"] is None:  # the table shows each reference's speed-up
+            return f"results[{i}] ({r['impl']}) has no speedup"
+        if r["in_cache"] and data["machine"]["cache_bytes"] is None:
+            return f"results[{i}] is in_cache, but the machine's cache_bytes is null"
+    return None
+
+
+def select(data: dict, kernels=None, shapes=None, threads=None) -> dict:
+    """The part of a run's records (``load``'s) that ``run(kernels, shapes=shapes, threads=threads)``
+    would measure: the records of the kernels named (default all, or the GEMM with ``shapes``),
+    at those sizes and thread counts (default any), and the limits of their kinds of work."""
+    if isinstance(kernels, str):
+        kernels = [kernels]
+    names = labels = units = None
+    if kernels or shapes:
+        chosen = C.cases(kernels, "test", shapes)  # checks the names (and that --shape sizes them) as run does
+        names = {case.kernel for case in chosen}
+        units = {machine.LIMITS[case.unit][0] for case in chosen}
+        labels = {case.shape for case in chosen} if shapes else None
+    wanted = None if threads is None else {int(t) for t in threads}
+
+    def keep(r):
+        return ((names is None or r["kernel"] in names) and (labels is None or r["shape"] in labels)
+                and (wanted is None or r["threads"] in wanted))
+
+    out = dict(data)
+    for part in ("results", "skipped", "failures"):
+        out[part] = [r for r in data[part] if keep(r)]
+    out["limits"] = [item for item in data["limits"] if (units is None or item["name"] in units)
+                     and (wanted is None or item["threads"] in wanted)]
+    if wanted is not None:
+        out["machine"] = {**data["machine"], "threads": [t for t in data["machine"]["threads"] if t in wanted]}
+    return out
 
 
 def limit_for(limits, unit, threads):
@@ -141,21 +253,23 @@ def run(kernels=None, preset: str = "quick", *, shapes=None, threads=None, round
         measure_limits: bool = True, **timing) -> BenchRun:
     """Measure Ember's kernels against the references installed here.
 
-    ``kernels``: names from ``ember.bench.KERNELS`` (default all); ``preset``: 'test', 'quick'
-    or 'full' sizes, or ``shapes`` (MxKxN triples) for the GEMM-like kernels; ``threads``: the
-    thread counts to run at (default Ember's current one); ``rounds``: timing rounds (default
-    per preset). Each timed result is checked (a wrong one is recorded under ``failures``); a
+    ``kernels``: a name or names from ``ember.bench.KERNELS`` (default all); ``preset``: 'test',
+    'quick' or 'full' sizes, or ``shapes`` (MxKxN triples) for the GEMM-like kernels;
+    ``threads``: the thread counts to run at (default Ember's current one); ``rounds``: timing
+    rounds, >= 1 (default per preset). Each timed result is checked (a wrong one is recorded under ``failures``); a
     reference that is not installed is recorded under ``skipped`` with the reason. ``timing``
     goes to ``ember.bench.measure`` (min_time, settle, clock, sleep)."""
     import ember
 
+    if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1):
+        raise ValueError(f"rounds must be an integer >= 1 (or None: the preset's), got {rounds!r}")
     selected = C.cases(kernels, preset, shapes)
     threads = [ember.get_num_threads()] if threads is None else [int(t) for t in threads]
     if not threads or min(threads) < 1:
         raise ValueError(f"threads must be positive integers, got {threads}")
     n_rounds, min_time, settle, warmup_time = SETTINGS[preset]
-    timing = {"rounds": rounds or n_rounds, "min_time": min_time, "settle": settle, "warmup_time": warmup_time,
-              **timing}
+    timing = {"rounds": n_rounds if rounds is None else int(rounds), "min_time": min_time, "settle": settle,
+              "warmup_time": warmup_time, **timing}
     result = BenchRun(preset="custom" if shapes else preset, machine=machine.describe(threads),
                       versions={}, precision=ember.precision.current().name,
                       settings={"rounds": timing["rounds"], "min_time_s": timing["min_time"],
