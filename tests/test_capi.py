@@ -7,6 +7,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,29 @@ def test_runtime_queries(lib):
     assert lib.ember_set_isa(b"generic") == 0 and lib.ember_isa() == b"generic"
     assert lib.ember_set_isa(ember.get_isa().encode()) == 0
     assert lib.ember_status_string(3) == b"out of memory"
+
+
+def test_a_bad_ember_isa_is_reported_until_one_is_set():
+    # EMBER_ISA is read at the first call: a bad one fails the kernels (and says so) until
+    # ember_set_isa chooses an ISA, which it can.
+    script = f"""
+import ctypes
+lib = ctypes.CDLL({str(LIB)!r})  # not through ember, which refuses to import with a bad EMBER_ISA
+lib.ember_last_error.restype = ctypes.c_char_p
+i64, f32, p = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
+lib.ember_gemm_f32.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, i64, f32, p, i64, p, i64, f32, p, i64, p,
+                               ctypes.c_int]
+a = (ctypes.c_float * 1)(1.0)
+c = (ctypes.c_float * 1)(0.0)
+print(lib.ember_gemm_f32(0, 0, 1, 1, 1, 1.0, a, 1, a, 1, 0.0, c, 1, None, 0), lib.ember_last_error().decode())
+print(lib.ember_set_isa(b"generic"), lib.ember_gemm_f32(0, 0, 1, 1, 1, 1.0, a, 1, a, 1, 0.0, c, 1, None, 0), c[0])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "EMBER_ISA": "bogus"})
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    assert first.startswith("1 ember_gemm_f32: EMBER_ISA: ") and "bogus" in first and "ember_set_isa" in first
+    assert second == "0 0 1.0"
 
 
 def gemm(lib, m, n, k, a, lda, b, ldb, c, ldc, bias=None, trans_a=0, trans_b=0):
@@ -288,6 +312,22 @@ def test_adaptive_pooling_through_ctypes_equals_python(lib, rng, same_threads):
     np.testing.assert_array_equal(dx, pool2d.adaptive_avg_pool2d_bwd(y, x.shape))
     assert lib.ember_adaptive_avg_pool2d_forward_f32(2, 3, 0, 5, 3, 2, vp(x), vp(y)) == 1
     assert b"h must be >= 1, got 0" in lib.ember_last_error()
+    # Windows found from i * H / OH: an H x OH beyond 64 bits read before the input, now refused (the
+    # pointers are never reached).
+    assert lib.ember_adaptive_avg_pool2d_forward_f32(1, 1, 2**32, 1, 2**31 + 2, 1, vp(x), vp(y)) == 1
+    assert b"beyond 64-bit window arithmetic" in lib.ember_last_error()
+
+
+def test_window_checks_take_no_time_on_huge_planes(lib):
+    # Only the windows that start in the padding or past the end are looked at: a 1 x 1 window over
+    # 2**50 rows is answered at once (with the missing input named), not after 2**50 steps.
+    import time
+
+    shape = PoolShape(n=1, c=1, h=2**50, w=1, kh=1, kw=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0,
+                      dilation_h=1, dilation_w=1, ceil_mode=0)
+    start = time.perf_counter()
+    assert lib.ember_max_pool2d_forward_f32(ctypes.byref(shape), None, None, None) == 1
+    assert time.perf_counter() - start < 1.0 and b"x is NULL" in lib.ember_last_error()
 
 
 @pytest.mark.parametrize("changes, message", [

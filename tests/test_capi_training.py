@@ -5,6 +5,7 @@ the arithmetic is the same (the mean's sum of rows to rounding: NumPy sums pairw
 arguments named."""
 
 import ctypes
+import time
 
 import numpy as np
 import pytest
@@ -412,6 +413,10 @@ def test_quantized_weights_bad_arguments(lib, rng):
                           ((None, 20, 40, 40, 8, 32), "w is NULL")]:
         status, text = quantize(*args)
         assert status == INVALID and message in text and not handle, text
+    # w is checked before the packed weight (4 GiB here) is allocated and zeroed.
+    start = time.perf_counter()
+    status, text = quantize(None, 2**16, 65536, 65536, 8, 0)
+    assert status == INVALID and "w is NULL" in text and time.perf_counter() - start < 1.0
     bad = w.copy()
     bad[3, 4] = np.inf
     status, text = quantize(vp(bad), 20, 40, 40, 8, 32)

@@ -61,8 +61,8 @@ void register_eltwise(py::module_& m) {
         "shape; out may be input itself. Asynchronous on `stream`.",
         py::arg("input"), py::arg("out"), py::arg("stream") = 0);
   m.def("relu_bwd", &py_relu_bwd,
-        "out = output > 0 ? grad_output : 0, output being relu_fwd's result. float32 or float64 C-contiguous device\n"
-        "arrays of one shape; out may be grad_output itself. Asynchronous on `stream`.",
+        "out = output <= 0 ? 0 : grad_output (a NaN output passes it), output being relu_fwd's result. float32 or\n"
+        "float64 C-contiguous device arrays of one shape; out may be grad_output itself. Asynchronous on `stream`.",
         py::arg("grad_output"), py::arg("output"), py::arg("out"), py::arg("stream") = 0);
 }
 

@@ -78,7 +78,8 @@ void bind_eltwise(py::module_& m) {
   def(m, "relu_fwd", &relu_fwd, "out = maximum(input, 0) (NaN kept); float32 or float64, C-contiguous; out may be input.",
       py::arg("input"), py::arg("out"));
   def(m, "relu_bwd", &relu_bwd,
-      "out = where(output > 0, grad_output, 0), output being relu_fwd's; out may be an input.",
+      "out = where(output <= 0, 0, grad_output) (a NaN output passes the gradient), output being relu_fwd's; out\n"
+      "may be an input.",
       py::arg("grad_output"), py::arg("output"), py::arg("out"));
   def(m, "erf", &erf, "out = erf(input); float32 or float64, C-contiguous; out may be input.", py::arg("input"),
       py::arg("out"));

@@ -44,7 +44,9 @@ pool2d::Geometry adaptive_pool_geometry(const ArrayView& plane, const ArrayView&
                     ": output_size must be >= 1");
   EMBER_CHECK_VALUE(plane.shape[2] >= 1 && plane.shape[3] >= 1, plane.name, " has shape ", shape_str(plane.shape),
                     ": adaptive pooling needs a non-empty H x W plane (an empty one has no mean)");
-  return pool_geometry(plane, pooled, 1, 1, 1, 1, 0, 0, 1, 1);
+  const pool2d::Geometry g = pool_geometry(plane, pooled, 1, 1, 1, 1, 0, 0, 1, 1);
+  pool2d::check_adaptive(g);
+  return g;
 }
 
 }  // namespace ember::bindings

@@ -8,7 +8,9 @@
 #include <cstring>
 #include <memory>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "capi/common.h"
 #include "capi/json.h"
@@ -37,8 +39,16 @@ Checkpoint::Checkpoint(const char* path) : path_(path) {
   auto damaged = [&](const auto&... why) -> IoError {
     return IoError(detail::concat(path_, " is not a readable safetensors file (", why..., ")"));
   };
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path, "rb"));
-  if (!file) throw IoError(detail::concat("cannot open ", path_, ": ", std::strerror(errno)));
+  // Non-blocking, so that a FIFO with no writer is refused below instead of waiting forever
+  // (reads from a regular file are the same either way).
+  const int fd = ::open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw IoError(detail::concat("cannot open ", path_, ": ", std::strerror(errno)));
+  std::unique_ptr<std::FILE, FileCloser> file(::fdopen(fd, "rb"));
+  if (!file) {
+    const int error = errno;
+    ::close(fd);
+    throw IoError(detail::concat("cannot open ", path_, ": ", std::strerror(error)));
+  }
   struct stat info {};
   if (fstat(fileno(file.get()), &info) != 0 || !S_ISREG(info.st_mode))
     throw IoError(detail::concat("cannot read ", path_, ": not a regular file"));

@@ -1,6 +1,8 @@
 // The C API's shared machinery (see common.h).
 #include "capi/common.h"
 
+#include <atomic>
+#include <stdexcept>
 #include <string>
 
 #include "core/registry.h"
@@ -58,13 +60,35 @@ void check_apart(const char* out, const void* o, int64_t no_bytes, const char* i
     invalid(out, " must not share memory with ", in);
 }
 
-Isa active_isa() {
-  static const bool ready = [] {
-    init_isa_from_env();
-    return true;
+namespace {
+
+std::atomic<bool> g_isa_set{false};  // ember_set_isa chose one: a bad EMBER_ISA no longer matters
+
+// What reading EMBER_ISA said, once: "" when it named a usable ISA (or was unset).
+const std::string& env_isa_error() {
+  static const std::string error = [] {
+    try {
+      init_isa_from_env();
+      return std::string();
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
   }();
-  (void)ready;
+  return error;
+}
+
+}  // namespace
+
+Isa active_isa() {
+  const std::string& error = env_isa_error();
+  if (!error.empty() && !g_isa_set.load()) throw std::invalid_argument(error + " (or choose one with ember_set_isa)");
   return ember::active_isa();
+}
+
+void set_isa(Isa isa) {
+  env_isa_error();  // read first, so that it can never override this choice later
+  ember::set_active_isa(isa);
+  g_isa_set.store(true);
 }
 
 int threads() { return get_num_threads(); }

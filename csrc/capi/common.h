@@ -70,8 +70,11 @@ void check_pointer(const char* name, const void* p, int64_t elements, int64_t al
 // Output `out` (bytes [o, o + no_bytes)) must not share memory with input `in`.
 void check_apart(const char* out, const void* o, int64_t no_bytes, const char* in, const void* i, int64_t ni_bytes);
 
-// The ISA the kernels use (EMBER_ISA read once, as ember._C does) and the threads they may take.
+// The ISA the kernels use: EMBER_ISA's (read at the first call, as ember._C does) or the one
+// set_isa (ember_set_isa) chose; a bad EMBER_ISA makes active_isa throw until one is chosen.
+// And the threads the kernels may take.
 Isa active_isa();
+void set_isa(Isa isa);
 int threads();
 
 // This thread's message ("" after a success).

@@ -79,7 +79,9 @@ pool2d::Geometry adaptive_geometry(int64_t n, int64_t c, int64_t h, int64_t w, i
     if (v < 1) invalid(name, " must be >= 1, got ", v);
   product("the input", {n, c, h, w});
   product("the output", {n, c, oh, ow});
-  return {n * c, h, w, oh, ow, 1, 1, 1, 1, 0, 0, 1, 1};
+  const pool2d::Geometry g{n * c, h, w, oh, ow, 1, 1, 1, 1, 0, 0, 1, 1};
+  pool2d::check_adaptive(g);
+  return g;
 }
 
 }  // namespace ember::capi

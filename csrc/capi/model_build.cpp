@@ -150,6 +150,7 @@ std::unique_ptr<Layer> quant_linear_layer(const Config& cfg, const std::string& 
   auto l = std::make_unique<QuantLinear>();
   l->in_features = cfg.integer("in_features", 1), l->out_features = cfg.integer("out_features", 1);
   const int64_t bits = cfg.integer("bits", 1);
+  if (bits != 8 && bits != 4) cfg.bad("bits", "8 or 4");
   const json::Value* group = cfg.get("group_size");
   // int8 with a group size is int8 in groups; without one (null), one scale per channel
   const bool grouped8 = bits == 8 && group && group->integral;
@@ -226,9 +227,9 @@ std::unique_ptr<Layer> batch_norm_layer(const Config& cfg, const std::string& na
   l->features = cfg.integer("num_features", 1);
   l->eps = static_cast<float>(cfg.number("eps", 1e-5));
   if (!cfg.boolean("track_running_stats", true))
-    throw Unsupported(detail::concat("module '", name.substr(0, name.size() - 1), "' (BatchNorm without running ",
-                                     "statistics) normalises by each batch's own statistics; inference here needs "
-                                     "the running ones"));
+    throw Unsupported(detail::concat(w.path(), ": module '", name.substr(0, name.size() - 1),
+                                     "' (BatchNorm without running statistics) normalises by each batch's own ",
+                                     "statistics; inference here needs the running ones"));
   if (cfg.boolean("affine", true)) {
     l->weight = w.floats(name + "weight", {l->features});
     l->bias = w.floats(name + "bias", {l->features});
@@ -277,8 +278,8 @@ void build(const json::Value& d, const std::string& name, Weights& w, std::vecto
     return;
   }
   if (children != nullptr && !(children->is(Kind::object) && children->members.empty()))
-    throw Unsupported(detail::concat("module '", where, "' (", c, ") has sub-modules: the C API runs nn.Sequential "
-                                     "models of Ember's layers"));
+    throw Unsupported(detail::concat(w.path(), ": module '", where, "' (", c,
+                                     ") has sub-modules: the C API runs nn.Sequential models of Ember's layers"));
   const Config cfg{*config, w.path(), where};
   std::unique_ptr<Layer> l;
   std::unique_ptr<Activation> act;
@@ -308,9 +309,10 @@ void build(const json::Value& d, const std::string& name, Weights& w, std::vecto
     act->slope = static_cast<float>(cfg.number("negative_slope", 0.01));
     l = std::move(act);
   } else {
-    throw Unsupported(detail::concat("module '", where, "' is a ", c, ", which the C API cannot run (it runs "
-                                     "nn.Sequential models of Conv2d, Linear, QuantLinear, pooling, BatchNorm, "
-                                     "LayerNorm, activations, Softmax, Flatten and Dropout)"));
+    throw Unsupported(detail::concat(w.path(), ": module '", where, "' is a ", c,
+                                     ", which the C API cannot run (it runs nn.Sequential models of Conv2d, Linear, ",
+                                     "QuantLinear, pooling, BatchNorm, LayerNorm, activations, Softmax, Flatten and ",
+                                     "Dropout)"));
   }
   l->name = where, l->kind = c;
   out.push_back(std::move(l));

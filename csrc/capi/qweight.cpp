@@ -84,9 +84,9 @@ ember_status ember_qweight_quantize_f32(const float* w, int64_t n, int64_t k, in
   if (out != nullptr) *out = nullptr;
   return guarded("ember_qweight_quantize_f32", [&] {
     if (out == nullptr) invalid("out is NULL");
+    check_count("n", n), check_count("k", k);  // w checked before the packed weight is allocated
+    check_pointer("w", w, span("w", n, k, ldw), sizeof(float));
     auto q = std::make_unique<ember_qweight>(bits, n, k, group_size);
-    const int64_t nw = span("w", n, k, ldw);
-    check_pointer("w", w, nw, sizeof(float));
     qm::quantize_pack(w, n, k, ldw, bits, bits == 4 ? group_size : 4, q->data.data(), q->scales.data(),
                       q->colsum.data());
     *out = q.release();
@@ -134,9 +134,9 @@ ember_status ember_qweight_quantize_int8_groups_f32(const float* w, int64_t n, i
   if (out != nullptr) *out = nullptr;
   return guarded("ember_qweight_quantize_int8_groups_f32", [&] {
     if (out == nullptr) invalid("out is NULL");
+    check_count("n", n), check_count("k", k);  // w checked before the packed weight is allocated
+    check_pointer("w", w, span("w", n, k, ldw), sizeof(float));
     auto q = std::make_unique<ember_qweight>(8, n, k, group_size, true);
-    const int64_t nw = span("w", n, k, ldw);
-    check_pointer("w", w, nw, sizeof(float));
     qm::quantize_pack_int8g(w, n, k, ldw, q->group, q->data.data(), q->scales16.data(), threads());
     *out = q.release();
   });

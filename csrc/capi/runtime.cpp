@@ -51,11 +51,10 @@ const char* ember_isa(void) {
 ember_status ember_set_isa(const char* name) {
   return guarded("ember_set_isa", [&] {
     if (name == nullptr) invalid("name is NULL");
-    active_isa();
     const ember::Isa isa = ember::parse_isa(name);  // an unknown name: std::invalid_argument
     if (!ember::isa_supported(isa))
       throw Unsupported(ember::detail::concat("ISA '", name, "' is not supported by this CPU"));
-    ember::set_active_isa(isa);
+    set_isa(isa);
   });
 }
 

@@ -45,7 +45,9 @@ typedef enum ember_status {
 /* ---------------------------------------------------------------- runtime */
 EMBER_API int ember_abi_version(void);
 EMBER_API const char* ember_version(void);           /* the package version, such as "0.1.0" */
-EMBER_API const char* ember_last_error(void);        /* "" when this thread's last call succeeded */
+EMBER_API const char* ember_last_error(void); /* "" after a success of this thread's last call of a function
+                                                 that returns an ember_status (or of ember_isa or
+                                                 ember_get_num_threads); the other functions leave it be */
 EMBER_API const char* ember_status_string(int status); /* an ember_status; any int is safe */
 EMBER_API int ember_get_num_threads(void);
 EMBER_API ember_status ember_set_num_threads(int n); /* 1 to 1024 */
@@ -290,7 +292,8 @@ EMBER_API ember_status ember_model_load(const char* path, ember_model** model);
 EMBER_API void ember_model_free(ember_model* model); /* NULL is allowed */
 
 /* The number of layers and a one-line description of layer i ("0 nn.Conv2d", ...), valid
- * while the model lives. */
+ * while the model lives: 0 and NULL for a NULL model or an i outside [0, layers), which set no
+ * error message. */
 EMBER_API int64_t ember_model_num_layers(const ember_model* model);
 EMBER_API const char* ember_model_layer(const ember_model* model, int64_t i);
 

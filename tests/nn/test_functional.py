@@ -162,6 +162,11 @@ def test_edge_cases_follow_pytorch():
     assert scalar.grad.item() == 1.0
     with pytest.raises(IndexError, match="dim 1 is out of range for a tensor of 0 dimensions"):
         scalar.sum(1)
+    # ReLU's gradient passes where its input is NaN, on NumPy's path and the kernel's.
+    for n in (3, 300_000):
+        r = ember.tensor(np.tile([np.nan, -1.0, 2.0], n // 3).astype(np.float32), requires_grad=True)
+        F.relu(r).sum().backward()
+        np.testing.assert_array_equal(r.grad.numpy()[:3], [1, 0, 1])
     # An empty batch leaves BatchNorm's statistics as they were (they became NaN).
     bn = ember.nn.BatchNorm1d(2)
     assert bn(ember.zeros(0, 2)).shape == (0, 2)

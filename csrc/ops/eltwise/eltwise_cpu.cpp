@@ -34,7 +34,7 @@ void relu_bwd(const T* g, const T* y, T* dx, int64_t n, int nthreads) {
     T* __restrict out = dx;
     for (int64_t i = lo; i < hi; ++i) {
       const T gi = gs[i], yi = ys[i];  // both loaded, so the select vectorises
-      out[i] = yi > T(0) ? gi : T(0);
+      out[i] = !(yi <= T(0)) ? gi : T(0);  // the gradient passes a NaN too, as PyTorch's
     }
   });
 }

@@ -16,7 +16,7 @@ __device__ __forceinline__ T relu1(T x) {
 }
 template <class T>
 __device__ __forceinline__ T relu_grad1(T g, T y) {
-  return y > T(0) ? g : T(0);
+  return !(y <= T(0)) ? g : T(0);  // through a NaN too, as PyTorch's
 }
 
 template <class T>

@@ -56,6 +56,10 @@ void check_output(const Geometry& g);
 // the input alone has nothing to take): checked where the output has elements.
 void check_windows_reach_input(const Geometry& g);
 
+// Adaptive pooling's windows are found from i * H / OH: the products of each input extent and
+// its output extent must fit in 64 bits, else std::invalid_argument.
+void check_adaptive(const Geometry& g);
+
 // Every one of the n indices of a max pooling must point into its plane of plane_size elements,
 // or the backward would write out of bounds: else std::invalid_argument naming the first bad one.
 void check_indices(const int64_t* idx, int64_t n, int64_t plane_size);

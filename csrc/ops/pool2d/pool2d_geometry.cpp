@@ -1,6 +1,7 @@
 // Pooling geometry checks shared by ember._C, ember._cuda and the C API (see pool2d.h).
 #include <algorithm>
 #include <stdexcept>
+#include <tuple>
 
 #include "core/check.h"
 #include "ops/pool2d/pool2d.h"
@@ -28,17 +29,30 @@ void check_output(const Geometry& g) {
 
 void check_windows_reach_input(const Geometry& g) {
   if (g.planes == 0 || g.oh == 0 || g.ow == 0) return;
+  // A window that starts inside the input covers its first element, so only those starting in the
+  // padding before it (the first p / s + 1) or past its end (a suffix, in ceil mode) need a look:
+  // the check costs nothing like the output's size.
   auto axis = [](int64_t outputs, int64_t size, int64_t k, int64_t s, int64_t p, int64_t d, const char* axis) {
-    for (int64_t o = 0; o < outputs; ++o) {
+    auto check = [&](int64_t o) {
       int64_t t0, t1;
       valid_taps(o * s - p, d, k, size, &t0, &t1);
       EMBER_CHECK_VALUE(t1 > t0, "the pooling window of output ", axis, " ", o, " covers no input element (input ",
                         axis, " ", size, ", kernel_size ", k, ", stride ", s, ", padding ", p, ", dilation ", d,
                         "): lower the padding or the dilation");
-    }
+    };
+    for (int64_t o = 0; o < std::min(outputs, p / s + 1); ++o) check(o);
+    const __int128 past = (__int128(size) + p + s - 1) / s;  // the first window that starts past the end
+    if (past < outputs) check(static_cast<int64_t>(past));
   };
   axis(g.oh, g.h, g.kh, g.sh, g.ph, g.dh, "row");
   axis(g.ow, g.w, g.kw, g.sw, g.pw, g.dw, "column");
+}
+
+void check_adaptive(const Geometry& g) {
+  using wide = __int128;
+  for (auto [size, out, axis] : {std::tuple{g.h, g.oh, "height"}, std::tuple{g.w, g.ow, "width"}})
+    EMBER_CHECK_VALUE(wide(size) * out + out <= INT64_MAX, "adaptive pooling of ", axis, " ", size, " to ", out,
+                      " is beyond 64-bit window arithmetic (", axis, " x output ", axis, " must stay below 2**63)");
 }
 
 // One branch-free pass (it reads as many bytes as the kernel), then the first bad index is

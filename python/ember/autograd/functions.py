@@ -282,7 +282,7 @@ class ReLUFn(Function):
         (y,) = ctx.saved_tensors
         if _native(g) and y.flags.c_contiguous:
             return eltwise.relu_bwd(g, y)
-        return _xp(g).where(y > 0, g, g.dtype.type(0))
+        return _xp(g).where(y <= 0, g.dtype.type(0), g)  # through a NaN too, as PyTorch's
 
 
 # ----------------------------------------------------------------------- reductions and shapes

@@ -27,8 +27,8 @@ def relu_fwd(input, out=None):
 
 
 def relu_bwd(grad_output, output, out=None):
-    """``where(output > 0, grad_output, 0)``, ``output`` being :func:`relu_fwd`'s: the gradient is
-    zero wherever the unit is off (and where its output is NaN)."""
+    """``where(output <= 0, 0, grad_output)``, ``output`` being :func:`relu_fwd`'s: the gradient is
+    zero wherever the unit is off, and passes where its output is NaN (as PyTorch's)."""
     dev = _common.device(grad_output=grad_output, output=output, out=out)
     g = _common.array(grad_output, "grad_output", dev, contiguous=True)
     y = _common.array(output, "output", dev, (g.dtype,), contiguous=True)
