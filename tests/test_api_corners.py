@@ -69,6 +69,16 @@ def test_early_stopping_ignores_nan_and_checks_its_arguments(rng):
             EarlyStopping(**kwargs)
 
 
+
+def test_early_stopping_takes_numpy_ints_and_checks_min_delta():
+    assert EarlyStopping(patience=np.int64(3)).patience == 3
+    assert type(EarlyStopping(patience=np.int64(3)).patience) is int
+    with pytest.raises(TypeError, match="EarlyStopping: min_delta must be a real number, got NoneType"):
+        EarlyStopping(min_delta=None)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="EarlyStopping: min_delta must be finite"):
+            EarlyStopping(min_delta=bad)
+
 def test_model_checkpoint_path_template_and_verbose(rng, tmp_path, capsys):
     x, y = blobs(rng)
     model = mlp()

@@ -247,3 +247,220 @@ def test_batch_normalization_epsilon_must_be_positive():
     for epsilon in (-1.0, 0.0, float("nan")):
         with pytest.raises(ValueError, match=r"BatchNormalization: epsilon must be > 0"):
             layers.BatchNormalization(epsilon=epsilon, input_shape=(4,))
+
+
+# ---- Keras's optimizers compute Keras's updates, with Keras's arguments
+
+
+def keras_rmsprop(w, grads, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
+    """Keras 3's RMSprop.update_step, in NumPy."""
+    v = a = buf = 0.0
+    for g in grads:
+        v = rho * v + (1 - rho) * g * g
+        if centered:
+            a = rho * a + (1 - rho) * g
+        increment = learning_rate * g / np.sqrt(v - a * a + epsilon if centered else v + epsilon)
+        buf = momentum * buf + increment if momentum > 0 else increment
+        w = w - buf
+    return w
+
+
+def keras_adam(w, grads, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
+               weight_decay=0.0):
+    """Keras 3's Adam.update_step (after AdamW's decay of the weights), in NumPy."""
+    m = v = v_hat = 0.0
+    for t, g in enumerate(grads, 1):
+        w = w - w * weight_decay * learning_rate
+        m = m + (g - m) * (1 - beta_1)
+        v = v + (g * g - v) * (1 - beta_2)
+        v_hat = np.maximum(v_hat, v)
+        alpha = learning_rate * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+        w = w - m * alpha / (np.sqrt(v_hat if amsgrad else v) + epsilon)
+    return w
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])  # the fused step and the per-array one
+@pytest.mark.parametrize("make, reference", [
+    (lambda: optimizers.RMSprop(), keras_rmsprop),
+    (lambda: optimizers.RMSprop(0.01, rho=0.8, momentum=0.5, centered=True),
+     lambda w, g: keras_rmsprop(w, g, 0.01, 0.8, 0.5, centered=True)),
+    (lambda: optimizers.Adam(), keras_adam),
+    (lambda: optimizers.Adam(0.01, beta_2=0.9, epsilon=1e-3, amsgrad=True),
+     lambda w, g: keras_adam(w, g, 0.01, beta_2=0.9, epsilon=1e-3, amsgrad=True)),
+    (lambda: optimizers.AdamW(0.01, weight_decay=0.1), lambda w, g: keras_adam(w, g, 0.01, weight_decay=0.1)),
+])
+def test_optimizers_make_keras_updates(rng, dtype, make, reference):
+    """Small gradients, where epsilon sits matters: RMSprop's step for a gradient of 1e-4
+    is 3.1e-4 with Keras's epsilon (inside the root), 10 times that with PyTorch's."""
+    w0 = rng.standard_normal(6)
+    grads = [rng.standard_normal(6) * scale for scale in (1e-4, 1e-5, 1.0, 1e-3)]
+    p = nn.Parameter(ember.tensor(w0.astype(dtype)))
+    opt = make().build([p])
+    for g in grads:
+        p.grad = ember.tensor(g.astype(dtype))
+        opt.step()
+    np.testing.assert_allclose(p.detach().numpy(), reference(w0, grads), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_rmsprop_default_step_is_keras():
+    p = nn.Parameter(ember.zeros(1))
+    opt = optimizers.RMSprop().build([p])
+    p.grad = ember.tensor(np.array([1e-4], np.float32))
+    opt.step()
+    np.testing.assert_allclose(p.detach().numpy(), [-0.001 * 1e-4 / np.sqrt(0.1 * 1e-8 + 1e-7)], rtol=1e-5)
+
+
+def test_sgd_nesterov_without_momentum_is_plain_sgd(rng):
+    x, y = rng.standard_normal((8, 3)).astype(np.float32), rng.integers(0, 2, 8)
+    weights = []
+    for opt in (optimizers.SGD(0.1, nesterov=True), optimizers.SGD(0.1)):
+        ember.manual_seed(0)
+        model = Sequential([layers.Dense(2, input_shape=(3,))])
+        model.compile(optimizer=opt, loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        weights.append(model.layers[0].linear.weight.detach().numpy())
+    np.testing.assert_array_equal(*weights)
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: optimizers.SGD(learning_rate="0.1"), TypeError, "SGD: learning_rate must be a real number, got str"),
+    (lambda: optimizers.Adam(learning_rate=0), ValueError, "Adam: learning_rate must be > 0, got 0"),
+    (lambda: optimizers.Adam(learning_rate=float("nan")), ValueError, "Adam: learning_rate must be > 0"),
+    (lambda: optimizers.Adam(beta_1=1.0), ValueError, r"Adam: beta_1 must be in \[0, 1\), got 1.0"),
+    (lambda: optimizers.AdamW(beta_2=-0.1), ValueError, r"AdamW: beta_2 must be in \[0, 1\)"),
+    (lambda: optimizers.AdamW(weight_decay=-1), ValueError, "AdamW: weight_decay must be >= 0"),
+    (lambda: optimizers.RMSprop(rho=1.5), ValueError, r"RMSprop: rho must be in \[0, 1\), got 1.5"),
+    (lambda: optimizers.RMSprop(momentum=-0.5), ValueError, "RMSprop: momentum must be >= 0"),
+    (lambda: optimizers.SGD(momentum=None), TypeError, "SGD: momentum must be a real number"),
+    (lambda: optimizers.Adam(epsilon=0), ValueError, "Adam: epsilon must be > 0"),
+    (lambda: optimizers.RMSprop(centered="yes"), TypeError, "RMSprop: centered must be True or False"),
+    (lambda: optimizers.get("sgd", learning_rate=-1), ValueError, "SGD: learning_rate must be > 0"),
+])
+def test_optimizer_arguments_are_checked_with_keras_names(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_to_categorical_keeps_the_sample_axis_of_one_label():
+    assert utils.to_categorical([2], 3).shape == (1, 3)
+    assert utils.to_categorical(np.array([[2]]), 3).shape == (1, 3)  # Keras's (N, 1) labels
+    assert utils.to_categorical(2, 3).shape == (3,)
+
+
+# ---- the Keras losses: reduction, class_weight, NumPy outputs, checked arguments, the functions
+
+
+def test_keras_losses_reduce_as_asked(rng):
+    probs = rng.dirichlet(np.ones(4), 5).astype(np.float32)
+    labels = rng.integers(0, 4, 5)
+    per_sample = -np.log(probs[np.arange(5), labels])
+    onehot = utils.to_categorical(labels, 4)
+    for reduction, want in [("sum_over_batch_size", per_sample.mean()), ("mean", per_sample.mean()),
+                            ("sum", per_sample.sum()), ("none", per_sample), (None, per_sample)]:
+        for loss, target in [(losses.CategoricalCrossentropy(reduction=reduction), onehot),
+                             (losses.SparseCategoricalCrossentropy(reduction=reduction), labels),
+                             (losses.SparseCategoricalCrossentropy(True, reduction=reduction), labels)]:
+            out = probs if not loss.from_logits else np.log(probs)
+            np.testing.assert_allclose(loss(ember.tensor(out), target).detach().numpy(), want, rtol=1e-5)
+    with pytest.raises(ValueError, match="reduction must be one of 'sum_over_batch_size'"):
+        losses.CategoricalCrossentropy(reduction="average")
+
+
+@pytest.mark.parametrize("loss, one_hot", [("categorical_crossentropy", True),
+                                           ("sparse_categorical_crossentropy", False)])
+def test_class_weight_with_the_keras_losses(rng, loss, one_hot):
+    """Each sample's loss times its class's weight (one-hot rows: their argmax), averaged over the
+    batch; the step follows that loss's gradient."""
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    y = np.array([0, 1, 2, 1, 0, 2])
+    weights = {0: 1.0, 1: 3.0, 2: 0.5}
+    model = Sequential([layers.Dense(3, activation="softmax", input_shape=(4,))])
+    model.compile(optimizer=optimizers.SGD(0.1), loss=loss)
+    dense = model.layers[0].linear
+    w0, b0 = dense.weight.detach().numpy().copy(), dense.bias.detach().numpy().copy()
+    probs = model.predict(x).astype(np.float64)
+    history = model.fit(x, utils.to_categorical(y, 3) if one_hot else y.reshape(-1, 1), batch_size=6, epochs=1,
+                        shuffle=False, class_weight=weights, verbose=0)
+    w = np.array([weights[c] for c in y])
+    np.testing.assert_allclose(history.history["loss"], [np.mean(w * -np.log(probs[np.arange(6), y]))], rtol=1e-5)
+    d_logits = w[:, None] * (probs - np.eye(3)[y]) / 6
+    np.testing.assert_allclose(dense.weight.detach().numpy(), w0 - 0.1 * d_logits.T @ x, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(dense.bias.detach().numpy(), b0 - 0.1 * d_logits.sum(0), rtol=1e-4, atol=1e-6)
+
+
+def test_keras_losses_take_numpy_outputs_and_check_their_arguments(rng):
+    probs = rng.dirichlet(np.ones(3), 4)
+    labels = np.array([0, 2, 1, 1])
+    want = np.mean(-np.log(probs[np.arange(4), labels]))
+    np.testing.assert_allclose(losses.CategoricalCrossentropy()(probs, utils.to_categorical(labels, 3)).item(), want,
+                               rtol=1e-6)
+    np.testing.assert_allclose(losses.SparseCategoricalCrossentropy()(probs, labels).item(), want, rtol=1e-6)
+    with pytest.raises(TypeError, match=r"y_pred \(the first argument, the model's output\) must be an ember Tensor"):
+        losses.CategoricalCrossentropy()("probs", utils.to_categorical(labels, 3))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\]"):
+            losses.CategoricalCrossentropy(label_smoothing=bad)
+    with pytest.raises(TypeError, match="label_smoothing must be a real number"):
+        losses.CategoricalCrossentropy(label_smoothing=None)
+
+
+def test_keras_loss_functions_give_per_sample_losses(rng):
+    logits = rng.standard_normal((5, 3)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = rng.integers(0, 3, 5)
+    want = -np.log(probs[np.arange(5), labels])
+    onehot = utils.to_categorical(labels, 3)
+    np.testing.assert_allclose(losses.categorical_crossentropy(onehot, probs).numpy(), want, rtol=1e-5)
+    np.testing.assert_allclose(losses.categorical_crossentropy(onehot, logits, from_logits=True).numpy(), want,
+                               rtol=1e-5)
+    smooth = onehot * 0.8 + 0.2 / 3
+    np.testing.assert_allclose(losses.categorical_crossentropy(onehot, probs, label_smoothing=0.2).numpy(),
+                               -(smooth * np.log(probs)).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy(labels.reshape(-1, 1), probs).numpy(), want,
+                               rtol=1e-5)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy(labels, logits, from_logits=True).numpy(),
+                               want, rtol=1e-5)
+    # Given to compile, as Keras code does, they stand for their loss objects.
+    x = rng.standard_normal((5, 5)).astype(np.float32)
+    for loss, target in ((losses.categorical_crossentropy, onehot), (losses.sparse_categorical_crossentropy, labels)):
+        ember.manual_seed(3)
+        model = Sequential([layers.Dense(3, activation="softmax", input_shape=(5,))])
+        model.compile("sgd", loss)
+        first = model.fit(x, target, epochs=2, verbose=0).history["loss"]
+        ember.manual_seed(3)
+        named = Sequential([layers.Dense(3, activation="softmax", input_shape=(5,))])
+        named.compile("sgd", loss.__name__)
+        assert first == named.fit(x, target, epochs=2, verbose=0).history["loss"]
+    with pytest.raises(TypeError, match=r"takes \(y_true, y_pred\), Keras's order"):
+        losses.categorical_crossentropy(ember.tensor(probs, requires_grad=True), onehot)
+
+
+def test_a_softmax_model_keeps_its_losss_reduction(rng):
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 6)
+    totals = []
+    for reduction in ("sum_over_batch_size", "sum"):
+        ember.manual_seed(5)
+        model = Sequential([layers.Dense(3, activation="softmax", input_shape=(4,))])
+        model.compile("sgd", losses.SparseCategoricalCrossentropy(reduction=reduction))
+        totals.append(model.evaluate(x, y, verbose=0))  # one batch: the batch's loss as reduced
+    assert totals[1] == pytest.approx(6 * totals[0], rel=1e-5)  # the sum of the six, not their mean
+
+
+def test_a_plain_adam_state_resumes_into_keras_adam(tmp_path):
+    # Checkpoints of Keras-compiled models once recorded ember.optim.Adam; Keras's Adam keeps that state.
+    from ember import checkpoint
+
+    ember.manual_seed(4)
+    model = Sequential([layers.Dense(3, activation="softmax", input_shape=(4,))])
+    plain = ember.optim.Adam(model.parameters(), lr=1e-2)
+    model.compile(plain, "sparse_categorical_crossentropy")
+    x, y = np.ones((4, 4), np.float32), np.array([0, 1, 2, 0])
+    model.fit(x, y, verbose=0)
+    path = checkpoint.save(tmp_path / "old.safetensors", model, plain)
+    keras_adam = optimizers.Adam(learning_rate=1e-2).build(model.parameters())
+    checkpoint.load(path, model, keras_adam)
+    assert keras_adam.state_dict()["state"].keys() == plain.state_dict()["state"].keys()
+    with pytest.raises(ValueError, match="holds the state of a KerasAdam optimizer, not of a Adam"):
+        checkpoint.load(checkpoint.save(tmp_path / "new.safetensors", model, keras_adam), model,
+                        ember.optim.Adam(model.parameters()))

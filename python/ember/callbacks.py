@@ -17,12 +17,15 @@ rank 0 alone.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from ._check import real
 
 
 class Callback:
@@ -151,10 +154,13 @@ class EarlyStopping(Callback):
     ``restore_best_weights`` the model ends with the best epoch's weights."""
 
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto", restore_best_weights=False):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
             raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        min_delta = real(min_delta, "EarlyStopping: min_delta")
+        if not min_delta < math.inf:  # NaN or inf: no change could count as an improvement
+            raise ValueError(f"EarlyStopping: min_delta must be finite, got {min_delta!r}")
         self._monitor = _Monitor(monitor, mode, min_delta)
-        self.patience, self.restore_best_weights = patience, restore_best_weights
+        self.patience, self.restore_best_weights = int(patience), restore_best_weights
         self.wait, self.stopped_epoch, self.best_epoch, self._best_weights = 0, None, None, None
 
     @property

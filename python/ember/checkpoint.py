@@ -389,7 +389,8 @@ def _optimizer_state(arrays, meta, optimizer):
     if "ember.optimizer" not in meta:
         raise ValueError("holds no optimizer state")
     description = _json_meta(meta, "ember.optimizer", dict, {})
-    if description.get("class") != type(optimizer).__name__:
+    # a subclass keeps its base's state (the Keras optimizers over Ember's, say): a base's state loads
+    if description.get("class") not in {c.__name__ for c in type(optimizer).__mro__}:
         raise ValueError(f"holds the state of a {description.get('class')} optimizer, "
                          f"not of a {type(optimizer).__name__}")
     groups, scalars = description.get("param_groups"), description.get("scalars", {})

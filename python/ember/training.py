@@ -83,6 +83,8 @@ def _make_loss(loss):
             raise ValueError(f"compile: unknown loss {loss!r}; use one of {sorted([*_LOSSES, *KERAS_LOSSES])} "
                              "or a callable")
         return getattr(nn, _LOSSES[key])()
+    if inspect.isfunction(loss) and loss.__module__ == "ember.losses" and loss.__name__ in KERAS_LOSSES:
+        return KERAS_LOSSES[loss.__name__]()  # Keras's functions (losses.categorical_crossentropy): their objects
     if callable(loss):
         return loss
     raise TypeError(f"compile: loss must be a name or a callable (output, target) -> Tensor, got {type(loss).__name__}")
@@ -159,7 +161,8 @@ def _loader(x, y, batch_size, shuffle, seed, transform, what, drop_last=False, d
 
 def _class_weighted(loss, class_weight):
     """A loss that scales each sample's loss by its class's weight and averages over the batch
-    (Keras's convention), from a loss that has a ``reduction`` setting."""
+    (Keras's convention), from a loss that has a ``reduction`` setting. A sample's class is its
+    target's index, or its one-hot (or probability) row's largest entry, as in Keras."""
     if not hasattr(loss, "reduction"):
         raise ValueError("fit: class_weight needs a loss with a 'reduction' setting (such as 'cross_entropy')")
     if not isinstance(class_weight, dict) or not class_weight:
@@ -178,6 +181,8 @@ def _class_weighted(loss, class_weight):
     def weighted(output, target):
         dev = backend.device_of(output._data)
         t = target._data if isinstance(target, Tensor) else dev.asarray(target)
+        if t.ndim == 2:  # one-hot or probability rows weigh as their largest class, (N, 1) as its index
+            t = t.argmax(1) if t.shape[1] > 1 else t.reshape(-1)
         top = int(t.max()) if t.size else 0
         w = np.ones(max(n, top + 1), np.float32)
         w[:n] = weights

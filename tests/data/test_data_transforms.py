@@ -175,3 +175,21 @@ def test_crop_flip_tofloat_compose_errors():
         T.ToFloat(dtype=np.int32)
     with pytest.raises(TypeError, match="Compose: transform 1 is not callable"):
         T.Compose([T.ToFloat(), 3])
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: T.RandomCrop(32.0), TypeError, r"RandomCrop: size must be an int or a pair of ints, got 32.0"),
+    (lambda: T.RandomCrop(None), TypeError, r"RandomCrop: size must be an int or a pair of ints, got None"),
+    (lambda: T.RandomCrop(4, padding=2.0), TypeError, r"RandomCrop: padding must be an int or a pair of ints"),
+    (lambda: T.RandomCrop(4, padding=1, fill=float("inf")), ValueError, "RandomCrop: fill must be finite"),
+    (lambda: T.RandomCrop(4, padding=1, fill=float("nan")), ValueError, "RandomCrop: fill must be finite"),
+    (lambda: T.Normalize([0.5], None), TypeError, "Normalize: std must be a number or a sequence of numbers"),
+    (lambda: T.Normalize(None, [0.5]), TypeError, "Normalize: mean must be a number or a sequence of numbers"),
+    (lambda: T.Normalize("0.5", [0.5]), TypeError, "Normalize: mean must be a number or a sequence of numbers"),
+    (lambda: T.Normalize([0.5, None], [0.5]), TypeError, "Normalize: mean must be a number or a sequence"),
+    (lambda: T.Compose(T.ToFloat()), TypeError, "Compose takes a list of transforms, got ToFloat"),
+])
+def test_arguments_of_the_wrong_kind_are_named(make, error, match):
+    """Caught when the transform is made, not as a raw error from deep inside a batch."""
+    with pytest.raises(error, match=match):
+        make()

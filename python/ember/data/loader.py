@@ -188,6 +188,11 @@ class _EpochPlan:
     def build(self, index: int):
         return self.collate_fn(self.fields(index))
 
+    def __getstate__(self) -> dict:
+        # What goes to worker processes: they only fetch and transform (``fields``); the
+        # collation stays in this process, so ``collate_fn`` need not pickle.
+        return {k: v for k, v in self.__dict__.items() if k != "collate_fn"}
+
 
 _WORKER_PLAN = None  # in a worker process: the epoch plan it builds batches of
 

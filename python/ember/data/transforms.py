@@ -34,7 +34,10 @@ def _check_batch(x, who: str, min_ndim: int, layout: str) -> None:
 
 def _pair(value, name: str) -> tuple[int, int]:
     """An int or a pair of ints, each >= 0, as a pair."""
-    pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+    try:
+        pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+    except TypeError:  # not iterable: a float, None...
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in pair):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if any(v < 0 for v in pair):
@@ -46,6 +49,8 @@ class Compose:
     """Apply ``transforms`` in order, all drawing from the same generator."""
 
     def __init__(self, transforms):
+        if callable(transforms) or not hasattr(transforms, "__iter__"):
+            raise TypeError(f"Compose takes a list of transforms, got {type(transforms).__name__}")
         self.transforms = list(transforms)
         for i, t in enumerate(self.transforms):
             if not callable(t):
@@ -105,9 +110,12 @@ class Normalize:
     @staticmethod
     def _values(values, name: str) -> np.ndarray:
         try:
-            arr = np.atleast_1d(np.asarray(values, dtype=np.float64))
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"Normalize: {name} must be a number or a sequence of numbers, got {values!r}") from exc
+            arr = np.atleast_1d(np.asarray(values))
+        except (TypeError, ValueError):  # ragged
+            arr = None
+        if arr is None or arr.dtype.kind not in "iuf":  # None, strings, mixed objects
+            raise TypeError(f"Normalize: {name} must be a number or a sequence of numbers, got {values!r}")
+        arr = arr.astype(np.float64)
         if arr.ndim != 1 or arr.size == 0:
             raise ValueError(f"Normalize: {name} must be a number or a flat sequence of numbers, got {values!r}")
         if not np.all(np.isfinite(arr)):
@@ -147,6 +155,8 @@ class RandomCrop:
         self.padding = _pair(padding, "RandomCrop: padding")
         if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
             raise TypeError(f"RandomCrop: fill must be a number, got {fill!r}")
+        if not isinstance(fill, numbers.Integral) and not np.isfinite(fill):
+            raise ValueError(f"RandomCrop: fill must be finite, got {fill!r}")
         self.fill = fill
 
     def __call__(self, x, rng=None):

@@ -5,8 +5,10 @@
 
 ``Sequential`` takes channels-last images and Keras's ``compile`` / ``fit`` / ``evaluate`` /
 ``predict`` / ``summary``; ``layers`` infer their input sizes at the first call;
-``optimizers`` are Keras's objects; ``losses`` hold ``categorical_crossentropy`` and
-``sparse_categorical_crossentropy`` with Keras's meanings; ``utils.to_categorical`` one-hots
+``optimizers`` are Keras's objects, with Keras's updates; ``losses`` hold Keras's
+``CategoricalCrossentropy`` and ``SparseCategoricalCrossentropy`` objects and its per-sample
+``categorical_crossentropy`` and ``sparse_categorical_crossentropy`` functions (give
+``compile`` a name or an object); ``utils.to_categorical`` one-hots
 labels; ``models.load_model`` rebuilds a saved model; ``datasets`` read CIFAR-10 and (Fashion-)MNIST from local files into Keras's shapes.
 Everything computes on Ember's kernels, in Ember's NCHW layout.
 """

@@ -215,8 +215,9 @@ class Sequential(nn.Module):
         fold = (ends_in_softmax and isinstance(loss, (CategoricalCrossentropy, SparseCategoricalCrossentropy))
                 and not loss.from_logits)
         if fold:  # the loss reads the logits before the softmax: the fused, stable path
-            loss = (CategoricalCrossentropy(True, loss.label_smoothing) if isinstance(loss, CategoricalCrossentropy)
-                    else SparseCategoricalCrossentropy(True, loss.ignore_index))
+            loss = (CategoricalCrossentropy(True, loss.label_smoothing, loss.reduction)
+                    if isinstance(loss, CategoricalCrossentropy)
+                    else SparseCategoricalCrossentropy(True, loss.ignore_index, loss.reduction))
         object.__setattr__(self, "_fold_softmax", fold)
         if isinstance(optimizer, optimizers.Optimizer):
             optimizer = optimizer.build(self.parameters())

@@ -7,10 +7,10 @@ import numpy as np
 
 def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.ndarray:
     """One-hot rows of the class indices ``y`` (a trailing axis of 1, as Keras's (N, 1) labels
-    have, is dropped): shape ``y.shape + (num_classes,)``, ``num_classes`` defaulting to the
-    largest label + 1."""
+    have, is dropped when ``y`` has more than one axis, so ``[2]`` gives shape (1, C)): shape
+    ``y.shape + (num_classes,)``, ``num_classes`` defaulting to the largest label + 1."""
     y = np.asarray(y)
-    if y.ndim >= 1 and y.shape[-1] == 1:
+    if y.ndim > 1 and y.shape[-1] == 1:
         y = y.reshape(y.shape[:-1])
     if y.dtype.kind not in "iu":
         if y.dtype.kind != "f" or not np.all(np.isfinite(y) & (y == np.floor(y))):
