@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -82,7 +83,9 @@ class Tensor(Variable):
         self.grad = None
         self._node = None
         self._out_index = 0
-        self._version = [0]
+        # A tensor over another's storage counts its changes with it, so a backward that saved the
+        # other sees a change made through this one.
+        self._version = data._version if isinstance(data, Variable) and arr is data._data else [0]
 
     @staticmethod
     def _wrap(arr, requires_grad=False) -> Tensor:
@@ -214,6 +217,24 @@ class Tensor(Variable):
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
+    def __float__(self) -> float:
+        return float(self._one("float"))
+
+    def __int__(self) -> int:
+        return int(self._one("int"))
+
+    def __index__(self) -> int:
+        """A one-element integer tensor as an index (``x[:n]``, ``range(n)``), as in PyTorch."""
+        if self.dtype.kind not in "iu":
+            raise TypeError(f"only integer tensors of a single element can be converted to an index, got dtype "
+                            f"{self.dtype}")
+        return int(self._one("an index"))
+
+    def _one(self, what):
+        if self.size != 1:
+            raise TypeError(f"only a tensor of one element converts to {what}, got shape {self.shape}")
+        return self._data.reshape(-1)[0].item()
+
     def __bool__(self) -> bool:
         """The truth of a one-element tensor (``if loss > best:``); of more elements it is
         ambiguous, as in PyTorch: use ``.any()`` or ``.all()``."""
@@ -239,13 +260,15 @@ class Tensor(Variable):
         # A backward may hand the same array to several inputs (an add's gradient flows to
         # both sides), so a leaf's .grad is its own copy unless the engine says nothing else
         # holds g: changing one leaf's gradient in place (clipping, a user's edit) must not
-        # change another's.
-        if self.grad is None:
-            if not (owned and g.dtype == self.dtype and g.flags.c_contiguous and getattr(g.flags, "writeable", True)):
-                g = g.astype(self.dtype, copy=True)
-            self.grad = Tensor._wrap(g)
-        else:
-            self.grad = Tensor._wrap(self.grad._data + g.astype(self.dtype, copy=False))
+        # change another's. Locked: backward passes on several threads may reach one leaf.
+        with _accumulating:
+            if self.grad is None:
+                if not (owned and g.dtype == self.dtype and g.flags.c_contiguous and
+                        getattr(g.flags, "writeable", True)):
+                    g = g.astype(self.dtype, copy=True)
+                self.grad = Tensor._wrap(g)
+            else:
+                self.grad = Tensor._wrap(self.grad._data + g.astype(self.dtype, copy=False))
 
     def detach(self) -> Tensor:
         """The same storage, cut from the graph."""
@@ -635,6 +658,7 @@ class ToDeviceFn(Function):
 
 
 _NUMBERS = (float, int)
+_accumulating = threading.Lock()  # gradients summed into leaves, one at a time
 
 
 def _raw(x):

@@ -314,3 +314,103 @@ def test_tensor_interop_and_properties(device):
         ember.tensor([1, 2], requires_grad=True)
     assert "grad_fn=<MulBackward>" in repr(r * 2) and "requires_grad=True" in repr(r)
     assert (t > 2).tolist() == [[False, False, False], [True, True, True]]
+
+
+def test_backward_on_several_threads_through_one_graph():
+    # Each backward sums its gradients in its own buffers, and leaves are summed under a lock.
+    w = ember.ones(4, requires_grad=True)
+    h = w
+    for _ in range(30):
+        h = h * 1.0 + 0.0
+    y = h.sum()
+    big = ember.zeros(1_000_000, requires_grad=True)
+
+    def run():
+        for _ in range(100):
+            y.backward(retain_graph=True)
+            (big * 1.0).sum().backward()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_array_equal(w.grad.numpy(), [200.0] * 4)
+    assert (big.grad.numpy() == 200.0).all()
+
+
+def test_what_backward_reads_is_what_the_forward_saw():
+    x = ember.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    index = np.array([0, 1])
+    y = x[index]
+    index[0] = 3  # the caller's array changes after the forward: the gradient must not follow
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1, 1, 0, 0])
+    for reduce in (lambda t: t.max(), lambda t: t.logsumexp(0)):  # a view of the saved kept-dims result
+        z = ember.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        out = reduce(z)
+        with ember.no_grad():
+            out[...] = 10.0
+        with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+            out.backward()
+    e = ember.tensor([1.0, 2.0], requires_grad=True)
+    ex = e.exp()
+    alias = ember.Tensor(ex)  # the same storage: the same version counter
+    with ember.no_grad():
+        alias[0] = 0.0
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        ex.sum().backward()
+    logits = ember.tensor(np.zeros((2, 3)), requires_grad=True)
+    target = np.array([0, 2])
+    loss = ember.nn.functional.cross_entropy(logits, target, reduction="sum")
+    target[:] = 1
+    loss.backward()
+    np.testing.assert_allclose(logits.grad.numpy()[:, 0], [1 / 3 - 1, 1 / 3])
+
+
+def test_a_function_that_drops_a_needed_gradient_is_an_error():
+    class Dropping(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b
+
+        @staticmethod
+        def backward(ctx, g):
+            return g  # b needs one too
+
+    a, b = ember.ones(2, requires_grad=True), ember.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="DroppingBackward returned 1 gradients for its 2 inputs"):
+        Dropping.apply(a, b).sum().backward()
+
+
+def test_integer_indexing_to_0d_is_a_view_and_tensors_convert_as_in_pytorch():
+    x = ember.tensor([1.0, 2.0, 3.0])
+    first = x[0]
+    first[...] = 5.0
+    assert x.tolist() == [5.0, 2.0, 3.0]
+    grid = ember.zeros(2, 3)
+    grid[1, 2][...] = 7.0
+    assert grid.numpy()[1, 2] == 7.0
+    n = ember.tensor(2)
+    assert ember.arange(5)[:n].tolist() == [0, 1] and list(range(n)) == [0, 1] and [10, 20, 30][n] == 30
+    assert float(ember.tensor(1.5)) == 1.5 and int(ember.tensor(3.7)) == 3
+    with pytest.raises(TypeError, match="only integer tensors of a single element can be converted to an index"):
+        [1, 2][ember.tensor(1.0)]
+    with pytest.raises(TypeError, match=r"only a tensor of one element converts to float, got shape \(2,\)"):
+        float(ember.zeros(2))
+
+
+def test_hooks_run_in_no_grad_mode_and_gradcheck_takes_strided_inputs():
+    p = ember.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+
+    def step(t):  # an optimizer step inside the backward, as PyTorch allows
+        seen.append(ember.autograd.is_grad_enabled())
+        t[...] = t.detach() - 0.1 * t.grad
+
+    p.register_post_accumulate_grad_hook(step)
+    (p * 2).sum().backward()
+    assert seen == [False] and ember.autograd.is_grad_enabled()
+    np.testing.assert_allclose(p.detach().numpy(), [0.8, 1.8])
+    strided = ember.tensor(np.random.default_rng(0).random((2, 3))).transpose(0, 1).detach().requires_grad_()
+    assert gradcheck(lambda t: t * 2, [strided])

@@ -216,7 +216,7 @@ class Node:
     outputs it is, or the leaf tensor itself; the input's shape and dtype). Edges hold no intermediate
     tensors, so once backward has freed the saved values nothing of the graph's data remains."""
 
-    __slots__ = ("function", "ctx", "edges", "n_outputs", "freed", "grads", "seq")
+    __slots__ = ("function", "ctx", "edges", "n_outputs", "freed", "seq")
 
     def __init__(self, function, ctx, edges, n_outputs):
         self.seq = next(_sequence)
@@ -225,7 +225,6 @@ class Node:
         self.edges = edges
         self.n_outputs = n_outputs
         self.freed = False
-        self.grads = None  # during backward: the gradients of its outputs summed so far
 
     def name(self) -> str:
         fn = self.function
@@ -251,14 +250,15 @@ def _sole_holder(a) -> bool:
     return (base is None or type(base) is _CAPSULE) and 0 < _LOOP_REFS and sys.getrefcount(a) <= _LOOP_REFS
 
 
-def _propagate(heap, xp, retain_graph, pending=None) -> None:
+def _propagate(heap, sums, xp, retain_graph, pending=None) -> None:
     """Run the backward of every node on the heap, latest first, sending each input's
     gradient into its leaf's .grad or summing it into the node that made it (queued when
-    first reached). ``pending`` (from ``_hooked_edges``) counts down the gradients hooked leaves
-    still wait for."""
+    first reached). ``sums`` maps each queued node to the gradients of its outputs summed so
+    far: this backward's own, so that several threads may run backward through one graph.
+    ``pending`` (from ``_hooked_edges``) counts down the gradients hooked leaves still wait for."""
     while heap:
         node = heapq.heappop(heap)[1]
-        grads, node.grads = node.grads, None
+        grads = sums.pop(node)
         if node.freed:
             raise RuntimeError(f"backward through {node.name()} a second time: its saved values were freed "
                                "after the first backward; pass retain_graph=True to keep them")
@@ -273,6 +273,10 @@ def _propagate(heap, xp, retain_graph, pending=None) -> None:
             _backward_timer(node, time.perf_counter() - start)
         if type(in_grads) is not tuple:
             in_grads = (in_grads,)
+        if len(in_grads) != len(node.edges) and (any(node.edges[len(in_grads):]) or
+                                                  any(gi is not None for gi in in_grads[len(node.edges):])):
+            raise RuntimeError(f"{node.name()} returned {len(in_grads)} gradients for its {len(node.edges)} inputs "
+                               "(None for an input that needs none; trailing ones that need none may be left out)")
         if progress_hooks:
             for poll in progress_hooks:
                 poll()
@@ -294,9 +298,9 @@ def _propagate(heap, xp, retain_graph, pending=None) -> None:
                 if pending:
                     _leaf_reached(target, pending)
                 continue
-            slot = target.grads
+            slot = sums.get(target)
             if slot is None:
-                slot = target.grads = [None] * target.n_outputs
+                slot = sums[target] = [None] * target.n_outputs
                 heapq.heappush(heap, (-target.seq, target))
             slot[index] = gi if slot[index] is None else backend.add(slot[index], gi)
         if not retain_graph:
@@ -327,10 +331,9 @@ def _measure_loop_refs() -> int:
     if not hasattr(sys, "getrefcount"):
         return 0
     node = Node(Fresh, Ctx(), ((Leaf(), 0, (1,), backend.CPU.xp.dtype("float64")),), 1)
-    node.grads = [None]
     _counting = []
     try:
-        _propagate([(-node.seq, node)], backend.CPU.xp, False)
+        _propagate([(-node.seq, node)], {node: [None]}, backend.CPU.xp, False)
         return _counting[0]
     finally:
         _counting = None
@@ -358,6 +361,8 @@ def backward(root, gradient=None, retain_graph=False) -> None:
     outer = _callbacks.queue is None
     if outer:
         _callbacks.queue = []
+    _mode.outer.append(_mode.enabled)
+    _mode.enabled = False  # hooks and callbacks run in no-grad mode (an optimizer step in a hook), as PyTorch's
     try:
         if root._node is None:  # a leaf
             root._accumulate(g)
@@ -365,18 +370,14 @@ def backward(root, gradient=None, retain_graph=False) -> None:
                 _leaf_reached(root, {id(root): 1})
         else:
             start = root._node
-            start.grads = [None] * start.n_outputs
-            start.grads[root._out_index] = g
+            sums = {start: [None] * start.n_outputs}
+            sums[start][root._out_index] = g
             heap = [(-start.seq, start)]  # numbers are unique, so nodes themselves are never compared
-            try:
-                _propagate(heap, xp, retain_graph, _hooked_edges(start) if _leaf_hooks else None)
-            except BaseException:
-                for _, node in heap:  # leave no half-summed gradients behind
-                    node.grads = None
-                raise
+            _propagate(heap, sums, xp, retain_graph, _hooked_edges(start) if _leaf_hooks else None)
         if outer:
             while _callbacks.queue:  # a callback may queue another
                 _callbacks.queue.pop(0)()
     finally:
+        _mode.enabled = _mode.outer.pop()
         if outer:
             _callbacks.queue = None

@@ -43,13 +43,27 @@ class Context:
     @property
     def saved_tensors(self) -> tuple:
         for t, version in zip(self._tensors, self._versions):
-            if t._version[0] != version and any(a is t._data for a in self._saved):
+            if t._version[0] != version and _shares(self._saved, t._data):
                 raise RuntimeError("one of the tensors saved for backward was modified by an in-place operation "
                                    f"(its version is {t._version[0]}, it was {version} when saved)")
         return self._saved
 
     def release(self) -> None:
         self.__dict__.clear()  # the saved arrays and whatever else the forward kept
+
+
+def _shares(saved, data) -> bool:
+    """Whether a saved array is ``data`` or a view of the same memory (a reduction saves its
+    kept-dims result and returns a view of it)."""
+    owner = None
+    for a in saved:
+        if a is data:
+            return True
+        if hasattr(a, "base"):
+            owner = _memory_owner(data) if owner is None else owner
+            if _memory_owner(a) is owner:
+                return True
+    return False
 
 
 def _memory_owner(a):

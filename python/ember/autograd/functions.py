@@ -510,7 +510,7 @@ class TakeAlongDimFn(Function):
         span = [1] * ctx.index.ndim
         span[ctx.dim] = ctx.size
         hit = xp.arange(ctx.size).reshape(span) == ctx.index
-        return xp.where(hit, g, g.dtype.type(0)).reshape(ctx.shape)
+        return xp.where(hit, g, g.dtype.type(0)).reshape(ctx.shape), None
 
 
 def _max_kept(a, axes):
@@ -598,6 +598,14 @@ class ExpandFn(Function):
         return unbroadcast(g, ctx.shape)
 
 
+def _own_key(key):
+    """An index as backward will use it, its arrays copied: a caller's later change to the
+    index array must not move the gradient."""
+    def own(k):
+        return k.copy() if hasattr(k, "copy") and hasattr(k, "shape") else k
+    return tuple(own(k) for k in key) if isinstance(key, tuple) else own(key)
+
+
 class IndexFn(Function):
     """a[key]: basic and integer-array indexing; backward scatters, so repeated indices add up."""
 
@@ -605,8 +613,11 @@ class IndexFn(Function):
 
     @staticmethod
     def forward(ctx, a, key):
-        ctx.shape, ctx.dtype, ctx.key = a.shape, a.dtype, key
-        return _xp(a).asarray(a[key])
+        ctx.shape, ctx.dtype, ctx.key = a.shape, a.dtype, _own_key(key)
+        out = a[key]
+        if type(out) is not type(a):  # integers all the way down: a 0-d view instead of NumPy's scalar copy
+            out = a[(key if isinstance(key, tuple) else (key,)) + (Ellipsis,)]
+        return out
 
     @staticmethod
     def backward(ctx, g):
@@ -854,7 +865,8 @@ class CrossEntropyFn(Function):
                     "reduction": reduction}
         loss, lse = cross_entropy.cross_entropy_fwd(z, target, return_lse=True, **ctx.args)
         ctx.save_for_backward(z)
-        ctx.target, ctx.lse = target, lse
+        # the targets as they were (a copy: a later change to the caller's array must not move the gradient)
+        ctx.target, ctx.lse = (target.copy() if hasattr(target, "copy") else target), lse
         return loss
 
     @staticmethod

@@ -50,15 +50,18 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3) -> bool:
                     analytic[i][e] = g._host().reshape(-1)
         for i in wrt:
             x = inputs[i]._data
-            flat = x.reshape(-1)
+            if not getattr(x.flags, "writeable", True):
+                raise ValueError(f"gradcheck: input {i} is read-only (an expanded view?): its elements are perturbed "
+                                 "one by one, so pass a copy")
             numeric = np.zeros((n_out, x.size))
             for j in range(x.size):
-                orig = flat[j].item()  # a value: on CuPy flat[j] is a 0-d view of the element
-                flat[j] = orig + eps
+                at = np.unravel_index(j, x.shape)  # in place whatever the strides (a reshape may copy)
+                orig = x[at].item()  # a value: on CuPy x[at] is a 0-d view of the element
+                x[at] = orig + eps
                 plus = outputs()[k]._host().astype(np.float64).reshape(-1)
-                flat[j] = orig - eps
+                x[at] = orig - eps
                 minus = outputs()[k]._host().astype(np.float64).reshape(-1)
-                flat[j] = orig
+                x[at] = orig
                 numeric[:, j] = (plus - minus) / (2 * eps)
             bad = ~np.isclose(analytic[i], numeric, rtol=rtol, atol=atol, equal_nan=True)
             if bad.any():
