@@ -464,3 +464,18 @@ def test_a_plain_adam_state_resumes_into_keras_adam(tmp_path):
     with pytest.raises(ValueError, match="holds the state of a KerasAdam optimizer, not of a Adam"):
         checkpoint.load(checkpoint.save(tmp_path / "new.safetensors", model, keras_adam), model,
                         ember.optim.Adam(model.parameters()))
+
+
+def test_batch_normalization_builds_and_layers_follow_the_models_mode(rng):
+    model = Sequential([layers.Dense(8, input_shape=(4,)), layers.BatchNormalization()])
+    assert model.training and model.layers[1].bn.training  # built on one sample, left to train
+    x = rng.standard_normal((16, 4)).astype(np.float32)
+    model.compile("sgd", "mse")
+    model.fit(x, rng.standard_normal((16, 8)).astype(np.float32), epochs=1, batch_size=16, verbose=0)
+    assert model.layers[1].bn.num_batches_tracked.item() == 1  # its statistics were updated
+    model.fit(x[:1], rng.standard_normal((1, 8)).astype(np.float32), epochs=1, verbose=0)  # one sample: as Keras
+    model.eval()
+    model.add(layers.Dropout(0.5))  # added in evaluation mode: it evaluates
+    with ember.no_grad():
+        once, twice = model(ember.tensor(x)).numpy(), model(ember.tensor(x)).numpy()
+    np.testing.assert_array_equal(once, twice)

@@ -281,3 +281,49 @@ def test_one_mode_object_entered_by_several_tasks_and_threads():
     for t in threads:
         t.join()
     assert sorted(seen) == [False, False, True, True] and (x * 2).requires_grad
+
+
+def test_a_decorated_coroutine_leaves_other_tasks_recording():
+    x = ember.ones(2, requires_grad=True)
+
+    @ember.no_grad()
+    async def infer():
+        await asyncio.sleep(0.01)
+        return (x * 2).requires_grad
+
+    async def train():
+        await asyncio.sleep(0.005)  # runs while infer waits
+        return (x * 2).requires_grad
+
+    async def both():
+        return await asyncio.gather(infer(), train())
+
+    assert asyncio.run(both()) == [False, True]
+
+
+def test_returned_indices_and_list_keys_do_not_move_gradients_and_clamp_takes_tensors():
+    z = ember.tensor([[1.0, 2.0], [4.0, 3.0]], requires_grad=True)
+    values, indices = z.max(dim=1)
+    indices[0] = 0  # the caller's copy
+    values.sum().backward()
+    np.testing.assert_array_equal(z.grad.numpy(), [[0, 1], [1, 0]])
+    x = ember.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    key = [0, 1]
+    y = x[key]
+    key[0] = 3
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1, 1, 0, 0])
+    assert ember.ones(2, 3).max(keepdim=True).shape == (1, 1) and ember.ones(2, 3).amin(keepdim=True).shape == (1, 1)
+    a = ember.tensor([[1.0, 5.0]], requires_grad=True)
+    out = a.clamp(max=np.array([[2.0], [4.0]]))  # bounds broadcast, as in PyTorch
+    out.sum().backward()
+    np.testing.assert_array_equal(out.detach().numpy(), [[1, 2], [1, 4]])
+    np.testing.assert_array_equal(a.grad.numpy(), [[2, 0]])
+    assert FLOAT.clamp(ember.tensor(1.5)).tolist() == [1.5, 2.0, 4.0]
+    assert INT.clamp(ember.tensor([2.5, 0.0, 0.0])).dtype == np.float32
+    with pytest.raises(TypeError, match="a bound that requires grad"):
+        FLOAT.clamp(ember.tensor(1.0, requires_grad=True))
+    if torch is not None:
+        t = torch.tensor([[1.0, 5.0]], requires_grad=True)
+        t.clamp(max=torch.tensor([[2.0], [4.0]])).sum().backward()
+        np.testing.assert_array_equal(a.grad.numpy(), t.grad.numpy())

@@ -2,8 +2,8 @@
 
 A decorated plain function runs each call inside a fresh context. A generator function runs
 each of its steps inside one (so the mode holds while the generator's code runs, and not in the
-caller's code between steps), and a coroutine function its whole body, awaits included -- what
-PyTorch's decorators do.
+caller's code between steps), and a coroutine function its whole body, awaits included; Ember's
+modes live in the asyncio task's context, so the tasks that run while it waits keep their own.
 """
 
 from __future__ import annotations

@@ -288,7 +288,8 @@ def _scores(
 def precision_recall_f1(
     y_true: Any, y_pred: Any, average: str | None = "macro", num_classes: int | None = None
 ) -> tuple[Score, Score, Score]:
-    """Precision, recall and F1 from one confusion matrix.
+    """Precision, recall and F1 from one set of per-class counts (true positives, predictions,
+    support).
 
     ``average``: "macro" (unweighted mean over classes), "micro" (from the pooled counts),
     "weighted" (mean weighted by each class's support) or None (per-class arrays of length C,

@@ -434,28 +434,39 @@ class Tensor(Variable):
         return self.type(other.dtype)
 
     def clamp(self, min=None, max=None):  # noqa: A002 (PyTorch's names)
-        """Values limited to [min, max] (either may be None). An integer tensor with a
-        fractional bound becomes float32, as in PyTorch, rather than having the bound cut."""
-        bounds = [b for b in (min, max) if b is not None]
-        for b in bounds:
-            if isinstance(b, (str, bytes)) or not isinstance(b, (int, float, np.number)):
-                raise TypeError(f"clamp: bounds must be numbers, got {type(b).__name__} {b!r}")
-        if self.dtype.kind != "f" and any(isinstance(b, (float, np.floating)) for b in bounds):
-            return self.float().clamp(min, max)
-        return fns.ClampFn.apply(self, lo=min, hi=max)
+        """Values limited to [min, max]: each a number, a tensor or an array (broadcast), or
+        None. An integer tensor with a fractional bound becomes float32, as in PyTorch, rather
+        than having the bound cut. Bounds get no gradient."""
+        bounds = []
+        for b in (min, max):
+            if isinstance(b, Tensor):
+                if b.requires_grad:
+                    raise TypeError("clamp: a bound that requires grad would get no gradient here; pass "
+                                    "bound.detach()")
+                b = backend.device_of(self._data).asarray(b._data)
+            elif isinstance(b, np.ndarray) or backend.is_array(b):
+                b = backend.device_of(self._data).asarray(b)
+            elif b is not None and (isinstance(b, (str, bytes, bool)) or not isinstance(b, (int, float, np.number))):
+                raise TypeError(f"clamp: bounds must be numbers, tensors or arrays, got {type(b).__name__} {b!r}")
+            bounds.append(b)
+        lo, hi = bounds
+        if self.dtype.kind != "f" and any(b is not None and np.dtype(getattr(b, "dtype", type(b))).kind == "f"
+                                          for b in bounds):
+            return self.float().clamp(lo, hi)
+        return fns.ClampFn.apply(self, lo=lo, hi=hi)
 
     def max(self, dim=None, keepdim=False):
         """The largest element (a 0-d tensor; ties share the gradient); along ``dim``,
         ``(values, indices)`` as in PyTorch: the first largest element, or the first NaN, and
         its index. ``amax`` reduces several dims at once."""
         if dim is None:
-            return fns.MaxReduceFn.apply(self, largest=True)
+            return fns.MaxReduceFn.apply(self, keepdim=keepdim, largest=True)
         return self._extreme(dim, keepdim, largest=True)
 
     def min(self, dim=None, keepdim=False):
         """The smallest element, or ``(values, indices)`` along ``dim``: see ``max``."""
         if dim is None:
-            return fns.MaxReduceFn.apply(self, largest=False)
+            return fns.MaxReduceFn.apply(self, keepdim=keepdim, largest=False)
         return self._extreme(dim, keepdim, largest=False)
 
     def amax(self, dim=None, keepdim=False):
@@ -477,9 +488,9 @@ class Tensor(Variable):
         xp = backend.namespace(data)
         index = (xp.argmax if largest else xp.argmin)(data, axis=d, keepdims=True)
         values = fns.TakeAlongDimFn.apply(self, index, dim=d, keepdim=keepdim)
-        if self.ndim == 0 or not keepdim:
-            index = index.reshape(values.shape)
-        return ValuesIndices(values, Tensor._wrap(index))
+        # a copy: backward reads the saved index, which a change to the returned one must not move
+        index = index.reshape(values.shape) if self.ndim == 0 or not keepdim else index
+        return ValuesIndices(values, Tensor._wrap(index.copy()))
 
     def argmax(self, dim=None, keepdim=False):
         """Index of the largest element (the first one, or the first NaN), over all elements
@@ -685,6 +696,8 @@ def _operands(a, b) -> tuple:
     """The two sides of a binary op, at least one a Tensor: the other as ``_operand`` makes it,
     and an integer or bool tensor meeting a floating operand cast to that floating dtype, as
     PyTorch promotes (NumPy would make int64 with float32 float64)."""
+    if type(a) is type(b) is Tensor and a._data.dtype == b._data.dtype:  # the common case, kept short
+        return a, b
     like = a if isinstance(a, Tensor) else b
     if not isinstance(like, Tensor):
         raise TypeError("at least one argument must be a Tensor")

@@ -178,3 +178,15 @@ def test_batch_norm_refuses_one_value_per_channel_in_training():
     assert bn.num_batches_tracked.item() == 0 and (bn.running_var.numpy() == 1).all()  # the statistics untouched
     assert bn.eval()(ember.ones(1, 3)).shape == (1, 3)
     assert nn.BatchNorm2d(3)(ember.ones(1, 3, 2, 2)).shape == (1, 3, 2, 2)  # four values per channel
+
+
+def test_a_buffer_shared_by_two_modules_round_trips(tmp_path):
+    shared = ember.ones(3)
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    a.register_buffer("scale", shared)
+    b.register_buffer("scale", shared)
+    model = nn.Sequential(a, b)
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "0.scale", "1.weight", "1.bias"]
+    model.load_state_dict(model.state_dict())  # was: missing keys 1.scale
+    ember.save(tmp_path / "m.safetensors", model)
+    ember.load(tmp_path / "m.safetensors", model)

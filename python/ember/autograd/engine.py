@@ -7,7 +7,7 @@ decreasing number, so each runs after all its consumers have contributed (no rec
 100 000-op chain is fine), accumulates into the leaves' ``.grad`` and, unless ``retain_graph``,
 frees what each node saved as soon as it has run.
 
-Grad mode is per thread, so tools that embed Ember can run inference on one thread while
+Grad mode is per thread (and per asyncio task), so tools that embed Ember can run inference on one thread while
 another trains.
 
 Two hooks serve code that acts on gradients while the backward runs (data-parallel training
@@ -22,6 +22,7 @@ moves a non-blocking transfer on only while it is called).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import heapq
 import itertools
@@ -34,19 +35,27 @@ from .. import backend
 from .._decorate import decorate
 
 
-class _Mode(threading.local):
-    enabled = True  # each thread starts with grad mode on
-
-    def __init__(self):
-        self.outer = []  # what each open mode block replaced, so one mode object may be entered on several threads
-
-
-_mode = _Mode()
+# Grad mode lives in the context: each thread, and each asyncio task, has its own (on at start).
+# _outer holds what each open mode block replaced, so one mode object may be entered by several
+# threads or tasks at once.
+_enabled = contextvars.ContextVar("ember_grad_enabled", default=True)
+_outer = contextvars.ContextVar("ember_grad_outer", default=())
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops record the graph on this thread."""
-    return _mode.enabled
+    """Whether ops record the graph here (in this thread, or asyncio task)."""
+    return _enabled.get()
+
+
+def _push_mode(enabled: bool) -> None:
+    _outer.set(_outer.get() + (_enabled.get(),))
+    _enabled.set(enabled)
+
+
+def _pop_mode() -> None:
+    stack = _outer.get()
+    _enabled.set(stack[-1])
+    _outer.set(stack[:-1])
 
 
 class _GradMode:
@@ -55,11 +64,10 @@ class _GradMode:
     enabled = True
 
     def __enter__(self):
-        _mode.outer.append(_mode.enabled)
-        _mode.enabled = self.enabled
+        _push_mode(self.enabled)
 
     def __exit__(self, *exc):
-        _mode.enabled = _mode.outer.pop()
+        _pop_mode()
         return False
 
     def __call__(self, fn):
@@ -361,8 +369,7 @@ def backward(root, gradient=None, retain_graph=False) -> None:
     outer = _callbacks.queue is None
     if outer:
         _callbacks.queue = []
-    _mode.outer.append(_mode.enabled)
-    _mode.enabled = False  # hooks and callbacks run in no-grad mode (an optimizer step in a hook), as PyTorch's
+    _push_mode(False)  # hooks and callbacks run in no-grad mode (an optimizer step in a hook), as PyTorch's
     try:
         if root._node is None:  # a leaf
             root._accumulate(g)
@@ -378,6 +385,6 @@ def backward(root, gradient=None, retain_graph=False) -> None:
             while _callbacks.queue:  # a callback may queue another
                 _callbacks.queue.pop(0)()
     finally:
-        _mode.enabled = _mode.outer.pop()
+        _pop_mode()
         if outer:
             _callbacks.queue = None

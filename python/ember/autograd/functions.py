@@ -12,6 +12,7 @@ Class names end in ``Fn`` (``Conv2dFn``), so that they cannot be mistaken for th
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -399,10 +400,10 @@ class ClampFn(Function):
         ctx.bounds = (lo, hi)
         xp, y = _xp(a), a  # maximum and minimum: NaN propagates, as with clip
         if lo is not None:
-            y = xp.maximum(y, a.dtype.type(lo))
+            y = xp.maximum(y, xp.asarray(lo, a.dtype))
         if hi is not None:
-            y = xp.minimum(y, a.dtype.type(hi))
-        return y if y is not a else a.copy()
+            y = xp.minimum(y, xp.asarray(hi, a.dtype))
+        return (y if y is not a else a.copy()).astype(a.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
@@ -410,10 +411,10 @@ class ClampFn(Function):
         lo, hi = ctx.bounds
         keep = _xp(a).ones(a.shape, bool)
         if lo is not None:
-            keep &= a >= lo
+            keep = keep & (a >= lo)  # (bounds may broadcast a to a larger shape)
         if hi is not None:
-            keep &= a <= hi
-        return g * keep
+            keep = keep & (a <= hi)
+        return unbroadcast(g * keep, a.shape)
 
 
 def _extremum_backward(ctx, g, a_wins):
@@ -602,6 +603,8 @@ def _own_key(key):
     """An index as backward will use it, its arrays copied: a caller's later change to the
     index array must not move the gradient."""
     def own(k):
+        if isinstance(k, list):
+            return copy.deepcopy(k)
         return k.copy() if hasattr(k, "copy") and hasattr(k, "shape") else k
     return tuple(own(k) for k in key) if isinstance(key, tuple) else own(key)
 

@@ -112,6 +112,8 @@ class Layer(nn.Module):
         if not self.built:
             self.build(tuple(x.shape))
             object.__setattr__(self, "built", True)
+            for m in self.modules():  # what build made takes the layer's mode
+                object.__setattr__(m, "training", self.training)
         return self.compute(x)
 
     def forward(self, x):
@@ -267,6 +269,11 @@ class BatchNormalization(Layer):
             raise ValueError(f"BatchNormalization takes (batch, features) or images, got shape {shape}")
         cls = nn.BatchNorm2d if len(shape) == 4 else nn.BatchNorm1d
         self.bn = cls(shape[1], eps=self.epsilon, momentum=1.0 - self.momentum)
+        self._children_restored()
+
+    def _children_restored(self) -> None:
+        super()._children_restored()
+        self.bn.one_value_ok = True  # a batch of one sample trains, as in Keras
 
     def compute(self, x):
         return self.bn(x)

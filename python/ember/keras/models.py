@@ -113,6 +113,7 @@ class Sequential(nn.Module):
             i += 1
             name = f"{base}_{i}"
         before = self.input_shape
+        layer.train(self.training)  # a layer added to a model in evaluation mode evaluates too
         setattr(self, name, layer)
         if shape is not None and len(self._modules) == 1:
             object.__setattr__(self, "input_shape", shape)
@@ -142,6 +143,9 @@ class Sequential(nn.Module):
                     shapes.append(tuple(x.shape))
         finally:
             restore_modes()
+            for layer in self.layers:  # what the build made inside a layer takes the layer's own mode
+                for m in layer.modules():
+                    object.__setattr__(m, "training", layer.training)
         object.__setattr__(self, "_shapes", shapes)
         if self._pending is not None:
             self._finish_compile()

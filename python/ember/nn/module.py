@@ -273,15 +273,18 @@ class Module:
         parameters, then its buffers), as tensors sharing their storage. A tensor shared by
         two modules (tied weights) appears once, under its first name; ``load_state_dict``
         also takes it under the others, as PyTorch writes them."""
-        out = OrderedDict()
+        return OrderedDict((name, t.detach()) for name, t in self._named_state())
+
+    def _named_state(self):
+        """(name, tensor) of every parameter and buffer, each tensor once under its first name,
+        in PyTorch's order: what ``state_dict`` holds."""
         seen = set()
         for mname, m in self.named_modules():
             for store in (m._parameters, m._buffers):
                 for k, t in store.items():
                     if t is not None and id(t) not in seen:
                         seen.add(id(t))
-                        out[f"{mname}.{k}" if mname else k] = t.detach()
-        return out
+                        yield (f"{mname}.{k}" if mname else k), t
 
     def _aliases(self) -> dict:
         """The names a tied tensor has beyond its first: alias -> first name (what PyTorch's
@@ -328,7 +331,7 @@ class Module:
         unexpected)``, plan being the (tensor, array) pairs the load would copy, or raises
         ValueError naming every problem. Lets a loader check a whole file before changing
         anything."""
-        own = OrderedDict((k, t) for k, t in list(self.named_parameters()) + list(self.named_buffers()))
+        own = OrderedDict(self._named_state())
         aliases = self._aliases()
         state_dict = dict(state_dict)
         shapes, wrong, plan, arrays = [], [], [], {}

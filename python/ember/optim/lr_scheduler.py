@@ -5,8 +5,7 @@ A schedule alone on its optimizer sets the closed form. Several schedules on one
 (and ``ReduceLROnPlateau`` beside them) chain as PyTorch's do: each step multiplies the rate in
 force by the change of that schedule's own factor, so a warm-up ``LinearLR`` with an
 ``ExponentialLR`` decays from the warmed-up rate, and a plateau's reduction stays. ``OneCycleLR``
-sets the rate itself, so it is refused beside another schedule (its rates would silently undo
-the other's).
+sets the rate itself, as PyTorch's does.
 """
 
 from __future__ import annotations
@@ -15,24 +14,17 @@ import math
 import weakref
 
 
-def _attach(scheduler, exclusive: bool) -> None:
-    """Record ``scheduler`` on its optimizer, refusing a pairing whose rates would overwrite
-    each other. Schedules that were garbage-collected no longer count."""
-    optimizer = scheduler.optimizer
-    live = [s for s in (r() for r in getattr(optimizer, "_lr_schedulers", ())) if s is not None]
-    others = [s for s in live if s is not scheduler]
-    if others and (exclusive or any(getattr(s, "_exclusive", False) for s in others)):
-        lone = type(scheduler).__name__ if exclusive else next(type(s).__name__ for s in others if s._exclusive)
-        raise ValueError(f"{lone} cannot share an optimizer with another schedule ({type(others[0]).__name__} is "
-                         f"already attached to it): one would silently undo the other's rates; use one schedule, "
-                         "or chain the others (StepLR, ExponentialLR, LinearLR, ReduceLROnPlateau...)")
-    scheduler._exclusive = exclusive
-    optimizer._lr_schedulers = [weakref.ref(s) for s in others] + [weakref.ref(scheduler)]
+# optimizer -> the schedules attached to it (weakly: one no longer referenced drops out).
+_schedules = weakref.WeakKeyDictionary()
 
 
-def _chained(optimizer) -> list:
-    """The live schedules attached to ``optimizer``."""
-    return [s for s in (r() for r in getattr(optimizer, "_lr_schedulers", ())) if s is not None]
+def _attach(scheduler) -> None:
+    _schedules.setdefault(scheduler.optimizer, weakref.WeakSet()).add(scheduler)
+
+
+def _alone(scheduler) -> bool:
+    """Whether ``scheduler`` is the only live schedule of its optimizer."""
+    return all(s is scheduler for s in _schedules.get(scheduler.optimizer, ()))
 
 
 class _SchedulerState:
@@ -44,7 +36,7 @@ class _SchedulerState:
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_exclusive")}
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -61,7 +53,7 @@ class LRScheduler(_SchedulerState):
                 g.setdefault("initial_lr", g["lr"])
         self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
         self.last_epoch = last_epoch
-        _attach(self, exclusive=isinstance(self, OneCycleLR))
+        _attach(self)
         self.step()
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
@@ -70,7 +62,7 @@ class LRScheduler(_SchedulerState):
     def step(self) -> None:
         self.last_epoch += 1
         epoch = self.last_epoch
-        alone = all(s is self for s in _chained(self.optimizer))
+        alone = _alone(self)
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
             now = self.lr_at(base, epoch)
             before = self.lr_at(base, epoch - 1) if epoch > 0 else base
@@ -231,7 +223,7 @@ class ReduceLROnPlateau(_SchedulerState):
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = self.cooldown_counter = 0
         self.last_epoch = 0
-        _attach(self, exclusive=False)
+        _attach(self)
 
     def _better(self, a: float) -> bool:
         if self.mode == "min":
