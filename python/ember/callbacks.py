@@ -63,6 +63,7 @@ class CallbackList:
             if not isinstance(cb, Callback):
                 raise TypeError(f"fit: callbacks must be ember.callbacks.Callback objects, got {type(cb).__name__}")
         self.callbacks = [cb for cb in callbacks if main or not cb.main_process_only]
+        params = {**params, "main": main}  # whether this process may print (rank 0 of a distributed run)
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)
@@ -273,7 +274,7 @@ class LearningRateScheduler(Callback):
                              "a finite rate >= 0 is needed")
         for g in optimizer.param_groups:
             g["lr"] = float(lr)
-        if self.verbose:
+        if self.verbose and self.params.get("main", True):  # every rank sets the rate; rank 0 says so
             print(f"{what} {step + 1}: learning rate {lr:.6g}")
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -480,14 +480,23 @@ def _run(args) -> int:
         result = commands[args.command](args)
     except (OSError, ValueError, ImportError) as exc:  # OSError: a file or folder that cannot be read or written
         print(f"ember {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return _failed(2)
     except MemoryError as exc:  # sizes this machine cannot hold: a message, not a traceback
         print(f"ember {args.command}: out of memory{f' ({exc})' if str(exc) else ''}; try smaller sizes",
               file=sys.stderr)
-        return 2
+        return _failed(2)
     if isinstance(result, int):  # bench: 1 when a timed result was wrong
         return result
     return 130 if isinstance(result, dict) and result.get("interrupted") else 0
+
+
+def _failed(code: int) -> int:
+    """A failure that ends one rank of a distributed job ends them all: the others would wait for
+    it until their collectives time out."""
+    comm = sys.modules.get("ember.distributed.comm")
+    if comm is not None and comm.is_initialized() and comm.world().size > 1:
+        comm.world().abort(code)
+    return code
 
 
 if __name__ == "__main__":

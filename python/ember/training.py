@@ -400,7 +400,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                     if n:
                         out, loss = _output_and_loss(step_model if loss_fn is not MODEL_LOSS else model, loss_fn,
                                                      xb, yb)
-                        (loss if sync is None else loss * sync.loss_weight(step, n)).backward()
+                        (loss if sync is None else loss * sync.loss_weight(step, n, loss_fn)).backward()
                     else:  # this rank's share of a short last batch is empty
                         sync.ddp.sync_without_data()
                     if compiled.clipnorm is not None:

@@ -58,10 +58,14 @@ class FitSync:
         self.ddp.gradient_weight = 1.0  # see loss_weight
         self.global_sizes = self.train_loader.batch_sampler.global_batch_sizes()
 
-    def loss_weight(self, step: int, local: int) -> float:
-        """What this rank's mean loss of step ``step`` is multiplied by before its backward: its
-        share of the step's samples. (Weighing the loss, a number, instead of the gradients
-        spares the wrapper a pass over them; it then just sums.)"""
+    def loss_weight(self, step: int, local: int, loss_fn=None) -> float:
+        """What this rank's loss of step ``step`` is multiplied by before its backward: its share
+        of the step's samples for a mean (the default), 1 for a loss that sums its samples
+        (``reduction='sum'``), so that the ranks' gradients add up to the whole batch's. (Weighing
+        the loss, a number, instead of the gradients spares the wrapper a pass over them; it then
+        just sums.)"""
+        if getattr(loss_fn, "reduction", None) == "sum":
+            return 1.0
         return local / self.global_sizes[step]
 
     def any(self, flag: bool, what: str) -> bool:
