@@ -132,6 +132,54 @@ def scenario_loop(args, out: Path, w) -> None:
     (out / f"rank{w.rank}.json").write_text(json.dumps(results))
 
 
+def scenario_partial(args, out: Path, w) -> None:
+    """Parameters without gradients: an unused layer trained with AdamW (its .grad must stay
+    None, so AdamW's decay leaves it alone, as in one process), and a layer frozen for the first
+    step, then unfrozen (its gradients must be summed from then on). Each with the default
+    buckets and with buckets of one parameter each (whose flags take the separate all-reduce)."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(6, 5)
+            self.b = nn.Linear(5, 3)
+            self.unused = nn.Linear(6, 4)
+
+        def forward(self, x):
+            return self.b(nn.functional.relu(self.a(x)))
+
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((64, 6)).astype(np.float32), rng.integers(0, 3, 64)
+    weights, results = {}, {}
+    for case in ("unused", "unfreeze"):
+        for cap in (25.0, 1e-6):
+            name = f"{case}-{'one' if cap < 1 else 'many'}"
+            ember.manual_seed(21)
+            model = Net()
+            if case == "unfreeze":
+                for p in model.a.parameters():
+                    p.requires_grad_(False)
+            ddp = dist.DistributedDataParallel(model, bucket_cap_mb=cap)
+            optimizer = ember.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.1) if case == "unused" else \
+                ember.optim.Adam(model.parameters(), lr=0.05)
+            none = []
+            for step in range(4):
+                if case == "unfreeze" and step == 1:
+                    for p in model.a.parameters():
+                        p.requires_grad_(True)
+                optimizer.zero_grad()
+                lo = step * 16
+                xs, ys = x[lo:lo + 16][w.rank::w.size], y[lo:lo + 16][w.rank::w.size]
+                nn.CrossEntropyLoss()(ddp(ember.tensor(xs)), ember.tensor(ys)).backward()
+                none.append(sorted(k for k, p in model.named_parameters() if p.grad is None))
+                optimizer.step()
+                ddp.check_in_sync()
+            results[name] = none
+            weights.update({f"{name}.{k}": v._host() for k, v in model.state_dict().items()})
+    np.savez(out / f"rank{w.rank}.npz", **weights)
+    (out / f"rank{w.rank}.json").write_text(json.dumps(results))
+
+
 def scenario_fail(args, out: Path, w) -> None:
     """Rank 1 raises (``raise``) or stops answering (``stall``) in the middle of fit."""
 
@@ -150,7 +198,7 @@ def scenario_fail(args, out: Path, w) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=("fit", "loop", "raise", "stall"))
+    parser.add_argument("scenario", choices=("fit", "loop", "partial", "raise", "stall"))
     parser.add_argument("out")
     parser.add_argument("--optimizer", default="sgd")
     parser.add_argument("--samples", type=int, default=200)
@@ -162,7 +210,7 @@ def main() -> None:
     args = parser.parse_args()
     w = dist.init(timeout=args.timeout)
     out = Path(args.out)
-    {"fit": scenario_fit, "loop": scenario_loop, "raise": scenario_fail, "stall": scenario_fail}[args.scenario](
+    {"fit": scenario_fit, "loop": scenario_loop, "partial": scenario_partial, "raise": scenario_fail, "stall": scenario_fail}[args.scenario](
         args, out, w)
 
 

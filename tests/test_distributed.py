@@ -356,6 +356,31 @@ def test_hand_written_loop_with_accumulation_and_collectives(tmp_path):
 
 
 @needs_mpi
+def test_parameters_without_gradients_and_unfrozen_layers_train_as_in_one_process(tmp_path):
+    """An unused layer keeps .grad None on every rank (AdamW's decay then leaves it alone), and a
+    layer unfrozen after the first step gets its gradients summed: the weights agree with one
+    process's, bitwise across ranks, with buckets of several parameters and of one."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    worker(1, "partial", one)
+    worker(2, "partial", two)
+    (reference,), (ref_none,) = load(one, 1)
+    weights, nones = load(two, 2)
+    unused = ["unused.bias", "unused.weight"]
+    for name in ("unused-many", "unused-one"):
+        assert ref_none[name] == [unused] * 4
+    for name in ("unfreeze-many", "unfreeze-one"):
+        assert ref_none[name] == [["a.bias", "a.weight"] + unused] + [unused] * 3
+    assert nones[0] == nones[1] == ref_none
+    for k, v in reference.items():
+        assert np.array_equal(weights[0][k], weights[1][k]), k
+        np.testing.assert_allclose(weights[0][k], v, rtol=0, atol=1e-5 * np.abs(v).max(), err_msg=k)
+    frozen = reference["unused-many.unused.weight"]
+    assert np.array_equal(reference["unfreeze-many.unused.weight"], frozen)  # neither Adam nor AdamW moved it
+
+
+@needs_mpi
 @pytest.mark.parametrize("scenario", ["raise", "stall"])
 def test_a_failing_or_stuck_rank_ends_every_rank(tmp_path, scenario):
     start = time.monotonic()

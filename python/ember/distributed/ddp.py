@@ -12,6 +12,17 @@ as MPI requires. When the backward has finished, a callback waits for every buck
 each parameter's ``.grad`` a view of its bucket's summed buffer. Every rank thus applies the
 same bits to the same weights, so the replicas stay bitwise identical step after step.
 
+A parameter that got no gradient on any rank (an unused layer) keeps ``.grad`` None, as in one
+process, so an optimizer leaves it alone: a bucket of several parameters carries, after their
+gradients, one "had a gradient" flag per parameter, summed with them; the flags of the buckets of
+one parameter (summed in their own ``.grad``) go in one small extra all-reduce. A parameter with a
+gradient on some ranks only counts as zeros on the others.
+
+The buckets hold the parameters that require grad. Each synchronised forward and backward
+compares the ``requires_grad`` flags with those the buckets were built from, and rebuilds them if
+they changed (a layer unfrozen or frozen during training): every rank must make the same change
+before the same step (as ``fit``'s callbacks, which run on every rank, do).
+
 Buffers (BatchNorm's running statistics, which each rank's forward updates from its own share
 of the batch) are broadcast from rank 0 once the gradients are summed, so after every step all
 ranks hold rank 0's statistics and the replicas stay identical, buffers included.
@@ -41,13 +52,18 @@ _ALONE_BYTES = 2**20
 
 
 class _Bucket:
-    __slots__ = ("params", "slices", "flat", "device", "channel", "ready", "request", "done", "summed")
+    __slots__ = ("params", "slices", "flat", "device", "channel", "ready", "request", "done", "summed",
+                 "flags_at", "had")
 
     def __init__(self, params, dtype, device, channel):
         self.params, self.device, self.channel = params, device, channel
         offsets = np.cumsum([0] + [p._data.size for p in params])
         self.slices = [(int(lo), int(hi)) for lo, hi in zip(offsets[:-1], offsets[1:])]
-        self.flat = device.xp.zeros(int(offsets[-1]), dtype)
+        # Several parameters: one "had a gradient" flag each after the gradients. One: no room
+        # (it may be summed in its own .grad); its flag goes in _finish's small all-reduce.
+        self.flags_at = int(offsets[-1]) if len(params) > 1 else None
+        self.flat = device.xp.zeros(int(offsets[-1]) + (len(params) if len(params) > 1 else 0), dtype)
+        self.had = False  # a bucket of one parameter: this rank had its gradient
         self.ready = 0
         self.request = None  # the channel's handle while the sum runs
         self.done = False  # the channel said the sum is complete
@@ -100,12 +116,21 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_buckets", [])
         object.__setattr__(self, "_bucket_of", {})
         object.__setattr__(self, "_handles", [])
+        object.__setattr__(self, "_params", [])  # every parameter once, frozen ones included
+        object.__setattr__(self, "_flags", ())  # their requires_grad when the buckets were built
+        object.__setattr__(self, "_cap_bytes", float(bucket_cap_mb) * 2**20)
+        object.__setattr__(self, "_channels", {})  # kept across rebuilds: making one may be collective
         if w.size == 1:
             return
         self._check_same_structure(w)
         with no_grad():
             self._broadcast_tensors([p for p in module.parameters()] + [b for b in module.buffers() if b is not None])
-        self._build_buckets(float(bucket_cap_mb) * 2**20)
+        seen = set()
+        for p in module.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                self._params.append(p)
+        self._build_buckets(self._cap_bytes)
 
     # ------------------------------------------------------------ setup
     def _check_same_structure(self, w: World) -> None:
@@ -119,12 +144,9 @@ class DistributedDataParallel(Module):
                                        f"({diff}); every rank must build the same model")
 
     def _build_buckets(self, cap_bytes: float) -> None:
-        params, seen = [], set()
-        for p in self.module.parameters():
-            if p.requires_grad and id(p) not in seen:
-                seen.add(id(p))
-                params.append(p)
-        channels = {}
+        object.__setattr__(self, "_flags", tuple(p.requires_grad for p in self._params))
+        params = [p for p in self._params if p.requires_grad]
+        channels = self._channels
         current, size, key = [], 0, None
 
         def close():
@@ -151,6 +173,18 @@ class DistributedDataParallel(Module):
                 self._bucket_of[id(p)] = i
                 self._handles.append(p.register_post_accumulate_grad_hook(self._grad_ready))
 
+    def _refresh_buckets(self) -> None:
+        """Rebuild the buckets and hooks if a parameter was frozen or unfrozen since they were
+        built (every rank makes the same change at the same step, so all rebuild alike)."""
+        if tuple(p.requires_grad for p in self._params) == self._flags:
+            return
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        object.__setattr__(self, "_buckets", [])
+        object.__setattr__(self, "_bucket_of", {})
+        self._build_buckets(self._cap_bytes)
+
     def _broadcast_tensors(self, tensors) -> None:
         """Rank 0's values of ``tensors`` (on any device) on every rank, one message per dtype."""
         w = self._world
@@ -173,6 +207,8 @@ class DistributedDataParallel(Module):
 
     # ------------------------------------------------------------ the module's face
     def forward(self, *args, **kwargs):
+        if self._sync and self._params:
+            self._refresh_buckets()
         return self.module(*args, **kwargs)
 
     @property
@@ -203,6 +239,9 @@ class DistributedDataParallel(Module):
         if not self._sync:
             return
         if not self._armed:
+            # Flags changed after the forward: rebuild now. A parameter just unfrozen has no hook
+            # in this backward; _finish starts its bucket.
+            self._refresh_buckets()
             object.__setattr__(self, "_armed", True)
             engine.queue_callback(self._finish)
         self._buckets[self._bucket_of[id(param)]].ready += 1
@@ -228,6 +267,8 @@ class DistributedDataParallel(Module):
 
     def _launch(self, bucket: _Bucket, weight: float) -> None:
         on_host = bucket.device is backend.CPU
+        if bucket.flags_at is None:
+            bucket.had = weight != 0.0 and bucket.params[0].grad is not None
         if len(bucket.params) == 1 and weight != 0.0:  # a big parameter alone: sum its .grad where it is
             g = bucket.params[0].grad
             g = None if g is None else g._data
@@ -238,10 +279,14 @@ class DistributedDataParallel(Module):
                 self._start(bucket, g)
                 return
         flat = bucket.flat
-        for p, (lo, hi) in zip(bucket.params, bucket.slices):
+        if bucket.flags_at is not None:
+            flat[bucket.flags_at:] = 0.0 if weight == 0.0 else 1.0
+        for i, (p, (lo, hi)) in enumerate(zip(bucket.params, bucket.slices)):
             g = None if p.grad is None or weight == 0.0 else p.grad._data.reshape(-1)
             if g is None:
                 flat[lo:hi] = 0
+                if bucket.flags_at is not None:
+                    flat[bucket.flags_at + i] = 0.0
             elif weight == 1.0:
                 flat[lo:hi] = g
             elif on_host:
@@ -262,12 +307,29 @@ class DistributedDataParallel(Module):
             while self._next < len(self._buckets):  # parameters this backward did not reach
                 self._launch(self._buckets[self._next], self.gradient_weight)
                 object.__setattr__(self, "_next", self._next + 1)
+            w = self._world
+            alone = [b for b in self._buckets if b.flags_at is None]
+            if alone:  # how many ranks had the gradient of each parameter alone in its bucket
+                had = np.array([b.had for b in alone], np.float64)
+                had_request = w.comm.Iallreduce(w.mpi.IN_PLACE, had, op=w.mpi.SUM)
             for bucket in self._buckets:
                 bucket.channel.finish(bucket.summed, bucket.request)
                 if bucket.summed is bucket.flat:
+                    nobody = ()
+                    if bucket.flags_at is not None:
+                        flags = bucket.flat[bucket.flags_at:]
+                        flags = flags if bucket.device is backend.CPU else bucket.device.to_host(flags)
+                        nobody = np.flatnonzero(np.asarray(flags) == 0)
                     for p, (lo, hi) in zip(bucket.params, bucket.slices):
                         p.grad = Tensor._wrap(bucket.flat[lo:hi].reshape(p.shape).astype(p._data.dtype, copy=False))
+                    for i in nobody:  # no rank had a gradient: None, as in one process
+                        bucket.params[i].grad = None
                 bucket.ready, bucket.request, bucket.summed = 0, None, None
+            if alone:
+                w.wait(had_request, "DistributedDataParallel: gradient all-reduce")
+                for bucket, n in zip(alone, had):
+                    if n == 0:
+                        bucket.params[0].grad = None
             buffers = [b for b in self.module.buffers() if b is not None] if self.broadcast_buffers else []
             if buffers:
                 with no_grad():
@@ -285,6 +347,7 @@ class DistributedDataParallel(Module):
         ranks' sum completes, and receive its result as the gradients."""
         if self._world.size == 1:
             return
+        self._refresh_buckets()
         start = time.perf_counter()
         for bucket in self._buckets:
             self._launch(bucket, 0.0)
@@ -300,6 +363,8 @@ class DistributedDataParallel(Module):
         self._handles.clear()
         object.__setattr__(self, "_buckets", [])
         object.__setattr__(self, "_bucket_of", {})
+        object.__setattr__(self, "_params", [])  # and no rebuild
+        object.__setattr__(self, "_flags", ())
 
     # ------------------------------------------------------------ checks
     def check_in_sync(self) -> None:
