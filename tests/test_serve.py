@@ -328,7 +328,9 @@ def _onnx_matmul(path, batch, reshape_to=None):
     nodes.append(helper.make_node("MatMul", [x, "w"], ["y"]))
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = min(proto.ir_version, 8)  # what every ONNX Runtime this project runs with reads
+    onnx.save(proto, path)
     return path
 
 
