@@ -239,7 +239,7 @@ def case_pool():
     dy = cp.random.standard_normal(y.shape, dtype=cp.float32)
     K.max_pool2d_fwd(x, y, idx, 2, 2, 2, 2, 0, 0, 1, 1)
     K.max_pool2d_bwd(dy, idx, dx)
-    ref_ms = ref_f = ref_b = None
+    ref_ms = ref_f = None
     if torch is not None:
         tx = torch.from_dlpack(x).detach().requires_grad_(True)
         ty, ti = F.max_pool2d(tx, 2, 2, return_indices=True)

@@ -15,7 +15,7 @@ import ember
 import ember.keras as keras
 from ember import checkpoint, cli, nn, quant
 from ember.callbacks import ModelCheckpoint
-from ember.tensor import allocation_limit
+from ember.factories import allocation_limit
 
 rng = np.random.default_rng(0)
 

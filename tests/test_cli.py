@@ -7,7 +7,6 @@ import io
 import re
 import sys
 
-import numpy as np
 import pytest
 
 import ember

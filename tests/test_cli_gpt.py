@@ -5,7 +5,6 @@ resumes, generates reproducibly (quantized too), and every bad input is a one-li
 import math
 import re
 
-import numpy as np
 import pytest
 
 import ember

@@ -62,7 +62,8 @@ def test_only_the_backend_names_the_kernel_modules_and_cupy():
 
 def test_the_layers_above_the_doors_do_not_compute_with_numpy():
     # Differentiable ops and layers compute in their inputs' array namespace (NumPy, CuPy...).
-    for name in ("ember.autograd.functions", "ember.autograd.function", "ember.autograd.engine",
+    for name in ("ember.autograd.functions", "ember.autograd.shape_functions", "ember.autograd.nn_functions",
+                 "ember.autograd.function", "ember.autograd.engine",
                  "ember.nn.functional", "ember.nn.layers", "ember.nn.init", "ember.nn.utils"):
         imported = _imports(name, MODULES[name])
         assert "numpy" not in imported, f"{name} imports NumPy"

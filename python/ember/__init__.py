@@ -25,11 +25,9 @@ from ._runtime import (
     set_num_threads,
 )
 from .autograd import enable_grad, inference_mode, no_grad
-from .tensor import (
+from .factories import (
     Generator,
-    Tensor,
     arange,
-    cat,
     default_generator,
     empty,
     empty_like,
@@ -41,9 +39,6 @@ from .tensor import (
     get_default_device,
     linspace,
     manual_seed,
-    matmul,
-    maximum,
-    minimum,
     ones,
     ones_like,
     rand,
@@ -52,12 +47,11 @@ from .tensor import (
     randn,
     randn_like,
     set_default_device,
-    stack,
     tensor,
-    where,
     zeros,
     zeros_like,
 )
+from .tensor import Tensor, cat, matmul, maximum, minimum, stack, where
 
 __version__ = backend.CPU.kernels.__version__
 

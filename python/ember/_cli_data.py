@@ -94,7 +94,7 @@ def _legacy_model(path, config, nbytes):
     architecture: built from the config's model name and sizes, allocating no more than the
     file backs, then loaded."""
     from . import checkpoint, models, quant
-    from .tensor import allocation_limit
+    from .factories import allocation_limit
 
     q = config.get("quant")
     if q is not None and (not isinstance(q, dict) or set(q) - {"bits", "group_size"}):

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .autograd import no_grad
-from .tensor import Tensor, tensor
+from .tensor import Tensor
+from .factories import tensor
 
 
 @dataclass

@@ -29,7 +29,7 @@ from . import backend, precision
 from .kernels._common import bfloat16
 from .kernels.gemm import convert_bf16
 from .nn import Module, architecture
-from .tensor import default_generator
+from .factories import default_generator
 
 FORMAT = "ember-checkpoint-1"
 _MODEL = "model."

@@ -20,7 +20,8 @@ import numpy as np
 from . import backend, nn
 from .autograd.engine import no_grad
 from .nn import functional as F
-from .tensor import Tensor, cat, default_generator
+from .tensor import Tensor, cat
+from .factories import default_generator
 
 
 class CharTokenizer:

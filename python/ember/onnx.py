@@ -313,7 +313,8 @@ def export(model, example_input, path, *, opset: int = DEFAULT_OPSET, dynamic_ba
     from . import nn
     from .autograd import no_grad
     from .checkpoint import atomic_write
-    from .tensor import Tensor, tensor
+    from .tensor import Tensor
+    from .factories import tensor
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"export: model must be an ember.nn.Module, got {type(model).__name__}")

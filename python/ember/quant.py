@@ -38,7 +38,8 @@ from . import _C, _check, _quant_codebook, backend, checkpoint, nn
 from ._quant_report import QuantReport, _paired_seconds, _score
 from .kernels import qmatmul as qmatmul_kernels
 from .autograd import Function, no_grad
-from .tensor import Tensor, full, ones, zeros
+from .tensor import Tensor
+from .factories import full, ones, zeros
 
 BLOCK = 16  # output channels per packed block
 # The packed layout's name, recorded in checkpoints: a future layout must not read old files as its own.

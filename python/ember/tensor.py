@@ -2,15 +2,13 @@
 
 A Tensor's storage is an array of its device -- a NumPy array on the CPU (``Tensor.numpy()``
 and ``__array__`` share it, without copies), a CuPy array on CUDA -- and ``Tensor.device`` is
-read from it. Differentiable ops are the Functions of ``autograd.functions``; the Tensor methods
+read from it. Differentiable ops are the Functions of ``autograd``; the Tensor methods
 and operators below call them. Moving between devices is explicit (``to``, ``cpu``, ``cuda``)
 and differentiable; an op whose tensors live on two devices is an error naming both.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import threading
 from typing import NamedTuple
@@ -20,6 +18,8 @@ import numpy as np
 from . import _check, backend
 from .autograd import engine
 from .autograd import functions as fns
+from .autograd import nn_functions as nn_fns
+from .autograd import shape_functions as shape_fns
 from .autograd.function import Function, Variable
 from .kernels import gemm as gemm_kernels
 
@@ -384,7 +384,7 @@ class Tensor(Variable):
         return fns.AbsFn.apply(self)
 
     def relu(self):
-        return fns.ReLUFn.apply(self)
+        return nn_fns.ReLUFn.apply(self)
 
     def sum(self, dim=None, keepdim=False):
         return fns.SumFn.apply(self, dim=dim, keepdim=keepdim)
@@ -394,12 +394,12 @@ class Tensor(Variable):
 
     def reshape(self, *shape):
         shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        return fns.ReshapeFn.apply(self, shape=shape)
+        return shape_fns.ReshapeFn.apply(self, shape=shape)
 
     view = reshape
 
     def transpose(self, dim0, dim1):
-        return fns.TransposeFn.apply(self, dim0=dim0, dim1=dim1)
+        return shape_fns.TransposeFn.apply(self, dim0=dim0, dim1=dim1)
 
     def matmul(self, other):
         return self @ other
@@ -487,7 +487,7 @@ class Tensor(Variable):
                              "element")
         xp = backend.namespace(data)
         index = (xp.argmax if largest else xp.argmin)(data, axis=d, keepdims=True)
-        values = fns.TakeAlongDimFn.apply(self, index, dim=d, keepdim=keepdim)
+        values = shape_fns.TakeAlongDimFn.apply(self, index, dim=d, keepdim=keepdim)
         # a copy: backward reads the saved index, which a change to the returned one must not move
         index = index.reshape(values.shape) if self.ndim == 0 or not keepdim else index
         return ValuesIndices(values, Tensor._wrap(index.copy()))
@@ -545,7 +545,7 @@ class Tensor(Variable):
         index = [self._dim(d, "permute") for d in dims]
         if sorted(index) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dimensions")
-        return fns.PermuteFn.apply(self, dims=tuple(index))
+        return shape_fns.PermuteFn.apply(self, dims=tuple(index))
 
     def squeeze(self, dim=None):
         if dim is None:
@@ -561,7 +561,7 @@ class Tensor(Variable):
 
     def expand(self, *shape):
         shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        return fns.ExpandFn.apply(self, shape=shape)
+        return shape_fns.ExpandFn.apply(self, shape=shape)
 
     def split(self, split_size, dim=0):
         """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or of the sizes in a
@@ -582,7 +582,7 @@ class Tensor(Variable):
                 raise TypeError(f"split: split_size must be an int or a list of ints, got {split_size!r}") from None
             if sum(sizes) != n:
                 raise ValueError(f"split: sizes {sizes} do not add up to dim {dim}'s {n}")
-        return fns.SplitFn.apply(self, sizes=sizes, dim=d)
+        return shape_fns.SplitFn.apply(self, sizes=sizes, dim=d)
 
     def chunk(self, chunks, dim=0):
         """At most ``chunks`` pieces of equal size along ``dim`` (the last may be smaller)."""
@@ -593,16 +593,16 @@ class Tensor(Variable):
         return self.split(max(-(-n // chunks), 1) if n else 0, dim)
 
     def sigmoid(self):
-        return fns.SigmoidFn.apply(self)
+        return nn_fns.SigmoidFn.apply(self)
 
     def tanh(self):
-        return fns.TanhFn.apply(self)
+        return nn_fns.TanhFn.apply(self)
 
     def softmax(self, dim):
-        return fns.SoftmaxFn.apply(self, dim=self._dim(dim, "softmax"))
+        return nn_fns.SoftmaxFn.apply(self, dim=self._dim(dim, "softmax"))
 
     def log_softmax(self, dim):
-        return fns.LogSoftmaxFn.apply(self, dim=self._dim(dim, "log_softmax"))
+        return nn_fns.LogSoftmaxFn.apply(self, dim=self._dim(dim, "log_softmax"))
 
     def _key(self, key):
         """An index with its tensors and arrays on this tensor's device."""
@@ -615,7 +615,7 @@ class Tensor(Variable):
         return tuple(one(k) for k in key) if isinstance(key, tuple) else one(key)
 
     def __getitem__(self, key):
-        return fns.IndexFn.apply(self, key=self._key(key))
+        return shape_fns.IndexFn.apply(self, key=self._key(key))
 
     def __setitem__(self, key, value):
         self._check_inplace(value)
@@ -710,58 +710,7 @@ def _operands(a, b) -> tuple:
     return a, b
 
 
-# -------------------------------------------------------------------- creation
-
-
-_default_device = ["cpu"]
-
-
-def set_default_device(device) -> None:
-    """The device ``tensor()``, the factories (``zeros``, ``randn``...) and so the layers'
-    parameters use when no ``device=`` is given (``'cpu'`` at start)."""
-    _default_device[0] = backend.get(device).name
-
-
-def get_default_device() -> str:
-    return _default_device[0]
-
-
-def _device(device) -> backend.Device:
-    return backend.get(_default_device[0] if device is None else device)
-
-
-def tensor(data, dtype=None, requires_grad=False, device=None) -> Tensor:
-    """A new tensor holding a copy of ``data`` (Python floats default to float32), on
-    ``device`` (default: where an array of another device is, else the default device)."""
-    source = _storage(data)
-    if device is None and type(source) is not np.ndarray and backend.is_array(source):
-        dev = backend.device_of(source)
-    else:
-        dev = _device(device)
-    arr = dev.asarray(source if dtype is None else source.astype(dtype))
-    if arr is source or arr is getattr(data, "_data", None):
-        arr = arr.copy()
-    if dtype is None and arr.dtype == np.float64 and not backend.is_array(data) and not isinstance(data, Variable):
-        arr = arr.astype(np.float32)
-    return Tensor(arr, requires_grad=requires_grad)
-
-
-def from_numpy(array: np.ndarray) -> Tensor:
-    """A tensor sharing ``array``'s memory (no copy)."""
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"from_numpy needs a numpy.ndarray, got {type(array).__name__}")
-    return Tensor(array)
-
-
-def from_dlpack(obj) -> Tensor:
-    """A tensor sharing the memory of any DLPack producer (NumPy, CuPy, PyTorch, JAX...), on the
-    producer's device: no copy."""
-    kind = obj.__dlpack_device__()[0] if hasattr(obj, "__dlpack_device__") else 1
-    if kind == 1:  # DLPack's kDLCPU
-        return Tensor(np.from_dlpack(obj))
-    if kind in (2, 13):  # kDLCUDA, kDLCUDAManaged
-        return Tensor(backend.get("cuda").xp.from_dlpack(obj))
-    raise BufferError(f"from_dlpack: DLPack device type {kind} is neither the CPU (1) nor CUDA (2)")
+# -------------------------------------------------------------------- functions of tensors
 
 
 def maximum(a, b) -> Tensor:
@@ -815,184 +764,9 @@ def _joined(tensors, dim, what, extra) -> tuple:
 
 def cat(tensors, dim=0) -> Tensor:
     tensors, d = _joined(tensors, dim, "cat", 0)
-    return fns.CatFn.apply(d, *tensors)
+    return shape_fns.CatFn.apply(d, *tensors)
 
 
 def stack(tensors, dim=0) -> Tensor:
     tensors, d = _joined(tensors, dim, "stack", 1)
-    return fns.StackFn.apply(d, *tensors)
-
-
-# -------------------------------------------------------------------- random numbers and factories
-
-
-class Generator:
-    """A seeded random source for ``rand``/``randn``/``randint``/dropout (NumPy's PCG64)."""
-
-    def __init__(self, seed=None):
-        self.manual_seed(seed)
-
-    def manual_seed(self, seed):
-        self._rng = np.random.default_rng(seed)
-        return self
-
-    @property
-    def numpy(self) -> np.random.Generator:
-        return self._rng
-
-
-_default_generator = Generator()
-
-
-def manual_seed(seed) -> Generator:
-    """Seed the default generator (used when no ``generator=`` is given)."""
-    return _default_generator.manual_seed(seed)
-
-
-def default_generator() -> Generator:
-    return _default_generator
-
-
-def _shape(size):
-    return tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else tuple(size)
-
-
-def _dtype(dtype, default=np.float32):
-    return np.dtype(default if dtype is None else dtype)
-
-
-_allocation_limit = contextvars.ContextVar("ember_allocation_limit", default=None)
-
-
-@contextlib.contextmanager
-def allocation_limit(nbytes: int, what: str):
-    """Within the block, the tensor factories (``empty``, ``zeros``, ``ones``, ``full``,
-    ``rand``, ``randn``) refuse, with a ValueError naming ``what``, to allocate more than
-    ``nbytes`` in all: a model rebuilt from a description in a file cannot allocate more than
-    the file backs. Yields a list whose one item is the bytes allocated so far."""
-    used = [0]
-    token = _allocation_limit.set((nbytes, what, used))
-    try:
-        yield used
-    finally:
-        _allocation_limit.reset(token)
-
-
-def _charge(shape, dtype) -> None:
-    """Count an allocation against the limit in force (if any), before it is made."""
-    limit = _allocation_limit.get()
-    if limit is None:
-        return
-    nbytes, what, used = limit
-    size = math.prod(shape) * np.dtype(dtype).itemsize
-    if used[0] + size > nbytes:
-        raise ValueError(f"{what} asks for more memory than it may use: a tensor of shape {tuple(shape)} "
-                         f"({size / 2**20:.1f} MiB) with {(nbytes - used[0]) / 2**20:.1f} MiB left of the "
-                         f"{nbytes / 2**20:.1f} MiB allowed")
-    used[0] += size
-
-
-def _make(fill, size, dtype, device, requires_grad) -> Tensor:
-    """A tensor made on ``device`` by its namespace's ``fill`` (zeros, ones, empty...)."""
-    dev = _device(device)
-    shape, dtype = _shape(size), _dtype(dtype)
-    _charge(shape, dtype)
-    return Tensor(getattr(dev.xp, fill)(shape, dtype), requires_grad=requires_grad)
-
-
-def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _make("zeros", size, dtype, device, requires_grad)
-
-
-def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _make("ones", size, dtype, device, requires_grad)
-
-
-def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _make("empty", size, dtype, device, requires_grad)
-
-
-def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """A tensor of ``size`` filled with ``fill_value``; without ``dtype`` its dtype is the value's,
-    as in PyTorch: bool for a bool, int64 for an int, float32 for a float."""
-    if dtype is None:
-        kind = np.asarray(fill_value).dtype.kind
-        dtype = np.bool_ if kind == "b" else np.int64 if kind in "iu" else None
-    xp = _device(device).xp
-    _charge(_shape((size,)), _dtype(dtype))
-    return Tensor(xp.full(_shape((size,)), fill_value, _dtype(dtype)), requires_grad=requires_grad)
-
-
-def arange(start, end=None, step=1, dtype=None, device=None) -> Tensor:
-    if end is None:
-        start, end = 0, start
-    ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
-    xp = _device(device).xp
-    return Tensor(xp.arange(start, end, step, dtype=_dtype(dtype, np.int64 if ints else np.float32)))
-
-
-def linspace(start, end, steps, dtype=None, device=None) -> Tensor:
-    return Tensor(_device(device).xp.linspace(start, end, steps, dtype=_dtype(dtype)))
-
-
-def eye(n, m=None, dtype=None, device=None) -> Tensor:
-    return Tensor(_device(device).xp.eye(n, m, dtype=_dtype(dtype)))
-
-
-# Random numbers come from the host generator and are copied to the device, so a seed gives the
-# same numbers on every device.
-
-
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    _charge(_shape(size), np.float64)  # drawn in float64, then cast
-    g = (generator or _default_generator).numpy
-    return Tensor(g.random(_shape(size), dtype=np.float64).astype(_dtype(dtype)), requires_grad=requires_grad,
-                  device=_device(device))
-
-
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    _charge(_shape(size), np.float64)  # drawn in float64, then cast
-    g = (generator or _default_generator).numpy
-    return Tensor(g.standard_normal(_shape(size)).astype(_dtype(dtype)), requires_grad=requires_grad,
-                  device=_device(device))
-
-
-def randint(low, high=None, size=(), generator=None, dtype=None, device=None) -> Tensor:
-    if high is None:
-        low, high = 0, low
-    g = (generator or _default_generator).numpy
-    return Tensor(g.integers(low, high, _shape((size,)), dtype=_dtype(dtype, np.int64)), device=_device(device))
-
-
-def _like(t: Tensor, dtype, device):
-    return (dtype or t.dtype), (device or t.device)
-
-
-def zeros_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
-    dtype, device = _like(t, dtype, device)
-    return zeros(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
-
-
-def ones_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
-    dtype, device = _like(t, dtype, device)
-    return ones(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
-
-
-def full_like(t: Tensor, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
-    dtype, device = _like(t, dtype, device)
-    return full(t.shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
-
-
-def empty_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
-    dtype, device = _like(t, dtype, device)
-    return empty(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
-
-
-def rand_like(t: Tensor, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    dtype, device = _like(t, dtype, device)
-    return rand(t.shape, generator=generator, dtype=dtype, device=device, requires_grad=requires_grad)
-
-
-def randn_like(t: Tensor, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    dtype, device = _like(t, dtype, device)
-    return randn(t.shape, generator=generator, dtype=dtype, device=device, requires_grad=requires_grad)
+    return shape_fns.StackFn.apply(d, *tensors)

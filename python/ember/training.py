@@ -26,7 +26,8 @@ from . import precision as _precision
 from .autograd import no_grad
 from .callbacks import Callback, CallbackList, History, ProgressLogger
 from .losses import KERAS_LOSSES
-from .tensor import Tensor, default_generator
+from .tensor import Tensor
+from .factories import default_generator
 
 _OPTIMIZERS = {"adam": ("Adam", 1e-3), "adamw": ("AdamW", 1e-3), "sgd": ("SGD", 1e-2), "rmsprop": ("RMSprop", 1e-3)}
 _LOSSES = {"cross_entropy": "CrossEntropyLoss", "mse": "MSELoss", "mean_squared_error": "MSELoss",

@@ -4,7 +4,7 @@ float64, sizes around the vector width, unaligned views (the scalar path), in pl
 import numpy as np
 import pytest
 
-from cuda_helpers import CUDA_MARKS, K, assert_equal, cp, dev, host, poisoned, sync
+from cuda_helpers import CUDA_MARKS, K, assert_equal, dev, host, poisoned, sync
 
 pytestmark = CUDA_MARKS
 

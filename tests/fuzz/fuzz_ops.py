@@ -40,7 +40,7 @@ from ember.kernels import eltwise as kelt
 from ember.kernels import gemm as kgemm
 from ember.kernels import optim_step as kopt
 from ember.kernels import pool2d as kpool
-from fuzz_harness import Arr, Case, arrays_of, build, byte_mask, canonical, flat_arrays
+from fuzz_harness import Case, arrays_of, build, byte_mask, canonical, flat_arrays
 
 U32 = 2.0**-24
 ALLOWED = (ValueError, TypeError, OverflowError, MemoryError)

@@ -255,7 +255,7 @@ def _layer_profile(model, policy, x, train, sync, steps):
 
 def _accuracy(model, policy, x, y, device, batch=256):
     from ..autograd import no_grad
-    from ..tensor import tensor
+    from ..factories import tensor
 
     correct = 0
     with no_grad(), policy():
@@ -290,7 +290,8 @@ def profile(model, example_input, *, variants=VARIANTS, batch_sizes=(1, 8, 32, 1
 
     from .. import backend, nn, quant
     from ..autograd import no_grad
-    from ..tensor import Tensor, tensor
+    from ..tensor import Tensor
+    from ..factories import tensor
     from . import machine
 
     if not isinstance(model, nn.Module):

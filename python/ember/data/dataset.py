@@ -13,7 +13,8 @@ import operator
 
 import numpy as np
 
-from ..tensor import Tensor, default_generator
+from ..tensor import Tensor
+from ..factories import default_generator
 
 
 def nonnegative_int(value, name: str) -> int:

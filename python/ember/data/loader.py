@@ -17,7 +17,8 @@ import threading
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor, from_numpy
+from ..tensor import Tensor
+from ..factories import from_numpy
 from .dataset import fetch_batch, nonnegative_int, resolve_seed
 
 _QUEUE_DEPTH = 2

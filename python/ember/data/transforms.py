@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from ..tensor import Generator, default_generator
+from ..factories import Generator, default_generator
 
 
 def _generator(rng) -> np.random.Generator:

@@ -21,7 +21,8 @@ from .. import nn, training
 from ..autograd import no_grad
 from ..checkpoint import load_model  # keras.models.load_model: any Ember checkpoint's model, rebuilt
 from ..losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
-from ..tensor import Tensor, zeros
+from ..tensor import Tensor
+from ..factories import zeros
 from . import optimizers
 from .layers import Input, Layer
 

@@ -23,7 +23,7 @@ import json
 
 import numpy as np
 
-from ..tensor import allocation_limit
+from ..factories import allocation_limit
 from .module import Module
 
 _REGISTRY: dict = {}  # name -> class

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 from .. import backend, precision
-from ..autograd import functions as fns, is_grad_enabled
+from ..autograd import is_grad_enabled
+from ..autograd import nn_functions as fns
 from ..autograd.fused import LinearCrossEntropyFn, ScaledDotProductAttentionFn, SelfAttentionFn
 from ..kernels.attention import additive_mask, has_qkv_kernels
 from ..kernels.cross_entropy import _targets as _ce_targets
-from ..tensor import Tensor, default_generator
+from ..tensor import Tensor
+from ..factories import default_generator
 
 __all__ = [
     "adaptive_avg_pool2d",

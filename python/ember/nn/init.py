@@ -7,7 +7,8 @@ import math
 
 from .. import backend
 from ..autograd import no_grad
-from ..tensor import Tensor, default_generator
+from ..tensor import Tensor
+from ..factories import default_generator
 
 
 def _fans(t: Tensor) -> tuple[int, int]:

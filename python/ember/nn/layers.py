@@ -8,7 +8,8 @@ from collections import OrderedDict
 from .. import _check, backend
 from ..autograd.fused import LayerNormFn
 from ..kernels._geometry import pair
-from ..tensor import Tensor, empty, ones, zeros
+from ..tensor import Tensor
+from ..factories import empty, ones, zeros
 from . import functional as F
 from . import init
 from .module import Module, Parameter

@@ -9,7 +9,8 @@ import numpy as np
 
 from .. import backend
 from ..autograd.fused import RMSNormFn
-from ..tensor import Tensor, empty, ones, zeros
+from ..tensor import Tensor
+from ..factories import empty, ones, zeros
 from . import functional as F
 from . import init
 from .layers import Dropout, LayerNorm, Linear

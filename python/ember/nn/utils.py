@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from ..tensor import Tensor, tensor, zeros
+from ..tensor import Tensor
+from ..factories import tensor, zeros
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Tensor:

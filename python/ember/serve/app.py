@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..nn.functional import softmax
-from ..tensor import tensor
+from ..factories import tensor
 from . import model as served
 from .batcher import Batcher
 
