@@ -327,3 +327,15 @@ def test_returned_indices_and_list_keys_do_not_move_gradients_and_clamp_takes_te
         t = torch.tensor([[1.0, 5.0]], requires_grad=True)
         t.clamp(max=torch.tensor([[2.0], [4.0]])).sum().backward()
         np.testing.assert_array_equal(a.grad.numpy(), t.grad.numpy())
+
+
+def test_a_uint8_tensor_index_is_refused_as_ambiguous():
+    x = ember.tensor([10.0, 20.0, 30.0])
+    flags = ember.tensor(np.array([1, 0, 1], np.uint8))
+    for key in (flags, (flags,)):
+        with pytest.raises(IndexError, match=r"ambiguous.*\.bool\(\).*\.long\(\)"):
+            x[key]
+        with pytest.raises(IndexError, match="ambiguous"):
+            x[key] = 0.0
+    assert x[flags.bool()].tolist() == [10.0, 30.0] and x[flags.long()].tolist() == [20.0, 10.0, 20.0]
+    assert x.tolist() == [10.0, 20.0, 30.0]

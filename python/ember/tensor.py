@@ -609,6 +609,9 @@ class Tensor(Variable):
         dev = backend.device_of(self._data)
 
         def one(k):
+            if isinstance(k, Tensor) and k.dtype == np.uint8:
+                raise IndexError("a uint8 tensor is an ambiguous index (PyTorch once read it as a mask, NumPy "
+                                 "reads it as positions): index with .bool() for a mask or .long() for positions")
             k = _raw(k)
             return dev.asarray(k) if type(k) is np.ndarray or backend.is_array(k) else k
 
