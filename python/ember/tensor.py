@@ -267,6 +267,9 @@ class Tensor(Variable):
                         getattr(g.flags, "writeable", True)):
                     g = g.astype(self.dtype, copy=True)
                 self.grad = Tensor._wrap(g)
+            elif getattr(self.grad._data.flags, "writeable", True):  # in place, as PyTorch: a reference
+                self.grad._data += g.astype(self.dtype, copy=False)  # to .grad sees the sum
+                self.grad._bump()
             else:
                 self.grad = Tensor._wrap(self.grad._data + g.astype(self.dtype, copy=False))
 

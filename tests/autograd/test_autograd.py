@@ -135,8 +135,19 @@ def test_gradcheck_catches_a_wrong_backward(device):
 def test_gradients_accumulate_in_leaves(device):
     x = ember.tensor([1.0, 2.0, 3.0], requires_grad=True)
     (x * x).sum().backward()
+    first = x.grad
     (x * 3).sum().backward()
     np.testing.assert_allclose(x.grad.cpu().numpy(), 2 * np.array([1, 2, 3]) + 3)
+    # In place, as PyTorch: a reference taken to .grad (an optimizer's, a bucket's) sees the sum.
+    assert x.grad is first
+    # A gradient the user set on read-only memory is replaced, never written.
+    frozen = np.full(3, 10.0, np.float32)
+    frozen.flags.writeable = False
+    z = ember.tensor([1.0, 1.0, 1.0], requires_grad=True, device="cpu")
+    z.grad = ember.from_numpy(frozen)
+    (z * 2).sum().backward()
+    np.testing.assert_array_equal(z.grad.numpy(), [12.0, 12.0, 12.0])
+    np.testing.assert_array_equal(frozen, [10.0, 10.0, 10.0])
     # A tensor used twice gets both contributions.
     y = ember.tensor([2.0], requires_grad=True)
     (y * y + y).sum().backward()
