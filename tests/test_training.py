@@ -3,6 +3,7 @@ and the ``ember train`` / ``ember evaluate`` commands."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -289,6 +290,62 @@ def test_a_resume_whose_record_is_damaged_changes_nothing(tmp_path):
             fresh.fit(x, y, epochs=3, resume_from=tmp_path / "run.safetensors", **kwargs)
         for k, v in fresh.state_dict().items():
             np.testing.assert_array_equal(v.cpu().numpy(), before[k], err_msg=k)
+
+
+def _scheduled_run(path, epochs, resume=False):
+    """An MLP under a step schedule, a plateau schedule (stepped on a scripted val_loss) and early
+    stopping, checkpointed every epoch -- with the checkpoint listed first, before the callbacks
+    whose state it must hold."""
+    from ember.optim import lr_scheduler
+
+    x, y = blobs()
+    ember.manual_seed(3)
+    model = mlp(dropout=0.2)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model.compile(optimizer=opt)
+    plateau = lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5)
+    scripted = Scripted([1.0, 0.5, 0.6, 0.7, 0.4, 0.45])
+    stop = EarlyStopping(patience=3)
+    callbacks = [ModelCheckpoint(path), scripted, LearningRateScheduler(lr_scheduler.StepLR(opt, 1, 0.8)),
+                 LearningRateScheduler(plateau), stop]
+    history = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=callbacks, seed=5,
+                        resume_from=path if resume else None)
+    return model, history, plateau, stop
+
+
+def test_a_resume_continues_the_schedules_and_early_stopping(tmp_path):
+    """Schedulers set by epoch, a ReduceLROnPlateau's counts and EarlyStopping's wait continue
+    where the checkpoint was written: the resumed run's rates and weights are the uninterrupted
+    run's."""
+    straight, h6, plateau6, stop6 = _scheduled_run(tmp_path / "a.safetensors", 6)
+    _scheduled_run(tmp_path / "b.safetensors", 3)
+    resumed, h3, plateau3, stop3 = _scheduled_run(tmp_path / "b.safetensors", 6, resume=True)
+    assert h3.history["lr"] == h6.history["lr"]
+    assert h6.history["lr"][1] == pytest.approx(0.1 * 0.8) and len(set(h6.history["lr"])) == 6
+    for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        np.testing.assert_array_equal(a.cpu().numpy(), b.cpu().numpy(), err_msg=k)
+    assert plateau3.state_dict() == plateau6.state_dict()
+    assert (stop3.wait, stop3.best, stop3.best_epoch) == (stop6.wait, stop6.best, stop6.best_epoch) == (1, 0.4, 4)
+
+
+def test_a_resume_refuses_callback_states_that_do_not_fit(tmp_path):
+    """A recorded callback state is checked against the callback before anything loads."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    _scheduled_run(tmp_path / "run.safetensors", 2)
+    with safe_open(str(tmp_path / "run.safetensors"), "np") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    extra = json.loads(meta["ember.extra"])
+    assert set(extra["callbacks"]) == {"ModelCheckpoint[0]", "LearningRateScheduler[0]", "LearningRateScheduler[1]",
+                                       "EarlyStopping[0]"}
+    for key, state in [("EarlyStopping[0]", {"monitor": "loss", "best": 0.5, "wait": 0, "best_epoch": 1}),
+                       ("LearningRateScheduler[1]", {"schedule": {"best": "low"}}),
+                       ("LearningRateScheduler[0]", [1, 2])]:
+        save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={
+            **meta, "ember.extra": json.dumps({**extra, "callbacks": {**extra["callbacks"], key: state}})})
+        with pytest.raises(ValueError, match=rf"bad.safetensors records a state for {re.escape(key)} that does not"):
+            _scheduled_run(tmp_path / "bad.safetensors", 4, resume=True)
 
 
 def test_no_samples_and_no_epochs_are_errors_not_zero_losses():

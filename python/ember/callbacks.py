@@ -3,10 +3,16 @@
 progress display.
 
 A callback sees ``self.model`` and ``self.params`` (``epochs``, ``steps`` per epoch,
-``optimizer``, ``history``, ``fit_seed``) and is called at the start and end of training, of
+``optimizer``, ``history``, ``fit_seed``, ``callbacks``) and is called at the start and end of training, of
 each epoch and of each training batch with the logs so far (``loss``, the metrics,
 ``samples_per_s`` and, at an epoch's end, ``val_*``). Setting ``self.model.stop_training =
 True`` ends training after the current epoch.
+
+A callback whose decisions depend on earlier epochs (a schedule's progress, the best value seen)
+gives that state with ``state_dict()`` and takes it back with ``load_state_dict()``;
+``ModelCheckpoint`` stores every callback's state, after every callback has run at the epoch's
+end, and ``fit(resume_from=...)`` gives it back to the callback of the same class and position,
+so that a resumed run continues as the uninterrupted one would have.
 
 In distributed training (``ember.distributed``) every rank runs the callbacks with the same,
 global epoch logs, so their decisions agree; those that write files or print
@@ -21,6 +27,7 @@ import numbers
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +60,29 @@ class Callback:
 
     def on_train_batch_end(self, batch, logs=None): ...
 
+    def state_dict(self) -> dict | None:
+        """What a resumed ``fit`` needs to continue this callback as if it had not stopped
+        (JSON values: numbers, strings, lists, dicts), or None when it needs nothing. A callback
+        that returns a state defines ``load_state_dict`` too."""
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError(f"{type(self).__name__} gives a state_dict() but defines no load_state_dict()")
+
+
+def _same_form(now, saved) -> bool:
+    """Whether a stored state has the form of the state a callback has now: the same keys, lists
+    of the same lengths, numbers where it has numbers (or None), and equal strings."""
+    if isinstance(now, dict):
+        return isinstance(saved, dict) and saved.keys() == now.keys() and all(_same_form(now[k], saved[k]) for k in now)
+    if isinstance(now, (list, tuple)):
+        return isinstance(saved, list) and len(saved) == len(now) and all(map(_same_form, now, saved))
+    if isinstance(now, (str, bool)):
+        return saved == now and type(saved) is type(now)
+    if now is None or isinstance(now, numbers.Real):
+        return saved is None or isinstance(saved, numbers.Real) and not isinstance(saved, bool)
+    return False
+
 
 class CallbackList:
     """Calls each callback in order."""
@@ -63,10 +93,40 @@ class CallbackList:
             if not isinstance(cb, Callback):
                 raise TypeError(f"fit: callbacks must be ember.callbacks.Callback objects, got {type(cb).__name__}")
         self.callbacks = [cb for cb in callbacks if main or not cb.main_process_only]
-        params = {**params, "main": main}  # whether this process may print (rank 0 of a distributed run)
+        # main: whether this process may print (rank 0 of a distributed run)
+        params = {**params, "main": main, "callbacks": self}
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)
+
+    def _keyed(self):
+        """Each callback with its key in a checkpoint: its class's name and its place among the
+        callbacks of that class (the same on every rank, which may run fewer of them)."""
+        seen: dict[str, int] = {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, -1) + 1
+            yield f"{name}[{seen[name]}]", cb
+
+    def states(self) -> dict:
+        """Every callback's state that is not None, by key."""
+        return {key: state for key, cb in self._keyed() if (state := cb.state_dict()) is not None}
+
+    def checked_states(self, saved, where: str) -> list:
+        """The (callback, state) pairs to restore from ``saved`` (what ``states`` gave in an
+        earlier run), each checked to have the form of the callback's own state, so that
+        restoring cannot fail half-way. A callback the earlier run did not have starts afresh."""
+        if not isinstance(saved, dict):
+            raise ValueError(f"{where} records callback states that are not a JSON object")
+        pairs = []
+        for key, cb in self._keyed():
+            if key in saved:
+                now = cb.state_dict()
+                if now is None or not _same_form(now, saved[key]):
+                    raise ValueError(f"{where} records a state for {key} that does not fit this fit's {key} "
+                                     f"(was it built with other arguments?): {saved[key]!r:.200}")
+                pairs.append((cb, saved[key]))
+        return pairs
 
     def on_train_begin(self, logs=None):
         for cb in self.callbacks:
@@ -81,7 +141,8 @@ class CallbackList:
             cb.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        for cb in self.callbacks:
+        # Checkpoints are written last, so they hold the state every other callback left.
+        for cb in sorted(self.callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint)):
             cb.on_epoch_end(epoch, logs)
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -187,6 +248,18 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self._best_weights is not None:
             self.model.load_state_dict(self._best_weights)
+        elif self.restore_best_weights and self.best_epoch is not None:  # resumed: the best was before
+            warnings.warn(f"EarlyStopping: the best epoch ({self.best_epoch + 1}) came before this run resumed, "
+                          "and its weights are not in the checkpoint; the model keeps its last weights",
+                          stacklevel=2)
+
+    def state_dict(self) -> dict:
+        return {"monitor": self._monitor.monitor, "best": self._monitor.best, "wait": self.wait,
+                "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._monitor.best, self.wait = float(state["best"]), int(state["wait"])
+        self.best_epoch = None if state["best_epoch"] is None else int(state["best_epoch"])
 
 
 def _check_path(path, who: str) -> None:
@@ -228,9 +301,10 @@ class ModelCheckpoint(Callback):
             path = Path(self.path.format(epoch=epoch + 1, **logs))
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"ModelCheckpoint: cannot fill in the path {self.path!r} ({exc})") from None
-        history = self.params.get("history")
+        history, callbacks = self.params.get("history"), self.params.get("callbacks")
         extra = {"fit_seed": self.params.get("fit_seed"), "history": history.as_dict() if history else {},
-                 "monitor": self._monitor.monitor, "logs": {k: float(v) for k, v in logs.items()}}
+                 "monitor": self._monitor.monitor, "logs": {k: float(v) for k, v in logs.items()},
+                 "callbacks": callbacks.states() if callbacks else {}}
         if path.parent != Path("."):
             path.parent.mkdir(parents=True, exist_ok=True)
         save(path, self.model, self.params.get("optimizer"), epoch=epoch + 1, config=self.config, extra=extra)
@@ -238,14 +312,21 @@ class ModelCheckpoint(Callback):
         if self.verbose:
             print(f"epoch {epoch + 1}: saved {path}")
 
+    def state_dict(self) -> dict:
+        return {"monitor": self._monitor.monitor, "best": self._monitor.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._monitor.best = float(state["best"])
+
 
 class LearningRateScheduler(Callback):
-    """Set the learning rate from a schedule: ``schedule(epoch, lr)`` (a function of the epoch
-    number and the current rate) at each epoch's start, or an ``ember.optim.lr_scheduler``
-    schedule stepped once per epoch (a ``ReduceLROnPlateau`` with the ``monitor`` log). With ``interval="batch"`` the schedule runs per training
+    """Set the learning rate from a schedule at each epoch's start: ``schedule(epoch, lr)`` (a
+    function of the epoch number and the current rate), or an ``ember.optim.lr_scheduler``
+    schedule set to the epoch's number; a ``ReduceLROnPlateau`` instead steps with the
+    ``monitor`` log at each epoch's end. With ``interval="batch"`` the schedule runs per training
     step instead: the function gets the step number counted over the whole run (epoch x steps
-    per epoch + batch), the scheduler is set to that step -- so a run resumed from a checkpoint
-    continues the schedule where it was."""
+    per epoch + batch), the scheduler is set to that step. A run resumed from a checkpoint
+    continues the schedule where it was (a ``ReduceLROnPlateau``'s counts are in the checkpoint)."""
 
     def __init__(self, schedule, verbose=0, interval: str = "epoch", monitor: str = "val_loss"):
         if not callable(schedule) and not hasattr(schedule, "step"):
@@ -279,7 +360,7 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        if self.interval == "epoch" and not hasattr(self.schedule, "step"):
+        if self.interval == "epoch" and self._monitor is None:
             self._apply(epoch, "epoch")
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -289,8 +370,12 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.interval == "epoch" and self._monitor is not None:
             self.schedule.step(self._monitor.value(logs, "LearningRateScheduler"))
-        elif self.interval == "epoch" and hasattr(self.schedule, "step"):
-            self.schedule.step()
+
+    def state_dict(self) -> dict | None:
+        return {"schedule": self.schedule.state_dict()} if hasattr(self.schedule, "state_dict") else None
+
+    def load_state_dict(self, state: dict) -> None:
+        self.schedule.load_state_dict(state["schedule"])
 
 
 class CSVLogger(Callback):

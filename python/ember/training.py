@@ -259,8 +259,9 @@ def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev, sync=None, what="e
 
 
 def _resume_record(path, meta, seed):
-    """The seed and history a ModelCheckpoint file records for resuming (``seed`` where it
-    records none), checked: a seed is an int >= 0, the history a record of numbers."""
+    """The seed, history and callback states a ModelCheckpoint file records for resuming
+    (``seed`` where it records none), checked: a seed is an int >= 0, the history a record of
+    numbers (the callback states are checked against the callbacks, by ``CallbackList``)."""
     from .checkpoint import _json_meta
 
     extra = _json_meta(meta, "ember.extra", dict, {})
@@ -273,7 +274,7 @@ def _resume_record(path, meta, seed):
             or not all(isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
                        for v in logs.values()):
         raise ValueError(f"fit: {path} records a history that is not lists of numbers per metric")
-    return saved, record
+    return saved, record, extra.get("callbacks", {})
 
 
 def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
@@ -332,7 +333,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                              f"the final epoch (Keras's rule), so nothing is left to train: pass epochs > {done}")
         # What the file records for resuming is read now; the weights, optimizer state and random
         # state load once every argument has been checked (a bad one must not change the model).
-        seed, saved_history = _resume_record(resume_from, meta, seed)
+        seed, saved_history, saved_callbacks = _resume_record(resume_from, meta, seed)
         initial_epoch = done
         history.restore(saved_history)
     elif initial_epoch >= epochs:
@@ -381,10 +382,14 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                            params={"epochs": epochs, "fit_seed": seed,
                                    "steps": min(len(train_loader), steps_per_epoch or len(train_loader)),
                                    "optimizer": optimizer, "history": history}, main=world is None or world.rank == 0)
+        restored = []
         if resume_from is not None:
+            restored = cbs.checked_states(saved_callbacks, f"fit: {resume_from}")
             load_checkpoint(resume_from, model, compiled.optimizer)
         model.stop_training = False
         cbs.on_train_begin()
+        for cb, state in restored:  # after on_train_begin, which starts a callback afresh
+            cb.load_state_dict(state)
         with _Interrupt() as interrupt, _precision.autocast(policy):
             for epoch in range(initial_epoch, epochs):
                 train_loader.set_epoch(epoch)
