@@ -331,6 +331,13 @@ def test_damaged_grouped_int8_weights_are_refused(lib, tmp_path):
     assert status == IO and "its layer needs U8 with" in text, text
 
 
+def test_a_codebook_model_is_unsupported_not_damaged(lib, tmp_path):
+    ember.manual_seed(8)
+    q, _ = quant.quantize(nn.Sequential(nn.Flatten(), nn.Linear(64, 20)), bits=4, codebook=True)
+    status, text = load_error(saved(q, tmp_path, "codebook.safetensors"))
+    assert status == UNSUPPORTED and "module '1' holds int4 weights in the codebook format" in text, text
+
+
 def test_bad_calls_name_the_argument(lib, good_file):
     m = Model(good_file)
     assert m.status == OK

@@ -149,6 +149,9 @@ def test_bad_input_is_named(rng):
     with pytest.raises(ValueError, match=r"Decoder: block 0 linear1 data has shape \(752,\): dimension 0 must be 768"):
         _C.Decoder(1, 20, 3, e, p, [(*block[:4], (4, 40, 24, 32, q4.data[:-16], q4.scales, None, None), block[5])],
                    norm, (e, None))
+    wide = (*block[:4], (np.zeros((65537, 24), np.float32), None), (8, 24, 65537, 0, None, None, None, None))
+    with pytest.raises(ValueError, match=r"block 0 linear2: a packed weight takes at most 65536 inputs .* got 65537"):
+        _C.Decoder(1, 20, 3, e, p, [wide], norm, (e, None))  # int32 sums of 127 x 127 products would wrap
     with pytest.raises(TypeError, match=r"Decoder: block 0 qkv must be a tuple, got list"):
         _C.Decoder(1, 20, 3, e, p, [(norm, list(block[1]), *block[2:])], norm, (e, None))
     with pytest.raises(TypeError, match=r"Decoder: block 0 norm2 eps must be a number, got str"):

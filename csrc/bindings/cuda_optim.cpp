@@ -33,7 +33,7 @@ void py_adam_step(py::handle params, py::handle grads, py::handle exp_avgs, py::
 void py_sgd_step(py::handle params, py::handle grads, py::handle bufs, double lr, double momentum, double dampening,
                  double weight_decay, bool nesterov, bool maximize, bool first, py::handle stream) {
   check_sgd_hyper(lr, momentum, dampening, weight_decay, nesterov);
-  const auto l = bindings::sgd_lists(params, grads, bufs, Device::cuda, &device_arg);
+  const auto l = bindings::sgd_lists(params, grads, bufs, momentum, Device::cuda, &device_arg);
   const bool mom = !l.buf.empty();
   std::vector<ember::cuda::SgdTensor> t(l.p.size());
   for (size_t i = 0; i < l.p.size(); ++i)

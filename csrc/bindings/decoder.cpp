@@ -186,6 +186,8 @@ class Decoder {
     EMBER_CHECK_VALUE(l.bits == 8 || l.bits == 4, at, ": bits must be 8 or 4, got ", l.bits);
     EMBER_CHECK_VALUE((n < 0 || l.n == n) && l.n >= 1 && l.k == k, at, " must be ", n < 0 ? -1 : n, " x ", k,
                       ", got ", l.n, " x ", l.k);
+    EMBER_CHECK_VALUE(l.k <= qmatmul::kMaxK, at, ": a packed weight takes at most ", qmatmul::kMaxK,
+                      " inputs (its integer sums must stay exact), got ", l.k);
     const bool codebook = l.bits == 4 && group == 0;
     EMBER_CHECK_VALUE(group == 0 || (group >= 8 && group % 8 == 0 && group <= 4096), at,
                       ": group_size must be 0 (", l.bits == 8 ? "int8 per channel" : "the codebook format",

@@ -65,7 +65,9 @@ AdamLists adam_lists(const py::handle& params, const py::handle& grads, const py
 }
 
 SgdLists sgd_lists(const py::handle& params, const py::handle& grads, const py::handle& momentum_buffers,
-                   Device device, ArrayReader read) {
+                   double momentum, Device device, ArrayReader read) {
+  EMBER_CHECK_VALUE(momentum == 0.0 || !momentum_buffers.is_none(), "momentum_buffers must be given when momentum (",
+                    momentum, ") is not 0");
   SgdLists l;
   l.p = tensor_list(params, "params", Access::write, device, read, l.names);
   l.g = tensor_list(grads, "grads", Access::read, device, read, l.names, &l.p);

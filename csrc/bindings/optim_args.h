@@ -42,12 +42,12 @@ AdamLists adam_lists(const py::handle& params, const py::handle& grads, const py
                      const py::handle& exp_avg_sqs, const py::handle& max_exp_avg_sqs, const py::handle& steps,
                      Device device, ArrayReader read);
 
-// The same for SGD: `buf` is empty without momentum buffers.
+// The same for SGD: `buf` is empty without momentum buffers, which momentum > 0 needs.
 struct SgdLists {
   std::deque<std::string> names;
   std::vector<ArrayView> p, g, buf;
 };
 SgdLists sgd_lists(const py::handle& params, const py::handle& grads, const py::handle& momentum_buffers,
-                   Device device, ArrayReader read);
+                   double momentum, Device device, ArrayReader read);
 
 }  // namespace ember::bindings

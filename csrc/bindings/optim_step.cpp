@@ -35,7 +35,7 @@ template <bool Ref>
 void sgd_step(const py::handle& params, const py::handle& grads, const py::handle& momentum_buffers, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov, bool maximize, bool first) {
   optim_step::check_sgd_hyper(lr, momentum, dampening, weight_decay, nesterov);
-  const SgdLists l = sgd_lists(params, grads, momentum_buffers, Device::cpu, &array_arg);
+  const SgdLists l = sgd_lists(params, grads, momentum_buffers, momentum, Device::cpu, &array_arg);
   std::vector<optim_step::SgdTensor> list;
   for (size_t i = 0; i < l.p.size(); ++i)
     list.push_back({l.p[i].size(), l.p[i].ptr<float>(), l.g[i].ptr<const float>(),

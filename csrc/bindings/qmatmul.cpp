@@ -23,8 +23,8 @@ struct Floats {
   ArrayView x, bias, out;
 
   Floats(const py::handle& x_obj, const py::handle& bias_obj, const py::handle& out_obj, int64_t n, int64_t k) {
-    EMBER_CHECK_VALUE(n >= 1 && k >= 1 && k <= 65536,
-                      "the weight's shape must have 1 <= N and 1 <= K <= 65536, got N=", n, ", K=", k);
+    EMBER_CHECK_VALUE(n >= 1 && k >= 1 && k <= qmatmul::kMaxK, "the weight's shape must have 1 <= N and 1 <= K <= ",
+                      qmatmul::kMaxK, ", got N=", n, ", K=", k);
     // The kernels walk each row as contiguous: a strided or reversed row (even a single
     // one) must be copied by the caller.
     x = array_arg(x_obj, "input", {DType::float32, {-1, -1}, Layout::rows});
@@ -130,8 +130,8 @@ void int4cb(const py::handle& input, const py::handle& data, const py::handle& s
 // The (N, K) float32 weight a packer reads.
 ArrayView weight_arg(const py::handle& weight) {
   const ArrayView w = array_arg(weight, "weight", {DType::float32, {-1, -1}, Layout::rows});
-  EMBER_CHECK_VALUE(w.shape[0] >= 1 && w.shape[1] >= 1 && w.shape[1] <= 65536,
-                    "weight must be (N, K) with N >= 1 and 1 <= K <= 65536, got ", shape_str(w.shape));
+  EMBER_CHECK_VALUE(w.shape[0] >= 1 && w.shape[1] >= 1 && w.shape[1] <= qmatmul::kMaxK,
+                    "weight must be (N, K) with N >= 1 and 1 <= K <= ", qmatmul::kMaxK, ", got ", shape_str(w.shape));
   return w;
 }
 

@@ -151,6 +151,10 @@ std::unique_ptr<Layer> quant_linear_layer(const Config& cfg, const std::string& 
   l->in_features = cfg.integer("in_features", 1), l->out_features = cfg.integer("out_features", 1);
   const int64_t bits = cfg.integer("bits", 1);
   if (bits != 8 && bits != 4) cfg.bad("bits", "8 or 4");
+  if (cfg.boolean("codebook", false))
+    throw Unsupported(detail::concat(w.path(), ": module '", name.substr(0, name.size() - 1),
+                                     "' holds int4 weights in the codebook format, which this library does not ",
+                                     "run; quantize with codebook=False (int4 in groups or int8) for the C API"));
   const json::Value* group = cfg.get("group_size");
   // int8 with a group size is int8 in groups; without one (null), one scale per channel
   const bool grouped8 = bits == 8 && group && group->integral;

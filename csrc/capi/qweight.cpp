@@ -24,7 +24,8 @@ void expect_count(const char* name, int64_t given, size_t need) {
 ember_qweight::ember_qweight(int bits_, int64_t n_, int64_t k_, int64_t group_, bool int8_groups_)
     : bits(bits_), n(n_), k(k_) {
   if (bits != 8 && bits != 4) invalid("bits must be 8 or 4, got ", bits);
-  if (n < 1 || k < 1 || k > 65536) invalid("the weight must be n x k with n >= 1 and 1 <= k <= 65536, got ", n, " x ", k);
+  if (n < 1 || k < 1 || k > qm::kMaxK)
+    invalid("the weight must be n x k with n >= 1 and 1 <= k <= ", qm::kMaxK, ", got ", n, " x ", k);
   if (n > (int64_t(1) << 40)) invalid("n (", n, ") is too large");
   if ((bits == 4 || int8_groups_) && (group_ < 8 || group_ % 8 || group_ > 4096))
     invalid("group_size must be a multiple of 8 from 8 to 4096, got ", group_);

@@ -13,7 +13,9 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <type_traits>
 #include <utility>
 
@@ -36,22 +38,36 @@ struct TaskRef {
 void parallel_run_impl(int nthreads, TaskRef task);
 }  // namespace detail
 
-// Runs fn(tid) for every tid in [0, nthreads). fn must not throw.
+// Runs fn(tid) for every tid in [0, nthreads). An exception fn throws on any
+// thread (a scratch buffer's std::bad_alloc, say) is caught there and the
+// first one is rethrown here, once every tid has finished.
 template <class F>
 void parallel_run(int nthreads, F&& fn) {
   if (nthreads <= 1) {
     fn(0);
     return;
   }
-  detail::TaskRef task{static_cast<void*>(&fn),
-                       [](void* obj, int tid) { (*static_cast<std::remove_reference_t<F>*>(obj))(tid); }};
+  struct Region {
+    std::remove_reference_t<F>* fn;
+    std::atomic<bool> failed{false};
+    std::exception_ptr error;  // written by the first failing thread, read after the region
+  } region{&fn};
+  detail::TaskRef task{static_cast<void*>(&region), [](void* obj, int tid) {
+                         auto* r = static_cast<Region*>(obj);
+                         try {
+                           (*r->fn)(tid);
+                         } catch (...) {
+                           if (!r->failed.exchange(true)) r->error = std::current_exception();
+                         }
+                       }};
   detail::parallel_run_impl(nthreads, task);
+  if (region.error) std::rethrow_exception(region.error);
 }
 
 // Splits [0, n) into contiguous ranges of equal size, one per thread, on as
 // many threads (up to nthreads) as leave each at least min_per_thread
 // elements -- below that, waking another costs more than it saves -- and runs
-// body(lo, hi) for each. body must not throw.
+// body(lo, hi) for each (an exception as parallel_run's).
 template <class F>
 void parallel_ranges(int64_t n, int nthreads, int64_t min_per_thread, F&& body) {
   const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, n / min_per_thread));

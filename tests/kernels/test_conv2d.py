@@ -1,6 +1,10 @@
 """conv2d references: forward against NumPy (and PyTorch when installed), backward-data and
 backward-weight through the adjoint identities, and the argument checks."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -453,6 +457,52 @@ def test_bf16_weight_gradient_is_the_reference_on_rounded_operands(isa, rng, geo
     scale, _ = kernels.conv2d.conv2d_bwd_weight_ref(np.abs(rounded(x)), np.abs(rounded(dy)), (o, c, k, k), **args)
     assert np.all(np.abs(dw - want) <= (n * oh * ow + 4) * 2.0**-24 * scale + 1e-30)
     np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-6, atol=1e-5)
+
+
+def test_bf16_with_no_images_writes_zero_gradients(isa, rng):
+    """An empty batch: the weight and bias gradients are zero (not the scratch an earlier call
+    left), and no image-sized scratch is asked for."""
+    x = rng.standard_normal((2, 16, 8, 8)).astype(np.float32)
+    dy = rng.standard_normal((2, 8, 6, 6)).astype(np.float32)
+    kernels.conv2d.conv2d_bwd_weight(x, dy, (8, 16, 3, 3), bias=True, bf16=True)  # leaves partial sums behind
+    dw, db = kernels.conv2d.conv2d_bwd_weight(x[:0], dy[:0], (8, 16, 3, 3), bias=True, bf16=True)
+    assert not dw.any() and not db.any()
+    huge = np.empty((0, 2, 10**6, 10**6), np.float32)  # one image would be 8 TB
+    assert kernels.conv2d.conv2d_fwd(huge, np.ones((4, 2, 1, 1), np.float32), bf16=True).shape == (0, 4, 10**6, 10**6)
+
+
+OUT_OF_MEMORY_IN_A_THREAD = """
+import re, resource
+import numpy as np
+import ember
+from ember import kernels
+
+ember.set_num_threads(2)
+x = np.ones((2, 1, 7000, 7000), np.float32)
+w = np.ones((1, 1, 1, 1), np.float32)
+kernels.conv2d.conv2d_fwd(x[:, :, :8, :8].copy(), w, bf16=True)  # the pool's threads are started
+y = np.empty_like(x)
+vm = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (100 << 20), resource.RLIM_INFINITY))  # one image's scratch, not two
+try:
+    ember._C.conv2d_fwd_bf16(x, w, None, y, 1, 1, 0, 0, 1, 1, 1, False)  # the output exists: only scratch is asked for
+    print("returned")
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or "asan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="needs Linux's address-space limit, which AddressSanitizer's shadow memory defeats")
+def test_a_thread_out_of_memory_is_a_memory_error_not_a_crash():
+    """A kernel thread that cannot have its scratch raises MemoryError in Python, once every
+    thread has finished; it never terminates the process."""
+    run = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY_IN_A_THREAD], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() in ("MemoryError", "returned"), run.stdout
+    if run.stdout.strip() == "returned":
+        pytest.skip("the allocator found room for both threads' scratch under the limit")
 
 
 def test_bf16_forward_refuses_what_it_does_not_take(rng):

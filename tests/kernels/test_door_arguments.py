@@ -86,6 +86,10 @@ def test_optimizer_step_arguments_are_named(rng):
         kernels.optim_step.adam_step([p], [g], [m], [v], None, [1.0], **kw)
     with pytest.raises(OverflowError, match="momentum"):
         kernels.optim_step.sgd_step([p], [g], None, lr=0.1, momentum=HUGE)
+    before = p.copy()
+    with pytest.raises(ValueError, match=r"momentum_buffers must be given when momentum \(0.9\) is not 0"):
+        kernels.optim_step.sgd_step([p], [g], None, lr=0.1, momentum=0.9, first=True)  # not plain SGD, silently
+    np.testing.assert_array_equal(p, before)
 
 
 def test_adam_second_moment_beyond_float32_stops_the_step():

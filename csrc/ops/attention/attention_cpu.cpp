@@ -4,8 +4,6 @@
 // memory (attention.h: fwd_work_floats, bwd_work_floats) is its own grow-only scratch, so a warm
 // call allocates (and faults in) nothing.
 #include <algorithm>
-#include <atomic>
-#include <new>
 
 #include "core/registry.h"
 #include "core/scratch.h"
@@ -21,19 +19,11 @@ template <class Run>
 void run_tasks(int64_t tasks, int64_t work_floats, int nthreads, Run&& run) {
   if (tasks <= 0) return;
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
-  std::atomic<bool> out_of_memory{false};
   parallel_run(nt, [&](int tid) {
     thread_local Scratch scratch;
-    float* work;
-    try {
-      work = scratch.get(static_cast<size_t>(work_floats));
-    } catch (const std::bad_alloc&) {
-      out_of_memory.store(true);
-      return;
-    }
+    float* work = scratch.get(static_cast<size_t>(work_floats));
     for (int64_t t = tid; t < tasks; t += nt) run(t, work);
   });
-  if (out_of_memory.load()) throw std::bad_alloc();
 }
 
 }  // namespace

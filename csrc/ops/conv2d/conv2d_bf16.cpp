@@ -47,6 +47,7 @@ std::vector<int64_t> im2col_taps(const Geometry& g) {
 void conv2d_fwd_bf16(const Geometry& g, const float* x, const float* w, const float* bias, bool relu, float* y, Isa isa,
                      int nthreads) {
   if (g.groups != 1) throw std::logic_error("conv2d_fwd_bf16: groups must be 1");
+  if (g.n == 0) return;  // no images: nothing to write (and no image-sized scratch to ask for)
   const int64_t K = g.c * g.kh * g.kw, pixels = g.oh * g.ow;
   const int64_t xsize = g.c * g.h * g.w;
   if (lookup<gemm::Bf16Kernels>("gemm_bf16", isa).block == nullptr) {
@@ -86,6 +87,11 @@ void conv2d_bwd_weight_bf16(const Geometry& g, const float* x, const float* dy, 
                             int nthreads) {
   if (g.groups != 1) throw std::logic_error("conv2d_bwd_weight_bf16: groups must be 1");
   const int64_t K = g.c * g.kh * g.kw, pixels = g.oh * g.ow, xsize = g.c * g.h * g.w;
+  if (g.n == 0) {  // no images: the gradients are zero
+    std::fill(dw, dw + g.o * K, 0.0f);
+    if (db) std::fill(db, db + g.o, 0.0f);
+    return;
+  }
   if (lookup<gemm::Bf16Kernels>("gemm_bf16", isa).block == nullptr) {
     // No bf16 products: round the operands to bf16 and take the float32 weight gradient.
     std::vector<float> xr(static_cast<size_t>(g.n * xsize)), dyr(static_cast<size_t>(g.n * g.o * pixels));

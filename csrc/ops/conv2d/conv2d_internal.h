@@ -7,10 +7,8 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <functional>
-#include <new>
 
 #include "core/cpu_features.h"
 #include "core/scratch.h"
@@ -30,19 +28,13 @@ extern thread_local Scratch t_col;
 extern thread_local Scratch t_rows;
 
 // Runs body(task, tid) for task in [0, tasks) on up to nthreads threads, each
-// taking a contiguous range; a std::bad_alloc in any task is rethrown here.
+// taking a contiguous range (an exception as parallel_run's).
 template <class Body>
 void for_tasks(int64_t tasks, int nthreads, Body&& body) {
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
-  std::atomic<bool> out_of_memory{false};
   parallel_run(nt, [&](int tid) {
-    try {
-      for (int64_t t = tasks * tid / nt; t < tasks * (tid + 1) / nt; ++t) body(t, tid);
-    } catch (const std::bad_alloc&) {
-      out_of_memory.store(true);
-    }
+    for (int64_t t = tasks * tid / nt; t < tasks * (tid + 1) / nt; ++t) body(t, tid);
   });
-  if (out_of_memory.load()) throw std::bad_alloc();
 }
 
 // Sum of n floats in 16 independent lanes (vectorisable without reassociation).

@@ -32,10 +32,8 @@
 // call allocates nothing once warm. Nothing of size M x K x N is ever
 // materialised; C is written only by the epilogues.
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <new>
 #include <vector>
 
 #include "core/check.h"
@@ -277,17 +275,10 @@ void run_small_m_columns(const GemmArgs& g, int nthreads, int64_t chunk, int64_t
   const double b_bytes = 4.0 * static_cast<double>(N) * static_cast<double>(K);
   const int64_t nt = std::max<int64_t>(
       1, std::min<int64_t>({static_cast<int64_t>(nthreads), chunks, static_cast<int64_t>(b_bytes / kSmallMBytesPerThread)}));
-  std::atomic<bool> out_of_memory{false};
   parallel_run(static_cast<int>(nt), [&](int tid) {
     const int64_t c0 = std::min(N, chunks * tid / nt * chunk), c1 = std::min(N, chunks * (tid + 1) / nt * chunk);
     if (c0 >= c1) return;
-    float* acc;
-    try {
-      acc = t_small_acc.get(static_cast<size_t>(M * width));
-    } catch (const std::bad_alloc&) {
-      out_of_memory.store(true);
-      return;
-    }
+    float* acc = t_small_acc.get(static_cast<size_t>(M * width));
     for (int64_t s0 = c0; s0 < c1; s0 += width) {
       const int64_t w = std::min(width, c1 - s0);
       block(s0, w, acc);
@@ -296,7 +287,6 @@ void run_small_m_columns(const GemmArgs& g, int nthreads, int64_t chunk, int64_t
                      g.relu);
     }
   });
-  if (out_of_memory.load()) throw std::bad_alloc();
 }
 
 // M <= kSmallM with unit-column-stride B: each thread walks K once over its
@@ -380,7 +370,6 @@ void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
   }
   const Plan plan = make_plan(g, uk, nthreads);
   const int64_t tiles_m = ceil_div(M, uk.mr), tiles_n = ceil_div(N, uk.nr);
-  std::atomic<bool> out_of_memory{false};
   parallel_run(plan.tm * plan.tn, [&](int tid) {
     const int64_t ti = tid / plan.tn, tj = tid % plan.tn;
     const int64_t m0 = std::min(M, tiles_m * ti / plan.tm * uk.mr);
@@ -388,13 +377,8 @@ void gemm_cpu(const GemmArgs& g, Isa isa, int nthreads) {
     const int64_t n0 = std::min(N, tiles_n * tj / plan.tn * uk.nr);
     const int64_t n1 = std::min(N, tiles_n * (tj + 1) / plan.tn * uk.nr);
     if (m0 >= m1 || n0 >= n1) return;
-    try {
-      run_block(g, uk, plan, m0, m1, n0, n1);
-    } catch (const std::bad_alloc&) {  // a packing buffer could not grow
-      out_of_memory.store(true);
-    }
+    run_block(g, uk, plan, m0, m1, n0, n1);  // a packing buffer that cannot grow throws, as parallel_run's
   });
-  if (out_of_memory.load()) throw std::bad_alloc();
 }
 
 }  // namespace ember::gemm

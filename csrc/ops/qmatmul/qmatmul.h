@@ -65,6 +65,7 @@
 namespace ember::qmatmul {
 
 constexpr int64_t kBlock = 16;  // channels per packed block
+constexpr int64_t kMaxK = 65536;  // the most inputs an exact int32 dot product takes (above)
 
 struct Int8Weight {
   int64_t n, k;          // logical shape
