@@ -50,7 +50,7 @@ def main():
     rest = [p for n, p in model.named_parameters() if p.ndim != 2]
     optimizer = ember.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                                   lr=args.lr, betas=(0.9, 0.99))
-    model.compile(optimizer=optimizer, loss="model", clipnorm=1.0)
+    model.compile(optimizer=optimizer, loss="model", global_clipnorm=1.0)
     print(f"{sum(p.size for p in model.parameters()) / 1e6:.2f} M parameters, {args.steps} steps of "
           f"{args.batch_size} x {args.block_size} tokens")
     start = time.perf_counter()

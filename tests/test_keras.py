@@ -9,6 +9,7 @@ from cifar_files import write_cifar
 
 import ember
 from ember import nn
+from ember.callbacks import EarlyStopping
 from ember.keras import Sequential, layers, losses, optimizers, utils
 from ember.keras.datasets import cifar10
 
@@ -252,10 +253,12 @@ def test_batch_normalization_epsilon_must_be_positive():
 # ---- Keras's optimizers compute Keras's updates, with Keras's arguments
 
 
-def keras_rmsprop(w, grads, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
-    """Keras 3's RMSprop.update_step, in NumPy."""
+def keras_rmsprop(w, grads, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                  weight_decay=0.0):
+    """Keras 3's RMSprop.update_step (after the base optimizer's weight decay), in NumPy."""
     v = a = buf = 0.0
     for g in grads:
+        w = w - w * weight_decay * learning_rate
         v = rho * v + (1 - rho) * g * g
         if centered:
             a = rho * a + (1 - rho) * g
@@ -267,7 +270,7 @@ def keras_rmsprop(w, grads, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=
 
 def keras_adam(w, grads, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
                weight_decay=0.0):
-    """Keras 3's Adam.update_step (after AdamW's decay of the weights), in NumPy."""
+    """Keras 3's Adam.update_step (after the base optimizer's weight decay), in NumPy."""
     m = v = v_hat = 0.0
     for t, g in enumerate(grads, 1):
         w = w - w * weight_decay * learning_rate
@@ -276,6 +279,19 @@ def keras_adam(w, grads, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=
         v_hat = np.maximum(v_hat, v)
         alpha = learning_rate * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
         w = w - m * alpha / (np.sqrt(v_hat if amsgrad else v) + epsilon)
+    return w
+
+
+def keras_sgd(w, grads, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """Keras 3's SGD.update_step (after the base optimizer's weight decay), in NumPy."""
+    m = 0.0
+    for g in grads:
+        w = w - w * weight_decay * learning_rate
+        if momentum:
+            m = momentum * m - learning_rate * g
+            w = w + (momentum * m - learning_rate * g if nesterov else m)
+        else:
+            w = w - learning_rate * g
     return w
 
 
@@ -288,6 +304,15 @@ def keras_adam(w, grads, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=
     (lambda: optimizers.Adam(0.01, beta_2=0.9, epsilon=1e-3, amsgrad=True),
      lambda w, g: keras_adam(w, g, 0.01, beta_2=0.9, epsilon=1e-3, amsgrad=True)),
     (lambda: optimizers.AdamW(0.01, weight_decay=0.1), lambda w, g: keras_adam(w, g, 0.01, weight_decay=0.1)),
+    # Keras's weight_decay, which every optimizer takes: p -= p * weight_decay * lr before the update
+    (lambda: optimizers.Adam(0.01, weight_decay=0.1), lambda w, g: keras_adam(w, g, 0.01, weight_decay=0.1)),
+    (lambda: optimizers.RMSprop(0.01, momentum=0.5, weight_decay=0.2),
+     lambda w, g: keras_rmsprop(w, g, 0.01, momentum=0.5, weight_decay=0.2)),
+    (lambda: optimizers.SGD(0.1, weight_decay=0.3), lambda w, g: keras_sgd(w, g, 0.1, weight_decay=0.3)),
+    (lambda: optimizers.SGD(0.1, momentum=0.9, weight_decay=0.3),
+     lambda w, g: keras_sgd(w, g, 0.1, 0.9, weight_decay=0.3)),
+    (lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.3),
+     lambda w, g: keras_sgd(w, g, 0.1, 0.9, nesterov=True, weight_decay=0.3)),
 ])
 def test_optimizers_make_keras_updates(rng, dtype, make, reference):
     """Small gradients, where epsilon sits matters: RMSprop's step for a gradient of 1e-4
@@ -300,6 +325,30 @@ def test_optimizers_make_keras_updates(rng, dtype, make, reference):
         p.grad = ember.tensor(g.astype(dtype))
         opt.step()
     np.testing.assert_allclose(p.detach().numpy(), reference(w0, grads), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("make", [optimizers.SGD, optimizers.Adam, optimizers.AdamW, optimizers.RMSprop])
+@pytest.mark.parametrize("clip, want_a, want_b", [
+    ({"clipnorm": 5.0}, [3.0, 4.0], [2.0]),  # each parameter's own 2-norm: 10 down to 5, 2 left as is
+    ({"global_clipnorm": 5.0}, np.array([3.0, 4.0]) * 10 / np.sqrt(104), [10 / np.sqrt(104)]),  # both: sqrt(104)
+    ({"clipvalue": 5.0}, [5.0, 5.0], [2.0]),  # each entry into [-5, 5]
+])
+def test_optimizers_clip_gradients_as_keras(make, clip, want_a, want_b):
+    """Keras's base optimizer clips the gradients before the update: each optimizer steps as
+    the same one unclipped does on the clipped gradients (with SGD at learning rate 1, the step
+    is the clipped gradient itself)."""
+    clipped = [nn.Parameter(ember.zeros(2)), nn.Parameter(ember.zeros(1))]
+    plain = [nn.Parameter(ember.zeros(2)), nn.Parameter(ember.zeros(1))]
+    for params, grads, opt in ((clipped, ([6.0, 8.0], [2.0]), make(1.0, **clip)), (plain, (want_a, want_b), make(1.0))):
+        opt = opt.build(params)
+        for p, g in zip(params, grads):
+            p.grad = ember.tensor(np.array(g, np.float32))
+        opt.step()
+    for c, p in zip(clipped, plain):
+        np.testing.assert_allclose(c.detach().numpy(), p.detach().numpy(), rtol=1e-5)
+    if make is optimizers.SGD:
+        np.testing.assert_allclose(-clipped[0].detach().numpy(), want_a, rtol=1e-6)
+        np.testing.assert_allclose(-clipped[1].detach().numpy(), want_b, rtol=1e-6)
 
 
 def test_rmsprop_default_step_is_keras():
@@ -335,6 +384,15 @@ def test_sgd_nesterov_without_momentum_is_plain_sgd(rng):
     (lambda: optimizers.Adam(epsilon=0), ValueError, "Adam: epsilon must be > 0"),
     (lambda: optimizers.RMSprop(centered="yes"), TypeError, "RMSprop: centered must be True or False"),
     (lambda: optimizers.get("sgd", learning_rate=-1), ValueError, "SGD: learning_rate must be > 0"),
+    (lambda: optimizers.SGD(weight_decay=-0.1), ValueError, "SGD: weight_decay must be >= 0, got -0.1"),
+    (lambda: optimizers.Adam(clipnorm=0), ValueError, "Adam: clipnorm must be > 0, got 0"),
+    (lambda: optimizers.RMSprop(global_clipnorm=float("inf")), ValueError, "RMSprop: global_clipnorm must be > 0"),
+    (lambda: optimizers.AdamW(clipvalue="1"), TypeError, "AdamW: clipvalue must be a real number, got str"),
+    (lambda: optimizers.AdamW(weight_decay=None), TypeError, "AdamW: weight_decay must be a real number >= 0"),
+    (lambda: optimizers.SGD(clipnorm=1.0, clipvalue=0.5), ValueError,
+     "SGD: give at most one of clipnorm, clipvalue and global_clipnorm .Keras's rule., got clipnorm and clipvalue"),
+    (lambda: optimizers.Adam(clipnorm=1.0, global_clipnorm=1.0), ValueError,
+     "got clipnorm and global_clipnorm"),
 ])
 def test_optimizer_arguments_are_checked_with_keras_names(make, error, match):
     with pytest.raises(error, match=match):
@@ -479,3 +537,100 @@ def test_batch_normalization_builds_and_layers_follow_the_models_mode(rng):
     with ember.no_grad():
         once, twice = model(ember.tensor(x)).numpy(), model(ember.tensor(x)).numpy()
     np.testing.assert_array_equal(once, twice)
+
+
+# ---- Keras's rules for fit's split, BatchNormalization's statistics, grouped kernels, metric names
+
+
+@pytest.mark.parametrize("n, validation_split, trained", [
+    (10, 0.25, 7), (5, 0.5, 2), (30, 0.15, 25), (10, 0.05, 9),
+    (10, 0.8, 1),  # 10 * (1 - 0.8) is 1.9999999999999996 in floats: Keras trains on 1 sample
+])
+def test_validation_split_is_keras_split(n, validation_split, trained):
+    """Keras trains on the first floor(n * (1 - validation_split)) samples, validates on the rest."""
+    seen = []
+
+    def targets(y_true, y_pred):
+        seen.append(y_true.numpy().ravel().tolist())
+        return 0.0
+
+    model = Sequential([layers.Dense(1, input_shape=(1,))])
+    model.compile("sgd", "mse", metrics=[targets])
+    y = np.arange(n, dtype=np.float32).reshape(-1, 1)
+    model.fit(y, y, batch_size=n, epochs=1, shuffle=False, validation_split=validation_split, verbose=0)
+    assert seen == [list(range(trained)), list(range(trained, n))]  # one training batch, then the validation
+
+
+@pytest.mark.parametrize("n, validation_split", [(5, 0.8), (1, 0.5)])
+def test_a_validation_split_that_leaves_a_side_empty_is_refused(n, validation_split):
+    model = Sequential([layers.Dense(1, input_shape=(1,))])
+    model.compile("sgd", "mse")
+    y = np.arange(n, dtype=np.float32).reshape(-1, 1)
+    with pytest.raises(ValueError, match=f"validation_split={validation_split} leaves no training or no validation"):
+        model.fit(y, y, validation_split=validation_split, verbose=0)
+
+
+def test_batch_normalization_keeps_keras_moving_statistics():
+    """Keras's moving variance takes the batch's biased variance: 3.5 for [0, 1, 2, 5], not
+    PyTorch's 14 / 3."""
+    values = np.array([0.0, 1.0, 2.0, 5.0], np.float32)
+    want = (values - 2.0) / np.sqrt(3.5 + 1e-3)
+    for shape in ((4, 1), (1, 1, 2, 2)):  # features, and an image's pixels (NCHW inside a model)
+        x = ember.tensor(values.reshape(shape))
+        instant, default = layers.BatchNormalization(momentum=0.0), layers.BatchNormalization()
+        np.testing.assert_allclose(instant(x).detach().numpy().ravel(), want, rtol=1e-5)  # by the batch's statistics
+        default(x)
+        np.testing.assert_allclose(instant.bn.running_mean.numpy(), [2.0], rtol=1e-6)
+        np.testing.assert_allclose(instant.bn.running_var.numpy(), [3.5], rtol=1e-6)
+        np.testing.assert_allclose(default.bn.running_mean.numpy(), [0.01 * 2.0], rtol=1e-6)
+        np.testing.assert_allclose(default.bn.running_var.numpy(), [0.99 + 0.01 * 3.5], rtol=1e-6)
+        instant.eval()
+        np.testing.assert_allclose(instant(x).detach().numpy().ravel(), want, rtol=1e-5)  # by the moving statistics
+    one = layers.BatchNormalization(momentum=0.0)
+    np.testing.assert_array_equal(one(ember.tensor([[4.0]])).detach().numpy(), [[0.0]])  # one sample: the bias
+    assert one.bn.running_var.item() == 0.0
+
+
+def test_grouped_conv2d_has_keras_glorot_limit():
+    """Keras's fans come from the kernel's shape (3, 3, 8 / 4, 8): fan_in 9 * 2, fan_out 9 * 8."""
+    ember.manual_seed(0)
+    model = Sequential([layers.Conv2D(8, 3, groups=4, input_shape=(5, 5, 8))])
+    w = np.abs(model.layers[0].conv.weight.detach().numpy())
+    limit = np.sqrt(6 / (9 * 2 + 9 * 8))  # 0.258
+    assert w.shape == (8, 2, 3, 3) and w.max() <= limit and w.max() > 0.95 * limit
+
+
+def test_a_metric_given_by_name_logs_under_that_name(rng):
+    x = rng.standard_normal((40, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = Sequential([layers.Dense(2, activation="softmax", input_shape=(4,))])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["acc", "top1"])
+    history = model.fit(x, y, epochs=2, validation_split=0.25, callbacks=[EarlyStopping(monitor="val_acc")],
+                        verbose=0)
+    assert set(history.history) == {"loss", "acc", "top1", "samples_per_s", "lr", "val_loss", "val_acc", "val_top1"}
+    logs = model.evaluate(x, y, return_dict=True, verbose=0)
+    assert list(logs) == ["loss", "acc", "top1"] and logs["acc"] == logs["top1"]
+
+
+def test_compile_clips_each_gradient_or_all_of_them_together():
+    """A Linear from zero on x = [3, 4], y = 1 with the squared error: the gradients are
+    [-6, -8] (norm 10) and [-2] (norm 2). ``clipnorm=5`` clips each to 5 on its own (Keras's
+    clipnorm), ``global_clipnorm=5`` both together, from sqrt(104)."""
+    x, y = np.array([[3.0, 4.0]], np.float32), np.array([[1.0]], np.float32)
+    scale = 5 / np.sqrt(104)
+    for clip, weight, bias in [({"clipnorm": 5}, [3.0, 4.0], [2.0]),
+                               ({"global_clipnorm": 5}, [6 * scale, 8 * scale], [2 * scale]),
+                               ({}, [6.0, 8.0], [2.0])]:
+        model = nn.Linear(2, 1)
+        with ember.no_grad():
+            model.weight[...] = 0.0
+            model.bias[...] = 0.0
+        model.compile(optimizer="sgd", lr=1.0, loss="mse", **clip)
+        model.fit(x, y, batch_size=1, epochs=1, verbose=0)
+        np.testing.assert_allclose(model.weight.detach().numpy(), [weight], rtol=1e-6)
+        np.testing.assert_allclose(model.bias.detach().numpy(), bias, rtol=1e-6)
+    with pytest.raises(ValueError, match="compile: give clipnorm .* or global_clipnorm .*, not both"):
+        model.compile(optimizer="sgd", loss="mse", clipnorm=1.0, global_clipnorm=1.0)
+    for bad in (0, -1.0, float("inf"), float("nan"), "1", True):
+        with pytest.raises(ValueError, match=r"compile: global_clipnorm must be a positive number or None"):
+            model.compile(optimizer="sgd", loss="mse", global_clipnorm=bad)

@@ -245,27 +245,31 @@ def test_streaming_names_and_fixed_classes():
 
 
 def test_get():
+    # Keras's rule: a metric given by name is named by that very string in the logs.
     cases = {
-        "accuracy": (metrics.Accuracy, "accuracy"),
-        "acc": (metrics.Accuracy, "accuracy"),
-        "top5": (metrics.TopKAccuracy, "top5_accuracy"),
-        "top_5_accuracy": (metrics.TopKAccuracy, "top5_accuracy"),
-        "top5_accuracy": (metrics.TopKAccuracy, "top5_accuracy"),
-        "top3": (metrics.TopKAccuracy, "top3_accuracy"),
-        "top_10": (metrics.TopKAccuracy, "top10_accuracy"),
-        "precision": (metrics.Precision, "precision"),
-        "recall": (metrics.Recall, "recall"),
-        "f1": (metrics.F1Score, "f1"),
-        "f1_score": (metrics.F1Score, "f1"),
-        "F1_Score_Micro": (metrics.F1Score, "f1_micro"),
-        "precision_weighted": (metrics.Precision, "precision_weighted"),
-        "recall_macro": (metrics.Recall, "recall"),
-        "f1_micro": (metrics.F1Score, "f1_micro"),
+        "accuracy": (metrics.Accuracy, {}),
+        "acc": (metrics.Accuracy, {}),
+        "top5": (metrics.TopKAccuracy, {"k": 5}),
+        "top_5_accuracy": (metrics.TopKAccuracy, {"k": 5}),
+        "top5_accuracy": (metrics.TopKAccuracy, {"k": 5}),
+        "top3": (metrics.TopKAccuracy, {"k": 3}),
+        "top_10": (metrics.TopKAccuracy, {"k": 10}),
+        "precision": (metrics.Precision, {"average": "macro"}),
+        "recall": (metrics.Recall, {"average": "macro"}),
+        "f1": (metrics.F1Score, {"average": "macro"}),
+        "f1_score": (metrics.F1Score, {"average": "macro"}),
+        "F1_Score_Micro": (metrics.F1Score, {"average": "micro"}),
+        "precision_weighted": (metrics.Precision, {"average": "weighted"}),
+        "recall_macro": (metrics.Recall, {"average": "macro"}),
+        "f1_micro": (metrics.F1Score, {"average": "micro"}),
     }
-    for name, (cls, metric_name) in cases.items():
+    for name, (cls, settings) in cases.items():
         metric = metrics.get(name)
-        assert type(metric) is cls and metric.name == metric_name, name
+        assert type(metric) is cls and metric.name == name, name
+        assert {k: getattr(metric, k) for k in settings} == settings, name
     assert metrics.get("top3").k == 3 and metrics.get("recall_weighted").average == "weighted"
+    # The objects keep their own names.
+    assert metrics.Accuracy().name == "accuracy" and metrics.TopKAccuracy(5).name == "top5_accuracy"
 
     instance = metrics.Precision("micro")
     assert metrics.get(instance) is instance

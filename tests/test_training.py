@@ -130,6 +130,14 @@ def test_fit_accepts_loaders_and_class_weight(device):
         model.fit(x, y, class_weight={1: -1.0}, verbose=0)
 
 
+@pytest.mark.parametrize("monitor, mode", [("val_loss", "min"), ("val_acc", "max"), ("val_accuracy", "max"),
+                                           ("val_top5", "max"), ("top_3", "max"), ("val_f1_macro", "max"),
+                                           ("val_auc", "max"), ("val_mse", "min")])
+def test_mode_auto_knows_which_logs_grow_better(monitor, mode):
+    assert EarlyStopping(monitor=monitor)._monitor.mode == mode
+    assert ModelCheckpoint("m.safetensors", monitor=monitor)._monitor.mode == mode
+
+
 def test_early_stopping_restores_the_best_weights(device):
     ember.manual_seed(0)
     x, y = blobs()

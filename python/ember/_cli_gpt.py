@@ -79,7 +79,7 @@ def train(args, out) -> dict:
     rest = [p for p in model.parameters() if p.ndim != 2]
     optimizer = ember.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                                   lr=opts["lr"], betas=(0.9, 0.99))
-    model.compile(optimizer=optimizer, loss="model", clipnorm=1.0)
+    model.compile(optimizer=optimizer, loss="model", global_clipnorm=1.0)
     steps, epochs = opts["steps_per_epoch"], opts["epochs"]
     schedule = WarmupCosineLR(optimizer, warmup_steps=max(1, epochs * steps // 20), total_steps=epochs * steps)
     train_data = DataLoader(TextWindows(ids[:split], block), batch_size=opts["batch_size"], shuffle=True,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 import sys
 import time
 import warnings
@@ -177,11 +178,15 @@ class History(Callback):
             self.history.setdefault(k, []).append(float(v))
 
 
+# Logs whose larger values are better: accuracies (acc, top5...), precision, recall, F1, AUC.
+_HIGHER_IS_BETTER = re.compile(r"acc|precision|recall|f1|auc|top_?\d")
+
+
 def _resolve_mode(mode, monitor):
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
-        return "max" if any(k in monitor for k in ("acc", "precision", "recall", "f1")) else "min"
+        return "max" if _HIGHER_IS_BETTER.search(monitor) else "min"
     return mode
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import signal
 import threading
 import time
@@ -36,10 +37,12 @@ _LOSSES = {"cross_entropy": "CrossEntropyLoss", "mse": "MSELoss", "mean_squared_
 
 class Compiled:
     """What ``compile`` settled: the optimizer, the loss (``MODEL_LOSS``: the model's own
-    ``compute_loss``), the metrics and the gradient norm limit."""
+    ``compute_loss``), the metrics and the gradient norm limit (``clipnorm``: each parameter's,
+    ``global_clipnorm``: all of them together; at most one is set)."""
 
-    def __init__(self, optimizer, loss, metrics, clipnorm=None):
-        self.optimizer, self.loss, self.metrics, self.clipnorm = optimizer, loss, metrics, clipnorm
+    def __init__(self, optimizer, loss, metrics, clipnorm=None, global_clipnorm=None):
+        self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
+        self.clipnorm, self.global_clipnorm = clipnorm, global_clipnorm
 
 
 MODEL_LOSS = "model"  # compile(loss="model"): the model computes its loss from the batch itself
@@ -91,7 +94,8 @@ def _make_loss(loss):
     raise TypeError(f"compile: loss must be a name or a callable (output, target) -> Tensor, got {type(loss).__name__}")
 
 
-def compile(model, optimizer="adam", loss="cross_entropy", metrics=None, lr=None, clipnorm=None) -> None:
+def compile(model, optimizer="adam", loss="cross_entropy", metrics=None, lr=None, clipnorm=None,
+            global_clipnorm=None) -> None:
     """Set the optimizer (a name -- 'adam', 'adamw', 'sgd', 'rmsprop', with ``lr`` -- or an
     ``ember.optim`` optimizer over the model's parameters), the loss (a name such as
     'cross_entropy' -- logits against class indices or probabilities, PyTorch's -- or 'mse',
@@ -100,8 +104,10 @@ def compile(model, optimizer="adam", loss="cross_entropy", metrics=None, lr=None
     ``compute_loss(x, y)``, for a model whose loss is cheaper fused with its last layer, such as
     ``ember.models.gpt``'s; it takes no metrics) and the metrics (names such as 'accuracy', 'f1',
     'top5', ``ember.metrics`` objects or functions) that ``fit`` and ``evaluate`` use.
-    ``clipnorm`` (Keras's name): before each step, scale the gradients down so that their
-    global 2-norm is at most this (``ember.nn.utils.clip_grad_norm_``)."""
+    Before each step, as Keras's optimizers do: ``clipnorm`` scales each parameter's gradient
+    down so that its 2-norm is at most this, ``global_clipnorm`` scales all of them together so
+    that their global 2-norm is at most this (``ember.nn.utils.clip_grad_norm_``); give one or
+    neither."""
     if metrics is None:
         metrics = []
     elif isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
@@ -117,11 +123,15 @@ def compile(model, optimizer="adam", loss="cross_entropy", metrics=None, lr=None
                              f"{type(model).__name__} has none")
         if resolved:
             raise ValueError("compile: loss='model' takes no metrics (the model's output is never built)")
-    if clipnorm is not None and (isinstance(clipnorm, bool) or not isinstance(clipnorm, (int, float))
-                                 or not 0 < clipnorm < float("inf")):
-        raise ValueError(f"compile: clipnorm must be a positive number or None, got {clipnorm!r}")
+    for name, limit in (("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm)):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                                  or not 0 < limit < float("inf")):
+            raise ValueError(f"compile: {name} must be a positive number or None, got {limit!r}")
+    if clipnorm is not None and global_clipnorm is not None:
+        raise ValueError("compile: give clipnorm (each parameter's gradient) or global_clipnorm (all of them "
+                         "together), not both")
     object.__setattr__(model, "_compiled", Compiled(_make_optimizer(model, optimizer, lr), loss_fn, resolved,
-                                                    clipnorm))
+                                                    clipnorm, global_clipnorm))
 
 
 def _compiled(model, what):
@@ -354,7 +364,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
         if x is None or not hasattr(x, "__len__") or hasattr(x, "dataset"):
             raise ValueError("fit: validation_split needs x and y as arrays")
         xa, ya = _as_array(x, "fit: x"), _as_array(y, "fit: y")
-        split = len(xa) - int(round(len(xa) * validation_split))
+        split = int(math.floor(len(xa) * (1.0 - validation_split)))  # Keras's split, its float rounding included
         if split <= 0 or split >= len(xa):
             raise ValueError(f"fit: validation_split={validation_split} leaves no training or no validation samples "
                              f"out of {len(xa)}")
@@ -410,7 +420,10 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                     else:  # this rank's share of a short last batch is empty
                         sync.ddp.sync_without_data()
                     if compiled.clipnorm is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), compiled.clipnorm)
+                        for p in model.parameters():
+                            nn.utils.clip_grad_norm_(p, compiled.clipnorm)
+                    elif compiled.global_clipnorm is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), compiled.global_clipnorm)
                     optimizer.step()
                     if n:
                         total += float(loss.item()) * n
@@ -511,8 +524,9 @@ def _install_keras_methods(cls) -> None:
     """Give ``nn.Module`` Keras's ``compile`` / ``fit`` / ``evaluate`` / ``predict`` (the layer
     below training does not import it; training adds them when Ember is imported)."""
 
-    def compile_(self, optimizer="adam", loss="cross_entropy", metrics=None, lr=None, clipnorm=None) -> None:
-        return compile(self, optimizer, loss, metrics, lr, clipnorm)
+    def compile_(self, optimizer="adam", loss="cross_entropy", metrics=None, lr=None, clipnorm=None,
+                 global_clipnorm=None) -> None:
+        return compile(self, optimizer, loss, metrics, lr, clipnorm, global_clipnorm)
 
     def fit_(self, x=None, y=None, **kwargs) -> History:
         return fit(self, x, y, **kwargs)

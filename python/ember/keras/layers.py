@@ -148,9 +148,10 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D takes images (batch, height, width, channels), got shape {shape}")
         self.conv = nn.Conv2d(shape[1], self.filters, self.kernel_size, self.strides, self.padding,
                               self.dilation_rate, self.groups, self.use_bias)
+        # glorot_uniform, Keras's default, with Keras's fans of the kernel (kh, kw, in / groups, filters)
         fan_in = shape[1] // self.groups * math.prod(self.kernel_size)
-        fan_out = self.filters // self.groups * math.prod(self.kernel_size)
-        limit = math.sqrt(6.0 / (fan_in + fan_out))  # glorot_uniform, Keras's default
+        fan_out = self.filters * math.prod(self.kernel_size)
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
         init.uniform_(self.conv.weight, -limit, limit)
         if self.use_bias:
             init.zeros_(self.conv.bias)
@@ -253,8 +254,13 @@ class Dropout(Layer):
 
 
 class BatchNormalization(Layer):
-    """``BatchNormalization(momentum=0.99, epsilon=0.001)`` over the channels (Keras's
-    momentum: the running statistics keep that fraction of their old value)."""
+    """``BatchNormalization(momentum=0.99, epsilon=0.001)`` over the channels, as Keras's: while
+    training it normalises by the batch's mean and (biased) variance and the moving statistics
+    become ``momentum * moving + (1 - momentum) * batch`` -- the biased variance too, where
+    PyTorch's running variance takes the unbiased one -- and a batch of one sample trains
+    (its output is the bias). In evaluation mode it normalises by the moving statistics. They
+    and the scale and offset are held by an ``ember.nn`` BatchNorm module (``bn``), which
+    checkpoints and the tools that fold BatchNorm read."""
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, input_shape=None, name=None):
         super().__init__(None, input_shape, name)
@@ -269,14 +275,21 @@ class BatchNormalization(Layer):
             raise ValueError(f"BatchNormalization takes (batch, features) or images, got shape {shape}")
         cls = nn.BatchNorm2d if len(shape) == 4 else nn.BatchNorm1d
         self.bn = cls(shape[1], eps=self.epsilon, momentum=1.0 - self.momentum)
-        self._children_restored()
-
-    def _children_restored(self) -> None:
-        super()._children_restored()
-        self.bn.one_value_ok = True  # a batch of one sample trains, as in Keras
 
     def compute(self, x):
-        return self.bn(x)
+        bn = self.bn
+        if not self.training or x.size == 0:
+            return bn(x)
+        bn._check(x)
+        dims = (0, *range(2, x.ndim))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
+        for moving, batch in ((bn.running_mean, mean), (bn.running_var, var)):
+            moving._data *= self.momentum
+            moving._data += (1.0 - self.momentum) * batch._data.reshape(-1)
+            moving._bump()
+        bn.num_batches_tracked._data += 1
+        return (x - mean) / (var + self.epsilon).sqrt() * bn.weight.reshape(mean.shape) + bn.bias.reshape(mean.shape)
 
 
 class Activation(Layer):

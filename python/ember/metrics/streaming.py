@@ -231,7 +231,9 @@ ACCEPTED_NAMES = (
 def get(identifier: str | Metric | type[Metric] | Callable[[Any, Any], float]) -> Metric:
     """A metric object from a name, a Metric instance (returned as is), a Metric subclass
     (instantiated with its defaults) or a function ``fn(y_true, y_pred) -> float`` (averaged
-    over batches, weighted by batch size, and named after the function)."""
+    over batches, weighted by batch size, and named after the function). A metric made from a
+    name takes that very string as its name, as in Keras: ``compile(metrics=["acc"])`` logs
+    ``acc`` and ``val_acc``, ``"top5"`` logs ``top5``."""
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Metric):
@@ -239,12 +241,15 @@ def get(identifier: str | Metric | type[Metric] | Callable[[Any, Any], float]) -
     if isinstance(identifier, str):
         name = identifier.lower()
         if name in ("accuracy", "acc"):
-            return Accuracy()
-        if match := _TOP_K_PATTERN.fullmatch(name):
-            return TopKAccuracy(int(match["k"]))
-        if match := _NAME_PATTERN.fullmatch(name):
-            return _CONFUSION_METRICS[match["base"]](average=match["average"] or "macro")
-        raise ValueError(f"unknown metric {identifier!r}; accepted names: {ACCEPTED_NAMES}")
+            metric = Accuracy()
+        elif match := _TOP_K_PATTERN.fullmatch(name):
+            metric = TopKAccuracy(int(match["k"]))
+        elif match := _NAME_PATTERN.fullmatch(name):
+            metric = _CONFUSION_METRICS[match["base"]](average=match["average"] or "macro")
+        else:
+            raise ValueError(f"unknown metric {identifier!r}; accepted names: {ACCEPTED_NAMES}")
+        metric.name = identifier
+        return metric
     if callable(identifier):
         return _FunctionMetric(identifier)
     raise TypeError(
