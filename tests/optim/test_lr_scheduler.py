@@ -20,13 +20,30 @@ def cosine(start, end, pct):
     return end + (start - end) * (1 + math.cos(math.pi * pct)) / 2
 
 
-def one_cycle(base_max, epoch, total_steps, pct_start=0.3, div_factor=25.0, final_div_factor=1e4):
+def one_cycle_at(base_max, epoch, total_steps, pct_start=0.3, div_factor=25.0, final_div_factor=1e4,
+                 anneal_strategy="cos", three_phase=False, base_momentum=0.85, max_momentum=0.95):
+    """The rate and the momentum of a one cycle at step ``epoch``."""
     initial = base_max / div_factor
     low = initial / final_div_factor
     peak = pct_start * total_steps - 1  # the step at which the rate is highest
-    if epoch <= peak:
-        return cosine(initial, base_max, epoch / peak)
-    return cosine(base_max, low, (epoch - peak) / (total_steps - 1 - peak))
+    if three_phase:  # up, down as fast, then to the floor at the highest momentum
+        ends = (peak, 2 * peak, total_steps - 1)
+        rates = ((initial, base_max), (base_max, initial), (initial, low))
+        momenta = ((max_momentum, base_momentum), (base_momentum, max_momentum), (max_momentum, max_momentum))
+    else:
+        ends = (peak, total_steps - 1)
+        rates = ((initial, base_max), (base_max, low))
+        momenta = ((max_momentum, base_momentum), (base_momentum, max_momentum))
+    phase = next((k for k, end in enumerate(ends) if epoch <= end), len(ends) - 1)
+    start = ends[phase - 1] if phase else 0.0
+    pct = (epoch - start) / (ends[phase] - start)
+    if anneal_strategy == "cos":
+        return cosine(*rates[phase], pct), cosine(*momenta[phase], pct)
+    return tuple(a + (b - a) * pct for a, b in (rates[phase], momenta[phase]))
+
+
+def one_cycle(base_max, epoch, total_steps, pct_start=0.3, div_factor=25.0, final_div_factor=1e4):
+    return one_cycle_at(base_max, epoch, total_steps, pct_start, div_factor, final_div_factor)[0]
 
 
 # name, constructor arguments, closed form lr(base, epoch)
@@ -308,3 +325,157 @@ def test_one_cycle_checks_its_arguments_before_changing_a_group():
     sched = S.OneCycleLR(opt, max_lr=1.0, total_steps=10, pct_start=0.1, div_factor=4.0)
     lrs = [opt.param_groups[0]["lr"]] + [(sched.step(), opt.param_groups[0]["lr"])[1] for _ in range(9)]
     assert lrs[0] == 0.25 and 0.9 < lrs[1] < 1.0 and all(a > b for a, b in zip(lrs[1:], lrs[2:]))
+
+
+# ------------------------------------------------------------------- OneCycleLR's momentum
+
+CYCLES = [{"anneal_strategy": a, "three_phase": t} for a in ("cos", "linear") for t in (False, True)]
+MOMENTUM_OPTIMIZERS = [("SGD", {"momentum": 0.9}, "momentum"), ("Adam", {"betas": (0.9, 0.99)}, "betas"),
+                       ("RMSprop", {}, "momentum")]
+
+
+def momentum_of(group, key):
+    return group["betas"][0] if key == "betas" else group["momentum"]
+
+
+@pytest.mark.parametrize("cycle", CYCLES, ids=lambda c: f"{c['anneal_strategy']}-three_phase={c['three_phase']}")
+@pytest.mark.parametrize("name, kwargs, key", MOMENTUM_OPTIMIZERS, ids=[o[0] for o in MOMENTUM_OPTIMIZERS])
+def test_one_cycle_cycles_the_momentum(rng, name, kwargs, key, cycle):
+    """The momentum (Adam's beta1) goes from max_momentum down to base_momentum as the rate
+    rises and back up as it falls, over a whole cycle, as PyTorch's OneCycleLR moves it."""
+    total = 40
+    w0 = rng.standard_normal(6).astype(np.float32)
+    grads = rng.standard_normal((total, 6)).astype(np.float32)
+    p = nn.Parameter(ember.tensor(w0))
+    opt = getattr(ember.optim, name)([p], lr=0.1, **kwargs)
+    sched = S.OneCycleLR(opt, max_lr=0.5, total_steps=total, base_momentum=0.8, max_momentum=0.9, **cycle)
+    got = []
+    for g in grads:
+        group = opt.param_groups[0]
+        got.append((group["lr"], momentum_of(group, key)))
+        p.grad = ember.tensor(g)
+        opt.step()
+        sched.step()  # the last one is step total_steps, PyTorch's last allowed
+    want = [one_cycle_at(0.5, e, total, base_momentum=0.8, max_momentum=0.9, **cycle) for e in range(total)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    if key == "betas":
+        assert opt.param_groups[0]["betas"][1] == 0.99
+    torch = pytest.importorskip("torch")
+    tp = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    topt = getattr(torch.optim, name)([tp], lr=0.1, **kwargs)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.5, total_steps=total, base_momentum=0.8,
+                                                 max_momentum=0.9, **cycle)
+    theirs = []
+    for g in grads:
+        group = topt.param_groups[0]
+        theirs.append((group["lr"], momentum_of(group, key)))
+        tp.grad = torch.from_numpy(g)
+        topt.step()
+        tsched.step()
+    np.testing.assert_allclose(got, theirs, rtol=1e-14)
+    np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stop", [1, 17])
+def test_one_cycle_momentum_round_trips_and_resumes(stop):
+    """A state_dict round trip (optimizer and schedule made anew, both loaded), and a schedule
+    made with last_epoch over an optimizer loaded first, go on as an uninterrupted run."""
+
+    def run(opt, sched, steps):
+        out = []
+        for _ in range(steps):
+            out.append([(g["lr"], g["betas"][0]) for g in opt.param_groups])
+            opt.step()
+            sched.step()
+        return out
+
+    def adam():
+        params = [nn.Parameter(ember.zeros(2)), nn.Parameter(ember.zeros(3))]
+        return ember.optim.Adam([{"params": [params[0]]}, {"params": [params[1]], "lr": 0.3}])
+
+    kwargs = {"max_lr": [0.1, 0.03], "total_steps": 30, "base_momentum": [0.8, 0.7], "anneal_strategy": "linear",
+              "three_phase": True}
+    opt = adam()
+    straight = run(opt, S.OneCycleLR(opt, **kwargs), 29)
+    opt = adam()
+    sched = S.OneCycleLR(opt, **kwargs)
+    first = run(opt, sched, stop)
+    fresh_opt = adam()
+    fresh = S.OneCycleLR(fresh_opt, **kwargs)
+    fresh_opt.load_state_dict(opt.state_dict())
+    fresh.load_state_dict(sched.state_dict())
+    np.testing.assert_allclose(first + run(fresh_opt, fresh, 29 - stop), straight, rtol=1e-15)
+    loaded = adam()
+    loaded.load_state_dict(opt.state_dict())  # the momentum bounds travel in the groups
+    assert [(g["max_momentum"], g["base_momentum"]) for g in loaded.param_groups] == [(0.95, 0.8), (0.95, 0.7)]
+    resumed = S.OneCycleLR(loaded, last_epoch=stop - 1, **kwargs)
+    np.testing.assert_allclose(first + run(loaded, resumed, 29 - stop), straight, rtol=1e-15)
+
+
+def test_one_cycle_chains_with_a_step_schedule():
+    """OneCycleLR sets the rate and the momentum; a StepLR after it on the same optimizer halves
+    the rate at its own steps (PyTorch's result) and leaves the momentum alone."""
+    opt = optimizer()
+    cycle = S.OneCycleLR(opt, max_lr=[0.1, 0.03], total_steps=20)
+    halve = S.StepLR(opt, step_size=3, gamma=0.5)
+    got = []
+    for _ in range(19):
+        got.append([(g["lr"], g["momentum"]) for g in opt.param_groups])
+        opt.step()
+        cycle.step()
+        halve.step()
+    want = []
+    for e in range(19):
+        factor = 0.5 if e and e % 3 == 0 else 1.0
+        want.append([(lr * factor, m) for lr, m in (one_cycle_at(b, e, 20) for b in (0.1, 0.03))])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    torch = pytest.importorskip("torch")
+    params = [torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)]
+    topt = torch.optim.SGD([{"params": [params[0]], "lr": BASES[0]}, {"params": [params[1]], "lr": BASES[1]}],
+                           momentum=0.9)
+    tcycle = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=[0.1, 0.03], total_steps=20)
+    thalve = torch.optim.lr_scheduler.StepLR(topt, step_size=3, gamma=0.5)
+    theirs = []
+    for _ in range(19):
+        theirs.append([(g["lr"], g["momentum"]) for g in topt.param_groups])
+        topt.step()
+        tcycle.step()
+        thalve.step()
+    np.testing.assert_allclose(got, theirs, rtol=1e-12)
+
+
+def test_one_cycle_momentum_arguments():
+    class Plain(ember.optim.Optimizer):  # an optimizer with neither momentum nor betas
+        @classmethod
+        def _check_group(cls, group):
+            pass
+
+        def __init__(self, params, lr=0.1):
+            super().__init__(params, {"lr": lr})
+
+    plain = Plain([nn.Parameter(ember.zeros(2))])
+    with pytest.raises(ValueError, match="cycle_momentum needs an optimizer with momentum or betas; Plain has "):
+        S.OneCycleLR(plain, max_lr=0.1, total_steps=10)
+    assert "initial_lr" not in plain.param_groups[0]
+    S.OneCycleLR(plain, max_lr=0.1, total_steps=10, cycle_momentum=False)
+    opt = optimizer()
+    S.OneCycleLR(opt, max_lr=0.1, total_steps=10, cycle_momentum=False)
+    assert [g["momentum"] for g in opt.param_groups] == [0.9, 0.9] and "max_momentum" not in opt.param_groups[0]
+    adam = ember.optim.Adam([nn.Parameter(ember.zeros(2))])
+    for make, error, match in [
+        (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, anneal_strategy="cosine"), ValueError,
+         r"anneal_strategy must be 'cos' or 'linear', got 'cosine'"),
+        (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, max_momentum=[0.9, 0.9, 0.9]), ValueError,
+         r"max_momentum must be one number or one per parameter group \(2\), got 3"),
+        (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, base_momentum=-0.1), ValueError,
+         r"base_momentum -0.1 does not suit SGD: need momentum >= 0"),
+        (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, cycle_momentum=1), TypeError,
+         r"cycle_momentum must be True or False"),
+        (lambda o: S.OneCycleLR(adam, max_lr=0.1, total_steps=10, max_momentum=1.0), ValueError,
+         r"max_momentum 1.0 does not suit Adam: Adam: need betas in \[0, 1\)"),
+    ]:
+        fresh = optimizer()
+        with pytest.raises(error, match=match):
+            make(fresh)
+        assert all("initial_lr" not in g and g["momentum"] == 0.9 for g in fresh.param_groups)  # untouched
+    assert adam.param_groups[0]["betas"] == (0.9, 0.999) and "initial_lr" not in adam.param_groups[0]

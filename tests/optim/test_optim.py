@@ -192,3 +192,216 @@ def test_native_step_bad_input(device):
         step([p], [p.copy(), p.copy()], [p.copy()], [p.copy()], None, [1], **hyper)
     with pytest.raises(ValueError, match="must not share memory"):
         kernels.optim_step.sgd_step([p], [p], None, lr=0.1)
+
+
+# ----------------------------------------------------------------- a step is all or nothing
+
+STEP_CONFIGS = [
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "dampening": 0.1}),
+    ("Adam", {"lr": 0.1, "weight_decay": 0.01}),
+    ("AdamW", {"lr": 0.1, "amsgrad": True}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.5, "centered": True}),
+]
+
+
+def _spoil_read_only(params, opt):
+    params[2]._data.flags.writeable = False
+
+
+# What breaks parameter c (group 1, after group 0's float32 and float64 parameters), and the error.
+SPOILS = [
+    ("float64 grad", lambda ps, o: setattr(ps[2], "grad", ember.tensor(np.ones(1000), dtype=np.float64)), TypeError,
+     r"param_groups\[1\]\['params'\]\[0\]: grad has dtype float64 but the parameter has float32"),
+    ("grad shape", lambda ps, o: setattr(ps[2], "grad", ember.ones(7)), ValueError,
+     r"param_groups\[1\]\['params'\]\[0\]: grad has shape \(7,\) but the parameter has \(1000,\)"),
+    ("grad not a Tensor", lambda ps, o: setattr(ps[2], "grad", np.ones(1000, np.float32)), TypeError,
+     r"param_groups\[1\]\['params'\]\[0\]: grad must be a Tensor, got ndarray"),
+    ("read-only parameter", _spoil_read_only, ValueError,
+     r"param_groups\[1\]\['params'\]\[0\]: the parameter is read-only"),
+    ("one grad for two parameters", lambda ps, o: setattr(ps[3], "grad", ps[2].grad), ValueError,
+     r"param_groups\[1\]: \['params'\]\[0\]\.grad and \['params'\]\[1\]\.grad share memory"),
+    ("grad over the parameter", lambda ps, o: setattr(ps[2], "grad", ember.Tensor._wrap(ps[2]._data)), ValueError,
+     r"param_groups\[1\]: \['params'\]\[0\] and \['params'\]\[0\]\.grad share memory"),
+    ("bad lr", lambda ps, o: o.param_groups[1].update(lr=-1.0), ValueError, r"param_groups\[1\]: need lr >= 0, got -1"),
+]
+
+
+def _step_setup(name, kwargs):
+    a, c, d = (nn.Parameter(ember.ones(1000)) for _ in range(3))
+    b = nn.Parameter(ember.tensor(np.ones(5), dtype=np.float64))  # the NumPy path
+    params = [a, b, c, d]
+    return params, getattr(ember.optim, name)([{"params": [a, b]}, {"params": [c, d]}], **kwargs)
+
+
+def _give_grads(params, k):
+    for i, p in enumerate(params):
+        p.grad = ember.tensor(np.linspace(-1, 1, p.shape[0]) * (k + 1) + i, dtype=p.dtype)
+
+
+@pytest.mark.parametrize("spoil, error, match", [s[1:] for s in SPOILS], ids=[s[0] for s in SPOILS])
+@pytest.mark.parametrize("name, kwargs", STEP_CONFIGS, ids=[c[0] for c in STEP_CONFIGS])
+def test_a_refused_step_changes_nothing(name, kwargs, spoil, error, match):
+    """A step that raises leaves every parameter (of every group, on both paths) and the state
+    as they were: the next good step goes on exactly as if the refused one had not been asked."""
+    params, opt = _step_setup(name, kwargs)
+    ref_params, ref = _step_setup(name, kwargs)
+    for ps, o in ((params, opt), (ref_params, ref)):
+        _give_grads(ps, 0)
+        o.step()
+    before = [p.detach().numpy().copy() for p in params]
+    state = opt.state_dict()
+    _give_grads(params, 1)
+    spoil(params, opt)
+    with pytest.raises(error, match=match):
+        opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p.detach().numpy(), b)
+    for i, entries in state["state"].items():
+        after = opt.state_dict()["state"][i]
+        assert after.keys() == entries.keys()
+        for key, value in entries.items():
+            np.testing.assert_array_equal(after[key], value, err_msg=f"state[{i}][{key!r}]")
+    params[2]._data.flags.writeable = True
+    opt.param_groups[1]["lr"] = opt.param_groups[0]["lr"]
+    for ps, o in ((params, opt), (ref_params, ref)):
+        _give_grads(ps, 1)
+        o.step()
+    for p, r in zip(params, ref_params):
+        np.testing.assert_array_equal(p.detach().numpy(), r.detach().numpy())
+    mine, theirs = opt.state_dict()["state"], ref.state_dict()["state"]
+    for i in theirs:
+        for key in theirs[i]:
+            np.testing.assert_array_equal(mine[i][key], theirs[i][key])
+    if torch is None:
+        return
+    tparams = [torch.nn.Parameter(torch.ones(1000)), torch.nn.Parameter(torch.ones(5, dtype=torch.float64)),
+               torch.nn.Parameter(torch.ones(1000)), torch.nn.Parameter(torch.ones(1000))]
+    topt = getattr(torch.optim, name)([{"params": tparams[:2]}, {"params": tparams[2:]}], **kwargs)
+    for k in range(2):
+        for i, p in enumerate(tparams):
+            p.grad = torch.from_numpy(np.linspace(-1, 1, p.shape[0]) * (k + 1) + i).to(p.dtype)
+        topt.step()
+    for p, t in zip(params, tparams):
+        np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_sgd_refused_step_leaves_no_momentum_buffer():
+    p = nn.Parameter(np.ones(1000, np.float32))
+    opt = ember.optim.SGD([p], lr=0.1, momentum=0.9)
+    p.grad = ember.Tensor._wrap(np.ones(1000, np.float64))
+    with pytest.raises(TypeError, match=r"SGD.step: param_groups\[0\]\['params'\]\[0\]: grad has dtype float64"):
+        opt.step()
+    assert opt.state == {}
+    p.grad = ember.Tensor._wrap(np.ones(1000, np.float32))
+    opt.step()  # the first step: the buffer is the gradient, p = 1 - 0.1
+    np.testing.assert_allclose(p.detach().numpy(), 0.9, rtol=1e-7)
+    np.testing.assert_array_equal(opt.state[id(p)]["momentum_buffer"], 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_refuses_negative_dampening(dtype):
+    """The native step refuses dampening < 0, so SGD does for every dtype, when it is made (PyTorch
+    takes it) and at a step when it was set later."""
+    p = nn.Parameter(ember.tensor(np.ones(4), dtype=dtype))
+    with pytest.raises(ValueError, match=r"need dampening >= 0, got -0.5"):
+        ember.optim.SGD([p], lr=0.1, momentum=0.9, dampening=-0.5)
+    opt = ember.optim.SGD([p], lr=0.1, momentum=0.9)
+    opt.param_groups[0]["dampening"] = -0.5
+    p.grad = ember.tensor(np.ones(4), dtype=dtype)
+    with pytest.raises(ValueError, match=r"SGD.step: param_groups\[0\]: need dampening >= 0, got -0.5"):
+        opt.step()
+    np.testing.assert_array_equal(p.detach().numpy(), 1.0)
+    assert opt.state == {}
+
+
+def test_a_misaligned_float32_parameter_takes_the_numpy_path():
+    buf = np.frombuffer(bytearray(4 * 8 + 1), np.float32, count=8, offset=1)
+    buf[:] = 1.0
+    assert not buf.flags.aligned
+    p = nn.Parameter(buf)
+    opt = ember.optim.SGD([p], lr=0.5, momentum=0.9)
+    p.grad = ember.ones(8)
+    opt.step()
+    np.testing.assert_array_equal(p.detach().numpy(), 0.5)
+
+
+@pytest.mark.parametrize("name, kwargs", STEP_CONFIGS[:2], ids=[c[0] for c in STEP_CONFIGS[:2]])
+def test_a_group_over_two_devices_steps_each_on_its_own(rng, name, kwargs):
+    import strict_device
+
+    strict_device.register()
+    w0, grads = rng.standard_normal((2, 6)).astype(np.float32), rng.standard_normal((3, 2, 6)).astype(np.float32)
+    mixed = [nn.Parameter(ember.tensor(w0[0])), nn.Parameter(ember.tensor(w0[1], device="strict"))]
+    alone = [nn.Parameter(ember.tensor(w)) for w in w0]
+    opts = [getattr(ember.optim, name)(ps, **kwargs) for ps in (mixed, alone)]
+    for g in grads:
+        for ps, o in ((mixed, opts[0]), (alone, opts[1])):
+            for p, gi in zip(ps, g):
+                p.grad = ember.tensor(gi, device=p.device)
+            o.step()
+    for m, a in zip(mixed, alone):
+        np.testing.assert_array_equal(m.detach().cpu().numpy(), a.detach().numpy())
+
+
+def test_rmsprop_starts_a_buffer_turned_on_after_the_first_step():
+    p = nn.Parameter(ember.tensor(np.ones(3)))
+    opt = ember.optim.RMSprop([p], lr=0.01, alpha=0.5)
+    lr, alpha, eps, mu = 0.01, 0.5, 1e-8, 0.9
+    w, sq, mean, buf = np.ones(3), np.zeros(3), np.zeros(3), np.zeros(3)
+    for k, g in enumerate([np.array([1.0, -2.0, 3.0]), np.array([0.5, 1.0, -1.0]), np.array([2.0, 0.0, 1.0])]):
+        if k == 1:  # momentum and centered turned on: their buffers start at zero now
+            opt.param_groups[0].update(momentum=mu, centered=True)
+        p.grad = ember.tensor(g)
+        opt.step()
+        sq = alpha * sq + (1 - alpha) * g * g
+        if k >= 1:
+            mean = alpha * mean + (1 - alpha) * g
+            buf = mu * buf + g / (np.sqrt(sq - mean * mean) + eps)
+            w = w - lr * buf
+        else:
+            w = w - lr * g / (np.sqrt(sq) + eps)
+        np.testing.assert_allclose(p.detach().numpy(), w, rtol=1e-13)
+
+
+# ----------------------------------------------------------------- the closure
+
+@pytest.mark.parametrize("name, kwargs", STEP_CONFIGS, ids=[c[0] for c in STEP_CONFIGS])
+def test_the_closure_runs_with_autograd_on(device, rng, name, kwargs):
+    """step(closure) calls the closure with autograd on, so it may call backward (PyTorch's
+    enable_grad), even inside no_grad; grad mode is as it was afterwards."""
+    w0 = rng.standard_normal(5).astype(np.float32)
+    p = nn.Parameter(ember.tensor(w0))
+    opt = getattr(ember.optim, name)([p], **kwargs)
+
+    def closure():
+        opt.zero_grad()
+        loss = (p * p).sum()
+        loss.backward()
+        return loss
+
+    losses = []
+    for k in range(3):
+        if k == 2:
+            with ember.no_grad():
+                losses.append(opt.step(closure).item())
+            assert ember.autograd.is_grad_enabled()
+        else:
+            losses.append(opt.step(closure).item())
+    if name == "SGD":  # loss = |w|^2, gradient 2w: the first step's closed form
+        np.testing.assert_allclose(losses[0], float((w0.astype(np.float64) ** 2).sum()), rtol=1e-6)
+        w1 = w0 - 0.1 * 2 * w0
+        np.testing.assert_allclose(losses[1], float((w1.astype(np.float64) ** 2).sum()), rtol=1e-5)
+    if torch is None:
+        return
+    tp = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    topt = getattr(torch.optim, name)([tp], **kwargs)
+
+    def tclosure():
+        topt.zero_grad()
+        loss = (tp * tp).sum()
+        loss.backward()
+        return loss
+
+    theirs = [topt.step(tclosure).item() for _ in range(3)]
+    np.testing.assert_allclose(losses, theirs, rtol=1e-5)
+    np.testing.assert_allclose(p.detach().cpu().numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -5,7 +5,7 @@ A schedule alone on its optimizer sets the closed form. Several schedules on one
 (and ``ReduceLROnPlateau`` beside them) chain as PyTorch's do: each step multiplies the rate in
 force by the change of that schedule's own factor, so a warm-up ``LinearLR`` with an
 ``ExponentialLR`` decays from the warmed-up rate, and a plateau's reduction stays. ``OneCycleLR``
-sets the rate itself, as PyTorch's does.
+sets the rate (and the momentum) itself, as PyTorch's does.
 """
 
 from __future__ import annotations
@@ -155,11 +155,41 @@ class WarmupCosineLR(LRScheduler):
         return base_lr * (self.min_factor + (1 - self.min_factor) * (1 + math.cos(math.pi * done)) / 2)
 
 
+def _anneal_cos(start, end, pct):
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+def _anneal_linear(start, end, pct):
+    return (end - start) * pct + start
+
+
+_ANNEAL = {"cos": _anneal_cos, "linear": _anneal_linear}
+
+
+def _per_group(name: str, value, n: int) -> list:
+    """``value`` for each of n parameter groups: a list or tuple of n, or one value for all."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * n
+    if len(values) != n:
+        raise ValueError(f"OneCycleLR: {name} must be one number or one per parameter group ({n}), got {len(values)}")
+    return values
+
+
 class OneCycleLR(LRScheduler):
-    """PyTorch's one-cycle policy (cosine annealing, two phases): step once per batch."""
+    """PyTorch's one-cycle policy, stepped once per batch. The rate rises from
+    ``max_lr / div_factor`` to ``max_lr`` over the first ``pct_start`` of ``total_steps``, then
+    falls to ``max_lr / (div_factor * final_div_factor)``; with ``three_phase`` it first falls
+    back to ``max_lr / div_factor`` over as many steps, then to the floor. ``anneal_strategy``:
+    ``'cos'`` or ``'linear'``.
+
+    With ``cycle_momentum`` (the default) the momentum -- SGD's and RMSprop's ``momentum``,
+    Adam's and AdamW's ``betas[0]`` -- moves the other way, from ``max_momentum`` down to
+    ``base_momentum`` while the rate rises, and back up while it falls (the last phase of
+    ``three_phase`` holds it at ``max_momentum``). ``max_lr``, ``base_momentum`` and
+    ``max_momentum`` take one value, or one per parameter group."""
 
     def __init__(self, optimizer, max_lr, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
-                 final_div_factor: float = 1e4, last_epoch: int = -1):
+                 final_div_factor: float = 1e4, last_epoch: int = -1, *, anneal_strategy: str = "cos",
+                 cycle_momentum: bool = True, base_momentum=0.85, max_momentum=0.95, three_phase: bool = False):
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ValueError(f"OneCycleLR: total_steps must be >= 1 and an int, got {total_steps!r}")
         if isinstance(pct_start, bool) or not isinstance(pct_start, (int, float)) or not 0.0 <= pct_start <= 1.0:
@@ -167,38 +197,74 @@ class OneCycleLR(LRScheduler):
         for name, v in (("div_factor", div_factor), ("final_div_factor", final_div_factor)):
             if not v > 0:
                 raise ValueError(f"OneCycleLR: {name} must be > 0, got {v!r}")
-        n = len(optimizer.param_groups)
-        max_lrs = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * n
-        if len(max_lrs) != n:  # checked before any group is changed
-            raise ValueError(f"OneCycleLR: max_lr must be one number or one per parameter group ({n}), got "
-                             f"{len(max_lrs)}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"OneCycleLR: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+        for name, v in (("cycle_momentum", cycle_momentum), ("three_phase", three_phase)):
+            if not isinstance(v, bool):
+                raise TypeError(f"OneCycleLR: {name} must be True or False, got {v!r}")
+        # Everything is checked before any group changes.
+        groups = optimizer.param_groups
+        max_lrs = _per_group("max_lr", max_lr, len(groups))
         for m in max_lrs:
             if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
                 raise ValueError(f"OneCycleLR: max_lr must be finite and > 0, got {m!r}")
+        use_beta1 = "betas" in optimizer.defaults
+        if cycle_momentum:
+            if "momentum" not in optimizer.defaults and not use_beta1:
+                raise ValueError(f"OneCycleLR: cycle_momentum needs an optimizer with momentum or betas; "
+                                 f"{type(optimizer).__name__} has neither (pass cycle_momentum=False)")
+            momenta = {name: _per_group(name, v, len(groups))
+                       for name, v in (("max_momentum", max_momentum), ("base_momentum", base_momentum))}
+            for name, values in momenta.items():
+                for g, m in zip(groups, values):
+                    try:  # the optimizer's own rules for the values the schedule will set
+                        optimizer._check_group({**g, **self._momentum(g, m, use_beta1)})
+                    except (TypeError, ValueError) as exc:
+                        raise type(exc)(f"OneCycleLR: {name} {m!r} does not suit {type(optimizer).__name__}: "
+                                        f"{exc}") from None
         if last_epoch == -1:
-            for g, m in zip(optimizer.param_groups, max_lrs):
+            for i, (g, m) in enumerate(zip(groups, max_lrs)):
                 g["initial_lr"] = m / div_factor
                 g["max_lr"] = m
                 g["min_lr"] = g["initial_lr"] / final_div_factor
+                if cycle_momentum:
+                    g.update(self._momentum(g, momenta["max_momentum"][i], use_beta1),
+                             max_momentum=momenta["max_momentum"][i], base_momentum=momenta["base_momentum"][i])
         self.total_steps, self.pct_start = total_steps, pct_start
-        self._phase_end = float(pct_start * total_steps) - 1
+        self.anneal_strategy, self.cycle_momentum, self.use_beta1 = anneal_strategy, cycle_momentum, use_beta1
+        # (last step of the phase, its start and end rates, its start and end momenta): group keys.
+        warm = float(pct_start * total_steps) - 1
+        if three_phase:
+            self._phases = [(warm, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                            (float(2 * pct_start * total_steps) - 2, "max_lr", "initial_lr", "base_momentum",
+                             "max_momentum"),
+                            (total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum")]
+        else:
+            self._phases = [(warm, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                            (total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
         super().__init__(optimizer, last_epoch)
 
     @staticmethod
-    def _cos(start, end, pct):
-        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+    def _momentum(group: dict, momentum, use_beta1: bool) -> dict:
+        """The entry of ``group`` that sets its momentum (Adam's: ``betas[0]``) to ``momentum``."""
+        return {"betas": (momentum, *group["betas"][1:])} if use_beta1 else {"momentum": momentum}
 
     def step(self) -> None:
         self.last_epoch += 1
         t = self.last_epoch
         if t > self.total_steps:
             raise ValueError(f"OneCycleLR: stepped {t} times with total_steps={self.total_steps}")
+        anneal = _ANNEAL[self.anneal_strategy]
         for g in self.optimizer.param_groups:
-            if t <= self._phase_end:  # a warm-up of one step (phase end 0) starts at initial_lr
-                g["lr"] = self._cos(g["initial_lr"], g["max_lr"], t / self._phase_end if self._phase_end else 0.0)
-            else:
-                span = self.total_steps - 1 - self._phase_end
-                g["lr"] = self._cos(g["max_lr"], g["min_lr"], (t - self._phase_end) / span)
+            start = 0.0
+            for i, (end, lr0, lr1, m0, m1) in enumerate(self._phases):
+                if t <= end or i == len(self._phases) - 1:
+                    break
+                start = end
+            pct = (t - start) / (end - start) if t != start else 0.0  # a warm-up of one step starts at initial_lr
+            g["lr"] = anneal(g[lr0], g[lr1], pct)
+            if self.cycle_momentum:
+                g.update(self._momentum(g, anneal(g[m0], g[m1], pct), self.use_beta1))
 
 
 class ReduceLROnPlateau(_SchedulerState):

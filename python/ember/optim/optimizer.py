@@ -1,7 +1,7 @@
 """Optimizer: parameter groups, per-parameter state, zero_grad and state_dict (PyTorch's
-protocol). Subclasses implement ``_step_fused`` (float32 parameters of a group, one native call)
-and ``_update`` (any other dtype, the same formulas in the array's namespace), both changing the
-parameters' arrays in place."""
+protocol). Subclasses implement ``_step_fused`` (float32 parameters of a group on one device, one
+native call) and ``_update`` (any other dtype, the same formulas in the array's namespace), both
+changing the parameters' arrays and the step's working copy of their state in place."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ import numbers
 import numpy as np
 
 from .. import backend
-from ..autograd import no_grad
+from ..autograd import enable_grad, no_grad
+from ..autograd.function import _memory_owner
 from ..nn.module import Parameter
 from ..tensor import Tensor
 
 
 def _native(p) -> bool:
-    """Whether the fused native step serves this parameter array (float32, C-contiguous)."""
-    return p.dtype == np.float32 and p.flags.c_contiguous
+    """Whether the fused native step serves this parameter array (float32, C-contiguous,
+    aligned)."""
+    return p.dtype == np.float32 and p.flags.c_contiguous and getattr(p.flags, "aligned", True)
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -43,7 +45,56 @@ def _flag(group: dict, key: str) -> None:
 
 
 # Keys the learning-rate schedulers add to a parameter group (numbers >= 0).
-_SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr")
+_SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
+
+
+def _check_gradient(p) -> None:
+    """Raise TypeError/ValueError if the step cannot update parameter ``p`` with its gradient."""
+    grad = p.grad
+    if not isinstance(grad, Tensor):
+        raise TypeError(f"grad must be a Tensor, got {type(grad).__name__}")
+    g, a = grad._data, p._data
+    if type(g) is not type(a) and backend.device_of(g) is not backend.device_of(a):
+        raise ValueError(f"grad is on device '{backend.device_of(g).name}' but the parameter is on "
+                         f"'{backend.device_of(a).name}'")
+    if g.dtype != a.dtype:
+        raise TypeError(f"grad has dtype {g.dtype} but the parameter has {a.dtype}")
+    if g.shape != a.shape:
+        raise ValueError(f"grad has shape {tuple(g.shape)} but the parameter has {tuple(a.shape)}")
+    if not getattr(a.flags, "writeable", True):
+        raise ValueError("the parameter is read-only")
+
+
+def _span(a) -> tuple:
+    """(first byte, one past the last byte) of the memory array ``a`` spans."""
+    interface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+    lo = hi = interface["data"][0]
+    for n, stride in zip(a.shape, a.strides):
+        if stride < 0:
+            lo += (n - 1) * stride
+        else:
+            hi += (n - 1) * stride
+    return lo, hi + a.itemsize
+
+
+def _first_overlap(arrays):
+    """Indices of two of ``arrays`` (all on one device) that share memory, or None: the spans of
+    the arrays over one owner's memory (the same array twice, views of one array) compared."""
+    owners = [_memory_owner(a) for a in arrays]
+    if len(set(map(id, owners))) == len(owners):  # each over memory of its own: the usual case
+        return None
+    by_owner = {}
+    for i, (a, owner) in enumerate(zip(arrays, owners)):
+        if a.size:
+            by_owner.setdefault(id(owner), []).append(i)
+    for idx in by_owner.values():
+        reach = None  # (end, index) of the span reaching furthest so far, in order of start
+        for (lo, hi), i in sorted((_span(arrays[i]), i) for i in idx):
+            if reach is not None and lo < reach[0]:
+                return reach[1], i
+            if reach is None or hi > reach[0]:
+                reach = (hi, i)
+    return None
 
 
 class Optimizer:
@@ -99,41 +150,78 @@ class Optimizer:
 
     @no_grad()
     def step(self, closure=None):
-        """One update of every parameter that has a gradient: per parameter group, the float32
-        ones in one fused native call (one kernel launch on a GPU), the others through the
-        same formulas in their array namespace."""
-        loss = closure() if closure is not None else None
-        # Every group's hyper-parameters (a scheduler or a user may have set them) before any
-        # parameter changes: a bad one in a later group must not leave a step half done.
+        """One update of every parameter that has a gradient: per parameter group and device,
+        the float32 ones in one fused native call (one kernel launch on a GPU), the others
+        through the same formulas in their array namespace.
+
+        ``closure`` (optional) re-evaluates the model and returns the loss; it runs first, with
+        autograd on, so it may call ``backward``, and its result is returned.
+
+        A step is all or nothing: every group's hyper-parameters, and every gradient against its
+        parameter (a Tensor of the parameter's dtype, shape and device; the parameter writable;
+        the float32 arrays of one native call apart in memory), are checked before anything
+        changes, so a step that raises leaves the parameters and the optimizer's state as they
+        were."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        plan = self._plan_step()
+        for g, params, states, fused in plan:
+            for idx in fused:
+                self._step_fused([params[i]._data for i in idx], [params[i].grad._data for i in idx],
+                                 [states[i] for i in idx], g)
+            native = {i for idx in fused for i in idx}
+            for i, p in enumerate(params):
+                if i not in native:
+                    self._update(p._data, p.grad._data, states[i], g)
+        for _, params, states, _ in plan:
+            for p, s in zip(params, states):
+                self.state[id(p)] = s
+                p._bump()
+        return loss
+
+    def _plan_step(self) -> list:
+        """Check the whole step before any of it is made (TypeError/ValueError naming the group
+        or parameter). Per group: (group, its parameters with a gradient, a working copy of each
+        one's state, which ``step`` installs once every update has succeeded, and the indices
+        of the parameters of each native call: the float32 ones, by device)."""
+        name = type(self).__name__
+        # Every group's hyper-parameters (a scheduler or a user may have set them) first.
         for i, g in enumerate(self.param_groups):
             try:
                 self._check_group(g)
             except (TypeError, ValueError) as exc:
-                raise type(exc)(f"{type(self).__name__}.step: param_groups[{i}]: {exc}") from None
-        for g in self.param_groups:
-            params = [p for p in g["params"] if p.grad is not None]
-            if not params:
-                continue
-            states = [self._state_of(p) for p in params]
-            fused = [i for i, p in enumerate(params) if _native(p._data)]
-            others = set(range(len(params))) - set(fused)
-            if fused:
-                self._step_fused([params[i]._data for i in fused], [params[i].grad._data for i in fused],
-                                 [states[i] for i in fused], g)
-            for i in sorted(others):
-                self._update(params[i]._data, params[i].grad._data, states[i], g)
-            for p in params:
-                p._bump()
-        return loss
+                raise type(exc)(f"{name}.step: param_groups[{i}]: {exc}") from None
+        plan = []
+        for i, g in enumerate(self.param_groups):
+            where = f"{name}.step: param_groups[{i}]"
+            numbers = [j for j, p in enumerate(g["params"]) if p.grad is not None]
+            params = [g["params"][j] for j in numbers]
+            by_device = {}
+            for k, (j, p) in enumerate(zip(numbers, params)):
+                try:
+                    _check_gradient(p)
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"{where}['params'][{j}]: {exc}") from None
+                if _native(p._data):
+                    by_device.setdefault(backend.device_of(p._data), []).append(k)
+            for idx in by_device.values():  # a native call refuses arrays that share memory
+                pair = _first_overlap([params[k]._data for k in idx] + [params[k].grad._data for k in idx])
+                if pair is not None:
+                    a, b = (f"['params'][{numbers[idx[m % len(idx)]]}]{'.grad' if m >= len(idx) else ''}"
+                            for m in pair)
+                    raise ValueError(f"{where}: {a} and {b} share memory; the fused step needs the float32 "
+                                     "parameters and gradients of a group apart")
+            plan.append((g, params, [self._working_state(p) for p in params], list(by_device.values())))
+        return plan
 
-    def _state_of(self, p) -> dict:
-        """p's state, its arrays on p's device (state follows a parameter that was moved)."""
-        state = self.state.setdefault(id(p), {})
+    def _working_state(self, p) -> dict:
+        """A copy of p's state for one step, its arrays on p's device (state follows a
+        parameter that was moved)."""
         dev = backend.device_of(p._data)
-        for k, v in state.items():
-            if backend.is_array(v) and backend.device_of(v) is not dev:
-                state[k] = dev.asarray(v)
-        return state
+        return {k: dev.asarray(v) if not isinstance(v, dev.array_types) and backend.is_array(v) else v
+                for k, v in self.state.get(id(p), {}).items()}
 
     def _step_fused(self, params, grads, states, group) -> None:
         """Update float32 parameters (arrays) in one native call."""

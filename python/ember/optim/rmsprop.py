@@ -35,12 +35,12 @@ class RMSprop(Optimizer):
         if group["weight_decay"]:
             g = g + f(group["weight_decay"]) * p
         if not state:
-            state["step"] = 0
-            state["square_avg"] = xp.zeros_like(p)
-            if group["momentum"]:
-                state["momentum_buffer"] = xp.zeros_like(p)
-            if group["centered"]:
-                state["grad_avg"] = xp.zeros_like(p)
+            state.update(step=0, square_avg=xp.zeros_like(p))
+        # A buffer starts at zero on the first step that needs it (momentum or centered may be
+        # turned on after the first step, as OneCycleLR does with momentum).
+        for key, needed in (("momentum_buffer", group["momentum"]), ("grad_avg", group["centered"])):
+            if needed and key not in state:
+                state[key] = xp.zeros_like(p)
         state["step"] += 1
         sq = state["square_avg"]
         sq *= f(group["alpha"])

@@ -10,13 +10,15 @@ from .optimizer import Optimizer, _flag, _real
 
 
 class SGD(Optimizer):
+    """SGD, PyTorch's update. ``dampening`` must be >= 0 (PyTorch also takes a negative one; the
+    native step, and so Ember for every dtype, does not)."""
+
     _state_arrays = ("momentum_buffer",)
 
     @classmethod
     def _check_group(cls, group: dict) -> None:
-        for key in ("lr", "momentum", "weight_decay"):
+        for key in ("lr", "momentum", "dampening", "weight_decay"):
             _real(group, key)
-        _real(group, "dampening", -float("inf"))
         _flag(group, "nesterov")
         _flag(group, "maximize")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
