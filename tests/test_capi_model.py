@@ -117,6 +117,7 @@ LAYERS = {
     "tanh": (nn.Tanh, False),
     "silu": (nn.SiLU, False),
     "softmax": (lambda: nn.Softmax(1), False),
+    "softmax implicit dim": (nn.Softmax, False),
     "layer norm": (lambda: nn.LayerNorm((12, 12)), False),
 }
 

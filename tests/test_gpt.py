@@ -3,11 +3,13 @@ cross-entropy of the logits, value and gradients; fit trains it with loss="model
 generation with the key/value cache equals recomputing the whole context, is seeded, and runs
 past the block size; it saves and loads; bad arguments are named."""
 
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from concurrency import run_threads
 
 import ember
 from ember import datasets, models
@@ -56,6 +58,23 @@ def test_the_fused_loss_is_the_cross_entropy_of_the_logits(rng):
     assert abs(fused.item() - plain.item()) < 1e-6
     for n, p in model.named_parameters():
         np.testing.assert_allclose(grads[n], p.grad.numpy(), rtol=1e-4, atol=1e-6, err_msg=n)
+
+
+def test_the_loss_takes_targets_of_the_shape_of_idx_only(rng):
+    model = small(11)
+    x, y = rng.integers(0, 11, (3, 8)), rng.integers(0, 11, (3, 8))
+    want = model.compute_loss(x, y).item()
+    for same in (y.tolist(), ember.tensor(y), y.astype(np.int32)):  # lists, tensors, other integers
+        assert model.compute_loss(x.tolist(), same).item() == pytest.approx(want, rel=1e-6)
+    with ember.no_grad():
+        logits = model(x).numpy().reshape(-1, 11)
+    z = logits - logits.max(1, keepdims=True)
+    exact = -(z[np.arange(24), y.reshape(-1)] - np.log(np.exp(z).sum(1))).mean()
+    assert want == pytest.approx(exact, rel=1e-5)
+    for bad in (y.T.copy(), y[:, :-1], y.reshape(-1), [[1, 2], [3, 4]]):  # (length, batch) would pair wrong
+        with pytest.raises(ValueError, match=rf"targets must have the shape of idx \(3, 8\), got "
+                                             rf"{re.escape(str(np.shape(bad)))}"):
+            model.compute_loss(x, bad)
 
 
 def test_fit_trains_it(text, rng):
@@ -113,6 +132,35 @@ def test_sampling_is_seeded_and_runs_past_the_block(rng, steps):
     assert drawn <= top5 and len(drawn) > 1, (drawn, top5)  # sampled, within the top 5
     other = model.generate(prompt, 50, temperature=0.9, top_k=5, generator=ember.Generator().manual_seed(5))
     assert not np.array_equal(other, first) and not np.array_equal(first, greedy)
+
+
+def test_generate_never_changes_the_modes(rng, steps, monkeypatch):
+    # Two generations at once once left a training model in eval mode (each saved and restored
+    # the modes around its own run); generate now computes in eval semantics without touching them.
+    model = small(13, dropout=0.5)
+    model.drop.eval()  # a module frozen in eval mode inside the training model stays so
+    modes = [m.training for m in model.modules()]
+    prompt = rng.integers(0, 13, (2, 6))
+    want = model.eval().generate(prompt, 12, temperature=0)
+    model.train()
+    model.drop.eval()
+    seen = []
+    sample = ember.gpt._sample
+
+    def watching(*args):
+        seen.append([m.training for m in model.modules()])
+        return sample(*args)
+
+    monkeypatch.setattr(ember.gpt, "_sample", watching)
+    np.testing.assert_array_equal(model.generate(prompt, 12, temperature=0), want)  # no dropout
+    assert seen and all(s == modes for s in seen)  # the modes, untouched during the generation
+
+    def work(i):
+        for _ in range(3):
+            np.testing.assert_array_equal(model.generate(prompt, 12, temperature=0), want)
+
+    run_threads(work, 4)
+    assert [m.training for m in model.modules()] == modes
 
 
 def test_it_saves_and_loads(tmp_path, rng):

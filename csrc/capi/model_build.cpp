@@ -302,7 +302,9 @@ void build(const json::Value& d, const std::string& name, Weights& w, std::vecto
     l = std::move(f);
   } else if (c == "nn.Softmax") {
     auto f = std::make_unique<Softmax>();
-    f->dim = cfg.integer("dim", INT64_MIN / 2, -1);
+    const json::Value* dim = cfg.get("dim");
+    f->implicit = dim != nullptr && dim->is(Kind::null);
+    if (!f->implicit) f->dim = cfg.integer("dim", INT64_MIN / 2, -1);
     l = std::move(f);
   } else if (c == "nn.ReLU" || c == "nn.LeakyReLU" || c == "nn.Sigmoid" || c == "nn.Tanh" || c == "nn.GELU" ||
              c == "nn.SiLU") {

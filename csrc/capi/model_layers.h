@@ -179,12 +179,16 @@ inline int64_t axis(const Layer& l, int64_t dim, size_t rank) {
 
 struct Softmax : Layer {
   int64_t dim = -1;
+  bool implicit = false;  // no dim given: PyTorch's legacy choice, 0 for 1- and 3-D input, else 1
+  int64_t axis_of(const Shape& in) const {
+    return implicit ? (in.size() <= 1 || in.size() == 3 ? 0 : 1) : axis(*this, dim, in.size());
+  }
   Shape shape(const Shape& in) const override {
-    axis(*this, dim, in.size());
+    axis_of(in);
     return in;
   }
   void run(const Shape& in, const Shape&, const float* x, float* y) const override {
-    const int64_t d = axis(*this, dim, in.size());
+    const int64_t d = axis_of(in);
     int64_t outer = 1, inner = 1;
     for (int64_t i = 0; i < d; ++i) outer *= in[i];
     for (size_t i = static_cast<size_t>(d) + 1; i < in.size(); ++i) inner *= in[i];

@@ -114,11 +114,17 @@ class GPT(nn.Module):
         return self._logits(self.hidden(idx))
 
     def compute_loss(self, idx, targets) -> Tensor:
-        """The mean cross-entropy of predicting ``targets`` (batch, length) from ``idx``, through the
-        fused linear + cross-entropy head (the logits are never held); a quantized model's head
-        makes the logits, then the cross-entropy."""
-        h = self.hidden(idx).reshape(-1, self.d_model)
+        """The mean cross-entropy of predicting ``targets`` from ``idx``, through the fused linear
+        + cross-entropy head (the logits are never held); a quantized model's head makes the
+        logits, then the cross-entropy. ``targets``: token ids (a Tensor, an array or nested
+        lists) of exactly ``idx``'s shape (batch, length), the token to follow each position."""
+        a = self._ids(idx)
         t = targets._data if isinstance(targets, Tensor) else targets
+        t = t if backend.is_array(t) else np.asarray(t)
+        if tuple(t.shape) != tuple(a.shape):
+            raise ValueError(f"GPT.compute_loss: targets must have the shape of idx {tuple(a.shape)}, got "
+                             f"{tuple(t.shape)}")
+        h = self.hidden(a).reshape(-1, self.d_model)
         if "head" in self._modules:
             return F.cross_entropy(self._logits(h), t.reshape(-1))
         return F.linear_cross_entropy(h, self.wte.weight, t.reshape(-1))
@@ -139,7 +145,10 @@ class GPT(nn.Module):
         token), among the ``top_k`` most likely when given, drawn by ``generator`` (default:
         Ember's seeded one). Keys and values are cached per layer, so each new token runs one
         position through the model; when the context reaches ``block_size`` the cache is
-        rebuilt from the last half of it. Returns host int64 ids, the prompt included."""
+        rebuilt from the last half of it. Returns host int64 ids, the prompt included.
+
+        It computes as in evaluation mode (no dropout) without changing the model's modes, so
+        it may run while other threads generate from, or train, the same model."""
         ids = np.asarray(idx._data if isinstance(idx, Tensor) else idx)
         one = ids.ndim == 1
         ids = ids[None] if one else ids
@@ -151,23 +160,18 @@ class GPT(nn.Module):
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"generate: top_k must be a positive int or None, got {top_k!r}")
         rng = (generator or default_generator()).numpy
-        restore_modes = nn.saved_modes(self)
-        self.eval()
-        try:
-            steps = _NativeSteps(self, len(ids)) if self._native() else _Steps(self)
-            out = [ids.astype(np.int64)]
-            logits = steps.start(out[0][:, -self.block_size:])
-            for i in range(max_new_tokens):
-                out.append(_sample(logits, temperature, top_k, rng)[:, None])
-                if i + 1 == max_new_tokens:
-                    break
-                if steps.full:  # no position left: start again from the last half
-                    logits = steps.start(np.concatenate(out, axis=1)[:, -max(1, self.block_size // 2):])
-                else:
-                    logits = steps.next(out[-1])
-            result = np.concatenate(out, axis=1)
-        finally:
-            restore_modes()
+        steps = _NativeSteps(self, len(ids)) if self._native() else _Steps(self)
+        out = [ids.astype(np.int64)]
+        logits = steps.start(out[0][:, -self.block_size:])
+        for i in range(max_new_tokens):
+            out.append(_sample(logits, temperature, top_k, rng)[:, None])
+            if i + 1 == max_new_tokens:
+                break
+            if steps.full:  # no position left: start again from the last half
+                logits = steps.start(np.concatenate(out, axis=1)[:, -max(1, self.block_size // 2):])
+            else:
+                logits = steps.next(out[-1])
+        result = np.concatenate(out, axis=1)
         return result[0] if one else result
 
     def _native(self) -> bool:
@@ -196,7 +200,8 @@ class GPT(nn.Module):
 
 class _Steps:
     """Generation through the model's modules (any device and dtype): ``start(ids)`` runs a
-    context into a fresh cache, ``next(ids)`` one more position; both give the last logits."""
+    context into a fresh cache, ``next(ids)`` one more position; both give the last logits. No
+    step applies dropout, whatever the modules' modes."""
 
     def __init__(self, model):
         self.model, self.cache = model, None
@@ -222,7 +227,7 @@ class _Steps:
             k, v = cat([cache[0], k], dim=2), cat([cache[1], v], dim=2)
         o = F.scaled_dot_product_attention(q, k, v, is_causal=cache is None and t > 1)
         x = x + a.out_proj(o.permute(0, 2, 1, 3).reshape(n, t, self.model.d_model))
-        return x + block._feed_forward(block.norm2(x)), (k, v)
+        return x + block._feed_forward(block.norm2(x), dropout=False), (k, v)
 
     def _run(self, ids, start, caches):
         m = self.model

@@ -4,6 +4,7 @@ it steps aside for training, autograd, the bf16 policy, another dtype, a replace
 bad input (whose errors stay the layer's); it follows weights and configurations that change."""
 
 import copy
+import json
 import pickle
 from collections import OrderedDict
 
@@ -14,6 +15,11 @@ from concurrency import run_threads
 import ember
 from ember import models, nn, quant
 from ember.nn import inference
+
+try:
+    import torch
+except ImportError:  # optional reference
+    torch = None
 
 
 def layer_by_layer(model, x):
@@ -27,7 +33,7 @@ def layer_by_layer(model, x):
 def planned(model, x):
     with ember.no_grad():
         y = inference.forward(model.eval(), x)
-    assert y is not None, "the inference path did not apply"
+    assert y is not NotImplemented, "the inference path did not apply"
     return y.numpy()
 
 
@@ -75,17 +81,17 @@ def test_it_steps_aside_when_it_does_not_apply(rng):
     model = models.cnn((1, 8, 8), 10, padding=1)
     x = images(rng, (2, 1, 8, 8))
     with ember.no_grad():
-        assert inference.forward(model.train(), x) is None  # training
+        assert inference.forward(model.train(), x) is NotImplemented  # training
         model.eval()
-        assert inference.forward(model, x.double()) is None  # another dtype
-        assert inference.forward(model, x.numpy()) is None  # not a Tensor
+        assert inference.forward(model, x.double()) is NotImplemented  # another dtype
+        assert inference.forward(model, x.numpy()) is NotImplemented  # not a Tensor
         with ember.autocast("bf16"):
-            assert inference.forward(model, x) is None  # the bf16 policy
+            assert inference.forward(model, x) is NotImplemented  # the bf16 policy
         model[0].forward = model[0].forward  # a replaced forward (profiling wraps them so)
-        assert inference.forward(model, x) is None
+        assert inference.forward(model, x) is NotImplemented
         del model[0].__dict__["forward"]
-        assert inference.forward(model, x) is not None
-    assert inference.forward(model, x) is None  # autograd on
+        assert inference.forward(model, x) is not NotImplemented
+    assert inference.forward(model, x) is NotImplemented  # autograd on
     y = model(x)
     assert y.requires_grad  # and the ordinary forward records the graph
 
@@ -154,8 +160,8 @@ def test_weights_that_no_longer_fit_the_plan_make_a_new_one(rng):
     conv = model[0]
     keep = conv.weight._data
     conv.weight._data = keep.astype(np.float64)  # another dtype: the layer-by-layer forward decides
-    with ember.no_grad():
-        assert inference.forward(model, x) is None
+    with ember.no_grad(), pytest.raises(TypeError, match=r"Conv2d: input has dtype float32 but the weights are"):
+        model(x)
     conv.weight._data = keep
     np.testing.assert_array_equal(planned(model, x), layer_by_layer(model, x))
     conv.weight._data = keep[:, :, :2].copy()  # a 2x3 kernel: another output shape than the plan's
@@ -219,3 +225,96 @@ def test_a_planned_model_copies_and_pickles(rng):
     want = planned(model, x)
     for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
         np.testing.assert_array_equal(planned(clone, x), want)
+
+
+def test_a_replaced_layer_never_reuses_the_old_layers_plan(rng):
+    # A layer freed and another made at its address: the plan must be the new layer's (its
+    # weights, and no ReLU fused where a LeakyReLU now is).
+    x = images(rng, (3, 4))
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    for _ in range(20):
+        setattr(model, "0", nn.Identity())
+        setattr(model, "0", nn.Linear(4, 8))
+        np.testing.assert_array_equal(planned(model, x), layer_by_layer(model, x))
+    for _ in range(20):
+        setattr(model, "1", nn.LeakyReLU(0.5))
+        setattr(model, "1", nn.ReLU())
+        setattr(model, "1", nn.LeakyReLU(0.5))
+        np.testing.assert_array_equal(planned(model, x), layer_by_layer(model, x))
+
+
+class Double(nn.Module):
+    def forward(self, x):
+        return x.double()
+
+
+class Pair(nn.Module):
+    def forward(self, x):
+        return x, x * 2.0
+
+
+class Nothing(nn.Module):
+    def forward(self, x):
+        return None
+
+
+class Refuse(nn.Module):
+    def forward(self, x):
+        raise ValueError("Refuse: no")
+
+
+def a_model_with_a_training_batch_norm(*tail):
+    ember.manual_seed(8)
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), *tail).eval()
+    model[1].train()  # its running statistics move with each batch it sees
+    return model
+
+
+def test_each_layer_runs_once_whatever_a_layer_returns(rng):
+    x = images(rng, (5, 4))
+    model = a_model_with_a_training_batch_norm(Double(), nn.ReLU(), nn.Flatten())
+    with ember.no_grad():
+        y = model(x)
+    assert model[1].num_batches_tracked.item() == 1  # not 2: nothing ran twice
+    assert y.dtype == np.float64 and y.shape == (5, 4)
+    for tail, check in (((Pair(),), lambda y: type(y) is tuple and len(y) == 2 and y[1].shape == (5, 4)),
+                        ((Nothing(),), lambda y: y is None)):
+        model = a_model_with_a_training_batch_norm(*tail)
+        with ember.no_grad():
+            assert check(model(x))  # what the last layer returned, as the layer-by-layer forward gives
+        assert model[1].num_batches_tracked.item() == 1
+    model = a_model_with_a_training_batch_norm(Refuse())
+    with ember.no_grad(), pytest.raises(ValueError, match=r"Refuse: no"):
+        model(x)
+    assert model[1].num_batches_tracked.item() == 1
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+def test_each_layer_runs_once_as_in_pytorch(rng):
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    model = a_model_with_a_training_batch_norm(Double())
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4)).eval()
+    ref.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()})
+    ref[1].train()
+    with ember.no_grad():
+        y = model(ember.tensor(x))
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x)).double()
+    np.testing.assert_allclose(y.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    for name, t in ref[1].state_dict().items():
+        np.testing.assert_allclose(getattr(model[1], name).detach().numpy(), t.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_a_model_rebuilt_from_json_keeps_the_plan(rng):
+    # JSON gives the pooling layers lists: they become pairs, so the plan's key holds them.
+    ember.manual_seed(9)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d([2, 2], stride=[2, 2]),
+                          nn.AvgPool2d([2, 1], [1, 1], [1, 0]), nn.Flatten()).eval()
+    rebuilt = nn.rebuild(json.loads(json.dumps(nn.describe(model)))).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    assert nn.describe(rebuilt) == nn.describe(model)
+    x = images(rng, (2, 3, 8, 8))
+    np.testing.assert_array_equal(planned(rebuilt, x), layer_by_layer(model, x))
+    assert [steps for steps, _ in inference._PLANS[rebuilt].values()] != [None]  # planned, not layer by layer
+    rebuilt[2].kernel_size = [2, 2]  # a list set later: no key can hold it, so the layers run one by one
+    np.testing.assert_array_equal(planned(rebuilt, x), layer_by_layer(model, x))

@@ -11,14 +11,20 @@ from ember import nn
 from ember.autograd import gradcheck
 
 
+def double(module):
+    """``module`` with float64 parameters and statistics (the dtype of the inputs it then takes)."""
+    for t in (*module.parameters(), *module.buffers()):
+        if t.dtype.kind == "f":
+            t._data = t._data.astype(np.float64)
+    return module
+
+
 def test_norm_layers_gradcheck(device, rng):
-    bn = nn.BatchNorm2d(3)
-    for p in (bn.weight, bn.bias):
-        p._data = p._data.astype(np.float64)
+    bn = double(nn.BatchNorm2d(3))
     x = ember.tensor(rng.standard_normal((4, 3, 2, 2)), dtype=np.float64, requires_grad=True)
     mix = ember.tensor(rng.standard_normal((4, 3, 2, 2)), dtype=np.float64)  # so the sum is not constant
     assert gradcheck(lambda t: (bn(t) * mix).sum(), [x])
-    ln = nn.LayerNorm(5)
+    ln = double(nn.LayerNorm(5))
     y = ember.tensor(rng.standard_normal((3, 5)), dtype=np.float64, requires_grad=True)
     out = ln(y).detach().cpu().numpy()
     v = y.detach().cpu().numpy().var(1)

@@ -16,6 +16,7 @@ try:
 except ImportError:  # optional reference
     torch = None
 
+F = nn.functional
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 
 
@@ -86,6 +87,88 @@ def test_pooling_layers_match_torch(rng, make):
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_max_pool2d_takes_pytorchs_arguments_in_its_order(rng):
+    a = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    layer = nn.MaxPool2d(3, 2, 1, 1, True)  # the 5th positional is return_indices, as in PyTorch
+    assert layer.return_indices and not layer.ceil_mode
+    assert nn.MaxPool2d(2, None, 0, 1, False, True).ceil_mode
+    x = leaf(a)
+    y, indices = layer(x)
+    assert indices.dtype == np.int64 and not indices.requires_grad and y.shape == indices.shape == (2, 3, 4, 3)
+    # Each index is the flat h * W + w position of its window's maximum in the input plane.
+    planes = a.reshape(2, 3, -1)
+    np.testing.assert_array_equal(np.take_along_axis(planes, indices.numpy().reshape(2, 3, -1), 2).reshape(y.shape),
+                                  y.detach().numpy())
+    y.sum().backward()  # the gradient goes to the maxima, as without indices
+    want = np.zeros(planes.shape, np.float32)
+    for n in range(2):
+        for c in range(3):
+            np.add.at(want[n, c], indices.numpy()[n, c].reshape(-1), 1.0)
+    np.testing.assert_array_equal(x.grad.numpy(), want.reshape(a.shape))
+    f_y, f_indices = F.max_pool2d(ember.tensor(a), 3, 2, 1, 1, True, True)  # F: ceil_mode, then return_indices
+    assert f_y.shape == (2, 3, 4, 4)  # ceil_mode: one more column
+    if torch is not None:
+        ty, tindices = torch.nn.MaxPool2d(3, 2, 1, 1, True)(torch.from_numpy(a))
+        np.testing.assert_array_equal(indices.numpy(), tindices.numpy())
+        np.testing.assert_array_equal(y.detach().numpy(), ty.numpy())
+        ty, tindices = torch.nn.functional.max_pool2d(torch.from_numpy(a), 3, 2, 1, 1, True, True)
+        np.testing.assert_array_equal(f_indices.numpy(), tindices.numpy())
+        np.testing.assert_array_equal(f_y.numpy(), ty.numpy())
+
+
+def test_pooling_arguments_are_pairs_from_the_start():
+    layer = nn.MaxPool2d([3, 2], stride=[1, 2], padding=[1, 0], dilation=[1, 1])  # lists, as JSON gives them
+    assert (layer.kernel_size, layer.stride, layer.padding, layer.dilation) == ((3, 2), (1, 2), (1, 0), (1, 1))
+    assert nn.MaxPool2d(2).stride == (2, 2) and nn.AvgPool2d([2, 3], None, [1, 1]).stride == (2, 3)
+    assert "kernel_size=(3, 2), stride=(1, 2), padding=(1, 0), dilation=1, ceil_mode=False" in repr(layer)
+    assert nn.rebuild(nn.describe(layer)).kernel_size == (3, 2)
+    for make, message in ((lambda: nn.MaxPool2d("2"), r"MaxPool2d: kernel_size must be an int or a pair of ints"),
+                          (lambda: nn.AvgPool2d(2, stride=[1, 2, 3]), r"AvgPool2d: stride must be an int or a pair"),
+                          (lambda: nn.MaxPool2d(2, dilation=1.5), r"MaxPool2d: dilation must be an int or a pair")):
+        with pytest.raises(TypeError, match=message):
+            make()
+    with pytest.raises(ValueError, match=r"AvgPool2d: padding must be >= 0, got \(-1, -1\)"):
+        nn.AvgPool2d(2, padding=-1)
+
+
+def test_conv2d_refuses_same_padding_with_a_stride_when_made():
+    with pytest.raises(ValueError, match=r"Conv2d: padding='same' is not supported for strided convolutions"):
+        nn.Conv2d(3, 4, 3, stride=2, padding="same")
+    assert nn.Conv2d(3, 4, 3, stride=1, padding="same").padding == "same"
+    if torch is not None:
+        with pytest.raises(ValueError, match=r"padding='same' is not supported for strided convolutions"):
+            torch.nn.Conv2d(3, 4, 3, stride=2, padding="same")
+
+
+def test_layers_refuse_inputs_of_another_dtype_than_their_weights(rng):
+    a = rng.standard_normal((4, 3)).astype(np.float64)
+    w, b = ember.tensor(rng.standard_normal((2, 3)).astype(np.float32)), ember.zeros(2)
+    calls = {
+        "linear": lambda x: F.linear(x, w, b),
+        "LayerNorm": nn.LayerNorm(3),
+        "BatchNorm1d": nn.BatchNorm1d(3),
+        "BatchNorm2d": lambda x: nn.BatchNorm2d(3).eval()(x.reshape(4, 3, 1, 1)),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=rf"{name}: input has dtype float64 but the weights are float32; convert "
+                                            r"the input with x.float\(\)"):
+            call(ember.tensor(a))
+        assert call(ember.tensor(a.astype(np.float32))).dtype == np.float32
+    with pytest.raises(TypeError, match=r"linear: input has dtype int64 but the weights are float32"):
+        F.linear(ember.tensor(np.ones((4, 3), np.int64)), w)
+    with pytest.raises(TypeError, match=r"linear: bias has dtype float64 but the weights are float32"):
+        F.linear(ember.tensor(a.astype(np.float32)), w, ember.tensor(np.zeros(2)))
+    # Without weights (nor running statistics) nothing is mixed: any float dtype goes through.
+    assert nn.LayerNorm(3, elementwise_affine=False)(ember.tensor(a)).dtype == np.float64
+    assert nn.BatchNorm1d(3, affine=False, track_running_stats=False)(ember.tensor(a)).dtype == np.float64
+    if torch is not None:  # PyTorch refuses the same calls
+        tw = torch.from_numpy(w.numpy())
+        for call in (lambda x: torch.nn.functional.linear(x, tw), torch.nn.LayerNorm(3), torch.nn.BatchNorm1d(3),
+                     torch.nn.BatchNorm1d(3, affine=False)):
+            with pytest.raises(RuntimeError):
+                call(torch.from_numpy(a))
+
+
 # --------------------------------------------------------------------------- activations
 
 
@@ -115,9 +198,23 @@ def test_softmax_layer(rng, dim):
     np.testing.assert_allclose(y.sum(axis=dim), 1.0, rtol=1e-12)
     # The Jacobian-vector product of softmax: p * (up - <up, p>).
     np.testing.assert_allclose(g, p * (up - (up * p).sum(axis=dim, keepdims=True)), rtol=1e-10, atol=1e-14)
-    assert nn.Softmax().dim == -1
     if torch is not None:
         np.testing.assert_allclose(y, torch.nn.Softmax(dim=dim)(torch.from_numpy(a)).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("ndim, implicit", [(1, 0), (2, 1), (3, 0), (4, 1)])
+def test_softmax_without_a_dim_takes_pytorchs_implicit_one(rng, ndim, implicit):
+    a = rng.standard_normal((2, 3, 4, 5)[:ndim])
+    want = np.exp(a) / np.exp(a).sum(axis=implicit, keepdims=True)
+    assert nn.Softmax().dim is None
+    for name, got in (("softmax", lambda: nn.Softmax()(ember.tensor(a))),
+                      ("softmax", lambda: F.softmax(ember.tensor(a))),
+                      ("log_softmax", lambda: F.log_softmax(ember.tensor(a)).exp())):
+        with pytest.warns(UserWarning, match=rf"Implicit dimension choice for {name} has been deprecated"):
+            np.testing.assert_allclose(got().numpy(), want, rtol=1e-12)
+    if torch is not None:
+        with pytest.warns(UserWarning, match="Implicit dimension choice for softmax"):
+            np.testing.assert_allclose(torch.nn.Softmax()(torch.from_numpy(a)).numpy(), want, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------- containers
@@ -268,7 +365,8 @@ def fans(shape):
     return shape[1] * receptive, shape[0] * receptive
 
 
-GAINS = {"linear": 1.0, "conv2d": 1.0, "sigmoid": 1.0, "tanh": 5 / 3, "relu": math.sqrt(2)}
+GAINS = {"linear": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0, "conv_transpose1d": 1.0, "conv_transpose2d": 1.0,
+         "conv_transpose3d": 1.0, "sigmoid": 1.0, "tanh": 5 / 3, "relu": math.sqrt(2), "selu": 3 / 4}
 
 
 @pytest.mark.parametrize("shape", [(300, 400), (64, 32, 3, 3)])
@@ -326,6 +424,25 @@ def test_init_details():
         nn.init.xavier_uniform_(ember.empty(5))
     with pytest.raises(ValueError, match="unsupported nonlinearity 'softplus'"):
         nn.init.kaiming_normal_(ember.empty(4, 4), nonlinearity="softplus")
+
+
+@pytest.mark.parametrize("init", ["kaiming_uniform_", "kaiming_normal_"])
+def test_kaiming_refuses_an_unknown_mode_or_nonlinearity(init):
+    mine = getattr(nn.init, init)
+    theirs = getattr(torch.nn.init, init) if torch is not None else None
+    for shape in ((4, 4), (0, 3)):  # an empty tensor too: the arguments are checked before anything
+        for kwargs, message in (({"mode": "fanin"}, r"mode 'fanin' not supported, please use one of 'fan_in', "
+                                                    r"'fan_out'"),
+                                ({"nonlinearity": "relux"}, r"unsupported nonlinearity 'relux'; use one of conv1d, "),
+                                ({"a": "0.1"}, r"a \(the negative slope\) must be a number, got '0.1'")):
+            with pytest.raises(ValueError, match=rf"{init}: {message}"):
+                mine(ember.empty(*shape), **kwargs)
+            if theirs is not None and shape[0]:  # PyTorch refuses them too
+                with pytest.raises(ValueError):
+                    theirs(torch.empty(shape), **kwargs)
+    # PyTorch lowercases the mode
+    a = mine(ember.empty(50, 20), mode="FAN_OUT", generator=ember.Generator(3)).numpy()
+    np.testing.assert_array_equal(mine(ember.empty(50, 20), mode="fan_out", generator=ember.Generator(3)).numpy(), a)
 
 
 @needs_torch
@@ -388,6 +505,54 @@ def test_clip_grad_norm_edges(rng):
     p.grad = ember.tensor([np.nan, 1.0, 0.0])
     with pytest.raises(RuntimeError, match="total norm of the gradients is nan"):
         nn.utils.clip_grad_norm_(p, 1.0, norm_type=1.0, error_if_nonfinite=True)
+
+
+# PyTorch's total is the norm of each gradient's norm: for 0 that counts the gradients with a
+# non-zero, not the non-zeros themselves.
+CLIP_CASES = {  # norm_type: (total for [[.5, 2, 3]], total for [[.5, 2, 0], [0, 0, 0], [1, 1, 1]])
+    float("-inf"): (0.5, 0.0),
+    0.0: (1.0, 2.0),
+    -1.0: (1 / (2 + 0.5 + 1 / 3), 0.0),
+    0.5: ((math.sqrt(0.5) + math.sqrt(2) + math.sqrt(3)) ** 2, (math.sqrt(0.5) + math.sqrt(2) + 3) ** 2),
+    float("inf"): (3.0, 2.0),
+}
+
+
+@pytest.mark.parametrize("norm_type", sorted(CLIP_CASES))
+def test_clip_grad_norm_every_norm_type(norm_type):
+    for grads, total in zip(([[0.5, 2, 3]], [[0.5, 2, 0], [0, 0, 0], [1, 1, 1]]), CLIP_CASES[norm_type]):
+        params = []
+        for g in grads:
+            params.append(nn.Parameter(ember.zeros(3)))
+            params[-1].grad = ember.tensor(np.float32(g))
+        assert nn.utils.clip_grad_norm_(params, 1.0, norm_type).item() == pytest.approx(total, rel=1e-6)
+        coef = min(1.0, 1.0 / (total + 1e-6))
+        for p, g in zip(params, grads):
+            np.testing.assert_allclose(p.grad.numpy(), np.float32(g) * coef, rtol=1e-6)
+        if torch is not None:
+            ref = [torch.zeros(3, requires_grad=True) for _ in grads]
+            for t, g in zip(ref, grads):
+                t.grad = torch.tensor(g, dtype=torch.float32)
+            assert torch.nn.utils.clip_grad_norm_(ref, 1.0, norm_type).item() == pytest.approx(total, rel=1e-6)
+            for p, t in zip(params, ref):
+                np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-6)
+
+
+def test_clip_grad_norm_nan_and_bad_arguments():
+    p = nn.Parameter(ember.zeros(2))
+    p.grad = ember.tensor([np.nan, 1.0])
+    assert math.isnan(nn.utils.clip_grad_norm_(p, 1.0).item())
+    assert np.isnan(p.grad.numpy()).all()  # PyTorch's result: every gradient scaled by NaN
+    p.grad = ember.tensor([np.inf, 1.0])
+    with pytest.raises(RuntimeError, match=r"total norm of the gradients is inf \(norm_type=2.0\)"):
+        nn.utils.clip_grad_norm_(p, 1.0, error_if_nonfinite=True)
+    with pytest.raises(TypeError, match=r"norm_type must be numbers, got max_norm=1.0 and norm_type='two'"):
+        nn.utils.clip_grad_norm_(p, 1.0, "two")
+    empty = nn.Parameter(ember.zeros(0))
+    empty.grad = ember.zeros(0)
+    with pytest.raises(ValueError, match=r"norm_type=-inf has no value for an empty gradient"):
+        nn.utils.clip_grad_norm_([empty, p], 1.0, float("-inf"))
+    assert nn.utils.clip_grad_norm_(empty, 1.0, 2.0).item() == 0.0
 
 
 # --------------------------------------------------------------------------- model builders

@@ -190,3 +190,69 @@ def test_a_buffer_shared_by_two_modules_round_trips(tmp_path):
     model.load_state_dict(model.state_dict())  # was: missing keys 1.scale
     ember.save(tmp_path / "m.safetensors", model)
     ember.load(tmp_path / "m.safetensors", model)
+
+
+def test_assignments_keep_parameters_and_children_of_their_kind_as_pytorch():
+    try:
+        import torch
+    except ImportError:  # optional reference
+        torch = None
+    for lib in ([nn] if torch is None else [nn, torch.nn]):
+        seq = lib.Sequential(lib.Linear(2, 2), lib.ReLU())
+        with pytest.raises(TypeError, match=r"cannot assign '?int'? as child module '1' \(.*Module or None expected\)"):
+            setattr(seq, "1", 5)  # was: the child silently dropped
+        assert [type(m).__name__ for m in seq.children()] == ["Linear", "ReLU"]
+        layer = seq[0]
+        for value in (lib.ReLU(), 3):
+            with pytest.raises(TypeError, match=r"as parameter 'weight' \(.*Parameter or None expected\)"):
+                layer.weight = value
+        assert [k for k, _ in layer.named_parameters()] == ["weight", "bias"]
+        setattr(seq, "1", None)  # None keeps the name, as an empty slot
+        assert list(seq._modules) == ["0", "1"] and seq._modules["1"] is None
+        layer.bias = None
+        assert list(layer.state_dict()) == ["weight"] and "bias" in layer._parameters
+
+
+def test_loss_weights_are_buffers_as_in_pytorch():
+    w = [1.0, 2.0, 0.5]
+    cases = {
+        "CrossEntropyLoss": ({"weight": w}, ["weight"]),
+        "NLLLoss": ({"weight": w}, ["weight"]),
+        "BCEWithLogitsLoss": ({"weight": w, "pos_weight": w}, ["weight", "pos_weight"]),
+    }
+    for name, (weights, keys) in cases.items():
+        loss = getattr(nn, name)(**{k: ember.tensor(v) for k, v in weights.items()})
+        assert list(loss.state_dict()) == keys and [k for k, _ in loss.named_buffers()] == keys
+        assert list(getattr(nn, name)().state_dict()) == []  # none given: None, left out
+        assert getattr(nn, name)().weight is None
+        listed = getattr(nn, name)(**weights)  # a list becomes a float tensor
+        assert listed.weight.dtype == np.float32 and listed.weight.numpy().tolist() == w
+    assert list(nn.BCEWithLogitsLoss(pos_weight=ember.tensor(w)).state_dict()) == ["pos_weight"]
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+            self.loss = nn.CrossEntropyLoss(weight=ember.ones(3))
+
+    net = Net()
+    x, y = ember.tensor(np.eye(3, dtype=np.float32)), np.array([0, 1, 2])
+    before = net.loss(net.fc(x), y).item()
+    state = {"fc.weight": np.eye(3, dtype=np.float32), "fc.bias": np.zeros(3, np.float32),
+             "loss.weight": np.array(w, np.float32)}
+    net.load_state_dict(state)  # strict: 'loss.weight' is a key of the model, as in PyTorch
+    np.testing.assert_array_equal(net.loss.weight.numpy(), w)
+    z = np.eye(3) - np.log(np.exp(np.eye(3)).sum(1, keepdims=True))
+    want = -(np.array(w) * np.diag(z)).sum() / sum(w)  # the loaded weights weigh the loss
+    assert net.loss(net.fc(x), y).item() == pytest.approx(want, rel=1e-6) and before != pytest.approx(want)
+    try:
+        import torch
+    except ImportError:  # optional reference
+        return
+    theirs = torch.nn.Module()
+    theirs.fc, theirs.loss = torch.nn.Linear(3, 3), torch.nn.CrossEntropyLoss(weight=torch.ones(3))
+    assert list(theirs.state_dict()) == list(net.state_dict())
+    net.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    for name, (weights, keys) in cases.items():
+        assert list(getattr(torch.nn, name)(**{k: torch.tensor(v) for k, v in weights.items()}).state_dict()) == keys
+        assert list(getattr(torch.nn, name)().state_dict()) == []

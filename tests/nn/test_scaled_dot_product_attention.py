@@ -25,7 +25,23 @@ CASES = {  # query, key and value shapes, and the keyword arguments
     "three leading dimensions": ((2, 3, 4, 5, 8), (2, 3, 4, 6, 8), (2, 3, 4, 6, 12), {"scale": 0.3}),
     "grouped heads": ((2, 8, 33, 16), (2, 2, 33, 16), (2, 2, 33, 16), {"enable_gqa": True, "is_causal": True}),
     "odd sizes": ((1, 3, 67, 7), (1, 3, 65, 7), (1, 3, 65, 9), {}),
+    "no features": ((2, 2, 3, 0), (2, 2, 4, 0), (2, 2, 4, 5), {}),
+    "no features, causal, a scale": ((2, 3, 0), (2, 4, 0), (2, 4, 5), {"is_causal": True, "scale": 2.0}),
+    "no features at all": ((2, 3, 0), (2, 4, 0), (2, 4, 0), {}),
 }
+
+
+def test_no_features_attend_evenly(rng):
+    # E = 0: every score is 0 (no division by sqrt(0)), so each query averages the values.
+    q, k, v = tensors(rng, (2, 3, 0), (2, 4, 0), (2, 4, 5))
+    out = F.scaled_dot_product_attention(q, k, v)
+    np.testing.assert_allclose(out.detach().numpy(), np.repeat(v.detach().numpy().mean(1, keepdims=True), 3, 1),
+                               rtol=1e-6, atol=1e-7)
+    out.sum().backward()
+    np.testing.assert_allclose(v.grad.numpy(), np.full((2, 4, 5), 3 / 4), rtol=1e-6)
+    assert q.grad.shape == (2, 3, 0) and k.grad.shape == (2, 4, 0)
+    empty = F.scaled_dot_product_attention(q, k, tensors(rng, (2, 4, 0))[0])
+    assert empty.shape == (2, 3, 0)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -152,9 +152,33 @@ def test_layers_save_and_load_with_a_model(rng, tmp_path):
         np.testing.assert_array_equal(again(x).numpy(), model(x).numpy())
 
 
+def test_multihead_attention_takes_pytorchs_arguments_in_its_order(rng):
+    # The 5th positional is add_bias_kv, batch_first the 9th, as in PyTorch.
+    torch.manual_seed(3)
+    args = (8, 2, 0.0, True, False, False, 8, None, True)  # kdim equal to embed_dim is the default layout
+    theirs = torch.nn.MultiheadAttention(*args)
+    ours = copy_from(nn.MultiheadAttention(*args), theirs)
+    assert ours.batch_first and theirs.batch_first
+    x = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = theirs(*[torch.tensor(x)] * 3, need_weights=False)[0].numpy()
+    np.testing.assert_allclose(ours(*[ember.tensor(x)] * 3, need_weights=False)[0].detach().numpy(), want,
+                               rtol=1e-5, atol=1e-6)
+    again = nn.rebuild(nn.describe(ours))  # the new arguments round-trip through a description
+    assert again.batch_first and nn.describe(again) == nn.describe(ours)
+    for args, kwargs, message in (((8, 2, 0.0, True, True), {}, "add_bias_kv=True"),
+                                  ((8, 2), {"add_zero_attn": True}, "add_zero_attn=True"),
+                                  ((8, 2), {"kdim": 4, "vdim": 6}, "kdim=4, vdim=6"),
+                                  ((8, 2), {"device": "cpu", "dtype": "float64"}, "device='cpu', dtype='float64'")):
+        with pytest.raises(NotImplementedError, match=rf"MultiheadAttention: {message} is not supported"):
+            nn.MultiheadAttention(*args, **kwargs)
+
+
 def test_bad_arguments_are_named(rng):
     with pytest.raises(ValueError, match=r"embed_dim \(10\) must be divisible by num_heads \(3\)"):
         nn.MultiheadAttention(10, 3)
+    with pytest.raises(ValueError, match=r"embed_dim and num_heads must be greater than 0, got embed_dim=0"):
+        nn.MultiheadAttention(0, 1)  # as PyTorch (a head of no features)
     with pytest.raises(ValueError, match=r"activation must be one of \['gelu', 'relu'\], got 'tanh'"):
         nn.TransformerEncoderLayer(8, 2, activation="tanh")
     attention = nn.MultiheadAttention(8, 2)

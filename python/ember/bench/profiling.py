@@ -329,6 +329,8 @@ def profile(model, example_input, *, variants=VARIANTS, batch_sizes=(1, 8, 32, 1
     # move BatchNorm's running statistics).
     restore_modes = nn.saved_modes(model)
     grads = [(p, p.grad) for p in model.parameters()]
+    for p, _ in grads:  # the steps' gradients start afresh, not summed into the caller's
+        p.grad = None
     buffers = [(b, b._data.copy()) for b in model.buffers()]
     try:
         for name in variants:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 from .. import backend, precision
 from ..autograd import is_grad_enabled
@@ -63,12 +64,30 @@ def tanh(x: Tensor) -> Tensor:
     return fns.TanhFn.apply(x)
 
 
-def softmax(x: Tensor, dim: int) -> Tensor:
-    return _tensor(x, "softmax").softmax(dim)
+def legacy_softmax_dim(ndim: int) -> int:
+    """PyTorch's legacy choice of a softmax's dim when none is given: 0 for 0-, 1- and 3-D
+    input, else 1 (what ``nn.Softmax()`` uses; ONNX export and the C API follow it too)."""
+    return 0 if ndim in (0, 1, 3) else 1
 
 
-def log_softmax(x: Tensor, dim: int) -> Tensor:
-    return _tensor(x, "log_softmax").log_softmax(dim)
+def _implicit_dim(name: str, ndim: int) -> int:
+    """``legacy_softmax_dim``, with PyTorch's deprecation warning."""
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to include dim=X as an "
+                  "argument.", UserWarning, stacklevel=3)
+    return legacy_softmax_dim(ndim)
+
+
+def softmax(x: Tensor, dim: int | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) over ``dim``; without one, PyTorch's legacy implicit dim (0 for 0-, 1-
+    and 3-D input, else 1) and its UserWarning."""
+    x = _tensor(x, "softmax")
+    return x.softmax(_implicit_dim("softmax", x.ndim) if dim is None else dim)
+
+
+def log_softmax(x: Tensor, dim: int | None = None) -> Tensor:
+    """log(softmax(x, dim)), computed stably; ``dim`` as in ``softmax``."""
+    x = _tensor(x, "log_softmax")
+    return x.log_softmax(_implicit_dim("log_softmax", x.ndim) if dim is None else dim)
 
 
 def _tensor(x, what: str) -> Tensor:
@@ -97,9 +116,27 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
                               bf16=precision.current().low_precision_matmul)
 
 
-def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> Tensor:
-    return fns.MaxPool2dFn.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
-                             ceil_mode=ceil_mode)
+class _MaxPool2dWithIndicesFn(fns.MaxPool2dFn):
+    """Max pooling that also returns the positions of the maxima its backward uses."""
+
+    @staticmethod
+    def forward(ctx, x, **geometry):
+        return fns.MaxPool2dFn.forward(ctx, x, **geometry), ctx.indices
+
+    @staticmethod
+    def backward(ctx, g, _indices):
+        return fns.MaxPool2dFn.backward(ctx, g)
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max pooling, PyTorch's signature. With ``return_indices``: (output, indices), the indices
+    (int64, no gradient) the flat position ``h * W + w`` of each maximum in its input plane."""
+    geometry = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    if not return_indices:
+        return fns.MaxPool2dFn.apply(input, **geometry)
+    output, indices = _MaxPool2dWithIndicesFn.apply(input, **geometry)
+    return output, indices.detach()
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -124,6 +161,20 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100, 
                                     reduction=reduction)
 
 
+def _check_dtype(what: str, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> None:
+    """PyTorch's rule for a layer (``what``): it computes in its weights' dtype, and an input (or
+    a bias) of another dtype is a TypeError naming both -- no silent cast -- which says how to
+    convert the input."""
+    want = weight.dtype
+    if x.dtype != want:
+        casts = {"float32": "x.float()", "float64": "x.double()"}
+        how = ("x.float() / 255 (or ember.data.transforms.ToFloat) for 8-bit images" if x.dtype.kind in "ub"
+               else casts.get(want.name, f"x.type({want.name!r})"))
+        raise TypeError(f"{what}: input has dtype {x.dtype} but the weights are {want}; convert the input with {how}")
+    if bias is not None and bias.dtype != want:
+        raise TypeError(f"{what}: bias has dtype {bias.dtype} but the weights are {want}")
+
+
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weightᵀ + bias`` on Ember's GEMM, the bias fused into its epilogue. Under the
     bf16 precision policy (``ember.autocast("bf16")``) float32 operands are multiplied in bf16,
@@ -136,6 +187,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                          f"dimension, got weight {weight.shape} for input {input.shape}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+    _check_dtype("linear", input, weight, bias)
     if precision.current().low_precision_matmul and input.dtype == "float32" and weight.dtype == "float32":
         return fns.LinearBf16Fn.apply(input, weight, bias)
     return fns.LinearFn.apply(input, weight, bias)
@@ -245,7 +297,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     PyTorch); not with a mask. A query that sees no key gives 0. ``dropout_p``: the probability
     of zeroing each attention weight (drawn from Ember's seeded generator, the same entries in
     the backward); applied whenever it is above 0, as PyTorch's functional does. ``scale``:
-    1/sqrt(E) by default."""
+    1/sqrt(E) by default. With E = 0 every score is 0: each query attends evenly to the keys it
+    sees, as in PyTorch."""
     for name, t in (("query", query), ("key", key), ("value", value)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a Tensor, got {type(t).__name__}")
@@ -268,7 +321,9 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
     if attn_mask is not None and is_causal:
         raise ValueError("attn_mask and is_causal cannot both be set")
-    scale = 1.0 / math.sqrt(e) if scale is None else float(scale)
+    if scale is None:  # with no features the scores are 0 whatever the scale
+        scale = 1.0 / math.sqrt(e) if e else 1.0
+    scale = float(scale)
     batch, heads, kv_heads = math.prod(lead[:-1]), (lead[-1] if lead else 1), (klead[-1] if klead else 1)
     if isinstance(attn_mask, Tensor):
         if attn_mask.requires_grad:

@@ -6,13 +6,16 @@ in one call without the GIL, a ReLU after a convolution or a Linear fused into t
 epilogue and the max pooling's indices (which only a backward needs) not computed.
 
 The outputs are the layer-by-layer forward's values exactly (a fused ReLU may keep a zero's
-negative sign: -0.0 == 0.0). Layers it does not know (BatchNorm, LayerNorm, the activations but
-ReLU, a model's own modules) run as they always do, on this path's arrays, and what follows them
-is planned for the shape they return; anything unusual -- another device, dtype or precision
-policy, a layer whose forward was replaced (as profiling does) -- takes the layer-by-layer
-forward, which also raises the errors a bad input deserves. Weights are passed at each call, so
-training between calls needs no invalidation; the plan is made again when a layer's
-configuration or the model's structure changes, or when weights no longer fit it.
+negative sign: -0.0 == 0.0), and every layer runs exactly once. Layers it does not know
+(BatchNorm, LayerNorm, the activations but ReLU, a model's own modules) run as they always do, on
+this path's arrays, their errors raised as they are; what follows them is planned for the shape
+they return, or, when they return anything but a float32 host tensor (another dtype, a tuple),
+runs layer by layer on what they returned. Anything unusual -- another device, dtype or
+precision policy, a layer whose forward was replaced (as profiling does) -- takes the
+layer-by-layer forward, and so do the layers of a plan that refuses the input or the weights,
+which raise the errors a bad input deserves. Weights are passed at each call, so training
+between calls needs no invalidation; the plan is made again when a layer's configuration or the
+model's structure changes, or when weights no longer fit it.
 """
 
 from __future__ import annotations
@@ -51,13 +54,14 @@ def _data(t):
     return None if t is None else t._data
 
 
-# What a plan for a layer depends on besides the input's shape and the layer itself (held by the
-# plan, so its id stays its own). Weights are not part of it: each run passes them, and a plan
-# whose weights no longer fit (another shape, dtype or device) raises and is made again.
+# What a plan for a layer depends on besides the input's shape and the layer itself (its type and
+# id; the cache holds the layer, so no other takes its id while the plan is cached). Weights are
+# not part of it: each run passes them, and a plan whose weights no longer fit (another shape,
+# dtype or device) raises and is made again.
 _CONFIG = {
     L.Conv2d: attrgetter("stride", "padding", "dilation", "groups"),
     L.Linear: attrgetter("in_features", "out_features"),
-    L.MaxPool2d: attrgetter("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    L.MaxPool2d: attrgetter("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
     L.AvgPool2d: attrgetter("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
     L.AdaptiveAvgPool2d: attrgetter("output_size"),
     L.Flatten: attrgetter("start_dim", "end_dim"),
@@ -71,7 +75,7 @@ def _unconfigured(m):
 
 def _key(shape, leaves):
     config = _CONFIG.get
-    return shape, tuple([(id(m), config(type(m), _unconfigured)(m)) for m in leaves])
+    return shape, tuple([(type(m), id(m), config(type(m), _unconfigured)(m)) for m in leaves])
 
 
 def _flattened(shape, start, end):
@@ -88,7 +92,8 @@ CONV, LINEAR, RELU, MAXPOOL, AVGPOOL, ADAPTIVE, RESHAPE, LAYER = range(8)
 
 def _plan(leaves, shape):
     """The steps for an input of `shape`: (kind, module, arguments, output shape, relu), the
-    kernel steps then compiled (see _compiled)."""
+    kernel steps then compiled (see _compiled); the last may be a layer of its own (LAYER), whose
+    arguments are the layers after it, planned at run time for what it returns."""
     steps, input_shape = [], shape
     i = 0
     while i < len(leaves):
@@ -110,7 +115,7 @@ def _plan(leaves, shape):
         elif t is L.ReLU:
             steps.append((RELU, m, (), shape, False))
             i += 1
-        elif t in (L.MaxPool2d, L.AvgPool2d):
+        elif t is L.AvgPool2d or (t is L.MaxPool2d and not m.return_indices):  # (output, indices): a layer
             if len(shape) != 4:
                 return None
             dilation = m.dilation if t is L.MaxPool2d else 1
@@ -135,10 +140,7 @@ def _plan(leaves, shape):
         elif t is L.Identity or (t is L.Dropout and not m.training):
             i += 1  # in eval mode Dropout is the identity (one left training drops, as a layer)
         else:
-            steps.append((LAYER, m, (), None, False))
-            shape, i = None, i + 1
-            if i < len(leaves):  # the rest is planned at run time from what this layer returns
-                steps.append((None, leaves[i:], (), None, False))
+            steps.append((LAYER, m, leaves[i + 1:], None, False))
             break
     return _compiled(steps, input_shape)
 
@@ -163,18 +165,18 @@ def _compiled(steps, shape):
     return head + tail
 
 
-def _run(steps, x, cache):
-    for kind, m, args, out, relu in steps:
-        if kind == NATIVE:
-            x = m.run(x, [_data(p.get(name)) for p in args for name in _WEIGHTS])
-        elif kind == RESHAPE:
-            x = x.reshape(out)
-        elif kind == LAYER:
-            x = m(Tensor._wrap(x))._data
-            if type(x) is not np.ndarray or x.dtype != _F32:
-                return None
-        else:  # after a layer of its own: plan the rest for the shape it gave
-            return _run_leaves(m, x, cache)
+def _array(t):
+    """``t``'s values as a contiguous host float32 array when ``t`` is a plain Tensor holding
+    them (what a plan takes), else None."""
+    if type(t) is not Tensor or type(t._data) is not np.ndarray or t._data.dtype != _F32:
+        return None
+    return np.ascontiguousarray(t._data)
+
+
+def _in_order(leaves, x):
+    """The layer-by-layer forward of ``leaves`` from ``x``."""
+    for m in leaves:
+        x = m(x)
     return x
 
 
@@ -184,36 +186,50 @@ _PLANS = weakref.WeakKeyDictionary()
 
 
 def _run_leaves(leaves, x, cache):
+    """What ``leaves`` applied in order to the host float32 array ``x`` return, each run once:
+    their plan for ``x``'s shape, or the layer-by-layer forward where there is none."""
     key = _key(x.shape, leaves)
-    steps = cache.get(key)
-    if steps is None:
-        steps = _plan(leaves, x.shape)
+    try:
+        entry = cache.get(key)
+    except TypeError:  # a configuration no key can hold (a list set after construction)
+        return _in_order(leaves, Tensor._wrap(x))
+    if entry is None:
+        try:
+            steps = _plan(leaves, x.shape)
+        except (ValueError, TypeError):  # a shape or weights the layers refuse: they say why
+            return _in_order(leaves, Tensor._wrap(x))
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
-        cache[key] = steps
-    try:
-        return None if steps is None else _run(steps, x, cache)
-    except (ValueError, TypeError):  # weights that no longer fit the plan: the next call plans anew
-        cache.pop(key, None)
-        raise
+        entry = cache[key] = (steps, tuple(leaves))  # the layers held with their plan (see _CONFIG)
+    steps = entry[0]
+    if steps is None:
+        return _in_order(leaves, Tensor._wrap(x))
+    for kind, m, args, out, _ in steps:
+        if kind == NATIVE:  # always the first step: nothing has run yet
+            try:
+                x = m.run(x, [_data(p.get(name)) for p in args for name in _WEIGHTS])
+            except (ValueError, TypeError):  # weights that no longer fit the plan: the next call plans anew
+                cache.pop(key, None)
+                return _in_order(leaves, Tensor._wrap(x))
+        elif kind == RESHAPE:
+            x = x.reshape(out)
+        else:  # a layer of its own, then the layers after it on what it returned
+            y = m(Tensor._wrap(x))
+            a = _array(y) if args else None
+            return _in_order(args, y) if a is None else _run_leaves(args, a, cache)
+    return Tensor._wrap(x)
 
 
 def forward(seq, x):
-    """``seq``'s output for ``x`` on the inference path, or None when it does not apply (see the
-    module's docstring)."""
-    if seq.training or is_grad_enabled() or type(x) is not Tensor or precision.current().low_precision_matmul:
-        return None
-    a = x._data
-    if type(a) is not np.ndarray or a.dtype != _F32:
-        return None
-    leaves = _leaves(seq, [])
+    """``seq``'s output for ``x`` on the inference path, or NotImplemented when it does not
+    apply (see the module's docstring); nothing has run then."""
+    if seq.training or is_grad_enabled() or precision.current().low_precision_matmul:
+        return NotImplemented
+    a = _array(x)
+    leaves = None if a is None else _leaves(seq, [])
     if not leaves:
-        return None
+        return NotImplemented
     cache = _PLANS.get(seq)
     if cache is None:
         cache = _PLANS[seq] = {}
-    try:
-        y = _run_leaves(leaves, np.ascontiguousarray(a), cache)
-    except (ValueError, TypeError):  # the layer-by-layer forward says what is wrong
-        return None
-    return None if y is None else Tensor._wrap(y)
+    return _run_leaves(leaves, a, cache)

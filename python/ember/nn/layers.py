@@ -9,24 +9,10 @@ from .. import _check, backend
 from ..autograd.fused import LayerNormFn
 from ..kernels._geometry import pair
 from ..tensor import Tensor
-from ..factories import empty, ones, zeros
+from ..factories import empty, ones, tensor, zeros
 from . import functional as F
 from . import init
 from .module import Module, Parameter
-
-
-
-
-def _check_input_dtype(layer, x) -> None:
-    """PyTorch's rule: a layer computes in its weights' dtype, and an input of another dtype is
-    an error (no silent cast), which says how to convert it."""
-    want = layer.weight.dtype
-    if x.dtype != want:
-        casts = {"float32": "x.float()", "float64": "x.double()"}
-        how = ("x.float() / 255 (or ember.data.transforms.ToFloat) for 8-bit images" if x.dtype.kind in "ub"
-               else casts.get(want.name, f"x.type({want.name!r})"))
-        raise TypeError(f"{type(layer).__name__}: input has dtype {x.dtype} but the weights are {want}; convert "
-                        f"the input with {how}")
 
 
 class Identity(Module):
@@ -55,7 +41,7 @@ class Linear(Module):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has "
                              f"{x.shape[-1] if x.ndim else 'no'} features (shape {x.shape})")
-        _check_input_dtype(self, x)
+        F._check_dtype("Linear", x, self.weight)
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
@@ -80,6 +66,9 @@ class Conv2d(Module):
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"Conv2d: padding must be 'same', 'valid' or ints, got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"Conv2d: padding='same' is not supported for strided convolutions (stride "
+                                 f"{self.stride})")
             self.padding = padding
         else:
             self.padding = pair(padding, "Conv2d: padding", 0)
@@ -96,7 +85,7 @@ class Conv2d(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
-        _check_input_dtype(self, x)
+        F._check_dtype("Conv2d", x, self.weight)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
@@ -108,30 +97,53 @@ class Conv2d(Module):
         return s + ("" if self.bias is not None else ", bias=False")
 
 
+def _pool_window(cls: str, kernel_size, stride, padding) -> tuple:
+    """A pooling layer's kernel_size, stride (the kernel's by default) and padding as pairs of
+    ints, checked (PyTorch's arguments: an int or a pair each)."""
+    kernel = pair(kernel_size, f"{cls}: kernel_size", 1)
+    return kernel, kernel if stride is None else pair(stride, f"{cls}: stride", 1), pair(padding, f"{cls}: padding", 0)
+
+
+def _short(p) -> str:
+    """A pair as PyTorch's repr shows an int given for both sides."""
+    return str(p[0]) if p[0] == p[1] else str(p)
+
+
 class MaxPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """2-D max pooling, PyTorch's arguments in its order (kernel_size, stride, padding, dilation:
+    an int or a pair each). ``return_indices``: the forward returns (output, indices), the
+    indices the int64 flat position ``h * W + w`` of each maximum in its input plane."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
+                 ceil_mode: bool = False):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.dilation, self.ceil_mode = dilation, ceil_mode
+        self.kernel_size, self.stride, self.padding = _pool_window("MaxPool2d", kernel_size, stride, padding)
+        self.dilation = pair(dilation, "MaxPool2d: dilation", 1)
+        self.return_indices, self.ceil_mode = bool(return_indices), bool(ceil_mode)
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            self.return_indices)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+        return (f"kernel_size={_short(self.kernel_size)}, stride={_short(self.stride)}, "
+                f"padding={_short(self.padding)}, dilation={_short(self.dilation)}, ceil_mode={self.ceil_mode}")
 
 
 class AvgPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """2-D average pooling, PyTorch's arguments (kernel_size, stride, padding: an int or a pair
+    each)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.kernel_size, self.stride, self.padding = _pool_window("AvgPool2d", kernel_size, stride, padding)
+        self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
 
     def forward(self, x):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+        return f"kernel_size={_short(self.kernel_size)}, stride={_short(self.stride)}, padding={_short(self.padding)}"
 
 
 class AdaptiveAvgPool2d(Module):
@@ -193,12 +205,17 @@ class LeakyReLU(Module):
 
 
 class Softmax(Module):
-    def __init__(self, dim: int = -1):
+    """Softmax over ``dim``; without one, PyTorch's legacy implicit choice (see F.softmax)."""
+
+    def __init__(self, dim: int | None = None):
         super().__init__()
         self.dim = dim
 
     def forward(self, x):
         return F.softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
 
 
 class Sequential(Module):
@@ -227,12 +244,12 @@ class Sequential(Module):
         return cls(OrderedDict(children))
 
     # The inference path (ember.nn.inference.forward, which nn's __init__ installs here: that
-    # module reads these classes, so this one does not import it). None: not applicable.
-    inference_forward = staticmethod(lambda seq, x: None)
+    # module reads these classes, so this one does not import it). NotImplemented: not applicable.
+    inference_forward = staticmethod(lambda seq, x: NotImplemented)
 
     def forward(self, x):
         y = self.inference_forward(self, x)  # in eval mode without autograd: the kernels directly
-        if y is not None:
+        if y is not NotImplemented:
             return y
         for m in self._modules.values():
             x = m(x)
@@ -282,12 +299,23 @@ class ModuleList(Module):
         return iter(self._modules.values())
 
 
+def _register_weights(loss, **weights) -> None:
+    """A loss's weights as PyTorch's losses hold them: buffers (in the state_dict, moved by
+    ``to``), None when not given (and then not in the state_dict); array-likes become tensors,
+    floating point."""
+    for name, w in weights.items():
+        if w is not None and not isinstance(w, Tensor):
+            w = tensor(w)
+            w = w if w.dtype.kind == "f" else w.float()
+        loss.register_buffer(name, w)
+
+
 class CrossEntropyLoss(Module):
-    """Softmax cross-entropy on Ember's fused kernel (PyTorch's arguments)."""
+    """Softmax cross-entropy on Ember's fused kernel (PyTorch's arguments; ``weight`` a buffer)."""
 
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__()
-        self.weight = None if weight is None else (weight._data if isinstance(weight, Tensor) else weight)
+        _register_weights(self, weight=weight)
         self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
 
     def forward(self, input, target):
@@ -338,6 +366,9 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         self._check(x)
+        for state in (self.weight, self._buffers.get("running_mean")):  # PyTorch's rule: no mixed dtypes
+            if state is not None:
+                F._check_dtype(type(self).__name__, x, state)
         dims = (0,) + tuple(range(2, x.ndim))
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         if self.training and x.size == self.num_features and x.size and not self.one_value_ok:  # PyTorch's rule
@@ -397,8 +428,9 @@ class LayerNorm(Module):
         k = len(self.normalized_shape)
         if tuple(x.shape[-k:]) != self.normalized_shape:
             raise ValueError(f"LayerNorm{self.normalized_shape}: input of shape {x.shape} does not end in it")
-        same = all(p is None or p.dtype == x.dtype for p in (self.weight, self.bias))
-        if same and hasattr(backend.device_of(x._data).kernels, "layer_norm_fwd"):  # one pass per row each way
+        if self.weight is not None:  # PyTorch's rule: no mixed dtypes
+            F._check_dtype("LayerNorm", x, self.weight, self.bias)
+        if hasattr(backend.device_of(x._data).kernels, "layer_norm_fwd"):  # one pass per row each way
             return LayerNormFn.apply(x, self.weight, self.bias, normalized_shape=self.normalized_shape, eps=self.eps)
         dims = tuple(range(x.ndim - k, x.ndim))
         mean = x.mean(dim=dims, keepdim=True)
@@ -436,18 +468,25 @@ class Embedding(Module):
 
 
 class NLLLoss(Module):
+    """Negative log-likelihood (PyTorch's arguments; ``weight`` a buffer)."""
+
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
         super().__init__()
-        self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
+        _register_weights(self, weight=weight)
+        self.ignore_index, self.reduction = ignore_index, reduction
 
     def forward(self, input, target):
         return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
 
 
 class BCEWithLogitsLoss(Module):
+    """Sigmoid + binary cross-entropy (PyTorch's arguments; ``weight`` and ``pos_weight``
+    buffers)."""
+
     def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
         super().__init__()
-        self.weight, self.reduction, self.pos_weight = weight, reduction, pos_weight
+        _register_weights(self, weight=weight, pos_weight=pos_weight)
+        self.reduction = reduction
 
     def forward(self, input, target):
         return F.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction, self.pos_weight)

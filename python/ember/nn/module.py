@@ -103,28 +103,31 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
+        """PyTorch's rules: a Parameter or a Module is registered under ``name`` (in place of
+        whatever had it); a parameter's or a child's name takes only another of its kind or None,
+        a buffer's a Tensor or None (a TypeError otherwise, the module unchanged); anything else
+        is a plain attribute."""
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before setting "
                                  f"attributes")
-        if isinstance(value, (Parameter, Module)):
-            target = self._parameters if isinstance(value, Parameter) else self._modules
-            for store in (self._parameters, self._buffers, self._modules):
+        params, buffers, modules = self._parameters, self._buffers, self._modules
+        if isinstance(value, Parameter) or (isinstance(value, Module) and name not in params):
+            target = params if isinstance(value, Parameter) else modules
+            for store in (params, buffers, modules):
                 if store is not target:
                     store.pop(name, None)
             self.__dict__.pop(name, None)
             target[name] = value  # a name already there keeps its place (a Sequential's order)
-        elif name in self._buffers:  # a buffer stays one when reassigned
-            if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} (a Tensor or None expected)")
-            self._buffers[name] = value
-        elif name in self._parameters:
-            if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
-                                "(a Parameter or None expected)")
-            self._parameters[name] = None
-        else:
-            self._modules.pop(name, None)
-            object.__setattr__(self, name, value)
+            return
+        for store, kind, expected in ((params, "parameter", "a Parameter"), (modules, "child module", "a Module"),
+                                      (buffers, "buffer", "a Tensor")):
+            if name in store:
+                if value is not None and not (store is buffers and isinstance(value, Tensor)):
+                    raise TypeError(f"cannot assign {type(value).__name__} as {kind} {name!r} ({expected} or None "
+                                    "expected)")
+                store[name] = value  # None keeps the name registered, as in PyTorch
+                return
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
         for store in ("_parameters", "_buffers", "_modules"):

@@ -64,12 +64,29 @@ class MultiheadAttention(Module):
 
     With ``need_weights=False`` the attention runs on the fused kernels (the L x S weights are
     never built); with ``need_weights=True`` (PyTorch's default) they are computed and returned,
-    averaged over the heads when ``average_attn_weights``."""
+    averaged over the heads when ``average_attn_weights``.
+
+    The arguments are PyTorch's, in its order; what Ember does not implement -- ``add_bias_kv``,
+    ``add_zero_attn``, a ``kdim`` or ``vdim`` other than ``embed_dim``, ``device``, ``dtype`` --
+    is a NotImplementedError when set to anything but its default (a module is made on the
+    default device in float32; ``.to(device)`` moves it)."""
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = False):
+                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
+                 vdim: int | None = None, batch_first: bool = False, device=None, dtype=None):
         super().__init__()
-        if num_heads < 1 or embed_dim % num_heads:
+        unsupported = [f"{name}={value!r}" for name, value, defaults in (
+            ("add_bias_kv", add_bias_kv, (False,)), ("add_zero_attn", add_zero_attn, (False,)),
+            ("kdim", kdim, (None, embed_dim)), ("vdim", vdim, (None, embed_dim)), ("device", device, (None,)),
+            ("dtype", dtype, (None,))) if value not in defaults]
+        if unsupported:
+            raise NotImplementedError(f"MultiheadAttention: {', '.join(unsupported)} is not supported (keys and "
+                                      "values of embed_dim features, no extra key/value rows, made on the default "
+                                      "device in float32)")
+        if embed_dim < 1 or num_heads < 1:
+            raise ValueError(f"embed_dim and num_heads must be greater than 0, got embed_dim={embed_dim} and "
+                             f"num_heads={num_heads}")
+        if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -234,8 +251,13 @@ class TransformerEncoderLayer(Module):
         return self.dropout1(self.self_attn(x, x, x, key_padding_mask=padding, attn_mask=mask, need_weights=False,
                                             is_causal=is_causal)[0])
 
-    def _feed_forward(self, x):
-        return self.dropout2(self.linear2(self.dropout(_ACTIVATIONS[self.activation](self.linear1(x)))))
+    def _feed_forward(self, x, dropout: bool = True):
+        """linear1 -> activation -> dropout -> linear2 -> dropout2; without the dropouts when
+        ``dropout`` is False (inference, whatever the dropouts' modes)."""
+        h = _ACTIVATIONS[self.activation](self.linear1(x))
+        if not dropout:
+            return self.linear2(h)
+        return self.dropout2(self.linear2(self.dropout(h)))
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False):
         x = src
