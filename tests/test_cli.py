@@ -141,6 +141,10 @@ def test_resume_with_another_model_says_which_it_holds(capsys, tmp_path):
     (["quantize", "x.safetensors", "--bits", "3"], "invalid choice"),
     (["serve", "m.safetensors", "--port", "70000"], "expected a port from 0 to 65535, got '70000'"),
     (["serve", "m.safetensors", "--port", "-1"], "expected a port from 0 to 65535, got '-1'"),
+    (["serve", "m.safetensors", "--max-wait-ms", "-1"],
+     "argument --max-wait-ms: expected a finite number >= 0, got '-1'"),
+    (["serve", "m.safetensors", "--max-wait-ms", "nan"], "argument --max-wait-ms: expected a finite number >= 0"),
+    (["serve", "m.safetensors", "--max-wait-ms", "inf"], "argument --max-wait-ms: expected a finite number >= 0"),
 ])
 def test_argument_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
@@ -158,6 +162,26 @@ def test_file_errors_are_one_line_messages(capsys, tmp_path, monkeypatch):
                                                                   "does not take the digits test images")
     code, _, err = run(capsys, "train", "--dataset", "mnist")  # bad usage: status 2, a message
     assert code == 2 and err == "ember train: --dataset mnist needs --data-dir DIR (where its files are)\n"
+
+
+def test_options_that_would_do_nothing_are_refused(capsys, tmp_path, monkeypatch):
+    """A flag the command would silently ignore is an error naming it, given before any work."""
+    monkeypatch.chdir(tmp_path)
+    ember.models.cnn((1, 8, 8), 10, filters=4, hidden=8).save(tmp_path / "m.safetensors",
+                                                               config={"dataset": "digits", "model": "cnn"})
+    for argv, message in [
+        (["train", "--data-dir", "/nonexistent"], "--data-dir /nonexistent: --dataset digits reads no files"),
+        (["train", "--dataset", "synthetic", "--data-dir", "d"], "--data-dir d: --dataset synthetic reads no files"),
+        (["evaluate", "m.safetensors", "--data-dir", "d"], "--data-dir d: --dataset digits reads no files"),
+        (["quantize", "m.safetensors", "--bits", "4", "--codebook", "--group-size", "64"],
+         "--group-size 64: the codebook format (--codebook) has a scale per 16 inputs"),
+    ]:
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+        assert "training" not in out, argv
+    assert not list(tmp_path.glob("*.int4*"))
+    code, _, err = run(capsys, "compress", "m.safetensors")
+    assert code == 2 and err == "ember compress: ask for --prune FRACTION, --quantize BITS or both\n"
 
 
 def test_outputs_never_overwrite_inputs_or_folders(capsys, tmp_path, monkeypatch):

@@ -277,6 +277,31 @@ def test_cached_teacher_outputs_give_the_same_student(rng):
         compress.distill(teacher, student, x, y, cache_teacher=True, transform=lambda b, r: b)
 
 
+def test_a_teacher_ending_in_a_softmax_is_distilled_from_its_logits(rng):
+    from ember import keras
+
+    x = rng.standard_normal((48, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 48)
+    ember.manual_seed(3)
+    logits = nn.Sequential(nn.Linear(4, 3))
+    dense = keras.Sequential([keras.layers.Dense(3, activation="softmax", input_shape=(4,))])
+    with ember.no_grad():
+        dense.layers[0].linear.weight._data[:] = logits[0].weight._data
+        dense.layers[0].linear.bias._data[:] = logits[0].bias._data
+    teachers = {"logits": logits, "nn softmax": nn.Sequential(logits[0], nn.Softmax(1)), "keras softmax": dense}
+    weights = {}
+    for name, teacher in teachers.items():
+        for cache in (False, True):
+            ember.manual_seed(4)
+            student = nn.Sequential(nn.Linear(4, 3))
+            compress.distill(teacher, student, x, y, epochs=2, batch_size=16, seed=1, verbose=0, cache_teacher=cache)
+            weights[name, cache] = [p.detach().numpy().copy() for p in student.parameters()]
+    # Fed the probabilities as logits, the student would learn a flatter target: other weights.
+    for key, got in weights.items():
+        for a, b in zip(got, weights["logits", False]):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=str(key))
+
+
 @pytest.mark.parametrize("make, shape, where", [
     (lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Linear(8, 4)), (2, 3, 10, 10), "no Flatten"),
     (lambda: nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Flatten(), nn.Linear(18, 2)), (2, 3, 4), "the Flatten 2"),
@@ -292,6 +317,31 @@ def test_a_consumer_whose_features_are_not_the_channels_is_left_alone(make, shap
     small, result = compress.prune(model, 0.5)
     assert result.kept == {} and where in result.skipped["0"]
     np.testing.assert_array_equal(_forward(small, x), _forward(model, x))  # it still runs, unchanged
+
+
+class Residual(nn.Sequential):
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+def test_a_sequential_subclass_with_its_own_forward_is_not_read_as_a_chain(rng):
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    # Read as a chain, Linear 0 would be pruned with the Linear inside the block as its consumer,
+    # breaking the block's x + f(x).
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), Residual(nn.Linear(8, 8), nn.ReLU()), nn.Linear(8, 2))
+    small, result = compress.prune(model, 0.5)
+    assert result.kept == {} and "2 (Residual)" in result.skipped["0"]
+    np.testing.assert_array_equal(_forward(small, x), _forward(model, x))
+    with pytest.raises(ValueError, match="the model is a Residual with its own forward"):
+        compress.prune(Residual(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 6)), 0.5)
+    assert compress.flops_per_sample(model, x[0]) is None  # not a chain of layers to count one by one
+
+    class Block(nn.Sequential):  # Sequential's forward: a chain
+        pass
+
+    chained = nn.Sequential(Block(nn.Linear(6, 8), nn.ReLU()), nn.Linear(8, 2))
+    assert compress.flops_per_sample(chained, x[0]) == 2 * (6 * 8 + 8 * 2)
+    assert list(compress.prune(chained, 0.5)[1].kept) == ["0.0"]
 
 
 def test_amount_naming_an_unknown_layer_is_refused():

@@ -73,6 +73,8 @@ LAYERS = [
     ("silu", nn.SiLU, IMAGE),
     ("softmax", lambda: nn.Softmax(1), IMAGE),
     ("softmax last", lambda: nn.Softmax(-1), (6,)),
+    ("softmax implicit dim", nn.Softmax, IMAGE),  # PyTorch's legacy dim: 1 for 4-D input
+    ("softmax implicit dim 2-d", nn.Softmax, (6,)),
     ("flatten", nn.Flatten, IMAGE),
     ("flatten middle", lambda: nn.Flatten(1, 2), IMAGE),
     ("dropout", lambda: nn.Dropout(0.5), (6,)),
@@ -85,6 +87,25 @@ def test_every_layer_alone_runs_the_same_in_onnx_runtime(name, make, shape, tmp_
     x = rng.standard_normal((5,) + shape).astype(np.float32)
     model = with_statistics(nn.Sequential(make()), x)
     run_both(model, x, tmp_path)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.MaxPool2d(3, 3, 1, ceil_mode=True),
+    lambda: nn.MaxPool2d(2, 3, ceil_mode=True),
+    lambda: nn.MaxPool2d(4, 5, 2, dilation=2, ceil_mode=True),  # end padding as large as the kernel
+    lambda: nn.MaxPool2d((3, 2), (2, 3), (1, 0), ceil_mode=True),
+    lambda: nn.AvgPool2d(3, 3, 1, ceil_mode=True),
+    lambda: nn.AvgPool2d(4, 3, ceil_mode=True),
+    lambda: nn.AvgPool2d(4, 3, 2, ceil_mode=True, count_include_pad=False),
+    lambda: nn.AvgPool2d((2, 4), (3, 2), (1, 2), ceil_mode=True),
+], ids=["max k3 s3 p1", "max k2 s3", "max dilated", "max rectangular", "avg k3 s3 p1", "avg k4 s3",
+        "avg no pad count", "avg rectangular"])
+def test_pooling_with_ceil_mode_keeps_embers_output_size_and_divisor(make, tmp_path, rng):
+    # Ember (as PyTorch) drops a last window that would start in the right padding; ONNX's ceil rule
+    # keeps it (MaxPool2d(3, 3, 1, ceil_mode=True) on 8 pixels: 3 outputs, ONNX's ceil rule 4).
+    for size in range(5, 14):
+        x = rng.standard_normal((2, 2, size, size + 1)).astype(np.float32)
+        run_both(nn.Sequential(make()), x, tmp_path, batches=(2,))
 
 
 @pytest.mark.parametrize("opset", [17, 21])
@@ -203,12 +224,27 @@ class Doubler(nn.Module):
         return x * 2
 
 
+class Residual(nn.Sequential):
+    """A Sequential subclass with its own forward: x + its layers' output, not their chain."""
+
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+class Block(nn.Sequential):
+    """A Sequential subclass that keeps Sequential's forward: a chain like any other."""
+
+
 @pytest.mark.parametrize("model, message", [
     (lambda: nn.Sequential(nn.Flatten(), nn.Embedding(4, 2)), r"layer 1 \(Embedding\) has no ONNX form"),
+    (lambda: nn.Sequential(nn.Flatten(), Residual(nn.Linear(192, 192), nn.ReLU())),
+     r"layer 1 \(Residual\) has no ONNX form"),
+    (lambda: Residual(nn.Flatten(), nn.Linear(192, 192)), "Residual computes its own forward"),
     (lambda: nn.Sequential(nn.Flatten(), nn.Linear(192, 4), Doubler()), r"layer 2 \(Doubler\) has no ONNX form"),
     (lambda: nn.Sequential(nn.Flatten(0)), "flattens the batch dimension"),
     (lambda: nn.Sequential(nn.BatchNorm2d(3, track_running_stats=False)), "no running statistics"),
     (lambda: nn.Sequential(nn.AdaptiveAvgPool2d(3)), "pools windows of different sizes"),
+    (lambda: nn.Sequential(nn.MaxPool2d(2, return_indices=True)), r"layer 0 \(MaxPool2d with return_indices=True\)"),
     (lambda: quant.quantize(nn.Sequential(nn.Flatten(), nn.Linear(192, 4)), bits=4, codebook=True)[0],
      r"layer 1 is int4 in the codebook format, whose scaled codebook values are not int8"),
 ])
@@ -217,6 +253,12 @@ def test_what_onnx_cannot_express_is_an_error_naming_the_layer(model, message, t
     with pytest.raises(ValueError, match=message):
         ember_onnx.export(model(), x, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_sequential_subclass_keeping_sequentials_forward_exports_as_its_chain(tmp_path, rng):
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    run_both(nn.Sequential(Block(nn.Linear(6, 5), nn.ReLU()), nn.Linear(5, 3)), x, tmp_path)
+    run_both(Block(nn.Linear(6, 3), nn.Tanh()), x, tmp_path)
 
 
 def test_bad_arguments(tmp_path, rng, monkeypatch):
@@ -265,3 +307,24 @@ def test_ember_export_command(tmp_path, capsys):
         assert '"scale": 0.0625' in meta["ember.input"]
     assert cli.main(["export", str(tmp_path / "none.safetensors"), "--onnx", str(tmp_path / "x.onnx")]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_ember_export_turns_any_export_failure_into_a_message(tmp_path, capsys, monkeypatch):
+    ckpt = tmp_path / "d.safetensors"
+    models.cnn((1, 8, 8), 10, padding=1).save(ckpt, config={"dataset": "digits", "scale": 1 / 16})
+
+    def refused(*args, **kwargs):
+        raise onnx.shape_inference.InferenceError("[ShapeInferenceError] Inferred shape and existing shape differ")
+
+    monkeypatch.setattr(ember_onnx, "export", refused)
+    assert cli.main(["export", str(ckpt), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "the export to" in err and "failed, nothing was written: InferenceError: [ShapeInferenceError]" in err
+    monkeypatch.undo()
+
+    def unrunnable(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Pad should be smaller than kernel")
+
+    monkeypatch.setattr(ort, "InferenceSession", unrunnable)
+    assert cli.main(["export", str(ckpt), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "m.onnx was written, but ONNX Runtime" in capsys.readouterr().err

@@ -6,6 +6,7 @@ the one its model version gives."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import json
 import os
@@ -94,6 +95,10 @@ def test_predict_in_every_format(server, two_models, rng):
 @pytest.mark.parametrize("kwargs, status, message", [
     (dict(json={"inputs": [[1.0, 2.0]]}), 422, "the model takes one input of shape (1, 8, 8)"),
     (dict(json={"inputs": [["a"] * 8] * 8}), 422, "nested lists of numbers of one shape"),
+    # NumPy would read "1" and true as numbers; JSON inputs are JSON numbers, as a binary body's dtype must be one
+    (dict(json={"inputs": [[["1"] * 8] * 8]}), 422, 'found "1", which is not a JSON number'),
+    (dict(json={"inputs": [[[1.0] * 7 + [True]] * 8]}), 422, "found true, which is not a JSON number"),
+    (dict(json={"inputs": [[[1.0] * 8] * 7 + [[1.0] * 7]]}), 422, "its lists differ in length"),
     (dict(json={"inputs": [[[1.0] * 8] * 8], "output": "soft"}), 422, '"output" must be one of'),
     (dict(json={"data": 1}), 400, 'must be an object with "inputs"'),
     (dict(content=b"{not json", headers={"content-type": "application/json"}), 400, "the body is not JSON"),
@@ -246,6 +251,9 @@ def test_serve_refuses_what_it_cannot_serve(tmp_path, capsys):
     assert "pass --input-shape" in capsys.readouterr().err
     with pytest.raises(ValueError, match="max_batch must be >= 1"):
         serve.create_app(tmp_path / "m.safetensors", input_shape=SHAPE, max_batch=0)
+    for wait in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="max_wait a finite number of seconds >= 0"):
+            serve.create_app(tmp_path / "m.safetensors", input_shape=SHAPE, max_wait_ms=wait)
 
 
 def test_watching_the_file_reloads_it_when_it_changes(two_models):
@@ -346,3 +354,82 @@ def test_onnx_files_must_take_any_batch(tmp_path):
     x = np.arange(20, dtype=np.float32).reshape(5, 4)
     assert model.input_shape == (4,) and model.classes == 3
     np.testing.assert_allclose(model.predict(x), x @ np.arange(12, dtype=np.float32).reshape(4, 3))
+
+
+def _softmax_models(tmp_path):
+    """An nn.Sequential ending in nn.Softmax and a Keras Sequential ending in Dense(softmax), both
+    with logits (0, ln 3) for every input -- probabilities (1/4, 3/4) -- saved; the first also
+    exported to ONNX (an upper-case suffix)."""
+    from ember import keras
+    from ember import onnx as ember_onnx
+
+    plain = nn.Sequential(nn.Linear(2, 2), nn.Softmax(1))
+    dense = keras.Sequential([keras.layers.Dense(2, activation="softmax", input_shape=(2,))])
+    with ember.no_grad():
+        for linear in (plain[0], dense.layers[0].linear):
+            linear.weight._data[:] = 0
+            linear.bias._data[:] = [0.0, np.log(3.0)]
+    paths = [tmp_path / "plain.safetensors", tmp_path / "keras.safetensors"]
+    plain.save(paths[0], config={"input_shape": [2]})
+    dense.save(paths[1], config={"input_shape": [2]})
+    if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime"):
+        paths.append(ember_onnx.export(plain, np.zeros((1, 2), np.float32), tmp_path / "plain.ONNX",
+                                       metadata={"ember.input": {"scale": 0.5, "mean": [1.0], "std": [2.0]}}))
+    return paths
+
+
+def test_a_model_ending_in_a_softmax_serves_its_logits_and_one_softmax(tmp_path):
+    paths = _softmax_models(tmp_path)
+    for path in paths:
+        url, stop = serve.start_in_thread(path)
+        try:
+            def predict(output):
+                r = httpx.post(url + "/v1/predict", json={"inputs": [[1.0, -2.0], [0.5, 3.0]], "output": output})
+                assert r.status_code == 200, r.text
+                return np.array(r.json()["outputs"])
+
+            np.testing.assert_allclose(predict("logits"), [[0.0, np.log(3.0)]] * 2, rtol=1e-6, err_msg=str(path))
+            np.testing.assert_allclose(predict("probabilities"), [[0.25, 0.75]] * 2, rtol=1e-6, err_msg=str(path))
+            assert predict("classes").tolist() == [1, 1]
+            info = httpx.get(url + "/v1/model").json()
+            assert info["kind"] == ("onnx" if path.suffix == ".ONNX" else "ember")
+            if info["kind"] == "onnx":  # what ember export records in the file
+                assert info["input_normalisation"] == {"scale": 0.5, "mean": [1.0], "std": [2.0]}
+        finally:
+            stop()
+
+
+def test_an_input_shape_contradicting_the_files_is_refused(two_models, capsys):
+    from ember import cli
+
+    served = two_models[0]
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(1, 8, 8\), but the input shape given "
+                                         r"\(--input-shape\) is \(1, 4, 4\)"):
+        serve.load(served, input_shape=(1, 4, 4))
+    assert serve.load(served, input_shape=SHAPE).input_shape == SHAPE  # the same shape: nothing to refuse
+    assert cli.main(["serve", str(served), "--input-shape", "1,4,4"]) == 2
+    assert "but the input shape given (--input-shape) is (1, 4, 4)" in capsys.readouterr().err
+
+
+def test_unknown_routes_and_wrong_methods_get_json_errors(server):
+    r = httpx.get(server + "/v2/predict")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+    assert "no route /v2/predict; the routes are POST /v1/predict" in r.json()["error"]
+    r = httpx.get(server + "/v1/predict")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json() == {"error": "GET /v1/predict: this route takes POST"}
+
+
+def test_a_client_leaving_mid_body_is_no_model_failure(server):
+    import socket
+
+    host, port = server[len("http://"):].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"inputs\": [")
+        time.sleep(0.2)
+    deadline = time.time() + 10
+    while 'status="499"' not in httpx.get(server + "/metrics").text and time.time() < deadline:
+        time.sleep(0.05)
+    text = httpx.get(server + "/metrics").text
+    assert 'ember_requests_total{status="499"} 1.0' in text and 'status="500"' not in text

@@ -26,6 +26,9 @@ def load_dataset(name: str, data_dir, seed: int):
     """((x_train, y_train), (x_test, y_test)) of a data set; images as given by ember.datasets."""
     from . import datasets
 
+    if name in ("digits", "synthetic") and data_dir is not None:
+        raise ValueError(f"--data-dir {data_dir}: --dataset {name} reads no files (digits ships with Ember, synthetic "
+                         "is generated); --data-dir is for cifar10, mnist and fashion_mnist")
     if name == "digits":
         return datasets.digits(seed=seed)
     if name == "synthetic":

@@ -56,14 +56,22 @@ def _port(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def _finite_float(zero_ok: bool, expected: str):
+    """An argparse type: a finite float > 0 (>= 0 when ``zero_ok``), else a message saying what
+    was expected."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
+
+
+_positive_float = _finite_float(False, "a positive number")
+_nonnegative_float = _finite_float(True, "a finite number >= 0")
 
 
 def _report_scores(y_true, logits, classes, out) -> dict:
@@ -195,6 +203,9 @@ def quantize(args, out=None):
         raise ValueError(f"{args.path} is already quantized (int{bits})")
     if args.codebook and args.bits != 4:
         raise ValueError(f"--codebook: an int4 format, for --bits 4 (got --bits {args.bits})")
+    if args.codebook and args.group_size is not None:
+        raise ValueError(f"--group-size {args.group_size}: the codebook format (--codebook) has a scale per 16 inputs, "
+                         "fixed; leave --group-size out, or drop --codebook for int4 in groups")
     kind = f"int{args.bits}" + ("cb" if args.codebook else "g" if args.bits == 8 and args.group_size else "")
     path = output_path(args.out, Path(args.path).with_suffix(f".{kind}.safetensors"), "--out",
                        (args.path, args.text))
@@ -229,7 +240,7 @@ def compress(args, out=None):
     from . import quant
 
     if args.prune is None and args.quantize is None:
-        raise ValueError("ember compress: ask for --prune FRACTION, --quantize BITS or both")
+        raise ValueError("ask for --prune FRACTION, --quantize BITS or both")
     if args.prune is None and args.finetune:
         raise ValueError("--finetune: fine-tuning follows pruning; give --prune FRACTION too")
     suffix = (f".pruned{round(100 * args.prune)}" if args.prune is not None else "") + \
@@ -287,9 +298,15 @@ def export(args, out=None):
     onnx_path = output_path(args.onnx, args.onnx, "--onnx", (args.path,))
     model, config = load_model(args.path)
     x, y, dataset, norm = test_data(args.path, model, config, args)
-    path = ember_onnx.export(model, x[:1], onnx_path, opset=args.opset, dynamic_batch=not args.static_batch,
-                             metadata={"ember.dataset": dataset, "ember.input": {k: norm[k] for k in
-                                                                                 ("scale", "mean", "std")}})
+    try:
+        path = ember_onnx.export(model, x[:1], onnx_path, opset=args.opset, dynamic_batch=not args.static_batch,
+                                 metadata={"ember.dataset": dataset, "ember.input": {k: norm[k] for k in
+                                                                                     ("scale", "mean", "std")}})
+    except (OSError, ValueError, ImportError):
+        raise
+    except Exception as exc:  # onnx's shape inference or checker refusing the graph, or any other error type
+        raise ValueError(f"{args.path}: the export to {onnx_path} failed, nothing was written: "
+                         f"{type(exc).__name__}: {exc}") from None
     print(f"{args.path} -> {path.resolve()} (ONNX opset {args.opset}; input {tuple(x.shape[1:])} float32, "
           f"{'a fixed batch of 1' if args.static_batch else 'any batch'})", file=out)
     try:
@@ -297,9 +314,12 @@ def export(args, out=None):
     except ImportError:
         print("ONNX Runtime is not installed: the file was checked by onnx.checker but not run", file=out)
         return path
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     batch = x[:1] if args.static_batch else x[:256]
-    got = session.run(None, {"input": batch})[0]
+    try:
+        got = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": batch})[0]
+    except Exception as exc:  # ONNX Runtime's own error types
+        raise ValueError(f"{path} was written, but ONNX Runtime {onnxruntime.__version__} cannot run it: "
+                         f"{type(exc).__name__}: {exc}") from None
     want = model.predict(batch)
     err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
     print(f"ONNX Runtime {onnxruntime.__version__} on {len(batch)} {dataset} test image(s): largest difference "
@@ -421,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0: any free one)")
     p_serve.add_argument("--max-batch", type=_positive_int, default=64,
                          help="inputs gathered into one model call at most (default: 64)")
-    p_serve.add_argument("--max-wait-ms", type=float, default=2.0,
+    p_serve.add_argument("--max-wait-ms", type=_nonnegative_float, default=2.0,
                          help="how long the first request of a batch waits for others (default: 2)")
     p_serve.add_argument("--no-batching", action="store_true", help="run every request alone")
     p_serve.add_argument("--max-rows", type=_positive_int, default=1024, help="inputs per request at most (default: 1024)")

@@ -1,12 +1,14 @@
 """Export a model to ONNX (the optional extra ``ember[onnx]``), to run it in another runtime.
 
 ``export(model, example_input, path)`` writes a ``.onnx`` file of an ``nn.Sequential`` model (nested
-Sequentials included): every layer Ember ships that ONNX can express, each as the ONNX operator
+Sequentials included; not a Sequential subclass with its own ``forward``, whose computation is not
+the chain of its layers): every layer Ember ships that ONNX can express, each as the ONNX operator
 that computes what Ember computes --
 
 - ``Linear`` as ``Gemm`` (``MatMul`` on inputs of rank > 2); ``Conv2d`` as ``Conv`` (stride,
   padding -- ``'same'`` resolved to explicit pads --, dilation, groups); ``MaxPool2d`` /
-  ``AvgPool2d`` as ``MaxPool`` / ``AveragePool``;
+  ``AvgPool2d`` as ``MaxPool`` / ``AveragePool`` (``ceil_mode`` with Ember's output size and
+  divisor: see ``_pool``);
   ``AdaptiveAvgPool2d`` as ``GlobalAveragePool`` or an exact ``AveragePool``;
 - ``BatchNorm1d/2d`` folded into the ``Conv`` or ``Linear`` before it (eval mode's normalisation
   is an affine map of that layer's outputs), else as ``BatchNormalization``; ``LayerNorm`` as
@@ -43,10 +45,11 @@ def _onnx():
 
 
 def _layers(model, prefix=""):
-    """(name, module) of the model's layers in order, Sequentials flattened."""
-    from . import nn
+    """(name, module) of the model's layers in order, Sequentials flattened (not a Sequential
+    subclass with its own forward: that is one layer, with no ONNX form)."""
+    from .compress.prune import is_chain
 
-    if isinstance(model, nn.Sequential):
+    if is_chain(model):
         out = []
         for name, child in model.named_children():
             out += _layers(child, f"{prefix}{name}.")
@@ -185,6 +188,39 @@ def _quantize_rows(g, x, absmax, name, doc):
     return q, sx
 
 
+def _pool(g, x, name, layer, doc, x_shape, y_shape):
+    """MaxPool or AveragePool computing Ember's pooling, its output size included.
+
+    With ceil_mode, Ember (as PyTorch) drops a last window that would start in the right padding,
+    where ONNX's ceil rule keeps it; so the graph pools in floor mode, with the end padding that
+    gives Ember's output size. Windows may then reach past Ember's padding, and ONNX Runtime takes
+    no pad as large as the kernel (a dilated one can need it): for MaxPool all the padding is a Pad
+    of -inf before it; for AveragePool counting Ember's padding (count_include_pad=True), that
+    padding is a Pad of zeros, which its divisor counts, and the rest is padding it does not count."""
+    from . import nn
+
+    k = _pair(layer.kernel_size)
+    s = _pair(layer.stride if layer.stride else layer.kernel_size)
+    p = _pair(layer.padding)
+    maxpool = isinstance(layer, nn.MaxPool2d)
+    d = _pair(layer.dilation) if maxpool else (1, 1)
+    count_pad = not maxpool and layer.count_include_pad
+    end = list(p)
+    if layer.ceil_mode:  # the end padding that makes floor((n + p + end - d(k-1) - 1) / s) + 1 Ember's size
+        end = [max(0, (o - 1) * st + dd * (kk - 1) + 1 - n - pp)
+               for o, st, dd, kk, n, pp in zip(y_shape[2:], s, d, k, x_shape[2:], p)]
+        if maxpool or count_pad:
+            real = end if maxpool else [min(e, pp) for e, pp in zip(end, p)]
+            fill = np.array(-np.inf if maxpool else 0.0, np.float32)
+            x = g.node("Pad", [x, g.const(f"{name}.pads", np.array([0, 0, *p, 0, 0, *real], np.int64)),
+                               g.const(f"{name}.fill", fill)], name, doc)
+            p, end, count_pad = (0, 0), [e - r for e, r in zip(end, real)], False
+    attrs = dict(kernel_shape=list(k), strides=list(s), pads=[p[0], p[1], end[0], end[1]], ceil_mode=0)
+    if maxpool:
+        return g.node("MaxPool", [x], name, doc, dilations=list(d), **attrs)
+    return g.node("AveragePool", [x], name, doc, count_include_pad=int(count_pad), **attrs)
+
+
 def _convert(g, x, name, layer, x_shape, y_shape, nxt, opset):
     """ONNX nodes for one layer from tensor ``x``: (output name, whether ``nxt`` was folded in)."""
     from . import nn, quant
@@ -211,13 +247,7 @@ def _convert(g, x, name, layer, x_shape, y_shape, nxt, opset):
         return g.node("Conv", inputs, name, doc, kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
                       pads=_conv_pads(layer, x_shape[2:]), dilations=list(layer.dilation), group=layer.groups), batchnorm
     if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
-        k = _pair(layer.kernel_size)
-        s = _pair(layer.stride if layer.stride else layer.kernel_size)
-        p = _pair(layer.padding)
-        attrs = dict(kernel_shape=list(k), strides=list(s), pads=[p[0], p[1], p[0], p[1]], ceil_mode=int(layer.ceil_mode))
-        if isinstance(layer, nn.MaxPool2d):
-            return g.node("MaxPool", [x], name, doc, dilations=list(_pair(layer.dilation)), **attrs), False
-        return g.node("AveragePool", [x], name, doc, count_include_pad=int(layer.count_include_pad), **attrs), False
+        return _pool(g, x, name, layer, doc, x_shape, y_shape), False
     if isinstance(layer, nn.AdaptiveAvgPool2d):
         out = _pair(layer.output_size)
         h, w = x_shape[2:]
@@ -250,7 +280,8 @@ def _convert(g, x, name, layer, x_shape, y_shape, nxt, opset):
     if isinstance(layer, nn.LeakyReLU):
         return g.node("LeakyRelu", [x], name, doc, alpha=float(layer.negative_slope)), False
     if isinstance(layer, nn.Softmax):
-        return g.node("Softmax", [x], name, doc, axis=int(layer.dim)), False
+        axis = nn.functional.legacy_softmax_dim(len(x_shape)) if layer.dim is None else int(layer.dim)
+        return g.node("Softmax", [x], name, doc, axis=axis), False
     if isinstance(layer, nn.SiLU):
         return g.node("Mul", [x, g.node("Sigmoid", [x], name, doc)], name, doc), False
     if isinstance(layer, nn.GELU):
@@ -295,6 +326,9 @@ def _check_exportable(layers) -> None:
         if type(layer) not in kinds:
             raise ValueError(f"export: layer {name} ({type(layer).__name__}) has no ONNX form here; the layers that "
                              f"export are {', '.join(k.__name__ for k in kinds)}")
+        if getattr(layer, "return_indices", False):
+            raise ValueError(f"export: layer {name} (MaxPool2d with return_indices=True) returns the indices too, "
+                             "which the exported graph does not; export the model without them")
         if getattr(layer, "codebook", False):
             raise ValueError(f"export: layer {name} is int4 in the codebook format, whose scaled codebook values are "
                              "not int8 and so have no MatMulInteger form; quantize with codebook=False to export")
@@ -313,6 +347,7 @@ def export(model, example_input, path, *, opset: int = DEFAULT_OPSET, dynamic_ba
     from . import nn
     from .autograd import no_grad
     from .checkpoint import atomic_write
+    from .compress.prune import is_chain
     from .tensor import Tensor
     from .factories import tensor
 
@@ -327,7 +362,7 @@ def export(model, example_input, path, *, opset: int = DEFAULT_OPSET, dynamic_ba
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"export: example_input must be a batch of inputs (N, ...), got shape {x.shape}")
     x = x.astype(np.float32, copy=False)
-    if not isinstance(model, nn.Sequential) and list(model.children()):
+    if not is_chain(model) and list(model.children()):
         raise ValueError(f"export: {type(model).__name__} computes its own forward, which cannot be read as a chain of "
                          "layers; export an nn.Sequential (nested ones are fine)")
     layers = _layers(model)

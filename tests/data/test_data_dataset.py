@@ -83,6 +83,30 @@ def test_base_get_batch_errors():
         Dataset()[0]
 
 
+def test_a_list_sample_is_its_fields_as_torch_collates_it():
+    samples = [[np.full(3, i, np.float32), np.ones(2) * i, i] for i in range(4)]
+    xb, yb, ib = ember.data.dataset.fetch_batch(samples, np.array([2, 0]))
+    assert xb.shape == (2, 3) and yb.shape == (2, 2) and ib.shape == (2,)
+    np.testing.assert_array_equal(ib, [2, 0])
+    single, = ember.data.dataset.fetch_batch([np.zeros(3)] * 2, np.array([0, 1]))  # not a list: one field
+    assert single.shape == (2, 3)
+
+
+@pytest.mark.parametrize("samples, error, match", [
+    ([[np.zeros(3), 1], [np.zeros(2), 1]], ValueError,
+     r"list: field 0 of sample 1 has shape \(2,\), that of sample 0 \(3,\); a field has one shape"),
+    ([[np.zeros(3), 1], [np.zeros(3), None]], TypeError, r"field 1 of sample 1 is NoneType None, not an array"),
+    ([([1, 2], 0), ([1, [2]], 0)], TypeError, "field 0 of sample 1 is list"),  # ragged nested lists
+    ([(np.zeros(3), "cat"), (np.zeros(3), 2)], TypeError,
+     r"field 1 of sample 1 holds int64 values, that of sample 0 <U3; a field holds numbers in every sample or in none"),
+    ([{"image": np.zeros(3), "label": 1}] * 2, TypeError,
+     r"sample 0 is a dict; Ember's batches are tuples of fields .* such as \(sample\['image'\], sample\['label'\]\)"),
+])
+def test_samples_that_do_not_stack_are_named(samples, error, match):
+    with pytest.raises(error, match=match):
+        ember.data.dataset.fetch_batch(samples, np.array([0, 1]))
+
+
 def test_get_batch_must_return_a_tuple():
     class Flat(Dataset):
         def __len__(self):

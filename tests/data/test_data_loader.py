@@ -176,6 +176,22 @@ def test_any_indexable_dataset_works():
     np.testing.assert_array_equal(y.numpy(), [0, 1, 0, 1])
 
 
+def test_list_samples_are_batched_field_by_field_and_fit_trains_on_them():
+    batches = list(DataLoader([[np.zeros(3), np.ones(3)] for _ in range(4)], batch_size=2))
+    assert len(batches) == 2 and all(len(b) == 2 and b[0].shape == b[1].shape == (2, 3) for b in batches)
+    model = ember.nn.Sequential(ember.nn.Linear(3, 2))
+    model.compile(optimizer="adam", loss="cross_entropy")
+    samples = [[np.full(3, i, np.float32), i % 2] for i in range(8)]
+    history = model.fit(DataLoader(samples, batch_size=4), epochs=1, verbose=0)
+    assert len(history.history["loss"]) == 1
+
+
+def test_dict_samples_are_refused_with_what_to_return_instead():
+    loader = DataLoader([{"x": np.zeros(3, np.float32), "y": 1}] * 4, batch_size=2)
+    with pytest.raises(TypeError, match=r"sample 0 is a dict; Ember's batches are tuples of fields"):
+        next(iter(loader))
+
+
 class Failing(Dataset):
     """Fetching any batch that holds index `bad` raises; records fetches and their threads."""
 

@@ -42,29 +42,42 @@ def test_normalize_matches_loop(rng):
     np.testing.assert_array_equal(flat, [[0.0, -0.25]] * 3)
 
 
-@pytest.mark.parametrize("size, padding, fill, shape", [
-    (8, 2, 0, (32, 3, 8, 8)),
-    ((5, 7), (1, 3), 7, (20, 2, 6, 9)),
-    (4, 0, 0, (10, 6, 6)),  # (N, H, W) batches work too
-    ((3, 3), 1, -1.5, (12, 1, 4, 4)),
+@pytest.mark.parametrize("size, padding, fill, shape, borders", [
+    (8, 2, 0, (32, 3, 8, 8), (2, 2, 2, 2)),
+    ((5, 7), (1, 3), 7, (20, 2, 6, 9), (1, 3, 1, 3)),  # torchvision's pair: (left/right, top/bottom)
+    ((9, 7), (1, 2, 0, 4), 5, (16, 2, 5, 8), (1, 2, 0, 4)),  # and its four: (left, top, right, bottom)
+    (4, 0, 0, (10, 6, 6), (0, 0, 0, 0)),  # (N, H, W) batches work too
+    ((3, 3), [1], -1.5, (12, 1, 4, 4), (1, 1, 1, 1)),
+    (4, None, 0, (6, 1, 5, 5), (0, 0, 0, 0)),
 ])
-def test_random_crop_matches_loop(rng, size, padding, fill, shape):
+def test_random_crop_matches_loop(rng, size, padding, fill, shape, borders):
     dtype = np.float32 if isinstance(fill, float) else np.uint8
     x = images(rng, shape, dtype)
     mine, ref_rng = seeded(rng)
     crop = T.RandomCrop(size, padding, fill)
     out = crop(x, mine)
     h, w = crop.size
-    ph, pw = crop.padding
-    height, width = shape[-2] + 2 * ph, shape[-1] + 2 * pw
+    assert crop.padding == borders
+    left_pad, top_pad, right_pad, bottom_pad = borders
+    height, width = shape[-2] + top_pad + bottom_pad, shape[-1] + left_pad + right_pad
     top = ref_rng.integers(0, height - h + 1, size=len(x))
     left = ref_rng.integers(0, width - w + 1, size=len(x))
     lead = [(0, 0)] * (x.ndim - 3)
     for i, s in enumerate(x):
-        padded = np.pad(s, lead + [(ph, ph), (pw, pw)], constant_values=fill)
+        padded = np.pad(s, lead + [(top_pad, bottom_pad), (left_pad, right_pad)], constant_values=fill)
         np.testing.assert_array_equal(out[i], padded[..., top[i]:top[i] + h, left[i]:left[i] + w])
     assert out.shape == shape[:-2] + (h, w) and out.dtype == dtype
     assert not np.shares_memory(out, x)
+
+
+def test_random_crop_pads_as_torchvision_does(rng):
+    # torchvision: a pair is (left/right, top/bottom), four are (left, top, right, bottom). A crop of
+    # the padded size has one offset only, so it shows the padded image itself.
+    x = np.arange(6, dtype=np.uint8).reshape(1, 1, 2, 3) + 1
+    pair = T.RandomCrop((2 + 2 * 2, 3 + 2 * 1), padding=(1, 2))(x, rng)[0, 0]
+    np.testing.assert_array_equal(pair, [[0, 0, 0, 0, 0]] * 2 + [[0, 1, 2, 3, 0], [0, 4, 5, 6, 0]] + [[0] * 5] * 2)
+    four = T.RandomCrop((2 + 2 + 0, 3 + 1 + 3), padding=(1, 2, 3, 0), fill=9)(x, rng)[0, 0]
+    np.testing.assert_array_equal(four, [[9] * 7] * 2 + [[9, 1, 2, 3, 9, 9, 9], [9, 4, 5, 6, 9, 9, 9]])
 
 
 def test_random_crop_picks_varied_windows_and_leaves_the_input(rng):
@@ -125,7 +138,7 @@ def test_default_generator_and_ember_generator(rng):
 def test_reprs():
     assert repr(T.ToFloat(1 / 16)) == "ToFloat(scale=0.0625, dtype=float32)"
     assert repr(T.Normalize([0.5, 0.25], [1, 2])) == "Normalize(mean=[0.5, 0.25], std=[1.0, 2.0])"
-    assert repr(T.RandomCrop(32, padding=4)) == "RandomCrop(size=(32, 32), padding=(4, 4), fill=0)"
+    assert repr(T.RandomCrop(32, padding=4)) == "RandomCrop(size=(32, 32), padding=(4, 4, 4, 4), fill=0)"
     assert repr(T.RandomHorizontalFlip()) == "RandomHorizontalFlip(p=0.5)"
     assert repr(T.Compose([T.RandomHorizontalFlip(1), T.ToFloat()])) == (
         "Compose(\n    RandomHorizontalFlip(p=1),\n    ToFloat(scale=0.00392157, dtype=float32),\n)")
@@ -165,6 +178,10 @@ def test_crop_flip_tofloat_compose_errors():
         T.RandomCrop(4, padding=-1)
     with pytest.raises(TypeError, match=r"size must be an int or a pair of ints, got \(1, 2, 3\)"):
         T.RandomCrop((1, 2, 3))
+    with pytest.raises(TypeError, match=r"padding must be an int or a sequence of 1, 2 or 4 ints .*got \(1, 2, 3\)"):
+        T.RandomCrop(4, padding=(1, 2, 3))
+    with pytest.raises(ValueError, match=r"padding must be >= 0, got \(1, 0, -2, 0\)"):
+        T.RandomCrop(4, padding=(1, 0, -2, 0))
     with pytest.raises(TypeError, match="fill must be a number"):
         T.RandomCrop(4, fill="white")
     with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\], got 1.5"):
@@ -180,7 +197,7 @@ def test_crop_flip_tofloat_compose_errors():
 @pytest.mark.parametrize("make, error, match", [
     (lambda: T.RandomCrop(32.0), TypeError, r"RandomCrop: size must be an int or a pair of ints, got 32.0"),
     (lambda: T.RandomCrop(None), TypeError, r"RandomCrop: size must be an int or a pair of ints, got None"),
-    (lambda: T.RandomCrop(4, padding=2.0), TypeError, r"RandomCrop: padding must be an int or a pair of ints"),
+    (lambda: T.RandomCrop(4, padding=2.0), TypeError, r"RandomCrop: padding must be an int or a sequence of 1, 2"),
     (lambda: T.RandomCrop(4, padding=1, fill=float("inf")), ValueError, "RandomCrop: fill must be finite"),
     (lambda: T.RandomCrop(4, padding=1, fill=float("nan")), ValueError, "RandomCrop: fill must be finite"),
     (lambda: T.Normalize([0.5], None), TypeError, "Normalize: std must be a number or a sequence of numbers"),

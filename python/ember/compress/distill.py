@@ -61,17 +61,53 @@ class DistillationLoss:
         return f"DistillationLoss(temperature={self.temperature:g}, alpha={self.alpha:g})"
 
 
+def logits_forward(model):
+    """A function giving ``model``'s logits for a batch: the model itself, except for a model
+    whose last step turns its logits into probabilities -- an ``nn.Sequential`` chain ending in
+    ``nn.Softmax`` over the classes of its (N, classes) outputs (dim 1, -1 or the implicit one),
+    or an ``ember.keras`` Sequential whose last layer has a softmax activation --, which runs
+    without that softmax."""
+    from ..keras.layers import Layer
+    from ..keras.models import Sequential as KerasSequential
+    from .report import _leaves
+
+    if isinstance(model, KerasSequential):
+        last = model.layers[-1] if model.layers else None
+        if not (isinstance(last, Layer) and str(last.activation_name).lower() == "softmax"):
+            return model
+
+        def keras_logits(x):
+            fold = model._fold_softmax
+            object.__setattr__(model, "_fold_softmax", True)  # the last layer's logits, as its fit uses
+            try:
+                with model._logits(True):
+                    return model(x)
+            finally:
+                object.__setattr__(model, "_fold_softmax", fold)
+
+        return keras_logits
+    try:
+        layers = _leaves(model)
+    except ValueError:  # not a chain of layers: its own forward
+        return model
+    if not layers or not isinstance(layers[-1], nn.Softmax) or layers[-1].dim not in (1, -1, None):
+        return model
+    head = nn.Sequential(*layers[:-1])  # the same layers, without the softmax
+    object.__setattr__(head, "training", model.training)  # its own mode only: the layers keep theirs
+    return head
+
+
 class _TeacherCache:
-    """The teacher's outputs for every input it will be shown, computed once and found again by
+    """The teacher's logits for every input it will be shown, computed once and found again by
     the input's contents (so batching, shuffling and prefetching do not matter; an input it has
     not seen is passed to the teacher)."""
 
     def __init__(self, teacher, x, batch: int = 256):
-        self.teacher, self.outputs = teacher, {}
+        self.teacher, self.outputs = logits_forward(teacher), {}
         with no_grad():
             for lo in range(0, len(x), batch):
                 rows = np.ascontiguousarray(x[lo:lo + batch], np.float32)
-                out = teacher(_on_model_device(teacher, rows))._host()
+                out = self.teacher(_on_model_device(teacher, rows))._host()
                 for row, o in zip(rows, out):
                     self.outputs[self._key(row)] = o
 
@@ -94,10 +130,11 @@ def distill(teacher, student, x, y, temperature: float = 4.0, alpha: float = 0.9
             batch_size: int = 64, optimizer="adam", lr: float | None = None, metrics=("accuracy",),
             cache_teacher: bool = False, **fit_kwargs):
     """Train ``student`` on ``(x, y)`` (arrays, or a DataLoader as ``x`` with ``y=None``) to match
-    ``teacher``'s outputs as well as the labels, through ``fit`` -- so its callbacks, validation,
+    ``teacher``'s logits as well as the labels, through ``fit`` -- so its callbacks, validation,
     metrics, checkpoints, augmentation (``transform=``; the teacher sees the same augmented batch)
     and precision all apply (``fit_kwargs``). The teacher runs in evaluation mode without
-    recording a graph, on every training batch -- or, with ``cache_teacher`` (arrays without
+    recording a graph, on every training batch (a teacher ending in a softmax without it, so that
+    the loss sees its logits: see ``logits_forward``) -- or, with ``cache_teacher`` (arrays without
     augmentation only), once per input before training, its outputs reused in every epoch.
     Validation and ``evaluate`` afterwards use the plain cross-entropy. The student is compiled
     with ``optimizer`` / ``lr`` / ``metrics`` and trained in place; returns fit's ``History``.
@@ -119,7 +156,7 @@ def distill(teacher, student, x, y, temperature: float = 4.0, alpha: float = 0.9
     plain = type(student).forward
     restore_teacher_modes = nn.saved_modes(teacher)
     previous = student.__dict__.get("_compiled")
-    run_teacher = teacher
+    run_teacher = None  # the teacher's logits, once it is in evaluation mode
 
     def forward(*args, **kwargs):
         out = plain(student, *args, **kwargs)
@@ -137,8 +174,8 @@ def distill(teacher, student, x, y, temperature: float = 4.0, alpha: float = 0.9
     try:
         student.compile(optimizer=optimizer, lr=lr, loss=loss_fn, metrics=list(metrics))
         teacher.eval()
-        if cache_teacher:
-            run_teacher = _TeacherCache(teacher, x._host() if isinstance(x, Tensor) else np.asarray(x))
+        run_teacher = (_TeacherCache(teacher, x._host() if isinstance(x, Tensor) else np.asarray(x)) if cache_teacher
+                       else logits_forward(teacher))
         object.__setattr__(student, "forward", forward)
         return student.fit(x, y, batch_size=batch_size, epochs=epochs, **fit_kwargs)
     except BaseException:

@@ -2,7 +2,8 @@
 unstructured (single weights zeroed and kept at zero by masks; no faster, and it says so).
 
 Structured pruning follows the model's data flow along an ``nn.Sequential`` chain (nested ones
-included): each Conv2d (groups=1) or Linear whose output reaches another Conv2d or Linear
+included; a Sequential subclass with its own ``forward`` is not a chain but one layer it cannot
+follow): each Conv2d (groups=1) or Linear whose output reaches another Conv2d or Linear
 through layers that act per channel -- BatchNorm, activations, Dropout, pooling, Flatten -- loses
 the output channels that score lowest; the BatchNorm between loses the same channels, and the
 consumer loses the matching inputs (after a Flatten, the block of H*W features each channel
@@ -60,16 +61,24 @@ class PruneResult:
         return "\n".join(lines) or "nothing to prune"
 
 
+def is_chain(module) -> bool:
+    """Whether ``module`` computes nothing but its children in order: an ``nn.Sequential`` (or a
+    subclass) that keeps Sequential's own forward. A subclass with its own forward (a residual
+    block, say) computes something else, so it is not read as a chain of its children."""
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
 def _chain(module, prefix=""):
     """The leaf layers of a (nested) Sequential in the order they run: (parent, name, qualified
-    name, layer)."""
-    if not isinstance(module, nn.Sequential):
+    name, layer); a Sequential with its own forward is one layer, which pruning cannot follow."""
+    if not is_chain(module):
         raise ValueError(f"prune: structured pruning follows nn.Sequential models; {prefix or 'the model'} is a "
-                         f"{type(module).__name__} (prune its Sequential parts, or use structured=False)")
+                         f"{type(module).__name__} with its own forward (prune its Sequential parts, or use "
+                         "structured=False)")
     out = []
     for name, child in module.named_children():
         qual = f"{prefix}.{name}" if prefix else name
-        if isinstance(child, nn.Sequential):
+        if is_chain(child):
             out += _chain(child, qual)
         else:
             out.append((module, name, qual, child))

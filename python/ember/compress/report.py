@@ -18,6 +18,7 @@ import numpy as np
 from .. import nn
 from ..autograd import no_grad
 from .._quant_report import _on_model_device
+from .prune import is_chain
 from ..tensor import Tensor
 
 METRICS = ("accuracy", "precision", "recall", "f1")
@@ -122,7 +123,7 @@ def _layer_flops(layer, x_shape, y_shape) -> int:
 
 
 def _leaves(model):
-    if isinstance(model, nn.Sequential):
+    if is_chain(model):
         out = []
         for child in model.children():
             out += _leaves(child)

@@ -1,15 +1,16 @@
 """Map-style datasets: indexable collections of samples that can also fetch whole batches.
 
-A sample is a tuple of fields, e.g. ``(image, label)``. Besides ``__getitem__`` and
-``__len__``, a dataset may provide ``get_batch(indices)`` returning one NumPy array per field
-with the batch on axis 0; ``DataLoader`` uses it so that a batch costs one fancy-index per
-field instead of a Python loop over samples.
+A sample is a tuple (or a list) of fields, e.g. ``(image, label)``, or a single field. Besides
+``__getitem__`` and ``__len__``, a dataset may provide ``get_batch(indices)`` returning one NumPy
+array per field with the batch on axis 0; ``DataLoader`` uses it so that a batch costs one
+fancy-index per field instead of a Python loop over samples.
 """
 
 from __future__ import annotations
 
 import numbers
 import operator
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -49,14 +50,48 @@ def fetch_batch(dataset, indices: np.ndarray) -> tuple:
 def _stack_samples(dataset, indices: np.ndarray) -> tuple:
     if len(indices) == 0:
         raise ValueError("get_batch needs at least one index (field shapes come from the samples)")
-    samples = [dataset[int(i)] for i in indices]
-    samples = [s if isinstance(s, tuple) else (s,) for s in samples]
+    name = type(dataset).__name__
+    samples = [_sample_fields(dataset[int(i)], name, int(i)) for i in indices]
     width = len(samples[0])
     for i, s in zip(indices, samples):
         if len(s) != width:
-            raise ValueError(f"{type(dataset).__name__}: sample {int(i)} has {len(s)} fields, sample "
-                             f"{int(indices[0])} has {width}")
-    return tuple(np.stack([_as_array(s[f]) for s in samples]) for f in range(width))
+            raise ValueError(f"{name}: sample {int(i)} has {len(s)} fields, sample {int(indices[0])} has {width}")
+    return tuple(_stack_field([s[f] for s in samples], indices, f, name) for f in range(width))
+
+
+def _sample_fields(sample, name: str, index: int) -> tuple:
+    """A sample's fields, as ``torch.utils.data.default_collate`` reads them: a tuple or a list is
+    its items (``[x, y]`` as ``(x, y)``), anything else one field."""
+    if isinstance(sample, Mapping):
+        raise TypeError(f"{name}: sample {index} is a {type(sample).__name__}; Ember's batches are tuples of "
+                        "fields (the inputs first, as fit reads them), so return a tuple or a list of its values, "
+                        f"such as ({', '.join(f'sample[{k!r}]' for k in list(sample)[:2])})")
+    return tuple(sample) if isinstance(sample, (tuple, list)) else (sample,)
+
+
+_NUMBERS = "biufc"  # the dtype kinds of numbers (booleans included)
+
+
+def _stack_field(values, indices, field: int, name: str) -> np.ndarray:
+    """Field ``field`` of the samples at ``indices`` stacked on a new axis 0: each an array, a
+    Tensor, a number or nested lists of numbers, all of one shape."""
+    arrays = []
+    for i, v in zip(indices, values):
+        try:
+            a = _as_array(v)
+        except ValueError:  # nested lists of different lengths
+            a = None
+        if a is None or a.dtype == object:
+            raise TypeError(f"{name}: field {field} of sample {int(i)} is {type(v).__name__} {repr(v)[:40]}, not an "
+                            "array, a Tensor, a number or nested lists of numbers of one shape")
+        if arrays and a.shape != arrays[0].shape:
+            raise ValueError(f"{name}: field {field} of sample {int(i)} has shape {a.shape}, that of sample "
+                             f"{int(indices[0])} {arrays[0].shape}; a field has one shape in every sample")
+        if arrays and (a.dtype.kind in _NUMBERS) != (arrays[0].dtype.kind in _NUMBERS):
+            raise TypeError(f"{name}: field {field} of sample {int(i)} holds {a.dtype} values, that of sample "
+                            f"{int(indices[0])} {arrays[0].dtype}; a field holds numbers in every sample or in none")
+        arrays.append(a)
+    return np.stack(arrays)
 
 
 def _as_array(value) -> np.ndarray:
@@ -82,8 +117,8 @@ def _as_indices(indices, size: int, name: str) -> np.ndarray:
 class Dataset:
     """Base class of map-style datasets.
 
-    Subclasses implement ``__getitem__(index)`` (a sample: a tuple of fields, or a single
-    value) and ``__len__``. They may override ``get_batch`` with a vectorised version.
+    Subclasses implement ``__getitem__(index)`` (a sample: a tuple or a list of fields, or a
+    single value) and ``__len__``. They may override ``get_batch`` with a vectorised version.
     """
 
     def __getitem__(self, index):

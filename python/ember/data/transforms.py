@@ -139,20 +139,40 @@ class Normalize:
         return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
 
 
+def _borders(value, name: str) -> tuple[int, int, int, int]:
+    """torchvision's padding, each >= 0, as (left, top, right, bottom): an int pads every border,
+    a pair (left and right, top and bottom), four (left, top, right, bottom); a sequence of one is
+    an int, and None no padding."""
+    if value is None:
+        return 0, 0, 0, 0
+    try:
+        pads = (value,) if isinstance(value, numbers.Integral) else tuple(value)
+    except TypeError:  # not iterable: a float, None...
+        pads = ()
+    if len(pads) not in (1, 2, 4) or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in pads):
+        raise TypeError(f"{name} must be an int or a sequence of 1, 2 or 4 ints (as torchvision's), got {value!r}")
+    if any(v < 0 for v in pads):
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return tuple(int(v) for v in pads * (4 // len(pads)))
+
+
 class RandomCrop:
     """Pad each image by ``padding`` with ``fill``, then crop ``size`` at a random offset per sample.
 
-    ``size`` is an int (square) or ``(height, width)``; ``padding`` an int or ``(pad_h, pad_w)``
-    added on both sides of the height and width axes (the last two). Works on any ``(N, ..., H,
-    W)`` batch. Offsets are drawn top first, then left, each with ``rng.integers(0, room + 1,
-    size=N)``; the crop is a single gather from a sliding-window view.
+    ``size`` is an int (square) or ``(height, width)``; ``padding`` is torchvision's: an int pads
+    every border of the last two axes (height, width) by that much, a pair ``(left/right,
+    top/bottom)`` pads the left and right borders by the first and the top and bottom by the
+    second, four ``(left, top, right, bottom)`` each border by its own; ``padding`` keeps that
+    4-tuple. ``fill`` is the constant the padding holds. Works on any ``(N, ..., H, W)`` batch.
+    Offsets are drawn top first, then left, each with ``rng.integers(0, room + 1, size=N)``; the
+    crop is a single gather from a sliding-window view.
     """
 
     def __init__(self, size, padding=0, fill=0):
         self.size = _pair(size, "RandomCrop: size")
         if 0 in self.size:
             raise ValueError(f"RandomCrop: size must be >= 1, got {size!r}")
-        self.padding = _pair(padding, "RandomCrop: padding")
+        self.padding = _borders(padding, "RandomCrop: padding")
         if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
             raise TypeError(f"RandomCrop: fill must be a number, got {fill!r}")
         if not isinstance(fill, numbers.Integral) and not np.isfinite(fill):
@@ -162,10 +182,10 @@ class RandomCrop:
     def __call__(self, x, rng=None):
         _check_batch(x, "RandomCrop", 3, "(N, ..., H, W)")
         rng = _generator(rng)
-        (h, w), (ph, pw) = self.size, self.padding
-        if ph or pw:
+        (h, w), (left, top, right, bottom) = self.size, self.padding
+        if any(self.padding):
             self._check_fill(x.dtype)
-            pad = [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)]
+            pad = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
             x = np.pad(x, pad, mode="constant", constant_values=self.fill)
         height, width = x.shape[-2:]
         if h > height or w > width:

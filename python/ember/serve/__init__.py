@@ -5,7 +5,10 @@ extra ``ember[serve]``: Starlette on uvicorn, metrics by prometheus-client).
   "probabilities" | "classes"}``), ``.npy`` bytes (``application/x-npy``) or safetensors bytes
   (``application/x-safetensors``, a tensor named ``inputs``; ``?output=`` chooses the output); one
   input of the model's shape or a batch. The reply names the model version that computed it (also
-  in the ``X-Model-Version`` header). A bad request is a 4xx whose message says what is wrong.
+  in the ``X-Model-Version`` header). A model that ends in a softmax is served without it:
+  "logits" are its logits, "probabilities" one softmax of them. A bad request (JSON inputs that
+  are not JSON numbers included), an unknown route or a wrong method is a 4xx whose JSON message
+  says what is wrong; a client that leaves mid-body is counted as status 499, and answered nothing.
 - ``POST /v1/reload``: load the model file again (a training run replaced it atomically), check it,
   and serve it from the next batch on; a file that fails the checks is reported and the old model
   keeps serving. ``--watch SECONDS`` does the same whenever the file changes.

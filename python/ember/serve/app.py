@@ -18,6 +18,9 @@ from . import model as served
 from .batcher import Batcher
 
 OUTPUTS = ("logits", "probabilities", "classes")
+# The status a request whose client disconnected before sending its whole body is counted under
+# (nginx's "client closed request"); nothing is sent.
+CLIENT_CLOSED = 499
 
 
 class BadRequest(Exception):
@@ -39,12 +42,7 @@ def _array_from(body: bytes, content_type: str, field: str = "inputs"):
             raise BadRequest(400, "the JSON body is nested too deeply") from None
         if not isinstance(data, dict) or field not in data:
             raise BadRequest(400, f'the JSON body must be an object with "{field}": nested lists of numbers')
-        try:
-            array = np.asarray(data[field], dtype=np.float32)
-        except (TypeError, ValueError, RecursionError):
-            raise BadRequest(422, f'"{field}" must be nested lists of numbers of one shape') from None
-        except OverflowError:
-            raise BadRequest(422, f'"{field}" holds a number too large for a float') from None
+        array = _json_numbers(data[field], field)
         output = data.get("output")
         if output is not None and output not in OUTPUTS:
             raise BadRequest(422, f'"output" must be one of {", ".join(OUTPUTS)}, got {output!r}')
@@ -71,6 +69,24 @@ def _array_from(body: bytes, content_type: str, field: str = "inputs"):
     if array.dtype.kind not in "fiu":
         raise BadRequest(422, f"inputs must be numbers, got dtype {array.dtype}")
     return array.astype(np.float32, copy=False), None
+
+
+def _json_numbers(value, field: str) -> np.ndarray:
+    """JSON ``value`` as a float32 array: nested lists of one shape whose every item is a JSON
+    number -- not a string such as "1", nor true or false, which NumPy would turn into numbers."""
+    one_shape = f'"{field}" must be nested lists of numbers of one shape'
+    try:
+        cells = np.array(value, dtype=object)
+    except (ValueError, RecursionError):  # lists of different lengths, at some depth
+        raise BadRequest(422, one_shape) from None
+    for v in cells.flat:
+        if type(v) not in (int, float):  # bool is an int to Python, not to JSON
+            raise BadRequest(422, f"{one_shape}; " + ("its lists differ in length" if isinstance(v, list) else
+                                                      f"found {json.dumps(v)[:40]}, which is not a JSON number"))
+    try:
+        return cells.astype(np.float32)
+    except OverflowError:
+        raise BadRequest(422, f'"{field}" holds a number too large for a float') from None
 
 
 def _check_inputs(array, shape, max_rows):
@@ -208,7 +224,8 @@ def create_app(path, **options):
     """The Starlette application serving the model file at ``path`` (see ``Server`` for options)."""
     try:
         from starlette.applications import Starlette
-        from starlette.requests import Request
+        from starlette.exceptions import HTTPException
+        from starlette.requests import ClientDisconnect, Request
         from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
     except ImportError:
@@ -233,6 +250,9 @@ def create_app(path, **options):
         except BadRequest as exc:
             server.requests.labels(str(exc.status)).inc()
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        except ClientDisconnect:  # the client went away before sending its whole body: nobody to answer
+            server.requests.labels(str(CLIENT_CLOSED)).inc()
+            return Response(status_code=CLIENT_CLOSED)
         except Exception as exc:  # the model failed: the client hears it, the server keeps serving
             server.requests.labels("500").inc()
             return JSONResponse({"error": f"the model failed on this batch: {type(exc).__name__}: {exc}"},
@@ -264,6 +284,25 @@ def create_app(path, **options):
     async def metrics(request: Request):
         return Response(prom.generate_latest(server.registry), media_type=prom.CONTENT_TYPE_LATEST)
 
+    routes = [Route("/v1/predict", predict, methods=["POST"]),
+              Route("/v1/reload", reload, methods=["POST"]),
+              Route("/v1/model", model_info, methods=["GET"]),
+              Route("/healthz", healthz, methods=["GET"]),
+              Route("/readyz", readyz, methods=["GET"]),
+              Route("/metrics", metrics, methods=["GET"])]
+    known = ", ".join(f"{'/'.join(sorted(r.methods - {'HEAD'}))} {r.path}" for r in routes)
+
+    async def http_error(request: Request, exc: HTTPException):
+        """An unknown route (404) or a method a route does not take (405), in JSON like every other
+        error."""
+        if exc.status_code == 404:
+            message = f"no route {request.url.path}; the routes are {known}"
+        elif exc.status_code == 405:
+            message = f"{request.method} {request.url.path}: this route takes {(exc.headers or {}).get('Allow', '')}"
+        else:
+            message = exc.detail
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await server.start()
@@ -272,11 +311,6 @@ def create_app(path, **options):
         finally:
             await server.stop()
 
-    app = Starlette(routes=[Route("/v1/predict", predict, methods=["POST"]),
-                            Route("/v1/reload", reload, methods=["POST"]),
-                            Route("/v1/model", model_info, methods=["GET"]),
-                            Route("/healthz", healthz, methods=["GET"]),
-                            Route("/readyz", readyz, methods=["GET"]),
-                            Route("/metrics", metrics, methods=["GET"])], lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     app.state.server = server
     return app

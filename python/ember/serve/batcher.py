@@ -21,8 +21,9 @@ class Batcher:
     a batch in flight finishes on the model it started with."""
 
     def __init__(self, model, max_batch: int = 64, max_wait: float = 0.002, on_batch=None):
-        if max_batch < 1 or max_wait < 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait >= 0, got {max_batch} and {max_wait}")
+        if max_batch < 1 or not 0 <= max_wait < float("inf"):
+            raise ValueError(f"max_batch must be >= 1 and max_wait a finite number of seconds >= 0, got {max_batch} "
+                             f"and {max_wait}")
         self.model, self.max_batch, self.max_wait, self.on_batch = model, max_batch, max_wait, on_batch
         self._queue: asyncio.Queue | None = None
         self._task = None
