@@ -14,7 +14,7 @@ import numpy as np
 import ember
 from ember import distributed as dist
 from ember import nn
-from ember.callbacks import Callback
+from ember.callbacks import Callback, ModelCheckpoint
 
 
 def digest_of(tensors) -> str:
@@ -180,6 +180,19 @@ def scenario_partial(args, out: Path, w) -> None:
     (out / f"rank{w.rank}.json").write_text(json.dumps(results))
 
 
+def scenario_resume(args, out: Path, w) -> None:
+    """fit with dropout, checkpointed each epoch to OUT/run.safetensors (continued from it with
+    --resume); the weights each rank ends with go to OUT/rank{r}.npz."""
+    ember.manual_seed(5)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 5))
+    x, y = data(args.samples)
+    model.compile(optimizer=ember.optim.SGD(model.parameters(), lr=0.05))
+    path = out / "run.safetensors"
+    model.fit(x, y, batch_size=args.batch, epochs=args.epochs, seed=3, verbose=0, callbacks=[ModelCheckpoint(path)],
+              resume_from=path if args.resume else None)
+    np.savez(out / f"rank{w.rank}.npz", **{k: v._host() for k, v in model.state_dict().items()})
+
+
 def scenario_fail(args, out: Path, w) -> None:
     """Rank 1 raises (``raise``) or stops answering (``stall``) in the middle of fit."""
 
@@ -198,7 +211,7 @@ def scenario_fail(args, out: Path, w) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=("fit", "loop", "partial", "raise", "stall"))
+    parser.add_argument("scenario", choices=("fit", "loop", "partial", "resume", "raise", "stall"))
     parser.add_argument("out")
     parser.add_argument("--optimizer", default="sgd")
     parser.add_argument("--samples", type=int, default=200)
@@ -207,11 +220,13 @@ def main() -> None:
     parser.add_argument("--batchnorm", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     w = dist.init(timeout=args.timeout)
     out = Path(args.out)
-    {"fit": scenario_fit, "loop": scenario_loop, "partial": scenario_partial, "raise": scenario_fail, "stall": scenario_fail}[args.scenario](
-        args, out, w)
+    scenarios = {"fit": scenario_fit, "loop": scenario_loop, "partial": scenario_partial, "resume": scenario_resume,
+                 "raise": scenario_fail, "stall": scenario_fail}
+    scenarios[args.scenario](args, out, w)
 
 
 if __name__ == "__main__":

@@ -397,6 +397,24 @@ def test_a_failing_or_stuck_rank_ends_every_rank(tmp_path, scenario):
 
 
 @needs_mpi
+def test_a_resumed_distributed_fit_continues_every_ranks_random_stream(tmp_path):
+    """Dropout, and 101 samples in batches of 8: the last batch's 5 samples split 3 and 2, so
+    the ranks draw different amounts of random numbers and their streams part. A checkpoint
+    holds each rank's stream, and the resumed run ends with the uninterrupted run's weights."""
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir()
+    part.mkdir()
+    options = ("--samples", "101", "--batch", "8")
+    worker(2, "resume", whole, *options, "--epochs", "3")
+    worker(2, "resume", part, *options, "--epochs", "1")
+    worker(2, "resume", part, *options, "--epochs", "3", "--resume")
+    for r in range(2):
+        a, b = np.load(whole / f"rank{r}.npz"), np.load(part / f"rank{r}.npz")
+        for k in a.files:
+            assert np.array_equal(a[k], b[k]), (r, k)
+
+
+@needs_mpi
 def test_ember_train_on_two_ranks_resumes_like_an_uninterrupted_run(tmp_path):
     script = Path(sys.executable).parent / "ember"  # the console script, as a user types it
     assert script.exists(), f"the ember console script is not installed beside {sys.executable}"

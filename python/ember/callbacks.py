@@ -95,7 +95,7 @@ class CallbackList:
                 raise TypeError(f"fit: callbacks must be ember.callbacks.Callback objects, got {type(cb).__name__}")
         self.callbacks = [cb for cb in callbacks if main or not cb.main_process_only]
         # main: whether this process may print (rank 0 of a distributed run)
-        params = {**params, "main": main, "callbacks": self}
+        self.params = params = {**params, "main": main, "callbacks": self}
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)
@@ -310,6 +310,8 @@ class ModelCheckpoint(Callback):
         extra = {"fit_seed": self.params.get("fit_seed"), "history": history.as_dict() if history else {},
                  "monitor": self._monitor.monitor, "logs": {k: float(v) for k, v in logs.items()},
                  "callbacks": callbacks.states() if callbacks else {}}
+        if "rank_rng" in self.params:  # a distributed run: every rank's random state, by rank
+            extra["rank_rng"] = self.params["rank_rng"]
         if path.parent != Path("."):
             path.parent.mkdir(parents=True, exist_ok=True)
         save(path, self.model, self.params.get("optimizer"), epoch=epoch + 1, config=self.config, extra=extra)

@@ -410,16 +410,21 @@ def _optimizer_state(arrays, meta, optimizer):
     return optimizer.check_state_dict({"state": state, "param_groups": groups})
 
 
-def _rng_state(meta):
-    """The stored random state, checked on a scratch generator of the default one's kind."""
-    state = _json_meta(meta, "ember.rng", dict, None)
-    if state is not None:
-        scratch = type(default_generator().numpy.bit_generator)()
-        try:
-            scratch.state = state
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ValueError(f"metadata ember.rng is not a valid random state ({exc})") from None
+def checked_rng_state(state, what: str):
+    """``state``, checked on a scratch generator of the default one's kind: a ValueError naming
+    ``what`` unless the default generator can take it."""
+    scratch = type(default_generator().numpy.bit_generator)()
+    try:
+        scratch.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{what} is not a valid random state ({exc})") from None
     return state
+
+
+def _rng_state(meta):
+    """The stored random state, checked."""
+    state = _json_meta(meta, "ember.rng", dict, None)
+    return None if state is None else checked_rng_state(state, "metadata ember.rng")
 
 
 def load(path, model=None, optimizer=None, *, strict: bool = True, restore_rng: bool = True,

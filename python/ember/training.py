@@ -269,9 +269,10 @@ def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev, sync=None, what="e
 
 
 def _resume_record(path, meta, seed):
-    """The seed, history and callback states a ModelCheckpoint file records for resuming
-    (``seed`` where it records none), checked: a seed is an int >= 0, the history a record of
-    numbers (the callback states are checked against the callbacks, by ``CallbackList``)."""
+    """The seed, history, callback states and (from a distributed run) every rank's random
+    state a ModelCheckpoint file records for resuming (``seed`` where it records none), checked:
+    a seed is an int >= 0, the history a record of numbers (the callback states are checked
+    against the callbacks, by ``CallbackList``; the random states against the world)."""
     from .checkpoint import _json_meta
 
     extra = _json_meta(meta, "ember.extra", dict, {})
@@ -284,7 +285,7 @@ def _resume_record(path, meta, seed):
             or not all(isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
                        for v in logs.values()):
         raise ValueError(f"fit: {path} records a history that is not lists of numbers per metric")
-    return saved, record, extra.get("callbacks", {})
+    return saved, record, extra.get("callbacks", {}), extra.get("rank_rng")
 
 
 def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
@@ -317,8 +318,8 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
     ranks -- so the ranks train the model one process would (within float32 rounding); every
     rank logs the global loss and metrics, and only rank 0 prints and writes checkpoints.
     """
+    from .checkpoint import checked_rng_state, read_header, saved_epoch
     from .checkpoint import load as load_checkpoint
-    from .checkpoint import read_header, saved_epoch
 
     compiled = _compiled(model, "fit")
     policy = _precision.get(precision) if precision is not None else _precision.current()
@@ -343,7 +344,7 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                              f"the final epoch (Keras's rule), so nothing is left to train: pass epochs > {done}")
         # What the file records for resuming is read now; the weights, optimizer state and random
         # state load once every argument has been checked (a bad one must not change the model).
-        seed, saved_history, saved_callbacks = _resume_record(resume_from, meta, seed)
+        seed, saved_history, saved_callbacks, rank_rng = _resume_record(resume_from, meta, seed)
         initial_epoch = done
         history.restore(saved_history)
     elif initial_epoch >= epochs:
@@ -392,10 +393,16 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                            params={"epochs": epochs, "fit_seed": seed,
                                    "steps": min(len(train_loader), steps_per_epoch or len(train_loader)),
                                    "optimizer": optimizer, "history": history}, main=world is None or world.rank == 0)
-        restored = []
+        restored, own_rng = [], None
         if resume_from is not None:
             restored = cbs.checked_states(saved_callbacks, f"fit: {resume_from}")
+            if world is not None and isinstance(rank_rng, list) and len(rank_rng) == world.size:
+                # This rank's own stream (dropout draws differ between ranks whose shares differ);
+                # the file's ember.rng, rank 0's, serves a run resumed on another number of ranks.
+                own_rng = checked_rng_state(rank_rng[world.rank], f"fit: {resume_from} rank_rng[{world.rank}]")
             load_checkpoint(resume_from, model, compiled.optimizer)
+            if own_rng is not None:
+                default_generator().numpy.bit_generator.state = own_rng
         model.stop_training = False
         cbs.on_train_begin()
         for cb, state in restored:  # after on_train_begin, which starts a callback afresh
@@ -463,6 +470,9 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                     val = _run_epoch_eval(model, val_loader, loss_fn if class_weight is None else compiled.loss,
                                           metric_objs, dev, sync, "fit: the validation data")
                     logs.update({f"val_{k}": v for k, v in val.items()})
+                if sync is not None:  # for checkpoints: each rank's random state, to resume each rank's stream
+                    cbs.params["rank_rng"] = sync.world.all_gather_object(
+                        default_generator().numpy.bit_generator.state, "fit: the ranks' random states")
                 cbs.on_epoch_end(epoch, logs)
                 if model.stop_training if sync is None else sync.any(model.stop_training, "fit: stop_training"):
                     break
