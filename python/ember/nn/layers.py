@@ -345,9 +345,6 @@ class _BatchNorm(Module):
     estimates, PyTorch's momentum convention), by the running estimates in eval mode."""
 
     _dims: tuple = ()
-    # One value per channel in training: PyTorch's error (its variance is 0), or, for Keras's
-    # layer, Keras's answer (the output is the bias).
-    one_value_ok = False
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True):
@@ -371,7 +368,7 @@ class _BatchNorm(Module):
                 F._check_dtype(type(self).__name__, x, state)
         dims = (0,) + tuple(range(2, x.ndim))
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
-        if self.training and x.size == self.num_features and x.size and not self.one_value_ok:  # PyTorch's rule
+        if self.training and x.size == self.num_features and x.size:  # PyTorch's rule: one value per channel
             raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel when training, got "
                              f"input of shape {x.shape}")
         if x.size == 0:  # an empty batch: nothing to normalise, and nothing learnt from it
