@@ -156,3 +156,22 @@ def test_bad_arguments_are_named(rng):
         F.scaled_dot_product_attention(q[0, 0, 0], k, v)
     with pytest.raises(TypeError, match=r"query must be a Tensor"):
         F.scaled_dot_product_attention(q.detach().numpy(), k, v)
+
+
+def test_changing_the_output_or_the_mask_after_the_forward_cannot_move_the_gradient():
+    rng = np.random.default_rng(0)
+    q, k, v = (ember.tensor(rng.standard_normal((1, 2, 4, 8)).astype(np.float32), requires_grad=True)
+               for _ in range(3))
+    out = F.scaled_dot_product_attention(q, k, v)
+    with ember.no_grad():
+        out[...] = 0.0  # backward reads the output: PyTorch's error, not a wrong gradient
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        out.sum().backward()
+    mask = np.zeros((4, 4), np.float32)
+    loss = F.scaled_dot_product_attention(q, k, v, attn_mask=ember.from_numpy(mask)).sum()
+    mask[...] = -1e9  # the caller's array, changed between forward and backward
+    loss.backward()
+    changed = q.grad.numpy().copy()
+    q.grad = None
+    F.scaled_dot_product_attention(q, k, v, attn_mask=ember.from_numpy(np.zeros((4, 4), np.float32))).sum().backward()
+    np.testing.assert_array_equal(changed, q.grad.numpy())

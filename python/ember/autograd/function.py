@@ -9,10 +9,14 @@ grad mode is on and an input requires grad, records the graph.
 
 What ``ctx.save_for_backward`` keeps is checked when backward reads it: if an input or output
 it came from was modified in place since (its version counter moved), backward fails instead
-of silently using the new values.
+of silently using the new values. Tensors reach that check only as positional arguments of
+``apply``; an array a forward keeps on ``ctx`` otherwise (a bound, an index, a target) it keeps
+as ``owned`` makes it.
 """
 
 from __future__ import annotations
+
+import copy
 
 from .. import backend
 from .engine import Node, is_grad_enabled
@@ -50,6 +54,15 @@ class Context:
 
     def release(self) -> None:
         self.__dict__.clear()  # the saved arrays and whatever else the forward kept
+
+
+def owned(a):
+    """``a`` as a forward keeps it on ``ctx`` outside ``save_for_backward``, where no version check
+    sees it: an array (or a list) copied, so that a caller's later in-place change to it cannot
+    move the gradient; anything else (a number, None, a slice) as it is."""
+    if isinstance(a, list):
+        return copy.deepcopy(a)
+    return a.copy() if hasattr(a, "copy") and hasattr(a, "shape") else a
 
 
 def _shares(saved, data) -> bool:

@@ -19,7 +19,7 @@ import math
 from .. import backend
 from ..kernels import gemm
 from ..kernels._common import FLOAT32
-from .function import Function
+from .function import Function, owned
 
 _xp = backend.namespace
 _xps = backend.namespace_of
@@ -35,19 +35,21 @@ def unbroadcast(g, shape):
 
 
 def _axes(dim, ndim):
-    if dim is None:
+    """The axes a reduction over ``dim`` (an int, a sequence of ints, or None) covers: every one
+    for None or an empty sequence, as PyTorch reduces over all dims for ``dim=()``."""
+    dims = () if dim is None else (dim,) if isinstance(dim, int) else tuple(dim)
+    if not dims:
         return tuple(range(ndim))
     if ndim == 0:  # a 0-d tensor has the one dim 0 (or -1), over which reducing changes nothing
-        for d in (dim,) if isinstance(dim, int) else tuple(dim):
+        for d in dims:
             if d not in (0, -1):
                 raise IndexError(f"dim {d} is out of range for a tensor of 0 dimensions (expected 0 or -1)")
         return ()
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
     out = []
     for d in dims:
-        if not -ndim <= d < max(ndim, 1):
+        if not -ndim <= d < ndim:
             raise IndexError(f"dim {d} is out of range for a tensor of {ndim} dimensions")
-        out.append(d % max(ndim, 1))
+        out.append(d % ndim)
     return tuple(out)
 
 
@@ -260,6 +262,8 @@ class SqrtFn(Function):
 
 
 class AbsFn(Function):
+    """|a|; its gradient is g times the sign of a, which is 0 at 0 and at NaN (as PyTorch's)."""
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -268,7 +272,7 @@ class AbsFn(Function):
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved_tensors
-        return g * _xp(a).sign(a)
+        return g * ((a > 0).astype(g.dtype) - (a < 0).astype(g.dtype))
 
 
 # ----------------------------------------------------------------------- products, comparisons and reductions
@@ -318,13 +322,15 @@ class MatMulFn(Function):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         xp = _xp(g)
+        # A 1-D operand is a one-row (a) or one-column (b) matrix whose dim the product dropped:
+        # put the dims back into g, b's last (g is 0-d when both are 1-D).
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
-        if a.ndim == 1:
-            g2 = xp.expand_dims(g2, -2)
         if b.ndim == 1:
-            g2 = xp.expand_dims(g2, -1)
+            g2 = g2[..., None]
+        if a.ndim == 1:
+            g2 = g2[..., None, :]
         ga = gb = None
         if ctx.needs_input_grad[0]:
             ga = unbroadcast(matmul_arrays(g2, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
@@ -353,10 +359,14 @@ class CastFn(Function):
 
 
 class ClampFn(Function):
+    """a limited to [lo, hi], each a number, an array or None; the gradient flows where a is
+    within the bounds as they were at the forward (array bounds are copied: an in-place change
+    to them afterwards cannot move it)."""
+
     @staticmethod
     def forward(ctx, a, lo=None, hi=None):
         ctx.save_for_backward(a)
-        ctx.bounds = (lo, hi)
+        lo, hi = ctx.bounds = (owned(lo), owned(hi))
         xp, y = _xp(a), a  # maximum and minimum: NaN propagates, as with clip
         if lo is not None:
             y = xp.maximum(y, xp.asarray(lo, a.dtype))
@@ -376,11 +386,14 @@ class ClampFn(Function):
         return unbroadcast(g * keep, a.shape)
 
 
-def _extremum_backward(ctx, g, a_wins):
-    """Gradients of max/min(a, b): to the winner, half to each side of a tie (as PyTorch)."""
+def _extremum_backward(ctx, g, a_loses, b_loses):
+    """Gradients of max/min(a, b), as PyTorch's: all of g to a side unless it loses, half of g to
+    each side of a tie; with a NaN on either side neither loses, so both get all of g."""
     a, b = ctx.saved_tensors
-    wa = (a_wins + 0.5 * (a == b)).astype(g.dtype)
-    return unbroadcast(g * wa, a.shape), unbroadcast(g * (1 - wa), b.shape)
+    need = ctx.needs_input_grad
+    tie = (a == b).astype(g.dtype) * g.dtype.type(0.5)
+    return (unbroadcast(g * (1 - tie - a_loses), a.shape) if need[0] else None,
+            unbroadcast(g * (1 - tie - b_loses), b.shape) if need[1] else None)
 
 
 class MaximumFn(Function):
@@ -392,7 +405,7 @@ class MaximumFn(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        return _extremum_backward(ctx, g, a > b)
+        return _extremum_backward(ctx, g, a < b, a > b)
 
 
 class MinimumFn(Function):
@@ -404,7 +417,7 @@ class MinimumFn(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        return _extremum_backward(ctx, g, a < b)
+        return _extremum_backward(ctx, g, a > b, a < b)
 
 
 class WhereFn(Function):

@@ -8,7 +8,7 @@ one pass per row each way, keeping each row's mean and 1 / std)."""
 from __future__ import annotations
 
 from ..kernels import attention, cross_entropy, layer_norm
-from .function import Function
+from .function import Function, owned
 
 
 class ScaledDotProductAttentionFn(Function):
@@ -19,14 +19,14 @@ class ScaledDotProductAttentionFn(Function):
     def forward(ctx, q, k, v, mask, scale, is_causal, dropout_p, seed):
         ctx.args = {"scale": scale, "is_causal": is_causal, "dropout_p": dropout_p, "seed": seed}
         out, lse = attention.attention_fwd(q, k, v, mask, **ctx.args)
-        ctx.save_for_backward(q, k, v)
-        ctx.out, ctx.lse, ctx.mask = out, lse, mask
+        ctx.save_for_backward(q, k, v, out)  # the output too: a change to it in place is an error
+        ctx.lse, ctx.mask = lse, owned(mask)  # the mask may be the caller's array
         return out
 
     @staticmethod
     def backward(ctx, g):
-        q, k, v = ctx.saved_tensors
-        return attention.attention_bwd(q, k, v, ctx.out, g, ctx.lse, ctx.mask, **ctx.args)
+        q, k, v, out = ctx.saved_tensors
+        return attention.attention_bwd(q, k, v, out, g, ctx.lse, ctx.mask, **ctx.args)
 
 
 class SelfAttentionFn(Function):
@@ -38,14 +38,14 @@ class SelfAttentionFn(Function):
     def forward(ctx, qkv, heads, mask, scale, is_causal, dropout_p, seed):
         ctx.args = {"scale": scale, "is_causal": is_causal, "dropout_p": dropout_p, "seed": seed}
         out, lse = attention.attention_qkv_fwd(qkv, heads, mask, **ctx.args)
-        ctx.save_for_backward(qkv)
-        ctx.heads, ctx.out, ctx.lse, ctx.mask = heads, out, lse, mask
+        ctx.save_for_backward(qkv, out)
+        ctx.heads, ctx.lse, ctx.mask = heads, lse, owned(mask)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        (qkv,) = ctx.saved_tensors
-        return attention.attention_qkv_bwd(qkv, ctx.heads, ctx.out, g, ctx.lse, ctx.mask, **ctx.args)
+        qkv, out = ctx.saved_tensors
+        return attention.attention_qkv_bwd(qkv, ctx.heads, out, g, ctx.lse, ctx.mask, **ctx.args)
 
 
 class LinearCrossEntropyFn(Function):

@@ -9,10 +9,23 @@ import math
 from .. import backend
 from ..kernels import conv2d, cross_entropy, eltwise, gemm, pool2d
 from ..kernels._common import FLOAT32
-from .function import Function
+from .function import Function, owned
 from .functions import _native, matmul_arrays, max_kept
 
 _xp = backend.namespace
+
+
+def _float_input(a):
+    """``a`` in a floating dtype: an integer or bool input as float32 (PyTorch's default dtype),
+    as PyTorch's sigmoid and tanh take it."""
+    return a if a.dtype.kind == "f" else a.astype(FLOAT32)
+
+
+def _floating(a, what: str):
+    """``a``, which must be floating-point: PyTorch computes ``what`` for floating dtypes only."""
+    if a.dtype.kind != "f":
+        raise TypeError(f"{what}: input must be a floating-point tensor, got {a.dtype}; convert it with .float()")
+    return a
 
 
 # ----------------------------------------------------------------------- activations
@@ -40,9 +53,11 @@ def _sigmoid(a):
 
 
 class SigmoidFn(Function):
+    """1 / (1 + exp(-a)); an integer or bool input gives float32."""
+
     @staticmethod
     def forward(ctx, a):
-        y = _sigmoid(a)
+        y = _sigmoid(_float_input(a))
         ctx.save_for_backward(y)
         return y
 
@@ -53,9 +68,11 @@ class SigmoidFn(Function):
 
 
 class TanhFn(Function):
+    """tanh(a); an integer or bool input gives float32."""
+
     @staticmethod
     def forward(ctx, a):
-        y = _xp(a).tanh(a)
+        y = _xp(a).tanh(_float_input(a))
         ctx.save_for_backward(y)
         return y
 
@@ -68,7 +85,7 @@ class TanhFn(Function):
 class LeakyReLUFn(Function):
     @staticmethod
     def forward(ctx, a, slope=0.01):
-        ctx.save_for_backward(a)
+        ctx.save_for_backward(_floating(a, "leaky_relu"))
         ctx.slope = slope
         return _xp(a).where(a > 0, a, a * a.dtype.type(slope))
 
@@ -97,7 +114,7 @@ class GELUFn(Function):
 class SiLUFn(Function):
     @staticmethod
     def forward(ctx, a):
-        s = _sigmoid(a)
+        s = _sigmoid(_floating(a, "silu"))
         ctx.save_for_backward(a, s)
         return a * s
 
@@ -107,38 +124,49 @@ class SiLUFn(Function):
         return g * s * (1 + a * (1 - s))
 
 
+def _softmax_axes(a, dim, what: str) -> tuple:
+    """The axes softmax over ``dim`` normalizes: ``(dim,)``, or none for a 0-d input (its one
+    element is its own row: softmax 1, log_softmax 0, as PyTorch's)."""
+    _floating(a, what)
+    return (dim,) if a.ndim else ()
+
+
 class SoftmaxFn(Function):
+    """exp(a) / sum(exp(a)) along ``dim``, floating-point input only (as PyTorch's)."""
+
     @staticmethod
     def forward(ctx, a, dim):
         xp = _xp(a)
-        e = xp.exp(a - max_kept(a, (dim,)))
-        y = e / xp.sum(e, axis=dim, keepdims=True)
+        ctx.axes = _softmax_axes(a, dim, "softmax")
+        e = xp.exp(a - max_kept(a, ctx.axes))
+        y = e / xp.sum(e, axis=ctx.axes, keepdims=True)
         ctx.save_for_backward(y)
-        ctx.dim = dim
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return y * (g - _xp(g).sum(g * y, axis=ctx.dim, keepdims=True))
+        return y * (g - _xp(g).sum(g * y, axis=ctx.axes, keepdims=True))
 
 
 class LogSoftmaxFn(Function):
+    """log(softmax(a, dim)), computed stably; floating-point input only (as PyTorch's)."""
+
     @staticmethod
     def forward(ctx, a, dim):
         xp = _xp(a)
-        m = max_kept(a, (dim,))
+        ctx.axes = _softmax_axes(a, dim, "log_softmax")
+        m = max_kept(a, ctx.axes)
         with backend.device_of(a).errstate(divide="ignore"):  # an empty dim: no rows to take the log of
-            y = a - m - xp.log(xp.sum(xp.exp(a - m), axis=dim, keepdims=True))
+            y = a - m - xp.log(xp.sum(xp.exp(a - m), axis=ctx.axes, keepdims=True))
         ctx.save_for_backward(y)
-        ctx.dim = dim
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
         xp = _xp(g)
-        return g - xp.exp(y) * xp.sum(g, axis=ctx.dim, keepdims=True)
+        return g - xp.exp(y) * xp.sum(g, axis=ctx.axes, keepdims=True)
 
 
 class DropoutFn(Function):
@@ -186,16 +214,20 @@ class Conv2dFn(Function):
 
 
 class MaxPool2dFn(Function):
+    """Max pooling; saves the positions of the maxima (a subclass that returns them as an output
+    has an in-place change to them caught by backward's version check)."""
+
     @staticmethod
     def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
-        y, ctx.indices = pool2d.max_pool2d_fwd(x, kernel_size, stride, padding, dilation, ceil_mode,
-                                               return_indices=True)
+        y, indices = pool2d.max_pool2d_fwd(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+        ctx.save_for_backward(indices)
         ctx.shape = x.shape
         return y
 
     @staticmethod
     def backward(ctx, g):
-        return pool2d.max_pool2d_bwd(g, ctx.indices, ctx.shape)
+        (indices,) = ctx.saved_tensors
+        return pool2d.max_pool2d_bwd(g, indices, ctx.shape)
 
 
 class AvgPool2dFn(Function):
@@ -222,32 +254,31 @@ class AdaptiveAvgPool2dFn(Function):
 
 
 class CrossEntropyFn(Function):
-    """The fused softmax cross-entropy: the forward keeps only the per-row log-sum-exp."""
+    """The fused softmax cross-entropy: the forward keeps only the per-row log-sum-exp. The class
+    weight is saved for backward: pass it as a tensor (positionally), and a change to it in place
+    before backward is an error there, as in PyTorch."""
 
     @staticmethod
     def forward(ctx, z, target, weight, ignore_index, label_smoothing, reduction):
-        ctx.args = {"weight": weight, "ignore_index": ignore_index, "label_smoothing": label_smoothing,
-                    "reduction": reduction}
-        loss, lse = cross_entropy.cross_entropy_fwd(z, target, return_lse=True, **ctx.args)
-        ctx.save_for_backward(z)
-        # the targets as they were (a copy: a later change to the caller's array must not move the gradient)
-        ctx.target, ctx.lse = (target.copy() if hasattr(target, "copy") else target), lse
+        ctx.args = {"ignore_index": ignore_index, "label_smoothing": label_smoothing, "reduction": reduction}
+        loss, lse = cross_entropy.cross_entropy_fwd(z, target, weight=weight, return_lse=True, **ctx.args)
+        ctx.save_for_backward(z, weight)
+        ctx.target, ctx.lse = owned(target), lse  # the targets as they were
         return loss
 
     @staticmethod
     def backward(ctx, g):
-        (z,) = ctx.saved_tensors
-        gz = cross_entropy.cross_entropy_bwd(z, ctx.target, ctx.lse, g, **ctx.args) if ctx.needs_input_grad[0] \
-            else None
-        return gz, (_soft_target_grad(ctx, z, g) if ctx.needs_input_grad[1] else None), None
+        z, weight = ctx.saved_tensors
+        gz = cross_entropy.cross_entropy_bwd(z, ctx.target, ctx.lse, g, weight=weight, **ctx.args) \
+            if ctx.needs_input_grad[0] else None
+        return gz, (_soft_target_grad(ctx, z, weight, g) if ctx.needs_input_grad[1] else None), None
 
 
-def _soft_target_grad(ctx, z, g):
+def _soft_target_grad(ctx, z, weight, g):
     """d loss / d target for probability targets (which PyTorch differentiates too):
     -(1 - label_smoothing) weight_c log p_ic, times each row's share of the reduction."""
     xp = _xp(z)
     log_p = z - ctx.lse.reshape(-1, 1)
-    weight = ctx.args["weight"]
     scale = (1.0 - ctx.args["label_smoothing"]) * (1.0 if weight is None else xp.asarray(weight, z.dtype))
     reduction = ctx.args["reduction"]
     rows = g.reshape(-1, 1) if reduction == "none" else g / z.shape[0] if reduction == "mean" else g

@@ -4,11 +4,10 @@ reshapes, transposes and permutes, broadcasting, indexing, joining and splitting
 
 from __future__ import annotations
 
-import copy
 import itertools
 
 from .. import backend
-from .function import Function
+from .function import Function, owned
 from .functions import unbroadcast
 
 _xp = backend.namespace
@@ -105,11 +104,7 @@ class ExpandFn(Function):
 def _own_key(key):
     """An index as backward will use it, its arrays copied: a caller's later change to the
     index array must not move the gradient."""
-    def own(k):
-        if isinstance(k, list):
-            return copy.deepcopy(k)
-        return k.copy() if hasattr(k, "copy") and hasattr(k, "shape") else k
-    return tuple(own(k) for k in key) if isinstance(key, tuple) else own(key)
+    return tuple(owned(k) for k in key) if isinstance(key, tuple) else owned(key)
 
 
 class IndexFn(Function):

@@ -8,6 +8,7 @@ import warnings
 from .. import backend, precision
 from ..autograd import is_grad_enabled
 from ..autograd import nn_functions as fns
+from ..autograd.function import owned
 from ..autograd.fused import LinearCrossEntropyFn, ScaledDotProductAttentionFn, SelfAttentionFn
 from ..kernels.attention import additive_mask, has_qkv_kernels
 from ..kernels.cross_entropy import _targets as _ce_targets
@@ -121,7 +122,9 @@ class _MaxPool2dWithIndicesFn(fns.MaxPool2dFn):
 
     @staticmethod
     def forward(ctx, x, **geometry):
-        return fns.MaxPool2dFn.forward(ctx, x, **geometry), ctx.indices
+        output = fns.MaxPool2dFn.forward(ctx, x, **geometry)
+        (indices,) = ctx.saved_tensors  # an output too: changing it in place before backward is an error
+        return output, indices
 
     @staticmethod
     def backward(ctx, g, _indices):
@@ -156,7 +159,9 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100, 
     # Probability targets that require grad get theirs (PyTorch differentiates them too).
     t = target if isinstance(target, Tensor) and target.requires_grad else \
         target._data if isinstance(target, Tensor) else target
-    w = weight._data if isinstance(weight, Tensor) else weight
+    # A weight tensor goes in as one (detached: it takes no gradient), so that backward's version
+    # check sees an in-place change to it, as PyTorch's; an array is copied, as nothing would.
+    w = weight.detach() if isinstance(weight, Tensor) else owned(weight)
     return fns.CrossEntropyFn.apply(input, t, w, ignore_index=ignore_index, label_smoothing=label_smoothing,
                                     reduction=reduction)
 
