@@ -208,3 +208,26 @@ def test_outputs_never_overwrite_inputs_or_folders(capsys, tmp_path, monkeypatch
     assert (tmp_path / "m.safetensors").read_bytes() == before
     code, _, err = run(capsys, "train", "--epochs", "1", "--out", "a{b}.safetensors")  # braces are a name, no field
     assert code == 0 and (tmp_path / "a{b}.safetensors").exists(), err
+
+
+def test_resume_goes_on_under_the_checkpoints_precision(capsys, tmp_path):
+    path = str(tmp_path / "m.safetensors")
+    code, out, err = run(capsys, "train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "1", "--verbose", "0",
+                         "--precision", "bf16", "--out", path)
+    assert code == 0, err
+    assert ember.load(path).precision["name"] == "bf16"
+    code, out, err = run(capsys, "train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "2", "--verbose", "0",
+                         "--resume", path, "--out", path)
+    assert code == 0, err
+    saved = ember.load(path)
+    assert "2 epochs, precision bf16" in out and saved.precision["name"] == "bf16" and saved.epoch == 2
+    assert saved.config["precision"] == "bf16"
+    with pytest.warns(UserWarning, match="was trained under precision 'bf16' and this run goes on under 'fp32'"):
+        code, out, err = run(capsys, "train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "3",
+                             "--verbose", "0", "--resume", path, "--precision", "fp32", "--out", path)
+    assert code == 0, err
+    assert "precision fp32" in out and ember.load(path).precision["name"] == "fp32"
+    code, out, err = run(capsys, "train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "1", "--verbose", "0",
+                         "--out", str(tmp_path / "new.safetensors"))
+    assert code == 0, err
+    assert "precision fp32" in out and ember.load(tmp_path / "new.safetensors").precision["name"] == "fp32"

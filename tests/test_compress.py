@@ -471,3 +471,50 @@ def test_structured_pruning_callback_under_mpiexec_is_refused_on_every_rank(tmp_
     for r in range(2):
         got = json.loads((tmp_path / f"rank{r}.json").read_text())
         assert got["size"] == 2 and got["channels"] == 8 and "one of 2 ranks" in got["error"]
+
+
+class _Channels(ember.callbacks.Callback):
+    """The first layer's output channels after each epoch (after the pruning callback's step)."""
+
+    def __init__(self):
+        self.kept = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.kept.append(self.model[0].out_features)
+
+
+@pytest.mark.parametrize("channels, epochs, kept", [(10, [0, 1, 2], [8, 7, 5]), (7, [0, 1, 2, 3], [6, 5, 4, 4])])
+def test_structured_pruning_during_fit_ends_where_one_shot_pruning_does(rng, channels, epochs, kept):
+    ember.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, channels), nn.ReLU(), nn.Linear(channels, 3))
+    one_shot = compress.prune(model, 0.5)[0][0].out_features
+    x, y = rng.standard_normal((32, 4)).astype(np.float32), rng.integers(0, 3, 32)
+    model.compile(optimizer="adam")
+    record = _Channels()
+    model.fit(x, y, epochs=len(epochs), batch_size=16, verbose=0,
+              callbacks=[compress.PruningCallback(0.5, structured=True, epochs=epochs), record])
+    assert record.kept == kept and kept[-1] == one_shot and model[2].in_features == one_shot
+
+
+def _single_logit_model():
+    ember.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+
+
+def test_compare_scores_a_single_logit_as_a_binary_classifier_and_float_targets_by_mse(rng):
+    model = _single_logit_model()
+    x = rng.standard_normal((200, 8)).astype(np.float32)
+    logit = _forward(model, x)
+    y = (logit[:, 0] > 0).astype(np.int64)
+    assert 0 < y.sum() < len(y)  # both classes present
+    scores = compress.compare({"m": model}, eval_data=(x, y), rounds=1)["m"].scores
+    assert scores == {"accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+    flipped = compress.compare({"m": model}, eval_data=(x, 1 - y), rounds=1)["m"].scores
+    assert flipped["accuracy"] == 0.0
+    assert compress.compare({"m": model}, eval_data=(x, y.astype(bool)), rounds=1)["m"].scores["accuracy"] == 1.0
+    report = compress.compare({"m": model, "shifted": _single_logit_model()}, eval_data=(x, logit + 0.5), rounds=1)
+    assert report["m"].scores == {"mse": pytest.approx(0.25, rel=1e-6)} and "mse" in str(report)
+    assert compress.compare({"m": model}, eval_data=(x, logit[:, 0]), rounds=1)["m"].scores == {"mse": 0.0}
+    with pytest.raises(ValueError, match=r"compare: eval_data's targets have shape \(100,\), the model's outputs "
+                                         r"\(200, 1\)"):
+        compress.compare({"m": model}, eval_data=(x, logit[:100, 0]), rounds=1)

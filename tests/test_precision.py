@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import re
 import threading
+import warnings
 
 import ml_dtypes
 import numpy as np
@@ -212,3 +214,92 @@ def test_bf16_checkpoint_refuses_what_it_cannot_store(tmp_path):
     assert not path.exists()
     with pytest.raises(ValueError, match="expected int64 values, got bfloat16"):
         nn.BatchNorm1d(2).load_state_dict({"num_batches_tracked": np.zeros((), BF16)}, strict=False)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"compute_dtype": "float16", "allow_tf32": True}, "compute_dtype must be 'float32' or 'bfloat16'"),
+    ({"compute_dtype": "int8"}, "compute_dtype must be 'float32' or 'bfloat16' .*got 'int8'"),
+    ({"compute_dtype": np.dtype("float32")}, "compute_dtype must be 'float32' or 'bfloat16'"),
+    ({"allow_tf32": True}, "allow_tf32 must be False .*got True"),
+    ({"param_dtype": "bfloat16"}, "param_dtype must be 'float32' .*got 'bfloat16'"),
+    ({"accumulate_dtype": "float16"}, "accumulate_dtype must be 'float32'"),
+    ({"reduce_dtype": "bfloat16"}, "reduce_dtype must be 'float32'"),
+])
+def test_a_policy_claims_only_work_ember_does(fields, message):
+    with pytest.raises(ValueError, match=f"Policy: {message}"):
+        precision.Policy("custom", **fields)
+    with pytest.raises(ValueError, match="Policy: name must be a non-empty str, got ''"):
+        precision.Policy("")
+
+
+def test_custom_policies_and_checkpoint_records():
+    mine = precision.Policy("mine", compute_dtype="bfloat16")
+    assert mine.low_precision_matmul and mine.same_work(precision.BF16) and not mine.same_work(precision.FP32)
+    with ember.autocast(mine):
+        assert precision.current() is mine
+    assert precision.from_record(precision.BF16.describe()) is precision.BF16
+    assert precision.from_record({"name": "fp32"}) is precision.FP32
+    assert precision.from_record(mine.describe()) == mine
+    with pytest.raises(ValueError, match="compute_dtype must be 'float32' or 'bfloat16'"):
+        precision.from_record({**precision.FP32.describe(), "compute_dtype": "float16"})
+    with pytest.raises(ValueError, match="ember.precision must be a JSON object with a name"):
+        precision.from_record({"name": "fp32", "loss_scale": 1024})
+
+
+class _PolicySeen(ember.callbacks.Callback):
+    def __init__(self):
+        self.seen = set()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen.add(precision.current().name)
+
+
+def test_a_resumed_fit_goes_on_under_the_recorded_policy(tmp_path):
+    x, y, _, _ = _digits()
+    x, y = x[:128], y[:128]
+
+    def model():
+        ember.manual_seed(0)
+        m = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        m.compile(optimizer="adam", loss="cross_entropy")
+        return m
+
+    first = tmp_path / "bf16.safetensors"
+    model().fit(x, y, epochs=1, verbose=0, precision="bf16", callbacks=[ember.callbacks.ModelCheckpoint(first)])
+    seen, after = _PolicySeen(), tmp_path / "resumed.safetensors"
+    model().fit(x, y, epochs=2, verbose=0, resume_from=first, callbacks=[seen, ember.callbacks.ModelCheckpoint(after)])
+    assert seen.seen == {"bf16"} and ember.load(after).precision["name"] == "bf16"
+    assert precision.current() is precision.FP32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the recorded policy asked for again: no warning
+        model().fit(x, y, epochs=2, verbose=0, resume_from=first, precision="bf16")
+    seen, changed = _PolicySeen(), tmp_path / "fp32.safetensors"
+    with pytest.warns(UserWarning, match=re.escape(f"fit: {first} was trained under precision 'bf16' and this run goes "
+                                                   "on under 'fp32'") + ".*leave precision unset to keep 'bf16'"):
+        model().fit(x, y, epochs=2, verbose=0, resume_from=first, precision="fp32",
+                    callbacks=[seen, ember.callbacks.ModelCheckpoint(changed)])
+    assert seen.seen == {"fp32"} and ember.load(changed).precision["name"] == "fp32"
+
+
+def test_only_linear_and_conv2d_follow_the_policy(rng):
+    """The table in ember.precision: Linear's products in bf16, the fused linear + cross-entropy
+    (GPT.compute_loss's head) as a bf16 Linear followed by the float32 loss; tensor @ and
+    attention stay float32."""
+    h = ember.tensor(rng.standard_normal((8, 24)).astype(np.float32))
+    w = ember.tensor(rng.standard_normal((30, 24)).astype(np.float32))
+    t = rng.integers(0, 30, 8)
+    q = ember.tensor(rng.standard_normal((1, 2, 5, 8)).astype(np.float32))
+    F = nn.functional
+    fp32 = (F.linear(h, w).numpy(), F.linear_cross_entropy(h, w, t).item(), (h @ w.T).numpy(),
+            F.scaled_dot_product_attention(q, q, q).numpy())
+    with ember.autocast("bf16"):
+        bf16 = (F.linear(h, w).numpy(), F.linear_cross_entropy(h, w, t).item(), (h @ w.T).numpy(),
+                F.scaled_dot_product_attention(q, q, q).numpy())
+    np.testing.assert_allclose(bf16[0], _bf16_values(h.numpy()) @ _bf16_values(w.numpy()).T, rtol=1e-5, atol=1e-5)
+    assert not np.array_equal(bf16[0], fp32[0])
+    logits = _bf16_values(h.numpy()) @ _bf16_values(w.numpy()).T
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    want = np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(8), t])
+    assert bf16[1] != fp32[1] and bf16[1] == pytest.approx(want, rel=1e-5)
+    np.testing.assert_array_equal(bf16[2], fp32[2])
+    np.testing.assert_array_equal(bf16[3], fp32[3])

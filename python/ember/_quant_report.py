@@ -14,8 +14,11 @@ from .factories import tensor
 
 @dataclass
 class QuantReport:
-    """What quantization changed: sizes of the quantized layers' weights, the forward's speed on
-    a batch, and the accuracy (or loss) on evaluation data when given."""
+    """What quantization changed: the bytes of the weights it touched, as the model holds them
+    (each tensor once: before, the float weights of the quantized layers; after, their packed
+    forms plus any of those float weights the model still holds for another module, so the
+    difference is what the model's size changed), the forward's speed on a batch, and the
+    accuracy (or loss) on evaluation data when given."""
 
     bits: int
     group_size: int | None
@@ -96,19 +99,37 @@ def _paired_seconds(model, qmodel, x, rounds=21):
     return float(np.median(before)), float(np.median(after)), (before / after).tolist()
 
 
+def _judge(out, y, who: str):
+    """How a model's outputs ``out`` (an array, one row per sample) are scored against targets
+    ``y``, the one rule of every report: ``('labels', predicted labels)`` when ``y`` holds class
+    labels -- integer labels (N,) with (N, C) scores, C >= 2, predicted by each row's argmax;
+    0/1 labels ((N,) or (N, 1), integers or bools) with one logit per sample ((N,) or (N, 1),
+    before any sigmoid) predicted 1 where the logit is > 0 -- else ``('mse', mean squared error)``
+    (float targets, or integers of another shape: values to regress; (N,) targets of (N, 1)
+    outputs are the same values, not an N x N grid). ``who`` names the caller in errors."""
+    n = len(out) if out.ndim else 0
+    if y.dtype.kind in "iub" and out.ndim in (1, 2) and y.shape[:1] == (n,):
+        if out.ndim == 2 and out.shape[1] >= 2 and y.shape == (n,):
+            return "labels", out.argmax(axis=1)
+        if out.size == n and y.size == n and np.isin(y, (0, 1)).all():
+            return "labels", (out.reshape(y.shape) > 0).astype(np.int64)
+    if y.shape != out.shape:
+        if y.size != out.size:
+            raise ValueError(f"{who}: eval_data's targets have shape {y.shape}, the model's outputs {out.shape}")
+        y = y.reshape(out.shape)
+    return "mse", float(np.mean((out - y) ** 2))
+
+
 def _score(model, x, y):
     """('loss', the model's own compute_loss) for a model that defines one (a language model),
-    ('accuracy', value) for integer labels and (N, C) outputs, else ('mse', value)."""
+    else ('accuracy', value) or ('mse', value) as ``_judge`` decides."""
     if callable(getattr(model, "compute_loss", None)):
         with no_grad():
             return "loss", float(model.compute_loss(_on_model_device(model, x), np.asarray(y)).item())
     with no_grad():
         out = model(_on_model_device(model, x))._host()
     y = np.asarray(y._data if isinstance(y, Tensor) else y)
-    if y.dtype.kind in "iu" and out.ndim == 2 and y.shape == out.shape[:1]:
-        return "accuracy", float((out.argmax(axis=1) == y).mean())
-    if y.shape != out.shape:  # (N,) targets of (N, 1) outputs: the same values, not an N x N grid
-        if y.size != out.size:
-            raise ValueError(f"quantize: eval_data's targets have shape {y.shape}, the model's outputs {out.shape}")
-        y = y.reshape(out.shape)
-    return "mse", float(np.mean((out - y) ** 2))
+    kind, value = _judge(out, y, "quantize")
+    if kind == "labels":
+        return "accuracy", float((value == y.reshape(value.shape)).mean())
+    return "mse", value

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,19 @@ def _report_scores(y_true, logits, classes, out) -> dict:
     return scores
 
 
+def _recorded_precision(path) -> str:
+    """'bf16' or 'fp32': the precision checkpoint ``path`` was trained under (fp32 when it does
+    not record one)."""
+    from . import precision
+
+    text = file_config(path)[1].get("ember.precision")
+    try:
+        policy = precision.from_record(json.loads(text)) if text is not None else precision.FP32
+    except ValueError as exc:
+        raise ValueError(f"--resume: {path}: {exc}") from None
+    return "bf16" if policy.low_precision_matmul else "fp32"
+
+
 def train(args, out=None) -> dict:
     """``ember train``: returns the test scores, samples/s and the checkpoint's path. Under
     ``mpiexec -n N`` it trains data-parallel on the N ranks, and only rank 0 prints and saves."""
@@ -95,6 +109,8 @@ def train(args, out=None) -> dict:
 
     if comm.launched_world_size() > 1 and comm.init().rank != 0:
         out = io.StringIO()  # the other ranks train silently
+    if args.precision is None:  # a resumed run goes on as it was trained; a new one in fp32
+        args.precision = _recorded_precision(args.resume) if args.resume else "fp32"
     if args.model == "gpt":
         if args.dataset is not None:
             raise ValueError(f"--dataset {args.dataset} is an image data set; --model gpt trains on --text FILE "
@@ -360,9 +376,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="seeds the weights, the split, the batch order and the augmentation (default: 0)")
     p_train.add_argument("--out", help="checkpoint path (default: ember-DATASET-MODEL.safetensors)")
     p_train.add_argument("--resume", help="continue from this checkpoint")
-    p_train.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    p_train.add_argument("--precision", choices=("fp32", "bf16"),
                          help="bf16: Linear layers multiply in bf16 (AMX or AVX512-BF16 where the CPU has them), "
-                              "weights and sums stay float32 (default: fp32)")
+                              "weights and sums stay float32 (default: with --resume, the checkpoint's; else fp32)")
     p_train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                          help="0 quiet, 1 progress bars, 2 a line per epoch (default: bars on a terminal)")
     gpt = p_train.add_argument_group("--model gpt")

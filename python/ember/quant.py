@@ -60,6 +60,10 @@ def _check_bits_group(bits, group_size, codebook=False):
         raise TypeError(f"codebook must be True or False, got {codebook!r}")
     if codebook and bits != 4:
         raise ValueError(f"codebook=True is an int4 format: bits must be 4, got {bits!r}")
+    if codebook and group_size is not None:
+        raise ValueError(f"group_size does not apply to codebook=True (its format has a scale per 16 inputs and a "
+                         f"float scale per 256, fixed): leave group_size out, or drop codebook for int4 in groups; "
+                         f"got group_size={group_size!r}")
     if codebook:
         return None
     if group_size is None:
@@ -438,30 +442,46 @@ class QuantLinear(nn.Module):
 nn.register(QuantLinear, name="quant.QuantLinear")
 
 
-def _replace_linears(model, bits, group_size, codebook, convert: bool) -> int:
+def _replace_linears(model, bits, group_size, codebook, convert: bool) -> list:
     """Swap every nn.Linear below ``model`` for a QuantLinear (quantized from it when
-    ``convert``, else an empty shell to load a checkpoint into); returns how many. A module that
-    applies a weight as a linear map outside an nn.Linear (MultiheadAttention's stacked input
-    projection, a GPT's tied output head) offers it through ``quantize_projections(make)``:
-    ``make(weight, bias)`` gives the QuantLinear to use instead, and it returns how many it took."""
-    count = 0
-    for name, child in list(model._modules.items()):
-        if type(child) is nn.Linear:  # a subclass may compute more than x @ wᵀ + b: it stays float
-            model._modules[name] = (QuantLinear.from_linear(child, bits, group_size, codebook) if convert else
-                                    QuantLinear(child.in_features, child.out_features, child.bias is not None,
-                                                bits, group_size, codebook))
-            count += 1
-        elif child is not None:
-            count += _replace_linears(child, bits, group_size, codebook, convert)
-    hook = getattr(model, "quantize_projections", None)
-    if hook is not None:
-        def make(weight, bias):
-            if convert:
-                return QuantLinear.from_weight(weight, bias, bits, group_size, codebook)
-            return QuantLinear(weight.shape[1], weight.shape[0], bias is not None, bits, group_size, codebook)
+    ``convert``, else an empty shell to load a checkpoint into); returns (float weight,
+    QuantLinear) for each QuantLinear made. A module that applies a weight as a linear map
+    outside an nn.Linear (MultiheadAttention's stacked input projection, a GPT's tied output
+    head) offers it through ``quantize_projections(make)``: ``make(weight, bias)`` gives the
+    QuantLinear to use instead.
 
-        count += hook(make)
-    return count
+    Sharing is kept: a Linear reached twice (``self.b = self.a``) becomes one QuantLinear, and
+    layers whose weight is one Parameter share one packed weight (each keeps its own bias)."""
+    made = []  # (float weight, QuantLinear)
+    packed = {}  # id(float weight) -> the first QuantLinear made from it
+    swapped = {}  # id(nn.Linear) -> its QuantLinear
+    visited = set()
+
+    def make(weight, bias):
+        q = (QuantLinear.from_weight(weight, bias, bits, group_size, codebook) if convert else
+             QuantLinear(weight.shape[1], weight.shape[0], bias is not None, bits, group_size, codebook))
+        first = packed.setdefault(id(weight), q)
+        if first is not q:  # a weight another layer uses too: one packed copy for both
+            for name in ("weight_data", "weight_scales", "weight_colsum"):
+                q._buffers[name] = first._buffers[name]
+        made.append((weight, q))
+        return q
+
+    def visit(module):
+        visited.add(id(module))
+        for name, child in list(module._modules.items()):
+            if type(child) is nn.Linear:  # a subclass may compute more than x @ wᵀ + b: it stays float
+                if id(child) not in swapped:
+                    swapped[id(child)] = make(child.weight, child.bias)
+                module._modules[name] = swapped[id(child)]
+            elif child is not None and id(child) not in visited:
+                visit(child)
+        hook = getattr(module, "quantize_projections", None)
+        if hook is not None:
+            hook(make)
+
+    visit(model)
+    return made
 
 
 def quantized_structure(model, bits: int = 8, group_size: int | None = None, codebook: bool = False):
@@ -477,14 +497,21 @@ def quantize(model, bits: int = 8, group_size: int | None = None, calibration=No
     """A copy of ``model`` (in evaluation mode) with every ``nn.Linear`` replaced by a
     ``QuantLinear`` (and the projections that modules such as ``nn.MultiheadAttention`` and
     ``ember.gpt.GPT`` keep outside one), and a ``QuantReport``: bytes of those layers' weights before and after,
-    the measured speed-up of the model's forward on ``calibration`` (a batch of inputs; the
-    first 256 inputs of ``eval_data`` when not given), and, with ``eval_data=(x, y)``, the
-    accuracy (integer labels) or mean squared error before and after. Activations are
+    each tensor counted once, the measured speed-up of the model's forward on ``calibration``
+    (a batch of inputs; the first 256 inputs of ``eval_data`` when not given), and, with
+    ``eval_data=(x, y)``, the accuracy (class labels: the argmax of several outputs, or a single
+    logit > 0 for 0/1 labels) or mean squared error before and after. Activations are
     quantized dynamically, so ``calibration`` is only used for the timing. A model with a
     ``compute_loss(x, y)`` (such as ``ember.gpt.GPT``) is scored by that loss instead.
     ``group_size`` picks int4's groups (32 by default) or, with ``bits=8``, grouped int8 (one
     scale per channel without it). ``bits=4, codebook=True`` picks the int4 codebook format (4.5
-    bits per weight, more accurate than groups of 32; ``group_size`` does not apply)."""
+    bits per weight, more accurate than groups of 32; a ``group_size`` with it is a ValueError).
+
+    Shared weights stay shared: a Linear reached twice becomes one QuantLinear, and layers that
+    use one weight Parameter share one packed copy of it. A weight that a module left in float
+    also uses (an embedding tied to the output head, as in ``ember.gpt.GPT``) is quantized for
+    the layer, whose product then runs on the integer kernels, and kept in float32 for the other
+    module: the report counts both after quantization and says so in its notes."""
     import copy
 
     group_size = _check_bits_group(bits, group_size, codebook)
@@ -499,12 +526,18 @@ def quantize(model, bits: int = 8, group_size: int | None = None, calibration=No
     model.eval()
     try:
         qmodel = copy.deepcopy(model)
-        count = _replace_linears(qmodel, bits, group_size, codebook, convert=True)
+        made = _replace_linears(qmodel, bits, group_size, codebook, convert=True)
         qmodel.eval()
-        quantized = [m for m in qmodel.modules() if isinstance(m, QuantLinear)]
-        before = sum(4 * m.in_features * m.out_features for m in quantized)
-        after = sum(m.qweight.nbytes for m in quantized)
-        report = QuantReport(bits, group_size, count, before, after, codebook=bool(codebook))
+        # Each tensor once; a float weight the model still holds (a tied embedding's) counts after too.
+        floats = {id(w): w for w, _ in made}
+        packed = {id(q.weight_data): q for _, q in made}
+        held = {id(p): name for name, p in qmodel.named_parameters() if id(p) in floats}
+        before = sum(w._data.nbytes for w in floats.values())
+        after = sum(q.qweight.nbytes for q in packed.values()) + sum(floats[i]._data.nbytes for i in held)
+        report = QuantReport(bits, group_size, len(made), before, after, codebook=bool(codebook))
+        if held:
+            report.notes.append(f"kept in float32 as well: {', '.join(held.values())} (another module uses it too, "
+                                "as a tied embedding does), so the quantized copy adds its bytes")
         if kept:
             report.notes.append(f"left in float32: {', '.join(kept)} (subclasses of nn.Linear, whose forward may do "
                                 "more than the product a QuantLinear computes)")

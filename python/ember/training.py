@@ -18,6 +18,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -269,12 +270,18 @@ def _run_epoch_eval(model, loader, loss_fn, metric_objs, dev, sync=None, what="e
 
 
 def _resume_record(path, meta, seed):
-    """The seed, history, callback states and (from a distributed run) every rank's random
-    state a ModelCheckpoint file records for resuming (``seed`` where it records none), checked:
-    a seed is an int >= 0, the history a record of numbers (the callback states are checked
-    against the callbacks, by ``CallbackList``; the random states against the world)."""
+    """The seed, history, callback states, (from a distributed run) every rank's random state
+    and the precision policy (None where it records none) a ModelCheckpoint file records for
+    resuming (``seed`` where it records none), checked: a seed is an int >= 0, the history a
+    record of numbers, the policy one Ember implements (the callback states are checked against
+    the callbacks, by ``CallbackList``; the random states against the world)."""
     from .checkpoint import _json_meta
 
+    recorded = _json_meta(meta, "ember.precision", dict, None)
+    try:
+        policy = None if recorded is None else _precision.from_record(recorded)
+    except ValueError as exc:
+        raise ValueError(f"fit: {path}: {exc}") from None
     extra = _json_meta(meta, "ember.extra", dict, {})
     saved = extra.get("fit_seed", seed)
     if saved is not None and (isinstance(saved, bool) or not isinstance(saved, int) or saved < 0):
@@ -285,7 +292,7 @@ def _resume_record(path, meta, seed):
             or not all(isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
                        for v in logs.values()):
         raise ValueError(f"fit: {path} records a history that is not lists of numbers per metric")
-    return saved, record, extra.get("callbacks", {}), extra.get("rank_rng")
+    return saved, record, extra.get("callbacks", {}), extra.get("rank_rng"), policy
 
 
 def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
@@ -309,8 +316,10 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
     parameters are); batches are prepared on the host and copied. ``steps_per_epoch`` ends
     each epoch after that many batches (default: all of them). ``precision`` ('fp32' or 'bf16',
     see ``ember.precision``) runs every step and the validation under that policy (default: the
-    one in force, fp32 unless inside ``ember.autocast``); the weights and the optimizer stay
-    float32, and checkpoints record the policy.
+    policy the checkpoint records when resuming, else the one in force, fp32 unless inside
+    ``ember.autocast``); the weights and the optimizer stay float32, and checkpoints record the
+    policy. Resuming under a precision other than the recorded one is allowed, with a
+    UserWarning: the run changes precision from there on.
 
     ``distributed`` (default: when started by ``mpiexec`` with several ranks; see
     ``ember.distributed``): train data-parallel over the job's ranks. ``batch_size`` stays the
@@ -344,7 +353,13 @@ def fit(model, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callback
                              f"the final epoch (Keras's rule), so nothing is left to train: pass epochs > {done}")
         # What the file records for resuming is read now; the weights, optimizer state and random
         # state load once every argument has been checked (a bad one must not change the model).
-        seed, saved_history, saved_callbacks, rank_rng = _resume_record(resume_from, meta, seed)
+        seed, saved_history, saved_callbacks, rank_rng, recorded = _resume_record(resume_from, meta, seed)
+        if recorded is not None and precision is None:
+            policy = recorded  # the run goes on as it was trained
+        elif recorded is not None and not policy.same_work(recorded):
+            warnings.warn(f"fit: {resume_from} was trained under precision {recorded.name!r} and this run goes on "
+                          f"under {policy.name!r} (its checkpoints record {policy.name!r}); leave precision unset to "
+                          f"keep {recorded.name!r}", UserWarning, stacklevel=2)
         initial_epoch = done
         history.restore(saved_history)
     elif initial_epoch >= epochs:

@@ -396,3 +396,115 @@ def test_quant_linear_and_scale_helpers_name_bad_arguments(rng):
     for bits, error in [([31744 + 65536], ValueError), ([-1], ValueError), ([31744.7], TypeError)]:
         with pytest.raises(error, match=r"e6m10_to_float: bits must"):
             quant.e6m10_to_float(bits)
+
+
+def _state_bytes(model):
+    return sum(t.detach().cpu().numpy().nbytes for t in model.state_dict().values())
+
+
+class _Twice(nn.Module):
+    """One Linear reached under two names (``b = a``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(64, 64, bias=False)
+        self.b = self.a
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+class _SharedWeight(nn.Module):
+    """Two Linears with one weight Parameter and their own biases."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(64, 64), nn.Linear(64, 64)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+class _TiedHead(nn.Module):
+    """An embedding whose weight a Linear output head also uses (a tied language-model head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.head = nn.Embedding(50, 32), nn.Linear(32, 50, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids):
+        return self.head(self.emb(ids))
+
+
+def test_quantize_keeps_shared_weights_shared_and_counts_each_tensor_once(rng, tmp_path):
+    ember.manual_seed(0)
+    x = ember.tensor(rng.standard_normal((5, 64)).astype(np.float32))
+    twice = _Twice()
+    qmodel, report = quant.quantize(twice, bits=4)
+    packed = quant.quantize_weight(twice.a.weight, 4).nbytes
+    assert qmodel.a is qmodel.b and report.layers == 1 and "quantized 1 Linear layer(s)" in str(report)
+    assert (report.bytes_before, report.bytes_after) == (64 * 64 * 4, packed)
+    assert _state_bytes(twice) - _state_bytes(qmodel) == report.bytes_before - report.bytes_after
+
+    shared = _SharedWeight()
+    qmodel, report = quant.quantize(shared, bits=4)
+    assert qmodel.a.weight_data is qmodel.b.weight_data and qmodel.a.weight_scales is qmodel.b.weight_scales
+    assert qmodel.a.bias is not qmodel.b.bias and report.layers == 2
+    assert (report.bytes_before, report.bytes_after) == (64 * 64 * 4, packed)
+    assert _state_bytes(shared) - _state_bytes(qmodel) == report.bytes_before - report.bytes_after
+    w = quant.quantize_weight(shared.a.weight, 4)
+    h = w.matmul(x.numpy(), shared.a.bias.detach().numpy())
+    with ember.no_grad():
+        got = qmodel(x).numpy()
+    np.testing.assert_array_equal(got, w.matmul(h, shared.b.bias.detach().numpy()))
+    path = qmodel.save(tmp_path / "shared.safetensors")
+    again = quant.quantized_structure(_SharedWeight(), bits=4)  # the structure shares as the file does
+    assert again.a.weight_data is again.b.weight_data
+    again.load(path)
+    with ember.no_grad():
+        np.testing.assert_array_equal(again(x).numpy(), got)
+
+
+def test_a_weight_tied_to_a_float_embedding_is_quantized_for_the_head_and_counted_twice(rng):
+    ember.manual_seed(0)
+    model = _TiedHead()
+    qmodel, report = quant.quantize(model, bits=8)
+    assert isinstance(qmodel.head, quant.QuantLinear) and qmodel.emb.weight.shape == (50, 32)
+    float_bytes = 50 * 32 * 4
+    assert report.bytes_before == float_bytes
+    assert report.bytes_after == float_bytes + qmodel.head.qweight.nbytes  # the embedding keeps its float weight
+    assert _state_bytes(qmodel) - _state_bytes(model) == report.bytes_after - report.bytes_before
+    assert report.compression < 1
+    assert "kept in float32 as well: emb.weight (another module uses it too, as a tied embedding does)" in str(report)
+    ids = rng.integers(0, 50, (3, 4))
+    with ember.no_grad():
+        np.testing.assert_array_equal(qmodel.emb(ids).numpy(), model.emb(ids).numpy())
+
+
+def test_quantize_scores_a_single_logit_as_a_binary_classifier(rng):
+    ember.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    x = rng.standard_normal((300, 8)).astype(np.float32)
+    with ember.no_grad():
+        logit = model(ember.tensor(x)).numpy()
+    y = (logit[:, 0] > 0).astype(np.int64)
+    assert 0 < y.mean() < 1
+    _, report = quant.quantize(model, bits=8, eval_data=(x, y))
+    assert report.metric == "accuracy" and report.before == 1.0
+    assert quant.quantize(model, bits=8, eval_data=(x, 1 - y))[1].before == 0.0
+    assert quant.quantize(model, bits=8, eval_data=(x, y[:, None]))[1].before == 1.0  # Keras's (N, 1) labels
+    counts = np.full(300, 2)  # integers that are not 0/1 labels: values to regress
+    _, report = quant.quantize(model, bits=8, eval_data=(x, counts))
+    assert report.metric == "mse" and report.before == pytest.approx(np.mean((logit[:, 0] - 2) ** 2), rel=1e-6)
+
+
+def test_codebook_refuses_a_group_size():
+    message = r"group_size does not apply to codebook=True .*got group_size=64"
+    with pytest.raises(ValueError, match=message):
+        quant.quantize(nn.Sequential(nn.Linear(64, 8)), bits=4, codebook=True, group_size=64)
+    with pytest.raises(ValueError, match=message):
+        quant.quantize_weight(np.ones((8, 64), np.float32), 4, group_size=64, codebook=True)
+    with pytest.raises(ValueError, match=message):
+        quant.QuantLinear(64, 8, bits=4, group_size=64, codebook=True)

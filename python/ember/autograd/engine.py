@@ -22,7 +22,6 @@ moves a non-blocking transfer on only while it is called).
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import datetime
 import heapq
 import itertools
@@ -32,14 +31,13 @@ import time
 import weakref
 
 from .. import backend
-from .._decorate import decorate
+from .._decorate import Setting, decorate
 
 
 # Grad mode lives in the context: each thread, and each asyncio task, has its own (on at start).
-# _outer holds what each open mode block replaced, so one mode object may be entered by several
+# What each open mode block replaced lives there too, so one mode object may be entered by several
 # threads or tasks at once.
-_enabled = contextvars.ContextVar("ember_grad_enabled", default=True)
-_outer = contextvars.ContextVar("ember_grad_outer", default=())
+_enabled = Setting("ember_grad_enabled", True)
 
 
 def is_grad_enabled() -> bool:
@@ -48,14 +46,12 @@ def is_grad_enabled() -> bool:
 
 
 def _push_mode(enabled: bool) -> None:
-    _outer.set(_outer.get() + (_enabled.get(),))
-    _enabled.set(enabled)
+    """Grad mode ``enabled`` until the matching ``_pop_mode()`` (a block without a mode object)."""
+    _enabled.enter(_push_mode, enabled)
 
 
 def _pop_mode() -> None:
-    stack = _outer.get()
-    _enabled.set(stack[-1])
-    _outer.set(stack[:-1])
+    _enabled.exit(_push_mode)
 
 
 class _GradMode:
@@ -64,10 +60,10 @@ class _GradMode:
     enabled = True
 
     def __enter__(self):
-        _push_mode(self.enabled)
+        _enabled.enter(self, self.enabled)
 
     def __exit__(self, *exc):
-        _pop_mode()
+        _enabled.exit(self)
         return False
 
     def __call__(self, fn):

@@ -27,7 +27,8 @@ def prune(model, amount, structured: bool = True, criterion: str = "l1", eval_da
     ``structured=False`` of each Linear/Conv2d's weights; or a dict {layer name: fraction}).
     Returns ``(pruned model, PruneResult)``; the original is left as it was unless ``inplace``.
     With ``eval_data=(x, y)`` the result's ``report`` compares the two forms (sizes, FLOPs,
-    batch-1 latency, batch-256 throughput, accuracy / precision / recall / F1).
+    batch-1 latency, batch-256 throughput, and the scores ``compare`` gives: accuracy / precision /
+    recall / F1 for class labels, the mean squared error otherwise).
 
     Structured (the default): see ``ember.compress.prune``'s notes; ``criterion`` 'l1', 'l2' or
     'bn_scale'. Unstructured: magnitude pruning per layer, with masks that ``apply_masks`` /

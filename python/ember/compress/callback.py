@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from .. import backend, nn
 from ..callbacks import Callback
-from .prune import CRITERIA, apply_masks, prune_structured, prune_unstructured
+from .prune import CRITERIA, _chain, apply_masks, kept_channels, prune_structured, prune_unstructured
 
 
 class PruningCallback(Callback):
@@ -19,8 +19,9 @@ class PruningCallback(Callback):
     are applied after every step, so pruned weights stay zero.
 
     Structured (``structured=True``): at the end of each epoch listed in ``epochs`` channels are
-    removed (``criterion`` as ``prune``'s) so that after the last listed epoch ``amount`` of each
-    prunable layer's original channels are gone, in equal steps; the optimizer keeps training the
+    removed (``criterion`` as ``prune``'s): after the k-th of n listed epochs each prunable layer
+    keeps what ``prune`` of ``amount * k / n`` keeps of its original channels, so after the last
+    one exactly as many as one-shot ``prune(model, amount)`` keeps; the optimizer keeps training the
     smaller model, its state (Adam's moments, say) cut to the channels kept. ``self.results``
     holds each step's ``PruneResult``. Structured pruning is refused in distributed training
     (more than one rank): it swaps in new parameters, which the gradient sum across the ranks
@@ -46,7 +47,7 @@ class PruningCallback(Callback):
                                  f"got {end_epoch!r}")
             self.start_epoch, self.end_epoch = int(start_epoch), int(end_epoch)
         self.results = []
-        self._removed = 0.0  # fraction of the original channels removed so far
+        self._channels = None  # each prunable layer's channels before the first structured step
 
     # ------------------------------------------------------------ unstructured
     def target(self, epoch: int) -> float:
@@ -71,9 +72,14 @@ class PruningCallback(Callback):
             return
         step = self.epochs.index(epoch) + 1
         goal = self.amount * step / len(self.epochs)
-        fraction = 1.0 - (1.0 - goal) / (1.0 - self._removed)  # of what is left now
-        _, result = prune_structured(self.model, fraction, self.criterion, inplace=True)
-        self._removed = goal
+        layers = {qual: m.weight.shape[0] for _, _, qual, m in _chain(self.model)
+                  if isinstance(m, (nn.Linear, nn.Conv2d))}
+        if self._channels is None:
+            self._channels = layers
+        # Each layer's target is counted from its original channels, as prune(amount) counts them,
+        # so the last step leaves exactly what one-shot pruning would.
+        fractions = {qual: 1.0 - kept_channels(self._channels[qual], goal) / now for qual, now in layers.items()}
+        _, result = prune_structured(self.model, fractions, self.criterion, inplace=True)
         self.results.append(result)
         optimizer = self.params.get("optimizer")
         if optimizer is not None:

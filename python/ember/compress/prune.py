@@ -153,6 +153,11 @@ def _scores(layer, norm, criterion) -> np.ndarray:
     return np.abs(np.asarray(norm.weight._host(), np.float64))
 
 
+def kept_channels(channels: int, amount: float) -> int:
+    """How many of a layer's ``channels`` structured pruning of ``amount`` keeps (one at least)."""
+    return max(1, int(round(channels * (1.0 - amount))))
+
+
 def _amount_for(amount, qual) -> float:
     value = amount.get(qual) if isinstance(amount, dict) else amount
     return 0.0 if value is None else value
@@ -273,7 +278,7 @@ def prune_structured(model, amount, criterion: str = "l1", inplace: bool = False
                                     f"{chain[norms[0]][2]} has none (affine=False)")
             continue
         scores = _scores(layer, chain[norms[0]][3] if norms else None, criterion)
-        n_keep = max(1, int(round(channels * (1.0 - fraction))))
+        n_keep = kept_channels(channels, fraction)
         keep = np.sort(np.argsort(-scores, kind="stable")[:n_keep])
         spatial = chain[j][3].in_features // channels if flat is not None and isinstance(layer, nn.Conv2d) else 1
         decisions.append((i, norms, j, keep, spatial))

@@ -17,11 +17,11 @@ import numpy as np
 
 from .. import nn
 from ..autograd import no_grad
-from .._quant_report import _on_model_device
+from .._quant_report import _judge, _on_model_device
 from .prune import is_chain
 from ..tensor import Tensor
 
-METRICS = ("accuracy", "precision", "recall", "f1")
+METRICS = ("accuracy", "precision", "recall", "f1", "mse")
 
 
 @dataclass
@@ -83,8 +83,9 @@ class CompressionReport:
                        "" if f is base or base.throughput is None else f" ({f.throughput / base.throughput:.2f}x)")]
             for m in head[6:]:
                 v = f.scores.get(m)
-                row.append("-" if v is None else f"{v:.4f}" + (
-                    "" if f is base else f" ({100 * (v - base.scores[m]):+.2f})"))
+                change = "" if f is base or v is None else (
+                    f" ({v - base.scores[m]:+.3g})" if m == "mse" else f" ({100 * (v - base.scores[m]):+.2f})")
+                row.append("-" if v is None else (f"{v:.4g}" if m == "mse" else f"{v:.4f}") + change)
             rows.append(row)
         widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
@@ -154,14 +155,19 @@ def _scores(model, x, y) -> dict:
     from .. import metrics
     from ..training import predict
 
-    pred = predict(model, x, batch_size=256).argmax(axis=1)
-    p, r, f = metrics.precision_recall_f1(y, pred, average="macro")
-    return {"accuracy": metrics.accuracy(y, pred), "precision": p, "recall": r, "f1": f}
+    kind, value = _judge(predict(model, x, batch_size=256), y, "compare")
+    if kind == "mse":
+        return {"mse": value}
+    labels = y.reshape(value.shape).astype(np.int64)
+    p, r, f = metrics.precision_recall_f1(labels, value, average="macro")
+    return {"accuracy": metrics.accuracy(labels, value), "precision": p, "recall": r, "f1": f}
 
 
 def compare(models: dict, eval_data=None, example=None, batch: int = 256, rounds: int = 7) -> CompressionReport:
     """The figures of each model in ``models`` ({name: model}, the first the reference), on
-    ``eval_data=(x, y)`` when given (accuracy and macro precision/recall/F1; integer labels),
+    ``eval_data=(x, y)`` when given (accuracy and macro precision/recall/F1 for class labels --
+    the argmax of several outputs, or a single logit > 0 for 0/1 labels -- else the mean
+    squared error, as ``ember.quant.quantize`` scores),
     timed on inputs shaped like ``example``'s (a batch of inputs; default: eval_data's x). Every
     model is put in evaluation mode and left there."""
     from ..bench.harness import measure

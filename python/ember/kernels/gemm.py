@@ -5,6 +5,12 @@ On the CPU the kernel reads any strided view in place (transposed, sliced, negat
 strides); a device whose kernel needs one unit stride gets a contiguous copy of an input that
 has none. ``a`` and ``b`` are float32, or both bf16 (``ml_dtypes.bfloat16``: AMX tiles or
 ``vdpbf16ps`` where the CPU has them, the products summed in float32); ``out`` is float32.
+
+bf16 products are exact, with one exception: on the ``avx512_bf16`` and ``amx`` paths a
+subnormal bf16 input (magnitude below 2^-126, about 1.2e-38) counts as zero, as ``vdpbf16ps``
+and the AMX tiles treat it -- and as oneDNN's bf16 matmuls, PyTorch's among them, do on such
+CPUs. The ``generic``, ``avx2`` and ``avx512`` paths (the float32 GEMM on widened inputs) and
+``gemm_ref`` keep subnormals.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ def _input(x, name, dev):
 def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bias=None, relu=False,
          reference=False):
     """``out = act(alpha * op(a) @ op(b) + beta * out + bias)``: ``a`` and ``b`` float32, or both
-    bf16 (``ml_dtypes.bfloat16``; the products are exact and summed in float32), the rest float32.
+    bf16 (``ml_dtypes.bfloat16``; the products are exact and summed in float32, except that
+    subnormal bf16 inputs count as zero on the ``avx512_bf16`` and ``amx`` paths: see the
+    module's notes), the rest float32.
 
     ``op(x)`` is ``x.T`` when ``trans_x``; ``bias`` has one value per column; ``act`` is ReLU
     (NaN propagates) when ``relu``. ``out`` (M x N, unit column stride, not sharing memory with
