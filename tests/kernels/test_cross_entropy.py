@@ -344,6 +344,32 @@ def test_linear_cross_entropy_matches_the_unfused_path(rng, opts, soft, rows_per
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * (np.abs(y).max() + 1e-30), err_msg=name)
 
 
+@pytest.mark.parametrize("rows_per_chunk", [5, 1000])
+def test_linear_cross_entropy_in_bf16_is_a_bf16_linear_then_the_loss(rng, rows_per_chunk):
+    """bf16=True: the unfused path on hidden, weight and the logit gradient rounded to bf16
+    (each chunk's, as a bf16 Linear's backward rounds its incoming gradient)."""
+    import ml_dtypes
+
+    def rounded(a):
+        return a.astype(ml_dtypes.bfloat16).astype(np.float32)
+
+    b, d, v = 12, 40, 37
+    h = rng.standard_normal((b, d), dtype=np.float32)
+    w = rng.standard_normal((v, d), dtype=np.float32)
+    bias = rng.standard_normal(v, dtype=np.float32)
+    t = rng.integers(0, v, b)
+    got = kernels.cross_entropy.linear_cross_entropy(h, w, t, bias, chunk_bytes=4 * v * rows_per_chunk, bf16=True)
+    z = rounded(h).astype(np.float64) @ rounded(w).T.astype(np.float64) + bias
+    loss, lse = kernels.cross_entropy.cross_entropy_fwd(z.astype(np.float32), t, return_lse=True)
+    dz = kernels.cross_entropy.cross_entropy_bwd(z.astype(np.float32), t, lse)
+    np.testing.assert_allclose(got[0], loss, rtol=1e-5)
+    np.testing.assert_allclose(got[1], rounded(dz) @ rounded(w), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(got[2], rounded(dz).T @ rounded(h), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(got[3], dz.sum(axis=0), rtol=1e-4, atol=1e-6)
+    fp32 = kernels.cross_entropy.linear_cross_entropy(h, w, t, bias)
+    assert got[0] != fp32[0]
+
+
 @pytest.mark.parametrize("gradients", [(), ("hidden",), ("weight", "bias"), ("bias",)], ids=str)
 def test_linear_cross_entropy_computes_only_the_gradients_asked_for(rng, monkeypatch, gradients):
     b, d, v = 20, 7, 33

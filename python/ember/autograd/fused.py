@@ -55,12 +55,12 @@ class LinearCrossEntropyFn(Function):
     that gradient)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, target, ignore_index, label_smoothing, reduction, gradients):
+    def forward(ctx, hidden, weight, bias, target, ignore_index, label_smoothing, reduction, gradients, bf16=False):
         if reduction not in ("mean", "sum"):
             raise ValueError(f"linear_cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
         loss, ctx.dh, ctx.dw, ctx.db = cross_entropy.linear_cross_entropy(
             hidden, weight, target, bias, ignore_index=ignore_index, label_smoothing=label_smoothing,
-            reduction=reduction, gradients=gradients)
+            reduction=reduction, gradients=gradients, bf16=bf16)
         return loss
 
     @staticmethod

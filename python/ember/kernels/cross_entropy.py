@@ -189,7 +189,7 @@ def cross_entropy_bwd_ref(logits, target, lse, grad_output=1.0, **kwargs):
 
 def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None, ignore_index=-100,
                          label_smoothing=0.0, reduction="mean", grad_output=1.0, chunk_bytes=64 << 20,
-                         gradients=("hidden", "weight", "bias")):
+                         gradients=("hidden", "weight", "bias"), bf16=False):
     """Cross-entropy of the linear layer ``hidden @ weightᵀ + bias`` and its gradients, without
     ever building the batch x classes logits.
 
@@ -205,8 +205,12 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
     computed by the GEMM, reduced to its loss and turned into its gradient in place, which two
     more GEMMs send into ``d_hidden`` and ``d_weight``. The GEMMs are the unfused path's, so
     the time is about the same, while the memory held for logits is one chunk instead of all.
+
+    ``bf16=True`` (the bf16 precision policy) runs the three GEMMs as a bf16 linear layer does:
+    ``hidden``, ``weight`` and each chunk's logit gradient rounded to bf16, the products summed
+    in float32; the softmax, the loss and the bias gradient stay float32.
     """
-    from .gemm import gemm
+    from .gemm import convert_bf16, gemm
 
     f32 = (_common.FLOAT32,)
     dev = _common.device(hidden=hidden, weight=weight, bias=bias)
@@ -244,6 +248,8 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
     row_loss = dev.empty((b,), np.float64)
     logits = dev.empty((rows, v), _common.FLOAT32)
     fwd, bwd = _common.native(dev, "cross_entropy_fwd"), _common.native(dev, "cross_entropy_bwd")
+    if bf16:  # the GEMMs' operands, rounded once
+        h, w = convert_bf16(h), convert_bf16(w)
     for r0 in range(0, b, rows):
         r1 = min(b, r0 + rows)
         z = logits[: r1 - r0]
@@ -253,10 +259,11 @@ def linear_cross_entropy(hidden, weight, target, bias=None, *, class_weight=None
         if not backward:
             continue
         bwd(z, tc, cw, eps, ignore_index, lse, scale[r0:r1], z, **dev.launch())  # in place
+        dz = convert_bf16(z) if bf16 else z
         if d_hidden is not None:
-            gemm(z, w, out=d_hidden[r0:r1])
+            gemm(dz, w, out=d_hidden[r0:r1])
         if d_weight is not None:
-            gemm(z, h[r0:r1], trans_a=True, out=d_weight, beta=1.0)
+            gemm(dz, h[r0:r1], trans_a=True, out=d_weight, beta=1.0)
         if d_bias is not None:
             d_bias += z.sum(axis=0, dtype=np.float64)
     loss = _reduce(dev, row_loss, reduction, denominator, _common.FLOAT32)

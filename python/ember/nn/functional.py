@@ -204,14 +204,18 @@ def linear_cross_entropy(input: Tensor, weight: Tensor, target, bias: Tensor | N
     classes) logits: the fused kernel makes them chunk by chunk, each chunk's loss and gradients
     at once (see ``ember.kernels.cross_entropy.linear_cross_entropy``). ``input`` (batch,
     features) float32, ``weight`` (classes, features); ``reduction`` 'mean' or 'sum'. The head of
-    a language model with a large vocabulary."""
+    a language model with a large vocabulary. Under the bf16 precision policy its products run
+    in bf16 as ``linear``'s do; the softmax and the loss stay float32."""
     t = target._data if isinstance(target, Tensor) else target
     # Only the gradients backward will be asked for (none under no_grad: the loss alone).
     recording = is_grad_enabled()
     gradients = tuple(name for name, a in (("hidden", input), ("weight", weight), ("bias", bias))
                       if recording and isinstance(a, Tensor) and a.requires_grad)
+    bf16 = bool(precision.current().low_precision_matmul) and all(
+        a.dtype == "float32" for a in (input, weight) if isinstance(a, Tensor))
     return LinearCrossEntropyFn.apply(input, weight, bias, t, ignore_index=ignore_index,
-                                      label_smoothing=label_smoothing, reduction=reduction, gradients=gradients)
+                                      label_smoothing=label_smoothing, reduction=reduction, gradients=gradients,
+                                      bf16=bf16)
 
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
