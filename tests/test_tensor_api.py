@@ -82,9 +82,7 @@ def test_constructor_dtypes(rng, dtype, want):
 def test_the_errors_users_meet_first():
     with pytest.raises(TypeError, match="unsupported dtype complex128"):
         ember.Tensor(np.ones(2, np.complex128))
-    with pytest.raises(ValueError, match=r"T needs a 2-D tensor, got shape \(2, 3, 4\)"):
-        ember.zeros(2, 3, 4).T
-    with pytest.raises(ValueError, match=r"item\(\) needs a tensor of one element"):
+    with pytest.raises(RuntimeError, match="a Tensor with 2 elements cannot be converted to Scalar"):
         ember.zeros(2).item()
     with pytest.raises(ValueError, match="needs a copy"):
         ember.zeros(2).__array__(np.float64, copy=False)
@@ -135,3 +133,78 @@ def test_pytorch_habits_size_casts_and_inference_mode(rng):
         return x * 2
 
     assert not predict(t).requires_grad and (t * 2).requires_grad
+
+
+def test_copies_layouts_and_dims(rng):
+    a = rng.standard_normal((2, 3)).astype(np.float32)
+    x = ember.tensor(a, requires_grad=True)
+    c = x.clone()
+    assert c.grad_fn.name() == "CloneBackward" and not np.shares_memory(c.detach().numpy(), a)
+    (c * ember.tensor([[1.0, 2.0, 3.0]])).sum().backward()
+    assert x.grad.tolist() == [[1.0, 2.0, 3.0]] * 2
+    t = x.detach().mT
+    assert not t._data.flags.c_contiguous and t.contiguous()._data.flags.c_contiguous
+    assert t.contiguous().tolist() == a.T.tolist() and x.contiguous() is x
+    assert x.dim() == 2 and ember.tensor(1.0).dim() == 0 and ember.zeros(2, 3, 4).mT.shape == (2, 4, 3)
+    with pytest.raises(RuntimeError, match="mT is only supported on matrices or batches of matrices, got a 1-D"):
+        ember.zeros(2).mT
+    s = ember.zeros(1, 2, 1)
+    assert s.squeeze((0, 2)).shape == (2,) and s.squeeze((0, 1)).shape == (2, 1) and s.squeeze([-1]).shape == (1, 2)
+    if torch is not None:
+        ts = torch.zeros(1, 2, 1)
+        assert ts.squeeze((0, 2)).shape == (2,) and ts.squeeze((0, 1)).shape == (2, 1)
+        assert torch.zeros(2, 3, 4).mT.shape == (2, 4, 3) and torch.tensor(a).mT.contiguous().is_contiguous()
+
+
+def test_repeat_tiles_and_is_differentiable(rng):
+    a = rng.standard_normal((2, 3))
+    x = ember.tensor(a, requires_grad=True)
+    r = x.repeat(2, 1, 2)
+    np.testing.assert_array_equal(r.detach().numpy(), np.tile(a, (2, 1, 2)))
+    r._data[0, 0, 0] = 99.0  # a copy: the source is untouched
+    assert x[0, 0].item() == a[0, 0] and x.repeat(1, 1).tolist() == a.tolist()
+    assert not np.shares_memory(x.repeat(1, 1).detach().numpy(), x.detach().numpy())
+    w = ember.tensor(rng.standard_normal((2, 3, 6)))
+    assert ember.autograd.gradcheck(lambda t: t.repeat(2, 3, 2) * w, [ember.tensor(a[:1], requires_grad=True)])
+    (x.repeat(2, 3) * 1).sum().backward()
+    assert x.grad.tolist() == [[6.0] * 3] * 2
+    with pytest.raises(RuntimeError, match="repeat: 1 repeat sizes for a tensor of 2 dims"):
+        x.repeat(2)
+    if torch is not None:
+        assert torch.tensor([1, 2]).repeat(2, 2).tolist() == ember.tensor([1, 2]).repeat(2, 2).tolist()
+        np.testing.assert_array_equal(torch.tensor(a).repeat(2, 1, 2).numpy(), np.tile(a, (2, 1, 2)))
+        with pytest.raises(RuntimeError):
+            torch.tensor(a).repeat(2)
+
+
+def test_to_type_and_variance_arguments():
+    x = ember.tensor([1.0, 2.0, 4.0], requires_grad=True)
+    for y in (x.to(np.float64), x.to("cpu", np.float64), x.to(dtype="float64"), x.to(ember.zeros(1, dtype=np.float64)),
+              x.to(device="cpu:0", dtype=np.float64)):
+        assert y.dtype == np.float64 and y.device == "cpu" and y.grad_fn is not None
+    assert x.to("cpu") is x and x.to(np.float32) is x
+    assert x.type() == "float32" and ember.tensor([1]).type() == "int64"
+    np.testing.assert_allclose(x.var(unbiased=False).item(), 14 / 9, rtol=1e-6)
+    np.testing.assert_allclose(x.var(False).item(), 14 / 9, rtol=1e-6)
+    np.testing.assert_allclose(x.var().item(), 7 / 3, rtol=1e-6)
+    np.testing.assert_allclose(ember.tensor([[1.0, 2.0, 4.0]]).std(1, False).tolist(), [(14 / 9) ** 0.5], rtol=1e-6)
+    np.testing.assert_allclose(x.std(0, True, True).tolist(), [(7 / 3) ** 0.5], rtol=1e-6)
+    with pytest.raises(TypeError, match="var: give unbiased or correction, not both"):
+        x.var(unbiased=False, correction=0)
+    if torch is not None:
+        t = torch.tensor([1.0, 2.0, 4.0])
+        assert t.to("cpu", torch.float64).dtype == torch.float64
+        np.testing.assert_allclose([t.var(unbiased=False).item(), t.var(False).item(),
+                                    torch.tensor([[1.0, 2.0, 4.0]]).std(1, False).item(), t.std(0, True, True).item()],
+                                   [14 / 9, 14 / 9, (14 / 9) ** 0.5, (7 / 3) ** 0.5], rtol=1e-6)
+
+
+def test_tensors_pickle_and_copy_with_their_autograd_state():
+    import copy
+    import pickle
+
+    p = ember.nn.Parameter(ember.tensor([1.0, 2.0]))
+    p.grad = ember.tensor([0.5, 0.5])
+    for q in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p), copy.copy(p)):
+        assert type(q) is ember.nn.Parameter and q.requires_grad and q.is_leaf
+        assert q.tolist() == [1.0, 2.0] and q.grad.tolist() == [0.5, 0.5]

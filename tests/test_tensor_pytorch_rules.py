@@ -313,7 +313,7 @@ def test_returned_indices_and_list_keys_do_not_move_gradients_and_clamp_takes_te
     key[0] = 3
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [1, 1, 0, 0])
-    assert ember.ones(2, 3).max(keepdim=True).shape == (1, 1) and ember.ones(2, 3).amin(keepdim=True).shape == (1, 1)
+    assert ember.ones(2, 3).amax(keepdim=True).shape == (1, 1) and ember.ones(2, 3).amin(keepdim=True).shape == (1, 1)
     a = ember.tensor([[1.0, 5.0]], requires_grad=True)
     out = a.clamp(max=np.array([[2.0], [4.0]]))  # bounds broadcast, as in PyTorch
     out.sum().backward()
@@ -339,3 +339,305 @@ def test_a_uint8_tensor_index_is_refused_as_ambiguous():
             x[key] = 0.0
     assert x[flags.bool()].tolist() == [10.0, 30.0] and x[flags.long()].tolist() == [20.0, 10.0, 20.0]
     assert x.tolist() == [10.0, 20.0, 30.0]
+
+
+def _dtype(lib, name):
+    """The dtype called ``name`` in ``lib`` (ember takes NumPy's)."""
+    return getattr(torch, name) if lib is torch else np.dtype(name)
+
+
+def _same(got, want, dtype):
+    """``got``, an ember or torch tensor, holds ``want`` in the dtype named ``dtype``."""
+    assert str(got.dtype).removeprefix("torch.") == dtype, (got.dtype, dtype)
+    np.testing.assert_allclose(np.asarray(got.tolist(), np.float64), want, rtol=1e-6)
+
+
+INTEGER_PROMOTIONS = [  # name, op of (lib, dtype), values, dtype: PyTorch's result_type
+    ("int32 + 5", lambda lib, d: lib.tensor([1, 2], dtype=d("int32")) + 5, [6, 7], "int32"),
+    ("int8 + 1", lambda lib, d: lib.tensor([1, -2], dtype=d("int8")) + 1, [2, -1], "int8"),
+    ("uint8 + 1", lambda lib, d: lib.tensor([1, 2], dtype=d("uint8")) + 1, [2, 3], "uint8"),
+    ("uint8 + 300 wraps", lambda lib, d: lib.tensor([1], dtype=d("uint8")) + 300, [45], "uint8"),
+    ("int32 * numpy int64", lambda lib, d: lib.tensor([1, 2], dtype=d("int32")) * np.int64(3), [3, 6], "int32"),
+    ("float32 + numpy float64", lambda lib, d: lib.tensor([1.0]) + np.float64(0.5), [1.5], "float32"),
+    ("float32 + 0-d float64", lambda lib, d: lib.tensor([1.0]) + lib.tensor(0.5, dtype=d("float64")), [1.5],
+     "float32"),
+    ("int32 + 0-d int64", lambda lib, d: lib.tensor([1], dtype=d("int32")) + lib.tensor(2), [3], "int32"),
+    ("int64 + 0-d float64", lambda lib, d: lib.tensor([1]) + lib.tensor(0.5, dtype=d("float64")), [1.5], "float64"),
+    ("int64 / 0-d float64", lambda lib, d: lib.tensor([1]) / lib.tensor(2.0, dtype=d("float64")), [0.5], "float64"),
+    ("0-d int32 + 0-d int64", lambda lib, d: lib.tensor(1, dtype=d("int32")) + lib.tensor(1), [2], "int64"),
+    ("0-d uint8 + int8", lambda lib, d: lib.tensor(1, dtype=d("uint8")) + lib.tensor([1], dtype=d("int8")), [2],
+     "int8"),
+    ("bool + True", lambda lib, d: lib.tensor([True, False]) + True, [1, 1], "bool"),
+    ("bool + 1", lambda lib, d: lib.tensor([True, False]) + 1, [2, 1], "int64"),
+    ("uint8 sum", lambda lib, d: lib.tensor([200, 100], dtype=d("uint8")).sum(), 300, "int64"),
+    ("uint8 sum + 1", lambda lib, d: lib.tensor([200, 100], dtype=d("uint8")).sum() + 1, 301, "int64"),
+    ("int32 sum", lambda lib, d: lib.tensor([1, 2], dtype=d("int32")).sum(), 3, "int64"),
+    ("bool sum", lambda lib, d: lib.tensor([True, True]).sum(), 2, "int64"),
+    ("cat int64 float32", lambda lib, d: lib.cat([lib.tensor([1]), lib.tensor([1.5])]), [1, 1.5], "float32"),
+    ("stack bool int64", lambda lib, d: lib.stack([lib.tensor([True]), lib.tensor([2])]), [[1], [2]], "int64"),
+    ("where scalars", lambda lib, d: lib.where(lib.tensor([True, False]), 1.0, 0.0), [1, 0], "float32"),
+    ("where int scalars", lambda lib, d: lib.where(lib.tensor([True, False]), 1, 0), [1, 0], "int64"),
+    ("where int32 and 0", lambda lib, d: lib.where(lib.tensor([True, False]), lib.tensor([1, 2], dtype=d("int32")),
+                                                   0), [1, 0], "int32"),
+    ("where float32 and 0.5", lambda lib, d: lib.where(lib.tensor([True, False]), lib.tensor([1.0, 2.0]), 0.5),
+     [1, 0.5], "float32"),
+]
+
+
+@pytest.mark.parametrize("name, op, want, dtype", INTEGER_PROMOTIONS, ids=[p[0] for p in INTEGER_PROMOTIONS])
+def test_integer_and_0d_promotion_follows_pytorch(name, op, want, dtype):
+    _same(op(ember, lambda n: _dtype(ember, n)), want, dtype)
+    if torch is not None:
+        _same(op(torch, lambda n: _dtype(torch, n)), want, dtype)
+
+
+def test_promotion_to_a_dtype_ember_lacks_is_an_error():
+    with pytest.raises(TypeError, match="uint8 and int8 promote to int16, which Ember's tensors do not support"):
+        ember.tensor([1], dtype=np.uint8) + ember.tensor([1], dtype=np.int8)
+    if torch is not None:
+        assert (torch.tensor([1], dtype=torch.uint8) + torch.tensor([1], dtype=torch.int8)).dtype == torch.int16
+
+
+FLOATING_OF_INTEGERS = [  # name, op, values: integer and bool inputs give float32
+    ("sigmoid", lambda t: t.sigmoid(), [0.98201376, 0.01798621, 0.5]),
+    ("tanh", lambda t: t.tanh(), [0.99932930, -0.99932930, 0.0]),
+    ("exp", lambda t: t.exp(), [54.59815, 0.01831564, 1.0]),
+    ("log", lambda t: (t.abs() + 1).log(), [1.6094379, 1.6094379, 0.0]),
+    ("sqrt", lambda t: t.abs().sqrt(), [2.0, 2.0, 0.0]),
+    ("logsumexp", lambda t: t.logsumexp(0), 4.0184793),
+    ("exp of bool", lambda t: (t > 0).exp(), [2.7182817, 1.0, 1.0]),
+]
+
+
+@pytest.mark.parametrize("name, op, want", FLOATING_OF_INTEGERS, ids=[p[0] for p in FLOATING_OF_INTEGERS])
+def test_floating_functions_of_integer_tensors_give_float32(name, op, want):
+    _same(op(ember.tensor([4, -4, 0])), want, "float32")
+    if torch is not None:
+        _same(op(torch.tensor([4, -4, 0])), want, "float32")
+
+
+@pytest.mark.parametrize("op", [lambda t: t.mean(), lambda t: t.var(), lambda t: t.std(), lambda t: t.softmax(0),
+                                lambda t: t.log_softmax(0)], ids=["mean", "var", "std", "softmax", "log_softmax"])
+def test_integer_means_variances_and_softmax_are_errors(op):
+    with pytest.raises(TypeError, match="floating"):
+        op(ember.tensor([1, 2]))
+    if torch is not None:
+        with pytest.raises((RuntimeError, NotImplementedError)):
+            op(torch.tensor([1, 2]))
+
+
+def test_mean_and_sum_take_a_dtype():
+    for lib in (ember, torch) if torch is not None else (ember,):
+        _same(lib.tensor([1, 2]).mean(dtype=_dtype(lib, "float32")), 1.5, "float32")
+        _same(lib.tensor([1, 2]).sum(dtype=_dtype(lib, "float32")), 3, "float32")
+        _same(lib.tensor([1.5, 2.5]).sum(dtype=_dtype(lib, "float64")), 4, "float64")
+    w = ember.tensor([1.0, 2.0], requires_grad=True)
+    w.sum(dtype=np.float64).backward()  # differentiable through the cast
+    assert w.grad.tolist() == [1.0, 1.0] and w.grad.dtype == np.float32
+
+
+def test_view_shares_memory_or_refuses():
+    t = ember.arange(6).reshape(2, 3).transpose(0, 1)
+    with pytest.raises(RuntimeError, match=r"view size .* is not compatible with input tensor's size .* and stride.*"
+                                           r"Use \.reshape\(\.\.\.\) instead"):
+        t.view(-1)
+    assert t.reshape(-1).tolist() == [0, 3, 1, 4, 2, 5]  # reshape copies
+    v = t.view(3, 2, 1)
+    v[0, 0, 0] = 9
+    assert t[0, 0].item() == 9  # a view shares the memory
+    x = ember.arange(24).reshape(2, 3, 4).transpose(0, 1)
+    assert x.view(3, 2, 2, 2).shape == (3, 2, 2, 2)  # splitting a dim needs no copy
+    with pytest.raises(RuntimeError, match="view size"):
+        x.view(6, 4)
+    if torch is not None:
+        tt = torch.arange(6).reshape(2, 3).transpose(0, 1)
+        with pytest.raises(RuntimeError, match="view size is not compatible"):
+            tt.view(-1)
+        xt = torch.arange(24).reshape(2, 3, 4).transpose(0, 1)
+        assert xt.view(3, 2, 2, 2).shape == (3, 2, 2, 2)
+        with pytest.raises(RuntimeError, match="view size"):
+            xt.view(6, 4)
+
+
+def test_iteration_and_formatting():
+    with pytest.raises(TypeError, match="iteration over a 0-d tensor"):
+        list(ember.tensor(3.0))
+    rows = list(ember.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True))
+    assert [r.tolist() for r in rows] == [[1.0, 2.0], [3.0, 4.0]] and rows[0].grad_fn is not None
+    assert f"{ember.tensor(3.14159):.2f}" == "3.14" and f"{ember.tensor(3):5d}" == "    3"
+    assert f"{ember.tensor([3.5])}" == str(ember.tensor([3.5]))
+    with pytest.raises(TypeError, match="unsupported format string"):
+        f"{ember.tensor([3.14159]):.2f}"
+    if torch is not None:
+        with pytest.raises(TypeError, match="iteration over a 0-d tensor"):
+            list(torch.tensor(3.0))
+        assert f"{torch.tensor(3.14159):.2f}" == "3.14" and f"{torch.tensor(3):5d}" == "    3"
+        with pytest.raises(TypeError, match="unsupported format string"):
+            f"{torch.tensor([3.14159]):.2f}"
+
+
+def test_comparisons_with_non_numbers_and_logic():
+    for lib in (ember, torch) if torch is not None else (ember,):
+        t = lib.tensor([1.0, 2.0])
+        assert (t == None) is False and (t != None) is True  # noqa: E711 (the point of the test)
+        assert (t == "a") is False and (t == [1.0, 2.0]) is False and t not in [None, "a"]
+        with pytest.raises(TypeError, match="'<' not supported"):
+            t < None  # noqa: B015
+        b = lib.tensor([True, False])
+        assert (~b).tolist() == [False, True] and (b & True).tolist() == [True, False]
+        assert (True & b).tolist() == [True, False] and (b | lib.tensor([False, True])).tolist() == [True, True]
+        assert (b ^ True).tolist() == [False, True]
+        assert (~lib.tensor([1, 2])).tolist() == [-2, -3] and (lib.tensor([6]) & lib.tensor([3])).tolist() == [2]
+        _same(lib.tensor([True]) & lib.tensor([3]), [1], "int64")
+        _same(lib.tensor([1]) ^ lib.tensor([3], dtype=_dtype(lib, "int32")), [2], "int64")
+        with pytest.raises((TypeError, NotImplementedError)):
+            ~lib.ones(2)
+        with pytest.raises((TypeError, NotImplementedError)):
+            lib.tensor([1]) | 1.5
+        m = lib.tensor([[1, 0], [1, 1]])
+        assert m.any().item() is True and m.all().item() is False
+        assert m.all(dim=1, keepdim=True).tolist() == [[False], [True]] and m.any(0).tolist() == [True, True]
+        assert m.all(dim=(0, 1)).item() is False and lib.tensor(1).all(0).item() is True
+        _same(lib.tensor([0, 2], dtype=_dtype(lib, "uint8")).any(), 1, "uint8")
+        with pytest.raises(RuntimeError, match="ambiguous"):
+            bool(t)
+
+
+def test_requires_grad_and_grad_are_checked_when_set():
+    w = ember.ones(3, requires_grad=True)
+    y = w * 2
+    with pytest.raises(RuntimeError, match="you can only change requires_grad flags of leaf variables.*detach"):
+        y.requires_grad = False
+    assert y.requires_grad and y.requires_grad_() is y
+    with pytest.raises(TypeError, match="only floating-point tensors can require grad"):
+        ember.tensor([1]).requires_grad = True
+    x = ember.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"assigned grad has data of a different size: \(3, 3\)"):
+        x.grad = ember.zeros(3, 3)
+    with pytest.raises(RuntimeError, match="assigned grad has data of a different dtype: float64"):
+        x.grad = ember.zeros(3, dtype=np.float64)
+    with pytest.raises(TypeError, match="assigned grad expected to be a Tensor or None, got ndarray"):
+        x.grad = np.zeros(3)
+    x.grad = ember.full((3,), 2.0)
+    (x * 1).sum().backward()  # accumulates into the assigned gradient
+    assert x.grad.tolist() == [3.0, 3.0, 3.0] and x.requires_grad
+    x.requires_grad = False
+    assert not (x * 2).requires_grad
+    if torch is not None:
+        tw = torch.ones(3, requires_grad=True)
+        with pytest.raises(RuntimeError, match="you can only change requires_grad flags of leaf variables"):
+            (tw * 2).requires_grad = False
+        with pytest.raises(RuntimeError, match="only Tensors of floating point"):
+            torch.tensor([1]).requires_grad = True
+        with pytest.raises(RuntimeError, match="size"):
+            tw.grad = torch.zeros(3, 3)
+        with pytest.raises(RuntimeError, match="dtype"):
+            tw.grad = torch.zeros(3, dtype=torch.float64)
+
+
+def test_hooks_and_retained_gradients_follow_pytorch():
+    def run(lib):
+        x = lib.ones(3, requires_grad=True)
+        y = x * 2
+        u = y * 5  # y used before its hook is registered: the hook still sees all of y's gradient
+        y.retain_grad()
+        handle = y.register_hook(lambda g: g * 10)
+        leaf_seen = []
+        x.register_hook(lambda g: leaf_seen.append(g.tolist()))
+        (y * 3 + u).sum().backward(retain_graph=True)
+        first = (y.grad.tolist(), x.grad.tolist(), leaf_seen[0])
+        handle.remove()
+        handle.remove()  # a second remove does nothing
+        x.grad = None
+        (y * 3).sum().backward()
+        return first, y.grad.tolist(), x.grad.tolist()
+
+    (y_grad, x_grad, seen), y_again, x_again = run(ember)
+    assert y_grad == [80.0] * 3 and x_grad == [160.0] * 3 and seen == [160.0] * 3
+    assert y_again == [83.0] * 3 and x_again == [6.0] * 3  # the hook is gone; y's gradient accumulates
+    if torch is not None:
+        assert run(torch) == ((y_grad, x_grad, seen), y_again, x_again)
+    leaf = ember.ones(2, requires_grad=True)
+    leaf.register_hook(lambda g: g * 2)
+    (leaf * 3).sum().backward()
+    assert leaf.grad.tolist() == [6.0, 6.0]  # a leaf's hook changes what reaches .grad
+    a, _ = ember.ones(4, requires_grad=True).split(2)
+    a.retain_grad()
+    (a * 2).sum().backward()
+    assert a.grad.tolist() == [2.0, 2.0] and a.grad_fn.name() == "SplitBackward"
+    with pytest.raises(RuntimeError, match="cannot register a hook on a tensor that doesn't require gradient"):
+        ember.ones(2).register_hook(lambda g: g)
+    with pytest.raises(RuntimeError, match="can't retain_grad on a tensor that has requires_grad=False"):
+        ember.ones(2).retain_grad()
+    bad = ember.ones(2, requires_grad=True)
+    bad.register_hook(lambda g: ember.ones(3))
+    with pytest.raises(RuntimeError, match="a hook returns None or a tensor of the gradient's shape"):
+        (bad * 1).sum().backward()
+
+
+def test_floor_division_and_remainder_follow_python_signs():
+    a, b = [-7, 7, -7, 7], [2, 2, -2, -2]
+    for lib in (ember, torch) if torch is not None else (ember,):
+        assert (lib.tensor(a) // lib.tensor(b)).tolist() == [-4, 3, 3, -4]
+        assert (lib.tensor(a) % lib.tensor(b)).tolist() == [1, 1, -1, -1]
+        assert (lib.tensor([-7.0, 7.0]) // 2).tolist() == [-4.0, 3.0] and (7 // lib.tensor([2, -2])).tolist() == [3, -4]
+        assert (7 % lib.tensor([2, -2])).tolist() == [1, -1] and lib.tensor([5]).remainder(3).tolist() == [2]
+        assert lib.tensor([5]).floor_divide(3).tolist() == [1]
+        assert (lib.tensor([1.0]) // 0).tolist() == [np.inf] and np.isnan((lib.tensor([1.0]) % 0).item())
+        _same(lib.tensor([1, 2], dtype=_dtype(lib, "int32")) % 2.5, [1, 2], "float32")
+    with pytest.raises(ZeroDivisionError, match="integer division or modulo by zero"):
+        ember.tensor([1]) // 0
+    with pytest.raises(ZeroDivisionError):
+        ember.tensor([1]) % ember.tensor([0])
+    x = ember.tensor([5.0, -5.0], requires_grad=True)
+    d = ember.tensor([3.0, 3.0], requires_grad=True)
+    (x % d).sum().backward()  # d/dx 1, d/dd -floor(x / d)
+    assert x.grad.tolist() == [1.0, 1.0] and d.grad.tolist() == [-1.0, 2.0]
+    assert not (x // d).requires_grad
+    if torch is not None:
+        tx = torch.tensor([5.0, -5.0], requires_grad=True)
+        td = torch.tensor([3.0, 3.0], requires_grad=True)
+        (tx % td).sum().backward()
+        assert tx.grad.tolist() == x.grad.tolist() and td.grad.tolist() == d.grad.tolist()
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            torch.tensor([1]) // 0
+
+
+def test_small_divergences_from_pytorch_fixed():
+    m = ember.tensor([[1.0, 5.0, 2.0], [0.0, 3.0, 4.0]])
+    assert m.argmax(keepdim=True).shape == (1, 1) and m.argmax(keepdim=True).item() == 1
+    assert m.argmin(keepdim=True).tolist() == [[3]] and ember.tensor(1.0).argmax(keepdim=True).shape == ()
+    with pytest.raises(TypeError, match="max: keepdim needs a dim"):
+        m.max(keepdim=True)
+    with pytest.raises(RuntimeError, match="(?i)at least one of 'min' or 'max' must not be None"):
+        m.clamp()
+    with pytest.raises(RuntimeError, match="a Tensor with 6 elements cannot be converted to Scalar"):
+        m.item()
+    assert ember.Tensor([1, 2]).dtype == np.float32 and ember.Tensor([1, 2]).tolist() == [1.0, 2.0]
+    s = ember.ones(2)
+    assert s.squeeze(0) is not s and s.squeeze(0).shape == (2,) and ember.tensor(1.0).squeeze() is not None
+    with pytest.warns(UserWarning, match="reverses its dims"):
+        assert ember.zeros(2, 3, 4).T.shape == (4, 3, 2)
+    with pytest.warns(UserWarning):
+        assert ember.tensor(1.0).T.shape == ()
+    z = ember.tensor(2.0)
+    assert z.transpose(0, 0).item() == 2.0 and z.transpose(-1, 0).shape == ()
+    with pytest.raises(IndexError, match="transpose: dim 1 is out of range"):
+        z.transpose(0, 1)
+    if torch is not None:
+        tm = torch.tensor(m.tolist())
+        assert tm.argmax(keepdim=True).shape == (1, 1) and tm.argmin(keepdim=True).tolist() == [[3]]
+        with pytest.raises(TypeError):
+            tm.max(keepdim=True)
+        with pytest.raises(RuntimeError, match="At least one of 'min' or 'max' must not be None"):
+            tm.clamp()
+        with pytest.raises(RuntimeError, match="a Tensor with 6 elements cannot be converted to Scalar"):
+            tm.item()
+        assert torch.Tensor([1, 2]).dtype == torch.float32
+        ts = torch.ones(2)
+        assert ts.squeeze(0) is not ts
+        with pytest.warns(UserWarning):
+            assert torch.zeros(2, 3, 4).T.shape == (4, 3, 2)
+        assert torch.tensor(2.0).transpose(0, 0).item() == 2.0
+        with pytest.raises(IndexError):
+            torch.tensor(2.0).transpose(0, 1)

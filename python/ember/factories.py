@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from . import backend
+from . import _check, _dtypes, backend
 from .autograd.function import Variable
-from .tensor import Tensor, _storage
+from .tensor import Tensor, _named_device, _shape, _storage
 
 # -------------------------------------------------------------------- creation
 
@@ -32,41 +32,73 @@ def get_default_device() -> str:
 
 
 def _device(device) -> backend.Device:
-    return backend.get(_default_device[0] if device is None else device)
+    return _named_device(_default_device[0] if device is None else device)
+
+
+def _leaves(data):
+    """The scalars of nested lists and tuples."""
+    if isinstance(data, (list, tuple)):
+        for x in data:
+            yield from _leaves(x)
+    else:
+        yield data
+
+
+def _from_python(data, source: np.ndarray) -> np.ndarray:
+    """``source``, NumPy's reading of Python data (numbers, NumPy scalars, nested lists of them),
+    in the dtype PyTorch gives that data: Python floats float32, but float64 where a NumPy float64
+    (a scalar or an array) is among them; Python ints int64, an OverflowError beyond it (where
+    NumPy would wrap them, or make float64 or objects of them)."""
+    if source.dtype.kind not in "fuO":
+        return source
+    leaves = list(_leaves(data))
+    if not any(isinstance(x, (float, np.floating)) for x in leaves):
+        for x in leaves:
+            if isinstance(x, int) and not isinstance(x, bool):
+                _check.integer(x, "tensor: an element")
+        return source
+    double = any(isinstance(x, (np.float64, np.ndarray)) and x.dtype == np.float64 for x in leaves)
+    return source.astype(np.float64 if double else np.float32, copy=False)
 
 
 def tensor(data, dtype=None, requires_grad=False, device=None) -> Tensor:
-    """A new tensor holding a copy of ``data`` (Python floats default to float32), on
-    ``device`` (default: where an array of another device is, else the default device)."""
+    """A new tensor holding a copy of ``data``, on ``device`` (default: where an array of another
+    device is, else the default device). Without ``dtype``, an array's or tensor's dtype, or for
+    Python data PyTorch's choice: float32 for floats (float64 for NumPy float64 scalars), int64 for
+    ints (an OverflowError beyond it), bool for bools."""
     source = _storage(data)
+    if dtype is None and not isinstance(data, Variable) and not backend.is_array(data):
+        source = _from_python(data, source)
     if device is None and type(source) is not np.ndarray and backend.is_array(source):
         dev = backend.device_of(source)
     else:
         dev = _device(device)
-    arr = dev.asarray(source if dtype is None else source.astype(dtype))
+    arr = dev.asarray(source if dtype is None else source.astype(_dtypes.dtype(dtype, "tensor")))
     if arr is source or arr is getattr(data, "_data", None):
         arr = arr.copy()
-    if dtype is None and arr.dtype == np.float64 and not backend.is_array(data) and not isinstance(data, Variable):
-        arr = arr.astype(np.float32)
     return Tensor(arr, requires_grad=requires_grad)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
-    """A tensor sharing ``array``'s memory (no copy)."""
+    """A tensor sharing ``array``'s memory (no copy); its dtype must be one Ember's tensors have."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy needs a numpy.ndarray, got {type(array).__name__}")
+    _dtypes.dtype(array.dtype, "from_numpy (which never copies)")
     return Tensor(array)
 
 
 def from_dlpack(obj) -> Tensor:
     """A tensor sharing the memory of any DLPack producer (NumPy, CuPy, PyTorch, JAX...), on the
-    producer's device: no copy."""
+    producer's device: no copy (so its dtype must be one Ember's tensors have)."""
     kind = obj.__dlpack_device__()[0] if hasattr(obj, "__dlpack_device__") else 1
     if kind == 1:  # DLPack's kDLCPU
-        return Tensor(np.from_dlpack(obj))
-    if kind in (2, 13):  # kDLCUDA, kDLCUDAManaged
-        return Tensor(backend.get("cuda").xp.from_dlpack(obj))
-    raise BufferError(f"from_dlpack: DLPack device type {kind} is neither the CPU (1) nor CUDA (2)")
+        arr = np.from_dlpack(obj)
+    elif kind in (2, 13):  # kDLCUDA, kDLCUDAManaged
+        arr = backend.get("cuda").xp.from_dlpack(obj)
+    else:
+        raise BufferError(f"from_dlpack: DLPack device type {kind} is neither the CPU (1) nor CUDA (2)")
+    _dtypes.dtype(arr.dtype, "from_dlpack (which never copies)")
+    return Tensor(arr)
 
 
 # -------------------------------------------------------------------- random numbers and factories
@@ -99,12 +131,26 @@ def default_generator() -> Generator:
     return _default_generator
 
 
-def _shape(size):
-    return tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else tuple(size)
+def _dtype(dtype, what, default=np.float32) -> np.dtype:
+    return _dtypes.dtype(default if dtype is None else dtype, what)
 
 
-def _dtype(dtype, default=np.float32):
-    return np.dtype(default if dtype is None else dtype)
+def _size(sizes, size, what) -> tuple:
+    """The shape a factory makes: given as ``*sizes`` or as ``size=``, not both."""
+    if size is not None:
+        if sizes:
+            raise TypeError(f"{what}: give the sizes positionally or as size=, not both")
+        sizes = (size,)
+    return _shape(sizes, what)
+
+
+def _floating(dtype, what) -> np.dtype:
+    """``dtype`` (float32 when None), which must be floating: the random factories draw reals."""
+    dtype = _dtype(dtype, what)
+    if dtype.kind != "f":
+        raise TypeError(f"{what}: dtype must be floating (float32 or float64) to draw random reals, got {dtype}; "
+                        "use randint for integers")
+    return dtype
 
 
 _allocation_limit = contextvars.ContextVar("ember_allocation_limit", default=None)
@@ -138,24 +184,25 @@ def _charge(shape, dtype) -> None:
     used[0] += size
 
 
-def _make(fill, size, dtype, device, requires_grad) -> Tensor:
+def _make(fill, shape, dtype, device, requires_grad) -> Tensor:
     """A tensor made on ``device`` by its namespace's ``fill`` (zeros, ones, empty...)."""
     dev = _device(device)
-    shape, dtype = _shape(size), _dtype(dtype)
+    dtype = _dtype(dtype, fill)
     _charge(shape, dtype)
     return Tensor(getattr(dev.xp, fill)(shape, dtype), requires_grad=requires_grad)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _make("zeros", size, dtype, device, requires_grad)
+def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of zeros of the shape ``sizes`` give (ints, or one sequence of them) or ``size=``."""
+    return _make("zeros", _size(sizes, size, "zeros"), dtype, device, requires_grad)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _make("ones", size, dtype, device, requires_grad)
+def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _make("ones", _size(sizes, size, "ones"), dtype, device, requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _make("empty", size, dtype, device, requires_grad)
+def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _make("empty", _size(sizes, size, "empty"), dtype, device, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -165,8 +212,9 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tens
         kind = np.asarray(fill_value).dtype.kind
         dtype = np.bool_ if kind == "b" else np.int64 if kind in "iu" else None
     xp = _device(device).xp
-    _charge(_shape((size,)), _dtype(dtype))
-    return Tensor(xp.full(_shape((size,)), fill_value, _dtype(dtype)), requires_grad=requires_grad)
+    shape, dtype = _shape((size,), "full"), _dtype(dtype, "full")
+    _charge(shape, dtype)
+    return Tensor(xp.full(shape, fill_value, dtype), requires_grad=requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None) -> Tensor:
@@ -174,40 +222,44 @@ def arange(start, end=None, step=1, dtype=None, device=None) -> Tensor:
         start, end = 0, start
     ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
     xp = _device(device).xp
-    return Tensor(xp.arange(start, end, step, dtype=_dtype(dtype, np.int64 if ints else np.float32)))
+    return Tensor(xp.arange(start, end, step, dtype=_dtype(dtype, "arange", np.int64 if ints else np.float32)))
 
 
 def linspace(start, end, steps, dtype=None, device=None) -> Tensor:
-    return Tensor(_device(device).xp.linspace(start, end, steps, dtype=_dtype(dtype)))
+    return Tensor(_device(device).xp.linspace(start, end, steps, dtype=_dtype(dtype, "linspace")))
 
 
 def eye(n, m=None, dtype=None, device=None) -> Tensor:
-    return Tensor(_device(device).xp.eye(n, m, dtype=_dtype(dtype)))
+    return Tensor(_device(device).xp.eye(n, m, dtype=_dtype(dtype, "eye")))
 
 
 # Random numbers come from the host generator and are copied to the device, so a seed gives the
 # same numbers on every device.
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    _charge(_shape(size), np.float64)  # drawn in float64, then cast
+def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Uniform numbers in [0, 1) of a floating ``dtype``."""
+    shape, dtype = _size(sizes, size, "rand"), _floating(dtype, "rand")
+    _charge(shape, np.float64)  # drawn in float64, then cast
     g = (generator or _default_generator).numpy
-    return Tensor(g.random(_shape(size), dtype=np.float64).astype(_dtype(dtype)), requires_grad=requires_grad,
+    return Tensor(g.random(shape, dtype=np.float64).astype(dtype), requires_grad=requires_grad,
                   device=_device(device))
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    _charge(_shape(size), np.float64)  # drawn in float64, then cast
+def randn(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Standard normal numbers of a floating ``dtype``."""
+    shape, dtype = _size(sizes, size, "randn"), _floating(dtype, "randn")
+    _charge(shape, np.float64)  # drawn in float64, then cast
     g = (generator or _default_generator).numpy
-    return Tensor(g.standard_normal(_shape(size)).astype(_dtype(dtype)), requires_grad=requires_grad,
-                  device=_device(device))
+    return Tensor(g.standard_normal(shape).astype(dtype), requires_grad=requires_grad, device=_device(device))
 
 
 def randint(low, high=None, size=(), generator=None, dtype=None, device=None) -> Tensor:
     if high is None:
         low, high = 0, low
     g = (generator or _default_generator).numpy
-    return Tensor(g.integers(low, high, _shape((size,)), dtype=_dtype(dtype, np.int64)), device=_device(device))
+    return Tensor(g.integers(low, high, _shape((size,), "randint"), dtype=_dtype(dtype, "randint", np.int64)),
+                  device=_device(device))
 
 
 def _like(t: Tensor, dtype, device):

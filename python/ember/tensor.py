@@ -5,26 +5,31 @@ and ``__array__`` share it, without copies), a CuPy array on CUDA -- and ``Tenso
 read from it. Differentiable ops are the Functions of ``autograd``; the Tensor methods
 and operators below call them. Moving between devices is explicit (``to``, ``cpu``, ``cuda``)
 and differentiable; an op whose tensors live on two devices is an error naming both.
+
+Parts of Tensor live in mixins of their own: the arithmetic operators and type promotion in
+``_tensor_arith``, the in-place methods in ``_tensor_inplace``, the conversions, comparisons and
+logic in ``_tensor_convert``, the autograd attributes and hooks in ``_tensor_autograd``.
 """
 
 from __future__ import annotations
 
 import math
-import threading
+import operator
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 
-from . import _check, backend
-from .autograd import engine
+from . import _check, _dtypes, backend
+from ._tensor_arith import ArithmeticMixin, _operands, _promoted, _raw
+from ._tensor_autograd import AutogradMixin, _set_grad, _set_requires_grad
+from ._tensor_convert import ConversionMixin
+from ._tensor_inplace import InplaceMixin
 from .autograd import functions as fns
 from .autograd import nn_functions as nn_fns
 from .autograd import shape_functions as shape_fns
 from .autograd.function import Function, Variable
 from .kernels import gemm as gemm_kernels
-
-_DTYPES = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.bool_),
-           np.dtype(np.uint8), np.dtype(np.int8)}
 
 
 def _storage(data):
@@ -36,6 +41,23 @@ def _storage(data):
     if hasattr(data, "__cuda_array_interface__"):  # a PyTorch or Numba CUDA array: shared, not copied
         return backend.get("cuda").xp.asarray(data)
     return np.asarray(data)
+
+
+def _named_device(device) -> backend.Device:
+    """The device ``device`` names (a name such as ``'cuda'``, or a ``Device``); ``'cpu:0'`` is
+    the CPU, as in PyTorch."""
+    return backend.get("cpu" if device == "cpu:0" else device)
+
+
+def _shape(sizes: tuple, what: str) -> tuple:
+    """A shape given as ints or as one sequence of ints, as PyTorch takes sizes (NumPy integers
+    and one-element integer tensors count as ints)."""
+    if len(sizes) == 1 and not hasattr(type(sizes[0]), "__index__"):
+        sizes = sizes[0]
+    try:
+        return tuple(operator.index(s) for s in sizes)
+    except TypeError:
+        raise TypeError(f"{what}: sizes must be ints or one sequence of ints, got {sizes!r}") from None
 
 
 class Size(int):
@@ -55,21 +77,21 @@ class Size(int):
         return self.shape[dim]
 
 
-class Tensor(Variable):
+class Tensor(ArithmeticMixin, AutogradMixin, InplaceMixin, ConversionMixin, Variable):
     """An n-dimensional array that can record the ops applied to it and differentiate them.
 
     ``Tensor(data)`` shares ``data``'s memory when it is an array of a known device (a NumPy or
     CuPy array) of a supported dtype; ``device=`` puts it on that device (a copy when it is
-    elsewhere)."""
+    elsewhere). From a Python list it is float32, as ``torch.Tensor``."""
 
     __slots__ = ()
     __array_priority__ = 1000  # numpy_array + tensor defers to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, device=None):
-        arr = _storage(data)
+        arr = np.asarray(data, dtype=np.float32) if isinstance(data, (list, tuple)) else _storage(data)
         if device is not None:
-            arr = backend.get(device).asarray(arr)
-        if arr.dtype not in _DTYPES:
+            arr = _named_device(device).asarray(arr)
+        if arr.dtype not in _dtypes.SUPPORTED:
             if arr.dtype.kind == "f":
                 arr = arr.astype(np.float32)
             elif arr.dtype.kind in "iu":
@@ -79,8 +101,8 @@ class Tensor(Variable):
         if requires_grad and arr.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require grad, got dtype {arr.dtype}")
         self._data = arr
-        self.requires_grad = bool(requires_grad)
-        self.grad = None
+        _set_requires_grad(self, bool(requires_grad))
+        _set_grad(self, None)
         self._node = None
         self._out_index = 0
         # A tensor over another's storage counts its changes with it, so a backward that saved the
@@ -92,8 +114,8 @@ class Tensor(Variable):
         """A Tensor over array ``arr`` (a NumPy scalar becomes a 0-d array); what ops return."""
         t = Tensor.__new__(Tensor)
         t._data = arr if type(arr) is np.ndarray or backend.is_array(arr) else np.asarray(arr)
-        t.requires_grad = requires_grad
-        t.grad = None
+        _set_requires_grad(t, requires_grad)
+        _set_grad(t, None)
         t._node = None
         t._out_index = 0
         t._version = [0]
@@ -113,13 +135,22 @@ class Tensor(Variable):
         """Where the storage lives: ``'cpu'``, ``'cuda'``, ..."""
         return backend.device_of(self._data).name
 
-    def to(self, device) -> Tensor:
-        """This tensor on ``device`` (itself when it is there already; a differentiable copy
-        otherwise)."""
-        target = backend.get(device)
-        if backend.device_of(self._data) is target:
-            return self
-        return ToDeviceFn.apply(self, target)
+    def to(self, *args, device=None, dtype=None) -> Tensor:
+        """This tensor on a device and/or in a dtype, as PyTorch's ``to``: ``to(device)``,
+        ``to(dtype)``, ``to(device, dtype)``, ``to(other_tensor)`` (its device and dtype) or by
+        keyword. Itself when nothing changes; otherwise a differentiable copy."""
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, backend.Device) or (isinstance(a, str) and not _names_dtype(a)):
+                device = a
+            else:
+                dtype = a
+        t = self if dtype is None else self.type(_dtypes.dtype(dtype, "to"))
+        if device is None:
+            return t
+        target = _named_device(device)
+        return t if backend.device_of(t._data) is target else ToDeviceFn.apply(t, target)
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
@@ -129,6 +160,10 @@ class Tensor(Variable):
 
     @property
     def ndim(self) -> int:
+        return self._data.ndim
+
+    def dim(self) -> int:
+        """The number of dimensions (``ndim``)."""
         return self._data.ndim
 
     @property
@@ -141,18 +176,22 @@ class Tensor(Variable):
         return self._data.size
 
     @property
-    def is_leaf(self) -> bool:
-        return self._node is None
-
-    @property
-    def grad_fn(self):
-        return self._node
-
-    @property
     def T(self) -> Tensor:  # noqa: N802 (PyTorch's name)
+        """The transpose of a matrix; of another number of dims the dims reversed, with PyTorch's
+        deprecation warning (use ``mT`` or ``permute``)."""
         if self.ndim != 2:
-            raise ValueError(f"T needs a 2-D tensor, got shape {self.shape}; use transpose(dim0, dim1)")
+            warnings.warn(f"T on a tensor of {self.ndim} dims reverses its dims, which PyTorch deprecates: use .mT "
+                          "for batches of matrices or .permute(...) to reverse the dims", UserWarning, stacklevel=2)
+            return self.permute(tuple(range(self.ndim))[::-1])
         return self.transpose(0, 1)
+
+    @property
+    def mT(self) -> Tensor:  # noqa: N802 (PyTorch's name)
+        """The transpose of each matrix of a batch: the last two dims swapped."""
+        if self.ndim < 2:
+            raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices, got a {self.ndim}-D "
+                               "tensor")
+        return self.transpose(-2, -1)
 
     # ---------------------------------------------------------------- interop
     def _host(self) -> np.ndarray:
@@ -168,14 +207,6 @@ class Tensor(Variable):
             raise TypeError(f"numpy() on a tensor on device '{self.device}': copy it to the host with "
                             "tensor.cpu().numpy()")
         return self._data
-
-    def item(self):
-        if self.size != 1:
-            raise ValueError(f"item() needs a tensor of one element, got shape {self.shape}")
-        return self._data.reshape(-1)[0].item()
-
-    def tolist(self):
-        return self._host().tolist()
 
     def __array__(self, dtype=None, copy=None):
         if type(self._data) is not np.ndarray:
@@ -212,176 +243,34 @@ class Tensor(Variable):
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
 
-    def __len__(self) -> int:
-        if self.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return self.shape[0]
+    def clone(self) -> Tensor:
+        """A copy of the data with its own memory; differentiable (the gradient passes through)."""
+        return CloneFn.apply(self, order="K")
 
-    def __float__(self) -> float:
-        return float(self._one("float"))
+    def contiguous(self) -> Tensor:
+        """This tensor when its memory is row-major and dense already, else a differentiable copy
+        that is."""
+        return self if self._data.flags.c_contiguous else CloneFn.apply(self, order="C")
 
-    def __int__(self) -> int:
-        return int(self._one("int"))
+    def _floating(self) -> Tensor:
+        """This tensor, in float32 when it is an integer or bool one: PyTorch's floating
+        functions (exp, sigmoid...) take those so."""
+        return self if self.dtype.kind == "f" else self.float()
 
-    def __index__(self) -> int:
-        """A one-element integer tensor as an index (``x[:n]``, ``range(n)``), as in PyTorch."""
-        if self.dtype.kind not in "iu":
-            raise TypeError(f"only integer tensors of a single element can be converted to an index, got dtype "
-                            f"{self.dtype}")
-        return int(self._one("an index"))
-
-    def _one(self, what):
-        if self.size != 1:
-            raise TypeError(f"only a tensor of one element converts to {what}, got shape {self.shape}")
-        return self._data.reshape(-1)[0].item()
-
-    def __bool__(self) -> bool:
-        """The truth of a one-element tensor (``if loss > best:``); of more elements it is
-        ambiguous, as in PyTorch: use ``.any()`` or ``.all()``."""
-        if self.size != 1:
-            raise RuntimeError(f"the truth value of a tensor of {self.size} elements is ambiguous: use .any() or "
-                               ".all()")
-        return bool(self.item())
-
-    # ---------------------------------------------------------------- autograd
-    def backward(self, gradient=None, retain_graph=False) -> None:
-        """Accumulate the gradient of this tensor with respect to every leaf that requires grad
-        into the leaf's ``.grad``. ``gradient`` is required unless the tensor has one element.
-        The graph's saved values are freed afterwards unless ``retain_graph``."""
-        engine.backward(self, gradient._data if isinstance(gradient, Variable) else gradient, retain_graph)
-
-    def register_post_accumulate_grad_hook(self, hook):
-        """Call ``hook(self)`` in every backward once this leaf's ``.grad`` holds all that the
-        backward sends it (PyTorch's hook of that name); returns a handle whose ``remove()``
-        unregisters it."""
-        return engine.register_post_accumulate_grad_hook(self, hook)
-
-    def _accumulate(self, g, owned=False) -> None:
-        # A backward may hand the same array to several inputs (an add's gradient flows to
-        # both sides), so a leaf's .grad is its own copy unless the engine says nothing else
-        # holds g: changing one leaf's gradient in place (clipping, a user's edit) must not
-        # change another's. Locked: backward passes on several threads may reach one leaf.
-        with _accumulating:
-            if self.grad is None:
-                if not (owned and g.dtype == self.dtype and g.flags.c_contiguous and
-                        getattr(g.flags, "writeable", True)):
-                    g = g.astype(self.dtype, copy=True)
-                self.grad = Tensor._wrap(g)
-            elif getattr(self.grad._data.flags, "writeable", True):  # in place, as PyTorch: a reference
-                self.grad._data += g.astype(self.dtype, copy=False)  # to .grad sees the sum
-                self.grad._bump()
-            else:
-                self.grad = Tensor._wrap(self.grad._data + g.astype(self.dtype, copy=False))
-
-    def detach(self) -> Tensor:
-        """The same storage, cut from the graph."""
-        t = Tensor._wrap(self._data)
-        t._version = self._version
-        return t
-
-    def requires_grad_(self, requires_grad=True) -> Tensor:
-        if self._node is not None and not requires_grad:
-            raise RuntimeError("requires_grad_(False) on a tensor that is not a leaf: use detach()")
-        if requires_grad and self.dtype.kind != "f":
-            raise TypeError(f"only floating-point tensors can require grad, got dtype {self.dtype}")
-        self.requires_grad = bool(requires_grad)
-        return self
-
-    def _bump(self) -> None:
-        self._version[0] += 1
-
-    def zero_(self) -> Tensor:
-        """Fill with zeros in place (a leaf that requires grad only under no_grad)."""
-        self._check_inplace()
-        self._data[...] = 0
-        self._bump()
-        return self
-
-    def _check_inplace(self, value=None) -> None:
-        """In-place changes are not recorded in the graph, so where a gradient would flow
-        through them they are refused (never a silently wrong gradient)."""
-        if not engine.is_grad_enabled():
-            return
-        if self.requires_grad and self._node is None:
-            raise RuntimeError("a leaf tensor that requires grad is being modified in place; "
-                               "do it under ember.no_grad()")
-        if self._node is not None:
-            raise RuntimeError(f"a tensor computed from ones that require grad (grad_fn=<{self._node.name()}>) is "
-                               "being modified in place, which the graph would not record and its gradient would "
-                               "miss: compute the change out of place (ember.where, ember.cat) or under "
-                               "ember.no_grad()")
-        if isinstance(value, Tensor) and value.requires_grad:
-            raise RuntimeError("a tensor that requires grad is being written into another in place, which the graph "
-                               "would not record: build the result out of place (ember.where, ember.cat) or do it "
-                               "under ember.no_grad()")
-
-    # ---------------------------------------------------------------- ops
-    # A Python number operand takes the scalar ops' shorter path when the tensor is floating.
-    def _number(self, other):
-        """other as a scalar of this tensor's dtype when it is a Python number and the tensor is
-        floating, else None (the general op takes it)."""
-        if type(other) in _NUMBERS and self._data.dtype.kind == "f":
-            return self._data.dtype.type(other)
-        return None
-
-    def __add__(self, other):
-        c = self._number(other)
-        return fns.AddFn.apply(*_operands(self, other)) if c is None else fns.AddScalarFn.apply(self, c)
-
-    def __radd__(self, other):
-        c = self._number(other)
-        return fns.AddFn.apply(*_operands(other, self)) if c is None else fns.AddScalarFn.apply(self, c)
-
-    def __sub__(self, other):
-        c = self._number(other)
-        return fns.SubFn.apply(*_operands(self, other)) if c is None else fns.AddScalarFn.apply(self, -c)
-
-    def __rsub__(self, other):
-        c = self._number(other)
-        return fns.SubFn.apply(*_operands(other, self)) if c is None else fns.RSubScalarFn.apply(self, c)
-
-    def __mul__(self, other):
-        c = self._number(other)
-        return fns.MulFn.apply(*_operands(self, other)) if c is None else fns.MulScalarFn.apply(self, c)
-
-    def __rmul__(self, other):
-        c = self._number(other)
-        return fns.MulFn.apply(*_operands(other, self)) if c is None else fns.MulScalarFn.apply(self, c)
-
-    def __truediv__(self, other):
-        if self.dtype.kind != "f":  # true division of integers gives float32, as in PyTorch
-            return self.float() / other
-        c = self._number(other)
-        return fns.DivFn.apply(*_operands(self, other)) if c is None else fns.DivScalarFn.apply(self, c)
-
-    def __rtruediv__(self, other):
+    def _floating_only(self, what) -> None:
+        """A TypeError unless this tensor is floating: PyTorch computes ``what`` for those only."""
         if self.dtype.kind != "f":
-            return other / self.float()
-        return fns.DivFn.apply(*_operands(other, self))
-
-    def __neg__(self):
-        return fns.NegFn.apply(self)
-
-    def __pow__(self, other):
-        return fns.PowFn.apply(*_operands(self, other))
-
-    def __rpow__(self, other):
-        return fns.PowFn.apply(*_operands(other, self))
-
-    def __matmul__(self, other):
-        return fns.MatMulFn.apply(*_operands(self, other))
-
-    def __rmatmul__(self, other):
-        return fns.MatMulFn.apply(*_operands(other, self))
+            raise TypeError(f"{what}: the input must be a floating-point tensor, got {self.dtype}; convert it with "
+                            ".float()")
 
     def exp(self):
-        return fns.ExpFn.apply(self)
+        return fns.ExpFn.apply(self._floating())
 
     def log(self):
-        return fns.LogFn.apply(self)
+        return fns.LogFn.apply(self._floating())
 
     def sqrt(self):
-        return fns.SqrtFn.apply(self)
+        return fns.SqrtFn.apply(self._floating())
 
     def abs(self):
         return fns.AbsFn.apply(self)
@@ -389,29 +278,75 @@ class Tensor(Variable):
     def relu(self):
         return nn_fns.ReLUFn.apply(self)
 
-    def sum(self, dim=None, keepdim=False):
-        return fns.SumFn.apply(self, dim=dim, keepdim=keepdim)
+    def sigmoid(self):
+        return nn_fns.SigmoidFn.apply(self._floating())
 
-    def mean(self, dim=None, keepdim=False):
-        return fns.MeanFn.apply(self, dim=dim, keepdim=keepdim)
+    def tanh(self):
+        return nn_fns.TanhFn.apply(self._floating())
 
+    def softmax(self, dim):
+        return nn_fns.SoftmaxFn.apply(self, dim=self._dim(dim, "softmax"))
+
+    def log_softmax(self, dim):
+        return nn_fns.LogSoftmaxFn.apply(self, dim=self._dim(dim, "log_softmax"))
+
+    def sum(self, dim=None, keepdim=False, dtype=None):
+        """The sum over ``dim`` (an int, a tuple of ints, or None for all), in ``dtype`` when
+        given (the input is cast first); an integer or bool tensor sums in int64, as in PyTorch."""
+        x = self.type(_dtypes.dtype(dtype, "sum")) if dtype is not None else \
+            self if self.dtype.kind == "f" else self.long()
+        return fns.SumFn.apply(x, dim=self._dims(dim, "sum"), keepdim=keepdim)
+
+    def mean(self, dim=None, keepdim=False, dtype=None):
+        """The mean over ``dim``, of a floating tensor or in a floating ``dtype``."""
+        x = self if dtype is None else self.type(_dtypes.dtype(dtype, "mean"))
+        x._floating_only("mean")
+        return fns.MeanFn.apply(x, dim=self._dims(dim, "mean"), keepdim=keepdim)
+
+    # ---------------------------------------------------------------- shapes
     def reshape(self, *shape):
-        shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        return shape_fns.ReshapeFn.apply(self, shape=_shape(shape, "reshape"))
+
+    def view(self, *shape):
+        """The same memory seen with another shape: an error where the tensor's strides do not
+        allow that without a copy (after a transpose, say), as in PyTorch; ``reshape`` copies then."""
+        shape = _shape(shape, "view")
+        if not _viewable(self._data, shape):
+            raise RuntimeError(f"view size {shape} is not compatible with input tensor's size {tuple(self.shape)} and "
+                               "stride (at least one dimension spans across two contiguous subspaces). Use "
+                               ".reshape(...) instead.")
         return shape_fns.ReshapeFn.apply(self, shape=shape)
 
-    view = reshape
-
     def transpose(self, dim0, dim1):
-        return shape_fns.TransposeFn.apply(self, dim0=dim0, dim1=dim1)
+        d0, d1 = self._dim(dim0, "transpose"), self._dim(dim1, "transpose")
+        if self.ndim == 0:  # its one dim, 0 or -1, with itself: a view of the same
+            return self.reshape(())
+        return shape_fns.TransposeFn.apply(self, dim0=d0, dim1=d1)
 
     def matmul(self, other):
         return self @ other
 
+    def repeat(self, *sizes):
+        """The tensor tiled ``sizes[i]`` times along dim i (leading sizes add dims), a copy;
+        differentiable."""
+        sizes = _shape(sizes, "repeat")
+        if len(sizes) < self.ndim:
+            raise RuntimeError(f"repeat: {len(sizes)} repeat sizes for a tensor of {self.ndim} dims (it takes at "
+                               "least one per dim)")
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        tiles = self.reshape(tuple(v for n in shape for v in (1, n))).expand(
+            tuple(v for r, n in zip(sizes, shape) for v in (r, n)))
+        return CloneFn.apply(tiles, order="C").reshape(tuple(r * n for r, n in zip(sizes, shape)))
+
     # ---------------------------------------------------------------- dtype casts (PyTorch's names)
-    def type(self, dtype) -> Tensor:
+    def type(self, dtype=None):
         """This tensor as ``dtype`` (itself when it has it): differentiable between floating
-        dtypes; a cast to an integer or bool dtype is cut from the graph, as in PyTorch."""
-        dtype = np.dtype(dtype)
+        dtypes; a cast to an integer or bool dtype is cut from the graph, as in PyTorch. Without
+        ``dtype``, the name of the tensor's dtype (``'float32'``; PyTorch names a type such as
+        ``'torch.FloatTensor'`` there)."""
+        if dtype is None:
+            return self.dtype.name
+        dtype = _dtypes.dtype(dtype, "type")
         if dtype == self.dtype:
             return self
         if dtype.kind == "f" and self.dtype.kind == "f":
@@ -423,6 +358,10 @@ class Tensor(Variable):
 
     def double(self) -> Tensor:
         return self.type(np.float64)
+
+    def half(self) -> Tensor:
+        """float16: a TypeError, as Ember's tensors have no float16 (it lists those they have)."""
+        return self.type(_dtypes.dtype(np.float16, "half"))
 
     def long(self) -> Tensor:
         return self.type(np.int64)
@@ -438,8 +377,10 @@ class Tensor(Variable):
 
     def clamp(self, min=None, max=None):  # noqa: A002 (PyTorch's names)
         """Values limited to [min, max]: each a number, a tensor or an array (broadcast), or
-        None. An integer tensor with a fractional bound becomes float32, as in PyTorch, rather
-        than having the bound cut. Bounds get no gradient."""
+        None (not both). An integer tensor with a fractional bound becomes float32, as in
+        PyTorch, rather than having the bound cut. Bounds get no gradient."""
+        if min is None and max is None:
+            raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
         bounds = []
         for b in (min, max):
             if isinstance(b, Tensor):
@@ -461,25 +402,30 @@ class Tensor(Variable):
     def max(self, dim=None, keepdim=False):
         """The largest element (a 0-d tensor; ties share the gradient); along ``dim``,
         ``(values, indices)`` as in PyTorch: the first largest element, or the first NaN, and
-        its index. ``amax`` reduces several dims at once."""
+        its index. ``amax`` reduces several dims at once (and keeps them with ``keepdim``)."""
         if dim is None:
-            return fns.MaxReduceFn.apply(self, keepdim=keepdim, largest=True)
+            return self._all_extreme("max", keepdim, largest=True)
         return self._extreme(dim, keepdim, largest=True)
 
     def min(self, dim=None, keepdim=False):
         """The smallest element, or ``(values, indices)`` along ``dim``: see ``max``."""
         if dim is None:
-            return fns.MaxReduceFn.apply(self, keepdim=keepdim, largest=False)
+            return self._all_extreme("min", keepdim, largest=False)
         return self._extreme(dim, keepdim, largest=False)
+
+    def _all_extreme(self, what, keepdim, largest):
+        if keepdim:
+            raise TypeError(f"{what}: keepdim needs a dim; amax/amin(keepdim=True) keep every dim")
+        return fns.MaxReduceFn.apply(self, largest=largest)
 
     def amax(self, dim=None, keepdim=False):
         """The largest values over ``dim`` (an int, a tuple of ints, or None for all); the
         gradient is shared evenly among tied maxima."""
-        return fns.MaxReduceFn.apply(self, dim=dim, keepdim=keepdim, largest=True)
+        return fns.MaxReduceFn.apply(self, dim=self._dims(dim, "amax"), keepdim=keepdim, largest=True)
 
     def amin(self, dim=None, keepdim=False):
         """The smallest values over ``dim``: see ``amax``."""
-        return fns.MaxReduceFn.apply(self, dim=dim, keepdim=keepdim, largest=False)
+        return fns.MaxReduceFn.apply(self, dim=self._dims(dim, "amin"), keepdim=keepdim, largest=False)
 
     def _extreme(self, dim, keepdim, largest) -> ValuesIndices:
         what = "max" if largest else "min"
@@ -497,7 +443,7 @@ class Tensor(Variable):
 
     def argmax(self, dim=None, keepdim=False):
         """Index of the largest element (the first one, or the first NaN), over all elements
-        or along ``dim``; no gradient."""
+        (of shape (1,) * ndim with ``keepdim``) or along ``dim``; no gradient."""
         return self._arg(dim, keepdim, "argmax")
 
     def argmin(self, dim=None, keepdim=False):
@@ -510,31 +456,51 @@ class Tensor(Variable):
         if self.size == 0 and (dim is None or self.shape[self._dim(dim, what)] == 0):
             raise IndexError(f"{what} of an empty {'tensor' if dim is None else 'dim'}")
         if dim is None:
-            return Tensor._wrap(xp.asarray(find(self._data)))
+            return Tensor._wrap(xp.asarray(find(self._data)).reshape((1,) * self.ndim if keepdim else ()))
         if self.ndim == 0:
             self._dim(dim, what)
             return Tensor._wrap(xp.asarray(0))
         return Tensor._wrap(find(self._data, axis=self._dim(dim, what), keepdims=keepdim))
 
     def logsumexp(self, dim=None, keepdim=False):
-        return fns.LogSumExpFn.apply(self, dim=dim, keepdim=keepdim)
+        return fns.LogSumExpFn.apply(self._floating(), dim=self._dims(dim, "logsumexp"), keepdim=keepdim)
 
-    def var(self, dim=None, keepdim=False, correction=1):
-        return fns.VarFn.apply(self, dim=dim, keepdim=keepdim, correction=correction)
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """The variance over ``dim``, dividing by the count less ``correction`` (1 unless given;
+        ``unbiased=False`` is ``correction=0``), with PyTorch's argument order."""
+        if isinstance(dim, bool):  # PyTorch's var(unbiased)
+            dim, unbiased = None, dim
+        if unbiased is not None and correction is not None:
+            raise TypeError("var: give unbiased or correction, not both")
+        self._floating_only("var")
+        correction = (1 if unbiased is None or unbiased else 0) if correction is None else correction
+        return fns.VarFn.apply(self, dim=self._dims(dim, "var"), keepdim=keepdim, correction=correction)
 
-    def std(self, dim=None, keepdim=False, correction=1):
-        return fns.SqrtFn.apply(self.var(dim, keepdim, correction), zero_at_zero=True)
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """The standard deviation: the square root of ``var`` (same arguments)."""
+        variance = self.var(dim, unbiased, keepdim, correction=correction)
+        return fns.SqrtFn.apply(variance, zero_at_zero=True)
 
     def _dim(self, dim, what, extra=0) -> int:
         """``dim`` in [-n, n) for n = ndim + extra (a 0-d tensor has the one dim 0 or -1, as in
         PyTorch), as a non-negative index; else an IndexError naming ``what``."""
         n = max(self.ndim + extra, 1)
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        if isinstance(dim, bool) or not hasattr(type(dim), "__index__"):
             raise TypeError(f"{what}: dim must be an int, got {dim!r}")
+        dim = operator.index(dim)
         if not -n <= dim < n:
             raise IndexError(f"{what}: dim {dim} is out of range for a tensor of {self.ndim} dimensions "
                              f"(expected one in [{-n}, {n - 1}])")
-        return int(dim) % n
+        return dim % n
+
+    def _dims(self, dim, what):
+        """``dim`` of a reduction -- None, an int or a sequence of ints -- with each dim checked
+        and made a non-negative int."""
+        if dim is None:
+            return None
+        if hasattr(type(dim), "__index__"):
+            return self._dim(dim, what)
+        return tuple(self._dim(d, what) for d in dim)
 
     def flatten(self, start_dim=0, end_dim=-1):
         s, e = self._dim(start_dim, "flatten"), self._dim(end_dim, "flatten")
@@ -544,26 +510,30 @@ class Tensor(Variable):
         return self.reshape(shape)
 
     def permute(self, *dims):
-        dims = tuple(dims[0]) if len(dims) == 1 and not isinstance(dims[0], int) else dims
+        dims = _shape(dims, "permute")
         index = [self._dim(d, "permute") for d in dims]
         if sorted(index) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dimensions")
         return shape_fns.PermuteFn.apply(self, dims=tuple(index))
 
     def squeeze(self, dim=None):
-        if dim is None:
-            return self.reshape(tuple(n for n in self.shape if n != 1))
-        d = self._dim(dim, "squeeze")
-        if self.ndim == 0:
-            return self
-        return self.reshape(self.shape[:d] + self.shape[d + 1 :]) if self.shape[d] == 1 else self
+        """A view without the dims of size 1 among ``dim`` (an int or a tuple of ints; all dims
+        when None); always a new tensor, as in PyTorch."""
+        dims = range(self.ndim) if dim is None else self._dims(dim, "squeeze")
+        dims = {dims} if isinstance(dims, int) else set(dims)
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if n != 1 or i not in dims))
 
     def unsqueeze(self, dim):
         d = self._dim(dim, "unsqueeze", extra=1)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def expand(self, *shape):
-        shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        """A view with dims of size 1 repeated (-1 keeps a dim's size); its repeated elements
+        share memory, so it is read-only unless nothing was repeated (as PyTorch's are written
+        through, writes to a broadcast one are refused)."""
+        shape = _shape(shape, "expand")
+        if len(shape) == self.ndim and all(s in (-1, n) for s, n in zip(shape, self.shape)):
+            return self.reshape(self.shape)
         return shape_fns.ExpandFn.apply(self, shape=shape)
 
     def split(self, split_size, dim=0):
@@ -595,18 +565,6 @@ class Tensor(Variable):
         n = self.shape[self._dim(dim, "chunk")]
         return self.split(max(-(-n // chunks), 1) if n else 0, dim)
 
-    def sigmoid(self):
-        return nn_fns.SigmoidFn.apply(self)
-
-    def tanh(self):
-        return nn_fns.TanhFn.apply(self)
-
-    def softmax(self, dim):
-        return nn_fns.SoftmaxFn.apply(self, dim=self._dim(dim, "softmax"))
-
-    def log_softmax(self, dim):
-        return nn_fns.LogSoftmaxFn.apply(self, dim=self._dim(dim, "log_softmax"))
-
     def _key(self, key):
         """An index with its tensors and arrays on this tensor's device."""
         dev = backend.device_of(self._data)
@@ -622,35 +580,6 @@ class Tensor(Variable):
 
     def __getitem__(self, key):
         return shape_fns.IndexFn.apply(self, key=self._key(key))
-
-    def __setitem__(self, key, value):
-        self._check_inplace(value)
-        value = _raw(value)
-        if type(value) is np.ndarray or backend.is_array(value):
-            value = backend.device_of(self._data).asarray(value)
-        self._data[self._key(key)] = value
-        self._bump()
-
-    # comparisons record no graph
-    def __eq__(self, other):  # noqa: D105
-        return Tensor._wrap(backend.namespace(self._data).equal(self._data, _raw(other)))
-
-    def __ne__(self, other):
-        return Tensor._wrap(backend.namespace(self._data).not_equal(self._data, _raw(other)))
-
-    def __lt__(self, other):
-        return Tensor._wrap(backend.namespace(self._data).less(self._data, _raw(other)))
-
-    def __le__(self, other):
-        return Tensor._wrap(backend.namespace(self._data).less_equal(self._data, _raw(other)))
-
-    def __gt__(self, other):
-        return Tensor._wrap(backend.namespace(self._data).greater(self._data, _raw(other)))
-
-    def __ge__(self, other):
-        return Tensor._wrap(backend.namespace(self._data).greater_equal(self._data, _raw(other)))
-
-    __hash__ = object.__hash__
 
 
 class ValuesIndices(NamedTuple):
@@ -674,46 +603,54 @@ class ToDeviceFn(Function):
         return ctx.source.asarray(g), None
 
 
-_NUMBERS = (float, int)
-_accumulating = threading.Lock()  # gradients summed into leaves, one at a time
+class CloneFn(Function):
+    """A copy in its own memory, laid out as ``a`` (``order='K'``) or row-major (``'C'``); the
+    gradient passes through."""
+
+    grad_name = "Clone"
+
+    @staticmethod
+    def forward(ctx, a, order):
+        return backend.namespace(a).array(a, copy=True, order=order)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
 
 
-def _raw(x):
-    return x._data if isinstance(x, Tensor) else x
+def _names_dtype(name: str) -> bool:
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
 
 
-def _operand(x, like: Tensor):
-    """A Python number or array becomes an array of the tensor's dtype (as PyTorch's type
-    promotion keeps float32 for float32 op scalar); tensors pass through."""
-    if isinstance(x, Tensor):
-        return x
-    if type(x) in (float, int) and like.dtype.kind == "f":  # the common case, kept short
-        return like.dtype.type(x)
-    if type(x) is float:  # an integer or bool tensor with a float: float32, PyTorch's default dtype
-        return np.float32(x)
-    arr = _storage(x)
-    if arr.ndim == 0 and type(arr) is np.ndarray:  # a number: a scalar lives on every device
-        return like.dtype.type(arr) if arr.dtype.kind in "fiub" and like.dtype.kind == "f" else arr[()]
-    arr = backend.device_of(like._data).asarray(arr)
-    return arr.astype(like.dtype) if arr.dtype.kind in "fiub" and like.dtype.kind == "f" else arr
-
-
-def _operands(a, b) -> tuple:
-    """The two sides of a binary op, at least one a Tensor: the other as ``_operand`` makes it,
-    and an integer or bool tensor meeting a floating operand cast to that floating dtype, as
-    PyTorch promotes (NumPy would make int64 with float32 float64)."""
-    if type(a) is type(b) is Tensor and a._data.dtype == b._data.dtype:  # the common case, kept short
-        return a, b
-    like = a if isinstance(a, Tensor) else b
-    if not isinstance(like, Tensor):
-        raise TypeError("at least one argument must be a Tensor")
-    a, b = _operand(a, like), _operand(b, like)
-    kind_a, kind_b = np.dtype(a.dtype).kind, np.dtype(b.dtype).kind
-    if kind_a != "f" and kind_b == "f" and isinstance(a, Tensor):
-        a = a.type(b.dtype)
-    elif kind_b != "f" and kind_a == "f" and isinstance(b, Tensor):
-        b = b.type(a.dtype)
-    return a, b
+def _viewable(arr, shape) -> bool:
+    """Whether ``arr`` can be seen with ``shape`` (-1 inferred) without a copy: PyTorch's rule
+    (``computeStride``), run from the last dim on chunks of dims whose strides join up."""
+    old, strides = arr.shape, arr.strides
+    numel = math.prod(old)
+    if -1 in shape and shape.count(-1) == 1:
+        known = math.prod(s for s in shape if s != -1)
+        shape = tuple(numel // known if s == -1 and known else s for s in shape)
+    if math.prod(shape) != numel:
+        return True  # reshape reports the mismatch
+    if not old or numel == 0:
+        return True
+    view_d, base_stride = len(shape) - 1, strides[-1]
+    tensor_numel = view_numel = 1
+    for d in range(len(old) - 1, -1, -1):
+        tensor_numel *= old[d]
+        if d == 0 or (old[d - 1] != 1 and strides[d - 1] != tensor_numel * base_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or shape[view_d] == 1):
+                view_numel *= shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return False
+            if d > 0:
+                base_stride, tensor_numel, view_numel = strides[d - 1], 1, 1
+    return view_d == -1
 
 
 # -------------------------------------------------------------------- functions of tensors
@@ -741,12 +678,19 @@ def matmul(a, b, out=None):
 
 
 def where(condition, a, b) -> Tensor:
-    a, b = _operands(a, b)
-    return fns.WhereFn.apply(_raw(condition), a, b)
+    """``a`` where ``condition`` holds, else ``b`` (tensors, arrays or numbers, broadcast; one of
+    the three a tensor), promoted as PyTorch's arithmetic: ``where(mask, 1.0, 0.0)`` is float32."""
+    like = next((x for x in (condition, a, b) if isinstance(x, Tensor)), None)
+    if like is None:
+        raise TypeError("where: at least one of condition, a and b must be a Tensor")
+    cond = condition if isinstance(condition, Tensor) else \
+        Tensor._wrap(backend.device_of(like._data).asarray(condition))
+    return fns.WhereFn.apply(cond, *_promoted(like, (a, b)))
 
 
 def _joined(tensors, dim, what, extra) -> tuple:
-    """The tensors to cat or stack, checked, and ``dim`` as a non-negative index."""
+    """The tensors to cat or stack, checked and promoted to one dtype, and ``dim`` as a
+    non-negative index."""
     if isinstance(tensors, Tensor) or not hasattr(tensors, "__iter__"):
         raise TypeError(f"{what}: expected a sequence of tensors, got {type(tensors).__name__}")
     tensors = tuple(tensors)
@@ -765,7 +709,7 @@ def _joined(tensors, dim, what, extra) -> tuple:
         if not same:
             need = "the same shape" if extra else f"the same shape outside dim {dim}"
             raise ValueError(f"{what}: tensors need {need}; item 0 has {first.shape}, item {i} has {t.shape}")
-    return tensors, d
+    return _promoted(first, tensors), d
 
 
 def cat(tensors, dim=0) -> Tensor:

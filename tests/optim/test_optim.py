@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import ember
+from ember.autograd.function import Variable
 from ember import kernels
 from ember import nn
 
@@ -208,13 +209,22 @@ def _spoil_read_only(params, opt):
     params[2]._data.flags.writeable = False
 
 
+def _force_grad(p, g):
+    """Set ``p.grad`` past the assignment's own checks (which refuse these gradients as PyTorch's
+    do): a gradient that stopped fitting its parameter afterwards, say after ``p._data`` was
+    replaced, reaches the optimizer so."""
+    with pytest.raises((TypeError, RuntimeError)):
+        p.grad = g
+    Variable.grad.__set__(p, g)
+
+
 # What breaks parameter c (group 1, after group 0's float32 and float64 parameters), and the error.
 SPOILS = [
-    ("float64 grad", lambda ps, o: setattr(ps[2], "grad", ember.tensor(np.ones(1000), dtype=np.float64)), TypeError,
+    ("float64 grad", lambda ps, o: _force_grad(ps[2], ember.tensor(np.ones(1000), dtype=np.float64)), TypeError,
      r"param_groups\[1\]\['params'\]\[0\]: grad has dtype float64 but the parameter has float32"),
-    ("grad shape", lambda ps, o: setattr(ps[2], "grad", ember.ones(7)), ValueError,
+    ("grad shape", lambda ps, o: _force_grad(ps[2], ember.ones(7)), ValueError,
      r"param_groups\[1\]\['params'\]\[0\]: grad has shape \(7,\) but the parameter has \(1000,\)"),
-    ("grad not a Tensor", lambda ps, o: setattr(ps[2], "grad", np.ones(1000, np.float32)), TypeError,
+    ("grad not a Tensor", lambda ps, o: _force_grad(ps[2], np.ones(1000, np.float32)), TypeError,
      r"param_groups\[1\]\['params'\]\[0\]: grad must be a Tensor, got ndarray"),
     ("read-only parameter", _spoil_read_only, ValueError,
      r"param_groups\[1\]\['params'\]\[0\]: the parameter is read-only"),
@@ -288,7 +298,7 @@ def test_a_refused_step_changes_nothing(name, kwargs, spoil, error, match):
 def test_sgd_refused_step_leaves_no_momentum_buffer():
     p = nn.Parameter(np.ones(1000, np.float32))
     opt = ember.optim.SGD([p], lr=0.1, momentum=0.9)
-    p.grad = ember.Tensor._wrap(np.ones(1000, np.float64))
+    _force_grad(p, ember.Tensor._wrap(np.ones(1000, np.float64)))
     with pytest.raises(TypeError, match=r"SGD.step: param_groups\[0\]\['params'\]\[0\]: grad has dtype float64"):
         opt.step()
     assert opt.state == {}
@@ -405,3 +415,25 @@ def test_the_closure_runs_with_autograd_on(device, rng, name, kwargs):
     theirs = [topt.step(tclosure).item() for _ in range(3)]
     np.testing.assert_allclose(losses, theirs, rtol=1e-5)
     np.testing.assert_allclose(p.detach().cpu().numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_amsgrad_turned_on_between_steps_starts_its_running_max_there():
+    """PyTorch's Adam raises KeyError halfway through such a step (after updating the groups
+    before); Ember starts the running max of the second moment from the current one."""
+    def run(toggle):
+        a, b = nn.Parameter(np.full(4, 1.0, np.float32)), nn.Parameter(np.full(4, 2.0, np.float32))
+        opt = ember.optim.Adam([{"params": [a]}, {"params": [b]}], lr=0.1)
+        for k in range(3):
+            if toggle and k == 1:
+                opt.param_groups[1]["amsgrad"] = True
+            for p in (a, b):
+                p.grad = ember.tensor(np.linspace(-1, 1, 4) * (k + 1), dtype=np.float32)
+            opt.step()
+        return a, b, opt
+
+    a, b, opt = run(True)
+    a0, b0, _ = run(False)
+    np.testing.assert_array_equal(a.detach().numpy(), a0.detach().numpy())  # group 0 as without the switch
+    assert opt.state[id(a)]["step"] == opt.state[id(b)]["step"] == 3
+    v = opt.state[id(b)]["exp_avg_sq"]
+    assert np.all(opt.state[id(b)]["max_exp_avg_sq"] >= v)
