@@ -345,15 +345,72 @@ def test_a_resume_refuses_callback_states_that_do_not_fit(tmp_path):
     with safe_open(str(tmp_path / "run.safetensors"), "np") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     extra = json.loads(meta["ember.extra"])
-    assert set(extra["callbacks"]) == {"ModelCheckpoint[0]", "LearningRateScheduler[0]", "LearningRateScheduler[1]",
-                                       "EarlyStopping[0]"}
+    # a schedule of the epoch keeps nothing: its place follows from the epoch
+    assert set(extra["callbacks"]) == {"ModelCheckpoint[0]", "LearningRateScheduler[1]", "EarlyStopping[0]"}
+    plateau = extra["callbacks"]["LearningRateScheduler[1]"]
     for key, state in [("EarlyStopping[0]", {"monitor": "loss", "best": 0.5, "wait": 0, "best_epoch": 1}),
-                       ("LearningRateScheduler[1]", {"schedule": {"best": "low"}}),
+                       ("EarlyStopping[0]", {"monitor": "val_loss", "best": None, "wait": 0, "best_epoch": 1}),
+                       ("EarlyStopping[0]", {"monitor": "val_loss", "best": 0.5, "wait": 1.5, "best_epoch": 1}),
+                       ("LearningRateScheduler[1]", {**plateau, "best": "low"}),
+                       ("LearningRateScheduler[1]", {**plateau, "factor": 0.5}),
                        ("LearningRateScheduler[0]", [1, 2])]:
         save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={
             **meta, "ember.extra": json.dumps({**extra, "callbacks": {**extra["callbacks"], key: state}})})
         with pytest.raises(ValueError, match=rf"bad.safetensors records a state for {re.escape(key)} that does not"):
             _scheduled_run(tmp_path / "bad.safetensors", 4, resume=True)
+
+
+def test_chained_epoch_schedules_apply_each_factor_once():
+    """LinearLR warm-up with ExponentialLR, each in its callback: PyTorch's rates."""
+    from ember.optim import lr_scheduler
+
+    x, y = blobs()
+    model = mlp()
+    opt = ember.optim.SGD(model.parameters(), lr=0.9)
+    model.compile(optimizer=opt)
+    warm, decay = lr_scheduler.LinearLR(opt, 1 / 3, total_iters=3), lr_scheduler.ExponentialLR(opt, 0.5)
+    history = model.fit(x, y, epochs=3, verbose=0, callbacks=[LearningRateScheduler(warm), LearningRateScheduler(decay)])
+    assert history.history["lr"] == pytest.approx([0.3, 0.25, 0.175])
+
+
+def _one_cycle_run(path, epochs, resume=False):
+    from ember.optim import lr_scheduler
+
+    x, y = blobs(n=32)
+    ember.manual_seed(1)
+    model = mlp()
+    opt = ember.optim.SGD(model.parameters(), lr=0.1)
+    model.compile(optimizer=opt)
+    cycle = lr_scheduler.OneCycleLR(opt, 1.0, total_steps=epochs * 2)
+    history = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, seed=2, resume_from=path if resume else None,
+                        callbacks=[LearningRateScheduler(cycle, interval="batch"), ModelCheckpoint(path)])
+    return history, cycle
+
+
+def test_a_resume_follows_the_schedule_it_is_given(tmp_path):
+    """A schedule rebuilt for a longer run (OneCycleLR over 8 steps, the checkpoint written under
+    one of 4) runs as built: its arguments are the new run's, its place the checkpoint's step."""
+    _one_cycle_run(tmp_path / "run.safetensors", 2)
+    resumed, cycle = _one_cycle_run(tmp_path / "run.safetensors", 4, resume=True)
+    straight, _ = _one_cycle_run(tmp_path / "straight.safetensors", 4)
+    assert cycle.total_steps == 8 and cycle.last_epoch == 7
+    assert resumed.history["lr"][2:] == pytest.approx(straight.history["lr"][2:])
+
+
+def test_a_callback_state_json_cannot_hold_is_left_out_with_a_warning(tmp_path):
+    class Ema(Callback):
+        def state_dict(self):
+            return {"average": np.zeros(3)}
+
+        def load_state_dict(self, state):
+            raise AssertionError("never stored, never restored")
+
+    x, y = blobs()
+    model = mlp()
+    model.compile()
+    with pytest.warns(UserWarning, match=r"the state of callback Ema\[0\] is left out"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[Ema(), ModelCheckpoint(tmp_path / "m.safetensors")])
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[Ema()], resume_from=tmp_path / "m.safetensors")
 
 
 def test_no_samples_and_no_epochs_are_errors_not_zero_losses():

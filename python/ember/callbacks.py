@@ -8,11 +8,14 @@ each epoch and of each training batch with the logs so far (``loss``, the metric
 ``samples_per_s`` and, at an epoch's end, ``val_*``). Setting ``self.model.stop_training =
 True`` ends training after the current epoch.
 
-A callback whose decisions depend on earlier epochs (a schedule's progress, the best value seen)
+A callback whose decisions depend on earlier epochs (a plateau's counts, the best value seen)
 gives that state with ``state_dict()`` and takes it back with ``load_state_dict()``;
-``ModelCheckpoint`` stores every callback's state, after every callback has run at the epoch's
-end, and ``fit(resume_from=...)`` gives it back to the callback of the same class and position,
-so that a resumed run continues as the uninterrupted one would have.
+``ModelCheckpoint`` stores every callback's state (JSON values) as it is when the checkpoint is
+written, and ``fit(resume_from=...)`` gives it back to the callback of the same class and
+position, so that a resumed run continues as the uninterrupted one would have. Callbacks run in
+the order given, except that at an epoch's end the ``ModelCheckpoint`` callbacks run after the
+others (as PyTorch Lightning's do), so that a checkpoint holds what every other callback made of
+the epoch.
 
 In distributed training (``ember.distributed``) every rank runs the callbacks with the same,
 global epoch logs, so their decisions agree; those that write files or print
@@ -73,20 +76,25 @@ class Callback:
 
 def _same_form(now, saved) -> bool:
     """Whether a stored state has the form of the state a callback has now: the same keys, lists
-    of the same lengths, numbers where it has numbers (or None), and equal strings."""
+    of the same lengths, equal strings and flags, integers where it has integers, numbers where
+    it has numbers, and a number or None where it has None (a value not known yet)."""
     if isinstance(now, dict):
         return isinstance(saved, dict) and saved.keys() == now.keys() and all(_same_form(now[k], saved[k]) for k in now)
     if isinstance(now, (list, tuple)):
         return isinstance(saved, list) and len(saved) == len(now) and all(map(_same_form, now, saved))
     if isinstance(now, (str, bool)):
         return saved == now and type(saved) is type(now)
-    if now is None or isinstance(now, numbers.Real):
-        return saved is None or isinstance(saved, numbers.Real) and not isinstance(saved, bool)
-    return False
+    if saved is None:
+        return now is None
+    if isinstance(saved, bool) or not isinstance(saved, numbers.Real):
+        return False
+    if now is None or isinstance(now, numbers.Real) and not isinstance(now, numbers.Integral):
+        return True
+    return isinstance(now, numbers.Integral) and isinstance(saved, numbers.Integral)
 
 
 class CallbackList:
-    """Calls each callback in order."""
+    """Calls each callback in order (at an epoch's end, the ModelCheckpoints last)."""
 
     def __init__(self, callbacks, model, params, main=True):
         callbacks = list(callbacks)
@@ -110,8 +118,22 @@ class CallbackList:
             yield f"{name}[{seen[name]}]", cb
 
     def states(self) -> dict:
-        """Every callback's state that is not None, by key."""
-        return {key: state for key, cb in self._keyed() if (state := cb.state_dict()) is not None}
+        """Every callback's state that is not None, by key. A state JSON cannot hold (a callback
+        of one's own that keeps arrays, say) is left out, with a warning: a run resumed from
+        the checkpoint starts that callback afresh."""
+        from .checkpoint import _json_ready
+
+        out = {}
+        for key, cb in self._keyed():
+            state = cb.state_dict()
+            if state is None:
+                continue
+            try:
+                out[key] = _json_ready(state)
+            except TypeError as exc:
+                warnings.warn(f"ModelCheckpoint: the state of callback {key} is left out of the checkpoint ({exc}); "
+                              "a run resumed from it starts that callback afresh", stacklevel=3)
+        return out
 
     def checked_states(self, saved, where: str) -> list:
         """The (callback, state) pairs to restore from ``saved`` (what ``states`` gave in an
@@ -142,8 +164,7 @@ class CallbackList:
             cb.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        # Checkpoints are written last, so they hold the state every other callback left.
-        for cb in sorted(self.callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint)):
+        for cb in sorted(self.callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint)):  # checkpoints last
             cb.on_epoch_end(epoch, logs)
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -328,12 +349,17 @@ class ModelCheckpoint(Callback):
 
 class LearningRateScheduler(Callback):
     """Set the learning rate from a schedule at each epoch's start: ``schedule(epoch, lr)`` (a
-    function of the epoch number and the current rate), or an ``ember.optim.lr_scheduler``
-    schedule set to the epoch's number; a ``ReduceLROnPlateau`` instead steps with the
-    ``monitor`` log at each epoch's end. With ``interval="batch"`` the schedule runs per training
-    step instead: the function gets the step number counted over the whole run (epoch x steps
-    per epoch + batch), the scheduler is set to that step. A run resumed from a checkpoint
-    continues the schedule where it was (a ``ReduceLROnPlateau``'s counts are in the checkpoint)."""
+    function of the epoch number and the current rate) or an ``ember.optim.lr_scheduler``
+    schedule, stepped once per epoch -- at the start of each epoch after a run's first, which is
+    the epoch it stands at. A ``ReduceLROnPlateau`` steps with the ``monitor`` log at each
+    epoch's end. With ``interval="batch"`` the schedule runs per training step instead: the
+    function gets the step number counted over the whole run (epoch x steps per epoch + batch).
+    A run resumed from a checkpoint (or started at ``initial_epoch``) continues the schedule from
+    its epoch or step, chained schedules included; a ``ReduceLROnPlateau``'s counts are in the
+    checkpoint."""
+
+    # What a ReduceLROnPlateau has learnt (its other attributes are its arguments).
+    _PLATEAU_PROGRESS = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch")
 
     def __init__(self, schedule, verbose=0, interval: str = "epoch", monitor: str = "val_loss"):
         if not callable(schedule) and not hasattr(schedule, "step"):
@@ -348,22 +374,30 @@ class LearningRateScheduler(Callback):
         # A schedule of a metric (ReduceLROnPlateau) is stepped with this log at each epoch's end.
         self._monitor = None if hasattr(schedule, "lr_at") or not hasattr(schedule, "step") else \
             _Monitor(monitor, "auto", 0.0)
-        self._epoch = 0
+        self._epoch, self._started = 0, False
 
-    def _apply(self, step, what):
+    def on_train_begin(self, logs=None):
+        self._started = False
+
+    def _apply(self, position, what):
+        """Bring the schedule to ``position`` (an epoch, or a step with ``interval="batch"``)."""
         optimizer = self.params["optimizer"]
-        if hasattr(self.schedule, "step"):  # a scheduler: set it to this step
-            self.schedule.last_epoch = step - 1
+        if hasattr(self.schedule, "step"):  # a scheduler: one step per position after the run's first
+            first, self._started = not self._started, True
+            if first and position == 0:
+                return  # it was built standing at 0
+            if first:  # a run starting later: the rate in force (a checkpoint's) is that of the position before
+                self.schedule.last_epoch = position - 1
             self.schedule.step()
             return
-        lr = self.schedule(step, optimizer.param_groups[0]["lr"])
+        lr = self.schedule(position, optimizer.param_groups[0]["lr"])
         if not isinstance(lr, (int, float, np.floating)) or not math.isfinite(lr) or lr < 0:
-            raise ValueError(f"LearningRateScheduler: the schedule returned {lr!r} for {what} {step}; "
+            raise ValueError(f"LearningRateScheduler: the schedule returned {lr!r} for {what} {position}; "
                              "a finite rate >= 0 is needed")
         for g in optimizer.param_groups:
             g["lr"] = float(lr)
         if self.verbose and self.params.get("main", True):  # every rank sets the rate; rank 0 says so
-            print(f"{what} {step + 1}: learning rate {lr:.6g}")
+            print(f"{what} {position + 1}: learning rate {lr:.6g}")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -375,14 +409,17 @@ class LearningRateScheduler(Callback):
             self._apply(self._epoch * self.params["steps"] + batch, "step")
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.interval == "epoch" and self._monitor is not None:
+        if self._monitor is not None:
             self.schedule.step(self._monitor.value(logs, "LearningRateScheduler"))
 
     def state_dict(self) -> dict | None:
-        return {"schedule": self.schedule.state_dict()} if hasattr(self.schedule, "state_dict") else None
+        if self._monitor is None:  # a function, or a schedule of the epoch or step: nothing to keep
+            return None
+        return {k: getattr(self.schedule, k) for k in self._PLATEAU_PROGRESS}
 
     def load_state_dict(self, state: dict) -> None:
-        self.schedule.load_state_dict(state["schedule"])
+        for k, v in state.items():
+            setattr(self.schedule, k, v)
 
 
 class CSVLogger(Callback):

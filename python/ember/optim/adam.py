@@ -44,8 +44,8 @@ class Adam(Optimizer):
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p)
             state["exp_avg_sq"] = xp.zeros_like(p)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = xp.zeros_like(p)
+        if group["amsgrad"] and "max_exp_avg_sq" not in state:  # turned on now: the running max starts here
+            state["max_exp_avg_sq"] = state["exp_avg_sq"].copy()
         state["step"] += 1
 
     def _step_fused(self, params, grads, states, group) -> None:
