@@ -182,9 +182,10 @@ void pack(const py::handle& weight, int64_t bits, int64_t group_size, const py::
   else EMBER_CHECK_VALUE(out_colsum.is_none(), "out_colsum must be None for int4 weights");
   for (const ArrayView* out : {&d, &s, static_cast<const ArrayView*>(&c)}) check_apart(*out, w);
   check_disjoint({&d, &s, &c});
+  const Active active;
   py::gil_scoped_release release;
   qmatmul::quantize_pack(w.ptr<const float>(), n, k, w.strides[0], static_cast<int>(bits), group, d.ptr<void>(),
-                         s.ptr<float>(), c.ptr<int32_t>());
+                         s.ptr<float>(), c.ptr<int32_t>(), active.nthreads);
 }
 
 }  // namespace

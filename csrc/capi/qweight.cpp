@@ -89,7 +89,7 @@ ember_status ember_qweight_quantize_f32(const float* w, int64_t n, int64_t k, in
     check_pointer("w", w, span("w", n, k, ldw), sizeof(float));
     auto q = std::make_unique<ember_qweight>(bits, n, k, group_size);
     qm::quantize_pack(w, n, k, ldw, bits, bits == 4 ? group_size : 4, q->data.data(), q->scales.data(),
-                      q->colsum.data());
+                      q->colsum.data(), threads());
     *out = q.release();
   });
 }

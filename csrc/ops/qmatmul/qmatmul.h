@@ -143,9 +143,9 @@ PackedSizes packed_sizes(int64_t n, int64_t k, int bits, int64_t group);
 // symmetrically and packs it: int8 with one scale per channel (max|w| / 127), int4 with one per
 // channel and group, chosen among a few clipping levels of max|w| / 7 (1 to 0.75 of it) as the
 // one whose rounding error is smallest. Rounding is half to even, in double. Padding rows keep
-// scale 1 and zero values.
+// scale 1 and zero values. Rows are quantized on up to nthreads threads (the result is the same).
 void quantize_pack(const float* w, int64_t n, int64_t k, int64_t ldw, int bits, int64_t group, void* data,
-                   float* scales, int32_t* colsum);
+                   float* scales, int32_t* colsum, int nthreads);
 
 // Grouped int8: the sizes (data bytes, scale elements) and the quantizer: per group the e6m10
 // scale of least squared error among 32 grid points around max|w| / 127 (the values rounded

@@ -120,7 +120,7 @@ PackedSizes packed_sizes(int64_t n, int64_t k, int bits, int64_t group) {
 }
 
 void quantize_pack(const float* w, int64_t n, int64_t k, int64_t ldw, int bits, int64_t group, void* data,
-                   float* scales, int32_t* colsum) {
+                   float* scales, int32_t* colsum, int nthreads) {
   for (int64_t r = 0; r < n; ++r)
     for (int64_t j = 0; j < k; ++j)
       EMBER_CHECK_VALUE(std::isfinite(w[r * ldw + j]), "the weight holds NaN or infinite values (row ", r,
@@ -132,18 +132,20 @@ void quantize_pack(const float* w, int64_t n, int64_t k, int64_t ldw, int bits, 
     std::fill(q, q + n16 * kp, int8_t(0));
     std::fill(scales, scales + n16, 1.0f);
     std::fill(colsum, colsum + n16, 0);
-    for (int64_t r = 0; r < n; ++r) {
-      const float* row = w + r * ldw;
-      const double m = amax(row, k);
-      scales[r] = m > 0 ? positive_scale(m / 127) : 1.0f;  // an all-zero row keeps scale 1
-      const double s = scales[r];
-      int8_t* block = q + r / kBlock * (kp * kBlock) + r % kBlock * 4;
-      for (int64_t j = 0; j < k; ++j) {
-        const auto v = static_cast<int8_t>(level(row[j], s, 127));
-        block[j / 4 * 64 + j % 4] = v;
-        colsum[r] += v;
+    parallel_ranges(n, nthreads, 16, [&](int64_t r0, int64_t r1) {  // rows apart: no byte written twice
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* row = w + r * ldw;
+        const double m = amax(row, k);
+        scales[r] = m > 0 ? positive_scale(m / 127) : 1.0f;  // an all-zero row keeps scale 1
+        const double s = scales[r];
+        int8_t* block = q + r / kBlock * (kp * kBlock) + r % kBlock * 4;
+        for (int64_t j = 0; j < k; ++j) {
+          const auto v = static_cast<int8_t>(level(row[j], s, 127));
+          block[j / 4 * 64 + j % 4] = v;
+          colsum[r] += v;
+        }
       }
-    }
+    });
     return;
   }
   // int4: each group's scale is the one among a few clipping levels (max|w| / 7 shrunk by up to
@@ -154,32 +156,34 @@ void quantize_pack(const float* w, int64_t n, int64_t k, int64_t ldw, int bits, 
   auto* packed = static_cast<uint8_t*>(data);
   std::fill(packed, packed + n16 * kp / 2, uint8_t(0x88));  // zeros: 8 in each nibble
   std::fill(scales, scales + n16 * groups, 1.0f);
-  std::vector<double> wg(static_cast<size_t>(group));
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t g = 0; g < groups; ++g) {
-      const int64_t j0 = g * group, valid = std::max<int64_t>(0, std::min(group, k - j0));
-      for (int64_t j = 0; j < group; ++j) wg[j] = j < valid ? static_cast<double>(w[r * ldw + j0 + j]) : 0.0;
-      const double m = amax(w + r * ldw + j0, valid);
-      float best = 1.0f;
-      double best_err = 0.0;
-      for (size_t level_i = 0; level_i < std::size(kShrink); ++level_i) {
-        const float scale = m > 0 ? positive_scale(m * kShrink[level_i] / 7) : 1.0f;
-        const double s = scale;
-        double err = 0.0;
-        for (int64_t j = 0; j < group; ++j) {
-          const double d = level(wg[j], s, 7) * s - wg[j];
-          err += d * d;
+  parallel_ranges(n, nthreads, 16, [&](int64_t r0, int64_t r1) {  // rows apart: no byte written twice
+    std::vector<double> wg(static_cast<size_t>(group));
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t j0 = g * group, valid = std::max<int64_t>(0, std::min(group, k - j0));
+        for (int64_t j = 0; j < group; ++j) wg[j] = j < valid ? static_cast<double>(w[r * ldw + j0 + j]) : 0.0;
+        const double m = amax(w + r * ldw + j0, valid);
+        float best = 1.0f;
+        double best_err = 0.0;
+        for (size_t level_i = 0; level_i < std::size(kShrink); ++level_i) {
+          const float scale = m > 0 ? positive_scale(m * kShrink[level_i] / 7) : 1.0f;
+          const double s = scale;
+          double err = 0.0;
+          for (int64_t j = 0; j < group; ++j) {
+            const double d = level(wg[j], s, 7) * s - wg[j];
+            err += d * d;
+          }
+          if (level_i == 0 || err < best_err) best = scale, best_err = err;
         }
-        if (level_i == 0 || err < best_err) best = scale, best_err = err;
+        scales[(r / kBlock * groups + g) * kBlock + r % kBlock] = best;
+        for (int64_t j = 0; j < valid; ++j) {
+          const int64_t kk = j0 + j, octet = kk / 8, half = kk % 8 / 4, lane = kk % 4;
+          const auto u = static_cast<uint8_t>(static_cast<int>(level(wg[j], best, 7)) + 8);
+          uint8_t& byte = packed[((r / kBlock * (kp / 8) + octet) * kBlock + r % kBlock) * 4 + lane];
+          byte = half ? static_cast<uint8_t>((byte & 0x0F) | (u << 4)) : static_cast<uint8_t>((byte & 0xF0) | u);
+        }
       }
-      scales[(r / kBlock * groups + g) * kBlock + r % kBlock] = best;
-      for (int64_t j = 0; j < valid; ++j) {
-        const int64_t kk = j0 + j, octet = kk / 8, half = kk % 8 / 4, lane = kk % 4;
-        const auto u = static_cast<uint8_t>(static_cast<int>(level(wg[j], best, 7)) + 8);
-        uint8_t& byte = packed[((r / kBlock * (kp / 8) + octet) * kBlock + r % kBlock) * 4 + lane];
-        byte = half ? static_cast<uint8_t>((byte & 0x0F) | (u << 4)) : static_cast<uint8_t>((byte & 0xF0) | u);
-      }
-    }
+  });
 }
 
 }  // namespace ember::qmatmul
