@@ -104,6 +104,25 @@ def test_warm_up_runs_for_its_time_before_any_timing():
     assert len(clock.log) == 4 + 1 + 1 and t["x"].calls == 1  # four warm-up calls, the visit's untimed one, one timed
 
 
+def test_a_long_call_is_timed_once_per_visit_without_the_wake_up_call():
+    clock = FakeClock()
+    costs = {"fast": 2.0**-6, "slow": 2.0}  # binary fractions: the fake clock adds them exactly
+    t = harness.measure({name: clock.impl(name, cost) for name, cost in costs.items()}, rounds=3, min_time=2.0**-4,
+                        min_calls=3, settle=0.125, warmup=1, long_call=0.5, clock=clock, sleep=clock.sleep)
+    calls = {name: sum(entry == ("call", name) for entry in clock.log) for name in costs}
+    assert calls == {"fast": 1 + 3 * (1 + 4), "slow": 1 + 3}  # warm-up, then per visit: untimed + min_time; one
+    assert t["slow"].calls == 3 and t["slow"].median == 2.0 and t["fast"].median == 2.0**-6
+    # A function found long only on its first visit (a slow first call after a cheap warm-up) is
+    # timed in full then, and once per visit after that.
+    clock = FakeClock()
+    cost = iter([0.1] + [1.0] * 20)
+    t = harness.measure({"x": clock.impl("x", lambda: next(cost))}, rounds=3, min_time=0.0, min_calls=3, settle=0.0,
+                        warmup=1, long_call=0.5, clock=clock, sleep=clock.sleep)
+    assert t["x"].calls == 3 + 1 + 1 and len(clock.log) == 1 + (1 + 3) + 1 + 1
+    with pytest.raises(ValueError, match="long_call must be positive"):
+        harness.measure({"a": lambda: None}, long_call=0.0)
+
+
 def test_measure_rejects_what_it_cannot_time():
     with pytest.raises(ValueError, match="impls is empty"):
         harness.measure({})

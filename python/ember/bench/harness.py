@@ -62,9 +62,9 @@ def sample_calls(fn, min_time, min_calls, max_calls, clock=time.perf_counter, sy
 
 
 def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: int = 3, max_calls: int = 1000,
-            settle: float = 0.2, warmup: int = 1, warmup_time: float = 0.0, clock: Callable[[], float] = time.perf_counter,
-            sleep: Callable[[float], None] = time.sleep, sync: Callable[[], None] | None = None,
-            progress: Callable[[str], None] | None = None) -> dict:
+            settle: float = 0.2, warmup: int = 1, warmup_time: float = 0.0, long_call: float | None = None,
+            clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
+            sync: Callable[[], None] | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """Time each of ``impls`` (name -> function of no arguments) and return name -> ``Timing``.
 
     Each function is first called ``warmup`` times and for at least ``warmup_time`` seconds (thread
@@ -73,13 +73,20 @@ def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: 
     round to round, each visit ``settle`` seconds after the previous one ended, making one untimed
     call (the pause let the library's threads sleep; waking them is not the kernel's cost), then
     timing at least ``min_calls`` calls and ``min_time`` seconds (at most ``max_calls``).
-    ``sync`` runs after each call inside its timing (a GPU stream's synchronisation)."""
+    A function whose calls last ``long_call`` seconds or more (by its warm-up, then by its latest
+    visit) is timed by one call per visit, without the untimed one: so long a call dwarfs the
+    clock's resolution and a thread pool's wake-up, and repeating it would only cost time (a
+    reference a hundred times slower than Ember at the size measured). ``sync`` runs after each
+    call inside its timing (a GPU stream's synchronisation)."""
     if not impls:
         raise ValueError("measure: impls is empty")
     if rounds < 1 or min_calls < 1 or max_calls < min_calls:
         raise ValueError(f"measure: need rounds >= 1 and 1 <= min_calls <= max_calls, got rounds={rounds}, "
                          f"min_calls={min_calls}, max_calls={max_calls}")
+    if long_call is not None and not long_call > 0:
+        raise ValueError(f"measure: long_call must be positive seconds or None, got {long_call!r}")
     names = list(impls)
+    typical = {}  # seconds per call of each function, as last seen
     for name in names:
         start = clock()
         done = 0
@@ -88,17 +95,21 @@ def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: 
             done += 1
         if sync is not None:
             sync()
+        typical[name] = (clock() - start) / done if done else 0.0
     timings = {name: Timing(name) for name in names}
     for r in range(rounds):
         for i in range(len(names)):
             name = names[(i + r) % len(names)]
+            long = long_call is not None and typical[name] >= long_call
             if settle > 0:
                 sleep(settle)
-            impls[name]()  # untimed: wakes the library's thread pool after the pause
-            if sync is not None:
-                sync()
-            samples = sample_calls(impls[name], min_time, min_calls, max_calls, clock, sync)
-            timings[name].rounds.append(float(np.median(samples)))
+            if not long:
+                impls[name]()  # untimed: wakes the library's thread pool after the pause
+                if sync is not None:
+                    sync()
+            samples = sample_calls(impls[name], min_time, 1 if long else min_calls, max_calls, clock, sync)
+            typical[name] = float(np.median(samples))
+            timings[name].rounds.append(typical[name])
             timings[name].calls += len(samples)
         if progress is not None:
             progress(f"round {r + 1}/{rounds}")

@@ -19,10 +19,11 @@ from .harness import measure, speedup
 from .progress import Progress
 
 FORMAT = "ember-bench-1"
-# Timing settings per preset: rounds, seconds timed per visit, pause before each visit, and the
+# Timing settings per preset: rounds, seconds timed per visit, pause before each visit, the
 # seconds of warm-up calls per implementation (a library's allocator and threads take a few dozen
-# calls to reach the steady state a training loop sees).
-SETTINGS = {"test": (1, 0.0, 0.0, 0.0), "quick": (3, 0.08, 0.1, 0.1), "full": (7, 0.2, 0.25, 0.3)}
+# calls to reach the steady state a training loop sees), and the length of a call timed once per
+# visit (see ``measure``'s long_call).
+SETTINGS = {"test": (1, 0.0, 0.0, 0.0, None), "quick": (3, 0.08, 0.1, 0.1, 0.5), "full": (7, 0.2, 0.25, 0.3, 2.0)}
 
 
 @contextlib.contextmanager
@@ -267,9 +268,9 @@ def run(kernels=None, preset: str = "quick", *, shapes=None, threads=None, round
     threads = [ember.get_num_threads()] if threads is None else [int(t) for t in threads]
     if not threads or min(threads) < 1:
         raise ValueError(f"threads must be positive integers, got {threads}")
-    n_rounds, min_time, settle, warmup_time = SETTINGS[preset]
+    n_rounds, min_time, settle, warmup_time, long_call = SETTINGS[preset]
     timing = {"rounds": n_rounds if rounds is None else int(rounds), "min_time": min_time, "settle": settle,
-              "warmup_time": warmup_time, **timing}
+              "warmup_time": warmup_time, "long_call": long_call, **timing}
     result = BenchRun(preset="custom" if shapes else preset, machine=machine.describe(threads),
                       versions={}, precision=ember.precision.current().name,
                       settings={"rounds": timing["rounds"], "min_time_s": timing["min_time"],
