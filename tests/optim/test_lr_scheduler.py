@@ -373,7 +373,12 @@ def test_one_cycle_cycles_the_momentum(rng, name, kwargs, key, cycle):
         topt.step()
         tsched.step()
     np.testing.assert_allclose(got, theirs, rtol=1e-14)
-    np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+    # Each step rounds the update to float32 at the weights' scale (here up to ~9) in an order of its
+    # own: up to an ulp of the largest weight per step between Ember's and PyTorch's, for a weight
+    # that has since returned near zero.
+    theirs_w = tp.detach().numpy()
+    np.testing.assert_allclose(p.detach().numpy(), theirs_w, rtol=1e-5,
+                               atol=total * np.finfo(np.float32).eps * np.abs(theirs_w).max())
 
 
 @pytest.mark.parametrize("stop", [1, 17])
