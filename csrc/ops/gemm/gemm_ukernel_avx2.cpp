@@ -8,6 +8,9 @@
 // (instantiated separately so full tiles never pay for them); m < 6 is a
 // separate instantiation that neither reads nor computes the missing rows.
 // The epilogue (alpha, beta, bias, ReLU) runs on registers: C is written once.
+// Packing a row-major A or a transposed B goes through 8 x 8 in-register
+// transposes (a scalar element-by-element copy cost as much as the product for
+// the long-K shapes of a dense layer).
 //
 // Intrinsics live only in this file, inside an anonymous namespace.
 #include <immintrin.h>
@@ -201,16 +204,89 @@ void smallm_dot_rows(int64_t k, const float* a, int64_t rs_a, const float* bt, i
   for (; j < n; ++j) block(std::integral_constant<int, 1>{});
 }
 
+// In-register transpose of an 8 x 8 block: r[i] lane j <- r[j] lane i.
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// Loads rows[q] (q < nrows) of an 8 x 8 block, np values each, zero beyond.
+inline void load_block(const float* src, int64_t ld, int nrows, int np, __m256 r[8]) {
+  const __m256i pm = tail_mask(np, 0);
+  for (int q = 0; q < 8; ++q)
+    r[q] = q >= nrows ? _mm256_setzero_ps()
+           : np == 8  ? _mm256_loadu_ps(src + q * ld)
+                      : _mm256_maskload_ps(src + q * ld, pm);
+}
+
+// Packing a transposed B: 8 columns x 8 values of K at a time are transposed
+// in registers and stored as 8-float halves of 16-column rows.
+void pack_b_t(const float* src, int64_t ld, int64_t kc, int64_t cols, float* out) {
+  for (int64_t s = 0; s < cols; s += kNR) {
+    const int64_t n = cols - s < kNR ? cols - s : kNR;
+    float* dst = out + s * kc;
+    for (int jb = 0; jb < kNR; jb += 8) {
+      const int nj = static_cast<int>(n - jb < 0 ? 0 : (n - jb > 8 ? 8 : n - jb));
+      for (int64_t p0 = 0; p0 < kc; p0 += 8) {
+        const int np = static_cast<int>(kc - p0 < 8 ? kc - p0 : 8);
+        __m256 r[8];
+        load_block(src + (s + jb) * ld + p0, ld, nj, np, r);
+        transpose8(r);
+        for (int t = 0; t < np; ++t) _mm256_storeu_ps(dst + (p0 + t) * kNR + jb, r[t]);
+      }
+    }
+  }
+}
+
+// Packing a row-major A: the MR rows x 8 values of K are transposed in
+// registers (rows MR..7 of the block are zero) and stored MR values per k.
+// Each full 8-float store spills two values into the next k's place, which
+// the next store overwrites; the last k of a block is stored exactly.
+void pack_a_n(const float* src, int64_t ld, int64_t rows, int64_t kc, float* out) {
+  static_assert(kMR == 6, "stores write 4 + 2 values per k");
+  for (int64_t s = 0; s < rows; s += kMR) {
+    const int m = static_cast<int>(rows - s < kMR ? rows - s : kMR);
+    float* dst = out + s * kc;
+    for (int64_t p0 = 0; p0 < kc; p0 += 8) {
+      const int np = static_cast<int>(kc - p0 < 8 ? kc - p0 : 8);
+      __m256 r[8];
+      load_block(src + s * ld + p0, ld, m, np, r);
+      transpose8(r);
+      for (int t = 0; t + 1 < np; ++t) _mm256_storeu_ps(dst + (p0 + t) * kMR, r[t]);
+      float* last = dst + (p0 + np - 1) * kMR;
+      _mm_storeu_ps(last, _mm256_castps256_ps128(r[np - 1]));
+      _mm_storel_pi(reinterpret_cast<__m64*>(last + 4), _mm256_extractf128_ps(r[np - 1], 1));
+    }
+  }
+}
+
 }  // namespace
 
+// Blocking for the AVX2-only cores this path serves (Zen 2/3: 32 KB L1d, 512 KB L2): a 6 x 256
+// sliver of A (6 KB) beside a 16 x 256 sliver of B (16 KB) in L1, the 256 x 256 panel of B
+// (256 KB) in L2. (Zen 4's 384 x 512 panel overflowed Zen 3's L2: 0.7x NumPy's speed on
+// 256 x 1024 x 512, 0.9x with these.)
 extern const Ukernel ukernel_avx2 = {
     "avx2_6x16", kMR, kNR,
-    /*kc=*/384, /*nc=*/512, /*mc=*/1536, /*narrow_nr=*/0,
+    /*kc=*/256, /*nc=*/256, /*mc=*/1536, /*narrow_nr=*/0,
     by_width<kMR, true>,
     rows_table<kMaxTileRows, kMR>([](auto m) { return by_width<decltype(m)::value, false>; }),
     rows_table<kSmallM, kSmallM>([](auto m) { return smallm_rows<decltype(m)::value>; }),
     rows_table<kSmallM, kSmallM>([](auto m) { return smallm_dot_rows<decltype(m)::value>; }),
-    nullptr, nullptr, nullptr,
+    pack_b_t, pack_a_n, nullptr,
 };
 
 int64_t fma_peak_avx2(int64_t iters, float* sink) {
