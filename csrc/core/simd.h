@@ -106,10 +106,6 @@ inline V vrelu(V x) {
   return lanewise([](auto r) { return r < 0.0f ? decltype(r){} : r; }, x);
 }
 
-inline vf16 vmax(vf16 a, vf16 b) {
-  return lanewise([](auto x, auto y) { return x > y ? x : y; }, a, b);
-}
-
 // exp(x) for x <= 0 (or NaN), which needs no overflow handling: x = (k + f) ln2
 // with k the nearest integer to x log2(e) (the 1.5 * 2^23 trick, exact for
 // |x log2 e| < 2^22) and |f| <= 1/2, 2^f by a degree-6 polynomial (within 2 ulp

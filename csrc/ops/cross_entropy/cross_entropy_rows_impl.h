@@ -9,6 +9,10 @@
 // with an online max measured ~1.5x slower here: each block's rescaling sat on
 // the critical path.) Nothing written but four doubles per row.
 // Backward: one read of z, one write of dz, exp recomputed from lse.
+// Hot loops see only whole 16-float vectors, the row's tail is handled apart:
+// without AVX-512 a 16-float value that may come from either a full or a
+// partial load lives in memory, and reading it back as two halves stalled on
+// store forwarding (6x slower on Zen 3).
 //
 // exp only ever sees x <= 0 here (logits minus their running max, or minus the
 // row's lse): core/simd.h's vexp_nonpositive.
@@ -60,23 +64,36 @@ void row_fwd(const float* z, int64_t v, const float* w, const float* soft, float
   for (int64_t c0 = 0; c0 < v; c0 += kChunk) {
     const int64_t cn = std::min<int64_t>(kChunk, v - c0);
     const float* zc = z + c0;
-    // Pass 1: the chunk's max (and whether it holds a NaN).
-    vf16 mx = splat(lowest), nan = splat(0.0f);
-    for (int64_t j = 0; j < cn; j += 16) {
-      const vf16 x = logits16(zc, j, cn - j);
-      nan = lanewise([](auto x, auto seen) { return x != x ? decltype(x){} + 1.0f : seen; }, x, nan);
-      mx = vmax(mx, x);
+    // Pass 1: the chunk's max (and whether it holds a NaN), over native vectors.
+    vfn mx = splatn(lowest), nan = splatn(0.0f);
+    const vfn one = splatn(1.0f);
+    int64_t j = 0;
+    for (; j + kLanes <= cn; j += kLanes) {
+      const vfn x = loadn(zc + j);
+      nan = x != x ? one : nan;
+      mx = mx > x ? mx : x;
     }
-    float ml[16], nl[16];
-    store16(ml, mx), store16(nl, nan);
+    float ml[kLanes], nl[kLanes];
+    storen(ml, mx), storen(nl, nan);
     float cm = lowest;
-    for (int l = 0; l < 16; ++l) cm = std::max(cm, ml[l]), any_nan |= nl[l] != 0.0f;
+    for (int l = 0; l < kLanes; ++l) cm = std::max(cm, ml[l]), any_nan |= nl[l] != 0.0f;
+    for (; j < cn; ++j) {
+      if (zc[j] != zc[j])
+        any_nan = true;
+      else
+        cm = std::max(cm, zc[j]);
+    }
     // Pass 2, over the chunk again (now in L2): exp(z - cm) summed in float over a block of kU
     // vectors, the blocks' sums in double, so the rounding stays at a few ulp however long the row.
     const vf16 vm = splat(cm);
     vd16 s = {}, a = {}, bs = {};
     for (int64_t j0 = 0; j0 < cn; j0 += 16 * kU) {
       vf16 es = splat(0.0f), ab = splat(0.0f), bb = splat(0.0f);
+      if (!weighted && j0 + 16 * kU <= cn) {  // the common block: the same sums, no tail to mask
+        for (int u = 0; u < kU; ++u) es += vexp_nonpositive(load16(zc + j0 + 16 * u) - vm);
+        s += widen(es);
+        continue;
+      }
       for (int u = 0; u < kU; ++u) {
         const int64_t j = j0 + 16 * u, left = cn - j;
         if (left <= 0) break;
@@ -117,7 +134,10 @@ void row_fwd(const float* z, int64_t v, const float* w, const float* soft, float
 void row_bwd(const float* z, int64_t v, float lse, float c, float a, const float* w, const float* soft, float ct,
              float cc, float* dz) {
   const vf16 vl = splat(lse), vc = splat(c), va = splat(a), vct = splat(ct), vcc = splat(cc);
-  for (int64_t j = 0; j < v; j += 16) {
+  int64_t j = 0;
+  if (!w && !soft)  // b = cc for every class: full vectors without the general path's masking
+    for (; j + 16 <= v; j += 16) store16(dz + j, vc * (va * vexp_nonpositive(load16(z + j) - vl) - vcc));
+  for (; j < v; j += 16) {
     const int64_t n = v - j < 16 ? v - j : 16;
     const vf16 x = n == 16 ? load16(z + j) : load16_part(z + j, n);
     vf16 b = w ? (n == 16 ? load16(w + j) : load16_part(w + j, n)) : splat(1.0f);
