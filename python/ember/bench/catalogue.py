@@ -388,12 +388,29 @@ def _qmatmul(bits, m, k, n, group=None, codebook=False) -> Prepared:
 
         impls["torch int8"] = torch_step
 
+    cache = {}  # float64 products shared by the implementations' checks (the weight can be large)
+
+    def once(key, make):
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    x64, size = x.astype(np.float64), np.abs(x).astype(np.float64)
+
+    def w64():
+        return once("w64", lambda: w.astype(np.float64))
+
+    def exact():  # x @ w.T
+        return once("exact", lambda: x64 @ w64().T)
+
+    def magnitude():  # |x| @ |w|.T, the scale of each output's rounding
+        return once("magnitude", lambda: size @ np.abs(w64()).T)
+
     def check(impl):
         got = out[impl]
-        x64, size = x.astype(np.float64), np.abs(x).astype(np.float64)
         if impl.endswith("fp32"):
-            bound = (k + 4) * 2.0**-24 * (size @ np.abs(w).T.astype(np.float64))
-            assert (np.abs(got - x64 @ w.T.astype(np.float64)) <= bound).all(), f"qmatmul {m}x{k}x{n}: {impl} is wrong"
+            bound = (k + 4) * 2.0**-24 * magnitude()
+            assert (np.abs(got - exact()) <= bound).all(), f"qmatmul {m}x{k}x{n}: {impl} is wrong"
         elif impl in quantized:
             # Ember's integer kernels give the bits of the plain-loop int64 reference exactly: that decides.
             differ = int((got != quantized[impl].matmul(x, reference=True)).sum())
@@ -401,12 +418,12 @@ def _qmatmul(bits, m, k, n, group=None, codebook=False) -> Prepared:
             # That reference is x times the weight it holds, but for rounding x to int8 (steps of at most
             # max|x| / 127 per row) and float32 scaling.
             wq = quantized[impl].dequantize().astype(np.float64)
-            bound = _rounding_bound(x, wq, np.abs(x).max(axis=1) / 127, 0.0) + 2.0**-19 * (size @ np.abs(wq).T)
+            bound = _rounding_bound(x64, wq, np.abs(x).max(axis=1) / 127, 0.0) + 2.0**-19 * (size @ np.abs(wq).T)
             assert (np.abs(got - x64 @ wq.T) <= bound).all(), f"qmatmul {m}x{k}x{n}: {impl} is not x times its weight"
         else:  # a reference quantizing in its own way (PyTorch's: per tensor, activations in 7 bits)
             step_x = (max(float(x.max()), 0.0) - min(float(x.min()), 0.0)) / 127
-            bound = _rounding_bound(x, w, step_x, np.abs(w).max() / 127) + 2.0**-19 * (size @ np.abs(w).T)
-            assert (np.abs(got - x64 @ w.T.astype(np.float64)) <= bound).all(), f"qmatmul {m}x{k}x{n}: {impl} is wrong"
+            bound = _rounding_bound(x64, w64(), step_x, np.abs(w).max() / 127) + 2.0**-19 * magnitude()
+            assert (np.abs(got - exact()) <= bound).all(), f"qmatmul {m}x{k}x{n}: {impl} is wrong"
 
     return Prepared(impls, check, skipped)
 
@@ -417,8 +434,9 @@ def _rounding_bound(x, w, step_x, step_w):
     a range of |w| step_x + |x| step_w + step_x step_w, the errors are independent and centred on
     random data, so by Hoeffding's inequality their sum exceeds this with probability below 1e-12:
     it grows with sqrt(k) and the steps, as the real error does."""
-    x2 = (x.astype(np.float64) ** 2).sum(axis=1)[:, None]
-    w2 = (w.astype(np.float64) ** 2).sum(axis=1)[None, :]
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    x2 = np.einsum("ij,ij->i", x, x)[:, None]  # row sums of squares, without a squared copy
+    w2 = np.einsum("ij,ij->i", w, w)[None, :]
     sx = np.reshape(step_x, (-1, 1))
     spread = 3 * (sx**2 * w2 + step_w**2 * x2 + x.shape[1] * (sx * step_w) ** 2)  # (a + b + c)^2 <= 3(a^2 + b^2 + c^2)
     return np.sqrt(np.log(2e12) / 2 * spread)
