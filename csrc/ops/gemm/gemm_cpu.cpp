@@ -98,6 +98,25 @@ void epilogue_row(const float* acc, float* c, int64_t n, float alpha, float beta
   }
 }
 
+// Packs a block held as kc contiguous rows, one per k — element (p, j) at src[p * ld + j],
+// p < kc, j < extent: a row-major B, or a transposed A — into slivers `width` wide (sliver s at
+// out + s * kc, element (p, j) at [p * width + j], zero past extent). Row by row, each row of the block read in one
+// sequential pass and dealt out to the slivers: walking a sliver at a time instead reads a few
+// dozen bytes per row at a large stride, which the hardware prefetcher follows poorly (on Zen 3
+// it made packing cost most of the micro-kernel's time). An inline loop, not memcpy: a library
+// call per few dozen bytes costs as much again.
+void pack_rows(const float* src, int64_t ld, int64_t kc, int64_t extent, int width, float* out) {
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* row = src + p * ld;
+    for (int64_t s = 0; s < extent; s += width) {
+      const int n = static_cast<int>(std::min<int64_t>(width, extent - s));
+      float* dst = out + s * kc + p * width;
+      for (int j = 0; j < n; ++j) dst[j] = row[s + j];
+      for (int j = n; j < width; ++j) dst[j] = 0.0f;
+    }
+  }
+}
+
 // A[r0 : r0+rows, k0 : k0+kc] -> slivers of MR rows, element (i, p) of a
 // sliver at out[p * MR + i]; rows past the end are zero.
 void pack_a(const MatrixF32& A, int64_t r0, int64_t rows, int64_t k0, int64_t kc, const Ukernel& uk, float* out) {
@@ -106,17 +125,16 @@ void pack_a(const MatrixF32& A, int64_t r0, int64_t rows, int64_t k0, int64_t kc
     uk.pack_a_n(A.data + r0 * A.rs + k0, A.rs, rows, kc, out);
     return;
   }
+  if (A.rs == 1) {  // a transposed A: its columns are the contiguous rows of A^T
+    pack_rows(A.data + r0 + k0 * A.cs, A.cs, kc, rows, MR, out);
+    return;
+  }
   for (int64_t s = 0; s < rows; s += MR) {
     const int m = static_cast<int>(std::min<int64_t>(MR, rows - s));
     float* dst = out + s * kc;
     const float* src = A.data + (r0 + s) * A.rs + k0 * A.cs;
-    if (A.rs == 1) {
-      for (int64_t p = 0; p < kc; ++p)
-        for (int i = 0; i < m; ++i) dst[p * MR + i] = src[p * A.cs + i];
-    } else {
-      for (int i = 0; i < m; ++i)
-        for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = src[i * A.rs + p * A.cs];
-    }
+    for (int i = 0; i < m; ++i)
+      for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = src[i * A.rs + p * A.cs];
     if (m < MR)
       for (int64_t p = 0; p < kc; ++p)
         for (int i = m; i < MR; ++i) dst[p * MR + i] = 0.0f;
@@ -137,19 +155,7 @@ void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t c0, int64_t cols,
     return;
   }
   if (B.cs == 1) {
-    // Row by row, each row of the block read in one sequential pass and dealt out to the slivers:
-    // walking a sliver at a time instead reads a few dozen bytes per row at a large stride, which
-    // the hardware prefetcher follows poorly (it made packing cost most of the micro-kernel's
-    // time). An inline loop, not memcpy: a library call per few dozen bytes costs as much again.
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* src = B.data + (k0 + p) * B.rs + c0;
-      for (int64_t s = 0; s < cols; s += NR) {
-        const int n = static_cast<int>(std::min<int64_t>(NR, cols - s));
-        float* dst = out + s * kc + p * NR;
-        for (int j = 0; j < n; ++j) dst[j] = src[s + j];
-        for (int j = n; j < NR; ++j) dst[j] = 0.0f;
-      }
-    }
+    pack_rows(B.data + k0 * B.rs + c0, B.rs, kc, cols, NR, out);
     return;
   }
   for (int64_t s = 0; s < cols; s += NR) {
