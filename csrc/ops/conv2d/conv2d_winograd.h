@@ -3,7 +3,8 @@
 //
 // A block is nti rows of tw tiles (tb = nti * tw tiles), each tile a 2x2 block
 // of output read from a 4x4 block of input; the transforms are vectorised
-// across the tiles of a row, sixteen at a time. The 16 positions xi of the
+// across the tiles of a row, a register's worth at a time (8 with AVX2, 16
+// with AVX-512). The 16 positions xi of the
 // 4x4 Winograd domain are laid out one after another, each a matrix over
 // (channel, tile), so that every xi is one GEMM's operand:
 //
