@@ -388,23 +388,20 @@ def _qmatmul(bits, m, k, n, group=None, codebook=False) -> Prepared:
 
         impls["torch int8"] = torch_step
 
-    cache = {}  # float64 products shared by the implementations' checks (the weight can be large)
-
-    def once(key, make):
-        if key not in cache:
-            cache[key] = make()
-        return cache[key]
-
+    # Float64 products shared by the implementations' checks (the weight can be large), each made once.
     x64, size = x.astype(np.float64), np.abs(x).astype(np.float64)
 
+    @functools.cache
     def w64():
-        return once("w64", lambda: w.astype(np.float64))
+        return w.astype(np.float64)
 
+    @functools.cache
     def exact():  # x @ w.T
-        return once("exact", lambda: x64 @ w64().T)
+        return x64 @ w64().T
 
+    @functools.cache
     def magnitude():  # |x| @ |w|.T, the scale of each output's rounding
-        return once("magnitude", lambda: size @ np.abs(w64()).T)
+        return size @ np.abs(w64()).T
 
     def check(impl):
         got = out[impl]
