@@ -100,11 +100,11 @@ void epilogue_row(const float* acc, float* c, int64_t n, float alpha, float beta
 
 // Packs a block held as kc contiguous rows, one per k — element (p, j) at src[p * ld + j],
 // p < kc, j < extent: a row-major B, or a transposed A — into slivers `width` wide (sliver s at
-// out + s * kc, element (p, j) at [p * width + j], zero past extent). Row by row, each row of the block read in one
-// sequential pass and dealt out to the slivers: walking a sliver at a time instead reads a few
-// dozen bytes per row at a large stride, which the hardware prefetcher follows poorly (on Zen 3
-// it made packing cost most of the micro-kernel's time). An inline loop, not memcpy: a library
-// call per few dozen bytes costs as much again.
+// out + s * kc, element (p, j) at [p * width + j], zero past extent). Row by row, each row of
+// the block read in one sequential pass and dealt out to the slivers: walking a sliver at a time
+// instead reads a few dozen bytes per row at a large stride, which the hardware prefetcher
+// follows poorly (on Zen 3 it made packing cost most of the micro-kernel's time). An inline loop,
+// not memcpy: a library call per few dozen bytes costs as much again.
 void pack_rows(const float* src, int64_t ld, int64_t kc, int64_t extent, int width, float* out) {
   for (int64_t p = 0; p < kc; ++p) {
     const float* row = src + p * ld;
