@@ -16,25 +16,32 @@ namespace {
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-// The midpoints between consecutive codebook values, and a 17th that no z exceeds.
-struct Midpoints {
-  double m[16];
-  Midpoints() {
-    for (int i = 0; i < 15; ++i) m[i] = 0.5 * (double(kCodebook[i]) + double(kCodebook[i + 1]));
-    m[15] = INFINITY;
+// The index of the codebook value nearest z (ties to the lower one), by table. The codebook's
+// values are integers, so each midpoint between neighbours is h / 2 for an integer h, and z lies
+// above it exactly when ceil(2 z) - 1 >= h: the index is the number of midpoints with h at most
+// c = ceil(2 z) - 1, looked up by c. 2 z is clamped first to [-256, 256], past every midpoint
+// (|h| <= 229), so the clamp changes no index; a NaN takes the lowest, as no midpoint is below it.
+struct NearestTable {
+  static constexpr int kLimit = 256;            // |2 z| clamped to this
+  static constexpr int kOffset = kLimit + 1;    // c = ceil(2 z) - 1 ranges over [-257, 255]
+  int8_t index[2 * kLimit + 1];
+  NearestTable() {
+    for (int c = -kOffset; c < kLimit; ++c) {
+      int count = 0;
+      for (int i = 0; i < 15; ++i) count += kCodebook[i] + kCodebook[i + 1] <= c;
+      index[c + kOffset] = static_cast<int8_t>(count);
+    }
   }
 };
-const Midpoints kMid;
+const NearestTable kNearest;
 
-// The index of the codebook value nearest z (ties to the lower one): a branch-free binary search
-// for the number of midpoints below z.
 inline int nearest(double z) {
-  int lo = 0;
-  lo += (z > kMid.m[lo + 7]) * 8;
-  lo += (z > kMid.m[lo + 3]) * 4;
-  lo += (z > kMid.m[lo + 1]) * 2;
-  lo += (z > kMid.m[lo]) * 1;
-  return lo;
+  double z2 = 2.0 * z;
+  z2 = z2 > -NearestTable::kLimit ? z2 : -NearestTable::kLimit;  // NaN too
+  z2 = z2 < NearestTable::kLimit ? z2 : NearestTable::kLimit;
+  const int t = static_cast<int>(z2);                              // toward zero, then up: ceil
+  const int c = t + (t < z2) - 1;
+  return kNearest.index[c + NearestTable::kOffset];
 }
 
 // The squared error of v[0, 16) with every value at its nearest codebook level times scale.
