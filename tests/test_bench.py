@@ -123,6 +123,28 @@ def test_a_long_call_is_timed_once_per_visit_without_the_wake_up_call():
         harness.measure({"a": lambda: None}, long_call=0.0)
 
 
+def test_a_long_call_can_be_timed_in_the_first_rounds_only_and_its_speedup_pairs_those():
+    clock = FakeClock()
+    state = {"scale": 1.0}
+    drift = iter([1.0, 1.0, 2.0, 4.0])  # per pause: the machine slows down after the first round
+
+    def sleep(seconds):
+        state["scale"] = next(drift)
+        clock.sleep(seconds)
+
+    costs = {"ember": 2.0**-6, "slow": 1.0}
+    impls = {name: clock.impl(name, lambda c=cost: c * state["scale"]) for name, cost in costs.items()}
+    t = harness.measure(impls, rounds=3, min_time=0.0, min_calls=1, settle=0.125, warmup=1, long_call=0.5,
+                        long_rounds=1, clock=clock, sleep=sleep)
+    calls = {name: sum(entry == ("call", name) for entry in clock.log) for name in costs}
+    assert calls == {"ember": 1 + 3 * 2, "slow": 1 + 1}  # the slow one: its warm-up, then round one's timed call
+    assert len(t["slow"].rounds) == 1 and len(t["ember"].rounds) == 3
+    # The ratio of the round both were timed in, not one against Ember's later, slower rounds.
+    assert harness.speedup(t, "ember", "slow") == (64.0, 64.0, 64.0)
+    with pytest.raises(ValueError, match="long_rounds must be >= 1"):
+        harness.measure({"a": lambda: None}, long_rounds=0)
+
+
 def test_measure_rejects_what_it_cannot_time():
     with pytest.raises(ValueError, match="impls is empty"):
         harness.measure({})

@@ -63,7 +63,7 @@ def sample_calls(fn, min_time, min_calls, max_calls, clock=time.perf_counter, sy
 
 def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: int = 3, max_calls: int = 1000,
             settle: float = 0.2, warmup: int = 1, warmup_time: float = 0.0, long_call: float | None = None,
-            clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
+            long_rounds: int | None = None, clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
             sync: Callable[[], None] | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """Time each of ``impls`` (name -> function of no arguments) and return name -> ``Timing``.
 
@@ -76,8 +76,10 @@ def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: 
     A function whose calls last ``long_call`` seconds or more (by its warm-up, then by its latest
     visit) is timed by one call per visit, without the untimed one: so long a call dwarfs the
     clock's resolution and a thread pool's wake-up, and repeating it would only cost time (a
-    reference a hundred times slower than Ember at the size measured). ``sync`` runs after each
-    call inside its timing (a GPU stream's synchronisation)."""
+    reference a hundred times slower than Ember at the size measured); with ``long_rounds``, such a
+    function is visited in the first ``long_rounds`` rounds only (its rounds are then fewer than
+    the others', and ``speedup`` pairs the rounds both have). ``sync`` runs after each call inside
+    its timing (a GPU stream's synchronisation)."""
     if not impls:
         raise ValueError("measure: impls is empty")
     if rounds < 1 or min_calls < 1 or max_calls < min_calls:
@@ -85,6 +87,8 @@ def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: 
                          f"min_calls={min_calls}, max_calls={max_calls}")
     if long_call is not None and not long_call > 0:
         raise ValueError(f"measure: long_call must be positive seconds or None, got {long_call!r}")
+    if long_rounds is not None and long_rounds < 1:
+        raise ValueError(f"measure: long_rounds must be >= 1 or None, got {long_rounds!r}")
     names = list(impls)
     typical = {}  # seconds per call of each function, as last seen
     for name in names:
@@ -101,6 +105,8 @@ def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: 
         for i in range(len(names)):
             name = names[(i + r) % len(names)]
             long = long_call is not None and typical[name] >= long_call
+            if long and long_rounds is not None and r >= long_rounds:
+                continue
             if settle > 0:
                 sleep(settle)
             if not long:
@@ -117,7 +123,8 @@ def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: 
 
 
 def speedup(timings: dict, base: str, other: str) -> tuple:
-    """(median, first quartile, third quartile) over the rounds of other's time / base's time:
-    above 1, ``base`` is faster."""
-    ratios = np.asarray(timings[other].rounds) / np.asarray(timings[base].rounds)
+    """(median, first quartile, third quartile) over the rounds of other's time / base's time
+    (the rounds both were timed in: each one's first): above 1, ``base`` is faster."""
+    n = min(len(timings[other].rounds), len(timings[base].rounds))
+    ratios = np.asarray(timings[other].rounds[:n]) / np.asarray(timings[base].rounds[:n])
     return float(np.median(ratios)), float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))
