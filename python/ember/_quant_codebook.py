@@ -57,7 +57,12 @@ def dequantize(data, scales, n: int, k: int) -> np.ndarray:
     """The float32 (N, K) weight the packed arrays stand for."""
     np16, kp = _round_up(n, BLOCK), _round_up(k, SUB)
     b = data.reshape(np16 // BLOCK, kp // 8, BLOCK, 4).transpose(0, 2, 1, 3)
-    index = np.stack([b & 15, b >> 4], axis=3).reshape(np16, kp)  # k = 8 o + 4 h + j
+    w = np.empty((np16, kp), np.float32)
+    halves = w.reshape(np16 // BLOCK, BLOCK, kp // 8, 2, 4)  # k = 8 o + 4 h + j
+    halves[..., 0, :] = CODEBOOK[b & 15]
+    halves[..., 1, :] = CODEBOOK[b >> 4]
     scale = super_scales(scales, n, k)[..., None] * sub_scales(scales, n, k)  # (blocks, supers, ch, subs)
     scale = scale.transpose(0, 2, 1, 3).reshape(np16, -1)[:, :kp // SUB].astype(np.float32)
-    return (CODEBOOK[index] * np.repeat(scale, SUB, axis=1))[:n, :k]
+    subs = w.reshape(np16, kp // SUB, SUB)
+    subs *= scale[:, :, None]
+    return np.ascontiguousarray(w[:n, :k])

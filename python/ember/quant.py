@@ -189,32 +189,44 @@ class QuantizedWeight:
 
     def _values(self) -> np.ndarray:
         """The quantized integers, (N, K) int8, unpacked (not for the codebook format)."""
+        n, k = self.shape
+        return self._unpacked(np.int16)[:n, :k].astype(np.int8)
+
+    def _unpacked(self, dtype) -> np.ndarray:
+        """The quantized integers as ``dtype`` (one that holds -128 to 255), in the packed rows and
+        columns (N and K rounded up to the block and the group): one pass over the packed bytes."""
         if self.codebook:
             raise ValueError("the int4 codebook format has no integer values apart from its scales: "
                              "use dequantize()")
         n, k = self.shape
         np16 = _round_up(n, BLOCK)
-        if self.bits == 8:
-            kp = _round_up(k, self.group_size or 4)
-            q = self.data.reshape(np16 // BLOCK, kp // 4, BLOCK, 4).transpose(0, 2, 1, 3).reshape(np16, kp)
+        kp = _round_up(k, self.group_size or 4)
+        q = np.empty((np16, kp), dtype)
+        if self.bits == 8:  # 16-row blocks of 4-column quads
+            q.reshape(np16 // BLOCK, BLOCK, kp // 4, 4)[...] = \
+                self.data.reshape(np16 // BLOCK, kp // 4, BLOCK, 4).transpose(0, 2, 1, 3)
             if self.group_size is not None:
-                q = (q.astype(np.int16) - 128).astype(np.int8)
-        else:
-            kp = _round_up(k, self.group_size)
+                q -= 128  # grouped int8 is stored as value + 128
+        else:  # a byte holds columns 8 o + j (low nibble) and 8 o + 4 + j (high), each value + 8
             b = self.data.reshape(np16 // BLOCK, kp // 8, BLOCK, 4).transpose(0, 2, 1, 3)
-            lo, hi = (b & 15).astype(np.int8) - 8, (b >> 4).astype(np.int8) - 8
-            q = np.stack([lo, hi], axis=3).reshape(np16, kp)  # k = 8 o + 4 h + j
-        return q[:n, :k]
+            halves = q.reshape(np16 // BLOCK, BLOCK, kp // 8, 2, 4)
+            halves[..., 0, :] = b & 15
+            halves[..., 1, :] = b >> 4
+            q -= 8
+        return q
 
     def dequantize(self) -> np.ndarray:
         """The float32 (N, K) weight these values and scales stand for."""
         n, k = self.shape
         if self.codebook:
             return _quant_codebook.dequantize(self.data, self.scales, n, k)
-        q = self._values().astype(np.float32)
+        w = self._unpacked(np.float32)[:n]
         if self.group_size is None:
-            return q * self.scales[:n, None]
-        return q * np.repeat(self.group_scales(), self.group_size, axis=1)[:, :k]
+            w *= self.scales[:n, None]
+        else:
+            groups = w.reshape(n, -1, self.group_size)
+            groups *= self.group_scales()[:, :, None]
+        return np.ascontiguousarray(w[:, :k])
 
     def group_scales(self) -> np.ndarray:
         """The grouped formats' (int4, grouped int8) float32 scales as an (N, groups) array."""
