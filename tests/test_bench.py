@@ -161,6 +161,32 @@ def test_every_case_of_the_catalogue_checks_its_result():
             prepared.check(name)
 
 
+@pytest.mark.parametrize("kernel", ["qmatmul_int8", "qmatmul_int8g", "qmatmul_int4", "qmatmul_int4cb"])
+def test_the_quantized_matmul_checks_see_a_wrong_last_output(kernel, monkeypatch):
+    """The checks sample the output's rows and columns; the last of each (where a partial block
+    ends) is always among them."""
+    real_matmul, real_gemm = ember.quant.QuantizedWeight.matmul, ember.kernels.gemm.gemm
+
+    def off_matmul(self, x, bias=None, out=None, reference=False):
+        y = real_matmul(self, x, bias, out, reference)
+        if not reference:
+            y[-1, -1] += 1e-3 * (1 + abs(y[-1, -1]))
+        return y
+
+    def off_gemm(a, b, out=None, **kwargs):
+        real_gemm(a, b, out=out, **kwargs)
+        out[-1, -1] += 1e-3 * (1 + abs(out[-1, -1]))
+
+    monkeypatch.setattr(ember.quant.QuantizedWeight, "matmul", off_matmul)
+    monkeypatch.setattr(ember.kernels.gemm, "gemm", off_gemm)
+    for case in bench.cases(kernel, preset="test"):
+        prepared = case.setup()
+        for name in ("ember", "ember fp32"):
+            prepared.impls[name]()
+            with pytest.raises(AssertionError, match=f"{name} (differs from its reference|is wrong)"):
+                prepared.check(name)
+
+
 def test_a_wrong_result_is_a_failure_not_a_time(monkeypatch):
     real = ember.kernels.gemm.gemm
 
