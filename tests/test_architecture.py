@@ -171,6 +171,34 @@ def test_quantized_models_rebuild_quantized(tmp_path):
             assert not any(isinstance(m, nn.Linear) for m in again.modules())
 
 
+def test_a_module_applied_twice_comes_back_as_one_module(tmp_path):
+    x = rng.standard_normal((3, 12)).astype(np.float32)
+    twice = nn.Linear(12, 12)
+    model = nn.Sequential(twice, nn.ReLU(), nn.Sequential(twice, nn.Tanh()), nn.Linear(12, 3))
+    description = nn.describe(model)
+    assert description["children"]["2"]["children"]["0"] == {"same_as": "0"}
+    again = _round_trip(model, x, tmp_path)
+    assert again[0] is again[2][0] and list(again.state_dict()) == list(model.state_dict())
+    qmodel, _ = quant.quantize(model, bits=8)  # its quantized form: one QuantLinear, also kept shared
+    qagain = _round_trip(qmodel, x, tmp_path)
+    assert isinstance(qagain[0], quant.QuantLinear) and qagain[0] is qagain[2][0]
+    block = ArchBlock(12, hidden=(12, 12))  # a registered module whose constructor made two layers...
+    setattr(block.body, "2", block.body[0])  # ...one of which is then replaced by the other
+    again = _round_trip(block, x, tmp_path)
+    assert again.body[2] is again.body[0]
+
+
+def test_a_same_as_must_name_a_module_described_before_it():
+    good = nn.describe(nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 3)))
+    for bad_node in ({"same_as": "2"}, {"same_as": "9"}, {"same_as": 0}, {"same_as": "0", "class": "nn.ReLU"}):
+        bad = json.loads(json.dumps(good))  # "2": a module described after it
+        bad["children"]["1"] = bad_node
+        with pytest.raises(ValueError, match=r"model\.1: \{'same_as': path\} must name a module described before it"):
+            nn.rebuild(bad)
+    with pytest.raises(ValueError, match=r"model: \{'same_as': path\} must name"):
+        nn.rebuild({"same_as": ""})
+
+
 def test_keras_models_rebuild(tmp_path):
     model = keras.Sequential([keras.layers.Conv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
                               keras.layers.BatchNormalization(),

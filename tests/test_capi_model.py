@@ -340,6 +340,12 @@ def test_a_codebook_model_is_unsupported_not_damaged(lib, tmp_path):
     assert status == UNSUPPORTED and "module '1' holds int4 weights in the codebook format" in text, text
 
 
+def test_a_model_applying_a_layer_twice_is_unsupported_not_damaged(lib, tmp_path):
+    twice = nn.Linear(8, 8)
+    status, text = load_error(saved(nn.Sequential(twice, nn.ReLU(), twice), tmp_path, "twice.safetensors"))
+    assert status == UNSUPPORTED and "module '2' is module '0' applied again" in text, text
+
+
 def test_bad_calls_name_the_argument(lib, good_file):
     m = Model(good_file)
     assert m.status == OK

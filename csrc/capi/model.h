@@ -52,7 +52,7 @@ struct Layer {
 
 // The layer a module description ({"class", "config", "children"}) at `name` stands for, with
 // its weights (nested nn.Sequential are flattened into `out`). A class this library cannot run
-// is Unsupported, naming it and where it is.
+// is Unsupported, naming it and where it is, as is a module applied twice (a "same_as" node).
 void build(const json::Value& description, const std::string& name, Weights& weights,
            std::vector<std::unique_ptr<Layer>>& out);
 

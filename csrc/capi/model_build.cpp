@@ -269,6 +269,10 @@ std::unique_ptr<Layer> layer_norm_layer(const Config& cfg, const std::string& na
 
 void build(const json::Value& d, const std::string& name, Weights& w, std::vector<std::unique_ptr<Layer>>& out) {
   const std::string where = name.empty() ? "the model" : name;
+  if (const json::Value* same = d.find("same_as"); same != nullptr)
+    throw Unsupported(detail::concat(w.path(), ": module '", where, "' is module '",
+                                     same->is(Kind::string) ? same->string : "?",
+                                     "' applied again: the C API runs models whose layers each appear once"));
   const json::Value* cls = d.find("class");
   const json::Value* config = d.find("config");
   const json::Value* children = d.find("children");

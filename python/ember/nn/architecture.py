@@ -4,7 +4,9 @@ can make the model again from the file alone.
 
 A description is ``{"class": NAME, "config": {...}, "children": {name: description, ...}}``: the
 class's registered name, the arguments the module was made with (``Module.get_config``) and its
-sub-modules. ``rebuild`` makes each module from its config, then puts in every child whose class
+sub-modules. A module met again (one layer applied twice, ``Sequential(a, act, a)``) is described
+once, where it is first met (in the order of ``named_modules``); each later place holds
+``{"same_as": "its.path"}``, and ``rebuild`` puts the same module there. ``rebuild`` makes each module from its config, then puts in every child whose class
 or config differs from what the constructor made the child the description names -- so a model
 whose Linear layers were swapped for quantized ones comes back as it was saved. Containers
 (``Sequential``, ``ModuleList``, Keras's ``Sequential``) are made from their rebuilt children
@@ -87,6 +89,15 @@ def describe(module: Module, where: str = "model") -> dict:
     """The JSON-ready description that ``rebuild`` makes ``module`` again from. A TypeError
     names the first sub-module whose class is not registered or whose arguments JSON cannot
     hold, and says how to fix it."""
+    return _describe(module, where, "", {})
+
+
+def _describe(module, where, path, seen) -> dict:
+    """``describe`` of ``module`` at ``path`` ("" for the model, then "block.0"); ``seen`` maps
+    the modules described so far to their paths."""
+    if id(module) in seen:
+        return {"same_as": seen[id(module)]}
+    seen[id(module)] = path
     name = _NAMES.get(type(module))
     if name is None:
         cls = type(module)
@@ -96,7 +107,8 @@ def describe(module: Module, where: str = "model") -> dict:
         config = _config(module, where)
     except TypeError as exc:
         raise TypeError(f"{exc} (give {type(module).__qualname__} a get_config() that returns JSON values)") from None
-    children = {k: describe(c, f"{where}.{k}") for k, c in module._modules.items() if c is not None}
+    children = {k: _describe(c, f"{where}.{k}", f"{path}.{k}" if path else k, seen)
+                for k, c in module._modules.items() if c is not None}
     return {"class": name, "config": config, "children": children}
 
 
@@ -157,24 +169,54 @@ def construct(cls, config: dict, where: str = "model"):
         raise ValueError(f"{where}: {cls.__qualname__}({call[:200]}) cannot be made: {exc}") from None
 
 
-def _rebuild(node, where):
+def _made_before(node, where, built):
+    """The module a ``{"same_as": path}`` node names (one rebuilt before it), or None for a
+    node that describes a module."""
+    if not (isinstance(node, dict) and "same_as" in node):
+        return None
+    path = node["same_as"]
+    if set(node) != {"same_as"} or not isinstance(path, str) or path not in built:
+        raise ValueError(f"{where}: {{'same_as': path}} must name a module described before it, got {str(node)[:120]}")
+    return built[path]
+
+
+def _rebuild(node, where, path="", built=None):
+    """The module ``node`` describes at ``path``; ``built`` maps the paths of the modules made
+    so far to them (where a ``same_as`` node finds its module)."""
+    built = {} if built is None else built
+    again = _made_before(node, where, built)
+    if again is not None:
+        return again
     cls, config, children = _parts(node, where)
     if _is_container(cls):
-        children = {k: _rebuild(c, f"{where}.{k}") for k, c in children.items()}
+        children = {k: _rebuild(c, f"{where}.{k}", _child(path, k), built) for k, c in children.items()}
         try:
-            return cls.from_children(config, children)
+            module = cls.from_children(config, children)
         except Exception as exc:  # whatever the class raises for a config it refuses
             raise ValueError(f"{where}: {cls.__qualname__} cannot be made from {json.dumps(config)[:200]}: {exc}") \
                 from None
-    module = construct(cls, config, where)
-    _restore_children(module, children, where)
+        built[path] = module
+        return module
+    module = built[path] = construct(cls, config, where)
+    _restore_children(module, children, where, path, built)
     return module
 
 
-def _restore_children(module, children, where) -> None:
+def _child(path, key) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _restore_children(module, children, where, path, built) -> None:
     """Put in ``module`` each described child that its constructor did not make as described."""
     for key, node in children.items():
         have = module._modules.get(key)
+        again = _made_before(node, f"{where}.{key}", built)
+        if again is not None:
+            if key in module._modules:
+                module._modules[key] = again
+            else:
+                setattr(module, key, again)
+            continue
         cls, config, grandchildren = _parts(node, f"{where}.{key}")
         same = False
         if type(have) is cls:
@@ -183,11 +225,12 @@ def _restore_children(module, children, where) -> None:
             except TypeError:
                 pass
         if same:
-            _restore_children(have, grandchildren, f"{where}.{key}")
+            built[_child(path, key)] = have
+            _restore_children(have, grandchildren, f"{where}.{key}", _child(path, key), built)
         elif key in module._modules:  # in its place: a Sequential runs its children in order
-            module._modules[key] = _rebuild(node, f"{where}.{key}")
+            module._modules[key] = _rebuild(node, f"{where}.{key}", _child(path, key), built)
         else:
-            setattr(module, key, _rebuild(node, f"{where}.{key}"))
+            setattr(module, key, _rebuild(node, f"{where}.{key}", _child(path, key), built))
     restored = getattr(module, "_children_restored", None)
     if restored is not None and children:
         restored()
