@@ -194,14 +194,15 @@ class QuantizedWeight:
 
     def _unpacked(self, dtype) -> np.ndarray:
         """The quantized integers as ``dtype`` (one that holds -128 to 255), in the packed rows and
-        columns (N and K rounded up to the block and the group): one pass over the packed bytes."""
+        columns (N and K rounded up to the block and the group), on the packed bytes' device: one
+        pass over those bytes."""
         if self.codebook:
             raise ValueError("the int4 codebook format has no integer values apart from its scales: "
                              "use dequantize()")
         n, k = self.shape
         np16 = _round_up(n, BLOCK)
         kp = _round_up(k, self.group_size or 4)
-        q = np.empty((np16, kp), dtype)
+        q = backend.namespace(self.data).empty((np16, kp), dtype)
         if self.bits == 8:  # 16-row blocks of 4-column quads
             q.reshape(np16 // BLOCK, BLOCK, kp // 4, 4)[...] = \
                 self.data.reshape(np16 // BLOCK, kp // 4, BLOCK, 4).transpose(0, 2, 1, 3)
@@ -226,7 +227,7 @@ class QuantizedWeight:
         else:
             groups = w.reshape(n, -1, self.group_size)
             groups *= self.group_scales()[:, :, None]
-        return np.ascontiguousarray(w[:, :k])
+        return backend.namespace(w).ascontiguousarray(w[:, :k])
 
     def group_scales(self) -> np.ndarray:
         """The grouped formats' (int4, grouped int8) float32 scales as an (N, groups) array."""

@@ -405,7 +405,8 @@ def _qmatmul(bits, m, k, n, group=None, codebook=False) -> Prepared:
             # Ember's integer kernels give the bits of the plain-loop int64 reference exactly, in every
             # column: that decides.
             differ = int((got != quantized[impl].matmul(x[rows], reference=True)).sum())
-            assert not differ, f"qmatmul {m}x{k}x{n}: {impl} differs from its reference in {differ} of {got.size} values"
+            assert not differ, \
+                f"qmatmul {m}x{k}x{n}: {impl} differs from its reference in {differ} of {got.size} values"
             # That reference is x times the weight it holds, but for rounding x to int8 (steps of at most
             # max|x| / 127 per row) and float32 scaling.
             wq = quantized[impl].dequantize()[cols].astype(np.float64)

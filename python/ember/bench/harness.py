@@ -63,8 +63,9 @@ def sample_calls(fn, min_time, min_calls, max_calls, clock=time.perf_counter, sy
 
 def measure(impls: dict, *, rounds: int = 5, min_time: float = 0.05, min_calls: int = 3, max_calls: int = 1000,
             settle: float = 0.2, warmup: int = 1, warmup_time: float = 0.0, long_call: float | None = None,
-            long_rounds: int | None = None, clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
-            sync: Callable[[], None] | None = None, progress: Callable[[str], None] | None = None) -> dict:
+            long_rounds: int | None = None, clock: Callable[[], float] = time.perf_counter,
+            sleep: Callable[[float], None] = time.sleep, sync: Callable[[], None] | None = None,
+            progress: Callable[[str], None] | None = None) -> dict:
     """Time each of ``impls`` (name -> function of no arguments) and return name -> ``Timing``.
 
     Each function is first called ``warmup`` times and for at least ``warmup_time`` seconds (thread

@@ -4,13 +4,14 @@ can make the model again from the file alone.
 
 A description is ``{"class": NAME, "config": {...}, "children": {name: description, ...}}``: the
 class's registered name, the arguments the module was made with (``Module.get_config``) and its
-sub-modules. A module met again (one layer applied twice, ``Sequential(a, act, a)``) is described
-once, where it is first met (in the order of ``named_modules``); each later place holds
-``{"same_as": "its.path"}``, and ``rebuild`` puts the same module there. ``rebuild`` makes each module from its config, then puts in every child whose class
+sub-modules. ``rebuild`` makes each module from its config, then puts in every child whose class
 or config differs from what the constructor made the child the description names -- so a model
 whose Linear layers were swapped for quantized ones comes back as it was saved. Containers
 (``Sequential``, ``ModuleList``, Keras's ``Sequential``) are made from their rebuilt children
-(their class method ``from_children``).
+(their class method ``from_children``). A module met again (one layer applied twice,
+``Sequential(a, act, a)``) is described once, where it is first met (in the order of
+``named_modules``); each later place holds ``{"same_as": "its.path"}``, and ``rebuild`` puts the
+same module there.
 
 Only registered classes are made: Ember's layers are registered, a model's own ``Module``
 subclass opts in with ``@ember.nn.register``. A file therefore names no code but those classes,
