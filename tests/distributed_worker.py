@@ -5,6 +5,7 @@ single-process reference. Each rank writes what the test checks to OUT_DIR/rank{
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -211,7 +212,7 @@ def scenario_fail(args, out: Path, w) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=("fit", "loop", "partial", "resume", "raise", "stall"))
+    parser.add_argument("scenario", choices=("fit", "loop", "partial", "resume", "raise", "stall", "raise-before-init"))
     parser.add_argument("out")
     parser.add_argument("--optimizer", default="sgd")
     parser.add_argument("--samples", type=int, default=200)
@@ -222,6 +223,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
+    launched_rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK"))
+    if args.scenario == "raise-before-init" and launched_rank == "1":
+        raise ValueError("rank 1 failed before init on purpose")
     w = dist.init(timeout=args.timeout)
     out = Path(args.out)
     scenarios = {"fit": scenario_fit, "loop": scenario_loop, "partial": scenario_partial, "resume": scenario_resume,

@@ -397,6 +397,34 @@ def test_a_failing_or_stuck_rank_ends_every_rank(tmp_path, scenario):
 
 
 @needs_mpi
+def test_a_rank_failing_before_init_ends_the_others_after_the_timeout(tmp_path):
+    # MPI's start waits for every rank, out of Python's reach: a deadline in native code ends it.
+    start = time.monotonic()
+    result = worker(2, "raise-before-init", tmp_path, "--timeout", "4", check=False, timeout=60)
+    took = time.monotonic() - start
+    assert result.returncode != 0
+    assert "ValueError: rank 1 failed before init on purpose" in result.stderr
+    assert "rank 0 could not join the job within 4 s" in result.stderr, result.stderr
+    assert took < 40
+
+
+def test_the_watchdog_ends_the_process_unless_disarmed():
+    code = ("import time\nfrom ember import _C\n_C.watchdog_arm(30, 'never\\n')\n_C.watchdog_disarm()\n"
+            "_C.watchdog_arm(0.2, 'gave up\\n')\ntime.sleep(30)\nprint('not reached')\n")
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr == "gave up\n" and result.stdout == ""
+    assert time.monotonic() - start < 20
+    from ember import _C
+
+    with pytest.raises(ValueError, match="seconds must be a positive number"):
+        _C.watchdog_arm(float("nan"), "x")
+    with pytest.raises(ValueError, match="seconds must be a positive number"):
+        _C.watchdog_arm(0, "x")
+    _C.watchdog_disarm()  # none armed: nothing
+
+
+@needs_mpi
 def test_a_resumed_distributed_fit_continues_every_ranks_random_stream(tmp_path):
     """Dropout, and 101 samples in batches of 8: the last batch's 5 samples split 3 and 2, so
     the ranks draw different amounts of random numbers and their streams part. A checkpoint

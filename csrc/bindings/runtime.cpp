@@ -1,10 +1,17 @@
 // ember._C's runtime controls: threads, the instruction set, CPU features, the
-// kernel table, and host memory (empty and its cache).
+// kernel table, host memory (empty and its cache), and a watchdog.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bindings/common.h"
@@ -93,6 +100,49 @@ void set_host_cache_limit(int64_t bytes) {
   host_cache::set_limit(static_cast<size_t>(bytes));
 }
 
+// A deadline for a call that blocks with the interpreter's lock held, which no Python thread or
+// signal handler can interrupt (MPI's start-up, which waits for every process of the job): a
+// native thread that, unless disarmed in time, writes a message to stderr and ends the process.
+struct Watchdog {
+  std::mutex mutex;
+  std::condition_variable disarmed;
+  bool armed = false;
+  std::thread thread;
+};
+
+Watchdog& watchdog() {
+  static auto* w = new Watchdog;  // never destroyed: an armed thread may outlive the interpreter
+  return *w;
+}
+
+void watchdog_disarm() {
+  Watchdog& w = watchdog();
+  {
+    std::lock_guard<std::mutex> lock(w.mutex);
+    w.armed = false;
+  }
+  w.disarmed.notify_all();
+  if (w.thread.joinable()) w.thread.join();
+}
+
+void watchdog_arm(double seconds, std::string message) {
+  EMBER_CHECK_VALUE(std::isfinite(seconds) && seconds > 0, "seconds must be a positive number, got ", seconds);
+  watchdog_disarm();
+  Watchdog& w = watchdog();
+  std::lock_guard<std::mutex> lock(w.mutex);
+  w.armed = true;
+  w.thread = std::thread([&w, seconds, message = std::move(message)] {
+    std::unique_lock<std::mutex> lock(w.mutex);
+    if (w.disarmed.wait_for(lock, std::chrono::duration<double>(seconds), [&w] { return !w.armed; })) return;
+    for (size_t done = 0; done < message.size();) {  // stderr unbuffered, as the process ends at once
+      const ssize_t n = ::write(2, message.data() + done, message.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    std::_Exit(1);
+  });
+}
+
 }  // namespace
 
 void bind_runtime(py::module_& m) {
@@ -158,6 +208,12 @@ void bind_runtime(py::module_& m) {
   m.def("host_cache_clear", &host_cache::clear, "Free every idle cached block.");
   def(m, "host_cache_set_limit", &set_host_cache_limit,
       "Set the most idle bytes the cache keeps (0 turns caching off).", py::arg("bytes"));
+  def(m, "watchdog_arm", &watchdog_arm,
+      "Unless watchdog_disarm() is called within `seconds`, write `message` to stderr and end the process "
+      "with status 1 (from a native thread: it fires while Python is blocked in a call). One at a time: "
+      "arming again replaces the deadline.",
+      py::arg("seconds"), py::arg("message"));
+  def(m, "watchdog_disarm", &watchdog_disarm, "Cancel the deadline watchdog_arm set (nothing if none is set).");
 }
 
 }  // namespace ember::bindings

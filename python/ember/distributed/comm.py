@@ -9,7 +9,8 @@ Every collective is started non-blocking and waited for with a deadline (``init(
 or ``EMBER_DIST_TIMEOUT`` seconds, 300 by default): a rank whose peers stopped answering raises
 :class:`DistributedError` instead of hanging. An exception nobody catches on any rank of a
 world of several prints its traceback and aborts the whole job (``MPI_Abort``), so one rank's
-failure ends every rank at once.
+failure ends every rank at once; a rank whose peer failed before it joined waits to join for as
+long, then says so and ends.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..tensor import Tensor
 
 # Where launchers announce the job: MPICH / Intel MPI (Hydra, Slurm's PMI), Open MPI, MVAPICH.
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 _DEFAULT_TIMEOUT = 300.0
 _OPS = ("sum", "mean", "max", "min", "prod")
 # How long an aborting rank waits after printing its error before it ends the job.
@@ -190,12 +192,7 @@ def init(timeout: float | None = None) -> World:
     if launched_world_size() == 1:
         _world = World(None, None, limit)
         return _world
-    try:
-        from mpi4py import MPI
-    except ImportError as exc:
-        raise ImportError("this process was started by an MPI launcher, and ember.distributed needs mpi4py to join "
-                          "the job: pip install 'ember[distributed]'") from exc
-    world = World(MPI.COMM_WORLD, MPI, limit)
+    world = _join(limit)
     if world.size > 1:
         if "EMBER_NUM_THREADS" not in os.environ:
             from .. import _runtime
@@ -208,6 +205,29 @@ def init(timeout: float | None = None) -> World:
             backend.get("cuda").xp.cuda.runtime.setDevice(world.local_rank % gpus)
     _world = world
     return world
+
+
+def _join(limit: float) -> World:
+    """The job's world, MPI started (by importing mpi4py) under a deadline: MPI's start waits,
+    unreachable from Python, for every process of the job, so a rank that failed before it
+    called ``init`` would leave the others waiting for ever; after ``limit`` seconds this rank
+    says why and ends, and the launcher ends the job."""
+    rank = next((os.environ[name] for name in _RANK_VARIABLES if os.environ.get(name)), "?")
+    from .. import _C
+
+    _C.watchdog_arm(limit, f"ember.distributed: rank {rank} could not join the job within {limit:g} s: MPI starts "
+                           "once every rank has called ember.distributed.init, so another rank probably failed "
+                           "before it did (its error is above); init(timeout=...) or EMBER_DIST_TIMEOUT sets the "
+                           "wait\n")
+    try:
+        try:
+            from mpi4py import MPI
+        except ImportError as exc:
+            raise ImportError("this process was started by an MPI launcher, and ember.distributed needs mpi4py to "
+                              "join the job: pip install 'ember[distributed]'") from exc
+        return World(MPI.COMM_WORLD, MPI, limit)  # its local ranks: a collective, within the deadline too
+    finally:
+        _C.watchdog_disarm()
 
 
 def world() -> World:
