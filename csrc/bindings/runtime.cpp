@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -104,10 +105,20 @@ void set_host_cache_limit(int64_t bytes) {
 // signal handler can interrupt (MPI's start-up, which waits for every process of the job): a
 // native thread that, unless disarmed in time, writes a message to stderr and ends the process.
 struct Watchdog {
-  std::mutex mutex;
+  std::mutex control;  // one arm or disarm at a time
+  std::mutex mutex;    // armed, between the caller and the thread
   std::condition_variable disarmed;
   bool armed = false;
   std::thread thread;
+
+  void stop() {  // with control held
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      armed = false;
+    }
+    disarmed.notify_all();
+    if (thread.joinable()) thread.join();
+  }
 };
 
 Watchdog& watchdog() {
@@ -117,18 +128,16 @@ Watchdog& watchdog() {
 
 void watchdog_disarm() {
   Watchdog& w = watchdog();
-  {
-    std::lock_guard<std::mutex> lock(w.mutex);
-    w.armed = false;
-  }
-  w.disarmed.notify_all();
-  if (w.thread.joinable()) w.thread.join();
+  std::lock_guard<std::mutex> guard(w.control);
+  w.stop();
 }
 
 void watchdog_arm(double seconds, std::string message) {
   EMBER_CHECK_VALUE(std::isfinite(seconds) && seconds > 0, "seconds must be a positive number, got ", seconds);
-  watchdog_disarm();
+  seconds = std::min(seconds, 1e9);  // 30 years: within the clock's range, and as good as never
   Watchdog& w = watchdog();
+  std::lock_guard<std::mutex> guard(w.control);
+  w.stop();
   std::lock_guard<std::mutex> lock(w.mutex);
   w.armed = true;
   w.thread = std::thread([&w, seconds, message = std::move(message)] {
