@@ -13,7 +13,8 @@ import numpy as np
 
 from . import _check, _dtypes, backend
 from .autograd.function import Variable
-from .tensor import Tensor, _named_device, _shape, _storage
+from ._tensor_shape import _shape
+from .tensor import Tensor, _named_device, _storage
 
 # -------------------------------------------------------------------- creation
 

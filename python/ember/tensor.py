@@ -8,23 +8,24 @@ and differentiable; an op whose tensors live on two devices is an error naming b
 
 Parts of Tensor live in mixins of their own: the arithmetic operators and type promotion in
 ``_tensor_arith``, the in-place methods in ``_tensor_inplace``, the conversions, comparisons and
-logic in ``_tensor_convert``, the autograd attributes and hooks in ``_tensor_autograd``.
+logic in ``_tensor_convert``, the autograd attributes and hooks in ``_tensor_autograd``, the
+reductions in ``_tensor_reduce``, the shapes (and how dims are checked) in ``_tensor_shape``.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 import warnings
-from typing import NamedTuple
 
 import numpy as np
 
-from . import _check, _dtypes, backend
+from . import _dtypes, backend
 from ._tensor_arith import ArithmeticMixin, _operands, _promoted, _raw
 from ._tensor_autograd import AutogradMixin, _set_grad, _set_requires_grad
 from ._tensor_convert import ConversionMixin
 from ._tensor_inplace import InplaceMixin
+from ._tensor_reduce import ReductionMixin
+from ._tensor_shape import CloneFn, ShapeMixin
 from .autograd import functions as fns
 from .autograd import nn_functions as nn_fns
 from .autograd import shape_functions as shape_fns
@@ -49,17 +50,6 @@ def _named_device(device) -> backend.Device:
     return backend.get("cpu" if device == "cpu:0" else device)
 
 
-def _shape(sizes: tuple, what: str) -> tuple:
-    """A shape given as ints or as one sequence of ints, as PyTorch takes sizes (NumPy integers
-    and one-element integer tensors count as ints)."""
-    if len(sizes) == 1 and not hasattr(type(sizes[0]), "__index__"):
-        sizes = sizes[0]
-    try:
-        return tuple(operator.index(s) for s in sizes)
-    except TypeError:
-        raise TypeError(f"{what}: sizes must be ints or one sequence of ints, got {sizes!r}") from None
-
-
 class Size(int):
     """A tensor's element count (an int, NumPy's ``size``) that, called, gives its shape or one
     dimension: PyTorch's ``size()`` and ``size(dim)``."""
@@ -77,7 +67,7 @@ class Size(int):
         return self.shape[dim]
 
 
-class Tensor(ArithmeticMixin, AutogradMixin, InplaceMixin, ConversionMixin, Variable):
+class Tensor(ArithmeticMixin, AutogradMixin, InplaceMixin, ConversionMixin, ReductionMixin, ShapeMixin, Variable):
     """An n-dimensional array that can record the ops applied to it and differentiate them.
 
     ``Tensor(data)`` shares ``data``'s memory when it is an array of a known device (a NumPy or
@@ -290,53 +280,8 @@ class Tensor(ArithmeticMixin, AutogradMixin, InplaceMixin, ConversionMixin, Vari
     def log_softmax(self, dim):
         return nn_fns.LogSoftmaxFn.apply(self, dim=self._dim(dim, "log_softmax"))
 
-    def sum(self, dim=None, keepdim=False, dtype=None):
-        """The sum over ``dim`` (an int, a tuple of ints, or None for all), in ``dtype`` when
-        given (the input is cast first); an integer or bool tensor sums in int64, as in PyTorch."""
-        x = self.type(_dtypes.dtype(dtype, "sum")) if dtype is not None else \
-            self if self.dtype.kind == "f" else self.long()
-        return fns.SumFn.apply(x, dim=self._dims(dim, "sum"), keepdim=keepdim)
-
-    def mean(self, dim=None, keepdim=False, dtype=None):
-        """The mean over ``dim``, of a floating tensor or in a floating ``dtype``."""
-        x = self if dtype is None else self.type(_dtypes.dtype(dtype, "mean"))
-        x._floating_only("mean")
-        return fns.MeanFn.apply(x, dim=self._dims(dim, "mean"), keepdim=keepdim)
-
-    # ---------------------------------------------------------------- shapes
-    def reshape(self, *shape):
-        return shape_fns.ReshapeFn.apply(self, shape=_shape(shape, "reshape"))
-
-    def view(self, *shape):
-        """The same memory seen with another shape: an error where the tensor's strides do not
-        allow that without a copy (after a transpose, say), as in PyTorch; ``reshape`` copies then."""
-        shape = _shape(shape, "view")
-        if not _viewable(self._data, shape):
-            raise RuntimeError(f"view size {shape} is not compatible with input tensor's size {tuple(self.shape)} and "
-                               "stride (at least one dimension spans across two contiguous subspaces). Use "
-                               ".reshape(...) instead.")
-        return shape_fns.ReshapeFn.apply(self, shape=shape)
-
-    def transpose(self, dim0, dim1):
-        d0, d1 = self._dim(dim0, "transpose"), self._dim(dim1, "transpose")
-        if self.ndim == 0:  # its one dim, 0 or -1, with itself: a view of the same
-            return self.reshape(())
-        return shape_fns.TransposeFn.apply(self, dim0=d0, dim1=d1)
-
     def matmul(self, other):
         return self @ other
-
-    def repeat(self, *sizes):
-        """The tensor tiled ``sizes[i]`` times along dim i (leading sizes add dims), a copy;
-        differentiable."""
-        sizes = _shape(sizes, "repeat")
-        if len(sizes) < self.ndim:
-            raise RuntimeError(f"repeat: {len(sizes)} repeat sizes for a tensor of {self.ndim} dims (it takes at "
-                               "least one per dim)")
-        shape = (1,) * (len(sizes) - self.ndim) + self.shape
-        tiles = self.reshape(tuple(v for n in shape for v in (1, n))).expand(
-            tuple(v for r, n in zip(sizes, shape) for v in (r, n)))
-        return CloneFn.apply(tiles, order="C").reshape(tuple(r * n for r, n in zip(sizes, shape)))
 
     # ---------------------------------------------------------------- dtype casts (PyTorch's names)
     def type(self, dtype=None):
@@ -399,172 +344,6 @@ class Tensor(ArithmeticMixin, AutogradMixin, InplaceMixin, ConversionMixin, Vari
             return self.float().clamp(lo, hi)
         return fns.ClampFn.apply(self, lo=lo, hi=hi)
 
-    def max(self, dim=None, keepdim=False):
-        """The largest element (a 0-d tensor; ties share the gradient); along ``dim``,
-        ``(values, indices)`` as in PyTorch: the first largest element, or the first NaN, and
-        its index. ``amax`` reduces several dims at once (and keeps them with ``keepdim``)."""
-        if dim is None:
-            return self._all_extreme("max", keepdim, largest=True)
-        return self._extreme(dim, keepdim, largest=True)
-
-    def min(self, dim=None, keepdim=False):
-        """The smallest element, or ``(values, indices)`` along ``dim``: see ``max``."""
-        if dim is None:
-            return self._all_extreme("min", keepdim, largest=False)
-        return self._extreme(dim, keepdim, largest=False)
-
-    def _all_extreme(self, what, keepdim, largest):
-        if keepdim:
-            raise TypeError(f"{what}: keepdim needs a dim; amax/amin(keepdim=True) keep every dim")
-        return fns.MaxReduceFn.apply(self, largest=largest)
-
-    def amax(self, dim=None, keepdim=False):
-        """The largest values over ``dim`` (an int, a tuple of ints, or None for all); the
-        gradient is shared evenly among tied maxima."""
-        return fns.MaxReduceFn.apply(self, dim=self._dims(dim, "amax"), keepdim=keepdim, largest=True)
-
-    def amin(self, dim=None, keepdim=False):
-        """The smallest values over ``dim``: see ``amax``."""
-        return fns.MaxReduceFn.apply(self, dim=self._dims(dim, "amin"), keepdim=keepdim, largest=False)
-
-    def _extreme(self, dim, keepdim, largest) -> ValuesIndices:
-        what = "max" if largest else "min"
-        d = self._dim(dim, what)
-        data = self._data.reshape(1) if self.ndim == 0 else self._data
-        if data.shape[d] == 0:
-            raise IndexError(f"{what}: dim {dim} has size 0, so it has no {'largest' if largest else 'smallest'} "
-                             "element")
-        xp = backend.namespace(data)
-        index = (xp.argmax if largest else xp.argmin)(data, axis=d, keepdims=True)
-        values = shape_fns.TakeAlongDimFn.apply(self, index, dim=d, keepdim=keepdim)
-        # a copy: backward reads the saved index, which a change to the returned one must not move
-        index = index.reshape(values.shape) if self.ndim == 0 or not keepdim else index
-        return ValuesIndices(values, Tensor._wrap(index.copy()))
-
-    def argmax(self, dim=None, keepdim=False):
-        """Index of the largest element (the first one, or the first NaN), over all elements
-        (of shape (1,) * ndim with ``keepdim``) or along ``dim``; no gradient."""
-        return self._arg(dim, keepdim, "argmax")
-
-    def argmin(self, dim=None, keepdim=False):
-        """Index of the smallest element: see ``argmax``."""
-        return self._arg(dim, keepdim, "argmin")
-
-    def _arg(self, dim, keepdim, what) -> Tensor:
-        xp = backend.namespace(self._data)
-        find = getattr(xp, what)
-        if self.size == 0 and (dim is None or self.shape[self._dim(dim, what)] == 0):
-            raise IndexError(f"{what} of an empty {'tensor' if dim is None else 'dim'}")
-        if dim is None:
-            return Tensor._wrap(xp.asarray(find(self._data)).reshape((1,) * self.ndim if keepdim else ()))
-        if self.ndim == 0:
-            self._dim(dim, what)
-            return Tensor._wrap(xp.asarray(0))
-        return Tensor._wrap(find(self._data, axis=self._dim(dim, what), keepdims=keepdim))
-
-    def logsumexp(self, dim=None, keepdim=False):
-        return fns.LogSumExpFn.apply(self._floating(), dim=self._dims(dim, "logsumexp"), keepdim=keepdim)
-
-    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
-        """The variance over ``dim``, dividing by the count less ``correction`` (1 unless given;
-        ``unbiased=False`` is ``correction=0``), with PyTorch's argument order."""
-        if isinstance(dim, bool):  # PyTorch's var(unbiased)
-            dim, unbiased = None, dim
-        if unbiased is not None and correction is not None:
-            raise TypeError("var: give unbiased or correction, not both")
-        self._floating_only("var")
-        correction = (1 if unbiased is None or unbiased else 0) if correction is None else correction
-        return fns.VarFn.apply(self, dim=self._dims(dim, "var"), keepdim=keepdim, correction=correction)
-
-    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
-        """The standard deviation: the square root of ``var`` (same arguments)."""
-        variance = self.var(dim, unbiased, keepdim, correction=correction)
-        return fns.SqrtFn.apply(variance, zero_at_zero=True)
-
-    def _dim(self, dim, what, extra=0) -> int:
-        """``dim`` in [-n, n) for n = ndim + extra (a 0-d tensor has the one dim 0 or -1, as in
-        PyTorch), as a non-negative index; else an IndexError naming ``what``."""
-        n = max(self.ndim + extra, 1)
-        if isinstance(dim, bool) or not hasattr(type(dim), "__index__"):
-            raise TypeError(f"{what}: dim must be an int, got {dim!r}")
-        dim = operator.index(dim)
-        if not -n <= dim < n:
-            raise IndexError(f"{what}: dim {dim} is out of range for a tensor of {self.ndim} dimensions "
-                             f"(expected one in [{-n}, {n - 1}])")
-        return dim % n
-
-    def _dims(self, dim, what):
-        """``dim`` of a reduction -- None, an int or a sequence of ints -- with each dim checked
-        and made a non-negative int."""
-        if dim is None:
-            return None
-        if hasattr(type(dim), "__index__"):
-            return self._dim(dim, what)
-        return tuple(self._dim(d, what) for d in dim)
-
-    def flatten(self, start_dim=0, end_dim=-1):
-        s, e = self._dim(start_dim, "flatten"), self._dim(end_dim, "flatten")
-        if s > e:
-            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
-        shape = self.shape[:s] + (math.prod(self.shape[s : e + 1]),) + self.shape[e + 1 :]
-        return self.reshape(shape)
-
-    def permute(self, *dims):
-        dims = _shape(dims, "permute")
-        index = [self._dim(d, "permute") for d in dims]
-        if sorted(index) != list(range(self.ndim)):
-            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dimensions")
-        return shape_fns.PermuteFn.apply(self, dims=tuple(index))
-
-    def squeeze(self, dim=None):
-        """A view without the dims of size 1 among ``dim`` (an int or a tuple of ints; all dims
-        when None); always a new tensor, as in PyTorch."""
-        dims = range(self.ndim) if dim is None else self._dims(dim, "squeeze")
-        dims = {dims} if isinstance(dims, int) else set(dims)
-        return self.reshape(tuple(n for i, n in enumerate(self.shape) if n != 1 or i not in dims))
-
-    def unsqueeze(self, dim):
-        d = self._dim(dim, "unsqueeze", extra=1)
-        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
-
-    def expand(self, *shape):
-        """A view with dims of size 1 repeated (-1 keeps a dim's size); its repeated elements
-        share memory, so it is read-only unless nothing was repeated (as PyTorch's are written
-        through, writes to a broadcast one are refused)."""
-        shape = _shape(shape, "expand")
-        if len(shape) == self.ndim and all(s in (-1, n) for s, n in zip(shape, self.shape)):
-            return self.reshape(self.shape)
-        return shape_fns.ExpandFn.apply(self, shape=shape)
-
-    def split(self, split_size, dim=0):
-        """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or of the sizes in a
-        list: views, as in PyTorch."""
-        if self.ndim == 0:
-            raise ValueError("split: a 0-d tensor has no dim to split")
-        d = self._dim(dim, "split")
-        n = self.shape[d]
-        if isinstance(split_size, (int, np.integer)) and not isinstance(split_size, bool):
-            size = int(split_size)
-            if size < 1 and not (size == 0 and n == 0):
-                raise ValueError(f"split: split_size must be a positive int, got {split_size}")
-            sizes = [size] * (n // size) + ([n % size] if n % size else []) if size else [0]
-        else:
-            try:
-                sizes = [_check.integer(k, "split: each size", lo=0) for k in split_size]
-            except TypeError:
-                raise TypeError(f"split: split_size must be an int or a list of ints, got {split_size!r}") from None
-            if sum(sizes) != n:
-                raise ValueError(f"split: sizes {sizes} do not add up to dim {dim}'s {n}")
-        return shape_fns.SplitFn.apply(self, sizes=sizes, dim=d)
-
-    def chunk(self, chunks, dim=0):
-        """At most ``chunks`` pieces of equal size along ``dim`` (the last may be smaller)."""
-        chunks = _check.integer(chunks, "chunk: chunks", lo=1)
-        if self.ndim == 0:
-            raise ValueError("chunk: a 0-d tensor has no dim to split")
-        n = self.shape[self._dim(dim, "chunk")]
-        return self.split(max(-(-n // chunks), 1) if n else 0, dim)
-
     def _key(self, key):
         """An index with its tensors and arrays on this tensor's device."""
         dev = backend.device_of(self._data)
@@ -582,14 +361,6 @@ class Tensor(ArithmeticMixin, AutogradMixin, InplaceMixin, ConversionMixin, Vari
         return shape_fns.IndexFn.apply(self, key=self._key(key))
 
 
-class ValuesIndices(NamedTuple):
-    """What ``max(dim)`` and ``min(dim)`` return, as PyTorch's ``return_types``: the extremes and
-    their indices along the dim."""
-
-    values: Tensor
-    indices: Tensor
-
-
 class ToDeviceFn(Function):
     """A copy to another device; the gradient goes back to the source's device."""
 
@@ -603,54 +374,12 @@ class ToDeviceFn(Function):
         return ctx.source.asarray(g), None
 
 
-class CloneFn(Function):
-    """A copy in its own memory, laid out as ``a`` (``order='K'``) or row-major (``'C'``); the
-    gradient passes through."""
-
-    grad_name = "Clone"
-
-    @staticmethod
-    def forward(ctx, a, order):
-        return backend.namespace(a).array(a, copy=True, order=order)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
-
-
 def _names_dtype(name: str) -> bool:
     try:
         np.dtype(name)
     except TypeError:
         return False
     return True
-
-
-def _viewable(arr, shape) -> bool:
-    """Whether ``arr`` can be seen with ``shape`` (-1 inferred) without a copy: PyTorch's rule
-    (``computeStride``), run from the last dim on chunks of dims whose strides join up."""
-    old, strides = arr.shape, arr.strides
-    numel = math.prod(old)
-    if -1 in shape and shape.count(-1) == 1:
-        known = math.prod(s for s in shape if s != -1)
-        shape = tuple(numel // known if s == -1 and known else s for s in shape)
-    if math.prod(shape) != numel:
-        return True  # reshape reports the mismatch
-    if not old or numel == 0:
-        return True
-    view_d, base_stride = len(shape) - 1, strides[-1]
-    tensor_numel = view_numel = 1
-    for d in range(len(old) - 1, -1, -1):
-        tensor_numel *= old[d]
-        if d == 0 or (old[d - 1] != 1 and strides[d - 1] != tensor_numel * base_stride):
-            while view_d >= 0 and (view_numel < tensor_numel or shape[view_d] == 1):
-                view_numel *= shape[view_d]
-                view_d -= 1
-            if view_numel != tensor_numel:
-                return False
-            if d > 0:
-                base_stride, tensor_numel, view_numel = strides[d - 1], 1, 1
-    return view_d == -1
 
 
 # -------------------------------------------------------------------- functions of tensors
