@@ -22,6 +22,8 @@ def _modules() -> dict[str, ast.Module]:
 
 
 MODULES = _modules()
+# The native extension modules: no source of theirs to parse, but imported by name all the same.
+NATIVE = {"ember._C", "ember._cuda"}
 
 
 def _is_package(name: str) -> bool:
@@ -44,7 +46,8 @@ def _imports(name: str, tree: ast.Module) -> set[str]:
             else:
                 base = node.module or ""
             for alias in node.names:
-                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
+                module = f"{base}.{alias.name}"
+                found.add(module if module in MODULES or module in NATIVE else base)
     return found
 
 

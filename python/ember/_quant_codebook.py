@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _C
+from .kernels import qmatmul as qmatmul_kernels
 
 BLOCK, SUPER, SUB = 16, 256, 16
 SCALE_BYTES = 256  # per 16-channel block and super-block
-CODEBOOK = np.array(_C.int4_codebook, dtype=np.float32)
+CODEBOOK = np.array(qmatmul_kernels.int4_codebook(), dtype=np.float32)
 
 
 def _round_up(n: int, m: int) -> int:

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from . import _C, _quant_codebook, backend
+from . import _quant_codebook, backend
 from .kernels import qmatmul as qmatmul_kernels
 from .tensor import Tensor
 
@@ -284,14 +284,14 @@ def quantize_weight(w, bits: int = 8, group_size: int | None = None, codebook: b
     if codebook:
         sizes = packed_sizes(n, k, 4, codebook=True)
         data, scales = np.empty(sizes["data"][1], np.uint8), np.empty(sizes["scales"][1], np.uint8)
-        _C.quantize_pack_cb(w, data, scales)
+        qmatmul_kernels.quantize_pack_cb(w, data, scales)
         return QuantizedWeight(4, (n, k), data, scales, codebook=True, check=False)
     sizes = packed_sizes(n, k, bits, group_size)
     data, scales = (np.empty(sizes[name][1], sizes[name][0]) for name in ("data", "scales"))
     colsum = np.empty(sizes["colsum"][1], np.int32) if "colsum" in sizes else None
     if bits == 8 and group_size is not None:
-        _C.quantize_pack_int8g(w, group_size, data, scales)
+        qmatmul_kernels.quantize_pack_int8g(w, group_size, data, scales)
     else:
-        _C.quantize_pack(w, bits, group_size or 0, data, scales, colsum)
+        qmatmul_kernels.quantize_pack(w, bits, group_size or 0, data, scales, colsum)
     # Ember packed and checked these itself: the values within bounds, colsum their sums.
     return QuantizedWeight(bits, (n, k), data, scales, colsum, group_size, check=False)

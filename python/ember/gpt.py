@@ -185,17 +185,16 @@ class GPT(nn.Module):
         or quantized by ``ember.quant`` -- for ``batch`` sequences: ``step(tokens)`` takes one
         int64 token per sequence and returns the next token's logits, each step one call that
         reads every weight once. ``generate`` uses it on the CPU."""
-        from . import _C
-
         if not self._native():
             raise ValueError("GPT.decoder: the model's weights must be float32 (or quantized) host arrays")
         blocks = [(_norm(b.norm1), _matrix(b.self_attn._modules.get("in_proj"), b.self_attn.in_proj_weight,
                                            b.self_attn.in_proj_bias),
                    _matrix(b.self_attn.out_proj), _norm(b.norm2), _matrix(b.linear1), _matrix(b.linear2))
                   for b in self.blocks]
-        return _C.Decoder(batch, self.block_size, self.blocks[0].self_attn.num_heads, _host(self.wte.weight),
-                          _host(self.wpe.weight), blocks, _norm(self.ln_f),
-                          _matrix(self._modules.get("head"), self.wte.weight), self.blocks[0].activation)
+        return backend.CPU.kernels.Decoder(batch, self.block_size, self.blocks[0].self_attn.num_heads,
+                                           _host(self.wte.weight), _host(self.wpe.weight), blocks, _norm(self.ln_f),
+                                           _matrix(self._modules.get("head"), self.wte.weight),
+                                           self.blocks[0].activation)
 
 
 class _Steps:

@@ -213,12 +213,11 @@ def _join(limit: float) -> World:
     called ``init`` would leave the others waiting for ever; after ``limit`` seconds this rank
     says why and ends, and the launcher ends the job."""
     rank = next((os.environ[name] for name in _RANK_VARIABLES if os.environ.get(name)), "?")
-    from .. import _C
 
-    _C.watchdog_arm(limit, f"ember.distributed: rank {rank} could not join the job within {limit:g} s: MPI starts "
-                           "once every rank has called ember.distributed.init, so another rank probably failed "
-                           "before it did (its error is above); init(timeout=...) or EMBER_DIST_TIMEOUT sets the "
-                           "wait\n")
+    message = (f"ember.distributed: rank {rank} could not join the job within {limit:g} s: MPI starts once every "
+               "rank has called ember.distributed.init, so another rank probably failed before it did (its error "
+               "is above); init(timeout=...) or EMBER_DIST_TIMEOUT sets the wait\n")
+    backend.CPU.kernels.watchdog_arm(limit, message)
     try:
         try:
             from mpi4py import MPI
@@ -227,7 +226,7 @@ def _join(limit: float) -> World:
                               "join the job: pip install 'ember[distributed]'") from exc
         return World(MPI.COMM_WORLD, MPI, limit)  # its local ranks: a collective, within the deadline too
     finally:
-        _C.watchdog_disarm()
+        backend.CPU.kernels.watchdog_disarm()
 
 
 def world() -> World:

@@ -4,9 +4,32 @@ layout and the exact integer arithmetic are in ``csrc/ops/qmatmul/qmatmul.h``):
 
 from __future__ import annotations
 
+from .. import backend
 from . import _common
 
 _F32 = (_common.FLOAT32,)
+
+
+# Packing runs on the host, once per weight (``ember.quant.quantize_weight`` makes the buffers).
+def quantize_pack(w, bits, group_size, data, scales, colsum):
+    """Packs a float32 (N, K) host weight as int8 with one scale per channel (``bits=8``, group
+    size 0) or as int4 in groups, filling ``data``, ``scales`` and (int8) ``colsum``."""
+    _common.native(backend.CPU, "quantize_pack")(w, bits, group_size, data, scales, colsum)
+
+
+def quantize_pack_int8g(w, group_size, data, scales):
+    """Packs a float32 (N, K) host weight as int8 in groups of ``group_size`` with e6m10 scales."""
+    _common.native(backend.CPU, "quantize_pack_int8g")(w, group_size, data, scales)
+
+
+def quantize_pack_cb(w, data, scales):
+    """Packs a float32 (N, K) host weight in the int4 codebook format."""
+    _common.native(backend.CPU, "quantize_pack_cb")(w, data, scales)
+
+
+def int4_codebook() -> tuple:
+    """The int4 codebook format's 16 levels, as the kernels hold them."""
+    return tuple(_common.native(backend.CPU, "int4_codebook"))
 
 
 def _args(dev, x, n, bias, out):

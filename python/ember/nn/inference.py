@@ -25,7 +25,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from .. import _C, precision
+from .. import backend, precision
 from ..autograd.engine import is_grad_enabled
 from ..kernels import _geometry
 from ..tensor import Tensor
@@ -157,8 +157,9 @@ def _compiled(steps, shape):
     head, tail = steps[:n], steps[n:]
     if any(step[0] != RESHAPE for step in head):
         weighted = tuple(m._parameters for kind, m, *_ in head if kind in (CONV, LINEAR))
-        plan = _C.InferencePlan(shape, [(kind, args, out, relu, m.weight.shape if kind in (CONV, LINEAR) else None)
-                                        for kind, m, args, out, relu in head])
+        steps = [(kind, args, out, relu, m.weight.shape if kind in (CONV, LINEAR) else None)
+                 for kind, m, args, out, relu in head]
+        plan = backend.CPU.kernels.InferencePlan(shape, steps)
         head = [(NATIVE, plan, weighted, head[-1][3], False)]
     elif head:
         head = [(RESHAPE, None, (), head[-1][3], False)]
