@@ -157,9 +157,9 @@ def _compiled(steps, shape):
     head, tail = steps[:n], steps[n:]
     if any(step[0] != RESHAPE for step in head):
         weighted = tuple(m._parameters for kind, m, *_ in head if kind in (CONV, LINEAR))
-        steps = [(kind, args, out, relu, m.weight.shape if kind in (CONV, LINEAR) else None)
-                 for kind, m, args, out, relu in head]
-        plan = backend.CPU.kernels.InferencePlan(shape, steps)
+        native = [(kind, args, out, relu, m.weight.shape if kind in (CONV, LINEAR) else None)
+                  for kind, m, args, out, relu in head]
+        plan = backend.CPU.kernels.InferencePlan(shape, native)
         head = [(NATIVE, plan, weighted, head[-1][3], False)]
     elif head:
         head = [(RESHAPE, None, (), head[-1][3], False)]
