@@ -15,8 +15,8 @@ class ValuesIndices(NamedTuple):
     """What ``max(dim)`` and ``min(dim)`` return, as PyTorch's ``return_types``: the extremes and
     their indices along the dim."""
 
-    values: "Tensor"  # noqa: F821 (ember.Tensor: this module is one of its parts)
-    indices: "Tensor"  # noqa: F821
+    values: Tensor  # noqa: F821 (ember.Tensor, of which this module is a part; annotations are not evaluated)
+    indices: Tensor  # noqa: F821
 
 
 class ReductionMixin:
